@@ -1,0 +1,239 @@
+"""Serializer / Transform / Codec (a chain) and the registry of named codecs.
+
+An encoded value starts with a small header naming the chain that wrote it, so a value read
+through another chain fails with a clear :class:`DecodeError` instead of decoding to garbage::
+
+    b"\\xa7" + bytes([len(name)]) + name + payload     # name = b"msgpack|bz2|fernet"
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import cattrs
+
+from redmodel._errors import CodecError, DecodeError, ValidationError
+
+__all__ = ["Codec", "Serializer", "Transform", "codec", "register_codec"]
+
+_MAGIC = 0xA7  # not a valid first byte of UTF-8 text, JSON, YAML or a msgpack map/array
+
+
+class Serializer(abc.ABC):
+    """Maps a typed Python value to bytes and back, through its own cattrs converter.
+
+    Subclasses set ``name`` and implement ``make_converter``, ``dumps`` and ``loads``.
+    """
+
+    name: str = ""
+
+    def __init__(self) -> None:
+        self._converter: cattrs.Converter | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def converter(self) -> cattrs.Converter:
+        """The serializer's converter, built on first use."""
+        if self._converter is None:
+            with self._lock:
+                if self._converter is None:
+                    self._converter = self.make_converter()
+        return self._converter
+
+    @abc.abstractmethod
+    def make_converter(self) -> cattrs.Converter:
+        """A converter that unstructures to (and structures from) this format's primitives."""
+
+    @abc.abstractmethod
+    def dumps(self, primitive: Any) -> bytes:
+        """Primitive tree -> bytes."""
+
+    @abc.abstractmethod
+    def loads(self, data: bytes) -> Any:
+        """Bytes -> primitive tree."""
+
+
+class Transform(abc.ABC):
+    """Maps bytes to bytes and back: compression, encryption."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def encode(self, data: bytes) -> bytes:
+        """Forward direction (compress, encrypt)."""
+
+    @abc.abstractmethod
+    def decode(self, data: bytes) -> bytes:
+        """Reverse direction; raises :class:`DecodeError` on corrupt or tampered input."""
+
+
+class Codec:
+    """An immutable chain: one serializer followed by zero or more transforms.
+
+    Build one with :func:`codec` (``codec("msgpack|bz2|fernet")``) or directly
+    (``Codec(JsonSerializer(), [Bz2()])``).  ``encoder(tp)`` / ``decoder(tp)`` return
+    functions specialised for one type, built once and cached.
+    """
+
+    __slots__ = ("_decoders", "_encoders", "_header", "name", "serializer", "transforms")
+
+    def __init__(self, serializer: Serializer, transforms: tuple[Transform, ...] = ()) -> None:
+        self.serializer = serializer
+        self.transforms = tuple(transforms)
+        self.name = "|".join([serializer.name, *(t.name for t in self.transforms)])
+        raw = self.name.encode("ascii")
+        if len(raw) > 255:
+            raise CodecError(f"codec chain name too long: {self.name!r}")
+        self._header = bytes([_MAGIC, len(raw)]) + raw
+        self._encoders: dict[Any, Callable[[Any], bytes]] = {}
+        self._decoders: dict[Any, Callable[[bytes], Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"Codec({self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Codec) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def encoder(self, tp: Any) -> Callable[[Any], bytes]:
+        """A function ``value -> bytes`` for values of type ``tp``."""
+        fn = self._encoders.get(tp)
+        if fn is None:
+            fn = self._encoders[tp] = self._make_encoder(tp)
+        return fn
+
+    def decoder(self, tp: Any) -> Callable[[bytes], Any]:
+        """A function ``bytes -> value`` for values of type ``tp``; raises DecodeError."""
+        fn = self._decoders.get(tp)
+        if fn is None:
+            fn = self._decoders[tp] = self._make_decoder(tp)
+        return fn
+
+    def encode(self, value: Any, tp: Any = None) -> bytes:
+        """Encode one value (of type ``tp``, default its own type)."""
+        return self.encoder(type(value) if tp is None else tp)(value)
+
+    def decode(self, data: bytes, tp: Any) -> Any:
+        """Decode one value of type ``tp``."""
+        return self.decoder(tp)(data)
+
+    def _make_encoder(self, tp: Any) -> Callable[[Any], bytes]:
+        unstructure = self.serializer.converter.get_unstructure_hook(tp)
+        dumps = self.serializer.dumps
+        header = self._header
+        transforms = self.transforms
+        name = self.name
+
+        def encode(value: Any) -> bytes:
+            try:
+                data = dumps(unstructure(value))
+            except (TypeError, ValueError, OverflowError) as e:
+                raise ValidationError(
+                    f"codec {name!r} cannot encode a value of type {type(value).__name__}: "
+                    f"{type(e).__name__}"
+                ) from None
+            for t in transforms:
+                data = t.encode(data)
+            return header + data
+
+        return encode
+
+    def _make_decoder(self, tp: Any) -> Callable[[bytes], Any]:
+        structure = self.serializer.converter.get_structure_hook(tp)
+        loads = self.serializer.loads
+        header = self._header
+        transforms = self.transforms[::-1]
+        name = self.name
+
+        def decode(data: bytes) -> Any:
+            if not data.startswith(header):
+                raise DecodeError(_header_mismatch(data, name), codec=name)
+            data = data[len(header):]
+            for t in transforms:
+                data = t.decode(data)
+            try:
+                return structure(loads(data), tp)
+            except DecodeError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any parse/structure failure is corrupt data
+                raise DecodeError(
+                    f"stored value does not decode as {_type_name(tp)}: {type(e).__name__}",
+                    codec=name,
+                ) from None
+
+        return decode
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or repr(tp)
+
+
+def _header_mismatch(data: bytes, expected: str) -> str:
+    if len(data) >= 2 and data[0] == _MAGIC and len(data) >= 2 + data[1]:
+        try:
+            found = data[2 : 2 + data[1]].decode("ascii")
+        except UnicodeDecodeError:
+            found = None
+        if found is not None:
+            return f"value was written with codec {found!r}, read with {expected!r}"
+    return "value has no redmodel codec header (not written by this codec, or truncated)"
+
+
+_REGISTRY: dict[str, Callable[[], Serializer | Transform]] = {}
+_CACHE: dict[str, Codec] = {}
+_REG_LOCK = threading.Lock()
+
+
+def register_codec(name: str, factory: Callable[[], Serializer | Transform]) -> None:
+    """Register a serializer or transform under ``name`` for chain strings.
+
+    ``factory`` is called once, when a chain first names it. Registering a name again
+    replaces it for chains built afterwards.
+    """
+    if not name or "|" in name or not name.isascii():
+        raise CodecError(f"invalid codec name {name!r}")
+    with _REG_LOCK:
+        _REGISTRY[name] = factory
+        for key in [k for k in _CACHE if name in k.split("|")]:
+            del _CACHE[key]
+
+
+def codec(spec: str | Codec) -> Codec:
+    """The chain for ``spec``: a :class:`Codec`, or a string such as ``"msgpack|bz2|fernet"``.
+
+    The first name must be a serializer, the others transforms. Raises :class:`CodecError`
+    for an unknown name or a missing optional dependency.
+    """
+    if isinstance(spec, Codec):
+        return spec
+    key = "|".join(part.strip() for part in spec.split("|"))
+    found = _CACHE.get(key)
+    if found is not None:
+        return found
+    names = key.split("|")
+    parts = [_make(n) for n in names]
+    serializer, transforms = parts[0], parts[1:]
+    if not isinstance(serializer, Serializer):
+        raise CodecError(f"codec chain {spec!r} must start with a serializer, not {names[0]!r}")
+    for n, t in zip(names[1:], transforms, strict=True):
+        if not isinstance(t, Transform):
+            raise CodecError(f"{n!r} in codec chain {spec!r} is not a byte transform")
+    built = Codec(serializer, tuple(t for t in transforms if isinstance(t, Transform)))
+    with _REG_LOCK:
+        _CACHE[key] = built
+    return built
+
+
+def _make(name: str) -> Serializer | Transform:
+    from redmodel.codecs import _builtins  # noqa: F401, PLC0415 - registers the built-in names
+
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        known = ", ".join(sorted(_REGISTRY))
+        raise CodecError(f"unknown codec {name!r} (known: {known})")
+    return factory()
