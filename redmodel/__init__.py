@@ -1,0 +1,57 @@
+"""redmodel: typed models for Redis on attrs and cattrs.
+
+Declare a model on an attrs class, save and load it through a :class:`Store`::
+
+    import attrs, redmodel
+
+    @redmodel.model(prefix="hat")
+    @attrs.define
+    class Hat:
+        color: str
+        price: float
+        quantity: int = 0
+        id: str = redmodel.key_field()
+
+    store = redmodel.Store.from_url("redis://localhost:6379/0")
+    key = store.save(Hat(color="black", price=49.99, quantity=1000))
+"""
+
+from redmodel._errors import (
+    CodecError,
+    ConflictError,
+    CrossSlotError,
+    DecodeError,
+    ModelDefinitionError,
+    NotFoundError,
+    RedmodelError,
+    ValidationError,
+)
+from redmodel._keys import new_id
+from redmodel._ops import DEFAULT
+from redmodel._schema import field, key_field, model
+from redmodel._store import Store
+from redmodel.codecs import Codec, Serializer, Transform, codec, register_codec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT",
+    "Codec",
+    "CodecError",
+    "ConflictError",
+    "CrossSlotError",
+    "DecodeError",
+    "ModelDefinitionError",
+    "NotFoundError",
+    "RedmodelError",
+    "Serializer",
+    "Store",
+    "Transform",
+    "ValidationError",
+    "codec",
+    "field",
+    "key_field",
+    "model",
+    "new_id",
+    "register_codec",
+]

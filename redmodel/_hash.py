@@ -1,0 +1,214 @@
+"""The hash layout: one Redis hash per object at ``prefix:id``.
+
+Scalars are plain Redis strings (``b"199"``), so HINCRBY and redis-cli see what users expect.
+A nested attrs field is flattened into ``address:street:line1`` hash fields; an Optional
+nested object, a list, a dict, a set or a field with its own codec is one hash field
+encoded by the field's codec chain (json by default). ``None`` is stored as an absent field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from redmodel._errors import DecodeError, ValidationError
+from redmodel._plan import Command, script
+from redmodel._schema import FieldSpec, ModelSpec
+from redmodel._types import BadValueError
+
+__all__ = ["HashLayout"]
+
+# A hash cannot exist without fields; an object whose every field is None keeps this one.
+MARKER = b"\x00"
+
+_UPDATE = script(
+    """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local nset = tonumber(ARGV[1])
+local keep = ARGV[2] == '1'
+if keep then redis.call('HSET', KEYS[1], ARGV[3], '') end
+if nset > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * nset)) end
+if #ARGV > 3 + 2 * nset then redis.call('HDEL', KEYS[1], unpack(ARGV, 4 + 2 * nset)) end
+if keep and redis.call('HLEN', KEYS[1]) > 1 then redis.call('HDEL', KEYS[1], ARGV[3]) end
+return 1
+"""
+)
+
+_INCR = script(
+    """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return redis.call(ARGV[1], KEYS[1], ARGV[2], ARGV[3])
+"""
+)
+
+
+def _may_be_empty(fields: tuple[FieldSpec, ...]) -> bool:
+    for f in fields:
+        if f.kind == "struct":
+            if not _may_be_empty(f.children):
+                return False
+        elif not f.optional:
+            return False
+    return True
+
+
+class HashLayout:
+    """Commands and decoding for one model stored as hashes. Built once per model."""
+
+    scan_type = "hash"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.delim = spec.delimiter.encode()
+        self.may_be_empty = _may_be_empty(spec.fields)
+
+    # ---- writing ------------------------------------------------------------------
+
+    def _encode(
+        self,
+        fields: tuple[FieldSpec, ...],
+        obj: Any,
+        prefix: bytes,
+        out: list[bytes],
+        nones: list[bytes],
+    ) -> None:
+        for f in fields:
+            name = prefix + f.stored.encode()
+            value = getattr(obj, f.name)
+            if f.kind == "struct":
+                self._encode(f.children, value, name + self.delim, out, nones)
+            elif value is None:
+                nones.append(name)
+            else:
+                assert f.encode is not None
+                out.append(name)
+                out.append(f.encode(value))
+
+    def encode(self, obj: Any) -> tuple[list[bytes], list[bytes]]:
+        """(field, value, field, value, ...) to HSET, and the fields to HDEL."""
+        out: list[bytes] = []
+        nones: list[bytes] = []
+        self._encode(self.spec.fields, obj, b"", out, nones)
+        return out, nones
+
+    def save(self, key: str, obj: Any, ttl_ms: int | None) -> list[Command]:
+        """Commands that store ``obj`` (already validated) whole at ``key``."""
+        pairs, nones = self.encode(obj)
+        cmds: list[Command] = []
+        if pairs:
+            cmds.append(("HSET", key, *pairs))
+            if self.may_be_empty:
+                nones.append(MARKER)
+        else:
+            cmds.append(("HSET", key, MARKER, b""))
+        if nones:
+            cmds.append(("HDEL", key, *nones))
+        if ttl_ms is not None:
+            cmds.append(("PEXPIRE", key, ttl_ms))
+        return cmds
+
+    def update(self, key: str, values: Mapping[str, Any], atomic: bool) -> Command:
+        """One script call that sets some fields if the object exists (returns 1, else 0)."""
+        spec = self.spec
+        pairs: list[bytes] = []
+        nones: list[bytes] = []
+        for name, value in values.items():
+            f = spec.by_name.get(name)
+            if f is None:
+                raise ValidationError(f"unknown field {name!r}", model=spec.name, key=key)
+            if (err := f.check(value)) is not None:
+                raise ValidationError(err, model=spec.name, key=key, field=name)
+            self._encode((f,), _One(f.name, value), b"", pairs, nones)
+        args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
+        return (_UPDATE.eval if atomic else _UPDATE.call)([key], args)
+
+    def incr(self, key: str, path: str, amount: float, atomic: bool) -> tuple[Command, str]:
+        """A script call: HINCRBY / HINCRBYFLOAT if the object exists; and the number kind."""
+        spec = self.spec
+        chain = spec.path(path)
+        leaf = chain[-1]
+        if leaf.numeric is None:
+            raise ValidationError(
+                "only int and float fields can be incremented", model=spec.name, key=key,
+                field=path,
+            )
+        if leaf.numeric == "int" and (isinstance(amount, bool) or not isinstance(amount, int)):
+            raise ValidationError(
+                f"an int field is incremented by an int, not {type(amount).__name__}",
+                model=spec.name, key=key, field=path,
+            )
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+            raise ValidationError("amount must be a number", model=spec.name, key=key, field=path)
+        name = self.delim.join(f.stored.encode() for f in chain)
+        command = "HINCRBY" if leaf.numeric == "int" else "HINCRBYFLOAT"
+        arg = str(amount) if leaf.numeric == "int" else repr(float(amount))
+        call = (_INCR.eval if atomic else _INCR.call)([key], [command, name, arg])
+        return call, leaf.numeric
+
+    # ---- reading ------------------------------------------------------------------
+
+    def read(self, key: str) -> Command:
+        return ("HGETALL", key)
+
+    def decode(self, key: str, id_text: str, reply: Any) -> Any:
+        """The object from an HGETALL reply, or None if the key holds nothing."""
+        if not reply:
+            return None
+        data = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=True))
+        spec = self.spec
+        kwargs = self._decode(spec.fields, data, b"", key, "")
+        kwargs[spec.key.init_name] = self._decode_id(key, id_text)
+        return spec.cls(**kwargs)
+
+    def _decode_id(self, key: str, id_text: str) -> Any:
+        spec = self.spec
+        assert spec.key.decode is not None
+        try:
+            return spec.key.decode(id_text.encode("utf-8"))
+        except BadValueError as e:
+            raise DecodeError(f"id: {e}", model=spec.name, key=key, field=spec.key.name) from None
+
+    def _decode(
+        self,
+        fields: tuple[FieldSpec, ...],
+        data: Mapping[bytes, bytes],
+        prefix: bytes,
+        key: str,
+        path: str,
+    ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        for f in fields:
+            name = prefix + f.stored.encode()
+            if f.kind == "struct":
+                assert f.cls is not None
+                sub = self._decode(f.children, data, name + self.delim, key, f"{path}{f.name}.")
+                kwargs[f.init_name] = f.cls(**sub)
+                continue
+            raw = data.get(name)
+            if raw is None:
+                if f.optional:
+                    kwargs[f.init_name] = None
+                elif not f.has_default:
+                    raise DecodeError(
+                        "field is missing", model=self.spec.name, key=key, field=path + f.name
+                    )
+                continue
+            assert f.decode is not None
+            try:
+                kwargs[f.init_name] = f.decode(raw)
+            except BadValueError as e:
+                raise DecodeError(
+                    f"stored value is {e}", model=self.spec.name, key=key, field=path + f.name
+                ) from None
+            except DecodeError as e:
+                raise e.with_context(
+                    model=self.spec.name, key=key, field=path + f.name
+                ) from None
+        return kwargs
+
+
+class _One:
+    """An object with one attribute, to encode a single field through ``_encode``."""
+
+    def __init__(self, name: str, value: Any) -> None:
+        setattr(self, name, value)

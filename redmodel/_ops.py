@@ -1,0 +1,228 @@
+"""Store operations as plans: generators that yield batches of commands and return results.
+
+``Store`` and ``AsyncStore`` only drive these; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from redmodel._errors import NotFoundError, ValidationError
+from redmodel._hash import HashLayout
+from redmodel._keys import glob_escape, unescape
+from redmodel._plan import Batch, Command, Plan
+from redmodel._schema import ModelSpec, spec_of
+
+__all__ = ["DEFAULT", "layout_of"]
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Final[Any] = _Default()
+"""Sentinel: use the model's own setting (for example its default TTL)."""
+
+_LAYOUTS: dict[type, HashLayout] = {}
+
+
+def layout_of(spec: ModelSpec) -> HashLayout:
+    """The layout object of a model, built on first use."""
+    layout = _LAYOUTS.get(spec.cls)
+    if layout is None or layout.spec is not spec:
+        layout = _LAYOUTS[spec.cls] = HashLayout(spec)
+    return layout
+
+
+def ttl_ms(spec: ModelSpec, ttl: Any) -> int | None:
+    """Milliseconds of expiry for a save, from the call's ``ttl`` or the model's default."""
+    if ttl is DEFAULT:
+        ttl = spec.ttl
+    if ttl is None:
+        return None
+    seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise ValidationError(f"ttl must be a positive number of seconds, got {ttl!r}",
+                              model=spec.name)
+    return max(1, round(seconds * 1000))
+
+
+def id_text(spec: ModelSpec, key: str) -> str:
+    return unescape(key[len(spec.prefix) + len(spec.delimiter):])
+
+
+def _id_of(spec: ModelSpec, obj: Any) -> Any:
+    return getattr(obj, spec.key.name)
+
+
+def id_str(spec: ModelSpec, id_value: Any) -> tuple[str, str]:
+    """(key, id text) for an id; raises ValidationError for an empty or mistyped id."""
+    key = spec.key_for(id_value)
+    assert spec.key.encode is not None
+    return key, spec.key.encode(id_value).decode("utf-8")
+
+
+# ---- writes -----------------------------------------------------------------------------
+
+
+def save_commands(obj: Any, ttl: Any) -> tuple[str, list[Command]]:
+    """Validate ``obj`` and return its key and the commands that store it."""
+    spec = spec_of(obj)
+    key = spec.key_for(_id_of(spec, obj))
+    spec.check(obj)
+    return key, layout_of(spec).save(key, obj, ttl_ms(spec, ttl))
+
+
+def save(obj: Any, ttl: Any = DEFAULT) -> Plan[str]:
+    key, cmds = save_commands(obj, ttl)
+    yield Batch(cmds, atomic=len(cmds) > 1, write=True, keys=(key,))
+    return key
+
+
+def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int) -> Plan[int]:
+    """Every object is validated before the first chunk is sent; each chunk is one round trip
+    (one MULTI/EXEC when an object in it needs more than one command)."""
+    planned = [save_commands(obj, ttl) for obj in objs]
+    for start in range(0, len(planned), chunk_size):
+        chunk = planned[start : start + chunk_size]
+        cmds = [c for _, obj_cmds in chunk for c in obj_cmds]
+        yield Batch(cmds, atomic=len(cmds) > len(chunk), write=True, keys=[k for k, _ in chunk])
+    return len(planned)
+
+
+def delete(model: type, id_value: Any) -> Plan[bool]:
+    key = spec_of(model).key_for(id_value)
+    replies = yield Batch([("DEL", key)], write=True, keys=(key,))
+    return bool(replies[0])
+
+
+def delete_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[int]:
+    spec = spec_of(model)
+    keys = [spec.key_for(i) for i in ids]
+    removed = 0
+    for start in range(0, len(keys), chunk_size):
+        part = keys[start : start + chunk_size]
+        replies = yield Batch([("DEL", *part)], write=True, keys=part)
+        removed += int(replies[0])
+    return removed
+
+
+def update(model: type, id_value: Any, values: Mapping[str, Any], atomic: bool = False
+           ) -> Plan[bool]:
+    spec = spec_of(model)
+    key = spec.key_for(id_value)
+    if not values:
+        raise ValidationError("nothing to update", model=spec.name, key=key)
+    if spec.key.name in values:
+        raise ValidationError("the id cannot be updated", model=spec.name, key=key,
+                              field=spec.key.name)
+    cmd = layout_of(spec).update(key, values, atomic)
+    replies = yield Batch([cmd], write=True, keys=(key,))
+    return bool(replies[0])
+
+
+def incr(model: type, id_value: Any, field: str, amount: float, atomic: bool = False
+         ) -> Plan[Any]:
+    spec = spec_of(model)
+    key = spec.key_for(id_value)
+    cmd, kind = layout_of(spec).incr(key, field, amount, atomic)
+    replies = yield Batch([cmd], write=True, keys=(key,))
+    if replies[0] is None:
+        raise NotFoundError(spec.name, key)
+    return int(replies[0]) if kind == "int" else float(replies[0])
+
+
+def expire(model: type, id_value: Any, ttl: float | dt.timedelta) -> Plan[bool]:
+    spec = spec_of(model)
+    key = spec.key_for(id_value)
+    ms = ttl_ms(spec, ttl)
+    replies = yield Batch([("PEXPIRE", key, ms)], write=True, keys=(key,))
+    return bool(replies[0])
+
+
+def persist(model: type, id_value: Any) -> Plan[bool]:
+    key = spec_of(model).key_for(id_value)
+    replies = yield Batch([("PERSIST", key)], write=True, keys=(key,))
+    return bool(replies[0])
+
+
+# ---- reads ------------------------------------------------------------------------------
+
+
+def get(model: type, id_value: Any) -> Plan[Any]:
+    spec = spec_of(model)
+    key, text = id_str(spec, id_value)
+    layout = layout_of(spec)
+    replies = yield Batch([layout.read(key)], keys=(key,))
+    return layout.decode(key, text, replies[0])
+
+
+def get_or_raise(model: type, id_value: Any) -> Plan[Any]:
+    found = yield from get(model, id_value)
+    if found is None:
+        spec = spec_of(model)
+        raise NotFoundError(spec.name, spec.key_for(id_value))
+    return found
+
+
+def get_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[list[Any]]:
+    spec = spec_of(model)
+    layout = layout_of(spec)
+    wanted = [id_str(spec, i) for i in ids]
+    out: list[Any] = []
+    for start in range(0, len(wanted), chunk_size):
+        part = wanted[start : start + chunk_size]
+        replies = yield Batch([layout.read(k) for k, _ in part], keys=[k for k, _ in part])
+        out.extend(layout.decode(k, t, r) for (k, t), r in zip(part, replies, strict=True))
+    return out
+
+
+def get_by_keys(spec: ModelSpec, keys: Sequence[str]) -> Plan[list[Any]]:
+    """Objects at these keys of one model, skipping keys that vanished."""
+    layout = layout_of(spec)
+    replies = yield Batch([layout.read(k) for k in keys], keys=keys)
+    found = (layout.decode(k, id_text(spec, k), r) for k, r in zip(keys, replies, strict=True))
+    return [obj for obj in found if obj is not None]
+
+
+def exists(model: type, id_value: Any) -> Plan[bool]:
+    key = spec_of(model).key_for(id_value)
+    replies = yield Batch([("EXISTS", key)], keys=(key,))
+    return bool(replies[0])
+
+
+def pttl(model: type, id_value: Any) -> Plan[int | None]:
+    """Milliseconds left; None when the object has no expiry; NotFoundError when missing."""
+    spec = spec_of(model)
+    key = spec.key_for(id_value)
+    replies = yield Batch([("PTTL", key)], keys=(key,))
+    ms = int(replies[0])
+    if ms == -2:
+        raise NotFoundError(spec.name, key)
+    return None if ms == -1 else ms
+
+
+# ---- iteration --------------------------------------------------------------------------
+
+
+def scan_pattern(spec: ModelSpec) -> str:
+    return f"{glob_escape(spec.prefix)}{glob_escape(spec.delimiter)}*"
+
+
+def scan_page(spec: ModelSpec, cursor: int, count: int) -> Plan[tuple[int, list[str]]]:
+    """One SCAN page: the next cursor and the keys of this model's objects in it."""
+    cmd = ("SCAN", cursor, "MATCH", scan_pattern(spec), "COUNT", count,
+           "TYPE", layout_of(spec).scan_type)
+    replies = yield Batch([cmd])
+    next_cursor, raw_keys = replies[0]
+    head = len(spec.prefix) + len(spec.delimiter)
+    keys = []
+    for raw in raw_keys:
+        key = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        # escaped ids hold no delimiter: anything longer belongs to another key family
+        if spec.delimiter not in key[head:]:
+            keys.append(key)
+    return int(next_cursor), keys

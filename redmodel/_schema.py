@@ -1,0 +1,323 @@
+"""Reading a model declaration once into an immutable spec.
+
+A model is a plain attrs class with a ``__redmodel__`` spec attached by :func:`model`.
+Field options live in attrs field metadata under the ``"redmodel"`` key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+import attrs
+
+from redmodel._errors import ModelDefinitionError, ValidationError
+from redmodel._keys import escape, new_id, snake_case
+from redmodel._types import (
+    NUMERIC,
+    Checker,
+    Decoder,
+    Encoder,
+    is_model_class,
+    make_checker,
+    optional_inner,
+    scalar,
+)
+from redmodel.codecs import Codec
+from redmodel.codecs import codec as resolve_codec
+
+__all__ = ["FieldSpec", "ModelSpec", "field", "key_field", "model", "spec_of"]
+
+T = TypeVar("T")
+_META = "redmodel"
+LAYOUTS = ("hash", "flat", "blob")
+
+
+@attrs.frozen
+class FieldOptions:
+    """What ``redmodel.field(...)`` records in attrs metadata."""
+
+    key: bool = False
+    name: str | None = None
+    codec: str | Codec | None = None
+
+
+def field(
+    *,
+    key: bool = False,
+    name: str | None = None,
+    codec: str | Codec | None = None,
+    default: Any = attrs.NOTHING,
+    factory: Callable[[], Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """An attrs field with redmodel options; other keyword arguments go to ``attrs.field``.
+
+    - ``key=True``: this field is the object's id (its value goes in the Redis key).
+    - ``name="qty"``: the name stored in Redis, if not the attribute name.
+    - ``codec="json|fernet"``: store this field through a codec chain instead of as a
+      plain Redis string (see docs/codecs.md).
+    """
+    metadata = dict(kwargs.pop("metadata", None) or {})
+    metadata[_META] = FieldOptions(key=key, name=name, codec=codec)
+    if factory is not None:
+        return attrs.field(factory=factory, metadata=metadata, **kwargs)
+    return attrs.field(default=default, metadata=metadata, **kwargs)
+
+
+def key_field(*, generated: bool = True, **kwargs: Any) -> Any:
+    """The id field. ``generated=True`` (default) fills it with :func:`new_id` when the
+    object is created without one; ``generated=False`` makes the caller supply it."""
+    if generated:
+        return field(key=True, factory=new_id, **kwargs)
+    return field(key=True, **kwargs)
+
+
+@attrs.frozen
+class FieldSpec:
+    """One attribute of a model, compiled."""
+
+    name: str  # attribute name
+    init_name: str  # keyword for the class constructor (attrs alias)
+    stored: str  # name in Redis (escaped part of a hash field name / key)
+    type: Any
+    optional: bool
+    has_default: bool
+    kind: str  # "scalar" | "struct" | "encoded"
+    check: Checker
+    encode: Encoder | None = None  # scalar and encoded kinds
+    decode: Decoder | None = None
+    codec: Codec | None = None  # encoded kind
+    cls: type | None = None  # struct kind
+    children: tuple[FieldSpec, ...] = ()  # struct kind
+    numeric: str | None = None  # "int" | "float" for HINCRBY / HINCRBYFLOAT
+
+
+@attrs.frozen
+class ModelSpec:
+    """A model, compiled once at declaration."""
+
+    cls: type
+    name: str
+    prefix: str
+    delimiter: str
+    layout: str
+    ttl: float | None
+    codec: Codec | None  # model codec: blob layout, and default for encoded fields
+    key: FieldSpec
+    fields: tuple[FieldSpec, ...]  # every stored field but the key
+    by_name: dict[str, FieldSpec]
+
+    def key_for(self, id_value: Any) -> str:
+        """The Redis key of the object with this id; raises ValidationError on a bad id."""
+        if (err := self.key.check(id_value)) is not None:
+            raise ValidationError(f"bad id: {err}", model=self.name, field=self.key.name)
+        assert self.key.encode is not None
+        text = self.key.encode(id_value).decode("utf-8")
+        if not text:
+            raise ValidationError("id is empty", model=self.name, field=self.key.name)
+        return f"{self.prefix}{self.delimiter}{escape(text, self.delimiter)}"
+
+    def check(self, obj: Any) -> None:
+        """Validate every field of ``obj`` before anything is written."""
+        if not isinstance(obj, self.cls):
+            raise ValidationError(
+                f"expected a {self.name}, got {type(obj).__name__}", model=self.name
+            )
+        for f in self.fields:
+            if (err := f.check(getattr(obj, f.name))) is not None:
+                raise ValidationError(err, model=self.name, field=f.name)
+
+    def path(self, dotted: str) -> tuple[FieldSpec, ...]:
+        """``"address.zip"`` -> the chain of field specs down to that leaf."""
+        chain: list[FieldSpec] = []
+        fields = self.by_name
+        for part in dotted.split("."):
+            f = fields.get(part)
+            if f is None:
+                raise ValidationError(f"unknown field {dotted!r}", model=self.name)
+            chain.append(f)
+            fields = {c.name: c for c in f.children}
+        return tuple(chain)
+
+
+def spec_of(cls_or_obj: Any) -> ModelSpec:
+    """The spec of a model class or instance; raises TypeError for anything else."""
+    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
+    spec = cls.__dict__.get("__redmodel__")
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"{cls.__name__} is not a redmodel model (decorate it with @model)")
+    return spec
+
+
+@overload
+def model(cls: type[T], /) -> type[T]: ...
+@overload
+def model(
+    *,
+    prefix: str | None = None,
+    key: str | None = None,
+    layout: str = "hash",
+    ttl: float | dt.timedelta | None = None,
+    codec: str | Codec | None = None,
+    delimiter: str = ":",
+) -> Callable[[type[T]], type[T]]: ...
+def model(
+    cls: type[T] | None = None,
+    /,
+    *,
+    prefix: str | None = None,
+    key: str | None = None,
+    layout: str = "hash",
+    ttl: float | dt.timedelta | None = None,
+    codec: str | Codec | None = None,
+    delimiter: str = ":",
+) -> type[T] | Callable[[type[T]], type[T]]:
+    """Declare an attrs class a redmodel model. Use above ``@attrs.define``::
+
+        @redmodel.model(prefix="hat", ttl=3600)
+        @attrs.define
+        class Hat:
+            color: str
+            price: float
+            id: str = redmodel.key_field()
+
+    - ``prefix``: first part of every key (default: the class name in snake case).
+    - ``key``: name of the id field (default: the field declared with ``key=True``,
+      else a field named ``id``).
+    - ``layout``: ``"hash"`` (one hash per object), ``"flat"`` or ``"blob"``.
+    - ``ttl``: default expiry of saved objects, seconds or a timedelta.
+    - ``codec``: the codec chain of a blob and the default for encoded fields.
+
+    Raises :class:`ModelDefinitionError` for anything that could not be stored.
+    """
+
+    def wrap(c: type[T]) -> type[T]:
+        spec = _compile(c, prefix, key, layout, ttl, codec, delimiter)
+        setattr(c, "__redmodel__", spec)  # noqa: B010 - attrs slots classes allow class attrs
+        return c
+
+    return wrap(cls) if cls is not None else wrap
+
+
+def _seconds(ttl: float | dt.timedelta | None, where: str) -> float | None:
+    if ttl is None:
+        return None
+    seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else float(ttl)
+    if seconds <= 0:
+        raise ModelDefinitionError(f"{where}: ttl must be positive, got {ttl!r}")
+    return seconds
+
+
+def _compile(
+    cls: type,
+    prefix: str | None,
+    key: str | None,
+    layout: str,
+    ttl: float | dt.timedelta | None,
+    model_codec: str | Codec | None,
+    delimiter: str,
+) -> ModelSpec:
+    name = cls.__name__
+    if not attrs.has(cls):
+        raise ModelDefinitionError(f"{name} must be an attrs class (apply @attrs.define first)")
+    if layout not in LAYOUTS:
+        raise ModelDefinitionError(f"{name}: unknown layout {layout!r}, use one of {LAYOUTS}")
+    if not delimiter or "%" in delimiter:
+        raise ModelDefinitionError(f"{name}: bad delimiter {delimiter!r}")
+    prefix = snake_case(name) if prefix is None else prefix
+    if not prefix or delimiter in prefix:
+        raise ModelDefinitionError(
+            f"{name}: prefix {prefix!r} must be non-empty and not contain {delimiter!r}"
+        )
+    attrs.resolve_types(cls)
+    all_fields = [f for f in attrs.fields(cls) if f.init]
+    key_name = key or _key_name(cls, all_fields)
+    chain = resolve_codec(model_codec) if model_codec is not None else None
+    default_codec = chain or resolve_codec("json")
+    specs = [_field(name, f, default_codec, delimiter) for f in all_fields]
+    key_spec = next((s for s in specs if s.name == key_name), None)
+    if key_spec is None:
+        raise ModelDefinitionError(f"{name}: key field {key_name!r} is not a field")
+    if key_spec.kind != "scalar" or key_spec.optional:
+        raise ModelDefinitionError(f"{name}: key field {key_name!r} must be a plain scalar")
+    fields = tuple(s for s in specs if s is not key_spec)
+    _check_unique_names(name, fields)
+    return ModelSpec(
+        cls=cls,
+        name=name,
+        prefix=prefix,
+        delimiter=delimiter,
+        layout=layout,
+        ttl=_seconds(ttl, name),
+        codec=chain,
+        key=key_spec,
+        fields=fields,
+        by_name={f.name: f for f in fields},
+    )
+
+
+def _key_name(cls: type, fields: list[attrs.Attribute[Any]]) -> str:
+    marked = [f.name for f in fields if _options(f).key]
+    if len(marked) > 1:
+        raise ModelDefinitionError(f"{cls.__name__}: more than one key field: {marked}")
+    if marked:
+        return marked[0]
+    if any(f.name == "id" for f in fields):
+        return "id"
+    raise ModelDefinitionError(
+        f"{cls.__name__} has no key field: add `id: str = redmodel.key_field()` "
+        "or mark a field with redmodel.field(key=True)"
+    )
+
+
+def _options(f: attrs.Attribute[Any]) -> FieldOptions:
+    opts = f.metadata.get(_META)
+    return opts if isinstance(opts, FieldOptions) else FieldOptions()
+
+
+def _check_unique_names(model_name: str, fields: tuple[FieldSpec, ...]) -> None:
+    seen: set[str] = set()
+    for f in fields:
+        if f.stored in seen:
+            raise ModelDefinitionError(f"{model_name}: two fields are stored as {f.stored!r}")
+        seen.add(f.stored)
+
+
+def _field(
+    where: str, f: attrs.Attribute[Any], default_codec: Codec, delimiter: str
+) -> FieldSpec:
+    opts = _options(f)
+    label = f"{where}.{f.name}"
+    stored = opts.name or f.name
+    if not stored or stored.startswith("\x00"):
+        raise ModelDefinitionError(f"{label}: bad stored name {stored!r}")
+    inner, optional = optional_inner(f.type)
+    common: dict[str, Any] = {
+        "name": f.name,
+        "init_name": f.alias or f.name,
+        "stored": escape(stored, delimiter),
+        "type": f.type,
+        "optional": optional,
+        "has_default": f.default is not attrs.NOTHING,
+        "check": make_checker(f.type, label),
+    }
+    found = scalar(inner)
+    if found is not None and opts.codec is None:
+        enc, dec, _ = found
+        return FieldSpec(
+            kind="scalar", encode=enc, decode=dec, numeric=NUMERIC.get(inner), **common
+        )
+    if is_model_class(inner) and not optional and opts.codec is None:
+        nested = [x for x in attrs.fields(inner) if x.init]
+        children = tuple(_field(f"{label}", x, default_codec, delimiter) for x in nested)
+        return FieldSpec(kind="struct", cls=inner, children=children, **common)
+    chain = resolve_codec(opts.codec) if opts.codec is not None else default_codec
+    return FieldSpec(
+        kind="encoded",
+        codec=chain,
+        encode=chain.encoder(inner),
+        decode=chain.decoder(inner),
+        **common,
+    )

@@ -1,0 +1,260 @@
+"""Field types: what redmodel accepts, how a scalar becomes a Redis string and back, and a
+checker per type that validates a value before anything is written.
+
+Everything here is built once per model field at declaration, never per call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import types
+import typing
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from redmodel._errors import ModelDefinitionError
+
+Encoder = Callable[[Any], bytes]
+Decoder = Callable[[bytes], Any]
+Checker = Callable[[Any], "str | None"]  # None when valid, else a short reason
+
+NoneType = type(None)
+
+
+class BadValueError(Exception):
+    """Raised by a scalar decoder; the caller adds key, model and field."""
+
+
+def optional_inner(tp: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); anything else -> (tp, False)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(tp) if a is not NoneType]
+        if len(args) < len(typing.get_args(tp)):
+            if len(args) == 1:
+                return args[0], True
+            return typing.Union[tuple(args)], True  # noqa: UP007 - runtime construction
+    return tp, False
+
+
+def is_model_class(tp: Any) -> bool:
+    return isinstance(tp, type) and attrs.has(tp)
+
+
+# ---- scalars: Redis string form -------------------------------------------------------
+
+
+def _dec_text(parse: Callable[[str], Any]) -> Decoder:
+    def decode(raw: bytes) -> Any:
+        try:
+            return parse(raw.decode("utf-8"))
+        except (ValueError, TypeError, ArithmeticError) as e:
+            raise BadValueError(type(e).__name__) from None
+
+    return decode
+
+
+def _dec_str(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadValueError("not UTF-8 text") from None
+
+
+def _dec_int(raw: bytes) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadValueError("not an integer") from None
+
+
+def _dec_float(raw: bytes) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise BadValueError("not a number") from None
+
+
+def _dec_bool(raw: bytes) -> bool:
+    if raw == b"1":
+        return True
+    if raw == b"0":
+        return False
+    raise BadValueError("not a boolean (expected 1 or 0)")
+
+
+def _check_type(*allowed: type, exclude: tuple[type, ...] = ()) -> Checker:
+    names = " or ".join(a.__name__ for a in allowed)
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, allowed) and not isinstance(value, exclude):
+            return None
+        return f"expected {names}, got {type(value).__name__}"
+
+    return check
+
+
+def _float_bytes(v: Any) -> bytes:
+    return repr(float(v)).encode()
+
+
+_SCALARS: dict[type, tuple[Encoder, Decoder, Checker]] = {
+    str: (lambda v: v.encode("utf-8"), _dec_str, _check_type(str)),
+    int: (lambda v: str(int(v)).encode(), _dec_int, _check_type(int, exclude=(bool,))),
+    float: (_float_bytes, _dec_float, _check_type(float, int, exclude=(bool,))),
+    bool: (lambda v: b"1" if v else b"0", _dec_bool, _check_type(bool)),
+    bytes: (bytes, bytes, _check_type(bytes)),
+    decimal.Decimal: (
+        lambda v: str(v).encode(),
+        _dec_text(decimal.Decimal),
+        _check_type(decimal.Decimal),
+    ),
+    uuid.UUID: (lambda v: str(v).encode(), _dec_text(uuid.UUID), _check_type(uuid.UUID)),
+    dt.datetime: (
+        lambda v: v.isoformat().encode(),
+        _dec_text(dt.datetime.fromisoformat),
+        _check_type(dt.datetime),
+    ),
+    dt.date: (
+        lambda v: v.isoformat().encode(),
+        _dec_text(dt.date.fromisoformat),
+        _check_type(dt.date, exclude=(dt.datetime,)),
+    ),
+    dt.time: (
+        lambda v: v.isoformat().encode(),
+        _dec_text(dt.time.fromisoformat),
+        _check_type(dt.time),
+    ),
+}
+
+NUMERIC = {int: "int", float: "float"}
+
+
+def _enum_scalar(tp: type[enum.Enum]) -> tuple[Encoder, Decoder, Checker]:
+    by_member: dict[Any, bytes] = {}
+    for member in tp:
+        value = member.value
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ModelDefinitionError(
+                f"enum {tp.__name__} has a value of type {type(value).__name__}; "
+                "only str and int enum values can be stored"
+            )
+        by_member[member] = str(value).encode("utf-8")
+    by_raw = {raw: member for member, raw in by_member.items()}
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return by_raw[raw]
+        except KeyError:
+            raise BadValueError(f"not a value of {tp.__name__}") from None
+
+    return by_member.__getitem__, decode, _check_type(tp)
+
+
+def scalar(tp: Any) -> tuple[Encoder, Decoder, Checker] | None:
+    """Encoder, decoder and checker of a scalar type, or None if ``tp`` is not a scalar."""
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _enum_scalar(tp)
+    return _SCALARS.get(tp)
+
+
+# ---- checkers for any supported type ---------------------------------------------------
+
+_SEQUENCES = (list, tuple, set, frozenset)
+
+
+def make_checker(tp: Any, where: str) -> Checker:
+    """A checker for values of ``tp``; raises ModelDefinitionError if ``tp`` is unsupported.
+
+    ``where`` names the model and field for the declaration error.
+    """
+    inner, optional = optional_inner(tp)
+    if optional:
+        check_inner = make_checker(inner, where)
+        return lambda v: None if v is None else check_inner(v)
+    found = scalar(tp)
+    if found is not None:
+        return found[2]
+    if is_model_class(tp):
+        return _struct_checker(tp, where)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in _SEQUENCES:
+        return _sequence_checker(origin, args, where)
+    if origin is dict:
+        if len(args) != 2:
+            raise ModelDefinitionError(f"{where}: dict needs key and value types")
+        if scalar(args[0]) is None:
+            raise ModelDefinitionError(
+                f"{where}: dict keys must be a scalar type, not {args[0]!r}"
+            )
+        return _dict_checker(args[0], args[1], where)
+    raise ModelDefinitionError(f"{where}: unsupported field type {tp!r}")
+
+
+def _sequence_checker(origin: type, args: tuple[Any, ...], where: str) -> Checker:
+    if origin is tuple and len(args) >= 1 and args[-1] is not Ellipsis:
+        items = [make_checker(a, where) for a in args]
+
+        def check_fixed(v: Any) -> str | None:
+            if not isinstance(v, tuple) or len(v) != len(items):
+                return f"expected a tuple of {len(items)} items"
+            for item, c in zip(v, items, strict=True):
+                if (err := c(item)) is not None:
+                    return err
+            return None
+
+        return check_fixed
+    if len(args) == 0 or (origin is tuple and len(args) != 2):
+        raise ModelDefinitionError(f"{where}: {origin.__name__} needs an element type")
+    element = make_checker(args[0], where)
+
+    def check(v: Any) -> str | None:
+        if not isinstance(v, origin):
+            return f"expected {origin.__name__}, got {type(v).__name__}"
+        items: Iterable[Any] = typing.cast("Iterable[Any]", v)
+        for item in items:
+            if (err := element(item)) is not None:
+                return err
+        return None
+
+    return check
+
+
+def _dict_checker(key_tp: Any, value_tp: Any, where: str) -> Checker:
+    check_key = make_checker(key_tp, where)
+    check_value = make_checker(value_tp, where)
+
+    def check(v: Any) -> str | None:
+        if not isinstance(v, dict):
+            return f"expected dict, got {type(v).__name__}"
+        for k, item in v.items():
+            if (err := check_key(k)) is not None or (err := check_value(item)) is not None:
+                return err
+        return None
+
+    return check
+
+
+def _struct_checker(cls: type, where: str) -> Checker:
+    attrs.resolve_types(cls)
+    fields = [
+        (f.name, make_checker(f.type, f"{where}.{f.name}"))
+        for f in attrs.fields(cls)
+        if f.init
+    ]
+
+    def check(v: Any) -> str | None:
+        if not isinstance(v, cls):
+            return f"expected {cls.__name__}, got {type(v).__name__}"
+        for name, c in fields:
+            if (err := c(getattr(v, name))) is not None:
+                return f"{name}: {err}"
+        return None
+
+    return check

@@ -1,0 +1,121 @@
+"""Model declarations: options, defaults, and errors raised at declaration time."""
+
+from __future__ import annotations
+
+import typing
+
+import attrs
+import pytest
+
+import redmodel
+from redmodel._schema import spec_of
+from tests.models import Everything, Hat, Restaurant
+
+
+def test_prefix_defaults_to_snake_case_class_name() -> None:
+    @redmodel.model
+    @attrs.define
+    class PyHat:
+        id: str
+
+    assert spec_of(PyHat).prefix == "py_hat"
+    assert spec_of(PyHat).key.name == "id"
+
+
+def test_models_stay_plain_attrs_classes() -> None:
+    a = Hat(color="black", price=49.99, style="fitted", id="1")
+    b = Hat(color="black", price=49.99, style="fitted", id="1")
+    assert a == b
+    assert "Hat(color='black'" in repr(a)
+    assert attrs.evolve(a, color="green").color == "green"
+    assert attrs.has(Hat)
+    assert "__slots__" in Hat.__dict__
+
+
+def test_generated_ids_differ_and_explicit_keys_are_required() -> None:
+    assert Hat("a", 1.0, "s").id != Hat("a", 1.0, "s").id
+    with pytest.raises(TypeError):
+        Restaurant(name="x", type="y", address=None)  # type: ignore[call-arg, arg-type]
+
+
+def test_key_for_escapes_the_id() -> None:
+    assert spec_of(Hat).key_for("56854717") == "hat:56854717"
+    assert spec_of(Hat).key_for("a:b*") == "hat:a%3Ab%2A"
+    assert spec_of(Restaurant).key_for(484272) == "rest:484272"
+
+
+def test_empty_and_mistyped_ids_are_rejected() -> None:
+    with pytest.raises(redmodel.ValidationError, match="id is empty"):
+        spec_of(Hat).key_for("")
+    with pytest.raises(redmodel.ValidationError, match="bad id"):
+        spec_of(Restaurant).key_for("484272")
+
+
+def test_no_key_field_is_a_declaration_error() -> None:
+    with pytest.raises(redmodel.ModelDefinitionError, match="no key field"):
+
+        @redmodel.model
+        @attrs.define
+        class NoKey:
+            name: str
+
+
+def test_two_key_fields_are_a_declaration_error() -> None:
+    with pytest.raises(redmodel.ModelDefinitionError, match="more than one key"):
+
+        @redmodel.model
+        @attrs.define
+        class TwoKeys:
+            a: str = redmodel.field(key=True)
+            b: str = redmodel.field(key=True)
+
+
+@pytest.mark.parametrize(
+    "tp",
+    [typing.Any, object, list, dict[list[int], int], set[typing.Callable[[], None]], complex],
+)
+def test_unsupported_field_types_fail_at_declaration(tp: object) -> None:
+    with pytest.raises(redmodel.ModelDefinitionError, match=r"Bad\.value"):
+        redmodel.model(attrs.make_class("Bad", {"id": attrs.field(type=str), "value":
+                                                 attrs.field(type=tp)}))
+
+
+def test_non_attrs_class_is_rejected() -> None:
+    with pytest.raises(redmodel.ModelDefinitionError, match="attrs class"):
+
+        @redmodel.model
+        class Plain:
+            id: str
+
+
+def test_stored_names_must_be_unique() -> None:
+    with pytest.raises(redmodel.ModelDefinitionError, match="stored as 'q'"):
+
+        @redmodel.model
+        @attrs.define
+        class Clash:
+            id: str
+            a: int = redmodel.field(name="q")
+            q: int = 0
+
+
+def test_bad_ttl_and_layout_and_prefix() -> None:
+    for kwargs in ({"ttl": 0}, {"layout": "tree"}, {"prefix": "a:b"}, {"prefix": ""}):
+        with pytest.raises(redmodel.ModelDefinitionError):
+
+            @redmodel.model(**kwargs)  # type: ignore[call-overload]
+            @attrs.define
+            class M:
+                id: str
+
+
+def test_every_supported_type_is_accepted() -> None:
+    spec = spec_of(Everything)
+    kinds = {f.name: f.kind for f in spec.fields}
+    assert kinds["address"] == "struct"
+    assert kinds["maybe_point"] == "encoded"
+    assert kinds["tags"] == "encoded"
+    assert kinds["number"] == "scalar"
+    assert spec.by_name["number"].numeric == "int"
+    assert spec.by_name["real"].numeric == "float"
+    assert spec.by_name["money"].numeric is None
