@@ -231,7 +231,7 @@ def _compile(
         raise ModelDefinitionError(
             f"{name}: prefix {prefix!r} must be non-empty and not contain {delimiter!r}"
         )
-    attrs.resolve_types(cls)
+    _resolve(cls)
     all_fields = [f for f in attrs.fields(cls) if f.init]
     key_name = key or _key_name(cls, all_fields)
     chain = resolve_codec(model_codec) if model_codec is not None else None
@@ -256,6 +256,16 @@ def _compile(
         fields=fields,
         by_name={f.name: f for f in fields},
     )
+
+
+def _resolve(cls: type) -> None:
+    try:
+        attrs.resolve_types(cls)
+    except NameError as e:
+        raise ModelDefinitionError(
+            f"{cls.__name__}: cannot resolve the annotation {e.name!r}; declare the types it "
+            "names at module level, before the model"
+        ) from None
 
 
 def _key_name(cls: type, fields: list[attrs.Attribute[Any]]) -> str:

