@@ -30,13 +30,41 @@ from redmodel._keys import new_id
 from redmodel._ops import DEFAULT
 from redmodel._schema import field, key_field, model
 from redmodel._store import Store
-from redmodel.codecs import Codec, Serializer, Transform, codec, register_codec
+from redmodel.codecs import (
+    Bz2Transform,
+    Codec,
+    CodecConfig,
+    FernetTransform,
+    JsonSerializer,
+    LzmaTransform,
+    MsgpackSerializer,
+    Serializer,
+    Transform,
+    YamlSerializer,
+    ZlibTransform,
+    codec,
+    codec_from_config,
+    codec_from_env,
+    configure_fernet,
+    register_codec,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT",
+    "Bz2Transform",
     "Codec",
+    "CodecConfig",
+    "FernetTransform",
+    "JsonSerializer",
+    "LzmaTransform",
+    "MsgpackSerializer",
+    "YamlSerializer",
+    "ZlibTransform",
+    "codec_from_config",
+    "codec_from_env",
+    "configure_fernet",
     "CodecError",
     "ConflictError",
     "CrossSlotError",

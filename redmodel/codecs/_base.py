@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import cattrs
@@ -69,6 +69,14 @@ class Transform(abc.ABC):
     def decode(self, data: bytes) -> bytes:
         """Reverse direction; raises :class:`DecodeError` on corrupt or tampered input."""
 
+    def rotate(self, data: bytes) -> bytes | None:
+        """Re-encode ``data`` (this layer's output) under the newest key.
+
+        Returns ``None`` when there is nothing to do, which is always the case for a layer
+        without keys. Raises :class:`DecodeError` when ``data`` does not decode.
+        """
+        return None
+
 
 class Codec:
     """An immutable chain: one serializer followed by zero or more transforms.
@@ -80,7 +88,7 @@ class Codec:
 
     __slots__ = ("_decoders", "_encoders", "_header", "name", "serializer", "transforms")
 
-    def __init__(self, serializer: Serializer, transforms: tuple[Transform, ...] = ()) -> None:
+    def __init__(self, serializer: Serializer, transforms: Iterable[Transform] = ()) -> None:
         self.serializer = serializer
         self.transforms = tuple(transforms)
         self.name = "|".join([serializer.name, *(t.name for t in self.transforms)])
@@ -122,6 +130,34 @@ class Codec:
         """Decode one value of type ``tp``."""
         return self.decoder(tp)(data)
 
+    def rotate(self, data: bytes) -> bytes | None:
+        """``data`` (a stored value of this chain) re-encrypted under the newest keys.
+
+        Works on the raw stored bytes: only the layers above the innermost key-holding
+        transform are undone and redone, the value is never deserialized. Returns ``None``
+        when the value is already under the newest keys (or the chain holds no keys), so a
+        caller writes back only what changed. Raises :class:`DecodeError` when ``data`` was
+        not written by this chain or does not decode under any configured key.
+        """
+        rotatable = [i for i, t in enumerate(self.transforms) if _overrides_rotate(t)]
+        if not rotatable:
+            return None
+        if not data.startswith(self._header):
+            raise DecodeError(_header_mismatch(data, self.name), codec=self.name)
+        lowest = rotatable[0]
+        # outputs[i] is what transform i produced when the value was written.
+        outputs = {len(self.transforms) - 1: data[len(self._header) :]}
+        try:
+            for i in range(len(self.transforms) - 1, lowest, -1):
+                outputs[i - 1] = self.transforms[i].decode(outputs[i])
+            rotated: bytes | None = None
+            for i in range(lowest, len(self.transforms)):
+                t = self.transforms[i]
+                rotated = t.encode(rotated) if rotated is not None else t.rotate(outputs[i])
+        except DecodeError as e:
+            raise e.with_context(codec=self.name) from None
+        return None if rotated is None else self._header + rotated
+
     def _make_encoder(self, tp: Any) -> Callable[[Any], bytes]:
         unstructure = self.serializer.converter.get_unstructure_hook(tp)
         dumps = self.serializer.dumps
@@ -153,14 +189,17 @@ class Codec:
         def decode(data: bytes) -> Any:
             if not data.startswith(header):
                 raise DecodeError(_header_mismatch(data, name), codec=name)
-            data = data[len(header):]
-            for t in transforms:
-                data = t.decode(data)
+            data = data[len(header) :]
+            try:
+                for t in transforms:
+                    data = t.decode(data)
+            except DecodeError as e:
+                raise e.with_context(codec=name) from None
             try:
                 return structure(loads(data), tp)
             except DecodeError:
                 raise
-            except Exception as e:  # noqa: BLE001 - any parse/structure failure is corrupt data
+            except Exception as e:  # any parse/structure failure means corrupt data
                 raise DecodeError(
                     f"stored value does not decode as {_type_name(tp)}: {type(e).__name__}",
                     codec=name,
@@ -173,15 +212,23 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or repr(tp)
 
 
+def _overrides_rotate(t: Transform) -> bool:
+    return type(t).rotate is not Transform.rotate
+
+
 def _header_mismatch(data: bytes, expected: str) -> str:
     if len(data) >= 2 and data[0] == _MAGIC and len(data) >= 2 + data[1]:
-        try:
-            found = data[2 : 2 + data[1]].decode("ascii")
-        except UnicodeDecodeError:
-            found = None
-        if found is not None:
-            return f"value was written with codec {found!r}, read with {expected!r}"
-    return "value has no redmodel codec header (not written by this codec, or truncated)"
+        found = data[2 : 2 + data[1]]
+        # Name the other chain only when every part is a registered name: a damaged
+        # length byte would otherwise put stored (maybe plaintext) bytes in the message.
+        parts = found.split(b"|")
+        if found.isascii() and all(p.decode("ascii") in _REGISTRY for p in parts):
+            return f"value was written with codec {found.decode()!r}, read with {expected!r}"
+        return f"value header names an unknown codec chain, read with {expected!r}"
+    return (
+        "value has no redmodel codec header (not written by a codec, or truncated), "
+        f"read with {expected!r}"
+    )
 
 
 _REGISTRY: dict[str, Callable[[], Serializer | Transform]] = {}
@@ -211,11 +258,16 @@ def codec(spec: str | Codec) -> Codec:
     """
     if isinstance(spec, Codec):
         return spec
+    if not isinstance(spec, str):
+        raise CodecError(f"a codec chain is a string such as 'json|bz2', not {type(spec).__name__}")
     key = "|".join(part.strip() for part in spec.split("|"))
     found = _CACHE.get(key)
     if found is not None:
         return found
     names = key.split("|")
+    for i, n in enumerate(names):
+        if not n:
+            raise CodecError(f"codec chain {spec!r} has an empty name at position {i + 1}")
     parts = [_make(n) for n in names]
     serializer, transforms = parts[0], parts[1:]
     if not isinstance(serializer, Serializer):

@@ -1,0 +1,87 @@
+"""Compression transforms from the standard library: bz2, zlib, lzma."""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import zlib
+
+from redmodel._errors import DecodeError
+from redmodel.codecs._base import Transform
+
+_CORRUPT = (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError)
+
+
+def _corrupt(name: str) -> DecodeError:
+    return DecodeError(f"{name} layer: compressed data is corrupt or truncated")
+
+
+class Bz2Transform(Transform):
+    """``bz2``: bzip2 compression (CRC-checked); best ratio of the three on text, slowest."""
+
+    name = "bz2"
+
+    def __init__(self, level: int = 9) -> None:
+        self.level = level
+
+    def __repr__(self) -> str:
+        return f"Bz2Transform(level={self.level})"
+
+    def encode(self, data: bytes) -> bytes:
+        return bz2.compress(data, self.level)
+
+    def decode(self, data: bytes) -> bytes:
+        if not data:  # bz2 reads an empty input as an empty stream
+            raise _corrupt(self.name)
+        try:
+            return bz2.decompress(data)
+        except _CORRUPT:
+            raise _corrupt(self.name) from None
+
+
+class ZlibTransform(Transform):
+    """``zlib``: deflate with the zlib header and Adler-32 check; fast, small overhead."""
+
+    name = "zlib"
+
+    def __init__(self, level: int = 6) -> None:
+        self.level = level
+
+    def __repr__(self) -> str:
+        return f"ZlibTransform(level={self.level})"
+
+    def encode(self, data: bytes) -> bytes:
+        return zlib.compress(data, self.level)
+
+    def decode(self, data: bytes) -> bytes:
+        d = zlib.decompressobj()
+        try:
+            out = d.decompress(data)
+        except _CORRUPT:
+            raise _corrupt(self.name) from None
+        if not d.eof or d.unused_data:  # truncated, or bytes after the stream
+            raise _corrupt(self.name)
+        return out
+
+
+class LzmaTransform(Transform):
+    """``lzma``: xz container with a CRC-64 check; good ratio on large values."""
+
+    name = "lzma"
+
+    def __init__(self, preset: int = 6) -> None:
+        self.preset = preset
+
+    def __repr__(self) -> str:
+        return f"LzmaTransform(preset={self.preset})"
+
+    def encode(self, data: bytes) -> bytes:
+        return lzma.compress(data, format=lzma.FORMAT_XZ, preset=self.preset)
+
+    def decode(self, data: bytes) -> bytes:
+        if not data:
+            raise _corrupt(self.name)
+        try:
+            return lzma.decompress(data, format=lzma.FORMAT_XZ)
+        except _CORRUPT:
+            raise _corrupt(self.name) from None
