@@ -124,26 +124,17 @@ class HashLayout:
 
     def incr(self, key: str, path: str, amount: float, atomic: bool) -> tuple[Command, str]:
         """A script call: HINCRBY / HINCRBYFLOAT if the object exists; and the number kind."""
-        spec = self.spec
-        chain = spec.path(path)
-        leaf = chain[-1]
-        if leaf.numeric is None:
-            raise ValidationError(
-                "only int and float fields can be incremented", model=spec.name, key=key,
-                field=path,
-            )
-        if leaf.numeric == "int" and (isinstance(amount, bool) or not isinstance(amount, int)):
-            raise ValidationError(
-                f"an int field is incremented by an int, not {type(amount).__name__}",
-                model=spec.name, key=key, field=path,
-            )
-        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
-            raise ValidationError("amount must be a number", model=spec.name, key=key, field=path)
+        chain = self.spec.path(path)
+        command, arg, kind = check_increment(self.spec, key, chain, path, amount)
         name = self.delim.join(f.stored.encode() for f in chain)
-        command = "HINCRBY" if leaf.numeric == "int" else "HINCRBYFLOAT"
-        arg = str(amount) if leaf.numeric == "int" else repr(float(amount))
-        call = (_INCR.eval if atomic else _INCR.call)([key], [command, name, arg])
-        return call, leaf.numeric
+        call = (_INCR.eval if atomic else _INCR.call)([key], ["H" + command, name, arg])
+        return call, kind
+
+    def delete(self, key: str) -> Command:
+        return ("DEL", key)
+
+    def expire(self, key: str, ttl_ms: int | None) -> Command:
+        return ("PERSIST", key) if ttl_ms is None else ("PEXPIRE", key, ttl_ms)
 
     # ---- reading ------------------------------------------------------------------
 
@@ -205,6 +196,25 @@ class HashLayout:
                     model=self.spec.name, key=key, field=path + f.name
                 ) from None
         return kwargs
+
+
+def check_increment(
+    spec: ModelSpec, key: str, chain: tuple[FieldSpec, ...], path: str, amount: float
+) -> tuple[str, str, str]:
+    """("INCRBY" | "INCRBYFLOAT", amount as text, "int" | "float"), or ValidationError."""
+    leaf = chain[-1]
+    where = {"model": spec.name, "key": key, "field": path}
+    if leaf.numeric is None or any(f.kind == "encoded" for f in chain):
+        raise ValidationError("only int and float fields can be incremented", **where)
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+        raise ValidationError("amount must be a number", **where)
+    if leaf.numeric == "int":
+        if not isinstance(amount, int):
+            raise ValidationError(
+                f"an int field is incremented by an int, not {type(amount).__name__}", **where
+            )
+        return "INCRBY", str(amount), "int"
+    return "INCRBYFLOAT", repr(float(amount)), "float"
 
 
 class _One:

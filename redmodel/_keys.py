@@ -10,9 +10,10 @@ from urllib.parse import unquote
 
 __all__ = ["escape", "glob_escape", "new_id", "snake_case", "unescape"]
 
-# Glob metacharacters, cluster hash-tag braces and the escape character itself are always
+# Glob metacharacters, cluster hash-tag braces, newline (the flat manifest separator) and
+# the escape character itself are always
 # escaped; the model's delimiter is escaped too, so an escaped part never contains one.
-_ALWAYS = "%*?[]\\{}"
+_ALWAYS = "%*?[]\\{}\n"
 
 
 def _table(delimiter: str) -> dict[int, str]:

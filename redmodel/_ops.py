@@ -9,7 +9,9 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from redmodel._blob import BlobLayout
 from redmodel._errors import NotFoundError, ValidationError
+from redmodel._flat import FlatLayout
 from redmodel._hash import HashLayout
 from redmodel._keys import glob_escape, unescape
 from redmodel._plan import Batch, Command, Plan
@@ -26,14 +28,16 @@ class _Default:
 DEFAULT: Final[Any] = _Default()
 """Sentinel: use the model's own setting (for example its default TTL)."""
 
-_LAYOUTS: dict[type, HashLayout] = {}
+Layout = HashLayout | FlatLayout | BlobLayout
+_KINDS: dict[str, type[Layout]] = {"hash": HashLayout, "flat": FlatLayout, "blob": BlobLayout}
+_LAYOUTS: dict[type, Layout] = {}
 
 
-def layout_of(spec: ModelSpec) -> HashLayout:
+def layout_of(spec: ModelSpec) -> Layout:
     """The layout object of a model, built on first use."""
     layout = _LAYOUTS.get(spec.cls)
     if layout is None or layout.spec is not spec:
-        layout = _LAYOUTS[spec.cls] = HashLayout(spec)
+        layout = _LAYOUTS[spec.cls] = _KINDS[spec.layout](spec)
     return layout
 
 
@@ -94,19 +98,22 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int) -> Plan[int]:
 
 
 def delete(model: type, id_value: Any) -> Plan[bool]:
-    key = spec_of(model).key_for(id_value)
-    replies = yield Batch([("DEL", key)], write=True, keys=(key,))
+    spec = spec_of(model)
+    key = spec.key_for(id_value)
+    replies = yield Batch([layout_of(spec).delete(key)], write=True, keys=(key,))
     return bool(replies[0])
 
 
 def delete_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[int]:
     spec = spec_of(model)
+    layout = layout_of(spec)
     keys = [spec.key_for(i) for i in ids]
     removed = 0
     for start in range(0, len(keys), chunk_size):
         part = keys[start : start + chunk_size]
-        replies = yield Batch([("DEL", *part)], write=True, keys=part)
-        removed += int(replies[0])
+        cmds = [("DEL", *part)] if spec.layout != "flat" else [layout.delete(k) for k in part]
+        replies = yield Batch(cmds, write=True, keys=part)
+        removed += sum(int(r) for r in replies)
     return removed
 
 
@@ -138,14 +145,18 @@ def incr(model: type, id_value: Any, field: str, amount: float, atomic: bool = F
 def expire(model: type, id_value: Any, ttl: float | dt.timedelta) -> Plan[bool]:
     spec = spec_of(model)
     key = spec.key_for(id_value)
+    if ttl is None or ttl is DEFAULT:
+        raise ValidationError("expire needs a ttl; use persist() to remove an expiry",
+                              model=spec.name, key=key)
     ms = ttl_ms(spec, ttl)
-    replies = yield Batch([("PEXPIRE", key, ms)], write=True, keys=(key,))
+    replies = yield Batch([layout_of(spec).expire(key, ms)], write=True, keys=(key,))
     return bool(replies[0])
 
 
 def persist(model: type, id_value: Any) -> Plan[bool]:
-    key = spec_of(model).key_for(id_value)
-    replies = yield Batch([("PERSIST", key)], write=True, keys=(key,))
+    spec = spec_of(model)
+    key = spec.key_for(id_value)
+    replies = yield Batch([layout_of(spec).expire(key, None)], write=True, keys=(key,))
     return bool(replies[0])
 
 

@@ -106,3 +106,20 @@ class AllOptional:
     a: str | None = None
     b: int | None = None
     id: str = redmodel.key_field()
+
+
+def variant(base: type, layout: str, codec: str | None = None, prefix: str | None = None
+            ) -> type:
+    """``base`` (an attrs model) re-declared with another layout and model codec."""
+    name = prefix or f"{base.__name__.lower()}_{layout}_{(codec or 'json').replace('|', '_')}"
+
+    @redmodel.model(prefix=name, layout=layout, codec=codec)
+    @attrs.define
+    class Variant(base):  # type: ignore[valid-type, misc]
+        pass
+
+    Variant.__name__ = Variant.__qualname__ = f"{base.__name__}_{layout}"
+    return Variant
+
+
+LAYOUTS = ("hash", "flat", "blob")

@@ -1,0 +1,62 @@
+"""The blob layout: the whole object through the model's codec chain into one string key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redmodel._errors import DecodeError, ValidationError
+from redmodel._plan import Command
+from redmodel._schema import ModelSpec
+from redmodel.codecs import codec as resolve_codec
+
+__all__ = ["BlobLayout"]
+
+
+class BlobLayout:
+    """SET / GET of one encoded value per object. Built once per model."""
+
+    scan_type = "string"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.codec = spec.codec or resolve_codec("json")
+        self.encode = self.codec.encoder(spec.cls)
+        self.decoder = self.codec.decoder(spec.cls)
+
+    def save(self, key: str, obj: Any, ttl_ms: int | None) -> list[Command]:
+        try:
+            data = self.encode(obj)
+        except ValidationError as e:
+            raise ValidationError(str(e), model=self.spec.name, key=key) from None
+        if ttl_ms is None:
+            return [("SET", key, data, "KEEPTTL")]
+        return [("SET", key, data, "PX", ttl_ms)]
+
+    def delete(self, key: str) -> Command:
+        return ("DEL", key)
+
+    def expire(self, key: str, ttl_ms: int | None) -> Command:
+        return ("PERSIST", key) if ttl_ms is None else ("PEXPIRE", key, ttl_ms)
+
+    def update(self, key: str, values: Any, atomic: bool) -> Command:
+        raise ValidationError(
+            "partial update needs the hash layout; load, change and save the object "
+            "(in a transaction to make it atomic)", model=self.spec.name, key=key,
+        )
+
+    def incr(self, key: str, path: str, amount: float, atomic: bool) -> tuple[Command, str]:
+        raise ValidationError(
+            "atomic increments need the hash or flat layout", model=self.spec.name, key=key,
+            field=path,
+        )
+
+    def read(self, key: str) -> Command:
+        return ("GET", key)
+
+    def decode(self, key: str, id_text: str, reply: Any) -> Any:
+        if reply is None:
+            return None
+        try:
+            return self.decoder(reply)
+        except DecodeError as e:
+            raise e.with_context(model=self.spec.name, key=key) from None

@@ -1,0 +1,227 @@
+"""The flat layout: one string key per leaf, ``prefix:id:address:street:line1``.
+
+The object's own key ``prefix:id`` is its manifest: line one is the tree's skeleton (JSON:
+``1`` for a leaf, ``null`` for None, ``{...}`` for an object, ``["l", [...]]`` for a
+sequence, ``["d", [[key, ...], ...]]`` for a dict), the other lines the leaf key suffixes in
+skeleton order. One GET of the manifest says exactly which keys exist, so a read needs no
+SCAN, a save can delete leaves that no longer exist, and a delete removes every leaf.
+
+Save, get, delete and expiry are each one Lua script: atomic, one round trip. The scripts
+touch the leaves named by the manifest, which are not all in KEYS; every one is derived
+from the object key and shares its hash tag, so in a cluster they are all in its slot.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+from redmodel._errors import DecodeError, ValidationError
+from redmodel._hash import check_increment
+from redmodel._keys import escape
+from redmodel._plan import Command, script
+from redmodel._schema import ModelSpec
+from redmodel._tree import make_tree_converter, structure_error
+
+__all__ = ["FlatLayout"]
+
+_LEAVES = """
+local function leaves(manifest, base)
+  local out, first = {}, true
+  for line in string.gmatch(manifest, '[^\\n]+') do
+    if first then first = false else out[#out + 1] = base .. line end
+  end
+  return out
+end
+"""
+
+_SAVE = script(
+    _LEAVES
+    + """
+local base = KEYS[1] .. ARGV[2]
+local keep = -1
+if ARGV[1] == '' then keep = redis.call('PTTL', KEYS[1]) end
+local old = redis.call('GET', KEYS[1])
+if old then
+  local new = {}
+  for i = 2, #KEYS do new[KEYS[i]] = true end
+  for _, k in ipairs(leaves(old, base)) do
+    if not new[k] then redis.call('DEL', k) end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[3])
+local args = {}
+for i = 2, #KEYS do
+  args[#args + 1] = KEYS[i]
+  args[#args + 1] = ARGV[i + 2]
+  if #args >= 1000 then redis.call('MSET', unpack(args)); args = {} end
+end
+if #args > 0 then redis.call('MSET', unpack(args)) end
+local ms = tonumber(ARGV[1])
+if not ms and keep > 0 then ms = keep end
+if ms then
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ms) end
+end
+return 1
+"""
+)
+
+_GET = script(
+    _LEAVES
+    + """
+local m = redis.call('GET', KEYS[1])
+if not m then return false end
+local keys = leaves(m, KEYS[1] .. ARGV[1])
+local out = {m}
+for i = 1, #keys, 500 do
+  local part = redis.call('MGET', unpack(keys, i, math.min(i + 499, #keys)))
+  for j = 1, #part do out[#out + 1] = part[j] end
+end
+return out
+"""
+)
+
+_DELETE = script(
+    _LEAVES
+    + """
+local m = redis.call('GET', KEYS[1])
+if not m then return 0 end
+for _, k in ipairs(leaves(m, KEYS[1] .. ARGV[1])) do redis.call('DEL', k) end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+)
+
+_EXPIRE = script(
+    _LEAVES
+    + """
+local m = redis.call('GET', KEYS[1])
+if not m then return 0 end
+local done
+if ARGV[2] == 'persist' then
+  done = redis.call('PERSIST', KEYS[1])
+else
+  done = redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+for _, k in ipairs(leaves(m, KEYS[1] .. ARGV[1])) do
+  if ARGV[2] == 'persist' then redis.call('PERSIST', k) else redis.call('PEXPIRE', k, ARGV[2]) end
+end
+return done
+"""
+)
+
+_INCR = script(
+    """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return false end
+return redis.call(ARGV[1], KEYS[2], ARGV[2])
+"""
+)
+
+_CONVERTER = make_tree_converter()
+
+
+class FlatLayout:
+    """Commands and decoding for one model stored as flat keys. Built once per model."""
+
+    scan_type = "string"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.delim = spec.delimiter
+        self.unstructure = _CONVERTER.get_unstructure_hook(spec.cls)
+        self.structure = _CONVERTER.get_structure_hook(spec.cls)
+        key_attr = next(f for f in attrs.fields(spec.cls) if f.name == spec.key.name)
+        opts = key_attr.metadata.get("redmodel")
+        self.key_name = getattr(opts, "name", None) or key_attr.name
+
+    # ---- tree <-> skeleton + leaves ------------------------------------------------
+
+    def _flatten(self, node: Any, path: str, leaves: list[tuple[str, bytes]]) -> Any:
+        if node is None:
+            return None
+        if isinstance(node, bytes):
+            leaves.append((path, node))
+            return 1
+        sep = path + self.delim if path else ""
+        if isinstance(node, dict):
+            if all(isinstance(k, str) for k in node):  # an attrs object: field names
+                return {k: self._flatten(v, sep + escape(k, self.delim), leaves)
+                        for k, v in node.items()}
+            pairs = []
+            for k, v in node.items():
+                text = k.decode("utf-8", "surrogateescape")
+                pairs.append([text, self._flatten(v, sep + escape(text, self.delim), leaves)])
+            return ["d", pairs]
+        items = list(node)
+        return ["l", [self._flatten(v, f"{sep}{i}", leaves) for i, v in enumerate(items)]]
+
+    def _build(self, skel: Any, values: Iterator[Any], key: str) -> Any:
+        if skel is None:
+            return None
+        if skel == 1:
+            value = next(values)
+            if value is None:
+                raise DecodeError("a leaf key is missing", model=self.spec.name, key=key)
+            return value
+        if isinstance(skel, dict):
+            return {k: self._build(v, values, key) for k, v in skel.items()}
+        tag, items = skel
+        if tag == "l":
+            return [self._build(v, values, key) for v in items]
+        return {k.encode("utf-8", "surrogateescape"): self._build(v, values, key)
+                for k, v in items}
+
+    # ---- writing ------------------------------------------------------------------
+
+    def save(self, key: str, obj: Any, ttl_ms: int | None) -> list[Command]:
+        tree = self.unstructure(obj)
+        tree.pop(self.key_name, None)
+        leaves: list[tuple[str, bytes]] = []
+        skeleton = self._flatten(tree, "", leaves)
+        manifest = "\n".join([json.dumps(skeleton, separators=(",", ":")),
+                              *(p for p, _ in leaves)])
+        keys = [key, *(f"{key}{self.delim}{p}" for p, _ in leaves)]
+        ttl = "" if ttl_ms is None else str(ttl_ms)
+        return [_SAVE.call(keys, [ttl, self.delim, manifest, *(v for _, v in leaves)])]
+
+    def delete(self, key: str) -> Command:
+        return _DELETE.call([key], [self.delim])
+
+    def expire(self, key: str, ttl_ms: int | None) -> Command:
+        return _EXPIRE.call([key], [self.delim, "persist" if ttl_ms is None else ttl_ms])
+
+    def update(self, key: str, values: Any, atomic: bool) -> Command:
+        raise ValidationError(
+            "partial update needs the hash layout; load, change and save the object "
+            "(in a transaction to make it atomic)", model=self.spec.name, key=key,
+        )
+
+    def incr(self, key: str, path: str, amount: float, atomic: bool) -> tuple[Command, str]:
+        chain = self.spec.path(path)
+        command, arg, kind = check_increment(self.spec, key, chain, path, amount)
+        leaf = key + self.delim + self.delim.join(f.stored for f in chain)
+        cmd = (_INCR.eval if atomic else _INCR.call)([key, leaf], [command, arg])
+        return cmd, kind
+
+    # ---- reading ------------------------------------------------------------------
+
+    def read(self, key: str) -> Command:
+        return _GET.call([key], [self.delim])
+
+    def decode(self, key: str, id_text: str, reply: Any) -> Any:
+        if not reply:
+            return None
+        manifest, *values = reply
+        try:
+            skeleton = json.loads(manifest.splitlines()[0])
+        except (ValueError, IndexError):
+            raise DecodeError("manifest is corrupt", model=self.spec.name, key=key) from None
+        tree = self._build(skeleton, iter(values), key)
+        tree[self.key_name] = id_text.encode("utf-8")
+        try:
+            return self.structure(tree, self.spec.cls)
+        except Exception as e:
+            raise structure_error(e, model=self.spec.name, key=key) from None

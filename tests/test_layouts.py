@@ -1,0 +1,176 @@
+"""The same store API works for every layout (hash, flat, blob)."""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+import pytest
+import redis
+from hypothesis import given, settings
+
+import redmodel
+from tests.models import LAYOUTS, Address, Everything, Hat, Restaurant, Street, variant
+from tests.strategies import ids, instances
+
+EVERYTHING = {layout: variant(Everything, layout) for layout in LAYOUTS}
+RESTAURANT = {layout: variant(Restaurant, layout, prefix=f"r{layout}") for layout in LAYOUTS}
+HAT = {layout: variant(Hat, layout, prefix=f"h{layout}") for layout in LAYOUTS}
+
+
+def ravagh(cls: type) -> Restaurant:
+    return cls(  # type: ignore[no-any-return]
+        "Ravagh", "Persian", Address(Street("11 E 30th St", "APT 1"), "New York", "NY", 10016),
+        id=484272,
+    )
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_save_get_delete_every_layout(store: redmodel.Store, layout: str) -> None:
+    cls = RESTAURANT[layout]
+    obj = ravagh(cls)
+    store.save(obj)
+    assert store.exists(cls, 484272)
+    assert store.get(cls, 484272) == obj
+    assert store.get(cls, 1) is None
+    assert store.delete(cls, 484272) is True
+    assert store.client.dbsize() == 0, "every key of the object is gone"
+    assert store.get(cls, 484272) is None
+
+
+def test_flat_layout_writes_one_key_per_leaf(store: redmodel.Store, redis_client: redis.Redis
+                                             ) -> None:
+    store.save(ravagh(RESTAURANT["flat"]))
+    leaves = {k.decode(): v for k in redis_client.scan_iter("rflat:484272:*")
+              if (v := redis_client.get(k)) is not None}
+    assert leaves == {
+        "rflat:484272:name": b"Ravagh",
+        "rflat:484272:type": b"Persian",
+        "rflat:484272:address:street:line1": b"11 E 30th St",
+        "rflat:484272:address:street:line2": b"APT 1",
+        "rflat:484272:address:city": b"New York",
+        "rflat:484272:address:state": b"NY",
+        "rflat:484272:address:zip": b"10016",
+    }
+    assert redis_client.incrby("rflat:484272:address:zip", 1) == 10017
+    assert store.get(RESTAURANT["flat"], 484272).address.zip == 10017  # type: ignore[union-attr]
+
+
+def test_flat_resave_removes_leaves_that_no_longer_exist(store: redmodel.Store) -> None:
+    cls = EVERYTHING["flat"]
+    obj = cls(sku="s", tags=["a", "b", "c"], scores={"x": 1.0, "y": 2.0}, maybe_text="t")
+    store.save(obj)
+    before = store.client.dbsize()
+    smaller = attrs.evolve(obj, tags=["a"], scores={}, maybe_text=None)
+    store.save(smaller)
+    assert store.client.dbsize() == before - 5
+    assert store.get(cls, "s") == smaller
+
+
+def test_flat_ids_and_dict_keys_with_delimiters_never_leak(store: redmodel.Store) -> None:
+    cls = EVERYTHING["flat"]
+    a = cls(sku="a", scores={"b:tags:0": 1.0})
+    b = cls(sku="a:tags", tags=["x"])
+    store.save_many([a, b])
+    assert store.get(cls, "a") == a
+    assert store.get(cls, "a:tags") == b
+    assert sorted(o.sku for o in store.scan(cls)) == ["a", "a:tags"]
+    store.delete(cls, "a")
+    assert store.get(cls, "a:tags") == b
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_many_scan_count_every_layout(store: redmodel.Store, layout: str) -> None:
+    cls = HAT[layout]
+    hats = [cls(color=f"c{i}", price=float(i), style="s", id=f"id:{i}*") for i in range(30)]
+    assert store.save_many(hats) == 30
+    assert store.get_many(cls, [h.id for h in hats] + ["none"]) == [*hats, None]
+    assert store.count(cls) == 30
+    assert sorted(h.id for h in store.scan(cls, count=7)) == sorted(h.id for h in hats)
+    assert store.delete_many(cls, [h.id for h in hats[:10]]) == 10
+    assert store.count(cls) == 20
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_ttl_applies_to_every_key_of_an_object(store: redmodel.Store, layout: str) -> None:
+    cls = RESTAURANT[layout]
+    store.save(ravagh(cls), ttl=50)
+    keys = list(store.client.scan_iter("*"))
+    assert keys and all(0 < store.client.ttl(k) <= 50 for k in keys)
+    store.save(ravagh(cls), ttl=None)  # keeps the expiry it had
+    assert all(0 < store.client.ttl(k) <= 50 for k in store.client.scan_iter("*"))
+    assert store.persist(cls, 484272) is True
+    assert all(store.client.ttl(k) == -1 for k in store.client.scan_iter("*"))
+    assert store.expire(cls, 484272, 0.1) is True
+    deadline = time.monotonic() + 5
+    while store.client.dbsize() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.client.dbsize() == 0
+    assert store.get(cls, 484272) is None
+
+
+@pytest.mark.parametrize("layout", ["flat", "blob"])
+def test_partial_update_needs_the_hash_layout(store: redmodel.Store, layout: str) -> None:
+    cls = HAT[layout]
+    hat = cls(color="c", price=1.0, style="s")
+    store.save(hat)
+    with pytest.raises(redmodel.ValidationError, match="hash layout"):
+        store.update(cls, hat.id, color="x")
+    assert store.get(cls, hat.id) == hat
+
+
+def test_flat_incr_changes_the_leaf_and_refuses_missing(store: redmodel.Store) -> None:
+    cls = HAT["flat"]
+    hat = cls(color="c", price=1.0, style="s", quantity=3)
+    store.save(hat)
+    assert store.incr(cls, hat.id, "quantity", -1) == 2
+    assert store.incr(cls, hat.id, "price", 0.5) == 1.5
+    with pytest.raises(redmodel.NotFoundError):
+        store.incr(cls, "ghost", "quantity")
+    assert store.client.exists("hflat:ghost:quantity") == 0
+    with pytest.raises(redmodel.ValidationError):
+        store.incr(cls, hat.id, "color")
+
+
+def test_blob_refuses_increments(store: redmodel.Store) -> None:
+    cls = HAT["blob"]
+    hat = cls(color="c", price=1.0, style="s")
+    store.save(hat)
+    with pytest.raises(redmodel.ValidationError, match="hash or flat"):
+        store.incr(cls, hat.id, "quantity")
+
+
+@pytest.mark.parametrize("layout", ["flat", "blob"])
+def test_corrupt_stored_data_names_the_key(store: redmodel.Store, layout: str) -> None:
+    cls = RESTAURANT[layout]
+    store.save(ravagh(cls))
+    key = f"r{layout}:484272"
+    if layout == "flat":
+        store.client.set(f"{key}:address:zip", "not a zip")
+        match = r"address\.zip.*key 'rflat:484272'|key 'rflat:484272'.*zip"
+    else:
+        store.client.set(key, b"\xa7\x04json{broken")
+        match = r"key 'rblob:484272'.*codec 'json'"
+    with pytest.raises(redmodel.DecodeError, match=match) as info:
+        store.get(cls, 484272)
+    assert "not a zip" not in str(info.value)
+
+
+def test_flat_missing_leaf_is_a_decode_error(store: redmodel.Store) -> None:
+    cls = RESTAURANT["flat"]
+    store.save(ravagh(cls))
+    store.client.delete("rflat:484272:name")
+    with pytest.raises(redmodel.DecodeError, match="rflat:484272"):
+        store.get(cls, 484272)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@settings(max_examples=150)
+@given(data=instances(Everything, sku=ids))
+def test_any_object_round_trips_in_every_layout(
+    store: redmodel.Store, layout: str, data: Everything
+) -> None:
+    cls = EVERYTHING[layout]
+    obj = cls(**attrs.asdict(data, recurse=False))
+    store.save(obj)
+    assert store.get(cls, obj.sku) == obj
