@@ -18,18 +18,32 @@ Declare a model on an attrs class, save and load it through a :class:`Store`::
 
 from redmodel._errors import (
     CodecError,
+    ConditionFailedError,
     ConflictError,
     CrossSlotError,
     DecodeError,
     ModelDefinitionError,
     NotFoundError,
+    ReadAfterWriteError,
     RedmodelError,
+    TransactionError,
     ValidationError,
 )
 from redmodel._keys import new_id
 from redmodel._ops import DEFAULT
 from redmodel._schema import field, key_field, model
 from redmodel._store import Store
+from redmodel._tx import (
+    Outcome,
+    Pending,
+    RetryPolicy,
+    Transaction,
+    TransactionFunction,
+    TxStats,
+    current_transaction,
+    transact,
+    transaction,
+)
 from redmodel.codecs import (
     Bz2Transform,
     Codec,
@@ -53,6 +67,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT",
+    "ConditionFailedError",
+    "Outcome",
+    "Pending",
+    "ReadAfterWriteError",
+    "RetryPolicy",
+    "Transaction",
+    "TransactionError",
+    "TransactionFunction",
+    "TxStats",
+    "current_transaction",
+    "transact",
+    "transaction",
     "Bz2Transform",
     "Codec",
     "CodecConfig",

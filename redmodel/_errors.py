@@ -15,6 +15,9 @@ __all__ = [
     "CodecError",
     "ConflictError",
     "CrossSlotError",
+    "TransactionError",
+    "ReadAfterWriteError",
+    "ConditionFailedError",
 ]
 
 
@@ -133,3 +136,55 @@ class ConflictError(RedmodelError):
 
 class CrossSlotError(RedmodelError):
     """An atomic operation would need keys in different Redis Cluster hash slots."""
+
+
+class TransactionError(RedmodelError):
+    """A transaction was used in a way it cannot honour: a result read before commit, a
+    nested call on another store, an unbound transaction function, a write that needs a
+    second round trip after EXEC."""
+
+
+class ReadAfterWriteError(TransactionError):
+    """A read was asked for after a write was queued: inside MULTI a read only returns
+    QUEUED, so it cannot be answered. Do every read first, then the writes."""
+
+    def __init__(self, read: str, first_write: str) -> None:
+        self.read = read
+        self.first_write = first_write
+        super().__init__(
+            f"cannot {read} after {first_write} was queued in this transaction: reads must "
+            "come before the first write (inside MULTI a read is not answered until EXEC)"
+        )
+
+
+class ConditionFailedError(RedmodelError):
+    """A conditional update changed nothing because a field would have crossed its bound.
+
+    ``kind`` is ``"floor"`` or ``"ceiling"``; ``current`` is the stored value, ``change``
+    the amount asked for (0 for a bounded field that was not being changed), ``bound`` the
+    limit. Raised by ``incr_fields`` (and a transaction's ``incr_fields`` result).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        key: str,
+        field: str,
+        kind: str,
+        bound: float,
+        current: float,
+        change: float,
+    ) -> None:
+        self.model = model
+        self.key = key
+        self.field = field
+        self.kind = kind
+        self.bound = bound
+        self.current = current
+        self.change = change
+        side = "below its floor" if kind == "floor" else "above its ceiling"
+        super().__init__(
+            f"{field} would go {side} {bound} (stored {current}, change {change:+}); "
+            f"nothing was changed (model {model}, key {key!r}, field {field!r})"
+        )

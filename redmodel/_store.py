@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import redis
 from redis.exceptions import NoScriptError
 
-from redmodel import _ops
+from redmodel import _atomic, _ops, _tx
 from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Plan, as_eval, run_sync
 from redmodel._schema import spec_of
+from redmodel._tx import RetryPolicy
 
 __all__ = ["Store"]
 
@@ -138,6 +139,41 @@ class Store:
         missing."""
         return self.run(_ops.incr(model, id, field, amount))
 
+    def incr_fields(
+        self,
+        model: type,
+        id: Any,
+        changes: Mapping[str, float],
+        *,
+        floor: Mapping[str, float] | None = None,
+        ceiling: Mapping[str, float] | None = None,
+    ) -> dict[str, Any]:
+        """Add ``changes`` to several numeric fields at once, all or nothing, with bounds:
+        the hot-key alternative to an optimistic transaction (no retries)::
+
+            store.incr_fields(Hat, id, {"quantity": -1, "npurchased": 1},
+                              floor={"quantity": 0})
+
+        One EVALSHA: the script checks the object exists and that every bounded field
+        stays within ``floor``/``ceiling`` after the change, then runs HINCRBY /
+        HINCRBYFLOAT for each. Returns the new values. Raises
+        :class:`ConditionFailedError` (nothing changed) when a bound would be crossed,
+        :class:`NotFoundError` when the object is missing. Hash layout only."""
+        return self.run(_atomic.incr_fields(model, id, changes, floor=floor, ceiling=ceiling))
+
+    def transaction(
+        self, fn: Callable[..., Any] | None = None, *, policy: RetryPolicy | None = None
+    ) -> Any:
+        """``@store.transaction`` / ``@store.transaction(policy=...)``: the same as
+        ``@redmodel.transaction(store, ...)``; see docs/transactions.md."""
+        decorate = _tx.transaction(self, policy=policy)
+        return decorate(fn) if fn is not None else decorate
+
+    def transact(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """Run ``fn(tx, *args, **kwargs)`` as an optimistic transaction with the default
+        retry policy and return its result (WATCH, reads, MULTI, queued writes, EXEC)."""
+        return _tx.transact(self, fn, *args, **kwargs)
+
     def delete(self, model: type, id: Any) -> bool:
         """DEL the object; True if it existed."""
         return self.run(_ops.delete(model, id))
@@ -208,6 +244,23 @@ class Store:
                 yield from self.run(_ops.get_by_keys(spec, keys))
             if cursor == 0:
                 return
+
+    def rotate_keys(self, model: type, *, count: int = 500) -> int:
+        """Re-encrypt every stored value of the model that a ``fernet`` chain wrote under an
+        older key; returns how many values were rewritten. Objects stay readable throughout
+        (every configured key decrypts).
+
+        Per SCAN page: one pipelined read (HGETALL / GET / the flat read script) and one
+        pipelined compare-and-set script per changed value, so a value written meanwhile
+        by someone else is left alone (it is already under the newest key)."""
+        spec = spec_of(model)
+        rotated = 0
+        cursor = 0
+        while True:
+            cursor, keys = self.run(_ops.scan_page(spec, cursor, count))
+            rotated += self.run(_ops.rotate_page(spec, keys))
+            if cursor == 0:
+                return rotated
 
     def count(self, model: type) -> int:
         """How many objects the model has: a full SCAN, O(N) in the keyspace."""

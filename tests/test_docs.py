@@ -1,5 +1,5 @@
 """Every ```python block in README.md and docs/*.md runs, in order, one namespace per file,
-against the throwaway server (``redis_url`` is defined for the examples)."""
+against the throwaway server (``redis_url`` and a ``store`` on it are defined)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import redis
+
+import redmodel
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -20,7 +22,11 @@ def test_documentation_examples_run(
 ) -> None:
     blocks = BLOCK.findall(path.read_text())
     monkeypatch.setenv("REDIS_URL", redis_url)
-    namespace: dict[str, object] = {"redis_url": redis_url, "__name__": f"docs_{path.stem}"}
+    namespace: dict[str, object] = {
+        "redis_url": redis_url,
+        "store": redmodel.Store(redis_client),
+        "__name__": f"docs_{path.stem}",
+    }
     for number, code in enumerate(blocks, 1):
         try:
             code_obj = compile(code, f"{path.name} block {number}", "exec", dont_inherit=True)

@@ -34,11 +34,18 @@ def test_hatshop_demo_on_its_own_throwaway_server() -> None:
         assert color in out
     assert "== the saved hat: True" in out
     assert "quantity   -> 999" in out
+    assert "12 buyers x 8 tries on 3 hats (60 in stock)" in out
+    tally = dict(line.strip().rsplit(None, 1) for line in out.splitlines()
+                 if line.strip().startswith(("sold", "out of stock", "retries")))
+    assert int(tally["sold"]) + int(tally["out of stock"]) == 96
 
 
 def test_hatshop_demo_honours_redis_url(redis_url: str, redis_client: redis.Redis) -> None:
     out = run_example("examples.hatshop", {"REDIS_URL": redis_url})
     assert f"using REDIS_URL={redis_url}" in out
     keys = sorted(k.decode() for k in redis_client.scan_iter(match="hat:*"))
-    assert len(keys) == 3
+    assert len(keys) == 6, "the demo's three hats and the buy flow's three"
     assert {redis_client.hget(k, "color") for k in keys} == {b"black", b"maroon", b"green"}
+    for key in keys:
+        quantity, sold = (int(redis_client.hget(key, f) or 0) for f in ("quantity", "npurchased"))
+        assert quantity >= 0 and sold >= 0

@@ -1,0 +1,846 @@
+"""Optimistic transactions: WATCH what the function reads, queue what it writes, EXEC, retry.
+
+The decisions live in plain classes with no I/O, so an asyncio shell can reuse them:
+:class:`TxCore` (what to watch, what to queue, what to refuse, which EXEC reply belongs to
+which write), :class:`RetryPolicy` (when to retry and how long to wait) and :class:`TxStats`.
+The sync shell is :class:`Transaction` (one attempt over a redis-py pipeline),
+:func:`transact` (the retry loop) and :func:`transaction` (the decorator).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import functools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+import attrs
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
+
+from redmodel import _ops
+from redmodel._atomic import incr_fields as incr_fields_plan
+from redmodel._errors import (
+    ConflictError,
+    DecodeError,
+    ReadAfterWriteError,
+    TransactionError,
+    ValidationError,
+)
+from redmodel._ops import DEFAULT
+from redmodel._plan import Batch, Command, Plan, as_eval
+from redmodel._schema import spec_of
+from redmodel._types import BadValueError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from redmodel._store import Store
+
+__all__ = [
+    "Outcome",
+    "Pending",
+    "ReadAfterWriteError",
+    "RetryPolicy",
+    "Transaction",
+    "TransactionError",
+    "TransactionFunction",
+    "TxCore",
+    "TxStats",
+    "current_transaction",
+    "get_field",
+    "transact",
+    "transaction",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
+
+log = logging.getLogger("redmodel.tx")
+
+
+# ---- retry policy (pure) ------------------------------------------------------------------
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"RetryPolicy.{attribute.name} must not be negative, got {value!r}")
+
+
+def _at_least_one(_inst: object, _attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"RetryPolicy.attempts must be at least 1, got {value!r}")
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How often and how patiently a transaction retries after a WATCH conflict.
+
+    - ``attempts``: how many times the function may run in total (1 = never retry).
+    - ``backoff_base`` / ``backoff_max`` (seconds): before attempt ``k + 1`` the caller
+      sleeps a random time in ``[0, min(backoff_max, backoff_base * 2 ** (k - 1))]``
+      ("full jitter"), so clients that collided do not collide again in step.
+    - ``deadline`` (seconds, or None): no attempt starts after this much time since the
+      first one.
+    - ``log_level``: level of the ``redmodel.tx`` log line written per conflict.
+
+    Only WATCH conflicts are retried, never connection errors or the function's own
+    exceptions.
+    """
+
+    attempts: int = attrs.field(default=10, validator=_at_least_one)
+    backoff_base: float = attrs.field(default=0.002, validator=_positive)
+    backoff_max: float = attrs.field(default=0.2, validator=_positive)
+    deadline: float | None = attrs.field(default=None, validator=_positive)
+    log_level: int = logging.WARNING
+
+    def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to sleep after conflicted attempt number ``attempt`` (1-based)."""
+        cap = min(self.backoff_max, self.backoff_base * 2.0 ** min(attempt - 1, 60))
+        return cap * rand()
+
+    def next_delay(
+        self, attempt: int, elapsed: float, rand: Callable[[], float] = random.random
+    ) -> float | None:
+        """After attempt ``attempt`` conflicted, ``elapsed`` seconds after the first one
+        started: the sleep before the next attempt, or None to give up."""
+        if attempt >= self.attempts:
+            return None
+        delay = self.backoff(attempt, rand)
+        if self.deadline is not None and elapsed + delay >= self.deadline:
+            return None
+        return delay
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+# ---- counters and outcomes ----------------------------------------------------------------
+
+_COUNTERS = ("calls", "joined", "attempts", "commits", "conflicts", "exhausted", "errors")
+
+
+class TxStats:
+    """Counters of one transaction function, safe to update and read from many threads.
+
+    ``calls``: calls that ran their own transaction; ``joined``: calls that joined an
+    outer one; ``attempts``: runs of the function; ``commits``: successful EXECs;
+    ``conflicts``: attempts that hit a WATCH conflict (each one retried or gave up);
+    ``exhausted``: calls that raised :class:`ConflictError`; ``errors``: calls that ended
+    with any other exception. Counters are per process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(_COUNTERS, 0)
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                self._counts[name] += delta
+
+    def snapshot(self) -> dict[str, int]:
+        """Every counter, read together under the lock."""
+        with self._lock:
+            return dict(self._counts)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts = dict.fromkeys(_COUNTERS, 0)
+
+    def __getattr__(self, name: str) -> int:
+        if name in _COUNTERS:
+            with self._lock:
+                return self._counts[name]
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v}" for k, v in self.snapshot().items())
+        return f"TxStats({inner})"
+
+
+@attrs.frozen
+class Outcome(Generic[R]):
+    """What one transactional call returned, and what it took.
+
+    ``attempts`` is how many times the function ran (``conflicts == attempts - 1``);
+    both are 0 when the call joined an outer transaction (``joined=True``): the outer
+    one's attempts count then.
+    """
+
+    value: R
+    attempts: int
+    keys: tuple[str, ...] = ()
+    joined: bool = False
+
+    @property
+    def conflicts(self) -> int:
+        return max(0, self.attempts - 1)
+
+
+# ---- pending results ----------------------------------------------------------------------
+
+_WAITING, _DONE, _FAILED, _DROPPED = range(4)
+
+
+class Pending(Generic[T]):
+    """The result of a write queued in a transaction; its ``value`` exists after EXEC.
+
+    Reading ``value`` before the transaction commits raises :class:`TransactionError`;
+    after EXEC it returns the result (what the same Store method returns), or raises the
+    error of that one command (a ``redis.ResponseError``, or e.g. ``NotFoundError`` for
+    ``incr`` of a missing object).
+    """
+
+    __slots__ = ("_error", "_state", "_value", "what")
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._state = _WAITING
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once EXEC answered this write (with a value or an error)."""
+        return self._state in (_DONE, _FAILED)
+
+    @property
+    def value(self) -> T:
+        if self._state == _DONE:
+            return self._value  # type: ignore[no-any-return]
+        if self._state == _FAILED:
+            assert self._error is not None
+            raise self._error
+        if self._state == _DROPPED:
+            raise TransactionError(
+                f"{self.what} was never applied: its transaction attempt was abandoned "
+                "(a conflict that was retried, an exception, or a rolled-back nested call)"
+            )
+        raise TransactionError(
+            f"the result of {self.what} exists only after the transaction commits (EXEC); "
+            "read .value after the transaction function returns"
+        )
+
+    def _resolve(self, value: Any) -> None:
+        self._state, self._value = _DONE, value
+
+    def _fail(self, error: BaseException) -> None:
+        self._state, self._error = _FAILED, error
+
+    def _drop(self) -> None:
+        if self._state == _WAITING:
+            self._state = _DROPPED
+
+    def __repr__(self) -> str:
+        state = {_WAITING: "waiting", _DONE: f"value={self._value!r}",
+                 _FAILED: f"error={self._error!r}", _DROPPED: "dropped"}[self._state]
+        return f"<Pending {self.what}: {state}>"
+
+
+# ---- the sans-I/O core --------------------------------------------------------------------
+
+
+@attrs.define
+class _Queued:
+    plan: Plan[Any]
+    pending: Pending[Any]
+    start: int
+    count: int
+
+
+class TxCore:
+    """What one attempt has watched and queued. Makes every decision, does no I/O.
+
+    A shell calls :meth:`read` before each read (and WATCHes the keys it returns),
+    :meth:`queue` for each write, sends :meth:`exec_commands` in MULTI/EXEC and hands the
+    replies to :meth:`finish`.
+    """
+
+    def __init__(self) -> None:
+        self.watched: list[str] = []
+        self._watched_set: set[str] = set()
+        self.commands: list[Command] = []
+        self._queued: list[_Queued] = []
+        self.closed = False
+
+    def _check_open(self, what: str) -> None:
+        if self.closed:
+            raise TransactionError(f"cannot {what}: this transaction has already ended")
+
+    def read(self, keys: Iterable[str], what: str) -> list[str]:
+        """Keys of a read that are not watched yet (now counted as watched). Refuses a
+        read once a write is queued."""
+        self._check_open(what)
+        if self._queued:
+            raise ReadAfterWriteError(what, self._queued[0].pending.what)
+        new = [k for k in dict.fromkeys(keys) if k not in self._watched_set]
+        self._watched_set.update(new)
+        self.watched.extend(new)
+        return new
+
+    def queue(self, batch: Batch, plan: Plan[Any], what: str) -> Pending[Any]:
+        """Queue a write batch; ``plan`` is resumed with its EXEC replies in :meth:`finish`.
+        EVALSHA becomes EVAL: a NOSCRIPT inside MULTI could not be retried."""
+        self._check_open(what)
+        pending: Pending[Any] = Pending(what)
+        self._queued.append(_Queued(plan, pending, len(self.commands), len(batch.commands)))
+        self.commands.extend(as_eval(c) for c in batch.commands)
+        return pending
+
+    @property
+    def has_writes(self) -> bool:
+        return bool(self._queued)
+
+    def mark(self) -> int:
+        """A savepoint: :meth:`rollback_to` drops the writes queued after it."""
+        return len(self._queued)
+
+    def rollback_to(self, mark: int) -> None:
+        dropped = self._queued[mark:]
+        if not dropped:
+            return
+        del self.commands[dropped[0].start :]
+        del self._queued[mark:]
+        for q in dropped:
+            q.pending._drop()
+            q.plan.close()
+
+    def exec_commands(self) -> list[Command]:
+        """The commands to send between MULTI and EXEC; the transaction takes no more."""
+        self.closed = True
+        return list(self.commands)
+
+    def finish(self, replies: Sequence[Any]) -> BaseException | None:
+        """Give each queued write its EXEC replies; returns the first error among them."""
+        first: BaseException | None = None
+        for q in self._queued:
+            error = _resume(q, replies[q.start : q.start + q.count])
+            first = first or error
+        self._queued.clear()
+        return first
+
+    def abandon(self) -> None:
+        """End without EXEC: every queued write is dropped."""
+        self.closed = True
+        self.rollback_to(0)
+
+
+def _resume(q: _Queued, replies: Sequence[Any]) -> BaseException | None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            q.plan.close()
+            q.pending._fail(reply)
+            return reply
+    try:
+        q.plan.send(list(replies))
+    except StopIteration as stop:
+        q.pending._resolve(stop.value)
+        return None
+    except Exception as e:  # the plan's own verdict on its replies, e.g. NotFoundError
+        q.pending._fail(e)
+        return e
+    q.plan.close()
+    error = TransactionError(
+        f"{q.pending.what} needs another round trip after EXEC, which a transaction "
+        "cannot give"
+    )
+    q.pending._fail(error)
+    return error
+
+
+def connection_error_of(error: WatchError) -> BaseException | None:
+    """redis-py reports a connection lost while WATCHing as a WatchError; the original
+    ConnectionError / TimeoutError, if that is what this one is."""
+    cause = error.__context__
+    if isinstance(cause, (RedisConnectionError, RedisTimeoutError)):
+        return cause
+    return None
+
+
+class _WatchConflictError(Exception):
+    """EXEC returned nil: a watched key changed. Internal; the retry loop catches it."""
+
+
+def get_field(model: type, id_value: Any, field: str) -> Plan[Any]:
+    """Plan: one field of an object (HGET), decoded by its type; None if absent."""
+    spec = spec_of(model)
+    key = spec.key_for(id_value)
+    if spec.layout != "hash":
+        raise ValidationError("get_field needs the hash layout; use get()", model=spec.name,
+                              key=key, field=field)
+    chain = spec.path(field)
+    leaf = chain[-1]
+    if leaf.kind == "struct" or leaf.decode is None:
+        raise ValidationError("a nested object is read whole, with get()", model=spec.name,
+                              key=key, field=field)
+    name = spec.delimiter.encode().join(f.stored.encode() for f in chain)
+    replies = yield Batch([("HGET", key, name)], keys=(key,))
+    raw = replies[0]
+    if raw is None:
+        return None
+    try:
+        return leaf.decode(raw)
+    except BadValueError as e:
+        raise DecodeError(f"stored value is {e}", model=spec.name, key=key,
+                          field=field) from None
+    except DecodeError as e:
+        raise e.with_context(model=spec.name, key=key, field=field) from None
+
+
+# ---- the sync shell -----------------------------------------------------------------------
+
+_ACTIVE: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
+    "redmodel_transaction", default=None
+)
+
+
+def current_transaction() -> Transaction | None:
+    """The transaction open in this thread / asyncio context, if any."""
+    return _ACTIVE.get()
+
+
+def _same_store(a: Store, b: Store) -> bool:
+    return a is b or a.client is b.client
+
+
+class Transaction:
+    """One attempt of an optimistic transaction: the handle a transaction function gets.
+
+    Reads (``get``, ``get_many``, ``get_or_raise``, ``exists``, ``get_field``,
+    ``read_command``, ``watch``) first WATCH the keys they read, then run at once. Writes
+    (``save``, ``save_many``, ``update``, ``incr``, ``incr_fields``, ``delete``,
+    ``delete_many``, ``expire``, ``persist``, ``command``) are queued and return a
+    :class:`Pending`; they are sent in one MULTI/EXEC at the end. A read after a write
+    raises :class:`ReadAfterWriteError`.
+
+    As a context manager it is a single attempt (no retry; a conflict raises
+    :class:`ConflictError` with ``attempts=1``)::
+
+        with Transaction(store) as tx:
+            hat = tx.get_or_raise(Hat, hat_id)
+            tx.update(Hat, hat_id, quantity=hat.quantity - 1)
+
+    Inside another transaction on the same store it joins the outer one. A handle belongs
+    to one thread and lives for one attempt.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._core = TxCore()
+        self._pipe: Any = None
+        self._token: contextvars.Token[Transaction | None] | None = None
+        self._joined: tuple[Transaction, int] | None = None
+
+    def __repr__(self) -> str:
+        return (f"<Transaction watched={self._core.watched!r} "
+                f"queued={len(self._core.commands)} commands>")
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        """Keys WATCHed so far in this attempt."""
+        return tuple(self._core.watched)
+
+    # ---- lifecycle (used by transact and the context manager) -----------------------
+
+    def _open(self) -> None:
+        self._pipe = self.store.client.pipeline(transaction=True)
+        self._token = _ACTIVE.set(self)
+
+    def _close(self) -> None:
+        if self._token is not None:
+            _ACTIVE.reset(self._token)
+            self._token = None
+        if not self._core.closed:
+            self._core.abandon()
+        if self._pipe is not None:
+            self._pipe.reset()  # UNWATCH, and the connection goes back to the pool
+
+    def _commit(self) -> None:
+        """MULTI, the queued commands, EXEC. Raises _WatchConflictError on a WATCH conflict, the
+        first failed command's error after a commit, a ConnectionError as is."""
+        commands = self._core.exec_commands()
+        if not commands and not self._core.watched:
+            return
+        # With nothing queued, EXEC still tells whether what was read stayed unchanged.
+        pipe = self._pipe
+        pipe.multi()
+        for command in commands:
+            pipe.execute_command(*command)
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except WatchError as e:
+            cause = connection_error_of(e)
+            if cause is not None:
+                raise cause from None
+            raise _WatchConflictError from None
+        error = self._core.finish(replies)
+        if error is not None:
+            raise error
+
+    def __enter__(self) -> Transaction:
+        active = _ACTIVE.get()
+        if active is not None:
+            _check_join(active, self.store, "Transaction(store)")
+            self._joined = (active, active._core.mark())
+            return active
+        self._open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._joined is not None:
+            outer, mark = self._joined
+            self._joined = None
+            if exc is not None:
+                outer._core.rollback_to(mark)
+            return
+        try:
+            if exc is None:
+                self._commit()
+        except _WatchConflictError:
+            keys = self.watched
+            raise ConflictError(
+                f"transaction conflicted on its 1 attempt (watched keys {list(keys)}): "
+                "a context-managed Transaction is one attempt; use @transaction or "
+                "transact() to retry",
+                attempts=1, keys=keys,
+            ) from None
+        finally:
+            self._close()
+
+    # ---- driving plans ---------------------------------------------------------------
+
+    def _read_batch(self, batch: Batch, what: str) -> list[Any]:
+        new = self._core.read(batch.keys, what)
+        pipe = self._pipe
+        if pipe is None:
+            raise TransactionError(f"cannot {what}: this transaction is not open")
+        try:
+            if new:
+                pipe.watch(*new)
+            if len(batch.commands) == 1 and pipe.watching:
+                return [pipe.execute_command(*batch.commands[0])]
+        except WatchError as e:
+            raise connection_error_of(e) or e from None
+        # Reads on another connection are as safe: the WATCH above was answered first.
+        reader: Any = self.store.client.pipeline(transaction=False)
+        with reader:
+            for command in batch.commands:
+                reader.execute_command(*command)
+            return reader.execute()  # type: ignore[no-any-return]
+
+    def query(self, plan: Plan[R], what: str = "read") -> R:
+        """Run a read-only plan now, WATCHing the keys of each batch first."""
+        try:
+            batch = next(plan)
+            while True:
+                if batch.write:
+                    plan.close()
+                    raise TransactionError(f"{what} writes: use Transaction.queue for it")
+                batch = plan.send(self._read_batch(batch, what))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def queue(self, plan: Plan[R], what: str = "write") -> Pending[R]:
+        """Queue a write plan for EXEC (reads it does before writing run now)."""
+        try:
+            batch = next(plan)
+            while not batch.write:
+                batch = plan.send(self._read_batch(batch, what))
+        except StopIteration as stop:
+            done: Pending[R] = Pending(what)
+            done._resolve(stop.value)
+            return done
+        return self._core.queue(batch, plan, what)
+
+    # ---- reads -----------------------------------------------------------------------
+
+    def watch(self, *keys: str) -> None:
+        """WATCH more keys (ones the function depends on without reading them here)."""
+        new = self._core.read(keys, f"watch {list(keys)}")
+        if new:
+            self._pipe.watch(*new)
+
+    def get(self, model: type[T], id: Any) -> T | None:
+        """WATCH the key, then HGETALL: the object or None."""
+        return self.query(_ops.get(model, id), f"get {model.__name__} {id!r}")  # type: ignore[no-any-return]
+
+    def get_or_raise(self, model: type[T], id: Any) -> T:
+        """Like :meth:`get`; raises NotFoundError when missing."""
+        return self.query(_ops.get_or_raise(model, id), f"get {model.__name__} {id!r}")  # type: ignore[no-any-return]
+
+    def get_many(self, model: type[T], ids: Iterable[Any]) -> list[T | None]:
+        """WATCH every key, then the HGETALLs pipelined; None where missing."""
+        plan = _ops.get_many(model, ids, self.store.chunk_size)
+        return self.query(plan, f"get many {model.__name__}")
+
+    def exists(self, model: type, id: Any) -> bool:
+        """WATCH the key, then EXISTS."""
+        return self.query(_ops.exists(model, id), f"check {model.__name__} {id!r} exists")
+
+    def get_field(self, model: type, id: Any, field: str) -> Any:
+        """WATCH the key, then HGET one field, decoded by its type; None if absent."""
+        return self.query(get_field(model, id, field), f"read {model.__name__} {id!r} {field}")
+
+    def read_command(self, *args: Any, watch: Sequence[str]) -> Any:
+        """A raw read command run now, after WATCHing ``watch`` (name every key it reads;
+        ``watch=()`` reads without protection)."""
+        what = f"run {args[0]!s}"
+
+        def plan() -> Plan[Any]:
+            replies = yield Batch([args], keys=tuple(watch))
+            return replies[0]
+
+        return self.query(plan(), what)
+
+    # ---- writes ----------------------------------------------------------------------
+
+    def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT) -> Pending[str]:
+        """Queue HSET (+ HDEL, PEXPIRE) of the whole object; value: its key."""
+        return self.queue(_ops.save(obj, ttl), f"save {type(obj).__name__}")
+
+    def save_many(self, objs: Iterable[Any], *, ttl: float | dt.timedelta | None = DEFAULT
+                  ) -> Pending[int]:
+        """Queue the saves of many objects in this MULTI; value: how many."""
+        objs = list(objs)
+        return self.queue(_ops.save_many(objs, ttl, max(1, len(objs))), "save many")
+
+    def update(self, model: type, id: Any, **values: Any) -> Pending[bool]:
+        """Queue the update script (EVAL); value: False if the object did not exist."""
+        plan = _ops.update(model, id, values, atomic=True)
+        return self.queue(plan, f"update {model.__name__} {id!r}")
+
+    def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Pending[Any]:
+        """Queue HINCRBY / HINCRBYFLOAT (script, EVAL); value: the new number."""
+        plan = _ops.incr(model, id, field, amount, atomic=True)
+        return self.queue(plan, f"incr {model.__name__} {id!r} {field}")
+
+    def incr_fields(
+        self,
+        model: type,
+        id: Any,
+        changes: Mapping[str, float],
+        *,
+        floor: Mapping[str, float] | None = None,
+        ceiling: Mapping[str, float] | None = None,
+    ) -> Pending[dict[str, Any]]:
+        """Queue the conditional multi-field increment (EVAL); see ``incr_fields``."""
+        plan = incr_fields_plan(model, id, changes, floor=floor, ceiling=ceiling, atomic=True)
+        return self.queue(plan, f"incr_fields {model.__name__} {id!r}")
+
+    def delete(self, model: type, id: Any) -> Pending[bool]:
+        """Queue DEL; value: True if the object existed."""
+        return self.queue(_ops.delete(model, id), f"delete {model.__name__} {id!r}")
+
+    def delete_many(self, model: type, ids: Iterable[Any]) -> Pending[int]:
+        """Queue one DEL of every key; value: how many existed."""
+        ids = list(ids)
+        plan = _ops.delete_many(model, ids, max(1, len(ids)))
+        return self.queue(plan, f"delete many {model.__name__}")
+
+    def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> Pending[bool]:
+        """Queue PEXPIRE; value: False if the object did not exist."""
+        return self.queue(_ops.expire(model, id, ttl), f"expire {model.__name__} {id!r}")
+
+    def persist(self, model: type, id: Any) -> Pending[bool]:
+        """Queue PERSIST; value: False if it had no expiry."""
+        return self.queue(_ops.persist(model, id), f"persist {model.__name__} {id!r}")
+
+    def command(self, *args: Any) -> Pending[Any]:
+        """Queue a raw command; value: its reply (EVALSHA of a known script runs as EVAL)."""
+
+        def plan() -> Plan[Any]:
+            replies = yield Batch([args], write=True)
+            return replies[0]
+
+        return self.queue(plan(), f"{args[0]!s}")
+
+
+def _check_join(active: Transaction, store: Store | None, what: str) -> None:
+    if store is not None and not _same_store(store, active.store):
+        raise TransactionError(
+            f"{what} was called inside a transaction on another store ({active.store!r}); "
+            "one transaction cannot span two stores"
+        )
+
+
+def _join(active: Transaction, store: Store | None, fn: Callable[..., R],
+          args: Sequence[Any], kwargs: Mapping[str, Any]) -> Outcome[R]:
+    """Run ``fn`` inside the outer transaction; its writes are dropped if it raises."""
+    _check_join(active, store, _name(fn))
+    mark = active._core.mark()
+    try:
+        value = fn(active, *args, **kwargs)
+    except BaseException:
+        active._core.rollback_to(mark)
+        raise
+    return Outcome(value, attempts=0, keys=active.watched, joined=True)
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def run_transaction(
+    store: Store | None,
+    fn: Callable[..., R],
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    stats: TxStats | None = None,
+) -> Outcome[R]:
+    """The retry loop: run ``fn(tx, *args, **kwargs)`` until its EXEC succeeds or the
+    policy gives up. Joins an active transaction instead, if there is one."""
+    kwargs = kwargs or {}
+    stats = stats or TxStats()
+    active = _ACTIVE.get()
+    if active is not None:
+        stats.add(joined=1)
+        return _join(active, store, fn, args, kwargs)
+    if store is None:
+        raise TransactionError(
+            f"{_name(fn)} has no store: decorate it with @transaction(store), call "
+            ".bind(store), or call it inside another transaction"
+        )
+    stats.add(calls=1)
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        stats.add(attempts=1)
+        tx = Transaction(store)
+        tx._open()
+        try:
+            value = fn(tx, *args, **kwargs)
+            tx._commit()
+            stats.add(commits=1)
+            return Outcome(value, attempts=attempt, keys=tx.watched)
+        except _WatchConflictError:
+            stats.add(conflicts=1)
+        except BaseException:
+            stats.add(errors=1)
+            raise
+        finally:
+            tx._close()
+        delay = policy.next_delay(attempt, time.monotonic() - started)
+        _log_conflict(fn, attempt, policy, tx.watched, delay)
+        if delay is None:
+            stats.add(exhausted=1)
+            raise _exhausted(fn, attempt, policy, tx.watched)
+        time.sleep(delay)
+
+
+def _log_conflict(fn: Callable[..., Any], attempt: int, policy: RetryPolicy,
+                  keys: tuple[str, ...], delay: float | None) -> None:
+    then = "giving up" if delay is None else f"retrying in {delay * 1000:.1f} ms"
+    log.log(policy.log_level, "transaction %s: WATCH conflict on attempt %d of %d "
+            "(watched keys %s); %s", _name(fn), attempt, policy.attempts, list(keys), then)
+
+
+def _exhausted(fn: Callable[..., Any], attempt: int, policy: RetryPolicy,
+               keys: tuple[str, ...]) -> ConflictError:
+    why = "" if attempt >= policy.attempts else f" within its deadline of {policy.deadline} s"
+    return ConflictError(
+        f"transaction {_name(fn)} conflicted on all {attempt} attempts{why}: other clients "
+        f"kept changing the watched keys {list(keys)}. Allow more attempts in its "
+        "RetryPolicy, or move the update into one Lua script (incr_fields) for a hot key",
+        attempts=attempt, keys=keys,
+    )
+
+
+def transact(
+    store: Store,
+    fn: Callable[Concatenate[Transaction, P], R],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> R:
+    """Run ``fn(tx, *args, **kwargs)`` as an optimistic transaction with the default
+    :class:`RetryPolicy` and return its result. For another policy or the attempt count,
+    use ``transaction(store, policy=...)(fn).outcome(...)``."""
+    return run_transaction(store, fn, args, kwargs).value
+
+
+class TransactionFunction(Generic[P, R]):
+    """A function run as an optimistic transaction; made by :func:`transaction`.
+
+    Calling it runs the function with a fresh :class:`Transaction` as first argument,
+    commits, retries on conflict per ``policy``, and returns the function's return value.
+    ``outcome(...)`` returns an :class:`Outcome` with the attempt count too; ``stats``
+    holds thread-safe counters over every call.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[Concatenate[Transaction, P], R],
+        store: Store | None,
+        policy: RetryPolicy,
+    ) -> None:
+        self.fn = fn
+        self.store = store
+        self.policy = policy
+        self.stats = TxStats()
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.outcome(*args, **kwargs).value
+
+    def outcome(self, *args: P.args, **kwargs: P.kwargs) -> Outcome[R]:
+        """Run it and return the value with how many attempts it took."""
+        return run_transaction(self.store, self.fn, args, kwargs, policy=self.policy,
+                               stats=self.stats)
+
+    def bind(self, store: Store) -> TransactionFunction[P, R]:
+        """The same function run on ``store`` (new counters)."""
+        return TransactionFunction(self.fn, store, self.policy)
+
+    def __repr__(self) -> str:
+        return f"<transaction {_name(self.fn)} store={self.store!r} {self.policy!r}>"
+
+
+_Fn = Callable[Concatenate[Transaction, P], R]
+
+
+@overload
+def transaction(fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
+@overload
+def transaction(
+    store: Store | None = None, /, *, policy: RetryPolicy | None = None
+) -> Callable[[_Fn[P, R]], TransactionFunction[P, R]]: ...
+def transaction(
+    store_or_fn: Any = None, /, *, policy: RetryPolicy | None = None
+) -> Any:
+    """Decorate a function whose first parameter is a :class:`Transaction`::
+
+        @redmodel.transaction(store, policy=redmodel.RetryPolicy(attempts=20))
+        def buy(tx, hat_id):
+            hat = tx.get_or_raise(Hat, hat_id)      # WATCH hat:…, HGETALL hat:…
+            if hat.quantity <= 0:
+                raise OutOfStockError(hat_id)      # nothing written, propagated as is
+            tx.incr(Hat, hat_id, "quantity", -1)   # queued
+            tx.incr(Hat, hat_id, "npurchased", 1)  # queued
+        buy("56854717")                            # MULTI, EVAL, EVAL, EXEC; retried
+
+    Without a store (``@transaction()`` or bare ``@transaction``) the function must be
+    bound with ``.bind(store)`` or called inside another transaction, which it joins.
+    """
+    if callable(store_or_fn):
+        return TransactionFunction(store_or_fn, None, policy or DEFAULT_POLICY)
+
+    def wrap(fn: _Fn[P, R]) -> TransactionFunction[P, R]:
+        return TransactionFunction(fn, store_or_fn, policy or DEFAULT_POLICY)
+
+    return wrap
