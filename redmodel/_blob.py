@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from redmodel._errors import DecodeError, ValidationError
+from redmodel._hash import CAS_STRING
 from redmodel._plan import Command
 from redmodel._schema import ModelSpec
 from redmodel.codecs import codec as resolve_codec
@@ -49,6 +50,12 @@ class BlobLayout:
             "atomic increments need the hash or flat layout", model=self.spec.name, key=key,
             field=path,
         )
+
+    def cas(self, target: tuple[str, bytes | None], old: bytes, new: bytes) -> Command:
+        return CAS_STRING.call([target[0]], [old, new])
+
+    def raw_values(self, key: str, reply: Any) -> list[tuple[tuple[str, bytes | None], bytes]]:
+        return [] if reply is None else [((key, None), reply)]
 
     def read(self, key: str) -> Command:
         return ("GET", key)

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from redmodel._errors import DecodeError, ValidationError
-from redmodel._hash import check_increment
+from redmodel._hash import CAS_STRING, check_increment
 from redmodel._keys import escape
 from redmodel._plan import Command, script
 from redmodel._schema import ModelSpec
@@ -205,6 +205,17 @@ class FlatLayout:
         leaf = key + self.delim + self.delim.join(f.stored for f in chain)
         cmd = (_INCR.eval if atomic else _INCR.call)([key, leaf], [command, arg])
         return cmd, kind
+
+    def cas(self, target: tuple[str, bytes | None], old: bytes, new: bytes) -> Command:
+        return CAS_STRING.call([target[0]], [old, new])
+
+    def raw_values(self, key: str, reply: Any) -> list[tuple[tuple[str, bytes | None], bytes]]:
+        if not reply:
+            return []
+        manifest, *values = reply
+        suffixes = manifest.decode("utf-8").split("\n")[1:]
+        return [((f"{key}{self.delim}{s}", None), v)
+                for s, v in zip(suffixes, values, strict=True) if v is not None]
 
     # ---- reading ------------------------------------------------------------------
 

@@ -42,6 +42,29 @@ return redis.call(ARGV[1], KEYS[1], ARGV[2], ARGV[3])
 )
 
 
+_CAS_FIELD = script(
+    """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+)
+
+CAS_STRING = script(
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
+"""
+)
+
+
+def _as_dict(reply: Any) -> dict[bytes, bytes]:
+    if isinstance(reply, dict):
+        return reply
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
 def _may_be_empty(fields: tuple[FieldSpec, ...]) -> bool:
     for f in fields:
         if f.kind == "struct":
@@ -136,6 +159,16 @@ class HashLayout:
     def expire(self, key: str, ttl_ms: int | None) -> Command:
         return ("PERSIST", key) if ttl_ms is None else ("PEXPIRE", key, ttl_ms)
 
+    def cas(self, target: tuple[str, bytes | None], old: bytes, new: bytes) -> Command:
+        """Replace one stored value only if it is still ``old``."""
+        key, field = target
+        return _CAS_FIELD.call([key], [field, old, new])
+
+    def raw_values(self, key: str, reply: Any) -> list[tuple[tuple[str, bytes | None], bytes]]:
+        """Every stored value of the object with where it lives, from a :meth:`read` reply."""
+        data = _as_dict(reply)
+        return [((key, name), value) for name, value in data.items()]
+
     # ---- reading ------------------------------------------------------------------
 
     def read(self, key: str) -> Command:
@@ -145,7 +178,7 @@ class HashLayout:
         """The object from an HGETALL reply, or None if the key holds nothing."""
         if not reply:
             return None
-        data = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=True))
+        data = _as_dict(reply)
         spec = self.spec
         kwargs = self._decode(spec.fields, data, b"", key, "")
         kwargs[spec.key.init_name] = self._decode_id(key, id_text)

@@ -9,13 +9,18 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+import attrs
+
 from redmodel._blob import BlobLayout
-from redmodel._errors import NotFoundError, ValidationError
+from redmodel._errors import DecodeError, NotFoundError, ValidationError
 from redmodel._flat import FlatLayout
 from redmodel._hash import HashLayout
 from redmodel._keys import glob_escape, unescape
 from redmodel._plan import Batch, Command, Plan
 from redmodel._schema import ModelSpec, spec_of
+from redmodel._types import optional_inner
+from redmodel.codecs import Codec
+from redmodel.codecs import codec as resolve_codec
 
 __all__ = ["DEFAULT", "layout_of"]
 
@@ -237,3 +242,51 @@ def scan_page(spec: ModelSpec, cursor: int, count: int) -> Plan[tuple[int, list[
         if spec.delimiter not in key[head:]:
             keys.append(key)
     return int(next_cursor), keys
+
+
+# ---- key rotation -----------------------------------------------------------------------
+
+
+def _chains(spec: ModelSpec) -> list[Codec]:
+    found: dict[str, Codec] = {}
+    if spec.codec is not None:
+        found[spec.codec.name] = spec.codec
+
+    def walk(cls: type) -> None:
+        for f in attrs.fields(cls):
+            chain = getattr(f.metadata.get("redmodel"), "codec", None)
+            if chain is not None:
+                c = resolve_codec(chain)
+                found[c.name] = c
+            inner, _ = optional_inner(f.type)
+            if isinstance(inner, type) and attrs.has(inner) and inner is not cls:
+                walk(inner)
+
+    walk(spec.cls)
+    return [c for c in found.values() if c.holds_keys]
+
+
+def rotate_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
+    """Re-encrypt under the newest key every stored value of these objects written by a
+    key-holding chain of the model; one read round trip, one compare-and-set round trip."""
+    chains = _chains(spec)
+    if not chains or not keys:
+        return 0
+    layout = layout_of(spec)
+    replies = yield Batch([layout.read(k) for k in keys])
+    writes: list[Command] = []
+    for key, reply in zip(keys, replies, strict=True):
+        for target, old in layout.raw_values(key, reply):
+            chain = next((c for c in chains if c.wrote(old)), None)
+            if chain is None:
+                continue
+            try:
+                new = chain.rotate(old)
+            except DecodeError as e:
+                raise e.with_context(model=spec.name, key=key) from None
+            if new is not None:
+                writes.append(layout.cas(target, old, new))
+    if not writes:
+        return 0
+    done = yield Batch(writes, write=True)
+    return sum(int(r) for r in done)

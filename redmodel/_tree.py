@@ -97,7 +97,7 @@ def structure_error(e: Exception, *, model: str, key: str) -> DecodeError:
         if isinstance(exc, BadValueError):
             return f"stored value is {exc}"
         if isinstance(exc, DecodeError):
-            return exc.reason
+            return f"{exc.reason} (codec {exc.codec!r})" if exc.codec else exc.reason
         return f"stored value does not fit ({type(exc).__name__})"
 
     if isinstance(e, (cattrs.ClassValidationError, cattrs.IterableValidationError)):

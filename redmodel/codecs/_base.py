@@ -130,6 +130,15 @@ class Codec:
         """Decode one value of type ``tp``."""
         return self.decoder(tp)(data)
 
+    @property
+    def holds_keys(self) -> bool:
+        """True when a transform of the chain has keys to rotate (``fernet``)."""
+        return any(_overrides_rotate(t) for t in self.transforms)
+
+    def wrote(self, data: bytes) -> bool:
+        """True when ``data`` starts with this chain's header."""
+        return data.startswith(self._header)
+
     def rotate(self, data: bytes) -> bytes | None:
         """``data`` (a stored value of this chain) re-encrypted under the newest keys.
 
