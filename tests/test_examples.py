@@ -49,3 +49,30 @@ def test_hatshop_demo_honours_redis_url(redis_url: str, redis_client: redis.Redi
     for key in keys:
         quantity, sold = (int(redis_client.hget(key, f) or 0) for f in ("quantity", "npurchased"))
         assert quantity >= 0 and sold >= 0
+
+
+def test_restaurant_example_flat_and_blob(redis_url: str, redis_client: redis.Redis) -> None:
+    out = run_example("examples.restaurant", {"REDIS_URL": redis_url})
+    assert "restaurant:484272:address:street:line1 b'11 E 30th St'" in out
+    assert out.count("read back equal: True") == 2
+    assert redis_client.get("restaurant:484272:address:zip") == b"10016"
+    assert redis_client.type("restaurant_blob:484272") == b"string"
+
+
+def test_cardinfo_example_never_stores_plaintext(redis_url: str, redis_client: redis.Redis
+                                                 ) -> None:
+    out = run_example("examples.cardinfo", {"REDIS_URL": redis_url})
+    assert "plaintext card number on the server: False" in out
+    assert "2211849528391929" not in out, "the repr hides the card number"
+    assert "rotated to a new key: 1 value(s) re-encrypted" in out
+    stored = redis_client.hget("user:1000", "card")
+    assert stored is not None and b"2211849528391929" not in stored
+
+
+def test_message_example_prints_the_compression_ratio(redis_url: str) -> None:
+    out = run_example("examples.message", {"REDIS_URL": redis_url})
+    first = out.splitlines()[1]
+    assert first.startswith("message: 260,000 bytes of text; stored with json|bz2: ")
+    stored = int(first.split("json|bz2: ")[1].split(" bytes")[0])
+    assert stored < 300
+    assert "| `msgpack|bz2|fernet` |" in out
