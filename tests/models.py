@@ -70,12 +70,12 @@ class Everything:
     day: dt.date = dt.date(2000, 1, 1)
     clock: dt.time = dt.time(0, 0)
     money: decimal.Decimal = decimal.Decimal(0)
-    uid: uuid.UUID = uuid.UUID(int=0)
+    uid: uuid.UUID = attrs.field(factory=lambda: uuid.UUID(int=0))
     style: Style = Style.FITTED
     size: Size = Size.S
     maybe_text: str | None = None
     maybe_number: int | None = None
-    address: Address = Address(Street("l1"), "c", "s", 1)
+    address: Address = attrs.Factory(lambda: Address(Street("l1"), "c", "s", 1))
     maybe_point: Point | None = None
     tags: list[str] = attrs.Factory(list)
     scores: dict[str, float] = attrs.Factory(dict)
