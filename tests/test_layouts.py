@@ -174,3 +174,24 @@ def test_any_object_round_trips_in_every_layout(
     obj = cls(**attrs.asdict(data, recurse=False))
     store.save(obj)
     assert store.get(cls, obj.sku) == obj
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_custom_delimiter_is_used_and_escaped(store: redmodel.Store, layout: str) -> None:
+    @redmodel.model(prefix=f"slash_{layout}", layout=layout, delimiter="/")
+    @attrs.define
+    class Doc:
+        id: str = redmodel.key_field(generated=False)
+        address: Address = attrs.Factory(lambda: Address(Street("l"), "c", "s", 1))
+        tags: list[str] = attrs.Factory(list)
+
+    doc = Doc("2024/05:01", Address(Street("a/b"), "c/d", "s", 1), ["x/y", "z:w"])
+    key = store.save(doc)
+    assert key == f"slash_{layout}/2024%2F05:01"
+    assert store.get(Doc, "2024/05:01") == doc
+    assert [d.id for d in store.scan(Doc)] == ["2024/05:01"]
+    if layout == "flat":
+        assert store.client.get(f"{key}/address/street/line1") == b"a/b"
+        assert store.client.get(f"{key}/tags/1") == b"z:w"
+    if layout == "hash":
+        assert store.client.hget(key, "address/street/line1") == b"a/b"
