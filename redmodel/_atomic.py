@@ -103,7 +103,6 @@ def incr_fields(
     *,
     floor: Mapping[str, float] | None = None,
     ceiling: Mapping[str, float] | None = None,
-    atomic: bool = False,
 ) -> Plan[dict[str, Any]]:
     """Plan: add ``changes`` to numeric fields of one object, all or nothing.
 
@@ -115,7 +114,7 @@ def incr_fields(
     unknown or non-numeric field or a wrongly typed amount; :class:`NotFoundError` when the
     object does not exist; :class:`ConditionFailedError` naming the field whose bound would
     be crossed; :class:`DecodeError` when a stored value is not a number. A missing field
-    counts as 0, like HINCRBY. ``atomic=True`` sends EVAL instead of EVALSHA (inside MULTI).
+    counts as 0, like HINCRBY.
     Bounds are compared as Lua numbers (doubles), exact for ints up to 2**53.
     """
     spec = spec_of(model)
@@ -143,7 +142,7 @@ def incr_fields(
             by_stored.setdefault(name, path)
             args += [name, kind, args_bound]
     args.insert(1 + 3 * len(changes), len(bounds))
-    call = (_INCR_FIELDS.eval if atomic else _INCR_FIELDS.call)([key], args)
+    call = _INCR_FIELDS.call([key], args)
     replies = yield Batch([call], write=True, keys=(key,))
     return _result(spec, key, changes, leaves, bounds, by_stored, replies[0])
 

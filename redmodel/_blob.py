@@ -24,14 +24,14 @@ class BlobLayout:
         self.encode = self.codec.encoder(spec.cls)
         self.decoder = self.codec.decoder(spec.cls)
 
-    def save(self, key: str, obj: Any, ttl_ms: int | None) -> list[Command]:
+    def save(self, key: str, obj: Any, ttl_ms: int | None) -> Command:
         try:
             data = self.encode(obj)
         except ValidationError as e:
             raise ValidationError(str(e), model=self.spec.name, key=key) from None
         if ttl_ms is None:
-            return [("SET", key, data, "KEEPTTL")]
-        return [("SET", key, data, "PX", ttl_ms)]
+            return ("SET", key, data, "KEEPTTL")
+        return ("SET", key, data, "PX", ttl_ms)
 
     def delete(self, key: str) -> Command:
         return ("DEL", key)
@@ -39,13 +39,13 @@ class BlobLayout:
     def expire(self, key: str, ttl_ms: int | None) -> Command:
         return ("PERSIST", key) if ttl_ms is None else ("PEXPIRE", key, ttl_ms)
 
-    def update(self, key: str, values: Any, atomic: bool) -> Command:
+    def update(self, key: str, values: Any) -> Command:
         raise ValidationError(
             "partial update needs the hash layout; load, change and save the object "
             "(in a transaction to make it atomic)", model=self.spec.name, key=key,
         )
 
-    def incr(self, key: str, path: str, amount: float, atomic: bool) -> tuple[Command, str]:
+    def incr(self, key: str, path: str, amount: float) -> tuple[Command, str]:
         raise ValidationError(
             "atomic increments need the hash or flat layout", model=self.spec.name, key=key,
             field=path,

@@ -176,7 +176,7 @@ class FlatLayout:
 
     # ---- writing ------------------------------------------------------------------
 
-    def save(self, key: str, obj: Any, ttl_ms: int | None) -> list[Command]:
+    def save(self, key: str, obj: Any, ttl_ms: int | None) -> Command:
         tree = self.unstructure(obj)
         tree.pop(self.key_name, None)
         leaves: list[tuple[str, bytes]] = []
@@ -185,7 +185,7 @@ class FlatLayout:
                               *(p for p, _ in leaves)])
         keys = [key, *(f"{key}{self.delim}{p}" for p, _ in leaves)]
         ttl = "" if ttl_ms is None else str(ttl_ms)
-        return [_SAVE.call(keys, [ttl, self.delim, manifest, *(v for _, v in leaves)])]
+        return _SAVE.call(keys, [ttl, self.delim, manifest, *(v for _, v in leaves)])
 
     def delete(self, key: str) -> Command:
         return _DELETE.call([key], [self.delim])
@@ -193,17 +193,17 @@ class FlatLayout:
     def expire(self, key: str, ttl_ms: int | None) -> Command:
         return _EXPIRE.call([key], [self.delim, "persist" if ttl_ms is None else ttl_ms])
 
-    def update(self, key: str, values: Any, atomic: bool) -> Command:
+    def update(self, key: str, values: Any) -> Command:
         raise ValidationError(
             "partial update needs the hash layout; load, change and save the object "
             "(in a transaction to make it atomic)", model=self.spec.name, key=key,
         )
 
-    def incr(self, key: str, path: str, amount: float, atomic: bool) -> tuple[Command, str]:
+    def incr(self, key: str, path: str, amount: float) -> tuple[Command, str]:
         chain = self.spec.path(path)
         command, arg, kind = check_increment(self.spec, key, chain, path, amount)
         leaf = key + self.delim + self.delim.join(f.stored for f in chain)
-        cmd = (_INCR.eval if atomic else _INCR.call)([key, leaf], [command, arg])
+        cmd = _INCR.call([key, leaf], [command, arg])
         return cmd, kind
 
     def cas(self, target: tuple[str, bytes | None], old: bytes, new: bytes) -> Command:

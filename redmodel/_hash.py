@@ -21,6 +21,16 @@ __all__ = ["HashLayout"]
 # A hash cannot exist without fields; an object whose every field is None keeps this one.
 MARKER = b"\x00"
 
+_SAVE = script(
+    """
+local ndel = tonumber(ARGV[2])
+if #ARGV > 2 + ndel then redis.call('HSET', KEYS[1], unpack(ARGV, 3 + ndel)) end
+if ndel > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, 3, 2 + ndel)) end
+if ARGV[1] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 1
+"""
+)
+
 _UPDATE = script(
     """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -114,23 +124,21 @@ class HashLayout:
         self._encode(self.spec.fields, obj, b"", out, nones)
         return out, nones
 
-    def save(self, key: str, obj: Any, ttl_ms: int | None) -> list[Command]:
-        """Commands that store ``obj`` (already validated) whole at ``key``."""
+    def save(self, key: str, obj: Any, ttl_ms: int | None) -> Command:
+        """One command that stores ``obj`` (already validated) whole at ``key``: HSET, or a
+        script running HSET, HDEL of None fields and PEXPIRE, atomically."""
         pairs, nones = self.encode(obj)
-        cmds: list[Command] = []
         if pairs:
-            cmds.append(("HSET", key, *pairs))
             if self.may_be_empty:
                 nones.append(MARKER)
         else:
-            cmds.append(("HSET", key, MARKER, b""))
-        if nones:
-            cmds.append(("HDEL", key, *nones))
-        if ttl_ms is not None:
-            cmds.append(("PEXPIRE", key, ttl_ms))
-        return cmds
+            pairs = [MARKER, b""]
+        if not nones and ttl_ms is None:
+            return ("HSET", key, *pairs)
+        ttl = "" if ttl_ms is None else ttl_ms
+        return _SAVE.call([key], [ttl, len(nones), *nones, *pairs])
 
-    def update(self, key: str, values: Mapping[str, Any], atomic: bool) -> Command:
+    def update(self, key: str, values: Mapping[str, Any]) -> Command:
         """One script call that sets some fields if the object exists (returns 1, else 0)."""
         spec = self.spec
         pairs: list[bytes] = []
@@ -143,14 +151,14 @@ class HashLayout:
                 raise ValidationError(err, model=spec.name, key=key, field=name)
             self._encode((f,), _One(f.name, value), b"", pairs, nones)
         args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
-        return (_UPDATE.eval if atomic else _UPDATE.call)([key], args)
+        return _UPDATE.call([key], args)
 
-    def incr(self, key: str, path: str, amount: float, atomic: bool) -> tuple[Command, str]:
+    def incr(self, key: str, path: str, amount: float) -> tuple[Command, str]:
         """A script call: HINCRBY / HINCRBYFLOAT if the object exists; and the number kind."""
         chain = self.spec.path(path)
         command, arg, kind = check_increment(self.spec, key, chain, path, amount)
         name = self.delim.join(f.stored.encode() for f in chain)
-        call = (_INCR.eval if atomic else _INCR.call)([key], ["H" + command, name, arg])
+        call = _INCR.call([key], ["H" + command, name, arg])
         return call, kind
 
     def delete(self, key: str) -> Command:

@@ -77,8 +77,8 @@ def id_str(spec: ModelSpec, id_value: Any) -> tuple[str, str]:
 # ---- writes -----------------------------------------------------------------------------
 
 
-def save_commands(obj: Any, ttl: Any) -> tuple[str, list[Command]]:
-    """Validate ``obj`` and return its key and the commands that store it."""
+def save_command(obj: Any, ttl: Any) -> tuple[str, Command]:
+    """Validate ``obj`` and return its key and the one command that stores it."""
     spec = spec_of(obj)
     key = spec.key_for(_id_of(spec, obj))
     spec.check(obj)
@@ -86,19 +86,18 @@ def save_commands(obj: Any, ttl: Any) -> tuple[str, list[Command]]:
 
 
 def save(obj: Any, ttl: Any = DEFAULT) -> Plan[str]:
-    key, cmds = save_commands(obj, ttl)
-    yield Batch(cmds, atomic=len(cmds) > 1, write=True, keys=(key,))
+    key, cmd = save_command(obj, ttl)
+    yield Batch([cmd], write=True, keys=(key,))
     return key
 
 
 def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int) -> Plan[int]:
-    """Every object is validated before the first chunk is sent; each chunk is one round trip
-    (one MULTI/EXEC when an object in it needs more than one command)."""
-    planned = [save_commands(obj, ttl) for obj in objs]
+    """Every object is validated before the first chunk is sent; each chunk is one pipelined
+    round trip of one atomic command per object."""
+    planned = [save_command(obj, ttl) for obj in objs]
     for start in range(0, len(planned), chunk_size):
         chunk = planned[start : start + chunk_size]
-        cmds = [c for _, obj_cmds in chunk for c in obj_cmds]
-        yield Batch(cmds, atomic=len(cmds) > len(chunk), write=True, keys=[k for k, _ in chunk])
+        yield Batch([c for _, c in chunk], write=True, keys=[k for k, _ in chunk])
     return len(planned)
 
 
@@ -122,8 +121,7 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[int]:
     return removed
 
 
-def update(model: type, id_value: Any, values: Mapping[str, Any], atomic: bool = False
-           ) -> Plan[bool]:
+def update(model: type, id_value: Any, values: Mapping[str, Any]) -> Plan[bool]:
     spec = spec_of(model)
     key = spec.key_for(id_value)
     if not values:
@@ -131,16 +129,15 @@ def update(model: type, id_value: Any, values: Mapping[str, Any], atomic: bool =
     if spec.key.name in values:
         raise ValidationError("the id cannot be updated", model=spec.name, key=key,
                               field=spec.key.name)
-    cmd = layout_of(spec).update(key, values, atomic)
+    cmd = layout_of(spec).update(key, values)
     replies = yield Batch([cmd], write=True, keys=(key,))
     return bool(replies[0])
 
 
-def incr(model: type, id_value: Any, field: str, amount: float, atomic: bool = False
-         ) -> Plan[Any]:
+def incr(model: type, id_value: Any, field: str, amount: float) -> Plan[Any]:
     spec = spec_of(model)
     key = spec.key_for(id_value)
-    cmd, kind = layout_of(spec).incr(key, field, amount, atomic)
+    cmd, kind = layout_of(spec).incr(key, field, amount)
     replies = yield Batch([cmd], write=True, keys=(key,))
     if replies[0] is None:
         raise NotFoundError(spec.name, key)

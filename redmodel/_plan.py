@@ -61,10 +61,6 @@ class LuaScript:
         """An EVALSHA command; stores fall back to EVAL on NOSCRIPT."""
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
-    def eval(self, keys: Sequence[str], args: Sequence[Any]) -> Command:
-        """An EVAL command (used inside MULTI, where a NOSCRIPT error cannot be retried)."""
-        return ("EVAL", self.source, len(keys), *keys, *args)
-
 
 SCRIPTS_BY_SHA: dict[str, LuaScript] = {}
 

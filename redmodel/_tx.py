@@ -619,12 +619,12 @@ class Transaction:
 
     def update(self, model: type, id: Any, **values: Any) -> Pending[bool]:
         """Queue the update script (EVAL); value: False if the object did not exist."""
-        plan = _ops.update(model, id, values, atomic=True)
+        plan = _ops.update(model, id, values)
         return self.queue(plan, f"update {model.__name__} {id!r}")
 
     def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Pending[Any]:
         """Queue HINCRBY / HINCRBYFLOAT (script, EVAL); value: the new number."""
-        plan = _ops.incr(model, id, field, amount, atomic=True)
+        plan = _ops.incr(model, id, field, amount)
         return self.queue(plan, f"incr {model.__name__} {id!r} {field}")
 
     def incr_fields(
@@ -637,7 +637,7 @@ class Transaction:
         ceiling: Mapping[str, float] | None = None,
     ) -> Pending[dict[str, Any]]:
         """Queue the conditional multi-field increment (EVAL); see ``incr_fields``."""
-        plan = incr_fields_plan(model, id, changes, floor=floor, ceiling=ceiling, atomic=True)
+        plan = incr_fields_plan(model, id, changes, floor=floor, ceiling=ceiling)
         return self.queue(plan, f"incr_fields {model.__name__} {id!r}")
 
     def delete(self, model: type, id: Any) -> Pending[bool]:
