@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -15,8 +15,8 @@ from redmodel._blob import BlobLayout
 from redmodel._errors import DecodeError, NotFoundError, ValidationError
 from redmodel._flat import FlatLayout
 from redmodel._hash import HashLayout
-from redmodel._keys import glob_escape, unescape
-from redmodel._plan import Batch, Command, Plan
+from redmodel._keys import glob_escape
+from redmodel._plan import Batch, Command, Emit, IterPlan, Plan
 from redmodel._schema import ModelSpec, spec_of
 from redmodel._types import optional_inner
 from redmodel.codecs import Codec
@@ -59,19 +59,14 @@ def ttl_ms(spec: ModelSpec, ttl: Any) -> int | None:
     return max(1, round(seconds * 1000))
 
 
-def id_text(spec: ModelSpec, key: str) -> str:
-    return unescape(key[len(spec.prefix) + len(spec.delimiter):])
-
-
 def _id_of(spec: ModelSpec, obj: Any) -> Any:
     return getattr(obj, spec.key.name)
 
 
 def id_str(spec: ModelSpec, id_value: Any) -> tuple[str, str]:
     """(key, id text) for an id; raises ValidationError for an empty or mistyped id."""
-    key = spec.key_for(id_value)
-    assert spec.key.encode is not None
-    return key, spec.key.encode(id_value).decode("utf-8")
+    text = spec.id_text(id_value)
+    return spec.key_of_text(text, id_value), text
 
 
 # ---- writes -----------------------------------------------------------------------------
@@ -115,8 +110,8 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[int]:
     removed = 0
     for start in range(0, len(keys), chunk_size):
         part = keys[start : start + chunk_size]
-        cmds = [("DEL", *part)] if spec.layout != "flat" else [layout.delete(k) for k in part]
-        replies = yield Batch(cmds, write=True, keys=part)
+        # one command per object: a cluster pipeline routes each to its slot
+        replies = yield Batch([layout.delete(k) for k in part], write=True, keys=part)
         removed += sum(int(r) for r in replies)
     return removed
 
@@ -197,7 +192,8 @@ def get_by_keys(spec: ModelSpec, keys: Sequence[str]) -> Plan[list[Any]]:
     """Objects at these keys of one model, skipping keys that vanished."""
     layout = layout_of(spec)
     replies = yield Batch([layout.read(k) for k in keys], keys=keys)
-    found = (layout.decode(k, id_text(spec, k), r) for k, r in zip(keys, replies, strict=True))
+    found = (layout.decode(k, spec.id_of_key(k) or "", r)
+             for k, r in zip(keys, replies, strict=True))
     return [obj for obj in found if obj is not None]
 
 
@@ -218,27 +214,77 @@ def pttl(model: type, id_value: Any) -> Plan[int | None]:
     return None if ms == -1 else ms
 
 
-# ---- iteration --------------------------------------------------------------------------
+# ---- iteration ------------------------------------------------------------------------
 
 
 def scan_pattern(spec: ModelSpec) -> str:
     return f"{glob_escape(spec.prefix)}{glob_escape(spec.delimiter)}*"
 
 
-def scan_page(spec: ModelSpec, cursor: int, count: int) -> Plan[tuple[int, list[str]]]:
+def scan_page(spec: ModelSpec, cursor: int, count: int, target: Any = None
+              ) -> Plan[tuple[int, list[str]]]:
     """One SCAN page: the next cursor and the keys of this model's objects in it."""
     cmd = ("SCAN", cursor, "MATCH", scan_pattern(spec), "COUNT", count,
            "TYPE", layout_of(spec).scan_type)
-    replies = yield Batch([cmd])
+    replies = yield Batch([cmd], target=target)
     next_cursor, raw_keys = replies[0]
-    head = len(spec.prefix) + len(spec.delimiter)
+    if isinstance(next_cursor, dict):  # a cluster client answers {node: cursor}
+        next_cursor = next(iter(next_cursor.values()))
     keys = []
     for raw in raw_keys:
         key = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        # escaped ids hold no delimiter: anything longer belongs to another key family
-        if spec.delimiter not in key[head:]:
+        if spec.id_of_key(key) is not None:
             keys.append(key)
     return int(next_cursor), keys
+
+
+def scan_keys(model: type, count: int, targets: Sequence[Any] = (None,)) -> IterPlan:
+    """Every object key of the model, a page at a time: SCAN on each target (every primary
+    of a cluster, or the one server)."""
+    spec = spec_of(model)
+    for target in targets:
+        cursor = 0
+        while True:
+            cursor, keys = yield from scan_page(spec, cursor, count, target)
+            if keys:
+                yield Emit(keys)
+            if cursor == 0:
+                break
+
+
+def each_page(
+    model: type, count: int, targets: Sequence[Any],
+    per_page: Callable[[ModelSpec, Sequence[str]], Plan[Any]],
+) -> IterPlan:
+    """Run ``per_page`` on every page of keys and emit what it returns."""
+    spec = spec_of(model)
+    pages = scan_keys(model, count, targets)
+    try:
+        step = next(pages)
+        while True:
+            if isinstance(step, Emit):
+                result = yield from per_page(spec, step.items)
+                yield Emit(result)
+                step = pages.send(None)
+            else:
+                step = pages.send((yield step))
+    except StopIteration:
+        return
+
+
+def scan(model: type, count: int, targets: Sequence[Any] = (None,)) -> IterPlan:
+    """Every stored object: each SCAN page, then its objects in one pipelined read."""
+    return each_page(model, count, targets, get_by_keys)
+
+
+def _rotated(spec: ModelSpec, keys: Sequence[str]) -> Plan[list[int]]:
+    done = yield from rotate_page(spec, keys)
+    return [done]
+
+
+def rotate_keys(model: type, count: int, targets: Sequence[Any] = (None,)) -> IterPlan:
+    """Emits, per SCAN page, how many stored values were re-encrypted."""
+    return each_page(model, count, targets, _rotated)
 
 
 # ---- key rotation -----------------------------------------------------------------------

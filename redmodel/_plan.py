@@ -8,12 +8,23 @@ so the logic exists once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
 import attrs
 
-__all__ = ["Batch", "Command", "LuaScript", "Plan", "run_sync"]
+__all__ = [
+    "Batch",
+    "Command",
+    "Emit",
+    "IterPlan",
+    "LuaScript",
+    "Plan",
+    "iterate_async",
+    "iterate_sync",
+    "run_async",
+    "run_sync",
+]
 
 R = TypeVar("R")
 Command = tuple[Any, ...]
@@ -31,12 +42,21 @@ class Batch:
     atomic: bool = False
     write: bool = False
     keys: Sequence[str] = ()
+    target: Any = None  # a cluster node for node-wide commands (SCAN); None: route by key
+
+
+@attrs.frozen(slots=True)
+class Emit:
+    """Items an iteration plan hands to its caller (a page of keys or objects)."""
+
+    items: Sequence[Any]
 
 
 Plan = Generator[Batch, list[Any], R]
+IterPlan = Generator["Batch | Emit", "list[Any] | None", None]
 
 
-def run_sync(plan: Plan[R], execute: Any) -> R:
+def run_sync(plan: Plan[R], execute: Callable[[Batch], list[Any]]) -> R:
     """Drive ``plan`` with ``execute(batch) -> replies``."""
     try:
         batch = next(plan)
@@ -44,6 +64,47 @@ def run_sync(plan: Plan[R], execute: Any) -> R:
             batch = plan.send(execute(batch))
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+
+
+async def run_async(plan: Plan[R], execute: Callable[[Batch], Awaitable[list[Any]]]) -> R:
+    """Drive ``plan`` with ``await execute(batch) -> replies``."""
+    try:
+        batch = next(plan)
+        while True:
+            batch = plan.send(await execute(batch))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+def iterate_sync(plan: IterPlan, execute: Callable[[Batch], list[Any]]) -> Iterator[Any]:
+    """Drive an iteration plan, yielding the items it emits."""
+    try:
+        step = next(plan)
+        while True:
+            if isinstance(step, Emit):
+                yield from step.items
+                step = plan.send(None)
+            else:
+                step = plan.send(execute(step))
+    except StopIteration:
+        return
+
+
+async def iterate_async(
+    plan: IterPlan, execute: Callable[[Batch], Awaitable[list[Any]]]
+) -> AsyncIterator[Any]:
+    """Drive an iteration plan with an async executor, yielding the items it emits."""
+    try:
+        step = next(plan)
+        while True:
+            if isinstance(step, Emit):
+                for item in step.items:
+                    yield item
+                step = plan.send(None)
+            else:
+                step = plan.send(await execute(step))
+    except StopIteration:
+        return
 
 
 @attrs.frozen

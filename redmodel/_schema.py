@@ -13,7 +13,7 @@ from typing import Any, TypeVar, overload
 import attrs
 
 from redmodel._errors import ModelDefinitionError, ValidationError
-from redmodel._keys import escape, new_id, snake_case
+from redmodel._keys import escape, new_id, snake_case, unescape
 from redmodel._types import (
     NUMERIC,
     Checker,
@@ -68,9 +68,12 @@ def field(
 
 def key_field(*, generated: bool = True, **kwargs: Any) -> Any:
     """The id field. ``generated=True`` (default) fills it with :func:`new_id` when the
-    object is created without one; ``generated=False`` makes the caller supply it."""
+    object is created without one; ``generated=False`` makes the caller supply it, as a
+    keyword argument (``kw_only=True`` by default, so the field can be declared anywhere,
+    even after fields with defaults)."""
     if generated:
         return field(key=True, factory=new_id, **kwargs)
+    kwargs.setdefault("kw_only", True)
     return field(key=True, **kwargs)
 
 
@@ -108,16 +111,55 @@ class ModelSpec:
     key: FieldSpec
     fields: tuple[FieldSpec, ...]  # every stored field but the key
     by_name: dict[str, FieldSpec]
+    hash_tag: bool | Callable[[Any], str] = False
 
-    def key_for(self, id_value: Any) -> str:
-        """The Redis key of the object with this id; raises ValidationError on a bad id."""
+    def id_text(self, id_value: Any) -> str:
+        """The id as text; raises ValidationError for an empty or mistyped id."""
         if (err := self.key.check(id_value)) is not None:
             raise ValidationError(f"bad id: {err}", model=self.name, field=self.key.name)
         assert self.key.encode is not None
         text = self.key.encode(id_value).decode("utf-8")
         if not text:
             raise ValidationError("id is empty", model=self.name, field=self.key.name)
-        return f"{self.prefix}{self.delimiter}{escape(text, self.delimiter)}"
+        return text
+
+    def key_for(self, id_value: Any) -> str:
+        """The Redis key of the object with this id: ``hat:56854717``; with ``hash_tag=True``
+        ``hat:{56854717}``; with a tag function ``order:{acme}:123``."""
+        return self.key_of_text(self.id_text(id_value), id_value)
+
+    def key_of_text(self, text: str, id_value: Any = None) -> str:
+        d = self.delimiter
+        part = escape(text, d)
+        if self.hash_tag is True:
+            return f"{self.prefix}{d}{{{part}}}"
+        if self.hash_tag:
+            tag = self.hash_tag(id_value if id_value is not None else text)
+            if not isinstance(tag, str) or not tag:
+                raise ValidationError("hash_tag must return a non-empty str", model=self.name)
+            return f"{self.prefix}{d}{{{escape(tag, d)}}}{d}{part}"
+        return f"{self.prefix}{d}{part}"
+
+    def id_of_key(self, key: str) -> str | None:
+        """The id text of one of this model's object keys, or None if ``key`` is not one
+        (a leaf of a flat object, an index, another model's key under the same prefix)."""
+        d = self.delimiter
+        head = len(self.prefix) + len(d)
+        rest = key[head:]
+        if self.hash_tag:
+            if not rest.startswith("{") or "}" not in rest:
+                return None
+            close = rest.index("}")
+            if self.hash_tag is True:
+                part = rest[1:close] if close == len(rest) - 1 else None
+            else:
+                tail = rest[close + 1 :]
+                part = tail[len(d):] if tail.startswith(d) else None
+        else:
+            part = rest
+        if part is None or d in part or "{" in part or "}" in part:
+            return None
+        return unescape(part)
 
     def check(self, obj: Any) -> None:
         """Validate every field of ``obj`` before anything is written."""
@@ -162,6 +204,7 @@ def model(
     ttl: float | dt.timedelta | None = None,
     codec: str | Codec | None = None,
     delimiter: str = ":",
+    hash_tag: bool | Callable[[Any], str] = False,
 ) -> Callable[[type[T]], type[T]]: ...
 def model(
     cls: type[T] | None = None,
@@ -173,6 +216,7 @@ def model(
     ttl: float | dt.timedelta | None = None,
     codec: str | Codec | None = None,
     delimiter: str = ":",
+    hash_tag: bool | Callable[[Any], str] = False,
 ) -> type[T] | Callable[[type[T]], type[T]]:
     """Declare an attrs class a redmodel model. Use above ``@attrs.define``::
 
@@ -189,12 +233,16 @@ def model(
     - ``layout``: ``"hash"`` (one hash per object), ``"flat"`` or ``"blob"``.
     - ``ttl``: default expiry of saved objects, seconds or a timedelta.
     - ``codec``: the codec chain of a blob and the default for encoded fields.
+    - ``hash_tag``: for Redis Cluster. ``True`` puts the id in a hash tag
+      (``hat:{56854717}``) so every key of one object is in one slot; a function of the id
+      returning a tag (``lambda id: id.split("-")[0]``) gives ``order:{acme}:acme-123``, so
+      objects sharing a tag share a slot and can change together in one transaction.
 
     Raises :class:`ModelDefinitionError` for anything that could not be stored.
     """
 
     def wrap(c: type[T]) -> type[T]:
-        spec = _compile(c, prefix, key, layout, ttl, codec, delimiter)
+        spec = _compile(c, prefix, key, layout, ttl, codec, delimiter, hash_tag)
         setattr(c, "__redmodel__", spec)  # noqa: B010 - attrs slots classes allow class attrs
         return c
 
@@ -218,13 +266,16 @@ def _compile(
     ttl: float | dt.timedelta | None,
     model_codec: str | Codec | None,
     delimiter: str,
+    hash_tag: bool | Callable[[Any], str] = False,
 ) -> ModelSpec:
     name = cls.__name__
     if not attrs.has(cls):
         raise ModelDefinitionError(f"{name} must be an attrs class (apply @attrs.define first)")
     if layout not in LAYOUTS:
         raise ModelDefinitionError(f"{name}: unknown layout {layout!r}, use one of {LAYOUTS}")
-    if not delimiter or "%" in delimiter:
+    if not (hash_tag is True or hash_tag is False or callable(hash_tag)):
+        raise ModelDefinitionError(f"{name}: hash_tag must be True, False or a function")
+    if not delimiter or "%" in delimiter or "{" in delimiter or "}" in delimiter:
         raise ModelDefinitionError(f"{name}: bad delimiter {delimiter!r}")
     prefix = snake_case(name) if prefix is None else prefix
     if not prefix or delimiter in prefix:
@@ -255,6 +306,7 @@ def _compile(
         key=key_spec,
         fields=fields,
         by_name={f.name: f for f in fields},
+        hash_tag=hash_tag,
     )
 
 

@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError, RedisClusterException
 
 from redmodel import _atomic, _ops, _tx
+from redmodel._connect import DEFAULT_URL, ShellConfig, cross_slot, env_settings
 from redmodel._ops import DEFAULT
-from redmodel._plan import Batch, Plan, as_eval, run_sync
-from redmodel._schema import spec_of
+from redmodel._plan import Batch, Plan, as_eval, iterate_sync, run_sync
 from redmodel._tx import RetryPolicy
 
 __all__ = ["Store"]
@@ -21,24 +22,9 @@ __all__ = ["Store"]
 M = TypeVar("M")
 R = TypeVar("R")
 
-DEFAULT_URL = "redis://localhost:6379/0"
 
-
-def check_client(client: Any) -> None:
-    """Refuse clients that decode replies: stored bytes fields would be corrupted."""
-    pool = getattr(client, "connection_pool", None)
-    kwargs = getattr(pool, "connection_kwargs", None) or {}
-    if kwargs.get("decode_responses") or (getattr(client, "get_encoder", None) and getattr(
-        client.get_encoder(), "decode_responses", False
-    )):
-        raise ValueError(
-            "redmodel needs a client with decode_responses=False: it decodes every field "
-            "itself, by its declared type"
-        )
-
-
-class Store:
-    """Saves and loads models through a ``redis.Redis`` client.
+class Store(ShellConfig):
+    """Saves and loads models through a ``redis.Redis`` or ``redis.cluster.RedisCluster``.
 
     Every method names the Redis commands it sends. Ids are the values of the model's key
     field; keys look like ``hat:56854717``.
@@ -48,26 +34,36 @@ class Store:
     'hat:01jd...'
     """
 
-    def __init__(self, client: redis.Redis, *, chunk_size: int = 500) -> None:
-        check_client(client)
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be at least 1")
-        self.client = client
-        self.chunk_size = chunk_size
+    client: Any
+
+    def __init__(self, client: redis.Redis | RedisCluster, *, chunk_size: int = 500) -> None:
+        super().__init__(client, chunk_size)
 
     @classmethod
-    def from_url(cls, url: str | None = None, *, db: int | None = None, **kwargs: Any) -> Store:
+    def from_url(
+        cls, url: str | None = None, *, db: int | None = None, cluster: bool = False,
+        **kwargs: Any,
+    ) -> Store:
         """A store on ``redis://``, ``rediss://`` or ``unix://`` ``url``; default ``$REDIS_URL``,
-        else ``redis://localhost:6379/0``. Extra keyword arguments go to redis-py
-        (``password=``, ``username=``, ``ssl_ca_certs=``, ...)."""
+        else ``redis://localhost:6379/0``. ``cluster=True`` makes a ``RedisCluster`` client
+        (the URL names one node). Extra keyword arguments go to redis-py (``username=``,
+        ``password=``, ``ssl_ca_certs=``, ``ssl_certfile=``, ``ssl_keyfile=``, ...)."""
         url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
         if db is not None:
             kwargs["db"] = db
         kwargs.setdefault("decode_responses", False)
+        if cluster:
+            return cls(RedisCluster.from_url(url, **kwargs))
         return cls(redis.Redis.from_url(url, **kwargs))
 
-    def __repr__(self) -> str:
-        return f"Store({self.client!r})"
+    @classmethod
+    def from_env(cls, prefix: str = "REDIS_", **kwargs: Any) -> Store:
+        """A store configured by environment variables, as managed services hand them out:
+        ``REDIS_URL``, or ``REDIS_ENDPOINT``/``REDIS_PORT``/``REDIS_DB``,
+        ``REDIS_USERNAME``/``REDIS_PASSWORD``, ``REDIS_TLS`` and ``REDIS_CA_FILE``/
+        ``REDIS_CERT_FILE``/``REDIS_KEY_FILE``, and ``REDIS_CLUSTER``. See docs/deploy.md."""
+        url, settings, cluster = env_settings(prefix=prefix)
+        return cls.from_url(url, cluster=cluster, **{**settings, **kwargs})
 
     def close(self) -> None:
         """Close the client's connections."""
@@ -82,18 +78,22 @@ class Store:
     # ---- execution ----------------------------------------------------------------
 
     def _execute(self, batch: Batch) -> list[Any]:
+        client = self.client
         cmds = batch.commands
-        if len(cmds) == 1 and not batch.atomic:
-            execute: Any = self.client.execute_command
-            try:
-                return [execute(*cmds[0])]
-            except NoScriptError:
-                return [execute(*as_eval(cmds[0]))]
-        with self.client.pipeline(transaction=batch.atomic) as pipe:
-            queue: Any = pipe.execute_command
-            for cmd in cmds:
-                queue(*as_eval(cmd))
-            return pipe.execute()
+        try:
+            if batch.target is not None:
+                return [client.execute_command(*cmds[0], target_nodes=batch.target)]
+            if len(cmds) == 1 and not batch.atomic:
+                try:
+                    return [client.execute_command(*cmds[0])]
+                except NoScriptError:
+                    return [client.execute_command(*as_eval(cmds[0]))]
+            with client.pipeline(transaction=batch.atomic) as pipe:
+                for cmd in cmds:
+                    pipe.execute_command(*as_eval(cmd))
+                return pipe.execute()  # type: ignore[no-any-return]
+        except RedisClusterException as e:
+            raise cross_slot(e, batch) from e
 
     def run(self, plan: Plan[R]) -> R:
         """Run a plan (used by the methods below, and by extensions)."""
@@ -223,27 +223,16 @@ class Store:
     # ---- iteration ----------------------------------------------------------------
 
     def scan_keys(self, model: type, *, count: int = 500) -> Iterator[str]:
-        """Every key of the model's objects: SCAN with MATCH ``prefix:*`` and TYPE (never
-        KEYS). Like SCAN, may yield a key twice if the keyspace is rehashed meanwhile."""
-        spec = spec_of(model)
-        cursor = 0
-        while True:
-            cursor, keys = self.run(_ops.scan_page(spec, cursor, count))
-            yield from keys
-            if cursor == 0:
-                return
+        """Every key of the model's objects: SCAN with MATCH ``prefix:*`` and TYPE on the
+        server (on every primary of a cluster), never KEYS. Like SCAN, may yield a key
+        twice if the keyspace is rehashed meanwhile."""
+        return iterate_sync(_ops.scan_keys(model, count, self._targets()), self._execute)
 
     def scan(self, model: type[M], *, count: int = 500) -> Iterator[M]:
         """Every stored object of the model: SCAN pages, each followed by one pipelined
-        round trip of HGETALLs. Objects deleted meanwhile are skipped."""
-        spec = spec_of(model)
-        cursor = 0
-        while True:
-            cursor, keys = self.run(_ops.scan_page(spec, cursor, count))
-            if keys:
-                yield from self.run(_ops.get_by_keys(spec, keys))
-            if cursor == 0:
-                return
+        round trip of reads (HGETALL, GET, or the flat read script). Objects deleted
+        meanwhile are skipped."""
+        return iterate_sync(_ops.scan(model, count, self._targets()), self._execute)
 
     def rotate_keys(self, model: type, *, count: int = 500) -> int:
         """Re-encrypt every stored value of the model that a ``fernet`` chain wrote under an
@@ -253,17 +242,9 @@ class Store:
         Per SCAN page: one pipelined read (HGETALL / GET / the flat read script) and one
         pipelined compare-and-set script per changed value, so a value written meanwhile
         by someone else is left alone (it is already under the newest key)."""
-        spec = spec_of(model)
-        rotated = 0
-        cursor = 0
-        while True:
-            cursor, keys = self.run(_ops.scan_page(spec, cursor, count))
-            rotated += self.run(_ops.rotate_page(spec, keys))
-            if cursor == 0:
-                return rotated
+        plan = _ops.rotate_keys(model, count, self._targets())
+        return sum(iterate_sync(plan, self._execute))
 
     def count(self, model: type) -> int:
         """How many objects the model has: a full SCAN, O(N) in the keyspace."""
         return sum(1 for _ in self.scan_keys(model))
-
-

@@ -1,15 +1,20 @@
-"""Fixtures shared by every test. The server itself comes from redmodel's pytest plugin
-(redmodel/_pytest_plugin.py): a throwaway redis-server on a free loopback port."""
+"""Fixtures shared by every test. The servers themselves come from redmodel's pytest plugin
+(redmodel/_pytest_plugin.py): throwaway redis-servers on free loopback ports."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis
 from hypothesis import HealthCheck, settings
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 import redmodel
+from redmodel.testing import RedisClusterServer
 
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -21,3 +26,77 @@ settings.load_profile("default")
 def store(redis_client: redis.Redis) -> Iterator[redmodel.Store]:
     """A Store on an empty throwaway server."""
     yield redmodel.Store(redis_client)
+
+
+class AsyncFacade:
+    """The sync Store API over an AsyncStore: each call is awaited on a private event loop,
+    so the behavioural tests written against Store exercise the asyncio shell unchanged.
+    ``client`` is a synchronous client on the same server, for raw assertions."""
+
+    def __init__(self, astore: redmodel.AsyncStore, client: Any) -> None:
+        object.__setattr__(self, "_astore", astore)
+        object.__setattr__(self, "client", client)
+        object.__setattr__(self, "_loop", asyncio.new_event_loop())
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._astore, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = attr(*args, **kwargs)
+            if inspect.iscoroutine(result):
+                return self._loop.run_until_complete(result)
+            if hasattr(result, "__anext__"):
+                return iter(self._loop.run_until_complete(_collect(result)))
+            return result
+
+        return call
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._astore, name, value)
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._astore.aclose())
+        self._loop.close()
+
+
+async def _collect(items: AsyncIterator[Any]) -> list[Any]:
+    return [item async for item in items]
+
+
+def _async_cluster(cluster: RedisClusterServer) -> AsyncRedisCluster:
+    host, port = cluster.addresses[0]
+    return AsyncRedisCluster(host=host, port=port)
+
+
+@pytest.fixture(params=["sync", "async", "cluster", "async_cluster"])
+def any_store(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The same behaviour through every shell: sync and asyncio, one server and a
+    three-primary cluster. ``store.client`` is a sync client for raw assertions."""
+    kind = request.param
+    if kind in ("sync", "async"):
+        client = request.getfixturevalue("redis_client")
+        if kind == "sync":
+            yield redmodel.Store(client)
+            return
+        url = request.getfixturevalue("redis_url")
+        facade = AsyncFacade(redmodel.AsyncStore.from_url(url), client)
+        yield facade
+        facade.close()
+        return
+    client = request.getfixturevalue("redis_cluster_client")
+    if kind == "cluster":
+        yield redmodel.Store(client)
+        return
+    facade = AsyncFacade(redmodel.AsyncStore(_async_cluster(request.getfixturevalue(
+        "redis_cluster"))), client)
+    yield facade
+    facade.close()
+
+
+def dbsize(client: Any) -> int:
+    """Keys on the server, or on every primary of a cluster (RedisCluster.dbsize asks one)."""
+    if hasattr(client, "get_primaries"):
+        return sum(int(client.dbsize(target_nodes=node)) for node in client.get_primaries())
+    return int(client.dbsize())

@@ -108,12 +108,12 @@ class AllOptional:
     id: str = redmodel.key_field()
 
 
-def variant(base: type, layout: str, codec: str | None = None, prefix: str | None = None
-            ) -> type:
-    """``base`` (an attrs model) re-declared with another layout and model codec."""
+def variant(base: type, layout: str, codec: str | None = None, prefix: str | None = None,
+            hash_tag: bool = False) -> type:
+    """``base`` (an attrs model) re-declared with another layout, model codec, hash tag."""
     name = prefix or f"{base.__name__.lower()}_{layout}_{(codec or 'json').replace('|', '_')}"
 
-    @redmodel.model(prefix=name, layout=layout, codec=codec)
+    @redmodel.model(prefix=name, layout=layout, codec=codec, hash_tag=hash_tag)
     @attrs.define
     class Variant(base):  # type: ignore[valid-type, misc]
         pass

@@ -11,6 +11,7 @@ import redis
 from cryptography.fernet import Fernet
 
 import redmodel
+from redmodel._schema import spec_of
 from tests.models import LAYOUTS
 
 KEY_A, KEY_B = Fernet.generate_key(), Fernet.generate_key()
@@ -23,10 +24,10 @@ class CardInfo:
     cv2: int
 
 
-def card_model(layout: str) -> type:
+def card_model(layout: str, tagged: bool) -> type:
     chain = "json|fernet"
 
-    @redmodel.model(prefix=f"user_{layout}", layout=layout,
+    @redmodel.model(prefix=f"user_{layout}", layout=layout, hash_tag=tagged,
                     codec=chain if layout == "blob" else None)
     @attrs.define
     class User:
@@ -37,7 +38,14 @@ def card_model(layout: str) -> type:
     return User
 
 
-USERS = {layout: card_model(layout) for layout in LAYOUTS}
+USERS = {tagged: {layout: card_model(layout, tagged) for layout in LAYOUTS}
+         for tagged in (False, True)}
+
+
+@pytest.fixture
+def store(any_store: redmodel.Store) -> redmodel.Store:
+    """Sync and asyncio stores, on one server and on a three-primary cluster."""
+    return any_store
 SECRET = 2211849528391929
 
 
@@ -65,7 +73,7 @@ def users(cls: type, n: int = 12) -> list[object]:
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_ciphertext_never_contains_the_plaintext(store: redmodel.Store, layout: str) -> None:
-    cls = USERS[layout]
+    cls = USERS[store.cluster][layout]
     saved = users(cls)
     store.save_many(saved)
     raw = every_stored_byte(store.client)
@@ -76,7 +84,7 @@ def test_ciphertext_never_contains_the_plaintext(store: redmodel.Store, layout: 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_rotating_keys_keeps_every_object_readable(store: redmodel.Store, layout: str) -> None:
-    cls = USERS[layout]
+    cls = USERS[store.cluster][layout]
     saved = users(cls)
     store.save_many(saved)
     redmodel.configure_fernet(keys=[KEY_B, KEY_A])
@@ -90,21 +98,21 @@ def test_rotating_keys_keeps_every_object_readable(store: redmodel.Store, layout
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_wrong_key_raises_decode_error_without_secrets(store: redmodel.Store, layout: str
                                                        ) -> None:
-    cls = USERS[layout]
+    cls = USERS[store.cluster][layout]
     user = users(cls, 1)[0]
     store.save(user)
     redmodel.configure_fernet(keys=[KEY_B])
     with pytest.raises(redmodel.DecodeError) as info:
         store.get(cls, user.id)  # type: ignore[attr-defined]
     message = str(info.value)
-    assert f"user_{layout}:" in message and "json|fernet" in message
+    assert repr(spec_of(cls).key_for(user.id)) in message and "json|fernet" in message
     assert KEY_A.decode() not in message and KEY_B.decode() not in message
     assert str(SECRET) not in message
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_tampered_ciphertext_is_rejected(store: redmodel.Store, layout: str) -> None:
-    cls = USERS[layout]
+    cls = USERS[store.cluster][layout]
     user = users(cls, 1)[0]
     store.save(user)
     client = store.client

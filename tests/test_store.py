@@ -10,7 +10,15 @@ import pytest
 import redis
 
 import redmodel
+from tests.conftest import dbsize
 from tests.models import Address, AllOptional, Everything, Hat, Restaurant, Session, Street
+
+
+@pytest.fixture
+def store(any_store: redmodel.Store) -> redmodel.Store:
+    """Every test here runs through the sync and asyncio stores, on one server and on a
+    three-primary cluster."""
+    return any_store
 
 
 def hats() -> list[Hat]:
@@ -21,17 +29,17 @@ def hats() -> list[Hat]:
     ]
 
 
-def test_save_stores_plain_redis_strings(store: redmodel.Store, redis_client: redis.Redis) -> None:
+def test_save_stores_plain_redis_strings(store: redmodel.Store) -> None:
     hat = Hat(color="green", price=99.99, style="baseball", quantity=200, id="56854717")
     assert store.save(hat) == "hat:56854717"
-    assert redis_client.hgetall("hat:56854717") == {
+    assert store.client.hgetall("hat:56854717") == {
         b"color": b"green",
         b"price": b"99.99",
         b"style": b"baseball",
         b"quantity": b"200",
         b"npurchased": b"0",
     }
-    assert redis_client.hincrby("hat:56854717", "quantity", -1) == 199
+    assert store.client.hincrby("hat:56854717", "quantity", -1) == 199
     assert store.get(Hat, "56854717") == attrs.evolve(hat, quantity=199)
 
 
@@ -41,8 +49,8 @@ def test_get_missing_returns_none_and_get_or_raise_raises(store: redmodel.Store)
         store.get_or_raise(Hat, "nope")
 
 
-def test_save_many_and_get_many_in_chunks(redis_client: redis.Redis) -> None:
-    store = redmodel.Store(redis_client, chunk_size=7)
+def test_save_many_and_get_many_in_chunks(store: redmodel.Store) -> None:
+    store.chunk_size = 7
     many = [Hat(color=f"c{i}", price=float(i), style="s", quantity=i) for i in range(50)]
     assert store.save_many(many) == 50
     ids = [h.id for h in many] + ["missing"]
@@ -54,13 +62,12 @@ def test_save_many_and_get_many_in_chunks(redis_client: redis.Redis) -> None:
 
 
 def test_save_many_validates_everything_before_writing(
-    store: redmodel.Store, redis_client: redis.Redis
-) -> None:
+    store: redmodel.Store) -> None:
     good = hats()
     bad = Hat(color="red", price="cheap", style="s")  # type: ignore[arg-type]
     with pytest.raises(redmodel.ValidationError, match="price"):
         store.save_many([*good, bad])
-    assert redis_client.dbsize() == 0
+    assert dbsize(store.client) == 0
 
 
 def test_exists_delete_and_delete_many(store: redmodel.Store) -> None:
@@ -190,14 +197,13 @@ def test_incr_of_nested_field(store: redmodel.Store) -> None:
 
 
 def test_nested_attrs_are_flattened_into_hash_fields(
-    store: redmodel.Store, redis_client: redis.Redis
-) -> None:
+    store: redmodel.Store) -> None:
     r = Restaurant(
         "Ravagh", "Persian", Address(Street("11 E 30th St", "APT 1"), "New York", "NY", 10016),
         id=484272,
     )
     store.save(r)
-    assert redis_client.hgetall("rest:484272") == {
+    assert store.client.hgetall("rest:484272") == {
         b"name": b"Ravagh",
         b"type": b"Persian",
         b"address:street:line1": b"11 E 30th St",
@@ -242,54 +248,50 @@ def test_wrong_value_types_are_rejected_before_any_write(store: redmodel.Store) 
             store.save(obj)
     with pytest.raises(TypeError, match="not a redmodel model"):
         store.save("a hat")
-    assert store.client.dbsize() == 0
+    assert dbsize(store.client) == 0
 
 
 def test_stored_data_that_does_not_fit_names_key_and_field(
-    store: redmodel.Store, redis_client: redis.Redis
-) -> None:
+    store: redmodel.Store) -> None:
     hat = hats()[0]
     key = store.save(hat)
-    redis_client.hset(key, "quantity", "abc")
+    store.client.hset(key, "quantity", "abc")
     with pytest.raises(redmodel.DecodeError, match=r"key 'hat:.*', field 'quantity'") as info:
         store.get(Hat, hat.id)
     assert "abc" not in str(info.value)
-    redis_client.hdel(key, "color")
+    store.client.hdel(key, "color")
     with pytest.raises(redmodel.DecodeError, match=r"field is missing.*field 'color'"):
         store.get(Hat, hat.id)
 
 
 def test_missing_field_with_a_default_uses_the_default(
-    store: redmodel.Store, redis_client: redis.Redis
-) -> None:
+    store: redmodel.Store) -> None:
     hat = hats()[0]
     key = store.save(hat)
-    redis_client.hdel(key, "npurchased")
+    store.client.hdel(key, "npurchased")
     got = store.get(Hat, hat.id)
     assert got is not None
     assert got.npurchased == 0
 
 
 def test_unknown_stored_fields_are_ignored(
-    store: redmodel.Store, redis_client: redis.Redis
-) -> None:
+    store: redmodel.Store) -> None:
     hat = hats()[0]
     key = store.save(hat)
-    redis_client.hset(key, "legacy", "x")
+    store.client.hset(key, "legacy", "x")
     assert store.get(Hat, hat.id) == hat
 
 
 def test_corrupt_encoded_field_names_codec_and_key(
-    store: redmodel.Store, redis_client: redis.Redis
-) -> None:
+    store: redmodel.Store) -> None:
     obj = Everything(sku="c", tags=["a"])
     key = store.save(obj)
-    redis_client.hset(key, "tags", b"\xa7\x04json[1")
+    store.client.hset(key, "tags", b"\xa7\x04json[1")
     with pytest.raises(redmodel.DecodeError, match=r"codec 'json'.*|field 'tags'"):
         store.get(Everything, "c")
 
 
-def test_stored_name_option(store: redmodel.Store, redis_client: redis.Redis) -> None:
+def test_stored_name_option(store: redmodel.Store) -> None:
     @redmodel.model(prefix="item")
     @attrs.define
     class Item:
@@ -298,7 +300,7 @@ def test_stored_name_option(store: redmodel.Store, redis_client: redis.Redis) ->
 
     item = Item(qty=4)
     store.save(item)
-    assert redis_client.hget(f"item:{item.id}", "quantity") == b"4"
+    assert store.client.hget(f"item:{item.id}", "quantity") == b"4"
     assert store.incr(Item, item.id, "qty", 2) == 6
 
 

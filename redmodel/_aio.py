@@ -1,0 +1,198 @@
+"""``AsyncStore``: the asyncio shell over the same plans as ``Store``.
+
+Each method is one line that awaits the plan ``Store`` runs; the logic lives in ``_ops``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.exceptions import NoScriptError, RedisClusterException
+
+from redmodel import _atomic, _ops, _tx
+from redmodel._connect import DEFAULT_URL, ShellConfig, cross_slot, env_settings
+from redmodel._ops import DEFAULT
+from redmodel._plan import Batch, Plan, as_eval, iterate_async, run_async
+from redmodel._tx import RetryPolicy
+
+__all__ = ["AsyncStore"]
+
+M = TypeVar("M")
+R = TypeVar("R")
+
+
+class AsyncStore(ShellConfig):
+    """The :class:`Store` API for asyncio, over ``redis.asyncio.Redis`` or
+    ``redis.asyncio.RedisCluster``: the same methods, sending the same Redis commands,
+    awaited. ``scan`` and ``scan_keys`` are async iterators.
+
+    >>> store = AsyncStore.from_url("redis://localhost:6379/0")   # doctest: +SKIP
+    >>> await store.save(Hat(color="black", price=49.99))         # doctest: +SKIP
+    """
+
+    client: Any
+
+    def __init__(
+        self, client: aredis.Redis | AsyncRedisCluster, *, chunk_size: int = 500
+    ) -> None:
+        super().__init__(client, chunk_size)
+
+    @classmethod
+    def from_url(
+        cls, url: str | None = None, *, db: int | None = None, cluster: bool = False,
+        **kwargs: Any,
+    ) -> AsyncStore:
+        """As :meth:`Store.from_url`, with an asyncio client."""
+        url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
+        if db is not None:
+            kwargs["db"] = db
+        kwargs.setdefault("decode_responses", False)
+        if cluster:
+            return cls(AsyncRedisCluster.from_url(url, **kwargs))
+        return cls(aredis.Redis.from_url(url, **kwargs))
+
+    @classmethod
+    def from_env(cls, prefix: str = "REDIS_", **kwargs: Any) -> AsyncStore:
+        """As :meth:`Store.from_env`, with an asyncio client."""
+        url, settings, cluster = env_settings(prefix=prefix)
+        return cls.from_url(url, cluster=cluster, **{**settings, **kwargs})
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self.client.aclose()
+
+    async def __aenter__(self) -> AsyncStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ---- execution ----------------------------------------------------------------
+
+    async def _execute(self, batch: Batch) -> list[Any]:
+        client = self.client
+        cmds = batch.commands
+        try:
+            if batch.target is not None:
+                return [await client.execute_command(*cmds[0], target_nodes=batch.target)]
+            if len(cmds) == 1 and not batch.atomic:
+                try:
+                    return [await client.execute_command(*cmds[0])]
+                except NoScriptError:
+                    return [await client.execute_command(*as_eval(cmds[0]))]
+            async with client.pipeline(transaction=batch.atomic) as pipe:
+                for cmd in cmds:
+                    pipe.execute_command(*as_eval(cmd))
+                return await pipe.execute()  # type: ignore[no-any-return]
+        except RedisClusterException as e:
+            raise cross_slot(e, batch) from e
+
+    async def run(self, plan: Plan[R]) -> R:
+        """Run a plan."""
+        return await run_async(plan, self._execute)
+
+    # ---- the Store API, awaited (see Store for what each sends) ---------------------
+
+    async def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT) -> str:
+        """See :meth:`Store.save`."""
+        return await self.run(_ops.save(obj, ttl))
+
+    async def save_many(
+        self, objs: Iterable[Any], *, ttl: float | dt.timedelta | None = DEFAULT,
+        chunk_size: int | None = None,
+    ) -> int:
+        """See :meth:`Store.save_many`."""
+        return await self.run(_ops.save_many(objs, ttl, chunk_size or self.chunk_size))
+
+    async def update(self, model: type, id: Any, /, **values: Any) -> bool:
+        """See :meth:`Store.update`."""
+        return await self.run(_ops.update(model, id, values))
+
+    async def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Any:
+        """See :meth:`Store.incr`."""
+        return await self.run(_ops.incr(model, id, field, amount))
+
+    async def incr_fields(
+        self, model: type, id: Any, changes: Mapping[str, float], *,
+        floor: Mapping[str, float] | None = None, ceiling: Mapping[str, float] | None = None,
+    ) -> dict[str, Any]:
+        """See :meth:`Store.incr_fields`."""
+        return await self.run(
+            _atomic.incr_fields(model, id, changes, floor=floor, ceiling=ceiling)
+        )
+
+    async def delete(self, model: type, id: Any) -> bool:
+        """See :meth:`Store.delete`."""
+        return await self.run(_ops.delete(model, id))
+
+    async def delete_many(self, model: type, ids: Iterable[Any]) -> int:
+        """See :meth:`Store.delete_many`."""
+        return await self.run(_ops.delete_many(model, ids, self.chunk_size))
+
+    async def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> bool:
+        """See :meth:`Store.expire`."""
+        return await self.run(_ops.expire(model, id, ttl))
+
+    async def persist(self, model: type, id: Any) -> bool:
+        """See :meth:`Store.persist`."""
+        return await self.run(_ops.persist(model, id))
+
+    async def get(self, model: type[M], id: Any) -> M | None:
+        """See :meth:`Store.get`."""
+        return await self.run(_ops.get(model, id))
+
+    async def get_or_raise(self, model: type[M], id: Any) -> M:
+        """See :meth:`Store.get_or_raise`."""
+        return await self.run(_ops.get_or_raise(model, id))
+
+    async def get_many(self, model: type[M], ids: Iterable[Any]) -> list[M | None]:
+        """See :meth:`Store.get_many`."""
+        return await self.run(_ops.get_many(model, ids, self.chunk_size))
+
+    async def exists(self, model: type, id: Any) -> bool:
+        """See :meth:`Store.exists`."""
+        return await self.run(_ops.exists(model, id))
+
+    async def pttl(self, model: type, id: Any) -> int | None:
+        """See :meth:`Store.pttl`."""
+        return await self.run(_ops.pttl(model, id))
+
+    async def ttl(self, model: type, id: Any) -> float | None:
+        """See :meth:`Store.ttl`."""
+        ms = await self.pttl(model, id)
+        return None if ms is None else ms / 1000
+
+    def scan_keys(self, model: type, *, count: int = 500) -> AsyncIterator[str]:
+        """See :meth:`Store.scan_keys`; an async iterator."""
+        return iterate_async(_ops.scan_keys(model, count, self._targets()), self._execute)
+
+    def scan(self, model: type[M], *, count: int = 500) -> AsyncIterator[M]:
+        """See :meth:`Store.scan`; an async iterator."""
+        return iterate_async(_ops.scan(model, count, self._targets()), self._execute)
+
+    async def rotate_keys(self, model: type, *, count: int = 500) -> int:
+        """See :meth:`Store.rotate_keys`."""
+        plan = _ops.rotate_keys(model, count, self._targets())
+        return sum([n async for n in iterate_async(plan, self._execute)])
+
+    def transaction(self, fn: Any = None, *, policy: RetryPolicy | None = None) -> Any:
+        """``@astore.transaction`` on an ``async def``: the same as
+        ``@redmodel.transaction(astore, ...)``; see docs/transactions.md."""
+        decorate = _tx.transaction(self, policy=policy)
+        return decorate(fn) if fn is not None else decorate
+
+    async def transact(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any
+                       ) -> R:
+        """Await ``fn(tx, *args, **kwargs)`` as an optimistic transaction with the default
+        retry policy and return its result."""
+        outcome = await _tx.run_transaction_async(self, fn, args, kwargs)
+        return outcome.value
+
+    async def count(self, model: type) -> int:
+        """See :meth:`Store.count`."""
+        return len([k async for k in self.scan_keys(model)])

@@ -1,0 +1,110 @@
+"""Shared by Store and AsyncStore: client checks, URL and environment configuration, and
+the cluster-aware pieces of batch execution that involve no I/O."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from redis.exceptions import RedisClusterException
+
+from redmodel._errors import CrossSlotError
+from redmodel._plan import Batch
+
+__all__ = ["DEFAULT_URL", "ShellConfig", "check_client", "env_settings"]
+
+DEFAULT_URL = "redis://localhost:6379/0"
+
+
+def check_client(client: Any) -> None:
+    """Refuse clients that decode replies: stored bytes fields would be corrupted."""
+    kwargs: Mapping[str, Any] = {}
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        kwargs = getattr(pool, "connection_kwargs", None) or {}
+    elif hasattr(client, "get_default_node"):  # a cluster client
+        node = client.get_default_node()
+        conn = getattr(node, "redis_connection", None)
+        inner = getattr(conn, "connection_pool", None)
+        kwargs = getattr(inner, "connection_kwargs", None) or getattr(node, "connection_kwargs", {})
+    encoder = client.get_encoder() if hasattr(client, "get_encoder") else None
+    if kwargs.get("decode_responses") or getattr(encoder, "decode_responses", False):
+        raise ValueError(
+            "redmodel needs a client with decode_responses=False: it decodes every field "
+            "itself, by its declared type"
+        )
+
+
+def is_cluster(client: Any) -> bool:
+    return hasattr(client, "get_primaries")
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_settings(
+    env: Mapping[str, str] | None = None, prefix: str = "REDIS_"
+) -> tuple[str, dict[str, Any], bool]:
+    """(url, client keyword arguments, cluster) from environment variables.
+
+    ``{prefix}URL`` wins when set. Otherwise ``{prefix}ENDPOINT`` (or ``HOST``), ``PORT``
+    (6379, or 6380 with TLS), ``DB``, ``USERNAME``, ``PASSWORD``, ``TLS`` (1/true),
+    ``CA_FILE``, ``CERT_FILE``, ``KEY_FILE`` build one. ``{prefix}CLUSTER=1`` makes a
+    cluster client. Secrets stay out of the URL: they travel as keyword arguments.
+    """
+    env = os.environ if env is None else env
+
+    def get(name: str) -> str | None:
+        value = env.get(prefix + name)
+        return value if value else None
+
+    kwargs: dict[str, Any] = {}
+    tls = _truthy(get("TLS")) or _truthy(get("SSL"))
+    for name, arg in (("USERNAME", "username"), ("PASSWORD", "password")):
+        if get(name):
+            kwargs[arg] = get(name)
+    for name, arg in (("CA_FILE", "ssl_ca_certs"), ("CERT_FILE", "ssl_certfile"),
+                      ("KEY_FILE", "ssl_keyfile")):
+        if get(name):
+            kwargs[arg] = get(name)
+            tls = True
+    url = get("URL")
+    if url is None:
+        host = get("ENDPOINT") or get("HOST") or "localhost"
+        port = get("PORT") or ("6380" if tls else "6379")
+        url = f"{'rediss' if tls else 'redis'}://{host}:{port}/{get('DB') or 0}"
+    return url, kwargs, _truthy(get("CLUSTER"))
+
+
+def cross_slot(error: RedisClusterException, batch: Batch) -> Exception:
+    """A clear CrossSlotError for redis-py's cross-slot refusal; other errors unchanged."""
+    text = str(error).lower()
+    if "slot" not in text:
+        return error
+    keys = list(batch.keys)[:5]
+    return CrossSlotError(
+        f"these keys are in different cluster hash slots and cannot be used in one atomic "
+        f"command: {keys}. Declare the model with hash_tag=True (every key of one object in "
+        "one slot) or a hash_tag function (objects that change together in one slot)"
+    )
+
+
+class ShellConfig:
+    """What Store and AsyncStore hold besides the client: no I/O here."""
+
+    def __init__(self, client: Any, chunk_size: int) -> None:
+        check_client(client)
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        self.client = client
+        self.chunk_size = chunk_size
+        self.cluster = is_cluster(client)
+
+    def _targets(self) -> list[Any]:
+        """Where a model-wide SCAN runs: every primary of a cluster, or the one server."""
+        return list(self.client.get_primaries()) if self.cluster else [None]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.client!r})"
