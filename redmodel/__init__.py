@@ -16,6 +16,7 @@ Declare a model on an attrs class, save and load it through a :class:`Store`::
     key = store.save(Hat(color="black", price=49.99, quantity=1000))
 """
 
+from redmodel._aio import AsyncStore
 from redmodel._errors import (
     CodecError,
     ConditionFailedError,
@@ -34,6 +35,8 @@ from redmodel._ops import DEFAULT
 from redmodel._schema import field, key_field, model
 from redmodel._store import Store
 from redmodel._tx import (
+    AsyncTransaction,
+    AsyncTransactionFunction,
     Outcome,
     Pending,
     RetryPolicy,
@@ -67,6 +70,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT",
+    "AsyncStore",
+    "AsyncTransaction",
+    "AsyncTransactionFunction",
     "ConditionFailedError",
     "Outcome",
     "Pending",

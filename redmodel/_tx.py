@@ -9,23 +9,26 @@ The sync shell is :class:`Transaction` (one attempt over a redis-py pipeline),
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime as dt
 import functools
+import inspect
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import attrs
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
 from redmodel import _ops
 from redmodel._atomic import incr_fields as incr_fields_plan
+from redmodel._connect import cross_slot
 from redmodel._errors import (
     ConflictError,
     DecodeError,
@@ -41,9 +44,12 @@ from redmodel._types import BadValueError
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from redmodel._aio import AsyncStore
     from redmodel._store import Store
 
 __all__ = [
+    "AsyncTransaction",
+    "AsyncTransactionFunction",
     "Outcome",
     "Pending",
     "ReadAfterWriteError",
@@ -369,6 +375,21 @@ class _WatchConflictError(Exception):
     """EXEC returned nil: a watched key changed. Internal; the retry loop catches it."""
 
 
+def _conflict_or_connection(e: WatchError) -> BaseException:
+    """What a WatchError from EXEC means: a lost connection (raised as is, never retried)
+    or a real conflict (retried by the loop)."""
+    return connection_error_of(e) or _WatchConflictError()
+
+
+def _one_attempt(keys: tuple[str, ...]) -> ConflictError:
+    return ConflictError(
+        f"transaction conflicted on its 1 attempt (watched keys {list(keys)}): "
+        "a context-managed Transaction is one attempt; use @transaction or "
+        "transact() to retry",
+        attempts=1, keys=keys,
+    )
+
+
 def get_field(model: type, id_value: Any, field: str) -> Plan[Any]:
     """Plan: one field of an object (HGET), decoded by its type; None if absent."""
     spec = spec_of(model)
@@ -397,21 +418,170 @@ def get_field(model: type, id_value: Any, field: str) -> Plan[Any]:
 
 # ---- the sync shell -----------------------------------------------------------------------
 
-_ACTIVE: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
+_ACTIVE: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "redmodel_transaction", default=None
 )
 
 
-def current_transaction() -> Transaction | None:
-    """The transaction open in this thread / asyncio context, if any."""
-    return _ACTIVE.get()
+def _watching(pipe: Any) -> bool:
+    """Whether a pipeline is in immediate (WATCH) mode; a ClusterPipeline keeps the flag on
+    its execution strategy."""
+    if hasattr(pipe, "watching"):
+        return bool(pipe.watching)
+    return bool(getattr(getattr(pipe, "_execution_strategy", None), "_watching", False))
 
 
-def _same_store(a: Store, b: Store) -> bool:
+def current_transaction() -> Transaction | AsyncTransaction | None:
+    """The transaction open in this thread / asyncio task, if any."""
+    return _ACTIVE.get()  # type: ignore[no-any-return]
+
+
+def _same_store(a: Any, b: Any) -> bool:
     return a is b or a.client is b.client
 
 
-class Transaction:
+class _TxBase:
+    """State and queued writes shared by :class:`Transaction` and :class:`AsyncTransaction`:
+    a write does no I/O (it is queued for EXEC), so both shells use these methods as is."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._core = TxCore()
+        self._pipe: Any = None
+        self._token: contextvars.Token[Any] | None = None
+        self._joined: tuple[Any, int] | None = None
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} watched={self._core.watched!r} "
+                f"queued={len(self._core.commands)} commands>")
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        """Keys WATCHed so far in this attempt."""
+        return tuple(self._core.watched)
+
+    def _activate(self) -> None:
+        self._pipe = self.store.client.pipeline(transaction=True)
+        self._token = _ACTIVE.set(self)
+
+    def _deactivate(self) -> Any:
+        """Leave the context and drop what was not committed; returns the pipeline, which the
+        shell resets (UNWATCH, connection back to the pool)."""
+        if self._token is not None:
+            _ACTIVE.reset(self._token)
+            self._token = None
+        if not self._core.closed:
+            self._core.abandon()
+        pipe, self._pipe = self._pipe, None
+        return pipe
+
+    def _enter_joined(self) -> Any:
+        """If a transaction is active here, join it (a savepoint) and return it."""
+        active = _ACTIVE.get()
+        if active is None:
+            return None
+        _check_join(active, self.store, type(self).__name__ + "(store)")
+        if type(active) is not type(self):
+            raise TransactionError("a sync and an asyncio transaction cannot be nested")
+        self._joined = (active, active._core.mark())
+        return active
+
+    def _exit_joined(self, exc: BaseException | None) -> bool:
+        """Leave a joined transaction (dropping its writes on an exception); False if this
+        one was not joined."""
+        if self._joined is None:
+            return False
+        outer, mark = self._joined
+        self._joined = None
+        if exc is not None:
+            outer._core.rollback_to(mark)
+        return True
+
+    def _replies(self, replies: Sequence[Any]) -> None:
+        error = self._core.finish(replies)
+        if error is not None:
+            raise error
+
+    def queue(self, plan: Plan[R], what: str = "write") -> Pending[R]:
+        """Queue a write plan for EXEC. (The sync Transaction also runs reads a plan does
+        before its first write; here such a plan is refused.)"""
+        try:
+            batch = next(plan)
+        except StopIteration as stop:
+            done: Pending[R] = Pending(what)
+            done._resolve(stop.value)
+            return done
+        if not batch.write:
+            plan.close()
+            raise TransactionError(f"{what} reads before it writes: run its read with query()")
+        return self._core.queue(batch, plan, what)
+
+    # ---- writes (queued; the same in both shells) --------------------------------------
+
+    def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT) -> Pending[str]:
+        """Queue HSET (+ HDEL, PEXPIRE) of the whole object; value: its key."""
+        return self.queue(_ops.save(obj, ttl), f"save {type(obj).__name__}")
+
+    def save_many(self, objs: Iterable[Any], *, ttl: float | dt.timedelta | None = DEFAULT
+                  ) -> Pending[int]:
+        """Queue the saves of many objects in this MULTI; value: how many."""
+        objs = list(objs)
+        return self.queue(_ops.save_many(objs, ttl, max(1, len(objs))), "save many")
+
+    def update(self, model: type, id: Any, **values: Any) -> Pending[bool]:
+        """Queue the update script (EVAL); value: False if the object did not exist."""
+        plan = _ops.update(model, id, values)
+        return self.queue(plan, f"update {model.__name__} {id!r}")
+
+    def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Pending[Any]:
+        """Queue HINCRBY / HINCRBYFLOAT (script, EVAL); value: the new number."""
+        plan = _ops.incr(model, id, field, amount)
+        return self.queue(plan, f"incr {model.__name__} {id!r} {field}")
+
+    def incr_fields(
+        self,
+        model: type,
+        id: Any,
+        changes: Mapping[str, float],
+        *,
+        floor: Mapping[str, float] | None = None,
+        ceiling: Mapping[str, float] | None = None,
+    ) -> Pending[dict[str, Any]]:
+        """Queue the conditional multi-field increment (EVAL); see ``incr_fields``."""
+        plan = incr_fields_plan(model, id, changes, floor=floor, ceiling=ceiling)
+        return self.queue(plan, f"incr_fields {model.__name__} {id!r}")
+
+    def delete(self, model: type, id: Any) -> Pending[bool]:
+        """Queue DEL; value: True if the object existed."""
+        return self.queue(_ops.delete(model, id), f"delete {model.__name__} {id!r}")
+
+    def delete_many(self, model: type, ids: Iterable[Any]) -> Pending[int]:
+        """Queue one DEL of every key; value: how many existed."""
+        ids = list(ids)
+        plan = _ops.delete_many(model, ids, max(1, len(ids)))
+        return self.queue(plan, f"delete many {model.__name__}")
+
+    def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> Pending[bool]:
+        """Queue PEXPIRE; value: False if the object did not exist."""
+        return self.queue(_ops.expire(model, id, ttl), f"expire {model.__name__} {id!r}")
+
+    def persist(self, model: type, id: Any) -> Pending[bool]:
+        """Queue PERSIST; value: False if it had no expiry."""
+        return self.queue(_ops.persist(model, id), f"persist {model.__name__} {id!r}")
+
+    def command(self, *args: Any) -> Pending[Any]:
+        """Queue a raw command; value: its reply (EVALSHA of a known script runs as EVAL)."""
+
+        def plan() -> Plan[Any]:
+            replies = yield Batch([args], write=True)
+            return replies[0]
+
+        return self.queue(plan(), f"{args[0]!s}")
+
+
+
+
+class Transaction(_TxBase):
     """One attempt of an optimistic transaction: the handle a transaction function gets.
 
     Reads (``get``, ``get_many``, ``get_or_raise``, ``exists``, ``get_field``,
@@ -433,35 +603,17 @@ class Transaction:
     """
 
     def __init__(self, store: Store) -> None:
-        self.store = store
-        self._core = TxCore()
-        self._pipe: Any = None
-        self._token: contextvars.Token[Transaction | None] | None = None
-        self._joined: tuple[Transaction, int] | None = None
-
-    def __repr__(self) -> str:
-        return (f"<Transaction watched={self._core.watched!r} "
-                f"queued={len(self._core.commands)} commands>")
-
-    @property
-    def watched(self) -> tuple[str, ...]:
-        """Keys WATCHed so far in this attempt."""
-        return tuple(self._core.watched)
+        super().__init__(store)
 
     # ---- lifecycle (used by transact and the context manager) -----------------------
 
     def _open(self) -> None:
-        self._pipe = self.store.client.pipeline(transaction=True)
-        self._token = _ACTIVE.set(self)
+        self._activate()
 
     def _close(self) -> None:
-        if self._token is not None:
-            _ACTIVE.reset(self._token)
-            self._token = None
-        if not self._core.closed:
-            self._core.abandon()
-        if self._pipe is not None:
-            self._pipe.reset()  # UNWATCH, and the connection goes back to the pool
+        pipe = self._deactivate()
+        if pipe is not None:
+            pipe.reset()  # UNWATCH, and the connection goes back to the pool
 
     def _commit(self) -> None:
         """MULTI, the queued commands, EXEC. Raises _WatchConflictError on a WATCH conflict, the
@@ -471,26 +623,21 @@ class Transaction:
             return
         # With nothing queued, EXEC still tells whether what was read stayed unchanged.
         pipe = self._pipe
-        pipe.multi()
-        for command in commands:
-            pipe.execute_command(*command)
         try:
+            pipe.multi()
+            for command in commands:
+                pipe.execute_command(*command)
             replies = pipe.execute(raise_on_error=False)
+        except RedisClusterException as e:
+            raise cross_slot(e, Batch([], keys=self.watched)) from e
         except WatchError as e:
-            cause = connection_error_of(e)
-            if cause is not None:
-                raise cause from None
-            raise _WatchConflictError from None
-        error = self._core.finish(replies)
-        if error is not None:
-            raise error
+            raise _conflict_or_connection(e) from None
+        self._replies(replies)
 
     def __enter__(self) -> Transaction:
-        active = _ACTIVE.get()
+        active = self._enter_joined()
         if active is not None:
-            _check_join(active, self.store, "Transaction(store)")
-            self._joined = (active, active._core.mark())
-            return active
+            return active  # type: ignore[no-any-return]
         self._open()
         return self
 
@@ -500,23 +647,13 @@ class Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._joined is not None:
-            outer, mark = self._joined
-            self._joined = None
-            if exc is not None:
-                outer._core.rollback_to(mark)
+        if self._exit_joined(exc):
             return
         try:
             if exc is None:
                 self._commit()
         except _WatchConflictError:
-            keys = self.watched
-            raise ConflictError(
-                f"transaction conflicted on its 1 attempt (watched keys {list(keys)}): "
-                "a context-managed Transaction is one attempt; use @transaction or "
-                "transact() to retry",
-                attempts=1, keys=keys,
-            ) from None
+            raise _one_attempt(self.watched) from None
         finally:
             self._close()
 
@@ -530,10 +667,12 @@ class Transaction:
         try:
             if new:
                 pipe.watch(*new)
-            if len(batch.commands) == 1 and pipe.watching:
+            if len(batch.commands) == 1 and _watching(pipe):
                 return [pipe.execute_command(*batch.commands[0])]
         except WatchError as e:
             raise connection_error_of(e) or e from None
+        except RedisClusterException as e:
+            raise cross_slot(e, Batch([], keys=self.watched)) from e
         # Reads on another connection are as safe: the WATCH above was answered first.
         reader: Any = self.store.client.pipeline(transaction=False)
         with reader:
@@ -605,70 +744,129 @@ class Transaction:
 
         return self.query(plan(), what)
 
-    # ---- writes ----------------------------------------------------------------------
+class AsyncTransaction(_TxBase):
+    """The asyncio twin of :class:`Transaction`, for :class:`AsyncStore`: reads are awaited
+    (``await tx.get(...)``), writes are queued exactly as in the sync handle and return a
+    :class:`Pending`. ``async with AsyncTransaction(store) as tx:`` is one attempt;
+    ``@transaction`` on an ``async def`` retries. Nested use joins the outer transaction
+    of the same asyncio task."""
 
-    def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT) -> Pending[str]:
-        """Queue HSET (+ HDEL, PEXPIRE) of the whole object; value: its key."""
-        return self.queue(_ops.save(obj, ttl), f"save {type(obj).__name__}")
+    def __init__(self, store: AsyncStore) -> None:
+        super().__init__(store)
 
-    def save_many(self, objs: Iterable[Any], *, ttl: float | dt.timedelta | None = DEFAULT
-                  ) -> Pending[int]:
-        """Queue the saves of many objects in this MULTI; value: how many."""
-        objs = list(objs)
-        return self.queue(_ops.save_many(objs, ttl, max(1, len(objs))), "save many")
+    def _open(self) -> None:
+        self._activate()
 
-    def update(self, model: type, id: Any, **values: Any) -> Pending[bool]:
-        """Queue the update script (EVAL); value: False if the object did not exist."""
-        plan = _ops.update(model, id, values)
-        return self.queue(plan, f"update {model.__name__} {id!r}")
+    async def _close(self) -> None:
+        pipe = self._deactivate()
+        if pipe is not None:
+            await pipe.reset()
 
-    def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Pending[Any]:
-        """Queue HINCRBY / HINCRBYFLOAT (script, EVAL); value: the new number."""
-        plan = _ops.incr(model, id, field, amount)
-        return self.queue(plan, f"incr {model.__name__} {id!r} {field}")
+    async def _commit(self) -> None:
+        """MULTI, the queued commands, EXEC; as :meth:`Transaction._commit`."""
+        commands = self._core.exec_commands()
+        if not commands and not self._core.watched:
+            return
+        pipe = self._pipe
+        try:
+            pipe.multi()
+            for command in commands:
+                pipe.execute_command(*command)
+            replies = await pipe.execute(raise_on_error=False)
+        except RedisClusterException as e:
+            raise cross_slot(e, Batch([], keys=self.watched)) from e
+        except WatchError as e:
+            raise _conflict_or_connection(e) from None
+        self._replies(replies)
 
-    def incr_fields(
+    async def __aenter__(self) -> AsyncTransaction:
+        active = self._enter_joined()
+        if active is not None:
+            return active  # type: ignore[no-any-return]
+        self._open()
+        return self
+
+    async def __aexit__(
         self,
-        model: type,
-        id: Any,
-        changes: Mapping[str, float],
-        *,
-        floor: Mapping[str, float] | None = None,
-        ceiling: Mapping[str, float] | None = None,
-    ) -> Pending[dict[str, Any]]:
-        """Queue the conditional multi-field increment (EVAL); see ``incr_fields``."""
-        plan = incr_fields_plan(model, id, changes, floor=floor, ceiling=ceiling)
-        return self.queue(plan, f"incr_fields {model.__name__} {id!r}")
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._exit_joined(exc):
+            return
+        try:
+            if exc is None:
+                await self._commit()
+        except _WatchConflictError:
+            raise _one_attempt(self.watched) from None
+        finally:
+            await self._close()
 
-    def delete(self, model: type, id: Any) -> Pending[bool]:
-        """Queue DEL; value: True if the object existed."""
-        return self.queue(_ops.delete(model, id), f"delete {model.__name__} {id!r}")
+    async def _read_batch(self, batch: Batch, what: str) -> list[Any]:
+        new = self._core.read(batch.keys, what)
+        pipe = self._pipe
+        if pipe is None:
+            raise TransactionError(f"cannot {what}: this transaction is not open")
+        try:
+            if new:
+                await pipe.watch(*new)
+            if len(batch.commands) == 1:
+                return [await pipe.execute_command(*batch.commands[0])]
+        except WatchError as e:
+            raise connection_error_of(e) or e from None
+        except RedisClusterException as e:
+            raise cross_slot(e, Batch([], keys=self.watched)) from e
+        # Reads on another connection are as safe: the WATCH above was answered first.
+        async with self.store.client.pipeline(transaction=False) as reader:
+            for command in batch.commands:
+                reader.execute_command(*command)
+            return await reader.execute()  # type: ignore[no-any-return]
 
-    def delete_many(self, model: type, ids: Iterable[Any]) -> Pending[int]:
-        """Queue one DEL of every key; value: how many existed."""
-        ids = list(ids)
-        plan = _ops.delete_many(model, ids, max(1, len(ids)))
-        return self.queue(plan, f"delete many {model.__name__}")
+    async def query(self, plan: Plan[R], what: str = "read") -> R:
+        """Run a read-only plan now, WATCHing the keys of each batch first."""
+        try:
+            batch = next(plan)
+            while True:
+                if batch.write:
+                    plan.close()
+                    raise TransactionError(f"{what} writes: use queue() for it")
+                batch = plan.send(await self._read_batch(batch, what))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
-    def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> Pending[bool]:
-        """Queue PEXPIRE; value: False if the object did not exist."""
-        return self.queue(_ops.expire(model, id, ttl), f"expire {model.__name__} {id!r}")
+    # ---- reads (awaited; see Transaction for the commands) ---------------------------
 
-    def persist(self, model: type, id: Any) -> Pending[bool]:
-        """Queue PERSIST; value: False if it had no expiry."""
-        return self.queue(_ops.persist(model, id), f"persist {model.__name__} {id!r}")
+    async def watch(self, *keys: str) -> None:
+        """WATCH more keys."""
+        new = self._core.read(keys, f"watch {list(keys)}")
+        if new:
+            await self._pipe.watch(*new)
 
-    def command(self, *args: Any) -> Pending[Any]:
-        """Queue a raw command; value: its reply (EVALSHA of a known script runs as EVAL)."""
+    async def get(self, model: type[T], id: Any) -> T | None:
+        """WATCH the key, then read the object; None if missing."""
+        return await self.query(_ops.get(model, id), f"get {model.__name__} {id!r}")
 
-        def plan() -> Plan[Any]:
-            replies = yield Batch([args], write=True)
-            return replies[0]
+    async def get_or_raise(self, model: type[T], id: Any) -> T:
+        """Like :meth:`get`; raises NotFoundError when missing."""
+        plan = _ops.get_or_raise(model, id)
+        return await self.query(plan, f"get {model.__name__} {id!r}")
 
-        return self.queue(plan(), f"{args[0]!s}")
+    async def get_many(self, model: type[T], ids: Iterable[Any]) -> list[T | None]:
+        """WATCH every key, then the reads pipelined; None where missing."""
+        plan = _ops.get_many(model, ids, self.store.chunk_size)
+        return await self.query(plan, f"get many {model.__name__}")
+
+    async def exists(self, model: type, id: Any) -> bool:
+        """WATCH the key, then EXISTS."""
+        return await self.query(_ops.exists(model, id), f"check {model.__name__} {id!r} exists")
+
+    async def get_field(self, model: type, id: Any, field: str) -> Any:
+        """WATCH the key, then HGET one field, decoded by its type; None if absent."""
+        plan = get_field(model, id, field)
+        return await self.query(plan, f"read {model.__name__} {id!r} {field}")
 
 
-def _check_join(active: Transaction, store: Store | None, what: str) -> None:
+def _check_join(active: Any, store: Any, what: str) -> None:
     if store is not None and not _same_store(store, active.store):
         raise TransactionError(
             f"{what} was called inside a transaction on another store ({active.store!r}); "
@@ -693,6 +891,57 @@ def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
+class _Attempts:
+    """The retry policy applied to one call: counts, logs and decides, does no I/O.
+
+    Both retry loops (sync and asyncio) are: ``begin()``; run and commit; on success
+    ``done()``, on a conflict sleep ``conflicted()`` seconds (it raises ConflictError when
+    the policy gives up), on any other exception ``failed()`` and re-raise."""
+
+    def __init__(self, fn: Callable[..., Any], policy: RetryPolicy, stats: TxStats) -> None:
+        self.fn, self.policy, self.stats = fn, policy, stats
+        self.started = time.monotonic()
+        self.attempt = 0
+        stats.add(calls=1)
+
+    def begin(self) -> None:
+        self.attempt += 1
+        self.stats.add(attempts=1)
+
+    def done(self, value: R, keys: tuple[str, ...]) -> Outcome[R]:
+        self.stats.add(commits=1)
+        return Outcome(value, attempts=self.attempt, keys=keys)
+
+    def failed(self) -> None:
+        self.stats.add(errors=1)
+
+    def conflicted(self, keys: tuple[str, ...]) -> float:
+        self.stats.add(conflicts=1)
+        delay = self.policy.next_delay(self.attempt, time.monotonic() - self.started)
+        _log_conflict(self.fn, self.attempt, self.policy, keys, delay)
+        if delay is None:
+            self.stats.add(exhausted=1)
+            raise _exhausted(self.fn, self.attempt, self.policy, keys)
+        return delay
+
+
+def _check_kind(store: Any, want_async: bool, fn: Callable[..., Any]) -> None:
+    """A sync function needs a Store, an ``async def`` an AsyncStore."""
+    is_async = inspect.iscoroutinefunction(getattr(store, "run", None))
+    if is_async != want_async:
+        kind = "an async def" if want_async else "a sync function"
+        need = "an AsyncStore" if want_async else "a Store"
+        raise TransactionError(f"{_name(fn)} is {kind}: its transaction needs {need}, "
+                               f"not {type(store).__name__}")
+
+
+def _unbound(fn: Callable[..., Any]) -> TransactionError:
+    return TransactionError(
+        f"{_name(fn)} has no store: decorate it with @transaction(store), call "
+        ".bind(store), or call it inside another transaction"
+    )
+
+
 def run_transaction(
     store: Store | None,
     fn: Callable[..., R],
@@ -711,36 +960,79 @@ def run_transaction(
         stats.add(joined=1)
         return _join(active, store, fn, args, kwargs)
     if store is None:
-        raise TransactionError(
-            f"{_name(fn)} has no store: decorate it with @transaction(store), call "
-            ".bind(store), or call it inside another transaction"
-        )
-    stats.add(calls=1)
-    started = time.monotonic()
-    attempt = 0
+        raise _unbound(fn)
+    _check_kind(store, False, fn)
+    attempts = _Attempts(fn, policy, stats)
     while True:
-        attempt += 1
-        stats.add(attempts=1)
+        attempts.begin()
         tx = Transaction(store)
         tx._open()
         try:
             value = fn(tx, *args, **kwargs)
             tx._commit()
-            stats.add(commits=1)
-            return Outcome(value, attempts=attempt, keys=tx.watched)
+            return attempts.done(value, tx.watched)
         except _WatchConflictError:
-            stats.add(conflicts=1)
+            pass
         except BaseException:
-            stats.add(errors=1)
+            attempts.failed()
             raise
         finally:
             tx._close()
-        delay = policy.next_delay(attempt, time.monotonic() - started)
-        _log_conflict(fn, attempt, policy, tx.watched, delay)
-        if delay is None:
-            stats.add(exhausted=1)
-            raise _exhausted(fn, attempt, policy, tx.watched)
-        time.sleep(delay)
+        time.sleep(attempts.conflicted(tx.watched))
+
+
+async def _join_async(active: AsyncTransaction, store: AsyncStore | None,
+                      fn: Callable[..., Awaitable[R]], args: Sequence[Any],
+                      kwargs: Mapping[str, Any]) -> Outcome[R]:
+    """Await ``fn`` inside the outer transaction; its writes are dropped if it raises."""
+    _check_join(active, store, _name(fn))
+    if not isinstance(active, AsyncTransaction):
+        raise TransactionError(f"{_name(fn)} is async; the open transaction is not")
+    mark = active._core.mark()
+    try:
+        value = await fn(active, *args, **kwargs)
+    except BaseException:
+        active._core.rollback_to(mark)
+        raise
+    return Outcome(value, attempts=0, keys=active.watched, joined=True)
+
+
+async def run_transaction_async(
+    store: AsyncStore | None,
+    fn: Callable[..., Awaitable[R]],
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    stats: TxStats | None = None,
+) -> Outcome[R]:
+    """:func:`run_transaction` for ``async def`` functions on an :class:`AsyncStore`."""
+    kwargs = kwargs or {}
+    stats = stats or TxStats()
+    active = _ACTIVE.get()
+    if active is not None:
+        stats.add(joined=1)
+        return await _join_async(active, store, fn, args, kwargs)
+    if store is None:
+        raise _unbound(fn)
+    _check_kind(store, True, fn)
+    attempts = _Attempts(fn, policy, stats)
+    while True:
+        attempts.begin()
+        tx = AsyncTransaction(store)
+        tx._open()
+        try:
+            value = await fn(tx, *args, **kwargs)
+            await tx._commit()
+            return attempts.done(value, tx.watched)
+        except _WatchConflictError:
+            pass
+        except BaseException:
+            attempts.failed()
+            raise
+        finally:
+            await tx._close()
+        await asyncio.sleep(attempts.conflicted(tx.watched))
 
 
 def _log_conflict(fn: Callable[..., Any], attempt: int, policy: RetryPolicy,
@@ -811,15 +1103,68 @@ class TransactionFunction(Generic[P, R]):
         return f"<transaction {_name(self.fn)} store={self.store!r} {self.policy!r}>"
 
 
+class AsyncTransactionFunction(Generic[P, R]):
+    """An ``async def`` run as an optimistic transaction on an :class:`AsyncStore`; made by
+    :func:`transaction`. ``await f(...)`` returns its value, ``await f.outcome(...)`` the
+    :class:`Outcome`; ``stats`` as for :class:`TransactionFunction`."""
+
+    def __init__(
+        self,
+        fn: Callable[Concatenate[AsyncTransaction, P], Awaitable[R]],
+        store: AsyncStore | None,
+        policy: RetryPolicy,
+    ) -> None:
+        self.fn = fn
+        self.store = store
+        self.policy = policy
+        self.stats = TxStats()
+        functools.update_wrapper(self, fn)
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return (await self.outcome(*args, **kwargs)).value
+
+    async def outcome(self, *args: P.args, **kwargs: P.kwargs) -> Outcome[R]:
+        """Run it and return the value with how many attempts it took."""
+        return await run_transaction_async(self.store, self.fn, args, kwargs,
+                                           policy=self.policy, stats=self.stats)
+
+    def bind(self, store: AsyncStore) -> AsyncTransactionFunction[P, R]:
+        """The same function run on ``store`` (new counters)."""
+        return AsyncTransactionFunction(self.fn, store, self.policy)
+
+    def __repr__(self) -> str:
+        return f"<async transaction {_name(self.fn)} store={self.store!r} {self.policy!r}>"
+
+
 _Fn = Callable[Concatenate[Transaction, P], R]
+_AFn = Callable[Concatenate[AsyncTransaction, P], Awaitable[R]]
 
 
+class _Decorator:
+    """What ``transaction(store, policy=...)`` returns: applied to a function, it makes a
+    :class:`TransactionFunction`, or an :class:`AsyncTransactionFunction` for ``async def``."""
+
+    def __init__(self, store: Any, policy: RetryPolicy) -> None:
+        self.store, self.policy = store, policy
+
+    @overload
+    def __call__(self, fn: _AFn[P, R], /) -> AsyncTransactionFunction[P, R]: ...
+    @overload
+    def __call__(self, fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
+    def __call__(self, fn: Any, /) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            return AsyncTransactionFunction(fn, self.store, self.policy)
+        return TransactionFunction(fn, self.store, self.policy)
+
+
+@overload
+def transaction(fn: _AFn[P, R], /) -> AsyncTransactionFunction[P, R]: ...
 @overload
 def transaction(fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
 @overload
 def transaction(
-    store: Store | None = None, /, *, policy: RetryPolicy | None = None
-) -> Callable[[_Fn[P, R]], TransactionFunction[P, R]]: ...
+    store: Store | AsyncStore | None = None, /, *, policy: RetryPolicy | None = None
+) -> _Decorator: ...
 def transaction(
     store_or_fn: Any = None, /, *, policy: RetryPolicy | None = None
 ) -> Any:
@@ -834,13 +1179,11 @@ def transaction(
             tx.incr(Hat, hat_id, "npurchased", 1)  # queued
         buy("56854717")                            # MULTI, EVAL, EVAL, EXEC; retried
 
+    On an ``async def`` with an :class:`AsyncStore` it makes the asyncio version (the
+    handle is an :class:`AsyncTransaction`; ``await hat = tx.get(...)``; ``await buy(id)``).
     Without a store (``@transaction()`` or bare ``@transaction``) the function must be
     bound with ``.bind(store)`` or called inside another transaction, which it joins.
     """
     if callable(store_or_fn):
-        return TransactionFunction(store_or_fn, None, policy or DEFAULT_POLICY)
-
-    def wrap(fn: _Fn[P, R]) -> TransactionFunction[P, R]:
-        return TransactionFunction(fn, store_or_fn, policy or DEFAULT_POLICY)
-
-    return wrap
+        return _Decorator(None, policy or DEFAULT_POLICY)(store_or_fn)
+    return _Decorator(store_or_fn, policy or DEFAULT_POLICY)
