@@ -17,6 +17,15 @@ Declare a model on an attrs class, save and load it through a :class:`Store`::
 """
 
 from redmodel._aio import AsyncStore
+from redmodel._containers import (
+    Consumer,
+    Queue,
+    Set,
+    SortedSet,
+    WindowCounter,
+    container_key,
+    pop_blocking,
+)
 from redmodel._errors import (
     CodecError,
     ConditionFailedError,
@@ -73,6 +82,13 @@ __all__ = [
     "AsyncStore",
     "AsyncTransaction",
     "AsyncTransactionFunction",
+    "Consumer",
+    "Queue",
+    "Set",
+    "SortedSet",
+    "WindowCounter",
+    "container_key",
+    "pop_blocking",
     "ConditionFailedError",
     "Outcome",
     "Pending",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from ipaddress import IPv4Address
 from typing import Any, TypeVar
 
 import attrs
@@ -191,3 +192,27 @@ def test_async_transaction_function_refuses_a_sync_store(store: redmodel.Store) 
 
     with pytest.raises(redmodel.TransactionError, match=r"async def.*needs an AsyncStore"):
         asyncio.run(is_async())
+
+
+def test_containers_work_through_an_async_store(redis_url: str) -> None:
+    async def scenario(store: AsyncStore) -> None:
+        queue = redmodel.Queue(store, "ips", IPv4Address)
+        assert await queue.push(IPv4Address("51.218.112.236"), IPv4Address("90.213.45.98")) == 2
+        assert await queue.pop() == IPv4Address("51.218.112.236")
+        assert await queue.length() == 1
+        visitors = redmodel.Set(store, ("visitors", "2019-03-10"), str)
+        await visitors.add("dan", "jon", "alex")
+        assert await visitors.members() == {"dan", "jon", "alex"}
+
+        async def push_later() -> None:
+            await asyncio.sleep(0.2)
+            await queue.push(IPv4Address("104.174.118.18"))
+
+        await queue.pop()  # empty it
+        pusher = asyncio.create_task(push_later())
+        got = await queue.pop_blocking(timeout=3)  # the event loop keeps running meanwhile
+        await pusher
+        assert got == IPv4Address("104.174.118.18")
+        assert await queue.pop_blocking(timeout=0.2) is None
+
+    run(scenario, redis_url)

@@ -1,0 +1,1136 @@
+"""Typed Redis containers: a list as a queue, a set, a sorted set, a windowed counter.
+
+A container is bound to a store and one key. Its members go through the same encoders as
+model fields: scalars are stored as their Redis string (a set of ints reads ``1``, ``2`` in
+redis-cli), IP addresses as their text, anything else (attrs classes, lists, dicts) through
+a codec chain (default ``"json"``), canonicalised so equal values are equal bytes.
+
+Every method exists twice: ``<name>_plan(...)`` is the sans-I/O plan (a generator of
+:class:`~redmodel._plan.Batch` es) and ``<name>(...)`` runs it through the store. Inside a
+transaction, ``container.in_tx(tx).<name>(...)`` runs reads at once (WATCHing the key) and
+queues writes (returning a :class:`~redmodel.Pending`). Blocking pops use a dedicated client
+whose socket timeout outlasts the block, never the store's own (redis-py 8 defaults to a 5 s
+socket timeout and retries a timed-out read).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import inspect
+import ipaddress
+import math
+import signal
+import threading
+import time
+import types
+import typing
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+import attrs
+import redis
+import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from redmodel._errors import (
+    DecodeError,
+    ModelDefinitionError,
+    TransactionError,
+    ValidationError,
+)
+from redmodel._keys import escape
+from redmodel._plan import Batch, Command, Plan, run_async, run_sync
+from redmodel._tx import current_transaction
+from redmodel._types import BadValueError, Checker, make_checker, scalar
+from redmodel.codecs import Codec
+from redmodel.codecs import codec as resolve_codec
+
+if typing.TYPE_CHECKING:
+    from redmodel._store import Store
+    from redmodel._tx import Transaction
+
+__all__ = [
+    "Consumer",
+    "Queue",
+    "Set",
+    "SortedSet",
+    "WindowCounter",
+    "container_key",
+    "pop_blocking",
+]
+
+T = TypeVar("T")
+C = TypeVar("C")
+
+# ---- keys -------------------------------------------------------------------------------
+
+KeyPart = str | int | dt.date | uuid.UUID | ipaddress.IPv4Address | ipaddress.IPv6Address
+_KEY_TYPES = "str, int, date, datetime, UUID, IPv4Address, IPv6Address, a str/int Enum"
+
+
+def _key_part(part: Any, whole: Any) -> str:
+    if isinstance(part, enum.Enum):
+        part = part.value
+    if isinstance(part, bool) or part is None or isinstance(part, (float, bytes)):
+        text = None
+    elif isinstance(part, str):
+        text = part
+    elif isinstance(part, int):
+        text = str(part)
+    elif isinstance(part, (dt.date, dt.time)):
+        text = part.isoformat()
+    elif isinstance(part, (uuid.UUID, ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        text = str(part)
+    else:
+        text = None
+    if text is None:
+        hint = ""
+        if isinstance(part, list):
+            hint = "; pass several parts as a tuple"
+        elif isinstance(part, bytes):
+            hint = "; decode bytes to str first"
+        raise ValidationError(
+            f"a container key part must be {_KEY_TYPES} (or a tuple of them), "
+            f"not {type(part).__name__}{hint}",
+            key=None if isinstance(whole, (dict, list, bytes)) else repr(whole),
+        )
+    if not text:
+        raise ValidationError("a container key part must not be empty", key=repr(whole))
+    return escape(text)
+
+
+def container_key(key: Any) -> str:
+    """The Redis key of a container: each part escaped (as model ids are), joined by ``:``.
+
+    ``"ips"`` -> ``ips``; ``date(2026, 11, 25)`` -> ``2026-11-25``; ``42`` -> ``42``;
+    ``("visits", date(2026, 11, 25))`` -> ``visits:2026-11-25``; a ``:`` inside one part is
+    escaped (``"a:b"`` -> ``a%3Ab``). Raises :class:`ValidationError` for anything else
+    (None, bool, float, bytes, dict, list, an empty part).
+    """
+    if isinstance(key, tuple):
+        if not key:
+            raise ValidationError("a container key needs at least one part")
+        return ":".join(_key_part(p, key) for p in key)
+    return _key_part(key, key)
+
+
+# ---- members ----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Members:
+    """How the members of one container are checked, encoded and decoded."""
+
+    type: Any
+    name: str  # "native" for Redis strings, else the codec chain's name
+    encode: Callable[[Any], bytes]
+    decode: Callable[[bytes], Any]  # raises BadValueError or DecodeError
+    check: Checker
+    deterministic: bool = True
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or repr(tp)
+
+
+def _float_text(v: Any) -> bytes:
+    return repr(float(v) + 0.0).encode()  # + 0.0 turns -0.0 into 0.0: equal, same bytes
+
+
+def _decimal_text(v: decimal.Decimal) -> bytes:
+    """Decimal("1.50") == Decimal("1.5"): trailing zeros go, so equal values are equal
+    members (``normalize()`` would also round to the context's precision)."""
+    if not v.is_finite():
+        return str(v).encode()
+    if v.is_zero():
+        return b"0"
+    sign, digits, exponent = v.as_tuple()
+    assert isinstance(exponent, int)
+    kept = list(digits)
+    while kept[-1] == 0:
+        kept.pop()
+        exponent += 1
+    return str(decimal.Decimal((sign, tuple(kept), exponent))).encode()
+
+
+def _text_decoder(parse: Callable[[str], Any]) -> Callable[[bytes], Any]:
+    def decode(raw: bytes) -> Any:
+        try:
+            return parse(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise BadValueError("not an IP address") from None
+
+    return decode
+
+
+def _is_type_check(*allowed: Any) -> Checker:
+    names = " or ".join(a.__name__ for a in allowed)
+
+    def check(v: Any) -> str | None:
+        return None if isinstance(v, allowed) else f"expected {names}, got {type(v).__name__}"
+
+    return check
+
+
+_IP = (ipaddress.IPv4Address, ipaddress.IPv6Address)
+
+
+def _is_ip_union(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        return set(typing.get_args(tp)) == set(_IP)
+    return False
+
+
+def _native(tp: Any) -> Members | None:
+    if tp in _IP or _is_ip_union(tp):
+        parse: Callable[[str], Any] = tp if tp in _IP else ipaddress.ip_address
+        allowed = (tp,) if tp in _IP else _IP
+        return Members(tp, "native", lambda v: str(v).encode(), _text_decoder(parse),
+                       _is_type_check(*allowed))
+    found = scalar(tp)
+    if found is None:
+        return None
+    encode, decode, check = found
+    if tp is float:
+        encode = _float_text
+    elif tp is decimal.Decimal:
+        encode = _decimal_text
+    return Members(tp, "native", encode, decode, check)
+
+
+def _canonical(tree: Any) -> Any:
+    """The primitive tree with every dict's keys sorted, so equal values dump equally."""
+    if isinstance(tree, dict):
+        items = [(k, _canonical(v)) for k, v in tree.items()]
+        try:
+            items.sort(key=lambda kv: kv[0])
+        except TypeError:
+            items.sort(key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
+        return dict(items)
+    if isinstance(tree, list):
+        return [_canonical(v) for v in tree]
+    return tree
+
+
+def _chain_encoder(chain: Codec, tp: Any) -> Callable[[Any], bytes]:
+    unstructure = chain.serializer.converter.get_unstructure_hook(tp)
+    dumps = chain.serializer.dumps
+    header = chain._header  # the header the chain's own encoder writes
+    transforms = chain.transforms
+
+    def encode(value: Any) -> bytes:
+        try:
+            data = dumps(_canonical(unstructure(value)))
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ValidationError(
+                f"codec {chain.name!r} cannot encode a value of type "
+                f"{type(value).__name__}: {type(e).__name__}"
+            ) from None
+        for t in transforms:
+            data = t.encode(data)
+        return header + data
+
+    return encode
+
+
+def members_of(tp: Any, codec: str | Codec | None, where: str) -> Members:
+    """The member encoding for ``tp``: native Redis strings for scalars and IP addresses
+    (unless ``codec`` is given), else the codec chain (default ``"json"``)."""
+    if codec is None:
+        native = _native(tp)
+        if native is not None:
+            return native
+        codec = "json"
+    chain = resolve_codec(codec)
+    if tp in _IP or _is_ip_union(tp):
+        check: Checker = _is_type_check(*_IP)
+    else:
+        try:
+            check = make_checker(tp, where)
+        except ModelDefinitionError as e:
+            raise ModelDefinitionError(f"{e} (container members)") from None
+    return Members(tp, chain.name, _chain_encoder(chain, tp), chain.decoder(tp), check,
+                   deterministic=not chain.holds_keys)
+
+
+# ---- the base class ---------------------------------------------------------------------
+
+
+class InTransaction(Generic[C]):
+    """A container's methods run through a transaction: reads at once (WATCHing the key),
+    writes queued, returning :class:`~redmodel.Pending`. Made by ``container.in_tx(tx)``."""
+
+    def __init__(self, container: C, tx: Transaction) -> None:
+        self.container = container
+        self.tx = tx
+
+    def __repr__(self) -> str:
+        return f"<{self.container!r} in {self.tx!r}>"
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        container: Any = self.container
+        if name in container._BLOCKING:
+            raise TransactionError(
+                f"{type(container).__name__}.{name} blocks, which a transaction cannot do "
+                "(inside MULTI a blocking pop does not wait); call it outside the "
+                "transaction, or use a non-blocking pop here"
+            )
+        make_plan = getattr(container, f"{name}_plan", None)
+        if make_plan is None or name.startswith("_"):
+            raise AttributeError(f"{type(container).__name__} has no operation {name!r}")
+        write = name in container._WRITES
+        what = f"{type(container).__name__}.{name} {container.key!r}"
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            plan = make_plan(*args, **kwargs)
+            return self.tx.queue(plan, what) if write else self.tx.query(plan, what)
+
+        return call
+
+
+class Container(Generic[T]):
+    """What every container has: a store, a key, a member type and its encoding."""
+
+    _WRITES: ClassVar[frozenset[str]] = frozenset({"clear", "expire"})
+    _BLOCKING: ClassVar[frozenset[str]] = frozenset()
+    _deterministic_members: ClassVar[bool] = False
+
+    def __init__(self, store: Store, key: Any, type: type[T], *, codec: str | Codec | None = None
+                 ) -> None:
+        self.store = store
+        self.key = container_key(key)
+        self.type = type
+        self.encoding = members_of(type, codec, f"{self.__class__.__name__} {self.key!r}")
+        if self._deterministic_members and not self.encoding.deterministic:
+            raise ModelDefinitionError(
+                f"{self.__class__.__name__} {self.key!r}: codec {self.encoding.name!r} encrypts "
+                "with a random nonce, so equal members would be stored as different members; "
+                "use a chain without fernet"
+            )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.key!r}, {_type_name(self.type)})"
+
+    def in_tx(self: C, tx: Transaction) -> InTransaction[C]:
+        """This container's methods inside transaction ``tx``: reads run now and WATCH the
+        key, writes are queued and return a :class:`~redmodel.Pending`."""
+        return InTransaction(self, tx)
+
+    # ---- encoding ------------------------------------------------------------------
+
+    def _encode(self, value: Any) -> bytes:
+        reason = self.encoding.check(value)
+        if reason is not None:
+            raise ValidationError(f"not a {_type_name(self.type)} member: {reason}",
+                                  key=self.key)
+        try:
+            return self.encoding.encode(value)
+        except ValidationError as e:
+            raise ValidationError(str(e), key=self.key) from None
+        except (ValueError, TypeError, ArithmeticError) as e:
+            raise ValidationError(
+                f"cannot encode a {_type_name(self.type)} member: {type(e).__name__}",
+                key=self.key,
+            ) from None
+
+    def _decode(self, raw: Any, key: str | None = None) -> T:
+        key = self.key if key is None else key
+        if isinstance(raw, str):  # a client with decode_responses=True (refused by Store)
+            raw = raw.encode("utf-8")
+        try:
+            return self.encoding.decode(raw)  # type: ignore[no-any-return]
+        except BadValueError as e:
+            raise DecodeError(f"stored member does not decode as {_type_name(self.type)}: {e}",
+                              key=key) from None
+        except DecodeError as e:
+            raise e.with_context(key=key) from None
+
+    def _same_kind(self, other: Container[Any], what: str) -> None:
+        if type(other) is not type(self) or other.type != self.type or (
+            other.encoding.name != self.encoding.name
+        ):
+            raise ValidationError(
+                f"{what} needs another {type(self).__name__} of {_type_name(self.type)} with "
+                f"the same encoding, got {other!r}", key=self.key)
+
+    def _run(self, plan: Plan[Any]) -> Any:
+        return self.store.run(plan)
+
+    # ---- key-level operations ---------------------------------------------------------
+
+    def clear_plan(self) -> Plan[bool]:
+        replies = yield Batch([("DEL", self.key)], write=True, keys=(self.key,))
+        return bool(replies[0])
+
+    def clear(self) -> bool:
+        """DEL the key; True if it existed."""
+        return self._run(self.clear_plan())  # type: ignore[no-any-return]
+
+    def exists_plan(self) -> Plan[bool]:
+        replies = yield Batch([("EXISTS", self.key)], keys=(self.key,))
+        return bool(replies[0])
+
+    def exists(self) -> bool:
+        """EXISTS: False for an empty container (Redis deletes empty lists/sets)."""
+        return self._run(self.exists_plan())  # type: ignore[no-any-return]
+
+    def expire_plan(self, ttl: float | dt.timedelta) -> Plan[bool]:
+        ms = _ttl_ms(ttl, self.key)
+        replies = yield Batch([("PEXPIRE", self.key, ms)], write=True, keys=(self.key,))
+        return bool(replies[0])
+
+    def expire(self, ttl: float | dt.timedelta) -> bool:
+        """PEXPIRE: the whole container expires in ``ttl`` seconds; False if it is empty."""
+        return self._run(self.expire_plan(ttl))  # type: ignore[no-any-return]
+
+
+def _ttl_ms(ttl: Any, key: str) -> int:
+    seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValidationError(f"ttl must be a positive number of seconds, got {ttl!r}", key=key)
+    return max(1, round(seconds * 1000))
+
+
+def _as_list(reply: Any) -> list[Any]:
+    return [] if reply is None else list(reply)
+
+
+def _pairs(reply: Any) -> list[tuple[Any, float]]:
+    """``[m, s, m, s]`` (RESP2) or ``[[m, s], ...]`` (RESP3) -> ``[(m, float(s)), ...]``."""
+    items = _as_list(reply)
+    if items and isinstance(items[0], (list, tuple)):
+        return [(m, float(s)) for m, s in items]
+    return [(items[i], float(items[i + 1])) for i in range(0, len(items), 2)]
+
+
+# ---- blocking pops ----------------------------------------------------------------------
+
+BLOCK_MARGIN = 5.0
+"""Seconds a blocking pop's socket timeout exceeds its block, for a slow reply."""
+
+_blocking_clients: weakref.WeakKeyDictionary[Any, dict[float | None, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+_blocking_lock = threading.Lock()
+
+
+def blocking_client(client: Any, timeout: float | None) -> Any:
+    """A client on the same server as ``client`` for a block of up to ``timeout`` seconds
+    (None: forever): socket timeout ``ceil(timeout) + BLOCK_MARGIN`` (None when forever)
+    and no retry, so redis-py neither cuts the block short nor sends it twice. Cached per
+    client and socket timeout."""
+    socket_timeout = None if timeout is None else math.ceil(timeout) + BLOCK_MARGIN
+    with _blocking_lock:
+        per_client = _blocking_clients.setdefault(client, {})
+        found = per_client.get(socket_timeout)
+        if found is None:
+            pool = getattr(client, "connection_pool", None)
+            if pool is None:  # not a redis.Redis: trust the caller's own settings
+                return client
+            kwargs = dict(pool.connection_kwargs)
+            for private in ("orig_socket_timeout", "maint_notifications_pool_handler"):
+                kwargs.pop(private, None)
+            if _is_async(client):
+                kwargs.update(socket_timeout=socket_timeout, retry=AsyncRetry(NoBackoff(), 0))
+                found = aredis.Redis(connection_pool=aredis.ConnectionPool(
+                    connection_class=pool.connection_class, **kwargs))
+            else:
+                kwargs.update(socket_timeout=socket_timeout, retry=Retry(NoBackoff(), 0))
+                found = redis.Redis(connection_pool=redis.ConnectionPool(
+                    connection_class=pool.connection_class, **kwargs))
+            per_client[socket_timeout] = found
+        return found
+
+
+def _then(result: Any, finish: Callable[[Any], Any]) -> Any:
+    """``finish(result)``, or an awaitable of it when ``result`` is one (an AsyncStore)."""
+    if inspect.isawaitable(result):
+
+        async def later() -> Any:
+            return finish(await result)
+
+        return later()
+    return finish(result)
+
+
+def _is_async(client: Any) -> bool:
+    return isinstance(client, aredis.Redis)
+
+
+def _block_arg(timeout: float | None) -> float | int:
+    if timeout is None:
+        return 0
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValidationError(
+            f"a blocking pop's timeout must be a positive number of seconds (None waits "
+            f"forever; use pop() not to wait), got {timeout!r}")
+    return timeout
+
+
+def _pop_blocking_plan(queues: Sequence[Queue[T]], timeout: float | None, right: bool
+                       ) -> Plan[tuple[Queue[T], T] | None]:
+    if current_transaction() is not None:
+        raise TransactionError(
+            "a blocking pop cannot run inside a transaction (inside MULTI it would not "
+            "wait); pop before or after it")
+    block = _block_arg(timeout)
+    by_key = {q.key: q for q in queues}
+    cmd: Command = ("BRPOP" if right else "BLPOP", *by_key, block)
+    replies = yield Batch([cmd], write=True, keys=tuple(by_key))
+    reply = replies[0]
+    if reply is None:
+        return None
+    raw_key, raw = reply
+    key = raw_key.decode("utf-8") if isinstance(raw_key, bytes) else str(raw_key)
+    queue = by_key[key]
+    return queue, queue._decode(raw)
+
+
+def pop_blocking(*queues: Queue[T], timeout: float | None, right: bool = False
+                 ) -> tuple[Queue[T], T] | None:
+    """BLPOP (BRPOP with ``right=True``) across ``queues``, checked in the order given:
+    ``(queue, value)`` from the first non-empty one, or None after ``timeout`` seconds
+    (fractions allowed; None waits forever).
+
+    Queues must share a store and a member encoding. Runs on a dedicated connection (see
+    :func:`blocking_client`); raises :class:`TransactionError` inside a transaction.
+    """
+    if not queues:
+        raise ValidationError("pop_blocking needs at least one queue")
+    _block_arg(timeout)
+    first = queues[0]
+    for q in queues[1:]:
+        first._same_kind(q, "pop_blocking")
+        if q.store.client is not first.store.client:
+            raise ValidationError("pop_blocking's queues must share one store", key=q.key)
+    client = blocking_client(first.store.client, timeout)
+    plan = _pop_blocking_plan(queues, timeout, right)
+    if _is_async(client):  # an AsyncStore: the caller awaits this
+
+        async def execute_async(batch: Batch) -> list[Any]:
+            return [await client.execute_command(*c) for c in batch.commands]
+
+        return run_async(plan, execute_async)  # type: ignore[return-value]
+
+    def execute(batch: Batch) -> list[Any]:
+        return [client.execute_command(*c) for c in batch.commands]
+
+    return run_sync(plan, execute)
+
+
+# ---- Queue ------------------------------------------------------------------------------
+
+
+class Queue(Container[T]):
+    """A Redis list of typed values, used as a FIFO queue: :meth:`push` appends at the tail
+    (RPUSH), :meth:`pop` takes from the head (LPOP), :meth:`pop_blocking` waits (BLPOP).
+
+    >>> ips = Queue(store, "ips", IPv4Address)        # doctest: +SKIP
+    >>> ips.push(IPv4Address("104.174.118.18"))       # doctest: +SKIP
+    1
+    """
+
+    _WRITES = Container._WRITES | {"push", "push_left", "pop", "pop_right", "trim"}
+    _BLOCKING = frozenset({"pop_blocking", "consume"})
+
+    def push_plan(self, *values: T) -> Plan[int]:
+        return self._push("RPUSH", values)
+
+    def push(self, *values: T) -> int:
+        """RPUSH: append at the tail; returns the new length. O(1) per value."""
+        return self._run(self.push_plan(*values))  # type: ignore[no-any-return]
+
+    def push_left_plan(self, *values: T) -> Plan[int]:
+        return self._push("LPUSH", values)
+
+    def push_left(self, *values: T) -> int:
+        """LPUSH: insert at the head (each value in turn, so the last one ends up first);
+        returns the new length."""
+        return self._run(self.push_left_plan(*values))  # type: ignore[no-any-return]
+
+    def _push(self, command: str, values: Sequence[T]) -> Plan[int]:
+        if not values:
+            raise ValidationError(f"{command} needs at least one value", key=self.key)
+        data = [self._encode(v) for v in values]
+        replies = yield Batch([(command, self.key, *data)], write=True, keys=(self.key,))
+        return int(replies[0])
+
+    def pop_plan(self) -> Plan[T | None]:
+        return self._pop("LPOP")
+
+    def pop(self) -> T | None:
+        """LPOP: the head value, or None when the queue is empty."""
+        return self._run(self.pop_plan())  # type: ignore[no-any-return]
+
+    def pop_right_plan(self) -> Plan[T | None]:
+        return self._pop("RPOP")
+
+    def pop_right(self) -> T | None:
+        """RPOP: the tail value (the newest one pushed), or None when empty."""
+        return self._run(self.pop_right_plan())  # type: ignore[no-any-return]
+
+    def _pop(self, command: str) -> Plan[T | None]:
+        replies = yield Batch([(command, self.key)], write=True, keys=(self.key,))
+        return None if replies[0] is None else self._decode(replies[0])
+
+    def pop_blocking(self, timeout: float | None, *, right: bool = False) -> T | None:
+        """BLPOP (BRPOP with ``right=True``): the head value, waiting up to ``timeout``
+        seconds (fractions allowed, None forever) for one; None on timeout.
+        Not in a transaction; see :func:`pop_blocking` for several queues."""
+        found = pop_blocking(self, timeout=timeout, right=right)
+        return _then(found, lambda f: None if f is None else f[1])  # type: ignore[no-any-return]
+
+    def range_plan(self, start: int = 0, stop: int = -1) -> Plan[list[T]]:
+        replies = yield Batch([("LRANGE", self.key, start, stop)], keys=(self.key,))
+        return [self._decode(r) for r in _as_list(replies[0])]
+
+    def range(self, start: int = 0, stop: int = -1) -> list[T]:
+        """LRANGE: values from index ``start`` to ``stop`` inclusive, as Redis counts
+        (negative from the tail; the default is every value), head first. O(S+N)."""
+        return self._run(self.range_plan(start, stop))  # type: ignore[no-any-return]
+
+    def length_plan(self) -> Plan[int]:
+        replies = yield Batch([("LLEN", self.key)], keys=(self.key,))
+        return int(replies[0])
+
+    def length(self) -> int:
+        """LLEN: how many values are queued."""
+        return self._run(self.length_plan())  # type: ignore[no-any-return]
+
+    def trim_plan(self, start: int, stop: int) -> Plan[None]:
+        yield Batch([("LTRIM", self.key, start, stop)], write=True, keys=(self.key,))
+        return None
+
+    def trim(self, start: int, stop: int) -> None:
+        """LTRIM: keep only the values from ``start`` to ``stop`` inclusive (``trim(0, 99)``
+        keeps the 100 at the head)."""
+        return self._run(self.trim_plan(start, stop))  # type: ignore[no-any-return]
+
+    def consume(
+        self,
+        *,
+        sentinel: Any = None,
+        max_items: int | None = None,
+        idle_timeout: float | None = None,
+        poll: float = 1.0,
+        signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
+    ) -> Consumer[T]:
+        """A :class:`Consumer`: iterate it to BLPOP values one by one until a signal, the
+        ``sentinel`` value, ``max_items`` values, or ``idle_timeout`` seconds without a
+        value; see :class:`Consumer`."""
+        return Consumer(self, sentinel=sentinel, max_items=max_items,
+                        idle_timeout=idle_timeout, poll=poll, signals=signals)
+
+
+class Consumer(Generic[T]):
+    """A worker loop over a :class:`Queue`::
+
+        for ip in ips.consume(idle_timeout=2):   # BLPOP ips 1, again and again
+            handle(ip)
+
+    Iteration stops, without losing a popped value, when
+
+    - SIGINT or SIGTERM arrives (handlers are installed while iterating, in the main thread
+      only, and restored after): the current item is finished first, the loop ends at
+      the next pop (within ``poll`` seconds when it is waiting);
+    - a value equal to ``sentinel`` is popped (it is not yielded; None: no sentinel);
+    - ``max_items`` values were yielded;
+    - no value came for ``idle_timeout`` seconds;
+    - :meth:`stop` is called (from the loop body or another thread).
+
+    ``stopped_by`` then says which (``"signal"``, ``"sentinel"``, ``"max_items"``,
+    ``"idle"``, ``"stop"``) and ``count`` how many values were yielded.
+    """
+
+    def __init__(
+        self,
+        queue: Queue[T],
+        *,
+        sentinel: Any = None,
+        max_items: int | None = None,
+        idle_timeout: float | None = None,
+        poll: float = 1.0,
+        signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
+    ) -> None:
+        if max_items is not None and max_items < 0:
+            raise ValidationError(f"max_items must not be negative, got {max_items!r}")
+        _block_arg(poll)
+        if idle_timeout is not None:
+            _block_arg(idle_timeout)
+        self.queue = queue
+        self.sentinel = sentinel
+        self.max_items = max_items
+        self.idle_timeout = idle_timeout
+        self.poll = poll
+        self.signals = tuple(signals)
+        self.count = 0
+        self.stopped_by: str | None = None
+        self._stop: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Consumer of {self.queue!r}: {self.count} items, stopped_by={self.stopped_by}>"
+
+    def stop(self, reason: str = "stop") -> None:
+        """Stop after the current item (thread-safe: it only sets a flag)."""
+        self._stop = self._stop or reason
+
+    def _on_signal(self, signum: int, _frame: types.FrameType | None) -> None:
+        self.stop("signal")
+
+    def _install(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for sig in self.signals:
+            previous[sig] = signal.signal(sig, self._on_signal)
+        return previous
+
+    def __iter__(self) -> Iterator[T]:
+        previous = self._install()
+        try:
+            yield from self._loop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _loop(self) -> Iterator[T]:
+        last = time.monotonic()
+        while True:
+            if self._stop is not None:
+                self.stopped_by = self._stop
+                return
+            if self.max_items is not None and self.count >= self.max_items:
+                self.stopped_by = "max_items"
+                return
+            wait = self.poll
+            if self.idle_timeout is not None:
+                left = self.idle_timeout - (time.monotonic() - last)
+                if left <= 0:
+                    self.stopped_by = "idle"
+                    return
+                wait = max(0.01, min(wait, left))
+            value = self.queue.pop_blocking(wait)
+            if value is None:
+                continue
+            last = time.monotonic()
+            if self.sentinel is not None and value == self.sentinel:
+                self.stopped_by = "sentinel"
+                return
+            self.count += 1
+            yield value
+
+
+# ---- Set --------------------------------------------------------------------------------
+
+
+class Set(Container[T]):
+    """A Redis set of typed values. Equal values are the same member (members are encoded
+    canonically), so ``Set(store, day, IPv4Address)`` counts each address once."""
+
+    _WRITES = Container._WRITES | {"add", "remove", "pop"}
+    _deterministic_members = True
+
+    def _hashable(self, what: str) -> None:
+        if getattr(self.type, "__hash__", None) is None:
+            raise ValidationError(
+                f"{what} returns a Python set, but {_type_name(self.type)} is not hashable; "
+                "use members_list()", key=self.key)
+
+    def add_plan(self, *values: T) -> Plan[int]:
+        return self._change("SADD", values)
+
+    def add(self, *values: T) -> int:
+        """SADD: add values; returns how many were not members yet."""
+        return self._run(self.add_plan(*values))  # type: ignore[no-any-return]
+
+    def remove_plan(self, *values: T) -> Plan[int]:
+        return self._change("SREM", values)
+
+    def remove(self, *values: T) -> int:
+        """SREM: remove values; returns how many were members."""
+        return self._run(self.remove_plan(*values))  # type: ignore[no-any-return]
+
+    def _change(self, command: str, values: Sequence[T]) -> Plan[int]:
+        if not values:
+            raise ValidationError(f"{command} needs at least one value", key=self.key)
+        data = [self._encode(v) for v in values]
+        replies = yield Batch([(command, self.key, *data)], write=True, keys=(self.key,))
+        return int(replies[0])
+
+    def members_list_plan(self) -> Plan[list[T]]:
+        replies = yield Batch([("SMEMBERS", self.key)], keys=(self.key,))
+        return [self._decode(r) for r in _as_list(replies[0])]
+
+    def members_list(self) -> list[T]:
+        """SMEMBERS as a list, in no particular order (for unhashable member types)."""
+        return self._run(self.members_list_plan())  # type: ignore[no-any-return]
+
+    def members_plan(self) -> Plan[set[T]]:
+        self._hashable("members")
+        found = yield from self.members_list_plan()
+        return set(found)
+
+    def members(self) -> set[T]:
+        """SMEMBERS: every member. O(N)."""
+        return self._run(self.members_plan())  # type: ignore[no-any-return]
+
+    def contains_plan(self, value: T) -> Plan[bool]:
+        data = self._encode(value)
+        replies = yield Batch([("SISMEMBER", self.key, data)], keys=(self.key,))
+        return bool(replies[0])
+
+    def contains(self, value: T) -> bool:
+        """SISMEMBER. O(1)."""
+        return self._run(self.contains_plan(value))  # type: ignore[no-any-return]
+
+    def __contains__(self, value: object) -> bool:
+        return self.contains(value)  # type: ignore[arg-type]
+
+    def cardinality_plan(self) -> Plan[int]:
+        replies = yield Batch([("SCARD", self.key)], keys=(self.key,))
+        return int(replies[0])
+
+    def cardinality(self) -> int:
+        """SCARD: how many members. O(1)."""
+        return self._run(self.cardinality_plan())  # type: ignore[no-any-return]
+
+    def pop_plan(self) -> Plan[T | None]:
+        replies = yield Batch([("SPOP", self.key)], write=True, keys=(self.key,))
+        return None if replies[0] is None else self._decode(replies[0])
+
+    def pop(self) -> T | None:
+        """SPOP: remove and return a random member; None when empty."""
+        return self._run(self.pop_plan())  # type: ignore[no-any-return]
+
+    def _algebra(self, command: str, others: Sequence[Set[T]]) -> Plan[set[T]]:
+        self._hashable(command)
+        for other in others:
+            self._same_kind(other, command)
+        keys = (self.key, *(o.key for o in others))
+        replies = yield Batch([(command, *keys)], keys=keys)
+        return {self._decode(r) for r in _as_list(replies[0])}
+
+    def union_plan(self, *others: Set[T]) -> Plan[set[T]]:
+        return self._algebra("SUNION", others)
+
+    def union(self, *others: Set[T]) -> set[T]:
+        """SUNION: members of this set or any of ``others`` (same type and encoding)."""
+        return self._run(self.union_plan(*others))  # type: ignore[no-any-return]
+
+    def intersection_plan(self, *others: Set[T]) -> Plan[set[T]]:
+        return self._algebra("SINTER", others)
+
+    def intersection(self, *others: Set[T]) -> set[T]:
+        """SINTER: members of this set that are in every one of ``others``."""
+        return self._run(self.intersection_plan(*others))  # type: ignore[no-any-return]
+
+    def difference_plan(self, *others: Set[T]) -> Plan[set[T]]:
+        return self._algebra("SDIFF", others)
+
+    def difference(self, *others: Set[T]) -> set[T]:
+        """SDIFF: members of this set that are in none of ``others``."""
+        return self._run(self.difference_plan(*others))  # type: ignore[no-any-return]
+
+
+# ---- SortedSet --------------------------------------------------------------------------
+
+Bound = float | str
+
+
+def _score(value: Any, key: str) -> bytes:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValidationError(f"a score must be a number (not NaN), got {type(value).__name__}",
+                              key=key)
+    return repr(float(value)).encode()
+
+
+def _bound(value: Bound, key: str) -> bytes:
+    if isinstance(value, str):
+        text = value.strip()
+        body = text[1:] if text.startswith("(") else text
+        try:
+            float(body)
+        except ValueError:
+            raise ValidationError(
+                f"a score bound is a number, '-inf', '+inf', or '(' and a number for an "
+                f"exclusive bound; got {value!r}", key=key) from None
+        return text.encode()
+    return _score(value, key)
+
+
+class SortedSet(Container[T]):
+    """A Redis sorted set of typed members with float scores, ordered by score (then by
+    the members' stored bytes)."""
+
+    _WRITES = Container._WRITES | {"add", "add_many", "incr", "remove", "pop_min", "pop_max"}
+    _deterministic_members = True
+
+    def add_many_plan(
+        self,
+        scores: Mapping[T, float] | Iterable[tuple[T, float]],
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+    ) -> Plan[int]:
+        pairs = scores.items() if isinstance(scores, Mapping) else scores
+        args: list[Any] = []
+        for member, score in pairs:
+            args += [_score(score, self.key), self._encode(member)]
+        if not args:
+            raise ValidationError("ZADD needs at least one member", key=self.key)
+        flags = [name.upper() for name, on in (("nx", nx), ("xx", xx), ("gt", gt),
+                                               ("lt", lt)) if on]
+        replies = yield Batch([("ZADD", self.key, *flags, *args)], write=True,
+                              keys=(self.key,))
+        return int(replies[0])
+
+    def add_many(
+        self,
+        scores: Mapping[T, float] | Iterable[tuple[T, float]],
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+    ) -> int:
+        """ZADD [NX|XX] [GT|LT]: set the scores of several members (a mapping or pairs);
+        returns how many members were new. O(log N) per member."""
+        return self._run(self.add_many_plan(scores, nx=nx, xx=xx, gt=gt, lt=lt))  # type: ignore[no-any-return]
+
+    def add_plan(self, member: T, score: float, *, nx: bool = False, xx: bool = False,
+                 gt: bool = False, lt: bool = False) -> Plan[int]:
+        return self.add_many_plan([(member, score)], nx=nx, xx=xx, gt=gt, lt=lt)
+
+    def add(self, member: T, score: float, *, nx: bool = False, xx: bool = False,
+            gt: bool = False, lt: bool = False) -> int:
+        """ZADD of one member; 1 if it was new, 0 if only its score changed."""
+        return self._run(self.add_plan(member, score, nx=nx, xx=xx, gt=gt, lt=lt))  # type: ignore[no-any-return]
+
+    def incr_plan(self, member: T, amount: float = 1) -> Plan[float]:
+        data = self._encode(member)
+        replies = yield Batch([("ZINCRBY", self.key, _score(amount, self.key), data)],
+                              write=True, keys=(self.key,))
+        return float(replies[0])
+
+    def incr(self, member: T, amount: float = 1) -> float:
+        """ZINCRBY: add ``amount`` to the member's score (from 0 if new); the new score."""
+        return self._run(self.incr_plan(member, amount))  # type: ignore[no-any-return]
+
+    def remove_plan(self, *members: T) -> Plan[int]:
+        if not members:
+            raise ValidationError("ZREM needs at least one member", key=self.key)
+        data = [self._encode(m) for m in members]
+        replies = yield Batch([("ZREM", self.key, *data)], write=True, keys=(self.key,))
+        return int(replies[0])
+
+    def remove(self, *members: T) -> int:
+        """ZREM: remove members; returns how many were there."""
+        return self._run(self.remove_plan(*members))  # type: ignore[no-any-return]
+
+    def score_plan(self, member: T) -> Plan[float | None]:
+        data = self._encode(member)
+        replies = yield Batch([("ZSCORE", self.key, data)], keys=(self.key,))
+        return None if replies[0] is None else float(replies[0])
+
+    def score(self, member: T) -> float | None:
+        """ZSCORE: the member's score, None if it is not a member."""
+        return self._run(self.score_plan(member))  # type: ignore[no-any-return]
+
+    def rank_plan(self, member: T, *, reverse: bool = False) -> Plan[int | None]:
+        data = self._encode(member)
+        cmd = "ZREVRANK" if reverse else "ZRANK"
+        replies = yield Batch([(cmd, self.key, data)], keys=(self.key,))
+        return None if replies[0] is None else int(replies[0])
+
+    def rank(self, member: T, *, reverse: bool = False) -> int | None:
+        """ZRANK (ZREVRANK with ``reverse``): 0-based position by ascending (descending)
+        score; None if not a member. O(log N)."""
+        return self._run(self.rank_plan(member, reverse=reverse))  # type: ignore[no-any-return]
+
+    def cardinality_plan(self) -> Plan[int]:
+        replies = yield Batch([("ZCARD", self.key)], keys=(self.key,))
+        return int(replies[0])
+
+    def cardinality(self) -> int:
+        """ZCARD: how many members."""
+        return self._run(self.cardinality_plan())  # type: ignore[no-any-return]
+
+    def _range(self, args: Sequence[Any]) -> Plan[list[tuple[T, float]]]:
+        replies = yield Batch([("ZRANGE", self.key, *args, "WITHSCORES")], keys=(self.key,))
+        return [(self._decode(m), s) for m, s in _pairs(replies[0])]
+
+    def range_with_scores_plan(self, start: int = 0, stop: int = -1, *, reverse: bool = False
+                               ) -> Plan[list[tuple[T, float]]]:
+        return self._range([start, stop, *(["REV"] if reverse else [])])
+
+    def range_with_scores(self, start: int = 0, stop: int = -1, *, reverse: bool = False
+                          ) -> list[tuple[T, float]]:
+        """ZRANGE start stop [REV] WITHSCORES: ``(member, score)`` pairs by rank, ``start``
+        to ``stop`` inclusive (negative from the end). O(log N + M)."""
+        return self._run(self.range_with_scores_plan(start, stop, reverse=reverse))  # type: ignore[no-any-return]
+
+    def range_plan(self, start: int = 0, stop: int = -1, *, reverse: bool = False
+                   ) -> Plan[list[T]]:
+        pairs = yield from self.range_with_scores_plan(start, stop, reverse=reverse)
+        return [m for m, _ in pairs]
+
+    def range(self, start: int = 0, stop: int = -1, *, reverse: bool = False) -> list[T]:
+        """Like :meth:`range_with_scores`, members only (the scores still come back)."""
+        return self._run(self.range_plan(start, stop, reverse=reverse))  # type: ignore[no-any-return]
+
+    def range_by_score_with_scores_plan(
+        self, min: Bound = "-inf", max: Bound = "+inf", *, reverse: bool = False,
+        offset: int = 0, count: int | None = None,
+    ) -> Plan[list[tuple[T, float]]]:
+        lo, hi = _bound(min, self.key), _bound(max, self.key)
+        args: list[Any] = [hi, lo, "BYSCORE", "REV"] if reverse else [lo, hi, "BYSCORE"]
+        if count is not None or offset:
+            args += ["LIMIT", offset, -1 if count is None else count]
+        return self._range(args)
+
+    def range_by_score_with_scores(
+        self, min: Bound = "-inf", max: Bound = "+inf", *, reverse: bool = False,
+        offset: int = 0, count: int | None = None,
+    ) -> list[tuple[T, float]]:
+        """ZRANGE min max BYSCORE [REV] [LIMIT offset count] WITHSCORES: ``(member, score)``
+        pairs with ``min <= score <= max`` (a bound may be ``"(5"`` for exclusive,
+        ``"-inf"``/``"+inf"``), ascending, or descending with ``reverse``."""
+        return self._run(self.range_by_score_with_scores_plan(  # type: ignore[no-any-return]
+            min, max, reverse=reverse, offset=offset, count=count))
+
+    def range_by_score_plan(
+        self, min: Bound = "-inf", max: Bound = "+inf", *, reverse: bool = False,
+        offset: int = 0, count: int | None = None,
+    ) -> Plan[list[T]]:
+        pairs = yield from self.range_by_score_with_scores_plan(
+            min, max, reverse=reverse, offset=offset, count=count)
+        return [m for m, _ in pairs]
+
+    def range_by_score(
+        self, min: Bound = "-inf", max: Bound = "+inf", *, reverse: bool = False,
+        offset: int = 0, count: int | None = None,
+    ) -> list[T]:
+        """Like :meth:`range_by_score_with_scores`, members only."""
+        return self._run(self.range_by_score_plan(  # type: ignore[no-any-return]
+            min, max, reverse=reverse, offset=offset, count=count))
+
+    def _pop(self, command: str, count: int) -> Plan[list[tuple[T, float]]]:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValidationError(f"count must be a positive int, got {count!r}", key=self.key)
+        replies = yield Batch([(command, self.key, count)], write=True, keys=(self.key,))
+        return [(self._decode(m), s) for m, s in _pairs(replies[0])]
+
+    def pop_min_plan(self, count: int = 1) -> Plan[list[tuple[T, float]]]:
+        return self._pop("ZPOPMIN", count)
+
+    def pop_min(self, count: int = 1) -> list[tuple[T, float]]:
+        """ZPOPMIN: remove and return up to ``count`` lowest-scored ``(member, score)``
+        pairs, lowest first; ``[]`` when empty."""
+        return self._run(self.pop_min_plan(count))  # type: ignore[no-any-return]
+
+    def pop_max_plan(self, count: int = 1) -> Plan[list[tuple[T, float]]]:
+        return self._pop("ZPOPMAX", count)
+
+    def pop_max(self, count: int = 1) -> list[tuple[T, float]]:
+        """ZPOPMAX: like :meth:`pop_min` from the top, highest first."""
+        return self._run(self.pop_max_plan(count))  # type: ignore[no-any-return]
+
+
+# ---- WindowCounter ----------------------------------------------------------------------
+
+
+class WindowCounter:
+    """Counts events per subject in fixed time windows (the tutorial's visits per address
+    per minute): one string key per subject and window, ``prefix:subject:start`` (the
+    window's start in Unix seconds), expiring when its window ends.
+
+    >>> visits = WindowCounter(store, "visits", window=60)   # doctest: +SKIP
+    >>> visits.incr(IPv4Address("104.174.118.18"))          # doctest: +SKIP
+    1
+
+    ``clock`` (default :func:`time.time`) gives the current time in seconds. Windows are
+    aligned to multiples of ``window`` seconds since the epoch, so every client with a
+    synchronised clock counts into the same key.
+    """
+
+    _WRITES: ClassVar[frozenset[str]] = frozenset({"incr", "reset"})
+    _BLOCKING: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, store: Store, key_prefix: Any, *, window: float | dt.timedelta = 60,
+                 clock: Callable[[], float] = time.time) -> None:
+        seconds = window.total_seconds() if isinstance(window, dt.timedelta) else window
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or (
+            seconds < 1 or seconds != int(seconds)
+        ):
+            raise ValidationError(f"window must be a whole number of seconds >= 1, got "
+                                  f"{window!r}")
+        self.store = store
+        self.key = container_key(key_prefix)
+        self.window = int(seconds)
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return f"WindowCounter({self.key!r}, window={self.window})"
+
+    def in_tx(self, tx: Transaction) -> InTransaction[Any]:
+        """Run :meth:`incr` (queued) and :meth:`get` (at once, WATCHed) through ``tx``."""
+        return InTransaction(self, tx)
+
+    def window_start(self, at: float | None = None) -> int:
+        """Unix seconds at which the window holding ``at`` (default now) began."""
+        now = self.clock() if at is None else at
+        return int(now // self.window) * self.window
+
+    def key_for(self, subject: Any, at: float | None = None) -> str:
+        """The key counting ``subject`` in the window holding ``at`` (default now)."""
+        return f"{self.key}:{container_key(subject)}:{self.window_start(at)}"
+
+    def incr_plan(self, subject: Any, amount: int = 1) -> Plan[int]:
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise ValidationError(f"amount must be an int, got {type(amount).__name__}",
+                                  key=self.key)
+        now = self.clock()
+        key = self.key_for(subject, now)
+        left_ms = max(1, math.ceil((self.window_start(now) + self.window - now) * 1000))
+        replies = yield Batch([("INCRBY", key, amount), ("PEXPIRE", key, left_ms)],
+                              atomic=True, write=True, keys=(key,))
+        return int(replies[0])
+
+    def incr(self, subject: Any, amount: int = 1) -> int:
+        """INCRBY and PEXPIRE (to the end of the current window) in one MULTI/EXEC round
+        trip; returns the subject's count in the current window, this event included."""
+        return self.store.run(self.incr_plan(subject, amount))
+
+    def get_plan(self, subject: Any) -> Plan[int]:
+        key = self.key_for(subject)
+        replies = yield Batch([("GET", key)], keys=(key,))
+        raw = replies[0]
+        if raw is None:
+            return 0
+        try:
+            return int(raw)
+        except ValueError:
+            raise DecodeError("stored counter is not an integer", key=key) from None
+
+    def get(self, subject: Any) -> int:
+        """GET: the subject's count in the current window (0 if none yet)."""
+        return self.store.run(self.get_plan(subject))
+
+    def reset_plan(self, subject: Any) -> Plan[bool]:
+        key = self.key_for(subject)
+        replies = yield Batch([("DEL", key)], write=True, keys=(key,))
+        return bool(replies[0])
+
+    def reset(self, subject: Any) -> bool:
+        """DEL: forget the subject's count in the current window; True if it had one."""
+        return self.store.run(self.reset_plan(subject))
+
