@@ -19,6 +19,7 @@ from pathlib import Path
 
 from benchmarks import (
     bench_codecs,
+    bench_deploy,
     bench_mapper,
     bench_memory,
     bench_parsers,
@@ -41,6 +42,13 @@ def transactions(ctx: Context) -> Section:
     return section
 
 
+def deploy(ctx: Context) -> Section:
+    """Section 8: one server vs a three-primary cluster, sync vs asyncio tasks."""
+    section = Section("8. Deployment shapes: one server vs cluster, sync vs asyncio")
+    section.blocks.append(bench_deploy.run(ctx.url, ctx.quick))
+    return section
+
+
 SECTIONS: dict[str, Callable[[Context], Section]] = {
     "parsers": bench_parsers.run,
     "mapper": bench_mapper.run,
@@ -48,6 +56,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "memory": bench_memory.run,
     "scaling": bench_scaling.run,
     "transactions": transactions,
+    "deploy": deploy,
     "profile": bench_profile.run,
 }
 

@@ -41,6 +41,7 @@ class AsyncStore(ShellConfig):
         self, client: aredis.Redis | AsyncRedisCluster, *, chunk_size: int = 500
     ) -> None:
         super().__init__(client, chunk_size)
+        self._ready = False
 
     @classmethod
     def from_url(
@@ -76,6 +77,11 @@ class AsyncStore(ShellConfig):
 
     async def _execute(self, batch: Batch) -> list[Any]:
         client = self.client
+        if self.cluster and not self._ready:
+            # redis-py 8.1's asyncio cluster client breaks when many tasks send its very
+            # first commands at once; learning the slots first avoids that.
+            await client.initialize()
+            self._ready = True
         cmds = batch.commands
         try:
             if batch.target is not None:

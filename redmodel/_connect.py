@@ -73,8 +73,17 @@ def env_settings(
     url = get("URL")
     if url is None:
         host = get("ENDPOINT") or get("HOST") or "localhost"
-        port = get("PORT") or ("6380" if tls else "6379")
-        url = f"{'rediss' if tls else 'redis'}://{host}:{port}/{get('DB') or 0}"
+        port = get("PORT")
+        if host.count(":") == 1:  # "name:port", as some consoles hand endpoints out
+            host, port = host.split(":")[0], port or host.split(":")[1]
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 address in a URL
+        port = port or ("6380" if tls else "6379")
+        db = get("DB") or "0"
+        if not (port.isdigit() and db.isdigit()):
+            raise ValueError(f"{prefix}PORT and {prefix}DB must be numbers, got "
+                             f"{port!r} and {db!r}")
+        url = f"{'rediss' if tls else 'redis'}://{host}:{port}/{db}"
     return url, kwargs, _truthy(get("CLUSTER"))
 
 
