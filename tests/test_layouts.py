@@ -15,6 +15,7 @@ from tests.conftest import dbsize
 from tests.models import LAYOUTS, Address, Everything, Hat, Restaurant, Street, variant
 from tests.strategies import ids, instances
 
+
 def _models(base: type, short: str | None, tagged: bool) -> dict[str, type]:
     return {layout: variant(base, layout, hash_tag=tagged,
                             prefix=f"{short}{layout}" if short else None)
