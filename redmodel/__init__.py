@@ -34,13 +34,16 @@ from redmodel._errors import (
     DecodeError,
     ModelDefinitionError,
     NotFoundError,
+    QueryError,
     ReadAfterWriteError,
     RedmodelError,
     TransactionError,
+    UniqueViolationError,
     ValidationError,
 )
 from redmodel._keys import new_id
 from redmodel._ops import DEFAULT
+from redmodel._query import Page, Q, Query, Range, between, contains, ge, gt, le, lt, one_of
 from redmodel._schema import field, key_field, model
 from redmodel._store import Store
 from redmodel._tx import (
@@ -83,6 +86,19 @@ __all__ = [
     "AsyncTransaction",
     "AsyncTransactionFunction",
     "Consumer",
+    "Page",
+    "Q",
+    "Query",
+    "QueryError",
+    "Range",
+    "between",
+    "contains",
+    "ge",
+    "gt",
+    "le",
+    "lt",
+    "one_of",
+    "UniqueViolationError",
     "Queue",
     "Set",
     "SortedSet",

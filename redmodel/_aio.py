@@ -14,10 +14,11 @@ import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException
 
-from redmodel import _atomic, _ops, _tx
+from redmodel import _atomic, _ops, _query, _tx
 from redmodel._connect import DEFAULT_URL, ShellConfig, cross_slot, env_settings
 from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Plan, as_eval, iterate_async, run_async
+from redmodel._query import Q, Query
 from redmodel._tx import RetryPolicy
 
 __all__ = ["AsyncStore"]
@@ -104,9 +105,10 @@ class AsyncStore(ShellConfig):
 
     # ---- the Store API, awaited (see Store for what each sends) ---------------------
 
-    async def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT) -> str:
+    async def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT,
+                   force: bool = False) -> str:
         """See :meth:`Store.save`."""
-        return await self.run(_ops.save(obj, ttl))
+        return await self.run(_ops.save(obj, ttl, force))
 
     async def save_many(
         self, objs: Iterable[Any], *, ttl: float | dt.timedelta | None = DEFAULT,
@@ -198,6 +200,29 @@ class AsyncStore(ShellConfig):
         retry policy and return its result."""
         outcome = await _tx.run_transaction_async(self, fn, args, kwargs)
         return outcome.value
+
+    def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M]:
+        """See :meth:`Store.find`; the query's run methods return awaitables."""
+        return Query(self, model, Q(*where, **filters))
+
+    async def get_by(self, model: type[M], **unique: Any) -> M | None:
+        """See :meth:`Store.get_by`."""
+        return await self.run(_query.get_by_plan(model, unique))
+
+    async def sweep(self, model: type) -> int:
+        """See :meth:`Store.sweep`."""
+        return await self.run(_query.sweep_plan(model))
+
+    async def reindex(self, model: type, *, count: int = 500) -> int:
+        """See :meth:`Store.reindex` (no progress counter)."""
+        plan = _ops.each_page(model, count, self._targets(), _query.reindex_page)
+        return sum([n async for n in iterate_async(plan, self._execute)])
+
+    async def verify(self, model: type, *, count: int = 500) -> list[str]:
+        """See :meth:`Store.verify`."""
+        plan = _ops.each_page(model, count, self._targets(), _query.verify_page)
+        problems = [p async for p in iterate_async(plan, self._execute)]
+        return problems + await self.run(_query.orphans_plan(model))
 
     async def count(self, model: type) -> int:
         """See :meth:`Store.count`."""

@@ -6,6 +6,8 @@ message, and never a secret or a stored plaintext value.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "RedmodelError",
     "ModelDefinitionError",
@@ -18,6 +20,8 @@ __all__ = [
     "TransactionError",
     "ReadAfterWriteError",
     "ConditionFailedError",
+    "UniqueViolationError",
+    "QueryError",
 ]
 
 
@@ -188,3 +192,26 @@ class ConditionFailedError(RedmodelError):
             f"{field} would go {side} {bound} (stored {current}, change {change:+}); "
             f"nothing was changed (model {model}, key {key!r}, field {field!r})"
         )
+
+
+class UniqueViolationError(RedmodelError):
+    """A save or update would give a unique field (or fields) a value another object holds.
+
+    Checked atomically with the write: nothing of the refused object is written.
+    ``fields`` names the constraint, ``value`` the value (a tuple for several fields)."""
+
+    def __init__(self, model: str, fields: tuple[str, ...], value: Any, key: str) -> None:
+        self.model = model
+        self.fields = fields
+        self.value = value
+        self.key = key
+        what = fields[0] if len(fields) == 1 else "(" + ", ".join(fields) + ")"
+        super().__init__(
+            f"{what} = {value!r} is already taken by another {model}; nothing was written "
+            f"(model {model}, key {key!r})"
+        )
+
+
+class QueryError(RedmodelError, ValueError):
+    """A query cannot be run: unknown or non-indexed field, a range on an equality-only
+    index, a value of the wrong type. Raised before any command is sent."""

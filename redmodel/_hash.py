@@ -8,10 +8,12 @@ encoded by the field's codec chain (json by default). ``None`` is stored as an a
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from redmodel._errors import DecodeError, ValidationError
+from redmodel._index import WRITE
 from redmodel._plan import Command, script
 from redmodel._schema import FieldSpec, ModelSpec
 from redmodel._types import BadValueError
@@ -69,6 +71,34 @@ return 1
 )
 
 
+_SNAPSHOTS: dict[int, tuple[weakref.ref[Any], dict[bytes, bytes]]] = {}
+
+
+def remember(obj: Any, stored: dict[bytes, bytes]) -> None:
+    """Keep what ``obj`` was loaded from (or saved as), for a save of what changed."""
+    key = id(obj)
+
+    def gone(_: weakref.ref[Any]) -> None:
+        _SNAPSHOTS.pop(key, None)
+
+    try:
+        ref = weakref.ref(obj, gone)
+    except TypeError:  # a class without weakref support: always saved whole
+        return
+    _SNAPSHOTS[key] = (ref, stored)
+
+
+def recall(obj: Any) -> dict[bytes, bytes] | None:
+    found = _SNAPSHOTS.get(id(obj))
+    if found is not None and found[0]() is obj:
+        return found[1]
+    return None
+
+
+def forget(obj: Any) -> None:
+    _SNAPSHOTS.pop(id(obj), None)
+
+
 def _as_dict(reply: Any) -> dict[bytes, bytes]:
     if isinstance(reply, dict):
         return reply
@@ -124,19 +154,86 @@ class HashLayout:
         self._encode(self.spec.fields, obj, b"", out, nones)
         return out, nones
 
+    def encode_state(self, obj: Any) -> dict[bytes, bytes]:
+        """The stored fields of ``obj`` as a dict (what a tracked save compares against)."""
+        pairs, _ = self.encode(obj)
+        return dict(zip(pairs[::2], pairs[1::2], strict=True))
+
     def save(self, key: str, obj: Any, ttl_ms: int | None) -> Command:
         """One command that stores ``obj`` (already validated) whole at ``key``: HSET, or a
         script running HSET, HDEL of None fields and PEXPIRE, atomically."""
+        return self.save_changes(key, obj, ttl_ms, force=True)[0]  # type: ignore[return-value]
+
+    def save_changes(
+        self, key: str, obj: Any, ttl_ms: int | None, force: bool
+    ) -> tuple[Command | None, dict[bytes, bytes], bool]:
+        """(the command, the stored state after it, whether it is a save of only what
+        changed since ``obj`` was loaded). The command is None when nothing changed and no
+        TTL is asked for. A partial save answers 0 when the object is gone meanwhile; the
+        caller then saves it whole."""
         pairs, nones = self.encode(obj)
+        state = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        snapshot = None if force or not self.spec.track_changes else recall(obj)
+        if snapshot is not None and ttl_ms is not None and self.spec.indexes is None:
+            snapshot = None  # the partial-save script sets no TTL: save whole
+        if snapshot is not None:
+            pairs = [x for f, v in state.items() if snapshot.get(f) != v for x in (f, v)]
+            nones = [f for f in nones if f in snapshot]
+            if not pairs and not nones and ttl_ms is None:
+                return None, state, True
+        indexes = self.spec.indexes
+        if indexes is not None:
+            return self._indexed(key, obj, pairs, nones, ttl_ms, snapshot), state, bool(snapshot)
+        if snapshot is not None:
+            args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
+            return _UPDATE.call([key], args), state, True
         if pairs:
             if self.may_be_empty:
                 nones.append(MARKER)
         else:
             pairs = [MARKER, b""]
         if not nones and ttl_ms is None:
-            return ("HSET", key, *pairs)
+            return ("HSET", key, *pairs), state, False
         ttl = "" if ttl_ms is None else ttl_ms
-        return _SAVE.call([key], [ttl, len(nones), *nones, *pairs])
+        return _SAVE.call([key], [ttl, len(nones), *nones, *pairs]), state, False
+
+    # ---- indexed writes -------------------------------------------------------------
+
+    def index_keys(self, key: str) -> tuple[list[str], list[Any]]:
+        """KEYS and the first ARGV of the index write script for the object at ``key``."""
+        spec = self.spec
+        text = spec.id_of_key(key)
+        assert text is not None
+        tag = spec.tag_of(text)
+        root = spec.index_root(tag)
+        eid = key[len(spec.object_prefix(tag)):]
+        keys = [key, root + "rec", root + "all", root + "exp"]
+        return keys, [eid, root, spec.delimiter, spec.object_prefix(tag)]
+
+    def _changed(self, names: set[str]) -> str:
+        indexes = self.spec.indexes
+        assert indexes is not None
+        names = indexes.unique_fields(list(names))
+        names |= {u.name for u in indexes.uniques if names.intersection(u.fields)}
+        return "\x1f".join(sorted(names))
+
+    def _indexed(self, key: str, obj: Any, pairs: list[bytes], nones: list[bytes],
+                 ttl_ms: int | None, snapshot: dict[bytes, bytes] | None) -> Command:
+        indexes = self.spec.indexes
+        assert indexes is not None
+        values = {name: getattr(obj, name) for name in indexes.fields}
+        if snapshot is None:
+            mode, changed, entries = "save", "*", indexes.entries(values)
+        else:
+            touched = {f.name for f in self.spec.fields
+                       if f.stored.encode() in set(pairs[::2]) | set(nones)}
+            mode, changed = "update", self._changed(touched)
+            only = set(changed.split("\x1f")) if changed else set()
+            entries = indexes.entries(values, only=sorted(only))
+        keys, head = self.index_keys(key)
+        ttl = "" if ttl_ms is None else str(ttl_ms)
+        args = [mode, *head, ttl, changed, "\n".join(entries), len(pairs) // 2, *pairs, *nones]
+        return WRITE.call(keys, args)
 
     def update(self, key: str, values: Mapping[str, Any]) -> Command:
         """One script call that sets some fields if the object exists (returns 1, else 0)."""
@@ -150,22 +247,59 @@ class HashLayout:
             if (err := f.check(value)) is not None:
                 raise ValidationError(err, model=spec.name, key=key, field=name)
             self._encode((f,), _One(f.name, value), b"", pairs, nones)
+        if spec.indexes is not None:
+            return self._indexed_update(key, values, pairs, nones)
         args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
         return _UPDATE.call([key], args)
+
+    def _indexed_update(self, key: str, values: Mapping[str, Any], pairs: list[bytes],
+                        nones: list[bytes]) -> Command:
+        indexes = self.spec.indexes
+        assert indexes is not None
+        changed = self._changed(set(values))
+        need = indexes.unique_fields(list(values)) - set(values)
+        if need:
+            raise ValidationError(
+                f"updating {sorted(values)} needs {sorted(need)} too: they are unique "
+                "together", model=self.spec.name, key=key)
+        only = [n for n in changed.split("\x1f") if n]
+        entries = indexes.entries(dict(values), only=only)
+        keys, head = self.index_keys(key)
+        args = ["update", *head, "", changed, "\n".join(entries), len(pairs) // 2,
+                *pairs, *nones]
+        return WRITE.call(keys, args)
 
     def incr(self, key: str, path: str, amount: float) -> tuple[Command, str]:
         """A script call: HINCRBY / HINCRBYFLOAT if the object exists; and the number kind."""
         chain = self.spec.path(path)
         command, arg, kind = check_increment(self.spec, key, chain, path, amount)
         name = self.delim.join(f.stored.encode() for f in chain)
-        call = _INCR.call([key], ["H" + command, name, arg])
-        return call, kind
+        indexes = self.spec.indexes
+        field = indexes.fields.get(path) if indexes is not None else None
+        if field is None:
+            return _INCR.call([key], ["H" + command, name, arg]), kind
+        assert indexes is not None
+        if indexes.unique_fields([path]) != {path} or (field.eq and kind == "float"):
+            raise ValidationError(
+                "a unique field, or a float with an equality index, is changed with update()",
+                model=self.spec.name, key=key, field=path)
+        keys, head = self.index_keys(key)
+        args = ["incr", *head, "", path, "", "H" + command, name, arg, path,
+                "1" if field.eq else "0", "1" if field.range else "0"]
+        return WRITE.call(keys, args), kind
 
     def delete(self, key: str) -> Command:
-        return ("DEL", key)
+        if self.spec.indexes is None:
+            return ("DEL", key)
+        keys, head = self.index_keys(key)
+        return WRITE.call(keys, ["delete", *head, "", "", ""])
 
     def expire(self, key: str, ttl_ms: int | None) -> Command:
-        return ("PERSIST", key) if ttl_ms is None else ("PEXPIRE", key, ttl_ms)
+        if self.spec.indexes is None:
+            return ("PERSIST", key) if ttl_ms is None else ("PEXPIRE", key, ttl_ms)
+        keys, head = self.index_keys(key)
+        ttl = "persist" if ttl_ms is None else str(ttl_ms)
+        return WRITE.call(keys, ["expire", *head, ttl, "", ""])
 
     def cas(self, target: tuple[str, bytes | None], old: bytes, new: bytes) -> Command:
         """Replace one stored value only if it is still ``old``."""
@@ -190,7 +324,10 @@ class HashLayout:
         spec = self.spec
         kwargs = self._decode(spec.fields, data, b"", key, "")
         kwargs[spec.key.init_name] = self._decode_id(key, id_text)
-        return spec.cls(**kwargs)
+        obj = spec.cls(**kwargs)
+        if spec.track_changes:
+            remember(obj, data)
+        return obj
 
     def _decode_id(self, key: str, id_text: str) -> Any:
         spec = self.spec

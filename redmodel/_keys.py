@@ -10,10 +10,11 @@ from urllib.parse import unquote
 
 __all__ = ["escape", "glob_escape", "new_id", "snake_case", "unescape"]
 
-# Glob metacharacters, cluster hash-tag braces, newline (the flat manifest separator) and
+# Glob metacharacters, cluster hash-tag braces, newline and \x1e \x1f (separators in the flat
+# manifest and in index records) and
 # the escape character itself are always
 # escaped; the model's delimiter is escaped too, so an escaped part never contains one.
-_ALWAYS = "%*?[]\\{}\n"
+_ALWAYS = "%*?[]\\{}\n\x1e\x1f"
 
 
 def _table(delimiter: str) -> dict[int, str]:

@@ -12,10 +12,15 @@ from typing import Any, Final
 import attrs
 
 from redmodel._blob import BlobLayout
-from redmodel._errors import DecodeError, NotFoundError, ValidationError
+from redmodel._errors import (
+    DecodeError,
+    NotFoundError,
+    UniqueViolationError,
+    ValidationError,
+)
 from redmodel._flat import FlatLayout
-from redmodel._hash import HashLayout
-from redmodel._keys import glob_escape
+from redmodel._hash import HashLayout, remember
+from redmodel._keys import glob_escape, unescape
 from redmodel._plan import Batch, Command, Emit, IterPlan, Plan
 from redmodel._schema import ModelSpec, spec_of
 from redmodel._types import optional_inner
@@ -73,27 +78,91 @@ def id_str(spec: ModelSpec, id_value: Any) -> tuple[str, str]:
 
 
 def save_command(obj: Any, ttl: Any) -> tuple[str, Command]:
-    """Validate ``obj`` and return its key and the one command that stores it."""
+    """Validate ``obj`` and return its key and the one command that stores it whole."""
     spec = spec_of(obj)
     key = spec.key_for(_id_of(spec, obj))
     spec.check(obj)
     return key, layout_of(spec).save(key, obj, ttl_ms(spec, ttl))
 
 
-def save(obj: Any, ttl: Any = DEFAULT) -> Plan[str]:
-    key, cmd = save_command(obj, ttl)
-    yield Batch([cmd], write=True, keys=(key,))
+def _unique_error(spec: ModelSpec, key: str, reply: Any) -> UniqueViolationError | None:
+    """The error an index write script answered instead of writing, if it did."""
+    if not isinstance(reply, list) or not reply or reply[0] not in (b"UNIQUE", "UNIQUE"):
+        return None
+    name = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+    raw = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
+    parts = tuple(unescape(p) for p in raw.split("\x1e"))
+    fields = tuple(name.split(","))
+    return UniqueViolationError(spec.name, fields, parts[0] if len(parts) == 1 else parts, key)
+
+
+def _check_write(spec: ModelSpec, key: str, reply: Any) -> None:
+    error = _unique_error(spec, key, reply)
+    if error is not None:
+        raise error
+
+
+def save(obj: Any, ttl: Any = DEFAULT, force: bool = False) -> Plan[str]:
+    """Whole, or (for a tracked object loaded earlier) only what changed; a partial save
+    of an object deleted meanwhile becomes a whole one."""
+    spec = spec_of(obj)
+    key = spec.key_for(_id_of(spec, obj))
+    spec.check(obj)
+    layout = layout_of(spec)
+    ms = ttl_ms(spec, ttl)
+    if not isinstance(layout, HashLayout):
+        yield Batch([layout.save(key, obj, ms)], write=True, keys=(key,))
+        return key
+    cmd, state, partial = layout.save_changes(key, obj, ms, force)
+    if cmd is not None:
+        replies = yield Batch([cmd], write=True, keys=(key,))
+        _check_write(spec, key, replies[0])
+        if partial and replies[0] == 0:
+            cmd = layout.save_changes(key, obj, ms, True)[0]
+            assert cmd is not None
+            replies = yield Batch([cmd], write=True, keys=(key,))
+            _check_write(spec, key, replies[0])
+    if spec.track_changes:
+        remember(obj, state)
     return key
 
 
 def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int) -> Plan[int]:
     """Every object is validated before the first chunk is sent; each chunk is one pipelined
-    round trip of one atomic command per object."""
+    round trip of one atomic command per object. Objects are saved whole."""
+    objs = list(objs)
     planned = [save_command(obj, ttl) for obj in objs]
+    _unique_within(objs)
     for start in range(0, len(planned), chunk_size):
         chunk = planned[start : start + chunk_size]
-        yield Batch([c for _, c in chunk], write=True, keys=[k for k, _ in chunk])
+        replies = yield Batch([c for _, c in chunk], write=True, keys=[k for k, _ in chunk])
+        for (key, _), obj, reply in zip(chunk, objs[start : start + chunk_size], replies,
+                                        strict=True):
+            _check_write(spec_of(obj), key, reply)
+    for obj in objs:
+        spec = spec_of(obj)
+        if spec.track_changes:
+            remember(obj, layout_of(spec).encode_state(obj))  # type: ignore[union-attr]
     return len(planned)
+
+
+def _unique_within(objs: Sequence[Any]) -> None:
+    """Two objects of one save_many claiming one unique value: refused before sending."""
+    seen: dict[tuple[type, str, str], Any] = {}
+    for obj in objs:
+        spec = spec_of(obj)
+        if spec.indexes is None:
+            continue
+        values = {n: getattr(obj, n) for n in spec.indexes.fields}
+        for entry in spec.indexes.entries(values):
+            if entry.startswith("u"):
+                _, name, text = entry.split("\x1f")
+                mark = (spec.cls, name, text)
+                other = seen.setdefault(mark, obj)
+                if other is not obj and _id_of(spec, other) != _id_of(spec, obj):
+                    raise ValidationError(
+                        f"two objects in one save_many share the unique {name}",
+                        model=spec.name, field=name)
 
 
 def delete(model: type, id_value: Any) -> Plan[bool]:
@@ -126,6 +195,7 @@ def update(model: type, id_value: Any, values: Mapping[str, Any]) -> Plan[bool]:
                               field=spec.key.name)
     cmd = layout_of(spec).update(key, values)
     replies = yield Batch([cmd], write=True, keys=(key,))
+    _check_write(spec, key, replies[0])
     return bool(replies[0])
 
 

@@ -7,12 +7,13 @@ Field options live in attrs field metadata under the ``"redmodel"`` key.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
 import attrs
 
 from redmodel._errors import ModelDefinitionError, ValidationError
+from redmodel._index import IndexSpec, bucket_of, compile_indexes
 from redmodel._keys import escape, new_id, snake_case, unescape
 from redmodel._types import (
     NUMERIC,
@@ -41,6 +42,8 @@ class FieldOptions:
     key: bool = False
     name: str | None = None
     codec: str | Codec | None = None
+    index: bool | str = False
+    unique: bool = False
 
 
 def field(
@@ -48,6 +51,8 @@ def field(
     key: bool = False,
     name: str | None = None,
     codec: str | Codec | None = None,
+    index: bool | str = False,
+    unique: bool = False,
     default: Any = attrs.NOTHING,
     factory: Callable[[], Any] | None = None,
     **kwargs: Any,
@@ -58,9 +63,12 @@ def field(
     - ``name="qty"``: the name stored in Redis, if not the attribute name.
     - ``codec="json|fernet"``: store this field through a codec chain instead of as a
       plain Redis string (see docs/codecs.md).
+    - ``index=True``: an equality index (on a list field: "contains");
+      ``index="range"``: a range and sort index (see docs/queries.md).
+    - ``unique=True``: no two objects may hold the same value.
     """
     metadata = dict(kwargs.pop("metadata", None) or {})
-    metadata[_META] = FieldOptions(key=key, name=name, codec=codec)
+    metadata[_META] = FieldOptions(key=key, name=name, codec=codec, index=index, unique=unique)
     if factory is not None:
         return attrs.field(factory=factory, metadata=metadata, **kwargs)
     return attrs.field(default=default, metadata=metadata, **kwargs)
@@ -112,6 +120,28 @@ class ModelSpec:
     fields: tuple[FieldSpec, ...]  # every stored field but the key
     by_name: dict[str, FieldSpec]
     hash_tag: bool | Callable[[Any], str] = False
+    buckets: int | None = None
+    indexes: IndexSpec | None = None
+    track_changes: bool = False
+
+    def tag_of(self, text: str) -> str | None:
+        """The hash tag of the object with this id text, or None for plain keys."""
+        if self.buckets is not None:
+            return str(bucket_of(text, self.buckets))
+        return None
+
+    def object_prefix(self, tag: str | None) -> str:
+        """What precedes the escaped id in object keys of this tag: ``hat:`` / ``hat:{7}:``."""
+        d = self.delimiter
+        return f"{self.prefix}{d}" if tag is None else f"{self.prefix}{d}{{{tag}}}{d}"
+
+    def index_root(self, tag: str | None) -> str:
+        """The index key root of a bucket: ``hat:%idx:`` / ``hat:{7}:%idx:``."""
+        return f"{self.object_prefix(tag)}%idx{self.delimiter}"
+
+    def tags(self) -> list[str | None]:
+        """Every bucket's tag (one None on a single server without buckets)."""
+        return [None] if self.buckets is None else [str(b) for b in range(self.buckets)]
 
     def id_text(self, id_value: Any) -> str:
         """The id as text; raises ValidationError for an empty or mistyped id."""
@@ -131,6 +161,8 @@ class ModelSpec:
     def key_of_text(self, text: str, id_value: Any = None) -> str:
         d = self.delimiter
         part = escape(text, d)
+        if self.buckets is not None:
+            return self.object_prefix(self.tag_of(text)) + part
         if self.hash_tag is True:
             return f"{self.prefix}{d}{{{part}}}"
         if self.hash_tag:
@@ -146,11 +178,11 @@ class ModelSpec:
         d = self.delimiter
         head = len(self.prefix) + len(d)
         rest = key[head:]
-        if self.hash_tag:
+        if self.hash_tag or self.buckets is not None:
             if not rest.startswith("{") or "}" not in rest:
                 return None
             close = rest.index("}")
-            if self.hash_tag is True:
+            if self.hash_tag is True and self.buckets is None:
                 part = rest[1:close] if close == len(rest) - 1 else None
             else:
                 tail = rest[close + 1 :]
@@ -205,6 +237,9 @@ def model(
     codec: str | Codec | None = None,
     delimiter: str = ":",
     hash_tag: bool | Callable[[Any], str] = False,
+    unique: Sequence[Sequence[str]] = (),
+    buckets: int | None = None,
+    track_changes: bool | None = None,
 ) -> Callable[[type[T]], type[T]]: ...
 def model(
     cls: type[T] | None = None,
@@ -217,6 +252,9 @@ def model(
     codec: str | Codec | None = None,
     delimiter: str = ":",
     hash_tag: bool | Callable[[Any], str] = False,
+    unique: Sequence[Sequence[str]] = (),
+    buckets: int | None = None,
+    track_changes: bool | None = None,
 ) -> type[T] | Callable[[type[T]], type[T]]:
     """Declare an attrs class a redmodel model. Use above ``@attrs.define``::
 
@@ -237,12 +275,20 @@ def model(
       (``hat:{56854717}``) so every key of one object is in one slot; a function of the id
       returning a tag (``lambda id: id.split("-")[0]``) gives ``order:{acme}:acme-123``, so
       objects sharing a tag share a slot and can change together in one transaction.
+    - ``unique=[("color", "style")]``: fields whose values together are unique.
+    - ``buckets=16``: spread objects over 16 hash-tagged buckets (``hat:{7}:56854717``),
+      each with its own index keys in the same slot, so an indexed model works on Redis
+      Cluster; queries fan out to every bucket. Changing it is a migration (docs/queries.md).
+    - ``track_changes``: remember what ``get`` loaded, so ``save`` sends only the fields
+      that changed (two writers of different fields both keep theirs). Default: on for
+      models with indexes.
 
     Raises :class:`ModelDefinitionError` for anything that could not be stored.
     """
 
     def wrap(c: type[T]) -> type[T]:
-        spec = _compile(c, prefix, key, layout, ttl, codec, delimiter, hash_tag)
+        spec = _compile(c, prefix, key, layout, ttl, codec, delimiter, hash_tag, unique,
+                        buckets, track_changes)
         setattr(c, "__redmodel__", spec)  # noqa: B010 - attrs slots classes allow class attrs
         return c
 
@@ -267,6 +313,9 @@ def _compile(
     model_codec: str | Codec | None,
     delimiter: str,
     hash_tag: bool | Callable[[Any], str] = False,
+    unique: Sequence[Sequence[str]] = (),
+    buckets: int | None = None,
+    track_changes: bool | None = None,
 ) -> ModelSpec:
     name = cls.__name__
     if not attrs.has(cls):
@@ -295,6 +344,17 @@ def _compile(
         raise ModelDefinitionError(f"{name}: key field {key_name!r} must be a plain scalar")
     fields = tuple(s for s in specs if s is not key_spec)
     _check_unique_names(name, fields)
+    indexes = compile_indexes(cls, name, unique, delimiter, key_name, layout)
+    if buckets is not None and (isinstance(buckets, bool) or not isinstance(buckets, int)
+                                or not 1 <= buckets <= 16384):
+        raise ModelDefinitionError(f"{name}: buckets must be an int from 1 to 16384")
+    if buckets is not None and hash_tag:
+        raise ModelDefinitionError(f"{name}: buckets already decide the hash tag")
+    if indexes is not None and hash_tag:
+        raise ModelDefinitionError(
+            f"{name}: an indexed model keeps objects and index entries in one slot per "
+            "bucket: declare buckets=N instead of hash_tag"
+        )
     return ModelSpec(
         cls=cls,
         name=name,
@@ -307,6 +367,9 @@ def _compile(
         fields=fields,
         by_name={f.name: f for f in fields},
         hash_tag=hash_tag,
+        buckets=buckets,
+        indexes=indexes,
+        track_changes=indexes is not None if track_changes is None else track_changes,
     )
 
 

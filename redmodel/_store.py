@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -11,10 +12,11 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException
 
-from redmodel import _atomic, _ops, _tx
+from redmodel import _atomic, _ops, _query, _tx
 from redmodel._connect import DEFAULT_URL, ShellConfig, cross_slot, env_settings
 from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Plan, as_eval, iterate_sync, run_sync
+from redmodel._query import Q, Query
 from redmodel._tx import RetryPolicy
 
 __all__ = ["Store"]
@@ -101,15 +103,22 @@ class Store(ShellConfig):
 
     # ---- writes -------------------------------------------------------------------
 
-    def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT) -> str:
+    def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT,
+             force: bool = False) -> str:
         """Store ``obj`` whole and return its key.
 
         Sends HSET (and HDEL of fields that are None, and PEXPIRE when a TTL applies), in
         one MULTI/EXEC when there is more than one command. ``ttl`` defaults to the model's;
         ``None`` sends no expiry command, so an expiry the key already has is kept.
         Raises :class:`ValidationError` before sending anything if a value does not fit.
-        """
-        return self.run(_ops.save(obj, ttl))
+
+        A model with ``track_changes`` (every indexed model) saves an object loaded by
+        ``get`` by sending only the fields that changed since (HSET of those, HDEL of
+        those that became None), so two writers of different fields both keep theirs;
+        ``force=True`` saves it whole. An indexed model's save is one EVALSHA that also
+        updates its index entries and checks unique values (UniqueViolationError, nothing
+        written)."""
+        return self.run(_ops.save(obj, ttl, force))
 
     def save_many(
         self,
@@ -244,6 +253,49 @@ class Store(ShellConfig):
         by someone else is left alone (it is already under the newest key)."""
         plan = _ops.rotate_keys(model, count, self._targets())
         return sum(iterate_sync(plan, self._execute))
+
+    # ---- queries and indexes (docs/queries.md) ------------------------------------------
+
+    def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M]:
+        """A query over the model's indexes: ``find(Hat, color="black", price=lt(50))``,
+        ``find(Hat, Q(color="black") | Q(style="fitted"))``. Nothing is sent until it
+        runs (``.all()``, ``.count()``, ...); bad queries raise QueryError here."""
+        return Query(self, model, Q(*where, **filters))
+
+    def get_by(self, model: type[M], **unique: Any) -> M | None:
+        """The object holding these unique values (one unique constraint, all its
+        fields): one EVALSHA (HGET of the unique index, HGETALL) per bucket."""
+        return self.run(_query.get_by_plan(model, unique))
+
+    def sweep(self, model: type) -> int:
+        """Drop the index entries of expired objects now (queries and writes also do it):
+        one EVALSHA per bucket; returns how many expiry records were looked at."""
+        return self.run(_query.sweep_plan(model))
+
+    def reindex(self, model: type, *, count: int = 500, progress: bool | None = None) -> int:
+        """Rebuild the index entries of every stored object (after adding an index to a
+        model that already holds data): per SCAN page, one pipelined read and one
+        pipelined index script per object; objects are not rewritten. Safe to stop and
+        run again (each step only fixes what differs). ``progress`` prints a counter on
+        stderr (default: when stderr is a terminal)."""
+        plan = _ops.each_page(model, count, self._targets(), _query.reindex_page)
+        done = 0
+        show = sys.stderr.isatty() if progress is None else progress
+        for n in iterate_sync(plan, self._execute):
+            done += n
+            if show:
+                print(f"\rreindex {model.__name__}: {done} objects", end="", file=sys.stderr)
+        if show:
+            print(file=sys.stderr)
+        return done
+
+    def verify(self, model: type, *, count: int = 500) -> list[str]:
+        """Every disagreement between stored objects and their index entries (an empty
+        list when all agree): per SCAN page, one read and one pipelined check; then the
+        indexed ids whose object is gone."""
+        plan = _ops.each_page(model, count, self._targets(), _query.verify_page)
+        problems = list(iterate_sync(plan, self._execute))
+        return problems + self.run(_query.orphans_plan(model))
 
     def count(self, model: type) -> int:
         """How many objects the model has: a full SCAN, O(N) in the keyspace."""

@@ -1,0 +1,721 @@
+"""Queries over a model's secondary indexes, as plans (so sync, asyncio and cluster stores
+run the same logic).
+
+A query is evaluated per bucket by one Lua script (sweep expired objects, set algebra over
+the index keys, sort, cursor, limit), then the hits are fetched in one pipelined round
+trip. On a cluster every bucket's script runs in the same pipeline (one per node) and the
+results are merged, sorted and limited again.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from redmodel._errors import QueryError
+from redmodel._index import IndexedField, IndexSpec
+from redmodel._keys import unescape
+from redmodel._plan import Batch, Plan, script
+from redmodel._schema import ModelSpec, spec_of
+
+__all__ = [
+    "Q", "Query", "Range", "between", "contains", "ge", "gt", "le", "lt", "one_of",
+]
+
+M = TypeVar("M")
+
+
+# ---- predicates ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Range:
+    """A range of a range-indexed field; ``None`` ends are open."""
+
+    low: Any = None
+    high: Any = None
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+
+
+def gt(value: Any) -> Range:
+    """``field > value``."""
+    return Range(low=value, low_inclusive=False)
+
+
+def ge(value: Any) -> Range:
+    """``field >= value``."""
+    return Range(low=value)
+
+
+def lt(value: Any) -> Range:
+    """``field < value``."""
+    return Range(high=value, high_inclusive=False)
+
+
+def le(value: Any) -> Range:
+    """``field <= value``."""
+    return Range(high=value)
+
+
+def between(low: Any, high: Any, *, inclusive: tuple[bool, bool] = (True, True)) -> Range:
+    """``low <= field <= high`` (each end inclusive or not)."""
+    return Range(low, high, inclusive[0], inclusive[1])
+
+
+@attrs.frozen
+class _OneOf:
+    values: tuple[Any, ...]
+
+
+def one_of(values: Sequence[Any]) -> _OneOf:
+    """``field in values``."""
+    return _OneOf(tuple(values))
+
+
+@attrs.frozen
+class _Contains:
+    value: Any
+
+
+def contains(value: Any) -> _Contains:
+    """A list field holds ``value`` (the same as ``tags="x"`` on an indexed list)."""
+    return _Contains(value)
+
+
+@attrs.frozen(init=False)
+class Q:
+    """A query expression: ``Q(color="black", price=lt(50))`` (AND of its terms);
+    combine with ``&``, ``|`` and ``~``."""
+
+    op: str = "AND"
+    terms: tuple[Any, ...] = ()
+
+    def __init__(self, *args: Q, **filters: Any) -> None:
+        terms: list[Any] = list(args)
+        terms.extend(("FIELD", name, value) for name, value in filters.items())
+        self.__attrs_init__("AND", tuple(terms))
+
+    @classmethod
+    def _make(cls, op: str, terms: tuple[Any, ...]) -> Q:
+        q = cls.__new__(cls)
+        q.__attrs_init__(op, terms)
+        return q
+
+    def __and__(self, other: Q) -> Q:
+        return Q._make("AND", (self, other))
+
+    def __or__(self, other: Q) -> Q:
+        return Q._make("OR", (self, other))
+
+    def __invert__(self) -> Q:
+        return Q._make("NOT", (self,))
+
+
+# ---- compiling to the script's tokens ---------------------------------------------------------
+
+
+def _score_text(f: IndexedField, value: Any, inclusive: bool, low: bool) -> str:
+    if value is None:
+        return "-inf" if low else "+inf"
+    _check(f, value)
+    assert f.score is not None
+    text = repr(f.score(value))
+    return text if inclusive else "(" + text
+
+
+def _check(f: IndexedField, value: Any) -> None:
+    err = f.check(value)
+    if err is not None:
+        raise QueryError(f"{f.name}: {err}")
+
+
+class _Compiler:
+    def __init__(self, spec: ModelSpec) -> None:
+        if spec.indexes is None:
+            raise QueryError(f"{spec.name} declares no index: mark fields with "
+                             "redmodel.field(index=True | 'range' | unique=True)")
+        self.spec = spec
+        self.indexes: IndexSpec = spec.indexes
+
+    def field(self, name: str) -> IndexedField:
+        f = self.indexes.fields.get(name)
+        if f is None:
+            known = any(a.name == name for a in attrs.fields(self.spec.cls))
+            why = "is not indexed" if known else "is not a field"
+            raise QueryError(f"{self.spec.name}.{name} {why}")
+        return f
+
+    def tokens(self, q: Q) -> list[str]:
+        if q.op == "NOT":
+            return ["NOT", *self.tokens(q.terms[0])]
+        parts = [self.term(t) for t in q.terms]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return ["ALL"]
+        return [q.op, str(len(parts)), *[tok for p in parts for tok in p]]
+
+    def term(self, term: Any) -> list[str]:
+        if isinstance(term, Q):
+            return self.tokens(term)
+        _, name, value = term
+        f = self.field(name)
+        if isinstance(value, Range):
+            if not f.range:
+                raise QueryError(f"{self.spec.name}.{name} has an equality index: a range "
+                                 "needs index='range'")
+            return ["RANGE", name, _score_text(f, value.low, value.low_inclusive, True),
+                    _score_text(f, value.high, value.high_inclusive, False)]
+        if isinstance(value, (_OneOf, list, set, frozenset, tuple)) and not isinstance(
+                value, str):
+            values = value.values if isinstance(value, _OneOf) else tuple(value)
+            return ["OR", str(len(values)), *[t for v in values for t in self.eq(f, v)]]
+        if isinstance(value, _Contains):
+            if not f.many:
+                raise QueryError(f"{self.spec.name}.{name} is not a list: use ==")
+            value = value.value
+        return self.eq(f, value)
+
+    def eq(self, f: IndexedField, value: Any) -> list[str]:
+        _check(f, value)
+        if f.eq:
+            return ["EQ", f.name, f.text(value)]
+        text = _score_text(f, value, True, True)
+        return ["RANGE", f.name, text, text]
+
+
+# ---- the script ---------------------------------------------------------------------------
+
+# KEYS: rec, all, exp. ARGV: root, d, objprefix, count_only, order, desc, offset, limit,
+# cursor_score, cursor_id, then the expression tokens.
+QUERY = script(
+    r"""
+local rec, all, exp = KEYS[1], KEYS[2], KEYS[3]
+local root, d, objprefix = ARGV[1], ARGV[2], ARGV[3]
+local count_only, order, desc = ARGV[4] == '1', ARGV[5], ARGV[6] == '1'
+local offset, limit = tonumber(ARGV[7]), tonumber(ARGV[8])
+local cscore, cid = ARGV[9], ARGV[10]
+local function time_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- sweep: drop the index entries of objects whose expiry has passed
+local now = time_ms()
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', exp, '-inf', now)) do
+  local pttl = redis.call('PTTL', objprefix .. id)
+  if pttl == -2 then
+    local text = redis.call('HGET', rec, id)
+    if text then
+      for line in string.gmatch(text, '[^\n]+') do
+        local kind, name, value = string.match(line, '^([^\31]*)\31([^\31]*)\31(.*)$')
+        if kind == 'e' then redis.call('SREM', root .. 'eq' .. d .. name .. d .. value, id)
+        elseif kind == 'r' then redis.call('ZREM', root .. 'rng' .. d .. name, id)
+        elseif kind == 'u' and redis.call('HGET', root .. 'uq' .. d .. name, value) == id then
+          redis.call('HDEL', root .. 'uq' .. d .. name, value)
+        end
+      end
+    end
+    redis.call('HDEL', rec, id)
+    redis.call('SREM', all, id)
+    redis.call('ZREM', exp, id)
+  elseif pttl == -1 then redis.call('ZREM', exp, id)
+  else redis.call('ZADD', exp, now + pttl, id) end
+end
+-- evaluate the expression into a set {id = true}
+local pos = 11
+local function toset(list) local s = {} for _, v in ipairs(list) do s[v] = true end return s end
+local eval
+eval = function()
+  local op = ARGV[pos]; pos = pos + 1
+  if op == 'EQ' then
+    local k = root .. 'eq' .. d .. ARGV[pos] .. d .. ARGV[pos + 1]; pos = pos + 2
+    return toset(redis.call('SMEMBERS', k))
+  elseif op == 'RANGE' then
+    local k = root .. 'rng' .. d .. ARGV[pos]
+    local lo, hi = ARGV[pos + 1], ARGV[pos + 2]; pos = pos + 3
+    return toset(redis.call('ZRANGEBYSCORE', k, lo, hi))
+  elseif op == 'ALL' then
+    return toset(redis.call('SMEMBERS', all))
+  elseif op == 'NOT' then
+    local inner = eval()
+    local out = {}
+    for _, id in ipairs(redis.call('SMEMBERS', all)) do
+      if not inner[id] then out[id] = true end
+    end
+    return out
+  else
+    local n = tonumber(ARGV[pos]); pos = pos + 1
+    local sets = {}
+    for i = 1, n do sets[i] = eval() end
+    local out = {}
+    if op == 'OR' then
+      for i = 1, n do for id in pairs(sets[i]) do out[id] = true end end
+      return out
+    end
+    local best, size = 1, nil
+    for i = 1, n do
+      local c = 0; for _ in pairs(sets[i]) do c = c + 1 end
+      if size == nil or c < size then best, size = i, c end
+    end
+    for id in pairs(sets[best]) do
+      local keep = true
+      for i = 1, n do if i ~= best and not sets[i][id] then keep = false; break end end
+      if keep then out[id] = true end
+    end
+    return out
+  end
+end
+local found = eval()
+local ids = {}
+for id in pairs(found) do ids[#ids + 1] = id end
+if count_only then return {#ids} end
+local scores = {}
+if order ~= '' then
+  local k = root .. 'rng' .. d .. order
+  for _, id in ipairs(ids) do scores[id] = tonumber(redis.call('ZSCORE', k, id)) end
+  table.sort(ids, function(a, b)
+    if scores[a] ~= scores[b] then
+      if desc then return scores[a] > scores[b] else return scores[a] < scores[b] end
+    end
+    return a < b
+  end)
+else
+  table.sort(ids)
+end
+local out = {#ids}
+local skipped, taken = 0, 0
+local cs = tonumber(cscore)
+for _, id in ipairs(ids) do
+  local after = true
+  if cid ~= '' then
+    if order ~= '' then
+      local s = scores[id]
+      if s == cs then after = id > cid
+      elseif desc then after = s < cs else after = s > cs end
+    else
+      after = id > cid
+    end
+  end
+  if after then
+    if skipped < offset then skipped = skipped + 1
+    elseif limit < 0 or taken < limit then
+      taken = taken + 1
+      out[#out + 1] = id
+      out[#out + 1] = order ~= '' and tostring(scores[id]) or ''
+    else break end
+  end
+end
+return out
+"""
+)
+
+
+# ---- the query object ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class Page(Generic[M]):
+    """One page of results and the cursor for the next (None after the last page)."""
+
+    items: list[M]
+    cursor: tuple[float, str] | str | None
+
+
+@attrs.frozen
+class _Hit:
+    key: tuple[Any, ...]
+    eid: str
+    tag: str | None
+    score: float | None
+
+
+class Query(Generic[M]):
+    """``store.find(Hat, color="black", price=redmodel.lt(50))``: a lazy, immutable query.
+
+    Refine with :meth:`order_by`, :meth:`limit`, :meth:`offset`, :meth:`after`; run with
+    :meth:`all`, :meth:`ids`, :meth:`count`, :meth:`exists`, :meth:`first`,
+    :meth:`pages` (or iterate). With an AsyncStore the run methods return awaitables.
+    :meth:`explain` lists the commands a run sends. Every check happens here, before any
+    command: unknown or non-indexed fields, ranges on equality indexes, wrong value types
+    raise :class:`QueryError`.
+    """
+
+    def __init__(self, store: Any, model: type[M], where: Q, *, order: str = "",
+                 desc: bool = False, offset: int = 0, limit: int | None = None,
+                 cursor: tuple[float, str] | str | None = None) -> None:
+        self.store = store
+        self.model = model
+        self.spec = spec_of(model)
+        self.where = where
+        self._order, self._desc = order, desc
+        self._offset, self._limit, self._cursor = offset, limit, cursor
+        compiler = _Compiler(self.spec)
+        self._tokens = compiler.tokens(where)
+        if order:
+            f = compiler.field(order)
+            if not f.range:
+                raise QueryError(f"{self.spec.name}.{order} needs index='range' to sort by")
+
+    def _with(self, **changes: Any) -> Query[M]:
+        options = {"order": self._order, "desc": self._desc, "offset": self._offset,
+                   "limit": self._limit, "cursor": self._cursor, **changes}
+        return Query(self.store, self.model, self.where, **options)
+
+    def order_by(self, field: str) -> Query[M]:
+        """Sort by a range-indexed field; ``"-price"`` sorts descending. Ties by id."""
+        desc = field.startswith("-")
+        return self._with(order=field.lstrip("-+"), desc=desc)
+
+    def limit(self, n: int | None) -> Query[M]:
+        """At most ``n`` results."""
+        if n is not None and n < 0:
+            raise QueryError("limit must be >= 0")
+        return self._with(limit=n)
+
+    def offset(self, n: int) -> Query[M]:
+        """Skip the first ``n`` results."""
+        if n < 0:
+            raise QueryError("offset must be >= 0")
+        return self._with(offset=n)
+
+    def after(self, cursor: tuple[float, str] | str | None) -> Query[M]:
+        """Results after a :class:`Page` cursor (stable under inserts, unlike offset)."""
+        return self._with(cursor=cursor)
+
+    # ---- plans ----------------------------------------------------------------------
+
+    def _script_args(self, tag: str | None, count_only: bool, want: int) -> tuple[
+            list[str], list[Any]]:
+        spec = self.spec
+        root = spec.index_root(tag)
+        keys = [root + "rec", root + "all", root + "exp"]
+        cursor = self._cursor
+        cscore, cid = ("", "")
+        if isinstance(cursor, tuple):
+            cscore, cid = repr(float(cursor[0])), cursor[1]
+        elif isinstance(cursor, str):
+            cid = cursor
+        args = [root, spec.delimiter, spec.object_prefix(tag), "1" if count_only else "0",
+                self._order, "1" if self._desc else "0", 0, want, cscore, cid, *self._tokens]
+        return keys, args
+
+    def _batch(self, count_only: bool, want: int) -> tuple[Batch, list[str | None]]:
+        tags = self.spec.tags()
+        cmds = [QUERY.call(*self._script_args(t, count_only, want)) for t in tags]
+        keys = [self._script_args(t, count_only, want)[0][0] for t in tags]
+        return Batch(cmds, keys=keys), tags
+
+    def count_plan(self) -> Plan[int]:
+        batch, _ = self._batch(True, -1)
+        replies = yield batch
+        return sum(int(r[0]) for r in replies)
+
+    def _hits_plan(self, limit: int | None) -> Plan[list[_Hit]]:
+        """The ids (per bucket) of this query's results, merged, sorted, cut."""
+        want = -1 if limit is None else self._offset + limit
+        batch, tags = self._batch(False, want)
+        replies = yield batch
+        runs: list[list[_Hit]] = []
+        for tag, reply in zip(tags, replies, strict=True):
+            items = reply[1:]
+            run = []
+            for i in range(0, len(items), 2):
+                eid = items[i].decode() if isinstance(items[i], bytes) else str(items[i])
+                raw = items[i + 1]
+                score = float(raw) if raw not in (b"", "") else None
+                sort_score = (-score if self._desc else score) if score is not None else 0.0
+                run.append(_Hit((sort_score, eid), eid, tag, score))
+            runs.append(run)
+        merged = list(heapq.merge(*runs, key=lambda h: h.key))
+        end = None if limit is None else self._offset + limit
+        return merged[self._offset:end]
+
+    def _fetch(self, hits: list[_Hit]) -> Plan[list[M]]:
+        from redmodel._ops import layout_of  # noqa: PLC0415 - _ops imports this module
+
+        spec = self.spec
+        layout = layout_of(spec)
+        keys = [spec.object_prefix(h.tag) + h.eid for h in hits]
+        if not keys:
+            return []
+        replies = yield Batch([layout.read(k) for k in keys], keys=keys)
+        out = []
+        for key, hit, reply in zip(keys, hits, replies, strict=True):
+            obj = layout.decode(key, unescape(hit.eid), reply)
+            if obj is not None:  # deleted behind redmodel's back: skipped
+                out.append(obj)
+        return out
+
+    def all_plan(self) -> Plan[list[M]]:
+        hits = yield from self._hits_plan(self._limit)
+        return (yield from self._fetch(hits))
+
+    def ids_plan(self) -> Plan[list[Any]]:
+        hits = yield from self._hits_plan(self._limit)
+        decode = self.spec.key.decode
+        assert decode is not None
+        return [decode(unescape(h.eid).encode()) for h in hits]
+
+    def page_plan(self, size: int) -> Plan[Page[M]]:
+        hits = yield from self._hits_plan(size)
+        items = yield from self._fetch(hits)
+        cursor: tuple[float, str] | str | None = None
+        if len(hits) == size and hits:
+            last = hits[-1]
+            cursor = (last.score, last.eid) if last.score is not None else last.eid
+        return Page(items, cursor)
+
+    # ---- running (the store decides sync or async) ----------------------------------
+
+    def all(self) -> list[M]:
+        """The results as objects: one script call per bucket, then one pipelined read
+        of the hits (HGETALL each)."""
+        return self.store.run(self.all_plan())  # type: ignore[no-any-return]
+
+    def ids(self) -> list[Any]:
+        """The results' ids only: one script call per bucket."""
+        return self.store.run(self.ids_plan())  # type: ignore[no-any-return]
+
+    def count(self) -> int:
+        """How many objects match (expired ones never count): one script call per
+        bucket."""
+        return self.store.run(self.count_plan())  # type: ignore[no-any-return]
+
+    def exists(self) -> bool:
+        """Whether any object matches."""
+        result = self.store.run(self.count_plan())
+        if hasattr(result, "__await__"):
+            async def later() -> bool:
+                return bool(await result)
+            return later()  # type: ignore[return-value]
+        return bool(result)
+
+    def first(self) -> M | None:
+        """The first result (in this query's order), or None."""
+        result = self.store.run(self.limit(1).all_plan())
+        if hasattr(result, "__await__"):
+            async def later() -> M | None:
+                found = await result
+                return found[0] if found else None
+            return later()  # type: ignore[return-value]
+        return result[0] if result else None
+
+    def page(self, size: int) -> Page[M]:
+        """One page of ``size`` results after this query's cursor, with the next cursor."""
+        return self.store.run(self.page_plan(size))  # type: ignore[no-any-return]
+
+    def pages(self, size: int = 500) -> Iterator[list[M]]:
+        """Every result, a page at a time, following cursors (sync stores)."""
+        query: Query[M] = self
+        while True:
+            page = query.page(size)
+            if page.items:
+                yield page.items
+            if page.cursor is None:
+                return
+            query = query.after(page.cursor)
+
+    async def apages(self, size: int = 500) -> AsyncIterator[list[M]]:
+        """:meth:`pages` for an AsyncStore."""
+        query: Query[M] = self
+        while True:
+            page = await query.store.run(query.page_plan(size))
+            if page.items:
+                yield page.items
+            if page.cursor is None:
+                return
+            query = query.after(page.cursor)
+
+    def __iter__(self) -> Iterator[M]:
+        for items in self.pages():
+            yield from items
+
+    def explain(self) -> list[str]:
+        """The Redis commands a run of :meth:`all` sends, and what the script does."""
+        spec = self.spec
+        tags = spec.tags()
+        lines = [f"{len(tags)} x EVALSHA query script (one per bucket, pipelined), each: "
+                 f"sweep expired objects (ZRANGEBYSCORE {spec.index_root(tags[0])}exp), "
+                 f"then {_describe(self._tokens, spec.index_root(tags[0]), spec.delimiter)}"]
+        if self._order:
+            lines.append(f"  sort by {self._order} {'desc' if self._desc else 'asc'} "
+                         f"(ZSCORE {spec.index_root(tags[0])}rng{spec.delimiter}{self._order}"
+                         " per hit)")
+        if self._limit is not None or self._offset:
+            lines.append(f"  offset {self._offset}, limit {self._limit}")
+        lines.append("then HGETALL of each hit, pipelined in one round trip")
+        return lines
+
+    def __repr__(self) -> str:
+        return f"<Query {self.spec.name} {' '.join(self._tokens)}>"
+
+
+def _describe(tokens: list[str], root: str, d: str) -> str:
+    pos = 0
+
+    def walk() -> str:
+        nonlocal pos
+        op = tokens[pos]
+        pos += 1
+        if op == "EQ":
+            name, value = tokens[pos], tokens[pos + 1]
+            pos += 2
+            return f"SMEMBERS {root}eq{d}{name}{d}{value}"
+        if op == "RANGE":
+            name, lo, hi = tokens[pos : pos + 3]
+            pos += 3
+            return f"ZRANGEBYSCORE {root}rng{d}{name} {lo} {hi}"
+        if op == "ALL":
+            return f"SMEMBERS {root}all"
+        if op == "NOT":
+            return f"(SMEMBERS {root}all minus {walk()})"
+        n = int(tokens[pos])
+        pos += 1
+        parts = [walk() for _ in range(n)]
+        return "(" + f" {op} ".join(parts) + ")"
+
+    return walk()
+
+
+# ---- unique lookups, sweeping, reindexing, verifying -----------------------------------------
+
+GET_BY = script(
+    r"""
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if not id then return false end
+local data = redis.call('HGETALL', ARGV[2] .. id)
+if #data == 0 then return false end
+return {id, data}
+"""
+)
+
+
+def get_by_plan(model: type[M], values: dict[str, Any]) -> Plan[M | None]:
+    """The object holding these unique values: one script call per bucket."""
+    from redmodel._ops import layout_of  # noqa: PLC0415
+
+    spec = spec_of(model)
+    indexes = spec.indexes
+    wanted = tuple(values)
+    match = next((u for u in (indexes.uniques if indexes else ()) if set(u.fields) ==
+                  set(wanted)), None)
+    if indexes is None or match is None:
+        raise QueryError(f"{spec.name} has no unique constraint on {sorted(wanted)}")
+    for name in match.fields:
+        _check(indexes.fields[name], values[name])
+    text = "\x1e".join(indexes.fields[n].text(values[n]) for n in match.fields)
+    tags = spec.tags()
+    cmds = [GET_BY.call([spec.index_root(t) + "uq" + spec.delimiter + match.name],
+                        [text, spec.object_prefix(t)]) for t in tags]
+    replies = yield Batch(cmds)
+    layout = layout_of(spec)
+    for tag, reply in zip(tags, replies, strict=True):
+        if reply:
+            eid = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+            key = spec.object_prefix(tag) + eid
+            return layout.decode(key, unescape(eid), reply[1])  # type: ignore[no-any-return]
+    return None
+
+
+def sweep_plan(model: type) -> Plan[int]:
+    """Drop the index entries of every expired object: one script call per bucket, cost
+    proportional to the number of expired objects."""
+    from redmodel._index import SWEEP  # noqa: PLC0415
+
+    spec = spec_of(model)
+    if spec.indexes is None:
+        return 0
+    cmds = []
+    for tag in spec.tags():
+        root = spec.index_root(tag)
+        cmds.append(SWEEP.call([root + "rec", root + "all", root + "exp"],
+                               [root, spec.delimiter, spec.object_prefix(tag)]))
+    replies = yield Batch(cmds, write=True)
+    return sum(int(r) for r in replies)
+
+
+def reindex_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[list[int]]:
+    """Bring the index entries of these objects in line with their stored values; the
+    objects themselves are not rewritten. Returns [how many were reindexed]."""
+    from redmodel._index import WRITE  # noqa: PLC0415
+    from redmodel._ops import get_by_keys, layout_of  # noqa: PLC0415
+
+    indexes = spec.indexes
+    if indexes is None or not keys:
+        return [0]
+    objs = yield from get_by_keys(spec, keys)
+    layout = layout_of(spec)
+    cmds = []
+    for obj in objs:
+        key = spec.key_for(getattr(obj, spec.key.name))
+        entries = indexes.entries({n: getattr(obj, n) for n in indexes.fields})
+        ks, head = layout.index_keys(key)  # type: ignore[union-attr]
+        cmds.append(WRITE.call(ks, ["save", *head, "", "*", "\n".join(entries), 0]))
+    if cmds:
+        yield Batch(cmds, write=True)
+    return [len(cmds)]
+
+
+def verify_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[list[str]]:
+    """Every disagreement between these objects' stored values and their index entries."""
+    from redmodel._ops import get_by_keys  # noqa: PLC0415
+
+    indexes = spec.indexes
+    if indexes is None or not keys:
+        return []
+    objs = yield from get_by_keys(spec, keys)
+    d = spec.delimiter
+    checks: list[tuple[str, Any]] = []
+    for obj in objs:
+        text = spec.id_text(getattr(obj, spec.key.name))
+        tag = spec.tag_of(text)
+        root = spec.index_root(tag)
+        key = spec.key_for(getattr(obj, spec.key.name))
+        eid = key[len(spec.object_prefix(tag)):]
+        for entry in indexes.entries({n: getattr(obj, n) for n in indexes.fields}):
+            kind, name, value = entry.split("\x1f")
+            if kind == "e":
+                cmd: tuple[Any, ...] = ("SISMEMBER", f"{root}eq{d}{name}{d}{value}", eid)
+            elif kind == "r":
+                cmd = ("ZSCORE", f"{root}rng{d}{name}", eid)
+            else:
+                cmd = ("HGET", f"{root}uq{d}{name}", value)
+            checks.append((f"{key}: {kind} {name}={unescape(value)!s}", (cmd, kind, eid, value)))
+    if not checks:
+        return []
+    replies = yield Batch([c[1][0] for c in checks])
+    problems = []
+    for (what, (_, kind, eid, value)), reply in zip(checks, replies, strict=True):
+        if kind == "e" and not reply:
+            problems.append(f"{what}: missing from the equality index")
+        elif kind == "r" and (reply is None or float(reply) != float(value)):
+            problems.append(f"{what}: range index holds {reply!r}")
+        elif kind == "u":
+            owner = reply.decode() if isinstance(reply, bytes) else reply
+            if owner != eid:
+                problems.append(f"{what}: unique index points at {owner!r}")
+    return problems
+
+
+def orphans_plan(model: type) -> Plan[list[str]]:
+    """Ids the indexes know whose object is gone and not awaiting a sweep."""
+    spec = spec_of(model)
+    if spec.indexes is None:
+        return []
+    tags = spec.tags()
+    replies = yield Batch([("SMEMBERS", spec.index_root(t) + "all") for t in tags])
+    candidates = []
+    for tag, ids in zip(tags, replies, strict=True):
+        for raw in ids:
+            eid = raw.decode() if isinstance(raw, bytes) else str(raw)
+            candidates.append((tag, eid))
+    if not candidates:
+        return []
+    exists = yield Batch([("EXISTS", spec.object_prefix(t) + e) for t, e in candidates])
+    return [f"{spec.object_prefix(t)}{e}: indexed but gone (an expired object awaiting a "
+            "sweep, or deleted outside redmodel)" for (t, e), ok in
+            zip(candidates, exists, strict=True) if not ok]
