@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -213,10 +214,19 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.sweep`."""
         return await self.run(_query.sweep_plan(model))
 
-    async def reindex(self, model: type, *, count: int = 500) -> int:
-        """See :meth:`Store.reindex` (no progress counter)."""
+    async def reindex(self, model: type, *, count: int = 500, progress: bool | None = None
+                      ) -> int:
+        """See :meth:`Store.reindex`."""
         plan = _ops.each_page(model, count, self._targets(), _query.reindex_page)
-        return sum([n async for n in iterate_async(plan, self._execute)])
+        done = 0
+        show = sys.stderr.isatty() if progress is None else progress
+        async for n in iterate_async(plan, self._execute):
+            done += n
+            if show:
+                print(f"\rreindex {model.__name__}: {done} objects", end="", file=sys.stderr)
+        if show:
+            print(file=sys.stderr)
+        return done
 
     async def verify(self, model: type, *, count: int = 500) -> list[str]:
         """See :meth:`Store.verify`."""

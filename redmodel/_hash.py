@@ -232,8 +232,12 @@ class HashLayout:
             entries = indexes.entries(values, only=sorted(only))
         keys, head = self.index_keys(key)
         ttl = "" if ttl_ms is None else str(ttl_ms)
-        args = [mode, *head, ttl, changed, "\n".join(entries), len(pairs) // 2, *pairs, *nones]
+        args = [self._mode(mode), *head, ttl, changed, "\n".join(entries), len(pairs) // 2,
+                *pairs, *nones]
         return WRITE.call(keys, args)
+
+    def _mode(self, mode: str) -> str:
+        return mode + ":c" if self.spec.claims else mode
 
     def update(self, key: str, values: Mapping[str, Any]) -> Command:
         """One script call that sets some fields if the object exists (returns 1, else 0)."""
@@ -265,7 +269,7 @@ class HashLayout:
         only = [n for n in changed.split("\x1f") if n]
         entries = indexes.entries(dict(values), only=only)
         keys, head = self.index_keys(key)
-        args = ["update", *head, "", changed, "\n".join(entries), len(pairs) // 2,
+        args = [self._mode("update"), *head, "", changed, "\n".join(entries), len(pairs) // 2,
                 *pairs, *nones]
         return WRITE.call(keys, args)
 
@@ -292,7 +296,7 @@ class HashLayout:
         if self.spec.indexes is None:
             return ("DEL", key)
         keys, head = self.index_keys(key)
-        return WRITE.call(keys, ["delete", *head, "", "", ""])
+        return WRITE.call(keys, [self._mode("delete"), *head, "", "", ""])
 
     def expire(self, key: str, ttl_ms: int | None) -> Command:
         if self.spec.indexes is None:

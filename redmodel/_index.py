@@ -221,8 +221,10 @@ local function time_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local CLAIMS = false
 local function apply(root, d, id, line, add)
   local kind, name, value = split(line)
+  if kind == 'u' and CLAIMS then return end
   if kind == 'e' then
     local k = root .. 'eq' .. d .. name .. d .. value
     if add then redis.call('SADD', k, id) else redis.call('SREM', k, id) end
@@ -266,13 +268,25 @@ WRITE = script(
     + r"""
 local obj, rec, all, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local mode, id, root, d, objprefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if string.sub(mode, -2) == ':c' then CLAIMS = true; mode = string.sub(mode, 1, -3) end
+-- with claims (a bucketed model), unique values are claimed in their own slots by the
+-- client before this runs; here we only report the ones this write gives up
+local function released(old, new)
+  local out = {}
+  for line in pairs(old) do
+    if not new[line] and string.sub(line, 1, 1) == 'u' then out[#out + 1] = line end
+  end
+  return out
+end
 local ttl, changed, newtext = ARGV[6], ARGV[7], ARGV[8]
 sweep(root, d, objprefix, rec, all, exp)
 local exists = redis.call('EXISTS', obj) == 1
 if mode ~= 'save' and not exists then return 0 end
 if mode == 'delete' then
+  local gone = released(lines(redis.call('HGET', rec, id)), {})
   forget(root, d, id, rec, all, exp)
   redis.call('DEL', obj)
+  if CLAIMS and #gone > 0 then return {'RELEASE', 1, unpack(gone)} end
   return 1
 end
 local old = lines(redis.call('HGET', rec, id))
@@ -301,7 +315,7 @@ else
   for line in pairs(new) do
     if not old[line] then
       local kind, name, value = split(line)
-      if kind == 'u' then
+      if kind == 'u' and not CLAIMS then
         local owner = redis.call('HGET', root .. 'uq' .. d .. name, value)
         if owner and owner ~= id then return {'UNIQUE', name, value} end
       end
@@ -312,6 +326,7 @@ else
   if #ARGV > 9 + 2 * npairs then redis.call('HDEL', obj, unpack(ARGV, 10 + 2 * npairs)) end
   if redis.call('EXISTS', obj) == 0 then redis.call('HSET', obj, '\0', '') end
 end
+local gone = CLAIMS and released(old, new) or {}
 for line in pairs(old) do if not new[line] then apply(root, d, id, line, false) end end
 for line in pairs(new) do if not old[line] then apply(root, d, id, line, true) end end
 local text = {}
@@ -330,6 +345,7 @@ else
   if pttl > 0 then redis.call('ZADD', exp, time_ms() + pttl, id)
   else redis.call('ZREM', exp, id) end
 end
+if #gone > 0 then return {'RELEASE', result, unpack(gone)} end
 return result
 """
 )
@@ -340,3 +356,38 @@ SWEEP = script(
 return sweep(ARGV[1], ARGV[2], ARGV[3], KEYS[1], KEYS[2], KEYS[3])
 """
 )
+
+# Claims of unique values for bucketed models (objects in several slots). KEYS: the claim
+# hash (in the value's bucket). ARGV: value, id, grace ms, a stale owner the client proved
+# gone (or ''). Answers 2 (already ours), 1 (claimed), or {'TAKEN', owner, age ms}.
+CLAIM = script(
+    r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local owner, at = string.match(cur, '^(.*)\31(%d+)$')
+  if owner == ARGV[2] then return 2 end
+  local age = now - tonumber(at)
+  if owner ~= ARGV[4] or age < tonumber(ARGV[3]) then return {'TAKEN', owner, age} end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\31' .. now)
+return 1
+"""
+)
+
+# KEYS: the claim hash. ARGV: value, id. Deletes the claim only if this id holds it.
+RELEASE = script(
+    r"""
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and string.match(cur, '^(.*)\31%d+$') == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+)
+
+CLAIM_GRACE_MS = 10_000
+"""A claim whose owner's object does not exist may be taken over once it is this old: long
+enough for the owner's own write, which follows its claim, to have landed."""

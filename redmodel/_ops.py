@@ -20,6 +20,7 @@ from redmodel._errors import (
 )
 from redmodel._flat import FlatLayout
 from redmodel._hash import HashLayout, remember
+from redmodel._index import CLAIM, CLAIM_GRACE_MS, RELEASE
 from redmodel._keys import glob_escape, unescape
 from redmodel._plan import Batch, Command, Emit, IterPlan, Plan
 from redmodel._schema import ModelSpec, spec_of
@@ -102,6 +103,91 @@ def _check_write(spec: ModelSpec, key: str, reply: Any) -> None:
         raise error
 
 
+def _unique_entries(spec: ModelSpec, values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(constraint name, value text) of every unique value in ``values``."""
+    if spec.indexes is None:
+        return []
+    out = []
+    for entry in spec.indexes.entries(dict(values)):
+        kind, name, text = entry.split("\x1f")
+        if kind == "u":
+            out.append((name, text))
+    return out
+
+
+def _eid(spec: ModelSpec, key: str) -> str:
+    text = spec.id_of_key(key)
+    assert text is not None
+    return key[len(spec.object_prefix(spec.tag_of(text))):]
+
+
+def claim(spec: ModelSpec, key: str, values: Mapping[str, Any]) -> Plan[list[tuple[str, str]]]:
+    """Claim these unique values for the object at ``key`` in their own buckets (before
+    its write); returns the claims made now. Raises UniqueViolationError, having released
+    them, when another live object holds one."""
+    eid = _eid(spec, key)
+    wanted = [(spec.claim_key(name, text), text, name) for name, text in
+              _unique_entries(spec, values)]
+    if not wanted:
+        return []
+    grace = str(CLAIM_GRACE_MS)
+    replies = yield Batch([CLAIM.call([k], [t, eid, grace, ""]) for k, t, _ in wanted],
+                          write=True)
+    made = [(k, t) for (k, t, _), r in zip(wanted, replies, strict=True) if r == 1]
+    taken = [(w, r) for w, r in zip(wanted, replies, strict=True) if isinstance(r, list)]
+    stale = [(w, r) for w, r in taken if int(r[2]) >= CLAIM_GRACE_MS]
+    if stale:  # an old claim whose owner object is gone may be taken over
+        owners = [_text(r[1]) for _, r in stale]
+        alive = yield Batch([("EXISTS", spec.object_prefix(spec.tag_of(unescape(o))) + o)
+                             for o in owners])
+        retry = [(w, o) for (w, _), o, live in zip(stale, owners, alive, strict=True)
+                 if not live]
+        if retry:
+            again = yield Batch([CLAIM.call([k], [t, eid, grace, o]) for (k, t, _), o in retry],
+                                write=True)
+            made += [(k, t) for ((k, t, _), _), r in zip(retry, again, strict=True) if r == 1]
+            won = {(k, t) for ((k, t, _), _), r in zip(retry, again, strict=True) if r == 1}
+            taken = [(w, r) for w, r in taken if (w[0], w[1]) not in won]
+    if taken:
+        yield from release(made, eid)
+        (_, t, name), _ = taken[0]
+        parts = tuple(unescape(p) for p in t.split("\x1e"))
+        raise UniqueViolationError(spec.name, tuple(name.split(",")),
+                                   parts[0] if len(parts) == 1 else parts, key)
+    return made
+
+
+def release(claims: Sequence[tuple[str, str]], eid: str) -> Plan[None]:
+    """Give up claims this object holds (each only if it still holds it)."""
+    if claims:
+        yield Batch([RELEASE.call([k], [t, eid]) for k, t in claims], write=True)
+
+
+def settle(spec: ModelSpec, key: str, reply: Any, made: Sequence[tuple[str, str]]
+           ) -> Plan[Any]:
+    """After an indexed write: release the unique values it gave up (claims mode), or the
+    claims made for a write that found no object; the write's own result."""
+    _check_write(spec, key, reply)
+    if not spec.claims:
+        return reply
+    eid = _eid(spec, key)
+    result = reply
+    if isinstance(reply, list) and reply and _text(reply[0]) == "RELEASE":
+        result = reply[1]
+        gone = []
+        for line in reply[2:]:
+            _, name, text = _text(line).split("\x1f")
+            gone.append((spec.claim_key(name, text), text))
+        yield from release(gone, eid)
+    if result == 0:
+        yield from release(made, eid)
+    return result
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
 def save(obj: Any, ttl: Any = DEFAULT, force: bool = False) -> Plan[str]:
     """Whole, or (for a tracked object loaded earlier) only what changed; a partial save
     of an object deleted meanwhile becomes a whole one."""
@@ -115,13 +201,17 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False) -> Plan[str]:
         return key
     cmd, state, partial = layout.save_changes(key, obj, ms, force)
     if cmd is not None:
+        made: list[tuple[str, str]] = []
+        if spec.claims and spec.indexes is not None:
+            values = {n: getattr(obj, n) for n in spec.indexes.fields}
+            made = yield from claim(spec, key, values)
         replies = yield Batch([cmd], write=True, keys=(key,))
-        _check_write(spec, key, replies[0])
-        if partial and replies[0] == 0:
+        result = yield from settle(spec, key, replies[0], [] if partial else made)
+        if partial and result == 0:
             cmd = layout.save_changes(key, obj, ms, True)[0]
             assert cmd is not None
             replies = yield Batch([cmd], write=True, keys=(key,))
-            _check_write(spec, key, replies[0])
+            yield from settle(spec, key, replies[0], made)
     if spec.track_changes:
         remember(obj, state)
     return key
@@ -133,6 +223,11 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int) -> Plan[int]:
     objs = list(objs)
     planned = [save_command(obj, ttl) for obj in objs]
     _unique_within(objs)
+    if any(spec_of(o).claims for o in objs):
+        # unique claims live in other slots than their objects: one object at a time
+        for obj in objs:
+            yield from save(obj, ttl, force=True)
+        return len(objs)
     for start in range(0, len(planned), chunk_size):
         chunk = planned[start : start + chunk_size]
         replies = yield Batch([c for _, c in chunk], write=True, keys=[k for k, _ in chunk])
@@ -169,7 +264,7 @@ def delete(model: type, id_value: Any) -> Plan[bool]:
     spec = spec_of(model)
     key = spec.key_for(id_value)
     replies = yield Batch([layout_of(spec).delete(key)], write=True, keys=(key,))
-    return bool(replies[0])
+    return bool((yield from settle(spec, key, replies[0], [])))
 
 
 def delete_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[int]:
@@ -181,7 +276,8 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[int]:
         part = keys[start : start + chunk_size]
         # one command per object: a cluster pipeline routes each to its slot
         replies = yield Batch([layout.delete(k) for k in part], write=True, keys=part)
-        removed += sum(int(r) for r in replies)
+        for k, r in zip(part, replies, strict=True):
+            removed += int((yield from settle(spec, k, r, [])))
     return removed
 
 
@@ -194,9 +290,9 @@ def update(model: type, id_value: Any, values: Mapping[str, Any]) -> Plan[bool]:
         raise ValidationError("the id cannot be updated", model=spec.name, key=key,
                               field=spec.key.name)
     cmd = layout_of(spec).update(key, values)
+    made = (yield from claim(spec, key, values)) if spec.claims else []
     replies = yield Batch([cmd], write=True, keys=(key,))
-    _check_write(spec, key, replies[0])
-    return bool(replies[0])
+    return bool((yield from settle(spec, key, replies[0], made)))
 
 
 def incr(model: type, id_value: Any, field: str, amount: float) -> Plan[Any]:

@@ -608,6 +608,15 @@ def get_by_plan(model: type[M], values: dict[str, Any]) -> Plan[M | None]:
     for name in match.fields:
         _check(indexes.fields[name], values[name])
     text = "\x1e".join(indexes.fields[n].text(values[n]) for n in match.fields)
+    layout_ = layout_of(spec)
+    if spec.claims:  # the claim names the owner; its object lives in its own bucket
+        replies = yield Batch([("HGET", spec.claim_key(match.name, text), text)])
+        if replies[0] is None:
+            return None
+        eid = _text(replies[0]).split("\x1f")[0]
+        key = spec.object_prefix(spec.tag_of(unescape(eid))) + eid
+        replies = yield Batch([layout_.read(key)], keys=(key,))
+        return layout_.decode(key, unescape(eid), replies[0])  # type: ignore[no-any-return]
     tags = spec.tags()
     cmds = [GET_BY.call([spec.index_root(t) + "uq" + spec.delimiter + match.name],
                         [text, spec.object_prefix(t)]) for t in tags]
@@ -683,7 +692,7 @@ def verify_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[list[str]]:
             elif kind == "r":
                 cmd = ("ZSCORE", f"{root}rng{d}{name}", eid)
             else:
-                cmd = ("HGET", f"{root}uq{d}{name}", value)
+                cmd = ("HGET", spec.claim_key(name, value), value)
             checks.append((f"{key}: {kind} {name}={unescape(value)!s}", (cmd, kind, eid, value)))
     if not checks:
         return []
@@ -695,7 +704,7 @@ def verify_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[list[str]]:
         elif kind == "r" and (reply is None or float(reply) != float(value)):
             problems.append(f"{what}: range index holds {reply!r}")
         elif kind == "u":
-            owner = reply.decode() if isinstance(reply, bytes) else reply
+            owner = _text(reply).split("\x1f")[0] if reply is not None else None
             if owner != eid:
                 problems.append(f"{what}: unique index points at {owner!r}")
     return problems
@@ -719,3 +728,7 @@ def orphans_plan(model: type) -> Plan[list[str]]:
     return [f"{spec.object_prefix(t)}{e}: indexed but gone (an expired object awaiting a "
             "sweep, or deleted outside redmodel)" for (t, e), ok in
             zip(candidates, exists, strict=True) if not ok]
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -124,6 +124,20 @@ class ModelSpec:
     indexes: IndexSpec | None = None
     track_changes: bool = False
 
+    @property
+    def claims(self) -> bool:
+        """Unique values are claimed in their own buckets before a write (a model with
+        unique constraints spread over several buckets); see _index.CLAIM."""
+        return bool(self.indexes and self.indexes.uniques and (self.buckets or 1) > 1)
+
+    def claim_key(self, name: str, value_text: str) -> str:
+        """The hash holding the claims of unique constraint ``name`` for this value."""
+        if not self.claims:  # with the objects: in the one slot there is
+            return f"{self.index_root(None if self.buckets is None else '0')}uq" \
+                   f"{self.delimiter}{name}"
+        tag = str(bucket_of(value_text, self.buckets or 1))
+        return f"{self.index_root(tag)}uq{self.delimiter}{name}"
+
     def tag_of(self, text: str) -> str | None:
         """The hash tag of the object with this id text, or None for plain keys."""
         if self.buckets is not None:

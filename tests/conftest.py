@@ -43,15 +43,7 @@ class AsyncFacade:
         if not callable(attr):
             return attr
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            result = attr(*args, **kwargs)
-            if inspect.iscoroutine(result):
-                return self._loop.run_until_complete(result)
-            if hasattr(result, "__anext__"):
-                return iter(self._loop.run_until_complete(_collect(result)))
-            return result
-
-        return call
+        return _awaiting(attr, self._loop)
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._astore, name, value)
@@ -59,6 +51,43 @@ class AsyncFacade:
     def close(self) -> None:
         self._loop.run_until_complete(self._astore.aclose())
         self._loop.close()
+
+
+def _awaiting(fn: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    """``fn`` with its awaitable results awaited on ``loop`` (queries stay wrapped)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        result = fn(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return loop.run_until_complete(_await(result))
+        if hasattr(result, "__anext__"):
+            return iter(loop.run_until_complete(_collect(result)))
+        if isinstance(result, redmodel.Query):
+            return _QueryFacade(result, loop)
+        return result
+
+    return call
+
+
+class _QueryFacade:
+    """A Query of an AsyncStore whose run methods are awaited for the caller."""
+
+    def __init__(self, query: redmodel.Query[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self._query, self._loop = query, loop
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "pages":
+            return lambda size=500: iter(self._loop.run_until_complete(
+                _collect(self._query.apages(size))))
+        attr = getattr(self._query, name)
+        return _awaiting(attr, self._loop) if callable(attr) else attr
+
+    def __iter__(self) -> Any:
+        return (item for page in self.pages() for item in page)
+
+
+async def _await(result: Any) -> Any:
+    return await result
 
 
 async def _collect(items: AsyncIterator[Any]) -> list[Any]:

@@ -216,3 +216,27 @@ def test_containers_work_through_an_async_store(redis_url: str) -> None:
         assert await queue.pop_blocking(timeout=0.2) is None
 
     run(scenario, redis_url)
+
+
+def test_indexed_writes_inside_an_async_transaction(redis_url: str) -> None:
+    @redmodel.model(prefix="aihat")
+    @attrs.define
+    class IHat:
+        color: str = redmodel.field(index=True)
+        quantity: int = redmodel.field(index="range", default=0)
+        id: str = redmodel.key_field(generated=False)
+
+    async def scenario(store: AsyncStore) -> None:
+        await store.save(IHat("black", 2, id="t"))
+
+        @store.transaction
+        async def recolor(tx: AsyncTransaction) -> None:
+            hat = await tx.get_or_raise(IHat, "t")
+            tx.update(IHat, "t", color="green", quantity=hat.quantity + 1)
+
+        await recolor()
+        assert await store.find(IHat, color="green", quantity=3).ids() == ["t"]
+        assert await store.find(IHat, color="black").count() == 0
+        assert await store.verify(IHat) == []
+
+    run(scenario, redis_url)
