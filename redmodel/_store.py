@@ -5,21 +5,29 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisClusterException
+from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
 from redmodel import _atomic, _ops, _query, _tx
 from redmodel._connect import DEFAULT_URL, ShellConfig, cross_slot, env_settings
 from redmodel._ops import DEFAULT
-from redmodel._plan import Batch, Plan, as_eval, iterate_sync, run_sync
+from redmodel._plan import SCRIPTS_BY_SHA, Batch, Command, Plan, as_eval, iterate_sync, run_sync
 from redmodel._query import Q, Query
 from redmodel._tx import RetryPolicy
 
 __all__ = ["Store"]
+
+_packer: Callable[[Any], bytes] | None
+try:
+    from hiredis import pack_command as _packer
+except ImportError:  # pragma: no cover - hiredis is an optional extra
+    _packer = None
+
+_HIREDIS_PARSERS = {"_HiredisParser"}
 
 M = TypeVar("M")
 R = TypeVar("R")
@@ -40,6 +48,7 @@ class Store(ShellConfig):
 
     def __init__(self, client: redis.Redis | RedisCluster, *, chunk_size: int = 500) -> None:
         super().__init__(client, chunk_size)
+        self._loaded: set[str] = set()  # script SHAs loaded on the server by this store
 
     @classmethod
     def from_url(
@@ -82,6 +91,8 @@ class Store(ShellConfig):
     def _execute(self, batch: Batch) -> list[Any]:
         client = self.client
         cmds = batch.commands
+        if len(cmds) > 1 and not batch.atomic and _packer is not None and not self.cluster:
+            return self._send_packed(cmds)
         try:
             if batch.target is not None:
                 return [client.execute_command(*cmds[0], target_nodes=batch.target)]
@@ -96,6 +107,53 @@ class Store(ShellConfig):
                 return pipe.execute()  # type: ignore[no-any-return]
         except RedisClusterException as e:
             raise cross_slot(e, batch) from e
+
+    def _send_packed(self, cmds: Sequence[Command]) -> list[Any]:
+        """A non-atomic pipeline packed by hiredis and sent as one buffer, its replies read
+        straight from the parser: redis-py's per-command pipeline bookkeeping is the main
+        cost of bulk work from Python (docs/performance.md). Scripts this store has not
+        loaded on the server are loaded first, in the same buffer."""
+        pack = _packer
+        assert pack is not None
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            if type(conn._parser).__name__ not in _HIREDIS_PARSERS:  # pure-Python parser
+                pool.release(conn)
+                conn = None
+                return self._pipeline(cmds)
+            loads = [(("SCRIPT", "LOAD", SCRIPTS_BY_SHA[sha].source))
+                     for sha in {c[1] for c in cmds if c[0] == "EVALSHA"} - self._loaded
+                     if sha in SCRIPTS_BY_SHA]
+            wire = [*loads, *cmds]
+            conn.send_packed_command([b"".join([pack(c) for c in wire])],
+                                     check_health=False)
+            read = conn._parser.read_response
+            replies = [read() for _ in wire][len(loads):]
+            self._loaded.update(c[1] for c in cmds if c[0] == "EVALSHA")
+        except BaseException:
+            if conn is not None:
+                conn.disconnect()
+            raise
+        finally:
+            if conn is not None:
+                pool.release(conn)
+        failed = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if failed:  # the server lost its scripts since (a restart, SCRIPT FLUSH)
+            self._loaded.clear()
+            again = self._pipeline([as_eval(cmds[i]) for i in failed])
+            for i, reply in zip(failed, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return replies
+
+    def _pipeline(self, cmds: Sequence[Command]) -> list[Any]:
+        with self.client.pipeline(transaction=False) as pipe:
+            for cmd in cmds:
+                pipe.execute_command(*as_eval(cmd))
+            return pipe.execute()  # type: ignore[no-any-return]
 
     def run(self, plan: Plan[R]) -> R:
         """Run a plan (used by the methods below, and by extensions)."""
