@@ -6,7 +6,6 @@ Each method is one line that awaits the plan ``Store`` runs; the logic lives in 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -16,7 +15,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException
 
 from redmodel import _atomic, _ops, _query, _tx
-from redmodel._connect import DEFAULT_URL, ShellConfig, cross_slot, env_settings
+from redmodel._connect import ShellConfig, cross_slot, env_settings, url_options
 from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Plan, as_eval, iterate_async, run_async
 from redmodel._query import Q, Query
@@ -51,13 +50,10 @@ class AsyncStore(ShellConfig):
         **kwargs: Any,
     ) -> AsyncStore:
         """As :meth:`Store.from_url`, with an asyncio client."""
-        url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
-        if db is not None:
-            kwargs["db"] = db
-        kwargs.setdefault("decode_responses", False)
+        url, options = url_options(url, db, kwargs)
         if cluster:
-            return cls(AsyncRedisCluster.from_url(url, **kwargs))
-        return cls(aredis.Redis.from_url(url, **kwargs))
+            return cls(AsyncRedisCluster.from_url(url, **options))
+        return cls(aredis.Redis.from_url(url, **options))
 
     @classmethod
     def from_env(cls, prefix: str = "REDIS_", **kwargs: Any) -> AsyncStore:

@@ -36,6 +36,17 @@ def check_client(client: Any) -> None:
         )
 
 
+def url_options(url: str | None, db: int | None, kwargs: dict[str, Any]
+                ) -> tuple[str, dict[str, Any]]:
+    """The URL (default ``$REDIS_URL``, else localhost) and client options of from_url."""
+    url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
+    options = dict(kwargs)
+    if db is not None:
+        options["db"] = db
+    options.setdefault("decode_responses", False)
+    return url, options
+
+
 def is_cluster(client: Any) -> bool:
     return hasattr(client, "get_primaries")
 

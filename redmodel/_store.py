@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -13,7 +12,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
 from redmodel import _atomic, _ops, _query, _tx
-from redmodel._connect import DEFAULT_URL, ShellConfig, cross_slot, env_settings
+from redmodel._connect import ShellConfig, cross_slot, env_settings, url_options
 from redmodel._ops import DEFAULT
 from redmodel._plan import SCRIPTS_BY_SHA, Batch, Command, Plan, as_eval, iterate_sync, run_sync
 from redmodel._query import Q, Query
@@ -59,13 +58,10 @@ class Store(ShellConfig):
         else ``redis://localhost:6379/0``. ``cluster=True`` makes a ``RedisCluster`` client
         (the URL names one node). Extra keyword arguments go to redis-py (``username=``,
         ``password=``, ``ssl_ca_certs=``, ``ssl_certfile=``, ``ssl_keyfile=``, ...)."""
-        url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
-        if db is not None:
-            kwargs["db"] = db
-        kwargs.setdefault("decode_responses", False)
+        url, options = url_options(url, db, kwargs)
         if cluster:
-            return cls(RedisCluster.from_url(url, **kwargs))
-        return cls(redis.Redis.from_url(url, **kwargs))
+            return cls(RedisCluster.from_url(url, **options))
+        return cls(redis.Redis.from_url(url, **options))
 
     @classmethod
     def from_env(cls, prefix: str = "REDIS_", **kwargs: Any) -> Store:
