@@ -24,6 +24,7 @@ from benchmarks import (
     bench_memory,
     bench_parsers,
     bench_profile,
+    bench_queries,
     bench_scaling,
     bench_transactions,
 )
@@ -57,6 +58,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "scaling": bench_scaling.run,
     "transactions": transactions,
     "deploy": deploy,
+    "queries": bench_queries.section,
     "profile": bench_profile.run,
 }
 

@@ -244,7 +244,7 @@ def test_pages_cover_every_result_once_in_order(store: redmodel.Store, Hat: type
     pages = list(query.pages(5))
     assert [len(p) for p in pages] == [5, 5, 5, 5, 3]
     flat = [h.id for page in pages for h in page]
-    expected = [h.id for h in sorted(many, key=lambda h: (-h.price, h.id))]
+    expected = [h.id for h in sorted(many, key=lambda h: (h.price, h.id), reverse=True)]
     assert flat == expected
     unordered = [h.id for page in store.find(Hat).pages(4) for h in page]
     assert unordered == sorted(h.id for h in many)
