@@ -281,7 +281,10 @@ end
 local ttl, changed, newtext = ARGV[6], ARGV[7], ARGV[8]
 sweep(root, d, objprefix, rec, all, exp)
 local exists = redis.call('EXISTS', obj) == 1
-if mode ~= 'save' and not exists then return 0 end
+if mode ~= 'save' and not exists then
+  if mode == 'incr' then return false end
+  return 0
+end
 if mode == 'delete' then
   local gone = released(lines(redis.call('HGET', rec, id)), {})
   forget(root, d, id, rec, all, exp)
@@ -298,8 +301,12 @@ if mode == 'incr' then
     local kind, name = split(line)
     if name ~= ARGV[12] then new[line] = true end
   end
-  if ARGV[13] == '1' then new['e' .. SEP .. ARGV[12] .. SEP .. tostring(result)] = true end
-  if ARGV[14] == '1' then new['r' .. SEP .. ARGV[12] .. SEP .. tostring(result)] = true end
+  -- HINCRBY answers a number (its exact integer text: tostring keeps 14 digits only),
+  -- HINCRBYFLOAT answers Redis' own text of the float
+  local text = result
+  if type(result) == 'number' then text = string.format('%d', result) end
+  if ARGV[13] == '1' then new['e' .. SEP .. ARGV[12] .. SEP .. text] = true end
+  if ARGV[14] == '1' then new['r' .. SEP .. ARGV[12] .. SEP .. text] = true end
 elseif mode == 'expire' then
   new = old
 else
@@ -335,7 +342,8 @@ table.sort(text)
 redis.call('HSET', rec, id, table.concat(text, '\n'))
 redis.call('SADD', all, id)
 if ttl == 'persist' then
-  redis.call('PERSIST', obj)
+  local had = redis.call('PERSIST', obj)
+  if mode == 'expire' then result = had end
   redis.call('ZREM', exp, id)
 elseif ttl ~= '' then
   redis.call('PEXPIRE', obj, ttl)
@@ -357,22 +365,39 @@ return sweep(ARGV[1], ARGV[2], ARGV[3], KEYS[1], KEYS[2], KEYS[3])
 """
 )
 
-# Claims of unique values for bucketed models (objects in several slots). KEYS: the claim
-# hash (in the value's bucket). ARGV: value, id, grace ms, a stale owner the client proved
-# gone (or ''). Answers 2 (already ours), 1 (claimed), or {'TAKEN', owner, age ms}.
+# Claims of unique values for bucketed models (objects in several slots). A claim is
+# "owner \x1f claimed-at ms" until its owner's write has landed, then "owner \x1f C"
+# (confirmed). KEYS: the claim hash (in the value's bucket). ARGV: value, id, grace ms, a
+# stale owner the client proved gone (or ''). Answers 2 (already ours), 1 (claimed), or
+# {'TAKEN', owner, age ms (-1 once confirmed)}. A confirmed claim whose owner is gone is
+# taken over at once; an unconfirmed one (its write may be in flight) after the grace.
 CLAIM = script(
     r"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then
-  local owner, at = string.match(cur, '^(.*)\31(%d+)$')
+  local owner, at = string.match(cur, '^(.*)\31([%dC]+)$')
   if owner == ARGV[2] then return 2 end
-  local age = now - tonumber(at)
-  if owner ~= ARGV[4] or age < tonumber(ARGV[3]) then return {'TAKEN', owner, age} end
+  local age = -1
+  if at ~= 'C' then age = now - tonumber(at) end
+  local stale = owner == ARGV[4] and (age < 0 or age >= tonumber(ARGV[3]))
+  if not stale then return {'TAKEN', owner, age} end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\31' .. now)
 return 1
+"""
+)
+
+# KEYS: the claim hash. ARGV: value, id. Marks this id's claim as backed by a written object.
+CONFIRM = script(
+    r"""
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and string.match(cur, '^(.*)\31[%dC]+$') == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\31C')
+  return 1
+end
+return 0
 """
 )
 
@@ -380,7 +405,7 @@ return 1
 RELEASE = script(
     r"""
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur and string.match(cur, '^(.*)\31%d+$') == ARGV[2] then
+if cur and string.match(cur, '^(.*)\31[%dC]+$') == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
   return 1
 end
@@ -389,5 +414,6 @@ return 0
 )
 
 CLAIM_GRACE_MS = 10_000
-"""A claim whose owner's object does not exist may be taken over once it is this old: long
-enough for the owner's own write, which follows its claim, to have landed."""
+"""An unconfirmed claim whose owner's object does not exist may be taken over once it is
+this old: long enough for the owner's own write, which follows its claim, to have landed
+(a confirmed one, whose write did land, is taken over as soon as its owner is gone)."""

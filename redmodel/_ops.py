@@ -20,7 +20,7 @@ from redmodel._errors import (
 )
 from redmodel._flat import FlatLayout
 from redmodel._hash import HashLayout, remember
-from redmodel._index import CLAIM, CLAIM_GRACE_MS, RELEASE
+from redmodel._index import CLAIM, CLAIM_GRACE_MS, CONFIRM, RELEASE
 from redmodel._keys import glob_escape, unescape
 from redmodel._plan import Batch, Command, Emit, IterPlan, Plan
 from redmodel._schema import ModelSpec, spec_of
@@ -135,7 +135,7 @@ def claim(spec: ModelSpec, key: str, values: Mapping[str, Any]) -> Plan[list[tup
                           write=True)
     made = [(k, t) for (k, t, _), r in zip(wanted, replies, strict=True) if r == 1]
     taken = [(w, r) for w, r in zip(wanted, replies, strict=True) if isinstance(r, list)]
-    stale = [(w, r) for w, r in taken if int(r[2]) >= CLAIM_GRACE_MS]
+    stale = [(w, r) for w, r in taken if int(r[2]) < 0 or int(r[2]) >= CLAIM_GRACE_MS]
     if stale:  # an old claim whose owner object is gone may be taken over
         owners = [_text(r[1]) for _, r in stale]
         alive = yield Batch([("EXISTS", spec.object_prefix(spec.tag_of(unescape(o))) + o)
@@ -163,8 +163,8 @@ def release(claims: Sequence[tuple[str, str]], eid: str) -> Plan[None]:
         yield Batch([RELEASE.call([k], [t, eid]) for k, t in claims], write=True)
 
 
-def settle(spec: ModelSpec, key: str, reply: Any, made: Sequence[tuple[str, str]]
-           ) -> Plan[Any]:
+def settle(spec: ModelSpec, key: str, reply: Any, made: Sequence[tuple[str, str]],
+           retry: bool = False) -> Plan[Any]:
     """After an indexed write: release the unique values it gave up (claims mode), or the
     claims made for a write that found no object; the write's own result."""
     _check_write(spec, key, reply)
@@ -180,7 +180,10 @@ def settle(spec: ModelSpec, key: str, reply: Any, made: Sequence[tuple[str, str]
             gone.append((spec.claim_key(name, text), text))
         yield from release(gone, eid)
     if result == 0:
-        yield from release(made, eid)
+        if not retry:  # a partial save that found no object is retried whole, keep them
+            yield from release(made, eid)
+    elif made:
+        yield Batch([CONFIRM.call([k], [t, eid]) for k, t in made], write=True)
     return result
 
 
@@ -206,7 +209,7 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False) -> Plan[str]:
             values = {n: getattr(obj, n) for n in spec.indexes.fields}
             made = yield from claim(spec, key, values)
         replies = yield Batch([cmd], write=True, keys=(key,))
-        result = yield from settle(spec, key, replies[0], [] if partial else made)
+        result = yield from settle(spec, key, replies[0], made, retry=partial)
         if partial and result == 0:
             cmd = layout.save_changes(key, obj, ms, True)[0]
             assert cmd is not None
@@ -290,7 +293,12 @@ def update(model: type, id_value: Any, values: Mapping[str, Any]) -> Plan[bool]:
         raise ValidationError("the id cannot be updated", model=spec.name, key=key,
                               field=spec.key.name)
     cmd = layout_of(spec).update(key, values)
-    made = (yield from claim(spec, key, values)) if spec.claims else []
+    made: list[tuple[str, str]] = []
+    if spec.claims:
+        found = yield Batch([("EXISTS", key)], keys=(key,))
+        if not found[0]:
+            return False  # as the write would answer; no claim for a missing object
+        made = yield from claim(spec, key, values)
     replies = yield Batch([cmd], write=True, keys=(key,))
     return bool((yield from settle(spec, key, replies[0], made)))
 

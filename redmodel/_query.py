@@ -10,7 +10,7 @@ results are merged, sorted and limited again.
 from __future__ import annotations
 
 import heapq
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -486,11 +486,14 @@ class Query(Generic[M]):
                 score = float(raw) if raw not in (b"", "") else None
                 run.append(_Hit((score or 0.0, eid), eid, tag, score))
             runs.append(run)
-        if len(runs) == 1 and (self._order or limit is not None or self._offset or
-                               self._cursor is not None):
-            merged = runs[0]  # one bucket: the script already ordered it
+        # the script orders its hits when asked to sort, cut (limit) or resume (cursor)
+        script_sorted = bool(self._order) or want >= 0 or self._cursor is not None
+        if len(runs) == 1 and script_sorted:
+            merged = runs[0]
         elif self._order:
             merged = list(heapq.merge(*runs, key=lambda h: h.key, reverse=self._desc))
+        elif script_sorted:
+            merged = list(heapq.merge(*runs, key=lambda h: h.eid))
         else:
             merged = sorted((h for run in runs for h in run), key=lambda h: h.eid)
         end = None if limit is None else self._offset + limit
@@ -570,27 +573,48 @@ class Query(Generic[M]):
         """One page of ``size`` results after this query's cursor, with the next cursor."""
         return self.store.run(self.page_plan(size))  # type: ignore[no-any-return]
 
-    def pages(self, size: int = 500) -> Iterator[list[M]]:
-        """Every result, a page at a time, following cursors (sync stores)."""
-        query: Query[M] = self
-        while True:
-            page = query.page(size)
-            if page.items:
-                yield page.items
-            if page.cursor is None:
+    def _paging(self, size: int) -> Generator[tuple[Query[M], int], Any, None]:
+        """(query, page size) for each page: the offset applies once, the limit overall;
+        the caller sends back each page's cursor."""
+        if size < 1:
+            raise QueryError("a page holds at least one result")
+        remaining = self._limit
+        query = self._with(limit=None)
+        while remaining is None or remaining > 0:
+            n = size if remaining is None else min(size, remaining)
+            cursor = yield query, n
+            if cursor is None:
                 return
-            query = query.after(page.cursor)
+            if remaining is not None:
+                remaining -= n
+            query = query.after(cursor).offset(0)
+
+    def pages(self, size: int = 500) -> Iterator[list[M]]:
+        """Every result (after the offset, up to the limit), a page at a time, following
+        cursors (sync stores)."""
+        steps = self._paging(size)
+        try:
+            query, n = next(steps)
+            while True:
+                page = query.page(n)
+                if page.items:
+                    yield page.items
+                query, n = steps.send(page.cursor)
+        except StopIteration:
+            return
 
     async def apages(self, size: int = 500) -> AsyncIterator[list[M]]:
         """:meth:`pages` for an AsyncStore."""
-        query: Query[M] = self
-        while True:
-            page = await query.store.run(query.page_plan(size))
-            if page.items:
-                yield page.items
-            if page.cursor is None:
-                return
-            query = query.after(page.cursor)
+        steps = self._paging(size)
+        try:
+            query, n = next(steps)
+            while True:
+                page = await query.store.run(query.page_plan(n))
+                if page.items:
+                    yield page.items
+                query, n = steps.send(page.cursor)
+        except StopIteration:
+            return
 
     def __iter__(self) -> Iterator[M]:
         for items in self.pages():
