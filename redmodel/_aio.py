@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError, RedisClusterException
 from redmodel import _atomic, _ops, _query, _tx
 from redmodel._connect import ShellConfig, cross_slot, env_settings, url_options
 from redmodel._ops import DEFAULT
-from redmodel._plan import Batch, Plan, as_eval, iterate_async, run_async
+from redmodel._plan import Batch, Plan, as_eval, gather, iterate_async, run_async
 from redmodel._query import Q, Query
 from redmodel._tx import RetryPolicy
 
@@ -99,6 +99,10 @@ class AsyncStore(ShellConfig):
     async def run(self, plan: Plan[R]) -> R:
         """Run a plan."""
         return await run_async(plan, self._execute)
+
+    async def run_many(self, *plans: Plan[Any]) -> list[Any]:
+        """See :meth:`Store.run_many`."""
+        return await self.run(gather(plans))
 
     # ---- the Store API, awaited (see Store for what each sends) ---------------------
 

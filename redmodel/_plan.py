@@ -140,3 +140,39 @@ def as_eval(command: Command) -> Command:
         if found is not None:
             return ("EVAL", found.source, *command[2:])
     return command
+
+
+def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
+    """One plan running ``plans`` side by side: each round sends every plan's next batch
+    in one pipeline (an atomic or node-targeted batch goes alone). Returns their results
+    in order. A plan's error propagates after the round it happened in."""
+    results: list[Any] = [None] * len(plans)
+    current: dict[int, Batch] = {}
+    for i, plan in enumerate(plans):
+        try:
+            current[i] = next(plan)
+        except StopIteration as stop:
+            results[i] = stop.value
+    while current:
+        group = {i: b for i, b in current.items() if not b.atomic and b.target is None}
+        if not group:
+            first = next(iter(current))
+            group = {first: current[first]}
+        commands: list[Command] = []
+        spans: dict[int, tuple[int, int]] = {}
+        for i, batch in group.items():
+            spans[i] = (len(commands), len(batch.commands))
+            commands.extend(batch.commands)
+        only = next(iter(group.values())) if len(group) == 1 else None
+        replies = yield only or Batch(
+            commands,
+            write=any(b.write for b in group.values()),
+            keys=[k for b in group.values() for k in b.keys],
+        )
+        for i, (start, count) in spans.items():
+            try:
+                current[i] = plans[i].send(replies[start : start + count])
+            except StopIteration as stop:
+                results[i] = stop.value
+                del current[i]
+    return results

@@ -14,7 +14,16 @@ from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 from redmodel import _atomic, _ops, _query, _tx
 from redmodel._connect import ShellConfig, cross_slot, env_settings, url_options
 from redmodel._ops import DEFAULT
-from redmodel._plan import SCRIPTS_BY_SHA, Batch, Command, Plan, as_eval, iterate_sync, run_sync
+from redmodel._plan import (
+    SCRIPTS_BY_SHA,
+    Batch,
+    Command,
+    Plan,
+    as_eval,
+    gather,
+    iterate_sync,
+    run_sync,
+)
 from redmodel._query import Q, Query
 from redmodel._tx import RetryPolicy
 
@@ -154,6 +163,15 @@ class Store(ShellConfig):
     def run(self, plan: Plan[R]) -> R:
         """Run a plan (used by the methods below, and by extensions)."""
         return run_sync(plan, self._execute)
+
+    def run_many(self, *plans: Plan[Any]) -> list[Any]:
+        """Run several plans (the ``*_plan`` methods of containers, queries' plans)
+        pipelined: each round trip carries every plan's next commands. Returns their
+        results in order::
+
+            store.run_many(ips.push_plan(addr), visits.incr_plan(addr), seen.add_plan(day))
+        """
+        return self.run(gather(plans))
 
     # ---- writes -------------------------------------------------------------------
 

@@ -599,3 +599,21 @@ def test_sets_work_for_resp2_clients(redis_server, redis_client):
         assert s.members() == {1, 2}
     finally:
         client.close()
+
+
+def test_containers_in_one_pipeline(store: redmodel.Store, redis_client: Any) -> None:
+    """Several container operations (and a count) in one round trip per step."""
+    from ipaddress import IPv4Address  # noqa: PLC0415
+
+    ips = redmodel.Queue(store, "pipe:ips", IPv4Address)
+    seen = redmodel.Set(store, ("pipe", "seen"), IPv4Address)
+    visits = redmodel.WindowCounter(store, "pipe:visits", window=60)
+    addr = IPv4Address("104.174.118.18")
+    before = redis_client.info("stats")["total_commands_processed"]
+    pushed, added, counted = store.run_many(
+        ips.push_plan(addr, addr), seen.add_plan(addr), visits.incr_plan(addr))
+    assert (pushed, added, counted) == (2, 1, 1)
+    assert store.run_many(ips.length_plan(), seen.members_plan()) == [2, {addr}]
+    after = redis_client.info("stats")["total_commands_processed"]
+    assert after - before <= 12, "a handful of commands in two pipelines"
+    assert ips.pop() == addr
