@@ -9,7 +9,9 @@ from typing import Any, TypeVar
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redmodel import _atomic, _ops, _query, _tx
 from redmodel._connect import ShellConfig, cross_slot, env_settings, url_options
@@ -136,6 +138,15 @@ class Store(ShellConfig):
             read = conn._parser.read_response
             replies = [read() for _ in wire][len(loads):]
             self._loaded.update(c[1] for c in cmds if c[0] == "EVALSHA")
+        except (RedisConnectionError, RedisTimeoutError):
+            # e.g. a pooled connection the server closed while idle: hand the batch to
+            # redis-py's pipeline, which retries it whole under the client's retry policy,
+            # as it would have without packing
+            conn.disconnect()
+            pool.release(conn)
+            conn = None
+            self._loaded.clear()
+            return self._pipeline(cmds)
         except BaseException:
             if conn is not None:
                 conn.disconnect()

@@ -44,3 +44,15 @@ def test_a_pure_python_parser_uses_the_redis_py_pipeline(redis_server: object) -
     assert store.get_many(Hat, [h.id for h in many]) == many
     client.flushall()
     client.close()
+
+
+def test_bulk_calls_survive_the_server_closing_idle_connections(
+        redis_client: redis.Redis, redis_url: str) -> None:
+    store = redmodel.Store(redis_client)
+    many = hats(5)
+    store.save_many(many)
+    killer = redis.Redis.from_url(redis_url)
+    killed = killer.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    killer.close()
+    assert killed >= 1, "the store's pooled connection was closed by the server"
+    assert store.get_many(Hat, [h.id for h in many]) == many
