@@ -10,6 +10,7 @@ The sync shell is :class:`Transaction` (one attempt over a redis-py pipeline),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import datetime as dt
 import functools
@@ -18,7 +19,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import attrs
@@ -502,6 +503,34 @@ class _TxBase:
         if error is not None:
             raise error
 
+    def _to_exec(self) -> list[Command] | None:
+        """The commands for MULTI/EXEC, or None when there is nothing to send (no write and
+        no watched read: with watched reads, EXEC still tells whether they stayed put)."""
+        commands = self._core.exec_commands()
+        if not commands and not self._core.watched:
+            return None
+        return commands
+
+    def _to_watch(self, batch: Batch, what: str) -> tuple[Any, list[str]]:
+        """(the open pipeline, the keys of ``batch`` not watched yet) before a read."""
+        new = self._core.read(batch.keys, what)
+        if self._pipe is None:
+            raise TransactionError(f"cannot {what}: this transaction is not open")
+        return self._pipe, new
+
+    @contextlib.contextmanager
+    def _redis_errors(self, committing: bool) -> Iterator[None]:
+        """What redis-py's errors mean here: a cross-slot refusal, a lost connection
+        (raised as is), or, at EXEC, a WATCH conflict (retried by the loop)."""
+        try:
+            yield
+        except RedisClusterException as e:
+            raise cross_slot(e, Batch([], keys=self.watched)) from e
+        except WatchError as e:
+            if committing:
+                raise _conflict_or_connection(e) from None
+            raise connection_error_of(e) or e from None
+
     def queue(self, plan: Plan[R], what: str = "write") -> Pending[R]:
         """Queue a write plan for EXEC. (The sync Transaction also runs reads a plan does
         before its first write; here such a plan is refused.)"""
@@ -618,20 +647,15 @@ class Transaction(_TxBase):
     def _commit(self) -> None:
         """MULTI, the queued commands, EXEC. Raises _WatchConflictError on a WATCH conflict, the
         first failed command's error after a commit, a ConnectionError as is."""
-        commands = self._core.exec_commands()
-        if not commands and not self._core.watched:
+        commands = self._to_exec()
+        if commands is None:
             return
-        # With nothing queued, EXEC still tells whether what was read stayed unchanged.
         pipe = self._pipe
-        try:
+        with self._redis_errors(committing=True):
             pipe.multi()
             for command in commands:
                 pipe.execute_command(*command)
             replies = pipe.execute(raise_on_error=False)
-        except RedisClusterException as e:
-            raise cross_slot(e, Batch([], keys=self.watched)) from e
-        except WatchError as e:
-            raise _conflict_or_connection(e) from None
         self._replies(replies)
 
     def __enter__(self) -> Transaction:
@@ -660,19 +684,12 @@ class Transaction(_TxBase):
     # ---- driving plans ---------------------------------------------------------------
 
     def _read_batch(self, batch: Batch, what: str) -> list[Any]:
-        new = self._core.read(batch.keys, what)
-        pipe = self._pipe
-        if pipe is None:
-            raise TransactionError(f"cannot {what}: this transaction is not open")
-        try:
+        pipe, new = self._to_watch(batch, what)
+        with self._redis_errors(committing=False):
             if new:
                 pipe.watch(*new)
             if len(batch.commands) == 1 and _watching(pipe):
                 return [pipe.execute_command(*batch.commands[0])]
-        except WatchError as e:
-            raise connection_error_of(e) or e from None
-        except RedisClusterException as e:
-            raise cross_slot(e, Batch([], keys=self.watched)) from e
         # Reads on another connection are as safe: the WATCH above was answered first.
         reader: Any = self.store.client.pipeline(transaction=False)
         with reader:
@@ -764,19 +781,15 @@ class AsyncTransaction(_TxBase):
 
     async def _commit(self) -> None:
         """MULTI, the queued commands, EXEC; as :meth:`Transaction._commit`."""
-        commands = self._core.exec_commands()
-        if not commands and not self._core.watched:
+        commands = self._to_exec()
+        if commands is None:
             return
         pipe = self._pipe
-        try:
+        with self._redis_errors(committing=True):
             pipe.multi()
             for command in commands:
                 pipe.execute_command(*command)
             replies = await pipe.execute(raise_on_error=False)
-        except RedisClusterException as e:
-            raise cross_slot(e, Batch([], keys=self.watched)) from e
-        except WatchError as e:
-            raise _conflict_or_connection(e) from None
         self._replies(replies)
 
     async def __aenter__(self) -> AsyncTransaction:
@@ -803,19 +816,12 @@ class AsyncTransaction(_TxBase):
             await self._close()
 
     async def _read_batch(self, batch: Batch, what: str) -> list[Any]:
-        new = self._core.read(batch.keys, what)
-        pipe = self._pipe
-        if pipe is None:
-            raise TransactionError(f"cannot {what}: this transaction is not open")
-        try:
+        pipe, new = self._to_watch(batch, what)
+        with self._redis_errors(committing=False):
             if new:
                 await pipe.watch(*new)
             if len(batch.commands) == 1:
                 return [await pipe.execute_command(*batch.commands[0])]
-        except WatchError as e:
-            raise connection_error_of(e) or e from None
-        except RedisClusterException as e:
-            raise cross_slot(e, Batch([], keys=self.watched)) from e
         # Reads on another connection are as safe: the WATCH above was answered first.
         async with self.store.client.pipeline(transaction=False) as reader:
             for command in batch.commands:
