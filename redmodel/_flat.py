@@ -38,87 +38,15 @@ local function leaves(manifest, base)
 end
 """
 
-_SAVE = script(
-    _LEAVES
-    + """
-local base = KEYS[1] .. ARGV[2]
-local keep = -1
-if ARGV[1] == '' then keep = redis.call('PTTL', KEYS[1]) end
-local old = redis.call('GET', KEYS[1])
-if old then
-  local new = {}
-  for i = 2, #KEYS do new[KEYS[i]] = true end
-  for _, k in ipairs(leaves(old, base)) do
-    if not new[k] then redis.call('DEL', k) end
-  end
-end
-redis.call('SET', KEYS[1], ARGV[3])
-local args = {}
-for i = 2, #KEYS do
-  args[#args + 1] = KEYS[i]
-  args[#args + 1] = ARGV[i + 2]
-  if #args >= 1000 then redis.call('MSET', unpack(args)); args = {} end
-end
-if #args > 0 then redis.call('MSET', unpack(args)) end
-local ms = tonumber(ARGV[1])
-if not ms and keep > 0 then ms = keep end
-if ms then
-  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ms) end
-end
-return 1
-"""
-)
+_SAVE = script("flat_save")
 
-_GET = script(
-    _LEAVES
-    + """
-local m = redis.call('GET', KEYS[1])
-if not m then return false end
-local keys = leaves(m, KEYS[1] .. ARGV[1])
-local out = {m}
-for i = 1, #keys, 500 do
-  local part = redis.call('MGET', unpack(keys, i, math.min(i + 499, #keys)))
-  for j = 1, #part do out[#out + 1] = part[j] end
-end
-return out
-"""
-)
+_GET = script("flat_get")
 
-_DELETE = script(
-    _LEAVES
-    + """
-local m = redis.call('GET', KEYS[1])
-if not m then return 0 end
-for _, k in ipairs(leaves(m, KEYS[1] .. ARGV[1])) do redis.call('DEL', k) end
-redis.call('DEL', KEYS[1])
-return 1
-"""
-)
+_DELETE = script("flat_delete")
 
-_EXPIRE = script(
-    _LEAVES
-    + """
-local m = redis.call('GET', KEYS[1])
-if not m then return 0 end
-local done
-if ARGV[2] == 'persist' then
-  done = redis.call('PERSIST', KEYS[1])
-else
-  done = redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-for _, k in ipairs(leaves(m, KEYS[1] .. ARGV[1])) do
-  if ARGV[2] == 'persist' then redis.call('PERSIST', k) else redis.call('PEXPIRE', k, ARGV[2]) end
-end
-return done
-"""
-)
+_EXPIRE = script("flat_expire")
 
-_INCR = script(
-    """
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return false end
-return redis.call(ARGV[1], KEYS[2], ARGV[2])
-"""
-)
+_INCR = script("flat_incr")
 
 _CONVERTER = make_tree_converter()
 

@@ -23,52 +23,16 @@ __all__ = ["HashLayout"]
 # A hash cannot exist without fields; an object whose every field is None keeps this one.
 MARKER = b"\x00"
 
-_SAVE = script(
-    """
-local ndel = tonumber(ARGV[2])
-if #ARGV > 2 + ndel then redis.call('HSET', KEYS[1], unpack(ARGV, 3 + ndel)) end
-if ndel > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, 3, 2 + ndel)) end
-if ARGV[1] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return 1
-"""
-)
+_SAVE = script("hash_save")
 
-_UPDATE = script(
-    """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local nset = tonumber(ARGV[1])
-local keep = ARGV[2] == '1'
-if keep then redis.call('HSET', KEYS[1], ARGV[3], '') end
-if nset > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * nset)) end
-if #ARGV > 3 + 2 * nset then redis.call('HDEL', KEYS[1], unpack(ARGV, 4 + 2 * nset)) end
-if keep and redis.call('HLEN', KEYS[1]) > 1 then redis.call('HDEL', KEYS[1], ARGV[3]) end
-return 1
-"""
-)
+_UPDATE = script("hash_update")
 
-_INCR = script(
-    """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-return redis.call(ARGV[1], KEYS[1], ARGV[2], ARGV[3])
-"""
-)
+_INCR = script("hash_incr")
 
 
-_CAS_FIELD = script(
-    """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-return 1
-"""
-)
+_CAS_FIELD = script("hash_cas_field")
 
-CAS_STRING = script(
-    """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-return 1
-"""
-)
+CAS_STRING = script("string_cas")
 
 
 _SNAPSHOTS: dict[int, tuple[weakref.ref[Any], dict[bytes, bytes]]] = {}

@@ -207,163 +207,15 @@ def bucket_of(id_text: str, buckets: int) -> int:
 
 # ---- the scripts ------------------------------------------------------------------------
 
-_LIB = r"""
-local SEP = '\31'
-local function split(line)
-  return string.match(line, '^([^\31]*)\31([^\31]*)\31(.*)$')
-end
-local function lines(text)
-  local t = {}
-  if text then for line in string.gmatch(text, '[^\n]+') do t[line] = true end end
-  return t
-end
-local function time_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local CLAIMS = false
-local function apply(root, d, id, line, add)
-  local kind, name, value = split(line)
-  if kind == 'u' and CLAIMS then return end
-  if kind == 'e' then
-    local k = root .. 'eq' .. d .. name .. d .. value
-    if add then redis.call('SADD', k, id) else redis.call('SREM', k, id) end
-  elseif kind == 'r' then
-    local k = root .. 'rng' .. d .. name
-    if add then redis.call('ZADD', k, value, id) else redis.call('ZREM', k, id) end
-  elseif kind == 'u' then
-    local k = root .. 'uq' .. d .. name
-    if add then redis.call('HSET', k, value, id)
-    elseif redis.call('HGET', k, value) == id then redis.call('HDEL', k, value) end
-  end
-end
-local function forget(root, d, id, rec, all, exp)
-  for line in pairs(lines(redis.call('HGET', rec, id))) do apply(root, d, id, line, false) end
-  redis.call('HDEL', rec, id)
-  redis.call('SREM', all, id)
-  redis.call('ZREM', exp, id)
-end
--- drop the entries of objects whose expiry has passed: cost grows with their number only
-local function sweep(root, d, objprefix, rec, all, exp)
-  local now = time_ms()
-  local ids = redis.call('ZRANGEBYSCORE', exp, '-inf', now)
-  for _, id in ipairs(ids) do
-    local pttl = redis.call('PTTL', objprefix .. id)
-    if pttl == -2 then forget(root, d, id, rec, all, exp)
-    elseif pttl == -1 then redis.call('ZREM', exp, id)
-    else redis.call('ZADD', exp, now + pttl, id) end
-  end
-  return #ids
-end
-"""
-
 # KEYS: obj, rec, all, exp
 # ARGV: mode, id, root, d, objprefix, ttl ('' keep | 'persist' | ms), changed ('*' or names
 #       joined by \31), entries (lines), then mode data:
 #   save/update: npairs, pairs..., hdel fields...
 #   incr: command, stored field, amount, index name, eq(0/1), range(0/1)
 #   delete: nothing; expire: nothing (ttl carries it)
-WRITE = script(
-    _LIB
-    + r"""
-local obj, rec, all, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local mode, id, root, d, objprefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-if string.sub(mode, -2) == ':c' then CLAIMS = true; mode = string.sub(mode, 1, -3) end
--- with claims (a bucketed model), unique values are claimed in their own slots by the
--- client before this runs; here we only report the ones this write gives up
-local function released(old, new)
-  local out = {}
-  for line in pairs(old) do
-    if not new[line] and string.sub(line, 1, 1) == 'u' then out[#out + 1] = line end
-  end
-  return out
-end
-local ttl, changed, newtext = ARGV[6], ARGV[7], ARGV[8]
-sweep(root, d, objprefix, rec, all, exp)
-local exists = redis.call('EXISTS', obj) == 1
-if mode ~= 'save' and not exists then
-  if mode == 'incr' then return false end
-  return 0
-end
-if mode == 'delete' then
-  local gone = released(lines(redis.call('HGET', rec, id)), {})
-  forget(root, d, id, rec, all, exp)
-  redis.call('DEL', obj)
-  if CLAIMS and #gone > 0 then return {'RELEASE', 1, unpack(gone)} end
-  return 1
-end
-local old = lines(redis.call('HGET', rec, id))
-local new = {}
-local result = 1
-if mode == 'incr' then
-  result = redis.call(ARGV[9], obj, ARGV[10], ARGV[11])
-  for line in pairs(old) do
-    local kind, name = split(line)
-    if name ~= ARGV[12] then new[line] = true end
-  end
-  -- HINCRBY answers a number (its exact integer text: tostring keeps 14 digits only),
-  -- HINCRBYFLOAT answers Redis' own text of the float
-  local text = result
-  if type(result) == 'number' then text = string.format('%d', result) end
-  if ARGV[13] == '1' then new['e' .. SEP .. ARGV[12] .. SEP .. text] = true end
-  if ARGV[14] == '1' then new['r' .. SEP .. ARGV[12] .. SEP .. text] = true end
-elseif mode == 'expire' then
-  new = old
-else
-  if changed ~= '*' then
-    local ch = {}
-    for name in string.gmatch(changed, '[^\31]+') do ch[name] = true end
-    for line in pairs(old) do
-      local kind, name = split(line)
-      if not ch[name] then new[line] = true end
-    end
-  end
-  for line in pairs(lines(newtext)) do new[line] = true end
-  for line in pairs(new) do
-    if not old[line] then
-      local kind, name, value = split(line)
-      if kind == 'u' and not CLAIMS then
-        local owner = redis.call('HGET', root .. 'uq' .. d .. name, value)
-        if owner and owner ~= id then return {'UNIQUE', name, value} end
-      end
-    end
-  end
-  local npairs = tonumber(ARGV[9])
-  if npairs > 0 then redis.call('HSET', obj, unpack(ARGV, 10, 9 + 2 * npairs)) end
-  if #ARGV > 9 + 2 * npairs then redis.call('HDEL', obj, unpack(ARGV, 10 + 2 * npairs)) end
-  if redis.call('EXISTS', obj) == 0 then redis.call('HSET', obj, '\0', '') end
-end
-local gone = CLAIMS and released(old, new) or {}
-for line in pairs(old) do if not new[line] then apply(root, d, id, line, false) end end
-for line in pairs(new) do if not old[line] then apply(root, d, id, line, true) end end
-local text = {}
-for line in pairs(new) do text[#text + 1] = line end
-table.sort(text)
-redis.call('HSET', rec, id, table.concat(text, '\n'))
-redis.call('SADD', all, id)
-if ttl == 'persist' then
-  local had = redis.call('PERSIST', obj)
-  if mode == 'expire' then result = had end
-  redis.call('ZREM', exp, id)
-elseif ttl ~= '' then
-  redis.call('PEXPIRE', obj, ttl)
-  redis.call('ZADD', exp, time_ms() + tonumber(ttl), id)
-else
-  local pttl = redis.call('PTTL', obj)
-  if pttl > 0 then redis.call('ZADD', exp, time_ms() + pttl, id)
-  else redis.call('ZREM', exp, id) end
-end
-if #gone > 0 then return {'RELEASE', result, unpack(gone)} end
-return result
-"""
-)
+WRITE = script("index_write")
 
-SWEEP = script(
-    _LIB
-    + r"""
-return sweep(ARGV[1], ARGV[2], ARGV[3], KEYS[1], KEYS[2], KEYS[3])
-"""
-)
+SWEEP = script("index_sweep")
 
 # Claims of unique values for bucketed models (objects in several slots). A claim is
 # "owner \x1f claimed-at ms" until its owner's write has landed, then "owner \x1f C"
@@ -371,47 +223,13 @@ return sweep(ARGV[1], ARGV[2], ARGV[3], KEYS[1], KEYS[2], KEYS[3])
 # stale owner the client proved gone (or ''). Answers 2 (already ours), 1 (claimed), or
 # {'TAKEN', owner, age ms (-1 once confirmed)}. A confirmed claim whose owner is gone is
 # taken over at once; an unconfirmed one (its write may be in flight) after the grace.
-CLAIM = script(
-    r"""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur then
-  local owner, at = string.match(cur, '^(.*)\31([%dC]+)$')
-  if owner == ARGV[2] then return 2 end
-  local age = -1
-  if at ~= 'C' then age = now - tonumber(at) end
-  local stale = owner == ARGV[4] and (age < 0 or age >= tonumber(ARGV[3]))
-  if not stale then return {'TAKEN', owner, age} end
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\31' .. now)
-return 1
-"""
-)
+CLAIM = script("claim")
 
 # KEYS: the claim hash. ARGV: value, id. Marks this id's claim as backed by a written object.
-CONFIRM = script(
-    r"""
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur and string.match(cur, '^(.*)\31[%dC]+$') == ARGV[2] then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\31C')
-  return 1
-end
-return 0
-"""
-)
+CONFIRM = script("claim_confirm")
 
 # KEYS: the claim hash. ARGV: value, id. Deletes the claim only if this id holds it.
-RELEASE = script(
-    r"""
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur and string.match(cur, '^(.*)\31[%dC]+$') == ARGV[2] then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  return 1
-end
-return 0
-"""
-)
+RELEASE = script("claim_release")
 
 CLAIM_GRACE_MS = 10_000
 """An unconfirmed claim whose owner's object does not exist may be taken over once it is

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
+from importlib import resources
 from typing import Any, TypeVar
 
 import attrs
@@ -109,8 +110,10 @@ async def iterate_async(
 
 @attrs.frozen
 class LuaScript:
-    """A Lua script sent as EVALSHA, and as EVAL where the server does not know it yet."""
+    """A Lua script from ``redmodel/lua/<name>.lua``, sent as EVALSHA (and as EVAL, or after
+    SCRIPT LOAD, where the server does not know it yet)."""
 
+    name: str
     source: str
     sha: str = attrs.field(init=False)
 
@@ -124,11 +127,29 @@ class LuaScript:
 
 
 SCRIPTS_BY_SHA: dict[str, LuaScript] = {}
+_INCLUDE = "--! include "
 
 
-def script(source: str) -> LuaScript:
-    """Declare a script once at import; stores can map its sha back to its source."""
-    s = LuaScript(source)
+def lua_source(name: str, _seen: set[str] | None = None) -> str:
+    """The text of ``redmodel/lua/<name>.lua`` with its ``--! include other`` lines replaced
+    by those files (each included once), so shared pieces are written once."""
+    seen = set() if _seen is None else _seen
+    text = resources.files("redmodel.lua").joinpath(f"{name}.lua").read_text("utf-8")
+    out = []
+    for line in text.splitlines():
+        if line.startswith(_INCLUDE):
+            part = line[len(_INCLUDE):].strip()
+            if part not in seen:
+                seen.add(part)
+                out.append(lua_source(part, seen))
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def script(name: str) -> LuaScript:
+    """Load a script once at import; stores can map its sha back to its source."""
+    s = LuaScript(name, lua_source(name))
     SCRIPTS_BY_SHA[s.sha] = s
     return s
 

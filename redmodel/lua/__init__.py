@@ -1,0 +1,1 @@
+"""The Lua scripts redmodel runs on the server, one file each, loaded by ``_plan.script``."""

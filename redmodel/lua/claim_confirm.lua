@@ -1,0 +1,6 @@
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and string.match(cur, '^(.*)\31[%dC]+$') == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\31C')
+  return 1
+end
+return 0

