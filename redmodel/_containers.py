@@ -383,7 +383,8 @@ class Container(Generic[T]):
 
     def expire_plan(self, ttl: float | dt.timedelta) -> Plan[bool]:
         ms = _ttl_ms(ttl, self.key)
-        replies = yield Batch([("PEXPIRE", self.key, ms)], write=True, keys=(self.key,))
+        replies = yield Batch([("PEXPIRE", self.key, ms)], write=True, idempotent=True,
+                              keys=(self.key,))
         return bool(replies[0])
 
     def expire(self, ttl: float | dt.timedelta) -> bool:
@@ -605,7 +606,8 @@ class Queue(Container[T]):
         return self._run(self.length_plan())  # type: ignore[no-any-return]
 
     def trim_plan(self, start: int, stop: int) -> Plan[None]:
-        yield Batch([("LTRIM", self.key, start, stop)], write=True, keys=(self.key,))
+        yield Batch([("LTRIM", self.key, start, stop)], write=True, idempotent=True,
+                    keys=(self.key,))
         return None
 
     def trim(self, start: int, stop: int) -> None:

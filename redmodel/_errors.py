@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
 __all__ = [
     "RedmodelError",
     "ModelDefinitionError",
@@ -22,6 +25,8 @@ __all__ = [
     "ConditionFailedError",
     "UniqueViolationError",
     "QueryError",
+    "OutcomeUnknownError",
+    "ServerError",
 ]
 
 
@@ -215,3 +220,33 @@ class UniqueViolationError(RedmodelError):
 class QueryError(RedmodelError, ValueError):
     """A query cannot be run: unknown or non-indexed field, a range on an equality-only
     index, a value of the wrong type. Raised before any command is sent."""
+
+
+class OutcomeUnknownError(RedmodelError, RedisConnectionError):
+    """The connection failed after a write was sent and before its reply arrived: the write
+    may or may not have been applied, and redmodel did not send it again (it is not safe
+    to resend). ``keys`` names the keys it writes; ``write_id`` is its write id in
+    exactly-once mode (see docs/failures.md), else None.
+
+    A subclass of redis-py's ``ConnectionError``, so existing handlers still catch it."""
+
+    def __init__(self, message: str, *, keys: tuple[str, ...] = (),
+                 write_id: str | None = None) -> None:
+        self.keys = keys
+        self.write_id = write_id
+        shown = list(keys[:5]) + (["..."] if len(keys) > 5 else [])
+        super().__init__(f"{message}; the write may or may not have been applied "
+                         f"(keys {shown})")
+
+
+class ServerError(RedmodelError, ResponseError):
+    """The server refused a command redmodel sent (WRONGTYPE, OOM, NOPERM, BUSY,
+    READONLY, ...): ``reply`` is the server's error text, ``keys`` the keys involved.
+    A subclass of redis-py's ``ResponseError``."""
+
+    def __init__(self, reply: str, *, keys: tuple[str, ...] = (), command: str = "") -> None:
+        self.reply = reply
+        self.keys = keys
+        self.command = command
+        shown = list(keys[:5]) + (["..."] if len(keys) > 5 else [])
+        super().__init__(f"{command + ': ' if command else ''}{reply} (keys {shown})")

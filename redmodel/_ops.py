@@ -160,7 +160,7 @@ def claim(spec: ModelSpec, key: str, values: Mapping[str, Any]) -> Plan[list[tup
 def release(claims: Sequence[tuple[str, str]], eid: str) -> Plan[None]:
     """Give up claims this object holds (each only if it still holds it)."""
     if claims:
-        yield Batch([RELEASE.call([k], [t, eid]) for k, t in claims], write=True)
+        yield Batch([RELEASE.call([k], [t, eid]) for k, t in claims], write=True, idempotent=True)
 
 
 def settle(spec: ModelSpec, key: str, reply: Any, made: Sequence[tuple[str, str]],
@@ -183,7 +183,7 @@ def settle(spec: ModelSpec, key: str, reply: Any, made: Sequence[tuple[str, str]
         if not retry:  # a partial save that found no object is retried whole, keep them
             yield from release(made, eid)
     elif made:
-        yield Batch([CONFIRM.call([k], [t, eid]) for k, t in made], write=True)
+        yield Batch([CONFIRM.call([k], [t, eid]) for k, t in made], write=True, idempotent=True)
     return result
 
 
@@ -200,7 +200,7 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False) -> Plan[str]:
     layout = layout_of(spec)
     ms = ttl_ms(spec, ttl)
     if not isinstance(layout, HashLayout):
-        yield Batch([layout.save(key, obj, ms)], write=True, keys=(key,))
+        yield Batch([layout.save(key, obj, ms)], write=True, idempotent=True, keys=(key,))
         return key
     cmd, state, partial = layout.save_changes(key, obj, ms, force)
     if cmd is not None:
@@ -208,12 +208,12 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False) -> Plan[str]:
         if spec.claims and spec.indexes is not None:
             values = {n: getattr(obj, n) for n in spec.indexes.fields}
             made = yield from claim(spec, key, values)
-        replies = yield Batch([cmd], write=True, keys=(key,))
+        replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
         result = yield from settle(spec, key, replies[0], made, retry=partial)
         if partial and result == 0:
             cmd = layout.save_changes(key, obj, ms, True)[0]
             assert cmd is not None
-            replies = yield Batch([cmd], write=True, keys=(key,))
+            replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
             yield from settle(spec, key, replies[0], made)
     if spec.track_changes:
         remember(obj, state)
@@ -233,7 +233,8 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int) -> Plan[int]:
         return len(objs)
     for start in range(0, len(planned), chunk_size):
         chunk = planned[start : start + chunk_size]
-        replies = yield Batch([c for _, c in chunk], write=True, keys=[k for k, _ in chunk])
+        replies = yield Batch([c for _, c in chunk], write=True, idempotent=True,
+                              keys=[k for k, _ in chunk])
         for (key, _), obj, reply in zip(chunk, objs[start : start + chunk_size], replies,
                                         strict=True):
             _check_write(spec_of(obj), key, reply)
@@ -299,7 +300,7 @@ def update(model: type, id_value: Any, values: Mapping[str, Any]) -> Plan[bool]:
         if not found[0]:
             return False  # as the write would answer; no claim for a missing object
         made = yield from claim(spec, key, values)
-    replies = yield Batch([cmd], write=True, keys=(key,))
+    replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
     return bool((yield from settle(spec, key, replies[0], made)))
 
 
@@ -320,14 +321,16 @@ def expire(model: type, id_value: Any, ttl: float | dt.timedelta) -> Plan[bool]:
         raise ValidationError("expire needs a ttl; use persist() to remove an expiry",
                               model=spec.name, key=key)
     ms = ttl_ms(spec, ttl)
-    replies = yield Batch([layout_of(spec).expire(key, ms)], write=True, keys=(key,))
+    replies = yield Batch([layout_of(spec).expire(key, ms)], write=True, idempotent=True,
+                          keys=(key,))
     return bool(replies[0])
 
 
 def persist(model: type, id_value: Any) -> Plan[bool]:
     spec = spec_of(model)
     key = spec.key_for(id_value)
-    replies = yield Batch([layout_of(spec).expire(key, None)], write=True, keys=(key,))
+    replies = yield Batch([layout_of(spec).expire(key, None)], write=True, idempotent=True,
+                          keys=(key,))
     return bool(replies[0])
 
 

@@ -37,6 +37,12 @@ class Batch:
 
     ``write`` marks batches that change data (a transaction queues those, and sends the
     others at once). ``keys`` are the keys the batch reads, for WATCH.
+
+    ``idempotent`` says whether sending the batch twice is harmless: a second application
+    changes nothing and answers the same (reads; a whole save; an update). ``None`` means
+    "reads are, writes are not": increments, pushes, pops, claims and counted deletes keep
+    the default. Only an idempotent batch is ever resent after a lost reply
+    (:attr:`may_resend`); for the others a lost reply is an outcome nobody can know.
     """
 
     commands: Sequence[Command]
@@ -44,6 +50,12 @@ class Batch:
     write: bool = False
     keys: Sequence[str] = ()
     target: Any = None  # a cluster node for node-wide commands (SCAN); None: route by key
+    idempotent: bool | None = None
+
+    @property
+    def may_resend(self) -> bool:
+        """Whether a store may send this batch again after its reply was lost."""
+        return (not self.write) if self.idempotent is None else self.idempotent
 
 
 @attrs.frozen(slots=True)
@@ -189,6 +201,7 @@ def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
             commands,
             write=any(b.write for b in group.values()),
             keys=[k for b in group.values() for k in b.keys],
+            idempotent=all(b.may_resend for b in group.values()),
         )
         for i, (start, count) in spans.items():
             try:

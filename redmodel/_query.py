@@ -545,7 +545,7 @@ def sweep_plan(model: type) -> Plan[int]:
         root = spec.index_root(tag)
         cmds.append(SWEEP.call([root + "rec", root + "all", root + "exp"],
                                [root, spec.delimiter, spec.object_prefix(tag)]))
-    replies = yield Batch(cmds, write=True)
+    replies = yield Batch(cmds, write=True, idempotent=True)
     return sum(int(r) for r in replies)
 
 
@@ -567,7 +567,7 @@ def reindex_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[list[int]]:
         ks, head = layout.index_keys(key)  # type: ignore[union-attr]
         cmds.append(WRITE.call(ks, ["save", *head, "", "*", "\n".join(entries), 0]))
     if cmds:
-        yield Batch(cmds, write=True)
+        yield Batch(cmds, write=True, idempotent=True)
     return [len(cmds)]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,10 +17,12 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 import redmodel
 from redmodel.testing import RedisClusterServer
 
-settings.register_profile(
-    "default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-settings.load_profile("default")
+# Example counts come from a profile, never hard-coded high in a test: "default" keeps
+# `make test` quick; HYPOTHESIS_PROFILE=thorough draws ten times as many examples.
+_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+settings.register_profile("default", max_examples=100, **_COMMON)
+settings.register_profile("thorough", max_examples=1000, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture
