@@ -7,7 +7,7 @@ key can produce (``%`` never starts an escaped id): ``hat:%idx`` or ``hat:{7}:%i
 - ``<root>:rng:<field>``         ZSET id -> number (ranges and sorting)
 - ``<root>:uq:<fields>``         HASH value -> the id that owns it (unique constraints)
 - ``<root>:rec``                 HASH id -> the object's index entries (what to undo)
-- ``<root>:all``                 SET of every id (NOT, count of all)
+- ``<root>:all``                 ZSET of every id, all scores 0 (ordered by id)
 - ``<root>:exp``                 ZSET id -> expiry time in ms (the sweep of expired ones)
 
 An entry is ``kind \\x1f name \\x1f value`` (``e`` equality, ``r`` range, ``u`` unique);

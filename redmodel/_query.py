@@ -480,7 +480,7 @@ def _describe(tokens: list[str], root: str, d: str) -> str:
             pos += 3
             return f"ZRANGEBYSCORE {root}rng{d}{name} {lo} {hi}"
         if op == "ALL":
-            return f"SMEMBERS {root}all"
+            return f"ZRANGE {root}all 0 -1"
         if op == "NOT":
             return f"(SMEMBERS {root}all minus {walk()})"
         n = int(tokens[pos])
@@ -618,7 +618,7 @@ def orphans_plan(model: type) -> Plan[list[str]]:
     if spec.indexes is None:
         return []
     tags = spec.tags()
-    replies = yield Batch([("SMEMBERS", spec.index_root(t) + "all") for t in tags])
+    replies = yield Batch([("ZRANGE", spec.index_root(t) + "all", 0, -1) for t in tags])
     candidates = []
     for tag, ids in zip(tags, replies, strict=True):
         for raw in ids:

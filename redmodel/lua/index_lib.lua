@@ -27,7 +27,7 @@ end
 local function forget(root, d, id, rec, all, exp)
   for line in pairs(lines(redis.call('HGET', rec, id))) do apply(root, d, id, line, false) end
   redis.call('HDEL', rec, id)
-  redis.call('SREM', all, id)
+  redis.call('ZREM', all, id)
   redis.call('ZREM', exp, id)
 end
 -- drop the entries of objects whose expiry has passed: cost grows with their number only

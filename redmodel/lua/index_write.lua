@@ -73,7 +73,7 @@ local text = {}
 for line in pairs(new) do text[#text + 1] = line end
 table.sort(text)
 redis.call('HSET', rec, id, table.concat(text, '\n'))
-redis.call('SADD', all, id)
+redis.call('ZADD', all, 0, id)
 if ttl == 'persist' then
   local had = redis.call('PERSIST', obj)
   if mode == 'expire' then result = had end

@@ -21,7 +21,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', exp, '-inf', now)) do
       end
     end
     redis.call('HDEL', rec, id)
-    redis.call('SREM', all, id)
+    redis.call('ZREM', all, id)
     redis.call('ZREM', exp, id)
   elseif pttl == -1 then redis.call('ZREM', exp, id)
   else redis.call('ZADD', exp, now + pttl, id) end
@@ -30,7 +30,7 @@ end
 local first, ntok = ARGV[11], #ARGV - 10
 local function eqkey(i) return root .. 'eq' .. d .. ARGV[i] .. d .. ARGV[i + 1] end
 if count_only then
-  if first == 'ALL' and ntok == 1 then return {redis.call('SCARD', all)} end
+  if first == 'ALL' and ntok == 1 then return {redis.call('ZCARD', all)} end
   if first == 'EQ' and ntok == 3 then return {redis.call('SCARD', eqkey(12))} end
   if first == 'RANGE' and ntok == 4 then
     return {redis.call('ZCOUNT', root .. 'rng' .. d .. ARGV[12], ARGV[13], ARGV[14])}
@@ -43,7 +43,7 @@ if order ~= '' and first == 'ALL' and ntok == 1 and cid == '' then
   local res
   if desc then res = redis.call('ZREVRANGE', k, offset, stop, 'WITHSCORES')
   else res = redis.call('ZRANGE', k, offset, stop, 'WITHSCORES') end
-  local out = {redis.call('SCARD', all)}
+  local out = {redis.call('ZCARD', all)}
   for i = 1, #res, 2 do out[#out + 1] = res[i]; out[#out + 1] = res[i + 1] end
   return out
 end
@@ -82,11 +82,11 @@ eval = function(i)
     return toset(redis.call('ZRANGEBYSCORE', root .. 'rng' .. d .. ARGV[i + 1],
                             ARGV[i + 2], ARGV[i + 3])), i + 4
   end
-  if op == 'ALL' then return toset(redis.call('SMEMBERS', all)), i + 1 end
+  if op == 'ALL' then return toset(redis.call('ZRANGE', all, 0, -1)), i + 1 end
   if op == 'NOT' then
     local inner, j = eval(i + 1)
     local out = {}
-    for _, id in ipairs(redis.call('SMEMBERS', all)) do
+    for _, id in ipairs(redis.call('ZRANGE', all, 0, -1)) do
       if not inner[id] then out[id] = true end
     end
     return out, j
