@@ -24,7 +24,9 @@ Example::
         r.set("hat:1", "red")
 
 Modules: ``_binaries`` (finding a binary, its version, TLS support, free ports),
-``_tls`` (throwaway certificates), ``_server`` (one server), ``_cluster`` (a cluster).
+``_tls`` (throwaway certificates), ``_server`` (one server), ``_cluster`` (a cluster),
+``_proxy`` (a fault-injection proxy: lost replies, cut replies, stalls, refused
+connections).
 
 A pytest plugin (``redmodel._pytest_plugin``, loaded automatically when redmodel is installed)
 offers these as the fixtures ``redis_server``, ``redis_url``, ``redis_client``,
@@ -41,10 +43,14 @@ from redmodel.testing._binaries import (
     server_supports_tls,
 )
 from redmodel.testing._cluster import RedisClusterServer
+from redmodel.testing._proxy import ClusterFaultProxy, FaultEvent, FaultProxy
 from redmodel.testing._server import RedisServer
 
 __all__ = [
     "SERVER_ENV_VAR",
+    "ClusterFaultProxy",
+    "FaultEvent",
+    "FaultProxy",
     "RedisClusterServer",
     "RedisServer",
     "ServerNotFoundError",

@@ -238,6 +238,7 @@ class RedisServer:
             return
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
                 proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=5)
@@ -245,6 +246,32 @@ class RedisServer:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 proc.wait(timeout=5)
+
+    def pause(self) -> None:
+        """SIGSTOP the server: it holds its connections open and answers nothing until
+        :meth:`resume` (what a server stalled by a long fork, swap or a VM pause does)."""
+        self._started().send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a server paused by :meth:`pause`."""
+        self._started().send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL the server now (a crash: no shutdown, connections reset). The temp dir
+        stays until :meth:`stop`."""
+        proc = self._started()
+        proc.kill()
+        proc.wait(timeout=5)
+
+    def restart(self) -> None:
+        """Start the server again on the same port after :meth:`kill` (or stop it
+        first if it runs): its data is gone, as after a crash without persistence."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._kill()
+        self._proc = None
+        assert self._port is not None, "restart() needs a server started before"
+        self._spawn(self._port)
+        self._wait_ready()
 
     def stop(self) -> None:
         """Stop the server (by the PID started here) and remove its temp dir.
