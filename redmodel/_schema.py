@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 import attrs
 
 from redmodel._errors import ModelDefinitionError, ValidationError
+from redmodel._hidden import hide_encrypted
 from redmodel._index import IndexSpec, bucket_of, compile_indexes
 from redmodel._keys import escape, new_id, snake_case, unescape
 from redmodel._types import (
@@ -304,6 +305,7 @@ def model(
         spec = _compile(c, prefix, key, layout, ttl, codec, delimiter, hash_tag, unique,
                         buckets, track_changes)
         setattr(c, "__redmodel__", spec)  # noqa: B010 - attrs slots classes allow class attrs
+        hide_encrypted(spec)
         return c
 
     return wrap(cls) if cls is not None else wrap
