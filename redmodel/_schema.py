@@ -360,7 +360,8 @@ def _compile(
         raise ModelDefinitionError(f"{name}: key field {key_name!r} must be a plain scalar")
     fields = tuple(s for s in specs if s is not key_spec)
     _check_unique_names(name, fields)
-    indexes = compile_indexes(cls, name, unique, delimiter, key_name, layout)
+    encrypted = {s.name for s in fields if s.codec is not None and s.codec.encrypts}
+    indexes = compile_indexes(cls, name, unique, delimiter, key_name, layout, encrypted)
     if buckets is not None and (isinstance(buckets, bool) or not isinstance(buckets, int)
                                 or not 1 <= buckets <= 16384):
         raise ModelDefinitionError(f"{name}: buckets must be an int from 1 to 16384")
