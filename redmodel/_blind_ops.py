@@ -24,7 +24,7 @@ from redmodel._plan import Batch, Emit, IterPlan, Plan
 from redmodel._query import sweep_plan
 from redmodel._schema import ModelSpec, spec_of
 
-__all__ = ["Progress", "rotate_index_key"]
+__all__ = ["Progress", "rebuild", "rotate_index_key"]
 
 _ROUNDS = 3  # reads after the write that may find an object changed meanwhile
 
@@ -85,15 +85,16 @@ def rotate_index_key(model: type, count: int) -> IterPlan:
             ring = current_keyring()
             keys = [spec.object_prefix(tag) + eid for eid, record in records
                     if _stale(spec, blind, record, ring)]
-            done = yield from _rebuild(spec, keys)
+            done = yield from rebuild(spec, keys)
             yield Emit([(len(records), done)])
             if cursor == 0:
                 break
 
 
-def _rebuild(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
-    """Rewrite the index entries of the objects at ``keys`` from their stored values;
-    returns how many objects were rebuilt."""
+def rebuild(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
+    """Rewrite the index entries of the objects at ``keys`` from their stored values,
+    claiming unique values first on a model that claims them in their own buckets (the
+    object is not rewritten); returns how many objects were rebuilt."""
     layout = layout_of(spec)
     assert isinstance(layout, HashLayout) and spec.indexes is not None
     names = list(spec.indexes.fields)

@@ -564,6 +564,10 @@ def reindex_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[list[int]]:
     indexes = spec.indexes
     if indexes is None or not keys:
         return [0]
+    if spec.claims:  # unique values must be claimed in their own buckets, not just written
+        from redmodel._blind_ops import rebuild  # noqa: PLC0415
+
+        return [(yield from rebuild(spec, keys))]
     objs = yield from get_by_keys(spec, keys)
     layout = layout_of(spec)
     cmds = []
