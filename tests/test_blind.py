@@ -347,3 +347,16 @@ def test_generate_key_without_the_crypto_extra_says_what_to_install(
     monkeypatch.setitem(sys.modules, "cryptography.fernet", None)
     with pytest.raises(redmodel.CodecError, match=r"pip install 'redmodel\[crypto\]'"):
         redmodel.FernetTransform.generate_key()
+
+
+def test_reindex_after_a_new_index_key_claims_the_new_unique_entries(
+        store: redmodel.Store, Person: type) -> None:
+    saved = people(Person)
+    store.save_many(saved)
+    redmodel.configure_index_keys(keys=[IDX_B, IDX_A])
+    assert store.reindex(Person) == 3
+    assert store.verify(Person) == []
+    redmodel.configure_index_keys(keys=[IDX_B])
+    assert store.get_by(Person, email=EMAIL[0]) == saved[0]
+    with pytest.raises(redmodel.UniqueViolationError):
+        store.save(Person("dan", "SE", None, EMAIL[0], id="p3"))
