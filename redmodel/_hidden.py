@@ -1,26 +1,35 @@
-"""Encrypted values stay out of reprs and error messages.
+"""Encrypted values stay out of reprs and error messages, and encryption is never skipped.
 
 A field is *encrypted* when its codec chain encrypts (``fernet``): its own chain, the
 model's default for encoded fields, or the whole object's chain in the blob layout. Such a
 value shows as ``<encrypted>`` in the repr (and so the str) of a model instance, and in a
 :class:`UniqueViolationError`. The hiding is installed once, at declaration.
+
+A field's own chain applies only where the field is stored on its own: inside a value
+encoded whole (a list or an optional of a nested class, every field of a blob) it is not
+used, so an encrypting chain declared there would leave the plaintext in Redis. Such a
+declaration is refused.
 """
 
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from redmodel._errors import UniqueViolationError
+from redmodel._errors import ModelDefinitionError, UniqueViolationError
 from redmodel._keys import unescape
 
 if TYPE_CHECKING:
     from redmodel._schema import FieldSpec, ModelSpec
 
-__all__ = ["HIDDEN", "encrypted_fields", "hide_encrypted", "unique_violation"]
+__all__ = [
+    "HIDDEN", "check_encryption_applies", "encrypted_fields", "hide_encrypted",
+    "unique_violation",
+]
 
 
 class _Hidden:
@@ -134,3 +143,60 @@ def unique_violation(spec: ModelSpec, name: str, text: str, key: str) -> UniqueV
         for n, p in zip(fields, text.split("\x1e"), strict=True)
     )
     return UniqueViolationError(spec.name, fields, parts[0] if len(parts) == 1 else parts, key)
+
+
+def _declared(a: attrs.Attribute[Any]) -> str | None:
+    """The name of the encrypting chain an attribute declares, if it declares one."""
+    from redmodel.codecs import codec as resolve_codec  # noqa: PLC0415
+
+    chain = getattr(a.metadata.get("redmodel"), "codec", None)
+    if chain is None:
+        return None
+    found = resolve_codec(chain)
+    return found.name if found.encrypts else None
+
+
+def _inside(tp: Any, where: str, outer: str, seen: set[type]) -> None:
+    """Refuse an encrypting chain declared anywhere inside ``tp``, a type encoded whole
+    by the chain ``outer``, which does not encrypt."""
+    if isinstance(tp, type) and attrs.has(tp):
+        if tp in seen:
+            return
+        seen.add(tp)
+        for a in attrs.fields(tp):
+            chain = _declared(a)
+            if chain is not None:
+                raise ModelDefinitionError(
+                    f"{tp.__name__}.{a.name} declares codec {chain!r}, which would be "
+                    f"ignored: {where} stores it inside a value encoded whole by {outer!r}, "
+                    "which does not encrypt, so it would reach Redis in plaintext. Give "
+                    f"{where} an encrypting chain (such as 'json|fernet') instead"
+                )
+            _inside(a.type, where, outer, seen)
+        return
+    for arg in typing.get_args(tp):
+        _inside(arg, where, outer, seen)
+
+
+def check_encryption_applies(name: str, layout: str, model_codec: Any,
+                             fields: Sequence[FieldSpec]) -> None:
+    """Refuse a declaration whose encryption would be skipped (see the module doc)."""
+    if layout == "blob":
+        outer = model_codec.name if model_codec is not None else "json"
+        if model_codec is not None and model_codec.encrypts:
+            return
+        for f in fields:
+            if f.codec is not None and f.codec.encrypts:
+                raise ModelDefinitionError(
+                    f"{name}.{f.name} declares codec {f.codec.name!r}, which the blob layout "
+                    f"ignores: the whole object is encoded by {outer!r}, which does not "
+                    "encrypt, so it would reach Redis in plaintext. Give the model an "
+                    "encrypting chain (codec='json|fernet')"
+                )
+            _inside(f.type, f"{name}.{f.name}", outer, set())
+        return
+    for f in fields:
+        if f.kind == "encoded" and f.codec is not None and not f.codec.encrypts:
+            _inside(f.type, f"{name}.{f.name}", f.codec.name, set())
+        elif f.children:
+            check_encryption_applies(f"{name}.{f.name}", layout, None, f.children)

@@ -137,6 +137,37 @@ def test_a_blind_index_on_a_plaintext_or_bool_field_is_refused() -> None:
             id: str = redmodel.key_field()
 
 
+@attrs.define
+class Secretive:
+    number: str = redmodel.field(codec="json|fernet")
+
+
+def test_an_encrypting_chain_that_would_be_ignored_is_refused() -> None:
+    with pytest.raises(redmodel.ModelDefinitionError, match=r"Secretive\.number declares "
+                       r"codec 'json\|fernet', which would be ignored: Holder\.cards"):
+        @redmodel.model
+        @attrs.define
+        class Holder:
+            cards: list[Secretive]  # encoded whole by json: the inner chain never runs
+            id: str = redmodel.key_field()
+    with pytest.raises(redmodel.ModelDefinitionError, match="the blob layout ignores"):
+        @redmodel.model(layout="blob", codec="msgpack")
+        @attrs.define
+        class Blob:
+            pin: str = redmodel.field(codec="json|fernet")
+            id: str = redmodel.key_field()
+
+    @redmodel.model
+    @attrs.define
+    class Fine:  # flattened, or inside a chain that encrypts: the secret is encrypted
+        card: Secretive
+        cards: list[Secretive] = redmodel.field(codec="json|fernet", factory=list)
+        id: str = redmodel.key_field()
+
+    assert repr(Fine(Secretive("x"), [Secretive("y")], id="f")) == (
+        "Fine(card=Secretive(number=<encrypted>), cards=<encrypted>, id='f')")
+
+
 # ---- tokens ------------------------------------------------------------------------------
 
 
