@@ -20,6 +20,7 @@ from pathlib import Path
 from benchmarks import (
     bench_codecs,
     bench_deploy,
+    bench_encrypted,
     bench_mapper,
     bench_memory,
     bench_parsers,
@@ -60,6 +61,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "deploy": deploy,
     "queries": bench_queries.section,
     "profile": bench_profile.run,
+    "encrypted": bench_encrypted.run,
 }
 
 

@@ -17,6 +17,7 @@ Declare a model on an attrs class, save and load it through a :class:`Store`::
 """
 
 from redmodel._aio import AsyncStore
+from redmodel._blind import configure_index_keys, generate_index_key
 from redmodel._containers import (
     Consumer,
     Queue,
@@ -129,6 +130,8 @@ __all__ = [
     "codec_from_config",
     "codec_from_env",
     "configure_fernet",
+    "configure_index_keys",
+    "generate_index_key",
     "CodecError",
     "ConflictError",
     "CrossSlotError",

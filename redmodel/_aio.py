@@ -15,6 +15,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException
 
 from redmodel import _atomic, _ops, _query, _tx
+from redmodel._blind_ops import Progress, rotate_index_key
 from redmodel._connect import ShellConfig, cross_slot, env_settings, url_options
 from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Plan, as_eval, gather, iterate_async, run_async
@@ -188,6 +189,14 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.rotate_keys`."""
         plan = _ops.rotate_keys(model, count, self._targets())
         return sum([n async for n in iterate_async(plan, self._execute)])
+
+    async def rotate_index_key(self, model: type, *, count: int = 500,
+                               progress: bool | None = None) -> int:
+        """See :meth:`Store.rotate_index_key`."""
+        shown = Progress(model, progress)
+        async for page in iterate_async(rotate_index_key(model, count), self._execute):
+            shown.step(page)
+        return shown.finish()
 
     def transaction(self, fn: Any = None, *, policy: RetryPolicy | None = None) -> Any:
         """``@astore.transaction`` on an ``async def``: the same as

@@ -24,11 +24,12 @@ import decimal
 import enum
 import typing
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import attrs
 
+from redmodel._blind import BlindIndex, check_declaration, unique_texts
 from redmodel._errors import ModelDefinitionError
 from redmodel._keys import escape
 from redmodel._plan import script
@@ -64,6 +65,12 @@ class IndexedField:
     score: Callable[[Any], float] | None
     check: Callable[[Any], str | None]  # validates a query value
     numeric: bool  # int or float: the server can recompute entries after HINCRBY
+    blind: BlindIndex | None = None  # an encrypted field: text is a keyed hash (_blind.py)
+
+    def lookup_texts(self, value: Any) -> list[str]:
+        """Every entry text a lookup of ``value`` tries: its text, or for a blind index its
+        token under each configured index key, newest first."""
+        return [self.text(value)] if self.blind is None else self.blind.tokens(value)
 
 
 @attrs.frozen
@@ -100,9 +107,17 @@ class IndexSpec:
             parts = [values.get(n) for n in u.fields]
             if any(p is None for p in parts):
                 continue  # like SQL: a None never collides
-            text = JOIN.join(self.fields_text(n, p) for n, p in zip(u.fields, parts, strict=True))
-            out.append(f"u{SEP}{u.name}{SEP}{text}")
+            out.extend(f"u{SEP}{u.name}{SEP}{text}" for text in self.unique_texts(u, parts))
         return out
+
+    def unique_texts(self, u: UniqueSpec, parts: Sequence[Any]) -> list[str]:
+        """The entry texts of one unique constraint's values: one, or with a blind field
+        one per index key, so a write under any configured key meets a value claimed
+        under another (a rotation in progress)."""
+        fields = [self.fields[n] for n in u.fields]
+        if any(f.blind is not None for f in fields):
+            return unique_texts([f.blind for f in fields], [f.text for f in fields], parts)
+        return [JOIN.join(f.text(p) for f, p in zip(fields, parts, strict=True))]
 
     def fields_text(self, name: str, value: Any) -> str:
         return self.fields[name].text(value)
@@ -124,19 +139,21 @@ def _text(tp: Any, delimiter: str) -> Callable[[Any], str]:
 
 
 def _field_index(
-    model: str, f: attrs.Attribute[Any], option: Any, unique: bool, delimiter: str
+    model: str, f: attrs.Attribute[Any], option: Any, unique: bool, delimiter: str,
+    cls: type | None = None, encrypted: bool = False,
 ) -> IndexedField:
     where = f"{model}.{f.name}"
     inner, _ = optional_inner(f.type)
     many = typing.get_origin(inner) in (list, tuple, set, frozenset)
     tp = typing.get_args(inner)[0] if many else inner
     is_enum = isinstance(tp, type) and issubclass(tp, enum.Enum)
+    if option not in (True, "eq", "range", "blind", False, None):
+        raise ModelDefinitionError(f"{where}: index must be True, 'eq', 'range' or 'blind'")
+    check_declaration(where, option, unique, encrypted, tp)
     if scalar(tp) is None:
         raise ModelDefinitionError(f"{where}: only scalar fields (or lists of them) can be "
                                    f"indexed, not {f.type!r}")
     kind = "range" if option == "range" else "eq"
-    if option not in (True, "eq", "range", False, None):
-        raise ModelDefinitionError(f"{where}: index must be True, 'eq' or 'range'")
     if kind == "range":
         if many or tp not in RANGE_TYPES or tp is bool:
             raise ModelDefinitionError(
@@ -147,6 +164,7 @@ def _field_index(
         raise ModelDefinitionError(f"{where}: a list field cannot be unique")
     found = scalar(tp)
     assert found is not None
+    blind = BlindIndex(cls or object, f.name, tp, delimiter) if option == "blind" else None
     return IndexedField(
         name=f.name,
         stored=(getattr(f.metadata.get("redmodel"), "name", None) or f.name).encode(),
@@ -154,18 +172,20 @@ def _field_index(
         eq=kind == "eq" or unique,
         range=kind == "range",
         many=many,
-        text=_text(tp, delimiter),
+        text=_text(tp, delimiter) if blind is None else blind.text,
         score=_score(tp) if kind == "range" else None,
         check=found[2],
-        numeric=tp in (int, float),
+        numeric=tp in (int, float) and blind is None,
+        blind=blind,
     )
 
 
 def compile_indexes(
     cls: type, model: str, unique: Sequence[Sequence[str]], delimiter: str,
-    key_name: str, layout: str,
+    key_name: str, layout: str, encrypted: Collection[str] = (),
 ) -> IndexSpec | None:
-    """The IndexSpec of a model, or None when it declares no index."""
+    """The IndexSpec of a model, or None when it declares no index. ``encrypted`` names
+    the fields whose codec chain encrypts: they take only blind indexes."""
     fields: dict[str, IndexedField] = {}
     uniques: list[UniqueSpec] = []
     for f in attrs.fields(cls):
@@ -176,7 +196,8 @@ def compile_indexes(
             continue
         if f.name == key_name:
             raise ModelDefinitionError(f"{model}.{f.name}: the key field needs no index")
-        fields[f.name] = _field_index(model, f, option or "eq", is_unique, delimiter)
+        fields[f.name] = _field_index(model, f, option or "eq", is_unique, delimiter, cls,
+                                      f.name in encrypted)
         if is_unique:
             uniques.append(UniqueSpec(f.name, (f.name,)))
     names = {f.name for f in attrs.fields(cls)}
@@ -189,7 +210,8 @@ def compile_indexes(
             if g not in fields:
                 attr = next(a for a in attrs.fields(cls) if a.name == g)
                 fields[g] = attrs.evolve(
-                    _field_index(model, attr, "eq", True, delimiter), eq=False)
+                    _field_index(model, attr, "eq", True, delimiter, cls, g in encrypted),
+                    eq=False)
             if fields[g].many:
                 raise ModelDefinitionError(f"{model}.{g}: a list field cannot be unique")
         uniques.append(UniqueSpec(",".join(group), group))

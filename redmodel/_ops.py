@@ -20,6 +20,7 @@ from redmodel._errors import (
 )
 from redmodel._flat import FlatLayout
 from redmodel._hash import HashLayout, remember
+from redmodel._hidden import unique_violation
 from redmodel._index import CLAIM, CLAIM_GRACE_MS, CONFIRM, RELEASE
 from redmodel._keys import glob_escape, unescape
 from redmodel._plan import Batch, Command, Emit, IterPlan, Plan
@@ -92,9 +93,7 @@ def _unique_error(spec: ModelSpec, key: str, reply: Any) -> UniqueViolationError
         return None
     name = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
     raw = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
-    parts = tuple(unescape(p) for p in raw.split("\x1e"))
-    fields = tuple(name.split(","))
-    return UniqueViolationError(spec.name, fields, parts[0] if len(parts) == 1 else parts, key)
+    return unique_violation(spec, name, raw, key)
 
 
 def _check_write(spec: ModelSpec, key: str, reply: Any) -> None:
@@ -151,9 +150,7 @@ def claim(spec: ModelSpec, key: str, values: Mapping[str, Any]) -> Plan[list[tup
     if taken:
         yield from release(made, eid)
         (_, t, name), _ = taken[0]
-        parts = tuple(unescape(p) for p in t.split("\x1e"))
-        raise UniqueViolationError(spec.name, tuple(name.split(",")),
-                                   parts[0] if len(parts) == 1 else parts, key)
+        raise unique_violation(spec, name, t, key)
     return made
 
 

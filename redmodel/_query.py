@@ -183,7 +183,10 @@ class _Compiler:
     def eq(self, f: IndexedField, value: Any) -> list[str]:
         _check(f, value)
         if f.eq:
-            return ["EQ", f.name, f.text(value)]
+            texts = f.lookup_texts(value)  # a blind index: one per index key
+            if len(texts) == 1:
+                return ["EQ", f.name, texts[0]]
+            return ["OR", str(len(texts)), *[t for x in texts for t in ("EQ", f.name, x)]]
         text = _score_text(f, value, True, True)
         return ["RANGE", f.name, text, text]
 
@@ -509,19 +512,22 @@ def get_by_plan(model: type[M], values: dict[str, Any]) -> Plan[M | None]:
         raise QueryError(f"{spec.name} has no unique constraint on {sorted(wanted)}")
     for name in match.fields:
         _check(indexes.fields[name], values[name])
-    text = "\x1e".join(indexes.fields[n].text(values[n]) for n in match.fields)
+    # one text, or with a blind field one per index key (any of them may hold the value)
+    texts = indexes.unique_texts(match, [values[n] for n in match.fields])
     layout_ = layout_of(spec)
     if spec.claims:  # the claim names the owner; its object lives in its own bucket
-        replies = yield Batch([("HGET", spec.claim_key(match.name, text), text)])
-        if replies[0] is None:
+        replies = yield Batch([("HGET", spec.claim_key(match.name, t), t) for t in texts])
+        owner = next((r for r in replies if r is not None), None)
+        if owner is None:
             return None
-        eid = _text(replies[0]).split("\x1f")[0]
+        eid = _text(owner).split("\x1f")[0]
         key = spec.object_prefix(spec.tag_of(unescape(eid))) + eid
         replies = yield Batch([layout_.read(key)], keys=(key,))
         return layout_.decode(key, unescape(eid), replies[0])  # type: ignore[no-any-return]
-    tags = spec.tags()
+    tags = [t for _ in texts for t in spec.tags()]
     cmds = [GET_BY.call([spec.index_root(t) + "uq" + spec.delimiter + match.name],
-                        [text, spec.object_prefix(t)]) for t in tags]
+                        [text, spec.object_prefix(t)])
+            for text in texts for t in spec.tags()]
     replies = yield Batch(cmds)
     layout = layout_of(spec)
     for tag, reply in zip(tags, replies, strict=True):
@@ -558,6 +564,10 @@ def reindex_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[list[int]]:
     indexes = spec.indexes
     if indexes is None or not keys:
         return [0]
+    if spec.claims:  # unique values must be claimed in their own buckets, not just written
+        from redmodel._blind_ops import rebuild  # noqa: PLC0415
+
+        return [(yield from rebuild(spec, keys))]
     objs = yield from get_by_keys(spec, keys)
     layout = layout_of(spec)
     cmds = []

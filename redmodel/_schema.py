@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 import attrs
 
 from redmodel._errors import ModelDefinitionError, ValidationError
+from redmodel._hidden import check_encryption_applies, hide_encrypted
 from redmodel._index import IndexSpec, bucket_of, compile_indexes
 from redmodel._keys import escape, new_id, snake_case, unescape
 from redmodel._types import (
@@ -304,6 +305,7 @@ def model(
         spec = _compile(c, prefix, key, layout, ttl, codec, delimiter, hash_tag, unique,
                         buckets, track_changes)
         setattr(c, "__redmodel__", spec)  # noqa: B010 - attrs slots classes allow class attrs
+        hide_encrypted(spec)
         return c
 
     return wrap(cls) if cls is not None else wrap
@@ -358,7 +360,9 @@ def _compile(
         raise ModelDefinitionError(f"{name}: key field {key_name!r} must be a plain scalar")
     fields = tuple(s for s in specs if s is not key_spec)
     _check_unique_names(name, fields)
-    indexes = compile_indexes(cls, name, unique, delimiter, key_name, layout)
+    check_encryption_applies(name, layout, chain, fields)
+    encrypted = {s.name for s in fields if s.codec is not None and s.codec.encrypts}
+    indexes = compile_indexes(cls, name, unique, delimiter, key_name, layout, encrypted)
     if buckets is not None and (isinstance(buckets, bool) or not isinstance(buckets, int)
                                 or not 1 <= buckets <= 16384):
         raise ModelDefinitionError(f"{name}: buckets must be an int from 1 to 16384")

@@ -14,6 +14,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redmodel import _atomic, _ops, _query, _tx
+from redmodel._blind_ops import Progress, rotate_index_key
 from redmodel._connect import ShellConfig, cross_slot, env_settings, url_options
 from redmodel._ops import DEFAULT
 from redmodel._plan import (
@@ -336,6 +337,23 @@ class Store(ShellConfig):
         by someone else is left alone (it is already under the newest key)."""
         plan = _ops.rotate_keys(model, count, self._targets())
         return sum(iterate_sync(plan, self._execute))
+
+    def rotate_index_key(self, model: type, *, count: int = 500,
+                         progress: bool | None = None) -> int:
+        """Move the model's blind-index entries to the newest index key (see
+        ``configure_index_keys``); returns how many objects were rebuilt. Lookups try
+        every configured key meanwhile, so queries keep working; run it again after
+        dropping an old key to drop that key's entries too.
+
+        Per bucket: HSCAN of the index records (COUNT ``count``); for the objects with an
+        entry under another key, one pipelined read (HGETALL), one index write script
+        each (entries only, the object is not rewritten), and one read to catch objects
+        changed meanwhile. Safe to stop and run again. ``progress`` prints a counter on
+        stderr (default: when stderr is a terminal)."""
+        shown = Progress(model, progress)
+        for page in iterate_sync(rotate_index_key(model, count), self._execute):
+            shown.step(page)
+        return shown.finish()
 
     # ---- queries and indexes (docs/queries.md) ------------------------------------------
 

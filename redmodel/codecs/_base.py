@@ -57,9 +57,15 @@ class Serializer(abc.ABC):
 
 
 class Transform(abc.ABC):
-    """Maps bytes to bytes and back: compression, encryption."""
+    """Maps bytes to bytes and back: compression, encryption.
+
+    An encrypting transform sets ``encrypts = True`` (a transform with keys to rotate counts
+    as one too): values of a chain holding one are kept out of reprs, error messages and
+    plain indexes (docs/codecs.md, "Blind indexes").
+    """
 
     name: str = ""
+    encrypts: bool = False
 
     @abc.abstractmethod
     def encode(self, data: bytes) -> bytes:
@@ -134,6 +140,12 @@ class Codec:
     def holds_keys(self) -> bool:
         """True when a transform of the chain has keys to rotate (``fernet``)."""
         return any(_overrides_rotate(t) for t in self.transforms)
+
+    @property
+    def encrypts(self) -> bool:
+        """True when a transform of the chain encrypts (``fernet``, or any transform that
+        sets ``encrypts`` or holds keys to rotate)."""
+        return any(t.encrypts or _overrides_rotate(t) for t in self.transforms)
 
     def wrote(self, data: bytes) -> bool:
         """True when ``data`` starts with this chain's header."""
