@@ -110,26 +110,47 @@ def _render(obj: Any, shows: list[tuple[str, Show]]) -> str:
 
 
 def hide_encrypted(spec: ModelSpec) -> None:
-    """Give the model a repr that shows its encrypted fields as ``<encrypted>``.
+    """Give the model a repr that shows its encrypted fields as ``<encrypted>``, and the
+    same to every nested attrs class that declares an encrypted field itself (its objects
+    get logged on their own: ``log.info("%s", member.card)``).
 
     Only a repr that attrs generated is replaced: with ``repr=False`` on the class nothing
     shows values anyway, and a ``__repr__`` written by hand is the author's to keep clean.
-    attrs' ``str=True`` calls the repr, so it is covered too."""
+    attrs' ``str=True`` calls the repr, so it is covered too. A ``__rich_repr__`` is
+    installed beside it: pretty printers that render attrs classes field by field (rich)
+    ask it first."""
     if not encrypted_fields(spec):
         return
-    cls = spec.cls
+    hide_all = spec.layout == "blob" and spec.codec is not None and spec.codec.encrypts
+    _install(spec.cls, _shows(spec.cls, {f.name: f for f in spec.fields}, hide_all))
+    _hide_nested(spec.fields)
+
+
+def _hide_nested(fields: Sequence[FieldSpec]) -> None:
+    for f in fields:
+        if f.cls is not None and any(_encrypted(c) for c in f.children):
+            _install(f.cls, _shows(f.cls, {c.name: c for c in f.children}, False))
+        _hide_nested(f.children)
+
+
+def _install(cls: type, shows: list[tuple[str, Show]]) -> None:
     current = cls.__dict__.get("__repr__")
     code = getattr(current, "__code__", None)
     if code is None or not code.co_filename.startswith("<attrs generated"):
         return
-    hide_all = spec.layout == "blob" and spec.codec is not None and spec.codec.encrypts
-    shows = _shows(cls, {f.name: f for f in spec.fields}, hide_all)
 
     def __repr__(self: Any) -> str:  # noqa: N807 - installed as the class's repr
         return _render(self, shows)
 
+    def __rich_repr__(self: Any) -> Any:  # noqa: N807 - rich's protocol
+        for attr, show in shows:
+            value = getattr(self, attr)
+            yield attr, HIDDEN if show is _hide and value is not None else value
+
     __repr__.__qualname__ = f"{cls.__qualname__}.__repr__"
+    __rich_repr__.__qualname__ = f"{cls.__qualname__}.__rich_repr__"
     setattr(cls, "__repr__", __repr__)  # noqa: B010 - replacing a method on the class
+    setattr(cls, "__rich_repr__", __rich_repr__)  # noqa: B010
 
 
 def unique_violation(spec: ModelSpec, name: str, text: str, key: str) -> UniqueViolationError:

@@ -99,12 +99,23 @@ def _check_type(*allowed: type, exclude: tuple[type, ...] = ()) -> Checker:
     return check
 
 
+def _check_str(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"expected str, got {type(value).__name__}"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # the reason names no character of the value
+            return "text with a lone surrogate is not valid Unicode and cannot be stored"
+    return None
+
+
 def _float_bytes(v: Any) -> bytes:
     return repr(float(v)).encode()
 
 
 _SCALARS: dict[type, tuple[Encoder, Decoder, Checker]] = {
-    str: (lambda v: v.encode("utf-8"), _dec_str, _check_type(str)),
+    str: (lambda v: v.encode("utf-8"), _dec_str, _check_str),
     int: (lambda v: str(int(v)).encode(), _dec_int, _check_type(int, exclude=(bool,))),
     float: (_float_bytes, _dec_float, _check_type(float, int, exclude=(bool,))),
     bool: (lambda v: b"1" if v else b"0", _dec_bool, _check_type(bool)),

@@ -187,13 +187,16 @@ class Codec:
         name = self.name
 
         def encode(value: Any) -> bytes:
+            failed = ""
             try:
                 data = dumps(unstructure(value))
-            except (TypeError, ValueError, OverflowError) as e:
+            except (TypeError, ValueError, OverflowError) as e:  # UnicodeError too
+                failed = type(e).__name__  # raised below: the error holds the value
+            if failed:
                 raise ValidationError(
                     f"codec {name!r} cannot encode a value of type {type(value).__name__}: "
-                    f"{type(e).__name__}"
-                ) from None
+                    f"{failed}"
+                )
             for t in transforms:
                 data = t.encode(data)
             return header + data
@@ -216,15 +219,17 @@ class Codec:
                     data = t.decode(data)
             except DecodeError as e:
                 raise e.with_context(codec=name) from None
+            failed = ""
             try:
                 return structure(loads(data), tp)
             except DecodeError:
                 raise
             except Exception as e:  # any parse/structure failure means corrupt data
-                raise DecodeError(
-                    f"stored value does not decode as {_type_name(tp)}: {type(e).__name__}",
-                    codec=name,
-                ) from None
+                # Raised below, outside this block: the parser's error may quote the
+                # decrypted value, and it would ride along as __context__.
+                failed = type(e).__name__
+            raise DecodeError(f"stored value does not decode as {_type_name(tp)}: {failed}",
+                              codec=name)
 
         return decode
 

@@ -8,6 +8,7 @@ variable, the file's path), never its content.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -36,13 +37,13 @@ def as_key_tuple(keys: Key | Iterable[Key], what: str, source: str) -> tuple[byt
     """``keys`` as a tuple of bytes; CodecError (naming only the source) for other types."""
     if isinstance(keys, (str, bytes)):
         keys = [keys]
-    try:
+    out: tuple[object, ...] | None = None
+    # refused below, outside this block: a UnicodeError would hold the key
+    with contextlib.suppress(TypeError, UnicodeError):
         out = tuple(k.encode("utf-8") if isinstance(k, str) else k for k in keys)
-    except (TypeError, UnicodeError):
-        raise CodecError(f"{what}: {source} must give keys as str or bytes") from None
-    if not all(isinstance(k, bytes) for k in out):
+    if out is None or not all(isinstance(k, bytes) for k in out):
         raise CodecError(f"{what}: {source} must give keys as str or bytes")
-    return out
+    return out  # type: ignore[return-value]  # every item is bytes, checked above
 
 
 class KeySource:
@@ -132,10 +133,11 @@ class KeySource:
             if cached is not None and cached[0] == stamp:
                 return cached[1]
             text = path.read_text("utf-8")
-        except (OSError, UnicodeError) as e:
-            raise CodecError(
-                f"{self.what}: {self.source} cannot be read ({type(e).__name__})"
-            ) from None
+            failed = ""
+        except (OSError, UnicodeError) as e:  # a UnicodeError holds the file's bytes
+            failed = type(e).__name__
+        if failed:
+            raise CodecError(f"{self.what}: {self.source} cannot be read ({failed})")
         keys = as_key_tuple(_split(text), self.what, self.source)
         if not keys:
             raise CodecError(
