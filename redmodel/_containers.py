@@ -29,11 +29,14 @@ import typing
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
+import cattrs
 import redis
 import redis.asyncio as aredis
+from cattrs.fns import identity
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -205,22 +208,78 @@ def _native(tp: Any) -> Members | None:
     return Members(tp, "native", encode, decode, check)
 
 
+def _order_key(item: Any) -> tuple[str, str]:
+    """A total order on primitives that no hash seed changes: type name, then repr (of a
+    canonical tree, so a dict's repr is its sorted items)."""
+    return (type(item).__name__, repr(item))
+
+
 def _canonical(tree: Any) -> Any:
-    """The primitive tree with every dict's keys sorted, so equal values dump equally."""
+    """The primitive tree with every dict's keys sorted, every set as a sorted list and
+    -0.0 as 0.0, so equal values dump to equal bytes in every process."""
     if isinstance(tree, dict):
         items = [(k, _canonical(v)) for k, v in tree.items()]
         try:
             items.sort(key=lambda kv: kv[0])
         except TypeError:
-            items.sort(key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
+            items.sort(key=lambda kv: _order_key(kv[0]))
         return dict(items)
     if isinstance(tree, list):
         return [_canonical(v) for v in tree]
+    if isinstance(tree, tuple):
+        return tuple(_canonical(v) for v in tree)
+    if isinstance(tree, (set, frozenset)):  # passed through by the converter (an Any field)
+        return sorted((_canonical(v) for v in tree), key=_order_key)
+    if isinstance(tree, float):
+        return tree + 0.0
     return tree
 
 
+def _is_set_type(tp: Any) -> bool:
+    origin = typing.get_origin(tp) or tp
+    return isinstance(origin, type) and issubclass(origin, AbstractSet)
+
+
+def _sorted_set_hook(converter: cattrs.Converter) -> Callable[[Any], Callable[[Any], Any]]:
+    def factory(tp: Any) -> Callable[[Any], Any]:
+        args = typing.get_args(tp)
+        element = converter.get_unstructure_hook(args[0]) if args else converter.unstructure
+
+        def unstructure(value: Any) -> list[Any]:
+            return sorted((_canonical(element(v)) for v in value), key=_order_key)
+
+        return unstructure
+
+    return factory
+
+
+_canonical_converters: weakref.WeakKeyDictionary[Any, cattrs.Converter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def canonical_converter(serializer: Any) -> cattrs.Converter:
+    """A copy of ``serializer``'s converter that unstructures equal values equally in every
+    process: sets and frozensets (whose iteration order follows the hash seed) as lists
+    sorted by :func:`_order_key`, floats as floats (``1`` in a float position as ``1.0``)
+    and Decimals without trailing zeros, where the serializer keeps those as floats and
+    strings. Structuring is unchanged: a sorted list structures back into a set."""
+    found = _canonical_converters.get(serializer)
+    if found is None:
+        base: cattrs.Converter = serializer.converter
+        found = base.copy()
+        found.register_unstructure_hook_factory(_is_set_type, _sorted_set_hook(found))
+        if base.get_unstructure_hook(float) is identity:
+            found.register_unstructure_hook(float, lambda v: float(v) + 0.0)
+        if base.get_unstructure_hook(decimal.Decimal) is str:
+            found.register_unstructure_hook(
+                decimal.Decimal, lambda v: _decimal_text(v).decode("ascii"))
+        _canonical_converters[serializer] = found
+    return found
+
+
 def _chain_encoder(chain: Codec, tp: Any) -> Callable[[Any], bytes]:
-    unstructure = chain.serializer.converter.get_unstructure_hook(tp)
+    unstructure = canonical_converter(chain.serializer).get_unstructure_hook(tp)
     dumps = chain.serializer.dumps
     header = chain._header  # the header the chain's own encoder writes
     transforms = chain.transforms
