@@ -34,14 +34,17 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
 import cattrs
-import redis
-import redis.asyncio as aredis
 from cattrs.fns import identity
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.crc import key_slot
 
+from redmodel._blocking import (
+    block_arg,
+    blocking_call,
+    blocking_call_async,
+    is_async_client,
+)
 from redmodel._errors import (
+    CrossSlotError,
     DecodeError,
     ModelDefinitionError,
     TransactionError,
@@ -472,42 +475,6 @@ def _pairs(reply: Any) -> list[tuple[Any, float]]:
 
 # ---- blocking pops ----------------------------------------------------------------------
 
-BLOCK_MARGIN = 5.0
-"""Seconds a blocking pop's socket timeout exceeds its block, for a slow reply."""
-
-_blocking_clients: weakref.WeakKeyDictionary[Any, dict[float | None, Any]] = (
-    weakref.WeakKeyDictionary()
-)
-_blocking_lock = threading.Lock()
-
-
-def blocking_client(client: Any, timeout: float | None) -> Any:
-    """A client on the same server as ``client`` for a block of up to ``timeout`` seconds
-    (None: forever): socket timeout ``ceil(timeout) + BLOCK_MARGIN`` (None when forever)
-    and no retry, so redis-py neither cuts the block short nor sends it twice. Cached per
-    client and socket timeout."""
-    socket_timeout = None if timeout is None else math.ceil(timeout) + BLOCK_MARGIN
-    with _blocking_lock:
-        per_client = _blocking_clients.setdefault(client, {})
-        found = per_client.get(socket_timeout)
-        if found is None:
-            pool = getattr(client, "connection_pool", None)
-            if pool is None:  # not a redis.Redis: trust the caller's own settings
-                return client
-            kwargs = dict(pool.connection_kwargs)
-            for private in ("orig_socket_timeout", "maint_notifications_pool_handler"):
-                kwargs.pop(private, None)
-            if _is_async(client):
-                kwargs.update(socket_timeout=socket_timeout, retry=AsyncRetry(NoBackoff(), 0))
-                found = aredis.Redis(connection_pool=aredis.ConnectionPool(
-                    connection_class=pool.connection_class, **kwargs))
-            else:
-                kwargs.update(socket_timeout=socket_timeout, retry=Retry(NoBackoff(), 0))
-                found = redis.Redis(connection_pool=redis.ConnectionPool(
-                    connection_class=pool.connection_class, **kwargs))
-            per_client[socket_timeout] = found
-        return found
-
 
 def _then(result: Any, finish: Callable[[Any], Any]) -> Any:
     """``finish(result)``, or an awaitable of it when ``result`` is one (an AsyncStore)."""
@@ -520,27 +487,13 @@ def _then(result: Any, finish: Callable[[Any], Any]) -> Any:
     return finish(result)
 
 
-def _is_async(client: Any) -> bool:
-    return isinstance(client, aredis.Redis)
-
-
-def _block_arg(timeout: float | None) -> float | int:
-    if timeout is None:
-        return 0
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValidationError(
-            f"a blocking pop's timeout must be a positive number of seconds (None waits "
-            f"forever; use pop() not to wait), got {timeout!r}")
-    return timeout
-
-
 def _pop_blocking_plan(queues: Sequence[Queue[T]], timeout: float | None, right: bool
                        ) -> Plan[tuple[Queue[T], T] | None]:
     if current_transaction() is not None:
         raise TransactionError(
             "a blocking pop cannot run inside a transaction (inside MULTI it would not "
             "wait); pop before or after it")
-    block = _block_arg(timeout)
+    block = block_arg(timeout)
     by_key = {q.key: q for q in queues}
     cmd: Command = ("BRPOP" if right else "BLPOP", *by_key, block)
     replies = yield Batch([cmd], write=True, keys=tuple(by_key))
@@ -559,28 +512,37 @@ def pop_blocking(*queues: Queue[T], timeout: float | None, right: bool = False
     ``(queue, value)`` from the first non-empty one, or None after ``timeout`` seconds
     (fractions allowed; None waits forever).
 
-    Queues must share a store and a member encoding. Runs on a dedicated connection (see
-    :func:`blocking_client`); raises :class:`TransactionError` inside a transaction.
+    Queues must share a store and a member encoding (and, in a cluster, a hash slot). Runs
+    on a dedicated connection that never resends it (see :mod:`redmodel._blocking`); raises
+    :class:`TransactionError` inside a transaction.
+
+    At most once: the value is removed when the server sends it, so a value whose reply is
+    lost (a dropped connection) is lost too. :meth:`Queue.consume` is at least once.
     """
     if not queues:
         raise ValidationError("pop_blocking needs at least one queue")
-    _block_arg(timeout)
+    block_arg(timeout)
     first = queues[0]
     for q in queues[1:]:
         first._same_kind(q, "pop_blocking")
         if q.store.client is not first.store.client:
             raise ValidationError("pop_blocking's queues must share one store", key=q.key)
-    client = blocking_client(first.store.client, timeout)
+    client = first.store.client
+    if first.store.cluster and len({key_slot(q.key.encode()) for q in queues}) > 1:
+        raise CrossSlotError(
+            f"pop_blocking's queues are in different cluster hash slots: "
+            f"{[q.key for q in queues][:5]}; one BLPOP can wait on one slot only")
     plan = _pop_blocking_plan(queues, timeout, right)
-    if _is_async(client):  # an AsyncStore: the caller awaits this
+    if is_async_client(client):  # an AsyncStore: the caller awaits this
 
         async def execute_async(batch: Batch) -> list[Any]:
-            return [await client.execute_command(*c) for c in batch.commands]
+            return [await blocking_call_async(client, c, timeout, batch.keys)
+                    for c in batch.commands]
 
         return run_async(plan, execute_async)  # type: ignore[return-value]
 
     def execute(batch: Batch) -> list[Any]:
-        return [client.execute_command(*c) for c in batch.commands]
+        return [blocking_call(client, c, timeout, batch.keys) for c in batch.commands]
 
     return run_sync(plan, execute)
 
@@ -722,9 +684,9 @@ class Consumer(Generic[T]):
     ) -> None:
         if max_items is not None and max_items < 0:
             raise ValidationError(f"max_items must not be negative, got {max_items!r}")
-        _block_arg(poll)
+        block_arg(poll)
         if idle_timeout is not None:
-            _block_arg(idle_timeout)
+            block_arg(idle_timeout)
         self.queue = queue
         self.sentinel = sentinel
         self.max_items = max_items
