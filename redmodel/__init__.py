@@ -18,6 +18,7 @@ Declare a model on an attrs class, save and load it through a :class:`Store`::
 
 from redmodel._aio import AsyncStore
 from redmodel._containers import (
+    AsyncConsumer,
     Consumer,
     Queue,
     Set,
@@ -85,6 +86,7 @@ __all__ = [
     "AsyncStore",
     "AsyncTransaction",
     "AsyncTransactionFunction",
+    "AsyncConsumer",
     "Consumer",
     "Page",
     "Q",

@@ -22,13 +22,12 @@ import inspect
 import ipaddress
 import math
 import signal
-import threading
 import time
 import types
 import typing
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -42,6 +41,15 @@ from redmodel._blocking import (
     blocking_call,
     blocking_call_async,
     is_async_client,
+)
+from redmodel._consume import (
+    DEFAULT_VISIBILITY_TIMEOUT,
+    AsyncConsumer,
+    Consumer,
+    ConsumerKeys,
+    in_flight_plan,
+    make_consumer,
+    recover_plan,
 )
 from redmodel._errors import (
     CrossSlotError,
@@ -62,6 +70,7 @@ if typing.TYPE_CHECKING:
     from redmodel._tx import Transaction
 
 __all__ = [
+    "AsyncConsumer",
     "Consumer",
     "Queue",
     "Set",
@@ -559,7 +568,7 @@ class Queue(Container[T]):
     1
     """
 
-    _WRITES = Container._WRITES | {"push", "push_left", "pop", "pop_right", "trim"}
+    _WRITES = Container._WRITES | {"push", "push_left", "pop", "pop_right", "trim", "recover"}
     _BLOCKING = frozenset({"pop_blocking", "consume"})
 
     def push_plan(self, *values: T) -> Plan[int]:
@@ -644,110 +653,43 @@ class Queue(Container[T]):
         idle_timeout: float | None = None,
         poll: float = 1.0,
         signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
+        name: str | None = None,
+        visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
+        reliable: bool = True,
     ) -> Consumer[T]:
-        """A :class:`Consumer`: iterate it to BLPOP values one by one until a signal, the
-        ``sentinel`` value, ``max_items`` values, or ``idle_timeout`` seconds without a
-        value; see :class:`Consumer`."""
-        return Consumer(self, sentinel=sentinel, max_items=max_items,
-                        idle_timeout=idle_timeout, poll=poll, signals=signals)
+        """A :class:`Consumer` (an :class:`AsyncConsumer` on an AsyncStore): iterate it to
+        get values one by one, at least once. Each is moved into this consumer's in-flight
+        list (LMOVE, or BLMOVE while the queue is empty) and acknowledged when the next is
+        asked for; a consumer that dies has its items returned to the queue by another
+        after ``visibility_timeout`` seconds without a heartbeat, or takes them back when
+        it restarts under the same ``name``. ``reliable=False``: the at-most-once BLPOP
+        loop. Stops on a signal, the ``sentinel`` value, ``max_items`` values or
+        ``idle_timeout`` seconds without a value; see :class:`Consumer`."""
+        if current_transaction() is not None:
+            raise TransactionError("a consumer cannot run inside a transaction (it blocks, "
+                                   "and inside MULTI a blocking pop does not wait)")
+        return make_consumer(self, sentinel=sentinel, max_items=max_items,
+                             idle_timeout=idle_timeout, poll=poll, signals=signals, name=name,
+                             visibility_timeout=visibility_timeout, reliable=reliable)
 
+    def recover_plan(self) -> Plan[int]:
+        return recover_plan(ConsumerKeys.of(self.key))
 
-class Consumer(Generic[T]):
-    """A worker loop over a :class:`Queue`::
+    def recover(self) -> int:
+        """Return the in-flight items of every consumer whose heartbeat is older than its
+        visibility timeout to the head of the queue, and unregister those consumers: one
+        ``consume_recover`` script (two when it finds stale consumers). How many items
+        came back. Consumers do this themselves at each take; call it when none runs."""
+        return self._run(self.recover_plan())  # type: ignore[no-any-return]
 
-        for ip in ips.consume(idle_timeout=2):   # BLPOP ips 1, again and again
-            handle(ip)
+    def in_flight_plan(self) -> Plan[dict[str, list[T]]]:
+        found = yield from in_flight_plan(ConsumerKeys.of(self.key))
+        return {name: [self._decode(r) for r in raw] for name, (_, raw) in found.items()}
 
-    Iteration stops, without losing a popped value, when
-
-    - SIGINT or SIGTERM arrives (handlers are installed while iterating, in the main thread
-      only, and restored after): the current item is finished first, the loop ends at
-      the next pop (within ``poll`` seconds when it is waiting);
-    - a value equal to ``sentinel`` is popped (it is not yielded; None: no sentinel);
-    - ``max_items`` values were yielded;
-    - no value came for ``idle_timeout`` seconds;
-    - :meth:`stop` is called (from the loop body or another thread).
-
-    ``stopped_by`` then says which (``"signal"``, ``"sentinel"``, ``"max_items"``,
-    ``"idle"``, ``"stop"``) and ``count`` how many values were yielded.
-    """
-
-    def __init__(
-        self,
-        queue: Queue[T],
-        *,
-        sentinel: Any = None,
-        max_items: int | None = None,
-        idle_timeout: float | None = None,
-        poll: float = 1.0,
-        signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
-    ) -> None:
-        if max_items is not None and max_items < 0:
-            raise ValidationError(f"max_items must not be negative, got {max_items!r}")
-        block_arg(poll)
-        if idle_timeout is not None:
-            block_arg(idle_timeout)
-        self.queue = queue
-        self.sentinel = sentinel
-        self.max_items = max_items
-        self.idle_timeout = idle_timeout
-        self.poll = poll
-        self.signals = tuple(signals)
-        self.count = 0
-        self.stopped_by: str | None = None
-        self._stop: str | None = None
-
-    def __repr__(self) -> str:
-        return f"<Consumer of {self.queue!r}: {self.count} items, stopped_by={self.stopped_by}>"
-
-    def stop(self, reason: str = "stop") -> None:
-        """Stop after the current item (thread-safe: it only sets a flag)."""
-        self._stop = self._stop or reason
-
-    def _on_signal(self, signum: int, _frame: types.FrameType | None) -> None:
-        self.stop("signal")
-
-    def _install(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        for sig in self.signals:
-            previous[sig] = signal.signal(sig, self._on_signal)
-        return previous
-
-    def __iter__(self) -> Iterator[T]:
-        previous = self._install()
-        try:
-            yield from self._loop()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _loop(self) -> Iterator[T]:
-        last = time.monotonic()
-        while True:
-            if self._stop is not None:
-                self.stopped_by = self._stop
-                return
-            if self.max_items is not None and self.count >= self.max_items:
-                self.stopped_by = "max_items"
-                return
-            wait = self.poll
-            if self.idle_timeout is not None:
-                left = self.idle_timeout - (time.monotonic() - last)
-                if left <= 0:
-                    self.stopped_by = "idle"
-                    return
-                wait = max(0.01, min(wait, left))
-            value = self.queue.pop_blocking(wait)
-            if value is None:
-                continue
-            last = time.monotonic()
-            if self.sentinel is not None and value == self.sentinel:
-                self.stopped_by = "sentinel"
-                return
-            self.count += 1
-            yield value
+    def in_flight(self) -> dict[str, list[T]]:
+        """Every registered consumer's unacknowledged items, by consumer name (ZRANGE of
+        the consumers, then LRANGE of each in-flight list)."""
+        return self._run(self.in_flight_plan())  # type: ignore[no-any-return]
 
 
 # ---- Set --------------------------------------------------------------------------------
