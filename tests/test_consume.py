@@ -542,3 +542,51 @@ def test_async_lost_blmove_reply_loses_nothing(proxy: FaultProxy, redis_client: 
     asyncio.run(main())
     assert [e.kind for e in proxy.events] == ["lose_reply"]
     assert redis_client.keys("*") == []
+
+
+# ---- blocking pops on every shell; errors when the server dies ----------------------------
+
+
+def test_blocking_pops_on_every_shell(any_store: Any) -> None:
+    q = Queue(any_store, ("jobs", "eu"), str)
+    pusher = Queue(redmodel.Store(any_store.client), ("jobs", "eu"), str)
+    threading.Timer(0.2, pusher.push, ("late",)).start()
+    assert q.pop_blocking(3) == "late"
+    assert q.pop_blocking(0.1) is None
+
+
+def test_blocking_pop_across_slots_is_refused_on_a_cluster(redis_cluster_client: Any) -> None:
+    store = redmodel.Store(redis_cluster_client)
+    a, b = Queue(store, "a", str), Queue(store, "b", str)
+    assert key_slot(b"a") != key_slot(b"b")
+    with pytest.raises(redmodel.CrossSlotError, match="hash slots"):
+        redmodel.pop_blocking(a, b, timeout=0.1)
+
+
+def test_async_pop_blocking_on_a_cluster(redis_cluster: RedisClusterServer,
+                                         redis_cluster_client: Any) -> None:
+    async def main() -> Any:
+        host, port = redis_cluster.addresses[0]
+        store = redmodel.AsyncStore(AsyncRedisCluster(host=host, port=port))
+        q = Queue(store, "jobs", str)
+        asyncio.get_running_loop().call_later(0.2, redis_cluster_client.rpush, "jobs", "x")
+        found = await q.pop_blocking(3)  # type: ignore[misc]
+        await store.aclose()
+        return found
+
+    assert asyncio.run(main()) == "x"
+
+
+def test_a_dead_server_ends_the_consumer_with_a_redis_error() -> None:
+    with RedisServer() as server:
+        store = redmodel.Store.from_url(server.url)
+        q = Queue(store, "jobs", int)
+        q.push(1)
+        consumer = q.consume(name="w", visibility_timeout=0.6, poll=0.2)
+        started = time.monotonic()
+        with pytest.raises(redis.RedisError) as info:
+            for _ in consumer:
+                server.kill()  # mid-item; the next take finds no server
+        assert isinstance(info.value, (redis.ConnectionError, redis.TimeoutError))
+        assert time.monotonic() - started < 10, "it gives up after its visibility timeout"
+        store.close()
