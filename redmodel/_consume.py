@@ -364,7 +364,6 @@ class _ConsumerBase(Generic[T]):
     # ---- the state machine ------------------------------------------------------------
 
     def _begin(self) -> None:
-        self._stop = None
         self.stopped_by = None
         self._current = None
 
