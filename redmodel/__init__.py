@@ -19,6 +19,7 @@ Declare a model on an attrs class, save and load it through a :class:`Store`::
 from redmodel._aio import AsyncStore
 from redmodel._blind import configure_index_keys, generate_index_key
 from redmodel._containers import (
+    AsyncConsumer,
     Consumer,
     Queue,
     Set,
@@ -86,6 +87,7 @@ __all__ = [
     "AsyncStore",
     "AsyncTransaction",
     "AsyncTransactionFunction",
+    "AsyncConsumer",
     "Consumer",
     "Page",
     "Q",
