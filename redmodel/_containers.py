@@ -58,6 +58,7 @@ from redmodel._errors import (
     TransactionError,
     ValidationError,
 )
+from redmodel._hidden import check_members_encrypted
 from redmodel._keys import escape
 from redmodel._plan import Batch, Command, Plan, run_async, run_sync
 from redmodel._tx import current_transaction
@@ -320,6 +321,7 @@ def members_of(tp: Any, codec: str | Codec | None, where: str) -> Members:
             return native
         codec = "json"
     chain = resolve_codec(codec)
+    check_members_encrypted(tp, chain, where)
     if tp in _IP or _is_ip_union(tp):
         check: Checker = _is_type_check(*_IP)
     else:

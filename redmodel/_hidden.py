@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from redmodel._schema import FieldSpec, ModelSpec
 
 __all__ = [
-    "HIDDEN", "check_encryption_applies", "encrypted_fields", "hide_encrypted",
+    "HIDDEN", "check_encryption_applies", "check_members_encrypted", "encrypted_fields",
+    "hide_encrypted",
     "unique_violation",
 ]
 
@@ -184,6 +185,15 @@ def _inside(tp: Any, where: str, outer: str, seen: set[type]) -> None:
         if tp in seen:
             return
         seen.add(tp)
+        spec = tp.__dict__.get("__redmodel__")
+        own = getattr(spec, "codec", None) if getattr(spec, "layout", None) == "blob" else None
+        if own is not None and own.encrypts:
+            raise ModelDefinitionError(
+                f"{tp.__name__} is stored through {own.name!r}, which would be ignored: "
+                f"{where} stores it inside a value encoded whole by {outer!r}, which does not "
+                "encrypt, so it would reach Redis in plaintext. Give "
+                f"{where} an encrypting chain (such as 'json|fernet') instead"
+            )
         for a in attrs.fields(tp):
             chain = _declared(a)
             if chain is not None:
@@ -197,6 +207,13 @@ def _inside(tp: Any, where: str, outer: str, seen: set[type]) -> None:
         return
     for arg in typing.get_args(tp):
         _inside(arg, where, outer, seen)
+
+
+def check_members_encrypted(tp: Any, chain: Any, where: str) -> None:
+    """Refuse container members (values encoded whole by ``chain``) that declare an
+    encrypting chain ``chain`` would ignore."""
+    if not chain.encrypts:
+        _inside(tp, where, chain.name, set())
 
 
 def check_encryption_applies(name: str, layout: str, model_codec: Any,

@@ -16,6 +16,7 @@ import redis
 import redmodel
 from redmodel import _blind
 from redmodel.codecs import _fernet
+from tests.plaintext import dump, leaked
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +59,41 @@ class Vault:
 CARD_NUMBER = "4111-1111-1111-1111-attack14"
 PIN = "PIN-attack14-9876"
 VAULT = "VAULT-SECRET-attack14"
+
+
+# --- containers refuse members whose encryption their chain would skip ----------------------
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda s: (redmodel.Queue(s, "q", Card), Card(CARD_NUMBER, "Ann")),
+                 id="queue-card"),
+    pytest.param(lambda s: (redmodel.Set(s, "s", FrozenCard), FrozenCard(CARD_NUMBER)),
+                 id="set-card"),
+    pytest.param(lambda s: (redmodel.SortedSet(s, "z", FrozenCard), FrozenCard(CARD_NUMBER)),
+                 id="sortedset-card"),
+    pytest.param(lambda s: (redmodel.Queue(s, "qm", Member),
+                            Member("ann", Card(CARD_NUMBER), PIN, id="m1")), id="queue-model"),
+    pytest.param(lambda s: (redmodel.Queue(s, "qv", Vault), Vault(VAULT, id="v1")),
+                 id="queue-blob-model"),
+])
+def test_a_container_never_stores_a_declared_encrypted_field_in_plaintext(
+        store: redmodel.Store, redis_client: redis.Redis, make: Any) -> None:
+    """docs/codecs.md, "Never skipped": a `codec="json|fernet"` declared on `Card.number`
+    inside a value encoded whole would be ignored and the number stored in plaintext, so
+    that declaration is refused. A container's members are values encoded whole (`json`
+    by default), yet `Queue(store, key, Card)` (and Set, SortedSet, a model with encrypted
+    fields, a blob model whose chain encrypts) is accepted and stores the card number,
+    the pin and the blob's secret in plaintext."""
+    try:
+        container, value = make(store)
+        if isinstance(container, redmodel.Queue):
+            container.push(value)
+        elif isinstance(container, redmodel.Set):
+            container.add(value)
+        else:
+            container.add(value, 1)
+    except (redmodel.ModelDefinitionError, redmodel.ValidationError):
+        return                                   # refused: nothing can leak
+    assert leaked([CARD_NUMBER, PIN, VAULT], dump(redis_client)) == []
 
 
 # --- 3. A query value that cannot be encoded escapes as a raw error carrying it --------------
@@ -202,3 +238,18 @@ def test_a_key_with_a_lone_surrogate_is_refused_without_it() -> None:
     with pytest.raises(redmodel.CodecError) as info:
         redmodel.configure_index_keys(keys=["KEY-attack14-\ud800-rest"])
     assert "KEY-attack14" not in _chain(info.value)
+
+
+def test_a_container_with_an_encrypting_chain_keeps_such_members_encrypted(
+        store: redmodel.Store, redis_client: redis.Redis) -> None:
+    """The refusal's advice works: with an encrypting chain the members round-trip and
+    no plaintext reaches Redis."""
+    queue = redmodel.Queue(store, "qe", Card, codec="json|fernet")
+    queue.push(Card(CARD_NUMBER, "Ann"))
+    assert leaked([CARD_NUMBER], dump(redis_client)) == []
+    assert queue.pop() == Card(CARD_NUMBER, "Ann")
+
+
+def test_a_refused_container_names_the_field_and_the_way_out(store: redmodel.Store) -> None:
+    with pytest.raises(redmodel.ModelDefinitionError, match=r"Card\.number.*json\|fernet"):
+        redmodel.Queue(store, "q", Card)
