@@ -19,12 +19,14 @@ from pathlib import Path
 
 from benchmarks import (
     bench_codecs,
+    bench_contest,
     bench_deploy,
     bench_mapper,
     bench_memory,
     bench_parsers,
     bench_profile,
     bench_queries,
+    bench_rss,
     bench_scaling,
     bench_transactions,
 )
@@ -51,6 +53,7 @@ def deploy(ctx: Context) -> Section:
 
 
 SECTIONS: dict[str, Callable[[Context], Section]] = {
+    "contest": bench_contest.run,
     "parsers": bench_parsers.run,
     "mapper": bench_mapper.run,
     "codecs": bench_codecs.run,
@@ -60,6 +63,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "deploy": deploy,
     "queries": bench_queries.section,
     "profile": bench_profile.run,
+    "rss": bench_rss.run,
 }
 
 
