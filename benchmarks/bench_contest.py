@@ -18,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import json
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -369,8 +371,13 @@ def measure(url: str, p: Params) -> Results:
         plain.load()
         indexed = Indexed(url, p, res)
         for rep in range(p.reps):
+            t0 = time.perf_counter()
             plain.rep(rep)
+            t1 = time.perf_counter()
             indexed.rep(rep)
+            print(f"contest: repetition {rep + 1}/{p.reps}: plain rows {t1 - t0:.0f} s, "
+                  f"indexed rows {time.perf_counter() - t1:.0f} s", file=sys.stderr,
+                  flush=True)
     finally:
         if plain is not None:
             plain.close()
@@ -504,42 +511,44 @@ def method(p: Params) -> str:
 def plot(ctx: Context, data: list[dict[str, Any]], names: list[str]) -> Any:
     """Two panels of grouped bars, one group per row, one bar per contestant: throughput
     ratios (higher is better) above, memory and query-time ratios (lower is better)
-    below, log scale, redmodel's goal as a red tick."""
+    below, log scale, redmodel's goal as a red tick, "n/a" where a contestant has none."""
     plt = pyplot()
+    from matplotlib.patches import Patch  # noqa: PLC0415
+
     panels = [[d for d in data if d["higher_is_better"]],
               [d for d in data if not d["higher_is_better"]]]
-    fig, axes = plt.subplots(2, 1, figsize=(15, 10),
-                             gridspec_kw={"height_ratios": [len(panels[0]), len(panels[1])]})
+    fig, axes = plt.subplots(2, 1, figsize=(15, 10), gridspec_kw={"height_ratios": [3, 2]})
     width = 0.8 / len(names)
-    colors = plt.get_cmap("tab10").colors
+    colors = [plt.get_cmap("tab10")(j % 10) for j in range(len(names))]
+    rm = names.index("redmodel") if "redmodel" in names else None
     for ax, rows, title in zip(axes, panels, (
             "throughput / hand-written (higher is better)",
-            "memory or time / hand-written (lower is better)"), strict=True):
+            "bytes or time / hand-written (lower is better)"), strict=True):
         for j, name in enumerate(names):
             xs, ys = [], []
             for i, d in enumerate(rows):
                 x = i + (j - (len(names) - 1) / 2) * width
                 r = d["ratios"].get(name)
                 if r is None:
-                    ax.text(x, 1.0, "n/a", rotation=90, ha="center", va="bottom", fontsize=6,
-                            color=colors[j % 10])
-                    continue
-                xs.append(x)
-                ys.append(r)
-            ax.bar(xs, ys, width, label=name, color=colors[j % 10])
-        rm = names.index("redmodel") if "redmodel" in names else None
+                    ax.text(x, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=6,
+                            color=colors[j], transform=ax.get_xaxis_transform())
+                else:
+                    xs.append(x)
+                    ys.append(r)
+            if xs:
+                ax.bar(xs, ys, width, color=colors[j])
         for i, d in enumerate(rows):
             if d["goal"] is not None and rm is not None:
                 x = i + (rm - (len(names) - 1) / 2) * width
                 ax.hlines(d["goal"], x - width, x + width, colors="red", lw=2)
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_yscale("log")
-        ax.set_xticks(range(len(rows)), [d["label"] for d in rows], rotation=20, ha="right",
-                      fontsize=8)
+        ax.set_xticks(range(len(rows)), [d["label"].replace("`", "") for d in rows],
+                      rotation=20, ha="right", fontsize=8)
         ax.set_ylabel(title, fontsize=9)
     axes[0].set_title("Every contestant against hand-written redis-py + hiredis "
                       "(red tick: redmodel's goal)")
-    axes[0].legend(fontsize=8, ncol=len(names))
+    axes[0].legend([Patch(color=c) for c in colors], names, fontsize=8, ncol=len(names))
     fig.tight_layout()
     path = ctx.out / "contest.png"
     fig.savefig(path, dpi=100)
@@ -555,5 +564,8 @@ def run(ctx: Context) -> Section:
                       "pydantic-redis, redis-om")
     section.blocks += [text, notes, versions(), method(p)]
     section.plots.append(plot(ctx, data, res.names))
+    raw = {"params": attrs.asdict(p), **attrs.asdict(res), "rows": data}
+    (ctx.out / "contest.json").write_text(json.dumps(raw, indent=1, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
     section.data = {"rows": data, "names": res.names}
     return section
