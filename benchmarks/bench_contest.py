@@ -107,7 +107,7 @@ def params(quick: bool) -> Params:
         return Params(n=400, reps=2, chunk=200, calls=40, block=20,
                       query_calls={"q3": 2, "q5": 10, "q6": 2})
     return Params(n=20_000, reps=5, chunk=1000, calls=1000, block=50,
-                  query_calls={"q3": 3, "q5": 200, "q6": 5})
+                  query_calls={"q3": 10, "q5": 200, "q6": 10})
 
 
 # ---- timing ----------------------------------------------------------------------------
@@ -170,6 +170,17 @@ class Results:
     def median(self, row: str, name: str) -> float | None:
         v = self.values.get(row, {}).get(name)
         return statistics.median(v) if v else None
+
+    def ratio(self, row: str, name: str, base: str) -> float | None:
+        """The median over repetitions of ``name``'s value / ``base``'s in the same
+        repetition: each repetition compares contestants that took turns under the same
+        load, so the pairs are what to compare (throughput ratio for calls and bulk rows,
+        higher is better; time or bytes ratio for the others, lower is better)."""
+        mine = self.values.get(row, {}).get(name)
+        theirs = self.values.get(row, {}).get(base)
+        if not mine or not theirs:
+            return None
+        return statistics.median(a / b for a, b in zip(mine, theirs, strict=True))
 
 
 def _same_hat(got: Any, want: Any) -> bool:
@@ -398,12 +409,6 @@ def _amount(row: Row, v: float) -> str:
     return f"{v:,.0f}/s"
 
 
-def ratio(row: Row, v: float, base: float) -> float:
-    """The contestant against hand-written: throughput ratio (higher is better) for
-    calls and bulk rows, time or bytes ratio (lower is better) for the others."""
-    return v / base
-
-
 def goal_text(row: Row) -> str:
     if row.goal is None:
         return "—"
@@ -454,7 +459,8 @@ def contest_table(res: Results, p: Params) -> tuple[str, str, list[dict[str, Any
                 reason = why or f"no hand-written value ({base_name} missing)"
                 cells.append("n/a " + notes.mark(reason, name))
                 continue
-            r = ratio(row, v, base)
+            r = res.ratio(row.key, name, base_name)
+            assert r is not None
             ratios[name] = r
             cell = _amount(row, v) if name == base_name else f"{r:.2f}x ({_amount(row, v)})"
             how = res.how.get(row.key, {}).get(name)
@@ -486,12 +492,14 @@ def versions() -> str:
 
 def method(p: Params) -> str:
     return (
-        f"N = {p.n:,} hats per contestant, {p.reps} repetitions, median. Each repetition "
+        f"N = {p.n:,} hats per contestant, {p.reps} repetitions. Each repetition "
         "runs every row; within a row the contestants take turns (single-call rows: "
         f"{p.block} calls each, {p.calls:,} per contestant per repetition; bulk rows: one "
-        f"call of {p.chunk:,} objects each), the order rotating every turn. Throughput "
-        "rows (ops/s, objects/s) give contestant / hand-written, **higher is better**; "
-        "memory and query rows give contestant / hand-written, **lower is better**. "
+        f"call of {p.chunk:,} objects each), the order rotating every turn. A cell gives "
+        "the median over the repetitions of the contestant / hand-written ratio within "
+        "each repetition, then the median absolute value in brackets. Throughput rows "
+        "(ops/s, objects/s): **higher is better**; memory and query rows: **lower is "
+        "better**. "
         "Every mapper uses its own model and idiom, on redis-py 8 (RESP3, hiredis), on "
         "the same server; objects are built before timing (walrus and rom build theirs "
         "inside `create(**fields)` / `Model(**fields).save()`, their way to save a new "
