@@ -507,8 +507,11 @@ class RomPlain:
     every entity it sees: it is rolled back after each call, as a request would."""
 
     name = "rom"
-    na: ClassVar[Notes] = {"incr": NO_INCR + " (`transfer` moves a value between two entities and "
-                               "records it in a third)", **NO_FLATS}
+    na: ClassVar[Notes] = {
+        "incr": NO_INCR + " (`transfer` moves a value between two entities and records it "
+                          "in a third)",
+        **NO_FLATS,
+    }
     how: ClassVar[Notes] = {
         "save": "`Model(...).save()`: always a new entity (no upsert by a key of ours)",
         "save_many": "`session.save(list)`: a loop of single saves",

@@ -38,8 +38,6 @@ from benchmarks._models import HatHash, hat
 BUY_ID = "to-buy"
 PLAIN_DBS = {"hand-written redis-py": 1, "redmodel": 2, "walrus": 3, "rom": 4,
              "pydantic-redis": 3, "redis-om": 4}
-DISTRIBUTIONS = {"hand-written redis-py": "redis", "redmodel": None, "walrus": "walrus",
-                 "rom": "rom", "pydantic-redis": "pydantic-redis", "redis-om": "redis-om"}
 NO_INDEX = {
     "pydantic-redis": "no secondary indexes: it keeps only a ZSET of every key; a filter "
                       "reads every record",
