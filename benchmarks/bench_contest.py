@@ -102,7 +102,7 @@ class Params:
 
 def params(quick: bool) -> Params:
     if quick:
-        return Params(n=400, reps=2, chunk=200, calls=40, block=20,
+        return Params(n=300, reps=2, chunk=150, calls=30, block=15,
                       query_calls={"q3": 2, "q5": 10, "q6": 2})
     return Params(n=20_000, reps=5, chunk=1000, calls=1000, block=50,
                   query_calls={"q3": 10, "q5": 200, "q6": 10})
