@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from redmodel._plan import Batch, Plan
 from redmodel._store import Store
 from redmodel.cli._models import load_models
 from redmodel.codecs import configure_fernet
@@ -43,6 +44,7 @@ __all__ = [
     "Env",
     "common_options",
     "pass_env",
+    "reads",
 ]
 
 # Exit codes (docs/cli.md): CI tells "the data has problems" from "the check could not run".
@@ -222,6 +224,19 @@ def common_options(fn: F) -> F:
     own = getattr(fn, "__click_params__", [])
     wrapper.__click_params__ = own + wrapper.__click_params__  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def reads(store: Store, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Replies to read-only commands sent in one round trip, through ``Store.run`` (the
+    store's own transport: packed on one server, routed by key on a cluster)."""
+    if not commands:
+        return []
+
+    def plan() -> Plan[list[Any]]:
+        return (yield Batch(list(commands), keys=[c[1] for c in commands
+                                                  if len(c) > 1 and isinstance(c[1], str)]))
+
+    return store.run(plan())
 
 
 def model_label(cls: type) -> str:

@@ -15,7 +15,15 @@ from rich.console import Console
 
 from redmodel._errors import RedmodelError
 from redmodel._store import Store
-from redmodel.cli._common import OK, PROBLEMS, USAGE, CliError, Env, common_options
+from redmodel.cli._common import (
+    OK,
+    PROBLEMS,
+    USAGE,
+    CliError,
+    Env,
+    common_options,
+    reads,
+)
 from redmodel.cli._lines import ModelLines
 
 __all__ = ["command"]
@@ -51,15 +59,10 @@ def _batches(keys: Iterator[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
-def _pttls(store: Store, keys: Sequence[str], reads: Sequence[tuple[Any, ...]] = ()
+def _pttls(store: Store, keys: Sequence[str], first: Sequence[tuple[Any, ...]] = ()
            ) -> list[Any]:
-    """The replies of ``reads`` (if any), then PTTL of every key, in one pipeline."""
-    with store.client.pipeline(transaction=False) as pipe:
-        for cmd in reads:
-            pipe.execute_command(*cmd)
-        for key in keys:
-            pipe.execute_command("PTTL", key)
-        return list(pipe.execute())
+    """The replies of ``first`` (if any), then PTTL of every key, in one round trip."""
+    return reads(store, [*first, *(("PTTL", k) for k in keys)])
 
 
 def _ttl(reply: Any) -> int | bool | None:

@@ -14,7 +14,7 @@ from redmodel._errors import RedmodelError
 from redmodel._schema import FieldSpec, ModelSpec, spec_of
 from redmodel._store import Store
 from redmodel._types import BadValueError
-from redmodel.cli._common import OK, PROBLEMS, Env, common_options, model_label
+from redmodel.cli._common import OK, PROBLEMS, Env, common_options, model_label, reads
 from redmodel.cli._describe import describe
 
 __all__ = ["command"]
@@ -77,12 +77,8 @@ def _count_and_sample(env: Env, store: Store, cls: type, size: int, rng: random.
 
 
 def _pipelined(store: Store, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """Read-only commands in one pipeline (a cluster pipeline routes each by its key);
-    an error reply comes back as the exception, in its place."""
-    with store.client.pipeline(transaction=False) as pipe:
-        for cmd in commands:
-            pipe.execute_command(*cmd)
-        return list(pipe.execute(raise_on_error=False))
+    """Read-only commands in one round trip."""
+    return reads(store, commands)
 
 
 def _memory(store: Store, spec: ModelSpec, keys: list[str], count: int) -> dict[str, Any]:

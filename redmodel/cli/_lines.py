@@ -73,8 +73,19 @@ def dumps(line: Mapping[str, Any]) -> str:
 
 
 def _canon(value: Any) -> Any:
-    """A value as JSON would carry it (tuples as lists, dict keys as text)."""
-    return json.loads(json.dumps(value))
+    """An unstructured value as JSON would carry it: tuples and sets as lists, dict keys
+    as text (what json.loads of the line gave)."""
+    if isinstance(value, dict):
+        return {_key_text(k): _canon(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_canon(v) for v in value]
+    return value
+
+
+def _key_text(key: Any) -> Any:
+    if isinstance(key, str):
+        return key
+    return json.dumps(key) if isinstance(key, (bool, type(None))) else str(key)
 
 
 def _first_difference(given: Any, back: Any, path: str) -> str | None:
@@ -104,17 +115,20 @@ def _first_difference(given: Any, back: Any, path: str) -> str | None:
     return None if type(given) is type(back) and given == back else path
 
 
-def _strict(value: Any, tp: Any, where: str) -> Any:
-    """``value`` structured as ``tp``, refused when that would change it."""
+def _strict(value: Any, tp: Any, where: str, validate: bool = True) -> Any:
+    """``value`` (parsed JSON) structured as ``tp``, refused when that would change it;
+    ``validate=False`` only structures (a line checked already)."""
     try:
         typed = _CONVERTER.structure(value, tp)
     except Exception as e:  # cattrs raises many kinds; the line is bad either way
         raise BadLineError(_structure_message(e, where)) from None
+    if not validate:
+        return typed
     try:
         back = _canon(_CONVERTER.unstructure(typed, tp))
     except (TypeError, ValueError):
         raise BadLineError(f"{where}: does not fit {_type_name(tp)}") from None
-    diff = _first_difference(_canon(value), back, where)
+    diff = _first_difference(value, back, where)
     if diff is not None:
         raise BadLineError(f"{diff}: the value does not fit its declared type (it would be "
                       "converted, not kept)")
@@ -232,10 +246,12 @@ class ModelLines:
 
     # ---- import -----------------------------------------------------------------------
 
-    def parse(self, line: Mapping[str, Any], ignored: dict[str, int]
+    def parse(self, line: Mapping[str, Any], ignored: dict[str, int], validate: bool = True
               ) -> TypedItem | SealedItem:
-        """A validated item from a parsed line of this model; BadLineError says what is wrong.
-        Fields the model does not declare are counted in ``ignored`` and left out."""
+        """A validated item from a parsed line of this model; BadLineError says what is
+        wrong. Fields the model does not declare are counted in ``ignored`` and left out.
+        ``validate=False`` skips the checks a store write repeats or a first pass made
+        (strict types, Model.check)."""
         spec = self.spec
         id_text = line.get("id")
         if not isinstance(id_text, str) or not id_text:
@@ -263,10 +279,10 @@ class ModelLines:
         data = {k: v for k, v in data.items() if k in self.names}
         stored = {path: self._ciphertext(path, text) for path, text in enc.items()}
         if stored and self.decrypt:
-            return self._typed(self._decrypted(data, stored), id_value, pttl)
+            return self._typed(self._decrypted(data, stored), id_value, pttl, validate)
         if not stored:
-            return self._typed(data, id_value, pttl)
-        return self._sealed(data, stored, id_value, key, pttl)
+            return self._typed(data, id_value, pttl, validate)
+        return self._sealed(data, stored, id_value, key, pttl, validate)
 
     def _ciphertext(self, path: Any, text: Any) -> bytes:
         if path not in self.encrypted:
@@ -294,10 +310,10 @@ class ModelLines:
                 obj = self.spec.codec.decoder(self.cls)(stored["$"])  # type: ignore[union-attr]
             except DecodeError as e:
                 raise BadLineError(f"enc '$': {e.reason}") from None
-            whole: dict[str, Any] = _CONVERTER.unstructure(obj, self.cls)
+            whole: dict[str, Any] = _canon(_CONVERTER.unstructure(obj, self.cls))
             whole.pop(self.spec.key.name, None)  # the id is the line's (its key's)
             return whole
-        out = json.loads(json.dumps(data))
+        out = _canon(data)  # a copy to fill in
         for path, raw in stored.items():
             f = self.spec.path(path)[-1]
             assert f.decode is not None
@@ -309,21 +325,23 @@ class ModelLines:
             *parents, leaf = path.split(".")
             for part in parents:
                 node = node.setdefault(part, {})
-            node[leaf] = _CONVERTER.unstructure(value, f.type)
+            node[leaf] = _canon(_CONVERTER.unstructure(value, f.type))
         return dict(out)
 
-    def _typed(self, data: dict[str, Any], id_value: Any, pttl: int | None) -> TypedItem:
+    def _typed(self, data: dict[str, Any], id_value: Any, pttl: int | None, validate: bool
+               ) -> TypedItem:
         spec = self.spec
         full = {**data, spec.key.name: _CONVERTER.unstructure(id_value, spec.key.type)}
-        obj = _strict(full, self.cls, "$")
-        try:
-            spec.check(obj)
-        except ValidationError as e:
-            raise BadLineError(str(e)) from None
+        obj = _strict(full, self.cls, "$", validate)
+        if validate:
+            try:
+                spec.check(obj)
+            except ValidationError as e:
+                raise BadLineError(str(e)) from None
         return TypedItem(self.cls, obj, pttl)
 
     def _sealed(self, data: dict[str, Any], stored: dict[str, bytes], id_value: Any,
-                key: str, pttl: int | None) -> SealedItem:
+                key: str, pttl: int | None, validate: bool) -> SealedItem:
         spec = self.spec
         if spec.layout == "blob":
             return SealedItem(self.cls, key, id_value, pttl, value=stored["$"])
@@ -335,7 +353,7 @@ class ModelLines:
                           "with --decrypt (keys needed)")
         pairs: list[bytes] = []
         top: dict[str, Any] = {}
-        self._encode(spec.fields, data, stored, b"", "", pairs, top)
+        self._encode(spec.fields, data, stored, b"", "", pairs, top, validate)
         index_values: dict[str, Any] = {}
         if spec.indexes is not None:
             defaults = attrs.fields_dict(self.cls)
@@ -349,7 +367,7 @@ class ModelLines:
 
     def _encode(self, fields: tuple[FieldSpec, ...], data: Mapping[str, Any],
                 stored: Mapping[str, bytes], prefix: bytes, path: str, pairs: list[bytes],
-                top: dict[str, Any]) -> None:
+                top: dict[str, Any], validate: bool) -> None:
         """The hash fields of an object whose encrypted values stay as stored: each plain
         value checked and encoded as the hash layout stores it."""
         delim = self.spec.delimiter.encode()
@@ -360,7 +378,8 @@ class ModelLines:
                 sub = data.get(f.name)
                 if not isinstance(sub, dict):
                     raise BadLineError(f"$.{where}: expected an object")
-                self._encode(f.children, sub, stored, name + delim, where + ".", pairs, top)
+                self._encode(f.children, sub, stored, name + delim, where + ".", pairs, top,
+                             validate)
                 continue
             if where in stored:
                 pairs += [name, stored[where]]
@@ -371,8 +390,8 @@ class ModelLines:
                 if not (f.optional or f.has_default):
                     raise BadLineError(f"$.{where}: required field missing")
                 continue  # absent: None, or the default, when read
-            value = _strict(data[f.name], f.type, f"$.{where}")
-            if (err := f.check(value)) is not None:
+            value = _strict(data[f.name], f.type, f"$.{where}", validate)
+            if validate and (err := f.check(value)) is not None:
                 raise BadLineError(f"$.{where}: {err}")
             if not path:
                 top[f.name] = value
@@ -407,7 +426,8 @@ class Models:
             raise BadLineError(f"model {label!r} is not loaded, and its class name is ambiguous")
         raise BadLineError(f"model {label!r} is not among the --models given")
 
-    def parse(self, text: str | bytes, ignored: dict[str, int]) -> TypedItem | SealedItem:
+    def parse(self, text: str | bytes, ignored: dict[str, int], validate: bool = True
+              ) -> TypedItem | SealedItem:
         """One line of an export, validated; BadLineError says what is wrong."""
         try:
             line = json.loads(text)
@@ -419,4 +439,4 @@ class Models:
         if version != FORMAT_VERSION:
             raise BadLineError(f"format version {version!r} is not supported (this redmodel "
                           f"reads {FORMAT_VERSION})")
-        return self.find(line.get("model")).parse(line, ignored)
+        return self.find(line.get("model")).parse(line, ignored, validate)
