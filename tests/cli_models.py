@@ -105,3 +105,23 @@ class Every:
     pair: tuple[int, str]
     maybe: int | None = None
     id: str = redmodel.key_field()
+
+
+@redmodel.model(prefix="kuser", buckets=4)
+@attrs.define
+class BucketUser:
+    """Indexed and encrypted on a cluster: objects and index entries in 4 buckets."""
+
+    name: str = redmodel.field(index=True)
+    card: Card = redmodel.field(codec="json|fernet")
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="cleak", layout="blob")
+@attrs.define
+class BlobFieldCodec:
+    """A blob stores the whole object through the model's chain: the field's own codec is
+    not applied (``inspect`` warns)."""
+
+    secret: str = redmodel.field(codec="json|fernet")
+    id: str = redmodel.key_field()

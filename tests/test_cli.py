@@ -24,6 +24,7 @@ import redmodel
 from examples.cardinfo import CardInfo, User
 from examples.hatshop import stock
 from redmodel.codecs import _fernet
+from redmodel.testing import RedisClusterServer
 from tests import cli_models as m
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,8 +155,8 @@ def test_unreachable_server_is_one_line_and_exit_3(command: str, tmp_path: Path)
 
 def test_inspect_reports_count_memory_ttl_and_schema(
         redis_url: str, store: redmodel.Store, data: dict[str, list[Any]]) -> None:
-    done = redmodel_cli("inspect", *model_args("Hat", "User", "Session"), "--json",
-                        "--sample", "1000", url=redis_url)
+    done = redmodel_cli("inspect", *model_args("Hat", "User", "Session", "BlobFieldCodec"),
+                        "--json", "--sample", "1000", url=redis_url)
     assert done.returncode == 0, done.stderr
     reports = {r["name"]: r for r in as_json(done)["models"]}
     hat = reports["Hat"]
@@ -173,6 +174,10 @@ def test_inspect_reports_count_memory_ttl_and_schema(
     assert [f["name"] for f in user["fields"] if f["encrypted"]] == ["card", "address.secret"]
     assert reports["Session"]["ttl"] == 3600
     assert reports["Session"]["ttl_spread"]["none"] == 0
+    assert hat["warnings"] == [] and user["warnings"] == []
+    (warning,) = reports["BlobFieldCodec"]["warnings"]
+    assert "secret" in warning and "NOT encrypted" in warning
+    assert reports["BlobFieldCodec"]["encrypted"] is False
 
 
 def test_inspect_names_what_does_not_decode_without_revealing_secrets(
@@ -339,13 +344,15 @@ def test_import_from_stdin_and_a_flat_model(
     docs = [m.Doc(f"doc {i}", m.Place("Bergen", i), tags=["a", f"t{i}"], id=i)
             for i in range(1, 50)]
     store.save_many(docs)
-    done = redmodel_cli("export", *model_args("Doc"), url=redis_url)
+    done = redmodel_cli("export", *model_args("Doc"), "--progress", url=redis_url)
     assert done.returncode == 0, done.stderr
+    assert "export Doc 49" in done.stderr  # the progress display, forced on
     assert "exported 49 objects" in done.stderr
     store.client.flushall()
-    back = redmodel_cli("import", *model_args("Doc"), url=redis_url,
+    back = redmodel_cli("import", *model_args("Doc"), "--progress", url=redis_url,
                         stdin=done.stdout.encode())
     assert back.returncode == 0, back.stderr
+    assert "check" in back.stderr and "imported 49 objects" in back.stdout
     assert sorted(store.scan(m.Doc), key=lambda d: d.id) == docs
 
 
@@ -443,6 +450,36 @@ def test_import_matches_a_model_that_moved_module_by_class_name(
     assert as_json(done)["ignored_fields"] == {"Session.gone": 1}
     assert store.get(m.Session, "s1") == m.Session("ann", id="s1")
     assert store.ttl(m.Session, "s1") is None  # exported without expiry: kept without
+
+
+# ---- a cluster ------------------------------------------------------------------------------
+
+
+def test_cluster_inspect_export_import_verify(
+        redis_cluster: RedisClusterServer, redis_cluster_client: Any, keys: None,
+        tmp_path: Path) -> None:
+    store = redmodel.Store(redis_cluster_client)
+    users = [m.BucketUser(f"u{i % 5}", m.Card(i, (2030, 1)), id=str(i)) for i in range(40)]
+    sessions = [m.Session(f"s{i}") for i in range(20)]
+    store.save_many(users)
+    store.save_many(sessions)
+    host, port = redis_cluster.addresses[0]
+    url = f"redis://{host}:{port}/0"
+    args = [*model_args("BucketUser", "Session"), "--cluster", "--json"]
+    report = as_json(redmodel_cli("inspect", *args, url=url))
+    assert [(r["name"], r["count"], r["schema"]["failed"]) for r in report["models"]] == [
+        ("BucketUser", 40, 0), ("Session", 20, 0)]
+    path = tmp_path / "cluster.jsonl"
+    done = redmodel_cli("export", *args, "-o", str(path), keys=None, url=url)
+    assert done.returncode == 0, done.stderr
+    redis_cluster_client.flushall(target_nodes=redis_cluster_client.PRIMARIES)
+    done = redmodel_cli("import", *args, "-i", str(path), keys=None, url=url)
+    assert done.returncode == 0, done.stderr
+    assert sorted(store.scan(m.BucketUser), key=lambda u: int(u.id)) == users
+    assert sorted(store.scan(m.Session), key=lambda s: s.id) == sorted(sessions,
+                                                                       key=lambda s: s.id)
+    assert len(store.find(m.BucketUser, name="u1").all()) == 8
+    assert redmodel_cli("verify", *args, url=url).returncode == 0
 
 
 # ---- docs/cli.md ---------------------------------------------------------------------------

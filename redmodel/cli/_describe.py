@@ -11,7 +11,7 @@ from redmodel._schema import FieldSpec, ModelSpec, spec_of
 from redmodel._types import optional_inner
 from redmodel.codecs import Codec, codec
 
-__all__ = ["describe", "encrypted_paths", "holds_keys", "leaves", "type_name"]
+__all__ = ["describe", "encrypted_paths", "holds_keys", "leaves", "type_name", "warnings"]
 
 
 def type_name(tp: Any) -> str:
@@ -46,7 +46,31 @@ def holds_keys(spec: ModelSpec) -> bool:
     """Whether some stored value of the model is encrypted (a chain with keys)."""
     if spec.codec is not None and spec.codec.holds_keys:
         return True
+    if spec.layout == "blob":  # the whole value goes through the model's chain alone
+        return False
     return any(c.holds_keys for c in _field_chains(spec.cls, set()))
+
+
+def warnings(spec: ModelSpec) -> list[str]:
+    """What the declaration promises that the stored data does not keep."""
+    if spec.layout != "blob":
+        return []
+    chain = spec.codec.name if spec.codec is not None else "json"
+    return [f"field {path} declares codec {f.codec.name!r}, but the blob layout stores the "
+            f"whole object through the model's codec {chain!r} alone"
+            + (": it is NOT encrypted" if f.codec.holds_keys and not holds_keys(spec) else "")
+            for path, f in leaves(spec.fields)
+            if f.kind == "encoded" and f.codec is not None and _declared(spec, path)]
+
+
+def _declared(spec: ModelSpec, path: str) -> bool:
+    """Whether the field at ``path`` names a codec itself (not the model's default)."""
+    cls: Any = spec.cls
+    found: Any = None
+    for part in path.split("."):
+        found = attrs.fields_dict(cls)[part]
+        cls = optional_inner(found.type)[0]
+    return getattr(found.metadata.get("redmodel"), "codec", None) is not None
 
 
 def encrypted_paths(spec: ModelSpec) -> list[str]:
@@ -61,9 +85,12 @@ def encrypted_paths(spec: ModelSpec) -> list[str]:
 def describe(cls: type) -> dict[str, Any]:
     """The declaration of a model, as plain data (what ``inspect`` prints)."""
     spec = spec_of(cls)
+    per_field = spec.layout != "blob"  # a blob is one value, through the model's chain
     fields = [{"name": path, "stored": _stored(spec, path), "type": type_name(f.type),
-               "codec": f.codec.name if f.kind == "encoded" and f.codec else None,
-               "encrypted": bool(f.kind == "encoded" and f.codec and f.codec.holds_keys)}
+               "codec": f.codec.name if per_field and f.kind == "encoded" and f.codec
+               else None,
+               "encrypted": bool(per_field and f.kind == "encoded" and f.codec
+                                 and f.codec.holds_keys)}
               for path, f in leaves(spec.fields)]
     indexes = []
     uniques: list[list[str]] = []
@@ -88,6 +115,7 @@ def describe(cls: type) -> dict[str, Any]:
         "indexes": indexes,
         "unique": uniques,
         "encrypted": holds_keys(spec),
+        "warnings": warnings(spec),
     }
 
 

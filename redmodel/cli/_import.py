@@ -40,16 +40,18 @@ def _spooled(path: str) -> Iterator[IO[bytes]]:
         yield spool
 
 
-def _lines(raw: IO[bytes]) -> Iterator[tuple[int, bytes, int]]:
-    """(line number, line, bytes consumed so far) of the input, gzip or not; blank lines
-    are skipped."""
+def _lines(raw: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """(line number, line) of the input, gzip or not; blank lines are skipped."""
     raw.seek(0)
     gzipped = raw.read(2) == b"\x1f\x8b"
     raw.seek(0)
     stream: Any = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
     for number, line in enumerate(stream, 1):
         if line.strip():
-            yield number, line, raw.tell()
+            try:
+                yield number, line.decode("utf-8")
+            except UnicodeDecodeError:
+                yield number, ""  # reported as "not JSON" with its number
 
 
 class _Writer:
@@ -191,14 +193,14 @@ def _check(env: Env, models: Models, raw: IO[bytes], size: int
     checked = 0
     with env.progress_bar(total=size) as bar:
         task = bar.add_task("check", total=size)
-        for number, line, at in _lines(raw):
+        for number, line in _lines(raw):
             checked += 1
             try:
                 models.parse(line, ignored)
             except BadLineError as e:
                 errors.append((number, str(e)))
             if checked % 1000 == 0:
-                bar.update(task, completed=at)
+                bar.update(task, completed=raw.tell())
         bar.update(task, completed=size)
     return errors, checked, ignored
 
@@ -209,13 +211,13 @@ def _import(env: Env, store: Store, models: Models, raw: IO[bytes], size: int, c
     with env.progress_bar(total=size) as bar:
         task = bar.add_task("import", total=size)
         scratch: dict[str, int] = {}
-        for number, line, at in _lines(raw):
+        for number, line in _lines(raw):
             # checked in the first pass (and the file has not changed since): the store's
             # save validates each object again before it writes
             item = models.parse(line, scratch, validate=False)
             writer.add(item, model_label(item.cls))
             if number % 1000 == 0:
-                bar.update(task, completed=at)
+                bar.update(task, completed=raw.tell())
         writer.flush()
         bar.update(task, completed=size)
     return writer.written

@@ -197,6 +197,8 @@ def _print(out: Console, reports: list[dict[str, Any]]) -> None:
         line(f"  indexes: {ix or '-'}" + (f"; unique: {uq}" if uq else ""))
         ttl = "none" if r["ttl"] is None else f"{r['ttl']:g} s"
         line(f"  model ttl: {ttl}; buckets: {r['buckets'] or '-'}")
+        for warning in r["warnings"]:
+            line(f"  warning: {warning}")
         line(f"  objects: {r['count']:,}")
         m = r["memory"]
         if m["bytes_per_object"] is not None:
