@@ -1,4 +1,4 @@
-"""``python -m benchmarks.bench_cli [--n 100000] [--url URL]``: throughput of the
+"""``python -m benchmarks.bench_cli [--n 100000] [--repeat 3] [--url URL]``: throughput of the
 ``redmodel`` command's export and import.
 
 For each model below, N objects are saved, exported to a file (``redmodel export``),

@@ -150,6 +150,16 @@ def test_unreachable_server_is_one_line_and_exit_3(command: str, tmp_path: Path)
     assert as_json(done)["exit_code"] == 3
 
 
+def test_files_that_cannot_be_opened_are_usage_errors(redis_url: str, tmp_path: Path
+                                                      ) -> None:
+    done = redmodel_cli("import", *model_args("Session"), "-i", str(tmp_path / "missing"),
+                        url=redis_url)
+    assert done.returncode == 2 and "missing" in done.stderr
+    done = redmodel_cli("export", *model_args("Session"), "-o",
+                        str(tmp_path / "no" / "dir.jsonl"), url=redis_url)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
 # ---- inspect ------------------------------------------------------------------------------
 
 
@@ -436,6 +446,21 @@ def test_export_streams_lines_before_the_scan_ends(
     rest = proc.stdout.read().splitlines()
     assert proc.wait(timeout=60) == 0
     assert len(rest) + 1 < n / 2
+
+
+def test_export_into_a_closed_pipe_stops_quietly(redis_url: str, store: redmodel.Store
+                                                 ) -> None:
+    """``redmodel export | head -1``: no traceback when the reader goes away."""
+    store.save_many([m.Session(f"user-{i}") for i in range(5000)], ttl=None)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": redis_url}
+    proc = subprocess.Popen([sys.executable, "-m", "redmodel", "export", "-m",
+                             "tests.cli_models:Session"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
 
 
 def test_import_matches_a_model_that_moved_module_by_class_name(

@@ -7,8 +7,10 @@ in ``COMMANDS``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -34,6 +36,8 @@ from redmodel.cli._common import (
 from redmodel.cli._models import ModelsError
 
 __all__ = ["COMMANDS", "cli", "main"]
+
+BROKEN_PIPE = 141  # as a shell reports a process killed by SIGPIPE
 
 # name -> module (under redmodel.cli) holding `command`; aliases map to the same module
 COMMANDS: dict[str, str] = {
@@ -123,6 +127,13 @@ def run(args: Sequence[str] | None = None) -> int:
                        as_json)
     except RedmodelError as e:  # stored data that does not fit, found while working
         return _report(_one_line(e), PROBLEMS, as_json)
+    except BrokenPipeError:  # `redmodel export | head`: the reader is gone; so are we
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
+    except OSError as e:  # an input or output file that cannot be opened or written
+        where = f": {e.filename}" if e.filename else ""
+        return _report(f"{e.strerror or type(e).__name__}{where}", USAGE, as_json)
     except Exception as e:
         traceback.print_exc()
         return _report(f"internal error (a bug in redmodel): {type(e).__name__}: {e}",
