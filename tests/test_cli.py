@@ -24,7 +24,7 @@ import redmodel
 from examples.cardinfo import CardInfo, User
 from examples.hatshop import stock
 from redmodel.codecs import _fernet
-from redmodel.testing import RedisClusterServer
+from redmodel.testing import RedisClusterServer, RedisServer
 from tests import cli_models as m
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,6 +158,22 @@ def test_files_that_cannot_be_opened_are_usage_errors(redis_url: str, tmp_path: 
     done = redmodel_cli("export", *model_args("Session"), "-o",
                         str(tmp_path / "no" / "dir.jsonl"), url=redis_url)
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_tls_with_the_ca_file_from_the_environment(tls_redis_server: RedisServer) -> None:
+    """--url names the server; the REDIS_* variables of Store.from_env still apply."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_CA_FILE": tls_redis_server.ca_file}
+    if tls_redis_server.password:
+        env["REDIS_PASSWORD"] = tls_redis_server.password
+    done = subprocess.run([sys.executable, "-m", "redmodel", "verify", *model_args("Session"),
+                           "--url", tls_redis_server.url], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    env.pop("REDIS_CA_FILE")
+    done = subprocess.run([sys.executable, "-m", "redmodel", "verify", *model_args("Session"),
+                           "--url", tls_redis_server.url], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 3 and "Traceback" not in done.stderr
 
 
 # ---- inspect ------------------------------------------------------------------------------

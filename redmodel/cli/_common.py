@@ -113,16 +113,15 @@ class Env:
         return self._models
 
     def store(self) -> Store:
-        """A store on ``--url`` (else the ``REDIS_*`` variables), checked with a PING."""
+        """A store on ``--url`` (else ``$REDIS_URL``), with the other ``REDIS_*`` variables
+        of ``Store.from_env`` (password, TLS files, cluster) either way; checked with PING."""
         if self._store is None:
-            options: dict[str, Any] = {"socket_connect_timeout": self.timeout,
-                                       "socket_timeout": self.timeout}
             if self.url:
-                store = Store.from_url(self.url, cluster=self.cluster, **options)
-            else:
-                if self.cluster:
-                    os.environ["REDIS_CLUSTER"] = "1"  # from_env decides the client kind
-                store = Store.from_env(**options)
+                os.environ["REDIS_URL"] = self.url
+            if self.cluster:
+                os.environ["REDIS_CLUSTER"] = "1"
+            store = Store.from_env(socket_connect_timeout=self.timeout,
+                                   socket_timeout=self.timeout)
             store.client.ping()
             self._store = store
         return self._store
