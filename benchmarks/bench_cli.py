@@ -1,5 +1,5 @@
-"""``python -m benchmarks.bench_cli [--n 100000] [--repeat 3] [--url URL]``: throughput of the
-``redmodel`` command's export and import.
+"""``python -m benchmarks.bench_cli [--n 100000] [--repeat 3] [--url URL] [--out FILE]``:
+throughput of the ``redmodel`` command's export and import.
 
 For each model below, N objects are saved, exported to a file (``redmodel export``),
 the server is flushed, and the file is imported (``redmodel import``: every line checked,
@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--url", default=os.environ.get("REDIS_URL"))
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the table goes")
     args = parser.parse_args()
     with _server(args.url) as url:
         result = run(url, args.n, args.repeat)
@@ -162,7 +163,7 @@ def main() -> None:
             "loaded, so it shows that neither command holds the data in memory.\n\n"
             f"{result}\n")
     print(text)
-    RESULTS.write_text(text)
+    args.out.write_text(text)
 
 
 if __name__ == "__main__":
