@@ -202,7 +202,7 @@ def test_inspect_reports_count_memory_ttl_and_schema(
     assert reports["Session"]["ttl_spread"]["none"] == 0
     assert hat["warnings"] == [] and user["warnings"] == []
     (warning,) = reports["BlobFieldCodec"]["warnings"]
-    assert "secret" in warning and "NOT encrypted" in warning
+    assert "secret" in warning and "json|zlib" in warning
     assert reports["BlobFieldCodec"]["encrypted"] is False
 
 

@@ -58,7 +58,6 @@ def warnings(spec: ModelSpec) -> list[str]:
     chain = spec.codec.name if spec.codec is not None else "json"
     return [f"field {path} declares codec {f.codec.name!r}, but the blob layout stores the "
             f"whole object through the model's codec {chain!r} alone"
-            + (": it is NOT encrypted" if f.codec.holds_keys and not holds_keys(spec) else "")
             for path, f in leaves(spec.fields)
             if f.kind == "encoded" and f.codec is not None and _declared(spec, path)]
 
