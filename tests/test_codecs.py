@@ -596,7 +596,7 @@ def test_a_missing_optional_dependency_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, module: str, build: Any, extra: str
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)
-    with pytest.raises(CodecError, match=rf"pip install 'redmodel\[{extra}\]'"):
+    with pytest.raises(CodecError, match=rf"pip install 'redmodel-attrs\[{extra}\]'"):
         build()
 
 
