@@ -46,6 +46,42 @@ class FieldOptions:
     unique: bool = False
 
 
+@overload
+def field(
+    *,
+    key: bool = False,
+    name: str | None = None,
+    codec: str | Codec | None = None,
+    index: bool | str = False,
+    unique: bool = False,
+    default: None = None,
+    factory: None = None,
+    **kwargs: Any,
+) -> Any: ...
+@overload
+def field(
+    *,
+    key: bool = False,
+    name: str | None = None,
+    codec: str | Codec | None = None,
+    index: bool | str = False,
+    unique: bool = False,
+    default: T,
+    factory: None = None,
+    **kwargs: Any,
+) -> T: ...
+@overload
+def field(
+    *,
+    key: bool = False,
+    name: str | None = None,
+    codec: str | Codec | None = None,
+    index: bool | str = False,
+    unique: bool = False,
+    default: None = None,
+    factory: Callable[[], T],
+    **kwargs: Any,
+) -> T: ...
 def field(
     *,
     key: bool = False,
@@ -66,6 +102,8 @@ def field(
     - ``index=True``: an equality index (on a list field: "contains");
       ``index="range"``: a range and sort index (see docs/queries.md).
     - ``unique=True``: no two objects may hold the same value.
+
+    For mypy to know which fields are required, enable the plugin ``redmodel.mypy``.
     """
     metadata = dict(kwargs.pop("metadata", None) or {})
     metadata[_META] = FieldOptions(key=key, name=name, codec=codec, index=index, unique=unique)
