@@ -269,11 +269,15 @@ class ModelSpec:
 
 
 def spec_of(cls_or_obj: Any) -> ModelSpec:
-    """The spec of a model class or instance; raises TypeError for anything else."""
+    """The spec of a model class or instance; raises :class:`ModelDefinitionError` (a
+    RedmodelError and a TypeError) naming the class for anything else."""
     cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
     spec = cls.__dict__.get("__redmodel__")
     if not isinstance(spec, ModelSpec):
-        raise TypeError(f"{cls.__name__} is not a redmodel model (decorate it with @model)")
+        raise ModelDefinitionError(
+            f"{cls.__module__}.{cls.__qualname__} is not a redmodel model "
+            "(decorate the attrs class with @redmodel.model)"
+        )
     return spec
 
 
