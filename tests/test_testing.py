@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -305,6 +306,21 @@ def test_tls_many_concurrent_connections_and_large_values(tls_server: RedisServe
             pipe.set(f"p:{i}", i)
         pipe.mget([f"p:{i}" for i in range(2000)])
         assert pipe.execute()[-1] == [str(i).encode() for i in range(2000)]
+
+
+def test_plaintext_sent_with_the_connection_is_refused_at_once(tls_server: RedisServer) -> None:
+    """What arrives with the connection is the handshake's: never lost, never waited on
+    (a relay that handed its socket over to TLS after accepting lost it on Python 3.10)."""
+    for _ in range(20):
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", tls_server.port), timeout=5) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            try:
+                reply = sock.recv(100)
+            except ConnectionResetError:
+                reply = b""
+        assert b"PONG" not in reply
+        assert time.monotonic() - started < 2, "refused only after a timeout"
 
 
 def test_terminator_stop_closes_the_port_and_every_connection(

@@ -145,33 +145,121 @@ def server_context(cert_file: str, key_file: str, ca_file: str) -> ssl.SSLContex
 
 
 class _Relay:
-    """One client connection: TLS on the client side, plain on the server side.
+    """One client connection: TLS with the client, plain bytes with the server.
 
-    Bytes go both ways unchanged; a full write buffer on one side pauses reading on the
-    other (so a slow reader never makes the relay buffer without bound), and when either
-    side closes, the other is closed after what it was sent has been flushed.
+    TLS runs on memory buffers (:class:`ssl.SSLObject`), so the client's TCP transport is
+    never handed over to another protocol: not a byte can be lost between accepting the
+    connection and the handshake, on any Python version. A full write buffer on one side
+    pauses reading on the other, so a slow reader never makes the relay buffer without
+    bound; when either side closes, the other is closed after what it was sent.
     """
 
-    def __init__(self, terminator: TLSTerminator) -> None:
+    def __init__(self, terminator: TLSTerminator, context: ssl.SSLContext) -> None:
         self.terminator = terminator
-        self.raw: asyncio.Transport | None = None  # the TCP transport before TLS
-        self.client: asyncio.Transport | None = None  # the TLS transport
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.client: asyncio.Transport | None = None
         self.server: asyncio.Transport | None = None
+        self.handshaken = False
         self.early: list[bytes] = []  # client bytes that came before the server connection
+        self.timer: asyncio.TimerHandle | None = None
         self.done = False
 
+    # -- the client (TLS) side -----------------------------------------------------------
+
+    def from_client(self, data: bytes) -> None:
+        self.incoming.write(data)
+        if not self.handshaken and not self._handshake():
+            return
+        plain = self._decrypt()
+        self._flush()
+        if plain and not self.done:
+            if self.server is None:
+                self.early.append(plain)
+            else:
+                self.server.write(plain)
+
+    def _handshake(self) -> bool:
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush()
+            return False
+        except (ssl.SSLError, OSError) as exc:
+            # A plaintext client, an untrusted client certificate: refused, as Redis does.
+            self._flush()  # the TLS alert, if there is one
+            _log.debug("TLS terminator on port %s: handshake failed: %r",
+                       self.terminator._port, exc)
+            self.close()
+            return False
+        self.handshaken = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self._flush()
+        asyncio.get_running_loop().create_task(self.terminator._connect(self))
+        return True
+
+    def _decrypt(self) -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = self.tls.read(1 << 16)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLError:  # garbage, or a close_notify reported as an error
+                self.close()
+                break
+            if not chunk:  # the client's close_notify: answer it and close
+                self.close()
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def to_client(self, data: bytes) -> None:
+        if self.done:
+            return
+        view = memoryview(data)
+        while view:
+            written = self.tls.write(view)
+            view = view[written:]
+        self._flush()
+
+    def _flush(self) -> None:
+        pending = self.outgoing.read()
+        if pending and self.client is not None and not self.client.is_closing():
+            self.client.write(pending)
+
+    # -- both ----------------------------------------------------------------------------
+
+    def handshake_timeout(self) -> None:
+        if not self.handshaken:
+            _log.debug("TLS terminator on port %s: handshake timed out",
+                       self.terminator._port)
+            self.abort()
+
     def close(self) -> None:
+        """Close both sides, each after flushing what was written to it."""
         if self.done:
             return
         self.done = True
         self.terminator._relays.discard(self)
-        for transport in (self.client, self.server, self.raw):
-            if transport is not None:
-                transport.close()  # flushes what was written, then closes
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.server is not None:
+            self.server.close()
+        if self.client is not None:
+            if self.handshaken:
+                with contextlib.suppress(ssl.SSLError, ValueError):
+                    self.tls.unwrap()  # our close_notify; the peer's is not awaited
+                self._flush()
+            self.client.close()
 
     def abort(self) -> None:
         self.done = True
-        for transport in (self.client, self.server, self.raw):
+        self.terminator._relays.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+        for transport in (self.client, self.server):
             if transport is not None:
                 transport.abort()
 
@@ -181,25 +269,13 @@ class _ClientSide(asyncio.Protocol):
         self.relay = relay
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Not a byte may be read before start_tls takes the transport over.
         assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()
-        self.relay.raw = transport
+        self.relay.client = transport
         self.relay.terminator._accepted(self.relay)
 
     def data_received(self, data: bytes) -> None:
-        relay = self.relay
-        if relay.done:
-            return
-        if relay.server is None:
-            relay.early.append(data)
-        else:
-            relay.server.write(data)
-
-    def eof_received(self) -> bool:
-        if self.relay.server is not None and self.relay.server.can_write_eof():
-            self.relay.server.write_eof()
-        return False
+        if not self.relay.done:
+            self.relay.from_client(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.relay.close()
@@ -218,8 +294,7 @@ class _ServerSide(asyncio.Protocol):
         self.relay = relay
 
     def data_received(self, data: bytes) -> None:
-        if self.relay.client is not None and not self.relay.done:
-            self.relay.client.write(data)
+        self.relay.to_client(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.relay.close()
@@ -295,7 +370,7 @@ class TLSTerminator:
         loop.set_exception_handler(self._loop_error)
         try:
             self._listener = loop.run_until_complete(
-                loop.create_server(lambda: _ClientSide(_Relay(self)), sock=sock, backlog=512)
+                loop.create_server(self._new_relay, sock=sock, backlog=512)
             )
         except BaseException:
             sock.close()
@@ -390,38 +465,23 @@ class TLSTerminator:
 
     # -- one connection -----------------------------------------------------------------------
 
+    def _new_relay(self) -> _ClientSide:
+        assert self._context is not None
+        return _ClientSide(_Relay(self, self._context))
+
     def _accepted(self, relay: _Relay) -> None:
         self._relays.add(relay)
         assert self._loop is not None
-        self._loop.create_task(self._handshake_and_connect(relay))
+        relay.timer = self._loop.call_later(self.handshake_timeout, relay.handshake_timeout)
 
-    async def _handshake_and_connect(self, relay: _Relay) -> None:
-        loop = asyncio.get_running_loop()
-        assert relay.raw is not None and self._context is not None
-        protocol = relay.raw.get_protocol()
-        try:
-            tls = await loop.start_tls(
-                relay.raw,
-                protocol,
-                self._context,
-                server_side=True,
-                ssl_handshake_timeout=self.handshake_timeout,
-            )
-        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
-            # A plaintext client, an untrusted client certificate, a client that went away.
-            _log.debug("TLS terminator on port %s: handshake failed: %r", self._port, exc)
-            relay.abort()
-            self._relays.discard(relay)
-            return
-        if tls is None or relay.done:
-            relay.close()
-            return
-        relay.client = tls
+    async def _connect(self, relay: _Relay) -> None:
+        """After the handshake: connect to the server and send what the client already
+        sent; a server that cannot be reached gets the client one error reply."""
         try:
             server = await self._connect_server(relay)
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            tls.write(
+            relay.to_client(
                 f"-ERR the TLS terminator on port {self._port} cannot reach the server "
                 f"behind it at {self._backend_name()} ({reason})\r\n".encode()
             )
