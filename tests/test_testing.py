@@ -285,8 +285,8 @@ def test_client_certificates_as_with_tls_auth_clients_optional(
 
 
 def test_tls_many_concurrent_connections_and_large_values(tls_server: RedisServer) -> None:
-    clients, rounds = 64, 20
-    big = os.urandom(4 << 20)  # more than any socket buffer: exercises flow control
+    clients, rounds = 48, 10
+    big = os.urandom(2 << 20)  # far more than the relay buffers: exercises flow control
 
     def work(n: int) -> None:
         with tls_server.client() as client:
@@ -444,8 +444,9 @@ def test_no_server_left_behind_by_this_process() -> None:
         check=False,
     ).stdout
     children = [line for line in out.splitlines() if "server" in line]
-    # At most: the single server, the TLS server and three cluster nodes of this session.
-    assert len(children) <= 5, out
+    # At most: the single server, the TLS server and three cluster nodes of this session,
+    # and the TLS server of this module's tls_server fixture (one parameter at a time).
+    assert len(children) <= 6, out
 
 
 # -- the plugin as an app sees it -------------------------------------------------------------
