@@ -123,7 +123,7 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.update`."""
         return await self.run(_ops.update(model, id, values))
 
-    async def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Any:
+    async def incr(self, model: type, id: Any, field: str, amount: float = 1) -> int | float:
         """See :meth:`Store.incr`."""
         return await self.run(_ops.incr(model, id, field, amount))
 

@@ -40,7 +40,8 @@ class RedmodelError(Exception):
 class ModelDefinitionError(RedmodelError, TypeError):
     """A model declaration cannot be used: unsupported field type, no key field, bad option.
 
-    Raised once, when the class is declared, never later on a save.
+    Raised when the class is declared, never later on a save of a model; and when a class
+    that is not a model at all is saved or read as one (the message names it).
     """
 
 

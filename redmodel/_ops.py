@@ -301,7 +301,7 @@ def update(model: type, id_value: Any, values: Mapping[str, Any]) -> Plan[bool]:
     return bool((yield from settle(spec, key, replies[0], made)))
 
 
-def incr(model: type, id_value: Any, field: str, amount: float) -> Plan[Any]:
+def incr(model: type, id_value: Any, field: str, amount: float) -> Plan[int | float]:
     spec = spec_of(model)
     key = spec.key_for(id_value)
     cmd, kind = layout_of(spec).incr(key, field, amount)

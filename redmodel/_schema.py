@@ -47,6 +47,42 @@ class FieldOptions:
     unique: bool = False
 
 
+@overload
+def field(
+    *,
+    key: bool = False,
+    name: str | None = None,
+    codec: str | Codec | None = None,
+    index: bool | str = False,
+    unique: bool = False,
+    default: None = None,
+    factory: None = None,
+    **kwargs: Any,
+) -> Any: ...
+@overload
+def field(
+    *,
+    key: bool = False,
+    name: str | None = None,
+    codec: str | Codec | None = None,
+    index: bool | str = False,
+    unique: bool = False,
+    default: T,
+    factory: None = None,
+    **kwargs: Any,
+) -> T: ...
+@overload
+def field(
+    *,
+    key: bool = False,
+    name: str | None = None,
+    codec: str | Codec | None = None,
+    index: bool | str = False,
+    unique: bool = False,
+    default: None = None,
+    factory: Callable[[], T],
+    **kwargs: Any,
+) -> T: ...
 def field(
     *,
     key: bool = False,
@@ -67,6 +103,8 @@ def field(
     - ``index=True``: an equality index (on a list field: "contains");
       ``index="range"``: a range and sort index (see docs/queries.md).
     - ``unique=True``: no two objects may hold the same value.
+
+    For mypy to know which fields are required, enable the plugin ``redmodel.mypy``.
     """
     metadata = dict(kwargs.pop("metadata", None) or {})
     metadata[_META] = FieldOptions(key=key, name=name, codec=codec, index=index, unique=unique)
@@ -232,11 +270,15 @@ class ModelSpec:
 
 
 def spec_of(cls_or_obj: Any) -> ModelSpec:
-    """The spec of a model class or instance; raises TypeError for anything else."""
+    """The spec of a model class or instance; raises :class:`ModelDefinitionError` (a
+    RedmodelError and a TypeError) naming the class for anything else."""
     cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
     spec = cls.__dict__.get("__redmodel__")
     if not isinstance(spec, ModelSpec):
-        raise TypeError(f"{cls.__name__} is not a redmodel model (decorate it with @model)")
+        raise ModelDefinitionError(
+            f"{cls.__module__}.{cls.__qualname__} is not a redmodel model "
+            "(decorate the attrs class with @redmodel.model)"
+        )
     return spec
 
 

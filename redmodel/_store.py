@@ -223,7 +223,7 @@ class Store(ShellConfig):
         and writes nothing when there is no such object."""
         return self.run(_ops.update(model, id, values))
 
-    def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Any:
+    def incr(self, model: type, id: Any, field: str, amount: float = 1) -> int | float:
         """Add ``amount`` to an int or float field atomically; returns the new value.
 
         One EVALSHA running HINCRBY (int) or HINCRBYFLOAT (float) if the object exists.
