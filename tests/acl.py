@@ -43,12 +43,16 @@ RULES: dict[str, Rule] = {
     "transactions": Rule(includes=("hash models",), commands=(
         "watch", "unwatch", "multi", "exec",
     )),
-    # Queue, Set, SortedSet and WindowCounter (its increment and expiry in one MULTI).
+    # Queue, Set, SortedSet and WindowCounter (its increment and expiry in one MULTI);
+    # reliable consume() takes, acknowledges and recovers items in Lua scripts (LMOVE into
+    # an in-flight list, BLMOVE while the queue is empty, heartbeats in a sorted set).
     "containers": Rule(commands=(
         "rpush", "lpush", "lpop", "rpop", "blpop", "brpop", "lrange", "llen", "ltrim",
         "sadd", "srem", "smembers", "sismember", "scard", "spop", "sunion", "sinter",
         "sdiff", "zadd", "zincrby", "zrem", "zscore", "zrank", "zcard", "zrange",
         "zpopmin", "zpopmax", "get", "incrby", "multi", "exec", "exists", "del", "pexpire",
+        "evalsha", "eval", "lmove", "blmove", "lrem", "lpos",
+        "zrangebyscore", "hset", "hget", "hdel", "time",
     )),
 }
 

@@ -5,6 +5,7 @@ is needed. docs/deploy.md shows the same rules."""
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
@@ -161,8 +162,23 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     assert ips.pop_blocking(timeout=5, right=True) == IPv4Address("9.9.9.9")
     assert redmodel.pop_blocking(ips, timeout=5) == (ips, IPv4Address("5.6.7.8"))
     ips.push(IPv4Address("1.2.3.4"))
+    server.script_flush()  # as after a restart or a failover: EVAL, then EVALSHA again
     assert list(ips.consume(max_items=1, idle_timeout=0.02, poll=0.01, signals=())) == [
         IPv4Address("1.2.3.4")]
+    ips.push(IPv4Address("1.2.3.4"))
+    for _ in ips.consume(max_items=1, idle_timeout=0.02, poll=0.01, signals=()):
+        break  # handed back unacknowledged: the next take is a redelivery
+    again = ips.consume(max_items=1, idle_timeout=0.02, poll=0.01, signals=())
+    assert list(again) == [IPv4Address("1.2.3.4")] and again.redelivered
+    assert list(ips.consume(idle_timeout=0.02, poll=0.01, signals=())) == []  # BLMOVE
+    # an item that arrives during the BLMOVE is claimed by a script (LPOS) after it
+    pusher = threading.Timer(0.05, ips.push, (IPv4Address("7.7.7.7"),))
+    pusher.start()
+    try:
+        assert list(ips.consume(max_items=1, idle_timeout=2, poll=1, signals=())) == [
+            IPv4Address("7.7.7.7")]
+    finally:
+        pusher.join()
     seen = redmodel.Set(store, ("shop", "visitors"), str)
     other = redmodel.Set(store, ("shop", "other"), str)
     seen.add("a", "b")
