@@ -380,6 +380,14 @@ def _compile(
         raise ModelDefinitionError(f"{name} must be an attrs class (apply @attrs.define first)")
     if layout not in LAYOUTS:
         raise ModelDefinitionError(f"{name}: unknown layout {layout!r}, use one of {LAYOUTS}")
+    if layout == "flat" and model_codec is not None:
+        # Every leaf is its own key: a model chain would apply to nothing, and one that
+        # encrypts would let lists, dicts and their keys reach Redis in plaintext.
+        raise ModelDefinitionError(
+            f"{name}: the flat layout stores every leaf as its own key and applies no model "
+            "codec; declare the chain on the fields that need it (redmodel.field(codec=...)), "
+            "which then store that field as one encoded leaf"
+        )
     if not (hash_tag is True or hash_tag is False or callable(hash_tag)):
         raise ModelDefinitionError(f"{name}: hash_tag must be True, False or a function")
     if not delimiter or "%" in delimiter or "{" in delimiter or "}" in delimiter:

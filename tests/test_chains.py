@@ -34,11 +34,11 @@ def fernet_keys() -> None:
 
 
 def chained(layout: str, chain: str) -> type:
-    """Everything with ``chain`` as model codec (blob, hash encoded fields) and as the codec
-    of an extra field (so flat uses it too)."""
+    """Everything with ``chain`` as model codec (blob, hash encoded fields; the flat layout
+    takes none) and as the codec of an extra field (so flat uses it too)."""
     name = f"ch_{layout}_{chain.replace('|', '_')}"
 
-    @redmodel.model(prefix=name, layout=layout, codec=chain)
+    @redmodel.model(prefix=name, layout=layout, codec=None if layout == "flat" else chain)
     @attrs.define
     class Chained(Everything):
         extra: dict[str, list[int]] | None = redmodel.field(codec=chain, default=None)

@@ -253,3 +253,36 @@ def test_a_container_with_an_encrypting_chain_keeps_such_members_encrypted(
 def test_a_refused_container_names_the_field_and_the_way_out(store: redmodel.Store) -> None:
     with pytest.raises(redmodel.ModelDefinitionError, match=r"Card\.number.*json\|fernet"):
         redmodel.Queue(store, "q", Card)
+
+
+@attrs.define
+class Leaf:
+    leaf: str
+    n: int = 0
+
+
+def test_the_flat_layout_refuses_a_model_codec() -> None:
+    """Every leaf of a flat object is its own key: an encrypting model chain would leave
+    lists, dicts and dict keys in plaintext (while the repr called them encrypted), so a
+    model chain is refused; field chains are how the flat layout encrypts."""
+    with pytest.raises(redmodel.ModelDefinitionError, match="flat layout"):
+        @redmodel.model(prefix="a14flat", layout="flat", codec="json|fernet")
+        @attrs.define
+        class FlatSecret:
+            d: dict[str, str] = attrs.Factory(dict)
+            id: str = redmodel.key_field(generated=False)
+
+
+def test_a_flat_field_chain_keeps_its_value_encrypted(
+        store: redmodel.Store, redis_client: redis.Redis) -> None:
+    @redmodel.model(prefix="a14flatf", layout="flat")
+    @attrs.define
+    class FlatField:
+        d: dict[str, str] = redmodel.field(codec="json|fernet", factory=dict)
+        items: list[Leaf] = redmodel.field(codec="json|fernet", factory=list)
+        id: str = redmodel.key_field(generated=False)
+
+    obj = FlatField({"DICT-KEY-a14": "DICT-VALUE-a14"}, [Leaf("LEAF-a14")], id="1")
+    store.save(obj)
+    assert store.get(FlatField, "1") == obj
+    assert leaked(["DICT-KEY-a14", "DICT-VALUE-a14", "LEAF-a14"], dump(redis_client)) == []
