@@ -376,7 +376,7 @@ def test_the_same_index_key_twice_is_refused() -> None:
 def test_generate_key_without_the_crypto_extra_says_what_to_install(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "cryptography.fernet", None)
-    with pytest.raises(redmodel.CodecError, match=r"pip install 'redmodel\[crypto\]'"):
+    with pytest.raises(redmodel.CodecError, match=r"pip install 'redmodel-attrs\[crypto\]'"):
         redmodel.FernetTransform.generate_key()
 
 

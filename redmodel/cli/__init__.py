@@ -1,6 +1,6 @@
 """The ``redmodel`` command: operator tools for the data of redmodel models (docs/cli.md).
 
-Installed as a console script with the ``cli`` extra (``pip install 'redmodel[cli]'``,
+Installed as a console script with the ``cli`` extra (``pip install 'redmodel-attrs[cli]'``,
 which brings click and rich); ``python -m redmodel`` runs the same thing.
 """
 
@@ -19,7 +19,7 @@ def main(args: Sequence[str] | None = None) -> None:
     except ImportError as e:
         if e.name not in ("click", "rich"):
             raise
-        print(f"redmodel: the command needs {e.name}: pip install 'redmodel[cli]'",
+        print(f"redmodel: the command needs {e.name}: pip install 'redmodel-attrs[cli]'",
               file=sys.stderr)
         sys.exit(2)
     run_main(args)
