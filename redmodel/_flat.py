@@ -28,16 +28,6 @@ from redmodel._tree import make_tree_converter, structure_error
 
 __all__ = ["FlatLayout"]
 
-_LEAVES = """
-local function leaves(manifest, base)
-  local out, first = {}, true
-  for line in string.gmatch(manifest, '[^\\n]+') do
-    if first then first = false else out[#out + 1] = base .. line end
-  end
-  return out
-end
-"""
-
 _SAVE = script("flat_save")
 
 _GET = script("flat_get")
