@@ -22,6 +22,7 @@ import binascii
 import datetime as dt
 import decimal
 import enum
+import math
 import typing
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,12 +35,26 @@ from redmodel._keys import escape
 from redmodel._plan import script
 from redmodel._types import optional_inner, scalar
 
-__all__ = ["IndexSpec", "IndexedField", "compile_indexes"]
+__all__ = ["IndexSpec", "IndexValueError", "IndexedField", "compile_indexes", "entry_key"]
 
 EQ_TYPES = (str, int, bool, dt.date, uuid.UUID, decimal.Decimal, float, dt.datetime)
 RANGE_TYPES = (int, float, decimal.Decimal, dt.date, dt.datetime)
 SEP = "\x1f"
 JOIN = "\x1e"
+
+
+EXACT_INT = 2**53
+"""A range index holds ints exactly within -EXACT_INT..EXACT_INT (a double's integers)."""
+
+
+class IndexValueError(ValueError):
+    """A value that cannot be an index entry (a NaN or infinite score, an int outside the
+    exact range of a range index); the caller adds model and key."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(reason)
 
 
 def _score(tp: Any) -> Callable[[Any], float]:
@@ -48,6 +63,37 @@ def _score(tp: Any) -> Callable[[Any], float]:
     if tp is dt.date:
         return lambda v: float(v.toordinal())
     return float
+
+
+def _finite_text(v: Any) -> str:
+    try:
+        f = float(v)
+    except (OverflowError, ValueError):
+        raise IndexValueError(f"{v!r} has no finite score") from None
+    if not math.isfinite(f):
+        raise IndexValueError(f"{v!r} has no finite score: a range index refuses NaN and "
+                              "infinities") from None
+    return repr(f)
+
+
+def _int_text(v: Any) -> str:
+    if not -EXACT_INT <= v <= EXACT_INT:
+        raise IndexValueError(f"{v} is outside -2**53..2**53, the ints a range index holds "
+                              "exactly")
+    return str(int(v))
+
+
+def _score_text(tp: Any) -> Callable[[Any], str]:
+    """value -> its score as exact decimal text (what ZADD gets): an int's digits, a
+    float's shortest round-trip repr, a date's ordinal, a datetime's POSIX seconds."""
+    if tp is int:
+        return _int_text
+    if tp is dt.date:
+        return lambda v: str(v.toordinal())
+    if tp is dt.datetime:
+        seconds = _score(tp)
+        return lambda v: repr(seconds(v))
+    return _finite_text
 
 
 @attrs.frozen
@@ -64,6 +110,8 @@ class IndexedField:
     score: Callable[[Any], float] | None
     check: Callable[[Any], str | None]  # validates a query value
     numeric: bool  # int or float: the server can recompute entries after HINCRBY
+    score_text: Callable[[Any], str] | None = None  # value -> exact score text, or
+    # IndexValueError: THE function for range scores on every path
 
 
 @attrs.frozen
@@ -79,8 +127,12 @@ class IndexSpec:
     fields: dict[str, IndexedField]
     uniques: tuple[UniqueSpec, ...]
 
-    def entries(self, values: dict[str, Any], only: Sequence[str] | None = None) -> list[str]:
-        """Index entries of an object's values (all, or those involving ``only``)."""
+    def entries(self, values: dict[str, Any], only: Sequence[str] | None = None,
+                problems: list[tuple[str, str]] | None = None) -> list[str]:
+        """Index entries of an object's values (all, or those involving ``only``).
+
+        A value that cannot be indexed (see :class:`IndexValueError`) raises, or, when a
+        ``problems`` list is given, is skipped and reported there as (field, reason)."""
         wanted = set(values) if only is None else set(only)
         out: list[str] = []
         for name, f in self.fields.items():
@@ -92,8 +144,13 @@ class IndexSpec:
             items = value if f.many else [value]
             if f.eq:
                 out.extend(f"e{SEP}{name}{SEP}{f.text(v)}" for v in dict.fromkeys(items))
-            if f.range and f.score is not None:
-                out.append(f"r{SEP}{name}{SEP}{f.score(value)!r}")
+            if f.range and f.score_text is not None:
+                try:
+                    out.append(f"r{SEP}{name}{SEP}{f.score_text(value)}")
+                except IndexValueError as e:
+                    if problems is None:
+                        raise IndexValueError(e.reason, name) from None
+                    problems.append((name, e.reason))
         for u in self.uniques:
             if not wanted.intersection(u.fields):
                 continue
@@ -102,6 +159,17 @@ class IndexSpec:
                 continue  # like SQL: a None never collides
             text = JOIN.join(self.fields_text(n, p) for n, p in zip(u.fields, parts, strict=True))
             out.append(f"u{SEP}{u.name}{SEP}{text}")
+        return out
+
+    def constant_keys(self, root: str, d: str, claims: bool,
+                      only: Sequence[str] | None = None) -> list[str]:
+        """The index keys whose name does not depend on a value: the range index of each
+        range field and (without claims) the hash of each unique constraint, of every
+        field or of those tied to ``only``."""
+        wanted = set(self.fields) if only is None else set(only)
+        out = [f"{root}rng{d}{n}" for n, f in self.fields.items() if f.range and n in wanted]
+        if not claims:
+            out += [f"{root}uq{d}{u.name}" for u in self.uniques if wanted.intersection(u.fields)]
         return out
 
     def fields_text(self, name: str, value: Any) -> str:
@@ -117,10 +185,33 @@ class IndexSpec:
 
 
 def _text(tp: Any, delimiter: str) -> Callable[[Any], str]:
+    if tp is float:  # equal values, one entry: -0.0 == 0.0 (adding 0.0 makes -0.0 0.0)
+        return lambda v: escape(repr(float(v) + 0.0), delimiter)
     found = scalar(tp)
     assert found is not None
     encode = found[0]
     return lambda v: escape(encode(v).decode("utf-8", "surrogateescape"), delimiter)
+
+
+def entry_key(root: str, d: str, line: str, claims: bool) -> str | None:
+    """The key an entry line lives in (None for a unique value under claims: it lives in
+    its value's own bucket, see ModelSpec.claim_key)."""
+    kind, name, value = line.split(SEP, 2)
+    if kind == "e":
+        return f"{root}eq{d}{name}{d}{value}"
+    if kind == "r":
+        return f"{root}rng{d}{name}"
+    if kind == "u" and not claims:
+        return f"{root}uq{d}{name}"
+    return None
+
+
+def record_lines(raw: Any) -> list[str]:
+    """The entry lines of a record (an HGET reply of the rec hash)."""
+    if not raw:
+        return []
+    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+    return [line for line in text.split("\n") if line.count(SEP) >= 2]
 
 
 def _field_index(
@@ -156,6 +247,7 @@ def _field_index(
         many=many,
         text=_text(tp, delimiter),
         score=_score(tp) if kind == "range" else None,
+        score_text=_score_text(tp) if kind == "range" else None,
         check=found[2],
         numeric=tp in (int, float),
     )
