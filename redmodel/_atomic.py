@@ -100,7 +100,7 @@ def _changes(spec: ModelSpec, key: str, changes: Mapping[str, float]) -> list[_C
         index = indexes.fields.get(path) if indexes is not None else None
         if index is not None:
             where = {"model": spec.name, "key": key, "field": path}
-            if indexes is not None and indexes.unique_fields([path]) != {path}:
+            if indexes is not None and any(path in u.fields for u in indexes.uniques):
                 raise ValidationError("a unique field is changed with update(), not "
                                       "incremented", **where)
             if index.eq and (leaf.numeric != "int" or index.text(1) != "1"):

@@ -42,7 +42,7 @@ from redmodel._keys import unescape
 from redmodel._plan import Batch, Command, Plan
 from redmodel._schema import ModelSpec
 
-__all__ = ["TxHints", "Write", "claim", "refusal", "run_writes", "settle"]
+__all__ = ["Abandoned", "TxHints", "Write", "claim", "refusal", "run_writes", "settle"]
 
 KEY_ROUNDS = 5
 """How often one write may answer "these keys too" before the plan gives up: each answer
@@ -77,6 +77,11 @@ class Write:
         d, claims = self.spec.delimiter, self.spec.claims
         self.declare(k for k in (entry_key(self.root, d, line, claims) for line in lines)
                      if k is not None)
+
+
+class Abandoned(Exception):  # noqa: N818 - a signal thrown into plans, not an error
+    """Thrown into a plan whose transaction will not commit after it has sent writes before
+    MULTI (claims of unique values): it undoes them (releases) and re-raises."""
 
 
 class TxHints:
@@ -132,9 +137,9 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
                            "nothing was written", keys=(key,), command=what)
     if word == "KEYS":
         return ConflictError(
-            f"{what}: the index entries of {key} changed while it was being written (a "
-            "concurrent write or reindex); nothing of this object was written",
-            attempts=1, keys=(key,))
+            f"{what}: the index entries of {key} kept changing while it was being written "
+            "(a concurrent write or reindex); nothing of this object was written",
+            attempts=KEY_ROUNDS, keys=(key,))
     return None
 
 
@@ -182,9 +187,9 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
         if not again:
             return replies
         todo = again
-    raise ConflictError(f"{what}: the index entries of {_key(items[todo[0]])} changed on "
-                        f"each of {KEY_ROUNDS} attempts; nothing of it was written",
-                        attempts=KEY_ROUNDS, keys=tuple(_key(items[i]) for i in todo))
+    for i in todo:  # still asking: its reply (a KEYS refusal) says nothing was written
+        replies[i] = ["KEYS"]
+    return replies
 
 
 def _command(item: Write | Command) -> Command:

@@ -21,10 +21,10 @@ from redmodel._errors import (
 from redmodel._flat import FlatLayout, counter_result
 from redmodel._hash import HashLayout, check_increment, remember
 from redmodel._indexed import (
+    Abandoned,
     Claims,
     TxHints,
     Write,
-    check,
     claim,
     refusal,
     release,
@@ -71,10 +71,16 @@ def ttl_ms(spec: ModelSpec, ttl: Any) -> int | None:
     if ttl is None:
         return None
     seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-        raise ValidationError(f"ttl must be a positive number of seconds, got {ttl!r}",
-                              model=spec.name)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
+            0 < seconds <= MAX_TTL_SECONDS):
+        raise ValidationError(f"ttl must be a positive number of seconds up to "
+                              f"{MAX_TTL_SECONDS:.0e}, got {ttl!r}", model=spec.name)
     return max(1, round(seconds * 1000))
+
+
+MAX_TTL_SECONDS = 10**11
+"""About 3,000 years: Redis refuses an expiry whose time overflows, after a script has
+written (so a longer ttl is refused before sending)."""
 
 
 def _id_of(spec: ModelSpec, obj: Any) -> Any:
@@ -107,14 +113,19 @@ def _values(spec: ModelSpec, obj: Any) -> dict[str, Any]:
 def _indexed_write(spec: ModelSpec, w: Write, claims: Claims | None, hints: TxHints | None,
                    what: str, idempotent: bool) -> Plan[Any]:
     """Send one index write and return its reply; raise its refusal, having released the
-    claims made for it."""
+    claims made for it (also when its transaction is abandoned)."""
     try:
         replies = yield from run_writes([w], idempotent=idempotent, hints=hints, what=what)
-        return check(spec, w.key, replies[0], what)
-    except Exception:
+    except Abandoned:
         if claims is not None:
             yield from release(claims.made, claims.eid)
         raise
+    error = refusal(spec, w.key, replies[0], what)
+    if error is not None:
+        if claims is not None:
+            yield from release(claims.made, claims.eid)
+        raise error
+    return replies[0]
 
 
 def _result_of(reply: Any) -> Any:
@@ -174,8 +185,12 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
         part = objs[start : start + chunk_size]
         claims = yield from _claim_all([(spec_of(o), k, o) for (k, _), o in zip(chunk, part,
                                         strict=True)])
-        replies = yield from run_writes([c for _, c in chunk], idempotent=True, hints=hints,
-                                        what="save many")
+        try:
+            replies = yield from run_writes([c for _, c in chunk], idempotent=True,
+                                            hints=hints, what="save many")
+        except Abandoned:  # its transaction will not commit: nothing written, undo claims
+            yield from gather([release(c.made, c.eid) for c in claims if c is not None])
+            raise
         yield from _settle_all(chunk, replies, claims, "save many")
     for obj in objs:
         spec = spec_of(obj)

@@ -313,6 +313,34 @@ class _Repair:
         self.layout = _layout(spec)
         self.problems: list[str] = []
         self.d = spec.delimiter
+        self.old_all: set[str] = set()  # roots whose all-ids index is still a SET
+        self.gone: set[str] = set()  # keys reported gone already
+        self.bad: set[str] = set()  # keys of the wrong type (reported once, then skipped)
+
+    def wrong_type(self, key: str, actual: str, want: str) -> None:
+        """A key of the wrong type: verify reports it (once) and skips it; reindex stops,
+        as no write could touch it."""
+        if key in self.bad:
+            return
+        self.bad.add(key)
+        cls = self.spec.cls.__name__
+        text = (f"{key} is a {actual}, not a {want} (overwritten outside redmodel): delete "
+                f"it and run store.reindex({cls})")
+        if self.fix:
+            raise ServerError(f"WRONGTYPE {text}", keys=(key,), command=f"reindex {cls}")
+        self.problems.append(text)
+
+    def types(self, wanted: dict[str, str]) -> Plan[None]:
+        """Check the types of these keys (key -> the type it must have)."""
+        keys = sorted(k for k in wanted if k not in self.bad)
+        if not keys:
+            return
+        replies = yield Batch([("TYPE", k) for k in keys])
+        for k, t in zip(keys, replies, strict=True):
+            actual = _text(t)
+            ok = wanted[k] in (actual, "set|zset" if actual in ("set", "zset") else "")
+            if actual != "none" and not ok:
+                self.wrong_type(k, actual, wanted[k])
 
     def report(self, text: str) -> None:
         if self.fix:
@@ -325,9 +353,12 @@ class _Repair:
     def convert(self, count: int, targets: Sequence[Any], cursors: dict[str, str]) -> Step:
         for tag in self.spec.tags():
             root = self.spec.index_root(tag)
+            yield from self.types({root + "rec": "hash", root + "exp": "zset",
+                                   root + "all": "set|zset"})
             if not self.fix:
                 replies = yield from _ask(Batch([("TYPE", root + "all")], keys=(root + "all",)))
                 if _text(replies[0]) == "set":
+                    self.old_all.add(root)
                     self.report(f"{root}all is a set, the format of an older redmodel: run "
                                 f"store.reindex({self.spec.cls.__name__}) to convert it")
                 yield Emit([(str(tag), "", 0)])
@@ -361,7 +392,8 @@ class _Repair:
     def object_page(self, keys: Sequence[str]) -> Plan[int]:
         heads = [self.layout.index_keys(k) for k in keys]
         cmds: list[Any] = [self.layout.read(k) for k in keys]
-        cmds += [("HGET", ks[1], head[0]) for ks, head in heads]
+        cmds += [("HGET", ks[1], head[0]) if ks[1] not in self.bad else ("EXISTS", ks[1])
+                 for ks, head in heads]
         replies = yield Batch(cmds, keys=list(keys))
         found: list[tuple[str, Any, list[str], list[str], list[str]]] = []
         for i, key in enumerate(keys):
@@ -379,6 +411,8 @@ class _Repair:
                                            problems=problems)
             for field, why in problems:
                 self.report(f"{key}: {field} cannot be indexed ({why})")
+            if not isinstance(record, (bytes, str)):
+                record = None  # the record hash is of the wrong type (reported)
             found.append((key, obj, entries, record_lines(record), heads[i][0]))
         if self.fix:
             yield from self.rebuild(found)
@@ -432,25 +466,38 @@ class _Repair:
             yield from settle(self.spec, key, 1, c)
         yield from release(gone, w.eid)
 
-    def check_objects(self, found: Sequence[tuple[str, Any, list[str], list[str], list[str]]]
-                      ) -> Plan[None]:
+    def _membership(self, found: Sequence[tuple[str, Any, list[str], list[str], list[str]]]
+                    ) -> list[tuple[int, str, str, tuple[Any, ...], str]]:
+        """(object index, entry line or "all", id, the command reading it, the type its
+        key must have) for every entry of these objects."""
         spec, d = self.spec, self.d
-        cmds: list[Any] = []
-        what: list[tuple[int, str, str]] = []
+        planned: list[tuple[int, str, str, tuple[Any, ...], str]] = []
         for i, (key, _, entries, _, ks) in enumerate(found):
             eid = self.layout.index_keys(key)[1][0]
             root = ks[1][: -len("rec")]
-            cmds.append(("ZSCORE", root + "all", eid))
-            what.append((i, "all", eid))
+            old = root in self.old_all
+            planned.append((i, "all?" if old else "all", eid,
+                            ("SISMEMBER" if old else "ZSCORE", root + "all", eid), "set|zset"))
             for line in entries:
                 kind, name, value = line.split(SEP, 2)
                 if kind == "e":
-                    cmds.append(("SISMEMBER", f"{root}eq{d}{name}{d}{value}", eid))
+                    cmd: tuple[Any, ...] = ("SISMEMBER", f"{root}eq{d}{name}{d}{value}", eid)
+                    tp = "set"
                 elif kind == "r":
-                    cmds.append(("ZSCORE", f"{root}rng{d}{name}", eid))
+                    cmd, tp = ("ZSCORE", f"{root}rng{d}{name}", eid), "zset"
                 else:
-                    cmds.append(("HGET", spec.claim_key(name, value), value))
-                what.append((i, line, eid))
+                    cmd, tp = ("HGET", spec.claim_key(name, value), value), "hash"
+                planned.append((i, line, eid, cmd, tp))
+        return planned
+
+    def check_objects(self, found: Sequence[tuple[str, Any, list[str], list[str], list[str]]]
+                      ) -> Plan[None]:
+        spec = self.spec
+        planned = self._membership(found)
+        yield from self.types({p[3][1]: p[4] for p in planned})
+        skipped = {i for i, _, _, cmd, _ in planned if cmd[1] in self.bad}
+        cmds = [p[3] for p in planned if p[3][1] not in self.bad]
+        what = [p[:3] for p in planned if p[3][1] not in self.bad]
         if not cmds:
             return
         replies = yield Batch(cmds)
@@ -458,8 +505,8 @@ class _Repair:
         present = [0] * len(found)
         for (i, line, eid), reply in zip(what, replies, strict=True):
             key = found[i][0]
-            if line == "all":
-                if reply is None:
+            if line in ("all", "all?"):
+                if reply is None or (line == "all?" and not reply):
                     per[i].append(f"{key}: missing from the all-ids index (unfiltered "
                                   "queries and counts miss it)")
                 else:
@@ -484,7 +531,7 @@ class _Repair:
                 present[i] += 1
         cls = spec.cls.__name__
         for i, (key, _, entries, record, _) in enumerate(found):
-            if not record and not present[i]:
+            if not record and not present[i] and i not in skipped:
                 self.report(f"{key}: not indexed at all (no index record, none of its "
                             f"{len(entries)} entries, not in the all-ids index): run "
                             f"store.reindex({cls})")
@@ -503,7 +550,7 @@ class _Repair:
             root = spec.index_root(tag)
             for source in ("rec", "all", "exp"):
                 name = f"{tag}:{source}"
-                if cursors.get(name) == "done":
+                if cursors.get(name) == "done" or root + source in self.bad:
                     continue
                 cursor = cursors.get(name, "0")
                 while True:
@@ -515,6 +562,11 @@ class _Repair:
 
     def _ids_page(self, root: str, source: str, cursor: str, count: int
                   ) -> Plan[tuple[str, list[str]]]:
+        if source == "all" and root in self.old_all:
+            replies = yield Batch([("SSCAN", root + source, cursor, "COUNT", count)],
+                                  keys=(root + source,))
+            next_cursor, items = replies[0]
+            return _text(next_cursor), [_text(m) for m in items]
         cmd = ("HSCAN" if source == "rec" else "ZSCAN", root + source, cursor, "COUNT", count)
         replies = yield Batch([cmd], keys=(root + source,))
         next_cursor, items = replies[0]
@@ -523,17 +575,21 @@ class _Repair:
     def gone_page(self, tag: str | None, ids: Sequence[str]) -> Plan[int]:
         spec = self.spec
         prefix, root = spec.object_prefix(tag), spec.index_root(tag)
+        rec = root + "rec"
         replies = yield Batch([("EXISTS", prefix + e) for e in ids] +
-                              [("HGET", root + "rec", e) for e in ids])
+                              [("HGET", rec, e) if rec not in self.bad else ("EXISTS", rec)
+                               for e in ids])
         gone = [(e, record_lines(r)) for e, alive, r in
                 zip(ids, replies[: len(ids)], replies[len(ids):], strict=True) if not alive]
         if not gone:
             return 0
         if not self.fix:
             for e, _ in gone:
-                self.report(f"{prefix}{e}: indexed, but the object does not exist (deleted "
-                            "outside redmodel, restored from an older snapshot, or expired "
-                            "and not swept yet)")
+                if prefix + e not in self.gone:
+                    self.gone.add(prefix + e)
+                    self.report(f"{prefix}{e}: indexed, but the object does not exist "
+                                "(deleted outside redmodel, restored from an older "
+                                "snapshot, or expired and not swept yet)")
             return len(gone)
         writes = []
         for e, record in gone:
@@ -599,7 +655,7 @@ class _Repair:
 
     def index_key(self, key: str, count: int) -> Plan[int]:
         parsed = self._parse(key)
-        if parsed is None:
+        if parsed is None or parsed[0] + "rec" in self.bad:
             return 0
         root, kind, name, value = parsed
         want = {"eq": "set", "eq?": "set", "rng": "zset", "uq": "hash"}[kind]
@@ -607,10 +663,8 @@ class _Repair:
         actual = _text(replies[0])
         if actual == "none":
             return 0
-        cls = self.spec.cls.__name__
         if actual != want:
-            self.report(f"{key} is a {actual}, not a {want} (overwritten outside redmodel): "
-                        f"delete it and run store.reindex({cls})")
+            self.wrong_type(key, actual, want)
             return 0
         known = (kind == "rng" and name in self.indexes.fields and self.indexes.fields[name].range
                  ) or (kind == "uq" and any(u.name == name for u in self.indexes.uniques)
@@ -662,19 +716,24 @@ class _Repair:
             return 0
         prefix = root[: -len("%idx" + self.d)]
         if not self.fix:
-            for member, extra in bad:
+            owners = [m if kind != "uq" else _text(v) for m, v in bad]
+            alive = yield Batch([("EXISTS", prefix + o) for o in owners])
+            for (member, extra), owner, live in zip(bad, owners, alive, strict=True):
+                obj = f"{prefix}{owner}"
                 if kind == "eq":
-                    self.report(f"the equality index {name}={unescape(value)!r} lists "
-                                f"{prefix}{member}, which does not have that value (or does "
-                                "not exist)")
+                    why = f"whose {name} is not {unescape(value)!r}" if live else \
+                        "which does not exist"
+                    self.report(f"the equality index {name}={unescape(value)!r} lists {obj}, "
+                                f"{why}")
                 elif kind == "rng":
-                    self.report(f"the range index {name} lists {prefix}{member} at "
-                                f"{_text(extra)}, which its object does not have (or it "
-                                "does not exist)")
+                    why = f"whose {name} is not {_text(extra)}" if live else \
+                        "which does not exist"
+                    self.report(f"the range index {name} lists {obj} at {_text(extra)}, "
+                                f"{why}")
                 else:
+                    why = "which does not hold that value" if live else "which does not exist"
                     self.report(f"the unique index {name}={unescape(member)!r} points at "
-                                f"{prefix}{_text(extra)}, which does not hold that value "
-                                "(or does not exist)")
+                                f"{obj}, {why}")
             return len(bad)
         if kind == "eq":
             args = ["eq", name, value, *[m for m, _ in bad]]

@@ -45,7 +45,7 @@ from redmodel._errors import (
     TransactionError,
     ValidationError,
 )
-from redmodel._indexed import TxHints
+from redmodel._indexed import Abandoned, TxHints
 from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Command, Plan, as_eval
 from redmodel._schema import spec_of
@@ -272,11 +272,6 @@ class _Queued:
     early: bool = False  # it has sent writes before MULTI (claims): they need undoing
     start: int = 0
     count: int = 0
-
-
-class Abandoned(Exception):  # noqa: N818 - a signal thrown into plans, not an error
-    """Thrown into a plan whose transaction will not commit after it has sent writes before
-    MULTI (claims of unique values): it undoes them (releases) and re-raises."""
 
 
 def _before_multi(batch: Batch) -> bool:
