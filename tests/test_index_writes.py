@@ -18,6 +18,7 @@ import decimal
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -224,3 +225,297 @@ def test_a_write_applies_fully_or_changes_nothing(any_store: Any, data: st.DataO
     assert problems == [], f"{op} applied, but its index is not in step: {problems}"
     if op in ("save", "save_many"):
         assert store.get(cls, target) == new
+
+
+# ---- one path for indexed fields (item 2) ---------------------------------------------------
+
+
+def declare_qh(buckets: int | None) -> type:
+    @redmodel.model(prefix="qh", buckets=buckets)
+    @attrs.define
+    class QH:
+        price: float = redmodel.field(index="range", default=0.0)
+        quantity: int = redmodel.field(index="range", default=0)
+        color: str = redmodel.field(index=True, default="black")
+        n: int = redmodel.field(index=True, default=0)
+        sku: str | None = redmodel.field(unique=True, default=None)
+        big: int = 0
+        id: str = redmodel.key_field(generated=False)
+
+    return QH
+
+
+QHS = {False: declare_qh(None), True: declare_qh(4)}
+SAME_BUCKET = ["3", "7", "13", "17"]  # ids in one of 4 buckets: one transaction on a cluster
+
+
+@pytest.fixture
+def QH(any_store: Any) -> type:
+    return QHS[any_store.cluster]
+
+
+def test_incr_fields_moves_the_entries_of_indexed_fields(any_store: Any, QH: type) -> None:
+    store = any_store
+    store.save(QH(price=13.0, quantity=5, id="1"))
+    assert store.incr_fields(QH, "1", {"price": 0.5, "quantity": -1}) == {
+        "price": 13.5, "quantity": 4}
+    assert store.find(QH, price=redmodel.between(13.4, 13.6)).ids() == ["1"]
+    assert store.find(QH, quantity=4).ids() == ["1"]
+    assert store.find(QH, quantity=5).ids() == []
+    assert store.verify(QH) == []
+
+
+def test_an_overflow_of_the_second_field_changes_nothing(any_store: Any, QH: type) -> None:
+    store = any_store
+    store.save(QH(quantity=5, big=2**63 - 8, id="1"))
+    before = dump(store.client)
+    with pytest.raises(redmodel.ConditionFailedError) as info:
+        store.incr_fields(QH, "1", {"quantity": 1, "big": 10})
+    e = info.value
+    assert (e.field, e.kind, e.bound, e.current, e.change, e.limit) == (
+        "big", "ceiling", 2**63 - 1, 2**63 - 8, 10, "64-bit counter")
+    assert dump(store.client) == before
+    with pytest.raises(redmodel.ConditionFailedError, match="64-bit counter"):
+        store.incr(QH, "1", "big", 8)
+    assert store.incr(QH, "1", "big", 7) == 2**63 - 1
+    assert dump(store.client) != before
+
+
+def test_a_range_indexed_int_stays_within_2_53(any_store: Any, QH: type) -> None:
+    store = any_store
+    with pytest.raises(redmodel.ValidationError, match=r"2\*\*53") as info:
+        store.save(QH(quantity=2**53 + 1, id="1"))
+    assert (info.value.model, info.value.field) == ("QH", "quantity")
+    assert info.value.key is not None and info.value.key.endswith("1")
+    store.save(QH(quantity=2**53 - 1, id="1"))
+    before = dump(store.client)
+    with pytest.raises(redmodel.ConditionFailedError, match="exact range of a range index"):
+        store.incr(QH, "1", "quantity", 2)
+    with pytest.raises(redmodel.ConditionFailedError, match="exact range"):
+        store.incr_fields(QH, "1", {"quantity": 2, "n": 1})
+    assert dump(store.client) == before, "nothing changed, not even n"
+    assert store.incr(QH, "1", "quantity", 1) == 2**53
+    assert store.find(QH, quantity=2**53).ids() == ["1"]
+    assert store.find(QH, quantity=redmodel.gt(2**53 - 1)).ids() == ["1"]
+    assert store.verify(QH) == []
+
+
+def test_floor_and_ceiling_on_indexed_counters(any_store: Any, QH: type) -> None:
+    store = any_store
+    store.save(QH(quantity=1, n=5, id="1"))
+    before = dump(store.client)
+    with pytest.raises(redmodel.ConditionFailedError, match="below its floor 0"):
+        store.incr_fields(QH, "1", {"quantity": -2, "n": 1}, floor={"quantity": 0})
+    with pytest.raises(redmodel.ConditionFailedError, match=r"above its ceiling 5\.5"):
+        store.incr_fields(QH, "1", {"n": 1}, ceiling={"n": 5.5})
+    assert dump(store.client) == before
+    assert store.incr_fields(QH, "1", {"quantity": -1, "n": 1}, floor={"quantity": 0},
+                             ceiling={"n": 6.5}) == {"quantity": 0, "n": 6}
+    assert store.find(QH, n=6, quantity=0).ids() == ["1"]
+    assert store.find(QH, n=5).ids() == []
+    assert store.verify(QH) == []
+
+
+def test_every_write_path_keeps_the_entries_in_step(any_store: Any, QH: type) -> None:
+    store = any_store
+    store.save_many([QH(price=float(i), quantity=i, color="red", n=i, sku=f"S{i}", id=str(i))
+                     for i in range(6)])
+    hat = store.get(QH, "1")
+    hat.color = "green"
+    hat.price = 0.1 + 0.2
+    store.save(hat)  # tracked: only what changed
+    store.save(QH(price=0.3, color="blue", sku="S2", id="2"))  # whole, not loaded
+    assert store.update(QH, "3", color="white", sku="T3", quantity=7) is True
+    assert store.incr(QH, "4", "n", 10) == 14
+    assert store.incr_fields(QH, "5", {"n": -1, "quantity": 2, "price": 0.25}) == {
+        "n": 4, "quantity": 7, "price": 5.25}
+    assert store.expire(QH, "0", 100) is True
+    assert store.persist(QH, "0") is True
+    assert store.delete(QH, "0") is True
+    assert store.delete_many(QH, ["5", "nope"]) == 1
+    assert store.verify(QH) == []
+    assert store.find(QH, color="red").ids() == ["4"]
+    assert store.find(QH, n=14).ids() == ["4"]
+    assert store.find(QH, quantity=7).ids() == ["3"]
+    assert store.find(QH).order_by("price").ids() == ["2", "1", "3", "4"]
+    assert store.find(QH, price=0.1 + 0.2).ids() == ["1"], "0.1 + 0.2 is not 0.3"
+    assert store.get_by(QH, sku="T3").id == "3"
+    assert store.get_by(QH, sku="S3") is None
+
+
+def test_a_tracked_save_of_an_object_deleted_meanwhile_recreates_it(any_store: Any,
+                                                                      QH: type) -> None:
+    store = any_store
+    store.save(QH(color="red", id="1"))
+    hat = store.get(QH, "1")
+    store.delete(QH, "1")
+    assert store.save(hat).endswith("1")  # unchanged since it was loaded
+    assert store.get(QH, "1") == hat
+    assert store.find(QH, color="red").ids() == ["1"]
+    assert store.verify(QH) == []
+
+
+def test_a_save_many_with_one_bad_object_anywhere_sends_nothing(any_store: Any,
+                                                                 QH: type) -> None:
+    store = any_store
+    hats = [QH(price=float(i), id=f"h{i}") for i in range(100)]
+    hats[57].price = float("nan")
+    with pytest.raises(redmodel.ValidationError, match="NaN") as info:
+        store.save_many(hats, chunk_size=10)
+    assert (info.value.model, info.value.field) == ("QH", "price")
+    assert dump(store.client) == {}
+    hats[57].price = 57.0
+    assert store.save_many(hats, chunk_size=10) == 100
+    assert store.find(QH).count() == 100 and store.verify(QH) == []
+
+
+def test_a_wrong_typed_key_refuses_the_write_and_names_the_key(any_store: Any,
+                                                                QH: type) -> None:
+    store = any_store
+    store.save(QH(color="red", id="1"))
+    key = spec_of(QH).index_root(spec_of(QH).tag_of("1")) + "eq:color:green"
+    plant(store.client, key, "string")
+    before = dump(store.client)
+    with pytest.raises(redmodel.ServerError) as info:
+        store.update(QH, "1", color="green")
+    assert key in str(info.value) and key in info.value.keys
+    assert "nothing was written" in str(info.value)
+    assert dump(store.client) == before
+
+
+# ---- transactions ------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["one server", "cluster"])
+def sync_store(request: pytest.FixtureRequest) -> redmodel.Store:
+    name = "redis_client" if request.param == "one server" else "redis_cluster_client"
+    return redmodel.Store(request.getfixturevalue(name))
+
+
+def test_transactions_keep_the_entries_in_step(sync_store: redmodel.Store) -> None:
+    store = sync_store
+    QH = QHS[store.cluster]
+    a, b, c, d = SAME_BUCKET
+    store.save_many([QH(color="red", n=1, quantity=1, id=i) for i in (a, b)])
+
+    @store.transaction
+    def work(tx: redmodel.Transaction) -> None:
+        tx.update(QH, a, color="green")  # not loaded: its record is read first
+        tx.incr(QH, a, "n", 5)  # an equality-indexed counter of the same object
+        tx.incr(QH, b, "quantity", 2)
+        tx.save_many([QH(color="blue", sku="X", id=c), QH(color="blue", id=d)])
+        tx.delete(QH, b)
+
+    work()
+    assert store.find(QH, color="green", n=6).ids() == [a]
+    assert store.find(QH, color="blue").ids() == sorted([c, d])
+    assert store.get(QH, b) is None
+    assert store.verify(QH) == []
+
+    with redmodel.Transaction(store) as tx:  # one object written twice in one MULTI
+        tx.save(QH(color="white", sku="Y", id=a))
+        tx.update(QH, a, color="black", sku="Z")
+    assert store.find(QH, color="black").ids() == [a]
+    assert store.get_by(QH, sku="Z").id == a and store.get_by(QH, sku="Y") is None
+    assert store.verify(QH) == []
+
+
+def test_bucketed_unique_values_work_in_transactions(sync_store: redmodel.Store) -> None:
+    """Claims live in their value's bucket (another slot): made before MULTI, confirmed
+    after EXEC, released when the transaction does not commit."""
+    store = sync_store
+    BH = QHS[True]
+    a, b, c, d = SAME_BUCKET
+    with redmodel.Transaction(store) as tx:
+        first = tx.save(BH(sku="A", id=a))
+        tx.save(BH(sku="B", id=b))
+    assert first.value.endswith(a)
+    assert store.get_by(BH, sku="A").id == a
+    with pytest.raises(redmodel.UniqueViolationError), redmodel.Transaction(store) as tx:
+        tx.save(BH(sku="C", id=c))
+        tx.save(BH(sku="A", id=d))
+    assert store.get(BH, c) is None and store.get(BH, d) is None
+    store.save(BH(sku="C", id=d))  # C was released at once, not after 10 s
+    assert store.get_by(BH, sku="C").id == d
+
+    @store.transaction
+    def swap(tx: redmodel.Transaction) -> None:
+        tx.get(BH, a)
+        tx.update(BH, a, sku="Z")
+        tx.incr(BH, a, "n", 1)
+
+    swap()
+    assert store.get_by(BH, sku="Z").id == a
+    store.save(BH(sku="A", id=c))  # given up by the transaction: free again
+    assert store.verify(BH) == []
+
+
+def test_async_transactions_keep_the_entries_in_step(redis_url: str) -> None:
+    import asyncio  # noqa: PLC0415
+
+    QH = QHS[False]
+
+    async def main() -> None:
+        store = redmodel.AsyncStore.from_url(redis_url)
+        await store.save(QH(color="red", n=1, id="1"))
+
+        @store.transaction
+        async def work(tx: redmodel.AsyncTransaction) -> None:
+            tx.update(QH, "1", color="green")
+            tx.incr(QH, "1", "n", 2)
+            tx.save(QH(color="blue", sku="S", id="2"))
+
+        await work()
+        assert await store.find(QH, color="green", n=3).ids() == ["1"]
+        assert await store.verify(QH) == []
+        await store.aclose()
+
+    asyncio.run(main())
+
+
+# ---- exact numbers (item 3) -------------------------------------------------------------------
+
+
+def test_counters_are_exact_across_64_bits(any_store: Any, QH: type) -> None:
+    store = any_store
+    store.save(QH(big=2**63 - 15, id="1"))  # ...793
+    assert store.incr(QH, "1", "big", 1) == 2**63 - 14  # was ...792 through a float
+    assert store.incr_fields(QH, "1", {"big": -(2**63) + 14}) == {"big": 0}
+    assert store.incr(QH, "1", "big", -(2**63)) == -(2**63)
+    assert store.get(QH, "1").big == -(2**63)
+
+
+def test_flat_counters_are_exact(any_store: Any) -> None:
+    @redmodel.model(prefix="flatc", layout="flat", hash_tag=True)
+    @attrs.define
+    class Counter:
+        value: int = 0
+        id: str = redmodel.key_field(generated=False)
+
+    store = any_store
+    store.save(Counter(2**62 + 1, id="c"))
+    assert store.incr(Counter, "c", "value", 2**62 - 2) == 2**63 - 1
+    with pytest.raises(redmodel.ConditionFailedError, match="64-bit counter"):
+        store.incr(Counter, "c", "value", 1)
+    assert store.get(Counter, "c").value == 2**63 - 1
+
+
+def test_equality_entries_of_ints_are_their_exact_text(any_store: Any, QH: type) -> None:
+    store = any_store
+    store.save_many([QH(n=2**62, id="1"), QH(n=2**62 + 1, id="2"), QH(n=-(2**63), id="3")])
+    assert store.find(QH, n=2**62 + 1).ids() == ["2"]
+    assert store.find(QH, n=2**62).ids() == ["1"]
+    assert store.find(QH, n=-(2**63)).ids() == ["3"]
+    assert store.incr(QH, "2", "n", 2**62 - 2) == 2**63 - 1
+    assert store.find(QH, n=2**63 - 1).ids() == ["2"]
+    assert store.verify(QH) == []
+
+
+def test_scores_are_exact(any_store: Any, QH: type) -> None:
+    store = any_store
+    store.save_many([QH(price=0.1 + 0.2, id="a"), QH(price=0.3, id="b"),
+                     QH(price=-0.0, id="c"), QH(price=5e-324, id="d")])
+    assert store.find(QH).order_by("price").ids() == ["c", "d", "b", "a"]
+    assert store.find(QH, price=0.3).ids() == ["b"]
+    assert store.find(QH, price=0.0).ids() == ["c"], "-0.0 == 0.0"
+    assert store.verify(QH) == []
