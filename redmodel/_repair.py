@@ -316,6 +316,9 @@ class _Repair:
         self.old_all: set[str] = set()  # roots whose all-ids index is still a SET
         self.gone: set[str] = set()  # keys reported gone already
         self.bad: set[str] = set()  # keys of the wrong type (reported once, then skipped)
+        # (root, id) -> an object's own entries, where its record disagrees (verify pass 3
+        # then judges entries by the object, not by the record)
+        self.truth: dict[tuple[str, str], set[str]] = {}
 
     def wrong_type(self, key: str, actual: str, want: str) -> None:
         """A key of the wrong type: verify reports it (once) and skips it; reindex stops,
@@ -537,6 +540,8 @@ class _Repair:
                             f"store.reindex({cls})")
                 continue
             if set(entries) != set(record):
+                ks = self.layout.index_keys(key)
+                self.truth[(ks[1][1], ks[1][0])] = set(entries)
                 self.report(f"{key}: its record of index entries does not match its values "
                             "(the next write would leave wrong entries behind)")
             for text in per[i]:
@@ -700,7 +705,8 @@ class _Repair:
         else:
             ids = [m for m, _ in pairs]
         replies = yield Batch([("HGET", root + "rec", i) for i in ids])
-        records = {i: set(record_lines(r)) for i, r in zip(ids, replies, strict=True)}
+        records = {i: self.truth[(root, i)] if (root, i) in self.truth else
+                   set(record_lines(r)) for i, r in zip(ids, replies, strict=True)}
         bad: list[tuple[str, Any]] = []
         for (member, extra), owner in zip(pairs, ids, strict=True):
             if kind == "eq":
