@@ -73,7 +73,7 @@ def _finite_text(v: Any) -> str:
     if not math.isfinite(f):
         raise IndexValueError(f"{v!r} has no finite score: a range index refuses NaN and "
                               "infinities") from None
-    return repr(f)
+    return "%.17g" % f  # noqa: UP031 - C's format: the script writes scores the same way
 
 
 def _int_text(v: Any) -> str:
@@ -84,15 +84,17 @@ def _int_text(v: Any) -> str:
 
 
 def _score_text(tp: Any) -> Callable[[Any], str]:
-    """value -> its score as exact decimal text (what ZADD gets): an int's digits, a
-    float's shortest round-trip repr, a date's ordinal, a datetime's POSIX seconds."""
+    """value -> its score as exact, canonical decimal text (what ZADD gets and what the
+    record holds): ``%.17g`` of the double, which for an int within 2**53 or a date's
+    ordinal is its digits. The write script formats the scores it computes (HINCRBYFLOAT
+    results) the same way, so both sides write one text per score."""
     if tp is int:
         return _int_text
     if tp is dt.date:
         return lambda v: str(v.toordinal())
     if tp is dt.datetime:
         seconds = _score(tp)
-        return lambda v: repr(seconds(v))
+        return lambda v: _finite_text(seconds(v))
     return _finite_text
 
 

@@ -174,7 +174,12 @@ if mode == 'incr' then
   for i = 1, #changes do
     local name, eq, rng = names[i][1], names[i][2], names[i][3]
     if eq then new['e' .. SEP .. name .. SEP .. texts[i]] = true end
-    if rng then new['r' .. SEP .. name .. SEP .. texts[i]] = true end
+    if rng then
+      -- the score as the client writes it: an int's digits, a float's %.17g
+      local score = texts[i]
+      if changes[i][2] == 'f' then score = string.format('%.17g', tonumber(score)) end
+      new['r' .. SEP .. name .. SEP .. score] = true
+    end
   end
   result = {'OK', unpack(texts)}
 elseif mode == 'save' or mode == 'update' then
