@@ -12,10 +12,13 @@ local function lines(text)
   if text then for line in string.gmatch(text, '[^\n]+') do t[line] = true end end
   return t
 end
+local DECLARED
 local function declared_keys()
-  local t = {}
-  for _, k in ipairs(KEYS) do t[k] = true end
-  return t
+  if not DECLARED then
+    DECLARED = {}
+    for _, k in ipairs(KEYS) do DECLARED[k] = true end
+  end
+  return DECLARED
 end
 -- a score as the client sends it: a finite number in plain decimal text
 local function valid_score(s)
@@ -54,17 +57,23 @@ local function check_keys(need)
     table.sort(missing)
     return {'KEYS', unpack(missing)}
   end
-  local names = {}
-  for k in pairs(need) do names[#names + 1] = k end
-  table.sort(names)
-  for _, k in ipairs(names) do
-    local want = need[k]
+  for k, want in pairs(need) do
     if want ~= '' then
       local t = redis.call('TYPE', k)['ok']
       if t ~= 'none' and t ~= want then return {'WRONGTYPE', k, t, want} end
     end
   end
   return nil
+end
+-- a read that is also the type check of its key (an error reply, not a script error)
+local function read(want, command, key, ...)
+  local r = redis.pcall(command, key, ...)
+  if type(r) == 'table' and r.err then
+    local t = redis.call('TYPE', key)['ok']
+    if t ~= want then return nil, {'WRONGTYPE', key, t, want} end
+    error(r.err)
+  end
+  return r
 end
 local function apply(root, d, id, line, add)
   local kind, name, value = split(line)

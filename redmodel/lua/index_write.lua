@@ -50,14 +50,18 @@ elseif mode == 'incr' then
 end
 
 -- ---- the fixed keys hold their types; what the object has now ------------------------------
-local fixed = {[obj] = 'hash', [rec] = 'hash', [all] = 'zset', [exp] = 'zset'}
-local refusal = check_keys(fixed)
+local objtype = redis.call('TYPE', obj)['ok']
+if objtype ~= 'none' and objtype ~= 'hash' then return {'WRONGTYPE', obj, objtype, 'hash'} end
+local refusal = check_keys({[rec] = '', [all] = 'zset', [exp] = 'zset'})
 if refusal then return refusal end
-local exists = redis.call('EXISTS', obj) == 1
+local exists = objtype == 'hash'
 if not exists and (mode == 'update' or mode == 'expire') then return 0 end
 if not exists and mode == 'incr' then return {'MISSING'} end
 if exists and mode == 'forget' then return 0 end
-local old = lines(redis.call('HGET', rec, id))
+local record
+record, refusal = read('hash', 'HGET', rec, id)
+if refusal then return refusal end
+local old = lines(record)
 -- a delete or reindex of an object that is gone drops what is left of its entries
 local answer_gone = (mode == 'forget') and 1 or 0
 if not exists and (mode == 'delete' or mode == 'reindex') then mode = 'forget' end
