@@ -252,15 +252,15 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
     grace = str(CLAIM_GRACE_MS)
     replies = yield Batch([CLAIM.call([k], [t, eid, grace, ""]) for k, t, _ in wanted],
                           write=True, early=True)
-    _claim_refusal(spec, key, replies)
     taken = []
     for w, r in zip(wanted, replies, strict=True):
         if r == 1:
             out.made.append((w[0], w[1]))
         if r in (1, 2):
             out.ours.append((w[0], w[1]))
-        elif isinstance(r, list):
+        elif status(r) == "TAKEN":
             taken.append((w, _text(r[1]), int(r[2])))
+    yield from _claim_refusal(spec, key, replies, out)
     stale = [(w, owner) for w, owner, age in taken if age < 0 or age >= CLAIM_GRACE_MS]
     if stale:  # an old claim is taken over when its owner no longer holds the value
         gone = yield from owners_gone(spec, [(owner, name, text) for (_, text, name), owner
@@ -269,10 +269,10 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
         if retry:
             again = yield Batch([CLAIM.call([k], [t, eid, grace, o]) for (k, t, _), o in retry],
                                 write=True, early=True)
-            _claim_refusal(spec, key, again)
             won = {(w[0], w[1]) for (w, _), r in zip(retry, again, strict=True) if r == 1}
             out.made += sorted(won)
             out.ours += sorted(won)
+            yield from _claim_refusal(spec, key, again, out)
             taken = [t for t in taken if (t[0][0], t[0][1]) not in won]
     if taken:
         yield from release(out.made, eid)
@@ -283,9 +283,12 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
     return out
 
 
-def _claim_refusal(spec: ModelSpec, key: str, replies: Sequence[Any]) -> None:
+def _claim_refusal(spec: ModelSpec, key: str, replies: Sequence[Any], out: Claims
+                   ) -> Plan[None]:
+    """A claim hash of the wrong type: release the claims just made, raise ServerError."""
     for reply in replies:
         if status(reply) == "WRONGTYPE":
+            yield from release(out.made, out.eid)
             check(spec, key, reply, f"claim a unique value of {spec.name}")
 
 

@@ -383,6 +383,19 @@ def test_a_wrong_typed_key_refuses_the_write_and_names_the_key(any_store: Any,
     assert dump(store.client) == before
 
 
+def test_a_wrong_typed_claim_hash_refuses_the_save(any_store: Any) -> None:
+    """Bucketed model: the unique value's claim lives in its own bucket's hash."""
+    store = any_store
+    BH = QHS[True]
+    claims = spec_of(BH).claim_key("sku", "A")
+    plant(store.client, claims, "list")
+    before = dump(store.client)
+    with pytest.raises(redmodel.ServerError) as info:
+        store.save(BH(sku="A", id="1"))
+    assert claims in str(info.value)
+    assert dump(store.client) == before
+
+
 # ---- transactions ------------------------------------------------------------------------
 
 

@@ -59,7 +59,10 @@ local function plan_counters(obj, changes, bounds)
   local stored, kind_of, value = {}, {}, {}
   local function current(f, kind)
     if value[f] == nil then
-      local raw = redis.call('HGET', obj, f)
+      local raw = redis.pcall('HGET', obj, f)  -- a read: failing here writes nothing
+      if type(raw) == 'table' and raw.err then
+        return nil, {'WRONGTYPE', obj, redis.call('TYPE', obj)['ok'], 'hash'}
+      end
       stored[f] = raw
       local v
       if kind == 'i' then v = int_parse(raw or '0') else v = float_parse(raw or '0') end
@@ -72,7 +75,8 @@ local function plan_counters(obj, changes, bounds)
   local after = {}
   for i, c in ipairs(changes) do
     local f, kind, amount = c[1], c[2], c[3]
-    local v = current(f, kind)
+    local v, wrong = current(f, kind)
+    if wrong then return nil, wrong end
     if v == nil then return nil, {'NOTNUM', f} end
     if kind == 'i' then
       local a = int_parse(amount)
@@ -101,7 +105,8 @@ local function plan_counters(obj, changes, bounds)
   end
   for j, b in ipairs(bounds) do
     local f, side, text, kind = b[1], b[2], b[3], b[4]
-    local v = current(f, kind)
+    local v, wrong = current(f, kind)
+    if wrong then return nil, wrong end
     if v == nil then return nil, {'NOTNUM', f} end
     local below, above
     if kind == 'i' then

@@ -2,12 +2,15 @@
 -- KEYS: the object's manifest, the leaf. ARGV: INCRBY | INCRBYFLOAT, amount.
 -- Answers false when the object or the leaf is missing, else like incr_fields.lua:
 -- {'WRONGTYPE', ...}, {'NOTNUM', leaf}, {'LIMIT', 1, kind, side, stored}, {'OK', new text}.
+-- GET is the check: missing, or of the wrong type (an error reply: nothing written yet)
+local raw
 for _, k in ipairs(KEYS) do
-  local t = redis.call('TYPE', k)['ok']
-  if t == 'none' then return false end
-  if t ~= 'string' then return {'WRONGTYPE', k, t, 'string'} end
+  raw = redis.pcall('GET', k)
+  if type(raw) == 'table' and raw.err then
+    return {'WRONGTYPE', k, redis.call('TYPE', k)['ok'], 'string'}
+  end
+  if not raw then return false end
 end
-local raw = redis.call('GET', KEYS[2])
 if ARGV[1] == 'INCRBY' then
   local v, a = int_parse(raw), int_parse(ARGV[2])
   if v == nil then return {'NOTNUM', KEYS[2]} end

@@ -6,9 +6,7 @@
 local obj = KEYS[1]
 local changes, bounds = read_counters(1)
 if changes == nil then return {'BADARG', 'counters'} end
-local t = redis.call('TYPE', obj)['ok']
-if t == 'none' then return {'MISSING'} end
-if t ~= 'hash' then return {'WRONGTYPE', obj, t, 'hash'} end
+if redis.call('EXISTS', obj) == 0 then return {'MISSING'} end
 local after, refusal = plan_counters(obj, changes, bounds)
 if after == nil then return refusal end
 local out = apply_counters(obj, changes, after)
