@@ -190,7 +190,7 @@ def counter_result(spec: ModelSpec, key: str, path: str, kind: str, amount: floa
             bound=bounds[0] if side == "floor" else bounds[1],
             current=parse(reply[4].decode()), change=amount, limit=limit)
     if word == "NOTNUM":
-        raise DecodeError("stored value is not a number; nothing was changed",
+        raise DecodeError("stored value is not a number Redis can add to; nothing was changed",
                           model=spec.name, key=key, field=path)
     error = refusal(spec, key, reply, f"incr {spec.name}")
     if error is not None:

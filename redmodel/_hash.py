@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redmodel._errors import DecodeError, ValidationError
-from redmodel._index import IndexValueError
+from redmodel._index import IndexValueError, entry_key
 from redmodel._indexed import Write
 from redmodel._plan import Command, script
 from redmodel._schema import FieldSpec, ModelSpec
@@ -87,6 +87,8 @@ class HashLayout:
         self.spec = spec
         self.delim = spec.delimiter.encode()
         self.may_be_empty = _may_be_empty(spec.fields)
+        self._constant: dict[str, list[str]] = {}  # index root -> value-free index keys
+        self._all_fields = frozenset(spec.indexes.fields if spec.indexes else ())
 
     # ---- writing ------------------------------------------------------------------
 
@@ -177,16 +179,28 @@ class HashLayout:
               only: Sequence[str] | None = None) -> Write:
         """One index write script call, declaring the keys of ``entries`` and the index
         keys whose names do not depend on a value (of every field, or of ``only``)."""
-        indexes = self.spec.indexes
+        spec = self.spec
+        indexes = spec.indexes
         assert indexes is not None
         keys, head = self.index_keys(key)
-        mode = mode + ":c" if self.spec.claims else mode
-        w = Write(self.spec, key, keys, [mode, *head, ttl, changed, "\n".join(entries), *data],
-                  root=head[1], eid=head[0],
-                  fields=frozenset(indexes.fields if only is None else only))
-        w.declare_lines(entries)
-        w.declare(indexes.constant_keys(head[1], self.spec.delimiter, self.spec.claims, only))
-        return w
+        root, d, claims = head[1], spec.delimiter, spec.claims
+        if only is None:
+            found = self._constant.get(root)
+            if found is None:
+                found = self._constant[root] = indexes.constant_keys(root, d, claims)
+            extra = dict.fromkeys(found)
+            fields = self._all_fields
+        else:
+            extra = dict.fromkeys(indexes.constant_keys(root, d, claims, only))
+            fields = frozenset(only)
+        for line in entries:
+            k = entry_key(root, d, line, claims)
+            if k is not None:
+                extra[k] = None
+        keys.extend(extra)
+        return Write(spec, key, keys, [mode + ":c" if claims else mode, *head, ttl, changed,
+                                       "\n".join(entries), *data],
+                     root=root, eid=head[0], fields=fields)
 
     def entries(self, key: str, values: dict[str, Any], only: Sequence[str] | None = None
                 ) -> list[str]:

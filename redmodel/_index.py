@@ -314,7 +314,8 @@ SWEEP = script("index_sweep")
 # Claims of unique values for bucketed models (objects in several slots). A claim is
 # "owner \x1f claimed-at ms" until its owner's write has landed, then "owner \x1f C"
 # (confirmed). KEYS: the claim hash (in the value's bucket). ARGV: value, id, grace ms, a
-# stale owner the client proved gone (or ''). Answers 2 (already ours), 1 (claimed), or
+# stale owner the client proved gone (or ''). Answers {'OURS', earlier text} (already
+# ours: refreshed, so that a repair reading it meanwhile cannot drop it), 1 (claimed), or
 # {'TAKEN', owner, age ms (-1 once confirmed)}. A confirmed claim whose owner is gone is
 # taken over at once; an unconfirmed one (its write may be in flight) after the grace.
 CLAIM = script("claim")
@@ -324,6 +325,10 @@ CONFIRM = script("claim_confirm")
 
 # KEYS: the claim hash. ARGV: value, id. Deletes the claim only if this id holds it.
 RELEASE = script("claim_release")
+
+# KEYS: the claim hash. ARGV: value, id, earlier text. Undoes a refresh by CLAIM (which
+# answers {'OURS', earlier text} for a value the id already held) when the write fails.
+RESTORE = script("claim_restore")
 
 CLAIM_GRACE_MS = 10_000
 """An unconfirmed claim whose owner's object does not exist may be taken over once it is

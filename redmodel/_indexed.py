@@ -33,6 +33,7 @@ from redmodel._index import (
     CLAIM_GRACE_MS,
     CONFIRM,
     RELEASE,
+    RESTORE,
     SEP,
     WRITE,
     entry_key,
@@ -42,7 +43,7 @@ from redmodel._keys import unescape
 from redmodel._plan import Batch, Command, Plan
 from redmodel._schema import ModelSpec
 
-__all__ = ["Abandoned", "TxHints", "Write", "claim", "refusal", "run_writes", "settle"]
+__all__ = ["Abandoned", "TxHints", "Write", "claim", "refusal", "run_writes", "settle", "undo"]
 
 KEY_ROUNDS = 5
 """How often one write may answer "these keys too" before the plan gives up: each answer
@@ -68,7 +69,7 @@ class Write:
     def declare(self, more: Iterable[str]) -> bool:
         """Add keys to KEYS; False when every one was declared already."""
         have = set(self.keys)
-        new = sorted({k for k in more if k is not None and k not in have})
+        new = [k for k in dict.fromkeys(more) if k is not None and k not in have]
         self.keys.extend(new)
         return bool(new)
 
@@ -130,7 +131,8 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
         return NotFoundError(spec.name, key)
     if word == "NOTNUM":
         field = _text(reply[1])
-        return DecodeError("stored value is not a number; nothing was changed",
+        return DecodeError("stored value is not a number Redis can add to (a 64-bit "
+                           "integer, a finite float); nothing was changed",
                            model=spec.name, key=key, field=(fields or {}).get(field, field))
     if word == "BADARG":
         return ServerError(f"the index script refused its arguments ({_text(reply[1])}); "
@@ -232,11 +234,13 @@ def unique_lines(spec: ModelSpec, values: dict[str, Any]) -> list[tuple[str, str
 @attrs.define
 class Claims:
     """Claims one write made: ``made`` are new (released if the write does not happen),
-    ``ours`` every claim it holds for its values (confirmed once it lands)."""
+    ``refreshed`` ones it already held (their earlier text put back then), ``ours`` every
+    claim it holds for its values (confirmed once it lands)."""
 
     eid: str
     made: list[tuple[str, str]] = attrs.field(factory=list)
     ours: list[tuple[str, str]] = attrs.field(factory=list)
+    refreshed: list[tuple[str, str, str]] = attrs.field(factory=list)  # + earlier text
 
 
 def claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
@@ -256,8 +260,10 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
     for w, r in zip(wanted, replies, strict=True):
         if r == 1:
             out.made.append((w[0], w[1]))
-        if r in (1, 2):
+        if r == 1 or status(r) == "OURS":
             out.ours.append((w[0], w[1]))
+            if r != 1:
+                out.refreshed.append((w[0], w[1], _text(r[1])))
         elif status(r) == "TAKEN":
             taken.append((w, _text(r[1]), int(r[2])))
     yield from _claim_refusal(spec, key, replies, out)
@@ -275,7 +281,7 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
             yield from _claim_refusal(spec, key, again, out)
             taken = [t for t in taken if (t[0][0], t[0][1]) not in won]
     if taken:
-        yield from release(out.made, eid)
+        yield from undo(out)
         (_, text, name), _, _ = taken[0]
         parts = tuple(unescape(p) for p in text.split("\x1e"))
         raise UniqueViolationError(spec.name, tuple(name.split(",")),
@@ -288,7 +294,7 @@ def _claim_refusal(spec: ModelSpec, key: str, replies: Sequence[Any], out: Claim
     """A claim hash of the wrong type: release the claims just made, raise ServerError."""
     for reply in replies:
         if status(reply) == "WRONGTYPE":
-            yield from release(out.made, out.eid)
+            yield from undo(out)
             check(spec, key, reply, f"claim a unique value of {spec.name}")
 
 
@@ -318,6 +324,17 @@ def release(claims: Sequence[tuple[str, str]], eid: str) -> Plan[None]:
                     idempotent=True)
 
 
+def undo(claims: Claims | None) -> Plan[None]:
+    """For a write that did not happen: release its new claims and give the ones it
+    refreshed their earlier text back (one round trip)."""
+    if claims is None or not (claims.made or claims.refreshed):
+        return
+    eid = claims.eid
+    yield Batch([RELEASE.call([k], [t, eid]) for k, t in claims.made] +
+                [RESTORE.call([k], [t, eid, prev]) for k, t, prev in claims.refreshed],
+                write=True, idempotent=True)
+
+
 def released_lines(spec: ModelSpec, lines: Iterable[Any]) -> list[tuple[str, str]]:
     out = []
     for line in lines:
@@ -336,7 +353,7 @@ def settle(spec: ModelSpec, key: str, reply: Any, claims: Claims | None) -> Plan
         gone = released_lines(spec, reply[2:])
     eid = eid_of(spec, key)
     if result == 0:
-        gone += claims.made if claims is not None else []
+        yield from undo(claims)
     elif claims is not None and claims.ours:
         yield Batch([CONFIRM.call([k], [t, eid]) for k, t in claims.ours], write=True,
                     idempotent=True)

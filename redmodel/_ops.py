@@ -27,10 +27,10 @@ from redmodel._indexed import (
     Write,
     claim,
     refusal,
-    release,
     run_writes,
     settle,
     status,
+    undo,
     unique_lines,
 )
 from redmodel._keys import glob_escape
@@ -117,13 +117,11 @@ def _indexed_write(spec: ModelSpec, w: Write, claims: Claims | None, hints: TxHi
     try:
         replies = yield from run_writes([w], idempotent=idempotent, hints=hints, what=what)
     except Abandoned:
-        if claims is not None:
-            yield from release(claims.made, claims.eid)
+        yield from undo(claims)
         raise
     error = refusal(spec, w.key, replies[0], what)
     if error is not None:
-        if claims is not None:
-            yield from release(claims.made, claims.eid)
+        yield from undo(claims)
         raise error
     return replies[0]
 
@@ -189,7 +187,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
             replies = yield from run_writes([c for _, c in chunk], idempotent=True,
                                             hints=hints, what="save many")
         except Abandoned:  # its transaction will not commit: nothing written, undo claims
-            yield from gather([release(c.made, c.eid) for c in claims if c is not None])
+            yield from gather([undo(c) for c in claims if c is not None])
             raise
         yield from _settle_all(chunk, replies, claims, "save many")
     for obj in objs:
@@ -213,7 +211,7 @@ def _claim_all(items: Sequence[tuple[ModelSpec, str, Any]]) -> Plan[list[Claims 
         if not isinstance(r, Exception):
             out[i] = r
     if errors:
-        yield from gather([release(c.made, c.eid) for c in out if c is not None])
+        yield from gather([undo(c) for c in out if c is not None])
         raise errors[0]
     return out
 
@@ -230,6 +228,14 @@ def _settle_all(chunk: Sequence[tuple[str, Command | Write]], replies: Sequence[
                 claims: Sequence[Claims | None], what: str) -> Plan[list[Any]]:
     """Results of a chunk of writes: claims confirmed or released (pipelined), then the
     first refusal raised (the other objects of the chunk are written)."""
+    if not any(isinstance(item, Write) and item.spec.claims for _, item in chunk):
+        out = []
+        for (key, item), reply in zip(chunk, replies, strict=True):  # no I/O: no plans
+            error = refusal(item.spec, key, reply, what) if isinstance(item, Write) else None
+            if error is not None:
+                raise error
+            out.append(_result_of(reply))
+        return out
     plans, first = [], None
     for (key, item), reply, c in zip(chunk, replies, claims, strict=True):
         if not isinstance(item, Write):
@@ -238,7 +244,7 @@ def _settle_all(chunk: Sequence[tuple[str, Command | Write]], replies: Sequence[
         error = refusal(item.spec, key, reply, what)
         if error is not None:
             first = first or error
-            plans.append(release(c.made, c.eid) if c is not None else _done(None))
+            plans.append(undo(c))
         else:
             plans.append(settle(item.spec, key, reply, c) if item.spec.claims else
                          _done(_result_of(reply)))

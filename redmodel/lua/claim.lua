@@ -9,7 +9,7 @@ if cur then
     -- ours already: fresh again until this write lands, so that a repair or a takeover
     -- that read the claim before cannot drop it meanwhile (they compare its whole text)
     redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\31' .. now)
-    return 2
+    return {'OURS', cur}
   end
   local age = -1
   if at ~= 'C' then age = now - tonumber(at) end

@@ -10,8 +10,16 @@ local function int_norm(hi, lo)
   elseif hi < 0 and lo > 0 then hi = hi + 1; lo = lo - BASE end
   return {hi, lo}
 end
--- canonical decimal text (as Redis' HINCRBY accepts it) -> limbs, or nil
-local function int_parse(s)
+local function int_cmp(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] and -1 or 1 end
+  if a[2] ~= b[2] then return a[2] < b[2] and -1 or 1 end
+  return 0
+end
+local INT64_MAX = {9223372036, 854775807}
+local INT64_MIN = {-9223372036, -854775808}
+-- canonical decimal text of a 64-bit int (what Redis' HINCRBY accepts) -> limbs, or nil;
+-- with `wide`, any 19 digits (a bound)
+local function int_parse(s, wide)
   if s == '0' then return {0, 0} end
   local neg, digits = string.match(s, '^(%-?)([1-9]%d*)$')
   if not digits or #digits > 19 then return nil end
@@ -20,13 +28,10 @@ local function int_parse(s)
     hi = tonumber(string.sub(digits, 1, -10))
     lo = tonumber(string.sub(digits, -9))
   end
-  if neg == '-' then return {-hi, -lo} end
-  return {hi, lo}
-end
-local function int_cmp(a, b)
-  if a[1] ~= b[1] then return a[1] < b[1] and -1 or 1 end
-  if a[2] ~= b[2] then return a[2] < b[2] and -1 or 1 end
-  return 0
+  local v = {hi, lo}
+  if neg == '-' then v = {-hi, -lo} end
+  if not wide and (int_cmp(v, INT64_MIN) < 0 or int_cmp(v, INT64_MAX) > 0) then return nil end
+  return v
 end
 local function int_add(a, b) return int_norm(a[1] + b[1], a[2] + b[2]) end
 local function int_text(a)
@@ -34,8 +39,6 @@ local function int_text(a)
   local sign = (a[1] < 0) and '-' or ''
   return string.format('%s%d%09d', sign, math.abs(a[1]), math.abs(a[2]))
 end
-local INT64_MAX = {9223372036, 854775807}
-local INT64_MIN = {-9223372036, -854775808}
 local EXACT_MAX = {9007199, 254740992}  -- 2**53: a range index holds ints exactly up to here
 local EXACT_MIN = {-9007199, -254740992}
 local function in_int64(a) return int_cmp(a, INT64_MIN) >= 0 and int_cmp(a, INT64_MAX) <= 0 end
@@ -110,7 +113,7 @@ local function plan_counters(obj, changes, bounds)
     if v == nil then return nil, {'NOTNUM', f} end
     local below, above
     if kind == 'i' then
-      local bound = int_parse(text)
+      local bound = int_parse(text, true)
       if bound == nil then return nil, {'BADARG', 'bound ' .. text} end
       below, above = int_cmp(v, bound) < 0, int_cmp(v, bound) > 0
     else
