@@ -158,7 +158,8 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
             whole = layout.save_changes(key, obj, ms, True)[0]
             assert isinstance(whole, Write)
             reply = yield from _indexed_write(spec, whole, claims, hints, what, True)
-        yield from settle(spec, key, reply, claims)
+        if spec.claims:
+            yield from settle(spec, key, reply, claims)
     else:
         replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
         if partial and replies[0] == 0:
@@ -281,6 +282,8 @@ def delete(model: type, id_value: Any, hints: TxHints | None = None) -> Plan[boo
     w = layout_of(spec).delete(key)
     if isinstance(w, Write):
         reply = yield from _indexed_write(spec, w, None, hints, f"delete {spec.name}", False)
+        if not spec.claims:
+            return bool(reply)
         return bool((yield from settle(spec, key, reply, None)))
     replies = yield Batch([w], write=True, keys=(key,))
     return bool(replies[0])
@@ -324,6 +327,8 @@ def update(model: type, id_value: Any, values: Mapping[str, Any],
             return False  # as the write would answer; no claim for a missing object
         claims = yield from claim(spec, key, dict(values))
     reply = yield from _indexed_write(spec, cmd, claims, hints, f"update {spec.name}", True)
+    if not spec.claims:
+        return bool(reply)
     return bool((yield from settle(spec, key, reply, claims)))
 
 
