@@ -17,17 +17,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from redmodel._blind import IndexKeyring, current_keyring, kid_of
-from redmodel._hash import HashLayout, _as_dict
-from redmodel._keys import unescape
-from redmodel._ops import _check_write, claim, layout_of, settle
 from redmodel._plan import Batch, Emit, IterPlan, Plan
-from redmodel._query import sweep_plan
+from redmodel._repair import _Repair, sweep_plan
 from redmodel._schema import ModelSpec, spec_of
 
 __all__ = ["Progress", "rebuild", "rotate_index_key"]
-
-_ROUNDS = 3  # reads after the write that may find an object changed meanwhile
-
 
 def _blind(spec: ModelSpec) -> set[str]:
     if spec.indexes is None:
@@ -92,42 +86,13 @@ def rotate_index_key(model: type, count: int) -> IterPlan:
 
 
 def rebuild(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
-    """Rewrite the index entries of the objects at ``keys`` from their stored values,
-    claiming unique values first on a model that claims them in their own buckets (the
-    object is not rewritten); returns how many objects were rebuilt."""
-    layout = layout_of(spec)
-    assert isinstance(layout, HashLayout) and spec.indexes is not None
-    names = list(spec.indexes.fields)
-    done: set[str] = set()
-    pending = list(keys)
-    for _ in range(_ROUNDS):
-        if not pending:
-            break
-        before = yield Batch([layout.read(k) for k in pending], keys=pending)
-        found = []
-        for key, reply in zip(pending, before, strict=True):
-            obj = layout.decode(key, unescape(spec.id_of_key(key) or ""), reply)
-            if obj is not None:
-                found.append((key, {n: getattr(obj, n) for n in names}, _as_dict(reply)))
-        # entries only: no pairs to set, so the object's data is never rewritten
-        cmds = [layout._indexed_update(k, values, [], []) for k, values, _ in found]
-        if spec.claims:  # unique values are claimed in their own buckets first
-            for (key, values, _), cmd in zip(found, cmds, strict=True):
-                made = yield from claim(spec, key, values)
-                replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
-                yield from settle(spec, key, replies[0], made)
-        elif cmds:
-            replies = yield Batch(cmds, write=True, idempotent=True,
-                                  keys=[k for k, _, _ in found])
-            for (key, _, _), reply in zip(found, replies, strict=True):
-                _check_write(spec, key, reply)
-        done.update(k for k, _, _ in found)
-        if not found:
-            break
-        after = yield Batch([layout.read(k) for k, _, _ in found], keys=[k for k, _, _ in found])
-        pending = [k for (k, _, old), new in zip(found, after, strict=True)
-                   if old != _as_dict(new or {})]
-    return len(done)
+    """Rewrite the index entries of the objects at ``keys`` from their stored values, as
+    ``reindex`` does (unique values claimed first where a model claims them in their own
+    buckets; each fix checked again by its script, so a concurrent write is never
+    undone; the object itself is not rewritten); returns how many objects were looked at."""
+    if not keys:
+        return 0
+    return (yield from _Repair(spec, fix=True).object_page(keys))
 
 
 class Progress:

@@ -22,6 +22,7 @@ import binascii
 import datetime as dt
 import decimal
 import enum
+import math
 import typing
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -35,12 +36,26 @@ from redmodel._keys import escape
 from redmodel._plan import script
 from redmodel._types import optional_inner, scalar
 
-__all__ = ["IndexSpec", "IndexedField", "compile_indexes"]
+__all__ = ["IndexSpec", "IndexValueError", "IndexedField", "compile_indexes", "entry_key"]
 
 EQ_TYPES = (str, int, bool, dt.date, uuid.UUID, decimal.Decimal, float, dt.datetime)
 RANGE_TYPES = (int, float, decimal.Decimal, dt.date, dt.datetime)
 SEP = "\x1f"
 JOIN = "\x1e"
+
+
+EXACT_INT = 2**53
+"""A range index holds ints exactly within -EXACT_INT..EXACT_INT (a double's integers)."""
+
+
+class IndexValueError(ValueError):
+    """A value that cannot be an index entry (a NaN or infinite score, an int outside the
+    exact range of a range index); the caller adds model and key."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(reason)
 
 
 def _score(tp: Any) -> Callable[[Any], float]:
@@ -49,6 +64,39 @@ def _score(tp: Any) -> Callable[[Any], float]:
     if tp is dt.date:
         return lambda v: float(v.toordinal())
     return float
+
+
+def _finite_text(v: Any) -> str:
+    try:
+        f = float(v)
+    except (OverflowError, ValueError):
+        raise IndexValueError(f"{v!r} has no finite score") from None
+    if not math.isfinite(f):
+        raise IndexValueError(f"{v!r} has no finite score: a range index refuses NaN and "
+                              "infinities") from None
+    return "%.17g" % f  # noqa: UP031 - C's format: the script writes scores the same way
+
+
+def _int_text(v: Any) -> str:
+    if not -EXACT_INT <= v <= EXACT_INT:
+        raise IndexValueError(f"{v} is outside -2**53..2**53, the ints a range index holds "
+                              "exactly")
+    return str(int(v))
+
+
+def _score_text(tp: Any) -> Callable[[Any], str]:
+    """value -> its score as exact, canonical decimal text (what ZADD gets and what the
+    record holds): ``%.17g`` of the double, which for an int within 2**53 or a date's
+    ordinal is its digits. The write script formats the scores it computes (HINCRBYFLOAT
+    results) the same way, so both sides write one text per score."""
+    if tp is int:
+        return _int_text
+    if tp is dt.date:
+        return lambda v: str(v.toordinal())
+    if tp is dt.datetime:
+        seconds = _score(tp)
+        return lambda v: _finite_text(seconds(v))
+    return _finite_text
 
 
 @attrs.frozen
@@ -66,6 +114,8 @@ class IndexedField:
     check: Callable[[Any], str | None]  # validates a query value
     numeric: bool  # int or float: the server can recompute entries after HINCRBY
     blind: BlindIndex | None = None  # an encrypted field: text is a keyed hash (_blind.py)
+    score_text: Callable[[Any], str] | None = None  # value -> exact score text, or
+    # IndexValueError: THE function for range scores on every path
 
     def lookup_texts(self, value: Any) -> list[str]:
         """Every entry text a lookup of ``value`` tries: its text, or for a blind index its
@@ -86,8 +136,12 @@ class IndexSpec:
     fields: dict[str, IndexedField]
     uniques: tuple[UniqueSpec, ...]
 
-    def entries(self, values: dict[str, Any], only: Sequence[str] | None = None) -> list[str]:
-        """Index entries of an object's values (all, or those involving ``only``)."""
+    def entries(self, values: dict[str, Any], only: Sequence[str] | None = None,
+                problems: list[tuple[str, str]] | None = None) -> list[str]:
+        """Index entries of an object's values (all, or those involving ``only``).
+
+        A value that cannot be indexed (see :class:`IndexValueError`) raises, or, when a
+        ``problems`` list is given, is skipped and reported there as (field, reason)."""
         wanted = set(values) if only is None else set(only)
         out: list[str] = []
         for name, f in self.fields.items():
@@ -99,8 +153,13 @@ class IndexSpec:
             items = value if f.many else [value]
             if f.eq:
                 out.extend(f"e{SEP}{name}{SEP}{f.text(v)}" for v in dict.fromkeys(items))
-            if f.range and f.score is not None:
-                out.append(f"r{SEP}{name}{SEP}{f.score(value)!r}")
+            if f.range and f.score_text is not None:
+                try:
+                    out.append(f"r{SEP}{name}{SEP}{f.score_text(value)}")
+                except IndexValueError as e:
+                    if problems is None:
+                        raise IndexValueError(e.reason, name) from None
+                    problems.append((name, e.reason))
         for u in self.uniques:
             if not wanted.intersection(u.fields):
                 continue
@@ -119,6 +178,17 @@ class IndexSpec:
             return unique_texts([f.blind for f in fields], [f.text for f in fields], parts)
         return [JOIN.join(f.text(p) for f, p in zip(fields, parts, strict=True))]
 
+    def constant_keys(self, root: str, d: str, claims: bool,
+                      only: Sequence[str] | None = None) -> list[str]:
+        """The index keys whose name does not depend on a value: the range index of each
+        range field and (without claims) the hash of each unique constraint, of every
+        field or of those tied to ``only``."""
+        wanted = set(self.fields) if only is None else set(only)
+        out = [f"{root}rng{d}{n}" for n, f in self.fields.items() if f.range and n in wanted]
+        if not claims:
+            out += [f"{root}uq{d}{u.name}" for u in self.uniques if wanted.intersection(u.fields)]
+        return out
+
     def fields_text(self, name: str, value: Any) -> str:
         return self.fields[name].text(value)
 
@@ -132,10 +202,33 @@ class IndexSpec:
 
 
 def _text(tp: Any, delimiter: str) -> Callable[[Any], str]:
+    if tp is float:  # equal values, one entry: -0.0 == 0.0 (adding 0.0 makes -0.0 0.0)
+        return lambda v: escape(repr(float(v) + 0.0), delimiter)
     found = scalar(tp)
     assert found is not None
     encode = found[0]
     return lambda v: escape(encode(v).decode("utf-8", "surrogateescape"), delimiter)
+
+
+def entry_key(root: str, d: str, line: str, claims: bool) -> str | None:
+    """The key an entry line lives in (None for a unique value under claims: it lives in
+    its value's own bucket, see ModelSpec.claim_key)."""
+    kind, name, value = line.split(SEP, 2)
+    if kind == "e":
+        return f"{root}eq{d}{name}{d}{value}"
+    if kind == "r":
+        return f"{root}rng{d}{name}"
+    if kind == "u" and not claims:
+        return f"{root}uq{d}{name}"
+    return None
+
+
+def record_lines(raw: Any) -> list[str]:
+    """The entry lines of a record (an HGET reply of the rec hash)."""
+    if not raw:
+        return []
+    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+    return [line for line in text.split("\n") if line.count(SEP) >= 2]
 
 
 def _field_index(
@@ -174,6 +267,7 @@ def _field_index(
         many=many,
         text=_text(tp, delimiter) if blind is None else blind.text,
         score=_score(tp) if kind == "range" else None,
+        score_text=_score_text(tp) if kind == "range" else None,
         check=found[2],
         numeric=tp in (int, float) and blind is None,
         blind=blind,
@@ -242,7 +336,8 @@ SWEEP = script("index_sweep")
 # Claims of unique values for bucketed models (objects in several slots). A claim is
 # "owner \x1f claimed-at ms" until its owner's write has landed, then "owner \x1f C"
 # (confirmed). KEYS: the claim hash (in the value's bucket). ARGV: value, id, grace ms, a
-# stale owner the client proved gone (or ''). Answers 2 (already ours), 1 (claimed), or
+# stale owner the client proved gone (or ''). Answers {'OURS', earlier text} (already
+# ours: refreshed, so that a repair reading it meanwhile cannot drop it), 1 (claimed), or
 # {'TAKEN', owner, age ms (-1 once confirmed)}. A confirmed claim whose owner is gone is
 # taken over at once; an unconfirmed one (its write may be in flight) after the grace.
 CLAIM = script("claim")
@@ -252,6 +347,10 @@ CONFIRM = script("claim_confirm")
 
 # KEYS: the claim hash. ARGV: value, id. Deletes the claim only if this id holds it.
 RELEASE = script("claim_release")
+
+# KEYS: the claim hash. ARGV: value, id, earlier text. Undoes a refresh by CLAIM (which
+# answers {'OURS', earlier text} for a value the id already held) when the write fails.
+RESTORE = script("claim_restore")
 
 CLAIM_GRACE_MS = 10_000
 """An unconfirmed claim whose owner's object does not exist may be taken over once it is

@@ -35,10 +35,13 @@ RULES: dict[str, Rule] = {
         "pexpire", "pttl", "persist", "scan", "evalsha", "eval", "script|load",
     )),
     # equality entries are sets, range entries and the all-ids index sorted sets; scripts
-    # read the server clock (TIME) to leave expired objects out.
+    # read the server clock (TIME) to leave expired objects out and check the TYPE of
+    # every key before their first write; reindex keeps its progress in a string (GET,
+    # SET) and walks the index keys with SSCAN/ZSCAN/HSCAN (SPOP converts an old SET).
     "indexes and queries": Rule(includes=("hash models",), commands=(
         "sadd", "srem", "smembers", "sismember", "scard", "sinter", "sunion", "zadd", "zrem",
-        "zcard", "zscore", "zrange", "zrangebyscore", "zrevrange", "time",
+        "zcard", "zscore", "zrange", "zrangebyscore", "zrevrange", "time", "type", "get",
+        "spop", "set", "hscan", "zscan", "sscan",
     )),
     "transactions": Rule(includes=("hash models",), commands=(
         "watch", "unwatch", "multi", "exec",
