@@ -18,7 +18,7 @@ from redmodel._index import IndexValueError, entry_key
 from redmodel._indexed import Write
 from redmodel._plan import Command, script
 from redmodel._schema import FieldSpec, ModelSpec
-from redmodel._types import BadValueError
+from redmodel._types import BadValueError, optional_inner
 
 __all__ = ["HashLayout"]
 
@@ -34,11 +34,14 @@ _CAS_FIELD = script("hash_cas_field")
 CAS_STRING = script("string_cas")
 
 
-_SNAPSHOTS: dict[int, tuple[weakref.ref[Any], dict[bytes, bytes]]] = {}
+Prints = dict[bytes, bytes]  # stored field name -> fingerprint of an encrypted value
+_SNAPSHOTS: dict[int, tuple[weakref.ref[Any], dict[bytes, bytes], Prints]] = {}
 
 
-def remember(obj: Any, stored: dict[bytes, bytes]) -> None:
-    """Keep what ``obj`` was loaded from (or saved as), for a save of what changed."""
+def remember(obj: Any, stored: dict[bytes, bytes], prints: Prints | None = None) -> None:
+    """Keep what ``obj`` was loaded from (or saved as), for a save of what changed; with
+    the fingerprints of its encrypted values (their ciphertext differs at every write, so
+    it cannot tell whether the value changed)."""
     key = id(obj)
 
     def gone(_: weakref.ref[Any]) -> None:
@@ -48,7 +51,7 @@ def remember(obj: Any, stored: dict[bytes, bytes]) -> None:
         ref = weakref.ref(obj, gone)
     except TypeError:  # a class without weakref support: always saved whole
         return
-    _SNAPSHOTS[key] = (ref, stored)
+    _SNAPSHOTS[key] = (ref, stored, prints or {})
 
 
 def recall(obj: Any) -> dict[bytes, bytes] | None:
@@ -56,6 +59,13 @@ def recall(obj: Any) -> dict[bytes, bytes] | None:
     if found is not None and found[0]() is obj:
         return found[1]
     return None
+
+
+def recall_prints(obj: Any) -> Prints:
+    found = _SNAPSHOTS.get(id(obj))
+    if found is not None and found[0]() is obj:
+        return found[2]
+    return {}
 
 
 def forget(obj: Any) -> None:
@@ -66,6 +76,11 @@ def _as_dict(reply: Any) -> dict[bytes, bytes]:
     if isinstance(reply, dict):
         return reply
     return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _has_encrypted(fields: tuple[FieldSpec, ...]) -> bool:
+    return any((f.codec is not None and f.codec.encrypts) or _has_encrypted(f.children)
+               for f in fields)
 
 
 def _may_be_empty(fields: tuple[FieldSpec, ...]) -> bool:
@@ -89,6 +104,7 @@ class HashLayout:
         self.may_be_empty = _may_be_empty(spec.fields)
         self._constant: dict[str, list[str]] = {}  # index root -> value-free index keys
         self._all_fields = frozenset(spec.indexes.fields if spec.indexes else ())
+        self.encrypted = _has_encrypted(spec.fields)
 
     # ---- writing ------------------------------------------------------------------
 
@@ -124,6 +140,36 @@ class HashLayout:
         pairs, _ = self.encode(obj)
         return dict(zip(pairs[::2], pairs[1::2], strict=True))
 
+    def _prints(self, fields: tuple[FieldSpec, ...], obj: Any, prefix: bytes, out: Prints
+                ) -> None:
+        for f in fields:
+            name = prefix + f.stored.encode()
+            value = getattr(obj, f.name)
+            if f.kind == "struct":
+                self._prints(f.children, value, name + self.delim, out)
+            elif value is not None and f.codec is not None and f.codec.encrypts:
+                out[name] = f.codec.fingerprint(optional_inner(f.type)[0])(value)
+
+    def prints(self, obj: Any) -> Prints:
+        """Fingerprints of ``obj``'s encrypted values (empty for a model without any)."""
+        out: Prints = {}
+        if self.encrypted:
+            self._prints(self.spec.fields, obj, b"", out)
+        return out
+
+    def remember(self, obj: Any, stored: dict[bytes, bytes]) -> None:
+        """Keep ``obj``'s stored state (and its encrypted values' fingerprints)."""
+        remember(obj, stored, self.prints(obj))
+
+    def _changed_pairs(self, obj: Any, state: dict[bytes, bytes],
+                       snapshot: dict[bytes, bytes]) -> list[bytes]:
+        """(field, value, ...) of ``state`` that differ from the snapshot: by bytes, or for an
+        encrypted value by fingerprint."""
+        now, then = self.prints(obj), recall_prints(obj)
+        return [x for f, v in state.items()
+                if (now[f] != then.get(f) if f in now else snapshot.get(f) != v)
+                for x in (f, v)]
+
     def save(self, key: str, obj: Any, ttl_ms: int | None) -> Command | Write:
         """What stores ``obj`` (already validated) whole at ``key``: HSET, or a script
         running HSET, HDEL of None fields and PEXPIRE atomically; for an indexed model the
@@ -147,7 +193,7 @@ class HashLayout:
             return self._indexed(key, obj, pairs, nones, ttl_ms, snapshot, force), state, \
                 bool(snapshot) and not force
         if snapshot is not None and not force:
-            pairs = [x for f, v in state.items() if snapshot.get(f) != v for x in (f, v)]
+            pairs = self._changed_pairs(obj, state, snapshot)
             nones = [f for f in nones if f in snapshot]
             args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
             return _UPDATE.call([key], args), state, True
@@ -259,7 +305,7 @@ class HashLayout:
                            [len(pairs) // 2, *pairs, *nones])
         else:
             state = dict(zip(pairs[::2], pairs[1::2], strict=True))
-            pairs = [x for f, v in state.items() if snapshot.get(f) != v for x in (f, v)]
+            pairs = self._changed_pairs(obj, state, snapshot)
             nones = [f for f in nones if f in snapshot]
             written = set(pairs[::2]) | set(nones)
             touched = {f.name for f in self.spec.fields if f.stored.encode() in written}
@@ -339,7 +385,7 @@ class HashLayout:
         kwargs[spec.key.init_name] = self._decode_id(key, id_text)
         obj = spec.cls(**kwargs)
         if spec.track_changes:
-            remember(obj, data)
+            self.remember(obj, data)
         return obj
 
     def _decode_id(self, key: str, id_text: str) -> Any:

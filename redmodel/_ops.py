@@ -19,7 +19,7 @@ from redmodel._errors import (
     ValidationError,
 )
 from redmodel._flat import FlatLayout, counter_result
-from redmodel._hash import HashLayout, check_increment, remember
+from redmodel._hash import HashLayout, check_increment
 from redmodel._indexed import (
     Abandoned,
     Claims,
@@ -166,7 +166,7 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
             whole = layout.save_changes(key, obj, ms, True)[0]
             yield Batch([whole], write=True, idempotent=True, keys=(key,))  # type: ignore[list-item]
     if spec.track_changes:
-        remember(obj, state)
+        layout.remember(obj, state)
     return key
 
 
@@ -193,8 +193,9 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
         yield from _settle_all(chunk, replies, claims, "save many")
     for obj in objs:
         spec = spec_of(obj)
-        if spec.track_changes:
-            remember(obj, layout_of(spec).encode_state(obj))  # type: ignore[union-attr]
+        layout = layout_of(spec)
+        if spec.track_changes and isinstance(layout, HashLayout):  # partial saves: hash only
+            layout.remember(obj, layout.encode_state(obj))
     return len(planned)
 
 

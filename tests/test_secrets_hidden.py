@@ -286,3 +286,45 @@ def test_a_flat_field_chain_keeps_its_value_encrypted(
     store.save(obj)
     assert store.get(FlatField, "1") == obj
     assert leaked(["DICT-KEY-a14", "DICT-VALUE-a14", "LEAF-a14"], dump(redis_client)) == []
+
+
+# --- a tracked save sends an encrypted field only when its value changed ----------------------
+
+@redmodel.model(prefix="a14lu")
+@attrs.define
+class Account:
+    name: str = redmodel.field(index=True, default="")
+    ssn: str = redmodel.field(codec="json|fernet", index="blind", default="")
+    note: str = redmodel.field(codec="json|fernet", default="")
+    plain_note: str = ""
+    id: str = redmodel.key_field(generated=False)
+
+
+def test_saving_a_loaded_object_keeps_another_writers_change_to_an_encrypted_field(
+        store: redmodel.Store) -> None:
+    """docs/queries.md, "Only what changed": save of an object loaded by get sends only
+    the fields that changed since, so two writers who change different fields of one
+    object both keep their change. A plain field keeps the other writer's change; an
+    encrypted field (blind-indexed or not) is sent again with the stale value and the
+    other writer's change is lost."""
+    store.save(Account("ann", "111-11-1111", "note 1", "plain 1", id="1"))
+    mine = store.get(Account, "1")
+    assert mine is not None
+    store.update(Account, "1", ssn="222-22-2222", note="note 2", plain_note="plain 2")
+    mine.name = "ann2"                                 # I change only the name
+    store.save(mine)
+    got = store.get(Account, "1")
+    assert got is not None
+    assert (got.name, got.plain_note) == ("ann2", "plain 2")
+    assert (got.ssn, got.note) == ("222-22-2222", "note 2")
+    assert store.find(Account, ssn="222-22-2222").ids() == ["1"]
+
+
+def test_a_tracked_save_sends_a_changed_encrypted_field(store: redmodel.Store) -> None:
+    store.save(Account("ann", "111-11-1111", "note 1", "plain 1", id="2"))
+    mine = store.get(Account, "2")
+    assert mine is not None
+    mine.note = "note 3"
+    store.save(mine)
+    again = store.get(Account, "2")
+    assert again is not None and again.note == "note 3" and again.ssn == "111-11-1111"

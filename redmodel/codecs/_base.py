@@ -9,6 +9,7 @@ through another chain fails with a clear :class:`DecodeError` instead of decodin
 from __future__ import annotations
 
 import abc
+import hashlib
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -92,7 +93,8 @@ class Codec:
     functions specialised for one type, built once and cached.
     """
 
-    __slots__ = ("_decoders", "_encoders", "_header", "name", "serializer", "transforms")
+    __slots__ = ("_decoders", "_encoders", "_header", "_prints", "name", "serializer",
+                 "transforms")
 
     def __init__(self, serializer: Serializer, transforms: Iterable[Transform] = ()) -> None:
         self.serializer = serializer
@@ -104,6 +106,7 @@ class Codec:
         self._header = bytes([_MAGIC, len(raw)]) + raw
         self._encoders: dict[Any, Callable[[Any], bytes]] = {}
         self._decoders: dict[Any, Callable[[bytes], Any]] = {}
+        self._prints: dict[Any, Callable[[Any], bytes]] = {}
 
     def __repr__(self) -> str:
         return f"Codec({self.name!r})"
@@ -126,6 +129,21 @@ class Codec:
         fn = self._decoders.get(tp)
         if fn is None:
             fn = self._decoders[tp] = self._make_decoder(tp)
+        return fn
+
+    def fingerprint(self, tp: Any) -> Callable[[Any], bytes]:
+        """A function ``value -> digest`` of the value's serialized form before any
+        transform: equal values give equal digests where an encrypting chain's output
+        differs every time (change tracking compares these, in process memory only)."""
+        fn = self._prints.get(tp)
+        if fn is None:
+            unstructure = self.serializer.converter.get_unstructure_hook(tp)
+            dumps = self.serializer.dumps
+
+            def fingerprint(value: Any) -> bytes:
+                return hashlib.blake2b(dumps(unstructure(value)), digest_size=16).digest()
+
+            fn = self._prints[tp] = fingerprint
         return fn
 
     def encode(self, value: Any, tp: Any = None) -> bytes:
