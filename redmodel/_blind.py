@@ -159,6 +159,14 @@ def current_keyring() -> IndexKeyring:
     if cached is not None and cached[0] is source and cached[1] == keys:
         return cached[2]
     ring = IndexKeyring(keys, source.source)
+    from redmodel.codecs._fernet import configured_raw_keys  # noqa: PLC0415
+
+    if set(ring.raws) & set(configured_raw_keys()):
+        raise CodecError(
+            f"index keys: a key from {source.source} is also a Fernet encryption key; an "
+            "index key must be separate from the encryption keys (generate one with "
+            "redmodel.generate_index_key())"
+        )
     with _lock:
         _cache = (source, keys, ring)
     return ring

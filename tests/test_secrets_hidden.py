@@ -328,3 +328,21 @@ def test_a_tracked_save_sends_a_changed_encrypted_field(store: redmodel.Store) -
     store.save(mine)
     again = store.get(Account, "2")
     assert again is not None and again.note == "note 3" and again.ssn == "111-11-1111"
+
+
+def test_a_fernet_key_with_stray_characters_is_refused_as_an_index_key_would_be() -> None:
+    key = redmodel.FernetTransform.generate_key()
+    for bad in (key[:10] + " " + key[10:], key + "junk", key + "\n!"):
+        with pytest.raises(redmodel.CodecError) as info:
+            redmodel.FernetTransform(keys=[bad]).encode(b"x")
+        assert key[:12] not in str(info.value)
+
+
+def test_an_index_key_that_is_also_the_encryption_key_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = redmodel.FernetTransform.generate_key()
+    redmodel.configure_fernet(keys=[shared])
+    redmodel.configure_index_keys(keys=[shared])
+    with pytest.raises(redmodel.CodecError, match="separate") as info:
+        _blind.current_keyring()
+    assert shared[:12] not in str(info.value)

@@ -39,10 +39,28 @@ def _require_cryptography(name: str) -> None:
         raise missing_extra(name, "cryptography", "crypto") from None
 
 
+def _strict_raw(key: bytes) -> bytes | None:
+    """The 32 bytes of a well-formed key, or None (no stray character is skipped)."""
+    try:
+        raw = base64.b64decode(key, altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        return None
+    return raw if len(raw) == 32 else None
+
+
+def configured_raw_keys() -> tuple[bytes, ...]:
+    """The raw bytes of the keys the ``fernet`` name encrypts with now, or () when none is
+    configured or readable (blind indexes check that their keys differ from these)."""
+    try:
+        return _current()._keyring().raws
+    except Exception:  # no usable configuration: nothing to compare
+        return ()
+
+
 class _Keyring:
     """The Fernet objects for one list of keys; the newest key encrypts."""
 
-    __slots__ = ("multi", "newest")
+    __slots__ = ("multi", "newest", "raws")
 
     def __init__(self, keys: tuple[bytes, ...], source: str) -> None:
         from cryptography.fernet import Fernet, MultiFernet  # noqa: PLC0415
@@ -50,16 +68,19 @@ class _Keyring:
         if not keys:
             raise CodecError(f"fernet: {source} gave no keys")
         fernets: list[Fernet] = []
+        raws: list[bytes] = []
         for i, key in enumerate(keys):
-            try:
-                fernets.append(Fernet(key))
-            except (ValueError, TypeError, binascii.Error):
+            raw = _strict_raw(key)  # Fernet() itself skips spaces and stray characters
+            if raw is None:
                 raise CodecError(
                     f"fernet: key {i + 1} of {len(keys)} from {source} is not a Fernet key "
                     "(32 url-safe base64-encoded bytes, see FernetTransform.generate_key())"
-                ) from None
+                )
+            fernets.append(Fernet(key))
+            raws.append(raw)
         self.newest: Fernet = fernets[0]
         self.multi: MultiFernet = MultiFernet(fernets)
+        self.raws: tuple[bytes, ...] = tuple(raws)
 
 
 class FernetTransform(Transform):
