@@ -799,8 +799,7 @@ class Query(Generic[M]):
 
     def __iter__(self) -> Iterator[M]:
         """``for obj in query``: every result, :data:`PAGE_SIZE` at a time."""
-        for items in self.pages():
-            yield from items
+        return (item for items in self.pages() for item in items)
 
     async def __aiter__(self) -> AsyncIterator[M]:
         """``async for obj in query`` (an AsyncStore's query): every result,

@@ -12,8 +12,9 @@ digits); the tests after the machine pin the bugs found outside that range.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import reduce
 from typing import Any
 
@@ -32,6 +33,7 @@ from hypothesis.stateful import (
 )
 
 import redmodel
+import redmodel._query
 from redmodel import (
     NotFoundError,
     Q,
@@ -124,6 +126,19 @@ predicates = st.recursive(
     max_leaves=5,
 )
 orders = st.sampled_from(["", "price", "-price", "quantity", "-quantity"])
+# candidates one query script call examines: small budgets make every page take many
+# calls, each going on where the last stopped
+budgets = st.sampled_from([1, 2, 5, 2000])
+
+
+@contextlib.contextmanager
+def step_budget(budget: int) -> Iterator[None]:
+    saved = redmodel._query.STEP_BUDGET
+    redmodel._query.STEP_BUDGET = budget
+    try:
+        yield
+    finally:
+        redmodel._query.STEP_BUDGET = saved
 
 
 def to_range(low: Any, high: Any, low_inc: bool, high_inc: bool) -> Range:
@@ -313,8 +328,14 @@ class IndexedHats(RuleBasedStateMachine):
     # ---- reads --------------------------------------------------------------------
 
     @rule(p=predicates, order=orders, offset=st.integers(0, 4),
-          limit=st.none() | st.integers(0, 5))
-    def query(self, p: tuple[Any, ...], order: str, offset: int, limit: int | None) -> None:
+          limit=st.none() | st.integers(0, 5), budget=budgets)
+    def query(self, p: tuple[Any, ...], order: str, offset: int, limit: int | None,
+              budget: int) -> None:
+        with step_budget(budget):
+            self.check_query(p, order, offset, limit)
+
+    def check_query(self, p: tuple[Any, ...], order: str, offset: int, limit: int | None
+                    ) -> None:
         everything = self.expected(p, order)
         end = None if limit is None else offset + limit
         want = everything[offset:end]
@@ -332,17 +353,18 @@ class IndexedHats(RuleBasedStateMachine):
         if limit != 0:  # first() asks for one result whatever the limit
             assert q.first() == (self.make(want[0], self.data[want[0]]) if want else None)
 
-    @rule(p=predicates, order=orders, size=st.integers(1, 4))
-    def pages(self, p: tuple[Any, ...], order: str, size: int) -> None:
+    @rule(p=predicates, order=orders, size=st.integers(1, 4), budget=budgets)
+    def pages(self, p: tuple[Any, ...], order: str, size: int, budget: int) -> None:
         want = self.expected(p, order)
         q = self.store.find(self.model, to_q(p))
         if order:
             q = q.order_by(order)
         got = []
-        for page in q.pages(size):
-            assert 0 < len(page) <= size
-            got.extend(h.id for h in page)
-            assert len(got) <= len(want), "pages repeat results"
+        with step_budget(budget):
+            for page in q.pages(size):
+                assert 0 < len(page) <= size
+                got.extend(h.id for h in page)
+                assert len(got) <= len(want), "pages repeat results"
         assert got == want
 
     @rule(sku=st.sampled_from([*SKUS, "Z"]))
