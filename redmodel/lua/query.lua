@@ -1,6 +1,7 @@
 --! include index_lib
--- One bounded step of a query in one bucket: it examines at most `budget` candidates and
--- answers what it found plus where to go on (redmodel/_query.py drives the steps).
+-- One bounded step of a query in one bucket: it does about `budget` work (members read and
+-- looked up) and answers what it found plus where to go on (redmodel/_query.py drives
+-- the steps).
 --
 -- KEYS: rec, all, exp, then every index key the expression and the sort use.
 -- ARGV: root, d, objprefix, mode ('page' | 'count'), sort (index into KEYS of the sort
@@ -105,8 +106,12 @@ local function size(node)
   return up, est
 end
 
+-- work done by this call: members read plus members looked up; no call does much more
+-- than `budget` of it
+local work = 0
 -- a command over many members, sent in slices (unpack has a limit)
 local function many(cmd, key, ids)
+  work = work + #ids
   if #ids <= 2000 then return redis.call(cmd, key, unpack(ids)) end
   local out = {}
   for i = 1, #ids, 2000 do
@@ -174,6 +179,17 @@ local function keep(node, ids, idx, known)
     for k = 1, n do if hit[idx[k]] then c = c + 1; out[c] = idx[k] end end
   end
   return out
+end
+-- lookups a candidate costs at most: one per term
+local function lookups(node)
+  if node.op == 'EQ' or node.op == 'RANGE' then return 1 end
+  local n = 0
+  for _, kid in ipairs(node.kids or {}) do n = n + lookups(kid) end
+  return n
+end
+-- candidates to read next: what the budget has left, shared with their `per` lookups
+local function chunk(per)
+  return math.max(1, math.floor((budget - work) / (1 + per)))
 end
 local function every(ids)
   local idx = {}
@@ -246,12 +262,13 @@ end
 
 -- ---- walk: candidates in result order; stops after `want` matches ---------------------
 local function walk(filter, emit)
-  local s, c, examined, found = from_score, from_id, 0, 0
+  local s, c, found = from_score, from_id, 0
   -- candidates per match expected: fetch about what the page still needs
   local _, est = size(filter)
   local ratio = N / math.max(est, 1)
-  while examined < budget do
-    local n = budget - examined
+  local per = lookups(filter)
+  while work < budget do
+    local n = chunk(per)
     if want < math.huge then
       local guess = math.ceil((want - found) * math.max(ratio, 1) * 1.25)
       if ratio > 1 then guess = guess + 16 end
@@ -266,6 +283,7 @@ local function walk(filter, emit)
       scores, ended = nil, #ids < n
     end
     ended = ended or #ids == 0
+    work = work + #ids
     local ok = keep(filter, ids, every(ids))
     for k = 1, #ok do
       local j = ok[k]
@@ -273,7 +291,6 @@ local function walk(filter, emit)
       emit(ids[j], scores and scores[j] or '')
       if found >= want then return j == #ids and ended, scores and scores[j] or '', ids[j] end
     end
-    examined = examined + #ids
     if #ids > 0 then s, c = scores and scores[#ids] or '', ids[#ids] end
     if ended then return true, s, c end
   end
@@ -307,19 +324,22 @@ end
 
 local function scan(node, filter, emit, cap)
   local srcs = sources(node)
-  local i, a, b, examined, found = scan_src, scan_a, scan_b, 0, 0
-  while i <= #srcs and examined < budget and (cap < 0 or found < cap) do
+  local i, a, b, found = scan_src, scan_a, scan_b, 0
+  -- the filter skips the scanned term; earlier sources and the sort key cost one each
+  local per = math.max(0, lookups(filter) - lookups(node)) + (sortkey and 1 or 0)
+  while i <= #srcs and work < budget and (cap < 0 or found < cap) do
     local src, ids, ended = srcs[i], nil, false
+    local n = chunk(per + i - 1)
     if src.op == 'EQ' then
-      local res = redis.call('SSCAN', src.key, a == '' and '0' or a, 'COUNT', budget - examined)
+      local res = redis.call('SSCAN', src.key, a == '' and '0' or a, 'COUNT', n)
       a, ids = res[1], res[2]
       ended = a == '0'
     else
       local scores
-      ids, scores, ended = ranked(src.key, src.lo, src.hi, false, a, b, budget - examined)
+      ids, scores, ended = ranked(src.key, src.lo, src.hi, false, a, b, n)
       if #ids > 0 then a, b = scores[#scores], ids[#ids] end
     end
-    examined = examined + math.max(#ids, 1)
+    work = work + math.max(#ids, 1)
     local idx = every(ids)
     for k = 1, i - 1 do  -- members of an earlier source were seen there already
       local seen = {}
