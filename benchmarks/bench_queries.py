@@ -322,7 +322,7 @@ def measure_size(url: str, n: int, quick: bool, seed: int) -> SizeResult:
 
 # ---- large results: other clients' latency, paging ----------------------------------------
 
-PAGING_SIZES = {True: 20_000, False: 200_000}
+PAGING_SIZES = {True: 10_000, False: 200_000}
 PING_TARGET = 0.005
 PAGES_TARGET = 1.2
 SLOW_CALL = 500  # µs: server calls at least this long are read back from SLOWLOG

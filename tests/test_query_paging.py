@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -201,6 +202,24 @@ def test_a_cursor_survives_the_removal_of_its_object(any_store: redmodel.Store, 
     any_store.save(item("i0z", 1.0, model=Model))  # sorts before the cursor: not shown
     rest = query.after(first.cursor).all()
     assert [o.id for o in rest] == ["i4", "i7", "i2", "i5", "i8"]
+
+
+def test_expired_objects_appear_in_no_step_page_or_count(
+        any_store: redmodel.Store, Model: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every script step sweeps first, also when a page takes many steps."""
+    monkeypatch.setattr("redmodel._query.STEP_BUDGET", 2)
+    any_store.save_many([item(f"i{k:02d}", float(k), color="red" if k % 2 else "blue",
+                              model=Model) for k in range(12)])
+    for k in (1, 4, 7, 10):
+        any_store.expire(Model, f"i{k:02d}", 0.15)
+    query = any_store.find(Model, ~Q(color="green")).order_by("x")
+    first = query.page(3)
+    assert [o.id for o in first.items] == ["i00", "i01", "i02"]
+    time.sleep(0.35)
+    rest = query.after(first.cursor).all()
+    assert [o.id for o in rest] == ["i03", "i05", "i06", "i08", "i09", "i11"]
+    assert any_store.find(Model, ~Q(color="green"), color="red").count() == 4
+    assert any_store.find(Model).ids() == [f"i{k:02d}" for k in (0, 2, 3, 5, 6, 8, 9, 11)]
 
 
 def test_async_for_over_a_query(redis_client: redis.Redis, redis_url: str) -> None:
