@@ -581,9 +581,13 @@ class Query(Generic[M]):
         pool: list[_Hit] = []
         trimmed = False
         program = self._page_program
+        # ids spread evenly over buckets: each is asked for its share of the page (and a
+        # margin) at a time, and for more only while its walk may still reach into the page
+        share = want if len(buckets) == 1 else min(want, want * 5 // (4 * len(buckets)) + 8)
         while live := [b for b in buckets if not b.settled]:
-            replies = yield Batch([self._call(program, "page", b, want) for b in live],
-                                  keys=[self.spec.index_root(b.tag) + "rec" for b in live])
+            replies = yield Batch(
+                [self._call(program, "page", b, min(share, want - b.found)) for b in live],
+                keys=[self.spec.index_root(b.tag) + "rec" for b in live])
             for bucket, reply in zip(live, replies, strict=True):
                 pool.extend(self._step(bucket, reply, want, after))
             if len(pool) > 2 * want:

@@ -419,15 +419,16 @@ if step == '' and expr.op ~= 'ALL' then
   -- of its term, once per page, and sends every match of the pass to the client, where
   -- each costs about three candidates examined here
   local node, cost = best_scan(expr)
-  cost = cost + 3 * select(2, size(expr))
   local length = N
   if sortkey then
     local first, stop = span(sortkey, walk_lo, walk_hi, false)
     length = stop - first
   end
   local _, est = size(expr)
-  local walking = math.min(length, want * N / math.max(est, 1))
-  if node and cost < walking then
+  -- both in units of work: members read, and looked up
+  local walking = math.min(length, want * N / math.max(est, 1)) * (1 + lookups(expr))
+  if node then cost = cost * (1 + math.max(0, lookups(expr) - lookups(node))) end
+  if node and cost + 3 * est < walking then
     step, scan_node, scan_src, scan_a, scan_b = 'S', node.pos, 1, '', ''
   end
 end
