@@ -298,11 +298,17 @@ local function walk(filter, emit)
 end
 
 -- ---- scan: one pass over the members of a term every match belongs to -----------------
+-- SSCAN may return a member twice (when its set is resized meanwhile): pages drop the
+-- repeat, but a count cannot, so a count scans a set only if one SMEMBERS can read it
+local function source(node)
+  if node.op == 'RANGE' then return true end
+  return node.op == 'EQ' and (mode ~= 'count' or size(node) <= budget)
+end
 local function scannable(node)
-  if node.op == 'EQ' or node.op == 'RANGE' then return true end
+  if source(node) then return true end
   if node.op ~= 'OR' and node.op ~= 'ORD' then return false end
   for _, kid in ipairs(node.kids) do
-    if kid.op ~= 'EQ' and kid.op ~= 'RANGE' then return false end
+    if not source(kid) then return false end
   end
   return true
 end
@@ -330,7 +336,9 @@ local function scan(node, filter, emit, cap)
   while i <= #srcs and work < budget and (cap < 0 or found < cap) do
     local src, ids, ended = srcs[i], nil, false
     local n = chunk(per + i - 1)
-    if src.op == 'EQ' then
+    if src.op == 'EQ' and mode == 'count' then
+      ids, ended = redis.call('SMEMBERS', src.key), true
+    elseif src.op == 'EQ' then
       local res = redis.call('SSCAN', src.key, a == '' and '0' or a, 'COUNT', n)
       a, ids = res[1], res[2]
       ended = a == '0'
