@@ -121,6 +121,7 @@ local function many(cmd, key, ids)
   return out
 end
 local function pick(ids, idx)
+  if #idx == #ids then return ids end  -- idx is always ascending: every id
   local sub = {}
   for k = 1, #idx do sub[k] = ids[idx[k]] end
   return sub
