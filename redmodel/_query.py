@@ -411,8 +411,7 @@ def _parse_cursor(cursor: Any, delimiter: str) -> tuple[str, str, str]:
     if len(parts) != 3:
         raise QueryError(f"malformed cursor {cursor!r}: use the cursor of a Page")
     order, score, eid = parts
-    if order.lstrip("-") != order.lstrip("-").strip() or (order and not order.lstrip(
-            "-").isidentifier()):
+    if order and not order.removeprefix("-").isidentifier():
         raise QueryError(f"malformed cursor {cursor!r}: use the cursor of a Page")
     if order and not (_SCORE.fullmatch(score) and math.isfinite(float(score))):
         raise QueryError(f"malformed cursor {cursor!r}: {score!r} is not a score")
