@@ -664,17 +664,21 @@ class Query(Generic[M]):
     def exists_plan(self) -> Plan[bool]:
         return (yield from self.count_plan(cap=1)) > 0
 
-    def _fetch(self, hits: list[_Hit]) -> Plan[list[M]]:
+    def _reads(self, hits: list[_Hit]) -> Batch:
+        """The pipelined reads of these hits' objects."""
         from redmodel._ops import layout_of  # noqa: PLC0415 - _ops imports this module
 
         spec = self.spec
-        layout = layout_of(spec)
         keys = [spec.object_prefix(h[2]) + h[1] for h in hits]
-        if not keys:
-            return []
-        replies = yield Batch([layout.read(k) for k in keys], keys=keys)
+        layout = layout_of(spec)
+        return Batch([layout.read(k) for k in keys], keys=keys)
+
+    def _decode(self, hits: list[_Hit], batch: Batch, replies: list[Any]) -> list[M]:
+        from redmodel._ops import layout_of  # noqa: PLC0415
+
+        layout = layout_of(self.spec)
         out = []
-        for key, hit, reply in zip(keys, hits, replies, strict=True):
+        for key, hit, reply in zip(batch.keys, hits, replies, strict=True):
             obj = layout.decode(key, unescape(hit[1]), reply)
             if obj is not None:  # deleted since its id was found: skipped
                 out.append(obj)
@@ -685,9 +689,27 @@ class Query(Generic[M]):
         assert decode is not None
         return [decode(unescape(h[1]).encode()) for h in hits]
 
-    def _pages_plan(self, size: int, objects: bool = True) -> IterPlan:
+    @staticmethod
+    def _along(batch: Batch, plan: Generator[Batch, list[Any], Any]
+               ) -> Generator[Batch, list[Any], tuple[list[Any], Any]]:
+        """Run ``plan`` with ``batch`` sent in its first round trip: (batch's replies, the
+        plan's result)."""
+        first = next(plan)
+        n = len(batch.commands)
+        replies = yield Batch([*batch.commands, *first.commands],
+                              keys=[*batch.keys, *first.keys])
+        try:
+            step = plan.send(replies[n:])
+            while True:
+                step = plan.send((yield step))
+        except StopIteration as stop:
+            return replies[:n], stop.value
+
+    def _pages_plan(self, size: int, objects: bool = True, ahead: bool = True) -> IterPlan:
         """Emits a :class:`Page` of objects (or ids) per page: the offset is skipped first
-        (ids only), the limit counts across pages, each page starts after the last."""
+        (ids only), the limit counts across pages, each page starts after the last. With
+        ``ahead``, a page's objects are read in the round trip of the next page's first
+        script step."""
         _check_size(size)
         start = self._start()
         skip, remaining = self._offset, self._limit
@@ -698,18 +720,35 @@ class Query(Generic[M]):
                 start = (hits[-1][3], hits[-1][1])
             if not more:
                 return
-        while remaining is None or remaining > 0:
-            want = size if remaining is None else min(size, remaining)
-            hits, more = yield from self._hits_plan(start, want)
-            items = (yield from self._fetch(hits)) if objects else self._ids(hits)
+        if remaining == 0:
+            return
+        hits, more = yield from self._hits_plan(start, size if remaining is None else
+                                                min(size, remaining))
+        while True:
             if hits:
                 start = (hits[-1][3], hits[-1][1])
             if remaining is not None:
                 remaining -= len(hits)
             cursor = _cursor_text(self._order_tag, *start) if more and hits else None
+            want = 0 if cursor is None else size if remaining is None else min(size,
+                                                                               remaining)
+            following: Any = None
+            items: list[Any]
+            if not objects:
+                items = self._ids(hits)
+            else:
+                reads = self._reads(hits)
+                replies: list[Any] = []
+                if want and ahead:
+                    replies, following = yield from self._along(
+                        reads, self._hits_plan(start, want))
+                elif hits:
+                    replies = (yield reads) or []
+                items = self._decode(hits, reads, replies)
             yield Emit([Page(items, cursor)])
-            if cursor is None:
+            if want <= 0:
                 return
+            hits, more = following or (yield from self._hits_plan(start, want))
 
     def _gather(self, objects: bool) -> Plan[list[Any]]:
         out: list[Any] = []
@@ -736,7 +775,7 @@ class Query(Generic[M]):
         return found[0] if found else None
 
     def page_plan(self, size: int) -> Plan[Page[M]]:
-        steps = self._pages_plan(size)
+        steps = self._pages_plan(size, ahead=False)
         try:
             step = next(steps)
             while not isinstance(step, Emit):

@@ -110,16 +110,14 @@ def check_paging(store: redmodel.Store, model: type, flush: Callable[[], None],
     assert sorted(everything) == sorted(i for i, v in rows.items() if matches(v))
     assert query.count() == len(everything)
 
-    # with objects added and removed between pages, following cursors
+    # with objects added and removed between pages, following cursors by hand (page and
+    # after) or by iterating (pages, which reads a page's objects with the next step)
     present = dict(rows)
     stable = set(rows)
     seen: list[Any] = []
     fresh = iter(f"new{k}" for k in range(1000))
-    current = query
-    while True:
-        page = current.page(size)
-        assert len(page.items) <= size
-        seen.extend(page.items)
+
+    def change() -> None:
         for _ in range(data.draw(st.integers(0, 2), label="changes")):
             if present and data.draw(st.booleans(), label="remove"):
                 gone = data.draw(st.sampled_from(sorted(present)), label="gone")
@@ -130,9 +128,22 @@ def check_paging(store: redmodel.Store, model: type, flush: Callable[[], None],
                 new = next(fresh)
                 present[new] = data.draw(values, label="added")
                 store.save(model(id=new, **present[new]))
-        if page.cursor is None:
-            break
-        current = query.after(page.cursor)
+
+    if data.draw(st.booleans(), label="by hand"):
+        current = query
+        while True:
+            page = current.page(size)
+            assert len(page.items) <= size
+            seen.extend(page.items)
+            change()
+            if page.cursor is None:
+                break
+            current = query.after(page.cursor)
+    else:
+        for items in query.pages(size):
+            assert len(items) <= size
+            seen.extend(items)
+            change()
     ids = [o.id for o in seen]
     assert len(ids) == len(set(ids)), "an object appeared twice"
     assert {i for i in stable if matches(rows[i])} <= set(ids), "an object was skipped"
