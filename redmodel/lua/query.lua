@@ -267,7 +267,7 @@ local function walk(filter, emit)
   -- candidates per match expected: fetch about what the page still needs
   local _, est = size(filter)
   local ratio = N / math.max(est, 1)
-  local per = lookups(filter)
+  local per = lookups(filter) + (sortkey and 1 or 0)  -- a score comes with each id
   while work < budget do
     local n = chunk(per)
     if want < math.huge then
@@ -284,7 +284,7 @@ local function walk(filter, emit)
       scores, ended = nil, #ids < n
     end
     ended = ended or #ids == 0
-    work = work + #ids
+    work = work + #ids * (sortkey and 2 or 1)
     local ok = keep(filter, ids, every(ids))
     for k = 1, #ok do
       local j = ok[k]
