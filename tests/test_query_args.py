@@ -114,7 +114,8 @@ def test_good_edge_arguments_still_work(store: redmodel.Store) -> None:
     assert store.find(Hat, price=0.0).ids() == ["c"], "-0.0 == 0.0"
     assert store.find(Hat, price=gt(0.3)).ids() == ["a"]
     page = store.find(Hat).order_by("-price").page(1)
-    assert page.cursor == "-price|0.30000000000000004|a"
+    assert page.cursor is not None
+    assert float(page.cursor.split("|")[1]) == 0.1 + 0.2 and page.cursor.endswith("|a")
     assert [h.id for h in store.find(Hat).order_by("-price").after(page.cursor).all()] == [
         "b", "c"]
 
