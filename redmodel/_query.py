@@ -305,7 +305,8 @@ class _Compiler:
             raise QueryError(f"{f.name}: NaN equals nothing")
         if f.eq:
             _check(f, value)
-            return _Eq(f"eq{self.d}{f.name}{self.d}{f.text(value)}", f.name, f.text(value))
+            text = f.text(value)
+            return _Eq(f"eq{self.d}{f.name}{self.d}{text}", f.name, text)
         text = _score_text(f, value)
         return _Rng(f"rng{self.d}{f.name}", f.name, text, text)
 
