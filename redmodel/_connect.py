@@ -103,12 +103,27 @@ def cross_slot(error: RedisClusterException, batch: Batch) -> Exception:
     text = str(error).lower()
     if "slot" not in text:
         return error
-    keys = list(batch.keys)[:5]
+    keys = _batch_keys(batch)
+    if any("%idx" in k for k in keys):  # an indexed model: refuses hash_tag, takes buckets
+        advice = ("The model has indexes: declare it with buckets=N (e.g. buckets=16), which "
+                  "keeps each object and its bucket's index entries in one slot "
+                  "(hash_tag is refused for indexed models)")
+    else:
+        advice = ("Declare the model with hash_tag=True (every key of one object in one "
+                  "slot) or a hash_tag function (objects that change together in one slot)")
     return CrossSlotError(
         f"these keys are in different cluster hash slots and cannot be used in one atomic "
-        f"command: {keys}. Declare the model with hash_tag=True (every key of one object in "
-        "one slot) or a hash_tag function (objects that change together in one slot)"
+        f"command: {keys[:5]}. {advice}"
     )
+
+
+def _batch_keys(batch: Batch) -> list[str]:
+    """The keys a batch names: its declared keys, and the KEYS of its script calls."""
+    keys = [str(k) for k in batch.keys]
+    for cmd in batch.commands:
+        if cmd and cmd[0] in ("EVALSHA", "EVAL") and len(cmd) > 2:
+            keys.extend(str(k) for k in cmd[3 : 3 + int(cmd[2])] if str(k) not in keys)
+    return keys
 
 
 class ShellConfig:

@@ -39,9 +39,9 @@ RULES: dict[str, Rule] = {
     # every key before their first write; reindex keeps its progress in a string (GET,
     # SET) and walks the index keys with SSCAN/ZSCAN/HSCAN (SPOP converts an old SET).
     "indexes and queries": Rule(includes=("hash models",), commands=(
-        "sadd", "srem", "smembers", "sismember", "scard", "sinter", "sunion", "zadd", "zrem",
-        "zcard", "zscore", "zrange", "zrangebyscore", "zrevrange", "time", "type", "get",
-        "spop", "set", "hscan", "zscan", "sscan",
+        "sadd", "srem", "smembers", "sismember", "scard", "zadd", "zrem", "zcard", "zscore",
+        "zrange", "zrangebyscore", "time", "type", "get", "spop", "set", "hscan", "zscan",
+        "sscan", "zcount", "zmscore", "smismember", "sintercard",
     )),
     "transactions": Rule(includes=("hash models",), commands=(
         "watch", "unwatch", "multi", "exec",
