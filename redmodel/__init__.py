@@ -34,9 +34,11 @@ from redmodel._errors import (
     DecodeError,
     ModelDefinitionError,
     NotFoundError,
+    OutcomeUnknownError,
     QueryError,
     ReadAfterWriteError,
     RedmodelError,
+    ServerError,
     TransactionError,
     UniqueViolationError,
     ValidationError,
@@ -59,6 +61,7 @@ from redmodel._tx import (
     transact,
     transaction,
 )
+from redmodel._wire import ResendPolicy
 from redmodel.codecs import (
     Bz2Transform,
     Codec,
@@ -135,7 +138,10 @@ __all__ = [
     "DecodeError",
     "ModelDefinitionError",
     "NotFoundError",
+    "OutcomeUnknownError",
     "RedmodelError",
+    "ResendPolicy",
+    "ServerError",
     "Serializer",
     "Store",
     "Transform",
