@@ -329,8 +329,9 @@ def expire(model: type, id_value: Any, ttl: float | dt.timedelta) -> Plan[bool]:
 def persist(model: type, id_value: Any) -> Plan[bool]:
     spec = spec_of(model)
     key = spec.key_for(id_value)
-    replies = yield Batch([layout_of(spec).expire(key, None)], write=True, idempotent=True,
-                          keys=(key,))
+    # not resendable: a second PERSIST answers False ("had no expiry"), so its reply
+    # depends on whether the first one ran
+    replies = yield Batch([layout_of(spec).expire(key, None)], write=True, keys=(key,))
     return bool(replies[0])
 
 

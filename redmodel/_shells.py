@@ -20,7 +20,13 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -327,20 +333,33 @@ class AsyncLink(_Shell):
         self._ready = not cluster
 
     async def execute(self, batch: Batch) -> list[Any]:
-        ex = Exchange(batch, self.link) if self._ready else await self._first(batch)
+        if not self._ready:
+            await self.ready()
+        ex = Exchange(batch, self.link)
         await self.drive(ex)
         return ex.result()
 
-    async def _first(self, batch: Batch) -> Exchange:
-        # redis-py 8.1's asyncio cluster client must learn its slots before routing
-        await self.client.initialize()
-        self._ready = True
-        return Exchange(batch, self.link)
-
     async def ready(self) -> None:
-        if not self._ready:
-            await self.client.initialize()
+        """redis-py 8.1's asyncio cluster client learns its slot map on first use; that
+        happens before anything is sent, so it is tried under the ResendPolicy."""
+        if self._ready:
+            return
+        policy = self.link.policy
+        started = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                await self.client.initialize()
+            except (RedisError, RedisClusterException) as e:
+                failures += 1
+                delay = policy.backoff(failures)
+                if failures >= policy.attempts or \
+                        time.monotonic() - started + delay > policy.deadline:
+                    raise RedisConnectionError(f"cannot reach the cluster: {e}") from e
+                await asyncio.sleep(delay)
+                continue
             self._ready = True
+            return
 
     async def drive(self, ex: Exchange, session: AsyncSession | None = None) -> None:
         while True:

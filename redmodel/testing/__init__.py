@@ -43,7 +43,7 @@ from redmodel.testing._binaries import (
     server_supports_tls,
 )
 from redmodel.testing._cluster import RedisClusterServer
-from redmodel.testing._proxy import ClusterFaultProxy, FaultEvent, FaultProxy
+from redmodel.testing._proxy import ClusterFaultProxy, FaultEvent, FaultProxy, has
 from redmodel.testing._server import RedisServer
 
 __all__ = [
@@ -58,5 +58,6 @@ __all__ = [
     "TLSNotSupportedError",
     "binary_version",
     "find_server_binary",
+    "has",
     "server_supports_tls",
 ]
