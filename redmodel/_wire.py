@@ -832,10 +832,14 @@ class Exchange:
                         self.replies[i] = entry[1] if len(entry) > 1 else None
         left = [i for i in self.fencing if i not in resolved]
         if left:
+            # the fence is tried at least once; again only within the policy's bounds
             self.fencing = left
             self.fence_failures += 1
-            if self.fence_failures < self.link.policy.attempts:
-                return self.link.policy.backoff(self.fence_failures)
+            policy = self.link.policy
+            delay = policy.backoff(self.fence_failures)
+            if self.fence_failures < policy.attempts and \
+                    time.monotonic() - self.started + delay <= policy.deadline:
+                return delay
             self.phase = _DONE
             self._unknown(left)
         self.phase = _DONE
