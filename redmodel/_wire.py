@@ -26,6 +26,7 @@ been applied.
 from __future__ import annotations
 
 import base64
+import inspect
 import os
 import random
 import threading
@@ -301,7 +302,22 @@ _SERVER_ERRORS: dict[type, type[ServerError]] = {ResponseError: ServerError}
 _SERVER_ERRORS_LOCK = threading.Lock()
 
 
+def _plain_init(kind: type) -> bool:
+    """Whether ``kind`` takes its message as Exception does (AskError and ClusterDownError
+    parse theirs, so a ServerError cannot also be one of them)."""
+    for cls in kind.__mro__:
+        init = vars(cls).get("__init__")
+        if init is None or cls in (BaseException, object):
+            continue
+        params = list(inspect.signature(init).parameters.values())[1:]
+        if params and params[0].kind is not inspect.Parameter.VAR_POSITIONAL:
+            return False
+    return True
+
+
 def _server_error_class(kind: type) -> type[ServerError]:
+    if not _plain_init(kind):
+        return ServerError
     found = _SERVER_ERRORS.get(kind)
     if found is None:
         with _SERVER_ERRORS_LOCK:
@@ -678,7 +694,7 @@ class Exchange:
         if failed:
             self.failures += 1
             pause = max(pause, self.link.policy.backoff(self.failures))
-        if redirected:
+        if redirected and not self.pause:  # MOVED/ASK/NOSCRIPT loops; waits have a deadline
             self.redirect_rounds += 1
         policy = self.link.policy
         late = time.monotonic() - self.started + pause > policy.deadline
