@@ -22,6 +22,7 @@ from benchmarks import (
     bench_deploy,
     bench_mapper,
     bench_memory,
+    bench_once,
     bench_parsers,
     bench_profile,
     bench_queries,
@@ -60,6 +61,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "deploy": deploy,
     "queries": bench_queries.section,
     "profile": bench_profile.run,
+    "exactly_once": bench_once.run,
 }
 
 

@@ -20,6 +20,7 @@ SECTIONS = (
     "5. Scaling",
     "6. Transactions",
     "7. Where the time goes",
+    "9. Exactly-once mode",
 )
 PLOTS = ("parsers_ratio.png", "mapper_ops.png", "codecs.png", "memory_per_object.png",
          "scaling.png")
