@@ -7,10 +7,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from redis.exceptions import RedisClusterException
-
-from redmodel._errors import CrossSlotError
-from redmodel._plan import Batch
 from redmodel._wire import DEFAULT_POLICY, ResendPolicy
 
 __all__ = ["DEFAULT_URL", "ShellConfig", "check_client", "env_settings"]
@@ -120,19 +116,6 @@ def env_exactly_once(prefix: str = "REDIS_", env: Mapping[str, str] | None = Non
     exactly-once mode (docs/failures.md)."""
     env = os.environ if env is None else env
     return _truthy(env.get(prefix + "EXACTLY_ONCE"))
-
-
-def cross_slot(error: RedisClusterException, batch: Batch) -> Exception:
-    """A clear CrossSlotError for redis-py's cross-slot refusal; other errors unchanged."""
-    text = str(error).lower()
-    if "slot" not in text:
-        return error
-    keys = list(batch.keys)[:5]
-    return CrossSlotError(
-        f"these keys are in different cluster hash slots and cannot be used in one atomic "
-        f"command: {keys}. Declare the model with hash_tag=True (every key of one object in "
-        "one slot) or a hash_tag function (objects that change together in one slot)"
-    )
 
 
 class ShellConfig:

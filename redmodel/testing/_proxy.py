@@ -190,7 +190,8 @@ class FaultProxy:
         self._links: set[_Link] = set()
         self._running = False
         self._soon: list[Callable[[], Any]] = []
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
 
     # ---- arming ------------------------------------------------------------------------
 
@@ -311,6 +312,7 @@ class FaultProxy:
             raise RuntimeError("no free port for the proxy")
         listener.listen(128)
         listener.setblocking(False)
+        self._wake_r, self._wake_w = socket.socketpair()
         self.port = port
         self._listener = listener
         self._selector = selectors.DefaultSelector()
@@ -352,8 +354,9 @@ class FaultProxy:
         self._wake()
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"x")
 
     def _loop(self) -> None:
         selector = self._selector
@@ -366,6 +369,7 @@ class FaultProxy:
                         self._accept()
                     elif key.data == "wake":
                         with contextlib.suppress(OSError):
+                            assert self._wake_r is not None
                             self._wake_r.recv(4096)
                     else:
                         link, from_client = key.data
@@ -383,6 +387,10 @@ class FaultProxy:
                 self._listener.close()
                 self._listener = None
             selector.close()
+            for sock in (self._wake_r, self._wake_w):
+                if sock is not None:
+                    sock.close()
+            self._wake_r = self._wake_w = None
 
     def _next_timer(self) -> float | None:
         stalled = [link.held_until for link in self._links if link.held_until]
