@@ -136,10 +136,13 @@ class SyncLink(_Shell):
             if calls is None:
                 return
             self._round(calls, session)
-            try:
+            if not self.cluster:
                 pause = ex.settle(calls)
-            finally:
-                self._refresh(ex)
+            else:
+                try:
+                    pause = ex.settle(calls)
+                finally:
+                    self._refresh(ex)
             if pause:
                 time.sleep(pause)
 
@@ -164,6 +167,7 @@ class SyncLink(_Shell):
     def _round(self, calls: list[Call], session: SyncSession | None) -> None:
         """Send every call, then read every call's replies (one round trip per node)."""
         open_: list[tuple[Call, Any, Any]] = []
+        done = 0
         try:
             for call in calls:
                 if not call.wire:
@@ -171,16 +175,17 @@ class SyncLink(_Shell):
                 got = self._send(call, session)
                 if got is not None:
                     open_.append((call, *got))
-            while open_:
-                call, conn, pool = open_[0]
+            for call, conn, pool in open_:
                 if not self._read(conn, call) and call.pinned and session is not None:
                     session.broken()
-                open_.pop(0)
-                self._release(call, conn, pool, session)
+                done += 1
+                if pool is not None:
+                    pool.release(conn)
         finally:
-            for call, conn, pool in open_:  # an interruption (KeyboardInterrupt, ...)
+            for _call, conn, pool in open_[done:]:  # interrupted (KeyboardInterrupt, ...)
                 conn.disconnect()
-                self._release(call, conn, pool, session)
+                if pool is not None:
+                    pool.release(conn)
 
     def _send(self, call: Call, session: SyncSession | None) -> tuple[Any, Any] | None:
         try:
@@ -228,10 +233,6 @@ class SyncLink(_Shell):
                 conn.disconnect()
                 raise
         return True
-
-    def _release(self, call: Call, conn: Any, pool: Any, session: SyncSession | None) -> None:
-        if pool is not None:
-            pool.release(conn)
 
     def _drop(self, conn: Any, pool: Any, session: SyncSession | None, call: Call) -> None:
         conn.disconnect()
@@ -367,10 +368,13 @@ class AsyncLink(_Shell):
             if calls is None:
                 return
             await self._round(calls, session)
-            try:
+            if not self.cluster:
                 pause = ex.settle(calls)
-            finally:
-                await self._refresh(ex)
+            else:
+                try:
+                    pause = ex.settle(calls)
+                finally:
+                    await self._refresh(ex)
             if pause:
                 await asyncio.sleep(pause)
 
@@ -412,6 +416,7 @@ class AsyncLink(_Shell):
 
     async def _round(self, calls: list[Call], session: AsyncSession | None) -> None:
         open_: list[tuple[Call, Any, Any]] = []
+        done = 0
         try:
             for call in calls:
                 if not call.wire:
@@ -419,14 +424,13 @@ class AsyncLink(_Shell):
                 got = await self._send(call, session)
                 if got is not None:
                     open_.append((call, *got))
-            while open_:
-                call, conn, pool = open_[0]
+            for call, conn, pool in open_:
                 if not await self._read(conn, call) and call.pinned and session is not None:
                     session.broken()
-                open_.pop(0)
+                done += 1
                 await self._release(conn, pool)
         finally:
-            for _call, conn, pool in open_:
+            for _call, conn, pool in open_[done:]:  # interrupted (cancelled, ...)
                 await conn.disconnect()
                 await self._release(conn, pool)
 

@@ -43,6 +43,7 @@ class Store(ShellConfig):
         super().__init__(client, chunk_size, exactly_once, resend)
         self._link = SyncLink(client, cluster=self.cluster, policy=self.resend,
                               exactly_once=self.exactly_once)
+        self._execute = self._link.execute  # type: ignore[method-assign]  # one call less
 
     @classmethod
     def from_url(

@@ -32,7 +32,8 @@ import random
 import threading
 import time
 from binascii import crc_hqx
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -447,6 +448,22 @@ class Exchange:
     (nothing of the attempt was applied) instead of being sent again.
     """
 
+    # state that most exchanges never change lives on the class (cheap to create one)
+    slots: list[int | None] | None = None
+    write_id: str | None = None
+    failures = 0
+    redirect_rounds = 0
+    last_failure: BaseException | None = None
+    last_redirect: BaseException | None = None
+    conflict = False
+    pause = 0.0
+    reinit = False
+    restart = False
+    _unsafe: frozenset[int] | None = None
+    _maybe: set[int] | None = None
+    _ask: dict[int, Any] | None = None
+    once: Mapping[int, str] = MappingProxyType({})
+
     def __init__(self, batch: Batch, link: Link, *, pinned: bool = False,
                  node: Any = None) -> None:
         self.batch = batch
@@ -454,36 +471,45 @@ class Exchange:
         self.pinned = pinned
         self.node = node  # the pinned node, or the target of a node-wide batch
         commands = batch.commands
+        n = len(commands)
         self.wire: Sequence[Command] = commands
-        self.replies: list[Any] = [_PENDING] * len(commands)
-        self.todo: list[int] = list(range(len(commands)))
-        unsafe = batch.unsafe_commands()
-        self.unsafe = frozenset(unsafe)
-        self.slots: list[int | None] | None = None
-        self.ask: dict[int, Any] = {}
-        self.once: dict[int, str] = {}
-        self.write_id: str | None = None
-        self.maybe_applied: set[int] = set()
-        self.failures = 0
-        self.redirect_rounds = 0
+        self.replies: list[Any] = [_PENDING] * n
+        self.todo: list[int] = list(range(n))
         self.started = time.monotonic()
-        self.last_failure: BaseException | None = None
-        self.last_redirect: BaseException | None = None
         self.phase = _SEND
-        self.conflict = False
-        self.pause = 0.0
         self.moved: list[BaseException] = []
-        self.reinit = False
-        self.restart = False
         if link.cluster and batch.target is None:
             self.slots = [command_slot(c) for c in commands]
             if batch.atomic or pinned:
                 found = {s for s in self.slots if s is not None}
                 if len(found) > 1:
                     raise cross_slot_error([_text(k) for c in commands
-                                       for k in command_keys(c)[0]])
-        if link.exactly_once and unsafe and batch.write:
-            self._wrap(unsafe)
+                                            for k in command_keys(c)[0]])
+        if link.exactly_once and batch.write:
+            unsafe = batch.unsafe_commands()
+            if unsafe:
+                self._wrap(unsafe)
+
+    @property
+    def unsafe(self) -> frozenset[int]:
+        """The commands that must never be sent twice (computed when first needed)."""
+        if self._unsafe is None:
+            self._unsafe = frozenset(self.batch.unsafe_commands())
+        return self._unsafe
+
+    @property
+    def maybe_applied(self) -> set[int]:
+        """Commands sent whose replies were lost (they may have been applied)."""
+        if self._maybe is None:
+            self._maybe = set()
+        return self._maybe
+
+    @property
+    def ask(self) -> dict[int, Any]:
+        """Commands an ASK sent to another node, for their next round."""
+        if self._ask is None:
+            self._ask = {}
+        return self._ask
 
     # ---- exactly-once ----------------------------------------------------------------
 
@@ -512,10 +538,8 @@ class Exchange:
 
     def calls(self) -> list[Call] | None:
         """This round's calls, or None when the exchange is over."""
-        self.pause = 0.0
-        self.moved = []
-        self.reinit = False
-        self.restart = False
+        if self.pause or self.moved or self.reinit:
+            self.pause, self.moved, self.reinit = 0.0, [], False
         if self.phase == _SEND:
             return self._send_calls()
         if self.phase == _FENCE:
@@ -525,7 +549,7 @@ class Exchange:
     def _where(self, i: int) -> Any:
         if self.pinned or not self.link.cluster:
             return self.node
-        asked = self.ask.pop(i, None)
+        asked = self._ask.pop(i, None) if self._ask else None
         if asked is not None:
             return asked
         if self.batch.target is not None:
@@ -575,10 +599,13 @@ class Exchange:
         return calls
 
     def _loads(self, node: Any, commands: Sequence[Command]) -> list[str]:
-        loaded = self.link.loaded.get(self.link.node_key(node))
         loads: list[str] = []
+        loaded: set[str] | None = None
+        looked = False
         for command in commands:
             if command[0] == "EVALSHA":
+                if not looked:
+                    loaded, looked = self.link.loaded.get(self.link.node_key(node)), True
                 sha = command[1]
                 if (loaded is None or sha not in loaded) and sha not in loads \
                         and sha in SCRIPTS_BY_SHA:
@@ -659,6 +686,8 @@ class Exchange:
         Raises when the exchange ends in an error."""
         if self.phase == _FENCE:
             return self._settle_fence(calls)
+        if len(calls) == 1 and self._answered(calls[0]):
+            return 0.0
         todo: list[int] = []
         unknown: list[int] = []
         failed = redirected = False
@@ -702,6 +731,25 @@ class Exchange:
                 or self.redirect_rounds > MAX_REDIRECT_ROUNDS:
             return self._give_up()
         return pause
+
+    def _answered(self, call: Call) -> bool:
+        """The common round, judged quickly: one call, every reply in and none an error
+        (those may need a second look). False leaves the call to the full judgement."""
+        replies = call.replies
+        if call.failure is not None or call.head or call.atomic or call.loads or call.evals \
+                or len(replies) != len(call.indices):
+            return False
+        for reply in replies:
+            if isinstance(reply, Exception):
+                return False
+        if len(replies) == len(self.replies):
+            self.replies = replies  # the whole batch, in order
+        else:
+            for i, reply in zip(call.indices, replies, strict=True):
+                self.replies[i] = reply
+        self.todo = []
+        self.phase = _DONE
+        return True
 
     def _settle_plain(self, call: Call, body: list[Any], todo: list[int],
                       unknown: list[int]) -> bool:
