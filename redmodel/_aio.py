@@ -46,6 +46,7 @@ class AsyncStore(ShellConfig):
         super().__init__(client, chunk_size, exactly_once, resend)
         self._link = AsyncLink(client, cluster=self.cluster, policy=self.resend,
                                exactly_once=self.exactly_once)
+        self._execute = self._link.execute  # type: ignore[method-assign]  # one call less
 
     @classmethod
     def from_url(

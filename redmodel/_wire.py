@@ -462,6 +462,7 @@ class Exchange:
     _unsafe: frozenset[int] | None = None
     _maybe: set[int] | None = None
     _ask: dict[int, Any] | None = None
+    _clean = False  # every reply came in one round, none an error
     once: Mapping[int, str] = MappingProxyType({})
 
     def __init__(self, batch: Batch, link: Link, *, pinned: bool = False,
@@ -743,7 +744,8 @@ class Exchange:
             if isinstance(reply, Exception):
                 return False
         if len(replies) == len(self.replies):
-            self.replies = replies  # the whole batch, in order
+            self.replies = replies  # the whole batch, in order, no error among them
+            self._clean = True
         else:
             for i, reply in zip(call.indices, replies, strict=True):
                 self.replies[i] = reply
@@ -849,12 +851,14 @@ class Exchange:
         commands = self.batch.commands
         keys = tuple(dict.fromkeys(_text(k) for i in indices
                                    for k in command_keys(commands[i])[0]))
-        what = sorted({describe(commands[i]) for i in indices})
+        what = ", ".join(sorted({describe(commands[i]) for i in indices}))
+        if self.batch.atomic:
+            what = f"MULTI/EXEC of {what}"
         cause = self.last_failure
         error = OutcomeUnknownError(
-            f"the connection failed after {', '.join(what)} was sent and before its reply "
-            f"arrived ({type(cause).__name__}: {cause}); redmodel did not send it again, as "
-            "it must not be applied twice", keys=keys, write_id=self.write_id)
+            f"the connection failed after {what} was sent and before its reply arrived "
+            f"({type(cause).__name__}: {cause}); redmodel did not send it again, as it must "
+            "not be applied twice", keys=keys, write_id=self.write_id)
         raise error from cause
 
     # ---- giving up ---------------------------------------------------------------------
@@ -936,6 +940,8 @@ class Exchange:
     def result(self) -> list[Any]:
         """The replies; raises the first error reply as a ServerError naming its keys."""
         replies = self.replies
+        if self._clean:
+            return replies
         for i, reply in enumerate(replies):
             if isinstance(reply, Exception):
                 raise server_error(reply, self.batch.commands[i])
