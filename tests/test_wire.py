@@ -313,3 +313,22 @@ def test_idempotent_writes_carry_no_write_id(proxy: FaultProxy,
     store.expire(Hat, "1", 100)
     assert redis_client.keys(ONCE_PREFIX + "*") == []
     store.close()
+
+
+def test_exactly_once_is_a_store_option_everywhere(redis_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = redmodel.ResendPolicy(attempts=2)
+    made = [redmodel.Store.from_url(redis_url, exactly_once=True, resend=policy),
+            redmodel.AsyncStore.from_url(redis_url, exactly_once=True, resend=policy)]
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("REDIS_EXACTLY_ONCE", "1")
+    made += [redmodel.Store.from_env(), redmodel.AsyncStore.from_env()]
+    assert all(s.exactly_once for s in made)
+    assert made[0].resend is policy and made[2].resend == redmodel.ResendPolicy()
+    assert not redmodel.Store.from_env(exactly_once=False).exactly_once
+    with pytest.raises(ValueError, match="write_id_ttl"):
+        redmodel.ResendPolicy(deadline=30, write_id_ttl=20)
+    with pytest.raises(TypeError, match="ResendPolicy"):
+        redmodel.Store.from_url(redis_url, resend=3)  # type: ignore[arg-type]
+    for store in made[::2]:
+        store.close()
