@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import attrs
 import pytest
@@ -49,6 +49,13 @@ def durable() -> Iterator[RedisServer]:
         yield server
 
 
+def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the writes never got under way"
+        time.sleep(0.002)
+
+
 def _only_redmodel_or_redis(error: BaseException) -> None:
     assert isinstance(error, (redmodel.RedmodelError, redis.RedisError)), repr(error)
 
@@ -56,9 +63,10 @@ def _only_redmodel_or_redis(error: BaseException) -> None:
 @pytest.mark.parametrize("once", [False, True], ids=["at-most-once", "exactly-once"])
 def test_sigkill_during_save_many_and_increments(durable: RedisServer, once: bool) -> None:
     client = durable.client(socket_timeout=1, retry=Retry(NoBackoff(), 0))
+    watcher = durable.client(retry=Retry(NoBackoff(), 0))
     store = redmodel.Store(client, exactly_once=once, resend=FAST)
     store.save(Counter(id="c"))
-    hats = [Plain(id=str(i), quantity=i) for i in range(20_000)]
+    hats = [Plain(id=str(i), quantity=i) for i in range(50_000)]
     errors: list[BaseException] = []
     acked, unknown = [], 0
     stop = threading.Event()
@@ -86,7 +94,7 @@ def test_sigkill_during_save_many_and_increments(durable: RedisServer, once: boo
     threads = [threading.Thread(target=bulk), threading.Thread(target=count)]
     for t in threads:
         t.start()
-    time.sleep(0.15)
+    _wait_until(lambda: watcher.dbsize() > 1_000)  # the first chunks are in
     durable.kill()  # SIGKILL, mid-write
     time.sleep(0.2)
     stop.set()
@@ -106,6 +114,7 @@ def test_sigkill_during_save_many_and_increments(durable: RedisServer, once: boo
     assert store.count(Plain) == len(hats)
     assert store.incr(Counter, "c", "n", 1) == n + 1
     store.close()
+    watcher.close()
 
 
 def test_sigkill_during_reindex_raises_a_redis_error_and_reindex_runs_again(
@@ -113,6 +122,8 @@ def test_sigkill_during_reindex_raises_a_redis_error_and_reindex_runs_again(
     store = redmodel.Store(durable.client(socket_timeout=1, retry=Retry(NoBackoff(), 0)),
                            resend=FAST)
     store.save_many([Hat(id=str(i), quantity=i) for i in range(8_000)])
+    watcher = durable.client(retry=Retry(NoBackoff(), 0))
+    watcher.unlink(*watcher.keys("crash_hat:%idx:*"))  # so reindex has all to rewrite
     raised: list[BaseException] = []
 
     def reindex() -> None:
@@ -123,7 +134,7 @@ def test_sigkill_during_reindex_raises_a_redis_error_and_reindex_runs_again(
 
     worker = threading.Thread(target=reindex)
     worker.start()
-    time.sleep(0.1)
+    _wait_until(lambda: watcher.zcard("crash_hat:%idx:all") > 200)  # reindex is under way
     durable.kill()
     worker.join()
     assert raised, "reindex finished before the crash: give it more objects"
@@ -134,6 +145,7 @@ def test_sigkill_during_reindex_raises_a_redis_error_and_reindex_runs_again(
     assert store.verify(Hat) == []
     assert store.find(Hat, quantity=redmodel.lt(100)).count() == 100
     store.close()
+    watcher.close()
 
 
 @pytest.mark.parametrize("once", [False, True], ids=["at-most-once", "exactly-once"])
