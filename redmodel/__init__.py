@@ -17,7 +17,9 @@ Declare a model on an attrs class, save and load it through a :class:`Store`::
 """
 
 from redmodel._aio import AsyncStore
+from redmodel._blind import configure_index_keys, generate_index_key
 from redmodel._containers import (
+    AsyncConsumer,
     Consumer,
     Queue,
     Set,
@@ -88,6 +90,7 @@ __all__ = [
     "AsyncStore",
     "AsyncTransaction",
     "AsyncTransactionFunction",
+    "AsyncConsumer",
     "Consumer",
     "Page",
     "Q",
@@ -132,6 +135,8 @@ __all__ = [
     "codec_from_config",
     "codec_from_env",
     "configure_fernet",
+    "configure_index_keys",
+    "generate_index_key",
     "CodecError",
     "ConflictError",
     "CrossSlotError",

@@ -6,14 +6,14 @@ Each method is one line that awaits the plan ``Store`` runs; the logic lives in 
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
-from redmodel import _atomic, _ops, _query, _tx
+from redmodel import _atomic, _ops, _repair, _tx
+from redmodel._blind_ops import Progress, rotate_index_key
 from redmodel._connect import ShellConfig, env_exactly_once, env_settings, url_options
 from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Plan, gather, iterate_async, run_async
@@ -109,7 +109,7 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.update`."""
         return await self.run(_ops.update(model, id, values))
 
-    async def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Any:
+    async def incr(self, model: type, id: Any, field: str, amount: float = 1) -> int | float:
         """See :meth:`Store.incr`."""
         return await self.run(_ops.incr(model, id, field, amount))
 
@@ -176,6 +176,14 @@ class AsyncStore(ShellConfig):
         plan = _ops.rotate_keys(model, count, self._targets())
         return sum([n async for n in iterate_async(plan, self._execute)])
 
+    async def rotate_index_key(self, model: type, *, count: int = 500,
+                               progress: bool | None = None) -> int:
+        """See :meth:`Store.rotate_index_key`."""
+        shown = Progress(model, progress)
+        async for page in iterate_async(rotate_index_key(model, count), self._execute):
+            shown.step(page)
+        return shown.finish()
+
     def transaction(self, fn: Any = None, *, policy: RetryPolicy | None = None) -> Any:
         """``@astore.transaction`` on an ``async def``: the same as
         ``@redmodel.transaction(astore, ...)``; see docs/transactions.md."""
@@ -195,31 +203,25 @@ class AsyncStore(ShellConfig):
 
     async def get_by(self, model: type[M], **unique: Any) -> M | None:
         """See :meth:`Store.get_by`."""
-        return await self.run(_query.get_by_plan(model, unique))
+        return await self.run(_repair.get_by_plan(model, unique))
 
     async def sweep(self, model: type) -> int:
         """See :meth:`Store.sweep`."""
-        return await self.run(_query.sweep_plan(model))
+        return await self.run(_repair.sweep_plan(model))
 
-    async def reindex(self, model: type, *, count: int = 500, progress: bool | None = None
-                      ) -> int:
+    async def reindex(self, model: type, *, count: int = 500, progress: bool | None = None,
+                      restart: bool = False) -> int:
         """See :meth:`Store.reindex`."""
-        plan = _ops.each_page(model, count, self._targets(), _query.reindex_page)
-        done = 0
-        show = sys.stderr.isatty() if progress is None else progress
-        async for n in iterate_async(plan, self._execute):
-            done += n
-            if show:
-                print(f"\rreindex {model.__name__}: {done} objects", end="", file=sys.stderr)
-        if show:
-            print(file=sys.stderr)
-        return done
+        plan = _repair.reindex_plan(model, count, self._targets(), restart)
+        line = _repair.ProgressLine(model, progress)
+        async for item in iterate_async(plan, self._execute):
+            line.feed(item)
+        return line.finish()
 
     async def verify(self, model: type, *, count: int = 500) -> list[str]:
         """See :meth:`Store.verify`."""
-        plan = _ops.each_page(model, count, self._targets(), _query.verify_page)
-        problems = [p async for p in iterate_async(plan, self._execute)]
-        return problems + await self.run(_query.orphans_plan(model))
+        plan = _repair.verify_plan(model, count, self._targets())
+        return [p async for p in iterate_async(plan, self._execute)]
 
     async def count(self, model: type) -> int:
         """See :meth:`Store.count`."""

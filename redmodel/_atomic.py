@@ -3,57 +3,111 @@
 :func:`incr_fields` adds to several numeric fields of one object at once, only if the object
 exists and every bounded field stays within its bound afterwards; otherwise nothing changes.
 It is the hot-key alternative to an optimistic transaction (see docs/transactions.md): the
-check and the change run inside Redis, so concurrent callers never conflict.
+check and the change run inside Redis, so concurrent callers never conflict. ``incr`` is
+the same plan with one change.
+
+Numbers are exact: an int is checked and added as exact 64-bit text inside the script
+(never through a Lua double), so overflow, floors and ceilings are decided before anything
+is written. On an indexed model the index write script does it, so the entries of every
+indexed field it changes move with the values, in the same script.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from redmodel._errors import ConditionFailedError, DecodeError, NotFoundError, ValidationError
+import attrs
+
+from redmodel._errors import ConditionFailedError, ValidationError
+from redmodel._hash import INT64, float_text, int_text
+from redmodel._index import EXACT_INT, SEP, IndexedField
+from redmodel._indexed import TxHints, Write, refusal, run_writes, status
 from redmodel._plan import Batch, Plan, script
 from redmodel._schema import FieldSpec, ModelSpec, spec_of
 
 __all__ = ["ConditionFailedError", "incr_fields"]
 
-
-
-
-# ARGV: n, then n x (hash field, HINCRBY | HINCRBYFLOAT, amount),
-#       m, then m x (hash field, floor | ceiling, bound).
-# Replies: {0} no such key; {1, index of the failing bound, stored value};
-#          {3, hash field} a stored value is not a number; {2, new value, ...} applied.
+# KEYS: the object. ARGV: the counters (lua/counter_lib.lua, read_counters).
 _INCR_FIELDS = script("incr_fields")
 
+_LIMITS = {"int64": ("64-bit counter", INT64), "exact": ("exact range of a range index",
+           (-EXACT_INT, EXACT_INT)), "double": ("finite float", (-math.inf, math.inf))}
 
-def _number_field(spec: ModelSpec, key: str, path: str) -> tuple[bytes, FieldSpec]:
+
+@attrs.frozen
+class _Change:
+    path: str
+    stored: str  # hash field name
+    leaf: FieldSpec
+    amount: Any
+    index: IndexedField | None
+
+
+def _number_field(spec: ModelSpec, key: str, path: str) -> tuple[str, FieldSpec]:
     """The stored hash-field name of an int/float field (dotted paths allowed)."""
     chain = spec.path(path)
     leaf = chain[-1]
-    if leaf.numeric is None:
+    if leaf.numeric is None or any(f.kind == "encoded" for f in chain):
         raise ValidationError(
             "only int and float fields can be changed or bounded", model=spec.name, key=key,
             field=path,
         )
-    name = spec.delimiter.encode().join(f.stored.encode() for f in chain)
-    return name, leaf
+    return spec.delimiter.join(f.stored for f in chain), leaf
 
 
-def _check_number(spec: ModelSpec, key: str, path: str, value: Any, leaf: FieldSpec,
-                  what: str) -> str:
+def _amount(spec: ModelSpec, key: str, path: str, value: Any, leaf: FieldSpec) -> str:
+    where = {"model": spec.name, "key": key, "field": path}
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(f"{what} must be a number, got {type(value).__name__}",
-                              model=spec.name, key=key, field=path)
-    if what == "an amount" and leaf.numeric == "int" and not isinstance(value, int):
-        raise ValidationError(f"{what} of an int field must be an int, not a float",
-                              model=spec.name, key=key, field=path)
-    return str(value) if isinstance(value, int) else repr(float(value))
+        raise ValidationError(f"an amount must be a number, got {type(value).__name__}",
+                              **where)
+    if leaf.numeric == "int":
+        if not isinstance(value, int):
+            raise ValidationError("an amount of an int field must be an int, not a float",
+                                  **where)
+        return int_text(value, "the amount", where)
+    return float_text(value, "the amount", where)
 
 
-def _parse(leaf: FieldSpec, raw: Any) -> float:
+def _bound(spec: ModelSpec, key: str, path: str, value: Any, leaf: FieldSpec,
+           kind: str) -> str:
+    """A bound as exact text: for an int field, the int bound it means (a floor of 0.5 is
+    1, a ceiling of 0.5 is 0), kept within 19 digits (every 64-bit value is inside)."""
+    where = {"model": spec.name, "key": key, "field": path}
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"a {kind} must be a number, got {type(value).__name__}",
+                              **where)
+    if leaf.numeric == "float":
+        return float_text(value, f"a {kind}", where)
+    if isinstance(value, float):
+        float_text(value, f"a {kind}", where)
+        value = math.ceil(value) if kind == "floor" else math.floor(value)
+    return str(max(-(10**19) + 1, min(10**19 - 1, value)))
+
+
+def _parse(leaf: FieldSpec, raw: Any) -> Any:
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
     return int(text) if leaf.numeric == "int" else float(text)
+
+
+def _changes(spec: ModelSpec, key: str, changes: Mapping[str, float]) -> list[_Change]:
+    out = []
+    indexes = spec.indexes
+    for path, amount in changes.items():
+        stored, leaf = _number_field(spec, key, path)
+        text = _amount(spec, key, path, amount, leaf)
+        index = indexes.fields.get(path) if indexes is not None else None
+        if index is not None:
+            where = {"model": spec.name, "key": key, "field": path}
+            if indexes is not None and any(path in u.fields for u in indexes.uniques):
+                raise ValidationError("a unique field is changed with update(), not "
+                                      "incremented", **where)
+            if index.eq and (leaf.numeric != "int" or index.text(1) != "1"):
+                raise ValidationError("a float with an equality index is changed with "
+                                      "update(): its entry is its exact text", **where)
+        out.append(_Change(path, stored, leaf, text, index))
+    return out
 
 
 def incr_fields(
@@ -63,19 +117,24 @@ def incr_fields(
     *,
     floor: Mapping[str, float] | None = None,
     ceiling: Mapping[str, float] | None = None,
+    hints: TxHints | None = None,
 ) -> Plan[dict[str, Any]]:
     """Plan: add ``changes`` to numeric fields of one object, all or nothing.
 
     Every change applies (HINCRBY / HINCRBYFLOAT inside one EVALSHA) only if the object
-    exists and, after the change, every field in ``floor`` is >= its floor and every field
-    in ``ceiling`` is <= its ceiling. Returns the new values ``{field: int | float}``.
+    exists, no int leaves the 64-bit range (nor, for a range-indexed int, -2**53..2**53),
+    no float becomes infinite and, after the change, every field in ``floor`` is >= its
+    floor and every field in ``ceiling`` is <= its ceiling. Returns the new values
+    ``{field: int | float}``, ints exact over the whole 64-bit range. On an indexed model
+    the entries of every indexed field changed follow in the same script.
 
     Raises (nothing changed in each case): :class:`ValidationError` before sending for an
-    unknown or non-numeric field or a wrongly typed amount; :class:`NotFoundError` when the
-    object does not exist; :class:`ConditionFailedError` naming the field whose bound would
-    be crossed; :class:`DecodeError` when a stored value is not a number. A missing field
-    counts as 0, like HINCRBY.
-    Bounds are compared as Lua numbers (doubles), exact for ints up to 2**53.
+    unknown or non-numeric field, a wrongly typed, infinite or NaN amount or bound;
+    :class:`NotFoundError` when the object does not exist; :class:`ConditionFailedError`
+    naming the field whose bound (or limit) would be crossed; :class:`DecodeError` when a
+    stored value is not a number. A missing field counts as 0, like HINCRBY. Bounds of an
+    int field are compared exactly; of a float field, as doubles.
+    ``hints``: given by a transaction (see _indexed.TxHints).
     """
     spec = spec_of(model)
     key = spec.key_for(id_value)
@@ -83,51 +142,98 @@ def incr_fields(
         raise ValidationError("incr_fields needs the hash layout", model=spec.name, key=key)
     if not changes:
         raise ValidationError("nothing to change", model=spec.name, key=key)
-    leaves: dict[str, FieldSpec] = {}
-    by_stored: dict[bytes, str] = {}
-    args: list[Any] = [len(changes)]
-    for path, amount in changes.items():
-        name, leaf = _number_field(spec, key, path)
-        args += [name, "HINCRBY" if leaf.numeric == "int" else "HINCRBYFLOAT",
-                 _check_number(spec, key, path, amount, leaf, "an amount")]
-        leaves[path] = leaf
-        by_stored[name] = path
-    bounds: list[tuple[str, str, float]] = []
+    todo = _changes(spec, key, changes)
+    args: list[Any] = [len(todo)]
+    for c in todo:
+        window = c.index is not None and c.index.range and c.leaf.numeric == "int"
+        args += [c.stored, "i" if c.leaf.numeric == "int" else "f", c.amount,
+                 "1" if window else "0"]
+    bounds: list[tuple[str, str, Any, FieldSpec]] = []
     for kind, limits in (("floor", floor or {}), ("ceiling", ceiling or {})):
         for path, bound in limits.items():
-            name, leaf = _number_field(spec, key, path)
-            args_bound = _check_number(spec, key, path, bound, leaf, f"a {kind}")
-            bounds.append((path, kind, bound))
-            leaves.setdefault(path, leaf)
-            by_stored.setdefault(name, path)
-            args += [name, kind, args_bound]
-    args.insert(1 + 3 * len(changes), len(bounds))
-    call = _INCR_FIELDS.call([key], args)
-    replies = yield Batch([call], write=True, keys=(key,))
-    return _result(spec, key, changes, leaves, bounds, by_stored, replies[0])
+            stored, leaf = _number_field(spec, key, path)
+            bounds.append((path, kind, bound, leaf))
+            args += [stored, kind, _bound(spec, key, path, bound, leaf, kind),
+                     "i" if leaf.numeric == "int" else "f"]
+    args.insert(1 + 4 * len(todo), len(bounds))
+    fields = {c.stored: c.path for c in todo} | {
+        _number_field(spec, key, p)[0]: p for p, _, _, _ in bounds}
+    indexed = [c for c in todo if c.index is not None]
+    if not indexed:
+        replies = yield Batch([_INCR_FIELDS.call([key], args)], write=True, keys=(key,))
+        reply = replies[0]
+    else:
+        reply = yield from _indexed_incr(spec, key, todo, args, hints)
+    return _result(spec, key, todo, bounds, fields, reply)
+
+
+def _indexed_incr(spec: ModelSpec, key: str, todo: list[_Change], args: list[Any],
+                  hints: TxHints | None) -> Plan[Any]:
+    from redmodel._ops import layout_of  # noqa: PLC0415 - _ops imports this module
+
+    layout = layout_of(spec)
+    names: list[Any] = []
+    for c in todo:
+        f = c.index
+        names += [c.path if f else "", "1" if f and f.eq else "0", "1" if f and f.range else "0"]
+    only = [c.path for c in todo if c.index is not None]
+    w: Write = layout.write(key, "incr", data=[*args, *names], only=only)  # type: ignore[union-attr]
+    eq = [c for c in todo if c.index is not None and c.index.eq]
+    if hints is not None and eq:
+        yield from _predict_eq(spec, key, w, eq, hints)
+    replies = yield from run_writes([w], idempotent=False, hints=hints,
+                                    what=f"incr {spec.name}")
+    return replies[0]
+
+
+def _predict_eq(spec: ModelSpec, key: str, w: Write, eq: list[_Change],
+                hints: TxHints) -> Plan[None]:
+    """In a transaction: the new equality entries of incremented ints, from their values
+    now (WATCHed), so the write declares their keys (it cannot ask after EXEC)."""
+    dirty = hints.fields.get(key, set())
+    if any(c.path in dirty for c in eq):
+        raise ValidationError("an equality-indexed int changed earlier in the same "
+                              "transaction cannot be incremented in it (its new entry "
+                              "is unknown before EXEC): change it once",
+                              model=spec.name, key=key)
+    replies = yield Batch([("HGET", key, c.stored) for c in eq], keys=(key,))
+    for c, raw in zip(eq, replies, strict=True):
+        try:
+            new = int(raw or b"0") + int(c.amount)
+        except ValueError:
+            continue  # not a number: the script refuses it
+        assert c.index is not None
+        w.declare_lines([f"e{SEP}{c.path}{SEP}{c.index.text(new)}"])
+    hints.fields.setdefault(key, set()).update(c.path for c in eq)
 
 
 def _result(
     spec: ModelSpec,
     key: str,
-    changes: Mapping[str, float],
-    leaves: Mapping[str, FieldSpec],
-    bounds: list[tuple[str, str, float]],
-    by_stored: Mapping[bytes, str],
+    todo: list[_Change],
+    bounds: list[tuple[str, str, Any, FieldSpec]],
+    fields: dict[str, str],
     reply: Any,
 ) -> dict[str, Any]:
-    status = int(reply[0])
-    if status == 0:
-        raise NotFoundError(spec.name, key)
-    if status == 1:
-        path, kind, bound = bounds[int(reply[1])]
+    word = status(reply)
+    if word == "OK":
+        return {c.path: _parse(c.leaf, v) for c, v in zip(todo, reply[1:], strict=True)}
+    if word == "BOUND":
+        path, kind, bound, leaf = bounds[int(reply[1]) - 1]
+        amount = next((c.amount for c in todo if c.path == path), "0")
         raise ConditionFailedError(
             model=spec.name, key=key, field=path, kind=kind, bound=bound,
-            current=_parse(leaves[path], reply[2]), change=changes.get(path, 0),
-        )
-    if status == 3:
-        raw = reply[1] if isinstance(reply[1], bytes) else str(reply[1]).encode()
-        raise DecodeError("stored value is not a number", model=spec.name, key=key,
-                          field=by_stored.get(raw, raw.decode("utf-8", "replace")))
-    return {path: _parse(leaves[path], value)
-            for path, value in zip(changes, reply[1:], strict=True)}
+            current=_parse(leaf, reply[2]), change=_parse(leaf, amount))
+    if word == "LIMIT":
+        c = todo[int(reply[1]) - 1]
+        limit, (low, high) = _LIMITS[reply[2].decode() if isinstance(reply[2], bytes)
+                                     else str(reply[2])]
+        side = reply[3].decode() if isinstance(reply[3], bytes) else str(reply[3])
+        raise ConditionFailedError(
+            model=spec.name, key=key, field=c.path, kind=side,
+            bound=low if side == "floor" else high, current=_parse(c.leaf, reply[4]),
+            change=_parse(c.leaf, c.amount), limit=limit)
+    error = refusal(spec, key, reply, f"incr {spec.name}", fields)
+    if error is not None:
+        raise error
+    raise AssertionError(f"unexpected reply {reply!r}")  # pragma: no cover

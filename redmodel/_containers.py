@@ -22,28 +22,43 @@ import inspect
 import ipaddress
 import math
 import signal
-import threading
 import time
 import types
 import typing
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
-import redis
-import redis.asyncio as aredis
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+import cattrs
+from cattrs.fns import identity
+from redis.crc import key_slot
 
+from redmodel._blocking import (
+    block_arg,
+    blocking_call,
+    blocking_call_async,
+    is_async_client,
+)
+from redmodel._consume import (
+    DEFAULT_VISIBILITY_TIMEOUT,
+    AsyncConsumer,
+    Consumer,
+    ConsumerKeys,
+    in_flight_plan,
+    make_consumer,
+    recover_plan,
+)
 from redmodel._errors import (
+    CrossSlotError,
     DecodeError,
     ModelDefinitionError,
     TransactionError,
     ValidationError,
 )
+from redmodel._hidden import check_members_encrypted
 from redmodel._keys import escape
 from redmodel._plan import Batch, Command, Plan, run_async, run_sync
 from redmodel._tx import current_transaction
@@ -56,6 +71,7 @@ if typing.TYPE_CHECKING:
     from redmodel._tx import Transaction
 
 __all__ = [
+    "AsyncConsumer",
     "Consumer",
     "Queue",
     "Set",
@@ -205,22 +221,78 @@ def _native(tp: Any) -> Members | None:
     return Members(tp, "native", encode, decode, check)
 
 
+def _order_key(item: Any) -> tuple[str, str]:
+    """A total order on primitives that no hash seed changes: type name, then repr (of a
+    canonical tree, so a dict's repr is its sorted items)."""
+    return (type(item).__name__, repr(item))
+
+
 def _canonical(tree: Any) -> Any:
-    """The primitive tree with every dict's keys sorted, so equal values dump equally."""
+    """The primitive tree with every dict's keys sorted, every set as a sorted list and
+    -0.0 as 0.0, so equal values dump to equal bytes in every process."""
     if isinstance(tree, dict):
         items = [(k, _canonical(v)) for k, v in tree.items()]
         try:
             items.sort(key=lambda kv: kv[0])
         except TypeError:
-            items.sort(key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
+            items.sort(key=lambda kv: _order_key(kv[0]))
         return dict(items)
     if isinstance(tree, list):
         return [_canonical(v) for v in tree]
+    if isinstance(tree, tuple):
+        return tuple(_canonical(v) for v in tree)
+    if isinstance(tree, (set, frozenset)):  # passed through by the converter (an Any field)
+        return sorted((_canonical(v) for v in tree), key=_order_key)
+    if isinstance(tree, float):
+        return tree + 0.0
     return tree
 
 
+def _is_set_type(tp: Any) -> bool:
+    origin = typing.get_origin(tp) or tp
+    return isinstance(origin, type) and issubclass(origin, AbstractSet)
+
+
+def _sorted_set_hook(converter: cattrs.Converter) -> Callable[[Any], Callable[[Any], Any]]:
+    def factory(tp: Any) -> Callable[[Any], Any]:
+        args = typing.get_args(tp)
+        element = converter.get_unstructure_hook(args[0]) if args else converter.unstructure
+
+        def unstructure(value: Any) -> list[Any]:
+            return sorted((_canonical(element(v)) for v in value), key=_order_key)
+
+        return unstructure
+
+    return factory
+
+
+_canonical_converters: weakref.WeakKeyDictionary[Any, cattrs.Converter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def canonical_converter(serializer: Any) -> cattrs.Converter:
+    """A copy of ``serializer``'s converter that unstructures equal values equally in every
+    process: sets and frozensets (whose iteration order follows the hash seed) as lists
+    sorted by :func:`_order_key`, floats as floats (``1`` in a float position as ``1.0``)
+    and Decimals without trailing zeros, where the serializer keeps those as floats and
+    strings. Structuring is unchanged: a sorted list structures back into a set."""
+    found = _canonical_converters.get(serializer)
+    if found is None:
+        base: cattrs.Converter = serializer.converter
+        found = base.copy()
+        found.register_unstructure_hook_factory(_is_set_type, _sorted_set_hook(found))
+        if base.get_unstructure_hook(float) is identity:
+            found.register_unstructure_hook(float, lambda v: float(v) + 0.0)
+        if base.get_unstructure_hook(decimal.Decimal) is str:
+            found.register_unstructure_hook(
+                decimal.Decimal, lambda v: _decimal_text(v).decode("ascii"))
+        _canonical_converters[serializer] = found
+    return found
+
+
 def _chain_encoder(chain: Codec, tp: Any) -> Callable[[Any], bytes]:
-    unstructure = chain.serializer.converter.get_unstructure_hook(tp)
+    unstructure = canonical_converter(chain.serializer).get_unstructure_hook(tp)
     dumps = chain.serializer.dumps
     header = chain._header  # the header the chain's own encoder writes
     transforms = chain.transforms
@@ -249,6 +321,7 @@ def members_of(tp: Any, codec: str | Codec | None, where: str) -> Members:
             return native
         codec = "json"
     chain = resolve_codec(codec)
+    check_members_encrypted(tp, chain, where)
     if tp in _IP or _is_ip_union(tp):
         check: Checker = _is_type_check(*_IP)
     else:
@@ -413,42 +486,6 @@ def _pairs(reply: Any) -> list[tuple[Any, float]]:
 
 # ---- blocking pops ----------------------------------------------------------------------
 
-BLOCK_MARGIN = 5.0
-"""Seconds a blocking pop's socket timeout exceeds its block, for a slow reply."""
-
-_blocking_clients: weakref.WeakKeyDictionary[Any, dict[float | None, Any]] = (
-    weakref.WeakKeyDictionary()
-)
-_blocking_lock = threading.Lock()
-
-
-def blocking_client(client: Any, timeout: float | None) -> Any:
-    """A client on the same server as ``client`` for a block of up to ``timeout`` seconds
-    (None: forever): socket timeout ``ceil(timeout) + BLOCK_MARGIN`` (None when forever)
-    and no retry, so redis-py neither cuts the block short nor sends it twice. Cached per
-    client and socket timeout."""
-    socket_timeout = None if timeout is None else math.ceil(timeout) + BLOCK_MARGIN
-    with _blocking_lock:
-        per_client = _blocking_clients.setdefault(client, {})
-        found = per_client.get(socket_timeout)
-        if found is None:
-            pool = getattr(client, "connection_pool", None)
-            if pool is None:  # not a redis.Redis: trust the caller's own settings
-                return client
-            kwargs = dict(pool.connection_kwargs)
-            for private in ("orig_socket_timeout", "maint_notifications_pool_handler"):
-                kwargs.pop(private, None)
-            if _is_async(client):
-                kwargs.update(socket_timeout=socket_timeout, retry=AsyncRetry(NoBackoff(), 0))
-                found = aredis.Redis(connection_pool=aredis.ConnectionPool(
-                    connection_class=pool.connection_class, **kwargs))
-            else:
-                kwargs.update(socket_timeout=socket_timeout, retry=Retry(NoBackoff(), 0))
-                found = redis.Redis(connection_pool=redis.ConnectionPool(
-                    connection_class=pool.connection_class, **kwargs))
-            per_client[socket_timeout] = found
-        return found
-
 
 def _then(result: Any, finish: Callable[[Any], Any]) -> Any:
     """``finish(result)``, or an awaitable of it when ``result`` is one (an AsyncStore)."""
@@ -461,27 +498,13 @@ def _then(result: Any, finish: Callable[[Any], Any]) -> Any:
     return finish(result)
 
 
-def _is_async(client: Any) -> bool:
-    return isinstance(client, aredis.Redis)
-
-
-def _block_arg(timeout: float | None) -> float | int:
-    if timeout is None:
-        return 0
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValidationError(
-            f"a blocking pop's timeout must be a positive number of seconds (None waits "
-            f"forever; use pop() not to wait), got {timeout!r}")
-    return timeout
-
-
 def _pop_blocking_plan(queues: Sequence[Queue[T]], timeout: float | None, right: bool
                        ) -> Plan[tuple[Queue[T], T] | None]:
     if current_transaction() is not None:
         raise TransactionError(
             "a blocking pop cannot run inside a transaction (inside MULTI it would not "
             "wait); pop before or after it")
-    block = _block_arg(timeout)
+    block = block_arg(timeout)
     by_key = {q.key: q for q in queues}
     cmd: Command = ("BRPOP" if right else "BLPOP", *by_key, block)
     replies = yield Batch([cmd], write=True, keys=tuple(by_key))
@@ -500,28 +523,37 @@ def pop_blocking(*queues: Queue[T], timeout: float | None, right: bool = False
     ``(queue, value)`` from the first non-empty one, or None after ``timeout`` seconds
     (fractions allowed; None waits forever).
 
-    Queues must share a store and a member encoding. Runs on a dedicated connection (see
-    :func:`blocking_client`); raises :class:`TransactionError` inside a transaction.
+    Queues must share a store and a member encoding (and, in a cluster, a hash slot). Runs
+    on a dedicated connection that never resends it (see :mod:`redmodel._blocking`); raises
+    :class:`TransactionError` inside a transaction.
+
+    At most once: the value is removed when the server sends it, so a value whose reply is
+    lost (a dropped connection) is lost too. :meth:`Queue.consume` is at least once.
     """
     if not queues:
         raise ValidationError("pop_blocking needs at least one queue")
-    _block_arg(timeout)
+    block_arg(timeout)
     first = queues[0]
     for q in queues[1:]:
         first._same_kind(q, "pop_blocking")
         if q.store.client is not first.store.client:
             raise ValidationError("pop_blocking's queues must share one store", key=q.key)
-    client = blocking_client(first.store.client, timeout)
+    client = first.store.client
+    if first.store.cluster and len({key_slot(q.key.encode()) for q in queues}) > 1:
+        raise CrossSlotError(
+            f"pop_blocking's queues are in different cluster hash slots: "
+            f"{[q.key for q in queues][:5]}; one BLPOP can wait on one slot only")
     plan = _pop_blocking_plan(queues, timeout, right)
-    if _is_async(client):  # an AsyncStore: the caller awaits this
+    if is_async_client(client):  # an AsyncStore: the caller awaits this
 
         async def execute_async(batch: Batch) -> list[Any]:
-            return [await client.execute_command(*c) for c in batch.commands]
+            return [await blocking_call_async(client, c, timeout, batch.keys)
+                    for c in batch.commands]
 
         return run_async(plan, execute_async)  # type: ignore[return-value]
 
     def execute(batch: Batch) -> list[Any]:
-        return [client.execute_command(*c) for c in batch.commands]
+        return [blocking_call(client, c, timeout, batch.keys) for c in batch.commands]
 
     return run_sync(plan, execute)
 
@@ -538,7 +570,7 @@ class Queue(Container[T]):
     1
     """
 
-    _WRITES = Container._WRITES | {"push", "push_left", "pop", "pop_right", "trim"}
+    _WRITES = Container._WRITES | {"push", "push_left", "pop", "pop_right", "trim", "recover"}
     _BLOCKING = frozenset({"pop_blocking", "consume"})
 
     def push_plan(self, *values: T) -> Plan[int]:
@@ -623,110 +655,43 @@ class Queue(Container[T]):
         idle_timeout: float | None = None,
         poll: float = 1.0,
         signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
+        name: str | None = None,
+        visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
+        reliable: bool = True,
     ) -> Consumer[T]:
-        """A :class:`Consumer`: iterate it to BLPOP values one by one until a signal, the
-        ``sentinel`` value, ``max_items`` values, or ``idle_timeout`` seconds without a
-        value; see :class:`Consumer`."""
-        return Consumer(self, sentinel=sentinel, max_items=max_items,
-                        idle_timeout=idle_timeout, poll=poll, signals=signals)
+        """A :class:`Consumer` (an :class:`AsyncConsumer` on an AsyncStore): iterate it to
+        get values one by one, at least once. Each is moved into this consumer's in-flight
+        list (LMOVE, or BLMOVE while the queue is empty) and acknowledged when the next is
+        asked for; a consumer that dies has its items returned to the queue by another
+        after ``visibility_timeout`` seconds without a heartbeat, or takes them back when
+        it restarts under the same ``name``. ``reliable=False``: the at-most-once BLPOP
+        loop. Stops on a signal, the ``sentinel`` value, ``max_items`` values or
+        ``idle_timeout`` seconds without a value; see :class:`Consumer`."""
+        if current_transaction() is not None:
+            raise TransactionError("a consumer cannot run inside a transaction (it blocks, "
+                                   "and inside MULTI a blocking pop does not wait)")
+        return make_consumer(self, sentinel=sentinel, max_items=max_items,
+                             idle_timeout=idle_timeout, poll=poll, signals=signals, name=name,
+                             visibility_timeout=visibility_timeout, reliable=reliable)
 
+    def recover_plan(self) -> Plan[int]:
+        return recover_plan(ConsumerKeys.of(self.key))
 
-class Consumer(Generic[T]):
-    """A worker loop over a :class:`Queue`::
+    def recover(self) -> int:
+        """Return the in-flight items of every consumer whose heartbeat is older than its
+        visibility timeout to the head of the queue, and unregister those consumers: one
+        ``consume_recover`` script (two when it finds stale consumers). How many items
+        came back. Consumers do this themselves at each take; call it when none runs."""
+        return self._run(self.recover_plan())  # type: ignore[no-any-return]
 
-        for ip in ips.consume(idle_timeout=2):   # BLPOP ips 1, again and again
-            handle(ip)
+    def in_flight_plan(self) -> Plan[dict[str, list[T]]]:
+        found = yield from in_flight_plan(ConsumerKeys.of(self.key))
+        return {name: [self._decode(r) for r in raw] for name, (_, raw) in found.items()}
 
-    Iteration stops, without losing a popped value, when
-
-    - SIGINT or SIGTERM arrives (handlers are installed while iterating, in the main thread
-      only, and restored after): the current item is finished first, the loop ends at
-      the next pop (within ``poll`` seconds when it is waiting);
-    - a value equal to ``sentinel`` is popped (it is not yielded; None: no sentinel);
-    - ``max_items`` values were yielded;
-    - no value came for ``idle_timeout`` seconds;
-    - :meth:`stop` is called (from the loop body or another thread).
-
-    ``stopped_by`` then says which (``"signal"``, ``"sentinel"``, ``"max_items"``,
-    ``"idle"``, ``"stop"``) and ``count`` how many values were yielded.
-    """
-
-    def __init__(
-        self,
-        queue: Queue[T],
-        *,
-        sentinel: Any = None,
-        max_items: int | None = None,
-        idle_timeout: float | None = None,
-        poll: float = 1.0,
-        signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
-    ) -> None:
-        if max_items is not None and max_items < 0:
-            raise ValidationError(f"max_items must not be negative, got {max_items!r}")
-        _block_arg(poll)
-        if idle_timeout is not None:
-            _block_arg(idle_timeout)
-        self.queue = queue
-        self.sentinel = sentinel
-        self.max_items = max_items
-        self.idle_timeout = idle_timeout
-        self.poll = poll
-        self.signals = tuple(signals)
-        self.count = 0
-        self.stopped_by: str | None = None
-        self._stop: str | None = None
-
-    def __repr__(self) -> str:
-        return f"<Consumer of {self.queue!r}: {self.count} items, stopped_by={self.stopped_by}>"
-
-    def stop(self, reason: str = "stop") -> None:
-        """Stop after the current item (thread-safe: it only sets a flag)."""
-        self._stop = self._stop or reason
-
-    def _on_signal(self, signum: int, _frame: types.FrameType | None) -> None:
-        self.stop("signal")
-
-    def _install(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        for sig in self.signals:
-            previous[sig] = signal.signal(sig, self._on_signal)
-        return previous
-
-    def __iter__(self) -> Iterator[T]:
-        previous = self._install()
-        try:
-            yield from self._loop()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _loop(self) -> Iterator[T]:
-        last = time.monotonic()
-        while True:
-            if self._stop is not None:
-                self.stopped_by = self._stop
-                return
-            if self.max_items is not None and self.count >= self.max_items:
-                self.stopped_by = "max_items"
-                return
-            wait = self.poll
-            if self.idle_timeout is not None:
-                left = self.idle_timeout - (time.monotonic() - last)
-                if left <= 0:
-                    self.stopped_by = "idle"
-                    return
-                wait = max(0.01, min(wait, left))
-            value = self.queue.pop_blocking(wait)
-            if value is None:
-                continue
-            last = time.monotonic()
-            if self.sentinel is not None and value == self.sentinel:
-                self.stopped_by = "sentinel"
-                return
-            self.count += 1
-            yield value
+    def in_flight(self) -> dict[str, list[T]]:
+        """Every registered consumer's unacknowledged items, by consumer name (ZRANGE of
+        the consumers, then LRANGE of each in-flight list)."""
+        return self._run(self.in_flight_plan())  # type: ignore[no-any-return]
 
 
 # ---- Set --------------------------------------------------------------------------------

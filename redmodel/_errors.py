@@ -40,7 +40,8 @@ class RedmodelError(Exception):
 class ModelDefinitionError(RedmodelError, TypeError):
     """A model declaration cannot be used: unsupported field type, no key field, bad option.
 
-    Raised once, when the class is declared, never later on a save.
+    Raised when the class is declared, never later on a save of a model; and when a class
+    that is not a model at all is saved or read as one (the message names it).
     """
 
 
@@ -171,7 +172,10 @@ class ConditionFailedError(RedmodelError):
 
     ``kind`` is ``"floor"`` or ``"ceiling"``; ``current`` is the stored value, ``change``
     the amount asked for (0 for a bounded field that was not being changed), ``bound`` the
-    limit. Raised by ``incr_fields`` (and a transaction's ``incr_fields`` result).
+    limit. ``limit`` names a limit the caller did not set (``None`` for a floor or ceiling
+    given to ``incr_fields``): ``"64-bit counter"`` (Redis' integers),
+    ``"exact range of a range index"`` (ints within ±2**53) or ``"finite float"``.
+    Raised by ``incr_fields`` and ``incr`` (and their transaction results).
     """
 
     def __init__(
@@ -184,6 +188,7 @@ class ConditionFailedError(RedmodelError):
         bound: float,
         current: float,
         change: float,
+        limit: str | None = None,
     ) -> None:
         self.model = model
         self.key = key
@@ -192,7 +197,10 @@ class ConditionFailedError(RedmodelError):
         self.bound = bound
         self.current = current
         self.change = change
+        self.limit = limit
         side = "below its floor" if kind == "floor" else "above its ceiling"
+        if limit:
+            side = ("below" if kind == "floor" else "above") + f" the {limit} limit"
         super().__init__(
             f"{field} would go {side} {bound} (stored {current}, change {change:+}); "
             f"nothing was changed (model {model}, key {key!r}, field {field!r})"

@@ -14,29 +14,21 @@ from the object key and shares its hash tag, so in a cluster they are all in its
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
 import attrs
 
-from redmodel._errors import DecodeError, ValidationError
+from redmodel._errors import ConditionFailedError, DecodeError, NotFoundError, ValidationError
 from redmodel._hash import CAS_STRING, check_increment
+from redmodel._indexed import refusal, status
 from redmodel._keys import escape
 from redmodel._plan import Command, script
 from redmodel._schema import ModelSpec
 from redmodel._tree import make_tree_converter, structure_error
 
 __all__ = ["FlatLayout"]
-
-_LEAVES = """
-local function leaves(manifest, base)
-  local out, first = {}, true
-  for line in string.gmatch(manifest, '[^\\n]+') do
-    if first then first = false else out[#out + 1] = base .. line end
-  end
-  return out
-end
-"""
 
 _SAVE = script("flat_save")
 
@@ -128,6 +120,8 @@ class FlatLayout:
         )
 
     def incr(self, key: str, path: str, amount: float) -> tuple[Command, str]:
+        """The flat increment script (INCRBY / INCRBYFLOAT on the leaf, checked first);
+        its reply is read by :func:`counter_result`."""
         chain = self.spec.path(path)
         command, arg, kind = check_increment(self.spec, key, chain, path, amount)
         leaf = key + self.delim + self.delim.join(f.stored for f in chain)
@@ -164,3 +158,31 @@ class FlatLayout:
             return self.structure(tree, self.spec.cls)
         except Exception as e:
             raise structure_error(e, model=self.spec.name, key=key) from None
+
+
+def counter_result(spec: ModelSpec, key: str, path: str, kind: str, amount: float,
+                   reply: Any) -> Any:
+    """The new value from the flat increment script's reply (exact text), or its refusal
+    raised: NotFoundError, DecodeError, ConditionFailedError at the 64-bit or float limit,
+    ServerError for a wrong-typed key."""
+    if reply is None:
+        raise NotFoundError(spec.name, key)
+    word = status(reply)
+    parse = int if kind == "int" else float
+    if word == "OK":
+        return parse(reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1]))
+    if word == "LIMIT":
+        side = reply[3].decode() if isinstance(reply[3], bytes) else str(reply[3])
+        limit = "64-bit counter" if kind == "int" else "finite float"
+        bounds = (-(2**63), 2**63 - 1) if kind == "int" else (-math.inf, math.inf)
+        raise ConditionFailedError(
+            model=spec.name, key=key, field=path, kind=side,
+            bound=bounds[0] if side == "floor" else bounds[1],
+            current=parse(reply[4].decode()), change=amount, limit=limit)
+    if word == "NOTNUM":
+        raise DecodeError("stored value is not a number Redis can add to; nothing was changed",
+                          model=spec.name, key=key, field=path)
+    error = refusal(spec, key, reply, f"incr {spec.name}")
+    if error is not None:
+        raise error
+    raise AssertionError(f"unexpected reply {reply!r}")  # pragma: no cover

@@ -8,15 +8,17 @@ encoded by the field's codec chain (json by default). ``None`` is stored as an a
 
 from __future__ import annotations
 
+import math
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redmodel._errors import DecodeError, ValidationError
-from redmodel._index import WRITE
+from redmodel._index import IndexValueError, entry_key
+from redmodel._indexed import Write
 from redmodel._plan import Command, script
 from redmodel._schema import FieldSpec, ModelSpec
-from redmodel._types import BadValueError
+from redmodel._types import BadValueError, optional_inner
 
 __all__ = ["HashLayout"]
 
@@ -27,19 +29,19 @@ _SAVE = script("hash_save")
 
 _UPDATE = script("hash_update")
 
-_INCR = script("hash_incr")
-
-
 _CAS_FIELD = script("hash_cas_field")
 
 CAS_STRING = script("string_cas")
 
 
-_SNAPSHOTS: dict[int, tuple[weakref.ref[Any], dict[bytes, bytes]]] = {}
+Prints = dict[bytes, bytes]  # stored field name -> fingerprint of an encrypted value
+_SNAPSHOTS: dict[int, tuple[weakref.ref[Any], dict[bytes, bytes], Prints]] = {}
 
 
-def remember(obj: Any, stored: dict[bytes, bytes]) -> None:
-    """Keep what ``obj`` was loaded from (or saved as), for a save of what changed."""
+def remember(obj: Any, stored: dict[bytes, bytes], prints: Prints | None = None) -> None:
+    """Keep what ``obj`` was loaded from (or saved as), for a save of what changed; with
+    the fingerprints of its encrypted values (their ciphertext differs at every write, so
+    it cannot tell whether the value changed)."""
     key = id(obj)
 
     def gone(_: weakref.ref[Any]) -> None:
@@ -49,7 +51,7 @@ def remember(obj: Any, stored: dict[bytes, bytes]) -> None:
         ref = weakref.ref(obj, gone)
     except TypeError:  # a class without weakref support: always saved whole
         return
-    _SNAPSHOTS[key] = (ref, stored)
+    _SNAPSHOTS[key] = (ref, stored, prints or {})
 
 
 def recall(obj: Any) -> dict[bytes, bytes] | None:
@@ -57,6 +59,13 @@ def recall(obj: Any) -> dict[bytes, bytes] | None:
     if found is not None and found[0]() is obj:
         return found[1]
     return None
+
+
+def recall_prints(obj: Any) -> Prints:
+    found = _SNAPSHOTS.get(id(obj))
+    if found is not None and found[0]() is obj:
+        return found[2]
+    return {}
 
 
 def forget(obj: Any) -> None:
@@ -67,6 +76,11 @@ def _as_dict(reply: Any) -> dict[bytes, bytes]:
     if isinstance(reply, dict):
         return reply
     return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _has_encrypted(fields: tuple[FieldSpec, ...]) -> bool:
+    return any((f.codec is not None and f.codec.encrypts) or _has_encrypted(f.children)
+               for f in fields)
 
 
 def _may_be_empty(fields: tuple[FieldSpec, ...]) -> bool:
@@ -88,6 +102,9 @@ class HashLayout:
         self.spec = spec
         self.delim = spec.delimiter.encode()
         self.may_be_empty = _may_be_empty(spec.fields)
+        self._constant: dict[str, list[str]] = {}  # index root -> value-free index keys
+        self._all_fields = frozenset(spec.indexes.fields if spec.indexes else ())
+        self.encrypted = _has_encrypted(spec.fields)
 
     # ---- writing ------------------------------------------------------------------
 
@@ -123,32 +140,61 @@ class HashLayout:
         pairs, _ = self.encode(obj)
         return dict(zip(pairs[::2], pairs[1::2], strict=True))
 
-    def save(self, key: str, obj: Any, ttl_ms: int | None) -> Command:
-        """One command that stores ``obj`` (already validated) whole at ``key``: HSET, or a
-        script running HSET, HDEL of None fields and PEXPIRE, atomically."""
-        return self.save_changes(key, obj, ttl_ms, force=True)[0]  # type: ignore[return-value]
+    def _prints(self, fields: tuple[FieldSpec, ...], obj: Any, prefix: bytes, out: Prints
+                ) -> None:
+        for f in fields:
+            name = prefix + f.stored.encode()
+            value = getattr(obj, f.name)
+            if f.kind == "struct":
+                self._prints(f.children, value, name + self.delim, out)
+            elif value is not None and f.codec is not None and f.codec.encrypts:
+                out[name] = f.codec.fingerprint(optional_inner(f.type)[0])(value)
+
+    def prints(self, obj: Any) -> Prints:
+        """Fingerprints of ``obj``'s encrypted values (empty for a model without any)."""
+        out: Prints = {}
+        if self.encrypted:
+            self._prints(self.spec.fields, obj, b"", out)
+        return out
+
+    def remember(self, obj: Any, stored: dict[bytes, bytes]) -> None:
+        """Keep ``obj``'s stored state (and its encrypted values' fingerprints)."""
+        remember(obj, stored, self.prints(obj))
+
+    def _changed_pairs(self, obj: Any, state: dict[bytes, bytes],
+                       snapshot: dict[bytes, bytes]) -> list[bytes]:
+        """(field, value, ...) of ``state`` that differ from the snapshot: by bytes, or for an
+        encrypted value by fingerprint."""
+        now, then = self.prints(obj), recall_prints(obj)
+        return [x for f, v in state.items()
+                if (now[f] != then.get(f) if f in now else snapshot.get(f) != v)
+                for x in (f, v)]
+
+    def save(self, key: str, obj: Any, ttl_ms: int | None) -> Command | Write:
+        """What stores ``obj`` (already validated) whole at ``key``: HSET, or a script
+        running HSET, HDEL of None fields and PEXPIRE atomically; for an indexed model the
+        index write script (a :class:`Write`)."""
+        return self.save_changes(key, obj, ttl_ms, force=True)[0]
 
     def save_changes(
         self, key: str, obj: Any, ttl_ms: int | None, force: bool
-    ) -> tuple[Command | None, dict[bytes, bytes], bool]:
-        """(the command, the stored state after it, whether it is a save of only what
-        changed since ``obj`` was loaded). The command is None when nothing changed and no
-        TTL is asked for. A partial save answers 0 when the object is gone meanwhile; the
-        caller then saves it whole."""
+    ) -> tuple[Command | Write, dict[bytes, bytes], bool]:
+        """(what to send, the stored state after it, whether it is a save of only what
+        changed since ``obj`` was loaded). A partial save answers 0 when the object is gone
+        meanwhile (also one with nothing changed, which sends only that check); the caller
+        then saves it whole."""
         pairs, nones = self.encode(obj)
         state = dict(zip(pairs[::2], pairs[1::2], strict=True))
-        snapshot = None if force or not self.spec.track_changes else recall(obj)
-        if snapshot is not None and ttl_ms is not None and self.spec.indexes is None:
-            snapshot = None  # the partial-save script sets no TTL: save whole
-        if snapshot is not None:
-            pairs = [x for f, v in state.items() if snapshot.get(f) != v for x in (f, v)]
-            nones = [f for f in nones if f in snapshot]
-            if not pairs and not nones and ttl_ms is None:
-                return None, state, True
+        snapshot = None if not self.spec.track_changes else recall(obj)
         indexes = self.spec.indexes
+        if snapshot is not None and ttl_ms is not None and indexes is None:
+            snapshot = None  # the partial-save script sets no TTL: save whole
         if indexes is not None:
-            return self._indexed(key, obj, pairs, nones, ttl_ms, snapshot), state, bool(snapshot)
-        if snapshot is not None:
+            return self._indexed(key, obj, pairs, nones, ttl_ms, snapshot, force), state, \
+                bool(snapshot) and not force
+        if snapshot is not None and not force:
+            pairs = self._changed_pairs(obj, state, snapshot)
+            nones = [f for f in nones if f in snapshot]
             args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
             return _UPDATE.call([key], args), state, True
         if pairs:
@@ -174,6 +220,73 @@ class HashLayout:
         keys = [key, root + "rec", root + "all", root + "exp"]
         return keys, [eid, root, spec.delimiter, spec.object_prefix(tag)]
 
+    def write(self, key: str, mode: str, ttl: str = "", changed: str = "",
+              entries: Sequence[str] = (), data: Sequence[Any] = (),
+              only: Sequence[str] | None = None) -> Write:
+        """One index write script call, declaring the keys of ``entries`` and the index
+        keys whose names do not depend on a value (of every field, or of ``only``)."""
+        spec = self.spec
+        indexes = spec.indexes
+        assert indexes is not None
+        keys, head = self.index_keys(key)
+        root, d, claims = head[1], spec.delimiter, spec.claims
+        if only is None:
+            found = self._constant.get(root)
+            if found is None:
+                found = self._constant[root] = indexes.constant_keys(root, d, claims)
+            extra = dict.fromkeys(found)
+            fields = self._all_fields
+        else:
+            extra = dict.fromkeys(indexes.constant_keys(root, d, claims, only))
+            fields = frozenset(only)
+        for line in entries:
+            k = entry_key(root, d, line, claims)
+            if k is not None:
+                extra[k] = None
+        keys.extend(extra)
+        return Write(spec, key, keys, [mode + ":c" if claims else mode, *head, ttl, changed,
+                                       "\n".join(entries), *data],
+                     root=root, eid=head[0], fields=fields)
+
+    def entries(self, key: str, values: dict[str, Any], only: Sequence[str] | None = None
+                ) -> list[str]:
+        """The index entries of these values; ValidationError (naming model, key and
+        field) for a value no index can hold."""
+        indexes = self.spec.indexes
+        assert indexes is not None
+        try:
+            return indexes.entries(values, only=only)
+        except IndexValueError as e:
+            raise ValidationError(e.reason, model=self.spec.name, key=key,
+                                  field=e.field) from None
+
+    def stored_values(self, stored: Mapping[bytes, bytes]) -> dict[str, Any] | None:
+        """The indexed fields' values in a stored state (HGETALL reply, snapshot); None if
+        one does not decode."""
+        indexes = self.spec.indexes
+        assert indexes is not None
+        values: dict[str, Any] = {}
+        for name in indexes.fields:
+            f = self.spec.by_name[name]
+            raw = stored.get(f.stored.encode())
+            if raw is None:
+                values[name] = None
+                continue
+            assert f.decode is not None
+            try:
+                values[name] = f.decode(raw)
+            except (BadValueError, DecodeError):
+                return None
+        return values
+
+    def stored_entries(self, stored: Mapping[bytes, bytes]) -> list[str]:
+        """The entries a stored state has (what it was indexed as when it was written)."""
+        values = self.stored_values(stored)
+        if values is None:
+            return []
+        assert self.spec.indexes is not None
+        return self.spec.indexes.entries(values, problems=[])
+
     def _changed(self, names: set[str]) -> str:
         indexes = self.spec.indexes
         assert indexes is not None
@@ -182,28 +295,29 @@ class HashLayout:
         return "\x1f".join(sorted(names))
 
     def _indexed(self, key: str, obj: Any, pairs: list[bytes], nones: list[bytes],
-                 ttl_ms: int | None, snapshot: dict[bytes, bytes] | None) -> Command:
+                 ttl_ms: int | None, snapshot: dict[bytes, bytes] | None, force: bool) -> Write:
         indexes = self.spec.indexes
         assert indexes is not None
         values = {name: getattr(obj, name) for name in indexes.fields}
-        if snapshot is None:
-            mode, changed, entries = "save", "*", indexes.entries(values)
-        else:
-            touched = {f.name for f in self.spec.fields
-                       if f.stored.encode() in set(pairs[::2]) | set(nones)}
-            mode, changed = "update", self._changed(touched)
-            only = set(changed.split("\x1f")) if changed else set()
-            entries = indexes.entries(values, only=sorted(only))
-        keys, head = self.index_keys(key)
         ttl = "" if ttl_ms is None else str(ttl_ms)
-        args = [self._mode(mode), *head, ttl, changed, "\n".join(entries), len(pairs) // 2,
-                *pairs, *nones]
-        return WRITE.call(keys, args)
+        if snapshot is None or force:
+            w = self.write(key, "save", ttl, "*", self.entries(key, values),
+                           [len(pairs) // 2, *pairs, *nones])
+        else:
+            state = dict(zip(pairs[::2], pairs[1::2], strict=True))
+            pairs = self._changed_pairs(obj, state, snapshot)
+            nones = [f for f in nones if f in snapshot]
+            written = set(pairs[::2]) | set(nones)
+            touched = {f.name for f in self.spec.fields if f.stored.encode() in written}
+            changed = self._changed(touched)
+            only = sorted(n for n in changed.split("\x1f") if n in indexes.fields)
+            w = self.write(key, "update", ttl, changed, self.entries(key, values, only),
+                           [len(pairs) // 2, *pairs, *nones], only=only)
+        if snapshot is not None:
+            w.declare_lines(self.stored_entries(snapshot))
+        return w
 
-    def _mode(self, mode: str) -> str:
-        return mode + ":c" if self.spec.claims else mode
-
-    def update(self, key: str, values: Mapping[str, Any]) -> Command:
+    def update(self, key: str, values: Mapping[str, Any]) -> Command | Write:
         """One script call that sets some fields if the object exists (returns 1, else 0)."""
         spec = self.spec
         pairs: list[bytes] = []
@@ -221,7 +335,7 @@ class HashLayout:
         return _UPDATE.call([key], args)
 
     def _indexed_update(self, key: str, values: Mapping[str, Any], pairs: list[bytes],
-                        nones: list[bytes]) -> Command:
+                        nones: list[bytes]) -> Write:
         indexes = self.spec.indexes
         assert indexes is not None
         changed = self._changed(set(values))
@@ -230,44 +344,21 @@ class HashLayout:
             raise ValidationError(
                 f"updating {sorted(values)} needs {sorted(need)} too: they are unique "
                 "together", model=self.spec.name, key=key)
-        only = [n for n in changed.split("\x1f") if n]
-        entries = indexes.entries(dict(values), only=only)
-        keys, head = self.index_keys(key)
-        args = [self._mode("update"), *head, "", changed, "\n".join(entries), len(pairs) // 2,
-                *pairs, *nones]
-        return WRITE.call(keys, args)
+        only = sorted(n for n in changed.split("\x1f") if n in indexes.fields)
+        entries = self.entries(key, dict(values), only)
+        return self.write(key, "update", "", changed, entries,
+                          [len(pairs) // 2, *pairs, *nones], only=only)
 
-    def incr(self, key: str, path: str, amount: float) -> tuple[Command, str]:
-        """A script call: HINCRBY / HINCRBYFLOAT if the object exists; and the number kind."""
-        chain = self.spec.path(path)
-        command, arg, kind = check_increment(self.spec, key, chain, path, amount)
-        name = self.delim.join(f.stored.encode() for f in chain)
-        indexes = self.spec.indexes
-        field = indexes.fields.get(path) if indexes is not None else None
-        if field is None:
-            return _INCR.call([key], ["H" + command, name, arg]), kind
-        assert indexes is not None
-        if indexes.unique_fields([path]) != {path} or (field.eq and kind == "float"):
-            raise ValidationError(
-                "a unique field, or a float with an equality index, is changed with update()",
-                model=self.spec.name, key=key, field=path)
-        keys, head = self.index_keys(key)
-        args = ["incr", *head, "", path, "", "H" + command, name, arg, path,
-                "1" if field.eq else "0", "1" if field.range else "0"]
-        return WRITE.call(keys, args), kind
-
-    def delete(self, key: str) -> Command:
+    def delete(self, key: str) -> Command | Write:
         if self.spec.indexes is None:
             return ("DEL", key)
-        keys, head = self.index_keys(key)
-        return WRITE.call(keys, [self._mode("delete"), *head, "", "", ""])
+        return self.write(key, "delete")
 
-    def expire(self, key: str, ttl_ms: int | None) -> Command:
+    def expire(self, key: str, ttl_ms: int | None) -> Command | Write:
         if self.spec.indexes is None:
             return ("PERSIST", key) if ttl_ms is None else ("PEXPIRE", key, ttl_ms)
-        keys, head = self.index_keys(key)
-        ttl = "persist" if ttl_ms is None else str(ttl_ms)
-        return WRITE.call(keys, ["expire", *head, ttl, "", ""])
+        w = self.write(key, "expire", "persist" if ttl_ms is None else str(ttl_ms), only=[])
+        return w
 
     def cas(self, target: tuple[str, bytes | None], old: bytes, new: bytes) -> Command:
         """Replace one stored value only if it is still ``old``."""
@@ -294,7 +385,7 @@ class HashLayout:
         kwargs[spec.key.init_name] = self._decode_id(key, id_text)
         obj = spec.cls(**kwargs)
         if spec.track_changes:
-            remember(obj, data)
+            self.remember(obj, data)
         return obj
 
     def _decode_id(self, key: str, id_text: str) -> Any:
@@ -359,8 +450,30 @@ def check_increment(
             raise ValidationError(
                 f"an int field is incremented by an int, not {type(amount).__name__}", **where
             )
-        return "INCRBY", str(amount), "int"
-    return "INCRBYFLOAT", repr(float(amount)), "float"
+        return "INCRBY", int_text(amount, "amount", where), "int"
+    return "INCRBYFLOAT", float_text(amount, "amount", where), "float"
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def int_text(value: int, what: str, where: dict[str, Any]) -> str:
+    """An int's exact text, or ValidationError when it does not fit a 64-bit counter."""
+    if not INT64[0] <= value <= INT64[1]:
+        raise ValidationError(f"{what} {value} does not fit a 64-bit integer (Redis' "
+                              "counters)", **where)
+    return str(int(value))
+
+
+def float_text(value: float, what: str, where: dict[str, Any]) -> str:
+    """A finite number's shortest exact text, or ValidationError (NaN, infinite)."""
+    try:
+        f = float(value)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise ValidationError(f"{what} must be a finite number, got {value!r}", **where)
+    return repr(f)
 
 
 class _One:

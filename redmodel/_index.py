@@ -22,24 +22,40 @@ import binascii
 import datetime as dt
 import decimal
 import enum
+import math
 import typing
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import attrs
 
+from redmodel._blind import BlindIndex, check_declaration, unique_texts
 from redmodel._errors import ModelDefinitionError
 from redmodel._keys import escape
 from redmodel._plan import script
 from redmodel._types import optional_inner, scalar
 
-__all__ = ["IndexSpec", "IndexedField", "compile_indexes"]
+__all__ = ["IndexSpec", "IndexValueError", "IndexedField", "compile_indexes", "entry_key"]
 
 EQ_TYPES = (str, int, bool, dt.date, uuid.UUID, decimal.Decimal, float, dt.datetime)
 RANGE_TYPES = (int, float, decimal.Decimal, dt.date, dt.datetime)
 SEP = "\x1f"
 JOIN = "\x1e"
+
+
+EXACT_INT = 2**53
+"""A range index holds ints exactly within -EXACT_INT..EXACT_INT (a double's integers)."""
+
+
+class IndexValueError(ValueError):
+    """A value that cannot be an index entry (a NaN or infinite score, an int outside the
+    exact range of a range index); the caller adds model and key."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(reason)
 
 
 def _score(tp: Any) -> Callable[[Any], float]:
@@ -48,6 +64,39 @@ def _score(tp: Any) -> Callable[[Any], float]:
     if tp is dt.date:
         return lambda v: float(v.toordinal())
     return float
+
+
+def _finite_text(v: Any) -> str:
+    try:
+        f = float(v)
+    except (OverflowError, ValueError):
+        raise IndexValueError(f"{v!r} has no finite score") from None
+    if not math.isfinite(f):
+        raise IndexValueError(f"{v!r} has no finite score: a range index refuses NaN and "
+                              "infinities") from None
+    return "%.17g" % f  # noqa: UP031 - C's format: the script writes scores the same way
+
+
+def _int_text(v: Any) -> str:
+    if not -EXACT_INT <= v <= EXACT_INT:
+        raise IndexValueError(f"{v} is outside -2**53..2**53, the ints a range index holds "
+                              "exactly")
+    return str(int(v))
+
+
+def _score_text(tp: Any) -> Callable[[Any], str]:
+    """value -> its score as exact, canonical decimal text (what ZADD gets and what the
+    record holds): ``%.17g`` of the double, which for an int within 2**53 or a date's
+    ordinal is its digits. The write script formats the scores it computes (HINCRBYFLOAT
+    results) the same way, so both sides write one text per score."""
+    if tp is int:
+        return _int_text
+    if tp is dt.date:
+        return lambda v: str(v.toordinal())
+    if tp is dt.datetime:
+        seconds = _score(tp)
+        return lambda v: _finite_text(seconds(v))
+    return _finite_text
 
 
 @attrs.frozen
@@ -64,6 +113,14 @@ class IndexedField:
     score: Callable[[Any], float] | None
     check: Callable[[Any], str | None]  # validates a query value
     numeric: bool  # int or float: the server can recompute entries after HINCRBY
+    blind: BlindIndex | None = None  # an encrypted field: text is a keyed hash (_blind.py)
+    score_text: Callable[[Any], str] | None = None  # value -> exact score text, or
+    # IndexValueError: THE function for range scores on every path
+
+    def lookup_texts(self, value: Any) -> list[str]:
+        """Every entry text a lookup of ``value`` tries: its text, or for a blind index its
+        token under each configured index key, newest first."""
+        return [self.text(value)] if self.blind is None else self.blind.tokens(value)
 
 
 @attrs.frozen
@@ -79,8 +136,12 @@ class IndexSpec:
     fields: dict[str, IndexedField]
     uniques: tuple[UniqueSpec, ...]
 
-    def entries(self, values: dict[str, Any], only: Sequence[str] | None = None) -> list[str]:
-        """Index entries of an object's values (all, or those involving ``only``)."""
+    def entries(self, values: dict[str, Any], only: Sequence[str] | None = None,
+                problems: list[tuple[str, str]] | None = None) -> list[str]:
+        """Index entries of an object's values (all, or those involving ``only``).
+
+        A value that cannot be indexed (see :class:`IndexValueError`) raises, or, when a
+        ``problems`` list is given, is skipped and reported there as (field, reason)."""
         wanted = set(values) if only is None else set(only)
         out: list[str] = []
         for name, f in self.fields.items():
@@ -92,16 +153,40 @@ class IndexSpec:
             items = value if f.many else [value]
             if f.eq:
                 out.extend(f"e{SEP}{name}{SEP}{f.text(v)}" for v in dict.fromkeys(items))
-            if f.range and f.score is not None:
-                out.append(f"r{SEP}{name}{SEP}{f.score(value)!r}")
+            if f.range and f.score_text is not None:
+                try:
+                    out.append(f"r{SEP}{name}{SEP}{f.score_text(value)}")
+                except IndexValueError as e:
+                    if problems is None:
+                        raise IndexValueError(e.reason, name) from None
+                    problems.append((name, e.reason))
         for u in self.uniques:
             if not wanted.intersection(u.fields):
                 continue
             parts = [values.get(n) for n in u.fields]
             if any(p is None for p in parts):
                 continue  # like SQL: a None never collides
-            text = JOIN.join(self.fields_text(n, p) for n, p in zip(u.fields, parts, strict=True))
-            out.append(f"u{SEP}{u.name}{SEP}{text}")
+            out.extend(f"u{SEP}{u.name}{SEP}{text}" for text in self.unique_texts(u, parts))
+        return out
+
+    def unique_texts(self, u: UniqueSpec, parts: Sequence[Any]) -> list[str]:
+        """The entry texts of one unique constraint's values: one, or with a blind field
+        one per index key, so a write under any configured key meets a value claimed
+        under another (a rotation in progress)."""
+        fields = [self.fields[n] for n in u.fields]
+        if any(f.blind is not None for f in fields):
+            return unique_texts([f.blind for f in fields], [f.text for f in fields], parts)
+        return [JOIN.join(f.text(p) for f, p in zip(fields, parts, strict=True))]
+
+    def constant_keys(self, root: str, d: str, claims: bool,
+                      only: Sequence[str] | None = None) -> list[str]:
+        """The index keys whose name does not depend on a value: the range index of each
+        range field and (without claims) the hash of each unique constraint, of every
+        field or of those tied to ``only``."""
+        wanted = set(self.fields) if only is None else set(only)
+        out = [f"{root}rng{d}{n}" for n, f in self.fields.items() if f.range and n in wanted]
+        if not claims:
+            out += [f"{root}uq{d}{u.name}" for u in self.uniques if wanted.intersection(u.fields)]
         return out
 
     def fields_text(self, name: str, value: Any) -> str:
@@ -117,26 +202,51 @@ class IndexSpec:
 
 
 def _text(tp: Any, delimiter: str) -> Callable[[Any], str]:
+    if tp is float:  # equal values, one entry: -0.0 == 0.0 (adding 0.0 makes -0.0 0.0)
+        return lambda v: escape(repr(float(v) + 0.0), delimiter)
     found = scalar(tp)
     assert found is not None
     encode = found[0]
     return lambda v: escape(encode(v).decode("utf-8", "surrogateescape"), delimiter)
 
 
+def entry_key(root: str, d: str, line: str, claims: bool) -> str | None:
+    """The key an entry line lives in (None for a unique value under claims: it lives in
+    its value's own bucket, see ModelSpec.claim_key)."""
+    kind, name, value = line.split(SEP, 2)
+    if kind == "e":
+        return f"{root}eq{d}{name}{d}{value}"
+    if kind == "r":
+        return f"{root}rng{d}{name}"
+    if kind == "u" and not claims:
+        return f"{root}uq{d}{name}"
+    return None
+
+
+def record_lines(raw: Any) -> list[str]:
+    """The entry lines of a record (an HGET reply of the rec hash)."""
+    if not raw:
+        return []
+    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+    return [line for line in text.split("\n") if line.count(SEP) >= 2]
+
+
 def _field_index(
-    model: str, f: attrs.Attribute[Any], option: Any, unique: bool, delimiter: str
+    model: str, f: attrs.Attribute[Any], option: Any, unique: bool, delimiter: str,
+    cls: type | None = None, encrypted: bool = False,
 ) -> IndexedField:
     where = f"{model}.{f.name}"
     inner, _ = optional_inner(f.type)
     many = typing.get_origin(inner) in (list, tuple, set, frozenset)
     tp = typing.get_args(inner)[0] if many else inner
     is_enum = isinstance(tp, type) and issubclass(tp, enum.Enum)
+    if option not in (True, "eq", "range", "blind", False, None):
+        raise ModelDefinitionError(f"{where}: index must be True, 'eq', 'range' or 'blind'")
+    check_declaration(where, option, unique, encrypted, tp)
     if scalar(tp) is None:
         raise ModelDefinitionError(f"{where}: only scalar fields (or lists of them) can be "
                                    f"indexed, not {f.type!r}")
     kind = "range" if option == "range" else "eq"
-    if option not in (True, "eq", "range", False, None):
-        raise ModelDefinitionError(f"{where}: index must be True, 'eq' or 'range'")
     if kind == "range":
         if many or tp not in RANGE_TYPES or tp is bool:
             raise ModelDefinitionError(
@@ -147,6 +257,7 @@ def _field_index(
         raise ModelDefinitionError(f"{where}: a list field cannot be unique")
     found = scalar(tp)
     assert found is not None
+    blind = BlindIndex(cls or object, f.name, tp, delimiter) if option == "blind" else None
     return IndexedField(
         name=f.name,
         stored=(getattr(f.metadata.get("redmodel"), "name", None) or f.name).encode(),
@@ -154,18 +265,21 @@ def _field_index(
         eq=kind == "eq" or unique,
         range=kind == "range",
         many=many,
-        text=_text(tp, delimiter),
+        text=_text(tp, delimiter) if blind is None else blind.text,
         score=_score(tp) if kind == "range" else None,
+        score_text=_score_text(tp) if kind == "range" else None,
         check=found[2],
-        numeric=tp in (int, float),
+        numeric=tp in (int, float) and blind is None,
+        blind=blind,
     )
 
 
 def compile_indexes(
     cls: type, model: str, unique: Sequence[Sequence[str]], delimiter: str,
-    key_name: str, layout: str,
+    key_name: str, layout: str, encrypted: Collection[str] = (),
 ) -> IndexSpec | None:
-    """The IndexSpec of a model, or None when it declares no index."""
+    """The IndexSpec of a model, or None when it declares no index. ``encrypted`` names
+    the fields whose codec chain encrypts: they take only blind indexes."""
     fields: dict[str, IndexedField] = {}
     uniques: list[UniqueSpec] = []
     for f in attrs.fields(cls):
@@ -176,7 +290,8 @@ def compile_indexes(
             continue
         if f.name == key_name:
             raise ModelDefinitionError(f"{model}.{f.name}: the key field needs no index")
-        fields[f.name] = _field_index(model, f, option or "eq", is_unique, delimiter)
+        fields[f.name] = _field_index(model, f, option or "eq", is_unique, delimiter, cls,
+                                      f.name in encrypted)
         if is_unique:
             uniques.append(UniqueSpec(f.name, (f.name,)))
     names = {f.name for f in attrs.fields(cls)}
@@ -189,7 +304,8 @@ def compile_indexes(
             if g not in fields:
                 attr = next(a for a in attrs.fields(cls) if a.name == g)
                 fields[g] = attrs.evolve(
-                    _field_index(model, attr, "eq", True, delimiter), eq=False)
+                    _field_index(model, attr, "eq", True, delimiter, cls, g in encrypted),
+                    eq=False)
             if fields[g].many:
                 raise ModelDefinitionError(f"{model}.{g}: a list field cannot be unique")
         uniques.append(UniqueSpec(",".join(group), group))
@@ -220,7 +336,8 @@ SWEEP = script("index_sweep")
 # Claims of unique values for bucketed models (objects in several slots). A claim is
 # "owner \x1f claimed-at ms" until its owner's write has landed, then "owner \x1f C"
 # (confirmed). KEYS: the claim hash (in the value's bucket). ARGV: value, id, grace ms, a
-# stale owner the client proved gone (or ''). Answers 2 (already ours), 1 (claimed), or
+# stale owner the client proved gone (or ''). Answers {'OURS', earlier text} (already
+# ours: refreshed, so that a repair reading it meanwhile cannot drop it), 1 (claimed), or
 # {'TAKEN', owner, age ms (-1 once confirmed)}. A confirmed claim whose owner is gone is
 # taken over at once; an unconfirmed one (its write may be in flight) after the grace.
 CLAIM = script("claim")
@@ -230,6 +347,10 @@ CONFIRM = script("claim_confirm")
 
 # KEYS: the claim hash. ARGV: value, id. Deletes the claim only if this id holds it.
 RELEASE = script("claim_release")
+
+# KEYS: the claim hash. ARGV: value, id, earlier text. Undoes a refresh by CLAIM (which
+# answers {'OURS', earlier text} for a value the id already held) when the write fails.
+RESTORE = script("claim_restore")
 
 CLAIM_GRACE_MS = 10_000
 """An unconfirmed claim whose owner's object does not exist may be taken over once it is

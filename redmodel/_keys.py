@@ -50,26 +50,52 @@ def glob_escape(text: str) -> str:
 
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+_RANDOM_MAX = (1 << 80) - 1
 _id_lock = threading.Lock()
 _last_ms = 0
 _last_rand = 0
+_pid = os.getpid()
+
+
+def _fresh_id_state() -> None:
+    """Forget the last id: the next one draws new random bits. Run in a forked child, which
+    would otherwise continue its parent's sequence (and every sibling would too)."""
+    global _id_lock, _last_ms, _last_rand, _pid  # noqa: PLW0603 - per-process state
+    _id_lock = threading.Lock()  # another thread may have held it at the fork
+    _last_ms = 0
+    _last_rand = 0
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_id_state)
 
 
 def new_id() -> str:
     """A new unique id: 26 characters, sortable by creation time (ULID layout, lower case).
 
-    48 bits of milliseconds and 80 random bits; ids made in the same millisecond by this
-    process increase monotonically, so they never collide here and collide elsewhere with
-    probability about n²/2⁸¹ per millisecond.
+    48 bits of milliseconds since the epoch and 80 bits that start random in each
+    millisecond and count up by one for each further id this process makes in it. So ids
+    of one process increase strictly, even when the wall clock steps back (they keep the
+    last millisecond until the clock catches up), and ids of different processes or
+    machines collide only if their counts overlap from random starts: about n/2**79 for
+    n ids made in the same millisecond. A forked child starts afresh (``os.fork`` hook,
+    and a pid check for forks that bypass it), so it never repeats its parent's sequence.
     """
     global _last_ms, _last_rand  # noqa: PLW0603 - monotonic state per process
+    if os.getpid() != _pid:
+        _fresh_id_state()
     with _id_lock:
         ms = time.time_ns() // 1_000_000
-        if ms == _last_ms:
-            _last_rand = (_last_rand + 1) & ((1 << 80) - 1)
+        if ms <= _last_ms:
+            ms = _last_ms
+            _last_rand += 1
+            if _last_rand > _RANDOM_MAX:  # 2**80 ids in one millisecond: borrow the next
+                ms += 1
+                _last_rand = int.from_bytes(os.urandom(10), "big")
         else:
-            _last_ms = ms
             _last_rand = int.from_bytes(os.urandom(10), "big")
+        _last_ms = ms
         value = (ms << 80) | _last_rand
     chars = []
     for _ in range(26):

@@ -11,18 +11,30 @@ from typing import Any, Final
 
 import attrs
 
+from redmodel._atomic import incr_fields
 from redmodel._blob import BlobLayout
 from redmodel._errors import (
     DecodeError,
     NotFoundError,
-    UniqueViolationError,
     ValidationError,
 )
-from redmodel._flat import FlatLayout
-from redmodel._hash import HashLayout, remember
-from redmodel._index import CLAIM, CLAIM_GRACE_MS, CONFIRM, RELEASE
-from redmodel._keys import glob_escape, unescape
-from redmodel._plan import Batch, Command, Emit, IterPlan, Plan
+from redmodel._flat import FlatLayout, counter_result
+from redmodel._hash import HashLayout, check_increment
+from redmodel._indexed import (
+    Abandoned,
+    Claims,
+    TxHints,
+    Write,
+    claim,
+    refusal,
+    run_writes,
+    settle,
+    status,
+    undo,
+    unique_lines,
+)
+from redmodel._keys import glob_escape
+from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, gather
 from redmodel._schema import ModelSpec, spec_of
 from redmodel._types import optional_inner
 from redmodel.codecs import Codec
@@ -59,10 +71,16 @@ def ttl_ms(spec: ModelSpec, ttl: Any) -> int | None:
     if ttl is None:
         return None
     seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-        raise ValidationError(f"ttl must be a positive number of seconds, got {ttl!r}",
-                              model=spec.name)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
+            0 < seconds <= MAX_TTL_SECONDS):
+        raise ValidationError(f"ttl must be a positive number of seconds up to "
+                              f"{MAX_TTL_SECONDS:.0e}, got {ttl!r}", model=spec.name)
     return max(1, round(seconds * 1000))
+
+
+MAX_TTL_SECONDS = 10**11
+"""About 3,000 years: Redis refuses an expiry whose time overflows, after a script has
+written (so a longer ttl is refused before sending)."""
 
 
 def _id_of(spec: ModelSpec, obj: Any) -> Any:
@@ -78,122 +96,45 @@ def id_str(spec: ModelSpec, id_value: Any) -> tuple[str, str]:
 # ---- writes -----------------------------------------------------------------------------
 
 
-def save_command(obj: Any, ttl: Any) -> tuple[str, Command]:
-    """Validate ``obj`` and return its key and the one command that stores it whole."""
+def save_command(obj: Any, ttl: Any) -> tuple[str, Command | Write]:
+    """Validate ``obj`` and return its key and what stores it whole (one command, or an
+    index write)."""
     spec = spec_of(obj)
     key = spec.key_for(_id_of(spec, obj))
     spec.check(obj)
     return key, layout_of(spec).save(key, obj, ttl_ms(spec, ttl))
 
 
-def _unique_error(spec: ModelSpec, key: str, reply: Any) -> UniqueViolationError | None:
-    """The error an index write script answered instead of writing, if it did."""
-    if not isinstance(reply, list) or not reply or reply[0] not in (b"UNIQUE", "UNIQUE"):
-        return None
-    name = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
-    raw = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
-    parts = tuple(unescape(p) for p in raw.split("\x1e"))
-    fields = tuple(name.split(","))
-    return UniqueViolationError(spec.name, fields, parts[0] if len(parts) == 1 else parts, key)
+def _values(spec: ModelSpec, obj: Any) -> dict[str, Any]:
+    assert spec.indexes is not None
+    return {n: getattr(obj, n) for n in spec.indexes.fields}
 
 
-def _check_write(spec: ModelSpec, key: str, reply: Any) -> None:
-    error = _unique_error(spec, key, reply)
+def _indexed_write(spec: ModelSpec, w: Write, claims: Claims | None, hints: TxHints | None,
+                   what: str, idempotent: bool) -> Plan[Any]:
+    """Send one index write and return its reply; raise its refusal, having released the
+    claims made for it (also when its transaction is abandoned)."""
+    try:
+        replies = yield from run_writes([w], idempotent=idempotent, hints=hints, what=what)
+    except Abandoned:
+        yield from undo(claims)
+        raise
+    error = refusal(spec, w.key, replies[0], what)
     if error is not None:
+        yield from undo(claims)
         raise error
+    return replies[0]
 
 
-def _unique_entries(spec: ModelSpec, values: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(constraint name, value text) of every unique value in ``values``."""
-    if spec.indexes is None:
-        return []
-    out = []
-    for entry in spec.indexes.entries(dict(values)):
-        kind, name, text = entry.split("\x1f")
-        if kind == "u":
-            out.append((name, text))
-    return out
+def _result_of(reply: Any) -> Any:
+    return reply[1] if status(reply) == "RELEASE" else reply
 
 
-def _eid(spec: ModelSpec, key: str) -> str:
-    text = spec.id_of_key(key)
-    assert text is not None
-    return key[len(spec.object_prefix(spec.tag_of(text))):]
-
-
-def claim(spec: ModelSpec, key: str, values: Mapping[str, Any]) -> Plan[list[tuple[str, str]]]:
-    """Claim these unique values for the object at ``key`` in their own buckets (before
-    its write); returns the claims made now. Raises UniqueViolationError, having released
-    them, when another live object holds one."""
-    eid = _eid(spec, key)
-    wanted = [(spec.claim_key(name, text), text, name) for name, text in
-              _unique_entries(spec, values)]
-    if not wanted:
-        return []
-    grace = str(CLAIM_GRACE_MS)
-    replies = yield Batch([CLAIM.call([k], [t, eid, grace, ""]) for k, t, _ in wanted],
-                          write=True)
-    made = [(k, t) for (k, t, _), r in zip(wanted, replies, strict=True) if r == 1]
-    taken = [(w, r) for w, r in zip(wanted, replies, strict=True) if isinstance(r, list)]
-    stale = [(w, r) for w, r in taken if int(r[2]) < 0 or int(r[2]) >= CLAIM_GRACE_MS]
-    if stale:  # an old claim whose owner object is gone may be taken over
-        owners = [_text(r[1]) for _, r in stale]
-        alive = yield Batch([("EXISTS", spec.object_prefix(spec.tag_of(unescape(o))) + o)
-                             for o in owners])
-        retry = [(w, o) for (w, _), o, live in zip(stale, owners, alive, strict=True)
-                 if not live]
-        if retry:
-            again = yield Batch([CLAIM.call([k], [t, eid, grace, o]) for (k, t, _), o in retry],
-                                write=True)
-            made += [(k, t) for ((k, t, _), _), r in zip(retry, again, strict=True) if r == 1]
-            won = {(k, t) for ((k, t, _), _), r in zip(retry, again, strict=True) if r == 1}
-            taken = [(w, r) for w, r in taken if (w[0], w[1]) not in won]
-    if taken:
-        yield from release(made, eid)
-        (_, t, name), _ = taken[0]
-        parts = tuple(unescape(p) for p in t.split("\x1e"))
-        raise UniqueViolationError(spec.name, tuple(name.split(",")),
-                                   parts[0] if len(parts) == 1 else parts, key)
-    return made
-
-
-def release(claims: Sequence[tuple[str, str]], eid: str) -> Plan[None]:
-    """Give up claims this object holds (each only if it still holds it)."""
-    if claims:
-        yield Batch([RELEASE.call([k], [t, eid]) for k, t in claims], write=True, idempotent=True)
-
-
-def settle(spec: ModelSpec, key: str, reply: Any, made: Sequence[tuple[str, str]],
-           retry: bool = False) -> Plan[Any]:
-    """After an indexed write: release the unique values it gave up (claims mode), or the
-    claims made for a write that found no object; the write's own result."""
-    _check_write(spec, key, reply)
-    if not spec.claims:
-        return reply
-    eid = _eid(spec, key)
-    result = reply
-    if isinstance(reply, list) and reply and _text(reply[0]) == "RELEASE":
-        result = reply[1]
-        gone = []
-        for line in reply[2:]:
-            _, name, text = _text(line).split("\x1f")
-            gone.append((spec.claim_key(name, text), text))
-        yield from release(gone, eid)
-    if result == 0:
-        if not retry:  # a partial save that found no object is retried whole, keep them
-            yield from release(made, eid)
-    elif made:
-        yield Batch([CONFIRM.call([k], [t, eid]) for k, t in made], write=True, idempotent=True)
-    return result
-
-
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
-def save(obj: Any, ttl: Any = DEFAULT, force: bool = False) -> Plan[str]:
+def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
+         hints: TxHints | None = None) -> Plan[str]:
     """Whole, or (for a tracked object loaded earlier) only what changed; a partial save
-    of an object deleted meanwhile becomes a whole one."""
+    of an object deleted meanwhile becomes a whole one (also one with nothing changed).
+    ``hints``: given by a transaction (the plan then reads before it writes)."""
     spec = spec_of(obj)
     key = spec.key_for(_id_of(spec, obj))
     spec.check(obj)
@@ -203,46 +144,121 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False) -> Plan[str]:
         yield Batch([layout.save(key, obj, ms)], write=True, idempotent=True, keys=(key,))
         return key
     cmd, state, partial = layout.save_changes(key, obj, ms, force)
-    if cmd is not None:
-        made: list[tuple[str, str]] = []
-        if spec.claims and spec.indexes is not None:
-            values = {n: getattr(obj, n) for n in spec.indexes.fields}
-            made = yield from claim(spec, key, values)
+    if partial and hints is not None:  # after EXEC there is no second try: look now
+        found = yield Batch([("EXISTS", key)], keys=(key,))
+        if not found[0]:
+            cmd, state, partial = layout.save_changes(key, obj, ms, True)
+    if isinstance(cmd, Write):
+        what = f"save {spec.name}"
+        claims = None
+        if spec.claims:
+            claims = yield from claim(spec, key, _values(spec, obj))
+        reply = yield from _indexed_write(spec, cmd, claims, hints, what, True)
+        if partial and _result_of(reply) == 0:
+            whole = layout.save_changes(key, obj, ms, True)[0]
+            assert isinstance(whole, Write)
+            reply = yield from _indexed_write(spec, whole, claims, hints, what, True)
+        if spec.claims:
+            yield from settle(spec, key, reply, claims)
+    else:
         replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
-        result = yield from settle(spec, key, replies[0], made, retry=partial)
-        if partial and result == 0:
-            cmd = layout.save_changes(key, obj, ms, True)[0]
-            assert cmd is not None
-            replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
-            yield from settle(spec, key, replies[0], made)
+        if partial and replies[0] == 0:
+            whole = layout.save_changes(key, obj, ms, True)[0]
+            yield Batch([whole], write=True, idempotent=True, keys=(key,))  # type: ignore[list-item]
     if spec.track_changes:
-        remember(obj, state)
+        layout.remember(obj, state)
     return key
 
 
-def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int) -> Plan[int]:
+def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
+              hints: TxHints | None = None) -> Plan[int]:
     """Every object is validated before the first chunk is sent; each chunk is one pipelined
-    round trip of one atomic command per object. Objects are saved whole."""
+    round trip of one atomic command per object (plus one for the objects whose index
+    entries the client could not name, and the claims of a bucketed model's unique values
+    before and after). Objects are saved whole."""
     objs = list(objs)
     planned = [save_command(obj, ttl) for obj in objs]
     _unique_within(objs)
-    if any(spec_of(o).claims for o in objs):
-        # unique claims live in other slots than their objects: one object at a time
-        for obj in objs:
-            yield from save(obj, ttl, force=True)
-        return len(objs)
     for start in range(0, len(planned), chunk_size):
         chunk = planned[start : start + chunk_size]
-        replies = yield Batch([c for _, c in chunk], write=True, idempotent=True,
-                              keys=[k for k, _ in chunk])
-        for (key, _), obj, reply in zip(chunk, objs[start : start + chunk_size], replies,
-                                        strict=True):
-            _check_write(spec_of(obj), key, reply)
+        part = objs[start : start + chunk_size]
+        claims = yield from _claim_all([(spec_of(o), k, o) for (k, _), o in zip(chunk, part,
+                                        strict=True)])
+        try:
+            replies = yield from run_writes([c for _, c in chunk], idempotent=True,
+                                            hints=hints, what="save many")
+        except Abandoned:  # its transaction will not commit: nothing written, undo claims
+            yield from gather([undo(c) for c in claims if c is not None])
+            raise
+        yield from _settle_all(chunk, replies, claims, "save many")
     for obj in objs:
         spec = spec_of(obj)
-        if spec.track_changes:
-            remember(obj, layout_of(spec).encode_state(obj))  # type: ignore[union-attr]
+        layout = layout_of(spec)
+        if spec.track_changes and isinstance(layout, HashLayout):  # partial saves: hash only
+            layout.remember(obj, layout.encode_state(obj))
     return len(planned)
+
+
+def _claim_all(items: Sequence[tuple[ModelSpec, str, Any]]) -> Plan[list[Claims | None]]:
+    """The claims of every object that needs them, pipelined; on a refusal every claim
+    just made is released and the first refusal raised."""
+    plans = [(i, _caught(claim(spec, key, _values(spec, obj))))
+             for i, (spec, key, obj) in enumerate(items) if spec.claims]
+    out: list[Claims | None] = [None] * len(items)
+    if not plans:
+        return out
+    results = yield from gather([p for _, p in plans])
+    errors = [r for r in results if isinstance(r, Exception)]
+    for (i, _), r in zip(plans, results, strict=True):
+        if not isinstance(r, Exception):
+            out[i] = r
+    if errors:
+        yield from gather([undo(c) for c in out if c is not None])
+        raise errors[0]
+    return out
+
+
+def _caught(plan: Plan[Any]) -> Plan[Any]:
+    """The plan's result, or the exception it raised (so siblings in a gather finish)."""
+    try:
+        return (yield from plan)
+    except Exception as e:
+        return e
+
+
+def _settle_all(chunk: Sequence[tuple[str, Command | Write]], replies: Sequence[Any],
+                claims: Sequence[Claims | None], what: str) -> Plan[list[Any]]:
+    """Results of a chunk of writes: claims confirmed or released (pipelined), then the
+    first refusal raised (the other objects of the chunk are written)."""
+    if not any(isinstance(item, Write) and item.spec.claims for _, item in chunk):
+        out = []
+        for (key, item), reply in zip(chunk, replies, strict=True):  # no I/O: no plans
+            error = refusal(item.spec, key, reply, what) if isinstance(item, Write) else None
+            if error is not None:
+                raise error
+            out.append(_result_of(reply))
+        return out
+    plans, first = [], None
+    for (key, item), reply, c in zip(chunk, replies, claims, strict=True):
+        if not isinstance(item, Write):
+            plans.append(_done(reply))
+            continue
+        error = refusal(item.spec, key, reply, what)
+        if error is not None:
+            first = first or error
+            plans.append(undo(c))
+        else:
+            plans.append(settle(item.spec, key, reply, c) if item.spec.claims else
+                         _done(_result_of(reply)))
+    results = yield from gather(plans)
+    if first is not None:
+        raise first
+    return results
+
+
+def _done(value: Any) -> Plan[Any]:
+    return value
+    yield  # a plan that sends nothing
 
 
 def _unique_within(objs: Sequence[Any]) -> None:
@@ -252,26 +268,30 @@ def _unique_within(objs: Sequence[Any]) -> None:
         spec = spec_of(obj)
         if spec.indexes is None:
             continue
-        values = {n: getattr(obj, n) for n in spec.indexes.fields}
-        for entry in spec.indexes.entries(values):
-            if entry.startswith("u"):
-                _, name, text = entry.split("\x1f")
-                mark = (spec.cls, name, text)
-                other = seen.setdefault(mark, obj)
-                if other is not obj and _id_of(spec, other) != _id_of(spec, obj):
-                    raise ValidationError(
-                        f"two objects in one save_many share the unique {name}",
-                        model=spec.name, field=name)
+        for name, text in unique_lines(spec, _values(spec, obj)):
+            mark = (spec.cls, name, text)
+            other = seen.setdefault(mark, obj)
+            if other is not obj and _id_of(spec, other) != _id_of(spec, obj):
+                raise ValidationError(
+                    f"two objects in one save_many share the unique {name}",
+                    model=spec.name, field=name)
 
 
-def delete(model: type, id_value: Any) -> Plan[bool]:
+def delete(model: type, id_value: Any, hints: TxHints | None = None) -> Plan[bool]:
     spec = spec_of(model)
     key = spec.key_for(id_value)
-    replies = yield Batch([layout_of(spec).delete(key)], write=True, keys=(key,))
-    return bool((yield from settle(spec, key, replies[0], [])))
+    w = layout_of(spec).delete(key)
+    if isinstance(w, Write):
+        reply = yield from _indexed_write(spec, w, None, hints, f"delete {spec.name}", False)
+        if not spec.claims:
+            return bool(reply)
+        return bool((yield from settle(spec, key, reply, None)))
+    replies = yield Batch([w], write=True, keys=(key,))
+    return bool(replies[0])
 
 
-def delete_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[int]:
+def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
+                hints: TxHints | None = None) -> Plan[int]:
     spec = spec_of(model)
     layout = layout_of(spec)
     keys = [spec.key_for(i) for i in ids]
@@ -279,13 +299,17 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[int]:
     for start in range(0, len(keys), chunk_size):
         part = keys[start : start + chunk_size]
         # one command per object: a cluster pipeline routes each to its slot
-        replies = yield Batch([layout.delete(k) for k in part], write=True, keys=part)
-        for k, r in zip(part, replies, strict=True):
-            removed += int((yield from settle(spec, k, r, [])))
+        chunk = [(k, layout.delete(k)) for k in part]
+        replies = yield from run_writes([c for _, c in chunk], idempotent=False, hints=hints,
+                                        what=f"delete many {spec.name}")
+        results = yield from _settle_all(chunk, replies, [None] * len(chunk),
+                                         f"delete many {spec.name}")
+        removed += sum(int(bool(r)) for r in results)
     return removed
 
 
-def update(model: type, id_value: Any, values: Mapping[str, Any]) -> Plan[bool]:
+def update(model: type, id_value: Any, values: Mapping[str, Any],
+           hints: TxHints | None = None) -> Plan[bool]:
     spec = spec_of(model)
     key = spec.key_for(id_value)
     if not values:
@@ -294,44 +318,65 @@ def update(model: type, id_value: Any, values: Mapping[str, Any]) -> Plan[bool]:
         raise ValidationError("the id cannot be updated", model=spec.name, key=key,
                               field=spec.key.name)
     cmd = layout_of(spec).update(key, values)
-    made: list[tuple[str, str]] = []
+    if not isinstance(cmd, Write):
+        replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
+        return bool(replies[0])
+    claims = None
     if spec.claims:
         found = yield Batch([("EXISTS", key)], keys=(key,))
         if not found[0]:
             return False  # as the write would answer; no claim for a missing object
-        made = yield from claim(spec, key, values)
-    replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
-    return bool((yield from settle(spec, key, replies[0], made)))
+        claims = yield from claim(spec, key, dict(values))
+    reply = yield from _indexed_write(spec, cmd, claims, hints, f"update {spec.name}", True)
+    if not spec.claims:
+        return bool(reply)
+    return bool((yield from settle(spec, key, reply, claims)))
 
 
-def incr(model: type, id_value: Any, field: str, amount: float) -> Plan[Any]:
+def incr(model: type, id_value: Any, field: str, amount: float,
+         hints: TxHints | None = None) -> Plan[int | float]:
+    """Add ``amount`` to one number: on the hash layout, ``incr_fields`` with one change
+    (exact, all or nothing, index entries in step)."""
     spec = spec_of(model)
     key = spec.key_for(id_value)
-    cmd, kind = layout_of(spec).incr(key, field, amount)
+    layout = layout_of(spec)
+    if isinstance(layout, HashLayout):
+        check_increment(spec, key, spec.path(field), field, amount)
+        values = yield from incr_fields(model, id_value, {field: amount}, hints=hints)
+        new: int | float = values[field]
+        return new
+    cmd, kind = layout.incr(key, field, amount)
     replies = yield Batch([cmd], write=True, keys=(key,))
-    if replies[0] is None:
-        raise NotFoundError(spec.name, key)
-    return int(replies[0]) if kind == "int" else float(replies[0])
+    result: int | float = counter_result(spec, key, field, kind, amount, replies[0])
+    return result
 
 
-def expire(model: type, id_value: Any, ttl: float | dt.timedelta) -> Plan[bool]:
+def expire(model: type, id_value: Any, ttl: float | dt.timedelta,
+           hints: TxHints | None = None) -> Plan[bool]:
     spec = spec_of(model)
     key = spec.key_for(id_value)
     if ttl is None or ttl is DEFAULT:
         raise ValidationError("expire needs a ttl; use persist() to remove an expiry",
                               model=spec.name, key=key)
     ms = ttl_ms(spec, ttl)
-    replies = yield Batch([layout_of(spec).expire(key, ms)], write=True, idempotent=True,
-                          keys=(key,))
-    return bool(replies[0])
+    return (yield from _expiry(spec, key, ms, hints))
 
 
-def persist(model: type, id_value: Any) -> Plan[bool]:
+def persist(model: type, id_value: Any, hints: TxHints | None = None) -> Plan[bool]:
     spec = spec_of(model)
     key = spec.key_for(id_value)
-    # not resendable: a second PERSIST answers False ("had no expiry"), so its reply
-    # depends on whether the first one ran
-    replies = yield Batch([layout_of(spec).expire(key, None)], write=True, keys=(key,))
+    return (yield from _expiry(spec, key, None, hints))
+
+
+def _expiry(spec: ModelSpec, key: str, ms: int | None, hints: TxHints | None) -> Plan[bool]:
+    # an expiry answers the same when sent twice; a persist does not (a second PERSIST
+    # answers False, "had no expiry"), so it is never resent after a lost reply
+    again = ms is not None
+    w = layout_of(spec).expire(key, ms)
+    if isinstance(w, Write):
+        what = f"{'persist' if ms is None else 'expire'} {spec.name}"
+        return bool((yield from _indexed_write(spec, w, None, hints, what, again)))
+    replies = yield Batch([w], write=True, idempotent=again, keys=(key,))
     return bool(replies[0])
 
 

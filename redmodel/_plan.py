@@ -43,6 +43,10 @@ class Batch:
     "reads are, writes are not": increments, pushes, pops, claims and counted deletes keep
     the default. Only an idempotent batch is ever resent after a lost reply
     (:attr:`may_resend`); for the others a lost reply is an outcome nobody can know.
+
+    ``early`` marks writes a transaction sends at once, before its MULTI, instead of
+    queueing them (claims of unique values in other cluster slots); elsewhere it changes
+    nothing.
     """
 
     commands: Sequence[Command]
@@ -51,6 +55,7 @@ class Batch:
     keys: Sequence[str] = ()
     target: Any = None  # a cluster node for node-wide commands (SCAN); None: route by key
     idempotent: bool | None = None
+    early: bool = False
     unsafe: tuple[int, ...] | None = None
 
     @property
@@ -217,6 +222,8 @@ def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
             results[i] = stop.value
     while current:
         group = {i: b for i, b in current.items() if not b.atomic and b.target is None}
+        if any(b.early for b in group.values()):  # early writes never share with queued ones
+            group = {i: b for i, b in group.items() if b.early or not b.write}
         if not group:
             first = next(iter(current))
             group = {first: current[first]}
@@ -226,13 +233,15 @@ def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
             spans[i] = (len(commands), len(batch.commands))
             commands.extend(batch.commands)
         only = next(iter(group.values())) if len(group) == 1 else None
+        batches = group.values()
         unsafe = tuple(start + k for i, (start, _) in spans.items()
                        for k in group[i].unsafe_commands())
         replies = yield only or Batch(
             commands,
-            write=any(b.write for b in group.values()),
-            keys=[k for b in group.values() for k in b.keys],
+            write=any(b.write for b in batches),
+            keys=[k for b in batches for k in b.keys],
             idempotent=not unsafe,
+            early=any(b.early for b in batches),
             unsafe=unsafe,
         )
         for i, (start, count) in spans.items():

@@ -13,8 +13,9 @@ Fixtures:
     ``redis_server`` (session): a started :class:`redmodel.testing.RedisServer`.
     ``redis_url`` (session): its URL.
     ``redis_client`` (function): a ``redis.Redis`` on it, after FLUSHALL; closed afterwards.
-    ``tls_redis_server`` (session): a TLS server; the chosen binary if it supports TLS, else
-    the system ``redis-server``.
+    ``store`` (function): a :class:`redmodel.Store` on ``redis_client`` (an empty server).
+    ``tls_redis_server`` (session): a TLS server of the chosen binary; natively if the binary
+    has TLS, else behind redmodel's TLS terminator.
     ``redis_cluster`` (session): a started :class:`redmodel.testing.RedisClusterServer`.
     ``redis_cluster_client`` (function): a ``RedisCluster`` on it, after flushing every
     primary; closed afterwards.
@@ -33,6 +34,7 @@ import pytest
 import redis
 import redis.cluster
 
+import redmodel
 from redmodel.testing import (
     SERVER_ENV_VAR,
     RedisClusterServer,
@@ -40,17 +42,17 @@ from redmodel.testing import (
     ServerNotFoundError,
     binary_version,
     find_server_binary,
-    server_supports_tls,
 )
 
 __all__ = [
     "pytest_addoption",
-    "pytest_report_header",
+    "pytest_collection_finish",
     "redis_client",
     "redis_cluster",
     "redis_cluster_client",
     "redis_server",
     "redis_url",
+    "store",
     "tls_redis_server",
 ]
 
@@ -87,15 +89,34 @@ def _binary(config: pytest.Config) -> str:
     pytest.fail(reason, pytrace=False)
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    """Name the server binary and its version in the session header."""
-    name = _server_name(config)
+_FIXTURES = frozenset({
+    "redis_server", "redis_url", "redis_client", "store", "tls_redis_server",
+    "redis_cluster", "redis_cluster_client",
+})
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """One line naming the server, once collection shows that a test uses redmodel's
+    fixtures; nothing at all in a run that does not (an app that merely has redmodel
+    installed)."""
+    config = session.config
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or config.get_verbosity() < 0:
+        return
+    used = any(
+        _FIXTURES.intersection(getattr(item, "fixturenames", ())) for item in session.items
+    )
+    if used:
+        reporter.write_line(f"redmodel server: {_describe(_server_name(config))}")
+
+
+def _describe(name: str | None) -> str:
     try:
         binary = find_server_binary(name)
     except ServerNotFoundError as exc:
-        return [f"redmodel server: NONE ({exc})"]
-    chosen = f" (chosen: {name})" if name else ""
-    return [f"redmodel server: {binary_version(binary)} at {binary}{chosen}"]
+        return f"none ({exc})"
+    chosen = f" ({SERVER_ENV_VAR}={name})" if name else ""
+    return f"{binary_version(binary)} at {binary}{chosen}"
 
 
 @pytest.fixture(scope="session")
@@ -125,36 +146,21 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
         client.close()
 
 
+@pytest.fixture
+def store(redis_client: redis.Redis) -> redmodel.Store:
+    """A :class:`redmodel.Store` on the session's server, emptied with FLUSHALL before the
+    test (its client is ``redis_client``)."""
+    return redmodel.Store(redis_client)
+
+
 @pytest.fixture(scope="session")
 def tls_redis_server(pytestconfig: pytest.Config) -> Iterator[RedisServer]:
     """A throwaway TLS server (TLS port only, throwaway CA) for the whole session.
 
-    Uses the chosen binary if it was built with TLS, else the system ``redis-server``;
-    fails the test if neither can serve TLS.
+    The chosen binary serves TLS itself if it was built with TLS; otherwise redmodel's
+    TLS terminator serves it in front of the binary (see :class:`RedisServer`).
     """
-    name = _server_name(pytestconfig)
-    tried: list[str] = []
-    candidates: list[str | None] = [name, "system"]
-    binary: str | None = None
-    for candidate in candidates:
-        try:
-            path = find_server_binary(candidate)
-        except ServerNotFoundError as exc:
-            tried.append(str(exc))
-            continue
-        if server_supports_tls(path):
-            binary = path
-            break
-        tried.append(f"{path} ({binary_version(path)}) has no TLS support")
-    if binary is None:
-        pytest.fail(
-            "no TLS-capable server binary for tls_redis_server: "
-            + "; ".join(tried)
-            + ". Install one with `apt-get install redis-server` or point "
-            f"{SERVER_ENV_VAR} at a redis-server built with TLS.",
-            pytrace=False,
-        )
-    with RedisServer(binary, tls=True) as server:
+    with RedisServer(_binary(pytestconfig), tls=True) as server:
         yield server
 
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 import attrs
 
 from redmodel._errors import ModelDefinitionError, ValidationError
+from redmodel._hidden import check_encryption_applies, hide_encrypted
 from redmodel._index import IndexSpec, bucket_of, compile_indexes
 from redmodel._keys import escape, new_id, snake_case, unescape
 from redmodel._types import (
@@ -46,6 +47,42 @@ class FieldOptions:
     unique: bool = False
 
 
+@overload
+def field(
+    *,
+    key: bool = False,
+    name: str | None = None,
+    codec: str | Codec | None = None,
+    index: bool | str = False,
+    unique: bool = False,
+    default: None = None,
+    factory: None = None,
+    **kwargs: Any,
+) -> Any: ...
+@overload
+def field(
+    *,
+    key: bool = False,
+    name: str | None = None,
+    codec: str | Codec | None = None,
+    index: bool | str = False,
+    unique: bool = False,
+    default: T,
+    factory: None = None,
+    **kwargs: Any,
+) -> T: ...
+@overload
+def field(
+    *,
+    key: bool = False,
+    name: str | None = None,
+    codec: str | Codec | None = None,
+    index: bool | str = False,
+    unique: bool = False,
+    default: None = None,
+    factory: Callable[[], T],
+    **kwargs: Any,
+) -> T: ...
 def field(
     *,
     key: bool = False,
@@ -66,6 +103,8 @@ def field(
     - ``index=True``: an equality index (on a list field: "contains");
       ``index="range"``: a range and sort index (see docs/queries.md).
     - ``unique=True``: no two objects may hold the same value.
+
+    For mypy to know which fields are required, enable the plugin ``redmodel.mypy``.
     """
     metadata = dict(kwargs.pop("metadata", None) or {})
     metadata[_META] = FieldOptions(key=key, name=name, codec=codec, index=index, unique=unique)
@@ -231,11 +270,15 @@ class ModelSpec:
 
 
 def spec_of(cls_or_obj: Any) -> ModelSpec:
-    """The spec of a model class or instance; raises TypeError for anything else."""
+    """The spec of a model class or instance; raises :class:`ModelDefinitionError` (a
+    RedmodelError and a TypeError) naming the class for anything else."""
     cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
     spec = cls.__dict__.get("__redmodel__")
     if not isinstance(spec, ModelSpec):
-        raise TypeError(f"{cls.__name__} is not a redmodel model (decorate it with @model)")
+        raise ModelDefinitionError(
+            f"{cls.__module__}.{cls.__qualname__} is not a redmodel model "
+            "(decorate the attrs class with @redmodel.model)"
+        )
     return spec
 
 
@@ -304,6 +347,7 @@ def model(
         spec = _compile(c, prefix, key, layout, ttl, codec, delimiter, hash_tag, unique,
                         buckets, track_changes)
         setattr(c, "__redmodel__", spec)  # noqa: B010 - attrs slots classes allow class attrs
+        hide_encrypted(spec)
         return c
 
     return wrap(cls) if cls is not None else wrap
@@ -336,6 +380,14 @@ def _compile(
         raise ModelDefinitionError(f"{name} must be an attrs class (apply @attrs.define first)")
     if layout not in LAYOUTS:
         raise ModelDefinitionError(f"{name}: unknown layout {layout!r}, use one of {LAYOUTS}")
+    if layout == "flat" and model_codec is not None:
+        # Every leaf is its own key: a model chain would apply to nothing, and one that
+        # encrypts would let lists, dicts and their keys reach Redis in plaintext.
+        raise ModelDefinitionError(
+            f"{name}: the flat layout stores every leaf as its own key and applies no model "
+            "codec; declare the chain on the fields that need it (redmodel.field(codec=...)), "
+            "which then store that field as one encoded leaf"
+        )
     if not (hash_tag is True or hash_tag is False or callable(hash_tag)):
         raise ModelDefinitionError(f"{name}: hash_tag must be True, False or a function")
     if not delimiter or "%" in delimiter or "{" in delimiter or "}" in delimiter:
@@ -358,7 +410,9 @@ def _compile(
         raise ModelDefinitionError(f"{name}: key field {key_name!r} must be a plain scalar")
     fields = tuple(s for s in specs if s is not key_spec)
     _check_unique_names(name, fields)
-    indexes = compile_indexes(cls, name, unique, delimiter, key_name, layout)
+    check_encryption_applies(name, layout, chain, fields)
+    encrypted = {s.name for s in fields if s.codec is not None and s.codec.encrypts}
+    indexes = compile_indexes(cls, name, unique, delimiter, key_name, layout, encrypted)
     if buckets is not None and (isinstance(buckets, bool) or not isinstance(buckets, int)
                                 or not 1 <= buckets <= 16384):
         raise ModelDefinitionError(f"{name}: buckets must be an int from 1 to 16384")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import redis
 from redis.cluster import RedisCluster
 
-from redmodel import _atomic, _ops, _query, _tx
+from redmodel import _atomic, _ops, _repair, _tx
+from redmodel._blind_ops import Progress, rotate_index_key
 from redmodel._connect import ShellConfig, env_exactly_once, env_settings, url_options
 from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Plan, gather, iterate_sync, run_sync
@@ -139,7 +139,7 @@ class Store(ShellConfig):
         and writes nothing when there is no such object."""
         return self.run(_ops.update(model, id, values))
 
-    def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Any:
+    def incr(self, model: type, id: Any, field: str, amount: float = 1) -> int | float:
         """Add ``amount`` to an int or float field atomically; returns the new value.
 
         One EVALSHA running HINCRBY (int) or HINCRBYFLOAT (float) if the object exists.
@@ -254,6 +254,23 @@ class Store(ShellConfig):
         plan = _ops.rotate_keys(model, count, self._targets())
         return sum(iterate_sync(plan, self._execute))
 
+    def rotate_index_key(self, model: type, *, count: int = 500,
+                         progress: bool | None = None) -> int:
+        """Move the model's blind-index entries to the newest index key (see
+        ``configure_index_keys``); returns how many objects were rebuilt. Lookups try
+        every configured key meanwhile, so queries keep working; run it again after
+        dropping an old key to drop that key's entries too.
+
+        Per bucket: HSCAN of the index records (COUNT ``count``); for the objects with an
+        entry under another key, one pipelined read (HGETALL), one index write script
+        each (entries only, the object is not rewritten), and one read to catch objects
+        changed meanwhile. Safe to stop and run again. ``progress`` prints a counter on
+        stderr (default: when stderr is a terminal)."""
+        shown = Progress(model, progress)
+        for page in iterate_sync(rotate_index_key(model, count), self._execute):
+            shown.step(page)
+        return shown.finish()
+
     # ---- queries and indexes (docs/queries.md) ------------------------------------------
 
     def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M]:
@@ -264,38 +281,44 @@ class Store(ShellConfig):
 
     def get_by(self, model: type[M], **unique: Any) -> M | None:
         """The object holding these unique values (one unique constraint, all its
-        fields): one EVALSHA (HGET of the unique index, HGETALL) per bucket."""
-        return self.run(_query.get_by_plan(model, unique))
+        fields): HGET of the unique index (or claim), then HGETALL of its owner, which
+        must still hold the values (a stale entry finds None)."""
+        return self.run(_repair.get_by_plan(model, unique))
 
     def sweep(self, model: type) -> int:
-        """Drop the index entries of expired objects now (queries and writes also do it):
-        one EVALSHA per bucket; returns how many expiry records were looked at."""
-        return self.run(_query.sweep_plan(model))
+        """Drop the index entries of expired objects now (queries also do it): per
+        bucket, one EVALSHA naming the expired ids, one dropping their entries (every key
+        declared), repeated per 200 ids; returns how many objects' entries were dropped."""
+        return self.run(_repair.sweep_plan(model))
 
-    def reindex(self, model: type, *, count: int = 500, progress: bool | None = None) -> int:
-        """Rebuild the index entries of every stored object (after adding an index to a
-        model that already holds data): per SCAN page, one pipelined read and one
-        pipelined index script per object; objects are not rewritten. Safe to stop and
-        run again (each step only fixes what differs). ``progress`` prints a counter on
-        stderr (default: when stderr is a terminal)."""
-        plan = _ops.each_page(model, count, self._targets(), _query.reindex_page)
-        done = 0
-        show = sys.stderr.isatty() if progress is None else progress
-        for n in iterate_sync(plan, self._execute):
-            done += n
-            if show:
-                print(f"\rreindex {model.__name__}: {done} objects", end="", file=sys.stderr)
-        if show:
-            print(file=sys.stderr)
-        return done
+    def reindex(self, model: type, *, count: int = 500, progress: bool | None = None,
+                restart: bool = False) -> int:
+        """Rebuild the model's index from its stored objects, and return how many objects
+        it indexed. Objects are never rewritten. Four passes, each a SCAN (or HSCAN/ZSCAN)
+        a page of ``count`` at a time: convert an index from the format of older versions;
+        rebuild every object's entries and its unique claims; drop what the index holds of
+        objects that are gone (a raw DEL, a restore from an older snapshot); drop entries
+        no object holds (a stale member of an equality set, a wrong score). Every fix is a
+        script that checks again first, so writes may go on meanwhile.
+
+        Its progress is kept in Redis (``<prefix>:%idx:reindex``, for a week): a run that
+        stops resumes where it was; ``restart=True`` starts over. ``progress`` prints a
+        counter on stderr (default: when stderr is a terminal). What it cannot fix (two
+        objects with one unique value, a value no index can hold, a wrong-typed index key)
+        is logged on the ``redmodel.index`` logger, and :meth:`verify` lists it."""
+        plan = _repair.reindex_plan(model, count, self._targets(), restart)
+        line = _repair.ProgressLine(model, progress)
+        for item in iterate_sync(plan, self._execute):
+            line.feed(item)
+        return line.finish()
 
     def verify(self, model: type, *, count: int = 500) -> list[str]:
-        """Every disagreement between stored objects and their index entries (an empty
-        list when all agree): per SCAN page, one read and one pipelined check; then the
-        indexed ids whose object is gone."""
-        plan = _ops.each_page(model, count, self._targets(), _query.verify_page)
-        problems = list(iterate_sync(plan, self._execute))
-        return problems + self.run(_query.orphans_plan(model))
+        """Every disagreement between the stored objects and their index, in words (an
+        empty list when all agree), both ways: each object's entries exist and match
+        (equality, range, unique, record, all-ids), and every entry points at an existing
+        object that holds it. Reads only: the same passes as :meth:`reindex`."""
+        return list(iterate_sync(_repair.verify_plan(model, count, self._targets()),
+                                 self._execute))
 
     def count(self, model: type) -> int:
         """How many objects the model has: a full SCAN, O(N) in the keyspace."""

@@ -10,6 +10,7 @@ The sync shell is :class:`Transaction` (one attempt over a redis-py pipeline),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import datetime as dt
 import functools
@@ -18,7 +19,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import attrs
@@ -30,10 +31,12 @@ from redmodel._connect import redis_reply
 from redmodel._errors import (
     ConflictError,
     DecodeError,
+    OutcomeUnknownError,
     ReadAfterWriteError,
     TransactionError,
     ValidationError,
 )
+from redmodel._indexed import Abandoned, TxHints
 from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Command, Plan
 from redmodel._schema import spec_of
@@ -261,47 +264,70 @@ class Pending(Generic[T]):
 class _Queued:
     plan: Plan[Any]
     pending: Pending[Any]
-    start: int
-    count: int
+    batch: Batch | None  # what the plan waits on; None once it has its result
+    early: bool = False  # it has sent writes before MULTI (claims): they need undoing
+    start: int = 0
+    count: int = 0
+
+
+def _before_multi(batch: Batch) -> bool:
+    """A batch a transaction runs before MULTI: a read (WATCHed first) or an early write."""
+    return batch.early or not batch.write
+
+
+Steps = Generator["tuple[str, Batch]", "list[Any]", R]
+"""A sans-I/O driver: yields ("read" | "write", batch) for the shell to run (a read with
+WATCH of its keys first, a write at once, outside MULTI), receives the replies."""
 
 
 class TxCore:
     """What one attempt has watched and queued. Makes every decision, does no I/O.
 
-    A shell calls :meth:`read` before each read (and WATCHes the keys it returns),
-    :meth:`queue` for each write, sends :meth:`exec_commands` in MULTI/EXEC and hands the
-    replies to :meth:`finish`.
+    A shell calls :meth:`read` before each read (and WATCHes the keys it returns) and
+    :meth:`queue` for each write. At commit it runs :meth:`prepare` (the reads and early
+    writes queued plans do before their first queued write: WATCHed reads of what they will
+    change, claims in other slots), sends :meth:`exec_commands` in MULTI/EXEC, and runs
+    :meth:`finish` with the replies (follow-up writes outside MULTI, such as confirming
+    claims). After a conflict or an error, :meth:`undo_early` undoes early writes.
+    ``hints`` is shared by the plans of this attempt (see _indexed.TxHints).
     """
 
     def __init__(self) -> None:
         self.watched: list[str] = []
         self._watched_set: set[str] = set()
-        self.commands: list[Command] = []
         self._queued: list[_Queued] = []
         self.closed = False
+        self.hints = TxHints()
+
+    @property
+    def commands(self) -> list[Command]:
+        """The commands queued so far for MULTI/EXEC."""
+        return [c for q in self._queued if q.batch is not None and
+                not _before_multi(q.batch) for c in q.batch.commands]
 
     def _check_open(self, what: str) -> None:
         if self.closed:
             raise TransactionError(f"cannot {what}: this transaction has already ended")
 
-    def read(self, keys: Iterable[str], what: str) -> list[str]:
+    def read(self, keys: Iterable[str], what: str, internal: bool = False) -> list[str]:
         """Keys of a read that are not watched yet (now counted as watched). Refuses a
-        read once a write is queued."""
-        self._check_open(what)
-        if self._queued:
-            raise ReadAfterWriteError(what, self._queued[0].pending.what)
+        read once a write is queued (unless it is a queued plan's own read at commit)."""
+        if not internal:
+            self._check_open(what)
+            if self._queued:
+                raise ReadAfterWriteError(what, self._queued[0].pending.what)
         new = [k for k in dict.fromkeys(keys) if k not in self._watched_set]
         self._watched_set.update(new)
         self.watched.extend(new)
         return new
 
     def queue(self, batch: Batch, plan: Plan[Any], what: str) -> Pending[Any]:
-        """Queue a write batch; ``plan`` is resumed with its EXEC replies in :meth:`finish`.
-        Scripts stay EVALSHA: the transport loads them before MULTI."""
+        """Queue a plan waiting on ``batch``: a write for MULTI, or a read or early write
+        it does first (run by :meth:`prepare`); ``plan`` is resumed with the replies.
+        Scripts stay EVALSHA in MULTI: the transport loads them before MULTI."""
         self._check_open(what)
         pending: Pending[Any] = Pending(what)
-        self._queued.append(_Queued(plan, pending, len(self.commands), len(batch.commands)))
-        self.commands.extend(batch.commands)
+        self._queued.append(_Queued(plan, pending, batch))
         return pending
 
     @property
@@ -314,27 +340,80 @@ class TxCore:
 
     def rollback_to(self, mark: int) -> None:
         dropped = self._queued[mark:]
-        if not dropped:
-            return
-        del self.commands[dropped[0].start :]
         del self._queued[mark:]
         for q in dropped:
             q.pending._drop()
             q.plan.close()
 
+    def prepare(self) -> Steps[None]:
+        """Run every queued plan up to its write for MULTI, in queue order, so later plans
+        see what earlier ones declared. A plan that fails here fails the commit: its error
+        is raised (the shell then undoes early writes and abandons the attempt)."""
+        for q in self._queued:
+            while q.batch is not None and _before_multi(q.batch):
+                batch = q.batch
+                replies = yield ("write" if batch.early else "read"), batch
+                q.early = q.early or batch.early
+                try:
+                    q.batch = q.plan.send(replies)
+                except StopIteration as stop:
+                    q.batch = None
+                    q.pending._resolve(stop.value)
+                except Exception as e:
+                    q.batch = None
+                    q.pending._fail(e)
+                    raise
+
     def exec_commands(self) -> list[Command]:
         """The commands to send between MULTI and EXEC; the transaction takes no more."""
         self.closed = True
-        return list(self.commands)
+        out: list[Command] = []
+        for q in self._queued:
+            if q.batch is None:
+                continue
+            assert not _before_multi(q.batch), "prepare() runs first"
+            q.start, q.count = len(out), len(q.batch.commands)
+            out.extend(q.batch.commands)
+        return out
 
-    def finish(self, replies: Sequence[Any]) -> BaseException | None:
-        """Give each queued write its EXEC replies; returns the first error among them."""
+    def finish_steps(self, replies: Sequence[Any]) -> Steps[BaseException | None]:
+        """Give each queued write its EXEC replies, and run the follow-ups plans ask for
+        (writes a lost reply may repeat, outside MULTI: confirming or releasing claims).
+        Returns the first error among them."""
         first: BaseException | None = None
         for q in self._queued:
+            if q.batch is None:
+                continue
             error = _resume(q, replies[q.start : q.start + q.count])
+            while error is None and q.batch is not None:
+                more = yield "write", q.batch
+                error = _resume(q, more)
             first = first or error
         self._queued.clear()
         return first
+
+    def finish(self, replies: Sequence[Any]) -> BaseException | None:
+        """:meth:`finish_steps` where no plan asks for a follow-up (no I/O to do)."""
+        steps = self.finish_steps(replies)
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        steps.close()
+        return TransactionError("a queued write asked for a follow-up: run finish_steps")
+
+    def undo_early(self) -> Steps[None]:
+        """For a commit that will not happen: let each plan that sent early writes undo
+        them (best effort: an error here is dropped, the claim expires by its grace)."""
+        for q in self._queued:
+            if not q.early or q.batch is None:
+                continue
+            q.early = False
+            with contextlib.suppress(Exception):  # Abandoned again, StopIteration, or any
+                batch = q.plan.throw(Abandoned())
+                while True:
+                    batch = q.plan.send((yield "write", batch))
+            q.batch = None
 
     def abandon(self) -> None:
         """End without EXEC: every queued write is dropped."""
@@ -343,20 +422,29 @@ class TxCore:
 
 
 def _resume(q: _Queued, replies: Sequence[Any]) -> BaseException | None:
+    """Hand replies to a queued plan; None when it finished or asked for a follow-up (in
+    ``q.batch``), else the error it ended with."""
     for reply in replies:
         if isinstance(reply, Exception):
             q.plan.close()
+            q.batch = None
             q.pending._fail(reply)
             return reply
     try:
-        q.plan.send(list(replies))
+        batch = q.plan.send(list(replies))
     except StopIteration as stop:
+        q.batch = None
         q.pending._resolve(stop.value)
         return None
     except Exception as e:  # the plan's own verdict on its replies, e.g. NotFoundError
+        q.batch = None
         q.pending._fail(e)
         return e
+    if batch.may_resend or not batch.write:
+        q.batch = batch
+        return None
     q.plan.close()
+    q.batch = None
     error = TransactionError(
         f"{q.pending.what} needs another round trip after EXEC, which a transaction "
         "cannot give"
@@ -487,10 +575,6 @@ class _TxBase:
             outer._core.rollback_to(mark)
         return True
 
-    def _replies(self, replies: Sequence[Any]) -> None:
-        error = self._core.finish(replies)
-        if error is not None:
-            raise error
 
     def _to_exec(self) -> list[Command] | None:
         """The commands for MULTI/EXEC, or None when there is nothing to send (no write and
@@ -500,10 +584,11 @@ class _TxBase:
             return None
         return commands
 
-    def _read_commands(self, batch: Batch, what: str) -> tuple[Batch, bool]:
+    def _read_commands(self, batch: Batch, what: str, internal: bool = False
+                       ) -> tuple[Batch, bool]:
         """The batch to send for a read: WATCH of the keys not watched yet, then the read,
         on the session's connection (the WATCH is answered before the read runs)."""
-        new = self._core.read(batch.keys, what)
+        new = self._core.read(batch.keys, what, internal)
         if self._session is None:
             raise TransactionError(f"cannot {what}: this transaction is not open")
         if not new:
@@ -519,46 +604,39 @@ class _TxBase:
             raise TransactionError("cannot commit: this transaction is not open")
         return Batch(commands, atomic=True, write=True, keys=self.watched)
 
-    def _committed(self, ex: Any) -> None:
-        """EXEC's verdict: a conflict (retried by the loop) or each write's reply."""
-        if ex.conflict:
-            raise _WatchConflictError()
-        self._replies(ex.raw())
-
     def queue(self, plan: Plan[R], what: str = "write") -> Pending[R]:
-        """Queue a write plan for EXEC. (The sync Transaction also runs reads a plan does
-        before its first write; here such a plan is refused.)"""
+        """Queue a write plan for EXEC; reads it does before its first write (WATCHed) and
+        early writes (claims) run at commit, before MULTI, in queue order."""
         try:
             batch = next(plan)
         except StopIteration as stop:
             done: Pending[R] = Pending(what)
             done._resolve(stop.value)
             return done
-        if not batch.write:
-            plan.close()
-            raise TransactionError(f"{what} reads before it writes: run its read with query()")
         return self._core.queue(batch, plan, what)
 
     # ---- writes (queued; the same in both shells) --------------------------------------
 
     def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT) -> Pending[str]:
         """Queue HSET (+ HDEL, PEXPIRE) of the whole object; value: its key."""
-        return self.queue(_ops.save(obj, ttl), f"save {type(obj).__name__}")
+        return self.queue(_ops.save(obj, ttl, hints=self._core.hints),
+                          f"save {type(obj).__name__}")
 
     def save_many(self, objs: Iterable[Any], *, ttl: float | dt.timedelta | None = DEFAULT
                   ) -> Pending[int]:
         """Queue the saves of many objects in this MULTI; value: how many."""
         objs = list(objs)
-        return self.queue(_ops.save_many(objs, ttl, max(1, len(objs))), "save many")
+        return self.queue(_ops.save_many(objs, ttl, max(1, len(objs)), self._core.hints),
+                          "save many")
 
     def update(self, model: type, id: Any, **values: Any) -> Pending[bool]:
         """Queue the update script (EVAL); value: False if the object did not exist."""
-        plan = _ops.update(model, id, values)
+        plan = _ops.update(model, id, values, self._core.hints)
         return self.queue(plan, f"update {model.__name__} {id!r}")
 
     def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Pending[Any]:
         """Queue HINCRBY / HINCRBYFLOAT (script, EVAL); value: the new number."""
-        plan = _ops.incr(model, id, field, amount)
+        plan = _ops.incr(model, id, field, amount, self._core.hints)
         return self.queue(plan, f"incr {model.__name__} {id!r} {field}")
 
     def incr_fields(
@@ -571,26 +649,30 @@ class _TxBase:
         ceiling: Mapping[str, float] | None = None,
     ) -> Pending[dict[str, Any]]:
         """Queue the conditional multi-field increment (EVAL); see ``incr_fields``."""
-        plan = incr_fields_plan(model, id, changes, floor=floor, ceiling=ceiling)
+        plan = incr_fields_plan(model, id, changes, floor=floor, ceiling=ceiling,
+                                hints=self._core.hints)
         return self.queue(plan, f"incr_fields {model.__name__} {id!r}")
 
     def delete(self, model: type, id: Any) -> Pending[bool]:
         """Queue DEL; value: True if the object existed."""
-        return self.queue(_ops.delete(model, id), f"delete {model.__name__} {id!r}")
+        return self.queue(_ops.delete(model, id, self._core.hints),
+                          f"delete {model.__name__} {id!r}")
 
     def delete_many(self, model: type, ids: Iterable[Any]) -> Pending[int]:
         """Queue one DEL of every key; value: how many existed."""
         ids = list(ids)
-        plan = _ops.delete_many(model, ids, max(1, len(ids)))
+        plan = _ops.delete_many(model, ids, max(1, len(ids)), self._core.hints)
         return self.queue(plan, f"delete many {model.__name__}")
 
     def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> Pending[bool]:
         """Queue PEXPIRE; value: False if the object did not exist."""
-        return self.queue(_ops.expire(model, id, ttl), f"expire {model.__name__} {id!r}")
+        return self.queue(_ops.expire(model, id, ttl, self._core.hints),
+                          f"expire {model.__name__} {id!r}")
 
     def persist(self, model: type, id: Any) -> Pending[bool]:
         """Queue PERSIST; value: False if it had no expiry."""
-        return self.queue(_ops.persist(model, id), f"persist {model.__name__} {id!r}")
+        return self.queue(_ops.persist(model, id, self._core.hints),
+                          f"persist {model.__name__} {id!r}")
 
     def command(self, *args: Any) -> Pending[Any]:
         """Queue a raw command; value: its reply, as redis-py's ``execute_command`` would
@@ -641,13 +723,44 @@ class Transaction(_TxBase):
             session.close()  # UNWATCH if needed; the connection goes back to the pool
 
     def _commit(self) -> None:
-        """MULTI, the queued commands, EXEC. Raises _WatchConflictError on a WATCH conflict,
-        the first failed command's error after a commit, OutcomeUnknownError when EXEC's
-        reply was lost, RestartAttemptError when nothing was applied and the attempt must run
-        again."""
-        batch = self._commit_batch()
-        if batch is not None:
-            self._committed(self._session.run(batch))
+        """The queued plans' own reads and early writes, then MULTI, the queued commands,
+        EXEC, then their follow-ups. Raises _WatchConflictError on a WATCH conflict, the
+        first failed command's error after a commit, OutcomeUnknownError when EXEC's reply
+        was lost, RestartAttemptError when nothing was applied and the attempt must run
+        again. Early writes of a commit that did not happen are undone first; after an
+        unknown outcome they stay (the commit may have happened)."""
+        core = self._core
+        try:
+            self._drive(core.prepare())
+            batch = self._commit_batch()
+            if batch is None:
+                return
+            ex = self._session.run(batch)
+            if ex.conflict:
+                raise _WatchConflictError()
+        except OutcomeUnknownError:
+            raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._drive(core.undo_early())
+            raise
+        error = self._drive(core.finish_steps(ex.raw()))
+        if error is not None:
+            raise error
+
+    def _drive(self, steps: Steps[T]) -> T:
+        """Run a TxCore driver: its reads WATCHed on this transaction's connection, its
+        writes on the store, outside MULTI."""
+        try:
+            kind, batch = next(steps)
+            while True:
+                if kind == "read":
+                    replies = self._read_batch(batch, "a queued write's read", internal=True)
+                else:
+                    replies = self.store._execute(batch)
+                kind, batch = steps.send(replies)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
     def __enter__(self) -> Transaction:
         active = self._enter_joined()
@@ -678,8 +791,8 @@ class Transaction(_TxBase):
 
     # ---- driving plans ---------------------------------------------------------------
 
-    def _read_batch(self, batch: Batch, what: str) -> list[Any]:
-        sent, watched = self._read_commands(batch, what)
+    def _read_batch(self, batch: Batch, what: str, internal: bool = False) -> list[Any]:
+        sent, watched = self._read_commands(batch, what, internal)
         replies: list[Any] = self._session.run(sent).result()
         return replies[1:] if watched else replies
 
@@ -694,18 +807,6 @@ class Transaction(_TxBase):
                 batch = plan.send(self._read_batch(batch, what))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-
-    def queue(self, plan: Plan[R], what: str = "write") -> Pending[R]:
-        """Queue a write plan for EXEC (reads it does before writing run now)."""
-        try:
-            batch = next(plan)
-            while not batch.write:
-                batch = plan.send(self._read_batch(batch, what))
-        except StopIteration as stop:
-            done: Pending[R] = Pending(what)
-            done._resolve(stop.value)
-            return done
-        return self._core.queue(batch, plan, what)
 
     # ---- reads -----------------------------------------------------------------------
 
@@ -765,10 +866,39 @@ class AsyncTransaction(_TxBase):
             await session.close()
 
     async def _commit(self) -> None:
-        """MULTI, the queued commands, EXEC; as :meth:`Transaction._commit`."""
-        batch = self._commit_batch()
-        if batch is not None:
-            self._committed(await self._session.run(batch))
+        """As :meth:`Transaction._commit`, awaited."""
+        core = self._core
+        try:
+            await self._drive(core.prepare())
+            batch = self._commit_batch()
+            if batch is None:
+                return
+            ex = await self._session.run(batch)
+            if ex.conflict:
+                raise _WatchConflictError()
+        except OutcomeUnknownError:
+            raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._drive(core.undo_early())
+            raise
+        error = await self._drive(core.finish_steps(ex.raw()))
+        if error is not None:
+            raise error
+
+    async def _drive(self, steps: Steps[T]) -> T:
+        """As :meth:`Transaction._drive`, awaited."""
+        try:
+            kind, batch = next(steps)
+            while True:
+                if kind == "read":
+                    replies = await self._read_batch(batch, "a queued write's read",
+                                                     internal=True)
+                else:
+                    replies = await self.store._execute(batch)
+                kind, batch = steps.send(replies)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
     async def __aenter__(self) -> AsyncTransaction:
         active = self._enter_joined()
@@ -797,8 +927,9 @@ class AsyncTransaction(_TxBase):
         finally:
             await self._close()
 
-    async def _read_batch(self, batch: Batch, what: str) -> list[Any]:
-        sent, watched = self._read_commands(batch, what)
+    async def _read_batch(self, batch: Batch, what: str, internal: bool = False
+                          ) -> list[Any]:
+        sent, watched = self._read_commands(batch, what, internal)
         replies: list[Any] = (await self._session.run(sent)).result()
         return replies[1:] if watched else replies
 

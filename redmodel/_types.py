@@ -103,10 +103,34 @@ def _float_bytes(v: Any) -> bytes:
     return repr(float(v)).encode()
 
 
+def _check_str(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"expected str, got {type(value).__name__}"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "text with a lone surrogate cannot be stored as UTF-8"
+    return None
+
+
+_check_number = _check_type(float, int, exclude=(bool,))
+
+
+def _check_float(value: Any) -> str | None:
+    err = _check_number(value)
+    if err is None and isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            return "an int this large does not fit a float field"
+    return err
+
+
 _SCALARS: dict[type, tuple[Encoder, Decoder, Checker]] = {
-    str: (lambda v: v.encode("utf-8"), _dec_str, _check_type(str)),
+    str: (lambda v: v.encode("utf-8"), _dec_str, _check_str),
     int: (lambda v: str(int(v)).encode(), _dec_int, _check_type(int, exclude=(bool,))),
-    float: (_float_bytes, _dec_float, _check_type(float, int, exclude=(bool,))),
+    float: (_float_bytes, _dec_float, _check_float),
     bool: (lambda v: b"1" if v else b"0", _dec_bool, _check_type(bool)),
     bytes: (bytes, bytes, _check_type(bytes)),
     decimal.Decimal: (

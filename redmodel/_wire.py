@@ -220,7 +220,7 @@ def _text(value: Any) -> str:
 
 
 def describe(command: Command) -> str:
-    """``EVALSHA hash_incr`` for a known script, else the command's name."""
+    """``EVALSHA incr_fields`` for a known script, else the command's name."""
     name = _name(command)
     if name == "EVALSHA":
         found = SCRIPTS_BY_SHA.get(_text(command[1]))
@@ -337,7 +337,7 @@ def server_error(error: BaseException, command: Command) -> BaseException:
     CROSSSLOT; anything that is not a server reply is returned unchanged."""
     if isinstance(error, ServerError) or not isinstance(error, ResponseError):
         return error
-    keys = tuple(_text(k) for k in command_keys(command)[0])
+    keys = tuple(dict.fromkeys(_text(k) for k in command_keys(command)[0]))
     if isinstance(error, ClusterCrossSlotError):
         return cross_slot_error(keys)
     reply = str(error)

@@ -1,5 +1,6 @@
-"""Fixtures shared by every test. The servers themselves come from redmodel's pytest plugin
-(redmodel/_pytest_plugin.py): throwaway redis-servers on free loopback ports."""
+"""Fixtures shared by every test. The servers, and the ``store`` fixture (a Store on an
+empty throwaway server), come from redmodel's pytest plugin (redmodel/_pytest_plugin.py):
+throwaway redis-servers on free loopback ports."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import redis
 from hypothesis import HealthCheck, settings
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
@@ -23,12 +23,6 @@ _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.function_scop
 settings.register_profile("default", max_examples=100, **_COMMON)
 settings.register_profile("thorough", max_examples=1000, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
-
-@pytest.fixture
-def store(redis_client: redis.Redis) -> Iterator[redmodel.Store]:
-    """A Store on an empty throwaway server."""
-    yield redmodel.Store(redis_client)
 
 
 class AsyncFacade:

@@ -596,7 +596,7 @@ def test_a_missing_optional_dependency_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, module: str, build: Any, extra: str
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)
-    with pytest.raises(CodecError, match=rf"pip install 'redmodel\[{extra}\]'"):
+    with pytest.raises(CodecError, match=rf"pip install 'redmodel-attrs\[{extra}\]'"):
         build()
 
 
@@ -612,7 +612,7 @@ def test_a_missing_dependency_fails_when_the_chain_is_built_not_at_import() -> N
         "    try:\n"
         "        codec(chain)\n"
         "    except CodecError as e:\n"
-        "        assert f'redmodel[{extra}]' in str(e), e\n"
+        "        assert f'redmodel-attrs[{extra}]' in str(e), e\n"
         "    else:\n"
         "        raise AssertionError(chain)\n"
     )

@@ -22,17 +22,15 @@ from redis.retry import Retry
 
 import redmodel
 from redmodel.testing import SERVER_ENV_VAR, RedisClusterServer, RedisServer, find_server_binary
+from tests.acl import RULES as ACL_RULES
 
 PASSWORD = "s3cret"
 SHOP_PASSWORD = "pw"
 
-# The minimal ACL rule for a redmodel Store on hash models under one prefix (docs/deploy.md):
-# every command the hash layout's methods and scripts send, nothing else.
-SHOP_COMMANDS = ("hset", "hgetall", "hdel", "hget", "hincrby", "hincrbyfloat", "evalsha",
-                 "eval", "scan", "exists", "del", "pexpire", "pttl", "persist", "watch",
-                 "unwatch", "multi", "exec", "discard")
+# The minimal ACL rule for hash models and transactions under one prefix: tests/acl.py
+# (verified feature by feature in tests/test_acl.py; docs/deploy.md shows it).
 MINIMAL_RULE = ("on", f">{SHOP_PASSWORD}", "~hat:*", "resetchannels", "-@all",
-                *(f"+{c}" for c in SHOP_COMMANDS))
+                *(f"+{c}" for c in ACL_RULES["transactions"].all_commands()))
 # The same by categories (also works): hash commands, key commands, scripts, MULTI/WATCH,
 # minus what is dangerous (FLUSHDB, KEYS, ...).
 CATEGORY_RULE = ("on", f">{SHOP_PASSWORD}", "~hat:*", "resetchannels", "+@hash",

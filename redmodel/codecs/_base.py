@@ -9,6 +9,7 @@ through another chain fails with a clear :class:`DecodeError` instead of decodin
 from __future__ import annotations
 
 import abc
+import hashlib
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -57,9 +58,15 @@ class Serializer(abc.ABC):
 
 
 class Transform(abc.ABC):
-    """Maps bytes to bytes and back: compression, encryption."""
+    """Maps bytes to bytes and back: compression, encryption.
+
+    An encrypting transform sets ``encrypts = True`` (a transform with keys to rotate counts
+    as one too): values of a chain holding one are kept out of reprs, error messages and
+    plain indexes (docs/codecs.md, "Blind indexes").
+    """
 
     name: str = ""
+    encrypts: bool = False
 
     @abc.abstractmethod
     def encode(self, data: bytes) -> bytes:
@@ -86,7 +93,8 @@ class Codec:
     functions specialised for one type, built once and cached.
     """
 
-    __slots__ = ("_decoders", "_encoders", "_header", "name", "serializer", "transforms")
+    __slots__ = ("_decoders", "_encoders", "_header", "_prints", "name", "serializer",
+                 "transforms")
 
     def __init__(self, serializer: Serializer, transforms: Iterable[Transform] = ()) -> None:
         self.serializer = serializer
@@ -98,6 +106,7 @@ class Codec:
         self._header = bytes([_MAGIC, len(raw)]) + raw
         self._encoders: dict[Any, Callable[[Any], bytes]] = {}
         self._decoders: dict[Any, Callable[[bytes], Any]] = {}
+        self._prints: dict[Any, Callable[[Any], bytes]] = {}
 
     def __repr__(self) -> str:
         return f"Codec({self.name!r})"
@@ -122,6 +131,21 @@ class Codec:
             fn = self._decoders[tp] = self._make_decoder(tp)
         return fn
 
+    def fingerprint(self, tp: Any) -> Callable[[Any], bytes]:
+        """A function ``value -> digest`` of the value's serialized form before any
+        transform: equal values give equal digests where an encrypting chain's output
+        differs every time (change tracking compares these, in process memory only)."""
+        fn = self._prints.get(tp)
+        if fn is None:
+            unstructure = self.serializer.converter.get_unstructure_hook(tp)
+            dumps = self.serializer.dumps
+
+            def fingerprint(value: Any) -> bytes:
+                return hashlib.blake2b(dumps(unstructure(value)), digest_size=16).digest()
+
+            fn = self._prints[tp] = fingerprint
+        return fn
+
     def encode(self, value: Any, tp: Any = None) -> bytes:
         """Encode one value (of type ``tp``, default its own type)."""
         return self.encoder(type(value) if tp is None else tp)(value)
@@ -134,6 +158,12 @@ class Codec:
     def holds_keys(self) -> bool:
         """True when a transform of the chain has keys to rotate (``fernet``)."""
         return any(_overrides_rotate(t) for t in self.transforms)
+
+    @property
+    def encrypts(self) -> bool:
+        """True when a transform of the chain encrypts (``fernet``, or any transform that
+        sets ``encrypts`` or holds keys to rotate)."""
+        return any(t.encrypts or _overrides_rotate(t) for t in self.transforms)
 
     def wrote(self, data: bytes) -> bool:
         """True when ``data`` starts with this chain's header."""
@@ -175,13 +205,16 @@ class Codec:
         name = self.name
 
         def encode(value: Any) -> bytes:
+            failed = ""
             try:
                 data = dumps(unstructure(value))
-            except (TypeError, ValueError, OverflowError) as e:
+            except (TypeError, ValueError, OverflowError) as e:  # UnicodeError too
+                failed = type(e).__name__  # raised below: the error holds the value
+            if failed:
                 raise ValidationError(
                     f"codec {name!r} cannot encode a value of type {type(value).__name__}: "
-                    f"{type(e).__name__}"
-                ) from None
+                    f"{failed}"
+                )
             for t in transforms:
                 data = t.encode(data)
             return header + data
@@ -204,15 +237,17 @@ class Codec:
                     data = t.decode(data)
             except DecodeError as e:
                 raise e.with_context(codec=name) from None
+            failed = ""
             try:
                 return structure(loads(data), tp)
             except DecodeError:
                 raise
             except Exception as e:  # any parse/structure failure means corrupt data
-                raise DecodeError(
-                    f"stored value does not decode as {_type_name(tp)}: {type(e).__name__}",
-                    codec=name,
-                ) from None
+                # Raised below, outside this block: the parser's error may quote the
+                # decrypted value, and it would ride along as __context__.
+                failed = type(e).__name__
+            raise DecodeError(f"stored value does not decode as {_type_name(tp)}: {failed}",
+                              codec=name)
 
         return decode
 

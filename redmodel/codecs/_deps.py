@@ -8,5 +8,6 @@ from redmodel._errors import CodecError
 def missing_extra(codec: str, package: str, extra: str) -> CodecError:
     """A :class:`CodecError` telling which extra installs ``package`` for ``codec``."""
     return CodecError(
-        f"codec {codec!r} needs {package}, which is not installed: pip install 'redmodel[{extra}]'"
+        f"codec {codec!r} needs {package}, which is not installed: "
+        f"pip install 'redmodel-attrs[{extra}]'"
     )

@@ -1,6 +1,7 @@
 """Fernet encryption (AES-128-CBC + HMAC-SHA256) with MultiFernet key rotation.
 
-Keys always come from the application: a list, a callable, or an environment variable.
+Keys always come from the application: a list, a callable, an environment variable or a
+file.
 They are never defaulted, never stored outside the ``cryptography`` key objects, and never
 appear in a repr, an error message or a log line.
 """
@@ -12,19 +13,17 @@ import binascii
 import os
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 from redmodel._errors import CodecError, DecodeError
 from redmodel.codecs._base import Transform
 from redmodel.codecs._deps import missing_extra
+from redmodel.codecs._keysource import Key, KeySource
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet, MultiFernet
 
 __all__ = ["DEFAULT_KEYS_ENV", "FernetTransform", "configure_fernet"]
-
-Key: TypeAlias = str | bytes
-"""A Fernet key: 32 url-safe base64-encoded bytes, as ``Fernet.generate_key()`` makes."""
 
 DEFAULT_KEYS_ENV = "REDMODEL_FERNET_KEYS"
 
@@ -40,10 +39,28 @@ def _require_cryptography(name: str) -> None:
         raise missing_extra(name, "cryptography", "crypto") from None
 
 
+def _strict_raw(key: bytes) -> bytes | None:
+    """The 32 bytes of a well-formed key, or None (no stray character is skipped)."""
+    try:
+        raw = base64.b64decode(key, altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        return None
+    return raw if len(raw) == 32 else None
+
+
+def configured_raw_keys() -> tuple[bytes, ...]:
+    """The raw bytes of the keys the ``fernet`` name encrypts with now, or () when none is
+    configured or readable (blind indexes check that their keys differ from these)."""
+    try:
+        return _current()._keyring().raws
+    except Exception:  # no usable configuration: nothing to compare
+        return ()
+
+
 class _Keyring:
     """The Fernet objects for one list of keys; the newest key encrypts."""
 
-    __slots__ = ("multi", "newest")
+    __slots__ = ("multi", "newest", "raws")
 
     def __init__(self, keys: tuple[bytes, ...], source: str) -> None:
         from cryptography.fernet import Fernet, MultiFernet  # noqa: PLC0415
@@ -51,28 +68,19 @@ class _Keyring:
         if not keys:
             raise CodecError(f"fernet: {source} gave no keys")
         fernets: list[Fernet] = []
+        raws: list[bytes] = []
         for i, key in enumerate(keys):
-            try:
-                fernets.append(Fernet(key))
-            except (ValueError, TypeError, binascii.Error):
+            raw = _strict_raw(key)  # Fernet() itself skips spaces and stray characters
+            if raw is None:
                 raise CodecError(
                     f"fernet: key {i + 1} of {len(keys)} from {source} is not a Fernet key "
                     "(32 url-safe base64-encoded bytes, see FernetTransform.generate_key())"
-                ) from None
+                )
+            fernets.append(Fernet(key))
+            raws.append(raw)
         self.newest: Fernet = fernets[0]
         self.multi: MultiFernet = MultiFernet(fernets)
-
-
-def _as_key_tuple(keys: Key | Iterable[Key], source: str) -> tuple[bytes, ...]:
-    if isinstance(keys, (str, bytes)):
-        keys = [keys]
-    try:
-        out = tuple(k.encode("utf-8") if isinstance(k, str) else k for k in keys)
-    except (TypeError, UnicodeError):
-        raise CodecError(f"fernet: {source} must give keys as str or bytes") from None
-    if not all(isinstance(k, bytes) for k in out):
-        raise CodecError(f"fernet: {source} must give keys as str or bytes")
-    return out
+        self.raws: tuple[bytes, ...] = tuple(raws)
 
 
 class FernetTransform(Transform):
@@ -85,7 +93,10 @@ class FernetTransform(Transform):
     * ``FernetTransform(key_provider=fn)``: ``fn()`` returns the list, called on every
       encode/decode, so keys can change while the process runs (cache it if it is slow);
     * ``FernetTransform(env="APP_KEYS")``: the variable holds comma-separated keys, read on
-      every use.
+      every use;
+    * ``FernetTransform(file="/run/secrets/fernet")``: the file holds the keys, separated by
+      commas or newlines (``#`` starts a comment line); re-read when it changes, as a
+      mounted secret does.
 
     The stored form is the Fernet token's raw bytes (not its base64 text): 25% smaller, and
     there is exactly one byte string per token, so any flipped byte fails verification.
@@ -104,37 +115,34 @@ class FernetTransform(Transform):
         *,
         key_provider: Callable[[], Key | Iterable[Key]] | None = None,
         env: str | None = None,
+        file: str | os.PathLike[str] | None = None,
         name: str = "fernet",
     ) -> None:
-        given = [x is not None for x in (keys, key_provider, env)]
-        if sum(given) != 1:
-            raise CodecError("fernet: give exactly one of keys=, key_provider= or env=")
+        self._source = KeySource("fernet", "Fernet keys", keys, key_provider=key_provider,
+                                 env=env, file=file)
         _require_cryptography(name)
         self.name = name
-        self._provider = key_provider
-        self._env = env
         self._static: _Keyring | None = None
-        self._count = 0
-        if keys is not None:
-            key_tuple = _as_key_tuple(keys, "keys=")
-            self._static = _Keyring(key_tuple, "keys=")
-            self._count = len(key_tuple)
+        if self._source.static is not None:
+            self._static = _Keyring(self._source.static, self._source.source)
         self._cached: tuple[tuple[bytes, ...], _Keyring] | None = None
         self._lock = threading.Lock()
 
+    encrypts = True
+
     @staticmethod
     def generate_key() -> str:
-        """A new random Fernet key, as text (put it in your secret store, not in code)."""
+        """A new random Fernet key, as text (put it in your secret store, not in code).
+
+        Raises :class:`CodecError` naming the extra to install when ``cryptography`` is
+        missing."""
+        _require_cryptography("fernet")
         from cryptography.fernet import Fernet  # noqa: PLC0415
 
         return Fernet.generate_key().decode("ascii")
 
     def __repr__(self) -> str:
-        if self._static is not None:
-            return f"FernetTransform(<{self._count} key{'s' if self._count != 1 else ''}>)"
-        if self._env is not None:
-            return f"FernetTransform(env={self._env!r})"
-        return "FernetTransform(key_provider=<callable>)"
+        return f"FernetTransform({self._source.describe()})"
 
     __str__ = __repr__
 
@@ -180,23 +188,11 @@ class FernetTransform(Transform):
     def _keyring(self) -> _Keyring:
         if self._static is not None:
             return self._static
-        if self._env is not None:
-            raw = os.environ.get(self._env, "")
-            source = f"environment variable {self._env}"
-            keys = _as_key_tuple([k.strip() for k in raw.split(",") if k.strip()], source)
-            if not keys:
-                raise CodecError(
-                    f"fernet: {source} is not set; it must hold "
-                    "comma-separated Fernet keys, newest first"
-                )
-        else:
-            assert self._provider is not None
-            source = "key_provider"
-            keys = _as_key_tuple(self._provider(), source)
+        keys = self._source.read()
         cached = self._cached
         if cached is not None and cached[0] == keys:
             return cached[1]
-        ring = _Keyring(keys, source)
+        ring = _Keyring(keys, self._source.source)
         with self._lock:
             self._cached = (keys, ring)
         return ring
@@ -210,6 +206,7 @@ class _ConfiguredFernet(Transform):
     """
 
     name = "fernet"
+    encrypts = True
 
     def __repr__(self) -> str:
         return f"fernet -> {_current()!r}"
@@ -248,11 +245,13 @@ def configure_fernet(
     *,
     key_provider: Callable[[], Key | Iterable[Key]] | None = None,
     env: str | None = None,
+    file: str | os.PathLike[str] | None = None,
 ) -> FernetTransform:
     """Set the keys of every chain that names ``fernet``, including chains built already.
 
-    Exactly one of ``keys`` (newest first), ``key_provider`` (a callable returning them) or
-    ``env`` (a variable of comma-separated keys). Until this is called, ``fernet`` reads
+    Exactly one of ``keys`` (newest first), ``key_provider`` (a callable returning them),
+    ``env`` (a variable of comma-separated keys) or ``file`` (a file of keys separated by
+    commas or newlines, re-read when it changes). Until this is called, ``fernet`` reads
     ``REDMODEL_FERNET_KEYS`` when it is used and raises :class:`CodecError` if it is unset.
     Call it again to add a new key in front: values under older keys still decode, and
     ``Codec.rotate`` moves them to the new one.
@@ -260,6 +259,6 @@ def configure_fernet(
     >>> _ = configure_fernet(keys=[FernetTransform.generate_key()])
     """
     global _configured  # noqa: PLW0603 - the process-wide key configuration
-    transform = FernetTransform(keys, key_provider=key_provider, env=env)
+    transform = FernetTransform(keys, key_provider=key_provider, env=env, file=file)
     _configured = transform
     return transform

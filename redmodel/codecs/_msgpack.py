@@ -19,7 +19,7 @@ class MsgpackSerializer(Serializer):
 
     Datetimes are ISO 8601 strings (not msgpack timestamps), so a naive datetime comes back
     naive and an aware one keeps its UTC offset. Raises :class:`CodecError` when msgpack is
-    not installed (``redmodel[msgpack]``).
+    not installed (``redmodel-attrs[msgpack]``).
     """
 
     name = "msgpack"

@@ -17,7 +17,7 @@ class YamlSerializer(Serializer):
 
     Uses libyaml's ``CSafeLoader``/``CSafeDumper`` when PyYAML was built with it. Bytes
     are ``!!binary``; Decimal, UUID, dates and times are strings, as in every serializer.
-    Raises :class:`CodecError` when PyYAML is not installed (``redmodel[yaml]``).
+    Raises :class:`CodecError` when PyYAML is not installed (``redmodel-attrs[yaml]``).
     """
 
     name = "yaml"

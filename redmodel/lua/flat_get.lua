@@ -1,11 +1,4 @@
-local function leaves(manifest, base)
-  local out, first = {}, true
-  for line in string.gmatch(manifest, '[^\n]+') do
-    if first then first = false else out[#out + 1] = base .. line end
-  end
-  return out
-end
-
+--! include flat_lib
 local m = redis.call('GET', KEYS[1])
 if not m then return false end
 local keys = leaves(m, KEYS[1] .. ARGV[1])

@@ -1,2 +1,31 @@
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return false end
-return redis.call(ARGV[1], KEYS[2], ARGV[2])
+--! include counter_lib
+-- KEYS: the object's manifest, the leaf. ARGV: INCRBY | INCRBYFLOAT, amount.
+-- Answers false when the object or the leaf is missing, else like incr_fields.lua:
+-- {'WRONGTYPE', ...}, {'NOTNUM', leaf}, {'LIMIT', 1, kind, side, stored}, {'OK', new text}.
+-- GET is the check: missing, or of the wrong type (an error reply: nothing written yet)
+local raw
+for _, k in ipairs(KEYS) do
+  raw = redis.pcall('GET', k)
+  if type(raw) == 'table' and raw.err then
+    return {'WRONGTYPE', k, redis.call('TYPE', k)['ok'], 'string'}
+  end
+  if not raw then return false end
+end
+if ARGV[1] == 'INCRBY' then
+  local v, a = int_parse(raw), int_parse(ARGV[2])
+  if v == nil then return {'NOTNUM', KEYS[2]} end
+  if a == nil then return {'BADARG', 'amount'} end
+  local n = int_add(v, a)
+  if not in_int64(n) then
+    return {'LIMIT', 1, 'int64', int_cmp(n, INT64_MAX) > 0 and 'ceiling' or 'floor', raw}
+  end
+  redis.call('INCRBY', KEYS[2], ARGV[2])
+  return {'OK', int_text(n)}
+end
+local v, a = float_parse(raw), float_parse(ARGV[2])
+if v == nil then return {'NOTNUM', KEYS[2]} end
+if a == nil then return {'BADARG', 'amount'} end
+if not finite(v + a) then
+  return {'LIMIT', 1, 'double', v + a > 0 and 'ceiling' or 'floor', raw}
+end
+return {'OK', redis.call('INCRBYFLOAT', KEYS[2], ARGV[2])}

@@ -1,11 +1,4 @@
-local function leaves(manifest, base)
-  local out, first = {}, true
-  for line in string.gmatch(manifest, '[^\n]+') do
-    if first then first = false else out[#out + 1] = base .. line end
-  end
-  return out
-end
-
+--! include flat_lib
 local base = KEYS[1] .. ARGV[2]
 local keep = -1
 if ARGV[1] == '' then keep = redis.call('PTTL', KEYS[1]) end

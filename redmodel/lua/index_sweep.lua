@@ -1,2 +1,62 @@
 --! include index_lib
-return sweep(ARGV[1], ARGV[2], ARGV[3], KEYS[1], KEYS[2], KEYS[3])
+-- The sweep of expired objects' entries, in two steps so that every key is declared:
+-- 'due' (KEYS rec, exp; ARGV 'due', limit) writes nothing and answers up to `limit` ids
+-- whose expiry time has passed, each with its record: {id, record, ...};
+-- 'apply' (KEYS rec, all, exp, then the objects and the entry keys of those records;
+-- ARGV 'apply', root, d, objprefix, ids...) drops the entries of each of those ids whose
+-- object is gone, re-schedules the ones still alive, and answers how many it dropped.
+-- An id whose record changed meanwhile (a key not declared) is left for the next sweep.
+local step = ARGV[1]
+-- with claims, unique values live in their own buckets: a claim whose owner is gone is
+-- taken over by the next claimer, so the sweep leaves them alone
+if string.sub(step, -2) == ':c' then CLAIMS = true; step = string.sub(step, 1, -3) end
+if step == 'due' then
+  local rec, exp = KEYS[1], KEYS[2]
+  local refusal = check_keys({[rec] = 'hash', [exp] = 'zset'})
+  if refusal then return refusal end
+  local limit = tonumber(ARGV[2])
+  if limit == nil or limit < 1 then return {'BADARG', 'limit'} end
+  local out = {'DUE'}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', exp, '-inf', time_ms(), 'LIMIT', 0, limit)) do
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('HGET', rec, id) or ''
+  end
+  return out
+end
+if step ~= 'apply' then return {'BADARG', 'step'} end
+local rec, all, exp = KEYS[1], KEYS[2], KEYS[3]
+local root, d, objprefix = ARGV[2], ARGV[3], ARGV[4]
+local refusal = check_keys({[rec] = 'hash', [all] = 'zset', [exp] = 'zset'})
+if refusal then return refusal end
+local declared = declared_keys()
+local now = time_ms()
+local plan = {}
+local need = {}
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local score = redis.call('ZSCORE', exp, id)
+  local key = objprefix .. id
+  if score and tonumber(score) <= now and declared[key] then
+    local old = lines(redis.call('HGET', rec, id))
+    local mine, ok = {}, true
+    need_entries(mine, root, d, old)
+    for k in pairs(mine) do if not declared[k] then ok = false end end
+    if ok then
+      for k, tp in pairs(mine) do need[k] = tp end
+      plan[#plan + 1] = {id, key, old}
+    end
+  end
+end
+refusal = check_keys(need)
+if refusal then return refusal end
+local dropped = 0
+for _, p in ipairs(plan) do
+  local id, key, old = p[1], p[2], p[3]
+  local pttl = redis.call('PTTL', key)
+  if pttl == -2 then
+    forget(root, d, id, rec, all, exp, old)
+    dropped = dropped + 1
+  elseif pttl == -1 then redis.call('ZREM', exp, id)
+  else redis.call('ZADD', exp, now + pttl, id) end
+end
+return {'SWEPT', dropped}

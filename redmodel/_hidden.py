@@ -1,0 +1,240 @@
+"""Encrypted values stay out of reprs and error messages, and encryption is never skipped.
+
+A field is *encrypted* when its codec chain encrypts (``fernet``): its own chain, the
+model's default for encoded fields, or the whole object's chain in the blob layout. Such a
+value shows as ``<encrypted>`` in the repr (and so the str) of a model instance, and in a
+:class:`UniqueViolationError`. The hiding is installed once, at declaration.
+
+A field's own chain applies only where the field is stored on its own: inside a value
+encoded whole (a list or an optional of a nested class, every field of a blob) it is not
+used, so an encrypting chain declared there would leave the plaintext in Redis. Such a
+declaration is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from redmodel._errors import ModelDefinitionError, UniqueViolationError
+from redmodel._keys import unescape
+
+if TYPE_CHECKING:
+    from redmodel._schema import FieldSpec, ModelSpec
+
+__all__ = [
+    "HIDDEN", "check_encryption_applies", "check_members_encrypted", "encrypted_fields",
+    "hide_encrypted",
+    "unique_violation",
+]
+
+
+class _Hidden:
+    """Stands for an encrypted value wherever one would be shown."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<encrypted>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> str:
+        return "HIDDEN"
+
+
+HIDDEN: Final[Any] = _Hidden()
+
+
+def _encrypted(f: FieldSpec) -> bool:
+    return f.codec is not None and f.codec.encrypts
+
+
+def _has_encrypted(f: FieldSpec) -> bool:
+    return _encrypted(f) or any(_has_encrypted(c) for c in f.children)
+
+
+def encrypted_fields(spec: ModelSpec) -> list[str]:
+    """Dotted paths of the model's encrypted fields (every field but the id for a blob
+    through an encrypting chain)."""
+    if spec.layout == "blob" and spec.codec is not None and spec.codec.encrypts:
+        return [f.name for f in spec.fields]
+    out: list[str] = []
+
+    def walk(fields: Sequence[FieldSpec], path: str) -> None:
+        for f in fields:
+            if _encrypted(f):
+                out.append(path + f.name)
+            elif f.children:
+                walk(f.children, f"{path}{f.name}.")
+
+    walk(spec.fields, "")
+    return out
+
+
+Show = Callable[[Any], str]
+
+
+def _hide(value: Any) -> str:
+    return "None" if value is None else "<encrypted>"
+
+
+def _shows(cls: type, stored: dict[str, FieldSpec], hide_all: bool) -> list[tuple[str, Show]]:
+    """(attribute, how to show its value) for each attribute the attrs repr shows."""
+    out: list[tuple[str, Show]] = []
+    for a in attrs.fields(cls):
+        if a.repr is False:
+            continue
+        f = stored.get(a.name)
+        if f is not None and (hide_all or _encrypted(f)):
+            out.append((a.name, _hide))
+        elif f is not None and f.cls is not None and _has_encrypted(f):
+            inner = _shows(f.cls, {c.name: c for c in f.children}, False)
+            out.append((a.name, functools.partial(_nested, inner)))
+        else:
+            out.append((a.name, a.repr if callable(a.repr) else repr))
+    return out
+
+
+def _nested(shows: list[tuple[str, Show]], obj: Any) -> str:
+    return _render(obj, shows)
+
+
+def _render(obj: Any, shows: list[tuple[str, Show]]) -> str:
+    name = type(obj).__qualname__.rsplit(">.", 1)[-1]
+    body = ", ".join(f"{attr}={show(getattr(obj, attr))}" for attr, show in shows)
+    return f"{name}({body})"
+
+
+def hide_encrypted(spec: ModelSpec) -> None:
+    """Give the model a repr that shows its encrypted fields as ``<encrypted>``, and the
+    same to every nested attrs class that declares an encrypted field itself (its objects
+    get logged on their own: ``log.info("%s", member.card)``).
+
+    Only a repr that attrs generated is replaced: with ``repr=False`` on the class nothing
+    shows values anyway, and a ``__repr__`` written by hand is the author's to keep clean.
+    attrs' ``str=True`` calls the repr, so it is covered too. A ``__rich_repr__`` is
+    installed beside it: pretty printers that render attrs classes field by field (rich)
+    ask it first."""
+    if not encrypted_fields(spec):
+        return
+    hide_all = spec.layout == "blob" and spec.codec is not None and spec.codec.encrypts
+    _install(spec.cls, _shows(spec.cls, {f.name: f for f in spec.fields}, hide_all))
+    _hide_nested(spec.fields)
+
+
+def _hide_nested(fields: Sequence[FieldSpec]) -> None:
+    for f in fields:
+        if f.cls is not None and any(_encrypted(c) for c in f.children):
+            _install(f.cls, _shows(f.cls, {c.name: c for c in f.children}, False))
+        _hide_nested(f.children)
+
+
+def _install(cls: type, shows: list[tuple[str, Show]]) -> None:
+    current = cls.__dict__.get("__repr__")
+    code = getattr(current, "__code__", None)
+    if code is None or not code.co_filename.startswith("<attrs generated"):
+        return
+
+    def __repr__(self: Any) -> str:  # noqa: N807 - installed as the class's repr
+        return _render(self, shows)
+
+    def __rich_repr__(self: Any) -> Any:  # noqa: N807 - rich's protocol
+        for attr, show in shows:
+            value = getattr(self, attr)
+            yield attr, HIDDEN if show is _hide and value is not None else value
+
+    __repr__.__qualname__ = f"{cls.__qualname__}.__repr__"
+    __rich_repr__.__qualname__ = f"{cls.__qualname__}.__rich_repr__"
+    setattr(cls, "__repr__", __repr__)  # noqa: B010 - replacing a method on the class
+    setattr(cls, "__rich_repr__", __rich_repr__)  # noqa: B010
+
+
+def unique_violation(spec: ModelSpec, name: str, text: str, key: str) -> UniqueViolationError:
+    """The error for a unique value (entry text ``text`` of constraint ``name``) held by
+    another object; a blind field's part is shown as ``<encrypted>``, never its token."""
+    fields = tuple(name.split(","))
+    indexes = spec.indexes
+    parts = tuple(
+        HIDDEN if indexes is not None and getattr(indexes.fields.get(n), "blind", None)
+        else unescape(p)
+        for n, p in zip(fields, text.split("\x1e"), strict=True)
+    )
+    return UniqueViolationError(spec.name, fields, parts[0] if len(parts) == 1 else parts, key)
+
+
+def _declared(a: attrs.Attribute[Any]) -> str | None:
+    """The name of the encrypting chain an attribute declares, if it declares one."""
+    from redmodel.codecs import codec as resolve_codec  # noqa: PLC0415
+
+    chain = getattr(a.metadata.get("redmodel"), "codec", None)
+    if chain is None:
+        return None
+    found = resolve_codec(chain)
+    return found.name if found.encrypts else None
+
+
+def _inside(tp: Any, where: str, outer: str, seen: set[type]) -> None:
+    """Refuse an encrypting chain declared anywhere inside ``tp``, a type encoded whole
+    by the chain ``outer``, which does not encrypt."""
+    if isinstance(tp, type) and attrs.has(tp):
+        if tp in seen:
+            return
+        seen.add(tp)
+        spec = tp.__dict__.get("__redmodel__")
+        own = getattr(spec, "codec", None) if getattr(spec, "layout", None) == "blob" else None
+        if own is not None and own.encrypts:
+            raise ModelDefinitionError(
+                f"{tp.__name__} is stored through {own.name!r}, which would be ignored: "
+                f"{where} stores it inside a value encoded whole by {outer!r}, which does not "
+                "encrypt, so it would reach Redis in plaintext. Give "
+                f"{where} an encrypting chain (such as 'json|fernet') instead"
+            )
+        for a in attrs.fields(tp):
+            chain = _declared(a)
+            if chain is not None:
+                raise ModelDefinitionError(
+                    f"{tp.__name__}.{a.name} declares codec {chain!r}, which would be "
+                    f"ignored: {where} stores it inside a value encoded whole by {outer!r}, "
+                    "which does not encrypt, so it would reach Redis in plaintext. Give "
+                    f"{where} an encrypting chain (such as 'json|fernet') instead"
+                )
+            _inside(a.type, where, outer, seen)
+        return
+    for arg in typing.get_args(tp):
+        _inside(arg, where, outer, seen)
+
+
+def check_members_encrypted(tp: Any, chain: Any, where: str) -> None:
+    """Refuse container members (values encoded whole by ``chain``) that declare an
+    encrypting chain ``chain`` would ignore."""
+    if not chain.encrypts:
+        _inside(tp, where, chain.name, set())
+
+
+def check_encryption_applies(name: str, layout: str, model_codec: Any,
+                             fields: Sequence[FieldSpec]) -> None:
+    """Refuse a declaration whose encryption would be skipped (see the module doc)."""
+    if layout == "blob":
+        outer = model_codec.name if model_codec is not None else "json"
+        if model_codec is not None and model_codec.encrypts:
+            return
+        for f in fields:
+            if f.codec is not None and f.codec.encrypts:
+                raise ModelDefinitionError(
+                    f"{name}.{f.name} declares codec {f.codec.name!r}, which the blob layout "
+                    f"ignores: the whole object is encoded by {outer!r}, which does not "
+                    "encrypt, so it would reach Redis in plaintext. Give the model an "
+                    "encrypting chain (codec='json|fernet')"
+                )
+            _inside(f.type, f"{name}.{f.name}", outer, set())
+        return
+    for f in fields:
+        if f.kind == "encoded" and f.codec is not None and not f.codec.encrypts:
+            _inside(f.type, f"{name}.{f.name}", f.codec.name, set())
+        elif f.children:
+            check_encryption_applies(f"{name}.{f.name}", layout, None, f.children)

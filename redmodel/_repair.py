@@ -1,0 +1,824 @@
+"""Keeping indexes right after the fact: the sweep of expired objects, unique lookups that
+check what they find, and ``reindex`` / ``verify``, which compare the index with the
+stored objects in both directions.
+
+``verify`` and ``reindex`` walk the same three passes:
+
+1. **objects** (a SCAN of the model's object keys on every primary): each object's entries,
+   computed from its stored values, against its record and the index keys;
+2. **records** (per bucket: the record hash, the all-ids and expiry sets): ids the index
+   knows whose object does not exist (a raw ``DEL``, a restore from an old snapshot, an
+   expiry not swept yet);
+3. **entries** (a SCAN of the index keys): members of equality sets, range sets and unique
+   hashes that no object's record holds.
+
+``verify`` reports each disagreement in words; ``reindex`` fixes it (each fix a script
+that checks again before it writes, so a concurrent write is never undone), converts the
+all-ids index from the format of older versions (a SET) first, and keeps its progress in
+Redis (``<root>reindex``) so a run that stops resumes where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from redmodel._errors import DecodeError, QueryError, ServerError
+from redmodel._index import (
+    CLAIM_GRACE_MS,
+    SEP,
+    IndexSpec,
+    entry_key,
+    record_lines,
+)
+from redmodel._indexed import (
+    Write,
+    check,
+    claim,
+    owners_gone,
+    refusal,
+    release,
+    released_lines,
+    run_writes,
+    settle,
+    status,
+)
+from redmodel._keys import glob_escape, unescape
+from redmodel._plan import Batch, Emit, IterPlan, Plan, gather, script
+from redmodel._schema import ModelSpec, spec_of
+
+__all__ = ["get_by_plan", "reindex_plan", "sweep_plan", "verify_plan"]
+
+M = TypeVar("M")
+log = logging.getLogger("redmodel.index")
+
+SWEEP = script("index_sweep")
+FIX = script("index_fix")
+CONVERT = script("index_convert")
+DROP_CLAIM = script("claim_drop")
+
+SWEEP_STEP = 200
+"""Expired ids one sweep call handles: each call's work stays bounded."""
+
+STATE_TTL_MS = 7 * 24 * 3600 * 1000
+"""A reindex's saved progress is forgotten after a week without a step."""
+
+PHASES = ("convert", "objects", "records", "entries")
+
+
+def _text(raw: Any) -> str:
+    return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+
+
+def _layout(spec: ModelSpec) -> Any:
+    from redmodel._ops import layout_of  # noqa: PLC0415 - _ops imports the index modules
+
+    return layout_of(spec)
+
+
+def _indexes(spec: ModelSpec) -> IndexSpec:
+    assert spec.indexes is not None
+    return spec.indexes
+
+
+# ---- unique lookups ---------------------------------------------------------------------------
+
+
+def get_by_plan(model: type[M], values: dict[str, Any]) -> Plan[M | None]:
+    """The object holding these unique values: the owner from the unique index (or the
+    claim), then the object, which must still hold them (a stale entry finds nothing)."""
+    spec = spec_of(model)
+    indexes = spec.indexes
+    wanted = tuple(values)
+    match = next((u for u in (indexes.uniques if indexes else ()) if set(u.fields) ==
+                  set(wanted)), None)
+    if indexes is None or match is None:
+        raise QueryError(f"{spec.name} has no unique constraint on {sorted(wanted)}")
+    for name in match.fields:
+        f = indexes.fields[name]
+        err = f.check(values[name])
+        if err is not None:
+            raise QueryError(f"{name}: {err}")
+    # one text, or with a blind field one per index key (a rotation may be under way)
+    texts = indexes.unique_texts(match, [values[n] for n in match.fields])
+    replies = yield Batch([("HGET", spec.claim_key(match.name, t), t) for t in texts])
+    found = next(((t, r) for t, r in zip(texts, replies, strict=True) if r is not None),
+                 None)
+    if found is None:
+        return None
+    text, owner = found
+    eid = _text(owner).split(SEP)[0]
+    key = spec.object_prefix(spec.tag_of(unescape(eid))) + eid
+    layout = _layout(spec)
+    replies = yield Batch([layout.read(key)], keys=(key,))
+    obj = layout.decode(key, unescape(eid), replies[0])
+    if obj is None:
+        return None
+    line = f"u{SEP}{match.name}{SEP}{text}"
+    own = indexes.entries({n: getattr(obj, n) for n in indexes.fields}, problems=[])
+    return obj if line in own else None
+
+
+# ---- the sweep of expired objects ----------------------------------------------------------
+
+
+def sweep_plan(model: type) -> Plan[int]:
+    """Drop the index entries of every expired object; returns how many. Per round, per
+    bucket (pipelined): one call that names the expired ids and their records, then one
+    that drops their entries with every key declared; each call handles at most
+    ``SWEEP_STEP`` ids."""
+    spec = spec_of(model)
+    if spec.indexes is None:
+        return 0
+    todo = list(spec.tags())
+    dropped = 0
+    for _ in range(10_000):
+        if not todo:
+            break
+        results = yield from gather([sweep_step(spec, t) for t in todo])
+        dropped += sum(n for n, _ in results)
+        todo = [t for t, (_, more) in zip(todo, results, strict=True) if more]
+    return dropped
+
+
+def sweep_step(spec: ModelSpec, tag: str | None, limit: int = SWEEP_STEP
+               ) -> Plan[tuple[int, bool]]:
+    """One bounded sweep of one bucket: (entries of how many objects were dropped, whether
+    more expired ids may be waiting)."""
+    root, d = spec.index_root(tag), spec.delimiter
+    prefix = spec.object_prefix(tag)
+    mode = ":c" if spec.claims else ""
+    replies = yield Batch([SWEEP.call([root + "rec", root + "exp"], ["due" + mode, limit])],
+                          keys=(root + "exp",))
+    due = replies[0]
+    check(spec, root + "exp", due, f"sweep {spec.name}")
+    ids = [_text(x) for x in due[1::2]]
+    if not ids:
+        return 0, False
+    keys = [root + "rec", root + "all", root + "exp"]
+    for eid, raw in zip(ids, due[2::2], strict=True):
+        keys.append(prefix + eid)
+        for line in record_lines(raw):
+            k = entry_key(root, d, line, spec.claims)
+            if k is not None:
+                keys.append(k)
+    keys = keys[:3] + sorted(set(keys[3:]))
+    replies = yield Batch([SWEEP.call(keys, ["apply" + mode, root, d, prefix, *ids])],
+                          write=True, idempotent=True, keys=(root + "exp",))
+    done = replies[0]
+    if status(done) == "KEYS":  # a record changed between the two calls: next round
+        return 0, True
+    check(spec, root + "exp", done, f"sweep {spec.name}")
+    return int(done[1]), len(ids) >= limit
+
+
+# ---- reindex and verify -------------------------------------------------------------------------
+
+
+@attrs.define
+class Progress:
+    """What a reindex or verify run has done: emitted after each page."""
+
+    phase: str
+    done: int
+
+
+@attrs.define
+class _State:
+    """Where a reindex is: its phase and, per SCAN target or bucket, the cursor to resume
+    from (saved in Redis after each page)."""
+
+    phase: int = 0
+    cursors: dict[str, str] = attrs.field(factory=dict)
+    objects: int = 0
+    started: float = attrs.field(factory=time.time)
+
+    def dump(self) -> str:
+        return json.dumps(attrs.asdict(self))
+
+    @classmethod
+    def load(cls, raw: Any) -> _State | None:
+        try:
+            data = json.loads(_text(raw))
+            return cls(int(data["phase"]), {str(k): str(v) for k, v in data["cursors"].items()},
+                       int(data["objects"]), float(data["started"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+
+def state_key(spec: ModelSpec) -> str:
+    """Where a reindex of this model keeps its progress (beside the first bucket's index)."""
+    return spec.index_root(spec.tags()[0]) + "reindex"
+
+
+def _target_name(target: Any) -> str:
+    return str(getattr(target, "name", None) or "server")
+
+
+Step = Generator["Batch | Emit", "list[Any] | None", Any]
+
+
+def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool = False
+                 ) -> IterPlan:
+    """Rebuild a model's index from its stored objects; emits :class:`Progress` after each
+    page and, at the end, ``Emit([n])`` with how many objects were reindexed in all.
+    Resumes a run that stopped (its state is in Redis) unless ``restart``."""
+    spec = spec_of(model)
+    if spec.indexes is None:
+        yield Emit([0])
+        return
+    key = state_key(spec)
+    state = None
+    if not restart:
+        replies = yield from _ask(Batch([("GET", key)], keys=(key,)))
+        state = _State.load(replies[0]) if replies[0] is not None else None
+    state = state or _State()
+    fixer = _Repair(spec, fix=True)
+
+    def save_state() -> Step:
+        yield Batch([("SET", key, state.dump(), "PX", STATE_TTL_MS)], write=True,
+                    idempotent=True, keys=(key,))
+
+    passes = (fixer.convert, fixer.objects, fixer.records, fixer.entries)
+    while state.phase < len(passes):
+        name = PHASES[state.phase]
+        done = [0]
+
+        def on_page(page: list[Any], name: str = name, done: list[int] = done) -> Step:
+            for cursor_name, cursor, n in page:
+                state.cursors[cursor_name] = cursor
+                done[0] += n
+                if name == "objects":
+                    state.objects += n
+            yield from save_state()
+            yield Emit([Progress(name, state.objects if name == "objects" else done[0])])
+
+        yield from _drive(passes[state.phase](count, targets, state.cursors), on_page)
+        state.phase += 1
+        state.cursors = {}
+        yield from save_state()
+    yield Batch([("DEL", key)], write=True, idempotent=True, keys=(key,))
+    yield Emit([state.objects])
+
+
+def verify_plan(model: type, count: int, targets: Sequence[Any]) -> IterPlan:
+    """Every disagreement between the stored objects and their index, in words; emits
+    lists of messages (one per page with any)."""
+    spec = spec_of(model)
+    if spec.indexes is None:
+        return
+    checker = _Repair(spec, fix=False)
+
+    def on_page(page: list[Any]) -> Step:
+        if checker.problems:
+            yield Emit(list(checker.problems))
+            checker.problems.clear()
+
+    for phase in (checker.convert, checker.objects, checker.records, checker.entries):
+        yield from _drive(phase(count, targets, {}), on_page)
+
+
+def _ask(batch: Batch) -> Plan[list[Any]]:
+    """One batch as a sub-plan (its replies typed as a plan's)."""
+    replies = yield batch
+    return replies
+
+
+def _drive(steps: Step, on_page: Callable[[list[Any]], Step]) -> Step:
+    """Run a pass (a generator of batches and of Emits of (cursor name, cursor, count)):
+    its batches go up to the store; each Emit runs ``on_page`` (which may send and emit
+    too) before the pass goes on."""
+    try:
+        step = next(steps)
+        while True:
+            if isinstance(step, Emit):
+                yield from on_page(list(step.items))
+                step = steps.send(None)
+            else:
+                step = steps.send((yield step))
+    except StopIteration:
+        return
+
+
+class _Repair:
+    """The three passes, checking (``fix=False``: problems collected in words) or
+    fixing (``fix=True``)."""
+
+    def __init__(self, spec: ModelSpec, fix: bool) -> None:
+        self.spec = spec
+        self.fix = fix
+        self.indexes = _indexes(spec)
+        self.layout = _layout(spec)
+        self.problems: list[str] = []
+        self.d = spec.delimiter
+        self.old_all: set[str] = set()  # roots whose all-ids index is still a SET
+        self.gone: set[str] = set()  # keys reported gone already
+        self.bad: set[str] = set()  # keys of the wrong type (reported once, then skipped)
+        # (root, id) -> an object's own entries, where its record disagrees (verify pass 3
+        # then judges entries by the object, not by the record)
+        self.truth: dict[tuple[str, str], set[str]] = {}
+
+    def wrong_type(self, key: str, actual: str, want: str) -> None:
+        """A key of the wrong type: verify reports it (once) and skips it; reindex stops,
+        as no write could touch it."""
+        if key in self.bad:
+            return
+        self.bad.add(key)
+        cls = self.spec.cls.__name__
+        text = (f"{key} is a {actual}, not a {want} (overwritten outside redmodel): delete "
+                f"it and run store.reindex({cls})")
+        if self.fix:
+            raise ServerError(f"WRONGTYPE {text}", keys=(key,), command=f"reindex {cls}")
+        self.problems.append(text)
+
+    def types(self, wanted: dict[str, str]) -> Plan[None]:
+        """Check the types of these keys (key -> the type it must have)."""
+        keys = sorted(k for k in wanted if k not in self.bad)
+        if not keys:
+            return
+        replies = yield Batch([("TYPE", k) for k in keys])
+        for k, t in zip(keys, replies, strict=True):
+            actual = _text(t)
+            ok = wanted[k] in (actual, "set|zset" if actual in ("set", "zset") else "")
+            if actual != "none" and not ok:
+                self.wrong_type(k, actual, wanted[k])
+
+    def report(self, text: str) -> None:
+        if self.fix:
+            log.warning("reindex %s: %s", self.spec.name, text)
+        else:
+            self.problems.append(text)
+
+    # ---- pass 0: the format of older versions ---------------------------------------------
+
+    def convert(self, count: int, targets: Sequence[Any], cursors: dict[str, str]) -> Step:
+        for tag in self.spec.tags():
+            root = self.spec.index_root(tag)
+            yield from self.types({root + "rec": "hash", root + "exp": "zset",
+                                   root + "all": "set|zset"})
+            if not self.fix:
+                replies = yield from _ask(Batch([("TYPE", root + "all")], keys=(root + "all",)))
+                if _text(replies[0]) == "set":
+                    self.old_all.add(root)
+                    self.report(f"{root}all is a set, the format of an older redmodel: run "
+                                f"store.reindex({self.spec.cls.__name__}) to convert it")
+                yield Emit([(str(tag), "", 0)])
+                continue
+            left = 1
+            while left:
+                replies = yield from _ask(Batch(
+                    [CONVERT.call([root + "all", root + "all" + self.d + "old"], [count])],
+                    write=True, idempotent=True, keys=(root + "all",)))
+                check(self.spec, root + "all", replies[0], "reindex (convert)")
+                left = int(replies[0])
+            yield Emit([(str(tag), "", 0)])
+
+    # ---- pass 1: every object against its entries -------------------------------------------
+
+    def objects(self, count: int, targets: Sequence[Any], cursors: dict[str, str]) -> Step:
+        from redmodel._ops import scan_page  # noqa: PLC0415
+
+        for target in targets:
+            name = _target_name(target)
+            cursor = int(cursors.get(name, "0"))
+            if cursors.get(name) == "done":
+                continue
+            while True:
+                cursor, keys = yield from scan_page(self.spec, cursor, count, target)
+                n = (yield from self.object_page(keys)) if keys else 0
+                yield Emit([(name, str(cursor) if cursor else "done", n)])
+                if cursor == 0:
+                    break
+
+    def object_page(self, keys: Sequence[str]) -> Plan[int]:
+        heads = [self.layout.index_keys(k) for k in keys]
+        cmds: list[Any] = [self.layout.read(k) for k in keys]
+        cmds += [("HGET", ks[1], head[0]) if ks[1] not in self.bad else ("EXISTS", ks[1])
+                 for ks, head in heads]
+        replies = yield Batch(cmds, keys=list(keys))
+        found: list[tuple[str, Any, list[str], list[str], list[str]]] = []
+        for i, key in enumerate(keys):
+            raw, record = replies[i], replies[len(keys) + i]
+            eid = heads[i][1][0]
+            try:
+                obj = self.layout.decode(key, unescape(eid), raw)
+            except DecodeError as e:
+                self.report(f"{key}: cannot be read, so it cannot be indexed ({e})")
+                continue
+            if obj is None:
+                continue  # deleted since the SCAN
+            problems: list[tuple[str, str]] = []
+            entries = self.indexes.entries({n: getattr(obj, n) for n in self.indexes.fields},
+                                           problems=problems)
+            for field, why in problems:
+                self.report(f"{key}: {field} cannot be indexed ({why})")
+            if not isinstance(record, (bytes, str)):
+                record = None  # the record hash is of the wrong type (reported)
+            found.append((key, obj, entries, record_lines(record), heads[i][0]))
+        if self.fix:
+            yield from self.rebuild(found)
+        else:
+            yield from self.check_objects(found)
+        return len(found)
+
+    def rebuild(self, found: Sequence[tuple[str, Any, list[str], list[str], list[str]]]
+                ) -> Plan[None]:
+        spec = self.spec
+        writes: list[Write] = []
+        for key, _, entries, record, _ in found:
+            w = self.layout.write(key, "reindex", "", "*", entries)
+            w.declare_lines(record)
+            writes.append(w)
+        claims: list[Any] = [None] * len(found)
+        if spec.claims:
+            from redmodel._ops import _caught  # noqa: PLC0415
+
+            got = yield from gather([_caught(claim(spec, key, {n: getattr(obj, n) for n in
+                                                             self.indexes.fields}))
+                                     for key, obj, _, _, _ in found])
+            for i, (c, (key, _, _, _, _)) in enumerate(zip(got, found, strict=True)):
+                if isinstance(c, Exception):
+                    self.report(f"{key}: {c}")
+                else:
+                    claims[i] = c
+        replies = yield from run_writes(writes, idempotent=True, hints=None,
+                                        what=f"reindex {spec.name}")
+        after = []
+        for (key, _, _, _, _), w, reply, c in zip(found, writes, replies, claims, strict=True):
+            error = refusal(spec, key, reply, f"reindex {spec.name}")
+            if error is not None:
+                raise error
+            if status(reply) == "REINDEX":
+                n = int(reply[1])
+                for line in reply[2 : 2 + n]:
+                    _, name, value = _text(line).split(SEP, 2)
+                    self.report(f"{key}: {name}={unescape(value)!r} is held by another "
+                                "object too; that object keeps it")
+                gone = released_lines(spec, reply[2 + n:])
+                if c is not None or gone:
+                    after.append(self._after(key, w, c, gone))
+            elif c is not None:
+                after.append(settle(spec, key, reply, c))
+        if after:
+            yield from gather(after)
+
+    def _after(self, key: str, w: Write, c: Any, gone: list[tuple[str, str]]) -> Plan[None]:
+        if c is not None:
+            yield from settle(self.spec, key, 1, c)
+        yield from release(gone, w.eid)
+
+    def _membership(self, found: Sequence[tuple[str, Any, list[str], list[str], list[str]]]
+                    ) -> list[tuple[int, str, str, tuple[Any, ...], str]]:
+        """(object index, entry line or "all", id, the command reading it, the type its
+        key must have) for every entry of these objects."""
+        spec, d = self.spec, self.d
+        planned: list[tuple[int, str, str, tuple[Any, ...], str]] = []
+        for i, (key, _, entries, _, ks) in enumerate(found):
+            eid = self.layout.index_keys(key)[1][0]
+            root = ks[1][: -len("rec")]
+            old = root in self.old_all
+            planned.append((i, "all?" if old else "all", eid,
+                            ("SISMEMBER" if old else "ZSCORE", root + "all", eid), "set|zset"))
+            for line in entries:
+                kind, name, value = line.split(SEP, 2)
+                if kind == "e":
+                    cmd: tuple[Any, ...] = ("SISMEMBER", f"{root}eq{d}{name}{d}{value}", eid)
+                    tp = "set"
+                elif kind == "r":
+                    cmd, tp = ("ZSCORE", f"{root}rng{d}{name}", eid), "zset"
+                else:
+                    cmd, tp = ("HGET", spec.claim_key(name, value), value), "hash"
+                planned.append((i, line, eid, cmd, tp))
+        return planned
+
+    def check_objects(self, found: Sequence[tuple[str, Any, list[str], list[str], list[str]]]
+                      ) -> Plan[None]:
+        spec = self.spec
+        planned = self._membership(found)
+        yield from self.types({p[3][1]: p[4] for p in planned})
+        skipped = {i for i, _, _, cmd, _ in planned if cmd[1] in self.bad}
+        cmds = [p[3] for p in planned if p[3][1] not in self.bad]
+        what = [p[:3] for p in planned if p[3][1] not in self.bad]
+        if not cmds:
+            return
+        replies = yield Batch(cmds)
+        per: list[list[str]] = [[] for _ in found]
+        present = [0] * len(found)
+        for (i, line, eid), reply in zip(what, replies, strict=True):
+            key = found[i][0]
+            if line in ("all", "all?"):
+                if reply is None or (line == "all?" and not reply):
+                    per[i].append(f"{key}: missing from the all-ids index (unfiltered "
+                                  "queries and counts miss it)")
+                else:
+                    present[i] += 1
+                continue
+            kind, name, value = line.split(SEP, 2)
+            shown = unescape(value)
+            if kind == "e" and not reply:
+                per[i].append(f"{key}: missing from the equality index {name}={shown!r}")
+            elif kind == "r" and reply is None:
+                per[i].append(f"{key}: missing from the range index {name} (it should be "
+                              f"{value})")
+            elif kind == "r" and float(reply) != float(value):
+                per[i].append(f"{key}: the range index {name} holds {_text(reply)}, but "
+                              f"the object has {value}")
+            elif kind == "u" and (_text(reply).split(SEP)[0] if reply is not None
+                                  else None) != eid:
+                owner = _text(reply).split(SEP)[0] if reply is not None else None
+                held = "nothing" if owner is None else f"id {unescape(owner)!r}"
+                per[i].append(f"{key}: the unique index {name}={shown!r} points at {held}")
+            else:
+                present[i] += 1
+        cls = spec.cls.__name__
+        for i, (key, _, entries, record, _) in enumerate(found):
+            if not record and not present[i] and i not in skipped:
+                self.report(f"{key}: not indexed at all (no index record, none of its "
+                            f"{len(entries)} entries, not in the all-ids index): run "
+                            f"store.reindex({cls})")
+                continue
+            if set(entries) != set(record):
+                ks = self.layout.index_keys(key)
+                self.truth[(ks[1][1], ks[1][0])] = set(entries)
+                self.report(f"{key}: its record of index entries does not match its values "
+                            "(the next write would leave wrong entries behind)")
+            for text in per[i]:
+                self.report(text)
+
+    # ---- pass 2: ids the index knows whose object is gone -----------------------------------
+
+    def records(self, count: int, targets: Sequence[Any], cursors: dict[str, str]) -> Step:
+        spec = self.spec
+        for tag in spec.tags():
+            root = spec.index_root(tag)
+            for source in ("rec", "all", "exp"):
+                name = f"{tag}:{source}"
+                if cursors.get(name) == "done" or root + source in self.bad:
+                    continue
+                cursor = cursors.get(name, "0")
+                while True:
+                    cursor, ids = yield from self._ids_page(root, source, cursor, count)
+                    n = (yield from self.gone_page(tag, ids)) if ids else 0
+                    yield Emit([(name, cursor if cursor != "0" else "done", n)])
+                    if cursor == "0":
+                        break
+
+    def _ids_page(self, root: str, source: str, cursor: str, count: int
+                  ) -> Plan[tuple[str, list[str]]]:
+        if source == "all" and root in self.old_all:
+            replies = yield Batch([("SSCAN", root + source, cursor, "COUNT", count)],
+                                  keys=(root + source,))
+            next_cursor, items = replies[0]
+            return _text(next_cursor), [_text(m) for m in items]
+        cmd = ("HSCAN" if source == "rec" else "ZSCAN", root + source, cursor, "COUNT", count)
+        replies = yield Batch([cmd], keys=(root + source,))
+        next_cursor, items = replies[0]
+        return _text(next_cursor), [_text(m) for m, _ in _pairs(items)]
+
+    def gone_page(self, tag: str | None, ids: Sequence[str]) -> Plan[int]:
+        spec = self.spec
+        prefix, root = spec.object_prefix(tag), spec.index_root(tag)
+        rec = root + "rec"
+        replies = yield Batch([("EXISTS", prefix + e) for e in ids] +
+                              [("HGET", rec, e) if rec not in self.bad else ("EXISTS", rec)
+                               for e in ids])
+        gone = [(e, record_lines(r)) for e, alive, r in
+                zip(ids, replies[: len(ids)], replies[len(ids):], strict=True) if not alive]
+        if not gone:
+            return 0
+        if not self.fix:
+            for e, _ in gone:
+                if prefix + e not in self.gone:
+                    self.gone.add(prefix + e)
+                    self.report(f"{prefix}{e}: indexed, but the object does not exist "
+                                "(deleted outside redmodel, restored from an older "
+                                "snapshot, or expired and not swept yet)")
+            return len(gone)
+        writes = []
+        for e, record in gone:
+            w = self.layout.write(prefix + e, "forget")
+            w.declare_lines(record)
+            writes.append(w)
+        replies = yield from run_writes(writes, idempotent=True, hints=None,
+                                        what=f"reindex {spec.name}")
+        releases = []
+        for w, reply in zip(writes, replies, strict=True):
+            check(spec, w.key, reply, f"reindex {spec.name}")
+            if status(reply) == "RELEASE":
+                releases.append(release(released_lines(spec, reply[2:]), w.eid))
+        if releases:
+            yield from gather(releases)
+        return len(gone)
+
+    # ---- pass 3: entries no record holds ----------------------------------------------------
+
+    def entries(self, count: int, targets: Sequence[Any], cursors: dict[str, str]) -> Step:
+        spec, d = self.spec, self.d
+        tagged = "{*}" + glob_escape(d) if spec.buckets is not None else ""
+        pattern = f"{glob_escape(spec.prefix)}{glob_escape(d)}{tagged}%idx{glob_escape(d)}*"
+        for target in targets:
+            name = _target_name(target)
+            if cursors.get(name) == "done":
+                continue
+            cursor = int(cursors.get(name, "0"))
+            while True:
+                replies = yield from _ask(Batch(
+                    [("SCAN", cursor, "MATCH", pattern, "COUNT", count)], target=target))
+                next_cursor, raw = replies[0]
+                if isinstance(next_cursor, dict):
+                    next_cursor = next(iter(next_cursor.values()))
+                cursor = int(next_cursor)
+                n = 0
+                for key in sorted(_text(k) for k in raw):
+                    n += yield from self.index_key(key, count)
+                yield Emit([(name, str(cursor) if cursor else "done", n)])
+                if cursor == 0:
+                    break
+
+    def _parse(self, key: str) -> tuple[str, str, str, str] | None:
+        """(root, kind, field or constraint, value text) of an index key; None for the
+        record, all-ids, expiry and state keys."""
+        d = self.d
+        marker = "%idx" + d
+        at = key.find(marker)
+        if at < 0:
+            return None
+        root, rest = key[: at + len(marker)], key[at + len(marker):]
+        if rest.startswith("eq" + d):
+            body = rest[2 + len(d):]
+            for name, f in self.indexes.fields.items():
+                if f.eq and body.startswith(name + d) and d not in body[len(name) + len(d):]:
+                    return root, "eq", name, body[len(name) + len(d):]
+            return root, "eq?", body, ""
+        if rest.startswith("rng" + d):
+            return root, "rng", rest[3 + len(d):], ""
+        if rest.startswith("uq" + d):
+            return root, "uq", rest[2 + len(d):], ""
+        return None
+
+    def index_key(self, key: str, count: int) -> Plan[int]:
+        parsed = self._parse(key)
+        if parsed is None or parsed[0] + "rec" in self.bad:
+            return 0
+        root, kind, name, value = parsed
+        want = {"eq": "set", "eq?": "set", "rng": "zset", "uq": "hash"}[kind]
+        replies = yield Batch([("TYPE", key)], keys=(key,))
+        actual = _text(replies[0])
+        if actual == "none":
+            return 0
+        if actual != want:
+            self.wrong_type(key, actual, want)
+            return 0
+        known = (kind == "rng" and name in self.indexes.fields and self.indexes.fields[name].range
+                 ) or (kind == "uq" and any(u.name == name for u in self.indexes.uniques)
+                       ) or kind == "eq"
+        if not known:
+            self.report(f"{key}: the index of a field {self.spec.name} does not declare "
+                        "(dropped from the model?): delete it if no other version uses it")
+            return 0
+        if kind == "uq" and self.spec.claims:
+            return (yield from self.claims_key(key, name, count))
+        fixed = 0
+        cursor = "0"
+        while True:
+            cmd = {"eq": "SSCAN", "rng": "ZSCAN", "uq": "HSCAN"}[kind]
+            replies = yield Batch([(cmd, key, cursor, "COUNT", count)], keys=(key,))
+            next_cursor, items = replies[0]
+            cursor = _text(next_cursor)
+            fixed += yield from self.members(root, kind, name, value, key, items)
+            if cursor == "0":
+                return fixed
+
+    def members(self, root: str, kind: str, name: str, value: str, key: str,
+                items: Any) -> Plan[int]:
+        if kind == "eq":
+            pairs = [(_text(m), None) for m in items]
+        else:
+            pairs = [(_text(m), v) for m, v in _pairs(items)]
+        if not pairs:
+            return 0
+        if kind == "uq":  # value -> owner
+            owners = [_text(v) for _, v in pairs]
+            ids = owners
+        else:
+            ids = [m for m, _ in pairs]
+        replies = yield Batch([("HGET", root + "rec", i) for i in ids])
+        records = {i: self.truth[(root, i)] if (root, i) in self.truth else
+                   set(record_lines(r)) for i, r in zip(ids, replies, strict=True)}
+        bad: list[tuple[str, Any]] = []
+        for (member, extra), owner in zip(pairs, ids, strict=True):
+            if kind == "eq":
+                ok = f"e{SEP}{name}{SEP}{value}" in records[owner]
+            elif kind == "rng":
+                mine = [line for line in records[owner] if line.startswith(f"r{SEP}{name}{SEP}")]
+                ok = any(float(line.split(SEP, 2)[2]) == float(_text(extra)) for line in mine)
+            else:
+                ok = f"u{SEP}{name}{SEP}{member}" in records[owner]
+            if not ok:
+                bad.append((member, extra))
+        if not bad:
+            return 0
+        prefix = root[: -len("%idx" + self.d)]
+        if not self.fix:
+            owners = [m if kind != "uq" else _text(v) for m, v in bad]
+            alive = yield Batch([("EXISTS", prefix + o) for o in owners])
+            for (member, extra), owner, live in zip(bad, owners, alive, strict=True):
+                obj = f"{prefix}{owner}"
+                if kind == "eq":
+                    why = f"whose {name} is not {unescape(value)!r}" if live else \
+                        "which does not exist"
+                    self.report(f"the equality index {name}={unescape(value)!r} lists {obj}, "
+                                f"{why}")
+                elif kind == "rng":
+                    why = f"whose {name} is not {_text(extra)}" if live else \
+                        "which does not exist"
+                    self.report(f"the range index {name} lists {obj} at {_text(extra)}, "
+                                f"{why}")
+                else:
+                    why = "which does not hold that value" if live else "which does not exist"
+                    self.report(f"the unique index {name}={unescape(member)!r} points at "
+                                f"{obj}, {why}")
+            return len(bad)
+        if kind == "eq":
+            args = ["eq", name, value, *[m for m, _ in bad]]
+        elif kind == "rng":
+            args = ["rng", name, *[m for m, _ in bad]]
+        else:
+            args = ["uq", name, *[x for m, v in bad for x in (m, _text(v))]]
+        replies = yield Batch([FIX.call([key, root + "rec"], args)], write=True,
+                              idempotent=True, keys=(key,))
+        check(self.spec, key, replies[0], f"reindex {self.spec.name}")
+        return int(replies[0][1])
+
+    def claims_key(self, key: str, name: str, count: int) -> Plan[int]:
+        """Claims (bucketed models): a claim confirmed, or older than the grace period,
+        whose owner no longer holds the value (or is gone) is dropped by reindex (compared
+        whole, so a claim refreshed meanwhile stays)."""
+        if not self.fix:
+            return 0
+        fixed, cursor = 0, "0"
+        now = time.time() * 1000
+        while True:
+            replies = yield Batch([("HSCAN", key, cursor, "COUNT", count)], keys=(key,))
+            next_cursor, items = replies[0]
+            cursor = _text(next_cursor)
+            pairs = _pairs(items)
+            old = []
+            for value, raw in pairs:
+                owner, _, at = _text(raw).rpartition(SEP)
+                if at == "C" or (at.isdigit() and now - int(at) >= CLAIM_GRACE_MS):
+                    old.append((_text(value), _text(raw), owner))
+            gone = yield from owners_gone(self.spec, [(o, name, v) for v, _, o in old])
+            stale = [(v, raw, o) for (v, raw, o), g in zip(old, gone, strict=True) if g]
+            # verify does not report these: such a claim blocks nobody (the next claimer
+            # takes it over); reindex tidies them away
+            if stale and self.fix:
+                replies = yield Batch([DROP_CLAIM.call([key], [v, raw]) for v, raw, _ in stale],
+                                      write=True, idempotent=True, keys=(key,))
+                for reply in replies:
+                    if status(reply) == "WRONGTYPE":
+                        raise ServerError(f"WRONGTYPE {key}", keys=(key,))
+            fixed += len(stale)
+            if cursor == "0":
+                return fixed
+
+
+def _pairs(items: Any) -> list[tuple[Any, Any]]:
+    """(member, score or value) of an HSCAN / ZSCAN page, whatever shape redis-py gives it
+    (a dict, a list of pairs, or a flat list)."""
+    if isinstance(items, dict):
+        return list(items.items())
+    if items and isinstance(items[0], (tuple, list)):
+        return [(m, v) for m, v in items]
+    return list(zip(items[::2], items[1::2], strict=True))
+
+
+class ProgressLine:
+    """Shows a reindex's progress on stderr (a counter per pass, rewritten in place) and
+    keeps its result; used by both stores."""
+
+    def __init__(self, model: type, show: bool | None) -> None:
+        self.name = model.__name__
+        self.show = sys.stderr.isatty() if show is None else show
+        self.result = 0
+        self.shown = False
+
+    def feed(self, item: Any) -> None:
+        if isinstance(item, Progress):
+            if self.show:
+                print(f"\rreindex {self.name}: {item.phase} {item.done}\x1b[K", end="",
+                      file=sys.stderr)
+                self.shown = True
+        else:
+            self.result = int(item)
+
+    def finish(self) -> int:
+        if self.shown:
+            print(file=sys.stderr)
+        return self.result

@@ -1,0 +1,223 @@
+"""``redmodel import``: JSON lines back into Redis, every line checked before any write."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import click
+from rich.console import Console
+
+from redmodel._schema import spec_of
+from redmodel._store import Store
+from redmodel._tx import Transaction
+from redmodel.cli._common import OK, PROBLEMS, CliError, Env, common_options, model_label
+from redmodel.cli._lines import BadLineError, Models, SealedItem, TypedItem
+
+__all__ = ["command"]
+
+SHOWN = 20  # bad lines listed (all are counted)
+
+
+@contextmanager
+def _spooled(path: str) -> Iterator[IO[bytes]]:
+    """The input as a seekable binary file: a path as is, stdin copied to a temporary file
+    (so it too is checked whole before the first write)."""
+    if path != "-":
+        with open(path, "rb") as f:
+            yield f
+        return
+    with tempfile.TemporaryFile() as spool:
+        shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+        spool.seek(0)
+        yield spool
+
+
+def _lines(raw: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """(line number, line) of the input, gzip or not; blank lines are skipped."""
+    raw.seek(0)
+    gzipped = raw.read(2) == b"\x1f\x8b"
+    raw.seek(0)
+    stream: Any = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+    for number, line in enumerate(stream, 1):
+        if line.strip():
+            try:
+                yield number, line.decode("utf-8")
+            except UnicodeDecodeError:
+                yield number, ""  # reported as "not JSON" with its number
+
+
+class _Writer:
+    """Items written in chunks: plain objects with save_many (the packed fast path),
+    objects with a TTL or with values kept encrypted in one MULTI/EXEC per chunk (one per
+    object on a cluster, where a chunk spans slots)."""
+
+    def __init__(self, store: Store, chunk: int) -> None:
+        self.store = store
+        self.chunk = chunk
+        self.plain: list[Any] = []
+        self.other: list[TypedItem | SealedItem] = []
+        self.written: dict[str, int] = {}
+
+    def add(self, item: TypedItem | SealedItem, label: str) -> None:
+        self.written[label] = self.written.get(label, 0) + 1
+        if isinstance(item, TypedItem) and item.pttl is None:
+            self.plain.append(item.obj)
+        else:
+            self.other.append(item)
+        if len(self.plain) + len(self.other) >= self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.plain:
+            self.store.save_many(self.plain, ttl=None)
+            self.plain = []
+        items, self.other = self.other, []
+        rest: list[TypedItem | SealedItem] = []
+        for item in items:
+            if isinstance(item, TypedItem) and spec_of(item.cls).claims:
+                # unique values claimed in other slots than the object: the store's own path
+                self.store.save(item.obj, ttl=_seconds(item.pttl))
+            else:
+                rest.append(item)
+        if self.store.cluster:
+            for item in rest:
+                self.store.transact(_write, [item])
+        elif rest:
+            self.store.transact(_write, rest)
+
+
+def _seconds(pttl: int | None) -> float | None:
+    return None if pttl is None else pttl / 1000
+
+
+def _write(tx: Transaction, items: list[TypedItem | SealedItem]) -> None:
+    for item in items:
+        if isinstance(item, TypedItem):
+            tx.save(item.obj, ttl=_seconds(item.pttl))
+        elif item.value is not None:  # a blob, as stored
+            ttl = () if item.pttl is None else ("PX", item.pttl)
+            tx.command("SET", item.key, item.value, *ttl)
+        else:  # a hash whose encrypted values stay as stored: replace it whole
+            tx.command("DEL", item.key)
+            tx.command("HSET", item.key, *item.pairs)
+            if item.index_values:  # the index entries, through the store's own update
+                tx.update(item.cls, item.id, **item.index_values)
+            if item.pttl is not None:
+                tx.expire(item.cls, item.id, item.pttl / 1000)
+
+
+@click.command("import")
+@common_options
+@click.option("--input", "-i", "source", default="-", metavar="PATH", show_default=True,
+              help="An export (plain or gzip), or - for stdin.")
+@click.option("--decrypt", is_flag=True, default=False,
+              help="Decrypt values exported as ciphertext (needs their keys) and save them "
+                   "re-encrypted under the newest key. Without it they are written as "
+                   "exported.")
+@click.option("--dry-run", is_flag=True, default=False,
+              help="Check every line and write nothing.")
+@click.option("--chunk", type=click.IntRange(1, 100_000), default=500, show_default=True,
+              help="Objects per write round trip.")
+def command(env: Env, source: str, decrypt: bool, dry_run: bool, chunk: int) -> int:
+    """Read an export back: every line is checked first (JSON, format version, model,
+    field types, encrypted values' codec) and nothing is written if one is bad, with the
+    line numbers of the bad ones. Then objects are saved through the store (indexes and
+    unique values kept in step), with the TTL they had left; an object that exists is
+    replaced. Memory stays bounded; stdin is spooled to a temporary file.
+
+    Exits 1 when a line is bad."""
+    models = Models(env.models(), decrypt)
+    with _spooled(source) as raw:
+        size = os.fstat(raw.fileno()).st_size
+        checked_as = _identity(raw)
+        errors, checked, ignored = _check(env, models, raw, size)
+        written: dict[str, int] = {}
+        seconds = 0.0
+        if not errors and not dry_run:
+            if _identity(raw) != checked_as:
+                raise CliError(f"{source} changed while it was checked: nothing was "
+                               "imported", PROBLEMS)
+            store = env.store()
+            started = time.perf_counter()
+            written = _import(env, store, models, raw, size, chunk)
+            seconds = time.perf_counter() - started
+    summary = {"ok": not errors, "input": source, "lines": checked, "bad_lines": len(errors),
+               "errors": [{"line": n, "error": e} for n, e in errors[:SHOWN]],
+               "dry_run": dry_run, "imported": sum(written.values()), "models": written,
+               "ignored_fields": ignored, "seconds": round(seconds, 3)}
+
+    def human(out: Console) -> None:
+        for number, error in errors[:SHOWN]:
+            out.print(f"line {number}: {error}", markup=False)
+        if len(errors) > SHOWN:
+            out.print(f"... and {len(errors) - SHOWN} more bad lines", markup=False)
+        if errors:
+            out.print(f"{len(errors)} of {checked:,} lines are bad: nothing was imported",
+                      markup=False)
+            return
+        for name, count in sorted(ignored.items()):
+            out.print(f"ignored field {name} (not in the model) in {count:,} lines",
+                      markup=False)
+        if dry_run:
+            out.print(f"all {checked:,} lines are good (dry run: nothing written)",
+                      markup=False)
+            return
+        for label, count in written.items():
+            out.print(f"{label}: {count:,} objects", markup=False)
+        out.print(f"imported {sum(written.values()):,} objects in {seconds:.1f} s",
+                  markup=False)
+
+    env.emit(summary, human)
+    return PROBLEMS if errors else OK
+
+
+def _identity(raw: IO[bytes]) -> tuple[int, int, int]:
+    """What tells that the input file changed: size, modification time, inode."""
+    st = os.fstat(raw.fileno())
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _check(env: Env, models: Models, raw: IO[bytes], size: int
+           ) -> tuple[list[tuple[int, str]], int, dict[str, int]]:
+    """Every line parsed and validated; (bad lines, lines read, ignored fields)."""
+    errors: list[tuple[int, str]] = []
+    ignored: dict[str, int] = {}
+    checked = 0
+    with env.progress_bar(total=size) as bar:
+        task = bar.add_task("check", total=size)
+        for number, line in _lines(raw):
+            checked += 1
+            try:
+                models.parse(line, ignored)
+            except BadLineError as e:
+                errors.append((number, str(e)))
+            if checked % 1000 == 0:
+                bar.update(task, completed=raw.tell())
+        bar.update(task, completed=size)
+    return errors, checked, ignored
+
+
+def _import(env: Env, store: Store, models: Models, raw: IO[bytes], size: int, chunk: int
+            ) -> dict[str, int]:
+    writer = _Writer(store, chunk)
+    with env.progress_bar(total=size) as bar:
+        task = bar.add_task("import", total=size)
+        scratch: dict[str, int] = {}
+        for number, line in _lines(raw):
+            # checked in the first pass (and the file has not changed since): the store's
+            # save validates each object again before it writes
+            item = models.parse(line, scratch, validate=False)
+            writer.add(item, model_label(item.cls))
+            if number % 1000 == 0:
+                bar.update(task, completed=raw.tell())
+        writer.flush()
+        bar.update(task, completed=size)
+    return writer.written

@@ -1,0 +1,9 @@
+--! include consume_lib
+-- A consumer stops: acknowledge its last item (ARGV[2] == '1': ARGV[3]), return whatever
+-- else it holds to the head of the queue, and unregister. Returns how many it returned.
+if ARGV[2] == '1' then
+  if redis.call('LREM', KEYS[4], 1, ARGV[3]) > 0 then acknowledged(ARGV[3]) end
+end
+local n = return_all(KEYS[4])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return n

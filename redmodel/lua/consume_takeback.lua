@@ -1,0 +1,13 @@
+--! include clock
+--! include consume_lib
+-- A consumer (re)starting, or unsure what a lost reply did: heartbeat and take back the
+-- items of its own in-flight list (at most ARGV[3]), each with its delivery count.
+-- Returns {{member, count, member, count, ...}, in-flight length, {stale consumers}}.
+local name, now = ARGV[1], time_ms()
+heartbeat(name, tonumber(ARGV[2]), now)
+local out = {}
+for _, member in ipairs(redis.call('LRANGE', KEYS[4], 0, tonumber(ARGV[3]) - 1)) do
+  out[#out + 1] = member
+  out[#out + 1] = taken_back(member)
+end
+return {out, redis.call('LLEN', KEYS[4]), stale(name, now, 10)}

@@ -1,0 +1,169 @@
+-- Exact counters for incr / incr_fields. Lua numbers are doubles, exact only up to 2**53,
+-- so an int is kept as two limbs: value = hi * 1e9 + lo, |lo| < 1e9, hi and lo never of
+-- opposite signs. Every check (the stored text is a number, no 64-bit overflow, the exact
+-- window of a range index, floor and ceiling) runs before the first write.
+local BASE = 1000000000
+local function int_norm(hi, lo)
+  if lo >= BASE then hi = hi + 1; lo = lo - BASE
+  elseif lo <= -BASE then hi = hi - 1; lo = lo + BASE end
+  if hi > 0 and lo < 0 then hi = hi - 1; lo = lo + BASE
+  elseif hi < 0 and lo > 0 then hi = hi + 1; lo = lo - BASE end
+  return {hi, lo}
+end
+local function int_cmp(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] and -1 or 1 end
+  if a[2] ~= b[2] then return a[2] < b[2] and -1 or 1 end
+  return 0
+end
+local INT64_MAX = {9223372036, 854775807}
+local INT64_MIN = {-9223372036, -854775808}
+-- canonical decimal text of a 64-bit int (what Redis' HINCRBY accepts) -> limbs, or nil;
+-- with `wide`, any 19 digits (a bound)
+local function int_parse(s, wide)
+  if s == '0' then return {0, 0} end
+  local neg, digits = string.match(s, '^(%-?)([1-9]%d*)$')
+  if not digits or #digits > 19 then return nil end
+  local hi, lo = 0, tonumber(digits)
+  if #digits > 9 then
+    hi = tonumber(string.sub(digits, 1, -10))
+    lo = tonumber(string.sub(digits, -9))
+  end
+  local v = {hi, lo}
+  if neg == '-' then v = {-hi, -lo} end
+  if not wide and (int_cmp(v, INT64_MIN) < 0 or int_cmp(v, INT64_MAX) > 0) then return nil end
+  return v
+end
+local function int_add(a, b) return int_norm(a[1] + b[1], a[2] + b[2]) end
+local function int_text(a)
+  if a[1] == 0 then return string.format('%d', a[2]) end
+  local sign = (a[1] < 0) and '-' or ''
+  return string.format('%s%d%09d', sign, math.abs(a[1]), math.abs(a[2]))
+end
+local EXACT_MAX = {9007199, 254740992}  -- 2**53: a range index holds ints exactly up to here
+local EXACT_MIN = {-9007199, -254740992}
+local function in_int64(a) return int_cmp(a, INT64_MIN) >= 0 and int_cmp(a, INT64_MAX) <= 0 end
+
+-- a stored float as HINCRBYFLOAT would accept it, as a finite double; or nil
+local function float_parse(s)
+  if not string.find(s, '^[-+]?%d*%.?%d*[eE]?[-+]?%d*$') then return nil end
+  local v = tonumber(s)
+  if v == nil or v ~= v or v == math.huge or v == -math.huge then return nil end
+  if v == 0 and string.find(string.match(s, '^[^eE]*'), '[1-9]') then return nil end
+  return v
+end
+local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
+
+-- changes: list of {field, 'i'|'f', amount text, window (1: range-indexed int)}
+-- bounds: list of {field, 'floor'|'ceiling', bound text}
+-- Returns (nil, reply) to refuse, or (after, stored): after[i] is the new value of
+-- change i (limbs for an int, a double for a float), stored[field] the stored text
+-- (false when the field is absent, which counts as 0).
+local function plan_counters(obj, changes, bounds)
+  local stored, kind_of, value = {}, {}, {}
+  local function current(f, kind)
+    if value[f] == nil then
+      local raw = redis.pcall('HGET', obj, f)  -- a read: failing here writes nothing
+      if type(raw) == 'table' and raw.err then
+        return nil, {'WRONGTYPE', obj, redis.call('TYPE', obj)['ok'], 'hash'}
+      end
+      stored[f] = raw
+      local v
+      if kind == 'i' then v = int_parse(raw or '0') else v = float_parse(raw or '0') end
+      if v == nil then return nil end
+      value[f] = v
+      kind_of[f] = kind
+    end
+    return value[f]
+  end
+  local after = {}
+  for i, c in ipairs(changes) do
+    local f, kind, amount = c[1], c[2], c[3]
+    local v, wrong = current(f, kind)
+    if wrong then return nil, wrong end
+    if v == nil then return nil, {'NOTNUM', f} end
+    if kind == 'i' then
+      local a = int_parse(amount)
+      if a == nil then return nil, {'BADARG', 'amount ' .. amount} end
+      local n = int_add(v, a)
+      if not in_int64(n) then
+        local side = int_cmp(n, INT64_MAX) > 0 and 'ceiling' or 'floor'
+        return nil, {'LIMIT', i, 'int64', side, stored[f] or '0'}
+      end
+      if c[4] == '1' and (int_cmp(n, EXACT_MAX) > 0 or int_cmp(n, EXACT_MIN) < 0) then
+        local side = int_cmp(n, EXACT_MAX) > 0 and 'ceiling' or 'floor'
+        return nil, {'LIMIT', i, 'exact', side, stored[f] or '0'}
+      end
+      after[i] = n
+      value[f] = n
+    else
+      local a = float_parse(amount)
+      if a == nil then return nil, {'BADARG', 'amount ' .. amount} end
+      local n = v + a
+      if not finite(n) then
+        return nil, {'LIMIT', i, 'double', n > 0 and 'ceiling' or 'floor', stored[f] or '0'}
+      end
+      after[i] = n
+      value[f] = n
+    end
+  end
+  for j, b in ipairs(bounds) do
+    local f, side, text, kind = b[1], b[2], b[3], b[4]
+    local v, wrong = current(f, kind)
+    if wrong then return nil, wrong end
+    if v == nil then return nil, {'NOTNUM', f} end
+    local below, above
+    if kind == 'i' then
+      local bound = int_parse(text, true)
+      if bound == nil then return nil, {'BADARG', 'bound ' .. text} end
+      below, above = int_cmp(v, bound) < 0, int_cmp(v, bound) > 0
+    else
+      local bound = float_parse(text)
+      if bound == nil then return nil, {'BADARG', 'bound ' .. text} end
+      below, above = v < bound, v > bound
+    end
+    if (side == 'floor' and below) or (side == 'ceiling' and above) then
+      return nil, {'BOUND', j, stored[f] or '0'}
+    end
+  end
+  return after, stored
+end
+-- Apply checked changes; returns the new value of each as exact text: an int's from the
+-- limbs (HINCRBY's integer reply passes through a Lua double), a float's as Redis' own
+-- text of the result (HINCRBYFLOAT's reply).
+local function apply_counters(obj, changes, after)
+  local out = {}
+  for i, c in ipairs(changes) do
+    if c[2] == 'i' then
+      redis.call('HINCRBY', obj, c[1], c[3])
+      out[i] = int_text(after[i])
+    else
+      out[i] = redis.call('HINCRBYFLOAT', obj, c[1], c[3])
+    end
+  end
+  return out
+end
+-- ARGV from position p: n, n x (field, kind, amount, window), m, m x (field, side, bound,
+-- kind). Returns changes, bounds and the position after them; nil on malformed input.
+local function read_counters(p)
+  local n = tonumber(ARGV[p])
+  if n == nil then return nil end
+  local changes, bounds = {}, {}
+  for i = 1, n do
+    local at = p + 1 + 4 * (i - 1)
+    changes[i] = {ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]}
+  end
+  p = p + 1 + 4 * n
+  local m = tonumber(ARGV[p])
+  if m == nil then return nil end
+  for j = 1, m do
+    local at = p + 1 + 4 * (j - 1)
+    bounds[j] = {ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]}
+  end
+  for _, c in ipairs(changes) do
+    if c[3] == nil or (c[2] ~= 'i' and c[2] ~= 'f') then return nil end
+  end
+  for _, b in ipairs(bounds) do
+    if b[4] == nil or (b[2] ~= 'floor' and b[2] ~= 'ceiling') then return nil end
+  end
+  return changes, bounds, p + 1 + 4 * m
+end

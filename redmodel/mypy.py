@@ -1,0 +1,205 @@
+"""mypy plugin for code that uses redmodel. Enable it in the project's mypy configuration::
+
+    [tool.mypy]
+    plugins = ["redmodel.mypy"]
+
+What it teaches mypy:
+
+* ``redmodel.field(...)`` and ``redmodel.key_field(...)`` are attrs field specifiers, so a
+  model's ``__init__`` has the right required, defaulted and keyword-only parameters.
+  Without the plugin, mypy's attrs support knows only attrs' own ``attrs.field``/``attr.ib``
+  and takes ``x: int = redmodel.field(index=True)`` for a field with a default: ``Hat()``
+  would type-check and then raise ``TypeError``. ``key_field()`` has a default (a generated
+  id); ``key_field(generated=False)`` has none and is keyword-only, as at run time.
+* ``Store.incr`` and ``AsyncStore.incr`` return the type of the field they add to: ``int``
+  for an int field, ``float`` for a float field, when the model and the field name (a
+  string literal, or a dotted path into nested attrs classes) are known; an unknown or
+  non-numeric field is an error. Otherwise the declared ``int | float``.
+
+How: mypy's attrs plugin recognises field specifiers by name, from sets it exports for
+this purpose (mypy's documentation, "Extending mypy"), and reads ``default=``,
+``factory=`` and ``kw_only=`` from each call. ``key_field`` implies them instead, so before
+attrs looks at a ``@redmodel.model`` class, each ``key_field(...)`` call gets the argument
+it implies (``factory`` when generated, ``kw_only=True`` when not) unless it passes one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mypy.errorcodes import ErrorCode
+from mypy.nodes import (
+    ARG_NAMED,
+    GDEF,
+    AssignmentStmt,
+    CallExpr,
+    Expression,
+    NameExpr,
+    RefExpr,
+    StrExpr,
+    TempNode,
+    TypeInfo,
+    Var,
+)
+from mypy.plugin import ClassDefContext, MethodContext, Plugin
+from mypy.plugins.attrs import attr_attrib_makers
+from mypy.semanal_shared import parse_bool
+from mypy.types import (
+    AnyType,
+    CallableType,
+    Instance,
+    LiteralType,
+    NoneType,
+    ProperType,
+    Type,
+    TypeOfAny,
+    TypeType,
+    UnionType,
+    get_proper_type,
+)
+
+__all__ = ["plugin"]
+
+FIELD = "redmodel._schema.field"
+KEY_FIELD = "redmodel._schema.key_field"
+MODEL = "redmodel._schema.model"
+INCR = ("redmodel._store.Store.incr", "redmodel._aio.AsyncStore.incr")
+
+#: The error code of what this plugin reports (``# type: ignore[redmodel]`` silences it).
+REDMODEL = ErrorCode("redmodel", "redmodel model fields used wrongly", "General")
+
+# The documented way to declare attrs field specifiers of one's own.
+attr_attrib_makers.add(FIELD)
+attr_attrib_makers.add(KEY_FIELD)
+
+
+class RedmodelPlugin(Plugin):
+    """See the module docstring."""
+
+    def get_class_decorator_hook(
+        self, fullname: str
+    ) -> Callable[[ClassDefContext], None] | None:
+        return _desugar_key_fields if fullname == MODEL else None
+
+    def get_method_hook(self, fullname: str) -> Callable[[MethodContext], Type] | None:
+        return _incr_type if fullname in INCR else None
+
+
+def plugin(version: str) -> type[Plugin]:
+    """mypy's entry point."""
+    return RedmodelPlugin
+
+
+# -- key_field ---------------------------------------------------------------------------------
+
+
+def _desugar_key_fields(ctx: ClassDefContext) -> None:
+    for stmt in ctx.cls.defs.body:
+        if not isinstance(stmt, AssignmentStmt):
+            continue
+        call = stmt.rvalue
+        if not (isinstance(call, CallExpr) and isinstance(call.callee, RefExpr)
+                and call.callee.fullname == KEY_FIELD):
+            continue
+        given = dict(zip(call.arg_names, call.args, strict=False))
+        generated = True
+        if "generated" in given:
+            value = parse_bool(given["generated"])
+            if value is None:
+                ctx.api.fail('"generated" argument to key_field must be a True or False '
+                             "literal", call, code=REDMODEL)
+                continue
+            generated = value
+        if generated and "default" not in given and "factory" not in given:
+            _add_argument(call, "factory", TempNode(AnyType(TypeOfAny.special_form)))
+        elif not generated and "kw_only" not in given:
+            _add_argument(call, "kw_only", _true(ctx))
+
+
+def _add_argument(call: CallExpr, name: str, value: Expression) -> None:
+    call.args.append(value)
+    call.arg_names.append(name)
+    call.arg_kinds.append(ARG_NAMED)
+
+
+def _true(ctx: ClassDefContext) -> NameExpr:
+    """A ``True`` the checker can read: bound as the semantic analyser binds one."""
+    expr = NameExpr("True")
+    symbol = ctx.api.lookup_fully_qualified("builtins.True")
+    expr.node = symbol.node
+    expr.kind = GDEF
+    expr.fullname = "builtins.True"
+    return expr
+
+
+# -- incr --------------------------------------------------------------------------------------
+
+
+def _incr_type(ctx: MethodContext) -> Type:
+    default = ctx.default_return_type
+    info = _model_info(ctx.arg_types[0][0]) if ctx.arg_types and ctx.arg_types[0] else None
+    path = _literal(ctx.args[2][0], ctx.arg_types[2][0]) if len(ctx.args) > 2 and ctx.args[2] \
+        else None
+    if info is None or path is None:
+        return default
+    numeric = _numeric_field(ctx, info, path)
+    if numeric is None:
+        return default
+    exact = ctx.api.named_generic_type(numeric, [])
+    proper = get_proper_type(default)
+    if isinstance(proper, Instance) and proper.type.fullname == "typing.Coroutine":
+        return proper.copy_modified(args=[*proper.args[:-1], exact])
+    return exact
+
+
+def _model_info(tp: Type) -> TypeInfo | None:
+    proper = get_proper_type(tp)
+    if isinstance(proper, CallableType) and proper.is_type_obj():
+        return proper.type_object()
+    if isinstance(proper, TypeType) and isinstance(proper.item, Instance):
+        return proper.item.type
+    return None
+
+
+def _literal(expr: Expression, tp: Type) -> str | None:
+    if isinstance(expr, StrExpr):
+        return expr.value
+    proper = get_proper_type(tp)
+    if isinstance(proper, Instance) and proper.last_known_value is not None:
+        proper = proper.last_known_value
+    if isinstance(proper, LiteralType) and isinstance(proper.value, str):
+        return proper.value
+    return None
+
+
+def _numeric_field(ctx: MethodContext, info: TypeInfo, path: str) -> str | None:
+    """``builtins.int``/``builtins.float`` for the field at ``path``; reports an error and
+    returns None for a missing or non-numeric one."""
+    owner: TypeInfo | None = info
+    field_type: ProperType | None = None
+    for part in path.split("."):
+        node = owner.get(part) if owner is not None else None
+        if node is None or not isinstance(node.node, Var) or node.node.type is None:
+            ctx.api.fail(f'"{info.name}" has no field "{path}" to increment', ctx.context,
+                         code=REDMODEL)
+            return None
+        field_type = _without_none(get_proper_type(node.node.type))
+        owner = field_type.type if isinstance(field_type, Instance) else None
+    if isinstance(field_type, Instance) and field_type.type.fullname in (
+        "builtins.int", "builtins.float"
+    ):
+        return field_type.type.fullname
+    if isinstance(field_type, AnyType):
+        return None
+    ctx.api.fail(f'incr needs an int or float field; "{info.name}.{path}" is not one',
+                 ctx.context, code=REDMODEL)
+    return None
+
+
+def _without_none(tp: ProperType) -> ProperType:
+    """``int`` for ``int | None``: incr adds to the stored number."""
+    if isinstance(tp, UnionType):
+        rest = [t for t in map(get_proper_type, tp.items) if not isinstance(t, NoneType)]
+        if len(rest) == 1:
+            return rest[0]
+    return tp

@@ -1,0 +1,281 @@
+"""Each feature runs as an ACL user created with exactly its rule (tests/acl.py), on the
+throwaway server: it works with no command or key refused, and every command of the rule
+is needed. docs/deploy.md shows the same rules."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+import redmodel
+from redmodel.testing import RedisServer
+from tests.acl import RULES, setuser_args
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@redmodel.model(prefix="hat")
+@attrs.define
+class Hat:
+    color: str
+    price: float
+    quantity: int = 0
+    npurchased: int = 0
+    note: str | None = None
+    id: str = redmodel.key_field()
+
+
+@redmodel.model(prefix="ihat")
+@attrs.define
+class IHat:
+    color: str = redmodel.field(index=True)
+    price: float = redmodel.field(index="range")
+    sku: str = redmodel.field(unique=True)
+    quantity: int = redmodel.field(default=0, index="range")
+    tags: list[str] = redmodel.field(factory=list, index=True)
+    id: str = redmodel.key_field()
+
+
+@redmodel.model(prefix="bhat", buckets=4)
+@attrs.define
+class BHat:
+    color: str = redmodel.field(index=True)
+    sku: str = redmodel.field(unique=True)
+    id: str = redmodel.key_field()
+
+
+def hash_models(store: redmodel.Store, server: redis.Redis) -> None:
+    hat = Hat("black", 49.99, quantity=3)
+    assert store.save(hat) == f"hat:{hat.id}"
+    assert store.get(Hat, hat.id) == hat
+    server.script_flush()  # as after a restart or a failover: EVAL, then EVALSHA again
+    assert store.save(Hat("white", 1.0), ttl=60)
+    assert store.update(Hat, hat.id, color="white", note=None)
+    assert store.incr(Hat, hat.id, "quantity", 2) == 5
+    assert store.incr(Hat, hat.id, "price", 0.5) == 50.49
+    assert store.incr_fields(Hat, hat.id, {"quantity": -1, "npurchased": 1},
+                             floor={"quantity": 0}) == {"quantity": 4, "npurchased": 1}
+    assert store.save_many([Hat("green", 2.0) for _ in range(10)]) == 10
+    assert store.get_many(Hat, [hat.id, "nope"])[1] is None
+    assert store.exists(Hat, hat.id)
+    assert store.expire(Hat, hat.id, 100)
+    assert store.persist(Hat, hat.id)
+    assert store.ttl(Hat, hat.id) is None
+    assert store.get_or_raise(Hat, hat.id).quantity == 4
+    assert store.count(Hat) == 12
+    assert len(list(store.scan_keys(Hat))) == 12
+    assert store.delete(Hat, hat.id)
+    assert store.delete_many(Hat, [h.id for h in store.scan(Hat)]) == 11
+
+
+def indexes_and_queries(store: redmodel.Store, server: redis.Redis) -> None:
+    hash_models(store, server)
+    a, b = IHat("black", 49.99, "B1", 5, ["x"]), IHat("green", 99.99, "G1", 1, ["y"])
+    store.save(a)
+    assert store.save_many([b, IHat("red", 10.0, "R1")]) == 2
+    gone = IHat("blue", 5.0, "T1")
+    store.save(gone, ttl=0.05)
+    assert store.update(IHat, a.id, color="white")
+    assert store.incr(IHat, a.id, "quantity", 1) == 6
+    assert store.incr_fields(IHat, a.id, {"quantity": -1}, floor={"quantity": 0})
+    deadline = time.monotonic() + 5
+    while store.exists(IHat, gone.id) and time.monotonic() < deadline:
+        time.sleep(0.01)  # expired, its index entries not yet swept: queries skip it
+    assert [h.sku for h in store.find(IHat, color="white", price=redmodel.lt(50))] == ["B1"]
+    assert store.find(IHat).order_by("-price").first() == store.get(IHat, b.id)
+    assert store.find(IHat, tags=redmodel.contains("y")).ids() == [b.id]
+    assert store.find(IHat, redmodel.Q(color="white") | redmodel.Q(color="green")).count() == 2
+    cheap_first = store.find(IHat, price=redmodel.between(1, 100)).order_by("price")
+    assert len(cheap_first.page(1).items) == 1
+    assert sum(len(page) for page in store.find(IHat).pages(2)) == 3
+    assert store.find(IHat, sku="R1").exists()
+    assert store.get_by(IHat, sku="G1") == store.get(IHat, b.id)
+    with pytest.raises(redmodel.UniqueViolationError):
+        store.save(IHat("x", 1.0, "G1"))
+    assert store.expire(IHat, a.id, 100) and store.persist(IHat, a.id)
+    store.sweep(IHat)
+    assert store.reindex(IHat) == 3
+    assert store.verify(IHat) == []
+    assert store.delete(IHat, b.id) and store.delete_many(IHat, [a.id]) == 1
+    c = BHat("black", "S1")
+    store.save(c)
+    store.save_many([BHat("green", "S2")])
+    assert [h.sku for h in store.find(BHat, color="black")] == ["S1"]
+    assert store.get_by(BHat, sku="S2") is not None
+    assert store.update(BHat, c.id, sku="S3")
+    assert store.delete(BHat, c.id)
+    assert store.reindex(BHat) == 1 and store.verify(BHat) == []
+
+
+def transactions(store: redmodel.Store, server: redis.Redis) -> None:
+    hash_models(store, server)
+    hat = Hat("black", 49.99, quantity=3)
+    store.save(hat)
+
+    def buy(tx: redmodel.Transaction, id: str) -> None:
+        got = tx.get_or_raise(Hat, id)
+        tx.update(Hat, id, quantity=got.quantity - 1)
+        tx.incr(Hat, id, "npurchased", 1)
+
+    store.transact(buy, hat.id)
+
+    @redmodel.transaction(store)
+    def sell(tx: redmodel.Transaction, id: str) -> None:
+        got = tx.get_or_raise(Hat, id)
+        tx.save(attrs.evolve(got, quantity=got.quantity - 1))
+
+    sell(hat.id)
+
+    def give_up(tx: redmodel.Transaction, id: str) -> None:
+        tx.get(Hat, id)
+        raise LookupError("changed my mind")
+
+    with pytest.raises(LookupError):
+        store.transact(give_up, hat.id)
+    got = store.get_or_raise(Hat, hat.id)
+    assert (got.quantity, got.npurchased) == (1, 1)
+
+
+def containers(store: redmodel.Store, server: redis.Redis) -> None:
+    ips = redmodel.Queue(store, ("shop", "ips"), IPv4Address)
+    assert ips.push(IPv4Address("1.2.3.4"), IPv4Address("5.6.7.8")) == 2
+    ips.push_left(IPv4Address("9.9.9.9"))
+    assert ips.pop() == IPv4Address("9.9.9.9")
+    assert ips.pop_right() == IPv4Address("5.6.7.8")
+    assert ips.range() == [IPv4Address("1.2.3.4")] and ips.length() == 1
+    ips.trim(0, 10)
+    ips.push(IPv4Address("5.6.7.8"), IPv4Address("9.9.9.9"))
+    # never waiting: what a rule grants does not depend on it, and the server's clock
+    # (hz 10) would make each timeout cost 100 ms
+    assert ips.pop_blocking(timeout=5) == IPv4Address("1.2.3.4")
+    assert ips.pop_blocking(timeout=5, right=True) == IPv4Address("9.9.9.9")
+    assert redmodel.pop_blocking(ips, timeout=5) == (ips, IPv4Address("5.6.7.8"))
+    ips.push(IPv4Address("1.2.3.4"))
+    server.script_flush()  # as after a restart or a failover: EVAL, then EVALSHA again
+    assert list(ips.consume(max_items=1, idle_timeout=0.02, poll=0.01, signals=())) == [
+        IPv4Address("1.2.3.4")]
+    ips.push(IPv4Address("1.2.3.4"))
+    for _ in ips.consume(max_items=1, idle_timeout=0.02, poll=0.01, signals=()):
+        break  # handed back unacknowledged: the next take is a redelivery
+    again = ips.consume(max_items=1, idle_timeout=0.02, poll=0.01, signals=())
+    assert list(again) == [IPv4Address("1.2.3.4")] and again.redelivered
+    assert list(ips.consume(idle_timeout=0.02, poll=0.01, signals=())) == []  # BLMOVE
+    # an item that arrives during the BLMOVE is claimed by a script (LPOS) after it
+    pusher = threading.Timer(0.05, ips.push, (IPv4Address("7.7.7.7"),))
+    pusher.start()
+    try:
+        assert list(ips.consume(max_items=1, idle_timeout=2, poll=1, signals=())) == [
+            IPv4Address("7.7.7.7")]
+    finally:
+        pusher.join()
+    seen = redmodel.Set(store, ("shop", "visitors"), str)
+    other = redmodel.Set(store, ("shop", "other"), str)
+    seen.add("a", "b")
+    other.add("b")
+    seen.remove("a")
+    assert seen.members() == {"b"} and seen.members_list() == ["b"] and seen.contains("b")
+    assert seen.cardinality() == 1 and seen.union(other) == {"b"}
+    assert seen.intersection(other) == {"b"} and seen.difference(other) == set()
+    assert seen.pop() == "b"
+    scores = redmodel.SortedSet(store, ("shop", "scores"), str)
+    scores.add_many({"a": 1.0, "b": 2.0})
+    scores.add("c", 3.0, nx=True)
+    assert scores.incr("a", 2) == 3.0
+    scores.remove("b")
+    assert scores.score("a") == 3.0 and scores.rank("a") == 0 and scores.cardinality() == 2
+    assert scores.range() == ["a", "c"] and scores.range_with_scores(reverse=True)[0][0] == "c"
+    assert scores.range_by_score(0, 10) == ["a", "c"]
+    assert scores.range_by_score_with_scores(0, 10)[0] == ("a", 3.0)
+    assert scores.pop_min() == [("a", 3.0)] and scores.pop_max() == [("c", 3.0)]
+    hits = redmodel.WindowCounter(store, ("shop", "hits"), window=60)
+    assert hits.incr("1.2.3.4") == 1 and hits.get("1.2.3.4") == 1
+    assert hits.reset("1.2.3.4")
+    ips.push(IPv4Address("1.2.3.4"))
+    assert ips.exists() and ips.expire(10) and ips.clear()
+
+
+SCENARIOS: dict[str, tuple[Callable[[redmodel.Store, redis.Redis], None], tuple[str, ...]]] = {
+    # feature: (what it does as the user, with an admin client for what happens to the
+    # server meanwhile; the key patterns of its own models and containers)
+    "hash models": (hash_models, ("hat:*",)),
+    "indexes and queries": (indexes_and_queries, ("hat:*", "ihat:*", "bhat:*")),
+    "transactions": (transactions, ("hat:*",)),
+    "containers": (containers, ("shop:*",)),
+}
+
+
+@pytest.fixture(scope="module")
+def server(pytestconfig: pytest.Config) -> Iterator[RedisServer]:
+    from redmodel._pytest_plugin import _binary  # noqa: PLC0415
+
+    with RedisServer(_binary(pytestconfig)) as started:
+        yield started
+
+
+def run_as_user(server: RedisServer, feature: str, without: str | None = None
+                ) -> tuple[BaseException | None, list[Any]]:
+    """Run the feature's scenario as a user with its rule; the error (if any) and what the
+    server's ACL LOG recorded as refused (even where redmodel recovered)."""
+    scenario, keys = SCENARIOS[feature]
+    with server.client(decode_responses=True) as admin:
+        admin.flushall()
+        admin.acl_log_reset()
+        admin.execute_command(*setuser_args("app", "pw", feature, keys, without))
+        error: BaseException | None = None
+        url = f"redis://app:pw@127.0.0.1:{server.port}"
+        with redmodel.Store.from_url(url, retry=Retry(NoBackoff(), 0)) as store:
+            try:
+                scenario(store, admin)
+            except Exception as e:
+                error = e
+        # redis-py's CLIENT SETINFO on connect is refused under every rule and ignored by
+        # redis-py (Redis 7.0 does not know the subcommand, so no rule can grant it).
+        refused = [e for e in admin.acl_log() if e["object"] != "client|setinfo"]
+        return error, refused
+
+
+@pytest.mark.parametrize("feature", list(RULES))
+def test_feature_works_as_a_user_with_exactly_its_rule(server: RedisServer, feature: str
+                                                       ) -> None:
+    error, refused = run_as_user(server, feature)
+    assert error is None, f"{type(error).__name__}: {error}"
+    assert refused == []
+
+
+@pytest.mark.parametrize("feature", list(RULES))
+def test_every_command_of_a_rule_is_needed(server: RedisServer, feature: str) -> None:
+    unneeded = []
+    for command in RULES[feature].commands:  # those it adds; included rules are checked alone
+        error, refused = run_as_user(server, feature, without=command)
+        if error is None and not refused:
+            unneeded.append(command)
+    assert unneeded == []
+
+
+def test_the_rule_keeps_the_user_from_what_redmodel_never_needs(server: RedisServer) -> None:
+    run_as_user(server, "transactions")
+    with (redis.Redis(port=server.port, username="app", password="pw") as client):
+        for forbidden in (client.flushdb, lambda: client.keys("hat:*"),
+                          lambda: client.set("user:1", "x"), lambda: client.config_get("*")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                forbidden()
+
+
+def test_docs_show_exactly_these_rules() -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    shown = dict(re.findall(r"<!-- acl: (.+?) -->\s*```text\n(.*?)```", text, re.S))
+    assert set(shown) == set(RULES)
+    for feature, block in shown.items():
+        granted = re.findall(r"\+(\S+)", block)
+        assert granted == list(RULES[feature].all_commands()), feature

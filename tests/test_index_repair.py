@@ -1,0 +1,193 @@
+"""``reindex`` repairs and ``verify`` reports, both ways (issue 13, item 4): objects deleted
+behind redmodel's back, stale or wrong entries, an index in the format of an older version,
+a restore from an older snapshot; reindex resumes where a stopped run was and shows its
+progress. Through every shell: sync, asyncio, cluster (buckets), asyncio cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+
+import redmodel
+from redmodel import _repair
+from redmodel._plan import iterate_sync
+from redmodel._schema import spec_of
+from tests.index_helpers import dump
+
+
+def declare(buckets: int | None) -> type:
+    @redmodel.model(prefix="rhat", buckets=buckets)
+    @attrs.define
+    class Hat:
+        color: str = redmodel.field(index=True)
+        price: float = redmodel.field(index="range", default=0.0)
+        sku: str | None = redmodel.field(unique=True, default=None)
+        id: str = redmodel.key_field(generated=False)
+
+    return Hat
+
+
+HATS = {False: declare(None), True: declare(4)}
+
+
+@pytest.fixture
+def Hat(any_store: Any) -> type:
+    return HATS[any_store.cluster]
+
+
+def key(Hat: type, id: str) -> str:
+    return spec_of(Hat).key_for(id)
+
+
+def root(Hat: type, id: str) -> str:
+    spec = spec_of(Hat)
+    return spec.index_root(spec.tag_of(id))
+
+
+def test_a_raw_del_is_reported_and_repaired(any_store: Any, Hat: type) -> None:
+    store = any_store
+    store.save_many([Hat("black", 1.0, sku="A", id="1"), Hat("red", 2.0, sku="B", id="2")])
+    store.client.delete(key(Hat, "1"))
+    assert store.find(Hat).count() == 2, "the index still counts it"
+    problems = store.verify(Hat)
+    assert problems == [f"{key(Hat, '1')}: indexed, but the object does not exist (deleted "
+                        "outside redmodel, restored from an older snapshot, or expired and "
+                        "not swept yet)"]
+    store.save(Hat("white", sku="A", id="3"))  # its unique value is not blocked meanwhile
+    assert store.reindex(Hat, progress=False) == 2
+    assert store.verify(Hat) == []
+    assert store.find(Hat).count() == 2
+    assert store.find(Hat, color="black").ids() == []
+    assert store.get_by(Hat, sku="A").id == "3"
+
+
+def test_a_stale_equality_member_is_reported_and_dropped(any_store: Any, Hat: type) -> None:
+    store = any_store
+    store.save_many([Hat("black", id="1"), Hat("red", id="2")])
+    store.client.sadd(root(Hat, "1") + "eq:color:red", "1")
+    assert sorted(store.find(Hat, color="red").ids()) == ["1", "2"], "a black hat, found"
+    assert store.verify(Hat) == [
+        f"the equality index color='red' lists {key(Hat, '1')}, whose color is not 'red'"]
+    store.reindex(Hat, progress=False)
+    assert store.find(Hat, color="red").ids() == ["2"]
+    assert store.verify(Hat) == []
+
+
+def test_wrong_and_missing_entries_are_reported_and_fixed(any_store: Any, Hat: type) -> None:
+    store = any_store
+    store.save_many([Hat("black", 1.5, sku="A", id="1"), Hat("red", 2.5, sku="B", id="2")])
+    client = store.client
+    client.zadd(root(Hat, "1") + "rng:price", {"1": 9.0})
+    client.srem(root(Hat, "2") + "eq:color:red", "2")
+    client.hset(spec_of(Hat).claim_key("sku", "B"), "B", "1" if not store.cluster else "1\x1fC")
+    problems = store.verify(Hat)
+    assert f"{key(Hat, '1')}: the range index price holds 9.0, but the object has 1.5" in problems
+    assert f"{key(Hat, '2')}: missing from the equality index color='red'" in problems
+    assert f"{key(Hat, '2')}: the unique index sku='B' points at id '1'" in problems
+    store.reindex(Hat, progress=False)
+    assert store.verify(Hat) == []
+    assert store.find(Hat).order_by("price").ids() == ["1", "2"]
+    assert store.get_by(Hat, sku="B").id == "2"
+
+
+def test_the_all_ids_index_of_an_older_version_is_converted(any_store: Any,
+                                                             Hat: type) -> None:
+    store = any_store
+    store.save_many([Hat("black", id=str(i)) for i in range(30)])
+    spec = spec_of(Hat)
+    client = store.client
+    for tag in spec.tags():  # what an older redmodel wrote: a SET
+        all_key = spec.index_root(tag) + "all"
+        members = client.zrange(all_key, 0, -1)
+        client.delete(all_key)
+        if members:
+            client.sadd(all_key, *members)
+    some = spec.index_root(spec.tag_of("0")) + "all"
+    with pytest.raises(redmodel.ServerError, match=r"older redmodel; run store\.reindex"):
+        store.save(Hat("red", id="0"))
+    assert any(f"{some} is a set, the format of an older redmodel" in p
+               for p in store.verify(Hat))
+    assert store.reindex(Hat, count=7, progress=False) == 30
+    assert client.type(some) == b"zset"
+    assert store.verify(Hat) == []
+    assert store.find(Hat).count() == 30
+    store.save(Hat("red", id="0"))
+    assert store.find(Hat, color="red").ids() == ["0"]
+
+
+def test_a_restore_from_an_older_snapshot_is_repaired(any_store: Any, Hat: type) -> None:
+    """The object comes back as it was (DUMP/RESTORE), its index entries stay as they are
+    now: reindex makes them agree with the object."""
+    store = any_store
+    store.save(Hat("black", 1.0, sku="A", id="1"))
+    snapshot = store.client.dump(key(Hat, "1"))
+    store.update(Hat, "1", color="red", price=2.0, sku="B")
+    store.client.restore(key(Hat, "1"), 0, snapshot, replace=True)
+    problems = store.verify(Hat)
+    assert f"{key(Hat, '1')}: missing from the equality index color='black'" in problems
+    assert f"the equality index color='red' lists {key(Hat, '1')}, whose color is not 'red'" \
+        in problems
+    store.reindex(Hat, progress=False)
+    assert store.verify(Hat) == []
+    assert store.find(Hat, color="black").ids() == ["1"]
+    assert store.get_by(Hat, sku="A").id == "1"
+    assert store.get_by(Hat, sku="B") is None
+
+
+def test_reindex_resumes_where_a_stopped_run_was(store: redmodel.Store) -> None:
+    Hat = HATS[False]
+    store.save_many([Hat("black", float(i), id=str(i)) for i in range(40)])
+    store.client.delete(*[k for k in store.client.keys("rhat:%idx:*")])
+    plan = _repair.reindex_plan(Hat, 10, [None])
+    seen = []
+    for item in iterate_sync(plan, store._execute):
+        seen.append(item)
+        if isinstance(item, _repair.Progress) and item.phase == "objects":
+            break  # the process stops after its first page of objects
+    plan.close()
+    state = store.client.get(_repair.state_key(spec_of(Hat)))
+    assert state is not None and b'"phase": 1' in state
+    done = seen[-1].done
+    assert 0 < done < 40
+    assert store.reindex(Hat, count=10, progress=False) == 40, "the first page counts too"
+    assert store.client.get(_repair.state_key(spec_of(Hat))) is None
+    assert store.verify(Hat) == []
+    assert store.reindex(Hat, progress=False, restart=True) == 40
+
+
+def test_reindex_shows_its_progress(store: redmodel.Store,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    Hat = HATS[False]
+    store.save_many([Hat("black", id=str(i)) for i in range(5)])
+    store.reindex(Hat, progress=True)
+    err = capsys.readouterr().err
+    assert "reindex Hat: objects 5" in err and "entries" in err
+    store.reindex(Hat, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_verify_and_reindex_of_a_clean_index_change_nothing(any_store: Any,
+                                                            Hat: type) -> None:
+    store = any_store
+    store.save_many([Hat("black", float(i), sku=f"S{i}", id=str(i)) for i in range(12)])
+    store.save(Hat("red", id="t"), ttl=100)
+    before = dump(store.client)
+    assert store.verify(Hat) == []
+    assert store.reindex(Hat, count=5, progress=False) == 13
+    assert dump(store.client) == before
+
+
+def test_the_sweep_drops_expired_objects_entries(any_store: Any, Hat: type) -> None:
+    import time  # noqa: PLC0415
+
+    store = any_store
+    store.save_many([Hat("black", id=str(i)) for i in range(5)])
+    for i in range(3):
+        store.expire(Hat, str(i), 0.05)
+    time.sleep(0.15)
+    assert store.sweep(Hat) == 3
+    assert store.sweep(Hat) == 0
+    assert store.verify(Hat) == []
+    assert sorted(store.find(Hat, color="black").ids()) == ["3", "4"]
