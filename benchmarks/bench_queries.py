@@ -322,7 +322,7 @@ def measure_size(url: str, n: int, quick: bool, seed: int) -> SizeResult:
 
 # ---- large results: other clients' latency, paging ----------------------------------------
 
-PAGING_SIZES = {True: 10_000, False: 200_000}
+PAGING_SIZES = {True: 2_000, False: 200_000}
 PING_TARGET = 0.005
 PAGES_TARGET = 1.2
 SLOW_CALL = 500  # µs: server calls at least this long are read back from SLOWLOG
@@ -574,7 +574,7 @@ def run(url: str, quick: bool, out: Path | None = None) -> str:
     """Every table as Markdown; the plot goes to ``out`` (default results/quick|full)."""
     out = out or RESULTS / ("quick" if quick else "full")
     ensure_empty(url)
-    ns = [2000] if quick else [20_000, 200_000]
+    ns = [500] if quick else [20_000, 200_000]
     results = [measure_size(url, n, quick, seed=7 + i) for i, n in enumerate(ns)]
     blocks: list[str] = []
     for res in results:
