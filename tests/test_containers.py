@@ -66,8 +66,12 @@ def later(seconds: float, fn: Any, *args: Any) -> threading.Timer:
 
 
 @pytest.fixture(autouse=True)
-def _join_timers() -> Any:
-    """A push scheduled by a test finishes before its store is closed."""
+def _join_timers(request: pytest.FixtureRequest) -> Any:
+    """A push scheduled by a test finishes before its store is closed: the store is set
+    up first, so it is torn down after the timers are joined."""
+    for name in ("store", "async_store", "cluster_store"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name)
     yield
     while _TIMERS:
         _TIMERS.pop().join(timeout=10)
