@@ -22,6 +22,7 @@ import redis.cluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+import redmodel
 from redmodel._pytest_plugin import _binary
 from redmodel.testing import (
     RedisClusterServer,
@@ -107,6 +108,21 @@ def test_unknown_command_lists_what_was_tried(monkeypatch: pytest.MonkeyPatch) -
         find_server_binary("system")
     with pytest.raises(ServerNotFoundError, match="no-such-server"):
         find_server_binary("no-such-server")
+
+
+@pytest.mark.parametrize("error", [ServerNotFoundError, ServerStartError, TLSNotSupportedError])
+def test_launcher_errors_are_redmodel_errors_and_still_runtime_errors(
+    error: type[Exception],
+) -> None:
+    # docs/models.md: every error redmodel raises is a RedmodelError; the launcher's too.
+    assert issubclass(error, redmodel.RedmodelError)
+    assert issubclass(error, RuntimeError)
+
+
+def test_a_missing_binary_is_caught_as_a_redmodel_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(redmodel.RedmodelError, match="redis-server on PATH"):
+        find_server_binary("system")
 
 
 def test_tls_support_is_detected() -> None:

@@ -12,6 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from redmodel._errors import RedmodelError
+
 __all__ = [
     "HOST",
     "SERVER_ENV_VAR",
@@ -36,15 +38,17 @@ DISTRIBUTION = "redmodel-attrs"
 _INSTALL_HINT = f"pip install '{DISTRIBUTION}[server]'"
 
 
-class ServerNotFoundError(RuntimeError):
+# Each is a redmodel.RedmodelError (every error redmodel raises itself is one) and stays a
+# RuntimeError, as it was.
+class ServerNotFoundError(RedmodelError, RuntimeError):
     """No usable server binary was found; the message lists every place that was tried."""
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(RedmodelError, RuntimeError):
     """A server process exited or did not answer in time; the message ends with its log."""
 
 
-class TLSNotSupportedError(RuntimeError):
+class TLSNotSupportedError(RedmodelError, RuntimeError):
     """A TLS server was asked for, but the binary was built without TLS support."""
 
 
