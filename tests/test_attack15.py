@@ -8,6 +8,7 @@ import asyncio
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -222,13 +223,14 @@ def test_f12_server_does_not_outlive_its_parent(signame: str, tmp_path: Path) ->
             import time
             from redmodel.testing import RedisServer, ServerStartError, binary_version
             server = RedisServer().start()
-            print(server.pid, flush=True)
+            print(server.pid, server.directory, flush=True)
             time.sleep(60)
         """)],
         stdout=subprocess.PIPE, text=True, cwd=tmp_path,
     )
     assert child.stdout is not None
-    server_pid = int(child.stdout.readline())
+    pid_text, directory = child.stdout.readline().split()
+    server_pid = int(pid_text)
     child.send_signal(getattr(signal, signame))
     child.wait(timeout=10)
     deadline = time.monotonic() + 5
@@ -242,6 +244,7 @@ def test_f12_server_does_not_outlive_its_parent(signame: str, tmp_path: Path) ->
             time.sleep(0.05)
     if alive:
         os.kill(server_pid, signal.SIGTERM)  # clean up what the test found
+    shutil.rmtree(directory, ignore_errors=True)  # a killed process leaves its temp dir
     assert not alive, f"server pid {server_pid} outlived its parent ({signame})"
 
 

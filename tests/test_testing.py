@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -496,14 +497,15 @@ import concurrent.futures, sys, time
 from redmodel.testing import RedisServer
 with concurrent.futures.ThreadPoolExecutor(1) as pool:
     server = pool.submit(lambda: RedisServer({binary!r}).start()).result()
-print(server.pid, server.port, flush=True)   # the worker thread is gone by now
+print(server.pid, server.port, server.directory, flush=True)   # the worker thread is gone
 sys.stdin.read()
 time.sleep(60)
 """],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path,
     )
     assert child.stdout is not None and child.stdin is not None
-    pid, port = map(int, child.stdout.readline().split())
+    pid_text, port_text, directory = child.stdout.readline().split()
+    pid, port = int(pid_text), int(port_text)
     try:
         time.sleep(0.3)
         with redis.Redis(host="127.0.0.1", port=port, **_no_retry()) as client:
@@ -511,9 +513,11 @@ time.sleep(60)
     finally:
         child.kill()
         child.wait(timeout=10)
-    if not _wait_gone(pid):
+    gone = _wait_gone(pid)
+    if not gone:
         os.kill(pid, signal.SIGKILL)  # clean up what the test found
-        pytest.fail(f"server pid {pid} outlived its process (SIGKILL)")
+    shutil.rmtree(directory, ignore_errors=True)  # a killed process leaves its temp dir
+    assert gone, f"server pid {pid} outlived its process (SIGKILL)"
 
 
 def test_no_server_left_behind_by_this_process() -> None:
