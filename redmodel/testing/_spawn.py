@@ -33,13 +33,17 @@ from typing import Any
 __all__ = ["spawn"]
 
 # argv: ppid, then the server's argv. 1 is PR_SET_PDEATHSIG, 9 is SIGKILL: a throwaway
-# server holds nothing worth a graceful shutdown, and a SIGSTOPped one must die too.
+# server holds nothing worth a graceful shutdown, and a SIGSTOPped one must die too. Best
+# effort: where ctypes or prctl is missing the server still starts (atexit stops it).
 _TRAMPOLINE = (
-    "import ctypes, os, sys\n"
-    "if ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0) != 0:\n"
-    "    sys.exit('redmodel: prctl(PR_SET_PDEATHSIG) failed: errno %d' % ctypes.get_errno())\n"
+    "import os, sys\n"
+    "try:\n"
+    "    import ctypes\n"
+    "    ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)\n"
+    "except Exception:\n"
+    "    pass\n"
     "if os.getppid() != int(sys.argv[1]):\n"
-    "    sys.exit(0)\n"
+    "    sys.exit(0)  # the parent died before the flag was set: nobody wants the server\n"
     "os.execv(sys.argv[2], sys.argv[2:])\n"
 )
 
