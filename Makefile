@@ -50,7 +50,7 @@ test: $(STAMP)
 	@failed=""; \
 	for server in $(SERVERS); do \
 	  echo "=== pytest with REDMODEL_SERVER=$$server ==="; \
-	  REDMODEL_SERVER="$$server" $(PY) -c 'from redmodel.testing import find_server_binary as f, binary_version as v; b = f(); print("server:", v(b), "at", b)' || { failed="$$failed $$server"; continue; }; \
+	  REDMODEL_SERVER="$$server" $(PY) -c 'from redmodel.testing import find_server_binary as f, check_supported as c; b = f(); print("server:", c(b), "at", b)' || { failed="$$failed $$server"; continue; }; \
 	  REDMODEL_SERVER="$$server" $(PY) -m pytest $(PYTEST_ARGS) || failed="$$failed $$server"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "pytest FAILED with:$$failed"; exit 1; fi; \
