@@ -1,10 +1,15 @@
 """Consuming a :class:`~redmodel.Queue` at least once: ``queue.consume()``.
 
 A consumer moves each item atomically from the queue to the tail of its own in-flight
-list (LMOVE inside a script, or BLMOVE while the queue is empty) and acknowledges it (LREM
-from that list) when the loop body is done with it. Nothing is ever only in the client's
-memory: an item is in the queue or in exactly one in-flight list, so a consumer that dies
-(or whose reply is lost) loses nothing. Its items come back:
+list (LMOVE inside the ``consume_take`` script, which checks that the consumer is
+registered) and acknowledges it (LREM from that list) when the loop body is done with it.
+While the queue is empty it waits with a blocking *peek* that moves nothing (``BLMOVE
+queue queue LEFT LEFT``: the head is popped and pushed back to the head, and the command
+blocks until there is one), then takes with the script. Nothing is ever only in the
+client's memory: an item is in the queue or in exactly one in-flight list, and every
+in-flight list that holds an item belongs to a registered consumer (recovery and leaving
+empty a list in the script that unregisters its consumer), so a consumer that dies (or
+whose reply is lost, or whose command arrives late) loses nothing. Its items come back:
 
 - when it restarts under the same name, it takes back its own in-flight items first;
 - when its heartbeat is older than its visibility timeout, any other consumer (at its
@@ -64,7 +69,6 @@ T = TypeVar("T")
 log = logging.getLogger("redmodel.consume")
 
 _TAKE = script("consume_take")
-_CLAIM = script("consume_claim")
 _TAKEBACK = script("consume_takeback")
 _LEAVE = script("consume_leave")
 _RECOVER = script("consume_recover")
@@ -162,6 +166,7 @@ class _Taken:
     item: _Item | None
     in_flight: int
     stale: list[str]
+    registered: bool  # False: taken for dead (or left) meanwhile; nothing was done
 
 
 def _names(reply: Any) -> list[str]:
@@ -180,19 +185,13 @@ def _ms(seconds: float) -> int:
 def take_plan(keys: ConsumerKeys, name: str, ttl: float, ack: bytes | None, take: bool
               ) -> Plan[_Taken]:
     """Acknowledge ``ack``, heartbeat and (with ``take``) move the queue's head into the
-    consumer's in-flight list: one ``consume_take`` script call."""
+    consumer's in-flight list: one ``consume_take`` script call. All of it only while the
+    consumer is registered; otherwise nothing happens and ``registered`` is False."""
     args = [name, _ms(ttl), "0" if ack is None else "1", ack or b"", "1" if take else "0"]
     replies = yield _call(_TAKE, keys.for_consumer(name), args)
-    acked, member, count, in_flight, stale = replies[0]
+    acked, member, count, in_flight, stale, registered = replies[0]
     item = None if member is None else _Item(member, int(count))
-    return _Taken(bool(acked), item, int(in_flight), _names(stale))
-
-
-def _claim_plan(keys: ConsumerKeys, name: str, ttl: float, raw: bytes
-                ) -> Plan[tuple[int, int, list[str]]]:
-    replies = yield _call(_CLAIM, keys.for_consumer(name), [name, _ms(ttl), raw])
-    count, in_flight, stale = replies[0]
-    return int(count), int(in_flight), _names(stale)
+    return _Taken(bool(acked), item, int(in_flight), _names(stale), bool(registered))
 
 
 def _takeback_plan(keys: ConsumerKeys, name: str, ttl: float
@@ -211,9 +210,10 @@ def leave_plan(keys: ConsumerKeys, name: str, ack: bytes | None) -> Plan[int]:
     return int(replies[0])
 
 
-def _heartbeat_plan(keys: ConsumerKeys, name: str, ttl: float) -> Plan[None]:
-    yield _call(_HEARTBEAT, (keys.consumers,), [name, _ms(ttl)], idempotent=True)
-    return None
+def _heartbeat_plan(keys: ConsumerKeys, name: str, ttl: float) -> Plan[bool]:
+    """Move a registered consumer's deadline; never registers one. Whether it was."""
+    replies = yield _call(_HEARTBEAT, (keys.consumers,), [name, _ms(ttl)], idempotent=True)
+    return bool(replies[0])
 
 
 def _reject_plan(keys: ConsumerKeys, name: str, raw: bytes) -> Plan[bool]:
@@ -378,11 +378,6 @@ class _ConsumerBase(Generic[T]):
 
     def _block_seconds(self, last: float) -> float:
         wait = self.poll
-        if self.reliable:
-            # A consumer taken for dead must not still be blocked in a BLMOVE that could
-            # move an item into its list after its items were returned: with heartbeats
-            # every timeout/3, a block of at most timeout/2 has ended by then.
-            wait = min(wait, self.visibility_timeout / 2)
         if self.idle_timeout is not None:
             wait = min(wait, self.idle_timeout - (time.monotonic() - last))
         return max(0.01, round(wait, 3))
@@ -453,8 +448,8 @@ class _ConsumerBase(Generic[T]):
                 state.pause = min(state.pause * 2, _LONGEST_PAUSE)
 
     def _next_item(self, state: _LoopState, last: float) -> Generator[Step, Any, _Item | None]:
-        """Acknowledge the current item and get the next: taken back, taken from the queue,
-        or waited for (None when the wait ended empty-handed)."""
+        """Acknowledge the current item and get the next: taken back or taken from the
+        queue; None after a wait for the queue to be non-empty (the caller asks again)."""
         keys, name, ttl = self.keys, self.name, self.visibility_timeout
         current = self._current
         if current is not None and (state.resync or state.backlog):
@@ -470,25 +465,25 @@ class _ConsumerBase(Generic[T]):
         ack = None if self._current is None else self._current.raw
         taken = yield from take_plan(keys, name, ttl, ack, take=True)
         self._current = None
+        if not taken.registered:
+            log.warning("consumer %r of %r was taken for dead and its items returned to the "
+                        "queue; it registers again", name, keys.queue)
+            state.resync = True
+            return None
         # More in the list than this consumer knows of (a reply it never saw): take back.
         state.resync = taken.in_flight != int(taken.item is not None)
         yield from self._recover(taken.stale)
         if taken.item is not None:
             return taken.item
+        # Wait for an item without taking it: BLMOVE of the queue onto itself pops the
+        # head and pushes it back (the list is unchanged) once there is one. It moves
+        # nothing anywhere else, so a wait whose command reaches the server late (after
+        # this consumer was taken for dead, or left) can strand nothing; the take that
+        # follows checks the registration in the script.
         wait = self._block_seconds(last)
-        raw = yield _Block(("BLMOVE", keys.queue, keys.in_flight(name), "LEFT", "RIGHT", wait),
-                           wait, (keys.queue,))
-        if raw is None:
-            return None
-        count, in_flight, stale = yield from _claim_plan(keys, name, ttl, raw)
-        state.resync = in_flight != 1
-        yield from self._recover(stale)
-        if count == 0:
-            log.warning("consumer %r of %r: an item was returned to the queue before it "
-                        "could be handed out (this consumer was taken for dead)", name,
-                        keys.queue)
-            return None
-        return _Item(raw, count)
+        yield _Block(("BLMOVE", keys.queue, keys.queue, "LEFT", "LEFT", wait), wait,
+                     (keys.queue,))
+        return None
 
     def _decoded_or_rejected(self, item: _Item) -> Generator[Step, Any, Any]:
         try:

@@ -171,7 +171,7 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     again = ips.consume(max_items=1, idle_timeout=0.02, poll=0.01, signals=())
     assert list(again) == [IPv4Address("1.2.3.4")] and again.redelivered
     assert list(ips.consume(idle_timeout=0.02, poll=0.01, signals=())) == []  # BLMOVE
-    # an item that arrives during the BLMOVE is claimed by a script (LPOS) after it
+    # an item that arrives during the wait (a BLMOVE peek) is taken by a script after it
     pusher = threading.Timer(0.05, ips.push, (IPv4Address("7.7.7.7"),))
     pusher.start()
     try:

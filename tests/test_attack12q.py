@@ -50,6 +50,11 @@ def every_list_value(client: Any, pattern: str) -> list[bytes]:
     return found
 
 
+def blmove_calls(client: Any) -> int:
+    """BLMOVE calls the server has run (INFO commandstats)."""
+    return int(client.info("commandstats").get("cmdstat_blmove", {}).get("calls", 0))
+
+
 @pytest.fixture
 def proxy(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[FaultProxy]:
     with FaultProxy(redis_server.host, redis_server.port) as p:
@@ -96,8 +101,10 @@ def test_a_consumer_taken_for_dead_whose_blmove_still_lands_loses_the_item(
             return jobs.in_flight() == {}
         wait_until(taken_for_dead, 5, "the frozen consumer to be taken for dead")
 
+        blmoves = blmove_calls(redis_client)    # the frozen worker sends no other
         jobs.push("job-1")                      # a producer goes on
-        wait_until(lambda: jobs.length() == 0, 10, "the delayed BLMOVE to run")
+        wait_until(lambda: blmove_calls(redis_client) > blmoves, 10,
+                   "the delayed BLMOVE to run")
     finally:
         worker.kill()                           # the frozen machine never comes back
         worker.wait(timeout=10)

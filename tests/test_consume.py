@@ -390,8 +390,9 @@ def test_a_lost_blmove_reply_loses_nothing(proxy: FaultProxy, redis_client: Any,
     threading.Timer(0.3, redis_client.rpush, ("jobs", "x")).start()  # while it waits
     consumer = q.consume(name="w", poll=2, max_items=1)
     got = [(item, consumer.delivery_count) for item in consumer]
-    # the item moved, its reply was lost: taken back, and counted as maybe seen before
-    assert got == [("x", 2)]
+    # the wait is a peek that moves nothing: its lost reply leaves "x" in the queue, and
+    # the consumer takes it (a first delivery) after reconnecting
+    assert got == [("x", 1)]
     assert [e.kind for e in proxy.events] == [fault]
     assert all_keys(redis_client) == set()
 
@@ -425,8 +426,47 @@ def test_a_lost_blmove_reply_on_a_cluster_loses_nothing(redis_cluster: RedisClus
             got = [(item, consumer.delivery_count) for item in consumer]
         finally:
             client.close()
-        assert got == [("x", 2)]
+        assert got == [("x", 1)]  # the lost peek moved nothing
         assert [e.kind for e in proxies.events] == ["lose_reply"]
+    assert dbsize(redis_cluster_client) == 0
+
+
+def test_a_late_wait_strands_nothing_on_a_cluster(redis_cluster: RedisClusterServer,
+                                                  redis_cluster_client: Any) -> None:
+    """A consumer's wait on the empty queue reaches the server late, after the consumer
+    was taken for dead and unregistered, and after an item arrived: the wait moves
+    nothing (the item stays in the queue, where anyone can take it), and the consumer's
+    next take, finding itself unregistered, registers again before it takes."""
+    keys = ConsumerKeys.of("jobs:eu")
+    plain = Queue(redmodel.Store(redis_cluster_client), ("jobs", "eu"), str)
+    with ClusterFaultProxy(redis_cluster.addresses) as proxies:
+        host, port = proxies.startup_nodes[0]
+        client = redis.cluster.RedisCluster(host=host, port=port,
+                                            address_remap=proxies.address_remap)
+        try:
+            q = Queue(redmodel.Store(client), ("jobs", "eu"), str)
+            consumer = q.consume(name="w", poll=0.3, max_items=1, visibility_timeout=30,
+                                 signals=())
+            got: list[tuple[str, int]] = []
+            worker = threading.Thread(
+                target=lambda: got.extend((i, consumer.delivery_count) for i in consumer))
+            worker.start()
+            wait_until(lambda: redis_cluster_client.zcard(keys.consumers), what="register")
+            proxies.stall("BLMOVE", 0.8)  # its next wait is slow on the wire
+            wait_until(lambda: proxies.events, what="the stall")
+            proxies.clear()
+            proxies.stall("EVALSHA", 1.0)  # and so is the take after it
+            redis_cluster_client.zadd(keys.consumers, {"w": 0})  # taken for dead
+            assert plain.recover() == 0 and plain.in_flight() == {}
+            plain.push("x")
+            wait_until(lambda: len(proxies.events) == 2, what="the late wait to run")
+            assert plain.range() == ["x"], "the late wait moved nothing"
+            assert plain.in_flight() == {}
+            worker.join(timeout=10)
+            assert not worker.is_alive()
+        finally:
+            client.close()
+    assert got == [("x", 1)]
     assert dbsize(redis_cluster_client) == 0
 
 
@@ -536,7 +576,7 @@ def test_async_lost_blmove_reply_loses_nothing(proxy: FaultProxy, redis_client: 
         push = asyncio.create_task(push_later())
         got = await _consume_all(q, name="w", max_items=1, poll=2)
         await push
-        assert got == [("x", 2)]  # taken back after the lost reply: maybe seen, so counted
+        assert got == [("x", 1)]  # the lost peek moved nothing: a first delivery
         await store.aclose()
 
     asyncio.run(main())
