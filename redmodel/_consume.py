@@ -407,7 +407,8 @@ class _ConsumerBase(Generic[T]):
             if reply is None:
                 continue
             last = time.monotonic()
-            step = self._deliver(self._decoded(reply[1]), 1)
+            value = yield from self.queue._decoded_or_set_aside(reply[1])
+            step = self._deliver(value, 1)
             if step is None:
                 return
             yield step
@@ -517,7 +518,8 @@ class _ConsumerBase(Generic[T]):
         return leave_plan(self.keys, self.name, ack)
 
 
-def _one(batch: Batch) -> Plan[list[Any]]:
+def one_batch(batch: Batch) -> Plan[list[Any]]:
+    """A plan of one batch: its replies."""
     replies = yield batch
     return replies
 
@@ -576,7 +578,7 @@ class Consumer(_ConsumerBase[T]):
 
     def _execute(self, step: Batch | _Block) -> Any:
         if isinstance(step, Batch):
-            return self.queue.store.run(_one(step))
+            return self.queue.store.run(one_batch(step))
         return blocking_call(self.queue.store.client, step.command, step.seconds, step.keys)
 
     def __iter__(self) -> Iterator[T]:
@@ -713,7 +715,7 @@ class AsyncConsumer(_ConsumerBase[T]):
     async def _execute(self, step: Batch | _Block) -> Any:
         store: Any = self.queue.store
         if isinstance(step, Batch):
-            return await store.run(_one(step))
+            return await store.run(one_batch(step))
         return await blocking_call_async(self.queue.store.client, step.command, step.seconds,
                                          step.keys)
 

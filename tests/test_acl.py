@@ -201,6 +201,10 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     hits = redmodel.WindowCounter(store, ("shop", "hits"), window=60)
     assert hits.incr("1.2.3.4") == 1 and hits.get("1.2.3.4") == 1
     assert hits.reset("1.2.3.4")
+    server.rpush("shop:ips", b"not an address")  # a pop sets it aside (RPUSH)
+    with pytest.raises(redmodel.DecodeError, match="rejected"):
+        ips.pop()
+    assert server.lrange("shop:ips:{shop:ips}:%rejected", 0, -1) == ["not an address"]
     ips.push(IPv4Address("1.2.3.4"))
     assert ips.exists() and ips.expire(10) and ips.clear()
 

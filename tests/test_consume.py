@@ -267,6 +267,45 @@ def test_an_undecodable_item_is_set_aside_not_redelivered(store: redmodel.Store)
     assert got == [1, 3]
 
 
+@pytest.mark.parametrize("how", ["pop", "pop_right", "pop_blocking", "redmodel.pop_blocking",
+                                 "consume(reliable=False)"])
+def test_an_undecodable_value_an_at_most_once_pop_takes_is_set_aside(any_store: Any, how: str
+                                                                      ) -> None:
+    q = Queue(any_store, ("jobs", "eu"), int)
+    any_store.client.rpush("jobs:eu", b"secret-garbage")
+    with pytest.raises(DecodeError) as info:
+        if how == "redmodel.pop_blocking":
+            redmodel.pop_blocking(q, timeout=1)
+        elif how == "pop_blocking":
+            q.pop_blocking(1)
+        elif how == "consume(reliable=False)":
+            list(q.consume(reliable=False, idle_timeout=1, poll=0.1))
+        else:
+            getattr(q, how)()
+    rejected = "jobs:eu:{jobs:eu}:%rejected"
+    assert "secret-garbage" not in str(info.value)
+    assert rejected in str(info.value) and info.value.key == "jobs:eu"
+    assert any_store.client.lrange(rejected, 0, -1) == [b"secret-garbage"]
+    assert all_keys(any_store.client) == {rejected}
+
+
+def test_an_undecodable_value_popped_in_a_transaction_is_reported_lost(store: redmodel.Store
+                                                                       ) -> None:
+    """A transaction sends nothing after EXEC, so its pop cannot set the value aside: the
+    DecodeError says the value is lost (documented), and nothing else is touched."""
+    q = Queue(store, "jobs", int)
+    store.client.rpush("jobs", b"secret-garbage", b"2")
+
+    @redmodel.transaction(store)
+    def take(tx: Any) -> Any:
+        return q.in_tx(tx).pop()
+
+    with pytest.raises(DecodeError, match="is lost") as info:
+        take()
+    assert "secret-garbage" not in str(info.value)
+    assert all_keys(store.client) == {"jobs"} and q.range() == [2]
+
+
 def test_at_most_once_consumer_keeps_no_bookkeeping(store: redmodel.Store) -> None:
     q = Queue(store, "jobs", int)
     q.push(1, 2)
@@ -517,6 +556,30 @@ def test_async_consumer_takes_back_acknowledges_and_recovers(redis_url: str,
     # 5 went back to the queue: its redelivery is marked
     assert redis_client.keys("jobs:{jobs}*") == [b"jobs:{jobs}:%redelivered"]
     assert redis_client.hgetall("jobs:{jobs}:%redelivered") == {b"5": b"1:1"}
+
+
+def test_async_at_most_once_pops_set_undecodable_values_aside(redis_url: str,
+                                                             redis_client: Any) -> None:
+    async def main() -> None:
+        store = redmodel.AsyncStore.from_url(redis_url)
+        q = Queue(store, "jobs", int)
+        for n in range(4):
+            redis_client.rpush("jobs", f"garbage-{n}".encode())
+        with pytest.raises(DecodeError, match="rejected"):
+            await q.pop_blocking(1)  # type: ignore[misc]
+        with pytest.raises(DecodeError, match="rejected"):
+            await redmodel.pop_blocking(q, timeout=1)  # type: ignore[misc]
+        with pytest.raises(DecodeError, match="rejected"):
+            await q.pop_right()  # type: ignore[misc]
+        with pytest.raises(DecodeError, match="rejected"):
+            async for _ in q.consume(reliable=False, poll=0.1):  # type: ignore[attr-defined]
+                pass
+        await store.aclose()
+
+    asyncio.run(main())
+    assert redis_client.lrange("jobs:{jobs}:%rejected", 0, -1) == [
+        b"garbage-0", b"garbage-1", b"garbage-3", b"garbage-2"]
+    assert redis_client.keys("*") == [b"jobs:{jobs}:%rejected"]
 
 
 def test_async_consumer_waits_without_blocking_the_loop(redis_url: str,
