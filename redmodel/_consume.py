@@ -31,7 +31,6 @@ sync :class:`Consumer` and the asyncio :class:`AsyncConsumer` only drive it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -40,6 +39,7 @@ import threading
 import time
 import types
 import typing
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
@@ -655,6 +655,39 @@ class _HeartbeatThread:
                 log.warning("consumer %r of %r: heartbeat failed: %s", c.name, c.keys.queue, e)
 
 
+def _cancelling() -> int:
+    """The current task's count of cancellation requests (``Task.cancelling()``, Python
+    3.11+; always 0 before, where a cancel that redis-py drops cannot be seen)."""
+    task = asyncio.current_task()
+    counter = getattr(task, "cancelling", None)
+    return 0 if counter is None else int(counter())
+
+
+def _stop_on_signal(ref: weakref.ref[Any]) -> None:
+    consumer = ref()
+    if consumer is not None:
+        consumer.stop("signal")
+
+
+async def _heartbeats(ref: weakref.ref[AsyncConsumer[Any]], store: Any, keys: ConsumerKeys,
+                      name: str, ttl: float) -> None:
+    """Heartbeats of one AsyncConsumer, every ``ttl / 3`` seconds. The task holds the
+    consumer only by a weak reference (nothing the event loop holds keeps an abandoned
+    consumer, or its loop, alive) and ends when the consumer is gone, or when it is
+    cancelled, also when redis-py drops that cancel."""
+    interval = ttl / 3
+    while True:
+        await asyncio.sleep(interval)
+        if ref() is None:
+            return
+        try:
+            await store.run(_heartbeat_plan(keys, name, ttl))
+        except Exception as e:  # the next beat tries again
+            log.warning("consumer %r of %r: heartbeat failed: %s", name, keys.queue, e)
+        if _cancelling():
+            return
+
+
 class AsyncConsumer(_ConsumerBase[T]):
     """:class:`Consumer` for an :class:`~redmodel.AsyncStore`: ``async for`` over it, the
     same commands awaited, its heartbeat an asyncio task::
@@ -664,12 +697,23 @@ class AsyncConsumer(_ConsumerBase[T]):
                 await handle(job)
 
     ``async with`` (or ``await consumer.aclose()``) leaves at once when the loop is left
-    by ``break`` or an exception; without it, the loop is closed when the event loop
-    finalises it. Signal handlers go through the running loop (main thread only)."""
+    by ``break`` or an exception. Without it, the loop (an async generator) is closed once
+    nothing references it: on CPython right after ``async for`` drops it (unless you keep
+    the iterator in a variable), elsewhere at a garbage collection; the event loop then
+    runs its cleanup in a task, which returns the current item and unregisters; at the
+    latest when the event loop shuts down. The consumer holds its loop, and its heartbeat
+    task and signal handlers hold the consumer, only by weak references.
+
+    Cancelling the task that iterates stops the consumer (its item goes back), also
+    when redis-py drops the cancel during a command (Python 3.11's ``asyncio.wait_for``
+    can): after each command the consumer checks ``Task.cancelling()`` and raises
+    ``CancelledError`` itself. Signal handlers go through the running loop (main thread
+    only)."""
 
     def __init__(self, queue: Queue[T], **kwargs: Any) -> None:
         super().__init__(queue, **kwargs)
-        self._running: Any = None
+        self._running: weakref.ref[AsyncIterator[T]] | None = None
+        self._closed: asyncio.Future[None] | None = None  # done when the loop has left
 
     async def ack(self) -> bool:
         """See :meth:`Consumer.ack`."""
@@ -683,8 +727,9 @@ class AsyncConsumer(_ConsumerBase[T]):
         return bool(taken.acked)
 
     def __aiter__(self) -> AsyncIterator[T]:
-        self._running = self._iterate()
-        return self._running  # type: ignore[no-any-return]
+        running = self._iterate()
+        self._running = weakref.ref(running)
+        return running
 
     async def __aenter__(self) -> AsyncConsumer[T]:
         return self
@@ -693,10 +738,16 @@ class AsyncConsumer(_ConsumerBase[T]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Leave now: return what this consumer holds and unregister."""
-        running, self._running = self._running, None
+        """Leave now: return what this consumer holds and unregister. When the loop was
+        already dropped (``break``), wait for the cleanup the event loop started."""
+        ref, self._running = self._running, None
+        running: Any = None if ref is None else ref()
         if running is not None:
             await running.aclose()
+        closed = self._closed
+        if (closed is not None and not closed.done()
+                and closed.get_loop() is asyncio.get_running_loop()):
+            await asyncio.shield(closed)
 
     def _install(self) -> list[tuple[int, Any]]:
         if threading.current_thread() is not threading.main_thread():
@@ -706,7 +757,7 @@ class AsyncConsumer(_ConsumerBase[T]):
         for sig in self.signals:
             previous = signal.getsignal(sig)
             try:
-                loop.add_signal_handler(sig, self.stop, "signal")
+                loop.add_signal_handler(sig, _stop_on_signal, weakref.ref(self))
             except (NotImplementedError, RuntimeError, ValueError):
                 continue
             installed.append((sig, previous))
@@ -720,11 +771,23 @@ class AsyncConsumer(_ConsumerBase[T]):
                                          step.keys)
 
     async def _iterate(self) -> AsyncIterator[T]:
+        closed = self._closed = asyncio.get_running_loop().create_future()
         self._begin()
         installed = self._install()
-        beat = asyncio.create_task(self._heartbeats()) if self.reliable else None
+        beat = None
+        if self.reliable:
+            beat = asyncio.create_task(_heartbeats(
+                weakref.ref(self), self.queue.store, self.keys, self.name,
+                self.visibility_timeout))
         machine = self._steps()
         finished = False
+        cancels = _cancelling()  # cancels already pending are not ours to act on
+
+        def check_cancelled() -> None:
+            # redis-py can swallow a cancel during a command; the task still counts it
+            if _cancelling() > cancels:
+                raise asyncio.CancelledError
+
         try:
             step = next(machine)
             while True:
@@ -732,30 +795,36 @@ class AsyncConsumer(_ConsumerBase[T]):
                     try:
                         reply = await self._execute(step)
                     except (redis.ConnectionError, redis.TimeoutError) as e:
+                        check_cancelled()
                         step = machine.throw(e)
                         continue
+                    check_cancelled()
                     step = machine.send(reply)
                 elif isinstance(step, _Pause):
                     await asyncio.sleep(step.seconds)
+                    check_cancelled()
                     step = machine.send(None)
                 else:
                     yield step.value
+                    cancels = _cancelling()  # the loop body's own cancels are its business
                     step = machine.send(None)
         except StopIteration:
             finished = True
         finally:
-            machine.close()
-            if beat is not None:
-                beat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beat
-            loop = asyncio.get_running_loop()
-            for sig, previous in installed:
-                loop.remove_signal_handler(sig)
-                if previous is not None:
-                    signal.signal(sig, previous)
-            if self.reliable:
-                await self._leave(finished)
+            try:
+                machine.close()
+                if beat is not None:
+                    beat.cancel()  # a beat still on the wire changes nothing once we left
+                loop = asyncio.get_running_loop()
+                for sig, previous in installed:
+                    loop.remove_signal_handler(sig)
+                    if previous is not None:
+                        signal.signal(sig, previous)
+                if self.reliable:
+                    await self._leave(finished)
+            finally:
+                if not closed.done():
+                    closed.set_result(None)
 
     async def _leave(self, finished: bool) -> None:
         plan = self._leave_plan(acknowledge=finished)
@@ -768,18 +837,6 @@ class AsyncConsumer(_ConsumerBase[T]):
         except Exception as e:  # leaving on an error: the items come back after the timeout
             log.warning("consumer %r of %r could not return its items (%s); they come back "
                         "after its visibility timeout", self.name, self.keys.queue, e)
-
-    async def _heartbeats(self) -> None:
-        interval = self.visibility_timeout / 3
-        store: Any = self.queue.store
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await store.run(
-                    _heartbeat_plan(self.keys, self.name, self.visibility_timeout))
-            except Exception as e:  # the next beat tries again
-                log.warning("consumer %r of %r: heartbeat failed: %s", self.name,
-                            self.keys.queue, e)
 
 
 def make_consumer(queue: Queue[T], **kwargs: Any) -> Consumer[T]:

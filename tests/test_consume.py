@@ -6,6 +6,7 @@ restarts under the same name. On one server, on a cluster, and from an AsyncStor
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -556,6 +557,69 @@ def test_async_consumer_takes_back_acknowledges_and_recovers(redis_url: str,
     # 5 went back to the queue: its redelivery is marked
     assert redis_client.keys("jobs:{jobs}*") == [b"jobs:{jobs}:%redelivered"]
     assert redis_client.hgetall("jobs:{jobs}:%redelivered") == {b"5": b"1:1"}
+
+
+def test_an_abandoned_async_consumer_returns_its_item_without_a_garbage_collection(
+    redis_url: str, redis_client: Any
+) -> None:
+    """``async for ...: break`` without ``async with``: nothing keeps the loop alive (the
+    consumer holds it, and its heartbeat task holds the consumer, by weak references), so
+    on CPython it is finalised as soon as ``async for`` drops it, with the cyclic garbage
+    collector off: the item is back long before the visibility timeout, and the heartbeat
+    task has ended."""
+
+    def heartbeats() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if "_heartbeats" in repr(t.get_coro())]
+
+    async def main() -> tuple[list[int], list[asyncio.Task[Any]]]:
+        store = redmodel.AsyncStore.from_url(redis_url)
+        q = Queue(store, "jobs", int)
+        await q.push(1, 2)  # type: ignore[misc]
+        async for _ in q.consume(name="w", visibility_timeout=30, poll=0.1):
+            assert len(heartbeats()) == 1
+            break
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if await q.range() == [1, 2]:  # type: ignore[misc]
+                break
+        found = await q.range(), heartbeats()  # type: ignore[misc]
+        await store.aclose()
+        return found
+
+    gc.disable()
+    try:
+        queue, beating = asyncio.run(main())
+    finally:
+        gc.enable()
+    assert queue == [1, 2] and beating == []
+    assert redis_client.zcard("jobs:{jobs}:%consumers") == 0, "it unregistered"
+
+
+def test_cancelling_an_async_consumer_returns_its_item(redis_url: str, redis_client: Any
+                                                       ) -> None:
+    async def main() -> list[int]:
+        store = redmodel.AsyncStore.from_url(redis_url)
+        q = Queue(store, "jobs", int)
+        await q.push(1, 2)  # type: ignore[misc]
+        handling = asyncio.Event()
+
+        async def worker() -> None:
+            async with q.consume(name="w", poll=0.1) as consumer:  # type: ignore[attr-defined]
+                async for _ in consumer:
+                    handling.set()
+                    await asyncio.sleep(3600)
+
+        task = asyncio.create_task(worker())
+        await handling.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+        found = await q.range()  # type: ignore[misc]
+        await store.aclose()
+        return found  # type: ignore[no-any-return]
+
+    assert asyncio.run(main()) == [1, 2]
+    assert redis_client.hgetall("jobs:{jobs}:%redelivered") == {b"1": b"1:1"}
 
 
 def test_async_at_most_once_pops_set_undecodable_values_aside(redis_url: str,
