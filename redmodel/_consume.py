@@ -527,7 +527,7 @@ def one_batch(batch: Batch) -> Plan[list[Any]]:
 class Consumer(_ConsumerBase[T]):
     """A worker loop over a :class:`Queue`, at least once by default::
 
-        for job in jobs.consume(name="worker-1"):   # LMOVE/BLMOVE into an in-flight list
+        for job in jobs.consume(name="worker-1"):   # LMOVE into an in-flight list
             handle(job)                             # acknowledged when the next is asked for
 
     Each item is moved atomically from the queue into this consumer's in-flight list and
@@ -538,6 +538,10 @@ class Consumer(_ConsumerBase[T]):
     ``visibility_timeout``, any other consumer or :meth:`Queue.recover` returns them to
     the head of the queue. So an item can be handed out more than once:
     ``delivery_count`` (``redelivered``) says when this value was handed out before.
+    The heartbeat thread needs the GIL: a handler step that holds it (a long regular
+    expression, a C call that does not release it) longer than ``visibility_timeout``
+    gets this consumer taken for dead while it lives, and its item handed to another
+    (flagged as a redelivery there). Size the timeout to the longest such step.
 
     Iteration stops when
 

@@ -702,8 +702,9 @@ class Queue(Container[T]):
     ) -> Consumer[T]:
         """A :class:`Consumer` (an :class:`AsyncConsumer` on an AsyncStore): iterate it to
         get values one by one, at least once. Each is moved into this consumer's in-flight
-        list (LMOVE, or BLMOVE while the queue is empty) and acknowledged when the next is
-        asked for; a consumer that dies has its items returned to the queue by another
+        list (LMOVE in a script; while the queue is empty it waits with a BLMOVE of the
+        queue onto itself, which moves nothing) and acknowledged when the next is asked
+        for; a consumer that dies has its items returned to the queue by another
         after ``visibility_timeout`` seconds without a heartbeat, or takes them back when
         it restarts under the same ``name``. ``reliable=False``: the at-most-once BLPOP
         loop. Stops on a signal, the ``sentinel`` value, ``max_items`` values or
