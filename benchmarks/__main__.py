@@ -24,6 +24,7 @@ from benchmarks import (
     bench_encrypted,
     bench_mapper,
     bench_memory,
+    bench_once,
     bench_parsers,
     bench_profile,
     bench_queries,
@@ -66,6 +67,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "profile": bench_profile.run,
     "encrypted": bench_encrypted.run,
     "rss": bench_rss.run,
+    "exactly_once": bench_once.run,
 }
 
 

@@ -203,9 +203,9 @@ def concurrency(url: str, cluster: RedisClusterServer, single: redmodel.Store,
 
 def run(url: str, quick: bool) -> str:
     """Markdown: the bulk table and the concurrency table."""
-    n = 2_000 if quick else 20_000
-    calls = 2_000 if quick else 20_000
-    repeats = 3 if quick else 5
+    n = 300 if quick else 20_000
+    calls = 300 if quick else 20_000
+    repeats = 1 if quick else 5
     with RedisClusterServer() as cluster:
         single = redmodel.Store.from_url(url)
         cluster_store = redmodel.Store(cluster.client())

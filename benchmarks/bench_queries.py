@@ -16,13 +16,16 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as dt
+import gc
 import io
+import multiprocessing
 import os
 import pstats
 import random
 import statistics
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 import redmodel
 from benchmarks._common import Context, Section, fmt_time, interleaved, machine, pyplot, table
 from benchmarks._mappers import HandWritten, Rom, Walrus
-from redmodel import between, gt, lt
+from redmodel import between, ge, gt, lt, one_of
 
 COLORS = ("black", "white", "red", "green", "blue", "brown", "grey", "navy")
 STYLES = ("fitted", "snapback", "trucker", "beanie")
@@ -317,6 +320,143 @@ def measure_size(url: str, n: int, quick: bool, seed: int) -> SizeResult:
             r.close()
 
 
+# ---- large results: other clients' latency, paging ----------------------------------------
+
+PAGING_SIZES = {True: 2_000, False: 200_000}
+PING_TARGET = 0.005
+PAGES_TARGET = 1.2
+SLOW_CALL = 500  # µs: server calls at least this long are read back from SLOWLOG
+
+# Queries every hat matches, one per plan shape: a walk of the all-ids index, of the sort
+# field's index, a walk filtered by a range, a union of equality sets.
+BIG_QUERIES: dict[str, Callable[[redmodel.Store], redmodel.Query[Any]]] = {
+    "all, by id": lambda s: s.find(Hat),
+    "all, by price": lambda s: s.find(Hat).order_by("price"),
+    "price ≥ 0, by id": lambda s: s.find(Hat, price=ge(0)),
+    "color in all 8, by -quantity": lambda s: s.find(
+        Hat, color=one_of(COLORS)).order_by("-quantity"),
+}
+
+
+def _ping_loop(url: str, ready: Any, stop: Any, out: Any) -> None:
+    """Another client (its own process, so no GIL is shared): PING, a short pause, again;
+    sends back every round trip's seconds."""
+    r = redis.Redis.from_url(url)
+    r.ping()
+    ready.set()
+    lat = []
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        r.ping()
+        lat.append(time.perf_counter() - t0)
+        time.sleep(0.0005)
+    r.close()
+    out.put(lat)
+
+
+def _pinged(url: str, fn: Callable[[], Any]) -> tuple[float, list[float]]:
+    """(seconds fn took, PING round trips another process measured meanwhile)."""
+    mp = multiprocessing.get_context("spawn")
+    ready, stop, out = mp.Event(), mp.Event(), mp.Queue()
+    proc = mp.Process(target=_ping_loop, args=(url, ready, stop, out), daemon=True)
+    proc.start()
+    try:
+        if not ready.wait(30):
+            raise RuntimeError("the PING process did not start")
+        t0 = time.perf_counter()
+        fn()
+        took = time.perf_counter() - t0
+        stop.set()
+        lat: list[float] = out.get(timeout=30)
+    finally:
+        stop.set()
+        proc.join(10)
+    return took, lat
+
+
+def _slow_calls(r: redis.Redis) -> list[int]:
+    """µs of each server call at least SLOW_CALL long since the last reset."""
+    return [int(e["duration"]) for e in r.slowlog_get(10_000)]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _peak_memory(fn: Callable[[], Any]) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def large_results(url: str, quick: bool) -> list[str]:
+    """Tables: other clients' PING latency while each big query runs; the time of
+    ``pages(1000)`` against ``.all()``; client memory of iterating against ``.all()``."""
+    n = PAGING_SIZES[quick]
+    admin = db_client(url, DBS["redmodel"])
+    impl = Redmodel(url, DBS["redmodel"])
+    store = impl.store
+    saved = {k: admin.config_get(k)[k] for k in ("slowlog-log-slower-than", "slowlog-max-len")}
+    try:
+        admin.flushdb()
+        hats = make_hats(n, seed=11)
+        for start in range(0, n, 5000):
+            store.save_many(hats[start:start + 5000])
+        del hats
+        admin.config_set("slowlog-log-slower-than", SLOW_CALL)
+        admin.config_set("slowlog-max-len", 10_000)
+        ping_rows, page_rows, p99s, ratios = [], [], [], []
+        for name, make in BIG_QUERIES.items():
+            query = make(store)
+            admin.slowlog_reset()
+            took, lat = _pinged(url, lambda q=query: q.all())
+            slow = _slow_calls(admin)
+            p99s.append(_percentile(lat, 0.99))
+            ping_rows.append([name, f"{n:,}", fmt_time(took), f"{len(lat):,}",
+                              fmt_time(statistics.median(lat)), fmt_time(p99s[-1]),
+                              fmt_time(max(lat)),
+                              f"{len(slow)}, longest {fmt_time(max(slow) / 1e6)}" if slow
+                              else "none"])
+            def paged(q: redmodel.Query[Any] = query) -> int:
+                return sum(len(page) for page in q.pages(1000))
+            whole, by_pages = interleaved([query.all, paged], 1 if quick else 3, warmup=0)
+            ratios.append(by_pages / whole)
+            page_rows.append([name, fmt_time(whole), fmt_time(by_pages),
+                              f"{by_pages / whole:.2f}x"])
+        query = BIG_QUERIES["all, by id"](store)
+        iterating = _peak_memory(lambda: sum(1 for _ in query))
+        gathering = _peak_memory(query.all)
+    finally:
+        admin.flushdb()
+        for key, value in saved.items():
+            admin.config_set(key, value)
+        impl.close()
+        admin.close()
+    worst_ping, worst_pages = max(p99s), max(ratios)
+    return [
+        f"**Another client's PING while a query over {n:,} matches runs** (`.all()`; the "
+        "PINGs come from another process, one every 0.5 ms; server calls of at least "
+        f"{SLOW_CALL} µs read from SLOWLOG). Target: p99 under {fmt_time(PING_TARGET)} — "
+        f"{'met' if worst_ping < PING_TARGET else '**not met**'} (worst p99 "
+        f"{fmt_time(worst_ping)}).",
+        table(["query (every hat matches)", "matches", ".all() took", "PINGs", "PING p50",
+               "PING p99", "PING max", f"server calls ≥ {SLOW_CALL} µs"], ping_rows),
+        f"**`pages(1000)` against `.all()` over {n:,} matches** (median of "
+        f"{1 if quick else 3}, interleaved; every page's objects fetched). Target: at most "
+        f"{PAGES_TARGET}x — {'met' if worst_pages <= PAGES_TARGET else '**not met**'} "
+        f"(worst {worst_pages:.2f}x).",
+        table(["query", ".all()", "pages(1000)", "pages / all"], page_rows),
+        f"**Client memory** (tracemalloc peak, `all, by id`, {n:,} matches): iterating "
+        f"(`for hat in query`, pages of {redmodel._query.PAGE_SIZE:,}) "
+        f"{iterating / 1e6:.1f} MB; `.all()` {gathering / 1e6:.1f} MB.",
+    ]
+
+
 # ---- reporting -------------------------------------------------------------------------------
 
 
@@ -434,7 +574,7 @@ def run(url: str, quick: bool, out: Path | None = None) -> str:
     """Every table as Markdown; the plot goes to ``out`` (default results/quick|full)."""
     out = out or RESULTS / ("quick" if quick else "full")
     ensure_empty(url)
-    ns = [2000] if quick else [20_000, 200_000]
+    ns = [500] if quick else [20_000, 200_000]
     results = [measure_size(url, n, quick, seed=7 + i) for i, n in enumerate(ns)]
     blocks: list[str] = []
     for res in results:
@@ -460,6 +600,7 @@ def run(url: str, quick: bool, out: Path | None = None) -> str:
                   "side; top functions by own time)")
     blocks.append("```\n" + prof + "\n```")
     blocks.append(f"![queries]({plot(results, out).name})")
+    blocks += large_results(url, quick)
     return "\n\n".join(blocks)
 
 

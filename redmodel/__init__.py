@@ -36,6 +36,7 @@ from redmodel._errors import (
     DecodeError,
     ModelDefinitionError,
     NotFoundError,
+    OutcomeUnknownError,
     QueryError,
     ReadAfterWriteError,
     RedmodelError,
@@ -62,6 +63,7 @@ from redmodel._tx import (
     transact,
     transaction,
 )
+from redmodel._wire import ResendPolicy
 from redmodel.codecs import (
     Bz2Transform,
     Codec,
@@ -141,7 +143,9 @@ __all__ = [
     "DecodeError",
     "ModelDefinitionError",
     "NotFoundError",
+    "OutcomeUnknownError",
     "RedmodelError",
+    "ResendPolicy",
     "ServerError",
     "Serializer",
     "Store",

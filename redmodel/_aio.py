@@ -11,15 +11,16 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis.exceptions import NoScriptError, RedisClusterException
 
 from redmodel import _atomic, _ops, _repair, _tx
 from redmodel._blind_ops import Progress, rotate_index_key
-from redmodel._connect import ShellConfig, cross_slot, env_settings, url_options
+from redmodel._connect import ShellConfig, env_exactly_once, env_settings, url_options
 from redmodel._ops import DEFAULT
-from redmodel._plan import Batch, Plan, as_eval, gather, iterate_async, run_async
+from redmodel._plan import Batch, Plan, gather, iterate_async, run_async
 from redmodel._query import Q, Query
+from redmodel._shells import AsyncLink
 from redmodel._tx import RetryPolicy
+from redmodel._wire import ResendPolicy
 
 __all__ = ["AsyncStore"]
 
@@ -39,27 +40,33 @@ class AsyncStore(ShellConfig):
     client: Any
 
     def __init__(
-        self, client: aredis.Redis | AsyncRedisCluster, *, chunk_size: int = 500
+        self, client: aredis.Redis | AsyncRedisCluster, *, chunk_size: int = 500,
+        exactly_once: bool = False, resend: ResendPolicy | None = None,
     ) -> None:
-        super().__init__(client, chunk_size)
-        self._ready = False
+        super().__init__(client, chunk_size, exactly_once, resend)
+        self._link = AsyncLink(client, cluster=self.cluster, policy=self.resend,
+                               exactly_once=self.exactly_once)
+        self._execute = self._link.execute  # type: ignore[method-assign]  # one call less
 
     @classmethod
     def from_url(
         cls, url: str | None = None, *, db: int | None = None, cluster: bool = False,
-        **kwargs: Any,
+        exactly_once: bool = False, resend: ResendPolicy | None = None, **kwargs: Any,
     ) -> AsyncStore:
         """As :meth:`Store.from_url`, with an asyncio client."""
         url, options = url_options(url, db, kwargs)
-        if cluster:
-            return cls(AsyncRedisCluster.from_url(url, **options))
-        return cls(aredis.Redis.from_url(url, **options))
+        client = (AsyncRedisCluster.from_url(url, **options) if cluster
+                  else aredis.Redis.from_url(url, **options))
+        return cls(client, exactly_once=exactly_once, resend=resend)
 
     @classmethod
-    def from_env(cls, prefix: str = "REDIS_", **kwargs: Any) -> AsyncStore:
+    def from_env(cls, prefix: str = "REDIS_", *, exactly_once: bool | None = None,
+                 resend: ResendPolicy | None = None, **kwargs: Any) -> AsyncStore:
         """As :meth:`Store.from_env`, with an asyncio client."""
         url, settings, cluster = env_settings(prefix=prefix)
-        return cls.from_url(url, cluster=cluster, **{**settings, **kwargs})
+        once = env_exactly_once(prefix) if exactly_once is None else exactly_once
+        return cls.from_url(url, cluster=cluster, exactly_once=once, resend=resend,
+                            **{**settings, **kwargs})
 
     async def aclose(self) -> None:
         """Close the client's connections."""
@@ -74,27 +81,7 @@ class AsyncStore(ShellConfig):
     # ---- execution ----------------------------------------------------------------
 
     async def _execute(self, batch: Batch) -> list[Any]:
-        client = self.client
-        if self.cluster and not self._ready:
-            # redis-py 8.1's asyncio cluster client breaks when many tasks send its very
-            # first commands at once; learning the slots first avoids that.
-            await client.initialize()
-            self._ready = True
-        cmds = batch.commands
-        try:
-            if batch.target is not None:
-                return [await client.execute_command(*cmds[0], target_nodes=batch.target)]
-            if len(cmds) == 1 and not batch.atomic:
-                try:
-                    return [await client.execute_command(*cmds[0])]
-                except NoScriptError:
-                    return [await client.execute_command(*as_eval(cmds[0]))]
-            async with client.pipeline(transaction=batch.atomic) as pipe:
-                for cmd in cmds:
-                    pipe.execute_command(*as_eval(cmd))
-                return await pipe.execute()  # type: ignore[no-any-return]
-        except RedisClusterException as e:
-            raise cross_slot(e, batch) from e
+        return await self._link.execute(batch)
 
     async def run(self, plan: Plan[R]) -> R:
         """Run a plan."""

@@ -7,10 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from redis.exceptions import RedisClusterException
-
-from redmodel._errors import CrossSlotError
-from redmodel._plan import Batch
+from redmodel._wire import DEFAULT_POLICY, ResendPolicy
 
 __all__ = ["DEFAULT_URL", "ShellConfig", "check_client", "env_settings"]
 
@@ -98,29 +95,44 @@ def env_settings(
     return url, kwargs, _truthy(get("CLUSTER"))
 
 
-def cross_slot(error: RedisClusterException, batch: Batch) -> Exception:
-    """A clear CrossSlotError for redis-py's cross-slot refusal; other errors unchanged."""
-    text = str(error).lower()
-    if "slot" not in text:
-        return error
-    keys = list(batch.keys)[:5]
-    return CrossSlotError(
-        f"these keys are in different cluster hash slots and cannot be used in one atomic "
-        f"command: {keys}. Declare the model with hash_tag=True (every key of one object in "
-        "one slot) or a hash_tag function (objects that change together in one slot)"
-    )
+def redis_reply(client: Any, command: tuple[Any, ...], reply: Any) -> Any:
+    """``reply`` as redis-py's ``execute_command`` returns it: the client's response
+    callback for the command applied (raw commands of transactions keep redis-py's
+    shapes; redmodel's own plans read raw replies)."""
+    callbacks = getattr(client, "response_callbacks", None)
+    if callbacks is None and hasattr(client, "get_default_node"):  # a sync RedisCluster
+        callbacks = client.get_redis_connection(client.get_default_node()).response_callbacks
+    if not callbacks or isinstance(reply, Exception):
+        return reply
+    name = command[0].decode() if isinstance(command[0], bytes) else str(command[0])
+    callback = callbacks.get(name.upper())
+    if callback is None and len(command) > 1:
+        callback = callbacks.get(f"{name} {command[1]!s}".upper())
+    return reply if callback is None else callback(reply)
+
+
+def env_exactly_once(prefix: str = "REDIS_", env: Mapping[str, str] | None = None) -> bool:
+    """``{prefix}EXACTLY_ONCE`` (1/true/yes/on) switches a store from ``from_env`` to
+    exactly-once mode (docs/failures.md)."""
+    env = os.environ if env is None else env
+    return _truthy(env.get(prefix + "EXACTLY_ONCE"))
 
 
 class ShellConfig:
     """What Store and AsyncStore hold besides the client: no I/O here."""
 
-    def __init__(self, client: Any, chunk_size: int) -> None:
+    def __init__(self, client: Any, chunk_size: int, exactly_once: bool = False,
+                 resend: ResendPolicy | None = None) -> None:
         check_client(client)
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        if resend is not None and not isinstance(resend, ResendPolicy):
+            raise TypeError(f"resend must be a redmodel.ResendPolicy, not {resend!r}")
         self.client = client
         self.chunk_size = chunk_size
         self.cluster = is_cluster(client)
+        self.exactly_once = bool(exactly_once)
+        self.resend = resend or DEFAULT_POLICY
 
     def _targets(self) -> list[Any]:
         """Where a model-wide SCAN runs: every primary of a cluster, or the one server."""

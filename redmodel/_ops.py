@@ -369,11 +369,14 @@ def persist(model: type, id_value: Any, hints: TxHints | None = None) -> Plan[bo
 
 
 def _expiry(spec: ModelSpec, key: str, ms: int | None, hints: TxHints | None) -> Plan[bool]:
+    # an expiry answers the same when sent twice; a persist does not (a second PERSIST
+    # answers False, "had no expiry"), so it is never resent after a lost reply
+    again = ms is not None
     w = layout_of(spec).expire(key, ms)
     if isinstance(w, Write):
         what = f"{'persist' if ms is None else 'expire'} {spec.name}"
-        return bool((yield from _indexed_write(spec, w, None, hints, what, True)))
-    replies = yield Batch([w], write=True, idempotent=True, keys=(key,))
+        return bool((yield from _indexed_write(spec, w, None, hints, what, again)))
+    replies = yield Batch([w], write=True, idempotent=again, keys=(key,))
     return bool(replies[0])
 
 

@@ -56,11 +56,20 @@ class Batch:
     target: Any = None  # a cluster node for node-wide commands (SCAN); None: route by key
     idempotent: bool | None = None
     early: bool = False
+    unsafe: tuple[int, ...] | None = None
 
     @property
     def may_resend(self) -> bool:
         """Whether a store may send this batch again after its reply was lost."""
         return (not self.write) if self.idempotent is None else self.idempotent
+
+    def unsafe_commands(self) -> tuple[int, ...]:
+        """Indices of the commands that must never be sent twice: ``unsafe`` when a batch
+        mixes both kinds (:func:`gather`), else every command or none, as
+        :attr:`may_resend` says."""
+        if self.unsafe is not None:
+            return self.unsafe
+        return () if self.may_resend else tuple(range(len(self.commands)))
 
 
 @attrs.frozen(slots=True)
@@ -171,6 +180,26 @@ def script(name: str) -> LuaScript:
     return s
 
 
+_ONCE: dict[str, LuaScript] = {}
+
+
+def once_variant(sha: str) -> LuaScript | None:
+    """The exactly-once form of a known script (``<name>+once``): the script's text wrapped
+    in a function between ``once_head.lua`` and ``once_tail.lua``, which take the write id's
+    key as KEYS[1] and its expiry as ARGV[1] (docs/failures.md). None for a sha this process
+    did not load, which cannot be wrapped."""
+    found = _ONCE.get(sha)
+    if found is None:
+        base = SCRIPTS_BY_SHA.get(sha)
+        if base is None or base.name.endswith("+once") or base.name.startswith("once_"):
+            return None
+        text = (lua_source("once_head") + "local function once_body()\n" + base.source
+                + "end\n" + lua_source("once_tail"))
+        found = _ONCE[sha] = LuaScript(base.name + "+once", text)
+        SCRIPTS_BY_SHA[found.sha] = found
+    return found
+
+
 def as_eval(command: Command) -> Command:
     """EVALSHA of a known script -> the same call as EVAL; anything else unchanged."""
     if command and command[0] == "EVALSHA":
@@ -205,12 +234,15 @@ def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
             commands.extend(batch.commands)
         only = next(iter(group.values())) if len(group) == 1 else None
         batches = group.values()
+        unsafe = tuple(start + k for i, (start, _) in spans.items()
+                       for k in group[i].unsafe_commands())
         replies = yield only or Batch(
             commands,
             write=any(b.write for b in batches),
             keys=[k for b in batches for k in b.keys],
-            idempotent=all(b.may_resend for b in batches),
+            idempotent=not unsafe,
             early=any(b.early for b in batches),
+            unsafe=unsafe,
         )
         for i, (start, count) in spans.items():
             try:

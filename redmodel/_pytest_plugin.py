@@ -19,6 +19,8 @@ Fixtures:
     ``redis_cluster`` (session): a started :class:`redmodel.testing.RedisClusterServer`.
     ``redis_cluster_client`` (function): a ``RedisCluster`` on it, after flushing every
     primary; closed afterwards.
+    ``redis_replicated_cluster`` (module): a cluster with one replica per primary, for
+    failover tests (:meth:`~redmodel.testing.RedisClusterServer.failover`).
 
 A missing server binary fails the tests that need one with the reason; it never skips them.
 """
@@ -180,3 +182,13 @@ def redis_cluster_client(
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="module")
+def redis_replicated_cluster(pytestconfig: pytest.Config) -> Iterator[RedisClusterServer]:
+    """A throwaway cluster of three primaries with one replica each, for one test module
+    (six processes: stopped when the module ends). For failover tests:
+    ``redis_replicated_cluster.failover(node)``; roles change as tests fail primaries
+    over, so look them up with ``primary_nodes()``."""
+    with RedisClusterServer(_binary(pytestconfig), replicas=1) as cluster:
+        yield cluster

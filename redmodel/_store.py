@@ -3,41 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redmodel import _atomic, _ops, _repair, _tx
 from redmodel._blind_ops import Progress, rotate_index_key
-from redmodel._connect import ShellConfig, cross_slot, env_settings, url_options
+from redmodel._connect import ShellConfig, env_exactly_once, env_settings, url_options
 from redmodel._ops import DEFAULT
-from redmodel._plan import (
-    SCRIPTS_BY_SHA,
-    Batch,
-    Command,
-    Plan,
-    as_eval,
-    gather,
-    iterate_sync,
-    run_sync,
-)
+from redmodel._plan import Batch, Plan, gather, iterate_sync, run_sync
 from redmodel._query import Q, Query
+from redmodel._shells import SyncLink
 from redmodel._tx import RetryPolicy
+from redmodel._wire import ResendPolicy
 
 __all__ = ["Store"]
-
-_packer: Callable[[Any], bytes] | None
-try:
-    from hiredis import pack_command as _packer
-except ImportError:  # pragma: no cover - hiredis is an optional extra
-    _packer = None
-
-_HIREDIS_PARSERS = {"_HiredisParser"}
 
 M = TypeVar("M")
 R = TypeVar("R")
@@ -56,32 +38,40 @@ class Store(ShellConfig):
 
     client: Any
 
-    def __init__(self, client: redis.Redis | RedisCluster, *, chunk_size: int = 500) -> None:
-        super().__init__(client, chunk_size)
-        self._loaded: set[str] = set()  # script SHAs loaded on the server by this store
+    def __init__(self, client: redis.Redis | RedisCluster, *, chunk_size: int = 500,
+                 exactly_once: bool = False, resend: ResendPolicy | None = None) -> None:
+        super().__init__(client, chunk_size, exactly_once, resend)
+        self._link = SyncLink(client, cluster=self.cluster, policy=self.resend,
+                              exactly_once=self.exactly_once)
+        self._execute = self._link.execute  # type: ignore[method-assign]  # one call less
 
     @classmethod
     def from_url(
         cls, url: str | None = None, *, db: int | None = None, cluster: bool = False,
-        **kwargs: Any,
+        exactly_once: bool = False, resend: ResendPolicy | None = None, **kwargs: Any,
     ) -> Store:
         """A store on ``redis://``, ``rediss://`` or ``unix://`` ``url``; default ``$REDIS_URL``,
         else ``redis://localhost:6379/0``. ``cluster=True`` makes a ``RedisCluster`` client
-        (the URL names one node). Extra keyword arguments go to redis-py (``username=``,
+        (the URL names one node). ``exactly_once`` and ``resend`` are the store's options
+        (docs/failures.md). Extra keyword arguments go to redis-py (``username=``,
         ``password=``, ``ssl_ca_certs=``, ``ssl_certfile=``, ``ssl_keyfile=``, ...)."""
         url, options = url_options(url, db, kwargs)
-        if cluster:
-            return cls(RedisCluster.from_url(url, **options))
-        return cls(redis.Redis.from_url(url, **options))
+        client = (RedisCluster.from_url(url, **options) if cluster
+                  else redis.Redis.from_url(url, **options))
+        return cls(client, exactly_once=exactly_once, resend=resend)
 
     @classmethod
-    def from_env(cls, prefix: str = "REDIS_", **kwargs: Any) -> Store:
+    def from_env(cls, prefix: str = "REDIS_", *, exactly_once: bool | None = None,
+                 resend: ResendPolicy | None = None, **kwargs: Any) -> Store:
         """A store configured by environment variables, as managed services hand them out:
         ``REDIS_URL``, or ``REDIS_ENDPOINT``/``REDIS_PORT``/``REDIS_DB``,
         ``REDIS_USERNAME``/``REDIS_PASSWORD``, ``REDIS_TLS`` and ``REDIS_CA_FILE``/
-        ``REDIS_CERT_FILE``/``REDIS_KEY_FILE``, and ``REDIS_CLUSTER``. See docs/deploy.md."""
+        ``REDIS_CERT_FILE``/``REDIS_KEY_FILE``, ``REDIS_CLUSTER`` and
+        ``REDIS_EXACTLY_ONCE``. See docs/deploy.md and docs/failures.md."""
         url, settings, cluster = env_settings(prefix=prefix)
-        return cls.from_url(url, cluster=cluster, **{**settings, **kwargs})
+        once = env_exactly_once(prefix) if exactly_once is None else exactly_once
+        return cls.from_url(url, cluster=cluster, exactly_once=once, resend=resend,
+                            **{**settings, **kwargs})
 
     def close(self) -> None:
         """Close the client's connections."""
@@ -96,80 +86,7 @@ class Store(ShellConfig):
     # ---- execution ----------------------------------------------------------------
 
     def _execute(self, batch: Batch) -> list[Any]:
-        client = self.client
-        cmds = batch.commands
-        if len(cmds) > 1 and not batch.atomic and _packer is not None and not self.cluster:
-            return self._send_packed(cmds)
-        try:
-            if batch.target is not None:
-                return [client.execute_command(*cmds[0], target_nodes=batch.target)]
-            if len(cmds) == 1 and not batch.atomic:
-                try:
-                    return [client.execute_command(*cmds[0])]
-                except NoScriptError:
-                    return [client.execute_command(*as_eval(cmds[0]))]
-            with client.pipeline(transaction=batch.atomic) as pipe:
-                for cmd in cmds:
-                    pipe.execute_command(*as_eval(cmd))
-                return pipe.execute()  # type: ignore[no-any-return]
-        except RedisClusterException as e:
-            raise cross_slot(e, batch) from e
-
-    def _send_packed(self, cmds: Sequence[Command]) -> list[Any]:
-        """A non-atomic pipeline packed by hiredis and sent as one buffer, its replies read
-        straight from the parser: redis-py's per-command pipeline bookkeeping is the main
-        cost of bulk work from Python (docs/performance.md). Scripts this store has not
-        loaded on the server are loaded first, in the same buffer."""
-        pack = _packer
-        assert pack is not None
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
-        try:
-            if type(conn._parser).__name__ not in _HIREDIS_PARSERS:  # pure-Python parser
-                pool.release(conn)
-                conn = None
-                return self._pipeline(cmds)
-            loads = [(("SCRIPT", "LOAD", SCRIPTS_BY_SHA[sha].source))
-                     for sha in {c[1] for c in cmds if c[0] == "EVALSHA"} - self._loaded
-                     if sha in SCRIPTS_BY_SHA]
-            wire = [*loads, *cmds]
-            conn.send_packed_command([b"".join([pack(c) for c in wire])],
-                                     check_health=False)
-            read = conn._parser.read_response
-            replies = [read() for _ in wire][len(loads):]
-            self._loaded.update(c[1] for c in cmds if c[0] == "EVALSHA")
-        except (RedisConnectionError, RedisTimeoutError):
-            # e.g. a pooled connection the server closed while idle: hand the batch to
-            # redis-py's pipeline, which retries it whole under the client's retry policy,
-            # as it would have without packing
-            conn.disconnect()
-            pool.release(conn)
-            conn = None
-            self._loaded.clear()
-            return self._pipeline(cmds)
-        except BaseException:
-            if conn is not None:
-                conn.disconnect()
-            raise
-        finally:
-            if conn is not None:
-                pool.release(conn)
-        failed = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if failed:  # the server lost its scripts since (a restart, SCRIPT FLUSH)
-            self._loaded.clear()
-            again = self._pipeline([as_eval(cmds[i]) for i in failed])
-            for i, reply in zip(failed, again, strict=True):
-                replies[i] = reply
-        for reply in replies:
-            if isinstance(reply, ResponseError):
-                raise reply
-        return replies
-
-    def _pipeline(self, cmds: Sequence[Command]) -> list[Any]:
-        with self.client.pipeline(transaction=False) as pipe:
-            for cmd in cmds:
-                pipe.execute_command(*as_eval(cmd))
-            return pipe.execute()  # type: ignore[no-any-return]
+        return self._link.execute(batch)
 
     def run(self, plan: Plan[R]) -> R:
         """Run a plan (used by the methods below, and by extensions)."""

@@ -19,37 +19,29 @@ import logging
 import random
 import threading
 import time
-from collections.abc import (
-    Awaitable,
-    Callable,
-    Generator,
-    Iterable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import attrs
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, WatchError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
 
 from redmodel import _ops
 from redmodel._atomic import incr_fields as incr_fields_plan
-from redmodel._connect import cross_slot
+from redmodel._connect import redis_reply
 from redmodel._errors import (
     ConflictError,
     DecodeError,
+    OutcomeUnknownError,
     ReadAfterWriteError,
     TransactionError,
     ValidationError,
 )
 from redmodel._indexed import Abandoned, TxHints
 from redmodel._ops import DEFAULT
-from redmodel._plan import Batch, Command, Plan, as_eval
+from redmodel._plan import Batch, Command, Plan
 from redmodel._schema import spec_of
 from redmodel._types import BadValueError
+from redmodel._wire import ResendPolicy, RestartAttemptError, server_error
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -140,7 +132,8 @@ DEFAULT_POLICY = RetryPolicy()
 
 # ---- counters and outcomes ----------------------------------------------------------------
 
-_COUNTERS = ("calls", "joined", "attempts", "commits", "conflicts", "exhausted", "errors")
+_COUNTERS = ("calls", "joined", "attempts", "commits", "conflicts", "exhausted", "errors",
+             "restarts")
 
 
 class TxStats:
@@ -150,7 +143,10 @@ class TxStats:
     outer one; ``attempts``: runs of the function; ``commits``: successful EXECs;
     ``conflicts``: attempts that hit a WATCH conflict (each one retried or gave up);
     ``exhausted``: calls that raised :class:`ConflictError`; ``errors``: calls that ended
-    with any other exception. Counters are per process.
+    with any other exception; ``restarts``: attempts run again because nothing of them was
+    applied and they could not go on (their connection broke before EXEC, their slot moved,
+    the server forgot its scripts, or in exactly-once mode their EXEC was fenced).
+    Counters are per process.
     """
 
     def __init__(self) -> None:
@@ -305,8 +301,8 @@ class TxCore:
 
     @property
     def commands(self) -> list[Command]:
-        """The commands queued so far for MULTI/EXEC (EVALSHA as EVAL)."""
-        return [as_eval(c) for q in self._queued if q.batch is not None and
+        """The commands queued so far for MULTI/EXEC."""
+        return [c for q in self._queued if q.batch is not None and
                 not _before_multi(q.batch) for c in q.batch.commands]
 
     def _check_open(self, what: str) -> None:
@@ -328,7 +324,7 @@ class TxCore:
     def queue(self, batch: Batch, plan: Plan[Any], what: str) -> Pending[Any]:
         """Queue a plan waiting on ``batch``: a write for MULTI, or a read or early write
         it does first (run by :meth:`prepare`); ``plan`` is resumed with the replies.
-        EVALSHA becomes EVAL in MULTI: a NOSCRIPT there could not be retried."""
+        Scripts stay EVALSHA in MULTI: the transport loads them before MULTI."""
         self._check_open(what)
         pending: Pending[Any] = Pending(what)
         self._queued.append(_Queued(plan, pending, batch))
@@ -377,7 +373,7 @@ class TxCore:
                 continue
             assert not _before_multi(q.batch), "prepare() runs first"
             q.start, q.count = len(out), len(q.batch.commands)
-            out.extend(as_eval(c) for c in q.batch.commands)
+            out.extend(q.batch.commands)
         return out
 
     def finish_steps(self, replies: Sequence[Any]) -> Steps[BaseException | None]:
@@ -457,23 +453,18 @@ def _resume(q: _Queued, replies: Sequence[Any]) -> BaseException | None:
     return error
 
 
-def connection_error_of(error: WatchError) -> BaseException | None:
-    """redis-py reports a connection lost while WATCHing as a WatchError; the original
-    ConnectionError / TimeoutError, if that is what this one is."""
-    cause = error.__context__
-    if isinstance(cause, (RedisConnectionError, RedisTimeoutError)):
-        return cause
-    return None
-
-
 class _WatchConflictError(Exception):
     """EXEC returned nil: a watched key changed. Internal; the retry loop catches it."""
 
 
-def _conflict_or_connection(e: WatchError) -> BaseException:
-    """What a WatchError from EXEC means: a lost connection (raised as is, never retried)
-    or a real conflict (retried by the loop)."""
-    return connection_error_of(e) or _WatchConflictError()
+def _single_attempt_error(error: RestartAttemptError) -> BaseException:
+    """What a transaction that cannot run again raises when its attempt could not go on:
+    the cause (a ConnectionError, or the server's redirection as a ServerError). Nothing
+    of it was applied, so calling again is safe."""
+    cause = error.cause
+    if isinstance(cause, ResponseError):
+        return server_error(cause, ("EXEC",))
+    return cause
 
 
 def _one_attempt(keys: tuple[str, ...]) -> ConflictError:
@@ -518,14 +509,6 @@ _ACTIVE: contextvars.ContextVar[Any] = contextvars.ContextVar(
 )
 
 
-def _watching(pipe: Any) -> bool:
-    """Whether a pipeline is in immediate (WATCH) mode; a ClusterPipeline keeps the flag on
-    its execution strategy."""
-    if hasattr(pipe, "watching"):
-        return bool(pipe.watching)
-    return bool(getattr(getattr(pipe, "_execution_strategy", None), "_watching", False))
-
-
 def current_transaction() -> Transaction | AsyncTransaction | None:
     """The transaction open in this thread / asyncio task, if any."""
     return _ACTIVE.get()  # type: ignore[no-any-return]
@@ -542,7 +525,7 @@ class _TxBase:
     def __init__(self, store: Any) -> None:
         self.store = store
         self._core = TxCore()
-        self._pipe: Any = None
+        self._session: Any = None
         self._token: contextvars.Token[Any] | None = None
         self._joined: tuple[Any, int] | None = None
 
@@ -556,19 +539,19 @@ class _TxBase:
         return tuple(self._core.watched)
 
     def _activate(self) -> None:
-        self._pipe = self.store.client.pipeline(transaction=True)
+        self._session = self.store._link.session()
         self._token = _ACTIVE.set(self)
 
     def _deactivate(self) -> Any:
-        """Leave the context and drop what was not committed; returns the pipeline, which the
-        shell resets (UNWATCH, connection back to the pool)."""
+        """Leave the context and drop what was not committed; returns the session, which the
+        shell closes (UNWATCH if needed, connection back to the pool)."""
         if self._token is not None:
             _ACTIVE.reset(self._token)
             self._token = None
         if not self._core.closed:
             self._core.abandon()
-        pipe, self._pipe = self._pipe, None
-        return pipe
+        session, self._session = self._session, None
+        return session
 
     def _enter_joined(self) -> Any:
         """If a transaction is active here, join it (a savepoint) and return it."""
@@ -601,26 +584,25 @@ class _TxBase:
             return None
         return commands
 
-    def _to_watch(self, batch: Batch, what: str, internal: bool = False
-                  ) -> tuple[Any, list[str]]:
-        """(the open pipeline, the keys of ``batch`` not watched yet) before a read."""
+    def _read_commands(self, batch: Batch, what: str, internal: bool = False
+                       ) -> tuple[Batch, bool]:
+        """The batch to send for a read: WATCH of the keys not watched yet, then the read,
+        on the session's connection (the WATCH is answered before the read runs)."""
         new = self._core.read(batch.keys, what, internal)
-        if self._pipe is None:
+        if self._session is None:
             raise TransactionError(f"cannot {what}: this transaction is not open")
-        return self._pipe, new
+        if not new:
+            return batch, False
+        return Batch([("WATCH", *new), *batch.commands], keys=batch.keys), True
 
-    @contextlib.contextmanager
-    def _redis_errors(self, committing: bool) -> Iterator[None]:
-        """What redis-py's errors mean here: a cross-slot refusal, a lost connection
-        (raised as is), or, at EXEC, a WATCH conflict (retried by the loop)."""
-        try:
-            yield
-        except RedisClusterException as e:
-            raise cross_slot(e, Batch([], keys=self.watched)) from e
-        except WatchError as e:
-            if committing:
-                raise _conflict_or_connection(e) from None
-            raise connection_error_of(e) or e from None
+    def _commit_batch(self) -> Batch | None:
+        """MULTI/EXEC's batch, or None when there is nothing to send."""
+        commands = self._to_exec()
+        if commands is None:
+            return None
+        if self._session is None:
+            raise TransactionError("cannot commit: this transaction is not open")
+        return Batch(commands, atomic=True, write=True, keys=self.watched)
 
     def queue(self, plan: Plan[R], what: str = "write") -> Pending[R]:
         """Queue a write plan for EXEC; reads it does before its first write (WATCHed) and
@@ -693,11 +675,13 @@ class _TxBase:
                           f"persist {model.__name__} {id!r}")
 
     def command(self, *args: Any) -> Pending[Any]:
-        """Queue a raw command; value: its reply (EVALSHA of a known script runs as EVAL)."""
+        """Queue a raw command; value: its reply, as redis-py's ``execute_command`` would
+        return it (its response callback applied)."""
+        client = self.store.client
 
         def plan() -> Plan[Any]:
             replies = yield Batch([args], write=True)
-            return replies[0]
+            return redis_reply(client, args, replies[0])
 
         return self.queue(plan(), f"{args[0]!s}")
 
@@ -734,32 +718,33 @@ class Transaction(_TxBase):
         self._activate()
 
     def _close(self) -> None:
-        pipe = self._deactivate()
-        if pipe is not None:
-            pipe.reset()  # UNWATCH, and the connection goes back to the pool
+        session = self._deactivate()
+        if session is not None:
+            session.close()  # UNWATCH if needed; the connection goes back to the pool
 
     def _commit(self) -> None:
         """The queued plans' own reads and early writes, then MULTI, the queued commands,
         EXEC, then their follow-ups. Raises _WatchConflictError on a WATCH conflict, the
-        first failed command's error after a commit, a ConnectionError as is; early writes
-        of a commit that did not happen are undone first."""
+        first failed command's error after a commit, OutcomeUnknownError when EXEC's reply
+        was lost, RestartAttemptError when nothing was applied and the attempt must run
+        again. Early writes of a commit that did not happen are undone first; after an
+        unknown outcome they stay (the commit may have happened)."""
         core = self._core
         try:
             self._drive(core.prepare())
-            commands = self._to_exec()
-            if commands is None:
+            batch = self._commit_batch()
+            if batch is None:
                 return
-            pipe = self._pipe
-            with self._redis_errors(committing=True):
-                pipe.multi()
-                for command in commands:
-                    pipe.execute_command(*command)
-                replies = pipe.execute(raise_on_error=False)
+            ex = self._session.run(batch)
+            if ex.conflict:
+                raise _WatchConflictError()
+        except OutcomeUnknownError:
+            raise
         except BaseException:
             with contextlib.suppress(Exception):
                 self._drive(core.undo_early())
             raise
-        error = self._drive(core.finish_steps(replies))
+        error = self._drive(core.finish_steps(ex.raw()))
         if error is not None:
             raise error
 
@@ -793,28 +778,23 @@ class Transaction(_TxBase):
         if self._exit_joined(exc):
             return
         try:
+            if isinstance(exc, RestartAttemptError):
+                raise _single_attempt_error(exc) from None
             if exc is None:
                 self._commit()
         except _WatchConflictError:
             raise _one_attempt(self.watched) from None
+        except RestartAttemptError as e:
+            raise _single_attempt_error(e) from None
         finally:
             self._close()
 
     # ---- driving plans ---------------------------------------------------------------
 
     def _read_batch(self, batch: Batch, what: str, internal: bool = False) -> list[Any]:
-        pipe, new = self._to_watch(batch, what, internal)
-        with self._redis_errors(committing=False):
-            if new:
-                pipe.watch(*new)
-            if len(batch.commands) == 1 and _watching(pipe):
-                return [pipe.execute_command(*batch.commands[0])]
-        # Reads on another connection are as safe: the WATCH above was answered first.
-        reader: Any = self.store.client.pipeline(transaction=False)
-        with reader:
-            for command in batch.commands:
-                reader.execute_command(*command)
-            return reader.execute()  # type: ignore[no-any-return]
+        sent, watched = self._read_commands(batch, what, internal)
+        replies: list[Any] = self._session.run(sent).result()
+        return replies[1:] if watched else replies
 
     def query(self, plan: Plan[R], what: str = "read") -> R:
         """Run a read-only plan now, WATCHing the keys of each batch first."""
@@ -832,9 +812,7 @@ class Transaction(_TxBase):
 
     def watch(self, *keys: str) -> None:
         """WATCH more keys (ones the function depends on without reading them here)."""
-        new = self._core.read(keys, f"watch {list(keys)}")
-        if new:
-            self._pipe.watch(*new)
+        self._read_batch(Batch([], keys=keys), f"watch {list(keys)}")
 
     def get(self, model: type[T], id: Any) -> T | None:
         """WATCH the key, then HGETALL: the object or None."""
@@ -861,10 +839,11 @@ class Transaction(_TxBase):
         """A raw read command run now, after WATCHing ``watch`` (name every key it reads;
         ``watch=()`` reads without protection)."""
         what = f"run {args[0]!s}"
+        client = self.store.client
 
         def plan() -> Plan[Any]:
             replies = yield Batch([args], keys=tuple(watch))
-            return replies[0]
+            return redis_reply(client, args, replies[0])
 
         return self.query(plan(), what)
 
@@ -882,29 +861,28 @@ class AsyncTransaction(_TxBase):
         self._activate()
 
     async def _close(self) -> None:
-        pipe = self._deactivate()
-        if pipe is not None:
-            await pipe.reset()
+        session = self._deactivate()
+        if session is not None:
+            await session.close()
 
     async def _commit(self) -> None:
         """As :meth:`Transaction._commit`, awaited."""
         core = self._core
         try:
             await self._drive(core.prepare())
-            commands = self._to_exec()
-            if commands is None:
+            batch = self._commit_batch()
+            if batch is None:
                 return
-            pipe = self._pipe
-            with self._redis_errors(committing=True):
-                pipe.multi()
-                for command in commands:
-                    pipe.execute_command(*command)
-                replies = await pipe.execute(raise_on_error=False)
+            ex = await self._session.run(batch)
+            if ex.conflict:
+                raise _WatchConflictError()
+        except OutcomeUnknownError:
+            raise
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._drive(core.undo_early())
             raise
-        error = await self._drive(core.finish_steps(replies))
+        error = await self._drive(core.finish_steps(ex.raw()))
         if error is not None:
             raise error
 
@@ -938,26 +916,22 @@ class AsyncTransaction(_TxBase):
         if self._exit_joined(exc):
             return
         try:
+            if isinstance(exc, RestartAttemptError):
+                raise _single_attempt_error(exc) from None
             if exc is None:
                 await self._commit()
         except _WatchConflictError:
             raise _one_attempt(self.watched) from None
+        except RestartAttemptError as e:
+            raise _single_attempt_error(e) from None
         finally:
             await self._close()
 
     async def _read_batch(self, batch: Batch, what: str, internal: bool = False
                           ) -> list[Any]:
-        pipe, new = self._to_watch(batch, what, internal)
-        with self._redis_errors(committing=False):
-            if new:
-                await pipe.watch(*new)
-            if len(batch.commands) == 1:
-                return [await pipe.execute_command(*batch.commands[0])]
-        # Reads on another connection are as safe: the WATCH above was answered first.
-        async with self.store.client.pipeline(transaction=False) as reader:
-            for command in batch.commands:
-                reader.execute_command(*command)
-            return await reader.execute()  # type: ignore[no-any-return]
+        sent, watched = self._read_commands(batch, what, internal)
+        replies: list[Any] = (await self._session.run(sent)).result()
+        return replies[1:] if watched else replies
 
     async def query(self, plan: Plan[R], what: str = "read") -> R:
         """Run a read-only plan now, WATCHing the keys of each batch first."""
@@ -975,9 +949,7 @@ class AsyncTransaction(_TxBase):
 
     async def watch(self, *keys: str) -> None:
         """WATCH more keys."""
-        new = self._core.read(keys, f"watch {list(keys)}")
-        if new:
-            await self._pipe.watch(*new)
+        await self._read_batch(Batch([], keys=keys), f"watch {list(keys)}")
 
     async def get(self, model: type[T], id: Any) -> T | None:
         """WATCH the key, then read the object; None if missing."""
@@ -1039,6 +1011,7 @@ class _Attempts:
         self.fn, self.policy, self.stats = fn, policy, stats
         self.started = time.monotonic()
         self.attempt = 0
+        self.restarts = 0
         stats.add(calls=1)
 
     def begin(self) -> None:
@@ -1051,6 +1024,22 @@ class _Attempts:
 
     def failed(self) -> None:
         self.stats.add(errors=1)
+
+    def restarted(self, error: RestartAttemptError, resend: ResendPolicy) -> float:
+        """Nothing of the attempt was applied and it cannot go on: the seconds to sleep
+        before running it again, under the store's ResendPolicy; raises the cause (a
+        ConnectionError: safe to call again) when that policy gives up."""
+        self.restarts += 1
+        self.stats.add(restarts=1)
+        delay = resend.backoff(self.restarts)
+        elapsed = time.monotonic() - self.started
+        if self.restarts >= resend.attempts or elapsed + delay > resend.deadline:
+            self.stats.add(errors=1)
+            raise _single_attempt_error(error) from None
+        log.log(self.policy.log_level, "transaction %s: attempt %d could not go on (%s); "
+                "nothing was applied; running it again in %.1f ms", _name(self.fn),
+                self.attempt, error.cause, delay * 1000)
+        return delay
 
     def conflicted(self, keys: tuple[str, ...]) -> float:
         self.stats.add(conflicts=1)
@@ -1104,18 +1093,24 @@ def run_transaction(
         attempts.begin()
         tx = Transaction(store)
         tx._open()
+        restart: RestartAttemptError | None = None
         try:
             value = fn(tx, *args, **kwargs)
             tx._commit()
             return attempts.done(value, tx.watched)
         except _WatchConflictError:
             pass
+        except RestartAttemptError as e:
+            restart = e
         except BaseException:
             attempts.failed()
             raise
         finally:
             tx._close()
-        time.sleep(attempts.conflicted(tx.watched))
+        if restart is not None:
+            time.sleep(attempts.restarted(restart, store.resend))
+        else:
+            time.sleep(attempts.conflicted(tx.watched))
 
 
 async def _join_async(active: AsyncTransaction, store: AsyncStore | None,
@@ -1158,18 +1153,24 @@ async def run_transaction_async(
         attempts.begin()
         tx = AsyncTransaction(store)
         tx._open()
+        restart: RestartAttemptError | None = None
         try:
             value = await fn(tx, *args, **kwargs)
             await tx._commit()
             return attempts.done(value, tx.watched)
         except _WatchConflictError:
             pass
+        except RestartAttemptError as e:
+            restart = e
         except BaseException:
             attempts.failed()
             raise
         finally:
             await tx._close()
-        await asyncio.sleep(attempts.conflicted(tx.watched))
+        if restart is not None:
+            await asyncio.sleep(attempts.restarted(restart, store.resend))
+        else:
+            await asyncio.sleep(attempts.conflicted(tx.watched))
 
 
 def _log_conflict(fn: Callable[..., Any], attempt: int, policy: RetryPolicy,

@@ -28,20 +28,20 @@ class Rule:
 
 RULES: dict[str, Rule] = {
     # save / get / update / incr / incr_fields / delete / expiry / scan, and the bulk forms;
-    # the writes are Lua scripts (EVALSHA, EVAL after NOSCRIPT, SCRIPT LOAD before a
-    # packed bulk batch), and ACLs are checked on the commands inside scripts too.
+    # the writes are Lua scripts (SCRIPT LOAD the first time a server sees one, and again
+    # after NOSCRIPT; then EVALSHA), and ACLs are checked on the commands inside scripts too.
     "hash models": Rule(commands=(
         "hset", "hgetall", "hget", "hdel", "hincrby", "hincrbyfloat", "exists", "del",
-        "pexpire", "pttl", "persist", "scan", "evalsha", "eval", "script|load",
+        "pexpire", "pttl", "persist", "scan", "evalsha", "script|load",
     )),
     # equality entries are sets, range entries and the all-ids index sorted sets; scripts
     # read the server clock (TIME) to leave expired objects out and check the TYPE of
     # every key before their first write; reindex keeps its progress in a string (GET,
     # SET) and walks the index keys with SSCAN/ZSCAN/HSCAN (SPOP converts an old SET).
     "indexes and queries": Rule(includes=("hash models",), commands=(
-        "sadd", "srem", "smembers", "sismember", "scard", "sinter", "sunion", "zadd", "zrem",
-        "zcard", "zscore", "zrange", "zrangebyscore", "zrevrange", "time", "type", "get",
-        "spop", "set", "hscan", "zscan", "sscan",
+        "sadd", "srem", "smembers", "sismember", "scard", "zadd", "zrem", "zcard", "zscore",
+        "zrange", "zrangebyscore", "time", "type", "get", "spop", "set", "hscan", "zscan",
+        "sscan", "zcount", "zmscore", "smismember", "sintercard",
     )),
     "transactions": Rule(includes=("hash models",), commands=(
         "watch", "unwatch", "multi", "exec",
@@ -55,7 +55,7 @@ RULES: dict[str, Rule] = {
         "sadd", "srem", "smembers", "sismember", "scard", "spop", "sunion", "sinter",
         "sdiff", "zadd", "zincrby", "zrem", "zscore", "zrank", "zcard", "zrange",
         "zpopmin", "zpopmax", "get", "incrby", "multi", "exec", "exists", "del", "pexpire",
-        "evalsha", "eval", "lmove", "blmove", "lrem",
+        "evalsha", "script|load", "lmove", "blmove", "lrem", "lpos",
         "zrangebyscore", "hset", "hget", "hdel", "time",
     )),
 }

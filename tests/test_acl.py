@@ -96,6 +96,7 @@ def indexes_and_queries(store: redmodel.Store, server: redis.Redis) -> None:
     assert store.find(IHat).order_by("-price").first() == store.get(IHat, b.id)
     assert store.find(IHat, tags=redmodel.contains("y")).ids() == [b.id]
     assert store.find(IHat, redmodel.Q(color="white") | redmodel.Q(color="green")).count() == 2
+    assert store.find(IHat, color="white", sku="B1").count() == 1  # SINTERCARD
     cheap_first = store.find(IHat, price=redmodel.between(1, 100)).order_by("price")
     assert len(cheap_first.page(1).items) == 1
     assert sum(len(page) for page in store.find(IHat).pages(2)) == 3

@@ -28,6 +28,7 @@ SECTIONS = (
     "6. Transactions",
     "7. Where the time goes",
     "10. Encrypted fields",
+    "12. Exactly-once mode",
 )
 PLOTS = ("contest.png", "parsers_ratio.png", "mapper_ops.png", "codecs.png",
          "memory_per_object.png", "scaling.png")

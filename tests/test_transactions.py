@@ -124,7 +124,8 @@ def test_return_value_and_outcome_attempts(store, hat):
     assert outcome.keys == ("hat:1",)
     assert outcome.value.value == 2
     assert buy.stats.snapshot() == {"calls": 1, "joined": 0, "attempts": 1, "commits": 1,
-                                    "conflicts": 0, "exhausted": 0, "errors": 0}
+                                    "conflicts": 0, "exhausted": 0, "errors": 0,
+                                    "restarts": 0}
 
 
 # ---- errors inside the function ---------------------------------------------------------
@@ -312,11 +313,11 @@ def test_stats_are_thread_safe(store, hat):
 
 
 @pytest.mark.parametrize("client_retry", ["redis-py default", "none"])
-def test_connection_error_propagates_and_is_not_retried(redis_server, hat, redis_client,
-                                                        client_retry):
+def test_a_connection_lost_before_exec_runs_the_attempt_again_then_raises(
+        redis_server, hat, redis_client, client_retry):
     kwargs: dict[str, Any] = {} if client_retry == "redis-py default" else {"retry": None}
     client = redis.Redis.from_url(redis_server.url, **kwargs)
-    store = redmodel.Store(client)
+    store = redmodel.Store(client, resend=redmodel.ResendPolicy(attempts=3, backoff_base=0))
     calls = 0
 
     @transaction(store, policy=RetryPolicy(attempts=5, backoff_base=0))
@@ -329,12 +330,42 @@ def test_connection_error_propagates_and_is_not_retried(redis_server, hat, redis
         tx.incr(Hat, "1", "quantity", -1)
 
     try:
-        with pytest.raises(redis.ConnectionError):
+        with pytest.raises(redis.ConnectionError) as raised:
             fn()
     finally:
         client.close()
-    assert calls == 1
-    assert fn.stats.errors == 1 and fn.stats.conflicts == 0
+    # nothing was applied by any attempt, so each ran again, up to the store's ResendPolicy
+    assert not isinstance(raised.value, redmodel.OutcomeUnknownError)
+    assert calls == 3
+    assert fn.stats.errors == 1 and fn.stats.conflicts == 0 and fn.stats.restarts == 3
+    assert redis_client.hget("hat:1", "quantity") == b"3"
+
+
+def test_a_connection_lost_once_before_exec_commits_on_the_next_attempt(
+        store, hat, redis_client):
+    calls = 0
+
+    @transaction(store)
+    def fn(tx: Transaction) -> None:
+        nonlocal calls
+        calls += 1
+        tx.get(Hat, "1")
+        if calls == 1:
+            conn_id = tx.read_command("CLIENT", "ID", watch=())
+            redis_client.client_kill_filter(_id=conn_id)
+        tx.incr(Hat, "1", "quantity", -1)
+
+    fn()
+    assert calls == 2 and fn.stats.restarts == 1 and fn.stats.commits == 1
+    assert redis_client.hget("hat:1", "quantity") == b"2"  # applied once
+
+
+def test_a_single_attempt_raises_the_connection_error(store, hat, redis_client):
+    with pytest.raises(redis.ConnectionError) as raised, Transaction(store) as tx:
+        tx.get(Hat, "1")
+        redis_client.client_kill_filter(_id=tx.read_command("CLIENT", "ID", watch=()))
+        tx.incr(Hat, "1", "quantity", -1)
+    assert not isinstance(raised.value, redmodel.OutcomeUnknownError)
     assert redis_client.hget("hat:1", "quantity") == b"3"
 
 

@@ -1,170 +1,462 @@
---! include clock
+--! include index_lib
+-- One bounded step of a query in one bucket: it does about `budget` work (members read and
+-- looked up) and answers what it found plus where to go on (redmodel/_query.py drives
+-- the steps).
+--
+-- KEYS: rec, all, exp, then every index key the expression and the sort use.
+-- ARGV: root, d, objprefix, mode ('page' | 'count'), sort (index into KEYS of the sort
+--   field's ZSET, or ''), desc ('1' | '0'), want, budget, walk_lo, walk_hi (bounds on the
+--   sort field), from_score, from_id (the walk resumes after this position; '' from the
+--   start), step ('' to choose | 'W' | 'S'), scan node, scan source, scan a, scan b, then
+--   the expression: EQ k | RANGE k lo hi | ALL | NOT x | AND n x... | OR n x... |
+--   ORD n x... (an OR of disjoint terms: one_of on a single-valued field), where k indexes
+--   KEYS.
+--
+-- Replies (scores are Redis' own text, never Lua's tostring, which keeps 14 digits):
+--   {'W', done, frontier score, frontier id, id, score, ...}: matches in result order;
+--     `done` once the walk reached its end; the frontier is the last candidate examined.
+--   {'S', done, node, source, a, b, id, score, ...}: matches of one part of a scan, in no
+--     order; the client keeps the best of them (one pass per page).
+--   {'N', count}: a count Redis answered natively; {'C', done, ..., count}: part of one.
+--   {'X'}: an expired object's entries are still indexed: sweep the bucket, then ask again.
 local rec, all, exp = KEYS[1], KEYS[2], KEYS[3]
-local root, d, objprefix = ARGV[1], ARGV[2], ARGV[3]
-local count_only, order, desc = ARGV[4] == '1', ARGV[5], ARGV[6] == '1'
-local offset, limit = tonumber(ARGV[7]), tonumber(ARGV[8])
-local cscore, cid = ARGV[9], ARGV[10]
--- sweep: drop the index entries of objects whose expiry has passed
-local now = time_ms()
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', exp, '-inf', now)) do
-  local pttl = redis.call('PTTL', objprefix .. id)
-  if pttl == -2 then
-    local text = redis.call('HGET', rec, id)
-    if text then
-      for line in string.gmatch(text, '[^\n]+') do
-        local kind, name, value = string.match(line, '^([^\31]*)\31([^\31]*)\31(.*)$')
-        if kind == 'e' then redis.call('SREM', root .. 'eq' .. d .. name .. d .. value, id)
-        elseif kind == 'r' then redis.call('ZREM', root .. 'rng' .. d .. name, id)
-        elseif kind == 'u' and redis.call('HGET', root .. 'uq' .. d .. name, value) == id then
-          redis.call('HDEL', root .. 'uq' .. d .. name, value)
-        end
-      end
-    end
-    redis.call('HDEL', rec, id)
-    redis.call('ZREM', all, id)
-    redis.call('ZREM', exp, id)
-  elseif pttl == -1 then redis.call('ZREM', exp, id)
-  else redis.call('ZADD', exp, now + pttl, id) end
+local mode, desc = ARGV[4], ARGV[6] == '1'
+local sortkey = ARGV[5] ~= '' and KEYS[tonumber(ARGV[5])] or nil
+local want, budget = tonumber(ARGV[7]), tonumber(ARGV[8])
+if want < 0 then want = math.huge end
+local walk_lo, walk_hi = ARGV[9], ARGV[10]
+local from_score, from_id = ARGV[11], ARGV[12]
+local step = ARGV[13]
+local scan_node, scan_src, scan_a, scan_b = tonumber(ARGV[14]), tonumber(ARGV[15]),
+  ARGV[16], ARGV[17]
+local NATIVE_MAX = 65536 -- SINTERCARD when the smallest set is at most this big
+
+-- expired objects never appear: while one is due, answer only that, and the client runs
+-- the sweep (whose keys it names from the records) before asking again
+if #redis.call('ZRANGEBYSCORE', exp, '-inf', time_ms(), 'LIMIT', 0, 1) > 0 then
+  return {'X'}
 end
--- fast paths that Redis answers natively
-local first, ntok = ARGV[11], #ARGV - 10
-local function eqkey(i) return root .. 'eq' .. d .. ARGV[i] .. d .. ARGV[i + 1] end
-if count_only then
-  if first == 'ALL' and ntok == 1 then return {redis.call('ZCARD', all)} end
-  if first == 'EQ' and ntok == 3 then return {redis.call('SCARD', eqkey(12))} end
-  if first == 'RANGE' and ntok == 4 then
-    return {redis.call('ZCOUNT', root .. 'rng' .. d .. ARGV[12], ARGV[13], ARGV[14])}
-  end
-end
-if order ~= '' and first == 'ALL' and ntok == 1 and cid == '' then
-  local k = root .. 'rng' .. d .. order
-  local stop = -1
-  if limit >= 0 then stop = offset + limit - 1 end
-  local res
-  if desc then res = redis.call('ZREVRANGE', k, offset, stop, 'WITHSCORES')
-  else res = redis.call('ZRANGE', k, offset, stop, 'WITHSCORES') end
-  local out = {redis.call('ZCARD', all)}
-  for i = 1, #res, 2 do out[#out + 1] = res[i]; out[#out + 1] = res[i + 1] end
-  return out
-end
--- evaluate the expression into a set {id = true}
-local function toset(list) local s = {} for _, v in ipairs(list) do s[v] = true end return s end
-local function bound(text, low)
+
+-- ---- the expression ------------------------------------------------------------------
+local bypos = {}
+local function bound(text)
   if text == '-inf' then return -math.huge, true end
   if text == '+inf' then return math.huge, true end
   if string.sub(text, 1, 1) == '(' then return tonumber(string.sub(text, 2)), false end
   return tonumber(text), true
 end
-local function within(score, lo, hi)
-  local l, li = bound(lo, true)
-  local h, hi_in = bound(hi, false)
-  if score == nil then return false end
+local function parse(i)
+  local op, node, j = ARGV[i], nil, nil
+  if op == 'EQ' then
+    node, j = {op = op, key = KEYS[tonumber(ARGV[i + 1])]}, i + 2
+  elseif op == 'RANGE' then
+    node = {op = op, key = KEYS[tonumber(ARGV[i + 1])], lo = ARGV[i + 2], hi = ARGV[i + 3]}
+    node.l, node.li = bound(node.lo)
+    node.h, node.hi_in = bound(node.hi)
+    j = i + 4
+  elseif op == 'ALL' then
+    node, j = {op = op}, i + 1
+  elseif op == 'NOT' then
+    local kid
+    kid, j = parse(i + 1)
+    node = {op = op, kids = {kid}}
+  else
+    node, j = {op = op, kids = {}}, i + 2
+    for k = 1, tonumber(ARGV[i + 1]) do node.kids[k], j = parse(j) end
+  end
+  node.pos = i
+  bypos[i] = node
+  return node, j
+end
+local expr = parse(18)
+
+local function within(score, l, li, h, hi_in)
+  if not score then return false end
   if li then if score < l then return false end elseif score <= l then return false end
   if hi_in then if score > h then return false end elseif score >= h then return false end
   return true
 end
--- the extent of the term starting at token i (to skip it)
-local function skip(i)
-  local op = ARGV[i]
-  if op == 'EQ' then return i + 3 end
-  if op == 'RANGE' then return i + 4 end
-  if op == 'ALL' then return i + 1 end
-  if op == 'NOT' then return skip(i + 1) end
-  local n, j = tonumber(ARGV[i + 1]), i + 2
-  for _ = 1, n do j = skip(j) end
-  return j
-end
-local eval
-eval = function(i)
-  local op = ARGV[i]
-  if op == 'EQ' then return toset(redis.call('SMEMBERS', eqkey(i + 1))), i + 3 end
-  if op == 'RANGE' then
-    return toset(redis.call('ZRANGEBYSCORE', root .. 'rng' .. d .. ARGV[i + 1],
-                            ARGV[i + 2], ARGV[i + 3])), i + 4
-  end
-  if op == 'ALL' then return toset(redis.call('ZRANGE', all, 0, -1)), i + 1 end
-  if op == 'NOT' then
-    local inner, j = eval(i + 1)
-    local out = {}
-    for _, id in ipairs(redis.call('ZRANGE', all, 0, -1)) do
-      if not inner[id] then out[id] = true end
+
+-- (upper bound, estimate) of the number of matches, from native O(1) / O(log n) counts
+local N = redis.call('ZCARD', all)
+local function size(node)
+  if node.up then return node.up, node.est end
+  local op, up, est = node.op, 0, 0
+  if op == 'EQ' then up = redis.call('SCARD', node.key); est = up
+  elseif op == 'RANGE' then up = redis.call('ZCOUNT', node.key, node.lo, node.hi); est = up
+  elseif op == 'ALL' then up = N; est = N
+  elseif op == 'NOT' then
+    local _, e = size(node.kids[1])
+    up = N; est = math.max(N - e, 0)
+  elseif op == 'AND' then
+    up = N
+    local p = 1
+    for _, kid in ipairs(node.kids) do
+      local u, e = size(kid)
+      up = math.min(up, u)
+      p = p * (N > 0 and e / N or 0)
     end
-    return out, j
+    est = math.min(up, N * p)
+  else
+    local q = 1
+    for _, kid in ipairs(node.kids) do
+      local u, e = size(kid)
+      up = up + u
+      q = q * (1 - (N > 0 and e / N or 0))
+    end
+    up = math.min(up, N); est = math.min(up, N * (1 - q))
   end
-  local n, j = tonumber(ARGV[i + 1]), i + 2
-  local eqs, ranges, others = {}, {}, {}
-  for _ = 1, n do
-    if ARGV[j] == 'EQ' then eqs[#eqs + 1] = eqkey(j + 1)
-    elseif ARGV[j] == 'RANGE' then ranges[#ranges + 1] = j
-    else others[#others + 1] = j end
-    j = skip(j)
+  node.up, node.est = up, est
+  return up, est
+end
+
+-- work done by this call: members read plus members looked up; no call does much more
+-- than `budget` of it
+local work = 0
+-- a command over many members, sent in slices (unpack has a limit)
+local function many(cmd, key, ids)
+  work = work + #ids
+  if #ids <= 2000 then return redis.call(cmd, key, unpack(ids)) end
+  local out = {}
+  for i = 1, #ids, 2000 do
+    local part = redis.call(cmd, key, unpack(ids, i, math.min(i + 1999, #ids)))
+    for _, v in ipairs(part) do out[#out + 1] = v end
   end
-  if op == 'OR' then
-    local out = {}
-    if #eqs > 0 then out = toset(redis.call('SUNION', unpack(eqs))) end
-    for _, r in ipairs(ranges) do for id in pairs(eval(r)) do out[id] = true end end
-    for _, o in ipairs(others) do for id in pairs(eval(o)) do out[id] = true end end
-    return out, j
+  return out
+end
+local function pick(ids, idx)
+  if #idx == #ids then return ids end  -- idx is always ascending: every id
+  local sub = {}
+  for k = 1, #idx do sub[k] = ids[idx[k]] end
+  return sub
+end
+local function by_est(kids, known, rarest_first)
+  local out = {}
+  for _, kid in ipairs(kids) do
+    if kid ~= known then size(kid); out[#out + 1] = kid end
   end
-  -- AND: intersect the equality sets on the server, then filter the candidates
-  local base
-  if #eqs > 0 then base = toset(redis.call('SINTER', unpack(eqs)))
-  elseif #others > 0 then base = eval(others[1]); table.remove(others, 1)
-  else base = eval(ranges[1]); table.remove(ranges, 1) end
-  for _, o in ipairs(others) do
-    local s = eval(o)
-    for id in pairs(base) do if not s[id] then base[id] = nil end end
-  end
-  for _, r in ipairs(ranges) do
-    local k = root .. 'rng' .. d .. ARGV[r + 1]
-    for id in pairs(base) do
-      if not within(tonumber(redis.call('ZSCORE', k, id)), ARGV[r + 2], ARGV[r + 3]) then
-        base[id] = nil
+  table.sort(out, function(a, b)
+    if rarest_first then return a.est < b.est end
+    return a.est > b.est
+  end)
+  return out
+end
+
+-- the indexes (into `ids`, in the order given) of the ids in `idx` that match `node`:
+-- AND passes only the survivors of its rarest term to the next; `known` is a term every
+-- id is known to match
+local function keep(node, ids, idx, known)
+  local n, op = #idx, node.op
+  if n == 0 or op == 'ALL' or node == known then return idx end
+  local out, c = {}, 0
+  if op == 'EQ' then
+    local m = many('SMISMEMBER', node.key, pick(ids, idx))
+    for k = 1, n do if m[k] == 1 then c = c + 1; out[c] = idx[k] end end
+  elseif op == 'RANGE' then
+    local s = many('ZMSCORE', node.key, pick(ids, idx))
+    local l, li, h, hi = node.l, node.li, node.h, node.hi_in
+    for k = 1, n do
+      local v = s[k] and tonumber(s[k])
+      if v and (li and v >= l or v > l) and (hi and v <= h or v < h) then
+        c = c + 1; out[c] = idx[k]
       end
     end
-  end
-  return base, j
-end
-local found = eval(11)
-local ids = {}
-for id in pairs(found) do ids[#ids + 1] = id end
-if count_only then return {#ids} end
-local scores = {}
-local sorted = order ~= '' or limit >= 0 or offset > 0 or cid ~= ''
-if order ~= '' then
-  local k = root .. 'rng' .. d .. order
-  for _, id in ipairs(ids) do scores[id] = tonumber(redis.call('ZSCORE', k, id)) end
-  table.sort(ids, function(a, b)
-    if scores[a] ~= scores[b] then
-      if desc then return scores[a] > scores[b] else return scores[a] < scores[b] end
+  elseif op == 'AND' then
+    for _, kid in ipairs(by_est(node.kids, known, true)) do
+      idx = keep(kid, ids, idx)
+      if #idx == 0 then break end
     end
-    if desc then return a > b else return a < b end
-  end)
-elseif sorted then
-  table.sort(ids)
+    return idx
+  elseif op == 'NOT' then
+    local hit = {}
+    for _, i in ipairs(keep(node.kids[1], ids, idx)) do hit[i] = true end
+    for k = 1, n do if not hit[idx[k]] then c = c + 1; out[c] = idx[k] end end
+  else -- OR: each term sees only the ids no earlier term matched
+    for _, kid in ipairs(node.kids) do if kid == known then return idx end end
+    local hit, rest = {}, idx
+    for _, kid in ipairs(by_est(node.kids, nil, false)) do
+      for _, i in ipairs(keep(kid, ids, rest)) do hit[i] = true end
+      local left = {}
+      for _, i in ipairs(rest) do if not hit[i] then left[#left + 1] = i end end
+      rest = left
+      if #rest == 0 then break end
+    end
+    for k = 1, n do if hit[idx[k]] then c = c + 1; out[c] = idx[k] end end
+  end
+  return out
 end
-local out = {#ids}
-local skipped, taken = 0, 0
-local cs = tonumber(cscore)
-for _, id in ipairs(ids) do
-  local after = true
-  if cid ~= '' then
-    if order ~= '' then
-      local s = scores[id]
-      if s == cs then
-        if desc then after = id < cid else after = id > cid end
-      elseif desc then after = s < cs else after = s > cs end
+-- lookups a candidate costs at most: one per term
+local function lookups(node)
+  if node.op == 'EQ' or node.op == 'RANGE' then return 1 end
+  local n = 0
+  for _, kid in ipairs(node.kids or {}) do n = n + lookups(kid) end
+  return n
+end
+-- candidates to read next: what the budget has left, shared with their `per` lookups
+local function chunk(per)
+  return math.max(1, math.floor((budget - work) / (1 + per)))
+end
+local function every(ids)
+  local idx = {}
+  for j = 1, #ids do idx[j] = j end
+  return idx
+end
+
+-- ---- positions in a sorted set (byte order, as Redis sorts members) --------------------
+-- Lua's own string comparison follows the server's locale: never used for ids
+local function before(a, b)
+  if a == b then return false end
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+local function flip(t)
+  if string.sub(t, 1, 1) == '(' then return string.sub(t, 2) end
+  return '(' .. t
+end
+-- ranks [first, stop) of the members within [lo, hi], counted in walking order
+local function span(key, lo, hi, rev)
+  if rev then
+    local first = hi == '+inf' and 0 or redis.call('ZCOUNT', key, flip(hi), '+inf')
+    return first, redis.call('ZCOUNT', key, lo, '+inf')
+  end
+  local first = lo == '-inf' and 0 or redis.call('ZCOUNT', key, '-inf', flip(lo))
+  return first, redis.call('ZCOUNT', key, '-inf', hi)
+end
+-- the rank (in walking order) of the first member after position (s, c): O(log n), or
+-- O(log^2 n) when c is gone or has moved (a binary search among the members scored s)
+local function rank_after(key, s, c, rev)
+  local z = redis.call('ZSCORE', key, c)
+  if z and tonumber(z) == tonumber(s) then
+    if rev then return redis.call('ZREVRANK', key, c) + 1 end
+    return redis.call('ZRANK', key, c) + 1
+  end
+  local lo, hi
+  if rev then
+    lo, hi = redis.call('ZCOUNT', key, '(' .. s, '+inf'), redis.call('ZCOUNT', key, s, '+inf')
+  else
+    lo, hi = redis.call('ZCOUNT', key, '-inf', '(' .. s), redis.call('ZCOUNT', key, '-inf', s)
+  end
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local m
+    if rev then m = redis.call('ZRANGE', key, mid, mid, 'REV')[1]
+    else m = redis.call('ZRANGE', key, mid, mid)[1] end
+    local past
+    if rev then past = before(m, c) else past = before(c, m) end
+    if past then hi = mid else lo = mid + 1 end
+  end
+  return lo
+end
+-- up to n members of `key` within [lo, hi] after (s, c), in walking order:
+-- ids, scores, and whether the range ends there
+local function ranked(key, lo, hi, rev, s, c, n)
+  local r, stop = span(key, lo, hi, rev)
+  if c ~= '' then r = math.max(r, rank_after(key, s, c, rev)) end
+  n = math.min(n, stop - r)
+  if n <= 0 then return {}, {}, true end
+  local rows
+  if rev then rows = redis.call('ZRANGE', key, r, r + n - 1, 'REV', 'WITHSCORES')
+  else rows = redis.call('ZRANGE', key, r, r + n - 1, 'WITHSCORES') end
+  local ids, scores = {}, {}
+  for j = 1, #rows, 2 do ids[#ids + 1] = rows[j]; scores[#scores + 1] = rows[j + 1] end
+  return ids, scores, r + #ids >= stop
+end
+
+-- ---- walk: candidates in result order; stops after `want` matches ---------------------
+local function walk(filter, emit)
+  local s, c, found = from_score, from_id, 0
+  -- candidates per match expected: fetch about what the page still needs
+  local _, est = size(filter)
+  local ratio = N / math.max(est, 1)
+  local per = lookups(filter) + (sortkey and 1 or 0)  -- a score comes with each id
+  while work < budget do
+    local n = chunk(per)
+    if want < math.huge then
+      local guess = math.ceil((want - found) * math.max(ratio, 1) * 1.25)
+      if ratio > 1 then guess = guess + 16 end
+      n = math.min(n, guess)
+    end
+    local ids, scores, ended
+    if sortkey then
+      ids, scores, ended = ranked(sortkey, walk_lo, walk_hi, desc, s, c, n)
     else
-      after = id > cid
+      local start = c == '' and '-' or '(' .. c
+      ids = redis.call('ZRANGE', all, start, '+', 'BYLEX', 'LIMIT', 0, n)
+      scores, ended = nil, #ids < n
     end
+    ended = ended or #ids == 0
+    work = work + #ids * (sortkey and 2 or 1)
+    local ok = keep(filter, ids, every(ids))
+    for k = 1, #ok do
+      local j = ok[k]
+      found = found + 1
+      emit(ids[j], scores and scores[j] or '')
+      if found >= want then return j == #ids and ended, scores and scores[j] or '', ids[j] end
+    end
+    if #ids > 0 then s, c = scores and scores[#ids] or '', ids[#ids] end
+    if ended then return true, s, c end
   end
-  if after then
-    if skipped < offset then skipped = skipped + 1
-    elseif limit < 0 or taken < limit then
-      taken = taken + 1
-      out[#out + 1] = id
-      out[#out + 1] = order ~= '' and tostring(scores[id]) or ''
-    else break end
+  return false, s, c
+end
+
+-- ---- scan: one pass over the members of a term every match belongs to -----------------
+-- SSCAN may return a member twice (when its set is resized meanwhile): pages drop the
+-- repeat, but a count cannot, so a count scans a set only if one SMEMBERS can read it
+local function source(node)
+  if node.op == 'RANGE' then return true end
+  return node.op == 'EQ' and (mode ~= 'count' or size(node) <= budget)
+end
+local function scannable(node)
+  if source(node) then return true end
+  if node.op ~= 'OR' and node.op ~= 'ORD' then return false end
+  for _, kid in ipairs(node.kids) do
+    if not source(kid) then return false end
+  end
+  return true
+end
+local function sources(node)
+  if node.op == 'EQ' or node.op == 'RANGE' then return {node} end
+  return node.kids
+end
+-- the cheapest term to scan (every match is among its members), and the cost of a pass
+local function best_scan(node)
+  if scannable(node) then return node, (size(node)) end
+  if node.op ~= 'AND' then return nil, math.huge end
+  local best, cost = nil, math.huge
+  for _, kid in ipairs(node.kids) do
+    local b, k = best_scan(kid)
+    if b and k < cost then best, cost = b, k end
+  end
+  return best, cost
+end
+
+local function scan(node, filter, emit, cap)
+  local srcs = sources(node)
+  local i, a, b, found = scan_src, scan_a, scan_b, 0
+  -- the filter skips the scanned term; earlier sources and the sort key cost one each
+  local per = math.max(0, lookups(filter) - lookups(node)) + (sortkey and 1 or 0)
+  while i <= #srcs and work < budget and (cap < 0 or found < cap) do
+    local src, ids, ended = srcs[i], nil, false
+    local n = chunk(per + i - 1)
+    if src.op == 'EQ' and mode == 'count' then
+      ids, ended = redis.call('SMEMBERS', src.key), true
+    elseif src.op == 'EQ' then
+      local res = redis.call('SSCAN', src.key, a == '' and '0' or a, 'COUNT', n)
+      a, ids = res[1], res[2]
+      ended = a == '0'
+    else
+      local scores
+      ids, scores, ended = ranked(src.key, src.lo, src.hi, false, a, b, n)
+      if #ids > 0 then a, b = scores[#scores], ids[#ids] end
+    end
+    work = work + math.max(#ids, 1)
+    local idx = every(ids)
+    for k = 1, i - 1 do  -- members of an earlier source were seen there already
+      local seen = {}
+      for _, j in ipairs(keep(srcs[k], ids, idx)) do seen[j] = true end
+      local left = {}
+      for _, j in ipairs(idx) do if not seen[j] then left[#left + 1] = j end end
+      idx = left
+    end
+    local ok = keep(filter, ids, idx, node)
+    if sortkey and #ok > 0 then
+      local l, li = bound(walk_lo)
+      local h, hi_in = bound(walk_hi)
+      local sc = many('ZMSCORE', sortkey, pick(ids, ok))
+      for k = 1, #ok do
+        if within(sc[k] and tonumber(sc[k]), l, li, h, hi_in) then
+          found = found + 1
+          emit(ids[ok[k]], sc[k])
+        end
+      end
+    else
+      for k = 1, #ok do found = found + 1; emit(ids[ok[k]], '') end
+    end
+    if ended then i, a, b = i + 1, '', '' end
+  end
+  return i > #srcs, i, a, b
+end
+
+-- ---- counts --------------------------------------------------------------------------
+local function native(node)
+  local op = node.op
+  if op == 'ALL' or op == 'EQ' or op == 'RANGE' then return (size(node)) end
+  if op == 'NOT' then
+    local inner = native(node.kids[1])
+    if inner then return N - inner end
+  elseif op == 'ORD' then
+    local total = 0
+    for _, kid in ipairs(node.kids) do
+      local n = native(kid)
+      if not n then return nil end
+      total = total + n
+    end
+    return total
+  elseif op == 'AND' then
+    local keys, smallest = {}, math.huge
+    for _, kid in ipairs(node.kids) do
+      if kid.op ~= 'EQ' then return nil end
+      keys[#keys + 1] = kid.key
+      smallest = math.min(smallest, (size(kid)))
+    end
+    if smallest > NATIVE_MAX then return nil end
+    local n = redis.pcall('SINTERCARD', #keys, unpack(keys))
+    if type(n) == 'number' then return n end  -- before Redis 7.0: counted in steps
+  end
+  return nil
+end
+
+if mode == 'count' then
+  local found = 0
+  local function tally() found = found + 1 end
+  if step == '' then
+    local n = native(expr)
+    if n then return {'N', n} end
+  end
+  local node, cost = nil, math.huge
+  if step == 'S' then node = bypos[scan_node]
+  elseif step == '' then node, cost = best_scan(expr) end
+  if node and (step == 'S' or cost < N) then
+    local done, i, a, b = scan(node, expr, tally, want)
+    return {'C', done and 1 or 0, 'S', node.pos, i, a, b, found}
+  end
+  local done, s, c = walk(expr, tally)
+  return {'C', done and 1 or 0, 'W', s, c, found}
+end
+
+if step == '' and expr.op ~= 'ALL' then
+  -- a walk examines about want * (its length / matches) candidates; a scan, every member
+  -- of its term, once per page, and sends every match of the pass to the client, where
+  -- each costs about three candidates examined here
+  local node, cost = best_scan(expr)
+  local length = N
+  if sortkey then
+    local first, stop = span(sortkey, walk_lo, walk_hi, false)
+    length = stop - first
+  end
+  local _, est = size(expr)
+  -- both in units of work: members read, and looked up
+  local walking = math.min(length, want * N / math.max(est, 1)) * (1 + lookups(expr))
+  if node then cost = cost * (1 + math.max(0, lookups(expr) - lookups(node))) end
+  if node and cost + 3 * est < walking then
+    step, scan_node, scan_src, scan_a, scan_b = 'S', node.pos, 1, '', ''
   end
 end
+local out = step == 'S' and {'S', 0, '', '', '', ''} or {'W', 0, '', ''}
+local nout = #out
+local function add(id, score)
+  out[nout + 1], out[nout + 2] = id, score
+  nout = nout + 2
+end
+if step == 'S' then
+  local node = bypos[scan_node]
+  local done, i, a, b = scan(node, expr, add, -1)
+  out[2], out[3], out[4], out[5], out[6] = done and 1 or 0, node.pos, i, a, b
+  return out
+end
+local done, s, c = walk(expr, add)
+out[2], out[3], out[4] = done and 1 or 0, s, c
 return out

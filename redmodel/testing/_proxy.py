@@ -16,6 +16,11 @@ once (or ``times`` times):
   for ``seconds`` before it is forwarded, as a paused server would do;
 - :meth:`FaultProxy.refuse_connections`: new connections are closed as soon as accepted.
 
+A fault can also be keyed on the whole command: ``when=`` takes a predicate over its
+arguments as bytes (the name first), e.g. the key it writes (``when=has(b"hat:1")``) or a
+script's sha (``when=lambda argv: argv[1] == sha.encode()``). :meth:`FaultProxy.quiet`
+waits until every command a stall held back has reached the server and been answered.
+
 For a cluster, :class:`ClusterFaultProxy` puts one proxy before every node and gives
 redis-py an ``address_remap`` so the cluster client reaches the nodes only through them.
 
@@ -43,7 +48,7 @@ import attrs
 
 from redmodel.testing._binaries import HOST, free_port
 
-__all__ = ["ClusterFaultProxy", "FaultEvent", "FaultProxy", "resp_end"]
+__all__ = ["ClusterFaultProxy", "FaultEvent", "FaultProxy", "has", "resp_end"]
 
 _CRLF = b"\r\n"
 _LINE_TYPES = frozenset(b"+-:_,#(")
@@ -120,6 +125,29 @@ class _Fault:
     match: Callable[[str], bool]
     times: int
     seconds: float = 0.0
+    when: Callable[[list[bytes]], bool] | None = None
+
+
+def _arguments(buf: bytes | bytearray, start: int, end: int) -> list[bytes]:
+    """Every argument of the command encoded in ``buf[start:end]`` (name first)."""
+    if buf[start] != ord("*"):
+        return bytes(buf[start:end]).split()
+    count_end = buf.find(_CRLF, start)
+    out = []
+    at = count_end + 2
+    for _ in range(int(buf[start + 1 : count_end])):
+        size_end = buf.find(_CRLF, at)
+        size = int(buf[at + 1 : size_end])
+        out.append(bytes(buf[size_end + 2 : size_end + 2 + size]))
+        at = size_end + 4 + size
+    return out
+
+
+def has(*parts: bytes | str) -> Callable[[list[bytes]], bool]:
+    """A ``when=`` predicate: the command has every one of ``parts`` among its arguments
+    (a key, a member, a script's sha)."""
+    wanted = [p.encode() if isinstance(p, str) else p for p in parts]
+    return lambda argv: all(w in argv[1:] for w in wanted)
 
 
 @attrs.define(eq=False)
@@ -162,36 +190,40 @@ class FaultProxy:
         self._links: set[_Link] = set()
         self._running = False
         self._soon: list[Callable[[], Any]] = []
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
 
     # ---- arming ------------------------------------------------------------------------
 
     def _arm(self, kind: str, command: str | Callable[[str], bool], times: int,
-             seconds: float = 0.0) -> None:
+             seconds: float = 0.0, when: Callable[[list[bytes]], bool] | None = None) -> None:
         match: Callable[[str], bool] = (
             command.upper().__eq__ if isinstance(command, str) else command)
         with self._lock:
-            self._faults.append(_Fault(kind, match, times, seconds))
+            self._faults.append(_Fault(kind, match, times, seconds, when))
 
-    def lose_reply(self, command: str | Callable[[str], bool], *, times: int = 1) -> None:
+    def lose_reply(self, command: str | Callable[[str], bool], *, times: int = 1,
+                   when: Callable[[list[bytes]], bool] | None = None) -> None:
         """The next matching command is executed by the server; its reply is swallowed
         and the client's connection closed."""
-        self._arm("lose_reply", command, times)
+        self._arm("lose_reply", command, times, when=when)
 
-    def cut_reply(self, command: str | Callable[[str], bool], *, times: int = 1) -> None:
+    def cut_reply(self, command: str | Callable[[str], bool], *, times: int = 1,
+                  when: Callable[[list[bytes]], bool] | None = None) -> None:
         """The next matching command's reply is cut in half: the client gets the first
         half, then its connection is closed."""
-        self._arm("cut_reply", command, times)
+        self._arm("cut_reply", command, times, when=when)
 
-    def drop_request(self, command: str | Callable[[str], bool], *, times: int = 1) -> None:
+    def drop_request(self, command: str | Callable[[str], bool], *, times: int = 1,
+                     when: Callable[[list[bytes]], bool] | None = None) -> None:
         """The connection is closed before the next matching command is forwarded."""
-        self._arm("drop_request", command, times)
+        self._arm("drop_request", command, times, when=when)
 
     def stall(self, command: str | Callable[[str], bool], seconds: float, *,
-              times: int = 1) -> None:
+              times: int = 1, when: Callable[[list[bytes]], bool] | None = None) -> None:
         """The next matching command, and whatever follows it on its connection, reaches
         the server only after ``seconds`` (as if the server were paused)."""
-        self._arm("stall", command, times, seconds)
+        self._arm("stall", command, times, seconds, when=when)
 
     def refuse_connections(self, count: int = 1) -> None:
         """The next ``count`` new connections are closed as soon as they are accepted."""
@@ -214,6 +246,32 @@ class FaultProxy:
                     return False
                 self._fired.wait(left)
             return True
+
+    def quiet(self, timeout: float = 10.0) -> bool:
+        """Wait until no stall holds commands back and every command forwarded for a client
+        that left has been answered by the server (so its effect is visible); False on
+        timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._busy(deadline):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _busy(self, deadline: float) -> bool:
+        """Whether a link holds a stall or awaits replies for a client that left (asked of
+        the proxy's own thread, which owns the links)."""
+        done = threading.Event()
+        busy: list[bool] = [True]
+
+        def probe() -> None:
+            busy[0] = any(link.held_until or (link.client_gone and not link.closed)
+                          for link in self._links)
+            done.set()
+
+        self._call_soon(probe)
+        done.wait(max(0.0, deadline - time.monotonic()))
+        return busy[0]
 
     def close_connections(self) -> None:
         """Close every open client connection now (as a server restart would)."""
@@ -254,6 +312,7 @@ class FaultProxy:
             raise RuntimeError("no free port for the proxy")
         listener.listen(128)
         listener.setblocking(False)
+        self._wake_r, self._wake_w = socket.socketpair()
         self.port = port
         self._listener = listener
         self._selector = selectors.DefaultSelector()
@@ -295,8 +354,9 @@ class FaultProxy:
         self._wake()
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"x")
 
     def _loop(self) -> None:
         selector = self._selector
@@ -309,6 +369,7 @@ class FaultProxy:
                         self._accept()
                     elif key.data == "wake":
                         with contextlib.suppress(OSError):
+                            assert self._wake_r is not None
                             self._wake_r.recv(4096)
                     else:
                         link, from_client = key.data
@@ -326,6 +387,10 @@ class FaultProxy:
                 self._listener.close()
                 self._listener = None
             selector.close()
+            for sock in (self._wake_r, self._wake_w):
+                if sock is not None:
+                    sock.close()
+            self._wake_r = self._wake_w = None
 
     def _next_timer(self) -> float | None:
         stalled = [link.held_until for link in self._links if link.held_until]
@@ -390,14 +455,22 @@ class FaultProxy:
         self.events.append(FaultEvent(kind, command, time.monotonic()))
         self._fired.notify_all()
 
-    def _take_fault(self, name: str) -> _Fault | None:
+    def _take_fault(self, name: str, buf: bytes | bytearray, start: int, end: int
+                    ) -> _Fault | None:
+        argv: list[bytes] | None = None
         with self._lock:
             for fault in self._faults:
-                if fault.times > 0 and fault.match(name):
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self._faults.remove(fault)
-                    return fault
+                if fault.times <= 0 or not fault.match(name):
+                    continue
+                if fault.when is not None:
+                    if argv is None:
+                        argv = _arguments(buf, start, end)
+                    if not fault.when(argv):
+                        continue
+                fault.times -= 1
+                if fault.times == 0:
+                    self._faults.remove(fault)
+                return fault
         return None
 
     def _client_bytes(self, link: _Link, data: bytes | bytearray) -> None:
@@ -410,7 +483,7 @@ class FaultProxy:
             if end is None:
                 break
             name = _command_name(link.up, start, end)
-            fault = self._take_fault(name) if name else None
+            fault = self._take_fault(name, link.up, start, end) if name else None
             if fault is not None and fault.kind == "drop_request":
                 with self._lock:
                     self._record("drop_request", name)
@@ -585,23 +658,37 @@ class ClusterFaultProxy:
         """Every fault that fired, on any node."""
         return sorted((e for p in self.proxies.values() for e in p.events), key=lambda e: e.at)
 
-    def lose_reply(self, command: str | Callable[[str], bool], *, times: int = 1) -> None:
+    def lose_reply(self, command: str | Callable[[str], bool], *, times: int = 1,
+                   when: Callable[[list[bytes]], bool] | None = None) -> None:
         for p in self.proxies.values():
-            p.lose_reply(command, times=times)
+            p.lose_reply(command, times=times, when=when)
 
-    def cut_reply(self, command: str | Callable[[str], bool], *, times: int = 1) -> None:
+    def cut_reply(self, command: str | Callable[[str], bool], *, times: int = 1,
+                  when: Callable[[list[bytes]], bool] | None = None) -> None:
         for p in self.proxies.values():
-            p.cut_reply(command, times=times)
+            p.cut_reply(command, times=times, when=when)
 
-    def drop_request(self, command: str | Callable[[str], bool], *, times: int = 1) -> None:
+    def drop_request(self, command: str | Callable[[str], bool], *, times: int = 1,
+                     when: Callable[[list[bytes]], bool] | None = None) -> None:
         for p in self.proxies.values():
-            p.drop_request(command, times=times)
+            p.drop_request(command, times=times, when=when)
 
     def stall(self, command: str | Callable[[str], bool], seconds: float, *,
-              times: int = 1) -> None:
+              times: int = 1, when: Callable[[list[bytes]], bool] | None = None) -> None:
         for p in self.proxies.values():
-            p.stall(command, seconds, times=times)
+            p.stall(command, seconds, times=times, when=when)
+
+    def refuse_connections(self, count: int = 1) -> None:
+        """Every node's proxy refuses its next ``count`` new connections."""
+        for p in self.proxies.values():
+            p.refuse_connections(count)
 
     def clear(self) -> None:
         for p in self.proxies.values():
             p.clear()
+
+    def quiet(self, timeout: float = 10.0) -> bool:
+        """:meth:`FaultProxy.quiet` on every node's proxy."""
+        deadline = time.monotonic() + timeout
+        return all(p.quiet(max(0.0, deadline - time.monotonic()))
+                   for p in self.proxies.values())

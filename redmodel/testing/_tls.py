@@ -162,6 +162,7 @@ class _Relay:
         self.server: asyncio.Transport | None = None
         self.handshaken = False
         self.early: list[bytes] = []  # client bytes that came before the server connection
+        self.refusal: bytes | None = None  # the error reply when the server cannot be reached
         self.timer: asyncio.TimerHandle | None = None
         self.done = False
 
@@ -174,7 +175,9 @@ class _Relay:
         plain = self._decrypt()
         self._flush()
         if plain and not self.done:
-            if self.server is None:
+            if self.refusal is not None:
+                self._refuse()
+            elif self.server is None:
                 self.early.append(plain)
             else:
                 self.server.write(plain)
@@ -214,6 +217,13 @@ class _Relay:
                 break
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _refuse(self) -> None:
+        # Answer the client's first request, then close: closing before the request has
+        # arrived would make the kernel reset the connection and the reply could be lost.
+        assert self.refusal is not None
+        self.to_client(self.refusal)
+        self.close()
 
     def to_client(self, data: bytes) -> None:
         if self.done:
@@ -481,11 +491,12 @@ class TLSTerminator:
             server = await self._connect_server(relay)
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            relay.to_client(
+            relay.refusal = (
                 f"-ERR the TLS terminator on port {self._port} cannot reach the server "
                 f"behind it at {self._backend_name()} ({reason})\r\n".encode()
             )
-            relay.close()
+            if relay.early:
+                relay._refuse()
             return
         if relay.done:
             server.close()

@@ -1,0 +1,568 @@
+"""The transport's two shells: they only move bytes for :mod:`redmodel._wire`.
+
+:class:`SyncLink` (``redis.Redis`` / ``redis.cluster.RedisCluster``) and :class:`AsyncLink`
+(their asyncio twins) each take a connection from the client's own pool (so the user's
+TLS, auth, protocol and timeouts apply), pack a round's commands into one buffer (hiredis'
+``pack_command`` when it is installed, redis-py's packer otherwise), send it, read the
+replies with the connection's public ``read_response``, release the connection and hand
+back what happened. They never call redis-py's command methods, so redis-py's command
+retry (10 attempts on a client built directly) never resends anything; the client's retry
+setting still applies to opening a connection.
+
+A :class:`SyncSession` / :class:`AsyncSession` keeps one connection for a transaction
+(WATCH is per connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from redmodel._plan import Batch, Command
+from redmodel._wire import (
+    Call,
+    Exchange,
+    Link,
+    ResendPolicy,
+    RestartAttemptError,
+    batch_keys,
+    command_slot,
+    cross_slot_error,
+)
+
+__all__ = ["AsyncLink", "AsyncSession", "SyncLink", "SyncSession"]
+
+_packer: Callable[[Any], bytes] | None
+try:
+    from hiredis import pack_command as _packer
+except ImportError:  # pragma: no cover - hiredis is an optional extra
+    _packer = None
+
+# a reply that came whole although redis-py raises it as a ConnectionError
+_REPLY_ERRORS = (BusyLoadingError, AuthenticationError)
+# what a broken connection raises: redis-py wraps socket errors; anything else from the
+# parser (a protocol error) leaves the connection as unusable
+_TRANSPORT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _encoding(client: Any) -> str:
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None) or {}
+    return str(kwargs.get("encoding", "utf-8")).lower().replace("_", "-")
+
+
+def _node_key(node: Any) -> Hashable:
+    return None if node is None else node.name
+
+
+class _Shell:
+    """What both shells share: the link (policy, mode, loaded scripts) and packing."""
+
+    def __init__(self, client: Any, *, cluster: bool, policy: ResendPolicy,
+                 exactly_once: bool) -> None:
+        self.client = client
+        self.cluster = cluster
+        self.link = Link(
+            policy=policy, exactly_once=exactly_once, cluster=cluster,
+            locate=self._locate if cluster else None,
+            default=self._default if cluster else None,
+            node_at=self._node_at if cluster else None,
+            node_key=_node_key if cluster else None,
+        )
+        self._hiredis = _packer is not None and _encoding(client) in ("utf-8", "utf8")
+
+    def _locate(self, slot: int) -> Any:
+        return self.client.nodes_manager.get_node_from_slot(slot)
+
+    def _default(self) -> Any:
+        return self.client.get_default_node()
+
+    def _node_at(self, host: str, port: int) -> Any:
+        manager = self.client.nodes_manager
+        remap = getattr(manager, "remap_host_port", None)
+        if remap is not None:
+            host, port = remap(host, port)
+        node = manager.get_node(host=host, port=port)
+        if node is None:
+            raise RedisConnectionError(f"no node {host}:{port} in the cluster map")
+        return node
+
+    def _pack(self, conn: Any, wire: Sequence[Command]) -> Any:
+        if self._hiredis:
+            assert _packer is not None
+            pack = _packer
+            try:
+                return [b"".join([pack(c) for c in wire])]
+            except TypeError:
+                pass  # a value hiredis does not pack: redis-py's encoder explains it
+        return conn.pack_commands(wire)
+
+    def _moves(self, ex: Exchange) -> tuple[list[BaseException], bool]:
+        """(MOVED errors to apply, whether to reload the whole map) after a round."""
+        if not self.cluster:
+            return [], False
+        manager = self.client.nodes_manager
+        if ex.moved and getattr(manager, "address_remap", None) is not None:
+            return [], True  # MOVED names real addresses: only a reload remaps them
+        return ex.moved, ex.reinit
+
+
+# ---- sync -------------------------------------------------------------------------------
+
+
+class SyncLink(_Shell):
+    """The transport of a :class:`~redmodel.Store`."""
+
+    def execute(self, batch: Batch) -> list[Any]:
+        """Send ``batch``; its replies (raises ServerError for an error reply)."""
+        ex = Exchange(batch, self.link)
+        self.drive(ex)
+        return ex.result()
+
+    def drive(self, ex: Exchange, session: SyncSession | None = None) -> None:
+        while True:
+            calls = ex.calls()
+            if calls is None:
+                return
+            self._round(calls, session)
+            if not self.cluster:
+                pause = ex.settle(calls)
+            else:
+                try:
+                    pause = ex.settle(calls)
+                finally:
+                    self._refresh(ex)
+            if pause:
+                time.sleep(pause)
+
+    def _refresh(self, ex: Exchange) -> None:
+        moved, reinit = self._moves(ex)
+        if not (moved or reinit):
+            return
+        manager = self.client.nodes_manager
+        try:
+            for error in moved:
+                manager.move_slot(error)
+            if reinit:
+                manager.initialize()
+        except Exception:  # every node unreachable: the next round fails and counts
+            return
+
+    def _pool(self, node: Any) -> Any:
+        if node is None:
+            return self.client.connection_pool
+        return self.client.get_redis_connection(node).connection_pool
+
+    def _round(self, calls: list[Call], session: SyncSession | None) -> None:
+        """Send every call, then read every call's replies (one round trip per node)."""
+        open_: list[tuple[Call, Any, Any]] = []
+        done = 0
+        try:
+            for call in calls:
+                if not call.wire:
+                    continue  # nothing to send: no node was found for it
+                got = self._send(call, session)
+                if got is not None:
+                    open_.append((call, *got))
+            for call, conn, pool in open_:
+                if not self._read(conn, call) and call.pinned and session is not None:
+                    session.broken()
+                done += 1
+                if pool is not None:
+                    pool.release(conn)
+        finally:
+            for _call, conn, pool in open_[done:]:  # interrupted (KeyboardInterrupt, ...)
+                conn.disconnect()
+                if pool is not None:
+                    pool.release(conn)
+
+    def _send(self, call: Call, session: SyncSession | None) -> tuple[Any, Any] | None:
+        try:
+            if call.pinned and session is not None:
+                conn, pool = session.connection(call.node), None
+            else:
+                pool = self._pool(call.node)
+                conn = pool.get_connection()
+            try:
+                conn.check_health()
+                data = self._pack(conn, call.wire)
+            except BaseException:
+                self._drop(conn, pool, session, call)
+                raise
+        except _TRANSPORT_ERRORS as e:
+            call.failure = e  # nothing of this call left: it can be sent again
+            return None
+        call.sent = True
+        try:
+            conn.send_packed_command(data, check_health=False)
+        except _TRANSPORT_ERRORS as e:
+            call.failure = e  # part of it may have reached the server
+            self._drop(conn, pool, session, call)
+            return None
+        except BaseException:
+            self._drop(conn, pool, session, call)
+            raise
+        return conn, pool
+
+    def _read(self, conn: Any, call: Call) -> bool:
+        replies = call.replies
+        read = conn.read_response
+        for _ in range(len(call.wire)):
+            try:
+                replies.append(read(disconnect_on_error=False))
+            except ResponseError as e:
+                replies.append(e)
+            except _REPLY_ERRORS as e:
+                replies.append(e)
+            except _TRANSPORT_ERRORS as e:
+                call.failure = e
+                conn.disconnect()
+                return False
+            except BaseException:
+                conn.disconnect()
+                raise
+        return True
+
+    def _drop(self, conn: Any, pool: Any, session: SyncSession | None, call: Call) -> None:
+        conn.disconnect()
+        if pool is not None:
+            pool.release(conn)
+        elif session is not None:
+            session.broken()
+
+    def session(self) -> SyncSession:
+        return SyncSession(self)
+
+
+class SyncSession:
+    """One connection kept for a transaction: WATCH, the reads and MULTI/EXEC go on it.
+    Everything that would need another connection raises RestartAttemptError."""
+
+    def __init__(self, link: SyncLink) -> None:
+        self.link = link
+        self.node: Any = None
+        self.slot: int | None = None
+        self.conn: Any = None
+        self.pool: Any = None
+        self.used = False  # sent something whose state (WATCH) lives on the connection
+        self.dead = False
+
+    def _place(self, batch: Batch) -> None:
+        if not self.link.cluster:
+            return
+        slots = {command_slot(c) for c in batch.commands} - {None}
+        slot = next(iter(slots), None)
+        if slot is None or slot == self.slot:
+            return
+        if self.slot is not None:
+            raise cross_slot_error(batch_keys(batch) or ["(the watched keys)"])
+        node = self.link._locate(slot)
+        if self.conn is not None and node.name != self.node.name:
+            if self.used:
+                    raise cross_slot_error(batch_keys(batch))
+            self.close()
+        self.slot, self.node = slot, node
+
+    def connection(self, node: Any) -> Any:
+        if self.dead:
+            raise RedisConnectionError("the transaction's connection was lost")
+        if self.conn is None:
+            if self.link.cluster and self.node is None:
+                self.node = self.link._default()
+            self.pool = self.link._pool(self.node if self.link.cluster else None)
+            self.conn = self.pool.get_connection()
+        elif self.conn.can_read(timeout=0):  # the server closed it, or left it unread
+            raise RedisConnectionError("the transaction's connection was closed")
+        self.used = True
+        return self.conn
+
+    def broken(self) -> None:
+        self.dead = True
+
+    def run(self, batch: Batch) -> Exchange:
+        """Run a batch on the session's connection (reads, WATCH, or the commit)."""
+        self._place(batch)
+        ex = Exchange(batch, self.link.link, pinned=True, node=self.node)
+        try:
+            self.link.drive(ex, self)
+        except RestartAttemptError:
+            self.broken()
+            raise
+        if batch.atomic:
+            self.used = False  # EXEC answered: no WATCH is left on the connection
+        return ex
+
+    def close(self, unwatch: bool = True) -> None:
+        """Give the connection back: UNWATCH first if a WATCH may still hold on it, or
+        close it if it broke."""
+        conn, pool, self.conn, self.pool = self.conn, self.pool, None, None
+        if conn is None:
+            return
+        try:
+            if self.dead:
+                conn.disconnect()
+            elif unwatch and self.used:
+                conn.send_command("UNWATCH", check_health=False)
+                conn.read_response(disconnect_on_error=True)
+        except Exception:
+            conn.disconnect()
+        finally:
+            pool.release(conn)
+            self.used = False
+
+
+# ---- asyncio ----------------------------------------------------------------------------
+
+
+class AsyncLink(_Shell):
+    """The transport of an :class:`~redmodel.AsyncStore`: :class:`SyncLink` awaited."""
+
+    def __init__(self, client: Any, *, cluster: bool, policy: ResendPolicy,
+                 exactly_once: bool) -> None:
+        super().__init__(client, cluster=cluster, policy=policy, exactly_once=exactly_once)
+        self._ready = not cluster
+
+    async def execute(self, batch: Batch) -> list[Any]:
+        if not self._ready:
+            await self.ready()
+        ex = Exchange(batch, self.link)
+        await self.drive(ex)
+        return ex.result()
+
+    async def ready(self) -> None:
+        """redis-py 8.1's asyncio cluster client learns its slot map on first use; that
+        happens before anything is sent, so it is tried under the ResendPolicy."""
+        if self._ready:
+            return
+        policy = self.link.policy
+        started = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                await self.client.initialize()
+            except (RedisError, RedisClusterException) as e:
+                failures += 1
+                delay = policy.backoff(failures)
+                if failures >= policy.attempts or \
+                        time.monotonic() - started + delay > policy.deadline:
+                    raise RedisConnectionError(f"cannot reach the cluster: {e}") from e
+                await asyncio.sleep(delay)
+                continue
+            self._ready = True
+            return
+
+    async def drive(self, ex: Exchange, session: AsyncSession | None = None) -> None:
+        while True:
+            calls = ex.calls()
+            if calls is None:
+                return
+            await self._round(calls, session)
+            if not self.cluster:
+                pause = ex.settle(calls)
+            else:
+                try:
+                    pause = ex.settle(calls)
+                finally:
+                    await self._refresh(ex)
+            if pause:
+                await asyncio.sleep(pause)
+
+    async def _refresh(self, ex: Exchange) -> None:
+        moved, reinit = self._moves(ex)
+        if not (moved or reinit):
+            return
+        manager = self.client.nodes_manager
+        try:
+            for error in moved:
+                await manager.move_slot(error)
+            if reinit:
+                await manager.initialize()
+        except Exception:  # every node unreachable: the next round fails and counts
+            return
+
+    async def _acquire(self, node: Any) -> tuple[Any, Any]:
+        if node is None:
+            pool = self.client.connection_pool
+            return await pool.get_connection(), pool
+        conn = node.acquire_connection()
+        try:
+            if conn.is_connected and await conn.can_read():
+                await conn.disconnect()  # closed by the server, or left with data
+            await conn.connect()
+        except BaseException:
+            await conn.disconnect()
+            node.release(conn)
+            raise
+        return conn, node
+
+    async def _release(self, conn: Any, pool: Any) -> None:
+        if pool is None:
+            return
+        if hasattr(pool, "acquire_connection"):  # a cluster node
+            pool.release(conn)
+        else:
+            await pool.release(conn)
+
+    async def _round(self, calls: list[Call], session: AsyncSession | None) -> None:
+        open_: list[tuple[Call, Any, Any]] = []
+        done = 0
+        try:
+            for call in calls:
+                if not call.wire:
+                    continue
+                got = await self._send(call, session)
+                if got is not None:
+                    open_.append((call, *got))
+            for call, conn, pool in open_:
+                if not await self._read(conn, call) and call.pinned and session is not None:
+                    session.broken()
+                done += 1
+                await self._release(conn, pool)
+        finally:
+            for _call, conn, pool in open_[done:]:  # interrupted (cancelled, ...)
+                await conn.disconnect()
+                await self._release(conn, pool)
+
+    async def _send(self, call: Call, session: AsyncSession | None
+                    ) -> tuple[Any, Any] | None:
+        try:
+            if call.pinned and session is not None:
+                conn, pool = await session.connection(), None
+            else:
+                conn, pool = await self._acquire(call.node)
+            try:
+                await conn.check_health()
+                data = self._pack(conn, call.wire)
+            except BaseException:
+                await self._drop(conn, pool, session)
+                raise
+        except _TRANSPORT_ERRORS as e:
+            call.failure = e
+            return None
+        call.sent = True
+        try:
+            await conn.send_packed_command(data, check_health=False)
+        except _TRANSPORT_ERRORS as e:
+            call.failure = e
+            await self._drop(conn, pool, session)
+            return None
+        except BaseException:
+            await self._drop(conn, pool, session)
+            raise
+        return conn, pool
+
+    async def _read(self, conn: Any, call: Call) -> bool:
+        replies = call.replies
+        read = conn.read_response
+        for _ in range(len(call.wire)):
+            try:
+                replies.append(await read(disconnect_on_error=False))
+            except ResponseError as e:
+                replies.append(e)
+            except _REPLY_ERRORS as e:
+                replies.append(e)
+            except _TRANSPORT_ERRORS as e:
+                call.failure = e
+                await conn.disconnect()
+                return False
+            except BaseException:
+                await conn.disconnect()
+                raise
+        return True
+
+    async def _drop(self, conn: Any, pool: Any, session: AsyncSession | None) -> None:
+        await conn.disconnect()
+        if pool is not None:
+            await self._release(conn, pool)
+        elif session is not None:
+            session.broken()
+
+    def session(self) -> AsyncSession:
+        return AsyncSession(self)
+
+
+class AsyncSession:
+    """:class:`SyncSession` for asyncio."""
+
+    def __init__(self, link: AsyncLink) -> None:
+        self.link = link
+        self.node: Any = None
+        self.slot: int | None = None
+        self.conn: Any = None
+        self.pool: Any = None
+        self.used = False
+        self.dead = False
+
+    async def _place(self, batch: Batch) -> None:
+        if not self.link.cluster:
+            return
+        await self.link.ready()
+        slots = {command_slot(c) for c in batch.commands} - {None}
+        slot = next(iter(slots), None)
+        if slot is None or slot == self.slot:
+            return
+        if self.slot is not None:
+            raise cross_slot_error(batch_keys(batch) or ["(the watched keys)"])
+        node = self.link._locate(slot)
+        if self.conn is not None and node.name != self.node.name:
+            if self.used:
+                raise cross_slot_error(batch_keys(batch))
+            await self.close()
+        self.slot, self.node = slot, node
+
+    async def connection(self) -> Any:
+        if self.dead:
+            raise RedisConnectionError("the transaction's connection was lost")
+        if self.conn is None:
+            if self.link.cluster and self.node is None:
+                await self.link.ready()
+                self.node = self.link._default()
+            self.conn, self.pool = await self.link._acquire(
+                self.node if self.link.cluster else None)
+        elif await self.conn.can_read():
+            raise RedisConnectionError("the transaction's connection was closed")
+        self.used = True
+        return self.conn
+
+    def broken(self) -> None:
+        self.dead = True
+
+    async def run(self, batch: Batch) -> Exchange:
+        await self._place(batch)
+        ex = Exchange(batch, self.link.link, pinned=True, node=self.node)
+        try:
+            await self.link.drive(ex, self)
+        except RestartAttemptError:
+            self.broken()
+            raise
+        if batch.atomic:
+            self.used = False  # EXEC answered: no WATCH is left on the connection
+        return ex
+
+    async def close(self, unwatch: bool = True) -> None:
+        conn, pool, self.conn, self.pool = self.conn, self.pool, None, None
+        if conn is None:
+            return
+        try:
+            if self.dead:
+                await conn.disconnect()
+            elif unwatch and self.used:
+                await conn.send_command("UNWATCH", check_health=False)
+                await conn.read_response()
+        except Exception:
+            await conn.disconnect()
+        finally:
+            await self.link._release(conn, pool)
+            self.used = False

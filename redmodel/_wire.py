@@ -1,0 +1,979 @@
+"""The transport's decisions, with no I/O: what each round of a batch sends, and what its
+replies and failures mean.
+
+Every batch redmodel sends (store methods, containers, queries, transactions) goes through
+an :class:`Exchange`. A shell (:mod:`redmodel._shells`) takes a connection from the client's
+own pool, sends one round's commands in one write, reads the replies with the connection's
+``read_response`` and hands back what happened. The exchange decides:
+
+- what to send: ``SCRIPT LOAD`` before the scripts a node has not seen, ``MULTI``/``EXEC``
+  around an atomic batch, ``ASKING`` before a command redirected mid-migration, each
+  command to the node of its slot (cluster) and, in exactly-once mode, each write that must
+  not run twice under a write id (:func:`wrap`);
+- what replies mean: done; or sent again to the right place, because the reply proves that
+  nothing ran (NOSCRIPT, MOVED, ASK, TRYAGAIN, CLUSTERDOWN, READONLY, LOADING);
+- what failures mean: before any byte was sent nothing was applied, and the batch is tried
+  again under the :class:`ResendPolicy`, then redis-py's ``ConnectionError`` is raised;
+  after sending, only what may be sent twice is sent again. Anything else is an
+  :class:`~redmodel.OutcomeUnknownError`, or in exactly-once mode it is sent again under
+  its write id and, once the policy gives up, fenced and settled: applied or not applied.
+
+The rule a caller can rely on: a plain redis-py ``ConnectionError``/``TimeoutError`` from
+redmodel means the call is safe to make again; ``OutcomeUnknownError`` means it may have
+been applied.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import os
+import random
+import threading
+import time
+from binascii import crc_hqx
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterCrossSlotError,
+    ClusterDownError,
+    MasterDownError,
+    MovedError,
+    NoScriptError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from redmodel._errors import CrossSlotError, OutcomeUnknownError, ServerError
+from redmodel._plan import SCRIPTS_BY_SHA, Batch, Command, as_eval, once_variant, script
+
+__all__ = [
+    "Call",
+    "Exchange",
+    "Link",
+    "ResendPolicy",
+    "RestartAttemptError",
+    "command_keys",
+    "command_slot",
+    "cross_slot_error",
+    "server_error",
+]
+
+ONCE_COMMAND = script("once_command")
+ONCE_FENCE = script("once_fence")
+ONCE_PREFIX = "redmodel:once:"
+SLOTS = 16384
+MAX_REDIRECT_ROUNDS = 32
+
+
+# ---- the policy -------------------------------------------------------------------------
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value > 0:
+        raise ValueError(f"ResendPolicy.{attribute.name} must be positive, got {value!r}")
+
+
+def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value < 0:
+        raise ValueError(f"ResendPolicy.{attribute.name} must not be negative, got {value!r}")
+
+
+@attrs.frozen
+class ResendPolicy:
+    """How patiently a store sends a batch again (docs/failures.md).
+
+    - ``attempts``: rounds that may fail in all (a connection refused before sending, or a
+      reply lost after it) before the store gives up; 1 = never try again.
+    - ``backoff_base`` / ``backoff_max`` (seconds): after failed round ``k`` the store sleeps
+      a random time in ``[0, min(backoff_max, backoff_base * 2 ** (k - 1))]``.
+    - ``deadline`` (seconds): no round starts later than this after the first one.
+    - ``write_id_ttl`` (seconds): in exactly-once mode, how long the server keeps a write id
+      with its first reply (or its fence); a copy of a write delayed longer than this
+      (a server paused with it in its input buffer) is no longer recognised.
+
+    Only a batch that may be sent twice (a read, a whole save, an update, an expiry) is sent
+    again after its reply was lost, or any write in exactly-once mode. Redirections that
+    prove nothing ran (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING, NOSCRIPT) are followed at
+    once and count only against ``deadline``. The client's own ``retry`` setting applies
+    inside each round to opening a connection, never to a command.
+    """
+
+    attempts: int = attrs.field(default=3, validator=_positive)
+    backoff_base: float = attrs.field(default=0.05, validator=_not_negative)
+    backoff_max: float = attrs.field(default=1.0, validator=_not_negative)
+    deadline: float = attrs.field(default=10.0, validator=_positive)
+    write_id_ttl: float = attrs.field(default=60.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.write_id_ttl <= self.deadline:
+            raise ValueError(
+                f"ResendPolicy.write_id_ttl ({self.write_id_ttl} s) must exceed its deadline "
+                f"({self.deadline} s): a write id must outlive every copy of its write")
+
+    def backoff(self, failures: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to sleep after ``failures`` failed rounds ("full jitter")."""
+        cap = min(self.backoff_max, self.backoff_base * 2.0 ** min(failures - 1, 60))
+        return cap * rand()
+
+    @property
+    def write_id_ttl_ms(self) -> int:
+        return max(1, round(self.write_id_ttl * 1000))
+
+
+DEFAULT_POLICY = ResendPolicy()
+
+
+# ---- commands, keys and slots -------------------------------------------------------------
+
+_NO_KEYS = frozenset({
+    "PING", "ECHO", "TIME", "INFO", "SCAN", "SCRIPT", "CLIENT", "CLUSTER", "DBSIZE",
+    "FLUSHALL", "FLUSHDB", "CONFIG", "MULTI", "EXEC", "DISCARD", "UNWATCH", "ASKING",
+    "READONLY", "READWRITE", "HELLO", "AUTH", "SELECT", "COMMAND", "ACL", "LASTSAVE",
+    "ROLE", "WAIT", "FUNCTION", "SLOWLOG", "LATENCY", "DEBUG", "KEYS", "RANDOMKEY",
+    "PUBLISH", "SAVE", "BGSAVE", "SWAPDB", "RESET", "QUIT", "MODULE",
+})
+_ALL_KEYS = frozenset({
+    "DEL", "UNLINK", "EXISTS", "MGET", "TOUCH", "WATCH", "SINTER", "SUNION", "SDIFF",
+    "SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE", "PFCOUNT", "PFMERGE",
+})
+_TWO_KEYS = frozenset({"LMOVE", "BLMOVE", "RPOPLPUSH", "BRPOPLPUSH", "SMOVE", "RENAME",
+                       "RENAMENX", "COPY", "ZRANGESTORE", "GEOSEARCHSTORE"})
+_ALL_BUT_LAST = frozenset({"BLPOP", "BRPOP", "BZPOPMIN", "BZPOPMAX"})
+_NUMKEYS_FIRST = frozenset({"ZUNION", "ZINTER", "ZDIFF", "SINTERCARD", "LMPOP", "ZMPOP",
+                            "ZINTERCARD"})
+_SCRIPTS = frozenset({"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"})
+
+
+def _name(command: Command) -> str:
+    name = command[0]
+    return (name.decode() if isinstance(name, bytes) else str(name)).upper()
+
+
+def command_keys(command: Command) -> tuple[Sequence[Any], int | None]:
+    """(the keys of ``command``, how many of its first arguments are exactly its keys --
+    None when its keys are not one leading run)."""
+    name = _name(command)
+    if name in _SCRIPTS:
+        n = int(command[2])
+        return command[3 : 3 + n], None
+    if len(command) < 2 or name in _NO_KEYS:
+        return (), 0
+    if name in _ALL_KEYS:
+        return command[1:], len(command) - 1
+    if name in _TWO_KEYS:
+        return command[1:3], 2
+    if name in _ALL_BUT_LAST:
+        return command[1:-1], len(command) - 2
+    if name in ("MSET", "MSETNX"):
+        return command[1::2], None
+    if name in _NUMKEYS_FIRST:
+        n = int(command[1])
+        return command[2 : 2 + n], None
+    if name in ("ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"):
+        return (command[1], *command[3 : 3 + int(command[2])]), None
+    if name in ("MEMORY", "OBJECT"):
+        return command[2:3], None
+    return command[1:2], 1
+
+
+def key_slot(key: Any) -> int:
+    raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    start = raw.find(b"{")
+    if start > -1:
+        end = raw.find(b"}", start + 1)
+        if end > -1 and end != start + 1:
+            raw = raw[start + 1 : end]
+    return crc_hqx(raw, 0) % SLOTS
+
+
+def command_slot(command: Command) -> int | None:
+    """The slot every key of ``command`` is in (None without keys); CrossSlotError if its
+    keys are in several (redis-py refused those before sending, so do we)."""
+    keys, _ = command_keys(command)
+    if not keys:
+        return None
+    slot = key_slot(keys[0])
+    for key in keys[1:]:
+        if key_slot(key) != slot:
+            raise cross_slot_error([str(_text(k)) for k in keys])
+    return slot
+
+
+def batch_keys(batch: Batch) -> list[str]:
+    """The keys a batch names: its declared keys, and the KEYS of its script calls."""
+    keys = [_text(k) for k in batch.keys]
+    for cmd in batch.commands:
+        if cmd and cmd[0] in ("EVALSHA", "EVAL") and len(cmd) > 2:
+            keys.extend(k for k in map(_text, cmd[3 : 3 + int(cmd[2])]) if k not in keys)
+    return keys
+
+
+def cross_slot_error(keys: Sequence[str]) -> CrossSlotError:
+    """A clear CrossSlotError, with the advice that fits: an indexed model (its index keys
+    are under ``%idx``) refuses ``hash_tag`` and takes ``buckets``."""
+    if any("%idx" in k for k in keys):
+        advice = ("The model has indexes: declare it with buckets=N (e.g. buckets=16), which "
+                  "keeps each object and its bucket's index entries in one slot (hash_tag "
+                  "is refused for indexed models)")
+    else:
+        advice = ("Declare the model with hash_tag=True (every key of one object in one "
+                  "slot) or a hash_tag function (objects that change together in one slot)")
+    return CrossSlotError(
+        f"these keys are in different cluster hash slots and cannot be used in one atomic "
+        f"command: {list(keys)[:5]}. {advice}")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def describe(command: Command) -> str:
+    """``EVALSHA incr_fields`` for a known script, else the command's name."""
+    name = _name(command)
+    if name == "EVALSHA":
+        found = SCRIPTS_BY_SHA.get(_text(command[1]))
+        if found is not None:
+            return f"EVALSHA {found.name}"
+    return name
+
+
+# ---- exactly-once: write ids ------------------------------------------------------------
+
+_TAGS: list[str] = []
+_TAGS_LOCK = threading.Lock()
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def slot_tag(slot: int) -> str:
+    """A short hash tag (letters and digits only) whose slot is ``slot``, so a write id's key
+    lives in the slot of its write, whatever braces the write's own keys hold. The table of
+    all 16384 is built once, on first use (about 0.1 s)."""
+    if not _TAGS:
+        with _TAGS_LOCK:
+            if not _TAGS:
+                table: list[str | None] = [None] * SLOTS
+                left, i = SLOTS, 0
+                while left:
+                    n, text = i, ""
+                    while True:
+                        text = _DIGITS[n % 36] + text
+                        n //= 36
+                        if not n:
+                            break
+                    slot_of = crc_hqx(text.encode(), 0) % SLOTS
+                    if table[slot_of] is None:
+                        table[slot_of] = text
+                        left -= 1
+                    i += 1
+                _TAGS.extend(t for t in table if t is not None)
+    return _TAGS[slot]
+
+
+def new_write_id() -> str:
+    """16 random URL-safe characters (96 bits, from os.urandom: unique across processes,
+    forks and machines)."""
+    return base64.urlsafe_b64encode(os.urandom(12)).decode("ascii")
+
+
+def once_key(slot: int | None, write_id: str) -> str:
+    """Where the server keeps a write id: ``redmodel:once:<id>`` on one server,
+    ``redmodel:once:{<tag>}:<id>`` in the write's slot on a cluster."""
+    if slot is None:
+        return ONCE_PREFIX + write_id
+    return f"{ONCE_PREFIX}{{{slot_tag(slot)}}}:{write_id}"
+
+
+def wrap(command: Command, key: str, ttl_ms: int) -> Command | None:
+    """``command`` under the write id stored at ``key``: one of our scripts becomes its
+    ``+once`` variant, a plain command with leading keys runs inside ``once_command.lua``.
+    None when it cannot be wrapped (an unknown script, a command without keys or whose
+    keys are not its first arguments): it stays at most once."""
+    name = _name(command)
+    if name == "EVALSHA":
+        variant = once_variant(_text(command[1]))
+        if variant is None:
+            return None
+        n = int(command[2])
+        return ("EVALSHA", variant.sha, n + 1, key, *command[3 : 3 + n], ttl_ms,
+                *command[3 + n :])
+    if name in _SCRIPTS:
+        return None
+    _, leading = command_keys(command)
+    if not leading:
+        return None
+    return ("EVALSHA", ONCE_COMMAND.sha, leading + 1, key, *command[1 : 1 + leading], ttl_ms,
+            command[0], *command[1 + leading :])
+
+
+# ---- errors -----------------------------------------------------------------------------
+
+_SERVER_ERRORS: dict[type, type[ServerError]] = {ResponseError: ServerError}
+_SERVER_ERRORS_LOCK = threading.Lock()
+
+
+def _plain_init(kind: type) -> bool:
+    """Whether ``kind`` takes its message as Exception does (AskError and ClusterDownError
+    parse theirs, so a ServerError cannot also be one of them)."""
+    for cls in kind.__mro__:
+        init = vars(cls).get("__init__")
+        if init is None or cls in (BaseException, object):
+            continue
+        params = list(inspect.signature(init).parameters.values())[1:]
+        if params and params[0].kind is not inspect.Parameter.VAR_POSITIONAL:
+            return False
+    return True
+
+
+def _server_error_class(kind: type) -> type[ServerError]:
+    if not _plain_init(kind):
+        return ServerError
+    found = _SERVER_ERRORS.get(kind)
+    if found is None:
+        with _SERVER_ERRORS_LOCK:
+            found = _SERVER_ERRORS.get(kind)
+            if found is None:
+                # also an instance of redis-py's own class (OutOfMemoryError,
+                # NoPermissionError, ...), so handlers written for redis-py still match
+                found = type("ServerError", (ServerError, kind), {"__module__": "redmodel"})
+                _SERVER_ERRORS[kind] = found
+    return found
+
+
+def server_error(error: BaseException, command: Command) -> BaseException:
+    """The redmodel error for an error reply to ``command``: :class:`ServerError` naming its
+    keys (also an instance of redis-py's class for that reply), CrossSlotError for
+    CROSSSLOT; anything that is not a server reply is returned unchanged."""
+    if isinstance(error, ServerError) or not isinstance(error, ResponseError):
+        return error
+    keys = tuple(dict.fromkeys(_text(k) for k in command_keys(command)[0]))
+    if isinstance(error, ClusterCrossSlotError):
+        return cross_slot_error(keys)
+    reply = str(error)
+    cls = _server_error_class(type(error))
+    made = cls(reply, keys=keys, command=describe(command))
+    made.__cause__ = error
+    return made
+
+
+class RestartAttemptError(RedisConnectionError):
+    """Internal: a transaction attempt cannot go on, and nothing of it was applied (its
+    connection broke before EXEC, its slot moved, the server forgot its scripts, or its
+    write was fenced). The retry loop runs the function again; a single attempt raises
+    ``cause``. ``moved``/``reinit`` say what the shell refreshes first."""
+
+    def __init__(self, cause: BaseException, *, conflict_like: bool = False) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.conflict_like = conflict_like
+
+
+# ---- one exchange -----------------------------------------------------------------------
+
+_PENDING: Any = object()
+
+# error replies that prove the command did not run, and what to do about each
+_NOSCRIPT, _MOVED, _ASK, _TRYAGAIN, _DOWN, _READONLY, _LOADING = range(7)
+_REDIRECTS: dict[type, int] = {
+    NoScriptError: _NOSCRIPT,
+    MovedError: _MOVED,
+    AskError: _ASK,
+    TryAgainError: _TRYAGAIN,
+    ClusterDownError: _DOWN,
+    MasterDownError: _DOWN,
+    ReadOnlyError: _READONLY,
+    BusyLoadingError: _LOADING,
+}
+_PAUSE = {_TRYAGAIN: 0.05, _DOWN: 0.1, _READONLY: 0.05, _LOADING: 0.1}
+
+
+class Link:
+    """What one store's transport remembers between batches (no I/O): its policy and mode,
+    the scripts each node has loaded, and how the shell finds a cluster's nodes.
+
+    ``locate(slot)`` gives the primary of a slot, ``default()`` a node for keyless
+    commands, ``node_at(host, port)`` the node an ASK names, ``node_key(node)`` a hashable
+    name; all four are plain lookups in the client's slot map (None on one server)."""
+
+    def __init__(
+        self,
+        *,
+        policy: ResendPolicy = DEFAULT_POLICY,
+        exactly_once: bool = False,
+        cluster: bool = False,
+        locate: Callable[[int], Any] | None = None,
+        default: Callable[[], Any] | None = None,
+        node_at: Callable[[str, int], Any] | None = None,
+        node_key: Callable[[Any], Hashable] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.exactly_once = exactly_once
+        self.cluster = cluster
+        self.locate = locate
+        self.default = default
+        self.node_at = node_at
+        self.node_key: Callable[[Any], Hashable] = node_key or (lambda node: None)
+        self.loaded: dict[Hashable, set[str]] = {}
+        self.eval_only: set[Hashable] = set()  # nodes that refused SCRIPT LOAD
+
+
+class Call:
+    """One write to one node in one round: ``wire`` is sent as one buffer and answers
+    ``len(wire)`` replies; the shell fills ``replies`` (error replies as exception
+    objects), ``failure`` (the connection error, if any) and ``sent`` (whether any byte of
+    it may have left)."""
+
+    __slots__ = ("atomic", "evals", "failure", "fence", "head", "indices", "loads", "node",
+                 "pinned", "replies", "sent", "wire")
+
+    def __init__(self, node: Any, wire: Sequence[Command], indices: list[int], loads: list[str],
+                 head: int, atomic: bool, pinned: bool = False,
+                 fence: list[tuple[list[int], list[str]]] | None = None,
+                 evals: list[str] | None = None) -> None:
+        self.evals = evals or []
+        self.node = node
+        self.wire = wire
+        self.indices = indices
+        self.loads = loads
+        self.head = head
+        self.atomic = atomic
+        self.pinned = pinned
+        self.fence = fence
+        self.replies: list[Any] = []
+        self.failure: BaseException | None = None
+        self.sent = False
+
+
+_SEND, _FENCE, _DONE = range(3)
+
+
+class Exchange:
+    """One batch on its way: the shell loops ``calls()`` -> send and read them ->
+    ``settle(calls)`` (sleep ``pause`` seconds, refresh the slot map if ``moved`` or
+    ``reinit``) until ``calls()`` returns None, then takes :meth:`result`.
+
+    ``pinned`` is for a transaction: every call goes on the session's one connection, and
+    whatever would need a new connection or another node raises :class:`RestartAttemptError`
+    (nothing of the attempt was applied) instead of being sent again.
+    """
+
+    # state that most exchanges never change lives on the class (cheap to create one)
+    slots: list[int | None] | None = None
+    write_id: str | None = None
+    failures = 0
+    redirect_rounds = 0
+    last_failure: BaseException | None = None
+    last_redirect: BaseException | None = None
+    conflict = False
+    pause = 0.0
+    reinit = False
+    restart = False
+    _unsafe: frozenset[int] | None = None
+    _maybe: set[int] | None = None
+    _ask: dict[int, Any] | None = None
+    _clean = False  # every reply came in one round, none an error
+    once: Mapping[int, str] = MappingProxyType({})
+
+    def __init__(self, batch: Batch, link: Link, *, pinned: bool = False,
+                 node: Any = None) -> None:
+        self.batch = batch
+        self.link = link
+        self.pinned = pinned
+        self.node = node  # the pinned node, or the target of a node-wide batch
+        commands = batch.commands
+        n = len(commands)
+        self.wire: Sequence[Command] = commands
+        self.replies: list[Any] = [_PENDING] * n
+        self.todo: list[int] = list(range(n))
+        self.started = time.monotonic()
+        self.phase = _SEND
+        self.moved: list[BaseException] = []
+        if link.cluster and batch.target is None:
+            self.slots = [command_slot(c) for c in commands]
+            if batch.atomic or pinned:
+                found = {s for s in self.slots if s is not None}
+                if len(found) > 1:
+                    raise cross_slot_error([_text(k) for c in commands
+                                            for k in command_keys(c)[0]])
+        if link.exactly_once and batch.write:
+            unsafe = batch.unsafe_commands()
+            if unsafe:
+                self._wrap(unsafe)
+
+    @property
+    def unsafe(self) -> frozenset[int]:
+        """The commands that must never be sent twice (computed when first needed)."""
+        if self._unsafe is None:
+            self._unsafe = frozenset(self.batch.unsafe_commands())
+        return self._unsafe
+
+    @property
+    def maybe_applied(self) -> set[int]:
+        """Commands sent whose replies were lost (they may have been applied)."""
+        if self._maybe is None:
+            self._maybe = set()
+        return self._maybe
+
+    @property
+    def ask(self) -> dict[int, Any]:
+        """Commands an ASK sent to another node, for their next round."""
+        if self._ask is None:
+            self._ask = {}
+        return self._ask
+
+    # ---- exactly-once ----------------------------------------------------------------
+
+    def _wrap(self, indices: Sequence[int]) -> None:
+        commands = self.batch.commands
+        wire = list(commands)
+        write_id = new_write_id()
+        ttl = self.link.policy.write_id_ttl_ms
+        once: dict[int, str] = {}
+        for i in indices:
+            slot = self.slots[i] if self.slots is not None else None
+            key = once_key(slot, f"{write_id}.{i}")
+            wrapped = wrap(commands[i], key, ttl)
+            if wrapped is not None and (slot is not None or not self.link.cluster):
+                wire[i] = wrapped
+                once[i] = key
+        if (self.batch.atomic or self.pinned) and len(once) != len(indices):
+            return  # a unit only some of whose commands carry an id cannot be settled
+        if once:
+            self.wire, self.once, self.write_id = wire, once, write_id
+
+    def _resendable(self, i: int) -> bool:
+        return i not in self.unsafe or i in self.once
+
+    # ---- building a round ------------------------------------------------------------
+
+    def calls(self) -> list[Call] | None:
+        """This round's calls, or None when the exchange is over."""
+        if self.pause or self.moved or self.reinit:
+            self.pause, self.moved, self.reinit = 0.0, [], False
+        if self.phase == _SEND:
+            return self._send_calls()
+        if self.phase == _FENCE:
+            return self._fence_calls()
+        return None
+
+    def _where(self, i: int) -> Any:
+        if self.pinned or not self.link.cluster:
+            return self.node
+        asked = self._ask.pop(i, None) if self._ask else None
+        if asked is not None:
+            return asked
+        if self.batch.target is not None:
+            return self.batch.target
+        assert self.slots is not None
+        slot = self.slots[i]
+        if slot is None:
+            assert self.link.default is not None
+            return self.link.default()
+        assert self.link.locate is not None
+        return self.link.locate(slot)
+
+    def _send_calls(self) -> list[Call]:
+        link = self.link
+        if not link.cluster or self.pinned:
+            return [self._call(self.node, self.todo)]
+        groups: dict[Hashable, tuple[Any, list[int]]] = {}
+        calls: list[Call] = []
+        unplaced: list[int] = []
+        for i in ([self.todo[0]] if self.batch.atomic else self.todo):
+            try:
+                node = self._where(i)
+            except Exception as e:  # no node for this slot in the map: refresh it, try again
+                self.last_failure = e
+                self.reinit = True
+                unplaced.append(i)
+                continue
+            if isinstance(node, _Asked):  # ASKING holds for one command: a call of its own
+                calls.append(self._call(node, self.todo if self.batch.atomic else [i]))
+                continue
+            name = link.node_key(node)
+            if name not in groups:
+                groups[name] = (node, [])
+            groups[name][1].append(i)
+        if self.batch.atomic:
+            if groups:
+                node, _ = next(iter(groups.values()))
+                calls.append(self._call(node, self.todo))
+            elif unplaced:
+                unplaced = self.todo
+        else:
+            calls.extend(self._call(node, indices) for node, indices in groups.values())
+        if unplaced:
+            placeholder = Call(None, [], unplaced, [], 0, False)
+            placeholder.failure = self.last_failure
+            calls.append(placeholder)  # nothing sent: judged as a failure before sending
+        return calls
+
+    def _loads(self, node: Any, commands: Sequence[Command]) -> list[str]:
+        loads: list[str] = []
+        loaded: set[str] | None = None
+        looked = False
+        for command in commands:
+            if command[0] == "EVALSHA":
+                if not looked:
+                    loaded, looked = self.link.loaded.get(self.link.node_key(node)), True
+                sha = command[1]
+                if (loaded is None or sha not in loaded) and sha not in loads \
+                        and sha in SCRIPTS_BY_SHA:
+                    loads.append(sha)
+        return loads
+
+    def _scripts(self, node: Any, commands: Sequence[Command]
+                 ) -> tuple[Sequence[Command], list[str], list[str]]:
+        """(the commands, the scripts to SCRIPT LOAD first, the scripts sent as EVAL): a node
+        that refused SCRIPT LOAD (an ACL user with +eval +evalsha only) gets its unknown
+        scripts as EVAL, which caches them too."""
+        loads = self._loads(node, commands)
+        if not loads or self.link.node_key(node) not in self.link.eval_only:
+            return commands, loads, []
+        unknown = set(loads)
+        return ([as_eval(c) if c[0] == "EVALSHA" and c[1] in unknown else c
+                 for c in commands], [], loads)
+
+    def _call(self, node: Any, indices: list[int]) -> Call:
+        wire = self.wire
+        commands = wire if len(indices) == len(wire) else [wire[i] for i in indices]
+        asked = isinstance(node, _Asked)
+        if asked:
+            node = node.node
+        commands, loads, evals = self._scripts(node, commands)
+        atomic = self.batch.atomic
+        if not (loads or asked or atomic):
+            return Call(node, commands, indices, loads, 0, False, pinned=self.pinned,
+                        evals=evals)
+        out: list[Command] = [("SCRIPT", "LOAD", SCRIPTS_BY_SHA[sha].source) for sha in loads]
+        if asked:
+            out.append(("ASKING",))
+        head = len(out)  # replies before the batch's own (MULTI's is the batch's first)
+        if atomic:
+            out.append(("MULTI",))
+        out.extend(commands)
+        if atomic:
+            out.append(("EXEC",))
+        return Call(node, out, indices, loads, head, atomic, pinned=self.pinned, evals=evals)
+
+    def _fence_calls(self) -> list[Call]:
+        ttl = self.link.policy.write_id_ttl_ms
+        by_slot: dict[int | None, list[int]] = {}
+        for i in self.fencing:
+            slot = self.slots[i] if self.slots is not None else None
+            by_slot.setdefault(slot, []).append(i)
+        groups: dict[Hashable, tuple[Any, list[tuple[list[int], list[str]]]]] = {}
+        for slot, indices in by_slot.items():
+            if self.pinned or not self.link.cluster:
+                node = self.node
+            else:
+                try:
+                    assert self.link.locate is not None and slot is not None
+                    node = self.link.locate(slot)
+                except Exception as e:
+                    self.last_failure = e
+                    self.reinit = True
+                    continue
+            name = self.link.node_key(node)
+            groups.setdefault(name, (node, []))[1].append((indices,
+                                                           [self.once[i] for i in indices]))
+        calls = []
+        for node, parts in groups.values():
+            commands, loads, evals = self._scripts(
+                node, [("EVALSHA", ONCE_FENCE.sha, len(keys), *keys, ttl) for _, keys in parts])
+            prefix: list[Command] = [("SCRIPT", "LOAD", SCRIPTS_BY_SHA[sha].source)
+                                     for sha in loads]
+            calls.append(Call(node, prefix + list(commands),
+                              [i for idx, _ in parts for i in idx], loads, len(prefix), False,
+                              fence=parts, evals=evals))
+        return calls
+
+    # ---- judging a round -------------------------------------------------------------
+
+    def settle(self, calls: Sequence[Call]) -> float:
+        """Take in what happened to this round's calls; returns the seconds to sleep before
+        the next round (``moved``/``reinit`` say whether to refresh the slot map first).
+        Raises when the exchange ends in an error."""
+        if self.phase == _FENCE:
+            return self._settle_fence(calls)
+        if len(calls) == 1 and self._answered(calls[0]):
+            return 0.0
+        todo: list[int] = []
+        unknown: list[int] = []
+        failed = redirected = False
+        for call in calls:
+            self._note_loads(call)
+            if call.failure is not None:
+                failed = True
+                self._failed(call)
+                if self.pinned and (not call.sent or not call.atomic or not call.indices):
+                    # nothing of the attempt was written: its WATCH is gone, start again
+                    raise RestartAttemptError(call.failure)
+            if not call.sent:
+                todo.extend(call.indices)
+                continue
+            body = call.replies[call.head :]
+            if call.atomic:
+                redirected |= self._settle_atomic(call, body, todo, unknown)
+            else:
+                redirected |= self._settle_plain(call, body, todo, unknown)
+        if self.restart:
+            assert self.last_redirect is not None
+            raise RestartAttemptError(self.last_redirect)
+        if unknown:
+            self._unknown(unknown)
+        todo.sort()
+        self.todo = todo
+        if self.conflict or not todo:
+            self.phase = _DONE
+            return 0.0
+        if self.pinned and failed:  # a lost EXEC reply under write ids: settle it now
+            return self._give_up()
+        pause = self.pause
+        if failed:
+            self.failures += 1
+            pause = max(pause, self.link.policy.backoff(self.failures))
+        if redirected and not self.pause:  # MOVED/ASK/NOSCRIPT loops; waits have a deadline
+            self.redirect_rounds += 1
+        policy = self.link.policy
+        late = time.monotonic() - self.started + pause > policy.deadline
+        if self.failures >= policy.attempts or late \
+                or self.redirect_rounds > MAX_REDIRECT_ROUNDS:
+            return self._give_up()
+        return pause
+
+    def _answered(self, call: Call) -> bool:
+        """The common round, judged quickly: one call, every reply in and none an error
+        (those may need a second look). False leaves the call to the full judgement."""
+        replies = call.replies
+        if call.failure is not None or call.head or call.atomic or call.loads or call.evals \
+                or len(replies) != len(call.indices):
+            return False
+        for reply in replies:
+            if isinstance(reply, Exception):
+                return False
+        if len(replies) == len(self.replies):
+            self.replies = replies  # the whole batch, in order, no error among them
+            self._clean = True
+        else:
+            for i, reply in zip(call.indices, replies, strict=True):
+                self.replies[i] = reply
+        self.todo = []
+        self.phase = _DONE
+        return True
+
+    def _settle_plain(self, call: Call, body: list[Any], todo: list[int],
+                      unknown: list[int]) -> bool:
+        """One reply per command: True if some must be sent again (a redirection)."""
+        redirected = False
+        replies = self.replies
+        for pos, i in enumerate(call.indices):
+            if pos < len(body):
+                reply = body[pos]
+                if isinstance(reply, Exception) and type(reply) in _REDIRECTS:
+                    self._redirect(i, reply, call)
+                    redirected = True
+                    todo.append(i)
+                else:
+                    replies[i] = reply
+            elif self._resendable(i):
+                self.maybe_applied.add(i)
+                todo.append(i)
+            else:
+                unknown.append(i)
+        return redirected
+
+    def _note_loads(self, call: Call) -> None:
+        if not (call.loads or call.evals):
+            return
+        name = self.link.node_key(call.node)
+        loaded = self.link.loaded.setdefault(name, set())
+        for k, sha in enumerate(call.loads):
+            if k < len(call.replies):
+                if isinstance(call.replies[k], Exception):  # e.g. NOPERM: EVAL from now on
+                    self.link.eval_only.add(name)
+                else:
+                    loaded.add(sha)
+        if call.evals and call.failure is None and call.sent:
+            loaded.update(call.evals)
+
+    def _failed(self, call: Call) -> None:
+        assert call.failure is not None
+        self.last_failure = call.failure
+        if call.sent:  # the server may have restarted and forgotten its scripts
+            self.link.loaded.pop(self.link.node_key(call.node), None)
+        if self.link.cluster:
+            self.reinit = True
+
+    def _redirect(self, i: int, error: BaseException, call: Call) -> None:
+        kind = _REDIRECTS[type(error)]
+        self.last_redirect = error
+        if self.pinned and (kind != _NOSCRIPT or call.atomic):
+            self.restart = True  # the session's WATCH cannot follow it elsewhere
+        if kind == _NOSCRIPT:
+            command = self.wire[i]
+            if command[0] == "EVALSHA":
+                self.link.loaded.get(self.link.node_key(call.node), set()).discard(command[1])
+        elif kind == _MOVED:
+            self.moved.append(error)
+        elif kind == _ASK:
+            assert isinstance(error, AskError)
+            if self.link.node_at is not None:
+                self.ask[i] = _Asked(self.link.node_at(error.host, error.port))
+        else:
+            self.pause = max(self.pause, _PAUSE[kind])
+            if kind in (_DOWN, _READONLY) and self.link.cluster:
+                self.reinit = True
+
+    def _settle_atomic(self, call: Call, body: list[Any], todo: list[int],
+                       unknown: list[int]) -> bool:
+        """MULTI, QUEUED..., EXEC: True if it must be sent again (a redirection)."""
+        indices = call.indices
+        if len(body) < len(indices) + 2:  # the EXEC reply never came
+            if all(self._resendable(i) for i in indices):
+                self.maybe_applied.update(indices)
+                todo.extend(indices)
+            else:
+                unknown.extend(indices)
+            return False
+        result = body[-1]
+        if isinstance(result, list):
+            for i, reply in zip(indices, result, strict=False):
+                self.replies[i] = reply
+            return False
+        if result is None:  # a watched key changed: nothing was applied
+            self.conflict = True
+            return False
+        queued = body[: len(indices) + 1]  # MULTI's reply, then each command's
+        for pos, reply in enumerate(queued):
+            if isinstance(reply, Exception) and type(reply) in _REDIRECTS:
+                self._redirect(indices[max(pos - 1, 0)], reply, call)
+                todo.extend(indices)
+                return True
+        failure = next((r for r in queued[1:] if isinstance(r, Exception)), result)
+        for pos, i in enumerate(indices):
+            reply = queued[pos + 1]
+            self.replies[i] = reply if isinstance(reply, Exception) else failure
+        return False
+
+    def _unknown(self, indices: list[int]) -> None:
+        commands = self.batch.commands
+        keys = tuple(dict.fromkeys(_text(k) for i in indices
+                                   for k in command_keys(commands[i])[0]))
+        what = ", ".join(sorted({describe(commands[i]) for i in indices}))
+        if self.batch.atomic:
+            what = f"MULTI/EXEC of {what}"
+        cause = self.last_failure
+        error = OutcomeUnknownError(
+            f"the connection failed after {what} was sent and before its reply arrived "
+            f"({type(cause).__name__}: {cause}); redmodel did not send it again, as it must "
+            "not be applied twice", keys=keys, write_id=self.write_id)
+        raise error from cause
+
+    # ---- giving up ---------------------------------------------------------------------
+
+    def _give_up(self) -> float:
+        pending = [i for i in self.todo if i in self.maybe_applied and i in self.once]
+        if pending:
+            if self.batch.atomic or self.pinned:
+                pending = [i for i in self.todo if i in self.once]
+            self.fencing = pending
+            self.fence_failures = 0
+            self.phase = _FENCE
+            return 0.0
+        self.phase = _DONE
+        error = self.last_failure
+        if error is None:  # redirected for too long: the last redirection's reply
+            assert self.last_redirect is not None
+            raise server_error(self.last_redirect, self.batch.commands[self.todo[0]])
+        raise error
+
+    fencing: list[int]
+    fence_failures: int
+
+    def _settle_fence(self, calls: Sequence[Call]) -> float:
+        resolved: dict[int, bool] = {}
+        for call in calls:
+            self._note_loads(call)
+            if call.failure is not None:
+                self._failed(call)
+            body = call.replies[call.head :]
+            assert call.fence is not None
+            for pos, (indices, _) in enumerate(call.fence):
+                if pos >= len(body) or isinstance(body[pos], Exception):
+                    continue
+                for i, entry in zip(indices, body[pos], strict=True):
+                    ran = bool(entry) and int(entry[0]) == 1
+                    resolved[i] = ran
+                    if ran:
+                        self.replies[i] = entry[1] if len(entry) > 1 else None
+        left = [i for i in self.fencing if i not in resolved]
+        if left:
+            # the fence is tried at least once; again only within the policy's bounds
+            self.fencing = left
+            self.fence_failures += 1
+            policy = self.link.policy
+            delay = policy.backoff(self.fence_failures)
+            if self.fence_failures < policy.attempts and \
+                    time.monotonic() - self.started + delay <= policy.deadline:
+                return delay
+            self.phase = _DONE
+            self._unknown(left)
+        self.phase = _DONE
+        if (self.batch.atomic or self.pinned) and any(resolved.values()):
+            for i in self.todo:  # a command of the unit that failed without a record
+                if self.replies[i] is _PENDING:
+                    self.replies[i] = ServerError("the command failed and its reply was lost")
+                    resolved[i] = True
+        applied = [i for i in self.todo if resolved.get(i)]
+        missing = [i for i in self.todo if not resolved.get(i)]
+        if not missing:
+            self.todo = []
+            return 0.0
+        cause = self.last_failure or RedisConnectionError("connection lost")
+        if not applied:
+            if self.pinned:
+                raise RestartAttemptError(cause)
+            raise cause
+        commands = self.batch.commands
+        done = sorted({_text(k) for i in applied for k in command_keys(commands[i])[0]})
+        keys = tuple(dict.fromkeys(_text(k) for i in missing
+                                   for k in command_keys(commands[i])[0]))
+        raise OutcomeUnknownError(
+            f"part of this batch was applied exactly once (keys {done[:5]}) and the rest "
+            f"was not, and never will be ({type(cause).__name__}: {cause})", keys=keys,
+            write_id=self.write_id) from cause
+
+    # ---- the result --------------------------------------------------------------------
+
+    def result(self) -> list[Any]:
+        """The replies; raises the first error reply as a ServerError naming its keys."""
+        replies = self.replies
+        if self._clean:
+            return replies
+        for i, reply in enumerate(replies):
+            if isinstance(reply, Exception):
+                raise server_error(reply, self.batch.commands[i])
+        return replies
+
+    def raw(self) -> list[Any]:
+        """The replies with error replies as ServerError values (for EXEC results)."""
+        commands = self.batch.commands
+        return [server_error(r, commands[i]) if isinstance(r, Exception) else r
+                for i, r in enumerate(self.replies)]
+
+
+class _Asked:
+    """The node an ASK redirection named: send ASKING first."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
