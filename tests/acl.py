@@ -55,7 +55,7 @@ RULES: dict[str, Rule] = {
         "sadd", "srem", "smembers", "sismember", "scard", "spop", "sunion", "sinter",
         "sdiff", "zadd", "zincrby", "zrem", "zscore", "zrank", "zcard", "zrange",
         "zpopmin", "zpopmax", "get", "incrby", "multi", "exec", "exists", "del", "pexpire",
-        "evalsha", "script|load", "lmove", "blmove", "lrem", "lpos",
+        "evalsha", "script|load", "lmove", "blmove", "lrem",
         "zrangebyscore", "hset", "hget", "hdel", "time",
     )),
 }
