@@ -1,10 +1,15 @@
 """Consuming a :class:`~redmodel.Queue` at least once: ``queue.consume()``.
 
 A consumer moves each item atomically from the queue to the tail of its own in-flight
-list (LMOVE inside a script, or BLMOVE while the queue is empty) and acknowledges it (LREM
-from that list) when the loop body is done with it. Nothing is ever only in the client's
-memory: an item is in the queue or in exactly one in-flight list, so a consumer that dies
-(or whose reply is lost) loses nothing. Its items come back:
+list (LMOVE inside the ``consume_take`` script, which checks that the consumer is
+registered) and acknowledges it (LREM from that list) when the loop body is done with it.
+While the queue is empty it waits with a blocking *peek* that moves nothing (``BLMOVE
+queue queue LEFT LEFT``: the head is popped and pushed back to the head, and the command
+blocks until there is one), then takes with the script. Nothing is ever only in the
+client's memory: an item is in the queue or in exactly one in-flight list, and every
+in-flight list that holds an item belongs to a registered consumer (recovery and leaving
+empty a list in the script that unregisters its consumer), so a consumer that dies (or
+whose reply is lost, or whose command arrives late) loses nothing. Its items come back:
 
 - when it restarts under the same name, it takes back its own in-flight items first;
 - when its heartbeat is older than its visibility timeout, any other consumer (at its
@@ -26,7 +31,6 @@ sync :class:`Consumer` and the asyncio :class:`AsyncConsumer` only drive it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -35,6 +39,7 @@ import threading
 import time
 import types
 import typing
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
@@ -64,7 +69,6 @@ T = TypeVar("T")
 log = logging.getLogger("redmodel.consume")
 
 _TAKE = script("consume_take")
-_CLAIM = script("consume_claim")
 _TAKEBACK = script("consume_takeback")
 _LEAVE = script("consume_leave")
 _RECOVER = script("consume_recover")
@@ -162,6 +166,7 @@ class _Taken:
     item: _Item | None
     in_flight: int
     stale: list[str]
+    registered: bool  # False: taken for dead (or left) meanwhile; nothing was done
 
 
 def _names(reply: Any) -> list[str]:
@@ -180,19 +185,13 @@ def _ms(seconds: float) -> int:
 def take_plan(keys: ConsumerKeys, name: str, ttl: float, ack: bytes | None, take: bool
               ) -> Plan[_Taken]:
     """Acknowledge ``ack``, heartbeat and (with ``take``) move the queue's head into the
-    consumer's in-flight list: one ``consume_take`` script call."""
+    consumer's in-flight list: one ``consume_take`` script call. All of it only while the
+    consumer is registered; otherwise nothing happens and ``registered`` is False."""
     args = [name, _ms(ttl), "0" if ack is None else "1", ack or b"", "1" if take else "0"]
     replies = yield _call(_TAKE, keys.for_consumer(name), args)
-    acked, member, count, in_flight, stale = replies[0]
+    acked, member, count, in_flight, stale, registered = replies[0]
     item = None if member is None else _Item(member, int(count))
-    return _Taken(bool(acked), item, int(in_flight), _names(stale))
-
-
-def _claim_plan(keys: ConsumerKeys, name: str, ttl: float, raw: bytes
-                ) -> Plan[tuple[int, int, list[str]]]:
-    replies = yield _call(_CLAIM, keys.for_consumer(name), [name, _ms(ttl), raw])
-    count, in_flight, stale = replies[0]
-    return int(count), int(in_flight), _names(stale)
+    return _Taken(bool(acked), item, int(in_flight), _names(stale), bool(registered))
 
 
 def _takeback_plan(keys: ConsumerKeys, name: str, ttl: float
@@ -211,9 +210,10 @@ def leave_plan(keys: ConsumerKeys, name: str, ack: bytes | None) -> Plan[int]:
     return int(replies[0])
 
 
-def _heartbeat_plan(keys: ConsumerKeys, name: str, ttl: float) -> Plan[None]:
-    yield _call(_HEARTBEAT, (keys.consumers,), [name, _ms(ttl)], idempotent=True)
-    return None
+def _heartbeat_plan(keys: ConsumerKeys, name: str, ttl: float) -> Plan[bool]:
+    """Move a registered consumer's deadline; never registers one. Whether it was."""
+    replies = yield _call(_HEARTBEAT, (keys.consumers,), [name, _ms(ttl)], idempotent=True)
+    return bool(replies[0])
 
 
 def _reject_plan(keys: ConsumerKeys, name: str, raw: bytes) -> Plan[bool]:
@@ -378,11 +378,6 @@ class _ConsumerBase(Generic[T]):
 
     def _block_seconds(self, last: float) -> float:
         wait = self.poll
-        if self.reliable:
-            # A consumer taken for dead must not still be blocked in a BLMOVE that could
-            # move an item into its list after its items were returned: with heartbeats
-            # every timeout/3, a block of at most timeout/2 has ended by then.
-            wait = min(wait, self.visibility_timeout / 2)
         if self.idle_timeout is not None:
             wait = min(wait, self.idle_timeout - (time.monotonic() - last))
         return max(0.01, round(wait, 3))
@@ -412,7 +407,8 @@ class _ConsumerBase(Generic[T]):
             if reply is None:
                 continue
             last = time.monotonic()
-            step = self._deliver(self._decoded(reply[1]), 1)
+            value = yield from self.queue._decoded_or_set_aside(reply[1])
+            step = self._deliver(value, 1)
             if step is None:
                 return
             yield step
@@ -453,8 +449,8 @@ class _ConsumerBase(Generic[T]):
                 state.pause = min(state.pause * 2, _LONGEST_PAUSE)
 
     def _next_item(self, state: _LoopState, last: float) -> Generator[Step, Any, _Item | None]:
-        """Acknowledge the current item and get the next: taken back, taken from the queue,
-        or waited for (None when the wait ended empty-handed)."""
+        """Acknowledge the current item and get the next: taken back or taken from the
+        queue; None after a wait for the queue to be non-empty (the caller asks again)."""
         keys, name, ttl = self.keys, self.name, self.visibility_timeout
         current = self._current
         if current is not None and (state.resync or state.backlog):
@@ -470,25 +466,25 @@ class _ConsumerBase(Generic[T]):
         ack = None if self._current is None else self._current.raw
         taken = yield from take_plan(keys, name, ttl, ack, take=True)
         self._current = None
+        if not taken.registered:
+            log.warning("consumer %r of %r was taken for dead and its items returned to the "
+                        "queue; it registers again", name, keys.queue)
+            state.resync = True
+            return None
         # More in the list than this consumer knows of (a reply it never saw): take back.
         state.resync = taken.in_flight != int(taken.item is not None)
         yield from self._recover(taken.stale)
         if taken.item is not None:
             return taken.item
+        # Wait for an item without taking it: BLMOVE of the queue onto itself pops the
+        # head and pushes it back (the list is unchanged) once there is one. It moves
+        # nothing anywhere else, so a wait whose command reaches the server late (after
+        # this consumer was taken for dead, or left) can strand nothing; the take that
+        # follows checks the registration in the script.
         wait = self._block_seconds(last)
-        raw = yield _Block(("BLMOVE", keys.queue, keys.in_flight(name), "LEFT", "RIGHT", wait),
-                           wait, (keys.queue,))
-        if raw is None:
-            return None
-        count, in_flight, stale = yield from _claim_plan(keys, name, ttl, raw)
-        state.resync = in_flight != 1
-        yield from self._recover(stale)
-        if count == 0:
-            log.warning("consumer %r of %r: an item was returned to the queue before it "
-                        "could be handed out (this consumer was taken for dead)", name,
-                        keys.queue)
-            return None
-        return _Item(raw, count)
+        yield _Block(("BLMOVE", keys.queue, keys.queue, "LEFT", "LEFT", wait), wait,
+                     (keys.queue,))
+        return None
 
     def _decoded_or_rejected(self, item: _Item) -> Generator[Step, Any, Any]:
         try:
@@ -522,7 +518,8 @@ class _ConsumerBase(Generic[T]):
         return leave_plan(self.keys, self.name, ack)
 
 
-def _one(batch: Batch) -> Plan[list[Any]]:
+def one_batch(batch: Batch) -> Plan[list[Any]]:
+    """A plan of one batch: its replies."""
     replies = yield batch
     return replies
 
@@ -530,7 +527,7 @@ def _one(batch: Batch) -> Plan[list[Any]]:
 class Consumer(_ConsumerBase[T]):
     """A worker loop over a :class:`Queue`, at least once by default::
 
-        for job in jobs.consume(name="worker-1"):   # LMOVE/BLMOVE into an in-flight list
+        for job in jobs.consume(name="worker-1"):   # LMOVE into an in-flight list
             handle(job)                             # acknowledged when the next is asked for
 
     Each item is moved atomically from the queue into this consumer's in-flight list and
@@ -541,6 +538,10 @@ class Consumer(_ConsumerBase[T]):
     ``visibility_timeout``, any other consumer or :meth:`Queue.recover` returns them to
     the head of the queue. So an item can be handed out more than once:
     ``delivery_count`` (``redelivered``) says when this value was handed out before.
+    The heartbeat thread needs the GIL: a handler step that holds it (a long regular
+    expression, a C call that does not release it) longer than ``visibility_timeout``
+    gets this consumer taken for dead while it lives, and its item handed to another
+    (flagged as a redelivery there). Size the timeout to the longest such step.
 
     Iteration stops when
 
@@ -581,7 +582,7 @@ class Consumer(_ConsumerBase[T]):
 
     def _execute(self, step: Batch | _Block) -> Any:
         if isinstance(step, Batch):
-            return self.queue.store.run(_one(step))
+            return self.queue.store.run(one_batch(step))
         return blocking_call(self.queue.store.client, step.command, step.seconds, step.keys)
 
     def __iter__(self) -> Iterator[T]:
@@ -658,6 +659,39 @@ class _HeartbeatThread:
                 log.warning("consumer %r of %r: heartbeat failed: %s", c.name, c.keys.queue, e)
 
 
+def _cancelling() -> int:
+    """The current task's count of cancellation requests (``Task.cancelling()``, Python
+    3.11+; always 0 before, where a cancel that redis-py drops cannot be seen)."""
+    task = asyncio.current_task()
+    counter = getattr(task, "cancelling", None)
+    return 0 if counter is None else int(counter())
+
+
+def _stop_on_signal(ref: weakref.ref[Any]) -> None:
+    consumer = ref()
+    if consumer is not None:
+        consumer.stop("signal")
+
+
+async def _heartbeats(ref: weakref.ref[AsyncConsumer[Any]], store: Any, keys: ConsumerKeys,
+                      name: str, ttl: float) -> None:
+    """Heartbeats of one AsyncConsumer, every ``ttl / 3`` seconds. The task holds the
+    consumer only by a weak reference (nothing the event loop holds keeps an abandoned
+    consumer, or its loop, alive) and ends when the consumer is gone, or when it is
+    cancelled, also when redis-py drops that cancel."""
+    interval = ttl / 3
+    while True:
+        await asyncio.sleep(interval)
+        if ref() is None:
+            return
+        try:
+            await store.run(_heartbeat_plan(keys, name, ttl))
+        except Exception as e:  # the next beat tries again
+            log.warning("consumer %r of %r: heartbeat failed: %s", name, keys.queue, e)
+        if _cancelling():
+            return
+
+
 class AsyncConsumer(_ConsumerBase[T]):
     """:class:`Consumer` for an :class:`~redmodel.AsyncStore`: ``async for`` over it, the
     same commands awaited, its heartbeat an asyncio task::
@@ -667,12 +701,23 @@ class AsyncConsumer(_ConsumerBase[T]):
                 await handle(job)
 
     ``async with`` (or ``await consumer.aclose()``) leaves at once when the loop is left
-    by ``break`` or an exception; without it, the loop is closed when the event loop
-    finalises it. Signal handlers go through the running loop (main thread only)."""
+    by ``break`` or an exception. Without it, the loop (an async generator) is closed once
+    nothing references it: on CPython right after ``async for`` drops it (unless you keep
+    the iterator in a variable), elsewhere at a garbage collection; the event loop then
+    runs its cleanup in a task, which returns the current item and unregisters; at the
+    latest when the event loop shuts down. The consumer holds its loop, and its heartbeat
+    task and signal handlers hold the consumer, only by weak references.
+
+    Cancelling the task that iterates stops the consumer (its item goes back), also
+    when redis-py drops the cancel during a command (Python 3.11's ``asyncio.wait_for``
+    can): after each command the consumer checks ``Task.cancelling()`` and raises
+    ``CancelledError`` itself. Signal handlers go through the running loop (main thread
+    only)."""
 
     def __init__(self, queue: Queue[T], **kwargs: Any) -> None:
         super().__init__(queue, **kwargs)
-        self._running: Any = None
+        self._running: weakref.ref[AsyncIterator[T]] | None = None
+        self._closed: asyncio.Future[None] | None = None  # done when the loop has left
 
     async def ack(self) -> bool:
         """See :meth:`Consumer.ack`."""
@@ -686,8 +731,9 @@ class AsyncConsumer(_ConsumerBase[T]):
         return bool(taken.acked)
 
     def __aiter__(self) -> AsyncIterator[T]:
-        self._running = self._iterate()
-        return self._running  # type: ignore[no-any-return]
+        running = self._iterate()
+        self._running = weakref.ref(running)
+        return running
 
     async def __aenter__(self) -> AsyncConsumer[T]:
         return self
@@ -696,10 +742,16 @@ class AsyncConsumer(_ConsumerBase[T]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Leave now: return what this consumer holds and unregister."""
-        running, self._running = self._running, None
+        """Leave now: return what this consumer holds and unregister. When the loop was
+        already dropped (``break``), wait for the cleanup the event loop started."""
+        ref, self._running = self._running, None
+        running: Any = None if ref is None else ref()
         if running is not None:
             await running.aclose()
+        closed = self._closed
+        if (closed is not None and not closed.done()
+                and closed.get_loop() is asyncio.get_running_loop()):
+            await asyncio.shield(closed)
 
     def _install(self) -> list[tuple[int, Any]]:
         if threading.current_thread() is not threading.main_thread():
@@ -709,7 +761,7 @@ class AsyncConsumer(_ConsumerBase[T]):
         for sig in self.signals:
             previous = signal.getsignal(sig)
             try:
-                loop.add_signal_handler(sig, self.stop, "signal")
+                loop.add_signal_handler(sig, _stop_on_signal, weakref.ref(self))
             except (NotImplementedError, RuntimeError, ValueError):
                 continue
             installed.append((sig, previous))
@@ -718,16 +770,28 @@ class AsyncConsumer(_ConsumerBase[T]):
     async def _execute(self, step: Batch | _Block) -> Any:
         store: Any = self.queue.store
         if isinstance(step, Batch):
-            return await store.run(_one(step))
+            return await store.run(one_batch(step))
         return await blocking_call_async(self.queue.store.client, step.command, step.seconds,
                                          step.keys)
 
     async def _iterate(self) -> AsyncIterator[T]:
+        closed = self._closed = asyncio.get_running_loop().create_future()
         self._begin()
         installed = self._install()
-        beat = asyncio.create_task(self._heartbeats()) if self.reliable else None
+        beat = None
+        if self.reliable:
+            beat = asyncio.create_task(_heartbeats(
+                weakref.ref(self), self.queue.store, self.keys, self.name,
+                self.visibility_timeout))
         machine = self._steps()
         finished = False
+        cancels = _cancelling()  # cancels already pending are not ours to act on
+
+        def check_cancelled() -> None:
+            # redis-py can swallow a cancel during a command; the task still counts it
+            if _cancelling() > cancels:
+                raise asyncio.CancelledError
+
         try:
             step = next(machine)
             while True:
@@ -735,30 +799,36 @@ class AsyncConsumer(_ConsumerBase[T]):
                     try:
                         reply = await self._execute(step)
                     except (redis.ConnectionError, redis.TimeoutError) as e:
+                        check_cancelled()
                         step = machine.throw(e)
                         continue
+                    check_cancelled()
                     step = machine.send(reply)
                 elif isinstance(step, _Pause):
                     await asyncio.sleep(step.seconds)
+                    check_cancelled()
                     step = machine.send(None)
                 else:
                     yield step.value
+                    cancels = _cancelling()  # the loop body's own cancels are its business
                     step = machine.send(None)
         except StopIteration:
             finished = True
         finally:
-            machine.close()
-            if beat is not None:
-                beat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beat
-            loop = asyncio.get_running_loop()
-            for sig, previous in installed:
-                loop.remove_signal_handler(sig)
-                if previous is not None:
-                    signal.signal(sig, previous)
-            if self.reliable:
-                await self._leave(finished)
+            try:
+                machine.close()
+                if beat is not None:
+                    beat.cancel()  # a beat still on the wire changes nothing once we left
+                loop = asyncio.get_running_loop()
+                for sig, previous in installed:
+                    loop.remove_signal_handler(sig)
+                    if previous is not None:
+                        signal.signal(sig, previous)
+                if self.reliable:
+                    await self._leave(finished)
+            finally:
+                if not closed.done():
+                    closed.set_result(None)
 
     async def _leave(self, finished: bool) -> None:
         plan = self._leave_plan(acknowledge=finished)
@@ -771,18 +841,6 @@ class AsyncConsumer(_ConsumerBase[T]):
         except Exception as e:  # leaving on an error: the items come back after the timeout
             log.warning("consumer %r of %r could not return its items (%s); they come back "
                         "after its visibility timeout", self.name, self.keys.queue, e)
-
-    async def _heartbeats(self) -> None:
-        interval = self.visibility_timeout / 3
-        store: Any = self.queue.store
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await store.run(
-                    _heartbeat_plan(self.keys, self.name, self.visibility_timeout))
-            except Exception as e:  # the next beat tries again
-                log.warning("consumer %r of %r: heartbeat failed: %s", self.name,
-                            self.keys.queue, e)
 
 
 def make_consumer(queue: Queue[T], **kwargs: Any) -> Consumer[T]:

@@ -49,6 +49,7 @@ from redmodel._consume import (
     ConsumerKeys,
     in_flight_plan,
     make_consumer,
+    one_batch,
     recover_plan,
 )
 from redmodel._errors import (
@@ -514,7 +515,13 @@ def _pop_blocking_plan(queues: Sequence[Queue[T]], timeout: float | None, right:
     raw_key, raw = reply
     key = raw_key.decode("utf-8") if isinstance(raw_key, bytes) else str(raw_key)
     queue = by_key[key]
-    return queue, queue._decode(raw)
+    value = yield from queue._decoded_or_set_aside(raw)
+    return queue, value
+
+
+def _blocks(batch: Batch) -> bool:
+    """Whether ``batch`` is a blocking pop (else it is a set-aside, sent by the store)."""
+    return str(batch.commands[0][0]).upper() in ("BLPOP", "BRPOP")
 
 
 def pop_blocking(*queues: Queue[T], timeout: float | None, right: bool = False
@@ -528,7 +535,9 @@ def pop_blocking(*queues: Queue[T], timeout: float | None, right: bool = False
     :class:`TransactionError` inside a transaction.
 
     At most once: the value is removed when the server sends it, so a value whose reply is
-    lost (a dropped connection) is lost too. :meth:`Queue.consume` is at least once.
+    lost (a dropped connection) is lost too. :meth:`Queue.consume` is at least once. A
+    value that does not decode is set aside (see :meth:`Queue.pop`) before
+    :class:`DecodeError` is raised.
     """
     if not queues:
         raise ValidationError("pop_blocking needs at least one queue")
@@ -544,15 +553,20 @@ def pop_blocking(*queues: Queue[T], timeout: float | None, right: bool = False
             f"pop_blocking's queues are in different cluster hash slots: "
             f"{[q.key for q in queues][:5]}; one BLPOP can wait on one slot only")
     plan = _pop_blocking_plan(queues, timeout, right)
+    store: Any = first.store
     if is_async_client(client):  # an AsyncStore: the caller awaits this
 
         async def execute_async(batch: Batch) -> list[Any]:
+            if not _blocks(batch):
+                return await store.run(one_batch(batch))  # type: ignore[no-any-return]
             return [await blocking_call_async(client, c, timeout, batch.keys)
                     for c in batch.commands]
 
         return run_async(plan, execute_async)  # type: ignore[return-value]
 
     def execute(batch: Batch) -> list[Any]:
+        if not _blocks(batch):
+            return store.run(one_batch(batch))  # type: ignore[no-any-return]
         return [blocking_call(client, c, timeout, batch.keys) for c in batch.commands]
 
     return run_sync(plan, execute)
@@ -599,7 +613,9 @@ class Queue(Container[T]):
         return self._pop("LPOP")
 
     def pop(self) -> T | None:
-        """LPOP: the head value, or None when the queue is empty."""
+        """LPOP: the head value, or None when the queue is empty. At most once. A value
+        that does not decode is moved to the queue's ``%rejected`` list (one more round
+        trip), then :class:`DecodeError` is raised."""
         return self._run(self.pop_plan())  # type: ignore[no-any-return]
 
     def pop_right_plan(self) -> Plan[T | None]:
@@ -610,8 +626,33 @@ class Queue(Container[T]):
         return self._run(self.pop_right_plan())  # type: ignore[no-any-return]
 
     def _pop(self, command: str) -> Plan[T | None]:
+        # In a transaction the reply comes with EXEC, and a transaction sends no write
+        # after it: nothing can set an undecodable value aside there.
+        in_transaction = current_transaction() is not None
         replies = yield Batch([(command, self.key)], write=True, keys=(self.key,))
-        return None if replies[0] is None else self._decode(replies[0])
+        if replies[0] is None:
+            return None
+        return (yield from self._decoded_or_set_aside(replies[0], not in_transaction))
+
+    def _decoded_or_set_aside(self, raw: Any, set_aside: bool = True) -> Plan[T]:
+        """The value an at-most-once pop took. One that does not decode is not dropped: it
+        is pushed (RPUSH, raw) to the queue's ``%rejected`` list, where :meth:`consume`
+        sets its own aside, and :class:`DecodeError` names that list (never the value).
+        The set-aside is itself at most once: a process that dies, or a connection that
+        drops, between the pop and the push loses the value. ``set_aside=False`` (a pop
+        inside a transaction): the error says the value is lost."""
+        try:
+            return self._decode(raw)
+        except DecodeError as e:
+            rejected = ConsumerKeys.of(self.key).rejected
+            if not set_aside:
+                raise DecodeError(
+                    f"{e.reason}; it was popped in a transaction, which can send nothing "
+                    f"after EXEC, so it could not be set aside in {rejected!r}: it is lost",
+                    model=e.model, key=e.key, field=e.field, codec=e.codec) from None
+            yield Batch([("RPUSH", rejected, raw)], write=True, keys=(rejected,))
+            raise DecodeError(f"{e.reason}; the pop moved it to {rejected!r}", model=e.model,
+                              key=e.key, field=e.field, codec=e.codec) from None
 
     def pop_blocking(self, timeout: float | None, *, right: bool = False) -> T | None:
         """BLPOP (BRPOP with ``right=True``): the head value, waiting up to ``timeout``
@@ -661,8 +702,9 @@ class Queue(Container[T]):
     ) -> Consumer[T]:
         """A :class:`Consumer` (an :class:`AsyncConsumer` on an AsyncStore): iterate it to
         get values one by one, at least once. Each is moved into this consumer's in-flight
-        list (LMOVE, or BLMOVE while the queue is empty) and acknowledged when the next is
-        asked for; a consumer that dies has its items returned to the queue by another
+        list (LMOVE in a script; while the queue is empty it waits with a BLMOVE of the
+        queue onto itself, which moves nothing) and acknowledged when the next is asked
+        for; a consumer that dies has its items returned to the queue by another
         after ``visibility_timeout`` seconds without a heartbeat, or takes them back when
         it restarts under the same ``name``. ``reliable=False``: the at-most-once BLPOP
         loop. Stops on a signal, the ``sentinel`` value, ``max_items`` values or

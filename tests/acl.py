@@ -48,13 +48,14 @@ RULES: dict[str, Rule] = {
     )),
     # Queue, Set, SortedSet and WindowCounter (its increment and expiry in one MULTI);
     # reliable consume() takes, acknowledges and recovers items in Lua scripts (LMOVE into
-    # an in-flight list, BLMOVE while the queue is empty, heartbeats in a sorted set).
+    # an in-flight list, heartbeats in a sorted set) and waits on an empty queue with a
+    # BLMOVE of the queue onto itself (a peek that moves nothing).
     "containers": Rule(commands=(
         "rpush", "lpush", "lpop", "rpop", "blpop", "brpop", "lrange", "llen", "ltrim",
         "sadd", "srem", "smembers", "sismember", "scard", "spop", "sunion", "sinter",
         "sdiff", "zadd", "zincrby", "zrem", "zscore", "zrank", "zrevrank", "zcard", "zrange",
         "zpopmin", "zpopmax", "get", "incrby", "multi", "exec", "exists", "del", "pexpire",
-        "evalsha", "script|load", "lmove", "blmove", "lrem", "lpos",
+        "evalsha", "script|load", "lmove", "blmove", "lrem",
         "zrangebyscore", "hset", "hget", "hdel", "time",
     )),
 }

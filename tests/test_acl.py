@@ -177,7 +177,7 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     again = ips.consume(max_items=1, idle_timeout=0.02, poll=0.01, signals=())
     assert list(again) == [IPv4Address("1.2.3.4")] and again.redelivered
     assert list(ips.consume(idle_timeout=0.02, poll=0.01, signals=())) == []  # BLMOVE
-    # an item that arrives during the BLMOVE is claimed by a script (LPOS) after it
+    # an item that arrives during the wait (a BLMOVE peek) is taken by a script after it
     pusher = threading.Timer(0.05, ips.push, (IPv4Address("7.7.7.7"),))
     pusher.start()
     try:
@@ -228,6 +228,10 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     hits = redmodel.WindowCounter(store, ("shop", "hits"), window=60)
     assert hits.incr("1.2.3.4") == 1 and hits.get("1.2.3.4") == 1
     assert hits.reset("1.2.3.4")
+    server.rpush("shop:ips", b"not an address")  # a pop sets it aside (RPUSH)
+    with pytest.raises(redmodel.DecodeError, match="rejected"):
+        ips.pop()
+    assert server.lrange("shop:ips:{shop:ips}:%rejected", 0, -1) == ["not an address"]
     ips.push(IPv4Address("1.2.3.4"))
     assert ips.exists() and ips.expire(10) and ips.clear()
 

@@ -6,6 +6,7 @@ restarts under the same name. On one server, on a cluster, and from an AsyncStor
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -267,6 +268,45 @@ def test_an_undecodable_item_is_set_aside_not_redelivered(store: redmodel.Store)
     assert got == [1, 3]
 
 
+@pytest.mark.parametrize("how", ["pop", "pop_right", "pop_blocking", "redmodel.pop_blocking",
+                                 "consume(reliable=False)"])
+def test_an_undecodable_value_an_at_most_once_pop_takes_is_set_aside(any_store: Any, how: str
+                                                                      ) -> None:
+    q = Queue(any_store, ("jobs", "eu"), int)
+    any_store.client.rpush("jobs:eu", b"secret-garbage")
+    with pytest.raises(DecodeError) as info:
+        if how == "redmodel.pop_blocking":
+            redmodel.pop_blocking(q, timeout=1)
+        elif how == "pop_blocking":
+            q.pop_blocking(1)
+        elif how == "consume(reliable=False)":
+            list(q.consume(reliable=False, idle_timeout=1, poll=0.1))
+        else:
+            getattr(q, how)()
+    rejected = "jobs:eu:{jobs:eu}:%rejected"
+    assert "secret-garbage" not in str(info.value)
+    assert rejected in str(info.value) and info.value.key == "jobs:eu"
+    assert any_store.client.lrange(rejected, 0, -1) == [b"secret-garbage"]
+    assert all_keys(any_store.client) == {rejected}
+
+
+def test_an_undecodable_value_popped_in_a_transaction_is_reported_lost(store: redmodel.Store
+                                                                       ) -> None:
+    """A transaction sends nothing after EXEC, so its pop cannot set the value aside: the
+    DecodeError says the value is lost (documented), and nothing else is touched."""
+    q = Queue(store, "jobs", int)
+    store.client.rpush("jobs", b"secret-garbage", b"2")
+
+    @redmodel.transaction(store)
+    def take(tx: Any) -> Any:
+        return q.in_tx(tx).pop()
+
+    with pytest.raises(DecodeError, match="is lost") as info:
+        take()
+    assert "secret-garbage" not in str(info.value)
+    assert all_keys(store.client) == {"jobs"} and q.range() == [2]
+
+
 def test_at_most_once_consumer_keeps_no_bookkeeping(store: redmodel.Store) -> None:
     q = Queue(store, "jobs", int)
     q.push(1, 2)
@@ -390,8 +430,9 @@ def test_a_lost_blmove_reply_loses_nothing(proxy: FaultProxy, redis_client: Any,
     threading.Timer(0.3, redis_client.rpush, ("jobs", "x")).start()  # while it waits
     consumer = q.consume(name="w", poll=2, max_items=1)
     got = [(item, consumer.delivery_count) for item in consumer]
-    # the item moved, its reply was lost: taken back, and counted as maybe seen before
-    assert got == [("x", 2)]
+    # the wait is a peek that moves nothing: its lost reply leaves "x" in the queue, and
+    # the consumer takes it (a first delivery) after reconnecting
+    assert got == [("x", 1)]
     assert [e.kind for e in proxy.events] == [fault]
     assert all_keys(redis_client) == set()
 
@@ -425,8 +466,47 @@ def test_a_lost_blmove_reply_on_a_cluster_loses_nothing(redis_cluster: RedisClus
             got = [(item, consumer.delivery_count) for item in consumer]
         finally:
             client.close()
-        assert got == [("x", 2)]
+        assert got == [("x", 1)]  # the lost peek moved nothing
         assert [e.kind for e in proxies.events] == ["lose_reply"]
+    assert dbsize(redis_cluster_client) == 0
+
+
+def test_a_late_wait_strands_nothing_on_a_cluster(redis_cluster: RedisClusterServer,
+                                                  redis_cluster_client: Any) -> None:
+    """A consumer's wait on the empty queue reaches the server late, after the consumer
+    was taken for dead and unregistered, and after an item arrived: the wait moves
+    nothing (the item stays in the queue, where anyone can take it), and the consumer's
+    next take, finding itself unregistered, registers again before it takes."""
+    keys = ConsumerKeys.of("jobs:eu")
+    plain = Queue(redmodel.Store(redis_cluster_client), ("jobs", "eu"), str)
+    with ClusterFaultProxy(redis_cluster.addresses) as proxies:
+        host, port = proxies.startup_nodes[0]
+        client = redis.cluster.RedisCluster(host=host, port=port,
+                                            address_remap=proxies.address_remap)
+        try:
+            q = Queue(redmodel.Store(client), ("jobs", "eu"), str)
+            consumer = q.consume(name="w", poll=0.3, max_items=1, visibility_timeout=30,
+                                 signals=())
+            got: list[tuple[str, int]] = []
+            worker = threading.Thread(
+                target=lambda: got.extend((i, consumer.delivery_count) for i in consumer))
+            worker.start()
+            wait_until(lambda: redis_cluster_client.zcard(keys.consumers), what="register")
+            proxies.stall("BLMOVE", 0.8)  # its next wait is slow on the wire
+            wait_until(lambda: proxies.events, what="the stall")
+            proxies.clear()
+            proxies.stall("EVALSHA", 1.0)  # and so is the take after it
+            redis_cluster_client.zadd(keys.consumers, {"w": 0})  # taken for dead
+            assert plain.recover() == 0 and plain.in_flight() == {}
+            plain.push("x")
+            wait_until(lambda: len(proxies.events) == 2, what="the late wait to run")
+            assert plain.range() == ["x"], "the late wait moved nothing"
+            assert plain.in_flight() == {}
+            worker.join(timeout=10)
+            assert not worker.is_alive()
+        finally:
+            client.close()
+    assert got == [("x", 1)]
     assert dbsize(redis_cluster_client) == 0
 
 
@@ -477,6 +557,93 @@ def test_async_consumer_takes_back_acknowledges_and_recovers(redis_url: str,
     # 5 went back to the queue: its redelivery is marked
     assert redis_client.keys("jobs:{jobs}*") == [b"jobs:{jobs}:%redelivered"]
     assert redis_client.hgetall("jobs:{jobs}:%redelivered") == {b"5": b"1:1"}
+
+
+def test_an_abandoned_async_consumer_returns_its_item_without_a_garbage_collection(
+    redis_url: str, redis_client: Any
+) -> None:
+    """``async for ...: break`` without ``async with``: nothing keeps the loop alive (the
+    consumer holds it, and its heartbeat task holds the consumer, by weak references), so
+    on CPython it is finalised as soon as ``async for`` drops it, with the cyclic garbage
+    collector off: the item is back long before the visibility timeout, and the heartbeat
+    task has ended."""
+
+    def heartbeats() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if "_heartbeats" in repr(t.get_coro())]
+
+    async def main() -> tuple[list[int], list[asyncio.Task[Any]]]:
+        store = redmodel.AsyncStore.from_url(redis_url)
+        q = Queue(store, "jobs", int)
+        await q.push(1, 2)  # type: ignore[misc]
+        async for _ in q.consume(name="w", visibility_timeout=30, poll=0.1):
+            assert len(heartbeats()) == 1
+            break
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if await q.range() == [1, 2]:  # type: ignore[misc]
+                break
+        found = await q.range(), heartbeats()  # type: ignore[misc]
+        await store.aclose()
+        return found
+
+    gc.disable()
+    try:
+        queue, beating = asyncio.run(main())
+    finally:
+        gc.enable()
+    assert queue == [1, 2] and beating == []
+    assert redis_client.zcard("jobs:{jobs}:%consumers") == 0, "it unregistered"
+
+
+def test_cancelling_an_async_consumer_returns_its_item(redis_url: str, redis_client: Any
+                                                       ) -> None:
+    async def main() -> list[int]:
+        store = redmodel.AsyncStore.from_url(redis_url)
+        q = Queue(store, "jobs", int)
+        await q.push(1, 2)  # type: ignore[misc]
+        handling = asyncio.Event()
+
+        async def worker() -> None:
+            async with q.consume(name="w", poll=0.1) as consumer:  # type: ignore[attr-defined]
+                async for _ in consumer:
+                    handling.set()
+                    await asyncio.sleep(3600)
+
+        task = asyncio.create_task(worker())
+        await handling.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+        found = await q.range()  # type: ignore[misc]
+        await store.aclose()
+        return found  # type: ignore[no-any-return]
+
+    assert asyncio.run(main()) == [1, 2]
+    assert redis_client.hgetall("jobs:{jobs}:%redelivered") == {b"1": b"1:1"}
+
+
+def test_async_at_most_once_pops_set_undecodable_values_aside(redis_url: str,
+                                                             redis_client: Any) -> None:
+    async def main() -> None:
+        store = redmodel.AsyncStore.from_url(redis_url)
+        q = Queue(store, "jobs", int)
+        for n in range(4):
+            redis_client.rpush("jobs", f"garbage-{n}".encode())
+        with pytest.raises(DecodeError, match="rejected"):
+            await q.pop_blocking(1)  # type: ignore[misc]
+        with pytest.raises(DecodeError, match="rejected"):
+            await redmodel.pop_blocking(q, timeout=1)  # type: ignore[misc]
+        with pytest.raises(DecodeError, match="rejected"):
+            await q.pop_right()  # type: ignore[misc]
+        with pytest.raises(DecodeError, match="rejected"):
+            async for _ in q.consume(reliable=False, poll=0.1):  # type: ignore[attr-defined]
+                pass
+        await store.aclose()
+
+    asyncio.run(main())
+    assert redis_client.lrange("jobs:{jobs}:%rejected", 0, -1) == [
+        b"garbage-0", b"garbage-1", b"garbage-3", b"garbage-2"]
+    assert redis_client.keys("*") == [b"jobs:{jobs}:%rejected"]
 
 
 def test_async_consumer_waits_without_blocking_the_loop(redis_url: str,
@@ -536,7 +703,7 @@ def test_async_lost_blmove_reply_loses_nothing(proxy: FaultProxy, redis_client: 
         push = asyncio.create_task(push_later())
         got = await _consume_all(q, name="w", max_items=1, poll=2)
         await push
-        assert got == [("x", 2)]  # taken back after the lost reply: maybe seen, so counted
+        assert got == [("x", 1)]  # the lost peek moved nothing: a first delivery
         await store.aclose()
 
     asyncio.run(main())

@@ -1,7 +1,9 @@
 --! include clock
 --! include consume_lib
--- A consumer (re)starting, or unsure what a lost reply did: heartbeat and take back the
--- items of its own in-flight list (at most ARGV[3]), each with its delivery count.
+-- A consumer (re)starting, or unsure what a lost reply did: register it (heartbeat) and
+-- take back the items of its own in-flight list (at most ARGV[3]), each with its delivery
+-- count. It moves nothing into the list. This is the only script that registers a
+-- consumer.
 -- Returns {{member, count, member, count, ...}, in-flight length, {stale consumers}}.
 local name, now = ARGV[1], time_ms()
 heartbeat(name, tonumber(ARGV[2]), now)
