@@ -28,7 +28,8 @@ Example::
         r.set("hat:1", "red")
 
 Modules: ``_binaries`` (finding a binary, its version, TLS support, free ports),
-``_tls`` (throwaway certificates, the TLS terminator), ``_server`` (one server), ``_cluster``
+``_tls`` (throwaway certificates, the TLS terminator), ``_spawn`` (starting a server that
+dies with its parent process), ``_server`` (one server), ``_cluster``
 (a cluster), ``_proxy`` (a fault-injection proxy: lost replies, cut replies, stalls, refused
 connections).
 
