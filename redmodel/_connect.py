@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from redmodel._wire import DEFAULT_POLICY, ResendPolicy
 
@@ -35,13 +36,29 @@ def check_client(client: Any) -> None:
 
 def url_options(url: str | None, db: int | None, kwargs: dict[str, Any]
                 ) -> tuple[str, dict[str, Any]]:
-    """The URL (default ``$REDIS_URL``, else localhost) and client options of from_url."""
+    """The URL (default ``$REDIS_URL``, else localhost) and client options of from_url.
+
+    ``db`` wins over the URL's database (its ``/db`` path or ``?db=``): redis-py lets the
+    URL win, so the database is taken out of the URL when ``db`` is given."""
     url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
     options = dict(kwargs)
     if db is not None:
+        url = without_db(url)
         options["db"] = db
     options.setdefault("decode_responses", False)
     return url, options
+
+
+def without_db(url: str) -> str:
+    """``url`` without the database it names: no ``?db=``, and for ``redis://`` and
+    ``rediss://`` no ``/db`` path (a ``unix://`` path is the socket's). Everything else is
+    kept as written, percent-escapes included."""
+    parts = urlsplit(url)
+    path = "" if parts.scheme in ("redis", "rediss") else parts.path
+    query = "&".join(item for item in parts.query.split("&")
+                     if item and unquote(item.split("=", 1)[0]) != "db")
+    return (f"{parts.scheme}://{parts.netloc}{path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
 
 
 def is_cluster(client: Any) -> bool:

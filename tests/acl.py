@@ -53,7 +53,7 @@ RULES: dict[str, Rule] = {
     "containers": Rule(commands=(
         "rpush", "lpush", "lpop", "rpop", "blpop", "brpop", "lrange", "llen", "ltrim",
         "sadd", "srem", "smembers", "sismember", "scard", "spop", "sunion", "sinter",
-        "sdiff", "zadd", "zincrby", "zrem", "zscore", "zrank", "zcard", "zrange",
+        "sdiff", "zadd", "zincrby", "zrem", "zscore", "zrank", "zrevrank", "zcard", "zrange",
         "zpopmin", "zpopmax", "get", "incrby", "multi", "exec", "exists", "del", "pexpire",
         "evalsha", "script|load", "lmove", "blmove", "lrem",
         "zrangebyscore", "hset", "hget", "hdel", "time",

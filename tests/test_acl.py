@@ -4,6 +4,7 @@ is needed. docs/deploy.md shows the same rules."""
 
 from __future__ import annotations
 
+import inspect
 import re
 import threading
 import time
@@ -162,6 +163,10 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     assert ips.pop_blocking(timeout=5) == IPv4Address("1.2.3.4")
     assert ips.pop_blocking(timeout=5, right=True) == IPv4Address("9.9.9.9")
     assert redmodel.pop_blocking(ips, timeout=5) == (ips, IPv4Address("5.6.7.8"))
+    ips.push(IPv4Address("1.2.3.4"), IPv4Address("5.6.7.8"))
+    assert redmodel.pop_blocking(ips, timeout=5, right=True) == (ips, IPv4Address("5.6.7.8"))
+    at_most_once = ips.consume(reliable=False, idle_timeout=0.02, poll=0.01, signals=())
+    assert list(at_most_once) == [IPv4Address("1.2.3.4")]  # the BLPOP loop
     ips.push(IPv4Address("1.2.3.4"))
     server.script_flush()  # as after a restart or a failover: EVAL, then EVALSHA again
     assert list(ips.consume(max_items=1, idle_timeout=0.02, poll=0.01, signals=())) == [
@@ -180,6 +185,13 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
             IPv4Address("7.7.7.7")]
     finally:
         pusher.join()
+    ips.push(IPv4Address("1.2.3.4"))
+    consumer = ips.consume(name="w1", max_items=1, idle_timeout=0.02, poll=0.01, signals=())
+    for item in consumer:
+        assert ips.in_flight() == {"w1": [item]}
+        assert consumer.ack()
+    consumer.stop()
+    assert ips.recover() == 0
     seen = redmodel.Set(store, ("shop", "visitors"), str)
     other = redmodel.Set(store, ("shop", "other"), str)
     seen.add("a", "b")
@@ -189,6 +201,7 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     assert seen.cardinality() == 1 and seen.union(other) == {"b"}
     assert seen.intersection(other) == {"b"} and seen.difference(other) == set()
     assert seen.pop() == "b"
+    assert other.exists() and other.expire(10) and other.clear()
     scores = redmodel.SortedSet(store, ("shop", "scores"), str)
     scores.add_many({"a": 1.0, "b": 2.0})
     scores.add("c", 3.0, nx=True)
@@ -198,7 +211,20 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     assert scores.range() == ["a", "c"] and scores.range_with_scores(reverse=True)[0][0] == "c"
     assert scores.range_by_score(0, 10) == ["a", "c"]
     assert scores.range_by_score_with_scores(0, 10)[0] == ("a", 3.0)
+    assert scores.rank("a", reverse=True) == 1 and scores.range(reverse=True) == ["c", "a"]
+    assert scores.range_by_score(0, 10, reverse=True) == ["c", "a"]
+    assert scores.range_by_score_with_scores(0, 10, reverse=True)[0] == ("c", 3.0)
+    scores.add("c", 9.0, xx=True)
+    scores.add("c", 1.0, gt=True)  # not greater: stays 9
+    scores.add("c", 3.0, lt=True)
+    scores.add_many({"d": 1.0}, nx=True)
+    scores.add_many({"d": 2.0}, xx=True)
+    scores.add_many({"d": 1.0}, gt=True)  # not greater: stays 2
+    scores.add_many({"d": 0.5}, lt=True)
+    assert (scores.score("c"), scores.score("d")) == (3.0, 0.5) and scores.remove("d") == 1
     assert scores.pop_min() == [("a", 3.0)] and scores.pop_max() == [("c", 3.0)]
+    scores.add("e", 1.0)
+    assert scores.exists() and scores.expire(10) and scores.clear()
     hits = redmodel.WindowCounter(store, ("shop", "hits"), window=60)
     assert hits.incr("1.2.3.4") == 1 and hits.get("1.2.3.4") == 1
     assert hits.reset("1.2.3.4")
@@ -266,6 +292,70 @@ def test_every_command_of_a_rule_is_needed(server: RedisServer, feature: str) ->
         if error is None and not refused:
             unneeded.append(command)
     assert unneeded == []
+
+
+# The containers scenario must call every public method of every container (and each
+# non-default value of its flags: rank(reverse=True) is ZREVRANK, not ZRANK), or a command
+# missing from the rule goes unnoticed. Methods that send nothing of their own: in_tx
+# (the transactions feature), key_for and window_start (no I/O).
+CONTAINER_API: tuple[Any, ...] = (redmodel.Queue, redmodel.Set, redmodel.SortedSet,
+                                  redmodel.WindowCounter, redmodel.Consumer)
+NO_COMMANDS = frozenset({"in_tx", "key_for", "window_start"})
+
+
+def _public_methods(cls: type) -> list[str]:
+    return sorted(name for name, value in inspect.getmembers(cls, inspect.isfunction)
+                  if not name.startswith("_") and not name.endswith("_plan")
+                  and name not in NO_COMMANDS)
+
+
+def _variants(label: str, function: Callable[..., Any]) -> list[str]:
+    """``label``, and ``label(flag=value)`` for the non-default value of each bool flag."""
+    found = [label]
+    for param in inspect.signature(function).parameters.values():
+        if isinstance(param.default, bool):
+            found.append(f"{label}({param.name}={not param.default})")
+    return found
+
+
+def _variants_called(label: str, function: Callable[..., Any], args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> list[str]:
+    bound = inspect.signature(function).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return [label, *(
+        f"{label}({name}={value})"
+        for name, value in bound.arguments.items()
+        if isinstance(value, bool)
+        and isinstance(inspect.signature(function).parameters[name].default, bool)
+        and value != inspect.signature(function).parameters[name].default
+    )]
+
+
+def test_the_containers_scenario_calls_every_public_container_method(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    called: set[str] = set()
+    wanted: set[str] = set()
+
+    def record(owner: Any, name: str, label: str) -> None:
+        function = getattr(owner, name)
+        wanted.update(_variants(label, function))
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            called.update(_variants_called(label, function, args, kwargs))
+            return function(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, recording)
+
+    for cls in CONTAINER_API:
+        for name in _public_methods(cls):
+            record(cls, name, f"{cls.__name__}.{name}")
+    record(redmodel, "pop_blocking", "redmodel.pop_blocking")
+    error, refused = run_as_user(server, "containers")
+    assert error is None, f"{type(error).__name__}: {error}"
+    assert refused == []
+    missing = sorted(wanted - called)
+    assert missing == [], f"the containers scenario never calls: {missing}"
 
 
 def test_the_rule_keeps_the_user_from_what_redmodel_never_needs(server: RedisServer) -> None:

@@ -150,6 +150,24 @@ def test_unreachable_server_is_one_line_and_exit_3(command: str, tmp_path: Path)
     assert as_json(done)["exit_code"] == 3
 
 
+# A server that wants a password, given none: one line naming the fix, not redis-py 8's
+# "HELLO must be called with the client already authenticated, otherwise ..." riddle.
+def test_a_password_the_server_wants_is_asked_for_in_one_line() -> None:
+    with RedisServer(password="s3cret") as server:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        done = redmodel_cli("inspect", "--models", "tests.cli_models:Session", "--json",
+                            url=url)
+        wrong = redmodel_cli("inspect", "--models", "tests.cli_models:Session",
+                             url=f"redis://:wrong@127.0.0.1:{server.port}/0")
+    assert done.returncode == 3, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "needs a password: give it in REDIS_PASSWORD" in line, line
+    assert "HELLO" not in line and as_json(done)["exit_code"] == 3
+    assert wrong.returncode == 3
+    (line,) = wrong.stderr.strip().splitlines()
+    assert "refused the login: invalid username-password pair" in line, line
+
+
 def test_files_that_cannot_be_opened_are_usage_errors(redis_url: str, tmp_path: Path
                                                       ) -> None:
     done = redmodel_cli("import", *model_args("Session"), "-i", str(tmp_path / "missing"),

@@ -34,6 +34,7 @@ from redmodel.codecs import (
     configure_fernet,
     register_codec,
 )
+from tests.budget import scaled
 
 SERIALIZERS = ["json", "yaml", "msgpack"]
 TRANSFORMS = ["bz2", "zlib", "lzma", "fernet"]
@@ -51,7 +52,7 @@ KEY_B = FernetTransform.generate_key()
 
 # The autouse fixture only resets fernet keys per test, which no example changes.
 QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
-EXAMPLES = settings(max_examples=100, deadline=None, suppress_health_check=QUIET)
+EXAMPLES = settings(max_examples=scaled(100), deadline=None, suppress_health_check=QUIET)
 
 
 @pytest.fixture(autouse=True)
@@ -268,7 +269,7 @@ def test_every_chain_round_trips_values_of_generated_types(chain: str, data: st.
 
 
 @pytest.mark.parametrize("chain", CHAINS)
-@settings(max_examples=30, deadline=None, suppress_health_check=QUIET)
+@settings(max_examples=scaled(30), deadline=None, suppress_health_check=QUIET)
 @given(card=CARDS)
 def test_every_chain_round_trips_a_nested_model(chain: str, card: Card) -> None:
     c = codec(chain)
@@ -384,7 +385,7 @@ def test_a_value_of_the_wrong_shape_is_a_validation_error_on_encode(chain: str) 
 
 
 @pytest.mark.parametrize("chain", FERNET_LAST)
-@settings(max_examples=50, deadline=None, suppress_health_check=QUIET)
+@settings(max_examples=scaled(50), deadline=None, suppress_health_check=QUIET)
 @given(secret=st.text(min_size=12, max_size=40))
 def test_the_ciphertext_never_contains_the_plaintext(chain: str, secret: str) -> None:
     c = codec(chain)

@@ -37,6 +37,7 @@ from redmodel._containers import (
     container_key,
     pop_blocking,
 )
+from tests.budget import scaled
 from tests.strategies import values
 
 BOT = IPv4Address("104.174.118.18")
@@ -581,7 +582,7 @@ def _strategy(tp: Any) -> st.SearchStrategy[Any]:
 def test_any_value_round_trips_through_push_and_pop(store, tp):
     q = Queue(store, "q", tp)
 
-    @settings(max_examples=40)
+    @settings(max_examples=scaled(40))
     @given(st.lists(_strategy(tp), min_size=1, max_size=5))
     def check(items):
         q.clear()
@@ -599,7 +600,7 @@ HASHABLE_TYPES = [t for t in ROUND_TRIP_TYPES if t != dict[str, list[int]]]
 def test_any_value_round_trips_through_add_and_members(store, tp):
     s = Set(store, "s", tp)
 
-    @settings(max_examples=40)
+    @settings(max_examples=scaled(40))
     @given(st.lists(_strategy(tp), min_size=1, max_size=5))
     def check(items):
         s.clear()

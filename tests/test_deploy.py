@@ -411,6 +411,42 @@ def test_from_url_db_argument(redis_server: RedisServer, redis_client: redis.Red
         db2.flushdb()
 
 
+@pytest.mark.parametrize("tail", ["/0", "/4", "?db=0", "/4?db=0"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_from_url_db_argument_wins_over_the_urls_database(
+    redis_server: RedisServer, kind: str, tail: str
+) -> None:
+    url = redis_server.url + tail
+    if kind == "sync":
+        with redmodel.Store.from_url(url, db=2) as store:
+            hat = roundtrip(store)
+    else:
+        async def main() -> Hat:
+            async with redmodel.AsyncStore.from_url(url, db=2) as astore:
+                hat = Hat("black", 49.99)
+                await astore.save(hat)
+                return hat
+        hat = asyncio.run(main())
+    for db in (0, 4):
+        with redis_server.client(db=db) as other:
+            assert other.exists(f"hat:{hat.id}") == 0, f"db=2 was ignored for db {db}"
+    with redis_server.client(db=2) as db2:
+        assert db2.exists(f"hat:{hat.id}") == 1
+        db2.flushdb()
+
+
+@pytest.mark.parametrize(("url", "bare"), [
+    ("redis://u:p%40x@h:1/0", "redis://u:p%40x@h:1"),
+    ("rediss://h/3?ssl_cert_reqs=none&db=4", "rediss://h?ssl_cert_reqs=none"),
+    ("unix:///run/redis.sock?db=2&password=a%26b", "unix:///run/redis.sock?password=a%26b"),
+    ("redis://[::1]:5", "redis://[::1]:5"),
+])
+def test_the_urls_database_is_dropped_and_nothing_else(url: str, bare: str) -> None:
+    from redmodel._connect import without_db  # noqa: PLC0415
+
+    assert without_db(url) == bare
+
+
 def test_redis_cluster_env_makes_a_cluster_store(
     redis_cluster: RedisClusterServer, clean_env: pytest.MonkeyPatch
 ) -> None:

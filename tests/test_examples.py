@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import redis
 
 from redmodel.testing import RedisServer, binary_version, find_server_binary
@@ -90,3 +92,41 @@ def test_message_example_prints_the_compression_ratio(redis_url: str) -> None:
     stored = int(first.split("json|bz2: ")[1].split(" bytes")[0])
     assert stored < 300
     assert "| `msgpack|bz2|fernet` |" in out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# A server the demo cannot use ends it with one line saying what to do: no traceback, and
+# not redis-py 8's "HELLO must be called with the client already authenticated ..." riddle.
+@pytest.mark.parametrize(("case", "says"), [
+    ("no password", "needs a password: put it in REDIS_URL (redis://:PASSWORD@host:port/0) "
+                    "or in REDIS_PASSWORD"),
+    ("wrong password", "refused the login: invalid username-password pair"),
+    ("down", "cannot reach the server at redis://127.0.0.1:"),
+])
+def test_demo_says_in_one_line_why_it_cannot_use_the_server(case: str, says: str) -> None:
+    with RedisServer(password="s3cret") as server:
+        port = _free_port() if case == "down" else server.port
+        auth = ":wrong@" if case == "wrong password" else ""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
+        env["REDIS_URL"] = f"redis://{auth}127.0.0.1:{port}/0"
+        done = subprocess.run([sys.executable, "-m", "examples.hatshop"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: ") and says in line, line
+    assert "wrong" not in line and "s3cret" not in line
+
+
+def test_demo_takes_the_password_from_redis_password() -> None:
+    with RedisServer(password="s3cret") as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
+        env["REDIS_URL"] = f"redis://127.0.0.1:{server.port}/0"
+        env["REDIS_PASSWORD"] = "s3cret"
+        out = run_example("examples.hatshop", env)
+        assert f"using REDIS_URL=redis://127.0.0.1:{server.port}/0: " in out
+    assert "cleaned up: deleted the 6 hats this run saved" in out

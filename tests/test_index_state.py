@@ -54,6 +54,7 @@ from redmodel import (
     one_of,
 )
 from redmodel._schema import spec_of
+from tests.budget import scaled
 from tests.index_helpers import dump
 
 IDS = [f"h{i}" for i in range(10)]
@@ -539,11 +540,12 @@ def query_scores_exact(store: redmodel.Store, model: type, flush: Callable[[], N
     return seen == ["h1", "h0", "h2"] and ids == seen
 
 
-CLUSTER_EXAMPLES = 20
+EXAMPLES = scaled(60)
+CLUSTER_EXAMPLES = scaled(20)
 
 
 def test_indexes_follow_the_python_model_on_one_server(redis_client: redis.Redis) -> None:
-    run_machine(redmodel.Store(redis_client), Hat, redis_client.flushall, 60)
+    run_machine(redmodel.Store(redis_client), Hat, redis_client.flushall, EXAMPLES)
 
 
 def test_indexes_follow_the_python_model_on_the_cluster(

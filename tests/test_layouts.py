@@ -11,6 +11,7 @@ from hypothesis import given, settings
 
 import redmodel
 from redmodel._schema import spec_of
+from tests.budget import scaled
 from tests.conftest import dbsize
 from tests.models import LAYOUTS, Address, Everything, Hat, Restaurant, Street, variant
 from tests.strategies import ids, instances
@@ -186,7 +187,7 @@ def test_flat_missing_leaf_is_a_decode_error(store: redmodel.Store) -> None:
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@settings(max_examples=150)
+@settings(max_examples=scaled(150))
 @given(data=instances(Everything, sku=ids))
 def test_any_object_round_trips_in_every_layout(
     store: redmodel.Store, layout: str, data: Everything

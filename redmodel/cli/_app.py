@@ -116,7 +116,7 @@ def run(args: Sequence[str] | None = None) -> int:
     except CodecError as e:  # e.g. no Fernet keys configured: a setting to fix
         return _report(str(e), USAGE, as_json)
     except redis.AuthenticationError as e:
-        return _report(f"{_where(ctx)} refused the login: {e}", CONNECTION, as_json)
+        return _report(_login_refused(_where(ctx), e), CONNECTION, as_json)
     except (redis.ConnectionError, redis.TimeoutError) as e:
         return _report(f"cannot reach {_where(ctx)}: {_one_line(e)}", CONNECTION, as_json)
     except RedisClusterException as e:
@@ -138,6 +138,21 @@ def run(args: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         return _report(f"internal error (a bug in redmodel): {type(e).__name__}: {e}",
                        INTERNAL, as_json)
+
+
+# What redis-py reports when a server wants a password and none was given: with RESP3 (its
+# default) HELLO is refused ("HELLO must be called with the client already authenticated,
+# otherwise the HELLO AUTH <user> <pass> option can be used ..."), with RESP2 the first
+# command (NOAUTH).
+_NO_PASSWORD_GIVEN = ("HELLO must be called with the client already authenticated",
+                      "NOAUTH", "Authentication required")
+
+
+def _login_refused(where: str, e: BaseException) -> str:
+    if any(marker in str(e) for marker in _NO_PASSWORD_GIVEN):
+        return (f"{where} needs a password: give it in REDIS_PASSWORD (and REDIS_USERNAME "
+                "for an ACL user) or in the URL (redis://:PASSWORD@host:port/db)")
+    return f"{where} refused the login: {_one_line(e)}"
 
 
 def _one_line(e: BaseException) -> str:

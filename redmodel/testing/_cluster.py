@@ -67,7 +67,7 @@ class RedisClusterServer:
 
     :meth:`start` starts the nodes in the foreground (each in its own temp dir, with its
     cluster bus port, port+10000, free too), assigns the slots evenly with
-    ``CLUSTER ADDSLOTSRANGE`` (``ADDSLOTS`` on Redis 6.2), joins them with ``CLUSTER MEET``,
+    ``CLUSTER ADDSLOTSRANGE`` (Redis 7.0+), joins them with ``CLUSTER MEET``,
     and waits until every node reports ``cluster_state:ok`` and sees all 16384 slots and
     every node. :meth:`stop` stops every node by its PID. Use it as a context manager::
 
@@ -133,12 +133,7 @@ class RedisClusterServer:
         try:
             for i, client in enumerate(clients[:count]):
                 first, last = i * _SLOTS // count, (i + 1) * _SLOTS // count - 1
-                try:
-                    execute(client, "CLUSTER ADDSLOTSRANGE", first, last)
-                except redis.ResponseError:  # Redis < 7.0: no ADDSLOTSRANGE
-                    for lo in range(first, last + 1, 1000):
-                        hi = min(lo + 999, last)
-                        execute(client, "CLUSTER ADDSLOTS", *range(lo, hi + 1))
+                execute(client, "CLUSTER ADDSLOTSRANGE", first, last)
             # Every node meets every other one: gossip alone takes seconds to spread news.
             for i, client in enumerate(clients):
                 for node in self.nodes[i + 1 :]:

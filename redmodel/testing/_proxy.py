@@ -46,7 +46,7 @@ from typing import Any
 
 import attrs
 
-from redmodel.testing._binaries import HOST, free_port
+from redmodel.testing._binaries import HOST, ServerStartError, free_port
 
 __all__ = ["ClusterFaultProxy", "FaultEvent", "FaultProxy", "has", "resp_end"]
 
@@ -309,7 +309,7 @@ class FaultProxy:
             except OSError:
                 continue
         else:  # pragma: no cover - the port search itself raises first
-            raise RuntimeError("no free port for the proxy")
+            raise ServerStartError("no free port for the proxy")
         listener.listen(128)
         listener.setblocking(False)
         self._wake_r, self._wake_w = socket.socketpair()

