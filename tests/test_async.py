@@ -240,3 +240,70 @@ def test_indexed_writes_inside_an_async_transaction(redis_url: str) -> None:
         assert await store.verify(IHat) == []
 
     run(scenario, redis_url)
+
+
+# ---- the seams between sync and async transactions (issue 18) -------------------------------
+
+
+def test_a_sync_function_cannot_join_an_async_transaction(target: tuple[str, bool]) -> None:
+    """Joined, its reads would return un-awaited coroutines: refused, nothing written."""
+    @redmodel.transaction
+    def sync_inner(tx: redmodel.Transaction, hat_id: str) -> Any:
+        return tx.get(Hat, hat_id)
+
+    async def scenario(store: AsyncStore) -> None:
+        await store.save(Hat("black", quantity=3, id="j1"))
+
+        @redmodel.transaction(store)
+        async def outer(tx: AsyncTransaction, hat_id: str) -> Any:
+            tx.incr(Hat, hat_id, "quantity", -1)
+            return sync_inner(hat_id)
+
+        with pytest.raises(redmodel.TransactionError, match="cannot join the open asyncio"):
+            await outer("j1")
+        hat = await store.get(Hat, "j1")
+        assert hat is not None and hat.quantity == 3
+
+    run(scenario, *target)
+
+
+def test_an_async_transaction_runs_a_raw_read_at_once_and_watches_it(
+        target: tuple[str, bool]) -> None:
+    """``read_command`` is answered before the MULTI (as on a sync Transaction), and a
+    change of the watched key by another client makes the function run again."""
+    async def scenario(store: AsyncStore) -> None:
+        await store.save(Hat("black", quantity=1, id="r1"))
+        key = "ahat:{r1}:counter"  # the slot of the object it writes
+        calls = []
+
+        @redmodel.transaction(store)
+        async def copy(tx: AsyncTransaction) -> Any:
+            seen = await tx.read_command("GET", key, watch=[key])
+            calls.append(seen)
+            if len(calls) == 1:  # another client changes the watched key: a conflict
+                async with AsyncStore.from_url(*target[:1], cluster=target[1]) as other:
+                    await other.client.set(key, "7")
+            tx.update(Hat, "r1", color=f"seen {seen!r}")
+            return seen
+
+        assert await copy() in (b"7", "7")
+        assert len(calls) == 2 and calls[0] is None
+        hat = await store.get(Hat, "r1")
+        assert hat is not None and hat.color in ("seen b'7'", "seen '7'")
+
+    run(scenario, *target)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_generator_function_is_refused_as_a_transaction(kind: str) -> None:
+    """Its body would never run before the commit: refused when decorated."""
+    if kind == "sync":
+        def body(tx: Any) -> Any:
+            yield tx
+    else:
+        async def body(tx: Any) -> Any:  # type: ignore[misc]
+            yield tx
+    with pytest.raises(redmodel.TransactionError, match="is a generator function"):
+        redmodel.transaction(body)
+    with pytest.raises(redmodel.TransactionError, match="is a generator function"):
+        redmodel.transaction(policy=RetryPolicy(attempts=2))(body)
