@@ -108,8 +108,8 @@ class Store(ShellConfig):
              force: bool = False) -> str:
         """Store ``obj`` whole and return its key.
 
-        Sends HSET (and HDEL of fields that are None, and PEXPIRE when a TTL applies), in
-        one MULTI/EXEC when there is more than one command. ``ttl`` defaults to the model's;
+        Sends HSET alone when that is all it takes; else one EVALSHA of a script that runs
+        HSET, HDEL of the fields that are None and PEXPIRE (when a TTL applies) atomically. ``ttl`` defaults to the model's;
         ``None`` sends no expiry command, so an expiry the key already has is kept.
         Raises :class:`ValidationError` before sending anything if a value does not fit.
 
@@ -189,7 +189,9 @@ class Store(ShellConfig):
         return self.run(_ops.delete(model, id))
 
     def delete_many(self, model: type, ids: Iterable[Any]) -> int:
-        """DEL many objects, one DEL per chunk; returns how many existed."""
+        """Delete many objects: one DEL per object (for an indexed model, one EVALSHA of
+        the index script per object), pipelined, one round trip per chunk of the store's
+        ``chunk_size``; returns how many existed."""
         return self.run(_ops.delete_many(model, ids, self.chunk_size))
 
     def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> bool:
