@@ -32,6 +32,7 @@ from redmodel._errors import QueryError
 from redmodel._index import IndexedField
 from redmodel._keys import unescape
 from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, iterate_async, iterate_sync, script
+from redmodel._registry import query_needs
 from redmodel._schema import ModelSpec, spec_of
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 M = TypeVar("M")
+G = TypeVar("G", bound=Generator[Any, Any, Any])
 
 PAGE_SIZE = 1000
 """Results per page when iterating a query (``for obj in query``) and in :meth:`Query.pages`."""
@@ -257,8 +259,10 @@ class _Compiler:
         self.spec = spec
         self.indexes = spec.indexes
         self.d = spec.delimiter
+        self.used: set[str] = set()
 
     def field(self, name: str) -> IndexedField:
+        self.used.add(name)
         f = self.indexes.fields.get(name)
         if f is None:
             known = any(a.name == name for a in attrs.fields(self.spec.cls))
@@ -488,6 +492,13 @@ class Query(Generic[M]):
         if order and not compiler.field(order).range:
             raise QueryError(f"{self.spec.name}.{order} needs index='range' to sort by")
         self._after = None if cursor is None else _parse_cursor(cursor, self.spec.delimiter)
+        self._needs = query_needs(self.spec, compiler.used)
+
+    def _guard(self, plan: G) -> G:
+        """``plan``, after the store checked (in memory, or once in the model registry)
+        that every index this query reads is built: IndexNotReadyError if not."""
+        registry = getattr(self.store, "_registry", None)
+        return plan if registry is None else registry.needing(self.spec, self._needs, plan)
 
     @functools.cached_property
     def _count_program(self) -> _Program:
@@ -820,29 +831,29 @@ class Query(Generic[M]):
     def all(self) -> list[M]:
         """Every result as an object, gathered a page of :data:`ALL_PAGE_SIZE` at a time
         (script steps per bucket, then HGETALL of the page's hits, pipelined)."""
-        return self.store.run(self.all_plan())  # type: ignore[no-any-return]
+        return self.store.run(self._guard(self.all_plan()))  # type: ignore[no-any-return]
 
     def ids(self) -> list[Any]:
         """Every result's id (script steps only, no object is read)."""
-        return self.store.run(self.ids_plan())  # type: ignore[no-any-return]
+        return self.store.run(self._guard(self.ids_plan()))  # type: ignore[no-any-return]
 
     def count(self) -> int:
         """How many objects match, exactly (expired ones never count): one script call
         per bucket where Redis counts natively, bounded steps otherwise."""
-        return self.store.run(self.count_plan())  # type: ignore[no-any-return]
+        return self.store.run(self._guard(self.count_plan()))  # type: ignore[no-any-return]
 
     def exists(self) -> bool:
         """Whether any object matches (stops at the first)."""
-        return self.store.run(self.exists_plan())  # type: ignore[no-any-return]
+        return self.store.run(self._guard(self.exists_plan()))  # type: ignore[no-any-return]
 
     def first(self) -> M | None:
         """The first result (in this query's order), or None."""
-        return self.store.run(self.first_plan())  # type: ignore[no-any-return]
+        return self.store.run(self._guard(self.first_plan()))  # type: ignore[no-any-return]
 
     def page(self, size: int) -> Page[M]:
         """One page of ``size`` results after this query's cursor, with the next cursor."""
         _check_size(size)
-        return self.store.run(self.page_plan(size))  # type: ignore[no-any-return]
+        return self.store.run(self._guard(self.page_plan(size)))  # type: ignore[no-any-return]
 
     def _is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.store.run)
@@ -854,7 +865,7 @@ class Query(Generic[M]):
         if self._is_async():
             raise TypeError("this query's store is an AsyncStore: use `async for page in "
                             "query.apages(size)`")
-        return (page.items for page in iterate_sync(self._pages_plan(size),
+        return (page.items for page in iterate_sync(self._guard(self._pages_plan(size)),
                                                     self.store._execute) if page.items)
 
     def apages(self, size: int = PAGE_SIZE) -> AsyncIterator[list[M]]:
@@ -866,7 +877,8 @@ class Query(Generic[M]):
         return self._apages(size)
 
     async def _apages(self, size: int) -> AsyncIterator[list[M]]:
-        async for page in iterate_async(self._pages_plan(size), self.store._execute):
+        async for page in iterate_async(self._guard(self._pages_plan(size)),
+                                        self.store._execute):
             if page.items:
                 yield page.items
 
