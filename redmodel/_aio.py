@@ -236,6 +236,12 @@ class AsyncStore(ShellConfig):
         _registry.check_declared(spec_of(model), field)
         return await self.reindex(model, count=count, progress=progress)
 
+    async def adopt(self, model: type) -> None:
+        """See :meth:`Store.adopt`."""
+        if not self._registry.enabled:
+            return
+        await self.run(self._registry.register(spec_of(model), adopt=True))
+
     async def drop_index(self, model: type, name: str, *, count: int = 500) -> int:
         """See :meth:`Store.drop_index`."""
         spec = spec_of(model)

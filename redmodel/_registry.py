@@ -213,7 +213,8 @@ def has_objects(spec: ModelSpec, targets: Sequence[Any]) -> Plan[bool]:
     return False
 
 
-def register_plan(spec: ModelSpec, targets: Sequence[Any]) -> Plan[Record]:
+def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
+                  ) -> Plan[Record]:
     """Record the model in its prefix's registry, or refuse it: one HGETALL when the
     record already matches; else the compare-and-set script (after a SCAN for stored
     objects when the model adds an index), retried if another process changed the record
@@ -227,7 +228,7 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any]) -> Plan[Record]:
     for _ in range(ATTEMPTS):
         record = yield from read_plan(key)
         if record is not None:
-            check(spec, record, schema, owner)
+            check(spec, record, schema, "" if adopt else owner)
         old_kinds = {} if record is None else record.schema.get("indexes", {})
         states = {} if record is None else record.states
         new = [n for n, kind in wanted.items()
@@ -258,7 +259,7 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any]) -> Plan[Record]:
 
 def check(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str) -> None:
     """Raise SchemaConflictError if the record refuses this model."""
-    if record.owner and record.owner != owner:
+    if owner and record.owner and record.owner != owner:
         raise SchemaConflictError(
             f"prefix {spec.prefix!r} belongs to the model {record.owner} (registry "
             f"{record.key}); {owner} cannot store objects there too: give one of them "
@@ -267,10 +268,27 @@ def check(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str) -
     problems = problems_of(record.schema, schema) if record.schema else []
     if problems:
         raise SchemaConflictError(
-            f"{owner} does not match the objects stored under prefix {spec.prefix!r} "
-            f"(registry {record.key}): " + "; ".join(problems),
-            prefix=spec.prefix, key=record.key, owner=record.owner, model=owner,
-            problems=tuple(problems))
+            f"{owner or owner_of(spec.cls)} does not match the objects stored under "
+            f"prefix {spec.prefix!r} (registry {record.key}): " + "; ".join(problems),
+            prefix=spec.prefix, key=record.key, owner=record.owner,
+            model=owner or owner_of(spec.cls), problems=tuple(problems))
+
+
+def _before_sending(first: Plan[Any], plan: G) -> Generator[Any, Any, Any]:
+    """Run ``plan``, with ``first`` run before it sends anything but after it built its
+    first batch: the plan validates its input before the registry is written, so bad input
+    still leaves nothing written. A plan that sends nothing runs alone."""
+    try:
+        step = next(plan)
+    except StopIteration as stop:
+        return stop.value
+    yield from first
+    while True:
+        got = yield step
+        try:
+            step = plan.send(got)
+        except StopIteration as stop:
+            return stop.value
 
 
 class _Everything:
@@ -297,8 +315,8 @@ class Registry:
         self.pending[cls] = frozenset() if record is None else record.pending()
         self.checked.add(cls)
 
-    def register(self, spec: ModelSpec) -> Plan[Record]:
-        record = yield from register_plan(spec, self._targets())
+    def register(self, spec: ModelSpec, adopt: bool = False) -> Plan[Record]:
+        record = yield from register_plan(spec, self._targets(), adopt)
         self._learn(spec.cls, record)
         return record
 
@@ -310,8 +328,7 @@ class Registry:
         return cast("G", self._first(cls, plan))
 
     def _first(self, cls: type, plan: G) -> Generator[Any, Any, Any]:
-        yield from self.register(spec_of(cls))
-        return (yield from plan)
+        return (yield from _before_sending(self.register(spec_of(cls)), plan))
 
     def use_all(self, objs: Iterable[Any], plan: G) -> G:
         """``plan``, after registering every model of ``objs`` this store has not yet."""
@@ -319,9 +336,11 @@ class Registry:
         return cast("G", self._first_many(new, plan)) if new else plan
 
     def _first_many(self, classes: set[type], plan: G) -> Generator[Any, Any, Any]:
-        for cls in sorted(classes, key=owner_of):
-            yield from self.register(spec_of(cls))
-        return (yield from plan)
+        def register_all() -> Plan[None]:
+            for cls in sorted(classes, key=owner_of):
+                yield from self.register(spec_of(cls))
+
+        return (yield from _before_sending(register_all(), plan))
 
     def needing(self, spec: ModelSpec, needs: frozenset[str], plan: G) -> G:
         """``plan`` (a plan or an iteration plan), after checking that every index it
@@ -329,7 +348,7 @@ class Registry:
         cls = spec.cls
         if cls in self.checked and not self.pending.get(cls, frozenset()) & needs:
             return plan
-        return cast("G", self._needing(spec, needs, plan))
+        return cast("G", self._needing_checked(spec, needs, plan))
 
     def _needing(self, spec: ModelSpec, needs: frozenset[str], plan: G
                  ) -> Generator[Any, Any, Any]:
@@ -344,6 +363,10 @@ class Registry:
             if state != READY:
                 raise not_ready(spec, name, state)
         return (yield from plan)
+
+    def _needing_checked(self, spec: ModelSpec, needs: frozenset[str], plan: G
+                         ) -> Generator[Any, Any, Any]:
+        return (yield from _before_sending(self._needing(spec, needs, _nothing()), plan))
 
     def mark_ready(self, spec: ModelSpec) -> Plan[int]:
         """After a complete reindex: every index of the model still building is ready."""
@@ -361,6 +384,11 @@ class Registry:
         return int(replies[0])
 
 
+def _nothing() -> Plan[None]:
+    return None
+    yield  # a generator
+
+
 def not_ready(spec: ModelSpec, name: str, state: str) -> IndexNotReadyError:
     kind, _, field = name.partition(":")
     what = ("the all-ids index" if field == "%all" else
@@ -370,7 +398,7 @@ def not_ready(spec: ModelSpec, name: str, state: str) -> IndexNotReadyError:
     return IndexNotReadyError(
         f"{spec.name}: {what} is {state} (registry {registry_key(spec.prefix)}): it was "
         "added while objects were stored without it, so it would answer without them; "
-        f"build it with {build.format(m=spec.name, f=field)} or `redmodel reindex "
+        f"build it with {build.format(m=spec.name, f=field)} or `redmodel reindex -m "
         f"{spec.cls.__module__}:{spec.cls.__qualname__}`",
         model=spec.name, index=name, state=state)
 

@@ -348,6 +348,16 @@ class Store(ShellConfig):
         _registry.check_declared(spec_of(model), field)
         return self.reindex(model, count=count, progress=progress)
 
+    def adopt(self, model: type) -> None:
+        """Make ``model`` the owner of its prefix in the model registry, replacing the
+        model recorded there: for a model class that was renamed or moved to another module
+        (the registry knows a model by its module-qualified name). Changes that would
+        misread the stored objects are still refused (SchemaConflictError). Sends the
+        registry's HGETALL and, if anything changes, its compare-and-set script."""
+        if not self._registry.enabled:
+            return
+        self.run(self._registry.register(spec_of(model), adopt=True))
+
     def drop_index(self, model: type, name: str, *, count: int = 500) -> int:
         """Delete an index the model no longer declares: its entry keys (DEL of the range
         ZSET and unique HASH per bucket, SCAN with TYPE set for its equality SETs, then DEL),

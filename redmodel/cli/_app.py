@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "rotate-keys": "_rotate",
     "export": "_export",
     "import": "_import",
+    "registry": "_registry",
 }
 ALIASES: dict[str, str] = {"repair": "reindex"}
 
