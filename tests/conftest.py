@@ -122,7 +122,13 @@ def any_store(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 def dbsize(client: Any) -> int:
-    """Keys on the server, or on every primary of a cluster (RedisCluster.dbsize asks one)."""
+    """Keys on the server, or on every primary of a cluster (RedisCluster.dbsize asks one),
+    but the model registry's (``<prefix>:%schema``: a store's first use of a model records
+    it, tests/test_registry.py tests it)."""
     if hasattr(client, "get_primaries"):
-        return sum(int(client.dbsize(target_nodes=node)) for node in client.get_primaries())
-    return int(client.dbsize())
+        nodes = client.get_primaries()
+        total = sum(int(client.dbsize(target_nodes=node)) for node in nodes)
+        registry = sum(1 for node in nodes
+                       for _ in client.scan_iter("*:%schema", target_nodes=node))
+        return total - registry
+    return int(client.dbsize()) - sum(1 for _ in client.scan_iter("*:%schema"))
