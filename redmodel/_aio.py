@@ -236,6 +236,10 @@ class AsyncStore(ShellConfig):
         _registry.check_declared(spec_of(model), field)
         return await self.reindex(model, count=count, progress=progress)
 
+    async def unregister(self, model: type) -> bool:
+        """See :meth:`Store.unregister`."""
+        return bool(await self.run(self._registry.unregister(spec_of(model))))
+
     async def adopt(self, model: type) -> None:
         """See :meth:`Store.adopt`."""
         if not self._registry.enabled:

@@ -368,6 +368,16 @@ class Registry:
                          ) -> Generator[Any, Any, Any]:
         return (yield from _before_sending(self._needing(spec, needs, _nothing()), plan))
 
+    def unregister(self, spec: ModelSpec) -> Plan[int]:
+        """DEL the prefix's record; this store forgets every model of that prefix."""
+        key = registry_key(spec.prefix)
+        replies = yield Batch([("DEL", key)], write=True, idempotent=True, keys=[key])
+        if isinstance(self.checked, set):
+            for cls in [c for c in self.checked if spec_of(c).prefix == spec.prefix]:
+                self.checked.discard(cls)
+                self.pending.pop(cls, None)
+        return int(replies[0])
+
     def mark_ready(self, spec: ModelSpec) -> Plan[int]:
         """After a complete reindex: every index of the model still building is ready."""
         if not self.enabled:

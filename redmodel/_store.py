@@ -348,6 +348,13 @@ class Store(ShellConfig):
         _registry.check_declared(spec_of(model), field)
         return self.reindex(model, count=count, progress=progress)
 
+    def unregister(self, model: type) -> bool:
+        """Delete the model's record from the model registry (DEL ``<prefix>:%schema``), for
+        a model whose objects are all gone (a test's or an example's tear-down); this store
+        forgets it checked the model, and the next first use records it again. Returns
+        whether there was a record."""
+        return bool(self.run(self._registry.unregister(spec_of(model))))
+
     def adopt(self, model: type) -> None:
         """Make ``model`` the owner of its prefix in the model registry, replacing the
         model recorded there: for a model class that was renamed or moved to another module
