@@ -440,8 +440,10 @@ def drop_index_plan(spec: ModelSpec, name: str, targets: Sequence[Any], count: i
                     ) -> Plan[int]:
     """Delete the entries of an index the model no longer declares (a field index by
     field name, or a unique constraint by its name: ``"sku"``, ``"color,style"``), the
-    lines its entries left in each object's index record, and its registry state. Answers
-    how many index keys were deleted."""
+    lines its entries left in each object's index record, and its registry state; for a
+    model that declares no index any more, the all-ids index, the records and the expiry
+    index too. Answers how many entry keys (sets, sorted sets, unique hashes) were
+    deleted."""
     d = spec.delimiter
     declared = index_kinds(spec)
     if f"index:{name}" in declared or f"unique:{name}" in declared:
@@ -489,9 +491,15 @@ def drop_index_plan(spec: ModelSpec, name: str, targets: Sequence[Any], count: i
                             idempotent=True, keys=[rec])
             if cursor == 0:
                 break
+    states = [f"index:{name}", f"unique:{name}"]
+    if spec.indexes is None:  # its last index: the all-ids index and records go too
+        for tag in spec.tags():
+            root = spec.index_root(tag)
+            keys = [root + "all", root + "rec", root + "exp"]
+            yield Batch([("DEL", k) for k in keys], write=True, idempotent=True, keys=keys)
+        states.append(ALL)
     key = registry_key(spec.prefix)
-    yield Batch([("HDEL", key, f"index:{name}", f"unique:{name}")], write=True,
-                idempotent=True, keys=[key])
+    yield Batch([("HDEL", key, *states)], write=True, idempotent=True, keys=[key])
     return deleted
 
 

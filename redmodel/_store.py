@@ -369,10 +369,12 @@ class Store(ShellConfig):
         """Delete an index the model no longer declares: its entry keys (DEL of the range
         ZSET and unique HASH per bucket, SCAN with TYPE set for its equality SETs, then DEL),
         its lines in each object's index record (HSCAN of the records, one EVALSHA per page
-        rewriting the records that hold some) and its state in the model registry (HDEL).
+        rewriting the records that hold some) and its state in the model registry (HDEL);
+        when the model declares no index any more, also its all-ids index, records and
+        expiry index (DEL).
         ``name`` is a field name or a unique constraint's (``"color,style"``). Raises
-        :class:`ValidationError` while the model still declares it. Returns how many index
-        keys were deleted."""
+        :class:`ValidationError` while the model still declares it. Returns how many entry
+        keys were deleted. See docs/migrations.md."""
         spec = spec_of(model)
         return self.run(self._use(model, _registry.drop_index_plan(spec, name, self._targets(),
                                                                    count)))

@@ -47,10 +47,12 @@ class Item:
 
 
 def item(options: str = "", name_options: str = "", module: str = "app.models",
-         extra: str = "") -> Any:
+         extra: str = "", price: str = "") -> Any:
     source = ITEM.format(options=options, name_options=name_options)
     if extra:
         source = source.replace("    price: float", f"    {extra}\n    price: float")
+    if price:
+        source = source.replace("    price: float = 0.0", f"    {price}")
     return declare(source, module)
 
 
@@ -312,22 +314,31 @@ def test_build_index_names_a_declared_index(store: Any) -> None:
 
 
 def test_drop_index_removes_its_entries_records_and_state(any_store: Any) -> None:
-    both_cls = item(options=INDEXED, name_options=" = redmodel.field(index=True)")
-    objs = [both_cls(f"n{i % 3}", float(i)) for i in range(9)]
+    price = "price: float = redmodel.field(default=0.0, index='range')"
+    both = item(options=INDEXED, name_options=" = redmodel.field(index=True)", price=price)
+    objs = [both(f"n{i % 3}", float(i)) for i in range(9)]
     any_store.save_many(objs)
     client = any_store.client
-    before = item(options=INDEXED)  # the index removed from the model
+    priced = item(options=INDEXED, price=price)  # the index on name removed from the model
     with pytest.raises(redmodel.ValidationError, match="still declares"):
-        any_store.drop_index(both_cls, "name")
-    assert any_store.count(before) == 9
+        any_store.drop_index(priced, "price")
+    assert any_store.count(priced) == 9
     assert registry(client)["index:name"] == "stale"
     assert _all_keys(client, "item*eq:name:*")
-    assert any_store.drop_index(before, "name") >= 3  # a set per value and bucket
+    assert any_store.drop_index(priced, "name") >= 3  # a set per value and bucket
     assert _all_keys(client, "item*eq:name:*") == []
     records = [v for k in _all_keys(client, "item*%idx:rec") for v in client.hvals(k)]
-    assert records and not any(b"\x1fname\x1f" in v for v in records)
+    assert len(records) == 9 and not any(b"\x1fname\x1f" in v for v in records)
+    assert all(b"\x1fprice\x1f" in v for v in records)
     assert "index:name" not in registry(client)
-    assert any_store.verify(before) == []
+    assert any_store.verify(priced) == []
+    assert any_store.find(priced, price=redmodel.lt(3)).count() == 3
+
+    plain = item(options=INDEXED)  # its last index removed
+    assert any_store.drop_index(plain, "price") == 4  # one sorted set per bucket
+    assert _all_keys(client, "item*%idx*") == []  # the all-ids index and records too
+    assert not [k for k in registry(client) if k.startswith("index:")]
+    assert any_store.count(plain) == 9
 
 
 def _all_keys(client: Any, pattern: str) -> list[Any]:
