@@ -386,3 +386,19 @@ def test_cli_shows_owners_and_index_states(store: Any, redis_url: str) -> None:
     assert "registry refuses this model: the prefix belongs to " \
            "tests.registry_models.Gadget" in refused.stdout
     assert store.find(rm.Gadget, color="black").count() == 1
+
+
+def test_a_transaction_registers_its_models_before_it_sends_anything(store: Any) -> None:
+    owner, intruder = item(module="app.owner"), item(module="app.intruder")
+    store.save(owner("a"))
+    with pytest.raises(SchemaConflictError, match=r"app\.intruder\.Item"):
+        with redmodel.Transaction(store) as tx:
+            tx.save(intruder("b"))
+    with pytest.raises(SchemaConflictError):
+        with redmodel.Transaction(store) as tx:
+            tx.get(intruder, "x")
+    assert store.count(owner) == 1
+    fresh = item(module="app.owner", name_options=" = redmodel.field(index=True)")
+    with redmodel.Transaction(redmodel.Store(store.client)) as tx:  # a new version
+        tx.save(fresh("c"))
+    assert registry(store.client)["index:name"] == "building"  # "a" has no entry yet
