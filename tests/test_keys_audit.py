@@ -277,6 +277,7 @@ class Flat:
     count: int = 0
     ratio: float = 0.0
     tags: list[str] = attrs.Factory(list)
+    scores: dict[str, int] = attrs.Factory(dict)
     secret: str = redmodel.field(codec="json|fernet", default="")
     id: str = redmodel.key_field(generated=False)
 
@@ -325,15 +326,25 @@ def layouts(store: redmodel.Store, client: Any) -> None:
     assert store.get(Hat, "1") is not None
     store.delete(Hat, "2")
 
+    # Regression (issue 18): the flat scripts touched the leaves their manifest names
+    # without declaring them. Lists and dicts have leaves the client cannot name before it
+    # reads the manifest: each call below needs the script to ask for them.
     address = Address(Street("l1", "l2"), "oslo", [1, 2, 3])
-    store.save(Flat("f", address, 1, tags=["a", "b"], secret="s2", id="1"))
-    store.save(Flat("f", Address(Street("l1"), "oslo", [1]), 1, id="1"))  # leaves dropped
-    store.save(Flat("g", address, tags=["x"], id="2"), ttl=60)
-    assert store.get(Flat, "1") is not None
+    store.save(Flat("f", address, 1, tags=["a", "b"], scores={"x:y": 1}, secret="s2",
+                    id="1"))
+    shrunk = Flat("f", Address(Street("l1"), "oslo", [1]), 1, id="1")
+    store.save(shrunk)  # flat_save: the leaves that went away are deleted, and declared
+    assert not any(k.endswith((":tags:0", ":zips:2", ":line2")) or "x%3Ay" in k
+                   for k in scan_all(client, "ka_flat:{1}*"))
+    store.save(Flat("g", address, tags=["x"], scores={"a": 2}, id="2"), ttl=60)
+    assert store.get(Flat, "2") == Flat("g", address, tags=["x"], scores={"a": 2},
+                                        id="2")  # flat_get
+    assert store.get_many(Flat, ["1", "2", "none"])[0] == shrunk
     assert store.incr(Flat, "1", "count", 3) == 4
     assert store.incr(Flat, "1", "ratio", 0.25) == 0.25
-    assert store.expire(Flat, "1", 60) and store.persist(Flat, "1")
-    assert store.delete(Flat, "2")
+    assert store.expire(Flat, "2", 60) and store.persist(Flat, "2")  # flat_expire
+    assert store.delete(Flat, "2")  # flat_delete
+    assert list(scan_all(client, "ka_flat:{2}*")) == []
 
     store.save(Blob("b", ["t"], id="1"))
     store.save(Hat("green", secret="s3", id="3"))
@@ -452,6 +463,21 @@ def containers(store: redmodel.Store, client: Any) -> None:
 
 def transactions(store: redmodel.Store) -> None:
     store.save(Hat("tx", 3, id="t"))
+    store.save(Flat("t", Address(Street("l"), "c", [1, 2]), tags=["a"], id="t"))
+
+    @redmodel.transaction(store)
+    def reshape(tx: Any, flat_id: str) -> None:
+        # nothing can be sent again after EXEC: each write reads the manifest first, and
+        # the second declares the leaves the first one leaves
+        f = tx.get_or_raise(Flat, flat_id)
+        tx.save(attrs.evolve(f, tags=["x", "y", "z"]))
+        tx.save(attrs.evolve(f, tags=[], scores={"k": 1}))
+        tx.expire(Flat, flat_id, 60)
+
+    reshape("t")
+    assert store.get(Flat, "t") == Flat("t", Address(Street("l"), "c", [1, 2]),
+                                        scores={"k": 1}, id="t")
+    assert store.ttl(Flat, "t") is not None
 
     @redmodel.transaction(store)
     def buy(tx: Any, hat_id: str) -> None:
