@@ -499,8 +499,12 @@ def once(store: redmodel.Store, proxied: redmodel.Store, lose: Any) -> None:
     store.incr_fields(Hat, "o1", {"quantity": 1})
     Queue(store, "ka_onceq", int).push(1, 2)
     SortedSet(store, "ka_oncez", str).incr("m", 1)
-    store.save(Flat("o", Address(Street("l"), "c"), id="o1"))
+    store.save(Flat("o", Address(Street("l"), "c", [1, 2]), tags=["t"], id="o1"))
     store.incr(Flat, "o1", "count", 1)
+    # a delete of a flat object with list items: under a write id, sent again with them
+    store.save(Flat("p", Address(Street("l"), "c", [1, 2]), tags=["t"], id="o2"))
+    assert store.delete(Flat, "o2")
+    assert store.get(Flat, "o2") is None
     # indexed writes: claims, and an increment whose old entry the client does not know
     # (the script names the keys it needs, and the write is sent again with them)
     store.save(Bucketed("once", 1, sku="o1", id="o1"))
