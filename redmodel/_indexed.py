@@ -7,7 +7,9 @@ the entries it knows the object had) and, when the script needs a key the client
 know (the entries of an object it did not load, the object owning a unique value), the
 script answers ``{'KEYS', ...}`` without writing and :func:`run_writes` resends with them.
 Inside a transaction no resend is possible after EXEC, so the plan first reads the
-object's record (WATCHing the object) and declares what it holds.
+object's record (WATCHing the object) and declares what it holds. The flat layout's
+writes (:class:`redmodel._flat.FlatWrite`: the leaves its manifest names) follow the same
+contract through the same plans.
 
 Unique values of a bucketed model (``claims``) live in their value's own bucket: they are
 claimed before the write, confirmed after it, and released when given up (:func:`claim`,
@@ -79,6 +81,20 @@ class Write:
         self.declare(k for k in (entry_key(self.root, d, line, claims) for line in lines)
                      if k is not None)
 
+    def prefetch(self) -> Command:
+        """The read a transaction sends first (WATCHing the object) to learn which keys the
+        write will touch: the object's index record."""
+        return ("HGET", self.keys[1], self.eid)
+
+    def declare_read(self, raw: Any) -> None:
+        """Declare the keys the :meth:`prefetch` reply names."""
+        self.declare_lines(record_lines(raw))
+
+    def touched(self) -> list[str]:
+        """The keys beyond the fixed ones, which a later write of the same object in the
+        same transaction may find (and must declare)."""
+        return self.keys[4:]
+
 
 class Abandoned(Exception):  # noqa: N818 - a signal thrown into plans, not an error
     """Thrown into a plan whose transaction will not commit after it has sent writes before
@@ -136,8 +152,9 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
                            "nothing was written", keys=(key,), command=what)
     if word == "KEYS":
         return ConflictError(
-            f"{what}: the index entries of {key} kept changing while it was being written "
-            "(a concurrent write or reindex); nothing of this object was written",
+            f"{what}: the keys of {key} (its index entries, or its leaves in the flat "
+            "layout) kept changing while it was being written (a concurrent write or "
+            "reindex); nothing of this object was written",
             attempts=KEY_ROUNDS, keys=(key,))
     return None
 
@@ -152,13 +169,12 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
     """In a transaction: read the records of these objects (WATCHing the objects) and
     declare the keys of what they hold and of what earlier writes in it may leave."""
     if writes:
-        replies = yield Batch([("HGET", w.keys[1], w.eid) for w in writes],
-                              keys=[w.key for w in writes])
+        replies = yield Batch([w.prefetch() for w in writes], keys=[w.key for w in writes])
         for w, raw in zip(writes, replies, strict=True):
-            w.declare_lines(record_lines(raw))
+            w.declare_read(raw)
     for w in writes:
         w.declare(hints.keys.get(w.key, ()))
-        hints.keys.setdefault(w.key, set()).update(w.keys[4:])
+        hints.keys.setdefault(w.key, set()).update(w.touched())
         hints.fields.setdefault(w.key, set()).update(w.fields)
 
 

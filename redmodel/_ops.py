@@ -18,7 +18,7 @@ from redmodel._errors import (
     NotFoundError,
     ValidationError,
 )
-from redmodel._flat import FlatLayout, counter_result
+from redmodel._flat import FlatLayout, counter_result, read_batch
 from redmodel._hash import HashLayout, check_increment
 from redmodel._indexed import (
     Abandoned,
@@ -141,7 +141,11 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
     layout = layout_of(spec)
     ms = ttl_ms(spec, ttl)
     if not isinstance(layout, HashLayout):
-        yield Batch([layout.save(key, obj, ms)], write=True, idempotent=True, keys=(key,))
+        whole: Command | Write = layout.save(key, obj, ms)
+        if isinstance(whole, Write):  # the flat layout: its leaves declared
+            yield from _indexed_write(spec, whole, None, hints, f"save {spec.name}", True)
+        else:
+            yield Batch([whole], write=True, idempotent=True, keys=(key,))
         return key
     cmd, state, partial = layout.save_changes(key, obj, ms, force)
     if partial and hints is not None:  # after EXEC there is no second try: look now
@@ -387,7 +391,7 @@ def get(model: type, id_value: Any) -> Plan[Any]:
     spec = spec_of(model)
     key, text = id_str(spec, id_value)
     layout = layout_of(spec)
-    replies = yield Batch([layout.read(key)], keys=(key,))
+    replies = yield from read_batch(Batch([layout.read(key)], keys=(key,)))
     return layout.decode(key, text, replies[0])
 
 
@@ -406,7 +410,8 @@ def get_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[list[Any]
     out: list[Any] = []
     for start in range(0, len(wanted), chunk_size):
         part = wanted[start : start + chunk_size]
-        replies = yield Batch([layout.read(k) for k, _ in part], keys=[k for k, _ in part])
+        replies = yield from read_batch(Batch([layout.read(k) for k, _ in part],
+                                              keys=[k for k, _ in part]))
         out.extend(layout.decode(k, t, r) for (k, t), r in zip(part, replies, strict=True))
     return out
 
@@ -414,7 +419,7 @@ def get_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[list[Any]
 def get_by_keys(spec: ModelSpec, keys: Sequence[str]) -> Plan[list[Any]]:
     """Objects at these keys of one model, skipping keys that vanished."""
     layout = layout_of(spec)
-    replies = yield Batch([layout.read(k) for k in keys], keys=keys)
+    replies = yield from read_batch(Batch([layout.read(k) for k in keys], keys=keys))
     found = (layout.decode(k, spec.id_of_key(k) or "", r)
              for k, r in zip(keys, replies, strict=True))
     return [obj for obj in found if obj is not None]
@@ -539,7 +544,7 @@ def rotate_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
     if not chains or not keys:
         return 0
     layout = layout_of(spec)
-    replies = yield Batch([layout.read(k) for k in keys])
+    replies = yield from read_batch(Batch([layout.read(k) for k in keys]))
     writes: list[Command] = []
     for key, reply in zip(keys, replies, strict=True):
         for target, old in layout.raw_values(key, reply):
