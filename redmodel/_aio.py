@@ -197,8 +197,9 @@ class AsyncStore(ShellConfig):
         outcome = await _tx.run_transaction_async(self, fn, args, kwargs)
         return outcome.value
 
-    def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M]:
-        """See :meth:`Store.find`; the query's run methods return awaitables."""
+    def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M, AsyncStore]:
+        """See :meth:`Store.find`; the query's run methods return coroutines (typed as such:
+        ``Query[M, AsyncStore]``)."""
         return Query(self, model, Q(*where, **filters))
 
     async def get_by(self, model: type[M], **unique: Any) -> M | None:

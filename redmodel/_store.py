@@ -274,7 +274,7 @@ class Store(ShellConfig):
 
     # ---- queries and indexes (docs/queries.md) ------------------------------------------
 
-    def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M]:
+    def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M, Store]:
         """A query over the model's indexes: ``find(Hat, color="black", price=lt(50))``,
         ``find(Hat, Q(color="black") | Q(style="fitted"))``. Nothing is sent until it
         runs (``.all()``, ``.count()``, ...); bad queries raise QueryError here."""
