@@ -54,7 +54,9 @@ from redmodel._keys import escape, new_id
 from redmodel._plan import Batch, Command, Plan, script
 
 if typing.TYPE_CHECKING:
+    from redmodel._aio import AsyncStore
     from redmodel._containers import Queue
+    from redmodel._store import Store
 
 __all__ = [
     "AsyncConsumer",
@@ -310,7 +312,7 @@ class _ConsumerBase(Generic[T]):
 
     def __init__(
         self,
-        queue: Queue[T],
+        queue: Queue[T, Any],
         *,
         sentinel: Any = None,
         max_items: int | None = None,
@@ -563,6 +565,8 @@ class Consumer(_ConsumerBase[T]):
     no heartbeat, and an item whose reply is lost, or whose consumer dies, is lost.
     """
 
+    queue: Queue[T, Store]
+
     def ack(self) -> bool:
         """Acknowledge the current item now (it is otherwise acknowledged when the next is
         asked for). False if there is none, or if it was no longer this consumer's (it
@@ -714,7 +718,9 @@ class AsyncConsumer(_ConsumerBase[T]):
     ``CancelledError`` itself. Signal handlers go through the running loop (main thread
     only)."""
 
-    def __init__(self, queue: Queue[T], **kwargs: Any) -> None:
+    queue: Queue[T, AsyncStore]
+
+    def __init__(self, queue: Queue[T, AsyncStore], **kwargs: Any) -> None:
         super().__init__(queue, **kwargs)
         self._running: weakref.ref[AsyncIterator[T]] | None = None
         self._closed: asyncio.Future[None] | None = None  # done when the loop has left
@@ -843,7 +849,7 @@ class AsyncConsumer(_ConsumerBase[T]):
                         "after its visibility timeout", self.name, self.keys.queue, e)
 
 
-def make_consumer(queue: Queue[T], **kwargs: Any) -> Consumer[T]:
+def make_consumer(queue: Queue[T, Any], **kwargs: Any) -> Consumer[T]:
     """A :class:`Consumer`, or an :class:`AsyncConsumer` for a queue on an AsyncStore."""
     if is_async_client(queue.store.client):
         return AsyncConsumer(queue, **kwargs)  # type: ignore[return-value]

@@ -10,9 +10,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from importlib import resources
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
+from typing_extensions import TypeVar as DefaultTypeVar
+
+if TYPE_CHECKING:
+    from redmodel._aio import AsyncStore
+    from redmodel._store import Store
 
 __all__ = [
     "Batch",
@@ -21,6 +26,7 @@ __all__ = [
     "IterPlan",
     "LuaScript",
     "Plan",
+    "S",
     "iterate_async",
     "iterate_sync",
     "run_async",
@@ -29,6 +35,14 @@ __all__ = [
 
 R = TypeVar("R")
 Command = tuple[Any, ...]
+
+# named S (not S_co) as docs/design.md writes it: Query[M, S], Queue[T, S]
+S = DefaultTypeVar("S", bound="Store | AsyncStore", default="Store", covariant=True)  # noqa: PLC0105
+"""The store an object that runs plans is bound to (``Query[M, S]``, ``Queue[T, S]``...):
+its running methods are overloaded on ``self``, returning the value on a :class:`Store`
+and a coroutine of it on an :class:`AsyncStore` (docs/design.md). The default keeps
+``Query[Hat]`` meaning the sync form. Covariant, so a subclass of Store is a Store and a
+``Query[Hat, Store]`` is a ``Query[Hat, Store | AsyncStore]``."""
 
 
 @attrs.frozen(slots=True)
