@@ -914,6 +914,11 @@ class Set(Container[T, S]):
         return self._run(self.contains_plan(value))
 
     def __contains__(self: Set[T, Store], value: object) -> bool:
+        """``value in a_set``: :meth:`contains` on a sync Store. On an AsyncStore ``in``
+        cannot await, so it raises TypeError: use ``await a_set.contains(value)``."""
+        if inspect.iscoroutinefunction(self.store.run):
+            raise TypeError(f"Set {self.key!r} is on an AsyncStore: `in` cannot await; use "
+                            "`await s.contains(value)`")
         return self.contains(value)  # type: ignore[arg-type]
 
     def cardinality_plan(self) -> Plan[int]:
