@@ -1,0 +1,511 @@
+"""Attacks on issue 12's promises ("nothing applied twice, nothing lost"), as a user with
+only the docs (docs/failures.md, docs/containers.md, docs/store.md, docs/queries.md) and
+redmodel.testing's fault proxy. Findings are in /work/notes/FINDINGS-12r.md.
+
+Tests marked ``FAILS`` in their docstring fail today and state the promise they break:
+
+- F1 a blocking pop (``Queue.pop_blocking``, ``redmodel.pop_blocking``,
+  ``consume(reliable=False)``) whose reply is lost removes the item and raises a *plain*
+  ``redis.ConnectionError``, which failures.md and store.md define as "not applied, safe to
+  call again"; at-most-once writes must raise ``OutcomeUnknownError`` (sync, asyncio,
+  cluster, exactly-once mode too);
+- F2 ``Queue.trim`` is resent after a lost reply as if it were idempotent, but
+  ``LTRIM key 1 -1`` applied twice drops two items: ``trim`` returns normally and an item
+  is lost (both modes, alone and in ``run_many``);
+- F3 on a bucketed model with a unique field, ``save`` / ``save_many`` / ``update`` whose
+  claim reply is lost raise ``OutcomeUnknownError`` and write nothing, where failures.md's
+  table promises "returns; applied once" for these resent methods;
+- F4 ``Set.pop`` / ``SortedSet.pop_min`` / ``pop_max`` of a member that does not decode
+  destroy it (it is neither left nor set aside), unlike a queue's pops.
+
+The other tests pass: promises that held under attack, kept as regression tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+import pytest
+import redis
+import redis.asyncio as aredis
+from redis.cluster import RedisCluster
+
+import redmodel
+from redmodel import Queue, Set, SortedSet
+from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
+
+SOCKET_TIMEOUT = 0.5
+POLICY = redmodel.ResendPolicy(attempts=5, backoff_base=0.01, backoff_max=0.05, deadline=8.0,
+                               write_id_ttl=30.0)
+
+
+@redmodel.model(prefix="a12r")
+@attrs.define
+class Counter:
+    n: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="a12rb", buckets=4)
+@attrs.define
+class Sku:
+    qty: int = redmodel.field(index="range", default=0)
+    sku: str | None = redmodel.field(unique=True, default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[FaultProxy]:
+    with FaultProxy(redis_server.host, redis_server.port) as p:
+        yield p
+
+
+def _direct_store(proxy: FaultProxy, *, once: bool = False) -> redmodel.Store:
+    """As docs/store.md and failures.md build it: redis-py's default retry (10)."""
+    client = redis.Redis(host=proxy.host, port=proxy.port, socket_timeout=SOCKET_TIMEOUT)
+    return redmodel.Store(client, exactly_once=once, resend=POLICY)
+
+
+def _url_store(proxy: FaultProxy, *, once: bool = False) -> redmodel.Store:
+    return redmodel.Store.from_url(f"redis://{proxy.host}:{proxy.port}/0",
+                                   socket_timeout=SOCKET_TIMEOUT, exactly_once=once,
+                                   resend=POLICY)
+
+
+def _blocking(name: str) -> bool:
+    return name in ("BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH")
+
+
+def _arm(proxy: FaultProxy, fault: str, command: Any, key: str | None = None,
+         times: int = 1) -> None:
+    when = has(key) if key is not None else None
+    if fault == "stall":
+        proxy.stall(command, 1.2, when=when, times=times)
+    else:
+        getattr(proxy, fault)(command, when=when, times=times)
+
+
+# ---- F1: blocking pops report a lost item as "safe to call again" ---------------------------
+
+BLOCKING_POPS: dict[str, Callable[[Queue[int]], Any]] = {
+    "Queue.pop_blocking": lambda q: q.pop_blocking(1),
+    "Queue.pop_blocking(right)": lambda q: q.pop_blocking(1, right=True),
+    "redmodel.pop_blocking": lambda q: redmodel.pop_blocking(q, timeout=1),
+    "consume(reliable=False)": lambda q: list(q.consume(reliable=False, idle_timeout=0.5,
+                                                        poll=0.2, signals=())),
+}
+
+
+@pytest.mark.parametrize("fault", ["lose_reply", "cut_reply"])
+@pytest.mark.parametrize("how", list(BLOCKING_POPS))
+@pytest.mark.parametrize("shell", ["Store(redis.Redis(...))", "Store.from_url",
+                                   "Store(..., exactly_once=True)"])
+def test_f1_blocking_pop_with_a_lost_reply_is_not_reported_as_safe_to_retry(
+        proxy: FaultProxy, redis_client: redis.Redis, shell: str, how: str,
+        fault: str) -> None:
+    """FAILS (F1). failures.md: a plain ``redis.ConnectionError`` means "not applied ...
+    calling again: safe"; store.md: "A plain redis.ConnectionError from redmodel always
+    means 'safe to call again'"; issue 12: "A lost reply to such a batch raises a
+    documented redmodel error that ... names the keys"; failures.md "What cannot carry an
+    id stays at most once (OutcomeUnknownError on a lost reply)". A blocking pop whose
+    reply is lost has removed the item; the caller gets a plain ConnectionError and the
+    item is gone."""
+    store = {"Store(redis.Redis(...))": _direct_store,
+             "Store.from_url": _url_store,
+             "Store(..., exactly_once=True)": lambda p: _direct_store(p, once=True)}[shell](proxy)
+    queue = Queue(store, "jobs", int)
+    redis_client.rpush("jobs", 1, 2)
+    _arm(proxy, fault, _blocking)
+    try:
+        with pytest.raises(redis.ConnectionError) as caught:
+            BLOCKING_POPS[how](queue)
+        assert proxy.events, "the fault never fired"
+        popped = 2 - redis_client.llen("jobs")
+        assert popped == 1, "the lost reply's pop was applied exactly once"
+        assert isinstance(caught.value, redmodel.OutcomeUnknownError), (
+            f"{how} popped an item whose reply was lost and raised a plain "
+            f"{type(caught.value).__name__} ({caught.value}): documented as 'not applied, "
+            f"safe to call again', but the item is gone")
+        assert "jobs" in caught.value.keys
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("how", ["Queue.pop_blocking", "consume(reliable=False)"])
+def test_f1_async_blocking_pop_with_a_lost_reply_is_not_reported_as_safe_to_retry(
+        proxy: FaultProxy, redis_client: redis.Redis, how: str) -> None:
+    """FAILS (F1), the asyncio shell (AsyncStore on a redis.asyncio client built directly,
+    redis-py's default retry)."""
+    redis_client.rpush("jobs", 1, 2)
+
+    async def main() -> BaseException | None:
+        store = redmodel.AsyncStore(aredis.Redis(host=proxy.host, port=proxy.port,
+                                                 socket_timeout=SOCKET_TIMEOUT), resend=POLICY)
+        queue = Queue(store, "jobs", int)
+        proxy.lose_reply(_blocking)
+        try:
+            if how == "Queue.pop_blocking":
+                await queue.pop_blocking(1)
+            else:
+                async with queue.consume(reliable=False, idle_timeout=0.5, poll=0.2,
+                                         signals=()) as consumer:
+                    [item async for item in consumer]
+        except Exception as e:  # judged below
+            return e
+        finally:
+            await store.aclose()
+        return None
+
+    error = asyncio.run(main())
+    assert proxy.events, "the fault never fired"
+    assert redis_client.llen("jobs") == 1
+    assert isinstance(error, redis.ConnectionError), repr(error)
+    assert isinstance(error, redmodel.OutcomeUnknownError), (
+        f"an async {how} lost an item and raised a plain {type(error).__name__}")
+
+
+def test_f1_cluster_blocking_pop_with_a_lost_reply_is_not_reported_as_safe_to_retry(
+        redis_cluster: RedisClusterServer, redis_cluster_client: RedisCluster) -> None:
+    """FAILS (F1), the cluster shell."""
+    proxies = ClusterFaultProxy(redis_cluster.addresses).start()
+    try:
+        host, port = proxies.startup_nodes[0]
+        store = redmodel.Store(RedisCluster(host=host, port=port,
+                                            address_remap=proxies.address_remap,
+                                            socket_timeout=SOCKET_TIMEOUT), resend=POLICY)
+        redis_cluster_client.rpush("jobs", 1, 2)
+        node = redis_cluster_client.get_node_from_key("jobs")
+        proxy = proxies.proxy_for((node.host, int(node.port)))
+        proxy.lose_reply(_blocking)
+        with pytest.raises(redis.ConnectionError) as caught:
+            Queue(store, "jobs", int).pop_blocking(1)
+        assert redis_cluster_client.llen("jobs") == 1
+        assert isinstance(caught.value, redmodel.OutcomeUnknownError), (
+            f"plain {type(caught.value).__name__}: the item is gone")
+        store.close()
+    finally:
+        proxies.stop()
+
+
+# ---- F2: Queue.trim is resent although LTRIM with a relative start is not idempotent -------
+
+
+@pytest.mark.parametrize("once", [False, True], ids=["at-most-once", "exactly-once"])
+@pytest.mark.parametrize("fault", ["lose_reply", "cut_reply", "stall"])
+def test_f2_trim_whose_reply_is_lost_is_not_applied_twice(
+        proxy: FaultProxy, redis_client: redis.Redis, fault: str, once: bool) -> None:
+    """FAILS (F2). ``jobs.trim(1, -1)`` (drop the head) must drop exactly one item, or
+    raise OutcomeUnknownError. failures.md: a batch is "only ever sent again when that is
+    harmless"; issue 12 item 1: anything whose second application changes something is not
+    resent. LTRIM 1 -1 sent twice drops two items, and trim() returns None as if all went
+    well."""
+    store = _direct_store(proxy, once=once)
+    redis_client.rpush("jobs", 1, 2, 3, 4)
+    _arm(proxy, fault, "LTRIM", "jobs")
+    try:
+        outcome: Any
+        try:
+            outcome = Queue(store, "jobs", int).trim(1, -1)
+        except redmodel.OutcomeUnknownError as e:
+            outcome = e
+        assert proxy.quiet(10)
+        assert proxy.events, "the fault never fired"
+        assert redis_client.lrange("jobs", 0, -1) == [b"2", b"3", b"4"], (
+            f"trim(1, -1) {'returned' if outcome is None else 'raised'} and the server "
+            f"holds {redis_client.lrange('jobs', 0, -1)}: LTRIM applied twice, item 2 lost")
+    finally:
+        store.close()
+
+
+def test_f2_trim_in_run_many_in_exactly_once_mode_is_applied_once(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """FAILS (F2). failures.md: in exactly-once mode, several writes in one batch are
+    "each exactly once". run_many(trim, push) with the batch's reply lost returns
+    [None, 4] (the push's recorded reply) while the list ends [3, 4, 9]: the trim ran
+    twice."""
+    store = _direct_store(proxy, once=True)
+    queue = Queue(store, "jobs", int)
+    redis_client.rpush("jobs", 1, 2, 3, 4)
+    proxy.lose_reply("LTRIM", when=has("jobs"))
+    try:
+        result = store.run_many(queue.trim_plan(1, -1), queue.push_plan(9))
+        assert result == [None, 4]
+        assert redis_client.lrange("jobs", 0, -1) == [b"2", b"3", b"4", b"9"], (
+            f"returned {result} but the server holds {redis_client.lrange('jobs', 0, -1)}")
+    finally:
+        store.close()
+
+
+# ---- F3: saves of a bucketed model with a unique field are not "resent, returns" ----------
+
+
+SKU_WRITES: dict[str, tuple[Callable[[redmodel.Store], Any], Any]] = {
+    "save": (lambda st: st.save(Sku(1, "B9", id="c")), None),
+    "save_many": (lambda st: st.save_many([Sku(1, "B7", id="e"), Sku(2, "B8", id="f")]), 2),
+    "update(sku=...)": (lambda st: st.update(Sku, "b", sku="B2"), True),
+}
+
+
+@pytest.mark.parametrize("fault", ["lose_reply", "cut_reply", "stall"])
+@pytest.mark.parametrize("method", list(SKU_WRITES))
+def test_f3_resent_saves_of_a_bucketed_unique_model_return_after_a_lost_reply(
+        proxy: FaultProxy, redis_client: redis.Redis, method: str, fault: str) -> None:
+    """FAILS (F3). failures.md's table: ``save``, ``save_many``, ``update`` are resent
+    ("yes") and under a lost reply, a cut reply or a stall they "return; applied once";
+    store.md: "A write whose reply is lost is never sent twice unless that is harmless
+    (whole saves, updates, expiries)". On a bucketed model with a unique field (queries.md:
+    the value is claimed first) they raise OutcomeUnknownError and write nothing."""
+    redmodel.Store(redis_client).save(Sku(10, "B1", id="b"))
+    store = _direct_store(proxy)
+    act, result = SKU_WRITES[method]
+    _arm(proxy, fault, lambda name: name.startswith("EVAL"))
+    try:
+        try:
+            value = act(store)
+        except redmodel.OutcomeUnknownError as e:
+            pytest.fail(f"{method} of a bucketed unique model under {fault} raised "
+                        f"OutcomeUnknownError ({str(e)[:120]}...): the docs say it is resent "
+                        f"and returns, applied once")
+        assert proxy.events, "the fault never fired"
+        if result is not None:
+            assert value == result
+    finally:
+        assert proxy.quiet(10)
+        store.close()
+
+
+def test_f3_after_a_lost_claim_the_same_save_can_be_called_again(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """Passes: after F3's OutcomeUnknownError, saving the same object again succeeds (the
+    unconfirmed claim belongs to the same id) and the index is consistent."""
+    store = _direct_store(proxy)
+    proxy.lose_reply(lambda name: name.startswith("EVAL"))
+    try:
+        try:
+            store.save(Sku(1, "B9", id="c"))
+        except redmodel.OutcomeUnknownError:
+            pass
+        store.save(Sku(1, "B9", id="c"))
+        assert redmodel.Store(redis_client).get_by(Sku, sku="B9") == Sku(1, "B9", id="c")
+        assert redmodel.Store(redis_client).verify(Sku) == []
+    finally:
+        store.close()
+
+
+# ---- F4: pops of sets and sorted sets destroy a member that does not decode ----------------
+
+
+@pytest.mark.parametrize("how", ["Set.pop", "SortedSet.pop_min", "SortedSet.pop_max"])
+def test_f4_a_set_pop_of_an_undecodable_member_does_not_destroy_it(
+        store: redmodel.Store, redis_client: redis.Redis, how: str) -> None:
+    """FAILS (F4). containers.md: a stored member that does not decode raises DecodeError;
+    a queue's pops set it aside in ``%rejected`` "so ... are not lost". Set and sorted-set
+    pops raise the DecodeError after the server removed the member, which is then neither
+    in the set nor set aside anywhere: the member is lost (issue 12: "nothing lost")."""
+    if how == "Set.pop":
+        redis_client.sadd("nums", b"three")
+        pop: Callable[[], Any] = Set(store, "nums", int).pop
+    else:
+        redis_client.zadd("nums", {b"three": 1.0})
+        z = SortedSet(store, "nums", int)
+        pop = z.pop_min if how.endswith("min") else z.pop_max
+    with pytest.raises(redmodel.DecodeError):
+        pop()
+    kept = [k for k in redis_client.keys("*")
+            if (redis_client.type(k) == b"list" and b"three" in redis_client.lrange(k, 0, -1))
+            or (redis_client.type(k) == b"set" and redis_client.sismember(k, b"three"))
+            or (redis_client.type(k) == b"zset" and redis_client.zscore(k, b"three") is not None)]
+    assert kept, f"{how} raised DecodeError and the member b'three' is nowhere on the server"
+
+
+# ---- promises that held (regression tests) --------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["lose_reply", "cut_reply", "drop_request", "stall"])
+def test_held_a_consumer_of_equal_values_loses_none_under_a_lost_take(
+        proxy: FaultProxy, redis_client: redis.Redis, fault: str) -> None:
+    """Held: equal values (the ack is an LREM by value) and a lost/cut/dropped/stalled take
+    script: every item is handed out at least once and nothing is left behind."""
+    store = _direct_store(proxy)
+    redis_client.rpush("jobs", "X", "X", "Y")
+    consumer = Queue(store, "jobs", str).consume(name="w1", idle_timeout=1.5, poll=0.2,
+                                                 signals=())
+    got = []
+    for item in consumer:
+        got.append(item)
+        if len(got) == 1:
+            _arm(proxy, fault, lambda name: name.startswith("EVAL"))
+    assert proxy.quiet(10)
+    time.sleep(0.2)
+    assert collections.Counter(got)["X"] >= 2 and "Y" in got, got
+    assert redis_client.keys("*") == []
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["direct", "from_url"])
+def test_held_a_reliable_consumer_across_server_kills_loses_nothing(kind: str) -> None:
+    """Held: SIGKILL and restart (AOF, fsync always) of the server three times while a
+    consumer drains 300 items: every item handled, queue and in-flight lists empty."""
+    n = 300
+    with RedisServer(extra_args=("--appendonly", "yes", "--appendfsync", "always")) as server:
+        direct = server.client()
+        store = (redmodel.Store(redis.Redis(host=server.host, port=server.port, socket_timeout=1))
+                 if kind == "direct" else redmodel.Store.from_url(server.url, socket_timeout=1))
+        queue = Queue(store, "jobs", int)
+        direct.rpush("jobs", *range(n))
+        seen: collections.Counter[int] = collections.Counter()
+        errors: list[BaseException] = []
+
+        def consume() -> None:
+            while True:
+                try:
+                    for item in queue.consume(name="w", idle_timeout=2.0, poll=0.2, signals=(),
+                                              visibility_timeout=5):
+                        seen[item] += 1
+                        time.sleep(0.005)
+                    return
+                except Exception as e:  # a consumer may give up; a new one takes over
+                    errors.append(e)
+                    time.sleep(0.3)
+
+        worker = threading.Thread(target=consume)
+        worker.start()
+        for _ in range(3):
+            time.sleep(0.4)
+            server.kill()
+            time.sleep(0.5)
+            server.restart()
+        worker.join(60)
+        assert not worker.is_alive()
+        assert [i for i in range(n) if not seen[i]] == []
+        assert direct.keys("*") == []
+        assert all(isinstance(e, redis.RedisError) for e in errors), errors
+        store.close()
+
+
+def test_held_exactly_once_write_ids_stay_unique_across_fork(
+        redis_url: str, redis_client: redis.Redis) -> None:
+    """Held: an exactly-once store made before fork, used in 40 forked children at once:
+    no child's write is mistaken for another's resend (each applied once)."""
+    store = redmodel.Store.from_url(redis_url, exactly_once=True)
+    store.save(Counter(id="a"))
+    queue = Queue(store, "q", int)
+    store.incr(Counter, "a", "n", 1)
+    queue.push(0)
+    children = []
+    for i in range(40):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                store.incr(Counter, "a", "n", 1)
+                queue.push(i + 1)
+            finally:
+                os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    assert redis_client.hget("a12r:a", "n") == b"41"
+    assert sorted(int(x) for x in redis_client.lrange("q", 0, -1)) == list(range(41))
+    store.close()
+
+
+def test_held_new_id_unique_across_fork_and_threads() -> None:
+    """Held: ids made in 300 forked children (3 each, right after fork) and by 6 threads."""
+    read, write = os.pipe()
+    ids = [redmodel.new_id() for _ in range(200)]
+    children = []
+    for _ in range(300):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            os.close(read)
+            os.write(write, (" ".join(redmodel.new_id() for _ in range(3)) + "\n").encode())
+            os._exit(0)
+        children.append(pid)
+        ids.append(redmodel.new_id())
+    os.close(write)
+    for pid in children:
+        os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as pipe:
+        ids.extend(pipe.read().decode().split())
+    out: list[str] = []
+    threads = [threading.Thread(target=lambda: out.extend(redmodel.new_id() for _ in range(5000)))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids += out
+    assert len(ids) == 200 + 300 * 4 + 30000
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("command", ["MULTI", "EXEC"])
+@pytest.mark.parametrize("fault", ["lose_reply", "cut_reply", "stall"])
+def test_held_transaction_with_a_lost_multi_or_exec_reply_is_never_rerun(
+        proxy: FaultProxy, redis_client: redis.Redis, fault: str, command: str) -> None:
+    """Held: MULTI..EXEC go in one write, so a lost reply to MULTI (EXEC still forwarded)
+    must not be taken as "lost before EXEC": OutcomeUnknownError, applied once."""
+    redmodel.Store(redis_client).save(Counter(id="a"))
+    store = _direct_store(proxy)
+
+    @redmodel.transaction(store)
+    def bump(tx: redmodel.Transaction) -> None:
+        tx.get_or_raise(Counter, "a")
+        tx.incr(Counter, "a", "n", 1)
+
+    _arm(proxy, fault, command)
+    with pytest.raises(redmodel.OutcomeUnknownError):
+        bump()
+    assert proxy.quiet(10)
+    assert redis_client.hget("a12r:a", "n") == b"1"
+    store.close()
+
+
+def test_held_exactly_once_fenced_stalled_copies_never_apply(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """Held: every copy of an exactly-once incr stalled past the socket timeout; the policy
+    gives up, fences, says "not applied" (plain error); the stalled copies then reach the
+    server and apply nothing."""
+    store = redmodel.Store(redis.Redis(host=proxy.host, port=proxy.port, socket_timeout=0.3),
+                           exactly_once=True,
+                           resend=redmodel.ResendPolicy(attempts=3, backoff_base=0.01,
+                                                        backoff_max=0.02, deadline=3,
+                                                        write_id_ttl=30))
+    redmodel.Store(redis_client).save(Counter(id="a"))
+    proxy.stall(lambda name: name.startswith("EVAL"), 1.5, times=50, when=has("a12r:a"))
+    with pytest.raises((redis.ConnectionError, redis.TimeoutError)) as caught:
+        store.incr(Counter, "a", "n", 1)
+    assert not isinstance(caught.value, redmodel.OutcomeUnknownError)
+    proxy.clear()
+    assert proxy.quiet(10)
+    time.sleep(0.2)
+    assert redis_client.hget("a12r:a", "n") == b"0"
+    store.close()
+
+
+@pytest.mark.parametrize("fault", ["lose_reply", "cut_reply", "drop_request", "stall"])
+def test_held_reads_are_retried_boundedly(proxy: FaultProxy, redis_client: redis.Redis,
+                                          fault: str) -> None:
+    """Held: a read under a fault that fires on every attempt is sent at most
+    ResendPolicy.attempts times, then the plain error."""
+    redmodel.Store(redis_client).save(Counter(id="a"))
+    store = redmodel.Store(redis.Redis(host=proxy.host, port=proxy.port, socket_timeout=0.3),
+                           resend=redmodel.ResendPolicy(attempts=3, backoff_base=0.01,
+                                                        backoff_max=0.02, deadline=5))
+    calls = lambda: int(redis_client.info("commandstats")  # noqa: E731
+                        .get("cmdstat_hgetall", {}).get("calls", 0))
+    before = calls()
+    _arm(proxy, fault, "HGETALL", times=100)
+    with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+        store.get(Counter, "a")
+    proxy.clear()
+    assert proxy.quiet(10)
+    assert calls() - before <= 3
+    store.close()
