@@ -16,7 +16,11 @@ Tests marked ``FAILS`` in their docstring fail today and state the promise they 
   claim reply is lost raise ``OutcomeUnknownError`` and write nothing, where failures.md's
   table promises "returns; applied once" for these resent methods;
 - F4 ``Set.pop`` / ``SortedSet.pop_min`` / ``pop_max`` of a member that does not decode
-  destroy it (it is neither left nor set aside), unlike a queue's pops.
+  destroy it (it is neither left nor set aside), unlike a queue's pops;
+- F5 exactly-once mode applies an incr twice when the server evicts its write-id record
+  (volatile-* eviction policies drop exactly those keys) between the write and its resend;
+- F6 (low) a blocking pop refused by an ACL is not a ``NoPermissionError``;
+- F7 (liveness) reliable ``consume()`` cannot drain a queue on a server at maxmemory.
 
 The other tests pass: promises that held under attack, kept as regression tests.
 """
@@ -323,6 +327,123 @@ def test_f4_a_set_pop_of_an_undecodable_member_does_not_destroy_it(
             or (redis_client.type(k) == b"set" and redis_client.sismember(k, b"three"))
             or (redis_client.type(k) == b"zset" and redis_client.zscore(k, b"three") is not None)]
     assert kept, f"{how} raised DecodeError and the member b'three' is nowhere on the server"
+
+
+# ---- F5: exactly-once records are the first keys a volatile-* eviction policy drops ---------
+
+
+def test_f5_exactly_once_survives_memory_pressure_between_a_write_and_its_resend() -> None:
+    """FAILS (F5). failures.md "Exactly-once mode": a resend after a lost reply "returns the
+    first reply instead of applying the write again"; "Where the guarantee ends" lists the
+    window, data the server loses, what cannot carry an id, slot migrations, batches and
+    resent idempotent writes, not eviction. The write-id record is the only key of the
+    write with an expiry, so under ``maxmemory-policy volatile-lru`` (ElastiCache's
+    default; also volatile-ttl/-random/-lfu) memory pressure evicts exactly the records and
+    none of the data: the store resends the incr, the server no longer recognises it, and
+    ``incr`` from 0 by 1 returns 2 and stores 2."""
+    with RedisServer(extra_args=("--maxmemory-policy", "volatile-lru")) as server, \
+            FaultProxy(server.host, server.port) as proxy:
+        direct = server.client()
+        redmodel.Store(direct).save(Counter(id="a"))
+        store = redmodel.Store(redis.Redis(host=proxy.host, port=proxy.port,
+                                           socket_timeout=SOCKET_TIMEOUT), exactly_once=True)
+        seen = []
+
+        def when(args: list[bytes]) -> bool:
+            if b"a12r:a" not in args:
+                return False
+            seen.append(args)
+            if len(seen) == 1:
+                return True  # the first copy runs, its reply is lost
+            # the resend: a moment of memory pressure first (the server evicts volatile keys)
+            direct.config_set("maxmemory", 1)
+            direct.config_set("maxmemory", 0)
+            return False
+
+        proxy.lose_reply(lambda name: name.startswith("EVAL"), times=2, when=when)
+        value = store.incr(Counter, "a", "n", 1)
+        assert [e.kind for e in proxy.events] == ["lose_reply"]
+        assert len(seen) == 2, "the store resent the write under its id"
+        assert (value, direct.hget("a12r:a", "n")) == (1, b"1"), (
+            f"exactly-once incr returned {value} and the server holds "
+            f"{direct.hget('a12r:a', 'n')!r}: applied twice after the record was evicted")
+        store.close()
+
+
+# ---- F6: a blocking pop's NOPERM is not a redis NoPermissionError -----------------------------
+
+
+def test_f6_a_blocking_pop_refused_by_acl_is_a_no_permission_error(
+        redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    """FAILS (F6, low). failures.md: a ServerError is "also an instance of redis-py's class
+    for the reply, e.g. OutOfMemoryError, NoPermissionError". ``Queue.pop()`` refused by an
+    ACL is a NoPermissionError; ``Queue.pop_blocking()`` of the same key is only a
+    ResponseError, so ``except redis.exceptions.NoPermissionError`` misses it."""
+    redis_client.acl_setuser("a12r", enabled=True, passwords=["+pw"], keys=["mine*"],
+                             commands=["+@all"])
+    store = redmodel.Store(redis.Redis(host=redis_server.host, port=redis_server.port,
+                                       username="a12r", password="pw"))
+    try:
+        other = Queue(store, "other", int)
+        with pytest.raises(redmodel.ServerError) as popped:
+            other.pop()
+        assert isinstance(popped.value, redis.exceptions.NoPermissionError)
+        with pytest.raises(redmodel.ServerError) as waited:
+            other.pop_blocking(0.1)
+        assert isinstance(waited.value, redis.exceptions.NoPermissionError), (
+            f"pop_blocking's NOPERM is {type(waited.value).__mro__[:4]}")
+    finally:
+        store.close()
+        redis_client.acl_deluser("a12r")
+
+
+# ---- F7: reliable consumers cannot drain a queue on a full server -------------------------
+
+
+def test_f7_a_reliable_consumer_drains_a_queue_on_a_server_at_maxmemory(
+        redis_server: RedisServer, redis_client: redis.Redis, store: redmodel.Store) -> None:
+    """FAILS (F7, liveness). A server at ``maxmemory`` with ``noeviction`` (Redis' default
+    policy) refuses writes that may grow memory; draining a queue is what frees it. The
+    at-most-once pops still drain it, but ``consume()`` (the default, reliable loop) raises
+    OutOfMemoryError at once (its take-back/take scripts are refused), so every worker of
+    a full queue stops exactly when the queue must be drained. docs/containers.md does not
+    say so."""
+    queue = Queue(store, "jobs", int)
+    redis_client.rpush("jobs", *range(10))
+    used = int(redis_client.info("memory")["used_memory"])
+    redis_client.config_set("maxmemory-policy", "noeviction")
+    redis_client.config_set("maxmemory", used - 1000)
+    try:
+        assert queue.pop() == 0  # at most once: drains
+        try:
+            got = list(queue.consume(idle_timeout=0.3, poll=0.1, signals=(), max_items=3))
+        except redmodel.ServerError as e:
+            pytest.fail(f"consume() on a full server: {str(e)[:140]}")
+        assert got == [1, 2, 3]
+    finally:
+        redis_client.config_set("maxmemory", 0)
+
+
+def test_f2_async_trim_whose_reply_is_lost_is_not_applied_twice(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """FAILS (F2), the asyncio shell."""
+    redis_client.rpush("jobs", 1, 2, 3, 4)
+
+    async def main() -> None:
+        store = redmodel.AsyncStore(aredis.Redis(host=proxy.host, port=proxy.port,
+                                                 socket_timeout=SOCKET_TIMEOUT), resend=POLICY)
+        proxy.lose_reply("LTRIM", when=has("jobs"))
+        try:
+            await Queue(store, "jobs", int).trim(1, -1)
+        except redmodel.OutcomeUnknownError:
+            pass
+        finally:
+            await store.aclose()
+
+    asyncio.run(main())
+    assert proxy.events
+    assert redis_client.lrange("jobs", 0, -1) == [b"2", b"3", b"4"], (
+        f"async trim(1, -1): the server holds {redis_client.lrange('jobs', 0, -1)}")
 
 
 # ---- promises that held (regression tests) --------------------------------------------------
