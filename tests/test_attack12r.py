@@ -20,7 +20,11 @@ Tests marked ``FAILS`` in their docstring fail today and state the promise they 
 - F5 exactly-once mode applies an incr twice when the server evicts its write-id record
   (volatile-* eviction policies drop exactly those keys) between the write and its resend;
 - F6 (low) a blocking pop refused by an ACL is not a ``NoPermissionError``;
-- F7 (liveness) reliable ``consume()`` cannot drain a queue on a server at maxmemory.
+- F7 (liveness) reliable ``consume()`` cannot drain a queue on a server at maxmemory;
+- F8 exactly-once records keep each write's whole reply (a popped value) for 60 s in the
+  shared ``redmodel:once:*`` namespace, not the documented ~180 bytes;
+- F9 a consumer or blocking pop waiting on a primary that fails over dies with
+  ``ServerError: UNBLOCKED ...`` instead of following the new primary.
 
 The other tests pass: promises that held under attack, kept as regression tests.
 """
@@ -444,6 +448,76 @@ def test_f2_async_trim_whose_reply_is_lost_is_not_applied_twice(
     assert proxy.events
     assert redis_client.lrange("jobs", 0, -1) == [b"2", b"3", b"4"], (
         f"async trim(1, -1): the server holds {redis_client.lrange('jobs', 0, -1)}")
+
+
+# ---- F8: exactly-once records keep every reply, popped values included ---------------------
+
+
+def test_f8_exactly_once_keeps_about_180_bytes_per_write_not_the_popped_value(
+        redis_url: str, redis_client: redis.Redis) -> None:
+    """FAILS (F8). failures.md "Its cost": each protected write "keeps ~180 bytes for
+    write_id_ttl seconds". The record holds the write's whole reply, so a pop keeps the
+    popped value itself (here 100 kB) for 60 s under ``redmodel:once:*``: memory grows with
+    the size of what is popped, and the value outlives the queue (a ``clear()`` or a
+    deletion does not reach it), in a key pattern every exactly-once app on the server must
+    be granted (deploy.md: ``~redmodel:once:*``), so one ACL user can read what another
+    popped."""
+    store = redmodel.Store.from_url(redis_url, exactly_once=True)
+    secret = "4111-1111-1111-1111 " + "x" * 100_000
+    queue = Queue(store, ("tenant-a", "cards"), str)
+    queue.push(secret)
+    assert queue.pop() == secret
+    queue.clear()
+    kept = {k: redis_client.get(k) or b"" for k in redis_client.keys("redmodel:once:*")}
+    holding = [k for k, v in kept.items() if b"4111-1111-1111-1111" in v]
+    size = sum(len(v) for v in kept.values())
+    store.close()
+    assert not holding and size < 1_000, (
+        f"after pop() and clear(), {len(holding)} record(s) still hold the popped value "
+        f"({size} bytes kept under redmodel:once:*)")
+
+
+# ---- F9: a waiting consumer dies on a failover ------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["consume()", "pop_blocking"])
+def test_f9_a_consumer_waiting_on_a_primary_that_fails_over_goes_on(
+        redis_replicated_cluster: RedisClusterServer, how: str) -> None:
+    """FAILS (F9). failures.md: "a primary fails over (CLUSTER FAILOVER): writes to its
+    slots get MOVED; the store updates its slot map and goes on"; issue 12 item 8: "redmodel
+    follows the new primary without user code". A consumer (or pop_blocking) waiting on the
+    old primary gets ``UNBLOCKED force unblock from blocking operation, instance state
+    changed (master -> replica?)``, a reply that proves nothing ran, as a ServerError: the
+    worker loop dies on every routine failover (the item is not lost, it waits on the new
+    primary)."""
+    cluster = redis_replicated_cluster
+    client = cluster.client()
+    store = redmodel.Store(client)
+    key = f"jobs-{how[:4]}"
+    queue = Queue(store, key, int)
+    got: list[Any] = []
+
+    def run() -> None:
+        try:
+            if how == "consume()":
+                for item in queue.consume(idle_timeout=8, poll=5, signals=(), max_items=1,
+                                          visibility_timeout=30):
+                    got.append(item)
+            else:
+                got.append(queue.pop_blocking(8))
+        except Exception as e:  # judged below
+            got.append(e)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    time.sleep(0.5)
+    node = client.get_node_from_key(key)
+    cluster.failover(int(node.port))
+    client.rpush(key, 7)
+    worker.join(30)
+    assert not worker.is_alive()
+    store.close()
+    assert got == [7], f"{how} across a failover: {[str(g)[:160] for g in got]}"
 
 
 # ---- promises that held (regression tests) --------------------------------------------------
