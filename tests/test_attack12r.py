@@ -23,8 +23,9 @@ Tests marked ``FAILS`` in their docstring fail today and state the promise they 
 - F7 (liveness) reliable ``consume()`` cannot drain a queue on a server at maxmemory;
 - F8 exactly-once records keep each write's whole reply (a popped value) for 60 s in the
   shared ``redmodel:once:*`` namespace, not the documented ~180 bytes;
-- F9 a consumer or blocking pop waiting on a primary that fails over dies with
-  ``ServerError: UNBLOCKED ...`` instead of following the new primary.
+- F9 a consumer or blocking pop waiting on a primary that fails over (or on a slot that
+  migrates) dies with ``ServerError: UNBLOCKED ...`` (or a ``MOVED`` turned into a
+  ServerError) instead of following the new owner.
 
 The other tests pass: promises that held under attack, kept as regression tests.
 """
@@ -518,6 +519,61 @@ def test_f9_a_consumer_waiting_on_a_primary_that_fails_over_goes_on(
     assert not worker.is_alive()
     store.close()
     assert got == [7], f"{how} across a failover: {[str(g)[:160] for g in got]}"
+
+
+@pytest.mark.parametrize("how", ["consume()", "pop_blocking"])
+def test_f9_a_consumer_waiting_on_a_slot_that_migrates_goes_on(
+        redis_cluster: RedisClusterServer, redis_cluster_client: RedisCluster, how: str) -> None:
+    """FAILS (F9). failures.md: "a slot migrates | ASK then MOVED, followed"; "MOVED and
+    ASK (the cluster's slot map is updated, the command goes to the right node)". A blocked
+    BLMOVE/BLPOP whose slot is moved away is answered ``-MOVED`` by the server; redmodel
+    raises it as ``ServerError: BLMOVE: 5024 127.0.0.1:port`` (the MOVED word even lost)
+    and the worker loop dies."""
+    key = f"mig-{how[:4]}"
+    store = redmodel.Store(redis_cluster.client())
+    queue = Queue(store, key, int)
+    got: list[Any] = []
+
+    def run() -> None:
+        try:
+            if how == "consume()":
+                for item in queue.consume(idle_timeout=8, poll=5, signals=(), max_items=1):
+                    got.append(item)
+            else:
+                got.append(queue.pop_blocking(8))
+        except Exception as e:  # judged below
+            got.append(e)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    time.sleep(0.5)
+    slot = redis_cluster_client.keyslot(key)
+    clients = {n.port: n.client() for n in redis_cluster.nodes}
+    ids = {port: c.execute_command("CLUSTER MYID").decode() for port, c in clients.items()}
+    source = int(redis_cluster_client.get_node_from_key(key).port)
+    target = next(port for port in clients if port != source)
+
+    def move(src: int, dst: int) -> None:
+        clients[dst].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[src])
+        clients[src].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[dst])
+        keys = clients[src].execute_command("CLUSTER GETKEYSINSLOT", slot, 1000)
+        if keys:
+            clients[src].execute_command("MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys)
+        for c in clients.values():
+            c.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[dst])
+
+    try:
+        move(source, target)
+        time.sleep(0.3)
+        redis_cluster.client().rpush(key, 7)
+        worker.join(30)
+        assert not worker.is_alive()
+        assert got == [7], f"{how} across a slot migration: {[str(g)[:160] for g in got]}"
+    finally:
+        move(target, source)  # put the slot back for other tests
+        for c in clients.values():
+            c.close()
+        store.close()
 
 
 # ---- promises that held (regression tests) --------------------------------------------------
