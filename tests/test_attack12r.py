@@ -25,7 +25,9 @@ Tests marked ``FAILS`` in their docstring fail today and state the promise they 
   shared ``redmodel:once:*`` namespace, not the documented ~180 bytes;
 - F9 a consumer or blocking pop waiting on a primary that fails over (or on a slot that
   migrates) dies with ``ServerError: UNBLOCKED ...`` (or a ``MOVED`` turned into a
-  ServerError) instead of following the new owner.
+  ServerError) instead of following the new owner;
+- F10 an AsyncStore writes to a pooled connection the server already closed (idle timeout,
+  restart) and reports ``OutcomeUnknownError`` for a write that cannot have been applied.
 
 The other tests pass: promises that held under attack, kept as regression tests.
 """
@@ -574,6 +576,56 @@ def test_f9_a_consumer_waiting_on_a_slot_that_migrates_goes_on(
         for c in clients.values():
             c.close()
         store.close()
+
+
+# ---- F10: AsyncStore sends writes on connections the server already closed ------------------
+
+
+@pytest.mark.parametrize("shell", ["sync", "async"])
+@pytest.mark.parametrize("event", ["idle timeout", "server restart"])
+def test_f10_a_write_after_the_server_dropped_an_idle_connection_is_applied_once(
+        shell: str, event: str) -> None:
+    """FAILS for the asyncio shell (F10); the sync shell passes. The server closes an idle
+    pooled connection (its ``timeout`` setting, a load balancer's idle timeout) or restarts
+    while the app is idle. The next ``incr`` is written to the dead socket and raises
+    ``OutcomeUnknownError`` ("may or may not have been applied ... read the keys first"),
+    although nothing can have been applied; failures.md: "Nothing sent yet ...: nothing
+    was applied. The round is tried again". The sync shell notices the dead connection
+    before sending and returns 1."""
+    with RedisServer() as server:
+        server.client().hset("a12r:a", "n", 0)
+
+        def prepare() -> None:
+            if event == "idle timeout":
+                server.client().config_set("timeout", 1)
+                time.sleep(2.3)
+            else:
+                server.kill()
+                server.restart()
+                server.client().hset("a12r:a", "n", 0)
+
+        if shell == "sync":
+            store = redmodel.Store(redis.Redis(host=server.host, port=server.port))
+            store.get(Counter, "a")
+            prepare()
+            value: Any = store.incr(Counter, "a", "n", 1)
+            store.close()
+        else:
+            async def main() -> Any:
+                astore = redmodel.AsyncStore(aredis.Redis(host=server.host, port=server.port))
+                try:
+                    await astore.get(Counter, "a")
+                    prepare()
+                    return await astore.incr(Counter, "a", "n", 1)
+                except redmodel.OutcomeUnknownError as e:
+                    return e
+                finally:
+                    await astore.aclose()
+
+            value = asyncio.run(main())
+        stored = server.client().hget("a12r:a", "n")
+        assert (value, stored) == (1, b"1"), (
+            f"{shell} incr after {event}: {value!r}; the server holds {stored!r}")
 
 
 # ---- promises that held (regression tests) --------------------------------------------------
