@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import threading
 import time
@@ -299,10 +300,8 @@ def test_f3_after_a_lost_claim_the_same_save_can_be_called_again(
     store = _direct_store(proxy)
     proxy.lose_reply(lambda name: name.startswith("EVAL"))
     try:
-        try:
+        with contextlib.suppress(redmodel.OutcomeUnknownError):
             store.save(Sku(1, "B9", id="c"))
-        except redmodel.OutcomeUnknownError:
-            pass
         store.save(Sku(1, "B9", id="c"))
         assert redmodel.Store(redis_client).get_by(Sku, sku="B9") == Sku(1, "B9", id="c")
         assert redmodel.Store(redis_client).verify(Sku) == []
