@@ -309,6 +309,39 @@ def test_f3_after_a_lost_claim_the_same_save_can_be_called_again(
         store.close()
 
 
+@pytest.mark.parametrize("fault", ["lose_reply", "cut_reply", "stall"])
+def test_f3_a_takeover_claim_whose_reply_is_lost_returns_and_holds_the_value(
+        proxy: FaultProxy, redis_client: redis.Redis, fault: str) -> None:
+    """F3's kind, at the second claim step: the value is claimed by an owner that no longer
+    exists, so the save takes the claim over (a second claim call naming that owner). Its
+    reply is lost: the takeover is sent again, finds the claim already this id's, and the
+    save returns with the value held, confirmed and consistent."""
+    from redmodel._indexed import unique_lines  # noqa: PLC0415
+    from redmodel._schema import spec_of  # noqa: PLC0415
+
+    spec = spec_of(Sku)
+    ((name, text),) = unique_lines(spec, {"sku": "T1", "qty": 0})
+    claims = spec.claim_key(name, text)
+    redis_client.hset(claims, text, "ghost\x1fC")  # a confirmed claim of an object now gone
+    store = _direct_store(proxy)
+    when = has(claims, "ghost")  # only the takeover names the old owner
+    if fault == "stall":
+        proxy.stall(lambda n: n.startswith("EVAL"), 1.2, when=when)
+    else:
+        getattr(proxy, fault)(lambda n: n.startswith("EVAL"), when=when)
+    try:
+        assert store.save(Sku(3, "T1", id="c")) == spec.key_for("c")
+        assert [e.kind for e in proxy.events] == [fault]
+        assert proxy.quiet(10)
+        direct = redmodel.Store(redis_client)
+        assert direct.get_by(Sku, sku="T1") == Sku(3, "T1", id="c")
+        assert direct.verify(Sku) == []
+        with pytest.raises(redmodel.UniqueViolationError):
+            direct.save(Sku(4, "T1", id="d"))
+    finally:
+        store.close()
+
+
 # ---- F4: pops of sets and sorted sets destroy a member that does not decode ----------------
 
 
