@@ -617,8 +617,8 @@ def test_f9_a_consumer_waiting_on_a_slot_that_migrates_goes_on(
 @pytest.mark.parametrize("event", ["idle timeout", "server restart"])
 def test_f10_a_write_after_the_server_dropped_an_idle_connection_is_applied_once(
         shell: str, event: str) -> None:
-    """FAILS for the asyncio shell (F10); the sync shell passes. The server closes an idle
-    pooled connection (its ``timeout`` setting, a load balancer's idle timeout) or restarts
+    """Fixed (F10; failed for the asyncio shell, the sync shell passed). The server closes
+    an idle pooled connection (its ``timeout`` setting, a load balancer's idle timeout) or restarts
     while the app is idle. The next ``incr`` is written to the dead socket and raises
     ``OutcomeUnknownError`` ("may or may not have been applied ... read the keys first"),
     although nothing can have been applied; failures.md: "Nothing sent yet ...: nothing
@@ -658,6 +658,41 @@ def test_f10_a_write_after_the_server_dropped_an_idle_connection_is_applied_once
         stored = server.client().hget("a12r:a", "n")
         assert (value, stored) == (1, b"1"), (
             f"{shell} incr after {event}: {value!r}; the server holds {stored!r}")
+
+
+@pytest.mark.parametrize("how", ["incr", "transaction"])
+def test_f10_an_idle_event_loop_also_gets_a_fresh_connection(how: str) -> None:
+    """F10's kind: the event loop idles (``await asyncio.sleep``, so asyncio has read the
+    EOF) while the server's ``timeout`` closes the pooled connection; redis-py 8.1's asyncio
+    pool hands it out anyway (its check is ignored while maintenance notifications are
+    ``auto``). The next incr, alone or in a transaction, goes on a new connection: applied
+    once, no OutcomeUnknownError."""
+    with RedisServer() as server:
+        server.client().hset("a12r:a", "n", 0)
+
+        async def main() -> Any:
+            astore = redmodel.AsyncStore(aredis.Redis(host=server.host, port=server.port))
+            try:
+                await astore.get(Counter, "a")
+                server.client().config_set("timeout", 1)
+                await asyncio.sleep(2.3)
+                if how == "incr":
+                    return await astore.incr(Counter, "a", "n", 1)
+
+                @redmodel.transaction(astore)
+                async def bump(tx: redmodel.AsyncTransaction) -> Any:
+                    await tx.get_or_raise(Counter, "a")
+                    return tx.incr(Counter, "a", "n", 1)
+
+                return (await bump()).value
+            except redmodel.OutcomeUnknownError as e:
+                return e
+            finally:
+                await astore.aclose()
+
+        value = asyncio.run(main())
+        assert (value, server.client().hget("a12r:a", "n")) == (1, b"1"), (
+            f"async {how} after an idle close: {value!r}")
 
 
 # ---- promises that held (regression tests) --------------------------------------------------
