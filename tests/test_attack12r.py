@@ -18,7 +18,8 @@ Tests marked ``FAILS`` in their docstring fail today and state the promise they 
 - F4 ``Set.pop`` / ``SortedSet.pop_min`` / ``pop_max`` of a member that does not decode
   destroy it (it is neither left nor set aside), unlike a queue's pops;
 - F5 exactly-once mode applies an incr twice when the server evicts its write-id record
-  (volatile-* eviction policies drop exactly those keys) between the write and its resend;
+  (volatile-* eviction policies drop exactly those keys) between the write and its resend
+  (decided: the store refuses a server whose policy may evict, EvictionPolicyError);
 - F6 (low) a blocking pop refused by an ACL is not a ``NoPermissionError``;
 - F7 (liveness) reliable ``consume()`` cannot drain a queue on a server at maxmemory;
 - F8 exactly-once records keep each write's whole reply (a popped value) for 60 s in the
@@ -372,15 +373,14 @@ def test_f4_a_set_pop_of_an_undecodable_member_does_not_destroy_it(
 
 
 def test_f5_exactly_once_survives_memory_pressure_between_a_write_and_its_resend() -> None:
-    """FAILS (F5). failures.md "Exactly-once mode": a resend after a lost reply "returns the
-    first reply instead of applying the write again"; "Where the guarantee ends" lists the
-    window, data the server loses, what cannot carry an id, slot migrations, batches and
-    resent idempotent writes, not eviction. The write-id record is the only key of the
-    write with an expiry, so under ``maxmemory-policy volatile-lru`` (ElastiCache's
-    default; also volatile-ttl/-random/-lfu) memory pressure evicts exactly the records and
-    none of the data: the store resends the incr, the server no longer recognises it, and
-    ``incr`` from 0 by 1 returns 2 and stores 2."""
-    with RedisServer(extra_args=("--maxmemory-policy", "volatile-lru")) as server, \
+    """Decided (F5): exactly-once mode needs ``maxmemory-policy noeviction`` (docs/failures.md,
+    "Where the guarantee ends"). The attack's scenario on such a server: the first copy's
+    reply is lost; before the resend, a moment of memory pressure (``maxmemory 1``). With
+    noeviction the server refuses writes instead of evicting, so the record survives, the
+    resend is recognised and ``incr`` from 0 by 1 returns 1 and stores 1. (Under a
+    volatile-*/allkeys-* policy the record would be evicted and the incr applied twice:
+    the store refuses such a server, see the next test.)"""
+    with RedisServer(extra_args=("--maxmemory-policy", "noeviction")) as server, \
             FaultProxy(server.host, server.port) as proxy:
         direct = server.client()
         redmodel.Store(direct).save(Counter(id="a"))
@@ -394,7 +394,7 @@ def test_f5_exactly_once_survives_memory_pressure_between_a_write_and_its_resend
             seen.append(args)
             if len(seen) == 1:
                 return True  # the first copy runs, its reply is lost
-            # the resend: a moment of memory pressure first (the server evicts volatile keys)
+            # the resend: a moment of memory pressure first
             direct.config_set("maxmemory", 1)
             direct.config_set("maxmemory", 0)
             return False
@@ -407,6 +407,86 @@ def test_f5_exactly_once_survives_memory_pressure_between_a_write_and_its_resend
             f"exactly-once incr returned {value} and the server holds "
             f"{direct.hget('a12r:a', 'n')!r}: applied twice after the record was evicted")
         store.close()
+
+
+@pytest.mark.parametrize("policy", ["volatile-lru", "volatile-ttl", "allkeys-lfu"])
+def test_f5_exactly_once_refuses_a_server_that_may_evict_its_records(policy: str) -> None:
+    """Decided (F5): under ``volatile-*`` memory pressure evicts exactly the write-id records
+    (the only keys of a write with an expiry), under ``allkeys-*`` records too, and a
+    resend then applies the write twice. So the store looks at the server's policy (``INFO
+    memory``) before the first write that carries a write id goes there, and refuses with
+    EvictionPolicyError naming the policy: nothing sent, nothing recorded. Reads and
+    resendable writes carry no id and go on. ``ResendPolicy(allow_eviction=True)`` accepts
+    the risk (docs/failures.md)."""
+    with RedisServer(extra_args=("--maxmemory-policy", policy)) as server:
+        direct = server.client()
+        redmodel.Store(direct).save(Counter(id="a"))
+        store = redmodel.Store(server.client(), exactly_once=True)
+        try:
+            with pytest.raises(redmodel.EvictionPolicyError, match=policy) as raised:
+                store.incr(Counter, "a", "n", 1)
+            assert raised.value.policy == policy
+            with pytest.raises(redmodel.EvictionPolicyError):
+                Queue(store, "jobs", int).push(1)  # checked once, refused every time
+            assert direct.hget("a12r:a", "n") == b"0"
+            assert direct.keys("*") == [b"a12r:a"], "nothing sent: no record, no push"
+            assert store.get(Counter, "a") == Counter(id="a")
+            store.save(Counter(n=5, id="b"))  # whole saves carry no write id
+        finally:
+            store.close()
+        risky = redmodel.Store(server.client(), exactly_once=True,
+                               resend=redmodel.ResendPolicy(allow_eviction=True))
+        assert risky.incr(Counter, "a", "n", 1) == 1
+        risky.close()
+
+
+def test_f5_without_info_the_store_cannot_look_and_goes_on(
+        redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    """Decided (F5): an ACL user refused ``INFO`` cannot learn the policy; the store goes on
+    (docs/deploy.md: grant ``+info`` to let it look, or see to noeviction yourself). With
+    ``+info`` the same user on a volatile-lru server is refused."""
+    base = ["+@all", "-info"]
+    redis_client.acl_setuser("a12rinfo", enabled=True, passwords=["+pw"], keys=["*"],
+                             commands=base)
+    redis_client.config_set("maxmemory-policy", "volatile-lru")
+    redmodel.Store(redis_client).save(Counter(id="a"))
+    try:
+        store = redmodel.Store(redis.Redis(host=redis_server.host, port=redis_server.port,
+                                           username="a12rinfo", password="pw"),
+                               exactly_once=True)
+        assert store.incr(Counter, "a", "n", 1) == 1
+        store.close()
+        redis_client.acl_setuser("a12rinfo", enabled=True, commands=["+info"])
+        store = redmodel.Store(redis.Redis(host=redis_server.host, port=redis_server.port,
+                                           username="a12rinfo", password="pw"),
+                               exactly_once=True)
+        with pytest.raises(redmodel.EvictionPolicyError, match="volatile-lru"):
+            store.incr(Counter, "a", "n", 1)
+        store.close()
+    finally:
+        redis_client.config_set("maxmemory-policy", "noeviction")
+        redis_client.acl_deluser("a12rinfo")
+
+
+def test_f5_a_cluster_node_that_may_evict_is_named(
+        redis_cluster: RedisClusterServer) -> None:
+    """Decided (F5), on a cluster: each primary is looked at before the first write id goes
+    to it; the one with an evicting policy is refused, by name."""
+    admin = redis_cluster.client()
+    key = "a12r:a"
+    node = admin.get_node_from_key(key)
+    owner = admin.get_redis_connection(node)
+    owner.config_set("maxmemory-policy", "allkeys-lru")
+    store = redmodel.Store(redis_cluster.client(), exactly_once=True)
+    try:
+        with pytest.raises(redmodel.EvictionPolicyError, match="allkeys-lru") as raised:
+            store.incr(Counter, "a", "n", 1)
+        assert raised.value.node == node.name
+        assert admin.exists(key) == 0
+    finally:
+        owner.config_set("maxmemory-policy", "noeviction")
+        store.close()
+        admin.close()
 
 
 # ---- F6: a blocking pop's NOPERM is not a redis NoPermissionError -----------------------------
