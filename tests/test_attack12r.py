@@ -14,7 +14,7 @@ Tests marked ``FAILS`` in their docstring fail today and state the promise they 
   is lost (both modes, alone and in ``run_many``);
 - F3 on a bucketed model with a unique field, ``save`` / ``save_many`` / ``update`` whose
   claim reply is lost raise ``OutcomeUnknownError`` and write nothing, where failures.md's
-  table promises "returns; applied once" for these resent methods;
+  table promises "returns; applied once" for these resent methods (fixed);
 - F4 ``Set.pop`` / ``SortedSet.pop_min`` / ``pop_max`` of a member that does not decode
   destroy it (it is neither left nor set aside), unlike a queue's pops;
 - F5 exactly-once mode applies an incr twice when the server evicts its write-id record
@@ -23,12 +23,13 @@ Tests marked ``FAILS`` in their docstring fail today and state the promise they 
 - F6 (low) a blocking pop refused by an ACL is not a ``NoPermissionError``;
 - F7 (liveness) reliable ``consume()`` cannot drain a queue on a server at maxmemory;
 - F8 exactly-once records keep each write's whole reply (a popped value) for 60 s in the
-  shared ``redmodel:once:*`` namespace, not the documented ~180 bytes;
+  shared ``redmodel:once:*`` namespace, not the documented ~180 bytes (fixed);
 - F9 a consumer or blocking pop waiting on a primary that fails over (or on a slot that
   migrates) dies with ``ServerError: UNBLOCKED ...`` (or a ``MOVED`` turned into a
   ServerError) instead of following the new owner;
 - F10 an AsyncStore writes to a pooled connection the server already closed (idle timeout,
-  restart) and reports ``OutcomeUnknownError`` for a write that cannot have been applied.
+  restart) and reports ``OutcomeUnknownError`` for a write that cannot have been applied
+  (fixed).
 
 The other tests pass: promises that held under attack, kept as regression tests.
 """
@@ -270,7 +271,8 @@ SKU_WRITES: dict[str, tuple[Callable[[redmodel.Store], Any], Any]] = {
 @pytest.mark.parametrize("method", list(SKU_WRITES))
 def test_f3_resent_saves_of_a_bucketed_unique_model_return_after_a_lost_reply(
         proxy: FaultProxy, redis_client: redis.Redis, method: str, fault: str) -> None:
-    """FAILS (F3). failures.md's table: ``save``, ``save_many``, ``update`` are resent
+    """Fixed (F3: claims are idempotent per value and id, so every step is resent).
+    failures.md's table: ``save``, ``save_many``, ``update`` are resent
     ("yes") and under a lost reply, a cut reply or a stall they "return; applied once";
     store.md: "A write whose reply is lost is never sent twice unless that is harmless
     (whole saves, updates, expiries)". On a bucketed model with a unique field (queries.md:
@@ -570,8 +572,9 @@ def test_f2_async_trim_whose_reply_is_lost_is_not_applied_twice(
 
 def test_f8_exactly_once_keeps_about_180_bytes_per_write_not_the_popped_value(
         redis_url: str, redis_client: redis.Redis) -> None:
-    """FAILS (F8). failures.md "Its cost": each protected write "keeps ~180 bytes for
-    write_id_ttl seconds". The record holds the write's whole reply, so a pop keeps the
+    """Fixed (F8: a record is deleted with the store's next call once its reply came; each
+    store may have its own record prefix). failures.md "Its cost" promised ~180 bytes
+    per write for write_id_ttl seconds. The record held the write's whole reply, so a pop kept the
     popped value itself (here 100 kB) for 60 s under ``redmodel:once:*``: memory grows with
     the size of what is popped, and the value outlives the queue (a ``clear()`` or a
     deletion does not reach it), in a key pattern every exactly-once app on the server must
