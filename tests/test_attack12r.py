@@ -345,6 +345,41 @@ def test_f3_a_takeover_claim_whose_reply_is_lost_returns_and_holds_the_value(
         store.close()
 
 
+@redmodel.model(prefix="a12rp", buckets=4)
+@attrs.define
+class Pair:
+    a: str | None = redmodel.field(unique=True, default=None)
+    b: str | None = redmodel.field(unique=True, default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+def test_f3_a_refused_save_after_a_resent_claim_leaves_the_value_free_after_the_grace(
+        proxy: FaultProxy, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """F3's documented edge (queries.md): a save whose claims' reply is lost, then refused
+    (its second value is taken). The resent claim of its first value cannot tell whether
+    its first copy made it, so it is kept as held before: unconfirmed, like a crash
+    between claim and write leaves it. Another object gets that value once the claim is
+    older than CLAIM_GRACE_MS (0.3 s here), and never before."""
+    monkeypatch.setattr("redmodel._indexed.CLAIM_GRACE_MS", 300)
+    direct = redmodel.Store(redis_client)
+    direct.save(Pair(b="B", id="owner"))
+    store = _direct_store(proxy)
+    proxy.lose_reply(lambda n: n.startswith("EVAL"))  # the claims of A and B
+    try:
+        with pytest.raises(redmodel.UniqueViolationError):
+            store.save(Pair(a="A", b="B", id="x"))
+        assert [e.kind for e in proxy.events] == ["lose_reply"]
+        assert direct.get(Pair, "x") is None
+        with pytest.raises(redmodel.UniqueViolationError):
+            direct.save(Pair(a="A", id="y"))  # within the grace: "a write in flight"
+        time.sleep(0.35)
+        direct.save(Pair(a="A", id="y"))
+        assert direct.get_by(Pair, a="A") == Pair(a="A", id="y")
+        assert direct.verify(Pair) == []
+    finally:
+        store.close()
+
+
 # ---- F4: pops of sets and sorted sets destroy a member that does not decode ----------------
 
 
