@@ -267,17 +267,15 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
     if not wanted:
         return out
     grace = str(CLAIM_GRACE_MS)
+    # idempotent per (value, id): a copy sent again after a lost reply finds the claim its
+    # first copy made and answers OURS (kept as a refresh: see Claims and undo)
     replies = yield Batch([CLAIM.call([k], [t, eid, grace, ""]) for k, t, _ in wanted],
-                          write=True, early=True)
+                          write=True, early=True, idempotent=True)
     taken = []
     for w, r in zip(wanted, replies, strict=True):
-        if r == 1:
-            out.made.append((w[0], w[1]))
-        if r == 1 or status(r) == "OURS":
-            out.ours.append((w[0], w[1]))
-            if r != 1:
-                out.refreshed.append((w[0], w[1], _text(r[1])))
-        elif status(r) == "TAKEN":
+        if _held(out, w[0], w[1], r):
+            continue
+        if status(r) == "TAKEN":
             taken.append((w, _text(r[1]), int(r[2])))
     yield from _claim_refusal(spec, key, replies, out)
     stale = [(w, owner) for w, owner, age in taken if age < 0 or age >= CLAIM_GRACE_MS]
@@ -287,10 +285,9 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
         retry = [(w, o) for (w, o), g in zip(stale, gone, strict=True) if g]
         if retry:
             again = yield Batch([CLAIM.call([k], [t, eid, grace, o]) for (k, t, _), o in retry],
-                                write=True, early=True)
-            won = {(w[0], w[1]) for (w, _), r in zip(retry, again, strict=True) if r == 1}
-            out.made += sorted(won)
-            out.ours += sorted(won)
+                                write=True, early=True, idempotent=True)
+            won = {(w[0], w[1]) for (w, _), r in zip(retry, again, strict=True)
+                   if _held(out, w[0], w[1], r)}
             yield from _claim_refusal(spec, key, again, out)
             taken = [t for t in taken if (t[0][0], t[0][1]) not in won]
     if taken:
@@ -298,6 +295,21 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
         (_, text, name), _, _ = taken[0]
         raise unique_violation(spec, name, text, key)
     return out
+
+
+def _held(out: Claims, key: str, text: str, reply: Any) -> bool:
+    """Note a claim's reply in ``out``; whether this id now holds the value. 1: a claim
+    made now. OURS: the id held it already (an earlier save, a copy of this very claim
+    whose reply was lost, or a concurrent save of the same object): a refresh, whose
+    earlier text :func:`undo` puts back, never a release that could rob a write in flight."""
+    if reply == 1:
+        out.made.append((key, text))
+    elif status(reply) == "OURS":
+        out.refreshed.append((key, text, _text(reply[1])))
+    else:
+        return False
+    out.ours.append((key, text))
+    return True
 
 
 def _claim_refusal(spec: ModelSpec, key: str, replies: Sequence[Any], out: Claims

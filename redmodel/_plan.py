@@ -54,9 +54,10 @@ class Batch:
 
     ``idempotent`` says whether sending the batch twice is harmless: a second application
     changes nothing and answers the same (reads; a whole save; an update). ``None`` means
-    "reads are, writes are not": increments, pushes, pops, claims and counted deletes keep
-    the default. Only an idempotent batch is ever resent after a lost reply
-    (:attr:`may_resend`); for the others a lost reply is an outcome nobody can know.
+    "reads are, writes are not": increments, pushes, pops and counted deletes keep the
+    default (a claim of a unique value is idempotent: a second copy finds it its own).
+    Only an idempotent batch is ever resent after a lost reply (:attr:`may_resend`); for
+    the others a lost reply is an outcome nobody can know.
 
     ``early`` marks writes a transaction sends at once, before its MULTI, instead of
     queueing them (claims of unique values in other cluster slots); elsewhere it changes
