@@ -535,7 +535,10 @@ def pop_blocking(*queues: Queue[T], timeout: float | None, right: bool = False
     :class:`TransactionError` inside a transaction.
 
     At most once: the value is removed when the server sends it, so a value whose reply is
-    lost (a dropped connection) is lost too. :meth:`Queue.consume` is at least once. A
+    lost (a dropped connection) is lost too, and :class:`OutcomeUnknownError` names the
+    queues (a connection that failed before sending raises the plain redis-py error). A
+    wait that a failover or a slot migration interrupts goes on at the new owner.
+    :meth:`Queue.consume` is at least once. A
     value that does not decode is set aside (see :meth:`Queue.pop`) before
     :class:`DecodeError` is raised.
     """

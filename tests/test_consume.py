@@ -513,14 +513,16 @@ def test_a_late_wait_strands_nothing_on_a_cluster(redis_cluster: RedisClusterSer
 def test_pop_blocking_is_at_most_once_and_never_resent(proxy: FaultProxy, redis_client: Any
                                                          ) -> None:
     """Even through a client that retries ten times, a blocking pop is sent once: its
-    lost reply loses that one item (documented), never a second one."""
+    lost reply loses that one item (documented) and says so (OutcomeUnknownError naming
+    the queue, not the plain "nothing applied" ConnectionError), never a second one."""
     retrying = redis.Redis(host=proxy.host, port=proxy.port,
                            retry=Retry(NoBackoff(), 10), socket_timeout=5)
     q = Queue(redmodel.Store(retrying), "jobs", str)
     q.push("a", "b")
     proxy.lose_reply("BLPOP")
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(redmodel.OutcomeUnknownError) as caught:
         q.pop_blocking(1)
+    assert caught.value.keys == ("jobs",)
     assert redis_client.lrange("jobs", 0, -1) == [b"b"]
 
 
@@ -757,3 +759,59 @@ def test_a_dead_server_ends_the_consumer_with_a_redis_error() -> None:
         assert isinstance(info.value, (redis.ConnectionError, redis.TimeoutError))
         assert time.monotonic() - started < 10, "it gives up after its visibility timeout"
         store.close()
+
+
+# ---- a wait whose slot is migrating follows ASK ----------------------------------------
+
+
+@pytest.mark.parametrize("shell", ["sync", "asyncio"])
+def test_a_blocking_pop_follows_ask_to_a_slot_being_imported(
+        redis_cluster: RedisClusterServer, redis_cluster_client: Any, shell: str) -> None:
+    """The queue's slot is MIGRATING from its owner and IMPORTING on another node, and the
+    queue is empty: the owner answers a BLPOP with ``-ASK`` (nothing ran). The pop sends
+    ``ASKING`` + ``BLPOP`` to the importing node and waits there; the migration ends and a
+    value pushed to the new owner is the one it returns. (A plain ServerError here, or a
+    wait on the old owner, would never see the value.)"""
+    key = f"ask-{shell}"
+    slot = redis_cluster_client.keyslot(key)
+    clients = {n.port: n.client() for n in redis_cluster.nodes}
+    ids = {port: c.execute_command("CLUSTER MYID").decode() for port, c in clients.items()}
+    source = int(redis_cluster_client.get_node_from_key(key).port)
+    target = next(port for port in clients if port != source)
+
+    def assign(owner: int) -> None:
+        for c in clients.values():
+            c.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[owner])
+
+    got: list[Any] = []
+    clients[target].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source])
+    clients[source].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target])
+    try:
+        if shell == "sync":
+            store = redmodel.Store(redis_cluster.client())
+            worker = threading.Thread(
+                target=lambda: got.append(Queue(store, key, int).pop_blocking(8)))
+        else:
+            async def pop() -> Any:
+                host, port = redis_cluster.addresses[0]
+                astore = redmodel.AsyncStore(AsyncRedisCluster(host=host, port=port))
+                try:
+                    return await Queue(astore, key, int).pop_blocking(8)  # type: ignore[misc]
+                finally:
+                    await astore.aclose()
+
+            worker = threading.Thread(target=lambda: got.append(asyncio.run(pop())))
+        worker.start()
+        wait_until(lambda: any(  # a client blocked ("b") in a BLPOP there
+            info.get("cmd") == "blpop" and "b" in info.get("flags", "")
+            for info in clients[target].client_list()), what="the BLPOP on the importing node")
+        assign(target)
+        with redis_cluster.client() as pusher:
+            pusher.rpush(key, 7)
+        worker.join(15)
+        assert not worker.is_alive()
+        assert got == [7]
+    finally:
+        assign(source)
+        for c in clients.values():
+            c.close()
