@@ -578,6 +578,17 @@ def pop_blocking(*queues: Queue[T], timeout: float | None, right: bool = False
 # ---- Queue ------------------------------------------------------------------------------
 
 
+def trim_is_idempotent(start: int, stop: int) -> bool:
+    """Whether ``LTRIM key start stop`` applied twice leaves what it left once. LTRIM keeps
+    the values from index ``a = max(0, len + start if start < 0 else start)`` to ``b =
+    min(len - 1, len + stop if stop < 0 else stop)``. With ``start <= 0`` and ``stop >=
+    -1`` the kept list ``L'`` has ``a' = 0`` on the second run (``len' <= -start`` when
+    ``start < 0``) and ``b' = len' - 1`` (``len' - 1 <= stop`` when ``stop >= 0``): all of
+    ``L'`` stays. A positive start drops ``start`` more values from the head each time,
+    a stop below -1 drops ``-stop - 1`` more from the tail."""
+    return start <= 0 and stop >= -1
+
+
 class Queue(Container[T]):
     """A Redis list of typed values, used as a FIFO queue: :meth:`push` appends at the tail
     (RPUSH), :meth:`pop` takes from the head (LPOP), :meth:`pop_blocking` waits (BLPOP).
@@ -682,13 +693,28 @@ class Queue(Container[T]):
         return self._run(self.length_plan())  # type: ignore[no-any-return]
 
     def trim_plan(self, start: int, stop: int) -> Plan[None]:
-        yield Batch([("LTRIM", self.key, start, stop)], write=True, idempotent=True,
-                    keys=(self.key,))
+        for name, value in (("start", start), ("stop", stop)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValidationError(f"trim's {name} must be an int, got {value!r}",
+                                      key=self.key)
+        # LTRIM keeps a window of the list as it is when it runs. A window that starts at
+        # the head (start 0) or counts from the tail (start < 0) and ends at or past the
+        # tail's count (stop >= -1) keeps all of itself when applied again: resendable.
+        # Any other (a positive start, a stop below -1) drops more on each application,
+        # so it is never resent (exactly-once mode gives it a write id).
+        yield Batch([("LTRIM", self.key, start, stop)], write=True,
+                    idempotent=trim_is_idempotent(start, stop), keys=(self.key,))
         return None
 
     def trim(self, start: int, stop: int) -> None:
         """LTRIM: keep only the values from ``start`` to ``stop`` inclusive (``trim(0, 99)``
-        keeps the 100 at the head)."""
+        keeps the 100 at the head, ``trim(-100, -1)`` the 100 at the tail).
+
+        Those caps (``start <= 0`` and ``stop >= -1``) change nothing when applied twice,
+        so a lost reply is resent. A trim that drops from an end by a count (``trim(1,
+        -1)`` drops the head, ``trim(0, -2)`` the tail) drops more each time it runs: a
+        lost reply raises :class:`OutcomeUnknownError` (in exactly-once mode the store
+        resends it under its write id and it returns, applied once)."""
         return self._run(self.trim_plan(start, stop))  # type: ignore[no-any-return]
 
     def consume(

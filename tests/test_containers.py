@@ -218,6 +218,35 @@ def test_queue_push_pop_range_length_trim(store, redis_client):
     assert q.length() == 0
 
 
+
+@given(values=st.lists(st.integers(0, 9), max_size=12), start=st.integers(-15, 15),
+       stop=st.integers(-15, 15))
+def test_a_trim_is_resendable_only_where_a_second_ltrim_changes_nothing(
+        redis_client, values, start, stop):
+    """Property: for every list and every ``(start, stop)`` that ``trim`` marks
+    resendable, the server's LTRIM applied twice leaves what it left once (so a resend
+    after a lost reply is harmless). ``trim(1, -1)`` / ``trim(0, -2)`` are not marked."""
+    batch = next(Queue(redmodel.Store(redis_client), "t", int).trim_plan(start, stop))
+    redis_client.delete("t")
+    if values:
+        redis_client.rpush("t", *values)
+    redis_client.ltrim("t", start, stop)
+    once = redis_client.lrange("t", 0, -1)
+    redis_client.ltrim("t", start, stop)
+    if batch.may_resend:
+        assert redis_client.lrange("t", 0, -1) == once
+    assert (start, stop) not in {(1, -1), (0, -2)} or not batch.may_resend
+
+
+def test_trim_refuses_what_is_not_an_int(store):
+    q = Queue(store, "q", int)
+    for bad in (1.0, "1", None, True):
+        with pytest.raises(ValidationError, match="trim's start must be an int"):
+            q.trim(bad, -1)
+    with pytest.raises(ValidationError, match="trim's stop must be an int"):
+        q.trim(0, 2.5)
+
+
 def test_blocking_pop_returns_after_a_push_from_another_connection(store, redis_server):
     q = Queue(store, "ips", IPv4Address)
     other = Queue(redmodel.Store(redis_server.client()), "ips", IPv4Address)
