@@ -426,6 +426,33 @@ class Container(Generic[T]):
         except DecodeError as e:
             raise e.with_context(key=key) from None
 
+    # ---- what a pop took and cannot decode --------------------------------------------
+
+    def _set_aside_command(self, rejected: str, raws: Sequence[Any]) -> Command:
+        """The command that keeps ``raws`` (popped, not decodable) in ``rejected``."""
+        raise NotImplementedError  # pragma: no cover - every popping container has one
+
+    def _decoded_or_set_aside(self, raw: Any, set_aside: bool = True) -> Plan[T]:
+        """The member a pop took. One that does not decode is not dropped: it is added, raw,
+        to the container's ``%rejected`` key (a list for a queue, where :meth:`consume`
+        sets its own aside, a set for a set), and :class:`DecodeError` names that key (never
+        the value). The set-aside is itself at most once: a process that dies, or a
+        connection that drops, between the pop and the set-aside loses the member.
+        ``set_aside=False`` (a pop inside a transaction): the error says it is lost."""
+        try:
+            return self._decode(raw)
+        except DecodeError as e:
+            rejected = ConsumerKeys.of(self.key).rejected
+            if not set_aside:
+                raise DecodeError(
+                    f"{e.reason}; it was popped in a transaction, which can send nothing "
+                    f"after EXEC, so it could not be set aside in {rejected!r}: it is lost",
+                    model=e.model, key=e.key, field=e.field, codec=e.codec) from None
+            yield Batch([self._set_aside_command(rejected, [raw])], write=True,
+                        keys=(rejected,))
+            raise DecodeError(f"{e.reason}; the pop moved it to {rejected!r}", model=e.model,
+                              key=e.key, field=e.field, codec=e.codec) from None
+
     def _same_kind(self, other: Container[Any], what: str) -> None:
         if type(other) is not type(self) or other.type != self.type or (
             other.encoding.name != self.encoding.name
@@ -475,6 +502,16 @@ def _ttl_ms(ttl: Any, key: str) -> int:
 
 def _as_list(reply: Any) -> list[Any]:
     return [] if reply is None else list(reply)
+
+
+def _flat_scores(pairs: Sequence[tuple[Any, float]]) -> list[Any]:
+    """``[(m, s), ...]`` -> ``[s, m, ...]`` for ZADD, each score as text that reads back
+    as the same double."""
+    out: list[Any] = []
+    for member, score in pairs:
+        out += ["+inf" if score == math.inf else "-inf" if score == -math.inf
+                else repr(score), member]
+    return out
 
 
 def _pairs(reply: Any) -> list[tuple[Any, float]]:
@@ -648,25 +685,8 @@ class Queue(Container[T]):
             return None
         return (yield from self._decoded_or_set_aside(replies[0], not in_transaction))
 
-    def _decoded_or_set_aside(self, raw: Any, set_aside: bool = True) -> Plan[T]:
-        """The value an at-most-once pop took. One that does not decode is not dropped: it
-        is pushed (RPUSH, raw) to the queue's ``%rejected`` list, where :meth:`consume`
-        sets its own aside, and :class:`DecodeError` names that list (never the value).
-        The set-aside is itself at most once: a process that dies, or a connection that
-        drops, between the pop and the push loses the value. ``set_aside=False`` (a pop
-        inside a transaction): the error says the value is lost."""
-        try:
-            return self._decode(raw)
-        except DecodeError as e:
-            rejected = ConsumerKeys.of(self.key).rejected
-            if not set_aside:
-                raise DecodeError(
-                    f"{e.reason}; it was popped in a transaction, which can send nothing "
-                    f"after EXEC, so it could not be set aside in {rejected!r}: it is lost",
-                    model=e.model, key=e.key, field=e.field, codec=e.codec) from None
-            yield Batch([("RPUSH", rejected, raw)], write=True, keys=(rejected,))
-            raise DecodeError(f"{e.reason}; the pop moved it to {rejected!r}", model=e.model,
-                              key=e.key, field=e.field, codec=e.codec) from None
+    def _set_aside_command(self, rejected: str, raws: Sequence[Any]) -> Command:
+        return ("RPUSH", rejected, *raws)
 
     def pop_blocking(self, timeout: float | None, *, right: bool = False) -> T | None:
         """BLPOP (BRPOP with ``right=True``): the head value, waiting up to ``timeout``
@@ -840,12 +860,20 @@ class Set(Container[T]):
         return self._run(self.cardinality_plan())  # type: ignore[no-any-return]
 
     def pop_plan(self) -> Plan[T | None]:
+        in_transaction = current_transaction() is not None
         replies = yield Batch([("SPOP", self.key)], write=True, keys=(self.key,))
-        return None if replies[0] is None else self._decode(replies[0])
+        if replies[0] is None:
+            return None
+        return (yield from self._decoded_or_set_aside(replies[0], not in_transaction))
 
     def pop(self) -> T | None:
-        """SPOP: remove and return a random member; None when empty."""
+        """SPOP: remove and return a random member; None when empty. A member that does not
+        decode is moved to the set's ``%rejected`` set (``SADD``, one more round trip),
+        then :class:`DecodeError` is raised (as :meth:`Queue.pop` does)."""
         return self._run(self.pop_plan())  # type: ignore[no-any-return]
+
+    def _set_aside_command(self, rejected: str, raws: Sequence[Any]) -> Command:
+        return ("SADD", rejected, *raws)
 
     def _algebra(self, command: str, others: Sequence[Set[T]]) -> Plan[set[T]]:
         self._hashable(command)
@@ -1064,15 +1092,51 @@ class SortedSet(Container[T]):
     def _pop(self, command: str, count: int) -> Plan[list[tuple[T, float]]]:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValidationError(f"count must be a positive int, got {count!r}", key=self.key)
+        in_transaction = current_transaction() is not None
         replies = yield Batch([(command, self.key, count)], write=True, keys=(self.key,))
-        return [(self._decode(m), s) for m, s in _pairs(replies[0])]
+        popped = _pairs(replies[0])
+        good: list[tuple[T, float, Any]] = []
+        bad: list[tuple[Any, float]] = []
+        error: DecodeError | None = None
+        for member, score in popped:
+            try:
+                good.append((self._decode(member), score, member))
+            except DecodeError as failed:
+                error = error or failed
+                bad.append((member, score))
+        if error is None:
+            return [(value, score) for value, score, _ in good]
+        rejected = ConsumerKeys.of(self.key).rejected
+        if in_transaction:
+            lost = f" (and the {len(good)} other members popped with it)" if good else ""
+            raise DecodeError(
+                f"{error.reason}; it was popped in a transaction, which can send nothing after "
+                f"EXEC, so it could not be set aside in {rejected!r}: it is lost{lost}",
+                model=error.model, key=error.key, field=error.field,
+                codec=error.codec) from None
+        # The undecodable members go to %rejected with their scores; the others, which
+        # this call cannot return, go back where they were (NX: a score set meanwhile
+        # stays), so that nothing popped here is lost.
+        commands: list[Command] = [("ZADD", rejected, *_flat_scores(bad))]
+        if good:
+            commands.append(("ZADD", self.key, "NX",
+                             *_flat_scores([(m, s) for _, s, m in good])))
+        yield Batch(commands, write=True, keys=(rejected, self.key))
+        moved = "it" if len(bad) == 1 else f"the {len(bad)} members that do not decode"
+        back = f", and put the {len(good)} other members it popped back" if good else ""
+        raise DecodeError(f"{error.reason}; the pop moved {moved} to {rejected!r}{back}",
+                          model=error.model, key=error.key, field=error.field,
+                          codec=error.codec) from None
 
     def pop_min_plan(self, count: int = 1) -> Plan[list[tuple[T, float]]]:
         return self._pop("ZPOPMIN", count)
 
     def pop_min(self, count: int = 1) -> list[tuple[T, float]]:
         """ZPOPMIN: remove and return up to ``count`` lowest-scored ``(member, score)``
-        pairs, lowest first; ``[]`` when empty."""
+        pairs, lowest first; ``[]`` when empty. When a popped member does not decode, it is
+        moved (with its score) to the sorted set's ``%rejected`` sorted set, the other
+        members popped with it are put back (``ZADD NX``), and :class:`DecodeError` is
+        raised."""
         return self._run(self.pop_min_plan(count))  # type: ignore[no-any-return]
 
     def pop_max_plan(self, count: int = 1) -> Plan[list[tuple[T, float]]]:

@@ -479,6 +479,53 @@ def test_sorted_set_validation(store):
         z.pop_min(0)
 
 
+# ---- what set and sorted-set pops cannot decode ------------------------------------------
+
+REJECTED = "nums:eu:{nums:eu}:%rejected"
+
+
+@pytest.mark.parametrize("how", ["Set.pop", "SortedSet.pop_min", "SortedSet.pop_max(3)"])
+def test_a_set_pop_sets_an_undecodable_member_aside(any_store, how):
+    """As a queue's pops do (containers.md): a popped member that does not decode is not
+    destroyed but kept, raw, in the container's ``%rejected`` key (a set for a set, a
+    sorted set with its score for a sorted set); members popped with it that do decode go
+    back (ZADD NX); DecodeError names the key and the rejected key, never the value."""
+    client = any_store.client
+    if how == "Set.pop":
+        client.sadd("nums:eu", b"secret-three")
+        with pytest.raises(DecodeError) as info:
+            Set(any_store, ("nums", "eu"), int).pop()
+        assert client.smembers(REJECTED) == {b"secret-three"}
+        assert client.exists("nums:eu") == 0
+    else:
+        client.zadd("nums:eu", {b"secret-three": 0.5, b"1": 1.0, b"3": float("inf")})
+        z = SortedSet(any_store, ("nums", "eu"), int)
+        with pytest.raises(DecodeError) as info:
+            z.pop_min() if how == "SortedSet.pop_min" else z.pop_max(3)
+        assert client.zrange(REJECTED, 0, -1, withscores=True) == [(b"secret-three", 0.5)]
+        assert client.zrange("nums:eu", 0, -1, withscores=True) == [
+            (b"1", 1.0), (b"3", float("inf"))]
+        if how == "SortedSet.pop_max(3)":  # it popped all three: two decode and go back
+            assert "put the 2 other members it popped back" in str(info.value)
+    assert "secret-three" not in str(info.value)
+    assert REJECTED in str(info.value) and info.value.key == "nums:eu"
+
+
+def test_a_set_pop_in_a_transaction_says_an_undecodable_member_is_lost(store):
+    """A transaction sends nothing after EXEC, so it cannot set the member aside: the
+    DecodeError says so (as for a queue's pop in a transaction)."""
+    store.client.sadd("nums", b"three")
+
+    @redmodel.transaction(store)
+    def take(tx):
+        return Set(store, "nums", int).in_tx(tx).pop()
+
+    with pytest.raises(DecodeError, match="it is lost") as info:
+        _ = take().value  # raised by take() itself, as a queue's pop in a transaction
+    assert "three" not in str(info.value)
+    assert store.client.exists("nums", "nums:{nums}:%rejected") == 0
+
+
 # ---- WindowCounter ----------------------------------------------------------------------
 
 
