@@ -815,3 +815,48 @@ def test_a_blocking_pop_follows_ask_to_a_slot_being_imported(
         assign(source)
         for c in clients.values():
             c.close()
+
+
+# ---- a full server (maxmemory, noeviction) -----------------------------------------------
+
+
+@pytest.mark.parametrize("shell", ["sync", "asyncio", "exactly-once"])
+def test_a_reliable_consumer_drains_a_queue_on_a_full_server(
+        redis_server: RedisServer, redis_client: Any, shell: str) -> None:
+    """A server at ``maxmemory`` with ``noeviction`` refuses every command that may grow
+    memory (RPUSH, BLMOVE, ZADD, a script whose first write is one), which is when a queue
+    most needs draining. The consume scripts run with ``allow-oom`` (they move items; the
+    heartbeat is a few bytes), so a consumer takes everything, the items of a dead
+    consumer too, waits by polling while the server refuses its BLMOVE wait, stops on
+    ``idle_timeout`` and leaves, all on a server that stays full."""
+    redis_client.rpush("jobs", 1, 2, 3)
+    leave_behind_a_dead_consumer(redis_client, "jobs", "dead", [b"0"])
+    redis_client.config_set("maxmemory-policy", "noeviction")
+    redis_client.config_set("maxmemory", 1)  # every command that may grow memory: OOM
+    try:
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            redis_client.rpush("jobs", 99)
+        kwargs = {"name": "w", "idle_timeout": 0.6, "poll": 0.3, "signals": ()}
+        if shell == "asyncio":
+            async def main() -> tuple[list[Any], str | None]:
+                store = redmodel.AsyncStore.from_url(redis_server.url)
+                consumer: Any = Queue(store, "jobs", int).consume(**kwargs)
+                async with consumer:
+                    got = [item async for item in consumer]
+                await store.aclose()
+                return got, consumer.stopped_by
+
+            got, stopped_by = asyncio.run(main())
+        else:
+            store = redmodel.Store.from_url(redis_server.url,
+                                            exactly_once=shell == "exactly-once")
+            consumer = Queue(store, "jobs", int).consume(**kwargs)
+            got, stopped_by = list(consumer), consumer.stopped_by
+            store.close()
+        assert sorted(got) == [0, 1, 2, 3]
+        assert stopped_by == "idle"  # it waited (polling) on the empty queue, then left
+        left = all_keys(redis_client) - {k for k in all_keys(redis_client)
+                                         if k.startswith("redmodel:once:")}
+        assert left <= {"jobs:{jobs}:%redelivered"}, left
+    finally:
+        redis_client.config_set("maxmemory", 0)
