@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 import redis.cluster
 from hypothesis import given
 from hypothesis import strategies as st
@@ -764,15 +765,25 @@ def test_a_dead_server_ends_the_consumer_with_a_redis_error() -> None:
 # ---- a wait whose slot is migrating follows ASK ----------------------------------------
 
 
+def _blocked_in_blpop(client: Any) -> bool:
+    """Whether a client of this node waits (flag ``b``) in a BLPOP."""
+    return any(info.get("cmd") == "blpop" and "b" in info.get("flags", "")
+               for info in client.client_list())
+
+
+@pytest.mark.parametrize("move", ["ASK", "MOVED"])
 @pytest.mark.parametrize("shell", ["sync", "asyncio"])
-def test_a_blocking_pop_follows_ask_to_a_slot_being_imported(
-        redis_cluster: RedisClusterServer, redis_cluster_client: Any, shell: str) -> None:
-    """The queue's slot is MIGRATING from its owner and IMPORTING on another node, and the
-    queue is empty: the owner answers a BLPOP with ``-ASK`` (nothing ran). The pop sends
-    ``ASKING`` + ``BLPOP`` to the importing node and waits there; the migration ends and a
-    value pushed to the new owner is the one it returns. (A plain ServerError here, or a
-    wait on the old owner, would never see the value.)"""
-    key = f"ask-{shell}"
+def test_a_blocking_pop_follows_its_slot_to_another_node(
+        redis_cluster: RedisClusterServer, redis_cluster_client: Any, shell: str,
+        move: str) -> None:
+    """``ASK``: the queue's slot is MIGRATING from its owner and IMPORTING on another node
+    and the queue is empty, so the owner answers a BLPOP with ``-ASK`` (nothing ran): the
+    pop sends ``ASKING`` + ``BLPOP`` to the importing node and waits there. ``MOVED``: the
+    pop waits on the owner, and the slot is then given to another node, which unblocks it
+    with ``-MOVED`` (nothing ran): it refreshes the slot map and waits on the new owner.
+    Either way the migration ends and the value pushed to the new owner is the one it
+    returns. (A ServerError, or a wait on the old owner, would never see the value.)"""
+    key = f"mig-{shell}-{move}"
     slot = redis_cluster_client.keyslot(key)
     clients = {n.port: n.client() for n in redis_cluster.nodes}
     ids = {port: c.execute_command("CLUSTER MYID").decode() for port, c in clients.items()}
@@ -784,8 +795,9 @@ def test_a_blocking_pop_follows_ask_to_a_slot_being_imported(
             c.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[owner])
 
     got: list[Any] = []
-    clients[target].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source])
-    clients[source].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target])
+    if move == "ASK":
+        clients[target].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source])
+        clients[source].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target])
     try:
         if shell == "sync":
             store = redmodel.Store(redis_cluster.client())
@@ -802,10 +814,11 @@ def test_a_blocking_pop_follows_ask_to_a_slot_being_imported(
 
             worker = threading.Thread(target=lambda: got.append(asyncio.run(pop())))
         worker.start()
-        wait_until(lambda: any(  # a client blocked ("b") in a BLPOP there
-            info.get("cmd") == "blpop" and "b" in info.get("flags", "")
-            for info in clients[target].client_list()), what="the BLPOP on the importing node")
+        waits_on = target if move == "ASK" else source
+        wait_until(lambda: _blocked_in_blpop(clients[waits_on]), what=f"a BLPOP on {waits_on}")
         assign(target)
+        if move == "MOVED":
+            wait_until(lambda: _blocked_in_blpop(clients[target]), what="the BLPOP moved")
         with redis_cluster.client() as pusher:
             pusher.rpush(key, 7)
         worker.join(15)
@@ -815,6 +828,33 @@ def test_a_blocking_pop_follows_ask_to_a_slot_being_imported(
         assign(source)
         for c in clients.values():
             c.close()
+
+
+def test_an_async_blocking_pop_refused_by_an_acl_is_a_no_permission_error(
+        redis_server: RedisServer, redis_client: Any) -> None:
+    """The asyncio shell's blocking pop maps the server's NOPERM as every other path does:
+    a ServerError that is also redis-py's NoPermissionError, naming the key."""
+    redis_client.acl_setuser("blk", enabled=True, passwords=["+pw"], keys=["mine*"],
+                             commands=["+@all"])
+
+    async def main() -> BaseException | None:
+        store = redmodel.AsyncStore(redis.asyncio.Redis(
+            host=redis_server.host, port=redis_server.port, username="blk", password="pw"))
+        try:
+            await Queue(store, "other", int).pop_blocking(0.1)  # type: ignore[misc]
+        except Exception as e:  # judged below
+            return e
+        finally:
+            await store.aclose()
+        return None
+
+    try:
+        error = asyncio.run(main())
+    finally:
+        redis_client.acl_deluser("blk")
+    assert isinstance(error, redmodel.ServerError), repr(error)
+    assert isinstance(error, redis.exceptions.NoPermissionError)
+    assert error.keys == ("other",)
 
 
 # ---- a full server (maxmemory, noeviction) -----------------------------------------------
