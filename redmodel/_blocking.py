@@ -73,7 +73,8 @@ __all__ = [
 BLOCK_MARGIN = 5.0
 """Seconds a blocking command's socket timeout exceeds its block, for a slow reply."""
 
-_FOLLOW_LIMIT = 10  # replies proving nothing ran that one call follows before it gives up
+_FOLLOW_LIMIT = 10  # replies proving nothing ran, in a row, that one call follows
+_WAITED = 1.0  # a reply after this many seconds ends a wait, not a row of refusals
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 0.5  # between follow-ups, from the second on
 
 _clients: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
@@ -226,11 +227,14 @@ class _Call:
             command = (*command[:-1], max(0.001, round(left, 3)))  # 0 would wait forever
         return [("ASKING",), command] if self.asking is not None else [command]
 
-    def reply(self, replies: list[Any]) -> tuple[bool, Any]:
+    def reply(self, replies: list[Any], waited: float = 0.0) -> tuple[bool, Any]:
         """``(True, reply)`` when the call is done; ``(False, refresh)`` to send again,
         first refreshing the cluster's slot map when ``refresh`` (raises the error of a
-        reply that cannot be followed)."""
+        reply that cannot be followed). ``waited``: seconds the command was out, so that
+        a wait ended by a failover hours later does not count towards the limit."""
         asked, self.asking = self.asking, None
+        if waited >= _WAITED:
+            self.follows = 0
         if asked is not None and isinstance(replies[0], ResponseError):
             raise server_error(replies[0], self.command)  # ASKING itself refused
         reply = replies[-1]
@@ -347,7 +351,9 @@ def blocking_call(client: Any, command: Command, timeout: float | None,
                 continue
         if conn_client is None:
             conn_client = blocking_client(client, timeout, key)
-        done, reply = call.reply(_send(conn_client, call, wire))
+        sent_at = time.monotonic()
+        replies = _send(conn_client, call, wire)
+        done, reply = call.reply(replies, time.monotonic() - sent_at)
         if done:
             return reply
         if reply and hasattr(client, "nodes_manager"):
@@ -427,7 +433,9 @@ async def blocking_call_async(client: Any, command: Command, timeout: float | No
                 continue
         if conn_client is None:
             conn_client = blocking_client(client, timeout, key)
-        done, reply = call.reply(await _send_async(conn_client, call, wire))
+        sent_at = time.monotonic()
+        replies = await _send_async(conn_client, call, wire)
+        done, reply = call.reply(replies, time.monotonic() - sent_at)
         if done:
             return reply
         if reply and cluster:

@@ -567,7 +567,8 @@ class Consumer(_ConsumerBase[T]):
     else this consumer held goes back too, and it unregisters.
 
     With ``reliable=False`` the loop is the at-most-once ``BLPOP`` loop: no in-flight list,
-    no heartbeat, and an item whose reply is lost, or whose consumer dies, is lost.
+    no heartbeat, and an item whose reply is lost, or whose consumer dies, is lost (a lost
+    reply ends the loop with :class:`~redmodel.OutcomeUnknownError` naming the queue).
     """
 
     def ack(self) -> bool:
