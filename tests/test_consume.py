@@ -830,6 +830,47 @@ def test_a_blocking_pop_follows_its_slot_to_another_node(
             c.close()
 
 
+def test_async_waiters_follow_a_failover(redis_replicated_cluster: RedisClusterServer
+                                        ) -> None:
+    """An AsyncConsumer and an async pop_blocking wait on one primary; it fails over, so
+    the server unblocks both (``UNBLOCKED ... instance state changed`` from Redis 7.0,
+    ``MOVED`` from Valkey 9: nothing popped either way). Each refreshes the slot map and
+    waits again on the new primary, and gets the value pushed there."""
+    cluster = redis_replicated_cluster
+    sync_client = cluster.client()
+    primary = sync_client.get_node_from_key("fo-a")
+    other = next(k for k in (f"fo-{n}" for n in range(1000))
+                 if k != "fo-a" and sync_client.get_node_from_key(k).name == primary.name)
+    host, port = cluster.addresses[0]
+
+    async def main() -> list[Any]:
+        store = redmodel.AsyncStore(AsyncRedisCluster(host=host, port=port))
+        popper = Queue(store, "fo-a", int)
+        consumer: Any = Queue(store, other, int).consume(
+            max_items=1, idle_timeout=10, poll=8, signals=())
+
+        async def consume() -> list[Any]:
+            async with consumer:
+                return [item async for item in consumer]
+
+        waits = [asyncio.create_task(popper.pop_blocking(10)),  # type: ignore[arg-type]
+                 asyncio.create_task(consume())]
+        try:
+            await asyncio.sleep(0.5)  # both are waiting on the primary
+            await asyncio.to_thread(cluster.failover, int(primary.port))
+            await asyncio.to_thread(sync_client.rpush, "fo-a", 1)
+            await asyncio.to_thread(sync_client.rpush, other, 2)
+            return list(await asyncio.gather(*waits, return_exceptions=True))
+        finally:
+            await store.aclose()
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        sync_client.close()
+    assert got == [1, [2]], [str(g)[:160] for g in got]
+
+
 def test_an_async_blocking_pop_refused_by_an_acl_is_a_no_permission_error(
         redis_server: RedisServer, redis_client: Any) -> None:
     """The asyncio shell's blocking pop maps the server's NOPERM as every other path does:
