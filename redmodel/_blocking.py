@@ -235,11 +235,11 @@ class _Call:
         asked, self.asking = self.asking, None
         if waited >= _WAITED:
             self.follows = 0
-        if asked is not None and isinstance(replies[0], ResponseError):
-            raise server_error(replies[0], self.command)  # ASKING itself refused
         reply = replies[-1]
         if not isinstance(reply, ResponseError):
-            return True, reply
+            return True, reply  # (even if ASKING was refused: what it popped is returned)
+        if asked is not None and isinstance(replies[0], ResponseError):
+            raise server_error(replies[0], self.command)  # ASKING itself refused
         how = _nothing_ran(reply)
         if how is None or self.follows >= _FOLLOW_LIMIT:
             raise server_error(reply, self.command) from reply
