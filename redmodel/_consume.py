@@ -81,6 +81,7 @@ DEFAULT_VISIBILITY_TIMEOUT = 30.0
 _STALE_PER_CALL = 10  # consumers one recovery call returns the items of
 _TAKEBACK_LIMIT = 100  # items one take-back returns (the rest come at the next one)
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 1.0  # backoff after a connection error
+_OOM_POLL = 0.2  # seconds between takes while a full server refuses the BLMOVE wait
 
 # ---- keys -------------------------------------------------------------------------------
 
@@ -484,8 +485,14 @@ class _ConsumerBase(Generic[T]):
         # this consumer was taken for dead, or left) can strand nothing; the take that
         # follows checks the registration in the script.
         wait = self._block_seconds(last)
-        yield _Block(("BLMOVE", keys.queue, keys.queue, "LEFT", "LEFT", wait), wait,
-                     (keys.queue,))
+        try:
+            yield _Block(("BLMOVE", keys.queue, keys.queue, "LEFT", "LEFT", wait), wait,
+                         (keys.queue,))
+        except redis.exceptions.OutOfMemoryError:
+            # A server at maxmemory with noeviction refuses BLMOVE (it may grow a list)
+            # but runs the take script (allow-oom, it moves what is there): while the
+            # server is full, poll the queue instead of waiting on it.
+            yield _Pause(min(wait, _OOM_POLL))
         return None
 
     def _decoded_or_rejected(self, item: _Item) -> Generator[Step, Any, Any]:
@@ -562,7 +569,8 @@ class Consumer(_ConsumerBase[T]):
     else this consumer held goes back too, and it unregisters.
 
     With ``reliable=False`` the loop is the at-most-once ``BLPOP`` loop: no in-flight list,
-    no heartbeat, and an item whose reply is lost, or whose consumer dies, is lost.
+    no heartbeat, and an item whose reply is lost, or whose consumer dies, is lost (a lost
+    reply ends the loop with :class:`~redmodel.OutcomeUnknownError` naming the queue).
     """
 
     queue: Queue[T, Store]
@@ -603,7 +611,8 @@ class Consumer(_ConsumerBase[T]):
                 if isinstance(step, (Batch, _Block)):
                     try:
                         reply = self._execute(step)
-                    except (redis.ConnectionError, redis.TimeoutError) as e:
+                    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError
+                            ) as e:  # the machine handles what it can, raises the rest
                         step = machine.throw(e)
                         continue
                     step = machine.send(reply)
@@ -804,7 +813,8 @@ class AsyncConsumer(_ConsumerBase[T]):
                 if isinstance(step, (Batch, _Block)):
                     try:
                         reply = await self._execute(step)
-                    except (redis.ConnectionError, redis.TimeoutError) as e:
+                    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError
+                            ) as e:  # the machine handles what it can, raises the rest
                         check_cancelled()
                         step = machine.throw(e)
                         continue

@@ -432,6 +432,33 @@ class Container(Generic[T, S]):
         except DecodeError as e:
             raise e.with_context(key=key) from None
 
+    # ---- what a pop took and cannot decode --------------------------------------------
+
+    def _set_aside_command(self, rejected: str, raws: Sequence[Any]) -> Command:
+        """The command that keeps ``raws`` (popped, not decodable) in ``rejected``."""
+        raise NotImplementedError  # pragma: no cover - every popping container has one
+
+    def _decoded_or_set_aside(self, raw: Any, set_aside: bool = True) -> Plan[T]:
+        """The member a pop took. One that does not decode is not dropped: it is added, raw,
+        to the container's ``%rejected`` key (a list for a queue, where :meth:`consume`
+        sets its own aside, a set for a set), and :class:`DecodeError` names that key (never
+        the value). The set-aside is itself at most once: a process that dies, or a
+        connection that drops, between the pop and the set-aside loses the member.
+        ``set_aside=False`` (a pop inside a transaction): the error says it is lost."""
+        try:
+            return self._decode(raw)
+        except DecodeError as e:
+            rejected = ConsumerKeys.of(self.key).rejected
+            if not set_aside:
+                raise DecodeError(
+                    f"{e.reason}; it was popped in a transaction, which can send nothing "
+                    f"after EXEC, so it could not be set aside in {rejected!r}: it is lost",
+                    model=e.model, key=e.key, field=e.field, codec=e.codec) from None
+            yield Batch([self._set_aside_command(rejected, [raw])], write=True,
+                        keys=(rejected,))
+            raise DecodeError(f"{e.reason}; the pop moved it to {rejected!r}", model=e.model,
+                              key=e.key, field=e.field, codec=e.codec) from None
+
     def _same_kind(self, other: Container[Any, Any], what: str) -> None:
         if type(other) is not type(self) or other.type != self.type or (
             other.encoding.name != self.encoding.name
@@ -494,6 +521,16 @@ def _ttl_ms(ttl: Any, key: str) -> int:
 
 def _as_list(reply: Any) -> list[Any]:
     return [] if reply is None else list(reply)
+
+
+def _flat_scores(pairs: Sequence[tuple[Any, float]]) -> list[Any]:
+    """``[(m, s), ...]`` -> ``[s, m, ...]`` for ZADD, each score as text that reads back
+    as the same double."""
+    out: list[Any] = []
+    for member, score in pairs:
+        out += ["+inf" if score == math.inf else "-inf" if score == -math.inf
+                else repr(score), member]
+    return out
 
 
 def _pairs(reply: Any) -> list[tuple[Any, float]]:
@@ -559,7 +596,10 @@ def pop_blocking(*queues: Queue[T, Any], timeout: float | None, right: bool = Fa
     :class:`TransactionError` inside a transaction.
 
     At most once: the value is removed when the server sends it, so a value whose reply is
-    lost (a dropped connection) is lost too. :meth:`Queue.consume` is at least once. A
+    lost (a dropped connection) is lost too, and :class:`OutcomeUnknownError` names the
+    queues (a connection that failed before sending raises the plain redis-py error). A
+    wait that a failover or a slot migration interrupts goes on at the new owner.
+    :meth:`Queue.consume` is at least once. A
     value that does not decode is set aside (see :meth:`Queue.pop`) before
     :class:`DecodeError` is raised.
     """
@@ -597,6 +637,17 @@ def pop_blocking(*queues: Queue[T, Any], timeout: float | None, right: bool = Fa
 
 
 # ---- Queue ------------------------------------------------------------------------------
+
+
+def trim_is_idempotent(start: int, stop: int) -> bool:
+    """Whether ``LTRIM key start stop`` applied twice leaves what it left once. LTRIM keeps
+    the values from index ``a = max(0, len + start if start < 0 else start)`` to ``b =
+    min(len - 1, len + stop if stop < 0 else stop)``. With ``start <= 0`` and ``stop >=
+    -1`` the kept list ``L'`` has ``a' = 0`` on the second run (``len' <= -start`` when
+    ``start < 0``) and ``b' = len' - 1`` (``len' - 1 <= stop`` when ``stop >= 0``): all of
+    ``L'`` stays. A positive start drops ``start`` more values from the head each time,
+    a stop below -1 drops ``-stop - 1`` more from the tail."""
+    return start <= 0 and stop >= -1
 
 
 class Queue(Container[T, S]):
@@ -674,25 +725,8 @@ class Queue(Container[T, S]):
             return None
         return (yield from self._decoded_or_set_aside(replies[0], not in_transaction))
 
-    def _decoded_or_set_aside(self, raw: Any, set_aside: bool = True) -> Plan[T]:
-        """The value an at-most-once pop took. One that does not decode is not dropped: it
-        is pushed (RPUSH, raw) to the queue's ``%rejected`` list, where :meth:`consume`
-        sets its own aside, and :class:`DecodeError` names that list (never the value).
-        The set-aside is itself at most once: a process that dies, or a connection that
-        drops, between the pop and the push loses the value. ``set_aside=False`` (a pop
-        inside a transaction): the error says the value is lost."""
-        try:
-            return self._decode(raw)
-        except DecodeError as e:
-            rejected = ConsumerKeys.of(self.key).rejected
-            if not set_aside:
-                raise DecodeError(
-                    f"{e.reason}; it was popped in a transaction, which can send nothing "
-                    f"after EXEC, so it could not be set aside in {rejected!r}: it is lost",
-                    model=e.model, key=e.key, field=e.field, codec=e.codec) from None
-            yield Batch([("RPUSH", rejected, raw)], write=True, keys=(rejected,))
-            raise DecodeError(f"{e.reason}; the pop moved it to {rejected!r}", model=e.model,
-                              key=e.key, field=e.field, codec=e.codec) from None
+    def _set_aside_command(self, rejected: str, raws: Sequence[Any]) -> Command:
+        return ("RPUSH", rejected, *raws)
 
     @overload
     def pop_blocking(self: Queue[T, Store], timeout: float | None, *, right: bool = False
@@ -735,8 +769,17 @@ class Queue(Container[T, S]):
         return self._run(self.length_plan())
 
     def trim_plan(self, start: int, stop: int) -> Plan[None]:
-        yield Batch([("LTRIM", self.key, start, stop)], write=True, idempotent=True,
-                    keys=(self.key,))
+        for name, value in (("start", start), ("stop", stop)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValidationError(f"trim's {name} must be an int, got {value!r}",
+                                      key=self.key)
+        # LTRIM keeps a window of the list as it is when it runs. A window that starts at
+        # the head (start 0) or counts from the tail (start < 0) and ends at or past the
+        # tail's count (stop >= -1) keeps all of itself when applied again: resendable.
+        # Any other (a positive start, a stop below -1) drops more on each application,
+        # so it is never resent (exactly-once mode gives it a write id).
+        yield Batch([("LTRIM", self.key, start, stop)], write=True,
+                    idempotent=trim_is_idempotent(start, stop), keys=(self.key,))
         return None
 
     @overload
@@ -745,7 +788,13 @@ class Queue(Container[T, S]):
     def trim(self: Queue[T, AsyncStore], start: int, stop: int) -> Coroutine[Any, Any, None]: ...
     def trim(self, start: int, stop: int) -> Any:
         """LTRIM: keep only the values from ``start`` to ``stop`` inclusive (``trim(0, 99)``
-        keeps the 100 at the head)."""
+        keeps the 100 at the head, ``trim(-100, -1)`` the 100 at the tail).
+
+        Those caps (``start <= 0`` and ``stop >= -1``) change nothing when applied twice,
+        so a lost reply is resent. A trim that drops from an end by a count (``trim(1,
+        -1)`` drops the head, ``trim(0, -2)`` the tail) drops more each time it runs: a
+        lost reply raises :class:`OutcomeUnknownError` (in exactly-once mode the store
+        resends it under its write id and it returns, applied once)."""
         return self._run(self.trim_plan(start, stop))
 
     @overload
@@ -934,16 +983,24 @@ class Set(Container[T, S]):
         return self._run(self.cardinality_plan())
 
     def pop_plan(self) -> Plan[T | None]:
+        in_transaction = current_transaction() is not None
         replies = yield Batch([("SPOP", self.key)], write=True, keys=(self.key,))
-        return None if replies[0] is None else self._decode(replies[0])
+        if replies[0] is None:
+            return None
+        return (yield from self._decoded_or_set_aside(replies[0], not in_transaction))
 
     @overload
     def pop(self: Set[T, Store]) -> T | None: ...
     @overload
     def pop(self: Set[T, AsyncStore]) -> Coroutine[Any, Any, T | None]: ...
     def pop(self) -> Any:
-        """SPOP: remove and return a random member; None when empty."""
+        """SPOP: remove and return a random member; None when empty. A member that does not
+        decode is moved to the set's ``%rejected`` set (``SADD``, one more round trip),
+        then :class:`DecodeError` is raised (as :meth:`Queue.pop` does)."""
         return self._run(self.pop_plan())
+
+    def _set_aside_command(self, rejected: str, raws: Sequence[Any]) -> Command:
+        return ("SADD", rejected, *raws)
 
     def _algebra(self, command: str, others: Sequence[Set[T, Any]]) -> Plan[set[T]]:
         self._hashable(command)
@@ -1256,8 +1313,41 @@ class SortedSet(Container[T, S]):
     def _pop(self, command: str, count: int) -> Plan[list[tuple[T, float]]]:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValidationError(f"count must be a positive int, got {count!r}", key=self.key)
+        in_transaction = current_transaction() is not None
         replies = yield Batch([(command, self.key, count)], write=True, keys=(self.key,))
-        return [(self._decode(m), s) for m, s in _pairs(replies[0])]
+        popped = _pairs(replies[0])
+        good: list[tuple[T, float, Any]] = []
+        bad: list[tuple[Any, float]] = []
+        error: DecodeError | None = None
+        for member, score in popped:
+            try:
+                good.append((self._decode(member), score, member))
+            except DecodeError as failed:
+                error = error or failed
+                bad.append((member, score))
+        if error is None:
+            return [(value, score) for value, score, _ in good]
+        rejected = ConsumerKeys.of(self.key).rejected
+        if in_transaction:
+            lost = f" (and the {len(good)} other members popped with it)" if good else ""
+            raise DecodeError(
+                f"{error.reason}; it was popped in a transaction, which can send nothing after "
+                f"EXEC, so it could not be set aside in {rejected!r}: it is lost{lost}",
+                model=error.model, key=error.key, field=error.field,
+                codec=error.codec) from None
+        # The undecodable members go to %rejected with their scores; the others, which
+        # this call cannot return, go back where they were (NX: a score set meanwhile
+        # stays), so that nothing popped here is lost.
+        commands: list[Command] = [("ZADD", rejected, *_flat_scores(bad))]
+        if good:
+            commands.append(("ZADD", self.key, "NX",
+                             *_flat_scores([(m, s) for _, s, m in good])))
+        yield Batch(commands, write=True, keys=(rejected, self.key))
+        moved = "it" if len(bad) == 1 else f"the {len(bad)} members that do not decode"
+        back = f", and put the {len(good)} other members it popped back" if good else ""
+        raise DecodeError(f"{error.reason}; the pop moved {moved} to {rejected!r}{back}",
+                          model=error.model, key=error.key, field=error.field,
+                          codec=error.codec) from None
 
     def pop_min_plan(self, count: int = 1) -> Plan[list[tuple[T, float]]]:
         return self._pop("ZPOPMIN", count)
@@ -1269,7 +1359,10 @@ class SortedSet(Container[T, S]):
                 ) -> Coroutine[Any, Any, list[tuple[T, float]]]: ...
     def pop_min(self, count: int = 1) -> Any:
         """ZPOPMIN: remove and return up to ``count`` lowest-scored ``(member, score)``
-        pairs, lowest first; ``[]`` when empty."""
+        pairs, lowest first; ``[]`` when empty. When a popped member does not decode, it is
+        moved (with its score) to the sorted set's ``%rejected`` sorted set, the other
+        members popped with it are put back (``ZADD NX``), and :class:`DecodeError` is
+        raised."""
         return self._run(self.pop_min_plan(count))
 
     def pop_max_plan(self, count: int = 1) -> Plan[list[tuple[T, float]]]:

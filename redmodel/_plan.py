@@ -169,15 +169,23 @@ class LuaScript:
 
 SCRIPTS_BY_SHA: dict[str, LuaScript] = {}
 _INCLUDE = "--! include "
+_SHEBANG = "#!"  # a script's first line may declare its flags: #!lua flags=allow-oom
 
 
 def lua_source(name: str, _seen: set[str] | None = None) -> str:
     """The text of ``redmodel/lua/<name>.lua`` with its ``--! include other`` lines replaced
-    by those files (each included once), so shared pieces are written once."""
+    by those files (each included once), so shared pieces are written once.
+
+    A script may start with a shebang (``#!lua flags=allow-oom``, Redis 7+): it stays the
+    first line. Only a script's own first line may be one (an included file's would land
+    in the middle)."""
     seen = set() if _seen is None else _seen
     text = resources.files("redmodel.lua").joinpath(f"{name}.lua").read_text("utf-8")
     out = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines()):
+        if line.startswith(_SHEBANG) and (number or _seen is not None):
+            raise ValueError(f"redmodel/lua/{name}.lua: a shebang must be the first line "
+                             "of a script, not of an included file")
         if line.startswith(_INCLUDE):
             part = line[len(_INCLUDE):].strip()
             if part not in seen:
@@ -208,7 +216,11 @@ def once_variant(sha: str) -> LuaScript | None:
         base = SCRIPTS_BY_SHA.get(sha)
         if base is None or base.name.endswith("+once") or base.name.startswith("once_"):
             return None
-        text = (lua_source("once_head") + "local function once_body()\n" + base.source
+        shebang, body = "", base.source
+        if body.startswith(_SHEBANG):  # the script's flags (allow-oom) stay its first line
+            shebang, body = body.split("\n", 1)
+            shebang += "\n"
+        text = (shebang + lua_source("once_head") + "local function once_body()\n" + body
                 + "end\n" + lua_source("once_tail"))
         found = _ONCE[sha] = LuaScript(base.name + "+once", text)
         SCRIPTS_BY_SHA[found.sha] = found

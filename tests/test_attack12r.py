@@ -211,6 +211,18 @@ def test_f1_cluster_blocking_pop_with_a_lost_reply_is_not_reported_as_safe_to_re
 # ---- F2: Queue.trim is resent although LTRIM with a relative start is not idempotent -------
 
 
+def _is_ltrim(name: str) -> bool:
+    """LTRIM itself, or (exactly-once mode, once trim(1, -1) carries a write id) the
+    script call that runs it: see :func:`_of_ltrim`."""
+    return name in ("LTRIM", "EVALSHA", "EVAL")
+
+
+def _of_ltrim(key: str) -> Callable[[list[bytes]], bool]:
+    """``when=``: an LTRIM of ``key``, sent plain or inside the exactly-once script."""
+    return lambda argv: key.encode() in argv[1:] and (
+        argv[0].upper() == b"LTRIM" or b"LTRIM" in argv[1:])
+
+
 @pytest.mark.parametrize("once", [False, True], ids=["at-most-once", "exactly-once"])
 @pytest.mark.parametrize("fault", ["lose_reply", "cut_reply", "stall"])
 def test_f2_trim_whose_reply_is_lost_is_not_applied_twice(
@@ -219,10 +231,15 @@ def test_f2_trim_whose_reply_is_lost_is_not_applied_twice(
     raise OutcomeUnknownError. failures.md: a batch is "only ever sent again when that is
     harmless"; issue 12 item 1: anything whose second application changes something is not
     resent. LTRIM 1 -1 sent twice drops two items, and trim() returns None as if all went
-    well."""
+    well. (Fixed: the fault is armed on the LTRIM whether it is sent plain or, in
+    exactly-once mode where it now carries a write id, inside the script that runs it;
+    armed on the name LTRIM alone it would never fire there.)"""
     store = _direct_store(proxy, once=once)
     redis_client.rpush("jobs", 1, 2, 3, 4)
-    _arm(proxy, fault, "LTRIM", "jobs")
+    if fault == "stall":
+        proxy.stall(_is_ltrim, 1.2, when=_of_ltrim("jobs"))
+    else:
+        getattr(proxy, fault)(_is_ltrim, when=_of_ltrim("jobs"))
     try:
         outcome: Any
         try:
@@ -243,13 +260,16 @@ def test_f2_trim_in_run_many_in_exactly_once_mode_is_applied_once(
     """FAILS (F2). failures.md: in exactly-once mode, several writes in one batch are
     "each exactly once". run_many(trim, push) with the batch's reply lost returns
     [None, 4] (the push's recorded reply) while the list ends [3, 4, 9]: the trim ran
-    twice."""
+    twice. (Fixed: the fault is armed on the LTRIM sent plain or inside the exactly-once
+    script, where it now travels; armed on the name LTRIM alone it never fired once the
+    trim carried a write id, and this test passed without a fault.)"""
     store = _direct_store(proxy, once=True)
     queue = Queue(store, "jobs", int)
     redis_client.rpush("jobs", 1, 2, 3, 4)
-    proxy.lose_reply("LTRIM", when=has("jobs"))
+    proxy.lose_reply(_is_ltrim, when=_of_ltrim("jobs"))
     try:
         result = store.run_many(queue.trim_plan(1, -1), queue.push_plan(9))
+        assert proxy.events, "the fault never fired"
         assert result == [None, 4]
         assert redis_client.lrange("jobs", 0, -1) == [b"2", b"3", b"4", b"9"], (
             f"returned {result} but the server holds {redis_client.lrange('jobs', 0, -1)}")

@@ -117,6 +117,7 @@ class Case:
     seed: Callable[[Any, str], Any] = lambda direct, k: None
     key: Callable[[str], str] = lambda k: f"fm:{k}"
     consistent: Callable[[Any, str], bool] = lambda direct, k: True
+    blocking: bool = False  # a blocking pop: no write id, not resent, no connect retry
 
 
 def _item(direct: Any, k: str) -> tuple[int, int] | None:
@@ -241,6 +242,24 @@ CASES = [
          seed=lambda d, k: d.save(Sku(id=k, sku=f"O-{k}", qty=1)),
          key=lambda k: _claim_key(f"S-{k}"),
          consistent=lambda d, k: _sku_unique(d, k) and d.get_by(Sku, sku=f"O-{k}") is None),
+    Case("Queue.push_left", lambda st, k: _q(st, k).push_left(1, 2),
+         lambda d, k: _q(d, k).range(), [], [2, 1], 2, key=lambda k: f"fq:{k}"),
+    Case("Queue.pop_right", lambda st, k: _q(st, k).pop_right(),
+         lambda d, k: _q(d, k).range(), [1, 2], [1], 2, key=lambda k: f"fq:{k}",
+         seed=lambda d, k: _q(d, k).push(1, 2)),
+    Case("Queue.clear", lambda st, k: _q(st, k).clear(), lambda d, k: _q(d, k).range(),
+         [1, 2], [], True, key=lambda k: f"fq:{k}", seed=lambda d, k: _q(d, k).push(1, 2)),
+    # trim(1, -1) drops the head: a second LTRIM drops another value, so never resent
+    Case("Queue.trim", lambda st, k: _q(st, k).trim(1, -1), lambda d, k: _q(d, k).range(),
+         [1, 2, 3], [2, 3], None, key=lambda k: f"fq:{k}",
+         seed=lambda d, k: _q(d, k).push(1, 2, 3)),
+    # trim(0, 1) caps the list at two: a second LTRIM changes nothing, so it is resent
+    Case("Queue.trim_cap", lambda st, k: _q(st, k).trim(0, 1), lambda d, k: _q(d, k).range(),
+         [1, 2, 3], [1, 2], None, idempotent=True, key=lambda k: f"fq:{k}",
+         seed=lambda d, k: _q(d, k).push(1, 2, 3)),
+    Case("Queue.pop_blocking", lambda st, k: _q(st, k).pop_blocking(1),
+         lambda d, k: _q(d, k).range(), [1, 2], [2], 1, key=lambda k: f"fq:{k}",
+         seed=lambda d, k: _q(d, k).push(1, 2), blocking=True),
     Case("WindowCounter.incr", lambda st, k: _w(st, k).incr("x"),
          lambda d, k: _w(d, k).get("x"), 0, 1, 1, key=lambda k: _w(None, k).key_for("x")),
     Case("WindowCounter.reset", lambda st, k: _w(st, k).reset("x"),
@@ -261,9 +280,16 @@ def _filled(value: Any, k: str) -> Any:
     return value
 
 
-def expected(fault: str, once: bool, idempotent: bool) -> tuple[str, str]:
-    """(what the call does: "ok" or "unknown", which state the server is left in)."""
-    if fault == "refuse" or once or idempotent:
+def expected(fault: str, once: bool, case: Case) -> tuple[str, str]:
+    """(what the call does: "ok", "unknown" or "plain" -- a plain ConnectionError, not
+    applied --, which state the server is left in)."""
+    if case.blocking:  # a dedicated connection, sent once, no write id in either mode
+        if fault == "refuse":
+            return "plain", "before"
+        if fault == "stall":  # its socket timeout is the block + 5 s: the reply comes
+            return "ok", "after"
+        return "unknown", "before" if fault == "drop_request" else "after"
+    if fault == "refuse" or once or case.idempotent:
         return "ok", "after"
     return "unknown", "before" if fault == "drop_request" else "after"
 
@@ -419,7 +445,7 @@ def test_every_write_is_applied_once_or_at_most_once_with_the_documented_error(
     for case in CASES:
         k = keys[case.name]
         kind, value = outcomes[case.name]
-        want, state = expected(fault, once, case.idempotent)
+        want, state = expected(fault, once, case)
         seen = case.observe(env.direct, k)
         where = f"{case.name} under {fault} ({mode}, {shell}, retry {retry})"
         if kind == "error" and not isinstance(value, (redmodel.RedmodelError,
@@ -431,6 +457,9 @@ def test_every_write_is_applied_once_or_at_most_once_with_the_documented_error(
             problems.append(f"{where}: returned {value!r}, not {_filled(case.result, k)!r}")
         elif want == "unknown" and not isinstance(value, redmodel.OutcomeUnknownError):
             problems.append(f"{where}: {kind} {value!r}, not OutcomeUnknownError")
+        elif want == "plain" and (not isinstance(value, redis.ConnectionError)
+                                  or isinstance(value, redmodel.OutcomeUnknownError)):
+            problems.append(f"{where}: {kind} {value!r}, not a plain ConnectionError")
         expected_state = _filled(case.after if state == "after" else case.before, k)
         if seen != expected_state:
             problems.append(f"{where}: the server holds {seen!r}, not {expected_state!r} "
