@@ -473,6 +473,9 @@ def float_text(value: float, what: str, where: dict[str, Any]) -> str:
         f = math.inf
     if not math.isfinite(f):
         raise ValidationError(f"{what} must be a finite number, got {value!r}", **where)
+    if isinstance(value, int) and f != value:
+        raise ValidationError(f"{what} {value} has no exact float (beyond 2**53 only some "
+                              "ints do)", **where)
     return repr(f)
 
 
