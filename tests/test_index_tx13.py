@@ -349,25 +349,29 @@ def test_a_transaction_commits_what_a_python_model_says_or_nothing(
 # ---- F6: concurrent increments -------------------------------------------------------------
 
 
+@pytest.mark.parametrize("where", ["one server", "cluster"])
 def test_concurrent_increments_of_an_equality_indexed_int_all_land(
-        redis_server: Any) -> None:
+        request: pytest.FixtureRequest, where: str) -> None:
     """F6: several clients incrementing (and incr_fields-ing) one equality-indexed int by
     different amounts; every call lands, the entries follow."""
-    client = redis_server.client()
+    server = request.getfixturevalue("redis_server" if where == "one server" else
+                                     "redis_cluster")
+    model = TH if where == "one server" else TB
+    client = server.client()
     store = redmodel.Store(client)
-    store.save(TH(n=0, id="a"))
+    store.save(model(n=0, id="a"))
     errors: list[str] = []
 
     def work(amount: int) -> None:
-        mine = redis_server.client()
+        mine = server.client()
         s = redmodel.Store(mine)
         try:
             for k in range(60):
                 try:
                     if k % 2:
-                        s.incr(TH, "a", "n", amount)
+                        s.incr(model, "a", "n", amount)
                     else:
-                        s.incr_fields(TH, "a", {"n": amount, "price": 1.0})
+                        s.incr_fields(model, "a", {"n": amount, "price": 1.0})
                 except redmodel.RedmodelError as e:
                     errors.append(repr(e))
         finally:
@@ -379,10 +383,10 @@ def test_concurrent_increments_of_an_equality_indexed_int_all_land(
     for t in threads:
         t.join()
     assert errors == []
-    got = store.get(TH, "a")
+    got = store.get(model, "a")
     assert got.n == 60 * (1 + 2 - 3 + 7) and got.price == 1.0 + 4 * 30
-    assert store.find(TH, n=got.n).ids() == ["a"]
-    assert store.verify(TH) == []
+    assert store.find(model, n=got.n).ids() == ["a"]
+    assert store.verify(model) == []
     client.close()
 
 
