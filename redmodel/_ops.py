@@ -200,8 +200,8 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
         _, refused = yield from _settle_all(chunk, replies, claims, "save many", hints)
         written += [k for k, _ in chunk if k not in refused]
         if refused:
-            first = next(iter(refused.values()))
-            raise _batch_error(first, "save_many", keys, written, hints is not None)
+            key, first = next(iter(refused.items()))
+            raise _batch_error(first, "save_many", keys, written, hints is not None, key)
     for obj in objs:
         spec = spec_of(obj)
         layout = layout_of(spec)
@@ -211,7 +211,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
 
 
 def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequence[str],
-                 tx: bool) -> Exception:
+                 tx: bool, refused: str | None = None) -> Exception:
     """The error of one refused object of a save_many / delete_many, saying what of the
     call was written: the objects of earlier chunks, and the others of its chunk (each
     object is its own atomic script, so they land whatever their neighbours do)."""
@@ -219,7 +219,7 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
         return error
     done = set(written)
     rest = [k for k in keys if k not in done]
-    key = getattr(error, "key", None) or (rest[0] if rest else "")
+    key = refused or getattr(error, "key", None) or "one object"
     text = str(error).replace("this write was not applied, but the transaction's other "
                               "writes were (Redis has no rollback inside EXEC)",
                               "nothing was written").replace(
@@ -351,8 +351,8 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
                                                   f"delete many {spec.name}", hints)
         done += [k for k, _ in chunk if k not in refused]
         if refused:
-            first = next(iter(refused.values()))
-            raise _batch_error(first, "delete_many", keys, done, hints is not None)
+            key, first = next(iter(refused.items()))
+            raise _batch_error(first, "delete_many", keys, done, hints is not None, key)
         removed += sum(int(bool(r)) for r in results)
     return removed
 

@@ -431,6 +431,7 @@ def test_a_refused_delete_many_says_which_objects_were_deleted(store: redmodel.S
     assert info.value.written == ("t13h:a", "t13h:c")
     assert info.value.not_written == ("t13h:b",)
     assert "nothing was written" not in str(info.value)
+    assert "t13h:b was not written" in str(info.value)
     assert store.get(TH, "b") is not None and store.get(TH, "a") is None
 
 
@@ -575,3 +576,26 @@ def test_decimal_canonical_text_is_exact_beyond_28_digits(store: redmodel.Store)
     store.save(TEq(dec=b, id="b"))  # not a unique violation
     with decimal.localcontext(decimal.Context(prec=5)):
         assert store.get_by(TEq, dec=b).id == "b"
+
+
+def test_a_refusal_inside_exec_says_the_other_writes_were_applied(
+        store: redmodel.Store) -> None:
+    """A key of the wrong type is only found inside EXEC: Redis has no rollback, so the
+    transaction's other writes land. The error must say so, not "nothing was written"."""
+    store.save(TH(id="a"))
+    plant(store.client, "t13h:%idx:eq:color:bad", "string")
+
+    def body(tx: Any) -> None:
+        tx.update(TH, "a", color="blue")
+        tx.save_many([TH(id="b"), TH(color="bad", id="c")])
+
+    with pytest.raises(redmodel.ServerError) as info:
+        store.transact(body)
+    text = str(info.value)
+    assert "nothing was written" not in text and "other writes were applied" in text
+    assert info.value.written == ("t13h:b",) and info.value.not_written == ("t13h:c",)
+    assert store.get(TH, "a").color == "blue" and store.get(TH, "b") is not None
+    with pytest.raises(redmodel.ServerError, match="other writes were"):
+        store.transact(lambda tx: (tx.update(TH, "a", color="green"),
+                                   tx.update(TH, "b", color="bad")))
+    assert store.get(TH, "a").color == "green"
