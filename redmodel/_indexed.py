@@ -313,7 +313,9 @@ def _record(w: Write, exists: bool, old: set[str], new: set[str], hints: TxHints
         for line in old - new:
             kind, name, value = line.split(SEP, 2)
             k = f"{w.root}uq{d}{name}"
-            if kind == "u" and hints.owners.get((k, value), w.eid) == w.eid:
+            # the script drops the unique entry only if this object holds it (unknown
+            # holders are read again by the write that wants the value)
+            if kind == "u" and hints.owners.get((k, value)) == w.eid:
                 hints.owners[k, value] = None
         for line in new - old:
             kind, name, value = line.split(SEP, 2)
