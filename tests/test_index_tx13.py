@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 import redmodel
@@ -322,6 +322,7 @@ def test_a_transaction_commits_what_a_python_model_says_or_nothing(
                 tx.delete(model, op[1])
 
     want, error = _expected(model, before, ops)
+    event(f"outcome: {error.__name__ if error else 'committed'}")
     state_before = dump(store.client)
     if error is None:
         store.transact(body)
