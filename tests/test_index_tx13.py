@@ -600,3 +600,27 @@ def test_a_refusal_inside_exec_says_the_other_writes_were_applied(
         store.transact(lambda tx: (tx.update(TH, "a", color="green"),
                                    tx.update(TH, "b", color="bad")))
     assert store.get(TH, "a").color == "green"
+
+
+def _wide(prefix: str, indexed: bool) -> Any:
+    """A model of 4,500 int fields (9,000 HSET arguments), one of them indexed."""
+    fields = {f"f{i}": attrs.field(default=i, type=int) for i in range(4_500)}
+    fields["color"] = redmodel.field(index=indexed, default="red", type=str)
+    fields["id"] = redmodel.key_field(generated=False, type=str)
+    return redmodel.model(prefix=prefix)(attrs.make_class(f"Wide{prefix}", fields))
+
+
+@pytest.mark.parametrize("indexed", [False, True], ids=["plain", "indexed"])
+def test_an_object_with_thousands_of_fields_is_saved_by_scripts(store: redmodel.Store,
+                                                                indexed: bool) -> None:
+    """F5's kind for fields: the save scripts (a TTL, None fields, an indexed model) set
+    and delete fields in parts, never unpacking 9,000 arguments into one call."""
+    wide = _wide("t13w" + ("i" if indexed else "p"), indexed)
+    obj = wide(id="a")
+    store.save(obj, ttl=60)
+    assert store.get(wide, "a").f4499 == 4499
+    store.update(wide, "a", **{f"f{i}": -i for i in range(4_500)})
+    assert store.get(wide, "a").f4499 == -4499
+    if indexed:
+        assert store.find(wide, color="red").ids() == ["a"]
+    assert store.delete(wide, "a") is True
