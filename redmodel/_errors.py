@@ -35,7 +35,15 @@ class RedmodelError(Exception):
     """Base class of every error redmodel raises itself.
 
     Errors from redis-py (connection, timeout, permission) are passed through unwrapped.
+
+    An error that refused one object of a ``save_many`` or ``delete_many`` after others
+    of the same call were sent says in its message what was written, and carries the
+    keys: ``written`` (written, or deleted) and ``not_written`` (the refused ones and
+    those never sent); both are None for any other error.
     """
+
+    written: tuple[str, ...] | None = None
+    not_written: tuple[str, ...] | None = None
 
 
 class ModelDefinitionError(RedmodelError, TypeError):

@@ -240,7 +240,8 @@ def _score_text(f: IndexedField, value: Any) -> str:
         raise QueryError(f"{f.name}: None is not indexed (objects without a value are in no "
                          "index)")
     _check(f, value)
-    if isinstance(value, int) and not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+    # a float field takes the ints a float holds exactly (its check refuses the others)
+    if f.tp is int and not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
         raise QueryError(f"{f.name}: {value} is outside +-2**53, where the range index "
                          "holds ints exactly")
     assert f.score is not None

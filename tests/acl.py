@@ -31,7 +31,7 @@ RULES: dict[str, Rule] = {
     # the writes are Lua scripts (SCRIPT LOAD the first time a server sees one, and again
     # after NOSCRIPT; then EVALSHA), and ACLs are checked on the commands inside scripts too.
     "hash models": Rule(commands=(
-        "hset", "hgetall", "hget", "hdel", "hincrby", "hincrbyfloat", "exists", "del",
+        "hset", "hgetall", "hget", "hdel", "hincrby", "exists", "del",
         "pexpire", "pttl", "persist", "scan", "evalsha", "script|load",
     )),
     # equality entries are sets, range entries and the all-ids index sorted sets; scripts
