@@ -391,12 +391,11 @@ def test_cli_shows_owners_and_index_states(store: Any, redis_url: str) -> None:
 def test_a_transaction_registers_its_models_before_it_sends_anything(store: Any) -> None:
     owner, intruder = item(module="app.owner"), item(module="app.intruder")
     store.save(owner("a"))
-    with pytest.raises(SchemaConflictError, match=r"app\.intruder\.Item"):
-        with redmodel.Transaction(store) as tx:
-            tx.save(intruder("b"))
-    with pytest.raises(SchemaConflictError):
-        with redmodel.Transaction(store) as tx:
-            tx.get(intruder, "x")
+    with (pytest.raises(SchemaConflictError, match=r"app\.intruder\.Item"),
+          redmodel.Transaction(store) as tx):
+        tx.save(intruder("b"))
+    with pytest.raises(SchemaConflictError), redmodel.Transaction(store) as tx:
+        tx.get(intruder, "x")
     assert store.count(owner) == 1
     fresh = item(module="app.owner", name_options=" = redmodel.field(index=True)")
     with redmodel.Transaction(redmodel.Store(store.client)) as tx:  # a new version
