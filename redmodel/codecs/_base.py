@@ -17,6 +17,7 @@ from typing import Any
 import cattrs
 
 from redmodel._errors import CodecError, DecodeError, ValidationError
+from redmodel.codecs._strict import describe
 
 __all__ = ["Codec", "Serializer", "Transform", "codec", "register_codec"]
 
@@ -221,14 +222,17 @@ class Codec:
 
         return encode
 
-    def _make_decoder(self, tp: Any) -> Callable[[bytes], Any]:
-        structure = self.serializer.converter.get_structure_hook(tp)
-        loads = self.serializer.loads
+    def loader(self, tp: Any = None) -> Callable[[bytes], Any]:
+        """A function ``bytes -> primitive``: the header checked, the transforms undone and
+        the serializer's parse, before any type is applied (what ``upgrade=`` receives for
+        an encoded value); raises DecodeError."""
         header = self._header
         transforms = self.transforms[::-1]
+        loads = self.serializer.loads
         name = self.name
+        what = "parse" if tp is None else f"decode as {_type_name(tp)}"
 
-        def decode(data: bytes) -> Any:
+        def load(data: bytes) -> Any:
             if not data.startswith(header):
                 raise DecodeError(_header_mismatch(data, name), codec=name)
             data = data[len(header) :]
@@ -239,15 +243,42 @@ class Codec:
                 raise e.with_context(codec=name) from None
             failed = ""
             try:
-                return structure(loads(data), tp)
-            except DecodeError:
-                raise
-            except Exception as e:  # any parse/structure failure means corrupt data
+                return loads(data)
+            except Exception as e:  # noqa: BLE001 - any parse failure means corrupt data
                 # Raised below, outside this block: the parser's error may quote the
                 # decrypted value, and it would ride along as __context__.
                 failed = type(e).__name__
-            raise DecodeError(f"stored value does not decode as {_type_name(tp)}: {failed}",
-                              codec=name)
+            raise DecodeError(f"stored value does not {what}: {failed}", codec=name)
+
+        return load
+
+    def structurer(self, tp: Any) -> Callable[[Any], Any]:
+        """A function ``primitive -> value of tp``, strict: a primitive that is not exactly
+        what this chain writes for ``tp`` raises DecodeError naming the failing field path
+        (never the value)."""
+        structure = self.serializer.converter.get_structure_hook(tp)
+        name = self.name
+
+        def struct(primitive: Any) -> Any:
+            reason: tuple[str, str | None] | None = None
+            try:
+                return structure(primitive, tp)
+            except DecodeError as e:
+                if e.codec is not None:
+                    raise
+                reason = (e.reason, e.field)
+            except Exception as e:  # noqa: BLE001 - reported below without the value
+                reason = describe(e)
+            raise DecodeError(reason[0], field=reason[1], codec=name)
+
+        return struct
+
+    def _make_decoder(self, tp: Any) -> Callable[[bytes], Any]:
+        load = self.loader(tp)
+        struct = self.structurer(tp)
+
+        def decode(data: bytes) -> Any:
+            return struct(load(data))
 
         return decode
 
