@@ -19,7 +19,7 @@ from redmodel._errors import (
     ValidationError,
 )
 from redmodel._flat import FlatLayout, counter_result
-from redmodel._hash import HashLayout, check_increment
+from redmodel._hash import HashLayout, check_increment, saved
 from redmodel._indexed import (
     Abandoned,
     Claims,
@@ -165,6 +165,7 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
         if partial and replies[0] == 0:
             whole = layout.save_changes(key, obj, ms, True)[0]
             yield Batch([whole], write=True, idempotent=True, keys=(key,))  # type: ignore[list-item]
+    saved(obj)
     if spec.track_changes:
         layout.remember(obj, state)
     return key
@@ -194,6 +195,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     for obj in objs:
         spec = spec_of(obj)
         layout = layout_of(spec)
+        saved(obj)
         if spec.track_changes and isinstance(layout, HashLayout):  # partial saves: hash only
             layout.remember(obj, layout.encode_state(obj))
     return len(planned)

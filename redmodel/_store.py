@@ -109,8 +109,9 @@ class Store(ShellConfig):
         """Store ``obj`` whole and return its key.
 
         Sends HSET alone when that is all it takes; else one EVALSHA of a script that runs
-        HSET, HDEL of the fields that are None and PEXPIRE (when a TTL applies) atomically. ``ttl`` defaults to the model's;
-        ``None`` sends no expiry command, so an expiry the key already has is kept.
+        HSET, HDEL of the fields that are None and PEXPIRE (when a TTL applies) atomically.
+        ``ttl`` defaults to the model's; ``None`` sends no expiry command, so an expiry the
+        key already has is kept.
         Raises :class:`ValidationError` before sending anything if a value does not fit.
 
         A model with ``track_changes`` (every indexed model) saves an object loaded by

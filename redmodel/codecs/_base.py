@@ -244,7 +244,7 @@ class Codec:
             failed = ""
             try:
                 return loads(data)
-            except Exception as e:  # noqa: BLE001 - any parse failure means corrupt data
+            except Exception as e:
                 # Raised below, outside this block: the parser's error may quote the
                 # decrypted value, and it would ride along as __context__.
                 failed = type(e).__name__
@@ -267,7 +267,7 @@ class Codec:
                 if e.codec is not None:
                     raise
                 reason = (e.reason, e.field)
-            except Exception as e:  # noqa: BLE001 - reported below without the value
+            except Exception as e:
                 reason = describe(e)
             raise DecodeError(reason[0], field=reason[1], codec=name)
 
@@ -304,6 +304,20 @@ def _header_mismatch(data: bytes, expected: str) -> str:
         "value has no redmodel codec header (not written by a codec, or truncated), "
         f"read with {expected!r}"
     )
+
+
+def stored_primitive(raw: bytes) -> Any:
+    """What ``upgrade=`` receives for one stored string: the primitive of a value a codec
+    chain wrote (its header names the chain), else the text (bytes if not UTF-8).
+    Raises DecodeError when a chain's value does not decode (tampered, unknown key)."""
+    if len(raw) >= 2 and raw[0] == _MAGIC and len(raw) >= 2 + raw[1]:
+        name = raw[2 : 2 + raw[1]]
+        if name.isascii() and all(p.decode("ascii") in _REGISTRY for p in name.split(b"|")):
+            return codec(name.decode("ascii")).loader()(raw)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
 
 
 _REGISTRY: dict[str, Callable[[], Serializer | Transform]] = {}

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 import cattrs
 from cattrs import cols
-from cattrs.gen import make_dict_structure_fn, override
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from redmodel._errors import DecodeError
 from redmodel._types import BadValueError, make_checker
@@ -46,6 +46,17 @@ def _float(value: Any, _: Any) -> float:
     if type(value) is float or type(value) is int:
         return float(value)
     raise BadValueError("not a number")
+
+
+def _or_enum(tp: type, hook: Hook, enum_hook: Hook) -> Hook:
+    def structure(value: Any, t: Any) -> Any:
+        if t is tp:
+            return hook(value, t)
+        if isinstance(t, type) and issubclass(t, enum.Enum):
+            return enum_hook(value, t)
+        return hook(value, t)
+
+    return structure
 
 
 def _enum_factory(tp: type[enum.Enum]) -> Hook:
@@ -135,7 +146,7 @@ def _fixed_tuple_factory(conv: cattrs.Converter) -> Callable[[Any], Hook]:
 
 def _mapping_factory(conv: cattrs.Converter, text_keys: bool) -> Callable[[Any], Hook]:
     def factory(tp: Any) -> Hook:
-        key_tp, value_tp = typing.get_args(tp)
+        key_tp = typing.get_args(tp)[0]
         inner = cols.mapping_structure_factory(tp, conv)
         key = _json_key(key_tp) if text_keys else None
 
@@ -171,7 +182,7 @@ def upgrading(hook: Hook, tp: Any, upgrade: Callable[[Any], Any], where: str,
     def structure(value: Any, t: Any) -> Any:
         try:
             return hook(value, t)
-        except Exception:  # noqa: BLE001 - any refusal is what upgrade= is declared for
+        except Exception:
             pass
         return upgrade_value(upgrade, raw(value), check)
 
@@ -184,7 +195,7 @@ def upgrade_value(upgrade: Callable[[Any], Any], value: Any,
     failed = ""
     try:
         new = upgrade(value)
-    except Exception as e:  # noqa: BLE001 - reported below without the value
+    except Exception as e:
         failed = type(e).__name__
     if failed:
         raise DecodeError(f"stored value does not decode and upgrade= raised {failed}")
@@ -233,20 +244,42 @@ def configure_strict(conv: cattrs.Converter, *, bytes_as: type, text_keys: bool)
     come back as text (JSON). Call last: it replaces the preconf's lenient hooks."""
     to_bytes = conv.get_structure_hook(bytes)
     exact_bytes = _exact(bytes_as, "not bytes")
-    # By predicate, not by class: a class hook would also catch IntEnum and StrEnum.
+    # Class hooks (cattrs tries them first) also catch subclasses: bool is an int, and an
+    # enum mixing in int or str is both; each hook sends an enum to the enum hook.
+    enums: dict[Any, Hook] = {}
+
+    def enum_hook(value: Any, t: Any) -> Any:
+        hook = enums.get(t)
+        if hook is None:
+            hook = enums[t] = _enum_factory(t)
+        return hook(value, t)
+
     for tp, hook in ((bytes, lambda v, t: to_bytes(exact_bytes(v, t), t)),
                      (int, _exact(int, "not an integer")), (str, _exact(str, "not text")),
                      (bool, _exact(bool, "not a boolean")), (float, _float)):
-        conv.register_structure_hook_func(lambda t, tp=tp: t is tp, hook)
+        conv.register_structure_hook(tp, _or_enum(tp, hook, enum_hook))
     conv.register_structure_hook_factory(
         lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_factory)
     conv.register_structure_hook_factory(_is_list_like, _sequence_factory(conv))
-    conv.register_structure_hook_factory(
-        lambda t: typing.get_origin(t) is tuple and not _is_list_like(t),
-        _fixed_tuple_factory(conv))
-    conv.register_structure_hook_factory(
-        lambda t: typing.get_origin(t) is dict, _mapping_factory(conv, text_keys))
+    conv.register_structure_hook_factory(_is_fixed_tuple, _fixed_tuple_factory(conv))
+    conv.register_structure_hook_factory(_is_dict, _mapping_factory(conv, text_keys))
     conv.register_structure_hook_factory(attrs.has, _attrs_factory(conv))
+    conv.register_unstructure_hook_factory(attrs.has, lambda cls: _unstructure_fn(conv, cls))
+
+
+def _unstructure_fn(conv: cattrs.Converter, cls: Any) -> Callable[[Any], Any]:
+    """Attrs classes are written under their stored names (``redmodel.field(name=...)``)."""
+    renames: dict[str, Any] = {f.name: override(rename=field_names(f)[0])
+                               for f in attrs.fields(cls)}
+    return make_dict_unstructure_fn(cls, conv, **renames)
+
+
+def _is_fixed_tuple(tp: Any) -> bool:
+    return typing.get_origin(tp) is tuple and not _is_list_like(tp)
+
+
+def _is_dict(tp: Any) -> bool:
+    return typing.get_origin(tp) is dict
 
 
 def describe(e: BaseException) -> tuple[str, str | None]:
