@@ -33,6 +33,7 @@ __all__ = ["FieldSpec", "ModelSpec", "field", "key_field", "model", "spec_of"]
 
 T = TypeVar("T")
 _META = "redmodel"
+_UNSET: Any = object()  # an @model option not given (a subclass inherits its base's)
 LAYOUTS = ("hash", "flat", "blob")
 
 
@@ -186,6 +187,8 @@ class ModelSpec:
     buckets: int | None = None
     indexes: IndexSpec | None = None
     track_changes: bool = False
+    # The @model options given explicitly, inherited by a decorated subclass.
+    options: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     @property
     def claims(self) -> bool:
@@ -299,11 +302,28 @@ def spec_of(cls_or_obj: Any) -> ModelSpec:
     cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
     spec = cls.__dict__.get("__redmodel__")
     if not isinstance(spec, ModelSpec):
+        base = _base_spec(cls)
+        if base is not None:
+            raise ModelDefinitionError(
+                f"{cls.__module__}.{cls.__qualname__} is a subclass of the model "
+                f"{base.name} but not a model itself: decorate it with @redmodel.model "
+                f"(it inherits {base.name}'s options, and its keys get their own prefix, "
+                f"{snake_case(cls.__name__)!r} unless given) or store {base.name} objects"
+            )
         raise ModelDefinitionError(
             f"{cls.__module__}.{cls.__qualname__} is not a redmodel model "
             "(decorate the attrs class with @redmodel.model)"
         )
     return spec
+
+
+def _base_spec(cls: type) -> ModelSpec | None:
+    """The spec of the nearest model class ``cls`` derives from."""
+    for base in cls.__mro__[1:]:
+        found = base.__dict__.get("__redmodel__")
+        if isinstance(found, ModelSpec):
+            return found
+    return None
 
 
 @overload
@@ -327,15 +347,15 @@ def model(
     /,
     *,
     prefix: str | None = None,
-    key: str | None = None,
-    layout: str = "hash",
-    ttl: float | dt.timedelta | None = None,
-    codec: str | Codec | None = None,
-    delimiter: str = ":",
-    hash_tag: bool | Callable[[Any], str] = False,
-    unique: Sequence[Sequence[str]] = (),
-    buckets: int | None = None,
-    track_changes: bool | None = None,
+    key: Any = _UNSET,
+    layout: Any = _UNSET,
+    ttl: Any = _UNSET,
+    codec: Any = _UNSET,
+    delimiter: Any = _UNSET,
+    hash_tag: Any = _UNSET,
+    unique: Any = _UNSET,
+    buckets: Any = _UNSET,
+    track_changes: Any = _UNSET,
 ) -> type[T] | Callable[[type[T]], type[T]]:
     """Declare an attrs class a redmodel model. Use above ``@attrs.define``::
 
@@ -364,12 +384,26 @@ def model(
       that changed (two writers of different fields both keep theirs). Default: on for
       models with indexes.
 
+    A subclass of a model is a model only when decorated too; it inherits every option
+    its base was given except ``prefix`` (its own keys: the subclass name in snake case),
+    and options given to it win (docs/models.md, "Inheritance").
+
     Raises :class:`ModelDefinitionError` for anything that could not be stored.
     """
+    given = {name: value for name, value in (
+        ("key", key), ("layout", layout), ("ttl", ttl), ("codec", codec),
+        ("delimiter", delimiter), ("hash_tag", hash_tag), ("unique", unique),
+        ("buckets", buckets), ("track_changes", track_changes)) if value is not _UNSET}
 
     def wrap(c: type[T]) -> type[T]:
-        spec = _compile(c, prefix, key, layout, ttl, codec, delimiter, hash_tag, unique,
-                        buckets, track_changes)
+        base = _base_spec(c)
+        options = {**(base.options if base is not None else {}), **given}
+        spec = _compile(c, prefix, options.get("key"), options.get("layout", "hash"),
+                        options.get("ttl"), options.get("codec"),
+                        options.get("delimiter", ":"), options.get("hash_tag", False),
+                        options.get("unique", ()), options.get("buckets"),
+                        options.get("track_changes"))
+        spec = attrs.evolve(spec, options=options)
         setattr(c, "__redmodel__", spec)  # noqa: B010 - attrs slots classes allow class attrs
         hide_encrypted(spec)
         return c
