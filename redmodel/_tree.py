@@ -17,7 +17,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from redmodel._errors import DecodeError
 from redmodel._types import _SCALARS, BadValueError, scalar
 from redmodel.codecs._base import stored_primitive
-from redmodel.codecs._strict import describe, field_names, upgrading
+from redmodel.codecs._strict import configure_containers, describe, field_names, upgrading
 
 __all__ = ["make_tree_converter", "structure_error"]
 
@@ -137,6 +137,9 @@ def make_tree_converter() -> cattrs.Converter:
     conv.register_unstructure_hook_factory(
         attrs.has, lambda cls: make_dict_unstructure_fn(cls, conv, **_field_codec_hooks(conv, cls))
     )
+    # A leaf where a container is declared (or the reverse) is a changed type, not an
+    # empty list: containers are structured only from containers.
+    configure_containers(conv, text_keys=False)
     conv.register_structure_hook_factory(attrs.has, lambda cls: _structure_fn(conv, cls))
     return conv
 

@@ -13,9 +13,12 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import redmodel
 from redmodel._schema import spec_of
+from tests.budget import scaled
 
 # "encoded" is the hash layout with every changed field encoded by a codec chain (json):
 # the values that decoded leniently before strict decoding applied to every chain.
@@ -376,3 +379,99 @@ def test_an_undecorated_subclass_is_refused_naming_its_base_and_the_fix(store: A
         with pytest.raises(redmodel.ModelDefinitionError,
                            match=r"subclass of the model Base.*@redmodel.model"):
             call()
+
+
+# ---- property: any evolution reads as the new model says, wrong data always raises ------
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=6).map(lambda s: "s" + s)
+VALUES: dict[Any, st.SearchStrategy[Any]] = {
+    int: st.integers(-(2**40), 2**40),
+    float: st.floats(allow_nan=False, allow_infinity=False),
+    str: TEXT,  # never text of a number: "s…" is no int, float or bool in any layout
+    bool: st.booleans(),
+    list[int]: st.lists(st.integers(-99, 99), max_size=3),
+}
+# Type changes whose old values never decode strictly as the new type, in any layout, and
+# the upgrade for each: it sees text or the serializer's primitive, so it must take both.
+UPGRADES: dict[tuple[Any, Any], Callable[[Any], Any]] = {
+    (float, int): lambda v: round(float(v)),
+    (str, int): len,
+    (str, float): lambda v: float(len(v)),
+    (str, bool): lambda v: v.startswith("sa"),
+    (list[int], str): lambda v: ",".join(str(x) for x in v),
+    (str, list[int]): lambda v: [len(v)],
+}
+EVOLUTIONS = ("keep", "add", "add_required", "remove", "rename", "upgrade", "no_upgrade",
+              "widen")
+
+
+@st.composite
+def evolutions(draw: st.DrawFn) -> list[tuple[str, str, Any, Any]]:
+    """(field name, evolution, old type, new type) per field."""
+    out = []
+    for name in draw(st.lists(st.sampled_from("abcde"), min_size=1, max_size=4, unique=True)):
+        how = draw(st.sampled_from(EVOLUTIONS))
+        if how in ("upgrade", "no_upgrade"):
+            old_tp, new_tp = draw(st.sampled_from(sorted(UPGRADES, key=repr)))
+        elif how == "widen":
+            old_tp, new_tp = int, float
+        else:
+            old_tp = new_tp = draw(st.sampled_from(sorted(VALUES, key=repr)))
+        out.append((name, how, old_tp, new_tp))
+    return out
+
+
+def _expected(how: str, old_tp: Any, new_tp: Any, old: Any, default: Any) -> Any:
+    if how in ("add", "add_required"):
+        return default
+    if how == "upgrade":
+        return UPGRADES[(old_tp, new_tp)](old)
+    if how == "widen":
+        return float(old)
+    return old
+
+
+@settings(max_examples=scaled(40, floor=10))
+@given(layout=st.sampled_from(LAYOUTS), plan=evolutions(), data=st.data())
+def test_data_of_the_old_model_reads_as_the_new_model_says_or_raises(
+        store: Any, layout: str, plan: list[tuple[str, str, Any, Any]],
+        data: st.DataObject) -> None:
+    _count[0] += 1
+    prefix = f"prop{_count[0]}"
+    old_fields: dict[str, Any] = {}
+    new_fields: dict[str, Any] = {}
+    old_values: dict[str, Any] = {}
+    expected: dict[str, Any] = {}
+    fails = False
+    for name, how, old_tp, new_tp in plan:
+        if how not in ("add", "add_required"):
+            old_fields[name] = value(layout, old_tp)
+            old_values[name] = data.draw(VALUES[old_tp])
+        if how == "remove":
+            continue
+        new_name = f"new_{name}" if how == "rename" else name
+        default = data.draw(VALUES[new_tp]) if how == "add" else None
+        if how == "add":
+            new_fields[new_name] = value(layout, new_tp, default=default)
+        elif how == "rename":
+            new_fields[new_name] = value(layout, new_tp, old_names=(name,))
+        elif how == "upgrade":
+            new_fields[new_name] = value(layout, new_tp, upgrade=UPGRADES[(old_tp, new_tp)])
+        else:
+            new_fields[new_name] = value(layout, new_tp)
+        fails |= how in ("no_upgrade", "add_required")
+        expected[new_name] = _expected(how, old_tp, new_tp, old_values.get(name), default)
+    old = make(layout, prefix, **old_fields)
+    new = make(layout, prefix, **new_fields)
+    store.save(old(**old_values, id="1"))
+    if fails:
+        with pytest.raises(redmodel.DecodeError) as e:
+            store.get(new, "1")
+        assert e.value.key == key(new, "1")
+        return
+    obj = store.get(new, "1")
+    assert attrs.asdict(obj) == {**expected, "id": "1"}
+    store.save(obj)  # renamed values move, removed fields go
+    assert stored_names(store, new, "1") <= set(new_fields)
+    assert store.get(new, "1") == obj
+    store.delete(new, "1")

@@ -26,7 +26,8 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from redmodel._errors import DecodeError
 from redmodel._types import BadValueError, make_checker
 
-__all__ = ["configure_strict", "describe", "field_names", "upgrading"]
+__all__ = ["configure_containers", "configure_strict", "describe", "field_names",
+           "upgrading"]
 
 Hook = Callable[[Any, Any], Any]
 
@@ -260,11 +261,16 @@ def configure_strict(conv: cattrs.Converter, *, bytes_as: type, text_keys: bool)
         conv.register_structure_hook(tp, _or_enum(tp, hook, enum_hook))
     conv.register_structure_hook_factory(
         lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_factory)
+    configure_containers(conv, text_keys=text_keys)
+    conv.register_structure_hook_factory(attrs.has, _attrs_factory(conv))
+    conv.register_unstructure_hook_factory(attrs.has, lambda cls: _unstructure_fn(conv, cls))
+
+
+def configure_containers(conv: cattrs.Converter, *, text_keys: bool) -> None:
+    """Lists, tuples and sets only from a list, dicts only from a dict."""
     conv.register_structure_hook_factory(_is_list_like, _sequence_factory(conv))
     conv.register_structure_hook_factory(_is_fixed_tuple, _fixed_tuple_factory(conv))
     conv.register_structure_hook_factory(_is_dict, _mapping_factory(conv, text_keys))
-    conv.register_structure_hook_factory(attrs.has, _attrs_factory(conv))
-    conv.register_unstructure_hook_factory(attrs.has, lambda cls: _unstructure_fn(conv, cls))
 
 
 def _unstructure_fn(conv: cattrs.Converter, cls: Any) -> Callable[[Any], Any]:
