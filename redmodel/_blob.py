@@ -26,11 +26,11 @@ class BlobLayout:
         self.codec = spec.codec or resolve_codec("json")
         self.encode = self.codec.encoder(spec.cls)
         self.decoder = self.codec.decoder(spec.cls)
-        self.load = self.codec.loader(spec.cls)
-        self.structure = self.codec.structurer(spec.cls)
         self.id_primitive = self.codec.serializer.converter.get_unstructure_hook(spec.key.type)
         opts = next(f for f in attrs.fields(spec.cls) if f.name == spec.key.name).metadata
-        self.key_stored = getattr(opts.get("redmodel"), "name", None) or spec.key.name
+        self.text_id = spec.key.type is str  # stored as the key's text itself
+        key_stored = getattr(opts.get("redmodel"), "name", None) or spec.key.name
+        self.keyed = self.codec.object_decoder(spec.cls, key_stored)
 
     def save(self, key: str, obj: Any, ttl_ms: int | None) -> Command:
         try:
@@ -74,10 +74,8 @@ class BlobLayout:
         if reply is None:
             return None
         try:
-            tree = self.load(reply)
-            if type(tree) is dict:
-                tree[self.key_stored] = self.id_primitive(self._decode_id(key, id_text))
-            return self.structure(tree)
+            return self.keyed(reply, id_text if self.text_id else self.id_primitive(
+                self._decode_id(key, id_text)))
         except DecodeError as e:
             raise e.with_context(model=self.spec.name, key=key) from None
 

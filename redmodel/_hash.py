@@ -90,6 +90,9 @@ def _note_stale(obj: Any, stale: list[bytes], moved: list[bytes]) -> None:
         _STALE[key] = (weakref.ref(obj, gone), stale, moved)
 
 
+_NO_STALE: tuple[list[bytes], list[bytes]] = ([], [])  # never appended to
+
+
 def stale_fields(obj: Any) -> tuple[list[bytes], list[bytes]]:
     """(fields a whole save drops, fields a partial save drops) for an object read from
     stored data holding fields its model no longer has or values under old names."""
@@ -128,6 +131,10 @@ def _leaf_names(fields: tuple[FieldSpec, ...], prefix: bytes, delim: bytes) -> l
     return out
 
 
+def _renamed(fields: tuple[FieldSpec, ...]) -> bool:
+    return any(f.old_stored or _renamed(f.children) for f in fields)
+
+
 def _may_be_empty(fields: tuple[FieldSpec, ...]) -> bool:
     for f in fields:
         if f.kind == "struct":
@@ -151,6 +158,7 @@ class HashLayout:
         self._all_fields = frozenset(spec.indexes.fields if spec.indexes else ())
         self.encrypted = _has_encrypted(spec.fields)
         self.known = frozenset([MARKER, *_leaf_names(spec.fields, b"", self.delim)])
+        self.renamed = _renamed(spec.fields)
 
     # ---- writing ------------------------------------------------------------------
 
@@ -231,7 +239,7 @@ class HashLayout:
         then saves it whole."""
         pairs, nones = self.encode(obj)
         state = dict(zip(pairs[::2], pairs[1::2], strict=True))
-        stale, moved = stale_fields(obj) if _STALE else ([], [])
+        stale, moved = stale_fields(obj) if _STALE else _NO_STALE
         snapshot = None if not self.spec.track_changes else recall(obj)
         indexes = self.spec.indexes
         if snapshot is not None and ttl_ms is not None and indexes is None:
@@ -432,14 +440,14 @@ class HashLayout:
             return None
         data = _as_dict(reply)
         spec = self.spec
-        moved: list[bytes] = []
+        moved: list[bytes] | None = [] if self.renamed else None
         kwargs = self._decode(spec.fields, data, b"", key, "", moved)
         kwargs[spec.key.init_name] = self._decode_id(key, id_text)
         obj = spec.cls(**kwargs)
         if spec.track_changes:
             self.remember(obj, data)
         if moved or not self.known.issuperset(data):
-            _note_stale(obj, [f for f in data if f not in self.known], moved)
+            _note_stale(obj, [f for f in data if f not in self.known], moved or [])
         return obj
 
     def _decode_id(self, key: str, id_text: str) -> Any:
@@ -469,14 +477,14 @@ class HashLayout:
         prefix: bytes,
         key: str,
         path: str,
-        moved: list[bytes],
+        moved: list[bytes] | None,
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         for f in fields:
             if f.kind == "struct":
                 assert f.cls is not None
                 sub_prefix = prefix + f.stored.encode() + self.delim
-                if f.old_stored:
+                if f.old_stored and moved is not None:
                     sub_prefix = self._old_prefix(f, data, prefix)
                     if not sub_prefix.startswith(prefix + f.stored.encode() + self.delim):
                         moved.extend(n for n in data if n.startswith(sub_prefix))
@@ -486,7 +494,7 @@ class HashLayout:
                 continue
             name = prefix + f.stored.encode()
             raw = data.get(name)
-            if raw is None and f.old_stored:
+            if raw is None and moved is not None and f.old_stored:
                 raw = self._read_old(f, data, prefix, moved)
             if raw is None:
                 if f.optional:

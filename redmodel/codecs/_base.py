@@ -273,12 +273,51 @@ class Codec:
 
         return struct
 
-    def _make_decoder(self, tp: Any) -> Callable[[bytes], Any]:
-        load = self.loader(tp)
-        struct = self.structurer(tp)
+    def object_decoder(self, tp: Any, field: str) -> Callable[[bytes, Any], Any]:
+        """A function ``(bytes, value) -> object of tp`` that sets the primitive field
+        ``field`` to ``value`` before structuring (the blob layout's id, from the key)."""
+        decode: Callable[[bytes, Any], Any] = self._make_decoder(tp, field)
+        return decode
 
-        def decode(data: bytes) -> Any:
-            return struct(load(data))
+    def _make_decoder(self, tp: Any, field: str | None = None) -> Any:
+        # One closure on the hot path: loader() and structurer() inlined.
+        header = self._header
+        transforms = self.transforms[::-1]
+        loads = self.serializer.loads
+        structure = self.serializer.converter.get_structure_hook(tp)
+        name = self.name
+        what = f"decode as {_type_name(tp)}"
+
+        def decode(data: bytes, value: Any = None) -> Any:
+            if not data.startswith(header):
+                raise DecodeError(_header_mismatch(data, name), codec=name)
+            data = data[len(header) :]
+            try:
+                for t in transforms:
+                    data = t.decode(data)
+            except DecodeError as e:
+                raise e.with_context(codec=name) from None
+            failed = ""
+            try:
+                primitive = loads(data)
+            except Exception as e:
+                # Raised below, outside this block: the parser's error may quote the
+                # decrypted value, and it would ride along as __context__.
+                failed = type(e).__name__
+            if failed:
+                raise DecodeError(f"stored value does not {what}: {failed}", codec=name)
+            if field is not None and type(primitive) is dict:
+                primitive[field] = value
+            reason: tuple[str, str | None] | None = None
+            try:
+                return structure(primitive, tp)
+            except DecodeError as e:
+                if e.codec is not None:
+                    raise
+                reason = (e.reason, e.field)
+            except Exception as e:
+                reason = describe(e)
+            raise DecodeError(reason[0], field=reason[1], codec=name)
 
         return decode
 

@@ -51,11 +51,27 @@ def _float(value: Any, _: Any) -> float:
 
 def _or_enum(tp: type, hook: Hook, enum_hook: Hook) -> Hook:
     def structure(value: Any, t: Any) -> Any:
-        if t is tp:
-            return hook(value, t)
-        if isinstance(t, type) and issubclass(t, enum.Enum):
+        if t is not tp and isinstance(t, type) and issubclass(t, enum.Enum):
             return enum_hook(value, t)
         return hook(value, t)
+
+    return structure
+
+
+def _scalar(tp: type, what: str, enum_hook: Hook) -> Hook:
+    """The hook of a type stored as itself: the value, only if it is exactly that type (one
+    call on the hot path: no wrapper)."""
+
+    def structure(value: Any, t: Any) -> Any:
+        if t is tp:
+            if type(value) is tp:
+                return value
+            raise BadValueError(what)
+        if isinstance(t, type) and issubclass(t, enum.Enum):
+            return enum_hook(value, t)
+        if type(value) is tp:
+            return value
+        raise BadValueError(what)
 
     return structure
 
@@ -222,6 +238,8 @@ def _attrs_factory(conv: cattrs.Converter) -> Callable[[Any], Hook]:
                                                  f"{cls.__name__}.{f.name}")
             overrides[f.name] = override(**hooks)
         generated = make_dict_structure_fn(cls, conv, **overrides)
+        if not aliases:
+            return generated  # a non-dict fails in it too: o["name"] raises
 
         def structure(value: Any, tp: Any) -> Any:
             if type(value) is not dict:
@@ -255,15 +273,18 @@ def configure_strict(conv: cattrs.Converter, *, bytes_as: type, text_keys: bool)
             hook = enums[t] = _enum_factory(t)
         return hook(value, t)
 
-    for tp, hook in ((bytes, lambda v, t: to_bytes(exact_bytes(v, t), t)),
-                     (int, _exact(int, "not an integer")), (str, _exact(str, "not text")),
-                     (bool, _exact(bool, "not a boolean")), (float, _float)):
-        conv.register_structure_hook(tp, _or_enum(tp, hook, enum_hook))
+    conv.register_structure_hook(bytes, _or_enum(
+        bytes, lambda v, t: to_bytes(exact_bytes(v, t), t), enum_hook))
+    conv.register_structure_hook(float, _or_enum(float, _float, enum_hook))
+    for scalar, what in ((int, "not an integer"), (str, "not text"), (bool, "not a boolean")):
+        conv.register_structure_hook(scalar, _scalar(scalar, what, enum_hook))
     conv.register_structure_hook_factory(
         lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_factory)
     configure_containers(conv, text_keys=text_keys)
     conv.register_structure_hook_factory(attrs.has, _attrs_factory(conv))
-    conv.register_unstructure_hook_factory(attrs.has, lambda cls: _unstructure_fn(conv, cls))
+    # The factory takes the converter it runs in: a copy (containers' canonical converter)
+    # must use its own hooks for the fields.
+    conv.register_unstructure_hook_factory(attrs.has, _unstructure_fn)
 
 
 def configure_containers(conv: cattrs.Converter, *, text_keys: bool) -> None:
@@ -273,7 +294,7 @@ def configure_containers(conv: cattrs.Converter, *, text_keys: bool) -> None:
     conv.register_structure_hook_factory(_is_dict, _mapping_factory(conv, text_keys))
 
 
-def _unstructure_fn(conv: cattrs.Converter, cls: Any) -> Callable[[Any], Any]:
+def _unstructure_fn(cls: Any, conv: cattrs.Converter) -> Callable[[Any], Any]:
     """Attrs classes are written under their stored names (``redmodel.field(name=...)``)."""
     renames: dict[str, Any] = {f.name: override(rename=field_names(f)[0])
                                for f in attrs.fields(cls)}
