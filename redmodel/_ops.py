@@ -165,7 +165,8 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
         if partial and replies[0] == 0:
             whole = layout.save_changes(key, obj, ms, True)[0]
             yield Batch([whole], write=True, idempotent=True, keys=(key,))  # type: ignore[list-item]
-    saved(obj)
+    if not partial:  # a partial save kept the fields its model does not know
+        saved(obj)
     if spec.track_changes:
         layout.remember(obj, state)
     return key

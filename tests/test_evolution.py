@@ -475,3 +475,19 @@ def test_data_of_the_old_model_reads_as_the_new_model_says_or_raises(
     assert stored_names(store, new, "1") <= set(new_fields)
     assert store.get(new, "1") == obj
     store.delete(new, "1")
+
+
+def test_a_whole_save_after_a_partial_one_still_drops_removed_fields(store: Any) -> None:
+    older = make("hash", "later", a=redmodel.field(type=int), gone=redmodel.field(type=str))
+    new = redmodel.model(prefix="later", hash_tag=True, track_changes=True)(
+        attrs.make_class("Later", {"a": redmodel.field(type=int),
+                                   "id": redmodel.key_field(generated=False, type=str)},
+                         kw_only=True, slots=True))
+    store.save(older(a=1, gone="x", id="1"))
+    obj = store.get(new, "1")
+    obj.a = 2
+    store.save(obj)  # partial: "gone" stays
+    assert stored_names(store, new, "1") == {"a", "gone"}
+    obj.a = 3
+    store.save(obj, force=True)  # whole
+    assert stored_names(store, new, "1") == {"a"}
