@@ -375,7 +375,8 @@ def test_an_undecorated_subclass_is_refused_naming_its_base_and_the_fix(store: A
         pass
 
     for call in (lambda: store.save(Sub("red")), lambda: store.get(Sub, "1"),
-                 lambda: store.count(Sub)):
+                 lambda: store.count(Sub), lambda: store.save_many([Sub("red")]),
+                 lambda: store.exists(Sub, "1")):
         with pytest.raises(redmodel.ModelDefinitionError,
                            match=r"subclass of the model Base.*@redmodel.model"):
             call()
