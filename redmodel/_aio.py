@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -19,13 +19,14 @@ from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Plan, gather, iterate_async, run_async
 from redmodel._query import Q, Query
 from redmodel._shells import AsyncLink
-from redmodel._tx import RetryPolicy
+from redmodel._tx import AsyncTransaction, AsyncTransactionFunction, RetryPolicy
 from redmodel._wire import ResendPolicy
 
 __all__ = ["AsyncStore"]
 
 M = TypeVar("M")
 R = TypeVar("R")
+P = ParamSpec("P")
 
 
 class AsyncStore(ShellConfig):
@@ -184,6 +185,16 @@ class AsyncStore(ShellConfig):
             shown.step(page)
         return shown.finish()
 
+    @overload
+    def transaction(
+        self, fn: Callable[Concatenate[AsyncTransaction, P], Awaitable[R]], *,
+        policy: RetryPolicy | None = None,
+    ) -> AsyncTransactionFunction[P, R]: ...
+    @overload
+    def transaction(
+        self, fn: None = None, *, policy: RetryPolicy | None = None
+    ) -> Callable[[Callable[Concatenate[AsyncTransaction, P], Awaitable[R]]],
+                  AsyncTransactionFunction[P, R]]: ...
     def transaction(self, fn: Any = None, *, policy: RetryPolicy | None = None) -> Any:
         """``@astore.transaction`` on an ``async def``: the same as
         ``@redmodel.transaction(astore, ...)``; see docs/transactions.md."""
@@ -197,8 +208,9 @@ class AsyncStore(ShellConfig):
         outcome = await _tx.run_transaction_async(self, fn, args, kwargs)
         return outcome.value
 
-    def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M]:
-        """See :meth:`Store.find`; the query's run methods return awaitables."""
+    def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M, AsyncStore]:
+        """See :meth:`Store.find`; the query's run methods return coroutines (typed as such:
+        ``Query[M, AsyncStore]``)."""
         return Query(self, model, Q(*where, **filters))
 
     async def get_by(self, model: type[M], **unique: Any) -> M | None:

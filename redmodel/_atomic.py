@@ -15,7 +15,7 @@ indexed field it changes move with the values, in the same script.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -24,6 +24,7 @@ from redmodel._errors import ConditionFailedError, ValidationError
 from redmodel._hash import INT64, float_text, int_text
 from redmodel._index import EXACT_INT, SEP, IndexedField
 from redmodel._indexed import TxHints, Write, refusal, run_writes, status
+from redmodel._keys import unescape
 from redmodel._plan import Batch, Plan, script
 from redmodel._schema import FieldSpec, ModelSpec, spec_of
 
@@ -164,7 +165,7 @@ def incr_fields(
         reply = replies[0]
     else:
         reply = yield from _indexed_incr(spec, key, todo, args, hints)
-    return _result(spec, key, todo, bounds, fields, reply)
+    return _result(spec, key, todo, bounds, fields, reply, hints is not None)
 
 
 def _indexed_incr(spec: ModelSpec, key: str, todo: list[_Change], args: list[Any],
@@ -181,30 +182,61 @@ def _indexed_incr(spec: ModelSpec, key: str, todo: list[_Change], args: list[Any
     eq = [c for c in todo if c.index is not None and c.index.eq]
     if hints is not None and eq:
         yield from _predict_eq(spec, key, w, eq, hints)
+    elif eq:
+        w.spread = _window(w.root, spec.delimiter, eq)
     replies = yield from run_writes([w], idempotent=False, hints=hints,
                                     what=f"incr {spec.name}")
     return replies[0]
 
 
+SPREAD_MAX = 4096
+"""At most this many values each side of a counter's value are declared in one resend."""
+
+
+def _window(root: str, d: str, eq: list[_Change]) -> Callable[[list[str], int], list[str]]:
+    """For a KEYS answer of an increment: besides the entries it names (the counter's
+    value then, and that plus the amount), the entries of the values around them,
+    8**round each side. Other clients incrementing the same counter move its value
+    between the answer and the resend; with the window the resend still names it (a
+    declared key the script does not touch costs nothing), so concurrent increments
+    practically never run out of tries."""
+    heads = {f"{root}eq{d}{c.path}{d}": c for c in eq}
+
+    def spread(need: list[str], attempt: int) -> list[str]:
+        width = min(SPREAD_MAX, 8 ** attempt)
+        out: list[str] = []
+        for k in need:
+            for head, c in heads.items():
+                if not k.startswith(head):
+                    continue
+                try:
+                    value = int(unescape(k[len(head):]))
+                except ValueError:
+                    continue
+                assert c.index is not None
+                out += [head + c.index.text(v) for v in range(value - width, value + width + 1)]
+        return out
+
+    return spread
+
+
 def _predict_eq(spec: ModelSpec, key: str, w: Write, eq: list[_Change],
                 hints: TxHints) -> Plan[None]:
-    """In a transaction: the new equality entries of incremented ints, from their values
-    now (WATCHed), so the write declares their keys (it cannot ask after EXEC)."""
-    dirty = hints.fields.get(key, set())
-    if any(c.path in dirty for c in eq):
-        raise ValidationError("an equality-indexed int changed earlier in the same "
-                              "transaction cannot be incremented in it (its new entry "
-                              "is unknown before EXEC): change it once",
-                              model=spec.name, key=key)
+    """In a transaction: the new equality entries of incremented ints (their values now,
+    WATCHed, or as the writes queued before this one leave them), so the write declares
+    their keys (it cannot ask after EXEC)."""
     replies = yield Batch([("HGET", key, c.stored) for c in eq], keys=(key,))
+    after: dict[str, Any] = {}
     for c, raw in zip(eq, replies, strict=True):
-        try:
-            new = int(raw or b"0") + int(c.amount)
-        except ValueError:
+        now = hints.predict_int(key, c.path, raw)
+        if now is None:
             continue  # not a number: the script refuses it
         assert c.index is not None
+        new = now + int(c.amount)
         w.declare_lines([f"e{SEP}{c.path}{SEP}{c.index.text(new)}"])
-    hints.fields.setdefault(key, set()).update(c.path for c in eq)
+        hints.ints[key, c.path] = new
+        after[c.path] = new
+    w.values = after
 
 
 def _result(
@@ -214,6 +246,7 @@ def _result(
     bounds: list[tuple[str, str, Any, FieldSpec]],
     fields: dict[str, str],
     reply: Any,
+    tx: bool = False,
 ) -> dict[str, Any]:
     word = status(reply)
     if word == "OK":
@@ -233,7 +266,7 @@ def _result(
             model=spec.name, key=key, field=c.path, kind=side,
             bound=low if side == "floor" else high, current=_parse(c.leaf, reply[4]),
             change=_parse(c.leaf, c.amount), limit=limit)
-    error = refusal(spec, key, reply, f"incr {spec.name}", fields)
+    error = refusal(spec, key, reply, f"incr {spec.name}", fields, tx=tx)
     if error is not None:
         raise error
     raise AssertionError(f"unexpected reply {reply!r}")  # pragma: no cover

@@ -33,7 +33,7 @@ from typing import Any
 
 from redmodel._errors import CodecError, ModelDefinitionError
 from redmodel._keys import escape, unescape
-from redmodel._types import scalar
+from redmodel._types import canonical_text
 from redmodel.codecs._keysource import Key, KeySource
 
 __all__ = [
@@ -186,11 +186,11 @@ class BlindIndex:
     __slots__ = ("_canonical", "_cls", "_delimiter", "_label", "field")
 
     def __init__(self, cls: type, field: str, tp: Any, delimiter: str) -> None:
-        found = scalar(tp)
-        assert found is not None
+        canonical = canonical_text(tp)  # equal values (==), one token
         self._cls = cls
         self.field = field
-        self._canonical = found[0]
+        self._canonical: Callable[[Any], bytes] = (
+            lambda v: canonical(v).encode("utf-8", "surrogateescape"))
         self._delimiter = delimiter
         self._label: bytes | None = None
 

@@ -54,7 +54,9 @@ from redmodel._keys import escape, new_id
 from redmodel._plan import Batch, Command, Plan, script
 
 if typing.TYPE_CHECKING:
+    from redmodel._aio import AsyncStore
     from redmodel._containers import Queue
+    from redmodel._store import Store
 
 __all__ = [
     "AsyncConsumer",
@@ -79,6 +81,7 @@ DEFAULT_VISIBILITY_TIMEOUT = 30.0
 _STALE_PER_CALL = 10  # consumers one recovery call returns the items of
 _TAKEBACK_LIMIT = 100  # items one take-back returns (the rest come at the next one)
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 1.0  # backoff after a connection error
+_OOM_POLL = 0.2  # seconds between takes while a full server refuses the BLMOVE wait
 
 # ---- keys -------------------------------------------------------------------------------
 
@@ -310,7 +313,7 @@ class _ConsumerBase(Generic[T]):
 
     def __init__(
         self,
-        queue: Queue[T],
+        queue: Queue[T, Any],
         *,
         sentinel: Any = None,
         max_items: int | None = None,
@@ -482,8 +485,14 @@ class _ConsumerBase(Generic[T]):
         # this consumer was taken for dead, or left) can strand nothing; the take that
         # follows checks the registration in the script.
         wait = self._block_seconds(last)
-        yield _Block(("BLMOVE", keys.queue, keys.queue, "LEFT", "LEFT", wait), wait,
-                     (keys.queue,))
+        try:
+            yield _Block(("BLMOVE", keys.queue, keys.queue, "LEFT", "LEFT", wait), wait,
+                         (keys.queue,))
+        except redis.exceptions.OutOfMemoryError:
+            # A server at maxmemory with noeviction refuses BLMOVE (it may grow a list)
+            # but runs the take script (allow-oom, it moves what is there): while the
+            # server is full, poll the queue instead of waiting on it.
+            yield _Pause(min(wait, _OOM_POLL))
         return None
 
     def _decoded_or_rejected(self, item: _Item) -> Generator[Step, Any, Any]:
@@ -560,8 +569,11 @@ class Consumer(_ConsumerBase[T]):
     else this consumer held goes back too, and it unregisters.
 
     With ``reliable=False`` the loop is the at-most-once ``BLPOP`` loop: no in-flight list,
-    no heartbeat, and an item whose reply is lost, or whose consumer dies, is lost.
+    no heartbeat, and an item whose reply is lost, or whose consumer dies, is lost (a lost
+    reply ends the loop with :class:`~redmodel.OutcomeUnknownError` naming the queue).
     """
+
+    queue: Queue[T, Store]
 
     def ack(self) -> bool:
         """Acknowledge the current item now (it is otherwise acknowledged when the next is
@@ -599,7 +611,8 @@ class Consumer(_ConsumerBase[T]):
                 if isinstance(step, (Batch, _Block)):
                     try:
                         reply = self._execute(step)
-                    except (redis.ConnectionError, redis.TimeoutError) as e:
+                    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError
+                            ) as e:  # the machine handles what it can, raises the rest
                         step = machine.throw(e)
                         continue
                     step = machine.send(reply)
@@ -714,7 +727,9 @@ class AsyncConsumer(_ConsumerBase[T]):
     ``CancelledError`` itself. Signal handlers go through the running loop (main thread
     only)."""
 
-    def __init__(self, queue: Queue[T], **kwargs: Any) -> None:
+    queue: Queue[T, AsyncStore]
+
+    def __init__(self, queue: Queue[T, AsyncStore], **kwargs: Any) -> None:
         super().__init__(queue, **kwargs)
         self._running: weakref.ref[AsyncIterator[T]] | None = None
         self._closed: asyncio.Future[None] | None = None  # done when the loop has left
@@ -798,7 +813,8 @@ class AsyncConsumer(_ConsumerBase[T]):
                 if isinstance(step, (Batch, _Block)):
                     try:
                         reply = await self._execute(step)
-                    except (redis.ConnectionError, redis.TimeoutError) as e:
+                    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError
+                            ) as e:  # the machine handles what it can, raises the rest
                         check_cancelled()
                         step = machine.throw(e)
                         continue
@@ -843,7 +859,7 @@ class AsyncConsumer(_ConsumerBase[T]):
                         "after its visibility timeout", self.name, self.keys.queue, e)
 
 
-def make_consumer(queue: Queue[T], **kwargs: Any) -> Consumer[T]:
+def make_consumer(queue: Queue[T, Any], **kwargs: Any) -> Consumer[T]:
     """A :class:`Consumer`, or an :class:`AsyncConsumer` for a queue on an AsyncStore."""
     if is_async_client(queue.store.client):
         return AsyncConsumer(queue, **kwargs)  # type: ignore[return-value]

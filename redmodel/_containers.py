@@ -27,9 +27,9 @@ import types
 import typing
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import attrs
 import cattrs
@@ -61,15 +61,16 @@ from redmodel._errors import (
 )
 from redmodel._hidden import check_members_encrypted
 from redmodel._keys import escape
-from redmodel._plan import Batch, Command, Plan, run_async, run_sync
+from redmodel._plan import Batch, Command, Plan, S, run_async, run_sync
 from redmodel._tx import current_transaction
 from redmodel._types import BadValueError, Checker, make_checker, scalar
 from redmodel.codecs import Codec
 from redmodel.codecs import codec as resolve_codec
 
 if typing.TYPE_CHECKING:
+    from redmodel._aio import AsyncStore
     from redmodel._store import Store
-    from redmodel._tx import Transaction
+    from redmodel._tx import AsyncTransaction, Transaction
 
 __all__ = [
     "AsyncConsumer",
@@ -341,7 +342,7 @@ class InTransaction(Generic[C]):
     """A container's methods run through a transaction: reads at once (WATCHing the key),
     writes queued, returning :class:`~redmodel.Pending`. Made by ``container.in_tx(tx)``."""
 
-    def __init__(self, container: C, tx: Transaction) -> None:
+    def __init__(self, container: C, tx: Transaction | AsyncTransaction) -> None:
         self.container = container
         self.tx = tx
 
@@ -369,14 +370,19 @@ class InTransaction(Generic[C]):
         return call
 
 
-class Container(Generic[T]):
-    """What every container has: a store, a key, a member type and its encoding."""
+class Container(Generic[T, S]):
+    """What every container has: a store, a key, a member type and its encoding.
+
+    ``S`` is the store's type, inferred from the constructor's ``store``: on a
+    :class:`~redmodel.Store` (the default, so ``Queue[int]`` is ``Queue[int, Store]``)
+    methods return values, on an :class:`~redmodel.AsyncStore` coroutines of them, and
+    type checkers see each form's own signatures (docs/design.md)."""
 
     _WRITES: ClassVar[frozenset[str]] = frozenset({"clear", "expire"})
     _BLOCKING: ClassVar[frozenset[str]] = frozenset()
     _deterministic_members: ClassVar[bool] = False
 
-    def __init__(self, store: Store, key: Any, type: type[T], *, codec: str | Codec | None = None
+    def __init__(self, store: S, key: Any, type: type[T], *, codec: str | Codec | None = None
                  ) -> None:
         self.store = store
         self.key = container_key(key)
@@ -392,7 +398,7 @@ class Container(Generic[T]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.key!r}, {_type_name(self.type)})"
 
-    def in_tx(self: C, tx: Transaction) -> InTransaction[C]:
+    def in_tx(self: C, tx: Transaction | AsyncTransaction) -> InTransaction[C]:
         """This container's methods inside transaction ``tx``: reads run now and WATCH the
         key, writes are queued and return a :class:`~redmodel.Pending`."""
         return InTransaction(self, tx)
@@ -426,7 +432,34 @@ class Container(Generic[T]):
         except DecodeError as e:
             raise e.with_context(key=key) from None
 
-    def _same_kind(self, other: Container[Any], what: str) -> None:
+    # ---- what a pop took and cannot decode --------------------------------------------
+
+    def _set_aside_command(self, rejected: str, raws: Sequence[Any]) -> Command:
+        """The command that keeps ``raws`` (popped, not decodable) in ``rejected``."""
+        raise NotImplementedError  # pragma: no cover - every popping container has one
+
+    def _decoded_or_set_aside(self, raw: Any, set_aside: bool = True) -> Plan[T]:
+        """The member a pop took. One that does not decode is not dropped: it is added, raw,
+        to the container's ``%rejected`` key (a list for a queue, where :meth:`consume`
+        sets its own aside, a set for a set), and :class:`DecodeError` names that key (never
+        the value). The set-aside is itself at most once: a process that dies, or a
+        connection that drops, between the pop and the set-aside loses the member.
+        ``set_aside=False`` (a pop inside a transaction): the error says it is lost."""
+        try:
+            return self._decode(raw)
+        except DecodeError as e:
+            rejected = ConsumerKeys.of(self.key).rejected
+            if not set_aside:
+                raise DecodeError(
+                    f"{e.reason}; it was popped in a transaction, which can send nothing "
+                    f"after EXEC, so it could not be set aside in {rejected!r}: it is lost",
+                    model=e.model, key=e.key, field=e.field, codec=e.codec) from None
+            yield Batch([self._set_aside_command(rejected, [raw])], write=True,
+                        keys=(rejected,))
+            raise DecodeError(f"{e.reason}; the pop moved it to {rejected!r}", model=e.model,
+                              key=e.key, field=e.field, codec=e.codec) from None
+
+    def _same_kind(self, other: Container[Any, Any], what: str) -> None:
         if type(other) is not type(self) or other.type != self.type or (
             other.encoding.name != self.encoding.name
         ):
@@ -443,17 +476,25 @@ class Container(Generic[T]):
         replies = yield Batch([("DEL", self.key)], write=True, keys=(self.key,))
         return bool(replies[0])
 
-    def clear(self) -> bool:
+    @overload
+    def clear(self: Container[T, Store]) -> bool: ...
+    @overload
+    def clear(self: Container[T, AsyncStore]) -> Coroutine[Any, Any, bool]: ...
+    def clear(self) -> Any:
         """DEL the key; True if it existed."""
-        return self._run(self.clear_plan())  # type: ignore[no-any-return]
+        return self._run(self.clear_plan())
 
     def exists_plan(self) -> Plan[bool]:
         replies = yield Batch([("EXISTS", self.key)], keys=(self.key,))
         return bool(replies[0])
 
-    def exists(self) -> bool:
+    @overload
+    def exists(self: Container[T, Store]) -> bool: ...
+    @overload
+    def exists(self: Container[T, AsyncStore]) -> Coroutine[Any, Any, bool]: ...
+    def exists(self) -> Any:
         """EXISTS: False for an empty container (Redis deletes empty lists/sets)."""
-        return self._run(self.exists_plan())  # type: ignore[no-any-return]
+        return self._run(self.exists_plan())
 
     def expire_plan(self, ttl: float | dt.timedelta) -> Plan[bool]:
         ms = _ttl_ms(ttl, self.key)
@@ -461,9 +502,14 @@ class Container(Generic[T]):
                               keys=(self.key,))
         return bool(replies[0])
 
-    def expire(self, ttl: float | dt.timedelta) -> bool:
+    @overload
+    def expire(self: Container[T, Store], ttl: float | dt.timedelta) -> bool: ...
+    @overload
+    def expire(self: Container[T, AsyncStore], ttl: float | dt.timedelta
+               ) -> Coroutine[Any, Any, bool]: ...
+    def expire(self, ttl: float | dt.timedelta) -> Any:
         """PEXPIRE: the whole container expires in ``ttl`` seconds; False if it is empty."""
-        return self._run(self.expire_plan(ttl))  # type: ignore[no-any-return]
+        return self._run(self.expire_plan(ttl))
 
 
 def _ttl_ms(ttl: Any, key: str) -> int:
@@ -475,6 +521,16 @@ def _ttl_ms(ttl: Any, key: str) -> int:
 
 def _as_list(reply: Any) -> list[Any]:
     return [] if reply is None else list(reply)
+
+
+def _flat_scores(pairs: Sequence[tuple[Any, float]]) -> list[Any]:
+    """``[(m, s), ...]`` -> ``[s, m, ...]`` for ZADD, each score as text that reads back
+    as the same double."""
+    out: list[Any] = []
+    for member, score in pairs:
+        out += ["+inf" if score == math.inf else "-inf" if score == -math.inf
+                else repr(score), member]
+    return out
 
 
 def _pairs(reply: Any) -> list[tuple[Any, float]]:
@@ -499,8 +555,8 @@ def _then(result: Any, finish: Callable[[Any], Any]) -> Any:
     return finish(result)
 
 
-def _pop_blocking_plan(queues: Sequence[Queue[T]], timeout: float | None, right: bool
-                       ) -> Plan[tuple[Queue[T], T] | None]:
+def _pop_blocking_plan(queues: Sequence[Queue[T, Any]], timeout: float | None, right: bool
+                       ) -> Plan[tuple[Queue[T, Any], T] | None]:
     if current_transaction() is not None:
         raise TransactionError(
             "a blocking pop cannot run inside a transaction (inside MULTI it would not "
@@ -524,8 +580,13 @@ def _blocks(batch: Batch) -> bool:
     return str(batch.commands[0][0]).upper() in ("BLPOP", "BRPOP")
 
 
-def pop_blocking(*queues: Queue[T], timeout: float | None, right: bool = False
-                 ) -> tuple[Queue[T], T] | None:
+@overload
+def pop_blocking(*queues: Queue[T, Store], timeout: float | None, right: bool = False
+                 ) -> tuple[Queue[T, Store], T] | None: ...
+@overload
+def pop_blocking(*queues: Queue[T, AsyncStore], timeout: float | None, right: bool = False
+                 ) -> Coroutine[Any, Any, tuple[Queue[T, AsyncStore], T] | None]: ...
+def pop_blocking(*queues: Queue[T, Any], timeout: float | None, right: bool = False) -> Any:
     """BLPOP (BRPOP with ``right=True``) across ``queues``, checked in the order given:
     ``(queue, value)`` from the first non-empty one, or None after ``timeout`` seconds
     (fractions allowed; None waits forever).
@@ -535,7 +596,10 @@ def pop_blocking(*queues: Queue[T], timeout: float | None, right: bool = False
     :class:`TransactionError` inside a transaction.
 
     At most once: the value is removed when the server sends it, so a value whose reply is
-    lost (a dropped connection) is lost too. :meth:`Queue.consume` is at least once. A
+    lost (a dropped connection) is lost too, and :class:`OutcomeUnknownError` names the
+    queues (a connection that failed before sending raises the plain redis-py error). A
+    wait that a failover or a slot migration interrupts goes on at the new owner.
+    :meth:`Queue.consume` is at least once. A
     value that does not decode is set aside (see :meth:`Queue.pop`) before
     :class:`DecodeError` is raised.
     """
@@ -562,7 +626,7 @@ def pop_blocking(*queues: Queue[T], timeout: float | None, right: bool = False
             return [await blocking_call_async(client, c, timeout, batch.keys)
                     for c in batch.commands]
 
-        return run_async(plan, execute_async)  # type: ignore[return-value]
+        return run_async(plan, execute_async)
 
     def execute(batch: Batch) -> list[Any]:
         if not _blocks(batch):
@@ -575,7 +639,18 @@ def pop_blocking(*queues: Queue[T], timeout: float | None, right: bool = False
 # ---- Queue ------------------------------------------------------------------------------
 
 
-class Queue(Container[T]):
+def trim_is_idempotent(start: int, stop: int) -> bool:
+    """Whether ``LTRIM key start stop`` applied twice leaves what it left once. LTRIM keeps
+    the values from index ``a = max(0, len + start if start < 0 else start)`` to ``b =
+    min(len - 1, len + stop if stop < 0 else stop)``. With ``start <= 0`` and ``stop >=
+    -1`` the kept list ``L'`` has ``a' = 0`` on the second run (``len' <= -start`` when
+    ``start < 0``) and ``b' = len' - 1`` (``len' - 1 <= stop`` when ``stop >= 0``): all of
+    ``L'`` stays. A positive start drops ``start`` more values from the head each time,
+    a stop below -1 drops ``-stop - 1`` more from the tail."""
+    return start <= 0 and stop >= -1
+
+
+class Queue(Container[T, S]):
     """A Redis list of typed values, used as a FIFO queue: :meth:`push` appends at the tail
     (RPUSH), :meth:`pop` takes from the head (LPOP), :meth:`pop_blocking` waits (BLPOP).
 
@@ -590,17 +665,25 @@ class Queue(Container[T]):
     def push_plan(self, *values: T) -> Plan[int]:
         return self._push("RPUSH", values)
 
-    def push(self, *values: T) -> int:
+    @overload
+    def push(self: Queue[T, Store], *values: T) -> int: ...
+    @overload
+    def push(self: Queue[T, AsyncStore], *values: T) -> Coroutine[Any, Any, int]: ...
+    def push(self, *values: T) -> Any:
         """RPUSH: append at the tail; returns the new length. O(1) per value."""
-        return self._run(self.push_plan(*values))  # type: ignore[no-any-return]
+        return self._run(self.push_plan(*values))
 
     def push_left_plan(self, *values: T) -> Plan[int]:
         return self._push("LPUSH", values)
 
-    def push_left(self, *values: T) -> int:
+    @overload
+    def push_left(self: Queue[T, Store], *values: T) -> int: ...
+    @overload
+    def push_left(self: Queue[T, AsyncStore], *values: T) -> Coroutine[Any, Any, int]: ...
+    def push_left(self, *values: T) -> Any:
         """LPUSH: insert at the head (each value in turn, so the last one ends up first);
         returns the new length."""
-        return self._run(self.push_left_plan(*values))  # type: ignore[no-any-return]
+        return self._run(self.push_left_plan(*values))
 
     def _push(self, command: str, values: Sequence[T]) -> Plan[int]:
         if not values:
@@ -612,18 +695,26 @@ class Queue(Container[T]):
     def pop_plan(self) -> Plan[T | None]:
         return self._pop("LPOP")
 
-    def pop(self) -> T | None:
+    @overload
+    def pop(self: Queue[T, Store]) -> T | None: ...
+    @overload
+    def pop(self: Queue[T, AsyncStore]) -> Coroutine[Any, Any, T | None]: ...
+    def pop(self) -> Any:
         """LPOP: the head value, or None when the queue is empty. At most once. A value
         that does not decode is moved to the queue's ``%rejected`` list (one more round
         trip), then :class:`DecodeError` is raised."""
-        return self._run(self.pop_plan())  # type: ignore[no-any-return]
+        return self._run(self.pop_plan())
 
     def pop_right_plan(self) -> Plan[T | None]:
         return self._pop("RPOP")
 
-    def pop_right(self) -> T | None:
+    @overload
+    def pop_right(self: Queue[T, Store]) -> T | None: ...
+    @overload
+    def pop_right(self: Queue[T, AsyncStore]) -> Coroutine[Any, Any, T | None]: ...
+    def pop_right(self) -> Any:
         """RPOP: the tail value (the newest one pushed), or None when empty."""
-        return self._run(self.pop_right_plan())  # type: ignore[no-any-return]
+        return self._run(self.pop_right_plan())
 
     def _pop(self, command: str) -> Plan[T | None]:
         # In a transaction the reply comes with EXEC, and a transaction sends no write
@@ -634,62 +725,81 @@ class Queue(Container[T]):
             return None
         return (yield from self._decoded_or_set_aside(replies[0], not in_transaction))
 
-    def _decoded_or_set_aside(self, raw: Any, set_aside: bool = True) -> Plan[T]:
-        """The value an at-most-once pop took. One that does not decode is not dropped: it
-        is pushed (RPUSH, raw) to the queue's ``%rejected`` list, where :meth:`consume`
-        sets its own aside, and :class:`DecodeError` names that list (never the value).
-        The set-aside is itself at most once: a process that dies, or a connection that
-        drops, between the pop and the push loses the value. ``set_aside=False`` (a pop
-        inside a transaction): the error says the value is lost."""
-        try:
-            return self._decode(raw)
-        except DecodeError as e:
-            rejected = ConsumerKeys.of(self.key).rejected
-            if not set_aside:
-                raise DecodeError(
-                    f"{e.reason}; it was popped in a transaction, which can send nothing "
-                    f"after EXEC, so it could not be set aside in {rejected!r}: it is lost",
-                    model=e.model, key=e.key, field=e.field, codec=e.codec) from None
-            yield Batch([("RPUSH", rejected, raw)], write=True, keys=(rejected,))
-            raise DecodeError(f"{e.reason}; the pop moved it to {rejected!r}", model=e.model,
-                              key=e.key, field=e.field, codec=e.codec) from None
+    def _set_aside_command(self, rejected: str, raws: Sequence[Any]) -> Command:
+        return ("RPUSH", rejected, *raws)
 
-    def pop_blocking(self, timeout: float | None, *, right: bool = False) -> T | None:
+    @overload
+    def pop_blocking(self: Queue[T, Store], timeout: float | None, *, right: bool = False
+                     ) -> T | None: ...
+    @overload
+    def pop_blocking(self: Queue[T, AsyncStore], timeout: float | None, *, right: bool = False
+                     ) -> Coroutine[Any, Any, T | None]: ...
+    def pop_blocking(self: Queue[T, Any], timeout: float | None, *, right: bool = False
+                     ) -> Any:
         """BLPOP (BRPOP with ``right=True``): the head value, waiting up to ``timeout``
         seconds (fractions allowed, None forever) for one; None on timeout.
         Not in a transaction; see :func:`pop_blocking` for several queues."""
         found = pop_blocking(self, timeout=timeout, right=right)
-        return _then(found, lambda f: None if f is None else f[1])  # type: ignore[no-any-return]
+        return _then(found, lambda f: None if f is None else f[1])
 
     def range_plan(self, start: int = 0, stop: int = -1) -> Plan[list[T]]:
         replies = yield Batch([("LRANGE", self.key, start, stop)], keys=(self.key,))
         return [self._decode(r) for r in _as_list(replies[0])]
 
-    def range(self, start: int = 0, stop: int = -1) -> list[T]:
+    @overload
+    def range(self: Queue[T, Store], start: int = 0, stop: int = -1) -> list[T]: ...
+    @overload
+    def range(self: Queue[T, AsyncStore], start: int = 0, stop: int = -1
+              ) -> Coroutine[Any, Any, list[T]]: ...
+    def range(self, start: int = 0, stop: int = -1) -> Any:
         """LRANGE: values from index ``start`` to ``stop`` inclusive, as Redis counts
         (negative from the tail; the default is every value), head first. O(S+N)."""
-        return self._run(self.range_plan(start, stop))  # type: ignore[no-any-return]
+        return self._run(self.range_plan(start, stop))
 
     def length_plan(self) -> Plan[int]:
         replies = yield Batch([("LLEN", self.key)], keys=(self.key,))
         return int(replies[0])
 
-    def length(self) -> int:
+    @overload
+    def length(self: Queue[T, Store]) -> int: ...
+    @overload
+    def length(self: Queue[T, AsyncStore]) -> Coroutine[Any, Any, int]: ...
+    def length(self) -> Any:
         """LLEN: how many values are queued."""
-        return self._run(self.length_plan())  # type: ignore[no-any-return]
+        return self._run(self.length_plan())
 
     def trim_plan(self, start: int, stop: int) -> Plan[None]:
-        yield Batch([("LTRIM", self.key, start, stop)], write=True, idempotent=True,
-                    keys=(self.key,))
+        for name, value in (("start", start), ("stop", stop)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValidationError(f"trim's {name} must be an int, got {value!r}",
+                                      key=self.key)
+        # LTRIM keeps a window of the list as it is when it runs. A window that starts at
+        # the head (start 0) or counts from the tail (start < 0) and ends at or past the
+        # tail's count (stop >= -1) keeps all of itself when applied again: resendable.
+        # Any other (a positive start, a stop below -1) drops more on each application,
+        # so it is never resent (exactly-once mode gives it a write id).
+        yield Batch([("LTRIM", self.key, start, stop)], write=True,
+                    idempotent=trim_is_idempotent(start, stop), keys=(self.key,))
         return None
 
-    def trim(self, start: int, stop: int) -> None:
+    @overload
+    def trim(self: Queue[T, Store], start: int, stop: int) -> None: ...
+    @overload
+    def trim(self: Queue[T, AsyncStore], start: int, stop: int) -> Coroutine[Any, Any, None]: ...
+    def trim(self, start: int, stop: int) -> Any:
         """LTRIM: keep only the values from ``start`` to ``stop`` inclusive (``trim(0, 99)``
-        keeps the 100 at the head)."""
-        return self._run(self.trim_plan(start, stop))  # type: ignore[no-any-return]
+        keeps the 100 at the head, ``trim(-100, -1)`` the 100 at the tail).
 
+        Those caps (``start <= 0`` and ``stop >= -1``) change nothing when applied twice,
+        so a lost reply is resent. A trim that drops from an end by a count (``trim(1,
+        -1)`` drops the head, ``trim(0, -2)`` the tail) drops more each time it runs: a
+        lost reply raises :class:`OutcomeUnknownError` (in exactly-once mode the store
+        resends it under its write id and it returns, applied once)."""
+        return self._run(self.trim_plan(start, stop))
+
+    @overload
     def consume(
-        self,
+        self: Queue[T, Store],
         *,
         sentinel: Any = None,
         max_items: int | None = None,
@@ -699,7 +809,32 @@ class Queue(Container[T]):
         name: str | None = None,
         visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
         reliable: bool = True,
-    ) -> Consumer[T]:
+    ) -> Consumer[T]: ...
+    @overload
+    def consume(
+        self: Queue[T, AsyncStore],
+        *,
+        sentinel: Any = None,
+        max_items: int | None = None,
+        idle_timeout: float | None = None,
+        poll: float = 1.0,
+        signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
+        name: str | None = None,
+        visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
+        reliable: bool = True,
+    ) -> AsyncConsumer[T]: ...
+    def consume(
+        self: Queue[T, Any],
+        *,
+        sentinel: Any = None,
+        max_items: int | None = None,
+        idle_timeout: float | None = None,
+        poll: float = 1.0,
+        signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
+        name: str | None = None,
+        visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
+        reliable: bool = True,
+    ) -> Any:
         """A :class:`Consumer` (an :class:`AsyncConsumer` on an AsyncStore): iterate it to
         get values one by one, at least once. Each is moved into this consumer's in-flight
         list (LMOVE in a script; while the queue is empty it waits with a BLMOVE of the
@@ -719,27 +854,35 @@ class Queue(Container[T]):
     def recover_plan(self) -> Plan[int]:
         return recover_plan(ConsumerKeys.of(self.key))
 
-    def recover(self) -> int:
+    @overload
+    def recover(self: Queue[T, Store]) -> int: ...
+    @overload
+    def recover(self: Queue[T, AsyncStore]) -> Coroutine[Any, Any, int]: ...
+    def recover(self) -> Any:
         """Return the in-flight items of every consumer whose heartbeat is older than its
         visibility timeout to the head of the queue, and unregister those consumers: one
         ``consume_recover`` script (two when it finds stale consumers). How many items
         came back. Consumers do this themselves at each take; call it when none runs."""
-        return self._run(self.recover_plan())  # type: ignore[no-any-return]
+        return self._run(self.recover_plan())
 
     def in_flight_plan(self) -> Plan[dict[str, list[T]]]:
         found = yield from in_flight_plan(ConsumerKeys.of(self.key))
         return {name: [self._decode(r) for r in raw] for name, (_, raw) in found.items()}
 
-    def in_flight(self) -> dict[str, list[T]]:
+    @overload
+    def in_flight(self: Queue[T, Store]) -> dict[str, list[T]]: ...
+    @overload
+    def in_flight(self: Queue[T, AsyncStore]) -> Coroutine[Any, Any, dict[str, list[T]]]: ...
+    def in_flight(self) -> Any:
         """Every registered consumer's unacknowledged items, by consumer name (ZRANGE of
         the consumers, then LRANGE of each in-flight list)."""
-        return self._run(self.in_flight_plan())  # type: ignore[no-any-return]
+        return self._run(self.in_flight_plan())
 
 
 # ---- Set --------------------------------------------------------------------------------
 
 
-class Set(Container[T]):
+class Set(Container[T, S]):
     """A Redis set of typed values. Equal values are the same member (members are encoded
     canonically), so ``Set(store, day, IPv4Address)`` counts each address once."""
 
@@ -755,16 +898,24 @@ class Set(Container[T]):
     def add_plan(self, *values: T) -> Plan[int]:
         return self._change("SADD", values)
 
-    def add(self, *values: T) -> int:
+    @overload
+    def add(self: Set[T, Store], *values: T) -> int: ...
+    @overload
+    def add(self: Set[T, AsyncStore], *values: T) -> Coroutine[Any, Any, int]: ...
+    def add(self, *values: T) -> Any:
         """SADD: add values; returns how many were not members yet."""
-        return self._run(self.add_plan(*values))  # type: ignore[no-any-return]
+        return self._run(self.add_plan(*values))
 
     def remove_plan(self, *values: T) -> Plan[int]:
         return self._change("SREM", values)
 
-    def remove(self, *values: T) -> int:
+    @overload
+    def remove(self: Set[T, Store], *values: T) -> int: ...
+    @overload
+    def remove(self: Set[T, AsyncStore], *values: T) -> Coroutine[Any, Any, int]: ...
+    def remove(self, *values: T) -> Any:
         """SREM: remove values; returns how many were members."""
-        return self._run(self.remove_plan(*values))  # type: ignore[no-any-return]
+        return self._run(self.remove_plan(*values))
 
     def _change(self, command: str, values: Sequence[T]) -> Plan[int]:
         if not values:
@@ -777,48 +928,81 @@ class Set(Container[T]):
         replies = yield Batch([("SMEMBERS", self.key)], keys=(self.key,))
         return [self._decode(r) for r in _as_list(replies[0])]
 
-    def members_list(self) -> list[T]:
+    @overload
+    def members_list(self: Set[T, Store]) -> list[T]: ...
+    @overload
+    def members_list(self: Set[T, AsyncStore]) -> Coroutine[Any, Any, list[T]]: ...
+    def members_list(self) -> Any:
         """SMEMBERS as a list, in no particular order (for unhashable member types)."""
-        return self._run(self.members_list_plan())  # type: ignore[no-any-return]
+        return self._run(self.members_list_plan())
 
     def members_plan(self) -> Plan[set[T]]:
         self._hashable("members")
         found = yield from self.members_list_plan()
         return set(found)
 
-    def members(self) -> set[T]:
+    @overload
+    def members(self: Set[T, Store]) -> set[T]: ...
+    @overload
+    def members(self: Set[T, AsyncStore]) -> Coroutine[Any, Any, set[T]]: ...
+    def members(self) -> Any:
         """SMEMBERS: every member. O(N)."""
-        return self._run(self.members_plan())  # type: ignore[no-any-return]
+        return self._run(self.members_plan())
 
     def contains_plan(self, value: T) -> Plan[bool]:
         data = self._encode(value)
         replies = yield Batch([("SISMEMBER", self.key, data)], keys=(self.key,))
         return bool(replies[0])
 
-    def contains(self, value: T) -> bool:
+    @overload
+    def contains(self: Set[T, Store], value: T) -> bool: ...
+    @overload
+    def contains(self: Set[T, AsyncStore], value: T) -> Coroutine[Any, Any, bool]: ...
+    def contains(self, value: T) -> Any:
         """SISMEMBER. O(1)."""
-        return self._run(self.contains_plan(value))  # type: ignore[no-any-return]
+        return self._run(self.contains_plan(value))
 
-    def __contains__(self, value: object) -> bool:
+    def __contains__(self: Set[T, Store], value: object) -> bool:
+        """``value in a_set``: :meth:`contains` on a sync Store. On an AsyncStore ``in``
+        cannot await, so it raises TypeError: use ``await a_set.contains(value)``."""
+        if inspect.iscoroutinefunction(self.store.run):
+            raise TypeError(f"Set {self.key!r} is on an AsyncStore: `in` cannot await; use "
+                            "`await s.contains(value)`")
         return self.contains(value)  # type: ignore[arg-type]
 
     def cardinality_plan(self) -> Plan[int]:
         replies = yield Batch([("SCARD", self.key)], keys=(self.key,))
         return int(replies[0])
 
-    def cardinality(self) -> int:
+    @overload
+    def cardinality(self: Set[T, Store]) -> int: ...
+    @overload
+    def cardinality(self: Set[T, AsyncStore]) -> Coroutine[Any, Any, int]: ...
+    def cardinality(self) -> Any:
         """SCARD: how many members. O(1)."""
-        return self._run(self.cardinality_plan())  # type: ignore[no-any-return]
+        return self._run(self.cardinality_plan())
 
     def pop_plan(self) -> Plan[T | None]:
+        in_transaction = current_transaction() is not None
         replies = yield Batch([("SPOP", self.key)], write=True, keys=(self.key,))
-        return None if replies[0] is None else self._decode(replies[0])
+        if replies[0] is None:
+            return None
+        return (yield from self._decoded_or_set_aside(replies[0], not in_transaction))
 
-    def pop(self) -> T | None:
-        """SPOP: remove and return a random member; None when empty."""
-        return self._run(self.pop_plan())  # type: ignore[no-any-return]
+    @overload
+    def pop(self: Set[T, Store]) -> T | None: ...
+    @overload
+    def pop(self: Set[T, AsyncStore]) -> Coroutine[Any, Any, T | None]: ...
+    def pop(self) -> Any:
+        """SPOP: remove and return a random member; None when empty. A member that does not
+        decode is moved to the set's ``%rejected`` set (``SADD``, one more round trip),
+        then :class:`DecodeError` is raised (as :meth:`Queue.pop` does)."""
+        return self._run(self.pop_plan())
 
-    def _algebra(self, command: str, others: Sequence[Set[T]]) -> Plan[set[T]]:
+    def _set_aside_command(self, rejected: str, raws: Sequence[Any]) -> Command:
+        return ("SADD", rejected, *raws)
+
+    def _algebra(self, command: str, others: Sequence[Set[T, Any]]) -> Plan[set[T]]:
         self._hashable(command)
         for other in others:
             self._same_kind(other, command)
@@ -826,26 +1010,40 @@ class Set(Container[T]):
         replies = yield Batch([(command, *keys)], keys=keys)
         return {self._decode(r) for r in _as_list(replies[0])}
 
-    def union_plan(self, *others: Set[T]) -> Plan[set[T]]:
+    def union_plan(self, *others: Set[T, Any]) -> Plan[set[T]]:
         return self._algebra("SUNION", others)
 
-    def union(self, *others: Set[T]) -> set[T]:
+    @overload
+    def union(self: Set[T, Store], *others: Set[T, Any]) -> set[T]: ...
+    @overload
+    def union(self: Set[T, AsyncStore], *others: Set[T, Any]) -> Coroutine[Any, Any, set[T]]: ...
+    def union(self, *others: Set[T, Any]) -> Any:
         """SUNION: members of this set or any of ``others`` (same type and encoding)."""
-        return self._run(self.union_plan(*others))  # type: ignore[no-any-return]
+        return self._run(self.union_plan(*others))
 
-    def intersection_plan(self, *others: Set[T]) -> Plan[set[T]]:
+    def intersection_plan(self, *others: Set[T, Any]) -> Plan[set[T]]:
         return self._algebra("SINTER", others)
 
-    def intersection(self, *others: Set[T]) -> set[T]:
+    @overload
+    def intersection(self: Set[T, Store], *others: Set[T, Any]) -> set[T]: ...
+    @overload
+    def intersection(self: Set[T, AsyncStore], *others: Set[T, Any]
+                     ) -> Coroutine[Any, Any, set[T]]: ...
+    def intersection(self, *others: Set[T, Any]) -> Any:
         """SINTER: members of this set that are in every one of ``others``."""
-        return self._run(self.intersection_plan(*others))  # type: ignore[no-any-return]
+        return self._run(self.intersection_plan(*others))
 
-    def difference_plan(self, *others: Set[T]) -> Plan[set[T]]:
+    def difference_plan(self, *others: Set[T, Any]) -> Plan[set[T]]:
         return self._algebra("SDIFF", others)
 
-    def difference(self, *others: Set[T]) -> set[T]:
+    @overload
+    def difference(self: Set[T, Store], *others: Set[T, Any]) -> set[T]: ...
+    @overload
+    def difference(self: Set[T, AsyncStore], *others: Set[T, Any]
+                   ) -> Coroutine[Any, Any, set[T]]: ...
+    def difference(self, *others: Set[T, Any]) -> Any:
         """SDIFF: members of this set that are in none of ``others``."""
-        return self._run(self.difference_plan(*others))  # type: ignore[no-any-return]
+        return self._run(self.difference_plan(*others))
 
 
 # ---- SortedSet --------------------------------------------------------------------------
@@ -874,7 +1072,7 @@ def _bound(value: Bound, key: str) -> bytes:
     return _score(value, key)
 
 
-class SortedSet(Container[T]):
+class SortedSet(Container[T, S]):
     """A Redis sorted set of typed members with float scores, ordered by score (then by
     the members' stored bytes)."""
 
@@ -902,6 +1100,26 @@ class SortedSet(Container[T]):
                               keys=(self.key,))
         return int(replies[0])
 
+    @overload
+    def add_many(
+        self: SortedSet[T, Store],
+        scores: Mapping[T, float] | Iterable[tuple[T, float]],
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+    ) -> int: ...
+    @overload
+    def add_many(
+        self: SortedSet[T, AsyncStore],
+        scores: Mapping[T, float] | Iterable[tuple[T, float]],
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+    ) -> Coroutine[Any, Any, int]: ...
     def add_many(
         self,
         scores: Mapping[T, float] | Iterable[tuple[T, float]],
@@ -910,19 +1128,25 @@ class SortedSet(Container[T]):
         xx: bool = False,
         gt: bool = False,
         lt: bool = False,
-    ) -> int:
+    ) -> Any:
         """ZADD [NX|XX] [GT|LT]: set the scores of several members (a mapping or pairs);
         returns how many members were new. O(log N) per member."""
-        return self._run(self.add_many_plan(scores, nx=nx, xx=xx, gt=gt, lt=lt))  # type: ignore[no-any-return]
+        return self._run(self.add_many_plan(scores, nx=nx, xx=xx, gt=gt, lt=lt))
 
     def add_plan(self, member: T, score: float, *, nx: bool = False, xx: bool = False,
                  gt: bool = False, lt: bool = False) -> Plan[int]:
         return self.add_many_plan([(member, score)], nx=nx, xx=xx, gt=gt, lt=lt)
 
+    @overload
+    def add(self: SortedSet[T, Store], member: T, score: float, *, nx: bool = False,
+            xx: bool = False, gt: bool = False, lt: bool = False) -> int: ...
+    @overload
+    def add(self: SortedSet[T, AsyncStore], member: T, score: float, *, nx: bool = False,
+            xx: bool = False, gt: bool = False, lt: bool = False) -> Coroutine[Any, Any, int]: ...
     def add(self, member: T, score: float, *, nx: bool = False, xx: bool = False,
-            gt: bool = False, lt: bool = False) -> int:
+            gt: bool = False, lt: bool = False) -> Any:
         """ZADD of one member; 1 if it was new, 0 if only its score changed."""
-        return self._run(self.add_plan(member, score, nx=nx, xx=xx, gt=gt, lt=lt))  # type: ignore[no-any-return]
+        return self._run(self.add_plan(member, score, nx=nx, xx=xx, gt=gt, lt=lt))
 
     def incr_plan(self, member: T, amount: float = 1) -> Plan[float]:
         data = self._encode(member)
@@ -930,9 +1154,14 @@ class SortedSet(Container[T]):
                               write=True, keys=(self.key,))
         return float(replies[0])
 
-    def incr(self, member: T, amount: float = 1) -> float:
+    @overload
+    def incr(self: SortedSet[T, Store], member: T, amount: float = 1) -> float: ...
+    @overload
+    def incr(self: SortedSet[T, AsyncStore], member: T, amount: float = 1
+             ) -> Coroutine[Any, Any, float]: ...
+    def incr(self, member: T, amount: float = 1) -> Any:
         """ZINCRBY: add ``amount`` to the member's score (from 0 if new); the new score."""
-        return self._run(self.incr_plan(member, amount))  # type: ignore[no-any-return]
+        return self._run(self.incr_plan(member, amount))
 
     def remove_plan(self, *members: T) -> Plan[int]:
         if not members:
@@ -941,18 +1170,26 @@ class SortedSet(Container[T]):
         replies = yield Batch([("ZREM", self.key, *data)], write=True, keys=(self.key,))
         return int(replies[0])
 
-    def remove(self, *members: T) -> int:
+    @overload
+    def remove(self: SortedSet[T, Store], *members: T) -> int: ...
+    @overload
+    def remove(self: SortedSet[T, AsyncStore], *members: T) -> Coroutine[Any, Any, int]: ...
+    def remove(self, *members: T) -> Any:
         """ZREM: remove members; returns how many were there."""
-        return self._run(self.remove_plan(*members))  # type: ignore[no-any-return]
+        return self._run(self.remove_plan(*members))
 
     def score_plan(self, member: T) -> Plan[float | None]:
         data = self._encode(member)
         replies = yield Batch([("ZSCORE", self.key, data)], keys=(self.key,))
         return None if replies[0] is None else float(replies[0])
 
-    def score(self, member: T) -> float | None:
+    @overload
+    def score(self: SortedSet[T, Store], member: T) -> float | None: ...
+    @overload
+    def score(self: SortedSet[T, AsyncStore], member: T) -> Coroutine[Any, Any, float | None]: ...
+    def score(self, member: T) -> Any:
         """ZSCORE: the member's score, None if it is not a member."""
-        return self._run(self.score_plan(member))  # type: ignore[no-any-return]
+        return self._run(self.score_plan(member))
 
     def rank_plan(self, member: T, *, reverse: bool = False) -> Plan[int | None]:
         data = self._encode(member)
@@ -960,18 +1197,27 @@ class SortedSet(Container[T]):
         replies = yield Batch([(cmd, self.key, data)], keys=(self.key,))
         return None if replies[0] is None else int(replies[0])
 
-    def rank(self, member: T, *, reverse: bool = False) -> int | None:
+    @overload
+    def rank(self: SortedSet[T, Store], member: T, *, reverse: bool = False) -> int | None: ...
+    @overload
+    def rank(self: SortedSet[T, AsyncStore], member: T, *, reverse: bool = False
+             ) -> Coroutine[Any, Any, int | None]: ...
+    def rank(self, member: T, *, reverse: bool = False) -> Any:
         """ZRANK (ZREVRANK with ``reverse``): 0-based position by ascending (descending)
         score; None if not a member. O(log N)."""
-        return self._run(self.rank_plan(member, reverse=reverse))  # type: ignore[no-any-return]
+        return self._run(self.rank_plan(member, reverse=reverse))
 
     def cardinality_plan(self) -> Plan[int]:
         replies = yield Batch([("ZCARD", self.key)], keys=(self.key,))
         return int(replies[0])
 
-    def cardinality(self) -> int:
+    @overload
+    def cardinality(self: SortedSet[T, Store]) -> int: ...
+    @overload
+    def cardinality(self: SortedSet[T, AsyncStore]) -> Coroutine[Any, Any, int]: ...
+    def cardinality(self) -> Any:
         """ZCARD: how many members."""
-        return self._run(self.cardinality_plan())  # type: ignore[no-any-return]
+        return self._run(self.cardinality_plan())
 
     def _range(self, args: Sequence[Any]) -> Plan[list[tuple[T, float]]]:
         replies = yield Batch([("ZRANGE", self.key, *args, "WITHSCORES")], keys=(self.key,))
@@ -981,20 +1227,32 @@ class SortedSet(Container[T]):
                                ) -> Plan[list[tuple[T, float]]]:
         return self._range([start, stop, *(["REV"] if reverse else [])])
 
+    @overload
+    def range_with_scores(self: SortedSet[T, Store], start: int = 0, stop: int = -1, *,
+                          reverse: bool = False) -> list[tuple[T, float]]: ...
+    @overload
+    def range_with_scores(self: SortedSet[T, AsyncStore], start: int = 0, stop: int = -1, *,
+                          reverse: bool = False) -> Coroutine[Any, Any, list[tuple[T, float]]]: ...
     def range_with_scores(self, start: int = 0, stop: int = -1, *, reverse: bool = False
-                          ) -> list[tuple[T, float]]:
+                          ) -> Any:
         """ZRANGE start stop [REV] WITHSCORES: ``(member, score)`` pairs by rank, ``start``
         to ``stop`` inclusive (negative from the end). O(log N + M)."""
-        return self._run(self.range_with_scores_plan(start, stop, reverse=reverse))  # type: ignore[no-any-return]
+        return self._run(self.range_with_scores_plan(start, stop, reverse=reverse))
 
     def range_plan(self, start: int = 0, stop: int = -1, *, reverse: bool = False
                    ) -> Plan[list[T]]:
         pairs = yield from self.range_with_scores_plan(start, stop, reverse=reverse)
         return [m for m, _ in pairs]
 
-    def range(self, start: int = 0, stop: int = -1, *, reverse: bool = False) -> list[T]:
+    @overload
+    def range(self: SortedSet[T, Store], start: int = 0, stop: int = -1, *,
+              reverse: bool = False) -> list[T]: ...
+    @overload
+    def range(self: SortedSet[T, AsyncStore], start: int = 0, stop: int = -1, *,
+              reverse: bool = False) -> Coroutine[Any, Any, list[T]]: ...
+    def range(self, start: int = 0, stop: int = -1, *, reverse: bool = False) -> Any:
         """Like :meth:`range_with_scores`, members only (the scores still come back)."""
-        return self._run(self.range_plan(start, stop, reverse=reverse))  # type: ignore[no-any-return]
+        return self._run(self.range_plan(start, stop, reverse=reverse))
 
     def range_by_score_with_scores_plan(
         self, min: Bound = "-inf", max: Bound = "+inf", *, reverse: bool = False,
@@ -1006,14 +1264,24 @@ class SortedSet(Container[T]):
             args += ["LIMIT", offset, -1 if count is None else count]
         return self._range(args)
 
+    @overload
+    def range_by_score_with_scores(
+        self: SortedSet[T, Store], min: Bound = "-inf", max: Bound = "+inf", *,
+        reverse: bool = False, offset: int = 0, count: int | None = None,
+    ) -> list[tuple[T, float]]: ...
+    @overload
+    def range_by_score_with_scores(
+        self: SortedSet[T, AsyncStore], min: Bound = "-inf", max: Bound = "+inf", *,
+        reverse: bool = False, offset: int = 0, count: int | None = None,
+    ) -> Coroutine[Any, Any, list[tuple[T, float]]]: ...
     def range_by_score_with_scores(
         self, min: Bound = "-inf", max: Bound = "+inf", *, reverse: bool = False,
         offset: int = 0, count: int | None = None,
-    ) -> list[tuple[T, float]]:
+    ) -> Any:
         """ZRANGE min max BYSCORE [REV] [LIMIT offset count] WITHSCORES: ``(member, score)``
         pairs with ``min <= score <= max`` (a bound may be ``"(5"`` for exclusive,
         ``"-inf"``/``"+inf"``), ascending, or descending with ``reverse``."""
-        return self._run(self.range_by_score_with_scores_plan(  # type: ignore[no-any-return]
+        return self._run(self.range_by_score_with_scores_plan(
             min, max, reverse=reverse, offset=offset, count=count))
 
     def range_by_score_plan(
@@ -1024,40 +1292,96 @@ class SortedSet(Container[T]):
             min, max, reverse=reverse, offset=offset, count=count)
         return [m for m, _ in pairs]
 
+    @overload
+    def range_by_score(
+        self: SortedSet[T, Store], min: Bound = "-inf", max: Bound = "+inf", *,
+        reverse: bool = False, offset: int = 0, count: int | None = None,
+    ) -> list[T]: ...
+    @overload
+    def range_by_score(
+        self: SortedSet[T, AsyncStore], min: Bound = "-inf", max: Bound = "+inf", *,
+        reverse: bool = False, offset: int = 0, count: int | None = None,
+    ) -> Coroutine[Any, Any, list[T]]: ...
     def range_by_score(
         self, min: Bound = "-inf", max: Bound = "+inf", *, reverse: bool = False,
         offset: int = 0, count: int | None = None,
-    ) -> list[T]:
+    ) -> Any:
         """Like :meth:`range_by_score_with_scores`, members only."""
-        return self._run(self.range_by_score_plan(  # type: ignore[no-any-return]
+        return self._run(self.range_by_score_plan(
             min, max, reverse=reverse, offset=offset, count=count))
 
     def _pop(self, command: str, count: int) -> Plan[list[tuple[T, float]]]:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValidationError(f"count must be a positive int, got {count!r}", key=self.key)
+        in_transaction = current_transaction() is not None
         replies = yield Batch([(command, self.key, count)], write=True, keys=(self.key,))
-        return [(self._decode(m), s) for m, s in _pairs(replies[0])]
+        popped = _pairs(replies[0])
+        good: list[tuple[T, float, Any]] = []
+        bad: list[tuple[Any, float]] = []
+        error: DecodeError | None = None
+        for member, score in popped:
+            try:
+                good.append((self._decode(member), score, member))
+            except DecodeError as failed:
+                error = error or failed
+                bad.append((member, score))
+        if error is None:
+            return [(value, score) for value, score, _ in good]
+        rejected = ConsumerKeys.of(self.key).rejected
+        if in_transaction:
+            lost = f" (and the {len(good)} other members popped with it)" if good else ""
+            raise DecodeError(
+                f"{error.reason}; it was popped in a transaction, which can send nothing after "
+                f"EXEC, so it could not be set aside in {rejected!r}: it is lost{lost}",
+                model=error.model, key=error.key, field=error.field,
+                codec=error.codec) from None
+        # The undecodable members go to %rejected with their scores; the others, which
+        # this call cannot return, go back where they were (NX: a score set meanwhile
+        # stays), so that nothing popped here is lost.
+        commands: list[Command] = [("ZADD", rejected, *_flat_scores(bad))]
+        if good:
+            commands.append(("ZADD", self.key, "NX",
+                             *_flat_scores([(m, s) for _, s, m in good])))
+        yield Batch(commands, write=True, keys=(rejected, self.key))
+        moved = "it" if len(bad) == 1 else f"the {len(bad)} members that do not decode"
+        back = f", and put the {len(good)} other members it popped back" if good else ""
+        raise DecodeError(f"{error.reason}; the pop moved {moved} to {rejected!r}{back}",
+                          model=error.model, key=error.key, field=error.field,
+                          codec=error.codec) from None
 
     def pop_min_plan(self, count: int = 1) -> Plan[list[tuple[T, float]]]:
         return self._pop("ZPOPMIN", count)
 
-    def pop_min(self, count: int = 1) -> list[tuple[T, float]]:
+    @overload
+    def pop_min(self: SortedSet[T, Store], count: int = 1) -> list[tuple[T, float]]: ...
+    @overload
+    def pop_min(self: SortedSet[T, AsyncStore], count: int = 1
+                ) -> Coroutine[Any, Any, list[tuple[T, float]]]: ...
+    def pop_min(self, count: int = 1) -> Any:
         """ZPOPMIN: remove and return up to ``count`` lowest-scored ``(member, score)``
-        pairs, lowest first; ``[]`` when empty."""
-        return self._run(self.pop_min_plan(count))  # type: ignore[no-any-return]
+        pairs, lowest first; ``[]`` when empty. When a popped member does not decode, it is
+        moved (with its score) to the sorted set's ``%rejected`` sorted set, the other
+        members popped with it are put back (``ZADD NX``), and :class:`DecodeError` is
+        raised."""
+        return self._run(self.pop_min_plan(count))
 
     def pop_max_plan(self, count: int = 1) -> Plan[list[tuple[T, float]]]:
         return self._pop("ZPOPMAX", count)
 
-    def pop_max(self, count: int = 1) -> list[tuple[T, float]]:
+    @overload
+    def pop_max(self: SortedSet[T, Store], count: int = 1) -> list[tuple[T, float]]: ...
+    @overload
+    def pop_max(self: SortedSet[T, AsyncStore], count: int = 1
+                ) -> Coroutine[Any, Any, list[tuple[T, float]]]: ...
+    def pop_max(self, count: int = 1) -> Any:
         """ZPOPMAX: like :meth:`pop_min` from the top, highest first."""
-        return self._run(self.pop_max_plan(count))  # type: ignore[no-any-return]
+        return self._run(self.pop_max_plan(count))
 
 
 # ---- WindowCounter ----------------------------------------------------------------------
 
 
-class WindowCounter:
+class WindowCounter(Generic[S]):
     """Counts events per subject in fixed time windows (the tutorial's visits per address
     per minute): one string key per subject and window, ``prefix:subject:start`` (the
     window's start in Unix seconds), expiring when its window ends.
@@ -1074,7 +1398,7 @@ class WindowCounter:
     _WRITES: ClassVar[frozenset[str]] = frozenset({"incr", "reset"})
     _BLOCKING: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, store: Store, key_prefix: Any, *, window: float | dt.timedelta = 60,
+    def __init__(self, store: S, key_prefix: Any, *, window: float | dt.timedelta = 60,
                  clock: Callable[[], float] = time.time) -> None:
         seconds = window.total_seconds() if isinstance(window, dt.timedelta) else window
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or (
@@ -1090,7 +1414,7 @@ class WindowCounter:
     def __repr__(self) -> str:
         return f"WindowCounter({self.key!r}, window={self.window})"
 
-    def in_tx(self, tx: Transaction) -> InTransaction[Any]:
+    def in_tx(self, tx: Transaction | AsyncTransaction) -> InTransaction[Any]:
         """Run :meth:`incr` (queued) and :meth:`get` (at once, WATCHed) through ``tx``."""
         return InTransaction(self, tx)
 
@@ -1114,7 +1438,12 @@ class WindowCounter:
                               atomic=True, write=True, keys=(key,))
         return int(replies[0])
 
-    def incr(self, subject: Any, amount: int = 1) -> int:
+    @overload
+    def incr(self: WindowCounter[Store], subject: Any, amount: int = 1) -> int: ...
+    @overload
+    def incr(self: WindowCounter[AsyncStore], subject: Any, amount: int = 1
+             ) -> Coroutine[Any, Any, int]: ...
+    def incr(self, subject: Any, amount: int = 1) -> Any:
         """INCRBY and PEXPIRE (to the end of the current window) in one MULTI/EXEC round
         trip; returns the subject's count in the current window, this event included."""
         return self.store.run(self.incr_plan(subject, amount))
@@ -1130,7 +1459,11 @@ class WindowCounter:
         except ValueError:
             raise DecodeError("stored counter is not an integer", key=key) from None
 
-    def get(self, subject: Any) -> int:
+    @overload
+    def get(self: WindowCounter[Store], subject: Any) -> int: ...
+    @overload
+    def get(self: WindowCounter[AsyncStore], subject: Any) -> Coroutine[Any, Any, int]: ...
+    def get(self, subject: Any) -> Any:
         """GET: the subject's count in the current window (0 if none yet)."""
         return self.store.run(self.get_plan(subject))
 
@@ -1139,7 +1472,11 @@ class WindowCounter:
         replies = yield Batch([("DEL", key)], write=True, keys=(key,))
         return bool(replies[0])
 
-    def reset(self, subject: Any) -> bool:
+    @overload
+    def reset(self: WindowCounter[Store], subject: Any) -> bool: ...
+    @overload
+    def reset(self: WindowCounter[AsyncStore], subject: Any) -> Coroutine[Any, Any, bool]: ...
+    def reset(self, subject: Any) -> Any:
         """DEL: forget the subject's count in the current window; True if it had one."""
         return self.store.run(self.reset_plan(subject))
 

@@ -27,6 +27,7 @@ __all__ = [
     "QueryError",
     "OutcomeUnknownError",
     "ServerError",
+    "EvictionPolicyError",
 ]
 
 
@@ -34,7 +35,15 @@ class RedmodelError(Exception):
     """Base class of every error redmodel raises itself.
 
     Errors from redis-py (connection, timeout, permission) are passed through unwrapped.
+
+    An error that refused one object of a ``save_many`` or ``delete_many`` after others
+    of the same call were sent says in its message what was written, and carries the
+    keys: ``written`` (written, or deleted) and ``not_written`` (the refused ones and
+    those never sent); both are None for any other error.
     """
+
+    written: tuple[str, ...] | None = None
+    not_written: tuple[str, ...] | None = None
 
 
 class ModelDefinitionError(RedmodelError, TypeError):
@@ -258,3 +267,24 @@ class ServerError(RedmodelError, ResponseError):
         self.command = command
         shown = list(keys[:5]) + (["..."] if len(keys) > 5 else [])
         super().__init__(f"{command + ': ' if command else ''}{reply} (keys {shown})")
+
+
+class EvictionPolicyError(RedmodelError):
+    """Exactly-once mode was asked of a server whose ``maxmemory-policy`` may evict keys
+    (any policy but ``noeviction``): under memory pressure it could drop a write id's
+    record and a resend would then apply the write twice (docs/failures.md). Raised before
+    the first write that carries a write id is sent, so nothing was applied. ``policy`` is
+    the server's policy, ``node`` which server (``host:port``, or None on one server).
+    Set ``maxmemory-policy noeviction`` on the server, or accept the risk with
+    ``ResendPolicy(allow_eviction=True)``."""
+
+    def __init__(self, policy: str, node: str | None = None) -> None:
+        self.policy = policy
+        self.node = node
+        where = f"the server {node}" if node else "the server"
+        super().__init__(
+            f"exactly-once mode needs maxmemory-policy noeviction, and {where} has "
+            f"{policy!r}: under memory pressure it may evict the records of write ids, and "
+            "a write sent again after a lost reply would then be applied twice. Nothing was "
+            "sent. Set maxmemory-policy noeviction, or pass "
+            "resend=redmodel.ResendPolicy(allow_eviction=True) to accept that risk")

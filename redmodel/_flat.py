@@ -6,9 +6,15 @@ sequence, ``["d", [[key, ...], ...]]`` for a dict), the other lines the leaf key
 skeleton order. One GET of the manifest says exactly which keys exist, so a read needs no
 SCAN, a save can delete leaves that no longer exist, and a delete removes every leaf.
 
-Save, get, delete and expiry are each one Lua script: atomic, one round trip. The scripts
-touch the leaves named by the manifest, which are not all in KEYS; every one is derived
-from the object key and shares its hash tag, so in a cluster they are all in its slot.
+Save, get, delete and expiry are each one Lua script: atomic, one round trip. Every key a
+script touches is in its KEYS (Redis' scripting contract, which proxies and clusters rely
+on): the client declares the leaves it can name (those of the object it saves, and every
+leaf the model's shape fixes: fields of nested classes, not the items of lists and
+dicts); a script whose manifest names a leaf that was not declared answers
+``{'KEYS', missing...}`` without touching anything, and the plan sends it again with them
+(one more round trip, only then: :func:`read_batch`, and ``run_writes`` for the
+:class:`FlatWrite` s). Inside a transaction a write first reads the manifest (WATCHing it)
+and declares its leaves, as there is no second try after EXEC.
 """
 
 from __future__ import annotations
@@ -20,15 +26,22 @@ from typing import Any
 
 import attrs
 
-from redmodel._errors import ConditionFailedError, DecodeError, NotFoundError, ValidationError
+from redmodel._errors import (
+    ConditionFailedError,
+    ConflictError,
+    DecodeError,
+    NotFoundError,
+    ValidationError,
+)
 from redmodel._hash import CAS_STRING, check_increment
-from redmodel._indexed import refusal, status
+from redmodel._indexed import KEY_ROUNDS, Write, needed_keys, refusal, status
 from redmodel._keys import escape
-from redmodel._plan import Command, script
+from redmodel._plan import Batch, Command, LuaScript, Plan, script
 from redmodel._schema import ModelSpec
-from redmodel._tree import make_tree_converter, structure_error
+from redmodel._tree import _stored_name, make_tree_converter, structure_error
+from redmodel._types import optional_inner, scalar
 
-__all__ = ["FlatLayout"]
+__all__ = ["FlatLayout", "FlatWrite", "read_batch"]
 
 _SAVE = script("flat_save")
 
@@ -41,6 +54,74 @@ _EXPIRE = script("flat_expire")
 _INCR = script("flat_incr")
 
 _CONVERTER = make_tree_converter()
+
+_READS = frozenset({_GET.sha})
+
+
+@attrs.define(eq=False)
+class FlatWrite(Write):
+    """One call of a flat write script (save, delete, expiry) for the object at ``key``:
+    the manifest, then the leaves declared; more are declared when the script asks, or
+    (in a transaction) from the manifest read first. ``run_writes`` drives it."""
+
+    lua: LuaScript = attrs.field(kw_only=True)
+
+    def command(self) -> Command:
+        return self.lua.call(self.keys, self.args)
+
+    def prefetch(self) -> Command:
+        return ("GET", self.key)
+
+    def declare_read(self, raw: Any) -> None:
+        self.declare(manifest_leaves(self.key, self.spec.delimiter, raw))
+
+    def touched(self) -> list[str]:
+        return self.keys[1:]
+
+
+def manifest_leaves(key: str, delim: str, manifest: Any) -> list[str]:
+    """The leaf keys a manifest names (none for a missing one)."""
+    if not manifest:
+        return []
+    text = manifest.decode("utf-8", "surrogateescape") if isinstance(manifest, bytes) \
+        else str(manifest)
+    return [key + delim + line for line in text.split("\n")[1:] if line]
+
+
+def _with_keys(command: Command, more: list[str]) -> Command:
+    """A script call with ``more`` keys declared after its own."""
+    n = int(command[2])
+    return (command[0], command[1], n + len(more), *command[3 : 3 + n], *more,
+            *command[3 + n :])
+
+
+def read_batch(batch: Batch) -> Plan[list[Any]]:
+    """Send a batch of reads; a flat read whose manifest names leaves it did not declare
+    (it answers ``{'KEYS', missing...}`` and reads nothing) is sent again with them, all
+    such reads in one more round trip. Other commands are sent once, as they are."""
+    commands = list(batch.commands)
+    replies = list((yield batch))
+    todo = list(range(len(commands)))
+    for _ in range(KEY_ROUNDS):
+        again = []
+        for i in todo:
+            need = needed_keys(replies[i]) if _is_flat_read(commands[i]) else None
+            if need:
+                commands[i] = _with_keys(commands[i], need)
+                again.append(i)
+        if not again:
+            return replies
+        more = yield attrs.evolve(batch, commands=[commands[i] for i in again])
+        for i, reply in zip(again, more, strict=True):
+            replies[i] = reply
+        todo = again
+    key = str(commands[todo[0]][3])
+    raise ConflictError(f"get {key}: the leaves of {key} kept changing while it was being "
+                        "read (concurrent saves)", attempts=KEY_ROUNDS, keys=(key,))
+
+
+def _is_flat_read(command: Command) -> bool:
+    return len(command) > 1 and command[0] == "EVALSHA" and command[1] in _READS
 
 
 class FlatLayout:
@@ -56,6 +137,31 @@ class FlatLayout:
         key_attr = next(f for f in attrs.fields(spec.cls) if f.name == spec.key.name)
         opts = key_attr.metadata.get("redmodel")
         self.key_name = getattr(opts, "name", None) or key_attr.name
+        self.fixed = [p for p in self._fixed_leaves(spec.cls, "") if p != self.key_name]
+
+    def _fixed_leaves(self, cls: type, path: str) -> list[str]:
+        """The leaf suffixes every object of ``cls`` may have whatever its values: scalar
+        and encoded fields, through nested classes (optional ones too), but not the items
+        of lists and dicts. Declared up front, so that a read or write of an object of a
+        fixed shape needs no second round trip."""
+        attrs.resolve_types(cls)
+        out = []
+        for f in attrs.fields(cls):
+            name = path + escape(_stored_name(f), self.delim)
+            inner, _ = optional_inner(f.type)
+            if getattr(f.metadata.get("redmodel"), "codec", None) is not None or (
+                    scalar(inner) is not None):
+                out.append(name)
+            elif isinstance(inner, type) and attrs.has(inner) and inner is not cls:
+                out += self._fixed_leaves(inner, name + self.delim)
+        return out
+
+    def _declared(self, key: str, have: list[str] | None = None) -> list[str]:
+        """The object key, then ``have``, then the other fixed leaves."""
+        keys = [key, *(have or ())]
+        seen = set(keys)
+        keys += [k for k in (f"{key}{self.delim}{p}" for p in self.fixed) if k not in seen]
+        return keys
 
     # ---- tree <-> skeleton + leaves ------------------------------------------------
 
@@ -96,22 +202,26 @@ class FlatLayout:
 
     # ---- writing ------------------------------------------------------------------
 
-    def save(self, key: str, obj: Any, ttl_ms: int | None) -> Command:
+    def save(self, key: str, obj: Any, ttl_ms: int | None) -> FlatWrite:
+        """The save script: the manifest, the object's leaves (their values in ARGV), then
+        the fixed leaves it does not have (which it may have had)."""
         tree = self.unstructure(obj)
         tree.pop(self.key_name, None)
         leaves: list[tuple[str, bytes]] = []
         skeleton = self._flatten(tree, "", leaves)
         manifest = "\n".join([json.dumps(skeleton, separators=(",", ":")),
                               *(p for p, _ in leaves)])
-        keys = [key, *(f"{key}{self.delim}{p}" for p, _ in leaves)]
+        keys = self._declared(key, [f"{key}{self.delim}{p}" for p, _ in leaves])
         ttl = "" if ttl_ms is None else str(ttl_ms)
-        return _SAVE.call(keys, [ttl, self.delim, manifest, *(v for _, v in leaves)])
+        return FlatWrite(self.spec, key, keys,
+                         [ttl, self.delim, manifest, *(v for _, v in leaves)], lua=_SAVE)
 
-    def delete(self, key: str) -> Command:
-        return _DELETE.call([key], [self.delim])
+    def delete(self, key: str) -> FlatWrite:
+        return FlatWrite(self.spec, key, self._declared(key), [self.delim], lua=_DELETE)
 
-    def expire(self, key: str, ttl_ms: int | None) -> Command:
-        return _EXPIRE.call([key], [self.delim, "persist" if ttl_ms is None else ttl_ms])
+    def expire(self, key: str, ttl_ms: int | None) -> FlatWrite:
+        return FlatWrite(self.spec, key, self._declared(key),
+                         [self.delim, "persist" if ttl_ms is None else ttl_ms], lua=_EXPIRE)
 
     def update(self, key: str, values: Any) -> Command:
         raise ValidationError(
@@ -142,7 +252,9 @@ class FlatLayout:
     # ---- reading ------------------------------------------------------------------
 
     def read(self, key: str) -> Command:
-        return _GET.call([key], [self.delim])
+        """The get script, with the fixed leaves declared: send it with
+        :func:`read_batch`, which declares the others when the script asks."""
+        return _GET.call(self._declared(key), [self.delim])
 
     def decode(self, key: str, id_text: str, reply: Any) -> Any:
         if not reply:

@@ -374,6 +374,7 @@ class HashLayout:
                            [len(pairs) // 2, *pairs, *nones], only=only)
         if snapshot is not None:
             w.declare_lines(self.stored_entries(snapshot))
+        w.values = values
         return w
 
     def update(self, key: str, values: Mapping[str, Any]) -> Command | Write:
@@ -405,8 +406,10 @@ class HashLayout:
                 "together", model=self.spec.name, key=key)
         only = sorted(n for n in changed.split("\x1f") if n in indexes.fields)
         entries = self.entries(key, dict(values), only)
-        return self.write(key, "update", "", changed, entries,
-                          [len(pairs) // 2, *pairs, *nones], only=only)
+        w = self.write(key, "update", "", changed, entries,
+                       [len(pairs) // 2, *pairs, *nones], only=only)
+        w.values = {n: v for n, v in values.items() if n in indexes.fields}
+        return w
 
     def delete(self, key: str) -> Command | Write:
         if self.spec.indexes is None:
@@ -581,6 +584,9 @@ def float_text(value: float, what: str, where: dict[str, Any]) -> str:
         f = math.inf
     if not math.isfinite(f):
         raise ValidationError(f"{what} must be a finite number, got {value!r}", **where)
+    if isinstance(value, int) and f != value:
+        raise ValidationError(f"{what} {value} has no exact float (beyond 2**53 only some "
+                              "ints do)", **where)
     return repr(f)
 
 

@@ -34,7 +34,7 @@ from redmodel._blind import BlindIndex, check_declaration, unique_texts
 from redmodel._errors import ModelDefinitionError
 from redmodel._keys import escape
 from redmodel._plan import script
-from redmodel._types import optional_inner, scalar
+from redmodel._types import NotIndexableError, canonical_text, optional_inner, scalar
 
 __all__ = ["IndexSpec", "IndexValueError", "IndexedField", "compile_indexes", "entry_key"]
 
@@ -152,7 +152,15 @@ class IndexSpec:
                 continue
             items = value if f.many else [value]
             if f.eq:
-                out.extend(f"e{SEP}{name}{SEP}{f.text(v)}" for v in dict.fromkeys(items))
+                try:
+                    texts = [f.text(v) for v in dict.fromkeys(items)]
+                except (IndexValueError, NotIndexableError) as e:
+                    reason = getattr(e, "reason", str(e))
+                    if problems is None:
+                        raise IndexValueError(reason, name) from None
+                    problems.append((name, reason))
+                    texts = []
+                out.extend(f"e{SEP}{name}{SEP}{t}" for t in dict.fromkeys(texts))
             if f.range and f.score_text is not None:
                 try:
                     out.append(f"r{SEP}{name}{SEP}{f.score_text(value)}")
@@ -166,7 +174,15 @@ class IndexSpec:
             parts = [values.get(n) for n in u.fields]
             if any(p is None for p in parts):
                 continue  # like SQL: a None never collides
-            out.extend(f"u{SEP}{u.name}{SEP}{text}" for text in self.unique_texts(u, parts))
+            try:
+                texts = self.unique_texts(u, parts)
+            except (IndexValueError, NotIndexableError) as e:
+                reason = getattr(e, "reason", str(e))
+                if problems is None:
+                    raise IndexValueError(reason, u.name) from None
+                problems.append((u.name, reason))
+                continue
+            out.extend(f"u{SEP}{u.name}{SEP}{text}" for text in texts)
         return out
 
     def unique_texts(self, u: UniqueSpec, parts: Sequence[Any]) -> list[str]:
@@ -202,12 +218,34 @@ class IndexSpec:
 
 
 def _text(tp: Any, delimiter: str) -> Callable[[Any], str]:
-    if tp is float:  # equal values, one entry: -0.0 == 0.0 (adding 0.0 makes -0.0 0.0)
-        return lambda v: escape(repr(float(v) + 0.0), delimiter)
-    found = scalar(tp)
-    assert found is not None
-    encode = found[0]
-    return lambda v: escape(encode(v).decode("utf-8", "surrogateescape"), delimiter)
+    """value -> its escaped entry text: the canonical text of its type (values equal in
+    Python give one entry, see _types.canonical_text); IndexValueError for a NaN."""
+    canonical = canonical_text(tp)
+
+    def text(v: Any) -> str:
+        try:
+            return escape(canonical(v), delimiter)
+        except NotIndexableError as e:
+            raise IndexValueError(str(e)) from None
+
+    return text
+
+
+def _check_indexable(check: Callable[[Any], str | None], text: Callable[[Any], str]
+                     ) -> Callable[[Any], str | None]:
+    """A field's check that also refuses a value no entry can hold (a NaN), so a save,
+    a query and get_by give one answer for it."""
+
+    def checked(value: Any) -> str | None:
+        err = check(value)
+        if err is None and isinstance(value, (float, decimal.Decimal)):
+            try:
+                text(value)
+            except (IndexValueError, NotIndexableError) as e:
+                return getattr(e, "reason", str(e))
+        return err
+
+    return checked
 
 
 def entry_key(root: str, d: str, line: str, claims: bool) -> str | None:
@@ -258,6 +296,7 @@ def _field_index(
     found = scalar(tp)
     assert found is not None
     blind = BlindIndex(cls or object, f.name, tp, delimiter) if option == "blind" else None
+    text = _text(tp, delimiter) if blind is None else blind.text
     return IndexedField(
         name=f.name,
         stored=(getattr(f.metadata.get("redmodel"), "name", None) or f.name).encode(),
@@ -265,10 +304,10 @@ def _field_index(
         eq=kind == "eq" or unique,
         range=kind == "range",
         many=many,
-        text=_text(tp, delimiter) if blind is None else blind.text,
+        text=text,
         score=_score(tp) if kind == "range" else None,
         score_text=_score_text(tp) if kind == "range" else None,
-        check=found[2],
+        check=_check_indexable(found[2], text) if kind == "eq" or unique else found[2],
         numeric=tp in (int, float) and blind is None,
         blind=blind,
     )

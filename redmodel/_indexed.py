@@ -7,7 +7,9 @@ the entries it knows the object had) and, when the script needs a key the client
 know (the entries of an object it did not load, the object owning a unique value), the
 script answers ``{'KEYS', ...}`` without writing and :func:`run_writes` resends with them.
 Inside a transaction no resend is possible after EXEC, so the plan first reads the
-object's record (WATCHing the object) and declares what it holds.
+object's record (WATCHing the object) and declares what it holds. The flat layout's
+writes (:class:`redmodel._flat.FlatWrite`: the leaves its manifest names) follow the same
+contract through the same plans.
 
 Unique values of a bucketed model (``claims``) live in their value's own bucket: they are
 claimed before the write, confirmed after it, and released when given up (:func:`claim`,
@@ -16,7 +18,8 @@ claimed before the write, confirmed after it, and released when given up (:func:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -26,6 +29,7 @@ from redmodel._errors import (
     DecodeError,
     NotFoundError,
     ServerError,
+    TransactionError,
 )
 from redmodel._hidden import unique_violation
 from redmodel._index import (
@@ -45,9 +49,11 @@ from redmodel._schema import ModelSpec
 
 __all__ = ["Abandoned", "TxHints", "Write", "claim", "refusal", "run_writes", "settle", "undo"]
 
-KEY_ROUNDS = 5
+KEY_ROUNDS = 8
 """How often one write may answer "these keys too" before the plan gives up: each answer
-means the object's entries changed between two round trips (a concurrent writer)."""
+means the object's entries changed between two round trips (a concurrent writer). Every
+answer writes nothing and the keys declared accumulate, so trying again is safe, and an
+increment declares a widening window of values each time (see _atomic)."""
 
 
 @attrs.define(eq=False)
@@ -62,6 +68,9 @@ class Write:
     root: str = ""
     eid: str = ""
     fields: frozenset[str] = frozenset()  # the indexed fields it may change
+    values: dict[str, Any] | None = None  # indexed values it writes (for TxHints)
+    spread: Callable[[list[str], int], Iterable[str]] | None = None  # more keys to
+    # declare with the ones a KEYS answer names (round 1, 2, ...): see _atomic
 
     def command(self) -> Command:
         return WRITE.call(self.keys, self.args)
@@ -79,6 +88,20 @@ class Write:
         self.declare(k for k in (entry_key(self.root, d, line, claims) for line in lines)
                      if k is not None)
 
+    def prefetch(self) -> Command:
+        """The read a transaction sends first (WATCHing the object) to learn which keys the
+        write will touch: the object's index record."""
+        return ("HGET", self.keys[1], self.eid)
+
+    def declare_read(self, raw: Any) -> None:
+        """Declare the keys the :meth:`prefetch` reply names."""
+        self.declare_lines(record_lines(raw))
+
+    def touched(self) -> list[str]:
+        """The keys beyond the fixed ones, which a later write of the same object in the
+        same transaction may find (and must declare)."""
+        return self.keys[4:]
+
 
 class Abandoned(Exception):  # noqa: N818 - a signal thrown into plans, not an error
     """Thrown into a plan whose transaction will not commit after it has sent writes before
@@ -86,13 +109,34 @@ class Abandoned(Exception):  # noqa: N818 - a signal thrown into plans, not an e
 
 
 class TxHints:
-    """What one transaction knows about the index keys of the objects it writes: a later
-    write of an object declares what an earlier one in the same transaction may leave.
+    """What one transaction knows of the objects it writes, as they will be after the
+    writes queued so far: a model of what its scripts will do inside EXEC, built at
+    commit (before MULTI) in queue order from WATCHed reads. With it every write
+    declares every key it will touch (a later write of an object, what the earlier ones
+    leave; an increment, its next value's entry) and refusals that can be known before
+    MULTI are raised then, with nothing written (a unique value another object holds).
     Shared by the plans a transaction queues; plans outside transactions get None."""
 
     def __init__(self) -> None:
         self.keys: dict[str, set[str]] = {}  # object key -> index keys declared for it
-        self.fields: dict[str, set[str]] = {}  # object key -> indexed fields written
+        self.exists: dict[str, bool] = {}  # object key -> exists after the earlier writes
+        self.lines: dict[str, set[str]] = {}  # object key -> its record's entries then
+        self.ints: dict[tuple[str, str], int | None] = {}  # (object key, equality-indexed
+        # int field) -> its value then (None: not a number)
+        self.owners: dict[tuple[str, str], str | None] = {}  # (unique hash, value text)
+        # -> the id holding it then
+        self.held: Counter[tuple[str, str, str]] = Counter()  # (claim key, value, id):
+        # claims of bucketed unique values held by writes not settled yet
+
+    def predict_int(self, key: str, field: str, read: Any) -> int | None:
+        """An equality-indexed int of the object at ``key`` when the write now prepared
+        runs: as earlier writes of this transaction leave it, else as read (absent: 0)."""
+        if (key, field) in self.ints:
+            return self.ints[key, field]
+        try:
+            return int(read or b"0")
+        except ValueError:
+            return None  # not a number: the script refuses it
 
 
 def _text(raw: Any) -> str:
@@ -106,10 +150,16 @@ def status(reply: Any) -> str | None:
     return None
 
 
+IN_EXEC = ("this write was not applied, but the transaction's other writes were (Redis "
+           "has no rollback inside EXEC)")
+
+
 def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
-            fields: dict[str, str] | None = None) -> Exception | None:
+            fields: dict[str, str] | None = None, tx: bool = False) -> Exception | None:
     """The error for a refusal the script answered instead of writing; None otherwise.
-    ``fields`` maps stored hash-field names to field paths (for counters)."""
+    ``fields`` maps stored hash-field names to field paths (for counters). ``tx``: the
+    write ran inside a transaction's EXEC (the other writes of it were applied)."""
+    nothing = IN_EXEC if tx else "nothing was written"
     word = status(reply)
     if word == "UNIQUE":
         return unique_violation(spec, _text(reply[1]), _text(reply[2]), key)
@@ -123,7 +173,7 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
             advice = (f": an index key of model {spec.name} was overwritten outside "
                       "redmodel; delete it and run store.reindex()")
         return ServerError(f"WRONGTYPE {where} holds a {actual}, not a {want}{advice}; "
-                           "nothing was written", keys=(where, key), command=what)
+                           f"{nothing}", keys=(where, key), command=what)
     if word == "MISSING":
         return NotFoundError(spec.name, key)
     if word == "NOTNUM":
@@ -133,11 +183,20 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
                            model=spec.name, key=key, field=(fields or {}).get(field, field))
     if word == "BADARG":
         return ServerError(f"the index script refused its arguments ({_text(reply[1])}); "
-                           "nothing was written", keys=(key,), command=what)
+                           f"{nothing}", keys=(key,), command=what)
+    if word == "KEYS" and tx:  # a WATCH conflict aborts EXEC: this is not one
+        return TransactionError(
+            f"{what}: the script of {key} needed index keys the transaction did not name "
+            f"before MULTI ({', '.join(_text(k) for k in reply[1:6])}"
+            f"{', ...' if len(reply) > 6 else ''}); {IN_EXEC}. It knows what its own "
+            "queued writes leave; this happens when a raw command (tx.command) of the same "
+            "transaction changed an indexed field")
     if word == "KEYS":
         return ConflictError(
-            f"{what}: the index entries of {key} kept changing while it was being written "
-            "(a concurrent write or reindex); nothing of this object was written",
+            f"{what}: the keys of {key} (its index entries, or its leaves in the flat "
+            f"layout) kept changing while it was being written (other clients wrote it "
+            f"between each of {KEY_ROUNDS} tries, or a reindex ran); nothing of this object "
+            "was written, so calling again is safe",
             attempts=KEY_ROUNDS, keys=(key,))
     return None
 
@@ -149,17 +208,159 @@ def needed_keys(reply: Any) -> list[str] | None:
 
 
 def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
-    """In a transaction: read the records of these objects (WATCHing the objects) and
-    declare the keys of what they hold and of what earlier writes in it may leave."""
-    if writes:
-        replies = yield Batch([("HGET", w.keys[1], w.eid) for w in writes],
-                              keys=[w.key for w in writes])
-        for w, raw in zip(writes, replies, strict=True):
-            w.declare_lines(record_lines(raw))
+    """In a transaction, before MULTI: read what these writes' scripts will find (the
+    object, its record, the holders of the unique values they take; all WATCHed, so
+    EXEC runs on exactly this), declare every key each will touch, and refuse before
+    anything is sent what the script would refuse: a unique value held by a live object.
+    Then record in ``hints`` what each leaves, for the writes queued after it. A layout's
+    own writes (the flat layout's :class:`FlatWrite`) read what their :meth:`Write.prefetch`
+    names and declare its keys, and what earlier writes of the object touched."""
+    if not writes:
+        return
+    own = [w for w in writes if type(w).prefetch is not Write.prefetch]
+    if own:
+        replies = yield Batch([w.prefetch() for w in own], keys=[w.key for w in own])
+        for w, raw in zip(own, replies, strict=True):
+            w.declare_read(raw)
+            w.declare(hints.keys.get(w.key, ()))
+            hints.keys.setdefault(w.key, set()).update(w.touched())
+    writes = [w for w in writes if type(w).prefetch is Write.prefetch]
+    if not writes:
+        return
+    cmds: list[Command] = []
+    watch: list[str] = []
     for w in writes:
+        cmds += [("EXISTS", w.key), ("HGET", w.keys[1], w.eid)]
+        watch.append(w.key)
+        for k, value in _unique_takes(w):
+            cmds.append(("HGET", k, value))
+            watch.append(k)
+    replies = yield Batch(cmds, keys=watch)
+    at = 0
+    for w in writes:
+        exists_now, raw = bool(replies[at]), replies[at + 1]
+        at += 2
+        w.declare_lines(record_lines(raw))
         w.declare(hints.keys.get(w.key, ()))
+        exists = hints.exists.get(w.key, exists_now)
+        old = hints.lines.get(w.key)
+        if old is None:
+            old = set(record_lines(raw))
+        for k, value in _unique_takes(w):
+            if (k, value) not in hints.owners:
+                found = replies[at]
+                hints.owners[k, value] = None if found is None else _text(found)
+            at += 1
+        new = _after(w, exists, old)
+        if new is not None:
+            yield from _check_unique(w, old, new, hints)
+            _record(w, exists, old, new, hints)
         hints.keys.setdefault(w.key, set()).update(w.keys[4:])
-        hints.fields.setdefault(w.key, set()).update(w.fields)
+
+
+def _mode(w: Write) -> str:
+    mode = str(w.args[0])
+    return mode[:-2] if mode.endswith(":c") else mode
+
+
+def _unique_takes(w: Write) -> list[tuple[str, str]]:
+    """(unique hash key, value text) of the unique values this write may take (unbucketed
+    models; claims are checked by the claim script before MULTI)."""
+    if w.spec.claims or _mode(w) not in ("save", "update"):
+        return []
+    d = w.spec.delimiter
+    out = []
+    for line in record_lines(w.args[7]):
+        kind, name, value = line.split(SEP, 2)
+        if kind == "u":
+            out.append((f"{w.root}uq{d}{name}", value))
+    return out
+
+
+def _after(w: Write, exists: bool, old: set[str]) -> set[str] | None:
+    """The entries of the object after this write, as the script computes them; None
+    when it changes none (an update, expire or increment of a missing object)."""
+    mode = _mode(w)
+    given = set(record_lines(w.args[7]))
+    if mode == "save":
+        return given
+    if mode == "delete":
+        return set()
+    if not exists or mode not in ("update", "incr"):
+        return None
+    names = set(str(w.args[6]).split(SEP)) if mode == "update" else set(w.fields)
+    if mode == "update" and w.args[6] == "*":
+        return given
+    kept = {line for line in old if line.split(SEP, 2)[1] not in names}
+    if mode == "incr":  # the new entries of the ints it predicted (see _atomic)
+        f = w.spec.indexes.fields if w.spec.indexes is not None else {}
+        given = {f"e{SEP}{n}{SEP}{f[n].text(v)}" for n, v in (w.values or {}).items()
+                 if n in f and f[n].eq and v is not None}
+    return kept | given
+
+
+def _check_unique(w: Write, old: set[str], new: set[str], hints: TxHints) -> Plan[None]:
+    """Declare the holder of each unique value this write takes from another object, and
+    raise UniqueViolationError now (before MULTI) when that holder is alive and holds it:
+    the script would refuse it inside EXEC, after the transaction's other writes."""
+    d = w.spec.delimiter
+    taken = []
+    for line in sorted(new - old):
+        kind, name, value = line.split(SEP, 2)
+        if kind != "u" or w.spec.claims:
+            continue
+        owner = hints.owners.get((f"{w.root}uq{d}{name}", value))
+        if owner is not None and owner != w.eid:
+            taken.append((line, name, value, owner))
+    if not taken:
+        return
+    prefix = w.key[: len(w.key) - len(w.eid)]
+    w.declare(prefix + owner for _, _, _, owner in taken)
+    unknown = [o for o in dict.fromkeys(t[3] for t in taken) if prefix + o not in hints.exists]
+    state: dict[str, tuple[bool, set[str]]] = {}
+    if unknown:
+        cmds: list[Command] = []
+        for o in unknown:
+            cmds += [("EXISTS", prefix + o), ("HGET", w.keys[1], o)]
+        replies = yield Batch(cmds, keys=[prefix + o for o in unknown])
+        for i, o in enumerate(unknown):
+            state[o] = (bool(replies[2 * i]), set(record_lines(replies[2 * i + 1])))
+    for line, name, value, owner in taken:
+        alive, lines = state.get(owner) or (hints.exists[prefix + owner],
+                                            hints.lines.get(prefix + owner, set()))
+        if alive and line in lines:
+            raise unique_violation(w.spec, name, value, w.key)
+
+
+def _record(w: Write, exists: bool, old: set[str], new: set[str], hints: TxHints) -> None:
+    """What this write leaves, for the writes queued after it."""
+    mode = _mode(w)
+    hints.exists[w.key] = mode != "delete" and (exists or mode == "save")
+    hints.lines[w.key] = new
+    d = w.spec.delimiter
+    if not w.spec.claims:
+        for line in old - new:
+            kind, name, value = line.split(SEP, 2)
+            k = f"{w.root}uq{d}{name}"
+            # the script drops the unique entry only if this object holds it (unknown
+            # holders are read again by the write that wants the value)
+            if kind == "u" and hints.owners.get((k, value)) == w.eid:
+                hints.owners[k, value] = None
+        for line in new - old:
+            kind, name, value = line.split(SEP, 2)
+            if kind == "u":
+                hints.owners[f"{w.root}uq{d}{name}", value] = w.eid
+    indexes = w.spec.indexes
+    if indexes is None:
+        return
+    if mode == "delete":
+        for gone in [i for i in hints.ints if i[0] == w.key]:
+            del hints.ints[gone]
+    elif mode in ("save", "update") and w.values is not None:
+        for n, v in w.values.items():
+            f = indexes.fields.get(n)
+            if f is not None and f.eq and f.tp is int and not f.many:
+                hints.ints[w.key, n] = 0 if v is None else int(v)
 
 
 def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
@@ -172,16 +373,18 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
         yield from prefetch(writes, hints)
     replies: list[Any] = [None] * len(items)
     todo = list(range(len(items)))
-    for _ in range(KEY_ROUNDS):
+    for attempt in range(KEY_ROUNDS):
         got = yield Batch([_command(items[i]) for i in todo], write=True,
                           idempotent=idempotent, keys=[_key(items[i]) for i in todo])
         again = []
         for i, reply in zip(todo, got, strict=True):
             item = items[i]
             need = needed_keys(reply) if isinstance(item, Write) else None
-            if need is not None and hints is None and item.declare(need):  # type: ignore[union-attr]
-                again.append(i)
-                continue
+            if need is not None and hints is None and isinstance(item, Write):
+                more = item.spread(need, attempt + 1) if item.spread is not None else ()
+                if item.declare([*need, *more]):
+                    again.append(i)
+                    continue
             replies[i] = reply
         if not again:
             return replies
@@ -199,9 +402,9 @@ def _key(item: Write | Command) -> str:
     return item.key if isinstance(item, Write) else str(item[1])
 
 
-def check(spec: ModelSpec, key: str, reply: Any, what: str) -> Any:
+def check(spec: ModelSpec, key: str, reply: Any, what: str, tx: bool = False) -> Any:
     """The reply of a write, or its refusal raised."""
-    error = refusal(spec, key, reply, what)
+    error = refusal(spec, key, reply, what, tx=tx)
     if error is not None:
         raise error
     return reply
@@ -240,10 +443,20 @@ class Claims:
     refreshed: list[tuple[str, str, str]] = attrs.field(factory=list)  # + earlier text
 
 
-def claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
+def claim(spec: ModelSpec, key: str, values: dict[str, Any], hints: TxHints | None = None
+          ) -> Plan[Claims]:
     """Claim these unique values for the object at ``key`` in their own buckets, before
     its write (sent at once in a transaction, before MULTI). Raises UniqueViolationError,
-    having released the claims just made, when a live object holding one owns it."""
+    having released the claims just made, when a live object holding one owns it. In a
+    transaction the claims held are noted in ``hints`` (see :func:`settle`)."""
+    out = yield from _claim(spec, key, values)
+    if hints is not None:
+        for k, t in out.ours:
+            hints.held[k, t, out.eid] += 1
+    return out
+
+
+def _claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
     eid = eid_of(spec, key)
     wanted = [(spec.claim_key(name, text), text, name) for name, text in
               unique_lines(spec, values)]
@@ -251,17 +464,15 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
     if not wanted:
         return out
     grace = str(CLAIM_GRACE_MS)
+    # idempotent per (value, id): a copy sent again after a lost reply finds the claim its
+    # first copy made and answers OURS (kept as a refresh: see Claims and undo)
     replies = yield Batch([CLAIM.call([k], [t, eid, grace, ""]) for k, t, _ in wanted],
-                          write=True, early=True)
+                          write=True, early=True, idempotent=True)
     taken = []
     for w, r in zip(wanted, replies, strict=True):
-        if r == 1:
-            out.made.append((w[0], w[1]))
-        if r == 1 or status(r) == "OURS":
-            out.ours.append((w[0], w[1]))
-            if r != 1:
-                out.refreshed.append((w[0], w[1], _text(r[1])))
-        elif status(r) == "TAKEN":
+        if _held(out, w[0], w[1], r):
+            continue
+        if status(r) == "TAKEN":
             taken.append((w, _text(r[1]), int(r[2])))
     yield from _claim_refusal(spec, key, replies, out)
     stale = [(w, owner) for w, owner, age in taken if age < 0 or age >= CLAIM_GRACE_MS]
@@ -271,10 +482,9 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
         retry = [(w, o) for (w, o), g in zip(stale, gone, strict=True) if g]
         if retry:
             again = yield Batch([CLAIM.call([k], [t, eid, grace, o]) for (k, t, _), o in retry],
-                                write=True, early=True)
-            won = {(w[0], w[1]) for (w, _), r in zip(retry, again, strict=True) if r == 1}
-            out.made += sorted(won)
-            out.ours += sorted(won)
+                                write=True, early=True, idempotent=True)
+            won = {(w[0], w[1]) for (w, _), r in zip(retry, again, strict=True)
+                   if _held(out, w[0], w[1], r)}
             yield from _claim_refusal(spec, key, again, out)
             taken = [t for t in taken if (t[0][0], t[0][1]) not in won]
     if taken:
@@ -282,6 +492,21 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
         (_, text, name), _, _ = taken[0]
         raise unique_violation(spec, name, text, key)
     return out
+
+
+def _held(out: Claims, key: str, text: str, reply: Any) -> bool:
+    """Note a claim's reply in ``out``; whether this id now holds the value. 1: a claim
+    made now. OURS: the id held it already (an earlier save, a copy of this very claim
+    whose reply was lost, or a concurrent save of the same object): a refresh, whose
+    earlier text :func:`undo` puts back, never a release that could rob a write in flight."""
+    if reply == 1:
+        out.made.append((key, text))
+    elif status(reply) == "OURS":
+        out.refreshed.append((key, text, _text(reply[1])))
+    else:
+        return False
+    out.ours.append((key, text))
+    return True
 
 
 def _claim_refusal(spec: ModelSpec, key: str, replies: Sequence[Any], out: Claims
@@ -319,9 +544,16 @@ def release(claims: Sequence[tuple[str, str]], eid: str) -> Plan[None]:
                     idempotent=True)
 
 
-def undo(claims: Claims | None) -> Plan[None]:
+def _unhold(claims: Claims | None, hints: TxHints | None) -> None:
+    if claims is not None and hints is not None:
+        for k, t in claims.ours:
+            hints.held[k, t, claims.eid] -= 1
+
+
+def undo(claims: Claims | None, hints: TxHints | None = None) -> Plan[None]:
     """For a write that did not happen: release its new claims and give the ones it
     refreshed their earlier text back (one round trip)."""
+    _unhold(claims, hints)
     if claims is None or not (claims.made or claims.refreshed):
         return
     eid = claims.eid
@@ -338,15 +570,24 @@ def released_lines(spec: ModelSpec, lines: Iterable[Any]) -> list[tuple[str, str
     return out
 
 
-def settle(spec: ModelSpec, key: str, reply: Any, claims: Claims | None) -> Plan[Any]:
+def settle(spec: ModelSpec, key: str, reply: Any, claims: Claims | None,
+           hints: TxHints | None = None) -> Plan[Any]:
     """After a write with claims: release the unique values it gave up, confirm the ones
-    it holds (or release the new ones if it wrote nothing). Returns the write's result."""
+    it holds (or release the new ones if it wrote nothing). Returns the write's result.
+
+    In a transaction (``hints``) the writes settle in queue order after EXEC, and a value
+    one write gives up that a later write of the same object holds again (a delete, then
+    a save with the same value) is not released: the later one confirms it. The net
+    effect is what the transaction leaves, not each write's own view."""
+    _unhold(claims, hints)
     result = reply
     gone: list[tuple[str, str]] = []
     if status(reply) == "RELEASE":
         result = reply[1]
         gone = released_lines(spec, reply[2:])
     eid = eid_of(spec, key)
+    if hints is not None:
+        gone = [(k, t) for k, t in gone if hints.held[k, t, eid] <= 0]
     if result == 0:
         yield from undo(claims)
     elif claims is not None and claims.ours:

@@ -16,9 +16,10 @@ from redmodel._blob import BlobLayout
 from redmodel._errors import (
     DecodeError,
     NotFoundError,
+    RedmodelError,
     ValidationError,
 )
-from redmodel._flat import FlatLayout, counter_result
+from redmodel._flat import FlatLayout, counter_result, read_batch
 from redmodel._hash import HashLayout, check_increment, saved
 from redmodel._indexed import (
     Abandoned,
@@ -117,11 +118,11 @@ def _indexed_write(spec: ModelSpec, w: Write, claims: Claims | None, hints: TxHi
     try:
         replies = yield from run_writes([w], idempotent=idempotent, hints=hints, what=what)
     except Abandoned:
-        yield from undo(claims)
+        yield from undo(claims, hints)
         raise
-    error = refusal(spec, w.key, replies[0], what)
+    error = refusal(spec, w.key, replies[0], what, tx=hints is not None)
     if error is not None:
-        yield from undo(claims)
+        yield from undo(claims, hints)
         raise error
     return replies[0]
 
@@ -141,25 +142,29 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
     layout = layout_of(spec)
     ms = ttl_ms(spec, ttl)
     if not isinstance(layout, HashLayout):
-        yield Batch([layout.save(key, obj, ms)], write=True, idempotent=True, keys=(key,))
+        whole: Command | Write = layout.save(key, obj, ms)
+        if isinstance(whole, Write):  # the flat layout: its leaves declared
+            yield from _indexed_write(spec, whole, None, hints, f"save {spec.name}", True)
+        else:
+            yield Batch([whole], write=True, idempotent=True, keys=(key,))
         return key
     cmd, state, partial = layout.save_changes(key, obj, ms, force)
     if partial and hints is not None:  # after EXEC there is no second try: look now
         found = yield Batch([("EXISTS", key)], keys=(key,))
-        if not found[0]:
+        if not hints.exists.get(key, bool(found[0])):  # as earlier writes leave it
             cmd, state, partial = layout.save_changes(key, obj, ms, True)
     if isinstance(cmd, Write):
         what = f"save {spec.name}"
         claims = None
         if spec.claims:
-            claims = yield from claim(spec, key, _values(spec, obj))
+            claims = yield from claim(spec, key, _values(spec, obj), hints)
         reply = yield from _indexed_write(spec, cmd, claims, hints, what, True)
         if partial and _result_of(reply) == 0:
             whole = layout.save_changes(key, obj, ms, True)[0]
             assert isinstance(whole, Write)
             reply = yield from _indexed_write(spec, whole, claims, hints, what, True)
         if spec.claims:
-            yield from settle(spec, key, reply, claims)
+            yield from settle(spec, key, reply, claims, hints)
     else:
         replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
         if partial and replies[0] == 0:
@@ -177,22 +182,32 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     """Every object is validated before the first chunk is sent; each chunk is one pipelined
     round trip of one atomic command per object (plus one for the objects whose index
     entries the client could not name, and the claims of a bucketed model's unique values
-    before and after). Objects are saved whole."""
+    before and after). Objects are saved whole. A refusal by the server stops after the
+    chunk it is in, and its error says which objects were written (see _batch_error)."""
     objs = list(objs)
     planned = [save_command(obj, ttl) for obj in objs]
     _unique_within(objs)
+    keys = [k for k, _ in planned]
+    written: list[str] = []
     for start in range(0, len(planned), chunk_size):
         chunk = planned[start : start + chunk_size]
         part = objs[start : start + chunk_size]
-        claims = yield from _claim_all([(spec_of(o), k, o) for (k, _), o in zip(chunk, part,
-                                        strict=True)])
+        try:
+            claims = yield from _claim_all([(spec_of(o), k, o) for (k, _), o in
+                                            zip(chunk, part, strict=True)], hints)
+        except RedmodelError as e:  # nothing of this chunk was written
+            raise _batch_error(e, "save_many", keys, written, hints is not None) from None
         try:
             replies = yield from run_writes([c for _, c in chunk], idempotent=True,
                                             hints=hints, what="save many")
         except Abandoned:  # its transaction will not commit: nothing written, undo claims
-            yield from gather([undo(c) for c in claims if c is not None])
+            yield from gather([undo(c, hints) for c in claims if c is not None])
             raise
-        yield from _settle_all(chunk, replies, claims, "save many")
+        _, refused = yield from _settle_all(chunk, replies, claims, "save many", hints)
+        written += [k for k, _ in chunk if k not in refused]
+        if refused:
+            key, first = next(iter(refused.items()))
+            raise _batch_error(first, "save_many", keys, written, hints is not None, key)
     for obj in objs:
         spec = spec_of(obj)
         layout = layout_of(spec)
@@ -202,10 +217,41 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     return len(planned)
 
 
-def _claim_all(items: Sequence[tuple[ModelSpec, str, Any]]) -> Plan[list[Claims | None]]:
+def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequence[str],
+                 tx: bool, refused: str | None = None) -> Exception:
+    """The error of one refused object of a save_many / delete_many, saying what of the
+    call was written: the objects of earlier chunks, and the others of its chunk (each
+    object is its own atomic script, so they land whatever their neighbours do)."""
+    if not isinstance(error, RedmodelError):
+        return error
+    done = set(written)
+    rest = [k for k in keys if k not in done]
+    key = refused or getattr(error, "key", None) or "one object"
+    text = str(error).replace("this write was not applied, but the transaction's other "
+                              "writes were (Redis has no rollback inside EXEC)",
+                              "nothing was written").replace(
+        "nothing was written", f"{key} was not written")
+
+    def shown(ks: Sequence[str]) -> str:
+        return ", ".join(ks[:10]) + (f" and {len(ks) - 10} more" if len(ks) > 10 else "")
+
+    verb = "deleted" if what == "delete_many" else "written"
+    summary = (f"; of this {what}'s {len(keys)} objects {len(written)} were {verb}"
+               + (f" ({shown(list(written))})" if written else "")
+               + f" and {len(rest)} were not ({shown(rest)}): see .written and "
+               ".not_written")
+    if tx:
+        summary += "; the transaction's other writes were applied (no rollback in EXEC)"
+    error.args = (text + summary, *error.args[1:])
+    error.written, error.not_written = tuple(written), tuple(rest)
+    return error
+
+
+def _claim_all(items: Sequence[tuple[ModelSpec, str, Any]], hints: TxHints | None = None
+               ) -> Plan[list[Claims | None]]:
     """The claims of every object that needs them, pipelined; on a refusal every claim
     just made is released and the first refusal raised."""
-    plans = [(i, _caught(claim(spec, key, _values(spec, obj))))
+    plans = [(i, _caught(claim(spec, key, _values(spec, obj), hints)))
              for i, (spec, key, obj) in enumerate(items) if spec.claims]
     out: list[Claims | None] = [None] * len(items)
     if not plans:
@@ -216,7 +262,7 @@ def _claim_all(items: Sequence[tuple[ModelSpec, str, Any]]) -> Plan[list[Claims 
         if not isinstance(r, Exception):
             out[i] = r
     if errors:
-        yield from gather([undo(c) for c in out if c is not None])
+        yield from gather([undo(c, hints) for c in out if c is not None])
         raise errors[0]
     return out
 
@@ -230,33 +276,35 @@ def _caught(plan: Plan[Any]) -> Plan[Any]:
 
 
 def _settle_all(chunk: Sequence[tuple[str, Command | Write]], replies: Sequence[Any],
-                claims: Sequence[Claims | None], what: str) -> Plan[list[Any]]:
-    """Results of a chunk of writes: claims confirmed or released (pipelined), then the
-    first refusal raised (the other objects of the chunk are written)."""
+                claims: Sequence[Claims | None], what: str, hints: TxHints | None
+                ) -> Plan[tuple[list[Any], dict[str, Exception]]]:
+    """Results of a chunk of writes: claims confirmed or released (pipelined), and the
+    refusals by key (the other objects of the chunk are written)."""
+    tx = hints is not None
+    refused: dict[str, Exception] = {}
     if not any(isinstance(item, Write) and item.spec.claims for _, item in chunk):
         out = []
         for (key, item), reply in zip(chunk, replies, strict=True):  # no I/O: no plans
-            error = refusal(item.spec, key, reply, what) if isinstance(item, Write) else None
+            error = (refusal(item.spec, key, reply, what, tx=tx) if isinstance(item, Write)
+                     else None)
             if error is not None:
-                raise error
+                refused.setdefault(key, error)
             out.append(_result_of(reply))
-        return out
-    plans, first = [], None
+        return out, refused
+    plans = []
     for (key, item), reply, c in zip(chunk, replies, claims, strict=True):
         if not isinstance(item, Write):
             plans.append(_done(reply))
             continue
-        error = refusal(item.spec, key, reply, what)
+        error = refusal(item.spec, key, reply, what, tx=tx)
         if error is not None:
-            first = first or error
-            plans.append(undo(c))
+            refused.setdefault(key, error)
+            plans.append(undo(c, hints))
         else:
-            plans.append(settle(item.spec, key, reply, c) if item.spec.claims else
+            plans.append(settle(item.spec, key, reply, c, hints) if item.spec.claims else
                          _done(_result_of(reply)))
     results = yield from gather(plans)
-    if first is not None:
-        raise first
-    return results
+    return results, refused
 
 
 def _done(value: Any) -> Plan[Any]:
@@ -288,7 +336,7 @@ def delete(model: type, id_value: Any, hints: TxHints | None = None) -> Plan[boo
         reply = yield from _indexed_write(spec, w, None, hints, f"delete {spec.name}", False)
         if not spec.claims:
             return bool(reply)
-        return bool((yield from settle(spec, key, reply, None)))
+        return bool((yield from settle(spec, key, reply, None, hints)))
     replies = yield Batch([w], write=True, keys=(key,))
     return bool(replies[0])
 
@@ -299,14 +347,19 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
     layout = layout_of(spec)
     keys = [spec.key_for(i) for i in ids]
     removed = 0
+    done: list[str] = []
     for start in range(0, len(keys), chunk_size):
         part = keys[start : start + chunk_size]
         # one command per object: a cluster pipeline routes each to its slot
         chunk = [(k, layout.delete(k)) for k in part]
         replies = yield from run_writes([c for _, c in chunk], idempotent=False, hints=hints,
                                         what=f"delete many {spec.name}")
-        results = yield from _settle_all(chunk, replies, [None] * len(chunk),
-                                         f"delete many {spec.name}")
+        results, refused = yield from _settle_all(chunk, replies, [None] * len(chunk),
+                                                  f"delete many {spec.name}", hints)
+        done += [k for k, _ in chunk if k not in refused]
+        if refused:
+            key, first = next(iter(refused.items()))
+            raise _batch_error(first, "delete_many", keys, done, hints is not None, key)
         removed += sum(int(bool(r)) for r in results)
     return removed
 
@@ -327,13 +380,15 @@ def update(model: type, id_value: Any, values: Mapping[str, Any],
     claims = None
     if spec.claims:
         found = yield Batch([("EXISTS", key)], keys=(key,))
-        if not found[0]:
+        # in a transaction, as the writes queued before this one leave it (a save of it)
+        exists = bool(found[0]) if hints is None else hints.exists.get(key, bool(found[0]))
+        if not exists:
             return False  # as the write would answer; no claim for a missing object
-        claims = yield from claim(spec, key, dict(values))
+        claims = yield from claim(spec, key, dict(values), hints)
     reply = yield from _indexed_write(spec, cmd, claims, hints, f"update {spec.name}", True)
     if not spec.claims:
         return bool(reply)
-    return bool((yield from settle(spec, key, reply, claims)))
+    return bool((yield from settle(spec, key, reply, claims, hints)))
 
 
 def incr(model: type, id_value: Any, field: str, amount: float,
@@ -390,7 +445,7 @@ def get(model: type, id_value: Any) -> Plan[Any]:
     spec = spec_of(model)
     key, text = id_str(spec, id_value)
     layout = layout_of(spec)
-    replies = yield Batch([layout.read(key)], keys=(key,))
+    replies = yield from read_batch(Batch([layout.read(key)], keys=(key,)))
     return layout.decode(key, text, replies[0])
 
 
@@ -409,7 +464,8 @@ def get_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[list[Any]
     out: list[Any] = []
     for start in range(0, len(wanted), chunk_size):
         part = wanted[start : start + chunk_size]
-        replies = yield Batch([layout.read(k) for k, _ in part], keys=[k for k, _ in part])
+        replies = yield from read_batch(Batch([layout.read(k) for k, _ in part],
+                                              keys=[k for k, _ in part]))
         out.extend(layout.decode(k, t, r) for (k, t), r in zip(part, replies, strict=True))
     return out
 
@@ -417,7 +473,7 @@ def get_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[list[Any]
 def get_by_keys(spec: ModelSpec, keys: Sequence[str]) -> Plan[list[Any]]:
     """Objects at these keys of one model, skipping keys that vanished."""
     layout = layout_of(spec)
-    replies = yield Batch([layout.read(k) for k in keys], keys=keys)
+    replies = yield from read_batch(Batch([layout.read(k) for k in keys], keys=keys))
     found = (layout.decode(k, spec.id_of_key(k) or "", r)
              for k, r in zip(keys, replies, strict=True))
     return [obj for obj in found if obj is not None]
@@ -542,7 +598,7 @@ def rotate_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
     if not chains or not keys:
         return 0
     layout = layout_of(spec)
-    replies = yield Batch([layout.read(k) for k in keys])
+    replies = yield from read_batch(Batch([layout.read(k) for k in keys]))
     writes: list[Command] = []
     for key, reply in zip(keys, replies, strict=True):
         for target, old in layout.raw_values(key, reply):

@@ -10,9 +10,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from importlib import resources
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
+from typing_extensions import TypeVar as DefaultTypeVar
+
+if TYPE_CHECKING:
+    from redmodel._aio import AsyncStore
+    from redmodel._store import Store
 
 __all__ = [
     "Batch",
@@ -21,6 +26,7 @@ __all__ = [
     "IterPlan",
     "LuaScript",
     "Plan",
+    "S",
     "iterate_async",
     "iterate_sync",
     "run_async",
@@ -29,6 +35,14 @@ __all__ = [
 
 R = TypeVar("R")
 Command = tuple[Any, ...]
+
+# named S (not S_co) as docs/design.md writes it: Query[M, S], Queue[T, S]
+S = DefaultTypeVar("S", bound="Store | AsyncStore", default="Store", covariant=True)  # noqa: PLC0105
+"""The store an object that runs plans is bound to (``Query[M, S]``, ``Queue[T, S]``...):
+its running methods are overloaded on ``self``, returning the value on a :class:`Store`
+and a coroutine of it on an :class:`AsyncStore` (docs/design.md). The default keeps
+``Query[Hat]`` meaning the sync form. Covariant, so a subclass of Store is a Store and a
+``Query[Hat, Store]`` is a ``Query[Hat, Store | AsyncStore]``."""
 
 
 @attrs.frozen(slots=True)
@@ -40,9 +54,10 @@ class Batch:
 
     ``idempotent`` says whether sending the batch twice is harmless: a second application
     changes nothing and answers the same (reads; a whole save; an update). ``None`` means
-    "reads are, writes are not": increments, pushes, pops, claims and counted deletes keep
-    the default. Only an idempotent batch is ever resent after a lost reply
-    (:attr:`may_resend`); for the others a lost reply is an outcome nobody can know.
+    "reads are, writes are not": increments, pushes, pops and counted deletes keep the
+    default (a claim of a unique value is idempotent: a second copy finds it its own).
+    Only an idempotent batch is ever resent after a lost reply (:attr:`may_resend`); for
+    the others a lost reply is an outcome nobody can know.
 
     ``early`` marks writes a transaction sends at once, before its MULTI, instead of
     queueing them (claims of unique values in other cluster slots); elsewhere it changes
@@ -154,15 +169,23 @@ class LuaScript:
 
 SCRIPTS_BY_SHA: dict[str, LuaScript] = {}
 _INCLUDE = "--! include "
+_SHEBANG = "#!"  # a script's first line may declare its flags: #!lua flags=allow-oom
 
 
 def lua_source(name: str, _seen: set[str] | None = None) -> str:
     """The text of ``redmodel/lua/<name>.lua`` with its ``--! include other`` lines replaced
-    by those files (each included once), so shared pieces are written once."""
+    by those files (each included once), so shared pieces are written once.
+
+    A script may start with a shebang (``#!lua flags=allow-oom``, Redis 7+): it stays the
+    first line. Only a script's own first line may be one (an included file's would land
+    in the middle)."""
     seen = set() if _seen is None else _seen
     text = resources.files("redmodel.lua").joinpath(f"{name}.lua").read_text("utf-8")
     out = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines()):
+        if line.startswith(_SHEBANG) and (number or _seen is not None):
+            raise ValueError(f"redmodel/lua/{name}.lua: a shebang must be the first line "
+                             "of a script, not of an included file")
         if line.startswith(_INCLUDE):
             part = line[len(_INCLUDE):].strip()
             if part not in seen:
@@ -193,7 +216,11 @@ def once_variant(sha: str) -> LuaScript | None:
         base = SCRIPTS_BY_SHA.get(sha)
         if base is None or base.name.endswith("+once") or base.name.startswith("once_"):
             return None
-        text = (lua_source("once_head") + "local function once_body()\n" + base.source
+        shebang, body = "", base.source
+        if body.startswith(_SHEBANG):  # the script's flags (allow-oom) stay its first line
+            shebang, body = body.split("\n", 1)
+            shebang += "\n"
+        text = (shebang + lua_source("once_head") + "local function once_body()\n" + body
                 + "end\n" + lua_source("once_tail"))
         found = _ONCE[sha] = LuaScript(base.name + "+once", text)
         SCRIPTS_BY_SHA[found.sha] = found

@@ -23,16 +23,30 @@ import functools
 import inspect
 import math
 import re
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import attrs
 
 from redmodel._errors import QueryError
 from redmodel._index import IndexedField
 from redmodel._keys import unescape
-from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, iterate_async, iterate_sync, script
+from redmodel._plan import (
+    Batch,
+    Command,
+    Emit,
+    IterPlan,
+    Plan,
+    S,
+    iterate_async,
+    iterate_sync,
+    script,
+)
 from redmodel._schema import ModelSpec, spec_of
+
+if TYPE_CHECKING:
+    from redmodel._aio import AsyncStore
+    from redmodel._store import Store
 
 __all__ = [
     "Page", "Q", "Query", "Range", "between", "contains", "ge", "gt", "le", "lt", "one_of",
@@ -226,7 +240,8 @@ def _score_text(f: IndexedField, value: Any) -> str:
         raise QueryError(f"{f.name}: None is not indexed (objects without a value are in no "
                          "index)")
     _check(f, value)
-    if isinstance(value, int) and not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+    # a float field takes the ints a float holds exactly (its check refuses the others)
+    if f.tp is int and not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
         raise QueryError(f"{f.name}: {value} is outside +-2**53, where the range index "
                          "holds ints exactly")
     assert f.score is not None
@@ -462,7 +477,7 @@ def _str(raw: Any) -> str:
     return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
 
 
-class Query(Generic[M]):
+class Query(Generic[M, S]):
     """``store.find(Hat, color="black", price=redmodel.lt(50))``: a lazy, immutable query.
 
     Refine with :meth:`order_by`, :meth:`limit`, :meth:`offset`, :meth:`after`; run with
@@ -472,9 +487,13 @@ class Query(Generic[M]):
     check happens here, before any command: unknown or non-indexed fields, ranges on
     equality indexes, wrong value types, None or NaN bounds, malformed cursors raise
     :class:`QueryError`.
+
+    ``S`` is the store's type: ``Query[Hat]`` (``Query[Hat, Store]``) runs at once,
+    ``Query[Hat, AsyncStore]`` (from ``AsyncStore.find``) returns coroutines, and type
+    checkers see each form's own signatures (docs/design.md).
     """
 
-    def __init__(self, store: Any, model: type[M], where: Q, *, order: str = "",
+    def __init__(self, store: S, model: type[M], where: Q, *, order: str = "",
                  desc: bool = False, offset: int = 0, limit: int | None = None,
                  cursor: str | None = None) -> None:
         self.store = store
@@ -500,12 +519,12 @@ class Query(Generic[M]):
         lo, hi, rest = _split_walk(self._expr, self._order)
         return _program(rest, f"rng{self.spec.delimiter}{self._order}", (lo, hi))
 
-    def _with(self, **changes: Any) -> Query[M]:
+    def _with(self, **changes: Any) -> Query[M, S]:
         options = {"order": self._order, "desc": self._desc, "offset": self._offset,
                    "limit": self._limit, "cursor": self._cursor, **changes}
         return Query(self.store, self.model, self.where, **options)
 
-    def order_by(self, field: str) -> Query[M]:
+    def order_by(self, field: str) -> Query[M, S]:
         """Sort by a range-indexed field, ties by id; ``"-price"`` reverses both. Objects
         without a value for the field have no score to sort by and are left out."""
         if not isinstance(field, str):
@@ -513,19 +532,19 @@ class Query(Generic[M]):
         desc = field.startswith("-")
         return self._with(order=field.lstrip("-+"), desc=desc)
 
-    def limit(self, n: int | None) -> Query[M]:
+    def limit(self, n: int | None) -> Query[M, S]:
         """At most ``n`` results."""
         if n is not None and (not _is_int(n) or n < 0):
             raise QueryError(f"limit must be an int >= 0 or None, not {n!r}")
         return self._with(limit=n)
 
-    def offset(self, n: int) -> Query[M]:
+    def offset(self, n: int) -> Query[M, S]:
         """Skip the first ``n`` results (they are still found: O(n); prefer cursors)."""
         if not _is_int(n) or n < 0:
             raise QueryError(f"offset must be an int >= 0, not {n!r}")
         return self._with(offset=n)
 
-    def after(self, cursor: str | None) -> Query[M]:
+    def after(self, cursor: str | None) -> Query[M, S]:
         """Results after a :class:`Page` cursor: the next page starts right after the
         previous page's last result, whatever was added or removed meanwhile."""
         return self._with(cursor=cursor)
@@ -817,37 +836,61 @@ class Query(Generic[M]):
 
     # ---- running (the store decides sync or async) ----------------------------------
 
-    def all(self) -> list[M]:
+    @overload
+    def all(self: Query[M, Store]) -> list[M]: ...
+    @overload
+    def all(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, list[M]]: ...
+    def all(self) -> Any:
         """Every result as an object, gathered a page of :data:`ALL_PAGE_SIZE` at a time
         (script steps per bucket, then HGETALL of the page's hits, pipelined)."""
-        return self.store.run(self.all_plan())  # type: ignore[no-any-return]
+        return self.store.run(self.all_plan())
 
-    def ids(self) -> list[Any]:
+    @overload
+    def ids(self: Query[M, Store]) -> list[Any]: ...
+    @overload
+    def ids(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, list[Any]]: ...
+    def ids(self) -> Any:
         """Every result's id (script steps only, no object is read)."""
-        return self.store.run(self.ids_plan())  # type: ignore[no-any-return]
+        return self.store.run(self.ids_plan())
 
-    def count(self) -> int:
+    @overload
+    def count(self: Query[M, Store]) -> int: ...
+    @overload
+    def count(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, int]: ...
+    def count(self) -> Any:
         """How many objects match, exactly (expired ones never count): one script call
         per bucket where Redis counts natively, bounded steps otherwise."""
-        return self.store.run(self.count_plan())  # type: ignore[no-any-return]
+        return self.store.run(self.count_plan())
 
-    def exists(self) -> bool:
+    @overload
+    def exists(self: Query[M, Store]) -> bool: ...
+    @overload
+    def exists(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, bool]: ...
+    def exists(self) -> Any:
         """Whether any object matches (stops at the first)."""
-        return self.store.run(self.exists_plan())  # type: ignore[no-any-return]
+        return self.store.run(self.exists_plan())
 
-    def first(self) -> M | None:
+    @overload
+    def first(self: Query[M, Store]) -> M | None: ...
+    @overload
+    def first(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, M | None]: ...
+    def first(self) -> Any:
         """The first result (in this query's order), or None."""
-        return self.store.run(self.first_plan())  # type: ignore[no-any-return]
+        return self.store.run(self.first_plan())
 
-    def page(self, size: int) -> Page[M]:
+    @overload
+    def page(self: Query[M, Store], size: int) -> Page[M]: ...
+    @overload
+    def page(self: Query[M, AsyncStore], size: int) -> Coroutine[Any, Any, Page[M]]: ...
+    def page(self, size: int) -> Any:
         """One page of ``size`` results after this query's cursor, with the next cursor."""
         _check_size(size)
-        return self.store.run(self.page_plan(size))  # type: ignore[no-any-return]
+        return self.store.run(self.page_plan(size))
 
     def _is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.store.run)
 
-    def pages(self, size: int = PAGE_SIZE) -> Iterator[list[M]]:
+    def pages(self: Query[M, Store], size: int = PAGE_SIZE) -> Iterator[list[M]]:
         """Every result (after the offset, up to the limit), a page at a time, following
         cursors; memory holds one page (sync stores; :meth:`apages` for an AsyncStore)."""
         _check_size(size)
@@ -857,7 +900,7 @@ class Query(Generic[M]):
         return (page.items for page in iterate_sync(self._pages_plan(size),
                                                     self.store._execute) if page.items)
 
-    def apages(self, size: int = PAGE_SIZE) -> AsyncIterator[list[M]]:
+    def apages(self: Query[M, AsyncStore], size: int = PAGE_SIZE) -> AsyncIterator[list[M]]:
         """:meth:`pages` for an AsyncStore: ``async for page in query.apages(100)``."""
         _check_size(size)
         if not self._is_async():
@@ -865,16 +908,16 @@ class Query(Generic[M]):
                             "query.pages(size)`")
         return self._apages(size)
 
-    async def _apages(self, size: int) -> AsyncIterator[list[M]]:
+    async def _apages(self: Query[M, AsyncStore], size: int) -> AsyncIterator[list[M]]:
         async for page in iterate_async(self._pages_plan(size), self.store._execute):
             if page.items:
                 yield page.items
 
-    def __iter__(self) -> Iterator[M]:
+    def __iter__(self: Query[M, Store]) -> Iterator[M]:
         """``for obj in query``: every result, :data:`PAGE_SIZE` at a time."""
         return (item for items in self.pages() for item in items)
 
-    async def __aiter__(self) -> AsyncIterator[M]:
+    async def __aiter__(self: Query[M, AsyncStore]) -> AsyncIterator[M]:
         """``async for obj in query`` (an AsyncStore's query): every result,
         :data:`PAGE_SIZE` at a time."""
         async for items in self.apages():

@@ -16,6 +16,7 @@ A :class:`SyncSession` / :class:`AsyncSession` keeps one connection for a transa
 from __future__ import annotations
 
 import asyncio
+import select
 import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -326,6 +327,54 @@ class SyncSession:
 # ---- asyncio ----------------------------------------------------------------------------
 
 
+def _socket_readable(conn: Any) -> bool:
+    """Whether the socket under an asyncio connection has something the event loop has not
+    read yet (an EOF or a reset included): asyncio's StreamReader only knows what the loop
+    already read, and a loop kept busy never got round to it. Asked with ``poll`` (or
+    ``select`` where there is none), no byte taken. TLS records that carry no data (a
+    session ticket) also count: one needless reconnection, never a wrong answer."""
+    writer = getattr(conn, "_writer", None)
+    transport = getattr(writer, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return True
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+async def _dirty(conn: Any) -> bool:
+    """Whether an idle connection cannot be trusted to send on: the server closed it (its
+    ``timeout``, a restart, a load balancer's idle timeout) or it holds unread data."""
+    try:
+        return bool(await conn.can_read()) or _socket_readable(conn)
+    except _TRANSPORT_ERRORS:
+        return True
+
+
+async def _refreshed(conn: Any) -> None:
+    """Make a pooled asyncio connection ready to send on, before anything is written on
+    it, as redis-py's sync pool does on checkout (the sync shell relies on that): a dirty
+    one (:func:`_dirty`) is closed and opened again. redis-py 8.1's asyncio pool ignores
+    its own check's answer while maintenance notifications are on (their default,
+    ``auto``; the sync pool's check raises on a closed socket first, so it reconnects), and
+    asks only what the event loop has read: without this a write would go to a socket the
+    server closed, and its lost reply would be an :class:`~redmodel.OutcomeUnknownError`
+    for a write that cannot have been applied. Shared by the one-server and cluster paths
+    and by transactions (:class:`AsyncSession`)."""
+    if conn.is_connected and await _dirty(conn):
+        await conn.disconnect()
+    await conn.connect()
+
+
 class AsyncLink(_Shell):
     """The transport of an :class:`~redmodel.AsyncStore`: :class:`SyncLink` awaited."""
 
@@ -393,19 +442,21 @@ class AsyncLink(_Shell):
             return
 
     async def _acquire(self, node: Any) -> tuple[Any, Any]:
+        """A connection from the client's pool (one server) or the node's (cluster), ready
+        to send on: see :func:`_refreshed`."""
         if node is None:
             pool = self.client.connection_pool
-            return await pool.get_connection(), pool
-        conn = node.acquire_connection()
+            conn = await pool.get_connection()
+        else:
+            pool = node
+            conn = node.acquire_connection()
         try:
-            if conn.is_connected and await conn.can_read():
-                await conn.disconnect()  # closed by the server, or left with data
-            await conn.connect()
+            await _refreshed(conn)
         except BaseException:
             await conn.disconnect()
-            node.release(conn)
+            await self._release(conn, pool)
             raise
-        return conn, node
+        return conn, pool
 
     async def _release(self, conn: Any, pool: Any) -> None:
         if pool is None:
@@ -531,7 +582,7 @@ class AsyncSession:
                 self.node = self.link._default()
             self.conn, self.pool = await self.link._acquire(
                 self.node if self.link.cluster else None)
-        elif await self.conn.can_read():
+        elif await _dirty(self.conn):
             raise RedisConnectionError("the transaction's connection was closed")
         self.used = True
         return self.conn

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import redis
 from redis.cluster import RedisCluster
@@ -16,13 +16,14 @@ from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Plan, gather, iterate_sync, run_sync
 from redmodel._query import Q, Query
 from redmodel._shells import SyncLink
-from redmodel._tx import RetryPolicy
+from redmodel._tx import RetryPolicy, Transaction, TransactionFunction
 from redmodel._wire import ResendPolicy
 
 __all__ = ["Store"]
 
 M = TypeVar("M")
 R = TypeVar("R")
+P = ParamSpec("P")
 
 
 class Store(ShellConfig):
@@ -172,6 +173,14 @@ class Store(ShellConfig):
         :class:`NotFoundError` when the object is missing. Hash layout only."""
         return self.run(_atomic.incr_fields(model, id, changes, floor=floor, ceiling=ceiling))
 
+    @overload
+    def transaction(
+        self, fn: Callable[Concatenate[Transaction, P], R], *, policy: RetryPolicy | None = None
+    ) -> TransactionFunction[P, R]: ...
+    @overload
+    def transaction(
+        self, fn: None = None, *, policy: RetryPolicy | None = None
+    ) -> Callable[[Callable[Concatenate[Transaction, P], R]], TransactionFunction[P, R]]: ...
     def transaction(
         self, fn: Callable[..., Any] | None = None, *, policy: RetryPolicy | None = None
     ) -> Any:
@@ -277,7 +286,7 @@ class Store(ShellConfig):
 
     # ---- queries and indexes (docs/queries.md) ------------------------------------------
 
-    def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M]:
+    def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M, Store]:
         """A query over the model's indexes: ``find(Hat, color="black", price=lt(50))``,
         ``find(Hat, Q(color="black") | Q(style="fitted"))``. Nothing is sent until it
         runs (``.all()``, ``.count()``, ...); bad queries raise QueryError here."""

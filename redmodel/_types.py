@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import math
 import types
 import typing
 import uuid
@@ -121,9 +122,12 @@ def _check_float(value: Any) -> str | None:
     err = _check_number(value)
     if err is None and isinstance(value, int):
         try:
-            float(value)
+            exact = float(value) == value
         except OverflowError:
             return "an int this large does not fit a float field"
+        if not exact:  # stored (and indexed) as a float, it would read back rounded
+            return (f"the int {value} has no exact float (beyond 2**53 only some ints "
+                    "do): convert it yourself if rounding is what you want")
     return err
 
 
@@ -185,6 +189,61 @@ def scalar(tp: Any) -> tuple[Encoder, Decoder, Checker] | None:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return _enum_scalar(tp)
     return _SCALARS.get(tp)
+
+
+# ---- canonical index text ---------------------------------------------------------------
+
+
+class NotIndexableError(ValueError):
+    """A value that no index entry can stand for (a NaN equals nothing, not even itself)."""
+
+
+def _canonical_float(v: Any) -> str:
+    f = float(v)
+    if math.isnan(f):
+        raise NotIndexableError("NaN equals nothing, so an index cannot hold it")
+    return repr(f + 0.0)  # -0.0 == 0.0: adding 0.0 makes -0.0 0.0
+
+
+def _canonical_decimal(v: decimal.Decimal) -> str:
+    if v.is_nan():
+        raise NotIndexableError("a Decimal NaN equals nothing, so an index cannot hold it")
+    if v.is_infinite():
+        return "-Infinity" if v < 0 else "Infinity"
+    if not v:
+        return "0"  # 0, -0, 0E-5, 0.000 are all equal
+    sign, digits, exponent = v.as_tuple()
+    assert isinstance(exponent, int)
+    while len(digits) > 1 and digits[-1] == 0:  # 1.0, 1.00, 1E+0: one text; exact, unlike
+        digits, exponent = digits[:-1], exponent + 1  # normalize(), which rounds to 28 digits
+    return str(decimal.Decimal((sign, digits, exponent)))
+
+
+def _canonical_datetime(v: dt.datetime) -> str:
+    if v.utcoffset() is None:
+        return v.isoformat()  # naive: never equal to an aware one
+    try:
+        return v.astimezone(dt.timezone.utc).isoformat()  # one instant, one text
+    except OverflowError:
+        raise NotIndexableError("its instant in UTC falls outside the years 1..9999") from None
+
+
+def canonical_text(tp: Any) -> Callable[[Any], str]:
+    """value -> its canonical text for an index entry (before escaping): values equal in
+    Python (``==``) give one text, so equality lookups and unique constraints follow
+    ``==`` (``Decimal('1.0')`` and ``Decimal('1.00')``, one instant in two time zones,
+    ``-0.0`` and ``0.0``). The stored field keeps the value as given. Raises
+    :class:`NotIndexableError` for a NaN."""
+    if tp is float:
+        return _canonical_float
+    if tp is decimal.Decimal:
+        return _canonical_decimal
+    if tp is dt.datetime:
+        return _canonical_datetime
+    found = scalar(tp)
+    assert found is not None
+    encode = found[0]
+    return lambda v: encode(v).decode("utf-8", "surrogateescape")
 
 
 # ---- checkers for any supported type ---------------------------------------------------

@@ -51,7 +51,12 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from redmodel._errors import CrossSlotError, OutcomeUnknownError, ServerError
+from redmodel._errors import (
+    CrossSlotError,
+    EvictionPolicyError,
+    OutcomeUnknownError,
+    ServerError,
+)
 from redmodel._plan import SCRIPTS_BY_SHA, Batch, Command, as_eval, once_variant, script
 
 __all__ = [
@@ -71,6 +76,9 @@ ONCE_FENCE = script("once_fence")
 ONCE_PREFIX = "redmodel:once:"
 SLOTS = 16384
 MAX_REDIRECT_ROUNDS = 32
+MAX_PENDING_CLEANUP = 4096
+"""Commands tidying write-id records a store keeps per node until its next call there;
+beyond this the oldest are forgotten (their records expire after ``write_id_ttl``)."""
 
 
 # ---- the policy -------------------------------------------------------------------------
@@ -86,6 +94,15 @@ def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: Any) ->
         raise ValueError(f"ResendPolicy.{attribute.name} must not be negative, got {value!r}")
 
 
+def _record_prefix(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"ResendPolicy.{attribute.name} must be a non-empty str, got "
+                         f"{value!r}")
+    if "{" in value or "}" in value:
+        raise ValueError(f"ResendPolicy.{attribute.name} must not hold braces ({value!r}): "
+                         "on a cluster the record's key carries its own hash tag")
+
+
 @attrs.frozen
 class ResendPolicy:
     """How patiently a store sends a batch again (docs/failures.md).
@@ -98,6 +115,13 @@ class ResendPolicy:
     - ``write_id_ttl`` (seconds): in exactly-once mode, how long the server keeps a write id
       with its first reply (or its fence); a copy of a write delayed longer than this
       (a server paused with it in its input buffer) is no longer recognised.
+    - ``write_id_prefix``: in exactly-once mode, where write ids are kept: keys
+      ``<prefix><id>.<n>`` (``<prefix>{<tag>}:<id>.<n>`` on a cluster). Give each ACL user
+      its own (``"redmodel:once:shop:"`` with ``~redmodel:once:shop:*``) so that users do
+      not share records.
+    - ``allow_eviction``: exactly-once mode refuses a server whose ``maxmemory-policy`` may
+      evict keys (:class:`~redmodel.EvictionPolicyError`); True accepts that risk (an
+      evicted record lets a resend apply its write twice).
 
     Only a batch that may be sent twice (a read, a whole save, an update, an expiry) is sent
     again after its reply was lost, or any write in exactly-once mode. Redirections that
@@ -111,6 +135,8 @@ class ResendPolicy:
     backoff_max: float = attrs.field(default=1.0, validator=_not_negative)
     deadline: float = attrs.field(default=10.0, validator=_positive)
     write_id_ttl: float = attrs.field(default=60.0, validator=_positive)
+    write_id_prefix: str = attrs.field(default=ONCE_PREFIX, validator=_record_prefix)
+    allow_eviction: bool = attrs.field(default=False, converter=bool)
 
     def __attrs_post_init__(self) -> None:
         if self.write_id_ttl <= self.deadline:
@@ -283,12 +309,25 @@ def new_write_id() -> str:
     return base64.urlsafe_b64encode(os.urandom(12)).decode("ascii")
 
 
-def once_key(slot: int | None, write_id: str) -> str:
-    """Where the server keeps a write id: ``redmodel:once:<id>`` on one server,
-    ``redmodel:once:{<tag>}:<id>`` in the write's slot on a cluster."""
+def once_key(slot: int | None, write_id: str, prefix: str = ONCE_PREFIX) -> str:
+    """Where the server keeps a write id: ``<prefix><id>`` on one server,
+    ``<prefix>{<tag>}:<id>`` in the write's slot on a cluster (the prefix is
+    ``redmodel:once:`` unless the policy names another)."""
     if slot is None:
-        return ONCE_PREFIX + write_id
-    return f"{ONCE_PREFIX}{{{slot_tag(slot)}}}:{write_id}"
+        return prefix + write_id
+    return f"{prefix}{{{slot_tag(slot)}}}:{write_id}"
+
+
+def eviction_policy(reply: Any) -> str | None:
+    """The ``maxmemory_policy`` an ``INFO memory`` reply names (None if it names none)."""
+    if isinstance(reply, bytes):
+        reply = reply.decode("utf-8", "replace")
+    if not isinstance(reply, str):
+        return None
+    for line in reply.splitlines():
+        if line.startswith("maxmemory_policy:"):
+            return line.split(":", 1)[1].strip()
+    return None
 
 
 def wrap(command: Command, key: str, ttl_ms: int) -> Command | None:
@@ -422,6 +461,28 @@ class Link:
         self.node_key: Callable[[Any], Hashable] = node_key or (lambda node: None)
         self.loaded: dict[Hashable, set[str]] = {}
         self.eval_only: set[Hashable] = set()  # nodes that refused SCRIPT LOAD
+        # exactly-once: each node's maxmemory-policy once looked at (None: INFO refused)
+        self.evictions: dict[Hashable, str | None] = {}
+        # exactly-once: commands tidying records, sent with the next call to their node
+        self.pending: dict[Hashable, list[Command]] = {}
+        self._pending_lock = threading.Lock()
+
+    def leave(self, name: Hashable, commands: Sequence[Command]) -> None:
+        """Keep ``commands`` for the next call to node ``name``."""
+        if not commands:
+            return
+        with self._pending_lock:
+            waiting = self.pending.setdefault(name, [])
+            waiting.extend(commands)
+            if len(waiting) > MAX_PENDING_CLEANUP:
+                del waiting[: len(waiting) - MAX_PENDING_CLEANUP]
+
+    def take(self, name: Hashable) -> list[Command]:
+        """The commands kept for node ``name`` (now the caller's to send)."""
+        if not self.pending:
+            return []
+        with self._pending_lock:
+            return self.pending.pop(name, [])
 
 
 class Call:
@@ -430,8 +491,8 @@ class Call:
     objects), ``failure`` (the connection error, if any) and ``sent`` (whether any byte of
     it may have left)."""
 
-    __slots__ = ("atomic", "evals", "failure", "fence", "head", "indices", "loads", "node",
-                 "pinned", "replies", "sent", "wire")
+    __slots__ = ("atomic", "check", "cleanup", "evals", "failure", "fence", "head", "indices",
+                 "loads", "node", "pinned", "replies", "sent", "wire")
 
     def __init__(self, node: Any, wire: Sequence[Command], indices: list[int], loads: list[str],
                  head: int, atomic: bool, pinned: bool = False,
@@ -449,6 +510,8 @@ class Call:
         self.replies: list[Any] = []
         self.failure: BaseException | None = None
         self.sent = False
+        self.cleanup: list[Command] = []  # tidying of records, ahead of the batch's own
+        self.check = False  # an INFO asking the node's eviction policy
 
 
 _SEND, _FENCE, _DONE = range(3)
@@ -479,6 +542,7 @@ class Exchange:
     _maybe: set[int] | None = None
     _ask: dict[int, Any] | None = None
     _clean = False  # every reply came in one round, none an error
+    _checking = False  # this round asks nodes their eviction policy
     once: Mapping[int, str] = MappingProxyType({})
 
     def __init__(self, batch: Batch, link: Link, *, pinned: bool = False,
@@ -535,10 +599,11 @@ class Exchange:
         wire = list(commands)
         write_id = new_write_id()
         ttl = self.link.policy.write_id_ttl_ms
+        prefix = self.link.policy.write_id_prefix
         once: dict[int, str] = {}
         for i in indices:
             slot = self.slots[i] if self.slots is not None else None
-            key = once_key(slot, f"{write_id}.{i}")
+            key = once_key(slot, f"{write_id}.{i}", prefix)
             wrapped = wrap(commands[i], key, ttl)
             if wrapped is not None and (slot is not None or not self.link.cluster):
                 wire[i] = wrapped
@@ -551,6 +616,108 @@ class Exchange:
     def _resendable(self, i: int) -> bool:
         return i not in self.unsafe or i in self.once
 
+    def _node_of(self, i: int) -> Any:
+        """The node command ``i`` goes to (raises when the slot map has none)."""
+        if self.pinned or not self.link.cluster:
+            return self.node
+        assert self.link.locate is not None and self.slots is not None
+        slot = self.slots[i]
+        assert slot is not None
+        return self.link.locate(slot)
+
+    def _unchecked(self) -> list[Any]:
+        """The nodes this exchange's write ids go to whose eviction policy the store has
+        not looked at yet; raises EvictionPolicyError for one it found evicting."""
+        link = self.link
+        if not link.cluster or self.pinned:
+            found = [self.node]
+        else:
+            found = []
+            for i in self.once:
+                try:
+                    found.append(self._node_of(i))
+                except Exception:  # no node for the slot: the send round finds out
+                    continue
+        nodes: dict[Hashable, Any] = {}
+        for node in found:
+            name = link.node_key(node)
+            if name not in link.evictions:
+                nodes[name] = node
+            else:
+                self._refuse(link.evictions[name], node)
+        return list(nodes.values())
+
+    def _refuse(self, policy: str | None, node: Any) -> None:
+        if policy not in (None, "noeviction") and not self.link.policy.allow_eviction:
+            assert policy is not None
+            self.phase = _DONE
+            raise EvictionPolicyError(policy, _node_name(node))
+
+    def _check_calls(self, nodes: Sequence[Any]) -> list[Call]:
+        """``INFO memory`` to each node, before the first write id goes there: a node whose
+        policy may evict records is refused (:meth:`_settle_check`)."""
+        self._checking = True
+        calls = []
+        for node in nodes:
+            call = Call(node, [("INFO", "memory")], [], [], 0, False)
+            call.check = True
+            calls.append(call)
+        return calls
+
+    def _settle_check(self, calls: Sequence[Call]) -> float:
+        self._checking = False
+        link = self.link
+        failed = False
+        for call in calls:
+            if not call.replies:  # the INFO was lost: nothing of the batch went out
+                assert call.failure is not None
+                failed = True
+                self._failed(call)
+                continue
+            reply = call.replies[0]
+            policy = None if isinstance(reply, Exception) else eviction_policy(reply)
+            link.evictions[link.node_key(call.node)] = policy  # None: refused (ACL), unknown
+            self._refuse(policy, call.node)
+        if not failed:
+            return 0.0
+        self.failures += 1
+        policy_ = link.policy
+        pause = policy_.backoff(self.failures)
+        if self.failures >= policy_.attempts or \
+                time.monotonic() - self.started + pause > policy_.deadline:
+            self.phase = _DONE
+            assert self.last_failure is not None
+            raise self.last_failure  # nothing of the batch was sent: safe to call again
+        return pause
+
+    def _retire(self) -> None:
+        """The caller has every reply: the records of this exchange's write ids are of no
+        use to anyone now (write ids belong to one exchange). A write sent once has no
+        copy left anywhere: its record is deleted. A write sent more than once may still
+        have a copy on its way (held by a paused server or a stalled network): its record
+        becomes a bare mark, its expiry kept, that such a copy finds and applies nothing.
+        Both go with the store's next call to that node (none is sent for them alone)."""
+        if self.conflict:
+            return  # EXEC did not run: no record was written
+        link = self.link
+        maybe = self._maybe or ()
+        by_node: dict[Hashable, tuple[dict[int | None, list[str]], list[Command]]] = {}
+        for i, key in self.once.items():
+            if self.replies[i] is _PENDING:
+                continue
+            try:
+                node = self._node_of(i)
+            except Exception:  # no node for it now: the record expires on its own
+                continue
+            dels, marks = by_node.setdefault(link.node_key(node), ({}, []))
+            if i in maybe:
+                marks.append(("SET", key, "D", "XX", "KEEPTTL"))
+            else:
+                dels.setdefault(self.slots[i] if self.slots is not None else None,
+                                []).append(key)
+        for name, (dels, marks) in by_node.items():
+            link.leave(name, [("DEL", *keys) for keys in dels.values()] + marks)
+
     # ---- building a round ------------------------------------------------------------
 
     def calls(self) -> list[Call] | None:
@@ -558,6 +725,10 @@ class Exchange:
         if self.pause or self.moved or self.reinit:
             self.pause, self.moved, self.reinit = 0.0, [], False
         if self.phase == _SEND:
+            if self.once:
+                unchecked = self._unchecked()
+                if unchecked:
+                    return self._check_calls(unchecked)
             return self._send_calls()
         if self.phase == _FENCE:
             return self._fence_calls()
@@ -649,10 +820,13 @@ class Exchange:
             node = node.node
         commands, loads, evals = self._scripts(node, commands)
         atomic = self.batch.atomic
-        if not (loads or asked or atomic):
+        link = self.link
+        cleanup = link.take(link.node_key(node)) if link.pending and not self.pinned else []
+        if not (loads or asked or atomic or cleanup):
             return Call(node, commands, indices, loads, 0, False, pinned=self.pinned,
                         evals=evals)
         out: list[Command] = [("SCRIPT", "LOAD", SCRIPTS_BY_SHA[sha].source) for sha in loads]
+        out.extend(cleanup)  # after the loads: their replies come first (_note_loads)
         if asked:
             out.append(("ASKING",))
         head = len(out)  # replies before the batch's own (MULTI's is the batch's first)
@@ -661,7 +835,9 @@ class Exchange:
         out.extend(commands)
         if atomic:
             out.append(("EXEC",))
-        return Call(node, out, indices, loads, head, atomic, pinned=self.pinned, evals=evals)
+        call = Call(node, out, indices, loads, head, atomic, pinned=self.pinned, evals=evals)
+        call.cleanup = cleanup
+        return call
 
     def _fence_calls(self) -> list[Call]:
         ttl = self.link.policy.write_id_ttl_ms
@@ -703,6 +879,8 @@ class Exchange:
         Raises when the exchange ends in an error."""
         if self.phase == _FENCE:
             return self._settle_fence(calls)
+        if self._checking:
+            return self._settle_check(calls)
         if len(calls) == 1 and self._answered(calls[0]):
             return 0.0
         todo: list[int] = []
@@ -718,6 +896,8 @@ class Exchange:
                     raise RestartAttemptError(call.failure)
             if not call.sent:
                 todo.extend(call.indices)
+                if call.cleanup:  # never left: with the next call to that node
+                    self.link.leave(self.link.node_key(call.node), call.cleanup)
                 continue
             body = call.replies[call.head :]
             if call.atomic:
@@ -733,6 +913,8 @@ class Exchange:
         self.todo = todo
         if self.conflict or not todo:
             self.phase = _DONE
+            if self.once:
+                self._retire()
             return 0.0
         if self.pinned and failed:  # a lost EXEC reply under write ids: settle it now
             return self._give_up()
@@ -753,9 +935,11 @@ class Exchange:
         """The common round, judged quickly: one call, every reply in and none an error
         (those may need a second look). False leaves the call to the full judgement."""
         replies = call.replies
-        if call.failure is not None or call.head or call.atomic or call.loads or call.evals \
-                or len(replies) != len(call.indices):
+        if call.failure is not None or call.atomic or call.loads or call.evals \
+                or len(replies) != len(call.indices) + call.head:
             return False
+        if call.head:  # tidying of records (their replies say nothing), or ASKING
+            replies = replies[call.head :]
         for reply in replies:
             if isinstance(reply, Exception):
                 return False
@@ -767,6 +951,8 @@ class Exchange:
                 self.replies[i] = reply
         self.todo = []
         self.phase = _DONE
+        if self.once:
+            self._retire()
         return True
 
     def _settle_plain(self, call: Call, body: list[Any], todo: list[int],
@@ -936,6 +1122,7 @@ class Exchange:
         missing = [i for i in self.todo if not resolved.get(i)]
         if not missing:
             self.todo = []
+            self._retire()
             return 0.0
         cause = self.last_failure or RedisConnectionError("connection lost")
         if not applied:
@@ -968,6 +1155,11 @@ class Exchange:
         commands = self.batch.commands
         return [server_error(r, commands[i]) if isinstance(r, Exception) else r
                 for i, r in enumerate(self.replies)]
+
+
+def _node_name(node: Any) -> str | None:
+    """``host:port`` of a cluster node for messages (None on one server)."""
+    return None if node is None else str(getattr(node, "name", node))
 
 
 class _Asked:

@@ -31,7 +31,7 @@ RULES: dict[str, Rule] = {
     # the writes are Lua scripts (SCRIPT LOAD the first time a server sees one, and again
     # after NOSCRIPT; then EVALSHA), and ACLs are checked on the commands inside scripts too.
     "hash models": Rule(commands=(
-        "hset", "hgetall", "hget", "hdel", "hincrby", "hincrbyfloat", "exists", "del",
+        "hset", "hgetall", "hget", "hdel", "hincrby", "exists", "del",
         "pexpire", "pttl", "persist", "scan", "evalsha", "script|load",
     )),
     # equality entries are sets, range entries and the all-ids index sorted sets; scripts
@@ -58,6 +58,12 @@ RULES: dict[str, Rule] = {
         "evalsha", "script|load", "lmove", "blmove", "lrem",
         "zrangebyscore", "hset", "hget", "hdel", "time",
     )),
+    # exactly-once mode on hash models: each write that must not run twice carries a write
+    # id whose record its script reads and writes (GET, SET) under the store's own prefix
+    # (ResendPolicy.write_id_prefix, here the user's name), deleted with the next call
+    # (DEL); before the first one the store reads the server's maxmemory-policy (INFO).
+    "exactly-once": Rule(includes=("hash models",), commands=("get", "set", "info"),
+                         keys=("redmodel:once:app:*",)),
 }
 
 

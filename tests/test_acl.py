@@ -236,6 +236,17 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     assert ips.exists() and ips.expire(10) and ips.clear()
 
 
+def exactly_once(store: redmodel.Store, server: redis.Redis) -> None:
+    hat = Hat("black", 49.99, quantity=3)
+    store.save(hat)  # resendable: no write id
+    assert store.incr(Hat, hat.id, "quantity", 1) == 4  # INFO first, then its record
+    assert store.incr_fields(Hat, hat.id, {"quantity": -1, "npurchased": 1}) == {
+        "quantity": 3, "npurchased": 1}  # the previous record deleted with it
+    assert store.delete(Hat, hat.id)
+    records = server.keys("redmodel:once:*")
+    assert records and all(k.startswith("redmodel:once:app:") for k in records), records
+
+
 SCENARIOS: dict[str, tuple[Callable[[redmodel.Store, redis.Redis], None], tuple[str, ...]]] = {
     # feature: (what it does as the user, with an admin client for what happens to the
     # server meanwhile; the key patterns of its own models and containers)
@@ -243,6 +254,12 @@ SCENARIOS: dict[str, tuple[Callable[[redmodel.Store, redis.Redis], None], tuple[
     "indexes and queries": (indexes_and_queries, ("hat:*", "ihat:*", "bhat:*")),
     "transactions": (transactions, ("hat:*",)),
     "containers": (containers, ("shop:*",)),
+    "exactly-once": (exactly_once, ("hat:*",)),
+}
+# store options of a scenario (beyond the URL and no client retry)
+STORE_OPTIONS: dict[str, dict[str, Any]] = {
+    "exactly-once": {"exactly_once": True,
+                     "resend": redmodel.ResendPolicy(write_id_prefix="redmodel:once:app:")},
 }
 
 
@@ -265,7 +282,8 @@ def run_as_user(server: RedisServer, feature: str, without: str | None = None
         admin.execute_command(*setuser_args("app", "pw", feature, keys, without))
         error: BaseException | None = None
         url = f"redis://app:pw@127.0.0.1:{server.port}"
-        with redmodel.Store.from_url(url, retry=Retry(NoBackoff(), 0)) as store:
+        with redmodel.Store.from_url(url, retry=Retry(NoBackoff(), 0),
+                                     **STORE_OPTIONS.get(feature, {})) as store:
             try:
                 scenario(store, admin)
             except Exception as e:

@@ -307,3 +307,16 @@ def test_a_generator_function_is_refused_as_a_transaction(kind: str) -> None:
         redmodel.transaction(body)
     with pytest.raises(redmodel.TransactionError, match="is a generator function"):
         redmodel.transaction(policy=RetryPolicy(attempts=2))(body)
+
+
+def test_in_on_an_async_set_refuses_instead_of_always_true(redis_url: str) -> None:
+    """``in`` cannot await: on an AsyncStore it raises instead of testing a coroutine's
+    truth (always True)."""
+    async def scenario(store: AsyncStore) -> None:
+        visitors = redmodel.Set(store, "visitors", str)
+        await visitors.add("dan")
+        with pytest.raises(TypeError, match=r"await s\.contains"):
+            "jon" in visitors  # type: ignore[operator]  # noqa: B015
+        assert await visitors.contains("dan") and not await visitors.contains("jon")
+
+    run(scenario, redis_url)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 import redis.cluster
 from hypothesis import given
 from hypothesis import strategies as st
@@ -513,14 +514,16 @@ def test_a_late_wait_strands_nothing_on_a_cluster(redis_cluster: RedisClusterSer
 def test_pop_blocking_is_at_most_once_and_never_resent(proxy: FaultProxy, redis_client: Any
                                                          ) -> None:
     """Even through a client that retries ten times, a blocking pop is sent once: its
-    lost reply loses that one item (documented), never a second one."""
+    lost reply loses that one item (documented) and says so (OutcomeUnknownError naming
+    the queue, not the plain "nothing applied" ConnectionError), never a second one."""
     retrying = redis.Redis(host=proxy.host, port=proxy.port,
                            retry=Retry(NoBackoff(), 10), socket_timeout=5)
     q = Queue(redmodel.Store(retrying), "jobs", str)
     q.push("a", "b")
     proxy.lose_reply("BLPOP")
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(redmodel.OutcomeUnknownError) as caught:
         q.pop_blocking(1)
+    assert caught.value.keys == ("jobs",)
     assert redis_client.lrange("jobs", 0, -1) == [b"b"]
 
 
@@ -757,3 +760,184 @@ def test_a_dead_server_ends_the_consumer_with_a_redis_error() -> None:
         assert isinstance(info.value, (redis.ConnectionError, redis.TimeoutError))
         assert time.monotonic() - started < 10, "it gives up after its visibility timeout"
         store.close()
+
+
+# ---- a wait whose slot is migrating follows ASK ----------------------------------------
+
+
+def _blocked_in_blpop(client: Any) -> bool:
+    """Whether a client of this node waits (flag ``b``) in a BLPOP."""
+    return any(info.get("cmd") == "blpop" and "b" in info.get("flags", "")
+               for info in client.client_list())
+
+
+@pytest.mark.parametrize("move", ["ASK", "MOVED"])
+@pytest.mark.parametrize("shell", ["sync", "asyncio"])
+def test_a_blocking_pop_follows_its_slot_to_another_node(
+        redis_cluster: RedisClusterServer, redis_cluster_client: Any, shell: str,
+        move: str) -> None:
+    """``ASK``: the queue's slot is MIGRATING from its owner and IMPORTING on another node
+    and the queue is empty, so the owner answers a BLPOP with ``-ASK`` (nothing ran): the
+    pop sends ``ASKING`` + ``BLPOP`` to the importing node and waits there. ``MOVED``: the
+    pop waits on the owner, and the slot is then given to another node, which unblocks it
+    with ``-MOVED`` (nothing ran): it refreshes the slot map and waits on the new owner.
+    Either way the migration ends and the value pushed to the new owner is the one it
+    returns. (A ServerError, or a wait on the old owner, would never see the value.)"""
+    key = f"mig-{shell}-{move}"
+    slot = redis_cluster_client.keyslot(key)
+    clients = {n.port: n.client() for n in redis_cluster.nodes}
+    ids = {port: c.execute_command("CLUSTER MYID").decode() for port, c in clients.items()}
+    source = int(redis_cluster_client.get_node_from_key(key).port)
+    target = next(port for port in clients if port != source)
+
+    def assign(owner: int) -> None:
+        for c in clients.values():
+            c.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[owner])
+
+    got: list[Any] = []
+    if move == "ASK":
+        clients[target].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source])
+        clients[source].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target])
+    try:
+        if shell == "sync":
+            store = redmodel.Store(redis_cluster.client())
+            worker = threading.Thread(
+                target=lambda: got.append(Queue(store, key, int).pop_blocking(8)))
+        else:
+            async def pop() -> Any:
+                host, port = redis_cluster.addresses[0]
+                astore = redmodel.AsyncStore(AsyncRedisCluster(host=host, port=port))
+                try:
+                    return await Queue(astore, key, int).pop_blocking(8)  # type: ignore[misc]
+                finally:
+                    await astore.aclose()
+
+            worker = threading.Thread(target=lambda: got.append(asyncio.run(pop())))
+        worker.start()
+        waits_on = target if move == "ASK" else source
+        wait_until(lambda: _blocked_in_blpop(clients[waits_on]), what=f"a BLPOP on {waits_on}")
+        assign(target)
+        if move == "MOVED":
+            wait_until(lambda: _blocked_in_blpop(clients[target]), what="the BLPOP moved")
+        with redis_cluster.client() as pusher:
+            pusher.rpush(key, 7)
+        worker.join(15)
+        assert not worker.is_alive()
+        assert got == [7]
+    finally:
+        assign(source)
+        for c in clients.values():
+            c.close()
+
+
+def test_async_waiters_follow_a_failover(redis_replicated_cluster: RedisClusterServer
+                                        ) -> None:
+    """An AsyncConsumer and an async pop_blocking wait on one primary; it fails over, so
+    the server unblocks both (``UNBLOCKED ... instance state changed`` from Redis 7.0,
+    ``MOVED`` from Valkey 9: nothing popped either way). Each refreshes the slot map and
+    waits again on the new primary, and gets the value pushed there."""
+    cluster = redis_replicated_cluster
+    sync_client = cluster.client()
+    primary = sync_client.get_node_from_key("fo-a")
+    other = next(k for k in (f"fo-{n}" for n in range(1000))
+                 if k != "fo-a" and sync_client.get_node_from_key(k).name == primary.name)
+    host, port = cluster.addresses[0]
+
+    async def main() -> list[Any]:
+        store = redmodel.AsyncStore(AsyncRedisCluster(host=host, port=port))
+        popper = Queue(store, "fo-a", int)
+        consumer: Any = Queue(store, other, int).consume(
+            max_items=1, idle_timeout=10, poll=8, signals=())
+
+        async def consume() -> list[Any]:
+            async with consumer:
+                return [item async for item in consumer]
+
+        waits = [asyncio.create_task(popper.pop_blocking(10)),  # type: ignore[arg-type]
+                 asyncio.create_task(consume())]
+        try:
+            await asyncio.sleep(0.5)  # both are waiting on the primary
+            await asyncio.to_thread(cluster.failover, int(primary.port))
+            await asyncio.to_thread(sync_client.rpush, "fo-a", 1)
+            await asyncio.to_thread(sync_client.rpush, other, 2)
+            return list(await asyncio.gather(*waits, return_exceptions=True))
+        finally:
+            await store.aclose()
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        sync_client.close()
+    assert got == [1, [2]], [str(g)[:160] for g in got]
+
+
+def test_an_async_blocking_pop_refused_by_an_acl_is_a_no_permission_error(
+        redis_server: RedisServer, redis_client: Any) -> None:
+    """The asyncio shell's blocking pop maps the server's NOPERM as every other path does:
+    a ServerError that is also redis-py's NoPermissionError, naming the key."""
+    redis_client.acl_setuser("blk", enabled=True, passwords=["+pw"], keys=["mine*"],
+                             commands=["+@all"])
+
+    async def main() -> BaseException | None:
+        store = redmodel.AsyncStore(redis.asyncio.Redis(
+            host=redis_server.host, port=redis_server.port, username="blk", password="pw"))
+        try:
+            await Queue(store, "other", int).pop_blocking(0.1)  # type: ignore[misc]
+        except Exception as e:  # judged below
+            return e
+        finally:
+            await store.aclose()
+        return None
+
+    try:
+        error = asyncio.run(main())
+    finally:
+        redis_client.acl_deluser("blk")
+    assert isinstance(error, redmodel.ServerError), repr(error)
+    assert isinstance(error, redis.exceptions.NoPermissionError)
+    assert error.keys == ("other",)
+
+
+# ---- a full server (maxmemory, noeviction) -----------------------------------------------
+
+
+@pytest.mark.parametrize("shell", ["sync", "asyncio", "exactly-once"])
+def test_a_reliable_consumer_drains_a_queue_on_a_full_server(
+        redis_server: RedisServer, redis_client: Any, shell: str) -> None:
+    """A server at ``maxmemory`` with ``noeviction`` refuses every command that may grow
+    memory (RPUSH, BLMOVE, ZADD, a script whose first write is one), which is when a queue
+    most needs draining. The consume scripts run with ``allow-oom`` (they move items; the
+    heartbeat is a few bytes), so a consumer takes everything, the items of a dead
+    consumer too, waits by polling while the server refuses its BLMOVE wait, stops on
+    ``idle_timeout`` and leaves, all on a server that stays full."""
+    redis_client.rpush("jobs", 1, 2, 3)
+    leave_behind_a_dead_consumer(redis_client, "jobs", "dead", [b"0"])
+    redis_client.config_set("maxmemory-policy", "noeviction")
+    redis_client.config_set("maxmemory", 1)  # every command that may grow memory: OOM
+    try:
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            redis_client.rpush("jobs", 99)
+        kwargs = {"name": "w", "idle_timeout": 0.6, "poll": 0.3, "signals": ()}
+        if shell == "asyncio":
+            async def main() -> tuple[list[Any], str | None]:
+                store = redmodel.AsyncStore.from_url(redis_server.url)
+                consumer: Any = Queue(store, "jobs", int).consume(**kwargs)
+                async with consumer:
+                    got = [item async for item in consumer]
+                await store.aclose()
+                return got, consumer.stopped_by
+
+            got, stopped_by = asyncio.run(main())
+        else:
+            store = redmodel.Store.from_url(redis_server.url,
+                                            exactly_once=shell == "exactly-once")
+            consumer = Queue(store, "jobs", int).consume(**kwargs)
+            got, stopped_by = list(consumer), consumer.stopped_by
+            store.close()
+        assert sorted(got) == [0, 1, 2, 3]
+        assert stopped_by == "idle"  # it waited (polling) on the empty queue, then left
+        left = all_keys(redis_client) - {k for k in all_keys(redis_client)
+                                         if k.startswith("redmodel:once:")}
+        assert left <= {"jobs:{jobs}:%redelivered"}, left
+    finally:
+        redis_client.config_set("maxmemory", 0)

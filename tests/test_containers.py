@@ -218,6 +218,35 @@ def test_queue_push_pop_range_length_trim(store, redis_client):
     assert q.length() == 0
 
 
+
+@given(values=st.lists(st.integers(0, 9), max_size=12), start=st.integers(-15, 15),
+       stop=st.integers(-15, 15))
+def test_a_trim_is_resendable_only_where_a_second_ltrim_changes_nothing(
+        redis_client, values, start, stop):
+    """Property: for every list and every ``(start, stop)`` that ``trim`` marks
+    resendable, the server's LTRIM applied twice leaves what it left once (so a resend
+    after a lost reply is harmless). ``trim(1, -1)`` / ``trim(0, -2)`` are not marked."""
+    batch = next(Queue(redmodel.Store(redis_client), "t", int).trim_plan(start, stop))
+    redis_client.delete("t")
+    if values:
+        redis_client.rpush("t", *values)
+    redis_client.ltrim("t", start, stop)
+    once = redis_client.lrange("t", 0, -1)
+    redis_client.ltrim("t", start, stop)
+    if batch.may_resend:
+        assert redis_client.lrange("t", 0, -1) == once
+    assert (start, stop) not in {(1, -1), (0, -2)} or not batch.may_resend
+
+
+def test_trim_refuses_what_is_not_an_int(store):
+    q = Queue(store, "q", int)
+    for bad in (1.0, "1", None, True):
+        with pytest.raises(ValidationError, match="trim's start must be an int"):
+            q.trim(bad, -1)
+    with pytest.raises(ValidationError, match="trim's stop must be an int"):
+        q.trim(0, 2.5)
+
+
 def test_blocking_pop_returns_after_a_push_from_another_connection(store, redis_server):
     q = Queue(store, "ips", IPv4Address)
     other = Queue(redmodel.Store(redis_server.client()), "ips", IPv4Address)
@@ -448,6 +477,53 @@ def test_sorted_set_validation(store):
         z.range_by_score("low", 3)
     with pytest.raises(ValidationError, match="count"):
         z.pop_min(0)
+
+
+# ---- what set and sorted-set pops cannot decode ------------------------------------------
+
+REJECTED = "nums:eu:{nums:eu}:%rejected"
+
+
+@pytest.mark.parametrize("how", ["Set.pop", "SortedSet.pop_min", "SortedSet.pop_max(3)"])
+def test_a_set_pop_sets_an_undecodable_member_aside(any_store, how):
+    """As a queue's pops do (containers.md): a popped member that does not decode is not
+    destroyed but kept, raw, in the container's ``%rejected`` key (a set for a set, a
+    sorted set with its score for a sorted set); members popped with it that do decode go
+    back (ZADD NX); DecodeError names the key and the rejected key, never the value."""
+    client = any_store.client
+    if how == "Set.pop":
+        client.sadd("nums:eu", b"secret-three")
+        with pytest.raises(DecodeError) as info:
+            Set(any_store, ("nums", "eu"), int).pop()
+        assert client.smembers(REJECTED) == {b"secret-three"}
+        assert client.exists("nums:eu") == 0
+    else:
+        client.zadd("nums:eu", {b"secret-three": 0.5, b"1": 1.0, b"3": float("inf")})
+        z = SortedSet(any_store, ("nums", "eu"), int)
+        with pytest.raises(DecodeError) as info:
+            z.pop_min() if how == "SortedSet.pop_min" else z.pop_max(3)
+        assert client.zrange(REJECTED, 0, -1, withscores=True) == [(b"secret-three", 0.5)]
+        assert client.zrange("nums:eu", 0, -1, withscores=True) == [
+            (b"1", 1.0), (b"3", float("inf"))]
+        if how == "SortedSet.pop_max(3)":  # it popped all three: two decode and go back
+            assert "put the 2 other members it popped back" in str(info.value)
+    assert "secret-three" not in str(info.value)
+    assert REJECTED in str(info.value) and info.value.key == "nums:eu"
+
+
+def test_a_set_pop_in_a_transaction_says_an_undecodable_member_is_lost(store):
+    """A transaction sends nothing after EXEC, so it cannot set the member aside: the
+    DecodeError says so (as for a queue's pop in a transaction)."""
+    store.client.sadd("nums", b"three")
+
+    @redmodel.transaction(store)
+    def take(tx):
+        return Set(store, "nums", int).in_tx(tx).pop()
+
+    with pytest.raises(DecodeError, match="it is lost") as info:
+        _ = take().value  # raised by take() itself, as a queue's pop in a transaction
+    assert "three" not in str(info.value)
+    assert store.client.exists("nums", "nums:{nums}:%rejected") == 0
 
 
 # ---- WindowCounter ----------------------------------------------------------------------

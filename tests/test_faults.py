@@ -31,6 +31,8 @@ from redis.retry import Retry
 
 import redmodel
 from redmodel import Queue, Set, SortedSet, WindowCounter
+from redmodel._indexed import unique_lines
+from redmodel._schema import spec_of
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
 
 SOCKET_TIMEOUT = 0.4
@@ -55,6 +57,44 @@ class Item:
     n: int = 0
 
 
+@redmodel.model(prefix="fmu", buckets=4)
+@attrs.define
+class Sku:
+    """A bucketed model with a unique field: its saves claim the value in the value's own
+    bucket first (docs/queries.md), then write, then confirm the claim."""
+
+    id: str = redmodel.key_field(generated=False)
+    sku: str | None = redmodel.field(unique=True, default=None)
+    qty: int = redmodel.field(index="range", default=0)
+
+
+def _claim_key(value: str) -> str:
+    """The claim hash of a unique ``sku`` value: the fault is keyed on the claim step."""
+    spec = spec_of(Sku)
+    ((name, text),) = unique_lines(spec, {"sku": value, "qty": 0})
+    return spec.claim_key(name, text)
+
+
+def _sku(direct: Any, k: str) -> tuple[int, str | None, bool] | None:
+    """(qty, sku, whether get_by finds the object by its sku) of object ``k``."""
+    found = direct.get(Sku, k)
+    if found is None:
+        return None
+    return found.qty, found.sku, direct.get_by(Sku, sku=found.sku) == found
+
+
+def _sku_unique(direct: Any, k: str) -> bool:
+    """The object's value stays its own: another object cannot take it."""
+    found = direct.get(Sku, k)
+    if found is None or found.sku is None:
+        return True
+    try:
+        direct.save(Sku(id=k + "-thief", sku=found.sku))
+    except redmodel.UniqueViolationError:
+        return True
+    return False
+
+
 def _clock() -> float:
     return 1_000_000_000.0
 
@@ -77,6 +117,7 @@ class Case:
     seed: Callable[[Any, str], Any] = lambda direct, k: None
     key: Callable[[str], str] = lambda k: f"fm:{k}"
     consistent: Callable[[Any, str], bool] = lambda direct, k: True
+    blocking: bool = False  # a blocking pop: no write id, not resent, no connect retry
 
 
 def _item(direct: Any, k: str) -> tuple[int, int] | None:
@@ -186,6 +227,39 @@ CASES = [
          lambda d, k: _z(d, k).range_with_scores(), [("a", 1.0), ("b", 2.0)], [("b", 2.0)],
          [("a", 1.0)], key=lambda k: f"fz:{k}",
          seed=lambda d, k: _z(d, k).add_many({"a": 1.0, "b": 2.0})),
+    Case("bucketed_unique.save", lambda st, k: st.save(Sku(id=k, sku=f"S-{k}", qty=7)),
+         _sku, None, (7, "S-{k}", True), lambda k: spec_of(Sku).key_for(k), idempotent=True,
+         key=lambda k: _claim_key(f"S-{k}"), consistent=_sku_unique),
+    Case("bucketed_unique.save_many",
+         lambda st, k: st.save_many([Sku(id=k, sku=f"S-{k}", qty=1),
+                                     Sku(id=k + "b", sku=f"S-{k}b", qty=2)]),
+         lambda d, k: (_sku(d, k), _sku(d, k + "b")), (None, None),
+         ((1, "S-{k}", True), (2, "S-{k}b", True)), 2, idempotent=True,
+         key=lambda k: _claim_key(f"S-{k}"),
+         consistent=lambda d, k: _sku_unique(d, k) and _sku_unique(d, k + "b")),
+    Case("bucketed_unique.update", lambda st, k: st.update(Sku, k, sku=f"S-{k}"), _sku,
+         (1, "O-{k}", True), (1, "S-{k}", True), True, idempotent=True,
+         seed=lambda d, k: d.save(Sku(id=k, sku=f"O-{k}", qty=1)),
+         key=lambda k: _claim_key(f"S-{k}"),
+         consistent=lambda d, k: _sku_unique(d, k) and d.get_by(Sku, sku=f"O-{k}") is None),
+    Case("Queue.push_left", lambda st, k: _q(st, k).push_left(1, 2),
+         lambda d, k: _q(d, k).range(), [], [2, 1], 2, key=lambda k: f"fq:{k}"),
+    Case("Queue.pop_right", lambda st, k: _q(st, k).pop_right(),
+         lambda d, k: _q(d, k).range(), [1, 2], [1], 2, key=lambda k: f"fq:{k}",
+         seed=lambda d, k: _q(d, k).push(1, 2)),
+    Case("Queue.clear", lambda st, k: _q(st, k).clear(), lambda d, k: _q(d, k).range(),
+         [1, 2], [], True, key=lambda k: f"fq:{k}", seed=lambda d, k: _q(d, k).push(1, 2)),
+    # trim(1, -1) drops the head: a second LTRIM drops another value, so never resent
+    Case("Queue.trim", lambda st, k: _q(st, k).trim(1, -1), lambda d, k: _q(d, k).range(),
+         [1, 2, 3], [2, 3], None, key=lambda k: f"fq:{k}",
+         seed=lambda d, k: _q(d, k).push(1, 2, 3)),
+    # trim(0, 1) caps the list at two: a second LTRIM changes nothing, so it is resent
+    Case("Queue.trim_cap", lambda st, k: _q(st, k).trim(0, 1), lambda d, k: _q(d, k).range(),
+         [1, 2, 3], [1, 2], None, idempotent=True, key=lambda k: f"fq:{k}",
+         seed=lambda d, k: _q(d, k).push(1, 2, 3)),
+    Case("Queue.pop_blocking", lambda st, k: _q(st, k).pop_blocking(1),
+         lambda d, k: _q(d, k).range(), [1, 2], [2], 1, key=lambda k: f"fq:{k}",
+         seed=lambda d, k: _q(d, k).push(1, 2), blocking=True),
     Case("WindowCounter.incr", lambda st, k: _w(st, k).incr("x"),
          lambda d, k: _w(d, k).get("x"), 0, 1, 1, key=lambda k: _w(None, k).key_for("x")),
     Case("WindowCounter.reset", lambda st, k: _w(st, k).reset("x"),
@@ -194,9 +268,28 @@ CASES = [
 ]
 
 
-def expected(fault: str, once: bool, idempotent: bool) -> tuple[str, str]:
-    """(what the call does: "ok" or "unknown", which state the server is left in)."""
-    if fault == "refuse" or once or idempotent:
+def _filled(value: Any, k: str) -> Any:
+    """An expected value with this run's key in it: ``"{k}"`` in strings (also inside
+    tuples) filled in, a callable called with ``k``."""
+    if callable(value):
+        return value(k)
+    if isinstance(value, str):
+        return value.format(k=k)
+    if isinstance(value, tuple):
+        return tuple(_filled(v, k) for v in value)
+    return value
+
+
+def expected(fault: str, once: bool, case: Case) -> tuple[str, str]:
+    """(what the call does: "ok", "unknown" or "plain" -- a plain ConnectionError, not
+    applied --, which state the server is left in)."""
+    if case.blocking:  # a dedicated connection, sent once, no write id in either mode
+        if fault == "refuse":
+            return "plain", "before"
+        if fault == "stall":  # its socket timeout is the block + 5 s: the reply comes
+            return "ok", "after"
+        return "unknown", "before" if fault == "drop_request" else "after"
+    if fault == "refuse" or once or case.idempotent:
         return "ok", "after"
     return "unknown", "before" if fault == "drop_request" else "after"
 
@@ -352,7 +445,7 @@ def test_every_write_is_applied_once_or_at_most_once_with_the_documented_error(
     for case in CASES:
         k = keys[case.name]
         kind, value = outcomes[case.name]
-        want, state = expected(fault, once, case.idempotent)
+        want, state = expected(fault, once, case)
         seen = case.observe(env.direct, k)
         where = f"{case.name} under {fault} ({mode}, {shell}, retry {retry})"
         if kind == "error" and not isinstance(value, (redmodel.RedmodelError,
@@ -360,12 +453,14 @@ def test_every_write_is_applied_once_or_at_most_once_with_the_documented_error(
             problems.append(f"{where}: a builtin error escaped: {type(value)} {value!r}")
         elif want == "ok" and kind != "ok":
             problems.append(f"{where}: raised {value!r}")
-        elif want == "ok" and value != (case.result.format(k=k)
-                                        if isinstance(case.result, str) else case.result):
-            problems.append(f"{where}: returned {value!r}, not {case.result!r}")
+        elif want == "ok" and value != _filled(case.result, k):
+            problems.append(f"{where}: returned {value!r}, not {_filled(case.result, k)!r}")
         elif want == "unknown" and not isinstance(value, redmodel.OutcomeUnknownError):
             problems.append(f"{where}: {kind} {value!r}, not OutcomeUnknownError")
-        expected_state = case.after if state == "after" else case.before
+        elif want == "plain" and (not isinstance(value, redis.ConnectionError)
+                                  or isinstance(value, redmodel.OutcomeUnknownError)):
+            problems.append(f"{where}: {kind} {value!r}, not a plain ConnectionError")
+        expected_state = _filled(case.after if state == "after" else case.before, k)
         if seen != expected_state:
             problems.append(f"{where}: the server holds {seen!r}, not {expected_state!r} "
                             f"({'once' if state == 'after' else 'never'} applied)")

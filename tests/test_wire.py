@@ -332,3 +332,86 @@ def test_exactly_once_is_a_store_option_everywhere(redis_url: str,
         redmodel.Store.from_url(redis_url, resend=3)  # type: ignore[arg-type]
     for store in made[::2]:
         store.close()
+
+
+# ---- what exactly-once mode leaves behind (docs/failures.md, "Its cost") ---------------------
+
+
+def _records(client: Any, prefix: str = ONCE_PREFIX) -> dict[bytes, bytes]:
+    return {k: client.get(k) for k in client.keys(prefix + "*")}
+
+
+def test_a_record_is_deleted_with_the_next_call_once_its_reply_came(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """A write answered on its first send has no copy left anywhere: the store deletes its
+    record with its next call to the server (no round trip of its own), so what is kept is
+    the last write's record, not every write's for write_id_ttl."""
+    store = _once_store(proxy)
+    store.save(Hat(id="1"))
+    q = Queue(store, "wire_q", str)
+    q.push("x" * 50_000)
+    assert q.pop() == "x" * 50_000
+    first = _records(redis_client)
+    assert len(first) == 1 and b"x" * 50_000 in next(iter(first.values()))  # the pop's
+    for _ in range(5):
+        store.incr(Hat, "1", "quantity", 1)
+    kept = _records(redis_client)
+    assert len(kept) == 1 and not set(kept) & set(first), "only the last write's record"
+    assert sum(len(v) for v in kept.values()) < 100
+    store.get(Hat, "1")  # a read carries the tidying too
+    assert _records(redis_client) == {}
+    store.close()
+
+
+def test_a_resent_write_leaves_a_bare_mark_that_a_late_copy_cannot_pass(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """A write sent twice (its first copy stalled past the socket timeout) may still have a
+    copy on its way when its caller has the reply: its record becomes 'D', its expiry
+    kept, and the stalled copy that lands after it applies nothing."""
+    store = _once_store(proxy, write_id_ttl=30.0)
+    store.save(Hat(id="1", quantity=10))
+    proxy.stall("EVALSHA", 2.5, when=has("wire_hat:1"))  # socket_timeout is 1 s
+    assert store.incr(Hat, "1", "quantity", 1) == 11
+    store.get(Hat, "1")  # the next call: the record becomes a bare mark
+    marks = _records(redis_client)
+    assert list(marks.values()) == [b"D"]
+    assert 20_000 < redis_client.pttl(next(iter(marks))) <= 30_000
+    assert proxy.quiet(10), "the stalled copy reached the server"
+    time.sleep(0.1)
+    assert redis_client.hget("wire_hat:1", "quantity") == b"11"
+    store.close()
+
+
+def test_each_store_may_keep_its_records_under_its_own_prefix(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """ResendPolicy.write_id_prefix: records of this store only under that prefix (an ACL
+    user gets ~<prefix>*), on one server and in the fence."""
+    store = _once_store(proxy, write_id_prefix="redmodel:once:shop:")
+    store.save(Hat(id="1", quantity=10))
+    proxy.drop_request("EVALSHA", times=3, when=has("wire_hat:1"))  # fenced under it
+    with pytest.raises(redis.ConnectionError):
+        store.incr(Hat, "1", "quantity", 1)
+    assert store.incr(Hat, "1", "quantity", 1) == 11
+    keys = redis_client.keys(ONCE_PREFIX + "*")
+    assert keys and all(k.startswith(b"redmodel:once:shop:") for k in keys), keys
+    store.close()
+    for bad in ("", "app:{x}:", 3):
+        with pytest.raises(ValueError, match="write_id_prefix"):
+            redmodel.ResendPolicy(write_id_prefix=bad)  # type: ignore[arg-type]
+
+
+def test_records_on_a_cluster_are_tidied_on_their_own_nodes(
+        redis_cluster: Any, redis_cluster_client: Any) -> None:
+    """Each record is deleted with the store's next call to the node that holds it: after
+    writes spread over every node, at most the last one per node is left."""
+    store = redmodel.Store(redis_cluster.client(), exactly_once=True)
+    ids = [str(i) for i in range(30)]
+    store.save_many([Hat(id=i) for i in ids])
+    for _ in range(2):
+        for i in ids:
+            store.incr(Hat, i, "quantity", 1)
+    kept = [k for node in redis_cluster_client.get_primaries()
+            for k in redis_cluster_client.get_redis_connection(node).keys(ONCE_PREFIX + "*")]
+    assert 1 <= len(kept) <= len(redis_cluster_client.get_primaries())
+    assert all(h.quantity == 2 for h in store.get_many(Hat, ids))
+    store.close()

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --! include clock
 -- A consumer is alive: its deadline (KEYS[1], a sorted set) becomes now + ARGV[2] ms, if
 -- it is registered (XX). A heartbeat never registers a consumer: one that arrives after

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --! include consume_lib
 -- A consumer stops: acknowledge its last item (ARGV[2] == '1': ARGV[3]), return whatever
 -- else it holds to the head of the queue, and unregister. Returns how many it returned.

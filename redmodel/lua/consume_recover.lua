@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --! include clock
 --! include consume_lib
 -- Return the items of consumers whose deadline has passed to the head of the queue and

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --! include consume_lib
 -- A member of the consumer's in-flight list (ARGV[1]) does not decode: move it to the
 -- list of rejected members (KEYS[5]) so that no consumer takes it again.

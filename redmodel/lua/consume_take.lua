@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --! include clock
 --! include consume_lib
 -- One step of a consumer: acknowledge the item it finished (ARGV[3] == '1': LREM of

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --! include clock
 --! include consume_lib
 -- A consumer (re)starting, or unsure what a lost reply did: register it (heartbeat) and

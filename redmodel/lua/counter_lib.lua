@@ -53,6 +53,44 @@ local function float_parse(s)
 end
 local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
 
+-- Python's repr of a finite double, which is what a save writes (repr(float)): the
+-- shortest digits that read back as the same double (the nearest such text when several
+-- have that length), in fixed notation for exponents -4..15, else as d.ddde+XX.
+local function float_sci(s)  -- '%.Ne' text -> sign, digits, decimal exponent
+  local sign, a, b, e = string.match(s, '^(%-?)(%d)%.?(%d*)e([-+]%d+)$')
+  return sign, a .. b, tonumber(e)
+end
+local function float_repr(v)
+  if v == 0 then return (1 / v < 0) and '-0.0' or '0.0' end
+  local sign, digits, e
+  for p = 1, 17 do
+    local s = string.format('%.' .. (p - 1) .. 'e', v)
+    if tonumber(s) == v then sign, digits, e = float_sci(s); break end
+    -- just above a power of two the interval below a double is half the one above it:
+    -- the p digits one unit up (in magnitude) may read back when the nearest do not
+    local sg, d, ex = float_sci(s)
+    local t, i = {}, #d
+    for c in string.gmatch(d, '%d') do t[#t + 1] = tonumber(c) end
+    while i >= 1 and t[i] == 9 do t[i] = 0; i = i - 1 end
+    local up
+    if i == 0 then up = '1' .. string.sub(table.concat(t), 1, p - 1); ex = ex + 1
+    else t[i] = t[i] + 1; up = table.concat(t) end
+    local text = sg .. string.sub(up, 1, 1) .. '.' .. string.sub(up, 2) .. 'e' .. ex
+    if tonumber(text) == v then sign, digits, e = sg, up, ex; break end
+  end
+  digits = string.gsub(digits, '0+$', '')
+  if digits == '' then digits = '0' end
+  local n = #digits
+  if e < -4 or e >= 16 then
+    local rest = string.sub(digits, 2)
+    if rest ~= '' then rest = '.' .. rest end
+    local es = (e < 0) and '-' or '+'
+    return string.format('%s%s%se%s%02d', sign, string.sub(digits, 1, 1), rest, es, math.abs(e))
+  end
+  if e < 0 then return sign .. '0.' .. string.rep('0', -e - 1) .. digits end
+  if n <= e + 1 then return sign .. digits .. string.rep('0', e + 1 - n) .. '.0' end
+  return sign .. string.sub(digits, 1, e + 1) .. '.' .. string.sub(digits, e + 2)
+end
 -- changes: list of {field, 'i'|'f', amount text, window (1: range-indexed int)}
 -- bounds: list of {field, 'floor'|'ceiling', bound text}
 -- Returns (nil, reply) to refuse, or (after, stored): after[i] is the new value of
@@ -128,8 +166,8 @@ local function plan_counters(obj, changes, bounds)
   return after, stored
 end
 -- Apply checked changes; returns the new value of each as exact text: an int's from the
--- limbs (HINCRBY's integer reply passes through a Lua double), a float's as Redis' own
--- text of the result (HINCRBYFLOAT's reply).
+-- limbs (HINCRBY's integer reply passes through a Lua double), a float's as the shortest
+-- text of the double sum (what a save of that value writes).
 local function apply_counters(obj, changes, after)
   local out = {}
   for i, c in ipairs(changes) do
@@ -137,7 +175,10 @@ local function apply_counters(obj, changes, after)
       redis.call('HINCRBY', obj, c[1], c[3])
       out[i] = int_text(after[i])
     else
-      out[i] = redis.call('HINCRBYFLOAT', obj, c[1], c[3])
+      -- the sum in double (as Python adds), stored as its shortest text like a save:
+      -- HINCRBYFLOAT would add in long double and keep digits no double has
+      out[i] = float_repr(after[i])
+      redis.call('HSET', obj, c[1], out[i])
     end
   end
   return out

@@ -1,6 +1,11 @@
 --! include flat_lib
+-- KEYS: the manifest, then the leaves the client expects. ARGV: delimiter.
+-- Answers 1 (deleted), 0 (no such object) or {'KEYS', missing...} (nothing deleted).
 local m = redis.call('GET', KEYS[1])
 if not m then return 0 end
-for _, k in ipairs(leaves(m, KEYS[1] .. ARGV[1])) do redis.call('DEL', k) end
+local keys = leaves(m, KEYS[1] .. ARGV[1])
+local missing = undeclared(keys)
+if missing then return missing end
+for _, k in ipairs(keys) do redis.call('DEL', k) end
 redis.call('DEL', KEYS[1])
 return 1

@@ -1,13 +1,19 @@
 --! include flat_lib
+-- KEYS: the manifest, then the leaves the client expects. ARGV: delimiter, ms | 'persist'.
+-- Answers what PEXPIRE / PERSIST of the manifest answered, 0 (no such object) or
+-- {'KEYS', missing...} (nothing changed).
 local m = redis.call('GET', KEYS[1])
 if not m then return 0 end
+local keys = leaves(m, KEYS[1] .. ARGV[1])
+local missing = undeclared(keys)
+if missing then return missing end
 local done
 if ARGV[2] == 'persist' then
   done = redis.call('PERSIST', KEYS[1])
 else
   done = redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-for _, k in ipairs(leaves(m, KEYS[1] .. ARGV[1])) do
+for _, k in ipairs(keys) do
   if ARGV[2] == 'persist' then redis.call('PERSIST', k) else redis.call('PEXPIRE', k, ARGV[2]) end
 end
 return done

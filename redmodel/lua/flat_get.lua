@@ -1,7 +1,11 @@
 --! include flat_lib
+-- KEYS: the manifest, then the leaves the client expects. ARGV: delimiter.
+-- Answers false (no such object), {manifest, leaf values...} or {'KEYS', missing...}.
 local m = redis.call('GET', KEYS[1])
 if not m then return false end
 local keys = leaves(m, KEYS[1] .. ARGV[1])
+local missing = undeclared(keys)
+if missing then return missing end
 local out = {m}
 for i = 1, #keys, 500 do
   local part = redis.call('MGET', unpack(keys, i, math.min(i + 499, #keys)))

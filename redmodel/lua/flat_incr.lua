@@ -28,4 +28,7 @@ if a == nil then return {'BADARG', 'amount'} end
 if not finite(v + a) then
   return {'LIMIT', 1, 'double', v + a > 0 and 'ceiling' or 'floor', raw}
 end
-return {'OK', redis.call('INCRBYFLOAT', KEYS[2], ARGV[2])}
+-- the double sum stored as its shortest text (INCRBYFLOAT adds in long double)
+local text = float_repr(v + a)
+redis.call('SET', KEYS[2], text, 'KEEPTTL')
+return {'OK', text}

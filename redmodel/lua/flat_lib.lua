@@ -6,3 +6,16 @@ local function leaves(manifest, base)
   end
   return out
 end
+-- Every key a script touches is in KEYS: nil when each of `keys` is declared, else the
+-- reply {'KEYS', missing...} to give instead of touching anything (the client sends the
+-- call again with them; redmodel/_flat.py)
+local function undeclared(keys)
+  local declared = {}
+  for _, k in ipairs(KEYS) do declared[k] = true end
+  local out = {'KEYS'}
+  for _, k in ipairs(keys) do
+    if not declared[k] then out[#out + 1] = k end
+  end
+  if #out > 1 then return out end
+  return nil
+end

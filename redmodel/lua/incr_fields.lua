@@ -1,3 +1,4 @@
+--! include parts_lib
 --! include counter_lib
 -- KEYS: the object (a hash). ARGV: the counters (see read_counters).
 -- Replies: {'MISSING'}; {'WRONGTYPE', key, type, 'hash'}; {'NOTNUM', field};
@@ -10,4 +11,4 @@ if redis.call('EXISTS', obj) == 0 then return {'MISSING'} end
 local after, refusal = plan_counters(obj, changes, bounds)
 if after == nil then return refusal end
 local out = apply_counters(obj, changes, after)
-return {'OK', unpack(out)}
+return list_of({'OK'}, out)

@@ -1,4 +1,5 @@
 --! include clock
+--! include parts_lib
 -- Index helpers shared by the write, sweep and repair scripts (see redmodel/_index.py).
 -- Every script here first checks, then writes: the keys it touches must all be in KEYS
 -- (else it answers {'KEYS', missing...} and writes nothing), each must hold the type it
@@ -55,7 +56,7 @@ local function check_keys(need)
   for k in pairs(need) do if not declared[k] then missing[#missing + 1] = k end end
   if #missing > 0 then
     table.sort(missing)
-    return {'KEYS', unpack(missing)}
+    return list_of({'KEYS'}, missing)
   end
   for k, want in pairs(need) do
     if want ~= '' then

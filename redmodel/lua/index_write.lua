@@ -157,7 +157,7 @@ local function released(from, to)
   return out
 end
 local function answer(result, extra)
-  if #extra > 0 then return {'RELEASE', result, unpack(extra)} end
+  if #extra > 0 then return list_of({'RELEASE', result}, extra) end
   return result
 end
 if mode == 'forget' then
@@ -185,10 +185,10 @@ if mode == 'incr' then
       new['r' .. SEP .. name .. SEP .. score] = true
     end
   end
-  result = {'OK', unpack(texts)}
+  result = list_of({'OK'}, texts)
 elseif mode == 'save' or mode == 'update' then
-  if npairs > 0 then redis.call('HSET', obj, unpack(ARGV, 10, 9 + 2 * npairs)) end
-  if #ARGV > 9 + 2 * npairs then redis.call('HDEL', obj, unpack(ARGV, 10 + 2 * npairs)) end
+  if npairs > 0 then call_parts('HSET', obj, ARGV, 10, 9 + 2 * npairs) end
+  if #ARGV > 9 + 2 * npairs then call_parts('HDEL', obj, ARGV, 10 + 2 * npairs) end
   if redis.call('EXISTS', obj) == 0 then redis.call('HSET', obj, '\0', '') end
 end
 local gone = released(old, new)
@@ -216,6 +216,6 @@ else
 end
 if mode == 'reindex' then
   for _, line in ipairs(gone) do conflicts[#conflicts + 1] = line end
-  return {'REINDEX', #conflicts - #gone, unpack(conflicts)}
+  return list_of({'REINDEX', #conflicts - #gone}, conflicts)
 end
 return answer(result, gone)

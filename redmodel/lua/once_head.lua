@@ -1,8 +1,9 @@
 -- Exactly-once wrapper, first half (composed around a write by redmodel/_plan.py; see
 -- docs/failures.md). KEYS[1] is the write id's key and ARGV[1] its expiry in ms; the
 -- wrapped write sees the remaining keys and arguments as its KEYS and ARGV. A write id
--- already recorded answers its first reply again instead of applying the write twice;
--- a fenced one (given up by its client) is never applied.
+-- already recorded ('R' and its first reply) answers that reply again instead of applying
+-- the write twice; a fenced one ('F': given up by its client) or a done one ('D': its
+-- client has the reply, a copy may still be on its way) is never applied.
 local once_key, once_ttl = KEYS[1], ARGV[1]
 local once_seen = redis.call('GET', once_key)
 if once_seen then
@@ -10,7 +11,7 @@ if once_seen then
     return cmsgpack.unpack(string.sub(once_seen, 2))
   end
   return redis.error_reply('FENCED write id ' .. once_key ..
-    ' was given up by its client: it is never applied')
+    ' was given up or already answered: this copy is never applied')
 end
 local function once_shift(t)
   local out = {}
