@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from redmodel._errors import DecodeError, ValidationError
 from redmodel._hash import CAS_STRING
 from redmodel._plan import Command
 from redmodel._schema import ModelSpec
+from redmodel._types import BadValueError
 from redmodel.codecs import codec as resolve_codec
 
 __all__ = ["BlobLayout"]
@@ -23,6 +26,11 @@ class BlobLayout:
         self.codec = spec.codec or resolve_codec("json")
         self.encode = self.codec.encoder(spec.cls)
         self.decoder = self.codec.decoder(spec.cls)
+        self.id_primitive = self.codec.serializer.converter.get_unstructure_hook(spec.key.type)
+        opts = next(f for f in attrs.fields(spec.cls) if f.name == spec.key.name).metadata
+        self.text_id = spec.key.type is str  # stored as the key's text itself
+        key_stored = getattr(opts.get("redmodel"), "name", None) or spec.key.name
+        self.keyed = self.codec.object_decoder(spec.cls, key_stored)
 
     def save(self, key: str, obj: Any, ttl_ms: int | None) -> Command:
         try:
@@ -61,9 +69,20 @@ class BlobLayout:
         return ("GET", key)
 
     def decode(self, key: str, id_text: str, reply: Any) -> Any:
+        """The object from a GET reply. Its id is the key's, whatever the payload says: a
+        copy made with COPY or RENAME is the object at its own key."""
         if reply is None:
             return None
         try:
-            return self.decoder(reply)
+            return self.keyed(reply, id_text if self.text_id else self.id_primitive(
+                self._decode_id(key, id_text)))
         except DecodeError as e:
             raise e.with_context(model=self.spec.name, key=key) from None
+
+    def _decode_id(self, key: str, id_text: str) -> Any:
+        assert self.spec.key.decode is not None
+        try:
+            return self.spec.key.decode(id_text.encode("utf-8"))
+        except BadValueError as e:
+            raise DecodeError(f"id: {e}", model=self.spec.name, key=key,
+                              field=self.spec.key.name) from None

@@ -8,6 +8,7 @@ encoded by the field's codec chain (json by default). ``None`` is stored as an a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,8 @@ from redmodel._indexed import Write
 from redmodel._plan import Command, script
 from redmodel._schema import FieldSpec, ModelSpec
 from redmodel._types import BadValueError, optional_inner
+from redmodel.codecs._base import stored_primitive
+from redmodel.codecs._strict import upgrade_value
 
 __all__ = ["HashLayout"]
 
@@ -72,6 +75,39 @@ def forget(obj: Any) -> None:
     _SNAPSHOTS.pop(id(obj), None)
 
 
+# Stored fields an object was read with that its model does not have (removed fields, and
+# values read under an old name): (ref, every such field, those read under an old name).
+_STALE: dict[int, tuple[weakref.ref[Any], list[bytes], list[bytes]]] = {}
+
+
+def _note_stale(obj: Any, stale: list[bytes], moved: list[bytes]) -> None:
+    key = id(obj)
+
+    def gone(_: weakref.ref[Any]) -> None:
+        _STALE.pop(key, None)
+
+    with contextlib.suppress(TypeError):  # no weakref support: the fields stay
+        _STALE[key] = (weakref.ref(obj, gone), stale, moved)
+
+
+_NO_STALE: tuple[list[bytes], list[bytes]] = ([], [])  # never appended to
+
+
+def stale_fields(obj: Any) -> tuple[list[bytes], list[bytes]]:
+    """(fields a whole save drops, fields a partial save drops) for an object read from
+    stored data holding fields its model no longer has or values under old names."""
+    found = _STALE.get(id(obj))
+    if found is not None and found[0]() is obj:
+        return found[1], found[2]
+    return [], []
+
+
+def saved(obj: Any) -> None:
+    """``obj`` was saved: what it was read with is gone (or rewritten)."""
+    if _STALE:
+        _STALE.pop(id(obj), None)
+
+
 def _as_dict(reply: Any) -> dict[bytes, bytes]:
     if isinstance(reply, dict):
         return reply
@@ -81,6 +117,22 @@ def _as_dict(reply: Any) -> dict[bytes, bytes]:
 def _has_encrypted(fields: tuple[FieldSpec, ...]) -> bool:
     return any((f.codec is not None and f.codec.encrypts) or _has_encrypted(f.children)
                for f in fields)
+
+
+def _leaf_names(fields: tuple[FieldSpec, ...], prefix: bytes, delim: bytes) -> list[bytes]:
+    """The stored names of every leaf (hash field) under ``prefix``."""
+    out: list[bytes] = []
+    for f in fields:
+        name = prefix + f.stored.encode()
+        if f.kind == "struct":
+            out.extend(_leaf_names(f.children, name + delim, delim))
+        else:
+            out.append(name)
+    return out
+
+
+def _renamed(fields: tuple[FieldSpec, ...]) -> bool:
+    return any(f.old_stored or _renamed(f.children) for f in fields)
 
 
 def _may_be_empty(fields: tuple[FieldSpec, ...]) -> bool:
@@ -105,6 +157,8 @@ class HashLayout:
         self._constant: dict[str, list[str]] = {}  # index root -> value-free index keys
         self._all_fields = frozenset(spec.indexes.fields if spec.indexes else ())
         self.encrypted = _has_encrypted(spec.fields)
+        self.known = frozenset([MARKER, *_leaf_names(spec.fields, b"", self.delim)])
+        self.renamed = _renamed(spec.fields)
 
     # ---- writing ------------------------------------------------------------------
 
@@ -185,18 +239,21 @@ class HashLayout:
         then saves it whole."""
         pairs, nones = self.encode(obj)
         state = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        stale, moved = stale_fields(obj) if _STALE else _NO_STALE
         snapshot = None if not self.spec.track_changes else recall(obj)
         indexes = self.spec.indexes
         if snapshot is not None and ttl_ms is not None and indexes is None:
             snapshot = None  # the partial-save script sets no TTL: save whole
         if indexes is not None:
-            return self._indexed(key, obj, pairs, nones, ttl_ms, snapshot, force), state, \
-                bool(snapshot) and not force
+            return self._indexed(key, obj, pairs, nones, ttl_ms, snapshot, force,
+                                 stale, moved), state, bool(snapshot) and not force
         if snapshot is not None and not force:
             pairs = self._changed_pairs(obj, state, snapshot)
             nones = [f for f in nones if f in snapshot]
+            nones.extend(moved)
             args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
             return _UPDATE.call([key], args), state, True
+        nones.extend(stale)
         if pairs:
             if self.may_be_empty:
                 nones.append(MARKER)
@@ -295,19 +352,21 @@ class HashLayout:
         return "\x1f".join(sorted(names))
 
     def _indexed(self, key: str, obj: Any, pairs: list[bytes], nones: list[bytes],
-                 ttl_ms: int | None, snapshot: dict[bytes, bytes] | None, force: bool) -> Write:
+                 ttl_ms: int | None, snapshot: dict[bytes, bytes] | None, force: bool,
+                 stale: Sequence[bytes] = (), moved: Sequence[bytes] = ()) -> Write:
         indexes = self.spec.indexes
         assert indexes is not None
         values = {name: getattr(obj, name) for name in indexes.fields}
         ttl = "" if ttl_ms is None else str(ttl_ms)
         if snapshot is None or force:
             w = self.write(key, "save", ttl, "*", self.entries(key, values),
-                           [len(pairs) // 2, *pairs, *nones])
+                           [len(pairs) // 2, *pairs, *nones, *stale])
         else:
             state = dict(zip(pairs[::2], pairs[1::2], strict=True))
             pairs = self._changed_pairs(obj, state, snapshot)
             nones = [f for f in nones if f in snapshot]
             written = set(pairs[::2]) | set(nones)
+            nones.extend(moved)
             touched = {f.name for f in self.spec.fields if f.stored.encode() in written}
             changed = self._changed(touched)
             only = sorted(n for n in changed.split("\x1f") if n in indexes.fields)
@@ -384,11 +443,14 @@ class HashLayout:
             return None
         data = _as_dict(reply)
         spec = self.spec
-        kwargs = self._decode(spec.fields, data, b"", key, "")
+        moved: list[bytes] | None = [] if self.renamed else None
+        kwargs = self._decode(spec.fields, data, b"", key, "", moved)
         kwargs[spec.key.init_name] = self._decode_id(key, id_text)
         obj = spec.cls(**kwargs)
         if spec.track_changes:
             self.remember(obj, data)
+        if moved or not self.known.issuperset(data):
+            _note_stale(obj, [f for f in data if f not in self.known], moved or [])
         return obj
 
     def _decode_id(self, key: str, id_text: str) -> Any:
@@ -399,6 +461,18 @@ class HashLayout:
         except BadValueError as e:
             raise DecodeError(f"id: {e}", model=spec.name, key=key, field=spec.key.name) from None
 
+    def _old_prefix(self, f: FieldSpec, data: Mapping[bytes, bytes], prefix: bytes) -> bytes:
+        """The prefix a renamed nested object's leaves are stored under: its stored name,
+        or the first old name holding some leaf when the current one holds none."""
+        current = prefix + f.stored.encode() + self.delim
+        if any(n in data for n in _leaf_names(f.children, current, self.delim)):
+            return current
+        for old in f.old_stored:
+            then = prefix + old.encode() + self.delim
+            if any(n in data for n in _leaf_names(f.children, then, self.delim)):
+                return then
+        return current
+
     def _decode(
         self,
         fields: tuple[FieldSpec, ...],
@@ -406,16 +480,25 @@ class HashLayout:
         prefix: bytes,
         key: str,
         path: str,
+        moved: list[bytes] | None,
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         for f in fields:
-            name = prefix + f.stored.encode()
             if f.kind == "struct":
                 assert f.cls is not None
-                sub = self._decode(f.children, data, name + self.delim, key, f"{path}{f.name}.")
+                sub_prefix = prefix + f.stored.encode() + self.delim
+                if f.old_stored and moved is not None:
+                    sub_prefix = self._old_prefix(f, data, prefix)
+                    if not sub_prefix.startswith(prefix + f.stored.encode() + self.delim):
+                        moved.extend(n for n in data if n.startswith(sub_prefix))
+                sub = self._decode(f.children, data, sub_prefix, key, f"{path}{f.name}.",
+                                   moved)
                 kwargs[f.init_name] = f.cls(**sub)
                 continue
+            name = prefix + f.stored.encode()
             raw = data.get(name)
+            if raw is None and moved is not None and f.old_stored:
+                raw = self._read_old(f, data, prefix, moved)
             if raw is None:
                 if f.optional:
                     kwargs[f.init_name] = None
@@ -428,14 +511,39 @@ class HashLayout:
             try:
                 kwargs[f.init_name] = f.decode(raw)
             except BadValueError as e:
-                raise DecodeError(
-                    f"stored value is {e}", model=self.spec.name, key=key, field=path + f.name
-                ) from None
+                if f.upgrade is None:
+                    raise DecodeError(
+                        f"stored value is {e}", model=self.spec.name, key=key,
+                        field=path + f.name) from None
+                kwargs[f.init_name] = self._upgrade(f, raw, key, path)
             except DecodeError as e:
-                raise e.with_context(
-                    model=self.spec.name, key=key, field=path + f.name
-                ) from None
+                if f.upgrade is None:
+                    inner = f"{path}{f.name}.{e.field}" if e.field else path + f.name
+                    raise DecodeError(e.reason, model=self.spec.name, key=key, field=inner,
+                                      codec=e.codec) from None
+                kwargs[f.init_name] = self._upgrade(f, raw, key, path)
         return kwargs
+
+    def _read_old(self, f: FieldSpec, data: Mapping[bytes, bytes], prefix: bytes,
+                  moved: list[bytes]) -> bytes | None:
+        for old in f.old_stored:
+            name = prefix + old.encode()
+            raw = data.get(name)
+            if raw is not None:
+                moved.append(name)
+                return raw
+        return None
+
+    def _upgrade(self, f: FieldSpec, raw: bytes, key: str, path: str) -> Any:
+        """``f.upgrade`` of a stored value that does not decode strictly: the text of a
+        plain string, the serializer's primitive of an encoded value (whichever the field
+        was before)."""
+        assert f.upgrade is not None
+        where = {"model": self.spec.name, "key": key, "field": path + f.name}
+        try:
+            return upgrade_value(f.upgrade, stored_primitive(raw), f.check)
+        except DecodeError as e:
+            raise e.with_context(**where) from None
 
 
 def check_increment(

@@ -20,7 +20,7 @@ from redmodel._errors import (
     ValidationError,
 )
 from redmodel._flat import FlatLayout, counter_result, read_batch
-from redmodel._hash import HashLayout, check_increment
+from redmodel._hash import HashLayout, check_increment, saved
 from redmodel._indexed import (
     Abandoned,
     Claims,
@@ -170,6 +170,8 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
         if partial and replies[0] == 0:
             whole = layout.save_changes(key, obj, ms, True)[0]
             yield Batch([whole], write=True, idempotent=True, keys=(key,))  # type: ignore[list-item]
+    if not partial:  # a partial save kept the fields its model does not know
+        saved(obj)
     if spec.track_changes:
         layout.remember(obj, state)
     return key
@@ -209,6 +211,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     for obj in objs:
         spec = spec_of(obj)
         layout = layout_of(spec)
+        saved(obj)
         if spec.track_changes and isinstance(layout, HashLayout):  # partial saves: hash only
             layout.remember(obj, layout.encode_state(obj))
     return len(planned)

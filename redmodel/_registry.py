@@ -63,6 +63,8 @@ def _field(f: FieldSpec) -> dict[str, Any]:
                            "default": f.has_default, "optional": f.optional}
     if f.codec is not None:
         out["codec"] = f.codec.name
+    if f.old_stored:
+        out["old"] = list(f.old_stored)
     if f.children:
         out["fields"] = {c.name: _field(c) for c in f.children}
     return out
@@ -145,11 +147,14 @@ def _fields_problems(old: dict[str, Any], new: dict[str, Any], where: str) -> li
     by_stored = {f.get("stored"): (n, f) for n, f in old.items()}
     for name, f in new.items():
         found = by_stored.get(f["stored"])
+        for earlier in f.get("old", ()):  # a rename (old_names=): read from the old name
+            found = found or by_stored.get(earlier)
         if found is None:
             if not f.get("default") and not f.get("optional"):
                 problems.append(
                     f"new field {where}{name} has no default: the objects stored without it "
-                    "would not load; give it a default (or a factory), or make it optional")
+                    "would not load; give it a default (or a factory), make it optional, or "
+                    "name the field it renames (old_names=)")
             continue
         _, before = found
         if (before.get("kind"), before.get("codec")) != (f.get("kind"), f.get("codec")):

@@ -35,6 +35,7 @@ __all__ = ["FieldSpec", "ModelSpec", "field", "key_field", "model", "spec_of"]
 T = TypeVar("T")
 _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 _META = "redmodel"
+_UNSET: Any = object()  # an @model option not given (a subclass inherits its base's)
 LAYOUTS = ("hash", "flat", "blob")
 
 
@@ -47,6 +48,8 @@ class FieldOptions:
     codec: str | Codec | None = None
     index: bool | str = False
     unique: bool = False
+    old_names: tuple[str, ...] = ()
+    upgrade: Callable[[Any], Any] | None = None
 
 
 @overload
@@ -57,6 +60,8 @@ def field(
     codec: str | Codec | None = None,
     index: bool | str = False,
     unique: bool = False,
+    old_names: Sequence[str] = (),
+    upgrade: Callable[[Any], Any] | None = None,
     default: None = None,
     factory: None = None,
     **kwargs: Any,
@@ -69,6 +74,8 @@ def field(
     codec: str | Codec | None = None,
     index: bool | str = False,
     unique: bool = False,
+    old_names: Sequence[str] = (),
+    upgrade: Callable[[Any], Any] | None = None,
     default: T,
     factory: None = None,
     **kwargs: Any,
@@ -81,6 +88,8 @@ def field(
     codec: str | Codec | None = None,
     index: bool | str = False,
     unique: bool = False,
+    old_names: Sequence[str] = (),
+    upgrade: Callable[[Any], Any] | None = None,
     default: None = None,
     factory: Callable[[], T],
     **kwargs: Any,
@@ -92,6 +101,8 @@ def field(
     codec: str | Codec | None = None,
     index: bool | str = False,
     unique: bool = False,
+    old_names: Sequence[str] = (),
+    upgrade: Callable[[Any], Any] | None = None,
     default: Any = attrs.NOTHING,
     factory: Callable[[], Any] | None = None,
     **kwargs: Any,
@@ -105,11 +116,23 @@ def field(
     - ``index=True``: an equality index (on a list field: "contains");
       ``index="range"``: a range and sort index (see docs/queries.md).
     - ``unique=True``: no two objects may hold the same value.
+    - ``old_names=("qty",)``: names this field was stored under before; a value stored
+      under one is read when the current name holds none, and moved on the next save
+      (docs/migrations.md, "Schema evolution").
+    - ``upgrade=fn``: the field's type changed; a stored value that does not decode
+      strictly as the declared type is passed to ``fn`` (as text for a plain Redis
+      string, as the serializer's primitive for an encoded value) and ``fn`` returns the
+      value in the new type. Without it such a value is a DecodeError.
 
     For mypy to know which fields are required, enable the plugin ``redmodel.mypy``.
     """
     metadata = dict(kwargs.pop("metadata", None) or {})
-    metadata[_META] = FieldOptions(key=key, name=name, codec=codec, index=index, unique=unique)
+    if isinstance(old_names, str):
+        old_names = (old_names,)
+    if upgrade is not None and not callable(upgrade):
+        raise ModelDefinitionError(f"upgrade must be a function, not {type(upgrade).__name__}")
+    metadata[_META] = FieldOptions(key=key, name=name, codec=codec, index=index, unique=unique,
+                                   old_names=tuple(old_names), upgrade=upgrade)
     if factory is not None:
         return attrs.field(factory=factory, metadata=metadata, **kwargs)
     return attrs.field(default=default, metadata=metadata, **kwargs)
@@ -144,6 +167,8 @@ class FieldSpec:
     cls: type | None = None  # struct kind
     children: tuple[FieldSpec, ...] = ()  # struct kind
     numeric: str | None = None  # "int" | "float" for HINCRBY / HINCRBYFLOAT
+    old_stored: tuple[str, ...] = ()  # earlier stored names, escaped (old_names=)
+    upgrade: Callable[[Any], Any] | None = None  # upgrade=: a value of an older type
 
 
 @attrs.frozen
@@ -164,6 +189,8 @@ class ModelSpec:
     buckets: int | None = None
     indexes: IndexSpec | None = None
     track_changes: bool = False
+    # The @model options given explicitly, inherited by a decorated subclass.
+    options: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     @property
     def claims(self) -> bool:
@@ -279,11 +306,28 @@ def spec_of(cls_or_obj: Any) -> ModelSpec:
     cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
     spec = cls.__dict__.get("__redmodel__")
     if not isinstance(spec, ModelSpec):
+        base = _base_spec(cls)
+        if base is not None:
+            raise ModelDefinitionError(
+                f"{cls.__module__}.{cls.__qualname__} is a subclass of the model "
+                f"{base.name} but not a model itself: decorate it with @redmodel.model "
+                f"(it inherits {base.name}'s options, and its keys get their own prefix, "
+                f"{snake_case(cls.__name__)!r} unless given) or store {base.name} objects"
+            )
         raise ModelDefinitionError(
             f"{cls.__module__}.{cls.__qualname__} is not a redmodel model "
             "(decorate the attrs class with @redmodel.model)"
         )
     return spec
+
+
+def _base_spec(cls: type) -> ModelSpec | None:
+    """The spec of the nearest model class ``cls`` derives from."""
+    for base in cls.__mro__[1:]:
+        found = base.__dict__.get("__redmodel__")
+        if isinstance(found, ModelSpec):
+            return found
+    return None
 
 
 @overload
@@ -307,15 +351,15 @@ def model(
     /,
     *,
     prefix: str | None = None,
-    key: str | None = None,
-    layout: str = "hash",
-    ttl: float | dt.timedelta | None = None,
-    codec: str | Codec | None = None,
-    delimiter: str = ":",
-    hash_tag: bool | Callable[[Any], str] = False,
-    unique: Sequence[Sequence[str]] = (),
-    buckets: int | None = None,
-    track_changes: bool | None = None,
+    key: Any = _UNSET,
+    layout: Any = _UNSET,
+    ttl: Any = _UNSET,
+    codec: Any = _UNSET,
+    delimiter: Any = _UNSET,
+    hash_tag: Any = _UNSET,
+    unique: Any = _UNSET,
+    buckets: Any = _UNSET,
+    track_changes: Any = _UNSET,
 ) -> type[T] | Callable[[type[T]], type[T]]:
     """Declare an attrs class a redmodel model. Use above ``@attrs.define``::
 
@@ -344,12 +388,26 @@ def model(
       that changed (two writers of different fields both keep theirs). Default: on for
       models with indexes.
 
+    A subclass of a model is a model only when decorated too; it inherits every option
+    its base was given except ``prefix`` (its own keys: the subclass name in snake case),
+    and options given to it win (docs/models.md, "Inheritance").
+
     Raises :class:`ModelDefinitionError` for anything that could not be stored.
     """
+    given = {name: value for name, value in (
+        ("key", key), ("layout", layout), ("ttl", ttl), ("codec", codec),
+        ("delimiter", delimiter), ("hash_tag", hash_tag), ("unique", unique),
+        ("buckets", buckets), ("track_changes", track_changes)) if value is not _UNSET}
 
     def wrap(c: type[T]) -> type[T]:
-        spec = _compile(c, prefix, key, layout, ttl, codec, delimiter, hash_tag, unique,
-                        buckets, track_changes)
+        base = _base_spec(c)
+        options = {**(base.options if base is not None else {}), **given}
+        spec = _compile(c, prefix, options.get("key"), options.get("layout", "hash"),
+                        options.get("ttl"), options.get("codec"),
+                        options.get("delimiter", ":"), options.get("hash_tag", False),
+                        options.get("unique", ()), options.get("buckets"),
+                        options.get("track_changes"))
+        spec = attrs.evolve(spec, options=options)
         setattr(c, "__redmodel__", spec)  # noqa: B010 - attrs slots classes allow class attrs
         hide_encrypted(spec)
         return c
@@ -412,6 +470,10 @@ def _compile(
         raise ModelDefinitionError(f"{name}: key field {key_name!r} is not a field")
     if key_spec.kind != "scalar" or key_spec.optional:
         raise ModelDefinitionError(f"{name}: key field {key_name!r} must be a plain scalar")
+    if key_spec.old_stored or key_spec.upgrade is not None:
+        raise ModelDefinitionError(
+            f"{name}: the key field {key_name!r} is read from the key, not stored: it takes "
+            "no old_names= or upgrade=")
     fields = tuple(s for s in specs if s is not key_spec)
     _check_unique_names(name, fields)
     check_encryption_applies(name, layout, chain, fields)
@@ -480,6 +542,16 @@ def _check_unique_names(model_name: str, fields: tuple[FieldSpec, ...]) -> None:
         if f.stored in seen:
             raise ModelDefinitionError(f"{model_name}: two fields are stored as {f.stored!r}")
         seen.add(f.stored)
+    for f in fields:
+        for old in f.old_stored:
+            if old in seen:
+                raise ModelDefinitionError(
+                    f"{model_name}.{f.name}: old name {old!r} is the stored name of another "
+                    "field (or listed twice)")
+            seen.add(old)
+    for f in fields:
+        if f.children:
+            _check_unique_names(f"{model_name}.{f.name}", f.children)
 
 
 def _field(
@@ -490,7 +562,15 @@ def _field(
     stored = opts.name or f.name
     if not stored or stored.startswith("\x00"):
         raise ModelDefinitionError(f"{label}: bad stored name {stored!r}")
+    for old in opts.old_names:
+        if not isinstance(old, str) or not old or old.startswith("\x00") or old == stored:
+            raise ModelDefinitionError(f"{label}: bad old name {old!r}")
     inner, optional = optional_inner(f.type)
+    if opts.upgrade is not None and is_model_class(inner) and not optional \
+            and opts.codec is None:
+        raise ModelDefinitionError(
+            f"{label}: upgrade= applies to a value stored whole; a nested {inner.__name__} "
+            "is stored field by field, so declare upgrade= on its own fields")
     common: dict[str, Any] = {
         "name": f.name,
         "init_name": f.alias or f.name,
@@ -499,6 +579,8 @@ def _field(
         "optional": optional,
         "has_default": f.default is not attrs.NOTHING,
         "check": make_checker(f.type, label),
+        "old_stored": tuple(escape(old, delimiter) for old in opts.old_names),
+        "upgrade": opts.upgrade,
     }
     found = scalar(inner)
     if found is not None and opts.codec is None:

@@ -16,6 +16,8 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from redmodel._errors import DecodeError
 from redmodel._types import _SCALARS, BadValueError, scalar
+from redmodel.codecs._base import stored_primitive
+from redmodel.codecs._strict import configure_containers, describe, field_names, upgrading
 
 __all__ = ["make_tree_converter", "structure_error"]
 
@@ -25,12 +27,66 @@ def _stored_name(f: attrs.Attribute[Any]) -> str:
     return getattr(opts, "name", None) or f.name
 
 
+def _leaf(dec: Any) -> Any:
+    def structure(value: Any, _: Any) -> Any:
+        if type(value) is not bytes:
+            raise BadValueError("not a single value (the field's type changed?)")
+        return dec(value)
+
+    return structure
+
+
 def _scalar_hooks(conv: cattrs.Converter, tp: Any) -> None:
     found = scalar(tp)
     assert found is not None
     enc, dec, _ = found
     conv.register_unstructure_hook(tp, enc)
-    conv.register_structure_hook(tp, lambda v, _: dec(v))
+    conv.register_structure_hook(tp, _leaf(dec))
+
+
+def _plain(node: Any) -> Any:
+    """A subtree as ``upgrade=`` sees it: each leaf as its text (or its codec's primitive),
+    dict keys as text."""
+    if isinstance(node, bytes):
+        return stored_primitive(node)
+    if isinstance(node, dict):
+        return {(k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else k):
+                _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _structure_fn(conv: cattrs.Converter, cls: type) -> Any:
+    """Structure under stored names; a field's old names (and attribute name) are read when
+    its stored name holds nothing, and ``upgrade=`` takes what does not decode."""
+    overrides = _field_codec_hooks(conv, cls)
+    aliases: list[tuple[str, tuple[str, ...]]] = []
+    for f in attrs.fields(cls):
+        stored, olds = field_names(f)
+        if olds:
+            aliases.append((stored, olds))
+        upgrade = getattr(f.metadata.get("redmodel"), "upgrade", None)
+        if upgrade is not None:
+            hook = overrides[f.name].struct_hook or conv.get_structure_hook(f.type)
+            overrides[f.name] = override(rename=stored, unstruct_hook=overrides[
+                f.name].unstruct_hook, struct_hook=upgrading(
+                    hook, f.type, upgrade, f"{cls.__name__}.{f.name}", _plain))
+    generated: Any = make_dict_structure_fn(cls, conv, **overrides)
+    if not aliases:
+        return generated
+
+    def structure(value: Any, tp: Any) -> Any:
+        if type(value) is dict:
+            for stored, olds in aliases:
+                if stored not in value:
+                    for old in olds:
+                        if old in value:
+                            value[stored] = value[old]
+                            break
+        return generated(value, tp)
+
+    return structure
 
 
 def _field_codec_hooks(conv: cattrs.Converter, cls: type) -> dict[str, Any]:
@@ -50,10 +106,11 @@ def _field_codec_hooks(conv: cattrs.Converter, cls: type) -> dict[str, Any]:
             decode = resolve(chain).decoder(inner)
             if optional:
                 hooks["unstruct_hook"] = lambda v, e=encode: None if v is None else e(v)
-                hooks["struct_hook"] = lambda v, _, d=decode: None if v is None else d(v)
+                hooks["struct_hook"] = lambda v, _, d=decode: None if v is None else d(
+                    v if type(v) is bytes else b"")
             else:
                 hooks["unstruct_hook"] = encode
-                hooks["struct_hook"] = lambda v, _, d=decode: d(v)
+                hooks["struct_hook"] = lambda v, _, d=decode: d(v if type(v) is bytes else b"")
         overrides[f.name] = override(**hooks)
     return overrides
 
@@ -80,28 +137,16 @@ def make_tree_converter() -> cattrs.Converter:
     conv.register_unstructure_hook_factory(
         attrs.has, lambda cls: make_dict_unstructure_fn(cls, conv, **_field_codec_hooks(conv, cls))
     )
-    conv.register_structure_hook_factory(
-        attrs.has, lambda cls: make_dict_structure_fn(cls, conv, **_field_codec_hooks(conv, cls))
-    )
+    # A leaf where a container is declared (or the reverse) is a changed type, not an
+    # empty list: containers are structured only from containers.
+    configure_containers(conv, text_keys=False)
+    conv.register_structure_hook_factory(attrs.has, lambda cls: _structure_fn(conv, cls))
     return conv
 
 
 def structure_error(e: Exception, *, model: str, key: str) -> DecodeError:
-    """A DecodeError naming model, key and the failing paths (never the values)."""
+    """A DecodeError naming model, key and the failing field paths (never the values)."""
     if isinstance(e, DecodeError):
         return e.with_context(model=model, key=key)
-
-    def fmt(exc: BaseException, tp: type | None) -> str:
-        if isinstance(exc, KeyError):
-            return "field is missing"
-        if isinstance(exc, BadValueError):
-            return f"stored value is {exc}"
-        if isinstance(exc, DecodeError):
-            return f"{exc.reason} (codec {exc.codec!r})" if exc.codec else exc.reason
-        return f"stored value does not fit ({type(exc).__name__})"
-
-    if isinstance(e, (cattrs.ClassValidationError, cattrs.IterableValidationError)):
-        reasons = "; ".join(cattrs.transform_error(e, format_exception=fmt))
-    else:
-        reasons = fmt(e, None)
-    return DecodeError(reasons, model=model, key=key)
+    reason, field = describe(e)
+    return DecodeError(reason, model=model, key=key, field=field)

@@ -2,7 +2,8 @@
 only the docs (docs/failures.md, docs/containers.md, docs/store.md, docs/queries.md) and
 redmodel.testing's fault proxy. Findings are in /work/notes/FINDINGS-12r.md.
 
-Tests marked ``FAILS`` in their docstring fail today and state the promise they break:
+Tests marked ``FIXED`` in their docstring failed when the attack was made and now pin the fix;
+each states the promise the finding broke (all ten are fixed):
 
 - F1 a blocking pop (``Queue.pop_blocking``, ``redmodel.pop_blocking``,
   ``consume(reliable=False)``) whose reply is lost removes the item and raises a *plain*
@@ -124,7 +125,7 @@ BLOCKING_POPS: dict[str, Callable[[Queue[int]], Any]] = {
 def test_f1_blocking_pop_with_a_lost_reply_is_not_reported_as_safe_to_retry(
         proxy: FaultProxy, redis_client: redis.Redis, shell: str, how: str,
         fault: str) -> None:
-    """FAILS (F1). failures.md: a plain ``redis.ConnectionError`` means "not applied ...
+    """FIXED (F1). failures.md: a plain ``redis.ConnectionError`` means "not applied ...
     calling again: safe"; store.md: "A plain redis.ConnectionError from redmodel always
     means 'safe to call again'"; issue 12: "A lost reply to such a batch raises a
     documented redmodel error that ... names the keys"; failures.md "What cannot carry an
@@ -155,7 +156,7 @@ def test_f1_blocking_pop_with_a_lost_reply_is_not_reported_as_safe_to_retry(
 @pytest.mark.parametrize("how", ["Queue.pop_blocking", "consume(reliable=False)"])
 def test_f1_async_blocking_pop_with_a_lost_reply_is_not_reported_as_safe_to_retry(
         proxy: FaultProxy, redis_client: redis.Redis, how: str) -> None:
-    """FAILS (F1), the asyncio shell (AsyncStore on a redis.asyncio client built directly,
+    """FIXED (F1), the asyncio shell (AsyncStore on a redis.asyncio client built directly,
     redis-py's default retry)."""
     redis_client.rpush("jobs", 1, 2)
 
@@ -187,7 +188,7 @@ def test_f1_async_blocking_pop_with_a_lost_reply_is_not_reported_as_safe_to_retr
 
 def test_f1_cluster_blocking_pop_with_a_lost_reply_is_not_reported_as_safe_to_retry(
         redis_cluster: RedisClusterServer, redis_cluster_client: RedisCluster) -> None:
-    """FAILS (F1), the cluster shell."""
+    """FIXED (F1), the cluster shell."""
     proxies = ClusterFaultProxy(redis_cluster.addresses).start()
     try:
         host, port = proxies.startup_nodes[0]
@@ -227,7 +228,7 @@ def _of_ltrim(key: str) -> Callable[[list[bytes]], bool]:
 @pytest.mark.parametrize("fault", ["lose_reply", "cut_reply", "stall"])
 def test_f2_trim_whose_reply_is_lost_is_not_applied_twice(
         proxy: FaultProxy, redis_client: redis.Redis, fault: str, once: bool) -> None:
-    """FAILS (F2). ``jobs.trim(1, -1)`` (drop the head) must drop exactly one item, or
+    """FIXED (F2). ``jobs.trim(1, -1)`` (drop the head) must drop exactly one item, or
     raise OutcomeUnknownError. failures.md: a batch is "only ever sent again when that is
     harmless"; issue 12 item 1: anything whose second application changes something is not
     resent. LTRIM 1 -1 sent twice drops two items, and trim() returns None as if all went
@@ -257,7 +258,7 @@ def test_f2_trim_whose_reply_is_lost_is_not_applied_twice(
 
 def test_f2_trim_in_run_many_in_exactly_once_mode_is_applied_once(
         proxy: FaultProxy, redis_client: redis.Redis) -> None:
-    """FAILS (F2). failures.md: in exactly-once mode, several writes in one batch are
+    """FIXED (F2). failures.md: in exactly-once mode, several writes in one batch are
     "each exactly once". run_many(trim, push) with the batch's reply lost returns
     [None, 4] (the push's recorded reply) while the list ends [3, 4, 9]: the trim ran
     twice. (Fixed: the fault is armed on the LTRIM sent plain or inside the exactly-once
@@ -406,7 +407,7 @@ def test_f3_a_refused_save_after_a_resent_claim_leaves_the_value_free_after_the_
 @pytest.mark.parametrize("how", ["Set.pop", "SortedSet.pop_min", "SortedSet.pop_max"])
 def test_f4_a_set_pop_of_an_undecodable_member_does_not_destroy_it(
         store: redmodel.Store, redis_client: redis.Redis, how: str) -> None:
-    """FAILS (F4). containers.md: a stored member that does not decode raises DecodeError;
+    """FIXED (F4). containers.md: a stored member that does not decode raises DecodeError;
     a queue's pops set it aside in ``%rejected`` "so ... are not lost". Set and sorted-set
     pops raise the DecodeError after the server removed the member, which is then neither
     in the set nor set aside anywhere: the member is lost (issue 12: "nothing lost")."""
@@ -551,7 +552,7 @@ def test_f5_a_cluster_node_that_may_evict_is_named(
 
 def test_f6_a_blocking_pop_refused_by_acl_is_a_no_permission_error(
         redis_server: RedisServer, redis_client: redis.Redis) -> None:
-    """FAILS (F6, low). failures.md: a ServerError is "also an instance of redis-py's class
+    """FIXED (F6, low). failures.md: a ServerError is "also an instance of redis-py's class
     for the reply, e.g. OutOfMemoryError, NoPermissionError". ``Queue.pop()`` refused by an
     ACL is a NoPermissionError; ``Queue.pop_blocking()`` of the same key is only a
     ResponseError, so ``except redis.exceptions.NoPermissionError`` misses it."""
@@ -578,7 +579,7 @@ def test_f6_a_blocking_pop_refused_by_acl_is_a_no_permission_error(
 
 def test_f7_a_reliable_consumer_drains_a_queue_on_a_server_at_maxmemory(
         redis_server: RedisServer, redis_client: redis.Redis, store: redmodel.Store) -> None:
-    """FAILS (F7, liveness). A server at ``maxmemory`` with ``noeviction`` (Redis' default
+    """FIXED (F7, liveness). A server at ``maxmemory`` with ``noeviction`` (Redis' default
     policy) refuses writes that may grow memory; draining a queue is what frees it. The
     at-most-once pops still drain it, but ``consume()`` (the default, reliable loop) raises
     OutOfMemoryError at once (its take-back/take scripts are refused), so every worker of
@@ -602,7 +603,7 @@ def test_f7_a_reliable_consumer_drains_a_queue_on_a_server_at_maxmemory(
 
 def test_f2_async_trim_whose_reply_is_lost_is_not_applied_twice(
         proxy: FaultProxy, redis_client: redis.Redis) -> None:
-    """FAILS (F2), the asyncio shell."""
+    """FIXED (F2), the asyncio shell."""
     redis_client.rpush("jobs", 1, 2, 3, 4)
 
     async def main() -> None:
@@ -656,7 +657,7 @@ def test_f8_exactly_once_keeps_about_180_bytes_per_write_not_the_popped_value(
 @pytest.mark.parametrize("how", ["consume()", "pop_blocking"])
 def test_f9_a_consumer_waiting_on_a_primary_that_fails_over_goes_on(
         redis_replicated_cluster: RedisClusterServer, how: str) -> None:
-    """FAILS (F9). failures.md: "a primary fails over (CLUSTER FAILOVER): writes to its
+    """FIXED (F9). failures.md: "a primary fails over (CLUSTER FAILOVER): writes to its
     slots get MOVED; the store updates its slot map and goes on"; issue 12 item 8: "redmodel
     follows the new primary without user code". A consumer (or pop_blocking) waiting on the
     old primary gets ``UNBLOCKED force unblock from blocking operation, instance state
@@ -696,7 +697,7 @@ def test_f9_a_consumer_waiting_on_a_primary_that_fails_over_goes_on(
 @pytest.mark.parametrize("how", ["consume()", "pop_blocking"])
 def test_f9_a_consumer_waiting_on_a_slot_that_migrates_goes_on(
         redis_cluster: RedisClusterServer, redis_cluster_client: RedisCluster, how: str) -> None:
-    """FAILS (F9). failures.md: "a slot migrates | ASK then MOVED, followed"; "MOVED and
+    """FIXED (F9). failures.md: "a slot migrates | ASK then MOVED, followed"; "MOVED and
     ASK (the cluster's slot map is updated, the command goes to the right node)". A blocked
     BLMOVE/BLPOP whose slot is moved away is answered ``-MOVED`` by the server; redmodel
     raises it as ``ServerError: BLMOVE: 5024 127.0.0.1:port`` (the MOVED word even lost)

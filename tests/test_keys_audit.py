@@ -61,7 +61,7 @@ def test_include_only_files_are_the_shared_pieces() -> None:
     files = lua_files()
     assert set(files) - runnable_scripts() == {
         "clock", "consume_lib", "counter_lib", "flat_lib", "index_lib", "once_head",
-        "once_tail"}
+        "once_tail", "parts_lib"}
 
 
 # ---- MONITOR, read raw -------------------------------------------------------------------

@@ -401,3 +401,14 @@ def test_a_transaction_registers_its_models_before_it_sends_anything(store: Any)
     with redmodel.Transaction(redmodel.Store(store.client)) as tx:  # a new version
         tx.save(fresh("c"))
     assert registry(store.client)["index:name"] == "building"  # "a" has no entry yet
+
+
+def test_a_rename_with_old_names_is_compatible_and_a_bare_one_is_not(store: Any) -> None:
+    store.save(item()("a", 2.0))
+    bare = declare(ITEM.format(options="", name_options="").replace("price: float = 0.0",
+                                                                     "cost: float"))
+    with pytest.raises(SchemaConflictError, match="new field cost has no default"):
+        redmodel.Store(store.client).count(bare)
+    renamed = declare(ITEM.format(options="", name_options="").replace(
+        "price: float = 0.0", "cost: float = redmodel.field(old_names=('price',))"))
+    assert [o.cost for o in redmodel.Store(store.client).scan(renamed)] == [2.0]

@@ -17,6 +17,7 @@ from typing import Any
 import cattrs
 
 from redmodel._errors import CodecError, DecodeError, ValidationError
+from redmodel.codecs._strict import describe
 
 __all__ = ["Codec", "Serializer", "Transform", "codec", "register_codec"]
 
@@ -221,14 +222,17 @@ class Codec:
 
         return encode
 
-    def _make_decoder(self, tp: Any) -> Callable[[bytes], Any]:
-        structure = self.serializer.converter.get_structure_hook(tp)
-        loads = self.serializer.loads
+    def loader(self, tp: Any = None) -> Callable[[bytes], Any]:
+        """A function ``bytes -> primitive``: the header checked, the transforms undone and
+        the serializer's parse, before any type is applied (what ``upgrade=`` receives for
+        an encoded value); raises DecodeError."""
         header = self._header
         transforms = self.transforms[::-1]
+        loads = self.serializer.loads
         name = self.name
+        what = "parse" if tp is None else f"decode as {_type_name(tp)}"
 
-        def decode(data: bytes) -> Any:
+        def load(data: bytes) -> Any:
             if not data.startswith(header):
                 raise DecodeError(_header_mismatch(data, name), codec=name)
             data = data[len(header) :]
@@ -239,15 +243,81 @@ class Codec:
                 raise e.with_context(codec=name) from None
             failed = ""
             try:
-                return structure(loads(data), tp)
-            except DecodeError:
-                raise
-            except Exception as e:  # any parse/structure failure means corrupt data
+                return loads(data)
+            except Exception as e:
                 # Raised below, outside this block: the parser's error may quote the
                 # decrypted value, and it would ride along as __context__.
                 failed = type(e).__name__
-            raise DecodeError(f"stored value does not decode as {_type_name(tp)}: {failed}",
-                              codec=name)
+            raise DecodeError(f"stored value does not {what}: {failed}", codec=name)
+
+        return load
+
+    def structurer(self, tp: Any) -> Callable[[Any], Any]:
+        """A function ``primitive -> value of tp``, strict: a primitive that is not exactly
+        what this chain writes for ``tp`` raises DecodeError naming the failing field path
+        (never the value)."""
+        structure = self.serializer.converter.get_structure_hook(tp)
+        name = self.name
+
+        def struct(primitive: Any) -> Any:
+            reason: tuple[str, str | None] | None = None
+            try:
+                return structure(primitive, tp)
+            except DecodeError as e:
+                if e.codec is not None:
+                    raise
+                reason = (e.reason, e.field)
+            except Exception as e:
+                reason = describe(e)
+            raise DecodeError(reason[0], field=reason[1], codec=name)
+
+        return struct
+
+    def object_decoder(self, tp: Any, field: str) -> Callable[[bytes, Any], Any]:
+        """A function ``(bytes, value) -> object of tp`` that sets the primitive field
+        ``field`` to ``value`` before structuring (the blob layout's id, from the key)."""
+        decode: Callable[[bytes, Any], Any] = self._make_decoder(tp, field)
+        return decode
+
+    def _make_decoder(self, tp: Any, field: str | None = None) -> Any:
+        # One closure on the hot path: loader() and structurer() inlined.
+        header = self._header
+        transforms = self.transforms[::-1]
+        loads = self.serializer.loads
+        structure = self.serializer.converter.get_structure_hook(tp)
+        name = self.name
+        what = f"decode as {_type_name(tp)}"
+
+        def decode(data: bytes, value: Any = None) -> Any:
+            if not data.startswith(header):
+                raise DecodeError(_header_mismatch(data, name), codec=name)
+            data = data[len(header) :]
+            try:
+                for t in transforms:
+                    data = t.decode(data)
+            except DecodeError as e:
+                raise e.with_context(codec=name) from None
+            failed = ""
+            try:
+                primitive = loads(data)
+            except Exception as e:
+                # Raised below, outside this block: the parser's error may quote the
+                # decrypted value, and it would ride along as __context__.
+                failed = type(e).__name__
+            if failed:
+                raise DecodeError(f"stored value does not {what}: {failed}", codec=name)
+            if field is not None and type(primitive) is dict:
+                primitive[field] = value
+            reason: tuple[str, str | None] | None = None
+            try:
+                return structure(primitive, tp)
+            except DecodeError as e:
+                if e.codec is not None:
+                    raise
+                reason = (e.reason, e.field)
+            except Exception as e:
+                reason = describe(e)
+            raise DecodeError(reason[0], field=reason[1], codec=name)
 
         return decode
 
@@ -273,6 +343,20 @@ def _header_mismatch(data: bytes, expected: str) -> str:
         "value has no redmodel codec header (not written by a codec, or truncated), "
         f"read with {expected!r}"
     )
+
+
+def stored_primitive(raw: bytes) -> Any:
+    """What ``upgrade=`` receives for one stored string: the primitive of a value a codec
+    chain wrote (its header names the chain), else the text (bytes if not UTF-8).
+    Raises DecodeError when a chain's value does not decode (tampered, unknown key)."""
+    if len(raw) >= 2 and raw[0] == _MAGIC and len(raw) >= 2 + raw[1]:
+        name = raw[2 : 2 + raw[1]]
+        if name.isascii() and all(p.decode("ascii") in _REGISTRY for p in name.split(b"|")):
+            return codec(name.decode("ascii")).loader()(raw)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
 
 
 _REGISTRY: dict[str, Callable[[], Serializer | Transform]] = {}

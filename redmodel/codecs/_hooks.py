@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import cattrs
 
+from redmodel._types import BadValueError
+
 # Types stored as strings by every serializer, so each format round-trips them the same way.
 _TEXT_SCALARS = (dt.datetime, dt.date, dt.time, decimal.Decimal, uuid.UUID)
 
@@ -23,20 +25,33 @@ def configure_text_scalars(converter: cattrs.Converter) -> None:
     neither msgpack's timestamps nor YAML's timestamps do for every value.
     """
     converter.register_unstructure_hook(decimal.Decimal, str)
-    converter.register_structure_hook(decimal.Decimal, lambda v, _: decimal.Decimal(v))
+    converter.register_structure_hook(decimal.Decimal, _text(decimal.Decimal))
     converter.register_unstructure_hook(uuid.UUID, str)
-    converter.register_structure_hook(uuid.UUID, lambda v, _: uuid.UUID(v))
+    converter.register_structure_hook(uuid.UUID, _text(uuid.UUID))
     converter.register_unstructure_hook(dt.time, dt.time.isoformat)
-    converter.register_structure_hook(dt.time, lambda v, _: _with_offset(v, dt.time))
+    converter.register_structure_hook(dt.time, _text(lambda v: _with_offset(v, dt.time)))
     converter.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
-    converter.register_structure_hook(dt.datetime, lambda v, _: _with_offset(v, dt.datetime))
+    converter.register_structure_hook(
+        dt.datetime, _text(lambda v: _with_offset(v, dt.datetime)))
     converter.register_unstructure_hook(dt.date, dt.date.isoformat)
-    converter.register_structure_hook(dt.date, lambda v, _: dt.date.fromisoformat(v))
+    converter.register_structure_hook(dt.date, _text(dt.date.fromisoformat))
     # A preconf converter may pass unions of native types through unchecked (pyyaml does so
     # for datetime/date); an Optional of a text scalar must structure its string instead.
     converter.register_structure_hook_factory(
         _is_optional_text_scalar, _optional_factory(converter)
     )
+
+
+def _text(parse: Callable[[str], Any]) -> Callable[[Any, Any], Any]:
+    """A strict hook: only text is parsed (``Decimal(1.5)`` or a number read as a date is
+    a type change, not a value)."""
+
+    def structure(value: Any, _: Any) -> Any:
+        if type(value) is not str:
+            raise BadValueError("not text")
+        return parse(value)
+
+    return structure
 
 
 _T = TypeVar("_T", dt.datetime, dt.time)

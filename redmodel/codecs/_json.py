@@ -10,6 +10,7 @@ from cattrs.preconf.json import make_converter
 
 from redmodel.codecs._base import Serializer
 from redmodel.codecs._hooks import configure_text_scalars
+from redmodel.codecs._strict import configure_strict
 
 
 class JsonSerializer(Serializer):
@@ -20,6 +21,7 @@ class JsonSerializer(Serializer):
     def make_converter(self) -> cattrs.Converter:
         conv = make_converter()
         configure_text_scalars(conv)
+        configure_strict(conv, bytes_as=str, text_keys=True)
         return conv
 
     def dumps(self, primitive: Any) -> bytes:

@@ -9,6 +9,7 @@ import cattrs
 from redmodel.codecs._base import Serializer
 from redmodel.codecs._deps import missing_extra
 from redmodel.codecs._hooks import configure_text_scalars
+from redmodel.codecs._strict import configure_strict
 
 # msgpack ints stop at 64 bits; larger ones travel as this extension type, big-endian signed.
 _BIG_INT_EXT = 1
@@ -37,6 +38,7 @@ class MsgpackSerializer(Serializer):
 
         conv = make_converter()
         configure_text_scalars(conv)
+        configure_strict(conv, bytes_as=bytes, text_keys=False)
         return conv
 
     def dumps(self, primitive: Any) -> bytes:

@@ -10,6 +10,7 @@ import cattrs
 from redmodel.codecs._base import Serializer
 from redmodel.codecs._deps import missing_extra
 from redmodel.codecs._hooks import configure_text_scalars
+from redmodel.codecs._strict import configure_strict
 
 
 class YamlSerializer(Serializer):
@@ -37,6 +38,7 @@ class YamlSerializer(Serializer):
 
         conv = make_converter(unstruct_collection_overrides={Set: list})
         configure_text_scalars(conv)
+        configure_strict(conv, bytes_as=bytes, text_keys=False)
         return conv
 
     def dumps(self, primitive: Any) -> bytes:

@@ -1,0 +1,337 @@
+"""Strict structuring, shared by every serializer and the flat layout's tree.
+
+cattrs' defaults call the type on the stored value: ``bool("no") is True``, ``int(41.9)``
+is 41, ``list("abc")`` is three letters. Data read back after a field changed type must
+fail instead (the hash layout's scalar decoders already do), unless the field declares
+``redmodel.field(upgrade=...)``. These hooks accept exactly the primitive the serializer
+writes for the declared type, and nothing else.
+
+Attrs classes are structured under their stored names (``redmodel.field(name=...)``),
+reading a field's ``old_names`` (and its attribute name, which encoded values used
+before stored names applied to them) when the current name holds nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs import cols
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from redmodel._errors import DecodeError
+from redmodel._types import BadValueError, make_checker
+
+__all__ = ["configure_containers", "configure_strict", "describe", "field_names",
+           "upgrading"]
+
+Hook = Callable[[Any, Any], Any]
+
+
+def _exact(tp: type, what: str) -> Hook:
+    def structure(value: Any, _: Any) -> Any:
+        if type(value) is tp:
+            return value
+        raise BadValueError(what)
+
+    return structure
+
+
+def _float(value: Any, _: Any) -> float:
+    # Every int is a float value (the checker accepts ints for float fields, and a hash
+    # stores 41 and 41.0 alike), so an int read as float is no coercion; a bool is.
+    if type(value) is float or type(value) is int:
+        return float(value)
+    raise BadValueError("not a number")
+
+
+def _or_enum(tp: type, hook: Hook, enum_hook: Hook) -> Hook:
+    def structure(value: Any, t: Any) -> Any:
+        if t is not tp and isinstance(t, type) and issubclass(t, enum.Enum):
+            return enum_hook(value, t)
+        return hook(value, t)
+
+    return structure
+
+
+def _scalar(tp: type, what: str, enum_hook: Hook) -> Hook:
+    """The hook of a type stored as itself: the value, only if it is exactly that type (one
+    call on the hot path: no wrapper)."""
+
+    def structure(value: Any, t: Any) -> Any:
+        if t is tp:
+            if type(value) is tp:
+                return value
+            raise BadValueError(what)
+        if isinstance(t, type) and issubclass(t, enum.Enum):
+            return enum_hook(value, t)
+        if type(value) is tp:
+            return value
+        raise BadValueError(what)
+
+    return structure
+
+
+def _enum_factory(tp: type[enum.Enum]) -> Hook:
+    by_value = {(type(m.value), m.value): m for m in tp}
+    name = tp.__name__
+
+    def structure(value: Any, _: Any) -> Any:
+        try:
+            return by_value[(type(value), value)]
+        except (KeyError, TypeError):
+            raise BadValueError(f"not a value of {name}") from None
+
+    return structure
+
+
+_KEY_TEXT: dict[Any, Callable[[str], Any]] = {
+    int: int,
+    float: float,
+    bool: {"true": True, "false": False}.__getitem__,
+}
+
+
+def _json_key(tp: Any) -> Callable[[Any], Any] | None:
+    """JSON object keys are text: the primitive a key of type ``tp`` was written as."""
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        texts = {("true" if m.value is True else str(m.value)): m.value for m in tp}
+        parse: Callable[[str], Any] | None = texts.__getitem__
+    else:
+        parse = _KEY_TEXT.get(tp)
+    if parse is None:
+        return None
+
+    def key(text: Any) -> Any:
+        if type(text) is not str:
+            raise BadValueError("not a key text")
+        try:
+            return parse(text)
+        except (KeyError, ValueError):
+            raise BadValueError("key does not parse") from None
+
+    return key
+
+
+def _is_list_like(tp: Any) -> bool:
+    return typing.get_origin(tp) in (list, set, frozenset) or (
+        typing.get_origin(tp) is tuple and typing.get_args(tp)[-1:] == (Ellipsis,))
+
+
+def _sequence_factory(conv: cattrs.Converter) -> Callable[[Any], Hook]:
+    def factory(tp: Any) -> Hook:
+        origin = typing.get_origin(tp)
+        if origin is list:
+            inner = cols.list_structure_factory(tp, conv)
+        elif origin is tuple:
+            inner = cols.homogenous_tuple_structure_factory(tp, conv)
+        else:
+            elem = conv.get_structure_hook(typing.get_args(tp)[0])
+            arg = typing.get_args(tp)[0]
+
+            def inner(value: Any, _: Any) -> Any:
+                return origin(elem(v, arg) for v in value)
+
+        def structure(value: Any, t: Any) -> Any:
+            if type(value) is not list:
+                raise BadValueError("not a list")
+            return inner(value, t)
+
+        return structure
+
+    return factory
+
+
+def _fixed_tuple_factory(conv: cattrs.Converter) -> Callable[[Any], Hook]:
+    def factory(tp: Any) -> Hook:
+        args = typing.get_args(tp)
+        hooks = [conv.get_structure_hook(a) for a in args]
+
+        def structure(value: Any, _: Any) -> Any:
+            if type(value) is not list or len(value) != len(args):
+                raise BadValueError(f"not a list of {len(args)} items")
+            return tuple(h(v, a) for h, v, a in zip(hooks, value, args, strict=True))
+
+        return structure
+
+    return factory
+
+
+def _mapping_factory(conv: cattrs.Converter, text_keys: bool) -> Callable[[Any], Hook]:
+    def factory(tp: Any) -> Hook:
+        key_tp = typing.get_args(tp)[0]
+        inner = cols.mapping_structure_factory(tp, conv)
+        key = _json_key(key_tp) if text_keys else None
+
+        def structure(value: Any, t: Any) -> Any:
+            if type(value) is not dict:
+                raise BadValueError("not an object")
+            if key is not None:
+                value = {key(k): v for k, v in value.items()}
+            return inner(value, t)
+
+        return structure
+
+    return factory
+
+
+def field_names(f: attrs.Attribute[Any]) -> tuple[str, tuple[str, ...]]:
+    """(stored name, names to read when it holds nothing) of an attrs field: its
+    ``old_names``, then its attribute name when it is stored under another."""
+    opts = f.metadata.get("redmodel")
+    stored = getattr(opts, "name", None) or f.name
+    olds = tuple(getattr(opts, "old_names", ()))
+    if stored != f.name and f.name not in olds:
+        olds += (f.name,)
+    return stored, olds
+
+
+def upgrading(hook: Hook, tp: Any, upgrade: Callable[[Any], Any], where: str,
+              raw: Callable[[Any], Any] = lambda v: v) -> Hook:
+    """``hook``, falling back to ``upgrade(raw(value))`` for a value it refuses; the
+    result must be a valid value of ``tp`` (DecodeError otherwise, never quoting it)."""
+    check = make_checker(tp, where)
+
+    def structure(value: Any, t: Any) -> Any:
+        try:
+            return hook(value, t)
+        except Exception:
+            pass
+        return upgrade_value(upgrade, raw(value), check)
+
+    return structure
+
+
+def upgrade_value(upgrade: Callable[[Any], Any], value: Any,
+                  check: Callable[[Any], str | None]) -> Any:
+    """``upgrade(value)`` checked; DecodeError naming what went wrong, not the value."""
+    failed = ""
+    try:
+        new = upgrade(value)
+    except Exception as e:
+        failed = type(e).__name__
+    if failed:
+        raise DecodeError(f"stored value does not decode and upgrade= raised {failed}")
+    if (err := check(new)) is not None:
+        raise DecodeError(f"upgrade= returned a bad value: {err}")
+    return new
+
+
+def _attrs_factory(conv: cattrs.Converter) -> Callable[[Any], Hook]:
+    def factory(cls: Any) -> Hook:
+        attrs.resolve_types(cls)
+        overrides: dict[str, Any] = {}
+        aliases: list[tuple[str, tuple[str, ...]]] = []
+        for f in attrs.fields(cls):
+            stored, olds = field_names(f)
+            hooks: dict[str, Any] = {"rename": stored}
+            if olds:
+                aliases.append((stored, olds))
+            upgrade = getattr(f.metadata.get("redmodel"), "upgrade", None)
+            if upgrade is not None:
+                hook = conv.get_structure_hook(f.type)
+                hooks["struct_hook"] = upgrading(hook, f.type, upgrade,
+                                                 f"{cls.__name__}.{f.name}")
+            overrides[f.name] = override(**hooks)
+        generated = make_dict_structure_fn(cls, conv, **overrides)
+        if not aliases:
+            return generated  # a non-dict fails in it too: o["name"] raises
+
+        def structure(value: Any, tp: Any) -> Any:
+            if type(value) is not dict:
+                raise BadValueError(f"not an object ({cls.__name__})")
+            for stored, olds in aliases:
+                if stored not in value:
+                    for old in olds:
+                        if old in value:
+                            value[stored] = value[old]
+                            break
+            return generated(value, tp)
+
+        return structure
+
+    return factory
+
+
+def configure_strict(conv: cattrs.Converter, *, bytes_as: type, text_keys: bool) -> None:
+    """Register the strict hooks on a serializer's converter: ``bytes_as`` is the
+    primitive bytes are written as (str for base85 JSON), ``text_keys`` says object keys
+    come back as text (JSON). Call last: it replaces the preconf's lenient hooks."""
+    to_bytes = conv.get_structure_hook(bytes)
+    exact_bytes = _exact(bytes_as, "not bytes")
+    # Class hooks (cattrs tries them first) also catch subclasses: bool is an int, and an
+    # enum mixing in int or str is both; each hook sends an enum to the enum hook.
+    enums: dict[Any, Hook] = {}
+
+    def enum_hook(value: Any, t: Any) -> Any:
+        hook = enums.get(t)
+        if hook is None:
+            hook = enums[t] = _enum_factory(t)
+        return hook(value, t)
+
+    conv.register_structure_hook(bytes, _or_enum(
+        bytes, lambda v, t: to_bytes(exact_bytes(v, t), t), enum_hook))
+    conv.register_structure_hook(float, _or_enum(float, _float, enum_hook))
+    for scalar, what in ((int, "not an integer"), (str, "not text"), (bool, "not a boolean")):
+        conv.register_structure_hook(scalar, _scalar(scalar, what, enum_hook))
+    conv.register_structure_hook_factory(
+        lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_factory)
+    configure_containers(conv, text_keys=text_keys)
+    conv.register_structure_hook_factory(attrs.has, _attrs_factory(conv))
+    # The factory takes the converter it runs in: a copy (containers' canonical converter)
+    # must use its own hooks for the fields.
+    conv.register_unstructure_hook_factory(attrs.has, _unstructure_fn)
+
+
+def configure_containers(conv: cattrs.Converter, *, text_keys: bool) -> None:
+    """Lists, tuples and sets only from a list, dicts only from a dict."""
+    conv.register_structure_hook_factory(_is_list_like, _sequence_factory(conv))
+    conv.register_structure_hook_factory(_is_fixed_tuple, _fixed_tuple_factory(conv))
+    conv.register_structure_hook_factory(_is_dict, _mapping_factory(conv, text_keys))
+
+
+def _unstructure_fn(cls: Any, conv: cattrs.Converter) -> Callable[[Any], Any]:
+    """Attrs classes are written under their stored names (``redmodel.field(name=...)``)."""
+    renames: dict[str, Any] = {f.name: override(rename=field_names(f)[0])
+                               for f in attrs.fields(cls)}
+    return make_dict_unstructure_fn(cls, conv, **renames)
+
+
+def _is_fixed_tuple(tp: Any) -> bool:
+    return typing.get_origin(tp) is tuple and not _is_list_like(tp)
+
+
+def _is_dict(tp: Any) -> bool:
+    return typing.get_origin(tp) is dict
+
+
+def describe(e: BaseException) -> tuple[str, str | None]:
+    """(reason, field path) of a structuring failure, never quoting a value: dict keys
+    (data, maybe secret) are cut from the path."""
+    if isinstance(e, (cattrs.ClassValidationError, cattrs.IterableValidationError)):
+        lines = cattrs.transform_error(e, path="", format_exception=_reason)
+        reasons: dict[str, None] = {}
+        paths: dict[str, None] = {}
+        for line in lines:
+            reason, _, path = line.rpartition(" @ ")
+            reasons[reason or line] = None
+            path = path.split("[", 1)[0].lstrip(".")
+            if path:
+                paths[path] = None
+        return "; ".join(reasons), ", ".join(paths) or None
+    return _reason(e, None), None
+
+
+def _reason(exc: BaseException, tp: Any) -> str:
+    if isinstance(exc, KeyError):
+        return "field is missing"
+    if isinstance(exc, BadValueError):
+        return f"stored value is {exc}"
+    if isinstance(exc, DecodeError):
+        return f"{exc.reason} (codec {exc.codec!r})" if exc.codec else exc.reason
+    return f"stored value does not fit ({type(exc).__name__})"
+
