@@ -99,24 +99,29 @@ def _async_cluster(cluster: RedisClusterServer) -> AsyncRedisCluster:
 @pytest.fixture(params=["sync", "async", "cluster", "async_cluster"])
 def any_store(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The same behaviour through every shell: sync and asyncio, one server and a
-    three-primary cluster. ``store.client`` is a sync client for raw assertions."""
+    three-primary cluster. ``store.client`` is a sync client for raw assertions.
+
+    A test marked ``no_registry`` gets stores built with ``registry=False``: for tests
+    that put two versions of a model side by side as two classes on one prefix, which the
+    model registry takes for two models (tests/test_registry.py tests the registry)."""
     kind = request.param
+    registry = request.node.get_closest_marker("no_registry") is None
     if kind in ("sync", "async"):
         client = request.getfixturevalue("redis_client")
         if kind == "sync":
-            yield redmodel.Store(client)
+            yield redmodel.Store(client, registry=registry)
             return
         url = request.getfixturevalue("redis_url")
-        facade = AsyncFacade(redmodel.AsyncStore.from_url(url), client)
+        facade = AsyncFacade(redmodel.AsyncStore.from_url(url, registry=registry), client)
         yield facade
         facade.close()
         return
     client = request.getfixturevalue("redis_cluster_client")
     if kind == "cluster":
-        yield redmodel.Store(client)
+        yield redmodel.Store(client, registry=registry)
         return
     facade = AsyncFacade(redmodel.AsyncStore(_async_cluster(request.getfixturevalue(
-        "redis_cluster"))), client)
+        "redis_cluster")), registry=registry), client)
     yield facade
     facade.close()
 
