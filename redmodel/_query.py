@@ -55,6 +55,14 @@ larger, or when candidates are rarely matches."""
 MAX_EXACT_INT = 2**53
 """Range indexes hold numbers as doubles: ints are exact within +-2**53 only."""
 
+MAX_TERMS = 1000
+"""Index terms one query may name at most (a ``one_of`` names one per value): a step
+looks a candidate up in each, and a step does about :data:`STEP_BUDGET` lookups."""
+
+MAX_DEPTH = 32
+"""How deeply ``&``, ``|`` and ``~`` may nest (chains of one operator are flattened, so
+``a | b | c | ...`` is one level)."""
+
 
 # ---- predicates ---------------------------------------------------------------------------
 
@@ -107,7 +115,11 @@ def le(value: Any) -> Range:
 
 
 def between(low: Any, high: Any, *, inclusive: tuple[bool, bool] = (True, True)) -> Range:
-    """``low <= field <= high`` (each end inclusive or not)."""
+    """``low <= field <= high`` (each end inclusive or not: ``inclusive=(True, False)``)."""
+    if not (isinstance(inclusive, tuple) and len(inclusive) == 2
+            and all(isinstance(i, bool) for i in inclusive)):
+        raise QueryError(f"between(..., inclusive=) takes two bools, (low end, high end), "
+                         f"not {inclusive!r}")
     return Range(_bound(low, "between"), _bound(high, "between"), inclusive[0], inclusive[1])
 
 
@@ -164,11 +176,22 @@ class Q:
         q.__attrs_init__(op, terms)
         return q
 
+    def _chain(self, op: str, other: Q) -> Q:
+        """``self op other``, flattened: a chain of one operator is one node, however
+        long (so building it, comparing it and compiling it never recurse deeply)."""
+        if not isinstance(other, Q):
+            raise QueryError(f"{op} combines Q expressions, not {other!r}")
+        left = self.terms if self.op == op and self.terms else (self,)
+        right = other.terms if other.op == op and other.terms else (other,)
+        q = Q.__new__(Q)
+        q.__attrs_init__(op, left + right)  # terms: Q expressions, and an AND's filters
+        return q
+
     def __and__(self, other: Q) -> Q:
-        return Q._make("AND", (self, other))
+        return self._chain("AND", other)
 
     def __or__(self, other: Q) -> Q:
-        return Q._make("OR", (self, other))
+        return self._chain("OR", other)
 
     def __invert__(self) -> Q:
         return Q._make("NOT", (self,))
@@ -249,6 +272,31 @@ def _range_bound(f: IndexedField, value: Any, inclusive: bool, low: bool) -> str
     return text if inclusive else "(" + text
 
 
+def _check_shape(q: Any) -> None:
+    """Refuse (QueryError) an expression nested deeper than :data:`MAX_DEPTH`, walking it
+    without recursion (so a hostile expression cannot exhaust the stack)."""
+    stack: list[tuple[Any, int]] = [(q, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise QueryError(f"the query nests &, | and ~ more than {MAX_DEPTH} levels deep")
+        if isinstance(node, Q):
+            stack.extend((t, depth + 1) for t in node.terms if isinstance(t, Q))
+
+
+def _count_terms(node: _Node) -> int:
+    n, stack = 0, [node]
+    while stack:
+        top = stack.pop()
+        if isinstance(top, (_Eq, _Rng)):
+            n += 1
+        elif isinstance(top, _Not):
+            stack.append(top.kid)
+        elif isinstance(top, _Op):
+            stack.extend(top.kids)
+    return n
+
+
 class _Compiler:
     def __init__(self, spec: ModelSpec) -> None:
         if spec.indexes is None:
@@ -266,6 +314,18 @@ class _Compiler:
             raise QueryError(f"{self.spec.name}.{name} {why}")
         return f
 
+    def compile_top(self, q: Q) -> _Node:
+        """``q`` compiled, after the checks of its shape and size."""
+        if not isinstance(q, Q):
+            raise QueryError(f"a query is a Q expression, not {q!r}")
+        _check_shape(q)
+        node = self.compile(q)
+        terms = _count_terms(node)
+        if terms > MAX_TERMS:
+            raise QueryError(f"the query names {terms} index terms; at most {MAX_TERMS} "
+                             "(a one_of names one per value)")
+        return node
+
     def compile(self, q: Q) -> _Node:
         if q.op == "NOT":
             kid = self.compile(q.terms[0])
@@ -278,6 +338,10 @@ class _Compiler:
         _, name, value = term
         f = self.field(name)
         if isinstance(value, Range):
+            if not (isinstance(value.low_inclusive, bool)
+                    and isinstance(value.high_inclusive, bool)):
+                raise QueryError(f"{self.spec.name}.{name}: a Range's inclusive ends are "
+                                 "bools")
             if not f.range:
                 raise QueryError(f"{self.spec.name}.{name} has an equality index: a range "
                                  "needs index='range'")
@@ -398,7 +462,8 @@ def _program(expr: _Node, sort_key: str | None = None, walk: tuple[str, str] = (
 
 # ---- cursors ------------------------------------------------------------------------------
 
-_SCORE = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# ASCII digits only: Python's float() also reads other scripts' digits, Redis does not
+_SCORE = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 _RAW = re.compile(r"[*?\[\]\\{}\n\x1e\x1f]|%(?![0-9A-F]{2})")
 
 
@@ -484,7 +549,7 @@ class Query(Generic[M]):
         self._order, self._desc = order, desc
         self._offset, self._limit, self._cursor = offset, limit, cursor
         compiler = _Compiler(self.spec)
-        self._expr = compiler.compile(where)
+        self._expr = compiler.compile_top(where)
         if order and not compiler.field(order).range:
             raise QueryError(f"{self.spec.name}.{order} needs index='range' to sort by")
         self._after = None if cursor is None else _parse_cursor(cursor, self.spec.delimiter)
@@ -511,7 +576,11 @@ class Query(Generic[M]):
         if not isinstance(field, str):
             raise QueryError(f"order_by takes a field name, not {field!r}")
         desc = field.startswith("-")
-        return self._with(order=field.lstrip("-+"), desc=desc)
+        name = field[1:] if desc else field
+        if not name.isidentifier():
+            raise QueryError(f"order_by takes a field name, or one with a single '-' in "
+                             f"front for descending, not {field!r}")
+        return self._with(order=name, desc=desc)
 
     def limit(self, n: int | None) -> Query[M]:
         """At most ``n`` results."""
@@ -527,8 +596,13 @@ class Query(Generic[M]):
 
     def after(self, cursor: str | None) -> Query[M]:
         """Results after a :class:`Page` cursor: the next page starts right after the
-        previous page's last result, whatever was added or removed meanwhile."""
-        return self._with(cursor=cursor)
+        previous page's last result, whatever was added or removed meanwhile. The cursor
+        supersedes an earlier :meth:`offset` (the offset was applied when the page that gave
+        the cursor was found); an ``offset()`` called after ``after()`` skips results
+        after the cursor."""
+        if cursor is None:
+            return self._with(cursor=None)
+        return self._with(cursor=cursor, offset=0)
 
     # ---- one page of hits ------------------------------------------------------------
 
@@ -692,7 +766,24 @@ class Query(Generic[M]):
         return total
 
     def exists_plan(self) -> Plan[bool]:
-        return (yield from self.count_plan(cap=1)) > 0
+        if self._limit == 0:
+            return False
+        if self._after is not None:  # a position to start from: the first page of one
+            hits, _ = yield from self._hits_plan(self._start(), self._offset + 1)
+            return len(hits) > self._offset
+        return (yield from self.count_plan(cap=self._offset + 1)) > self._offset
+
+    def size_plan(self) -> Plan[int]:
+        """How many results :meth:`ids` gives: the matches after the cursor, less the
+        offset, at most the limit."""
+        if self._limit == 0:
+            return 0
+        if self._after is None:
+            total = yield from self.count_plan()
+            total = max(0, total - self._offset)
+        else:  # counted from the cursor's position: its ids, in steps
+            total = len((yield from self.ids_plan()))
+        return total if self._limit is None else min(total, self._limit)
 
     def _reads(self, hits: list[_Hit]) -> Batch:
         """The pipelined reads of these hits' objects."""
@@ -801,7 +892,8 @@ class Query(Generic[M]):
         return self._gather(False)
 
     def first_plan(self) -> Plan[M | None]:
-        found = yield from self.limit(1).all_plan()
+        found = yield from self.limit(min(1, 1 if self._limit is None else self._limit)
+                                      ).all_plan()
         return found[0] if found else None
 
     def page_plan(self, size: int) -> Plan[Page[M]]:
@@ -827,12 +919,15 @@ class Query(Generic[M]):
         return self.store.run(self.ids_plan())  # type: ignore[no-any-return]
 
     def count(self) -> int:
-        """How many objects match, exactly (expired ones never count): one script call
-        per bucket where Redis counts natively, bounded steps otherwise."""
-        return self.store.run(self.count_plan())  # type: ignore[no-any-return]
+        """How many results :meth:`ids` would give, exactly (expired objects never count):
+        the matches, less the offset, at most the limit; one script call per bucket where
+        Redis counts natively, bounded steps otherwise. After a cursor, the ids from it
+        are counted (in steps)."""
+        return self.store.run(self.size_plan())  # type: ignore[no-any-return]
 
     def exists(self) -> bool:
-        """Whether any object matches (stops at the first)."""
+        """Whether :meth:`ids` would give any result (stops at the first; ``limit(0)``
+        gives none)."""
         return self.store.run(self.exists_plan())  # type: ignore[no-any-return]
 
     def first(self) -> M | None:
