@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from redmodel._errors import QueryError
+from redmodel._errors import QueryError, ServerError
 from redmodel._index import IndexedField
 from redmodel._keys import unescape
 from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, iterate_async, iterate_sync, script
@@ -650,6 +650,7 @@ class Query(Generic[M]):
         replies = yield Batch(calls, keys=[self.spec.index_root(b.tag) + "rec"
                                            for b in buckets])
         for _ in range(100):
+            self._refused(replies)
             due = [i for i, r in enumerate(replies) if _str(r[0]) == "X"]
             if not due:
                 return replies
@@ -665,6 +666,18 @@ class Query(Generic[M]):
                 replies[i] = reply
         raise QueryError(f"{self.spec.name}: expired objects kept appearing faster than "
                          "they could be swept; try again")
+
+    def _refused(self, replies: list[Any]) -> None:
+        """Raise ServerError for a step that found a key it reads of the wrong type."""
+        for reply in replies:
+            if _str(reply[0]) == "WRONGTYPE":
+                key, actual, want = (_str(r) for r in reply[1:4])
+                cls = self.spec.cls.__name__
+                raise ServerError(
+                    f"WRONGTYPE {key} holds a {actual}, not a {want}: an index key of "
+                    f"model {self.spec.name} was overwritten outside redmodel; delete it "
+                    f"and run store.reindex({cls}) (queries that do not read it still run)",
+                    keys=(key,), command=f"query {self.spec.name}")
 
     def _start(self) -> tuple[str, str]:
         """(score, escaped id) this query's results start after ('' for the start)."""

@@ -175,6 +175,10 @@ def sweep_step(spec: ModelSpec, tag: str | None, limit: int = SWEEP_STEP
     if status(done) == "KEYS":  # a record changed between the two calls: next round
         return 0, True
     check(spec, root + "exp", done, f"sweep {spec.name}")
+    for bad in done[2:]:
+        log.warning("sweep %s: %s is not of its index type (overwritten outside redmodel) "
+                    "and was left alone; delete it and run store.reindex(%s)", spec.name,
+                    _text(bad), spec.cls.__name__)
     return int(done[1]), len(ids) >= limit
 
 

@@ -5,6 +5,7 @@ progress. Through every shell: sync, asyncio, cluster (buckets), asyncio cluster
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import attrs
@@ -191,3 +192,30 @@ def test_the_sweep_drops_expired_objects_entries(any_store: Any, Hat: type) -> N
     assert store.sweep(Hat) == 0
     assert store.verify(Hat) == []
     assert sorted(store.find(Hat, color="black").ids()) == ["3", "4"]
+
+
+def test_a_wrong_typed_key_of_an_expired_object_blocks_only_the_queries_that_read_it(
+        any_store: Any, Hat: type) -> None:
+    """F21 (issue 13 attack), decided: the sweep drops an expired object's entries and
+    leaves an entry key of the wrong type alone (it holds none of them), so queries that
+    do not read that key run; one that reads it raises ServerError naming it; verify
+    reports it; deleting it and reindexing leaves everything right."""
+    import time  # noqa: PLC0415
+
+    store = any_store
+    store.save_many([Hat("black", id="1"), Hat("black", id="2")])
+    store.save(Hat("zzz", id="x"), ttl=0.1)
+    bad = root(Hat, "x") + "eq:color:zzz"
+    store.client.delete(bad)
+    store.client.set(bad, "overwritten")
+    time.sleep(0.25)
+    assert sorted(store.find(Hat, color="black").ids()) == ["1", "2"]
+    assert store.find(Hat).count() == 2
+    assert store.sweep(Hat) == 0, "swept already, by the query"
+    with pytest.raises(redmodel.ServerError, match=re.escape(bad)) as info:
+        store.find(Hat, color="zzz").ids()
+    assert "delete it and run store.reindex" in str(info.value)
+    assert any(bad in p for p in store.verify(Hat))
+    store.client.delete(bad)
+    store.reindex(Hat, progress=False)
+    assert store.verify(Hat) == []

@@ -19,6 +19,8 @@
 --     order; the client keeps the best of them (one pass per page).
 --   {'N', count}: a count Redis answered natively; {'C', done, ..., count}: part of one.
 --   {'X'}: an expired object's entries are still indexed: sweep the bucket, then ask again.
+--   {'WRONGTYPE', key, type, expected}: a key the query reads holds another type
+--     (overwritten outside redmodel); nothing was read.
 local rec, all, exp = KEYS[1], KEYS[2], KEYS[3]
 local mode, desc = ARGV[4], ARGV[6] == '1'
 local sortkey = ARGV[5] ~= '' and KEYS[tonumber(ARGV[5])] or nil
@@ -30,6 +32,16 @@ local step = ARGV[13]
 local scan_node, scan_src, scan_a, scan_b = tonumber(ARGV[14]), tonumber(ARGV[15]),
   ARGV[16], ARGV[17]
 local NATIVE_MAX = 65536 -- SINTERCARD when the smallest set is at most this big
+
+-- every key this step may read holds its type, or the step answers which does not (a
+-- clear error naming it, rather than a script error)
+local function wrong(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= want then return {'WRONGTYPE', key, t, want} end
+  return nil
+end
+local bad = wrong(all, 'zset') or wrong(exp, 'zset')
+if bad then return bad end
 
 -- expired objects never appear: while one is due, answer only that, and the client runs
 -- the sweep (whose keys it names from the records) before asking again
@@ -69,6 +81,15 @@ local function parse(i)
   return node, j
 end
 local expr = parse(18)
+for _, node in pairs(bypos) do
+  if node.op == 'EQ' then bad = wrong(node.key, 'set')
+  elseif node.op == 'RANGE' then bad = wrong(node.key, 'zset') end
+  if bad then return bad end
+end
+if sortkey then
+  bad = wrong(sortkey, 'zset')
+  if bad then return bad end
+end
 
 local function within(score, l, li, h, hi_in)
   if not score then return false end
