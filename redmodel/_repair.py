@@ -301,8 +301,8 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
     # how many objects the index holds now (a resumed run, or objects counted in a page
     # that was redone, must not count any twice)
     alls = [spec.index_root(tag) + "all" for tag in spec.tags()]
-    replies = yield Batch([("ZCARD", k) for k in alls], keys=alls)
-    yield Emit([sum(int(r) for r in replies)])
+    sizes = yield Batch([("ZCARD", k) for k in alls], keys=alls)
+    yield Emit([sum(int(r) for r in sizes or [])])
 
 
 def verify_plan(model: type, count: int, targets: Sequence[Any]) -> IterPlan:
