@@ -219,3 +219,25 @@ def test_a_wrong_typed_key_of_an_expired_object_blocks_only_the_queries_that_rea
     store.client.delete(bad)
     store.reindex(Hat, progress=False)
     assert store.verify(Hat) == []
+
+
+@pytest.mark.parametrize("change", ["hset", "hdel"])
+def test_a_unique_value_its_holder_no_longer_stores_is_free(any_store: Any, Hat: type,
+                                                            change: str) -> None:
+    """F9 (issue 13 attack): the holder's stored field was changed or removed with a raw
+    command (its index record still says it holds the value). get_by finds nobody, and a
+    writer takes the value; the holder keeps what it stores."""
+    store = any_store
+    store.save(Hat("red", sku="S5", id="5"))
+    if change == "hset":
+        store.client.hset(key(Hat, "5"), "sku", "Z")
+    else:
+        store.client.hdel(key(Hat, "5"), "sku")
+    assert store.get_by(Hat, sku="S5") is None
+    store.save(Hat("blue", sku="S5", id="n5"))
+    assert store.get_by(Hat, sku="S5").id == "n5"
+    with pytest.raises(redmodel.UniqueViolationError):
+        store.save(Hat("green", sku="S5", id="other"))  # a real holder still blocks
+    store.reindex(Hat, progress=False)
+    assert store.verify(Hat) == []
+    assert store.get_by(Hat, sku="S5").id == "n5"
