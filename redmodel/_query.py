@@ -759,6 +759,8 @@ class Query(Generic[M]):
         buckets = [_Bucket(tag) for tag in self.spec.tags()]
         program = self._count_program
         total = 0
+        # matches a scan read with SSCAN (which may repeat a member): each counted once
+        seen: dict[str | None, set[bytes]] = {}
         while live := [b for b in buckets if not b.done]:
             replies = yield from self._ask(live, [self._call(program, "count", b, cap)
                                                   for b in live])
@@ -771,9 +773,15 @@ class Query(Generic[M]):
                 bucket.step = _str(reply[2])
                 if bucket.step == "S":
                     bucket.scan = tuple(_str(r) for r in reply[3:7])  # type: ignore[assignment]
+                    total += int(reply[7])
+                    mine = seen.setdefault(bucket.tag, set())
+                    for raw in reply[8:]:
+                        if raw not in mine:
+                            mine.add(raw)
+                            total += 1
                 else:
                     bucket.from_score, bucket.from_id = _str(reply[3]), _str(reply[4])
-                total += int(reply[-1])
+                    total += int(reply[5])
             if 0 <= cap <= total:
                 break
         return total

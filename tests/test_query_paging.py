@@ -259,3 +259,38 @@ def test_async_for_over_a_sync_query_says_to_use_for(store: redmodel.Store) -> N
         query.apages(3)
     with pytest.raises(TypeError):
         query.__aiter__().__anext__().send(None)
+
+
+@redmodel.model(prefix="pgand")
+@attrs.define
+class Pair:
+    color: str = redmodel.field(index=True)
+    style: str = redmodel.field(index=True)
+    id: str = redmodel.key_field(generated=False)
+
+
+def test_count_of_an_and_of_big_sets_is_exact_in_bounded_steps(
+        store: redmodel.Store, redis_client: redis.Redis, monkeypatch: Any) -> None:
+    """F7 (issue 13 attack): count()/exists() of an AND of equalities whose smallest set
+    is larger than a step's budget runs in several steps (SSCAN of the smallest set,
+    SMISMEMBER of the others), never one SINTERCARD over the whole set, and counts each
+    match once."""
+    monkeypatch.setattr(redmodel._query, "STEP_BUDGET", 40)
+    store.save_many([Pair("red", "x" if i % 3 else "y", id=f"{i:04d}") for i in range(600)]
+                    + [Pair("blue", "x", id=f"b{i}") for i in range(50)])
+    query = store.find(Pair, color="red", style="x")
+    redis_client.config_resetstat()
+    assert query.count() == 400
+    stats = redis_client.info("commandstats")
+    assert "cmdstat_sintercard" not in stats
+    assert stats["cmdstat_evalsha"]["calls"] >= 600 // 40
+    assert query.exists() is True
+    assert store.find(Pair, color="red", style="z").exists() is False
+    assert query.offset(399).count() == 1 and query.offset(399).exists() is True
+    assert query.offset(400).exists() is False
+    small = store.find(Pair, color="blue", style="x")  # 50 x 2 lookups: still steps
+    assert small.count() == 50
+    monkeypatch.setattr(redmodel._query, "STEP_BUDGET", 1000)
+    redis_client.config_resetstat()
+    assert small.count() == 50  # within one step's budget: SINTERCARD, one call
+    assert redis_client.info("commandstats")["cmdstat_sintercard"]["calls"] == 1

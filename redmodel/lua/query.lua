@@ -17,7 +17,10 @@
 --     `done` once the walk reached its end; the frontier is the last candidate examined.
 --   {'S', done, node, source, a, b, id, score, ...}: matches of one part of a scan, in no
 --     order; the client keeps the best of them (one pass per page).
---   {'N', count}: a count Redis answered natively; {'C', done, ..., count}: part of one.
+--   {'N', count}: a count Redis answered natively; {'C', done, 'W', s, c, count} or
+--     {'C', done, 'S', node, source, a, b, count, id...}: part of one (a scan's `count`
+--     holds the matches from sources that never repeat a member; the ids are matches
+--     read with SSCAN, which may repeat one: the client counts each id once).
 --   {'X'}: an expired object's entries are still indexed: sweep the bucket, then ask again.
 --   {'WRONGTYPE', key, type, expected}: a key the query reads holds another type
 --     (overwritten outside redmodel); nothing was read.
@@ -31,7 +34,6 @@ local from_score, from_id = ARGV[11], ARGV[12]
 local step = ARGV[13]
 local scan_node, scan_src, scan_a, scan_b = tonumber(ARGV[14]), tonumber(ARGV[15]),
   ARGV[16], ARGV[17]
-local NATIVE_MAX = 65536 -- SINTERCARD when the smallest set is at most this big
 
 -- every key this step may read holds its type, or the step answers which does not (a
 -- clear error naming it, rather than a script error)
@@ -325,10 +327,11 @@ end
 
 -- ---- scan: one pass over the members of a term every match belongs to -----------------
 -- SSCAN may return a member twice (when its set is resized meanwhile): pages drop the
--- repeat, but a count cannot, so a count scans a set only if one SMEMBERS can read it
+-- repeat, and a count reads a set with one SMEMBERS when that is within the budget, else
+-- with SSCAN, answering the matches' ids so that the client counts each once
+local repeats = false  -- the members being checked came from SSCAN
 local function source(node)
-  if node.op == 'RANGE' then return true end
-  return node.op == 'EQ' and (mode ~= 'count' or size(node) <= budget)
+  return node.op == 'RANGE' or node.op == 'EQ'
 end
 local function scannable(node)
   if source(node) then return true end
@@ -362,12 +365,14 @@ local function scan(node, filter, emit, cap)
   while i <= #srcs and work < budget and (cap < 0 or found < cap) do
     local src, ids, ended = srcs[i], nil, false
     local n = chunk(per + i - 1)
-    if src.op == 'EQ' and mode == 'count' then
+    repeats = false
+    if src.op == 'EQ' and mode == 'count' and a == '' and size(src) <= n then
       ids, ended = redis.call('SMEMBERS', src.key), true
     elseif src.op == 'EQ' then
       local res = redis.call('SSCAN', src.key, a == '' and '0' or a, 'COUNT', n)
       a, ids = res[1], res[2]
       ended = a == '0'
+      repeats = true
     else
       local scores
       ids, scores, ended = ranked(src.key, src.lo, src.hi, false, a, b, n)
@@ -417,13 +422,15 @@ local function native(node)
     end
     return total
   elseif op == 'AND' then
+    -- SINTERCARD reads the smallest set and looks each member up in the others: native
+    -- only while that is within one step's budget, else counted in steps (a scan)
     local keys, smallest = {}, math.huge
     for _, kid in ipairs(node.kids) do
       if kid.op ~= 'EQ' then return nil end
       keys[#keys + 1] = kid.key
       smallest = math.min(smallest, (size(kid)))
     end
-    if smallest > NATIVE_MAX then return nil end
+    if smallest * #keys > budget then return nil end
     local n = redis.pcall('SINTERCARD', #keys, unpack(keys))
     if type(n) == 'number' then return n end  -- before Redis 7.0: counted in steps
   end
@@ -431,8 +438,10 @@ local function native(node)
 end
 
 if mode == 'count' then
-  local found = 0
-  local function tally() found = found + 1 end
+  local found, seen = 0, {}
+  local function tally(id)
+    if repeats then seen[#seen + 1] = id else found = found + 1 end
+  end
   if step == '' then
     local n = native(expr)
     if n then return {'N', n} end
@@ -442,7 +451,7 @@ if mode == 'count' then
   elseif step == '' then node, cost = best_scan(expr) end
   if node and (step == 'S' or cost < N) then
     local done, i, a, b = scan(node, expr, tally, want)
-    return {'C', done and 1 or 0, 'S', node.pos, i, a, b, found}
+    return {'C', done and 1 or 0, 'S', node.pos, i, a, b, found, unpack(seen)}
   end
   local done, s, c = walk(expr, tally)
   return {'C', done and 1 or 0, 'W', s, c, found}
