@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from redmodel._errors import QueryError, ServerError
-from redmodel._index import IndexedField
+from redmodel._index import SEP, IndexedField
 from redmodel._keys import unescape
 from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, iterate_async, iterate_sync, script
 from redmodel._schema import ModelSpec, spec_of
@@ -523,6 +523,32 @@ class _Bucket:
     settled: bool = False
 
 
+@attrs.define
+class Window:
+    """Later results of a scan pass, kept by pages() so that the next pages need no pass
+    of their own: ``hits`` in result order; ``beyond`` whether matches after the last of
+    them may exist (the pass kept only so many)."""
+
+    hits: list[_Hit] = attrs.field(factory=list)
+    beyond: bool = True
+
+    def serves(self, want: int) -> bool:
+        """Whether it holds the whole next page of ``want`` results."""
+        return len(self.hits) >= want or (bool(self.hits) and not self.beyond)
+
+    def take(self, want: int) -> tuple[list[_Hit], bool]:
+        hits = self.hits[:want]
+        del self.hits[:want]
+        return hits, bool(self.hits) or self.beyond
+
+    def clear(self) -> None:
+        self.hits, self.beyond = [], True
+
+
+WINDOW_PAGES = 10
+"""Pages of results pages() keeps from one scan pass (at most ALL_PAGE_SIZE ids)."""
+
+
 def _str(raw: Any) -> str:
     return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
 
@@ -630,14 +656,15 @@ class Query(Generic[M]):
                     break
         return out
 
-    def _call(self, program: _Program, mode: str, bucket: _Bucket, want: int) -> Command:
+    def _call(self, program: _Program, mode: str, bucket: _Bucket, want: int, span: int = 0
+              ) -> Command:
         spec = self.spec
         root = spec.index_root(bucket.tag)
         keys = [root + "rec", root + "all", root + "exp", *[root + k for k in program.keys]]
         args = [root, spec.delimiter, spec.object_prefix(bucket.tag), mode, program.sort,
                 "1" if self._desc else "0", want, STEP_BUDGET, program.walk_lo,
                 program.walk_hi, bucket.from_score, bucket.from_id, bucket.step,
-                *bucket.scan, *program.tokens]
+                *bucket.scan, span, *program.tokens]
         return QUERY.call(keys, args)
 
     def _ask(self, buckets: list[_Bucket], calls: list[Command]
@@ -689,10 +716,16 @@ class Query(Generic[M]):
                              f"{order or 'id'!r}, not {self._order_tag or 'id'!r}")
         return score, eid
 
-    def _hits_plan(self, start: tuple[str, str], want: int
+    def _hits_plan(self, start: tuple[str, str], want: int, keep: int = 0,
+                   window: Window | None = None
                    ) -> Generator[Batch, list[Any], tuple[list[_Hit], bool]]:
         """The first ``want`` hits after ``start``, and whether there may be more: every
-        bucket runs the script step by step until its part of the page is settled."""
+        bucket runs the script step by step until its part of the page is settled.
+
+        With ``keep`` (pages() only), the script may choose to scan for up to ``keep``
+        results at once; when every bucket did scan, the hits after the first ``want``
+        (up to ``keep`` in all) go to ``window``, for the next pages to use without
+        scanning again."""
         buckets = [_Bucket(tag, *start) for tag in self.spec.tags()]
         after = self._key(start[0], _raw(start[1])) if start[1] else None
         pool: list[_Hit] = []
@@ -703,17 +736,24 @@ class Query(Generic[M]):
         share = want if len(buckets) == 1 else min(want, want * 5 // (4 * len(buckets)) + 8)
         while live := [b for b in buckets if not b.settled]:
             replies = yield from self._ask(
-                live, [self._call(program, "page", b, min(share, want - b.found))
+                live, [self._call(program, "page", b, min(share, want - b.found), keep)
                        for b in live])
             for bucket, reply in zip(live, replies, strict=True):
                 pool.extend(self._step(bucket, reply, want, after))
-            if len(pool) > 2 * want:
-                pool, trimmed = self._best(pool, want), True
+            hold = max(want, keep) if all(b.step == "S" for b in buckets) else want
+            if len(pool) > 2 * hold:
+                pool, trimmed = self._best(pool, hold), True
             walking = [b for b in buckets if not b.settled and b.step == "W"]
             if walking and len(pool) >= want:
                 self._settle(walking, self._best(pool, want)[-1][0])
         more = trimmed or len(pool) > want or not all(b.done for b in buckets)
-        return self._best(pool, want), more
+        best = self._best(pool, max(want, keep))
+        if window is not None and keep > want and all(b.step == "S" and b.done
+                                                      for b in buckets):
+            # every match after start (as of the pass) up to the last kept is here
+            window.hits = best[want:]
+            window.beyond = trimmed or len(pool) > len(best)
+        return best[:want], more
 
     def _step(self, bucket: _Bucket, reply: list[Any], want: int,
               after: tuple[Any, ...] | None) -> list[_Hit]:
@@ -826,6 +866,72 @@ class Query(Generic[M]):
                 out.append(obj)
         return out
 
+    def _judge(self, obj: Any) -> tuple[bool, float | None]:
+        """Whether ``obj``, as read, matches this query's filter, and its sort score: a
+        page served from a window checks its objects here instead of on the server."""
+        indexes = self.spec.indexes
+        assert indexes is not None
+        entries = set(indexes.entries({n: getattr(obj, n) for n in indexes.fields},
+                                      problems=[]))
+        scores: dict[str, float] = {}
+        for line in entries:
+            kind, name, value = line.split(SEP, 2)
+            if kind == "r":
+                scores[name] = float(value)
+
+        def ok(node: _Node) -> bool:
+            if isinstance(node, _Eq):
+                return f"e{SEP}{node.field}{SEP}{node.text}" in entries
+            if isinstance(node, _Rng):
+                v = scores.get(node.field)
+                if v is None:
+                    return False
+                (lo, lo_in), (hi, hi_in) = _end(node.lo), _end(node.hi)
+                return (v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)
+            if isinstance(node, _All):
+                return True
+            if isinstance(node, _Not):
+                return not ok(node.kid)
+            if node.op == "AND":
+                return all(ok(k) for k in node.kids)
+            return any(ok(k) for k in node.kids)
+
+        return ok(self._expr), scores.get(self._order) if self._order else None
+
+    def _checked(self, hits: list[_Hit], batch: Batch, replies: list[Any],
+                 start: tuple[str, str], window: Window) -> list[M]:
+        """The objects of a page served from a window, as they are now: one that no longer
+        matches is left out; one whose sort field changed is placed by its new value (in
+        this page, later in the window, or -- past the window -- found by a later pass; not
+        shown if it moved before the page's start)."""
+        from redmodel._ops import layout_of  # noqa: PLC0415
+
+        layout = layout_of(self.spec)
+        after = self._key(start[0], _raw(start[1])) if start[1] else None
+        last = hits[-1][0] if hits else None
+        out: list[tuple[tuple[Any, ...], M]] = []
+        for key, hit, reply in zip(batch.keys, hits, replies, strict=True):
+            obj = layout.decode(key, unescape(hit[1]), reply)
+            if obj is None:
+                continue
+            matches, score = self._judge(obj)
+            if not matches:
+                continue
+            if not self._order or score == hit[0][0]:
+                out.append((hit[0], obj))
+                continue
+            assert score is not None and last is not None
+            moved = (score, hit[0][1])
+            if after is not None and not self._later(moved, after):
+                continue  # now before the page's start: not shown
+            if not self._later(moved, last):
+                out.append((moved, obj))
+            elif window.hits and not self._later(moved, window.hits[-1][0]):
+                window.hits.append((moved, hit[1], hit[2], repr(score)))
+                window.hits.sort(key=lambda h: h[0], reverse=self._desc)
+        out.sort(key=lambda pair: pair[0], reverse=self._desc)
+        return [obj for _, obj in out]
+
     def _ids(self, hits: list[_Hit]) -> list[Any]:
         decode = self.spec.key.decode
         assert decode is not None
@@ -855,6 +961,10 @@ class Query(Generic[M]):
         _check_size(size)
         start = self._start()
         skip, remaining = self._offset, self._limit
+        keep = min(ALL_PAGE_SIZE, WINDOW_PAGES * size)
+        window = Window() if objects and ahead and keep > size else None
+        if window is None:
+            keep = 0
         while skip:
             hits, more = yield from self._hits_plan(start, min(skip, size))
             skip -= len(hits)
@@ -865,8 +975,10 @@ class Query(Generic[M]):
         if remaining == 0:
             return
         hits, more = yield from self._hits_plan(start, size if remaining is None else
-                                                min(size, remaining))
+                                                min(size, remaining), keep, window)
+        checked = False  # whether this page's hits came from the window (checked on reading)
         while True:
+            page_start = start
             if hits:
                 start = (hits[-1][3], hits[-1][1])
             if remaining is not None:
@@ -876,21 +988,32 @@ class Query(Generic[M]):
                                                                                remaining)
             following: Any = None
             items: list[Any]
+            served = window is not None and want > 0 and window.serves(want)
+            if window is not None and not served:
+                window.clear()
             if not objects:
                 items = self._ids(hits)
             else:
                 reads = self._reads(hits)
                 replies: list[Any] = []
-                if want and ahead:
+                if want and ahead and not served:
                     replies, following = yield from self._along(
-                        reads, self._hits_plan(start, want))
+                        reads, self._hits_plan(start, want, keep, window))
                 elif hits:
                     replies = (yield reads) or []
-                items = self._decode(hits, reads, replies)
+                if checked and window is not None:
+                    items = self._checked(hits, reads, replies, page_start, window)
+                else:
+                    items = self._decode(hits, reads, replies)
             yield Emit([Page(items, cursor)])
             if want <= 0:
                 return
-            hits, more = following or (yield from self._hits_plan(start, want))
+            if served and window is not None:
+                (hits, more), checked = window.take(want), True
+            else:
+                hits, more = following or (yield from self._hits_plan(start, want, keep,
+                                                                      window))
+                checked = False
 
     def _gather(self, objects: bool) -> Plan[list[Any]]:
         out: list[Any] = []

@@ -7,8 +7,9 @@
 -- ARGV: root, d, objprefix, mode ('page' | 'count'), sort (index into KEYS of the sort
 --   field's ZSET, or ''), desc ('1' | '0'), want, budget, walk_lo, walk_hi (bounds on the
 --   sort field), from_score, from_id (the walk resumes after this position; '' from the
---   start), step ('' to choose | 'W' | 'S'), scan node, scan source, scan a, scan b, then
---   the expression: EQ k | RANGE k lo hi | ALL | NOT x | AND n x... | OR n x... |
+--   start), step ('' to choose | 'W' | 'S'), scan node, scan source, scan a, scan b, span
+--   (how many results the client will take from one scan pass: pages() keeps several
+--   pages of a pass, so a scan's cost is shared by them), then the expression: EQ k | RANGE k lo hi | ALL | NOT x | AND n x... | OR n x... |
 --   ORD n x... (an OR of disjoint terms: one_of on a single-valued field), where k indexes
 --   KEYS.
 --
@@ -34,6 +35,7 @@ local from_score, from_id = ARGV[11], ARGV[12]
 local step = ARGV[13]
 local scan_node, scan_src, scan_a, scan_b = tonumber(ARGV[14]), tonumber(ARGV[15]),
   ARGV[16], ARGV[17]
+local per_pass = math.max(tonumber(ARGV[18]) or 0, want)
 
 -- every key this step may read holds its type, or the step answers which does not (a
 -- clear error naming it, rather than a script error)
@@ -82,7 +84,7 @@ local function parse(i)
   bypos[i] = node
   return node, j
 end
-local expr = parse(18)
+local expr = parse(19)
 for _, node in pairs(bypos) do
   if node.op == 'EQ' then bad = wrong(node.key, 'set')
   elseif node.op == 'RANGE' then bad = wrong(node.key, 'zset') end
@@ -458,8 +460,9 @@ if mode == 'count' then
 end
 
 if step == '' and expr.op ~= 'ALL' then
-  -- a walk examines about want * (its length / matches) candidates; a scan, every member
-  -- of its term, once per page, and sends every match of the pass to the client, where
+  -- a walk examines about want * (its length / matches) candidates per page, so about
+  -- per_pass * (length / matches) for the results one scan pass serves; a scan, every member
+  -- of its term, once per pass, and sends every match of the pass to the client, where
   -- each costs about three candidates examined here
   local node, cost = best_scan(expr)
   local length = N
@@ -469,7 +472,7 @@ if step == '' and expr.op ~= 'ALL' then
   end
   local _, est = size(expr)
   -- both in units of work: members read, and looked up
-  local walking = math.min(length, want * N / math.max(est, 1)) * (1 + lookups(expr))
+  local walking = math.min(length, per_pass * N / math.max(est, 1)) * (1 + lookups(expr))
   if node then cost = cost * (1 + math.max(0, lookups(expr) - lookups(node))) end
   if node and cost + 3 * est < walking then
     step, scan_node, scan_src, scan_a, scan_b = 'S', node.pos, 1, '', ''
