@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from redmodel._errors import QueryError, ServerError
-from redmodel._index import SEP, IndexedField
+from redmodel._index import IndexedField, IndexValueError
 from redmodel._keys import unescape
 from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, iterate_async, iterate_sync, script
 from redmodel._schema import ModelSpec, spec_of
@@ -545,8 +545,6 @@ class Window:
         self.hits, self.beyond = [], True
 
 
-WINDOW_PAGES = 10
-"""Pages of results pages() keeps from one scan pass (at most ALL_PAGE_SIZE ids)."""
 
 
 def _str(raw: Any) -> str:
@@ -868,22 +866,36 @@ class Query(Generic[M]):
 
     def _judge(self, obj: Any) -> tuple[bool, float | None]:
         """Whether ``obj``, as read, matches this query's filter, and its sort score: a
-        page served from a window checks its objects here instead of on the server."""
+        page served from a window checks its objects here instead of on the server (with
+        the entry texts and scores the index would hold: IndexedField.text / score_text,
+        computed only for the fields the query names)."""
         indexes = self.spec.indexes
         assert indexes is not None
-        entries = set(indexes.entries({n: getattr(obj, n) for n in indexes.fields},
-                                      problems=[]))
-        scores: dict[str, float] = {}
-        for line in entries:
-            kind, name, value = line.split(SEP, 2)
-            if kind == "r":
-                scores[name] = float(value)
+        texts: dict[str, set[str]] = {}
+        scores: dict[str, float | None] = {}
+
+        def text_of(name: str) -> set[str]:
+            if name not in texts:
+                f, value = indexes.fields[name], getattr(obj, name)
+                items = () if value is None else value if f.many else (value,)
+                texts[name] = {f.text(v) for v in items}
+            return texts[name]
+
+        def score_of(name: str) -> float | None:
+            if name not in scores:
+                f, value = indexes.fields[name], getattr(obj, name)
+                try:
+                    scores[name] = (None if value is None or f.score_text is None
+                                    else float(f.score_text(value)))
+                except (IndexValueError, ArithmeticError, ValueError):
+                    scores[name] = None
+            return scores[name]
 
         def ok(node: _Node) -> bool:
             if isinstance(node, _Eq):
-                return f"e{SEP}{node.field}{SEP}{node.text}" in entries
+                return node.text in text_of(node.field)
             if isinstance(node, _Rng):
-                v = scores.get(node.field)
+                v = score_of(node.field)
                 if v is None:
                     return False
                 (lo, lo_in), (hi, hi_in) = _end(node.lo), _end(node.hi)
@@ -896,7 +908,7 @@ class Query(Generic[M]):
                 return all(ok(k) for k in node.kids)
             return any(ok(k) for k in node.kids)
 
-        return ok(self._expr), scores.get(self._order) if self._order else None
+        return ok(self._expr), score_of(self._order) if self._order else None
 
     def _checked(self, hits: list[_Hit], batch: Batch, replies: list[Any],
                  start: tuple[str, str], window: Window) -> list[M]:
@@ -961,7 +973,7 @@ class Query(Generic[M]):
         _check_size(size)
         start = self._start()
         skip, remaining = self._offset, self._limit
-        keep = min(ALL_PAGE_SIZE, WINDOW_PAGES * size)
+        keep = ALL_PAGE_SIZE  # results one scan pass may serve (ids and scores kept)
         window = Window() if objects and ahead and keep > size else None
         if window is None:
             keep = 0
