@@ -15,7 +15,8 @@ stored objects in both directions.
 ``verify`` reports each disagreement in words; ``reindex`` fixes it (each fix a script
 that checks again before it writes, so a concurrent write is never undone), converts the
 all-ids index from the format of older versions (a SET) first, and keeps its progress in
-Redis (``<root>reindex``) so a run that stops resumes where it was.
+Redis (``<root>reindex``): a run after one that stopped goes through every pass again,
+taking up the interrupted pass where it stopped.
 """
 
 from __future__ import annotations
