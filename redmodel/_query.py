@@ -878,7 +878,9 @@ class Query(Generic[M]):
             if name not in texts:
                 f, value = indexes.fields[name], getattr(obj, name)
                 items = () if value is None else value if f.many else (value,)
-                texts[name] = {f.text(v) for v in items}
+                # a blind index: the value's token under every configured key, as the
+                # query's terms are
+                texts[name] = {t for v in items for t in f.lookup_texts(v)}
             return texts[name]
 
         def score_of(name: str) -> float | None:
