@@ -577,6 +577,7 @@ class Query(Generic[M]):
         if order and not compiler.field(order).range:
             raise QueryError(f"{self.spec.name}.{order} needs index='range' to sort by")
         self._after = None if cursor is None else _parse_cursor(cursor, self.spec.delimiter)
+        self._texts: dict[tuple[str, type, str], str] = {}
 
     @functools.cached_property
     def _count_program(self) -> _Program:
@@ -874,13 +875,27 @@ class Query(Generic[M]):
         texts: dict[str, set[str]] = {}
         scores: dict[str, float | None] = {}
 
+        known = self._texts  # (field, type, repr) -> texts: values repeat across objects
+        if len(known) > 10_000:
+            known.clear()
+
         def text_of(name: str) -> set[str]:
             if name not in texts:
                 f, value = indexes.fields[name], getattr(obj, name)
                 items = () if value is None else value if f.many else (value,)
-                # a blind index: the value's token under every configured key, as the
-                # query's terms are
-                texts[name] = {t for v in items for t in f.lookup_texts(v)}
+                out: set[str] = set()
+                for v in items:
+                    if f.blind is not None:
+                        # the value's token under every configured key (as the query's
+                        # terms are; not kept: the keys may be configured anew)
+                        out.update(f.lookup_texts(v))
+                        continue
+                    k = (name, type(v), repr(v))
+                    got = known.get(k)
+                    if got is None:
+                        got = known[k] = f.text(v)
+                    out.add(got)
+                texts[name] = out
             return texts[name]
 
         def score_of(name: str) -> float | None:
