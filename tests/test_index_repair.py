@@ -158,6 +158,27 @@ def test_reindex_resumes_where_a_stopped_run_was(store: redmodel.Store) -> None:
     assert store.reindex(Hat, progress=False, restart=True) == 40
 
 
+def test_a_resumed_reindex_repairs_what_changed_in_the_passes_before_its_stop(
+        store: redmodel.Store) -> None:
+    """F10 (issue 13 attack), decided: a run stopped in pass 3 left its progress; a raw DEL
+    and a stray entry happen; the next run goes through passes 1 and 2 again (taking up
+    pass 3 where it stopped), so the DEL is repaired, and it returns the objects its index
+    holds, each once."""
+    Hat = HATS[False]
+    store.save_many([Hat("black", float(i), sku=f"S{i}", id=str(i)) for i in range(30)])
+    plan = _repair.reindex_plan(Hat, 10, [None])
+    for item in iterate_sync(plan, store._execute):
+        if isinstance(item, _repair.Progress) and item.phase == "entries":
+            break  # stopped after its first page of pass 3
+    plan.close()
+    assert b'"phase": 3' in (store.client.get(_repair.state_key(spec_of(Hat))) or b"")
+    store.client.delete(key(Hat, "7"))
+    assert store.reindex(Hat, count=10, progress=False) == 29
+    assert store.verify(Hat) == []
+    assert store.find(Hat).count() == 29
+    store.save(Hat("red", sku="S7", id="new"))  # the deleted object's value is free
+
+
 def test_reindex_shows_its_progress(store: redmodel.Store,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     Hat = HATS[False]
