@@ -262,3 +262,23 @@ def test_a_unique_value_its_holder_no_longer_stores_is_free(any_store: Any, Hat:
     store.reindex(Hat, progress=False)
     assert store.verify(Hat) == []
     assert store.get_by(Hat, sku="S5").id == "n5"
+
+
+def test_a_wrong_typed_progress_key_and_unknown_index_keys_are_reported(
+        store: redmodel.Store) -> None:
+    """F18 (issue 13 attack): verify reports a progress key of the wrong type (reindex
+    refuses it with advice, restart=True replaces it) and keys under %idx redmodel does
+    not keep."""
+    Hat = HATS[False]
+    store.save(Hat("black", id="1"))
+    state = _repair.state_key(spec_of(Hat))
+    store.client.hset(state, "x", "y")
+    store.client.set("rhat:%idx:junk", "1")
+    problems = store.verify(Hat)
+    assert any(p.startswith(f"{state} is a hash, not the string") for p in problems)
+    assert any(p.startswith("rhat:%idx:junk: not a key redmodel keeps") for p in problems)
+    with pytest.raises(redmodel.ServerError, match="restart=True"):
+        store.reindex(Hat, progress=False)
+    assert store.reindex(Hat, progress=False, restart=True) == 1
+    store.client.delete("rhat:%idx:junk")
+    assert store.verify(Hat) == []
