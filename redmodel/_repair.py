@@ -261,7 +261,7 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
     key = state_key(spec)
     state = None
     if not restart:
-        replies = yield from _ask(Batch([("TYPE", key), ("GET", key)], keys=(key,)))
+        replies = yield from _ask(Batch([("TYPE", key)], keys=(key,)))
         kind = _text(replies[0])
         if kind not in ("string", "none"):
             cls = spec.cls.__name__
@@ -269,7 +269,8 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
                               f"keeps its progress (overwritten outside redmodel): delete "
                               f"it, or run store.reindex({cls}, restart=True), which "
                               "replaces it", keys=(key,), command=f"reindex {cls}")
-        loaded = _State.load(replies[1]) if replies[1] is not None else None
+        replies = yield from _ask(Batch([("GET", key)], keys=(key,)))
+        loaded = _State.load(replies[0]) if replies[0] is not None else None
         state = loaded.resumed() if loaded is not None else None
     state = state or _State()
     fixer = _Repair(spec, fix=True)
