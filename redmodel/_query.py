@@ -928,11 +928,12 @@ class Query(Generic[M]):
         return ok(self._expr), score_of(self._order) if self._order else None
 
     def _checked(self, hits: list[_Hit], batch: Batch, replies: list[Any],
-                 start: tuple[str, str], window: Window) -> list[M]:
+                 start: tuple[str, str], window: Window | None) -> list[M]:
         """The objects of a page served from a window, as they are now: one that no longer
         matches is left out; one whose sort field changed is placed by its new value (in
-        this page, later in the window, or -- past the window -- found by a later pass; not
-        shown if it moved before the page's start)."""
+        this page, later in ``window`` if the next page comes from it, or else found by the
+        next pass, which runs after this read; not shown if it moved before the page's
+        start)."""
         from redmodel._ops import layout_of  # noqa: PLC0415
 
         layout = layout_of(self.spec)
@@ -955,7 +956,8 @@ class Query(Generic[M]):
                 continue  # now before the page's start: not shown
             if not self._later(moved, last):
                 out.append((moved, obj))
-            elif window.hits and not self._later(moved, window.hits[-1][0]):
+            elif (window is not None and window.hits
+                  and not self._later(moved, window.hits[-1][0])):
                 window.hits.append((moved, hit[1], hit[2], repr(score)))
                 window.hits.sort(key=lambda h: h[0], reverse=self._desc)
         out.sort(key=lambda pair: pair[0], reverse=self._desc)
@@ -1031,7 +1033,8 @@ class Query(Generic[M]):
                 elif hits:
                     replies = (yield reads) or []
                 if checked and window is not None:
-                    items = self._checked(hits, reads, replies, page_start, window)
+                    items = self._checked(hits, reads, replies, page_start,
+                                          window if served else None)
                 else:
                     items = self._decode(hits, reads, replies)
             yield Emit([Page(items, cursor)])

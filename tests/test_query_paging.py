@@ -334,3 +334,21 @@ def test_pages_of_a_scan_share_one_pass_and_check_what_they_serve(
     # again (the documented exception for pages served from one scan pass)
     assert seen == ["0000", "0010", "0020", "0030", *rest]
     assert calls < 40 // 4, f"{calls} script calls for {len(seen)} results in pages of 4"
+
+
+def test_an_object_moving_ahead_while_a_window_runs_out_is_shown_once(
+        store: redmodel.Store, monkeypatch: Any) -> None:
+    """A page served from the end of a window is read in the round trip of the next scan
+    pass; an object on it whose price moved past the page is found by that pass (which
+    runs after the read), and shown once there."""
+    monkeypatch.setattr(redmodel._query, "ALL_PAGE_SIZE", 10)  # a pass keeps 10 results
+    store.save_many([Win("red" if i % 10 == 0 else "blue", float(i), id=f"{i:04d}")
+                     for i in range(400)])
+    seen: list[str] = []
+    for n, page in enumerate(store.find(Win, color="red").order_by("price").pages(4)):
+        seen += [o.id for o in page]
+        if n == 0:
+            store.update(Win, "0040", price=125.0)  # on the next page (the window's end)
+    want = [f"{i:04d}" for i in range(0, 400, 10) if i != 40]
+    want.insert(want.index("0130"), "0040")
+    assert seen == want
