@@ -44,10 +44,12 @@ from redmodel._index import (
     record_lines,
 )
 from redmodel._keys import unescape
-from redmodel._plan import Batch, Command, Plan
+from redmodel._plan import Batch, Command, Plan, script
 from redmodel._schema import ModelSpec
 
 __all__ = ["Abandoned", "TxHints", "Write", "claim", "refusal", "run_writes", "settle", "undo"]
+
+FIX = script("index_fix")
 
 KEY_ROUNDS = 8
 """How often one write may answer "these keys too" before the plan gives up: each answer
@@ -367,7 +369,96 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
                hints: TxHints | None, what: str) -> Plan[list[Any]]:
     """Send the writes (index writes, or any other write command) in one round trip;
     resend the index writes that asked for more keys, with them (again one round trip for
-    all). Returns each reply (refusals are left to the caller: see :func:`check`)."""
+    all). Returns each reply (refusals are left to the caller: see :func:`check`).
+
+    Outside a transaction, a write refused because a unique value is taken is sent once
+    more when the object the unique index names no longer holds that value in its stored
+    fields (changed by raw commands: its record, which the script checks, is stale); that
+    object gives the value up first (:func:`free_unheld`)."""
+    replies = yield from _send_writes(items, idempotent=idempotent, hints=hints, what=what)
+    if hints is not None:
+        return replies
+    refused = [i for i, (item, reply) in enumerate(zip(items, replies, strict=True))
+               if isinstance(item, Write) and not item.spec.claims
+               and status(reply) == "UNIQUE"]
+    if refused and (yield from free_unheld([(items[i], replies[i])  # type: ignore[misc]
+                                            for i in refused])):
+        again = yield from _send_writes([items[i] for i in refused], idempotent=idempotent,
+                                        hints=None, what=what)
+        for i, reply in zip(refused, again, strict=True):
+            replies[i] = reply
+    return replies
+
+
+def free_unheld(refused: Sequence[tuple[Write, Any]]) -> Plan[bool]:
+    """For writes refused with ``{'UNIQUE', name, value}``: the object the unique index
+    names gives the value up when its stored fields no longer hold it (decided on the
+    object as ``get_by`` sees it, and done by a script that checks those fields did not
+    change since). True when any value was given up (or was free already): worth
+    sending the refused writes again."""
+    from redmodel._ops import layout_of  # noqa: PLC0415 - _ops imports this module
+
+    looked = []
+    for w, reply in refused:
+        spec, d = w.spec, w.spec.delimiter
+        name, text = _text(reply[1]), _text(reply[2])
+        looked.append((w, name, text, f"{w.root}uq{d}{name}"))
+    owners = yield Batch([("HGET", uq, text) for _, _, text, uq in looked])
+    found = []
+    for (w, name, text, uq), raw in zip(looked, owners, strict=True):
+        if raw is None:
+            return True  # given up meanwhile
+        owner = _text(raw)
+        if owner != w.eid:
+            spec = w.spec
+            found.append((w, name, text, uq, owner,
+                          spec.object_prefix(spec.tag_of(unescape(owner))) + owner))
+    if not found:
+        return False
+    layout = layout_of(found[0][0].spec)
+    objects = yield Batch([layout.read(k) for *_, k in found], keys=[k for *_, k in found])
+    fixes: list[Command] = []
+    for (w, name, text, uq, owner, key), reply in zip(found, objects, strict=True):
+        spec = w.spec
+        indexes = spec.indexes
+        assert indexes is not None
+        try:
+            obj = layout.decode(key, unescape(owner), reply)
+        except DecodeError:
+            continue  # it cannot be judged: the refusal stands
+        if obj is None:
+            return True  # gone meanwhile: the script takes the value over
+        values = {n: getattr(obj, n) for n in indexes.fields}
+        if f"u{SEP}{name}{SEP}{text}" in indexes.entries(values, problems=[]):
+            continue  # it does hold it
+        u = next(u for u in indexes.uniques if u.name == name)
+        stored = _fields_of(reply)
+        guard: list[Any] = []
+        for n in u.fields:
+            field = indexes.fields[n].stored
+            raw_value = stored.get(field)
+            guard += [field, "1" if raw_value is not None else "0",
+                      raw_value if raw_value is not None else ""]
+        fixes.append(FIX.call([uq, w.root + "rec", key],
+                              ["unheld", name, text, owner, len(u.fields), *guard]))
+    if not fixes:
+        return False
+    done = yield Batch(fixes, write=True, idempotent=True)
+    return any(status(r) == "FIXED" and int(r[1]) > 0 for r in done)
+
+
+def _fields_of(reply: Any) -> dict[bytes, Any]:
+    """An HGETALL reply as {field name (bytes): value}, whatever shape redis-py gave."""
+    def b(x: Any) -> bytes:
+        return x if isinstance(x, bytes) else str(x).encode()
+    if isinstance(reply, dict):
+        return {b(k): v for k, v in reply.items()}
+    items = list(reply or [])
+    return {b(k): v for k, v in zip(items[::2], items[1::2], strict=True)}
+
+
+def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
+                 hints: TxHints | None, what: str) -> Plan[list[Any]]:
     writes = [w for w in items if isinstance(w, Write)]
     if hints is not None:
         yield from prefetch(writes, hints)
@@ -520,20 +611,30 @@ def _claim_refusal(spec: ModelSpec, key: str, replies: Sequence[Any], out: Claim
 
 def owners_gone(spec: ModelSpec, owners: Sequence[tuple[str, str, str]]) -> Plan[list[bool]]:
     """For each (owner id, constraint, value text): whether that owner is gone or no longer
-    holds the value (its record lacks the entry), so its claim may be taken over."""
+    holds the value, so its claim may be taken over. "Holds" is judged on the object as
+    stored (as :func:`get_by` sees it), not on its index record, which is stale when the
+    object was changed with raw commands; an object that cannot be decoded holds it."""
+    from redmodel._ops import layout_of  # noqa: PLC0415 - _ops imports this module
+
     if not owners:
         return []
-    cmds: list[Command] = []
-    for owner, _, _ in owners:
-        tag = spec.tag_of(unescape(owner))
-        cmds.append(("EXISTS", spec.object_prefix(tag) + owner))
-        cmds.append(("HGET", spec.index_root(tag) + "rec", owner))
-    replies = yield Batch(cmds)
+    layout = layout_of(spec)
+    indexes = spec.indexes
+    assert indexes is not None
+    keys = [spec.object_prefix(spec.tag_of(unescape(owner))) + owner for owner, _, _ in owners]
+    replies = yield Batch([layout.read(k) for k in keys], keys=keys)
     out = []
-    for i, (_, name, text) in enumerate(owners):
-        alive, record = replies[2 * i], replies[2 * i + 1]
-        holds = f"u{SEP}{name}{SEP}{text}" in record_lines(record)
-        out.append(not alive or not holds)
+    for key, (owner, name, text), reply in zip(keys, owners, replies, strict=True):
+        try:
+            obj = layout.decode(key, unescape(owner), reply)
+        except DecodeError:
+            out.append(False)
+            continue
+        if obj is None:
+            out.append(True)
+            continue
+        values = {n: getattr(obj, n) for n in indexes.fields}
+        out.append(f"u{SEP}{name}{SEP}{text}" not in indexes.entries(values, problems=[]))
     return out
 
 

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import attrs
 
-from redmodel._errors import QueryError
-from redmodel._index import IndexedField
+from redmodel._errors import QueryError, ServerError
+from redmodel._index import IndexedField, IndexValueError
 from redmodel._keys import unescape
 from redmodel._plan import (
     Batch,
@@ -70,6 +70,14 @@ larger, or when candidates are rarely matches."""
 
 MAX_EXACT_INT = 2**53
 """Range indexes hold numbers as doubles: ints are exact within +-2**53 only."""
+
+MAX_TERMS = 1000
+"""Index terms one query may name at most (a ``one_of`` names one per value): a step
+looks a candidate up in each, and a step does about :data:`STEP_BUDGET` lookups."""
+
+MAX_DEPTH = 32
+"""How deeply ``&``, ``|`` and ``~`` may nest (chains of one operator are flattened, so
+``a | b | c | ...`` is one level)."""
 
 
 # ---- predicates ---------------------------------------------------------------------------
@@ -123,7 +131,11 @@ def le(value: Any) -> Range:
 
 
 def between(low: Any, high: Any, *, inclusive: tuple[bool, bool] = (True, True)) -> Range:
-    """``low <= field <= high`` (each end inclusive or not)."""
+    """``low <= field <= high`` (each end inclusive or not: ``inclusive=(True, False)``)."""
+    if not (isinstance(inclusive, tuple) and len(inclusive) == 2
+            and all(isinstance(i, bool) for i in inclusive)):
+        raise QueryError(f"between(..., inclusive=) takes two bools, (low end, high end), "
+                         f"not {inclusive!r}")
     return Range(_bound(low, "between"), _bound(high, "between"), inclusive[0], inclusive[1])
 
 
@@ -180,11 +192,22 @@ class Q:
         q.__attrs_init__(op, terms)
         return q
 
+    def _chain(self, op: str, other: Q) -> Q:
+        """``self op other``, flattened: a chain of one operator is one node, however
+        long (so building it, comparing it and compiling it never recurse deeply)."""
+        if not isinstance(other, Q):
+            raise QueryError(f"{op} combines Q expressions, not {other!r}")
+        left = self.terms if self.op == op and self.terms else (self,)
+        right = other.terms if other.op == op and other.terms else (other,)
+        q = Q.__new__(Q)
+        q.__attrs_init__(op, left + right)  # terms: Q expressions, and an AND's filters
+        return q
+
     def __and__(self, other: Q) -> Q:
-        return Q._make("AND", (self, other))
+        return self._chain("AND", other)
 
     def __or__(self, other: Q) -> Q:
-        return Q._make("OR", (self, other))
+        return self._chain("OR", other)
 
     def __invert__(self) -> Q:
         return Q._make("NOT", (self,))
@@ -266,6 +289,31 @@ def _range_bound(f: IndexedField, value: Any, inclusive: bool, low: bool) -> str
     return text if inclusive else "(" + text
 
 
+def _check_shape(q: Any) -> None:
+    """Refuse (QueryError) an expression nested deeper than :data:`MAX_DEPTH`, walking it
+    without recursion (so a hostile expression cannot exhaust the stack)."""
+    stack: list[tuple[Any, int]] = [(q, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise QueryError(f"the query nests &, | and ~ more than {MAX_DEPTH} levels deep")
+        if isinstance(node, Q):
+            stack.extend((t, depth + 1) for t in node.terms if isinstance(t, Q))
+
+
+def _count_terms(node: _Node) -> int:
+    n, stack = 0, [node]
+    while stack:
+        top = stack.pop()
+        if isinstance(top, (_Eq, _Rng)):
+            n += 1
+        elif isinstance(top, _Not):
+            stack.append(top.kid)
+        elif isinstance(top, _Op):
+            stack.extend(top.kids)
+    return n
+
+
 class _Compiler:
     def __init__(self, spec: ModelSpec) -> None:
         if spec.indexes is None:
@@ -285,6 +333,18 @@ class _Compiler:
             raise QueryError(f"{self.spec.name}.{name} {why}")
         return f
 
+    def compile_top(self, q: Q) -> _Node:
+        """``q`` compiled, after the checks of its shape and size."""
+        if not isinstance(q, Q):
+            raise QueryError(f"a query is a Q expression, not {q!r}")
+        _check_shape(q)
+        node = self.compile(q)
+        terms = _count_terms(node)
+        if terms > MAX_TERMS:
+            raise QueryError(f"the query names {terms} index terms; at most {MAX_TERMS} "
+                             "(a one_of names one per value)")
+        return node
+
     def compile(self, q: Q) -> _Node:
         if q.op == "NOT":
             kid = self.compile(q.terms[0])
@@ -297,6 +357,10 @@ class _Compiler:
         _, name, value = term
         f = self.field(name)
         if isinstance(value, Range):
+            if not (isinstance(value.low_inclusive, bool)
+                    and isinstance(value.high_inclusive, bool)):
+                raise QueryError(f"{self.spec.name}.{name}: a Range's inclusive ends are "
+                                 "bools")
             if not f.range:
                 raise QueryError(f"{self.spec.name}.{name} has an equality index: a range "
                                  "needs index='range'")
@@ -417,7 +481,8 @@ def _program(expr: _Node, sort_key: str | None = None, walk: tuple[str, str] = (
 
 # ---- cursors ------------------------------------------------------------------------------
 
-_SCORE = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# ASCII digits only: Python's float() also reads other scripts' digits, Redis does not
+_SCORE = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 _RAW = re.compile(r"[*?\[\]\\{}\n\x1e\x1f]|%(?![0-9A-F]{2})")
 
 
@@ -477,6 +542,30 @@ class _Bucket:
     settled: bool = False
 
 
+@attrs.define
+class Window:
+    """Later results of a scan pass, kept by pages() so that the next pages need no pass
+    of their own: ``hits`` in result order; ``beyond`` whether matches after the last of
+    them may exist (the pass kept only so many)."""
+
+    hits: list[_Hit] = attrs.field(factory=list)
+    beyond: bool = True
+
+    def serves(self, want: int) -> bool:
+        """Whether it holds the whole next page of ``want`` results."""
+        return len(self.hits) >= want or (bool(self.hits) and not self.beyond)
+
+    def take(self, want: int) -> tuple[list[_Hit], bool]:
+        hits = self.hits[:want]
+        del self.hits[:want]
+        return hits, bool(self.hits) or self.beyond
+
+    def clear(self) -> None:
+        self.hits, self.beyond = [], True
+
+
+
+
 def _str(raw: Any) -> str:
     return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
 
@@ -507,10 +596,11 @@ class Query(Generic[M, S]):
         self._order, self._desc = order, desc
         self._offset, self._limit, self._cursor = offset, limit, cursor
         compiler = _Compiler(self.spec)
-        self._expr = compiler.compile(where)
+        self._expr = compiler.compile_top(where)
         if order and not compiler.field(order).range:
             raise QueryError(f"{self.spec.name}.{order} needs index='range' to sort by")
         self._after = None if cursor is None else _parse_cursor(cursor, self.spec.delimiter)
+        self._texts: dict[tuple[str, type, str], str] = {}
         self._needs = query_needs(self.spec, compiler.used)
 
     def _guard(self, plan: G) -> G:
@@ -541,7 +631,11 @@ class Query(Generic[M, S]):
         if not isinstance(field, str):
             raise QueryError(f"order_by takes a field name, not {field!r}")
         desc = field.startswith("-")
-        return self._with(order=field.lstrip("-+"), desc=desc)
+        name = field[1:] if desc else field
+        if not name.isidentifier():
+            raise QueryError(f"order_by takes a field name, or one with a single '-' in "
+                             f"front for descending, not {field!r}")
+        return self._with(order=name, desc=desc)
 
     def limit(self, n: int | None) -> Query[M, S]:
         """At most ``n`` results."""
@@ -557,8 +651,13 @@ class Query(Generic[M, S]):
 
     def after(self, cursor: str | None) -> Query[M, S]:
         """Results after a :class:`Page` cursor: the next page starts right after the
-        previous page's last result, whatever was added or removed meanwhile."""
-        return self._with(cursor=cursor)
+        previous page's last result, whatever was added or removed meanwhile. The cursor
+        supersedes an earlier :meth:`offset` (the offset was applied when the page that gave
+        the cursor was found); an ``offset()`` called after ``after()`` skips results
+        after the cursor."""
+        if cursor is None:
+            return self._with(cursor=None)
+        return self._with(cursor=cursor, offset=0)
 
     # ---- one page of hits ------------------------------------------------------------
 
@@ -586,14 +685,15 @@ class Query(Generic[M, S]):
                     break
         return out
 
-    def _call(self, program: _Program, mode: str, bucket: _Bucket, want: int) -> Command:
+    def _call(self, program: _Program, mode: str, bucket: _Bucket, want: int, span: int = 0
+              ) -> Command:
         spec = self.spec
         root = spec.index_root(bucket.tag)
         keys = [root + "rec", root + "all", root + "exp", *[root + k for k in program.keys]]
         args = [root, spec.delimiter, spec.object_prefix(bucket.tag), mode, program.sort,
                 "1" if self._desc else "0", want, STEP_BUDGET, program.walk_lo,
                 program.walk_hi, bucket.from_score, bucket.from_id, bucket.step,
-                *bucket.scan, *program.tokens]
+                *bucket.scan, span, *program.tokens]
         return QUERY.call(keys, args)
 
     def _ask(self, buckets: list[_Bucket], calls: list[Command]
@@ -606,6 +706,7 @@ class Query(Generic[M, S]):
         replies = yield Batch(calls, keys=[self.spec.index_root(b.tag) + "rec"
                                            for b in buckets])
         for _ in range(100):
+            self._refused(replies)
             due = [i for i, r in enumerate(replies) if _str(r[0]) == "X"]
             if not due:
                 return replies
@@ -622,6 +723,18 @@ class Query(Generic[M, S]):
         raise QueryError(f"{self.spec.name}: expired objects kept appearing faster than "
                          "they could be swept; try again")
 
+    def _refused(self, replies: list[Any]) -> None:
+        """Raise ServerError for a step that found a key it reads of the wrong type."""
+        for reply in replies:
+            if _str(reply[0]) == "WRONGTYPE":
+                key, actual, want = (_str(r) for r in reply[1:4])
+                cls = self.spec.cls.__name__
+                raise ServerError(
+                    f"WRONGTYPE {key} holds a {actual}, not a {want}: an index key of "
+                    f"model {self.spec.name} was overwritten outside redmodel; delete it "
+                    f"and run store.reindex({cls}) (queries that do not read it still run)",
+                    keys=(key,), command=f"query {self.spec.name}")
+
     def _start(self) -> tuple[str, str]:
         """(score, escaped id) this query's results start after ('' for the start)."""
         if self._after is None:
@@ -632,10 +745,16 @@ class Query(Generic[M, S]):
                              f"{order or 'id'!r}, not {self._order_tag or 'id'!r}")
         return score, eid
 
-    def _hits_plan(self, start: tuple[str, str], want: int
+    def _hits_plan(self, start: tuple[str, str], want: int, keep: int = 0,
+                   window: Window | None = None
                    ) -> Generator[Batch, list[Any], tuple[list[_Hit], bool]]:
         """The first ``want`` hits after ``start``, and whether there may be more: every
-        bucket runs the script step by step until its part of the page is settled."""
+        bucket runs the script step by step until its part of the page is settled.
+
+        With ``keep`` (pages() only), the script may choose to scan for up to ``keep``
+        results at once; when every bucket did scan, the hits after the first ``want``
+        (up to ``keep`` in all) go to ``window``, for the next pages to use without
+        scanning again."""
         buckets = [_Bucket(tag, *start) for tag in self.spec.tags()]
         after = self._key(start[0], _raw(start[1])) if start[1] else None
         pool: list[_Hit] = []
@@ -646,17 +765,24 @@ class Query(Generic[M, S]):
         share = want if len(buckets) == 1 else min(want, want * 5 // (4 * len(buckets)) + 8)
         while live := [b for b in buckets if not b.settled]:
             replies = yield from self._ask(
-                live, [self._call(program, "page", b, min(share, want - b.found))
+                live, [self._call(program, "page", b, min(share, want - b.found), keep)
                        for b in live])
             for bucket, reply in zip(live, replies, strict=True):
                 pool.extend(self._step(bucket, reply, want, after))
-            if len(pool) > 2 * want:
-                pool, trimmed = self._best(pool, want), True
+            hold = max(want, keep) if all(b.step == "S" for b in buckets) else want
+            if len(pool) > 2 * hold:
+                pool, trimmed = self._best(pool, hold), True
             walking = [b for b in buckets if not b.settled and b.step == "W"]
             if walking and len(pool) >= want:
                 self._settle(walking, self._best(pool, want)[-1][0])
         more = trimmed or len(pool) > want or not all(b.done for b in buckets)
-        return self._best(pool, want), more
+        best = self._best(pool, max(want, keep))
+        if window is not None and keep > want and all(b.step == "S" and b.done
+                                                      for b in buckets):
+            # every match after start (as of the pass) up to the last kept is here
+            window.hits = best[want:]
+            window.beyond = trimmed or len(pool) > len(best)
+        return best[:want], more
 
     def _step(self, bucket: _Bucket, reply: list[Any], want: int,
               after: tuple[Any, ...] | None) -> list[_Hit]:
@@ -702,6 +828,8 @@ class Query(Generic[M, S]):
         buckets = [_Bucket(tag) for tag in self.spec.tags()]
         program = self._count_program
         total = 0
+        # matches a scan read with SSCAN (which may repeat a member): each counted once
+        seen: dict[str | None, set[bytes]] = {}
         while live := [b for b in buckets if not b.done]:
             replies = yield from self._ask(live, [self._call(program, "count", b, cap)
                                                   for b in live])
@@ -714,15 +842,38 @@ class Query(Generic[M, S]):
                 bucket.step = _str(reply[2])
                 if bucket.step == "S":
                     bucket.scan = tuple(_str(r) for r in reply[3:7])  # type: ignore[assignment]
+                    total += int(reply[7])
+                    mine = seen.setdefault(bucket.tag, set())
+                    for raw in reply[8:]:
+                        if raw not in mine:
+                            mine.add(raw)
+                            total += 1
                 else:
                     bucket.from_score, bucket.from_id = _str(reply[3]), _str(reply[4])
-                total += int(reply[-1])
+                    total += int(reply[5])
             if 0 <= cap <= total:
                 break
         return total
 
     def exists_plan(self) -> Plan[bool]:
-        return (yield from self.count_plan(cap=1)) > 0
+        if self._limit == 0:
+            return False
+        if self._after is not None:  # a position to start from: the first page of one
+            hits, _ = yield from self._hits_plan(self._start(), self._offset + 1)
+            return len(hits) > self._offset
+        return (yield from self.count_plan(cap=self._offset + 1)) > self._offset
+
+    def size_plan(self) -> Plan[int]:
+        """How many results :meth:`ids` gives: the matches after the cursor, less the
+        offset, at most the limit."""
+        if self._limit == 0:
+            return 0
+        if self._after is None:
+            total = yield from self.count_plan()
+            total = max(0, total - self._offset)
+        else:  # counted from the cursor's position: its ids, in steps
+            total = len((yield from self.ids_plan()))
+        return total if self._limit is None else min(total, self._limit)
 
     def _reads(self, hits: list[_Hit]) -> Batch:
         """The pipelined reads of these hits' objects."""
@@ -743,6 +894,104 @@ class Query(Generic[M, S]):
             if obj is not None:  # deleted since its id was found: skipped
                 out.append(obj)
         return out
+
+    def _judge(self, obj: Any) -> tuple[bool, float | None]:
+        """Whether ``obj``, as read, matches this query's filter, and its sort score: a
+        page served from a window checks its objects here instead of on the server (with
+        the entry texts and scores the index would hold: IndexedField.text / score_text,
+        computed only for the fields the query names)."""
+        indexes = self.spec.indexes
+        assert indexes is not None
+        texts: dict[str, set[str]] = {}
+        scores: dict[str, float | None] = {}
+
+        known = self._texts  # (field, type, repr) -> texts: values repeat across objects
+        if len(known) > 10_000:
+            known.clear()
+
+        def text_of(name: str) -> set[str]:
+            if name not in texts:
+                f, value = indexes.fields[name], getattr(obj, name)
+                items = () if value is None else value if f.many else (value,)
+                out: set[str] = set()
+                for v in items:
+                    if f.blind is not None:
+                        # the value's token under every configured key (as the query's
+                        # terms are; not kept: the keys may be configured anew)
+                        out.update(f.lookup_texts(v))
+                        continue
+                    k = (name, type(v), repr(v))
+                    got = known.get(k)
+                    if got is None:
+                        got = known[k] = f.text(v)
+                    out.add(got)
+                texts[name] = out
+            return texts[name]
+
+        def score_of(name: str) -> float | None:
+            if name not in scores:
+                f, value = indexes.fields[name], getattr(obj, name)
+                try:
+                    scores[name] = (None if value is None or f.score_text is None
+                                    else float(f.score_text(value)))
+                except (IndexValueError, ArithmeticError, ValueError):
+                    scores[name] = None
+            return scores[name]
+
+        def ok(node: _Node) -> bool:
+            if isinstance(node, _Eq):
+                return node.text in text_of(node.field)
+            if isinstance(node, _Rng):
+                v = score_of(node.field)
+                if v is None:
+                    return False
+                (lo, lo_in), (hi, hi_in) = _end(node.lo), _end(node.hi)
+                return (v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)
+            if isinstance(node, _All):
+                return True
+            if isinstance(node, _Not):
+                return not ok(node.kid)
+            if node.op == "AND":
+                return all(ok(k) for k in node.kids)
+            return any(ok(k) for k in node.kids)
+
+        return ok(self._expr), score_of(self._order) if self._order else None
+
+    def _checked(self, hits: list[_Hit], batch: Batch, replies: list[Any],
+                 start: tuple[str, str], window: Window | None) -> list[M]:
+        """The objects of a page served from a window, as they are now: one that no longer
+        matches is left out; one whose sort field changed is placed by its new value (in
+        this page, later in ``window`` if the next page comes from it, or else found by the
+        next pass, which runs after this read; not shown if it moved before the page's
+        start)."""
+        from redmodel._ops import layout_of  # noqa: PLC0415
+
+        layout = layout_of(self.spec)
+        after = self._key(start[0], _raw(start[1])) if start[1] else None
+        last = hits[-1][0] if hits else None
+        out: list[tuple[tuple[Any, ...], M]] = []
+        for key, hit, reply in zip(batch.keys, hits, replies, strict=True):
+            obj = layout.decode(key, unescape(hit[1]), reply)
+            if obj is None:
+                continue
+            matches, score = self._judge(obj)
+            if not matches:
+                continue
+            if not self._order or score == hit[0][0]:
+                out.append((hit[0], obj))
+                continue
+            assert score is not None and last is not None
+            moved = (score, hit[0][1])
+            if after is not None and not self._later(moved, after):
+                continue  # now before the page's start: not shown
+            if not self._later(moved, last):
+                out.append((moved, obj))
+            elif (window is not None and window.hits
+                  and not self._later(moved, window.hits[-1][0])):
+                window.hits.append((moved, hit[1], hit[2], repr(score)))
+                window.hits.sort(key=lambda h: h[0], reverse=self._desc)
+        out.sort(key=lambda pair: pair[0], reverse=self._desc)
+        return [obj for _, obj in out]
 
     def _ids(self, hits: list[_Hit]) -> list[Any]:
         decode = self.spec.key.decode
@@ -773,6 +1022,10 @@ class Query(Generic[M, S]):
         _check_size(size)
         start = self._start()
         skip, remaining = self._offset, self._limit
+        keep = ALL_PAGE_SIZE  # results one scan pass may serve (ids and scores kept)
+        window = Window() if objects and ahead and keep > size else None
+        if window is None:
+            keep = 0
         while skip:
             hits, more = yield from self._hits_plan(start, min(skip, size))
             skip -= len(hits)
@@ -783,8 +1036,10 @@ class Query(Generic[M, S]):
         if remaining == 0:
             return
         hits, more = yield from self._hits_plan(start, size if remaining is None else
-                                                min(size, remaining))
+                                                min(size, remaining), keep, window)
+        checked = False  # whether this page's hits came from the window (checked on reading)
         while True:
+            page_start = start
             if hits:
                 start = (hits[-1][3], hits[-1][1])
             if remaining is not None:
@@ -794,21 +1049,33 @@ class Query(Generic[M, S]):
                                                                                remaining)
             following: Any = None
             items: list[Any]
+            served = window is not None and want > 0 and window.serves(want)
+            if window is not None and not served:
+                window.clear()
             if not objects:
                 items = self._ids(hits)
             else:
                 reads = self._reads(hits)
                 replies: list[Any] = []
-                if want and ahead:
+                if want and ahead and not served:
                     replies, following = yield from self._along(
-                        reads, self._hits_plan(start, want))
+                        reads, self._hits_plan(start, want, keep, window))
                 elif hits:
                     replies = (yield reads) or []
-                items = self._decode(hits, reads, replies)
+                if checked and window is not None:
+                    items = self._checked(hits, reads, replies, page_start,
+                                          window if served else None)
+                else:
+                    items = self._decode(hits, reads, replies)
             yield Emit([Page(items, cursor)])
             if want <= 0:
                 return
-            hits, more = following or (yield from self._hits_plan(start, want))
+            if served and window is not None:
+                (hits, more), checked = window.take(want), True
+            else:
+                hits, more = following or (yield from self._hits_plan(start, want, keep,
+                                                                      window))
+                checked = False
 
     def _gather(self, objects: bool) -> Plan[list[Any]]:
         out: list[Any] = []
@@ -831,7 +1098,8 @@ class Query(Generic[M, S]):
         return self._gather(False)
 
     def first_plan(self) -> Plan[M | None]:
-        found = yield from self.limit(1).all_plan()
+        found = yield from self.limit(min(1, 1 if self._limit is None else self._limit)
+                                      ).all_plan()
         return found[0] if found else None
 
     def page_plan(self, size: int) -> Plan[Page[M]]:
@@ -869,16 +1137,19 @@ class Query(Generic[M, S]):
     @overload
     def count(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, int]: ...
     def count(self) -> Any:
-        """How many objects match, exactly (expired ones never count): one script call
-        per bucket where Redis counts natively, bounded steps otherwise."""
-        return self.store.run(self._guard(self.count_plan()))
+        """How many results :meth:`ids` would give, exactly (expired objects never count):
+        the matches, less the offset, at most the limit; one script call per bucket where
+        Redis counts natively, bounded steps otherwise. After a cursor, the ids from it
+        are counted (in steps)."""
+        return self.store.run(self._guard(self.size_plan()))
 
     @overload
     def exists(self: Query[M, Store]) -> bool: ...
     @overload
     def exists(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, bool]: ...
     def exists(self) -> Any:
-        """Whether any object matches (stops at the first)."""
+        """Whether :meth:`ids` would give any result (stops at the first; ``limit(0)``
+        gives none)."""
         return self.store.run(self._guard(self.exists_plan()))
 
     @overload

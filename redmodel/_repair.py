@@ -15,7 +15,8 @@ stored objects in both directions.
 ``verify`` reports each disagreement in words; ``reindex`` fixes it (each fix a script
 that checks again before it writes, so a concurrent write is never undone), converts the
 all-ids index from the format of older versions (a SET) first, and keeps its progress in
-Redis (``<root>reindex``) so a run that stops resumes where it was.
+Redis (``<root>reindex``): a run after one that stopped goes through every pass again,
+taking up the interrupted pass where it stopped.
 """
 
 from __future__ import annotations
@@ -175,6 +176,10 @@ def sweep_step(spec: ModelSpec, tag: str | None, limit: int = SWEEP_STEP
     if status(done) == "KEYS":  # a record changed between the two calls: next round
         return 0, True
     check(spec, root + "exp", done, f"sweep {spec.name}")
+    for bad in done[2:]:
+        log.warning("sweep %s: %s is not of its index type (overwritten outside redmodel) "
+                    "and was left alone; delete it and run store.reindex(%s)", spec.name,
+                    _text(bad), spec.cls.__name__)
     return int(done[1]), len(ids) >= limit
 
 
@@ -192,12 +197,15 @@ class Progress:
 @attrs.define
 class _State:
     """Where a reindex is: its phase and, per SCAN target or bucket, the cursor to resume
-    from (saved in Redis after each page)."""
+    from (saved in Redis after each page). ``held``: for a pass a stopped run had done in
+    part, the cursors it stopped at; a resumed run goes through every pass again, and
+    takes up each held pass where it stopped (see :func:`reindex_plan`)."""
 
     phase: int = 0
     cursors: dict[str, str] = attrs.field(factory=dict)
     objects: int = 0
     started: float = attrs.field(factory=time.time)
+    held: dict[str, dict[str, str]] = attrs.field(factory=dict)
 
     def dump(self) -> str:
         return json.dumps(attrs.asdict(self))
@@ -206,10 +214,22 @@ class _State:
     def load(cls, raw: Any) -> _State | None:
         try:
             data = json.loads(_text(raw))
-            return cls(int(data["phase"]), {str(k): str(v) for k, v in data["cursors"].items()},
-                       int(data["objects"]), float(data["started"]))
+            held = {str(p): {str(k): str(v) for k, v in c.items()}
+                    for p, c in data.get("held", {}).items() if p in PHASES}
+            state = cls(int(data["phase"]),
+                        {str(k): str(v) for k, v in data["cursors"].items()},
+                        int(data["objects"]), float(data["started"]), held)
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
+        return state if 0 <= state.phase <= len(PHASES) else None
+
+    def resumed(self) -> _State:
+        """The state a new run starts from: every pass again from the first, except that
+        the pass this one was in (and any it held) goes on from its cursors."""
+        held = dict(self.held)
+        if self.phase < len(PHASES) and self.cursors:
+            held[PHASES[self.phase]] = dict(self.cursors)
+        return _State(0, {}, 0, self.started, held)
 
 
 def state_key(spec: ModelSpec) -> str:
@@ -227,8 +247,13 @@ Step = Generator["Batch | Emit", "list[Any] | None", Any]
 def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool = False
                  ) -> IterPlan:
     """Rebuild a model's index from its stored objects; emits :class:`Progress` after each
-    page and, at the end, ``Emit([n])`` with how many objects were reindexed in all.
-    Resumes a run that stopped (its state is in Redis) unless ``restart``."""
+    page and, at the end, ``Emit([n])`` with how many objects the index holds then.
+
+    A run that stopped (a crash, an error it raised) left its state in Redis; unless
+    ``restart``, the next run goes through every pass again, from the first, but takes up
+    the pass the stopped run was in where it stopped (that part of it is not read again).
+    So whatever changed before the new run in the other passes' reach (a raw DEL of an
+    object, say: pass 2) is repaired, at the cost of the earlier passes once more."""
     spec = spec_of(model)
     if spec.indexes is None:
         yield Emit([0])
@@ -236,8 +261,17 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
     key = state_key(spec)
     state = None
     if not restart:
+        replies = yield from _ask(Batch([("TYPE", key)], keys=(key,)))
+        kind = _text(replies[0])
+        if kind not in ("string", "none"):
+            cls = spec.cls.__name__
+            raise ServerError(f"WRONGTYPE {key} is a {kind}, not the string where reindex "
+                              f"keeps its progress (overwritten outside redmodel): delete "
+                              f"it, or run store.reindex({cls}, restart=True), which "
+                              "replaces it", keys=(key,), command=f"reindex {cls}")
         replies = yield from _ask(Batch([("GET", key)], keys=(key,)))
-        state = _State.load(replies[0]) if replies[0] is not None else None
+        loaded = _State.load(replies[0]) if replies[0] is not None else None
+        state = loaded.resumed() if loaded is not None else None
     state = state or _State()
     fixer = _Repair(spec, fix=True)
 
@@ -248,6 +282,8 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
     passes = (fixer.convert, fixer.objects, fixer.records, fixer.entries)
     while state.phase < len(passes):
         name = PHASES[state.phase]
+        if not state.cursors and name in state.held:
+            state.cursors = state.held.pop(name)
         done = [0]
 
         def on_page(page: list[Any], name: str = name, done: list[int] = done) -> Step:
@@ -264,7 +300,11 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
         state.cursors = {}
         yield from save_state()
     yield Batch([("DEL", key)], write=True, idempotent=True, keys=(key,))
-    yield Emit([state.objects])
+    # how many objects the index holds now (a resumed run, or objects counted in a page
+    # that was redone, must not count any twice)
+    alls = [spec.index_root(tag) + "all" for tag in spec.tags()]
+    sizes = yield Batch([("ZCARD", k) for k in alls], keys=alls)
+    yield Emit([sum(int(r) for r in sizes or [])])
 
 
 def verify_plan(model: type, count: int, targets: Sequence[Any]) -> IterPlan:
@@ -358,6 +398,16 @@ class _Repair:
     # ---- pass 0: the format of older versions ---------------------------------------------
 
     def convert(self, count: int, targets: Sequence[Any], cursors: dict[str, str]) -> Step:
+        if not self.fix:  # reindex checks its progress key itself, before it starts
+            key = state_key(self.spec)
+            replies = yield from _ask(Batch([("TYPE", key)], keys=(key,)))
+            kind = _text(replies[0])
+            if kind not in ("string", "none"):
+                self.bad.add(key)
+                self.problems.append(
+                    f"{key} is a {kind}, not the string where reindex keeps its progress "
+                    "(overwritten outside redmodel), so no reindex can run: delete it, or "
+                    f"run store.reindex({self.spec.cls.__name__}, restart=True)")
         for tag in self.spec.tags():
             root = self.spec.index_root(tag)
             yield from self.types({root + "rec": "hash", root + "exp": "zset",
@@ -662,8 +712,22 @@ class _Repair:
             return root, "uq", rest[2 + len(d):], ""
         return None
 
+    def unknown(self, key: str) -> bool:
+        """Whether ``key``, under an index root, is none of the keys redmodel keeps there."""
+        d = self.d
+        marker = "%idx" + d
+        at = key.find(marker)
+        if at < 0:
+            return False
+        rest = key[at + len(marker):]
+        return rest not in ("rec", "all", "exp", "reindex", "all" + d + "old")
+
     def index_key(self, key: str, count: int) -> Plan[int]:
         parsed = self._parse(key)
+        if parsed is None and self.unknown(key):
+            self.report(f"{key}: not a key redmodel keeps under an index root (written "
+                        "outside redmodel?): delete it if nothing else uses it")
+            return 0
         if parsed is None or parsed[0] + "rec" in self.bad:
             return 0
         root, kind, name, value = parsed

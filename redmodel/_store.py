@@ -325,18 +325,21 @@ class Store(ShellConfig):
     def reindex(self, model: type, *, count: int = 500, progress: bool | None = None,
                 restart: bool = False) -> int:
         """Rebuild the model's index from its stored objects, and return how many objects
-        it indexed. Objects are never rewritten. Four passes, each a SCAN (or HSCAN/ZSCAN)
-        a page of ``count`` at a time: convert an index from the format of older versions;
-        rebuild every object's entries and its unique claims; drop what the index holds of
-        objects that are gone (a raw DEL, a restore from an older snapshot); drop entries
-        no object holds (a stale member of an equality set, a wrong score). Every fix is a
-        script that checks again first, so writes may go on meanwhile.
+        the index holds when it ends. Objects are never rewritten. Four passes, each a
+        SCAN (or HSCAN/ZSCAN) a page of ``count`` at a time: convert an index from the
+        format of older versions; rebuild every object's entries and its unique claims;
+        drop what the index holds of objects that are gone (a raw DEL, a restore from an
+        older snapshot); drop entries no object holds (a stale member of an equality set,
+        a wrong score). Every fix is a script that checks again first, so writes may go
+        on meanwhile.
 
-        Its progress is kept in Redis (``<prefix>:%idx:reindex``, for a week): a run that
-        stops resumes where it was; ``restart=True`` starts over. ``progress`` prints a
-        counter on stderr (default: when stderr is a terminal). What it cannot fix (two
-        objects with one unique value, a value no index can hold, a wrong-typed index key)
-        is logged on the ``redmodel.index`` logger, and :meth:`verify` lists it."""
+        Its progress is kept in Redis (``<prefix>:%idx:reindex``, for a week): after a run
+        that stopped, the next goes through every pass again but takes up the interrupted
+        pass where it stopped (docs/queries.md says what that misses); ``restart=True``
+        starts over. ``progress`` prints a counter on stderr (default: when stderr is a
+        terminal). What it cannot fix (two objects with one unique value, a value no index
+        can hold, a wrong-typed index key) is logged on the ``redmodel.index`` logger, and
+        :meth:`verify` lists it."""
         plan = self._use(model, _repair.reindex_plan(model, count, self._targets(), restart))
         line = _repair.ProgressLine(model, progress)
         for item in iterate_sync(plan, self._execute):

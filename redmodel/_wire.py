@@ -29,6 +29,7 @@ import base64
 import inspect
 import os
 import random
+import re
 import threading
 import time
 from binascii import crc_hqx
@@ -242,10 +243,25 @@ def batch_keys(batch: Batch) -> list[str]:
     return keys
 
 
+_BUCKET = re.compile(r"^(.*?)\{([0-9]+)\}")
+
+
 def cross_slot_error(keys: Sequence[str]) -> CrossSlotError:
     """A clear CrossSlotError, with the advice that fits: an indexed model (its index keys
     are under ``%idx``) refuses ``hash_tag`` and takes ``buckets``."""
-    if any("%idx" in k for k in keys):
+    buckets = [_BUCKET.match(k) for k in keys]
+    if keys and all(buckets):
+        found = sorted({(m.group(1), int(m.group(2))) for m in buckets if m})
+        named = ", ".join(f"{p}{{{b}}}" for p, b in found[:8])
+        advice = ("These keys are tagged as the buckets of a model declared with buckets=N "
+                  f"({named}): one transaction or atomic command can only touch the "
+                  "objects of one bucket (its keys are in one slot), so a transaction over "
+                  "objects in several buckets is refused. Group the writes by bucket (the "
+                  "{N} in each key) into separate transactions, or write them without a "
+                  "transaction (each object's write, with its index entries, is atomic on "
+                  "its own). (If your own tag function made these tags, give objects that "
+                  "change together one tag.)")
+    elif any("%idx" in k for k in keys):
         advice = ("The model has indexes: declare it with buckets=N (e.g. buckets=16), which "
                   "keeps each object and its bucket's index entries in one slot (hash_tag "
                   "is refused for indexed models)")

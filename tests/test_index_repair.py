@@ -5,6 +5,7 @@ progress. Through every shell: sync, asyncio, cluster (buckets), asyncio cluster
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import attrs
@@ -157,6 +158,27 @@ def test_reindex_resumes_where_a_stopped_run_was(store: redmodel.Store) -> None:
     assert store.reindex(Hat, progress=False, restart=True) == 40
 
 
+def test_a_resumed_reindex_repairs_what_changed_in_the_passes_before_its_stop(
+        store: redmodel.Store) -> None:
+    """F10 (issue 13 attack), decided: a run stopped in pass 3 left its progress; a raw DEL
+    and a stray entry happen; the next run goes through passes 1 and 2 again (taking up
+    pass 3 where it stopped), so the DEL is repaired, and it returns the objects its index
+    holds, each once."""
+    Hat = HATS[False]
+    store.save_many([Hat("black", float(i), sku=f"S{i}", id=str(i)) for i in range(30)])
+    plan = _repair.reindex_plan(Hat, 10, [None])
+    for item in iterate_sync(plan, store._execute):
+        if isinstance(item, _repair.Progress) and item.phase == "entries":
+            break  # stopped after its first page of pass 3
+    plan.close()
+    assert b'"phase": 3' in (store.client.get(_repair.state_key(spec_of(Hat))) or b"")
+    store.client.delete(key(Hat, "7"))
+    assert store.reindex(Hat, count=10, progress=False) == 29
+    assert store.verify(Hat) == []
+    assert store.find(Hat).count() == 29
+    store.save(Hat("red", sku="S7", id="new"))  # the deleted object's value is free
+
+
 def test_reindex_shows_its_progress(store: redmodel.Store,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     Hat = HATS[False]
@@ -191,3 +213,72 @@ def test_the_sweep_drops_expired_objects_entries(any_store: Any, Hat: type) -> N
     assert store.sweep(Hat) == 0
     assert store.verify(Hat) == []
     assert sorted(store.find(Hat, color="black").ids()) == ["3", "4"]
+
+
+def test_a_wrong_typed_key_of_an_expired_object_blocks_only_the_queries_that_read_it(
+        any_store: Any, Hat: type) -> None:
+    """F21 (issue 13 attack), decided: the sweep drops an expired object's entries and
+    leaves an entry key of the wrong type alone (it holds none of them), so queries that
+    do not read that key run; one that reads it raises ServerError naming it; verify
+    reports it; deleting it and reindexing leaves everything right."""
+    import time  # noqa: PLC0415
+
+    store = any_store
+    store.save_many([Hat("black", id="1"), Hat("black", id="2")])
+    store.save(Hat("zzz", id="x"), ttl=0.1)
+    bad = root(Hat, "x") + "eq:color:zzz"
+    store.client.delete(bad)
+    store.client.set(bad, "overwritten")
+    time.sleep(0.25)
+    assert sorted(store.find(Hat, color="black").ids()) == ["1", "2"]
+    assert store.find(Hat).count() == 2
+    assert store.sweep(Hat) == 0, "swept already, by the query"
+    with pytest.raises(redmodel.ServerError, match=re.escape(bad)) as info:
+        store.find(Hat, color="zzz").ids()
+    assert "delete it and run store.reindex" in str(info.value)
+    assert any(bad in p for p in store.verify(Hat))
+    store.client.delete(bad)
+    store.reindex(Hat, progress=False)
+    assert store.verify(Hat) == []
+
+
+@pytest.mark.parametrize("change", ["hset", "hdel"])
+def test_a_unique_value_its_holder_no_longer_stores_is_free(any_store: Any, Hat: type,
+                                                            change: str) -> None:
+    """F9 (issue 13 attack): the holder's stored field was changed or removed with a raw
+    command (its index record still says it holds the value). get_by finds nobody, and a
+    writer takes the value; the holder keeps what it stores."""
+    store = any_store
+    store.save(Hat("red", sku="S5", id="5"))
+    if change == "hset":
+        store.client.hset(key(Hat, "5"), "sku", "Z")
+    else:
+        store.client.hdel(key(Hat, "5"), "sku")
+    assert store.get_by(Hat, sku="S5") is None
+    store.save(Hat("blue", sku="S5", id="n5"))
+    assert store.get_by(Hat, sku="S5").id == "n5"
+    with pytest.raises(redmodel.UniqueViolationError):
+        store.save(Hat("green", sku="S5", id="other"))  # a real holder still blocks
+    store.reindex(Hat, progress=False)
+    assert store.verify(Hat) == []
+    assert store.get_by(Hat, sku="S5").id == "n5"
+
+
+def test_a_wrong_typed_progress_key_and_unknown_index_keys_are_reported(
+        store: redmodel.Store) -> None:
+    """F18 (issue 13 attack): verify reports a progress key of the wrong type (reindex
+    refuses it with advice, restart=True replaces it) and keys under %idx redmodel does
+    not keep."""
+    Hat = HATS[False]
+    store.save(Hat("black", id="1"))
+    state = _repair.state_key(spec_of(Hat))
+    store.client.hset(state, "x", "y")
+    store.client.set("rhat:%idx:junk", "1")
+    problems = store.verify(Hat)
+    assert any(p.startswith(f"{state} is a hash, not the string") for p in problems)
+    assert any(p.startswith("rhat:%idx:junk: not a key redmodel keeps") for p in problems)
+    with pytest.raises(redmodel.ServerError, match="restart=True"):
+        store.reindex(Hat, progress=False)
+    assert store.reindex(Hat, progress=False, restart=True) == 1
+    store.client.delete("rhat:%idx:junk")
+    assert store.verify(Hat) == []

@@ -4,7 +4,9 @@ cross-slot advice for an indexed model names what the library accepts (buckets=N
 from __future__ import annotations
 
 import decimal
+import functools
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -90,6 +92,23 @@ def cases(store: redmodel.Store) -> list[tuple[Callable[[], Any], str]]:
         (lambda: find(Hat).order_by("price").after("||h1").all(), "ordered by 'id'"),
         (lambda: find(Hat).after("-price|1.5|h1").page(3), "ordered by '-price'"),
         (lambda: find(Hat).order_by("price").after("-price|1.5|h1").ids(), "ordered by"),
+        # issue 13 attack, F16: every one of these is checked on the client
+        (lambda: between(1, 2, inclusive=True), "two bools"),  # type: ignore[arg-type]
+        (lambda: between(1, 2, inclusive=(True, False, True)),  # type: ignore[arg-type]
+         "two bools"),
+        (lambda: between(1, 2, inclusive=(1, 0)), "two bools"),  # type: ignore[arg-type]
+        (lambda: find(Hat, price=Range(1, 2, "yes", True)), "bools"),
+        (lambda: find(Hat).order_by("--price"), "single '-'"),
+        (lambda: find(Hat).order_by(""), "field name"),
+        (lambda: find(Hat).order_by("+price"), "single '-'"),
+        (lambda: find(Hat).after("price|\uff11|h1"), "not a score"),
+        (lambda: find(Hat).after("price|1\u0662|h1"), "not a score"),
+        (lambda: find(Hat, functools.reduce(operator.or_, [Q(color=f"c{i}")
+                                                            for i in range(1001)])),
+         "at most 1000"),
+        (lambda: find(Hat, color=one_of([f"c{i}" for i in range(1001)])), "at most 1000"),
+        (lambda: find(Hat, functools.reduce(lambda q, i: ~(q & Q(color=f"c{i}")), range(40),
+                                            Q(color="a"))), "levels deep"),
     ]
 
 
@@ -135,3 +154,30 @@ def test_cross_slot_error_of_an_indexed_model_advises_buckets(
     with pytest.raises(redmodel.CrossSlotError, match=r"buckets=N") as info:
         store.save(Hat("red", id="h1"))  # no buckets: its index keys are in other slots
     assert "hash_tag=True" not in str(info.value)
+
+
+def test_chains_of_one_operator_are_flat_and_run(store: redmodel.Store) -> None:
+    """An OR of 1,000 terms built with | is one level (no recursion), within the limits."""
+    store.save(Hat("c999", id="a"))
+    q = functools.reduce(operator.or_, [Q(color=f"c{i}") for i in range(1000)])
+    assert q.op == "OR" and len(q.terms) == 1000
+    assert store.find(Hat, q).ids() == ["a"]
+    assert (Q(color="a") & Q(price=lt(1)) & Q(quantity=0)).op == "AND"
+
+
+def test_limit_offset_and_cursor_agree_everywhere(store: redmodel.Store) -> None:
+    """F13 and F20 (issue 13 attack), decided: count()/exists()/first() describe what ids()
+    gives; a cursor supersedes an earlier offset; an offset after after() skips after the
+    cursor."""
+    store.save_many([Hat("red", float(i), id=f"h{i}") for i in range(6)])
+    q = store.find(Hat).order_by("price")
+    assert q.limit(0).ids() == [] and q.limit(0).count() == 0
+    assert q.limit(0).exists() is False and q.limit(0).first() is None
+    assert q.offset(4).count() == 2 and q.offset(6).exists() is False
+    assert q.offset(1).limit(3).count() == 3 and q.limit(10).count() == 6
+    page = q.offset(2).page(2)
+    assert [h.id for h in page.items] == ["h2", "h3"]
+    after = q.offset(2).after(page.cursor)
+    assert after.ids() == ["h4", "h5"] and after.count() == 2 and after.exists()
+    assert after.offset(1).ids() == ["h5"]
+    assert q.after(after.page(2).cursor or "price|5.0|h5").exists() is False

@@ -4,7 +4,8 @@
 -- whose expiry time has passed, each with its record: {id, record, ...};
 -- 'apply' (KEYS rec, all, exp, then the objects and the entry keys of those records;
 -- ARGV 'apply', root, d, objprefix, ids...) drops the entries of each of those ids whose
--- object is gone, re-schedules the ones still alive, and answers how many it dropped.
+-- object is gone, re-schedules the ones still alive, and answers {'SWEPT', how many it
+-- dropped, the entry keys of the wrong type it left alone...}.
 -- An id whose record changed meanwhile (a key not declared) is left for the next sweep.
 local step = ARGV[1]
 -- with claims, unique values live in their own buckets: a claim whose owner is gone is
@@ -47,16 +48,29 @@ for i = 5, #ARGV do
     end
   end
 end
-refusal = check_keys(need)
-if refusal then return refusal end
+-- an entry key of the wrong type (overwritten outside redmodel) holds none of these
+-- objects' entries: it is left alone (verify reports it, reindex refuses until it is
+-- deleted, a query that reads it names it), and the rest of their entries are dropped,
+-- so one stray key does not stop every query of the model
+local bad, badlist = {}, {}
+for k, want in pairs(need) do
+  local t = redis.call('TYPE', k)['ok']
+  if t ~= 'none' and t ~= want then bad[k] = true; badlist[#badlist + 1] = k end
+end
+table.sort(badlist)
 local dropped = 0
 for _, p in ipairs(plan) do
   local id, key, old = p[1], p[2], p[3]
   local pttl = redis.call('PTTL', key)
   if pttl == -2 then
-    forget(root, d, id, rec, all, exp, old)
+    local keep = {}
+    for line in pairs(old) do
+      local k = entry_key(root, d, line)
+      if not (k and bad[k]) then keep[line] = true end
+    end
+    forget(root, d, id, rec, all, exp, keep)
     dropped = dropped + 1
   elseif pttl == -1 then redis.call('ZREM', exp, id)
   else redis.call('ZADD', exp, now + pttl, id) end
 end
-return {'SWEPT', dropped}
+return {'SWEPT', dropped, unpack(badlist)}

@@ -7,8 +7,9 @@
 -- ARGV: root, d, objprefix, mode ('page' | 'count'), sort (index into KEYS of the sort
 --   field's ZSET, or ''), desc ('1' | '0'), want, budget, walk_lo, walk_hi (bounds on the
 --   sort field), from_score, from_id (the walk resumes after this position; '' from the
---   start), step ('' to choose | 'W' | 'S'), scan node, scan source, scan a, scan b, then
---   the expression: EQ k | RANGE k lo hi | ALL | NOT x | AND n x... | OR n x... |
+--   start), step ('' to choose | 'W' | 'S'), scan node, scan source, scan a, scan b, span
+--   (how many results the client will take from one scan pass: pages() keeps several
+--   pages of a pass, so a scan's cost is shared by them), then the expression: EQ k | RANGE k lo hi | ALL | NOT x | AND n x... | OR n x... |
 --   ORD n x... (an OR of disjoint terms: one_of on a single-valued field), where k indexes
 --   KEYS.
 --
@@ -17,8 +18,13 @@
 --     `done` once the walk reached its end; the frontier is the last candidate examined.
 --   {'S', done, node, source, a, b, id, score, ...}: matches of one part of a scan, in no
 --     order; the client keeps the best of them (one pass per page).
---   {'N', count}: a count Redis answered natively; {'C', done, ..., count}: part of one.
+--   {'N', count}: a count Redis answered natively; {'C', done, 'W', s, c, count} or
+--     {'C', done, 'S', node, source, a, b, count, id...}: part of one (a scan's `count`
+--     holds the matches from sources that never repeat a member; the ids are matches
+--     read with SSCAN, which may repeat one: the client counts each id once).
 --   {'X'}: an expired object's entries are still indexed: sweep the bucket, then ask again.
+--   {'WRONGTYPE', key, type, expected}: a key the query reads holds another type
+--     (overwritten outside redmodel); nothing was read.
 local rec, all, exp = KEYS[1], KEYS[2], KEYS[3]
 local mode, desc = ARGV[4], ARGV[6] == '1'
 local sortkey = ARGV[5] ~= '' and KEYS[tonumber(ARGV[5])] or nil
@@ -29,7 +35,17 @@ local from_score, from_id = ARGV[11], ARGV[12]
 local step = ARGV[13]
 local scan_node, scan_src, scan_a, scan_b = tonumber(ARGV[14]), tonumber(ARGV[15]),
   ARGV[16], ARGV[17]
-local NATIVE_MAX = 65536 -- SINTERCARD when the smallest set is at most this big
+local per_pass = math.max(tonumber(ARGV[18]) or 0, want)
+
+-- every key this step may read holds its type, or the step answers which does not (a
+-- clear error naming it, rather than a script error)
+local function wrong(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= want then return {'WRONGTYPE', key, t, want} end
+  return nil
+end
+local bad = wrong(all, 'zset') or wrong(exp, 'zset')
+if bad then return bad end
 
 -- expired objects never appear: while one is due, answer only that, and the client runs
 -- the sweep (whose keys it names from the records) before asking again
@@ -68,7 +84,16 @@ local function parse(i)
   bypos[i] = node
   return node, j
 end
-local expr = parse(18)
+local expr = parse(19)
+for _, node in pairs(bypos) do
+  if node.op == 'EQ' then bad = wrong(node.key, 'set')
+  elseif node.op == 'RANGE' then bad = wrong(node.key, 'zset') end
+  if bad then return bad end
+end
+if sortkey then
+  bad = wrong(sortkey, 'zset')
+  if bad then return bad end
+end
 
 local function within(score, l, li, h, hi_in)
   if not score then return false end
@@ -304,10 +329,11 @@ end
 
 -- ---- scan: one pass over the members of a term every match belongs to -----------------
 -- SSCAN may return a member twice (when its set is resized meanwhile): pages drop the
--- repeat, but a count cannot, so a count scans a set only if one SMEMBERS can read it
+-- repeat, and a count reads a set with one SMEMBERS when that is within the budget, else
+-- with SSCAN, answering the matches' ids so that the client counts each once
+local repeats = false  -- the members being checked came from SSCAN
 local function source(node)
-  if node.op == 'RANGE' then return true end
-  return node.op == 'EQ' and (mode ~= 'count' or size(node) <= budget)
+  return node.op == 'RANGE' or node.op == 'EQ'
 end
 local function scannable(node)
   if source(node) then return true end
@@ -341,12 +367,14 @@ local function scan(node, filter, emit, cap)
   while i <= #srcs and work < budget and (cap < 0 or found < cap) do
     local src, ids, ended = srcs[i], nil, false
     local n = chunk(per + i - 1)
-    if src.op == 'EQ' and mode == 'count' then
+    repeats = false
+    if src.op == 'EQ' and mode == 'count' and a == '' and size(src) <= n then
       ids, ended = redis.call('SMEMBERS', src.key), true
     elseif src.op == 'EQ' then
       local res = redis.call('SSCAN', src.key, a == '' and '0' or a, 'COUNT', n)
       a, ids = res[1], res[2]
       ended = a == '0'
+      repeats = true
     else
       local scores
       ids, scores, ended = ranked(src.key, src.lo, src.hi, false, a, b, n)
@@ -396,13 +424,15 @@ local function native(node)
     end
     return total
   elseif op == 'AND' then
+    -- SINTERCARD reads the smallest set and looks each member up in the others: native
+    -- only while that is within one step's budget, else counted in steps (a scan)
     local keys, smallest = {}, math.huge
     for _, kid in ipairs(node.kids) do
       if kid.op ~= 'EQ' then return nil end
       keys[#keys + 1] = kid.key
       smallest = math.min(smallest, (size(kid)))
     end
-    if smallest > NATIVE_MAX then return nil end
+    if smallest * #keys > budget then return nil end
     local n = redis.pcall('SINTERCARD', #keys, unpack(keys))
     if type(n) == 'number' then return n end  -- before Redis 7.0: counted in steps
   end
@@ -410,8 +440,10 @@ local function native(node)
 end
 
 if mode == 'count' then
-  local found = 0
-  local function tally() found = found + 1 end
+  local found, seen = 0, {}
+  local function tally(id)
+    if repeats then seen[#seen + 1] = id else found = found + 1 end
+  end
   if step == '' then
     local n = native(expr)
     if n then return {'N', n} end
@@ -421,15 +453,16 @@ if mode == 'count' then
   elseif step == '' then node, cost = best_scan(expr) end
   if node and (step == 'S' or cost < N) then
     local done, i, a, b = scan(node, expr, tally, want)
-    return {'C', done and 1 or 0, 'S', node.pos, i, a, b, found}
+    return {'C', done and 1 or 0, 'S', node.pos, i, a, b, found, unpack(seen)}
   end
   local done, s, c = walk(expr, tally)
   return {'C', done and 1 or 0, 'W', s, c, found}
 end
 
 if step == '' and expr.op ~= 'ALL' then
-  -- a walk examines about want * (its length / matches) candidates; a scan, every member
-  -- of its term, once per page, and sends every match of the pass to the client, where
+  -- a walk examines about want * (its length / matches) candidates per page, so about
+  -- per_pass * (length / matches) for the results one scan pass serves; a scan, every member
+  -- of its term, once per pass, and sends every match of the pass to the client, where
   -- each costs about three candidates examined here
   local node, cost = best_scan(expr)
   local length = N
@@ -439,7 +472,7 @@ if step == '' and expr.op ~= 'ALL' then
   end
   local _, est = size(expr)
   -- both in units of work: members read, and looked up
-  local walking = math.min(length, want * N / math.max(est, 1)) * (1 + lookups(expr))
+  local walking = math.min(length, per_pass * N / math.max(est, 1)) * (1 + lookups(expr))
   if node then cost = cost * (1 + math.max(0, lookups(expr) - lookups(node))) end
   if node and cost + 3 * est < walking then
     step, scan_node, scan_src, scan_a, scan_b = 'S', node.pos, 1, '', ''
