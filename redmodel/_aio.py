@@ -12,12 +12,13 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
-from redmodel import _atomic, _ops, _repair, _tx
+from redmodel import _atomic, _ops, _registry, _repair, _tx
 from redmodel._blind_ops import Progress, rotate_index_key
 from redmodel._connect import ShellConfig, env_exactly_once, env_settings, url_options
 from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Plan, gather, iterate_async, run_async
 from redmodel._query import Q, Query
+from redmodel._schema import spec_of
 from redmodel._shells import AsyncLink
 from redmodel._tx import AsyncTransaction, AsyncTransactionFunction, RetryPolicy
 from redmodel._wire import ResendPolicy
@@ -43,8 +44,9 @@ class AsyncStore(ShellConfig):
     def __init__(
         self, client: aredis.Redis | AsyncRedisCluster, *, chunk_size: int = 500,
         exactly_once: bool = False, resend: ResendPolicy | None = None,
+        registry: bool = True,
     ) -> None:
-        super().__init__(client, chunk_size, exactly_once, resend)
+        super().__init__(client, chunk_size, exactly_once, resend, registry)
         self._link = AsyncLink(client, cluster=self.cluster, policy=self.resend,
                                exactly_once=self.exactly_once)
         self._execute = self._link.execute  # type: ignore[method-assign]  # one call less
@@ -52,22 +54,24 @@ class AsyncStore(ShellConfig):
     @classmethod
     def from_url(
         cls, url: str | None = None, *, db: int | None = None, cluster: bool = False,
-        exactly_once: bool = False, resend: ResendPolicy | None = None, **kwargs: Any,
+        exactly_once: bool = False, resend: ResendPolicy | None = None,
+        registry: bool = True, **kwargs: Any,
     ) -> AsyncStore:
         """As :meth:`Store.from_url`, with an asyncio client."""
         url, options = url_options(url, db, kwargs)
         client = (AsyncRedisCluster.from_url(url, **options) if cluster
                   else aredis.Redis.from_url(url, **options))
-        return cls(client, exactly_once=exactly_once, resend=resend)
+        return cls(client, exactly_once=exactly_once, resend=resend, registry=registry)
 
     @classmethod
     def from_env(cls, prefix: str = "REDIS_", *, exactly_once: bool | None = None,
-                 resend: ResendPolicy | None = None, **kwargs: Any) -> AsyncStore:
+                 resend: ResendPolicy | None = None, registry: bool = True,
+                 **kwargs: Any) -> AsyncStore:
         """As :meth:`Store.from_env`, with an asyncio client."""
         url, settings, cluster = env_settings(prefix=prefix)
         once = env_exactly_once(prefix) if exactly_once is None else exactly_once
         return cls.from_url(url, cluster=cluster, exactly_once=once, resend=resend,
-                            **{**settings, **kwargs})
+                            registry=registry, **{**settings, **kwargs})
 
     async def aclose(self) -> None:
         """Close the client's connections."""
@@ -97,67 +101,68 @@ class AsyncStore(ShellConfig):
     async def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT,
                    force: bool = False) -> str:
         """See :meth:`Store.save`."""
-        return await self.run(_ops.save(obj, ttl, force))
+        return await self.run(self._use(type(obj), _ops.save(obj, ttl, force)))
 
     async def save_many(
         self, objs: Iterable[Any], *, ttl: float | dt.timedelta | None = DEFAULT,
         chunk_size: int | None = None,
     ) -> int:
         """See :meth:`Store.save_many`."""
-        return await self.run(_ops.save_many(objs, ttl, chunk_size or self.chunk_size))
+        objs = list(objs)
+        plan = _ops.save_many(objs, ttl, chunk_size or self.chunk_size)
+        return await self.run(self._registry.use_all(objs, plan))
 
     async def update(self, model: type, id: Any, /, **values: Any) -> bool:
         """See :meth:`Store.update`."""
-        return await self.run(_ops.update(model, id, values))
+        return await self.run(self._use(model, _ops.update(model, id, values)))
 
     async def incr(self, model: type, id: Any, field: str, amount: float = 1) -> int | float:
         """See :meth:`Store.incr`."""
-        return await self.run(_ops.incr(model, id, field, amount))
+        return await self.run(self._use(model, _ops.incr(model, id, field, amount)))
 
     async def incr_fields(
         self, model: type, id: Any, changes: Mapping[str, float], *,
         floor: Mapping[str, float] | None = None, ceiling: Mapping[str, float] | None = None,
     ) -> dict[str, Any]:
         """See :meth:`Store.incr_fields`."""
-        return await self.run(
-            _atomic.incr_fields(model, id, changes, floor=floor, ceiling=ceiling)
-        )
+        return await self.run(self._use(model, _atomic.incr_fields(
+            model, id, changes, floor=floor, ceiling=ceiling)))
 
     async def delete(self, model: type, id: Any) -> bool:
         """See :meth:`Store.delete`."""
-        return await self.run(_ops.delete(model, id))
+        return await self.run(self._use(model, _ops.delete(model, id)))
 
     async def delete_many(self, model: type, ids: Iterable[Any]) -> int:
         """See :meth:`Store.delete_many`."""
-        return await self.run(_ops.delete_many(model, ids, self.chunk_size))
+        return await self.run(self._use(model, _ops.delete_many(model, ids, self.chunk_size)))
 
     async def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> bool:
         """See :meth:`Store.expire`."""
-        return await self.run(_ops.expire(model, id, ttl))
+        return await self.run(self._use(model, _ops.expire(model, id, ttl)))
 
     async def persist(self, model: type, id: Any) -> bool:
         """See :meth:`Store.persist`."""
-        return await self.run(_ops.persist(model, id))
+        return await self.run(self._use(model, _ops.persist(model, id)))
 
     async def get(self, model: type[M], id: Any) -> M | None:
         """See :meth:`Store.get`."""
-        return await self.run(_ops.get(model, id))
+        return await self.run(self._use(model, _ops.get(model, id)))
 
     async def get_or_raise(self, model: type[M], id: Any) -> M:
         """See :meth:`Store.get_or_raise`."""
-        return await self.run(_ops.get_or_raise(model, id))
+        return await self.run(self._use(model, _ops.get_or_raise(model, id)))
 
     async def get_many(self, model: type[M], ids: Iterable[Any]) -> list[M | None]:
         """See :meth:`Store.get_many`."""
-        return await self.run(_ops.get_many(model, ids, self.chunk_size))
+        return await self.run(self._use(model, _ops.get_many(model, ids, self.chunk_size)))
 
     async def exists(self, model: type, id: Any) -> bool:
         """See :meth:`Store.exists`."""
-        return await self.run(_ops.exists(model, id))
+        return await self.run(self._use(model, _ops.exists(model, id)))
 
     async def pttl(self, model: type, id: Any) -> int | None:
         """See :meth:`Store.pttl`."""
-        return await self.run(_ops.pttl(model, id))
+        return await self.run(self._use(model, _ops.pttl(model, id)))
 
     async def ttl(self, model: type, id: Any) -> float | None:
         """See :meth:`Store.ttl`."""
@@ -166,22 +171,25 @@ class AsyncStore(ShellConfig):
 
     def scan_keys(self, model: type, *, count: int = 500) -> AsyncIterator[str]:
         """See :meth:`Store.scan_keys`; an async iterator."""
-        return iterate_async(_ops.scan_keys(model, count, self._targets()), self._execute)
+        return iterate_async(self._use(model, _ops.scan_keys(model, count, self._targets())),
+                             self._execute)
 
     def scan(self, model: type[M], *, count: int = 500) -> AsyncIterator[M]:
         """See :meth:`Store.scan`; an async iterator."""
-        return iterate_async(_ops.scan(model, count, self._targets()), self._execute)
+        return iterate_async(self._use(model, _ops.scan(model, count, self._targets())),
+                             self._execute)
 
     async def rotate_keys(self, model: type, *, count: int = 500) -> int:
         """See :meth:`Store.rotate_keys`."""
-        plan = _ops.rotate_keys(model, count, self._targets())
+        plan = self._use(model, _ops.rotate_keys(model, count, self._targets()))
         return sum([n async for n in iterate_async(plan, self._execute)])
 
     async def rotate_index_key(self, model: type, *, count: int = 500,
                                progress: bool | None = None) -> int:
         """See :meth:`Store.rotate_index_key`."""
         shown = Progress(model, progress)
-        async for page in iterate_async(rotate_index_key(model, count), self._execute):
+        async for page in iterate_async(self._use(model, rotate_index_key(model, count)),
+                                       self._execute):
             shown.step(page)
         return shown.finish()
 
@@ -215,24 +223,50 @@ class AsyncStore(ShellConfig):
 
     async def get_by(self, model: type[M], **unique: Any) -> M | None:
         """See :meth:`Store.get_by`."""
-        return await self.run(_repair.get_by_plan(model, unique))
+        return await self.run(self._registry.needing(
+            spec_of(model), _registry.get_by_needs(spec_of(model), unique),
+            _repair.get_by_plan(model, unique)))
 
     async def sweep(self, model: type) -> int:
         """See :meth:`Store.sweep`."""
-        return await self.run(_repair.sweep_plan(model))
+        return await self.run(self._use(model, _repair.sweep_plan(model)))
 
     async def reindex(self, model: type, *, count: int = 500, progress: bool | None = None,
                       restart: bool = False) -> int:
         """See :meth:`Store.reindex`."""
-        plan = _repair.reindex_plan(model, count, self._targets(), restart)
+        plan = self._use(model, _repair.reindex_plan(model, count, self._targets(), restart))
         line = _repair.ProgressLine(model, progress)
         async for item in iterate_async(plan, self._execute):
             line.feed(item)
-        return line.finish()
+        done = line.finish()
+        await self.run(self._registry.mark_ready(spec_of(model)))
+        return done
+
+    async def build_index(self, model: type, field: str, *, count: int = 500,
+                          progress: bool | None = None) -> int:
+        """See :meth:`Store.build_index`."""
+        _registry.check_declared(spec_of(model), field)
+        return await self.reindex(model, count=count, progress=progress)
+
+    async def unregister(self, model: type) -> bool:
+        """See :meth:`Store.unregister`."""
+        return bool(await self.run(self._registry.unregister(spec_of(model))))
+
+    async def adopt(self, model: type) -> None:
+        """See :meth:`Store.adopt`."""
+        if not self._registry.enabled:
+            return
+        await self.run(self._registry.register(spec_of(model), adopt=True))
+
+    async def drop_index(self, model: type, name: str, *, count: int = 500) -> int:
+        """See :meth:`Store.drop_index`."""
+        spec = spec_of(model)
+        return await self.run(self._use(model, _registry.drop_index_plan(
+            spec, name, self._targets(), count)))
 
     async def verify(self, model: type, *, count: int = 500) -> list[str]:
         """See :meth:`Store.verify`."""
-        plan = _repair.verify_plan(model, count, self._targets())
+        plan = self._use(model, _repair.verify_plan(model, count, self._targets()))
         return [p async for p in iterate_async(plan, self._execute)]
 
     async def count(self, model: type) -> int:

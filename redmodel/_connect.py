@@ -139,7 +139,7 @@ class ShellConfig:
     """What Store and AsyncStore hold besides the client: no I/O here."""
 
     def __init__(self, client: Any, chunk_size: int, exactly_once: bool = False,
-                 resend: ResendPolicy | None = None) -> None:
+                 resend: ResendPolicy | None = None, registry: bool = True) -> None:
         check_client(client)
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
@@ -150,6 +150,10 @@ class ShellConfig:
         self.cluster = is_cluster(client)
         self.exactly_once = bool(exactly_once)
         self.resend = resend or DEFAULT_POLICY
+        from redmodel._registry import Registry  # noqa: PLC0415 - it imports _schema
+
+        self._registry = Registry(bool(registry), self._targets)
+        self._use = self._registry.use
 
     def _targets(self) -> list[Any]:
         """Where a model-wide SCAN runs: every primary of a cluster, or the one server."""

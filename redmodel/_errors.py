@@ -25,6 +25,8 @@ __all__ = [
     "ConditionFailedError",
     "UniqueViolationError",
     "QueryError",
+    "IndexNotReadyError",
+    "SchemaConflictError",
     "OutcomeUnknownError",
     "ServerError",
     "EvictionPolicyError",
@@ -237,6 +239,38 @@ class UniqueViolationError(RedmodelError):
 class QueryError(RedmodelError, ValueError):
     """A query cannot be run: unknown or non-indexed field, a range on an equality-only
     index, a value of the wrong type. Raised before any command is sent."""
+
+
+class IndexNotReadyError(QueryError):
+    """A query (or ``get_by``) needs an index the model registry records as not built yet:
+    one added to a model whose objects were stored before it, so it holds none of them.
+    ``store.reindex(Model)`` (or ``store.build_index(Model, field)``, or ``redmodel
+    reindex``) builds it; until then a query refuses rather than answering from an index
+    that misses objects. ``model`` and ``index`` name it, ``state`` is its registry state."""
+
+    def __init__(self, message: str, *, model: str, index: str, state: str) -> None:
+        self.model = model
+        self.index = index
+        self.state = state
+        super().__init__(message)
+
+
+class SchemaConflictError(RedmodelError):
+    """A store's first use of a model disagrees with what the model registry recorded for
+    its prefix: another model owns the prefix, or the model changed in a way that would
+    misread the stored objects (layout, buckets, hash tag, delimiter, a codec, a new field
+    without a default). ``prefix``, ``key`` (the registry key), ``owner`` (the recorded
+    owner) and ``model`` (the one refused) say which; ``problems`` lists each difference.
+    Nothing was written."""
+
+    def __init__(self, message: str, *, prefix: str, key: str, owner: str, model: str,
+                 problems: tuple[str, ...] = ()) -> None:
+        self.prefix = prefix
+        self.key = key
+        self.owner = owner
+        self.model = model
+        self.problems = problems
+        super().__init__(message)
 
 
 class OutcomeUnknownError(RedmodelError, RedisConnectionError):

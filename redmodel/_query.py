@@ -42,6 +42,7 @@ from redmodel._plan import (
     iterate_sync,
     script,
 )
+from redmodel._registry import query_needs
 from redmodel._schema import ModelSpec, spec_of
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 M = TypeVar("M")
+G = TypeVar("G", bound=Generator[Any, Any, Any])
 
 PAGE_SIZE = 1000
 """Results per page when iterating a query (``for obj in query``) and in :meth:`Query.pages`."""
@@ -320,8 +322,10 @@ class _Compiler:
         self.spec = spec
         self.indexes = spec.indexes
         self.d = spec.delimiter
+        self.used: set[str] = set()
 
     def field(self, name: str) -> IndexedField:
+        self.used.add(name)
         f = self.indexes.fields.get(name)
         if f is None:
             known = any(a.name == name for a in attrs.fields(self.spec.cls))
@@ -597,6 +601,13 @@ class Query(Generic[M, S]):
             raise QueryError(f"{self.spec.name}.{order} needs index='range' to sort by")
         self._after = None if cursor is None else _parse_cursor(cursor, self.spec.delimiter)
         self._texts: dict[tuple[str, type, str], str] = {}
+        self._needs = query_needs(self.spec, compiler.used)
+
+    def _guard(self, plan: G) -> G:
+        """``plan``, after the store checked (in memory, or once in the model registry)
+        that every index this query reads is built: IndexNotReadyError if not."""
+        registry = getattr(self.store, "_registry", None)
+        return plan if registry is None else registry.needing(self.spec, self._needs, plan)
 
     @functools.cached_property
     def _count_program(self) -> _Program:
@@ -1111,7 +1122,7 @@ class Query(Generic[M, S]):
     def all(self) -> Any:
         """Every result as an object, gathered a page of :data:`ALL_PAGE_SIZE` at a time
         (script steps per bucket, then HGETALL of the page's hits, pipelined)."""
-        return self.store.run(self.all_plan())
+        return self.store.run(self._guard(self.all_plan()))
 
     @overload
     def ids(self: Query[M, Store]) -> list[Any]: ...
@@ -1119,7 +1130,7 @@ class Query(Generic[M, S]):
     def ids(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, list[Any]]: ...
     def ids(self) -> Any:
         """Every result's id (script steps only, no object is read)."""
-        return self.store.run(self.ids_plan())
+        return self.store.run(self._guard(self.ids_plan()))
 
     @overload
     def count(self: Query[M, Store]) -> int: ...
@@ -1130,7 +1141,7 @@ class Query(Generic[M, S]):
         the matches, less the offset, at most the limit; one script call per bucket where
         Redis counts natively, bounded steps otherwise. After a cursor, the ids from it
         are counted (in steps)."""
-        return self.store.run(self.size_plan())
+        return self.store.run(self._guard(self.size_plan()))
 
     @overload
     def exists(self: Query[M, Store]) -> bool: ...
@@ -1139,7 +1150,7 @@ class Query(Generic[M, S]):
     def exists(self) -> Any:
         """Whether :meth:`ids` would give any result (stops at the first; ``limit(0)``
         gives none)."""
-        return self.store.run(self.exists_plan())
+        return self.store.run(self._guard(self.exists_plan()))
 
     @overload
     def first(self: Query[M, Store]) -> M | None: ...
@@ -1147,7 +1158,7 @@ class Query(Generic[M, S]):
     def first(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, M | None]: ...
     def first(self) -> Any:
         """The first result (in this query's order), or None."""
-        return self.store.run(self.first_plan())
+        return self.store.run(self._guard(self.first_plan()))
 
     @overload
     def page(self: Query[M, Store], size: int) -> Page[M]: ...
@@ -1156,7 +1167,7 @@ class Query(Generic[M, S]):
     def page(self, size: int) -> Any:
         """One page of ``size`` results after this query's cursor, with the next cursor."""
         _check_size(size)
-        return self.store.run(self.page_plan(size))
+        return self.store.run(self._guard(self.page_plan(size)))
 
     def _is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.store.run)
@@ -1168,7 +1179,7 @@ class Query(Generic[M, S]):
         if self._is_async():
             raise TypeError("this query's store is an AsyncStore: use `async for page in "
                             "query.apages(size)`")
-        return (page.items for page in iterate_sync(self._pages_plan(size),
+        return (page.items for page in iterate_sync(self._guard(self._pages_plan(size)),
                                                     self.store._execute) if page.items)
 
     def apages(self: Query[M, AsyncStore], size: int = PAGE_SIZE) -> AsyncIterator[list[M]]:
@@ -1180,7 +1191,8 @@ class Query(Generic[M, S]):
         return self._apages(size)
 
     async def _apages(self: Query[M, AsyncStore], size: int) -> AsyncIterator[list[M]]:
-        async for page in iterate_async(self._pages_plan(size), self.store._execute):
+        async for page in iterate_async(self._guard(self._pages_plan(size)),
+                                        self.store._execute):
             if page.items:
                 yield page.items
 

@@ -7,6 +7,7 @@ Field options live in attrs field metadata under the ``"redmodel"`` key.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
@@ -32,6 +33,7 @@ from redmodel.codecs import codec as resolve_codec
 __all__ = ["FieldSpec", "ModelSpec", "field", "key_field", "model", "spec_of"]
 
 T = TypeVar("T")
+_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 _META = "redmodel"
 _UNSET: Any = object()  # an @model option not given (a subclass inherits its base's)
 LAYOUTS = ("hash", "flat", "blob")
@@ -271,6 +273,8 @@ class ModelSpec:
             part = rest
         if part is None or d in part or "{" in part or "}" in part:
             return None
+        if part.startswith("%") and not _HEX2.match(part, 1):
+            return None  # redmodel's own keys (%schema, %idx): an escaped id has %XX
         return unescape(part)
 
     def check(self, obj: Any) -> None:

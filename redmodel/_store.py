@@ -9,12 +9,13 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 import redis
 from redis.cluster import RedisCluster
 
-from redmodel import _atomic, _ops, _repair, _tx
+from redmodel import _atomic, _ops, _registry, _repair, _tx
 from redmodel._blind_ops import Progress, rotate_index_key
 from redmodel._connect import ShellConfig, env_exactly_once, env_settings, url_options
 from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Plan, gather, iterate_sync, run_sync
 from redmodel._query import Q, Query
+from redmodel._schema import spec_of
 from redmodel._shells import SyncLink
 from redmodel._tx import RetryPolicy, Transaction, TransactionFunction
 from redmodel._wire import ResendPolicy
@@ -32,6 +33,12 @@ class Store(ShellConfig):
     Every method names the Redis commands it sends. Ids are the values of the model's key
     field; keys look like ``hat:56854717``.
 
+    On its first use of a model a store records the model in the model registry
+    (``<prefix>:%schema``: one HGETALL when the record matches) and refuses, with
+    :class:`SchemaConflictError`, a model whose prefix another model owns or whose change
+    would misread the stored objects; later uses send nothing more (docs/migrations.md).
+    ``registry=False`` turns this off, for a user the ACL does not grant that key.
+
     >>> store = Store(redis.Redis(port=...))            # doctest: +SKIP
     >>> store.save(Hat(color="black", price=49.99))     # doctest: +SKIP
     'hat:01jd...'
@@ -40,8 +47,9 @@ class Store(ShellConfig):
     client: Any
 
     def __init__(self, client: redis.Redis | RedisCluster, *, chunk_size: int = 500,
-                 exactly_once: bool = False, resend: ResendPolicy | None = None) -> None:
-        super().__init__(client, chunk_size, exactly_once, resend)
+                 exactly_once: bool = False, resend: ResendPolicy | None = None,
+                 registry: bool = True) -> None:
+        super().__init__(client, chunk_size, exactly_once, resend, registry)
         self._link = SyncLink(client, cluster=self.cluster, policy=self.resend,
                               exactly_once=self.exactly_once)
         self._execute = self._link.execute  # type: ignore[method-assign]  # one call less
@@ -49,7 +57,8 @@ class Store(ShellConfig):
     @classmethod
     def from_url(
         cls, url: str | None = None, *, db: int | None = None, cluster: bool = False,
-        exactly_once: bool = False, resend: ResendPolicy | None = None, **kwargs: Any,
+        exactly_once: bool = False, resend: ResendPolicy | None = None,
+        registry: bool = True, **kwargs: Any,
     ) -> Store:
         """A store on ``redis://``, ``rediss://`` or ``unix://`` ``url``; default ``$REDIS_URL``,
         else ``redis://localhost:6379/0``. ``db`` selects the database, and wins over one the
@@ -60,11 +69,12 @@ class Store(ShellConfig):
         url, options = url_options(url, db, kwargs)
         client = (RedisCluster.from_url(url, **options) if cluster
                   else redis.Redis.from_url(url, **options))
-        return cls(client, exactly_once=exactly_once, resend=resend)
+        return cls(client, exactly_once=exactly_once, resend=resend, registry=registry)
 
     @classmethod
     def from_env(cls, prefix: str = "REDIS_", *, exactly_once: bool | None = None,
-                 resend: ResendPolicy | None = None, **kwargs: Any) -> Store:
+                 resend: ResendPolicy | None = None, registry: bool = True,
+                 **kwargs: Any) -> Store:
         """A store configured by environment variables, as managed services hand them out:
         ``REDIS_URL``, or ``REDIS_ENDPOINT``/``REDIS_PORT``/``REDIS_DB``,
         ``REDIS_USERNAME``/``REDIS_PASSWORD``, ``REDIS_TLS`` and ``REDIS_CA_FILE``/
@@ -73,7 +83,7 @@ class Store(ShellConfig):
         url, settings, cluster = env_settings(prefix=prefix)
         once = env_exactly_once(prefix) if exactly_once is None else exactly_once
         return cls.from_url(url, cluster=cluster, exactly_once=once, resend=resend,
-                            **{**settings, **kwargs})
+                            registry=registry, **{**settings, **kwargs})
 
     def close(self) -> None:
         """Close the client's connections."""
@@ -121,7 +131,7 @@ class Store(ShellConfig):
         ``force=True`` saves it whole. An indexed model's save is one EVALSHA that also
         updates its index entries and checks unique values (UniqueViolationError, nothing
         written)."""
-        return self.run(_ops.save(obj, ttl, force))
+        return self.run(self._use(type(obj), _ops.save(obj, ttl, force)))
 
     def save_many(
         self,
@@ -133,14 +143,16 @@ class Store(ShellConfig):
         """Store many objects (of any models), pipelined: one round trip per chunk of
         ``chunk_size`` objects (default the store's, 500). Every object is validated before
         the first chunk is sent. Same commands as :meth:`save`; returns the count saved."""
-        return self.run(_ops.save_many(objs, ttl, chunk_size or self.chunk_size))
+        objs = list(objs)
+        plan = _ops.save_many(objs, ttl, chunk_size or self.chunk_size)
+        return self.run(self._registry.use_all(objs, plan))
 
     def update(self, model: type, id: Any, /, **values: Any) -> bool:
         """Set some fields of a stored object without reading it; ``None`` removes a field.
 
         One EVALSHA (HSET/HDEL inside the script, only if the key exists). Returns False
         and writes nothing when there is no such object."""
-        return self.run(_ops.update(model, id, values))
+        return self.run(self._use(model, _ops.update(model, id, values)))
 
     def incr(self, model: type, id: Any, field: str, amount: float = 1) -> int | float:
         """Add ``amount`` to an int or float field atomically; returns the new value.
@@ -149,7 +161,7 @@ class Store(ShellConfig):
         ``field`` may be a dotted path into a nested object (``"address.zip"``).
         Raises ValidationError for a non-numeric field, NotFoundError if the object is
         missing."""
-        return self.run(_ops.incr(model, id, field, amount))
+        return self.run(self._use(model, _ops.incr(model, id, field, amount)))
 
     def incr_fields(
         self,
@@ -171,7 +183,8 @@ class Store(ShellConfig):
         HINCRBYFLOAT for each. Returns the new values. Raises
         :class:`ConditionFailedError` (nothing changed) when a bound would be crossed,
         :class:`NotFoundError` when the object is missing. Hash layout only."""
-        return self.run(_atomic.incr_fields(model, id, changes, floor=floor, ceiling=ceiling))
+        return self.run(self._use(model, _atomic.incr_fields(model, id, changes, floor=floor,
+                                                             ceiling=ceiling)))
 
     @overload
     def transaction(
@@ -196,21 +209,21 @@ class Store(ShellConfig):
 
     def delete(self, model: type, id: Any) -> bool:
         """DEL the object; True if it existed."""
-        return self.run(_ops.delete(model, id))
+        return self.run(self._use(model, _ops.delete(model, id)))
 
     def delete_many(self, model: type, ids: Iterable[Any]) -> int:
         """Delete many objects: one DEL per object (for an indexed model, one EVALSHA of
         the index script per object), pipelined, one round trip per chunk of the store's
         ``chunk_size``; returns how many existed."""
-        return self.run(_ops.delete_many(model, ids, self.chunk_size))
+        return self.run(self._use(model, _ops.delete_many(model, ids, self.chunk_size)))
 
     def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> bool:
         """PEXPIRE: the object expires in ``ttl`` seconds; False if it does not exist."""
-        return self.run(_ops.expire(model, id, ttl))
+        return self.run(self._use(model, _ops.expire(model, id, ttl)))
 
     def persist(self, model: type, id: Any) -> bool:
         """PERSIST: remove the object's expiry; False if it had none or does not exist."""
-        return self.run(_ops.persist(model, id))
+        return self.run(self._use(model, _ops.persist(model, id)))
 
     # ---- reads --------------------------------------------------------------------
 
@@ -218,24 +231,24 @@ class Store(ShellConfig):
         """HGETALL: the object, or None if there is none (as Redis answers nil).
 
         Raises :class:`DecodeError`, naming key and field, if stored data does not fit."""
-        return self.run(_ops.get(model, id))  # type: ignore[no-any-return]
+        return self.run(self._use(model, _ops.get(model, id)))  # type: ignore[no-any-return]
 
     def get_or_raise(self, model: type[M], id: Any) -> M:
         """Like :meth:`get`, but raises :class:`NotFoundError` when missing."""
-        return self.run(_ops.get_or_raise(model, id))  # type: ignore[no-any-return]
+        return self.run(self._use(model, _ops.get_or_raise(model, id)))  # type: ignore[no-any-return]
 
     def get_many(self, model: type[M], ids: Iterable[Any]) -> list[M | None]:
         """HGETALL per id, pipelined in chunks; None where an object is missing."""
-        return self.run(_ops.get_many(model, ids, self.chunk_size))
+        return self.run(self._use(model, _ops.get_many(model, ids, self.chunk_size)))
 
     def exists(self, model: type, id: Any) -> bool:
         """EXISTS."""
-        return self.run(_ops.exists(model, id))
+        return self.run(self._use(model, _ops.exists(model, id)))
 
     def pttl(self, model: type, id: Any) -> int | None:
         """PTTL: milliseconds until the object expires, None if it never does.
         Raises NotFoundError if it does not exist."""
-        return self.run(_ops.pttl(model, id))
+        return self.run(self._use(model, _ops.pttl(model, id)))
 
     def ttl(self, model: type, id: Any) -> float | None:
         """Seconds (with millisecond precision, from PTTL) until expiry; None if never."""
@@ -248,13 +261,15 @@ class Store(ShellConfig):
         """Every key of the model's objects: SCAN with MATCH ``prefix:*`` and TYPE on the
         server (on every primary of a cluster), never KEYS. Like SCAN, may yield a key
         twice if the keyspace is rehashed meanwhile."""
-        return iterate_sync(_ops.scan_keys(model, count, self._targets()), self._execute)
+        return iterate_sync(self._use(model, _ops.scan_keys(model, count, self._targets())),
+                            self._execute)
 
     def scan(self, model: type[M], *, count: int = 500) -> Iterator[M]:
         """Every stored object of the model: SCAN pages, each followed by one pipelined
         round trip of reads (HGETALL, GET, or the flat read script). Objects deleted
         meanwhile are skipped."""
-        return iterate_sync(_ops.scan(model, count, self._targets()), self._execute)
+        return iterate_sync(self._use(model, _ops.scan(model, count, self._targets())),
+                            self._execute)
 
     def rotate_keys(self, model: type, *, count: int = 500) -> int:
         """Re-encrypt every stored value of the model that a ``fernet`` chain wrote under an
@@ -264,7 +279,7 @@ class Store(ShellConfig):
         Per SCAN page: one pipelined read (HGETALL / GET / the flat read script) and one
         pipelined compare-and-set script per changed value, so a value written meanwhile
         by someone else is left alone (it is already under the newest key)."""
-        plan = _ops.rotate_keys(model, count, self._targets())
+        plan = self._use(model, _ops.rotate_keys(model, count, self._targets()))
         return sum(iterate_sync(plan, self._execute))
 
     def rotate_index_key(self, model: type, *, count: int = 500,
@@ -280,7 +295,8 @@ class Store(ShellConfig):
         changed meanwhile. Safe to stop and run again. ``progress`` prints a counter on
         stderr (default: when stderr is a terminal)."""
         shown = Progress(model, progress)
-        for page in iterate_sync(rotate_index_key(model, count), self._execute):
+        for page in iterate_sync(self._use(model, rotate_index_key(model, count)),
+                                 self._execute):
             shown.step(page)
         return shown.finish()
 
@@ -296,13 +312,15 @@ class Store(ShellConfig):
         """The object holding these unique values (one unique constraint, all its
         fields): HGET of the unique index (or claim), then HGETALL of its owner, which
         must still hold the values (a stale entry finds None)."""
-        return self.run(_repair.get_by_plan(model, unique))
+        return self.run(self._registry.needing(
+            spec_of(model), _registry.get_by_needs(spec_of(model), unique),
+            _repair.get_by_plan(model, unique)))
 
     def sweep(self, model: type) -> int:
         """Drop the index entries of expired objects now (queries also do it): per
         bucket, one EVALSHA naming the expired ids, one dropping their entries (every key
         declared), repeated per 200 ids; returns how many objects' entries were dropped."""
-        return self.run(_repair.sweep_plan(model))
+        return self.run(self._use(model, _repair.sweep_plan(model)))
 
     def reindex(self, model: type, *, count: int = 500, progress: bool | None = None,
                 restart: bool = False) -> int:
@@ -322,19 +340,65 @@ class Store(ShellConfig):
         terminal). What it cannot fix (two objects with one unique value, a value no index
         can hold, a wrong-typed index key) is logged on the ``redmodel.index`` logger, and
         :meth:`verify` lists it."""
-        plan = _repair.reindex_plan(model, count, self._targets(), restart)
+        plan = self._use(model, _repair.reindex_plan(model, count, self._targets(), restart))
         line = _repair.ProgressLine(model, progress)
         for item in iterate_sync(plan, self._execute):
             line.feed(item)
-        return line.finish()
+        done = line.finish()
+        self.run(self._registry.mark_ready(spec_of(model)))
+        return done
+
+    def build_index(self, model: type, field: str, *, count: int = 500,
+                    progress: bool | None = None) -> int:
+        """Build an index the model registry records as ``building`` (one added to a model
+        whose objects were stored before it; queries that need it raise
+        :class:`IndexNotReadyError` until then): a :meth:`reindex` of the model, which
+        builds every index it declares, then marks them ready in the registry (the
+        compare-and-set script on ``<prefix>:%schema``). ``field`` names a field index or a
+        unique constraint (``"color,style"``) of the model. Returns how many objects were
+        indexed. See docs/migrations.md."""
+        _registry.check_declared(spec_of(model), field)
+        return self.reindex(model, count=count, progress=progress)
+
+    def unregister(self, model: type) -> bool:
+        """Delete the model's record from the model registry (DEL ``<prefix>:%schema``), for
+        a model whose objects are all gone (a test's or an example's tear-down); this store
+        forgets it checked the model, and the next first use records it again. Returns
+        whether there was a record."""
+        return bool(self.run(self._registry.unregister(spec_of(model))))
+
+    def adopt(self, model: type) -> None:
+        """Make ``model`` the owner of its prefix in the model registry, replacing the
+        model recorded there: for a model class that was renamed or moved to another module
+        (the registry knows a model by its module-qualified name). Changes that would
+        misread the stored objects are still refused (SchemaConflictError). Sends the
+        registry's HGETALL and, if anything changes, its compare-and-set script."""
+        if not self._registry.enabled:
+            return
+        self.run(self._registry.register(spec_of(model), adopt=True))
+
+    def drop_index(self, model: type, name: str, *, count: int = 500) -> int:
+        """Delete an index the model no longer declares: its entry keys (DEL of the range
+        ZSET and unique HASH per bucket, SCAN with TYPE set for its equality SETs, then DEL),
+        its lines in each object's index record (HSCAN of the records, one EVALSHA per page
+        rewriting the records that hold some) and its state in the model registry (HDEL);
+        when the model declares no index any more, also its all-ids index, records and
+        expiry index (DEL).
+        ``name`` is a field name or a unique constraint's (``"color,style"``). Raises
+        :class:`ValidationError` while the model still declares it. Returns how many entry
+        keys were deleted. See docs/migrations.md."""
+        spec = spec_of(model)
+        return self.run(self._use(model, _registry.drop_index_plan(spec, name, self._targets(),
+                                                                   count)))
 
     def verify(self, model: type, *, count: int = 500) -> list[str]:
         """Every disagreement between the stored objects and their index, in words (an
         empty list when all agree), both ways: each object's entries exist and match
         (equality, range, unique, record, all-ids), and every entry points at an existing
         object that holds it. Reads only: the same passes as :meth:`reindex`."""
-        return list(iterate_sync(_repair.verify_plan(model, count, self._targets()),
-                                 self._execute))
+        return list(iterate_sync(
+            self._use(model, _repair.verify_plan(model, count, self._targets())),
+            self._execute))
 
     def count(self, model: type) -> int:
         """How many objects the model has: a full SCAN, O(N) in the keyspace."""

@@ -534,6 +534,16 @@ class _TxBase:
         self._session: Any = None
         self._token: contextvars.Token[Any] | None = None
         self._joined: tuple[Any, int] | None = None
+        self._models: set[type] = set()  # what the queued writes touch, for the registry
+
+    def _unregistered(self, models: Iterable[type]) -> list[Plan[Any]]:
+        """The model registry's first-use plans of the models the store has not checked
+        yet (run on the store, outside the transaction, before anything of it is sent)."""
+        registry = getattr(self.store, "_registry", None)
+        if registry is None:
+            return []
+        return [registry.register(spec_of(cls)) for cls in sorted(set(models), key=repr)
+                if cls not in registry.checked]
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} watched={self._core.watched!r} "
@@ -625,6 +635,7 @@ class _TxBase:
 
     def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT) -> Pending[str]:
         """Queue HSET (+ HDEL, PEXPIRE) of the whole object; value: its key."""
+        self._models.add(type(obj))
         return self.queue(_ops.save(obj, ttl, hints=self._core.hints),
                           f"save {type(obj).__name__}")
 
@@ -632,16 +643,19 @@ class _TxBase:
                   ) -> Pending[int]:
         """Queue the saves of many objects in this MULTI; value: how many."""
         objs = list(objs)
+        self._models.update(type(o) for o in objs)
         return self.queue(_ops.save_many(objs, ttl, max(1, len(objs)), self._core.hints),
                           "save many")
 
     def update(self, model: type, id: Any, **values: Any) -> Pending[bool]:
         """Queue the update script (EVAL); value: False if the object did not exist."""
+        self._models.add(model)
         plan = _ops.update(model, id, values, self._core.hints)
         return self.queue(plan, f"update {model.__name__} {id!r}")
 
     def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Pending[Any]:
         """Queue HINCRBY / HINCRBYFLOAT (script, EVAL); value: the new number."""
+        self._models.add(model)
         plan = _ops.incr(model, id, field, amount, self._core.hints)
         return self.queue(plan, f"incr {model.__name__} {id!r} {field}")
 
@@ -655,28 +669,33 @@ class _TxBase:
         ceiling: Mapping[str, float] | None = None,
     ) -> Pending[dict[str, Any]]:
         """Queue the conditional multi-field increment (EVAL); see ``incr_fields``."""
+        self._models.add(model)
         plan = incr_fields_plan(model, id, changes, floor=floor, ceiling=ceiling,
                                 hints=self._core.hints)
         return self.queue(plan, f"incr_fields {model.__name__} {id!r}")
 
     def delete(self, model: type, id: Any) -> Pending[bool]:
         """Queue DEL; value: True if the object existed."""
+        self._models.add(model)
         return self.queue(_ops.delete(model, id, self._core.hints),
                           f"delete {model.__name__} {id!r}")
 
     def delete_many(self, model: type, ids: Iterable[Any]) -> Pending[int]:
         """Queue one DEL of every key; value: how many existed."""
+        self._models.add(model)
         ids = list(ids)
         plan = _ops.delete_many(model, ids, max(1, len(ids)), self._core.hints)
         return self.queue(plan, f"delete many {model.__name__}")
 
     def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> Pending[bool]:
         """Queue PEXPIRE; value: False if the object did not exist."""
+        self._models.add(model)
         return self.queue(_ops.expire(model, id, ttl, self._core.hints),
                           f"expire {model.__name__} {id!r}")
 
     def persist(self, model: type, id: Any) -> Pending[bool]:
         """Queue PERSIST; value: False if it had no expiry."""
+        self._models.add(model)
         return self.queue(_ops.persist(model, id, self._core.hints),
                           f"persist {model.__name__} {id!r}")
 
@@ -736,6 +755,8 @@ class Transaction(_TxBase):
         again. Early writes of a commit that did not happen are undone first; after an
         unknown outcome they stay (the commit may have happened)."""
         core = self._core
+        for plan in self._unregistered(self._models):
+            self.store.run(plan)
         try:
             self._drive(core.prepare())
             batch = self._commit_batch()
@@ -816,29 +837,38 @@ class Transaction(_TxBase):
 
     # ---- reads -----------------------------------------------------------------------
 
+    def _register(self, model: type) -> None:
+        for plan in self._unregistered([model]):
+            self.store.run(plan)
+
     def watch(self, *keys: str) -> None:
         """WATCH more keys (ones the function depends on without reading them here)."""
         self._read_batch(Batch([], keys=keys), f"watch {list(keys)}")
 
     def get(self, model: type[T], id: Any) -> T | None:
         """WATCH the key, then HGETALL: the object or None."""
+        self._register(model)
         return self.query(_ops.get(model, id), f"get {model.__name__} {id!r}")  # type: ignore[no-any-return]
 
     def get_or_raise(self, model: type[T], id: Any) -> T:
         """Like :meth:`get`; raises NotFoundError when missing."""
+        self._register(model)
         return self.query(_ops.get_or_raise(model, id), f"get {model.__name__} {id!r}")  # type: ignore[no-any-return]
 
     def get_many(self, model: type[T], ids: Iterable[Any]) -> list[T | None]:
         """WATCH every key, then the HGETALLs pipelined; None where missing."""
+        self._register(model)
         plan = _ops.get_many(model, ids, self.store.chunk_size)
         return self.query(plan, f"get many {model.__name__}")
 
     def exists(self, model: type, id: Any) -> bool:
         """WATCH the key, then EXISTS."""
+        self._register(model)
         return self.query(_ops.exists(model, id), f"check {model.__name__} {id!r} exists")
 
     def get_field(self, model: type, id: Any, field: str) -> Any:
         """WATCH the key, then HGET one field, decoded by its type; None if absent."""
+        self._register(model)
         return self.query(get_field(model, id, field), f"read {model.__name__} {id!r} {field}")
 
     def read_command(self, *args: Any, watch: Sequence[str]) -> Any:
@@ -867,6 +897,8 @@ class AsyncTransaction(_TxBase):
     async def _commit(self) -> None:
         """As :meth:`Transaction._commit`, awaited."""
         core = self._core
+        for plan in self._unregistered(self._models):
+            await self.store.run(plan)
         try:
             await self._drive(core.prepare())
             batch = self._commit_batch()
@@ -946,30 +978,39 @@ class AsyncTransaction(_TxBase):
 
     # ---- reads (awaited; see Transaction for the commands) ---------------------------
 
+    async def _register(self, model: type) -> None:
+        for plan in self._unregistered([model]):
+            await self.store.run(plan)
+
     async def watch(self, *keys: str) -> None:
         """WATCH more keys."""
         await self._read_batch(Batch([], keys=keys), f"watch {list(keys)}")
 
     async def get(self, model: type[T], id: Any) -> T | None:
         """WATCH the key, then read the object; None if missing."""
+        await self._register(model)
         return await self.query(_ops.get(model, id), f"get {model.__name__} {id!r}")
 
     async def get_or_raise(self, model: type[T], id: Any) -> T:
         """Like :meth:`get`; raises NotFoundError when missing."""
+        await self._register(model)
         plan = _ops.get_or_raise(model, id)
         return await self.query(plan, f"get {model.__name__} {id!r}")
 
     async def get_many(self, model: type[T], ids: Iterable[Any]) -> list[T | None]:
         """WATCH every key, then the reads pipelined; None where missing."""
+        await self._register(model)
         plan = _ops.get_many(model, ids, self.store.chunk_size)
         return await self.query(plan, f"get many {model.__name__}")
 
     async def exists(self, model: type, id: Any) -> bool:
         """WATCH the key, then EXISTS."""
+        await self._register(model)
         return await self.query(_ops.exists(model, id), f"check {model.__name__} {id!r} exists")
 
     async def get_field(self, model: type, id: Any, field: str) -> Any:
         """WATCH the key, then HGET one field, decoded by its type; None if absent."""
+        await self._register(model)
         plan = get_field(model, id, field)
         return await self.query(plan, f"read {model.__name__} {id!r} {field}")
 

@@ -99,30 +99,41 @@ def _async_cluster(cluster: RedisClusterServer) -> AsyncRedisCluster:
 @pytest.fixture(params=["sync", "async", "cluster", "async_cluster"])
 def any_store(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The same behaviour through every shell: sync and asyncio, one server and a
-    three-primary cluster. ``store.client`` is a sync client for raw assertions."""
+    three-primary cluster. ``store.client`` is a sync client for raw assertions.
+
+    A test marked ``no_registry`` gets stores built with ``registry=False``: for tests
+    that put two versions of a model side by side as two classes on one prefix, which the
+    model registry takes for two models (tests/test_registry.py tests the registry)."""
     kind = request.param
+    registry = request.node.get_closest_marker("no_registry") is None
     if kind in ("sync", "async"):
         client = request.getfixturevalue("redis_client")
         if kind == "sync":
-            yield redmodel.Store(client)
+            yield redmodel.Store(client, registry=registry)
             return
         url = request.getfixturevalue("redis_url")
-        facade = AsyncFacade(redmodel.AsyncStore.from_url(url), client)
+        facade = AsyncFacade(redmodel.AsyncStore.from_url(url, registry=registry), client)
         yield facade
         facade.close()
         return
     client = request.getfixturevalue("redis_cluster_client")
     if kind == "cluster":
-        yield redmodel.Store(client)
+        yield redmodel.Store(client, registry=registry)
         return
     facade = AsyncFacade(redmodel.AsyncStore(_async_cluster(request.getfixturevalue(
-        "redis_cluster"))), client)
+        "redis_cluster")), registry=registry), client)
     yield facade
     facade.close()
 
 
 def dbsize(client: Any) -> int:
-    """Keys on the server, or on every primary of a cluster (RedisCluster.dbsize asks one)."""
+    """Keys on the server, or on every primary of a cluster (RedisCluster.dbsize asks one),
+    but the model registry's (``<prefix>:%schema``: a store's first use of a model records
+    it, tests/test_registry.py tests it)."""
     if hasattr(client, "get_primaries"):
-        return sum(int(client.dbsize(target_nodes=node)) for node in client.get_primaries())
-    return int(client.dbsize())
+        nodes = client.get_primaries()
+        total = sum(int(client.dbsize(target_nodes=node)) for node in nodes)
+        registry = sum(1 for node in nodes
+                       for _ in client.scan_iter("*:%schema", target_nodes=node))
+        return total - registry
+    return int(client.dbsize()) - sum(1 for _ in client.scan_iter("*:%schema"))

@@ -78,6 +78,7 @@ def hash_models(store: redmodel.Store, server: redis.Redis) -> None:
     assert len(list(store.scan_keys(Hat))) == 12
     assert store.delete(Hat, hat.id)
     assert store.delete_many(Hat, [h.id for h in store.scan(Hat)]) == 11
+    assert store.unregister(Hat)  # the model registry's record (read and written above)
 
 
 def indexes_and_queries(store: redmodel.Store, server: redis.Redis) -> None:
@@ -109,6 +110,8 @@ def indexes_and_queries(store: redmodel.Store, server: redis.Redis) -> None:
     store.sweep(IHat)
     assert store.reindex(IHat) == 3
     assert store.verify(IHat) == []
+    assert store.build_index(IHat, "color") == 3  # a reindex, then the registry's state
+    assert store.drop_index(IHat, "style") == 0  # an index IHat does not declare (any more)
     assert store.delete(IHat, b.id) and store.delete_many(IHat, [a.id]) == 1
     c = BHat("black", "S1")
     store.save(c)

@@ -463,7 +463,10 @@ def test_bucketed_unique_values_work_in_transactions(sync_store: redmodel.Store)
     assert store.verify(BH) == []
 
 
-def test_async_transactions_keep_the_entries_in_step(redis_url: str) -> None:
+def test_async_transactions_keep_the_entries_in_step(redis_url: str, redis_client: Any
+                                                     ) -> None:
+    """(``redis_client`` empties the server: QHS' two models share a prefix, and the
+    model registry refuses the second on a server that holds the first.)"""
     import asyncio  # noqa: PLC0415
 
     QH = QHS[False]

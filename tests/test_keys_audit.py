@@ -518,6 +518,31 @@ def once(store: redmodel.Store, proxied: redmodel.Store, lose: Any) -> None:
     assert proxied.incr(Hat, "o2", "quantity", 1) == 11  # the fence found it recorded
 
 
+def dropped_index(store: redmodel.Store, m: type) -> None:
+    """A new version of the model no longer indexes ``stock``: drop_index deletes its
+    entries and rewrites every record that holds some (the index_droplines script)."""
+    spec = spec_of(m)
+
+    @redmodel.model(prefix=spec.prefix, buckets=spec.buckets, unique=[("color", "size")])
+    @attrs.define
+    class Item:
+        color: str = redmodel.field(index=True)
+        size: int = redmodel.field(index="range", default=0)
+        price: float = redmodel.field(index="range", default=0.0)
+        tags: list[str] = redmodel.field(index=True, factory=list)
+        stock: int = 0
+        sku: str | None = redmodel.field(unique=True, default=None)
+        ssn: str | None = redmodel.field(codec="json|fernet", index="blind", unique=True,
+                                         default=None)
+        id: str = redmodel.key_field(generated=False)
+
+    store.adopt(Item)  # another class name here: the same model, a new version
+    assert store.drop_index(Item, "stock") >= 1
+    records = [v for tag in spec.tags() for v in store.client.hvals(
+        spec.index_root(tag) + "rec")]
+    assert records and not any(b"\x1fstock\x1f" in v for v in records)
+
+
 def workload(store: redmodel.Store, once_store: redmodel.Store,
              proxied: redmodel.Store, lose: Any, client: Any, cluster: bool) -> None:
     layouts(store, client)
@@ -527,6 +552,7 @@ def workload(store: redmodel.Store, once_store: redmodel.Store,
     containers(store, client)
     transactions(store)
     once(once_store, proxied, lose)
+    dropped_index(store, Bucketed)  # last: it changes the model that owns the prefix
 
 
 def run_audit(addresses: list[tuple[str, int]], go: Any) -> Audit:

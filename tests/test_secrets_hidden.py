@@ -175,8 +175,8 @@ def test_a_decode_error_does_not_carry_the_decrypted_value_in_its_context(
         id: str = redmodel.key_field(generated=False)
 
     store.save(Written("DECRYPTED-SECRET-attack14", id="1"))
-    with pytest.raises(redmodel.DecodeError) as info:
-        store.get(Read, "1")
+    with pytest.raises(redmodel.DecodeError) as info:  # past the model registry's check
+        redmodel.Store(store.client, registry=False).get(Read, "1")
     assert "DECRYPTED-SECRET-attack14" not in _chain(info.value)
 
 

@@ -187,7 +187,9 @@ def test_oom_and_noperm_keep_redis_py_classes_and_name_the_keys() -> None:
         admin = server.client()
         admin.acl_setuser("reader", enabled=True, passwords=["+pw"], keys=["wire_*"],
                           commands=["+get", "+hgetall", "+ping", "+hello", "+client"])
-        limited = redmodel.Store(server.client(username="reader", password="pw"))
+        # a user who may not write the model registry's record opts out of it
+        limited = redmodel.Store(server.client(username="reader", password="pw"),
+                                 registry=False)
         with pytest.raises(NoPermissionError) as denied:
             limited.save(Hat(id="2"))
         assert isinstance(denied.value, redmodel.ServerError)

@@ -1,8 +1,9 @@
 """The hat shop end to end: ``make demo`` (or ``python -m examples.hatshop``).
 
 Runs against ``$REDIS_URL`` when it is set, else against a throwaway server it starts and
-stops itself. It writes only the ``hat:*`` keys of the hats it creates, and deletes them
-again before it ends, so a run on your own server leaves it as it was.
+stops itself. It writes only the ``hat:*`` keys of the hats it creates (and the model
+registry's record ``hat:%schema``, if there was none), and deletes them again before it
+ends, so a run on your own server leaves it as it was.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ def show_stock(store: redmodel.Store, ids: list[str]) -> None:
 def main(store: redmodel.Store) -> list[Hat]:
     """The tour; returns the hats as they were at the end (before the clean-up)."""
     written: list[str] = []  # every hat this run saves, deleted again at the end
+    # the model registry's record of the prefix (docs/migrations.md), unless it was there
+    recorded = store.client.exists("hat:%schema")
     try:
         return tour(store, written)
     finally:
         removed = store.delete_many(Hat, written)
+        if not recorded:
+            store.unregister(Hat)
         print(f"\ncleaned up: deleted the {removed} hats this run saved")
 
 

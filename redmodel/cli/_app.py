@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "rotate-keys": "_rotate",
     "export": "_export",
     "import": "_import",
+    "registry": "_registry",
 }
 ALIASES: dict[str, str] = {"repair": "reindex"}
 
@@ -72,7 +73,7 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="redmodel")
 def cli() -> None:
     """Look after the data of redmodel models: inspect, verify, reindex, rotate keys,
-    export and import.
+    export and import; list the model registry.
 
     Exit codes: 0 ok; 1 problems found (verify, inspect, bad import lines); 2 usage
     (bad options, --models that do not import, missing keys); 3 the server cannot be

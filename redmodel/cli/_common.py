@@ -112,16 +112,19 @@ class Env:
                 configure_fernet(env=self.fernet_env)
         return self._models
 
-    def store(self) -> Store:
+    def store(self, *, registry: bool = True) -> Store:
         """A store on ``--url`` (else ``$REDIS_URL``), with the other ``REDIS_*`` variables
-        of ``Store.from_env`` (password, TLS files, cluster) either way; checked with PING."""
+        of ``Store.from_env`` (password, TLS files, cluster) either way; checked with PING.
+        ``registry=False`` for commands that only read: they never register a model (an
+        operator inspecting a new model version must not change the record the running
+        app checks)."""
         if self._store is None:
             if self.url:
                 os.environ["REDIS_URL"] = self.url
             if self.cluster:
                 os.environ["REDIS_CLUSTER"] = "1"
             store = Store.from_env(socket_connect_timeout=self.timeout,
-                                   socket_timeout=self.timeout)
+                                   socket_timeout=self.timeout, registry=registry)
             store.client.ping()
             self._store = store
         return self._store

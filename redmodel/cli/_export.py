@@ -153,7 +153,7 @@ def command(env: Env, output: str, decrypt: bool, page: int) -> int:
         if lines.sealed and lines.spec.layout == "flat":
             raise CliError(f"{lines.label} (flat layout) holds encrypted values: export it "
                            "with --decrypt (keys needed)", USAGE)
-    store = env.store()
+    store = env.store(registry=False)
     results: list[dict[str, Any]] = []
     started = time.perf_counter()
     with _open_output(output) as out, env.progress_bar() as bar:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from redmodel import _registry as registry
 from redmodel._errors import RedmodelError
 from redmodel._schema import FieldSpec, ModelSpec, spec_of
 from redmodel._store import Store
@@ -34,11 +35,16 @@ def command(env: Env, sample: int, seed: int | None) -> int:
     TTL spread, and the schema against what is stored: sampled objects that do not decode,
     with the first error of each kind (errors never contain an encrypted value).
 
-    Exits 1 when a sampled object does not decode."""
-    store = env.store()
+    Also the model registry's record of the prefix: its owner, each index's state (ready,
+    building: added while objects were stored without it, `redmodel reindex` builds it;
+    stale: no longer declared, its entries still stored) and why a store would refuse this
+    model. Inspect only reads: it never registers a model.
+
+    Exits 1 when a sampled object does not decode, or the registry would refuse a model."""
+    store = env.store(registry=False)
     rng = random.Random(seed)
     reports = [_inspect(env, store, cls, sample, rng) for cls in env.models()]
-    failed = sum(r["schema"]["failed"] for r in reports)
+    failed = sum(r["schema"]["failed"] + len(r["registry"]["problems"]) for r in reports)
     env.emit({"ok": failed == 0, "models": reports}, lambda out: _print(out, reports))
     return PROBLEMS if failed else OK
 
@@ -51,7 +57,26 @@ def _inspect(env: Env, store: Store, cls: type, size: int, rng: random.Random
     report["memory"] = _memory(store, spec, keys, count)
     report["ttl_spread"] = _ttl_spread(store, keys)
     report["schema"] = _schema(store, spec, keys)
+    report["registry"] = _registry_state(store, spec)
     return report
+
+
+def _registry_state(store: Store, spec: ModelSpec) -> dict[str, Any]:
+    """What the model registry records for the model's prefix, and whether a store's
+    first use of this model would be refused (read only: inspect never registers)."""
+    key = registry.registry_key(spec.prefix)
+    record = store.run(registry.read_plan(key))
+    if record is None:
+        return {"key": key, "registered": False, "owner": None, "this_model": False,
+                "indexes": {}, "problems": []}
+    owner = registry.owner_of(spec.cls)
+    problems = [] if record.owner == owner else [
+        f"the prefix belongs to {record.owner}: a store's first use of this model is refused"]
+    if record.schema:
+        problems += registry.problems_of(record.schema, registry.describe(spec))
+    return {"key": key, "registered": True, "owner": record.owner,
+            "this_model": record.owner == owner, "indexes": dict(sorted(record.states.items())),
+            "problems": problems}
 
 
 def _count_and_sample(env: Env, store: Store, cls: type, size: int, rng: random.Random
@@ -223,6 +248,16 @@ def _print(out: Console, reports: list[dict[str, Any]]) -> None:
                     line(f"    {e['count']} x {e['error']}"
                          + (f" in field {e['field']}" if e["field"] else "")
                          + f"; first at {e['first_key']}: {e['first_error']}")
+        g = r["registry"]
+        if not g["registered"]:
+            line(f"  registry {g['key']}: not registered yet (a store's first use records it)")
+        else:
+            owner = g["owner"] + (" (this model)" if g["this_model"] else "")
+            states = ", ".join(f"{n.split(':', 1)[1]} {v}" if n.startswith("index:")
+                               else f"{n} {v}" for n, v in g["indexes"].items())
+            line(f"  registry {g['key']}: owner {owner}; indexes: {states or '-'}")
+        for problem in g["problems"]:
+            line(f"  registry refuses this model: {problem}")
         unknown = s.get("unknown_stored_fields")
         if unknown:
             listed = ", ".join(f"{k!r} ({v})" for k, v in sorted(unknown.items()))

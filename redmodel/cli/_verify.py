@@ -31,7 +31,7 @@ def command(env: Env) -> int:
     """Check that every stored object and its index entries agree, both ways (Store.verify).
 
     Exits 1 when problems are found; `redmodel reindex` repairs them."""
-    store = env.store()
+    store = env.store(registry=False)
     results: list[dict[str, Any]] = []
     with env.progress_bar() as bar:
         for cls in env.models():

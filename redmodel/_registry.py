@@ -1,0 +1,543 @@
+"""The model registry: which model owns each prefix, and the schema it stores there.
+
+One hash per prefix, ``<prefix>:%schema`` (under the model's own prefix, so the key
+patterns an ACL grants the app cover it, and one key is one slot on a cluster):
+
+- ``schema``: the model's schema as canonical JSON (fields, types, layout, codecs by
+  name, buckets, hash tag, delimiter, indexes; never a key);
+- ``owner``: the module-qualified class name of the model that owns the prefix;
+- ``index:<field>`` / ``index:%all`` / ``unique:<name>``: each index's state, ``ready``,
+  ``building`` (added while objects were stored without it: ``store.reindex`` builds it)
+  or ``stale`` (no longer declared, its entries still stored: ``store.drop_index``).
+
+A store registers a model on its first use of it (one HGETALL when nothing changed; a
+compare-and-set script when something did) and remembers it in memory: later operations
+send nothing more. A model that another model's prefix belongs to, or whose change would
+misread stored objects, is refused with :class:`SchemaConflictError`, nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator, Iterable, Sequence
+from typing import Any, TypeVar, cast
+
+import attrs
+
+from redmodel._errors import IndexNotReadyError, SchemaConflictError, ValidationError
+from redmodel._keys import glob_escape
+from redmodel._plan import Batch, Emit, IterPlan, Plan, script
+from redmodel._schema import FieldSpec, ModelSpec, spec_of
+
+__all__ = ["Registry", "describe", "owner_of", "registry_key"]
+
+SUFFIX = ":%schema"
+READY, BUILDING, STALE = "ready", "building", "stale"
+ALL = "index:%all"
+REGISTER = script("registry")
+STATES = script("registry_state")
+DROP_LINES = script("index_droplines")
+ATTEMPTS = 20
+G = TypeVar("G", bound=Generator[Any, Any, Any])
+
+
+def registry_key(prefix: str) -> str:
+    """The registry hash of a prefix: ``hat:%schema`` (always ``:``, whatever the model's
+    delimiter, so that a delimiter change meets the same record)."""
+    return prefix + SUFFIX
+
+
+def owner_of(cls: type) -> str:
+    """``module.QualifiedName``: what the registry records as a prefix's owner."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__ if tp.__module__ == "builtins" else f"{tp.__module__}.{tp.__qualname__}"
+    return repr(tp).replace("typing.", "")
+
+
+def _field(f: FieldSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"stored": f.stored, "type": _type_name(f.type), "kind": f.kind,
+                           "default": f.has_default, "optional": f.optional}
+    if f.codec is not None:
+        out["codec"] = f.codec.name
+    if f.old_stored:
+        out["old"] = list(f.old_stored)
+    if f.children:
+        out["fields"] = {c.name: _field(c) for c in f.children}
+    return out
+
+
+def index_kinds(spec: ModelSpec) -> dict[str, str]:
+    """Every index of the model by its state field: ``index:<field>`` -> its kind,
+    ``index:%all`` (the all-ids index), ``unique:<name>``."""
+    if spec.indexes is None:
+        return {}
+    out = {ALL: "all"}
+    for name, f in spec.indexes.fields.items():
+        kind = ("blind" if f.blind is not None else "range" if f.range
+                else "contains" if f.many and f.eq else "eq" if f.eq else "")
+        if kind:
+            out[f"index:{name}"] = kind
+    for u in spec.indexes.uniques:
+        out[f"unique:{u.name}"] = "unique"
+    return out
+
+
+def describe(spec: ModelSpec) -> dict[str, Any]:
+    """The model's schema as the registry records it (JSON-ready; names, never keys)."""
+    return {
+        "model": owner_of(spec.cls),
+        "layout": spec.layout,
+        "delimiter": spec.delimiter,
+        "buckets": spec.buckets,
+        "hash_tag": "function" if callable(spec.hash_tag) else bool(spec.hash_tag),
+        "codec": None if spec.codec is None else spec.codec.name,
+        "ttl": spec.ttl,
+        "key": {"name": spec.key.name, "type": _type_name(spec.key.type)},
+        "fields": {f.name: _field(f) for f in spec.fields},
+        "indexes": index_kinds(spec),
+    }
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
+def _str(raw: Any) -> str:
+    return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+
+
+@attrs.frozen
+class Record:
+    """What the registry holds for one prefix."""
+
+    key: str
+    owner: str
+    text: str  # the schema as stored
+    schema: dict[str, Any]
+    states: dict[str, str]  # index state field -> ready | building | stale
+
+    def pending(self) -> frozenset[str]:
+        """The index state fields that are not ready."""
+        return frozenset(n for n, s in self.states.items() if s != READY)
+
+
+def parse(key: str, raw: Any) -> Record | None:
+    """A registry hash (an HGETALL reply) as a Record; None when there is none."""
+    if not raw:
+        return None
+    items = {_str(k): _str(v) for k, v in (raw.items() if isinstance(raw, dict) else
+                                             zip(raw[::2], raw[1::2], strict=True))}
+    text = items.get("schema", "")
+    try:
+        schema = json.loads(text) if text else {}
+    except ValueError:
+        schema = {}
+    states = {k: v for k, v in items.items() if k.startswith(("index:", "unique:"))}
+    return Record(key, items.get("owner", ""), text, schema, states)
+
+
+# ---- what changes are refused ---------------------------------------------------------------
+
+def _fields_problems(old: dict[str, Any], new: dict[str, Any], where: str) -> list[str]:
+    problems = []
+    by_stored = {f.get("stored"): (n, f) for n, f in old.items()}
+    for name, f in new.items():
+        found = by_stored.get(f["stored"])
+        for earlier in f.get("old", ()):  # a rename (old_names=): read from the old name
+            found = found or by_stored.get(earlier)
+        if found is None:
+            if not f.get("default") and not f.get("optional"):
+                problems.append(
+                    f"new field {where}{name} has no default: the objects stored without it "
+                    "would not load; give it a default (or a factory), make it optional, or "
+                    "name the field it renames (old_names=)")
+            continue
+        _, before = found
+        if (before.get("kind"), before.get("codec")) != (f.get("kind"), f.get("codec")):
+            problems.append(
+                f"field {where}{name} changed how it is stored, from "
+                f"{before.get('kind')} {before.get('codec') or ''} to {f.get('kind')} "
+                f"{f.get('codec') or ''}".rstrip()
+                + ": the stored values would be misread; migrate them or use a new field")
+        elif f.get("fields") or before.get("fields"):
+            problems += _fields_problems(before.get("fields", {}), f.get("fields", {}),
+                                         f"{where}{name}.")
+    return problems
+
+
+def problems_of(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Every difference between a recorded schema and a model's that would misread the
+    stored objects (an empty list when the model may update the record)."""
+    out = []
+    if old.get("layout") != new["layout"]:
+        out.append(f"layout changed from {old.get('layout')} to {new['layout']}: the stored "
+                   "objects would be misread; migrate them (export, then import) or use "
+                   "another prefix")
+    if old.get("buckets") != new["buckets"]:
+        out.append(f"buckets changed from {old.get('buckets')} to {new['buckets']}: the "
+                   "stored objects live in the old buckets and would not be found; keep "
+                   f"buckets={old.get('buckets')} or migrate the objects to the new count "
+                   "(export, delete, import: see docs/migrations.md)")
+    if old.get("hash_tag") != new["hash_tag"]:
+        out.append(f"hash_tag changed from {old.get('hash_tag')} to {new['hash_tag']}: the "
+                   "stored objects' keys would not be found; migrate them")
+    if old.get("delimiter") != new["delimiter"]:
+        out.append(f"delimiter changed from {old.get('delimiter')!r} to "
+                   f"{new['delimiter']!r}: the stored objects' keys would not be found; "
+                   "migrate them")
+    if old.get("codec") != new["codec"]:
+        out.append(f"model codec changed from {old.get('codec')} to {new['codec']}: the "
+                   "stored values would be misread; migrate them")
+    out += _fields_problems(old.get("fields", {}), new["fields"], "")
+    return out
+
+
+# ---- registering -----------------------------------------------------------------------------
+
+def read_plan(key: str) -> Plan[Record | None]:
+    replies = yield Batch([("HGETALL", key)], keys=[key])
+    return parse(key, replies[0])
+
+
+def has_objects(spec: ModelSpec, targets: Sequence[Any]) -> Plan[bool]:
+    """Whether any object of the model is stored (SCAN pages until one is found)."""
+    from redmodel._ops import scan_page  # noqa: PLC0415 - _ops imports the stores' modules
+
+    for target in targets:
+        cursor = 0
+        while True:
+            cursor, keys = yield from scan_page(spec, cursor, 1000, target)
+            if keys:
+                return True
+            if cursor == 0:
+                break
+    return False
+
+
+def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
+                  ) -> Plan[Record]:
+    """Record the model in its prefix's registry, or refuse it: one HGETALL when the
+    record already matches; else the compare-and-set script (after a SCAN for stored
+    objects when the model adds an index), retried if another process changed the record
+    meanwhile."""
+    key = registry_key(spec.prefix)
+    owner = owner_of(spec.cls)
+    schema = describe(spec)
+    text = schema_text(schema)
+    wanted = schema["indexes"]
+    stored: bool | None = None
+    for _ in range(ATTEMPTS):
+        record = yield from read_plan(key)
+        if record is not None:
+            check(spec, record, schema, "" if adopt else owner)
+        old_kinds = {} if record is None else record.schema.get("indexes", {})
+        states = {} if record is None else record.states
+        new = [n for n, kind in wanted.items()
+               if old_kinds.get(n) != kind or states.get(n) not in (READY, BUILDING)]
+        gone = [n for n in states if n not in wanted and states[n] != STALE]
+        if record is not None and record.text == text and not new and not gone:
+            return record
+        if new and stored is None:
+            stored = yield from has_objects(spec, targets)
+        pairs: list[str] = []
+        for n in new:
+            pairs += [n, BUILDING if stored else READY]
+        for n in gone:
+            pairs += [n, "" if n == ALL or states[n] == BUILDING else STALE]
+        reply = yield Batch([REGISTER.call([key], ["" if record is None else record.text,
+                                                   text, owner, *pairs])],
+                            write=True, idempotent=True, keys=[key])
+        if _str(reply[0]) == "OK":
+            after = dict(states)
+            after.update(dict(zip(pairs[::2], pairs[1::2], strict=True)))
+            return Record(key, owner, text, schema,
+                          {k: v for k, v in after.items() if v})
+    raise SchemaConflictError(
+        f"{spec.name}: the registry {key} kept changing while this store registered the "
+        "model (other processes registering other versions of it?); try again",
+        prefix=spec.prefix, key=key, owner="", model=owner)
+
+
+def check(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str) -> None:
+    """Raise SchemaConflictError if the record refuses this model."""
+    if owner and record.owner and record.owner != owner:
+        raise SchemaConflictError(
+            f"prefix {spec.prefix!r} belongs to the model {record.owner} (registry "
+            f"{record.key}); {owner} cannot store objects there too: give one of them "
+            "another prefix (@redmodel.model(prefix=...))",
+            prefix=spec.prefix, key=record.key, owner=record.owner, model=owner)
+    problems = problems_of(record.schema, schema) if record.schema else []
+    if problems:
+        raise SchemaConflictError(
+            f"{owner or owner_of(spec.cls)} does not match the objects stored under "
+            f"prefix {spec.prefix!r} (registry {record.key}): " + "; ".join(problems),
+            prefix=spec.prefix, key=record.key, owner=record.owner,
+            model=owner or owner_of(spec.cls), problems=tuple(problems))
+
+
+def _before_sending(first: Plan[Any], plan: G) -> Generator[Any, Any, Any]:
+    """Run ``plan``, with ``first`` run before it sends anything but after it built its
+    first batch: the plan validates its input before the registry is written, so bad input
+    still leaves nothing written. A plan that sends nothing runs alone."""
+    try:
+        step = next(plan)
+    except StopIteration as stop:
+        return stop.value
+    yield from first
+    while True:
+        got = yield step
+        try:
+            step = plan.send(got)
+        except StopIteration as stop:
+            return stop.value
+
+
+class _Everything:
+    """The checked set of a store without a registry: every model counts as checked."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+    def add(self, item: object) -> None:
+        pass
+
+
+class Registry:
+    """A store's view of the registry: the models it checked (in memory) and which of
+    their indexes were not ready when it last looked."""
+
+    def __init__(self, enabled: bool, targets: Callable[[], list[Any]]) -> None:
+        self.enabled = enabled
+        self.checked: set[type] | _Everything = set() if enabled else _Everything()
+        self.pending: dict[type, frozenset[str]] = {}
+        self._targets = targets
+
+    def _learn(self, cls: type, record: Record | None) -> None:
+        self.pending[cls] = frozenset() if record is None else record.pending()
+        self.checked.add(cls)
+
+    def register(self, spec: ModelSpec, adopt: bool = False) -> Plan[Record]:
+        record = yield from register_plan(spec, self._targets(), adopt)
+        self._learn(spec.cls, record)
+        return record
+
+    def use(self, cls: type, plan: G) -> G:
+        """``plan`` (a plan or an iteration plan), after registering ``cls`` if this store
+        has not yet."""
+        if cls in self.checked:
+            return plan
+        return cast("G", self._first(cls, plan))
+
+    def _first(self, cls: type, plan: G) -> Generator[Any, Any, Any]:
+        return (yield from _before_sending(self.register(spec_of(cls)), plan))
+
+    def use_all(self, objs: Iterable[Any], plan: G) -> G:
+        """``plan``, after registering every model of ``objs`` this store has not yet."""
+        new = {type(o) for o in objs if type(o) not in self.checked}
+        return cast("G", self._first_many(new, plan)) if new else plan
+
+    def _first_many(self, classes: set[type], plan: G) -> Generator[Any, Any, Any]:
+        def register_all() -> Plan[None]:
+            for cls in sorted(classes, key=owner_of):
+                yield from self.register(spec_of(cls))
+
+        return (yield from _before_sending(register_all(), plan))
+
+    def needing(self, spec: ModelSpec, needs: frozenset[str], plan: G) -> G:
+        """``plan`` (a plan or an iteration plan), after checking that every index it
+        reads is ready: nothing is sent when this store already knows they are."""
+        cls = spec.cls
+        if cls in self.checked and not self.pending.get(cls, frozenset()) & needs:
+            return plan
+        return cast("G", self._needing_checked(spec, needs, plan))
+
+    def _needing(self, spec: ModelSpec, needs: frozenset[str], plan: G
+                 ) -> Generator[Any, Any, Any]:
+        if spec.cls not in self.checked:
+            record: Record | None = yield from self.register(spec)
+        else:  # another process may have built it since: look again
+            record = yield from read_plan(registry_key(spec.prefix))
+            self._learn(spec.cls, record)
+        states = {} if record is None else record.states
+        for name in sorted(needs, key=lambda n: (n == ALL, n)):
+            state = states.get(name, READY)
+            if state != READY:
+                raise not_ready(spec, name, state)
+        return (yield from plan)
+
+    def _needing_checked(self, spec: ModelSpec, needs: frozenset[str], plan: G
+                         ) -> Generator[Any, Any, Any]:
+        return (yield from _before_sending(self._needing(spec, needs, _nothing()), plan))
+
+    def unregister(self, spec: ModelSpec) -> Plan[int]:
+        """DEL the prefix's record; this store forgets every model of that prefix."""
+        key = registry_key(spec.prefix)
+        replies = yield Batch([("DEL", key)], write=True, idempotent=True, keys=[key])
+        if isinstance(self.checked, set):
+            for cls in [c for c in self.checked if spec_of(c).prefix == spec.prefix]:
+                self.checked.discard(cls)
+                self.pending.pop(cls, None)
+        return int(replies[0])
+
+    def mark_ready(self, spec: ModelSpec) -> Plan[int]:
+        """After a complete reindex: every index of the model still building is ready."""
+        if not self.enabled:
+            return 0
+        key = registry_key(spec.prefix)
+        args: list[str] = []
+        for name in index_kinds(spec):
+            args += [name, BUILDING, READY]
+        if not args:
+            return 0
+        replies = yield Batch([STATES.call([key], args)], write=True, idempotent=True,
+                              keys=[key])
+        self.pending[spec.cls] = frozenset()
+        return int(replies[0])
+
+
+def _nothing() -> Plan[None]:
+    return None
+    yield  # a generator
+
+
+def not_ready(spec: ModelSpec, name: str, state: str) -> IndexNotReadyError:
+    kind, _, field = name.partition(":")
+    what = ("the all-ids index" if field == "%all" else
+            f"the unique index {field!r}" if kind == "unique" else f"the index of {field!r}")
+    build = ("store.reindex({m})" if field == "%all" or kind == "unique"
+             else "store.build_index({m}, {f!r}) (or store.reindex({m}))")
+    return IndexNotReadyError(
+        f"{spec.name}: {what} is {state} (registry {registry_key(spec.prefix)}): it was "
+        "added while objects were stored without it, so it would answer without them; "
+        f"build it with {build.format(m=spec.name, f=field)} or `redmodel reindex -m "
+        f"{spec.cls.__module__}:{spec.cls.__qualname__}`",
+        model=spec.name, index=name, state=state)
+
+
+def check_declared(spec: ModelSpec, name: str) -> None:
+    """Raise ValidationError unless ``name`` is a field index or unique constraint of the
+    model."""
+    kinds = index_kinds(spec)
+    if f"index:{name}" not in kinds and f"unique:{name}" not in kinds:
+        raise ValidationError(f"{spec.name} declares no index {name!r}", model=spec.name)
+
+
+def query_needs(spec: ModelSpec, fields: Iterable[str]) -> frozenset[str]:
+    """The index state fields a query over ``fields`` reads."""
+    return frozenset([ALL, *(f"index:{n}" for n in fields)])
+
+
+def get_by_needs(spec: ModelSpec, names: Iterable[str]) -> frozenset[str]:
+    wanted = set(names)
+    if spec.indexes is None:
+        return frozenset()
+    return frozenset(f"unique:{u.name}" for u in spec.indexes.uniques
+                     if set(u.fields) == wanted)
+
+
+# ---- dropping an index -----------------------------------------------------------------------
+
+def drop_index_plan(spec: ModelSpec, name: str, targets: Sequence[Any], count: int = 500
+                    ) -> Plan[int]:
+    """Delete the entries of an index the model no longer declares (a field index by
+    field name, or a unique constraint by its name: ``"sku"``, ``"color,style"``), the
+    lines its entries left in each object's index record, and its registry state; for a
+    model that declares no index any more, the all-ids index, the records and the expiry
+    index too. Answers how many entry keys (sets, sorted sets, unique hashes) were
+    deleted."""
+    d = spec.delimiter
+    declared = index_kinds(spec)
+    if f"index:{name}" in declared or f"unique:{name}" in declared:
+        raise ValidationError(
+            f"{spec.name} still declares the index {name!r}: remove it from the model "
+            "first (its writes would only add the entries back)", model=spec.name)
+    deleted = 0
+    for tag in spec.tags():
+        root = spec.index_root(tag)
+        direct = [f"{root}rng{d}{name}", f"{root}uq{d}{name}"]
+        replies = yield Batch([("DEL", k) for k in direct], write=True, idempotent=True,
+                              keys=direct)
+        deleted += sum(int(r) for r in replies)
+    pattern = _eq_pattern(spec, name)
+    for target in targets:
+        cursor = 0
+        while True:
+            replies = yield Batch([("SCAN", cursor, "MATCH", pattern, "COUNT", count,
+                                    "TYPE", "set")], target=target)
+            cursor, raw = replies[0]
+            if isinstance(cursor, dict):
+                cursor = next(iter(cursor.values()))
+            cursor = int(cursor)
+            keys = [_str(k) for k in raw]
+            if keys:
+                replies = yield Batch([("DEL", k) for k in keys], write=True,
+                                      idempotent=True, keys=keys)
+                deleted += sum(int(r) for r in replies)
+            if cursor == 0:
+                break
+    for tag in spec.tags():
+        rec = spec.index_root(tag) + "rec"
+        cursor = 0
+        while True:
+            replies = yield Batch([("HSCAN", rec, cursor, "COUNT", count)], keys=[rec])
+            cursor, raw = replies[0]
+            cursor = int(cursor)
+            pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2],
+                                                                  strict=True)
+            marks = (f"e\x1f{name}\x1f", f"r\x1f{name}\x1f", f"u\x1f{name}\x1f")
+            ids = [_str(i) for i, lines in pairs
+                   if any(line.startswith(marks) for line in _str(lines).split("\n"))]
+            if ids:
+                yield Batch([DROP_LINES.call([rec], [name, *ids])], write=True,
+                            idempotent=True, keys=[rec])
+            if cursor == 0:
+                break
+    states = [f"index:{name}", f"unique:{name}"]
+    if spec.indexes is None:  # its last index: the all-ids index and records go too
+        for tag in spec.tags():
+            root = spec.index_root(tag)
+            keys = [root + "all", root + "rec", root + "exp"]
+            yield Batch([("DEL", k) for k in keys], write=True, idempotent=True, keys=keys)
+        states.append(ALL)
+    key = registry_key(spec.prefix)
+    yield Batch([("HDEL", key, *states)], write=True, idempotent=True, keys=[key])
+    return deleted
+
+
+def _eq_pattern(spec: ModelSpec, name: str) -> str:
+    d = spec.delimiter
+    tail = glob_escape(f"{d}%idx{d}eq{d}{name}{d}") + "*"
+    if spec.buckets is None:
+        return glob_escape(spec.prefix) + tail
+    return glob_escape(f"{spec.prefix}{d}") + "{*}" + tail
+
+
+# ---- listing ----------------------------------------------------------------------------
+
+def list_plan(targets: Sequence[Any], count: int = 500) -> IterPlan:
+    """Every registry record of the database: SCAN for ``*:%schema`` hashes on every
+    target, then HGETALL of each, emitted a page at a time."""
+    for target in targets:
+        cursor = 0
+        while True:
+            replies = (yield Batch([("SCAN", cursor, "MATCH", "*" + glob_escape(SUFFIX),
+                                     "COUNT", count, "TYPE", "hash")], target=target)) or []
+            cursor, raw = replies[0]
+            if isinstance(cursor, dict):
+                cursor = next(iter(cursor.values()))
+            cursor = int(cursor)
+            keys = sorted(_str(k) for k in raw)
+            if keys:
+                got = (yield Batch([("HGETALL", k) for k in keys], keys=keys)) or []
+                records = [parse(k, r) for k, r in zip(keys, got, strict=True)]
+                yield Emit([r for r in records if r is not None])
+            if cursor == 0:
+                break
+
+
+def prefix_of(record: Record) -> str:
+    return record.key[: -len(SUFFIX)]

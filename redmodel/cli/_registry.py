@@ -1,0 +1,59 @@
+"""``redmodel registry``: every prefix the model registry knows, with its owner and indexes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+
+from redmodel import _registry as registry
+from redmodel._plan import iterate_sync
+from redmodel.cli._common import OK, Env
+
+__all__ = ["command"]
+
+
+@click.command("registry")
+@click.option("--url", metavar="URL", default=None,
+              help="redis://, rediss:// or unix:// URL (default: $REDIS_URL, else the "
+                   "REDIS_* variables of Store.from_env).")
+@click.option("--cluster", is_flag=True, default=False,
+              help="The URL names a node of a Redis Cluster (also REDIS_CLUSTER=1).")
+@click.option("--json", "as_json", is_flag=True, default=False,
+              help="Print one JSON document for scripts instead of text.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds to connect, and to wait for a reply.")
+@click.pass_context
+def command(ctx: click.Context, url: str | None, cluster: bool, as_json: bool,
+            timeout: float) -> int:
+    """List every prefix recorded in the model registry (the <prefix>:%schema hashes, found
+    by SCAN on every primary): the model that owns it, its layout and buckets, and the
+    state of each index (ready, building, stale). Needs no --models. Reads only."""
+    from redmodel.cli._common import ENV_KEY  # noqa: PLC0415
+
+    env = Env(url, cluster, (), as_json, False, timeout, None)
+    ctx.meta[ENV_KEY] = env
+    ctx.call_on_close(env.close)
+    store = env.store(registry=False)
+    rows: list[dict[str, Any]] = []
+    for record in iterate_sync(registry.list_plan(store._targets()), store._execute):
+        schema = record.schema
+        rows.append({"prefix": registry.prefix_of(record), "key": record.key,
+                     "owner": record.owner, "layout": schema.get("layout"),
+                     "buckets": schema.get("buckets"),
+                     "fields": sorted(schema.get("fields", {})),
+                     "indexes": dict(sorted(record.states.items()))})
+    rows.sort(key=lambda r: r["prefix"])
+
+    def human(out: Console) -> None:
+        if not rows:
+            out.print("no registered prefixes", markup=False)
+        for r in rows:
+            states = ", ".join(f"{n.split(':', 1)[1]} {v}" if n.startswith("index:")
+                               else f"{n} {v}" for n, v in r["indexes"].items())
+            out.print(f"{r['prefix']}: {r['owner']} (layout {r['layout']}, buckets "
+                      f"{r['buckets'] or '-'}); indexes: {states or '-'}", markup=False)
+
+    env.emit({"ok": True, "prefixes": rows}, human)
+    return OK

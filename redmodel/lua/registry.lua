@@ -1,0 +1,19 @@
+-- The model registry of one prefix (redmodel/_registry.py): a hash with the schema text,
+-- the owning model's qualified name and one state field per index.
+-- KEYS[1]: the registry hash. ARGV[1]: the schema text the client read ('' for none);
+-- ARGV[2]: the new schema text; ARGV[3]: the owner; then pairs of an index state field and
+-- its new state ('' deletes it).
+-- Writes only if the schema is still the one the client read (so of two processes racing
+-- to register, one wins and the other reads the winner's record and decides again).
+local current = redis.call('HGET', KEYS[1], 'schema')
+if not current then current = '' end
+if current ~= ARGV[1] then return 'CHANGED' end
+redis.call('HSET', KEYS[1], 'schema', ARGV[2], 'owner', ARGV[3])
+for i = 4, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 'OK'
