@@ -19,7 +19,9 @@ misread stored objects, is refused with :class:`SchemaConflictError`, nothing wr
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Generator, Iterable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import attrs
@@ -47,14 +49,30 @@ def registry_key(prefix: str) -> str:
     return prefix + SUFFIX
 
 
+def module_name(module: str) -> str:
+    """A class's module as other processes import it: a script run as ``__main__``
+    (``python app.py``, ``python -m app``) is the module ``app``, so the model it declares
+    has one owner whether the script runs or is imported."""
+    if module != "__main__":
+        return module
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and getattr(spec, "name", None):
+        name = str(spec.name)
+        return name[: -len(".__main__")] if name.endswith(".__main__") else name
+    path = getattr(main, "__file__", None)
+    return Path(path).stem if path else module
+
+
 def owner_of(cls: type) -> str:
     """``module.QualifiedName``: what the registry records as a prefix's owner."""
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return f"{module_name(cls.__module__)}.{cls.__qualname__}"
 
 
 def _type_name(tp: Any) -> str:
     if isinstance(tp, type):
-        return tp.__name__ if tp.__module__ == "builtins" else f"{tp.__module__}.{tp.__qualname__}"
+        return (tp.__name__ if tp.__module__ == "builtins"
+                else f"{module_name(tp.__module__)}.{tp.__qualname__}")
     return repr(tp).replace("typing.", "")
 
 

@@ -412,3 +412,40 @@ def test_a_rename_with_old_names_is_compatible_and_a_bare_one_is_not(store: Any)
     renamed = declare(ITEM.format(options="", name_options="").replace(
         "price: float = 0.0", "cost: float = redmodel.field(old_names=('price',))"))
     assert [o.cost for o in redmodel.Store(store.client).scan(renamed)] == [2.0]
+
+
+def test_a_script_and_its_import_are_one_owner(redis_url: str, redis_client: redis.Redis,
+                                               tmp_path: Path) -> None:
+    """A model declared in a script is owned as ``<file stem>.<Class>`` whether the script
+    runs (``python app.py``: its module is ``__main__``) or another program imports it, so
+    a worker importing the web app's script is not refused; ``python -m app`` agrees."""
+    (tmp_path / "shopapp.py").write_text(textwrap.dedent("""
+        import os, sys
+        import attrs, redmodel
+
+        @redmodel.model(prefix="scriptowned")
+        @attrs.define
+        class Item:
+            name: str
+            id: str = redmodel.key_field(generated=False)
+
+        if __name__ == "__main__":
+            with redmodel.Store.from_url(os.environ["REDIS_URL"]) as store:
+                store.save(Item("made by " + sys.argv[1], id=sys.argv[1]))
+    """))
+    (tmp_path / "worker.py").write_text(textwrap.dedent("""
+        import os
+        import redmodel
+        from shopapp import Item
+
+        with redmodel.Store.from_url(os.environ["REDIS_URL"]) as store:
+            store.save(Item("made by the worker", id="w"))
+    """))
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(tmp_path)}
+    for argv in (["shopapp.py", "script"], ["worker.py"], ["-m", "shopapp", "module"]):
+        done = subprocess.run([sys.executable, *argv], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert redis_client.hget("scriptowned:%schema", "owner") == b"shopapp.Item"
+    assert sorted(k for k in redis_client.keys("scriptowned:*") if b"%" not in k) == [
+        b"scriptowned:module", b"scriptowned:script", b"scriptowned:w"]
