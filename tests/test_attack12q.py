@@ -236,7 +236,7 @@ def test_cancelling_an_async_consumer_task_stops_it(redis_url: str, redis_client
                 async for _job in c:
                     pass
 
-        ignored = []
+        ignored, stuck = [], []
         for n in range(40):
             task = asyncio.create_task(worker(n))
             await asyncio.sleep(rng.random() * 0.01)
@@ -244,14 +244,22 @@ def test_cancelling_an_async_consumer_task_stops_it(redis_url: str, redis_client
             done, _ = await asyncio.wait({task}, timeout=2)
             if not done:
                 ignored.append(n)
-                for _ in range(5):                    # clean up: cancel until it stops
+                for _ in range(5):                    # a repeated cancel must stop it
                     task.cancel()
                     done, _ = await asyncio.wait({task}, timeout=2)
                     if done:
                         break
-                break
+                else:
+                    stuck.append(n)
+                    break
         await astore.aclose()
-        return ignored
+        return ignored, stuck
 
-    ignored = asyncio.run(main())
+    ignored, stuck = asyncio.run(main())
+    assert stuck == [], f"tasks {stuck} kept consuming through six cancels"
+    if sys.version_info < (3, 11):
+        # documented (docs/containers.md): Python 3.10 has no Task.cancelling(), so a
+        # cancel that redis-py swallows is lost there and has to be repeated; a repeated
+        # cancel stops it (asserted above)
+        return
     assert ignored == [], f"task.cancel() was ignored (attempt {ignored}); it kept consuming"
