@@ -315,7 +315,11 @@ def slot_tag(slot: int) -> str:
                         table[slot_of] = text
                         left -= 1
                     i += 1
-                _TAGS.extend(t for t in table if t is not None)
+                tags = [t for t in table if t is not None]
+                # one C-level slice assignment, under the GIL: another thread sees the
+                # table empty or whole (an extend from a generator fills it item by item,
+                # and a reader that saw it non-empty could index past its end)
+                _TAGS[:] = tags
     return _TAGS[slot]
 
 

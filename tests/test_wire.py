@@ -3,6 +3,7 @@ and what exactly-once mode leaves on the server."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 import redmodel
-from redmodel import Queue, SortedSet
+from redmodel import Queue, SortedSet, _wire
 from redmodel._plan import SCRIPTS_BY_SHA, Batch, gather, script
 from redmodel._wire import (
     ONCE_PREFIX,
@@ -417,3 +418,47 @@ def test_records_on_a_cluster_are_tidied_on_their_own_nodes(
     assert 1 <= len(kept) <= len(redis_cluster_client.get_primaries())
     assert all(h.quantity == 2 for h in store.get_many(Hat, ids))
     store.close()
+
+
+def _ask_for_tags(threads: int) -> list[object]:
+    """``slot_tag`` asked over and over by ``threads`` threads while the table is built:
+    every tag they got, or the error they met."""
+    start, done = threading.Barrier(threads), threading.Event()
+    got: list[object] = []
+
+    def ask(n: int) -> None:
+        start.wait()
+        if n == 0:  # the builder
+            got.append(_wire.slot_tag(16383))
+            done.set()
+            return
+        while not done.is_set():  # readers arriving while it fills the table
+            try:
+                if _wire._TAGS:
+                    got.append(_wire.slot_tag(16383))
+            except Exception as e:
+                got.append(e)
+                return
+
+    workers = [threading.Thread(target=ask, args=(n,)) for n in range(threads)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    return got
+
+
+def test_the_slot_tag_table_is_whole_for_every_thread() -> None:
+    """Threads that ask for a write id's hash tag while the table is being built see it
+    empty (and wait for the builder) or whole, never half-filled (an IndexError escaped
+    from a cluster write in exactly-once mode)."""
+    for _ in range(5):
+        _wire._TAGS.clear()
+        got = _ask_for_tags(4)
+        assert got and all(isinstance(g, str) for g in got) and len(set(got)) == 1, (
+            [g for g in got if not isinstance(g, str)][:3])
