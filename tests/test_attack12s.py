@@ -1,0 +1,246 @@
+"""Issue 12, attack round s: a fresh attack on "nothing applied twice, nothing lost" after
+rounds q and r were fixed, as a user with only the public docs (README, docs/failures.md,
+containers.md, store.md, queries.md, transactions.md, deploy.md) and redmodel.testing.
+Findings are in /work/notes/FINDINGS-12s.md.
+
+Every test whose docstring starts with **FAILS** fails today; the others pass and pin what
+held up under this attack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import pytest
+import redis
+import redis.asyncio as aredis
+from redis.cluster import RedisCluster
+
+import redmodel
+from redmodel import Queue, SortedSet, WindowCounter
+from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
+
+SOCKET_TIMEOUT = 0.3
+POLICY = redmodel.ResendPolicy(attempts=5, backoff_base=0.01, backoff_max=0.05, deadline=8.0,
+                               write_id_ttl=30.0)
+
+
+@redmodel.model(prefix="a12s")
+@attrs.define
+class Counter:
+    n: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="a12sb", buckets=4)
+@attrs.define
+class Sku:
+    qty: int = redmodel.field(index="range", default=0)
+    sku: str | None = redmodel.field(unique=True, default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[FaultProxy]:
+    with FaultProxy(redis_server.host, redis_server.port) as p:
+        yield p
+
+
+def _direct_store(proxy: FaultProxy, *, once: bool = False,
+                  socket_timeout: float = SOCKET_TIMEOUT) -> redmodel.Store:
+    client = redis.Redis(host=proxy.host, port=proxy.port, socket_timeout=socket_timeout)
+    return redmodel.Store(client, exactly_once=once, resend=POLICY)
+
+
+def _is_release_of(value: bytes) -> Any:
+    """The release (and confirmation) scripts' arguments: sha, numkeys, the value's
+    claim hash, the value, the id; a claim adds the grace and more."""
+    return lambda argv: len(argv) == 6 and argv[4] == value
+
+
+def _sku_holders(store: redmodel.Store, value: str) -> list[str]:
+    return sorted(o.id for o in store.find(Sku).all() if o.sku == value)
+
+
+# ---- S1: a stale copy of a resent release frees a value its owner holds again ---------------
+
+@pytest.mark.parametrize("how", ["save", "update"])
+def test_s1_a_stale_release_copy_does_not_free_a_value_held_again(
+        proxy: FaultProxy, redis_client: redis.Redis, how: str) -> None:
+    """FAILS (S1, high). queries.md: a claim "refuses a value another id holds"; failures.md:
+    save/update are resent, "a stale copy may land later: same data"; queries.md: "A stale
+    copy of a claim ... only marks the object's own claim unconfirmed again; the object still
+    holds the value, so nobody can take it over". A save that gives a value up *releases*
+    its claim, and that release is resent after a socket timeout like every other step. Its
+    stalled first copy lands after the object took the value back: it deletes the object's
+    new claim, and another object then saves the same unique value: two holders."""
+    store = _direct_store(proxy)
+    store.save(Sku(1, "X", id="a"))
+    proxy.stall("EVALSHA", 1.5, when=_is_release_of(b"X"))
+    if how == "save":
+        store.save(Sku(1, "Y", id="a"))            # gives X up: its release is stalled, resent
+    else:
+        assert store.update(Sku, "a", sku="Y") is True
+    assert [e.kind for e in proxy.events] == ["stall"], "the release was not stalled"
+    store.save(Sku(1, "X", id="a"))                # takes X back (the same id)
+    assert proxy.quiet(10)                         # the stale release reaches the server
+    time.sleep(0.1)
+    try:
+        store.save(Sku(2, "X", id="b"))
+    except redmodel.RedmodelError:
+        pass                                       # refused: X is a's
+    holders = _sku_holders(redmodel.Store(redis_client), "X")
+    store.close()
+    assert holders == ["a"], (
+        f"unique field sku: objects {holders} all hold 'X'; a stale copy of a's resent "
+        f"release deleted the claim a made again afterwards")
+
+
+def test_s1_cluster_a_stale_release_copy_does_not_free_a_value_held_again(
+        redis_cluster: RedisClusterServer, redis_cluster_client: RedisCluster) -> None:
+    """FAILS (S1) on the cluster shell (ClusterFaultProxy, the claim's node stalled)."""
+    proxies = ClusterFaultProxy(redis_cluster.addresses).start()
+    try:
+        host, port = proxies.startup_nodes[0]
+        store = redmodel.Store(RedisCluster(host=host, port=port,
+                                            address_remap=proxies.address_remap,
+                                            socket_timeout=SOCKET_TIMEOUT), resend=POLICY)
+        store.save(Sku(1, "X", id="a"))
+        claims = [k for k in (f"a12sb:{{{b}}}:%idx:uq:sku" for b in range(4))
+                  if redis_cluster_client.hexists(k, "X")]
+        node = redis_cluster_client.get_node_from_key(claims[0])
+        proxy = proxies.proxy_for((node.host, int(node.port)))
+        proxy.stall("EVALSHA", 1.5, when=_is_release_of(b"X"))
+        store.save(Sku(1, "Y", id="a"))
+        assert [e.kind for e in proxy.events] == ["stall"]
+        store.save(Sku(1, "X", id="a"))
+        assert proxy.quiet(10)
+        time.sleep(0.1)
+        try:
+            store.save(Sku(2, "X", id="b"))
+        except redmodel.RedmodelError:
+            pass
+        holders = _sku_holders(redmodel.Store(redis_cluster_client), "X")
+        store.close()
+        assert holders == ["a"], f"objects {holders} all hold the unique value 'X'"
+    finally:
+        proxies.stop()
+
+
+def test_s1_held_a_stale_release_after_another_id_took_the_value_changes_nothing(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """Held: the release only deletes a claim its own id holds, so a stale release landing
+    after *another* object took the value leaves that object's claim alone."""
+    store = _direct_store(proxy)
+    store.save(Sku(1, "X", id="a"))
+    proxy.stall("EVALSHA", 1.5, when=_is_release_of(b"X"))
+    store.save(Sku(1, "Y", id="a"))
+    store.save(Sku(2, "X", id="b"))
+    assert proxy.quiet(10)
+    time.sleep(0.1)
+    with pytest.raises(redmodel.RedmodelError):
+        store.save(Sku(3, "X", id="c"))
+    assert _sku_holders(redmodel.Store(redis_client), "X") == ["b"]
+    store.close()
+
+
+# ---- S2: builtin exceptions from ordinary arguments -----------------------------------------
+
+BUILTIN_CASES: dict[str, Any] = {
+    "Queue.pop_blocking(math.inf)": lambda s: Queue(s, "jobs", int).pop_blocking(math.inf),
+    "redmodel.pop_blocking(q, timeout=math.inf)":
+        lambda s: redmodel.pop_blocking(Queue(s, "jobs", int), timeout=math.inf),
+    "Queue.pop_blocking(1e10)": lambda s: Queue(s, "jobs", int).pop_blocking(1e10),
+    "Queue.pop_blocking(10**30)": lambda s: Queue(s, "jobs", int).pop_blocking(10**30),
+    "Queue.expire(math.inf)": lambda s: Queue(s, "jobs", int).expire(math.inf),
+    "SortedSet.add(m, 10**400)": lambda s: SortedSet(s, "z", str).add("m", 10**400),
+    "WindowCounter(window=nan).incr": lambda s: WindowCounter(s, "w", window=math.nan).incr("x"),
+    "consume(visibility_timeout=math.inf)":
+        lambda s: list(Queue(s, "jobs", int).consume(visibility_timeout=math.inf,
+                                                     idle_timeout=0.2, poll=0.1, signals=())),
+}
+
+
+@pytest.mark.parametrize("case", list(BUILTIN_CASES))
+def test_s2_ordinary_arguments_never_raise_a_builtin_exception(store: redmodel.Store,
+                                                               case: str) -> None:
+    """FAILS (S2, low-medium). Issue 12 item 4: "Every exception that leaves a redmodel call
+    is one of those two kinds" (redmodel or redis-py); failures.md: "No builtin ... leaves
+    redmodel", a bad argument is a ``ValidationError`` "before anything is sent". An infinite
+    timeout (the natural spelling of "wait forever"), a huge one, an infinite expiry, a score
+    too large for a double, a NaN window raise builtin OverflowError/ValueError. (The same
+    values given to ``store.expire``/``SortedSet.add(nan)`` are ValidationErrors.)"""
+    try:
+        BUILTIN_CASES[case](store)
+    except (redmodel.RedmodelError, redis.RedisError):
+        pass
+    except Exception as e:  # noqa: BLE001 - judged here
+        pytest.fail(f"{case} raised the builtin {type(e).__name__}: {e}")
+
+
+def test_s2_held_store_expire_of_infinity_is_a_validation_error(store: redmodel.Store) -> None:
+    """Held (for contrast): the Store's own expire and a NaN score are ValidationErrors."""
+    store.save(Counter(id="a"))
+    with pytest.raises(redmodel.ValidationError):
+        store.expire(Counter, "a", math.inf)
+    with pytest.raises(redmodel.ValidationError):
+        SortedSet(store, "z", str).add("m", math.nan)
+
+
+def test_s2_a_long_visibility_timeout_does_not_kill_the_heartbeat_thread(
+        store: redmodel.Store) -> None:
+    """FAILS (S2). ``consume(visibility_timeout=1e12)`` (a consumer that should never be taken
+    for dead) runs, but its heartbeat thread dies at once with an uncaught builtin
+    ``OverflowError: timestamp out of range for platform time_t`` printed to stderr."""
+    died: list[BaseException] = []
+    old = threading.excepthook
+    threading.excepthook = lambda args: died.append(args.exc_value)  # type: ignore[assignment]
+    try:
+        Queue(store, "jobs", int).push(1)
+        assert list(Queue(store, "jobs", int).consume(visibility_timeout=1e12, idle_timeout=0.2,
+                                                      poll=0.1, signals=())) == [1]
+    finally:
+        threading.excepthook = old
+    assert not died, f"the heartbeat thread died: {died[0]!r}"
+
+
+# ---- S3: a sorted-set pop's put-back is not atomic with the pop -----------------------------
+
+def test_s3_a_concurrent_increment_during_a_pop_put_back_is_not_lost(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """FAILS (S3, low-medium). containers.md: a pop never destroys an undecodable member;
+    "the members popped with it that do decode go back, ZADD NX". The pop, the set-aside and
+    the put-back are separate round trips, so for that window the members are gone: a
+    ``ZINCRBY`` by another client in between creates the member anew, and the put-back (NX)
+    then drops the popped score: member "1" ends with 5, not 1 + 5. (Likewise a ZREM in the
+    window returns 0 and the member comes back; a concurrent pop_min takes a higher member
+    first.)"""
+    store = _direct_store(proxy, socket_timeout=3.0)
+    redis_client.zadd("z", {b"1": 1, b"two": 2, b"3": 3})
+    proxy.stall("ZADD", 0.6, when=has("NX"))
+    errors: list[BaseException] = []
+
+    def pop() -> None:
+        try:
+            SortedSet(store, "z", int).pop_min(3)
+        except redmodel.DecodeError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=pop)
+    t.start()
+    time.sleep(0.3)
+    assert redis_client.zscore("z", b"1") is None            # popped, not yet put back
+    redis_client.zincrby("z", 5, b"1")                       # another client's increment
+    t.join(5)
+    store.close()
+    assert errors, "the pop did not raise DecodeError"
+    assert redis_client.zscore("z:{z}:%rejected", b"two") == 2.0
+    assert redis_client.zscore("z", b"1") == 6.0, (
+        f"member '1' ends with score {redis_client.zscore('z', b'1')}: its popped score 1 was "
+        f"dropped by the put-back's ZADD NX (or the concurrent increment was lost)")
