@@ -70,7 +70,7 @@ def _sku_holders(store: redmodel.Store, value: str) -> list[str]:
 
 # ---- S1: a stale copy of a resent release frees a value its owner holds again ---------------
 
-@pytest.mark.parametrize("how", ["save", "update"])
+@pytest.mark.parametrize("how", ["save", "update", "save_many", "delete", "transaction"])
 def test_s1_a_stale_release_copy_does_not_free_a_value_held_again(
         proxy: FaultProxy, redis_client: redis.Redis, how: str) -> None:
     """FAILS (S1, high). queries.md: a claim "refuses a value another id holds"; failures.md:
@@ -85,8 +85,14 @@ def test_s1_a_stale_release_copy_does_not_free_a_value_held_again(
     proxy.stall("EVALSHA", 1.5, when=_is_release_of(b"X"))
     if how == "save":
         store.save(Sku(1, "Y", id="a"))            # gives X up: its release is stalled, resent
-    else:
+    elif how == "update":
         assert store.update(Sku, "a", sku="Y") is True
+    elif how == "save_many":
+        assert store.save_many([Sku(1, "Y", id="a")]) == 1
+    elif how == "delete":
+        assert store.delete(Sku, "a") is True
+    else:
+        redmodel.transact(store, lambda tx: tx.save(Sku(1, "Y", id="a")))
     assert [e.kind for e in proxy.events] == ["stall"], "the release was not stalled"
     store.save(Sku(1, "X", id="a"))                # takes X back (the same id)
     assert proxy.quiet(10)                         # the stale release reaches the server
@@ -244,3 +250,53 @@ def test_s3_a_concurrent_increment_during_a_pop_put_back_is_not_lost(
     assert redis_client.zscore("z", b"1") == 6.0, (
         f"member '1' ends with score {redis_client.zscore('z', b'1')}: its popped score 1 was "
         f"dropped by the put-back's ZADD NX (or the concurrent increment was lost)")
+
+
+# ---- S4: save_many refused on a wrong-typed key does not say what was written ---------------
+
+@redmodel.model(prefix="a12se")
+@attrs.define
+class Opt:
+    n: int = 0
+    tag: str | None = None
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("model", [Counter, Opt], ids=["HSET", "script"])
+def test_s4_save_many_refused_by_a_wrong_typed_key_names_written_and_not_written(
+        store: redmodel.Store, redis_client: redis.Redis, model: Any) -> None:
+    """FAILS (S4, medium). store.md: "An object the server refuses (a unique value taken, a
+    wrong-typed key) stops the call after its chunk: the error says which objects were
+    written and which not, and carries their keys (.written, .not_written)". A unique value
+    taken does; a wrong-typed key gives a bare ServerError with ``written``/``not_written``
+    None, though k0..k2 were written and k4, k5 were not: the caller cannot tell what to
+    redo."""
+    prefix = "a12s" if model is Counter else "a12se"
+    redis_client.set(f"{prefix}:k3", "not a hash")
+    ids = [f"k{i}" for i in range(6)]
+    with pytest.raises(redmodel.ServerError) as caught:
+        store.save_many([model(n=7, id=i) for i in ids], chunk_size=2)
+    written = sorted(k.decode() for k in redis_client.keys(f"{prefix}:*")
+                     if redis_client.type(k) == b"hash")
+    assert written == [f"{prefix}:k0", f"{prefix}:k1", f"{prefix}:k2"]
+    e = caught.value
+    assert getattr(e, "written", None) is not None and getattr(e, "not_written", None), (
+        f"ServerError for a refused save_many carries written={getattr(e, 'written', None)!r},"
+        f" not_written={getattr(e, 'not_written', None)!r}; the server holds {written}")
+    assert sorted(e.written) == written
+    assert sorted(e.not_written) == [f"{prefix}:k3", f"{prefix}:k4", f"{prefix}:k5"]
+
+
+def test_s4_cluster_save_many_refused_on_one_node_names_what_the_others_wrote(
+        redis_cluster_client: RedisCluster) -> None:
+    """FAILS (S4) on the cluster: one node's wrong-typed key; the other nodes' objects are
+    written, the error does not say so."""
+    store = redmodel.Store(redis_cluster_client)
+    ids = [f"k{i}" for i in range(12)]
+    redis_cluster_client.set("a12s:k5", "not a hash")
+    with pytest.raises(redmodel.ServerError) as caught:
+        store.save_many([Counter(n=7, id=i) for i in ids])
+    written = [i for i in ids if redis_cluster_client.type(f"a12s:{i}") == b"hash"]
+    assert written, "nothing was written"
+    assert getattr(caught.value, "written", None) is not None, (
+        f"objects {written} were written; the error's .written is None")
