@@ -300,3 +300,47 @@ def test_s4_cluster_save_many_refused_on_one_node_names_what_the_others_wrote(
     assert written, "nothing was written"
     assert getattr(caught.value, "written", None) is not None, (
         f"objects {written} were written; the error's .written is None")
+
+
+# ---- S5: an EvictionPolicyError is remembered after the policy is fixed ---------------------
+
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_s5_a_store_refused_for_its_eviction_policy_works_once_the_policy_is_fixed(
+        shell: str) -> None:
+    """FAILS (S5, low-medium, liveness). failures.md/store.md: an evicting policy is refused
+    with EvictionPolicyError, whose message says "Set maxmemory-policy noeviction, or pass
+    ... allow_eviction=True". An operator does set it (``CONFIG SET maxmemory-policy
+    noeviction``), but the store looked once and keeps refusing every exactly-once write
+    for the rest of its life: the app must be restarted. (The refusal sent nothing, so
+    looking again costs one INFO per refused write.)"""
+    with RedisServer(extra_args=("--maxmemory-policy", "volatile-lru")) as server:
+        admin = server.client()
+        redmodel.Store(admin).save(Counter(id="a"))
+
+        if shell == "sync":
+            store = redmodel.Store(server.client(), exactly_once=True)
+            with pytest.raises(redmodel.EvictionPolicyError):
+                store.incr(Counter, "a", "n", 1)
+            admin.config_set("maxmemory-policy", "noeviction")
+            try:
+                result: Any = store.incr(Counter, "a", "n", 1)
+            except redmodel.EvictionPolicyError as e:
+                result = e
+            store.close()
+        else:
+            async def main() -> Any:
+                astore = redmodel.AsyncStore(aredis.Redis(host=server.host, port=server.port),
+                                             exactly_once=True)
+                try:
+                    with pytest.raises(redmodel.EvictionPolicyError):
+                        await astore.incr(Counter, "a", "n", 1)
+                    admin.config_set("maxmemory-policy", "noeviction")
+                    try:
+                        return await astore.incr(Counter, "a", "n", 1)
+                    except redmodel.EvictionPolicyError as e:
+                        return e
+                finally:
+                    await astore.aclose()
+            result = asyncio.run(main())
+        assert result == 1, (
+            f"after CONFIG SET maxmemory-policy noeviction the store still refuses: {result}")
