@@ -344,3 +344,71 @@ def test_s5_a_store_refused_for_its_eviction_policy_works_once_the_policy_is_fix
             result = asyncio.run(main())
         assert result == 1, (
             f"after CONFIG SET maxmemory-policy noeviction the store still refuses: {result}")
+
+
+# ---- S6: the blocking pops' dedicated clients pile up and outlive the store -----------------
+
+def _connected(client: redis.Redis) -> int:
+    return int(client.info("clients")["connected_clients"])
+
+
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_s6_closing_the_store_closes_the_blocking_pops_connections(
+        redis_url: str, redis_client: redis.Redis, shell: str) -> None:
+    """FAILS (S6, medium). deploy.md: "A ``with`` block closes the connections";
+    "``aclose()`` (or ``async with``) closes it". A store that made one ``pop_blocking``
+    leaves its dedicated connection open after the block (sync: until the store object is
+    garbage-collected; asyncio: still open after ``aclose()``)."""
+    base = _connected(redis_client)
+    redis_client.rpush("jobs", 1, 2, 3)
+    if shell == "sync":
+        with redmodel.Store.from_url(redis_url) as store:
+            queue = Queue(store, "jobs", int)
+            assert queue.pop_blocking(0.5) == 1
+            assert queue.pop_blocking(1.5) == 2
+            assert queue.pop_blocking(2.5) == 3
+        time.sleep(0.2)
+        left = _connected(redis_client) - base
+        del store, queue
+    else:
+        async def main() -> int:
+            async with redmodel.AsyncStore.from_url(redis_url) as astore:
+                aqueue = Queue(astore, "jobs", int)
+                assert await aqueue.pop_blocking(0.5) == 1
+                assert await aqueue.pop_blocking(1.5) == 2
+                assert await aqueue.pop_blocking(2.5) == 3
+            await asyncio.sleep(0.2)
+            return _connected(redis_client) - base
+        left = asyncio.run(main())
+    assert left == 0, f"{left} connections of the closed store are still open on the server"
+
+
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_s6_blocking_pops_with_varying_timeouts_do_not_open_a_connection_each(
+        redis_server: RedisServer, redis_client: redis.Redis, shell: str) -> None:
+    """FAILS (S6). containers.md: the dedicated clients "are cached per store client, node and
+    socket timeout" (``ceil(timeout) + 5``). A worker whose timeout varies (a backoff, a
+    random jitter, what is left of a long deadline) gets a new client, and a new open
+    connection, for every distinct whole second, kept for the store's life: 60 pops with
+    timeouts 0.5 .. 59.5 hold 60 connections (the server's ``maxclients`` is the limit)."""
+    redis_client.rpush("jobs", *range(60))
+    base = _connected(redis_client)
+    if shell == "sync":
+        store = redmodel.Store(redis.Redis(host=redis_server.host, port=redis_server.port))
+        queue = Queue(store, "jobs", int)
+        for k in range(60):
+            assert queue.pop_blocking(k + 0.5) == k
+        grown = _connected(redis_client) - base
+        store.close()
+    else:
+        async def main() -> int:
+            astore = redmodel.AsyncStore(aredis.Redis(host=redis_server.host,
+                                                      port=redis_server.port))
+            aqueue = Queue(astore, "jobs", int)
+            for k in range(60):
+                assert await aqueue.pop_blocking(k + 0.5) == k
+            n = _connected(redis_client) - base
+            await astore.aclose()
+            return n
+        grown = asyncio.run(main())
+    assert grown <= 5, f"60 blocking pops (one at a time) left {grown} connections open"
