@@ -412,3 +412,68 @@ def test_s6_blocking_pops_with_varying_timeouts_do_not_open_a_connection_each(
             return n
         grown = asyncio.run(main())
     assert grown <= 5, f"60 blocking pops (one at a time) left {grown} connections open"
+
+
+# ---- held: what this attack could not break -------------------------------------------------
+
+def test_held_a_fence_that_finds_the_write_applied_leaves_a_mark_for_stalled_copies(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """Held: exactly-once incr, first copy applied with its reply lost, every resend stalled
+    past the socket timeout; the fence finds the record and returns the reply; the next call
+    cuts the record to a ``D`` mark (not deleted), so the stalled copies apply nothing."""
+    redmodel.Store(redis_client).save(Counter(id="a"))
+    store = redmodel.Store(redis.Redis(host=proxy.host, port=proxy.port, socket_timeout=0.3),
+                           exactly_once=True,
+                           resend=redmodel.ResendPolicy(attempts=3, backoff_base=0.01,
+                                                        backoff_max=0.02, deadline=2,
+                                                        write_id_ttl=30))
+    store.get(Counter, "a")
+    proxy.lose_reply("EVALSHA", when=has("a12s:a"))
+    proxy.stall("EVALSHA", 2.0, times=50, when=has("a12s:a"))
+    assert store.incr(Counter, "a", "n", 1) == 1
+    store.get(Counter, "b")                              # tidies the record
+    assert [redis_client.get(k) for k in redis_client.keys("redmodel:once:*")] == [b"D"]
+    proxy.clear()
+    assert proxy.quiet(10)
+    time.sleep(0.1)
+    assert redis_client.hget("a12s:a", "n") == b"1"
+    store.close()
+
+
+def test_held_a_stale_claim_copy_aged_past_the_grace_does_not_let_another_id_take_the_value(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """Held: a stale copy of a's claim marks a's claim unconfirmed; even once older than
+    CLAIM_GRACE_MS (simulated by ageing its timestamp), b's save is refused: a holds X."""
+    store = _direct_store(proxy)
+    store.save(Sku(1, "Y", id="a"))
+    proxy.stall("EVALSHA", 1.5, when=lambda argv: len(argv) == 8 and argv[4] == b"X")
+    store.save(Sku(1, "X", id="a"))
+    assert proxy.quiet(10)
+    time.sleep(0.1)
+    key = next(f"a12sb:{{{b}}}:%idx:uq:sku" for b in range(4)
+               if redis_client.hexists(f"a12sb:{{{b}}}:%idx:uq:sku", "X"))
+    owner, stamp = redis_client.hget(key, "X").split(b"\x1f")
+    assert owner == b"a" and stamp != b"C"               # the stale copy landed
+    redis_client.hset(key, "X", owner + b"\x1f" + str(int(stamp) - 11_000).encode())
+    with pytest.raises(redmodel.RedmodelError):
+        store.save(Sku(2, "X", id="b"))
+    assert _sku_holders(redmodel.Store(redis_client), "X") == ["a"]
+    store.close()
+
+
+def test_held_concurrent_async_blocking_pops_each_get_their_own_queue(
+        redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    """Held: 20 concurrent ``pop_blocking`` tasks on one AsyncStore, values pushed in reverse
+    order: each task gets its own queue's value (no shared connection, no crossed replies)."""
+    async def main() -> list[Any]:
+        astore = redmodel.AsyncStore(aredis.Redis(host=redis_server.host,
+                                                  port=redis_server.port))
+        tasks = [asyncio.create_task(Queue(astore, f"k{i}", int).pop_blocking(2))
+                 for i in range(20)]
+        await asyncio.sleep(0.3)
+        for i in reversed(range(20)):
+            redis_client.rpush(f"k{i}", i)
+        got = await asyncio.gather(*tasks)
+        await astore.aclose()
+        return got
+    assert asyncio.run(main()) == list(range(20))
