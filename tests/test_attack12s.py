@@ -477,3 +477,53 @@ def test_held_concurrent_async_blocking_pops_each_get_their_own_queue(
         await astore.aclose()
         return got
     assert asyncio.run(main()) == list(range(20))
+
+
+# ---- S7: a stale copy of a resent save/expire undoes a later delete/persist -----------------
+
+@redmodel.model(prefix="a12si")
+@attrs.define
+class Indexed:
+    n: int = redmodel.field(index="range", default=0)
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("once", [False, True], ids=["off", "exactly_once"])
+@pytest.mark.parametrize("case", ["expire then persist", "save then delete",
+                                  "indexed save then delete"])
+def test_s7_a_stale_copy_of_a_resent_write_does_not_undo_a_later_write(
+        proxy: FaultProxy, redis_client: redis.Redis, case: str, once: bool) -> None:
+    """FAILS (S7, medium). failures.md's table: save/expire under a stall "returns; once (a
+    stale copy may land later: same data)"; issue 12: resent writes are those "whose second
+    application changes nothing". "Where the guarantee ends" admits a stale save landing
+    after a later *save*. But the stale copy also lands after a later ``delete`` (the deleted
+    object comes back, index entries included) or ``persist`` (the object gets its expiry back
+    and vanishes): a second application that changes everything, in exactly-once mode too,
+    where the user was told each write is applied exactly once."""
+    store = redmodel.Store(redis.Redis(host=proxy.host, port=proxy.port,
+                                       socket_timeout=SOCKET_TIMEOUT),
+                           exactly_once=once, resend=POLICY)
+    if case == "expire then persist":
+        store.save(Counter(id="a"))
+        proxy.stall("PEXPIRE", 1.0, when=has("a12s:a"))
+        assert store.expire(Counter, "a", 100) is True
+        assert store.persist(Counter, "a") is True
+    elif case == "save then delete":
+        proxy.stall("HSET", 1.0, when=has("a12s:a"))
+        store.save(Counter(n=5, id="a"))
+        assert store.delete(Counter, "a") is True
+    else:
+        proxy.stall(lambda name: name.startswith("EVAL"), 1.0, when=has("a12si:a"))
+        store.save(Indexed(n=5, id="a"))
+        assert store.delete(Indexed, "a") is True
+    assert [e.kind for e in proxy.events] == ["stall"]
+    assert proxy.quiet(10)
+    time.sleep(0.1)
+    if case == "expire then persist":
+        state = store.ttl(Counter, "a")
+        assert state is None, f"persisted, then the stale PEXPIRE landed: ttl {state}"
+    else:
+        model = Counter if case == "save then delete" else Indexed
+        state = store.get(model, "a")
+        assert state is None, f"deleted, then the stale save landed: {state} is back"
+    store.close()
