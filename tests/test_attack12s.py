@@ -527,3 +527,21 @@ def test_s7_a_stale_copy_of_a_resent_write_does_not_undo_a_later_write(
         state = store.get(model, "a")
         assert state is None, f"deleted, then the stale save landed: {state} is back"
     store.close()
+
+
+def test_s7_a_stale_save_copy_after_a_delete_breaks_a_unique_constraint(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """FAILS (S7, via S1's consequence): on a bucketed unique model the resurrected object
+    still holds its unique value, whose claim its delete released and another object took:
+    two holders of one unique value."""
+    store = _direct_store(proxy)
+    proxy.stall("EVALSHA", 1.0, when=lambda argv: len(argv) > 10 and b"X" in argv)
+    store.save(Sku(1, "X", id="a"))                   # the write step: held, resent
+    assert [e.kind for e in proxy.events] == ["stall"]
+    assert store.delete(Sku, "a") is True             # releases X
+    store.save(Sku(2, "X", id="b"))                   # b takes X
+    assert proxy.quiet(10)
+    time.sleep(0.1)
+    holders = _sku_holders(redmodel.Store(redis_client), "X")
+    store.close()
+    assert holders == ["b"], f"objects {holders} all hold the unique value 'X'"
