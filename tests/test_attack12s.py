@@ -74,7 +74,9 @@ def _sku_holders(store: redmodel.Store, value: str) -> list[str]:
 @pytest.mark.parametrize("how", ["save", "update", "save_many", "delete", "transaction"])
 def test_s1_a_stale_release_copy_does_not_free_a_value_held_again(
         proxy: FaultProxy, redis_client: redis.Redis, how: str) -> None:
-    """FAILS (S1, high). queries.md: a claim "refuses a value another id holds"; failures.md:
+    """FIXED (S1, high): a resend now waits for the fence (CLIENT KILL ID of the connection
+    that carried the first copy), so no stale copy lands later. queries.md: a claim
+    "refuses a value another id holds"; failures.md:
     save/update are resent, "a stale copy may land later: same data"; queries.md: "A stale
     copy of a claim ... only marks the object's own claim unconfirmed again; the object still
     holds the value, so nobody can take it over". A save that gives a value up *releases*
@@ -109,7 +111,8 @@ def test_s1_a_stale_release_copy_does_not_free_a_value_held_again(
 
 def test_s1_cluster_a_stale_release_copy_does_not_free_a_value_held_again(
         redis_cluster: RedisClusterServer, redis_cluster_client: RedisCluster) -> None:
-    """FAILS (S1) on the cluster shell (ClusterFaultProxy, the claim's node stalled)."""
+    """FIXED (S1) on the cluster shell (ClusterFaultProxy, the claim's node stalled): the
+    fence goes to the node the first copy went to."""
     proxies = ClusterFaultProxy(redis_cluster.addresses).start()
     try:
         host, port = proxies.startup_nodes[0]
@@ -439,19 +442,24 @@ def test_held_a_fence_that_finds_the_write_applied_leaves_a_mark_for_stalled_cop
 
 def test_held_a_stale_claim_copy_aged_past_the_grace_does_not_let_another_id_take_the_value(
         proxy: FaultProxy, redis_client: redis.Redis) -> None:
-    """Held: a stale copy of a's claim marks a's claim unconfirmed; even once older than
-    CLAIM_GRACE_MS (simulated by ageing its timestamp), b's save is refused: a holds X."""
+    """Held: a's claim, stalled and resent, is fenced first (CLIENT KILL ID), so its stale
+    copy never lands: the claim stays confirmed. (Before the fence the copy landed and
+    marked a's claim unconfirmed.) A claim of a's left unconfirmed all the same (a copy
+    that landed after an OutcomeUnknownError), even once older than CLAIM_GRACE_MS
+    (simulated by writing an aged timestamp), still refuses b's save: a holds X."""
     store = _direct_store(proxy)
     store.save(Sku(1, "Y", id="a"))
     proxy.stall("EVALSHA", 1.5, when=lambda argv: len(argv) == 8 and argv[4] == b"X")
     store.save(Sku(1, "X", id="a"))
+    assert [e.kind for e in proxy.events] == ["stall"]
     assert proxy.quiet(10)
     time.sleep(0.1)
     key = next(f"a12sb:{{{b}}}:%idx:uq:sku" for b in range(4)
                if redis_client.hexists(f"a12sb:{{{b}}}:%idx:uq:sku", "X"))
     owner, stamp = redis_client.hget(key, "X").split(b"\x1f")
-    assert owner == b"a" and stamp != b"C"               # the stale copy landed
-    redis_client.hset(key, "X", owner + b"\x1f" + str(int(stamp) - 11_000).encode())
+    assert owner == b"a" and stamp == b"C"               # the stale copy was fenced
+    aged = int(redis_client.time()[0]) * 1000 - 11_000
+    redis_client.hset(key, "X", owner + b"\x1f" + str(aged).encode())
     with pytest.raises(redmodel.RedmodelError):
         store.save(Sku(2, "X", id="b"))
     assert _sku_holders(redmodel.Store(redis_client), "X") == ["a"]
@@ -490,7 +498,8 @@ class Indexed:
                                   "indexed save then delete"])
 def test_s7_a_stale_copy_of_a_resent_write_does_not_undo_a_later_write(
         proxy: FaultProxy, redis_client: redis.Redis, case: str, once: bool) -> None:
-    """FAILS (S7, medium). failures.md's table: save/expire under a stall "returns; once (a
+    """FIXED (S7, medium-high): fenced before it is resent, in both modes. Was: failures.md's
+    table: save/expire under a stall "returns; once (a
     stale copy may land later: same data)"; issue 12: resent writes are those "whose second
     application changes nothing". "Where the guarantee ends" admits a stale save landing
     after a later *save*. But the stale copy also lands after a later ``delete`` (the deleted
@@ -528,7 +537,7 @@ def test_s7_a_stale_copy_of_a_resent_write_does_not_undo_a_later_write(
 
 def test_s7_a_stale_save_copy_after_a_delete_breaks_a_unique_constraint(
         proxy: FaultProxy, redis_client: redis.Redis) -> None:
-    """FAILS (S7, via S1's consequence): on a bucketed unique model the resurrected object
+    """FIXED (S7, via S1's consequence): on a bucketed unique model the resurrected object
     still holds its unique value, whose claim its delete released and another object took:
     two holders of one unique value."""
     store = _direct_store(proxy)
