@@ -33,6 +33,8 @@ RULES: dict[str, Rule] = {
     "hash models": Rule(commands=(
         "hset", "hgetall", "hget", "hdel", "hincrby", "exists", "del",
         "pexpire", "pttl", "persist", "scan", "evalsha", "script|load",
+        # the fence before a resend: CLIENT KILL ID of the connection whose reply was lost
+        "client|kill",
     )),
     # equality entries are sets, range entries and the all-ids index sorted sets; scripts
     # read the server clock (TIME) to leave expired objects out and check the TYPE of

@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import redmodel
-from redmodel.testing import RedisServer
+from redmodel.testing import FaultProxy, RedisServer, has
 from tests.acl import RULES, setuser_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +78,24 @@ def hash_models(store: redmodel.Store, server: redis.Redis) -> None:
     assert len(list(store.scan_keys(Hat))) == 12
     assert store.delete(Hat, hat.id)
     assert store.delete_many(Hat, [h.id for h in store.scan(Hat)]) == 11
+    _resent_save(store)
+
+
+def _resent_save(store: redmodel.Store) -> None:
+    """A save whose reply is lost: before it is sent again the store fences its first copy
+    (CLIENT KILL ID of the connection that carried it); refused, the save would raise
+    OutcomeUnknownError."""
+    kwargs = store.client.connection_pool.connection_kwargs
+    hat = Hat("red", 3.0)
+    with FaultProxy(kwargs["host"], kwargs["port"]) as proxy:
+        client = redis.Redis(host=proxy.host, port=proxy.port, username=kwargs["username"],
+                             password=kwargs["password"], retry=Retry(NoBackoff(), 0))
+        with redmodel.Store(client) as through:
+            proxy.lose_reply(lambda _name: True, when=has(f"hat:{hat.id}"))
+            through.save(hat)
+            assert [e.kind for e in proxy.events] == ["lose_reply"]
+    assert store.get(Hat, hat.id) == hat
+    assert store.delete(Hat, hat.id)
 
 
 def indexes_and_queries(store: redmodel.Store, server: redis.Redis) -> None:
