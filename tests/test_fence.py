@@ -14,11 +14,19 @@ import attrs
 import pytest
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 import redmodel
-from redmodel.testing import FaultProxy, RedisServer, has
+from redmodel.testing import (
+    ClusterFaultProxy,
+    FaultProxy,
+    RedisClusterServer,
+    RedisServer,
+    has,
+)
 
 POLICY = redmodel.ResendPolicy(attempts=10, backoff_base=0.01, backoff_max=0.05, deadline=8.0,
                                write_id_ttl=30.0)
@@ -147,3 +155,29 @@ def test_a_server_paused_past_the_deadline_is_outcome_unknown(own_server: RedisS
     assert store.get(Counter, "e") == Counter(n=5, id="e")  # applied when it resumed, once
     store.delete(Counter, "e")
     store.close()
+
+
+def test_asyncio_cluster_the_fence_goes_to_the_node_of_the_first_copy(
+        redis_cluster: RedisClusterServer, redis_cluster_client: RedisCluster) -> None:
+    """On a cluster the stalled save is fenced on its own node (ClusterFaultProxy, that
+    node's proxy stalling it), then resent; the later delete stays."""
+    node = redis_cluster_client.get_node_from_key("fence:f")
+    kills_before = _kills(redis_cluster_client.get_redis_connection(node))
+
+    async def run(proxies: ClusterFaultProxy) -> Counter | None:
+        host, port = proxies.startup_nodes[0]
+        client = AsyncRedisCluster(host=host, port=port, address_remap=proxies.address_remap,
+                                   socket_timeout=0.3)
+        async with redmodel.AsyncStore(client, resend=POLICY) as store:
+            proxy = proxies.proxy_for((node.host, int(node.port)))
+            proxy.stall("HSET", 1.0, when=has("fence:f"))
+            await store.save(Counter(n=5, id="f"))
+            assert [e.kind for e in proxy.events] == ["stall"]
+            assert await store.delete(Counter, "f") is True
+            assert proxies.quiet(10)
+            await asyncio.sleep(0.1)
+            return await store.get(Counter, "f")
+
+    with ClusterFaultProxy(redis_cluster.addresses) as proxies:
+        assert asyncio.run(run(proxies)) is None
+    assert _kills(redis_cluster_client.get_redis_connection(node)) == kills_before + 1
