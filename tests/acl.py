@@ -59,6 +59,7 @@ RULES: dict[str, Rule] = {
         "zpopmin", "zpopmax", "get", "incrby", "multi", "exec", "exists", "del", "pexpire",
         "evalsha", "script|load", "lmove", "blmove", "lrem",
         "zrangebyscore", "hset", "hget", "hdel", "time",
+        "client|kill",  # the fence before a capped trim (or an expiry) is resent
     )),
     # exactly-once mode on hash models: each write that must not run twice carries a write
     # id whose record its script reads and writes (GET, SET) under the store's own prefix
