@@ -68,6 +68,44 @@ def _node_key(node: Any) -> Hashable:
     return None if node is None else node.name
 
 
+_CLIENT_ID: Command = ("CLIENT", "ID")
+_UNKNOWN = object()
+
+
+def _socket_of(conn: Any) -> Any:
+    """What changes each time a connection (sync or asyncio) connects again."""
+    sock = getattr(conn, "_sock", None)
+    return sock if sock is not None else getattr(conn, "_writer", None)
+
+
+def _known_id(conn: Any) -> Any:
+    """The server-side id of ``conn`` as now connected: learned from a ``CLIENT ID`` sent
+    earlier on this socket, or from the HELLO reply (RESP3, sync: ``handshake_metadata``);
+    ``_UNKNOWN`` if neither (the shell asks ``CLIENT ID`` before the connection's first
+    write); None if the server refused CLIENT ID (ACL)."""
+    sock = _socket_of(conn)
+    learned = getattr(conn, "_redmodel_id", None)
+    if learned is not None and learned[0] is sock:
+        return learned[1]
+    meta = getattr(conn, "handshake_metadata", None)
+    if isinstance(meta, dict):
+        found = meta.get(b"id", meta.get("id"))
+        if isinstance(found, int):
+            conn._redmodel_id = (sock, found)
+            return found
+    return _UNKNOWN
+
+
+def _learned(conn: Any, reply: Any) -> int | None:
+    """Take in the reply to ``CLIENT ID`` (an error reply: refused, the id stays unknown).
+    It is asked in a round trip of its own, once per connection, before the connection's
+    first write (asyncio, RESP2): asked in the same packet as the write, a request lost
+    with the write would leave the write's first copy impossible to fence."""
+    found = reply if isinstance(reply, int) and not isinstance(reply, bool) else None
+    conn._redmodel_id = (_socket_of(conn), found)
+    return found
+
+
 class _Shell:
     """What both shells share: the link (policy, mode, loaded scripts) and packing."""
 
@@ -198,6 +236,9 @@ class SyncLink(_Shell):
                 conn = pool.get_connection()
             try:
                 conn.check_health()
+                if call.learn:
+                    found = _known_id(conn)
+                    call.conn_id = self._ask_id(conn) if found is _UNKNOWN else found
                 data = self._pack(conn, call.wire)
             except BaseException:
                 self._drop(conn, pool, session, call)
@@ -216,6 +257,15 @@ class SyncLink(_Shell):
             self._drop(conn, pool, session, call)
             raise
         return conn, pool
+
+    def _ask_id(self, conn: Any) -> int | None:
+        """``CLIENT ID`` of a connection that has not told it (nothing of a call sent yet:
+        a failure here leaves the call safe to send again)."""
+        conn.send_packed_command(self._pack(conn, [_CLIENT_ID]), check_health=False)
+        try:
+            return _learned(conn, conn.read_response(disconnect_on_error=False))
+        except ResponseError as e:
+            return _learned(conn, e)
 
     def _read(self, conn: Any, call: Call) -> bool:
         replies = call.replies
@@ -495,6 +545,9 @@ class AsyncLink(_Shell):
                 conn, pool = await self._acquire(call.node)
             try:
                 await conn.check_health()
+                if call.learn:
+                    found = _known_id(conn)
+                    call.conn_id = await self._ask_id(conn) if found is _UNKNOWN else found
                 data = self._pack(conn, call.wire)
             except BaseException:
                 await self._drop(conn, pool, session)
@@ -513,6 +566,14 @@ class AsyncLink(_Shell):
             await self._drop(conn, pool, session)
             raise
         return conn, pool
+
+    async def _ask_id(self, conn: Any) -> int | None:
+        """:meth:`SyncLink._ask_id`, awaited."""
+        await conn.send_packed_command(self._pack(conn, [_CLIENT_ID]), check_health=False)
+        try:
+            return _learned(conn, await conn.read_response(disconnect_on_error=False))
+        except ResponseError as e:
+            return _learned(conn, e)
 
     async def _read(self, conn: Any, call: Call) -> bool:
         replies = call.replies

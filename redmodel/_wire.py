@@ -14,7 +14,10 @@ own pool, sends one round's commands in one write, reads the replies with the co
   nothing ran (NOSCRIPT, MOVED, ASK, TRYAGAIN, CLUSTERDOWN, READONLY, LOADING);
 - what failures mean: before any byte was sent nothing was applied, and the batch is tried
   again under the :class:`ResendPolicy`, then redis-py's ``ConnectionError`` is raised;
-  after sending, only what may be sent twice is sent again. Anything else is an
+  after sending, only what may be sent twice is sent again, and a write only once its
+  first copy is fenced (``CLIENT KILL ID`` of the connection that carried it, on another
+  connection to the same node: after the answer no copy of it can land later; without
+  it, OutcomeUnknownError). Anything else is an
   :class:`~redmodel.OutcomeUnknownError`, or in exactly-once mode it is sent again under
   its write id and, once the policy gives up, fenced and settled: applied or not applied.
 
@@ -26,6 +29,7 @@ been applied.
 from __future__ import annotations
 
 import base64
+import errno
 import inspect
 import os
 import random
@@ -125,10 +129,13 @@ class ResendPolicy:
       evicted record lets a resend apply its write twice).
 
     Only a batch that may be sent twice (a read, a whole save, an update, an expiry) is sent
-    again after its reply was lost, or any write in exactly-once mode. Redirections that
-    prove nothing ran (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING, NOSCRIPT) are followed at
-    once and count only against ``deadline``. The client's own ``retry`` setting applies
-    inside each round to opening a connection, never to a command.
+    again after its reply was lost, or any write in exactly-once mode; a write without a
+    write id only after the connection that carried its first copy is killed (the fence:
+    ``CLIENT KILL ID``, retried within ``attempts`` and ``deadline`` like a round).
+    Redirections that prove nothing ran (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING,
+    NOSCRIPT) are followed at once and count only against ``deadline``. The client's own
+    ``retry`` setting applies inside each round to opening a connection, never to a
+    command.
     """
 
     attempts: int = attrs.field(default=3, validator=_positive)
@@ -422,6 +429,20 @@ def server_error(error: BaseException, command: Command) -> BaseException:
     return made
 
 
+def refused(error: BaseException) -> bool:
+    """Whether opening a connection failed because nothing listens at the address (TCP
+    ECONNREFUSED), as redis-py reports it (its ConnectionError raised while handling the
+    OSError)."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return f"Error {errno.ECONNREFUSED} connecting" in str(error)
+
+
 class RestartAttemptError(RedisConnectionError):
     """Internal: a transaction attempt cannot go on, and nothing of it was applied (its
     connection broke before EXEC, its slot moved, the server forgot its scripts, or its
@@ -511,8 +532,9 @@ class Call:
     objects), ``failure`` (the connection error, if any) and ``sent`` (whether any byte of
     it may have left)."""
 
-    __slots__ = ("atomic", "check", "cleanup", "evals", "failure", "fence", "head", "indices",
-                 "loads", "node", "pinned", "replies", "sent", "wire")
+    __slots__ = ("atomic", "check", "cleanup", "conn_id", "evals", "failure", "fence", "head",
+                 "indices", "kill", "learn", "loads", "node", "pinned", "replies", "sent",
+                 "wire")
 
     def __init__(self, node: Any, wire: Sequence[Command], indices: list[int], loads: list[str],
                  head: int, atomic: bool, pinned: bool = False,
@@ -532,9 +554,15 @@ class Call:
         self.sent = False
         self.cleanup: list[Command] = []  # tidying of records, ahead of the batch's own
         self.check = False  # an INFO asking the node's eviction policy
+        # writes that may be sent again: the shell learns the server-side id of the
+        # connection that carries them (``conn_id``, None when unknown) so that a lost
+        # reply can be fenced (CLIENT KILL ID) before anything is sent again
+        self.learn = False
+        self.conn_id: int | None = None
+        self.kill: list[tuple[int, list[int]]] | None = None  # a fence: (id, indices) each
 
 
-_SEND, _FENCE, _DONE = range(3)
+_SEND, _FENCE, _DONE, _KILL = range(4)
 
 
 class Exchange:
@@ -564,6 +592,12 @@ class Exchange:
     _clean = False  # every reply came in one round, none an error
     _checking = False  # this round asks nodes their eviction policy
     once: Mapping[int, str] = MappingProxyType({})
+    # writes sent whose replies were lost, still to be fenced: (node, connection id,
+    # indices) each; then the exchange sends them again, or gives up (``_kill_give_up``)
+    kills: list[tuple[Any, int, list[int]]] | None = None
+    kill_failures = 0
+    _kill_give_up = False
+    _kill_pause = 0.0
 
     def __init__(self, batch: Batch, link: Link, *, pinned: bool = False,
                  node: Any = None) -> None:
@@ -752,6 +786,8 @@ class Exchange:
             return self._send_calls()
         if self.phase == _FENCE:
             return self._fence_calls()
+        if self.phase == _KILL:
+            return self._kill_calls()
         return None
 
     def _where(self, i: int) -> Any:
@@ -843,8 +879,10 @@ class Exchange:
         link = self.link
         cleanup = link.take(link.node_key(node)) if link.pending and not self.pinned else []
         if not (loads or asked or atomic or cleanup):
-            return Call(node, commands, indices, loads, 0, False, pinned=self.pinned,
+            call = Call(node, commands, indices, loads, 0, False, pinned=self.pinned,
                         evals=evals)
+            call.learn = self._learns(indices)
+            return call
         out: list[Command] = [("SCRIPT", "LOAD", SCRIPTS_BY_SHA[sha].source) for sha in loads]
         out.extend(cleanup)  # after the loads: their replies come first (_note_loads)
         if asked:
@@ -857,7 +895,84 @@ class Exchange:
             out.append(("EXEC",))
         call = Call(node, out, indices, loads, head, atomic, pinned=self.pinned, evals=evals)
         call.cleanup = cleanup
+        call.learn = self._learns(indices)
         return call
+
+    def _learns(self, indices: list[int]) -> bool:
+        """Whether a call carries writes that may be sent again without a write id: its
+        connection's server-side id must be known, to fence them if their reply is lost."""
+        if not self.batch.write:
+            return False
+        unsafe, once = self.unsafe, self.once
+        if not unsafe and not once:
+            return True
+        if len(unsafe) == len(self.batch.commands) and not once:
+            return False  # never sent again (a transaction's EXEC, an increment)
+        return any(i not in unsafe and i not in once for i in indices)
+
+    def _kill_calls(self) -> list[Call]:
+        """The fence before a resend: ``CLIENT KILL ID`` of each connection that carried a
+        write whose reply was lost, on another connection to the same node. Once the server
+        answers (1: killed, 0: already gone), every command that connection sent has run or
+        never will: no copy of the write can land later."""
+        assert self.kills is not None
+        groups: dict[Hashable, tuple[Any, list[tuple[int, list[int]]]]] = {}
+        for node, conn_id, indices in self.kills:
+            groups.setdefault(self.link.node_key(node), (node, []))[1].append(
+                (conn_id, indices))
+        calls = []
+        for node, parts in groups.values():
+            call = Call(node, [("CLIENT", "KILL", "ID", conn_id) for conn_id, _ in parts],
+                        [i for _, idx in parts for i in idx], [], 0, False)
+            call.kill = parts
+            calls.append(call)
+        return calls
+
+    def _settle_kill(self, calls: Sequence[Call]) -> float:
+        left: list[tuple[Any, int, list[int]]] = []
+        denied: list[int] = []
+        reason: BaseException | None = None
+        for call in calls:
+            assert call.kill is not None
+            if call.failure is not None:
+                if not call.sent and refused(call.failure):
+                    # nothing listens where the first copy went: the server process that
+                    # held its connection is gone, and its connections with it
+                    continue
+                self.last_failure = call.failure
+            for pos, (conn_id, indices) in enumerate(call.kill):
+                if pos >= len(call.replies):
+                    left.append((call.node, conn_id, indices))
+                elif isinstance(call.replies[pos], Exception):  # NOPERM, or no CLIENT KILL
+                    denied.extend(indices)
+                    reason = call.replies[pos]
+        if denied:
+            self.phase = _DONE
+            self._unknown(denied, fence=reason)
+        if left:
+            self.kills = left
+            self.kill_failures += 1
+            policy = self.link.policy
+            delay = policy.backoff(self.kill_failures)
+            if self.kill_failures < policy.attempts and \
+                    time.monotonic() - self.started + delay <= policy.deadline:
+                return delay  # waits in line like a resend would, within the same bounds
+            self.phase = _DONE
+            self._unknown([i for _, _, idx in left for i in idx],
+                          fence=self.last_failure)
+        self.kills = None
+        self.phase = _SEND
+        if self._kill_give_up:
+            return self._give_up()
+        return self._kill_pause
+
+    def _fenced(self, pause: float, give_up: bool = False) -> float:
+        """Fence the writes whose replies were lost (:meth:`_kill_calls`) before going on:
+        then send them again after ``pause``, or give up."""
+        self.phase = _KILL
+        self._kill_give_up = give_up
+        self._kill_pause = pause
+        return 0.0
 
     def _fence_calls(self) -> list[Call]:
         ttl = self.link.policy.write_id_ttl_ms
@@ -899,12 +1014,15 @@ class Exchange:
         Raises when the exchange ends in an error."""
         if self.phase == _FENCE:
             return self._settle_fence(calls)
+        if self.phase == _KILL:
+            return self._settle_kill(calls)
         if self._checking:
             return self._settle_check(calls)
         if len(calls) == 1 and self._answered(calls[0]):
             return 0.0
         todo: list[int] = []
         unknown: list[int] = []
+        kills: list[tuple[Any, int, list[int]]] = []
         failed = redirected = False
         for call in calls:
             self._note_loads(call)
@@ -920,15 +1038,18 @@ class Exchange:
                     self.link.leave(self.link.node_key(call.node), call.cleanup)
                 continue
             body = call.replies[call.head :]
+            before = len(todo)
             if call.atomic:
                 redirected |= self._settle_atomic(call, body, todo, unknown)
             else:
                 redirected |= self._settle_plain(call, body, todo, unknown)
+            if call.failure is not None and call.learn:
+                kills = self._lost(call, todo, before, unknown, kills)
         if self.restart:
             assert self.last_redirect is not None
             raise RestartAttemptError(self.last_redirect)
         if unknown:
-            self._unknown(unknown)
+            self._unknown(unknown, fence=self._fence_refusal)
         todo.sort()
         self.todo = todo
         if self.conflict or not todo:
@@ -936,8 +1057,17 @@ class Exchange:
             if self.once:
                 self._retire()
             return 0.0
-        if self.pinned and failed:  # a lost EXEC reply under write ids: settle it now
-            return self._give_up()
+        return self._next_round(failed, redirected, kills)
+
+    def _next_round(self, failed: bool, redirected: bool,
+                    kills: list[tuple[Any, int, list[int]]]) -> float:
+        """After a round that left commands to send: the pause before the next one, or the
+        fence first (``kills``), or giving up."""
+        if kills:
+            self.kills = kills
+            self.kill_failures = 0
+        if self.pinned and failed:  # a lost EXEC reply: settle it now, never sent again
+            return self._fenced(0.0, True) if kills else self._give_up()
         pause = self.pause
         if failed:
             self.failures += 1
@@ -946,10 +1076,34 @@ class Exchange:
             self.redirect_rounds += 1
         policy = self.link.policy
         late = time.monotonic() - self.started + pause > policy.deadline
-        if self.failures >= policy.attempts or late \
-                or self.redirect_rounds > MAX_REDIRECT_ROUNDS:
+        give_up = self.failures >= policy.attempts or late \
+            or self.redirect_rounds > MAX_REDIRECT_ROUNDS
+        if kills:  # even when giving up: the caller may call again once it has the error
+            return self._fenced(pause, give_up)
+        if give_up:
             return self._give_up()
         return pause
+
+    _fence_refusal: BaseException | None = None
+
+    def _lost(self, call: Call, todo: list[int], before: int, unknown: list[int],
+              kills: list[tuple[Any, int, list[int]]]) -> list[tuple[Any, int, list[int]]]:
+        """The writes of a failed call to be sent again without a write id (in ``todo``
+        from ``before`` on, their replies lost): fenced first (:meth:`_kill_calls`), or, if
+        the connection's id is unknown, never sent again (moved to ``unknown``)."""
+        once = self.once
+        maybe = self.maybe_applied
+        lost = [i for i in todo[before:] if i in maybe and i not in once]
+        if not lost:
+            return kills
+        if call.conn_id is None:
+            todo[before:] = [i for i in todo[before:] if i not in lost]
+            unknown.extend(lost)
+            self._fence_refusal = RedisConnectionError(
+                "the server-side id of its connection is unknown (CLIENT ID refused?)")
+        else:
+            kills.append((call.node, call.conn_id, lost))
+        return kills
 
     def _answered(self, call: Call) -> bool:
         """The common round, judged quickly: one call, every reply in and none an error
@@ -1069,7 +1223,9 @@ class Exchange:
             self.replies[i] = reply if isinstance(reply, Exception) else failure
         return False
 
-    def _unknown(self, indices: list[int]) -> None:
+    def _unknown(self, indices: list[int], fence: BaseException | None = None) -> None:
+        """Raise OutcomeUnknownError for writes sent whose replies were lost: not resendable,
+        or (``fence``: why) resendable but their first copy could not be fenced."""
         commands = self.batch.commands
         keys = tuple(dict.fromkeys(_text(k) for i in indices
                                    for k in command_keys(commands[i])[0]))
@@ -1077,10 +1233,15 @@ class Exchange:
         if self.batch.atomic:
             what = f"MULTI/EXEC of {what}"
         cause = self.last_failure
+        if fence is None:
+            why = "redmodel did not send it again, as it must not be applied twice"
+        else:
+            why = ("redmodel did not send it again: it could not make sure that the first "
+                   "copy can no longer be applied later (CLIENT KILL of its connection: "
+                   f"{type(fence).__name__}: {fence})")
         error = OutcomeUnknownError(
             f"the connection failed after {what} was sent and before its reply arrived "
-            f"({type(cause).__name__}: {cause}); redmodel did not send it again, as it must "
-            "not be applied twice", keys=keys, write_id=self.write_id)
+            f"({type(cause).__name__}: {cause}); {why}", keys=keys, write_id=self.write_id)
         raise error from cause
 
     # ---- giving up ---------------------------------------------------------------------

@@ -33,6 +33,8 @@ RULES: dict[str, Rule] = {
     "hash models": Rule(commands=(
         "hset", "hgetall", "hget", "hdel", "hincrby", "exists", "del",
         "pexpire", "pttl", "persist", "scan", "evalsha", "script|load",
+        # the fence before a resend: CLIENT KILL ID of the connection whose reply was lost
+        "client|kill",
     )),
     # equality entries are sets, range entries and the all-ids index sorted sets; scripts
     # read the server clock (TIME) to leave expired objects out and check the TYPE of
@@ -57,6 +59,7 @@ RULES: dict[str, Rule] = {
         "zpopmin", "zpopmax", "get", "incrby", "multi", "exec", "exists", "del", "pexpire",
         "evalsha", "script|load", "lmove", "blmove", "lrem",
         "zrangebyscore", "hset", "hget", "hdel", "time",
+        "client|kill",  # the fence before a capped trim (or an expiry) is resent
     )),
     # exactly-once mode on hash models: each write that must not run twice carries a write
     # id whose record its script reads and writes (GET, SET) under the store's own prefix

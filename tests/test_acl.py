@@ -4,6 +4,7 @@ is needed. docs/deploy.md shows the same rules."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 import threading
@@ -20,7 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import redmodel
-from redmodel.testing import RedisServer
+from redmodel.testing import FaultProxy, RedisServer, has
 from tests.acl import RULES, setuser_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +79,32 @@ def hash_models(store: redmodel.Store, server: redis.Redis) -> None:
     assert len(list(store.scan_keys(Hat))) == 12
     assert store.delete(Hat, hat.id)
     assert store.delete_many(Hat, [h.id for h in store.scan(Hat)]) == 11
+    _resent_save(store)
     assert store.unregister(Hat)  # the model registry's record (read and written above)
+
+
+@contextlib.contextmanager
+def _proxied(store: redmodel.Store) -> Iterator[tuple[FaultProxy, redmodel.Store]]:
+    """A store of the same user through a FaultProxy."""
+    kwargs = store.client.connection_pool.connection_kwargs
+    with FaultProxy(kwargs["host"], kwargs["port"]) as proxy:
+        client = redis.Redis(host=proxy.host, port=proxy.port, username=kwargs["username"],
+                             password=kwargs["password"], retry=Retry(NoBackoff(), 0))
+        with redmodel.Store(client) as through:
+            yield proxy, through
+
+
+def _resent_save(store: redmodel.Store) -> None:
+    """A save whose reply is lost: before it is sent again the store fences its first copy
+    (CLIENT KILL ID of the connection that carried it); refused, the save would raise
+    OutcomeUnknownError."""
+    hat = Hat("red", 3.0)
+    with _proxied(store) as (proxy, through):
+        proxy.lose_reply(lambda _name: True, when=has(f"hat:{hat.id}"))
+        through.save(hat)
+        assert [e.kind for e in proxy.events] == ["lose_reply"]
+    assert store.get(Hat, hat.id) == hat
+    assert store.delete(Hat, hat.id)
 
 
 def indexes_and_queries(store: redmodel.Store, server: redis.Redis) -> None:
@@ -160,6 +186,10 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     assert ips.pop_right() == IPv4Address("5.6.7.8")
     assert ips.range() == [IPv4Address("1.2.3.4")] and ips.length() == 1
     ips.trim(0, 10)
+    with _proxied(store) as (proxy, through):  # a cap whose reply is lost: fenced, resent
+        proxy.lose_reply("LTRIM")
+        redmodel.Queue(through, ("shop", "ips"), IPv4Address).trim(0, 10)
+        assert [e.kind for e in proxy.events] == ["lose_reply"]
     ips.push(IPv4Address("5.6.7.8"), IPv4Address("9.9.9.9"))
     # never waiting: what a rule grants does not depend on it, and the server's clock
     # (hz 10) would make each timeout cost 100 ms

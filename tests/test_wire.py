@@ -83,6 +83,86 @@ def test_a_lost_reply_to_a_read_is_sent_again_then_answered() -> None:
     assert ex.calls() is None and ex.result() == [b"1", b"2"]
 
 
+def _save(key: str = "h") -> Exchange:
+    return Exchange(Batch([("HSET", key, "f", "v")], write=True, idempotent=True,
+                          keys=(key,)), Link(policy=POLICY))
+
+
+def _lost(ex: Exchange, conn_id: int | None = 7) -> float:
+    """A round whose reply is lost, on a connection of server-side id ``conn_id``."""
+    calls = ex.calls()
+    assert calls is not None and calls[0].learn  # the shell learns its connection's id
+    calls[0].sent, calls[0].conn_id = True, conn_id
+    calls[0].failure = redis.TimeoutError("slow")
+    return ex.settle(calls)
+
+
+def test_a_resendable_write_is_sent_again_only_after_its_first_copy_is_fenced() -> None:
+    ex = _save()
+    _lost(ex)
+    calls = ex.calls()
+    assert calls is not None and [c.wire for c in calls] == [[("CLIENT", "KILL", "ID", 7)]]
+    calls[0].sent, calls[0].replies = True, [1]  # killed: the first copy ran or never will
+    ex.settle(calls)
+    calls = ex.calls()
+    assert calls is not None and calls[0].wire == [("HSET", "h", "f", "v")]  # now resent
+    calls[0].sent, calls[0].replies = True, [1]
+    ex.settle(calls)
+    assert ex.calls() is None and ex.result() == [1]
+
+
+def test_a_read_is_sent_again_with_no_fence() -> None:
+    ex = Exchange(Batch([("GET", "a")]), Link(policy=POLICY))
+    calls = ex.calls()
+    assert calls is not None and not calls[0].learn
+    calls[0].sent, calls[0].failure = True, redis.TimeoutError("slow")
+    ex.settle(calls)
+    calls = ex.calls()
+    assert calls is not None and calls[0].wire == [("GET", "a")]
+
+
+def test_a_write_whose_first_copy_cannot_be_fenced_is_outcome_unknown() -> None:
+    ex = _save()
+    _lost(ex)
+    calls = ex.calls()
+    assert calls is not None
+    calls[0].sent = True
+    calls[0].replies = [NoPermissionError("NOPERM this user has no permissions to run "
+                                          "the 'client|kill' command")]
+    with pytest.raises(redmodel.OutcomeUnknownError) as raised:
+        ex.settle(calls)
+    assert raised.value.keys == ("h",) and "CLIENT KILL" in str(raised.value)
+
+
+def test_a_write_on_a_connection_of_unknown_id_is_outcome_unknown() -> None:
+    with pytest.raises(redmodel.OutcomeUnknownError) as raised:
+        _lost(_save(), conn_id=None)  # CLIENT ID refused, or its reply lost
+    assert raised.value.keys == ("h",)
+
+
+def test_a_fence_that_never_answers_is_outcome_unknown_within_the_policy() -> None:
+    ex = _save()
+    _lost(ex)
+    with pytest.raises(redmodel.OutcomeUnknownError):
+        for _ in range(POLICY.attempts):
+            calls = ex.calls()
+            assert calls is not None and calls[0].wire[0][:3] == ("CLIENT", "KILL", "ID")
+            calls[0].sent, calls[0].failure = True, redis.TimeoutError("paused")
+            ex.settle(calls)
+
+
+def test_a_resendable_write_given_up_is_fenced_before_the_plain_error() -> None:
+    ex = Exchange(Batch([("HSET", "h", "f", "v")], write=True, idempotent=True, keys=("h",)),
+                  Link(policy=redmodel.ResendPolicy(attempts=1)))
+    _lost(ex)
+    calls = ex.calls()  # the caller may call again once it has the error: fence first
+    assert calls is not None and calls[0].wire == [("CLIENT", "KILL", "ID", 7)]
+    calls[0].sent, calls[0].replies = True, [0]
+    with pytest.raises(redis.TimeoutError) as raised:
+        ex.settle(calls)
+    assert not isinstance(raised.value, redmodel.OutcomeUnknownError)
+
+
 def test_nothing_sent_is_always_tried_again_then_raises_the_plain_error() -> None:
     ex = Exchange(Batch([("INCRBY", "n", 1)], write=True), Link(policy=POLICY))
     refused = redis.ConnectionError("refused")
