@@ -57,7 +57,8 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from redmodel._errors import OutcomeUnknownError, ValidationError
+from redmodel._args import MAX_BLOCK_SECONDS, seconds
+from redmodel._errors import OutcomeUnknownError
 from redmodel._plan import Command
 from redmodel._wire import server_error
 
@@ -178,15 +179,15 @@ def _asked_client(client: Any, at: tuple[str, int]) -> Any | None:
     return None if node is None else _node_client(client, node)
 
 
-def block_arg(timeout: float | None) -> float | int:
+def block_arg(timeout: float | None, what: str = "a blocking pop's timeout",
+              key: str | None = None) -> float | int:
     """The BLPOP/BLMOVE timeout argument for ``timeout`` seconds (None: 0, forever);
-    :class:`ValidationError` unless it is a positive number."""
+    :class:`ValidationError` (naming ``what`` and ``key``) unless it is a positive number
+    of seconds up to :data:`~redmodel._args.MAX_BLOCK_SECONDS`."""
     if timeout is None:
         return 0
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValidationError(
-            f"a blocking pop's timeout must be a positive number of seconds (None waits "
-            f"forever; use pop() not to wait), got {timeout!r}")
+    seconds(timeout, what, most=MAX_BLOCK_SECONDS, key=key,
+            forever="None waits forever; use pop() not to wait")
     return timeout
 
 

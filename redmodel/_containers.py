@@ -36,6 +36,7 @@ import cattrs
 from cattrs.fns import identity
 from redis.crc import key_slot
 
+from redmodel._args import MAX_TTL_SECONDS, integer, seconds
 from redmodel._blocking import (
     block_arg,
     blocking_call,
@@ -513,10 +514,11 @@ class Container(Generic[T, S]):
 
 
 def _ttl_ms(ttl: Any, key: str) -> int:
-    seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-        raise ValidationError(f"ttl must be a positive number of seconds, got {ttl!r}", key=key)
-    return max(1, round(seconds * 1000))
+    return max(1, round(seconds(ttl, "ttl", most=MAX_TTL_SECONDS, key=key) * 1000))
+
+
+def _indices(start: Any, stop: Any, key: str, whose: str = "") -> tuple[int, int]:
+    return (integer(start, f"{whose}start", key=key), integer(stop, f"{whose}stop", key=key))
 
 
 def _as_list(reply: Any) -> list[Any]:
@@ -605,7 +607,7 @@ def pop_blocking(*queues: Queue[T, Any], timeout: float | None, right: bool = Fa
     """
     if not queues:
         raise ValidationError("pop_blocking needs at least one queue")
-    block_arg(timeout)
+    block_arg(timeout, "pop_blocking's timeout", queues[0].key)
     first = queues[0]
     for q in queues[1:]:
         first._same_kind(q, "pop_blocking")
@@ -743,6 +745,7 @@ class Queue(Container[T, S]):
         return _then(found, lambda f: None if f is None else f[1])
 
     def range_plan(self, start: int = 0, stop: int = -1) -> Plan[list[T]]:
+        start, stop = _indices(start, stop, self.key)
         replies = yield Batch([("LRANGE", self.key, start, stop)], keys=(self.key,))
         return [self._decode(r) for r in _as_list(replies[0])]
 
@@ -769,10 +772,7 @@ class Queue(Container[T, S]):
         return self._run(self.length_plan())
 
     def trim_plan(self, start: int, stop: int) -> Plan[None]:
-        for name, value in (("start", start), ("stop", stop)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValidationError(f"trim's {name} must be an int, got {value!r}",
-                                      key=self.key)
+        start, stop = _indices(start, stop, self.key, "trim's ")
         # LTRIM keeps a window of the list as it is when it runs. A window that starts at
         # the head (start 0) or counts from the tail (start < 0) and ends at or past the
         # tail's count (stop >= -1) keeps all of itself when applied again: resendable.
@@ -1052,10 +1052,17 @@ Bound = float | str
 
 
 def _score(value: Any, key: str) -> bytes:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(f"a score must be a number (not NaN), got {type(value).__name__}",
                               key=key)
-    return repr(float(value)).encode()
+    try:
+        score = float(value)
+    except OverflowError:  # an int past the largest double
+        raise ValidationError(f"a score must fit a double (at most about 1.8e308), got an "
+                              f"int of {int(value).bit_length()} bits", key=key) from None
+    if math.isnan(score):
+        raise ValidationError("a score must be a number (not NaN), got NaN", key=key)
+    return repr(score).encode()
 
 
 def _bound(value: Bound, key: str) -> bytes:
@@ -1063,7 +1070,8 @@ def _bound(value: Bound, key: str) -> bytes:
         text = value.strip()
         body = text[1:] if text.startswith("(") else text
         try:
-            float(body)
+            if math.isnan(float(body)):
+                raise ValueError(body)
         except ValueError:
             raise ValidationError(
                 f"a score bound is a number, '-inf', '+inf', or '(' and a number for an "
@@ -1225,6 +1233,7 @@ class SortedSet(Container[T, S]):
 
     def range_with_scores_plan(self, start: int = 0, stop: int = -1, *, reverse: bool = False
                                ) -> Plan[list[tuple[T, float]]]:
+        start, stop = _indices(start, stop, self.key)
         return self._range([start, stop, *(["REV"] if reverse else [])])
 
     @overload
@@ -1259,6 +1268,9 @@ class SortedSet(Container[T, S]):
         offset: int = 0, count: int | None = None,
     ) -> Plan[list[tuple[T, float]]]:
         lo, hi = _bound(min, self.key), _bound(max, self.key)
+        offset = integer(offset, "offset", key=self.key, least=0)
+        if count is not None:
+            count = integer(count, "count", key=self.key, least=0)
         args: list[Any] = [hi, lo, "BYSCORE", "REV"] if reverse else [lo, hi, "BYSCORE"]
         if count is not None or offset:
             args += ["LIMIT", offset, -1 if count is None else count]
@@ -1311,8 +1323,7 @@ class SortedSet(Container[T, S]):
             min, max, reverse=reverse, offset=offset, count=count))
 
     def _pop(self, command: str, count: int) -> Plan[list[tuple[T, float]]]:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValidationError(f"count must be a positive int, got {count!r}", key=self.key)
+        count = integer(count, "count", key=self.key, least=1)
         in_transaction = current_transaction() is not None
         replies = yield Batch([(command, self.key, count)], write=True, keys=(self.key,))
         popped = _pairs(replies[0])
@@ -1381,6 +1392,9 @@ class SortedSet(Container[T, S]):
 # ---- WindowCounter ----------------------------------------------------------------------
 
 
+_LATEST = 2.0**62  # seconds: a window's start stays an int Redis can store an expiry for
+
+
 class WindowCounter(Generic[S]):
     """Counts events per subject in fixed time windows (the tutorial's visits per address
     per minute): one string key per subject and window, ``prefix:subject:start`` (the
@@ -1400,15 +1414,16 @@ class WindowCounter(Generic[S]):
 
     def __init__(self, store: S, key_prefix: Any, *, window: float | dt.timedelta = 60,
                  clock: Callable[[], float] = time.time) -> None:
-        seconds = window.total_seconds() if isinstance(window, dt.timedelta) else window
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or (
-            seconds < 1 or seconds != int(seconds)
+        key = container_key(key_prefix)
+        length = window.total_seconds() if isinstance(window, dt.timedelta) else window
+        if isinstance(length, bool) or not isinstance(length, (int, float)) or not (
+            1 <= length <= MAX_TTL_SECONDS and length == int(length)  # NaN, inf fail here
         ):
-            raise ValidationError(f"window must be a whole number of seconds >= 1, got "
-                                  f"{window!r}")
+            raise ValidationError(f"window must be a whole number of seconds from 1 to "
+                                  f"{MAX_TTL_SECONDS:.0e}, got {window!r}", key=key)
         self.store = store
-        self.key = container_key(key_prefix)
-        self.window = int(seconds)
+        self.key = key
+        self.window = int(length)
         self.clock = clock
 
     def __repr__(self) -> str:
@@ -1421,6 +1436,11 @@ class WindowCounter(Generic[S]):
     def window_start(self, at: float | None = None) -> int:
         """Unix seconds at which the window holding ``at`` (default now) began."""
         now = self.clock() if at is None else at
+        if isinstance(now, bool) or not isinstance(now, (int, float)) or not (
+                -_LATEST <= now <= _LATEST):  # NaN and infinities fail too
+            raise ValidationError(f"a time must be a finite number of Unix seconds, got "
+                                  f"{now!r}" + (" from the clock" if at is None else ""),
+                                  key=self.key)
         return int(now // self.window) * self.window
 
     def key_for(self, subject: Any, at: float | None = None) -> str:
@@ -1431,6 +1451,7 @@ class WindowCounter(Generic[S]):
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise ValidationError(f"amount must be an int, got {type(amount).__name__}",
                                   key=self.key)
+        integer(amount, "amount", key=self.key)
         now = self.clock()
         key = self.key_for(subject, now)
         left_ms = max(1, math.ceil((self.window_start(now) + self.window - now) * 1000))

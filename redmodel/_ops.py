@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import attrs
 
+from redmodel._args import MAX_TTL_SECONDS, integer
 from redmodel._atomic import incr_fields
 from redmodel._blob import BlobLayout
 from redmodel._errors import (
@@ -77,11 +78,6 @@ def ttl_ms(spec: ModelSpec, ttl: Any) -> int | None:
         raise ValidationError(f"ttl must be a positive number of seconds up to "
                               f"{MAX_TTL_SECONDS:.0e}, got {ttl!r}", model=spec.name)
     return max(1, round(seconds * 1000))
-
-
-MAX_TTL_SECONDS = 10**11
-"""About 3,000 years: Redis refuses an expiry whose time overflows, after a script has
-written (so a longer ttl is refused before sending)."""
 
 
 def _id_of(spec: ModelSpec, obj: Any) -> Any:
@@ -184,6 +180,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     entries the client could not name, and the claims of a bucketed model's unique values
     before and after). Objects are saved whole. A refusal by the server stops after the
     chunk it is in, and its error says which objects were written (see _batch_error)."""
+    chunk_size = integer(chunk_size, "chunk_size", least=1)
     objs = list(objs)
     planned = [save_command(obj, ttl) for obj in objs]
     _unique_within(objs)
@@ -343,6 +340,7 @@ def delete(model: type, id_value: Any, hints: TxHints | None = None) -> Plan[boo
 
 def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
                 hints: TxHints | None = None) -> Plan[int]:
+    chunk_size = integer(chunk_size, "chunk_size", least=1)
     spec = spec_of(model)
     layout = layout_of(spec)
     keys = [spec.key_for(i) for i in ids]

@@ -52,11 +52,13 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from redmodel._args import MAX_TTL_SECONDS, integer, not_negative, seconds
 from redmodel._errors import (
     CrossSlotError,
     EvictionPolicyError,
     OutcomeUnknownError,
     ServerError,
+    ValidationError,
 )
 from redmodel._plan import SCRIPTS_BY_SHA, Batch, Command, as_eval, once_variant, script
 
@@ -86,21 +88,22 @@ beyond this the oldest are forgotten (their records expire after ``write_id_ttl`
 
 
 def _positive(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not value > 0:
-        raise ValueError(f"ResendPolicy.{attribute.name} must be positive, got {value!r}")
+    if attribute.name == "attempts":
+        integer(value, f"ResendPolicy.{attribute.name}", least=1)
+    else:
+        seconds(value, f"ResendPolicy.{attribute.name}", most=MAX_TTL_SECONDS)
 
 
 def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value < 0:
-        raise ValueError(f"ResendPolicy.{attribute.name} must not be negative, got {value!r}")
+    not_negative(value, f"ResendPolicy.{attribute.name}")
 
 
 def _record_prefix(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"ResendPolicy.{attribute.name} must be a non-empty str, got "
+        raise ValidationError(f"ResendPolicy.{attribute.name} must be a non-empty str, got "
                          f"{value!r}")
     if "{" in value or "}" in value:
-        raise ValueError(f"ResendPolicy.{attribute.name} must not hold braces ({value!r}): "
+        raise ValidationError(f"ResendPolicy.{attribute.name} must not hold braces ({value!r}): "
                          "on a cluster the record's key carries its own hash tag")
 
 
@@ -141,7 +144,7 @@ class ResendPolicy:
 
     def __attrs_post_init__(self) -> None:
         if self.write_id_ttl <= self.deadline:
-            raise ValueError(
+            raise ValidationError(
                 f"ResendPolicy.write_id_ttl ({self.write_id_ttl} s) must exceed its deadline "
                 f"({self.deadline} s): a write id must outlive every copy of its write")
 
