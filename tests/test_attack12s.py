@@ -25,6 +25,7 @@ from redis.cluster import RedisCluster
 
 import redmodel
 from redmodel import Queue, SortedSet, WindowCounter
+from redmodel._wire import EVICTION_RECHECK
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
 
 SOCKET_TIMEOUT = 0.3
@@ -299,7 +300,59 @@ def test_s4_cluster_save_many_refused_on_one_node_names_what_the_others_wrote(
         f"objects {written} were written; the error's .written is None")
 
 
+def test_s4_delete_many_with_a_chunk_of_unknown_outcome_lists_it_in_neither(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """Fixed (S4): a chunk whose reply is lost (a counted delete is never resent) raises
+    OutcomeUnknownError carrying ``.written`` (the earlier chunks) and ``.not_written``
+    (the chunks never sent); the chunk whose outcome is unknown is in neither list, and
+    its keys are the error's ``.keys`` (store.md)."""
+    store = redmodel.Store(redis.Redis(host=proxy.host, port=proxy.port,
+                                       socket_timeout=SOCKET_TIMEOUT), chunk_size=2,
+                           resend=POLICY)
+    ids = [f"k{i}" for i in range(6)]
+    store.save_many([Counter(n=1, id=i) for i in ids])
+    proxy.lose_reply("DEL", when=has("a12s:k2"))
+    with pytest.raises(redmodel.OutcomeUnknownError) as caught:
+        store.delete_many(Counter, ids)
+    store.close()
+    e = caught.value
+    assert e.written == ("a12s:k0", "a12s:k1")
+    assert e.not_written == ("a12s:k4", "a12s:k5")
+    assert set(e.keys) <= {"a12s:k2", "a12s:k3"} and "a12s:k2" in e.keys
+    assert [k.decode() for k in sorted(redis_client.keys("a12s:*"))] == [
+        "a12s:k4", "a12s:k5"]
+
+
 # ---- S5: an EvictionPolicyError is remembered after the policy is fixed ---------------------
+
+RECHECK = EVICTION_RECHECK + 0.1
+
+
+def test_s5_a_refusal_is_asked_again_at_most_once_a_second(redis_client: redis.Redis) -> None:
+    """Fixed (S5): within EVICTION_RECHECK of a refusal, another exactly-once write to that
+    node is refused again without asking (no INFO: the command count does not move), and
+    after it the store asks once more."""
+    with RedisServer(extra_args=("--maxmemory-policy", "volatile-lru")) as server:
+        store = redmodel.Store(server.client(), exactly_once=True)
+        admin = server.client()
+
+        def infos() -> int:
+            stats = admin.info("commandstats")
+            return int(stats.get("cmdstat_info", {}).get("calls", 0))
+
+        with pytest.raises(redmodel.EvictionPolicyError):
+            store.incr(Counter, "a", "n", 1)
+        before = infos()
+        for _ in range(5):
+            with pytest.raises(redmodel.EvictionPolicyError):
+                store.incr(Counter, "a", "n", 1)
+        assert infos() == before + 1  # only this test's own INFO commandstats
+        time.sleep(RECHECK)
+        with pytest.raises(redmodel.EvictionPolicyError):
+            store.incr(Counter, "a", "n", 1)
+        assert infos() == before + 3  # the previous look, the store's INFO memory
+        store.close()
+
 
 @pytest.mark.parametrize("shell", ["sync", "async"])
 def test_s5_a_store_refused_for_its_eviction_policy_works_once_the_policy_is_fixed(
@@ -309,7 +362,12 @@ def test_s5_a_store_refused_for_its_eviction_policy_works_once_the_policy_is_fix
     ... allow_eviction=True". An operator does set it (``CONFIG SET maxmemory-policy
     noeviction``), but the store looked once and keeps refusing every exactly-once write
     for the rest of its life: the app must be restarted. (The refusal sent nothing, so
-    looking again costs one INFO per refused write.)"""
+    looking again costs one INFO per refused write.)
+
+    Decided (fix): a refusing node is asked again (one INFO) at most once per
+    ``EVICTION_RECHECK`` (1 s) per node, so a retry loop against a misconfigured server does
+    not send an INFO per attempt; the test waits that long after fixing the policy, and
+    checks that a second refusal within it is still a refusal (nothing sent)."""
     with RedisServer(extra_args=("--maxmemory-policy", "volatile-lru")) as server:
         admin = server.client()
         redmodel.Store(admin).save(Counter(id="a"))
@@ -319,6 +377,7 @@ def test_s5_a_store_refused_for_its_eviction_policy_works_once_the_policy_is_fix
             with pytest.raises(redmodel.EvictionPolicyError):
                 store.incr(Counter, "a", "n", 1)
             admin.config_set("maxmemory-policy", "noeviction")
+            time.sleep(RECHECK)
             try:
                 result: Any = store.incr(Counter, "a", "n", 1)
             except redmodel.EvictionPolicyError as e:
@@ -332,6 +391,7 @@ def test_s5_a_store_refused_for_its_eviction_policy_works_once_the_policy_is_fix
                     with pytest.raises(redmodel.EvictionPolicyError):
                         await astore.incr(Counter, "a", "n", 1)
                     admin.config_set("maxmemory-policy", "noeviction")
+                    await asyncio.sleep(RECHECK)
                     try:
                         return await astore.incr(Counter, "a", "n", 1)
                     except redmodel.EvictionPolicyError as e:
