@@ -62,7 +62,7 @@ from redmodel._errors import (
 )
 from redmodel._hidden import check_members_encrypted
 from redmodel._keys import escape
-from redmodel._plan import Batch, Command, Plan, S, run_async, run_sync
+from redmodel._plan import Batch, Command, Plan, S, run_async, run_sync, script
 from redmodel._tx import current_transaction
 from redmodel._types import BadValueError, Checker, make_checker, scalar
 from redmodel.codecs import Codec
@@ -525,14 +525,12 @@ def _as_list(reply: Any) -> list[Any]:
     return [] if reply is None else list(reply)
 
 
-def _flat_scores(pairs: Sequence[tuple[Any, float]]) -> list[Any]:
-    """``[(m, s), ...]`` -> ``[s, m, ...]`` for ZADD, each score as text that reads back
-    as the same double."""
-    out: list[Any] = []
-    for member, score in pairs:
-        out += ["+inf" if score == math.inf else "-inf" if score == -math.inf
-                else repr(score), member]
-    return out
+_ZSET_POP = script("zset_pop")
+_POP_ROUNDS = 16  # reads a pop makes while other clients keep changing that end
+
+
+def _text_of(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _pairs(reply: Any) -> list[tuple[Any, float]]:
@@ -1324,41 +1322,77 @@ class SortedSet(Container[T, S]):
 
     def _pop(self, command: str, count: int) -> Plan[list[tuple[T, float]]]:
         count = integer(count, "count", key=self.key, least=1)
-        in_transaction = current_transaction() is not None
+        if current_transaction() is not None:
+            return (yield from self._pop_in_transaction(command, count))
+        # Read the members at that end, decode them, then pop in one script only members
+        # read and decoded: none is taken out and put back, so a concurrent ZINCRBY, ZADD
+        # or ZREM of one is never lost or undone. One that does not decode is moved to
+        # %rejected by that script and nothing else is taken (then DecodeError).
+        rejected = ConsumerKeys.of(self.key).rejected
+        end = "max" if command == "ZPOPMAX" else "min"
+        out: list[tuple[T, float]] = []
+        for _ in range(_POP_ROUNDS):
+            want = count - len(out)
+            replies = yield Batch([("ZRANGE", self.key, 0, want - 1,
+                                    *(["REV"] if end == "max" else []), "WITHSCORES")],
+                                  keys=(self.key,))
+            head = _pairs(replies[0])
+            if not head:
+                break
+            values: dict[bytes, T] = {}
+            marks: list[Any] = []
+            error: DecodeError | None = None
+            blocked = False  # a later round met a member that does not decode
+            for raw, _ in head:
+                try:
+                    values[raw] = self._decode(raw)
+                except DecodeError as failed:
+                    if out:  # return what was popped; the next call sets it aside
+                        blocked = True
+                        break
+                    error = error or failed
+                    marks += [raw, b"0"]
+                    continue
+                marks += [raw, b"1"]
+            if not marks:
+                break
+            replies = yield Batch([_ZSET_POP.call([self.key, rejected],
+                                                  [end, len(marks) // 2, *marks])],
+                                  write=True, keys=(self.key, rejected))
+            word, found = replies[0]
+            if _text_of(word) == "REJECTED":
+                assert error is not None
+                n = int(found)
+                moved = "it" if n == 1 else f"the {n} members that do not decode"
+                raise DecodeError(f"{error.reason}; the pop moved {moved} to {rejected!r} and "
+                                  "took nothing else", model=error.model, key=error.key,
+                                  field=error.field, codec=error.codec) from None
+            got = _pairs(found)
+            out += [(values[raw], score) for raw, score in got]
+            if len(out) >= count or blocked or (len(got) == len(head) < want):
+                break  # done, or the set held no more than it read
+        return out
+
+    def _pop_in_transaction(self, command: str, count: int) -> Plan[list[tuple[T, float]]]:
+        """ZPOPMIN/ZPOPMAX queued in the transaction: nothing can be sent after EXEC, so a
+        member that does not decode (and those popped with it) is lost."""
         replies = yield Batch([(command, self.key, count)], write=True, keys=(self.key,))
         popped = _pairs(replies[0])
-        good: list[tuple[T, float, Any]] = []
-        bad: list[tuple[Any, float]] = []
+        good: list[tuple[T, float]] = []
         error: DecodeError | None = None
         for member, score in popped:
             try:
-                good.append((self._decode(member), score, member))
+                good.append((self._decode(member), score))
             except DecodeError as failed:
                 error = error or failed
-                bad.append((member, score))
         if error is None:
-            return [(value, score) for value, score, _ in good]
+            return good
         rejected = ConsumerKeys.of(self.key).rejected
-        if in_transaction:
-            lost = f" (and the {len(good)} other members popped with it)" if good else ""
-            raise DecodeError(
-                f"{error.reason}; it was popped in a transaction, which can send nothing after "
-                f"EXEC, so it could not be set aside in {rejected!r}: it is lost{lost}",
-                model=error.model, key=error.key, field=error.field,
-                codec=error.codec) from None
-        # The undecodable members go to %rejected with their scores; the others, which
-        # this call cannot return, go back where they were (NX: a score set meanwhile
-        # stays), so that nothing popped here is lost.
-        commands: list[Command] = [("ZADD", rejected, *_flat_scores(bad))]
-        if good:
-            commands.append(("ZADD", self.key, "NX",
-                             *_flat_scores([(m, s) for _, s, m in good])))
-        yield Batch(commands, write=True, keys=(rejected, self.key))
-        moved = "it" if len(bad) == 1 else f"the {len(bad)} members that do not decode"
-        back = f", and put the {len(good)} other members it popped back" if good else ""
-        raise DecodeError(f"{error.reason}; the pop moved {moved} to {rejected!r}{back}",
-                          model=error.model, key=error.key, field=error.field,
-                          codec=error.codec) from None
+        lost = f" (and the {len(good)} other members popped with it)" if good else ""
+        raise DecodeError(
+            f"{error.reason}; it was popped in a transaction, which can send nothing after "
+            f"EXEC, so it could not be set aside in {rejected!r}: it is lost{lost}",
+            model=error.model, key=error.key, field=error.field, codec=error.codec) from None
 
     def pop_min_plan(self, count: int = 1) -> Plan[list[tuple[T, float]]]:
         return self._pop("ZPOPMIN", count)
@@ -1369,11 +1403,12 @@ class SortedSet(Container[T, S]):
     def pop_min(self: SortedSet[T, AsyncStore], count: int = 1
                 ) -> Coroutine[Any, Any, list[tuple[T, float]]]: ...
     def pop_min(self, count: int = 1) -> Any:
-        """ZPOPMIN: remove and return up to ``count`` lowest-scored ``(member, score)``
-        pairs, lowest first; ``[]`` when empty. When a popped member does not decode, it is
-        moved (with its score) to the sorted set's ``%rejected`` sorted set, the other
-        members popped with it are put back (``ZADD NX``), and :class:`DecodeError` is
-        raised."""
+        """Remove and return up to ``count`` lowest-scored ``(member, score)`` pairs,
+        lowest first; ``[]`` when empty. Reads them (ZRANGE), decodes them, then pops in
+        one script (ZPOPMIN) only members it read and decoded that are still the lowest, so
+        no member is ever taken out and put back. When one does not decode, that script
+        moves it (with its score) to the sorted set's ``%rejected`` sorted set and takes
+        nothing else, and :class:`DecodeError` is raised (docs/containers.md)."""
         return self._run(self.pop_min_plan(count))
 
     def pop_max_plan(self, count: int = 1) -> Plan[list[tuple[T, float]]]:

@@ -216,18 +216,21 @@ def test_s2_a_long_visibility_timeout_does_not_kill_the_heartbeat_thread(
 
 # ---- S3: a sorted-set pop's put-back is not atomic with the pop -----------------------------
 
-def test_s3_a_concurrent_increment_during_a_pop_put_back_is_not_lost(
-        proxy: FaultProxy, redis_client: redis.Redis) -> None:
-    """FAILS (S3, low-medium). containers.md: a pop never destroys an undecodable member;
-    "the members popped with it that do decode go back, ZADD NX". The pop, the set-aside and
-    the put-back are separate round trips, so for that window the members are gone: a
-    ``ZINCRBY`` by another client in between creates the member anew, and the put-back (NX)
-    then drops the popped score: member "1" ends with 5, not 1 + 5. (Likewise a ZREM in the
-    window returns 0 and the member comes back; a concurrent pop_min takes a higher member
-    first.)"""
-    store = _direct_store(proxy, socket_timeout=3.0)
-    redis_client.zadd("z", {b"1": 1, b"two": 2, b"3": 3})
-    proxy.stall("ZADD", 0.6, when=has("NX"))
+@pytest.mark.parametrize("once", [False, True], ids=["plain", "exactly_once"])
+def test_s3_a_pop_meeting_an_undecodable_member_never_takes_out_the_others(
+        proxy: FaultProxy, redis_client: redis.Redis, once: bool) -> None:
+    """Was FAILS (S3, low-medium): the pop, the set-aside and the put-back (``ZADD NX``)
+    were separate round trips, so a ``ZINCRBY`` by another client in between lost the
+    popped score (member "1" ended with 5, not 1 + 5), a ``ZREM`` was undone.
+
+    Decided (containers.md): a pop reads the members at its end, decodes them, and pops in
+    one script only members it read and decoded; when one does not decode, that script
+    moves it alone to ``%rejected`` and takes nothing else. Here the script is held on the
+    wire while other clients change the set: the members that decode never leave it, so
+    the increment and the removal made meanwhile stand."""
+    store = _direct_store(proxy, once=once, socket_timeout=3.0)
+    redis_client.zadd("z", {b"1": 1, b"two": 2, b"3": 3, b"4": 4})
+    proxy.stall("EVALSHA", 0.6)
     errors: list[BaseException] = []
 
     def pop() -> None:
@@ -238,16 +241,42 @@ def test_s3_a_concurrent_increment_during_a_pop_put_back_is_not_lost(
 
     t = threading.Thread(target=pop)
     t.start()
-    time.sleep(0.3)
-    assert redis_client.zscore("z", b"1") is None            # popped, not yet put back
-    redis_client.zincrby("z", 5, b"1")                       # another client's increment
+    assert proxy.wait_fired(1, timeout=2.0)
+    assert redis_client.zscore("z", b"1") == 1.0             # read, not taken out
+    assert redis_client.zincrby("z", 5, b"1") == 6.0         # another client's increment
+    assert redis_client.zrem("z", b"3") == 1                 # and removal
     t.join(5)
     store.close()
     assert errors, "the pop did not raise DecodeError"
-    assert redis_client.zscore("z:{z}:%rejected", b"two") == 2.0
-    assert redis_client.zscore("z", b"1") == 6.0, (
-        f"member '1' ends with score {redis_client.zscore('z', b'1')}: its popped score 1 was "
-        f"dropped by the put-back's ZADD NX (or the concurrent increment was lost)")
+    assert "took nothing else" in str(errors[0])
+    assert redis_client.zrange("z:{z}:%rejected", 0, -1, withscores=True) == [(b"two", 2.0)]
+    assert redis_client.zrange("z", 0, -1, withscores=True) == [(b"4", 4.0), (b"1", 6.0)], (
+        "a member that decodes was taken out and put back: a concurrent change was lost "
+        "or undone")
+    # the next pop returns what decodes, in order
+    again = redmodel.Store(redis_client, exactly_once=once)
+    assert SortedSet(again, "z", int).pop_min(5) == [(4, 4.0), (1, 6.0)]
+
+
+def test_s3_a_pop_takes_the_lowest_members_as_they_are_when_it_runs(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """Fixed (S3): members added at the popping end, or popped by another client, between
+    the pop's read and its script are not skipped or taken twice: the script pops only the
+    members it was told decode and that are still at that end, and the pop reads again."""
+    store = _direct_store(proxy, socket_timeout=3.0)
+    redis_client.zadd("z", {b"5": 5, b"6": 6, b"7": 7})
+    proxy.stall("EVALSHA", 0.6)
+    got: list[Any] = []
+    t = threading.Thread(target=lambda: got.append(SortedSet(store, "z", int).pop_min(2)))
+    t.start()
+    assert proxy.wait_fired(1, timeout=2.0)
+    redis_client.zadd("z", {b"1": 1})                        # a new lowest member
+    assert redis_client.zpopmin("z") == [(b"1", 1.0)]        # taken again by another pop
+    redis_client.zadd("z", {b"0": 0})
+    t.join(5)
+    store.close()
+    assert got == [[(0, 0.0), (5, 5.0)]]
+    assert redis_client.zrange("z", 0, -1) == [b"6", b"7"]
 
 
 # ---- S4: save_many refused on a wrong-typed key does not say what was written ---------------
