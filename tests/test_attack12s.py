@@ -188,6 +188,47 @@ def test_s2_ordinary_arguments_never_raise_a_builtin_exception(store: redmodel.S
         pytest.fail(f"{case} raised the builtin {type(e).__name__}: {e}")
 
 
+MORE_CASES: dict[str, Any] = {
+    "pop_blocking(async-sized 1e20)": lambda s: Queue(s, "jobs", int).pop_blocking(1e20),
+    "consume(poll=math.inf)": lambda s: Queue(s, "jobs", int).consume(poll=math.inf),
+    "consume(idle_timeout=nan)": lambda s: Queue(s, "jobs", int).consume(idle_timeout=math.nan),
+    "consume(visibility_timeout=math.inf)":
+        lambda s: Queue(s, "jobs", int).consume(visibility_timeout=math.inf),
+    "consume(max_items='3')": lambda s: Queue(s, "jobs", int).consume(max_items="3"),
+    "Queue.range(10**30)": lambda s: Queue(s, "jobs", int).range(0, 10**30),
+    "Queue.trim(2**63)": lambda s: Queue(s, "jobs", int).trim(0, 2**63),
+    "Queue.expire(1e300)": lambda s: Queue(s, "jobs", int).expire(1e300),
+    "SortedSet.incr(m, -10**400)": lambda s: SortedSet(s, "z", str).incr("m", -10**400),
+    "SortedSet.range_by_score('(nan')": lambda s: SortedSet(s, "z", str).range_by_score("(nan"),
+    "SortedSet.range_by_score(count=2**64)":
+        lambda s: SortedSet(s, "z", str).range_by_score(count=2**64),
+    "SortedSet.pop_min(10**30)": lambda s: SortedSet(s, "z", str).pop_min(10**30),
+    "WindowCounter(window=inf)": lambda s: WindowCounter(s, "w", window=math.inf),
+    "WindowCounter.key_for(at=inf)": lambda s: WindowCounter(s, "w").key_for("x", math.inf),
+    "WindowCounter.key_for(at=10**400)":
+        lambda s: WindowCounter(s, "w").key_for("x", 10**400),
+    "WindowCounter.incr(amount=2**63)": lambda s: WindowCounter(s, "w").incr("x", 2**63),
+    "Store(chunk_size=0)": lambda s: redmodel.Store(s.client, chunk_size=0),
+    "save_many(chunk_size=-1)": lambda s: s.save_many([Counter(id="a")], chunk_size=-1),
+    "ResendPolicy(write_id_ttl=math.inf)": lambda s: redmodel.ResendPolicy(write_id_ttl=math.inf),
+    "ResendPolicy(attempts=None)": lambda s: redmodel.ResendPolicy(attempts=None),
+    "RetryPolicy(backoff_max=nan)": lambda s: redmodel.RetryPolicy(backoff_max=math.nan),
+}
+
+
+@pytest.mark.parametrize("case", list(MORE_CASES))
+def test_s2_fixed_every_numeric_argument_is_checked_before_sending(
+        store: redmodel.Store, redis_client: redis.Redis, case: str) -> None:
+    """Fixed (S2): the other numeric arguments of public methods, found by going through
+    each one taking a number or a timedelta: a NaN, an infinity, a wrong type or a value out
+    of range is a ``ValidationError`` raised before anything is sent (failures.md)."""
+    before = int(redis_client.info("stats")["total_commands_processed"])
+    with pytest.raises(redmodel.ValidationError):
+        MORE_CASES[case](store)
+    after = int(redis_client.info("stats")["total_commands_processed"])
+    assert after == before + 1, "something was sent before the argument was refused"
+
+
 def test_s2_held_store_expire_of_infinity_is_a_validation_error(store: redmodel.Store) -> None:
     """Held (for contrast): the Store's own expire and a NaN score are ValidationErrors."""
     store.save(Counter(id="a"))
