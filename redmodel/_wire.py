@@ -106,10 +106,11 @@ def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: Any) ->
 def _record_prefix(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str) or not value:
         raise ValidationError(f"ResendPolicy.{attribute.name} must be a non-empty str, got "
-                         f"{value!r}")
+                              f"{value!r}")
     if "{" in value or "}" in value:
-        raise ValidationError(f"ResendPolicy.{attribute.name} must not hold braces ({value!r}): "
-                         "on a cluster the record's key carries its own hash tag")
+        raise ValidationError(f"ResendPolicy.{attribute.name} must not hold braces "
+                              f"({value!r}): on a cluster the record's key carries its own "
+                              "hash tag")
 
 
 @attrs.frozen
