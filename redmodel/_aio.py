@@ -14,6 +14,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from redmodel import _atomic, _ops, _registry, _repair, _tx
 from redmodel._blind_ops import Progress, rotate_index_key
+from redmodel._blocking import aclose_blocking_clients
 from redmodel._connect import ShellConfig, env_exactly_once, env_settings, url_options
 from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Plan, gather, iterate_async, run_async
@@ -74,8 +75,11 @@ class AsyncStore(ShellConfig):
                             registry=registry, **{**settings, **kwargs})
 
     async def aclose(self) -> None:
-        """Close the client's connections."""
-        await self.client.aclose()
+        """Close the client's connections, and those its blocking pops opened."""
+        try:
+            await self.client.aclose()
+        finally:
+            await aclose_blocking_clients(self.client)
 
     async def __aenter__(self) -> AsyncStore:
         return self

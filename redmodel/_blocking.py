@@ -57,7 +57,8 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from redmodel._errors import OutcomeUnknownError, ValidationError
+from redmodel._args import MAX_BLOCK_SECONDS, seconds
+from redmodel._errors import OutcomeUnknownError
 from redmodel._plan import Command
 from redmodel._wire import server_error
 
@@ -66,7 +67,9 @@ __all__ = [
     "block_arg",
     "blocking_call",
     "blocking_call_async",
+    "aclose_blocking_clients",
     "blocking_client",
+    "close_blocking_clients",
     "is_async_client",
 ]
 
@@ -99,54 +102,73 @@ def _socket_timeout(timeout: float | None) -> float | None:
 
 
 def _dedicated(base: Any, node: str, kwargs: dict[str, Any], connection_class: Any,
-               socket_timeout: float | None, asynchronous: bool) -> Any:
-    """A client with ``kwargs``' connection settings, ``socket_timeout`` and no retry;
-    cached per ``base`` client, ``node`` (a cluster node's name, or "") and timeout."""
+               asynchronous: bool) -> Any:
+    """A client with ``kwargs``' connection settings and no retry, one per ``base`` client
+    and ``node`` (a cluster node's name, or ""). Its pool opens a connection only when
+    every one it has is busy, so it holds as many as pops ran at once on that node; each
+    call sets the socket timeout of the connection it uses (:func:`_send`)."""
     with _lock:
         per_base = _clients.setdefault(base, {})
-        found = per_base.get((node, socket_timeout))
+        found = per_base.get(node)
         if found is None:
             kwargs = {k: v for k, v in kwargs.items() if k not in _PRIVATE}
             if asynchronous:
-                kwargs.update(socket_timeout=socket_timeout, retry=AsyncRetry(NoBackoff(), 0))
+                kwargs.update(socket_timeout=BLOCK_MARGIN, retry=AsyncRetry(NoBackoff(), 0))
                 found = aredis.Redis(connection_pool=aredis.ConnectionPool(
                     connection_class=connection_class, **kwargs))
             else:
-                kwargs.update(socket_timeout=socket_timeout, retry=Retry(NoBackoff(), 0))
+                kwargs.update(socket_timeout=BLOCK_MARGIN, retry=Retry(NoBackoff(), 0))
                 found = redis.Redis(connection_pool=redis.ConnectionPool(
                     connection_class=connection_class, **kwargs))
-            per_base[(node, socket_timeout)] = found
+            per_base[node] = found
         return found
 
 
-def _node_client(client: Any, node: Any, socket_timeout: float | None) -> Any:
+def _node_client(client: Any, node: Any) -> Any:
     if isinstance(client, AsyncRedisCluster):
         return _dedicated(client, node.name, node.connection_kwargs, node.connection_class,
-                          socket_timeout, True)
+                          True)
     node_pool = node.redis_connection.connection_pool
     return _dedicated(client, node.name, node_pool.connection_kwargs,
-                      node_pool.connection_class, socket_timeout, False)
+                      node_pool.connection_class, False)
 
 
-def blocking_client(client: Any, timeout: float | None, key: str | None = None) -> Any:
-    """A client on the same server as ``client`` (in a cluster: on the primary that holds
-    ``key``) for a block of up to ``timeout`` seconds (None: forever): socket timeout
-    ``ceil(timeout) + BLOCK_MARGIN`` (None when forever) and no retry, so redis-py neither
-    cuts the block short nor sends it twice. Cached per client (or node) and timeout.
+def blocking_client(client: Any, key: str | None = None) -> Any:
+    """The client on the same server as ``client`` (in a cluster: on the primary that holds
+    ``key``) that blocking commands use: no retry, so redis-py never sends one twice, and
+    a socket timeout set per call (:func:`_socket_timeout`), so it never cuts a block
+    short. One per client and node, closed by :func:`close_blocking_clients`.
 
     An asyncio cluster client must have learnt its slots first (``await
     client.initialize()``); :func:`blocking_call_async` sees to that."""
-    socket_timeout = _socket_timeout(timeout)
     pool = getattr(client, "connection_pool", None)
     if pool is not None:  # one server, sync or asyncio
         return _dedicated(client, "", pool.connection_kwargs, pool.connection_class,
-                          socket_timeout, isinstance(client, aredis.Redis))
+                          isinstance(client, aredis.Redis))
     if key is None:
         raise ValueError("a blocking command on a cluster needs the key it blocks on")
-    return _node_client(client, client.get_node_from_key(key), socket_timeout)
+    return _node_client(client, client.get_node_from_key(key))
 
 
-def _asked_client(client: Any, timeout: float | None, at: tuple[str, int]) -> Any | None:
+def _taken(client: Any) -> list[Any]:
+    with _lock:
+        return list(_clients.pop(client, {}).values())
+
+
+def close_blocking_clients(client: Any) -> None:
+    """Close the connections of ``client``'s blocking clients (:meth:`Store.close`); a
+    later blocking pop opens new ones."""
+    for dedicated in _taken(client):
+        dedicated.connection_pool.disconnect()
+
+
+async def aclose_blocking_clients(client: Any) -> None:
+    """:func:`close_blocking_clients` for an asyncio client (:meth:`AsyncStore.aclose`)."""
+    for dedicated in _taken(client):
+        await dedicated.connection_pool.disconnect()
+
+
+def _asked_client(client: Any, at: tuple[str, int]) -> Any | None:
     """The dedicated client of the cluster node an ASK named (None: not in the map)."""
     manager = client.nodes_manager
     host, port = at
@@ -154,18 +176,18 @@ def _asked_client(client: Any, timeout: float | None, at: tuple[str, int]) -> An
     if remap is not None:
         host, port = remap(host, port)
     node = manager.get_node(host=host, port=port)
-    return None if node is None else _node_client(client, node, _socket_timeout(timeout))
+    return None if node is None else _node_client(client, node)
 
 
-def block_arg(timeout: float | None) -> float | int:
+def block_arg(timeout: float | None, what: str = "a blocking pop's timeout",
+              key: str | None = None) -> float | int:
     """The BLPOP/BLMOVE timeout argument for ``timeout`` seconds (None: 0, forever);
-    :class:`ValidationError` unless it is a positive number."""
+    :class:`ValidationError` (naming ``what`` and ``key``) unless it is a positive number
+    of seconds up to :data:`~redmodel._args.MAX_BLOCK_SECONDS`."""
     if timeout is None:
         return 0
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValidationError(
-            f"a blocking pop's timeout must be a positive number of seconds (None waits "
-            f"forever; use pop() not to wait), got {timeout!r}")
+    seconds(timeout, what, most=MAX_BLOCK_SECONDS, key=key,
+            forever="None waits forever; use pop() not to wait")
     return timeout
 
 
@@ -213,6 +235,7 @@ class _Call:
         self.timeout = timeout
         self.keys = tuple(keys)
         self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.socket_timeout = _socket_timeout(timeout)
         self.follows = 0
         self.asking: tuple[str, int] | None = None
 
@@ -311,8 +334,9 @@ def _send(client: Any, call: _Call, wire: list[Command]) -> list[Any]:
             conn.send_packed_command(data, check_health=False)
             replies: list[Any] = []
             for _ in wire:
-                try:
-                    replies.append(conn.read_response(disconnect_on_error=False))
+                try:  # this call's socket timeout for these reads (None: no limit)
+                    replies.append(conn.read_response(timeout=call.socket_timeout,
+                                                      disconnect_on_error=False))
                 except ResponseError as e:
                     replies.append(e)
             return replies
@@ -344,13 +368,13 @@ def blocking_call(client: Any, command: Command, timeout: float | None,
             return None
         conn_client = None
         if call.asking is not None:
-            conn_client = _asked_client(client, timeout, call.asking)
+            conn_client = _asked_client(client, call.asking)
             if conn_client is None:  # a node the map does not know yet
                 call.asking = None
                 client.nodes_manager.initialize()
                 continue
         if conn_client is None:
-            conn_client = blocking_client(client, timeout, key)
+            conn_client = blocking_client(client, key)
         sent_at = time.monotonic()
         replies = _send(conn_client, call, wire)
         done, reply = call.reply(replies, time.monotonic() - sent_at)
@@ -387,6 +411,7 @@ async def _send_async(client: Any, call: _Call, wire: list[Command]) -> list[Any
         raise call.lost(e, sent) from e
     try:
         try:
+            conn.socket_timeout = call.socket_timeout  # for the send and the reads
             await _fresh_async(conn)
             await conn.check_health()
             data = conn.pack_commands(wire)
@@ -426,13 +451,13 @@ async def blocking_call_async(client: Any, command: Command, timeout: float | No
             await client.initialize()  # no-op once the slots are known
         conn_client = None
         if call.asking is not None:
-            conn_client = _asked_client(client, timeout, call.asking)
+            conn_client = _asked_client(client, call.asking)
             if conn_client is None:
                 call.asking = None
                 await client.nodes_manager.initialize()
                 continue
         if conn_client is None:
-            conn_client = blocking_client(client, timeout, key)
+            conn_client = blocking_client(client, key)
         sent_at = time.monotonic()
         replies = await _send_async(conn_client, call, wire)
         done, reply = call.reply(replies, time.monotonic() - sent_at)

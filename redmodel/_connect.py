@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from redmodel._args import integer
 from redmodel._wire import DEFAULT_POLICY, ResendPolicy
 
 __all__ = ["DEFAULT_URL", "ShellConfig", "check_client", "env_settings"]
@@ -141,8 +142,7 @@ class ShellConfig:
     def __init__(self, client: Any, chunk_size: int, exactly_once: bool = False,
                  resend: ResendPolicy | None = None, registry: bool = True) -> None:
         check_client(client)
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be at least 1")
+        integer(chunk_size, "chunk_size", least=1)
         if resend is not None and not isinstance(resend, ResendPolicy):
             raise TypeError(f"resend must be a redmodel.ResendPolicy, not {resend!r}")
         self.client = client

@@ -48,6 +48,7 @@ import attrs
 import redis
 from redis.crc import key_slot
 
+from redmodel._args import MAX_VISIBILITY_SECONDS, integer, seconds
 from redmodel._blocking import block_arg, blocking_call, blocking_call_async, is_async_client
 from redmodel._errors import DecodeError, ValidationError
 from redmodel._keys import escape, new_id
@@ -302,10 +303,12 @@ def _default_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
 
 
-def _positive(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValidationError(f"{what} must be a positive number of seconds, got {value!r}")
-    return float(value)
+_LONGEST_BEAT = 3600.0  # seconds between heartbeats at most, however long the timeout
+
+
+def _beat_interval(visibility_timeout: float) -> float:
+    """Seconds between heartbeats: a third of the visibility timeout, at most an hour."""
+    return min(visibility_timeout / 3, _LONGEST_BEAT)
 
 
 class _ConsumerBase(Generic[T]):
@@ -324,11 +327,12 @@ class _ConsumerBase(Generic[T]):
         visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
         reliable: bool = True,
     ) -> None:
-        if max_items is not None and (isinstance(max_items, bool) or max_items < 0):
-            raise ValidationError(f"max_items must not be negative, got {max_items!r}")
-        block_arg(poll)
+        key = queue.key
+        if max_items is not None:
+            integer(max_items, "max_items", key=key, least=0)
+        block_arg(poll, "poll", key)
         if idle_timeout is not None:
-            block_arg(idle_timeout)
+            block_arg(idle_timeout, "idle_timeout", key)
         if name is not None and (not isinstance(name, str) or not name):
             raise ValidationError(f"a consumer name must be a non-empty str, got {name!r}",
                                   key=queue.key)
@@ -340,7 +344,8 @@ class _ConsumerBase(Generic[T]):
         self.signals = tuple(signals)
         self.reliable = reliable
         self.name = _default_name() if name is None else name
-        self.visibility_timeout = _positive(visibility_timeout, "visibility_timeout")
+        self.visibility_timeout = seconds(visibility_timeout, "visibility_timeout",
+                                          most=MAX_VISIBILITY_SECONDS, key=key)
         self.keys = ConsumerKeys.of(queue.key)
         self.count = 0
         self.delivery_count = 0
@@ -543,7 +548,7 @@ class Consumer(_ConsumerBase[T]):
     acknowledged (removed from it) when the loop body asks for the next one, or when the
     loop stops. If the process dies, its items come back: when a consumer with the same
     ``name`` starts, it takes them back first; otherwise, once its heartbeat (sent every
-    ``visibility_timeout / 3`` seconds from a thread while iterating) is older than
+    ``visibility_timeout / 3`` seconds, at most hourly, from a thread while iterating) is older than
     ``visibility_timeout``, any other consumer or :meth:`Queue.recover` returns them to
     the head of the queue. So an item can be handed out more than once:
     ``delivery_count`` (``redelivered``) says when this value was handed out before.
@@ -646,7 +651,8 @@ class Consumer(_ConsumerBase[T]):
 
 
 class _HeartbeatThread:
-    """Heartbeats of one sync consumer, every ``visibility_timeout / 3`` seconds."""
+    """Heartbeats of one sync consumer, every ``visibility_timeout / 3`` seconds (at most
+    hourly)."""
 
     def __init__(self, consumer: Consumer[Any]) -> None:
         self.consumer = consumer
@@ -664,7 +670,7 @@ class _HeartbeatThread:
 
     def _run(self) -> None:
         c = self.consumer
-        interval = c.visibility_timeout / 3
+        interval = _beat_interval(c.visibility_timeout)
         while not self.stopping.wait(interval):
             try:
                 c.queue.store.run(_heartbeat_plan(c.keys, c.name, c.visibility_timeout))
@@ -688,11 +694,11 @@ def _stop_on_signal(ref: weakref.ref[Any]) -> None:
 
 async def _heartbeats(ref: weakref.ref[AsyncConsumer[Any]], store: Any, keys: ConsumerKeys,
                       name: str, ttl: float) -> None:
-    """Heartbeats of one AsyncConsumer, every ``ttl / 3`` seconds. The task holds the
-    consumer only by a weak reference (nothing the event loop holds keeps an abandoned
+    """Heartbeats of one AsyncConsumer, every ``ttl / 3`` seconds (at most hourly). The task
+    holds the consumer only by a weak reference (nothing the event loop holds keeps an abandoned
     consumer, or its loop, alive) and ends when the consumer is gone, or when it is
     cancelled, also when redis-py drops that cancel."""
-    interval = ttl / 3
+    interval = _beat_interval(ttl)
     while True:
         await asyncio.sleep(interval)
         if ref() is None:

@@ -36,6 +36,7 @@ import cattrs
 from cattrs.fns import identity
 from redis.crc import key_slot
 
+from redmodel._args import MAX_TTL_SECONDS, integer, seconds
 from redmodel._blocking import (
     block_arg,
     blocking_call,
@@ -61,7 +62,7 @@ from redmodel._errors import (
 )
 from redmodel._hidden import check_members_encrypted
 from redmodel._keys import escape
-from redmodel._plan import Batch, Command, Plan, S, run_async, run_sync
+from redmodel._plan import Batch, Command, Plan, S, run_async, run_sync, script
 from redmodel._tx import current_transaction
 from redmodel._types import BadValueError, Checker, make_checker, scalar
 from redmodel.codecs import Codec
@@ -513,24 +514,23 @@ class Container(Generic[T, S]):
 
 
 def _ttl_ms(ttl: Any, key: str) -> int:
-    seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-        raise ValidationError(f"ttl must be a positive number of seconds, got {ttl!r}", key=key)
-    return max(1, round(seconds * 1000))
+    return max(1, round(seconds(ttl, "ttl", most=MAX_TTL_SECONDS, key=key) * 1000))
+
+
+def _indices(start: Any, stop: Any, key: str, whose: str = "") -> tuple[int, int]:
+    return (integer(start, f"{whose}start", key=key), integer(stop, f"{whose}stop", key=key))
 
 
 def _as_list(reply: Any) -> list[Any]:
     return [] if reply is None else list(reply)
 
 
-def _flat_scores(pairs: Sequence[tuple[Any, float]]) -> list[Any]:
-    """``[(m, s), ...]`` -> ``[s, m, ...]`` for ZADD, each score as text that reads back
-    as the same double."""
-    out: list[Any] = []
-    for member, score in pairs:
-        out += ["+inf" if score == math.inf else "-inf" if score == -math.inf
-                else repr(score), member]
-    return out
+_ZSET_POP = script("zset_pop")
+_POP_ROUNDS = 16  # reads a pop makes while other clients keep changing that end
+
+
+def _text_of(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _pairs(reply: Any) -> list[tuple[Any, float]]:
@@ -605,7 +605,7 @@ def pop_blocking(*queues: Queue[T, Any], timeout: float | None, right: bool = Fa
     """
     if not queues:
         raise ValidationError("pop_blocking needs at least one queue")
-    block_arg(timeout)
+    block_arg(timeout, "pop_blocking's timeout", queues[0].key)
     first = queues[0]
     for q in queues[1:]:
         first._same_kind(q, "pop_blocking")
@@ -743,6 +743,7 @@ class Queue(Container[T, S]):
         return _then(found, lambda f: None if f is None else f[1])
 
     def range_plan(self, start: int = 0, stop: int = -1) -> Plan[list[T]]:
+        start, stop = _indices(start, stop, self.key)
         replies = yield Batch([("LRANGE", self.key, start, stop)], keys=(self.key,))
         return [self._decode(r) for r in _as_list(replies[0])]
 
@@ -769,10 +770,7 @@ class Queue(Container[T, S]):
         return self._run(self.length_plan())
 
     def trim_plan(self, start: int, stop: int) -> Plan[None]:
-        for name, value in (("start", start), ("stop", stop)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValidationError(f"trim's {name} must be an int, got {value!r}",
-                                      key=self.key)
+        start, stop = _indices(start, stop, self.key, "trim's ")
         # LTRIM keeps a window of the list as it is when it runs. A window that starts at
         # the head (start 0) or counts from the tail (start < 0) and ends at or past the
         # tail's count (stop >= -1) keeps all of itself when applied again: resendable.
@@ -1052,10 +1050,17 @@ Bound = float | str
 
 
 def _score(value: Any, key: str) -> bytes:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(f"a score must be a number (not NaN), got {type(value).__name__}",
                               key=key)
-    return repr(float(value)).encode()
+    try:
+        score = float(value)
+    except OverflowError:  # an int past the largest double
+        raise ValidationError(f"a score must fit a double (at most about 1.8e308), got an "
+                              f"int of {int(value).bit_length()} bits", key=key) from None
+    if math.isnan(score):
+        raise ValidationError("a score must be a number (not NaN), got NaN", key=key)
+    return repr(score).encode()
 
 
 def _bound(value: Bound, key: str) -> bytes:
@@ -1063,7 +1068,8 @@ def _bound(value: Bound, key: str) -> bytes:
         text = value.strip()
         body = text[1:] if text.startswith("(") else text
         try:
-            float(body)
+            if math.isnan(float(body)):
+                raise ValueError(body)
         except ValueError:
             raise ValidationError(
                 f"a score bound is a number, '-inf', '+inf', or '(' and a number for an "
@@ -1225,6 +1231,7 @@ class SortedSet(Container[T, S]):
 
     def range_with_scores_plan(self, start: int = 0, stop: int = -1, *, reverse: bool = False
                                ) -> Plan[list[tuple[T, float]]]:
+        start, stop = _indices(start, stop, self.key)
         return self._range([start, stop, *(["REV"] if reverse else [])])
 
     @overload
@@ -1259,6 +1266,9 @@ class SortedSet(Container[T, S]):
         offset: int = 0, count: int | None = None,
     ) -> Plan[list[tuple[T, float]]]:
         lo, hi = _bound(min, self.key), _bound(max, self.key)
+        offset = integer(offset, "offset", key=self.key, least=0)
+        if count is not None:
+            count = integer(count, "count", key=self.key, least=0)
         args: list[Any] = [hi, lo, "BYSCORE", "REV"] if reverse else [lo, hi, "BYSCORE"]
         if count is not None or offset:
             args += ["LIMIT", offset, -1 if count is None else count]
@@ -1311,43 +1321,78 @@ class SortedSet(Container[T, S]):
             min, max, reverse=reverse, offset=offset, count=count))
 
     def _pop(self, command: str, count: int) -> Plan[list[tuple[T, float]]]:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValidationError(f"count must be a positive int, got {count!r}", key=self.key)
-        in_transaction = current_transaction() is not None
+        count = integer(count, "count", key=self.key, least=1)
+        if current_transaction() is not None:
+            return (yield from self._pop_in_transaction(command, count))
+        # Read the members at that end, decode them, then pop in one script only members
+        # read and decoded: none is taken out and put back, so a concurrent ZINCRBY, ZADD
+        # or ZREM of one is never lost or undone. One that does not decode is moved to
+        # %rejected by that script and nothing else is taken (then DecodeError).
+        rejected = ConsumerKeys.of(self.key).rejected
+        end = "max" if command == "ZPOPMAX" else "min"
+        out: list[tuple[T, float]] = []
+        for _ in range(_POP_ROUNDS):
+            want = count - len(out)
+            replies = yield Batch([("ZRANGE", self.key, 0, want - 1,
+                                    *(["REV"] if end == "max" else []), "WITHSCORES")],
+                                  keys=(self.key,))
+            head = _pairs(replies[0])
+            if not head:
+                break
+            values: dict[bytes, T] = {}
+            marks: list[Any] = []
+            error: DecodeError | None = None
+            blocked = False  # a later round met a member that does not decode
+            for raw, _ in head:
+                try:
+                    values[raw] = self._decode(raw)
+                except DecodeError as failed:
+                    if out:  # return what was popped; the next call sets it aside
+                        blocked = True
+                        break
+                    error = error or failed
+                    marks += [raw, b"0"]
+                    continue
+                marks += [raw, b"1"]
+            if not marks:
+                break
+            replies = yield Batch([_ZSET_POP.call([self.key, rejected],
+                                                  [end, len(marks) // 2, *marks])],
+                                  write=True, keys=(self.key, rejected))
+            word, found = replies[0]
+            if _text_of(word) == "REJECTED":
+                assert error is not None
+                n = int(found)
+                moved = "it" if n == 1 else f"the {n} members that do not decode"
+                raise DecodeError(f"{error.reason}; the pop moved {moved} to {rejected!r} and "
+                                  "took nothing else", model=error.model, key=error.key,
+                                  field=error.field, codec=error.codec) from None
+            got = _pairs(found)
+            out += [(values[raw], score) for raw, score in got]
+            if len(out) >= count or blocked or (len(got) == len(head) < want):
+                break  # done, or the set held no more than it read
+        return out
+
+    def _pop_in_transaction(self, command: str, count: int) -> Plan[list[tuple[T, float]]]:
+        """ZPOPMIN/ZPOPMAX queued in the transaction: nothing can be sent after EXEC, so a
+        member that does not decode (and those popped with it) is lost."""
         replies = yield Batch([(command, self.key, count)], write=True, keys=(self.key,))
         popped = _pairs(replies[0])
-        good: list[tuple[T, float, Any]] = []
-        bad: list[tuple[Any, float]] = []
+        good: list[tuple[T, float]] = []
         error: DecodeError | None = None
         for member, score in popped:
             try:
-                good.append((self._decode(member), score, member))
+                good.append((self._decode(member), score))
             except DecodeError as failed:
                 error = error or failed
-                bad.append((member, score))
         if error is None:
-            return [(value, score) for value, score, _ in good]
+            return good
         rejected = ConsumerKeys.of(self.key).rejected
-        if in_transaction:
-            lost = f" (and the {len(good)} other members popped with it)" if good else ""
-            raise DecodeError(
-                f"{error.reason}; it was popped in a transaction, which can send nothing after "
-                f"EXEC, so it could not be set aside in {rejected!r}: it is lost{lost}",
-                model=error.model, key=error.key, field=error.field,
-                codec=error.codec) from None
-        # The undecodable members go to %rejected with their scores; the others, which
-        # this call cannot return, go back where they were (NX: a score set meanwhile
-        # stays), so that nothing popped here is lost.
-        commands: list[Command] = [("ZADD", rejected, *_flat_scores(bad))]
-        if good:
-            commands.append(("ZADD", self.key, "NX",
-                             *_flat_scores([(m, s) for _, s, m in good])))
-        yield Batch(commands, write=True, keys=(rejected, self.key))
-        moved = "it" if len(bad) == 1 else f"the {len(bad)} members that do not decode"
-        back = f", and put the {len(good)} other members it popped back" if good else ""
-        raise DecodeError(f"{error.reason}; the pop moved {moved} to {rejected!r}{back}",
-                          model=error.model, key=error.key, field=error.field,
-                          codec=error.codec) from None
+        lost = f" (and the {len(good)} other members popped with it)" if good else ""
+        raise DecodeError(
+            f"{error.reason}; it was popped in a transaction, which can send nothing after "
+            f"EXEC, so it could not be set aside in {rejected!r}: it is lost{lost}",
+            model=error.model, key=error.key, field=error.field, codec=error.codec) from None
 
     def pop_min_plan(self, count: int = 1) -> Plan[list[tuple[T, float]]]:
         return self._pop("ZPOPMIN", count)
@@ -1358,11 +1403,12 @@ class SortedSet(Container[T, S]):
     def pop_min(self: SortedSet[T, AsyncStore], count: int = 1
                 ) -> Coroutine[Any, Any, list[tuple[T, float]]]: ...
     def pop_min(self, count: int = 1) -> Any:
-        """ZPOPMIN: remove and return up to ``count`` lowest-scored ``(member, score)``
-        pairs, lowest first; ``[]`` when empty. When a popped member does not decode, it is
-        moved (with its score) to the sorted set's ``%rejected`` sorted set, the other
-        members popped with it are put back (``ZADD NX``), and :class:`DecodeError` is
-        raised."""
+        """Remove and return up to ``count`` lowest-scored ``(member, score)`` pairs,
+        lowest first; ``[]`` when empty. Reads them (ZRANGE), decodes them, then pops in
+        one script (ZPOPMIN) only members it read and decoded that are still the lowest, so
+        no member is ever taken out and put back. When one does not decode, that script
+        moves it (with its score) to the sorted set's ``%rejected`` sorted set and takes
+        nothing else, and :class:`DecodeError` is raised (docs/containers.md)."""
         return self._run(self.pop_min_plan(count))
 
     def pop_max_plan(self, count: int = 1) -> Plan[list[tuple[T, float]]]:
@@ -1379,6 +1425,9 @@ class SortedSet(Container[T, S]):
 
 
 # ---- WindowCounter ----------------------------------------------------------------------
+
+
+_LATEST = 2.0**62  # seconds: a window's start stays an int Redis can store an expiry for
 
 
 class WindowCounter(Generic[S]):
@@ -1400,15 +1449,16 @@ class WindowCounter(Generic[S]):
 
     def __init__(self, store: S, key_prefix: Any, *, window: float | dt.timedelta = 60,
                  clock: Callable[[], float] = time.time) -> None:
-        seconds = window.total_seconds() if isinstance(window, dt.timedelta) else window
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or (
-            seconds < 1 or seconds != int(seconds)
+        key = container_key(key_prefix)
+        length = window.total_seconds() if isinstance(window, dt.timedelta) else window
+        if isinstance(length, bool) or not isinstance(length, (int, float)) or not (
+            1 <= length <= MAX_TTL_SECONDS and length == int(length)  # NaN, inf fail here
         ):
-            raise ValidationError(f"window must be a whole number of seconds >= 1, got "
-                                  f"{window!r}")
+            raise ValidationError(f"window must be a whole number of seconds from 1 to "
+                                  f"{MAX_TTL_SECONDS:.0e}, got {window!r}", key=key)
         self.store = store
-        self.key = container_key(key_prefix)
-        self.window = int(seconds)
+        self.key = key
+        self.window = int(length)
         self.clock = clock
 
     def __repr__(self) -> str:
@@ -1421,6 +1471,11 @@ class WindowCounter(Generic[S]):
     def window_start(self, at: float | None = None) -> int:
         """Unix seconds at which the window holding ``at`` (default now) began."""
         now = self.clock() if at is None else at
+        if isinstance(now, bool) or not isinstance(now, (int, float)) or not (
+                -_LATEST <= now <= _LATEST):  # NaN and infinities fail too
+            raise ValidationError(f"a time must be a finite number of Unix seconds, got "
+                                  f"{now!r}" + (" from the clock" if at is None else ""),
+                                  key=self.key)
         return int(now // self.window) * self.window
 
     def key_for(self, subject: Any, at: float | None = None) -> str:
@@ -1431,6 +1486,7 @@ class WindowCounter(Generic[S]):
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise ValidationError(f"amount must be an int, got {type(amount).__name__}",
                                   key=self.key)
+        integer(amount, "amount", key=self.key)
         now = self.clock()
         key = self.key_for(subject, now)
         left_ms = max(1, math.ceil((self.window_start(now) + self.window - now) * 1000))

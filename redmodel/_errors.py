@@ -38,10 +38,11 @@ class RedmodelError(Exception):
 
     Errors from redis-py (connection, timeout, permission) are passed through unwrapped.
 
-    An error that refused one object of a ``save_many`` or ``delete_many`` after others
-    of the same call were sent says in its message what was written, and carries the
-    keys: ``written`` (written, or deleted) and ``not_written`` (the refused ones and
-    those never sent); both are None for any other error.
+    An error that stops a ``save_many`` or ``delete_many`` once a chunk was sent (an
+    object refused, an error reply, a lost reply) says in its message what was written,
+    and carries the keys: ``written`` (written, or deleted) and ``not_written`` (the
+    refused ones and those never sent). The keys of a chunk whose outcome is unknown
+    (:class:`OutcomeUnknownError`) are in neither. Both are None for any other error.
     """
 
     written: tuple[str, ...] | None = None

@@ -366,7 +366,7 @@ def _record(w: Write, exists: bool, old: set[str], new: set[str], hints: TxHints
 
 
 def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
-               hints: TxHints | None, what: str) -> Plan[list[Any]]:
+               hints: TxHints | None, what: str, errors: bool = False) -> Plan[list[Any]]:
     """Send the writes (index writes, or any other write command) in one round trip;
     resend the index writes that asked for more keys, with them (again one round trip for
     all). Returns each reply (refusals are left to the caller: see :func:`check`).
@@ -374,8 +374,10 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
     Outside a transaction, a write refused because a unique value is taken is sent once
     more when the object the unique index names no longer holds that value in its stored
     fields (changed by raw commands: its record, which the script checks, is stale); that
-    object gives the value up first (:func:`free_unheld`)."""
-    replies = yield from _send_writes(items, idempotent=idempotent, hints=hints, what=what)
+    object gives the value up first (:func:`free_unheld`). ``errors``: see
+    :attr:`Batch.errors` (error replies come back as ServerError values)."""
+    replies = yield from _send_writes(items, idempotent=idempotent, hints=hints, what=what,
+                                      errors=errors)
     if hints is not None:
         return replies
     refused = [i for i, (item, reply) in enumerate(zip(items, replies, strict=True))
@@ -384,7 +386,7 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
     if refused and (yield from free_unheld([(items[i], replies[i])  # type: ignore[misc]
                                             for i in refused])):
         again = yield from _send_writes([items[i] for i in refused], idempotent=idempotent,
-                                        hints=None, what=what)
+                                        hints=None, what=what, errors=errors)
         for i, reply in zip(refused, again, strict=True):
             replies[i] = reply
     return replies
@@ -458,7 +460,7 @@ def _fields_of(reply: Any) -> dict[bytes, Any]:
 
 
 def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
-                 hints: TxHints | None, what: str) -> Plan[list[Any]]:
+                 hints: TxHints | None, what: str, errors: bool = False) -> Plan[list[Any]]:
     writes = [w for w in items if isinstance(w, Write)]
     if hints is not None:
         yield from prefetch(writes, hints)
@@ -466,7 +468,8 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
     todo = list(range(len(items)))
     for attempt in range(KEY_ROUNDS):
         got = yield Batch([_command(items[i]) for i in todo], write=True,
-                          idempotent=idempotent, keys=[_key(items[i]) for i in todo])
+                          idempotent=idempotent, keys=[_key(items[i]) for i in todo],
+                          errors=errors)
         again = []
         for i, reply in zip(todo, got, strict=True):
             item = items[i]

@@ -11,12 +11,14 @@ from typing import Any, Final
 
 import attrs
 
+from redmodel._args import MAX_TTL_SECONDS, integer
 from redmodel._atomic import incr_fields
 from redmodel._blob import BlobLayout
 from redmodel._errors import (
     DecodeError,
     NotFoundError,
     RedmodelError,
+    ServerError,
     ValidationError,
 )
 from redmodel._flat import FlatLayout, counter_result, read_batch
@@ -77,11 +79,6 @@ def ttl_ms(spec: ModelSpec, ttl: Any) -> int | None:
         raise ValidationError(f"ttl must be a positive number of seconds up to "
                               f"{MAX_TTL_SECONDS:.0e}, got {ttl!r}", model=spec.name)
     return max(1, round(seconds * 1000))
-
-
-MAX_TTL_SECONDS = 10**11
-"""About 3,000 years: Redis refuses an expiry whose time overflows, after a script has
-written (so a longer ttl is refused before sending)."""
 
 
 def _id_of(spec: ModelSpec, obj: Any) -> Any:
@@ -184,6 +181,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     entries the client could not name, and the claims of a bucketed model's unique values
     before and after). Objects are saved whole. A refusal by the server stops after the
     chunk it is in, and its error says which objects were written (see _batch_error)."""
+    chunk_size = integer(chunk_size, "chunk_size", least=1)
     objs = list(objs)
     planned = [save_command(obj, ttl) for obj in objs]
     _unique_within(objs)
@@ -199,10 +197,14 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
             raise _batch_error(e, "save_many", keys, written, hints is not None) from None
         try:
             replies = yield from run_writes([c for _, c in chunk], idempotent=True,
-                                            hints=hints, what="save many")
+                                            hints=hints, what="save many",
+                                            errors=hints is None)
         except Abandoned:  # its transaction will not commit: nothing written, undo claims
             yield from gather([undo(c, hints) for c in claims if c is not None])
             raise
+        except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
+            raise _batch_error(e, "save_many", keys, written, hints is not None,
+                               unknown=[k for k, _ in chunk]) from None
         _, refused = yield from _settle_all(chunk, replies, claims, "save many", hints)
         written += [k for k, _ in chunk if k not in refused]
         if refused:
@@ -218,13 +220,16 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
 
 
 def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequence[str],
-                 tx: bool, refused: str | None = None) -> Exception:
+                 tx: bool, refused: str | None = None, unknown: Sequence[str] = ()
+                 ) -> Exception:
     """The error of one refused object of a save_many / delete_many, saying what of the
     call was written: the objects of earlier chunks, and the others of its chunk (each
-    object is its own atomic script, so they land whatever their neighbours do)."""
+    object is its own atomic script, so they land whatever their neighbours do).
+    ``unknown``: the keys of a chunk whose outcome nobody knows (a lost reply,
+    :class:`OutcomeUnknownError`); they are in neither list."""
     if not isinstance(error, RedmodelError):
         return error
-    done = set(written)
+    done = set(written) | set(unknown)
     rest = [k for k in keys if k not in done]
     key = refused or getattr(error, "key", None) or "one object"
     text = str(error).replace("this write was not applied, but the transaction's other "
@@ -236,8 +241,10 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
         return ", ".join(ks[:10]) + (f" and {len(ks) - 10} more" if len(ks) > 10 else "")
 
     verb = "deleted" if what == "delete_many" else "written"
+    maybe = (f", {len(unknown)} may or may not have been ({shown(list(unknown))}: in "
+             "neither list)" if unknown else "")
     summary = (f"; of this {what}'s {len(keys)} objects {len(written)} were {verb}"
-               + (f" ({shown(list(written))})" if written else "")
+               + (f" ({shown(list(written))})" if written else "") + maybe
                + f" and {len(rest)} were not ({shown(rest)}): see .written and "
                ".not_written")
     if tx:
@@ -285,7 +292,8 @@ def _settle_all(chunk: Sequence[tuple[str, Command | Write]], replies: Sequence[
     if not any(isinstance(item, Write) and item.spec.claims for _, item in chunk):
         out = []
         for (key, item), reply in zip(chunk, replies, strict=True):  # no I/O: no plans
-            error = (refusal(item.spec, key, reply, what, tx=tx) if isinstance(item, Write)
+            error = (reply if isinstance(reply, ServerError)  # an error reply (Batch.errors)
+                     else refusal(item.spec, key, reply, what, tx=tx) if isinstance(item, Write)
                      else None)
             if error is not None:
                 refused.setdefault(key, error)
@@ -294,9 +302,12 @@ def _settle_all(chunk: Sequence[tuple[str, Command | Write]], replies: Sequence[
     plans = []
     for (key, item), reply, c in zip(chunk, replies, claims, strict=True):
         if not isinstance(item, Write):
+            if isinstance(reply, ServerError):
+                refused.setdefault(key, reply)
             plans.append(_done(reply))
             continue
-        error = refusal(item.spec, key, reply, what, tx=tx)
+        error = reply if isinstance(reply, ServerError) else refusal(item.spec, key, reply,
+                                                                     what, tx=tx)
         if error is not None:
             refused.setdefault(key, error)
             plans.append(undo(c, hints))
@@ -343,6 +354,7 @@ def delete(model: type, id_value: Any, hints: TxHints | None = None) -> Plan[boo
 
 def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
                 hints: TxHints | None = None) -> Plan[int]:
+    chunk_size = integer(chunk_size, "chunk_size", least=1)
     spec = spec_of(model)
     layout = layout_of(spec)
     keys = [spec.key_for(i) for i in ids]
@@ -352,8 +364,13 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
         part = keys[start : start + chunk_size]
         # one command per object: a cluster pipeline routes each to its slot
         chunk = [(k, layout.delete(k)) for k in part]
-        replies = yield from run_writes([c for _, c in chunk], idempotent=False, hints=hints,
-                                        what=f"delete many {spec.name}")
+        try:
+            replies = yield from run_writes([c for _, c in chunk], idempotent=False,
+                                            hints=hints, what=f"delete many {spec.name}",
+                                            errors=hints is None)
+        except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
+            raise _batch_error(e, "delete_many", keys, done, hints is not None,
+                               unknown=part) from None
         results, refused = yield from _settle_all(chunk, replies, [None] * len(chunk),
                                                   f"delete many {spec.name}", hints)
         done += [k for k, _ in chunk if k not in refused]

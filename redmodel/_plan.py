@@ -62,6 +62,14 @@ class Batch:
     ``early`` marks writes a transaction sends at once, before its MULTI, instead of
     queueing them (claims of unique values in other cluster slots); elsewhere it changes
     nothing.
+
+    ``errors``: the plan handles this batch's failures itself (``save_many`` and
+    ``delete_many``, which say what of the call was written): a store returns its error
+    replies as :class:`~redmodel.ServerError` values among the replies instead of raising
+    the first, and :func:`run_sync`/:func:`run_async` throw an exception of the store
+    (:class:`~redmodel.OutcomeUnknownError`, a connection error) into the plan where it
+    yielded the batch. Merged by :func:`gather` with other batches, or queued in a
+    transaction, the batch's errors are raised as for any other.
     """
 
     commands: Sequence[Command]
@@ -72,6 +80,7 @@ class Batch:
     idempotent: bool | None = None
     early: bool = False
     unsafe: tuple[int, ...] | None = None
+    errors: bool = False
 
     @property
     def may_resend(self) -> bool:
@@ -103,7 +112,14 @@ def run_sync(plan: Plan[R], execute: Callable[[Batch], list[Any]]) -> R:
     try:
         batch = next(plan)
         while True:
-            batch = plan.send(execute(batch))
+            try:
+                replies = execute(batch)
+            except Exception as e:
+                if not batch.errors:
+                    raise
+                batch = plan.throw(e)  # the plan says what of it was done, or re-raises
+                continue
+            batch = plan.send(replies)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
 
@@ -113,7 +129,14 @@ async def run_async(plan: Plan[R], execute: Callable[[Batch], Awaitable[list[Any
     try:
         batch = next(plan)
         while True:
-            batch = plan.send(await execute(batch))
+            try:
+                replies = await execute(batch)
+            except Exception as e:
+                if not batch.errors:
+                    raise
+                batch = plan.throw(e)  # as in run_sync
+                continue
+            batch = plan.send(replies)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
 

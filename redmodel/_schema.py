@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 
 import attrs
 
+from redmodel._args import MAX_TTL_SECONDS
 from redmodel._errors import ModelDefinitionError, ValidationError
 from redmodel._hidden import check_encryption_applies, hide_encrypted
 from redmodel._index import IndexSpec, bucket_of, compile_indexes
@@ -418,10 +419,12 @@ def model(
 def _seconds(ttl: float | dt.timedelta | None, where: str) -> float | None:
     if ttl is None:
         return None
-    seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else float(ttl)
-    if seconds <= 0:
-        raise ModelDefinitionError(f"{where}: ttl must be positive, got {ttl!r}")
-    return seconds
+    seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
+            0 < seconds <= MAX_TTL_SECONDS):  # NaN and infinities fail too
+        raise ModelDefinitionError(f"{where}: ttl must be a positive number of seconds up "
+                                   f"to {MAX_TTL_SECONDS:.0e}, got {ttl!r}")
+    return float(seconds)
 
 
 def _compile(

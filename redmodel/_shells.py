@@ -168,7 +168,7 @@ class SyncLink(_Shell):
         """Send ``batch``; its replies (raises ServerError for an error reply)."""
         ex = Exchange(batch, self.link)
         self.drive(ex)
-        return ex.result()
+        return ex.raw() if batch.errors else ex.result()  # errors: see Batch.errors
 
     def drive(self, ex: Exchange, session: SyncSession | None = None) -> None:
         while True:
@@ -438,7 +438,7 @@ class AsyncLink(_Shell):
             await self.ready()
         ex = Exchange(batch, self.link)
         await self.drive(ex)
-        return ex.result()
+        return ex.raw() if batch.errors else ex.result()  # errors: see Batch.errors
 
     async def ready(self) -> None:
         """redis-py 8.1's asyncio cluster client learns its slot map on first use; that

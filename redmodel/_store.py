@@ -11,6 +11,7 @@ from redis.cluster import RedisCluster
 
 from redmodel import _atomic, _ops, _registry, _repair, _tx
 from redmodel._blind_ops import Progress, rotate_index_key
+from redmodel._blocking import close_blocking_clients
 from redmodel._connect import ShellConfig, env_exactly_once, env_settings, url_options
 from redmodel._ops import DEFAULT
 from redmodel._plan import Batch, Plan, gather, iterate_sync, run_sync
@@ -86,8 +87,11 @@ class Store(ShellConfig):
                             registry=registry, **{**settings, **kwargs})
 
     def close(self) -> None:
-        """Close the client's connections."""
-        self.client.close()
+        """Close the client's connections, and those its blocking pops opened."""
+        try:
+            self.client.close()
+        finally:
+            close_blocking_clients(self.client)
 
     def __enter__(self) -> Store:
         return self

@@ -26,6 +26,7 @@ import attrs
 from redis.exceptions import ResponseError
 
 from redmodel import _ops
+from redmodel._args import integer, not_negative
 from redmodel._atomic import incr_fields as incr_fields_plan
 from redmodel._connect import redis_reply
 from redmodel._errors import (
@@ -78,13 +79,12 @@ log = logging.getLogger("redmodel.tx")
 
 
 def _positive(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and value < 0:
-        raise ValueError(f"RetryPolicy.{attribute.name} must not be negative, got {value!r}")
+    if value is not None:
+        not_negative(value, f"RetryPolicy.{attribute.name}")
 
 
 def _at_least_one(_inst: object, _attribute: attrs.Attribute[Any], value: int) -> None:
-    if value < 1:
-        raise ValueError(f"RetryPolicy.attempts must be at least 1, got {value!r}")
+    integer(value, "RetryPolicy.attempts", least=1)
 
 
 @attrs.frozen

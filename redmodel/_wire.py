@@ -56,11 +56,13 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from redmodel._args import MAX_TTL_SECONDS, integer, not_negative, seconds
 from redmodel._errors import (
     CrossSlotError,
     EvictionPolicyError,
     OutcomeUnknownError,
     ServerError,
+    ValidationError,
 )
 from redmodel._plan import SCRIPTS_BY_SHA, Batch, Command, as_eval, once_variant, script
 
@@ -81,6 +83,11 @@ ONCE_FENCE = script("once_fence")
 ONCE_PREFIX = "redmodel:once:"
 SLOTS = 16384
 MAX_REDIRECT_ROUNDS = 32
+EVICTION_RECHECK = 1.0
+"""Seconds after which a node found with an evicting ``maxmemory-policy`` is asked again
+(one ``INFO memory``) before the next exactly-once write to it is refused: an operator who
+sets ``noeviction`` need not restart the app. A passing check is kept for the store's life."""
+
 MAX_PENDING_CLEANUP = 4096
 """Commands tidying write-id records a store keeps per node until its next call there;
 beyond this the oldest are forgotten (their records expire after ``write_id_ttl``)."""
@@ -90,22 +97,24 @@ beyond this the oldest are forgotten (their records expire after ``write_id_ttl`
 
 
 def _positive(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not value > 0:
-        raise ValueError(f"ResendPolicy.{attribute.name} must be positive, got {value!r}")
+    if attribute.name == "attempts":
+        integer(value, f"ResendPolicy.{attribute.name}", least=1)
+    else:
+        seconds(value, f"ResendPolicy.{attribute.name}", most=MAX_TTL_SECONDS)
 
 
 def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value < 0:
-        raise ValueError(f"ResendPolicy.{attribute.name} must not be negative, got {value!r}")
+    not_negative(value, f"ResendPolicy.{attribute.name}")
 
 
 def _record_prefix(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"ResendPolicy.{attribute.name} must be a non-empty str, got "
-                         f"{value!r}")
+        raise ValidationError(f"ResendPolicy.{attribute.name} must be a non-empty str, got "
+                              f"{value!r}")
     if "{" in value or "}" in value:
-        raise ValueError(f"ResendPolicy.{attribute.name} must not hold braces ({value!r}): "
-                         "on a cluster the record's key carries its own hash tag")
+        raise ValidationError(f"ResendPolicy.{attribute.name} must not hold braces "
+                              f"({value!r}): on a cluster the record's key carries its own "
+                              "hash tag")
 
 
 @attrs.frozen
@@ -148,7 +157,7 @@ class ResendPolicy:
 
     def __attrs_post_init__(self) -> None:
         if self.write_id_ttl <= self.deadline:
-            raise ValueError(
+            raise ValidationError(
                 f"ResendPolicy.write_id_ttl ({self.write_id_ttl} s) must exceed its deadline "
                 f"({self.deadline} s): a write id must outlive every copy of its write")
 
@@ -504,9 +513,19 @@ class Link:
         self.eval_only: set[Hashable] = set()  # nodes that refused SCRIPT LOAD
         # exactly-once: each node's maxmemory-policy once looked at (None: INFO refused)
         self.evictions: dict[Hashable, str | None] = {}
+        self.evictions_seen: dict[Hashable, float] = {}  # when each was looked at
         # exactly-once: commands tidying records, sent with the next call to their node
         self.pending: dict[Hashable, list[Command]] = {}
         self._pending_lock = threading.Lock()
+
+    def ask_eviction_again(self, name: Hashable) -> bool:
+        """Whether node ``name`` must be asked its policy (again): never asked, or found
+        evicting at least :data:`EVICTION_RECHECK` seconds ago."""
+        if name not in self.evictions:
+            return True
+        if self.evictions[name] in (None, "noeviction") or self.policy.allow_eviction:
+            return False
+        return time.monotonic() - self.evictions_seen.get(name, 0.0) >= EVICTION_RECHECK
 
     def leave(self, name: Hashable, commands: Sequence[Command]) -> None:
         """Keep ``commands`` for the next call to node ``name``."""
@@ -681,7 +700,8 @@ class Exchange:
 
     def _unchecked(self) -> list[Any]:
         """The nodes this exchange's write ids go to whose eviction policy the store has
-        not looked at yet; raises EvictionPolicyError for one it found evicting."""
+        not looked at yet (or found evicting over EVICTION_RECHECK seconds ago); raises
+        EvictionPolicyError for one it found evicting more recently."""
         link = self.link
         if not link.cluster or self.pinned:
             found = [self.node]
@@ -695,7 +715,7 @@ class Exchange:
         nodes: dict[Hashable, Any] = {}
         for node in found:
             name = link.node_key(node)
-            if name not in link.evictions:
+            if link.ask_eviction_again(name):
                 nodes[name] = node
             else:
                 self._refuse(link.evictions[name], node)
@@ -731,6 +751,7 @@ class Exchange:
             reply = call.replies[0]
             policy = None if isinstance(reply, Exception) else eviction_policy(reply)
             link.evictions[link.node_key(call.node)] = policy  # None: refused (ACL), unknown
+            link.evictions_seen[link.node_key(call.node)] = time.monotonic()
             self._refuse(policy, call.node)
         if not failed:
             return 0.0

@@ -25,6 +25,7 @@ from redis.cluster import RedisCluster
 
 import redmodel
 from redmodel import Queue, SortedSet, WindowCounter
+from redmodel._wire import EVICTION_RECHECK
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
 
 SOCKET_TIMEOUT = 0.3
@@ -190,6 +191,47 @@ def test_s2_ordinary_arguments_never_raise_a_builtin_exception(store: redmodel.S
         pytest.fail(f"{case} raised the builtin {type(e).__name__}: {e}")
 
 
+MORE_CASES: dict[str, Any] = {
+    "pop_blocking(async-sized 1e20)": lambda s: Queue(s, "jobs", int).pop_blocking(1e20),
+    "consume(poll=math.inf)": lambda s: Queue(s, "jobs", int).consume(poll=math.inf),
+    "consume(idle_timeout=nan)": lambda s: Queue(s, "jobs", int).consume(idle_timeout=math.nan),
+    "consume(visibility_timeout=math.inf)":
+        lambda s: Queue(s, "jobs", int).consume(visibility_timeout=math.inf),
+    "consume(max_items='3')": lambda s: Queue(s, "jobs", int).consume(max_items="3"),
+    "Queue.range(10**30)": lambda s: Queue(s, "jobs", int).range(0, 10**30),
+    "Queue.trim(2**63)": lambda s: Queue(s, "jobs", int).trim(0, 2**63),
+    "Queue.expire(1e300)": lambda s: Queue(s, "jobs", int).expire(1e300),
+    "SortedSet.incr(m, -10**400)": lambda s: SortedSet(s, "z", str).incr("m", -10**400),
+    "SortedSet.range_by_score('(nan')": lambda s: SortedSet(s, "z", str).range_by_score("(nan"),
+    "SortedSet.range_by_score(count=2**64)":
+        lambda s: SortedSet(s, "z", str).range_by_score(count=2**64),
+    "SortedSet.pop_min(10**30)": lambda s: SortedSet(s, "z", str).pop_min(10**30),
+    "WindowCounter(window=inf)": lambda s: WindowCounter(s, "w", window=math.inf),
+    "WindowCounter.key_for(at=inf)": lambda s: WindowCounter(s, "w").key_for("x", math.inf),
+    "WindowCounter.key_for(at=10**400)":
+        lambda s: WindowCounter(s, "w").key_for("x", 10**400),
+    "WindowCounter.incr(amount=2**63)": lambda s: WindowCounter(s, "w").incr("x", 2**63),
+    "Store(chunk_size=0)": lambda s: redmodel.Store(s.client, chunk_size=0),
+    "save_many(chunk_size=-1)": lambda s: s.save_many([Counter(id="a")], chunk_size=-1),
+    "ResendPolicy(write_id_ttl=math.inf)": lambda s: redmodel.ResendPolicy(write_id_ttl=math.inf),
+    "ResendPolicy(attempts=None)": lambda s: redmodel.ResendPolicy(attempts=None),
+    "RetryPolicy(backoff_max=nan)": lambda s: redmodel.RetryPolicy(backoff_max=math.nan),
+}
+
+
+@pytest.mark.parametrize("case", list(MORE_CASES))
+def test_s2_fixed_every_numeric_argument_is_checked_before_sending(
+        store: redmodel.Store, redis_client: redis.Redis, case: str) -> None:
+    """Fixed (S2): the other numeric arguments of public methods, found by going through
+    each one taking a number or a timedelta: a NaN, an infinity, a wrong type or a value out
+    of range is a ``ValidationError`` raised before anything is sent (failures.md)."""
+    before = int(redis_client.info("stats")["total_commands_processed"])
+    with pytest.raises(redmodel.ValidationError):
+        MORE_CASES[case](store)
+    after = int(redis_client.info("stats")["total_commands_processed"])
+    assert after == before + 1, "something was sent before the argument was refused"
+
+
 def test_s2_held_store_expire_of_infinity_is_a_validation_error(store: redmodel.Store) -> None:
     """Held (for contrast): the Store's own expire and a NaN score are ValidationErrors."""
     store.save(Counter(id="a"))
@@ -218,18 +260,21 @@ def test_s2_a_long_visibility_timeout_does_not_kill_the_heartbeat_thread(
 
 # ---- S3: a sorted-set pop's put-back is not atomic with the pop -----------------------------
 
-def test_s3_a_concurrent_increment_during_a_pop_put_back_is_not_lost(
-        proxy: FaultProxy, redis_client: redis.Redis) -> None:
-    """FAILS (S3, low-medium). containers.md: a pop never destroys an undecodable member;
-    "the members popped with it that do decode go back, ZADD NX". The pop, the set-aside and
-    the put-back are separate round trips, so for that window the members are gone: a
-    ``ZINCRBY`` by another client in between creates the member anew, and the put-back (NX)
-    then drops the popped score: member "1" ends with 5, not 1 + 5. (Likewise a ZREM in the
-    window returns 0 and the member comes back; a concurrent pop_min takes a higher member
-    first.)"""
-    store = _direct_store(proxy, socket_timeout=3.0)
-    redis_client.zadd("z", {b"1": 1, b"two": 2, b"3": 3})
-    proxy.stall("ZADD", 0.6, when=has("NX"))
+@pytest.mark.parametrize("once", [False, True], ids=["plain", "exactly_once"])
+def test_s3_a_pop_meeting_an_undecodable_member_never_takes_out_the_others(
+        proxy: FaultProxy, redis_client: redis.Redis, once: bool) -> None:
+    """Was FAILS (S3, low-medium): the pop, the set-aside and the put-back (``ZADD NX``)
+    were separate round trips, so a ``ZINCRBY`` by another client in between lost the
+    popped score (member "1" ended with 5, not 1 + 5), a ``ZREM`` was undone.
+
+    Decided (containers.md): a pop reads the members at its end, decodes them, and pops in
+    one script only members it read and decoded; when one does not decode, that script
+    moves it alone to ``%rejected`` and takes nothing else. Here the script is held on the
+    wire while other clients change the set: the members that decode never leave it, so
+    the increment and the removal made meanwhile stand."""
+    store = _direct_store(proxy, once=once, socket_timeout=3.0)
+    redis_client.zadd("z", {b"1": 1, b"two": 2, b"3": 3, b"4": 4})
+    proxy.stall("EVALSHA", 0.6)
     errors: list[BaseException] = []
 
     def pop() -> None:
@@ -240,16 +285,42 @@ def test_s3_a_concurrent_increment_during_a_pop_put_back_is_not_lost(
 
     t = threading.Thread(target=pop)
     t.start()
-    time.sleep(0.3)
-    assert redis_client.zscore("z", b"1") is None            # popped, not yet put back
-    redis_client.zincrby("z", 5, b"1")                       # another client's increment
+    assert proxy.wait_fired(1, timeout=2.0)
+    assert redis_client.zscore("z", b"1") == 1.0             # read, not taken out
+    assert redis_client.zincrby("z", 5, b"1") == 6.0         # another client's increment
+    assert redis_client.zrem("z", b"3") == 1                 # and removal
     t.join(5)
     store.close()
     assert errors, "the pop did not raise DecodeError"
-    assert redis_client.zscore("z:{z}:%rejected", b"two") == 2.0
-    assert redis_client.zscore("z", b"1") == 6.0, (
-        f"member '1' ends with score {redis_client.zscore('z', b'1')}: its popped score 1 was "
-        f"dropped by the put-back's ZADD NX (or the concurrent increment was lost)")
+    assert "took nothing else" in str(errors[0])
+    assert redis_client.zrange("z:{z}:%rejected", 0, -1, withscores=True) == [(b"two", 2.0)]
+    assert redis_client.zrange("z", 0, -1, withscores=True) == [(b"4", 4.0), (b"1", 6.0)], (
+        "a member that decodes was taken out and put back: a concurrent change was lost "
+        "or undone")
+    # the next pop returns what decodes, in order
+    again = redmodel.Store(redis_client, exactly_once=once)
+    assert SortedSet(again, "z", int).pop_min(5) == [(4, 4.0), (1, 6.0)]
+
+
+def test_s3_a_pop_takes_the_lowest_members_as_they_are_when_it_runs(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """Fixed (S3): members added at the popping end, or popped by another client, between
+    the pop's read and its script are not skipped or taken twice: the script pops only the
+    members it was told decode and that are still at that end, and the pop reads again."""
+    store = _direct_store(proxy, socket_timeout=3.0)
+    redis_client.zadd("z", {b"5": 5, b"6": 6, b"7": 7})
+    proxy.stall("EVALSHA", 0.6)
+    got: list[Any] = []
+    t = threading.Thread(target=lambda: got.append(SortedSet(store, "z", int).pop_min(2)))
+    t.start()
+    assert proxy.wait_fired(1, timeout=2.0)
+    redis_client.zadd("z", {b"1": 1})                        # a new lowest member
+    assert redis_client.zpopmin("z") == [(b"1", 1.0)]        # taken again by another pop
+    redis_client.zadd("z", {b"0": 0})
+    t.join(5)
+    store.close()
+    assert got == [[(0, 0.0), (5, 5.0)]]
+    assert redis_client.zrange("z", 0, -1) == [b"6", b"7"]
 
 
 # ---- S4: save_many refused on a wrong-typed key does not say what was written ---------------
@@ -302,7 +373,59 @@ def test_s4_cluster_save_many_refused_on_one_node_names_what_the_others_wrote(
         f"objects {written} were written; the error's .written is None")
 
 
+def test_s4_delete_many_with_a_chunk_of_unknown_outcome_lists_it_in_neither(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    """Fixed (S4): a chunk whose reply is lost (a counted delete is never resent) raises
+    OutcomeUnknownError carrying ``.written`` (the earlier chunks) and ``.not_written``
+    (the chunks never sent); the chunk whose outcome is unknown is in neither list, and
+    its keys are the error's ``.keys`` (store.md)."""
+    store = redmodel.Store(redis.Redis(host=proxy.host, port=proxy.port,
+                                       socket_timeout=SOCKET_TIMEOUT), chunk_size=2,
+                           resend=POLICY)
+    ids = [f"k{i}" for i in range(6)]
+    store.save_many([Counter(n=1, id=i) for i in ids])
+    proxy.lose_reply("DEL", when=has("a12s:k2"))
+    with pytest.raises(redmodel.OutcomeUnknownError) as caught:
+        store.delete_many(Counter, ids)
+    store.close()
+    e = caught.value
+    assert e.written == ("a12s:k0", "a12s:k1")
+    assert e.not_written == ("a12s:k4", "a12s:k5")
+    assert set(e.keys) <= {"a12s:k2", "a12s:k3"} and "a12s:k2" in e.keys
+    assert [k.decode() for k in sorted(redis_client.keys("a12s:*"))] == [
+        "a12s:k4", "a12s:k5"]
+
+
 # ---- S5: an EvictionPolicyError is remembered after the policy is fixed ---------------------
+
+RECHECK = EVICTION_RECHECK + 0.1
+
+
+def test_s5_a_refusal_is_asked_again_at_most_once_a_second(redis_client: redis.Redis) -> None:
+    """Fixed (S5): within EVICTION_RECHECK of a refusal, another exactly-once write to that
+    node is refused again without asking (no INFO: the command count does not move), and
+    after it the store asks once more."""
+    with RedisServer(extra_args=("--maxmemory-policy", "volatile-lru")) as server:
+        store = redmodel.Store(server.client(), exactly_once=True)
+        admin = server.client()
+
+        def infos() -> int:
+            stats = admin.info("commandstats")
+            return int(stats.get("cmdstat_info", {}).get("calls", 0))
+
+        with pytest.raises(redmodel.EvictionPolicyError):
+            store.incr(Counter, "a", "n", 1)
+        before = infos()
+        for _ in range(5):
+            with pytest.raises(redmodel.EvictionPolicyError):
+                store.incr(Counter, "a", "n", 1)
+        assert infos() == before + 1  # only this test's own INFO commandstats
+        time.sleep(RECHECK)
+        with pytest.raises(redmodel.EvictionPolicyError):
+            store.incr(Counter, "a", "n", 1)
+        assert infos() == before + 3  # the previous look, the store's INFO memory
+        store.close()
+
 
 @pytest.mark.parametrize("shell", ["sync", "async"])
 def test_s5_a_store_refused_for_its_eviction_policy_works_once_the_policy_is_fixed(
@@ -312,7 +435,12 @@ def test_s5_a_store_refused_for_its_eviction_policy_works_once_the_policy_is_fix
     ... allow_eviction=True". An operator does set it (``CONFIG SET maxmemory-policy
     noeviction``), but the store looked once and keeps refusing every exactly-once write
     for the rest of its life: the app must be restarted. (The refusal sent nothing, so
-    looking again costs one INFO per refused write.)"""
+    looking again costs one INFO per refused write.)
+
+    Decided (fix): a refusing node is asked again (one INFO) at most once per
+    ``EVICTION_RECHECK`` (1 s) per node, so a retry loop against a misconfigured server does
+    not send an INFO per attempt; the test waits that long after fixing the policy, and
+    checks that a second refusal within it is still a refusal (nothing sent)."""
     with RedisServer(extra_args=("--maxmemory-policy", "volatile-lru")) as server:
         admin = server.client()
         redmodel.Store(admin).save(Counter(id="a"))
@@ -322,6 +450,7 @@ def test_s5_a_store_refused_for_its_eviction_policy_works_once_the_policy_is_fix
             with pytest.raises(redmodel.EvictionPolicyError):
                 store.incr(Counter, "a", "n", 1)
             admin.config_set("maxmemory-policy", "noeviction")
+            time.sleep(RECHECK)
             try:
                 result: Any = store.incr(Counter, "a", "n", 1)
             except redmodel.EvictionPolicyError as e:
@@ -335,6 +464,7 @@ def test_s5_a_store_refused_for_its_eviction_policy_works_once_the_policy_is_fix
                     with pytest.raises(redmodel.EvictionPolicyError):
                         await astore.incr(Counter, "a", "n", 1)
                     admin.config_set("maxmemory-policy", "noeviction")
+                    await asyncio.sleep(RECHECK)
                     try:
                         return await astore.incr(Counter, "a", "n", 1)
                     except redmodel.EvictionPolicyError as e:
