@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +44,17 @@ class SD:
     d: Decimal | None = redmodel.field(index=True, default=None)
     du: Decimal | None = redmodel.field(unique=True, default=None)
     dl: list[Decimal] = redmodel.field(index=True, factory=list)
+    id: str = redmodel.key_field(generated=False)
+
+
+redmodel.configure_index_keys(keys=[redmodel.generate_index_key()])
+
+
+@redmodel.model(prefix="s13e")
+@attrs.define
+class SE:
+    d: Decimal | None = redmodel.field(codec="json|fernet", index="blind", unique=True,
+                                       default=None)
     id: str = redmodel.key_field(generated=False)
 
 
@@ -109,7 +121,8 @@ def test_fails_bucketed_tx_refuses_a_value_given_up_earlier_in_the_same_tx(
 # ---- G2: a signalling-NaN Decimal raises a raw TypeError -----------------------------------
 
 
-@pytest.mark.parametrize("write", ["save_eq", "save_unique", "save_list", "update_eq"])
+@pytest.mark.parametrize("write", ["save_eq", "save_unique", "save_list", "update_eq",
+                                   "save_blind"])
 def test_fails_signalling_nan_decimal_in_an_indexed_field_is_a_raw_type_error(
         store: redmodel.Store, write: str) -> None:
     """queries.md, Exact numbers: "a save of a NaN in an indexed float or Decimal field
@@ -124,6 +137,8 @@ def test_fails_signalling_nan_decimal_in_an_indexed_field_is_a_raw_type_error(
             store.save(SD(d=nan, id="1"))
         elif write == "save_unique":
             store.save(SD(du=nan, id="1"))
+        elif write == "save_blind":
+            store.save(SE(d=nan, id="1"))
         elif write == "save_list":
             store.save(SD(dl=[Decimal(1), nan], id="1"))
         else:
@@ -211,3 +226,126 @@ def test_fails_incr_of_a_renamed_field_restarts_from_zero(
     else:
         result = store.incr_fields(new, "1", {"quantity": 1})["quantity"]
     assert (result, store.get(new, "1").quantity) == (8, 8)   # today: (1, 1)
+
+
+# ---- G5: pages served from one scan pass lose an object that moves ahead of the cursor ------
+
+
+@redmodel.model(prefix="s13w")
+@attrs.define
+class SW:
+    color: str = redmodel.field(index=True)
+    price: float = redmodel.field(index="range")
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("move", ["within_ahead", "past_the_end"])
+def test_fails_scan_pass_pages_lose_an_object_moving_ahead_of_the_cursor(
+        store: redmodel.Store, move: str) -> None:
+    """queries.md, Pages and cursors: an object whose sort field changes "is placed by its
+    new value"; the one-scan-pass exception covers only objects moving INTO the stretch
+    "from outside it (from before the cursor, or from past the pass's last result)"; "An
+    object that moves within the stretch, or out of it, is placed by its new value as
+    above." Here the object is red throughout and moves from ahead of the cursor to
+    elsewhere ahead of the cursor (within the stretch, earlier; or out of it, past the
+    last red). Either way it is never shown: the listing silently drops it."""
+    objs = [SW("red" if i % 15 == 0 else "blue", float(i), id=f"{i:05d}") for i in range(3000)]
+    store.save_many(objs)
+    reds = [o for o in objs if o.color == "red"]                   # 200 reds among 3,000
+    query = store.find(SW, color="red").order_by("price")
+    pages = query.pages(10)
+    seen = [o.id for o in next(pages)]                             # reds 0..9 shown
+    mover = reds[50]
+    new_price = {"within_ahead": reds[30].price + 0.5,             # still ahead of the cursor
+                 "past_the_end": 1e6}[move]                        # out of the stretch
+    store.update(SW, mover.id, price=new_price)
+    for page in pages:
+        seen += [o.id for o in page]
+    assert Counter(seen)[mover.id] == 1        # today 0
+    assert sorted(seen) == sorted(o.id for o in reds)
+
+
+def test_holds_scan_pass_pages_place_an_object_that_keeps_its_rank(store: redmodel.Store) -> None:
+    """Control for the test above: the same move by +0.5 (its rank unchanged) is shown once,
+    as is every other red."""
+    objs = [SW("red" if i % 15 == 0 else "blue", float(i), id=f"{i:05d}") for i in range(3000)]
+    store.save_many(objs)
+    reds = [o for o in objs if o.color == "red"]
+    pages = store.find(SW, color="red").order_by("price").pages(10)
+    seen = [o.id for o in next(pages)]
+    store.update(SW, reds[50].id, price=reds[50].price + 0.5)
+    for page in pages:
+        seen += [o.id for o in page]
+    assert sorted(seen) == sorted(o.id for o in reds)
+
+
+# ---- G6: incr of a stored int beyond 64 bits is a DecodeError, not the documented refusal -----
+
+
+@redmodel.model(prefix="s13i")
+@attrs.define
+class SI:
+    n: int = redmodel.field(index=True, default=0)
+    m: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("field", ["n", "m"])
+def test_fails_incr_of_a_stored_int_beyond_64_bits_is_a_decode_error(
+        store: redmodel.Store, field: str) -> None:
+    """models.md: "ints beyond 64 bits are stored as text too" (a valid value of the field,
+    get() reads it). queries.md, Exact numbers: incr/incr_fields refuse "a result outside
+    -2**63..2**63-1 (ConditionFailedError with limit="64-bit counter")". incr(+1) of a
+    stored 2**70 raises DecodeError ("stored value is not a number Redis can add to"),
+    the error for data that does not fit the model."""
+    store.save(SI(n=2**70, m=2**70, id="1"))
+    assert store.get(SI, "1").n == 2**70
+    with pytest.raises(redmodel.ConditionFailedError) as info:
+        store.incr(SI, "1", field, 1)
+    assert info.value.limit == "64-bit counter"
+
+
+# ---- G7: an equality query with an aware datetime near year 1/9999 is not a QueryError ------
+
+
+@redmodel.model(prefix="s13t")
+@attrs.define
+class ST:
+    w: datetime | None = redmodel.field(index=True, default=None)
+    wu: datetime | None = redmodel.field(unique=True, default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("call", ["find", "one_of", "get_by"])
+def test_fails_equality_query_with_out_of_range_instant_is_not_a_query_error(
+        store: redmodel.Store, call: str) -> None:
+    """queries.md: "Bad queries raise QueryError before any command is sent". 0001-01-01
+    00:00 at UTC+1 is a valid datetime whose UTC instant falls before year 1. A save is
+    refused with ValidationError (fine); find/get_by raise redmodel._index.IndexValueError,
+    a plain ValueError that is neither QueryError nor any public redmodel error."""
+    v = datetime(1, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=1)))
+    with pytest.raises(redmodel.QueryError):
+        if call == "find":
+            store.find(ST, w=v).ids()
+        elif call == "one_of":
+            store.find(ST, w=redmodel.one_of([v])).ids()
+        else:
+            store.get_by(ST, wu=v)
+
+
+# ---- G8: a datetime with a sub-second UTC offset is saved with entries its read-back misses --
+
+
+def test_fails_datetime_with_sub_second_offset_saves_entries_that_disagree(
+        store: redmodel.Store) -> None:
+    """models.md: datetime is stored as "ISO 8601, offset kept"; queries.md, item 1: a write
+    applies fully, object and entries agreeing. Python accepts timezone(timedelta(
+    microseconds=1)); redmodel writes "...+00:00:00.000001", which reads back as UTC (one
+    microsecond later an instant), so verify() reports the object straight after a plain
+    save, and after reindex find() with the value that was saved misses it."""
+    v = datetime(2020, 1, 1, 12, 0, tzinfo=timezone(timedelta(microseconds=1)))
+    store.save(ST(w=v, id="1"))
+    assert store.find(ST, w=v).ids() == ["1"]
+    problems = store.verify(ST)
+    assert store.get(ST, "1").w == v, problems         # today: 12:00 UTC != v
+    assert problems == []
