@@ -349,3 +349,26 @@ def test_fails_datetime_with_sub_second_offset_saves_entries_that_disagree(
     problems = store.verify(ST)
     assert store.get(ST, "1").w == v, problems         # today: 12:00 UTC != v
     assert problems == []
+
+
+# ---- G9: a plain list as a filter value is silently taken as one_of ---------------------------
+
+
+@redmodel.model(prefix="s13l")
+@attrs.define
+class SL:
+    color: str = redmodel.field(index=True, default="x")
+    tags: list[str] = redmodel.field(index=True, factory=list)
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("filters", [{"color": ["x"]}, {"tags": ["wool", "cotton"]}])
+def test_fails_plain_list_filter_value_is_silently_one_of(
+        store: redmodel.Store, filters: dict[str, Any]) -> None:
+    """queries.md: filters are `field=value`, `field=one_of([...])`, `field=contains(x)`;
+    "a value of the wrong type" raises QueryError before sending. A list is not a str, and
+    for a list field `tags=["wool", "cotton"]` reads as "has both" (or "equals this list"),
+    yet it runs as one_of: the hat with only "wool" is returned."""
+    store.save(SL(tags=["wool"], id="1"))
+    with pytest.raises(redmodel.QueryError):
+        store.find(SL, **filters).ids()          # today: ['1']
