@@ -15,6 +15,7 @@ Findings (severity as found):
 - G8 test_fails_incr_of_a_stored_int_beyond_64_bits_is_a_decode_error           (low)
 - G9 test_fails_equality_query_with_out_of_range_instant_is_not_a_query_error   (low)
 - G10 test_fails_plain_list_filter_value_is_silently_one_of                     (low)
+- G11 test_fails_tx_wrongtype_error_claims_other_writes_applied_when_there_are_none (low)
 """
 
 from __future__ import annotations
@@ -432,3 +433,22 @@ def test_fails_concurrent_large_incr_of_equality_indexed_int_raises_conflict(
         t.join()
     assert store.verify(SC) == []
     assert errors == [], f"ConflictError within 400 calls: {errors[0]}"
+
+
+# ---- G11: a refused write in a transaction claims "the other writes were" applied ------------
+
+
+def test_fails_tx_wrongtype_error_claims_other_writes_applied_when_there_are_none(
+        store: redmodel.Store) -> None:
+    """transactions.md: a command refused inside EXEC raises its error, and the other
+    commands are applied. With ONE queued write (or when every write was refused) the
+    ServerError still says "this write was not applied, but the transaction's other writes
+    were (Redis has no rollback inside EXEC)": there were none, nothing changed, and a
+    caller reading the message would go looking for writes that never happened."""
+    store.save(SX(id="b"))
+    store.client.set("s13x:%idx:eq:color:green", "junk")      # planted wrong-typed key
+    before = keyspace(store.client)
+    with pytest.raises(redmodel.ServerError) as info:
+        redmodel.transact(store, lambda tx: tx.update(SX, "b", color="green"))
+    assert keyspace(store.client) == before                    # nothing was written
+    assert "other writes were" not in str(info.value)
