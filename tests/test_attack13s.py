@@ -1,0 +1,454 @@
+"""Second attack on issue 13 (indexes, exact numbers, paging, query limits), as a user with
+only the public docs. See /work/notes/FINDINGS-13s.md.
+
+Every ``test_fails_*`` test fails on main today and states the promise it checks; the
+``test_holds_*`` test is a control.
+
+Findings (severity as found):
+- G1 test_fails_scan_pass_pages_lose_an_object_moving_ahead_of_the_cursor      (medium-high)
+- G2 test_fails_incr_of_a_renamed_field_restarts_from_zero                      (medium)
+- G3 test_fails_concurrent_large_incr_of_equality_indexed_int_raises_conflict   (medium)
+- G4 test_fails_bucketed_tx_refuses_a_value_given_up_earlier_in_the_same_tx     (low-medium)
+- G5 test_fails_datetime_with_sub_second_offset_saves_entries_that_disagree     (low)
+- G6 test_fails_signalling_nan_decimal_in_an_indexed_field_is_a_raw_type_error  (low)
+- G7 test_fails_query_nested_exactly_32_levels_is_refused                       (low)
+- G8 test_fails_incr_of_a_stored_int_beyond_64_bits_is_a_decode_error           (low)
+- G9 test_fails_equality_query_with_out_of_range_instant_is_not_a_query_error   (low)
+- G10 test_fails_plain_list_filter_value_is_silently_one_of                     (low)
+- G11 test_fails_tx_wrongtype_error_claims_other_writes_applied_when_there_are_none (low)
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+
+import redmodel
+from redmodel import Q
+
+# ---- models ---------------------------------------------------------------------------------
+
+
+@redmodel.model(prefix="s13b", buckets=4)
+@attrs.define
+class SB:
+    color: str = redmodel.field(index=True, default="red")
+    sku: str | None = redmodel.field(unique=True, default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="s13x")
+@attrs.define
+class SX:
+    color: str = redmodel.field(index=True, default="red")
+    sku: str | None = redmodel.field(unique=True, default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="s13d")
+@attrs.define
+class SD:
+    d: Decimal | None = redmodel.field(index=True, default=None)
+    du: Decimal | None = redmodel.field(unique=True, default=None)
+    dl: list[Decimal] = redmodel.field(index=True, factory=list)
+    id: str = redmodel.key_field(generated=False)
+
+
+redmodel.configure_index_keys(keys=[redmodel.generate_index_key()])
+
+
+@redmodel.model(prefix="s13e")
+@attrs.define
+class SE:
+    d: Decimal | None = redmodel.field(codec="json|fernet", index="blind", unique=True,
+                                       default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="s13q")
+@attrs.define
+class SQ:
+    color: str = redmodel.field(index=True, default="x")
+    id: str = redmodel.key_field(generated=False)
+
+
+def keyspace(client: Any) -> dict[bytes, Any]:
+    out: dict[bytes, Any] = {}
+    for key in sorted(client.keys("*")):
+        kind = client.type(key).decode()
+        if kind == "hash":
+            out[key] = (kind, client.hgetall(key))
+        elif kind == "set":
+            out[key] = (kind, sorted(client.smembers(key)))
+        elif kind == "zset":
+            out[key] = (kind, client.zrange(key, 0, -1, withscores=True))
+        elif kind == "string":
+            out[key] = (kind, client.get(key))
+        else:
+            out[key] = (kind,)
+    return out
+
+
+# ---- G4: bucketed transaction refuses a value released earlier in the same transaction ---
+
+
+@pytest.mark.parametrize("release", ["update_to_none", "delete"])
+def test_fails_bucketed_tx_refuses_a_value_given_up_earlier_in_the_same_tx(
+        store: redmodel.Store, release: str) -> None:
+    """transactions.md, Indexed models: "a value an earlier write of the same transaction
+    gives up is free for a later one (on a bucketed model ... a value held before the
+    transaction stays refused)". S1 is held by nobody before the transaction."""
+
+    def fn(tx: Any) -> None:
+        tx.save(SB(sku="S1", id="b"))
+        if release == "delete":
+            tx.delete(SB, "b")
+        else:
+            tx.update(SB, "b", sku=None)
+        tx.save(SB(sku="S1", id="a"))
+
+    # The same writes one by one are accepted (the reference behaviour).
+    for w in (lambda: store.save(SX(sku="S1", id="b")),
+              (lambda: store.delete(SX, "b")) if release == "delete"
+              else (lambda: store.update(SX, "b", sku=None)),
+              lambda: store.save(SX(sku="S1", id="a"))):
+        w()
+    assert store.get_by(SX, sku="S1").id == "a"
+    # Unbucketed, in a transaction: accepted too.
+    redmodel.transact(store, lambda tx: (tx.save(SX(sku="S2", id="b")),
+                                         tx.update(SX, "b", sku=None),
+                                         tx.save(SX(sku="S2", id="a"))))
+    assert store.get_by(SX, sku="S2").id == "a"
+
+    redmodel.transact(store, fn)     # today: UniqueViolationError "S1 is already taken"
+    assert store.get_by(SB, sku="S1").id == "a"
+    assert store.verify(SB) == []
+
+
+# ---- G6: a signalling-NaN Decimal raises a raw TypeError -----------------------------------
+
+
+@pytest.mark.parametrize("write", ["save_eq", "save_unique", "save_list", "update_eq",
+                                   "save_blind"])
+def test_fails_signalling_nan_decimal_in_an_indexed_field_is_a_raw_type_error(
+        store: redmodel.Store, write: str) -> None:
+    """queries.md, Exact numbers: "a save of a NaN in an indexed float or Decimal field
+    (equality, unique, range, a list item) is refused with ValidationError before anything
+    is written". A range field does that for Decimal('sNaN'); equality, unique, list items
+    and update raise TypeError("Cannot hash a signaling NaN value") from inside redmodel."""
+    store.save(SD(id="z"))
+    before = keyspace(store.client)
+    nan = Decimal("sNaN")
+    with pytest.raises(redmodel.ValidationError):
+        if write == "save_eq":
+            store.save(SD(d=nan, id="1"))
+        elif write == "save_unique":
+            store.save(SD(du=nan, id="1"))
+        elif write == "save_blind":
+            store.save(SE(d=nan, id="1"))
+        elif write == "save_list":
+            store.save(SD(dl=[Decimal(1), nan], id="1"))
+        else:
+            store.update(SD, "z", d=nan)
+    assert keyspace(store.client) == before
+
+
+# ---- G7: the documented nesting limit is off by one --------------------------------------------
+
+
+def _alternating(levels: int) -> Q:
+    q = Q(color="a")
+    for i in range(levels):
+        q = (q & Q(color="b")) if i % 2 == 0 else (q | Q(color="b"))
+    return q
+
+
+def _nots(levels: int) -> Q:
+    q = Q(color="a")
+    for _ in range(levels):
+        q = ~q
+    return q
+
+
+@pytest.mark.parametrize("shape", ["and_or", "not"])
+def test_fails_query_nested_exactly_32_levels_is_refused(store: redmodel.Store,
+                                                         shape: str) -> None:
+    """queries.md: QueryError for "nesting &, |, ~ more than 32 levels deep". 32 levels is
+    not more than 32. Today alternating &/| is refused at 32 levels, and a chain of ~ at 31
+    (so the two shapes do not even agree on where the limit is)."""
+    build = _alternating if shape == "and_or" else _nots
+    assert store.find(SQ, build(30)).count() == 0           # accepted
+    with pytest.raises(redmodel.QueryError):
+        store.find(SQ, build(33)).count()                   # refused, as documented
+    assert store.find(SQ, build(32)).count() == 0           # today: QueryError
+
+
+# ---- G2: incr of a renamed field starts from 0 and hides the stored value --------------------
+
+
+@redmodel.model(prefix="s13r")
+@attrs.define
+class RenOld:
+    qty: int = redmodel.field(index=True, default=0)
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="s13r")
+@attrs.define
+class RenNew:
+    quantity: int = redmodel.field(index=True, default=0, old_names=("qty",))
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="s13p")
+@attrs.define
+class PlainOld:
+    qty: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="s13p")
+@attrs.define
+class PlainNew:
+    quantity: int = redmodel.field(default=0, old_names=("qty",))
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+@pytest.mark.parametrize("call", ["incr", "incr_fields"])
+def test_fails_incr_of_a_renamed_field_restarts_from_zero(
+        store: redmodel.Store, indexed: bool, call: str) -> None:
+    """migrations.md: with old_names=("qty",) "the value under an old name is read"; get()
+    shows quantity=7. store.md: incr returns "the new value". incr(+1) returns 1 and the
+    object now reads quantity=1: the stored 7 is lost (HINCRBY of the new name, where a
+    missing field counts as 0, and the new name wins on read)."""
+    old, new = (RenOld, RenNew) if indexed else (PlainOld, PlainNew)
+    store.save(old(7, id="1"))
+    if indexed:
+        store.reindex(new, progress=False)
+        assert store.find(new, quantity=7).ids() == ["1"]
+    assert store.get(new, "1").quantity == 7
+    if call == "incr":
+        result = store.incr(new, "1", "quantity", 1)
+    else:
+        result = store.incr_fields(new, "1", {"quantity": 1})["quantity"]
+    assert (result, store.get(new, "1").quantity) == (8, 8)   # today: (1, 1)
+
+
+# ---- G1: pages served from one scan pass lose an object that moves ahead of the cursor ------
+
+
+@redmodel.model(prefix="s13w")
+@attrs.define
+class SW:
+    color: str = redmodel.field(index=True)
+    price: float = redmodel.field(index="range")
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("move", ["within_ahead", "past_the_end"])
+def test_fails_scan_pass_pages_lose_an_object_moving_ahead_of_the_cursor(
+        store: redmodel.Store, move: str) -> None:
+    """queries.md, Pages and cursors: an object whose sort field changes "is placed by its
+    new value"; the one-scan-pass exception covers only objects moving INTO the stretch
+    "from outside it (from before the cursor, or from past the pass's last result)"; "An
+    object that moves within the stretch, or out of it, is placed by its new value as
+    above." Here the object is red throughout and moves from ahead of the cursor to
+    elsewhere ahead of the cursor (within the stretch, earlier; or out of it, past the
+    last red). Either way it is never shown: the listing silently drops it."""
+    objs = [SW("red" if i % 15 == 0 else "blue", float(i), id=f"{i:05d}") for i in range(3000)]
+    store.save_many(objs)
+    reds = [o for o in objs if o.color == "red"]                   # 200 reds among 3,000
+    query = store.find(SW, color="red").order_by("price")
+    pages = query.pages(10)
+    seen = [o.id for o in next(pages)]                             # reds 0..9 shown
+    mover = reds[50]
+    new_price = {"within_ahead": reds[30].price + 0.5,             # still ahead of the cursor
+                 "past_the_end": 1e6}[move]                        # out of the stretch
+    store.update(SW, mover.id, price=new_price)
+    for page in pages:
+        seen += [o.id for o in page]
+    assert Counter(seen)[mover.id] == 1        # today 0
+    assert sorted(seen) == sorted(o.id for o in reds)
+
+
+def test_holds_scan_pass_pages_place_an_object_that_keeps_its_rank(store: redmodel.Store) -> None:
+    """Control for the test above: the same move by +0.5 (its rank unchanged) is shown once,
+    as is every other red."""
+    objs = [SW("red" if i % 15 == 0 else "blue", float(i), id=f"{i:05d}") for i in range(3000)]
+    store.save_many(objs)
+    reds = [o for o in objs if o.color == "red"]
+    pages = store.find(SW, color="red").order_by("price").pages(10)
+    seen = [o.id for o in next(pages)]
+    store.update(SW, reds[50].id, price=reds[50].price + 0.5)
+    for page in pages:
+        seen += [o.id for o in page]
+    assert sorted(seen) == sorted(o.id for o in reds)
+
+
+# ---- G8: incr of a stored int beyond 64 bits is a DecodeError, not the documented refusal -----
+
+
+@redmodel.model(prefix="s13i")
+@attrs.define
+class SI:
+    n: int = redmodel.field(index=True, default=0)
+    m: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("field", ["n", "m"])
+def test_fails_incr_of_a_stored_int_beyond_64_bits_is_a_decode_error(
+        store: redmodel.Store, field: str) -> None:
+    """models.md: "ints beyond 64 bits are stored as text too" (a valid value of the field,
+    get() reads it). queries.md, Exact numbers: incr/incr_fields refuse "a result outside
+    -2**63..2**63-1 (ConditionFailedError with limit="64-bit counter")". incr(+1) of a
+    stored 2**70 raises DecodeError ("stored value is not a number Redis can add to"),
+    the error for data that does not fit the model."""
+    store.save(SI(n=2**70, m=2**70, id="1"))
+    assert store.get(SI, "1").n == 2**70
+    with pytest.raises(redmodel.ConditionFailedError) as info:
+        store.incr(SI, "1", field, 1)
+    assert info.value.limit == "64-bit counter"
+
+
+# ---- G9: an equality query with an aware datetime near year 1/9999 is not a QueryError ------
+
+
+@redmodel.model(prefix="s13t")
+@attrs.define
+class ST:
+    w: datetime | None = redmodel.field(index=True, default=None)
+    wu: datetime | None = redmodel.field(unique=True, default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("call", ["find", "one_of", "get_by"])
+def test_fails_equality_query_with_out_of_range_instant_is_not_a_query_error(
+        store: redmodel.Store, call: str) -> None:
+    """queries.md: "Bad queries raise QueryError before any command is sent". 0001-01-01
+    00:00 at UTC+1 is a valid datetime whose UTC instant falls before year 1. A save is
+    refused with ValidationError (fine); find/get_by raise redmodel._index.IndexValueError,
+    a plain ValueError that is neither QueryError nor any public redmodel error."""
+    v = datetime(1, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=1)))
+    with pytest.raises(redmodel.QueryError):
+        if call == "find":
+            store.find(ST, w=v).ids()
+        elif call == "one_of":
+            store.find(ST, w=redmodel.one_of([v])).ids()
+        else:
+            store.get_by(ST, wu=v)
+
+
+# ---- G5: a datetime with a sub-second UTC offset is saved with entries its read-back misses --
+
+
+def test_fails_datetime_with_sub_second_offset_saves_entries_that_disagree(
+        store: redmodel.Store) -> None:
+    """models.md: datetime is stored as "ISO 8601, offset kept"; queries.md, item 1: a write
+    applies fully, object and entries agreeing. Python accepts timezone(timedelta(
+    microseconds=1)); redmodel writes "...+00:00:00.000001", which reads back as UTC (one
+    microsecond later an instant), so verify() reports the object straight after a plain
+    save, and after reindex find() with the value that was saved misses it."""
+    v = datetime(2020, 1, 1, 12, 0, tzinfo=timezone(timedelta(microseconds=1)))
+    store.save(ST(w=v, id="1"))
+    assert store.find(ST, w=v).ids() == ["1"]
+    problems = store.verify(ST)
+    assert store.get(ST, "1").w == v, problems         # today: 12:00 UTC != v
+    assert problems == []
+
+
+# ---- G10: a plain list as a filter value is silently taken as one_of ---------------------------
+
+
+@redmodel.model(prefix="s13l")
+@attrs.define
+class SL:
+    color: str = redmodel.field(index=True, default="x")
+    tags: list[str] = redmodel.field(index=True, factory=list)
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("filters", [{"color": ["x"]}, {"tags": ["wool", "cotton"]}])
+def test_fails_plain_list_filter_value_is_silently_one_of(
+        store: redmodel.Store, filters: dict[str, Any]) -> None:
+    """queries.md: filters are `field=value`, `field=one_of([...])`, `field=contains(x)`;
+    "a value of the wrong type" raises QueryError before sending. A list is not a str, and
+    for a list field `tags=["wool", "cotton"]` reads as "has both" (or "equals this list"),
+    yet it runs as one_of: the hat with only "wool" is returned."""
+    store.save(SL(tags=["wool"], id="1"))
+    with pytest.raises(redmodel.QueryError):
+        store.find(SL, **filters).ids()          # today: ['1']
+
+
+# ---- G3: concurrent incr by large amounts of an equality-indexed int still conflicts -------
+
+
+@redmodel.model(prefix="s13c")
+@attrs.define
+class SC:
+    n: int = redmodel.field(index=True, default=0)
+    id: str = redmodel.key_field(generated=False)
+
+
+def test_fails_concurrent_large_incr_of_equality_indexed_int_raises_conflict(
+        redis_server: Any, store: redmodel.Store) -> None:
+    """queries.md, Concurrent increments: a call that needs other keys is resent "naming,
+    besides them, a window of values around them (8, then 64, 512 and 4,096 each side), up
+    to 8 times, so it practically always lands". The window is of consecutive values: when
+    the clients add amounts such as 100,000, the value another client leaves is never in
+    it, and 1 to 5 calls in 100 raise ConflictError (4 threads x up to 100
+    calls, stopping at the first; with amounts of ±1 none do)."""
+    store.save(SC(id="a"))
+    errors: list[BaseException] = []
+    seen_one = threading.Event()        # stop at the first ConflictError: keeps the test short
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        client = redis_server.client()
+        s = redmodel.Store(client)
+        try:
+            for _ in range(100):
+                if seen_one.is_set():
+                    return
+                try:
+                    s.incr(SC, "a", "n", rng.choice([100_000, -100_000, 700_003]))
+                except redmodel.ConflictError as e:
+                    errors.append(e)
+                    seen_one.set()
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.verify(SC) == []
+    assert errors == [], f"ConflictError within 400 calls: {errors[0]}"
+
+
+# ---- G11: a refused write in a transaction claims "the other writes were" applied ------------
+
+
+def test_fails_tx_wrongtype_error_claims_other_writes_applied_when_there_are_none(
+        store: redmodel.Store) -> None:
+    """transactions.md: a command refused inside EXEC raises its error, and the other
+    commands are applied. With ONE queued write (or when every write was refused) the
+    ServerError still says "this write was not applied, but the transaction's other writes
+    were (Redis has no rollback inside EXEC)": there were none, nothing changed, and a
+    caller reading the message would go looking for writes that never happened."""
+    store.save(SX(id="b"))
+    store.client.set("s13x:%idx:eq:color:green", "junk")      # planted wrong-typed key
+    before = keyspace(store.client)
+    with pytest.raises(redmodel.ServerError) as info:
+        redmodel.transact(store, lambda tx: tx.update(SX, "b", color="green"))
+    assert keyspace(store.client) == before                    # nothing was written
+    assert "other writes were" not in str(info.value)
