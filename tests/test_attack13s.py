@@ -253,30 +253,43 @@ class SW:
     id: str = redmodel.key_field(generated=False)
 
 
+@redmodel.model(prefix="s13wb", buckets=4)
+@attrs.define
+class SWB:
+    color: str = redmodel.field(index=True)
+    price: float = redmodel.field(index="range")
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("desc", [False, True])
+@pytest.mark.parametrize("model", [SW, SWB])
 @pytest.mark.parametrize("move", ["within_ahead", "past_the_end"])
-def test_fails_scan_pass_pages_lose_an_object_moving_ahead_of_the_cursor(
-        store: redmodel.Store, move: str) -> None:
-    """queries.md, Pages and cursors: an object whose sort field changes "is placed by its
-    new value"; the one-scan-pass exception covers only objects moving INTO the stretch
-    "from outside it (from before the cursor, or from past the pass's last result)"; "An
-    object that moves within the stretch, or out of it, is placed by its new value as
-    above." Here the object is red throughout and moves from ahead of the cursor to
-    elsewhere ahead of the cursor (within the stretch, earlier; or out of it, past the
-    last red). Either way it is never shown: the listing silently drops it."""
-    objs = [SW("red" if i % 15 == 0 else "blue", float(i), id=f"{i:05d}") for i in range(3000)]
+def test_fixed_scan_pass_pages_lose_an_object_moving_ahead_of_the_cursor(
+        store: redmodel.Store, move: str, model: type[SW], desc: bool) -> None:
+    """FIXED. queries.md, Pages and cursors: an object whose sort field changes "is placed
+    by its new value". Here the object is red throughout and moves, right after the first
+    page, from ahead of the cursor to elsewhere ahead of the cursor (within the pass's
+    stretch, earlier; or out of it, past the last red): it is shown exactly once, and every
+    other red once, pages in order (ascending and descending, one server and 4 buckets)."""
+    sign = -1.0 if desc else 1.0
+    objs = [model("red" if i % 15 == 0 else "blue", sign * i, id=f"{i:05d}")
+            for i in range(3000)]
     store.save_many(objs)
     reds = [o for o in objs if o.color == "red"]                   # 200 reds among 3,000
-    query = store.find(SW, color="red").order_by("price")
+    query = store.find(model, color="red").order_by("-price" if desc else "price")
     pages = query.pages(10)
     seen = [o.id for o in next(pages)]                             # reds 0..9 shown
     mover = reds[50]
-    new_price = {"within_ahead": reds[30].price + 0.5,             # still ahead of the cursor
-                 "past_the_end": 1e6}[move]                        # out of the stretch
-    store.update(SW, mover.id, price=new_price)
+    new_price = {"within_ahead": reds[30].price + sign * 0.5,      # still ahead of the cursor
+                 "past_the_end": sign * 1e6}[move]                 # out of the stretch
+    store.update(model, mover.id, price=new_price)
+    prices = []
     for page in pages:
         seen += [o.id for o in page]
-    assert Counter(seen)[mover.id] == 1        # today 0
+        prices += [o.price for o in page]
+    assert Counter(seen)[mover.id] == 1
     assert sorted(seen) == sorted(o.id for o in reds)
+    assert prices == sorted(prices, reverse=desc)
 
 
 def test_holds_scan_pass_pages_place_an_object_that_keeps_its_rank(store: redmodel.Store) -> None:
