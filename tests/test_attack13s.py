@@ -465,3 +465,32 @@ def test_fails_tx_wrongtype_error_claims_other_writes_applied_when_there_are_non
         redmodel.transact(store, lambda tx: tx.update(SX, "b", color="green"))
     assert keyspace(store.client) == before                    # nothing was written
     assert "other writes were" not in str(info.value)
+
+
+@redmodel.model(prefix="s13f", layout="flat")
+@attrs.define
+class FlatOld:
+    qty: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="s13f", layout="flat")
+@attrs.define
+class FlatNew:
+    quantity: int = redmodel.field(default=0, old_names=("qty",))
+    id: str = redmodel.key_field(generated=False)
+
+
+def test_fixed_incr_of_a_renamed_flat_leaf_is_refused_not_restarted(
+        store: redmodel.Store) -> None:
+    """FIXED (G2, flat layout), decided: a flat model's incr does not rename a leaf (the
+    manifest's skeleton names it); when the value is under an old name only, incr is a
+    DecodeError that says so, with nothing changed (migrations.md), instead of NotFoundError
+    or starting from 0."""
+    store.save(FlatOld(7, id="1"))
+    assert store.get(FlatNew, "1").quantity == 7
+    with pytest.raises(redmodel.DecodeError, match="earlier name"):
+        store.incr(FlatNew, "1", "quantity", 1)
+    assert store.get(FlatNew, "1").quantity == 7
+    store.save(store.get(FlatNew, "1"))
+    assert (store.incr(FlatNew, "1", "quantity", 1), store.get(FlatNew, "1").quantity) == (8, 8)

@@ -3,13 +3,23 @@
 -- Answers false when the object or the leaf is missing, else like incr_fields.lua:
 -- {'WRONGTYPE', ...}, {'NOTNUM', leaf}, {'LIMIT', 1, kind, side, stored}, {'OK', new text}.
 -- GET is the check: missing, or of the wrong type (an error reply: nothing written yet)
+-- KEYS[3..]: the leaf under the field's earlier names (old_names=): when the current leaf
+-- is missing and one of those holds a value, {'RENAMED', that key} (nothing written)
 local raw
-for _, k in ipairs(KEYS) do
+for i = 1, 2 do
+  local k = KEYS[i]
   raw = redis.pcall('GET', k)
   if type(raw) == 'table' and raw.err then
     return {'WRONGTYPE', k, redis.call('TYPE', k)['ok'], 'string'}
   end
-  if not raw then return false end
+  if not raw then
+    if i == 2 then
+      for j = 3, #KEYS do
+        if redis.call('EXISTS', KEYS[j]) == 1 then return {'RENAMED', KEYS[j]} end
+      end
+    end
+    return false
+  end
 end
 if ARGV[1] == 'INCRBY' then
   local v, a = int_parse(raw), int_parse(ARGV[2])
