@@ -153,7 +153,7 @@ class IndexSpec:
             items = value if f.many else [value]
             if f.eq:
                 try:
-                    texts = [f.text(v) for v in dict.fromkeys(items)]
+                    texts = [f.text(v) for v in items]
                 except (IndexValueError, NotIndexableError) as e:
                     reason = getattr(e, "reason", str(e))
                     if problems is None:

@@ -138,11 +138,13 @@ def test_fails_bucketed_tx_refuses_a_value_given_up_earlier_in_the_same_tx(
 @pytest.mark.parametrize("write", ["save_eq", "save_unique", "save_list", "update_eq",
                                    "save_blind"])
 def test_fails_signalling_nan_decimal_in_an_indexed_field_is_a_raw_type_error(
-        store: redmodel.Store, write: str) -> None:
+        store: redmodel.Store, write: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """queries.md, Exact numbers: "a save of a NaN in an indexed float or Decimal field
     (equality, unique, range, a list item) is refused with ValidationError before anything
     is written". A range field does that for Decimal('sNaN'); equality, unique, list items
     and update raise TypeError("Cannot hash a signaling NaN value") from inside redmodel."""
+    from cryptography.fernet import Fernet  # noqa: PLC0415
+    monkeypatch.setenv("REDMODEL_FERNET_KEYS", Fernet.generate_key().decode())
     store.save(SD(id="z"))
     before = keyspace(store.client)
     nan = Decimal("sNaN")
