@@ -290,13 +290,18 @@ def _range_bound(f: IndexedField, value: Any, inclusive: bool, low: bool) -> str
 def _check_shape(q: Any) -> None:
     """Refuse (QueryError) an expression nested deeper than :data:`MAX_DEPTH`, walking it
     without recursion (so a hostile expression cannot exhaust the stack)."""
-    stack: list[tuple[Any, int]] = [(q, 1)]
+    # a level is an operator: a ~, or an & / | of several terms (Q(a="x") & Q(b="y") is
+    # one, flattened to Q(a="x", b="y"); a Q of one filter, or Q(q) wrapping one
+    # expression, is none)
+    stack: list[tuple[Any, int]] = [(q, 0)]
     while stack:
         node, depth = stack.pop()
+        kids = [t for t in node.terms if isinstance(t, Q)]
+        if node.op == "NOT" or len(node.terms) > 1:
+            depth += 1
         if depth > MAX_DEPTH:
             raise QueryError(f"the query nests &, | and ~ more than {MAX_DEPTH} levels deep")
-        if isinstance(node, Q):
-            stack.extend((t, depth + 1) for t in node.terms if isinstance(t, Q))
+        stack.extend((t, depth) for t in kids)
 
 
 def _count_terms(node: _Node) -> int:
