@@ -334,6 +334,21 @@ def test_fails_incr_of_a_stored_int_beyond_64_bits_is_a_decode_error(
     assert info.value.limit == "64-bit counter"
 
 
+@pytest.mark.parametrize("field", ["n", "m"])
+def test_fixed_incr_brings_a_stored_int_beyond_64_bits_back_into_range(
+        store: redmodel.Store, field: str) -> None:
+    """FIXED (G8): a stored 2**63 (19 digits, beyond 64 bits) plus -1 is 2**63-1, within
+    the 64-bit counter range: the result is written whole (HINCRBY cannot add to such a
+    text), the index entry follows; plus +1 it is refused as documented, nothing changed."""
+    store.save(SI(n=2**63, m=2**63, id="1"))
+    with pytest.raises(redmodel.ConditionFailedError):
+        store.incr(SI, "1", field, 1)
+    assert getattr(store.get(SI, "1"), field) == 2**63
+    assert store.incr(SI, "1", field, -1) == 2**63 - 1
+    assert getattr(store.get(SI, "1"), field) == 2**63 - 1
+    assert store.verify(SI) == []
+
+
 # ---- G9: an equality query with an aware datetime near year 1/9999 is not a QueryError ------
 
 

@@ -100,6 +100,7 @@ end
 -- nothing, the value under the first old name holding one is used, and apply_counters
 -- moves it to the current name (counter_moved[name] = that old name), as a save does.
 local counter_moved = {}
+local counter_set = {}  -- fields whose stored int is written whole (not by HINCRBY)
 local function plan_counters(obj, changes, bounds)
   local stored, kind_of, value = {}, {}, {}
   local olds = {}
@@ -131,6 +132,20 @@ local function plan_counters(obj, changes, bounds)
     local f, kind, amount = c[1], c[2], c[3]
     local v, wrong = current(f, kind)
     if wrong then return nil, wrong end
+    local s = stored[f]
+    if v == nil and kind == 'i' and s and string.match(s, '^%-?[1-9]%d*$') then
+      -- an int beyond 64 bits (a save stores any int as its text): HINCRBY cannot add
+      -- to it; the result is within 64 bits only from 19 digits, then written whole
+      local wide = int_parse(s, true)
+      local a = int_parse(amount)
+      local n = wide and a and int_add(wide, a)
+      if not (n and in_int64(n)) then
+        local side = string.sub(s, 1, 1) == '-' and 'floor' or 'ceiling'
+        return nil, {'LIMIT', i, 'int64', side, s}
+      end
+      v = wide
+      counter_set[f] = true
+    end
     if v == nil then return nil, {'NOTNUM', f} end
     if kind == 'i' then
       local a = int_parse(amount)
@@ -187,7 +202,7 @@ local function apply_counters(obj, changes, after)
     local moved = counter_moved[c[1]]
     if c[2] == 'i' then
       out[i] = int_text(after[i])
-      if moved then redis.call('HSET', obj, c[1], out[i])
+      if moved or counter_set[c[1]] then redis.call('HSET', obj, c[1], out[i])
       else redis.call('HINCRBY', obj, c[1], c[3]) end
     else
       -- the sum in double (as Python adds), stored as its shortest text like a save:

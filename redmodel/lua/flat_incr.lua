@@ -23,13 +23,24 @@ for i = 1, 2 do
 end
 if ARGV[1] == 'INCRBY' then
   local v, a = int_parse(raw), int_parse(ARGV[2])
+  local whole = false
+  if v == nil and string.match(raw, '^%-?[1-9]%d*$') then
+    -- an int beyond 64 bits: INCRBY cannot add to it (see counter_lib)
+    local wide = int_parse(raw, true)
+    local n = wide and a and int_add(wide, a)
+    if not (n and in_int64(n)) then
+      return {'LIMIT', 1, 'int64', string.sub(raw, 1, 1) == '-' and 'floor' or 'ceiling', raw}
+    end
+    v, whole = wide, true
+  end
   if v == nil then return {'NOTNUM', KEYS[2]} end
   if a == nil then return {'BADARG', 'amount'} end
   local n = int_add(v, a)
   if not in_int64(n) then
     return {'LIMIT', 1, 'int64', int_cmp(n, INT64_MAX) > 0 and 'ceiling' or 'floor', raw}
   end
-  redis.call('INCRBY', KEYS[2], ARGV[2])
+  if whole then redis.call('SET', KEYS[2], int_text(n), 'KEEPTTL')
+  else redis.call('INCRBY', KEYS[2], ARGV[2]) end
   return {'OK', int_text(n)}
 end
 local v, a = float_parse(raw), float_parse(ARGV[2])
