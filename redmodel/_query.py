@@ -368,8 +368,15 @@ class _Compiler:
             return _Rng(f"rng{self.d}{name}", name,
                         _range_bound(f, value.low, value.low_inclusive, True),
                         _range_bound(f, value.high, value.high_inclusive, False))
-        if isinstance(value, (_OneOf, list, set, frozenset, tuple)):
-            values = value.values if isinstance(value, _OneOf) else tuple(value)
+        if isinstance(value, (list, set, frozenset, tuple)):
+            has = (f"Q({name}=a) & Q({name}=b) for one holding all, contains(x) for one "
+                   "item, " if f.many else "")
+            raise QueryError(
+                f"{self.spec.name}.{name}: a {type(value).__name__} is not a filter value; "
+                f"write {name}=one_of([...]) for any of several values ({has}decided for "
+                "issue 13)")
+        if isinstance(value, _OneOf):
+            values = value.values
             kids = list(dict.fromkeys(self.eq(f, v) for v in values))
             if len(kids) == 1:
                 return kids[0]
