@@ -382,17 +382,22 @@ def test_fails_equality_query_with_out_of_range_instant_is_not_a_query_error(
 
 def test_fails_datetime_with_sub_second_offset_saves_entries_that_disagree(
         store: redmodel.Store) -> None:
-    """models.md: datetime is stored as "ISO 8601, offset kept"; queries.md, item 1: a write
-    applies fully, object and entries agreeing. Python accepts timezone(timedelta(
-    microseconds=1)); redmodel writes "...+00:00:00.000001", which reads back as UTC (one
-    microsecond later an instant), so verify() reports the object straight after a plain
-    save, and after reindex find() with the value that was saved misses it."""
+    """FIXED by a decision (models.md): a datetime whose UTC offset has a fraction of a
+    second (Python accepts timezone(timedelta(microseconds=1))) cannot be stored exactly
+    ("+00:00:00.000001" reads back without the fraction: another instant), so it is refused
+    at validation with a ValidationError naming the field, nothing written; a whole-second
+    offset still round-trips and is found."""
     v = datetime(2020, 1, 1, 12, 0, tzinfo=timezone(timedelta(microseconds=1)))
-    store.save(ST(w=v, id="1"))
-    assert store.find(ST, w=v).ids() == ["1"]
-    problems = store.verify(ST)
-    assert store.get(ST, "1").w == v, problems         # today: 12:00 UTC != v
-    assert problems == []
+    before = keyspace(store.client)
+    with pytest.raises(redmodel.ValidationError) as info:
+        store.save(ST(w=v, id="1"))
+    assert info.value.field == "w"
+    assert keyspace(store.client) == before
+    ok = datetime(2020, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=5, seconds=7)))
+    store.save(ST(w=ok, id="1"))
+    assert store.get(ST, "1").w == ok
+    assert store.find(ST, w=ok).ids() == ["1"]
+    assert store.verify(ST) == []
 
 
 # ---- G10: a plain list as a filter value is silently taken as one_of ---------------------------
