@@ -129,6 +129,7 @@ class TxHints:
         # -> the id holding it then
         self.held: Counter[tuple[str, str, str]] = Counter()  # (claim key, value, id):
         # claims of bucketed unique values held by writes not settled yet
+        self.typed: set[str] = set()  # keys whose type was checked before MULTI
 
     def predict_int(self, key: str, field: str, read: Any) -> int | None:
         """An equality-indexed int of the object at ``key`` when the write now prepared
@@ -152,8 +153,8 @@ def status(reply: Any) -> str | None:
     return None
 
 
-IN_EXEC = ("this write was not applied, but the transaction's other writes were (Redis "
-           "has no rollback inside EXEC)")
+IN_EXEC = ("this write was not applied; Redis has no rollback inside EXEC, so any other "
+           "write queued in the transaction was applied")
 
 
 def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
@@ -229,6 +230,10 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
     writes = [w for w in writes if type(w).prefetch is Write.prefetch]
     if not writes:
         return
+    # the types of the keys the scripts will touch, known so far, first: a wrong-typed
+    # one refuses the transaction here, before MULTI, with nothing written
+    yield from _check_types(writes, hints, [k for w in writes for k in
+                                            [*w.keys, *(k for k, _ in _unique_takes(w))]])
     cmds: list[Command] = []
     watch: list[str] = []
     for w in writes:
@@ -258,6 +263,55 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
             yield from _check_unique(w, old, new, hints)
             _record(w, exists, old, new, hints)
         hints.keys.setdefault(w.key, set()).update(w.keys[4:])
+    # the entry keys the records named (old entries the scripts remove)
+    yield from _check_types(writes, hints, [k for w in writes for k in w.keys])
+
+
+def _want_type(w: Write, key: str) -> str | None:
+    """The type the index script needs ``key`` to have (None: not checked here)."""
+    d = w.spec.delimiter
+    if key in (w.key, w.keys[1]):
+        return "hash"
+    if key in (w.keys[2], w.keys[3]):
+        return "zset"
+    if key.startswith(f"{w.root}eq{d}"):
+        return "set"
+    if key.startswith(f"{w.root}rng{d}"):
+        return "zset"
+    if key.startswith(f"{w.root}uq{d}"):
+        return "hash"
+    return None
+
+
+def _check_types(writes: Sequence[Write], hints: TxHints, keys: Sequence[str]
+                 ) -> Plan[None]:
+    """TYPE of each key not checked yet in this transaction (not WATCHed: index keys change
+    with every write of other objects); ServerError, nothing written, for a wrong one."""
+    owner: dict[str, tuple[Write, str]] = {}
+    for k in keys:
+        if k in hints.typed or k in owner:
+            continue
+        for w in writes:
+            want = _want_type(w, k)
+            if want is not None:
+                owner[k] = (w, want)
+                break
+    if not owner:
+        return
+    todo = list(owner)
+    replies = yield Batch([("TYPE", k) for k in todo])
+    for k, raw in zip(todo, replies, strict=True):
+        actual = _text(raw)
+        w, want = owner[k]
+        if actual not in ("none", want):
+            error = refusal(w.spec, w.key, ["WRONGTYPE", k, actual, want],
+                            f"transaction {w.spec.name}")
+            assert error is not None
+            error.args = (str(error).replace("nothing was written",
+                                             "nothing of the transaction was written"),
+                          *error.args[1:])
+            raise error
+        hints.typed.add(k)
 
 
 def _mode(w: Write) -> str:
