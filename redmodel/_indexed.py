@@ -130,6 +130,8 @@ class TxHints:
         self.held: Counter[tuple[str, str, str]] = Counter()  # (claim key, value, id):
         # claims of bucketed unique values held by writes not settled yet
         self.typed: set[str] = set()  # keys whose type was checked before MULTI
+        self.made: dict[tuple[str, str, str], str] = {}  # (claim key, value, id) -> the
+        # object key, for claims made (not refreshed) in this transaction
 
     def predict_int(self, key: str, field: str, read: Any) -> int | None:
         """An equality-indexed int of the object at ``key`` when the write now prepared
@@ -594,14 +596,25 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any], hints: TxHints | No
     its write (sent at once in a transaction, before MULTI). Raises UniqueViolationError,
     having released the claims just made, when a live object holding one owns it. In a
     transaction the claims held are noted in ``hints`` (see :func:`settle`)."""
-    out = yield from _claim(spec, key, values)
+    free = None
+    if hints is not None:
+        def free(k: str, t: str, owner: str, name: str) -> bool:
+            # a claim an earlier write of this transaction made, whose object the writes
+            # queued since leave without the value: nobody held it before the transaction
+            held_by = hints.made.get((k, t, owner))
+            return held_by is not None and \
+                f"u{SEP}{name}{SEP}{t}" not in hints.lines.get(held_by, set())
+    out = yield from _claim(spec, key, values, free)
     if hints is not None:
         for k, t in out.ours:
             hints.held[k, t, out.eid] += 1
+        for k, t in out.made:
+            hints.made[k, t, out.eid] = key
     return out
 
 
-def _claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
+def _claim(spec: ModelSpec, key: str, values: dict[str, Any],
+           free: Callable[[str, str, str, str], bool] | None = None) -> Plan[Claims]:
     eid = eid_of(spec, key)
     wanted = [(spec.claim_key(name, text), text, name) for name, text in
               unique_lines(spec, values)]
@@ -620,18 +633,24 @@ def _claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
         if status(r) == "TAKEN":
             taken.append((w, _text(r[1]), int(r[2])))
     yield from _claim_refusal(spec, key, replies, out)
-    stale = [(w, owner) for w, owner, age in taken if age < 0 or age >= CLAIM_GRACE_MS]
+    # in a transaction, a claim an earlier write of it made and a later one gave up is
+    # taken over at once (a grace of 0 makes it stale for the claim script)
+    mine = [(w, owner) for w, owner, _ in taken
+            if free is not None and free(w[0], w[1], owner, w[2])]
+    stale = [(w, owner) for w, owner, age in taken if (age < 0 or age >= CLAIM_GRACE_MS)
+             and (w, owner) not in mine]
+    retry = [(w, o, "0") for w, o in mine]
     if stale:  # an old claim is taken over when its owner no longer holds the value
         gone = yield from owners_gone(spec, [(owner, name, text) for (_, text, name), owner
                                              in stale])
-        retry = [(w, o) for (w, o), g in zip(stale, gone, strict=True) if g]
-        if retry:
-            again = yield Batch([CLAIM.call([k], [t, eid, grace, o]) for (k, t, _), o in retry],
-                                write=True, early=True, idempotent=True)
-            won = {(w[0], w[1]) for (w, _), r in zip(retry, again, strict=True)
-                   if _held(out, w[0], w[1], r)}
-            yield from _claim_refusal(spec, key, again, out)
-            taken = [t for t in taken if (t[0][0], t[0][1]) not in won]
+        retry += [(w, o, grace) for (w, o), g in zip(stale, gone, strict=True) if g]
+    if retry:
+        again = yield Batch([CLAIM.call([k], [t, eid, g, o]) for (k, t, _), o, g in retry],
+                            write=True, early=True, idempotent=True)
+        won = {(w[0], w[1]) for (w, _, _), r in zip(retry, again, strict=True)
+               if _held(out, w[0], w[1], r)}
+        yield from _claim_refusal(spec, key, again, out)
+        taken = [t for t in taken if (t[0][0], t[0][1]) not in won]
     if taken:
         yield from undo(out)
         (_, text, name), _, _ = taken[0]
