@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -194,8 +195,11 @@ def _indexed_incr(spec: ModelSpec, key: str, todo: list[_Change], args: list[Any
         f = c.index
         names += [c.path if f else "", "1" if f and f.eq else "0", "1" if f and f.range else "0"]
     only = [c.path for c in todo if c.index is not None]
-    w: Write = layout.write(key, "incr", data=[*args, *names], only=only)  # type: ignore[union-attr]
     eq = [c for c in todo if c.index is not None and c.index.eq]
+    # outside a transaction, a token to pin the equality-indexed fields while asking for
+    # their entry keys (lua/index_write.lua), so the resend lands whatever the amounts
+    pin = [secrets.token_hex(8)] if eq and hints is None else []
+    w: Write = layout.write(key, "incr", data=[*args, *names, *pin], only=only)  # type: ignore[union-attr]
     if hints is not None and eq:
         yield from _predict_eq(spec, key, w, eq, hints)
     elif eq:

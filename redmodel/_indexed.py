@@ -52,6 +52,9 @@ __all__ = ["Abandoned", "TxHints", "Write", "claim", "refusal", "run_writes", "s
 FIX = script("index_fix")
 
 KEY_ROUNDS = 8
+PIN_ROUNDS = 5000
+"""How often an increment whose field another increment pinned is sent again (each a
+round trip; a pin lasts one round trip of its holder, or 2 s if that client died)."""
 """How often one write may answer "these keys too" before the plan gives up: each answer
 means the object's entries changed between two round trips (a concurrent writer). Every
 answer writes nothing and the keys declared accumulate, so trying again is safe, and an
@@ -520,15 +523,21 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         yield from prefetch(writes, hints)
     replies: list[Any] = [None] * len(items)
     todo = list(range(len(items)))
-    for attempt in range(KEY_ROUNDS):
+    asked = [0] * len(items)  # KEYS answers of each item so far
+    for _ in range(KEY_ROUNDS + PIN_ROUNDS):
         got = yield Batch([_command(items[i]) for i in todo], write=True,
                           idempotent=idempotent, keys=[_key(items[i]) for i in todo])
         again = []
         for i, reply in zip(todo, got, strict=True):
             item = items[i]
+            if status(reply) == "PINNED" and hints is None:
+                again.append(i)  # another increment's resend is about to land: wait
+                continue
             need = needed_keys(reply) if isinstance(item, Write) else None
-            if need is not None and hints is None and isinstance(item, Write):
-                more = item.spread(need, attempt + 1) if item.spread is not None else ()
+            if need is not None and hints is None and isinstance(item, Write) \
+                    and asked[i] < KEY_ROUNDS:
+                asked[i] += 1
+                more = item.spread(need, asked[i]) if item.spread is not None else ()
                 if item.declare([*need, *more]):
                     again.append(i)
                     continue
