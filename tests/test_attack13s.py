@@ -546,3 +546,29 @@ def test_fixed_scan_pass_pages_place_a_mover_when_the_stretch_is_too_dense_to_ch
     assert Counter(seen)[reds[30].id] == 1
     assert sorted(seen) == sorted(o.id for o in reds)
     assert prices == sorted(prices)
+
+
+def test_fixed_async_scan_pass_pages_place_an_object_moving_ahead_of_the_cursor(
+        store: redmodel.Store, redis_url: str) -> None:
+    """FIXED (G1) through AsyncStore.apages: the mover of the first G1 test is shown once,
+    every red once."""
+    import asyncio  # noqa: PLC0415
+
+    objs = [SW("red" if i % 15 == 0 else "blue", float(i), id=f"{i:05d}") for i in range(3000)]
+    store.save_many(objs)
+    reds = [o for o in objs if o.color == "red"]
+
+    async def main() -> list[str]:
+        async with redmodel.AsyncStore.from_url(redis_url) as astore:
+            seen: list[str] = []
+            first = True
+            async for page in astore.find(SW, color="red").order_by("price").apages(10):
+                seen += [o.id for o in page]
+                if first:
+                    await astore.update(SW, reds[50].id, price=reds[30].price + 0.5)
+                    first = False
+            return seen
+
+    seen = asyncio.run(main())
+    assert Counter(seen)[reds[50].id] == 1
+    assert sorted(seen) == sorted(o.id for o in reds)
