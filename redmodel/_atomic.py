@@ -14,7 +14,9 @@ indexed field it changes move with the values, in the same script.
 
 from __future__ import annotations
 
+import itertools
 import math
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -56,6 +58,21 @@ def _number_field(spec: ModelSpec, key: str, path: str) -> tuple[str, FieldSpec]
             field=path,
         )
     return spec.delimiter.join(f.stored for f in chain), leaf
+
+
+def _names(spec: ModelSpec, path: str) -> list[str]:
+    """The stored hash-field name of a field, then its earlier ones (old_names= at any
+    level of the path), in the order a read tries them."""
+    chain = spec.path(path)
+    return [spec.delimiter.join(p) for p in itertools.product(
+        *[(f.stored, *f.old_stored) for f in chain])]
+
+
+def _wire(spec: ModelSpec, path: str) -> str:
+    """A field as the counter script takes it: 'name\nold\n...' (no stored name holds a
+    newline); the script reads an old name when the current one holds nothing, and moves
+    the value to the current name as it writes."""
+    return "\n".join(_names(spec, path))
 
 
 def _amount(spec: ModelSpec, key: str, path: str, value: Any, leaf: FieldSpec) -> str:
@@ -147,14 +164,14 @@ def incr_fields(
     args: list[Any] = [len(todo)]
     for c in todo:
         window = c.index is not None and c.index.range and c.leaf.numeric == "int"
-        args += [c.stored, "i" if c.leaf.numeric == "int" else "f", c.amount,
+        args += [_wire(spec, c.path), "i" if c.leaf.numeric == "int" else "f", c.amount,
                  "1" if window else "0"]
     bounds: list[tuple[str, str, Any, FieldSpec]] = []
     for kind, limits in (("floor", floor or {}), ("ceiling", ceiling or {})):
         for path, bound in limits.items():
-            stored, leaf = _number_field(spec, key, path)
+            _, leaf = _number_field(spec, key, path)
             bounds.append((path, kind, bound, leaf))
-            args += [stored, kind, _bound(spec, key, path, bound, leaf, kind),
+            args += [_wire(spec, path), kind, _bound(spec, key, path, bound, leaf, kind),
                      "i" if leaf.numeric == "int" else "f"]
     args.insert(1 + 4 * len(todo), len(bounds))
     fields = {c.stored: c.path for c in todo} | {
@@ -178,8 +195,11 @@ def _indexed_incr(spec: ModelSpec, key: str, todo: list[_Change], args: list[Any
         f = c.index
         names += [c.path if f else "", "1" if f and f.eq else "0", "1" if f and f.range else "0"]
     only = [c.path for c in todo if c.index is not None]
-    w: Write = layout.write(key, "incr", data=[*args, *names], only=only)  # type: ignore[union-attr]
     eq = [c for c in todo if c.index is not None and c.index.eq]
+    # outside a transaction, a token to pin the equality-indexed fields while asking for
+    # their entry keys (lua/index_write.lua), so the resend lands whatever the amounts
+    pin = [secrets.token_hex(8)] if eq and hints is None else []
+    w: Write = layout.write(key, "incr", data=[*args, *names, *pin], only=only)  # type: ignore[union-attr]
     if hints is not None and eq:
         yield from _predict_eq(spec, key, w, eq, hints)
     elif eq:
@@ -225,9 +245,10 @@ def _predict_eq(spec: ModelSpec, key: str, w: Write, eq: list[_Change],
     """In a transaction: the new equality entries of incremented ints (their values now,
     WATCHed, or as the writes queued before this one leave them), so the write declares
     their keys (it cannot ask after EXEC)."""
-    replies = yield Batch([("HGET", key, c.stored) for c in eq], keys=(key,))
+    replies = yield Batch([("HMGET", key, *_names(spec, c.path)) for c in eq], keys=(key,))
     after: dict[str, Any] = {}
-    for c, raw in zip(eq, replies, strict=True):
+    for c, raws in zip(eq, replies, strict=True):
+        raw = next((r for r in raws if r is not None), None)  # as the script reads it
         now = hints.predict_int(key, c.path, raw)
         if now is None:
             continue  # not a number: the script refuses it

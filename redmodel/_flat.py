@@ -19,6 +19,7 @@ and declares its leaves, as there is no second try after EXEC.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterator
@@ -235,7 +236,9 @@ class FlatLayout:
         chain = self.spec.path(path)
         command, arg, kind = check_increment(self.spec, key, chain, path, amount)
         leaf = key + self.delim + self.delim.join(f.stored for f in chain)
-        cmd = _INCR.call([key, leaf], [command, arg])
+        olds = [key + self.delim + self.delim.join(p) for p in itertools.product(
+            *[(f.stored, *f.old_stored) for f in chain])][1:]
+        cmd = _INCR.call([key, leaf, *olds], [command, arg])
         return cmd, kind
 
     def cas(self, target: tuple[str, bytes | None], old: bytes, new: bytes) -> Command:
@@ -291,6 +294,12 @@ def counter_result(spec: ModelSpec, key: str, path: str, kind: str, amount: floa
             model=spec.name, key=key, field=path, kind=side,
             bound=bounds[0] if side == "floor" else bounds[1],
             current=parse(reply[4].decode()), change=amount, limit=limit)
+    if word == "RENAMED":
+        raise DecodeError(
+            f"the value is stored under an earlier name ({_text(reply[1])}, old_names=): "
+            "a flat model's incr does not move it; save the object once (load and save) "
+            "before incrementing it; nothing was changed", model=spec.name, key=key,
+            field=path)
     if word == "NOTNUM":
         raise DecodeError("stored value is not a number Redis can add to; nothing was changed",
                           model=spec.name, key=key, field=path)
@@ -298,3 +307,7 @@ def counter_result(spec: ModelSpec, key: str, path: str, kind: str, amount: floa
     if error is not None:
         raise error
     raise AssertionError(f"unexpected reply {reply!r}")  # pragma: no cover
+
+
+def _text(raw: Any) -> str:
+    return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)

@@ -153,7 +153,7 @@ class IndexSpec:
             items = value if f.many else [value]
             if f.eq:
                 try:
-                    texts = [f.text(v) for v in dict.fromkeys(items)]
+                    texts = [f.text(v) for v in items]
                 except (IndexValueError, NotIndexableError) as e:
                     reason = getattr(e, "reason", str(e))
                     if problems is None:
@@ -233,12 +233,13 @@ def _text(tp: Any, delimiter: str) -> Callable[[Any], str]:
 
 def _check_indexable(check: Callable[[Any], str | None], text: Callable[[Any], str]
                      ) -> Callable[[Any], str | None]:
-    """A field's check that also refuses a value no entry can hold (a NaN), so a save,
+    """A field's check that also refuses a value no entry can hold (a NaN, an instant
+    outside years 1..9999 in UTC), so a save,
     a query and get_by give one answer for it."""
 
     def checked(value: Any) -> str | None:
         err = check(value)
-        if err is None and isinstance(value, (float, decimal.Decimal)):
+        if err is None and isinstance(value, (float, decimal.Decimal, dt.datetime)):
             try:
                 text(value)
             except (IndexValueError, NotIndexableError) as e:

@@ -52,6 +52,9 @@ __all__ = ["Abandoned", "TxHints", "Write", "claim", "refusal", "run_writes", "s
 FIX = script("index_fix")
 
 KEY_ROUNDS = 8
+PIN_ROUNDS = 5000
+"""How often an increment whose field another increment pinned is sent again (each a
+round trip; a pin lasts one round trip of its holder, or 2 s if that client died)."""
 """How often one write may answer "these keys too" before the plan gives up: each answer
 means the object's entries changed between two round trips (a concurrent writer). Every
 answer writes nothing and the keys declared accumulate, so trying again is safe, and an
@@ -129,6 +132,9 @@ class TxHints:
         # -> the id holding it then
         self.held: Counter[tuple[str, str, str]] = Counter()  # (claim key, value, id):
         # claims of bucketed unique values held by writes not settled yet
+        self.typed: set[str] = set()  # keys whose type was checked before MULTI
+        self.made: dict[tuple[str, str, str], str] = {}  # (claim key, value, id) -> the
+        # object key, for claims made (not refreshed) in this transaction
 
     def predict_int(self, key: str, field: str, read: Any) -> int | None:
         """An equality-indexed int of the object at ``key`` when the write now prepared
@@ -152,8 +158,8 @@ def status(reply: Any) -> str | None:
     return None
 
 
-IN_EXEC = ("this write was not applied, but the transaction's other writes were (Redis "
-           "has no rollback inside EXEC)")
+IN_EXEC = ("this write was not applied; Redis has no rollback inside EXEC, so any other "
+           "write queued in the transaction was applied")
 
 
 def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
@@ -229,6 +235,10 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
     writes = [w for w in writes if type(w).prefetch is Write.prefetch]
     if not writes:
         return
+    # the types of the keys the scripts will touch, known so far, first: a wrong-typed
+    # one refuses the transaction here, before MULTI, with nothing written
+    yield from _check_types(writes, hints, [k for w in writes for k in
+                                            [*w.keys, *(k for k, _ in _unique_takes(w))]])
     cmds: list[Command] = []
     watch: list[str] = []
     for w in writes:
@@ -258,6 +268,55 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
             yield from _check_unique(w, old, new, hints)
             _record(w, exists, old, new, hints)
         hints.keys.setdefault(w.key, set()).update(w.keys[4:])
+    # the entry keys the records named (old entries the scripts remove)
+    yield from _check_types(writes, hints, [k for w in writes for k in w.keys])
+
+
+def _want_type(w: Write, key: str) -> str | None:
+    """The type the index script needs ``key`` to have (None: not checked here)."""
+    d = w.spec.delimiter
+    if key in (w.key, w.keys[1]):
+        return "hash"
+    if key in (w.keys[2], w.keys[3]):
+        return "zset"
+    if key.startswith(f"{w.root}eq{d}"):
+        return "set"
+    if key.startswith(f"{w.root}rng{d}"):
+        return "zset"
+    if key.startswith(f"{w.root}uq{d}"):
+        return "hash"
+    return None
+
+
+def _check_types(writes: Sequence[Write], hints: TxHints, keys: Sequence[str]
+                 ) -> Plan[None]:
+    """TYPE of each key not checked yet in this transaction (not WATCHed: index keys change
+    with every write of other objects); ServerError, nothing written, for a wrong one."""
+    owner: dict[str, tuple[Write, str]] = {}
+    for k in keys:
+        if k in hints.typed or k in owner:
+            continue
+        for w in writes:
+            want = _want_type(w, k)
+            if want is not None:
+                owner[k] = (w, want)
+                break
+    if not owner:
+        return
+    todo = list(owner)
+    replies = yield Batch([("TYPE", k) for k in todo])
+    for k, raw in zip(todo, replies, strict=True):
+        actual = _text(raw)
+        w, want = owner[k]
+        if actual not in ("none", want):
+            error = refusal(w.spec, w.key, ["WRONGTYPE", k, actual, want],
+                            f"transaction {w.spec.name}")
+            assert error is not None
+            error.args = (str(error).replace("nothing was written",
+                                             "nothing of the transaction was written"),
+                          *error.args[1:])
+            raise error
+        hints.typed.add(k)
 
 
 def _mode(w: Write) -> str:
@@ -466,16 +525,22 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         yield from prefetch(writes, hints)
     replies: list[Any] = [None] * len(items)
     todo = list(range(len(items)))
-    for attempt in range(KEY_ROUNDS):
+    asked = [0] * len(items)  # KEYS answers of each item so far
+    for _ in range(KEY_ROUNDS + PIN_ROUNDS):
         got = yield Batch([_command(items[i]) for i in todo], write=True,
                           idempotent=idempotent, keys=[_key(items[i]) for i in todo],
                           errors=errors)
         again = []
         for i, reply in zip(todo, got, strict=True):
             item = items[i]
+            if status(reply) == "PINNED" and hints is None:
+                again.append(i)  # another increment's resend is about to land: wait
+                continue
             need = needed_keys(reply) if isinstance(item, Write) else None
-            if need is not None and hints is None and isinstance(item, Write):
-                more = item.spread(need, attempt + 1) if item.spread is not None else ()
+            if need is not None and hints is None and isinstance(item, Write) \
+                    and asked[i] < KEY_ROUNDS:
+                asked[i] += 1
+                more = item.spread(need, asked[i]) if item.spread is not None else ()
                 if item.declare([*need, *more]):
                     again.append(i)
                     continue
@@ -543,14 +608,25 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any], hints: TxHints | No
     its write (sent at once in a transaction, before MULTI). Raises UniqueViolationError,
     having released the claims just made, when a live object holding one owns it. In a
     transaction the claims held are noted in ``hints`` (see :func:`settle`)."""
-    out = yield from _claim(spec, key, values)
+    free = None
+    if hints is not None:
+        def free(k: str, t: str, owner: str, name: str) -> bool:
+            # a claim an earlier write of this transaction made, whose object the writes
+            # queued since leave without the value: nobody held it before the transaction
+            held_by = hints.made.get((k, t, owner))
+            return held_by is not None and \
+                f"u{SEP}{name}{SEP}{t}" not in hints.lines.get(held_by, set())
+    out = yield from _claim(spec, key, values, free)
     if hints is not None:
         for k, t in out.ours:
             hints.held[k, t, out.eid] += 1
+        for k, t in out.made:
+            hints.made[k, t, out.eid] = key
     return out
 
 
-def _claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
+def _claim(spec: ModelSpec, key: str, values: dict[str, Any],
+           free: Callable[[str, str, str, str], bool] | None = None) -> Plan[Claims]:
     eid = eid_of(spec, key)
     wanted = [(spec.claim_key(name, text), text, name) for name, text in
               unique_lines(spec, values)]
@@ -569,18 +645,24 @@ def _claim(spec: ModelSpec, key: str, values: dict[str, Any]) -> Plan[Claims]:
         if status(r) == "TAKEN":
             taken.append((w, _text(r[1]), int(r[2])))
     yield from _claim_refusal(spec, key, replies, out)
-    stale = [(w, owner) for w, owner, age in taken if age < 0 or age >= CLAIM_GRACE_MS]
+    # in a transaction, a claim an earlier write of it made and a later one gave up is
+    # taken over at once (a grace of 0 makes it stale for the claim script)
+    mine = [(w, owner) for w, owner, _ in taken
+            if free is not None and free(w[0], w[1], owner, w[2])]
+    stale = [(w, owner) for w, owner, age in taken if (age < 0 or age >= CLAIM_GRACE_MS)
+             and (w, owner) not in mine]
+    retry = [(w, o, "0") for w, o in mine]
     if stale:  # an old claim is taken over when its owner no longer holds the value
         gone = yield from owners_gone(spec, [(owner, name, text) for (_, text, name), owner
                                              in stale])
-        retry = [(w, o) for (w, o), g in zip(stale, gone, strict=True) if g]
-        if retry:
-            again = yield Batch([CLAIM.call([k], [t, eid, grace, o]) for (k, t, _), o in retry],
-                                write=True, early=True, idempotent=True)
-            won = {(w[0], w[1]) for (w, _), r in zip(retry, again, strict=True)
-                   if _held(out, w[0], w[1], r)}
-            yield from _claim_refusal(spec, key, again, out)
-            taken = [t for t in taken if (t[0][0], t[0][1]) not in won]
+        retry += [(w, o, grace) for (w, o), g in zip(stale, gone, strict=True) if g]
+    if retry:
+        again = yield Batch([CLAIM.call([k], [t, eid, g, o]) for (k, t, _), o, g in retry],
+                            write=True, early=True, idempotent=True)
+        won = {(w[0], w[1]) for (w, _, _), r in zip(retry, again, strict=True)
+               if _held(out, w[0], w[1], r)}
+        yield from _claim_refusal(spec, key, again, out)
+        taken = [t for t in taken if (t[0][0], t[0][1]) not in won]
     if taken:
         yield from undo(out)
         (_, text, name), _, _ = taken[0]

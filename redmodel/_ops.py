@@ -24,6 +24,7 @@ from redmodel._errors import (
 from redmodel._flat import FlatLayout, counter_result, read_batch
 from redmodel._hash import HashLayout, check_increment, saved
 from redmodel._indexed import (
+    IN_EXEC,
     Abandoned,
     Claims,
     TxHints,
@@ -232,9 +233,7 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
     done = set(written) | set(unknown)
     rest = [k for k in keys if k not in done]
     key = refused or getattr(error, "key", None) or "one object"
-    text = str(error).replace("this write was not applied, but the transaction's other "
-                              "writes were (Redis has no rollback inside EXEC)",
-                              "nothing was written").replace(
+    text = str(error).replace(IN_EXEC, "nothing was written").replace(
         "nothing was written", f"{key} was not written")
 
     def shown(ks: Sequence[str]) -> str:
@@ -248,7 +247,7 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
                + f" and {len(rest)} were not ({shown(rest)}): see .written and "
                ".not_written")
     if tx:
-        summary += "; the transaction's other writes were applied (no rollback in EXEC)"
+        summary += "; any other write queued in the transaction was applied (no rollback in EXEC)"
     error.args = (text + summary, *error.args[1:])
     error.written, error.not_written = tuple(written), tuple(rest)
     return error

@@ -292,13 +292,18 @@ def _range_bound(f: IndexedField, value: Any, inclusive: bool, low: bool) -> str
 def _check_shape(q: Any) -> None:
     """Refuse (QueryError) an expression nested deeper than :data:`MAX_DEPTH`, walking it
     without recursion (so a hostile expression cannot exhaust the stack)."""
-    stack: list[tuple[Any, int]] = [(q, 1)]
+    # a level is an operator: a ~, or an & / | of several terms (Q(a="x") & Q(b="y") is
+    # one, flattened to Q(a="x", b="y"); a Q of one filter, or Q(q) wrapping one
+    # expression, is none)
+    stack: list[tuple[Any, int]] = [(q, 0)]
     while stack:
         node, depth = stack.pop()
+        kids = [t for t in node.terms if isinstance(t, Q)]
+        if node.op == "NOT" or len(node.terms) > 1:
+            depth += 1
         if depth > MAX_DEPTH:
             raise QueryError(f"the query nests &, | and ~ more than {MAX_DEPTH} levels deep")
-        if isinstance(node, Q):
-            stack.extend((t, depth + 1) for t in node.terms if isinstance(t, Q))
+        stack.extend((t, depth) for t in kids)
 
 
 def _count_terms(node: _Node) -> int:
@@ -367,8 +372,15 @@ class _Compiler:
             return _Rng(f"rng{self.d}{name}", name,
                         _range_bound(f, value.low, value.low_inclusive, True),
                         _range_bound(f, value.high, value.high_inclusive, False))
-        if isinstance(value, (_OneOf, list, set, frozenset, tuple)):
-            values = value.values if isinstance(value, _OneOf) else tuple(value)
+        if isinstance(value, (list, set, frozenset, tuple)):
+            has = (f"Q({name}=a) & Q({name}=b) for one holding all, contains(x) for one "
+                   "item, " if f.many else "")
+            raise QueryError(
+                f"{self.spec.name}.{name}: a {type(value).__name__} is not a filter value; "
+                f"write {name}=one_of([...]) for any of several values ({has}decided for "
+                "issue 13)")
+        if isinstance(value, _OneOf):
+            values = value.values
             kids = list(dict.fromkeys(self.eq(f, v) for v in values))
             if len(kids) == 1:
                 return kids[0]
@@ -546,10 +558,16 @@ class _Bucket:
 class Window:
     """Later results of a scan pass, kept by pages() so that the next pages need no pass
     of their own: ``hits`` in result order; ``beyond`` whether matches after the last of
-    them may exist (the pass kept only so many)."""
+    them may exist (the pass kept only so many); ``ids`` each kept hit by (bucket tag,
+    escaped id)."""
 
     hits: list[_Hit] = attrs.field(factory=list)
     beyond: bool = True
+    ids: dict[tuple[str | None, str], _Hit] = attrs.field(factory=dict)
+
+    def fill(self, hits: list[_Hit], beyond: bool) -> None:
+        self.hits, self.beyond = hits, beyond
+        self.ids = {(h[2], h[1]): h for h in hits}
 
     def serves(self, want: int) -> bool:
         """Whether it holds the whole next page of ``want`` results."""
@@ -558,12 +576,29 @@ class Window:
     def take(self, want: int) -> tuple[list[_Hit], bool]:
         hits = self.hits[:want]
         del self.hits[:want]
+        for h in hits:
+            self.ids.pop((h[2], h[1]), None)
         return hits, bool(self.hits) or self.beyond
 
+    def put(self, hits: list[_Hit], desc: bool) -> None:
+        """Place ``hits`` (new positions of kept or just-read results) in order."""
+        for h in hits:
+            old = self.ids.pop((h[2], h[1]), None)
+            if old is not None:
+                self.hits.remove(old)
+        self.hits.extend(hits)
+        self.hits.sort(key=lambda h: h[0], reverse=desc)
+        for h in hits:
+            self.ids[(h[2], h[1])] = h
+
+    def drop(self, hits: list[_Hit]) -> None:
+        for h in hits:
+            old = self.ids.pop((h[2], h[1]), None)
+            if old is not None:
+                self.hits.remove(old)
+
     def clear(self) -> None:
-        self.hits, self.beyond = [], True
-
-
+        self.hits, self.beyond, self.ids = [], True, {}
 
 
 def _str(raw: Any) -> str:
@@ -780,8 +815,7 @@ class Query(Generic[M, S]):
         if window is not None and keep > want and all(b.step == "S" and b.done
                                                       for b in buckets):
             # every match after start (as of the pass) up to the last kept is here
-            window.hits = best[want:]
-            window.beyond = trimmed or len(pool) > len(best)
+            window.fill(best[want:], trimmed or len(pool) > len(best))
         return best[:want], more
 
     def _step(self, bucket: _Bucket, reply: list[Any], want: int,
@@ -961,9 +995,8 @@ class Query(Generic[M, S]):
                  start: tuple[str, str], window: Window | None) -> list[M]:
         """The objects of a page served from a window, as they are now: one that no longer
         matches is left out; one whose sort field changed is placed by its new value (in
-        this page, later in ``window`` if the next page comes from it, or else found by the
-        next pass, which runs after this read; not shown if it moved before the page's
-        start)."""
+        this page, later in ``window``, or else found by the next pass, which runs after
+        this read; not shown if it moved before the page's start)."""
         from redmodel._ops import layout_of  # noqa: PLC0415
 
         layout = layout_of(self.spec)
@@ -986,10 +1019,13 @@ class Query(Generic[M, S]):
                 continue  # now before the page's start: not shown
             if not self._later(moved, last):
                 out.append((moved, obj))
-            elif (window is not None and window.hits
-                  and not self._later(moved, window.hits[-1][0])):
-                window.hits.append((moved, hit[1], hit[2], repr(score)))
-                window.hits.sort(key=lambda h: h[0], reverse=self._desc)
+            elif window is not None and (not window.beyond or (
+                    window.hits and not self._later(moved, window.hits[-1][0]))):
+                # later in the window (past its last kept result when the pass found
+                # every match): shown at its new place by a later page
+                window.put([(moved, hit[1], hit[2], repr(score))], self._desc)
+            # else past the window's last result, with matches beyond it: the next pass,
+            # from a cursor before its new place, finds it
         out.sort(key=lambda pair: pair[0], reverse=self._desc)
         return [obj for _, obj in out]
 
@@ -1044,38 +1080,101 @@ class Query(Generic[M, S]):
                 start = (hits[-1][3], hits[-1][1])
             if remaining is not None:
                 remaining -= len(hits)
+            items: list[Any] = []
+            if checked and window is not None:
+                # read first: an object of this page whose sort value moved later goes
+                # back to the window (even past its end), which decides what follows
+                items = yield from self._read_checked(hits, page_start, window)
+                more = bool(window.hits) or window.beyond
             cursor = _cursor_text(self._order_tag, *start) if more and hits else None
             want = 0 if cursor is None else size if remaining is None else min(size,
                                                                                remaining)
             following: Any = None
-            items: list[Any]
             served = window is not None and want > 0 and window.serves(want)
             if window is not None and not served:
                 window.clear()
             if not objects:
                 items = self._ids(hits)
-            else:
-                reads = self._reads(hits)
-                replies: list[Any] = []
+            elif not checked:
+                reads, replies = self._reads(hits), list[Any]()
                 if want and ahead and not served:
                     replies, following = yield from self._along(
                         reads, self._hits_plan(start, want, keep, window))
                 elif hits:
                     replies = (yield reads) or []
-                if checked and window is not None:
-                    items = self._checked(hits, reads, replies, page_start,
-                                          window if served else None)
-                else:
-                    items = self._decode(hits, reads, replies)
+                items = self._decode(hits, reads, replies)
             yield Emit([Page(items, cursor)])
             if want <= 0:
                 return
             if served and window is not None:
-                (hits, more), checked = window.take(want), True
+                hits, more, checked = yield from self._from_window(start, want, keep, window)
             else:
                 hits, more = following or (yield from self._hits_plan(start, want, keep,
                                                                       window))
                 checked = False
+
+    def _read_checked(self, hits: list[_Hit], start: tuple[str, str], window: Window
+                      ) -> Generator[Batch, list[Any], list[M]]:
+        reads = self._reads(hits)
+        replies = ((yield reads) or []) if hits else []
+        return self._checked(hits, reads, replies, start, window)
+
+    def _from_window(self, start: tuple[str, str], want: int, keep: int, window: Window
+                     ) -> Generator[Batch, list[Any], tuple[list[_Hit], bool, bool]]:
+        """The next page's hits from ``window`` (with objects that moved into it), and
+        whether more may follow; or, when that cannot be told cheaply, from a pass of its
+        own. The last item says which (True: from the window, checked as read)."""
+        hits, more = window.take(want)
+        hits_now = yield from self._movers(hits, start, window)
+        if hits_now is None:
+            window.clear()
+            hits, more = yield from self._hits_plan(start, want, keep, window)
+            return hits, more, False
+        return hits_now, more or bool(window.hits), True
+
+    def _movers(self, hits: list[_Hit], start: tuple[str, str], window: Window
+                ) -> Generator[Batch, list[Any], list[_Hit] | None]:
+        """The hits of a page taken from ``window``, with the objects kept later in it
+        whose sort value now places them within this page (after ``start``, up to its
+        last hit), found with one ZRANGE BYSCORE of the sort index per bucket: an object
+        that moved ahead of the cursor is shown at its new place. The page keeps its size
+        (what no longer fits goes back to the window). ``None`` when a bucket's index holds
+        too many entries in that stretch to tell cheaply."""
+        if not hits or not self._order:
+            return hits
+        spec = self.spec
+        cap = max(8 * len(hits), STEP_BUDGET)
+        first = self._key(start[0], _raw(start[1])) if start[1] else None
+        last = hits[-1][0]
+        if self._desc:
+            lo, hi = hits[-1][3], start[0] or "+inf"
+        else:
+            lo, hi = start[0] or "-inf", hits[-1][3]
+        tags = spec.tags()
+        keys = [f"{spec.index_root(t)}rng{spec.delimiter}{self._order}" for t in tags]
+        replies = yield Batch([("ZRANGE", k, lo, hi, "BYSCORE", "LIMIT", 0, cap, "WITHSCORES")
+                               for k in keys], keys=keys)
+        moved: list[_Hit] = []
+        for tag, reply in zip(tags, replies, strict=True):
+            pairs = _score_pairs(reply)
+            if len(pairs) >= cap:
+                return None
+            for member, score in pairs:
+                eid = _str(member)
+                kept = window.ids.get((tag, eid))
+                if kept is None:
+                    continue
+                pos = (score, _raw(eid))
+                if pos == kept[0] or self._later(pos, last) or (
+                        first is not None and not self._later(pos, first)):
+                    continue
+                moved.append((pos, eid, tag, repr(score)))
+        if not moved:
+            return hits
+        window.drop(moved)
+        merged = sorted([*hits, *moved], key=lambda h: h[0], reverse=self._desc)
+        window.put(merged[len(hits):], self._desc)
+        return merged[:len(hits)]
 
     def _gather(self, objects: bool) -> Plan[list[Any]]:
         out: list[Any] = []
@@ -1240,6 +1339,14 @@ class Query(Generic[M, S]):
 
     def __repr__(self) -> str:
         return f"<Query {self.spec.name} {' '.join(self._count_program.tokens)}>"
+
+
+def _score_pairs(reply: Any) -> list[tuple[Any, float]]:
+    """A ZRANGE ... WITHSCORES reply as (member, score) pairs, RESP2 or RESP3."""
+    items = list(reply or [])
+    if items and isinstance(items[0], (list, tuple)):
+        return [(m, float(sc)) for m, sc in items]
+    return [(items[i], float(items[i + 1])) for i in range(0, len(items), 2)]
 
 
 def _raw(eid: str) -> bytes:

@@ -96,13 +96,27 @@ end
 -- Returns (nil, reply) to refuse, or (after, stored): after[i] is the new value of
 -- change i (limbs for an int, a double for a float), stored[field] the stored text
 -- (false when the field is absent, which counts as 0).
+-- A field renamed with old_names comes as 'name\nold1\nold2': when the current name holds
+-- nothing, the value under the first old name holding one is used, and apply_counters
+-- moves it to the current name (counter_moved[name] = that old name), as a save does.
+local counter_moved = {}
+local counter_set = {}  -- fields whose stored int is written whole (not by HINCRBY)
 local function plan_counters(obj, changes, bounds)
   local stored, kind_of, value = {}, {}, {}
+  local olds = {}
+  for _, c in ipairs(changes) do olds[c[1]] = c[5] end
+  for _, b in ipairs(bounds) do olds[b[1]] = olds[b[1]] or b[5] end
   local function current(f, kind)
     if value[f] == nil then
       local raw = redis.pcall('HGET', obj, f)  -- a read: failing here writes nothing
       if type(raw) == 'table' and raw.err then
         return nil, {'WRONGTYPE', obj, redis.call('TYPE', obj)['ok'], 'hash'}
+      end
+      if not raw and olds[f] then
+        for _, o in ipairs(olds[f]) do
+          local r = redis.call('HGET', obj, o)
+          if r then raw = r; counter_moved[f] = o; break end
+        end
       end
       stored[f] = raw
       local v
@@ -118,6 +132,20 @@ local function plan_counters(obj, changes, bounds)
     local f, kind, amount = c[1], c[2], c[3]
     local v, wrong = current(f, kind)
     if wrong then return nil, wrong end
+    local s = stored[f]
+    if v == nil and kind == 'i' and s and string.match(s, '^%-?[1-9]%d*$') then
+      -- an int beyond 64 bits (a save stores any int as its text): HINCRBY cannot add
+      -- to it; the result is within 64 bits only from 19 digits, then written whole
+      local wide = int_parse(s, true)
+      local a = int_parse(amount)
+      local n = wide and a and int_add(wide, a)
+      if not (n and in_int64(n)) then
+        local side = string.sub(s, 1, 1) == '-' and 'floor' or 'ceiling'
+        return nil, {'LIMIT', i, 'int64', side, s}
+      end
+      v = wide
+      counter_set[f] = true
+    end
     if v == nil then return nil, {'NOTNUM', f} end
     if kind == 'i' then
       local a = int_parse(amount)
@@ -171,15 +199,18 @@ end
 local function apply_counters(obj, changes, after)
   local out = {}
   for i, c in ipairs(changes) do
+    local moved = counter_moved[c[1]]
     if c[2] == 'i' then
-      redis.call('HINCRBY', obj, c[1], c[3])
       out[i] = int_text(after[i])
+      if moved or counter_set[c[1]] then redis.call('HSET', obj, c[1], out[i])
+      else redis.call('HINCRBY', obj, c[1], c[3]) end
     else
       -- the sum in double (as Python adds), stored as its shortest text like a save:
       -- HINCRBYFLOAT would add in long double and keep digits no double has
       out[i] = float_repr(after[i])
       redis.call('HSET', obj, c[1], out[i])
     end
+    if moved then redis.call('HDEL', obj, moved) end
   end
   return out
 end
@@ -200,11 +231,18 @@ local function read_counters(p)
     local at = p + 1 + 4 * (j - 1)
     bounds[j] = {ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]}
   end
+  local function names(t)
+    local parts = {}
+    for part in string.gmatch(t[1], '[^\n]+') do parts[#parts + 1] = part end
+    if #parts > 1 then t[1] = parts[1]; t[5] = {unpack(parts, 2)} end
+  end
   for _, c in ipairs(changes) do
     if c[3] == nil or (c[2] ~= 'i' and c[2] ~= 'f') then return nil end
+    names(c)
   end
   for _, b in ipairs(bounds) do
     if b[4] == nil or (b[2] ~= 'floor' and b[2] ~= 'ceiling') then return nil end
+    names(b)
   end
   return changes, bounds, p + 1 + 4 * m
 end

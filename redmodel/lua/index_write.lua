@@ -1,3 +1,4 @@
+--! include clock
 --! include index_lib
 --! include counter_lib
 -- One write of one object of an indexed model, with its index entries, all or nothing.
@@ -33,6 +34,7 @@ for line in pairs(given) do
   if kind == 'r' and not valid_score(value) then return {'BADARG', 'score ' .. value} end
 end
 local npairs, changes, bounds, names = 0, nil, nil, {}
+local PIN = ''
 if mode == 'save' or mode == 'update' then
   npairs = tonumber(ARGV[9])
   if npairs == nil or npairs < 0 or npairs % 1 ~= 0 or 9 + 2 * npairs > #ARGV then
@@ -47,7 +49,15 @@ elseif mode == 'incr' then
     names[i] = {ARGV[at], ARGV[at + 1] == '1', ARGV[at + 2] == '1'}
     if names[i][1] == nil then return {'BADARG', 'index names'} end
   end
+  PIN = ARGV[p + 3 * #changes] or ''
 end
+-- An increment of an equality-indexed int outside a transaction carries a token (PIN).
+-- When it must ask for its entry keys it pins the field (a hidden field of the object,
+-- '\0pin' .. SEP .. name = token \31 time): until its resend lands (or PIN_MS pass),
+-- other pinning increments of the field answer {'PINNED'} and write nothing, so the
+-- value cannot move under the resend, whatever the amounts.
+local PIN_MS = 2000
+local function pin_field(name) return '\0pin' .. SEP .. name end
 
 -- ---- the fixed keys hold their types; what the object has now ------------------------------
 local objtype = redis.call('TYPE', obj)['ok']
@@ -57,6 +67,20 @@ if refusal then return refusal end
 local exists = objtype == 'hash'
 if not exists and (mode == 'update' or mode == 'expire') then return 0 end
 if not exists and mode == 'incr' then return {'MISSING'} end
+if mode == 'incr' and PIN ~= '' then
+  local now = time_ms()
+  for i = 1, #changes do
+    if names[i][2] then
+      local cur = redis.call('HGET', obj, pin_field(names[i][1]))
+      if cur then
+        local owner, at = string.match(cur, '^(.*)\31(%d+)$')
+        if owner ~= PIN and at and now - tonumber(at) < PIN_MS and now >= tonumber(at) then
+          return {'PINNED'}
+        end
+      end
+    end
+  end
+end
 if exists and mode == 'forget' then return 0 end
 local record
 record, refusal = read('hash', 'HGET', rec, id)
@@ -117,7 +141,15 @@ if mode == 'incr' then
   end
 end
 refusal = check_keys(need)
-if refusal then return refusal end
+if refusal then
+  if refusal[1] == 'KEYS' and mode == 'incr' and PIN ~= '' then
+    local now = time_ms()
+    for i = 1, #changes do
+      if names[i][2] then redis.call('HSET', obj, pin_field(names[i][1]), PIN .. '\31' .. now) end
+    end
+  end
+  return refusal
+end
 
 -- unique values this write takes: free, or held by an object that is gone (a raw DEL, an
 -- expiry not swept yet) or no longer holds it, whose claim it takes over
@@ -175,6 +207,20 @@ end
 local result = 1
 if mode == 'incr' then
   local texts = apply_counters(obj, changes, after)
+  for i = 1, #changes do
+    if names[i][2] then
+      local f = pin_field(names[i][1])
+      local cur = redis.call('HGET', obj, f)
+      if cur then  -- ours, or one left by an increment that gave up (expired): dropped
+        local owner, at = string.match(cur, '^(.*)\31(%d+)$')
+        local now = time_ms()
+        if not at or (PIN ~= '' and owner == PIN) or now - tonumber(at) >= PIN_MS
+            or now < tonumber(at) then
+          redis.call('HDEL', obj, f)
+        end
+      end
+    end
+  end
   for i = 1, #changes do
     local name, eq, rng = names[i][1], names[i][2], names[i][3]
     if eq then new['e' .. SEP .. name .. SEP .. texts[i]] = true end
