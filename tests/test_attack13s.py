@@ -233,6 +233,9 @@ def test_fixed_incr_of_a_renamed_field_restarts_from_zero(
     object now reads quantity=1: the stored 7 is lost (HINCRBY of the new name, where a
     missing field counts as 0, and the new name wins on read)."""
     old, new = (RenOld, RenNew) if indexed else (PlainOld, PlainNew)
+    # two versions of one model as two classes in one process: the registry would take
+    # them for two models sharing a prefix (docs/migrations.md: their stores opt out)
+    store = redmodel.Store(store.client, registry=False)
     store.save(old(7, id="1"))
     if indexed:
         store.reindex(new, progress=False)
@@ -517,6 +520,7 @@ def test_fixed_incr_of_a_renamed_flat_leaf_is_refused_not_restarted(
     manifest's skeleton names it); when the value is under an old name only, incr is a
     DecodeError that says so, with nothing changed (migrations.md), instead of NotFoundError
     or starting from 0."""
+    store = redmodel.Store(store.client, registry=False)  # two versions, two classes
     store.save(FlatOld(7, id="1"))
     assert store.get(FlatNew, "1").quantity == 7
     with pytest.raises(redmodel.DecodeError, match="earlier name"):

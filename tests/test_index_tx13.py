@@ -255,9 +255,10 @@ def _expected(model: type, before: dict[str, dict[str, Any]], ops: list[Any]
               ) -> tuple[dict[str, dict[str, Any]], type[Exception] | None]:
     """The documented semantics: writes apply in order; a unique value another object
     holds refuses the whole transaction (nothing written) -- on a bucketed model held
-    before the transaction, or claimed by another object's earlier write in it (claims
-    are made before MULTI); an incr of a missing object fails inside EXEC (NotFoundError)
-    and the other writes apply."""
+    before the transaction, or claimed by another object's earlier write in it and not
+    given up by a write in between (claims are made before MULTI; docs/transactions.md);
+    an incr of a missing object fails inside EXEC (NotFoundError) and the other writes
+    apply."""
     state = {k: dict(v) for k, v in before.items()}
     claimed: dict[str, set[str]] = {}
     missing = False
@@ -270,12 +271,18 @@ def _expected(model: type, before: dict[str, dict[str, Any]], ops: list[Any]
         return (any(o != i and v["sku"] == sku for o, v in before.items())
                 or bool(claimed.get(sku, set()) - {i}))
 
+    def give_up(i: str, new: str | None) -> None:
+        old = state[i]["sku"] if i in state else None
+        if old is not None and old != new:
+            claimed.get(old, set()).discard(i)
+
     for op in ops:
         kind, i = op[0], op[1]
         if kind == "save":
             _, _, color, n, sku = op
             if taken(i, sku):
                 return before, redmodel.UniqueViolationError
+            give_up(i, sku)
             claimed.setdefault(sku, set()).add(i) if sku else None
             state[i] = {"color": color, "n": n, "sku": sku}
         elif kind == "update":
@@ -285,6 +292,8 @@ def _expected(model: type, before: dict[str, dict[str, Any]], ops: list[Any]
             if ("sku" in values and values["sku"] != state[i]["sku"]) or model is TB:
                 if "sku" in values and taken(i, values["sku"]):
                     return before, redmodel.UniqueViolationError
+                if "sku" in values:
+                    give_up(i, values["sku"])
                 if values.get("sku"):
                     claimed.setdefault(values["sku"], set()).add(i)
             state[i].update(values)
@@ -294,6 +303,7 @@ def _expected(model: type, before: dict[str, dict[str, Any]], ops: list[Any]
                 continue
             state[i]["n"] += op[2]
         else:
+            give_up(i, None)
             state.pop(i, None)
     return state, (redmodel.NotFoundError if missing else None)
 

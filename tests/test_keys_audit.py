@@ -439,6 +439,9 @@ def containers(store: redmodel.Store, client: Any) -> None:
     z = SortedSet(store, "ka_z", str)
     z.add("a", 1)
     z.incr("a", 2)
+    z.add_many({"b": 5.0, "c": 6.0, "d": 7.0})
+    assert z.pop_min() == [("a", 3.0)]  # read, then the pop script (zset_pop)
+    assert z.pop_max(2) == [("d", 7.0), ("c", 6.0)]
     WindowCounter(store, "ka_visits", window=60).incr("10.0.0.1")
 
     # reliable consumption: a dead consumer's items recovered, a restart taking back its
