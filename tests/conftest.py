@@ -18,10 +18,11 @@ import redmodel
 from redmodel.testing import RedisClusterServer
 
 # Example counts come from a profile, never hard-coded high in a test: "default" keeps
-# `make test` quick; HYPOTHESIS_PROFILE=thorough draws ten times as many examples.
+# `make test` within about 3 minutes per server on a 2-core machine; HYPOTHESIS_PROFILE=
+# thorough draws ten times as many examples.
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
-settings.register_profile("default", max_examples=100, **_COMMON)
-settings.register_profile("thorough", max_examples=1000, **_COMMON)
+settings.register_profile("default", max_examples=60, **_COMMON)
+settings.register_profile("thorough", max_examples=600, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
