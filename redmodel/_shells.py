@@ -297,6 +297,25 @@ class SyncLink(_Shell):
         return SyncSession(self)
 
 
+def _placement(session: Any, batch: Batch) -> tuple[int, Any, bool] | None:
+    """Where a transaction session on a cluster sends ``batch`` (shared by the sync and the
+    asyncio session): None to stay put, else (its slot, that slot's node, whether the
+    connection held now must be closed first). One transaction lives in one slot: a batch
+    for another raises CrossSlotError, and so does a move to another node once something
+    (a WATCH) lives on the connection."""
+    slots = {command_slot(c) for c in batch.commands} - {None}
+    slot = next(iter(slots), None)
+    if slot is None or slot == session.slot:
+        return None
+    if session.slot is not None:
+        raise cross_slot_error(batch_keys(batch) or ["(the watched keys)"])
+    node = session.link._locate(slot)
+    moved = session.conn is not None and node.name != session.node.name
+    if moved and session.used:
+        raise cross_slot_error(batch_keys(batch))
+    return slot, node, moved
+
+
 class SyncSession:
     """One connection kept for a transaction: WATCH, the reads and MULTI/EXEC go on it.
     Everything that would need another connection raises RestartAttemptError."""
@@ -313,18 +332,11 @@ class SyncSession:
     def _place(self, batch: Batch) -> None:
         if not self.link.cluster:
             return
-        slots = {command_slot(c) for c in batch.commands} - {None}
-        slot = next(iter(slots), None)
-        if slot is None or slot == self.slot:
-            return
-        if self.slot is not None:
-            raise cross_slot_error(batch_keys(batch) or ["(the watched keys)"])
-        node = self.link._locate(slot)
-        if self.conn is not None and node.name != self.node.name:
-            if self.used:
-                    raise cross_slot_error(batch_keys(batch))
-            self.close()
-        self.slot, self.node = slot, node
+        placed = _placement(self, batch)
+        if placed is not None:
+            if placed[2]:
+                self.close()
+            self.slot, self.node = placed[0], placed[1]
 
     def connection(self, node: Any) -> Any:
         if self.dead:
@@ -621,18 +633,11 @@ class AsyncSession:
         if not self.link.cluster:
             return
         await self.link.ready()
-        slots = {command_slot(c) for c in batch.commands} - {None}
-        slot = next(iter(slots), None)
-        if slot is None or slot == self.slot:
-            return
-        if self.slot is not None:
-            raise cross_slot_error(batch_keys(batch) or ["(the watched keys)"])
-        node = self.link._locate(slot)
-        if self.conn is not None and node.name != self.node.name:
-            if self.used:
-                raise cross_slot_error(batch_keys(batch))
-            await self.close()
-        self.slot, self.node = slot, node
+        placed = _placement(self, batch)
+        if placed is not None:
+            if placed[2]:
+                await self.close()
+            self.slot, self.node = placed[0], placed[1]
 
     async def connection(self) -> Any:
         if self.dead:

@@ -973,10 +973,8 @@ class Exchange:
         if left:
             self.kills = left
             self.kill_failures += 1
-            policy = self.link.policy
-            delay = policy.backoff(self.kill_failures)
-            if self.kill_failures < policy.attempts and \
-                    time.monotonic() - self.started + delay <= policy.deadline:
+            delay = self._again_after(self.kill_failures)
+            if delay is not None:
                 return delay  # waits in line like a resend would, within the same bounds
             self.phase = _DONE
             self._unknown([i for _, _, idx in left for i in idx],
@@ -986,6 +984,17 @@ class Exchange:
         if self._kill_give_up:
             return self._give_up()
         return self._kill_pause
+
+    def _again_after(self, failures: int) -> float | None:
+        """The pause before trying a fence (a kill or a write-id fence) again after
+        ``failures`` failed tries, or None when the policy's attempts or deadline are
+        spent."""
+        policy = self.link.policy
+        delay = policy.backoff(failures)
+        if failures < policy.attempts and \
+                time.monotonic() - self.started + delay <= policy.deadline:
+            return delay
+        return None
 
     def _fenced(self, pause: float, give_up: bool = False) -> float:
         """Fence the writes whose replies were lost (:meth:`_kill_calls`) before going on:
@@ -1307,10 +1316,8 @@ class Exchange:
             # the fence is tried at least once; again only within the policy's bounds
             self.fencing = left
             self.fence_failures += 1
-            policy = self.link.policy
-            delay = policy.backoff(self.fence_failures)
-            if self.fence_failures < policy.attempts and \
-                    time.monotonic() - self.started + delay <= policy.deadline:
+            delay = self._again_after(self.fence_failures)
+            if delay is not None:
                 return delay
             self.phase = _DONE
             self._unknown(left)

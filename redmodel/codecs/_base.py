@@ -260,16 +260,7 @@ class Codec:
         name = self.name
 
         def struct(primitive: Any) -> Any:
-            reason: tuple[str, str | None] | None = None
-            try:
-                return structure(primitive, tp)
-            except DecodeError as e:
-                if e.codec is not None:
-                    raise
-                reason = (e.reason, e.field)
-            except Exception as e:
-                reason = describe(e)
-            raise DecodeError(reason[0], field=reason[1], codec=name)
+            return _structured(structure, primitive, tp, name)
 
         return struct
 
@@ -308,16 +299,7 @@ class Codec:
                 raise DecodeError(f"stored value does not {what}: {failed}", codec=name)
             if field is not None and type(primitive) is dict:
                 primitive[field] = value
-            reason: tuple[str, str | None] | None = None
-            try:
-                return structure(primitive, tp)
-            except DecodeError as e:
-                if e.codec is not None:
-                    raise
-                reason = (e.reason, e.field)
-            except Exception as e:
-                reason = describe(e)
-            raise DecodeError(reason[0], field=reason[1], codec=name)
+            return _structured(structure, primitive, tp, name)
 
         return decode
 
@@ -417,3 +399,19 @@ def _make(name: str) -> Serializer | Transform:
         known = ", ".join(sorted(_REGISTRY))
         raise CodecError(f"unknown codec {name!r} (known: {known})")
     return factory()
+
+
+def _structured(structure: Callable[[Any, Any], Any], primitive: Any, tp: Any,
+                codec: str) -> Any:
+    """``structure(primitive, tp)``; a failure becomes a DecodeError naming the codec and
+    the field (never the value); one that already names a codec passes unchanged."""
+    reason: tuple[str, str | None]
+    try:
+        return structure(primitive, tp)
+    except DecodeError as e:
+        if e.codec is not None:
+            raise
+        reason = (e.reason, e.field)
+    except Exception as e:
+        reason = describe(e)
+    raise DecodeError(reason[0], field=reason[1], codec=codec)
