@@ -452,7 +452,7 @@ def large_results(url: str, quick: bool) -> list[str]:
         f"(worst {worst_pages:.2f}x).",
         table(["query", ".all()", "pages(1000)", "pages / all"], page_rows),
         f"**Client memory** (tracemalloc peak, `all, by id`, {n:,} matches): iterating "
-        f"(`for hat in query`, pages of {redmodel._query.PAGE_SIZE:,}) "
+        f"(`for hat in query`, pages of {redmodel._indexes._query.PAGE_SIZE:,}) "
         f"{iterating / 1e6:.1f} MB; `.all()` {gathering / 1e6:.1f} MB.",
     ]
 

@@ -16,18 +16,6 @@ Declare a model on an attrs class, save and load it through a :class:`Store`::
     key = store.save(Hat(color="black", price=49.99, quantity=1000))
 """
 
-from redmodel._aio import AsyncStore
-from redmodel._blind import configure_index_keys, generate_index_key
-from redmodel._containers import (
-    AsyncConsumer,
-    Consumer,
-    Queue,
-    Set,
-    SortedSet,
-    WindowCounter,
-    container_key,
-    pop_blocking,
-)
 from redmodel._errors import (
     CodecError,
     ConditionFailedError,
@@ -48,25 +36,26 @@ from redmodel._errors import (
     UniqueViolationError,
     ValidationError,
 )
-from redmodel._keys import new_id
-from redmodel._ops import DEFAULT
-from redmodel._query import Page, Q, Query, Range, between, contains, ge, gt, le, lt, one_of
-from redmodel._schema import field, key_field, model
-from redmodel._store import Store
-from redmodel._tx import (
-    AsyncTransaction,
-    AsyncTransactionFunction,
-    Outcome,
-    Pending,
-    RetryPolicy,
-    Transaction,
-    TransactionFunction,
-    TxStats,
-    current_transaction,
-    transact,
-    transaction,
+from redmodel._indexes._blind import configure_index_keys, generate_index_key
+from redmodel._indexes._query import (
+    Page,
+    Q,
+    Query,
+    Range,
+    between,
+    contains,
+    ge,
+    gt,
+    le,
+    lt,
+    one_of,
 )
-from redmodel._wire import ResendPolicy
+from redmodel._models._keys import new_id
+from redmodel._models._schema import field, key_field, model
+from redmodel._plans._objects import DEFAULT
+from redmodel._stores._async import AsyncStore
+from redmodel._stores._sync import Store
+from redmodel._transport._wire import ResendPolicy
 from redmodel.codecs import (
     Bz2Transform,
     Codec,
@@ -84,6 +73,29 @@ from redmodel.codecs import (
     codec_from_env,
     configure_fernet,
     register_codec,
+)
+from redmodel.containers._containers import (
+    AsyncConsumer,
+    Consumer,
+    Queue,
+    Set,
+    SortedSet,
+    WindowCounter,
+    container_key,
+    pop_blocking,
+)
+from redmodel.transactions._tx import (
+    AsyncTransaction,
+    AsyncTransactionFunction,
+    Outcome,
+    Pending,
+    RetryPolicy,
+    Transaction,
+    TransactionFunction,
+    TxStats,
+    current_transaction,
+    transact,
+    transaction,
 )
 
 __version__ = "0.1.0"

@@ -16,8 +16,8 @@ import attrs
 from typing_extensions import TypeVar as DefaultTypeVar
 
 if TYPE_CHECKING:
-    from redmodel._aio import AsyncStore
-    from redmodel._store import Store
+    from redmodel._stores._async import AsyncStore
+    from redmodel._stores._sync import Store
 
 __all__ = [
     "Batch",

@@ -60,10 +60,10 @@ from mypy.types import (
 
 __all__ = ["plugin"]
 
-FIELD = "redmodel._schema.field"
-KEY_FIELD = "redmodel._schema.key_field"
-MODEL = "redmodel._schema.model"
-INCR = ("redmodel._store.Store.incr", "redmodel._aio.AsyncStore.incr")
+FIELD = "redmodel._models._schema.field"
+KEY_FIELD = "redmodel._models._schema.key_field"
+MODEL = "redmodel._models._schema.model"
+INCR = ("redmodel._stores._sync.Store.incr", "redmodel._stores._async.AsyncStore.incr")
 
 #: The error code of what this plugin reports (``# type: ignore[redmodel]`` silences it).
 REDMODEL = ErrorCode("redmodel", "redmodel model fields used wrongly", "General")

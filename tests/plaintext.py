@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from redmodel._keys import escape
+from redmodel._models._keys import escape
 
 
 def _nodes(client: Any) -> list[Any]:

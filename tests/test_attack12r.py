@@ -340,8 +340,8 @@ def test_f3_a_takeover_claim_whose_reply_is_lost_returns_and_holds_the_value(
     exists, so the save takes the claim over (a second claim call naming that owner). Its
     reply is lost: the takeover is sent again, finds the claim already this id's, and the
     save returns with the value held, confirmed and consistent."""
-    from redmodel._indexed import unique_lines  # noqa: PLC0415
-    from redmodel._schema import spec_of  # noqa: PLC0415
+    from redmodel._indexes._writes import unique_lines  # noqa: PLC0415
+    from redmodel._models._schema import spec_of  # noqa: PLC0415
 
     spec = spec_of(Sku)
     ((name, text),) = unique_lines(spec, {"sku": "T1", "qty": 0})
@@ -381,7 +381,7 @@ def test_f3_a_refused_save_after_a_resent_claim_leaves_the_value_free_after_the_
     its first copy made it, so it is kept as held before: unconfirmed, like a crash
     between claim and write leaves it. Another object gets that value once the claim is
     older than CLAIM_GRACE_MS (0.3 s here), and never before."""
-    monkeypatch.setattr("redmodel._indexed.CLAIM_GRACE_MS", 300)
+    monkeypatch.setattr("redmodel._indexes._writes.CLAIM_GRACE_MS", 300)
     direct = redmodel.Store(redis_client)
     direct.save(Pair(b="B", id="owner"))
     store = _direct_store(proxy)

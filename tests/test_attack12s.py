@@ -25,7 +25,7 @@ from redis.cluster import RedisCluster
 
 import redmodel
 from redmodel import Queue, SortedSet, WindowCounter
-from redmodel._wire import EVICTION_RECHECK
+from redmodel._transport._wire import EVICTION_RECHECK
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
 
 SOCKET_TIMEOUT = 0.3

@@ -44,7 +44,7 @@ import redis
 
 import redmodel
 from redmodel import Q, between, ge, lt
-from redmodel._query import STEP_BUDGET
+from redmodel._indexes._query import STEP_BUDGET
 from tests.test_keys_audit import Monitor
 
 # ---- models ---------------------------------------------------------------------------------

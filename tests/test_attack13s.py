@@ -369,7 +369,7 @@ def test_fixed_equality_query_with_out_of_range_instant_is_not_a_query_error(
         store: redmodel.Store, call: str) -> None:
     """FIXED. queries.md: "Bad queries raise QueryError before any command is sent". 0001-01-01
     00:00 at UTC+1 is a valid datetime whose UTC instant falls before year 1. A save is
-    refused with ValidationError (fine); find/get_by raise redmodel._index.IndexValueError,
+    refused with ValidationError (fine); find/get_by raise redmodel._indexes._specs.IndexValueError,
     a plain ValueError that is neither QueryError nor any public redmodel error."""
     v = datetime(1, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=1)))
     with pytest.raises(redmodel.QueryError):

@@ -14,9 +14,9 @@ import attrs
 import pytest
 
 import redmodel
-from redmodel import _blind
-from redmodel._blind import MAC_BYTES, kid_of
-from redmodel._schema import spec_of
+from redmodel._indexes import _blind
+from redmodel._indexes._blind import MAC_BYTES, kid_of
+from redmodel._models._schema import spec_of
 from redmodel.codecs import _fernet
 from tests.plaintext import dump, leaked
 

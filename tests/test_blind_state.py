@@ -35,8 +35,8 @@ from hypothesis.stateful import (
 )
 
 import redmodel
-from redmodel import _blind
-from redmodel._schema import spec_of
+from redmodel._indexes import _blind
+from redmodel._models._schema import spec_of
 from redmodel.codecs import _fernet
 from tests.plaintext import dump, leaked
 

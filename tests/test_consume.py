@@ -31,7 +31,7 @@ from redis.retry import Retry
 
 import redmodel
 from redmodel import DecodeError, Queue, TransactionError, ValidationError
-from redmodel._consume import ConsumerKeys, slot_prefix
+from redmodel.containers._consumer import ConsumerKeys, slot_prefix
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer
 from tests.conftest import dbsize
 

@@ -29,7 +29,7 @@ from redmodel import (
     TransactionError,
     ValidationError,
 )
-from redmodel._containers import (
+from redmodel.containers._containers import (
     Queue,
     Set,
     SortedSet,

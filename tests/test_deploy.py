@@ -446,7 +446,7 @@ def test_from_url_db_argument_wins_over_the_urls_database(
     ("redis://[::1]:5", "redis://[::1]:5"),
 ])
 def test_the_urls_database_is_dropped_and_nothing_else(url: str, bare: str) -> None:
-    from redmodel._connect import without_db  # noqa: PLC0415
+    from redmodel._stores._config import without_db  # noqa: PLC0415
 
     assert without_db(url) == bare
 

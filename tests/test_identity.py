@@ -22,8 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import redmodel
-from redmodel import _keys
-from redmodel._containers import members_of
+from redmodel._models import _keys
+from redmodel.containers._containers import members_of
 from tests.strategies import values
 
 ROOT = Path(__file__).resolve().parent.parent

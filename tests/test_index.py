@@ -186,7 +186,7 @@ def test_expired_objects_never_appear_and_the_sweep_removes_them(
         store: redmodel.Store, Hat: type, monkeypatch: pytest.MonkeyPatch) -> None:
     # On a cluster, unique values are claimed in their own buckets; a claim whose owner
     # expired is taken over once it is older than the grace period (10 s; 0.3 s here).
-    monkeypatch.setattr("redmodel._indexed.CLAIM_GRACE_MS", 300)
+    monkeypatch.setattr("redmodel._indexes._writes.CLAIM_GRACE_MS", 300)
     store.save_many(shop(Hat))
     store.save(Hat("purple", sku="P", tags=["z"], id="gone"), ttl=0.15)
     store.expire(Hat, "h0", 0.15)
@@ -328,7 +328,7 @@ def test_cluster_buckets_spread_objects_and_merge_sorted_results(
     Hat = HATS[True]
     many = [Hat("black" if i % 2 else "green", price=float(i), id=f"c{i}") for i in range(40)]
     store.save_many(many)
-    tags = {store.client.keyslot(redmodel._schema.spec_of(Hat).key_for(h.id)) for h in many}
+    tags = {store.client.keyslot(redmodel._models._schema.spec_of(Hat).key_for(h.id)) for h in many}
     assert len(tags) == 4, "objects live in 4 bucket slots"
     top = store.find(Hat, color="black").order_by("-price").limit(5).ids()
     assert top == [f"c{i}" for i in (39, 37, 35, 33, 31)]

@@ -12,9 +12,9 @@ import attrs
 import pytest
 
 import redmodel
-from redmodel import _repair
+from redmodel._indexes import _repair
+from redmodel._models._schema import spec_of
 from redmodel._plan import iterate_sync
-from redmodel._schema import spec_of
 from tests.index_helpers import dump
 
 

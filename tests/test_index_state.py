@@ -38,7 +38,7 @@ from hypothesis.stateful import (
 )
 
 import redmodel
-import redmodel._query
+import redmodel._indexes._query
 from redmodel import (
     ConditionFailedError,
     NotFoundError,
@@ -53,7 +53,7 @@ from redmodel import (
     lt,
     one_of,
 )
-from redmodel._schema import spec_of
+from redmodel._models._schema import spec_of
 from tests.budget import scaled
 from tests.index_helpers import dump
 
@@ -169,12 +169,12 @@ budgets = st.sampled_from([1, 2, 5, 2000])
 
 @contextlib.contextmanager
 def step_budget(budget: int) -> Iterator[None]:
-    saved = redmodel._query.STEP_BUDGET
-    redmodel._query.STEP_BUDGET = budget
+    saved = redmodel._indexes._query.STEP_BUDGET
+    redmodel._indexes._query.STEP_BUDGET = budget
     try:
         yield
     finally:
-        redmodel._query.STEP_BUDGET = saved
+        redmodel._indexes._query.STEP_BUDGET = saved
 
 
 def to_range(low: Any, high: Any, low_inc: bool, high_inc: bool) -> Range:

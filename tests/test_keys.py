@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from redmodel._keys import escape, new_id, snake_case, unescape
+from redmodel._models._keys import escape, new_id, snake_case, unescape
 from tests.strategies import text
 
 

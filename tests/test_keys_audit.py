@@ -28,9 +28,10 @@ import redis
 from redis.cluster import RedisCluster
 
 import redmodel
-from redmodel import Queue, Set, SortedSet, WindowCounter, _blind
+from redmodel import Queue, Set, SortedSet, WindowCounter
+from redmodel._indexes import _blind
+from redmodel._models._schema import spec_of
 from redmodel._plan import SCRIPTS_BY_SHA, LuaScript
-from redmodel._schema import spec_of
 from redmodel.codecs import _fernet
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer
 
@@ -446,7 +447,7 @@ def containers(store: redmodel.Store, client: Any) -> None:
 
     # reliable consumption: a dead consumer's items recovered, a restart taking back its
     # own, an undecodable item rejected, heartbeats, leaving
-    from redmodel._consume import ConsumerKeys  # noqa: PLC0415
+    from redmodel.containers._consumer import ConsumerKeys  # noqa: PLC0415
 
     keys = ConsumerKeys.of("ka_jobs")
     client.rpush(keys.in_flight("dead"), b"7")

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import redmodel
 from redmodel import Q, between, ge, lt
-from redmodel._keys import escape
+from redmodel._models._keys import escape
 
 EXAMPLES = max(10, settings.default.max_examples // 3)
 CLUSTER_EXAMPLES = max(5, settings.default.max_examples // 8)
@@ -90,7 +90,7 @@ def sort_key(obj: Any, order: str) -> tuple[Any, ...]:
 def check_paging(store: redmodel.Store, model: type, flush: Callable[[], None],
                  data: st.DataObject, monkeypatch: pytest.MonkeyPatch) -> None:
     flush()
-    monkeypatch.setattr("redmodel._query.STEP_BUDGET", data.draw(
+    monkeypatch.setattr("redmodel._indexes._query.STEP_BUDGET", data.draw(
         st.sampled_from([1, 2, 3, 7, 2000]), label="budget"))
     rows = data.draw(st.dictionaries(st.sampled_from(IDS), values, max_size=14), label="rows")
     store.save_many([model(id=i, **v) for i, v in rows.items()])
@@ -220,7 +220,7 @@ def test_a_cursor_survives_the_removal_of_its_object(any_store: redmodel.Store, 
 def test_expired_objects_appear_in_no_step_page_or_count(
         any_store: redmodel.Store, Model: type, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every script step sweeps first, also when a page takes many steps."""
-    monkeypatch.setattr("redmodel._query.STEP_BUDGET", 2)
+    monkeypatch.setattr("redmodel._indexes._query.STEP_BUDGET", 2)
     any_store.save_many([item(f"i{k:02d}", float(k), color="red" if k % 2 else "blue",
                               model=Model) for k in range(12)])
     for k in (1, 4, 7, 10):
@@ -275,7 +275,7 @@ def test_count_of_an_and_of_big_sets_is_exact_in_bounded_steps(
     is larger than a step's budget runs in several steps (SSCAN of the smallest set,
     SMISMEMBER of the others), never one SINTERCARD over the whole set, and counts each
     match once."""
-    monkeypatch.setattr(redmodel._query, "STEP_BUDGET", 40)
+    monkeypatch.setattr(redmodel._indexes._query, "STEP_BUDGET", 40)
     store.save_many([Pair("red", "x" if i % 3 else "y", id=f"{i:04d}") for i in range(600)]
                     + [Pair("blue", "x", id=f"b{i}") for i in range(50)])
     query = store.find(Pair, color="red", style="x")
@@ -290,7 +290,7 @@ def test_count_of_an_and_of_big_sets_is_exact_in_bounded_steps(
     assert query.offset(400).exists() is False
     small = store.find(Pair, color="blue", style="x")  # 50 x 2 lookups: still steps
     assert small.count() == 50
-    monkeypatch.setattr(redmodel._query, "STEP_BUDGET", 1000)
+    monkeypatch.setattr(redmodel._indexes._query, "STEP_BUDGET", 1000)
     redis_client.config_resetstat()
     assert small.count() == 50  # within one step's budget: SINTERCARD, one call
     assert redis_client.info("commandstats")["cmdstat_sintercard"]["calls"] == 1
@@ -341,7 +341,7 @@ def test_an_object_moving_ahead_while_a_window_runs_out_is_shown_once(
     """A page served from the end of a window is read in the round trip of the next scan
     pass; an object on it whose price moved past the page is found by that pass (which
     runs after the read), and shown once there."""
-    monkeypatch.setattr(redmodel._query, "ALL_PAGE_SIZE", 10)  # a pass keeps 10 results
+    monkeypatch.setattr(redmodel._indexes._query, "ALL_PAGE_SIZE", 10)  # a pass keeps 10 results
     store.save_many([Win("red" if i % 10 == 0 else "blue", float(i), id=f"{i:04d}")
                      for i in range(400)])
     seen: list[str] = []

@@ -18,9 +18,9 @@ import redis
 
 import redmodel
 from redmodel import IndexNotReadyError, SchemaConflictError
+from redmodel._indexes._registry import register_plan
+from redmodel._models._schema import spec_of
 from redmodel._plan import Batch
-from redmodel._registry import register_plan
-from redmodel._schema import spec_of
 
 ROOT = Path(__file__).resolve().parent.parent
 

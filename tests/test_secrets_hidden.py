@@ -14,7 +14,7 @@ import pytest
 import redis
 
 import redmodel
-from redmodel import _blind
+from redmodel._indexes import _blind
 from redmodel.codecs import _fernet
 from tests.plaintext import dump, leaked
 

@@ -15,7 +15,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 import redmodel
-from redmodel._wire import key_slot
+from redmodel._transport._wire import key_slot
 from redmodel.testing import RedisClusterServer
 
 KEY_TAG = "moving"

@@ -26,7 +26,7 @@ from redmodel import (
     transact,
     transaction,
 )
-from redmodel._tx import TxCore
+from redmodel.transactions._tx import TxCore
 
 FAST = RetryPolicy(attempts=3, backoff_base=0.0, backoff_max=0.0)
 

@@ -1,5 +1,5 @@
-"""The transport: its decisions without I/O (redmodel._wire), error replies as ServerError,
-and what exactly-once mode leaves on the server."""
+"""The transport: its decisions without I/O (redmodel._transport._wire), error replies as
+ServerError, and what exactly-once mode leaves on the server."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 import redmodel
-from redmodel import Queue, SortedSet, _wire
+from redmodel import Queue, SortedSet
 from redmodel._plan import SCRIPTS_BY_SHA, Batch, gather, script
-from redmodel._wire import (
+from redmodel._transport import _wire
+from redmodel._transport._wire import (
     ONCE_PREFIX,
     Call,
     Exchange,

@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from redmodel._errors import CodecError, ModelDefinitionError
-from redmodel._keys import escape, unescape
-from redmodel._types import canonical_text
+from redmodel._models._keys import escape, unescape
+from redmodel._models._types import canonical_text
 from redmodel.codecs._keysource import Key, KeySource
 
 __all__ = [

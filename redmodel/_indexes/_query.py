@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import attrs
 
 from redmodel._errors import QueryError, ServerError
-from redmodel._index import IndexedField, IndexValueError
-from redmodel._keys import unescape
+from redmodel._indexes._registry import query_needs
+from redmodel._indexes._specs import IndexedField, IndexValueError
+from redmodel._models._keys import unescape
+from redmodel._models._schema import ModelSpec, spec_of
 from redmodel._plan import (
     Batch,
     Command,
@@ -42,12 +44,10 @@ from redmodel._plan import (
     iterate_sync,
     script,
 )
-from redmodel._registry import query_needs
-from redmodel._schema import ModelSpec, spec_of
 
 if TYPE_CHECKING:
-    from redmodel._aio import AsyncStore
-    from redmodel._store import Store
+    from redmodel._stores._async import AsyncStore
+    from redmodel._stores._sync import Store
 
 __all__ = [
     "Page", "Q", "Query", "Range", "between", "contains", "ge", "gt", "le", "lt", "one_of",
@@ -736,7 +736,7 @@ class Query(Generic[M, S]):
         """The replies of these buckets' script steps. A bucket whose step answers that an
         expired object is still indexed is swept (the sweep names every key it touches)
         and asked again, so an expired object never shows up in a result or a count."""
-        from redmodel._repair import sweep_step  # noqa: PLC0415 - _repair imports this
+        from redmodel._indexes._repair import sweep_step  # noqa: PLC0415 - _repair imports this
 
         replies = yield Batch(calls, keys=[self.spec.index_root(b.tag) + "rec"
                                            for b in buckets])
@@ -911,7 +911,7 @@ class Query(Generic[M, S]):
 
     def _reads(self, hits: list[_Hit]) -> Batch:
         """The pipelined reads of these hits' objects."""
-        from redmodel._ops import layout_of  # noqa: PLC0415 - _ops imports this module
+        from redmodel._plans._objects import layout_of  # noqa: PLC0415 - _ops imports this module
 
         spec = self.spec
         keys = [spec.object_prefix(h[2]) + h[1] for h in hits]
@@ -919,7 +919,7 @@ class Query(Generic[M, S]):
         return Batch([layout.read(k) for k in keys], keys=keys)
 
     def _decode(self, hits: list[_Hit], batch: Batch, replies: list[Any]) -> list[M]:
-        from redmodel._ops import layout_of  # noqa: PLC0415
+        from redmodel._plans._objects import layout_of  # noqa: PLC0415
 
         layout = layout_of(self.spec)
         out = []
@@ -997,7 +997,7 @@ class Query(Generic[M, S]):
         matches is left out; one whose sort field changed is placed by its new value (in
         this page, later in ``window``, or else found by the next pass, which runs after
         this read; not shown if it moved before the page's start)."""
-        from redmodel._ops import layout_of  # noqa: PLC0415
+        from redmodel._plans._objects import layout_of  # noqa: PLC0415
 
         layout = layout_of(self.spec)
         after = self._key(start[0], _raw(start[1])) if start[1] else None

@@ -27,9 +27,9 @@ from typing import Any, TypeVar, cast
 import attrs
 
 from redmodel._errors import IndexNotReadyError, SchemaConflictError, ValidationError
-from redmodel._keys import glob_escape
+from redmodel._models._keys import glob_escape
+from redmodel._models._schema import FieldSpec, ModelSpec, spec_of
 from redmodel._plan import Batch, Emit, IterPlan, Plan, script
-from redmodel._schema import FieldSpec, ModelSpec, spec_of
 
 __all__ = ["Registry", "describe", "owner_of", "registry_key"]
 
@@ -223,7 +223,7 @@ def read_plan(key: str) -> Plan[Record | None]:
 
 def has_objects(spec: ModelSpec, targets: Sequence[Any]) -> Plan[bool]:
     """Whether any object of the model is stored (SCAN pages until one is found)."""
-    from redmodel._ops import scan_page  # noqa: PLC0415 - _ops imports the stores' modules
+    from redmodel._plans._objects import scan_page  # noqa: PLC0415 - _ops imports the stores' modules
 
     for target in targets:
         cursor = 0

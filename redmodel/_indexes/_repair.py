@@ -31,14 +31,14 @@ from typing import Any, TypeVar
 import attrs
 
 from redmodel._errors import DecodeError, QueryError, ServerError
-from redmodel._index import (
+from redmodel._indexes._specs import (
     CLAIM_GRACE_MS,
     SEP,
     IndexSpec,
     entry_key,
     record_lines,
 )
-from redmodel._indexed import (
+from redmodel._indexes._writes import (
     Write,
     check,
     claim,
@@ -50,9 +50,9 @@ from redmodel._indexed import (
     settle,
     status,
 )
-from redmodel._keys import glob_escape, unescape
+from redmodel._models._keys import glob_escape, unescape
+from redmodel._models._schema import ModelSpec, spec_of
 from redmodel._plan import Batch, Emit, IterPlan, Plan, gather, script
-from redmodel._schema import ModelSpec, spec_of
 
 __all__ = ["get_by_plan", "reindex_plan", "sweep_plan", "verify_plan"]
 
@@ -78,7 +78,7 @@ def _text(raw: Any) -> str:
 
 
 def _layout(spec: ModelSpec) -> Any:
-    from redmodel._ops import layout_of  # noqa: PLC0415 - _ops imports the index modules
+    from redmodel._plans._objects import layout_of  # noqa: PLC0415 - _ops imports the index modules
 
     return layout_of(spec)
 
@@ -432,7 +432,7 @@ class _Repair:
     # ---- pass 1: every object against its entries -------------------------------------------
 
     def objects(self, count: int, targets: Sequence[Any], cursors: dict[str, str]) -> Step:
-        from redmodel._ops import scan_page  # noqa: PLC0415
+        from redmodel._plans._objects import scan_page  # noqa: PLC0415
 
         for target in targets:
             name = _target_name(target)
@@ -487,7 +487,7 @@ class _Repair:
             writes.append(w)
         claims: list[Any] = [None] * len(found)
         if spec.claims:
-            from redmodel._ops import _caught  # noqa: PLC0415
+            from redmodel._plans._objects import _caught  # noqa: PLC0415
 
             got = yield from gather([_caught(claim(spec, key, {n: getattr(obj, n) for n in
                                                              self.indexes.fields}))

@@ -16,10 +16,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from redmodel._blind import IndexKeyring, current_keyring, kid_of
+from redmodel._indexes._blind import IndexKeyring, current_keyring, kid_of
+from redmodel._indexes._repair import _Repair, sweep_plan
+from redmodel._models._schema import ModelSpec, spec_of
 from redmodel._plan import Batch, Emit, IterPlan, Plan
-from redmodel._repair import _Repair, sweep_plan
-from redmodel._schema import ModelSpec, spec_of
 
 __all__ = ["Progress", "rebuild", "rotate_index_key"]
 

@@ -30,11 +30,11 @@ from typing import Any
 
 import attrs
 
-from redmodel._blind import BlindIndex, check_declaration, unique_texts
 from redmodel._errors import ModelDefinitionError
-from redmodel._keys import escape
+from redmodel._indexes._blind import BlindIndex, check_declaration, unique_texts
+from redmodel._models._keys import escape
+from redmodel._models._types import NotIndexableError, canonical_text, optional_inner, scalar
 from redmodel._plan import script
-from redmodel._types import NotIndexableError, canonical_text, optional_inner, scalar
 
 __all__ = ["IndexSpec", "IndexValueError", "IndexedField", "compile_indexes", "entry_key"]
 

@@ -8,7 +8,7 @@ know (the entries of an object it did not load, the object owning a unique value
 script answers ``{'KEYS', ...}`` without writing and :func:`run_writes` resends with them.
 Inside a transaction no resend is possible after EXEC, so the plan first reads the
 object's record (WATCHing the object) and declares what it holds. The flat layout's
-writes (:class:`redmodel._flat.FlatWrite`: the leaves its manifest names) follow the same
+writes (:class:`redmodel._layouts._flat.FlatWrite`: the leaves its manifest names) follow the same
 contract through the same plans.
 
 Unique values of a bucketed model (``claims``) live in their value's own bucket: they are
@@ -31,8 +31,7 @@ from redmodel._errors import (
     ServerError,
     TransactionError,
 )
-from redmodel._hidden import unique_violation
-from redmodel._index import (
+from redmodel._indexes._specs import (
     CLAIM,
     CLAIM_GRACE_MS,
     CONFIRM,
@@ -43,9 +42,10 @@ from redmodel._index import (
     entry_key,
     record_lines,
 )
-from redmodel._keys import unescape
+from redmodel._models._hidden import unique_violation
+from redmodel._models._keys import unescape
+from redmodel._models._schema import ModelSpec
 from redmodel._plan import Batch, Command, Plan, script
-from redmodel._schema import ModelSpec
 
 __all__ = ["Abandoned", "TxHints", "Write", "claim", "refusal", "run_writes", "settle", "undo"]
 
@@ -457,7 +457,7 @@ def free_unheld(refused: Sequence[tuple[Write, Any]]) -> Plan[bool]:
     object as ``get_by`` sees it, and done by a script that checks those fields did not
     change since). True when any value was given up (or was free already): worth
     sending the refused writes again."""
-    from redmodel._ops import layout_of  # noqa: PLC0415 - _ops imports this module
+    from redmodel._plans._objects import layout_of  # noqa: PLC0415 - _ops imports this module
 
     looked = []
     for w, reply in refused:
@@ -699,7 +699,7 @@ def owners_gone(spec: ModelSpec, owners: Sequence[tuple[str, str, str]]) -> Plan
     holds the value, so its claim may be taken over. "Holds" is judged on the object as
     stored (as :func:`get_by` sees it), not on its index record, which is stale when the
     object was changed with raw commands; an object that cannot be decoded holds it."""
-    from redmodel._ops import layout_of  # noqa: PLC0415 - _ops imports this module
+    from redmodel._plans._objects import layout_of  # noqa: PLC0415 - _ops imports this module
 
     if not owners:
         return []

@@ -7,10 +7,10 @@ from typing import Any
 import attrs
 
 from redmodel._errors import DecodeError, ValidationError
-from redmodel._hash import CAS_STRING
+from redmodel._layouts._hash import CAS_STRING
+from redmodel._models._schema import ModelSpec
+from redmodel._models._types import BadValueError
 from redmodel._plan import Command
-from redmodel._schema import ModelSpec
-from redmodel._types import BadValueError
 from redmodel.codecs import codec as resolve_codec
 
 __all__ = ["BlobLayout"]

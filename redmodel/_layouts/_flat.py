@@ -34,13 +34,13 @@ from redmodel._errors import (
     NotFoundError,
     ValidationError,
 )
-from redmodel._hash import CAS_STRING, check_increment
-from redmodel._indexed import KEY_ROUNDS, Write, needed_keys, refusal, status
-from redmodel._keys import escape
+from redmodel._indexes._writes import KEY_ROUNDS, Write, needed_keys, refusal, status
+from redmodel._layouts._hash import CAS_STRING, check_increment
+from redmodel._models._keys import escape
+from redmodel._models._schema import ModelSpec
+from redmodel._models._tree import _stored_name, make_tree_converter, structure_error
+from redmodel._models._types import optional_inner, scalar
 from redmodel._plan import Batch, Command, LuaScript, Plan, script
-from redmodel._schema import ModelSpec
-from redmodel._tree import _stored_name, make_tree_converter, structure_error
-from redmodel._types import optional_inner, scalar
 
 __all__ = ["FlatLayout", "FlatWrite", "read_batch"]
 

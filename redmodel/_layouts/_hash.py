@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redmodel._errors import DecodeError, ValidationError
-from redmodel._index import IndexValueError, entry_key
-from redmodel._indexed import Write
+from redmodel._indexes._specs import IndexValueError, entry_key
+from redmodel._indexes._writes import Write
+from redmodel._models._schema import FieldSpec, ModelSpec
+from redmodel._models._types import BadValueError, optional_inner
 from redmodel._plan import Command, script
-from redmodel._schema import FieldSpec, ModelSpec
-from redmodel._types import BadValueError, optional_inner
 from redmodel.codecs._base import stored_primitive
 from redmodel.codecs._strict import upgrade_value
 

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from redmodel._errors import ModelDefinitionError, UniqueViolationError
-from redmodel._keys import unescape
+from redmodel._models._keys import unescape
 
 if TYPE_CHECKING:
-    from redmodel._schema import FieldSpec, ModelSpec
+    from redmodel._models._schema import FieldSpec, ModelSpec
 
 __all__ = [
     "HIDDEN", "check_encryption_applies", "check_members_encrypted", "encrypted_fields",

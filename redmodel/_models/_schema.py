@@ -15,10 +15,10 @@ import attrs
 
 from redmodel._args import MAX_TTL_SECONDS
 from redmodel._errors import ModelDefinitionError, ValidationError
-from redmodel._hidden import check_encryption_applies, hide_encrypted
-from redmodel._index import IndexSpec, bucket_of, compile_indexes
-from redmodel._keys import escape, new_id, snake_case, unescape
-from redmodel._types import (
+from redmodel._indexes._specs import IndexSpec, bucket_of, compile_indexes
+from redmodel._models._hidden import check_encryption_applies, hide_encrypted
+from redmodel._models._keys import escape, new_id, snake_case, unescape
+from redmodel._models._types import (
     NUMERIC,
     Checker,
     Decoder,

@@ -12,8 +12,6 @@ from typing import Any, Final
 import attrs
 
 from redmodel._args import MAX_TTL_SECONDS, integer
-from redmodel._atomic import incr_fields
-from redmodel._blob import BlobLayout
 from redmodel._errors import (
     DecodeError,
     NotFoundError,
@@ -21,9 +19,7 @@ from redmodel._errors import (
     ServerError,
     ValidationError,
 )
-from redmodel._flat import FlatLayout, counter_result, read_batch
-from redmodel._hash import HashLayout, check_increment, saved
-from redmodel._indexed import (
+from redmodel._indexes._writes import (
     IN_EXEC,
     Abandoned,
     Claims,
@@ -37,10 +33,14 @@ from redmodel._indexed import (
     undo,
     unique_lines,
 )
-from redmodel._keys import glob_escape
+from redmodel._layouts._blob import BlobLayout
+from redmodel._layouts._flat import FlatLayout, counter_result, read_batch
+from redmodel._layouts._hash import HashLayout, check_increment, saved
+from redmodel._models._keys import glob_escape
+from redmodel._models._schema import ModelSpec, spec_of
+from redmodel._models._types import optional_inner
 from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, gather
-from redmodel._schema import ModelSpec, spec_of
-from redmodel._types import optional_inner
+from redmodel._plans._atomic import incr_fields
 from redmodel.codecs import Codec
 from redmodel.codecs import codec as resolve_codec
 

@@ -12,17 +12,20 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
-from redmodel import _atomic, _ops, _registry, _repair, _tx
-from redmodel._blind_ops import Progress, rotate_index_key
-from redmodel._blocking import aclose_blocking_clients
-from redmodel._connect import ShellConfig, env_exactly_once, env_settings, url_options
-from redmodel._ops import DEFAULT
+from redmodel._indexes import _registry, _repair
+from redmodel._indexes._query import Q, Query
+from redmodel._indexes._rotate import Progress, rotate_index_key
+from redmodel._models._schema import spec_of
 from redmodel._plan import Batch, Plan, gather, iterate_async, run_async
-from redmodel._query import Q, Query
-from redmodel._schema import spec_of
-from redmodel._shells import AsyncLink
-from redmodel._tx import AsyncTransaction, AsyncTransactionFunction, RetryPolicy
-from redmodel._wire import ResendPolicy
+from redmodel._plans import _atomic
+from redmodel._plans import _objects as _ops
+from redmodel._plans._objects import DEFAULT
+from redmodel._stores._config import ShellConfig, env_exactly_once, env_settings, url_options
+from redmodel._transport._blocking import aclose_blocking_clients
+from redmodel._transport._links import AsyncLink
+from redmodel._transport._wire import ResendPolicy
+from redmodel.transactions import _tx
+from redmodel.transactions._tx import AsyncTransaction, AsyncTransactionFunction, RetryPolicy
 
 __all__ = ["AsyncStore"]
 

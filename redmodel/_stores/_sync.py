@@ -9,17 +9,20 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 import redis
 from redis.cluster import RedisCluster
 
-from redmodel import _atomic, _ops, _registry, _repair, _tx
-from redmodel._blind_ops import Progress, rotate_index_key
-from redmodel._blocking import close_blocking_clients
-from redmodel._connect import ShellConfig, env_exactly_once, env_settings, url_options
-from redmodel._ops import DEFAULT
+from redmodel._indexes import _registry, _repair
+from redmodel._indexes._query import Q, Query
+from redmodel._indexes._rotate import Progress, rotate_index_key
+from redmodel._models._schema import spec_of
 from redmodel._plan import Batch, Plan, gather, iterate_sync, run_sync
-from redmodel._query import Q, Query
-from redmodel._schema import spec_of
-from redmodel._shells import SyncLink
-from redmodel._tx import RetryPolicy, Transaction, TransactionFunction
-from redmodel._wire import ResendPolicy
+from redmodel._plans import _atomic
+from redmodel._plans import _objects as _ops
+from redmodel._plans._objects import DEFAULT
+from redmodel._stores._config import ShellConfig, env_exactly_once, env_settings, url_options
+from redmodel._transport._blocking import close_blocking_clients
+from redmodel._transport._links import SyncLink
+from redmodel._transport._wire import ResendPolicy
+from redmodel.transactions import _tx
+from redmodel.transactions._tx import RetryPolicy, Transaction, TransactionFunction
 
 __all__ = ["Store"]
 

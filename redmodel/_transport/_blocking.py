@@ -8,7 +8,7 @@ Every blocking command redmodel sends therefore runs on a dedicated client to th
 (or, in a cluster, to the primary of the key's slot) whose socket timeout outlasts the
 block and which never retries; redmodel sends the command on one of its connections
 itself (``send_packed_command`` / ``read_response``, as the transport in
-:mod:`redmodel._shells` does), so it knows whether the command left.
+:mod:`redmodel._transport._links` does), so it knows whether the command left.
 
 What a failure means (docs/failures.md, docs/containers.md):
 
@@ -27,7 +27,8 @@ What a failure means (docs/failures.md, docs/containers.md):
   a pooled connection the server already closed: it is replaced before anything is sent;
 - any other error reply becomes :class:`~redmodel.ServerError` naming the keys, also an
   instance of redis-py's class for the reply (``NoPermissionError``,
-  ``OutOfMemoryError``, ...), as on every other path (:func:`redmodel._wire.server_error`).
+  ``OutOfMemoryError``, ...), as on every other path
+  (:func:`redmodel._transport._wire.server_error`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from redis.retry import Retry
 from redmodel._args import MAX_BLOCK_SECONDS, seconds
 from redmodel._errors import OutcomeUnknownError
 from redmodel._plan import Command
-from redmodel._wire import server_error
+from redmodel._transport._wire import server_error
 
 __all__ = [
     "BLOCK_MARGIN",

@@ -1,4 +1,4 @@
-"""The transport's two shells: they only move bytes for :mod:`redmodel._wire`.
+"""The transport's two shells: they only move bytes for :mod:`redmodel._transport._wire`.
 
 :class:`SyncLink` (``redis.Redis`` / ``redis.cluster.RedisCluster``) and :class:`AsyncLink`
 (their asyncio twins) each take a connection from the client's own pool (so the user's
@@ -32,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redmodel._plan import Batch, Command
-from redmodel._wire import (
+from redmodel._transport._wire import (
     Call,
     Exchange,
     Link,

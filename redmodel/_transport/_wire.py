@@ -2,8 +2,8 @@
 replies and failures mean.
 
 Every batch redmodel sends (store methods, containers, queries, transactions) goes through
-an :class:`Exchange`. A shell (:mod:`redmodel._shells`) takes a connection from the client's
-own pool, sends one round's commands in one write, reads the replies with the connection's
+an :class:`Exchange`. A shell (:mod:`redmodel._transport._links`) takes a connection from the
+client's own pool, sends one round's commands in one write, reads the replies with the connection's
 ``read_response`` and hands back what happened. The exchange decides:
 
 - what to send: ``SCRIPT LOAD`` before the scripts a node has not seen, ``MULTI``/``EXEC``

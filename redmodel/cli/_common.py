@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.text import Text
 
 from redmodel._plan import Batch, Plan
-from redmodel._store import Store
+from redmodel._stores._sync import Store
 from redmodel.cli._models import load_models
 from redmodel.codecs import configure_fernet
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import attrs
 
-from redmodel._schema import FieldSpec, ModelSpec, spec_of
-from redmodel._types import optional_inner
+from redmodel._models._schema import FieldSpec, ModelSpec, spec_of
+from redmodel._models._types import optional_inner
 from redmodel.codecs import Codec, codec
 
 __all__ = ["describe", "encrypted_paths", "holds_keys", "leaves", "type_name", "warnings"]

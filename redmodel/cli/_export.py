@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 
 from redmodel._errors import RedmodelError
-from redmodel._store import Store
+from redmodel._stores._sync import Store
 from redmodel.cli._common import (
     OK,
     PROBLEMS,

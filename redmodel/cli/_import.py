@@ -15,11 +15,11 @@ from typing import IO, Any
 import click
 from rich.console import Console
 
-from redmodel._schema import spec_of
-from redmodel._store import Store
-from redmodel._tx import Transaction
+from redmodel._models._schema import spec_of
+from redmodel._stores._sync import Store
 from redmodel.cli._common import OK, PROBLEMS, CliError, Env, common_options, model_label
 from redmodel.cli._lines import BadLineError, Models, SealedItem, TypedItem
+from redmodel.transactions._tx import Transaction
 
 __all__ = ["command"]
 

@@ -10,11 +10,11 @@ from typing import Any
 import click
 from rich.console import Console
 
-from redmodel import _registry as registry
 from redmodel._errors import RedmodelError
-from redmodel._schema import FieldSpec, ModelSpec, spec_of
-from redmodel._store import Store
-from redmodel._types import BadValueError
+from redmodel._indexes import _registry as registry
+from redmodel._models._schema import FieldSpec, ModelSpec, spec_of
+from redmodel._models._types import BadValueError
+from redmodel._stores._sync import Store
 from redmodel.cli._common import OK, PROBLEMS, Env, common_options, model_label, reads
 from redmodel.cli._describe import describe
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from redmodel import _registry as registry
+from redmodel._indexes import _registry as registry
 from redmodel._plan import iterate_sync
 from redmodel.cli._common import OK, Env
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import cattrs
 
-from redmodel._types import BadValueError
+from redmodel._models._types import BadValueError
 
 # Types stored as strings by every serializer, so each format round-trips them the same way.
 _TEXT_SCALARS = (dt.datetime, dt.date, dt.time, decimal.Decimal, uuid.UUID)

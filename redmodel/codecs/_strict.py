@@ -24,7 +24,7 @@ from cattrs import cols
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from redmodel._errors import DecodeError
-from redmodel._types import BadValueError, make_checker
+from redmodel._models._types import BadValueError, make_checker
 
 __all__ = ["configure_containers", "configure_strict", "describe", "field_names",
            "upgrading"]

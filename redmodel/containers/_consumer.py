@@ -49,15 +49,20 @@ import redis
 from redis.crc import key_slot
 
 from redmodel._args import MAX_VISIBILITY_SECONDS, integer, seconds
-from redmodel._blocking import block_arg, blocking_call, blocking_call_async, is_async_client
 from redmodel._errors import DecodeError, ValidationError
-from redmodel._keys import escape, new_id
+from redmodel._models._keys import escape, new_id
 from redmodel._plan import Batch, Command, Plan, script
+from redmodel._transport._blocking import (
+    block_arg,
+    blocking_call,
+    blocking_call_async,
+    is_async_client,
+)
 
 if typing.TYPE_CHECKING:
-    from redmodel._aio import AsyncStore
-    from redmodel._containers import Queue
-    from redmodel._store import Store
+    from redmodel._stores._async import AsyncStore
+    from redmodel._stores._sync import Store
+    from redmodel.containers._containers import Queue
 
 __all__ = [
     "AsyncConsumer",

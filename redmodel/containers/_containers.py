@@ -37,13 +37,26 @@ from cattrs.fns import identity
 from redis.crc import key_slot
 
 from redmodel._args import MAX_TTL_SECONDS, integer, seconds
-from redmodel._blocking import (
+from redmodel._errors import (
+    CrossSlotError,
+    DecodeError,
+    ModelDefinitionError,
+    TransactionError,
+    ValidationError,
+)
+from redmodel._models._hidden import check_members_encrypted
+from redmodel._models._keys import escape
+from redmodel._models._types import BadValueError, Checker, make_checker, scalar
+from redmodel._plan import Batch, Command, Plan, S, run_async, run_sync, script
+from redmodel._transport._blocking import (
     block_arg,
     blocking_call,
     blocking_call_async,
     is_async_client,
 )
-from redmodel._consume import (
+from redmodel.codecs import Codec
+from redmodel.codecs import codec as resolve_codec
+from redmodel.containers._consumer import (
     DEFAULT_VISIBILITY_TIMEOUT,
     AsyncConsumer,
     Consumer,
@@ -53,25 +66,12 @@ from redmodel._consume import (
     one_batch,
     recover_plan,
 )
-from redmodel._errors import (
-    CrossSlotError,
-    DecodeError,
-    ModelDefinitionError,
-    TransactionError,
-    ValidationError,
-)
-from redmodel._hidden import check_members_encrypted
-from redmodel._keys import escape
-from redmodel._plan import Batch, Command, Plan, S, run_async, run_sync, script
-from redmodel._tx import current_transaction
-from redmodel._types import BadValueError, Checker, make_checker, scalar
-from redmodel.codecs import Codec
-from redmodel.codecs import codec as resolve_codec
+from redmodel.transactions._tx import current_transaction
 
 if typing.TYPE_CHECKING:
-    from redmodel._aio import AsyncStore
-    from redmodel._store import Store
-    from redmodel._tx import AsyncTransaction, Transaction
+    from redmodel._stores._async import AsyncStore
+    from redmodel._stores._sync import Store
+    from redmodel.transactions._tx import AsyncTransaction, Transaction
 
 __all__ = [
     "AsyncConsumer",
@@ -592,7 +592,8 @@ def pop_blocking(*queues: Queue[T, Any], timeout: float | None, right: bool = Fa
     (fractions allowed; None waits forever).
 
     Queues must share a store and a member encoding (and, in a cluster, a hash slot). Runs
-    on a dedicated connection that never resends it (see :mod:`redmodel._blocking`); raises
+    on a dedicated connection that never resends it (see
+    :mod:`redmodel._transport._blocking`); raises
     :class:`TransactionError` inside a transaction.
 
     At most once: the value is removed when the server sends it, so a value whose reply is

@@ -25,10 +25,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar,
 import attrs
 from redis.exceptions import ResponseError
 
-from redmodel import _ops
 from redmodel._args import integer, not_negative
-from redmodel._atomic import incr_fields as incr_fields_plan
-from redmodel._connect import redis_reply
 from redmodel._errors import (
     ConflictError,
     DecodeError,
@@ -37,18 +34,21 @@ from redmodel._errors import (
     TransactionError,
     ValidationError,
 )
-from redmodel._indexed import Abandoned, TxHints
-from redmodel._ops import DEFAULT
+from redmodel._indexes._writes import Abandoned, TxHints
+from redmodel._models._schema import spec_of
+from redmodel._models._types import BadValueError
 from redmodel._plan import Batch, Command, Plan
-from redmodel._schema import spec_of
-from redmodel._types import BadValueError
-from redmodel._wire import ResendPolicy, RestartAttemptError, server_error
+from redmodel._plans import _objects as _ops
+from redmodel._plans._atomic import incr_fields as incr_fields_plan
+from redmodel._plans._objects import DEFAULT
+from redmodel._stores._config import redis_reply
+from redmodel._transport._wire import ResendPolicy, RestartAttemptError, server_error
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from redmodel._aio import AsyncStore
-    from redmodel._store import Store
+    from redmodel._stores._async import AsyncStore
+    from redmodel._stores._sync import Store
 
 __all__ = [
     "AsyncTransaction",

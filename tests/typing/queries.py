@@ -21,14 +21,14 @@ class Hat:
 
 def sync(store: Store) -> None:
     query = store.find(Hat, color="black")
-    reveal_type(query)  # N: Revealed type is "redmodel._query.Query[tests.typing.queries.Hat, redmodel._store.Store]"
+    reveal_type(query)  # N: Revealed type is "redmodel._indexes._query.Query[tests.typing.queries.Hat, redmodel._stores._sync.Store]"
     reveal_type(query.all())  # N: Revealed type is "list[tests.typing.queries.Hat]"
     reveal_type(query.first())  # N: Revealed type is "tests.typing.queries.Hat | None"
     reveal_type(query.count())  # N: Revealed type is "int"
     reveal_type(query.ids())  # N: Revealed type is "list[Any]"
     reveal_type(query.exists())  # N: Revealed type is "bool"
-    reveal_type(query.page(10))  # N: Revealed type is "redmodel._query.Page[tests.typing.queries.Hat]"
-    reveal_type(query.order_by("-price").limit(5).offset(1).after(None))  # N: Revealed type is "redmodel._query.Query[tests.typing.queries.Hat, redmodel._store.Store]"
+    reveal_type(query.page(10))  # N: Revealed type is "redmodel._indexes._query.Page[tests.typing.queries.Hat]"
+    reveal_type(query.order_by("-price").limit(5).offset(1).after(None))  # N: Revealed type is "redmodel._indexes._query.Query[tests.typing.queries.Hat, redmodel._stores._sync.Store]"
     for hat in query:
         reveal_type(hat)  # N: Revealed type is "tests.typing.queries.Hat"
     for page in query.pages(100):
@@ -40,15 +40,15 @@ def sync(store: Store) -> None:
 
 async def in_asyncio(astore: AsyncStore) -> None:
     query = astore.find(Hat, color="black")
-    reveal_type(query)  # N: Revealed type is "redmodel._query.Query[tests.typing.queries.Hat, redmodel._aio.AsyncStore]"
+    reveal_type(query)  # N: Revealed type is "redmodel._indexes._query.Query[tests.typing.queries.Hat, redmodel._stores._async.AsyncStore]"
     running: Coroutine[Any, Any, list[Hat]] = query.all()  # nothing is sent yet
     reveal_type(await running)  # N: Revealed type is "list[tests.typing.queries.Hat]"
     reveal_type(await query.first())  # N: Revealed type is "tests.typing.queries.Hat | None"
     reveal_type(await query.count())  # N: Revealed type is "int"
     reveal_type(await query.ids())  # N: Revealed type is "list[Any]"
     reveal_type(await query.exists())  # N: Revealed type is "bool"
-    reveal_type(await query.page(10))  # N: Revealed type is "redmodel._query.Page[tests.typing.queries.Hat]"
-    reveal_type(query.order_by("price").limit(5))  # N: Revealed type is "redmodel._query.Query[tests.typing.queries.Hat, redmodel._aio.AsyncStore]"
+    reveal_type(await query.page(10))  # N: Revealed type is "redmodel._indexes._query.Page[tests.typing.queries.Hat]"
+    reveal_type(query.order_by("price").limit(5))  # N: Revealed type is "redmodel._indexes._query.Query[tests.typing.queries.Hat, redmodel._stores._async.AsyncStore]"
     async for hat in query:
         reveal_type(hat)  # N: Revealed type is "tests.typing.queries.Hat"
     async for page in query.apages(100):
