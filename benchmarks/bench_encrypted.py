@@ -15,7 +15,7 @@ import attrs
 
 import redmodel
 from benchmarks._common import Context, Section, delete_prefix, interleaved, table
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 
 ENC = "json|fernet"
 

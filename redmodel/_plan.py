@@ -8,25 +8,31 @@ so the logic exists once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+    Sequence,
+)
 from importlib import resources
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 from typing_extensions import TypeVar as DefaultTypeVar
 
-if TYPE_CHECKING:
-    from redmodel._stores._async import AsyncStore
-    from redmodel._stores._sync import Store
-
 __all__ = [
     "Batch",
     "Command",
+    "AsyncRunner",
     "Emit",
     "IterPlan",
     "LuaScript",
     "Plan",
     "S",
+    "SyncRunner",
     "iterate_async",
     "iterate_sync",
     "run_async",
@@ -36,13 +42,33 @@ __all__ = [
 R = TypeVar("R")
 Command = tuple[Any, ...]
 
-# named S (not S_co) as docs/design.md writes it: Query[M, S], Queue[T, S]
-S = DefaultTypeVar("S", bound="Store | AsyncStore", default="Store", covariant=True)  # noqa: PLC0105
-"""The store an object that runs plans is bound to (``Query[M, S]``, ``Queue[T, S]``...):
-its running methods are overloaded on ``self``, returning the value on a :class:`Store`
-and a coroutine of it on an :class:`AsyncStore` (docs/design.md). The default keeps
-``Query[Hat]`` meaning the sync form. Covariant, so a subclass of Store is a Store and a
-``Query[Hat, Store]`` is a ``Query[Hat, Store | AsyncStore]``."""
+class SyncRunner(Protocol):
+    """What runs a plan at once and returns its result: a :class:`~redmodel.Store`.
+
+    The interface the stores give the layers below them (queries, transactions), so
+    those never import the stores: the store passes itself down."""
+
+    def run(self, plan: Plan[R], /) -> R: ...
+
+    def _execute(self, batch: Batch, /) -> list[Any]: ...
+
+
+class AsyncRunner(Protocol):
+    """What runs a plan as a coroutine: an :class:`~redmodel.AsyncStore`."""
+
+    def run(self, plan: Plan[R], /) -> Coroutine[Any, Any, R]: ...
+
+    def _execute(self, batch: Batch, /) -> Coroutine[Any, Any, list[Any]]: ...
+
+
+# named S (not S_co) as docs/design.md writes it: Query[M, S]
+S = DefaultTypeVar("S", bound="SyncRunner | AsyncRunner", default="SyncRunner",  # noqa: PLC0105
+                   covariant=True)
+"""The runner an object that runs plans is bound to (``Query[M, S]``): its running
+methods are overloaded on ``self``, returning the value on a :class:`SyncRunner` (a
+Store) and a coroutine of it on an :class:`AsyncRunner` (an AsyncStore; docs/design.md).
+The default keeps ``Query[Hat]`` meaning the sync form. Covariant, so a subclass of Store
+is a Store and a ``Query[Hat, Store]`` is a ``Query[Hat, SyncRunner | AsyncRunner]``."""
 
 
 @attrs.frozen(slots=True)

@@ -16,7 +16,7 @@ import pytest
 import redmodel
 from redmodel._indexes import _blind
 from redmodel._indexes._blind import MAC_BYTES, kid_of
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from redmodel.codecs import _fernet
 from tests.plaintext import dump, leaked
 

@@ -36,7 +36,7 @@ from hypothesis.stateful import (
 
 import redmodel
 from redmodel._indexes import _blind
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from redmodel.codecs import _fernet
 from tests.plaintext import dump, leaked
 

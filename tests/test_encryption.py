@@ -11,7 +11,7 @@ import redis
 from cryptography.fernet import Fernet
 
 import redmodel
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from tests.models import LAYOUTS
 
 KEY_A, KEY_B = Fernet.generate_key(), Fernet.generate_key()

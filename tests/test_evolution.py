@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import redmodel
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from tests.budget import scaled
 
 # "encoded" is the hash layout with every changed field encoded by a codec chain (json):

@@ -32,7 +32,7 @@ from redis.retry import Retry
 import redmodel
 from redmodel import Queue, Set, SortedSet, WindowCounter
 from redmodel._indexes._writes import unique_lines
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
 
 SOCKET_TIMEOUT = 0.4

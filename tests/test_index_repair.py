@@ -13,7 +13,7 @@ import pytest
 
 import redmodel
 from redmodel._indexes import _repair
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from redmodel._plan import iterate_sync
 from tests.index_helpers import dump
 

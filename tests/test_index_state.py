@@ -53,7 +53,7 @@ from redmodel import (
     lt,
     one_of,
 )
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from tests.budget import scaled
 from tests.index_helpers import dump
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import redmodel
 from redmodel._errors import RedmodelError
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from tests.index_helpers import dump, flush, plant
 from tests.strategies import ids as any_ids
 

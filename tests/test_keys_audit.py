@@ -30,7 +30,7 @@ from redis.cluster import RedisCluster
 import redmodel
 from redmodel import Queue, Set, SortedSet, WindowCounter
 from redmodel._indexes import _blind
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from redmodel._plan import SCRIPTS_BY_SHA, LuaScript
 from redmodel.codecs import _fernet
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 
 import redmodel
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from tests.budget import scaled
 from tests.conftest import dbsize
 from tests.models import LAYOUTS, Address, Everything, Hat, Restaurant, Street, variant

@@ -19,7 +19,7 @@ import redis
 import redmodel
 from redmodel import IndexNotReadyError, SchemaConflictError
 from redmodel._indexes._registry import register_plan
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from redmodel._plan import Batch
 
 ROOT = Path(__file__).resolve().parent.parent

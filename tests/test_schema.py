@@ -8,7 +8,7 @@ import attrs
 import pytest
 
 import redmodel
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from tests.models import Everything, Hat, Restaurant
 
 

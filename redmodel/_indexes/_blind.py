@@ -34,6 +34,7 @@ from typing import Any
 from redmodel._errors import CodecError, ModelDefinitionError
 from redmodel._models._keys import escape, unescape
 from redmodel._models._types import canonical_text
+from redmodel.codecs._fernet import configured_raw_keys
 from redmodel.codecs._keysource import Key, KeySource
 
 __all__ = [
@@ -159,7 +160,6 @@ def current_keyring() -> IndexKeyring:
     if cached is not None and cached[0] is source and cached[1] == keys:
         return cached[2]
     ring = IndexKeyring(keys, source.source)
-    from redmodel.codecs._fernet import configured_raw_keys  # noqa: PLC0415
 
     if set(ring.raws) & set(configured_raw_keys()):
         raise CodecError(

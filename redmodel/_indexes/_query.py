@@ -24,30 +24,30 @@ import inspect
 import math
 import re
 from collections.abc import AsyncIterator, Coroutine, Generator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 import attrs
 
 from redmodel._errors import QueryError, ServerError
 from redmodel._indexes._registry import query_needs
+from redmodel._indexes._repair import sweep_step
 from redmodel._indexes._specs import IndexedField, IndexValueError
+from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import unescape
-from redmodel._models._schema import ModelSpec, spec_of
+from redmodel._models._specs import ModelSpec, spec_of
 from redmodel._plan import (
+    AsyncRunner,
     Batch,
     Command,
     Emit,
     IterPlan,
     Plan,
     S,
+    SyncRunner,
     iterate_async,
     iterate_sync,
     script,
 )
-
-if TYPE_CHECKING:
-    from redmodel._stores._async import AsyncStore
-    from redmodel._stores._sync import Store
 
 __all__ = [
     "Page", "Q", "Query", "Range", "between", "contains", "ge", "gt", "le", "lt", "one_of",
@@ -736,7 +736,6 @@ class Query(Generic[M, S]):
         """The replies of these buckets' script steps. A bucket whose step answers that an
         expired object is still indexed is swept (the sweep names every key it touches)
         and asked again, so an expired object never shows up in a result or a count."""
-        from redmodel._indexes._repair import sweep_step  # noqa: PLC0415 - _repair imports this
 
         replies = yield Batch(calls, keys=[self.spec.index_root(b.tag) + "rec"
                                            for b in buckets])
@@ -911,16 +910,12 @@ class Query(Generic[M, S]):
 
     def _reads(self, hits: list[_Hit]) -> Batch:
         """The pipelined reads of these hits' objects."""
-        from redmodel._plans._objects import layout_of  # noqa: PLC0415 - _ops imports this module
-
         spec = self.spec
         keys = [spec.object_prefix(h[2]) + h[1] for h in hits]
         layout = layout_of(spec)
         return Batch([layout.read(k) for k in keys], keys=keys)
 
     def _decode(self, hits: list[_Hit], batch: Batch, replies: list[Any]) -> list[M]:
-        from redmodel._plans._objects import layout_of  # noqa: PLC0415
-
         layout = layout_of(self.spec)
         out = []
         for key, hit, reply in zip(batch.keys, hits, replies, strict=True):
@@ -997,8 +992,6 @@ class Query(Generic[M, S]):
         matches is left out; one whose sort field changed is placed by its new value (in
         this page, later in ``window``, or else found by the next pass, which runs after
         this read; not shown if it moved before the page's start)."""
-        from redmodel._plans._objects import layout_of  # noqa: PLC0415
-
         layout = layout_of(self.spec)
         after = self._key(start[0], _raw(start[1])) if start[1] else None
         last = hits[-1][0] if hits else None
@@ -1215,26 +1208,26 @@ class Query(Generic[M, S]):
     # ---- running (the store decides sync or async) ----------------------------------
 
     @overload
-    def all(self: Query[M, Store]) -> list[M]: ...
+    def all(self: Query[M, SyncRunner]) -> list[M]: ...
     @overload
-    def all(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, list[M]]: ...
+    def all(self: Query[M, AsyncRunner]) -> Coroutine[Any, Any, list[M]]: ...
     def all(self) -> Any:
         """Every result as an object, gathered a page of :data:`ALL_PAGE_SIZE` at a time
         (script steps per bucket, then HGETALL of the page's hits, pipelined)."""
         return self.store.run(self._guard(self.all_plan()))
 
     @overload
-    def ids(self: Query[M, Store]) -> list[Any]: ...
+    def ids(self: Query[M, SyncRunner]) -> list[Any]: ...
     @overload
-    def ids(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, list[Any]]: ...
+    def ids(self: Query[M, AsyncRunner]) -> Coroutine[Any, Any, list[Any]]: ...
     def ids(self) -> Any:
         """Every result's id (script steps only, no object is read)."""
         return self.store.run(self._guard(self.ids_plan()))
 
     @overload
-    def count(self: Query[M, Store]) -> int: ...
+    def count(self: Query[M, SyncRunner]) -> int: ...
     @overload
-    def count(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, int]: ...
+    def count(self: Query[M, AsyncRunner]) -> Coroutine[Any, Any, int]: ...
     def count(self) -> Any:
         """How many results :meth:`ids` would give, exactly (expired objects never count):
         the matches, less the offset, at most the limit; one script call per bucket where
@@ -1243,26 +1236,26 @@ class Query(Generic[M, S]):
         return self.store.run(self._guard(self.size_plan()))
 
     @overload
-    def exists(self: Query[M, Store]) -> bool: ...
+    def exists(self: Query[M, SyncRunner]) -> bool: ...
     @overload
-    def exists(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, bool]: ...
+    def exists(self: Query[M, AsyncRunner]) -> Coroutine[Any, Any, bool]: ...
     def exists(self) -> Any:
         """Whether :meth:`ids` would give any result (stops at the first; ``limit(0)``
         gives none)."""
         return self.store.run(self._guard(self.exists_plan()))
 
     @overload
-    def first(self: Query[M, Store]) -> M | None: ...
+    def first(self: Query[M, SyncRunner]) -> M | None: ...
     @overload
-    def first(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, M | None]: ...
+    def first(self: Query[M, AsyncRunner]) -> Coroutine[Any, Any, M | None]: ...
     def first(self) -> Any:
         """The first result (in this query's order), or None."""
         return self.store.run(self._guard(self.first_plan()))
 
     @overload
-    def page(self: Query[M, Store], size: int) -> Page[M]: ...
+    def page(self: Query[M, SyncRunner], size: int) -> Page[M]: ...
     @overload
-    def page(self: Query[M, AsyncStore], size: int) -> Coroutine[Any, Any, Page[M]]: ...
+    def page(self: Query[M, AsyncRunner], size: int) -> Coroutine[Any, Any, Page[M]]: ...
     def page(self, size: int) -> Any:
         """One page of ``size`` results after this query's cursor, with the next cursor."""
         _check_size(size)
@@ -1271,7 +1264,7 @@ class Query(Generic[M, S]):
     def _is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.store.run)
 
-    def pages(self: Query[M, Store], size: int = PAGE_SIZE) -> Iterator[list[M]]:
+    def pages(self: Query[M, SyncRunner], size: int = PAGE_SIZE) -> Iterator[list[M]]:
         """Every result (after the offset, up to the limit), a page at a time, following
         cursors; memory holds one page (sync stores; :meth:`apages` for an AsyncStore)."""
         _check_size(size)
@@ -1281,7 +1274,7 @@ class Query(Generic[M, S]):
         return (page.items for page in iterate_sync(self._guard(self._pages_plan(size)),
                                                     self.store._execute) if page.items)
 
-    def apages(self: Query[M, AsyncStore], size: int = PAGE_SIZE) -> AsyncIterator[list[M]]:
+    def apages(self: Query[M, AsyncRunner], size: int = PAGE_SIZE) -> AsyncIterator[list[M]]:
         """:meth:`pages` for an AsyncStore: ``async for page in query.apages(100)``."""
         _check_size(size)
         if not self._is_async():
@@ -1289,17 +1282,17 @@ class Query(Generic[M, S]):
                             "query.pages(size)`")
         return self._apages(size)
 
-    async def _apages(self: Query[M, AsyncStore], size: int) -> AsyncIterator[list[M]]:
+    async def _apages(self: Query[M, AsyncRunner], size: int) -> AsyncIterator[list[M]]:
         async for page in iterate_async(self._guard(self._pages_plan(size)),
                                         self.store._execute):
             if page.items:
                 yield page.items
 
-    def __iter__(self: Query[M, Store]) -> Iterator[M]:
+    def __iter__(self: Query[M, SyncRunner]) -> Iterator[M]:
         """``for obj in query``: every result, :data:`PAGE_SIZE` at a time."""
         return (item for items in self.pages() for item in items)
 
-    async def __aiter__(self: Query[M, AsyncStore]) -> AsyncIterator[M]:
+    async def __aiter__(self: Query[M, AsyncRunner]) -> AsyncIterator[M]:
         """``async for obj in query`` (an AsyncStore's query): every result,
         :data:`PAGE_SIZE` at a time."""
         async for items in self.apages():

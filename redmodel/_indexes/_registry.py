@@ -28,8 +28,9 @@ import attrs
 
 from redmodel._errors import IndexNotReadyError, SchemaConflictError, ValidationError
 from redmodel._models._keys import glob_escape
-from redmodel._models._schema import FieldSpec, ModelSpec, spec_of
+from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
 from redmodel._plan import Batch, Emit, IterPlan, Plan, script
+from redmodel._plans._objects import scan_page
 
 __all__ = ["Registry", "describe", "owner_of", "registry_key"]
 
@@ -223,7 +224,6 @@ def read_plan(key: str) -> Plan[Record | None]:
 
 def has_objects(spec: ModelSpec, targets: Sequence[Any]) -> Plan[bool]:
     """Whether any object of the model is stored (SCAN pages until one is found)."""
-    from redmodel._plans._objects import scan_page  # noqa: PLC0415 - _ops imports the stores' modules
 
     for target in targets:
         cursor = 0

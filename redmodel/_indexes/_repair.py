@@ -50,9 +50,11 @@ from redmodel._indexes._writes import (
     settle,
     status,
 )
+from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape, unescape
-from redmodel._models._schema import ModelSpec, spec_of
+from redmodel._models._specs import ModelSpec, spec_of
 from redmodel._plan import Batch, Emit, IterPlan, Plan, gather, script
+from redmodel._plans._objects import _caught, scan_page
 
 __all__ = ["get_by_plan", "reindex_plan", "sweep_plan", "verify_plan"]
 
@@ -78,8 +80,6 @@ def _text(raw: Any) -> str:
 
 
 def _layout(spec: ModelSpec) -> Any:
-    from redmodel._plans._objects import layout_of  # noqa: PLC0415 - _ops imports the index modules
-
     return layout_of(spec)
 
 
@@ -432,7 +432,6 @@ class _Repair:
     # ---- pass 1: every object against its entries -------------------------------------------
 
     def objects(self, count: int, targets: Sequence[Any], cursors: dict[str, str]) -> Step:
-        from redmodel._plans._objects import scan_page  # noqa: PLC0415
 
         for target in targets:
             name = _target_name(target)
@@ -487,10 +486,9 @@ class _Repair:
             writes.append(w)
         claims: list[Any] = [None] * len(found)
         if spec.claims:
-            from redmodel._plans._objects import _caught  # noqa: PLC0415
-
             got = yield from gather([_caught(claim(spec, key, {n: getattr(obj, n) for n in
-                                                             self.indexes.fields}))
+                                                             self.indexes.fields},
+                                                   reader=self.layout))
                                      for key, obj, _, _, _ in found])
             for i, (c, (key, _, _, _, _)) in enumerate(zip(got, found, strict=True)):
                 if isinstance(c, Exception):
@@ -838,7 +836,7 @@ class _Repair:
                 owner, _, at = _text(raw).rpartition(SEP)
                 if at == "C" or (at.isdigit() and now - int(at) >= CLAIM_GRACE_MS):
                     old.append((_text(value), _text(raw), owner))
-            gone = yield from owners_gone(self.spec, [(o, name, v) for v, _, o in old])
+            gone = yield from owners_gone(self.spec, self.layout, [(o, name, v) for v, _, o in old])
             stale = [(v, raw, o) for (v, raw, o), g in zip(old, gone, strict=True) if g]
             # verify does not report these: such a claim blocks nobody (the next claimer
             # takes it over); reindex tidies them away

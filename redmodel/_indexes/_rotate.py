@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from redmodel._indexes._blind import IndexKeyring, current_keyring, kid_of
 from redmodel._indexes._repair import _Repair, sweep_plan
-from redmodel._models._schema import ModelSpec, spec_of
+from redmodel._models._specs import ModelSpec, spec_of
 from redmodel._plan import Batch, Emit, IterPlan, Plan
 
 __all__ = ["Progress", "rebuild", "rotate_index_key"]

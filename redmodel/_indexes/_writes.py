@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -44,7 +44,7 @@ from redmodel._indexes._specs import (
 )
 from redmodel._models._hidden import unique_violation
 from redmodel._models._keys import unescape
-from redmodel._models._schema import ModelSpec
+from redmodel._models._specs import ModelSpec
 from redmodel._plan import Batch, Command, Plan, script
 
 __all__ = ["Abandoned", "TxHints", "Write", "claim", "refusal", "run_writes", "settle", "undo"]
@@ -59,6 +59,16 @@ round trip; a pin lasts one round trip of its holder, or 2 s if that client died
 means the object's entries changed between two round trips (a concurrent writer). Every
 answer writes nothing and the keys declared accumulate, so trying again is safe, and an
 increment declares a widening window of values each time (see _atomic)."""
+
+
+class ObjectReader(Protocol):
+    """How to read one object back: a layout is one. Index maintenance reads objects to
+    judge who holds a unique value; the layout that made the write (or the caller, who
+    knows the model's layout) passes itself down, so this module never imports layouts."""
+
+    def read(self, key: str) -> Command: ...
+
+    def decode(self, key: str, id_text: str, reply: Any) -> Any: ...
 
 
 @attrs.define(eq=False)
@@ -76,6 +86,7 @@ class Write:
     values: dict[str, Any] | None = None  # indexed values it writes (for TxHints)
     spread: Callable[[list[str], int], Iterable[str]] | None = None  # more keys to
     # declare with the ones a KEYS answer names (round 1, 2, ...): see _atomic
+    reader: ObjectReader | None = None  # the layout that made it (reads its owners back)
 
     def command(self) -> Command:
         return WRITE.call(self.keys, self.args)
@@ -457,8 +468,6 @@ def free_unheld(refused: Sequence[tuple[Write, Any]]) -> Plan[bool]:
     object as ``get_by`` sees it, and done by a script that checks those fields did not
     change since). True when any value was given up (or was free already): worth
     sending the refused writes again."""
-    from redmodel._plans._objects import layout_of  # noqa: PLC0415 - _ops imports this module
-
     looked = []
     for w, reply in refused:
         spec, d = w.spec, w.spec.delimiter
@@ -476,7 +485,8 @@ def free_unheld(refused: Sequence[tuple[Write, Any]]) -> Plan[bool]:
                           spec.object_prefix(spec.tag_of(unescape(owner))) + owner))
     if not found:
         return False
-    layout = layout_of(found[0][0].spec)
+    layout = found[0][0].reader
+    assert layout is not None, "an index write is made by its layout"
     objects = yield Batch([layout.read(k) for *_, k in found], keys=[k for *_, k in found])
     fixes: list[Command] = []
     for (w, name, text, uq, owner, key), reply in zip(found, objects, strict=True):
@@ -602,8 +612,8 @@ class Claims:
     refreshed: list[tuple[str, str, str]] = attrs.field(factory=list)  # + earlier text
 
 
-def claim(spec: ModelSpec, key: str, values: dict[str, Any], hints: TxHints | None = None
-          ) -> Plan[Claims]:
+def claim(spec: ModelSpec, key: str, values: dict[str, Any], hints: TxHints | None = None,
+          *, reader: ObjectReader) -> Plan[Claims]:
     """Claim these unique values for the object at ``key`` in their own buckets, before
     its write (sent at once in a transaction, before MULTI). Raises UniqueViolationError,
     having released the claims just made, when a live object holding one owns it. In a
@@ -616,7 +626,7 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any], hints: TxHints | No
             held_by = hints.made.get((k, t, owner))
             return held_by is not None and \
                 f"u{SEP}{name}{SEP}{t}" not in hints.lines.get(held_by, set())
-    out = yield from _claim(spec, key, values, free)
+    out = yield from _claim(spec, key, values, reader, free)
     if hints is not None:
         for k, t in out.ours:
             hints.held[k, t, out.eid] += 1
@@ -625,7 +635,7 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any], hints: TxHints | No
     return out
 
 
-def _claim(spec: ModelSpec, key: str, values: dict[str, Any],
+def _claim(spec: ModelSpec, key: str, values: dict[str, Any], reader: ObjectReader,
            free: Callable[[str, str, str, str], bool] | None = None) -> Plan[Claims]:
     eid = eid_of(spec, key)
     wanted = [(spec.claim_key(name, text), text, name) for name, text in
@@ -653,7 +663,7 @@ def _claim(spec: ModelSpec, key: str, values: dict[str, Any],
              and (w, owner) not in mine]
     retry = [(w, o, "0") for w, o in mine]
     if stale:  # an old claim is taken over when its owner no longer holds the value
-        gone = yield from owners_gone(spec, [(owner, name, text) for (_, text, name), owner
+        gone = yield from owners_gone(spec, reader, [(owner, name, text) for (_, text, name), owner
                                              in stale])
         retry += [(w, o, grace) for (w, o), g in zip(stale, gone, strict=True) if g]
     if retry:
@@ -694,16 +704,15 @@ def _claim_refusal(spec: ModelSpec, key: str, replies: Sequence[Any], out: Claim
             check(spec, key, reply, f"claim a unique value of {spec.name}")
 
 
-def owners_gone(spec: ModelSpec, owners: Sequence[tuple[str, str, str]]) -> Plan[list[bool]]:
+def owners_gone(spec: ModelSpec, reader: ObjectReader, owners: Sequence[tuple[str, str, str]]
+                ) -> Plan[list[bool]]:
     """For each (owner id, constraint, value text): whether that owner is gone or no longer
     holds the value, so its claim may be taken over. "Holds" is judged on the object as
     stored (as :func:`get_by` sees it), not on its index record, which is stale when the
     object was changed with raw commands; an object that cannot be decoded holds it."""
-    from redmodel._plans._objects import layout_of  # noqa: PLC0415 - _ops imports this module
-
     if not owners:
         return []
-    layout = layout_of(spec)
+    layout = reader
     indexes = spec.indexes
     assert indexes is not None
     keys = [spec.object_prefix(spec.tag_of(unescape(owner))) + owner for owner, _, _ in owners]

@@ -8,7 +8,7 @@ import attrs
 
 from redmodel._errors import DecodeError, ValidationError
 from redmodel._layouts._hash import CAS_STRING
-from redmodel._models._schema import ModelSpec
+from redmodel._models._specs import ModelSpec
 from redmodel._models._types import BadValueError
 from redmodel._plan import Command
 from redmodel.codecs import codec as resolve_codec

@@ -37,7 +37,7 @@ from redmodel._errors import (
 from redmodel._indexes._writes import KEY_ROUNDS, Write, needed_keys, refusal, status
 from redmodel._layouts._hash import CAS_STRING, check_increment
 from redmodel._models._keys import escape
-from redmodel._models._schema import ModelSpec
+from redmodel._models._specs import ModelSpec
 from redmodel._models._tree import _stored_name, make_tree_converter, structure_error
 from redmodel._models._types import optional_inner, scalar
 from redmodel._plan import Batch, Command, LuaScript, Plan, script
@@ -215,14 +215,17 @@ class FlatLayout:
         keys = self._declared(key, [f"{key}{self.delim}{p}" for p, _ in leaves])
         ttl = "" if ttl_ms is None else str(ttl_ms)
         return FlatWrite(self.spec, key, keys,
-                         [ttl, self.delim, manifest, *(v for _, v in leaves)], lua=_SAVE)
+                         [ttl, self.delim, manifest, *(v for _, v in leaves)], lua=_SAVE,
+                         reader=self)
 
     def delete(self, key: str) -> FlatWrite:
-        return FlatWrite(self.spec, key, self._declared(key), [self.delim], lua=_DELETE)
+        return FlatWrite(self.spec, key, self._declared(key), [self.delim], lua=_DELETE,
+                         reader=self)
 
     def expire(self, key: str, ttl_ms: int | None) -> FlatWrite:
         return FlatWrite(self.spec, key, self._declared(key),
-                         [self.delim, "persist" if ttl_ms is None else ttl_ms], lua=_EXPIRE)
+                         [self.delim, "persist" if ttl_ms is None else ttl_ms], lua=_EXPIRE,
+                         reader=self)
 
     def update(self, key: str, values: Any) -> Command:
         raise ValidationError(

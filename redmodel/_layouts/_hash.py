@@ -17,7 +17,7 @@ from typing import Any
 from redmodel._errors import DecodeError, ValidationError
 from redmodel._indexes._specs import IndexValueError, entry_key
 from redmodel._indexes._writes import Write
-from redmodel._models._schema import FieldSpec, ModelSpec
+from redmodel._models._specs import FieldSpec, ModelSpec
 from redmodel._models._types import BadValueError, optional_inner
 from redmodel._plan import Command, script
 from redmodel.codecs._base import stored_primitive
@@ -303,7 +303,7 @@ class HashLayout:
         keys.extend(extra)
         return Write(spec, key, keys, [mode + ":c" if claims else mode, *head, ttl, changed,
                                        "\n".join(entries), *data],
-                     root=root, eid=head[0], fields=fields)
+                     root=root, eid=head[0], fields=fields, reader=self)
 
     def entries(self, key: str, values: dict[str, Any], only: Sequence[str] | None = None
                 ) -> list[str]:

@@ -22,9 +22,10 @@ import attrs
 
 from redmodel._errors import ModelDefinitionError, UniqueViolationError
 from redmodel._models._keys import unescape
+from redmodel.codecs import codec as resolve_codec
 
 if TYPE_CHECKING:
-    from redmodel._models._schema import FieldSpec, ModelSpec
+    from redmodel._models._specs import FieldSpec, ModelSpec
 
 __all__ = [
     "HIDDEN", "check_encryption_applies", "check_members_encrypted", "encrypted_fields",
@@ -169,7 +170,6 @@ def unique_violation(spec: ModelSpec, name: str, text: str, key: str) -> UniqueV
 
 def _declared(a: attrs.Attribute[Any]) -> str | None:
     """The name of the encrypting chain an attribute declares, if it declares one."""
-    from redmodel.codecs import codec as resolve_codec  # noqa: PLC0415
 
     chain = getattr(a.metadata.get("redmodel"), "codec", None)
     if chain is None:

@@ -15,7 +15,8 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from redmodel._errors import DecodeError
-from redmodel._models._types import _SCALARS, BadValueError, scalar
+from redmodel._models._types import _SCALARS, BadValueError, optional_inner, scalar
+from redmodel.codecs import codec as resolve
 from redmodel.codecs._base import stored_primitive
 from redmodel.codecs._strict import configure_containers, describe, field_names, upgrading
 
@@ -98,8 +99,6 @@ def _field_codec_hooks(conv: cattrs.Converter, cls: type) -> dict[str, Any]:
         chain = getattr(opts, "codec", None)
         hooks: dict[str, Any] = {"rename": _stored_name(f)}
         if chain is not None:
-            from redmodel._models._types import optional_inner  # noqa: PLC0415
-            from redmodel.codecs import codec as resolve  # noqa: PLC0415
 
             inner, optional = optional_inner(f.type)
             encode = resolve(chain).encoder(inner)

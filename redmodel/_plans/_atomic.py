@@ -26,8 +26,9 @@ from redmodel._errors import ConditionFailedError, ValidationError
 from redmodel._indexes._specs import EXACT_INT, SEP, IndexedField
 from redmodel._indexes._writes import TxHints, Write, refusal, run_writes, status
 from redmodel._layouts._hash import INT64, float_text, int_text
+from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import unescape
-from redmodel._models._schema import FieldSpec, ModelSpec, spec_of
+from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
 from redmodel._plan import Batch, Plan, script
 
 __all__ = ["ConditionFailedError", "incr_fields"]
@@ -187,8 +188,6 @@ def incr_fields(
 
 def _indexed_incr(spec: ModelSpec, key: str, todo: list[_Change], args: list[Any],
                   hints: TxHints | None) -> Plan[Any]:
-    from redmodel._plans._objects import layout_of  # noqa: PLC0415 - _ops imports this module
-
     layout = layout_of(spec)
     names: list[Any] = []
     for c in todo:

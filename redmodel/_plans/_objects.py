@@ -33,18 +33,18 @@ from redmodel._indexes._writes import (
     undo,
     unique_lines,
 )
-from redmodel._layouts._blob import BlobLayout
-from redmodel._layouts._flat import FlatLayout, counter_result, read_batch
+from redmodel._layouts._flat import counter_result, read_batch
 from redmodel._layouts._hash import HashLayout, check_increment, saved
+from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape
-from redmodel._models._schema import ModelSpec, spec_of
+from redmodel._models._specs import ModelSpec, spec_of
 from redmodel._models._types import optional_inner
 from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, gather
 from redmodel._plans._atomic import incr_fields
 from redmodel.codecs import Codec
 from redmodel.codecs import codec as resolve_codec
 
-__all__ = ["DEFAULT", "layout_of"]
+__all__ = ["DEFAULT"]
 
 
 class _Default:
@@ -54,19 +54,6 @@ class _Default:
 
 DEFAULT: Final[Any] = _Default()
 """Sentinel: use the model's own setting (for example its default TTL)."""
-
-Layout = HashLayout | FlatLayout | BlobLayout
-_KINDS: dict[str, type[Layout]] = {"hash": HashLayout, "flat": FlatLayout, "blob": BlobLayout}
-_LAYOUTS: dict[type, Layout] = {}
-
-
-def layout_of(spec: ModelSpec) -> Layout:
-    """The layout object of a model, built on first use."""
-    layout = _LAYOUTS.get(spec.cls)
-    if layout is None or layout.spec is not spec:
-        layout = _LAYOUTS[spec.cls] = _KINDS[spec.layout](spec)
-    return layout
-
 
 def ttl_ms(spec: ModelSpec, ttl: Any) -> int | None:
     """Milliseconds of expiry for a save, from the call's ``ttl`` or the model's default."""
@@ -155,7 +142,8 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
         what = f"save {spec.name}"
         claims = None
         if spec.claims:
-            claims = yield from claim(spec, key, _values(spec, obj), hints)
+            claims = yield from claim(spec, key, _values(spec, obj), hints,
+                                           reader=layout_of(spec))
         reply = yield from _indexed_write(spec, cmd, claims, hints, what, True)
         if partial and _result_of(reply) == 0:
             whole = layout.save_changes(key, obj, ms, True)[0]
@@ -257,7 +245,8 @@ def _claim_all(items: Sequence[tuple[ModelSpec, str, Any]], hints: TxHints | Non
                ) -> Plan[list[Claims | None]]:
     """The claims of every object that needs them, pipelined; on a refusal every claim
     just made is released and the first refusal raised."""
-    plans = [(i, _caught(claim(spec, key, _values(spec, obj), hints)))
+    plans = [(i, _caught(claim(spec, key, _values(spec, obj), hints,
+                                     reader=layout_of(spec))))
              for i, (spec, key, obj) in enumerate(items) if spec.claims]
     out: list[Claims | None] = [None] * len(items)
     if not plans:
@@ -400,7 +389,7 @@ def update(model: type, id_value: Any, values: Mapping[str, Any],
         exists = bool(found[0]) if hints is None else hints.exists.get(key, bool(found[0]))
         if not exists:
             return False  # as the write would answer; no claim for a missing object
-        claims = yield from claim(spec, key, dict(values), hints)
+        claims = yield from claim(spec, key, dict(values), hints, reader=layout_of(spec))
     reply = yield from _indexed_write(spec, cmd, claims, hints, f"update {spec.name}", True)
     if not spec.claims:
         return bool(reply)

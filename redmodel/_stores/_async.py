@@ -15,7 +15,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redmodel._indexes import _registry, _repair
 from redmodel._indexes._query import Q, Query
 from redmodel._indexes._rotate import Progress, rotate_index_key
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from redmodel._plan import Batch, Plan, gather, iterate_async, run_async
 from redmodel._plans import _atomic
 from redmodel._plans import _objects as _ops

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from redmodel._args import integer
+from redmodel._indexes._registry import Registry
 from redmodel._transport._wire import DEFAULT_POLICY, ResendPolicy
 
 __all__ = ["DEFAULT_URL", "ShellConfig", "check_client", "env_settings"]
@@ -150,7 +151,6 @@ class ShellConfig:
         self.cluster = is_cluster(client)
         self.exactly_once = bool(exactly_once)
         self.resend = resend or DEFAULT_POLICY
-        from redmodel._indexes._registry import Registry  # noqa: PLC0415 - it imports _schema
 
         self._registry = Registry(bool(registry), self._targets)
         self._use = self._registry.use

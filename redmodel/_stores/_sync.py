@@ -12,7 +12,7 @@ from redis.cluster import RedisCluster
 from redmodel._indexes import _registry, _repair
 from redmodel._indexes._query import Q, Query
 from redmodel._indexes._rotate import Progress, rotate_index_key
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from redmodel._plan import Batch, Plan, gather, iterate_sync, run_sync
 from redmodel._plans import _atomic
 from redmodel._plans import _objects as _ops

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from redmodel._models._schema import FieldSpec, ModelSpec, spec_of
+from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
 from redmodel._models._types import optional_inner
 from redmodel.codecs import Codec, codec
 

@@ -15,7 +15,7 @@ from typing import IO, Any
 import click
 from rich.console import Console
 
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from redmodel._stores._sync import Store
 from redmodel.cli._common import OK, PROBLEMS, CliError, Env, common_options, model_label
 from redmodel.cli._lines import BadLineError, Models, SealedItem, TypedItem

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from redmodel._errors import RedmodelError
 from redmodel._indexes import _registry as registry
-from redmodel._models._schema import FieldSpec, ModelSpec, spec_of
+from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
 from redmodel._models._types import BadValueError
 from redmodel._stores._sync import Store
 from redmodel.cli._common import OK, PROBLEMS, Env, common_options, model_label, reads

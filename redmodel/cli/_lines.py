@@ -30,7 +30,7 @@ import attrs
 import cattrs
 
 from redmodel._errors import DecodeError, RedmodelError, ValidationError
-from redmodel._models._schema import FieldSpec, ModelSpec, spec_of
+from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
 from redmodel._models._types import BadValueError
 from redmodel.cli._common import model_label
 from redmodel.cli._describe import encrypted_paths

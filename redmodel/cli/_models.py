@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 
 __all__ = ["ModelsError", "is_model", "load_models"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from redmodel.cli._common import OK, Env, common_options, model_label
 
 __all__ = ["command"]

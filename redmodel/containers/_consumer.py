@@ -42,7 +42,7 @@ import typing
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 import redis
@@ -62,16 +62,35 @@ from redmodel._transport._blocking import (
 if typing.TYPE_CHECKING:
     from redmodel._stores._async import AsyncStore
     from redmodel._stores._sync import Store
-    from redmodel.containers._containers import Queue
 
 __all__ = [
     "AsyncConsumer",
+    "ConsumedQueue",
     "Consumer",
     "ConsumerKeys",
     "in_flight_plan",
     "recover_plan",
     "slot_prefix",
 ]
+
+_T_co = TypeVar("_T_co", covariant=True)
+_S_co = TypeVar("_S_co", covariant=True)
+
+
+class ConsumedQueue(Protocol[_T_co, _S_co]):
+    """What a consumer needs of the queue it consumes (a :class:`~redmodel.containers.Queue`
+    is one): its key, its store, and how it decodes a member. The queue passes itself
+    down, so this module never imports the queue's."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def store(self) -> _S_co: ...
+
+    def _decode(self, raw: Any, key: str | None = None, /) -> _T_co: ...
+
+    def _decoded_or_set_aside(self, raw: Any, set_aside: bool = True, /) -> Plan[_T_co]: ...
 
 T = TypeVar("T")
 log = logging.getLogger("redmodel.consume")
@@ -321,7 +340,7 @@ class _ConsumerBase(Generic[T]):
 
     def __init__(
         self,
-        queue: Queue[T, Any],
+        queue: ConsumedQueue[T, Any],
         *,
         sentinel: Any = None,
         max_items: int | None = None,
@@ -583,7 +602,7 @@ class Consumer(_ConsumerBase[T]):
     reply ends the loop with :class:`~redmodel.OutcomeUnknownError` naming the queue).
     """
 
-    queue: Queue[T, Store]
+    queue: ConsumedQueue[T, Store]
 
     def ack(self) -> bool:
         """Acknowledge the current item now (it is otherwise acknowledged when the next is
@@ -738,9 +757,9 @@ class AsyncConsumer(_ConsumerBase[T]):
     ``CancelledError`` itself. Signal handlers go through the running loop (main thread
     only)."""
 
-    queue: Queue[T, AsyncStore]
+    queue: ConsumedQueue[T, AsyncStore]
 
-    def __init__(self, queue: Queue[T, AsyncStore], **kwargs: Any) -> None:
+    def __init__(self, queue: ConsumedQueue[T, AsyncStore], **kwargs: Any) -> None:
         super().__init__(queue, **kwargs)
         self._running: weakref.ref[AsyncIterator[T]] | None = None
         self._closed: asyncio.Future[None] | None = None  # done when the loop has left
@@ -870,7 +889,7 @@ class AsyncConsumer(_ConsumerBase[T]):
                         "after its visibility timeout", self.name, self.keys.queue, e)
 
 
-def make_consumer(queue: Queue[T, Any], **kwargs: Any) -> Consumer[T]:
+def make_consumer(queue: ConsumedQueue[T, Any], **kwargs: Any) -> Consumer[T]:
     """A :class:`Consumer`, or an :class:`AsyncConsumer` for a queue on an AsyncStore."""
     if is_async_client(queue.store.client):
         return AsyncConsumer(queue, **kwargs)  # type: ignore[return-value]

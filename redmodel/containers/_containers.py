@@ -35,6 +35,7 @@ import attrs
 import cattrs
 from cattrs.fns import identity
 from redis.crc import key_slot
+from typing_extensions import TypeVar as DefaultTypeVar
 
 from redmodel._args import MAX_TTL_SECONDS, integer, seconds
 from redmodel._errors import (
@@ -47,7 +48,7 @@ from redmodel._errors import (
 from redmodel._models._hidden import check_members_encrypted
 from redmodel._models._keys import escape
 from redmodel._models._types import BadValueError, Checker, make_checker, scalar
-from redmodel._plan import Batch, Command, Plan, S, run_async, run_sync, script
+from redmodel._plan import Batch, Command, Plan, run_async, run_sync, script
 from redmodel._transport._blocking import (
     block_arg,
     blocking_call,
@@ -83,6 +84,12 @@ __all__ = [
     "container_key",
     "pop_blocking",
 ]
+
+# named S (not S_co) as docs/design.md writes it: Queue[T, S]
+S = DefaultTypeVar("S", bound="Store | AsyncStore", default="Store", covariant=True)  # noqa: PLC0105
+"""The store a container is bound to: its methods are overloaded on ``self``, returning the
+value on a :class:`~redmodel.Store` and a coroutine of it on an :class:`~redmodel.AsyncStore`
+(docs/design.md). The default keeps ``Queue[int]`` meaning ``Queue[int, Store]``."""
 
 T = TypeVar("T")
 C = TypeVar("C")

@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import attrs
 from redis.exceptions import ResponseError
@@ -35,9 +35,9 @@ from redmodel._errors import (
     ValidationError,
 )
 from redmodel._indexes._writes import Abandoned, TxHints
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import spec_of
 from redmodel._models._types import BadValueError
-from redmodel._plan import Batch, Command, Plan
+from redmodel._plan import AsyncRunner, Batch, Command, Plan, SyncRunner
 from redmodel._plans import _objects as _ops
 from redmodel._plans._atomic import incr_fields as incr_fields_plan
 from redmodel._plans._objects import DEFAULT
@@ -47,8 +47,7 @@ from redmodel._transport._wire import ResendPolicy, RestartAttemptError, server_
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from redmodel._stores._async import AsyncStore
-    from redmodel._stores._sync import Store
+    from redmodel._transport._links import AsyncLink, SyncLink
 
 __all__ = [
     "AsyncTransaction",
@@ -67,6 +66,39 @@ __all__ = [
     "transact",
     "transaction",
 ]
+
+
+class Store(SyncRunner, Protocol):
+    """What a transaction needs of its store: a :class:`~redmodel.Store` is one. The store
+    passes itself down, so this module never imports the stores'."""
+
+    @property
+    def client(self) -> Any: ...
+
+    @property
+    def chunk_size(self) -> int: ...
+
+    @property
+    def resend(self) -> ResendPolicy: ...
+
+    @property
+    def _link(self) -> SyncLink: ...
+
+
+class AsyncStore(AsyncRunner, Protocol):
+    """What an asyncio transaction needs of its store: an :class:`~redmodel.AsyncStore`."""
+
+    @property
+    def client(self) -> Any: ...
+
+    @property
+    def chunk_size(self) -> int: ...
+
+    @property
+    def resend(self) -> ResendPolicy: ...
+
+    @property
+    def _link(self) -> AsyncLink: ...
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -1,0 +1,206 @@
+"""The compiled form of a model: :class:`ModelSpec` (with its :class:`FieldSpec` s), what
+every layer below the declaration reads, and :func:`spec_of`, which finds it.
+
+A spec is built once, when :func:`redmodel.model` reads the declaration
+(:mod:`redmodel._models._schema`), and is immutable afterwards. It knows the model's key
+format (prefix, delimiter, hash tags, buckets) and validates objects before a write.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from redmodel._errors import ModelDefinitionError, ValidationError
+from redmodel._indexes._specs import IndexSpec, bucket_of
+from redmodel._models._keys import escape, snake_case, unescape
+from redmodel._models._types import Checker, Decoder, Encoder
+from redmodel.codecs import Codec
+
+__all__ = ["FieldSpec", "ModelSpec", "base_spec", "spec_of"]
+
+_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
+
+
+@attrs.frozen
+class FieldSpec:
+    """One attribute of a model, compiled."""
+
+    name: str  # attribute name
+    init_name: str  # keyword for the class constructor (attrs alias)
+    stored: str  # name in Redis (escaped part of a hash field name / key)
+    type: Any
+    optional: bool
+    has_default: bool
+    kind: str  # "scalar" | "struct" | "encoded"
+    check: Checker
+    encode: Encoder | None = None  # scalar and encoded kinds
+    decode: Decoder | None = None
+    codec: Codec | None = None  # encoded kind
+    cls: type | None = None  # struct kind
+    children: tuple[FieldSpec, ...] = ()  # struct kind
+    numeric: str | None = None  # "int" | "float" for HINCRBY / HINCRBYFLOAT
+    old_stored: tuple[str, ...] = ()  # earlier stored names, escaped (old_names=)
+    upgrade: Callable[[Any], Any] | None = None  # upgrade=: a value of an older type
+
+
+@attrs.frozen
+class ModelSpec:
+    """A model, compiled once at declaration."""
+
+    cls: type
+    name: str
+    prefix: str
+    delimiter: str
+    layout: str
+    ttl: float | None
+    codec: Codec | None  # model codec: blob layout, and default for encoded fields
+    key: FieldSpec
+    fields: tuple[FieldSpec, ...]  # every stored field but the key
+    by_name: dict[str, FieldSpec]
+    hash_tag: bool | Callable[[Any], str] = False
+    buckets: int | None = None
+    indexes: IndexSpec | None = None
+    track_changes: bool = False
+    # The @model options given explicitly, inherited by a decorated subclass.
+    options: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def claims(self) -> bool:
+        """Unique values are claimed in their own buckets before a write (a model with
+        unique constraints spread over several buckets); see _index.CLAIM."""
+        return bool(self.indexes and self.indexes.uniques and (self.buckets or 1) > 1)
+
+    def claim_key(self, name: str, value_text: str) -> str:
+        """The hash holding the claims of unique constraint ``name`` for this value."""
+        if not self.claims:  # with the objects: in the one slot there is
+            return f"{self.index_root(None if self.buckets is None else '0')}uq" \
+                   f"{self.delimiter}{name}"
+        tag = str(bucket_of(value_text, self.buckets or 1))
+        return f"{self.index_root(tag)}uq{self.delimiter}{name}"
+
+    def tag_of(self, text: str) -> str | None:
+        """The hash tag of the object with this id text, or None for plain keys."""
+        if self.buckets is not None:
+            return str(bucket_of(text, self.buckets))
+        return None
+
+    def object_prefix(self, tag: str | None) -> str:
+        """What precedes the escaped id in object keys of this tag: ``hat:`` / ``hat:{7}:``."""
+        d = self.delimiter
+        return f"{self.prefix}{d}" if tag is None else f"{self.prefix}{d}{{{tag}}}{d}"
+
+    def index_root(self, tag: str | None) -> str:
+        """The index key root of a bucket: ``hat:%idx:`` / ``hat:{7}:%idx:``."""
+        return f"{self.object_prefix(tag)}%idx{self.delimiter}"
+
+    def tags(self) -> list[str | None]:
+        """Every bucket's tag (one None on a single server without buckets)."""
+        return [None] if self.buckets is None else [str(b) for b in range(self.buckets)]
+
+    def id_text(self, id_value: Any) -> str:
+        """The id as text; raises ValidationError for an empty or mistyped id."""
+        if (err := self.key.check(id_value)) is not None:
+            raise ValidationError(f"bad id: {err}", model=self.name, field=self.key.name)
+        assert self.key.encode is not None
+        text = self.key.encode(id_value).decode("utf-8")
+        if not text:
+            raise ValidationError("id is empty", model=self.name, field=self.key.name)
+        return text
+
+    def key_for(self, id_value: Any) -> str:
+        """The Redis key of the object with this id: ``hat:56854717``; with ``hash_tag=True``
+        ``hat:{56854717}``; with a tag function ``order:{acme}:123``."""
+        return self.key_of_text(self.id_text(id_value), id_value)
+
+    def key_of_text(self, text: str, id_value: Any = None) -> str:
+        d = self.delimiter
+        part = escape(text, d)
+        if self.buckets is not None:
+            return self.object_prefix(self.tag_of(text)) + part
+        if self.hash_tag is True:
+            return f"{self.prefix}{d}{{{part}}}"
+        if self.hash_tag:
+            tag = self.hash_tag(id_value if id_value is not None else text)
+            if not isinstance(tag, str) or not tag:
+                raise ValidationError("hash_tag must return a non-empty str", model=self.name)
+            return f"{self.prefix}{d}{{{escape(tag, d)}}}{d}{part}"
+        return f"{self.prefix}{d}{part}"
+
+    def id_of_key(self, key: str) -> str | None:
+        """The id text of one of this model's object keys, or None if ``key`` is not one
+        (a leaf of a flat object, an index, another model's key under the same prefix)."""
+        d = self.delimiter
+        head = len(self.prefix) + len(d)
+        rest = key[head:]
+        if self.hash_tag or self.buckets is not None:
+            if not rest.startswith("{") or "}" not in rest:
+                return None
+            close = rest.index("}")
+            if self.hash_tag is True and self.buckets is None:
+                part = rest[1:close] if close == len(rest) - 1 else None
+            else:
+                tail = rest[close + 1 :]
+                part = tail[len(d):] if tail.startswith(d) else None
+        else:
+            part = rest
+        if part is None or d in part or "{" in part or "}" in part:
+            return None
+        if part.startswith("%") and not _HEX2.match(part, 1):
+            return None  # redmodel's own keys (%schema, %idx): an escaped id has %XX
+        return unescape(part)
+
+    def check(self, obj: Any) -> None:
+        """Validate every field of ``obj`` before anything is written."""
+        if not isinstance(obj, self.cls):
+            raise ValidationError(
+                f"expected a {self.name}, got {type(obj).__name__}", model=self.name
+            )
+        for f in self.fields:
+            if (err := f.check(getattr(obj, f.name))) is not None:
+                raise ValidationError(err, model=self.name, field=f.name)
+
+    def path(self, dotted: str) -> tuple[FieldSpec, ...]:
+        """``"address.zip"`` -> the chain of field specs down to that leaf."""
+        chain: list[FieldSpec] = []
+        fields = self.by_name
+        for part in dotted.split("."):
+            f = fields.get(part)
+            if f is None:
+                raise ValidationError(f"unknown field {dotted!r}", model=self.name)
+            chain.append(f)
+            fields = {c.name: c for c in f.children}
+        return tuple(chain)
+
+
+def spec_of(cls_or_obj: Any) -> ModelSpec:
+    """The spec of a model class or instance; raises :class:`ModelDefinitionError` (a
+    RedmodelError and a TypeError) naming the class for anything else."""
+    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
+    spec = cls.__dict__.get("__redmodel__")
+    if not isinstance(spec, ModelSpec):
+        base = base_spec(cls)
+        if base is not None:
+            raise ModelDefinitionError(
+                f"{cls.__module__}.{cls.__qualname__} is a subclass of the model "
+                f"{base.name} but not a model itself: decorate it with @redmodel.model "
+                f"(it inherits {base.name}'s options, and its keys get their own prefix, "
+                f"{snake_case(cls.__name__)!r} unless given) or store {base.name} objects"
+            )
+        raise ModelDefinitionError(
+            f"{cls.__module__}.{cls.__qualname__} is not a redmodel model "
+            "(decorate the attrs class with @redmodel.model)"
+        )
+    return spec
+
+
+def base_spec(cls: type) -> ModelSpec | None:
+    """The spec of the nearest model class ``cls`` derives from."""
+    for base in cls.__mro__[1:]:
+        found = base.__dict__.get("__redmodel__")
+        if isinstance(found, ModelSpec):
+            return found
+    return None
