@@ -20,7 +20,7 @@ from redmodel._indexes._writes import Write
 from redmodel._models._specs import FieldSpec, ModelSpec
 from redmodel._models._types import BadValueError, optional_inner
 from redmodel._plan import Command, script
-from redmodel.codecs._base import stored_primitive
+from redmodel.codecs._chains import stored_primitive
 from redmodel.codecs._strict import upgrade_value
 
 __all__ = ["HashLayout"]

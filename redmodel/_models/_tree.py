@@ -17,7 +17,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from redmodel._errors import DecodeError
 from redmodel._models._types import _SCALARS, BadValueError, optional_inner, scalar
 from redmodel.codecs import codec as resolve
-from redmodel.codecs._base import stored_primitive
+from redmodel.codecs._chains import stored_primitive
 from redmodel.codecs._strict import configure_containers, describe, field_names, upgrading
 
 __all__ = ["make_tree_converter", "structure_error"]

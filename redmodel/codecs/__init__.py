@@ -8,9 +8,9 @@ from redmodel.codecs._base import (
     Codec,
     Serializer,
     Transform,
-    codec,
     register_codec,
 )
+from redmodel.codecs._chains import codec
 from redmodel.codecs._compress import Bz2Transform, LzmaTransform, ZlibTransform
 from redmodel.codecs._config import CodecConfig, codec_from_config, codec_from_env
 from redmodel.codecs._fernet import FernetTransform, configure_fernet

@@ -19,7 +19,7 @@ import cattrs
 from redmodel._errors import CodecError, DecodeError, ValidationError
 from redmodel.codecs._strict import describe
 
-__all__ = ["Codec", "Serializer", "Transform", "codec", "register_codec"]
+__all__ = ["Codec", "Serializer", "Transform", "register_codec"]
 
 _MAGIC = 0xA7  # not a valid first byte of UTF-8 text, JSON, YAML or a msgpack map/array
 
@@ -327,20 +327,6 @@ def _header_mismatch(data: bytes, expected: str) -> str:
     )
 
 
-def stored_primitive(raw: bytes) -> Any:
-    """What ``upgrade=`` receives for one stored string: the primitive of a value a codec
-    chain wrote (its header names the chain), else the text (bytes if not UTF-8).
-    Raises DecodeError when a chain's value does not decode (tampered, unknown key)."""
-    if len(raw) >= 2 and raw[0] == _MAGIC and len(raw) >= 2 + raw[1]:
-        name = raw[2 : 2 + raw[1]]
-        if name.isascii() and all(p.decode("ascii") in _REGISTRY for p in name.split(b"|")):
-            return codec(name.decode("ascii")).loader()(raw)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw
-
-
 _REGISTRY: dict[str, Callable[[], Serializer | Transform]] = {}
 _CACHE: dict[str, Codec] = {}
 _REG_LOCK = threading.Lock()
@@ -358,47 +344,6 @@ def register_codec(name: str, factory: Callable[[], Serializer | Transform]) -> 
         _REGISTRY[name] = factory
         for key in [k for k in _CACHE if name in k.split("|")]:
             del _CACHE[key]
-
-
-def codec(spec: str | Codec) -> Codec:
-    """The chain for ``spec``: a :class:`Codec`, or a string such as ``"msgpack|bz2|fernet"``.
-
-    The first name must be a serializer, the others transforms. Raises :class:`CodecError`
-    for an unknown name or a missing optional dependency.
-    """
-    if isinstance(spec, Codec):
-        return spec
-    if not isinstance(spec, str):
-        raise CodecError(f"a codec chain is a string such as 'json|bz2', not {type(spec).__name__}")
-    key = "|".join(part.strip() for part in spec.split("|"))
-    found = _CACHE.get(key)
-    if found is not None:
-        return found
-    names = key.split("|")
-    for i, n in enumerate(names):
-        if not n:
-            raise CodecError(f"codec chain {spec!r} has an empty name at position {i + 1}")
-    parts = [_make(n) for n in names]
-    serializer, transforms = parts[0], parts[1:]
-    if not isinstance(serializer, Serializer):
-        raise CodecError(f"codec chain {spec!r} must start with a serializer, not {names[0]!r}")
-    for n, t in zip(names[1:], transforms, strict=True):
-        if not isinstance(t, Transform):
-            raise CodecError(f"{n!r} in codec chain {spec!r} is not a byte transform")
-    built = Codec(serializer, tuple(t for t in transforms if isinstance(t, Transform)))
-    with _REG_LOCK:
-        _CACHE[key] = built
-    return built
-
-
-def _make(name: str) -> Serializer | Transform:
-    from redmodel.codecs import _builtins  # noqa: F401, PLC0415 - registers the built-in names
-
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        known = ", ".join(sorted(_REGISTRY))
-        raise CodecError(f"unknown codec {name!r} (known: {known})")
-    return factory()
 
 
 def _structured(structure: Callable[[Any, Any], Any], primitive: Any, tp: Any,

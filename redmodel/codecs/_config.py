@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 from redmodel._errors import CodecError
-from redmodel.codecs._base import Codec, codec
+from redmodel.codecs._base import Codec
+from redmodel.codecs._chains import codec
 
 __all__ = ["CodecConfig", "codec_from_config", "codec_from_env"]
 
