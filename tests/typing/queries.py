@@ -63,11 +63,11 @@ async def wrong(store: Store, astore: AsyncStore) -> None:
     forgot: list[Hat] = astore.find(Hat).all()  # E: Incompatible types in assignment (expression has type "Coroutine[Any, Any, list[Hat]]", variable has type "list[Hat]")  [assignment] # N: Maybe you forgot to use "await"?
     astore.find(Hat).count()  # E: Value of type "Coroutine[Any, Any, int]" must be used  [unused-coroutine] # N: Are you missing an await?
     await store.find(Hat).all()  # E: Incompatible types in "await" (actual type "list[Hat]", expected type "Awaitable[Any]")  [misc]
-    for hat in astore.find(Hat):  # E: Invalid self argument "Query[Hat, AsyncStore]" to attribute function "__iter__" with type "Callable[[Query[M, Store]], Iterator[M]]"  [misc]
+    for hat in astore.find(Hat):  # E: Invalid self argument "Query[Hat, AsyncStore]" to attribute function "__iter__" with type "Callable[[Query[M, SyncRunner]], Iterator[M]]"  [misc]
         print(hat)
-    async for other in store.find(Hat):  # E: Invalid self argument "Query[Hat, Store]" to attribute function "__aiter__" with type "Callable[[Query[M, AsyncStore]], AsyncIterator[M]]"  [misc]
+    async for other in store.find(Hat):  # E: Invalid self argument "Query[Hat, Store]" to attribute function "__aiter__" with type "Callable[[Query[M, AsyncRunner]], AsyncIterator[M]]"  [misc]
         print(other)
-    astore.find(Hat).pages(10)  # E: Invalid self argument "Query[Hat, AsyncStore]" to attribute function "pages" with type "Callable[[Query[M, Store], int], Iterator[list[M]]]"  [misc]
-    store.find(Hat).apages(10)  # E: Invalid self argument "Query[Hat, Store]" to attribute function "apages" with type "Callable[[Query[M, AsyncStore], int], AsyncIterator[list[M]]]"  [misc]
-    sync_query: redmodel.Query[Hat] = astore.find(Hat)  # E: Incompatible types in assignment (expression has type "Query[Hat, AsyncStore]", variable has type "Query[Hat, Store]")  [assignment]
+    astore.find(Hat).pages(10)  # E: Invalid self argument "Query[Hat, AsyncStore]" to attribute function "pages" with type "Callable[[Query[M, SyncRunner], int], Iterator[list[M]]]"  [misc]
+    store.find(Hat).apages(10)  # E: Invalid self argument "Query[Hat, Store]" to attribute function "apages" with type "Callable[[Query[M, AsyncRunner], int], AsyncIterator[list[M]]]"  [misc]
+    sync_query: redmodel.Query[Hat] = astore.find(Hat)  # E: Incompatible types in assignment (expression has type "Query[Hat, AsyncStore]", variable has type "Query[Hat, SyncRunner]")  [assignment]
     print(forgot, sync_query)
