@@ -1,7 +1,7 @@
 """Codec layers: one serializer plus byte transforms, composed into a chain.
 
-The public names are re-exported from :mod:`redmodel`; the modules in this package are
-private. A new format is one module here and one ``register_codec`` call.
+Import them from here (``from redmodel.codecs import JsonSerializer``); the modules in
+this package are private. A new format is one module here and one ``register_codec`` call.
 """
 
 from redmodel.codecs._base import (
@@ -36,3 +36,8 @@ __all__ = [
     "configure_fernet",
     "register_codec",
 ]
+
+for _name in __all__:
+    if isinstance(globals()[_name], type) or callable(globals()[_name]):
+        globals()[_name].__module__ = __name__
+del _name
