@@ -102,7 +102,7 @@ def _run(url: str, *args: str) -> tuple[float, int]:
 
 
 def run(url: str, n: int, repeat: int) -> str:
-    redmodel.configure_fernet(keys=[KEY])
+    redmodel.codecs.configure_fernet(keys=[KEY])
     client = redis.Redis.from_url(url)
     store = redmodel.Store(client)
     rows = []

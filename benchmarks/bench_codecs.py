@@ -27,7 +27,7 @@ def values() -> list[tuple[str, Any, Any]]:
 
 
 def run(ctx: Context) -> Section:
-    redmodel.configure_fernet(keys=[redmodel.FernetTransform.generate_key()])
+    redmodel.codecs.configure_fernet(keys=[redmodel.codecs.FernetTransform.generate_key()])
     section = Section("3. Codecs: encode + decode time and stored bytes")
     results: dict[str, list[tuple[str, float, int]]] = {}
     for vname, value, tp in values():
@@ -35,7 +35,7 @@ def run(ctx: Context) -> Section:
         fns = []
         sizes = []
         for name in chains():
-            c = redmodel.codec(name)
+            c = redmodel.codecs.codec(name)
             enc, dec = c.encoder(tp), c.decoder(tp)
             stored = enc(value)
             assert dec(stored) == value, name

@@ -49,7 +49,7 @@ class _Progress:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.done = threading.Event()
-        self.consumers: list[redmodel.Consumer[int]] = []
+        self.consumers: list[redmodel.containers.Consumer[int]] = []
 
     def wait_for(self, handled: int) -> None:
         with self.changed:
@@ -66,13 +66,13 @@ class _Progress:
                     consumer.stop()  # each stops at its next poll
 
 
-def _drain_pop_blocking(q: redmodel.Queue[int], progress: _Progress, name: str) -> None:
+def _drain_pop_blocking(q: redmodel.containers.Queue[int], progress: _Progress, name: str) -> None:
     while not progress.done.is_set():
         if q.pop_blocking(0.05) is not None:
             progress.one()
 
 
-def _drain_consume(q: redmodel.Queue[int], progress: _Progress, name: str, reliable: bool
+def _drain_consume(q: redmodel.containers.Queue[int], progress: _Progress, name: str, reliable: bool
                    ) -> None:
     consumer = q.consume(name=name, reliable=reliable, poll=0.05, signals=())
     with progress.lock:
@@ -91,14 +91,14 @@ def _commands(client: redis.Redis) -> tuple[int, int]:
     return total, scripts
 
 
-Drain = Callable[[redmodel.Queue[int], _Progress, str], None]
+Drain = Callable[[redmodel.containers.Queue[int], _Progress, str], None]
 
 
 def _cell(url: str, items: int, workers: int, drain: Drain, trickle: bool = False
           ) -> tuple[float, float, float]:
     """(items/s, server commands per item, script calls per item) of one drain."""
     store = redmodel.Store.from_url(url)
-    q = redmodel.Queue(store, KEY, int)
+    q = redmodel.containers.Queue(store, KEY, int)
     q.clear()
     if not trickle:
         for start in range(0, items, 1000):

@@ -81,7 +81,7 @@ def _cycle(fn: Any, items: list[Any]) -> Any:
 
 
 def run(ctx: Context) -> Section:
-    redmodel.configure_fernet(keys=[redmodel.FernetTransform.generate_key()])
+    redmodel.codecs.configure_fernet(keys=[redmodel.codecs.FernetTransform.generate_key()])
     redmodel.configure_index_keys(keys=[redmodel.generate_index_key()])
     section = Section("10. Encrypted fields: plain vs encrypted vs blind-indexed")
     store = ctx.store()

@@ -51,23 +51,23 @@ def _incr(store: redmodel.Store, tag: str) -> Callable[[], Any]:
 
 
 def _push(store: redmodel.Store, tag: str) -> Callable[[], Any]:
-    q = redmodel.Queue(store, (PREFIX, "q", tag), int)
+    q = redmodel.containers.Queue(store, (PREFIX, "q", tag), int)
     return lambda: q.push(1)
 
 
 def _zincr(store: redmodel.Store, tag: str) -> Callable[[], Any]:
-    z = redmodel.SortedSet(store, (PREFIX, "z", tag), str)
+    z = redmodel.containers.SortedSet(store, (PREFIX, "z", tag), str)
     return lambda: z.incr("m", 1)
 
 
 def _sadd(store: redmodel.Store, tag: str) -> Callable[[], Any]:
-    s = redmodel.Set(store, (PREFIX, "s", tag), int)
+    s = redmodel.containers.Set(store, (PREFIX, "s", tag), int)
     n = iter(range(10**9))
     return lambda: s.add(next(n))
 
 
 def _push_pop(store: redmodel.Store, tag: str) -> Callable[[], Any]:
-    q = redmodel.Queue(store, (PREFIX, "p", tag), bytes)
+    q = redmodel.containers.Queue(store, (PREFIX, "p", tag), bytes)
     item = b"x" * 1024
 
     def call() -> Any:

@@ -22,8 +22,9 @@ from collections.abc import Callable
 import attrs
 
 import redmodel
-from redmodel import RetryPolicy, Transaction, TxStats, transaction
+from redmodel import transaction
 from redmodel.testing import RedisServer
+from redmodel.transactions import RetryPolicy, Transaction, TxStats
 
 CLIENTS = (1, 4, 16)
 # conflicts are the measurement here, not news: log them at DEBUG

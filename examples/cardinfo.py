@@ -35,7 +35,7 @@ def main(store: redmodel.Store) -> None:
     if not keys:
         print("REDMODEL_FERNET_KEYS is unset: using a throwaway key for this demo")
         keys = [Fernet.generate_key().decode()]
-    redmodel.configure_fernet(keys=keys)
+    redmodel.codecs.configure_fernet(keys=keys)
     user = User("dan", CardInfo(2211849528391929, (2020, 9), 842), id="1000")
     store.save(user)
     stored = store.client.hget("user:1000", "card") or b""
@@ -46,7 +46,7 @@ def main(store: redmodel.Store) -> None:
     assert loaded == user
     print("read back:", loaded)
 
-    redmodel.configure_fernet(keys=[Fernet.generate_key().decode(), *keys])  # newest first
+    redmodel.codecs.configure_fernet(keys=[Fernet.generate_key().decode(), *keys])  # newest first
     print("rotated to a new key:", store.rotate_keys(User), "value(s) re-encrypted")
     assert store.get(User, "1000") == user
 

@@ -57,7 +57,7 @@ def stored_size(store: redmodel.Store, obj: object, chain: str) -> int:
 
 
 def main(store: redmodel.Store) -> dict[str, tuple[int, int]]:
-    redmodel.configure_fernet(keys=[Fernet.generate_key()])
+    redmodel.codecs.configure_fernet(keys=[Fernet.generate_key()])
     blob = "i have a lot to talk about" * 10000
     message = Message(blob, id="500")
     restaurant = Restaurant("Ravagh", "Persian",

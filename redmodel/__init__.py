@@ -112,12 +112,12 @@ if TYPE_CHECKING:  # the deprecated paths still type-check for one release
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT",
     "AsyncStore",
     "CodecError",
     "ConditionFailedError",
     "ConflictError",
     "CrossSlotError",
+    "DEFAULT",
     "DecodeError",
     "EvictionPolicyError",
     "IndexNotReadyError",

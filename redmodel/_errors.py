@@ -12,24 +12,24 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 __all__ = [
-    "RedmodelError",
-    "ModelDefinitionError",
-    "ValidationError",
-    "NotFoundError",
-    "DecodeError",
     "CodecError",
+    "ConditionFailedError",
     "ConflictError",
     "CrossSlotError",
-    "TransactionError",
-    "ReadAfterWriteError",
-    "ConditionFailedError",
-    "UniqueViolationError",
-    "QueryError",
-    "IndexNotReadyError",
-    "SchemaConflictError",
-    "OutcomeUnknownError",
-    "ServerError",
+    "DecodeError",
     "EvictionPolicyError",
+    "IndexNotReadyError",
+    "ModelDefinitionError",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "QueryError",
+    "ReadAfterWriteError",
+    "RedmodelError",
+    "SchemaConflictError",
+    "ServerError",
+    "TransactionError",
+    "UniqueViolationError",
+    "ValidationError",
 ]
 
 

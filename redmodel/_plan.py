@@ -24,9 +24,9 @@ import attrs
 from typing_extensions import TypeVar as DefaultTypeVar
 
 __all__ = [
+    "AsyncRunner",
     "Batch",
     "Command",
-    "AsyncRunner",
     "Emit",
     "IterPlan",
     "LuaScript",

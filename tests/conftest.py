@@ -62,6 +62,8 @@ def _awaiting(fn: Any, loop: asyncio.AbstractEventLoop) -> Any:
             return iter(loop.run_until_complete(_collect(result)))
         if isinstance(result, redmodel.Query):
             return _QueryFacade(result, loop)
+        if isinstance(result, redmodel.transactions.AsyncTransactionFunction):
+            return _awaiting(result, loop)  # store.transaction(fn)(...)
         return result
 
     return call

@@ -154,32 +154,32 @@ def transactions(store: redmodel.Store, server: redis.Redis) -> None:
     hat = Hat("black", 49.99, quantity=3)
     store.save(hat)
 
-    def buy(tx: redmodel.Transaction, id: str) -> None:
+    def buy(tx: redmodel.transactions.Transaction, id: str) -> None:
         got = tx.get_or_raise(Hat, id)
         tx.update(Hat, id, quantity=got.quantity - 1)
         tx.incr(Hat, id, "npurchased", 1)
 
-    store.transact(buy, hat.id)
+    store.transaction(buy)(hat.id)
 
     @redmodel.transaction(store)
-    def sell(tx: redmodel.Transaction, id: str) -> None:
+    def sell(tx: redmodel.transactions.Transaction, id: str) -> None:
         got = tx.get_or_raise(Hat, id)
         tx.save(attrs.evolve(got, quantity=got.quantity - 1))
 
     sell(hat.id)
 
-    def give_up(tx: redmodel.Transaction, id: str) -> None:
+    def give_up(tx: redmodel.transactions.Transaction, id: str) -> None:
         tx.get(Hat, id)
         raise LookupError("changed my mind")
 
     with pytest.raises(LookupError):
-        store.transact(give_up, hat.id)
+        store.transaction(give_up)(hat.id)
     got = store.get_or_raise(Hat, hat.id)
     assert (got.quantity, got.npurchased) == (1, 1)
 
 
 def containers(store: redmodel.Store, server: redis.Redis) -> None:
-    ips = redmodel.Queue(store, ("shop", "ips"), IPv4Address)
+    ips = redmodel.containers.Queue(store, ("shop", "ips"), IPv4Address)
     assert ips.push(IPv4Address("1.2.3.4"), IPv4Address("5.6.7.8")) == 2
     ips.push_left(IPv4Address("9.9.9.9"))
     assert ips.pop() == IPv4Address("9.9.9.9")
@@ -188,16 +188,17 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     ips.trim(0, 10)
     with _proxied(store) as (proxy, through):  # a cap whose reply is lost: fenced, resent
         proxy.lose_reply("LTRIM")
-        redmodel.Queue(through, ("shop", "ips"), IPv4Address).trim(0, 10)
+        redmodel.containers.Queue(through, ("shop", "ips"), IPv4Address).trim(0, 10)
         assert [e.kind for e in proxy.events] == ["lose_reply"]
     ips.push(IPv4Address("5.6.7.8"), IPv4Address("9.9.9.9"))
     # never waiting: what a rule grants does not depend on it, and the server's clock
     # (hz 10) would make each timeout cost 100 ms
     assert ips.pop_blocking(timeout=5) == IPv4Address("1.2.3.4")
     assert ips.pop_blocking(timeout=5, right=True) == IPv4Address("9.9.9.9")
-    assert redmodel.pop_blocking(ips, timeout=5) == (ips, IPv4Address("5.6.7.8"))
+    assert redmodel.containers.pop_blocking(ips, timeout=5) == (ips, IPv4Address("5.6.7.8"))
     ips.push(IPv4Address("1.2.3.4"), IPv4Address("5.6.7.8"))
-    assert redmodel.pop_blocking(ips, timeout=5, right=True) == (ips, IPv4Address("5.6.7.8"))
+    assert redmodel.containers.pop_blocking(ips, timeout=5, right=True) == (
+        ips, IPv4Address("5.6.7.8"))
     at_most_once = ips.consume(reliable=False, idle_timeout=0.02, poll=0.01, signals=())
     assert list(at_most_once) == [IPv4Address("1.2.3.4")]  # the BLPOP loop
     ips.push(IPv4Address("1.2.3.4"))
@@ -225,8 +226,8 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
         assert consumer.ack()
     consumer.stop()
     assert ips.recover() == 0
-    seen = redmodel.Set(store, ("shop", "visitors"), str)
-    other = redmodel.Set(store, ("shop", "other"), str)
+    seen = redmodel.containers.Set(store, ("shop", "visitors"), str)
+    other = redmodel.containers.Set(store, ("shop", "other"), str)
     seen.add("a", "b")
     other.add("b")
     seen.remove("a")
@@ -235,7 +236,7 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     assert seen.intersection(other) == {"b"} and seen.difference(other) == set()
     assert seen.pop() == "b"
     assert other.exists() and other.expire(10) and other.clear()
-    scores = redmodel.SortedSet(store, ("shop", "scores"), str)
+    scores = redmodel.containers.SortedSet(store, ("shop", "scores"), str)
     scores.add_many({"a": 1.0, "b": 2.0})
     scores.add("c", 3.0, nx=True)
     assert scores.incr("a", 2) == 3.0
@@ -258,7 +259,7 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     assert scores.pop_min() == [("a", 3.0)] and scores.pop_max() == [("c", 3.0)]
     scores.add("e", 1.0)
     assert scores.exists() and scores.expire(10) and scores.clear()
-    hits = redmodel.WindowCounter(store, ("shop", "hits"), window=60)
+    hits = redmodel.containers.WindowCounter(store, ("shop", "hits"), window=60)
     assert hits.incr("1.2.3.4") == 1 and hits.get("1.2.3.4") == 1
     assert hits.reset("1.2.3.4")
     server.rpush("shop:ips", b"not an address")  # a pop sets it aside (RPUSH)
@@ -349,8 +350,9 @@ def test_every_command_of_a_rule_is_needed(server: RedisServer, feature: str) ->
 # non-default value of its flags: rank(reverse=True) is ZREVRANK, not ZRANK), or a command
 # missing from the rule goes unnoticed. Methods that send nothing of their own: in_tx
 # (the transactions feature), key_for and window_start (no I/O).
-CONTAINER_API: tuple[Any, ...] = (redmodel.Queue, redmodel.Set, redmodel.SortedSet,
-                                  redmodel.WindowCounter, redmodel.Consumer)
+CONTAINER_API: tuple[Any, ...] = (
+    redmodel.containers.Queue, redmodel.containers.Set, redmodel.containers.SortedSet,
+    redmodel.containers.WindowCounter, redmodel.containers.Consumer)
 NO_COMMANDS = frozenset({"in_tx", "key_for", "window_start"})
 
 
@@ -401,7 +403,7 @@ def test_the_containers_scenario_calls_every_public_container_method(
     for cls in CONTAINER_API:
         for name in _public_methods(cls):
             record(cls, name, f"{cls.__name__}.{name}")
-    record(redmodel, "pop_blocking", "redmodel.pop_blocking")
+    record(redmodel, "pop_blocking", "redmodel.containers.pop_blocking")
     error, refused = run_as_user(server, "containers")
     assert error is None, f"{type(error).__name__}: {error}"
     assert refused == []

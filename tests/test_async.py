@@ -14,7 +14,8 @@ import pytest
 import redis
 
 import redmodel
-from redmodel import AsyncStore, AsyncTransaction, RetryPolicy
+from redmodel import AsyncStore
+from redmodel.transactions import AsyncTransaction, RetryPolicy
 
 T = TypeVar("T")
 
@@ -143,7 +144,7 @@ def test_async_pending_results_nesting_and_read_after_write(redis_url: str,
         await store.save(hat)
 
         @redmodel.transaction()
-        async def take_one(tx: AsyncTransaction, hat_id: str) -> redmodel.Pending[Any]:
+        async def take_one(tx: AsyncTransaction, hat_id: str) -> redmodel.transactions.Pending[Any]:
             await tx.get_or_raise(Hat, hat_id)
             return tx.incr(Hat, hat_id, "quantity", -1)
 
@@ -176,7 +177,7 @@ def test_async_pending_results_nesting_and_read_after_write(redis_url: str,
 def test_sync_transaction_function_refuses_an_async_store(redis_url: str) -> None:
     async def scenario(store: AsyncStore) -> None:
         @redmodel.transaction(store)
-        def not_async(tx: redmodel.Transaction) -> None:
+        def not_async(tx: redmodel.transactions.Transaction) -> None:
             tx.get(Hat, "x")
 
         with pytest.raises(redmodel.TransactionError, match=r"sync function.*needs a Store"):
@@ -196,11 +197,11 @@ def test_async_transaction_function_refuses_a_sync_store(store: redmodel.Store) 
 
 def test_containers_work_through_an_async_store(redis_url: str) -> None:
     async def scenario(store: AsyncStore) -> None:
-        queue = redmodel.Queue(store, "ips", IPv4Address)
+        queue = redmodel.containers.Queue(store, "ips", IPv4Address)
         assert await queue.push(IPv4Address("51.218.112.236"), IPv4Address("90.213.45.98")) == 2
         assert await queue.pop() == IPv4Address("51.218.112.236")
         assert await queue.length() == 1
-        visitors = redmodel.Set(store, ("visitors", "2019-03-10"), str)
+        visitors = redmodel.containers.Set(store, ("visitors", "2019-03-10"), str)
         await visitors.add("dan", "jon", "alex")
         assert await visitors.members() == {"dan", "jon", "alex"}
 
@@ -248,7 +249,7 @@ def test_indexed_writes_inside_an_async_transaction(redis_url: str) -> None:
 def test_a_sync_function_cannot_join_an_async_transaction(target: tuple[str, bool]) -> None:
     """Joined, its reads would return un-awaited coroutines: refused, nothing written."""
     @redmodel.transaction
-    def sync_inner(tx: redmodel.Transaction, hat_id: str) -> Any:
+    def sync_inner(tx: redmodel.transactions.Transaction, hat_id: str) -> Any:
         return tx.get(Hat, hat_id)
 
     async def scenario(store: AsyncStore) -> None:
@@ -313,7 +314,7 @@ def test_in_on_an_async_set_refuses_instead_of_always_true(redis_url: str) -> No
     """``in`` cannot await: on an AsyncStore it raises instead of testing a coroutine's
     truth (always True)."""
     async def scenario(store: AsyncStore) -> None:
-        visitors = redmodel.Set(store, "visitors", str)
+        visitors = redmodel.containers.Set(store, "visitors", str)
         await visitors.add("dan")
         with pytest.raises(TypeError, match=r"await s\.contains"):
             "jon" in visitors  # type: ignore[operator]  # noqa: B015

@@ -26,7 +26,8 @@ import pytest
 import redis
 
 import redmodel
-from redmodel import DecodeError, Queue
+from redmodel import DecodeError
+from redmodel.containers import Queue
 from redmodel.testing import FaultProxy, RedisServer
 
 
@@ -65,7 +66,7 @@ def proxy(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[Faul
 _WORKER = r"""
 import sys, redis, redmodel
 store = redmodel.Store(redis.Redis.from_url(sys.argv[1]))
-jobs = redmodel.Queue(store, "jobs", str)
+jobs = redmodel.containers.Queue(store, "jobs", str)
 print("ready", flush=True)
 for job in jobs.consume(visibility_timeout=1.0, poll=0.2):
     print("got", job, flush=True)

@@ -5,7 +5,7 @@ redmodel.testing's fault proxy. Findings are in /work/notes/FINDINGS-12r.md.
 Tests marked ``FIXED`` in their docstring failed when the attack was made and now pin the fix;
 each states the promise the finding broke (all ten are fixed):
 
-- F1 a blocking pop (``Queue.pop_blocking``, ``redmodel.pop_blocking``,
+- F1 a blocking pop (``Queue.pop_blocking``, ``redmodel.containers.pop_blocking``,
   ``consume(reliable=False)``) whose reply is lost removes the item and raises a *plain*
   ``redis.ConnectionError``, which failures.md and store.md define as "not applied, safe to
   call again"; at-most-once writes must raise ``OutcomeUnknownError`` (sync, asyncio,
@@ -53,7 +53,7 @@ import redis.asyncio as aredis
 from redis.cluster import RedisCluster
 
 import redmodel
-from redmodel import Queue, Set, SortedSet
+from redmodel.containers import Queue, Set, SortedSet
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
 
 SOCKET_TIMEOUT = 0.5
@@ -112,7 +112,7 @@ def _arm(proxy: FaultProxy, fault: str, command: Any, key: str | None = None,
 BLOCKING_POPS: dict[str, Callable[[Queue[int]], Any]] = {
     "Queue.pop_blocking": lambda q: q.pop_blocking(1),
     "Queue.pop_blocking(right)": lambda q: q.pop_blocking(1, right=True),
-    "redmodel.pop_blocking": lambda q: redmodel.pop_blocking(q, timeout=1),
+    "redmodel.containers.pop_blocking": lambda q: redmodel.containers.pop_blocking(q, timeout=1),
     "consume(reliable=False)": lambda q: list(q.consume(reliable=False, idle_timeout=0.5,
                                                         poll=0.2, signals=())),
 }
@@ -820,7 +820,7 @@ def test_f10_an_idle_event_loop_also_gets_a_fresh_connection(how: str) -> None:
                     return await astore.incr(Counter, "a", "n", 1)
 
                 @redmodel.transaction(astore)
-                async def bump(tx: redmodel.AsyncTransaction) -> Any:
+                async def bump(tx: redmodel.transactions.AsyncTransaction) -> Any:
                     await tx.get_or_raise(Counter, "a")
                     return tx.incr(Counter, "a", "n", 1)
 
@@ -966,7 +966,7 @@ def test_held_transaction_with_a_lost_multi_or_exec_reply_is_never_rerun(
     store = _direct_store(proxy)
 
     @redmodel.transaction(store)
-    def bump(tx: redmodel.Transaction) -> None:
+    def bump(tx: redmodel.transactions.Transaction) -> None:
         tx.get_or_raise(Counter, "a")
         tx.incr(Counter, "a", "n", 1)
 

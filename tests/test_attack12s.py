@@ -24,8 +24,8 @@ import redis.asyncio as aredis
 from redis.cluster import RedisCluster
 
 import redmodel
-from redmodel import Queue, SortedSet, WindowCounter
 from redmodel._transport._wire import EVICTION_RECHECK
+from redmodel.containers import Queue, SortedSet, WindowCounter
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
 
 SOCKET_TIMEOUT = 0.3
@@ -96,7 +96,7 @@ def test_s1_a_stale_release_copy_does_not_free_a_value_held_again(
     elif how == "delete":
         assert store.delete(Sku, "a") is True
     else:
-        redmodel.transact(store, lambda tx: tx.save(Sku(1, "Y", id="a")))
+        redmodel.transaction(store)(lambda tx: tx.save(Sku(1, "Y", id="a")))()
     assert [e.kind for e in proxy.events] == ["stall"], "the release was not stalled"
     store.save(Sku(1, "X", id="a"))                # takes X back (the same id)
     assert proxy.quiet(10)                         # the stale release reaches the server
@@ -161,8 +161,8 @@ def test_s1_held_a_stale_release_after_another_id_took_the_value_changes_nothing
 
 BUILTIN_CASES: dict[str, Any] = {
     "Queue.pop_blocking(math.inf)": lambda s: Queue(s, "jobs", int).pop_blocking(math.inf),
-    "redmodel.pop_blocking(q, timeout=math.inf)":
-        lambda s: redmodel.pop_blocking(Queue(s, "jobs", int), timeout=math.inf),
+    "redmodel.containers.pop_blocking(q, timeout=math.inf)":
+        lambda s: redmodel.containers.pop_blocking(Queue(s, "jobs", int), timeout=math.inf),
     "Queue.pop_blocking(1e10)": lambda s: Queue(s, "jobs", int).pop_blocking(1e10),
     "Queue.pop_blocking(10**30)": lambda s: Queue(s, "jobs", int).pop_blocking(10**30),
     "Queue.expire(math.inf)": lambda s: Queue(s, "jobs", int).expire(math.inf),
@@ -215,7 +215,8 @@ MORE_CASES: dict[str, Any] = {
     "save_many(chunk_size=-1)": lambda s: s.save_many([Counter(id="a")], chunk_size=-1),
     "ResendPolicy(write_id_ttl=math.inf)": lambda s: redmodel.ResendPolicy(write_id_ttl=math.inf),
     "ResendPolicy(attempts=None)": lambda s: redmodel.ResendPolicy(attempts=None),
-    "RetryPolicy(backoff_max=nan)": lambda s: redmodel.RetryPolicy(backoff_max=math.nan),
+    "RetryPolicy(backoff_max=nan)":
+        lambda s: redmodel.transactions.RetryPolicy(backoff_max=math.nan),
 }
 
 

@@ -145,7 +145,7 @@ def test_fixed_tx_two_incr_of_equality_indexed_int_is_half_committed(
         tx.incr(AH, "a", "n", 1)
 
     try:
-        redmodel.transact(store, fn)
+        redmodel.transaction(store)(fn)()
     except redmodel.ConflictError as e:
         after = store.get(AH, "a")
         assert after is not None
@@ -174,7 +174,7 @@ def test_fixed_tx_unique_violation_is_reported_as_a_conflict(store: redmodel.Sto
         tx.save(AH("green", sku="TAKEN", id="new"))
 
     with pytest.raises(redmodel.UniqueViolationError):
-        redmodel.transact(store, fn)
+        redmodel.transaction(store)(fn)()
 
 
 def test_fixed_tx_bucketed_unique_save_then_update_drops_the_update(
@@ -189,7 +189,7 @@ def test_fixed_tx_bucketed_unique_save_then_update_drops_the_update(
         tx.save(ABH("red", sku="U1", id="f"))
         pend["u"] = tx.update(ABH, "f", color="blue", sku="U2")
 
-    redmodel.transact(store, fn)
+    redmodel.transaction(store)(fn)()
     got = store.get(ABH, "f")
     assert got is not None
     assert (got.color, got.sku, pend["u"].value) == ("blue", "U2", True), (
@@ -209,7 +209,7 @@ def test_fixed_tx_bucketed_unique_delete_then_save_loses_the_unique_claim(
         tx.delete(ABH, "b")
         tx.save(ABH("red", sku="B", id="b"))
 
-    redmodel.transact(store, fn)
+    redmodel.transaction(store)(fn)()
     assert store.get(ABH, "b") is not None
     problems = store.verify(ABH)
     found = store.get_by(ABH, sku="B")
@@ -469,7 +469,7 @@ def test_fixed_cluster_cross_slot_advice_recommends_what_is_refused(
             tx.update(ABH, i, color="blue")
 
     with pytest.raises(redmodel.CrossSlotError) as info:
-        redmodel.transact(store, fn)
+        redmodel.transaction(store)(fn)()
     with pytest.raises(redmodel.ModelDefinitionError):
         @redmodel.model(prefix="a13x", hash_tag=True)
         @attrs.define

@@ -123,12 +123,12 @@ def test_fixed_bucketed_tx_refuses_a_value_given_up_earlier_in_the_same_tx(
         w()
     assert store.get_by(SX, sku="S1").id == "a"
     # Unbucketed, in a transaction: accepted too.
-    redmodel.transact(store, lambda tx: (tx.save(SX(sku="S2", id="b")),
+    redmodel.transaction(store)(lambda tx: (tx.save(SX(sku="S2", id="b")),
                                          tx.update(SX, "b", sku=None),
-                                         tx.save(SX(sku="S2", id="a"))))
+                                         tx.save(SX(sku="S2", id="a"))))()
     assert store.get_by(SX, sku="S2").id == "a"
 
-    redmodel.transact(store, fn)     # before the fix: UniqueViolationError "S1 is already taken"
+    redmodel.transaction(store)(fn)()  # before the fix: UniqueViolationError "S1 is already taken"
     assert store.get_by(SB, sku="S1").id == "a"
     assert store.verify(SB) == []
 
@@ -495,7 +495,7 @@ def test_fixed_tx_wrongtype_error_claims_other_writes_applied_when_there_are_non
     store.client.set("s13x:%idx:eq:color:green", "junk")      # planted wrong-typed key
     before = keyspace(store.client)
     with pytest.raises(redmodel.ServerError) as info:
-        redmodel.transact(store, lambda tx: tx.update(SX, "b", color="green"))
+        redmodel.transaction(store)(lambda tx: tx.update(SX, "b", color="green"))()
     assert keyspace(store.client) == before                    # nothing was written
     assert "other writes were" not in str(info.value)
 

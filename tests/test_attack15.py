@@ -84,7 +84,7 @@ def test_f3_containers_rule_covers_sorted_set_rank_reverse(
     try:
         url = f"redis://a15:pw@127.0.0.1:{redis_server.port}"
         with redmodel.Store.from_url(url) as store:
-            scores = redmodel.SortedSet(store, ("jobs", "scores"), str)
+            scores = redmodel.containers.SortedSet(store, ("jobs", "scores"), str)
             scores.add_many({"a": 1.0, "b": 2.0})
             assert scores.rank("a") == 0
             assert scores.rank("a", reverse=True) == 1

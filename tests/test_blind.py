@@ -20,7 +20,7 @@ from redmodel._models._specs import spec_of
 from redmodel.codecs import _fernet
 from tests.plaintext import dump, leaked
 
-FERNET = redmodel.FernetTransform.generate_key()
+FERNET = redmodel.codecs.FernetTransform.generate_key()
 IDX_A, IDX_B = redmodel.generate_index_key(), redmodel.generate_index_key()
 SSN = ["987-65-4321 Ünïcødé", "123-45-6789 ßtraße", "555-12-3456 ☃☃☃"]
 EMAIL = ["ann.o'connor@example.org", "björn@exämple.se"]
@@ -31,7 +31,7 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(_fernet, "_configured", None)
     monkeypatch.setattr(_blind, "_configured", None)
     monkeypatch.setattr(_blind, "_cache", None)
-    redmodel.configure_fernet(keys=[FERNET])
+    redmodel.codecs.configure_fernet(keys=[FERNET])
     redmodel.configure_index_keys(keys=[IDX_A])
     yield
 
@@ -315,12 +315,12 @@ def test_a_bad_key_gets_a_clear_error_without_the_key(
     source: dict[str, Any] = {"keys": {"keys": [FERNET, BAD_KEY]},
                               "key_provider": {"key_provider": lambda: [FERNET, BAD_KEY]},
                               "env": {"env": "APP_KEYS"}, "file": {"file": path}}[how]
-    for configure, what in ((redmodel.configure_fernet, "not a Fernet key"),
+    for configure, what in ((redmodel.codecs.configure_fernet, "not a Fernet key"),
                             (redmodel.configure_index_keys, "not an index key")):
         with pytest.raises(redmodel.CodecError) as info:
             configure(**source)
-            if configure is redmodel.configure_fernet:
-                redmodel.codec("json|fernet").encode("x")
+            if configure is redmodel.codecs.configure_fernet:
+                redmodel.codecs.codec("json|fernet").encode("x")
             else:
                 spec_of(PEOPLE[False]).indexes.fields["ssn"].text("x")  # type: ignore[union-attr]
         message = str(info.value)
@@ -347,10 +347,11 @@ def test_keys_from_a_file_are_read_again_when_it_changes(tmp_path: Path) -> None
 def test_fernet_keys_from_a_file(tmp_path: Path) -> None:
     path = tmp_path / "fernet-keys"
     path.write_text(FERNET + "\n")
-    redmodel.configure_fernet(file=path)
-    c = redmodel.codec("json|fernet")
+    redmodel.codecs.configure_fernet(file=path)
+    c = redmodel.codecs.codec("json|fernet")
     assert c.decode(c.encode("secret"), str) == "secret"
-    assert repr(redmodel.FernetTransform(file=path)) == f"FernetTransform(file={str(path)!r})"
+    assert repr(redmodel.codecs.FernetTransform(file=path)) == \
+        f"FernetTransform(file={str(path)!r})"
 
 
 def test_index_keys_come_from_the_environment_by_default(monkeypatch: pytest.MonkeyPatch
@@ -377,7 +378,7 @@ def test_generate_key_without_the_crypto_extra_says_what_to_install(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "cryptography.fernet", None)
     with pytest.raises(redmodel.CodecError, match=r"pip install 'redmodel-attrs\[crypto\]'"):
-        redmodel.FernetTransform.generate_key()
+        redmodel.codecs.FernetTransform.generate_key()
 
 
 def test_reindex_after_a_new_index_key_claims_the_new_unique_entries(

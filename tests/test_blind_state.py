@@ -97,9 +97,9 @@ class NoPlaintext(RuleBasedStateMachine):
         self.memos: dict[str, Any] = {}
         self.secrets: set[str] = set()
         self.seen: list[str] = []
-        self.fernet_keys = [redmodel.FernetTransform.generate_key()]
+        self.fernet_keys = [redmodel.codecs.FernetTransform.generate_key()]
         self.index_keys = [redmodel.generate_index_key()]
-        redmodel.configure_fernet(keys=self.fernet_keys)
+        redmodel.codecs.configure_fernet(keys=self.fernet_keys)
         redmodel.configure_index_keys(keys=self.index_keys)
 
     def look(self, *things: Any) -> None:
@@ -162,7 +162,7 @@ class NoPlaintext(RuleBasedStateMachine):
 
     @rule(mid=st.sampled_from(IDS), topic=values, body=values)
     def memo_in_a_transaction(self, mid: str, topic: str, body: str) -> None:
-        def write(tx: redmodel.Transaction) -> Any:
+        def write(tx: redmodel.transactions.Transaction) -> Any:
             memo = tx.get(self.Memo, mid)
             memo = self.Memo(topic, body, id=mid) if memo is None else attrs.evolve(
                 memo, topic=topic, body=body)
@@ -170,12 +170,12 @@ class NoPlaintext(RuleBasedStateMachine):
             tx.save(memo)
             return memo
 
-        self.memos[mid] = self.store.transact(write)
+        self.memos[mid] = self.store.transaction(write)()
 
     @precondition(lambda self: not spec_of(self.Person).claims)  # claims need round trips
     @rule(pid=st.sampled_from(IDS), note=values)
     def person_in_a_transaction(self, pid: str, note: str) -> None:
-        def write(tx: redmodel.Transaction) -> bool:
+        def write(tx: redmodel.transactions.Transaction) -> bool:
             person = tx.get(self.Person, pid)
             if person is None:
                 return False
@@ -183,20 +183,20 @@ class NoPlaintext(RuleBasedStateMachine):
             tx.update(self.Person, pid, note=note)
             return True
 
-        if self.store.transact(write):
+        if self.store.transaction(write)():
             self.people[pid] = attrs.evolve(self.people[pid], note=note)
 
     # ---- keys --------------------------------------------------------------------------
 
     @rule(drop=st.booleans())
     def rotate_fernet_keys(self, drop: bool) -> None:
-        self.fernet_keys.insert(0, redmodel.FernetTransform.generate_key())
-        redmodel.configure_fernet(keys=self.fernet_keys)
+        self.fernet_keys.insert(0, redmodel.codecs.FernetTransform.generate_key())
+        redmodel.codecs.configure_fernet(keys=self.fernet_keys)
         self.store.rotate_keys(self.Person)
         self.store.rotate_keys(self.Memo)
         if drop:
             del self.fernet_keys[1:]
-            redmodel.configure_fernet(keys=self.fernet_keys)
+            redmodel.codecs.configure_fernet(keys=self.fernet_keys)
 
     @precondition(lambda self: len(self.index_keys) < 3)
     @rule()

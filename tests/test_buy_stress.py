@@ -19,7 +19,8 @@ import attrs
 import redis
 
 import redmodel
-from redmodel import ConditionFailedError, RetryPolicy, Transaction, transaction
+from redmodel import ConditionFailedError, transaction
+from redmodel.transactions import RetryPolicy, Transaction
 
 PROCESSES = 6
 BUYERS = 20  # threads per process

@@ -30,7 +30,7 @@ CHAINS = [
 
 @pytest.fixture(autouse=True, scope="module")
 def fernet_keys() -> None:
-    redmodel.configure_fernet(keys=[Fernet.generate_key()])
+    redmodel.codecs.configure_fernet(keys=[Fernet.generate_key()])
 
 
 def chained(layout: str, chain: str) -> type:

@@ -62,7 +62,7 @@ def as_json(done: subprocess.CompletedProcess[str]) -> Any:
 def keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """This process encrypts with KEY_A (the subprocesses get it through the environment)."""
     monkeypatch.setattr(_fernet, "_configured", None)
-    redmodel.configure_fernet(keys=[KEY_A])
+    redmodel.codecs.configure_fernet(keys=[KEY_A])
     yield
 
 
@@ -291,7 +291,7 @@ def test_rotate_keys_moves_every_value_to_the_newest_key(
                  for r in as_json(done)["models"]}
     assert rewritten == {"tests.cli_models:Hat": "nothing encrypted",
                          "tests.cli_models:User": 40, "tests.cli_models:Note": 5}
-    redmodel.configure_fernet(keys=[KEY_B])  # the old key is gone: everything still reads
+    redmodel.codecs.configure_fernet(keys=[KEY_B])  # the old key is gone: everything still reads
     assert all_objects(store, {"User": [], "Note": []}) == expected(
         {"User": data["User"], "Note": data["Note"]})
 
@@ -369,7 +369,7 @@ def test_export_decrypted_and_import_re_encrypts_under_the_newest_key(
     assert "4000000000000005" in text and "pin-5" in text and '"enc"' not in text
     store.client.flushall()
     _import(redis_url, path, keys=f"{KEY_B},{KEY_A}")
-    redmodel.configure_fernet(keys=[KEY_B])  # readable with the newest key alone
+    redmodel.codecs.configure_fernet(keys=[KEY_B])  # readable with the newest key alone
     assert all_objects(store, data) == expected(data)
     _check_ttls(store, data)
 
@@ -381,7 +381,7 @@ def test_import_decrypt_re_encrypts_a_ciphertext_export(
     _export(redis_url, path)
     store.client.flushall()
     _import(redis_url, path, "--decrypt", keys=f"{KEY_B},{KEY_A}")
-    redmodel.configure_fernet(keys=[KEY_B])
+    redmodel.codecs.configure_fernet(keys=[KEY_B])
     assert all_objects(store, data) == expected(data)
 
 

@@ -65,7 +65,7 @@ def test_transaction_on_objects_sharing_a_tag(store: redmodel.Store) -> None:
     store.save_many([Order(total=10, id="acme-1"), Order(total=0, id="acme-2")])
 
     @redmodel.transaction(store)
-    def move(tx: redmodel.Transaction, amount: int) -> None:
+    def move(tx: redmodel.transactions.Transaction, amount: int) -> None:
         src = tx.get_or_raise(Order, "acme-1")
         tx.get_or_raise(Order, "acme-2")
         if src.total < amount:
@@ -82,7 +82,7 @@ def test_transaction_across_slots_is_refused_before_writing(store: redmodel.Stor
     assert slot("order:{acme}:acme-1") != slot("order:{zeta}:zeta-1")
 
     @redmodel.transaction(store)
-    def move(tx: redmodel.Transaction) -> None:
+    def move(tx: redmodel.transactions.Transaction) -> None:
         tx.get_or_raise(Order, "acme-1")
         tx.get_or_raise(Order, "zeta-1")
         tx.incr(Order, "acme-1", "total", -1)

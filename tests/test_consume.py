@@ -30,7 +30,8 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 import redmodel
-from redmodel import DecodeError, Queue, TransactionError, ValidationError
+from redmodel import DecodeError, TransactionError, ValidationError
+from redmodel.containers import Queue
 from redmodel.containers._consumer import ConsumerKeys, slot_prefix
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer
 from tests.conftest import dbsize
@@ -269,15 +270,15 @@ def test_an_undecodable_item_is_set_aside_not_redelivered(store: redmodel.Store)
     assert got == [1, 3]
 
 
-@pytest.mark.parametrize("how", ["pop", "pop_right", "pop_blocking", "redmodel.pop_blocking",
-                                 "consume(reliable=False)"])
+@pytest.mark.parametrize("how", ["pop", "pop_right", "pop_blocking",
+                                 "redmodel.containers.pop_blocking", "consume(reliable=False)"])
 def test_an_undecodable_value_an_at_most_once_pop_takes_is_set_aside(any_store: Any, how: str
                                                                       ) -> None:
     q = Queue(any_store, ("jobs", "eu"), int)
     any_store.client.rpush("jobs:eu", b"secret-garbage")
     with pytest.raises(DecodeError) as info:
-        if how == "redmodel.pop_blocking":
-            redmodel.pop_blocking(q, timeout=1)
+        if how == "redmodel.containers.pop_blocking":
+            redmodel.containers.pop_blocking(q, timeout=1)
         elif how == "pop_blocking":
             q.pop_blocking(1)
         elif how == "consume(reliable=False)":
@@ -341,7 +342,7 @@ _WORKER = textwrap.dedent("""
     import sys, time
     import redmodel
     store = redmodel.Store.from_url(sys.argv[1])
-    queue = redmodel.Queue(store, "jobs", int)
+    queue = redmodel.containers.Queue(store, "jobs", int)
     consumer = queue.consume(name=sys.argv[2], visibility_timeout=float(sys.argv[3]),
                              poll=0.1)
     for job in consumer:
@@ -532,7 +533,7 @@ def test_pop_blocking_is_at_most_once_and_never_resent(proxy: FaultProxy, redis_
 
 async def _consume_all(q: Queue[Any], **kwargs: Any) -> list[tuple[Any, int]]:
     consumer: Any = q.consume(**kwargs)
-    assert isinstance(consumer, redmodel.AsyncConsumer)
+    assert isinstance(consumer, redmodel.containers.AsyncConsumer)
     async with consumer:
         return [(item, consumer.delivery_count) async for item in consumer]
 
@@ -635,7 +636,7 @@ def test_async_at_most_once_pops_set_undecodable_values_aside(redis_url: str,
         with pytest.raises(DecodeError, match="rejected"):
             await q.pop_blocking(1)  # type: ignore[misc]
         with pytest.raises(DecodeError, match="rejected"):
-            await redmodel.pop_blocking(q, timeout=1)  # type: ignore[misc]
+            await redmodel.containers.pop_blocking(q, timeout=1)  # type: ignore[misc]
         with pytest.raises(DecodeError, match="rejected"):
             await q.pop_right()  # type: ignore[misc]
         with pytest.raises(DecodeError, match="rejected"):
@@ -730,7 +731,7 @@ def test_blocking_pop_across_slots_is_refused_on_a_cluster(redis_cluster_client:
     a, b = Queue(store, "a", str), Queue(store, "b", str)
     assert key_slot(b"a") != key_slot(b"b")
     with pytest.raises(redmodel.CrossSlotError, match="hash slots"):
-        redmodel.pop_blocking(a, b, timeout=0.1)
+        redmodel.containers.pop_blocking(a, b, timeout=0.1)
 
 
 def test_async_pop_blocking_on_a_cluster(redis_cluster: RedisClusterServer,

@@ -24,7 +24,6 @@ import redmodel
 from redmodel import (
     DecodeError,
     ModelDefinitionError,
-    Pending,
     ReadAfterWriteError,
     TransactionError,
     ValidationError,
@@ -37,6 +36,7 @@ from redmodel.containers._containers import (
     container_key,
     pop_blocking,
 )
+from redmodel.transactions import Pending
 from tests.budget import scaled
 from tests.strategies import values
 
@@ -174,7 +174,7 @@ def test_unsupported_member_type_fails_at_declaration(store):
 def test_fernet_chain_is_refused_for_sets(store, monkeypatch):
     from cryptography.fernet import Fernet  # noqa: PLC0415
 
-    redmodel.configure_fernet([Fernet.generate_key()])
+    redmodel.codecs.configure_fernet([Fernet.generate_key()])
     Queue(store, "secret", Visit, codec="json|fernet")  # a queue does not compare members
     with pytest.raises(ModelDefinitionError, match="random nonce"):
         Set(store, "secret-set", Visit, codec="json|fernet")
@@ -634,7 +634,7 @@ def test_container_plans_work_with_tx_query_and_queue_and_conflicts_retry(
 
 
 def test_in_tx_unknown_operation(store):
-    with redmodel.Transaction(store) as tx, pytest.raises(AttributeError):
+    with redmodel.transactions.Transaction(store) as tx, pytest.raises(AttributeError):
         Queue(store, "q", int).in_tx(tx).nope()
 
 
@@ -703,9 +703,9 @@ def test_containers_in_one_pipeline(store: redmodel.Store, redis_client: Any) ->
     """Several container operations (and a count) in one round trip per step."""
     from ipaddress import IPv4Address  # noqa: PLC0415
 
-    ips = redmodel.Queue(store, "pipe:ips", IPv4Address)
-    seen = redmodel.Set(store, ("pipe", "seen"), IPv4Address)
-    visits = redmodel.WindowCounter(store, "pipe:visits", window=60)
+    ips = redmodel.containers.Queue(store, "pipe:ips", IPv4Address)
+    seen = redmodel.containers.Set(store, ("pipe", "seen"), IPv4Address)
+    visits = redmodel.containers.WindowCounter(store, "pipe:visits", window=60)
     addr = IPv4Address("104.174.118.18")
     before = redis_client.info("stats")["total_commands_processed"]
     pushed, added, counted = store.run_many(

@@ -323,11 +323,11 @@ def test_acl_user_works_on_its_prefix(acl_server: RedisServer, acl_admin: redis.
             assert store.persist(Hat, hat.id)
             assert store.ttl(Hat, hat.id) is None
 
-            def buy(tx: redmodel.Transaction, id: str) -> None:
+            def buy(tx: redmodel.transactions.Transaction, id: str) -> None:
                 got = tx.get_or_raise(Hat, id)
                 tx.update(Hat, id, quantity=got.quantity - 1)
 
-            store.transact(buy, hat.id)                                         # WATCH/MULTI/EXEC
+            store.transaction(buy)(hat.id)                                       # WATCH/MULTI/EXEC
             assert store.get_or_raise(Hat, hat.id).quantity == 3
             assert store.count(Hat) == 12                                # SCAN
             assert len(list(store.scan(Hat))) == 12

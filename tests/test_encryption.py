@@ -51,9 +51,9 @@ SECRET = 2211849528391929
 
 @pytest.fixture(autouse=True)
 def keys() -> Iterator[None]:
-    redmodel.configure_fernet(keys=[KEY_A])
+    redmodel.codecs.configure_fernet(keys=[KEY_A])
     yield
-    redmodel.configure_fernet(keys=[KEY_A])
+    redmodel.codecs.configure_fernet(keys=[KEY_A])
 
 
 def every_stored_byte(client: redis.Redis) -> bytes:
@@ -87,11 +87,11 @@ def test_rotating_keys_keeps_every_object_readable(store: redmodel.Store, layout
     cls = USERS[store.cluster][layout]
     saved = users(cls)
     store.save_many(saved)
-    redmodel.configure_fernet(keys=[KEY_B, KEY_A])
+    redmodel.codecs.configure_fernet(keys=[KEY_B, KEY_A])
     assert [store.get(cls, u.id) for u in saved] == saved  # type: ignore[attr-defined]
     assert store.rotate_keys(cls, count=5) == len(saved)
     assert store.rotate_keys(cls) == 0, "nothing left under the old key"
-    redmodel.configure_fernet(keys=[KEY_B])
+    redmodel.codecs.configure_fernet(keys=[KEY_B])
     assert [store.get(cls, u.id) for u in saved] == saved  # type: ignore[attr-defined]
 
 
@@ -101,7 +101,7 @@ def test_wrong_key_raises_decode_error_without_secrets(store: redmodel.Store, la
     cls = USERS[store.cluster][layout]
     user = users(cls, 1)[0]
     store.save(user)
-    redmodel.configure_fernet(keys=[KEY_B])
+    redmodel.codecs.configure_fernet(keys=[KEY_B])
     with pytest.raises(redmodel.DecodeError) as info:
         store.get(cls, user.id)  # type: ignore[attr-defined]
     message = str(info.value)

@@ -106,7 +106,7 @@ def test_a_changed_type_is_a_decode_error_naming_key_and_field_in_every_layout(
 @pytest.mark.parametrize("layout", ["hash", "flat", "blob"])
 def test_an_encrypted_fields_changed_type_is_reported_without_its_value(
         store: Any, layout: str) -> None:
-    redmodel.configure_fernet(keys=[redmodel.FernetTransform.generate_key()])
+    redmodel.codecs.configure_fernet(keys=[redmodel.codecs.FernetTransform.generate_key()])
     chain = "json|fernet"
     model_codec = chain if layout == "blob" else None
     field_codec = None if layout == "blob" else chain

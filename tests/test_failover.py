@@ -16,7 +16,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 import redmodel
-from redmodel import Queue
+from redmodel.containers import Queue
 from redmodel.testing import RedisClusterServer
 
 RUN = 0.4  # seconds of writes before and after the failover

@@ -30,9 +30,9 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 import redmodel
-from redmodel import Queue, Set, SortedSet, WindowCounter
 from redmodel._indexes._writes import unique_lines
 from redmodel._models._specs import spec_of
+from redmodel.containers import Queue, Set, SortedSet, WindowCounter
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
 
 SOCKET_TIMEOUT = 0.4
@@ -148,7 +148,7 @@ def _w(store: Any, k: str) -> WindowCounter:
 def _transaction(store: Any, k: str) -> Any:
     if isinstance(store, redmodel.AsyncStore):
         @redmodel.transaction(store)
-        async def buy_async(tx: redmodel.AsyncTransaction) -> Any:
+        async def buy_async(tx: redmodel.transactions.AsyncTransaction) -> Any:
             item = await tx.get_or_raise(Item, k)
             return tx.incr(Item, k, "quantity", -1), item.quantity
 
@@ -159,7 +159,7 @@ def _transaction(store: Any, k: str) -> Any:
         return run()
 
     @redmodel.transaction(store)
-    def buy(tx: redmodel.Transaction) -> Any:
+    def buy(tx: redmodel.transactions.Transaction) -> Any:
         item = tx.get_or_raise(Item, k)
         return tx.incr(Item, k, "quantity", -1), item.quantity
 

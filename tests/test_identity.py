@@ -145,12 +145,12 @@ _ADDER = textwrap.dedent("""
     keys = [f"k{i}" for i in range(6)]
     order = keys[turn:] + keys[:turn]  # each process inserts the dict keys in another order
     nested = {k: frozenset(f"{k}-{i}" for i in range(5)) for k in order}
-    redmodel.Set(store, "frozen", frozenset[str]).add(tags)
-    redmodel.Set(store, "mutable", set[str]).add(set(tags))
-    redmodel.Set(store, "nested", frozenset[frozenset[str]]).add(
+    redmodel.containers.Set(store, "frozen", frozenset[str]).add(tags)
+    redmodel.containers.Set(store, "mutable", set[str]).add(set(tags))
+    redmodel.containers.Set(store, "nested", frozenset[frozenset[str]]).add(
         frozenset(frozenset(f"{n}-{i}" for i in range(4)) for n in range(6)))
-    redmodel.Set(store, "dicts", dict[str, frozenset[str]]).add(nested)
-    redmodel.Set(store, "deep", dict[str, list[dict[str, set[str]]]]).add(
+    redmodel.containers.Set(store, "dicts", dict[str, frozenset[str]]).add(nested)
+    redmodel.containers.Set(store, "deep", dict[str, list[dict[str, set[str]]]]).add(
         {k: [{"inner": set(v)}] for k, v in nested.items()})
     print(json.dumps([list(tags), list(nested)]))
 """)

@@ -264,7 +264,7 @@ def test_indexed_writes_inside_a_transaction(redis_client: Any) -> None:
     store.save(Hat("black", quantity=2, id="t"))
 
     @store.transaction
-    def recolor(tx: redmodel.Transaction) -> None:
+    def recolor(tx: redmodel.transactions.Transaction) -> None:
         hat = tx.get_or_raise(Hat, "t")
         tx.update(Hat, "t", color="green", quantity=hat.quantity + 1)
 

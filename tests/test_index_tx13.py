@@ -98,8 +98,8 @@ def _transact(store: Any, body: Any) -> Any:
         async def fn(tx: Any) -> Any:
             return body(tx)
 
-        return store.transact(fn)
-    return store.transact(body)
+        return store.transaction(fn)()
+    return store.transaction(body)()
 
 
 @pytest.fixture(params=["sync", "async", "cluster"])
@@ -159,7 +159,7 @@ def test_a_raw_command_that_moves_an_indexed_int_is_no_conflict(store: redmodel.
         tx.incr(TH, "a", "n", 1)
 
     with pytest.raises(redmodel.TransactionError, match="other write queued") as info:
-        store.transact(body)
+        store.transaction(body)()
     assert not isinstance(info.value, redmodel.ConflictError)
     assert store.get(TH, "a").color == "blue"
 
@@ -183,7 +183,8 @@ def test_a_unique_value_taken_refuses_the_transaction_before_multi(shell: Any) -
                 _transact(shell, body)
             assert dump(shell.client) == before, model
         if not isinstance(shell, AsyncFacade):
-            with pytest.raises(redmodel.UniqueViolationError), redmodel.Transaction(shell) as tx:
+            with pytest.raises(redmodel.UniqueViolationError), \
+                    redmodel.transactions.Transaction(shell) as tx:
                 tx.save(model(sku="TAKEN", id=c))
             assert dump(shell.client) == before
 
@@ -192,13 +193,13 @@ def test_a_value_given_up_earlier_in_the_transaction_is_free(store: redmodel.Sto
     """Unbucketed: the holder gives the value up (an update, a delete) earlier in the same
     transaction, so a later write takes it; two writes taking one value are refused."""
     store.save_many([TH(sku="X", id="a"), TH(sku="Y", id="b")])
-    store.transact(lambda tx: (tx.update(TH, "a", sku=None), tx.save(TH(sku="X", id="c")),
+    store.transaction(lambda tx: (tx.update(TH, "a", sku=None), tx.save(TH(sku="X", id="c")),
                                tx.delete(TH, "b"), tx.update(TH, "c", sku="Y"),
-                               tx.save(TH(sku="X", id="d"))))
+                               tx.save(TH(sku="X", id="d"))))()
     assert store.get_by(TH, sku="Y").id == "c" and store.get_by(TH, sku="X").id == "d"
     before = dump(store.client)
     with pytest.raises(redmodel.UniqueViolationError):
-        store.transact(lambda tx: (tx.save(TH(sku="Z", id="e")), tx.save(TH(sku="Z", id="f"))))
+        store.transaction(lambda tx: (tx.save(TH(sku="Z", id="e")), tx.save(TH(sku="Z", id="f"))))()
     assert dump(store.client) == before
     assert store.verify(TH) == []
 
@@ -218,18 +219,18 @@ def test_bucketed_save_then_update_and_delete_then_save(request: pytest.FixtureR
         tx.save(TB(sku="U1", id=a))
         pend["u"] = tx.update(TB, a, color="blue", sku="U2")
 
-    store.transact(save_update)
+    store.transaction(save_update)()
     got = store.get(TB, a)
     assert (got.color, got.sku, pend["u"].value) == ("blue", "U2", True)
     assert store.get_by(TB, sku="U1") is None
     store.save(TB(sku="U1", id=e))  # given up by the transaction: free at once
 
     store.save(TB(sku="B", id=b))
-    store.transact(lambda tx: (tx.delete(TB, b), tx.save(TB(color="green", sku="B", id=b))))
+    store.transaction(lambda tx: (tx.delete(TB, b), tx.save(TB(color="green", sku="B", id=b))))()
     assert store.get_by(TB, sku="B").color == "green"
     with pytest.raises(redmodel.UniqueViolationError):
         store.save(TB(sku="B", id=SAME_BUCKET[3]))
-    store.transact(lambda tx: (tx.update(TB, b, sku="C"), tx.update(TB, b, sku="B")))
+    store.transaction(lambda tx: (tx.update(TB, b, sku="C"), tx.update(TB, b, sku="B")))()
     assert store.get_by(TB, sku="B").id == b and store.get_by(TB, sku="C") is None
     assert store.verify(TB) == []
 
@@ -335,10 +336,10 @@ def test_a_transaction_commits_what_a_python_model_says_or_nothing(
     event(f"outcome: {error.__name__ if error else 'committed'}")
     state_before = dump(store.client)
     if error is None:
-        store.transact(body)
+        store.transaction(body)()
     else:
         with pytest.raises(error):
-            store.transact(body)
+            store.transaction(body)()
     if error is redmodel.UniqueViolationError:
         assert dump(store.client) == state_before  # nothing written
     got = {}
@@ -411,7 +412,7 @@ def test_an_object_with_20000_list_entries_can_be_rewritten_and_deleted(
     store.save(TTags([f"u{i}" for i in range(9_000)], color="green", id="x"))
     assert store.find(TTags, tags="u8999").ids() == ["x"]
     assert store.find(TTags, tags="t5").ids() == []
-    store.transact(lambda tx: tx.update(TTags, "x", color="black"))
+    store.transaction(lambda tx: tx.update(TTags, "x", color="black"))()
     assert store.delete(TTags, "x") is True
     assert store.find(TTags, tags="u5").ids() == [] and store.verify(TTags) == []
     assert dbsize(store.client) == 0  # (but the model registry's record)
@@ -518,7 +519,7 @@ def test_nan_is_refused_by_every_index(store: redmodel.Store, values: dict[str, 
     with pytest.raises(redmodel.ValidationError):
         store.update(TEq, "a", **values)
     with pytest.raises(redmodel.ValidationError):
-        store.transact(lambda tx: tx.save(TEq(id="b", **values)))
+        store.transaction(lambda tx: tx.save(TEq(id="b", **values)))()
     assert dump(store.client) == before
     name, value = next(iter(values.items()))
     probe = value[-1] if isinstance(value, list) else value
@@ -605,14 +606,14 @@ def test_a_wrong_typed_index_key_refuses_the_whole_transaction_before_multi(
         tx.save_many([TH(id="b"), TH(color="bad", id="c")])
 
     with pytest.raises(redmodel.ServerError) as info:
-        store.transact(body)
+        store.transaction(body)()
     text = str(info.value)
     assert "t13h:%idx:eq:color:bad" in text and "reindex" in text
     assert "nothing of the transaction was written" in text
     assert dump(store.client) == before
     with pytest.raises(redmodel.ServerError, match="nothing of the transaction was written"):
-        store.transact(lambda tx: (tx.update(TH, "a", color="green"),
-                                   tx.update(TH, "a", color="bad")))
+        store.transaction(lambda tx: (tx.update(TH, "a", color="green"),
+                                   tx.update(TH, "a", color="bad")))()
     assert dump(store.client) == before
 
 

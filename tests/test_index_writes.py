@@ -412,7 +412,7 @@ def test_transactions_keep_the_entries_in_step(sync_store: redmodel.Store) -> No
     store.save_many([QH(color="red", n=1, quantity=1, id=i) for i in (a, b)])
 
     @store.transaction
-    def work(tx: redmodel.Transaction) -> None:
+    def work(tx: redmodel.transactions.Transaction) -> None:
         tx.update(QH, a, color="green")  # not loaded: its record is read first
         tx.incr(QH, a, "n", 5)  # an equality-indexed counter of the same object
         tx.incr(QH, b, "quantity", 2)
@@ -425,7 +425,7 @@ def test_transactions_keep_the_entries_in_step(sync_store: redmodel.Store) -> No
     assert store.get(QH, b) is None
     assert store.verify(QH) == []
 
-    with redmodel.Transaction(store) as tx:  # one object written twice in one MULTI
+    with redmodel.transactions.Transaction(store) as tx:  # one object written twice in one MULTI
         tx.save(QH(color="white", sku="Y", id=a))
         tx.update(QH, a, color="black", sku="Z")
     assert store.find(QH, color="black").ids() == [a]
@@ -439,12 +439,13 @@ def test_bucketed_unique_values_work_in_transactions(sync_store: redmodel.Store)
     store = sync_store
     BH = QHS[True]
     a, b, c, d = SAME_BUCKET
-    with redmodel.Transaction(store) as tx:
+    with redmodel.transactions.Transaction(store) as tx:
         first = tx.save(BH(sku="A", id=a))
         tx.save(BH(sku="B", id=b))
     assert first.value.endswith(a)
     assert store.get_by(BH, sku="A").id == a
-    with pytest.raises(redmodel.UniqueViolationError), redmodel.Transaction(store) as tx:
+    with pytest.raises(redmodel.UniqueViolationError), \
+            redmodel.transactions.Transaction(store) as tx:
         tx.save(BH(sku="C", id=c))
         tx.save(BH(sku="A", id=d))
     assert store.get(BH, c) is None and store.get(BH, d) is None
@@ -452,7 +453,7 @@ def test_bucketed_unique_values_work_in_transactions(sync_store: redmodel.Store)
     assert store.get_by(BH, sku="C").id == d
 
     @store.transaction
-    def swap(tx: redmodel.Transaction) -> None:
+    def swap(tx: redmodel.transactions.Transaction) -> None:
         tx.get(BH, a)
         tx.update(BH, a, sku="Z")
         tx.incr(BH, a, "n", 1)
@@ -476,7 +477,7 @@ def test_async_transactions_keep_the_entries_in_step(redis_url: str, redis_clien
         await store.save(QH(color="red", n=1, id="1"))
 
         @store.transaction
-        async def work(tx: redmodel.AsyncTransaction) -> None:
+        async def work(tx: redmodel.transactions.AsyncTransaction) -> None:
             tx.update(QH, "1", color="green")
             tx.incr(QH, "1", "n", 2)
             tx.save(QH(color="blue", sku="S", id="2"))

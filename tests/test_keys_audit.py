@@ -28,14 +28,14 @@ import redis
 from redis.cluster import RedisCluster
 
 import redmodel
-from redmodel import Queue, Set, SortedSet, WindowCounter
 from redmodel._indexes import _blind
 from redmodel._models._specs import spec_of
 from redmodel._plan import SCRIPTS_BY_SHA, LuaScript
 from redmodel.codecs import _fernet
+from redmodel.containers import Queue, Set, SortedSet, WindowCounter
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer
 
-FERNET_OLD, FERNET_NEW = (redmodel.FernetTransform.generate_key() for _ in range(2))
+FERNET_OLD, FERNET_NEW = (redmodel.codecs.FernetTransform.generate_key() for _ in range(2))
 INDEX_KEY, NEW_INDEX_KEY = (redmodel.generate_index_key() for _ in range(2))
 _INCLUDE = "--! include "
 _SCRIPT_COMMANDS = {b"EVAL", b"EVALSHA", b"EVAL_RO", b"EVALSHA_RO"}
@@ -238,7 +238,7 @@ def crypto_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(_fernet, "_configured", None)
     monkeypatch.setattr(_blind, "_configured", None)
     monkeypatch.setattr(_blind, "_cache", None)
-    redmodel.configure_fernet(keys=[FERNET_OLD])
+    redmodel.codecs.configure_fernet(keys=[FERNET_OLD])
     redmodel.configure_index_keys(keys=[INDEX_KEY])
     yield
 
@@ -352,7 +352,7 @@ def layouts(store: redmodel.Store, client: Any) -> None:
     store.save(Flat("h", address, secret="s4", id="3"))
     store.save(Blob("b3", id="3"))
     # a new Fernet key: rotation rewrites each value with a compare-and-set script
-    redmodel.configure_fernet(keys=[FERNET_NEW, FERNET_OLD])
+    redmodel.codecs.configure_fernet(keys=[FERNET_NEW, FERNET_OLD])
     assert store.rotate_keys(Hat) >= 1  # hash_cas_field
     assert store.rotate_keys(Flat) >= 1  # string_cas (a leaf)
     assert store.rotate_keys(Blob) >= 1  # string_cas (the blob)

@@ -392,13 +392,13 @@ def test_a_transaction_registers_its_models_before_it_sends_anything(store: Any)
     owner, intruder = item(module="app.owner"), item(module="app.intruder")
     store.save(owner("a"))
     with (pytest.raises(SchemaConflictError, match=r"app\.intruder\.Item"),
-          redmodel.Transaction(store) as tx):
+          redmodel.transactions.Transaction(store) as tx):
         tx.save(intruder("b"))
-    with pytest.raises(SchemaConflictError), redmodel.Transaction(store) as tx:
+    with pytest.raises(SchemaConflictError), redmodel.transactions.Transaction(store) as tx:
         tx.get(intruder, "x")
     assert store.count(owner) == 1
     fresh = item(module="app.owner", name_options=" = redmodel.field(index=True)")
-    with redmodel.Transaction(redmodel.Store(store.client)) as tx:  # a new version
+    with redmodel.transactions.Transaction(redmodel.Store(store.client)) as tx:  # a new version
         tx.save(fresh("c"))
     assert registry(store.client)["index:name"] == "building"  # "a" has no entry yet
 

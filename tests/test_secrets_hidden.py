@@ -24,7 +24,7 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(_fernet, "_configured", None)
     monkeypatch.setattr(_blind, "_configured", None)
     monkeypatch.setattr(_blind, "_cache", None)
-    redmodel.configure_fernet(keys=[redmodel.FernetTransform.generate_key()])
+    redmodel.codecs.configure_fernet(keys=[redmodel.codecs.FernetTransform.generate_key()])
     redmodel.configure_index_keys(keys=[redmodel.generate_index_key()])
     yield
 
@@ -64,15 +64,16 @@ VAULT = "VAULT-SECRET-attack14"
 # --- containers refuse members whose encryption their chain would skip ----------------------
 
 @pytest.mark.parametrize("make", [
-    pytest.param(lambda s: (redmodel.Queue(s, "q", Card), Card(CARD_NUMBER, "Ann")),
+    pytest.param(lambda s: (redmodel.containers.Queue(s, "q", Card), Card(CARD_NUMBER, "Ann")),
                  id="queue-card"),
-    pytest.param(lambda s: (redmodel.Set(s, "s", FrozenCard), FrozenCard(CARD_NUMBER)),
+    pytest.param(lambda s: (redmodel.containers.Set(s, "s", FrozenCard), FrozenCard(CARD_NUMBER)),
                  id="set-card"),
-    pytest.param(lambda s: (redmodel.SortedSet(s, "z", FrozenCard), FrozenCard(CARD_NUMBER)),
+    pytest.param(lambda s: (redmodel.containers.SortedSet(s, "z", FrozenCard),
+                            FrozenCard(CARD_NUMBER)),
                  id="sortedset-card"),
-    pytest.param(lambda s: (redmodel.Queue(s, "qm", Member),
+    pytest.param(lambda s: (redmodel.containers.Queue(s, "qm", Member),
                             Member("ann", Card(CARD_NUMBER), PIN, id="m1")), id="queue-model"),
-    pytest.param(lambda s: (redmodel.Queue(s, "qv", Vault), Vault(VAULT, id="v1")),
+    pytest.param(lambda s: (redmodel.containers.Queue(s, "qv", Vault), Vault(VAULT, id="v1")),
                  id="queue-blob-model"),
 ])
 def test_a_container_never_stores_a_declared_encrypted_field_in_plaintext(
@@ -85,9 +86,9 @@ def test_a_container_never_stores_a_declared_encrypted_field_in_plaintext(
     the pin and the blob's secret in plaintext."""
     try:
         container, value = make(store)
-        if isinstance(container, redmodel.Queue):
+        if isinstance(container, redmodel.containers.Queue):
             container.push(value)
-        elif isinstance(container, redmodel.Set):
+        elif isinstance(container, redmodel.containers.Set):
             container.add(value)
         else:
             container.add(value, 1)
@@ -244,7 +245,7 @@ def test_a_container_with_an_encrypting_chain_keeps_such_members_encrypted(
         store: redmodel.Store, redis_client: redis.Redis) -> None:
     """The refusal's advice works: with an encrypting chain the members round-trip and
     no plaintext reaches Redis."""
-    queue = redmodel.Queue(store, "qe", Card, codec="json|fernet")
+    queue = redmodel.containers.Queue(store, "qe", Card, codec="json|fernet")
     queue.push(Card(CARD_NUMBER, "Ann"))
     assert leaked([CARD_NUMBER], dump(redis_client)) == []
     assert queue.pop() == Card(CARD_NUMBER, "Ann")
@@ -252,7 +253,7 @@ def test_a_container_with_an_encrypting_chain_keeps_such_members_encrypted(
 
 def test_a_refused_container_names_the_field_and_the_way_out(store: redmodel.Store) -> None:
     with pytest.raises(redmodel.ModelDefinitionError, match=r"Card\.number.*json\|fernet"):
-        redmodel.Queue(store, "q", Card)
+        redmodel.containers.Queue(store, "q", Card)
 
 
 @attrs.define
@@ -331,17 +332,17 @@ def test_a_tracked_save_sends_a_changed_encrypted_field(store: redmodel.Store) -
 
 
 def test_a_fernet_key_with_stray_characters_is_refused_as_an_index_key_would_be() -> None:
-    key = redmodel.FernetTransform.generate_key()
+    key = redmodel.codecs.FernetTransform.generate_key()
     for bad in (key[:10] + " " + key[10:], key + "junk", key + "\n!"):
         with pytest.raises(redmodel.CodecError) as info:
-            redmodel.FernetTransform(keys=[bad]).encode(b"x")
+            redmodel.codecs.FernetTransform(keys=[bad]).encode(b"x")
         assert key[:12] not in str(info.value)
 
 
 def test_an_index_key_that_is_also_the_encryption_key_is_refused(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    shared = redmodel.FernetTransform.generate_key()
-    redmodel.configure_fernet(keys=[shared])
+    shared = redmodel.codecs.FernetTransform.generate_key()
+    redmodel.codecs.configure_fernet(keys=[shared])
     redmodel.configure_index_keys(keys=[shared])
     with pytest.raises(redmodel.CodecError, match="separate") as info:
         _blind.current_keyring()

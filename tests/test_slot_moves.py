@@ -139,7 +139,7 @@ def test_a_transaction_follows_a_moved_slot(redis_cluster: RedisClusterServer,
     store.save(Counter(id="c", n=10))
 
     @redmodel.transaction(store)
-    def take(tx: redmodel.Transaction) -> int:
+    def take(tx: redmodel.transactions.Transaction) -> int:
         c = tx.get_or_raise(Counter, "c")
         tx.incr(Counter, "c", "n", -1)
         return c.n

@@ -16,16 +16,13 @@ from redmodel import (
     ConditionFailedError,
     ConflictError,
     NotFoundError,
-    Pending,
     ReadAfterWriteError,
-    RetryPolicy,
-    Transaction,
     TransactionError,
     ValidationError,
-    current_transaction,
     transact,
     transaction,
 )
+from redmodel.transactions import Pending, RetryPolicy, Transaction, current_transaction
 from redmodel.transactions._tx import TxCore
 
 FAST = RetryPolicy(attempts=3, backoff_base=0.0, backoff_max=0.0)

@@ -24,7 +24,6 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 import redmodel
-from redmodel import Queue, SortedSet
 from redmodel._plan import SCRIPTS_BY_SHA, Batch, gather, script
 from redmodel._transport import _wire
 from redmodel._transport._wire import (
@@ -38,6 +37,7 @@ from redmodel._transport._wire import (
     slot_tag,
     wrap,
 )
+from redmodel.containers import Queue, SortedSet
 from redmodel.testing import FaultProxy, RedisServer, has
 
 INCR = script("hash_update")

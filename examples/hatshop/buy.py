@@ -19,7 +19,8 @@ from collections import Counter
 import redmodel
 from examples._server import example_store
 from examples.hatshop import Hat, stock
-from redmodel import RetryPolicy, Transaction, transaction
+from redmodel import transaction
+from redmodel.transactions import RetryPolicy, Transaction
 
 
 class OutOfStockError(Exception):

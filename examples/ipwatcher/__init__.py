@@ -12,7 +12,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 
 import redmodel
-from redmodel import Queue, WindowCounter
+from redmodel.containers import Queue, WindowCounter
 
 MAXVISITS = 15
 WINDOW = 60  # seconds: visits are counted per address per minute

@@ -38,8 +38,8 @@ from redmodel.codecs._fernet import configured_raw_keys
 from redmodel.codecs._keysource import Key, KeySource
 
 __all__ = [
-    "DEFAULT_INDEX_KEYS_ENV",
     "BlindIndex",
+    "DEFAULT_INDEX_KEYS_ENV",
     "configure_index_keys",
     "generate_index_key",
 ]

@@ -6,6 +6,7 @@ Each method is one line that awaits the plan ``Store`` runs; the logic lives in 
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
@@ -218,8 +219,11 @@ class AsyncStore(ShellConfig):
 
     async def transact(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any
                        ) -> R:
-        """Await ``fn(tx, *args, **kwargs)`` as an optimistic transaction with the default
-        retry policy and return its result."""
+        """Deprecated alias: ``await astore.transaction(fn)(*args, **kwargs)`` says the
+        same. Awaits ``fn(tx, *args, **kwargs)`` as an optimistic transaction with the
+        default retry policy and returns its result; warns (DeprecationWarning)."""
+        warnings.warn("AsyncStore.transact is deprecated: use "
+                      "await astore.transaction(fn)(*args)", DeprecationWarning, stacklevel=2)
         outcome = await _tx.run_transaction_async(self, fn, args, kwargs)
         return outcome.value
 

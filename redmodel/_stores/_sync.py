@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
@@ -210,9 +211,12 @@ class Store(ShellConfig):
         return decorate(fn) if fn is not None else decorate
 
     def transact(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
-        """Run ``fn(tx, *args, **kwargs)`` as an optimistic transaction with the default
-        retry policy and return its result (WATCH, reads, MULTI, queued writes, EXEC)."""
-        return _tx.transact(self, fn, *args, **kwargs)
+        """Deprecated alias: ``store.transaction(fn)(*args, **kwargs)`` says the same (one
+        name per idea). Runs ``fn(tx, *args, **kwargs)`` as an optimistic transaction with
+        the default retry policy and returns its result; warns (DeprecationWarning)."""
+        warnings.warn("Store.transact is deprecated: use store.transaction(fn)(*args)",
+                      DeprecationWarning, stacklevel=2)
+        return _tx.run_transaction(self, fn, args, kwargs).value
 
     def delete(self, model: type, id: Any) -> bool:
         """DEL the object; True if it existed."""

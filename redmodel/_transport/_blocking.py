@@ -65,10 +65,10 @@ from redmodel._transport._wire import server_error
 
 __all__ = [
     "BLOCK_MARGIN",
+    "aclose_blocking_clients",
     "block_arg",
     "blocking_call",
     "blocking_call_async",
-    "aclose_blocking_clients",
     "blocking_client",
     "close_blocking_clients",
     "is_async_client",

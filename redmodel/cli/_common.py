@@ -35,13 +35,13 @@ from redmodel.codecs import configure_fernet
 
 __all__ = [
     "CONNECTION",
+    "CliError",
     "ENV_KEY",
+    "Env",
     "INTERNAL",
     "OK",
     "PROBLEMS",
     "USAGE",
-    "CliError",
-    "Env",
     "common_options",
     "pass_env",
     "reads",

@@ -89,9 +89,9 @@ class _Writer:
                 rest.append(item)
         if self.store.cluster:
             for item in rest:
-                self.store.transact(_write, [item])
+                self.store.transaction(_write)([item])
         elif rest:
-            self.store.transact(_write, rest)
+            self.store.transaction(_write)(rest)
 
 
 def _seconds(pttl: int | None) -> float | None:

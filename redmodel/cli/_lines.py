@@ -36,7 +36,7 @@ from redmodel.cli._common import model_label
 from redmodel.cli._describe import encrypted_paths
 from redmodel.codecs import JsonSerializer
 
-__all__ = ["FORMAT_VERSION", "BadLineError", "Models", "ModelLines", "SealedItem", "TypedItem"]
+__all__ = ["BadLineError", "FORMAT_VERSION", "ModelLines", "Models", "SealedItem", "TypedItem"]
 
 FORMAT_VERSION = 1
 _CONVERTER = JsonSerializer().converter

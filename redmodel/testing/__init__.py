@@ -55,12 +55,12 @@ from redmodel.testing._server import RedisServer
 from redmodel.testing._tls import TLSTerminator
 
 __all__ = [
-    "SERVER_ENV_VAR",
     "ClusterFaultProxy",
     "FaultEvent",
     "FaultProxy",
     "RedisClusterServer",
     "RedisServer",
+    "SERVER_ENV_VAR",
     "ServerNotFoundError",
     "ServerStartError",
     "TLSNotSupportedError",

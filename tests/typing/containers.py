@@ -12,7 +12,7 @@ from redmodel import AsyncStore, Store
 
 
 def on_a_store(store: Store) -> None:
-    jobs = redmodel.Queue(store, "jobs", int)
+    jobs = redmodel.containers.Queue(store, "jobs", int)
     reveal_type(jobs)  # N: Revealed type is "redmodel.containers._containers.Queue[int, redmodel._stores._sync.Store]"
     reveal_type(jobs.push(1, 2))  # N: Revealed type is "int"
     reveal_type(jobs.push_left(0))  # N: Revealed type is "int"
@@ -30,9 +30,9 @@ def on_a_store(store: Store) -> None:
     reveal_type(jobs.consume(max_items=1))  # N: Revealed type is "redmodel.containers._consumer.Consumer[int]"
     for job in jobs.consume(max_items=1):
         reveal_type(job)  # N: Revealed type is "int"
-    reveal_type(redmodel.pop_blocking(jobs, redmodel.Queue(store, "more", int), timeout=1))  # N: Revealed type is "tuple[redmodel.containers._containers.Queue[int, redmodel._stores._sync.Store], int] | None"
+    reveal_type(redmodel.containers.pop_blocking(jobs, redmodel.containers.Queue(store, "more", int), timeout=1))  # N: Revealed type is "tuple[redmodel.containers._containers.Queue[int, redmodel._stores._sync.Store], int] | None"
 
-    seen = redmodel.Set(store, "seen", IPv4Address)
+    seen = redmodel.containers.Set(store, "seen", IPv4Address)
     addr = IPv4Address("10.0.0.1")
     reveal_type(seen.add(addr))  # N: Revealed type is "int"
     reveal_type(seen.remove(addr))  # N: Revealed type is "int"
@@ -46,7 +46,7 @@ def on_a_store(store: Store) -> None:
     reveal_type(seen.intersection(seen))  # N: Revealed type is "set[ipaddress.IPv4Address]"
     reveal_type(seen.difference(seen))  # N: Revealed type is "set[ipaddress.IPv4Address]"
 
-    board = redmodel.SortedSet(store, "board", str)
+    board = redmodel.containers.SortedSet(store, "board", str)
     reveal_type(board.add("ada", 3.5))  # N: Revealed type is "int"
     reveal_type(board.add_many({"bob": 1.0}, nx=True))  # N: Revealed type is "int"
     reveal_type(board.incr("ada"))  # N: Revealed type is "float"
@@ -61,19 +61,19 @@ def on_a_store(store: Store) -> None:
     reveal_type(board.pop_min())  # N: Revealed type is "list[tuple[str, float]]"
     reveal_type(board.pop_max(2))  # N: Revealed type is "list[tuple[str, float]]"
 
-    visits = redmodel.WindowCounter(store, "visits", window=60)
+    visits = redmodel.containers.WindowCounter(store, "visits", window=60)
     reveal_type(visits)  # N: Revealed type is "redmodel.containers._containers.WindowCounter[redmodel._stores._sync.Store]"
     reveal_type(visits.incr(addr))  # N: Revealed type is "int"
     reveal_type(visits.get(addr))  # N: Revealed type is "int"
     reveal_type(visits.reset(addr))  # N: Revealed type is "bool"
 
-    annotated: redmodel.Queue[int] = jobs  # the default store type is Store
-    counter: redmodel.WindowCounter = visits
+    annotated: redmodel.containers.Queue[int] = jobs  # the default store type is Store
+    counter: redmodel.containers.WindowCounter = visits
     print(annotated, counter)
 
 
 async def on_an_async_store(astore: AsyncStore) -> None:
-    jobs = redmodel.Queue(astore, "jobs", int)
+    jobs = redmodel.containers.Queue(astore, "jobs", int)
     reveal_type(jobs)  # N: Revealed type is "redmodel.containers._containers.Queue[int, redmodel._stores._async.AsyncStore]"
     pending: Coroutine[Any, Any, int] = jobs.push(1, 2)  # nothing is sent yet
     reveal_type(await pending)  # N: Revealed type is "int"
@@ -94,9 +94,9 @@ async def on_an_async_store(astore: AsyncStore) -> None:
     async with jobs.consume(name="w", idle_timeout=1) as consumer:
         async for job in consumer:
             reveal_type(job)  # N: Revealed type is "int"
-    reveal_type(await redmodel.pop_blocking(jobs, timeout=1))  # N: Revealed type is "tuple[redmodel.containers._containers.Queue[int, redmodel._stores._async.AsyncStore], int] | None"
+    reveal_type(await redmodel.containers.pop_blocking(jobs, timeout=1))  # N: Revealed type is "tuple[redmodel.containers._containers.Queue[int, redmodel._stores._async.AsyncStore], int] | None"
 
-    seen = redmodel.Set(astore, "seen", IPv4Address)
+    seen = redmodel.containers.Set(astore, "seen", IPv4Address)
     addr = IPv4Address("10.0.0.1")
     reveal_type(await seen.add(addr))  # N: Revealed type is "int"
     reveal_type(await seen.remove(addr))  # N: Revealed type is "int"
@@ -109,7 +109,7 @@ async def on_an_async_store(astore: AsyncStore) -> None:
     reveal_type(await seen.intersection(seen))  # N: Revealed type is "set[ipaddress.IPv4Address]"
     reveal_type(await seen.difference(seen))  # N: Revealed type is "set[ipaddress.IPv4Address]"
 
-    board = redmodel.SortedSet(astore, "board", str)
+    board = redmodel.containers.SortedSet(astore, "board", str)
     reveal_type(await board.add("ada", 3.5))  # N: Revealed type is "int"
     reveal_type(await board.add_many([("bob", 1.0)], gt=True))  # N: Revealed type is "int"
     reveal_type(await board.incr("ada", 2))  # N: Revealed type is "float"
@@ -124,13 +124,13 @@ async def on_an_async_store(astore: AsyncStore) -> None:
     reveal_type(await board.pop_min())  # N: Revealed type is "list[tuple[str, float]]"
     reveal_type(await board.pop_max(2))  # N: Revealed type is "list[tuple[str, float]]"
 
-    visits = redmodel.WindowCounter(astore, "visits", window=60)
+    visits = redmodel.containers.WindowCounter(astore, "visits", window=60)
     reveal_type(visits)  # N: Revealed type is "redmodel.containers._containers.WindowCounter[redmodel._stores._async.AsyncStore]"
     reveal_type(await visits.incr(addr))  # N: Revealed type is "int"
     reveal_type(await visits.get(addr))  # N: Revealed type is "int"
     reveal_type(await visits.reset(addr))  # N: Revealed type is "bool"
 
-    annotated: redmodel.Queue[int, AsyncStore] = jobs
+    annotated: redmodel.containers.Queue[int, AsyncStore] = jobs
     print(length, annotated)
 
 
@@ -139,20 +139,20 @@ class MyStore(Store):
 
 
 def on_a_subclass(store: MyStore) -> None:
-    jobs = redmodel.Queue(store, "jobs", int)
+    jobs = redmodel.containers.Queue(store, "jobs", int)
     reveal_type(jobs.pop())  # N: Revealed type is "int | None"
 
 
 async def wrong(store: Store, astore: AsyncStore) -> None:
-    jobs = redmodel.Queue(astore, "jobs", int)
+    jobs = redmodel.containers.Queue(astore, "jobs", int)
     forgot: int = jobs.push(1)  # E: Incompatible types in assignment (expression has type "Coroutine[Any, Any, int]", variable has type "int")  [assignment] # N: Maybe you forgot to use "await"?
     jobs.push(1)  # E: Value of type "Coroutine[Any, Any, int]" must be used  [unused-coroutine] # N: Are you missing an await?
-    await redmodel.Queue(store, "jobs", int).push(1)  # E: Incompatible types in "await" (actual type "int", expected type "Awaitable[Any]")  [misc]
-    sync_jobs: redmodel.Queue[int] = jobs  # E: Incompatible types in assignment (expression has type "Queue[int, AsyncStore]", variable has type "Queue[int, Store]")  [assignment]
+    await redmodel.containers.Queue(store, "jobs", int).push(1)  # E: Incompatible types in "await" (actual type "int", expected type "Awaitable[Any]")  [misc]
+    sync_jobs: redmodel.containers.Queue[int] = jobs  # E: Incompatible types in assignment (expression has type "Queue[int, AsyncStore]", variable has type "Queue[int, Store]")  [assignment]
     await jobs.push("one")  # E: Argument 1 to "push" of "Queue" has incompatible type "str"; expected "int"  [arg-type]
-    seen = redmodel.Set(astore, "seen", str)
+    seen = redmodel.containers.Set(astore, "seen", str)
     print("x" in seen)  # E: Invalid self argument "redmodel.containers._containers.Set[str, AsyncStore]" to attribute function "__contains__" with type "Callable[[redmodel.containers._containers.Set[T, Store], object], bool]"  [misc]
     for job in jobs.consume():  # E: "AsyncConsumer[int]" has no attribute "__iter__"; maybe "__aiter__" or "__aenter__"? (not iterable)  [attr-defined]
         print(job)
-    redmodel.pop_blocking(jobs, redmodel.Queue(store, "other", int), timeout=1)  # E: Argument 1 to "pop_blocking" has incompatible type "Queue[int, AsyncStore]"; expected "Queue[int, Store]"  [arg-type]
+    redmodel.containers.pop_blocking(jobs, redmodel.containers.Queue(store, "other", int), timeout=1)  # E: Argument 1 to "pop_blocking" has incompatible type "Queue[int, AsyncStore]"; expected "Queue[int, Store]"  [arg-type]
     print(forgot, sync_jobs)

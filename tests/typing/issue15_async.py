@@ -17,7 +17,7 @@ class Hat:
 async def correct(astore: redmodel.AsyncStore) -> None:
     hats: list[Hat] = await astore.find(Hat, color="black").all()
     first: Hat | None = await astore.find(Hat).first()
-    jobs = redmodel.Queue(astore, "jobs", int)
+    jobs = redmodel.containers.Queue(astore, "jobs", int)
     length: int = await jobs.push(1, 2)
     print(hats, first, length)
 

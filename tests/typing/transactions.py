@@ -6,7 +6,8 @@ with ``in_tx``."""
 import attrs
 
 import redmodel
-from redmodel import AsyncStore, AsyncTransaction, Store, Transaction
+from redmodel import AsyncStore, Store
+from redmodel.transactions import AsyncTransaction, Transaction
 
 
 @redmodel.model(prefix="hat")
@@ -23,7 +24,7 @@ def sync(store: Store) -> None:
         hat = tx.get_or_raise(Hat, hat_id)
         reveal_type(tx.get(Hat, hat_id))  # N: Revealed type is "tests.typing.transactions.Hat | None"
         reveal_type(tx.incr(Hat, hat_id, "quantity", -1))  # N: Revealed type is "redmodel.transactions._tx.Pending[Any]"
-        redmodel.Queue(store, "sold", str).in_tx(tx).push(hat_id)
+        redmodel.containers.Queue(store, "sold", str).in_tx(tx).push(hat_id)
         return hat.quantity - 1
 
     reveal_type(buy)  # N: Revealed type is "redmodel.transactions._tx.TransactionFunction[[hat_id: str], int]"
@@ -36,12 +37,12 @@ def sync(store: Store) -> None:
 
     reveal_type(restock)  # N: Revealed type is "redmodel.transactions._tx.TransactionFunction[[hat_id: str, n: int], None]"
 
-    @store.transaction(policy=redmodel.RetryPolicy(attempts=3))
+    @store.transaction(policy=redmodel.transactions.RetryPolicy(attempts=3))
     def count(tx: Transaction) -> int:
         return len(tx.get_many(Hat, ["h1", "h2"]))
 
     reveal_type(count())  # N: Revealed type is "int"
-    reveal_type(redmodel.transact(store, buy.fn, "h1"))  # N: Revealed type is "int"
+    reveal_type(redmodel.transaction(store)(buy.fn)("h1"))  # N: Revealed type is "int"
 
 
 async def in_asyncio(astore: AsyncStore) -> None:
@@ -52,7 +53,7 @@ async def in_asyncio(astore: AsyncStore) -> None:
         reveal_type(await tx.exists(Hat, hat_id))  # N: Revealed type is "bool"
         reveal_type(await tx.get_many(Hat, [hat_id]))  # N: Revealed type is "list[tests.typing.transactions.Hat | None]"
         reveal_type(tx.incr(Hat, hat_id, "quantity", -1))  # N: Revealed type is "redmodel.transactions._tx.Pending[Any]"
-        await redmodel.Queue(astore, "sold", str).in_tx(tx).length()
+        await redmodel.containers.Queue(astore, "sold", str).in_tx(tx).length()
         return hat.quantity - 1
 
     reveal_type(buy)  # N: Revealed type is "redmodel.transactions._tx.AsyncTransactionFunction[[hat_id: str], int]"
@@ -65,7 +66,7 @@ async def in_asyncio(astore: AsyncStore) -> None:
 
     reveal_type(restock)  # N: Revealed type is "redmodel.transactions._tx.AsyncTransactionFunction[[hat_id: str, n: int], None]"
 
-    @astore.transaction(policy=redmodel.RetryPolicy(attempts=3))
+    @astore.transaction(policy=redmodel.transactions.RetryPolicy(attempts=3))
     async def colors(tx: AsyncTransaction) -> list[str]:
         return [h.color for h in await tx.get_many(Hat, ["h1"]) if h is not None]
 

@@ -1,0 +1,82 @@
+"""The front door: core names at the top, the rest one import away in documented
+submodules, and every old path still working for one release with a DeprecationWarning
+that names the new one (docs/design.md, "Where things live")."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import warnings
+from typing import Any
+
+import pytest
+
+import redmodel
+import redmodel.codecs
+import redmodel.containers
+import redmodel.transactions
+
+PUBLIC = [redmodel, redmodel.codecs, redmodel.containers, redmodel.transactions]
+
+
+@pytest.mark.parametrize("name", sorted(redmodel.MOVED))
+def test_a_moved_name_warns_naming_its_new_path_and_is_the_same_object(name: str) -> None:
+    new = redmodel.MOVED[name]
+    with pytest.warns(DeprecationWarning, match=rf"redmodel\.{name} moved to {new}\.{name}"):
+        old = getattr(redmodel, name)
+    assert old is getattr(importlib.import_module(new), name)
+    assert name in importlib.import_module(new).__all__
+
+
+def test_the_old_from_import_still_works_and_warns() -> None:
+    with pytest.warns(DeprecationWarning, match="redmodel.containers"):
+        from redmodel import Queue  # noqa: PLC0415
+    assert Queue is redmodel.containers.Queue
+
+
+def test_transact_is_a_deprecated_alias_of_transaction() -> None:
+    with pytest.warns(DeprecationWarning, match=r"use redmodel\.transaction"):
+        transact = redmodel.transact
+    assert callable(transact)
+
+
+@pytest.mark.parametrize("module", PUBLIC, ids=lambda m: m.__name__)
+def test_the_public_names_do_not_warn_and_say_where_they_live(module: Any) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type) or callable(obj):
+                assert obj.__module__ == module.__name__, name
+
+
+def test_the_front_door_keeps_the_core_and_nothing_moved() -> None:
+    core = {"model", "field", "key_field", "new_id", "Store", "AsyncStore", "transaction",
+            "Q", "Query", "Page", "Range", "DEFAULT", "ResendPolicy", "between", "contains",
+            "ge", "gt", "le", "lt", "one_of"}
+    assert core <= set(redmodel.__all__)
+    assert not set(redmodel.MOVED) & set(redmodel.__all__)
+    errors = {n for n in dir(redmodel) if n.endswith("Error")}
+    assert errors <= set(redmodel.__all__)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        redmodel.Nope  # noqa: B018
+
+
+def _modules() -> list[str]:
+    return [m.name for m in pkgutil.walk_packages(redmodel.__path__, "redmodel.")
+            if m.name != "redmodel.__main__"]
+
+
+def test_every_all_is_sorted() -> None:
+    unsorted = [name for name in ["redmodel", *_modules()]
+                if list(getattr(importlib.import_module(name), "__all__", ()))
+                != sorted(getattr(importlib.import_module(name), "__all__", ()))]
+    assert unsorted == []
+
+
+def test_every_module_says_what_it_owns() -> None:
+    assert [name for name in _modules() if not (importlib.import_module(name).__doc__ or "")
+            .strip() or "placeholder" in importlib.import_module(name).__doc__] == []
