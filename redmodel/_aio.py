@@ -213,8 +213,8 @@ class AsyncStore(ShellConfig):
         decorate = _tx.transaction(self, policy=policy)
         return decorate(fn) if fn is not None else decorate
 
-    async def transact(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any
-                       ) -> R:
+    async def transact(self, fn: Callable[Concatenate[AsyncTransaction, P], Awaitable[R]], /,
+                       *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(tx, *args, **kwargs)`` as an optimistic transaction with the default
         retry policy and return its result."""
         outcome = await _tx.run_transaction_async(self, fn, args, kwargs)

@@ -206,7 +206,8 @@ class Store(ShellConfig):
         decorate = _tx.transaction(self, policy=policy)
         return decorate(fn) if fn is not None else decorate
 
-    def transact(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+    def transact(self, fn: Callable[Concatenate[Transaction, P], R], /, *args: P.args,
+                 **kwargs: P.kwargs) -> R:
         """Run ``fn(tx, *args, **kwargs)`` as an optimistic transaction with the default
         retry policy and return its result (WATCH, reads, MULTI, queued writes, EXEC)."""
         return _tx.transact(self, fn, *args, **kwargs)

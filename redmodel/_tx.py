@@ -1329,17 +1329,31 @@ _Fn = Callable[Concatenate[Transaction, P], R]
 _AFn = Callable[Concatenate[AsyncTransaction, P], Awaitable[R]]
 
 
-class _Decorator:
-    """What ``transaction(store, policy=...)`` returns: applied to a function, it makes a
-    :class:`TransactionFunction`, or an :class:`AsyncTransactionFunction` for ``async def``."""
+_D = TypeVar("_D", bound="Store | AsyncStore | None")
 
-    def __init__(self, store: Any, policy: RetryPolicy) -> None:
+
+class _Decorator(Generic[_D]):
+    """What ``transaction(store, policy=...)`` returns: applied to a function, it makes a
+    :class:`TransactionFunction`, or an :class:`AsyncTransactionFunction` for ``async def``.
+
+    Typed by the store it was given (``_D``): bound to a :class:`~redmodel.Store` it accepts
+    only a sync function of a :class:`Transaction`, bound to an
+    :class:`~redmodel.AsyncStore` only an ``async def`` of an :class:`AsyncTransaction`,
+    unbound (``None``) either."""
+
+    def __init__(self, store: _D, policy: RetryPolicy) -> None:
         self.store, self.policy = store, policy
 
     @overload
-    def __call__(self, fn: _AFn[P, R], /) -> AsyncTransactionFunction[P, R]: ...
+    def __call__(self: _Decorator[AsyncStore], fn: _AFn[P, R], /
+                 ) -> AsyncTransactionFunction[P, R]: ...
     @overload
-    def __call__(self, fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
+    def __call__(self: _Decorator[Store], fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
+    @overload
+    def __call__(self: _Decorator[None], fn: _AFn[P, R], /
+                 ) -> AsyncTransactionFunction[P, R]: ...
+    @overload
+    def __call__(self: _Decorator[None], fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
     def __call__(self, fn: Any, /) -> Any:
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
             raise TransactionError(
@@ -1347,9 +1361,10 @@ class _Decorator:
                 "its return and then commits, so its body would never run; return a value "
                 "(a list) instead of yielding"
             )
+        store: Any = self.store  # which store kind fits which function: the overloads
         if inspect.iscoroutinefunction(fn):
-            return AsyncTransactionFunction(fn, self.store, self.policy)
-        return TransactionFunction(fn, self.store, self.policy)
+            return AsyncTransactionFunction(fn, store, self.policy)
+        return TransactionFunction(fn, store, self.policy)
 
 
 @overload
@@ -1357,9 +1372,15 @@ def transaction(fn: _AFn[P, R], /) -> AsyncTransactionFunction[P, R]: ...
 @overload
 def transaction(fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
 @overload
+def transaction(store: Store, /, *, policy: RetryPolicy | None = None) -> _Decorator[Store]: ...
+@overload
 def transaction(
-    store: Store | AsyncStore | None = None, /, *, policy: RetryPolicy | None = None
-) -> _Decorator: ...
+    store: AsyncStore, /, *, policy: RetryPolicy | None = None
+) -> _Decorator[AsyncStore]: ...
+@overload
+def transaction(
+    store: None = None, /, *, policy: RetryPolicy | None = None
+) -> _Decorator[None]: ...
 def transaction(
     store_or_fn: Any = None, /, *, policy: RetryPolicy | None = None
 ) -> Any:
