@@ -97,5 +97,5 @@ async def in_asyncio(astore: AsyncStore) -> None:
         reveal_type(page)  # N: Revealed type is "list[tests.typing.issue18_tx_handles.Cap]"
     async for job in jobs.consume(max_items=1):
         reveal_type(job)  # N: Revealed type is "int"
-    for cap in astore.find(Cap):  # E: Invalid self argument "Query[Cap, AsyncStore]" to attribute function "__iter__" with type "Callable[[Query[M, Store]], Iterator[M]]"  [misc]
+    for _cap in astore.find(Cap):  # E: Invalid self argument "Query[Cap, AsyncStore]" to attribute function "__iter__" with type "Callable[[Query[M, Store]], Iterator[M]]"  [misc]
         pass
