@@ -67,7 +67,7 @@ def owner(cls: type, name: str) -> type:
     return next(k for k in cls.__mro__ if name in vars(k))
 
 
-def redis_line(cls: type, name: str, seen: frozenset[str] = frozenset()) -> str:
+def redis_line(cls: type, name: str, seen: frozenset[tuple[type, str]] = frozenset()) -> str:
     """The method's ``Redis:`` paragraph, following ``as Store.x``."""
     value = inspect.getattr_static(cls, name)
     value = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
@@ -79,7 +79,7 @@ def redis_line(cls: type, name: str, seen: frozenset[str] = frozenset()) -> str:
     if other:
         target = {c.__name__: c for c in CLASSES}[other.group(1)]
         assert (target, other.group(2)) not in seen, f"{cls.__name__}.{name}: a loop"
-        return redis_line(target, other.group(2), seen | {(target, other.group(2))})  # type: ignore[operator]
+        return redis_line(target, other.group(2), seen | {(target, other.group(2))})
     return text
 
 
@@ -108,13 +108,14 @@ def test_the_line_parser() -> None:
     assert redis_line(AsyncStore, "save") == redis_line(Store, "save")
 
 
-TX_FRAME = {"MULTI", "EXEC", "UNWATCH", "DISCARD"}
+TX_FRAME = frozenset({"MULTI", "EXEC", "UNWATCH", "DISCARD"})
 
 
-def check(line: str, sent: list[list[bytes]], where: str, frame: set[str] = set()) -> None:
+def check(line: str, sent: list[list[bytes]], where: str,
+          frame: frozenset[str] = frozenset()) -> None:
     """Every command sent is one ``line`` names (or of the transaction's ``frame``)."""
     commands, scripts = named(line)
-    commands |= frame
+    commands = commands | frame
     any_command = "any command" in line.lower()
     any_script = "*.lua" in line
     got = [args[0].decode().upper() for args in sent]
@@ -284,7 +285,7 @@ STORE: dict[str, Case] = {
     "exists": _c(lambda e: e.s.exists(Plain, "p1")),
     "expire": _c(lambda e: e.s.expire(Plain, "p1", 100)),
     "find": _c(lambda e: e.s.find(Idx, color="red")),
-    "from_env": _c(lambda e: _from_env(e)),
+    "from_env": _c(_from_env),
     "from_url": _c(lambda e: type(e.s).from_url(e.url)),
     "get": _c(lambda e: e.s.get(Plain, "p1")),
     "get_by": _c(lambda e: e.s.get_by(Idx, sku="s1")),
@@ -495,7 +496,7 @@ def test_docstrings_name_the_commands_sent(kind: str, redis_server: RedisServer,
                           " ".join(a[0].decode().upper() + (f"({script_name(a)})" if
                                    a[0].upper().startswith((b"EVAL", b"FCALL")) else "")
                                    for a in sent))
-                frame = TX_FRAME if cls in (Transaction, AsyncTransaction) else set()
+                frame = TX_FRAME if cls in (Transaction, AsyncTransaction) else frozenset()
                 check(redis_line(cls, name), sent, f"{cls.__name__}.{name} ({kind})", frame)
             except AssertionError as error:
                 failures.append(str(error))
