@@ -123,6 +123,11 @@ def check(line: str, sent: list[list[bytes]], where: str,
         assert not got, f"{where}: says it sends nothing, sent {got}"
         return
     assert got, f"{where}: sent nothing, its line says {line!r}"
+    first = next((w for w in re.findall(r"\b[A-Z][A-Z_]+[A-Z]\b", line) if w not in frame),
+                 None)
+    assert any_command or first is None or first in got, (
+        f"{where}: its line leads with {first}, which the representative case did not send "
+        f"(sent {got})")
     for args, name in zip(sent, got, strict=True):
         if name == "SCRIPT" and commands & SCRIPT_CALLS:
             continue  # loading a script before EVALSHA (or MULTI) is part of a script call
