@@ -615,6 +615,9 @@ def pop_blocking(*queues: Queue[T, Any], timeout: float | None, right: bool = Fa
     :meth:`Queue.consume` is at least once. A
     value that does not decode is set aside (see :meth:`Queue.pop`) before
     :class:`DecodeError` is raised.
+
+    Redis: BLPOP (BRPOP with right=True) naming every queue, on a connection of its own;
+    then RPUSH to the queue's %rejected of a value that does not decode.
     """
     if not queues:
         raise ValidationError("pop_blocking needs at least one queue")
@@ -731,8 +734,7 @@ class Queue(Container[T, S]):
         that does not decode is moved to the queue's ``%rejected`` list (one more round
         trip), then :class:`DecodeError` is raised.
 
-        Redis: LPOP; EVALSHA consume_reject.lua moves a value that does not decode to
-        %rejected."""
+        Redis: LPOP; then RPUSH to %rejected of a value that does not decode."""
         return self._run(self.pop_plan())
 
     def pop_right_plan(self) -> Plan[T | None]:
@@ -745,7 +747,7 @@ class Queue(Container[T, S]):
     def pop_right(self) -> Any:
         """RPOP: the tail value (the newest one pushed), or None when empty.
 
-        Redis: RPOP; EVALSHA consume_reject.lua for a value that does not decode."""
+        Redis: RPOP; then RPUSH to %rejected of a value that does not decode."""
         return self._run(self.pop_right_plan())
 
     def _pop(self, command: str) -> Plan[T | None]:
@@ -772,8 +774,8 @@ class Queue(Container[T, S]):
         seconds (fractions allowed, None forever) for one; None on timeout.
         Not in a transaction; see :func:`pop_blocking` for several queues.
 
-        Redis: BLPOP (BRPOP with right=True), on a connection of its own; EVALSHA
-        consume_reject.lua for a value that does not decode."""
+        Redis: BLPOP (BRPOP with right=True), on a connection of its own; then RPUSH to
+        %rejected of a value that does not decode."""
         found = pop_blocking(self, timeout=timeout, right=right)
         return _then(found, lambda f: None if f is None else f[1])
 

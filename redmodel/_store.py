@@ -144,9 +144,10 @@ class Store(ShellConfig):
         A model with ``track_changes`` (every indexed model) saves an object loaded by
         ``get`` by sending only the fields that changed since (HSET of those, HDEL of
         those that became None), so two writers of different fields both keep theirs;
-        ``force=True`` saves it whole. An indexed model's save is one EVALSHA that also
-        updates its index entries and checks unique values (UniqueViolationError, nothing
-        written).
+        ``force=True`` saves it whole. An indexed model's save is one call of the index
+        write script that also updates its index entries and checks unique values
+        (UniqueViolationError, nothing written); a bucketed model's unique values are
+        claimed by separate scripts around it.
 
         Redis: hash layout: HSET alone, or EVALSHA hash_save.lua (HSET, HDEL of the None
         fields, PEXPIRE of a TTL); an object loaded by get and changed since: EVALSHA
@@ -184,8 +185,9 @@ class Store(ShellConfig):
     def update(self, model: type, id: Any, /, **values: Any) -> bool:
         """Set some fields of a stored object without reading it; ``None`` removes a field.
 
-        One EVALSHA (HSET/HDEL inside the script, only if the key exists). Returns False
-        and writes nothing when there is no such object.
+        One script call (HSET/HDEL inside it, only if the key exists; on an indexed model
+        the index write script, which also moves the entries). Returns False and writes
+        nothing when there is no such object.
 
         Redis: hash layout: EVALSHA hash_update.lua; indexed model: EXISTS first when it has
         unique claims, then EVALSHA index_write.lua (sent again with more KEYS when its
@@ -196,7 +198,8 @@ class Store(ShellConfig):
     def incr(self, model: type, id: Any, field: str, amount: float = 1) -> int | float:
         """Add ``amount`` to an int or float field atomically; returns the new value.
 
-        One EVALSHA running HINCRBY (int) or HINCRBYFLOAT (float) if the object exists.
+        One script call: on the hash layout HINCRBY (int) or HINCRBYFLOAT (float) if the
+        object exists, run by the same script as :meth:`incr_fields`.
         ``field`` may be a dotted path into a nested object (``"address.zip"``).
         Raises ValidationError for a non-numeric field, NotFoundError if the object is
         missing.
@@ -262,7 +265,7 @@ class Store(ShellConfig):
         return _tx.transact(self, fn, *args, **kwargs)
 
     def delete(self, model: type, id: Any) -> bool:
-        """DEL the object; True if it existed.
+        """Delete the object (and its index entries); True if it existed.
 
         Redis: DEL (hash and blob layouts); EVALSHA flat_delete.lua (flat layout); indexed
         model: EVALSHA index_write.lua (sent again with more KEYS when its first answer
@@ -271,9 +274,9 @@ class Store(ShellConfig):
         return self.run(self._use(model, _ops.delete(model, id)))
 
     def delete_many(self, model: type, ids: Iterable[Any]) -> int:
-        """Delete many objects: one DEL per object (for an indexed model, one EVALSHA of
-        the index script per object), pipelined, one round trip per chunk of the store's
-        ``chunk_size``; returns how many existed.
+        """Delete many objects: one command per object (DEL, or the layout's or the index's
+        delete script), pipelined, one round trip per chunk of the store's ``chunk_size``;
+        returns how many existed.
 
         Redis: one command per object, pipelined, one round trip per chunk: DEL, EVALSHA
         flat_delete.lua, or for an indexed model EVALSHA index_write.lua (again with more
@@ -281,7 +284,7 @@ class Store(ShellConfig):
         return self.run(self._use(model, _ops.delete_many(model, ids, self.chunk_size)))
 
     def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> bool:
-        """PEXPIRE: the object expires in ``ttl`` seconds; False if it does not exist.
+        """The object expires in ``ttl`` seconds; False if it does not exist.
 
         Redis: PEXPIRE (hash and blob layouts); EVALSHA flat_expire.lua (flat layout);
         indexed model: EVALSHA index_write.lua (sent again with more KEYS when its first
@@ -289,7 +292,7 @@ class Store(ShellConfig):
         return self.run(self._use(model, _ops.expire(model, id, ttl)))
 
     def persist(self, model: type, id: Any) -> bool:
-        """PERSIST: remove the object's expiry; False if it had none or does not exist.
+        """Remove the object's expiry; False if it had none or does not exist.
 
         Redis: PERSIST (hash and blob layouts); EVALSHA flat_expire.lua (flat layout);
         indexed model: EVALSHA index_write.lua (sent again with more KEYS when its first
@@ -299,7 +302,7 @@ class Store(ShellConfig):
     # ---- reads --------------------------------------------------------------------
 
     def get(self, model: type[M], id: Any) -> M | None:
-        """HGETALL: the object, or None if there is none (as Redis answers nil).
+        """The object, or None if there is none.
 
         Raises :class:`DecodeError`, naming key and field, if stored data does not fit.
 
@@ -315,7 +318,7 @@ class Store(ShellConfig):
         return self.run(self._use(model, _ops.get_or_raise(model, id)))  # type: ignore[no-any-return]
 
     def get_many(self, model: type[M], ids: Iterable[Any]) -> list[M | None]:
-        """HGETALL per id, pipelined in chunks; None where an object is missing.
+        """The objects, one read per id, pipelined in chunks; None where one is missing.
 
         Redis: HGETALL (hash layout), EVALSHA flat_get.lua (flat layout) or GET (blob
         layout) per id, pipelined, one round trip per chunk."""
@@ -384,7 +387,8 @@ class Store(ShellConfig):
         every configured key meanwhile, so queries keep working; run it again after
         dropping an old key to drop that key's entries too.
 
-        Per bucket: HSCAN of the index records (COUNT ``count``); for the objects with an
+        First it sweeps expired objects' entries (as :meth:`sweep`). Then per bucket: HSCAN
+        of the index records (COUNT ``count``); for the objects with an
         entry under another key, one pipelined read (HGETALL), one index write script
         each (entries only, the object is not rewritten), and one read to catch objects
         changed meanwhile. Safe to stop and run again. ``progress`` prints a counter on

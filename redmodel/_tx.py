@@ -900,7 +900,7 @@ class Transaction(_TxBase):
         self._read_batch(Batch([], keys=keys), f"watch {list(keys)}")
 
     def get(self, model: type[T], id: Any) -> T | None:
-        """WATCH the key, then HGETALL: the object or None.
+        """WATCH the key, then read the object (HGETALL on the hash layout): it or None.
 
         Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
         layout) or GET (blob layout) at once."""
@@ -916,7 +916,7 @@ class Transaction(_TxBase):
         return self.query(_ops.get_or_raise(model, id), f"get {model.__name__} {id!r}")  # type: ignore[no-any-return]
 
     def get_many(self, model: type[T], ids: Iterable[Any]) -> list[T | None]:
-        """WATCH every key, then the HGETALLs pipelined; None where missing.
+        """WATCH every key, then the reads pipelined; None where missing.
 
         Redis: WATCH of every key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
         layout) or GET (blob layout) per id, pipelined, at once."""
