@@ -662,7 +662,9 @@ class Query(Generic[M, S]):
 
     def order_by(self, field: str) -> Query[M, S]:
         """Sort by a range-indexed field, ties by id; ``"-price"`` reverses both. Objects
-        without a value for the field have no score to sort by and are left out."""
+        without a value for the field have no score to sort by and are left out.
+
+        Redis: none (a builder)."""
         if not isinstance(field, str):
             raise QueryError(f"order_by takes a field name, not {field!r}")
         desc = field.startswith("-")
@@ -673,13 +675,17 @@ class Query(Generic[M, S]):
         return self._with(order=name, desc=desc)
 
     def limit(self, n: int | None) -> Query[M, S]:
-        """At most ``n`` results."""
+        """At most ``n`` results.
+
+        Redis: none (a builder)."""
         if n is not None and (not _is_int(n) or n < 0):
             raise QueryError(f"limit must be an int >= 0 or None, not {n!r}")
         return self._with(limit=n)
 
     def offset(self, n: int) -> Query[M, S]:
-        """Skip the first ``n`` results (they are still found: O(n); prefer cursors)."""
+        """Skip the first ``n`` results (they are still found: O(n); prefer cursors).
+
+        Redis: none (a builder)."""
         if not _is_int(n) or n < 0:
             raise QueryError(f"offset must be an int >= 0, not {n!r}")
         return self._with(offset=n)
@@ -689,7 +695,9 @@ class Query(Generic[M, S]):
         previous page's last result, whatever was added or removed meanwhile. The cursor
         supersedes an earlier :meth:`offset` (the offset was applied when the page that gave
         the cursor was found); an ``offset()`` called after ``after()`` skips results
-        after the cursor."""
+        after the cursor.
+
+        Redis: none (a builder)."""
         if cursor is None:
             return self._with(cursor=None)
         return self._with(cursor=cursor, offset=0)
@@ -1213,7 +1221,11 @@ class Query(Generic[M, S]):
     def all(self: Query[M, AsyncRunner]) -> Coroutine[Any, Any, list[M]]: ...
     def all(self) -> Any:
         """Every result as an object, gathered a page of :data:`ALL_PAGE_SIZE` at a time
-        (script steps per bucket, then HGETALL of the page's hits, pipelined)."""
+        (script steps per bucket, then HGETALL of the page's hits, pipelined).
+
+        Redis: EVALSHA query.lua per bucket (repeated a page at a time), then HGETALL (hash
+        layout), EVALSHA flat_get.lua (flat layout) or GET (blob layout) of each page's
+        hits, pipelined."""
         return self.store.run(self._guard(self.all_plan()))
 
     @overload
@@ -1221,7 +1233,9 @@ class Query(Generic[M, S]):
     @overload
     def ids(self: Query[M, AsyncRunner]) -> Coroutine[Any, Any, list[Any]]: ...
     def ids(self) -> Any:
-        """Every result's id (script steps only, no object is read)."""
+        """Every result's id (script steps only, no object is read).
+
+        Redis: EVALSHA query.lua per bucket, a page at a time."""
         return self.store.run(self._guard(self.ids_plan()))
 
     @overload
@@ -1232,7 +1246,9 @@ class Query(Generic[M, S]):
         """How many results :meth:`ids` would give, exactly (expired objects never count):
         the matches, less the offset, at most the limit; one script call per bucket where
         Redis counts natively, bounded steps otherwise. After a cursor, the ids from it
-        are counted (in steps)."""
+        are counted (in steps).
+
+        Redis: EVALSHA query.lua per bucket."""
         return self.store.run(self._guard(self.size_plan()))
 
     @overload
@@ -1241,7 +1257,9 @@ class Query(Generic[M, S]):
     def exists(self: Query[M, AsyncRunner]) -> Coroutine[Any, Any, bool]: ...
     def exists(self) -> Any:
         """Whether :meth:`ids` would give any result (stops at the first; ``limit(0)``
-        gives none)."""
+        gives none).
+
+        Redis: EVALSHA query.lua per bucket."""
         return self.store.run(self._guard(self.exists_plan()))
 
     @overload
@@ -1249,7 +1267,10 @@ class Query(Generic[M, S]):
     @overload
     def first(self: Query[M, AsyncRunner]) -> Coroutine[Any, Any, M | None]: ...
     def first(self) -> Any:
-        """The first result (in this query's order), or None."""
+        """The first result (in this query's order), or None.
+
+        Redis: EVALSHA query.lua per bucket, then HGETALL (hash layout), EVALSHA
+        flat_get.lua (flat layout) or GET (blob layout) of the first hit."""
         return self.store.run(self._guard(self.first_plan()))
 
     @overload
@@ -1257,7 +1278,10 @@ class Query(Generic[M, S]):
     @overload
     def page(self: Query[M, AsyncRunner], size: int) -> Coroutine[Any, Any, Page[M]]: ...
     def page(self, size: int) -> Any:
-        """One page of ``size`` results after this query's cursor, with the next cursor."""
+        """One page of ``size`` results after this query's cursor, with the next cursor.
+
+        Redis: EVALSHA query.lua per bucket, then HGETALL (hash layout), EVALSHA
+        flat_get.lua (flat layout) or GET (blob layout) of the page's hits, pipelined."""
         _check_size(size)
         return self.store.run(self._guard(self.page_plan(size)))
 
@@ -1266,7 +1290,10 @@ class Query(Generic[M, S]):
 
     def pages(self: Query[M, SyncRunner], size: int = PAGE_SIZE) -> Iterator[list[M]]:
         """Every result (after the offset, up to the limit), a page at a time, following
-        cursors; memory holds one page (sync stores; :meth:`apages` for an AsyncStore)."""
+        cursors; memory holds one page (sync stores; :meth:`apages` for an AsyncStore).
+
+        Redis: per page: EVALSHA query.lua per bucket, then HGETALL (hash layout), EVALSHA
+        flat_get.lua (flat layout) or GET (blob layout) of its hits, pipelined."""
         _check_size(size)
         if self._is_async():
             raise TypeError("this query's store is an AsyncStore: use `async for page in "
@@ -1275,7 +1302,9 @@ class Query(Generic[M, S]):
                                                     self.store._execute) if page.items)
 
     def apages(self: Query[M, AsyncRunner], size: int = PAGE_SIZE) -> AsyncIterator[list[M]]:
-        """:meth:`pages` for an AsyncStore: ``async for page in query.apages(100)``."""
+        """:meth:`pages` for an AsyncStore: ``async for page in query.apages(100)``.
+
+        Redis: as Query.pages"""
         _check_size(size)
         if not self._is_async():
             raise TypeError("this query's store is a sync Store: use `for page in "
@@ -1300,7 +1329,9 @@ class Query(Generic[M, S]):
                 yield item
 
     def explain(self) -> list[str]:
-        """The Redis commands a run of :meth:`all` sends, and what the script does."""
+        """The Redis commands a run of :meth:`all` sends, and what the script does.
+
+        Redis: none (describes what all() would send)."""
         spec = self.spec
         tags = spec.tags()
         root = spec.index_root(tags[0])

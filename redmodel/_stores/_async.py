@@ -62,7 +62,9 @@ class AsyncStore(ShellConfig):
         exactly_once: bool = False, resend: ResendPolicy | None = None,
         registry: bool = True, **kwargs: Any,
     ) -> AsyncStore:
-        """As :meth:`Store.from_url`, with an asyncio client."""
+        """As :meth:`Store.from_url`, with an asyncio client.
+
+        Redis: as Store.from_url"""
         url, options = url_options(url, db, kwargs)
         client = (AsyncRedisCluster.from_url(url, **options) if cluster
                   else aredis.Redis.from_url(url, **options))
@@ -72,14 +74,18 @@ class AsyncStore(ShellConfig):
     def from_env(cls, prefix: str = "REDIS_", *, exactly_once: bool | None = None,
                  resend: ResendPolicy | None = None, registry: bool = True,
                  **kwargs: Any) -> AsyncStore:
-        """As :meth:`Store.from_env`, with an asyncio client."""
+        """As :meth:`Store.from_env`, with an asyncio client.
+
+        Redis: as Store.from_env"""
         url, settings, cluster = env_settings(prefix=prefix)
         once = env_exactly_once(prefix) if exactly_once is None else exactly_once
         return cls.from_url(url, cluster=cluster, exactly_once=once, resend=resend,
                             registry=registry, **{**settings, **kwargs})
 
     async def aclose(self) -> None:
-        """Close the client's connections, and those its blocking pops opened."""
+        """Close the client's connections, and those its blocking pops opened.
+
+        Redis: none (closes the client's connections)."""
         try:
             await self.client.aclose()
         finally:
@@ -97,104 +103,146 @@ class AsyncStore(ShellConfig):
         return await self._link.execute(batch)
 
     async def run(self, plan: Plan[R]) -> R:
-        """Run a plan."""
+        """Run a plan.
+
+        Redis: as Store.run"""
         return await run_async(plan, self._execute)
 
     async def run_many(self, *plans: Plan[Any]) -> list[Any]:
-        """See :meth:`Store.run_many`."""
+        """See :meth:`Store.run_many`.
+
+        Redis: as Store.run_many"""
         return await self.run(gather(plans))
 
     # ---- the Store API, awaited (see Store for what each sends) ---------------------
 
     async def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT,
                    force: bool = False) -> str:
-        """See :meth:`Store.save`."""
+        """See :meth:`Store.save`.
+
+        Redis: as Store.save"""
         return await self.run(self._use(type(obj), _ops.save(obj, ttl, force)))
 
     async def save_many(
         self, objs: Iterable[Any], *, ttl: float | dt.timedelta | None = DEFAULT,
         chunk_size: int | None = None,
     ) -> int:
-        """See :meth:`Store.save_many`."""
+        """See :meth:`Store.save_many`.
+
+        Redis: as Store.save_many"""
         objs = list(objs)
         plan = _ops.save_many(objs, ttl, chunk_size or self.chunk_size)
         return await self.run(self._registry.use_all(objs, plan))
 
     async def update(self, model: type, id: Any, /, **values: Any) -> bool:
-        """See :meth:`Store.update`."""
+        """See :meth:`Store.update`.
+
+        Redis: as Store.update"""
         return await self.run(self._use(model, _ops.update(model, id, values)))
 
     async def incr(self, model: type, id: Any, field: str, amount: float = 1) -> int | float:
-        """See :meth:`Store.incr`."""
+        """See :meth:`Store.incr`.
+
+        Redis: as Store.incr"""
         return await self.run(self._use(model, _ops.incr(model, id, field, amount)))
 
     async def incr_fields(
         self, model: type, id: Any, changes: Mapping[str, float], *,
         floor: Mapping[str, float] | None = None, ceiling: Mapping[str, float] | None = None,
     ) -> dict[str, Any]:
-        """See :meth:`Store.incr_fields`."""
+        """See :meth:`Store.incr_fields`.
+
+        Redis: as Store.incr_fields"""
         return await self.run(self._use(model, _atomic.incr_fields(
             model, id, changes, floor=floor, ceiling=ceiling)))
 
     async def delete(self, model: type, id: Any) -> bool:
-        """See :meth:`Store.delete`."""
+        """See :meth:`Store.delete`.
+
+        Redis: as Store.delete"""
         return await self.run(self._use(model, _ops.delete(model, id)))
 
     async def delete_many(self, model: type, ids: Iterable[Any]) -> int:
-        """See :meth:`Store.delete_many`."""
+        """See :meth:`Store.delete_many`.
+
+        Redis: as Store.delete_many"""
         return await self.run(self._use(model, _ops.delete_many(model, ids, self.chunk_size)))
 
     async def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> bool:
-        """See :meth:`Store.expire`."""
+        """See :meth:`Store.expire`.
+
+        Redis: as Store.expire"""
         return await self.run(self._use(model, _ops.expire(model, id, ttl)))
 
     async def persist(self, model: type, id: Any) -> bool:
-        """See :meth:`Store.persist`."""
+        """See :meth:`Store.persist`.
+
+        Redis: as Store.persist"""
         return await self.run(self._use(model, _ops.persist(model, id)))
 
     async def get(self, model: type[M], id: Any) -> M | None:
-        """See :meth:`Store.get`."""
+        """See :meth:`Store.get`.
+
+        Redis: as Store.get"""
         return await self.run(self._use(model, _ops.get(model, id)))
 
     async def get_or_raise(self, model: type[M], id: Any) -> M:
-        """See :meth:`Store.get_or_raise`."""
+        """See :meth:`Store.get_or_raise`.
+
+        Redis: as Store.get_or_raise"""
         return await self.run(self._use(model, _ops.get_or_raise(model, id)))
 
     async def get_many(self, model: type[M], ids: Iterable[Any]) -> list[M | None]:
-        """See :meth:`Store.get_many`."""
+        """See :meth:`Store.get_many`.
+
+        Redis: as Store.get_many"""
         return await self.run(self._use(model, _ops.get_many(model, ids, self.chunk_size)))
 
     async def exists(self, model: type, id: Any) -> bool:
-        """See :meth:`Store.exists`."""
+        """See :meth:`Store.exists`.
+
+        Redis: as Store.exists"""
         return await self.run(self._use(model, _ops.exists(model, id)))
 
     async def pttl(self, model: type, id: Any) -> int | None:
-        """See :meth:`Store.pttl`."""
+        """See :meth:`Store.pttl`.
+
+        Redis: as Store.pttl"""
         return await self.run(self._use(model, _ops.pttl(model, id)))
 
     async def ttl(self, model: type, id: Any) -> float | None:
-        """See :meth:`Store.ttl`."""
+        """See :meth:`Store.ttl`.
+
+        Redis: as Store.ttl"""
         ms = await self.pttl(model, id)
         return None if ms is None else ms / 1000
 
     def scan_keys(self, model: type, *, count: int = 500) -> AsyncIterator[str]:
-        """See :meth:`Store.scan_keys`; an async iterator."""
+        """See :meth:`Store.scan_keys`; an async iterator.
+
+        Redis: as Store.scan_keys"""
         return iterate_async(self._use(model, _ops.scan_keys(model, count, self._targets())),
                              self._execute)
 
     def scan(self, model: type[M], *, count: int = 500) -> AsyncIterator[M]:
-        """See :meth:`Store.scan`; an async iterator."""
+        """See :meth:`Store.scan`; an async iterator.
+
+        Redis: as Store.scan"""
         return iterate_async(self._use(model, _ops.scan(model, count, self._targets())),
                              self._execute)
 
     async def rotate_keys(self, model: type, *, count: int = 500) -> int:
-        """See :meth:`Store.rotate_keys`."""
+        """See :meth:`Store.rotate_keys`.
+
+        Redis: as Store.rotate_keys"""
         plan = self._use(model, _ops.rotate_keys(model, count, self._targets()))
         return sum([n async for n in iterate_async(plan, self._execute)])
 
     async def rotate_index_key(self, model: type, *, count: int = 500,
                                progress: bool | None = None) -> int:
-        """See :meth:`Store.rotate_index_key`."""
+        """See :meth:`Store.rotate_index_key`.
+
+        Redis: as Store.rotate_index_key"""
         shown = Progress(model, progress)
         async for page in iterate_async(self._use(model, rotate_index_key(model, count)),
                                        self._execute):
@@ -213,15 +261,19 @@ class AsyncStore(ShellConfig):
                   AsyncTransactionFunction[P, R]]: ...
     def transaction(self, fn: Any = None, *, policy: RetryPolicy | None = None) -> Any:
         """``@astore.transaction`` on an ``async def``: the same as
-        ``@redmodel.transaction(astore, ...)``; see docs/transactions.md."""
+        ``@redmodel.transaction(astore, ...)``; see docs/transactions.md.
+
+        Redis: as Store.transaction"""
         decorate = _tx.transaction(self, policy=policy)
         return decorate(fn) if fn is not None else decorate
 
-    async def transact(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any
-                       ) -> R:
+    async def transact(self, fn: Callable[Concatenate[AsyncTransaction, P], Awaitable[R]], /,
+                       *args: P.args, **kwargs: P.kwargs) -> R:
         """Deprecated alias: ``await astore.transaction(fn)(*args, **kwargs)`` says the
         same. Awaits ``fn(tx, *args, **kwargs)`` as an optimistic transaction with the
-        default retry policy and returns its result; warns (DeprecationWarning)."""
+        default retry policy and returns its result; warns (DeprecationWarning).
+
+        Redis: as Store.transact"""
         warnings.warn("AsyncStore.transact is deprecated: use "
                       "await astore.transaction(fn)(*args)", DeprecationWarning, stacklevel=2)
         outcome = await _tx.run_transaction_async(self, fn, args, kwargs)
@@ -229,22 +281,30 @@ class AsyncStore(ShellConfig):
 
     def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M, AsyncStore]:
         """See :meth:`Store.find`; the query's run methods return coroutines (typed as such:
-        ``Query[M, AsyncStore]``)."""
+        ``Query[M, AsyncStore]``).
+
+        Redis: as Store.find"""
         return Query(self, model, Q(*where, **filters))
 
     async def get_by(self, model: type[M], **unique: Any) -> M | None:
-        """See :meth:`Store.get_by`."""
+        """See :meth:`Store.get_by`.
+
+        Redis: as Store.get_by"""
         return await self.run(self._registry.needing(
             spec_of(model), _registry.get_by_needs(spec_of(model), unique),
             _repair.get_by_plan(model, unique)))
 
     async def sweep(self, model: type) -> int:
-        """See :meth:`Store.sweep`."""
+        """See :meth:`Store.sweep`.
+
+        Redis: as Store.sweep"""
         return await self.run(self._use(model, _repair.sweep_plan(model)))
 
     async def reindex(self, model: type, *, count: int = 500, progress: bool | None = None,
                       restart: bool = False) -> int:
-        """See :meth:`Store.reindex`."""
+        """See :meth:`Store.reindex`.
+
+        Redis: as Store.reindex"""
         plan = self._use(model, _repair.reindex_plan(model, count, self._targets(), restart))
         line = _repair.ProgressLine(model, progress)
         async for item in iterate_async(plan, self._execute):
@@ -255,31 +315,43 @@ class AsyncStore(ShellConfig):
 
     async def build_index(self, model: type, field: str, *, count: int = 500,
                           progress: bool | None = None) -> int:
-        """See :meth:`Store.build_index`."""
+        """See :meth:`Store.build_index`.
+
+        Redis: as Store.build_index"""
         _registry.check_declared(spec_of(model), field)
         return await self.reindex(model, count=count, progress=progress)
 
     async def unregister(self, model: type) -> bool:
-        """See :meth:`Store.unregister`."""
+        """See :meth:`Store.unregister`.
+
+        Redis: as Store.unregister"""
         return bool(await self.run(self._registry.unregister(spec_of(model))))
 
     async def adopt(self, model: type) -> None:
-        """See :meth:`Store.adopt`."""
+        """See :meth:`Store.adopt`.
+
+        Redis: as Store.adopt"""
         if not self._registry.enabled:
             return
         await self.run(self._registry.register(spec_of(model), adopt=True))
 
     async def drop_index(self, model: type, name: str, *, count: int = 500) -> int:
-        """See :meth:`Store.drop_index`."""
+        """See :meth:`Store.drop_index`.
+
+        Redis: as Store.drop_index"""
         spec = spec_of(model)
         return await self.run(self._use(model, _registry.drop_index_plan(
             spec, name, self._targets(), count)))
 
     async def verify(self, model: type, *, count: int = 500) -> list[str]:
-        """See :meth:`Store.verify`."""
+        """See :meth:`Store.verify`.
+
+        Redis: as Store.verify"""
         plan = self._use(model, _repair.verify_plan(model, count, self._targets()))
         return [p async for p in iterate_async(plan, self._execute)]
 
     async def count(self, model: type) -> int:
-        """See :meth:`Store.count`."""
+        """See :meth:`Store.count`.
+
+        Redis: as Store.count"""
         return len([k async for k in self.scan_keys(model)])

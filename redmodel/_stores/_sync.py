@@ -70,7 +70,9 @@ class Store(ShellConfig):
         URL names (its ``/db`` path or ``?db=``). ``cluster=True`` makes a ``RedisCluster`` client
         (the URL names one node). ``exactly_once`` and ``resend`` are the store's options
         (docs/failures.md). Extra keyword arguments go to redis-py (``username=``,
-        ``password=``, ``ssl_ca_certs=``, ``ssl_certfile=``, ``ssl_keyfile=``, ...)."""
+        ``password=``, ``ssl_ca_certs=``, ``ssl_certfile=``, ``ssl_keyfile=``, ...).
+
+        Redis: none (connects lazily)."""
         url, options = url_options(url, db, kwargs)
         client = (RedisCluster.from_url(url, **options) if cluster
                   else redis.Redis.from_url(url, **options))
@@ -84,14 +86,18 @@ class Store(ShellConfig):
         ``REDIS_URL``, or ``REDIS_ENDPOINT``/``REDIS_PORT``/``REDIS_DB``,
         ``REDIS_USERNAME``/``REDIS_PASSWORD``, ``REDIS_TLS`` and ``REDIS_CA_FILE``/
         ``REDIS_CERT_FILE``/``REDIS_KEY_FILE``, ``REDIS_CLUSTER`` and
-        ``REDIS_EXACTLY_ONCE``. See docs/deploy.md and docs/failures.md."""
+        ``REDIS_EXACTLY_ONCE``. See docs/deploy.md and docs/failures.md.
+
+        Redis: none (connects lazily)."""
         url, settings, cluster = env_settings(prefix=prefix)
         once = env_exactly_once(prefix) if exactly_once is None else exactly_once
         return cls.from_url(url, cluster=cluster, exactly_once=once, resend=resend,
                             registry=registry, **{**settings, **kwargs})
 
     def close(self) -> None:
-        """Close the client's connections, and those its blocking pops opened."""
+        """Close the client's connections, and those its blocking pops opened.
+
+        Redis: none (closes the client's connections)."""
         try:
             self.client.close()
         finally:
@@ -109,7 +115,10 @@ class Store(ShellConfig):
         return self._link.execute(batch)
 
     def run(self, plan: Plan[R]) -> R:
-        """Run a plan (used by the methods below, and by extensions)."""
+        """Run a plan (used by the methods below, and by extensions).
+
+        Redis: any command the plan's batches hold (each batch one round trip, pipelined).
+        """
         return run_sync(plan, self._execute)
 
     def run_many(self, *plans: Plan[Any]) -> list[Any]:
@@ -118,6 +127,9 @@ class Store(ShellConfig):
         results in order::
 
             store.run_many(ips.push_plan(addr), visits.incr_plan(addr), seen.add_plan(day))
+
+        Redis: any command the plans' batches hold, pipelined together (LLEN, SCARD, RPUSH,
+        INCRBY, EVALSHA of a script, ...).
         """
         return self.run(gather(plans))
 
@@ -136,9 +148,19 @@ class Store(ShellConfig):
         A model with ``track_changes`` (every indexed model) saves an object loaded by
         ``get`` by sending only the fields that changed since (HSET of those, HDEL of
         those that became None), so two writers of different fields both keep theirs;
-        ``force=True`` saves it whole. An indexed model's save is one EVALSHA that also
-        updates its index entries and checks unique values (UniqueViolationError, nothing
-        written)."""
+        ``force=True`` saves it whole. An indexed model's save is one call of the index
+        write script that also updates its index entries and checks unique values
+        (UniqueViolationError, nothing written); a bucketed model's unique values are
+        claimed by separate scripts around it.
+
+        Redis: hash layout: HSET alone, or EVALSHA hash_save.lua (HSET, HDEL of the None
+        fields, PEXPIRE of a TTL); an object loaded by get and changed since: EVALSHA
+        hash_update.lua of the changed fields (then the whole save if it was deleted
+        meanwhile). Indexed model: EVALSHA index_write.lua (sent again with more KEYS when
+        its first answer names keys it needs); with unique fields on a bucketed model,
+        EVALSHA claim.lua before it and claim_confirm.lua, claim_release.lua or
+        claim_restore.lua after it. Flat layout: EVALSHA flat_save.lua. Blob layout: SET (PX
+        or KEEPTTL)."""
         return self.run(self._use(type(obj), _ops.save(obj, ttl, force)))
 
     def save_many(
@@ -150,7 +172,16 @@ class Store(ShellConfig):
     ) -> int:
         """Store many objects (of any models), pipelined: one round trip per chunk of
         ``chunk_size`` objects (default the store's, 500). Every object is validated before
-        the first chunk is sent. Same commands as :meth:`save`; returns the count saved."""
+        the first chunk is sent. Same commands as :meth:`save`; returns the count saved.
+
+        Redis: as save, pipelined, one round trip per chunk: hash layout: HSET alone, or
+        EVALSHA hash_save.lua (HSET, HDEL of the None fields, PEXPIRE of a TTL); an object
+        loaded by get and changed since: EVALSHA hash_update.lua of the changed fields (then
+        the whole save if it was deleted meanwhile). Indexed model: EVALSHA index_write.lua
+        (sent again with more KEYS when its first answer names keys it needs); with unique
+        fields on a bucketed model, EVALSHA claim.lua before it and claim_confirm.lua,
+        claim_release.lua or claim_restore.lua after it. Flat layout: EVALSHA flat_save.lua.
+        Blob layout: SET (PX or KEEPTTL)."""
         objs = list(objs)
         plan = _ops.save_many(objs, ttl, chunk_size or self.chunk_size)
         return self.run(self._registry.use_all(objs, plan))
@@ -158,17 +189,28 @@ class Store(ShellConfig):
     def update(self, model: type, id: Any, /, **values: Any) -> bool:
         """Set some fields of a stored object without reading it; ``None`` removes a field.
 
-        One EVALSHA (HSET/HDEL inside the script, only if the key exists). Returns False
-        and writes nothing when there is no such object."""
+        One script call (HSET/HDEL inside it, only if the key exists; on an indexed model
+        the index write script, which also moves the entries). Returns False and writes
+        nothing when there is no such object.
+
+        Redis: hash layout: EVALSHA hash_update.lua; indexed model: EXISTS first when it has
+        unique claims, then EVALSHA index_write.lua (sent again with more KEYS when its
+        first answer names keys it needs) and a bucketed model's claim.lua,
+        claim_confirm.lua, claim_release.lua or claim_restore.lua."""
         return self.run(self._use(model, _ops.update(model, id, values)))
 
     def incr(self, model: type, id: Any, field: str, amount: float = 1) -> int | float:
         """Add ``amount`` to an int or float field atomically; returns the new value.
 
-        One EVALSHA running HINCRBY (int) or HINCRBYFLOAT (float) if the object exists.
+        One script call: on the hash layout HINCRBY (int) or HINCRBYFLOAT (float) if the
+        object exists, run by the same script as :meth:`incr_fields`.
         ``field`` may be a dotted path into a nested object (``"address.zip"``).
         Raises ValidationError for a non-numeric field, NotFoundError if the object is
-        missing."""
+        missing.
+
+        Redis: hash layout: EVALSHA incr_fields.lua (HINCRBY or HINCRBYFLOAT inside);
+        indexed model: EVALSHA index_write.lua (sent again with more KEYS when its first
+        answer names keys it needs); flat layout: EVALSHA flat_incr.lua."""
         return self.run(self._use(model, _ops.incr(model, id, field, amount)))
 
     def incr_fields(
@@ -190,7 +232,11 @@ class Store(ShellConfig):
         stays within ``floor``/``ceiling`` after the change, then runs HINCRBY /
         HINCRBYFLOAT for each. Returns the new values. Raises
         :class:`ConditionFailedError` (nothing changed) when a bound would be crossed,
-        :class:`NotFoundError` when the object is missing. Hash layout only."""
+        :class:`NotFoundError` when the object is missing. Hash layout only.
+
+        Redis: EVALSHA incr_fields.lua (HMGET of the equality-indexed ints first on an
+        indexed model, then EVALSHA index_write.lua (sent again with more KEYS when its
+        first answer names keys it needs))."""
         return self.run(self._use(model, _atomic.incr_fields(model, id, changes, floor=floor,
                                                              ceiling=ceiling)))
 
@@ -206,63 +252,102 @@ class Store(ShellConfig):
         self, fn: Callable[..., Any] | None = None, *, policy: RetryPolicy | None = None
     ) -> Any:
         """``@store.transaction`` / ``@store.transaction(policy=...)``: the same as
-        ``@redmodel.transaction(store, ...)``; see docs/transactions.md."""
+        ``@redmodel.transaction(store, ...)``; see docs/transactions.md.
+
+        Redis: none (decorates; the function sends when called, as transact)."""
         decorate = _tx.transaction(self, policy=policy)
         return decorate(fn) if fn is not None else decorate
 
-    def transact(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+    def transact(self, fn: Callable[Concatenate[Transaction, P], R], /, *args: P.args,
+                 **kwargs: P.kwargs) -> R:
         """Deprecated alias: ``store.transaction(fn)(*args, **kwargs)`` says the same (one
         name per idea). Runs ``fn(tx, *args, **kwargs)`` as an optimistic transaction with
-        the default retry policy and returns its result; warns (DeprecationWarning)."""
+        the default retry policy and returns its result; warns (DeprecationWarning).
+
+        Redis: WATCH and the function's reads (HGETALL, EXISTS, HGET, ...), then MULTI, its
+        queued writes (HSET, DEL, EVALSHA of a write script, *.lua, ...) and EXEC; UNWATCH
+        when it gives up. Each :class:`Transaction` method names its own commands."""
         warnings.warn("Store.transact is deprecated: use store.transaction(fn)(*args)",
                       DeprecationWarning, stacklevel=2)
         return _tx.run_transaction(self, fn, args, kwargs).value
 
     def delete(self, model: type, id: Any) -> bool:
-        """DEL the object; True if it existed."""
+        """Delete the object (and its index entries); True if it existed.
+
+        Redis: DEL (hash and blob layouts); EVALSHA flat_delete.lua (flat layout); indexed
+        model: EVALSHA index_write.lua (sent again with more KEYS when its first answer
+        names keys it needs), then EVALSHA claim_release.lua of a bucketed model's unique
+        claims."""
         return self.run(self._use(model, _ops.delete(model, id)))
 
     def delete_many(self, model: type, ids: Iterable[Any]) -> int:
-        """Delete many objects: one DEL per object (for an indexed model, one EVALSHA of
-        the index script per object), pipelined, one round trip per chunk of the store's
-        ``chunk_size``; returns how many existed."""
+        """Delete many objects: one command per object (DEL, or the layout's or the index's
+        delete script), pipelined, one round trip per chunk of the store's ``chunk_size``;
+        returns how many existed.
+
+        Redis: one command per object, pipelined, one round trip per chunk: DEL, EVALSHA
+        flat_delete.lua, or for an indexed model EVALSHA index_write.lua (again with more
+        KEYS when asked) and claim_release.lua of a bucketed model's claims."""
         return self.run(self._use(model, _ops.delete_many(model, ids, self.chunk_size)))
 
     def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> bool:
-        """PEXPIRE: the object expires in ``ttl`` seconds; False if it does not exist."""
+        """The object expires in ``ttl`` seconds; False if it does not exist.
+
+        Redis: PEXPIRE (hash and blob layouts); EVALSHA flat_expire.lua (flat layout);
+        indexed model: EVALSHA index_write.lua (sent again with more KEYS when its first
+        answer names keys it needs)."""
         return self.run(self._use(model, _ops.expire(model, id, ttl)))
 
     def persist(self, model: type, id: Any) -> bool:
-        """PERSIST: remove the object's expiry; False if it had none or does not exist."""
+        """Remove the object's expiry; False if it had none or does not exist.
+
+        Redis: PERSIST (hash and blob layouts); EVALSHA flat_expire.lua (flat layout);
+        indexed model: EVALSHA index_write.lua (sent again with more KEYS when its first
+        answer names keys it needs)."""
         return self.run(self._use(model, _ops.persist(model, id)))
 
     # ---- reads --------------------------------------------------------------------
 
     def get(self, model: type[M], id: Any) -> M | None:
-        """HGETALL: the object, or None if there is none (as Redis answers nil).
+        """The object, or None if there is none.
 
-        Raises :class:`DecodeError`, naming key and field, if stored data does not fit."""
+        Raises :class:`DecodeError`, naming key and field, if stored data does not fit.
+
+        Redis: HGETALL (hash layout), EVALSHA flat_get.lua (flat layout) or GET (blob
+        layout)."""
         return self.run(self._use(model, _ops.get(model, id)))  # type: ignore[no-any-return]
 
     def get_or_raise(self, model: type[M], id: Any) -> M:
-        """Like :meth:`get`, but raises :class:`NotFoundError` when missing."""
+        """Like :meth:`get`, but raises :class:`NotFoundError` when missing.
+
+        Redis: HGETALL (hash layout), EVALSHA flat_get.lua (flat layout) or GET (blob
+        layout)."""
         return self.run(self._use(model, _ops.get_or_raise(model, id)))  # type: ignore[no-any-return]
 
     def get_many(self, model: type[M], ids: Iterable[Any]) -> list[M | None]:
-        """HGETALL per id, pipelined in chunks; None where an object is missing."""
+        """The objects, one read per id, pipelined in chunks; None where one is missing.
+
+        Redis: HGETALL (hash layout), EVALSHA flat_get.lua (flat layout) or GET (blob
+        layout) per id, pipelined, one round trip per chunk."""
         return self.run(self._use(model, _ops.get_many(model, ids, self.chunk_size)))
 
     def exists(self, model: type, id: Any) -> bool:
-        """EXISTS."""
+        """EXISTS.
+
+        Redis: EXISTS."""
         return self.run(self._use(model, _ops.exists(model, id)))
 
     def pttl(self, model: type, id: Any) -> int | None:
         """PTTL: milliseconds until the object expires, None if it never does.
-        Raises NotFoundError if it does not exist."""
+        Raises NotFoundError if it does not exist.
+
+        Redis: PTTL."""
         return self.run(self._use(model, _ops.pttl(model, id)))
 
     def ttl(self, model: type, id: Any) -> float | None:
-        """Seconds (with millisecond precision, from PTTL) until expiry; None if never."""
+        """Seconds (with millisecond precision, from PTTL) until expiry; None if never.
+
+        Redis: PTTL."""
         ms = self.pttl(model, id)
         return None if ms is None else ms / 1000
 
@@ -271,14 +356,19 @@ class Store(ShellConfig):
     def scan_keys(self, model: type, *, count: int = 500) -> Iterator[str]:
         """Every key of the model's objects: SCAN with MATCH ``prefix:*`` and TYPE on the
         server (on every primary of a cluster), never KEYS. Like SCAN, may yield a key
-        twice if the keyspace is rehashed meanwhile."""
+        twice if the keyspace is rehashed meanwhile.
+
+        Redis: SCAN with MATCH and TYPE, page by page (on every primary of a cluster)."""
         return iterate_sync(self._use(model, _ops.scan_keys(model, count, self._targets())),
                             self._execute)
 
     def scan(self, model: type[M], *, count: int = 500) -> Iterator[M]:
         """Every stored object of the model: SCAN pages, each followed by one pipelined
         round trip of reads (HGETALL, GET, or the flat read script). Objects deleted
-        meanwhile are skipped."""
+        meanwhile are skipped.
+
+        Redis: SCAN with MATCH and TYPE, each page followed by one pipelined round trip of
+        HGETALL (hash layout), EVALSHA flat_get.lua (flat layout) or GET (blob layout)."""
         return iterate_sync(self._use(model, _ops.scan(model, count, self._targets())),
                             self._execute)
 
@@ -289,7 +379,11 @@ class Store(ShellConfig):
 
         Per SCAN page: one pipelined read (HGETALL / GET / the flat read script) and one
         pipelined compare-and-set script per changed value, so a value written meanwhile
-        by someone else is left alone (it is already under the newest key)."""
+        by someone else is left alone (it is already under the newest key).
+
+        Redis: SCAN pages; for a model with fernet chains, per page one pipelined read
+        (HGETALL, GET or EVALSHA flat_get.lua) and one EVALSHA hash_cas_field.lua or
+        string_cas.lua per changed value."""
         plan = self._use(model, _ops.rotate_keys(model, count, self._targets()))
         return sum(iterate_sync(plan, self._execute))
 
@@ -300,11 +394,17 @@ class Store(ShellConfig):
         every configured key meanwhile, so queries keep working; run it again after
         dropping an old key to drop that key's entries too.
 
-        Per bucket: HSCAN of the index records (COUNT ``count``); for the objects with an
+        First it sweeps expired objects' entries (as :meth:`sweep`). Then per bucket: HSCAN
+        of the index records (COUNT ``count``); for the objects with an
         entry under another key, one pipelined read (HGETALL), one index write script
         each (entries only, the object is not rewritten), and one read to catch objects
         changed meanwhile. Safe to stop and run again. ``progress`` prints a counter on
-        stderr (default: when stderr is a terminal)."""
+        stderr (default: when stderr is a terminal).
+
+        Redis: EVALSHA index_sweep.lua per bucket first (as :meth:`sweep`), then HSCAN of
+        the index records per bucket; for the objects with an entry under another key, one
+        pipelined read (HGETALL or EVALSHA flat_get.lua), EVALSHA index_write.lua each and a
+        second read (HGET). Nothing for a model without blind indexes."""
         shown = Progress(model, progress)
         for page in iterate_sync(self._use(model, rotate_index_key(model, count)),
                                  self._execute):
@@ -316,13 +416,18 @@ class Store(ShellConfig):
     def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M, Store]:
         """A query over the model's indexes: ``find(Hat, color="black", price=lt(50))``,
         ``find(Hat, Q(color="black") | Q(style="fitted"))``. Nothing is sent until it
-        runs (``.all()``, ``.count()``, ...); bad queries raise QueryError here."""
+        runs (``.all()``, ``.count()``, ...); bad queries raise QueryError here.
+
+        Redis: none (the query sends when it runs)."""
         return Query(self, model, Q(*where, **filters))
 
     def get_by(self, model: type[M], **unique: Any) -> M | None:
         """The object holding these unique values (one unique constraint, all its
         fields): HGET of the unique index (or claim), then HGETALL of its owner, which
-        must still hold the values (a stale entry finds None)."""
+        must still hold the values (a stale entry finds None).
+
+        Redis: HGET of the unique index HASH, then HGETALL (hash layout), EVALSHA
+        flat_get.lua (flat layout) or GET (blob layout) of its owner."""
         return self.run(self._registry.needing(
             spec_of(model), _registry.get_by_needs(spec_of(model), unique),
             _repair.get_by_plan(model, unique)))
@@ -330,7 +435,9 @@ class Store(ShellConfig):
     def sweep(self, model: type) -> int:
         """Drop the index entries of expired objects now (queries also do it): per
         bucket, one EVALSHA naming the expired ids, one dropping their entries (every key
-        declared), repeated per 200 ids; returns how many objects' entries were dropped."""
+        declared), repeated per 200 ids; returns how many objects' entries were dropped.
+
+        Redis: EVALSHA index_sweep.lua per bucket, again per 200 expired ids."""
         return self.run(self._use(model, _repair.sweep_plan(model)))
 
     def reindex(self, model: type, *, count: int = 500, progress: bool | None = None,
@@ -350,7 +457,12 @@ class Store(ShellConfig):
         starts over. ``progress`` prints a counter on stderr (default: when stderr is a
         terminal). What it cannot fix (two objects with one unique value, a value no index
         can hold, a wrong-typed index key) is logged on the ``redmodel.index`` logger, and
-        :meth:`verify` lists it."""
+        :meth:`verify` lists it.
+
+        Redis: TYPE of the index keys and GET/SET/DEL of its progress key, SCAN, HSCAN,
+        SSCAN and ZSCAN pages, HGETALL, HGET, EXISTS, ZSCORE, SISMEMBER, ZCARD reads,
+        EVALSHA index_convert.lua, index_write.lua, index_fix.lua, index_sweep.lua,
+        claim_drop.lua and flat_get.lua, and EVALSHA registry_state.lua at the end."""
         plan = self._use(model, _repair.reindex_plan(model, count, self._targets(), restart))
         line = _repair.ProgressLine(model, progress)
         for item in iterate_sync(plan, self._execute):
@@ -367,7 +479,12 @@ class Store(ShellConfig):
         builds every index it declares, then marks them ready in the registry (the
         compare-and-set script on ``<prefix>:%schema``). ``field`` names a field index or a
         unique constraint (``"color,style"``) of the model. Returns how many objects were
-        indexed. See docs/migrations.md."""
+        indexed. See docs/migrations.md.
+
+        Redis: as reindex (TYPE, GET, SET, DEL, ZCARD, SCAN, HSCAN, SSCAN, ZSCAN, HGETALL,
+        HGET, EXISTS, ZSCORE, SISMEMBER, EVALSHA index_convert.lua, index_write.lua,
+        index_fix.lua, index_sweep.lua, claim_drop.lua, flat_get.lua), then EVALSHA
+        registry_state.lua marking the index ready."""
         _registry.check_declared(spec_of(model), field)
         return self.reindex(model, count=count, progress=progress)
 
@@ -375,7 +492,9 @@ class Store(ShellConfig):
         """Delete the model's record from the model registry (DEL ``<prefix>:%schema``), for
         a model whose objects are all gone (a test's or an example's tear-down); this store
         forgets it checked the model, and the next first use records it again. Returns
-        whether there was a record."""
+        whether there was a record.
+
+        Redis: DEL of <prefix>:%schema."""
         return bool(self.run(self._registry.unregister(spec_of(model))))
 
     def adopt(self, model: type) -> None:
@@ -383,7 +502,9 @@ class Store(ShellConfig):
         model recorded there: for a model class that was renamed or moved to another module
         (the registry knows a model by its module-qualified name). Changes that would
         misread the stored objects are still refused (SchemaConflictError). Sends the
-        registry's HGETALL and, if anything changes, its compare-and-set script."""
+        registry's HGETALL and, if anything changes, its compare-and-set script.
+
+        Redis: HGETALL of <prefix>:%schema; EVALSHA registry.lua when the record changes."""
         if not self._registry.enabled:
             return
         self.run(self._registry.register(spec_of(model), adopt=True))
@@ -397,7 +518,12 @@ class Store(ShellConfig):
         expiry index (DEL).
         ``name`` is a field name or a unique constraint's (``"color,style"``). Raises
         :class:`ValidationError` while the model still declares it. Returns how many entry
-        keys were deleted. See docs/migrations.md."""
+        keys were deleted. See docs/migrations.md.
+
+        Redis: DEL of the range ZSET and unique HASH per bucket, SCAN with MATCH and TYPE
+        for the equality SETs then DEL, HSCAN of the records and EVALSHA index_droplines.lua
+        per page, HDEL of its state in the registry (HGETALL, EVALSHA registry_state.lua
+        when other states change)."""
         spec = spec_of(model)
         return self.run(self._use(model, _registry.drop_index_plan(spec, name, self._targets(),
                                                                    count)))
@@ -406,11 +532,16 @@ class Store(ShellConfig):
         """Every disagreement between the stored objects and their index, in words (an
         empty list when all agree), both ways: each object's entries exist and match
         (equality, range, unique, record, all-ids), and every entry points at an existing
-        object that holds it. Reads only: the same passes as :meth:`reindex`."""
+        object that holds it. Reads only: the same passes as :meth:`reindex`.
+
+        Redis: reads only: TYPE of the index keys, SCAN, HSCAN, SSCAN, ZSCAN pages, HGETALL
+        (or EVALSHA flat_get.lua), HGET, EXISTS, ZSCORE, SISMEMBER."""
         return list(iterate_sync(
             self._use(model, _repair.verify_plan(model, count, self._targets())),
             self._execute))
 
     def count(self, model: type) -> int:
-        """How many objects the model has: a full SCAN, O(N) in the keyspace."""
+        """How many objects the model has: a full SCAN, O(N) in the keyspace.
+
+        Redis: SCAN with MATCH and TYPE, page by page (on every primary of a cluster)."""
         return sum(1 for _ in self.scan_keys(model))

@@ -383,11 +383,15 @@ class _ConsumerBase(Generic[T]):
 
     @property
     def redelivered(self) -> bool:
-        """Whether the current item was handed out before (``delivery_count > 1``)."""
+        """Whether the current item was handed out before (``delivery_count > 1``).
+
+        Redis: none."""
         return self.delivery_count > 1
 
     def stop(self, reason: str = "stop") -> None:
-        """Stop after the current item (thread-safe: it only sets a flag)."""
+        """Stop after the current item (thread-safe: it only sets a flag).
+
+        Redis: none (the loop leaves at its next step: EVALSHA consume_leave.lua then)."""
         self._stop = self._stop or reason
 
     def _on_signal(self, signum: int, _frame: types.FrameType | None) -> None:
@@ -607,7 +611,9 @@ class Consumer(_ConsumerBase[T]):
     def ack(self) -> bool:
         """Acknowledge the current item now (it is otherwise acknowledged when the next is
         asked for). False if there is none, or if it was no longer this consumer's (it
-        was taken for dead and the item returned to the queue)."""
+        was taken for dead and the item returned to the queue).
+
+        Redis: EVALSHA consume_take.lua (acknowledging, taking nothing)."""
         current = self._current
         if current is None:
             return False
@@ -765,7 +771,9 @@ class AsyncConsumer(_ConsumerBase[T]):
         self._closed: asyncio.Future[None] | None = None  # done when the loop has left
 
     async def ack(self) -> bool:
-        """See :meth:`Consumer.ack`."""
+        """See :meth:`Consumer.ack`.
+
+        Redis: as Consumer.ack"""
         current = self._current
         if current is None:
             return False
@@ -788,7 +796,9 @@ class AsyncConsumer(_ConsumerBase[T]):
 
     async def aclose(self) -> None:
         """Leave now: return what this consumer holds and unregister. When the loop was
-        already dropped (``break``), wait for the cleanup the event loop started."""
+        already dropped (``break``), wait for the cleanup the event loop started.
+
+        Redis: EVALSHA consume_leave.lua (nothing if it already left)."""
         ref, self._running = self._running, None
         running: Any = None if ref is None else ref()
         if running is not None:

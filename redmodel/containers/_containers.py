@@ -29,7 +29,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
 
 import attrs
 import cattrs
@@ -72,7 +72,7 @@ from redmodel.transactions._tx import current_transaction
 if typing.TYPE_CHECKING:
     from redmodel._stores._async import AsyncStore
     from redmodel._stores._sync import Store
-    from redmodel.transactions._tx import AsyncTransaction, Transaction
+    from redmodel.transactions._tx import AsyncTransaction, Pending, Transaction
 
 __all__ = [
     "AsyncConsumer",
@@ -406,9 +406,16 @@ class Container(Generic[T, S]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.key!r}, {_type_name(self.type)})"
 
-    def in_tx(self: C, tx: Transaction | AsyncTransaction) -> InTransaction[C]:
+    @overload
+    def in_tx(self, tx: Transaction) -> ContainerInTx: ...
+    @overload
+    def in_tx(self, tx: AsyncTransaction) -> ContainerInAsyncTx: ...
+    def in_tx(self, tx: Transaction | AsyncTransaction) -> Any:
         """This container's methods inside transaction ``tx``: reads run now and WATCH the
-        key, writes are queued and return a :class:`~redmodel.Pending`."""
+        key, writes are queued and return a :class:`~redmodel.Pending`.
+
+        Redis: none (the handle's reads send WATCH then the read's commands at once; its
+        writes go into the transaction's MULTI ... EXEC)."""
         return InTransaction(self, tx)
 
     # ---- encoding ------------------------------------------------------------------
@@ -489,7 +496,9 @@ class Container(Generic[T, S]):
     @overload
     def clear(self: Container[T, AsyncStore]) -> Coroutine[Any, Any, bool]: ...
     def clear(self) -> Any:
-        """DEL the key; True if it existed."""
+        """DEL the key; True if it existed.
+
+        Redis: DEL."""
         return self._run(self.clear_plan())
 
     def exists_plan(self) -> Plan[bool]:
@@ -501,7 +510,9 @@ class Container(Generic[T, S]):
     @overload
     def exists(self: Container[T, AsyncStore]) -> Coroutine[Any, Any, bool]: ...
     def exists(self) -> Any:
-        """EXISTS: False for an empty container (Redis deletes empty lists/sets)."""
+        """EXISTS: False for an empty container (Redis deletes empty lists/sets).
+
+        Redis: EXISTS."""
         return self._run(self.exists_plan())
 
     def expire_plan(self, ttl: float | dt.timedelta) -> Plan[bool]:
@@ -516,7 +527,9 @@ class Container(Generic[T, S]):
     def expire(self: Container[T, AsyncStore], ttl: float | dt.timedelta
                ) -> Coroutine[Any, Any, bool]: ...
     def expire(self, ttl: float | dt.timedelta) -> Any:
-        """PEXPIRE: the whole container expires in ``ttl`` seconds; False if it is empty."""
+        """PEXPIRE: the whole container expires in ``ttl`` seconds; False if it is empty.
+
+        Redis: PEXPIRE."""
         return self._run(self.expire_plan(ttl))
 
 
@@ -610,6 +623,9 @@ def pop_blocking(*queues: Queue[T, Any], timeout: float | None, right: bool = Fa
     :meth:`Queue.consume` is at least once. A
     value that does not decode is set aside (see :meth:`Queue.pop`) before
     :class:`DecodeError` is raised.
+
+    Redis: BLPOP (BRPOP with right=True) naming every queue, on a connection of its own;
+    then RPUSH to the queue's %rejected of a value that does not decode.
     """
     if not queues:
         raise ValidationError("pop_blocking needs at least one queue")
@@ -670,6 +686,16 @@ class Queue(Container[T, S]):
     _WRITES = Container._WRITES | {"push", "push_left", "pop", "pop_right", "trim", "recover"}
     _BLOCKING = frozenset({"pop_blocking", "consume"})
 
+    @overload
+    def in_tx(self, tx: Transaction) -> QueueInTx[T]: ...
+    @overload
+    def in_tx(self, tx: AsyncTransaction) -> QueueInAsyncTx[T]: ...
+    def in_tx(self, tx: Transaction | AsyncTransaction) -> Any:
+        """As :meth:`Container.in_tx`, typed with this container's operations.
+
+        Redis: none (see :meth:`Container.in_tx`)."""
+        return InTransaction(self, tx)
+
     def push_plan(self, *values: T) -> Plan[int]:
         return self._push("RPUSH", values)
 
@@ -678,7 +704,9 @@ class Queue(Container[T, S]):
     @overload
     def push(self: Queue[T, AsyncStore], *values: T) -> Coroutine[Any, Any, int]: ...
     def push(self, *values: T) -> Any:
-        """RPUSH: append at the tail; returns the new length. O(1) per value."""
+        """RPUSH: append at the tail; returns the new length. O(1) per value.
+
+        Redis: RPUSH."""
         return self._run(self.push_plan(*values))
 
     def push_left_plan(self, *values: T) -> Plan[int]:
@@ -690,7 +718,9 @@ class Queue(Container[T, S]):
     def push_left(self: Queue[T, AsyncStore], *values: T) -> Coroutine[Any, Any, int]: ...
     def push_left(self, *values: T) -> Any:
         """LPUSH: insert at the head (each value in turn, so the last one ends up first);
-        returns the new length."""
+        returns the new length.
+
+        Redis: LPUSH."""
         return self._run(self.push_left_plan(*values))
 
     def _push(self, command: str, values: Sequence[T]) -> Plan[int]:
@@ -710,7 +740,9 @@ class Queue(Container[T, S]):
     def pop(self) -> Any:
         """LPOP: the head value, or None when the queue is empty. At most once. A value
         that does not decode is moved to the queue's ``%rejected`` list (one more round
-        trip), then :class:`DecodeError` is raised."""
+        trip), then :class:`DecodeError` is raised.
+
+        Redis: LPOP; then RPUSH to %rejected of a value that does not decode."""
         return self._run(self.pop_plan())
 
     def pop_right_plan(self) -> Plan[T | None]:
@@ -721,7 +753,9 @@ class Queue(Container[T, S]):
     @overload
     def pop_right(self: Queue[T, AsyncStore]) -> Coroutine[Any, Any, T | None]: ...
     def pop_right(self) -> Any:
-        """RPOP: the tail value (the newest one pushed), or None when empty."""
+        """RPOP: the tail value (the newest one pushed), or None when empty.
+
+        Redis: RPOP; then RPUSH to %rejected of a value that does not decode."""
         return self._run(self.pop_right_plan())
 
     def _pop(self, command: str) -> Plan[T | None]:
@@ -746,7 +780,10 @@ class Queue(Container[T, S]):
                      ) -> Any:
         """BLPOP (BRPOP with ``right=True``): the head value, waiting up to ``timeout``
         seconds (fractions allowed, None forever) for one; None on timeout.
-        Not in a transaction; see :func:`pop_blocking` for several queues."""
+        Not in a transaction; see :func:`pop_blocking` for several queues.
+
+        Redis: BLPOP (BRPOP with right=True), on a connection of its own; then RPUSH to
+        %rejected of a value that does not decode."""
         found = pop_blocking(self, timeout=timeout, right=right)
         return _then(found, lambda f: None if f is None else f[1])
 
@@ -762,7 +799,9 @@ class Queue(Container[T, S]):
               ) -> Coroutine[Any, Any, list[T]]: ...
     def range(self, start: int = 0, stop: int = -1) -> Any:
         """LRANGE: values from index ``start`` to ``stop`` inclusive, as Redis counts
-        (negative from the tail; the default is every value), head first. O(S+N)."""
+        (negative from the tail; the default is every value), head first. O(S+N).
+
+        Redis: LRANGE."""
         return self._run(self.range_plan(start, stop))
 
     def length_plan(self) -> Plan[int]:
@@ -774,7 +813,9 @@ class Queue(Container[T, S]):
     @overload
     def length(self: Queue[T, AsyncStore]) -> Coroutine[Any, Any, int]: ...
     def length(self) -> Any:
-        """LLEN: how many values are queued."""
+        """LLEN: how many values are queued.
+
+        Redis: LLEN."""
         return self._run(self.length_plan())
 
     def trim_plan(self, start: int, stop: int) -> Plan[None]:
@@ -800,7 +841,9 @@ class Queue(Container[T, S]):
         so a lost reply is resent. A trim that drops from an end by a count (``trim(1,
         -1)`` drops the head, ``trim(0, -2)`` the tail) drops more each time it runs: a
         lost reply raises :class:`OutcomeUnknownError` (in exactly-once mode the store
-        resends it under its write id and it returns, applied once)."""
+        resends it under its write id and it returns, applied once).
+
+        Redis: LTRIM."""
         return self._run(self.trim_plan(start, stop))
 
     @overload
@@ -849,7 +892,11 @@ class Queue(Container[T, S]):
         after ``visibility_timeout`` seconds without a heartbeat, or takes them back when
         it restarts under the same ``name``. ``reliable=False``: the at-most-once BLPOP
         loop. Stops on a signal, the ``sentinel`` value, ``max_items`` values or
-        ``idle_timeout`` seconds without a value; see :class:`Consumer`."""
+        ``idle_timeout`` seconds without a value; see :class:`Consumer`.
+
+        Redis: none until iterated; then per item BLMOVE into its in-flight list (BLPOP with
+        reliable=False) and EVALSHA consume_take.lua, consume_takeback.lua,
+        consume_heartbeat.lua, consume_reject.lua, consume_leave.lua, ZRANGE and LRANGE."""
         if current_transaction() is not None:
             raise TransactionError("a consumer cannot run inside a transaction (it blocks, "
                                    "and inside MULTI a blocking pop does not wait)")
@@ -868,7 +915,9 @@ class Queue(Container[T, S]):
         """Return the in-flight items of every consumer whose heartbeat is older than its
         visibility timeout to the head of the queue, and unregister those consumers: one
         ``consume_recover`` script (two when it finds stale consumers). How many items
-        came back. Consumers do this themselves at each take; call it when none runs."""
+        came back. Consumers do this themselves at each take; call it when none runs.
+
+        Redis: EVALSHA consume_recover.lua."""
         return self._run(self.recover_plan())
 
     def in_flight_plan(self) -> Plan[dict[str, list[T]]]:
@@ -881,7 +930,9 @@ class Queue(Container[T, S]):
     def in_flight(self: Queue[T, AsyncStore]) -> Coroutine[Any, Any, dict[str, list[T]]]: ...
     def in_flight(self) -> Any:
         """Every registered consumer's unacknowledged items, by consumer name (ZRANGE of
-        the consumers, then LRANGE of each in-flight list)."""
+        the consumers, then LRANGE of each in-flight list).
+
+        Redis: ZRANGE of the consumers, then LRANGE of each one's in-flight list."""
         return self._run(self.in_flight_plan())
 
 
@@ -894,6 +945,16 @@ class Set(Container[T, S]):
 
     _WRITES = Container._WRITES | {"add", "remove", "pop"}
     _deterministic_members = True
+
+    @overload
+    def in_tx(self, tx: Transaction) -> SetInTx[T]: ...
+    @overload
+    def in_tx(self, tx: AsyncTransaction) -> SetInAsyncTx[T]: ...
+    def in_tx(self, tx: Transaction | AsyncTransaction) -> Any:
+        """As :meth:`Container.in_tx`, typed with this container's operations.
+
+        Redis: none (see :meth:`Container.in_tx`)."""
+        return InTransaction(self, tx)
 
     def _hashable(self, what: str) -> None:
         if getattr(self.type, "__hash__", None) is None:
@@ -909,7 +970,9 @@ class Set(Container[T, S]):
     @overload
     def add(self: Set[T, AsyncStore], *values: T) -> Coroutine[Any, Any, int]: ...
     def add(self, *values: T) -> Any:
-        """SADD: add values; returns how many were not members yet."""
+        """SADD: add values; returns how many were not members yet.
+
+        Redis: SADD."""
         return self._run(self.add_plan(*values))
 
     def remove_plan(self, *values: T) -> Plan[int]:
@@ -920,7 +983,9 @@ class Set(Container[T, S]):
     @overload
     def remove(self: Set[T, AsyncStore], *values: T) -> Coroutine[Any, Any, int]: ...
     def remove(self, *values: T) -> Any:
-        """SREM: remove values; returns how many were members."""
+        """SREM: remove values; returns how many were members.
+
+        Redis: SREM."""
         return self._run(self.remove_plan(*values))
 
     def _change(self, command: str, values: Sequence[T]) -> Plan[int]:
@@ -939,7 +1004,9 @@ class Set(Container[T, S]):
     @overload
     def members_list(self: Set[T, AsyncStore]) -> Coroutine[Any, Any, list[T]]: ...
     def members_list(self) -> Any:
-        """SMEMBERS as a list, in no particular order (for unhashable member types)."""
+        """SMEMBERS as a list, in no particular order (for unhashable member types).
+
+        Redis: SMEMBERS."""
         return self._run(self.members_list_plan())
 
     def members_plan(self) -> Plan[set[T]]:
@@ -952,7 +1019,9 @@ class Set(Container[T, S]):
     @overload
     def members(self: Set[T, AsyncStore]) -> Coroutine[Any, Any, set[T]]: ...
     def members(self) -> Any:
-        """SMEMBERS: every member. O(N)."""
+        """SMEMBERS: every member. O(N).
+
+        Redis: SMEMBERS."""
         return self._run(self.members_plan())
 
     def contains_plan(self, value: T) -> Plan[bool]:
@@ -965,7 +1034,9 @@ class Set(Container[T, S]):
     @overload
     def contains(self: Set[T, AsyncStore], value: T) -> Coroutine[Any, Any, bool]: ...
     def contains(self, value: T) -> Any:
-        """SISMEMBER. O(1)."""
+        """SISMEMBER. O(1).
+
+        Redis: SISMEMBER."""
         return self._run(self.contains_plan(value))
 
     def __contains__(self: Set[T, Store], value: object) -> bool:
@@ -985,7 +1056,9 @@ class Set(Container[T, S]):
     @overload
     def cardinality(self: Set[T, AsyncStore]) -> Coroutine[Any, Any, int]: ...
     def cardinality(self) -> Any:
-        """SCARD: how many members. O(1)."""
+        """SCARD: how many members. O(1).
+
+        Redis: SCARD."""
         return self._run(self.cardinality_plan())
 
     def pop_plan(self) -> Plan[T | None]:
@@ -1002,7 +1075,9 @@ class Set(Container[T, S]):
     def pop(self) -> Any:
         """SPOP: remove and return a random member; None when empty. A member that does not
         decode is moved to the set's ``%rejected`` set (``SADD``, one more round trip),
-        then :class:`DecodeError` is raised (as :meth:`Queue.pop` does)."""
+        then :class:`DecodeError` is raised (as :meth:`Queue.pop` does).
+
+        Redis: SPOP; SADD to %rejected for a member that does not decode."""
         return self._run(self.pop_plan())
 
     def _set_aside_command(self, rejected: str, raws: Sequence[Any]) -> Command:
@@ -1024,7 +1099,9 @@ class Set(Container[T, S]):
     @overload
     def union(self: Set[T, AsyncStore], *others: Set[T, Any]) -> Coroutine[Any, Any, set[T]]: ...
     def union(self, *others: Set[T, Any]) -> Any:
-        """SUNION: members of this set or any of ``others`` (same type and encoding)."""
+        """SUNION: members of this set or any of ``others`` (same type and encoding).
+
+        Redis: SUNION."""
         return self._run(self.union_plan(*others))
 
     def intersection_plan(self, *others: Set[T, Any]) -> Plan[set[T]]:
@@ -1036,7 +1113,9 @@ class Set(Container[T, S]):
     def intersection(self: Set[T, AsyncStore], *others: Set[T, Any]
                      ) -> Coroutine[Any, Any, set[T]]: ...
     def intersection(self, *others: Set[T, Any]) -> Any:
-        """SINTER: members of this set that are in every one of ``others``."""
+        """SINTER: members of this set that are in every one of ``others``.
+
+        Redis: SINTER."""
         return self._run(self.intersection_plan(*others))
 
     def difference_plan(self, *others: Set[T, Any]) -> Plan[set[T]]:
@@ -1048,7 +1127,9 @@ class Set(Container[T, S]):
     def difference(self: Set[T, AsyncStore], *others: Set[T, Any]
                    ) -> Coroutine[Any, Any, set[T]]: ...
     def difference(self, *others: Set[T, Any]) -> Any:
-        """SDIFF: members of this set that are in none of ``others``."""
+        """SDIFF: members of this set that are in none of ``others``.
+
+        Redis: SDIFF."""
         return self._run(self.difference_plan(*others))
 
 
@@ -1092,6 +1173,16 @@ class SortedSet(Container[T, S]):
 
     _WRITES = Container._WRITES | {"add", "add_many", "incr", "remove", "pop_min", "pop_max"}
     _deterministic_members = True
+
+    @overload
+    def in_tx(self, tx: Transaction) -> SortedSetInTx[T]: ...
+    @overload
+    def in_tx(self, tx: AsyncTransaction) -> SortedSetInAsyncTx[T]: ...
+    def in_tx(self, tx: Transaction | AsyncTransaction) -> Any:
+        """As :meth:`Container.in_tx`, typed with this container's operations.
+
+        Redis: none (see :meth:`Container.in_tx`)."""
+        return InTransaction(self, tx)
 
     def add_many_plan(
         self,
@@ -1144,7 +1235,9 @@ class SortedSet(Container[T, S]):
         lt: bool = False,
     ) -> Any:
         """ZADD [NX|XX] [GT|LT]: set the scores of several members (a mapping or pairs);
-        returns how many members were new. O(log N) per member."""
+        returns how many members were new. O(log N) per member.
+
+        Redis: ZADD [NX|XX] [GT|LT]."""
         return self._run(self.add_many_plan(scores, nx=nx, xx=xx, gt=gt, lt=lt))
 
     def add_plan(self, member: T, score: float, *, nx: bool = False, xx: bool = False,
@@ -1159,7 +1252,9 @@ class SortedSet(Container[T, S]):
             xx: bool = False, gt: bool = False, lt: bool = False) -> Coroutine[Any, Any, int]: ...
     def add(self, member: T, score: float, *, nx: bool = False, xx: bool = False,
             gt: bool = False, lt: bool = False) -> Any:
-        """ZADD of one member; 1 if it was new, 0 if only its score changed."""
+        """ZADD of one member; 1 if it was new, 0 if only its score changed.
+
+        Redis: ZADD."""
         return self._run(self.add_plan(member, score, nx=nx, xx=xx, gt=gt, lt=lt))
 
     def incr_plan(self, member: T, amount: float = 1) -> Plan[float]:
@@ -1174,7 +1269,9 @@ class SortedSet(Container[T, S]):
     def incr(self: SortedSet[T, AsyncStore], member: T, amount: float = 1
              ) -> Coroutine[Any, Any, float]: ...
     def incr(self, member: T, amount: float = 1) -> Any:
-        """ZINCRBY: add ``amount`` to the member's score (from 0 if new); the new score."""
+        """ZINCRBY: add ``amount`` to the member's score (from 0 if new); the new score.
+
+        Redis: ZINCRBY."""
         return self._run(self.incr_plan(member, amount))
 
     def remove_plan(self, *members: T) -> Plan[int]:
@@ -1189,7 +1286,9 @@ class SortedSet(Container[T, S]):
     @overload
     def remove(self: SortedSet[T, AsyncStore], *members: T) -> Coroutine[Any, Any, int]: ...
     def remove(self, *members: T) -> Any:
-        """ZREM: remove members; returns how many were there."""
+        """ZREM: remove members; returns how many were there.
+
+        Redis: ZREM."""
         return self._run(self.remove_plan(*members))
 
     def score_plan(self, member: T) -> Plan[float | None]:
@@ -1202,7 +1301,9 @@ class SortedSet(Container[T, S]):
     @overload
     def score(self: SortedSet[T, AsyncStore], member: T) -> Coroutine[Any, Any, float | None]: ...
     def score(self, member: T) -> Any:
-        """ZSCORE: the member's score, None if it is not a member."""
+        """ZSCORE: the member's score, None if it is not a member.
+
+        Redis: ZSCORE."""
         return self._run(self.score_plan(member))
 
     def rank_plan(self, member: T, *, reverse: bool = False) -> Plan[int | None]:
@@ -1218,7 +1319,9 @@ class SortedSet(Container[T, S]):
              ) -> Coroutine[Any, Any, int | None]: ...
     def rank(self, member: T, *, reverse: bool = False) -> Any:
         """ZRANK (ZREVRANK with ``reverse``): 0-based position by ascending (descending)
-        score; None if not a member. O(log N)."""
+        score; None if not a member. O(log N).
+
+        Redis: ZRANK (ZREVRANK with reverse=True)."""
         return self._run(self.rank_plan(member, reverse=reverse))
 
     def cardinality_plan(self) -> Plan[int]:
@@ -1230,7 +1333,9 @@ class SortedSet(Container[T, S]):
     @overload
     def cardinality(self: SortedSet[T, AsyncStore]) -> Coroutine[Any, Any, int]: ...
     def cardinality(self) -> Any:
-        """ZCARD: how many members."""
+        """ZCARD: how many members.
+
+        Redis: ZCARD."""
         return self._run(self.cardinality_plan())
 
     def _range(self, args: Sequence[Any]) -> Plan[list[tuple[T, float]]]:
@@ -1251,7 +1356,9 @@ class SortedSet(Container[T, S]):
     def range_with_scores(self, start: int = 0, stop: int = -1, *, reverse: bool = False
                           ) -> Any:
         """ZRANGE start stop [REV] WITHSCORES: ``(member, score)`` pairs by rank, ``start``
-        to ``stop`` inclusive (negative from the end). O(log N + M)."""
+        to ``stop`` inclusive (negative from the end). O(log N + M).
+
+        Redis: ZRANGE [REV] WITHSCORES."""
         return self._run(self.range_with_scores_plan(start, stop, reverse=reverse))
 
     def range_plan(self, start: int = 0, stop: int = -1, *, reverse: bool = False
@@ -1266,7 +1373,9 @@ class SortedSet(Container[T, S]):
     def range(self: SortedSet[T, AsyncStore], start: int = 0, stop: int = -1, *,
               reverse: bool = False) -> Coroutine[Any, Any, list[T]]: ...
     def range(self, start: int = 0, stop: int = -1, *, reverse: bool = False) -> Any:
-        """Like :meth:`range_with_scores`, members only (the scores still come back)."""
+        """Like :meth:`range_with_scores`, members only (the scores still come back).
+
+        Redis: ZRANGE [REV] WITHSCORES."""
         return self._run(self.range_plan(start, stop, reverse=reverse))
 
     def range_by_score_with_scores_plan(
@@ -1298,7 +1407,9 @@ class SortedSet(Container[T, S]):
     ) -> Any:
         """ZRANGE min max BYSCORE [REV] [LIMIT offset count] WITHSCORES: ``(member, score)``
         pairs with ``min <= score <= max`` (a bound may be ``"(5"`` for exclusive,
-        ``"-inf"``/``"+inf"``), ascending, or descending with ``reverse``."""
+        ``"-inf"``/``"+inf"``), ascending, or descending with ``reverse``.
+
+        Redis: ZRANGE BYSCORE [REV] [LIMIT] WITHSCORES."""
         return self._run(self.range_by_score_with_scores_plan(
             min, max, reverse=reverse, offset=offset, count=count))
 
@@ -1324,7 +1435,9 @@ class SortedSet(Container[T, S]):
         self, min: Bound = "-inf", max: Bound = "+inf", *, reverse: bool = False,
         offset: int = 0, count: int | None = None,
     ) -> Any:
-        """Like :meth:`range_by_score_with_scores`, members only."""
+        """Like :meth:`range_by_score_with_scores`, members only.
+
+        Redis: ZRANGE BYSCORE [REV] [LIMIT] WITHSCORES."""
         return self._run(self.range_by_score_plan(
             min, max, reverse=reverse, offset=offset, count=count))
 
@@ -1416,7 +1529,10 @@ class SortedSet(Container[T, S]):
         one script (ZPOPMIN) only members it read and decoded that are still the lowest, so
         no member is ever taken out and put back. When one does not decode, that script
         moves it (with its score) to the sorted set's ``%rejected`` sorted set and takes
-        nothing else, and :class:`DecodeError` is raised (docs/containers.md)."""
+        nothing else, and :class:`DecodeError` is raised (docs/containers.md).
+
+        Redis: ZRANGE WITHSCORES, then EVALSHA zset_pop.lua of the members read (repeated
+        while members popped meanwhile leave it short); ZPOPMIN in a transaction."""
         return self._run(self.pop_min_plan(count))
 
     def pop_max_plan(self, count: int = 1) -> Plan[list[tuple[T, float]]]:
@@ -1428,7 +1544,10 @@ class SortedSet(Container[T, S]):
     def pop_max(self: SortedSet[T, AsyncStore], count: int = 1
                 ) -> Coroutine[Any, Any, list[tuple[T, float]]]: ...
     def pop_max(self, count: int = 1) -> Any:
-        """ZPOPMAX: like :meth:`pop_min` from the top, highest first."""
+        """ZPOPMAX: like :meth:`pop_min` from the top, highest first.
+
+        Redis: ZRANGE REV WITHSCORES, then EVALSHA zset_pop.lua of the members read
+        (repeated while members popped meanwhile leave it short); ZPOPMAX in a transaction."""
         return self._run(self.pop_max_plan(count))
 
 
@@ -1472,12 +1591,21 @@ class WindowCounter(Generic[S]):
     def __repr__(self) -> str:
         return f"WindowCounter({self.key!r}, window={self.window})"
 
-    def in_tx(self, tx: Transaction | AsyncTransaction) -> InTransaction[Any]:
-        """Run :meth:`incr` (queued) and :meth:`get` (at once, WATCHed) through ``tx``."""
+    @overload
+    def in_tx(self, tx: Transaction) -> WindowCounterInTx: ...
+    @overload
+    def in_tx(self, tx: AsyncTransaction) -> WindowCounterInAsyncTx: ...
+    def in_tx(self, tx: Transaction | AsyncTransaction) -> Any:
+        """Run :meth:`incr` and :meth:`reset` (queued) and :meth:`get` (at once, WATCHed)
+        through ``tx``.
+
+        Redis: none (see :meth:`Container.in_tx`)."""
         return InTransaction(self, tx)
 
     def window_start(self, at: float | None = None) -> int:
-        """Unix seconds at which the window holding ``at`` (default now) began."""
+        """Unix seconds at which the window holding ``at`` (default now) began.
+
+        Redis: none."""
         now = self.clock() if at is None else at
         if isinstance(now, bool) or not isinstance(now, (int, float)) or not (
                 -_LATEST <= now <= _LATEST):  # NaN and infinities fail too
@@ -1487,7 +1615,9 @@ class WindowCounter(Generic[S]):
         return int(now // self.window) * self.window
 
     def key_for(self, subject: Any, at: float | None = None) -> str:
-        """The key counting ``subject`` in the window holding ``at`` (default now)."""
+        """The key counting ``subject`` in the window holding ``at`` (default now).
+
+        Redis: none."""
         return f"{self.key}:{container_key(subject)}:{self.window_start(at)}"
 
     def incr_plan(self, subject: Any, amount: int = 1) -> Plan[int]:
@@ -1509,7 +1639,10 @@ class WindowCounter(Generic[S]):
              ) -> Coroutine[Any, Any, int]: ...
     def incr(self, subject: Any, amount: int = 1) -> Any:
         """INCRBY and PEXPIRE (to the end of the current window) in one MULTI/EXEC round
-        trip; returns the subject's count in the current window, this event included."""
+        trip; returns the subject's count in the current window, this event included.
+
+        Redis: MULTI, INCRBY, PEXPIRE, EXEC in one round trip (in a transaction: INCRBY and
+        PEXPIRE queued in its MULTI)."""
         return self.store.run(self.incr_plan(subject, amount))
 
     def get_plan(self, subject: Any) -> Plan[int]:
@@ -1528,7 +1661,9 @@ class WindowCounter(Generic[S]):
     @overload
     def get(self: WindowCounter[AsyncStore], subject: Any) -> Coroutine[Any, Any, int]: ...
     def get(self, subject: Any) -> Any:
-        """GET: the subject's count in the current window (0 if none yet)."""
+        """GET: the subject's count in the current window (0 if none yet).
+
+        Redis: GET."""
         return self.store.run(self.get_plan(subject))
 
     def reset_plan(self, subject: Any) -> Plan[bool]:
@@ -1541,6 +1676,170 @@ class WindowCounter(Generic[S]):
     @overload
     def reset(self: WindowCounter[AsyncStore], subject: Any) -> Coroutine[Any, Any, bool]: ...
     def reset(self, subject: Any) -> Any:
-        """DEL: forget the subject's count in the current window; True if it had one."""
+        """DEL: forget the subject's count in the current window; True if it had one.
+
+        Redis: DEL."""
         return self.store.run(self.reset_plan(subject))
+
+
+# ---- in-transaction handles, as type checkers see them ------------------------------
+
+# ``in_tx`` returns an InTransaction at run time; these protocols give each container's
+# handle its exact signatures: writes queue and return a Pending of the value, reads run
+# now and return the value (in an AsyncTransaction a coroutine of it). Only types.
+
+class ContainerInTx(Protocol):
+    """``container.in_tx(tx)`` for a Transaction ``tx``."""
+
+    def clear(self) -> Pending[bool]: ...
+    def expire(self, ttl: float | dt.timedelta) -> Pending[bool]: ...
+    def exists(self) -> bool: ...
+
+
+class ContainerInAsyncTx(Protocol):
+    """``container.in_tx(tx)`` for an AsyncTransaction ``tx``."""
+
+    def clear(self) -> Pending[bool]: ...
+    def expire(self, ttl: float | dt.timedelta) -> Pending[bool]: ...
+    def exists(self) -> Coroutine[Any, Any, bool]: ...
+
+
+class QueueInTx(ContainerInTx, Protocol[T]):
+    """``queue.in_tx(tx)`` for a Transaction ``tx``."""
+
+    def push(self, *values: T) -> Pending[int]: ...
+    def push_left(self, *values: T) -> Pending[int]: ...
+    def pop(self) -> Pending[T | None]: ...
+    def pop_right(self) -> Pending[T | None]: ...
+    def trim(self, start: int, stop: int) -> Pending[None]: ...
+    def recover(self) -> Pending[int]: ...
+    def range(self, start: int = 0, stop: int = -1) -> list[T]: ...
+    def length(self) -> int: ...
+    def in_flight(self) -> dict[str, list[T]]: ...
+
+
+class QueueInAsyncTx(ContainerInAsyncTx, Protocol[T]):
+    """``queue.in_tx(tx)`` for an AsyncTransaction ``tx``."""
+
+    def push(self, *values: T) -> Pending[int]: ...
+    def push_left(self, *values: T) -> Pending[int]: ...
+    def pop(self) -> Pending[T | None]: ...
+    def pop_right(self) -> Pending[T | None]: ...
+    def trim(self, start: int, stop: int) -> Pending[None]: ...
+    def recover(self) -> Pending[int]: ...
+    def range(self, start: int = 0, stop: int = -1) -> Coroutine[Any, Any, list[T]]: ...
+    def length(self) -> Coroutine[Any, Any, int]: ...
+    def in_flight(self) -> Coroutine[Any, Any, dict[str, list[T]]]: ...
+
+
+class SetInTx(ContainerInTx, Protocol[T]):
+    """``set.in_tx(tx)`` for a Transaction ``tx``."""
+
+    def add(self, *values: T) -> Pending[int]: ...
+    def remove(self, *values: T) -> Pending[int]: ...
+    def pop(self) -> Pending[T | None]: ...
+    def members(self) -> set[T]: ...
+    def members_list(self) -> list[T]: ...
+    def contains(self, value: T) -> bool: ...
+    def cardinality(self) -> int: ...
+    def union(self, *others: Set[T, Any]) -> set[T]: ...
+    def intersection(self, *others: Set[T, Any]) -> set[T]: ...
+    def difference(self, *others: Set[T, Any]) -> set[T]: ...
+
+
+class SetInAsyncTx(ContainerInAsyncTx, Protocol[T]):
+    """``set.in_tx(tx)`` for an AsyncTransaction ``tx``."""
+
+    def add(self, *values: T) -> Pending[int]: ...
+    def remove(self, *values: T) -> Pending[int]: ...
+    def pop(self) -> Pending[T | None]: ...
+    def members(self) -> Coroutine[Any, Any, set[T]]: ...
+    def members_list(self) -> Coroutine[Any, Any, list[T]]: ...
+    def contains(self, value: T) -> Coroutine[Any, Any, bool]: ...
+    def cardinality(self) -> Coroutine[Any, Any, int]: ...
+    def union(self, *others: Set[T, Any]) -> Coroutine[Any, Any, set[T]]: ...
+    def intersection(self, *others: Set[T, Any]) -> Coroutine[Any, Any, set[T]]: ...
+    def difference(self, *others: Set[T, Any]) -> Coroutine[Any, Any, set[T]]: ...
+
+
+class SortedSetInTx(ContainerInTx, Protocol[T]):
+    """``sorted_set.in_tx(tx)`` for a Transaction ``tx``."""
+
+    def add(
+        self, member: T, score: float, *,
+        nx: bool = False, xx: bool = False, gt: bool = False, lt: bool = False
+    ) -> Pending[int]: ...
+    def add_many(
+        self, scores: Mapping[T, float] | Iterable[tuple[T, float]], *,
+        nx: bool = False, xx: bool = False, gt: bool = False, lt: bool = False
+    ) -> Pending[int]: ...
+    def incr(self, member: T, amount: float = 1) -> Pending[float]: ...
+    def remove(self, *members: T) -> Pending[int]: ...
+    def pop_min(self, count: int = 1) -> Pending[list[tuple[T, float]]]: ...
+    def pop_max(self, count: int = 1) -> Pending[list[tuple[T, float]]]: ...
+    def score(self, member: T) -> float | None: ...
+    def rank(self, member: T, *, reverse: bool = False) -> int | None: ...
+    def cardinality(self) -> int: ...
+    def range(self, start: int = 0, stop: int = -1, *, reverse: bool = False) -> list[T]: ...
+    def range_with_scores(
+        self, start: int = 0, stop: int = -1, *, reverse: bool = False
+    ) -> list[tuple[T, float]]: ...
+    def range_by_score(
+        self, min: Bound = "-inf", max: Bound = "+inf", *,
+        reverse: bool = False, offset: int = 0, count: int | None = None
+    ) -> list[T]: ...
+    def range_by_score_with_scores(
+        self, min: Bound = "-inf", max: Bound = "+inf", *,
+        reverse: bool = False, offset: int = 0, count: int | None = None
+    ) -> list[tuple[T, float]]: ...
+
+
+class SortedSetInAsyncTx(ContainerInAsyncTx, Protocol[T]):
+    """``sorted_set.in_tx(tx)`` for an AsyncTransaction ``tx``."""
+
+    def add(
+        self, member: T, score: float, *,
+        nx: bool = False, xx: bool = False, gt: bool = False, lt: bool = False
+    ) -> Pending[int]: ...
+    def add_many(
+        self, scores: Mapping[T, float] | Iterable[tuple[T, float]], *,
+        nx: bool = False, xx: bool = False, gt: bool = False, lt: bool = False
+    ) -> Pending[int]: ...
+    def incr(self, member: T, amount: float = 1) -> Pending[float]: ...
+    def remove(self, *members: T) -> Pending[int]: ...
+    def pop_min(self, count: int = 1) -> Pending[list[tuple[T, float]]]: ...
+    def pop_max(self, count: int = 1) -> Pending[list[tuple[T, float]]]: ...
+    def score(self, member: T) -> Coroutine[Any, Any, float | None]: ...
+    def rank(self, member: T, *, reverse: bool = False) -> Coroutine[Any, Any, int | None]: ...
+    def cardinality(self) -> Coroutine[Any, Any, int]: ...
+    def range(
+        self, start: int = 0, stop: int = -1, *, reverse: bool = False
+    ) -> Coroutine[Any, Any, list[T]]: ...
+    def range_with_scores(
+        self, start: int = 0, stop: int = -1, *, reverse: bool = False
+    ) -> Coroutine[Any, Any, list[tuple[T, float]]]: ...
+    def range_by_score(
+        self, min: Bound = "-inf", max: Bound = "+inf", *,
+        reverse: bool = False, offset: int = 0, count: int | None = None
+    ) -> Coroutine[Any, Any, list[T]]: ...
+    def range_by_score_with_scores(
+        self, min: Bound = "-inf", max: Bound = "+inf", *,
+        reverse: bool = False, offset: int = 0, count: int | None = None
+    ) -> Coroutine[Any, Any, list[tuple[T, float]]]: ...
+
+
+class WindowCounterInTx(Protocol):
+    """``counter.in_tx(tx)`` for a Transaction ``tx``."""
+
+    def incr(self, subject: Any, amount: int = 1) -> Pending[int]: ...
+    def get(self, subject: Any) -> int: ...
+    def reset(self, subject: Any) -> Pending[bool]: ...
+
+
+class WindowCounterInAsyncTx(Protocol):
+    """``counter.in_tx(tx)`` for an AsyncTransaction ``tx``."""
+
+    def incr(self, subject: Any, amount: int = 1) -> Pending[int]: ...
+    def get(self, subject: Any) -> Coroutine[Any, Any, int]: ...
+    def reset(self, subject: Any) -> Pending[bool]: ...
 

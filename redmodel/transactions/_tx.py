@@ -583,7 +583,9 @@ class _TxBase:
 
     @property
     def watched(self) -> tuple[str, ...]:
-        """Keys WATCHed so far in this attempt."""
+        """Keys WATCHed so far in this attempt.
+
+        Redis: none."""
         return tuple(self._core.watched)
 
     def _activate(self) -> None:
@@ -654,7 +656,10 @@ class _TxBase:
 
     def queue(self, plan: Plan[R], what: str = "write") -> Pending[R]:
         """Queue a write plan for EXEC; reads it does before its first write (WATCHed) and
-        early writes (claims) run at commit, before MULTI, in queue order."""
+        early writes (claims) run at commit, before MULTI, in queue order.
+
+        Redis: any command the plan writes, queued between MULTI and EXEC (RPUSH, SADD,
+        EVALSHA of a script, ...); its reads run at once, after WATCH, before MULTI."""
         try:
             batch = next(plan)
         except StopIteration as stop:
@@ -666,27 +671,47 @@ class _TxBase:
     # ---- writes (queued; the same in both shells) --------------------------------------
 
     def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT) -> Pending[str]:
-        """Queue HSET (+ HDEL, PEXPIRE) of the whole object; value: its key."""
+        """Queue HSET (+ HDEL, PEXPIRE) of the whole object; value: its key.
+
+        Redis: queued in MULTI/EXEC: as Store.save (HSET, EVALSHA hash_save.lua,
+        hash_update.lua, flat_save.lua, index_write.lua, SET), with an EXISTS read (WATCHed)
+        before MULTI for a partial save, and a bucketed model's claim.lua,
+        claim_confirm.lua, claim_release.lua or claim_restore.lua before MULTI or after
+        EXEC."""
         self._models.add(type(obj))
         return self.queue(_ops.save(obj, ttl, hints=self._core.hints),
                           f"save {type(obj).__name__}")
 
     def save_many(self, objs: Iterable[Any], *, ttl: float | dt.timedelta | None = DEFAULT
                   ) -> Pending[int]:
-        """Queue the saves of many objects in this MULTI; value: how many."""
+        """Queue the saves of many objects in this MULTI; value: how many.
+
+        Redis: queued in MULTI/EXEC, one per object, as save: HSET, EVALSHA hash_save.lua,
+        hash_update.lua, flat_save.lua, index_write.lua, SET, EXISTS read (WATCHed) before
+        MULTI, and a bucketed model's claim.lua, claim_confirm.lua, claim_release.lua or
+        claim_restore.lua."""
         objs = list(objs)
         self._models.update(type(o) for o in objs)
         return self.queue(_ops.save_many(objs, ttl, max(1, len(objs)), self._core.hints),
                           "save many")
 
     def update(self, model: type, id: Any, **values: Any) -> Pending[bool]:
-        """Queue the update script (EVAL); value: False if the object did not exist."""
+        """Queue the update script (EVAL); value: False if the object did not exist.
+
+        Redis: queued in MULTI/EXEC: EVALSHA hash_update.lua, or for an indexed model an
+        EXISTS read (WATCHed) before MULTI and EVALSHA index_write.lua (sent again with more
+        KEYS when its first answer names keys it needs), with a bucketed model's claim.lua,
+        claim_confirm.lua, claim_release.lua or claim_restore.lua."""
         self._models.add(model)
         plan = _ops.update(model, id, values, self._core.hints)
         return self.queue(plan, f"update {model.__name__} {id!r}")
 
     def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Pending[Any]:
-        """Queue HINCRBY / HINCRBYFLOAT (script, EVAL); value: the new number."""
+        """Queue HINCRBY / HINCRBYFLOAT (script, EVAL); value: the new number.
+
+        Redis: queued in MULTI/EXEC: EVALSHA incr_fields.lua (hash layout), flat_incr.lua
+        (flat layout), or EVALSHA index_write.lua (sent again with more KEYS when its first
+        answer names keys it needs) (its reads, WATCHed, before MULTI)."""
         self._models.add(model)
         plan = _ops.incr(model, id, field, amount, self._core.hints)
         return self.queue(plan, f"incr {model.__name__} {id!r} {field}")
@@ -700,40 +725,64 @@ class _TxBase:
         floor: Mapping[str, float] | None = None,
         ceiling: Mapping[str, float] | None = None,
     ) -> Pending[dict[str, Any]]:
-        """Queue the conditional multi-field increment (EVAL); see ``incr_fields``."""
+        """Queue the conditional multi-field increment (EVAL); see ``incr_fields``.
+
+        Redis: queued in MULTI/EXEC: EVALSHA incr_fields.lua (HMGET and EVALSHA
+        index_write.lua (sent again with more KEYS when its first answer names keys it
+        needs) on an indexed model, its reads WATCHed before MULTI)."""
         self._models.add(model)
         plan = incr_fields_plan(model, id, changes, floor=floor, ceiling=ceiling,
                                 hints=self._core.hints)
         return self.queue(plan, f"incr_fields {model.__name__} {id!r}")
 
     def delete(self, model: type, id: Any) -> Pending[bool]:
-        """Queue DEL; value: True if the object existed."""
+        """Queue DEL; value: True if the object existed.
+
+        Redis: queued in MULTI/EXEC: DEL, EVALSHA flat_delete.lua, or for an indexed model
+        EVALSHA index_write.lua (sent again with more KEYS when its first answer names keys
+        it needs) (a bucketed model's claim.lua, claim_confirm.lua, claim_release.lua or
+        claim_restore.lua before MULTI or after EXEC)."""
         self._models.add(model)
         return self.queue(_ops.delete(model, id, self._core.hints),
                           f"delete {model.__name__} {id!r}")
 
     def delete_many(self, model: type, ids: Iterable[Any]) -> Pending[int]:
-        """Queue one DEL of every key; value: how many existed."""
+        """Queue one DEL of every key; value: how many existed.
+
+        Redis: queued in MULTI/EXEC, one per object: DEL, EVALSHA flat_delete.lua, or
+        EVALSHA index_write.lua (sent again with more KEYS when its first answer names keys
+        it needs) (a bucketed model's claim.lua, claim_confirm.lua, claim_release.lua or
+        claim_restore.lua before MULTI or after EXEC)."""
         self._models.add(model)
         ids = list(ids)
         plan = _ops.delete_many(model, ids, max(1, len(ids)), self._core.hints)
         return self.queue(plan, f"delete many {model.__name__}")
 
     def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> Pending[bool]:
-        """Queue PEXPIRE; value: False if the object did not exist."""
+        """Queue PEXPIRE; value: False if the object did not exist.
+
+        Redis: queued in MULTI/EXEC: PEXPIRE, EVALSHA flat_expire.lua, or EVALSHA
+        index_write.lua (sent again with more KEYS when its first answer names keys it
+        needs)."""
         self._models.add(model)
         return self.queue(_ops.expire(model, id, ttl, self._core.hints),
                           f"expire {model.__name__} {id!r}")
 
     def persist(self, model: type, id: Any) -> Pending[bool]:
-        """Queue PERSIST; value: False if it had no expiry."""
+        """Queue PERSIST; value: False if it had no expiry.
+
+        Redis: queued in MULTI/EXEC: PERSIST, EVALSHA flat_expire.lua, or EVALSHA
+        index_write.lua (sent again with more KEYS when its first answer names keys it
+        needs)."""
         self._models.add(model)
         return self.queue(_ops.persist(model, id, self._core.hints),
                           f"persist {model.__name__} {id!r}")
 
     def command(self, *args: Any) -> Pending[Any]:
         """Queue a raw command; value: its reply, as redis-py's ``execute_command`` would
-        return it (its response callback applied)."""
+        return it (its response callback applied).
+
+        Redis: any command given, queued between MULTI and EXEC."""
         client = self.store.client
 
         def plan() -> Plan[Any]:
@@ -856,7 +905,10 @@ class Transaction(_TxBase):
         return replies[1:] if watched else replies
 
     def query(self, plan: Plan[R], what: str = "read") -> R:
-        """Run a read-only plan now, WATCHing the keys of each batch first."""
+        """Run a read-only plan now, WATCHing the keys of each batch first.
+
+        Redis: WATCH of each batch's keys, then any read command the plan holds, at once
+        (LLEN, HGETALL, EVALSHA of a read script, ...)."""
         try:
             batch = next(plan)
             while True:
@@ -874,38 +926,55 @@ class Transaction(_TxBase):
             self.store.run(plan)
 
     def watch(self, *keys: str) -> None:
-        """WATCH more keys (ones the function depends on without reading them here)."""
+        """WATCH more keys (ones the function depends on without reading them here).
+
+        Redis: WATCH."""
         self._read_batch(Batch([], keys=keys), f"watch {list(keys)}")
 
     def get(self, model: type[T], id: Any) -> T | None:
-        """WATCH the key, then HGETALL: the object or None."""
+        """WATCH the key, then read the object (HGETALL on the hash layout): it or None.
+
+        Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
+        layout) or GET (blob layout) at once."""
         self._register(model)
         return self.query(_ops.get(model, id), f"get {model.__name__} {id!r}")  # type: ignore[no-any-return]
 
     def get_or_raise(self, model: type[T], id: Any) -> T:
-        """Like :meth:`get`; raises NotFoundError when missing."""
+        """Like :meth:`get`; raises NotFoundError when missing.
+
+        Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
+        layout) or GET (blob layout) at once."""
         self._register(model)
         return self.query(_ops.get_or_raise(model, id), f"get {model.__name__} {id!r}")  # type: ignore[no-any-return]
 
     def get_many(self, model: type[T], ids: Iterable[Any]) -> list[T | None]:
-        """WATCH every key, then the HGETALLs pipelined; None where missing."""
+        """WATCH every key, then the reads pipelined; None where missing.
+
+        Redis: WATCH of every key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
+        layout) or GET (blob layout) per id, pipelined, at once."""
         self._register(model)
         plan = _ops.get_many(model, ids, self.store.chunk_size)
         return self.query(plan, f"get many {model.__name__}")
 
     def exists(self, model: type, id: Any) -> bool:
-        """WATCH the key, then EXISTS."""
+        """WATCH the key, then EXISTS.
+
+        Redis: WATCH of the key, then EXISTS at once."""
         self._register(model)
         return self.query(_ops.exists(model, id), f"check {model.__name__} {id!r} exists")
 
     def get_field(self, model: type, id: Any, field: str) -> Any:
-        """WATCH the key, then HGET one field, decoded by its type; None if absent."""
+        """WATCH the key, then HGET one field, decoded by its type; None if absent.
+
+        Redis: WATCH of the key, then HGET at once."""
         self._register(model)
         return self.query(get_field(model, id, field), f"read {model.__name__} {id!r} {field}")
 
     def read_command(self, *args: Any, watch: Sequence[str]) -> Any:
         """A raw read command run now, after WATCHing ``watch`` (name every key it reads;
-        ``watch=()`` reads without protection)."""
+        ``watch=()`` reads without protection).
+
+        Redis: WATCH of the keys named in watch, then the command at once (e.g. GET)."""
         return self.query(_read_command(self.store.client, args, watch), f"run {args[0]!s}")
 
 class AsyncTransaction(_TxBase):
@@ -997,7 +1066,9 @@ class AsyncTransaction(_TxBase):
         return replies[1:] if watched else replies
 
     async def query(self, plan: Plan[R], what: str = "read") -> R:
-        """Run a read-only plan now, WATCHing the keys of each batch first."""
+        """Run a read-only plan now, WATCHing the keys of each batch first.
+
+        Redis: as Transaction.query"""
         try:
             batch = next(plan)
             while True:
@@ -1015,40 +1086,54 @@ class AsyncTransaction(_TxBase):
             await self.store.run(plan)
 
     async def watch(self, *keys: str) -> None:
-        """WATCH more keys."""
+        """WATCH more keys.
+
+        Redis: as Transaction.watch"""
         await self._read_batch(Batch([], keys=keys), f"watch {list(keys)}")
 
     async def get(self, model: type[T], id: Any) -> T | None:
-        """WATCH the key, then read the object; None if missing."""
+        """WATCH the key, then read the object; None if missing.
+
+        Redis: as Transaction.get"""
         await self._register(model)
         return await self.query(_ops.get(model, id), f"get {model.__name__} {id!r}")
 
     async def get_or_raise(self, model: type[T], id: Any) -> T:
-        """Like :meth:`get`; raises NotFoundError when missing."""
+        """Like :meth:`get`; raises NotFoundError when missing.
+
+        Redis: as Transaction.get_or_raise"""
         await self._register(model)
         plan = _ops.get_or_raise(model, id)
         return await self.query(plan, f"get {model.__name__} {id!r}")
 
     async def get_many(self, model: type[T], ids: Iterable[Any]) -> list[T | None]:
-        """WATCH every key, then the reads pipelined; None where missing."""
+        """WATCH every key, then the reads pipelined; None where missing.
+
+        Redis: as Transaction.get_many"""
         await self._register(model)
         plan = _ops.get_many(model, ids, self.store.chunk_size)
         return await self.query(plan, f"get many {model.__name__}")
 
     async def exists(self, model: type, id: Any) -> bool:
-        """WATCH the key, then EXISTS."""
+        """WATCH the key, then EXISTS.
+
+        Redis: as Transaction.exists"""
         await self._register(model)
         return await self.query(_ops.exists(model, id), f"check {model.__name__} {id!r} exists")
 
     async def get_field(self, model: type, id: Any, field: str) -> Any:
-        """WATCH the key, then HGET one field, decoded by its type; None if absent."""
+        """WATCH the key, then HGET one field, decoded by its type; None if absent.
+
+        Redis: as Transaction.get_field"""
         await self._register(model)
         plan = get_field(model, id, field)
         return await self.query(plan, f"read {model.__name__} {id!r} {field}")
 
     async def read_command(self, *args: Any, watch: Sequence[str]) -> Any:
         """A raw read command run now, after WATCHing ``watch`` (name every key it reads;
-        ``watch=()`` reads without protection)."""
+        ``watch=()`` reads without protection).
+
+        Redis: as Transaction.read_command"""
         return await self.query(_read_command(self.store.client, args, watch),
                                 f"run {args[0]!s}")
 
@@ -1361,17 +1446,31 @@ _Fn = Callable[Concatenate[Transaction, P], R]
 _AFn = Callable[Concatenate[AsyncTransaction, P], Awaitable[R]]
 
 
-class _Decorator:
-    """What ``transaction(store, policy=...)`` returns: applied to a function, it makes a
-    :class:`TransactionFunction`, or an :class:`AsyncTransactionFunction` for ``async def``."""
+_D = TypeVar("_D", bound="Store | AsyncStore | None")
 
-    def __init__(self, store: Any, policy: RetryPolicy) -> None:
+
+class _Decorator(Generic[_D]):
+    """What ``transaction(store, policy=...)`` returns: applied to a function, it makes a
+    :class:`TransactionFunction`, or an :class:`AsyncTransactionFunction` for ``async def``.
+
+    Typed by the store it was given (``_D``): bound to a :class:`~redmodel.Store` it accepts
+    only a sync function of a :class:`Transaction`, bound to an
+    :class:`~redmodel.AsyncStore` only an ``async def`` of an :class:`AsyncTransaction`,
+    unbound (``None``) either."""
+
+    def __init__(self, store: _D, policy: RetryPolicy) -> None:
         self.store, self.policy = store, policy
 
     @overload
-    def __call__(self, fn: _AFn[P, R], /) -> AsyncTransactionFunction[P, R]: ...
+    def __call__(self: _Decorator[AsyncStore], fn: _AFn[P, R], /
+                 ) -> AsyncTransactionFunction[P, R]: ...
     @overload
-    def __call__(self, fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
+    def __call__(self: _Decorator[Store], fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
+    @overload
+    def __call__(self: _Decorator[None], fn: _AFn[P, R], /
+                 ) -> AsyncTransactionFunction[P, R]: ...
+    @overload
+    def __call__(self: _Decorator[None], fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
     def __call__(self, fn: Any, /) -> Any:
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
             raise TransactionError(
@@ -1379,9 +1478,10 @@ class _Decorator:
                 "its return and then commits, so its body would never run; return a value "
                 "(a list) instead of yielding"
             )
+        store: Any = self.store  # which store kind fits which function: the overloads
         if inspect.iscoroutinefunction(fn):
-            return AsyncTransactionFunction(fn, self.store, self.policy)
-        return TransactionFunction(fn, self.store, self.policy)
+            return AsyncTransactionFunction(fn, store, self.policy)
+        return TransactionFunction(fn, store, self.policy)
 
 
 @overload
@@ -1389,9 +1489,15 @@ def transaction(fn: _AFn[P, R], /) -> AsyncTransactionFunction[P, R]: ...
 @overload
 def transaction(fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
 @overload
+def transaction(store: Store, /, *, policy: RetryPolicy | None = None) -> _Decorator[Store]: ...
+@overload
 def transaction(
-    store: Store | AsyncStore | None = None, /, *, policy: RetryPolicy | None = None
-) -> _Decorator: ...
+    store: AsyncStore, /, *, policy: RetryPolicy | None = None
+) -> _Decorator[AsyncStore]: ...
+@overload
+def transaction(
+    store: None = None, /, *, policy: RetryPolicy | None = None
+) -> _Decorator[None]: ...
 def transaction(
     store_or_fn: Any = None, /, *, policy: RetryPolicy | None = None
 ) -> Any:
