@@ -403,7 +403,7 @@ def test_the_containers_scenario_calls_every_public_container_method(
     for cls in CONTAINER_API:
         for name in _public_methods(cls):
             record(cls, name, f"{cls.__name__}.{name}")
-    record(redmodel, "pop_blocking", "redmodel.containers.pop_blocking")
+    record(redmodel.containers, "pop_blocking", "redmodel.containers.pop_blocking")
     error, refused = run_as_user(server, "containers")
     assert error is None, f"{type(error).__name__}: {error}"
     assert refused == []

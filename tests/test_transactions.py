@@ -19,7 +19,6 @@ from redmodel import (
     ReadAfterWriteError,
     TransactionError,
     ValidationError,
-    transact,
     transaction,
 )
 from redmodel.transactions import Pending, RetryPolicy, Transaction, current_transaction
@@ -495,7 +494,7 @@ def test_unbound_function_outside_a_transaction_is_an_error(store, hat):
     with pytest.raises(TransactionError, match=r"bind\(store\)"):
         fn()
     assert fn.bind(store)() == 3
-    assert transact(store, fn.fn) == 3
+    assert transaction(store)(fn.fn)() == 3
 
 
 # ---- the context manager ----------------------------------------------------------------
