@@ -71,7 +71,7 @@ from redmodel._plans._objects import DEFAULT
 from redmodel._stores._async import AsyncStore
 from redmodel._stores._sync import Store
 from redmodel._transport._wire import ResendPolicy
-from redmodel.transactions._tx import transaction
+from redmodel.transactions._run import transaction
 
 if TYPE_CHECKING:  # the deprecated paths still type-check for one release
     from redmodel.codecs import Bz2Transform as Bz2Transform
@@ -107,7 +107,7 @@ if TYPE_CHECKING:  # the deprecated paths still type-check for one release
     from redmodel.transactions import TransactionFunction as TransactionFunction
     from redmodel.transactions import TxStats as TxStats
     from redmodel.transactions import current_transaction as current_transaction
-    from redmodel.transactions._tx import transact as transact
+    from redmodel.transactions._run import transact as transact
 
 __version__ = "0.1.0"
 
@@ -178,7 +178,7 @@ MOVED: dict[str, str] = {
 still resolves here, with a DeprecationWarning, until the next release."""
 
 DEPRECATED: dict[str, tuple[str, str]] = {
-    "transact": ("redmodel.transactions._tx",
+    "transact": ("redmodel.transactions._run",
                  "redmodel.transact is deprecated: use redmodel.transaction "
                  "(`redmodel.transaction(store)(fn)(*args)` runs fn once)"),
 }

@@ -22,7 +22,7 @@ from redmodel import (
     transaction,
 )
 from redmodel.transactions import Pending, RetryPolicy, Transaction, current_transaction
-from redmodel.transactions._tx import TxCore
+from redmodel.transactions._core import TxCore
 
 FAST = RetryPolicy(attempts=3, backoff_base=0.0, backoff_max=0.0)
 

@@ -25,8 +25,9 @@ from redmodel._stores._config import ShellConfig, env_exactly_once, env_settings
 from redmodel._transport._blocking import aclose_blocking_clients
 from redmodel._transport._links import AsyncLink
 from redmodel._transport._wire import ResendPolicy
-from redmodel.transactions import _tx
-from redmodel.transactions._tx import AsyncTransaction, AsyncTransactionFunction, RetryPolicy
+from redmodel.transactions._handles import AsyncTransaction
+from redmodel.transactions._policy import RetryPolicy
+from redmodel.transactions._run import AsyncTransactionFunction, run_transaction_async, transaction
 
 __all__ = ["AsyncStore"]
 
@@ -264,7 +265,7 @@ class AsyncStore(ShellConfig):
         ``@redmodel.transaction(astore, ...)``; see docs/transactions.md.
 
         Redis: as Store.transaction"""
-        decorate = _tx.transaction(self, policy=policy)
+        decorate = transaction(self, policy=policy)
         return decorate(fn) if fn is not None else decorate
 
     async def transact(self, fn: Callable[Concatenate[AsyncTransaction, P], Awaitable[R]], /,
@@ -276,7 +277,7 @@ class AsyncStore(ShellConfig):
         Redis: as Store.transact"""
         warnings.warn("AsyncStore.transact is deprecated: use "
                       "await astore.transaction(fn)(*args)", DeprecationWarning, stacklevel=2)
-        outcome = await _tx.run_transaction_async(self, fn, args, kwargs)
+        outcome = await run_transaction_async(self, fn, args, kwargs)
         return outcome.value
 
     def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M, AsyncStore]:

@@ -22,8 +22,9 @@ from redmodel._stores._config import ShellConfig, env_exactly_once, env_settings
 from redmodel._transport._blocking import close_blocking_clients
 from redmodel._transport._links import SyncLink
 from redmodel._transport._wire import ResendPolicy
-from redmodel.transactions import _tx
-from redmodel.transactions._tx import RetryPolicy, Transaction, TransactionFunction
+from redmodel.transactions._handles import Transaction
+from redmodel.transactions._policy import RetryPolicy
+from redmodel.transactions._run import TransactionFunction, run_transaction, transaction
 
 __all__ = ["Store"]
 
@@ -255,7 +256,7 @@ class Store(ShellConfig):
         ``@redmodel.transaction(store, ...)``; see docs/transactions.md.
 
         Redis: none (decorates; the function sends when called, as transact)."""
-        decorate = _tx.transaction(self, policy=policy)
+        decorate = transaction(self, policy=policy)
         return decorate(fn) if fn is not None else decorate
 
     def transact(self, fn: Callable[Concatenate[Transaction, P], R], /, *args: P.args,
@@ -269,7 +270,7 @@ class Store(ShellConfig):
         when it gives up. Each :class:`Transaction` method names its own commands."""
         warnings.warn("Store.transact is deprecated: use store.transaction(fn)(*args)",
                       DeprecationWarning, stacklevel=2)
-        return _tx.run_transaction(self, fn, args, kwargs).value
+        return run_transaction(self, fn, args, kwargs).value
 
     def delete(self, model: type, id: Any) -> bool:
         """Delete the object (and its index entries); True if it existed.

@@ -19,7 +19,7 @@ from redmodel._models._specs import spec_of
 from redmodel._stores._sync import Store
 from redmodel.cli._common import OK, PROBLEMS, CliError, Env, common_options, model_label
 from redmodel.cli._lines import BadLineError, Models, SealedItem, TypedItem
-from redmodel.transactions._tx import Transaction
+from redmodel.transactions._handles import Transaction
 
 __all__ = ["command"]
 

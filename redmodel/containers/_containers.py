@@ -67,12 +67,13 @@ from redmodel.containers._consumer import (
     one_batch,
     recover_plan,
 )
-from redmodel.transactions._tx import current_transaction
+from redmodel.transactions._handles import current_transaction
 
 if typing.TYPE_CHECKING:
     from redmodel._stores._async import AsyncStore
     from redmodel._stores._sync import Store
-    from redmodel.transactions._tx import AsyncTransaction, Pending, Transaction
+    from redmodel.transactions._handles import AsyncTransaction, Transaction
+    from redmodel.transactions._policy import Pending
 
 __all__ = [
     "AsyncConsumer",

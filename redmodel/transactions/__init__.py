@@ -17,17 +17,9 @@ functions receive and return::
 - :func:`current_transaction`: the transaction running in this context, if any.
 """
 
-from redmodel.transactions._tx import (
-    AsyncTransaction,
-    AsyncTransactionFunction,
-    Outcome,
-    Pending,
-    RetryPolicy,
-    Transaction,
-    TransactionFunction,
-    TxStats,
-    current_transaction,
-)
+from redmodel.transactions._handles import AsyncTransaction, Transaction, current_transaction
+from redmodel.transactions._policy import Outcome, Pending, RetryPolicy, TxStats
+from redmodel.transactions._run import AsyncTransactionFunction, TransactionFunction
 
 __all__ = [
     "AsyncTransaction",

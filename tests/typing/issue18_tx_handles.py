@@ -30,24 +30,24 @@ def sync(store: Store) -> None:
         reveal_type(q)  # N: Revealed type is "redmodel.containers._containers.QueueInTx[int]"
         reveal_type(q.length())  # N: Revealed type is "int"
         reveal_type(q.range(0, 9))  # N: Revealed type is "list[int]"
-        reveal_type(q.push(n))  # N: Revealed type is "redmodel.transactions._tx.Pending[int]"
-        reveal_type(q.pop())  # N: Revealed type is "redmodel.transactions._tx.Pending[int | None]"
+        reveal_type(q.push(n))  # N: Revealed type is "redmodel.transactions._policy.Pending[int]"
+        reveal_type(q.pop())  # N: Revealed type is "redmodel.transactions._policy.Pending[int | None]"
         q.push("x")  # E: Argument 1 to "push" of "QueueInTx" has incompatible type "str"; expected "int"  [arg-type]
         q.pop_blocking(1)  # E: "QueueInTx[int]" has no attribute "pop_blocking"  [attr-defined]
         s = seen.in_tx(tx)
         reveal_type(s.contains("a"))  # N: Revealed type is "bool"
-        reveal_type(s.add("a"))  # N: Revealed type is "redmodel.transactions._tx.Pending[int]"
+        reveal_type(s.add("a"))  # N: Revealed type is "redmodel.transactions._policy.Pending[int]"
         b = board.in_tx(tx)
         reveal_type(b.score("a"))  # N: Revealed type is "float | None"
-        reveal_type(b.incr("a", 2.5))  # N: Revealed type is "redmodel.transactions._tx.Pending[float]"
+        reveal_type(b.incr("a", 2.5))  # N: Revealed type is "redmodel.transactions._policy.Pending[float]"
         reveal_type(b.exists())  # N: Revealed type is "bool"
-        reveal_type(b.clear())  # N: Revealed type is "redmodel.transactions._tx.Pending[bool]"
+        reveal_type(b.clear())  # N: Revealed type is "redmodel.transactions._policy.Pending[bool]"
         v = visits.in_tx(tx)
         reveal_type(v.get("1.2.3.4"))  # N: Revealed type is "int"
-        reveal_type(v.incr("1.2.3.4"))  # N: Revealed type is "redmodel.transactions._tx.Pending[int]"
+        reveal_type(v.incr("1.2.3.4"))  # N: Revealed type is "redmodel.transactions._policy.Pending[int]"
         return n
 
-    reveal_type(work)  # N: Revealed type is "redmodel.transactions._tx.TransactionFunction[[n: int], int]"
+    reveal_type(work)  # N: Revealed type is "redmodel.transactions._run.TransactionFunction[[n: int], int]"
     reveal_type(store.transact(work.fn, 3))  # N: Revealed type is "int"
     store.transact(work.fn, "3")  # E: Argument 2 to "transact" of "Store" has incompatible type "str"; expected "int"  [arg-type]
 
@@ -59,7 +59,7 @@ def sync(store: Store) -> None:
     def unbound(tx: Transaction) -> int:
         return 1
 
-    reveal_type(unbound)  # N: Revealed type is "redmodel.transactions._tx.TransactionFunction[[], int]"
+    reveal_type(unbound)  # N: Revealed type is "redmodel.transactions._run.TransactionFunction[[], int]"
 
     for cap in store.find(Cap, color="red"):
         reveal_type(cap)  # N: Revealed type is "tests.typing.issue18_tx_handles.Cap"
@@ -79,13 +79,13 @@ async def in_asyncio(astore: AsyncStore) -> None:
         q = jobs.in_tx(tx)
         reveal_type(q)  # N: Revealed type is "redmodel.containers._containers.QueueInAsyncTx[int]"
         reveal_type(await q.length())  # N: Revealed type is "int"
-        reveal_type(q.push(n))  # N: Revealed type is "redmodel.transactions._tx.Pending[int]"
+        reveal_type(q.push(n))  # N: Revealed type is "redmodel.transactions._policy.Pending[int]"
         length: int = q.length()  # E: Incompatible types in assignment (expression has type "Coroutine[Any, Any, int]", variable has type "int")  [assignment] # N: Maybe you forgot to use "await"?
         reveal_type(await board.in_tx(tx).range_with_scores())  # N: Revealed type is "list[tuple[str, float]]"
         reveal_type(await visits.in_tx(tx).get("a"))  # N: Revealed type is "int"
         return n + length
 
-    reveal_type(work)  # N: Revealed type is "redmodel.transactions._tx.AsyncTransactionFunction[[n: int], int]"
+    reveal_type(work)  # N: Revealed type is "redmodel.transactions._run.AsyncTransactionFunction[[n: int], int]"
     reveal_type(await astore.transact(work.fn, 3))  # N: Revealed type is "int"
 
     @redmodel.transaction(astore)  # E: Argument 1 to "__call__" of "_Decorator" has incompatible type "Callable[[Transaction], None]"; expected "Callable[[AsyncTransaction], Awaitable[Never]]"  [arg-type] # N: This is likely because "not_async" has named arguments: "tx". Consider marking them positional-only

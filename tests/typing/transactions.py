@@ -23,19 +23,19 @@ def sync(store: Store) -> None:
     def buy(tx: Transaction, hat_id: str) -> int:
         hat = tx.get_or_raise(Hat, hat_id)
         reveal_type(tx.get(Hat, hat_id))  # N: Revealed type is "tests.typing.transactions.Hat | None"
-        reveal_type(tx.incr(Hat, hat_id, "quantity", -1))  # N: Revealed type is "redmodel.transactions._tx.Pending[Any]"
+        reveal_type(tx.incr(Hat, hat_id, "quantity", -1))  # N: Revealed type is "redmodel.transactions._policy.Pending[Any]"
         redmodel.containers.Queue(store, "sold", str).in_tx(tx).push(hat_id)
         return hat.quantity - 1
 
-    reveal_type(buy)  # N: Revealed type is "redmodel.transactions._tx.TransactionFunction[[hat_id: str], int]"
+    reveal_type(buy)  # N: Revealed type is "redmodel.transactions._run.TransactionFunction[[hat_id: str], int]"
     reveal_type(buy("h1"))  # N: Revealed type is "int"
-    reveal_type(buy.outcome("h1"))  # N: Revealed type is "redmodel.transactions._tx.Outcome[int]"
+    reveal_type(buy.outcome("h1"))  # N: Revealed type is "redmodel.transactions._policy.Outcome[int]"
 
     @store.transaction
     def restock(tx: Transaction, hat_id: str, n: int) -> None:
         tx.incr(Hat, hat_id, "quantity", n)
 
-    reveal_type(restock)  # N: Revealed type is "redmodel.transactions._tx.TransactionFunction[[hat_id: str, n: int], None]"
+    reveal_type(restock)  # N: Revealed type is "redmodel.transactions._run.TransactionFunction[[hat_id: str, n: int], None]"
 
     @store.transaction(policy=redmodel.transactions.RetryPolicy(attempts=3))
     def count(tx: Transaction) -> int:
@@ -52,19 +52,19 @@ async def in_asyncio(astore: AsyncStore) -> None:
         reveal_type(await tx.get(Hat, hat_id))  # N: Revealed type is "tests.typing.transactions.Hat | None"
         reveal_type(await tx.exists(Hat, hat_id))  # N: Revealed type is "bool"
         reveal_type(await tx.get_many(Hat, [hat_id]))  # N: Revealed type is "list[tests.typing.transactions.Hat | None]"
-        reveal_type(tx.incr(Hat, hat_id, "quantity", -1))  # N: Revealed type is "redmodel.transactions._tx.Pending[Any]"
+        reveal_type(tx.incr(Hat, hat_id, "quantity", -1))  # N: Revealed type is "redmodel.transactions._policy.Pending[Any]"
         await redmodel.containers.Queue(astore, "sold", str).in_tx(tx).length()
         return hat.quantity - 1
 
-    reveal_type(buy)  # N: Revealed type is "redmodel.transactions._tx.AsyncTransactionFunction[[hat_id: str], int]"
+    reveal_type(buy)  # N: Revealed type is "redmodel.transactions._run.AsyncTransactionFunction[[hat_id: str], int]"
     reveal_type(await buy("h1"))  # N: Revealed type is "int"
-    reveal_type(await buy.outcome("h1"))  # N: Revealed type is "redmodel.transactions._tx.Outcome[int]"
+    reveal_type(await buy.outcome("h1"))  # N: Revealed type is "redmodel.transactions._policy.Outcome[int]"
 
     @astore.transaction
     async def restock(tx: AsyncTransaction, hat_id: str, n: int) -> None:
         tx.incr(Hat, hat_id, "quantity", n)
 
-    reveal_type(restock)  # N: Revealed type is "redmodel.transactions._tx.AsyncTransactionFunction[[hat_id: str, n: int], None]"
+    reveal_type(restock)  # N: Revealed type is "redmodel.transactions._run.AsyncTransactionFunction[[hat_id: str, n: int], None]"
 
     @astore.transaction(policy=redmodel.transactions.RetryPolicy(attempts=3))
     async def colors(tx: AsyncTransaction) -> list[str]:
@@ -76,7 +76,7 @@ async def in_asyncio(astore: AsyncStore) -> None:
     async def unbound(tx: AsyncTransaction) -> None:
         await tx.watch("k")
 
-    reveal_type(unbound.bind(astore))  # N: Revealed type is "redmodel.transactions._tx.AsyncTransactionFunction[[], None]"
+    reveal_type(unbound.bind(astore))  # N: Revealed type is "redmodel.transactions._run.AsyncTransactionFunction[[], None]"
     async with AsyncTransaction(astore) as tx:
         reveal_type(await tx.get(Hat, "h1"))  # N: Revealed type is "tests.typing.transactions.Hat | None"
 

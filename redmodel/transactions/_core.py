@@ -1,0 +1,297 @@
+"""The sans-I/O core of a transaction: :class:`TxCore` decides what to WATCH, what to queue,
+what to refuse and which EXEC reply belongs to which write; the shells
+(:mod:`redmodel.transactions._handles`) only do the I/O it asks for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Generator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import attrs
+from redis.exceptions import ResponseError
+
+from redmodel._errors import (
+    ConflictError,
+    DecodeError,
+    ReadAfterWriteError,
+    TransactionError,
+    ValidationError,
+)
+from redmodel._indexes._writes import Abandoned, TxHints
+from redmodel._models._specs import spec_of
+from redmodel._models._types import BadValueError
+from redmodel._plan import Batch, Command, Plan
+from redmodel._stores._config import redis_reply
+from redmodel._transport._wire import RestartAttemptError, server_error
+
+if TYPE_CHECKING:
+
+    pass
+
+from redmodel.transactions._policy import Pending
+
+__all__ = [
+    "Steps",
+    "TxCore",
+    "get_field",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
+
+log = logging.getLogger("redmodel.tx")
+
+
+# ---- the sans-I/O core --------------------------------------------------------------------
+
+
+@attrs.define
+class _Queued:
+    plan: Plan[Any]
+    pending: Pending[Any]
+    batch: Batch | None  # what the plan waits on; None once it has its result
+    early: bool = False  # it has sent writes before MULTI (claims): they need undoing
+    start: int = 0
+    count: int = 0
+
+
+def _before_multi(batch: Batch) -> bool:
+    """A batch a transaction runs before MULTI: a read (WATCHed first) or an early write."""
+    return batch.early or not batch.write
+
+
+Steps = Generator["tuple[str, Batch]", "list[Any]", R]
+"""A sans-I/O driver: yields ("read" | "write", batch) for the shell to run (a read with
+WATCH of its keys first, a write at once, outside MULTI), receives the replies."""
+
+
+class TxCore:
+    """What one attempt has watched and queued. Makes every decision, does no I/O.
+
+    A shell calls :meth:`read` before each read (and WATCHes the keys it returns) and
+    :meth:`queue` for each write. At commit it runs :meth:`prepare` (the reads and early
+    writes queued plans do before their first queued write: WATCHed reads of what they will
+    change, claims in other slots), sends :meth:`exec_commands` in MULTI/EXEC, and runs
+    :meth:`finish` with the replies (follow-up writes outside MULTI, such as confirming
+    claims). After a conflict or an error, :meth:`undo_early` undoes early writes.
+    ``hints`` is shared by the plans of this attempt (see _indexed.TxHints).
+    """
+
+    def __init__(self) -> None:
+        self.watched: list[str] = []
+        self._watched_set: set[str] = set()
+        self._queued: list[_Queued] = []
+        self.closed = False
+        self.hints = TxHints()
+
+    @property
+    def commands(self) -> list[Command]:
+        """The commands queued so far for MULTI/EXEC."""
+        return [c for q in self._queued if q.batch is not None and
+                not _before_multi(q.batch) for c in q.batch.commands]
+
+    def _check_open(self, what: str) -> None:
+        if self.closed:
+            raise TransactionError(f"cannot {what}: this transaction has already ended")
+
+    def read(self, keys: Iterable[str], what: str, internal: bool = False) -> list[str]:
+        """Keys of a read that are not watched yet (now counted as watched). Refuses a
+        read once a write is queued (unless it is a queued plan's own read at commit)."""
+        if not internal:
+            self._check_open(what)
+            if self._queued:
+                raise ReadAfterWriteError(what, self._queued[0].pending.what)
+        new = [k for k in dict.fromkeys(keys) if k not in self._watched_set]
+        self._watched_set.update(new)
+        self.watched.extend(new)
+        return new
+
+    def queue(self, batch: Batch, plan: Plan[Any], what: str) -> Pending[Any]:
+        """Queue a plan waiting on ``batch``: a write for MULTI, or a read or early write
+        it does first (run by :meth:`prepare`); ``plan`` is resumed with the replies.
+        Scripts stay EVALSHA in MULTI: the transport loads them before MULTI."""
+        self._check_open(what)
+        pending: Pending[Any] = Pending(what)
+        self._queued.append(_Queued(plan, pending, batch))
+        return pending
+
+    @property
+    def has_writes(self) -> bool:
+        return bool(self._queued)
+
+    def mark(self) -> int:
+        """A savepoint: :meth:`rollback_to` drops the writes queued after it."""
+        return len(self._queued)
+
+    def rollback_to(self, mark: int) -> None:
+        dropped = self._queued[mark:]
+        del self._queued[mark:]
+        for q in dropped:
+            q.pending._drop()
+            q.plan.close()
+
+    def prepare(self) -> Steps[None]:
+        """Run every queued plan up to its write for MULTI, in queue order, so later plans
+        see what earlier ones declared. A plan that fails here fails the commit: its error
+        is raised (the shell then undoes early writes and abandons the attempt)."""
+        for q in self._queued:
+            while q.batch is not None and _before_multi(q.batch):
+                batch = q.batch
+                replies = yield ("write" if batch.early else "read"), batch
+                q.early = q.early or batch.early
+                try:
+                    q.batch = q.plan.send(replies)
+                except StopIteration as stop:
+                    q.batch = None
+                    q.pending._resolve(stop.value)
+                except Exception as e:
+                    q.batch = None
+                    q.pending._fail(e)
+                    raise
+
+    def exec_commands(self) -> list[Command]:
+        """The commands to send between MULTI and EXEC; the transaction takes no more."""
+        self.closed = True
+        out: list[Command] = []
+        for q in self._queued:
+            if q.batch is None:
+                continue
+            assert not _before_multi(q.batch), "prepare() runs first"
+            q.start, q.count = len(out), len(q.batch.commands)
+            out.extend(q.batch.commands)
+        return out
+
+    def finish_steps(self, replies: Sequence[Any]) -> Steps[BaseException | None]:
+        """Give each queued write its EXEC replies, and run the follow-ups plans ask for
+        (writes a lost reply may repeat, outside MULTI: confirming or releasing claims).
+        Returns the first error among them."""
+        first: BaseException | None = None
+        for q in self._queued:
+            if q.batch is None:
+                continue
+            error = _resume(q, replies[q.start : q.start + q.count])
+            while error is None and q.batch is not None:
+                more = yield "write", q.batch
+                error = _resume(q, more)
+            first = first or error
+        self._queued.clear()
+        return first
+
+    def finish(self, replies: Sequence[Any]) -> BaseException | None:
+        """:meth:`finish_steps` where no plan asks for a follow-up (no I/O to do)."""
+        steps = self.finish_steps(replies)
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        steps.close()
+        return TransactionError("a queued write asked for a follow-up: run finish_steps")
+
+    def undo_early(self) -> Steps[None]:
+        """For a commit that will not happen: let each plan that sent early writes undo
+        them (best effort: an error here is dropped, the claim expires by its grace)."""
+        for q in self._queued:
+            if not q.early or q.batch is None:
+                continue
+            q.early = False
+            with contextlib.suppress(Exception):  # Abandoned again, StopIteration, or any
+                batch = q.plan.throw(Abandoned())
+                while True:
+                    batch = q.plan.send((yield "write", batch))
+            q.batch = None
+
+    def abandon(self) -> None:
+        """End without EXEC: every queued write is dropped."""
+        self.closed = True
+        self.rollback_to(0)
+
+
+def _resume(q: _Queued, replies: Sequence[Any]) -> BaseException | None:
+    """Hand replies to a queued plan; None when it finished or asked for a follow-up (in
+    ``q.batch``), else the error it ended with."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            q.plan.close()
+            q.batch = None
+            q.pending._fail(reply)
+            return reply
+    try:
+        batch = q.plan.send(list(replies))
+    except StopIteration as stop:
+        q.batch = None
+        q.pending._resolve(stop.value)
+        return None
+    except Exception as e:  # the plan's own verdict on its replies, e.g. NotFoundError
+        q.batch = None
+        q.pending._fail(e)
+        return e
+    if batch.may_resend or not batch.write:
+        q.batch = batch
+        return None
+    q.plan.close()
+    q.batch = None
+    error = TransactionError(
+        f"{q.pending.what} needs another round trip after EXEC, which a transaction "
+        "cannot give"
+    )
+    q.pending._fail(error)
+    return error
+
+
+class _WatchConflictError(Exception):
+    """EXEC returned nil: a watched key changed. Internal; the retry loop catches it."""
+
+
+def _single_attempt_error(error: RestartAttemptError) -> BaseException:
+    """What a transaction that cannot run again raises when its attempt could not go on:
+    the cause (a ConnectionError, or the server's redirection as a ServerError). Nothing
+    of it was applied, so calling again is safe."""
+    cause = error.cause
+    if isinstance(cause, ResponseError):
+        return server_error(cause, ("EXEC",))
+    return cause
+
+
+def _one_attempt(keys: tuple[str, ...]) -> ConflictError:
+    return ConflictError(
+        f"transaction conflicted on its 1 attempt (watched keys {list(keys)}): "
+        "a context-managed Transaction is one attempt; use @transaction or "
+        "transact() to retry",
+        attempts=1, keys=keys,
+    )
+
+
+def _read_command(client: Any, args: tuple[Any, ...], watch: Sequence[str]) -> Plan[Any]:
+    """One raw read command, its reply shaped as the client's own method would."""
+    replies = yield Batch([args], keys=tuple(watch))
+    return redis_reply(client, args, replies[0])
+
+
+def get_field(model: type, id_value: Any, field: str) -> Plan[Any]:
+    """Plan: one field of an object (HGET), decoded by its type; None if absent."""
+    spec = spec_of(model)
+    key = spec.key_for(id_value)
+    if spec.layout != "hash":
+        raise ValidationError("get_field needs the hash layout; use get()", model=spec.name,
+                              key=key, field=field)
+    chain = spec.path(field)
+    leaf = chain[-1]
+    if leaf.kind == "struct" or leaf.decode is None:
+        raise ValidationError("a nested object is read whole, with get()", model=spec.name,
+                              key=key, field=field)
+    name = spec.delimiter.encode().join(f.stored.encode() for f in chain)
+    replies = yield Batch([("HGET", key, name)], keys=(key,))
+    raw = replies[0]
+    if raw is None:
+        return None
+    try:
+        return leaf.decode(raw)
+    except BadValueError as e:
+        raise DecodeError(f"stored value is {e}", model=spec.name, key=key,
+                          field=field) from None
+    except DecodeError as e:
+        raise e.with_context(model=spec.name, key=key, field=field) from None

@@ -1,0 +1,427 @@
+"""Running a function as a transaction: the retry loop (:func:`run_transaction`, its
+asyncio twin), joining an active transaction, and the decorator :func:`transaction` with
+the functions it makes (:class:`TransactionFunction`, :class:`AsyncTransactionFunction`).
+``transact`` is the deprecated alias of ``transaction(store)(fn)(*args)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+from redmodel._errors import (
+    ConflictError,
+    TransactionError,
+)
+from redmodel._transport._wire import ResendPolicy, RestartAttemptError
+
+if TYPE_CHECKING:
+
+    pass
+
+from redmodel.transactions._core import _single_attempt_error, _WatchConflictError
+from redmodel.transactions._handles import (
+    _ACTIVE,
+    AsyncStore,
+    AsyncTransaction,
+    Store,
+    Transaction,
+    _check_join,
+)
+from redmodel.transactions._policy import DEFAULT_POLICY, Outcome, RetryPolicy, TxStats
+
+__all__ = [
+    "AsyncTransactionFunction",
+    "TransactionFunction",
+    "run_transaction",
+    "run_transaction_async",
+    "transact",
+    "transaction",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
+
+log = logging.getLogger("redmodel.tx")
+
+
+def _join(active: Transaction, store: Store | None, fn: Callable[..., R],
+          args: Sequence[Any], kwargs: Mapping[str, Any]) -> Outcome[R]:
+    """Run ``fn`` inside the outer transaction; its writes are dropped if it raises."""
+    _check_join(active, store, _name(fn))
+    if not isinstance(active, Transaction):
+        raise TransactionError(
+            f"{_name(fn)} is a sync function and cannot join the open asyncio transaction "
+            "(its reads would return coroutines): make it an async def and await it"
+        )
+    mark = active._core.mark()
+    try:
+        value = fn(active, *args, **kwargs)
+    except BaseException:
+        active._core.rollback_to(mark)
+        raise
+    return Outcome(value, attempts=0, keys=active.watched, joined=True)
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+class _Attempts:
+    """The retry policy applied to one call: counts, logs and decides, does no I/O.
+
+    Both retry loops (sync and asyncio) are: ``begin()``; run and commit; on success
+    ``done()``, on a conflict sleep ``conflicted()`` seconds (it raises ConflictError when
+    the policy gives up), on any other exception ``failed()`` and re-raise."""
+
+    def __init__(self, fn: Callable[..., Any], policy: RetryPolicy, stats: TxStats) -> None:
+        self.fn, self.policy, self.stats = fn, policy, stats
+        self.started = time.monotonic()
+        self.attempt = 0
+        self.restarts = 0
+        stats.add(calls=1)
+
+    def begin(self) -> None:
+        self.attempt += 1
+        self.stats.add(attempts=1)
+
+    def done(self, value: R, keys: tuple[str, ...]) -> Outcome[R]:
+        self.stats.add(commits=1)
+        return Outcome(value, attempts=self.attempt, keys=keys)
+
+    def failed(self) -> None:
+        self.stats.add(errors=1)
+
+    def restarted(self, error: RestartAttemptError, resend: ResendPolicy) -> float:
+        """Nothing of the attempt was applied and it cannot go on: the seconds to sleep
+        before running it again, under the store's ResendPolicy; raises the cause (a
+        ConnectionError: safe to call again) when that policy gives up."""
+        self.restarts += 1
+        self.stats.add(restarts=1)
+        delay = resend.backoff(self.restarts)
+        elapsed = time.monotonic() - self.started
+        if self.restarts >= resend.attempts or elapsed + delay > resend.deadline:
+            self.stats.add(errors=1)
+            raise _single_attempt_error(error) from None
+        log.log(self.policy.log_level, "transaction %s: attempt %d could not go on (%s); "
+                "nothing was applied; running it again in %.1f ms", _name(self.fn),
+                self.attempt, error.cause, delay * 1000)
+        return delay
+
+    def conflicted(self, keys: tuple[str, ...]) -> float:
+        self.stats.add(conflicts=1)
+        delay = self.policy.next_delay(self.attempt, time.monotonic() - self.started)
+        _log_conflict(self.fn, self.attempt, self.policy, keys, delay)
+        if delay is None:
+            self.stats.add(exhausted=1)
+            raise _exhausted(self.fn, self.attempt, self.policy, keys)
+        return delay
+
+
+def _check_kind(store: Any, want_async: bool, fn: Callable[..., Any]) -> None:
+    """A sync function needs a Store, an ``async def`` an AsyncStore."""
+    is_async = inspect.iscoroutinefunction(getattr(store, "run", None))
+    if is_async != want_async:
+        kind = "an async def" if want_async else "a sync function"
+        need = "an AsyncStore" if want_async else "a Store"
+        raise TransactionError(f"{_name(fn)} is {kind}: its transaction needs {need}, "
+                               f"not {type(store).__name__}")
+
+
+def _unbound(fn: Callable[..., Any]) -> TransactionError:
+    return TransactionError(
+        f"{_name(fn)} has no store: decorate it with @transaction(store), call "
+        ".bind(store), or call it inside another transaction"
+    )
+
+
+def run_transaction(
+    store: Store | None,
+    fn: Callable[..., R],
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    stats: TxStats | None = None,
+) -> Outcome[R]:
+    """The retry loop: run ``fn(tx, *args, **kwargs)`` until its EXEC succeeds or the
+    policy gives up. Joins an active transaction instead, if there is one."""
+    kwargs = kwargs or {}
+    stats = stats or TxStats()
+    active = _ACTIVE.get()
+    if active is not None:
+        stats.add(joined=1)
+        return _join(active, store, fn, args, kwargs)
+    if store is None:
+        raise _unbound(fn)
+    _check_kind(store, False, fn)
+    attempts = _Attempts(fn, policy, stats)
+    while True:
+        attempts.begin()
+        tx = Transaction(store)
+        tx._open()
+        restart: RestartAttemptError | None = None
+        try:
+            value = fn(tx, *args, **kwargs)
+            tx._commit()
+            return attempts.done(value, tx.watched)
+        except _WatchConflictError:
+            pass
+        except RestartAttemptError as e:
+            restart = e
+        except BaseException:
+            attempts.failed()
+            raise
+        finally:
+            tx._close()
+        if restart is not None:
+            time.sleep(attempts.restarted(restart, store.resend))
+        else:
+            time.sleep(attempts.conflicted(tx.watched))
+
+
+async def _join_async(active: AsyncTransaction, store: AsyncStore | None,
+                      fn: Callable[..., Awaitable[R]], args: Sequence[Any],
+                      kwargs: Mapping[str, Any]) -> Outcome[R]:
+    """Await ``fn`` inside the outer transaction; its writes are dropped if it raises."""
+    _check_join(active, store, _name(fn))
+    if not isinstance(active, AsyncTransaction):
+        raise TransactionError(f"{_name(fn)} is async; the open transaction is not")
+    mark = active._core.mark()
+    try:
+        value = await fn(active, *args, **kwargs)
+    except BaseException:
+        active._core.rollback_to(mark)
+        raise
+    return Outcome(value, attempts=0, keys=active.watched, joined=True)
+
+
+async def run_transaction_async(
+    store: AsyncStore | None,
+    fn: Callable[..., Awaitable[R]],
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    stats: TxStats | None = None,
+) -> Outcome[R]:
+    """:func:`run_transaction` for ``async def`` functions on an :class:`AsyncStore`."""
+    kwargs = kwargs or {}
+    stats = stats or TxStats()
+    active = _ACTIVE.get()
+    if active is not None:
+        stats.add(joined=1)
+        return await _join_async(active, store, fn, args, kwargs)
+    if store is None:
+        raise _unbound(fn)
+    _check_kind(store, True, fn)
+    attempts = _Attempts(fn, policy, stats)
+    while True:
+        attempts.begin()
+        tx = AsyncTransaction(store)
+        tx._open()
+        restart: RestartAttemptError | None = None
+        try:
+            value = await fn(tx, *args, **kwargs)
+            await tx._commit()
+            return attempts.done(value, tx.watched)
+        except _WatchConflictError:
+            pass
+        except RestartAttemptError as e:
+            restart = e
+        except BaseException:
+            attempts.failed()
+            raise
+        finally:
+            await tx._close()
+        if restart is not None:
+            await asyncio.sleep(attempts.restarted(restart, store.resend))
+        else:
+            await asyncio.sleep(attempts.conflicted(tx.watched))
+
+
+def _log_conflict(fn: Callable[..., Any], attempt: int, policy: RetryPolicy,
+                  keys: tuple[str, ...], delay: float | None) -> None:
+    then = "giving up" if delay is None else f"retrying in {delay * 1000:.1f} ms"
+    log.log(policy.log_level, "transaction %s: WATCH conflict on attempt %d of %d "
+            "(watched keys %s); %s", _name(fn), attempt, policy.attempts, list(keys), then)
+
+
+def _exhausted(fn: Callable[..., Any], attempt: int, policy: RetryPolicy,
+               keys: tuple[str, ...]) -> ConflictError:
+    why = "" if attempt >= policy.attempts else f" within its deadline of {policy.deadline} s"
+    return ConflictError(
+        f"transaction {_name(fn)} conflicted on all {attempt} attempts{why}: other clients "
+        f"kept changing the watched keys {list(keys)}. Allow more attempts in its "
+        "RetryPolicy, or move the update into one Lua script (incr_fields) for a hot key",
+        attempts=attempt, keys=keys,
+    )
+
+
+def transact(
+    store: Store,
+    fn: Callable[Concatenate[Transaction, P], R],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> R:
+    """Run ``fn(tx, *args, **kwargs)`` as an optimistic transaction with the default
+    :class:`RetryPolicy` and return its result. For another policy or the attempt count,
+    use ``transaction(store, policy=...)(fn).outcome(...)``."""
+    return run_transaction(store, fn, args, kwargs).value
+
+
+class TransactionFunction(Generic[P, R]):
+    """A function run as an optimistic transaction; made by :func:`transaction`.
+
+    Calling it runs the function with a fresh :class:`Transaction` as first argument,
+    commits, retries on conflict per ``policy``, and returns the function's return value.
+    ``outcome(...)`` returns an :class:`Outcome` with the attempt count too; ``stats``
+    holds thread-safe counters over every call.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[Concatenate[Transaction, P], R],
+        store: Store | None,
+        policy: RetryPolicy,
+    ) -> None:
+        self.fn = fn
+        self.store = store
+        self.policy = policy
+        self.stats = TxStats()
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.outcome(*args, **kwargs).value
+
+    def outcome(self, *args: P.args, **kwargs: P.kwargs) -> Outcome[R]:
+        """Run it and return the value with how many attempts it took."""
+        return run_transaction(self.store, self.fn, args, kwargs, policy=self.policy,
+                               stats=self.stats)
+
+    def bind(self, store: Store) -> TransactionFunction[P, R]:
+        """The same function run on ``store`` (new counters)."""
+        return TransactionFunction(self.fn, store, self.policy)
+
+    def __repr__(self) -> str:
+        return f"<transaction {_name(self.fn)} store={self.store!r} {self.policy!r}>"
+
+
+class AsyncTransactionFunction(Generic[P, R]):
+    """An ``async def`` run as an optimistic transaction on an :class:`AsyncStore`; made by
+    :func:`transaction`. ``await f(...)`` returns its value, ``await f.outcome(...)`` the
+    :class:`Outcome`; ``stats`` as for :class:`TransactionFunction`."""
+
+    def __init__(
+        self,
+        fn: Callable[Concatenate[AsyncTransaction, P], Awaitable[R]],
+        store: AsyncStore | None,
+        policy: RetryPolicy,
+    ) -> None:
+        self.fn = fn
+        self.store = store
+        self.policy = policy
+        self.stats = TxStats()
+        functools.update_wrapper(self, fn)
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return (await self.outcome(*args, **kwargs)).value
+
+    async def outcome(self, *args: P.args, **kwargs: P.kwargs) -> Outcome[R]:
+        """Run it and return the value with how many attempts it took."""
+        return await run_transaction_async(self.store, self.fn, args, kwargs,
+                                           policy=self.policy, stats=self.stats)
+
+    def bind(self, store: AsyncStore) -> AsyncTransactionFunction[P, R]:
+        """The same function run on ``store`` (new counters)."""
+        return AsyncTransactionFunction(self.fn, store, self.policy)
+
+    def __repr__(self) -> str:
+        return f"<async transaction {_name(self.fn)} store={self.store!r} {self.policy!r}>"
+
+
+_Fn = Callable[Concatenate[Transaction, P], R]
+_AFn = Callable[Concatenate[AsyncTransaction, P], Awaitable[R]]
+
+
+_D = TypeVar("_D", bound="Store | AsyncStore | None")
+
+
+class _Decorator(Generic[_D]):
+    """What ``transaction(store, policy=...)`` returns: applied to a function, it makes a
+    :class:`TransactionFunction`, or an :class:`AsyncTransactionFunction` for ``async def``.
+
+    Typed by the store it was given (``_D``): bound to a :class:`~redmodel.Store` it accepts
+    only a sync function of a :class:`Transaction`, bound to an
+    :class:`~redmodel.AsyncStore` only an ``async def`` of an :class:`AsyncTransaction`,
+    unbound (``None``) either."""
+
+    def __init__(self, store: _D, policy: RetryPolicy) -> None:
+        self.store, self.policy = store, policy
+
+    @overload
+    def __call__(self: _Decorator[AsyncStore], fn: _AFn[P, R], /
+                 ) -> AsyncTransactionFunction[P, R]: ...
+    @overload
+    def __call__(self: _Decorator[Store], fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
+    @overload
+    def __call__(self: _Decorator[None], fn: _AFn[P, R], /
+                 ) -> AsyncTransactionFunction[P, R]: ...
+    @overload
+    def __call__(self: _Decorator[None], fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
+    def __call__(self, fn: Any, /) -> Any:
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TransactionError(
+                f"{_name(fn)} is a generator function: a transaction runs the function to "
+                "its return and then commits, so its body would never run; return a value "
+                "(a list) instead of yielding"
+            )
+        store: Any = self.store  # which store kind fits which function: the overloads
+        if inspect.iscoroutinefunction(fn):
+            return AsyncTransactionFunction(fn, store, self.policy)
+        return TransactionFunction(fn, store, self.policy)
+
+
+@overload
+def transaction(fn: _AFn[P, R], /) -> AsyncTransactionFunction[P, R]: ...
+@overload
+def transaction(fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
+@overload
+def transaction(store: Store, /, *, policy: RetryPolicy | None = None) -> _Decorator[Store]: ...
+@overload
+def transaction(
+    store: AsyncStore, /, *, policy: RetryPolicy | None = None
+) -> _Decorator[AsyncStore]: ...
+@overload
+def transaction(
+    store: None = None, /, *, policy: RetryPolicy | None = None
+) -> _Decorator[None]: ...
+def transaction(
+    store_or_fn: Any = None, /, *, policy: RetryPolicy | None = None
+) -> Any:
+    """Decorate a function whose first parameter is a :class:`Transaction`::
+
+        @redmodel.transaction(store, policy=redmodel.RetryPolicy(attempts=20))
+        def buy(tx, hat_id):
+            hat = tx.get_or_raise(Hat, hat_id)      # WATCH hat:…, HGETALL hat:…
+            if hat.quantity <= 0:
+                raise OutOfStockError(hat_id)      # nothing written, propagated as is
+            tx.incr(Hat, hat_id, "quantity", -1)   # queued
+            tx.incr(Hat, hat_id, "npurchased", 1)  # queued
+        buy("56854717")                            # MULTI, EVAL, EVAL, EXEC; retried
+
+    On an ``async def`` with an :class:`AsyncStore` it makes the asyncio version (the
+    handle is an :class:`AsyncTransaction`; ``await hat = tx.get(...)``; ``await buy(id)``).
+    Without a store (``@transaction()`` or bare ``@transaction``) the function must be
+    bound with ``.bind(store)`` or called inside another transaction, which it joins.
+    """
+    if callable(store_or_fn):
+        return _Decorator(None, policy or DEFAULT_POLICY)(store_or_fn)
+    return _Decorator(store_or_fn, policy or DEFAULT_POLICY)
