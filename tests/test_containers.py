@@ -28,14 +28,10 @@ from redmodel import (
     TransactionError,
     ValidationError,
 )
-from redmodel.containers._containers import (
-    Queue,
-    Set,
-    SortedSet,
-    WindowCounter,
-    container_key,
-    pop_blocking,
-)
+from redmodel.containers._base import container_key
+from redmodel.containers._counter import WindowCounter
+from redmodel.containers._queue import Queue, pop_blocking
+from redmodel.containers._sets import Set, SortedSet
 from redmodel.transactions import Pending
 from tests.budget import scaled
 from tests.strategies import values

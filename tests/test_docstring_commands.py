@@ -34,8 +34,11 @@ from redmodel import AsyncStore, Store
 from redmodel._indexes import _blind
 from redmodel._indexes._query import Query
 from redmodel.codecs import _fernet
+from redmodel.containers._base import Container
 from redmodel.containers._consumer import AsyncConsumer, Consumer
-from redmodel.containers._containers import Container, Queue, Set, SortedSet, WindowCounter
+from redmodel.containers._counter import WindowCounter
+from redmodel.containers._queue import Queue
+from redmodel.containers._sets import Set, SortedSet
 from redmodel.testing import RedisServer
 from redmodel.transactions import AsyncTransaction, Transaction
 from tests.test_keys_audit import Monitor, script_name

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import redmodel
 from redmodel._models import _keys
-from redmodel.containers._containers import members_of
+from redmodel.containers._base import members_of
 from tests.strategies import values
 
 ROOT = Path(__file__).resolve().parent.parent

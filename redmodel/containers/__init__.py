@@ -9,27 +9,50 @@ take a queue's items at least once (:class:`Consumer`, :class:`AsyncConsumer`)::
 
 Each container is generic in its store: on a :class:`~redmodel.Store` its methods return
 values, on an :class:`~redmodel.AsyncStore` coroutines of them (docs/containers.md).
+``container.in_tx(tx)`` gives the handle for a transaction, typed by the ``*InTx``
+protocols (writes queue and return a :class:`~redmodel.transactions.Pending`).
 """
 
-from redmodel.containers._consumer import AsyncConsumer, Consumer
-from redmodel.containers._containers import (
+from redmodel.containers._base import (
+    ContainerInAsyncTx,
+    ContainerInTx,
     InTransaction,
-    Queue,
-    Set,
-    SortedSet,
-    WindowCounter,
     container_key,
-    pop_blocking,
+)
+from redmodel.containers._consumer import AsyncConsumer, Consumer
+from redmodel.containers._counter import (
+    WindowCounter,
+    WindowCounterInAsyncTx,
+    WindowCounterInTx,
+)
+from redmodel.containers._queue import Queue, QueueInAsyncTx, QueueInTx, pop_blocking
+from redmodel.containers._sets import (
+    Set,
+    SetInAsyncTx,
+    SetInTx,
+    SortedSet,
+    SortedSetInAsyncTx,
+    SortedSetInTx,
 )
 
 __all__ = [
     "AsyncConsumer",
     "Consumer",
+    "ContainerInAsyncTx",
+    "ContainerInTx",
     "InTransaction",
     "Queue",
+    "QueueInAsyncTx",
+    "QueueInTx",
     "Set",
+    "SetInAsyncTx",
+    "SetInTx",
     "SortedSet",
+    "SortedSetInAsyncTx",
+    "SortedSetInTx",
     "WindowCounter",
+    "WindowCounterInAsyncTx",
+    "WindowCounterInTx",
     "container_key",
     "pop_blocking",
 ]

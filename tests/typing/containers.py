@@ -13,7 +13,7 @@ from redmodel import AsyncStore, Store
 
 def on_a_store(store: Store) -> None:
     jobs = redmodel.containers.Queue(store, "jobs", int)
-    reveal_type(jobs)  # N: Revealed type is "redmodel.containers._containers.Queue[int, redmodel._stores._sync.Store]"
+    reveal_type(jobs)  # N: Revealed type is "redmodel.containers._queue.Queue[int, redmodel._stores._sync.Store]"
     reveal_type(jobs.push(1, 2))  # N: Revealed type is "int"
     reveal_type(jobs.push_left(0))  # N: Revealed type is "int"
     reveal_type(jobs.pop())  # N: Revealed type is "int | None"
@@ -30,7 +30,7 @@ def on_a_store(store: Store) -> None:
     reveal_type(jobs.consume(max_items=1))  # N: Revealed type is "redmodel.containers._consumer.Consumer[int]"
     for job in jobs.consume(max_items=1):
         reveal_type(job)  # N: Revealed type is "int"
-    reveal_type(redmodel.containers.pop_blocking(jobs, redmodel.containers.Queue(store, "more", int), timeout=1))  # N: Revealed type is "tuple[redmodel.containers._containers.Queue[int, redmodel._stores._sync.Store], int] | None"
+    reveal_type(redmodel.containers.pop_blocking(jobs, redmodel.containers.Queue(store, "more", int), timeout=1))  # N: Revealed type is "tuple[redmodel.containers._queue.Queue[int, redmodel._stores._sync.Store], int] | None"
 
     seen = redmodel.containers.Set(store, "seen", IPv4Address)
     addr = IPv4Address("10.0.0.1")
@@ -62,7 +62,7 @@ def on_a_store(store: Store) -> None:
     reveal_type(board.pop_max(2))  # N: Revealed type is "list[tuple[str, float]]"
 
     visits = redmodel.containers.WindowCounter(store, "visits", window=60)
-    reveal_type(visits)  # N: Revealed type is "redmodel.containers._containers.WindowCounter[redmodel._stores._sync.Store]"
+    reveal_type(visits)  # N: Revealed type is "redmodel.containers._counter.WindowCounter[redmodel._stores._sync.Store]"
     reveal_type(visits.incr(addr))  # N: Revealed type is "int"
     reveal_type(visits.get(addr))  # N: Revealed type is "int"
     reveal_type(visits.reset(addr))  # N: Revealed type is "bool"
@@ -74,7 +74,7 @@ def on_a_store(store: Store) -> None:
 
 async def on_an_async_store(astore: AsyncStore) -> None:
     jobs = redmodel.containers.Queue(astore, "jobs", int)
-    reveal_type(jobs)  # N: Revealed type is "redmodel.containers._containers.Queue[int, redmodel._stores._async.AsyncStore]"
+    reveal_type(jobs)  # N: Revealed type is "redmodel.containers._queue.Queue[int, redmodel._stores._async.AsyncStore]"
     pending: Coroutine[Any, Any, int] = jobs.push(1, 2)  # nothing is sent yet
     reveal_type(await pending)  # N: Revealed type is "int"
     length: int = await jobs.push(3)
@@ -94,7 +94,7 @@ async def on_an_async_store(astore: AsyncStore) -> None:
     async with jobs.consume(name="w", idle_timeout=1) as consumer:
         async for job in consumer:
             reveal_type(job)  # N: Revealed type is "int"
-    reveal_type(await redmodel.containers.pop_blocking(jobs, timeout=1))  # N: Revealed type is "tuple[redmodel.containers._containers.Queue[int, redmodel._stores._async.AsyncStore], int] | None"
+    reveal_type(await redmodel.containers.pop_blocking(jobs, timeout=1))  # N: Revealed type is "tuple[redmodel.containers._queue.Queue[int, redmodel._stores._async.AsyncStore], int] | None"
 
     seen = redmodel.containers.Set(astore, "seen", IPv4Address)
     addr = IPv4Address("10.0.0.1")
@@ -125,7 +125,7 @@ async def on_an_async_store(astore: AsyncStore) -> None:
     reveal_type(await board.pop_max(2))  # N: Revealed type is "list[tuple[str, float]]"
 
     visits = redmodel.containers.WindowCounter(astore, "visits", window=60)
-    reveal_type(visits)  # N: Revealed type is "redmodel.containers._containers.WindowCounter[redmodel._stores._async.AsyncStore]"
+    reveal_type(visits)  # N: Revealed type is "redmodel.containers._counter.WindowCounter[redmodel._stores._async.AsyncStore]"
     reveal_type(await visits.incr(addr))  # N: Revealed type is "int"
     reveal_type(await visits.get(addr))  # N: Revealed type is "int"
     reveal_type(await visits.reset(addr))  # N: Revealed type is "bool"
@@ -151,7 +151,7 @@ async def wrong(store: Store, astore: AsyncStore) -> None:
     sync_jobs: redmodel.containers.Queue[int] = jobs  # E: Incompatible types in assignment (expression has type "Queue[int, AsyncStore]", variable has type "Queue[int, Store]")  [assignment]
     await jobs.push("one")  # E: Argument 1 to "push" of "Queue" has incompatible type "str"; expected "int"  [arg-type]
     seen = redmodel.containers.Set(astore, "seen", str)
-    print("x" in seen)  # E: Invalid self argument "redmodel.containers._containers.Set[str, AsyncStore]" to attribute function "__contains__" with type "Callable[[redmodel.containers._containers.Set[T, Store], object], bool]"  [misc]
+    print("x" in seen)  # E: Invalid self argument "redmodel.containers._sets.Set[str, AsyncStore]" to attribute function "__contains__" with type "Callable[[redmodel.containers._sets.Set[T, Store], object], bool]"  [misc]
     for job in jobs.consume():  # E: "AsyncConsumer[int]" has no attribute "__iter__"; maybe "__aiter__" or "__aenter__"? (not iterable)  [attr-defined]
         print(job)
     redmodel.containers.pop_blocking(jobs, redmodel.containers.Queue(store, "other", int), timeout=1)  # E: Argument 1 to "pop_blocking" has incompatible type "Queue[int, AsyncStore]"; expected "Queue[int, Store]"  [arg-type]

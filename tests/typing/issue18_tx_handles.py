@@ -27,7 +27,7 @@ def sync(store: Store) -> None:
     @redmodel.transaction(store)
     def work(tx: Transaction, n: int) -> int:
         q = jobs.in_tx(tx)
-        reveal_type(q)  # N: Revealed type is "redmodel.containers._containers.QueueInTx[int]"
+        reveal_type(q)  # N: Revealed type is "redmodel.containers._queue.QueueInTx[int]"
         reveal_type(q.length())  # N: Revealed type is "int"
         reveal_type(q.range(0, 9))  # N: Revealed type is "list[int]"
         reveal_type(q.push(n))  # N: Revealed type is "redmodel.transactions._policy.Pending[int]"
@@ -77,7 +77,7 @@ async def in_asyncio(astore: AsyncStore) -> None:
     @redmodel.transaction(astore)
     async def work(tx: AsyncTransaction, n: int) -> int:
         q = jobs.in_tx(tx)
-        reveal_type(q)  # N: Revealed type is "redmodel.containers._containers.QueueInAsyncTx[int]"
+        reveal_type(q)  # N: Revealed type is "redmodel.containers._queue.QueueInAsyncTx[int]"
         reveal_type(await q.length())  # N: Revealed type is "int"
         reveal_type(q.push(n))  # N: Revealed type is "redmodel.transactions._policy.Pending[int]"
         length: int = q.length()  # E: Incompatible types in assignment (expression has type "Coroutine[Any, Any, int]", variable has type "int")  [assignment] # N: Maybe you forgot to use "await"?

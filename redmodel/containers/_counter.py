@@ -1,0 +1,183 @@
+"""A windowed counter: :class:`WindowCounter` counts events per key in fixed time windows
+(one hash per window, expiring with it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+import typing
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
+
+from redmodel._args import MAX_TTL_SECONDS, integer
+from redmodel._errors import (
+    DecodeError,
+    ValidationError,
+)
+from redmodel._plan import Batch, Plan
+
+if typing.TYPE_CHECKING:
+    from redmodel._stores._async import AsyncStore
+    from redmodel._stores._sync import Store
+    from redmodel.transactions._handles import AsyncTransaction, Transaction
+    from redmodel.transactions._policy import Pending
+
+from redmodel.containers._base import InTransaction, S, container_key
+
+__all__ = [
+    "WindowCounter",
+    "WindowCounterInAsyncTx",
+    "WindowCounterInTx",
+]
+
+
+T = TypeVar("T")
+
+
+# ---- WindowCounter ----------------------------------------------------------------------
+
+
+_LATEST = 2.0**62  # seconds: a window's start stays an int Redis can store an expiry for
+
+
+class WindowCounter(Generic[S]):
+    """Counts events per subject in fixed time windows (the tutorial's visits per address
+    per minute): one string key per subject and window, ``prefix:subject:start`` (the
+    window's start in Unix seconds), expiring when its window ends.
+
+    >>> visits = WindowCounter(store, "visits", window=60)   # doctest: +SKIP
+    >>> visits.incr(IPv4Address("104.174.118.18"))          # doctest: +SKIP
+    1
+
+    ``clock`` (default :func:`time.time`) gives the current time in seconds. Windows are
+    aligned to multiples of ``window`` seconds since the epoch, so every client with a
+    synchronised clock counts into the same key.
+    """
+
+    _WRITES: ClassVar[frozenset[str]] = frozenset({"incr", "reset"})
+    _BLOCKING: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, store: S, key_prefix: Any, *, window: float | dt.timedelta = 60,
+                 clock: Callable[[], float] = time.time) -> None:
+        key = container_key(key_prefix)
+        length = window.total_seconds() if isinstance(window, dt.timedelta) else window
+        if isinstance(length, bool) or not isinstance(length, (int, float)) or not (
+            1 <= length <= MAX_TTL_SECONDS and length == int(length)  # NaN, inf fail here
+        ):
+            raise ValidationError(f"window must be a whole number of seconds from 1 to "
+                                  f"{MAX_TTL_SECONDS:.0e}, got {window!r}", key=key)
+        self.store = store
+        self.key = key
+        self.window = int(length)
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return f"WindowCounter({self.key!r}, window={self.window})"
+
+    @overload
+    def in_tx(self, tx: Transaction) -> WindowCounterInTx: ...
+    @overload
+    def in_tx(self, tx: AsyncTransaction) -> WindowCounterInAsyncTx: ...
+    def in_tx(self, tx: Transaction | AsyncTransaction) -> Any:
+        """Run :meth:`incr` and :meth:`reset` (queued) and :meth:`get` (at once, WATCHed)
+        through ``tx``.
+
+        Redis: none (see :meth:`Container.in_tx`)."""
+        return InTransaction(self, tx)
+
+    def window_start(self, at: float | None = None) -> int:
+        """Unix seconds at which the window holding ``at`` (default now) began.
+
+        Redis: none."""
+        now = self.clock() if at is None else at
+        if isinstance(now, bool) or not isinstance(now, (int, float)) or not (
+                -_LATEST <= now <= _LATEST):  # NaN and infinities fail too
+            raise ValidationError(f"a time must be a finite number of Unix seconds, got "
+                                  f"{now!r}" + (" from the clock" if at is None else ""),
+                                  key=self.key)
+        return int(now // self.window) * self.window
+
+    def key_for(self, subject: Any, at: float | None = None) -> str:
+        """The key counting ``subject`` in the window holding ``at`` (default now).
+
+        Redis: none."""
+        return f"{self.key}:{container_key(subject)}:{self.window_start(at)}"
+
+    def incr_plan(self, subject: Any, amount: int = 1) -> Plan[int]:
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise ValidationError(f"amount must be an int, got {type(amount).__name__}",
+                                  key=self.key)
+        integer(amount, "amount", key=self.key)
+        now = self.clock()
+        key = self.key_for(subject, now)
+        left_ms = max(1, math.ceil((self.window_start(now) + self.window - now) * 1000))
+        replies = yield Batch([("INCRBY", key, amount), ("PEXPIRE", key, left_ms)],
+                              atomic=True, write=True, keys=(key,))
+        return int(replies[0])
+
+    @overload
+    def incr(self: WindowCounter[Store], subject: Any, amount: int = 1) -> int: ...
+    @overload
+    def incr(self: WindowCounter[AsyncStore], subject: Any, amount: int = 1
+             ) -> Coroutine[Any, Any, int]: ...
+    def incr(self, subject: Any, amount: int = 1) -> Any:
+        """INCRBY and PEXPIRE (to the end of the current window) in one MULTI/EXEC round
+        trip; returns the subject's count in the current window, this event included.
+
+        Redis: MULTI, INCRBY, PEXPIRE, EXEC in one round trip (in a transaction: INCRBY and
+        PEXPIRE queued in its MULTI)."""
+        return self.store.run(self.incr_plan(subject, amount))
+
+    def get_plan(self, subject: Any) -> Plan[int]:
+        key = self.key_for(subject)
+        replies = yield Batch([("GET", key)], keys=(key,))
+        raw = replies[0]
+        if raw is None:
+            return 0
+        try:
+            return int(raw)
+        except ValueError:
+            raise DecodeError("stored counter is not an integer", key=key) from None
+
+    @overload
+    def get(self: WindowCounter[Store], subject: Any) -> int: ...
+    @overload
+    def get(self: WindowCounter[AsyncStore], subject: Any) -> Coroutine[Any, Any, int]: ...
+    def get(self, subject: Any) -> Any:
+        """GET: the subject's count in the current window (0 if none yet).
+
+        Redis: GET."""
+        return self.store.run(self.get_plan(subject))
+
+    def reset_plan(self, subject: Any) -> Plan[bool]:
+        key = self.key_for(subject)
+        replies = yield Batch([("DEL", key)], write=True, keys=(key,))
+        return bool(replies[0])
+
+    @overload
+    def reset(self: WindowCounter[Store], subject: Any) -> bool: ...
+    @overload
+    def reset(self: WindowCounter[AsyncStore], subject: Any) -> Coroutine[Any, Any, bool]: ...
+    def reset(self, subject: Any) -> Any:
+        """DEL: forget the subject's count in the current window; True if it had one.
+
+        Redis: DEL."""
+        return self.store.run(self.reset_plan(subject))
+
+
+class WindowCounterInTx(Protocol):
+    """``counter.in_tx(tx)`` for a Transaction ``tx``."""
+
+    def incr(self, subject: Any, amount: int = 1) -> Pending[int]: ...
+    def get(self, subject: Any) -> int: ...
+    def reset(self, subject: Any) -> Pending[bool]: ...
+
+
+class WindowCounterInAsyncTx(Protocol):
+    """``counter.in_tx(tx)`` for an AsyncTransaction ``tx``."""
+
+    def incr(self, subject: Any, amount: int = 1) -> Pending[int]: ...
+    def get(self, subject: Any) -> Coroutine[Any, Any, int]: ...
+    def reset(self, subject: Any) -> Pending[bool]: ...
