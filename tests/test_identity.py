@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # ---- new_id ------------------------------------------------------------------------------
 
-# Forks from a small process are cheap: the script loads redmodel/_keys.py on its own (the
+# Forks from a small process are cheap: the script loads redmodel/_models/_keys.py on its own (the
 # same file, without the rest of the package) and forks `children` children in bursts, each
 # making two ids right after the fork. With `frozen`, every process sees the same
 # millisecond, the worst case for a counter inherited across fork().
@@ -74,8 +74,8 @@ _FORKER = textwrap.dedent("""
 
 def _forked_ids(children: int, *, frozen: bool, spinner: bool = False) -> list[str]:
     done = subprocess.run(
-        [sys.executable, "-c", _FORKER, str(ROOT / "redmodel" / "_keys.py"), str(children),
-         "1" if frozen else "0", "1" if spinner else "0"],
+        [sys.executable, "-c", _FORKER, str(ROOT / "redmodel" / "_models" / "_keys.py"),
+         str(children), "1" if frozen else "0", "1" if spinner else "0"],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode == 0, done.stderr

@@ -75,6 +75,7 @@ __all__ = [
     "command_keys",
     "command_slot",
     "cross_slot_error",
+    "redis_reply",
     "server_error",
 ]
 
@@ -1378,3 +1379,19 @@ class _Asked:
 
     def __init__(self, node: Any) -> None:
         self.node = node
+
+
+def redis_reply(client: Any, command: tuple[Any, ...], reply: Any) -> Any:
+    """``reply`` as redis-py's ``execute_command`` returns it: the client's response
+    callback for the command applied (raw commands of transactions keep redis-py's
+    shapes; redmodel's own plans read raw replies)."""
+    callbacks = getattr(client, "response_callbacks", None)
+    if callbacks is None and hasattr(client, "get_default_node"):  # a sync RedisCluster
+        callbacks = client.get_redis_connection(client.get_default_node()).response_callbacks
+    if not callbacks or isinstance(reply, Exception):
+        return reply
+    name = command[0].decode() if isinstance(command[0], bytes) else str(command[0])
+    callback = callbacks.get(name.upper())
+    if callback is None and len(command) > 1:
+        callback = callbacks.get(f"{name} {command[1]!s}".upper())
+    return reply if callback is None else callback(reply)

@@ -24,8 +24,7 @@ from redmodel._indexes._writes import Abandoned, TxHints
 from redmodel._models._specs import spec_of
 from redmodel._models._types import BadValueError
 from redmodel._plan import Batch, Command, Plan
-from redmodel._stores._config import redis_reply
-from redmodel._transport._wire import RestartAttemptError, server_error
+from redmodel._transport._wire import RestartAttemptError, redis_reply, server_error
 
 if TYPE_CHECKING:
 

@@ -23,8 +23,7 @@ from redmodel._plan import AsyncRunner, Batch, Command, Plan, SyncRunner
 from redmodel._plans import _objects as _ops
 from redmodel._plans._atomic import incr_fields as incr_fields_plan
 from redmodel._plans._objects import DEFAULT
-from redmodel._stores._config import redis_reply
-from redmodel._transport._wire import ResendPolicy, RestartAttemptError
+from redmodel._transport._wire import ResendPolicy, RestartAttemptError, redis_reply
 
 if TYPE_CHECKING:
     from types import TracebackType
