@@ -17,7 +17,7 @@ entries; a lookup tries every key, so queries keep working while
 ``Store.rotate_index_key`` moves entries to the newest key. A unique value gets one entry
 per configured key, so a write under either key meets a value claimed under the other.
 
-This module is pure (no I/O); the rotation plan lives in ``_blind_ops``.
+This module is pure (no I/O); the rotation plan lives in ``_rotate``.
 """
 
 from __future__ import annotations

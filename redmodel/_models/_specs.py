@@ -71,7 +71,7 @@ class ModelSpec:
     @property
     def claims(self) -> bool:
         """Unique values are claimed in their own buckets before a write (a model with
-        unique constraints spread over several buckets); see _index.CLAIM."""
+        unique constraints spread over several buckets); see _indexes._specs.CLAIM."""
         return bool(self.indexes and self.indexes.uniques and (self.buckets or 1) > 1)
 
     def claim_key(self, name: str, value_text: str) -> str:

@@ -153,7 +153,7 @@ def incr_fields(
     naming the field whose bound (or limit) would be crossed; :class:`DecodeError` when a
     stored value is not a number. A missing field counts as 0, like HINCRBY. Bounds of an
     int field are compared exactly; of a float field, as doubles.
-    ``hints``: given by a transaction (see _indexed.TxHints).
+    ``hints``: given by a transaction (see _indexes._writes.TxHints).
     """
     spec = spec_of(model)
     key = spec.key_for(id_value)

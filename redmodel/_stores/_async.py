@@ -1,6 +1,7 @@
 """``AsyncStore``: the asyncio shell over the same plans as ``Store``.
 
-Each method is one line that awaits the plan ``Store`` runs; the logic lives in ``_ops``.
+Each method is one line that awaits the plan ``Store`` runs; the logic lives in
+:mod:`redmodel._plans._objects`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""``Store``: the synchronous shell over the plans in ``_ops``."""
+"""``Store``: the synchronous shell over the plans in :mod:`redmodel._plans` (and the
+indexes', containers' and transactions' plans): each method builds a plan and runs it
+through the store's link (:mod:`redmodel._transport._links`)."""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ class TxCore:
     change, claims in other slots), sends :meth:`exec_commands` in MULTI/EXEC, and runs
     :meth:`finish` with the replies (follow-up writes outside MULTI, such as confirming
     claims). After a conflict or an error, :meth:`undo_early` undoes early writes.
-    ``hints`` is shared by the plans of this attempt (see _indexed.TxHints).
+    ``hints`` is shared by the plans of this attempt (see _indexes._writes.TxHints).
     """
 
     def __init__(self) -> None:
