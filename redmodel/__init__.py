@@ -53,6 +53,8 @@ from redmodel._errors import (
 )
 from redmodel._indexes._blind import configure_index_keys, generate_index_key
 from redmodel._indexes._query import (
+    Contains,
+    OneOf,
     Page,
     Q,
     Query,
@@ -116,6 +118,7 @@ __all__ = [
     "CodecError",
     "ConditionFailedError",
     "ConflictError",
+    "Contains",
     "CrossSlotError",
     "DEFAULT",
     "DecodeError",
@@ -123,6 +126,7 @@ __all__ = [
     "IndexNotReadyError",
     "ModelDefinitionError",
     "NotFoundError",
+    "OneOf",
     "OutcomeUnknownError",
     "Page",
     "Q",

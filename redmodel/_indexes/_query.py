@@ -50,7 +50,8 @@ from redmodel._plan import (
 )
 
 __all__ = [
-    "Page", "Q", "Query", "Range", "between", "contains", "ge", "gt", "le", "lt", "one_of",
+    "Contains", "OneOf", "Page", "Q", "Query", "Range", "between", "contains", "ge", "gt", "le",
+    "lt", "one_of",
 ]
 
 M = TypeVar("M")
@@ -140,30 +141,34 @@ def between(low: Any, high: Any, *, inclusive: tuple[bool, bool] = (True, True))
 
 
 @attrs.frozen
-class _OneOf:
+class OneOf:
+    """What :func:`one_of` gives: ``field in values``."""
+
     values: tuple[Any, ...]
 
 
-def one_of(values: Sequence[Any]) -> _OneOf:
+def one_of(values: Sequence[Any]) -> OneOf:
     """``field in values`` (a list, tuple or set of values; ``one_of([])`` matches
     nothing)."""
     if isinstance(values, (str, bytes, bytearray, memoryview, Mapping)):
         raise QueryError(f"one_of needs a list of values, not a {type(values).__name__}: "
                          f"one_of([{values!r}]) for a single value")
     try:
-        return _OneOf(tuple(values))
+        return OneOf(tuple(values))
     except TypeError:
         raise QueryError(f"one_of needs a list of values, not {values!r}") from None
 
 
 @attrs.frozen
-class _Contains:
+class Contains:
+    """What :func:`contains` gives: a list field holds ``value``."""
+
     value: Any
 
 
-def contains(value: Any) -> _Contains:
+def contains(value: Any) -> Contains:
     """A list field holds ``value`` (the same as ``tags="x"`` on an indexed list)."""
-    return _Contains(value)
+    return Contains(value)
 
 
 @attrs.frozen(init=False)
@@ -379,14 +384,14 @@ class _Compiler:
                 f"{self.spec.name}.{name}: a {type(value).__name__} is not a filter value; "
                 f"write {name}=one_of([...]) for any of several values ({has}decided for "
                 "issue 13)")
-        if isinstance(value, _OneOf):
+        if isinstance(value, OneOf):
             values = value.values
             kids = list(dict.fromkeys(self.eq(f, v) for v in values))
             if len(kids) == 1:
                 return kids[0]
             # an object has one value of a single-valued field: its terms never overlap
             return _Op("OR" if f.many else "ORD", tuple(kids))
-        if isinstance(value, _Contains):
+        if isinstance(value, Contains):
             if not f.many:
                 raise QueryError(f"{self.spec.name}.{name} is not a list: use ==")
             value = value.value
