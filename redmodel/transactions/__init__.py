@@ -11,6 +11,7 @@ functions receive and return::
 
 - :class:`Transaction` / :class:`AsyncTransaction`: the handle (reads WATCH, writes queue);
 - :class:`TransactionFunction` / :class:`AsyncTransactionFunction`: a decorated function;
+  :class:`TransactionDecorator`: what ``transaction(store, policy=...)`` returns;
 - :class:`Outcome` (value and attempt statistics), :class:`Pending` (a queued write's
   reply, filled after EXEC), :class:`TxStats`;
 - :class:`RetryPolicy`: how often and how long to retry on a conflict;
@@ -19,7 +20,11 @@ functions receive and return::
 
 from redmodel.transactions._handles import AsyncTransaction, Transaction, current_transaction
 from redmodel.transactions._policy import Outcome, Pending, RetryPolicy, TxStats
-from redmodel.transactions._run import AsyncTransactionFunction, TransactionFunction
+from redmodel.transactions._run import (
+    AsyncTransactionFunction,
+    TransactionDecorator,
+    TransactionFunction,
+)
 
 __all__ = [
     "AsyncTransaction",
@@ -28,6 +33,7 @@ __all__ = [
     "Pending",
     "RetryPolicy",
     "Transaction",
+    "TransactionDecorator",
     "TransactionFunction",
     "TxStats",
     "current_transaction",

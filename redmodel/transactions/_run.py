@@ -37,6 +37,7 @@ from redmodel.transactions._policy import DEFAULT_POLICY, Outcome, RetryPolicy, 
 
 __all__ = [
     "AsyncTransactionFunction",
+    "TransactionDecorator",
     "TransactionFunction",
     "run_transaction",
     "run_transaction_async",
@@ -354,7 +355,7 @@ _AFn = Callable[Concatenate[AsyncTransaction, P], Awaitable[R]]
 _D = TypeVar("_D", bound="Store | AsyncStore | None")
 
 
-class _Decorator(Generic[_D]):
+class TransactionDecorator(Generic[_D]):
     """What ``transaction(store, policy=...)`` returns: applied to a function, it makes a
     :class:`TransactionFunction`, or an :class:`AsyncTransactionFunction` for ``async def``.
 
@@ -367,15 +368,17 @@ class _Decorator(Generic[_D]):
         self.store, self.policy = store, policy
 
     @overload
-    def __call__(self: _Decorator[AsyncStore], fn: _AFn[P, R], /
+    def __call__(self: TransactionDecorator[AsyncStore], fn: _AFn[P, R], /
                  ) -> AsyncTransactionFunction[P, R]: ...
     @overload
-    def __call__(self: _Decorator[Store], fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
+    def __call__(self: TransactionDecorator[Store], fn: _Fn[P, R], /
+                 ) -> TransactionFunction[P, R]: ...
     @overload
-    def __call__(self: _Decorator[None], fn: _AFn[P, R], /
+    def __call__(self: TransactionDecorator[None], fn: _AFn[P, R], /
                  ) -> AsyncTransactionFunction[P, R]: ...
     @overload
-    def __call__(self: _Decorator[None], fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
+    def __call__(self: TransactionDecorator[None], fn: _Fn[P, R], /
+                 ) -> TransactionFunction[P, R]: ...
     def __call__(self, fn: Any, /) -> Any:
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
             raise TransactionError(
@@ -394,15 +397,17 @@ def transaction(fn: _AFn[P, R], /) -> AsyncTransactionFunction[P, R]: ...
 @overload
 def transaction(fn: _Fn[P, R], /) -> TransactionFunction[P, R]: ...
 @overload
-def transaction(store: Store, /, *, policy: RetryPolicy | None = None) -> _Decorator[Store]: ...
+def transaction(
+    store: Store, /, *, policy: RetryPolicy | None = None
+) -> TransactionDecorator[Store]: ...
 @overload
 def transaction(
     store: AsyncStore, /, *, policy: RetryPolicy | None = None
-) -> _Decorator[AsyncStore]: ...
+) -> TransactionDecorator[AsyncStore]: ...
 @overload
 def transaction(
     store: None = None, /, *, policy: RetryPolicy | None = None
-) -> _Decorator[None]: ...
+) -> TransactionDecorator[None]: ...
 def transaction(
     store_or_fn: Any = None, /, *, policy: RetryPolicy | None = None
 ) -> Any:
@@ -423,5 +428,5 @@ def transaction(
     bound with ``.bind(store)`` or called inside another transaction, which it joins.
     """
     if callable(store_or_fn):
-        return _Decorator(None, policy or DEFAULT_POLICY)(store_or_fn)
-    return _Decorator(store_or_fn, policy or DEFAULT_POLICY)
+        return TransactionDecorator(None, policy or DEFAULT_POLICY)(store_or_fn)
+    return TransactionDecorator(store_or_fn, policy or DEFAULT_POLICY)

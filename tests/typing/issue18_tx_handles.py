@@ -51,7 +51,7 @@ def sync(store: Store) -> None:
     reveal_type(store.transact(work.fn, 3))  # N: Revealed type is "int"
     store.transact(work.fn, "3")  # E: Argument 2 to "transact" of "Store" has incompatible type "str"; expected "int"  [arg-type]
 
-    @redmodel.transaction(store)  # E: Argument 1 to "__call__" of "_Decorator" has incompatible type "Callable[[AsyncTransaction], Coroutine[Any, Any, None]]"; expected "Callable[[Transaction], Coroutine[Any, Any, None]]"  [arg-type] # N: This is likely because "not_sync" has named arguments: "tx". Consider marking them positional-only
+    @redmodel.transaction(store)  # E: Argument 1 to "__call__" of "TransactionDecorator" has incompatible type "Callable[[AsyncTransaction], Coroutine[Any, Any, None]]"; expected "Callable[[Transaction], Coroutine[Any, Any, None]]"  [arg-type] # N: This is likely because "not_sync" has named arguments: "tx". Consider marking them positional-only
     async def not_sync(tx: AsyncTransaction) -> None:
         pass
 
@@ -88,7 +88,7 @@ async def in_asyncio(astore: AsyncStore) -> None:
     reveal_type(work)  # N: Revealed type is "redmodel.transactions._run.AsyncTransactionFunction[[n: int], int]"
     reveal_type(await astore.transact(work.fn, 3))  # N: Revealed type is "int"
 
-    @redmodel.transaction(astore)  # E: Argument 1 to "__call__" of "_Decorator" has incompatible type "Callable[[Transaction], None]"; expected "Callable[[AsyncTransaction], Awaitable[Never]]"  [arg-type] # N: This is likely because "not_async" has named arguments: "tx". Consider marking them positional-only
+    @redmodel.transaction(astore)  # E: Argument 1 to "__call__" of "TransactionDecorator" has incompatible type "Callable[[Transaction], None]"; expected "Callable[[AsyncTransaction], Awaitable[Never]]"  [arg-type] # N: This is likely because "not_async" has named arguments: "tx". Consider marking them positional-only
     def not_async(tx: Transaction) -> None:
         pass
 
