@@ -19,7 +19,7 @@ from redmodel.containers._base import (
     InTransaction,
     container_key,
 )
-from redmodel.containers._consumer import AsyncConsumer, Consumer
+from redmodel.containers._consumer import AsyncConsumer, ConsumedQueue, Consumer
 from redmodel.containers._counter import (
     WindowCounter,
     WindowCounterInAsyncTx,
@@ -37,6 +37,7 @@ from redmodel.containers._sets import (
 
 __all__ = [
     "AsyncConsumer",
+    "ConsumedQueue",
     "Consumer",
     "ContainerInAsyncTx",
     "ContainerInTx",
