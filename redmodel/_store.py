@@ -230,9 +230,10 @@ class Store(ShellConfig):
         :class:`ConditionFailedError` (nothing changed) when a bound would be crossed,
         :class:`NotFoundError` when the object is missing. Hash layout only.
 
-        Redis: EVALSHA incr_fields.lua (HMGET of the equality-indexed ints first on an
-        indexed model, then EVALSHA index_write.lua (sent again with more KEYS when its
-        first answer names keys it needs))."""
+        Redis: hash layout: EVALSHA incr_fields.lua; indexed model: HMGET of its
+        equality-indexed ints among the fields (when there are some), then EVALSHA
+        index_write.lua (sent again with more KEYS when its first answer names keys it
+        needs)."""
         return self.run(self._use(model, _atomic.incr_fields(model, id, changes, floor=floor,
                                                              ceiling=ceiling)))
 
