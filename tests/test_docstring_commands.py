@@ -555,6 +555,10 @@ def record(server: RedisServer, e: Env, case: Case) -> list[list[bytes]]:
         _run(e, call(e, obj))
     finally:
         lines = monitor.finish()
+        if isinstance(obj, tuple) and isinstance(obj[0], AsyncConsumer):
+            _run(e, obj[0].aclose())  # in its loop: the GC would finalize it in none
+        elif isinstance(obj, tuple) and isinstance(obj[0], Consumer):
+            obj[1].close()
     return [args for client, args in lines
             if client != "lua" and args[0].decode().upper() not in HANDSHAKE]
 
