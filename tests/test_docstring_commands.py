@@ -581,29 +581,35 @@ def _sides(kind: str) -> list[tuple[type, str]]:
             and not (c is AsyncConsumer and n in ("close",))]
 
 
-@pytest.mark.parametrize("kind", ["sync", "async"])
-def test_docstrings_name_the_commands_sent(kind: str, redis_server: RedisServer,
-                                           redis_url: str) -> None:
-    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+def _show(kind: str, where: str, sent: list[list[bytes]]) -> None:
+    """With DC_SHOW=1 (and -s), print what each case sent: handy when writing a line."""
+    if os.environ.get("DC_SHOW"):
+        print(f"SENT {kind} {where}:", " ".join(
+            a[0].decode().upper()
+            + (f"({script_name(a)})" if a[0].upper().startswith((b"EVAL", b"FCALL")) else "")
+            for a in sent))
+
+
+def _check_all(kind: str, cases: list[tuple[type, str, Case]], server: RedisServer,
+               url: str, lead: bool) -> None:
+    """Each case on a freshly populated server, with a fresh store; every failure listed."""
+    client = redis.Redis(host=server.host, port=server.port)
     failures = []
     loop = asyncio.new_event_loop() if kind == "async" else None
     try:
-        for cls, name in _sides(kind):
+        for number, (cls, name, case) in enumerate(cases):
             _populate(client)
-            store: Any = Store(client) if loop is None else AsyncStore.from_url(redis_url)
-            e = Env(store, redis_url, loop)
-            for model in (Plain, Idx, Secret, Buck, Flat, Blob):  # the registry check of a first use, not recorded
-                _run(e, store.exists(model, "warm-up"))
+            store: Any = Store(client) if loop is None else AsyncStore.from_url(url)
+            e = Env(store, url, loop)
+            for model in (Plain, Idx, Secret, Buck, Flat, Blob):  # the registry check of a
+                _run(e, store.exists(model, "warm-up"))          # first use: not recorded
             _run(e, store.run(e.q.length_plan()))
+            where = f"{cls.__name__}.{name} #{number} ({kind})"
             try:
-                sent = record(redis_server, e, CASES[cls][name])
-                if os.environ.get("DC_SHOW"):
-                    print(f"SENT {kind} {cls.__name__}.{name}:",
-                          " ".join(a[0].decode().upper() + (f"({script_name(a)})" if
-                                   a[0].upper().startswith((b"EVAL", b"FCALL")) else "")
-                                   for a in sent))
+                sent = record(server, e, case)
+                _show(kind, where, sent)
                 frame = TX_FRAME if cls in (Transaction, AsyncTransaction) else frozenset()
-                check(redis_line(cls, name), sent, f"{cls.__name__}.{name} ({kind})", frame)
+                check(redis_line(cls, name), sent, where, frame, lead=lead)
             except AssertionError as error:
                 failures.append(str(error))
             finally:
@@ -614,6 +620,13 @@ def test_docstrings_name_the_commands_sent(kind: str, redis_server: RedisServer,
             loop.close()
         client.close()
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_docstrings_name_the_commands_sent(kind: str, redis_server: RedisServer,
+                                           redis_url: str) -> None:
+    cases = [(cls, name, CASES[cls][name]) for cls, name in _sides(kind)]
+    _check_all(kind, cases, redis_server, redis_url, lead=True)
 
 
 def _twin(cls: type, kind: str) -> type:
@@ -624,35 +637,5 @@ def _twin(cls: type, kind: str) -> type:
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_docstrings_name_the_conditional_alternatives(kind: str, redis_server: RedisServer,
                                                       redis_url: str) -> None:
-    client = redis.Redis(host=redis_server.host, port=redis_server.port)
-    failures = []
-    loop = asyncio.new_event_loop() if kind == "async" else None
-    try:
-        for number, (cls, name, case) in enumerate(EXTRA):
-            cls = _twin(cls, kind)
-            _populate(client)
-            store: Any = Store(client) if loop is None else AsyncStore.from_url(redis_url)
-            e = Env(store, redis_url, loop)
-            for model in (Plain, Idx, Secret, Buck, Flat, Blob):
-                _run(e, store.exists(model, "warm-up"))
-            _run(e, store.run(e.q.length_plan()))
-            try:
-                sent = record(redis_server, e, case)
-                if os.environ.get("DC_SHOW"):
-                    print(f"SENT {kind} {cls.__name__}.{name} #{number}:",
-                          " ".join(a[0].decode().upper() + (f"({script_name(a)})" if
-                                   a[0].upper().startswith((b"EVAL", b"FCALL")) else "")
-                                   for a in sent))
-                frame = TX_FRAME if cls in (Transaction, AsyncTransaction) else frozenset()
-                check(redis_line(cls, name), sent, f"{cls.__name__}.{name} #{number} ({kind})",
-                      frame, lead=False)
-            except AssertionError as error:
-                failures.append(str(error))
-            finally:
-                if loop is not None:
-                    loop.run_until_complete(store.aclose())
-    finally:
-        if loop is not None:
-            loop.close()
-        client.close()
-    assert not failures, "\n".join(failures)
+    cases = [(_twin(cls, kind), name, case) for cls, name, case in EXTRA]
+    _check_all(kind, cases, redis_server, redis_url, lead=False)
