@@ -1344,7 +1344,9 @@ def transact(
 ) -> R:
     """Run ``fn(tx, *args, **kwargs)`` as an optimistic transaction with the default
     :class:`RetryPolicy` and return its result. For another policy or the attempt count,
-    use ``transaction(store, policy=...)(fn).outcome(...)``."""
+    use ``transaction(store, policy=...)(fn).outcome(...)``.
+
+    Redis: as Store.transact"""
     return run_transaction(store, fn, args, kwargs).value
 
 
@@ -1373,12 +1375,16 @@ class TransactionFunction(Generic[P, R]):
         return self.outcome(*args, **kwargs).value
 
     def outcome(self, *args: P.args, **kwargs: P.kwargs) -> Outcome[R]:
-        """Run it and return the value with how many attempts it took."""
+        """Run it and return the value with how many attempts it took.
+
+        Redis: as Store.transact"""
         return run_transaction(self.store, self.fn, args, kwargs, policy=self.policy,
                                stats=self.stats)
 
     def bind(self, store: Store) -> TransactionFunction[P, R]:
-        """The same function run on ``store`` (new counters)."""
+        """The same function run on ``store`` (new counters).
+
+        Redis: none (a bound copy)."""
         return TransactionFunction(self.fn, store, self.policy)
 
     def __repr__(self) -> str:
@@ -1406,12 +1412,16 @@ class AsyncTransactionFunction(Generic[P, R]):
         return (await self.outcome(*args, **kwargs)).value
 
     async def outcome(self, *args: P.args, **kwargs: P.kwargs) -> Outcome[R]:
-        """Run it and return the value with how many attempts it took."""
+        """Run it and return the value with how many attempts it took.
+
+        Redis: as Store.transact"""
         return await run_transaction_async(self.store, self.fn, args, kwargs,
                                            policy=self.policy, stats=self.stats)
 
     def bind(self, store: AsyncStore) -> AsyncTransactionFunction[P, R]:
-        """The same function run on ``store`` (new counters)."""
+        """The same function run on ``store`` (new counters).
+
+        Redis: none (a bound copy)."""
         return AsyncTransactionFunction(self.fn, store, self.policy)
 
     def __repr__(self) -> str:
@@ -1492,6 +1502,8 @@ def transaction(
     handle is an :class:`AsyncTransaction`; ``await hat = tx.get(...)``; ``await buy(id)``).
     Without a store (``@transaction()`` or bare ``@transaction``) the function must be
     bound with ``.bind(store)`` or called inside another transaction, which it joins.
+
+    Redis: none (decorates; the function sends when called, as Store.transact).
     """
     if callable(store_or_fn):
         return _Decorator(None, policy or DEFAULT_POLICY)(store_or_fn)

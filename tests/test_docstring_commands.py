@@ -30,7 +30,15 @@ import pytest
 import redis
 
 import redmodel
-from redmodel import AsyncStore, AsyncTransaction, Store, Transaction, _blind
+from redmodel import (
+    AsyncStore,
+    AsyncTransaction,
+    AsyncTransactionFunction,
+    Store,
+    Transaction,
+    TransactionFunction,
+    _blind,
+)
 from redmodel._consume import AsyncConsumer, Consumer
 from redmodel._containers import Container, Queue, Set, SortedSet, WindowCounter
 from redmodel._query import Query
@@ -41,7 +49,9 @@ from tests.test_keys_audit import Monitor, script_name
 # ---- the convention ----------------------------------------------------------------------
 
 CLASSES: list[type] = [Store, AsyncStore, Query, Container, Queue, Set, SortedSet, WindowCounter,
-                       Consumer, AsyncConsumer, Transaction, AsyncTransaction]
+                       Consumer, AsyncConsumer, Transaction, AsyncTransaction,
+                       TransactionFunction, AsyncTransactionFunction]
+FUNCTIONS = ["pop_blocking", "transact", "transaction"]  # redmodel's that talk to a store
 HANDSHAKE = {"HELLO", "CLIENT", "AUTH", "SELECT", "READONLY"}
 SCRIPT_CALLS = {"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO", "FCALL", "FCALL_RO"}
 REDIS_LINE = re.compile(r"^Redis:\s*(.*?)(?:\n\s*\n|\Z)", re.S | re.M)
@@ -67,13 +77,16 @@ def owner(cls: type, name: str) -> type:
     return next(k for k in cls.__mro__ if name in vars(k))
 
 
-def redis_line(cls: type, name: str, seen: frozenset[tuple[type, str]] = frozenset()) -> str:
-    """The method's ``Redis:`` paragraph, following ``as Store.x``."""
-    value = inspect.getattr_static(cls, name)
+def redis_line(cls: type | None, name: str, seen: frozenset[tuple[type, str]] = frozenset()
+               ) -> str:
+    """The method's (``cls`` None: redmodel's function's) ``Redis:`` paragraph, following
+    ``as Store.x``."""
+    value = inspect.getattr_static(redmodel if cls is None else cls, name)
     value = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
     doc = inspect.cleandoc(value.__doc__ or "")
     found = REDIS_LINE.search(doc)
-    assert found, f"{cls.__name__}.{name}: its docstring has no 'Redis:' paragraph"
+    owner_name = getattr(cls, "__name__", "redmodel")
+    assert found, f"{owner_name}.{name}: its docstring has no 'Redis:' paragraph"
     text = " ".join(found.group(1).split())
     other = AS_OTHER.match(text)
     if other:
@@ -94,6 +107,8 @@ def test_every_public_method_has_a_redis_line() -> None:
     missing = [f"{cls.__name__}.{name}" for cls in CLASSES for name in public_methods(cls)
                if not REDIS_LINE.search(inspect.cleandoc(getattr(
                    _func(inspect.getattr_static(cls, name)), "__doc__", None) or ""))]
+    missing += [f"redmodel.{name}" for name in FUNCTIONS
+                if not REDIS_LINE.search(inspect.cleandoc(getattr(redmodel, name).__doc__ or ""))]
     assert not missing, f"no 'Redis:' paragraph: {missing}"
 
 
@@ -443,11 +458,35 @@ TX: dict[str, Case] = {
     "watch": (_nothing, _tx(lambda tx, e: tx.watch("dcraw"))),
     "watched": (_nothing, _tx(lambda tx, e: tx.watched)),
 }
+def _tx_function(e: Env) -> Any:
+    if isinstance(e.s, AsyncStore):
+        async def afn(tx: AsyncTransaction) -> Any:
+            return await tx.get(Plain, "p1")
+        return redmodel.transaction(e.s)(afn)
+
+    def sfn(tx: Transaction) -> Any:
+        return tx.get(Plain, "p1")
+    return redmodel.transaction(e.s)(sfn)
+
+
+TX_FUNCTION: dict[str, Case] = {
+    "outcome": (_tx_function, lambda e, f: f.outcome()),
+    "bind": (_tx_function, lambda e, f: f.bind(e.s)),
+}
+MODULE: dict[str, Case] = {
+    "pop_blocking": _c(lambda e: redmodel.pop_blocking(e.q, Queue(e.s, "dcq2", int),
+                                                       timeout=0.1)),
+    "transact": _c(lambda e: redmodel.transact(e.s, lambda tx: tx.get(Plain, "p1"))),
+    "transaction": _c(lambda e: redmodel.transaction(e.s)),
+}
+
+
 CASES: dict[type, dict[str, Case]] = {
     Store: STORE, AsyncStore: STORE, Query: QUERY, Container: CONTAINER,
     Queue: QUEUE | CONTAINER, Set: SET | CONTAINER, SortedSet: SORTED | CONTAINER,
     WindowCounter: WINDOW, Consumer: CONSUMER, AsyncConsumer: CONSUMER,
     Transaction: TX, AsyncTransaction: TX,
+    TransactionFunction: TX_FUNCTION, AsyncTransactionFunction: TX_FUNCTION,
 }
 
 
@@ -527,6 +566,7 @@ EXTRA: list[tuple[type, str, Case]] = [
 def test_every_public_method_has_a_case() -> None:
     missing = [f"{cls.__name__}.{name}" for cls in CLASSES for name in public_methods(cls)
                if name not in CASES[cls]]
+    missing += [f"redmodel.{name}" for name in FUNCTIONS if name not in MODULE]
     assert not missing, f"add a case for {missing}"
 
 
@@ -541,7 +581,6 @@ def _populate(client: redis.Redis) -> None:
     store.save_many([Buck("red", sku="b1", id="b1"), Flat("f", 1, id="f1"), Blob("b", id="o1")])
     store.save_many([Plain("a", 1, id="p1"), Plain("b", id="p2"), Plain("c", id="p3")])
     store.save_many([Idx("red", 1.0, sku="s1", id="i1"), Idx("red", 2.0, id="i2")])
-    store.build_index(Idx, "color", progress=False)
     client.rpush("dcq", b"1", b"2")
     client.sadd("dcset", b"a")
     client.zadd("dczs", {b"a": 1.0, b"c": 2.0})
@@ -567,8 +606,10 @@ def _all_cases(classes: list[type]) -> list[tuple[type, str]]:
     return [(cls, name) for cls in classes for name in public_methods(cls)]
 
 
-SYNC = [c for c in CLASSES if c not in (AsyncStore, AsyncConsumer, AsyncTransaction)]
+SYNC = [c for c in CLASSES
+        if c not in (AsyncStore, AsyncConsumer, AsyncTransaction, AsyncTransactionFunction)]
 ASYNC = [AsyncStore, Query, Container, Queue, Set, SortedSet, WindowCounter, AsyncConsumer,
+         AsyncTransactionFunction,
          AsyncTransaction]
 SYNC_ONLY = {"pages"}
 ASYNC_ONLY = {"apages", "aclose"}
@@ -590,7 +631,7 @@ def _show(kind: str, where: str, sent: list[list[bytes]]) -> None:
             for a in sent))
 
 
-def _check_all(kind: str, cases: list[tuple[type, str, Case]], server: RedisServer,
+def _check_all(kind: str, cases: list[tuple[type | None, str, Case]], server: RedisServer,
                url: str, lead: bool) -> None:
     """Each case on a freshly populated server, with a fresh store; every failure listed."""
     client = redis.Redis(host=server.host, port=server.port)
@@ -604,7 +645,7 @@ def _check_all(kind: str, cases: list[tuple[type, str, Case]], server: RedisServ
             for model in (Plain, Idx, Secret, Buck, Flat, Blob):  # the registry check of a
                 _run(e, store.exists(model, "warm-up"))          # first use: not recorded
             _run(e, store.run(e.q.length_plan()))
-            where = f"{cls.__name__}.{name} #{number} ({kind})"
+            where = f"{getattr(cls, '__name__', 'redmodel')}.{name} #{number} ({kind})"
             try:
                 sent = record(server, e, case)
                 _show(kind, where, sent)
@@ -625,7 +666,10 @@ def _check_all(kind: str, cases: list[tuple[type, str, Case]], server: RedisServ
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_docstrings_name_the_commands_sent(kind: str, redis_server: RedisServer,
                                            redis_url: str) -> None:
-    cases = [(cls, name, CASES[cls][name]) for cls, name in _sides(kind)]
+    cases: list[tuple[type | None, str, Case]] = [
+        (cls, name, CASES[cls][name]) for cls, name in _sides(kind)]
+    cases += [(None, name, MODULE[name]) for name in FUNCTIONS
+              if kind == "sync" or name != "transact"]  # transact takes a Store
     _check_all(kind, cases, redis_server, redis_url, lead=True)
 
 
@@ -637,5 +681,6 @@ def _twin(cls: type, kind: str) -> type:
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_docstrings_name_the_conditional_alternatives(kind: str, redis_server: RedisServer,
                                                       redis_url: str) -> None:
-    cases = [(_twin(cls, kind), name, case) for cls, name, case in EXTRA]
+    cases: list[tuple[type | None, str, Case]] = [
+        (_twin(cls, kind), name, case) for cls, name, case in EXTRA]
     _check_all(kind, cases, redis_server, redis_url, lead=False)
