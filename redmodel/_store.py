@@ -395,10 +395,10 @@ class Store(ShellConfig):
         changed meanwhile. Safe to stop and run again. ``progress`` prints a counter on
         stderr (default: when stderr is a terminal).
 
-        Redis: EVALSHA index_sweep.lua per bucket first (as :meth:`sweep`), then HSCAN of
-        the index records per bucket; for the objects with an entry under another key, one
-        pipelined read (HGETALL or EVALSHA flat_get.lua), EVALSHA index_write.lua each and a
-        second read (HGET). Nothing for a model without blind indexes."""
+        Redis: EVALSHA index_sweep.lua per bucket first (as sweep), then HSCAN of the index
+        records per bucket; for the objects with an entry under another key, one pipelined
+        HGETALL, EVALSHA index_write.lua each and a second read (HGET). Nothing for a model
+        without blind indexes."""
         shown = Progress(model, progress)
         for page in iterate_sync(self._use(model, rotate_index_key(model, count)),
                                  self._execute):
@@ -420,8 +420,8 @@ class Store(ShellConfig):
         fields): HGET of the unique index (or claim), then HGETALL of its owner, which
         must still hold the values (a stale entry finds None).
 
-        Redis: HGET of the unique index HASH, then HGETALL (hash layout), EVALSHA
-        flat_get.lua (flat layout) or GET (blob layout) of its owner."""
+        Redis: HGET of the unique index HASH, then HGETALL of its owner (indexes need the
+        hash layout)."""
         return self.run(self._registry.needing(
             spec_of(model), _registry.get_by_needs(spec_of(model), unique),
             _repair.get_by_plan(model, unique)))
@@ -455,8 +455,8 @@ class Store(ShellConfig):
 
         Redis: TYPE of the index keys and GET/SET/DEL of its progress key, SCAN, HSCAN,
         SSCAN and ZSCAN pages, HGETALL, HGET, EXISTS, ZSCORE, SISMEMBER, ZCARD reads,
-        EVALSHA index_convert.lua, index_write.lua, index_fix.lua, index_sweep.lua,
-        claim_drop.lua and flat_get.lua, and EVALSHA registry_state.lua at the end."""
+        EVALSHA index_convert.lua, index_write.lua, index_fix.lua, index_sweep.lua and
+        claim_drop.lua, and EVALSHA registry_state.lua at the end."""
         plan = self._use(model, _repair.reindex_plan(model, count, self._targets(), restart))
         line = _repair.ProgressLine(model, progress)
         for item in iterate_sync(plan, self._execute):
@@ -477,8 +477,8 @@ class Store(ShellConfig):
 
         Redis: as reindex (TYPE, GET, SET, DEL, ZCARD, SCAN, HSCAN, SSCAN, ZSCAN, HGETALL,
         HGET, EXISTS, ZSCORE, SISMEMBER, EVALSHA index_convert.lua, index_write.lua,
-        index_fix.lua, index_sweep.lua, claim_drop.lua, flat_get.lua), then EVALSHA
-        registry_state.lua marking the index ready."""
+        index_fix.lua, index_sweep.lua, claim_drop.lua), then EVALSHA registry_state.lua
+        marking the index ready."""
         _registry.check_declared(spec_of(model), field)
         return self.reindex(model, count=count, progress=progress)
 
@@ -528,8 +528,8 @@ class Store(ShellConfig):
         (equality, range, unique, record, all-ids), and every entry points at an existing
         object that holds it. Reads only: the same passes as :meth:`reindex`.
 
-        Redis: reads only: TYPE of the index keys, SCAN, HSCAN, SSCAN, ZSCAN pages, HGETALL
-        (or EVALSHA flat_get.lua), HGET, EXISTS, ZSCORE, SISMEMBER."""
+        Redis: reads only: TYPE of the index keys, SCAN, HSCAN, SSCAN, ZSCAN pages, HGETALL,
+        HGET, EXISTS, ZSCORE, SISMEMBER."""
         return list(iterate_sync(
             self._use(model, _repair.verify_plan(model, count, self._targets())),
             self._execute))
