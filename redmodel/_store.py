@@ -224,9 +224,10 @@ class Store(ShellConfig):
             store.incr_fields(Hat, id, {"quantity": -1, "npurchased": 1},
                               floor={"quantity": 0})
 
-        One EVALSHA: the script checks the object exists and that every bounded field
+        One script call: the script checks the object exists and that every bounded field
         stays within ``floor``/``ceiling`` after the change, then runs HINCRBY /
-        HINCRBYFLOAT for each. Returns the new values. Raises
+        HINCRBYFLOAT for each (on an indexed model the index write script does it and
+        moves the entries too). Returns the new values. Raises
         :class:`ConditionFailedError` (nothing changed) when a bound would be crossed,
         :class:`NotFoundError` when the object is missing. Hash layout only.
 
