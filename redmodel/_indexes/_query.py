@@ -1228,9 +1228,8 @@ class Query(Generic[M, S]):
         """Every result as an object, gathered a page of :data:`ALL_PAGE_SIZE` at a time
         (script steps per bucket, then HGETALL of the page's hits, pipelined).
 
-        Redis: EVALSHA query.lua per bucket (repeated a page at a time), then HGETALL (hash
-        layout), EVALSHA flat_get.lua (flat layout) or GET (blob layout) of each page's
-        hits, pipelined."""
+        Redis: EVALSHA query.lua per bucket (repeated a page at a time), then HGETALL of
+        each page's hits, pipelined (indexes need the hash layout)."""
         return self.store.run(self._guard(self.all_plan()))
 
     @overload
@@ -1274,8 +1273,7 @@ class Query(Generic[M, S]):
     def first(self) -> Any:
         """The first result (in this query's order), or None.
 
-        Redis: EVALSHA query.lua per bucket, then HGETALL (hash layout), EVALSHA
-        flat_get.lua (flat layout) or GET (blob layout) of the first hit."""
+        Redis: EVALSHA query.lua per bucket, then HGETALL of the first hit."""
         return self.store.run(self._guard(self.first_plan()))
 
     @overload
@@ -1285,8 +1283,7 @@ class Query(Generic[M, S]):
     def page(self, size: int) -> Any:
         """One page of ``size`` results after this query's cursor, with the next cursor.
 
-        Redis: EVALSHA query.lua per bucket, then HGETALL (hash layout), EVALSHA
-        flat_get.lua (flat layout) or GET (blob layout) of the page's hits, pipelined."""
+        Redis: EVALSHA query.lua per bucket, then HGETALL of the page's hits, pipelined."""
         _check_size(size)
         return self.store.run(self._guard(self.page_plan(size)))
 
@@ -1297,8 +1294,7 @@ class Query(Generic[M, S]):
         """Every result (after the offset, up to the limit), a page at a time, following
         cursors; memory holds one page (sync stores; :meth:`apages` for an AsyncStore).
 
-        Redis: per page: EVALSHA query.lua per bucket, then HGETALL (hash layout), EVALSHA
-        flat_get.lua (flat layout) or GET (blob layout) of its hits, pipelined."""
+        Redis: per page: EVALSHA query.lua per bucket, then HGETALL of its hits, pipelined."""
         _check_size(size)
         if self._is_async():
             raise TypeError("this query's store is an AsyncStore: use `async for page in "

@@ -231,15 +231,17 @@ class Store(ShellConfig):
             store.incr_fields(Hat, id, {"quantity": -1, "npurchased": 1},
                               floor={"quantity": 0})
 
-        One EVALSHA: the script checks the object exists and that every bounded field
+        One script call: the script checks the object exists and that every bounded field
         stays within ``floor``/``ceiling`` after the change, then runs HINCRBY /
-        HINCRBYFLOAT for each. Returns the new values. Raises
+        HINCRBYFLOAT for each (on an indexed model the index write script does it and
+        moves the entries too). Returns the new values. Raises
         :class:`ConditionFailedError` (nothing changed) when a bound would be crossed,
         :class:`NotFoundError` when the object is missing. Hash layout only.
 
-        Redis: EVALSHA incr_fields.lua (HMGET of the equality-indexed ints first on an
-        indexed model, then EVALSHA index_write.lua (sent again with more KEYS when its
-        first answer names keys it needs))."""
+        Redis: hash layout: EVALSHA incr_fields.lua; indexed model: HMGET of its
+        equality-indexed ints among the fields (when there are some), then EVALSHA
+        index_write.lua (sent again with more KEYS when its first answer names keys it
+        needs)."""
         return self.run(self._use(model, _atomic.incr_fields(model, id, changes, floor=floor,
                                                              ceiling=ceiling)))
 
@@ -404,10 +406,10 @@ class Store(ShellConfig):
         changed meanwhile. Safe to stop and run again. ``progress`` prints a counter on
         stderr (default: when stderr is a terminal).
 
-        Redis: EVALSHA index_sweep.lua per bucket first (as :meth:`sweep`), then HSCAN of
-        the index records per bucket; for the objects with an entry under another key, one
-        pipelined read (HGETALL or EVALSHA flat_get.lua), EVALSHA index_write.lua each and a
-        second read (HGET). Nothing for a model without blind indexes."""
+        Redis: EVALSHA index_sweep.lua per bucket first (as sweep), then HSCAN of the index
+        records per bucket; for the objects with an entry under another key, one pipelined
+        HGETALL, EVALSHA index_write.lua each and a second read (HGET). Nothing for a model
+        without blind indexes."""
         shown = Progress(model, progress)
         for page in iterate_sync(self._use(model, rotate_index_key(model, count)),
                                  self._execute):
@@ -429,8 +431,8 @@ class Store(ShellConfig):
         fields): HGET of the unique index (or claim), then HGETALL of its owner, which
         must still hold the values (a stale entry finds None).
 
-        Redis: HGET of the unique index HASH, then HGETALL (hash layout), EVALSHA
-        flat_get.lua (flat layout) or GET (blob layout) of its owner."""
+        Redis: HGET of the unique index HASH, then HGETALL of its owner (indexes need the
+        hash layout)."""
         return self.run(self._registry.needing(
             spec_of(model), _registry.get_by_needs(spec_of(model), unique),
             _repair.get_by_plan(model, unique)))
@@ -464,8 +466,8 @@ class Store(ShellConfig):
 
         Redis: TYPE of the index keys and GET/SET/DEL of its progress key, SCAN, HSCAN,
         SSCAN and ZSCAN pages, HGETALL, HGET, EXISTS, ZSCORE, SISMEMBER, ZCARD reads,
-        EVALSHA index_convert.lua, index_write.lua, index_fix.lua, index_sweep.lua,
-        claim_drop.lua and flat_get.lua, and EVALSHA registry_state.lua at the end."""
+        EVALSHA index_convert.lua, index_write.lua, index_fix.lua, index_sweep.lua and
+        claim_drop.lua, and EVALSHA registry_state.lua at the end."""
         plan = self._use(model, _repair.reindex_plan(model, count, self._targets(), restart))
         line = _repair.ProgressLine(model, progress)
         for item in iterate_sync(plan, self._execute):
@@ -486,8 +488,8 @@ class Store(ShellConfig):
 
         Redis: as reindex (TYPE, GET, SET, DEL, ZCARD, SCAN, HSCAN, SSCAN, ZSCAN, HGETALL,
         HGET, EXISTS, ZSCORE, SISMEMBER, EVALSHA index_convert.lua, index_write.lua,
-        index_fix.lua, index_sweep.lua, claim_drop.lua, flat_get.lua), then EVALSHA
-        registry_state.lua marking the index ready."""
+        index_fix.lua, index_sweep.lua, claim_drop.lua), then EVALSHA registry_state.lua
+        marking the index ready."""
         _registry.check_declared(spec_of(model), field)
         return self.reindex(model, count=count, progress=progress)
 
@@ -537,8 +539,8 @@ class Store(ShellConfig):
         (equality, range, unique, record, all-ids), and every entry points at an existing
         object that holds it. Reads only: the same passes as :meth:`reindex`.
 
-        Redis: reads only: TYPE of the index keys, SCAN, HSCAN, SSCAN, ZSCAN pages, HGETALL
-        (or EVALSHA flat_get.lua), HGET, EXISTS, ZSCORE, SISMEMBER."""
+        Redis: reads only: TYPE of the index keys, SCAN, HSCAN, SSCAN, ZSCAN pages, HGETALL,
+        HGET, EXISTS, ZSCORE, SISMEMBER."""
         return list(iterate_sync(
             self._use(model, _repair.verify_plan(model, count, self._targets())),
             self._execute))

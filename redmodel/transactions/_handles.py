@@ -220,13 +220,15 @@ class _TxBase:
     # ---- writes (queued; the same in both shells) --------------------------------------
 
     def save(self, obj: Any, *, ttl: float | dt.timedelta | None = DEFAULT) -> Pending[str]:
-        """Queue HSET (+ HDEL, PEXPIRE) of the whole object; value: its key.
+        """Queue a save of the whole object (as :meth:`Store.save`); value: its key.
 
-        Redis: queued in MULTI/EXEC: as Store.save (HSET, EVALSHA hash_save.lua,
-        hash_update.lua, flat_save.lua, index_write.lua, SET), with an EXISTS read (WATCHed)
-        before MULTI for a partial save, and a bucketed model's claim.lua,
-        claim_confirm.lua, claim_release.lua or claim_restore.lua before MULTI or after
-        EXEC."""
+        Redis: queued between MULTI and EXEC, as Store.save: HSET, or EVALSHA hash_save.lua
+        or hash_update.lua (an EXISTS read, WATCHed, before MULTI for a partial save);
+        indexed model: before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the
+        object's key and index record, then EVALSHA index_write.lua queued, and on a
+        bucketed model claim.lua, claim_confirm.lua, claim_release.lua and claim_restore.lua
+        as needed before MULTI or after EXEC; flat layout: WATCH and GET of the object's key
+        before MULTI, then EVALSHA flat_save.lua; blob layout: SET."""
         self._models.add(type(obj))
         return self.queue(_ops.save(obj, ttl, hints=self._core.hints),
                           f"save {type(obj).__name__}")
@@ -235,32 +237,33 @@ class _TxBase:
                   ) -> Pending[int]:
         """Queue the saves of many objects in this MULTI; value: how many.
 
-        Redis: queued in MULTI/EXEC, one per object, as save: HSET, EVALSHA hash_save.lua,
-        hash_update.lua, flat_save.lua, index_write.lua, SET, EXISTS read (WATCHed) before
-        MULTI, and a bucketed model's claim.lua, claim_confirm.lua, claim_release.lua or
-        claim_restore.lua."""
+        Redis: as save, for each object (HSET, EXISTS, TYPE, WATCH, HGET, GET, EVALSHA
+        hash_save.lua, hash_update.lua, index_write.lua, flat_save.lua, claim.lua,
+        claim_confirm.lua, claim_release.lua and claim_restore.lua as needed, SET)."""
         objs = list(objs)
         self._models.update(type(o) for o in objs)
         return self.queue(_ops.save_many(objs, ttl, max(1, len(objs)), self._core.hints),
                           "save many")
 
     def update(self, model: type, id: Any, **values: Any) -> Pending[bool]:
-        """Queue the update script (EVAL); value: False if the object did not exist.
+        """Queue the update script (EVALSHA); value: False if the object did not exist.
 
-        Redis: queued in MULTI/EXEC: EVALSHA hash_update.lua, or for an indexed model an
-        EXISTS read (WATCHed) before MULTI and EVALSHA index_write.lua (sent again with more
-        KEYS when its first answer names keys it needs), with a bucketed model's claim.lua,
-        claim_confirm.lua, claim_release.lua or claim_restore.lua."""
+        Redis: queued between MULTI and EXEC: EVALSHA hash_update.lua; indexed model: before
+        MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's key and index
+        record, then EVALSHA index_write.lua queued, and on a bucketed model claim.lua,
+        claim_confirm.lua, claim_release.lua and claim_restore.lua as needed before MULTI or
+        after EXEC."""
         self._models.add(model)
         plan = _ops.update(model, id, values, self._core.hints)
         return self.queue(plan, f"update {model.__name__} {id!r}")
 
     def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Pending[Any]:
-        """Queue HINCRBY / HINCRBYFLOAT (script, EVAL); value: the new number.
+        """Queue the increment (HINCRBY / HINCRBYFLOAT in a script); value: the new number.
 
-        Redis: queued in MULTI/EXEC: EVALSHA incr_fields.lua (hash layout), flat_incr.lua
-        (flat layout), or EVALSHA index_write.lua (sent again with more KEYS when its first
-        answer names keys it needs) (its reads, WATCHed, before MULTI)."""
+        Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua (hash layout); indexed
+        model: before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's
+        key and index record, then EVALSHA index_write.lua queued; flat layout: WATCH and
+        GET of the object's key before MULTI, then EVALSHA flat_incr.lua."""
         self._models.add(model)
         plan = _ops.incr(model, id, field, amount, self._core.hints)
         return self.queue(plan, f"incr {model.__name__} {id!r} {field}")
@@ -274,55 +277,60 @@ class _TxBase:
         floor: Mapping[str, float] | None = None,
         ceiling: Mapping[str, float] | None = None,
     ) -> Pending[dict[str, Any]]:
-        """Queue the conditional multi-field increment (EVAL); see ``incr_fields``.
+        """Queue the conditional multi-field increment (EVALSHA); see ``incr_fields``.
 
-        Redis: queued in MULTI/EXEC: EVALSHA incr_fields.lua (HMGET and EVALSHA
-        index_write.lua (sent again with more KEYS when its first answer names keys it
-        needs) on an indexed model, its reads WATCHed before MULTI)."""
+        Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua; indexed model: before
+        MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's key and index
+        record, then EVALSHA index_write.lua queued (HMGET of its equality-indexed ints
+        first)."""
         self._models.add(model)
         plan = incr_fields_plan(model, id, changes, floor=floor, ceiling=ceiling,
                                 hints=self._core.hints)
         return self.queue(plan, f"incr_fields {model.__name__} {id!r}")
 
     def delete(self, model: type, id: Any) -> Pending[bool]:
-        """Queue DEL; value: True if the object existed.
+        """Queue the delete (DEL on the hash layout); value: True if the object existed.
 
-        Redis: queued in MULTI/EXEC: DEL, EVALSHA flat_delete.lua, or for an indexed model
-        EVALSHA index_write.lua (sent again with more KEYS when its first answer names keys
-        it needs) (a bucketed model's claim.lua, claim_confirm.lua, claim_release.lua or
-        claim_restore.lua before MULTI or after EXEC)."""
+        Redis: queued between MULTI and EXEC: DEL (hash and blob layouts); indexed model:
+        before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's key and
+        index record, then EVALSHA index_write.lua queued, and claim.lua, claim_confirm.lua,
+        claim_release.lua and claim_restore.lua as needed after EXEC on a bucketed model;
+        flat layout: WATCH and GET of the object's key before MULTI, then EVALSHA
+        flat_delete.lua."""
         self._models.add(model)
         return self.queue(_ops.delete(model, id, self._core.hints),
                           f"delete {model.__name__} {id!r}")
 
     def delete_many(self, model: type, ids: Iterable[Any]) -> Pending[int]:
-        """Queue one DEL of every key; value: how many existed.
+        """Queue one delete per object (as :meth:`delete`); value: how many existed.
 
-        Redis: queued in MULTI/EXEC, one per object: DEL, EVALSHA flat_delete.lua, or
-        EVALSHA index_write.lua (sent again with more KEYS when its first answer names keys
-        it needs) (a bucketed model's claim.lua, claim_confirm.lua, claim_release.lua or
-        claim_restore.lua before MULTI or after EXEC)."""
+        Redis: as delete, for each object (DEL, TYPE, WATCH, EXISTS, HGET, GET, EVALSHA
+        index_write.lua, flat_delete.lua, claim.lua, claim_confirm.lua, claim_release.lua
+        and claim_restore.lua as needed)."""
         self._models.add(model)
         ids = list(ids)
         plan = _ops.delete_many(model, ids, max(1, len(ids)), self._core.hints)
         return self.queue(plan, f"delete many {model.__name__}")
 
     def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> Pending[bool]:
-        """Queue PEXPIRE; value: False if the object did not exist.
+        """Queue the expiry (PEXPIRE on the hash layout); value: False if the object did not
+        exist.
 
-        Redis: queued in MULTI/EXEC: PEXPIRE, EVALSHA flat_expire.lua, or EVALSHA
-        index_write.lua (sent again with more KEYS when its first answer names keys it
-        needs)."""
+        Redis: queued between MULTI and EXEC: PEXPIRE (hash and blob layouts); indexed
+        model: before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's
+        key and index record, then EVALSHA index_write.lua queued; flat layout: WATCH and
+        GET of the object's key before MULTI, then EVALSHA flat_expire.lua."""
         self._models.add(model)
         return self.queue(_ops.expire(model, id, ttl, self._core.hints),
                           f"expire {model.__name__} {id!r}")
 
     def persist(self, model: type, id: Any) -> Pending[bool]:
-        """Queue PERSIST; value: False if it had no expiry.
+        """Queue the persist (PERSIST on the hash layout); value: False if it had no expiry.
 
-        Redis: queued in MULTI/EXEC: PERSIST, EVALSHA flat_expire.lua, or EVALSHA
-        index_write.lua (sent again with more KEYS when its first answer names keys it
-        needs)."""
+        Redis: queued between MULTI and EXEC: PERSIST (hash and blob layouts); indexed
+        model: before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's
+        key and index record, then EVALSHA index_write.lua queued; flat layout: WATCH and
+        GET of the object's key before MULTI, then EVALSHA flat_expire.lua."""
         self._models.add(model)
         return self.queue(_ops.persist(model, id, self._core.hints),
                           f"persist {model.__name__} {id!r}")

@@ -274,7 +274,9 @@ def transact(
 ) -> R:
     """Run ``fn(tx, *args, **kwargs)`` as an optimistic transaction with the default
     :class:`RetryPolicy` and return its result. For another policy or the attempt count,
-    use ``transaction(store, policy=...)(fn).outcome(...)``."""
+    use ``transaction(store, policy=...)(fn).outcome(...)``.
+
+    Redis: as Store.transact"""
     return run_transaction(store, fn, args, kwargs).value
 
 
@@ -303,12 +305,16 @@ class TransactionFunction(Generic[P, R]):
         return self.outcome(*args, **kwargs).value
 
     def outcome(self, *args: P.args, **kwargs: P.kwargs) -> Outcome[R]:
-        """Run it and return the value with how many attempts it took."""
+        """Run it and return the value with how many attempts it took.
+
+        Redis: as Store.transact"""
         return run_transaction(self.store, self.fn, args, kwargs, policy=self.policy,
                                stats=self.stats)
 
     def bind(self, store: Store) -> TransactionFunction[P, R]:
-        """The same function run on ``store`` (new counters)."""
+        """The same function run on ``store`` (new counters).
+
+        Redis: none (a bound copy)."""
         return TransactionFunction(self.fn, store, self.policy)
 
     def __repr__(self) -> str:
@@ -336,12 +342,16 @@ class AsyncTransactionFunction(Generic[P, R]):
         return (await self.outcome(*args, **kwargs)).value
 
     async def outcome(self, *args: P.args, **kwargs: P.kwargs) -> Outcome[R]:
-        """Run it and return the value with how many attempts it took."""
+        """Run it and return the value with how many attempts it took.
+
+        Redis: as Store.transact"""
         return await run_transaction_async(self.store, self.fn, args, kwargs,
                                            policy=self.policy, stats=self.stats)
 
     def bind(self, store: AsyncStore) -> AsyncTransactionFunction[P, R]:
-        """The same function run on ``store`` (new counters)."""
+        """The same function run on ``store`` (new counters).
+
+        Redis: none (a bound copy)."""
         return AsyncTransactionFunction(self.fn, store, self.policy)
 
     def __repr__(self) -> str:
@@ -420,12 +430,14 @@ def transaction(
                 raise OutOfStockError(hat_id)      # nothing written, propagated as is
             tx.incr(Hat, hat_id, "quantity", -1)   # queued
             tx.incr(Hat, hat_id, "npurchased", 1)  # queued
-        buy("56854717")                            # MULTI, EVAL, EVAL, EXEC; retried
+        buy("56854717")                     # MULTI, EVALSHA, EVALSHA, EXEC; retried
 
     On an ``async def`` with an :class:`AsyncStore` it makes the asyncio version (the
     handle is an :class:`AsyncTransaction`; ``await hat = tx.get(...)``; ``await buy(id)``).
     Without a store (``@transaction()`` or bare ``@transaction``) the function must be
     bound with ``.bind(store)`` or called inside another transaction, which it joins.
+
+    Redis: none (decorates; the function sends when called, as Store.transact).
     """
     if callable(store_or_fn):
         return TransactionDecorator(None, policy or DEFAULT_POLICY)(store_or_fn)

@@ -67,6 +67,10 @@ def sync(store: Store) -> None:
         reveal_type(page)  # N: Revealed type is "list[tests.typing.issue18_tx_handles.Cap]"
     for job in jobs.consume(max_items=1):
         reveal_type(job)  # N: Revealed type is "int"
+    for stored in store.scan(Cap):
+        reveal_type(stored)  # N: Revealed type is "tests.typing.issue18_tx_handles.Cap"
+    for key in store.scan_keys(Cap):
+        reveal_type(key)  # N: Revealed type is "str"
 
 
 async def in_asyncio(astore: AsyncStore) -> None:
@@ -98,5 +102,13 @@ async def in_asyncio(astore: AsyncStore) -> None:
         reveal_type(page)  # N: Revealed type is "list[tests.typing.issue18_tx_handles.Cap]"
     async for job in jobs.consume(max_items=1):
         reveal_type(job)  # N: Revealed type is "int"
+    async for stored in astore.scan(Cap):
+        reveal_type(stored)  # N: Revealed type is "tests.typing.issue18_tx_handles.Cap"
+    async for key in astore.scan_keys(Cap):
+        reveal_type(key)  # N: Revealed type is "str"
+    async with AsyncTransaction(astore) as atx:
+        reveal_type(redmodel.containers.Set(astore, "s", int).in_tx(atx).add(1))  # N: Revealed type is "redmodel.transactions._policy.Pending[int]"
+        reveal_type(await redmodel.containers.Set(astore, "s", int).in_tx(atx).members())  # N: Revealed type is "set[int]"
+        jobs.in_tx(atx).consume()  # E: "QueueInAsyncTx[int]" has no attribute "consume"  [attr-defined]
     for _cap in astore.find(Cap):  # E: Invalid self argument "Query[Cap, AsyncStore]" to attribute function "__iter__" with type "Callable[[Query[M, SyncRunner]], Iterator[M]]"  [misc]
         pass
