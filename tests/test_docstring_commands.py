@@ -45,7 +45,9 @@ from redmodel.transactions import (
     AsyncTransactionFunction,
     Transaction,
     TransactionFunction,
-    _run,
+)
+from redmodel.transactions import (
+    _run as tx_run,
 )
 from tests.test_keys_audit import Monitor, script_name
 
@@ -56,7 +58,7 @@ CLASSES: list[type] = [Store, AsyncStore, Query, Container, Queue, Set, SortedSe
                        TransactionFunction, AsyncTransactionFunction]
 # module-level functions that talk to a store, and where they live (transact: the
 # deprecated alias's implementation, read from its module so the check warns of nothing)
-FUNCTIONS = {"pop_blocking": redmodel.containers, "transact": _run, "transaction": redmodel}
+FUNCTIONS = {"pop_blocking": redmodel.containers, "transact": tx_run, "transaction": redmodel}
 HANDSHAKE = {"HELLO", "CLIENT", "AUTH", "SELECT", "READONLY"}
 SCRIPT_CALLS = {"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO", "FCALL", "FCALL_RO"}
 REDIS_LINE = re.compile(r"^Redis:\s*(.*?)(?:\n\s*\n|\Z)", re.S | re.M)
@@ -481,7 +483,7 @@ TX_FUNCTION: dict[str, Case] = {
 MODULE: dict[str, Case] = {
     "pop_blocking": _c(lambda e: redmodel.containers.pop_blocking(e.q, Queue(e.s, "dcq2", int),
                                                        timeout=0.1)),
-    "transact": _c(lambda e: _run.transact(e.s, lambda tx: tx.get(Plain, "p1"))),
+    "transact": _c(lambda e: tx_run.transact(e.s, lambda tx: tx.get(Plain, "p1"))),
     "transaction": _c(lambda e: redmodel.transaction(e.s)),
 }
 
