@@ -29,6 +29,7 @@ import redis
 from redis.crc import key_slot
 
 from redmodel import _registry
+from redmodel._blob import BlobLayout
 from redmodel._errors import (
     ConflictError,
     DecodeError,
@@ -37,7 +38,6 @@ from redmodel._errors import (
     SchemaConflictError,
     ValidationError,
 )
-from redmodel._blob import BlobLayout
 from redmodel._flat import read_batch
 from redmodel._hash import MARKER, HashLayout, stale_fields
 from redmodel._keys import escape
