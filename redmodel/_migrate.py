@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import time
@@ -40,14 +41,14 @@ from redmodel._errors import (
 )
 from redmodel._flat import read_batch
 from redmodel._hash import MARKER, HashLayout, stale_fields
+from redmodel._index import record_lines
 from redmodel._keys import escape
 from redmodel._ops import layout_of, scan_page
 from redmodel._ops import save as save_plan
 from redmodel._plan import Batch, Emit, script
-from redmodel._repair import Progress as RepairProgress
-from redmodel._repair import reindex_plan, verify_plan
+from redmodel._repair import verify_plan
 from redmodel._schema import ModelSpec, spec_of
-from redmodel._tx import DEFAULT_POLICY, RetryPolicy, run_transaction, run_transaction_async
+from redmodel._tx import RetryPolicy, run_transaction, run_transaction_async
 
 if TYPE_CHECKING:
     from redmodel._aio import AsyncStore
@@ -60,6 +61,7 @@ KIND_BUILD = "build_index"
 KIND_DROP = "drop_index"
 APPLIED, PENDING, PARTIAL = "applied", "pending", "partial"
 SAMPLE = 100
+VERIFY_RUNS = 3  # a verify that finds problems runs again; what every run finds counts
 REDO_LOST = 3  # a batch whose EXEC reply was lost is read and done again this many times
 
 
@@ -506,7 +508,7 @@ def _writer(spec: ModelSpec, op: Operation) -> Callable[[Any, list[Any]], int]:
                         f"return the {spec.cls.__name__} it was given (same id), or None",
                         key=key)
                 _save_whole(tx, new)
-            elif is_stale(spec, key, reply, obj):
+            elif op.kind == KIND_BUILD or is_stale(spec, key, reply, obj):
                 _save_whole(tx, obj)
             else:
                 continue
@@ -639,8 +641,8 @@ def _run_step(step: Step, position: int, cursor: Cursor | None, lease: Lease, re
         if step.kind == KIND_REWRITE:
             problems = yield from _check_forms(step, spec, targets, count, clock)
     elif step.kind == KIND_BUILD:
-        clock = _Clock(0, 0.0)
-        visited = changed = yield from _reindex(step, spec, lease, targets, count, clock)
+        visited, changed, clock = yield from _walk(step, spec, cursor, lease, targets,
+                                                   cluster, count)
         yield from registry.mark_ready(spec)
         problems = yield from _verify_index(step, spec, targets, count, clock)
     else:
@@ -719,6 +721,8 @@ def _batch(step: Step, spec: ModelSpec, keys: Sequence[str],
     if step.kind == KIND_REWRITE:
         rows = yield from _rows(spec, keys)  # DecodeError: the step stops before this page
         keys = [k for k, reply, obj in rows if is_stale(spec, k, reply, obj)]
+    elif step.kind == KIND_BUILD:
+        keys = yield from _unindexed(spec, keys)
     changed = 0
     for group in _groups(keys, cluster):
         if not group:
@@ -729,6 +733,28 @@ def _batch(step: Step, spec: ModelSpec, keys: Sequence[str],
             for key in group:
                 changed += yield from _tx(spec, (key,), write, retry=True)
     return changed
+
+
+def _unindexed(spec: ModelSpec, keys: Sequence[str]) -> Generator[Any, Any, list[str]]:
+    """The keys of objects whose index record does not list exactly the entries their
+    values have (an object stored before the index existed has no record at all)."""
+    layout = layout_of(spec)
+    if spec.indexes is None or not isinstance(layout, HashLayout):
+        return list(keys)
+    heads = [layout.index_keys(k) for k in keys]
+    commands = [layout.read(k) for k in keys]
+    commands += [("HGET", ks[1], head[0]) for ks, head in heads]
+    replies = yield Batch(commands, keys=list(keys))
+    out = []
+    for i, key in enumerate(keys):
+        obj = layout.decode(key, spec.id_of_key(key) or "", replies[i])
+        if obj is None:
+            continue
+        record = replies[len(keys) + i]
+        want = spec.indexes.entries({n: getattr(obj, n) for n in spec.indexes.fields})
+        if record is None or set(record_lines(record)) != set(want):
+            out.append(key)
+    return out
 
 
 def _tx(spec: ModelSpec, keys: tuple[str, ...], write: Callable[[Any, list[Any]], int],
@@ -773,40 +799,14 @@ def _check_forms(step: Step, spec: ModelSpec, targets: Sequence[Any], count: int
     return problems
 
 
-def _reindex(step: Step, spec: ModelSpec, lease: Lease, targets: Sequence[Any], count: int,
-             clock: _Clock) -> Generator[Any, Any, int]:
-    plan = reindex_plan(step.model, count, targets)
-    result = 0
-    renewed = time.monotonic()
-    reply: Any = None
-    while True:
-        try:
-            item = plan.send(reply)
-        except StopIteration:
-            return result
-        reply = None
-        if isinstance(item, Emit):
-            for x in item.items:
-                if isinstance(x, RepairProgress):
-                    yield Emit([clock.progress(step.id, f"reindex {x.phase}", x.done, None,
-                                               0)])
-                else:
-                    result = int(x)
-            if time.monotonic() - renewed > lease.ms / 3000:
-                lease.check((yield lease.call("hold"))[0])
-                renewed = time.monotonic()
-        else:
-            reply = yield item
-
-
 def _verify_index(step: Step, spec: ModelSpec, targets: Sequence[Any], count: int,
                   clock: _Clock) -> Generator[Any, Any, list[str]]:
-    """``store.verify`` of the model; a disagreement seen while writers are at work may be
-    a write caught half-way between the passes, so a failing check is run again once and
-    only what it finds again counts."""
-    problems: list[str] = []
-    for attempt in range(2):
-        problems = []
+    """``store.verify`` of the model. While writers are at work a check can catch a write
+    between reading an object and reading its entries, so a failing check runs again (up
+    to three runs) and only a disagreement every run found counts."""
+    persistent: list[str] | None = None
+    for attempt in range(VERIFY_RUNS):
+        found: list[str] = []
         plan = verify_plan(step.model, count, targets)
         reply: Any = None
         while True:
@@ -816,13 +816,14 @@ def _verify_index(step: Step, spec: ModelSpec, targets: Sequence[Any], count: in
                 break
             reply = None
             if isinstance(item, Emit):
-                problems += [x for x in item.items if isinstance(x, str)]
+                found += [x for x in item.items if isinstance(x, str)]
             else:
                 reply = yield item
-        yield Emit([clock.progress(step.id, "verify", attempt + 1, 2, 0)])
-        if not problems:
-            break
-    return problems
+        yield Emit([clock.progress(step.id, "verify", attempt + 1, VERIFY_RUNS, 0)])
+        persistent = found if persistent is None else [p for p in persistent if p in found]
+        if not persistent:
+            return []
+    return persistent or []
 
 
 # ---- the shells -----------------------------------------------------------------------------
@@ -847,7 +848,7 @@ def drive_sync(store: Store, core: Generator[Any, Any, Any],
                 def body(tx: Any, work: TxWork = work) -> int:
                     return work.write(tx, tx.query(work.read(), "read objects to migrate"))
 
-                policy = DEFAULT_POLICY if work.retry else _ONE_ATTEMPT
+                policy = _RETRY if work.retry else _ONE_ATTEMPT
                 send = run_transaction(store, body, policy=policy).value
             elif isinstance(item, Emit):
                 for p in item.items:
@@ -878,7 +879,7 @@ async def drive_async(store: AsyncStore, core: Generator[Any, Any, Any],
                     rows = await tx.query(work.read(), "read objects to migrate")
                     return work.write(tx, rows)
 
-                policy = DEFAULT_POLICY if work.retry else _ONE_ATTEMPT
+                policy = _RETRY if work.retry else _ONE_ATTEMPT
                 send = (await run_transaction_async(store, body, policy=policy)).value
             elif isinstance(item, Emit):
                 for p in item.items:
@@ -890,4 +891,7 @@ async def drive_async(store: AsyncStore, core: Generator[Any, Any, Any],
             error = e
 
 
-_ONE_ATTEMPT = RetryPolicy(attempts=1, log_level=10)  # a conflict: split the group instead
+# a group's conflict: split it; one object's: retry it (logged at INFO, not as a warning:
+# conflicts are what a migration running next to writers expects)
+_ONE_ATTEMPT = RetryPolicy(attempts=1, log_level=logging.DEBUG)
+_RETRY = RetryPolicy(attempts=50, backoff_max=0.5, log_level=logging.INFO)
