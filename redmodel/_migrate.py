@@ -39,7 +39,7 @@ from redmodel._errors import (
     SchemaConflictError,
     ValidationError,
 )
-from redmodel._flat import read_batch
+from redmodel._flat import FlatLayout, read_batch
 from redmodel._hash import MARKER, HashLayout, stale_fields
 from redmodel._index import record_lines
 from redmodel._keys import escape
@@ -420,9 +420,12 @@ def registry_problems(spec: ModelSpec) -> Generator[Batch, Any, tuple[str, ...]]
     return ()
 
 
-def plan_core(name: str, steps: Sequence[Step], targets: Sequence[Any], count: int
-              ) -> Generator[Any, Any, MigrationStatus]:
+def plan_core(name: str, steps: Sequence[Step], where: Callable[[], Sequence[Any]],
+              count: int) -> Generator[Any, Any, MigrationStatus]:
+    """``where()`` lists the SCAN targets; asked after the first round trip (an asyncio
+    cluster client learns its nodes then)."""
     status = yield from status_core(name, steps)
+    targets = where()
     planned = []
     for state, step in zip(status.steps, steps, strict=True):
         if state.state == APPLIED:
@@ -444,9 +447,9 @@ def plan_core(name: str, steps: Sequence[Step], targets: Sequence[Any], count: i
 def is_stale(spec: ModelSpec, key: str, reply: Any, obj: Any) -> bool:
     """Whether ``reply`` (what is stored at ``key``, read by the layout) is not what a whole
     save of ``obj`` (decoded from it) would store: an old name, a removed field, a value of
-    an older type, a field added since. Where the stored form cannot be compared (the flat
-    layout; values encrypted, which differ on every write) every object counts as stale, so
-    a rewrite rewrites it."""
+    an older type, a field added since. Where the stored form cannot be compared (values
+    encrypted, which differ on every write) every object counts as stale, so a rewrite
+    rewrites it."""
     layout = layout_of(spec)
     if isinstance(layout, HashLayout):
         data = {k: v for k, v in (reply.items() if isinstance(reply, dict) else ())
@@ -458,11 +461,22 @@ def is_stale(spec: ModelSpec, key: str, reply: Any, obj: Any) -> bool:
         if layout.encrypted:
             return set(want) != set(data)
         return want != data
-    if isinstance(layout, BlobLayout) and not layout.codec.encrypts:
+    if isinstance(layout, BlobLayout):
+        if layout.codec.encrypts:
+            return True
         command = layout.save(key, obj, None)
         assert isinstance(command, tuple)
         return bool(command[2] != reply)
+    if isinstance(layout, FlatLayout) and not _flat_encrypted(spec.fields):
+        write = layout.save(key, obj, None)  # args: ttl, delimiter, manifest, leaf values
+        stored = [v.encode() if isinstance(v, str) else v for v in reply]
+        return [write.args[2].encode(), *write.args[3:]] != stored
     return True
+
+
+def _flat_encrypted(fields: Sequence[Any]) -> bool:
+    return any((f.codec is not None and f.codec.encrypts) or _flat_encrypted(f.children)
+               for f in fields)
 
 
 # ---- applying -------------------------------------------------------------------------------
@@ -590,14 +604,16 @@ def new_lease(key: str, seconds: float) -> Lease:
     return Lease(key, token.replace(" ", "_"), max(1, round(seconds * 1000)))
 
 
-def apply_core(name: str, steps: Sequence[Step], *, registry: Any, targets: Sequence[Any],
-               cluster: bool, count: int, lease_seconds: float, out_of_order: bool,
+def apply_core(name: str, steps: Sequence[Step], *, registry: Any,
+               where: Callable[[], Sequence[Any]], cluster: bool, count: int,
+               lease_seconds: float, out_of_order: bool,
                ) -> Generator[Any, Any, list[StepRecord]]:
     """Run the pending steps in order under the set's lease; returns the records of the
-    steps this run applied."""
+    steps this run applied. ``where()``: as for :func:`plan_core`."""
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise ValidationError(f"count must be a positive int, not {count!r}")
     status = yield from status_core(name, steps)
+    targets = where()
     if status.out_of_order and not out_of_order:
         raise MigrationError(
             f"migrations {name!r}: the pending steps {list(status.out_of_order)} come before "
@@ -611,6 +627,14 @@ def apply_core(name: str, steps: Sequence[Step], *, registry: Any, targets: Sequ
         spec = spec_of(step.model)
         if step.kind == KIND_BUILD:
             _registry.check_declared(spec, step.operation.index or "")
+        if step.kind == KIND_DROP and (f"index:{step.operation.index}" in
+                                       _registry.index_kinds(spec) or
+                                       f"unique:{step.operation.index}" in
+                                       _registry.index_kinds(spec)):
+            raise ValidationError(
+                f"step {step.id!r}: {spec.name} still declares the index "
+                f"{step.operation.index!r}: remove it from the model first (its writes "
+                "would only add the entries back)", model=spec.name)
         if registry.enabled and step.model not in registry.checked and step.kind != KIND_DROP:
             yield from registry.register(spec)
     lease = new_lease(status.key, lease_seconds)
@@ -654,7 +678,8 @@ def _run_step(step: Step, position: int, cursor: Cursor | None, lease: Lease, re
         states = {} if held is None else held.states
         problems = [f"the registry still holds {n}" for n in states
                     if n.split(":", 1)[-1] == step.operation.index]
-    if problems:
+    if problems:  # not recorded; the next apply walks the step again from the start
+        lease.check((yield lease.call("hold", (), [f"cursor:{step.id}"]))[0])
         shown = "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)"
                                            if len(problems) > 5 else "")
         raise MigrationVerifyError(

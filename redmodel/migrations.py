@@ -189,7 +189,7 @@ class Migrations:
         SCAN count), what it changes (fields renamed, upgraded, removed, as found in a
         sample of 100 stored objects, and how many of those are in an old form; indexes
         built or dropped) and why the registry would refuse its model. Reads only."""
-        core = plan_core(self.name, self._steps, store._targets(), count)
+        core = plan_core(self.name, self._steps, store._targets, count)
         if _is_async(store):
             return drive_async(store, core, None)  # type: ignore[arg-type]
         return drive_sync(store, core, None)  # type: ignore[arg-type]
@@ -217,7 +217,7 @@ class Migrations:
         after each batch. ``out_of_order=True`` runs pending steps that come before applied
         ones (refused otherwise)."""
         core = apply_core(self.name, self._steps, registry=store._registry,
-                          targets=store._targets(), cluster=store.cluster, count=count,
+                          where=store._targets, cluster=store.cluster, count=count,
                           lease_seconds=self.lease, out_of_order=out_of_order)
         if _is_async(store):
             return drive_async(store, core, progress)  # type: ignore[arg-type]

@@ -120,3 +120,33 @@ def writer(url: str, me: int, writers: int, n: int, migrating: Any, stop: Any,
         store.close()
         with open(out, "w") as f:
             json.dump({"last": last, "before": before, "during": during}, f)
+
+
+def _plain(layout: str, version: int) -> type:
+    """Unindexed v1/v2 pairs in each layout (for every shell, cluster included)."""
+    tag = layout == "flat"  # a flat object's leaves share its slot on a cluster
+    if version == 1:
+        @redmodel.model(prefix=f"mig_{layout}", layout=layout, hash_tag=tag)
+        @attrs.define
+        class Plain:
+            qty: float
+            note: str = ""
+            id: str = redmodel.key_field(generated=False)
+
+        return Plain
+
+    @redmodel.model(prefix=f"mig_{layout}", layout=layout, hash_tag=tag)
+    @attrs.define
+    class Plain:  # type: ignore[no-redef]
+        quantity: int = redmodel.field(old_names=("qty",), upgrade=lambda v: round(float(v)))
+        tag: str = ""
+        id: str = redmodel.key_field(generated=False)
+
+    return Plain
+
+
+PLAIN: dict[str, tuple[Any, Any]] = {}
+for _layout in ("hash", "flat", "blob"):
+    PLAIN[_layout] = (_plain(_layout, 1), _plain(_layout, 2))
+    for _cls in PLAIN[_layout]:
+        _cls.__qualname__ = f"Plain_{_layout}"
