@@ -663,12 +663,12 @@ def _run_step(step: Step, position: int, cursor: Cursor | None, lease: Lease, re
                                                    cluster, count)
         problems: list[str] = []
         if step.kind == KIND_REWRITE:
-            problems = yield from _check_forms(step, spec, targets, count, clock)
+            problems = yield from _check_forms(step, spec, targets, count, clock, visited)
     elif step.kind == KIND_BUILD:
         visited, changed, clock = yield from _walk(step, spec, cursor, lease, targets,
                                                    cluster, count)
         yield from registry.mark_ready(spec)
-        problems = yield from _verify_index(step, spec, targets, count, clock)
+        problems = yield from _verify_index(step, spec, targets, count, clock, visited)
     else:
         clock = _Clock(0, 0.0)
         changed = yield from registry.use(step.model, _registry.drop_index_plan(
@@ -796,7 +796,7 @@ def _tx(spec: ModelSpec, keys: tuple[str, ...], write: Callable[[Any, list[Any]]
 
 
 def _check_forms(step: Step, spec: ModelSpec, targets: Sequence[Any], count: int,
-                 clock: _Clock) -> Generator[Any, Any, list[str]]:
+                 clock: _Clock, total: int) -> Generator[Any, Any, list[str]]:
     """After a rewrite: every stored object decodes and is in the current form. An object
     found in an old form is read again once (a writer of the old version may be at work:
     that is reported, not hidden)."""
@@ -818,19 +818,19 @@ def _check_forms(step: Step, spec: ModelSpec, targets: Sequence[Any], count: int
                     problems += [f"{k!r} is still in an old form" for k, reply, obj in again
                                  if is_stale(spec, k, reply, obj)]
                 seen += len(keys)
-                yield Emit([clock.progress(step.id, "verify", seen, None, 0)])
+                yield Emit([clock.progress(step.id, "verify", seen, max(seen, total), 0)])
             if scan == 0:
                 break
     return problems
 
 
 def _verify_index(step: Step, spec: ModelSpec, targets: Sequence[Any], count: int,
-                  clock: _Clock) -> Generator[Any, Any, list[str]]:
+                  clock: _Clock, total: int) -> Generator[Any, Any, list[str]]:
     """``store.verify`` of the model. While writers are at work a check can catch a write
     between reading an object and reading its entries, so a failing check runs again (up
     to three runs) and only a disagreement every run found counts."""
     persistent: list[str] | None = None
-    for attempt in range(VERIFY_RUNS):
+    for _ in range(VERIFY_RUNS):
         found: list[str] = []
         plan = verify_plan(step.model, count, targets)
         reply: Any = None
@@ -844,7 +844,7 @@ def _verify_index(step: Step, spec: ModelSpec, targets: Sequence[Any], count: in
                 found += [x for x in item.items if isinstance(x, str)]
             else:
                 reply = yield item
-        yield Emit([clock.progress(step.id, "verify", attempt + 1, VERIFY_RUNS, 0)])
+        yield Emit([clock.progress(step.id, "verify", total, total, 0)])
         persistent = found if persistent is None else [p for p in persistent if p in found]
         if not persistent:
             return []
