@@ -61,6 +61,7 @@ KIND_BUILD = "build_index"
 KIND_DROP = "drop_index"
 APPLIED, PENDING, PARTIAL = "applied", "pending", "partial"
 SAMPLE = 100
+FINISHED = -1  # a cursor's scan once the walk is done (SCAN cursors are never negative)
 VERIFY_RUNS = 3  # a verify that finds problems runs again; what every run finds counts
 REDO_LOST = 3  # a batch whose EXEC reply was lost is read and done again this many times
 
@@ -641,7 +642,11 @@ def apply_core(name: str, steps: Sequence[Step], *, registry: Any,
     lease.check((yield lease.call("take"))[0])
     done: list[StepRecord] = []
     try:
-        for position, step in todo:
+        # read again under the lease: an apply that held it until now may have run steps
+        status = yield from status_core(name, steps)
+        for position, step in enumerate(steps):
+            if status.steps[position].state == APPLIED:
+                continue
             cursor = status.steps[position].cursor
             record = yield from _run_step(step, position, cursor, lease, registry, targets,
                                           cluster, count)
@@ -706,8 +711,10 @@ def _walk(step: Step, spec: ModelSpec, cursor: Cursor | None, lease: Lease,
     if cursor is not None and cursor.target in names:
         start, scan = names.index(cursor.target), cursor.scan
         visited, changed, seconds = cursor.visited, cursor.changed, cursor.seconds
-    total = yield from _count(spec, targets, count)
     clock = _Clock(visited, seconds)
+    if scan == FINISHED:  # stopped after its last batch, before its check
+        return visited, changed, clock
+    total = yield from _count(spec, targets, count)
     write = _writer(spec, step.operation)
     for t in range(start, len(targets)):
         while True:
@@ -715,8 +722,10 @@ def _walk(step: Step, spec: ModelSpec, cursor: Cursor | None, lease: Lease,
             if keys:
                 changed += yield from _batch(step, spec, keys, write, cluster)
                 visited += len(keys)
-            position = Cursor(names[t] if scan else names[t + 1] if t + 1 < len(names)
-                              else names[t], scan, visited, changed, round(clock.elapsed(), 3))
+            last = scan == 0 and t + 1 == len(names)
+            position = Cursor(names[t] if scan or last else names[t + 1],
+                              FINISHED if last else scan, visited, changed,
+                              round(clock.elapsed(), 3))
             lease.check((yield lease.call("hold", [(f"cursor:{step.id}",
                                                     _dumps(position.to_json()))]))[0])
             yield Emit([clock.progress(step.id, step.kind, visited, max(total, visited),

@@ -136,6 +136,24 @@ def test_a_killed_apply_resumes_from_its_cursor(store: redmodel.Store) -> None:
     assert store.verify(ItemV2) == []
 
 
+def test_a_run_killed_after_its_last_batch_only_checks(store: redmodel.Store) -> None:
+    store.save_many(v1_objects(30))
+    m = Migrations("late")
+    m.add("rw", rewrite(ItemV2))
+
+    def kill_at_check(p: MigrationProgress) -> None:
+        if p.phase == "verify":
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        m.apply(store, count=10, progress=kill_at_check)
+    status = m.status(store)
+    assert status.steps[0].state == "partial" and status.lease is None
+    ticks: list[MigrationProgress] = []
+    record = m.apply(store, count=10, progress=ticks.append)[0]
+    assert {t.phase for t in ticks} == {"verify"}             # no batch visited again
+    assert (record.visited, record.changed) == (30, 30)
+
+
 def test_two_applies_one_runs_the_other_is_refused(store: redmodel.Store) -> None:
     store.save_many(v1_objects(100))
     m = migrations_v2()
