@@ -75,7 +75,6 @@ __all__ = [
 ]
 
 M = TypeVar("M")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def rewrite(model: type) -> Operation:
@@ -155,9 +154,10 @@ class Migrations:
             raise ValidationError(f"migrations {self.name!r} already has a step {id!r}")
         self._steps.append(Step(id, operation))
 
-    def step(self, id: str, model: type[M]) -> Callable[[F], F]:
+    def step(self, id: str, model: type[M]
+             ) -> Callable[[Callable[[M], M | None]], Callable[[M], M | None]]:
         """Decorator: ``fn(obj) -> obj | None`` as a custom step (see :func:`update`)."""
-        def decorate(fn: F) -> F:
+        def decorate(fn: Callable[[M], M | None]) -> Callable[[M], M | None]:
             self.add(id, update(model, fn))
             return fn
         return decorate
