@@ -3,7 +3,7 @@
 import attrs
 
 import redmodel
-from redmodel.migrations import Migrations, MigrationProgress, build_index, rewrite
+from redmodel.migrations import MigrationProgress, Migrations, build_index, rewrite
 
 
 @redmodel.model(prefix="typed_mig")
