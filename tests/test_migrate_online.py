@@ -67,7 +67,7 @@ def test_migrate_online_while_four_writer_processes_write(
              for w in range(WRITERS)]
     for p in procs:
         p.start()
-    time.sleep(max(2.0, min(10.0, N / 20_000)))     # the writers' "before" latencies
+    time.sleep(max(1.0, min(10.0, N / 20_000)))     # the writers' "before" latencies
     migrating.set()
     started = time.perf_counter()
     records = migrations.apply(store, count=500)
