@@ -32,6 +32,7 @@ from redmodel import Queue, Set, SortedSet, WindowCounter, _blind
 from redmodel._plan import SCRIPTS_BY_SHA, LuaScript
 from redmodel._schema import spec_of
 from redmodel.codecs import _fernet
+from redmodel.migrations import Migrations, rewrite
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer
 
 FERNET_OLD, FERNET_NEW = (redmodel.FernetTransform.generate_key() for _ in range(2))
@@ -546,6 +547,15 @@ def dropped_index(store: redmodel.Store, m: type) -> None:
     assert records and not any(b"\x1fstock\x1f" in v for v in records)
 
 
+def migrations(store: redmodel.Store, m: type) -> None:
+    """A migration set: its lease, cursors and records (the migrations script), and a
+    rewrite through transactions."""
+    mig = Migrations("ka_migrations")
+    mig.add("0001_rewrite", rewrite(m))
+    assert [r.id for r in mig.apply(store, count=50)] == ["0001_rewrite"]
+    store.client.delete(mig.key)
+
+
 def workload(store: redmodel.Store, once_store: redmodel.Store,
              proxied: redmodel.Store, lose: Any, client: Any, cluster: bool) -> None:
     layouts(store, client)
@@ -555,6 +565,7 @@ def workload(store: redmodel.Store, once_store: redmodel.Store,
     containers(store, client)
     transactions(store)
     once(once_store, proxied, lose)
+    migrations(store, Bucketed)
     dropped_index(store, Bucketed)  # last: it changes the model that owns the prefix
 
 
