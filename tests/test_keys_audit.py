@@ -33,6 +33,7 @@ from redmodel._models._specs import spec_of
 from redmodel._plan import SCRIPTS_BY_SHA, LuaScript
 from redmodel.codecs import _fernet
 from redmodel.containers import Queue, Set, SortedSet, WindowCounter
+from redmodel.migrations import Migrations, rewrite
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer
 
 FERNET_OLD, FERNET_NEW = (redmodel.codecs.FernetTransform.generate_key() for _ in range(2))
@@ -547,6 +548,15 @@ def dropped_index(store: redmodel.Store, m: type) -> None:
     assert records and not any(b"\x1fstock\x1f" in v for v in records)
 
 
+def migrations(store: redmodel.Store, m: type) -> None:
+    """A migration set: its lease, cursors and records (the migrations script), and a
+    rewrite through transactions."""
+    mig = Migrations("ka_migrations")
+    mig.add("0001_rewrite", rewrite(m))
+    assert [r.id for r in mig.apply(store, count=50)] == ["0001_rewrite"]
+    store.client.delete(mig.key)
+
+
 def workload(store: redmodel.Store, once_store: redmodel.Store,
              proxied: redmodel.Store, lose: Any, client: Any, cluster: bool) -> None:
     layouts(store, client)
@@ -556,6 +566,7 @@ def workload(store: redmodel.Store, once_store: redmodel.Store,
     containers(store, client)
     transactions(store)
     once(once_store, proxied, lose)
+    migrations(store, Bucketed)
     dropped_index(store, Bucketed)  # last: it changes the model that owns the prefix
 
 

@@ -48,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "export": "_export",
     "import": "_import",
     "registry": "_registry",
+    "migrate": "_migrate",
 }
 ALIASES: dict[str, str] = {"repair": "reindex"}
 
@@ -73,11 +74,12 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="redmodel")
 def cli() -> None:
     """Look after the data of redmodel models: inspect, verify, reindex, rotate keys,
-    export and import; list the model registry.
+    export and import; list the model registry; plan and apply migrations.
 
-    Exit codes: 0 ok; 1 problems found (verify, inspect, bad import lines); 2 usage
-    (bad options, --models that do not import, missing keys); 3 the server cannot be
-    reached or answers an error; 4 a bug in redmodel.
+    Exit codes: 0 ok; 1 problems found (verify, inspect, bad import lines, migrations
+    pending or not verified); 2 usage (bad options, --models that do not import, missing
+    keys); 3 the server cannot be reached or answers an error; 4 a bug in redmodel; 5
+    another migrate apply holds the lease.
     """
 
 

@@ -1,0 +1,933 @@
+"""Migrations: versioned steps over stored objects, planned, applied online, recorded.
+
+The logic is one sans-I/O core (:func:`apply_core`, :func:`status_core`, :func:`plan_core`):
+generators that yield :class:`~redmodel._plan.Batch` es (run by the store), :class:`TxWork`
+(a batch of objects to read and rewrite under WATCH: run by the store's transaction, sync
+or asyncio) and :class:`~redmodel._plan.Emit` of :class:`MigrationProgress` (handed to the
+caller's callback). :func:`drive_sync` and :func:`drive_async` are the two shells.
+
+Where things live: one hash per migration set, ``<name>:%migrations`` (one key, so one
+slot on a cluster): ``step:<id>`` holds the JSON record of an applied step,
+``cursor:<id>`` the position of a step under way, ``lease`` the holder of the set's lease
+and when it expires (server time), so two ``apply`` never run at once and a crashed
+holder's lease runs out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import redis
+from redis.crc import key_slot
+
+from redmodel import _registry
+from redmodel._errors import (
+    ConflictError,
+    DecodeError,
+    OutcomeUnknownError,
+    RedmodelError,
+    SchemaConflictError,
+    ValidationError,
+)
+from redmodel._indexes._repair import verify_plan
+from redmodel._indexes._specs import record_lines
+from redmodel._layouts._blob import BlobLayout
+from redmodel._layouts._flat import FlatLayout, read_batch
+from redmodel._layouts._hash import MARKER, HashLayout, stale_fields
+from redmodel._layouts._pick import layout_of
+from redmodel._models._keys import escape
+from redmodel._models._schema import ModelSpec, spec_of
+from redmodel._plan import Batch, Emit, script
+from redmodel._plans._objects import save as save_plan
+from redmodel._plans._objects import scan_page
+from redmodel.transactions._policy import RetryPolicy
+from redmodel.transactions._run import run_transaction, run_transaction_async
+
+if TYPE_CHECKING:
+    from redmodel._stores._async import AsyncStore
+    from redmodel._stores._sync import Store
+
+LEASE = script("migrations")
+KIND_REWRITE = "rewrite"
+KIND_CUSTOM = "custom"
+KIND_BUILD = "build_index"
+KIND_DROP = "drop_index"
+APPLIED, PENDING, PARTIAL = "applied", "pending", "partial"
+SAMPLE = 100
+FINISHED = -1  # a cursor's scan once the walk is done (SCAN cursors are never negative)
+VERIFY_RUNS = 3  # a verify that finds problems runs again; what every run finds counts
+REDO_LOST = 3  # a batch whose EXEC reply was lost is read and done again this many times
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+
+class MigrationError(RedmodelError):
+    """A migration cannot run or did not finish: a bad step, steps out of order, a step
+    that did not verify. ``step`` is the step's id (None for the whole set) and ``key``
+    the set's records key."""
+
+    def __init__(self, message: str, *, step: str | None = None, key: str | None = None
+                 ) -> None:
+        super().__init__(message)
+        self.step = step
+        self.key = key
+
+
+class MigrationLockedError(MigrationError):
+    """Another ``apply`` holds the set's lease (``holder``: host:pid:token of it,
+    ``expires_in``: seconds until it runs out unless renewed), or this one lost it."""
+
+    def __init__(self, message: str, *, key: str, holder: str, expires_in: float | None
+                 ) -> None:
+        super().__init__(message, key=key)
+        self.holder = holder
+        self.expires_in = expires_in
+
+
+class MigrationVerifyError(MigrationError):
+    """A step ran to its end but its check failed (objects still in an old form, an index
+    that disagrees with the objects); ``problems`` lists them in words. The step is not
+    recorded: ``apply`` again runs it again (only what is left changes)."""
+
+    def __init__(self, message: str, *, step: str, key: str, problems: Sequence[str]) -> None:
+        super().__init__(message, step=step, key=key)
+        self.problems = tuple(problems)
+
+
+# ---- steps ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Operation:
+    """What a step does to one model (made by :func:`rewrite`, :func:`build_index`,
+    :func:`drop_index`, or ``Migrations.step``)."""
+
+    kind: str
+    model: type
+    index: str | None = None
+    fn: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
+
+    def describe(self) -> str:
+        name = self.model.__name__
+        if self.kind == KIND_REWRITE:
+            return f"rewrite every {name} in its current form"
+        if self.kind == KIND_CUSTOM:
+            fn = getattr(self.fn, "__qualname__", repr(self.fn))
+            return f"{fn}() over every {name}"
+        return f"{self.kind.replace('_', ' ')} {self.index!r} of {name}"
+
+
+@attrs.frozen
+class Step:
+    """One versioned step of a :class:`~redmodel.migrations.Migrations` set."""
+
+    id: str
+    operation: Operation
+
+    @property
+    def model(self) -> type:
+        return self.operation.model
+
+    @property
+    def kind(self) -> str:
+        return self.operation.kind
+
+
+def model_label(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def check_id(step_id: object) -> str:
+    if not isinstance(step_id, str) or not step_id or step_id != step_id.strip():
+        raise ValidationError(f"a step id must be a non-empty str without surrounding "
+                              f"whitespace, not {step_id!r}")
+    try:
+        step_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("a step id must be valid unicode text (no lone surrogates)"
+                              ) from None
+    return step_id
+
+
+def records_key(name: str) -> str:
+    return f"{escape(name)}:%migrations"
+
+
+# ---- records --------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class StepRecord:
+    """What ``apply`` recorded for a step it applied and verified."""
+
+    id: str
+    kind: str
+    model: str
+    applied_at: float  # POSIX seconds
+    visited: int
+    changed: int
+    seconds: float
+    verified: bool
+    position: int  # the step's place in the set when it ran
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Cursor:
+    """Where a step under way stopped: after the SCAN page ``scan`` of target ``target``
+    (a node's name; empty for a single server)."""
+
+    target: str
+    scan: int
+    visited: int
+    changed: int
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class StepState:
+    """One step of a set in ``plan`` / ``status``: ``state`` is ``applied``, ``pending`` or
+    ``partial`` (stopped mid-way; ``cursor`` says where). ``plan`` also fills ``objects``
+    (how many stored objects the step would visit: a SCAN count), ``changes`` (what it
+    changes, see docs/migrations.md) and ``problems`` (why the registry would refuse the
+    step's model)."""
+
+    id: str
+    kind: str
+    model: str
+    description: str
+    state: str
+    record: StepRecord | None = None
+    cursor: Cursor | None = None
+    objects: int | None = None
+    changes: dict[str, Any] = attrs.Factory(dict)
+    problems: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "model": self.model,
+                "description": self.description, "state": self.state,
+                "record": None if self.record is None else self.record.to_json(),
+                "cursor": None if self.cursor is None else self.cursor.to_json(),
+                "objects": self.objects, "changes": self.changes,
+                "problems": list(self.problems)}
+
+
+@attrs.frozen
+class MigrationStatus:
+    """The steps of a set against what the database recorded. ``unknown``: records of
+    steps the set no longer has (a step removed or renamed); ``out_of_order``: pending
+    steps that come before an applied one (a step inserted after later ones ran);
+    ``lease``: who holds the set's lease now, or None."""
+
+    name: str
+    key: str
+    steps: tuple[StepState, ...]
+    unknown: tuple[StepRecord, ...] = ()
+    out_of_order: tuple[str, ...] = ()
+    lease: str | None = None
+
+    @property
+    def pending(self) -> tuple[StepState, ...]:
+        """The steps ``apply`` would run, in order (pending and partial ones)."""
+        return tuple(s for s in self.steps if s.state != APPLIED)
+
+    @property
+    def applied(self) -> tuple[StepState, ...]:
+        return tuple(s for s in self.steps if s.state == APPLIED)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "key": self.key,
+                "steps": [s.to_json() for s in self.steps],
+                "unknown": [r.to_json() for r in self.unknown],
+                "out_of_order": list(self.out_of_order), "lease": self.lease,
+                "pending": len(self.pending)}
+
+
+@attrs.frozen
+class MigrationProgress:
+    """Handed to ``apply``'s ``progress`` callback after each batch: the step, its phase
+    (``rewrite``, ``custom``, ``verify``, or the reindex pass of an index step), objects
+    done and the step's total (a count taken when the step started; None when unknown),
+    objects per second and the estimated seconds left (None when unknown)."""
+
+    step: str
+    phase: str
+    done: int
+    total: int | None
+    changed: int
+    elapsed: float
+    rate: float | None
+    eta: float | None
+
+
+def _parse_records(raw: Any) -> tuple[dict[str, StepRecord], dict[str, Cursor], str | None]:
+    items = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
+    records: dict[str, StepRecord] = {}
+    cursors: dict[str, Cursor] = {}
+    lease = None
+    for k, v in items:
+        field = k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else str(k)
+        text = v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
+        try:
+            if field.startswith("step:"):
+                records[field[5:]] = StepRecord(**json.loads(text))
+            elif field.startswith("cursor:"):
+                cursors[field[7:]] = Cursor(**json.loads(text))
+            elif field == "lease":
+                lease = text.split(" ", 1)[0]
+        except (ValueError, TypeError):
+            continue  # a record this version cannot read: reported as nothing
+    return records, cursors, lease
+
+
+def _read_records(key: str) -> Generator[Batch, Any, Any]:
+    replies = yield Batch([("HGETALL", key)], keys=[key])
+    return _parse_records(replies[0] or {})
+
+
+def status_core(name: str, steps: Sequence[Step]) -> Generator[Any, Any, MigrationStatus]:
+    key = records_key(name)
+    records, cursors, lease = yield from _read_records(key)
+    states = []
+    for step in steps:
+        op = step.operation
+        record = records.get(step.id)
+        cursor = cursors.get(step.id)
+        state = APPLIED if record else PARTIAL if cursor else PENDING
+        states.append(StepState(step.id, op.kind, model_label(op.model), op.describe(),
+                                state, record, cursor))
+    known = {s.id for s in steps}
+    unknown = tuple(sorted((r for i, r in records.items() if i not in known),
+                           key=lambda r: r.applied_at))
+    last_applied = max((i for i, s in enumerate(states) if s.state == APPLIED), default=-1)
+    late = tuple(s.id for s in states[:max(last_applied, 0)] if s.state != APPLIED)
+    return MigrationStatus(name, key, tuple(states), unknown, late, lease)
+
+
+# ---- what a step changes (plan) -------------------------------------------------------------
+
+
+def _count(spec: ModelSpec, targets: Sequence[Any], count: int
+           ) -> Generator[Batch, Any, int]:
+    total = 0
+    for target in targets:
+        cursor = 0
+        while True:
+            cursor, keys = yield from scan_page(spec, cursor, count, target)
+            total += len(keys)
+            if cursor == 0:
+                break
+    return total
+
+
+def _renames(spec: ModelSpec) -> tuple[dict[str, list[str]], list[str]]:
+    renamed: dict[str, list[str]] = {}
+    upgraded: list[str] = []
+
+    def walk(fields: Sequence[Any], where: str) -> None:
+        for f in fields:
+            path = where + f.name
+            if f.old_stored:
+                renamed[path] = list(f.old_stored)
+            if f.upgrade is not None:
+                upgraded.append(path)
+            if f.kind == "struct":
+                walk(f.children, path + ".")
+
+    walk(spec.fields, "")
+    return renamed, upgraded
+
+
+def _stored_names(spec: ModelSpec, reply: Any) -> set[str] | None:
+    """The names an object's stored form holds at its top level, where the layout shows
+    them (hash fields; a blob's payload keys when it decodes to a mapping)."""
+    layout = layout_of(spec)
+    if isinstance(layout, HashLayout):
+        data = reply.items() if isinstance(reply, dict) else ()
+        return {(k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else k)
+                .split(spec.delimiter, 1)[0] for k, _ in data} - {MARKER.decode()}
+    return None
+
+
+def plan_changes(spec: ModelSpec, kind: str, index: str | None,
+                 sample: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """What a step changes, in words a review reads: renames, upgrades, stored names the
+    model no longer declares (from ``sample``: (key, stored reply) pairs), how many of the
+    sampled objects are in an old form, and indexes built or dropped."""
+    if kind in (KIND_BUILD, KIND_DROP):
+        return {"index": index}
+    renamed, upgraded = _renames(spec)
+    declared = {f.stored for f in spec.fields} | {n for f in spec.fields for n in f.old_stored}
+    removed: dict[str, int] = {}
+    stale = failed = 0
+    layout = layout_of(spec)
+    for key, reply in sample:
+        names = _stored_names(spec, reply)
+        for n in sorted((names or set()) - declared):
+            removed[n] = removed.get(n, 0) + 1
+        try:
+            obj = layout.decode(key, spec.id_of_key(key) or "", reply)
+        except DecodeError:
+            failed += 1
+            continue
+        if obj is not None and is_stale(spec, key, reply, obj):
+            stale += 1
+    out: dict[str, Any] = {"sampled": len(sample)}
+    if kind == KIND_REWRITE:
+        out.update(renamed=renamed, upgraded=upgraded, removed=removed, old_form=stale)
+        if spec.indexes is not None:
+            out["indexes"] = sorted(_registry.index_kinds(spec))
+    out["undecodable"] = failed
+    return out
+
+
+def _sample(spec: ModelSpec, targets: Sequence[Any]) -> Generator[Batch, Any, list[Any]]:
+    keys: list[str] = []
+    for target in targets:
+        cursor = 0
+        while len(keys) < SAMPLE:
+            cursor, page = yield from scan_page(spec, cursor, SAMPLE, target)
+            keys += page[: SAMPLE - len(keys)]
+            if cursor == 0:
+                break
+    if not keys:
+        return []
+    layout = layout_of(spec)
+    replies = yield from read_batch(Batch([layout.read(k) for k in keys], keys=keys))
+    return [(k, r) for k, r in zip(keys, replies, strict=True) if r]
+
+
+def registry_problems(spec: ModelSpec) -> Generator[Batch, Any, tuple[str, ...]]:
+    record = yield from _registry.read_plan(_registry.registry_key(spec.prefix))
+    if record is None:
+        return ()
+    try:
+        _registry.check(spec, record, _registry.describe(spec), _registry.owner_of(spec.cls))
+    except SchemaConflictError as e:
+        return e.problems or (str(e),)
+    return ()
+
+
+def plan_core(name: str, steps: Sequence[Step], where: Callable[[], Sequence[Any]],
+              count: int) -> Generator[Any, Any, MigrationStatus]:
+    """``where()`` lists the SCAN targets; asked after the first round trip (an asyncio
+    cluster client learns its nodes then)."""
+    status = yield from status_core(name, steps)
+    targets = where()
+    planned = []
+    for state, step in zip(status.steps, steps, strict=True):
+        if state.state == APPLIED:
+            planned.append(state)
+            continue
+        spec = spec_of(step.model)
+        problems = yield from registry_problems(spec)
+        objects = yield from _count(spec, targets, count)
+        sample = yield from _sample(spec, targets)
+        changes = plan_changes(spec, step.kind, step.operation.index, sample)
+        planned.append(attrs.evolve(state, objects=objects, changes=changes,
+                                    problems=problems))
+    return attrs.evolve(status, steps=tuple(planned))
+
+
+# ---- old forms ------------------------------------------------------------------------------
+
+
+def is_stale(spec: ModelSpec, key: str, reply: Any, obj: Any) -> bool:
+    """Whether ``reply`` (what is stored at ``key``, read by the layout) is not what a whole
+    save of ``obj`` (decoded from it) would store: an old name, a removed field, a value of
+    an older type, a field added since. Where the stored form cannot be compared (values
+    encrypted, which differ on every write) every object counts as stale, so a rewrite
+    rewrites it."""
+    layout = layout_of(spec)
+    if isinstance(layout, HashLayout):
+        data = {k: v for k, v in (reply.items() if isinstance(reply, dict) else ())
+                if k != MARKER}
+        stale, moved = stale_fields(obj)
+        if stale or moved:
+            return True
+        want = layout.encode_state(obj)
+        if layout.encrypted:
+            return set(want) != set(data)
+        return want != data
+    if isinstance(layout, BlobLayout):
+        if layout.codec.encrypts:
+            return True
+        command = layout.save(key, obj, None)
+        assert isinstance(command, tuple)
+        return bool(command[2] != reply)
+    if isinstance(layout, FlatLayout) and not _flat_encrypted(spec.fields):
+        write = layout.save(key, obj, None)  # args: ttl, delimiter, manifest, leaf values
+        stored = [v.encode() if isinstance(v, str) else v for v in reply]
+        return [write.args[2].encode(), *write.args[3:]] != stored
+    return True
+
+
+def _flat_encrypted(fields: Sequence[Any]) -> bool:
+    return any((f.codec is not None and f.codec.encrypts) or _flat_encrypted(f.children)
+               for f in fields)
+
+
+# ---- applying -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class TxWork:
+    """Objects a shell reads and rewrites in one optimistic transaction: ``read(tx)`` is
+    the read plan it runs through ``tx.query`` (WATCHing the keys), ``write(tx, rows)``
+    queues the saves and answers how many objects it changed."""
+
+    keys: tuple[str, ...]
+    read: Any  # Plan[list[tuple[str, Any, Any]]] factory
+    write: Callable[[Any, list[Any]], int]
+    retry: bool  # False: one attempt (a conflict raises ConflictError into the core)
+
+
+def _rows(spec: ModelSpec, keys: Sequence[str]) -> Generator[Batch, Any, list[Any]]:
+    """(key, stored reply, decoded object) of each key still holding an object."""
+    layout = layout_of(spec)
+    replies = yield from read_batch(Batch([layout.read(k) for k in keys], keys=keys))
+    out = []
+    for k, r in zip(keys, replies, strict=True):
+        obj = layout.decode(k, spec.id_of_key(k) or "", r)
+        if obj is not None:
+            out.append((k, r, obj))
+    return out
+
+
+def _writer(spec: ModelSpec, op: Operation) -> Callable[[Any, list[Any]], int]:
+    def write(tx: Any, rows: list[Any]) -> int:
+        changed = 0
+        for key, reply, obj in rows:
+            if op.kind == KIND_CUSTOM:
+                assert op.fn is not None
+                new = op.fn(obj)
+                if new is None:
+                    continue
+                if type(new) is not spec.cls or spec.key_for(getattr(new, spec.key.name)) != key:
+                    raise MigrationError(
+                        f"{op.describe()}: for {key!r} the function returned "
+                        f"{type(new).__name__} {getattr(new, spec.key.name, None)!r}; it must "
+                        f"return the {spec.cls.__name__} it was given (same id), or None",
+                        key=key)
+                _save_whole(tx, new)
+            elif op.kind == KIND_BUILD or is_stale(spec, key, reply, obj):
+                _save_whole(tx, obj)
+            else:
+                continue
+            changed += 1
+        return changed
+    return write
+
+
+def _save_whole(tx: Any, obj: Any) -> None:
+    """Queue a whole save of ``obj`` in ``tx`` (a transaction's ``save`` of a tracked object
+    sends only what changed, keeping removed fields): every field, old names and removed
+    fields deleted, index entries as the model says now; ``ttl=None`` keeps the expiry the
+    object has."""
+    tx._models.add(type(obj))
+    tx.queue(save_plan(obj, None, True, hints=tx._core.hints), f"migrate {type(obj).__name__}")
+
+
+class _Clock:
+    """Rate and ETA of a step, from its start (and what a resumed run had done before)."""
+
+    def __init__(self, before: int, seconds: float) -> None:
+        self.started = time.monotonic()
+        self.before = before
+        self.seconds = seconds
+
+    def elapsed(self) -> float:
+        return self.seconds + time.monotonic() - self.started
+
+    def progress(self, step: str, phase: str, done: int, total: int | None, changed: int
+                 ) -> MigrationProgress:
+        now = time.monotonic() - self.started
+        fresh = done - self.before
+        rate = fresh / now if now > 0 and fresh > 0 else None
+        eta = (max(0.0, (total - done) / rate) if rate and total is not None else None)
+        return MigrationProgress(step, phase, done, total, changed, self.seconds + now, rate,
+                                 eta)
+
+
+@attrs.define
+class Lease:
+    key: str
+    token: str
+    ms: int
+
+    def call(self, mode: str, sets: Sequence[tuple[str, str]] = (),
+             dels: Sequence[str] = ()) -> Batch:
+        args: list[Any] = [self.token, mode, self.ms, len(sets)]
+        for f, v in sets:
+            args += [f, v]
+        args += list(dels)
+        return Batch([LEASE.call([self.key], args)], write=True, idempotent=True,
+                     keys=[self.key])
+
+    def check(self, reply: Any) -> None:
+        words = [w.decode() if isinstance(w, bytes) else str(w) for w in reply]
+        if words[0] == "OK":
+            return
+        holder = words[1] if len(words) > 1 else ""
+        if words[0] == "HELD":
+            left = int(words[2]) / 1000
+            raise MigrationLockedError(
+                f"another apply holds the migrations lease {self.key!r} ({holder}) for "
+                f"{left:.1f} s more unless it renews it; wait for it to finish, or, if it "
+                "crashed, for the lease to run out", key=self.key, holder=holder,
+                expires_in=left)
+        raise MigrationLockedError(
+            f"this apply lost the migrations lease {self.key!r} (it ran out: a batch took "
+            f"longer than the lease, {self.ms / 1000:.0f} s){' to ' + holder if holder else ''}"
+            "; nothing of the batch in progress is lost: run apply again",
+            key=self.key, holder=holder, expires_in=None)
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def new_lease(key: str, seconds: float) -> Lease:
+    token = f"{socket.gethostname() or 'host'}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    return Lease(key, token.replace(" ", "_"), max(1, round(seconds * 1000)))
+
+
+def apply_core(name: str, steps: Sequence[Step], *, registry: Any,
+               where: Callable[[], Sequence[Any]], cluster: bool, count: int,
+               lease_seconds: float, out_of_order: bool,
+               ) -> Generator[Any, Any, list[StepRecord]]:
+    """Run the pending steps in order under the set's lease; returns the records of the
+    steps this run applied. ``where()``: as for :func:`plan_core`."""
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValidationError(f"count must be a positive int, not {count!r}")
+    status = yield from status_core(name, steps)
+    targets = where()
+    if status.out_of_order and not out_of_order:
+        raise MigrationError(
+            f"migrations {name!r}: the pending steps {list(status.out_of_order)} come before "
+            "steps already applied (inserted after those ran?); move them to the end, or "
+            "apply with out_of_order=True", key=status.key)
+    todo = [(i, s) for i, (s, st) in enumerate(zip(steps, status.steps, strict=True))
+            if st.state != APPLIED]
+    if not todo:
+        return []
+    for _, step in todo:  # refused models and bad index names: before the first write
+        spec = spec_of(step.model)
+        if step.kind == KIND_BUILD:
+            _registry.check_declared(spec, step.operation.index or "")
+        if step.kind == KIND_DROP and (f"index:{step.operation.index}" in
+                                       _registry.index_kinds(spec) or
+                                       f"unique:{step.operation.index}" in
+                                       _registry.index_kinds(spec)):
+            raise ValidationError(
+                f"step {step.id!r}: {spec.name} still declares the index "
+                f"{step.operation.index!r}: remove it from the model first (its writes "
+                "would only add the entries back)", model=spec.name)
+        if registry.enabled and step.model not in registry.checked and step.kind != KIND_DROP:
+            yield from registry.register(spec)
+    lease = new_lease(status.key, lease_seconds)
+    lease.check((yield lease.call("take"))[0])
+    done: list[StepRecord] = []
+    try:
+        # read again under the lease: an apply that held it until now may have run steps
+        status = yield from status_core(name, steps)
+        for position, step in enumerate(steps):
+            if status.steps[position].state == APPLIED:
+                continue
+            cursor = status.steps[position].cursor
+            record = yield from _run_step(step, position, cursor, lease, registry, targets,
+                                          cluster, count)
+            done.append(record)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            yield lease.call("drop")
+        raise
+    lease.check((yield lease.call("drop"))[0])
+    return done
+
+
+def _run_step(step: Step, position: int, cursor: Cursor | None, lease: Lease, registry: Any,
+              targets: Sequence[Any], cluster: bool, count: int
+              ) -> Generator[Any, Any, StepRecord]:
+    spec = spec_of(step.model)
+    if step.kind in (KIND_REWRITE, KIND_CUSTOM):
+        visited, changed, clock = yield from _walk(step, spec, cursor, lease, targets,
+                                                   cluster, count)
+        problems: list[str] = []
+        if step.kind == KIND_REWRITE:
+            problems = yield from _check_forms(step, spec, targets, count, clock, visited)
+    elif step.kind == KIND_BUILD:
+        visited, changed, clock = yield from _walk(step, spec, cursor, lease, targets,
+                                                   cluster, count)
+        yield from registry.mark_ready(spec)
+        problems = yield from _verify_index(step, spec, targets, count, clock, visited)
+    else:
+        clock = _Clock(0, 0.0)
+        changed = yield from registry.use(step.model, _registry.drop_index_plan(
+            spec, step.operation.index or "", targets, count))
+        visited = 0
+        held = yield from _registry.read_plan(_registry.registry_key(spec.prefix))
+        states = {} if held is None else held.states
+        problems = [f"the registry still holds {n}" for n in states
+                    if n.split(":", 1)[-1] == step.operation.index]
+    if problems:  # not recorded; the next apply walks the step again from the start
+        lease.check((yield lease.call("hold", (), [f"cursor:{step.id}"]))[0])
+        shown = "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)"
+                                           if len(problems) > 5 else "")
+        raise MigrationVerifyError(
+            f"step {step.id!r} ({step.operation.describe()}) did not verify: {shown}",
+            step=step.id, key=lease.key, problems=problems)
+    record = StepRecord(step.id, step.kind, model_label(step.model), time.time(), visited,
+                        changed, round(clock.elapsed(), 3), True, position)
+    lease.check((yield lease.call("hold", [(f"step:{step.id}", _dumps(record.to_json()))],
+                                  [f"cursor:{step.id}"]))[0])
+    return record
+
+
+def _target_name(target: Any) -> str:
+    return "" if target is None else str(getattr(target, "name", target))
+
+
+def _walk(step: Step, spec: ModelSpec, cursor: Cursor | None, lease: Lease,
+          targets: Sequence[Any], cluster: bool, count: int
+          ) -> Generator[Any, Any, tuple[int, int, _Clock]]:
+    names = [_target_name(t) for t in targets]
+    start, scan = 0, 0
+    visited = changed = 0
+    seconds = 0.0
+    if cursor is not None and cursor.target in names:
+        start, scan = names.index(cursor.target), cursor.scan
+        visited, changed, seconds = cursor.visited, cursor.changed, cursor.seconds
+    clock = _Clock(visited, seconds)
+    if scan == FINISHED:  # stopped after its last batch, before its check
+        return visited, changed, clock
+    total = yield from _count(spec, targets, count)
+    write = _writer(spec, step.operation)
+    for t in range(start, len(targets)):
+        while True:
+            scan, keys = yield from scan_page(spec, scan, count, targets[t])
+            if keys:
+                changed += yield from _batch(step, spec, keys, write, cluster)
+                visited += len(keys)
+            last = scan == 0 and t + 1 == len(names)
+            position = Cursor(names[t] if scan or last else names[t + 1],
+                              FINISHED if last else scan, visited, changed,
+                              round(clock.elapsed(), 3))
+            lease.check((yield lease.call("hold", [(f"cursor:{step.id}",
+                                                    _dumps(position.to_json()))]))[0])
+            yield Emit([clock.progress(step.id, step.kind, visited, max(total, visited),
+                                       changed)])
+            if scan == 0:
+                break
+    return visited, changed, clock
+
+
+def _groups(keys: Sequence[str], cluster: bool) -> list[tuple[str, ...]]:
+    if not cluster:
+        return [tuple(keys)]
+    by_slot: dict[int, list[str]] = {}
+    for k in keys:
+        by_slot.setdefault(key_slot(k.encode("utf-8", "surrogateescape")), []).append(k)
+    return [tuple(v) for v in by_slot.values()]
+
+
+def _batch(step: Step, spec: ModelSpec, keys: Sequence[str],
+           write: Callable[[Any, list[Any]], int], cluster: bool
+           ) -> Generator[Any, Any, int]:
+    """One page of objects: for a rewrite, a plain read first picks the objects in an old
+    form (the others need nothing); then one transaction per slot group reads them again
+    under WATCH and saves them. A conflicting group is redone one object per transaction,
+    each re-read (a concurrent write is never overwritten with what was read before it,
+    and an object deleted meanwhile stays deleted)."""
+    if step.kind == KIND_REWRITE:
+        rows = yield from _rows(spec, keys)  # DecodeError: the step stops before this page
+        keys = [k for k, reply, obj in rows if is_stale(spec, k, reply, obj)]
+    elif step.kind == KIND_BUILD:
+        keys = yield from _unindexed(spec, keys)
+    changed = 0
+    for group in _groups(keys, cluster):
+        if not group:
+            continue
+        try:
+            changed += yield from _tx(spec, group, write, retry=len(group) == 1)
+        except ConflictError:
+            for key in group:
+                changed += yield from _tx(spec, (key,), write, retry=True)
+    return changed
+
+
+def _unindexed(spec: ModelSpec, keys: Sequence[str]) -> Generator[Any, Any, list[str]]:
+    """The keys of objects whose index record does not list exactly the entries their
+    values have (an object stored before the index existed has no record at all)."""
+    layout = layout_of(spec)
+    if spec.indexes is None or not isinstance(layout, HashLayout):
+        return list(keys)
+    heads = [layout.index_keys(k) for k in keys]
+    commands = [layout.read(k) for k in keys]
+    commands += [("HGET", ks[1], head[0]) for ks, head in heads]
+    replies = yield Batch(commands, keys=list(keys))
+    out = []
+    for i, key in enumerate(keys):
+        obj = layout.decode(key, spec.id_of_key(key) or "", replies[i])
+        if obj is None:
+            continue
+        record = replies[len(keys) + i]
+        want = spec.indexes.entries({n: getattr(obj, n) for n in spec.indexes.fields})
+        if record is None or set(record_lines(record)) != set(want):
+            out.append(key)
+    return out
+
+
+def _tx(spec: ModelSpec, keys: tuple[str, ...], write: Callable[[Any, list[Any]], int],
+        retry: bool) -> Generator[Any, Any, int]:
+    for attempt in range(REDO_LOST + 1):
+        try:
+            return int((yield TxWork(keys, lambda: _rows(spec, keys), write, retry)))
+        except (OutcomeUnknownError, redis.ConnectionError, redis.TimeoutError):
+            # EXEC's reply was lost, or the connection broke: the transaction was
+            # conditional on what it read, so reading and doing it again is safe
+            if attempt == REDO_LOST:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _check_forms(step: Step, spec: ModelSpec, targets: Sequence[Any], count: int,
+                 clock: _Clock, total: int) -> Generator[Any, Any, list[str]]:
+    """After a rewrite: every stored object decodes and is in the current form. An object
+    found in an old form is read again once (a writer of the old version may be at work:
+    that is reported, not hidden)."""
+    problems: list[str] = []
+    seen = 0
+    for target in targets:
+        scan = 0
+        while True:
+            scan, keys = yield from scan_page(spec, scan, count, target)
+            if keys:
+                try:
+                    rows = yield from _rows(spec, keys)
+                except DecodeError as e:
+                    problems.append(f"{e}")
+                    rows = []
+                old = [k for k, reply, obj in rows if is_stale(spec, k, reply, obj)]
+                if old:
+                    again = yield from _rows(spec, old)
+                    problems += [f"{k!r} is still in an old form" for k, reply, obj in again
+                                 if is_stale(spec, k, reply, obj)]
+                seen += len(keys)
+                yield Emit([clock.progress(step.id, "verify", seen, max(seen, total), 0)])
+            if scan == 0:
+                break
+    return problems
+
+
+def _verify_index(step: Step, spec: ModelSpec, targets: Sequence[Any], count: int,
+                  clock: _Clock, total: int) -> Generator[Any, Any, list[str]]:
+    """``store.verify`` of the model. While writers are at work a check can catch a write
+    between reading an object and reading its entries, so a failing check runs again (up
+    to three runs) and only a disagreement every run found counts."""
+    persistent: list[str] | None = None
+    for _ in range(VERIFY_RUNS):
+        found: list[str] = []
+        plan = verify_plan(step.model, count, targets)
+        reply: Any = None
+        while True:
+            try:
+                item = plan.send(reply)
+            except StopIteration:
+                break
+            reply = None
+            if isinstance(item, Emit):
+                found += [x for x in item.items if isinstance(x, str)]
+            else:
+                reply = yield item
+        yield Emit([clock.progress(step.id, "verify", total, total, 0)])
+        persistent = found if persistent is None else [p for p in persistent if p in found]
+        if not persistent:
+            return []
+    return persistent or []
+
+
+# ---- the shells -----------------------------------------------------------------------------
+
+
+def drive_sync(store: Store, core: Generator[Any, Any, Any],
+               tick: Callable[[MigrationProgress], None] | None) -> Any:
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            item = core.throw(error) if error is not None else core.send(send)
+        except StopIteration as stop:
+            return stop.value
+        send = error = None
+        try:
+            if isinstance(item, Batch):
+                send = store._execute(item)
+            elif isinstance(item, TxWork):
+                work = item
+
+                def body(tx: Any, work: TxWork = work) -> int:
+                    return work.write(tx, tx.query(work.read(), "read objects to migrate"))
+
+                policy = _RETRY if work.retry else _ONE_ATTEMPT
+                send = run_transaction(store, body, policy=policy).value
+            elif isinstance(item, Emit):
+                for p in item.items:
+                    if tick is not None:
+                        tick(p)
+        except (Exception, KeyboardInterrupt) as e:
+            error = e
+
+
+async def drive_async(store: AsyncStore, core: Generator[Any, Any, Any],
+                      tick: Callable[[MigrationProgress], Awaitable[None] | None] | None
+                      ) -> Any:
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            item = core.throw(error) if error is not None else core.send(send)
+        except StopIteration as stop:
+            return stop.value
+        send = error = None
+        try:
+            if isinstance(item, Batch):
+                send = await store._execute(item)
+            elif isinstance(item, TxWork):
+                work = item
+
+                async def body(tx: Any, work: TxWork = work) -> int:
+                    rows = await tx.query(work.read(), "read objects to migrate")
+                    return work.write(tx, rows)
+
+                policy = _RETRY if work.retry else _ONE_ATTEMPT
+                send = (await run_transaction_async(store, body, policy=policy)).value
+            elif isinstance(item, Emit):
+                for p in item.items:
+                    if tick is not None:
+                        maybe = tick(p)
+                        if maybe is not None:
+                            await maybe
+        except (Exception, KeyboardInterrupt) as e:
+            error = e
+
+
+# a group's conflict: split it; one object's: retry it (logged at INFO, not as a warning:
+# conflicts are what a migration running next to writers expects)
+_ONE_ATTEMPT = RetryPolicy(attempts=1, log_level=logging.DEBUG)
+_RETRY = RetryPolicy(attempts=50, backoff_max=0.5, log_level=logging.INFO)
