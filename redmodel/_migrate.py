@@ -29,7 +29,6 @@ import attrs
 import redis
 from redis.crc import key_slot
 
-from redmodel import _registry
 from redmodel._errors import (
     ConflictError,
     DecodeError,
@@ -38,6 +37,7 @@ from redmodel._errors import (
     SchemaConflictError,
     ValidationError,
 )
+from redmodel._indexes import _registry
 from redmodel._indexes._repair import verify_plan
 from redmodel._indexes._specs import record_lines
 from redmodel._layouts._blob import BlobLayout
