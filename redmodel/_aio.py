@@ -12,7 +12,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
-from redmodel import _atomic, _ops, _registry, _repair, _tx
+from redmodel import _atomic, _ops, _rebucket, _registry, _repair, _tx
 from redmodel._blind_ops import Progress, rotate_index_key
 from redmodel._blocking import aclose_blocking_clients
 from redmodel._connect import ShellConfig, env_exactly_once, env_settings, url_options
@@ -245,6 +245,16 @@ class AsyncStore(ShellConfig):
         done = line.finish()
         await self.run(self._registry.mark_ready(spec_of(model)))
         return done
+
+    async def migrate_buckets(self, model: type, *, from_buckets: int | None,
+                              count: int = 500, progress: _rebucket.ProgressArg = None) -> int:
+        """See :meth:`Store.migrate_buckets`."""
+        feed = _rebucket.Feed(model, progress)
+        plan = _rebucket.migrate_plan(model, from_buckets, count, self._targets(),
+                                      self.cluster, self._registry.enabled)
+        async for item in iterate_async(plan, self._execute):
+            feed.feed(item)
+        return feed.result
 
     async def build_index(self, model: type, field: str, *, count: int = 500,
                           progress: bool | None = None) -> int:

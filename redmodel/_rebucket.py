@@ -1,0 +1,486 @@
+"""Moving a model's stored objects to another bucket count: ``store.migrate_buckets``.
+
+An offline step (docs/migrations.md, "Changing the bucket count"): while it runs, the
+model registry holds ``moving`` (``<prefix>:%schema``), and a store's first use of the
+model, in either version, raises :class:`SchemaConflictError` naming ``migrate_buckets``;
+processes that already use the model must be stopped first. Its progress is kept in
+``<prefix>:%rebucket`` (JSON: phase, per-target SCAN cursor, counts), saved after each
+page, so a run that stopped continues where it was, doing at most one page again.
+
+Phases:
+
+1. **move**: a SCAN of the objects at their old keys (on every primary), a page of
+   ``count`` at a time. On one server, one script per page renames every key of every
+   object of the page (a flat object's leaves too), after checking that no target key
+   exists: each object moves whole, atomically, and keeps its TTL. On a cluster the old
+   and new keys are in different slots: each key is copied (DUMP, RESTORE with its PTTL;
+   a flat object's leaves before its manifest), then the old keys are deleted by a
+   script that first checks they still hold what was copied.
+2. **drop**: every index key of the old buckets is deleted (a SCAN of ``...%idx...``).
+3. **index**: a reindex of the model builds its indexes in the new buckets (entries,
+   unique claims, expiry bookkeeping from each object's PTTL); it keeps its own progress.
+4. **record**: the registry records the new model (schema, owner, every index ready) and
+   loses ``moving``; the progress key is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
+
+import attrs
+
+from redmodel._errors import SchemaConflictError, ServerError, ValidationError
+from redmodel._flat import manifest_leaves
+from redmodel._keys import glob_escape
+from redmodel._ops import layout_of
+from redmodel._plan import Batch, Emit, IterPlan, script
+from redmodel._registry import (
+    check,
+    describe,
+    index_kinds,
+    owner_of,
+    parse,
+    registry_key,
+    schema_text,
+)
+from redmodel._repair import reindex_plan
+from redmodel._schema import ModelSpec, spec_of
+
+__all__ = ["MoveProgress", "ProgressArg", "migrate_plan", "state_key"]
+
+MOVE = script("rebucket")
+PHASES = ("move", "drop", "index", "record")
+MOVING = "moving"  # the registry field that marks a move under way
+
+ProgressArg = bool | None | Callable[[int, int], object]
+"""``progress=`` of ``migrate_buckets``: a callable receiving ``(done, total)`` after each
+page, or, as for ``reindex``, True/False/None to print a counter on stderr (None: when
+stderr is a terminal)."""
+
+
+@attrs.frozen
+class MoveProgress:
+    """Emitted after each page: objects moved so far, and how many there were to move."""
+
+    done: int
+    total: int
+
+
+def state_key(spec: ModelSpec) -> str:
+    """Where a bucket move keeps its progress: ``<prefix>:%rebucket``."""
+    return spec.prefix + ":%rebucket"
+
+
+def _text(raw: Any) -> str:
+    return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+
+
+def _name(buckets: int | None) -> str:
+    return "no buckets" if buckets is None else f"buckets={buckets}"
+
+
+def _target_name(target: Any) -> str:
+    return str(getattr(target, "name", None) or "server")
+
+
+def check_args(spec: ModelSpec, from_buckets: Any, count: Any) -> ModelSpec:
+    """The model as it was stored (``spec`` with ``from_buckets``), or ValidationError."""
+    if from_buckets is not None and (isinstance(from_buckets, bool) or not isinstance(
+            from_buckets, int) or not 1 <= from_buckets <= 16384):
+        raise ValidationError(f"from_buckets must be None or an int from 1 to 16384, not "
+                              f"{from_buckets!r}", model=spec.name)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValidationError(f"count must be a positive int, not {count!r}", model=spec.name)
+    if from_buckets == spec.buckets:
+        raise ValidationError(
+            f"{spec.name} already declares {_name(spec.buckets)}: migrate_buckets moves the "
+            "objects stored with another count (from_buckets=) to the model's", model=spec.name)
+    if spec.hash_tag:
+        raise ValidationError(f"{spec.name} declares hash_tag: migrate_buckets moves objects "
+                              "between bucket counts only", model=spec.name)
+    return attrs.evolve(spec, buckets=from_buckets)
+
+
+@attrs.define
+class _State:
+    old: int | None
+    new: int | None
+    phase: int = 0
+    cursors: dict[str, str] = attrs.field(factory=dict)
+    done: int = 0
+    total: int = 0
+
+    def dump(self) -> str:
+        return json.dumps(attrs.asdict(self), sort_keys=True)
+
+    @classmethod
+    def load(cls, raw: Any) -> _State | None:
+        try:
+            data = json.loads(_text(raw))
+            state = cls(data["old"], data["new"], int(data["phase"]),
+                        {str(k): str(v) for k, v in data["cursors"].items()},
+                        int(data["done"]), int(data["total"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return state if 0 <= state.phase < len(PHASES) else None
+
+
+Step = Generator["Batch | Emit", "list[Any] | None", Any]
+
+
+def _ask(batch: Batch) -> Step:
+    replies = yield batch
+    return replies or []
+
+
+def _pairs(old: ModelSpec, new: ModelSpec, key: str) -> tuple[str, str] | None:
+    """(old key, new key) of a key a SCAN found, when it is an object at its old place that
+    moves; None for anything else (an object already moved, or whose key is the same in
+    both counts, a key of another kind)."""
+    text = old.id_of_key(key)
+    if text is None or old.key_of_text(text) != key:
+        return None
+    target = new.key_of_text(text)
+    return None if target == key else (key, target)
+
+
+def _scan(spec: ModelSpec, old: ModelSpec, new: ModelSpec, cursor: int, count: int,
+          target: Any) -> Generator[Any, Any, tuple[int, list[tuple[str, str]]]]:
+    d = spec.delimiter
+    pattern = f"{glob_escape(spec.prefix)}{glob_escape(d)}*"
+    replies = yield from _ask(Batch([("SCAN", cursor, "MATCH", pattern, "COUNT", count,
+                                      "TYPE", layout_of(spec).scan_type)], target=target))
+    next_cursor, raw = replies[0]
+    if isinstance(next_cursor, dict):
+        next_cursor = next(iter(next_cursor.values()))
+    found = [p for k in raw if (p := _pairs(old, new, _text(k))) is not None]
+    return int(next_cursor), found
+
+
+def migrate_plan(model: type, from_buckets: int | None, count: int, targets: Sequence[Any],
+                 cluster: bool, registry: bool) -> IterPlan:
+    """Move every object of ``model`` stored with ``from_buckets`` to the model's bucket
+    count; emits :class:`MoveProgress` after each page and, last, the number moved."""
+    spec = spec_of(model)
+    old = check_args(spec, from_buckets, count)
+    new = spec
+    skey = state_key(spec)
+    state, record = yield from _start(spec, old, targets, registry)
+    yield Emit([MoveProgress(state.done, state.total)])
+    while state.phase < len(PHASES):
+        phase = PHASES[state.phase]
+        if phase == "move":
+            yield from _move(spec, old, new, count, targets, cluster, skey, state)
+        elif phase == "drop" and old.indexes is not None:
+            yield from _drop(spec, old, count, targets)
+        elif phase == "index" and new.indexes is not None:
+            yield from _reindex(model, count, targets)
+        elif phase == "record" and registry:
+            yield from _record(spec, registry_key(spec.prefix), record)
+        state.phase += 1
+        state.cursors = {}
+        if state.phase < len(PHASES):
+            yield from _save(skey, state)
+    yield from _ask(Batch([("DEL", skey)], write=True, idempotent=True, keys=[skey]))
+    yield Emit([state.done])
+
+
+def _start(spec: ModelSpec, old: ModelSpec, targets: Sequence[Any], registry: bool
+           ) -> Generator[Any, Any, tuple[_State, Any]]:
+    """Check the move against its saved progress and the registry; a new move counts the
+    objects to move, marks the registry and saves its progress (its first writes)."""
+    from_buckets, new = old.buckets, spec
+    skey, rkey = state_key(spec), registry_key(spec.prefix)
+    cmds: list[Any] = [("TYPE", skey), ("GET", skey)]
+    if registry:
+        cmds += [("TYPE", rkey), ("HGETALL", rkey)]
+    replies = yield from _ask(Batch(cmds, keys=[skey, rkey] if registry else [skey]))
+    if _text(replies[0]) not in ("string", "none"):
+        raise ServerError(f"WRONGTYPE {skey} is a {_text(replies[0])}, not the string where "
+                          "migrate_buckets keeps its progress: delete it",
+                          keys=(skey,), command=f"migrate_buckets {spec.name}")
+    state = _State.load(replies[1]) if replies[1] is not None else None
+    if replies[1] is not None and state is None:
+        raise ValidationError(f"{skey} does not hold a bucket move's progress: delete it",
+                              model=spec.name, key=skey)
+    if state is not None and (state.old, state.new) != (from_buckets, spec.buckets):
+        raise ValidationError(
+            f"another bucket move is under way, from {_name(state.old)} to "
+            f"{_name(state.new)} ({skey}): finish it first (migrate_buckets with "
+            f"from_buckets={state.old} and the model declaring {_name(state.new)})",
+            model=spec.name, key=skey)
+    record = None
+    if registry:
+        if _text(replies[2]) not in ("hash", "none"):
+            raise ServerError(f"WRONGTYPE {rkey} is a {_text(replies[2])}, not the model "
+                              "registry's hash", keys=(rkey,),
+                              command=f"migrate_buckets {spec.name}")
+        record = parse(rkey, replies[3])
+    if record is not None and record.schema:
+        recorded = record.schema.get("buckets")
+        if state is None and recorded != from_buckets:
+            raise ValidationError(
+                f"the registry {rkey} records {_name(recorded)} for {spec.name}'s stored "
+                f"objects, not from_buckets={from_buckets}", model=spec.name, key=rkey)
+        if recorded not in (from_buckets, spec.buckets):
+            raise ValidationError(
+                f"the registry {rkey} records {_name(recorded)}, neither the move's source "
+                f"nor its target", model=spec.name, key=rkey)
+        # everything but the bucket count must be a change the registry accepts
+        check(spec, attrs.evolve(record, moving=""), dict(describe(spec), buckets=recorded),
+              owner_of(spec.cls))
+    if state is None:
+        if record is not None and record.moving:
+            raise SchemaConflictError(
+                f"the registry {rkey} says a bucket move is under way ({record.moving}) but "
+                f"its progress ({skey}) is gone: check that no other migrate_buckets runs, "
+                f"then HDEL {rkey} {MOVING} and start again",
+                prefix=spec.prefix, key=rkey, owner=record.owner, model=owner_of(spec.cls))
+        state = _State(from_buckets, spec.buckets)
+        found = False
+        for target in targets:
+            cursor = 0
+            while True:
+                cursor, pairs = yield from _scan(spec, old, new, cursor, 1000, target)
+                state.total += len(pairs)
+                if not found and pairs:
+                    found = True
+                if cursor == 0:
+                    break
+        if not found:
+            raise ValidationError(
+                f"no {spec.name} objects are stored with {_name(from_buckets)} to move (a "
+                f"model without data needs no move: store.unregister({spec.name}) lets the "
+                "new version register afresh)", model=spec.name)
+        # the first writes: the registry marks the move (stores refuse the model until it
+        # ends), then the progress
+        if registry:
+            mark = f"{_name(from_buckets)} -> {_name(spec.buckets)}"
+            yield from _ask(Batch([("HSET", rkey, MOVING, mark)], write=True,
+                                  idempotent=True, keys=[rkey]))
+        yield from _save(skey, state)
+    return state, record
+
+
+def _save(skey: str, state: _State) -> Step:
+    yield from _ask(Batch([("SET", skey, state.dump())], write=True, idempotent=True,
+                          keys=[skey]))
+
+
+def _move(spec: ModelSpec, old: ModelSpec, new: ModelSpec, count: int, targets: Sequence[Any],
+          cluster: bool, skey: str, state: _State) -> Step:
+    for target in targets:
+        name = _target_name(target)
+        if state.cursors.get(name) == "done":
+            continue
+        cursor = int(state.cursors.get(name, "0"))
+        while True:
+            cursor, pairs = yield from _scan(spec, old, new, cursor, count, target)
+            if pairs:
+                state.done += (yield from (_copy_drop(spec, pairs) if cluster
+                                           else _rename(spec, pairs)))
+            state.cursors[name] = str(cursor) if cursor else "done"
+            yield from _save(skey, state)
+            yield Emit([MoveProgress(state.done, state.total)])
+            if cursor == 0:
+                break
+
+
+def _keys_of(spec: ModelSpec, pairs: list[tuple[str, str]]) -> Generator[
+        Any, Any, list[tuple[list[str], list[str]]]]:
+    """Every key of each object, old and new (a flat object's leaves after its key)."""
+    if spec.layout != "flat":
+        return [([a], [b]) for a, b in pairs]
+    got = yield from _ask(Batch([("GET", a) for a, _ in pairs], keys=[a for a, _ in pairs]))
+    out = []
+    for (a, b), manifest in zip(pairs, got, strict=True):
+        leaves = manifest_leaves(a, spec.delimiter, manifest)
+        out.append(([a, *leaves], [b, *(b + leaf[len(a):] for leaf in leaves)]))
+    return out
+
+
+def _taken(spec: ModelSpec, key: str, kind: str) -> ValidationError:
+    return ValidationError(
+        f"cannot move {spec.name}'s object there: its new key {key} already exists (a "
+        f"{kind} written outside this move); nothing of the object was moved: delete or "
+        "rename that key, then run migrate_buckets again", model=spec.name, key=key)
+
+
+def _changed(spec: ModelSpec, key: str) -> ValidationError:
+    return ValidationError(
+        f"{key} was written while migrate_buckets moved it: the writers of {spec.name} must "
+        "be stopped during the move (docs/migrations.md); it was left at its old key: stop "
+        "them and run migrate_buckets again", model=spec.name, key=key)
+
+
+def _rename(spec: ModelSpec, pairs: list[tuple[str, str]]) -> Step:
+    """One server: one script moves every object of the page, each whole."""
+    objects = yield from _keys_of(spec, pairs)
+    keys: list[str] = []
+    sizes: list[int] = []
+    for src, dst in objects:
+        keys += [*src, *dst]
+        sizes.append(len(src))
+    flat = "1" if spec.layout == "flat" else "0"
+    replies = yield from _ask(Batch(
+        [MOVE.call(keys, ["move", spec.delimiter, flat, *sizes])], write=True,
+        idempotent=True, keys=keys))
+    reply = replies[0]
+    status = _text(reply[0])
+    if status == "TAKEN":
+        raise _taken(spec, _text(reply[1]), _text(reply[2]))
+    if status == "CHANGED":
+        raise _changed(spec, _text(reply[1]))
+    if status != "MOVED":
+        raise ServerError(f"unexpected reply {reply!r}", keys=tuple(keys[:5]),
+                          command=f"migrate_buckets {spec.name}")
+    return int(reply[1])
+
+
+def _copy_drop(spec: ModelSpec, pairs: list[tuple[str, str]]) -> Step:
+    """A cluster: copy every key (DUMP, RESTORE with its PTTL), then delete the old ones
+    with the script that checks they still hold what was copied."""
+    objects = yield from _keys_of(spec, pairs)
+    cmds: list[Any] = []
+    for src, dst in objects:
+        for a, b in zip(src, dst, strict=True):
+            cmds += [("DUMP", a), ("PTTL", a), ("DUMP", b)]
+    got = yield from _ask(Batch(cmds, keys=[k for s, t in objects for k in (*s, *t)]))
+    # per object: the payloads its old keys hold, the restores of its leaves, and of its key
+    plans: list[tuple[list[tuple[str, Any]], list[tuple[str, int, Any]],
+                      list[tuple[str, int, Any]], list[str]]] = []
+    at = 0
+    for src, dst in objects:
+        payloads: list[tuple[str, Any]] = []
+        restores: list[tuple[str, int, Any]] = []
+        for a, b in zip(src, dst, strict=True):
+            payload, pttl, there = got[at], int(got[at + 1]), got[at + 2]
+            at += 3
+            if payload is None or pttl == -2:
+                continue  # gone since the SCAN (or a leaf the manifest lost)
+            if there is not None and there != payload:
+                raise _taken(spec, b, "key")
+            payloads.append((a, payload))
+            if there is None:
+                restores.append((b, max(pttl, 0), payload))
+        if payloads and payloads[0][0] == src[0]:
+            main = [r for r in restores if r[0] == dst[0]]
+            plans.append((payloads, [r for r in restores if r[0] != dst[0]], main, dst))
+    leaves = [("RESTORE", b, ttl, p) for _, rs, _, _ in plans for b, ttl, p in rs]
+    mains = [("RESTORE", b, ttl, p) for _, _, rs, _ in plans for b, ttl, p in rs]
+    # the leaves first, the object's key (a flat manifest) last: the copy becomes an object
+    # only when it is whole
+    for cmds in (leaves, mains):
+        if cmds:
+            yield from _ask(Batch(cmds, write=True, idempotent=False,
+                                  keys=[c[1] for c in cmds]))
+    drops = [MOVE.call([a for a, _ in payloads], ["drop", *(p for _, p in payloads)])
+             for payloads, _, _, _ in plans]
+    if not drops:
+        return 0
+    replies = yield from _ask(Batch(drops, write=True, idempotent=True,
+                                    keys=[a for payloads, _, _, _ in plans for a, _ in payloads]))
+    moved, made, changed = 0, [], []
+    for (_, _, _, dst), reply in zip(plans, replies, strict=True):
+        if _text(reply[0]) == "DROPPED":
+            moved += 1
+        else:  # written since the copy: the new copy goes, the object stays where it was
+            changed.append(_text(reply[1]))
+            made += dst  # this run's copy, or an earlier run's (it held the same)
+    if made:
+        yield from _ask(Batch([("DEL", b) for b in made], write=True, idempotent=True,
+                              keys=made))
+    if changed:
+        raise _changed(spec, changed[0])
+    return moved
+
+
+def _drop(spec: ModelSpec, old: ModelSpec, count: int, targets: Sequence[Any]) -> Step:
+    """Delete every index key of the old buckets."""
+    d = spec.delimiter
+    tail = glob_escape(f"{d}%idx{d}") + "*"
+    if old.buckets is None:
+        pattern = glob_escape(spec.prefix) + tail
+        roots = {old.index_root(None)}
+    else:
+        pattern = glob_escape(f"{spec.prefix}{d}") + "{*}" + tail
+        roots = {old.index_root(t) for t in old.tags()}
+    for target in targets:
+        cursor = 0
+        while True:
+            replies = yield from _ask(Batch([("SCAN", cursor, "MATCH", pattern, "COUNT",
+                                              count)], target=target))
+            cursor, raw = replies[0]
+            if isinstance(cursor, dict):
+                cursor = next(iter(cursor.values()))
+            cursor = int(cursor)
+            keys = [k for k in (_text(r) for r in raw) if _root(k, d) in roots]
+            if keys:
+                yield from _ask(Batch([("DEL", k) for k in keys], write=True,
+                                      idempotent=True, keys=keys))
+            if cursor == 0:
+                break
+
+
+def _root(key: str, d: str) -> str:
+    mark = f"{d}%idx{d}"
+    at = key.find(mark)
+    return key[: at + len(mark)] if at >= 0 else ""
+
+
+def _reindex(model: type, count: int, targets: Sequence[Any]) -> Step:
+    """A reindex of the new model, its emitted items swallowed."""
+    plan = reindex_plan(model, count, targets)
+    try:
+        step = next(plan)
+        while True:
+            step = plan.send(None) if isinstance(step, Emit) else plan.send((yield step))
+    except StopIteration:
+        return
+
+
+def _record(spec: ModelSpec, rkey: str, record: Any) -> Step:
+    """The registry records the model with its new bucket count, every index ready, and
+    the move's mark gone (one MULTI on the one key)."""
+    kinds = index_kinds(spec)
+    gone = [] if record is None else [n for n in record.states if n not in kinds]
+    cmds: list[Any] = [("HSET", rkey, "schema", schema_text(describe(spec)),
+                        "owner", owner_of(spec.cls),
+                        *(x for n in kinds for x in (n, "ready")))]
+    cmds.append(("HDEL", rkey, MOVING, *gone))
+    yield from _ask(Batch(cmds, atomic=True, write=True, idempotent=True, keys=[rkey]))
+
+
+def print_progress(model: type, show: bool | None) -> Callable[[int, int], object] | None:
+    """The stderr counter ``progress=True`` (or None on a terminal) shows."""
+    if not (sys.stderr.isatty() if show is None else show):
+        return None
+    name = model.__name__
+
+    def line(done: int, total: int) -> None:
+        end = "\n" if done >= total else ""
+        print(f"\rmigrate_buckets {name}: {done}/{total}\x1b[K", end=end, file=sys.stderr)
+
+    return line
+
+
+class Feed:
+    """What a store does with a move's emitted items (both stores): hands each
+    :class:`MoveProgress` to the callback, and keeps the result."""
+
+    def __init__(self, model: type, progress: ProgressArg) -> None:
+        if progress is not None and not isinstance(progress, bool) and not callable(progress):
+            raise TypeError(f"progress must be a callable(done, total), a bool or None, not "
+                            f"{progress!r}")
+        self.call = progress if callable(progress) else print_progress(model, progress)
+        self.result = 0
+
+    def feed(self, item: Any) -> None:
+        if isinstance(item, MoveProgress):
+            if self.call is not None:
+                self.call(item.done, item.total)
+        else:
+            self.result = int(item)
