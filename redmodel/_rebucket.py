@@ -112,6 +112,8 @@ class _State:
     cursors: dict[str, str] = attrs.field(factory=dict)
     done: int = 0
     total: int = 0
+    # a cluster's page being copied: its new keys, which may hold this move's own copies
+    inflight: list[str] = attrs.field(factory=list)
 
     def dump(self) -> str:
         return json.dumps(attrs.asdict(self), sort_keys=True)
@@ -122,7 +124,8 @@ class _State:
             data = json.loads(_text(raw))
             state = cls(data["old"], data["new"], int(data["phase"]),
                         {str(k): str(v) for k, v in data["cursors"].items()},
-                        int(data["done"]), int(data["total"]))
+                        int(data["done"]), int(data["total"]),
+                        [str(k) for k in data.get("inflight", [])])
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
         return state if 0 <= state.phase < len(PHASES) else None
@@ -280,8 +283,9 @@ def _move(spec: ModelSpec, old: ModelSpec, new: ModelSpec, count: int, targets: 
         while True:
             cursor, pairs = yield from _scan(spec, old, new, cursor, count, target)
             if pairs:
-                state.done += (yield from (_copy_drop(spec, pairs) if cluster
+                state.done += (yield from (_copy_drop(spec, pairs, skey, state) if cluster
                                            else _rename(spec, pairs)))
+                state.inflight = []
             state.cursors[name] = str(cursor) if cursor else "done"
             yield from _save(skey, state)
             yield Emit([MoveProgress(state.done, state.total)])
@@ -340,9 +344,12 @@ def _rename(spec: ModelSpec, pairs: list[tuple[str, str]]) -> Step:
     return int(reply[1])
 
 
-def _copy_drop(spec: ModelSpec, pairs: list[tuple[str, str]]) -> Step:
+def _copy_drop(spec: ModelSpec, pairs: list[tuple[str, str]], skey: str, state: _State
+               ) -> Step:
     """A cluster: copy every key (DUMP, RESTORE with its PTTL), then delete the old ones
-    with the script that checks they still hold what was copied."""
+    with the script that checks they still hold what was copied. The page's new keys are
+    saved in the progress first: a run that resumes the page takes a new key that exists
+    for this move's own copy (and replaces it), any other for a key in the way."""
     objects = yield from _keys_of(spec, pairs)
     cmds: list[Any] = []
     for src, dst in objects:
@@ -350,27 +357,33 @@ def _copy_drop(spec: ModelSpec, pairs: list[tuple[str, str]]) -> Step:
             cmds += [("DUMP", a), ("PTTL", a), ("DUMP", b)]
     got = yield from _ask(Batch(cmds, keys=[k for s, t in objects for k in (*s, *t)]))
     # per object: the payloads its old keys hold, the restores of its leaves, and of its key
-    plans: list[tuple[list[tuple[str, Any]], list[tuple[str, int, Any]],
-                      list[tuple[str, int, Any]], list[str]]] = []
+    plans: list[tuple[list[tuple[str, Any]], list[tuple[str, int, Any, bool]],
+                      list[tuple[str, int, Any, bool]], list[str]]] = []
     at = 0
     for src, dst in objects:
         payloads: list[tuple[str, Any]] = []
-        restores: list[tuple[str, int, Any]] = []
+        restores: list[tuple[str, int, Any, bool]] = []
         for a, b in zip(src, dst, strict=True):
             payload, pttl, there = got[at], int(got[at + 1]), got[at + 2]
             at += 3
             if payload is None or pttl == -2:
                 continue  # gone since the SCAN (or a leaf the manifest lost)
-            if there is not None and there != payload:
+            if there is not None and there != payload and b not in state.inflight:
                 raise _taken(spec, b, "key")
             payloads.append((a, payload))
-            if there is None:
-                restores.append((b, max(pttl, 0), payload))
+            if there != payload:
+                restores.append((b, max(pttl, 0), payload, there is not None))
         if payloads and payloads[0][0] == src[0]:
             main = [r for r in restores if r[0] == dst[0]]
             plans.append((payloads, [r for r in restores if r[0] != dst[0]], main, dst))
-    leaves = [("RESTORE", b, ttl, p) for _, rs, _, _ in plans for b, ttl, p in rs]
-    mains = [("RESTORE", b, ttl, p) for _, _, rs, _ in plans for b, ttl, p in rs]
+    if not plans:
+        return 0
+    state.inflight = [b for _, _, _, dst in plans for b in dst]
+    yield from _save(skey, state)
+    leaves = [("RESTORE", b, ttl, p, *(("REPLACE",) if ours else ()))
+              for _, rs, _, _ in plans for b, ttl, p, ours in rs]
+    mains = [("RESTORE", b, ttl, p, *(("REPLACE",) if ours else ()))
+             for _, _, rs, _ in plans for b, ttl, p, ours in rs]
     # the leaves first, the object's key (a flat manifest) last: the copy becomes an object
     # only when it is whole
     for cmds in (leaves, mains):
@@ -379,14 +392,14 @@ def _copy_drop(spec: ModelSpec, pairs: list[tuple[str, str]]) -> Step:
                                   keys=[c[1] for c in cmds]))
     drops = [MOVE.call([a for a, _ in payloads], ["drop", *(p for _, p in payloads)])
              for payloads, _, _, _ in plans]
-    if not drops:
-        return 0
     replies = yield from _ask(Batch(drops, write=True, idempotent=True,
                                     keys=[a for payloads, _, _, _ in plans for a, _ in payloads]))
     moved, made, changed = 0, [], []
     for (_, _, _, dst), reply in zip(plans, replies, strict=True):
         if _text(reply[0]) == "DROPPED":
             moved += 1
+        elif _text(reply[0]) == "GONE":  # deleted meanwhile: its copy is all there is
+            pass
         else:  # written since the copy: the new copy goes, the object stays where it was
             changed.append(_text(reply[1]))
             made += dst  # this run's copy, or an earlier run's (it held the same)

@@ -12,10 +12,13 @@
 -- ARGV[1] 'drop' (a cluster, after the copy: one object, its keys in one slot):
 --   KEYS: the object's source keys. ARGV: 'drop', then the DUMP payload each had when it
 --   was copied. Deletes them only if every one still holds that payload, answering
---   {'DROPPED', 1}; else {'CHANGED', key} (written since the copy), nothing deleted.
+--   {'DROPPED', 1}; {'GONE'} when none exists any more (deleted since the copy: by
+--   another run of the move, or an expiry); else {'CHANGED', key} (written since the
+--   copy), nothing deleted.
 local mode = ARGV[1]
 if mode == 'drop' then
   if #ARGV ~= #KEYS + 1 then return {'BADARG', 'payloads'} end
+  if redis.call('EXISTS', unpack(KEYS)) == 0 then return {'GONE'} end
   for i = 1, #KEYS do
     if redis.call('DUMP', KEYS[i]) ~= ARGV[i + 1] then return {'CHANGED', KEYS[i]} end
   end
