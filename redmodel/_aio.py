@@ -6,6 +6,7 @@ Each method is one line that awaits the plan ``Store`` runs; the logic lives in 
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
@@ -253,7 +254,9 @@ class AsyncStore(ShellConfig):
         plan = _rebucket.migrate_plan(model, from_buckets, count, self._targets(),
                                       self.cluster, self._registry.enabled)
         async for item in iterate_async(plan, self._execute):
-            feed.feed(item)
+            answer = feed.feed(item)
+            if inspect.isawaitable(answer):
+                await answer
         return feed.result
 
     async def build_index(self, model: type, field: str, *, count: int = 500,

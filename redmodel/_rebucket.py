@@ -57,8 +57,9 @@ MOVING = "moving"  # the registry field that marks a move under way
 
 ProgressArg = bool | None | Callable[[int, int], object]
 """``progress=`` of ``migrate_buckets``: a callable receiving ``(done, total)`` after each
-page, or, as for ``reindex``, True/False/None to print a counter on stderr (None: when
-stderr is a terminal)."""
+page (on an AsyncStore it may be a coroutine function: its result is awaited), or, as for
+``reindex``, True/False/None to print a counter on stderr (None: when stderr is a
+terminal)."""
 
 
 @attrs.frozen
@@ -491,9 +492,9 @@ class Feed:
         self.call = progress if callable(progress) else print_progress(model, progress)
         self.result = 0
 
-    def feed(self, item: Any) -> None:
-        if isinstance(item, MoveProgress):
-            if self.call is not None:
-                self.call(item.done, item.total)
-        else:
+    def feed(self, item: Any) -> object:
+        """What the callback answered (an AsyncStore awaits an awaitable answer)."""
+        if not isinstance(item, MoveProgress):
             self.result = int(item)
+            return None
+        return None if self.call is None else self.call(item.done, item.total)

@@ -5,6 +5,7 @@ cluster."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -333,3 +334,26 @@ def test_a_cluster_move_killed_between_copy_and_delete_resumes(
     assert store.migrate_buckets(new, from_buckets=2, count=4) == movable
     check_moved(store, old, new, kind, [as_new(new, x) for x in objs],
                 {x.id for x in objs})
+
+
+def test_an_async_store_awaits_a_coroutine_progress(redis_client: redis.Redis,
+                                                   redis_url: str) -> None:
+    old, new = version("blob", 3), version("blob", None)
+    redmodel.Store(redis_client).save_many([make(old, "blob", i, f"c{i}") for i in range(9)])
+    seen: list[tuple[int, int]] = []
+
+    async def progress(done: int, total: int) -> None:
+        seen.append((done, total))
+
+    async def run() -> int:
+        astore = redmodel.AsyncStore.from_url(redis_url)
+        try:
+            return await astore.migrate_buckets(new, from_buckets=3, count=4,
+                                                progress=progress)
+        finally:
+            await astore.aclose()
+
+    assert asyncio.run(run()) == 9
+    assert seen[0] == (0, 9) and seen[-1] == (9, 9)
+    assert sorted(x.id for x in redmodel.Store(redis_client).scan(new)) == sorted(
+        f"c{i}" for i in range(9))
