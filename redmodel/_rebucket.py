@@ -141,14 +141,13 @@ def _ask(batch: Batch) -> Step:
 
 
 def _pairs(old: ModelSpec, new: ModelSpec, key: str) -> tuple[str, str] | None:
-    """(old key, new key) of a key a SCAN found, when it is an object at its old place that
-    moves; None for anything else (an object already moved, or whose key is the same in
-    both counts, a key of another kind)."""
+    """(old key, new key) of a key a SCAN found, when it is an object at its old place
+    (the two are equal when its key is the same in both counts); None for anything else
+    (an object already moved, a key of another kind)."""
     text = old.id_of_key(key)
     if text is None or old.key_of_text(text) != key:
         return None
-    target = new.key_of_text(text)
-    return None if target == key else (key, target)
+    return key, new.key_of_text(text)
 
 
 def _scan(spec: ModelSpec, old: ModelSpec, new: ModelSpec, cursor: int, count: int,
@@ -162,6 +161,10 @@ def _scan(spec: ModelSpec, old: ModelSpec, new: ModelSpec, cursor: int, count: i
         next_cursor = next(iter(next_cursor.values()))
     found = [p for k in raw if (p := _pairs(old, new, _text(k))) is not None]
     return int(next_cursor), found
+
+
+def _moving(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(a, b) for a, b in pairs if a != b]
 
 
 def migrate_plan(model: type, from_buckets: int | None, count: int, targets: Sequence[Any],
@@ -249,9 +252,8 @@ def _start(spec: ModelSpec, old: ModelSpec, targets: Sequence[Any], registry: bo
             cursor = 0
             while True:
                 cursor, pairs = yield from _scan(spec, old, new, cursor, 1000, target)
-                state.total += len(pairs)
-                if not found and pairs:
-                    found = True
+                state.total += len(_moving(pairs))
+                found = found or bool(pairs)
                 if cursor == 0:
                     break
         if not found:
@@ -282,7 +284,8 @@ def _move(spec: ModelSpec, old: ModelSpec, new: ModelSpec, count: int, targets: 
             continue
         cursor = int(state.cursors.get(name, "0"))
         while True:
-            cursor, pairs = yield from _scan(spec, old, new, cursor, count, target)
+            cursor, found = yield from _scan(spec, old, new, cursor, count, target)
+            pairs = _moving(found)
             if pairs:
                 state.done += (yield from (_copy_drop(spec, pairs, skey, state) if cluster
                                            else _rename(spec, pairs)))
