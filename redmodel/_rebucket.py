@@ -181,8 +181,8 @@ def migrate_plan(model: type, from_buckets: int | None, count: int, targets: Seq
         phase = PHASES[state.phase]
         if phase == "move":
             yield from _move(spec, old, new, count, targets, cluster, skey, state)
-        elif phase == "drop" and old.indexes is not None:
-            yield from _drop(spec, old, count, targets)
+        elif phase == "drop":  # whatever the new version declares: the old one may have
+            yield from _drop(spec, old, count, targets)   # had indexes this one dropped
         elif phase == "index" and new.indexes is not None:
             yield from _reindex(model, count, targets)
         elif phase == "record" and registry:

@@ -420,3 +420,16 @@ def test_a_lost_copy_on_a_cluster_stops_the_move_and_a_new_run_finishes_it(
                         {x.id for x in objs})
         finally:
             store.close()
+
+
+def test_a_version_without_the_old_indexes_leaves_no_index_key_behind(
+        redis_client: redis.Redis) -> None:
+    store = redmodel.Store(redis_client)
+    old, new = version("indexed", 2), version("hash", 3)
+    store.save_many([make(old, "indexed", i, f"d{i}") for i in range(8)])
+    assert any("%idx" in k for k in all_keys(redis_client))
+    store.migrate_buckets(new, from_buckets=2)
+    assert [k for k in all_keys(redis_client) if "%idx" in k] == []
+    record = redis_client.hgetall("rb:%schema")
+    assert not [f for f in record if f.startswith((b"index:", b"unique:"))]
+    assert sorted(x.id for x in store.scan(new)) == sorted(f"d{i}" for i in range(8))
