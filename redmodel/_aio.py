@@ -251,6 +251,7 @@ class AsyncStore(ShellConfig):
                               count: int = 500, progress: _rebucket.ProgressArg = None) -> int:
         """See :meth:`Store.migrate_buckets`."""
         feed = _rebucket.Feed(model, progress)
+        await self._link.ready()  # a cluster client's primaries are known once it is
         plan = _rebucket.migrate_plan(model, from_buckets, count, self._targets(),
                                       self.cluster, self._registry.enabled)
         async for item in iterate_async(plan, self._execute):

@@ -54,6 +54,7 @@ __all__ = ["MoveProgress", "ProgressArg", "migrate_plan", "state_key"]
 MOVE = script("rebucket")
 PHASES = ("move", "drop", "index", "record")
 MOVING = "moving"  # the registry field that marks a move under way
+MAX_PASSES = 3
 
 ProgressArg = bool | None | Callable[[int, int], object]
 """``progress=`` of ``migrate_buckets``: a callable receiving ``(done, total)`` after each
@@ -115,6 +116,10 @@ class _State:
     total: int = 0
     # a cluster's page being copied: its new keys, which may hold this move's own copies
     inflight: list[str] = attrs.field(factory=list)
+    # ``done`` when the move's current pass began: after a pass that moved something
+    # another follows, until one moves nothing (objects an unstopped writer saved at old
+    # keys meanwhile are moved, or seen)
+    pass_start: int = 0
 
     def dump(self) -> str:
         return json.dumps(attrs.asdict(self), sort_keys=True)
@@ -126,7 +131,8 @@ class _State:
             state = cls(data["old"], data["new"], int(data["phase"]),
                         {str(k): str(v) for k, v in data["cursors"].items()},
                         int(data["done"]), int(data["total"]),
-                        [str(k) for k in data.get("inflight", [])])
+                        [str(k) for k in data.get("inflight", [])],
+                        int(data.get("pass_start", 0)))
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
         return state if 0 <= state.phase < len(PHASES) else None
@@ -278,6 +284,28 @@ def _save(skey: str, state: _State) -> Step:
 
 def _move(spec: ModelSpec, old: ModelSpec, new: ModelSpec, count: int, targets: Sequence[Any],
           cluster: bool, skey: str, state: _State) -> Step:
+    """Passes over every target until one moves nothing; when the last of this run's
+    ``MAX_PASSES`` still moves something, a writer still saves objects at old keys: the
+    move stops and says so (the next run starts with a new pass)."""
+    passes = 0
+    while True:
+        yield from _move_pass(spec, old, new, count, targets, cluster, skey, state)
+        moved = state.done - state.pass_start
+        if moved == 0:
+            return
+        passes += 1
+        state.pass_start = state.done
+        state.cursors = {}
+        yield from _save(skey, state)
+        if passes >= MAX_PASSES:
+            raise ValidationError(
+                f"objects of {spec.name} keep appearing at their old keys ({moved} in the "
+                "last pass over them): a process still writes the old version. Stop it "
+                "and run migrate_buckets again to finish the move", model=spec.name)
+
+
+def _move_pass(spec: ModelSpec, old: ModelSpec, new: ModelSpec, count: int,
+               targets: Sequence[Any], cluster: bool, skey: str, state: _State) -> Step:
     for target in targets:
         name = _target_name(target)
         if state.cursors.get(name) == "done":
@@ -292,7 +320,7 @@ def _move(spec: ModelSpec, old: ModelSpec, new: ModelSpec, count: int, targets: 
                 state.inflight = []
             state.cursors[name] = str(cursor) if cursor else "done"
             yield from _save(skey, state)
-            yield Emit([MoveProgress(state.done, state.total)])
+            yield Emit([MoveProgress(state.done, max(state.total, state.done))])
             if cursor == 0:
                 break
 

@@ -433,3 +433,37 @@ def test_a_version_without_the_old_indexes_leaves_no_index_key_behind(
     record = redis_client.hgetall("rb:%schema")
     assert not [f for f in record if f.startswith((b"index:", b"unique:"))]
     assert sorted(x.id for x in store.scan(new)) == sorted(f"d{i}" for i in range(8))
+
+
+@pytest.mark.parametrize("writes", ["once", "always"])
+def test_objects_an_unstopped_writer_saves_meanwhile_are_moved_or_refused(
+        any_store: Any, writes: str) -> None:
+    """A process of the old version that was not stopped (it checked the model before the
+    move, so the registry cannot stop it) saves objects at old keys during the move: a
+    further pass moves them; if they keep coming, the move stops and says so."""
+    cluster = hasattr(any_store.client, "get_primaries")
+    src, dst = spread("hash", cluster)
+    old, new = version("hash", src), version("hash", dst)
+    writer = redmodel.Store(any_store.client, registry=False)
+    for i in range(6):
+        writer.save(make(old, "hash", i, f"u{i}"))
+    extra = iter(range(100, 200))
+
+    def write(done: int, total: int) -> None:
+        if writes == "always" or done == 0:
+            writer.save(make(old, "hash", 0, f"late{next(extra)}"))
+
+    if writes == "always":
+        with pytest.raises(redmodel.ValidationError, match="keep appearing"):
+            any_store.migrate_buckets(new, from_buckets=src, progress=write)
+        any_store.migrate_buckets(new, from_buckets=src)  # the writer stopped
+    else:
+        any_store.migrate_buckets(new, from_buckets=src, progress=write)
+    o = spec_of(old)
+    saved = [x for x in all_keys(any_store.client) if "%" not in x]
+    assert saved and not [k for k in saved if k.startswith(o.object_prefix(o.tag_of("u1")))
+                          and o.id_of_key(k) is not None and o.key_of_text(
+                              o.id_of_key(k) or "") == k]
+    ids = sorted(x.id for x in any_store.scan(new))
+    assert len(ids) == len(set(ids)) == len(saved)
+    assert {f"u{i}" for i in range(6)} <= set(ids) and any(i.startswith("late") for i in ids)
