@@ -15,7 +15,9 @@ Phases:
    exists: each object moves whole, atomically, and keeps its TTL. On a cluster the old
    and new keys are in different slots: each key is copied (DUMP, RESTORE with its PTTL;
    a flat object's leaves before its manifest), then the old keys are deleted by a
-   script that first checks they still hold what was copied.
+   script that first checks they still hold what was copied. After a pass that moved
+   something another follows, until one moves nothing (a third that still moves
+   something stops the move: an old-version writer still runs).
 2. **drop**: every index key of the old buckets is deleted (a SCAN of ``...%idx...``).
 3. **index**: a reindex of the model builds its indexes in the new buckets (entries,
    unique claims, expiry bookkeeping from each object's PTTL); it keeps its own progress.
