@@ -116,7 +116,8 @@ class _State:
     cursors: dict[str, str] = attrs.field(factory=dict)
     done: int = 0
     total: int = 0
-    # a cluster's page being copied: its new keys, which may hold this move's own copies
+    # a cluster's pages being copied: their new keys, which may hold this move's own
+    # copies, until their objects' old keys are deleted
     inflight: list[str] = attrs.field(factory=list)
     # ``done`` when the move's current pass began: after a pass that moved something
     # another follows, until one moves nothing (objects an unstopped writer saved at old
@@ -197,6 +198,7 @@ def migrate_plan(model: type, from_buckets: int | None, count: int, targets: Seq
             yield from _record(spec, registry_key(spec.prefix), record)
         state.phase += 1
         state.cursors = {}
+        state.inflight = []
         if state.phase < len(PHASES):
             yield from _save(skey, state)
     yield from _ask(Batch([("DEL", skey)], write=True, idempotent=True, keys=[skey]))
@@ -319,7 +321,6 @@ def _move_pass(spec: ModelSpec, old: ModelSpec, new: ModelSpec, count: int,
             if pairs:
                 state.done += (yield from (_copy_drop(spec, pairs, skey, state) if cluster
                                            else _rename(spec, pairs)))
-                state.inflight = []
             state.cursors[name] = str(cursor) if cursor else "done"
             yield from _save(skey, state)
             yield Emit([MoveProgress(state.done, max(state.total, state.done))])
@@ -412,7 +413,9 @@ def _copy_drop(spec: ModelSpec, pairs: list[tuple[str, str]], skey: str, state: 
             plans.append((payloads, [r for r in restores if r[0] != dst[0]], main, dst))
     if not plans:
         return 0
-    state.inflight = [b for _, _, _, dst in plans for b in dst]
+    # added to the keys of pages copied before and not finished (a resumed page's SCAN
+    # may find its objects in other pages than the stopped run did)
+    state.inflight = sorted({*state.inflight, *(b for _, _, _, dst in plans for b in dst)})
     yield from _save(skey, state)
     leaves = [("RESTORE", b, ttl, p, *(("REPLACE",) if ours else ()))
               for _, rs, _, _ in plans for b, ttl, p, ours in rs]
@@ -428,15 +431,17 @@ def _copy_drop(spec: ModelSpec, pairs: list[tuple[str, str]], skey: str, state: 
              for payloads, _, _, _ in plans]
     replies = yield from _ask(Batch(drops, write=True, idempotent=True,
                                     keys=[a for payloads, _, _, _ in plans for a, _ in payloads]))
-    moved, made, changed = 0, [], []
+    moved, made, changed, finished = 0, [], [], set()
     for (_, _, _, dst), reply in zip(plans, replies, strict=True):
         if _text(reply[0]) == "DROPPED":
             moved += 1
+            finished.update(dst)
         elif _text(reply[0]) == "GONE":  # deleted meanwhile: its copy is all there is
-            pass
+            finished.update(dst)
         else:  # written since the copy: the new copy goes, the object stays where it was
             changed.append(_text(reply[1]))
             made += dst  # this run's copy, or an earlier run's (it held the same)
+    state.inflight = [k for k in state.inflight if k not in finished]
     if made:
         yield from _ask(Batch([("DEL", b) for b in made], write=True, idempotent=True,
                               keys=made))
