@@ -523,6 +523,27 @@ def once(store: redmodel.Store, proxied: redmodel.Store, lose: Any) -> None:
     assert proxied.incr(Hat, "o2", "quantity", 1) == 11  # the fence found it recorded
 
 
+def rebucket_version(buckets: int) -> type:
+    @redmodel.model(prefix="ka_rb", buckets=buckets, layout="flat")
+    @attrs.define
+    class Moved:
+        name: str
+        address: Address
+        id: str = redmodel.key_field(generated=False)
+
+    return Moved
+
+
+def rebucketed(store: redmodel.Store) -> None:
+    """A bucket count changed: migrate_buckets moves the objects (the rebucket script:
+    a page's renames on one server; on a cluster the checked delete after each copy)."""
+    old, new = rebucket_version(2), rebucket_version(5)
+    store.save_many([old(f"n{i}", Address(Street("l"), "c", [i]), id=f"r{i}")
+                     for i in range(6)])
+    assert store.migrate_buckets(new, from_buckets=2) >= 1
+    assert store.count(new) == 6
+
+
 def dropped_index(store: redmodel.Store, m: type) -> None:
     """A new version of the model no longer indexes ``stock``: drop_index deletes its
     entries and rewrites every record that holds some (the index_droplines script)."""
@@ -567,6 +588,7 @@ def workload(store: redmodel.Store, once_store: redmodel.Store,
     transactions(store)
     once(once_store, proxied, lose)
     migrations(store, Bucketed)
+    rebucketed(store)
     dropped_index(store, Bucketed)  # last: it changes the model that owns the prefix
 
 

@@ -138,6 +138,7 @@ class Record:
     text: str  # the schema as stored
     schema: dict[str, Any]
     states: dict[str, str]  # index state field -> ready | building | stale
+    moving: str = ""  # a bucket move under way (store.migrate_buckets): "from -> to"
 
     def pending(self) -> frozenset[str]:
         """The index state fields that are not ready."""
@@ -156,7 +157,8 @@ def parse(key: str, raw: Any) -> Record | None:
     except ValueError:
         schema = {}
     states = {k: v for k, v in items.items() if k.startswith(("index:", "unique:"))}
-    return Record(key, items.get("owner", ""), text, schema, states)
+    return Record(key, items.get("owner", ""), text, schema, states,
+                  items.get("moving", ""))
 
 
 # ---- what changes are refused ---------------------------------------------------------------
@@ -200,7 +202,7 @@ def problems_of(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         out.append(f"buckets changed from {old.get('buckets')} to {new['buckets']}: the "
                    "stored objects live in the old buckets and would not be found; keep "
                    f"buckets={old.get('buckets')} or migrate the objects to the new count "
-                   "(export, delete, import: see docs/migrations.md)")
+                   "(store.migrate_buckets: see docs/migrations.md)")
     if old.get("hash_tag") != new["hash_tag"]:
         out.append(f"hash_tag changed from {old.get('hash_tag')} to {new['hash_tag']}: the "
                    "stored objects' keys would not be found; migrate them")
@@ -282,6 +284,15 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
 
 def check(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str) -> None:
     """Raise SchemaConflictError if the record refuses this model."""
+    if record.moving:
+        raise SchemaConflictError(
+            f"{owner or owner_of(spec.cls)}: the objects under prefix {spec.prefix!r} are "
+            f"being moved to another bucket count ({record.moving}; registry "
+            f"{record.key}): no store may use the model until store.migrate_buckets("
+            f"{spec.name}, from_buckets=...) has finished (run it again to resume a move "
+            "that stopped)",
+            prefix=spec.prefix, key=record.key, owner=record.owner,
+            model=owner or owner_of(spec.cls), problems=(f"moving {record.moving}",))
     if owner and record.owner and record.owner != owner:
         raise SchemaConflictError(
             f"prefix {spec.prefix!r} belongs to the model {record.owner} (registry "

@@ -199,7 +199,8 @@ def model(
     - ``unique=[("color", "style")]``: fields whose values together are unique.
     - ``buckets=16``: spread objects over 16 hash-tagged buckets (``hat:{7}:56854717``),
       each with its own index keys in the same slot, so an indexed model works on Redis
-      Cluster; queries fan out to every bucket. Changing it is a migration (docs/queries.md).
+      Cluster; queries fan out to every bucket. Changing it is a migration:
+      ``store.migrate_buckets`` (docs/migrations.md).
     - ``track_changes``: remember what ``get`` loaded, so ``save`` sends only the fields
       that changed (two writers of different fields both keep theirs). Default: on for
       models with indexes.

@@ -7,6 +7,7 @@ Each method is one line that awaits the plan ``Store`` runs; the logic lives in
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
@@ -14,6 +15,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
+from redmodel import _rebucket
 from redmodel._indexes import _registry, _repair
 from redmodel._indexes._query import Q, Query
 from redmodel._indexes._rotate import Progress, rotate_index_key
@@ -314,6 +316,19 @@ class AsyncStore(ShellConfig):
         done = line.finish()
         await self.run(self._registry.mark_ready(spec_of(model)))
         return done
+
+    async def migrate_buckets(self, model: type, *, from_buckets: int | None,
+                              count: int = 500, progress: _rebucket.ProgressArg = None) -> int:
+        """See :meth:`Store.migrate_buckets`."""
+        feed = _rebucket.Feed(model, progress)
+        await self._link.ready()  # a cluster client's primaries are known once it is
+        plan = _rebucket.migrate_plan(model, from_buckets, count, self._targets(),
+                                      self.cluster, self._registry.enabled)
+        async for item in iterate_async(plan, self._execute):
+            answer = feed.feed(item)
+            if inspect.isawaitable(answer):
+                await answer
+        return feed.result
 
     async def build_index(self, model: type, field: str, *, count: int = 500,
                           progress: bool | None = None) -> int:

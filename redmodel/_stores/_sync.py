@@ -12,6 +12,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 import redis
 from redis.cluster import RedisCluster
 
+from redmodel import _rebucket
 from redmodel._indexes import _registry, _repair
 from redmodel._indexes._query import Q, Query
 from redmodel._indexes._rotate import Progress, rotate_index_key
@@ -475,6 +476,32 @@ class Store(ShellConfig):
         done = line.finish()
         self.run(self._registry.mark_ready(spec_of(model)))
         return done
+
+    def migrate_buckets(self, model: type, *, from_buckets: int | None, count: int = 500,
+                        progress: _rebucket.ProgressArg = None) -> int:
+        """Move the model's objects stored with ``from_buckets`` buckets (None: plain keys)
+        to the bucket count the model declares now (None turns buckets off), and return
+        how many objects were moved. An offline step: stop every process that uses the
+        model first; while it runs the model registry marks the prefix ``moving`` and a
+        store's first use of the model raises :class:`SchemaConflictError`.
+
+        A page of ``count`` objects at a time (SCAN): on one server one script per page
+        renames every key of each object (TTLs kept), each object whole; on a cluster each
+        object is copied (DUMP/RESTORE), then its old keys deleted by a script that checks
+        they did not change. Then the old buckets' index keys are deleted, the indexes
+        rebuilt in the new buckets (a :meth:`reindex`), and the registry records the new
+        count. Its progress is kept in Redis (``<prefix>:%rebucket``) after each page: run
+        it again after a stop and it goes on, doing at most one page again. ``progress``
+        is called with ``(done, total)`` after each page (or True/None: a counter on
+        stderr, as for :meth:`reindex`). Bad input (``from_buckets`` equal to the model's
+        or not what the registry records, nothing stored) raises before any write. See
+        docs/migrations.md."""
+        feed = _rebucket.Feed(model, progress)
+        plan = _rebucket.migrate_plan(model, from_buckets, count, self._targets(),
+                                      self.cluster, self._registry.enabled)
+        for item in iterate_sync(plan, self._execute):
+            feed.feed(item)
+        return feed.result
 
     def build_index(self, model: type, field: str, *, count: int = 500,
                     progress: bool | None = None) -> int:
