@@ -35,7 +35,7 @@ def crypto_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(_fernet, "_configured", None)
     monkeypatch.setattr(_blind, "_configured", None)
     monkeypatch.setattr(_blind, "_cache", None)
-    redmodel.configure_fernet(keys=[FERNET_KEY])
+    redmodel.codecs.configure_fernet(keys=[FERNET_KEY])
     redmodel.configure_index_keys(keys=[INDEX_KEY])
     yield
 
