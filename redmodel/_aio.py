@@ -93,7 +93,7 @@ class AsyncStore(ShellConfig):
         return await self._link.execute(batch)
 
     async def run(self, plan: Plan[R]) -> R:
-        """Run a plan."""
+        """Run a plan (the model registry: as :meth:`Store.run` says)."""
         return await run_async(plan, self._execute)
 
     async def run_many(self, *plans: Plan[Any]) -> list[Any]:

@@ -857,7 +857,7 @@ class Query(Generic[M, S]):
 
     # ---- plans --------------------------------------------------------------------------
 
-    def count_plan(self, cap: int = -1) -> Plan[int]:
+    def _count_plan(self, cap: int = -1) -> Plan[int]:
         """How many objects match (stopping once ``cap`` are found, when given)."""
         buckets = [_Bucket(tag) for tag in self.spec.tags()]
         program = self._count_program
@@ -889,24 +889,24 @@ class Query(Generic[M, S]):
                 break
         return total
 
-    def exists_plan(self) -> Plan[bool]:
+    def _exists_plan(self) -> Plan[bool]:
         if self._limit == 0:
             return False
         if self._after is not None:  # a position to start from: the first page of one
             hits, _ = yield from self._hits_plan(self._start(), self._offset + 1)
             return len(hits) > self._offset
-        return (yield from self.count_plan(cap=self._offset + 1)) > self._offset
+        return (yield from self._count_plan(cap=self._offset + 1)) > self._offset
 
-    def size_plan(self) -> Plan[int]:
+    def _size_plan(self) -> Plan[int]:
         """How many results :meth:`ids` gives: the matches after the cursor, less the
         offset, at most the limit."""
         if self._limit == 0:
             return 0
         if self._after is None:
-            total = yield from self.count_plan()
+            total = yield from self._count_plan()
             total = max(0, total - self._offset)
         else:  # counted from the cursor's position: its ids, in steps
-            total = len((yield from self.ids_plan()))
+            total = len((yield from self._ids_plan()))
         return total if self._limit is None else min(total, self._limit)
 
     def _reads(self, hits: list[_Hit]) -> Batch:
@@ -1190,18 +1190,18 @@ class Query(Generic[M, S]):
         except StopIteration:
             return out
 
-    def all_plan(self) -> Plan[list[M]]:
+    def _all_plan(self) -> Plan[list[M]]:
         return self._gather(True)
 
-    def ids_plan(self) -> Plan[list[Any]]:
+    def _ids_plan(self) -> Plan[list[Any]]:
         return self._gather(False)
 
-    def first_plan(self) -> Plan[M | None]:
+    def _first_plan(self) -> Plan[M | None]:
         found = yield from self.limit(min(1, 1 if self._limit is None else self._limit)
-                                      ).all_plan()
+                                      )._all_plan()
         return found[0] if found else None
 
-    def page_plan(self, size: int) -> Plan[Page[M]]:
+    def _page_plan(self, size: int) -> Plan[Page[M]]:
         steps = self._pages_plan(size, ahead=False)
         try:
             step = next(steps)
@@ -1212,6 +1212,36 @@ class Query(Generic[M, S]):
         page: Page[M] = step.items[0]
         return page
 
+    # ---- the public plans: each checks the model registry first, as the methods do -------
+
+    def count_plan(self, cap: int = -1) -> Plan[int]:
+        """How many objects match (stopping once ``cap`` are found, when given)."""
+        return self._guard(self._count_plan(cap))
+
+    def exists_plan(self) -> Plan[bool]:
+        """The plan of :meth:`exists`."""
+        return self._guard(self._exists_plan())
+
+    def size_plan(self) -> Plan[int]:
+        """The plan of :meth:`count`."""
+        return self._guard(self._size_plan())
+
+    def all_plan(self) -> Plan[list[M]]:
+        """The plan of :meth:`all`."""
+        return self._guard(self._all_plan())
+
+    def ids_plan(self) -> Plan[list[Any]]:
+        """The plan of :meth:`ids`."""
+        return self._guard(self._ids_plan())
+
+    def first_plan(self) -> Plan[M | None]:
+        """The plan of :meth:`first`."""
+        return self._guard(self._first_plan())
+
+    def page_plan(self, size: int) -> Plan[Page[M]]:
+        """The plan of :meth:`page`."""
+        return self._guard(self._page_plan(size))
+
     # ---- running (the store decides sync or async) ----------------------------------
 
     @overload
@@ -1221,7 +1251,7 @@ class Query(Generic[M, S]):
     def all(self) -> Any:
         """Every result as an object, gathered a page of :data:`ALL_PAGE_SIZE` at a time
         (script steps per bucket, then HGETALL of the page's hits, pipelined)."""
-        return self.store.run(self._guard(self.all_plan()))
+        return self.store.run(self.all_plan())
 
     @overload
     def ids(self: Query[M, Store]) -> list[Any]: ...
@@ -1229,7 +1259,7 @@ class Query(Generic[M, S]):
     def ids(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, list[Any]]: ...
     def ids(self) -> Any:
         """Every result's id (script steps only, no object is read)."""
-        return self.store.run(self._guard(self.ids_plan()))
+        return self.store.run(self.ids_plan())
 
     @overload
     def count(self: Query[M, Store]) -> int: ...
@@ -1240,7 +1270,7 @@ class Query(Generic[M, S]):
         the matches, less the offset, at most the limit; one script call per bucket where
         Redis counts natively, bounded steps otherwise. After a cursor, the ids from it
         are counted (in steps)."""
-        return self.store.run(self._guard(self.size_plan()))
+        return self.store.run(self.size_plan())
 
     @overload
     def exists(self: Query[M, Store]) -> bool: ...
@@ -1249,7 +1279,7 @@ class Query(Generic[M, S]):
     def exists(self) -> Any:
         """Whether :meth:`ids` would give any result (stops at the first; ``limit(0)``
         gives none)."""
-        return self.store.run(self._guard(self.exists_plan()))
+        return self.store.run(self.exists_plan())
 
     @overload
     def first(self: Query[M, Store]) -> M | None: ...
@@ -1257,7 +1287,7 @@ class Query(Generic[M, S]):
     def first(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, M | None]: ...
     def first(self) -> Any:
         """The first result (in this query's order), or None."""
-        return self.store.run(self._guard(self.first_plan()))
+        return self.store.run(self.first_plan())
 
     @overload
     def page(self: Query[M, Store], size: int) -> Page[M]: ...
@@ -1266,7 +1296,7 @@ class Query(Generic[M, S]):
     def page(self, size: int) -> Any:
         """One page of ``size`` results after this query's cursor, with the next cursor."""
         _check_size(size)
-        return self.store.run(self._guard(self.page_plan(size)))
+        return self.store.run(self.page_plan(size))
 
     def _is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.store.run)

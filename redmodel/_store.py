@@ -105,7 +105,15 @@ class Store(ShellConfig):
         return self._link.execute(batch)
 
     def run(self, plan: Plan[R]) -> R:
-        """Run a plan (used by the methods below, and by extensions)."""
+        """Run a plan (used by the methods below, and by extensions).
+
+        The plans of redmodel's public ``*_plan`` methods (a query's ``count_plan``,
+        ``ids_plan``...; a container's) check the model registry themselves, as the
+        methods do: the first one of a model registers it (or raises
+        SchemaConflictError), and a query plan raises IndexNotReadyError for an index
+        that is not ready. A plan a program builds from redmodel's private operations
+        (``redmodel._ops``) does not name its model, so it bypasses the registry: use the
+        store's methods, or run any of them once first (``store.count(Model)``)."""
         return run_sync(plan, self._execute)
 
     def run_many(self, *plans: Plan[Any]) -> list[Any]:

@@ -236,3 +236,25 @@ def test_no_index_claims_ready_while_it_misses_an_object(store: Any, ops: list[A
         for name in ("hat", "cap"):
             assert sorted(fresh(store).find(v2, name=name).ids()) == sorted(
                 i for i, (n, _) in truth.items() if n == name)
+
+
+# ---- plans run by store.run -------------------------------------------------------------
+
+def test_a_query_plan_run_by_the_store_checks_the_registry_first(store: Any) -> None:
+    v1, v2 = versions()
+    fresh(store).save(v1("hat", id="a"))
+    fresh(store).save(v2("cap", id="b"))                   # index:name building
+    s = fresh(store)
+    query = s.find(v2, name="hat")
+    for plan in (query.count_plan(), query.ids_plan(), query.all_plan(),
+                 query.exists_plan(), query.first_plan(), query.page_plan(10),
+                 query.size_plan()):
+        with pytest.raises(IndexNotReadyError):
+            s.run(plan)
+    with pytest.raises(IndexNotReadyError):
+        s.run_many(s.find(v2, qty=0).count_plan(), query.ids_plan())
+    other = declare(V1.replace("class Item", "class Other"))  # the prefix is Item's
+    with pytest.raises(SchemaConflictError):
+        fresh(store).run(fresh(store).find(other, qty=0).count_plan())
+    s.reindex(v2)
+    assert s.run(query.ids_plan()) == ["a"]
