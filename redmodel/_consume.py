@@ -524,7 +524,11 @@ class _ConsumerBase(Generic[T]):
                      self.name, self.keys.queue, returned, stale)
 
     def _steps(self) -> Steps:
-        return self._reliable_steps() if self.reliable else self._at_most_once_steps()
+        # the queue's key is checked in the container registry before the first step
+        from redmodel._container_registry import guarded  # noqa: PLC0415 - it imports us
+
+        return guarded(self.queue, self._reliable_steps() if self.reliable
+                       else self._at_most_once_steps())
 
     def _leave_plan(self, acknowledge: bool) -> Plan[int]:
         ack = self._current.raw if acknowledge and self._current is not None else None

@@ -53,6 +53,7 @@ from redmodel._consume import (
     one_batch,
     recover_plan,
 )
+from redmodel._container_registry import forget, guard_plans, guarded, record_key
 from redmodel._errors import (
     CrossSlotError,
     DecodeError,
@@ -358,14 +359,19 @@ class InTransaction(Generic[C]):
                 "(inside MULTI a blocking pop does not wait); call it outside the "
                 "transaction, or use a non-blocking pop here"
             )
-        make_plan = getattr(container, f"{name}_plan", None)
+        make_plan = getattr(type(container), f"{name}_plan", None)
         if make_plan is None or name.startswith("_"):
             raise AttributeError(f"{type(container).__name__} has no operation {name!r}")
         write = name in container._WRITES
         what = f"{type(container).__name__}.{name} {container.key!r}"
 
+        make_plan = getattr(make_plan, "__wrapped__", make_plan)  # checked at commit
+        pending = getattr(self.tx, "_containers", None)
+
         def call(*args: Any, **kwargs: Any) -> Any:
-            plan = make_plan(*args, **kwargs)
+            plan = make_plan(container, *args, **kwargs)
+            if pending is not None and container not in pending:
+                pending.append(container)
             return self.tx.queue(plan, what) if write else self.tx.query(plan, what)
 
         return call
@@ -474,7 +480,10 @@ class Container(Generic[T, S]):
     # ---- key-level operations ---------------------------------------------------------
 
     def clear_plan(self) -> Plan[bool]:
-        replies = yield Batch([("DEL", self.key)], write=True, keys=(self.key,))
+        record = record_key(self.key)  # in the key's slot: one DEL
+        replies = yield Batch([("DEL", self.key), ("DEL", record)], write=True,
+                              idempotent=False, keys=(self.key, record))
+        forget(self)
         return bool(replies[0])
 
     @overload
@@ -482,7 +491,8 @@ class Container(Generic[T, S]):
     @overload
     def clear(self: Container[T, AsyncStore]) -> Coroutine[Any, Any, bool]: ...
     def clear(self) -> Any:
-        """DEL the key; True if it existed."""
+        """DEL the key, and its record in the container registry (so the key may hold
+        another kind of container next); True if the key existed."""
         return self._run(self.clear_plan())
 
     def exists_plan(self) -> Plan[bool]:
@@ -499,8 +509,9 @@ class Container(Generic[T, S]):
 
     def expire_plan(self, ttl: float | dt.timedelta) -> Plan[bool]:
         ms = _ttl_ms(ttl, self.key)
-        replies = yield Batch([("PEXPIRE", self.key, ms)], write=True, idempotent=True,
-                              keys=(self.key,))
+        record = record_key(self.key)  # the record expires with the key (same slot)
+        replies = yield Batch([("PEXPIRE", self.key, ms), ("PEXPIRE", record, ms)],
+                              write=True, idempotent=True, keys=(self.key, record))
         return bool(replies[0])
 
     @overload
@@ -617,6 +628,8 @@ def pop_blocking(*queues: Queue[T, Any], timeout: float | None, right: bool = Fa
             f"pop_blocking's queues are in different cluster hash slots: "
             f"{[q.key for q in queues][:5]}; one BLPOP can wait on one slot only")
     plan = _pop_blocking_plan(queues, timeout, right)
+    for q in reversed(queues):
+        plan = guarded(q, plan)
     store: Any = first.store
     if is_async_client(client):  # an AsyncStore: the caller awaits this
 
@@ -650,6 +663,7 @@ def trim_is_idempotent(start: int, stop: int) -> bool:
     return start <= 0 and stop >= -1
 
 
+@guard_plans
 class Queue(Container[T, S]):
     """A Redis list of typed values, used as a FIFO queue: :meth:`push` appends at the tail
     (RPUSH), :meth:`pop` takes from the head (LPOP), :meth:`pop_blocking` waits (BLPOP).
@@ -880,6 +894,7 @@ class Queue(Container[T, S]):
 # ---- Set --------------------------------------------------------------------------------
 
 
+@guard_plans
 class Set(Container[T, S]):
     """A Redis set of typed values. Equal values are the same member (members are encoded
     canonically), so ``Set(store, day, IPv4Address)`` counts each address once."""
@@ -1078,6 +1093,7 @@ def _bound(value: Bound, key: str) -> bytes:
     return _score(value, key)
 
 
+@guard_plans
 class SortedSet(Container[T, S]):
     """A Redis sorted set of typed members with float scores, ordered by score (then by
     the members' stored bytes)."""
@@ -1430,6 +1446,7 @@ class SortedSet(Container[T, S]):
 _LATEST = 2.0**62  # seconds: a window's start stays an int Redis can store an expiry for
 
 
+@guard_plans
 class WindowCounter(Generic[S]):
     """Counts events per subject in fixed time windows (the tutorial's visits per address
     per minute): one string key per subject and window, ``prefix:subject:start`` (the
@@ -1535,4 +1552,20 @@ class WindowCounter(Generic[S]):
     def reset(self, subject: Any) -> Any:
         """DEL: forget the subject's count in the current window; True if it had one."""
         return self.store.run(self.reset_plan(subject))
+
+    def _forget_plan(self) -> Plan[bool]:
+        record = record_key(self.key)
+        replies = yield Batch([("DEL", record)], write=True, idempotent=True, keys=(record,))
+        forget(self)
+        return bool(replies[0])
+
+    @overload
+    def forget(self: WindowCounter[Store]) -> bool: ...
+    @overload
+    def forget(self: WindowCounter[AsyncStore]) -> Coroutine[Any, Any, bool]: ...
+    def forget(self) -> Any:
+        """DEL the counter's record in the container registry (a tear-down: its window keys
+        expire by themselves), so that its prefix may count with another window next; True
+        if there was one."""
+        return self.store.run(self._forget_plan())
 

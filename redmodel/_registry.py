@@ -74,7 +74,8 @@ def owner_of(cls: type) -> str:
     return f"{module_name(cls.__module__)}.{cls.__qualname__}"
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
+    """A type as the registry records it: ``int``, ``app.models.Hat``, ``list[str]``."""
     if isinstance(tp, type):
         return (tp.__name__ if tp.__module__ == "builtins"
                 else f"{module_name(tp.__module__)}.{tp.__qualname__}")
@@ -82,7 +83,7 @@ def _type_name(tp: Any) -> str:
 
 
 def _field(f: FieldSpec) -> dict[str, Any]:
-    out: dict[str, Any] = {"stored": f.stored, "type": _type_name(f.type), "kind": f.kind,
+    out: dict[str, Any] = {"stored": f.stored, "type": type_name(f.type), "kind": f.kind,
                            "default": f.has_default, "optional": f.optional}
     if f.codec is not None:
         out["codec"] = f.codec.name
@@ -119,7 +120,7 @@ def describe(spec: ModelSpec) -> dict[str, Any]:
         "hash_tag": "function" if callable(spec.hash_tag) else bool(spec.hash_tag),
         "codec": None if spec.codec is None else spec.codec.name,
         "ttl": spec.ttl,
-        "key": {"name": spec.key.name, "type": _type_name(spec.key.type)},
+        "key": {"name": spec.key.name, "type": type_name(spec.key.type)},
         "fields": {f.name: _field(f) for f in spec.fields},
         "indexes": index_kinds(spec),
     }
@@ -375,7 +376,17 @@ def _before_sending(first: Plan[Any], plan: G) -> Generator[Any, Any, Any]:
         return stop.value
     yield from first
     while True:
-        got = yield step
+        try:
+            got = yield step
+        except GeneratorExit:
+            plan.close()
+            raise
+        except BaseException as e:  # a batch's failure goes to the plan that sent it
+            try:
+                step = plan.throw(e)
+            except StopIteration as stop:
+                return stop.value
+            continue
         try:
             step = plan.send(got)
         except StopIteration as stop:
@@ -400,6 +411,7 @@ class Registry:
         self.enabled = enabled
         self.checked: set[type] | _Everything = set() if enabled else _Everything()
         self.pending: dict[type, frozenset[str]] = {}
+        self.containers: set[Any] = set()  # container keys checked (_container_registry)
         self._targets = targets
 
     def _learn(self, cls: type, record: Record | None) -> None:

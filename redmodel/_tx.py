@@ -29,6 +29,7 @@ from redmodel import _ops
 from redmodel._args import integer, not_negative
 from redmodel._atomic import incr_fields as incr_fields_plan
 from redmodel._connect import redis_reply
+from redmodel._container_registry import first_use
 from redmodel._errors import (
     ConflictError,
     DecodeError,
@@ -535,6 +536,7 @@ class _TxBase:
         self._token: contextvars.Token[Any] | None = None
         self._joined: tuple[Any, int] | None = None
         self._models: set[type] = set()  # what the queued writes touch, for the registry
+        self._containers: list[Any] = []  # containers used through in_tx, likewise
 
     def _unregistered(self, models: Iterable[type]) -> list[Plan[Any]]:
         """The model registry's first-use plans of the models the store has not checked
@@ -542,8 +544,9 @@ class _TxBase:
         registry = getattr(self.store, "_registry", None)
         if registry is None:
             return []
+        containers = [p for c in self._containers if (p := first_use(c)) is not None]
         return [registry.register(spec_of(cls)) for cls in sorted(set(models), key=repr)
-                if cls not in registry.checked]
+                if cls not in registry.checked] + containers
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} watched={self._core.watched!r} "

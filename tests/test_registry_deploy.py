@@ -258,3 +258,105 @@ def test_a_query_plan_run_by_the_store_checks_the_registry_first(store: Any) -> 
         fresh(store).run(fresh(store).find(other, qty=0).count_plan())
     s.reindex(v2)
     assert s.run(query.ids_plan()) == ["a"]
+
+
+# ---- the container registry -------------------------------------------------------------
+
+def test_a_container_key_read_as_another_member_type_is_refused(store: Any) -> None:
+    jobs = redmodel.Queue(store, "jobs", int)
+    jobs.push(1, 2)
+    record = "jobs:{jobs}:%container"
+    assert store.client.hgetall(record) == {b"kind": b"Queue", b"type": b"int",
+                                            b"codec": b"native"}
+    for wrong in (lambda s: redmodel.Queue(s, "jobs", str).pop(),
+                  lambda s: redmodel.Set(s, "jobs", int).members(),
+                  lambda s: redmodel.Queue(s, "jobs", int, codec="json").length(),
+                  lambda s: redmodel.Queue(s, "jobs", str).pop_blocking(0.1),
+                  lambda s: redmodel.pop_blocking(redmodel.Queue(s, "jobs", str), timeout=0.1),
+                  lambda s: s.run(redmodel.Queue(s, "jobs", str).push_plan("x")),
+                  lambda s: list(redmodel.Queue(s, "jobs", str).consume(
+                      name="w", idle_timeout=0.1, poll=0.05, signals=()))):
+        with pytest.raises(SchemaConflictError, match=r"'jobs' holds a Queue of int") as e:
+            wrong(fresh(store))
+        assert e.value.key == record and e.value.owner == "Queue of int"
+    assert store.client.lrange("jobs", 0, -1) == [b"1", b"2"]   # nothing popped or pushed
+    assert jobs.clear()                                  # the key and its record
+    assert redmodel.Queue(fresh(store), "jobs", str).push("x") == 1
+
+
+def test_a_transaction_checks_its_containers_before_it_writes(store: Any) -> None:
+    redmodel.Set(store, "seen", str).add("a")
+    other = fresh(store)
+    seen, inbox = redmodel.Set(other, "seen", int), redmodel.Queue(other, "inbox", str)
+
+    @redmodel.transaction(other)
+    def queued(tx: Any) -> None:
+        inbox.in_tx(tx).push("x")
+        seen.in_tx(tx).add(1)
+
+    @redmodel.transaction(other)
+    def planned(tx: Any) -> None:
+        tx.queue(inbox.push_plan("y"))
+        tx.queue(seen.add_plan(2))
+
+    for attempt in (queued, planned):
+        with pytest.raises(SchemaConflictError, match="Set of str"):
+            attempt()
+        assert store.client.smembers("seen") == {b"a"} and not store.client.exists("inbox")
+
+
+def test_a_window_counter_records_its_window(store: Any) -> None:
+    redmodel.WindowCounter(store, "hits", window=60).incr("a")
+    with pytest.raises(SchemaConflictError, match=r"window '60' recorded, '3600' here"):
+        redmodel.WindowCounter(fresh(store), "hits", window=3600).incr("a")
+    assert redmodel.WindowCounter(fresh(store), "hits", window=60).get("a") == 1
+    assert redmodel.WindowCounter(store, "hits", window=60).forget()
+    assert redmodel.WindowCounter(fresh(store), "hits", window=3600).get("a") == 0
+
+
+def test_a_container_inside_a_models_prefix_is_refused(store: Any) -> None:
+    v1 = declare(V1)
+    fresh(store).save(v1("hat", id="a"))
+    with pytest.raises(SchemaConflictError, match=r"inside the prefix 'dep' of the model "
+                                                  r"app\.models\.Item"):
+        redmodel.Set(fresh(store), ("dep", "b"), str).add("x")
+    assert not store.client.exists("dep:b") and fresh(store).count(v1) == 1
+    assert redmodel.Set(fresh(store), ("depot", "b"), str).add("x") == 1  # another prefix
+
+
+def test_without_the_registry_containers_record_nothing(store: Any) -> None:
+    off = redmodel.Store(store.client, registry=False)
+    redmodel.Queue(off, "jobs", int).push(1)
+    assert store.client.keys("*") == [b"jobs"]
+
+
+def test_after_its_first_use_a_container_sends_only_its_commands(store: Any) -> None:
+    jobs = redmodel.Queue(store, "jobs", int)
+    jobs.push(1)
+    calls = []
+    execute = store._execute
+    store._execute = lambda batch: calls.append(batch.commands) or execute(batch)
+    jobs.push(2)
+    store.run_many(jobs.length_plan(), jobs.range_plan())
+    assert calls == [[("RPUSH", "jobs", b"2")], [("LLEN", "jobs"), ("LRANGE", "jobs", 0, -1)]]
+
+
+@settings(max_examples=scaled(30, floor=10))
+@given(key=st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=3))
+def test_a_container_record_is_in_its_keys_cluster_slot(key: list[str]) -> None:
+    from redis.crc import key_slot  # noqa: PLC0415
+
+    from redmodel._container_registry import record_key  # noqa: PLC0415
+    from redmodel._containers import container_key  # noqa: PLC0415
+
+    k = container_key(tuple(key))
+    assert record_key(k).startswith(k)          # the key's ACL and SCAN patterns cover it
+    assert key_slot(record_key(k).encode()) == key_slot(k.encode())
+
+
+def test_containers_are_checked_on_a_cluster(redis_cluster_client: Any) -> None:
+    store = redmodel.Store(redis_cluster_client)
+    for i in range(8):  # keys in several slots
+        redmodel.SortedSet(store, ("board", i), str).add("a", 1.0)
+    with pytest.raises(SchemaConflictError, match="SortedSet of str"):
+        redmodel.SortedSet(redmodel.Store(redis_cluster_client), ("board", 3), int).cardinality()
