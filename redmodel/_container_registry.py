@@ -119,11 +119,14 @@ def first_use(container: Any) -> Plan[None] | None:
     registry = getattr(container.store, "_registry", None)
     if registry is None or not registry.enabled:
         return None
-    wanted = describe(container)
+    mark = container.__dict__.get("_registry_mark")
+    if mark is None:  # once per container object
+        wanted = describe(container)
+        mark = container._registry_mark = (container.key, tuple(sorted(wanted.items())))
     seen = registry.containers
-    mark = (container.key, tuple(sorted(wanted.items())))
     if mark in seen:
         return None
+    wanted = dict(mark[1])
 
     def first() -> Plan[None]:
         if (yield from check_plan(container.key, wanted)):
