@@ -1214,33 +1214,41 @@ class Query(Generic[M, S]):
 
     # ---- the public plans: each checks the model registry first, as the methods do -------
 
+    def _plan_guard(self, plan: G) -> G:
+        """``plan``, checked as :meth:`_guard` does, except inside a transaction
+        (``tx.query(query.ids_plan())``), where the check's writes (a first registration)
+        cannot run: there the plan runs unchecked, as it always did."""
+        from redmodel._tx import current_transaction  # noqa: PLC0415 - _tx imports us
+
+        return plan if current_transaction() is not None else self._guard(plan)
+
     def count_plan(self, cap: int = -1) -> Plan[int]:
         """How many objects match (stopping once ``cap`` are found, when given)."""
-        return self._guard(self._count_plan(cap))
+        return self._plan_guard(self._count_plan(cap))
 
     def exists_plan(self) -> Plan[bool]:
         """The plan of :meth:`exists`."""
-        return self._guard(self._exists_plan())
+        return self._plan_guard(self._exists_plan())
 
     def size_plan(self) -> Plan[int]:
         """The plan of :meth:`count`."""
-        return self._guard(self._size_plan())
+        return self._plan_guard(self._size_plan())
 
     def all_plan(self) -> Plan[list[M]]:
         """The plan of :meth:`all`."""
-        return self._guard(self._all_plan())
+        return self._plan_guard(self._all_plan())
 
     def ids_plan(self) -> Plan[list[Any]]:
         """The plan of :meth:`ids`."""
-        return self._guard(self._ids_plan())
+        return self._plan_guard(self._ids_plan())
 
     def first_plan(self) -> Plan[M | None]:
         """The plan of :meth:`first`."""
-        return self._guard(self._first_plan())
+        return self._plan_guard(self._first_plan())
 
     def page_plan(self, size: int) -> Plan[Page[M]]:
         """The plan of :meth:`page`."""
-        return self._guard(self._page_plan(size))
+        return self._plan_guard(self._page_plan(size))
 
     # ---- running (the store decides sync or async) ----------------------------------
 
@@ -1251,7 +1259,7 @@ class Query(Generic[M, S]):
     def all(self) -> Any:
         """Every result as an object, gathered a page of :data:`ALL_PAGE_SIZE` at a time
         (script steps per bucket, then HGETALL of the page's hits, pipelined)."""
-        return self.store.run(self.all_plan())
+        return self.store.run(self._guard(self._all_plan()))
 
     @overload
     def ids(self: Query[M, Store]) -> list[Any]: ...
@@ -1259,7 +1267,7 @@ class Query(Generic[M, S]):
     def ids(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, list[Any]]: ...
     def ids(self) -> Any:
         """Every result's id (script steps only, no object is read)."""
-        return self.store.run(self.ids_plan())
+        return self.store.run(self._guard(self._ids_plan()))
 
     @overload
     def count(self: Query[M, Store]) -> int: ...
@@ -1270,7 +1278,7 @@ class Query(Generic[M, S]):
         the matches, less the offset, at most the limit; one script call per bucket where
         Redis counts natively, bounded steps otherwise. After a cursor, the ids from it
         are counted (in steps)."""
-        return self.store.run(self.size_plan())
+        return self.store.run(self._guard(self._size_plan()))
 
     @overload
     def exists(self: Query[M, Store]) -> bool: ...
@@ -1279,7 +1287,7 @@ class Query(Generic[M, S]):
     def exists(self) -> Any:
         """Whether :meth:`ids` would give any result (stops at the first; ``limit(0)``
         gives none)."""
-        return self.store.run(self.exists_plan())
+        return self.store.run(self._guard(self._exists_plan()))
 
     @overload
     def first(self: Query[M, Store]) -> M | None: ...
@@ -1287,7 +1295,7 @@ class Query(Generic[M, S]):
     def first(self: Query[M, AsyncStore]) -> Coroutine[Any, Any, M | None]: ...
     def first(self) -> Any:
         """The first result (in this query's order), or None."""
-        return self.store.run(self.first_plan())
+        return self.store.run(self._guard(self._first_plan()))
 
     @overload
     def page(self: Query[M, Store], size: int) -> Page[M]: ...
@@ -1296,7 +1304,7 @@ class Query(Generic[M, S]):
     def page(self, size: int) -> Any:
         """One page of ``size`` results after this query's cursor, with the next cursor."""
         _check_size(size)
-        return self.store.run(self.page_plan(size))
+        return self.store.run(self._guard(self._page_plan(size)))
 
     def _is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.store.run)

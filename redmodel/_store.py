@@ -113,7 +113,8 @@ class Store(ShellConfig):
         SchemaConflictError), and a query plan raises IndexNotReadyError for an index
         that is not ready. A plan a program builds from redmodel's private operations
         (``redmodel._ops``) does not name its model, so it bypasses the registry: use the
-        store's methods, or run any of them once first (``store.count(Model)``)."""
+        store's methods, or run any of them once first (``store.count(Model)``); so does a
+        query plan run by a transaction's ``tx.query``."""
         return run_sync(plan, self._execute)
 
     def run_many(self, *plans: Plan[Any]) -> list[Any]:

@@ -516,6 +516,18 @@ _ACTIVE: contextvars.ContextVar[Any] = contextvars.ContextVar(
 )
 
 
+def _one(batch: Batch) -> Plan[list[Any]]:
+    """A plan of one batch."""
+    return (yield batch)
+
+
+def _records_a_container(batch: Batch) -> bool:
+    """Whether ``batch`` is the container registry's first record of a key (its only write
+    a read plan makes: redmodel._container_registry.check_plan)."""
+    return batch.write and batch.early and bool(batch.keys) and all(
+        k.endswith(":%container") for k in batch.keys)
+
+
 def current_transaction() -> Transaction | AsyncTransaction | None:
     """The transaction open in this thread / asyncio task, if any."""
     return _ACTIVE.get()  # type: ignore[no-any-return]
@@ -831,6 +843,11 @@ class Transaction(_TxBase):
         try:
             batch = next(plan)
             while True:
+                if _records_a_container(batch):
+                    # the container registry's first record of a key a read plan checks:
+                    # sent at once on the store (the attempt whose WATCH it trips restarts)
+                    batch = plan.send(self.store.run(_one(batch)))
+                    continue
                 if batch.write:
                     plan.close()
                     raise TransactionError(f"{what} writes: use Transaction.queue for it")
@@ -972,6 +989,9 @@ class AsyncTransaction(_TxBase):
         try:
             batch = next(plan)
             while True:
+                if _records_a_container(batch):  # outside the transaction, as in query
+                    batch = plan.send(await self.store.run(_one(batch)))
+                    continue
                 if batch.write:
                     plan.close()
                     raise TransactionError(f"{what} writes: use queue() for it")

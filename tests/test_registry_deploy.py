@@ -360,3 +360,26 @@ def test_containers_are_checked_on_a_cluster(redis_cluster_client: Any) -> None:
         redmodel.SortedSet(store, ("board", i), str).add("a", 1.0)
     with pytest.raises(SchemaConflictError, match="SortedSet of str"):
         redmodel.SortedSet(redmodel.Store(redis_cluster_client), ("board", 3), int).cardinality()
+
+
+def test_plans_in_a_transaction_work_on_a_stores_first_use(store: Any) -> None:
+    """A query plan in tx.query runs unchecked, as before (its registration's writes
+    cannot run inside); a container plan in tx.query / tx.queue records its key outside
+    the transaction (the attempt whose WATCH that trips runs again)."""
+    v1 = declare(V1)
+    fresh(store).save(v1("hat", 2, id="a"))
+    store.client.delete("dep:%schema")
+    other = fresh(store)
+    inbox, seen = redmodel.Queue(other, "inbox", str), redmodel.Set(other, "seen", str)
+
+    @redmodel.transaction(other)
+    def work(tx: Any) -> Any:
+        found = tx.query(other.find(v1, qty=2).ids_plan())
+        members = tx.query(seen.members_plan())
+        tx.queue(inbox.push_plan("y"))
+        return found, members
+
+    assert work() == (["a"], set())
+    assert store.client.lrange("inbox", 0, -1) == [b"y"]
+    assert store.client.hget("seen:{seen}:%container", "kind") == b"Set"
+    assert store.client.hget("inbox:{inbox}:%container", "kind") == b"Queue"
