@@ -383,3 +383,15 @@ def test_plans_in_a_transaction_work_on_a_stores_first_use(store: Any) -> None:
     assert store.client.lrange("inbox", 0, -1) == [b"y"]
     assert store.client.hget("seen:{seen}:%container", "kind") == b"Set"
     assert store.client.hget("inbox:{inbox}:%container", "kind") == b"Queue"
+
+
+def test_inspect_reports_an_older_version_as_such(store: Any) -> None:
+    from redmodel._schema import spec_of  # noqa: PLC0415
+    from redmodel.cli._inspect import _registry_state  # noqa: PLC0415
+
+    v1, v2 = versions()
+    fresh(store).save(v1("hat", id="a"))
+    fresh(store).save(v2("cap", id="b"))
+    older = _registry_state(fresh(store), spec_of(v1))
+    assert older["older_version"] and older["problems"] == [] and older["this_model"]
+    assert not _registry_state(fresh(store), spec_of(v2))["older_version"]

@@ -72,11 +72,15 @@ def _registry_state(store: Store, spec: ModelSpec) -> dict[str, Any]:
     owner = registry.owner_of(spec.cls)
     problems = [] if record.owner == owner else [
         f"the prefix belongs to {record.owner}: a store's first use of this model is refused"]
+    schema = registry.describe(spec)
+    text = registry.schema_text(schema)
+    # a schema the record held and replaced: an older version (a rolling deploy)
+    older = text != record.text and registry.was_field(text) in record.older
     if record.schema:
-        problems += registry.problems_of(record.schema, registry.describe(spec))
+        problems += registry.problems_of(record.schema, schema, older)
     return {"key": key, "registered": True, "owner": record.owner,
-            "this_model": record.owner == owner, "indexes": dict(sorted(record.states.items())),
-            "problems": problems}
+            "this_model": record.owner == owner, "older_version": older,
+            "indexes": dict(sorted(record.states.items())), "problems": problems}
 
 
 def _count_and_sample(env: Env, store: Store, cls: type, size: int, rng: random.Random
@@ -278,7 +282,9 @@ def _print(out: Console, reports: list[dict[str, Any]]) -> None:
         if not g["registered"]:
             line(f"  registry {g['key']}: not registered yet (a store's first use records it)")
         else:
-            owner = g["owner"] + (" (this model)" if g["this_model"] else "")
+            owner = g["owner"] + (" (this model)" if g["this_model"] else "") + (
+                ", an older version of it: the record keeps the newest schema"
+                if g.get("older_version") else "")
             states = ", ".join(f"{n.split(':', 1)[1]} {v}" if n.startswith("index:")
                                else f"{n} {v}" for n, v in g["indexes"].items())
             line(f"  registry {g['key']}: owner {owner}; indexes: {states or '-'}")
