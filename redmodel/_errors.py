@@ -262,7 +262,12 @@ class SchemaConflictError(RedmodelError):
     misread the stored objects (layout, buckets, hash tag, delimiter, a codec, a new field
     without a default). ``prefix``, ``key`` (the registry key), ``owner`` (the recorded
     owner) and ``model`` (the one refused) say which; ``problems`` lists each difference.
-    Nothing was written."""
+    Nothing was written.
+
+    Also raised at a store's first use of a container key that another program uses as
+    another kind of container, member type, codec or window (``prefix``: the container's
+    key, ``key``: its record, ``owner``/``model``: ``"Queue of int"``...), or that lies
+    inside a model's prefix (docs/containers.md, "The container registry")."""
 
     def __init__(self, message: str, *, prefix: str, key: str, owner: str, model: str,
                  problems: tuple[str, ...] = ()) -> None:

@@ -7,6 +7,7 @@ so the logic exists once.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 from collections.abc import (
     AsyncIterator,
@@ -38,6 +39,18 @@ __all__ = [
     "run_async",
     "run_sync",
 ]
+
+# The transaction open in this thread / asyncio task (set by redmodel.transactions), here at
+# the bottom so that plans above the transactions (queries, containers) can ask whether one
+# is open without importing them.
+ACTIVE_TRANSACTION: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "redmodel_transaction", default=None
+)
+
+
+def in_transaction() -> bool:
+    """Whether a transaction is open in this thread / asyncio task."""
+    return ACTIVE_TRANSACTION.get() is not None
 
 R = TypeVar("R")
 Command = tuple[Any, ...]

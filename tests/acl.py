@@ -60,6 +60,7 @@ RULES: dict[str, Rule] = {
         "evalsha", "script|load", "lmove", "blmove", "lrem",
         "zrangebyscore", "hset", "hget", "hdel", "time",
         "client|kill",  # the fence before a capped trim (or an expiry) is resent
+        "hgetall",  # the container registry's record of each key, read at first use
     )),
     # exactly-once mode on hash models: each write that must not run twice carries a write
     # id whose record its script reads and writes (GET, SET) under the store's own prefix

@@ -125,3 +125,29 @@ class BlobFieldCodec:
 
     secret: str = redmodel.field(codec="json|zlib")
     id: str = redmodel.key_field()
+
+
+@attrs.define
+class Box:
+    width: int = 0
+
+
+@redmodel.model(prefix="cmoved")
+@attrs.define
+class Moved:
+    """Fields renamed (old_names=) and retyped (upgrade=) since some objects were stored;
+    one encrypted field, so that export reads it as stored (without --decrypt)."""
+
+    quantity: int = redmodel.field(old_names=("qty",), upgrade=lambda v: round(float(v)))
+    box: Box = redmodel.field(old_names=("crate",), factory=Box)
+    secret: str = redmodel.field(codec="json|fernet", default="")
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="cmovedp")
+@attrs.define
+class MovedPlain:
+    """Moved without an encrypted field: export reads it through the model."""
+
+    quantity: int = redmodel.field(old_names=("qty",), upgrade=lambda v: round(float(v)))
+    id: str = redmodel.key_field(generated=False)

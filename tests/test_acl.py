@@ -261,7 +261,7 @@ def containers(store: redmodel.Store, server: redis.Redis) -> None:
     assert scores.exists() and scores.expire(10) and scores.clear()
     hits = redmodel.containers.WindowCounter(store, ("shop", "hits"), window=60)
     assert hits.incr("1.2.3.4") == 1 and hits.get("1.2.3.4") == 1
-    assert hits.reset("1.2.3.4")
+    assert hits.reset("1.2.3.4") and hits.forget()  # forget: DEL of its registry record
     server.rpush("shop:ips", b"not an address")  # a pop sets it aside (RPUSH)
     with pytest.raises(redmodel.DecodeError, match="rejected"):
         ips.pop()

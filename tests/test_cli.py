@@ -213,7 +213,7 @@ def test_inspect_reports_count_memory_ttl_and_schema(
                                                          abs=30)
     assert hat["ttl_spread"]["none"] == 29 and 0 < hat["ttl_spread"]["max"] <= 500
     assert hat["schema"] == {"sampled": 30, "ok": 30, "failed": 0, "errors": [],
-                             "unknown_stored_fields": {}}
+                             "unknown_stored_fields": {}, "renamed_stored_fields": {}}
     user = reports["User"]
     assert [f["name"] for f in user["fields"] if f["encrypted"]] == ["card", "address.secret"]
     assert reports["Session"]["ttl"] == 3600
@@ -575,3 +575,31 @@ def test_docs_cli_examples_run(redis_url: str, store: redmodel.Store, keys: None
         done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, f"{command}: {done.stderr}"
+
+
+def test_inspect_and_export_read_fields_stored_under_old_names(
+        redis_url: str, store: redmodel.Store, keys: None) -> None:
+    """An export taken mid-migration (some objects still under a field's old name, or of
+    its older type) is complete, and inspect reports those names as renamed, not unknown."""
+    client = store.client
+    store.save(m.Moved(4, m.Box(2), "s", id="new"))
+    client.hset("cmoved:old", mapping={"qty": "41.9", "crate:width": "7", "legacy": "x"})
+    store.save(m.MovedPlain(5, id="new"))
+    client.hset("cmovedp:old", mapping={"qty": "2.5"})
+    done = redmodel_cli("inspect", *model_args("Moved"), "--json", url=redis_url)
+    assert done.returncode == 0, done.stderr
+    (report,) = as_json(done)["models"]
+    assert report["schema"]["unknown_stored_fields"] == {"legacy": 1}
+    assert report["schema"]["renamed_stored_fields"] == {
+        "qty": {"field": "quantity", "count": 1},
+        "crate:width": {"field": "box:width", "count": 1}}
+    text = redmodel_cli("inspect", *model_args("Moved"), url=redis_url).stdout
+    assert "'qty' -> 'quantity' (1)" in text and "renamed, pending rewrite" in text
+    for name in ("Moved", "MovedPlain"):
+        done = redmodel_cli("export", *model_args(name), url=redis_url, keys=None)
+        assert done.returncode == 0, done.stderr
+        lines = {line["id"]: line["data"] for line in map(json.loads, done.stdout.splitlines())}
+        assert lines["old"]["quantity"] == (42 if name == "Moved" else 2)
+        assert lines["new"]["quantity"] == (4 if name == "Moved" else 5)
+        if name == "Moved":
+            assert lines["old"]["box"] == {"width": 7} and lines["new"]["box"] == {"width": 2}

@@ -285,7 +285,8 @@ def test_busy_server_is_a_server_error() -> None:
     with RedisServer(extra_args=("--busy-reply-threshold", "50")) as server:
         admin = server.client()
         blocker = server.client(socket_timeout=5)
-        store = redmodel.Store(server.client(retry=Retry(NoBackoff(), 0)))
+        store = redmodel.Store(server.client(retry=Retry(NoBackoff(), 0)),
+                               registry=False)  # the push is the first command it sends
         spin = threading.Thread(target=lambda: blocker.eval(
             "local t = tonumber(redis.call('TIME')[1]) + 2 "
             "while tonumber(redis.call('TIME')[1]) < t do end", 0))

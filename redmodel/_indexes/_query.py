@@ -44,6 +44,7 @@ from redmodel._plan import (
     Plan,
     S,
     SyncRunner,
+    in_transaction,
     iterate_async,
     iterate_sync,
     script,
@@ -869,7 +870,7 @@ class Query(Generic[M, S]):
 
     # ---- plans --------------------------------------------------------------------------
 
-    def count_plan(self, cap: int = -1) -> Plan[int]:
+    def _count_plan(self, cap: int = -1) -> Plan[int]:
         """How many objects match (stopping once ``cap`` are found, when given)."""
         buckets = [_Bucket(tag) for tag in self.spec.tags()]
         program = self._count_program
@@ -901,24 +902,24 @@ class Query(Generic[M, S]):
                 break
         return total
 
-    def exists_plan(self) -> Plan[bool]:
+    def _exists_plan(self) -> Plan[bool]:
         if self._limit == 0:
             return False
         if self._after is not None:  # a position to start from: the first page of one
             hits, _ = yield from self._hits_plan(self._start(), self._offset + 1)
             return len(hits) > self._offset
-        return (yield from self.count_plan(cap=self._offset + 1)) > self._offset
+        return (yield from self._count_plan(cap=self._offset + 1)) > self._offset
 
-    def size_plan(self) -> Plan[int]:
+    def _size_plan(self) -> Plan[int]:
         """How many results :meth:`ids` gives: the matches after the cursor, less the
         offset, at most the limit."""
         if self._limit == 0:
             return 0
         if self._after is None:
-            total = yield from self.count_plan()
+            total = yield from self._count_plan()
             total = max(0, total - self._offset)
         else:  # counted from the cursor's position: its ids, in steps
-            total = len((yield from self.ids_plan()))
+            total = len((yield from self._ids_plan()))
         return total if self._limit is None else min(total, self._limit)
 
     def _reads(self, hits: list[_Hit]) -> Batch:
@@ -1196,18 +1197,18 @@ class Query(Generic[M, S]):
         except StopIteration:
             return out
 
-    def all_plan(self) -> Plan[list[M]]:
+    def _all_plan(self) -> Plan[list[M]]:
         return self._gather(True)
 
-    def ids_plan(self) -> Plan[list[Any]]:
+    def _ids_plan(self) -> Plan[list[Any]]:
         return self._gather(False)
 
-    def first_plan(self) -> Plan[M | None]:
+    def _first_plan(self) -> Plan[M | None]:
         found = yield from self.limit(min(1, 1 if self._limit is None else self._limit)
-                                      ).all_plan()
+                                      )._all_plan()
         return found[0] if found else None
 
-    def page_plan(self, size: int) -> Plan[Page[M]]:
+    def _page_plan(self, size: int) -> Plan[Page[M]]:
         steps = self._pages_plan(size, ahead=False)
         try:
             step = next(steps)
@@ -1217,6 +1218,42 @@ class Query(Generic[M, S]):
             return Page([], None)
         page: Page[M] = step.items[0]
         return page
+
+    # ---- the public plans: each checks the model registry first, as the methods do -------
+
+    def _plan_guard(self, plan: G) -> G:
+        """``plan``, checked as :meth:`_guard` does, except inside a transaction
+        (``tx.query(query.ids_plan())``), where the check's writes (a first registration)
+        cannot run: there the plan runs unchecked, as it always did."""
+        return plan if in_transaction() else self._guard(plan)
+
+    def count_plan(self, cap: int = -1) -> Plan[int]:
+        """How many objects match (stopping once ``cap`` are found, when given)."""
+        return self._plan_guard(self._count_plan(cap))
+
+    def exists_plan(self) -> Plan[bool]:
+        """The plan of :meth:`exists`."""
+        return self._plan_guard(self._exists_plan())
+
+    def size_plan(self) -> Plan[int]:
+        """The plan of :meth:`count`."""
+        return self._plan_guard(self._size_plan())
+
+    def all_plan(self) -> Plan[list[M]]:
+        """The plan of :meth:`all`."""
+        return self._plan_guard(self._all_plan())
+
+    def ids_plan(self) -> Plan[list[Any]]:
+        """The plan of :meth:`ids`."""
+        return self._plan_guard(self._ids_plan())
+
+    def first_plan(self) -> Plan[M | None]:
+        """The plan of :meth:`first`."""
+        return self._plan_guard(self._first_plan())
+
+    def page_plan(self, size: int) -> Plan[Page[M]]:
+        """The plan of :meth:`page`."""
+        return self._plan_guard(self._page_plan(size))
 
     # ---- running (the store decides sync or async) ----------------------------------
 
@@ -1230,7 +1267,7 @@ class Query(Generic[M, S]):
 
         Redis: EVALSHA query.lua per bucket (repeated a page at a time), then HGETALL of
         each page's hits, pipelined (indexes need the hash layout)."""
-        return self.store.run(self._guard(self.all_plan()))
+        return self.store.run(self._guard(self._all_plan()))
 
     @overload
     def ids(self: Query[M, SyncRunner]) -> list[Any]: ...
@@ -1240,7 +1277,7 @@ class Query(Generic[M, S]):
         """Every result's id (script steps only, no object is read).
 
         Redis: EVALSHA query.lua per bucket, a page at a time."""
-        return self.store.run(self._guard(self.ids_plan()))
+        return self.store.run(self._guard(self._ids_plan()))
 
     @overload
     def count(self: Query[M, SyncRunner]) -> int: ...
@@ -1253,7 +1290,7 @@ class Query(Generic[M, S]):
         are counted (in steps).
 
         Redis: EVALSHA query.lua per bucket."""
-        return self.store.run(self._guard(self.size_plan()))
+        return self.store.run(self._guard(self._size_plan()))
 
     @overload
     def exists(self: Query[M, SyncRunner]) -> bool: ...
@@ -1264,7 +1301,7 @@ class Query(Generic[M, S]):
         gives none).
 
         Redis: EVALSHA query.lua per bucket."""
-        return self.store.run(self._guard(self.exists_plan()))
+        return self.store.run(self._guard(self._exists_plan()))
 
     @overload
     def first(self: Query[M, SyncRunner]) -> M | None: ...
@@ -1274,7 +1311,7 @@ class Query(Generic[M, S]):
         """The first result (in this query's order), or None.
 
         Redis: EVALSHA query.lua per bucket, then HGETALL of the first hit."""
-        return self.store.run(self._guard(self.first_plan()))
+        return self.store.run(self._guard(self._first_plan()))
 
     @overload
     def page(self: Query[M, SyncRunner], size: int) -> Page[M]: ...
@@ -1285,7 +1322,7 @@ class Query(Generic[M, S]):
 
         Redis: EVALSHA query.lua per bucket, then HGETALL of the page's hits, pipelined."""
         _check_size(size)
-        return self.store.run(self._guard(self.page_plan(size)))
+        return self.store.run(self._guard(self._page_plan(size)))
 
     def _is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.store.run)

@@ -8,7 +8,10 @@ patterns an ACL grants the app cover it, and one key is one slot on a cluster):
 - ``owner``: the module-qualified class name of the model that owns the prefix;
 - ``index:<field>`` / ``index:%all`` / ``unique:<name>``: each index's state, ``ready``,
   ``building`` (added while objects were stored without it: ``store.reindex`` builds it)
-  or ``stale`` (no longer declared, its entries still stored: ``store.drop_index``).
+  or ``stale`` (no longer declared, its entries still stored: ``store.drop_index``);
+- ``was:<digest>``: one per schema the record held before and replaced, so that a version
+  of the model that is still running during a rolling deploy is known as *older*: it is
+  accepted without rewriting the record (see :func:`register_plan`).
 
 A store registers a model on its first use of it (one HGETALL when nothing changed; a
 compare-and-set script when something did) and remembers it in memory: later operations
@@ -18,6 +21,7 @@ misread stored objects, is refused with :class:`SchemaConflictError`, nothing wr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Callable, Generator, Iterable, Sequence
@@ -37,6 +41,7 @@ __all__ = ["Registry", "describe", "owner_of", "registry_key"]
 SUFFIX = ":%schema"
 READY, BUILDING, STALE = "ready", "building", "stale"
 ALL = "index:%all"
+WAS = "was:"
 REGISTER = script("registry")
 STATES = script("registry_state")
 DROP_LINES = script("index_droplines")
@@ -70,7 +75,8 @@ def owner_of(cls: type) -> str:
     return f"{module_name(cls.__module__)}.{cls.__qualname__}"
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
+    """A type as the registry records it: ``int``, ``app.models.Hat``, ``list[str]``."""
     if isinstance(tp, type):
         return (tp.__name__ if tp.__module__ == "builtins"
                 else f"{module_name(tp.__module__)}.{tp.__qualname__}")
@@ -78,7 +84,7 @@ def _type_name(tp: Any) -> str:
 
 
 def _field(f: FieldSpec) -> dict[str, Any]:
-    out: dict[str, Any] = {"stored": f.stored, "type": _type_name(f.type), "kind": f.kind,
+    out: dict[str, Any] = {"stored": f.stored, "type": type_name(f.type), "kind": f.kind,
                            "default": f.has_default, "optional": f.optional}
     if f.codec is not None:
         out["codec"] = f.codec.name
@@ -115,7 +121,7 @@ def describe(spec: ModelSpec) -> dict[str, Any]:
         "hash_tag": "function" if callable(spec.hash_tag) else bool(spec.hash_tag),
         "codec": None if spec.codec is None else spec.codec.name,
         "ttl": spec.ttl,
-        "key": {"name": spec.key.name, "type": _type_name(spec.key.type)},
+        "key": {"name": spec.key.name, "type": type_name(spec.key.type)},
         "fields": {f.name: _field(f) for f in spec.fields},
         "indexes": index_kinds(spec),
     }
@@ -123,6 +129,11 @@ def describe(spec: ModelSpec) -> dict[str, Any]:
 
 def schema_text(schema: dict[str, Any]) -> str:
     return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
+def was_field(text: str) -> str:
+    """The registry field that says the schema ``text`` was recorded once and replaced."""
+    return WAS + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def _str(raw: Any) -> str:
@@ -139,6 +150,7 @@ class Record:
     schema: dict[str, Any]
     states: dict[str, str]  # index state field -> ready | building | stale
     moving: str = ""  # a bucket move under way (store.migrate_buckets): "from -> to"
+    older: frozenset[str] = frozenset()  # the was:<digest> fields: schemas replaced
 
     def pending(self) -> frozenset[str]:
         """The index state fields that are not ready."""
@@ -157,21 +169,34 @@ def parse(key: str, raw: Any) -> Record | None:
     except ValueError:
         schema = {}
     states = {k: v for k, v in items.items() if k.startswith(("index:", "unique:"))}
+    older = frozenset(k for k in items if k.startswith(WAS))
     return Record(key, items.get("owner", ""), text, schema, states,
-                  items.get("moving", ""))
+                  moving=items.get("moving", ""), older=older)
 
 
 # ---- what changes are refused ---------------------------------------------------------------
 
-def _fields_problems(old: dict[str, Any], new: dict[str, Any], where: str) -> list[str]:
+def _fields_problems(old: dict[str, Any], new: dict[str, Any], where: str,
+                     older: bool = False) -> list[str]:
     problems = []
     by_stored = {f.get("stored"): (n, f) for n, f in old.items()}
+    renamed = {earlier: n for n, f in old.items() for earlier in f.get("old", ())}
     for name, f in new.items():
         found = by_stored.get(f["stored"])
+        if found is None and older and f["stored"] in renamed:
+            problems.append(
+                f"field {where}{name} is stored as {old[renamed[f['stored']]]['stored']!r}"
+                f" by the newest version (it renamed {f['stored']!r}): this older "
+                "version would read its default for the objects the newest saved; "
+                "finish the deploy (older processes cannot read renamed fields) or "
+                "make this version the newest with store.adopt")
+            continue
         for earlier in f.get("old", ()):  # a rename (old_names=): read from the old name
             found = found or by_stored.get(earlier)
         if found is None:
-            if not f.get("default") and not f.get("optional"):
+            # an older version lacking a default for a field the newest removed reads the
+            # newest's objects as a DecodeError naming the field: loud, never a misread
+            if not older and not f.get("default") and not f.get("optional"):
                 problems.append(
                     f"new field {where}{name} has no default: the objects stored without it "
                     "would not load; give it a default (or a factory), make it optional, or "
@@ -186,13 +211,16 @@ def _fields_problems(old: dict[str, Any], new: dict[str, Any], where: str) -> li
                 + ": the stored values would be misread; migrate them or use a new field")
         elif f.get("fields") or before.get("fields"):
             problems += _fields_problems(before.get("fields", {}), f.get("fields", {}),
-                                         f"{where}{name}.")
+                                         f"{where}{name}.", older)
     return problems
 
 
-def problems_of(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def problems_of(old: dict[str, Any], new: dict[str, Any], older: bool = False) -> list[str]:
     """Every difference between a recorded schema and a model's that would misread the
-    stored objects (an empty list when the model may update the record)."""
+    stored objects (an empty list when the model may update the record). ``older``: the
+    model is an older version still running: a field of it that the newest version removed
+    needs no default (the older version reads such objects with a DecodeError naming the
+    field: loud, never a misread)."""
     out = []
     if old.get("layout") != new["layout"]:
         out.append(f"layout changed from {old.get('layout')} to {new['layout']}: the stored "
@@ -213,7 +241,7 @@ def problems_of(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if old.get("codec") != new["codec"]:
         out.append(f"model codec changed from {old.get('codec')} to {new['codec']}: the "
                    "stored values would be misread; migrate them")
-    out += _fields_problems(old.get("fields", {}), new["fields"], "")
+    out += _fields_problems(old.get("fields", {}), new["fields"], "", older)
     return out
 
 
@@ -252,6 +280,9 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
     stored: bool | None = None
     for _ in range(ATTEMPTS):
         record = yield from read_plan(key)
+        if (record is not None and not adopt and record.text != text
+                and was_field(text) in record.older):
+            return (yield from older_plan(spec, record, schema, owner))
         if record is not None:
             check(spec, record, schema, "" if adopt else owner)
         old_kinds = {} if record is None else record.schema.get("indexes", {})
@@ -268,6 +299,8 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
             pairs += [n, BUILDING if stored else READY]
         for n in gone:
             pairs += [n, "" if n == ALL or states[n] == BUILDING else STALE]
+        if record is not None and record.text and record.text != text:
+            pairs += [was_field(record.text), "1"]  # its processes may still run: older
         reply = yield Batch([REGISTER.call([key], ["" if record is None else record.text,
                                                    text, owner, *pairs])],
                             write=True, idempotent=True, keys=[key])
@@ -275,14 +308,48 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
             after = dict(states)
             after.update(dict(zip(pairs[::2], pairs[1::2], strict=True)))
             return Record(key, owner, text, schema,
-                          {k: v for k, v in after.items() if v})
+                          {k: v for k, v in after.items() if v and not k.startswith(WAS)})
     raise SchemaConflictError(
         f"{spec.name}: the registry {key} kept changing while this store registered the "
         "model (other processes registering other versions of it?); try again",
         prefix=spec.prefix, key=key, owner="", model=owner)
 
 
-def check(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str) -> None:
+def older_plan(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str
+               ) -> Plan[Record]:
+    """Accept an older version of the model (one whose schema the record held before and
+    replaced: its processes still run during a rolling deploy) without rewriting the
+    record, or refuse it if the newest version would misread what it writes.
+
+    Its saves leave out the entries of every index it does not declare as the newest
+    version does: each such index that is ``ready`` becomes ``building`` again (in one
+    script that changes only states still ``ready``), so no query of the newest version
+    answers without the objects it saves; a reindex once its processes stopped makes them
+    ready. An index it declares that the newest version does not (or declares as another
+    kind) is ``stale`` for it: the newest version's saves leave it out, so this process's
+    queries of it raise IndexNotReadyError. Answers the record as this process sees it."""
+    check(spec, record, schema, owner, older=True)
+    newest = record.schema.get("indexes", {})
+    mine = schema["indexes"]
+    args: list[str] = []
+    for name, kind in newest.items():
+        if mine.get(name) != kind and record.states.get(name) == READY:
+            args += [name, READY, BUILDING]
+    for name in mine:
+        if name not in newest and name not in record.states:  # it adds entries again
+            args += [name, "", STALE]
+    if args:
+        yield Batch([STATES.call([record.key], args)], write=True, idempotent=True,
+                    keys=[record.key])
+    after = dict(record.states)
+    after.update({n: BUILDING for n in args[::3] if n in newest})
+    view = {name: (after.get(name, READY) if newest.get(name) == kind else STALE)
+            for name, kind in mine.items()}
+    return attrs.evolve(record, states=view)
+
+
+def check(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str,
+          older: bool = False) -> None:
     """Raise SchemaConflictError if the record refuses this model."""
     if record.moving:
         raise SchemaConflictError(
@@ -299,10 +366,12 @@ def check(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str) -
             f"{record.key}); {owner} cannot store objects there too: give one of them "
             "another prefix (@redmodel.model(prefix=...))",
             prefix=spec.prefix, key=record.key, owner=record.owner, model=owner)
-    problems = problems_of(record.schema, schema) if record.schema else []
+    problems = problems_of(record.schema, schema, older) if record.schema else []
     if problems:
         raise SchemaConflictError(
-            f"{owner or owner_of(spec.cls)} does not match the objects stored under "
+            f"{owner or owner_of(spec.cls)}"
+            f"{' (an older version, still running?)' if older else ''} does not match "
+            f"the objects stored under "
             f"prefix {spec.prefix!r} (registry {record.key}): " + "; ".join(problems),
             prefix=spec.prefix, key=record.key, owner=record.owner,
             model=owner or owner_of(spec.cls), problems=tuple(problems))
@@ -318,7 +387,17 @@ def _before_sending(first: Plan[Any], plan: G) -> Generator[Any, Any, Any]:
         return stop.value
     yield from first
     while True:
-        got = yield step
+        try:
+            got = yield step
+        except GeneratorExit:
+            plan.close()
+            raise
+        except BaseException as e:  # a batch's failure goes to the plan that sent it
+            try:
+                step = plan.throw(e)
+            except StopIteration as stop:
+                return stop.value
+            continue
         try:
             step = plan.send(got)
         except StopIteration as stop:
@@ -343,6 +422,7 @@ class Registry:
         self.enabled = enabled
         self.checked: set[type] | _Everything = set() if enabled else _Everything()
         self.pending: dict[type, frozenset[str]] = {}
+        self.containers: set[Any] = set()  # container keys checked (_container_registry)
         self._targets = targets
 
     def _learn(self, cls: type, record: Record | None) -> None:
@@ -386,12 +466,10 @@ class Registry:
 
     def _needing(self, spec: ModelSpec, needs: frozenset[str], plan: G
                  ) -> Generator[Any, Any, Any]:
-        if spec.cls not in self.checked:
-            record: Record | None = yield from self.register(spec)
-        else:  # another process may have built it since: look again
-            record = yield from read_plan(registry_key(spec.prefix))
-            self._learn(spec.cls, record)
-        states = {} if record is None else record.states
+        # the first use, or another process may have built it since: look again (as a
+        # first use does, so an older version sees the record as an older version)
+        record = yield from self.register(spec)
+        states = record.states
         for name in sorted(needs, key=lambda n: (n == ALL, n)):
             state = states.get(name, READY)
             if state != READY:
@@ -417,14 +495,18 @@ class Registry:
         if not self.enabled:
             return 0
         key = registry_key(spec.prefix)
+        record = yield from read_plan(key)
+        recorded = {} if record is None else record.schema.get("indexes", {})
         args: list[str] = []
-        for name in index_kinds(spec):
-            args += [name, BUILDING, READY]
+        for name, kind in index_kinds(spec).items():
+            if record is None or not record.schema or recorded.get(name) == kind:
+                # an older version's reindex builds what it declares: never the newest's
+                args += [name, BUILDING, READY]
         if not args:
             return 0
         replies = yield Batch([STATES.call([key], args)], write=True, idempotent=True,
                               keys=[key])
-        self.pending[spec.cls] = frozenset()
+        self.pending[spec.cls] = self.pending.get(spec.cls, frozenset()) - set(args[::3])
         return int(replies[0])
 
 

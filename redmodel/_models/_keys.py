@@ -8,7 +8,9 @@ import threading
 import time
 from urllib.parse import unquote
 
-__all__ = ["escape", "glob_escape", "new_id", "snake_case", "unescape"]
+from redis.crc import key_slot
+
+__all__ = ["escape", "glob_escape", "new_id", "slot_prefix", "snake_case", "unescape"]
 
 # Glob metacharacters, cluster hash-tag braces, newline and \x1e \x1f (separators in the flat
 # manifest and in index records) and
@@ -110,3 +112,40 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 def snake_case(name: str) -> str:
     """``"PyHat" -> "py_hat"``, ``"HTTPRequest" -> "http_request"``."""
     return _CAMEL.sub("_", name).lower()
+
+
+# ---- keys that share another key's cluster hash slot -----------------------------------
+
+_slot_tags: dict[int, str] = {}
+
+
+def _tag_for_slot(slot: int) -> str:
+    """The shortest decimal number whose hash slot is ``slot`` (found once, then cached)."""
+    found = _slot_tags.get(slot)
+    n = 0
+    while found is None:
+        if key_slot(str(n).encode()) == slot:
+            found = _slot_tags[slot] = str(n)
+        n += 1
+    return found
+
+
+def slot_prefix(key: str) -> str:
+    """A prefix for keys that must share ``key``'s cluster hash slot, starting with ``key``
+    where it can, so that ACL key patterns and SCAN patterns for the queue's keys (such as
+    ``~jobs*``) cover them too.
+
+    ``jobs`` -> ``jobs:{jobs}`` (a hash tag of the whole key); a key with a hash tag of its
+    own (``jobs:{7}``) -> itself, since appending to it keeps its tag. A key whose braces
+    make no tag (``a}b``, ``a{}b``: Redis hashes the whole key) -> a tag of a short number
+    in the same slot, then the key: ``{1234}a}b``. (Container keys escape their braces, so
+    only the first two forms occur for them.)
+    """
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key
+    if key and "{" not in key and "}" not in key:
+        return f"{key}:{{{key}}}"
+    return "{" + _tag_for_slot(key_slot(key.encode())) + "}" + key

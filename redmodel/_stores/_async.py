@@ -107,7 +107,7 @@ class AsyncStore(ShellConfig):
         return await self._link.execute(batch)
 
     async def run(self, plan: Plan[R]) -> R:
-        """Run a plan.
+        """Run a plan (the model registry: as :meth:`Store.run` says).
 
         Redis: as Store.run"""
         return await run_async(plan, self._execute)

@@ -121,6 +121,15 @@ class Store(ShellConfig):
     def run(self, plan: Plan[R]) -> R:
         """Run a plan (used by the methods below, and by extensions).
 
+        The plans of redmodel's public ``*_plan`` methods (a query's ``count_plan``,
+        ``ids_plan``...; a container's) check the model registry themselves, as the
+        methods do: the first one of a model registers it (or raises
+        SchemaConflictError), and a query plan raises IndexNotReadyError for an index
+        that is not ready. A plan a program builds from redmodel's private operations
+        (``redmodel._plans``) does not name its model, so it bypasses the registry: use the
+        store's methods, or run any of them once first (``store.count(Model)``); so does a
+        query plan run by a transaction's ``tx.query``.
+
         Redis: any command the plan's batches hold (each batch one round trip, pipelined).
         """
         return run_sync(plan, self._execute)

@@ -72,11 +72,15 @@ def _registry_state(store: Store, spec: ModelSpec) -> dict[str, Any]:
     owner = registry.owner_of(spec.cls)
     problems = [] if record.owner == owner else [
         f"the prefix belongs to {record.owner}: a store's first use of this model is refused"]
+    schema = registry.describe(spec)
+    text = registry.schema_text(schema)
+    # a schema the record held and replaced: an older version (a rolling deploy)
+    older = text != record.text and registry.was_field(text) in record.older
     if record.schema:
-        problems += registry.problems_of(record.schema, registry.describe(spec))
+        problems += registry.problems_of(record.schema, schema, older)
     return {"key": key, "registered": True, "owner": record.owner,
-            "this_model": record.owner == owner, "indexes": dict(sorted(record.states.items())),
-            "problems": problems}
+            "this_model": record.owner == owner, "older_version": older,
+            "indexes": dict(sorted(record.states.items())), "problems": problems}
 
 
 def _count_and_sample(env: Env, store: Store, cls: type, size: int, rng: random.Random
@@ -168,7 +172,9 @@ def _schema(store: Store, spec: ModelSpec, keys: list[str]) -> dict[str, Any]:
     report: dict[str, Any] = {"sampled": read, "ok": ok, "failed": read - ok,
                               "errors": list(kinds.values())}
     if spec.layout == "hash":
-        report["unknown_stored_fields"] = _unknown_fields(store, spec, keys)
+        unknown, renamed = _unknown_fields(store, spec, keys)
+        report["unknown_stored_fields"] = unknown
+        report["renamed_stored_fields"] = renamed
     return report
 
 
@@ -183,18 +189,42 @@ def _stored_names(fields: tuple[FieldSpec, ...], prefix: str, delimiter: str) ->
     return names
 
 
-def _unknown_fields(store: Store, spec: ModelSpec, keys: list[str]) -> dict[str, int]:
-    """Hash fields of sampled objects that the model does not declare (a field removed or
-    renamed since they were written), with how many sampled objects hold each."""
+def _old_names(fields: tuple[FieldSpec, ...], prefix: str, now: str, delimiter: str
+               ) -> dict[bytes, str]:
+    """Every stored name a field was renamed from (old_names=), nested leaves included
+    -> the stored name it is read as now."""
+    out: dict[bytes, str] = {}
+    for f in fields:
+        for stored in (f.stored, *f.old_stored):
+            was, is_now = prefix + stored, now + f.stored
+            if f.kind == "struct":
+                out |= _old_names(f.children, was + delimiter, is_now + delimiter, delimiter)
+            elif was != is_now:
+                out[was.encode("utf-8")] = is_now
+    return out
+
+
+def _unknown_fields(store: Store, spec: ModelSpec, keys: list[str]
+                    ) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """Hash fields of sampled objects that the model does not declare (a field removed
+    since they were written), with how many sampled objects hold each; and those stored
+    under a name a field was renamed from (old_names=: read as that field, moved by the
+    object's next save), with the field's stored name and the count."""
     known = _stored_names(spec.fields, "", spec.delimiter) | {MARKER}
+    old = _old_names(spec.fields, "", "", spec.delimiter)
     found: dict[str, int] = {}
+    renamed: dict[str, dict[str, Any]] = {}
     for names in _pipelined(store, [("HKEYS", k) for k in keys]):
         if not isinstance(names, list):
             continue
         for name in set(names) - known:
             text = name.decode("utf-8", "backslashreplace")
-            found[text] = found.get(text, 0) + 1
-    return found
+            if name in old:
+                entry = renamed.setdefault(text, {"field": old[name], "count": 0})
+                entry["count"] += 1
+            else:
+                found[text] = found.get(text, 0) + 1
+    return found, renamed
 
 
 def _size(n: float) -> str:
@@ -252,7 +282,9 @@ def _print(out: Console, reports: list[dict[str, Any]]) -> None:
         if not g["registered"]:
             line(f"  registry {g['key']}: not registered yet (a store's first use records it)")
         else:
-            owner = g["owner"] + (" (this model)" if g["this_model"] else "")
+            owner = g["owner"] + (" (this model)" if g["this_model"] else "") + (
+                ", an older version of it: the record keeps the newest schema"
+                if g.get("older_version") else "")
             states = ", ".join(f"{n.split(':', 1)[1]} {v}" if n.startswith("index:")
                                else f"{n} {v}" for n, v in g["indexes"].items())
             line(f"  registry {g['key']}: owner {owner}; indexes: {states or '-'}")
@@ -262,3 +294,8 @@ def _print(out: Console, reports: list[dict[str, Any]]) -> None:
         if unknown:
             listed = ", ".join(f"{k!r} ({v})" for k, v in sorted(unknown.items()))
             line(f"  stored fields the model does not declare: {listed}")
+        renamed = s.get("renamed_stored_fields")
+        if renamed:
+            listed = ", ".join(f"{k!r} -> {v['field']!r} ({v['count']})"
+                               for k, v in sorted(renamed.items()))
+            line(f"  stored under old names (renamed, pending rewrite): {listed}")

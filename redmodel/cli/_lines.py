@@ -35,6 +35,8 @@ from redmodel._models._types import BadValueError
 from redmodel.cli._common import model_label
 from redmodel.cli._describe import encrypted_paths
 from redmodel.codecs import JsonSerializer
+from redmodel.codecs._chains import stored_primitive
+from redmodel.codecs._strict import upgrade_value
 
 __all__ = ["BadLineError", "FORMAT_VERSION", "ModelLines", "Models", "SealedItem", "TypedItem"]
 
@@ -217,14 +219,19 @@ class ModelLines:
               key: str) -> None:
         delim = self.spec.delimiter.encode()
         for f in fields:
-            name = prefix + f.stored.encode()
+            # read as the model does: under an old name (old_names=) when the current one
+            # holds nothing, so an export taken mid-migration is complete
+            names = [prefix + n.encode() for n in (f.stored, *f.old_stored)]
             where = path + f.name
             if f.kind == "struct":
+                subs = [n + delim for n in names]
+                sub_prefix = next((p for p in subs if any(k.startswith(p) for k in stored)),
+                                  subs[0])
                 sub: dict[str, Any] = {}
-                self._read(f.children, stored, name + delim, where + ".", sub, enc, key)
+                self._read(f.children, stored, sub_prefix, where + ".", sub, enc, key)
                 out[f.name] = sub
                 continue
-            raw = stored.get(name)
+            raw = next((stored[n] for n in names if n in stored), None)
             if raw is None:
                 if f.optional:
                     out[f.name] = None
@@ -234,15 +241,24 @@ class ModelLines:
             elif where in self.encrypted:
                 enc[where] = _b64(raw)
             else:
-                assert f.decode is not None
-                try:
-                    value = f.decode(raw)
-                except BadValueError as e:
-                    raise DecodeError(f"stored value is {e}", model=self.spec.name,
-                                      key=key, field=where) from None
-                except DecodeError as e:
-                    raise e.with_context(model=self.spec.name, key=key, field=where) from None
-                out[f.name] = _CONVERTER.unstructure(value, f.type)
+                out[f.name] = _CONVERTER.unstructure(self._value(f, raw, key, where), f.type)
+
+    def _value(self, f: FieldSpec, raw: bytes, key: str, where: str) -> Any:
+        """A stored plain value as the model reads it: strictly, else through upgrade=."""
+        assert f.decode is not None
+        context = {"model": self.spec.name, "key": key, "field": where}
+        try:
+            return f.decode(raw)
+        except BadValueError as e:
+            if f.upgrade is None:
+                raise DecodeError(f"stored value is {e}", **context) from None
+        except DecodeError as e:
+            if f.upgrade is None:
+                raise e.with_context(**context) from None
+        try:
+            return upgrade_value(f.upgrade, stored_primitive(raw), f.check)
+        except DecodeError as e:
+            raise e.with_context(**context) from None
 
     # ---- import -----------------------------------------------------------------------
 

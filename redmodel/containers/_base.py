@@ -29,6 +29,7 @@ from cattrs.fns import identity
 from typing_extensions import TypeVar as DefaultTypeVar
 
 from redmodel._args import MAX_TTL_SECONDS, integer, seconds
+from redmodel._container_registry import forget, record_key
 from redmodel._errors import (
     DecodeError,
     ModelDefinitionError,
@@ -343,14 +344,18 @@ class InTransaction(Generic[C]):
                 "(inside MULTI a blocking pop does not wait); call it outside the "
                 "transaction, or use a non-blocking pop here"
             )
-        make_plan = getattr(container, f"{name}_plan", None)
+        make_plan = getattr(type(container), f"{name}_plan", None)
+        make_plan = getattr(make_plan, "__wrapped__", make_plan)  # checked at commit
+        pending = getattr(self.tx, "_containers", None)
         if make_plan is None or name.startswith("_"):
             raise AttributeError(f"{type(container).__name__} has no operation {name!r}")
         write = name in container._WRITES
         what = f"{type(container).__name__}.{name} {container.key!r}"
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            plan = make_plan(*args, **kwargs)
+            plan = make_plan(container, *args, **kwargs)
+            if pending is not None and container not in pending:
+                pending.append(container)
             return self.tx.queue(plan, what) if write else self.tx.query(plan, what)
 
         return call
@@ -466,7 +471,10 @@ class Container(Generic[T, S]):
     # ---- key-level operations ---------------------------------------------------------
 
     def clear_plan(self) -> Plan[bool]:
-        replies = yield Batch([("DEL", self.key)], write=True, keys=(self.key,))
+        record = record_key(self.key)  # in the key's slot: one DEL
+        replies = yield Batch([("DEL", self.key), ("DEL", record)], write=True,
+                              idempotent=False, keys=(self.key, record))
+        forget(self)
         return bool(replies[0])
 
     @overload
@@ -474,9 +482,10 @@ class Container(Generic[T, S]):
     @overload
     def clear(self: Container[T, AsyncStore]) -> Coroutine[Any, Any, bool]: ...
     def clear(self) -> Any:
-        """DEL the key; True if it existed.
+        """DEL the key, and its record in the container registry (so the key may hold
+        another kind of container next); True if the key existed.
 
-        Redis: DEL."""
+        Redis: DEL (the key and its record)."""
         return self._run(self.clear_plan())
 
     def exists_plan(self) -> Plan[bool]:
@@ -495,8 +504,9 @@ class Container(Generic[T, S]):
 
     def expire_plan(self, ttl: float | dt.timedelta) -> Plan[bool]:
         ms = _ttl_ms(ttl, self.key)
-        replies = yield Batch([("PEXPIRE", self.key, ms)], write=True, idempotent=True,
-                              keys=(self.key,))
+        record = record_key(self.key)  # the record expires with the key (same slot)
+        replies = yield Batch([("PEXPIRE", self.key, ms), ("PEXPIRE", record, ms)],
+                              write=True, idempotent=True, keys=(self.key, record))
         return bool(replies[0])
 
     @overload

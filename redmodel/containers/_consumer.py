@@ -46,11 +46,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 import redis
-from redis.crc import key_slot
 
 from redmodel._args import MAX_VISIBILITY_SECONDS, integer, seconds
+from redmodel._container_registry import guarded
 from redmodel._errors import DecodeError, ValidationError
-from redmodel._models._keys import escape, new_id
+from redmodel._models._keys import escape, new_id, slot_prefix
 from redmodel._plan import Batch, Command, Plan, script
 from redmodel._transport._blocking import (
     block_arg,
@@ -70,7 +70,6 @@ __all__ = [
     "ConsumerKeys",
     "in_flight_plan",
     "recover_plan",
-    "slot_prefix",
 ]
 
 _T_co = TypeVar("_T_co", covariant=True)
@@ -109,41 +108,6 @@ _FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 1.0  # backoff after a connection error
 _OOM_POLL = 0.2  # seconds between takes while a full server refuses the BLMOVE wait
 
 # ---- keys -------------------------------------------------------------------------------
-
-_slot_tags: dict[int, str] = {}
-
-
-def _tag_for_slot(slot: int) -> str:
-    """The shortest decimal number whose hash slot is ``slot`` (found once, then cached)."""
-    found = _slot_tags.get(slot)
-    n = 0
-    while found is None:
-        if key_slot(str(n).encode()) == slot:
-            found = _slot_tags[slot] = str(n)
-        n += 1
-    return found
-
-
-def slot_prefix(key: str) -> str:
-    """A prefix for keys that must share ``key``'s cluster hash slot, starting with ``key``
-    where it can, so that ACL key patterns and SCAN patterns for the queue's keys (such as
-    ``~jobs*``) cover them too.
-
-    ``jobs`` -> ``jobs:{jobs}`` (a hash tag of the whole key); a key with a hash tag of its
-    own (``jobs:{7}``) -> itself, since appending to it keeps its tag. A key whose braces
-    make no tag (``a}b``, ``a{}b``: Redis hashes the whole key) -> a tag of a short number
-    in the same slot, then the key: ``{1234}a}b``. (Container keys escape their braces, so
-    only the first two forms occur for them.)
-    """
-    start = key.find("{")
-    if start >= 0:
-        end = key.find("}", start + 1)
-        if end > start + 1:
-            return key
-    if key and "{" not in key and "}" not in key:
-        return f"{key}:{{{key}}}"
-    return "{" + _tag_for_slot(key_slot(key.encode())) + "}" + key
-
 
 @attrs.frozen
 class ConsumerKeys:
@@ -552,7 +516,9 @@ class _ConsumerBase(Generic[T]):
                      self.name, self.keys.queue, returned, stale)
 
     def _steps(self) -> Steps:
-        return self._reliable_steps() if self.reliable else self._at_most_once_steps()
+        # the queue's key is checked in the container registry before the first step
+        return guarded(self.queue, self._reliable_steps() if self.reliable
+                       else self._at_most_once_steps())
 
     def _leave_plan(self, acknowledge: bool) -> Plan[int]:
         ack = self._current.raw if acknowledge and self._current is not None else None

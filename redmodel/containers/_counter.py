@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
 
 from redmodel._args import MAX_TTL_SECONDS, integer
+from redmodel._container_registry import forget, guard_plans, record_key
 from redmodel._errors import (
     DecodeError,
     ValidationError,
@@ -42,6 +43,7 @@ T = TypeVar("T")
 _LATEST = 2.0**62  # seconds: a window's start stays an int Redis can store an expiry for
 
 
+@guard_plans
 class WindowCounter(Generic[S]):
     """Counts events per subject in fixed time windows (the tutorial's visits per address
     per minute): one string key per subject and window, ``prefix:subject:start`` (the
@@ -165,6 +167,24 @@ class WindowCounter(Generic[S]):
 
         Redis: DEL."""
         return self.store.run(self.reset_plan(subject))
+
+    def _forget_plan(self) -> Plan[bool]:
+        record = record_key(self.key)
+        replies = yield Batch([("DEL", record)], write=True, idempotent=True, keys=(record,))
+        forget(self)
+        return bool(replies[0])
+
+    @overload
+    def forget(self: WindowCounter[Store]) -> bool: ...
+    @overload
+    def forget(self: WindowCounter[AsyncStore]) -> Coroutine[Any, Any, bool]: ...
+    def forget(self) -> Any:
+        """DEL the counter's record in the container registry (a tear-down: its window keys
+        expire by themselves), so that its prefix may count with another window next; True
+        if there was one.
+
+        Redis: DEL of the record."""
+        return self.store.run(self._forget_plan())
 
 
 class WindowCounterInTx(Protocol):

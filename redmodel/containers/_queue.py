@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar, overload
 
 from redis.crc import key_slot
 
+from redmodel._container_registry import guard_plans, guarded
 from redmodel._errors import (
     CrossSlotError,
     TransactionError,
@@ -146,6 +147,8 @@ def pop_blocking(*queues: Queue[T, Any], timeout: float | None, right: bool = Fa
             f"pop_blocking's queues are in different cluster hash slots: "
             f"{[q.key for q in queues][:5]}; one BLPOP can wait on one slot only")
     plan = _pop_blocking_plan(queues, timeout, right)
+    for q in reversed(queues):
+        plan = guarded(q, plan)
     store: Any = first.store
     if is_async_client(client):  # an AsyncStore: the caller awaits this
 
@@ -179,6 +182,7 @@ def trim_is_idempotent(start: int, stop: int) -> bool:
     return start <= 0 and stop >= -1
 
 
+@guard_plans
 class Queue(Container[T, S]):
     """A Redis list of typed values, used as a FIFO queue: :meth:`push` appends at the tail
     (RPUSH), :meth:`pop` takes from the head (LPOP), :meth:`pop_blocking` waits (BLPOP).

@@ -10,6 +10,7 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, overload
 
 from redmodel._args import integer
+from redmodel._container_registry import guard_plans
 from redmodel._errors import (
     DecodeError,
     ValidationError,
@@ -57,6 +58,7 @@ T = TypeVar("T")
 # ---- Set --------------------------------------------------------------------------------
 
 
+@guard_plans
 class Set(Container[T, S]):
     """A Redis set of typed values. Equal values are the same member (members are encoded
     canonically), so ``Set(store, day, IPv4Address)`` counts each address once."""
@@ -285,6 +287,7 @@ def _bound(value: Bound, key: str) -> bytes:
     return _score(value, key)
 
 
+@guard_plans
 class SortedSet(Container[T, S]):
     """A Redis sorted set of typed members with float scores, ordered by score (then by
     the members' stored bytes)."""

@@ -1,10 +1,11 @@
 -- Index states of one prefix's registry (redmodel/_registry.py).
 -- KEYS[1]: the registry hash. ARGV: triples of a state field, the state it must have now
--- and the state it gets ('' deletes it). A field whose state is not the expected one is
--- left alone. Answers how many fields changed.
+-- and the state it gets ('' deletes it). A field whose state is not the expected one ('':
+-- absent) is left alone. Answers how many fields changed.
 local changed = 0
 for i = 1, #ARGV, 3 do
   local now = redis.call('HGET', KEYS[1], ARGV[i])
+  if not now then now = '' end
   if now == ARGV[i + 1] then
     if ARGV[i + 2] == '' then
       redis.call('HDEL', KEYS[1], ARGV[i])

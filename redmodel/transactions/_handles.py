@@ -14,12 +14,13 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
+from redmodel._container_registry import first_use
 from redmodel._errors import (
     OutcomeUnknownError,
     TransactionError,
 )
 from redmodel._models._specs import spec_of
-from redmodel._plan import AsyncRunner, Batch, Command, Plan, SyncRunner
+from redmodel._plan import ACTIVE_TRANSACTION, AsyncRunner, Batch, Command, Plan, SyncRunner
 from redmodel._plans import _objects as _ops
 from redmodel._plans._atomic import incr_fields as incr_fields_plan
 from redmodel._plans._objects import DEFAULT
@@ -91,9 +92,19 @@ class AsyncStore(AsyncRunner, Protocol):
 
 # ---- the sync shell -----------------------------------------------------------------------
 
-_ACTIVE: contextvars.ContextVar[Any] = contextvars.ContextVar(
-    "redmodel_transaction", default=None
-)
+_ACTIVE = ACTIVE_TRANSACTION
+
+
+def _one(batch: Batch) -> Plan[list[Any]]:
+    """A plan of one batch."""
+    return (yield batch)
+
+
+def _records_a_container(batch: Batch) -> bool:
+    """Whether ``batch`` is the container registry's first record of a key (its only write
+    a read plan makes: redmodel._container_registry.check_plan)."""
+    return batch.write and batch.early and bool(batch.keys) and all(
+        k.endswith(":%container") for k in batch.keys)
 
 
 def current_transaction() -> Transaction | AsyncTransaction | None:
@@ -116,6 +127,7 @@ class _TxBase:
         self._token: contextvars.Token[Any] | None = None
         self._joined: tuple[Any, int] | None = None
         self._models: set[type] = set()  # what the queued writes touch, for the registry
+        self._containers: list[Any] = []  # containers used through in_tx, likewise
 
     def _unregistered(self, models: Iterable[type]) -> list[Plan[Any]]:
         """The model registry's first-use plans of the models the store has not checked
@@ -123,8 +135,9 @@ class _TxBase:
         registry = getattr(self.store, "_registry", None)
         if registry is None:
             return []
+        containers = [p for c in self._containers if (p := first_use(c)) is not None]
         return [registry.register(spec_of(cls)) for cls in sorted(set(models), key=repr)
-                if cls not in registry.checked]
+                if cls not in registry.checked] + containers
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} watched={self._core.watched!r} "
@@ -469,6 +482,11 @@ class Transaction(_TxBase):
         try:
             batch = next(plan)
             while True:
+                if _records_a_container(batch):
+                    # the container registry's first record of a key a read plan checks:
+                    # sent at once on the store (the attempt whose WATCH it trips restarts)
+                    batch = plan.send(self.store.run(_one(batch)))
+                    continue
                 if batch.write:
                     plan.close()
                     raise TransactionError(f"{what} writes: use Transaction.queue for it")
@@ -629,6 +647,9 @@ class AsyncTransaction(_TxBase):
         try:
             batch = next(plan)
             while True:
+                if _records_a_container(batch):  # outside the transaction, as in query
+                    batch = plan.send(await self.store.run(_one(batch)))
+                    continue
                 if batch.write:
                     plan.close()
                     raise TransactionError(f"{what} writes: use queue() for it")

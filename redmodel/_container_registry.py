@@ -1,0 +1,169 @@
+"""The container registry: what each container key holds, so that two programs that read
+one key differently are refused instead of misreading each other.
+
+A container (Queue, Set, SortedSet, WindowCounter) records at a store's first use of its
+key a hash ``<key>:{<key>}:%container`` (:func:`redmodel._models._keys.slot_prefix`: in the
+key's cluster hash slot, and under the key's own name, so the ACL and SCAN patterns of the
+key cover it): ``kind`` (the class), ``type`` (the member type), ``codec`` (the member
+encoding: ``native`` or a codec chain's name) and, for a WindowCounter, ``window``. A
+later first use with another kind, type, encoding or window raises
+:class:`SchemaConflictError` naming both, before anything is written. A key with a
+``:`` in it is also checked against the model registry: a container inside a model's
+prefix (``("item", "x")`` while a model stores under ``item``) would be taken for one of
+its objects, and is refused.
+
+The cost: one round trip on a store's first use of a container key (HGETALL of the
+record, pipelined with one HGET per ``:``-separated prefix of the key), plus one EVALSHA
+the first time the key is ever used (it creates the record); remembered by the store,
+nothing after. ``clear()`` deletes the record with the key, and ``expire()`` gives it the
+key's expiry (it is in the key's slot). ``Store(..., registry=False)`` records and checks nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar, cast
+
+from redmodel._errors import SchemaConflictError
+from redmodel._indexes._registry import _before_sending, _str, registry_key, type_name
+from redmodel._models._keys import slot_prefix
+from redmodel._plan import Batch, Plan, script
+
+__all__ = ["first_use", "forget", "guard_plans", "guarded", "record_key"]
+
+SUFFIX = ":%container"
+CLAIM = script("container_registry")
+G = TypeVar("G", bound=Generator[Any, Any, Any])
+C = TypeVar("C", bound=type)
+
+
+def record_key(key: str) -> str:
+    """The record of a container key: ``jobs`` -> ``jobs:{jobs}:%container``."""
+    return slot_prefix(key) + SUFFIX
+
+
+def describe(container: Any) -> dict[str, str]:
+    """What the record holds for ``container``."""
+    kind = type(container).__name__
+    if hasattr(container, "window"):  # a WindowCounter: counts, no members
+        return {"kind": kind, "type": "int", "codec": "native",
+                "window": str(container.window)}
+    return {"kind": kind, "type": type_name(container.type),
+            "codec": container.encoding.name}
+
+
+def _said(record: dict[str, str]) -> str:
+    what = f"{record.get('kind', '?')} of {record.get('type', '?')}"
+    if record.get("codec") not in (None, "native"):
+        what += f" (codec {record['codec']})"
+    if "window" in record:
+        what = f"{record.get('kind', '?')} (window {record['window']} s)"
+    return what
+
+
+def check_plan(key: str, wanted: dict[str, str]) -> Plan[bool]:
+    """Check ``key``'s record against ``wanted`` and create it when there is none; raise
+    SchemaConflictError (nothing written) on a difference. Answers whether the key is
+    recorded now: a server out of memory (maxmemory) refuses to create a record, and the
+    container still works (pops free memory), unchecked until a later first use."""
+    record = record_key(key)
+    parts = key.split(":")
+    prefixes = [":".join(parts[:i]) for i in range(1, len(parts))]
+    schemas = [registry_key(p) for p in prefixes]
+    replies = yield Batch([("HGETALL", record), *(("HGET", k, "owner") for k in schemas)],
+                          keys=[record, *schemas])
+    # a model whose prefix holds this key would take the container for one of its objects
+    for prefix, owner in zip(prefixes, replies[1:], strict=True):
+        if owner is not None:
+            raise SchemaConflictError(
+                f"{_said(wanted)} {key!r} is inside the prefix {prefix!r} of the model "
+                f"{_str(owner)} (registry {registry_key(prefix)}): its objects are "
+                f"{prefix}:<id>, so the model would take the container for one of them "
+                "(scan, count, delete); give the container another key",
+                prefix=key, key=registry_key(prefix), owner=_str(owner), model=_said(wanted))
+    found = _fields(replies[0])
+    if not found:
+        args = [x for pair in sorted(wanted.items()) for x in pair]
+        # early: a transaction's plan (tx.queue(q.push_plan(x))) sends it before MULTI
+        claimed = yield Batch([CLAIM.call([record], args)], write=True, idempotent=True,
+                              keys=[record], errors=True, early=True)
+        if isinstance(claimed[0], Exception):
+            if "maxmemory" in str(claimed[0]) or "OOM" in str(claimed[0]):
+                return False
+            raise claimed[0]
+        found = _fields(claimed[0])  # another process recorded it meanwhile, or {}
+    if found and found != wanted:
+        problems = tuple(f"{name} {found.get(name)!r} recorded, {wanted.get(name)!r} here"
+                         for name in sorted(set(found) | set(wanted))
+                         if found.get(name) != wanted.get(name))
+        raise SchemaConflictError(
+            f"{key!r} holds a {_said(found)} (recorded by its first user in {record}); this "
+            f"{_said(wanted)} would misread it: " + "; ".join(problems) + ". Use another "
+            "key, or clear() the container (its key and record) if the old data may go",
+            prefix=key, key=record, owner=_said(found), model=_said(wanted),
+            problems=problems)
+    return True
+
+
+def _fields(raw: Any) -> dict[str, str]:
+    if not raw:
+        return {}
+    pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
+    return {_str(k): _str(v) for k, v in pairs}
+
+
+def first_use(container: Any) -> Plan[None] | None:
+    """The plan that checks and records the container's key for its store, or None when
+    the store checked it already (or has no registry)."""
+    registry = getattr(container.store, "_registry", None)
+    if registry is None or not registry.enabled:
+        return None
+    mark = container.__dict__.get("_registry_mark")
+    if mark is None:  # once per container object
+        wanted = describe(container)
+        mark = container._registry_mark = (container.key, tuple(sorted(wanted.items())))
+    seen = registry.containers
+    if mark in seen:
+        return None
+    wanted = dict(mark[1])
+
+    def first() -> Plan[None]:
+        if (yield from check_plan(container.key, wanted)):
+            seen.add(mark)
+
+    return first()
+
+
+def forget(container: Any) -> None:
+    """The store no longer knows the container's key as checked (its record was deleted)."""
+    registry = getattr(container.store, "_registry", None)
+    if registry is not None and registry.enabled:
+        for mark in [m for m in registry.containers if m[0] == container.key]:
+            registry.containers.discard(mark)
+
+
+def guarded(container: Any, plan: G) -> G:
+    """``plan``, after the container's store checked its key (once per store and key)."""
+    first = first_use(container)
+    return plan if first is None else cast("G", _before_sending(first, plan))
+
+
+def guard_plans(cls: C) -> C:
+    """Make every public ``*_plan`` method of ``cls`` check the container's key first (the
+    methods run those plans, so they do too). The unchecked method stays reachable as
+    ``__wrapped__`` (a transaction checks at commit, outside MULTI)."""
+    for name in dir(cls):
+        fn = getattr(cls, name)
+        if (name.endswith("_plan") and not name.startswith("_") and callable(fn)
+                and not hasattr(fn, "__wrapped__")):
+            setattr(cls, name, _guarding(fn))
+    return cls
+
+
+def _guarding(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def plan(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return guarded(self, fn(self, *args, **kwargs))
+
+    return plan
