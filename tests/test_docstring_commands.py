@@ -11,7 +11,8 @@ AsyncStore's and AsyncConsumer's paragraphs may say ``as Store.x``: the async me
 then checked against that line.
 
 Not counted: a new connection's handshake (HELLO, CLIENT SETINFO, AUTH, SELECT), the
-first use of a model by a store (the registry check, done here before recording), and the
+first use of a model or a container key by a store (the registry checks, done here before
+recording), and the
 commands a script runs itself (MONITOR's ``lua`` client).
 """
 
@@ -234,6 +235,22 @@ def _new_keys(e: Env) -> None:
     redmodel.configure_index_keys(keys=[INDEX_NEW, INDEX_OLD])
 
 
+def _moving(buckets: int | None) -> type:
+    """Two versions of one model (one owner: the same qualified name) that differ only in
+    their bucket count, for migrate_buckets."""
+
+    @redmodel.model(prefix="dcmoved", buckets=buckets)
+    @attrs.define
+    class Moved:
+        name: str
+        id: str = redmodel.key_field(generated=False)
+
+    return Moved
+
+
+MOVED_FROM, MOVED_TO = _moving(None), _moving(4)
+
+
 @dataclass
 class Env:
     s: Any  # Store or AsyncStore
@@ -313,6 +330,10 @@ def _from_env(e: Env) -> Any:
         os.environ.pop("DC_URL") if saved is None else os.environ.update(DC_URL=saved)
 
 
+def _unbucketed(e: Env) -> Any:
+    return _run(e, e.s.save(MOVED_FROM("a", id="m1")))
+
+
 def _nothing(e: Env) -> None:
     return None
 
@@ -343,6 +364,8 @@ STORE: dict[str, Case] = {
     "get_or_raise": _c(lambda e: e.s.get_or_raise(Plain, "p1")),
     "incr": _c(lambda e: e.s.incr(Plain, "p1", "n", 2)),
     "incr_fields": _c(lambda e: e.s.incr_fields(Plain, "p1", {"n": 1}, floor={"n": 0})),
+    "migrate_buckets": _c(lambda e: e.s.migrate_buckets(MOVED_TO, from_buckets=None,
+                                                         progress=False), _unbucketed),
     "persist": _c(lambda e: e.s.persist(Plain, "p1")),
     "pttl": _c(lambda e: e.s.pttl(Plain, "p1")),
     "reindex": _c(lambda e: e.s.reindex(Idx, progress=False)),
@@ -428,6 +451,7 @@ SORTED: dict[str, Case] = {
     "score": _c(lambda e: e.zs.score("a")),
 }
 WINDOW: dict[str, Case] = {
+    "forget": _c(lambda e: e.wc.forget(), lambda e: _run(e, e.wc.incr("ip"))),
     "get": _c(lambda e: e.wc.get("ip")),
     "in_tx": _c(lambda e: e.wc.in_tx(Transaction(e.s) if isinstance(e.s, Store)
                                      else AsyncTransaction(e.s))),
@@ -505,8 +529,8 @@ def _loaded(e: Env) -> Any:
 
 def _bad_member(key: str) -> Callable[[Env], None]:
     def plant(e: Env) -> None:
-        _run(e, e.s.run(Set(e.s, key, int).clear_plan()))
         client = redis.Redis.from_url(e.url)
+        client.delete(key)
         client.sadd(key, b"not an int") if key.endswith("set") else client.rpush(key, b"x")
         client.close()
     return plant
@@ -651,7 +675,12 @@ def _check_all(kind: str, cases: list[tuple[type | None, str, Case]], server: Re
             e = Env(store, url, loop)
             for model in (Plain, Idx, Secret, Buck, Flat, Blob):  # the registry check of a
                 _run(e, store.exists(model, "warm-up"))          # first use: not recorded
-            _run(e, store.run(e.q.length_plan()))
+            for plan in (e.q.length_plan(), e.set.cardinality_plan(), e.zs.cardinality_plan(),
+                         e.wc.get_plan("warm-up"), Queue(e.s, "dcq2", int).length_plan(),
+                         Queue(e.s, "dcbadq", int).length_plan(),
+                         Set(e.s, "dcbadset", int).cardinality_plan()):
+                # a container key's first use: the same
+                _run(e, store.run(plan))
             where = f"{getattr(cls, '__name__', 'redmodel')}.{name} #{number} ({kind})"
             try:
                 sent = record(server, e, case)

@@ -319,7 +319,9 @@ class AsyncStore(ShellConfig):
 
     async def migrate_buckets(self, model: type, *, from_buckets: int | None,
                               count: int = 500, progress: _rebucket.ProgressArg = None) -> int:
-        """See :meth:`Store.migrate_buckets`."""
+        """See :meth:`Store.migrate_buckets`.
+
+        Redis: as Store.migrate_buckets"""
         feed = _rebucket.Feed(model, progress)
         await self._link.ready()  # a cluster client's primaries are known once it is
         plan = _rebucket.migrate_plan(model, from_buckets, count, self._targets(),

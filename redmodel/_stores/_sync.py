@@ -504,7 +504,14 @@ class Store(ShellConfig):
         is called with ``(done, total)`` after each page (or True/None: a counter on
         stderr, as for :meth:`reindex`). Bad input (``from_buckets`` equal to the model's
         or not what the registry records, nothing stored) raises before any write. See
-        docs/migrations.md."""
+        docs/migrations.md.
+
+        Redis: TYPE and GET of the progress key, HGETALL of the registry's record, HSET of its
+        ``moving`` field; SCAN pages, EVALSHA rebucket.lua per page (a cluster: DUMP, PTTL
+        and RESTORE of each object first), SET of the progress after each; at the end (for
+        an indexed model after DEL of the old buckets' index keys and the commands of
+        :meth:`reindex`) MULTI, HSET/HDEL of the record (the new count, ``moving``
+        removed), EXEC, and DEL of the progress key."""
         feed = _rebucket.Feed(model, progress)
         plan = _rebucket.migrate_plan(model, from_buckets, count, self._targets(),
                                       self.cluster, self._registry.enabled)
