@@ -31,8 +31,8 @@ from redis.retry import Retry
 
 import redmodel
 from redmodel import DecodeError, TransactionError, ValidationError
-from redmodel.containers import Queue
 from redmodel._models._keys import slot_prefix
+from redmodel.containers import Queue
 from redmodel.containers._consumer import ConsumerKeys
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer
 

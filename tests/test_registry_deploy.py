@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import redmodel
 from redmodel import IndexNotReadyError, SchemaConflictError
+from redmodel.containers import Queue, Set, SortedSet, WindowCounter, pop_blocking
 from tests.budget import scaled
 from tests.test_registry import declare
 from tests.test_registry import registry as registry_of
@@ -263,31 +264,31 @@ def test_a_query_plan_run_by_the_store_checks_the_registry_first(store: Any) -> 
 # ---- the container registry -------------------------------------------------------------
 
 def test_a_container_key_read_as_another_member_type_is_refused(store: Any) -> None:
-    jobs = redmodel.containers.Queue(store, "jobs", int)
+    jobs = Queue(store, "jobs", int)
     jobs.push(1, 2)
     record = "jobs:{jobs}:%container"
     assert store.client.hgetall(record) == {b"kind": b"Queue", b"type": b"int",
                                             b"codec": b"native"}
-    for wrong in (lambda s: redmodel.containers.Queue(s, "jobs", str).pop(),
-                  lambda s: redmodel.containers.Set(s, "jobs", int).members(),
-                  lambda s: redmodel.containers.Queue(s, "jobs", int, codec="json").length(),
-                  lambda s: redmodel.containers.Queue(s, "jobs", str).pop_blocking(0.1),
-                  lambda s: redmodel.containers.pop_blocking(redmodel.containers.Queue(s, "jobs", str), timeout=0.1),
-                  lambda s: s.run(redmodel.containers.Queue(s, "jobs", str).push_plan("x")),
-                  lambda s: list(redmodel.containers.Queue(s, "jobs", str).consume(
+    for wrong in (lambda s: Queue(s, "jobs", str).pop(),
+                  lambda s: Set(s, "jobs", int).members(),
+                  lambda s: Queue(s, "jobs", int, codec="json").length(),
+                  lambda s: Queue(s, "jobs", str).pop_blocking(0.1),
+                  lambda s: pop_blocking(Queue(s, "jobs", str), timeout=0.1),
+                  lambda s: s.run(Queue(s, "jobs", str).push_plan("x")),
+                  lambda s: list(Queue(s, "jobs", str).consume(
                       name="w", idle_timeout=0.1, poll=0.05, signals=()))):
         with pytest.raises(SchemaConflictError, match=r"'jobs' holds a Queue of int") as e:
             wrong(fresh(store))
         assert e.value.key == record and e.value.owner == "Queue of int"
     assert store.client.lrange("jobs", 0, -1) == [b"1", b"2"]   # nothing popped or pushed
     assert jobs.clear()                                  # the key and its record
-    assert redmodel.containers.Queue(fresh(store), "jobs", str).push("x") == 1
+    assert Queue(fresh(store), "jobs", str).push("x") == 1
 
 
 def test_a_transaction_checks_its_containers_before_it_writes(store: Any) -> None:
-    redmodel.containers.Set(store, "seen", str).add("a")
+    Set(store, "seen", str).add("a")
     other = fresh(store)
-    seen, inbox = redmodel.containers.Set(other, "seen", int), redmodel.containers.Queue(other, "inbox", str)
+    seen, inbox = Set(other, "seen", int), Queue(other, "inbox", str)
 
     @redmodel.transaction(other)
     def queued(tx: Any) -> None:
@@ -306,12 +307,12 @@ def test_a_transaction_checks_its_containers_before_it_writes(store: Any) -> Non
 
 
 def test_a_window_counter_records_its_window(store: Any) -> None:
-    redmodel.containers.WindowCounter(store, "hits", window=60).incr("a")
+    WindowCounter(store, "hits", window=60).incr("a")
     with pytest.raises(SchemaConflictError, match=r"window '60' recorded, '3600' here"):
-        redmodel.containers.WindowCounter(fresh(store), "hits", window=3600).incr("a")
-    assert redmodel.containers.WindowCounter(fresh(store), "hits", window=60).get("a") == 1
-    assert redmodel.containers.WindowCounter(store, "hits", window=60).forget()
-    assert redmodel.containers.WindowCounter(fresh(store), "hits", window=3600).get("a") == 0
+        WindowCounter(fresh(store), "hits", window=3600).incr("a")
+    assert WindowCounter(fresh(store), "hits", window=60).get("a") == 1
+    assert WindowCounter(store, "hits", window=60).forget()
+    assert WindowCounter(fresh(store), "hits", window=3600).get("a") == 0
 
 
 def test_a_container_inside_a_models_prefix_is_refused(store: Any) -> None:
@@ -319,19 +320,19 @@ def test_a_container_inside_a_models_prefix_is_refused(store: Any) -> None:
     fresh(store).save(v1("hat", id="a"))
     with pytest.raises(SchemaConflictError, match=r"inside the prefix 'dep' of the model "
                                                   r"app\.models\.Item"):
-        redmodel.containers.Set(fresh(store), ("dep", "b"), str).add("x")
+        Set(fresh(store), ("dep", "b"), str).add("x")
     assert not store.client.exists("dep:b") and fresh(store).count(v1) == 1
-    assert redmodel.containers.Set(fresh(store), ("depot", "b"), str).add("x") == 1  # another prefix
+    assert Set(fresh(store), ("depot", "b"), str).add("x") == 1  # another prefix
 
 
 def test_without_the_registry_containers_record_nothing(store: Any) -> None:
     off = redmodel.Store(store.client, registry=False)
-    redmodel.containers.Queue(off, "jobs", int).push(1)
+    Queue(off, "jobs", int).push(1)
     assert store.client.keys("*") == [b"jobs"]
 
 
 def test_after_its_first_use_a_container_sends_only_its_commands(store: Any) -> None:
-    jobs = redmodel.containers.Queue(store, "jobs", int)
+    jobs = Queue(store, "jobs", int)
     jobs.push(1)
     calls = []
     execute = store._execute
@@ -357,9 +358,9 @@ def test_a_container_record_is_in_its_keys_cluster_slot(key: list[str]) -> None:
 def test_containers_are_checked_on_a_cluster(redis_cluster_client: Any) -> None:
     store = redmodel.Store(redis_cluster_client)
     for i in range(8):  # keys in several slots
-        redmodel.containers.SortedSet(store, ("board", i), str).add("a", 1.0)
+        SortedSet(store, ("board", i), str).add("a", 1.0)
     with pytest.raises(SchemaConflictError, match="SortedSet of str"):
-        redmodel.containers.SortedSet(redmodel.Store(redis_cluster_client), ("board", 3), int).cardinality()
+        SortedSet(redmodel.Store(redis_cluster_client), ("board", 3), int).cardinality()
 
 
 def test_plans_in_a_transaction_work_on_a_stores_first_use(store: Any) -> None:
@@ -370,7 +371,7 @@ def test_plans_in_a_transaction_work_on_a_stores_first_use(store: Any) -> None:
     fresh(store).save(v1("hat", 2, id="a"))
     store.client.delete("dep:%schema")
     other = fresh(store)
-    inbox, seen = redmodel.containers.Queue(other, "inbox", str), redmodel.containers.Set(other, "seen", str)
+    inbox, seen = Queue(other, "inbox", str), Set(other, "seen", str)
 
     @redmodel.transaction(other)
     def work(tx: Any) -> Any:
