@@ -48,7 +48,7 @@ def quick_run(redis_url: str, tmp_path_factory: pytest.TempPathFactory
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--url", redis_url,
          "--out", str(out_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout, out_dir
