@@ -217,3 +217,27 @@ def test_a_cluster_client_knowing_no_primaries_is_an_error_not_zero(
     with pytest.raises(redis.exceptions.ClusterDownError, match="knows no primaries"):
         list(store._targets())
     asyncio.run(store.aclose())
+
+
+@pytest.mark.parametrize("n", [0, 7])
+def test_an_index_added_by_a_fresh_client_is_built_not_taken_as_empty(
+        redis_cluster: RedisClusterServer, redis_cluster_client: Any, n: int) -> None:
+    """The model registry asks whether objects are stored (a SCAN of every primary) when a
+    deploy adds an index: with objects, the new index is building and a query on it is
+    refused until a reindex; never marked ready and answered from an empty index."""
+    redis_cluster_client.flushall(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+    redmodel.Store(redis_cluster_client).save_many(
+        [HatWithoutSize(color="red", size=1, id=h.id) for h in hats(n)])
+
+    async def main() -> None:
+        s = fresh(redis_cluster, True)
+        try:
+            if n:
+                with pytest.raises(redmodel.IndexNotReadyError):
+                    await s.find(Hat, size=1).count()
+                await s.reindex(Hat)
+            assert await s.find(Hat, size=1).count() == n
+        finally:
+            await s.aclose()
+
+    asyncio.run(main())
