@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import pytest
 import redis.cluster
+from cryptography.fernet import Fernet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -241,3 +242,37 @@ def test_an_index_added_by_a_fresh_client_is_built_not_taken_as_empty(
             await s.aclose()
 
     asyncio.run(main())
+
+
+@redmodel.model(prefix="act_secret", buckets=4)
+@attrs.define
+class Secret:
+    note: str = redmodel.field(codec="json|fernet")
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("n", [0, 8])
+def test_rotate_keys_through_a_fresh_client(redis_cluster: RedisClusterServer,
+                                            redis_cluster_client: Any, n: int) -> None:
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    redmodel.codecs.configure_fernet(keys=[old])
+    try:
+        redis_cluster_client.flushall(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+        redmodel.Store(redis_cluster_client).save_many(
+            [Secret(note=f"n{i}", id=f"s{i}") for i in range(n)])
+        redmodel.codecs.configure_fernet(keys=[new, old])
+
+        async def main() -> int:
+            s = fresh(redis_cluster, True)
+            try:
+                return await s.rotate_keys(Secret, count=3)
+            finally:
+                await s.aclose()
+
+        assert asyncio.run(main()) == n
+        redmodel.codecs.configure_fernet(keys=[new])           # the old key is gone
+        assert redmodel.Store(redis_cluster_client).count(Secret) == n
+        assert sorted(s.note for s in redmodel.Store(redis_cluster_client).scan(Secret)) \
+            == sorted(f"n{i}" for i in range(n))
+    finally:
+        redmodel.codecs.configure_fernet(keys=[Fernet.generate_key()])
