@@ -198,16 +198,18 @@ def test_from_url_and_a_closed_then_reused_client(redis_cluster: RedisClusterSer
     assert asyncio.run(main()) == [9, 9, 9]
 
 
-def test_sync_cluster_store_and_every_primary_walked_each_pass(
+def test_the_sync_cluster_store_fresh_and_closed_then_reused(
         redis_cluster: RedisClusterServer, redis_cluster_client: Any) -> None:
-    """The sync cluster client knows its primaries from its constructor; the targets a
-    plan walks are asked when it walks them, so a store's client swapped for another
-    (here: a new one) is seen by the next pass, not frozen at the store's creation."""
+    """redis-py's sync cluster client learns its primaries in its constructor; a store on a
+    new one, and on one closed and used again, walks all three."""
     seed(redis_cluster_client, 11)
-    store = redmodel.Store(redis_cluster.client())
-    targets = store._targets()
-    assert len(targets) == len(_primaries(redis_cluster_client)) == 3
+    store = redmodel.Store(redis_cluster.client(), registry=False)
+    assert len(store._targets()) == 3
     assert store.count(Hat) == 11
+    store.client.close()
+    assert store.count(Hat) == 11
+    assert len(list(store.scan_keys(Hat, count=2))) == 11
+    store.client.close()
 
 
 def test_a_cluster_client_knowing_no_primaries_is_an_error_not_zero(
