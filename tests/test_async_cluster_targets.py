@@ -278,3 +278,17 @@ def test_rotate_keys_through_a_fresh_client(redis_cluster: RedisClusterServer,
             == sorted(f"n{i}" for i in range(n))
     finally:
         redmodel.codecs.configure_fernet(keys=[Fernet.generate_key()])
+
+
+def test_from_env_cluster(redis_cluster: RedisClusterServer, redis_cluster_client: Any,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(redis_cluster_client, 5)
+    host, port = redis_cluster.addresses[0]
+    monkeypatch.setenv("ACT_URL", f"redis://{host}:{port}/0")
+    monkeypatch.setenv("ACT_CLUSTER", "1")
+
+    async def main() -> int:
+        async with redmodel.AsyncStore.from_env("ACT_") as s:
+            return await s.count(Hat)
+
+    assert asyncio.run(main()) == 5
