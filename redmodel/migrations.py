@@ -237,8 +237,8 @@ class Migrations:
         cursor is saved, so a run that stopped continues where it stopped. After its last
         batch a step is verified and recorded. An offline ``rebucket`` step moves the
         objects with ``store.migrate_buckets``' plan instead (its writers must be stopped).
-        ``progress(MigrationProgress)`` is called after each batch. ``out_of_order=True`` runs pending steps that come before applied
-        ones (refused otherwise)."""
+        ``progress(MigrationProgress)`` is called after each batch. ``out_of_order=True``
+        runs pending steps that come before applied ones (refused otherwise)."""
         core = apply_core(self.name, self._steps, registry=store._registry,
                           where=store._targets, cluster=store.cluster, count=count,
                           lease_seconds=self.lease, out_of_order=out_of_order)

@@ -12,7 +12,15 @@ import pytest
 
 import redmodel
 from redmodel.migrations import MigrationProgress, Migrations, rebucket
-from tests.migrate_rebucket_set import ThingB2, ThingV1, ThingV2, ThingV8, moved, v1_things
+from tests.migrate_rebucket_set import (
+    ThingB2,
+    ThingV1,
+    ThingV2,
+    ThingV8,
+    mismatch,
+    moved,
+    v1_things,
+)
 from tests.test_cli import as_json, redmodel_cli
 from tests.test_migrations import call
 
@@ -131,7 +139,6 @@ def test_a_run_killed_after_the_move_only_verifies_and_records(store: redmodel.S
 
 def test_a_step_that_does_not_match_the_database_writes_nothing(store: redmodel.Store
                                                                 ) -> None:
-    from tests.migrate_rebucket_set import mismatch
     store.save_many(v1_things(10))
     before = {k: store.client.dump(k) for k in keys_of(store.client)}
     plan = mismatch.plan(store)

@@ -112,8 +112,8 @@ def command() -> None:
     pending steps change, apply them online (an offline rebucket step needs its model's
     writers stopped), see which are applied. Exit codes: status 1 when steps are pending;
     plan 1 when a step's model would be refused, a rebucket step does not match the
-    registry's bucket count, or steps are out of order; apply 1 when a step fails its check or an object does not decode, 5 when
-    another apply holds the lease."""
+    registry's bucket count, or steps are out of order; apply 1 when a step fails its
+    check or an object does not decode, 5 when another apply holds the lease."""
 
 
 def _when(ts: float) -> str:
