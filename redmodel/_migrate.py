@@ -586,14 +586,15 @@ def plan_core(name: str, steps: Sequence[Step], where: Callable[[], Sequence[Any
     status = yield from status_core(name, steps)
     targets = where()
     planned = []
-    moves: set[str] = set()  # prefixes a pending rebucket step moves before later steps
+    # prefixes a pending rebucket step moves before later steps: their stored bucket count
+    moves: dict[str, int | None] = {}
     for state, step in zip(status.steps, steps, strict=True):
         if state.state == APPLIED:
             planned.append(state)
             continue
         spec = spec_of(step.model)
         if step.kind == KIND_REBUCKET:
-            moves.add(spec.prefix)
+            moves.setdefault(spec.prefix, step.operation.from_buckets)
             try:
                 _, changes, objects = yield from rebucket_look(
                     spec, step.operation.from_buckets, targets, count)
@@ -606,8 +607,10 @@ def plan_core(name: str, steps: Sequence[Step], where: Callable[[], Sequence[Any
                                         problems=problems))
             continue
         problems = yield from registry_problems(spec, spec.prefix in moves)
-        objects = yield from _count(spec, targets, count)
-        sample = yield from _sample(spec, targets)
+        # a step after a move visits the objects the move leaves: count them where they are
+        now = attrs.evolve(spec, buckets=moves[spec.prefix]) if spec.prefix in moves else spec
+        objects = yield from _count(now, targets, count)
+        sample = yield from _sample(now, targets)
         changes = plan_changes(spec, step.kind, step.operation.index, sample)
         planned.append(attrs.evolve(state, objects=objects, changes=changes,
                                     problems=problems))

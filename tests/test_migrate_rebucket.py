@@ -69,6 +69,7 @@ def test_plan_shows_an_offline_move_then_apply_moves_and_records(store: redmodel
     assert first.changes["from_buckets"] is None and first.changes["to_buckets"] == 4
     assert "OFFLINE" in first.description and "offline" in first.changes
     assert second.problems == ()        # checked as the move leaves the registry
+    assert second.objects == 30         # counted where the move finds them
     assert first.to_json()["offline"] is True
     assert store.client.exists(moved.key, "rb_thing:%rebucket") == 0   # plan only reads
 
