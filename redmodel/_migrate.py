@@ -457,7 +457,8 @@ MOVE, RESUME, DONE, RECORD = "move", "resume", "done", "record"
 
 
 def rebucket_look(spec: ModelSpec, from_buckets: int | None, targets: Sequence[Any],
-                  count: int) -> Generator[Batch, Any, tuple[str, dict[str, Any], int]]:
+                  count: int, counting: bool = True
+                  ) -> Generator[Batch, Any, tuple[str, dict[str, Any], int]]:
     """What a ``rebucket`` step finds, reading only: (what it will do, what to show, how
     many objects it will move). ``move``: objects are stored under ``from_buckets``;
     ``resume``: a move (``<prefix>:%rebucket``) of these counts is under way; ``done``: the
@@ -465,7 +466,8 @@ def rebucket_look(spec: ModelSpec, from_buckets: int | None, targets: Sequence[A
     ``record``: the registry records ``from_buckets`` and nothing is stored (only the count
     is recorded). Raises ValidationError (or SchemaConflictError) for what the move would
     refuse: another move under way, a registry that records another count, a change
-    other than the count that the registry refuses."""
+    other than the count that the registry refuses. ``counting=False``: only those checks
+    (no SCAN; answers ``move``)."""
     old = _rebucket.check_args(spec, from_buckets, count)
     skey, rkey = _rebucket.state_key(spec), _registry.registry_key(spec.prefix)
     replies = yield Batch([("GET", skey), ("HGETALL", rkey)], keys=[skey, rkey])
@@ -508,6 +510,8 @@ def rebucket_look(spec: ModelSpec, from_buckets: int | None, targets: Sequence[A
         # everything but the bucket count must be a change the registry accepts
         _registry.check(spec, record, dict(_registry.describe(spec), buckets=recorded),
                         _registry.owner_of(spec.cls))
+    if not counting:
+        return MOVE, info, 0
     moving = same = 0
     for target in targets:
         cursor = 0
@@ -803,7 +807,8 @@ def apply_core(name: str, steps: Sequence[Step], *, registry: Any,
     for _, step in todo:  # refused models and bad index names: before the first write
         spec = spec_of(step.model)
         if step.kind == KIND_REBUCKET:  # a step that does not match: refused here
-            yield from rebucket_look(spec, step.operation.from_buckets, targets, count)
+            yield from rebucket_look(spec, step.operation.from_buckets, targets, count,
+                                     counting=False)
             moves.add(spec.prefix)
             continue
         if spec.prefix in moves:  # registered once the move ran; checked as it leaves it
