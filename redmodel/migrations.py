@@ -210,7 +210,10 @@ class Migrations:
         """:meth:`status`, and for each step not applied: how many objects it will visit (a
         SCAN count), what it changes (fields renamed, upgraded, removed, as found in a
         sample of 100 stored objects, and how many of those are in an old form; indexes
-        built or dropped) and why the registry would refuse its model. Reads only."""
+        built or dropped) and why the registry would refuse its model; for an offline
+        ``rebucket`` step, the objects it will move, ``nothing_to_do`` when the registry
+        already records the model's count, and as a problem a registry that records
+        another count than its ``from_buckets``. Reads only."""
         core = plan_core(self.name, self._steps, store._targets, count)
         if _is_async(store):
             return drive_async(store, core, None)  # type: ignore[arg-type]

@@ -159,6 +159,14 @@ def test_nothing_to_do_when_the_count_is_recorded_or_nothing_is_stored(
     m.add("0001_thing_buckets", rebucket(ThingV2, from_buckets=None))
     plan = m.plan(store)                                 # a fresh database
     assert plan.steps[0].objects == 0 and "nothing_to_do" in plan.steps[0].changes
+    assert redmodel.Store(store.client).count(ThingV1) == 0   # v1 recorded, nothing stored
+    plan = m.plan(store)
+    assert "record_only" in plan.steps[0].changes and plan.steps[0].problems == ()
+    assert [(r.visited, r.changed) for r in m.apply(store)] == [(0, 0)]
+    assert b'"buckets":4' in store.client.hget("rb_thing:%schema", "schema")
+    assert redmodel.Store(store.client).count(ThingV2) == 0   # v2 accepted now
+    store.client.delete(m.key)
+    store.unregister(ThingV2)
     store.save_many(v1_things(5))
     assert store.migrate_buckets(ThingV2, from_buckets=None) == 5   # moved by hand
     plan = m.plan(store)
