@@ -277,8 +277,8 @@ class MigrationStatus:
 class MigrationProgress:
     """Handed to ``apply``'s ``progress`` callback after each batch: the step, its phase
     (``rewrite``, ``custom``, ``rebucket``, ``verify``, or the reindex pass of an index
-    step), objects
-    done and the step's total (a count taken when the step started; None when unknown),
+    step), objects done and the step's total (a count taken when the step started; None
+    when unknown; a ``rebucket`` step counts objects moved and to move, across runs),
     objects per second and the estimated seconds left (None when unknown)."""
 
     step: str
