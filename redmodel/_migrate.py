@@ -29,6 +29,7 @@ import attrs
 import redis
 from redis.crc import key_slot
 
+from redmodel import _rebucket
 from redmodel._errors import (
     ConflictError,
     DecodeError,
@@ -61,6 +62,7 @@ KIND_REWRITE = "rewrite"
 KIND_CUSTOM = "custom"
 KIND_BUILD = "build_index"
 KIND_DROP = "drop_index"
+KIND_REBUCKET = "rebucket"  # offline: store.migrate_buckets' plan, under the lease
 APPLIED, PENDING, PARTIAL = "applied", "pending", "partial"
 SAMPLE = 100
 FINISHED = -1  # a cursor's scan once the walk is done (SCAN cursors are never negative)
@@ -116,9 +118,19 @@ class Operation:
     model: type
     index: str | None = None
     fn: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
+    from_buckets: int | None = None  # rebucket: the count the objects are stored with
+
+    @property
+    def offline(self) -> bool:
+        """Whether the step needs the model's writers stopped (a bucket move)."""
+        return self.kind == KIND_REBUCKET
 
     def describe(self) -> str:
         name = self.model.__name__
+        if self.kind == KIND_REBUCKET:
+            to = spec_of(self.model).buckets
+            return (f"move every {name} from {_rebucket._name(self.from_buckets)} to "
+                    f"{_rebucket._name(to)} (OFFLINE: stop every process that uses {name})")
         if self.kind == KIND_REWRITE:
             return f"rewrite every {name} in its current form"
         if self.kind == KIND_CUSTOM:
@@ -205,7 +217,8 @@ class StepState:
     ``partial`` (stopped mid-way; ``cursor`` says where). ``plan`` also fills ``objects``
     (how many stored objects the step would visit: a SCAN count), ``changes`` (what it
     changes, see docs/migrations.md) and ``problems`` (why the registry would refuse the
-    step's model)."""
+    step's model). ``offline``: the step needs every process that uses its model stopped
+    (``rebucket``); its ``objects`` are the objects it will move."""
 
     id: str
     kind: str
@@ -217,10 +230,12 @@ class StepState:
     objects: int | None = None
     changes: dict[str, Any] = attrs.Factory(dict)
     problems: tuple[str, ...] = ()
+    offline: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "model": self.model,
                 "description": self.description, "state": self.state,
+                "offline": self.offline,
                 "record": None if self.record is None else self.record.to_json(),
                 "cursor": None if self.cursor is None else self.cursor.to_json(),
                 "objects": self.objects, "changes": self.changes,
@@ -261,8 +276,9 @@ class MigrationStatus:
 @attrs.frozen
 class MigrationProgress:
     """Handed to ``apply``'s ``progress`` callback after each batch: the step, its phase
-    (``rewrite``, ``custom``, ``verify``, or the reindex pass of an index step), objects
-    done and the step's total (a count taken when the step started; None when unknown),
+    (``rewrite``, ``custom``, ``rebucket``, ``verify``, or the reindex pass of an index
+    step), objects done and the step's total (a count taken when the step started; None
+    when unknown; a ``rebucket`` step counts objects moved and to move, across runs),
     objects per second and the estimated seconds left (None when unknown)."""
 
     step: str
@@ -310,7 +326,7 @@ def status_core(name: str, steps: Sequence[Step]) -> Generator[Any, Any, Migrati
         cursor = cursors.get(step.id)
         state = APPLIED if record else PARTIAL if cursor else PENDING
         states.append(StepState(step.id, op.kind, model_label(op.model), op.describe(),
-                                state, record, cursor))
+                                state, record, cursor, offline=op.offline))
     known = {s.id for s in steps}
     unknown = tuple(sorted((r for i, r in records.items() if i not in known),
                            key=lambda r: r.applied_at))
@@ -412,15 +428,159 @@ def _sample(spec: ModelSpec, targets: Sequence[Any]) -> Generator[Batch, Any, li
     return [(k, r) for k, r in zip(keys, replies, strict=True) if r]
 
 
-def registry_problems(spec: ModelSpec) -> Generator[Batch, Any, tuple[str, ...]]:
+def registry_problems(spec: ModelSpec, after_move: bool = False
+                      ) -> Generator[Batch, Any, tuple[str, ...]]:
+    """Why the registry would refuse the model. ``after_move``: a ``rebucket`` step of its
+    prefix runs first, so the record is taken as that step leaves it (the model's bucket
+    count, no move under way)."""
     record = yield from _registry.read_plan(_registry.registry_key(spec.prefix))
     if record is None:
         return ()
+    if after_move:
+        record = _moved(spec, record)
     try:
         _registry.check(spec, record, _registry.describe(spec), _registry.owner_of(spec.cls))
     except SchemaConflictError as e:
         return e.problems or (str(e),)
     return ()
+
+
+def _moved(spec: ModelSpec, record: Any) -> Any:
+    """``record`` as a finished bucket move of ``spec``'s prefix leaves it."""
+    schema = dict(record.schema, buckets=spec.buckets) if record.schema else record.schema
+    return attrs.evolve(record, moving="", schema=schema)
+
+
+# ---- rebucket: store.migrate_buckets as a step ----------------------------------------------
+
+MOVE, RESUME, DONE, RECORD = "move", "resume", "done", "record"
+
+
+def rebucket_look(spec: ModelSpec, from_buckets: int | None, targets: Sequence[Any],
+                  count: int, counting: bool = True
+                  ) -> Generator[Batch, Any, tuple[str, dict[str, Any], int]]:
+    """What a ``rebucket`` step finds, reading only: (what it will do, what to show, how
+    many objects it will move). ``move``: objects are stored under ``from_buckets``;
+    ``resume``: a move (``<prefix>:%rebucket``) of these counts is under way; ``done``: the
+    registry already records the model's count, or nothing is stored and nothing recorded;
+    ``record``: the registry records ``from_buckets`` and nothing is stored (only the count
+    is recorded). Raises ValidationError (or SchemaConflictError) for what the move would
+    refuse: another move under way, a registry that records another count, a change
+    other than the count that the registry refuses. ``counting=False``: only those checks
+    (no SCAN; answers ``move``)."""
+    old = _rebucket.check_args(spec, from_buckets, count)
+    skey, rkey = _rebucket.state_key(spec), _registry.registry_key(spec.prefix)
+    replies = yield Batch([("GET", skey), ("HGETALL", rkey)], keys=[skey, rkey])
+    info: dict[str, Any] = {"from_buckets": from_buckets, "to_buckets": spec.buckets,
+                            "offline": f"stop every process that uses {spec.name} first"}
+    state = _rebucket._State.load(replies[0]) if replies[0] is not None else None
+    if replies[0] is not None and state is None:
+        raise ValidationError(f"{skey} does not hold a bucket move's progress: delete it",
+                              model=spec.name, key=skey)
+    record = _registry.parse(rkey, replies[1])
+    if state is not None:
+        if (state.old, state.new) != (from_buckets, spec.buckets):
+            raise ValidationError(
+                f"another bucket move is under way, from {_rebucket._name(state.old)} to "
+                f"{_rebucket._name(state.new)} ({skey}): finish it first", model=spec.name,
+                key=skey)
+        info["under_way"] = f"{state.done} of {state.total} moved ({skey})"
+        return RESUME, info, max(state.total - state.done, 0)
+    recorded: Any = _UNRECORDED
+    if record is not None and record.schema:
+        recorded = record.schema.get("buckets")
+    if recorded == spec.buckets:
+        info["nothing_to_do"] = (f"the registry {rkey} already records "
+                                 f"{_rebucket._name(spec.buckets)}")
+        return DONE, info, 0
+    if recorded is not _UNRECORDED:
+        if recorded != from_buckets:
+            raise ValidationError(
+                f"the registry {rkey} records {_rebucket._name(recorded)} for {spec.name}'s "
+                f"stored objects, not from_buckets={from_buckets}: the step does not "
+                "match this database", model=spec.name, key=rkey)
+        assert record is not None
+        if record.moving:
+            raise SchemaConflictError(
+                f"the registry {rkey} says a bucket move is under way ({record.moving}) but "
+                f"its progress ({skey}) is gone: check that no other migrate_buckets runs, "
+                f"then HDEL {rkey} {_rebucket.MOVING} and apply again",
+                prefix=spec.prefix, key=rkey, owner=record.owner,
+                model=_registry.owner_of(spec.cls))
+        # everything but the bucket count must be a change the registry accepts
+        _registry.check(spec, record, dict(_registry.describe(spec), buckets=recorded),
+                        _registry.owner_of(spec.cls))
+    if not counting:
+        return MOVE, info, 0
+    moving = same = 0
+    for target in targets:
+        cursor = 0
+        while True:
+            cursor, pairs = yield from _rebucket._scan(spec, old, spec, cursor, count, target)
+            moving += sum(1 for a, b in pairs if a != b)
+            same += sum(1 for a, b in pairs if a == b)
+            if cursor == 0:
+                break
+    info["in_place"] = same  # their key is the same in both counts
+    if moving or same:
+        return MOVE, info, moving
+    if recorded is _UNRECORDED:
+        info["nothing_to_do"] = (f"no {spec.name} objects are stored with "
+                                 f"{_rebucket._name(from_buckets)}, and the registry "
+                                 "records no count")
+        return DONE, info, 0
+    info["record_only"] = "nothing is stored: only the registry's count changes"
+    return RECORD, info, 0
+
+
+_UNRECORDED = object()
+
+
+def _run_rebucket(step: Step, spec: ModelSpec, cursor: Cursor | None, lease: Lease,
+                  registry: Any, targets: Sequence[Any], cluster: bool, count: int
+                  ) -> Generator[Any, Any, tuple[int, int, _Clock]]:
+    """The move, through ``store.migrate_buckets``' own plan (``_rebucket.migrate_plan``,
+    which resumes from ``<prefix>:%rebucket``); each of its pages also saves the step's
+    cursor (renewing the lease), and the lease is renewed between pages at least every
+    third of its time. Returns (objects found to move, objects moved, clock)."""
+    op = step.operation
+    action, _, _ = yield from rebucket_look(spec, op.from_buckets, targets, count)
+    before = cursor.visited if cursor is not None else 0
+    seconds = cursor.seconds if cursor is not None else 0.0
+    clock = _Clock(before, seconds)
+    total = moved = before
+    started = False
+    if action == DONE:  # moved already (a run that stopped before its record), or empty
+        return total, moved, clock
+    plan = _rebucket.migrate_plan(step.model, op.from_buckets, count, targets, cluster,
+                                  registry.enabled, empty_ok=action == RECORD)
+    renewed = time.monotonic()
+    reply: Any = None
+    while True:
+        try:
+            item = plan.send(reply)
+        except StopIteration:
+            break
+        reply = None
+        if isinstance(item, Emit):
+            for x in item.items:
+                if not isinstance(x, _rebucket.MoveProgress):
+                    moved = int(x)
+                    continue
+                if not started:  # the move's own count of what earlier runs moved
+                    clock, started = _Clock(x.done, seconds), True
+                total, moved = max(x.total, x.done), x.done
+                position = Cursor("", 0, moved, moved, round(clock.elapsed(), 3))
+                lease.check((yield lease.call("hold", [(f"cursor:{step.id}",
+                                                        _dumps(position.to_json()))]))[0])
+                renewed = time.monotonic()
+                yield Emit([clock.progress(step.id, KIND_REBUCKET, moved, total, moved)])
+            continue
+        if time.monotonic() - renewed > lease.ms / 3000:
+            lease.check((yield lease.call("hold"))[0])
+            renewed = time.monotonic()
+        reply = yield item
+    return max(total, moved), moved, clock
 
 
 def plan_core(name: str, steps: Sequence[Step], where: Callable[[], Sequence[Any]],
@@ -430,14 +590,31 @@ def plan_core(name: str, steps: Sequence[Step], where: Callable[[], Sequence[Any
     status = yield from status_core(name, steps)
     targets = where()
     planned = []
+    # prefixes a pending rebucket step moves before later steps: their stored bucket count
+    moves: dict[str, int | None] = {}
     for state, step in zip(status.steps, steps, strict=True):
         if state.state == APPLIED:
             planned.append(state)
             continue
         spec = spec_of(step.model)
-        problems = yield from registry_problems(spec)
-        objects = yield from _count(spec, targets, count)
-        sample = yield from _sample(spec, targets)
+        if step.kind == KIND_REBUCKET:
+            moves.setdefault(spec.prefix, step.operation.from_buckets)
+            try:
+                _, changes, objects = yield from rebucket_look(
+                    spec, step.operation.from_buckets, targets, count)
+                problems: tuple[str, ...] = ()
+            except (ValidationError, SchemaConflictError) as e:
+                changes, objects = {"from_buckets": step.operation.from_buckets,
+                                    "to_buckets": spec.buckets}, 0
+                problems = (str(e),)
+            planned.append(attrs.evolve(state, objects=objects, changes=changes,
+                                        problems=problems))
+            continue
+        problems = yield from registry_problems(spec, spec.prefix in moves)
+        # a step after a move visits the objects the move leaves: count them where they are
+        now = attrs.evolve(spec, buckets=moves[spec.prefix]) if spec.prefix in moves else spec
+        objects = yield from _count(now, targets, count)
+        sample = yield from _sample(now, targets)
         changes = plan_changes(spec, step.kind, step.operation.index, sample)
         planned.append(attrs.evolve(state, objects=objects, changes=changes,
                                     problems=problems))
@@ -626,8 +803,22 @@ def apply_core(name: str, steps: Sequence[Step], *, registry: Any,
             if st.state != APPLIED]
     if not todo:
         return []
+    moves: set[str] = set()
     for _, step in todo:  # refused models and bad index names: before the first write
         spec = spec_of(step.model)
+        if step.kind == KIND_REBUCKET:  # a step that does not match: refused here
+            yield from rebucket_look(spec, step.operation.from_buckets, targets, count,
+                                     counting=False)
+            moves.add(spec.prefix)
+            continue
+        if spec.prefix in moves:  # registered once the move ran; checked as it leaves it
+            problems = yield from registry_problems(spec, after_move=True)
+            if problems:
+                raise SchemaConflictError(
+                    f"step {step.id!r}: {spec.name} does not match the objects stored under "
+                    f"prefix {spec.prefix!r} once they are moved: " + "; ".join(problems),
+                    prefix=spec.prefix, key=_registry.registry_key(spec.prefix), owner="",
+                    model=_registry.owner_of(spec.cls), problems=problems)
         if step.kind == KIND_BUILD:
             _registry.check_declared(spec, step.operation.index or "")
         if step.kind == KIND_DROP and (f"index:{step.operation.index}" in
@@ -638,7 +829,8 @@ def apply_core(name: str, steps: Sequence[Step], *, registry: Any,
                 f"step {step.id!r}: {spec.name} still declares the index "
                 f"{step.operation.index!r}: remove it from the model first (its writes "
                 "would only add the entries back)", model=spec.name)
-        if registry.enabled and step.model not in registry.checked and step.kind != KIND_DROP:
+        if (registry.enabled and step.model not in registry.checked
+                and step.kind != KIND_DROP and spec.prefix not in moves):
             yield from registry.register(spec)
     lease = new_lease(status.key, lease_seconds)
     lease.check((yield lease.call("take"))[0])
@@ -665,10 +857,17 @@ def _run_step(step: Step, position: int, cursor: Cursor | None, lease: Lease, re
               targets: Sequence[Any], cluster: bool, count: int
               ) -> Generator[Any, Any, StepRecord]:
     spec = spec_of(step.model)
-    if step.kind in (KIND_REWRITE, KIND_CUSTOM):
+    if (registry.enabled and step.model not in registry.checked
+            and step.kind not in (KIND_DROP, KIND_REBUCKET)):
+        yield from registry.register(spec)  # a model of a prefix a rebucket step moved
+    problems: list[str] = []
+    if step.kind == KIND_REBUCKET:
+        visited, changed, clock = yield from _run_rebucket(step, spec, cursor, lease,
+                                                           registry, targets, cluster, count)
+        problems = yield from _verify_index(step, spec, targets, count, clock, visited)
+    elif step.kind in (KIND_REWRITE, KIND_CUSTOM):
         visited, changed, clock = yield from _walk(step, spec, cursor, lease, targets,
                                                    cluster, count)
-        problems: list[str] = []
         if step.kind == KIND_REWRITE:
             problems = yield from _check_forms(step, spec, targets, count, clock, visited)
     elif step.kind == KIND_BUILD:

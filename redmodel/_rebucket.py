@@ -177,14 +177,16 @@ def _moving(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def migrate_plan(model: type, from_buckets: int | None, count: int, targets: Sequence[Any],
-                 cluster: bool, registry: bool) -> IterPlan:
+                 cluster: bool, registry: bool, empty_ok: bool = False) -> IterPlan:
     """Move every object of ``model`` stored with ``from_buckets`` to the model's bucket
-    count; emits :class:`MoveProgress` after each page and, last, the number moved."""
+    count; emits :class:`MoveProgress` after each page and, last, the number moved.
+    ``empty_ok``: nothing stored under ``from_buckets`` is no error (the migrations step
+    ``rebucket`` then only records the new count; ``migrate_buckets`` refuses it)."""
     spec = spec_of(model)
     old = check_args(spec, from_buckets, count)
     new = spec
     skey = state_key(spec)
-    state, record = yield from _start(spec, old, targets, registry)
+    state, record = yield from _start(spec, old, targets, registry, empty_ok)
     yield Emit([MoveProgress(state.done, state.total)])
     while state.phase < len(PHASES):
         phase = PHASES[state.phase]
@@ -205,8 +207,8 @@ def migrate_plan(model: type, from_buckets: int | None, count: int, targets: Seq
     yield Emit([state.done])
 
 
-def _start(spec: ModelSpec, old: ModelSpec, targets: Sequence[Any], registry: bool
-           ) -> Generator[Any, Any, tuple[_State, Any]]:
+def _start(spec: ModelSpec, old: ModelSpec, targets: Sequence[Any], registry: bool,
+           empty_ok: bool = False) -> Generator[Any, Any, tuple[_State, Any]]:
     """Check the move against its saved progress and the registry; a new move counts the
     objects to move, marks the registry and saves its progress (its first writes)."""
     from_buckets, new = old.buckets, spec
@@ -266,7 +268,7 @@ def _start(spec: ModelSpec, old: ModelSpec, targets: Sequence[Any], registry: bo
                 found = found or bool(pairs)
                 if cursor == 0:
                     break
-        if not found:
+        if not found and not empty_ok:
             raise ValidationError(
                 f"no {spec.name} objects are stored with {_name(from_buckets)} to move (a "
                 f"model without data needs no move: store.unregister({spec.name}) lets the "

@@ -3,11 +3,12 @@
 A :class:`Migrations` set is a named, ordered list of steps with ids, as in Alembic or
 Django; each step runs once per database, and the database records it::
 
-    from redmodel.migrations import Migrations, build_index, rewrite
+    from redmodel.migrations import Migrations, build_index, rebucket, rewrite
 
     migrations = Migrations("shop")
     migrations.add("0001_item_v2", rewrite(Item))            # re-save old forms
     migrations.add("0002_item_color", build_index(Item, "color"))
+    migrations.add("0003_item_buckets", rebucket(Item, from_buckets=None))  # offline
 
     @migrations.step("0003_fill_sku", Item)                  # obj -> obj to save, or None
     def fill_sku(item: Item) -> Item | None:
@@ -31,6 +32,7 @@ from redmodel._migrate import (
     KIND_BUILD,
     KIND_CUSTOM,
     KIND_DROP,
+    KIND_REBUCKET,
     KIND_REWRITE,
     Cursor,
     MigrationError,
@@ -51,6 +53,7 @@ from redmodel._migrate import (
     status_core,
 )
 from redmodel._models._schema import spec_of
+from redmodel._rebucket import check_args
 
 if TYPE_CHECKING:
     from redmodel._stores._async import AsyncStore
@@ -70,6 +73,7 @@ __all__ = [
     "StepState",
     "build_index",
     "drop_index",
+    "rebucket",
     "rewrite",
     "update",
 ]
@@ -110,6 +114,24 @@ def drop_index(model: type, name: str) -> Operation:
     (``store.drop_index``)."""
     spec_of(model)
     return Operation(KIND_DROP, model, index=name)
+
+
+def rebucket(model: type, *, from_buckets: int | None) -> Operation:
+    """An **offline** step that moves every object of ``model`` stored with
+    ``from_buckets`` buckets (None: plain keys) to the bucket count the model declares now:
+    ``store.migrate_buckets``' own plan, run under the set's lease, resumable (a run that
+    stopped continues the move from ``<prefix>:%rebucket``), then a ``store.verify`` of the
+    model, then the record. Stop every process that uses the model first: while the move
+    runs the registry marks the prefix ``moving`` and refuses the model's stores.
+
+    Nothing to do (recorded with 0 moved) when the registry already records the model's
+    count, or when nothing is stored and nothing recorded; refused before any write
+    (``ValidationError``) when the registry records another count than ``from_buckets``.
+    ``from_buckets`` equal to the model's count, or a model with ``hash_tag``, is refused
+    here."""
+    spec = spec_of(model)
+    check_args(spec, from_buckets, 1)
+    return Operation(KIND_REBUCKET, model, from_buckets=from_buckets)
 
 
 def _is_async(store: Any) -> bool:
@@ -188,7 +210,10 @@ class Migrations:
         """:meth:`status`, and for each step not applied: how many objects it will visit (a
         SCAN count), what it changes (fields renamed, upgraded, removed, as found in a
         sample of 100 stored objects, and how many of those are in an old form; indexes
-        built or dropped) and why the registry would refuse its model. Reads only."""
+        built or dropped) and why the registry would refuse its model; for an offline
+        ``rebucket`` step, the objects it will move, ``nothing_to_do`` when the registry
+        already records the model's count, and as a problem a registry that records
+        another count than its ``from_buckets``. Reads only."""
         core = plan_core(self.name, self._steps, store._targets, count)
         if _is_async(store):
             return drive_async(store, core, None)  # type: ignore[arg-type]
@@ -213,9 +238,10 @@ class Migrations:
         slot (WATCH, read, MULTI, the saves, EXEC), so a concurrent write is never
         overwritten and a deleted object never comes back; after each batch the step's
         cursor is saved, so a run that stopped continues where it stopped. After its last
-        batch a step is verified and recorded. ``progress(MigrationProgress)`` is called
-        after each batch. ``out_of_order=True`` runs pending steps that come before applied
-        ones (refused otherwise)."""
+        batch a step is verified and recorded. An offline ``rebucket`` step moves the
+        objects with ``store.migrate_buckets``' plan instead (its writers must be stopped).
+        ``progress(MigrationProgress)`` is called after each batch. ``out_of_order=True``
+        runs pending steps that come before applied ones (refused otherwise)."""
         core = apply_core(self.name, self._steps, registry=store._registry,
                           where=store._targets, cluster=store.cluster, count=count,
                           lease_seconds=self.lease, out_of_order=out_of_order)

@@ -109,10 +109,11 @@ def migrate_options(fn: F) -> F:
 @click.group("migrate")
 def command() -> None:
     """Versioned migrations of stored objects (redmodel.migrations): plan what the
-    pending steps change, apply them online, see which are applied. Exit codes: status 1
-    when steps are pending; plan 1 when a step's model would be refused or steps are out
-    of order; apply 1 when a step fails its check or an object does not decode, 5 when
-    another apply holds the lease."""
+    pending steps change, apply them online (an offline rebucket step needs its model's
+    writers stopped), see which are applied. Exit codes: status 1 when steps are pending;
+    plan 1 when a step's model would be refused, a rebucket step does not match the
+    registry's bucket count, or steps are out of order; apply 1 when a step fails its
+    check or an object does not decode, 5 when another apply holds the lease."""
 
 
 def _when(ts: float) -> str:
@@ -128,13 +129,18 @@ def _line(out: Console, s: StepState) -> None:
     if s.cursor is not None:
         out.print(f"           stopped after {s.cursor.visited} objects ({s.cursor.changed} "
                   "changed): apply continues from there", markup=False)
+    if s.offline and s.state != "applied":
+        out.print("           OFFLINE: stop every process that uses the model before apply "
+                  "(the registry refuses its stores while it runs)", markup=False)
     if s.objects is not None:
-        out.print(f"           {s.objects} objects to visit", markup=False)
+        what = "to move" if s.offline else "to visit"
+        out.print(f"           {s.objects} objects {what}", markup=False)
     for name, value in s.changes.items():
         if value not in ({}, [], None):
             out.print(f"           {name}: {value}", markup=False)
     for problem in s.problems:
-        out.print(f"           refused by the registry: {problem}", markup=False)
+        why = "refused" if s.offline else "refused by the registry"
+        out.print(f"           {why}: {problem}", markup=False)
 
 
 def _summary(out: Console, status: MigrationStatus) -> None:
@@ -168,9 +174,10 @@ def status_command(env: Env, migrations: Migrations) -> int:
               help="SCAN page size while counting.")
 @migrate_options
 def plan_command(env: Env, migrations: Migrations, count: int) -> int:
-    """What each pending step will change and how many objects it visits, for review.
-    Reads only. Exit 1 when a step's model would be refused by the model registry or
-    steps are out of order."""
+    """What each pending step will change and how many objects it visits (a rebucket
+    step: moves; marked OFFLINE), for review. Reads only. Exit 1 when a step's model would
+    be refused by the model registry, a rebucket step's from_buckets is not the count the
+    registry records, or steps are out of order."""
     plan = migrations.plan(env.store(registry=False), count=count)
     ok = not plan.out_of_order and not any(s.problems for s in plan.steps)
     env.emit({"ok": ok, **plan.to_json()}, lambda out: _summary(out, plan))

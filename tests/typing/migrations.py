@@ -3,7 +3,7 @@
 import attrs
 
 import redmodel
-from redmodel.migrations import MigrationProgress, Migrations, build_index, rewrite
+from redmodel.migrations import MigrationProgress, Migrations, build_index, rebucket, rewrite
 
 
 @redmodel.model(prefix="typed_mig")
@@ -16,6 +16,12 @@ class Item:
 @redmodel.model(prefix="typed_other")
 @attrs.define
 class Other:
+    id: str = redmodel.key_field()
+
+
+@redmodel.model(prefix="typed_spread", buckets=4)
+@attrs.define
+class Spread:
     id: str = redmodel.key_field()
 
 
@@ -38,6 +44,9 @@ def shown(p: MigrationProgress) -> None:
 reveal_type(m.apply(store, progress=shown))  # N: Revealed type is "list[redmodel._migrate.StepRecord]"
 reveal_type(m.status(store).pending)  # N: Revealed type is "tuple[redmodel._migrate.StepState, ...]"
 reveal_type(m.plan(store).steps[0].objects)  # N: Revealed type is "int | None"
+m.add("0005", rebucket(Spread, from_buckets=None))
+reveal_type(m.status(store).steps[0].offline)  # N: Revealed type is "bool"
+rebucket(Spread, from_buckets="2")  # E: Argument "from_buckets" to "rebucket" has incompatible type "str"; expected "int | None"  [arg-type]
 
 
 async def main() -> None:
