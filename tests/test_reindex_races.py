@@ -49,6 +49,7 @@ def declare(buckets: int | None, unique: bool) -> type:
 
 
 CONVERT = _repair.CONVERT.sha
+DROP = _repair.DROP_CLAIM.sha
 MODELS = [declare(b, u) for b in (None, 4) for u in (False, True)]
 
 def ops(ids: list[str]) -> st.SearchStrategy[tuple[str, str, Any, int]]:
@@ -230,3 +231,40 @@ def test_an_object_that_keeps_changing_is_left_to_its_writers(
     assert "left as its writers keep it" in caplog.text
     assert store.verify(Item) == []
     assert [o.id for o in store.find(Item, color=f"c{writes}").all()] == ["1"]
+
+
+def test_a_claim_given_up_and_taken_back_during_its_repair_stays(redis_client: Any) -> None:
+    """Bucketed unique values (claims): reindex drops a claim whose owner no longer holds
+    the value. The owner gives the value up after reindex read the claim, and takes it
+    back (confirmed again: the same text) before the drop: the claim must stay."""
+    redis_client.flushall()
+    store = Store(redis_client)
+    Item = MODELS[3]
+    assert spec_of(Item).claims
+    store.save(Item("black", sku="A", id="1"))
+    plan = store._use(Item, _repair.reindex_plan(Item, 10, store._targets()))
+    stage = 0
+    step = next(plan)
+    try:
+        while True:
+            if isinstance(step, Emit):
+                step = plan.send(None)
+                continue
+            cmds = step.commands
+            if stage == 0 and cmds[0][0] == "HSCAN" and "%idx:uq:" in str(cmds[0][1]):
+                stage = 1
+            elif stage == 1 and cmds[0][0] == "HGETALL":
+                store.update(Item, "1", sku="B")  # gives A up
+                stage = 2
+            elif stage == 2 and cmds[0][0] == "EVALSHA" and cmds[0][1] == DROP:
+                store.update(Item, "1", sku="A")  # and takes it back
+                stage = 3
+            step = plan.send(store._execute(step))
+    except StopIteration:
+        pass
+    assert stage == 3
+    got = store.get_by(Item, sku="A")
+    assert got is not None and got.id == "1"
+    assert store.verify(Item) == []
+    with pytest.raises(UniqueViolationError):
+        store.save(Item("red", sku="A", id="2"))

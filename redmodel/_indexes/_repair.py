@@ -882,16 +882,40 @@ class _Repair:
             gone = yield from owners_gone(self.spec, self.layout, [(o, name, v) for v, _, o in old])
             stale = [(v, raw, o) for (v, raw, o), g in zip(old, gone, strict=True) if g]
             # verify does not report these: such a claim blocks nobody (the next claimer
-            # takes it over); reindex tidies them away
-            if stale and self.fix:
-                replies = yield Batch([DROP_CLAIM.call([key], [v, raw]) for v, raw, _ in stale],
-                                      write=True, idempotent=True, keys=(key,))
-                for reply in replies:
-                    if status(reply) == "WRONGTYPE":
-                        raise ServerError(f"WRONGTYPE {key}", keys=(key,))
+            # takes it over); reindex tidies them away, in three steps so that an owner
+            # that took the value back meanwhile keeps its claim (claim_drop.lua)
+            if stale:
+                stale = yield from self._drop_claims(key, name, stale)
             fixed += len(stale)
             if cursor == "0":
                 return fixed
+
+    def _drop_claims(self, key: str, name: str, stale: list[tuple[str, str, str]]
+                     ) -> Plan[list[tuple[str, str, str]]]:
+        """Drop these claims (value, text as read, owner) whose owners did not hold the
+        value when read: mark each (if its text is still as read), read the owners
+        again, then drop the marked claims of owners that still do not hold it and put the
+        text back for the others. Any claim of the value by its owner after the mark
+        rewrites it (with the time of that claim), so a claim taken back meanwhile is
+        never dropped. Returns the claims dropped."""
+        def run(calls: list[list[str]]) -> Plan[list[Any]]:
+            replies = yield Batch([DROP_CLAIM.call([key], args) for args in calls],
+                                  write=True, idempotent=True, keys=(key,))
+            for reply in replies:
+                if status(reply) == "WRONGTYPE":
+                    raise ServerError(f"WRONGTYPE {key}", keys=(key,))
+            return list(replies)
+
+        marks = [f"{o}{SEP}0" for _, _, o in stale]
+        done = yield from run([[v, raw, m] for (v, raw, _), m in zip(stale, marks, strict=True)])
+        marked = [(c, m) for c, m, r in zip(stale, marks, done, strict=True) if int(r)]
+        if not marked:
+            return []
+        gone = yield from owners_gone(self.spec, self.layout,
+                                      [(o, name, v) for (v, _, o), _ in marked])
+        yield from run([[v, m] if g else [v, m, raw]
+                        for ((v, raw, _), m), g in zip(marked, gone, strict=True)])
+        return [c for (c, _), g in zip(marked, gone, strict=True) if g]
 
 
 def _pairs(items: Any) -> list[tuple[Any, Any]]:
