@@ -75,13 +75,10 @@ if refusal then return refusal end
 local exists = objtype == 'hash'
 if not exists and (mode == 'update' or mode == 'expire') then return 0 end
 if not exists and mode == 'incr' then return {'MISSING'} end
-if exists and mode == 'reindex' and tonumber(ARGV[9]) > 0 then
-  local fields = {}
-  for i = 10, 9 + 3 * tonumber(ARGV[9]), 3 do fields[#fields + 1] = ARGV[i] end
-  local now = redis.call('HMGET', obj, unpack(fields))
-  for j = 1, #fields do
-    local i = 7 + 3 * j
-    if (ARGV[i + 1] == '1') ~= (now[j] ~= false) or (now[j] and now[j] ~= ARGV[i + 2]) then
+if exists and mode == 'reindex' then
+  for i = 10, 9 + 3 * tonumber(ARGV[9]), 3 do
+    local now = redis.call('HGET', obj, ARGV[i])
+    if (ARGV[i + 1] == '1') ~= (now ~= false) or (now and now ~= ARGV[i + 2]) then
       return {'CHANGED'}
     end
   end
