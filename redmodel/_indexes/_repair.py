@@ -49,6 +49,7 @@ from redmodel._indexes._writes import (
     run_writes,
     settle,
     status,
+    undo,
 )
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape, unescape
@@ -71,6 +72,10 @@ SWEEP_STEP = 200
 
 STATE_TTL_MS = 7 * 24 * 3600 * 1000
 """A reindex's saved progress is forgotten after a week without a step."""
+
+REREADS = 4
+"""How often reindex reads an object again whose indexed fields a writer changed between
+its read and its index write, before it leaves that object to its writers."""
 
 PHASES = ("convert", "objects", "records", "entries")
 
@@ -360,6 +365,7 @@ class _Repair:
         self.old_all: set[str] = set()  # roots whose all-ids index is still a SET
         self.gone: set[str] = set()  # keys reported gone already
         self.bad: set[str] = set()  # keys of the wrong type (reported once, then skipped)
+        self.skipped = 0  # objects left to their writers (changed on every read)
         # (root, id) -> an object's own entries, where its record disagrees (verify pass 3
         # then judges entries by the object, not by the record)
         self.truth: dict[tuple[str, str], set[str]] = {}
@@ -446,12 +452,42 @@ class _Repair:
                     break
 
     def object_page(self, keys: Sequence[str]) -> Plan[int]:
+        """Check (verify) or rebuild (reindex) the entries of the objects at ``keys``;
+        returns how many exist. A rebuild writes an object's entries only if its indexed
+        fields are still as read (the script checks them); one a writer changed meanwhile
+        is read again, up to ``REREADS`` times, and then left to its writers (logged)."""
+        found, states = yield from self._read_objects(keys)
+        n = len(found)
+        if not self.fix:
+            yield from self.check_objects(found)
+            return n
+        for _ in range(REREADS):
+            changed = yield from self.rebuild(found, states)
+            if not changed:
+                return n
+            found, states = yield from self._read_objects(changed)
+        changed = yield from self.rebuild(found, states)
+        for key in changed:
+            log.warning("reindex %s: %s: its indexed fields changed between each of %d "
+                        "reads and its index write; left as its writers keep it (each of "
+                        "their writes maintains its entries)", self.spec.name, key,
+                        REREADS + 1)
+        self.skipped += len(changed)
+        return n
+
+    def _read_objects(self, keys: Sequence[str]
+                      ) -> Plan[tuple[list[tuple[str, Any, list[str], list[str], list[str]]],
+                                      list[list[Any]]]]:
+        """(key, object, its entries, its record's lines, its index keys) of each object
+        at ``keys`` that exists and decodes, and (reindex) the stored fields its entries
+        come from (:meth:`HashLayout.indexed_state`)."""
         heads = [self.layout.index_keys(k) for k in keys]
         cmds: list[Any] = [self.layout.read(k) for k in keys]
         cmds += [("HGET", ks[1], head[0]) if ks[1] not in self.bad else ("EXISTS", ks[1])
                  for ks, head in heads]
         replies = yield Batch(cmds, keys=list(keys))
         found: list[tuple[str, Any, list[str], list[str], list[str]]] = []
+        states: list[list[Any]] = []
         for i, key in enumerate(keys):
             raw, record = replies[i], replies[len(keys) + i]
             eid = heads[i][1][0]
@@ -470,18 +506,18 @@ class _Repair:
             if not isinstance(record, (bytes, str)):
                 record = None  # the record hash is of the wrong type (reported)
             found.append((key, obj, entries, record_lines(record), heads[i][0]))
-        if self.fix:
-            yield from self.rebuild(found)
-        else:
-            yield from self.check_objects(found)
-        return len(found)
+            if self.fix:
+                states.append(self.layout.indexed_state(raw))
+        return found, states
 
-    def rebuild(self, found: Sequence[tuple[str, Any, list[str], list[str], list[str]]]
-                ) -> Plan[None]:
+    def rebuild(self, found: Sequence[tuple[str, Any, list[str], list[str], list[str]]],
+                states: Sequence[list[Any]]) -> Plan[list[str]]:
+        """Write each object's entries (and claim its unique values); returns the keys of
+        the objects whose indexed fields changed since they were read (nothing written)."""
         spec = self.spec
         writes: list[Write] = []
-        for key, _, entries, record, _ in found:
-            w = self.layout.write(key, "reindex", "", "*", entries)
+        for (key, _, entries, record, _), state in zip(found, states, strict=True):
+            w = self.layout.write(key, "reindex", "", "*", entries, state)
             w.declare_lines(record)
             writes.append(w)
         claims: list[Any] = [None] * len(found)
@@ -498,7 +534,13 @@ class _Repair:
         replies = yield from run_writes(writes, idempotent=True, hints=None,
                                         what=f"reindex {spec.name}")
         after = []
+        changed = []
         for (key, _, _, _, _), w, reply, c in zip(found, writes, replies, claims, strict=True):
+            if status(reply) == "CHANGED":
+                changed.append(key)
+                if c is not None:
+                    after.append(undo(c))
+                continue
             error = refusal(spec, key, reply, f"reindex {spec.name}")
             if error is not None:
                 raise error
@@ -515,6 +557,7 @@ class _Repair:
                 after.append(settle(spec, key, reply, c))
         if after:
             yield from gather(after)
+        return changed
 
     def _after(self, key: str, w: Write, c: Any, gone: list[tuple[str, str]]) -> Plan[None]:
         if c is not None:
@@ -839,16 +882,40 @@ class _Repair:
             gone = yield from owners_gone(self.spec, self.layout, [(o, name, v) for v, _, o in old])
             stale = [(v, raw, o) for (v, raw, o), g in zip(old, gone, strict=True) if g]
             # verify does not report these: such a claim blocks nobody (the next claimer
-            # takes it over); reindex tidies them away
-            if stale and self.fix:
-                replies = yield Batch([DROP_CLAIM.call([key], [v, raw]) for v, raw, _ in stale],
-                                      write=True, idempotent=True, keys=(key,))
-                for reply in replies:
-                    if status(reply) == "WRONGTYPE":
-                        raise ServerError(f"WRONGTYPE {key}", keys=(key,))
+            # takes it over); reindex tidies them away, in three steps so that an owner
+            # that took the value back meanwhile keeps its claim (claim_drop.lua)
+            if stale:
+                stale = yield from self._drop_claims(key, name, stale)
             fixed += len(stale)
             if cursor == "0":
                 return fixed
+
+    def _drop_claims(self, key: str, name: str, stale: list[tuple[str, str, str]]
+                     ) -> Plan[list[tuple[str, str, str]]]:
+        """Drop these claims (value, text as read, owner) whose owners did not hold the
+        value when read: mark each (if its text is still as read), read the owners
+        again, then drop the marked claims of owners that still do not hold it and put the
+        text back for the others. Any claim of the value by its owner after the mark
+        rewrites it (with the time of that claim), so a claim taken back meanwhile is
+        never dropped. Returns the claims dropped."""
+        def run(calls: list[list[str]]) -> Plan[list[Any]]:
+            replies = yield Batch([DROP_CLAIM.call([key], args) for args in calls],
+                                  write=True, idempotent=True, keys=(key,))
+            for reply in replies:
+                if status(reply) == "WRONGTYPE":
+                    raise ServerError(f"WRONGTYPE {key}", keys=(key,))
+            return list(replies)
+
+        marks = [f"{o}{SEP}0" for _, _, o in stale]
+        done = yield from run([[v, raw, m] for (v, raw, _), m in zip(stale, marks, strict=True)])
+        marked = [(c, m) for c, m, r in zip(stale, marks, done, strict=True) if int(r)]
+        if not marked:
+            return []
+        gone = yield from owners_gone(self.spec, self.layout,
+                                      [(o, name, v) for (v, _, o), _ in marked])
+        yield from run([[v, m] if g else [v, m, raw]
+                        for ((v, raw, _), m), g in zip(marked, gone, strict=True)])
+        return [c for (c, _), g in zip(marked, gone, strict=True) if g]
 
 
 def _pairs(items: Any) -> list[tuple[Any, Any]]:

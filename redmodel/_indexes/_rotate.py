@@ -3,11 +3,11 @@
 Every blind entry carries the id of the key that made it (``<kid>.<mac>``), so the objects
 whose entries are not yet under the newest key are found from the index records alone:
 per bucket, ``HSCAN <root>rec`` a page at a time; for each object with an older entry,
-read it, and rewrite its index entries (never its data) with the index write script in
-``update`` mode. An object changed by another client between that read and that write may
-have got entries of the value read; a second read after the write catches it, and the
-object is done again. Each step only fixes what differs, so the command is safe to stop
-and run again.
+read it, and rewrite its index entries (never its data) as ``reindex`` does
+(:meth:`_Repair.object_page`): the index write script in ``reindex`` mode, which writes
+nothing for an object whose indexed fields a writer changed since that read (the object
+is read again). Each step only fixes what differs, so the command is safe to stop and
+run again.
 """
 
 from __future__ import annotations

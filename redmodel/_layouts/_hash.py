@@ -336,6 +336,24 @@ class HashLayout:
                 return None
         return values
 
+    def indexed_state(self, reply: Any) -> list[Any]:
+        """The stored fields the indexed values decode from (every indexed field's stored
+        name and its old names), as ``n, (field, '1' | '0' present, text) * n`` from a
+        :meth:`read` reply: what a reindex write checks the object still holds."""
+        indexes = self.spec.indexes
+        assert indexes is not None
+        data = _as_dict(reply)
+        names: list[bytes] = []
+        for name in indexes.fields:
+            f = self.spec.by_name[name]
+            names.append(f.stored.encode())
+            names.extend(old.encode() for old in f.old_stored)
+        out: list[Any] = [len(names)]
+        for n in names:
+            raw = data.get(n)
+            out += [n, "0", ""] if raw is None else [n, "1", raw]
+        return out
+
     def stored_entries(self, stored: Mapping[bytes, bytes]) -> list[str]:
         """The entries a stored state has (what it was indexed as when it was written)."""
         values = self.stored_values(stored)

@@ -412,13 +412,15 @@ class Store(ShellConfig):
         First it sweeps expired objects' entries (as :meth:`sweep`). Then per bucket: HSCAN
         of the index records (COUNT ``count``); for the objects with an
         entry under another key, one pipelined read (HGETALL), one index write script
-        each (entries only, the object is not rewritten), and one read to catch objects
-        changed meanwhile. Safe to stop and run again. ``progress`` prints a counter on
+        each (entries only, the object is not rewritten), written only if the object's
+        indexed fields still hold what was read (else read again: as :meth:`reindex`).
+        Safe to stop and run again. ``progress`` prints a counter on
         stderr (default: when stderr is a terminal).
 
         Redis: EVALSHA index_sweep.lua per bucket first (as sweep), then HSCAN of the index
         records per bucket; for the objects with an entry under another key, one pipelined
-        HGETALL, EVALSHA index_write.lua each and a second read (HGET). Nothing for a model
+        HGETALL with the HGET of its record, EVALSHA index_write.lua each (again after
+        another HGETALL and HGET for an object changed meanwhile). Nothing for a model
         without blind indexes."""
         shown = Progress(model, progress)
         for page in iterate_sync(self._use(model, rotate_index_key(model, count)),
@@ -463,8 +465,11 @@ class Store(ShellConfig):
         format of older versions; rebuild every object's entries and its unique claims;
         drop what the index holds of objects that are gone (a raw DEL, a restore from an
         older snapshot); drop entries no object holds (a stale member of an equality set,
-        a wrong score). Every fix is a script that checks again first, so writes may go
-        on meanwhile.
+        a wrong score). Writes may go on meanwhile: every fix is a script that checks
+        again first, and an object's entries are written only if its indexed fields still
+        hold what was read (one a writer changed in between is read again, up to 4 times,
+        then left to its writers, logged); a deleted or expired object gets nothing back
+        (docs/queries.md says exactly what holds).
 
         Its progress is kept in Redis (``<prefix>:%idx:reindex``, for a week): after a run
         that stopped, the next goes through every pass again but takes up the interrupted
@@ -527,7 +532,8 @@ class Store(ShellConfig):
         builds every index it declares, then marks them ready in the registry (the
         compare-and-set script on ``<prefix>:%schema``). ``field`` names a field index or a
         unique constraint (``"color,style"``) of the model. Returns how many objects were
-        indexed. See docs/migrations.md.
+        indexed. Writes may go on meanwhile, as for :meth:`reindex`. See
+        docs/migrations.md.
 
         Redis: as reindex (TYPE, GET, SET, DEL, ZCARD, SCAN, HSCAN, SSCAN, ZSCAN, HGETALL,
         HGET, EXISTS, ZSCORE, SISMEMBER, EVALSHA index_convert.lua, index_write.lua,

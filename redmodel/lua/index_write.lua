@@ -9,6 +9,11 @@
 -- names joined by \31), entries (lines), then mode data:
 --   save / update: npairs, pairs..., fields to HDEL...
 --   incr: the counters (read_counters), then per change: index name ('' if none), eq, range
+--   reindex: n, then n times: stored field, '1' | '0' (present), its text: the stored
+--     fields the entries were computed from, as the client read them. An object whose
+--     fields differ now (a writer changed it after that read) answers {'CHANGED'} and
+--     nothing is written: the client reads it again (entries of values the object no
+--     longer holds are never written).
 -- Refusals (nothing written): {'KEYS', missing...}, {'WRONGTYPE', key, type, expected},
 -- {'UNIQUE', name, value}, {'BADARG', what} and the counter refusals of counter_lib.
 local obj, rec, all, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -40,6 +45,9 @@ if mode == 'save' or mode == 'update' then
   if npairs == nil or npairs < 0 or npairs % 1 ~= 0 or 9 + 2 * npairs > #ARGV then
     return {'BADARG', 'pairs'}
   end
+elseif mode == 'reindex' then
+  local n = tonumber(ARGV[9])
+  if n == nil or n < 0 or n % 1 ~= 0 or 9 + 3 * n > #ARGV then return {'BADARG', 'fields'} end
 elseif mode == 'incr' then
   local p
   changes, bounds, p = read_counters(9)
@@ -67,6 +75,14 @@ if refusal then return refusal end
 local exists = objtype == 'hash'
 if not exists and (mode == 'update' or mode == 'expire') then return 0 end
 if not exists and mode == 'incr' then return {'MISSING'} end
+if exists and mode == 'reindex' then
+  for i = 10, 9 + 3 * tonumber(ARGV[9]), 3 do
+    local now = redis.call('HGET', obj, ARGV[i])
+    if (ARGV[i + 1] == '1') ~= (now ~= false) or (now and now ~= ARGV[i + 2]) then
+      return {'CHANGED'}
+    end
+  end
+end
 if mode == 'incr' and PIN ~= '' then
   local now = time_ms()
   for i = 1, #changes do
