@@ -155,7 +155,7 @@ class HandWritten:
 
 @redmodel.transaction
 def buy(tx: redmodel.transactions.Transaction, hat_id: str) -> None:
-    """The same buy with redmodel: WATCH + HGETALL, then MULTI, EVAL x2, EXEC."""
+    """The same buy with redmodel: WATCH + HGETALL, then MULTI, HINCRBY x2, EXEC."""
     h = tx.get_or_raise(HatHash, hat_id)
     if h.quantity <= 0:
         raise RuntimeError("sold out")

@@ -44,7 +44,7 @@ def buy(tx: Transaction, hat_id: str) -> None:
     hat = tx.get_or_raise(Hat, hat_id)  # WATCH, HGETALL
     if hat.quantity <= 0:
         raise RuntimeError("sold out")
-    tx.incr(Hat, hat_id, "quantity", -1)  # MULTI, EVAL, EVAL, EXEC
+    tx.incr(Hat, hat_id, "quantity", -1)  # MULTI, HINCRBY, HINCRBY, EXEC
     tx.incr(Hat, hat_id, "npurchased", 1)
 
 

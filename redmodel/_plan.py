@@ -109,6 +109,12 @@ class Batch:
     (:class:`~redmodel.OutcomeUnknownError`, a connection error) into the plan where it
     yielded the batch. Merged by :func:`gather` with other batches, or queued in a
     transaction, the batch's errors are raised as for any other.
+
+    ``check``: a read whose replies only refuse or let pass (TYPE checks of index keys),
+    deciding nothing a later plan depends on. At commit a transaction sends the checks of
+    all its queued plans in one round trip and hands their replies out in queue order, so
+    the plan's code from a check to its next batch must not change what later plans
+    read from the shared ``TxHints`` (redmodel.transactions._core.TxCore.prepare).
     """
 
     commands: Sequence[Command]
@@ -120,6 +126,7 @@ class Batch:
     early: bool = False
     unsafe: tuple[int, ...] | None = None
     errors: bool = False
+    check: bool = False
 
     @property
     def may_resend(self) -> bool:

@@ -30,7 +30,7 @@ class OutOfStockError(Exception):
 @transaction(policy=RetryPolicy(attempts=50, backoff_base=0.001, backoff_max=0.05,
                                 log_level=logging.DEBUG))
 def buyitem(tx: Transaction, hat_id: str) -> None:
-    """WATCH hat:ID, HGETALL hat:ID; then MULTI, EVAL (HINCRBY) x2, EXEC."""
+    """WATCH hat:ID, HGETALL hat:ID; then MULTI, HINCRBY x2, EXEC."""
     hat = tx.get_or_raise(Hat, hat_id)
     if hat.quantity <= 0:
         raise OutOfStockError(f"Sorry, {hat_id} is out of stock!")

@@ -146,6 +146,10 @@ class TxHints:
         self.typed: set[str] = set()  # keys whose type was checked before MULTI
         self.made: dict[tuple[str, str, str], str] = {}  # (claim key, value, id) -> the
         # object key, for claims made (not refreshed) in this transaction
+        self.seen: dict[str, dict[bytes, bytes] | None] = {}  # hash key -> its fields as
+        # EXEC will find them (None: missing): read WATCHed in this attempt (HGETALL) and
+        # changed only by the plain writes queued since (see _plans._objects.plain_incr);
+        # any other queued write forgets them (TxCore.queue, rollback_to)
 
     def predict_int(self, key: str, field: str, read: Any) -> int | None:
         """An equality-indexed int of the object at ``key`` when the write now prepared
@@ -246,11 +250,12 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
     writes = [w for w in writes if type(w).prefetch is Write.prefetch]
     if not writes:
         return
-    # the types of the keys the scripts will touch, known so far, first: a wrong-typed
-    # one refuses the transaction here, before MULTI, with nothing written
-    yield from _check_types(writes, hints, [k for w in writes for k in
-                                            [*w.keys, *(k for k, _ in _unique_takes(w))]])
-    cmds: list[Command] = []
+    # the types of the keys the scripts will touch, known so far, in the same round trip
+    # as the reads: a wrong-typed one refuses the transaction here, before MULTI, with
+    # nothing written (its error replies come back as values: the type check speaks first)
+    typing = _types_to_check(writes, hints, [k for w in writes for k in
+                                             [*w.keys, *(k for k, _ in _unique_takes(w))]])
+    cmds: list[Command] = [("TYPE", k) for k in typing]
     watch: list[str] = []
     for w in writes:
         cmds += [("EXISTS", w.key), ("HGET", w.keys[1], w.eid)]
@@ -258,7 +263,12 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
         for k, value in _unique_takes(w):
             cmds.append(("HGET", k, value))
             watch.append(k)
-    replies = yield Batch(cmds, keys=watch)
+    replies = yield Batch(cmds, keys=watch, errors=True)
+    _types_checked(typing, replies[: len(typing)], hints)
+    replies = replies[len(typing):]
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
     at = 0
     for w in writes:
         exists_now, raw = bool(replies[at]), replies[at + 1]
@@ -302,7 +312,20 @@ def _want_type(w: Write, key: str) -> str | None:
 def _check_types(writes: Sequence[Write], hints: TxHints, keys: Sequence[str]
                  ) -> Plan[None]:
     """TYPE of each key not checked yet in this transaction (not WATCHed: index keys change
-    with every write of other objects); ServerError, nothing written, for a wrong one."""
+    with every write of other objects); ServerError, nothing written, for a wrong one.
+    The last thing a write asks before MULTI: a :attr:`Batch.check`, which a transaction
+    sends with the other queued writes' checks."""
+    owner = _types_to_check(writes, hints, keys)
+    if not owner:
+        return
+    replies = yield Batch([("TYPE", k) for k in owner], check=True)
+    _types_checked(owner, replies, hints)
+
+
+def _types_to_check(writes: Sequence[Write], hints: TxHints, keys: Sequence[str]
+                    ) -> dict[str, tuple[Write, str]]:
+    """The keys of :func:`_check_types` not checked yet, with the write and type each
+    must have, in order."""
     owner: dict[str, tuple[Write, str]] = {}
     for k in keys:
         if k in hints.typed or k in owner:
@@ -312,11 +335,15 @@ def _check_types(writes: Sequence[Write], hints: TxHints, keys: Sequence[str]
             if want is not None:
                 owner[k] = (w, want)
                 break
-    if not owner:
-        return
-    todo = list(owner)
-    replies = yield Batch([("TYPE", k) for k in todo])
-    for k, raw in zip(todo, replies, strict=True):
+    return owner
+
+
+def _types_checked(owner: dict[str, tuple[Write, str]], replies: Sequence[Any],
+                   hints: TxHints) -> None:
+    """Refuse a wrong type among TYPE replies (ServerError); note the others as checked."""
+    for k, raw in zip(owner, replies, strict=True):
+        if isinstance(raw, Exception):
+            raise raw
         actual = _text(raw)
         w, want = owner[k]
         if actual not in ("none", want):

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -34,7 +36,7 @@ from redmodel._indexes._writes import (
     unique_lines,
 )
 from redmodel._layouts._flat import counter_result, read_batch
-from redmodel._layouts._hash import HashLayout, check_increment, saved
+from redmodel._layouts._hash import INT64, HashLayout, check_increment, saved
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape
 from redmodel._models._specs import ModelSpec, spec_of
@@ -405,6 +407,12 @@ def incr(model: type, id_value: Any, field: str, amount: float,
     layout = layout_of(spec)
     if isinstance(layout, HashLayout):
         check_increment(spec, key, spec.path(field), field, amount)
+        plain = None if hints is None else plain_incr(spec, key, field, amount, hints)
+        if plain is not None:
+            replies = yield Batch([plain], write=True, keys=(key,))
+            return int(replies[0])
+        if hints is not None:
+            hints.seen.pop(key, None)  # the script's outcome is not modelled
         values = yield from incr_fields(model, id_value, {field: amount}, hints=hints)
         new: int | float = values[field]
         return new
@@ -412,6 +420,44 @@ def incr(model: type, id_value: Any, field: str, amount: float,
     replies = yield Batch([cmd], write=True, keys=(key,))
     result: int | float = counter_result(spec, key, field, kind, amount, replies[0])
     return result
+
+
+_CANONICAL_INT = re.compile(rb"-?[1-9][0-9]{0,18}|0")
+
+
+def plain_incr(spec: ModelSpec, key: str, field: str, amount: Any, hints: TxHints
+               ) -> Command | None:
+    """In a transaction, a plain ``HINCRBY`` for an increment the counter script
+    (lua/incr_fields.lua) would apply as that same HINCRBY, or None (send the script).
+
+    It is plain only when the transaction knows, from its own WATCHed read of the object
+    (``hints.seen``: an HGETALL in this attempt, changed only by the plain increments
+    queued since), that at EXEC the object exists, the field holds a canonical 64-bit int
+    (or nothing: 0) under its current name (no ``old_names`` value to move), and the sum
+    stays within 64 bits: then the script's checks all pass and its only write is that
+    HINCRBY, and any change to the object between the read and EXEC aborts EXEC (WATCH).
+    Only unindexed models (no index entries to move) and int fields."""
+    if spec.indexes is not None or isinstance(amount, bool) or not isinstance(amount, int):
+        return None
+    state = hints.seen.get(key)
+    if state is None:
+        return None
+    chain = spec.path(field)
+    if chain[-1].numeric != "int":
+        return None
+    stored = spec.delimiter.join(f.stored for f in chain).encode()
+    olds = [spec.delimiter.join(p).encode() for p in itertools.product(
+        *[(f.stored, *f.old_stored) for f in chain])][1:]
+    if any(o in state for o in olds):
+        return None
+    raw = state.get(stored, b"0")
+    if not _CANONICAL_INT.fullmatch(raw):
+        return None
+    new = int(raw) + amount
+    if not (INT64[0] <= int(raw) <= INT64[1] and INT64[0] <= new <= INT64[1]):
+        return None
+    state[stored] = str(new).encode()
+    return ("HINCRBY", key, stored, amount)
 
 
 def expire(model: type, id_value: Any, ttl: float | dt.timedelta,

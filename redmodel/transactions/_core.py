@@ -109,14 +109,31 @@ class TxCore:
         self.watched.extend(new)
         return new
 
-    def queue(self, batch: Batch, plan: Plan[Any], what: str) -> Pending[Any]:
+    def queue(self, batch: Batch, plan: Plan[Any], what: str, plain: bool = False
+              ) -> Pending[Any]:
         """Queue a plan waiting on ``batch``: a write for MULTI, or a read or early write
         it does first (run by :meth:`prepare`); ``plan`` is resumed with the replies.
-        Scripts stay EVALSHA in MULTI: the transport loads them before MULTI."""
+        Scripts stay EVALSHA in MULTI: the transport loads them before MULTI.
+        ``plain``: the plan keeps ``hints.seen`` true itself (an increment of an unindexed
+        hash object: see _plans._objects.plain_incr); any other write may change what the
+        reads saw, so they are forgotten."""
         self._check_open(what)
+        if not plain:
+            self.hints.seen.clear()
         pending: Pending[Any] = Pending(what)
         self._queued.append(_Queued(plan, pending, batch))
         return pending
+
+    def note_read(self, batch: Batch, replies: Sequence[Any]) -> None:
+        """Remember what a WATCHed HGETALL of this attempt found (``hints.seen``), while no
+        write is queued: EXEC runs on exactly that, or aborts."""
+        if self._queued:
+            return
+        for cmd, reply in zip(batch.commands, replies, strict=False):
+            if cmd and cmd[0] == "HGETALL" and isinstance(cmd[1], str) \
+                    and cmd[1] in self._watched_set and not isinstance(reply, Exception):
+                fields = _as_bytes_dict(reply)
+                self.hints.seen[cmd[1]] = fields or None
 
     @property
     def has_writes(self) -> bool:
@@ -127,6 +144,7 @@ class TxCore:
         return len(self._queued)
 
     def rollback_to(self, mark: int) -> None:
+        self.hints.seen.clear()  # it counted the plain writes dropped here
         dropped = self._queued[mark:]
         del self._queued[mark:]
         for q in dropped:
@@ -134,23 +152,53 @@ class TxCore:
             q.plan.close()
 
     def prepare(self) -> Steps[None]:
-        """Run every queued plan up to its write for MULTI, in queue order, so later plans
-        see what earlier ones declared. A plan that fails here fails the commit: its error
-        is raised (the shell then undoes early writes and abandons the attempt)."""
-        for q in self._queued:
-            while q.batch is not None and _before_multi(q.batch):
-                batch = q.batch
-                replies = yield ("write" if batch.early else "read"), batch
-                q.early = q.early or batch.early
-                try:
-                    q.batch = q.plan.send(replies)
-                except StopIteration as stop:
-                    q.batch = None
-                    q.pending._resolve(stop.value)
-                except Exception as e:
-                    q.batch = None
-                    q.pending._fail(e)
-                    raise
+        """Run every queued plan up to its write for MULTI. A plan that fails here fails
+        the commit: its error is raised (the shell then undoes early writes and abandons
+        the attempt).
+
+        The reads are gathered, so a transaction of N writes costs a constant number of
+        round trips, not one or two per write: each round sends, in one batch, the reads
+        every waiting plan asks for next (WATCHing their keys first, as one read would),
+        and the replies are handed to the plans in queue order, so a later plan still
+        sees what earlier ones recorded in ``hints`` before it looks at its own replies.
+        A plan asks for its next read only once its replies are handed to it; the reads
+        gathered ahead of it are its pending ones, which depend on nothing an earlier
+        plan decides (their keys are WATCHed: what EXEC will find is what they saw).
+        Checks (:attr:`Batch.check`: the last thing a plan asks before MULTI, deciding
+        nothing later plans read) of every plan go in one round of their own. Early
+        writes (claims) are sent when their plan's turn comes, one plan at a time; they
+        touch claim hashes, which no read before MULTI WATCHes."""
+        ahead: dict[int, list[Any]] = {}  # replies gathered for plans not handed them yet
+        while True:
+            waiting = [q for q in self._queued
+                       if q.batch is not None and _before_multi(q.batch)]
+            if not waiting:
+                return
+            checks = [q for q in waiting if q.batch is not None and q.batch.check]
+            if checks:
+                parts = yield from _gathered(checks)
+                for q, part in zip(checks, parts, strict=True):
+                    _advance(q, part)
+                    if q.batch is not None and _before_multi(q.batch) and not q.batch.check:
+                        raise TransactionError(  # a plan broke Batch.check's contract
+                            f"{q.pending.what} asked for more before MULTI after a check")
+                continue
+            for at, q in enumerate(waiting):
+                while q.batch is not None and _before_multi(q.batch) and not q.batch.check:
+                    batch = q.batch
+                    if batch.early:
+                        replies = yield "write", batch
+                        q.early = True
+                    else:
+                        if id(q) not in ahead:
+                            group = [q] + [o for o in waiting[at + 1:] if id(o) not in ahead
+                                           and o.batch is not None and _before_multi(o.batch)
+                                           and not o.batch.early and not o.batch.check]
+                            parts = yield from _gathered(group)
+                            ahead.update((id(o), p) for o, p in zip(group, parts,
+                                                                    strict=True))
+                        replies = ahead.pop(id(q))
+                    _advance(q, replies)
 
     def exec_commands(self) -> list[Command]:
         """The commands to send between MULTI and EXEC; the transaction takes no more."""
@@ -207,6 +255,64 @@ class TxCore:
         """End without EXEC: every queued write is dropped."""
         self.closed = True
         self.rollback_to(0)
+
+
+def _gathered(waiting: Sequence[_Queued]) -> Steps[list[list[Any]]]:
+    """One read round trip for the batches these plans wait on: each distinct command
+    once (the same TYPE check of a shared index key is asked once), every key WATCHed.
+    Returns each plan's replies; raises (as that plan's own read would) the first error
+    reply of the first plan that got one, in queue order."""
+    index: dict[Any, int] = {}
+    commands: list[Command] = []
+    keys: list[str] = []
+    where: list[list[int]] = []
+    for q in waiting:
+        assert q.batch is not None
+        keys.extend(q.batch.keys)
+        spots = []
+        for cmd in q.batch.commands:
+            try:
+                spot = index.setdefault(cmd, len(commands))
+            except TypeError:  # an unhashable argument: sent as is
+                spot = len(commands)
+            if spot == len(commands):
+                commands.append(cmd)
+            spots.append(spot)
+        where.append(spots)
+    if len(waiting) == 1:
+        batch = waiting[0].batch
+        assert batch is not None
+        return [(yield "read", batch)]
+    replies = yield "read", Batch(commands, keys=tuple(dict.fromkeys(keys)), errors=True)
+    parts = [[replies[i] for i in spots] for spots in where]
+    for q, part in zip(waiting, parts, strict=True):
+        assert q.batch is not None
+        for reply in part:
+            if isinstance(reply, Exception) and not q.batch.errors:
+                raise reply
+    return parts
+
+
+def _advance(q: _Queued, replies: list[Any]) -> None:
+    """Hand a queued plan the replies of what it waited on before MULTI."""
+    try:
+        q.batch = q.plan.send(replies)
+    except StopIteration as stop:
+        q.batch = None
+        q.pending._resolve(stop.value)
+    except Exception as e:
+        q.batch = None
+        q.pending._fail(e)
+        raise
+
+
+def _as_bytes_dict(reply: Any) -> dict[bytes, bytes]:
+    """An HGETALL reply (a RESP3 map or a RESP2 flat list, bytes or str) as bytes."""
+    def b(x: Any) -> bytes:
+        return x if isinstance(x, bytes) else str(x).encode()
+    items = list(reply.items()) if isinstance(reply, dict) else list(
+        zip(list(reply or [])[::2], list(reply or [])[1::2], strict=True))
+    return {b(k): b(v) for k, v in items}
 
 
 def _resume(q: _Queued, replies: Sequence[Any]) -> BaseException | None:

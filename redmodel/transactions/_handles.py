@@ -216,19 +216,23 @@ class _TxBase:
             raise TransactionError("cannot commit: this transaction is not open")
         return Batch(commands, atomic=True, write=True, keys=self.watched)
 
-    def queue(self, plan: Plan[R], what: str = "write") -> Pending[R]:
-        """Queue a write plan for EXEC; reads it does before its first write (WATCHed) and
-        early writes (claims) run at commit, before MULTI, in queue order.
-
-        Redis: any command the plan writes, queued between MULTI and EXEC (RPUSH, SADD,
-        EVALSHA of a script, ...); its reads run at once, after WATCH, before MULTI."""
+    def _queue(self, plan: Plan[R], what: str, plain: bool) -> Pending[R]:
         try:
             batch = next(plan)
         except StopIteration as stop:
             done: Pending[R] = Pending(what)
             done._resolve(stop.value)
             return done
-        return self._core.queue(batch, plan, what)
+        return self._core.queue(batch, plan, what, plain)
+
+    def queue(self, plan: Plan[R], what: str = "write") -> Pending[R]:
+        """Queue a write plan for EXEC; reads it does before its first write (WATCHed) and
+        early writes (claims) run at commit, before MULTI, in queue order.
+
+        Redis: any command the plan writes, queued between MULTI and EXEC (RPUSH, SADD,
+        EVALSHA of a script, ...); its reads run at once, after WATCH, before MULTI."""
+        self._core.hints.seen.clear()  # before the plan builds its first batch
+        return self._queue(plan, what, False)
 
     # ---- writes (queued; the same in both shells) --------------------------------------
 
@@ -271,15 +275,24 @@ class _TxBase:
         return self.queue(plan, f"update {model.__name__} {id!r}")
 
     def incr(self, model: type, id: Any, field: str, amount: float = 1) -> Pending[Any]:
-        """Queue the increment (HINCRBY / HINCRBYFLOAT in a script); value: the new number.
+        """Queue the increment; value: the new number. A plain HINCRBY when this attempt
+        read the object (``get``, WATCHed) and only plain increments were queued since, on
+        an unindexed hash model with an int field the read shows holding a 64-bit int (the
+        script's checks then cannot fail; a change in between aborts EXEC); else the
+        counter script.
 
-        Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua (hash layout); indexed
+        Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua (hash layout), or
+        HINCRBY when this attempt read the object (unindexed hash layout); indexed
         model: before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's
         key and index record, then EVALSHA index_write.lua queued; flat layout: WATCH and
         GET of the object's key before MULTI, then EVALSHA flat_incr.lua."""
         self._models.add(model)
+        spec = spec_of(model)
+        plain = spec.indexes is None and spec.layout == "hash"  # see _ops.plain_incr
+        if not plain:
+            self._core.hints.seen.clear()
         plan = _ops.incr(model, id, field, amount, self._core.hints)
-        return self.queue(plan, f"incr {model.__name__} {id!r} {field}")
+        return self._queue(plan, f"incr {model.__name__} {id!r} {field}", plain)
 
     def incr_fields(
         self,
@@ -471,8 +484,12 @@ class Transaction(_TxBase):
 
     def _read_batch(self, batch: Batch, what: str, internal: bool = False) -> list[Any]:
         sent, watched = self._read_commands(batch, what, internal)
-        replies: list[Any] = self._session.run(sent).result()
-        return replies[1:] if watched else replies
+        ex = self._session.run(sent)
+        replies: list[Any] = ex.raw() if batch.errors else ex.result()
+        replies = replies[1:] if watched else replies
+        if not internal:
+            self._core.note_read(batch, replies)
+        return replies
 
     def query(self, plan: Plan[R], what: str = "read") -> R:
         """Run a read-only plan now, WATCHing the keys of each batch first.
@@ -637,8 +654,12 @@ class AsyncTransaction(_TxBase):
     async def _read_batch(self, batch: Batch, what: str, internal: bool = False
                           ) -> list[Any]:
         sent, watched = self._read_commands(batch, what, internal)
-        replies: list[Any] = (await self._session.run(sent)).result()
-        return replies[1:] if watched else replies
+        ex = await self._session.run(sent)
+        replies: list[Any] = ex.raw() if batch.errors else ex.result()
+        replies = replies[1:] if watched else replies
+        if not internal:
+            self._core.note_read(batch, replies)
+        return replies
 
     async def query(self, plan: Plan[R], what: str = "read") -> R:
         """Run a read-only plan now, WATCHing the keys of each batch first.

@@ -430,7 +430,7 @@ def transaction(
                 raise OutOfStockError(hat_id)      # nothing written, propagated as is
             tx.incr(Hat, hat_id, "quantity", -1)   # queued
             tx.incr(Hat, hat_id, "npurchased", 1)  # queued
-        buy("56854717")                     # MULTI, EVALSHA, EVALSHA, EXEC; retried
+        buy("56854717")                     # MULTI, HINCRBY, HINCRBY, EXEC; retried
 
     On an ``async def`` with an :class:`AsyncStore` it makes the asyncio version (the
     handle is an :class:`AsyncTransaction`; ``await hat = tx.get(...)``; ``await buy(id)``).
