@@ -195,9 +195,9 @@ class Store(ShellConfig):
         fields on a bucketed model, EVALSHA claim.lua before it and claim_confirm.lua,
         claim_release.lua or claim_restore.lua after it. Flat layout: EVALSHA flat_save.lua.
         Blob layout: SET (PX or KEEPTTL)."""
-        objs = list(objs)
-        plan = _ops.save_many(objs, ttl, chunk_size or self.chunk_size)
-        return self.run(self._registry.use_all(objs, plan))
+        plan = _ops.save_many(objs, ttl, chunk_size or self.chunk_size,
+                              ready=self._registry.ready_for)
+        return self.run(plan)
 
     def update(self, model: type, id: Any, /, **values: Any) -> bool:
         """Set some fields of a stored object without reading it; ``None`` removes a field.
