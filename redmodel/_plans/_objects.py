@@ -192,10 +192,16 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     done: list[str] = []  # keys written by earlier chunks (an iterator only: see below)
     count = 0
     def known(chunk_keys: Sequence[str]) -> list[str]:
-        # the keys of the call up to this chunk: a sequence's are derived again (no list
+        # the keys of the earlier chunks and these: a sequence's are derived again (no list
         # of them is kept), an iterator's were kept as they were written
         if seq is not None:
             return [save_key(o) for o in seq[:count]] + list(chunk_keys)
+        return done + list(chunk_keys)
+
+    def every(chunk_keys: Sequence[str]) -> list[str]:
+        # the call's keys: all of a sequence's; an iterator's read so far
+        if seq is not None:
+            return [save_key(o) for o in seq]
         return done + list(chunk_keys)
 
     for part in _chunks(objs, chunk_size):
@@ -205,7 +211,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
             if not whole:
                 _unique_within(part)
         except RedmodelError as e:  # nothing of this chunk was written
-            raise _batch_error(e, "save_many", known(_keys_or_none(part)), known([]), tx,
+            raise _batch_error(e, "save_many", every(_keys_or_none(part)), known([]), tx,
                                unread=not whole) from None
         keys = [k for k, _ in chunk]
         try:
@@ -214,7 +220,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
             claims = yield from _claim_all([(spec_of(o), k, o) for (k, _), o in
                                             zip(chunk, part, strict=True)], hints)
         except RedmodelError as e:  # nothing of this chunk was written
-            raise _batch_error(e, "save_many", known(keys), known([]), tx,
+            raise _batch_error(e, "save_many", every(keys), known([]), tx,
                                unread=not whole) from None
         try:
             replies = yield from run_writes([c for _, c in chunk], idempotent=True,
@@ -224,12 +230,12 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
             yield from gather([undo(c, hints) for c in claims if c is not None])
             raise
         except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
-            raise _batch_error(e, "save_many", known(keys), known([]), tx,
+            raise _batch_error(e, "save_many", every(keys), known([]), tx,
                                unknown=keys, unread=not whole) from None
         _, refused = yield from _settle_all(chunk, replies, claims, "save many", hints)
         if refused:
             key, first = next(iter(refused.values()))
-            raise _batch_error(first, "save_many", known(keys),
+            raise _batch_error(first, "save_many", every(keys),
                                known([k for at, k in enumerate(keys) if at not in refused]),
                                tx, key, unread=not whole)
         for obj in part:
