@@ -186,3 +186,20 @@ def test_ttls_through_the_batched_path(store: redmodel.Store) -> None:
     store.save_many(objs)  # a whole save keeps the expiry, as save does
     assert all(store.pttl(cls, f"t{i}") for i in range(6))
     assert sorted(store.find(cls, color="red").ids()) == [f"t{i}" for i in range(6)]
+
+
+def test_batched_writes_through_every_shell(any_store: Any) -> None:
+    """Sync, asyncio, and a three-primary cluster (one batch call per bucket and chunk)."""
+    cls = HATS[4]
+    objs = [cls(id=f"s{i}", color="red" if i % 2 else "blue", price=float(i), quantity=i,
+                sku=f"k{i}") for i in range(12)]
+    assert any_store.save_many(objs, chunk_size=5) == 12
+    assert sorted(any_store.find(cls, color="red").ids()) == sorted(
+        f"s{i}" for i in range(1, 12, 2))
+    with pytest.raises(redmodel.UniqueViolationError) as caught:
+        any_store.save_many([cls(id="s99", color="red", price=1.0, quantity=1, sku="k3")])
+    assert not caught.value.written
+    assert any_store.get(cls, "s99") is None
+    assert any_store.delete_many(cls, [f"s{i}" for i in range(12)] + ["gone"]) == 12
+    assert any_store.find(cls).count() == 0
+    assert any_store.find(cls, color="red").count() == 0
