@@ -53,6 +53,14 @@ def _hats(count: int) -> Iterator[Any]:
     return (hat(HatHash, i) for i in range(count))
 
 
+def _indexed_hats(count: int) -> Iterator[Any]:
+    from benchmarks.bench_queries import make_hats  # noqa: PLC0415
+
+    step = 10_000  # make_hats draws a list: made in slices, so a generator stays small
+    for start in range(0, count, step):
+        yield from make_hats(min(step, count - start), seed=start, prefix=f"h{start}-")
+
+
 def _hand_save(r: redis.Redis, hats: list[Any]) -> None:
     from benchmarks.bench_mapper import HandWritten  # noqa: PLC0415
 
@@ -76,6 +84,11 @@ CASES: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
     "redmodel `save_many(list)`": ("list", lambda store, xs: store.save_many(xs)),
     "redmodel `get_many(ids)`": ("ids", lambda store, ids: store.get_many(_hat_cls(), ids)),
     "redmodel `save_many(generator)`": ("generator", lambda store, xs: store.save_many(xs)),
+    "redmodel `get_many(generator of ids)`": (
+        "id generator", lambda store, ids: store.get_many(_hat_cls(), ids)),
+    "redmodel indexed `save_many(list)`": ("indexed list", lambda store, xs: store.save_many(xs)),
+    "redmodel indexed `save_many(generator)`": (
+        "indexed generator", lambda store, xs: store.save_many(xs)),
     f"hand-written: a pipeline per {CHUNK:,} (list)": (
         "list", lambda store, xs: _hand_save(store.client, xs)),
     f"hand-written: HGETALL pipeline per {CHUNK:,}": (
@@ -102,15 +115,22 @@ def child(case: str, url: str, db: int, count: int) -> dict[str, Any]:
     if kind == "list":
         arg: Any = list(_hats(count))
         objects = rss_now() - baseline
+    elif kind == "indexed list":
+        arg = list(_indexed_hats(count))
+        objects = rss_now() - baseline
     elif kind == "generator":
         arg = _hats(count)
+    elif kind == "indexed generator":
+        arg = _indexed_hats(count)
+    elif kind == "id generator":
+        arg = (str(i) for i in range(count))
     else:
         arg = ids
     t0 = time.perf_counter()
     out = call(store, arg)
     elapsed = time.perf_counter() - t0
     peak = rss_peak()
-    if kind == "ids":
+    if kind in ("ids", "id generator"):
         assert out is not None and len(out) == count and all(h is not None for h in out)
     store.close()
     return {"case": case, "count": count, "baseline": baseline, "objects": objects,
@@ -179,5 +199,12 @@ def run(ctx: Context) -> Section:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    case_, url_, db_, count_ = sys.argv[1:5]
-    print(json.dumps(child(case_, url_, int(db_), int(count_))))
+    if sys.argv[1] == "--table":  # python -m benchmarks.bench_rss --table [COUNT]: alone
+        from redmodel.testing import RedisServer
+
+        with RedisServer() as server:
+            print(rss_table(measure_all(server.url, int(sys.argv[2]) if sys.argv[2:]
+                                        else COUNT)))
+    else:
+        case_, url_, db_, count_ = sys.argv[1:5]
+        print(json.dumps(child(case_, url_, int(db_), int(count_))))

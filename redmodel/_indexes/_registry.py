@@ -444,17 +444,12 @@ class Registry:
     def _first(self, cls: type, plan: G) -> Generator[Any, Any, Any]:
         return (yield from _before_sending(self.register(spec_of(cls)), plan))
 
-    def use_all(self, objs: Iterable[Any], plan: G) -> G:
-        """``plan``, after registering every model of ``objs`` this store has not yet."""
-        new = {type(o) for o in objs if type(o) not in self.checked}
-        return cast("G", self._first_many(new, plan)) if new else plan
-
-    def _first_many(self, classes: set[type], plan: G) -> Generator[Any, Any, Any]:
-        def register_all() -> Plan[None]:
-            for cls in sorted(classes, key=owner_of):
-                yield from self.register(spec_of(cls))
-
-        return (yield from _before_sending(register_all(), plan))
+    def ready_for(self, objs: Sequence[Any]) -> Plan[None]:
+        """Register every model of ``objs`` this store has not yet: run by a bulk call on
+        each chunk before sending it (a streamed input's models are not known earlier)."""
+        for cls in sorted({type(o) for o in objs if type(o) not in self.checked},
+                          key=owner_of):
+            yield from self.register(spec_of(cls))
 
     def needing(self, spec: ModelSpec, needs: frozenset[str], plan: G) -> G:
         """``plan`` (a plan or an iteration plan), after checking that every index it

@@ -50,6 +50,7 @@ from redmodel._plan import Batch, Command, Plan, script
 __all__ = ["Abandoned", "TxHints", "Write", "claim", "refusal", "run_writes", "settle", "undo"]
 
 FIX = script("index_fix")
+MANY = script("index_write_many")
 
 KEY_ROUNDS = 8
 PIN_ROUNDS = 5000
@@ -463,7 +464,8 @@ def _record(w: Write, exists: bool, old: set[str], new: set[str], hints: TxHints
 
 
 def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
-               hints: TxHints | None, what: str, errors: bool = False) -> Plan[list[Any]]:
+               hints: TxHints | None, what: str, errors: bool = False,
+               batched: bool = False) -> Plan[list[Any]]:
     """Send the writes (index writes, or any other write command) in one round trip;
     resend the index writes that asked for more keys, with them (again one round trip for
     all). Returns each reply (refusals are left to the caller: see :func:`check`).
@@ -472,9 +474,11 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
     more when the object the unique index names no longer holds that value in its stored
     fields (changed by raw commands: its record, which the script checks, is stale); that
     object gives the value up first (:func:`free_unheld`). ``errors``: see
-    :attr:`Batch.errors` (error replies come back as ServerError values)."""
+    :attr:`Batch.errors` (error replies come back as ServerError values). ``batched``
+    (save_many, delete_many): whole saves and deletes of the objects of one bucket go
+    together in one call of ``index_write_many.lua`` (see :func:`_batchable`)."""
     replies = yield from _send_writes(items, idempotent=idempotent, hints=hints, what=what,
-                                      errors=errors)
+                                      errors=errors, batched=batched)
     if hints is not None:
         return replies
     refused = [i for i, (item, reply) in enumerate(zip(items, replies, strict=True))
@@ -555,36 +559,97 @@ def _fields_of(reply: Any) -> dict[bytes, Any]:
     return {b(k): v for k, v in zip(items[::2], items[1::2], strict=True)}
 
 
+def _batchable(item: Write | Command) -> bool:
+    """A whole save or a delete by the index write script (not a layout's own write):
+    the batch script does exactly what the index write script does for it."""
+    return type(item) is Write and _mode(item) in ("save", "delete")
+
+
+def _batches(items: Sequence[Write | Command], todo: Sequence[int], single: set[int]
+             ) -> tuple[list[Command], list[str], list[list[int]]]:
+    """This round's commands: the batchable writes of each bucket (same record, all-ids and
+    expiry keys) as one call of the batch script, in their order, then every other item
+    alone. Returns the commands, their keys and the items each answers for."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    alone: list[int] = []
+    for i in todo:
+        item = items[i]
+        if i in single or not isinstance(item, Write) or not _batchable(item):
+            alone.append(i)
+        else:
+            groups.setdefault(tuple(item.keys[1:4]), []).append(i)
+    cmds: list[Command] = []
+    keys: list[str] = []
+    owners: list[list[int]] = []
+    for members in groups.values():
+        if len(members) == 1:
+            alone.append(members[0])
+            continue
+        cmds.append(_many([items[i] for i in members]))  # type: ignore[misc]
+        keys.append(_key(items[members[0]]))
+        owners.append(members)
+    alone.sort()
+    for i in alone:
+        cmds.append(_command(items[i]))
+        keys.append(_key(items[i]))
+        owners.append([i])
+    return cmds, keys, owners
+
+
+def _many(writes: Sequence[Write]) -> Command:
+    """One call of index_write_many.lua for these writes (each declares its own keys;
+    the call declares them all, once)."""
+    at: dict[str, int] = {}
+    for w in writes:
+        for k in w.keys:
+            at.setdefault(k, len(at) + 1)
+    args: list[Any] = [len(writes)]
+    for w in writes:
+        args += [at[w.keys[0]], at[w.keys[1]], at[w.keys[2]], at[w.keys[3]], len(w.args),
+                 *w.args]
+    return MANY.call(list(at), args)
+
+
 def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
-                 hints: TxHints | None, what: str, errors: bool = False) -> Plan[list[Any]]:
+                 hints: TxHints | None, what: str, errors: bool = False,
+                 batched: bool = False) -> Plan[list[Any]]:
     writes = [w for w in items if isinstance(w, Write)]
     if hints is not None:
         yield from prefetch(writes, hints)
+        batched = False  # a transaction declares every key before MULTI, one write each
     replies: list[Any] = [None] * len(items)
     todo = list(range(len(items)))
     asked = [0] * len(items)  # KEYS answers of each item so far
+    single: set[int] = set() if batched else set(todo)  # items sent alone from now on
     for _ in range(KEY_ROUNDS + PIN_ROUNDS):
-        got = yield Batch([_command(items[i]) for i in todo], write=True,
-                          idempotent=idempotent, keys=[_key(items[i]) for i in todo],
-                          errors=errors)
+        cmds, keys, owners = _batches(items, todo, single)
+        got = yield Batch(cmds, write=True, idempotent=idempotent, keys=keys, errors=errors)
         again = []
-        for i, reply in zip(todo, got, strict=True):
-            item = items[i]
-            if status(reply) == "PINNED" and hints is None:
-                again.append(i)  # another increment's resend is about to land: wait
-                continue
-            need = needed_keys(reply) if isinstance(item, Write) else None
-            if need is not None and hints is None and isinstance(item, Write) \
-                    and asked[i] < KEY_ROUNDS:
-                asked[i] += 1
-                more = item.spread(need, asked[i]) if item.spread is not None else ()
-                if item.declare([*need, *more]):
+        for members, reply in zip(owners, got, strict=True):
+            each = (reply if len(members) > 1 and isinstance(reply, list)
+                    and status(reply) != "BADARG"
+                    else [reply] * len(members))  # one write's, or an error for them all
+            for i, r in zip(members, each, strict=True):
+                item = items[i]
+                if status(r) == "LATER":  # after an object of its call that was not written
+                    single.add(i)
                     again.append(i)
                     continue
-            replies[i] = reply
+                if status(r) == "PINNED" and hints is None:
+                    again.append(i)  # another increment's resend is about to land: wait
+                    continue
+                need = needed_keys(r) if isinstance(item, Write) else None
+                if need is not None and hints is None and isinstance(item, Write) \
+                        and asked[i] < KEY_ROUNDS:
+                    asked[i] += 1
+                    more = item.spread(need, asked[i]) if item.spread is not None else ()
+                    if item.declare([*need, *more]):
+                        again.append(i)
+                        continue
+                replies[i] = r
         if not again:
             return replies
-        todo = again
+        todo = sorted(again)
     for i in todo:  # still asking: its reply (a KEYS refusal) says nothing was written
         replies[i] = ["KEYS"]
     return replies

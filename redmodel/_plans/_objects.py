@@ -21,6 +21,7 @@ from redmodel._errors import (
     ServerError,
     ValidationError,
 )
+from redmodel._indexes._specs import IndexValueError
 from redmodel._indexes._writes import (
     IN_EXEC,
     Abandoned,
@@ -84,12 +85,13 @@ def id_str(spec: ModelSpec, id_value: Any) -> tuple[str, str]:
 # ---- writes -----------------------------------------------------------------------------
 
 
-def save_command(obj: Any, ttl: Any) -> tuple[str, Command | Write]:
-    """Validate ``obj`` and return its key and what stores it whole (one command, or an
-    index write)."""
+def save_command(obj: Any, ttl: Any, checked: bool = False) -> tuple[str, Command | Write]:
+    """Validate ``obj`` (unless ``checked`` already) and return its key and what stores it
+    whole (one command, or an index write)."""
     spec = spec_of(obj)
     key = spec.key_for(_id_of(spec, obj))
-    spec.check(obj)
+    if not checked:
+        spec.check(obj)
     return key, layout_of(spec).save(key, obj, ttl_ms(spec, ttl))
 
 
@@ -166,56 +168,138 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
 
 
 def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
-              hints: TxHints | None = None) -> Plan[int]:
-    """Every object is validated before the first chunk is sent; each chunk is one pipelined
-    round trip of one atomic command per object (plus one for the objects whose index
-    entries the client could not name, and the claims of a bucketed model's unique values
-    before and after). Objects are saved whole. A refusal by the server stops after the
-    chunk it is in, and its error says which objects were written (see _batch_error)."""
+              hints: TxHints | None = None,
+              ready: Callable[[Sequence[Any]], Plan[None]] | None = None) -> Plan[int]:
+    """Objects are read, validated, encoded and sent chunk by chunk, so memory is bounded
+    by the chunk size whatever the input's size. A sequence (list, tuple) is validated
+    whole before the first chunk is sent, so a bad object in it leaves nothing written;
+    any other iterable (a generator) is validated chunk by chunk, so a bad object is
+    refused before its own chunk is sent, after the earlier chunks were written.
+    Each chunk is one pipelined round trip: the indexed objects of each bucket in one call
+    of the batch index script (objects it cannot do alone, alone after it), every other
+    object one atomic command (plus the claims of a bucketed model's unique values before
+    and after). Objects are saved whole. A refusal (by the client or the server) stops
+    after the chunk it is in, and its error says which objects were written (see
+    _batch_error). ``ready``: run on each chunk before it is sent (the store's registry
+    check of the chunk's models)."""
     chunk_size = integer(chunk_size, "chunk_size", least=1)
-    objs = list(objs)
-    planned = [save_command(obj, ttl) for obj in objs]
-    _unique_within(objs)
-    keys = [k for k, _ in planned]
-    written: list[str] = []
-    for start in range(0, len(planned), chunk_size):
-        chunk = planned[start : start + chunk_size]
-        part = objs[start : start + chunk_size]
+    seq = objs if isinstance(objs, Sequence) else None
+    whole = seq is not None
+    if seq is not None:  # everything refusable is refused before the first write
+        for obj in seq:
+            check_whole(obj)
+        _unique_within(seq)
+    tx = hints is not None
+    done: list[str] = []  # keys written by earlier chunks (an iterator only: see below)
+    count = 0
+    def known(chunk_keys: Sequence[str]) -> list[str]:
+        # the keys of the earlier chunks and these: a sequence's are derived again (no list
+        # of them is kept), an iterator's were kept as they were written
+        if seq is not None:
+            return [save_key(o) for o in seq[:count]] + list(chunk_keys)
+        return done + list(chunk_keys)
+
+    def every(chunk_keys: Sequence[str]) -> list[str]:
+        # the call's keys: all of a sequence's; an iterator's read so far
+        if seq is not None:
+            return [save_key(o) for o in seq]
+        return done + list(chunk_keys)
+
+    for part in _chunks(objs, chunk_size):
+
         try:
+            chunk = [save_command(obj, ttl, checked=whole) for obj in part]
+            if not whole:
+                _unique_within(part)
+        except RedmodelError as e:  # nothing of this chunk was written
+            raise _batch_error(e, "save_many", every(_keys_or_none(part)), known([]), tx,
+                               unread=not whole) from None
+        keys = [k for k, _ in chunk]
+        try:
+            if ready is not None:
+                yield from ready(part)
             claims = yield from _claim_all([(spec_of(o), k, o) for (k, _), o in
                                             zip(chunk, part, strict=True)], hints)
         except RedmodelError as e:  # nothing of this chunk was written
-            raise _batch_error(e, "save_many", keys, written, hints is not None) from None
+            raise _batch_error(e, "save_many", every(keys), known([]), tx,
+                               unread=not whole) from None
         try:
             replies = yield from run_writes([c for _, c in chunk], idempotent=True,
                                             hints=hints, what="save many",
-                                            errors=hints is None)
+                                            errors=hints is None, batched=True)
         except Abandoned:  # its transaction will not commit: nothing written, undo claims
             yield from gather([undo(c, hints) for c in claims if c is not None])
             raise
         except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
-            raise _batch_error(e, "save_many", keys, written, hints is not None,
-                               unknown=[k for k, _ in chunk]) from None
+            raise _batch_error(e, "save_many", every(keys), known([]), tx,
+                               unknown=keys, unread=not whole) from None
         _, refused = yield from _settle_all(chunk, replies, claims, "save many", hints)
-        written += [k for k, _ in chunk if k not in refused]
         if refused:
-            key, first = next(iter(refused.items()))
-            raise _batch_error(first, "save_many", keys, written, hints is not None, key)
-    for obj in objs:
-        spec = spec_of(obj)
-        layout = layout_of(spec)
-        saved(obj)
-        if spec.track_changes and isinstance(layout, HashLayout):  # partial saves: hash only
-            layout.remember(obj, layout.encode_state(obj))
-    return len(planned)
+            key, first = next(iter(refused.values()))
+            raise _batch_error(first, "save_many", every(keys),
+                               known([k for at, k in enumerate(keys) if at not in refused]),
+                               tx, key, unread=not whole)
+        for obj in part:
+            spec = spec_of(obj)
+            layout = layout_of(spec)
+            saved(obj)
+            if spec.track_changes and isinstance(layout, HashLayout):  # partial saves: hash only
+                layout.remember(obj, layout.encode_state(obj))
+        if not whole:
+            done += keys
+        count += len(part)
+    return count
+
+
+def _chunks(objs: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    """The input in lists of ``size``, read lazily (a sequence is sliced)."""
+    if isinstance(objs, Sequence):
+        for start in range(0, len(objs), size):
+            yield list(objs[start : start + size])
+        return
+    it = iter(objs)
+    while part := list(itertools.islice(it, size)):
+        yield part
+
+
+def check_whole(obj: Any) -> None:
+    """What :func:`save_command` refuses, without building the command (a sequence is
+    checked whole first, then encoded chunk by chunk): its id, its fields, its index
+    entries (a NaN or infinite range value, an int beyond 2**53)."""
+    spec = spec_of(obj)
+    key = save_key(obj)
+    spec.check(obj)
+    if spec.indexes is not None:
+        try:
+            spec.indexes.entries(_values(spec, obj))
+        except IndexValueError as e:
+            raise ValidationError(e.reason, model=spec.name, key=key, field=e.field) from None
+
+
+def save_key(obj: Any) -> str:
+    spec = spec_of(obj)
+    return spec.key_for(_id_of(spec, obj))
+
+
+def _keys_or_none(part: Sequence[Any]) -> list[str]:
+    """The keys of a refused chunk's objects, as far as they have one."""
+    out = []
+    for obj in part:
+        try:
+            out.append(save_key(obj))
+        except Exception:  # a bad object: it has no key to name
+            continue
+    return out
 
 
 def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequence[str],
-                 tx: bool, refused: str | None = None, unknown: Sequence[str] = ()
-                 ) -> Exception:
+                 tx: bool, refused: str | None = None, unknown: Sequence[str] = (),
+                 unread: bool = False) -> Exception:
     """The error of one refused object of a save_many / delete_many, saying what of the
     call was written: the objects of earlier chunks, and the others of its chunk (each
-    object is its own atomic script, so they land whatever their neighbours do).
+    object is its own atomic write, so they land whatever their neighbours do).
+    ``keys``: the call's keys known (``unread``: the input is an iterator, read no further
+    than the refused chunk, so the objects after it are in neither list).
     ``unknown``: the keys of a chunk whose outcome nobody knows (a lost reply,
     :class:`OutcomeUnknownError`); they are in neither list."""
     if not isinstance(error, RedmodelError):
@@ -232,10 +316,14 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
     verb = "deleted" if what == "delete_many" else "written"
     maybe = (f", {len(unknown)} may or may not have been ({shown(list(unknown))}: in "
              "neither list)" if unknown else "")
-    summary = (f"; of this {what}'s {len(keys)} objects {len(written)} were {verb}"
+    whose = "the objects it read" if unread else f"this {what}'s {len(keys)} objects"
+    summary = (f"; of {whose} {len(written)} were {verb}"
                + (f" ({shown(list(written))})" if written else "") + maybe
                + f" and {len(rest)} were not ({shown(rest)}): see .written and "
                ".not_written")
+    if unread:
+        summary += ("; the input was read no further than this chunk, so the objects "
+                    "after it were neither read nor " + verb)
     if tx:
         summary += "; any other write queued in the transaction was applied (no rollback in EXEC)"
     error.args = (text + summary, *error.args[1:])
@@ -274,35 +362,45 @@ def _caught(plan: Plan[Any]) -> Plan[Any]:
 
 def _settle_all(chunk: Sequence[tuple[str, Command | Write]], replies: Sequence[Any],
                 claims: Sequence[Claims | None], what: str, hints: TxHints | None
-                ) -> Plan[tuple[list[Any], dict[str, Exception]]]:
+                ) -> Plan[tuple[list[Any], dict[int, tuple[str, Exception]]]]:
     """Results of a chunk of writes: claims confirmed or released (pipelined), and the
-    refusals by key (the other objects of the chunk are written)."""
+    refusals by position in the chunk, with their keys (the other objects of the chunk
+    are written; a key can be in a chunk twice)."""
     tx = hints is not None
-    refused: dict[str, Exception] = {}
+    refused: dict[int, tuple[str, Exception]] = {}
     if not any(isinstance(item, Write) and item.spec.claims for _, item in chunk):
         out = []
-        for (key, item), reply in zip(chunk, replies, strict=True):  # no I/O: no plans
+        for at, ((key, item), reply) in enumerate(zip(chunk, replies, strict=True)):  # no I/O
             error = (reply if isinstance(reply, ServerError)  # an error reply (Batch.errors)
                      else refusal(item.spec, key, reply, what, tx=tx) if isinstance(item, Write)
                      else None)
             if error is not None:
-                refused.setdefault(key, error)
+                refused[at] = (key, error)
             out.append(_result_of(reply))
         return out, refused
+    # a value one write gives up that a later write of the same object in this chunk holds
+    # is not released (that one confirms it): the claims each write holds are counted, as
+    # a transaction counts them (TxHints.held), and settled in chunk order
+    held = hints
+    if held is None:
+        held = TxHints()
+        for c in claims:
+            for k, t in (c.ours if c is not None else ()):
+                held.held[k, t, c.eid] += 1  # type: ignore[union-attr]
     plans = []
-    for (key, item), reply, c in zip(chunk, replies, claims, strict=True):
+    for at, ((key, item), reply, c) in enumerate(zip(chunk, replies, claims, strict=True)):
         if not isinstance(item, Write):
             if isinstance(reply, ServerError):
-                refused.setdefault(key, reply)
+                refused[at] = (key, reply)
             plans.append(_done(reply))
             continue
         error = reply if isinstance(reply, ServerError) else refusal(item.spec, key, reply,
                                                                      what, tx=tx)
         if error is not None:
-            refused.setdefault(key, error)
-            plans.append(undo(c, hints))
+            refused[at] = (key, error)
+            plans.append(undo(c, held))
         else:
-            plans.append(settle(item.spec, key, reply, c, hints) if item.spec.claims else
+            plans.append(settle(item.spec, key, reply, c, held) if item.spec.claims else
                          _done(_result_of(reply)))
     results = yield from gather(plans)
     return results, refused
@@ -318,7 +416,7 @@ def _unique_within(objs: Sequence[Any]) -> None:
     seen: dict[tuple[type, str, str], Any] = {}
     for obj in objs:
         spec = spec_of(obj)
-        if spec.indexes is None:
+        if spec.indexes is None or not spec.indexes.uniques:
             continue
         for name, text in unique_lines(spec, _values(spec, obj)):
             mark = (spec.cls, name, text)
@@ -357,15 +455,15 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
         try:
             replies = yield from run_writes([c for _, c in chunk], idempotent=False,
                                             hints=hints, what=f"delete many {spec.name}",
-                                            errors=hints is None)
+                                            errors=hints is None, batched=True)
         except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
             raise _batch_error(e, "delete_many", keys, done, hints is not None,
                                unknown=part) from None
         results, refused = yield from _settle_all(chunk, replies, [None] * len(chunk),
                                                   f"delete many {spec.name}", hints)
-        done += [k for k, _ in chunk if k not in refused]
+        done += [k for at, (k, _) in enumerate(chunk) if at not in refused]
         if refused:
-            key, first = next(iter(refused.items()))
+            key, first = next(iter(refused.values()))
             raise _batch_error(first, "delete_many", keys, done, hints is not None, key)
         removed += sum(int(bool(r)) for r in results)
     return removed
@@ -509,12 +607,14 @@ def get_or_raise(model: type, id_value: Any) -> Plan[Any]:
 
 
 def get_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[list[Any]]:
+    """One pipelined round trip of reads per chunk; the ids are read from ``ids`` chunk by
+    chunk (a generator is not drawn whole first), so beyond the objects returned memory
+    is bounded by the chunk size."""
     spec = spec_of(model)
     layout = layout_of(spec)
-    wanted = [id_str(spec, i) for i in ids]
     out: list[Any] = []
-    for start in range(0, len(wanted), chunk_size):
-        part = wanted[start : start + chunk_size]
+    for ids_part in _chunks(ids, chunk_size):
+        part = [id_str(spec, i) for i in ids_part]
         replies = yield from read_batch(Batch([layout.read(k) for k, _ in part],
                                               keys=[k for k, _ in part]))
         out.extend(layout.decode(k, t, r) for (k, t), r in zip(part, replies, strict=True))

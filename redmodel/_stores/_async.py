@@ -145,9 +145,9 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.save_many`.
 
         Redis: as Store.save_many"""
-        objs = list(objs)
-        plan = _ops.save_many(objs, ttl, chunk_size or self.chunk_size)
-        return await self.run(self._registry.use_all(objs, plan))
+        plan = _ops.save_many(objs, ttl, chunk_size or self.chunk_size,
+                              ready=self._registry.ready_for)
+        return await self.run(plan)
 
     async def update(self, model: type, id: Any, /, **values: Any) -> bool:
         """See :meth:`Store.update`.

@@ -184,20 +184,27 @@ class Store(ShellConfig):
         chunk_size: int | None = None,
     ) -> int:
         """Store many objects (of any models), pipelined: one round trip per chunk of
-        ``chunk_size`` objects (default the store's, 500). Every object is validated before
-        the first chunk is sent. Same commands as :meth:`save`; returns the count saved.
+        ``chunk_size`` objects (default the store's, 500); returns the count saved.
+
+        The input is read, encoded and sent chunk by chunk, so memory stays bounded by the
+        chunk size for any number of objects. A sequence (list, tuple) is validated whole
+        before the first chunk is sent: one bad object in it and nothing is written. Any
+        other iterable (a generator) is validated chunk by chunk: a bad object refuses its
+        chunk after the earlier chunks were written, and the error's ``.written`` lists
+        those, ``.not_written`` its chunk (the objects after it are not read). A refusal by
+        the server stops the call after its chunk, with the same two lists.
 
         Redis: as save, pipelined, one round trip per chunk: hash layout: HSET alone, or
-        EVALSHA hash_save.lua (HSET, HDEL of the None fields, PEXPIRE of a TTL); an object
-        loaded by get and changed since: EVALSHA hash_update.lua of the changed fields (then
-        the whole save if it was deleted meanwhile). Indexed model: EVALSHA index_write.lua
-        (sent again with more KEYS when its first answer names keys it needs); with unique
-        fields on a bucketed model, EVALSHA claim.lua before it and claim_confirm.lua,
-        claim_release.lua or claim_restore.lua after it. Flat layout: EVALSHA flat_save.lua.
-        Blob layout: SET (PX or KEEPTTL)."""
-        objs = list(objs)
-        plan = _ops.save_many(objs, ttl, chunk_size or self.chunk_size)
-        return self.run(self._registry.use_all(objs, plan))
+        EVALSHA hash_save.lua (HSET, HDEL of the None fields, PEXPIRE of a TTL). Indexed
+        model: the objects of one bucket in one EVALSHA index_write_many.lua per chunk
+        (an object alone in its bucket, or that call answers KEYS or LATER for: EVALSHA
+        index_write.lua, sent again with more KEYS when its first answer names keys it
+        needs); with unique fields on a bucketed model, EVALSHA claim.lua before it and
+        claim_confirm.lua, claim_release.lua or claim_restore.lua after it. Flat layout:
+        EVALSHA flat_save.lua. Blob layout: SET (PX or KEEPTTL)."""
+        plan = _ops.save_many(objs, ttl, chunk_size or self.chunk_size,
+                              ready=self._registry.ready_for)
+        return self.run(plan)
 
     def update(self, model: type, id: Any, /, **values: Any) -> bool:
         """Set some fields of a stored object without reading it; ``None`` removes a field.
@@ -297,12 +304,15 @@ class Store(ShellConfig):
 
     def delete_many(self, model: type, ids: Iterable[Any]) -> int:
         """Delete many objects: one command per object (DEL, or the layout's or the index's
-        delete script), pipelined, one round trip per chunk of the store's ``chunk_size``;
+        delete script; an indexed model's objects of one bucket in one call of the batch
+        index script), pipelined, one round trip per chunk of the store's ``chunk_size``;
         returns how many existed.
 
         Redis: one command per object, pipelined, one round trip per chunk: DEL, EVALSHA
-        flat_delete.lua, or for an indexed model EVALSHA index_write.lua (again with more
-        KEYS when asked) and claim_release.lua of a bucketed model's claims."""
+        flat_delete.lua, or for an indexed model EVALSHA index_write_many.lua per bucket
+        and chunk (again with more KEYS when asked; EVALSHA index_write.lua for an object
+        alone in its bucket or answered LATER) and claim_release.lua of a bucketed model's
+        claims."""
         return self.run(self._use(model, _ops.delete_many(model, ids, self.chunk_size)))
 
     def expire(self, model: type, id: Any, ttl: float | dt.timedelta) -> bool:
@@ -341,6 +351,7 @@ class Store(ShellConfig):
 
     def get_many(self, model: type[M], ids: Iterable[Any]) -> list[M | None]:
         """The objects, one read per id, pipelined in chunks; None where one is missing.
+        ``ids`` is read a chunk at a time (a generator is not drawn whole first).
 
         Redis: HGETALL (hash layout), EVALSHA flat_get.lua (flat layout) or GET (blob
         layout) per id, pipelined, one round trip per chunk."""
