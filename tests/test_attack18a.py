@@ -1,0 +1,205 @@
+"""Attack on issue 18 (one sync/async pattern, the transaction seams, the front door): one
+test per finding of /work/notes/FINDINGS-18a.md, each failing on the code it was written
+against. The promises are docs/design.md's ("Sync and async: one pattern", "Where things
+live") and the issue's four transaction bugs with their near variants."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import subprocess
+import sys
+import textwrap
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import redmodel
+import redmodel.testing
+from redmodel import Store
+from redmodel.containers import Queue
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@redmodel.model(prefix="atk18")
+@attrs.define
+class Hat:
+    color: str = "black"
+    quantity: int = 0
+    id: str = redmodel.key_field()
+
+
+def logged(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """An ordinary user decorator (logging, metrics): it hides what kind of function it wraps
+    from ``inspect.isgeneratorfunction`` / ``iscoroutinefunction``."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+# ---- bug 3 of the issue ("@transaction on a generator function commits an empty
+# transaction") and its near variants ------------------------------------------------------
+
+
+def test_deprecated_store_transact_refuses_a_generator_function(store: Store) -> None:
+    """``store.transact`` still works for one release (docs/design.md: a deprecated alias of
+    ``transaction(store)(fn)(*args)``), so it must refuse what the new path refuses."""
+    store.save(Hat(id="g1", quantity=5))
+
+    def restock(tx: Any) -> Iterator[int]:
+        tx.incr(Hat, "g1", "quantity", 1)
+        yield 1
+
+    with pytest.raises(redmodel.TransactionError, match="generator"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        store.transact(restock)
+
+
+def test_a_transaction_whose_function_returns_a_generator_does_not_commit_empty(
+        store: Store) -> None:
+    """A callable object whose ``__call__`` is a generator (or a generator function behind a
+    ``functools.wraps`` decorator) passes the decoration check; the run must then refuse the
+    generator it gets back instead of committing an empty transaction and returning it."""
+    store.save(Hat(id="g2", quantity=5))
+
+    class Restock:
+        def __call__(self, tx: Any) -> Iterator[int]:
+            tx.incr(Hat, "g2", "quantity", 1)
+            yield 1
+
+    with pytest.raises(redmodel.TransactionError):
+        result = redmodel.transaction(store)(Restock())()
+        assert not inspect.isgenerator(result), "an empty transaction was committed"
+
+
+# ---- bug 2 of the issue, reversed: an async body run by a sync transaction -------------
+
+
+def test_a_sync_transaction_refuses_a_coroutine_returned_by_its_function(store: Store) -> None:
+    """``astore.transaction(sync_fn)`` is refused (the function's kind is checked); the mirror,
+    an ``async def`` behind a decorator given to a Store's transaction, commits an empty
+    transaction and hands back an un-awaited coroutine (its writes never happen)."""
+    store.save(Hat(id="c1", quantity=5))
+
+    async def restock(tx: Any) -> int:
+        tx.incr(Hat, "c1", "quantity", 1)
+        return 1
+
+    fn = redmodel.transaction(store)(logged(restock))
+    result: Any = None
+    try:
+        with pytest.raises(redmodel.TransactionError):
+            result = fn()
+    finally:
+        if inspect.iscoroutine(result):
+            result.close()
+
+
+# ---- a container joined into a transaction on another store ------------------------------
+
+
+def test_a_container_of_another_store_cannot_join_a_transaction(
+        store: Store, redis_url: str) -> None:
+    """A transaction function of one store called inside a transaction of another is refused
+    ("was called inside a transaction on another store"). A container bound to the second
+    store, joined with ``in_tx``, silently writes its key into the first store's database."""
+    other = Store.from_url(redis_url + "/1")
+    other.client.flushdb()
+    jobs = Queue(other, "jobs18a", int)
+
+    @redmodel.transaction(store)
+    def enqueue(tx: Any) -> None:
+        jobs.in_tx(tx).push(1)
+
+    try:
+        with pytest.raises(redmodel.TransactionError):
+            enqueue()
+    finally:
+        written_here = store.client.exists("jobs18a")
+        other.client.flushdb()
+        other.close()
+    assert not written_here, "the queue of the other store was written into this store"
+
+
+# ---- typing: wrong code that mypy --strict accepts --------------------------------------
+
+
+def _mypy(tmp_path: Path, source: str) -> dict[int, list[str]]:
+    """mypy --strict with the project's configuration (the plugin), as tests/test_typing.py
+    runs it, on one user file: the errors by line."""
+    path = tmp_path / "user18a.py"
+    path.write_text(textwrap.dedent(source))
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
+         "--show-error-codes", "--no-error-summary", "--no-pretty",
+         str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    errors: dict[int, list[str]] = {}
+    for line in done.stdout.splitlines():
+        parts = line.split(":", 3)
+        if len(parts) == 4 and parts[2].strip() == "error":
+            errors.setdefault(int(parts[1]), []).append(parts[3])
+    return errors
+
+
+TYPING_HOLES = """\
+from collections.abc import AsyncIterator, Iterator
+import redmodel
+from redmodel import AsyncStore, Store
+from redmodel.containers import Queue
+from redmodel.transactions import AsyncTransaction, Transaction
+
+
+def sync(store: Store) -> None:
+    @redmodel.transaction(store)
+    def gen(tx: Transaction) -> Iterator[int]:  # line 10: refused at run time
+        yield 1
+
+    @store.transaction
+    def gen2(tx: Transaction) -> Iterator[int]:  # line 14: refused at run time
+        yield 1
+
+
+async def asyncio_side(store: Store, astore: AsyncStore) -> None:
+    @redmodel.transaction(astore)
+    async def body(tx: AsyncTransaction) -> None:
+        Queue(store, "jobs", int).in_tx(tx).push(1)  # line 21: a sync store's queue
+
+
+control: int = "not an int"  # line 24: proves mypy ran and was read
+"""
+
+
+def test_mypy_rejects_what_the_runtime_refuses(tmp_path: Path) -> None:
+    """docs/design.md: "mistakes are type errors". A generator function given to a bound
+    transaction decorator (refused at run time: "is a generator function") and a Store's
+    container joined into an AsyncStore's transaction type-check without a word."""
+    errors = _mypy(tmp_path, TYPING_HOLES)
+    assert 24 in errors, errors
+    missing = [line for line in (9, 13, 21) if not any(
+        line <= n <= line + 1 for n in errors)]
+    assert not missing, f"mypy --strict accepts lines {missing}; it reported {errors}"
+
+
+# ---- front door: public types with private __module__ ------------------------------------
+
+
+def test_every_public_name_of_redmodel_testing_has_its_public_module() -> None:
+    """Issue 18, item 4: every public type is exported "with __module__ set as httpx does";
+    docs/design.md: "Every public name's __module__ is the public module". The codecs,
+    containers, transactions and migrations do it; redmodel.testing (FaultProxy, RedisServer,
+    the errors it raises) does not, so reprs and tracebacks name private modules."""
+    private = {name: obj.__module__ for name in redmodel.testing.__all__
+               if callable(obj := getattr(redmodel.testing, name))
+               and obj.__module__ != "redmodel.testing"}
+    assert not private
+
