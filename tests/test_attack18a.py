@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -203,3 +204,32 @@ def test_every_public_name_of_redmodel_testing_has_its_public_module() -> None:
                and obj.__module__ != "redmodel.testing"}
     assert not private
 
+
+
+# ---- errors do not survive pickling -------------------------------------------------------
+
+ERRORS = [
+    redmodel.NotFoundError("Hat", "hat:1"),
+    redmodel.ConflictError("gave up", attempts=3, keys=("hat:1",)),
+    redmodel.ReadAfterWriteError("get", "save"),
+    redmodel.UniqueViolationError("Hat", ("sku",), "x", "hat:1"),
+    redmodel.IndexNotReadyError("not ready", model="Hat", index="color", state="building"),
+    redmodel.SchemaConflictError("taken", prefix="hat", key="hat:%schema", owner="A",
+                                 model="B"),
+    redmodel.OutcomeUnknownError("lost", keys=("hat:1",)),
+    redmodel.ServerError("ERR x", keys=("hat:1",), command="SET"),
+    redmodel.EvictionPolicyError("allkeys-lru"),
+]
+
+
+@pytest.mark.parametrize("error", ERRORS, ids=lambda e: type(e).__name__)
+def test_an_error_survives_pickling(error: Exception) -> None:
+    """An error raised in a worker process (multiprocessing, ProcessPoolExecutor, celery)
+    crosses back pickled: it must come back as the same error with the same message and
+    attributes (the key it names). Today six of these fail to unpickle (TypeError: missing
+    arguments, so the pool reports a broken worker instead) and three come back with their
+    message doubled and their ``keys`` emptied."""
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is type(error)
+    assert str(back) == str(error)
+    assert {k: v for k, v in vars(back).items()} == {k: v for k, v in vars(error).items()}
