@@ -273,3 +273,19 @@ def test_joined_async_transactions_gathered_do_not_corrupt_the_connection(
     restarts, extra = asyncio.run(scenario())
     errors = redis_client.info("errorstats")
     assert (restarts, extra, errors) == (0, 0, {})
+
+
+# ---- front door: `from redmodel import Queue` warns twice --------------------------------
+
+
+@pytest.mark.parametrize("name", ["Queue", "JsonSerializer", "RetryPolicy", "transact"])
+def test_an_old_from_import_warns_exactly_once(name: str) -> None:
+    """docs/design.md: the old paths resolve "with a DeprecationWarning naming the new one".
+    ``from redmodel import Queue`` goes through the module ``__getattr__`` twice (the import
+    machinery's ``hasattr`` on a package's fromlist, then the IMPORT_FROM itself), so every
+    old ``from`` import warns twice: seen twice under ``-W always`` and in pytest's summary."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(f"from redmodel import {name}", {})
+    ours = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert len(ours) == 1, [str(w.message) for w in ours]
