@@ -12,6 +12,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import typing
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import attrs
 import pytest
 
 import redmodel
+import redmodel.migrations
 import redmodel.testing
 from redmodel import Store
 from redmodel.containers import Queue
@@ -289,3 +291,35 @@ def test_an_old_from_import_warns_exactly_once(name: str) -> None:
         exec(f"from redmodel import {name}", {})
     ours = [w for w in caught if issubclass(w.category, DeprecationWarning)]
     assert len(ours) == 1, [str(w.message) for w in ours]
+
+
+# ---- a type public functions return is not exported --------------------------------------
+
+PUBLIC_MODULES = (redmodel, redmodel.codecs, redmodel.containers, redmodel.transactions,
+                  redmodel.migrations, redmodel.testing)
+
+
+def _redmodel_classes(hint: Any) -> Iterator[type]:
+    for arg in typing.get_args(hint):
+        yield from _redmodel_classes(arg)
+    origin = typing.get_origin(hint) or hint
+    if isinstance(origin, type) and origin.__module__.startswith("redmodel"):
+        yield origin
+
+
+@pytest.mark.parametrize("function", [
+    Store.run, redmodel.AsyncStore.run, Queue.length_plan, redmodel.Query.all_plan,
+    redmodel.containers.WindowCounter.get_plan, redmodel.transactions.Transaction.query,
+], ids=lambda f: f.__qualname__)
+def test_the_types_of_the_documented_plans_are_exported(function: Callable[..., Any]) -> None:
+    """Issue 18, item 4: "Every type that a public function returns is exported". The plans
+    are public API (docs/containers.md: ``tx.query(s.members_plan())``,
+    ``store.run_many(ips.length_plan(), ...)``; docs/migrations.md lists a query's
+    ``count_plan()``, ``ids_plan()`` ...), and their type is ``Generator[Batch, list[Any], R]``
+    with ``redmodel._plan.Batch``, which no public module exports (nor the ``Plan`` alias):
+    a user typing a helper that builds or runs a plan must import a private module."""
+    exported = {id(getattr(m, n)) for m in PUBLIC_MODULES for n in m.__all__}
+    hints = typing.get_type_hints(function)
+    hidden = {f"{c.__module__}.{c.__qualname__}" for hint in hints.values()
+              for c in _redmodel_classes(hint) if id(c) not in exported}
+    assert not hidden
