@@ -6,6 +6,7 @@ live") and the issue's four transaction bugs with their near variants."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import pickle
@@ -20,6 +21,7 @@ from typing import Any
 
 import attrs
 import pytest
+import redis
 
 import redmodel
 import redmodel.migrations
@@ -323,3 +325,55 @@ def test_the_types_of_the_documented_plans_are_exported(function: Callable[..., 
     hidden = {f"{c.__module__}.{c.__qualname__}" for hint in hints.values()
               for c in _redmodel_classes(hint) if id(c) not in exported}
     assert not hidden
+
+
+# ---- scripts "loaded before a MULTI": a stale script cache makes EXEC half-apply ----------
+
+
+@redmodel.model(prefix="atk18f", layout="flat")
+@attrs.define
+class FlatHat:
+    color: str = "black"
+    tags: list[str] = attrs.Factory(list)
+    id: str = redmodel.key_field()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_transaction_after_script_flush_is_all_or_nothing(
+        kind: str, store: Store, redis_url: str) -> None:
+    """Issue 18 item 2: "Scripts are loaded before a MULTI rather than sent as source inside
+    it". The store remembers which scripts it loaded; after SCRIPT FLUSH (a restart, a
+    failover to a replica, an operator) that memory is stale, the EVALSHA queued inside MULTI
+    answers NOSCRIPT inside EXEC, and EXEC still applies every other queued command: the
+    transaction raises ServerError and is half applied. The rule: "a failed write leaves
+    nothing half-done" (and a transaction is all or nothing)."""
+    async def scenario() -> None:
+        async with redmodel.AsyncStore.from_url(redis_url) as astore:
+            await astore.save(FlatHat(id="f1"))
+            await astore.client.script_flush()
+
+            @redmodel.transaction(astore)
+            async def recolor(tx: Any) -> None:
+                tx.command("SET", "marker18a", "1")
+                tx.save(FlatHat("green", id="f1"))
+
+            with contextlib.suppress(redis.RedisError):
+                await recolor()
+
+    if kind == "sync":
+        store.save(FlatHat(id="f1"))  # loads flat_save.lua; the store remembers it
+        store.client.script_flush()
+
+        @redmodel.transaction(store)
+        def recolor(tx: Any) -> None:
+            tx.command("SET", "marker18a", "1")
+            tx.save(FlatHat("green", id="f1"))
+
+        with contextlib.suppress(redis.RedisError):
+            recolor()
+    else:
+        asyncio.run(scenario())
+    hat = store.get(FlatHat, "f1")
+    assert hat is not None
+    marker = store.client.get("marker18a")
+    assert (marker, hat.color) in ((None, "black"), (b"1", "green")), (marker, hat.color)
