@@ -245,14 +245,13 @@ def test_an_error_survives_pickling(error: Exception) -> None:
 
 
 def test_joined_async_transactions_gathered_do_not_corrupt_the_connection(
-        redis_url: str, redis_client: Any) -> None:
+        redis_url: str) -> None:
     """``await asyncio.gather(take("a"), take("b"), ...)`` inside an async transaction is the
     natural asyncio way to read several objects; each ``take`` joins the open transaction, and
-    their WATCH/HGETALL go concurrently over the transaction's one pinned connection. The
-    bytes interleave: the server answers protocol errors (``errorstat_ERR`` grows by hundreds)
-    and closes the connection, and the retry loop hides it ("attempt 1 could not go on
-    (Connection closed by server.)"). Either the joined reads are serialised or the join is
-    refused; a transaction must not send the server garbage."""
+    their WATCH/HGETALL go concurrently over the transaction's one pinned connection, which
+    breaks: about one attempt in three ends with "Connection closed by server." and the retry
+    loop hides it ("attempt 1 could not go on ...; running it again"). Either the joined reads
+    are serialised or the join is refused; an attempt must not fail by itself."""
     ids = [f"g{i}" for i in range(10)]
 
     async def scenario() -> tuple[int, int]:
@@ -274,10 +273,8 @@ def test_joined_async_transactions_gathered_do_not_corrupt_the_connection(
                     return 0, 0  # refused: fine
             return outer.stats.restarts, outer.stats.attempts - outer.stats.calls
 
-    redis_client.config_resetstat()
     restarts, extra = asyncio.run(scenario())
-    errors = redis_client.info("errorstats")
-    assert (restarts, extra, errors) == (0, 0, {})
+    assert (restarts, extra) == (0, 0)
 
 
 # ---- front door: `from redmodel import Queue` warns twice --------------------------------
