@@ -12,7 +12,6 @@ import inspect
 import pickle
 import subprocess
 import sys
-import textwrap
 import typing
 import warnings
 from collections.abc import Callable, Iterator
@@ -137,11 +136,12 @@ def test_a_container_of_another_store_cannot_join_a_transaction(
 # ---- typing: wrong code that mypy --strict accepts --------------------------------------
 
 
-def _mypy(tmp_path: Path, source: str) -> dict[int, list[str]]:
+@pytest.fixture(scope="module")
+def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[int, list[str]]:
     """mypy --strict with the project's configuration (the plugin), as tests/test_typing.py
-    runs it, on one user file: the errors by line."""
-    path = tmp_path / "user18a.py"
-    path.write_text(textwrap.dedent(source))
+    runs it, on one user file (USER_CODE): the errors by line. Run once for the module."""
+    path = tmp_path_factory.mktemp("typing18a") / "user18a.py"
+    path.write_text(USER_CODE)
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
          "--show-error-codes", "--no-error-summary", "--no-pretty",
@@ -155,10 +155,11 @@ def _mypy(tmp_path: Path, source: str) -> dict[int, list[str]]:
         parts = line.split(":", 3)
         if len(parts) == 4 and parts[2].strip() == "error":
             errors.setdefault(int(parts[1]), []).append(parts[3])
+    assert 24 in errors, errors  # the control line: mypy ran and was read
     return errors
 
 
-TYPING_HOLES = """\
+USER_CODE = """\
 from collections.abc import AsyncIterator, Iterator
 import redmodel
 from redmodel import AsyncStore, Store
@@ -183,18 +184,51 @@ async def asyncio_side(store: Store, astore: AsyncStore) -> None:
 
 
 control: int = "not an int"  # line 24: proves mypy ran and was read
+
+
+class ShopStore(Store):
+    def shop(self) -> str:
+        return "hats"
+
+
+class AsyncShopStore(AsyncStore):
+    def shop(self) -> str:
+        return "hats"
+
+
+def subclassed() -> None:
+    store: ShopStore = ShopStore.from_url()  # line 38
+    with ShopStore.from_url() as same:
+        same.shop()  # line 40
+    ShopStore.from_env().shop()  # line 41
+
+
+async def asubclassed() -> None:
+    astore: AsyncShopStore = AsyncShopStore.from_url()  # line 45
+    async with AsyncShopStore.from_url() as same:
+        same.shop()  # line 47
+    AsyncShopStore.from_env().shop()  # line 48
 """
 
 
-def test_mypy_rejects_what_the_runtime_refuses(tmp_path: Path) -> None:
+def test_mypy_rejects_what_the_runtime_refuses(mypy_errors: dict[int, list[str]]) -> None:
     """docs/design.md: "mistakes are type errors". A generator function given to a bound
     transaction decorator (refused at run time: "is a generator function") and a Store's
     container joined into an AsyncStore's transaction type-check without a word."""
-    errors = _mypy(tmp_path, TYPING_HOLES)
-    assert 24 in errors, errors
     missing = [line for line in (9, 13, 21) if not any(
-        line <= n <= line + 1 for n in errors)]
-    assert not missing, f"mypy --strict accepts lines {missing}; it reported {errors}"
+        line <= n <= line + 1 for n in mypy_errors)]
+    assert not missing, f"mypy --strict accepts lines {missing}; it reported {mypy_errors}"
+
+
+def test_mypy_accepts_a_store_subclass_built_by_its_constructors(
+        mypy_errors: dict[int, list[str]]) -> None:
+    """docs/design.md: "a subclass of Store gets the sync signatures". At run time
+    ``ShopStore.from_url()``, ``from_env()`` and ``with``/``async with`` give a ShopStore, but
+    they are typed to return ``Store`` / ``AsyncStore`` (not ``Self``), so correct code that
+    uses the subclass's own methods is rejected ("Store" has no attribute "shop",
+    incompatible assignment)."""
+    wrong = {n: e for n, e in mypy_errors.items() if 37 <= n <= 48}
+    assert not wrong
 
 
 # ---- front door: public types with private __module__ ------------------------------------
