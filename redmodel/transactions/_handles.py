@@ -7,6 +7,7 @@ package never imports the stores) and :func:`current_transaction`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import datetime as dt
@@ -561,17 +562,35 @@ class AsyncTransaction(_TxBase):
 
     def __init__(self, store: AsyncStore) -> None:
         super().__init__(store)
+        # joined functions gathered in tasks share this handle: one round trip at a time on
+        # its one connection (docs/transactions.md, "Joining")
+        self._lock = asyncio.Lock()
+        self._join_tasks: list[Any] = []  # the task of each join, in order (see _join_async)
+        self._joins_running: list[Any] = []  # the task of each join not yet returned
+        self._task: Any = None  # the task that opened it
+        self._poisoned: TransactionError | None = None
 
     def _open(self) -> None:
+        self._task = asyncio.current_task()
         self._activate()
 
+    async def _run(self, batch: Batch) -> Any:
+        """One round trip on the transaction's connection, after any other task's."""
+        async with self._lock:
+            if self._session is None:
+                raise TransactionError("cannot send: this transaction has already ended")
+            return await self._session.run(batch)
+
     async def _close(self) -> None:
-        session = self._deactivate()
-        if session is not None:
-            await session.close()
+        async with self._lock:  # a gathered task's round trip ends first
+            session = self._deactivate()
+            if session is not None:
+                await session.close()
 
     async def _commit(self) -> None:
         """As :meth:`Transaction._commit`, awaited."""
+        if self._poisoned is not None:
+            raise self._poisoned
         core = self._core
         for plan in self._unregistered(self._models):
             await self.store.run(plan)
@@ -580,7 +599,7 @@ class AsyncTransaction(_TxBase):
             batch = self._commit_batch()
             if batch is None:
                 return
-            ex = await self._session.run(batch)
+            ex = await self._run(batch)
             if ex.conflict:
                 raise _WatchConflictError()
         except OutcomeUnknownError:
@@ -637,7 +656,7 @@ class AsyncTransaction(_TxBase):
     async def _read_batch(self, batch: Batch, what: str, internal: bool = False
                           ) -> list[Any]:
         sent, watched = self._read_commands(batch, what, internal)
-        replies: list[Any] = (await self._session.run(sent)).result()
+        replies: list[Any] = (await self._run(sent)).result()
         return replies[1:] if watched else replies
 
     async def query(self, plan: Plan[R], what: str = "read") -> R:
