@@ -222,7 +222,9 @@ class _TxBase:
         early writes (claims) run at commit, before MULTI, in queue order.
 
         Redis: any command the plan writes, queued between MULTI and EXEC (RPUSH, SADD,
-        EVALSHA of a script, ...); its reads run at once, after WATCH, before MULTI."""
+        EVALSHA of a script, ...; SCRIPT LOAD of each script right after MULTI, so that a
+        server that forgot its scripts cannot apply half of the transaction); its reads
+        run at once, after WATCH, before MULTI."""
         try:
             batch = next(plan)
         except StopIteration as stop:
@@ -372,8 +374,10 @@ class Transaction(_TxBase):
     ``read_command``, ``watch``) first WATCH the keys they read, then run at once. Writes
     (``save``, ``save_many``, ``update``, ``incr``, ``incr_fields``, ``delete``,
     ``delete_many``, ``expire``, ``persist``, ``command``) are queued and return a
-    :class:`Pending`; they are sent in one MULTI/EXEC at the end. A read after a write
-    raises :class:`ReadAfterWriteError`.
+    :class:`Pending`; they are sent in one MULTI/EXEC at the end, with a SCRIPT LOAD of
+    each script they call inside it (all or nothing even on a server that forgot its
+    scripts: docs/transactions.md). A read after a write raises
+    :class:`ReadAfterWriteError`.
 
     As a context manager it is a single attempt (no retry; a conflict raises
     :class:`ConflictError` with ``attempts=1``)::
@@ -400,7 +404,8 @@ class Transaction(_TxBase):
             session.close()  # UNWATCH if needed; the connection goes back to the pool
 
     def _commit(self) -> None:
-        """The queued plans' own reads and early writes, then MULTI, the queued commands,
+        """The queued plans' own reads and early writes, then MULTI, SCRIPT LOAD of each
+        script queued (the transport's Exchange._atomic_scripts), the queued commands,
         EXEC, then their follow-ups. Raises _WatchConflictError on a WATCH conflict, the
         first failed command's error after a commit, OutcomeUnknownError when EXEC's reply
         was lost, RestartAttemptError when nothing was applied and the attempt must run
@@ -558,7 +563,8 @@ class AsyncTransaction(_TxBase):
     (``await tx.get(...)``), writes are queued exactly as in the sync handle and return a
     :class:`Pending`. ``async with AsyncTransaction(store) as tx:`` is one attempt;
     ``@transaction`` on an ``async def`` retries. Nested use joins the outer transaction
-    of the same asyncio task."""
+    of the same asyncio task, and of tasks it starts (``asyncio.gather`` of joined
+    functions): their round trips on the transaction's one connection go one at a time."""
 
     def __init__(self, store: AsyncStore) -> None:
         super().__init__(store)
