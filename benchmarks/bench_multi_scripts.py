@@ -1,7 +1,8 @@
 """The cost of loading every script of a MULTI inside it (docs/transactions.md, "Scripts
 inside MULTI"): one process, one thread, commits alternated with and without the
 ``SCRIPT LOAD``s (the transport's ``Exchange._atomic_scripts`` switched off for "without"),
-median of rounds; prints microseconds per commit and the ratio.
+median of rounds; prints microseconds per commit (wall clock, and the CPU time of this
+process and of the server, which a loaded machine inflates less) and the ratios.
 
     python benchmarks/bench_multi_scripts.py [--url redis://...] [--rounds 8]
 """
@@ -58,21 +59,36 @@ def run(url: str, rounds: int = 8, per_round: int = 400) -> str:
         tx.incr(IndexedHat, "i", "quantity", 1)
 
     with_loads = _wire.Exchange._atomic_scripts
-    lines = ["| transaction | without (us) | with (us) | ratio |", "|---|---|---|---|"]
+    lines = ["| transaction | wall without / with (us) | ratio | client CPU ratio | "
+             "server CPU without / with (us) | ratio |", "|---|---|---|---|---|---|"]
+
+    def server_cpu() -> float:
+        info = store.client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
     cases: list[tuple[str, Callable[[], None]]] = [
         ("buy (incr_fields.lua)", buy), ("indexed incr (index_write.lua)", indexed)]
     try:
         for name, fn in cases:
             times: dict[bool, list[float]] = {False: [], True: []}
+            cpu: dict[bool, list[float]] = {False: [], True: []}
+            srv: dict[bool, list[float]] = {False: [], True: []}
             for _ in range(rounds):
                 for on in (False, True):
                     _wire.Exchange._atomic_scripts = with_loads if on else _without  # type: ignore[method-assign]
-                    start = time.perf_counter()
+                    s0, c0, start = server_cpu(), time.process_time(), time.perf_counter()
                     for _ in range(per_round):
                         fn()
                     times[on].append((time.perf_counter() - start) / per_round * 1e6)
-            off, on_ = statistics.median(times[False]), statistics.median(times[True])
-            lines.append(f"| {name} | {off:.0f} | {on_:.0f} | {on_ / off:.3f} |")
+                    cpu[on].append((time.process_time() - c0) / per_round * 1e6)
+                    srv[on].append((server_cpu() - s0) / per_round * 1e6)
+            m = {k: {on: statistics.median(v[on]) for on in (False, True)}
+                 for k, v in (("t", times), ("c", cpu), ("s", srv))}
+            lines.append(
+                f"| {name} | {m['t'][False]:.0f} / {m['t'][True]:.0f} | "
+                f"{m['t'][True] / m['t'][False]:.3f} | {m['c'][True] / m['c'][False]:.3f} | "
+                f"{m['s'][False]:.0f} / {m['s'][True]:.0f} | "
+                f"{m['s'][True] / max(m['s'][False], 1e-9):.3f} |")
     finally:
         _wire.Exchange._atomic_scripts = with_loads  # type: ignore[method-assign]
         store.close()
