@@ -33,7 +33,9 @@ from mypy.nodes import (
     GDEF,
     AssignmentStmt,
     CallExpr,
+    Decorator,
     Expression,
+    FuncItem,
     NameExpr,
     RefExpr,
     StrExpr,
@@ -41,7 +43,7 @@ from mypy.nodes import (
     TypeInfo,
     Var,
 )
-from mypy.plugin import ClassDefContext, MethodContext, Plugin
+from mypy.plugin import ClassDefContext, FunctionContext, MethodContext, Plugin
 from mypy.plugins.attrs import attr_attrib_makers
 from mypy.semanal_shared import parse_bool
 from mypy.types import (
@@ -64,6 +66,12 @@ FIELD = "redmodel._models._schema.field"
 KEY_FIELD = "redmodel._models._schema.key_field"
 MODEL = "redmodel._models._schema.model"
 INCR = ("redmodel._stores._sync.Store.incr", "redmodel._stores._async.AsyncStore.incr")
+#: What takes a transaction function: a generator function there is refused at run time.
+TRANSACTION_DECORATORS = (
+    "redmodel.transactions._run.TransactionDecorator.__call__",
+    "redmodel._stores._sync.Store.transaction",
+    "redmodel._stores._async.AsyncStore.transaction",
+)
 
 #: The error code of what this plugin reports (``# type: ignore[redmodel]`` silences it).
 REDMODEL = ErrorCode("redmodel", "redmodel model fields used wrongly", "General")
@@ -82,7 +90,13 @@ class RedmodelPlugin(Plugin):
         return _desugar_key_fields if fullname == MODEL else None
 
     def get_method_hook(self, fullname: str) -> Callable[[MethodContext], Type] | None:
+        if fullname in TRANSACTION_DECORATORS:
+            return _refuse_generator
         return _incr_type if fullname in INCR else None
+
+    def get_function_hook(self, fullname: str) -> Callable[[FunctionContext], Type] | None:
+        return _refuse_generator if fullname == "redmodel.transactions._run.transaction" \
+            else None
 
 
 def plugin(version: str) -> type[Plugin]:
@@ -133,6 +147,35 @@ def _true(ctx: ClassDefContext) -> NameExpr:
 
 
 # -- incr --------------------------------------------------------------------------------------
+
+
+# -- transaction functions ------------------------------------------------------------------
+
+
+def _refuse_generator(ctx: MethodContext | FunctionContext) -> Type:
+    """A generator function given to a transaction decorator is an error (at run time:
+    TransactionError "is a generator function"): its body would never run. Known from the
+    decorated ``def`` (or a name bound to one), else from a ``Generator`` return type."""
+    func: FuncItem | None = None
+    if isinstance(ctx.context, Decorator):
+        func = ctx.context.func
+    elif ctx.args and ctx.args[0] and isinstance(ctx.args[0][0], RefExpr):
+        node = ctx.args[0][0].node
+        func = node.func if isinstance(node, Decorator) else \
+            node if isinstance(node, FuncItem) else None
+    generator = func is not None and (func.is_generator or func.is_async_generator)
+    if not generator and ctx.arg_types and ctx.arg_types[0]:
+        proper = get_proper_type(ctx.arg_types[0][0])
+        if isinstance(proper, CallableType):
+            ret = get_proper_type(proper.ret_type)
+            generator = isinstance(ret, Instance) and ret.type.fullname in (
+                "typing.Generator", "typing.AsyncGenerator")
+    if generator:
+        name = f"{func.name} " if func is not None else ""
+        ctx.api.fail(f"transaction function {name}is a generator function: a transaction "
+                     "runs it to its return and then commits, so its body would never run; "
+                     "return a value instead of yielding", ctx.context, code=REDMODEL)
+    return ctx.default_return_type
 
 
 def _incr_type(ctx: MethodContext) -> Type:

@@ -176,23 +176,21 @@ def test_async_pending_results_nesting_and_read_after_write(redis_url: str,
 
 def test_sync_transaction_function_refuses_an_async_store(redis_url: str) -> None:
     async def scenario(store: AsyncStore) -> None:
-        @redmodel.transaction(store)
-        def not_async(tx: redmodel.transactions.Transaction) -> None:
-            tx.get(Hat, "x")
-
+        # refused when decorated (FINDINGS-18a F3), before it could be called
         with pytest.raises(redmodel.TransactionError, match=r"sync function.*needs a Store"):
-            not_async()
+            @redmodel.transaction(store)
+            def not_async(tx: redmodel.transactions.Transaction) -> None:
+                tx.get(Hat, "x")
 
     run(scenario, redis_url)
 
 
 def test_async_transaction_function_refuses_a_sync_store(store: redmodel.Store) -> None:
-    @redmodel.transaction(store)
-    async def is_async(tx: AsyncTransaction) -> None:
-        await tx.get(Hat, "x")
-
+    # refused when decorated (FINDINGS-18a F3), before it could be called
     with pytest.raises(redmodel.TransactionError, match=r"async def.*needs an AsyncStore"):
-        asyncio.run(is_async())
+        @redmodel.transaction(store)
+        async def is_async(tx: AsyncTransaction) -> None:
+            await tx.get(Hat, "x")
 
 
 def test_containers_work_through_an_async_store(redis_url: str) -> None:

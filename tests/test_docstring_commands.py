@@ -338,6 +338,15 @@ def _nothing(e: Env) -> None:
     return None
 
 
+def _empty_tx_fn(e: Env) -> Callable[[Any], Any]:
+    """A transaction function of the store's kind (a sync one is refused by an AsyncStore
+    when decorated)."""
+    async def afn(tx: Any) -> None:
+        return None
+
+    return afn if inspect.iscoroutinefunction(e.s.run) else (lambda tx: None)
+
+
 Case = tuple[Callable[[Env], Any], Callable[[Env, Any], Any]]
 
 
@@ -379,7 +388,7 @@ STORE: dict[str, Case] = {
     "scan_keys": _c(lambda e: e.s.scan_keys(Plain)),
     "sweep": _c(lambda e: e.s.sweep(Idx)),
     "transact": _c(lambda e: _tx(lambda tx, e: tx.get(Plain, "p1"))(e, None)),
-    "transaction": _c(lambda e: e.s.transaction(lambda tx: None)),
+    "transaction": _c(lambda e: e.s.transaction(_empty_tx_fn(e))),
     "ttl": _c(lambda e: e.s.ttl(Plain, "p1")),
     "unregister": _c(lambda e: e.s.unregister(Plain)),
     "update": _c(lambda e: e.s.update(Plain, "p1", name="z")),

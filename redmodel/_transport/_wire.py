@@ -553,14 +553,15 @@ class Call:
     it may have left)."""
 
     __slots__ = ("atomic", "check", "cleanup", "conn_id", "evals", "failure", "fence", "head",
-                 "indices", "kill", "learn", "loads", "node", "pinned", "replies", "sent",
-                 "wire")
+                 "indices", "inner", "kill", "learn", "loads", "node", "pinned", "replies",
+                 "sent", "wire")
 
     def __init__(self, node: Any, wire: Sequence[Command], indices: list[int], loads: list[str],
                  head: int, atomic: bool, pinned: bool = False,
                  fence: list[tuple[list[int], list[str]]] | None = None,
                  evals: list[str] | None = None) -> None:
         self.evals = evals or []
+        self.inner: list[str] = []  # scripts SCRIPT LOADed inside MULTI (atomic_scripts)
         self.node = node
         self.wire = wire
         self.indices = indices
@@ -890,14 +891,35 @@ class Exchange:
         return ([as_eval(c) if c[0] == "EVALSHA" and c[1] in unknown else c
                  for c in commands], [], loads)
 
+    def _atomic_scripts(self, node: Any, commands: Sequence[Command]
+                        ) -> tuple[Sequence[Command], list[str]]:
+        """(the commands, the scripts to SCRIPT LOAD inside MULTI, before them) for a
+        MULTI/EXEC: every script of the unit is loaded inside it, whatever the store believes
+        the node has, so that a script cache emptied meanwhile (SCRIPT FLUSH, a restart, a
+        failover to a replica) cannot make an EVALSHA fail inside EXEC while the rest of the
+        unit is applied. A node that refuses SCRIPT LOAD gets EVAL with the source instead.
+        (A script the store believes the node lacks is also loaded before MULTI, by
+        :meth:`_scripts`, for a server that would check EVALSHA when it is queued.)"""
+        shas = list(dict.fromkeys(c[1] for c in commands
+                                  if c[0] == "EVALSHA" and c[1] in SCRIPTS_BY_SHA))
+        if not shas:
+            return commands, []
+        if self.link.node_key(node) in self.link.eval_only:
+            return [as_eval(c) if c[0] == "EVALSHA" and c[1] in SCRIPTS_BY_SHA else c
+                    for c in commands], []
+        return commands, shas
+
     def _call(self, node: Any, indices: list[int]) -> Call:
         wire = self.wire
         commands = wire if len(indices) == len(wire) else [wire[i] for i in indices]
         asked = isinstance(node, _Asked)
         if asked:
             node = node.node
-        commands, loads, evals = self._scripts(node, commands)
         atomic = self.batch.atomic
+        inner: list[str] = []
+        commands, loads, evals = self._scripts(node, commands)
+        if atomic:  # and again inside MULTI: see _atomic_scripts
+            commands, inner = self._atomic_scripts(node, commands)
         link = self.link
         cleanup = link.take(link.node_key(node)) if link.pending and not self.pinned else []
         if not (loads or asked or atomic or cleanup):
@@ -912,10 +934,12 @@ class Exchange:
         head = len(out)  # replies before the batch's own (MULTI's is the batch's first)
         if atomic:
             out.append(("MULTI",))
+            out.extend(("SCRIPT", "LOAD", SCRIPTS_BY_SHA[sha].source) for sha in inner)
         out.extend(commands)
         if atomic:
             out.append(("EXEC",))
         call = Call(node, out, indices, loads, head, atomic, pinned=self.pinned, evals=evals)
+        call.inner = inner
         call.cleanup = cleanup
         call.learn = self._learns(indices)
         return call
@@ -1227,6 +1251,26 @@ class Exchange:
                        unknown: list[int]) -> bool:
         """MULTI, QUEUED..., EXEC: True if it must be sent again (a redirection)."""
         indices = call.indices
+        k = len(call.inner)
+        if k:  # SCRIPT LOADs inside MULTI: their QUEUED and their replies come first
+            loads_queued = body[1 : 1 + k]
+            body = body[:1] + body[1 + k :]
+            refused = next((r for r in loads_queued if isinstance(r, Exception)), None)
+            if refused is not None and len(body) >= len(indices) + 2:
+                # refused when queued (an ACL user with +eval but not +script): EXEC
+                # aborted with nothing applied; sent again with EVAL (a transaction's
+                # attempt runs again: EXEC dropped its WATCH)
+                self.link.eval_only.add(self.link.node_key(call.node))
+                self.last_redirect = refused
+                if self.pinned:
+                    self.restart = True
+                todo.extend(indices)
+                return True
+            if len(body) >= len(indices) + 2 and isinstance(body[-1], list):
+                loaded = self.link.loaded.setdefault(self.link.node_key(call.node), set())
+                loaded.update(sha for sha, r in zip(call.inner, body[-1][:k], strict=False)
+                              if not isinstance(r, Exception))
+                body[-1] = body[-1][k:]
         if len(body) < len(indices) + 2:  # the EXEC reply never came
             if all(self._resendable(i) for i in indices):
                 self.maybe_applied.update(indices)

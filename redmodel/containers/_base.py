@@ -330,6 +330,14 @@ class InTransaction(Generic[C]):
     writes queued, returning :class:`~redmodel.Pending`. Made by ``container.in_tx(tx)``."""
 
     def __init__(self, container: C, tx: Transaction | AsyncTransaction) -> None:
+        mine: Any = getattr(container, "store", None)
+        theirs: Any = getattr(tx, "store", None)
+        if mine is not None and theirs is not None and mine is not theirs and (
+                getattr(mine, "client", None) is not getattr(theirs, "client", None)):
+            raise TransactionError(
+                f"{container!r} is bound to {mine!r} and cannot join a transaction on "
+                f"another store ({theirs!r}): its writes would go to that store; one "
+                "transaction cannot span two stores")
         self.container = container
         self.tx = tx
 
@@ -390,9 +398,9 @@ class Container(Generic[T, S]):
         return f"{type(self).__name__}({self.key!r}, {_type_name(self.type)})"
 
     @overload
-    def in_tx(self, tx: Transaction) -> ContainerInTx: ...
+    def in_tx(self: Container[T, Store], tx: Transaction) -> ContainerInTx: ...
     @overload
-    def in_tx(self, tx: AsyncTransaction) -> ContainerInAsyncTx: ...
+    def in_tx(self: Container[T, AsyncStore], tx: AsyncTransaction) -> ContainerInAsyncTx: ...
     def in_tx(self, tx: Transaction | AsyncTransaction) -> Any:
         """This container's methods inside transaction ``tx``: reads run now and WATCH the
         key, writes are queued and return a :class:`~redmodel.Pending`.

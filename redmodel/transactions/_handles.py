@@ -7,6 +7,7 @@ package never imports the stores) and :func:`current_transaction`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import datetime as dt
@@ -230,7 +231,9 @@ class _TxBase:
         early writes (claims) run at commit, before MULTI, in queue order.
 
         Redis: any command the plan writes, queued between MULTI and EXEC (RPUSH, SADD,
-        EVALSHA of a script, ...); its reads run at once, after WATCH, before MULTI."""
+        EVALSHA of a script, ...; SCRIPT LOAD of each script right after MULTI, so that a
+        server that forgot its scripts cannot apply half of the transaction); its reads
+        run at once, after WATCH, before MULTI."""
         self._core.hints.seen.clear()  # before the plan builds its first batch
         return self._queue(plan, what, False)
 
@@ -384,8 +387,10 @@ class Transaction(_TxBase):
     ``read_command``, ``watch``) first WATCH the keys they read, then run at once. Writes
     (``save``, ``save_many``, ``update``, ``incr``, ``incr_fields``, ``delete``,
     ``delete_many``, ``expire``, ``persist``, ``command``) are queued and return a
-    :class:`Pending`; they are sent in one MULTI/EXEC at the end. A read after a write
-    raises :class:`ReadAfterWriteError`.
+    :class:`Pending`; they are sent in one MULTI/EXEC at the end, with a SCRIPT LOAD of
+    each script they call inside it (all or nothing even on a server that forgot its
+    scripts: docs/transactions.md). A read after a write raises
+    :class:`ReadAfterWriteError`.
 
     As a context manager it is a single attempt (no retry; a conflict raises
     :class:`ConflictError` with ``attempts=1``)::
@@ -412,7 +417,8 @@ class Transaction(_TxBase):
             session.close()  # UNWATCH if needed; the connection goes back to the pool
 
     def _commit(self) -> None:
-        """The queued plans' own reads and early writes, then MULTI, the queued commands,
+        """The queued plans' own reads and early writes, then MULTI, SCRIPT LOAD of each
+        script queued (the transport's Exchange._atomic_scripts), the queued commands,
         EXEC, then their follow-ups. Raises _WatchConflictError on a WATCH conflict, the
         first failed command's error after a commit, OutcomeUnknownError when EXEC's reply
         was lost, RestartAttemptError when nothing was applied and the attempt must run
@@ -574,21 +580,40 @@ class AsyncTransaction(_TxBase):
     (``await tx.get(...)``), writes are queued exactly as in the sync handle and return a
     :class:`Pending`. ``async with AsyncTransaction(store) as tx:`` is one attempt;
     ``@transaction`` on an ``async def`` retries. Nested use joins the outer transaction
-    of the same asyncio task."""
+    of the same asyncio task, and of tasks it starts (``asyncio.gather`` of joined
+    functions): their round trips on the transaction's one connection go one at a time."""
 
     def __init__(self, store: AsyncStore) -> None:
         super().__init__(store)
+        # joined functions gathered in tasks share this handle: one round trip at a time on
+        # its one connection (docs/transactions.md, "Joining")
+        self._lock = asyncio.Lock()
+        self._join_tasks: list[Any] = []  # the task of each join, in order (see _join_async)
+        self._joins_running: list[Any] = []  # the task of each join not yet returned
+        self._task: Any = None  # the task that opened it
+        self._poisoned: TransactionError | None = None
 
     def _open(self) -> None:
+        self._task = asyncio.current_task()
         self._activate()
 
+    async def _run(self, batch: Batch) -> Any:
+        """One round trip on the transaction's connection, after any other task's."""
+        async with self._lock:
+            if self._session is None:
+                raise TransactionError("cannot send: this transaction has already ended")
+            return await self._session.run(batch)
+
     async def _close(self) -> None:
-        session = self._deactivate()
-        if session is not None:
-            await session.close()
+        async with self._lock:  # a gathered task's round trip ends first
+            session = self._deactivate()
+            if session is not None:
+                await session.close()
 
     async def _commit(self) -> None:
         """As :meth:`Transaction._commit`, awaited."""
+        if self._poisoned is not None:
+            raise self._poisoned
         core = self._core
         for plan in self._unregistered(self._models):
             await self.store.run(plan)
@@ -597,7 +622,7 @@ class AsyncTransaction(_TxBase):
             batch = self._commit_batch()
             if batch is None:
                 return
-            ex = await self._session.run(batch)
+            ex = await self._run(batch)
             if ex.conflict:
                 raise _WatchConflictError()
         except OutcomeUnknownError:
@@ -654,7 +679,7 @@ class AsyncTransaction(_TxBase):
     async def _read_batch(self, batch: Batch, what: str, internal: bool = False
                           ) -> list[Any]:
         sent, watched = self._read_commands(batch, what, internal)
-        ex = await self._session.run(sent)
+        ex = await self._run(sent)
         replies: list[Any] = ex.raw() if batch.errors else ex.result()
         replies = replies[1:] if watched else replies
         if not internal:

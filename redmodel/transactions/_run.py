@@ -64,6 +64,7 @@ def _join(active: Transaction, store: Store | None, fn: Callable[..., R],
     mark = active._core.mark()
     try:
         value = fn(active, *args, **kwargs)
+        _refuse_result(fn, value, False)
     except BaseException:
         active._core.rollback_to(mark)
         raise
@@ -127,8 +128,7 @@ class _Attempts:
 
 def _check_kind(store: Any, want_async: bool, fn: Callable[..., Any]) -> None:
     """A sync function needs a Store, an ``async def`` an AsyncStore."""
-    is_async = inspect.iscoroutinefunction(getattr(store, "run", None))
-    if is_async != want_async:
+    if _store_is_async(store) != want_async:
         kind = "an async def" if want_async else "a sync function"
         need = "an AsyncStore" if want_async else "a Store"
         raise TransactionError(f"{_name(fn)} is {kind}: its transaction needs {need}, "
@@ -140,6 +140,67 @@ def _unbound(fn: Callable[..., Any]) -> TransactionError:
         f"{_name(fn)} has no store: decorate it with @transaction(store), call "
         ".bind(store), or call it inside another transaction"
     )
+
+
+def _generator_error(fn: Callable[..., Any], what: str = "a generator function"
+                     ) -> TransactionError:
+    return TransactionError(
+        f"{_name(fn)} is {what}: a transaction runs the function to its return and then "
+        "commits, so its body would never run; return a value (a list) instead of yielding"
+    )
+
+
+def _is_generator_function(fn: Callable[..., Any]) -> bool:
+    """A generator function, also behind ``functools.wraps`` or as a callable object's
+    ``__call__`` (what can be told before calling it)."""
+    for f in (fn, inspect.unwrap(fn), getattr(type(fn), "__call__", None)):  # noqa: B004
+        if f is not None and (inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f)):
+            return True
+    return False
+
+
+def _is_async_function(fn: Callable[..., Any], deep: bool = False) -> bool:
+    """An ``async def`` (or a callable object's ``__call__``); ``deep``: also behind
+    ``functools.wraps`` (a guess: the wrapper may await it or not)."""
+    found = (fn, getattr(type(fn), "__call__", None)) + ((inspect.unwrap(fn),) if deep else ())  # noqa: B004
+    return any(f is not None and inspect.iscoroutinefunction(f) for f in found)
+
+
+def _store_is_async(store: Any) -> bool:
+    return inspect.iscoroutinefunction(getattr(store, "run", None))
+
+
+def check_function(fn: Callable[..., Any], store: Any) -> None:
+    """Refuse, before anything runs, a function a transaction cannot run: a generator
+    function, or a function of the wrong kind for ``store`` (an ``async def`` for a
+    :class:`Store`, a sync function for an :class:`AsyncStore`)."""
+    if _is_generator_function(fn):
+        raise _generator_error(fn)
+    if store is None:
+        return
+    if _store_is_async(store):
+        if not _is_async_function(fn, deep=True):
+            _check_kind(store, False, fn)
+    elif _is_async_function(fn):  # an async def behind a decorator: refused when it returns
+        _check_kind(store, True, fn)
+
+
+def _refuse_result(fn: Callable[..., Any], value: Any, want_async: bool) -> None:
+    """What the function returned, when a transaction cannot commit it: a generator (its
+    body never ran), or in a sync transaction a coroutine (an ``async def`` behind a
+    decorator: its writes would never be queued). Closes it and raises TransactionError;
+    the attempt is then abandoned with nothing sent."""
+    if inspect.isgenerator(value) or inspect.isasyncgen(value):
+        if inspect.isgenerator(value):
+            value.close()
+        raise _generator_error(fn, "a function that returned a generator")
+    if not want_async and inspect.iscoroutine(value):
+        value.close()
+        raise TransactionError(
+            f"{_name(fn)} returned a coroutine: it is an async def (perhaps behind a "
+            "decorator) and a sync transaction cannot await it, so its writes would never "
+            "be queued; run it on an AsyncStore with await"
+        )
 
 
 def run_transaction(
@@ -161,7 +222,7 @@ def run_transaction(
         return _join(active, store, fn, args, kwargs)
     if store is None:
         raise _unbound(fn)
-    _check_kind(store, False, fn)
+    check_function(fn, store)
     attempts = _Attempts(fn, policy, stats)
     while True:
         attempts.begin()
@@ -170,6 +231,7 @@ def run_transaction(
         restart: RestartAttemptError | None = None
         try:
             value = fn(tx, *args, **kwargs)
+            _refuse_result(fn, value, False)
             tx._commit()
             return attempts.done(value, tx.watched)
         except _WatchConflictError:
@@ -195,12 +257,43 @@ async def _join_async(active: AsyncTransaction, store: AsyncStore | None,
     if not isinstance(active, AsyncTransaction):
         raise TransactionError(f"{_name(fn)} is async; the open transaction is not")
     mark = active._core.mark()
+    task = asyncio.current_task()
+    joins, running = active._join_tasks, active._joins_running
+    first = len(joins)
+    # a join shares the savepoint stack with other tasks when it runs in one of its own or
+    # while another task's join runs (asyncio.gather of joined functions)
+    shared = task is not active._task or any(t is not task for t in running)
+    joins.append(task)
+    running.append(task)
     try:
-        value = await fn(active, *args, **kwargs)
+        value = await _awaited(fn, fn(active, *args, **kwargs))
     except BaseException:
-        active._core.rollback_to(mark)
+        shared = shared or any(t is not task for t in joins[first + 1 :])
+        if shared and active._core.mark() > mark:
+            # the writes queued after the savepoint may be another task's: none can be
+            # dropped alone, so the attempt commits nothing (docs/transactions.md)
+            active._poisoned = TransactionError(
+                f"{_name(fn)} raised in a transaction that functions of other tasks joined "
+                "too (asyncio.gather); its queued writes cannot be told apart from theirs, "
+                "so this transaction commits nothing")
+        else:
+            active._core.rollback_to(mark)
         raise
+    finally:
+        running.remove(task)
     return Outcome(value, attempts=0, keys=active.watched, joined=True)
+
+
+async def _awaited(fn: Callable[..., Any], result: Any) -> Any:
+    """The value of an async transaction function's call: refused (TransactionError, the
+    attempt abandoned) when it is not awaitable or its value is a generator."""
+    if not inspect.isawaitable(result):
+        _refuse_result(fn, result, True)
+        raise TransactionError(f"{_name(fn)} returned {type(result).__name__}, not an "
+                               "awaitable: an async transaction runs an async def")
+    value = await result
+    _refuse_result(fn, value, True)
+    return value
 
 
 async def run_transaction_async(
@@ -221,7 +314,7 @@ async def run_transaction_async(
         return await _join_async(active, store, fn, args, kwargs)
     if store is None:
         raise _unbound(fn)
-    _check_kind(store, True, fn)
+    check_function(fn, store)
     attempts = _Attempts(fn, policy, stats)
     while True:
         attempts.begin()
@@ -229,7 +322,7 @@ async def run_transaction_async(
         tx._open()
         restart: RestartAttemptError | None = None
         try:
-            value = await fn(tx, *args, **kwargs)
+            value = await _awaited(fn, fn(tx, *args, **kwargs))
             await tx._commit()
             return attempts.done(value, tx.watched)
         except _WatchConflictError:
@@ -390,14 +483,9 @@ class TransactionDecorator(Generic[_D]):
     def __call__(self: TransactionDecorator[None], fn: _Fn[P, R], /
                  ) -> TransactionFunction[P, R]: ...
     def __call__(self, fn: Any, /) -> Any:
-        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            raise TransactionError(
-                f"{_name(fn)} is a generator function: a transaction runs the function to "
-                "its return and then commits, so its body would never run; return a value "
-                "(a list) instead of yielding"
-            )
         store: Any = self.store  # which store kind fits which function: the overloads
-        if inspect.iscoroutinefunction(fn):
+        check_function(fn, store)
+        if _store_is_async(store) if store is not None else _is_async_function(fn, deep=True):
             return AsyncTransactionFunction(fn, store, self.policy)
         return TransactionFunction(fn, store, self.policy)
 
