@@ -1,0 +1,164 @@
+"""Attacks on issue 16's migrations, registry and CLI (findings in /work/notes/FINDINGS-16a.md):
+each test states a promise of docs/migrations.md or docs/cli.md."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import attrs
+import pytest
+
+import redmodel
+from redmodel.migrations import MigrationLockedError, Migrations, update
+from redmodel.testing import FaultProxy
+from tests.attack16a_set import Counter
+from tests.test_cli import as_json, redmodel_cli
+
+
+@redmodel.model(prefix="a16_ctr")
+@attrs.define
+class Ctr:
+    n: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+def increment(obj: Ctr) -> Ctr:
+    obj.n += 1
+    return obj
+
+
+def values(client: Any, n: int) -> list[int]:
+    return [int(client.hget(f"a16_ctr:c{i}", "n")) for i in range(n)]
+
+
+# ---- F1: a lost EXEC reply applies a custom step twice ------------------------------------
+
+
+def test_lost_exec_reply_does_not_apply_a_custom_step_twice(redis_server: Any,
+                                                            redis_client: Any) -> None:
+    """migrations.md, "Lost replies": "the batch was conditional on what it read, so
+    `apply` reads it again and does what is still to do"; "each step runs once per
+    database". An `update` that increments must leave every object incremented once."""
+    redmodel.Store(redis_client).save_many([Ctr(0, id=f"c{i}") for i in range(10)])
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        store = redmodel.Store.from_url(proxy.url)
+        store.count(Ctr)
+        m = Migrations("a16_lost")
+        m.add("0001_inc", update(Ctr, increment))
+        proxy.lose_reply("EXEC")
+        m.apply(store, count=100)
+        assert proxy.events                                   # the reply was lost
+        store.close()
+    assert values(redis_client, 10) == [1] * 10
+
+
+# ---- F2: a lease that runs out lets two appliers write at once ----------------------------
+
+
+def test_an_expired_lease_never_lets_two_appliers_apply_a_step_twice(redis_url: str,
+                                                                    redis_client: Any) -> None:
+    """migrations.md, "How `apply` stays online": a second `apply` raises
+    MigrationLockedError; "the lease ran out during a batch: MigrationLockedError at the
+    next renewal, having written nothing more". A slow first apply whose lease ran out
+    must not commit its batch once a second apply holds the lease: every object is
+    incremented exactly once."""
+    n = 6
+    redmodel.Store(redis_client).save_many([Ctr(0, id=f"c{i}") for i in range(n)])
+
+    def slow(obj: Ctr) -> Ctr:
+        time.sleep(0.15)
+        return increment(obj)
+
+    outcome: dict[str, Any] = {}
+
+    def run(who: str) -> None:
+        m = Migrations("a16_lease", lease=0.3)
+        m.add("0001_inc", update(Ctr, slow))
+        store = redmodel.Store.from_url(redis_url)
+        try:
+            outcome[who] = m.apply(store, count=n)
+        except MigrationLockedError as e:
+            outcome[who] = e
+        finally:
+            store.close()
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    time.sleep(0.5)                       # the first batch (0.9 s) outlives its 0.3 s lease
+    second = threading.Thread(target=run, args=("second",))
+    second.start()
+    first.join(30)
+    second.join(30)
+    assert values(redis_client, n) == [1] * n, outcome
+
+
+# ---- F3: a corrupt step record is taken as "pending" and the step runs again --------------
+
+
+def test_a_corrupt_step_record_is_not_silently_taken_as_pending(store: redmodel.Store) -> None:
+    """migrations.md: each step is "recorded in Redis so that each step runs once per
+    database". A `step:<id>` field apply cannot read is not proof the step never ran:
+    status/apply must say so (a redmodel error naming the key), not run the step again."""
+    store.save_many([Ctr(0, id=f"c{i}") for i in range(3)])
+    m = Migrations("a16_corrupt")
+    m.add("0001_inc", update(Ctr, increment))
+    store.client.hset(m.key, "step:0001_inc", "{not json")
+    with pytest.raises(redmodel.RedmodelError):
+        m.apply(store)
+    assert values(store.client, 3) == [0] * 3
+
+
+# ---- F4: the CLI calls a user's step error a bug in redmodel ------------------------------
+
+
+def test_cli_a_failing_user_step_is_not_reported_as_a_redmodel_bug(redis_url: str,
+                                                                   redis_client: Any) -> None:
+    """cli.md: exit 4 is "a bug in redmodel (the traceback is printed)". A user's step that
+    raises is documented (migrations.md: "the custom function raises ... the error") and
+    is not redmodel's bug: it must not exit 4 nor say "a bug in redmodel"."""
+    redmodel.Store(redis_client).save_many([Counter(1, id="x")])
+    done = redmodel_cli("migrate", "apply", "--migrations", "tests.attack16a_set:failing",
+                        "--json", url=redis_url)
+    assert done.returncode not in (0, 4), done.stderr
+    assert "bug in redmodel" not in done.stdout + done.stderr
+    assert as_json(done)["ok"] is False
+
+
+# ---- promises that held ----------------------------------------------------------------------
+
+
+def test_held_progress_error_stops_and_apply_resumes_once(store: redmodel.Store) -> None:
+    """An exception from the progress callback stops apply between batches; the next
+    apply continues and every object is incremented exactly once."""
+    store.save_many([Ctr(0, id=f"c{i}") for i in range(10)])
+    m = Migrations("a16_resume")
+    m.add("0001_inc", update(Ctr, increment))
+
+    class Stop(Exception):
+        pass
+
+    def stop(p: Any) -> None:
+        if p.done >= 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        m.apply(store, count=5, progress=stop)
+    assert m.status(store).steps[0].state == "partial"
+    m.apply(store, count=5)
+    assert values(store.client, 10) == [1] * 10
+    assert m.apply(store) == []
+
+
+def test_held_wrong_returns_write_nothing(store: redmodel.Store) -> None:
+    store.save_many([Ctr(0, id=f"c{i}") for i in range(3)])
+    for i, fn in enumerate([lambda o: 5, lambda o: {"n": 1}, lambda o: Ctr(9, id=o.id + "z"),
+                            lambda o: Ctr("x", id=o.id)]):                  # type: ignore
+        m = Migrations(f"a16_wrong{i}")
+        m.add("0001", update(Ctr, fn))
+        with pytest.raises(redmodel.RedmodelError):
+            m.apply(store)
+        assert m.status(store).steps[0].state == "pending"
+    assert values(store.client, 3) == [0] * 3
+    assert store.client.exists("a16_ctr:c0z") == 0
