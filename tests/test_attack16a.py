@@ -162,3 +162,32 @@ def test_held_wrong_returns_write_nothing(store: redmodel.Store) -> None:
         assert m.status(store).steps[0].state == "pending"
     assert values(store.client, 3) == [0] * 3
     assert store.client.exists("a16_ctr:c0z") == 0
+
+
+# ---- F5: a model that arrives after a container inside its prefix deletes the container ---
+
+
+@redmodel.model(prefix="a16_thing")
+@attrs.define
+class Thing:
+    n: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+def test_a_model_does_not_take_a_recorded_container_inside_its_prefix(
+        redis_client: Any) -> None:
+    """containers.md, "The container registry": "A key inside a model's prefix (`("item",
+    "x")` while a model stores its objects under `item`) is refused too: the model would
+    take the container for one of its objects." When the container was recorded first,
+    the model's first use must not let `delete` (or `save`) treat the queue as an object:
+    either the model is refused (SchemaConflictError) or the queue survives."""
+    from redmodel.containers import Queue
+
+    queue = Queue(redmodel.Store(redis_client), ("a16_thing", "1"), int)
+    queue.push(5)
+    store = redmodel.Store(redis_client)
+    try:
+        store.delete(Thing, "1")
+    except redmodel.SchemaConflictError:
+        pass
+    assert queue.pop() == 5, "the model deleted the queue as one of its objects"
