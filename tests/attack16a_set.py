@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import attrs
 
 import redmodel
@@ -22,3 +24,13 @@ def _user_bug(obj: Counter) -> Counter:
 
 failing = Migrations("a16_failing")
 failing.add("0001_user_bug", update(Counter, _user_bug))
+
+
+def _slow_increment(obj: Counter) -> Counter:
+    time.sleep(0.02)
+    obj.n += 1
+    return obj
+
+
+slow = Migrations("a16_slow", lease=5.0)
+slow.add("0001_slow_inc", update(Counter, _slow_increment))

@@ -3,6 +3,7 @@ each test states a promise of docs/migrations.md or docs/cli.md."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -11,6 +12,7 @@ import attrs
 import pytest
 
 import redmodel
+from redmodel.containers import Queue
 from redmodel.migrations import MigrationLockedError, Migrations, update
 from redmodel.testing import FaultProxy
 from tests.attack16a_set import Counter
@@ -181,13 +183,56 @@ def test_a_model_does_not_take_a_recorded_container_inside_its_prefix(
     take the container for one of its objects." When the container was recorded first,
     the model's first use must not let `delete` (or `save`) treat the queue as an object:
     either the model is refused (SchemaConflictError) or the queue survives."""
-    from redmodel.containers import Queue
-
     queue = Queue(redmodel.Store(redis_client), ("a16_thing", "1"), int)
     queue.push(5)
     store = redmodel.Store(redis_client)
-    try:
+    with contextlib.suppress(redmodel.SchemaConflictError):
         store.delete(Thing, "1")
-    except redmodel.SchemaConflictError:
-        pass
     assert queue.pop() == 5, "the model deleted the queue as one of its objects"
+
+
+# ---- F6: unregister during an unfinished bucket move drops `moving` -----------------------
+
+
+def _bucketed(buckets: int | None) -> Any:
+    @redmodel.model(prefix="a16_mv", buckets=buckets)
+    @attrs.define
+    class Moved:
+        n: int = 0
+        id: str = redmodel.key_field(generated=False)
+
+    return Moved
+
+
+Moved0 = _bucketed(None)
+Moved8 = _bucketed(8)
+
+
+def test_unregister_during_an_unfinished_bucket_move_keeps_the_prefix_refused(
+        redis_client: Any) -> None:
+    """migrations.md, "Changing the bucket count": while the move runs "a store's first use
+    of the model, in either version, raises `SchemaConflictError` naming
+    `migrate_buckets`" and "Until the move finishes, `moving` stays set." After
+    `unregister` of a stopped move, the new version is accepted and `get` misses the
+    objects still at their old keys: the silently incomplete answer issue 16 forbids."""
+    redmodel.Store(redis_client).save_many([Moved0(i, id=f"a{i}") for i in range(40)])
+
+    class Stop(Exception):
+        pass
+
+    def stop(done: int, total: int) -> None:
+        if done > 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        redmodel.Store(redis_client).migrate_buckets(Moved8, from_buckets=None, count=10,
+                                                     progress=stop)
+    with contextlib.suppress(redmodel.RedmodelError):     # refusing is right too
+        redmodel.Store(redis_client).unregister(Moved8)
+    store = redmodel.Store(redis_client)
+    try:
+        missing = [i for i in range(40) if store.get(Moved8, f"a{i}") is None]
+    except redmodel.SchemaConflictError as e:
+        assert "migrate_buckets" in str(e)
+    else:
+        assert missing == [], f"{len(missing)} of 40 objects silently missing"
