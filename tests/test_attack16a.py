@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 import pytest
+import redis
 
 import redmodel
 from redmodel.containers import Queue
@@ -236,3 +237,58 @@ def test_unregister_during_an_unfinished_bucket_move_keeps_the_prefix_refused(
         assert "migrate_buckets" in str(e)
     else:
         assert missing == [], f"{len(missing)} of 40 objects silently missing"
+
+
+# ---- F7: a lost reply to the step's record is reported as a lease that ran out ------------
+
+
+def test_a_lost_reply_to_the_final_record_is_not_a_lost_lease(redis_server: Any,
+                                                              redis_client: Any) -> None:
+    """migrations.md: a lost connection "resends what is safe to resend ... otherwise the
+    error"; MigrationLockedError means another apply holds the lease or "the lease ran
+    out during a batch (a batch took longer than `lease`)" (cli.md: exit 5, "nothing was
+    written"). When only the reply to the script that records the finished step (and
+    releases the lease) is lost, the step *is* applied and recorded: apply must not claim
+    the lease ran out during a batch (it returns the record, or raises the connection
+    error)."""
+    redmodel.Store(redis_client).save_many([Ctr(0, id=f"c{i}") for i in range(30)])
+    m = Migrations("a16_final")
+    m.add("0001_inc", update(Ctr, increment))
+    scripts: list[str] = []
+
+    def count_scripts(name: str) -> bool:
+        if name in ("EVALSHA", "EVAL"):
+            scripts.append(name)
+        return False
+
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        store = redmodel.Store.from_url(proxy.url)
+        store.count(Ctr)
+        proxy.lose_reply(count_scripts)                  # a dry run counts the scripts
+        m.apply(store, count=10)
+        total = len(scripts)
+        redis_client.delete(m.key)
+        redis_client.flushall()
+        redmodel.Store(redis_client).save_many([Ctr(0, id=f"c{i}") for i in range(30)])
+        proxy.clear()
+        seen = [0]
+
+        def last_script(name: str) -> bool:
+            if name in ("EVALSHA", "EVAL"):
+                seen[0] += 1
+                return seen[0] == total
+            return False
+
+        store = redmodel.Store.from_url(proxy.url)
+        store.count(Ctr)
+        proxy.lose_reply(last_script)
+        try:
+            m.apply(store, count=10)
+        except MigrationLockedError as e:
+            pytest.fail(f"a finished, recorded step reported as a lost lease: {e}")
+        except (redmodel.RedmodelError, redis.RedisError):
+            pass                                         # the connection error: fine
+        finally:
+            store.close()
+    assert m.status(redmodel.Store(redis_client)).steps[0].state == "applied"
+    assert values(redis_client, 30) == [1] * 30
