@@ -292,3 +292,25 @@ def test_a_lost_reply_to_the_final_record_is_not_a_lost_lease(redis_server: Any,
             store.close()
     assert m.status(redmodel.Store(redis_client)).steps[0].state == "applied"
     assert values(redis_client, 30) == [1] * 30
+
+
+# ---- F8: a container's record expires while its key lives ---------------------------------
+
+
+def test_a_container_record_does_not_expire_before_its_key(redis_client: Any) -> None:
+    """containers.md, "The container registry": "a later first use that differs raises
+    `SchemaConflictError`"; "`expire()` gives it the key's expiry". A queue that expired
+    its key, emptied (Redis deletes an empty list, so the expiry goes with it) and was
+    pushed again lives without expiry, but its record still expires: afterwards another
+    program reads the queue of int as a queue of str, silently."""
+    jobs = Queue(redmodel.Store(redis_client), "a16_jobs", int)
+    jobs.push(1)
+    jobs.expire(0.2)
+    assert jobs.pop() == 1                              # the list is gone, and its expiry
+    jobs.push(2)                                        # a new list, without expiry
+    time.sleep(0.4)
+    assert redis_client.exists("a16_jobs") == 1
+    other = Queue(redmodel.Store(redis_client), "a16_jobs", str)
+    with pytest.raises(redmodel.SchemaConflictError):
+        other.pop()
+    assert jobs.pop() == 2
