@@ -4,6 +4,7 @@ each test states a promise of docs/migrations.md or docs/cli.md."""
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 import time
 from typing import Any
@@ -14,7 +15,7 @@ import redis
 
 import redmodel
 from redmodel.containers import Queue
-from redmodel.migrations import MigrationLockedError, Migrations, update
+from redmodel.migrations import MigrationLockedError, Migrations, build_index, update
 from redmodel.testing import FaultProxy
 from tests.attack16a_set import Counter
 from tests.test_cli import as_json, redmodel_cli
@@ -314,3 +315,82 @@ def test_a_container_record_does_not_expire_before_its_key(redis_client: Any) ->
     with pytest.raises(redmodel.SchemaConflictError):
         other.pop()
     assert jobs.pop() == 2
+
+
+def test_held_an_undecodable_object_stops_the_step_and_resume_applies_once(
+        store: redmodel.Store) -> None:
+    """migrations.md: "a stored object does not decode: `DecodeError` naming the key; the
+    step stops with its cursor before that batch; fix the object ... and apply again"."""
+    store.save_many([Ctr(0, id=f"c{i}") for i in range(40)])
+    store.client.hset("a16_ctr:c20", "n", "not an int")
+    m = Migrations("a16_decode")
+    m.add("0001_inc", update(Ctr, increment))
+    with pytest.raises(redmodel.DecodeError) as e:
+        m.apply(store, count=7)
+    assert e.value.key == "a16_ctr:c20"
+    assert m.status(store).steps[0].state in ("partial", "pending")
+    store.client.hset("a16_ctr:c20", "n", "0")
+    m.apply(store, count=7)
+    assert values(store.client, 40) == [1] * 40
+
+
+@redmodel.model(prefix="a16_idx")
+@attrs.define
+class Painted:
+    color: str = ""
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="a16_idx")
+@attrs.define
+class PaintedV2:
+    color: str = redmodel.field(index=True, default="")
+    id: str = redmodel.key_field(generated=False)
+
+
+PaintedV2.__qualname__ = Painted.__qualname__ = "Painted"
+
+
+def test_held_build_index_while_writers_recolour_and_delete(redis_url: str,
+                                                            redis_client: Any) -> None:
+    """migrations.md: `build_index` "never writes entries for values a writer changed
+    meanwhile"; afterwards `store.verify(Model)` is clean and every query answers what a
+    scan finds."""
+    colours = ["red", "green", "blue"]
+    n = 150
+    redmodel.Store(redis_client).save_many([Painted(colours[i % 3], id=f"p{i}")
+                                            for i in range(n)])
+    redmodel.Store(redis_client).count(PaintedV2)             # v2 deployed: building
+    stop = threading.Event()
+
+    def writer(seed: int) -> None:
+        store, rnd = redmodel.Store.from_url(redis_url), random.Random(seed)
+        while not stop.is_set():
+            i, op = rnd.randrange(n), rnd.random()
+            if op < 0.5:
+                obj = store.get(PaintedV2, f"p{i}")
+                if obj is not None:
+                    obj.color = rnd.choice(colours)
+                    store.save(obj)
+            elif op < 0.7:
+                store.delete(PaintedV2, f"p{i}")
+            else:
+                store.save(PaintedV2(rnd.choice(colours), id=f"p{i}"))
+        store.close()
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        m = Migrations("a16_build")
+        m.add("0001_colour", build_index(PaintedV2, "color"))
+        m.apply(redmodel.Store.from_url(redis_url), count=20)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    store = redmodel.Store(redis_client)
+    assert store.verify(PaintedV2) == []
+    for c in colours:
+        truth = sorted(o.id for o in store.scan(PaintedV2) if o.color == c)
+        assert sorted(store.find(PaintedV2, color=c).ids()) == truth
