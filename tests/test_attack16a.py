@@ -394,3 +394,40 @@ def test_held_build_index_while_writers_recolour_and_delete(redis_url: str,
     for c in colours:
         truth = sorted(o.id for o in store.scan(PaintedV2) if o.color == c)
         assert sorted(store.find(PaintedV2, color=c).ids()) == truth
+
+
+# ---- F9: a run stopped between a batch's EXEC and its cursor re-applies a custom step ----
+
+
+def test_a_run_stopped_after_a_batch_committed_resumes_without_applying_it_again(
+        redis_server: Any, redis_client: Any) -> None:
+    """migrations.md: "A run that stopped (a crash, Ctrl-C, an error) leaves [the cursor]
+    there; the next `apply` continues from it, visiting at most the one batch that was
+    under way again. Visiting an object twice changes nothing"; error table: "a connection
+    is lost: ... otherwise the error; the cursor keeps what was done". Here the connection
+    dies after the first batch's EXEC, before the script that saves its cursor: the resume
+    runs the custom function again on that batch's objects."""
+    n = 20
+    redmodel.Store(redis_client).save_many([Ctr(0, id=f"c{i}") for i in range(n)])
+    m = Migrations("a16_crash", lease=0.5)
+    m.add("0001_inc", update(Ctr, increment))
+    scripts = [0]
+
+    def after_the_lease(name: str) -> bool:      # the 1st script takes the lease
+        if name in ("EVALSHA", "EVAL"):
+            scripts[0] += 1
+            return scripts[0] >= 2
+        return False
+
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        store = redmodel.Store.from_url(proxy.url)
+        store.count(Ctr)
+        proxy.drop_request(after_the_lease, times=100)
+        with pytest.raises(redis.ConnectionError):
+            m.apply(store, count=5)
+        proxy.clear()
+        store.close()
+    assert 0 < sum(values(redis_client, n)) < n            # one batch was committed
+    time.sleep(0.6)                                        # the dead run's lease runs out
+    m.apply(redmodel.Store(redis_client), count=5)
+    assert values(redis_client, n) == [1] * n
