@@ -431,3 +431,19 @@ def test_a_run_stopped_after_a_batch_committed_resumes_without_applying_it_again
     time.sleep(0.6)                                        # the dead run's lease runs out
     m.apply(redmodel.Store(redis_client), count=5)
     assert values(redis_client, n) == [1] * n
+
+
+# ---- F10: one malformed registry record crashes `redmodel registry` -----------------------
+
+
+def test_cli_registry_survives_a_malformed_record(redis_url: str, redis_client: Any) -> None:
+    """cli.md: exit 4 is "a bug in redmodel"; exit 1 "the command ran and found problems".
+    A `<prefix>:%schema` hash whose `schema` is JSON but not an object (written by hand, by
+    another tool, or planted) must be reported, not crash the listing of every prefix with
+    an AttributeError."""
+    redmodel.Store(redis_client).save_many([Counter(1, id="x")])
+    redis_client.hset("a16_bad:%schema", mapping={"owner": "app.Bad", "schema": "[]"})
+    done = redmodel_cli("registry", "--json", url=redis_url)
+    assert done.returncode in (0, 1), done.stderr
+    body = as_json(done)
+    assert "a16_cli" in {p["prefix"] for p in body["prefixes"]}
