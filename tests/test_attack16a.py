@@ -447,3 +447,22 @@ def test_cli_registry_survives_a_malformed_record(redis_url: str, redis_client: 
     assert done.returncode in (0, 1), done.stderr
     body = as_json(done)
     assert "a16_cli" in {p["prefix"] for p in body["prefixes"]}
+
+
+# ---- F11: a malformed registry record raises AttributeError out of a store ----------------
+
+
+@pytest.mark.parametrize("schema", ["[]", "null", "5", '"x"', '{"fields": 5}',
+                                    '{"fields": [1, 2]}', '{"fields": {"n": 5}}'])
+def test_a_malformed_registry_record_is_a_redmodel_error(redis_client: Any,
+                                                         schema: str) -> None:
+    """migrations.md, "Registry and index lifecycle": a record that does not match is
+    refused with `SchemaConflictError` "before anything is written"; BRIEF-COMMON: every
+    exception leaving redmodel is a redmodel error or a redis-py error naming the key. A
+    `schema` field that is JSON of another shape raises a builtin AttributeError today."""
+    redmodel.Store(redis_client).save(Counter(1, id="x"))
+    redis_client.hset("a16_cli:%schema", "schema", schema)
+    with pytest.raises(redmodel.RedmodelError) as e:
+        redmodel.Store(redis_client).count(Counter)
+    assert "a16_cli:%schema" in str(e.value)
+    assert redis_client.hget("a16_cli:%schema", "schema") == schema.encode()
