@@ -17,7 +17,7 @@ import redmodel
 from redmodel.containers import Queue
 from redmodel.migrations import MigrationLockedError, Migrations, build_index, update
 from redmodel.testing import FaultProxy
-from tests.attack16a_set import Counter
+from tests.attack16a_set import Counter, slow
 from tests.test_cli import as_json, redmodel_cli
 
 
@@ -466,3 +466,30 @@ def test_a_malformed_registry_record_is_a_redmodel_error(redis_client: Any,
         redmodel.Store(redis_client).count(Counter)
     assert "a16_cli:%schema" in str(e.value)
     assert redis_client.hget("a16_cli:%schema", "schema") == schema.encode()
+
+
+BAD_RECORD = ('{"id": "0001_slow_inc", "applied_at": "x", "visited": "a", "changed": null, '
+              '"seconds": "s", "verified": true, "kind": "custom", "model": "m", '
+              '"position": 0}')
+
+
+def test_a_malformed_step_record_is_not_taken_as_applied(store: redmodel.Store) -> None:
+    """F3, the other way round: a `step:<id>` record of the right keys but wrong types
+    (`applied_at: "x"`) is taken as "applied" and `apply` skips a step that never ran.
+    Expected: a redmodel error naming the records key, nothing skipped silently."""
+    store.save_many([Counter(0, id=f"x{i}") for i in range(3)])
+    store.client.hset(slow.key, "step:0001_slow_inc", BAD_RECORD)
+    with pytest.raises(redmodel.RedmodelError):
+        slow.apply(store)
+
+
+def test_cli_migrate_status_of_a_malformed_record_is_not_a_crash(redis_url: str,
+                                                                  redis_client: Any) -> None:
+    """cli.md: exit 4 is "a bug in redmodel". `redmodel migrate status` (text) of a
+    malformed step record dies with `TypeError` / `OverflowError` (exit 4); `--json` of the
+    same record exits 0 calling it applied."""
+    redis_client.hset("a16_slow:%migrations", "step:0001_slow_inc", BAD_RECORD)
+    done = redmodel_cli("migrate", "status", "--migrations", "tests.attack16a_set:slow",
+                        url=redis_url)
+    assert done.returncode != 4, done.stderr
+    assert "bug in redmodel" not in done.stderr
