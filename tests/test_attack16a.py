@@ -493,3 +493,28 @@ def test_cli_migrate_status_of_a_malformed_record_is_not_a_crash(redis_url: str,
                         url=redis_url)
     assert done.returncode != 4, done.stderr
     assert "bug in redmodel" not in done.stderr
+
+
+def test_held_cluster_resume_after_a_stop_applies_once(redis_cluster_client: Any) -> None:
+    """On a cluster (cursor per node, a transaction per slot), a run stopped by the
+    progress callback mid-way resumes from its cursor: ids with hash tags and `: % * \\`,
+    every object incremented exactly once."""
+    store = redmodel.Store(redis_cluster_client)
+    ids = [f"c{i}" if i % 3 else f"{{t}}{i}:%*\\" for i in range(60)]
+    store.save_many([Ctr(0, id=i) for i in ids])
+    m = Migrations("a16_cluster")
+    m.add("0001_inc", update(Ctr, increment))
+    calls = [0]
+
+    class Stop(Exception):
+        pass
+
+    def stop(p: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        m.apply(store, count=7, progress=stop)
+    m.apply(redmodel.Store(redis_cluster_client), count=7)
+    assert [o.n for o in store.get_many(Ctr, ids)] == [1] * len(ids)
