@@ -4,6 +4,7 @@ each test states a promise of docs/migrations.md or docs/cli.md."""
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import threading
 import time
@@ -518,3 +519,25 @@ def test_held_cluster_resume_after_a_stop_applies_once(redis_cluster_client: Any
         m.apply(store, count=7, progress=stop)
     m.apply(redmodel.Store(redis_cluster_client), count=7)
     assert [o.n for o in store.get_many(Ctr, ids)] == [1] * len(ids)
+
+
+# ---- F12: import checks every line "before the first write", except a huge TTL ------------
+
+
+def test_cli_import_refuses_a_huge_ttl_before_the_first_write(redis_url: str,
+                                                              redis_client: Any) -> None:
+    """cli.md, import: "Every line is checked before the first write: JSON, format version,
+    a loaded model, the id, the TTL, ... If any line is bad, nothing is written and the bad
+    lines are listed by number (exit 1)." A `pttl` of 2**70 ms passes the check (`--dry-run`
+    says all lines are good); the real import writes the lines before it, then fails."""
+    base = {"v": 1, "model": "tests.attack16a_set:Counter", "pttl": None, "data": {"n": 1}}
+    lines = [dict(base, id=f"g{i}") for i in range(5)] + [dict(base, id="bad", pttl=2**70)]
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+    dry = redmodel_cli("import", "--models", "tests.attack16a_set", "--dry-run", "--json",
+                       url=redis_url, stdin=text.encode())
+    assert dry.returncode == 1, dry.stdout
+    done = redmodel_cli("import", "--models", "tests.attack16a_set", "--json", "--chunk", "2",
+                        url=redis_url, stdin=text.encode())
+    assert done.returncode == 1
+    assert [e["line"] for e in as_json(done)["errors"]] == [6]
+    assert redis_client.exists(*[f"a16_cli:g{i}" for i in range(5)]) == 0
