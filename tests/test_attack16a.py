@@ -541,3 +541,23 @@ def test_cli_import_refuses_a_huge_ttl_before_the_first_write(redis_url: str,
     assert done.returncode == 1
     assert [e["line"] for e in as_json(done)["errors"]] == [6]
     assert redis_client.exists(*[f"a16_cli:g{i}" for i in range(5)]) == 0
+
+
+# ---- F13: lease=inf or a huge lease is accepted, then apply breaks ------------------------
+
+
+@pytest.mark.parametrize("lease", [float("inf"), 1e300, 2**70])
+def test_a_lease_out_of_range_is_refused_up_front(store: redmodel.Store,
+                                                  lease: float) -> None:
+    """`Migrations(name, lease=...)` refuses 0, -1, NaN, True and "10" with ValidationError
+    ("lease must be a positive number of seconds"), but accepts inf (apply then raises a
+    builtin OverflowError) and 1e300 or 2**70 (apply then always fails with
+    MigrationLockedError "the lease ran out ..."). Bad input is refused before the first
+    write, with a redmodel error; a lease that is accepted works."""
+    store.save_many([Ctr(0, id=f"c{i}") for i in range(3)])
+    try:
+        m = Migrations("a16_lease_range", lease=lease)
+    except redmodel.ValidationError:
+        return
+    m.add("0001_inc", update(Ctr, increment))
+    assert [r.changed for r in m.apply(store)] == [3]
