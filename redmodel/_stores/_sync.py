@@ -474,11 +474,17 @@ class Store(ShellConfig):
         can hold, a wrong-typed index key) is logged on the ``redmodel.index`` logger, and
         :meth:`verify` lists it.
 
-        Redis: TYPE of the index keys and GET/SET/DEL of its progress key, SCAN, HSCAN,
+        Refused with :class:`SchemaConflictError` while a bucket move
+        (:meth:`migrate_buckets`) is under way.
+
+        Redis: HGETALL of the registry's record, TYPE of the index keys and GET/SET/DEL of
+        its progress key, SCAN, HSCAN,
         SSCAN and ZSCAN pages, HGETALL, HGET, EXISTS, ZSCORE, SISMEMBER, ZCARD reads,
         EVALSHA index_convert.lua, index_write.lua, index_fix.lua, index_sweep.lua and
         claim_drop.lua, and EVALSHA registry_state.lua at the end."""
-        plan = self._use(model, _repair.reindex_plan(model, count, self._targets(), restart))
+        plan = self._use(model, _registry.unmoved(
+            spec_of(model), "reindex the model",
+            _repair.reindex_plan(model, count, self._targets(), restart)))
         line = _repair.ProgressLine(model, progress)
         for item in iterate_sync(plan, self._execute):
             line.feed(item)
@@ -542,7 +548,11 @@ class Store(ShellConfig):
         forgets it checked the model, and the next first use records it again. Returns
         whether there was a record.
 
-        Redis: DEL of <prefix>:%schema."""
+        Refused with :class:`SchemaConflictError` while a bucket move
+        (:meth:`migrate_buckets`) is under way: its ``moving`` mark keeps the prefix refused.
+
+        Redis: EVALSHA registry_unregister.lua (DEL of <prefix>:%schema unless it holds
+        ``moving``)."""
         return bool(self.run(self._registry.unregister(spec_of(model))))
 
     def adopt(self, model: type) -> None:

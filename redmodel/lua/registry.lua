@@ -4,7 +4,9 @@
 -- ARGV[2]: the new schema text; ARGV[3]: the owner; then pairs of an index state field and
 -- its new state ('' deletes it).
 -- Writes only if the schema is still the one the client read (so of two processes racing
--- to register, one wins and the other reads the winner's record and decides again).
+-- to register, one wins and the other reads the winner's record and decides again), and
+-- no bucket move is under way (answers 'MOVING': the client reads again and refuses).
+if redis.call('HEXISTS', KEYS[1], 'moving') == 1 then return 'MOVING' end
 local current = redis.call('HGET', KEYS[1], 'schema')
 if not current then current = '' end
 if current ~= ARGV[1] then return 'CHANGED' end
