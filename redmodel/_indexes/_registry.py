@@ -42,6 +42,7 @@ SUFFIX = ":%schema"
 READY, BUILDING, STALE = "ready", "building", "stale"
 ALL = "index:%all"
 WAS = "was:"
+CONTAINER = "container:"  # a container key under the prefix (redmodel/_container_registry.py)
 REGISTER = script("registry")
 STATES = script("registry_state")
 UNREGISTER = script("registry_unregister")
@@ -152,6 +153,9 @@ class Record:
     states: dict[str, str]  # index state field -> ready | building | stale
     moving: str = ""  # a bucket move under way (store.migrate_buckets): "from -> to"
     older: frozenset[str] = frozenset()  # the was:<digest> fields: schemas replaced
+    # container keys recorded under the prefix (container:<key> fields, written by the
+    # container registry): a model may not take the prefix while one is recorded
+    containers: tuple[str, ...] = ()
 
     def pending(self) -> frozenset[str]:
         """The index state fields that are not ready."""
@@ -188,8 +192,9 @@ def parse(key: str, raw: Any) -> Record | None:
         raise corrupt(key, owner, f"the index state {bad[0]} is {states[bad[0]]!r}, not "
                                   "ready, building or stale")
     older = frozenset(k for k in items if k.startswith(WAS))
+    containers = tuple(sorted(k[len(CONTAINER):] for k in items if k.startswith(CONTAINER)))
     return Record(key, owner, items.get("schema", ""), schema, states,
-                  moving=items.get("moving", ""), older=older)
+                  moving=items.get("moving", ""), older=older, containers=containers)
 
 
 def corrupt(key: str, owner: str, problem: str) -> SchemaConflictError:
@@ -358,6 +363,8 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
             return (yield from older_plan(spec, record, schema, owner))
         if record is not None:
             check(spec, record, schema, "" if adopt else owner)
+            if record.containers:
+                raise containers_error(spec, record, owner)
         old_kinds = {} if record is None else record.schema.get("indexes", {})
         states = {} if record is None else record.states
         new = [n for n, kind in wanted.items()
@@ -377,7 +384,7 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
         reply = yield Batch([REGISTER.call([key], ["" if record is None else record.text,
                                                    text, owner, *pairs])],
                             write=True, idempotent=True, keys=[key])
-        if _str(reply[0]) == "MOVING":  # a move began meanwhile: the next read refuses
+        if _str(reply[0]) in ("MOVING", "CONTAINER"):  # changed meanwhile: read, refuse
             continue
         if _str(reply[0]) == "OK":
             after = dict(states)
@@ -446,6 +453,19 @@ def check(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str,
             f"prefix {spec.prefix!r} (registry {record.key}): " + "; ".join(problems),
             prefix=spec.prefix, key=record.key, owner=record.owner,
             model=owner or owner_of(spec.cls), problems=tuple(problems))
+
+
+def containers_error(spec: ModelSpec, record: Record, owner: str) -> SchemaConflictError:
+    """The refusal of a model whose prefix holds recorded container keys."""
+    shown = ", ".join(repr(k) for k in record.containers[:3]) + (
+        f" (and {len(record.containers) - 3} more)" if len(record.containers) > 3 else "")
+    return SchemaConflictError(
+        f"{owner}: prefix {spec.prefix!r} holds containers recorded by the container "
+        f"registry ({shown}; registry {record.key}): the model would take them for its "
+        "objects (scan, count, delete); give the model another prefix, or clear() those "
+        "containers first",
+        prefix=spec.prefix, key=record.key, owner=record.owner, model=owner,
+        problems=tuple(f"container {k}" for k in record.containers))
 
 
 def moving_error(spec: ModelSpec, record: Record, owner: str, what: str = "use the model"

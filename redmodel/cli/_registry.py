@@ -46,6 +46,8 @@ def command(ctx: click.Context, url: str | None, cluster: bool, as_json: bool,
             unreadable.append({"prefix": record.prefix, "key": record.key,
                                "owner": record.owner, "problem": str(record)})
             continue
+        if not (record.owner or record.schema or record.moving):
+            continue  # only container registry marks: no model there
         schema = record.schema
         rows.append({"prefix": registry.prefix_of(record), "key": record.key,
                      "owner": record.owner, "layout": schema.get("layout"),

@@ -7,6 +7,13 @@
 -- to register, one wins and the other reads the winner's record and decides again), and
 -- no bucket move is under way (answers 'MOVING': the client reads again and refuses).
 if redis.call('HEXISTS', KEYS[1], 'moving') == 1 then return 'MOVING' end
+-- a container recorded under the prefix (a container:<key> field, written by the
+-- container registry) refuses a model's first registration: 'CONTAINER'
+if ARGV[1] == '' then
+  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(field, 1, 10) == 'container:' then return 'CONTAINER' end
+  end
+end
 local current = redis.call('HGET', KEYS[1], 'schema')
 if not current then current = '' end
 if current ~= ARGV[1] then return 'CHANGED' end

@@ -1,8 +1,17 @@
--- Unregister a prefix (redmodel/_indexes/_registry.py): DEL of its registry hash, unless a
--- bucket move is under way (the `moving` field: store.migrate_buckets), which keeps every
--- store from using the prefix until the move ends.
--- KEYS[1]: the registry hash. Answers DEL's count, or {'moving', <the move>} (nothing
--- deleted).
+-- Unregister a prefix (redmodel/_indexes/_registry.py): delete the model's fields of its
+-- registry hash (all but the container:<key> marks of the container registry, which keep
+-- refusing a model there), unless a bucket move is under way (the `moving` field:
+-- store.migrate_buckets), which keeps every store from using the prefix until it ends.
+-- KEYS[1]: the registry hash. Answers 1 if a model's record was there, 0 if not, or
+-- {'moving', <the move>} (nothing deleted).
 local moving = redis.call('HGET', KEYS[1], 'moving')
 if moving then return {'moving', moving} end
-return redis.call('DEL', KEYS[1])
+local fields = redis.call('HKEYS', KEYS[1])
+local gone = {}
+for _, field in ipairs(fields) do
+  if string.sub(field, 1, 10) ~= 'container:' then gone[#gone + 1] = field end
+end
+if #gone == 0 then return 0 end
+if #gone == #fields then return redis.call('DEL', KEYS[1]) end
+redis.call('HDEL', KEYS[1], unpack(gone))
+return 1
