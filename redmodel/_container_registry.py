@@ -10,13 +10,20 @@ later first use with another kind, type, encoding or window raises
 :class:`SchemaConflictError` naming both, before anything is written. A key with a
 ``:`` in it is also checked against the model registry: a container inside a model's
 prefix (``("item", "x")`` while a model stores under ``item``) would be taken for one of
-its objects, and is refused.
+its objects, and is refused. In the other order, a new key marks each of its prefixes'
+model registry hash with a field ``container:<key>``, which a model's first registration
+of that prefix reads (with the HGETALL it sends anyway) and refuses; the registration
+script refuses a hash holding a mark, and the container reads the owner again after
+marking, so of a model and a container racing for a prefix one always sees the other.
 
 The cost: one round trip on a store's first use of a container key (HGETALL of the
 record, pipelined with one HGET per ``:``-separated prefix of the key), plus one EVALSHA
-the first time the key is ever used (it creates the record); remembered by the store,
-nothing after. ``clear()`` deletes the record with the key, and ``expire()`` gives it the
-key's expiry (it is in the key's slot). ``Store(..., registry=False)`` records and checks nothing.
+the first time the key is ever used (it creates the record) and, for a key with ``:``, one
+pipeline of HSET/HGET marking its prefixes; remembered by the store, nothing after. A
+record never expires: ``clear()`` deletes it with the key (and the marks), ``expire()``
+expires the key only (a key emptied and filled again loses its expiry; a record that
+expired with the old key would leave the new data unchecked). ``Store(...,
+registry=False)`` records and checks nothing.
 """
 
 from __future__ import annotations
