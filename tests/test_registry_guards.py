@@ -259,3 +259,38 @@ def test_unreadable_records_name_their_key_in_stores_and_cli(redis_client: redis
     # the documented way out: unregister (a DEL) and let the next first use record it
     assert redmodel.Store(redis_client).unregister(Rec)
     assert redmodel.Store(redis_client).count(Rec) == 0
+
+
+# ---- progress keys: a planted or half-written progress is no builtin error ---------------
+
+
+@pytest.mark.parametrize("cursors", [{"server": "done"}, {"server": "abc"},
+                                     {"server": "-1"}, {"server": str(2**70)}])
+def test_a_reindex_progress_with_any_cursor_finishes_the_index(redis_client: redis.Redis,
+                                                               cursors: dict[str, str]) -> None:
+    """A run stopped right after its objects pass emitted `done` saved that cursor: the
+    resume used to raise a builtin ValueError (int("done")). A cursor no run wrote starts
+    the reindex over."""
+    store = redmodel.Store(redis_client)
+    store.save_many([Plain(i, id=f"r{i}") for i in range(12)])
+    redis_client.delete(*redis_client.keys("rg_mv:%idx:*"))          # the index is lost
+    redis_client.set("rg_mv:%idx:reindex", json.dumps(
+        {"phase": 1, "cursors": cursors, "objects": 0, "started": 0.0, "held": {}}))
+    store.reindex(Plain)          # no builtin error; a `done` pass is not read again:
+    if cursors == {"server": "done"}:                         # the documented resume
+        store.reindex(Plain, restart=True)
+    assert store.verify(Plain) == []
+    assert list(store.find(Plain, n=3)) == [Plain(3, id="r3")]
+
+
+@pytest.mark.parametrize("state", [{"cursors": {"server": "abc"}}, {"old": "x"},
+                                   {"new": True}, {"cursors": {"server": 1.5}}])
+def test_a_malformed_move_progress_is_refused_naming_its_key(redis_client: redis.Redis,
+                                                            state: dict[str, Any]) -> None:
+    redmodel.Store(redis_client).save_many([Plain(i, id=f"m{i}") for i in range(5)])
+    planted = {"old": None, "new": 4, "phase": 0, "cursors": {}, "done": 0, "total": 5,
+               "inflight": [], "pass_start": 0, **state}
+    redis_client.set("rg_mv:%rebucket", json.dumps(planted))
+    with pytest.raises(redmodel.ValidationError, match="rg_mv:%rebucket"):
+        redmodel.Store(redis_client).migrate_buckets(Bucketed, from_buckets=None)
+    assert redis_client.hget("rg_mv:%schema", "moving") is None
