@@ -559,7 +559,8 @@ class Store(ShellConfig):
         """Make ``model`` the owner of its prefix in the model registry, replacing the
         model recorded there: for a model class that was renamed or moved to another module
         (the registry knows a model by its module-qualified name). Changes that would
-        misread the stored objects are still refused (SchemaConflictError). Sends the
+        misread the stored objects are still refused (SchemaConflictError), and so is any
+        change while a bucket move (:meth:`migrate_buckets`) is under way. Sends the
         registry's HGETALL and, if anything changes, its compare-and-set script.
 
         Redis: HGETALL of <prefix>:%schema; EVALSHA registry.lua when the record changes."""
@@ -575,10 +576,12 @@ class Store(ShellConfig):
         when the model declares no index any more, also its all-ids index, records and
         expiry index (DEL).
         ``name`` is a field name or a unique constraint's (``"color,style"``). Raises
-        :class:`ValidationError` while the model still declares it. Returns how many entry
-        keys were deleted. See docs/migrations.md.
+        :class:`ValidationError` while the model still declares it, and
+        :class:`SchemaConflictError` while a bucket move (:meth:`migrate_buckets`) is
+        under way. Returns how many entry keys were deleted. See docs/migrations.md.
 
-        Redis: DEL of the range ZSET and unique HASH per bucket, SCAN with MATCH and TYPE
+        Redis: HGETALL of the registry's record, DEL of the range ZSET and unique HASH per
+        bucket, SCAN with MATCH and TYPE
         for the equality SETs then DEL, HSCAN of the records and EVALSHA index_droplines.lua
         per page, HDEL of its state in the registry (HGETALL, EVALSHA registry_state.lua
         when other states change)."""
