@@ -6,12 +6,13 @@
 -- Writes only if the schema is still the one the client read (so of two processes racing
 -- to register, one wins and the other reads the winner's record and decides again), and
 -- no bucket move is under way (answers 'MOVING': the client reads again and refuses).
-if redis.call('HEXISTS', KEYS[1], 'moving') == 1 then return 'MOVING' end
+if redis.call('HGET', KEYS[1], 'moving') then return 'MOVING' end
 -- a container recorded under the prefix (a container:<key> field, written by the
 -- container registry) refuses a model's first registration: 'CONTAINER'
 if ARGV[1] == '' then
-  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if string.sub(field, 1, 10) == 'container:' then return 'CONTAINER' end
+  local all = redis.call('HGETALL', KEYS[1])  -- the commands an app's ACL rule grants
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 10) == 'container:' then return 'CONTAINER' end
   end
 end
 local current = redis.call('HGET', KEYS[1], 'schema')

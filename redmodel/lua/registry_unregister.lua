@@ -6,12 +6,12 @@
 -- {'moving', <the move>} (nothing deleted).
 local moving = redis.call('HGET', KEYS[1], 'moving')
 if moving then return {'moving', moving} end
-local fields = redis.call('HKEYS', KEYS[1])
+local all = redis.call('HGETALL', KEYS[1])  -- the commands an app's ACL rule grants
 local gone = {}
-for _, field in ipairs(fields) do
-  if string.sub(field, 1, 10) ~= 'container:' then gone[#gone + 1] = field end
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 10) ~= 'container:' then gone[#gone + 1] = all[i] end
 end
 if #gone == 0 then return 0 end
-if #gone == #fields then return redis.call('DEL', KEYS[1]) end
+if #gone * 2 == #all then return redis.call('DEL', KEYS[1]) end
 redis.call('HDEL', KEYS[1], unpack(gone))
 return 1
