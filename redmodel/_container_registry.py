@@ -10,13 +10,20 @@ later first use with another kind, type, encoding or window raises
 :class:`SchemaConflictError` naming both, before anything is written. A key with a
 ``:`` in it is also checked against the model registry: a container inside a model's
 prefix (``("item", "x")`` while a model stores under ``item``) would be taken for one of
-its objects, and is refused.
+its objects, and is refused. In the other order, a new key marks each of its prefixes'
+model registry hash with a field ``container:<key>``, which a model's first registration
+of that prefix reads (with the HGETALL it sends anyway) and refuses; the registration
+script refuses a hash holding a mark, and the container reads the owner again after
+marking, so of a model and a container racing for a prefix one always sees the other.
 
 The cost: one round trip on a store's first use of a container key (HGETALL of the
 record, pipelined with one HGET per ``:``-separated prefix of the key), plus one EVALSHA
-the first time the key is ever used (it creates the record); remembered by the store,
-nothing after. ``clear()`` deletes the record with the key, and ``expire()`` gives it the
-key's expiry (it is in the key's slot). ``Store(..., registry=False)`` records and checks nothing.
+the first time the key is ever used (it creates the record) and, for a key with ``:``, one
+pipeline of HSET/HGET marking its prefixes; remembered by the store, nothing after. A
+record never expires: ``clear()`` deletes it with the key (and the marks), ``expire()``
+expires the key only (a key emptied and filled again loses its expiry; a record that
+expired with the old key would leave the new data unchecked). ``Store(...,
+registry=False)`` records and checks nothing.
 """
 
 from __future__ import annotations
@@ -30,10 +37,11 @@ from redmodel._indexes._registry import _before_sending, _str, registry_key, typ
 from redmodel._models._keys import slot_prefix
 from redmodel._plan import Batch, Plan, script
 
-__all__ = ["first_use", "forget", "guard_plans", "guarded", "record_key"]
+__all__ = ["first_use", "forget", "guard_plans", "guarded", "record_key", "unmark_commands"]
 
 SUFFIX = ":%container"
 CLAIM = script("container_registry")
+CONTAINER_FIELD = "container:"
 G = TypeVar("G", bound=Generator[Any, Any, Any])
 C = TypeVar("C", bound=type)
 
@@ -76,12 +84,7 @@ def check_plan(key: str, wanted: dict[str, str]) -> Plan[bool]:
     # a model whose prefix holds this key would take the container for one of its objects
     for prefix, owner in zip(prefixes, replies[1:], strict=True):
         if owner is not None:
-            raise SchemaConflictError(
-                f"{_said(wanted)} {key!r} is inside the prefix {prefix!r} of the model "
-                f"{_str(owner)} (registry {registry_key(prefix)}): its objects are "
-                f"{prefix}:<id>, so the model would take the container for one of them "
-                "(scan, count, delete); give the container another key",
-                prefix=key, key=registry_key(prefix), owner=_str(owner), model=_said(wanted))
+            raise _inside(key, wanted, prefix, owner)
     found = _fields(replies[0])
     if not found:
         args = [x for pair in sorted(wanted.items()) for x in pair]
@@ -93,6 +96,8 @@ def check_plan(key: str, wanted: dict[str, str]) -> Plan[bool]:
                 return False
             raise claimed[0]
         found = _fields(claimed[0])  # another process recorded it meanwhile, or {}
+        if not found and schemas:
+            yield from _mark_prefixes(key, record, prefixes, wanted)
     if found and found != wanted:
         problems = tuple(f"{name} {found.get(name)!r} recorded, {wanted.get(name)!r} here"
                          for name in sorted(set(found) | set(wanted))
@@ -104,6 +109,49 @@ def check_plan(key: str, wanted: dict[str, str]) -> Plan[bool]:
             prefix=key, key=record, owner=_said(found), model=_said(wanted),
             problems=problems)
     return True
+
+
+def container_field(key: str) -> str:
+    """The field of a model registry hash (``<prefix>:%schema``) that says the container
+    ``key`` lies under the prefix: a model's first registration there is refused."""
+    return CONTAINER_FIELD + key
+
+
+def _mark_prefixes(key: str, record: str, prefixes: list[str], wanted: dict[str, str]
+                   ) -> Plan[None]:
+    """A new container key under ``:``-prefixes: each prefix's model registry hash gets a
+    ``container:<key>`` field (so a model's first registration of the prefix, reading that
+    hash, refuses it: no SCAN), then its ``owner`` is read again. A model that registered
+    the prefix meanwhile wins (its registration script refuses a hash with a container
+    field, so one of the two always sees the other): the container is refused and its
+    marks removed."""
+    schemas = [registry_key(p) for p in prefixes]
+    cmds: list[Any] = []
+    for k in schemas:
+        cmds += [("HSET", k, container_field(key), _said(wanted)), ("HGET", k, "owner")]
+    replies = yield Batch(cmds, write=True, idempotent=True, keys=schemas, early=True)
+    for prefix, owner in zip(prefixes, replies[1::2], strict=True):
+        if owner is not None:
+            yield Batch([*unmark_commands(key), ("DEL", record)], write=True,
+                        idempotent=True, keys=[*schemas, record], early=True)
+            raise _inside(key, wanted, prefix, owner)
+
+
+def unmark_commands(key: str) -> list[Any]:
+    """The HDELs that remove a container key's marks from its prefixes' registry hashes
+    (``clear()``, ``forget()``)."""
+    parts = key.split(":")
+    return [("HDEL", registry_key(":".join(parts[:i])), container_field(key))
+            for i in range(1, len(parts))]
+
+
+def _inside(key: str, wanted: dict[str, str], prefix: str, owner: Any) -> SchemaConflictError:
+    return SchemaConflictError(
+        f"{_said(wanted)} {key!r} is inside the prefix {prefix!r} of the model "
+        f"{_str(owner)} (registry {registry_key(prefix)}): its objects are "
+        f"{prefix}:<id>, so the model would take the container for one of them "
+        "(scan, count, delete); give the container another key",
+        prefix=key, key=registry_key(prefix), owner=_str(owner), model=_said(wanted))
 
 
 def _fields(raw: Any) -> dict[str, str]:

@@ -44,7 +44,7 @@ from redmodel._indexes._registry import (
     registry_key,
     schema_text,
 )
-from redmodel._indexes._repair import reindex_plan
+from redmodel._indexes._repair import cursor_text, reindex_plan
 from redmodel._layouts._flat import manifest_leaves
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape
@@ -136,8 +136,12 @@ class _State:
                         int(data["done"]), int(data["total"]),
                         [str(k) for k in data.get("inflight", [])],
                         int(data.get("pass_start", 0)))
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
             return None
+        if not all(cursor_text(c) for c in state.cursors.values()) or not all(
+                b is None or (isinstance(b, int) and not isinstance(b, bool))
+                for b in (state.old, state.new)):
+            return None  # not what a move wrote: refused, naming the key
         return state if 0 <= state.phase < len(PHASES) else None
 
 

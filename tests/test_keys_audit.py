@@ -542,6 +542,8 @@ def rebucketed(store: redmodel.Store) -> None:
                      for i in range(6)])
     assert store.migrate_buckets(new, from_buckets=2) >= 1
     assert store.count(new) == 6
+    assert store.unregister(new)   # the registry_unregister script; counted again below
+    assert store.count(new) == 6
 
 
 def dropped_index(store: redmodel.Store, m: type) -> None:

@@ -42,8 +42,10 @@ SUFFIX = ":%schema"
 READY, BUILDING, STALE = "ready", "building", "stale"
 ALL = "index:%all"
 WAS = "was:"
+CONTAINER = "container:"  # a container key under the prefix (redmodel/_container_registry.py)
 REGISTER = script("registry")
 STATES = script("registry_state")
+UNREGISTER = script("registry_unregister")
 DROP_LINES = script("index_droplines")
 ATTEMPTS = 20
 G = TypeVar("G", bound=Generator[Any, Any, Any])
@@ -151,6 +153,9 @@ class Record:
     states: dict[str, str]  # index state field -> ready | building | stale
     moving: str = ""  # a bucket move under way (store.migrate_buckets): "from -> to"
     older: frozenset[str] = frozenset()  # the was:<digest> fields: schemas replaced
+    # container keys recorded under the prefix (container:<key> fields, written by the
+    # container registry): a model may not take the prefix while one is recorded
+    containers: tuple[str, ...] = ()
 
     def pending(self) -> frozenset[str]:
         """The index state fields that are not ready."""
@@ -158,20 +163,93 @@ class Record:
 
 
 def parse(key: str, raw: Any) -> Record | None:
-    """A registry hash (an HGETALL reply) as a Record; None when there is none."""
+    """A registry hash (an HGETALL reply) as a Record; None when there is none. A record
+    that redmodel cannot have written (a ``schema`` that is not the JSON object
+    :func:`describe` produces, written by hand, by another tool or planted) raises
+    :class:`SchemaConflictError` naming the key: read as it is it would be a guess, and
+    written over it would lose what it said."""
     if not raw:
         return None
     items = {_str(k): _str(v) for k, v in (raw.items() if isinstance(raw, dict) else
                                              zip(raw[::2], raw[1::2], strict=True))}
-    text = items.get("schema", "")
-    try:
-        schema = json.loads(text) if text else {}
-    except ValueError:
-        schema = {}
+    owner = items.get("owner", "")
+    schema: dict[str, Any] = {}
+    if "schema" in items:
+        text = items["schema"]
+        try:
+            loaded = json.loads(text)
+        except ValueError:
+            loaded = None
+            problem = "its schema field is not JSON"
+        else:
+            problem = _schema_problem(loaded)
+        if problem:
+            raise corrupt(key, owner, problem)
+        schema = loaded
     states = {k: v for k, v in items.items() if k.startswith(("index:", "unique:"))}
+    bad = sorted(k for k, v in states.items() if v not in (READY, BUILDING, STALE))
+    if bad:
+        raise corrupt(key, owner, f"the index state {bad[0]} is {states[bad[0]]!r}, not "
+                                  "ready, building or stale")
     older = frozenset(k for k in items if k.startswith(WAS))
-    return Record(key, items.get("owner", ""), text, schema, states,
-                  moving=items.get("moving", ""), older=older)
+    containers = tuple(sorted(k[len(CONTAINER):] for k in items if k.startswith(CONTAINER)))
+    return Record(key, owner, items.get("schema", ""), schema, states,
+                  moving=items.get("moving", ""), older=older, containers=containers)
+
+
+def corrupt(key: str, owner: str, problem: str) -> SchemaConflictError:
+    """The error for a registry record redmodel cannot read."""
+    return SchemaConflictError(
+        f"the model registry record {key} is unreadable ({problem}): redmodel did not write "
+        "it so. No store uses the prefix until it is fixed: delete it (DEL, or "
+        "store.unregister) and let the model's next first use record it again, once you know "
+        "the stored objects match the model",
+        prefix=key[: -len(SUFFIX)] if key.endswith(SUFFIX) else key, key=key, owner=owner,
+        model="", problems=(f"unreadable: {problem}",))
+
+
+_TOP = {"layout": str, "delimiter": str, "fields": dict}
+_OPTIONAL_TEXT = ("codec",)
+
+
+def _schema_problem(schema: Any) -> str:
+    """What makes ``schema`` something :func:`describe` never wrote ('' when nothing)."""
+    if not isinstance(schema, dict):
+        return f"its schema is a JSON {type(schema).__name__}, not an object"
+    for name, kind in _TOP.items():
+        if not isinstance(schema.get(name), kind):
+            return f"its schema's {name!r} is missing or not a {kind.__name__}"
+    buckets = schema.get("buckets")
+    if buckets is not None and (isinstance(buckets, bool) or not isinstance(buckets, int)):
+        return "its schema's 'buckets' is not an int or null"
+    for name in _OPTIONAL_TEXT:
+        if schema.get(name) is not None and not isinstance(schema[name], str):
+            return f"its schema's {name!r} is not a string or null"
+    indexes = schema.get("indexes", {})
+    if not isinstance(indexes, dict) or not all(isinstance(v, str) for v in indexes.values()):
+        return "its schema's 'indexes' is not an object of strings"
+    return _fields_problem(schema["fields"], "")
+
+
+def _fields_problem(fields: dict[str, Any], where: str) -> str:
+    for name, f in fields.items():
+        if not isinstance(f, dict):
+            return f"its field {where}{name} is a JSON {type(f).__name__}, not an object"
+        if not isinstance(f.get("stored"), str) or not isinstance(f.get("kind"), str):
+            return f"its field {where}{name} lacks a 'stored' or 'kind' string"
+        if f.get("codec") is not None and not isinstance(f["codec"], str):
+            return f"its field {where}{name} has a 'codec' that is not a string"
+        old = f.get("old", [])
+        if not isinstance(old, list) or not all(isinstance(o, str) for o in old):
+            return f"its field {where}{name} has an 'old' that is not a list of strings"
+        children = f.get("fields")
+        if children is not None:
+            if not isinstance(children, dict):
+                return f"its field {where}{name} has 'fields' that is not an object"
+            problem = _fields_problem(children, f"{where}{name}.")
+            if problem:
+                return problem
+    return ""
 
 
 # ---- what changes are refused ---------------------------------------------------------------
@@ -285,6 +363,8 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
             return (yield from older_plan(spec, record, schema, owner))
         if record is not None:
             check(spec, record, schema, "" if adopt else owner)
+            if record.containers:
+                raise containers_error(spec, record, owner)
         old_kinds = {} if record is None else record.schema.get("indexes", {})
         states = {} if record is None else record.states
         new = [n for n, kind in wanted.items()
@@ -304,6 +384,8 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
         reply = yield Batch([REGISTER.call([key], ["" if record is None else record.text,
                                                    text, owner, *pairs])],
                             write=True, idempotent=True, keys=[key])
+        if _str(reply[0]) in ("MOVING", "CONTAINER"):  # changed meanwhile: read, refuse
+            continue
         if _str(reply[0]) == "OK":
             after = dict(states)
             after.update(dict(zip(pairs[::2], pairs[1::2], strict=True)))
@@ -339,8 +421,11 @@ def older_plan(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: s
         if name not in newest and name not in record.states:  # it adds entries again
             args += [name, "", STALE]
     if args:
-        yield Batch([STATES.call([record.key], args)], write=True, idempotent=True,
-                    keys=[record.key])
+        reply = yield Batch([STATES.call([record.key], args)], write=True, idempotent=True,
+                            keys=[record.key])
+        if int(reply[0]) < 0:  # a bucket move began since the record was read
+            moved = yield from read_plan(record.key)
+            raise moving_error(spec, moved or record, owner)
     after = dict(record.states)
     after.update({n: BUILDING for n in args[::3] if n in newest})
     view = {name: (after.get(name, READY) if newest.get(name) == kind else STALE)
@@ -352,14 +437,7 @@ def check(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str,
           older: bool = False) -> None:
     """Raise SchemaConflictError if the record refuses this model."""
     if record.moving:
-        raise SchemaConflictError(
-            f"{owner or owner_of(spec.cls)}: the objects under prefix {spec.prefix!r} are "
-            f"being moved to another bucket count ({record.moving}; registry "
-            f"{record.key}): no store may use the model until store.migrate_buckets("
-            f"{spec.name}, from_buckets=...) has finished (run it again to resume a move "
-            "that stopped)",
-            prefix=spec.prefix, key=record.key, owner=record.owner,
-            model=owner or owner_of(spec.cls), problems=(f"moving {record.moving}",))
+        raise moving_error(spec, record, owner or owner_of(spec.cls))
     if owner and record.owner and record.owner != owner:
         raise SchemaConflictError(
             f"prefix {spec.prefix!r} belongs to the model {record.owner} (registry "
@@ -375,6 +453,47 @@ def check(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str,
             f"prefix {spec.prefix!r} (registry {record.key}): " + "; ".join(problems),
             prefix=spec.prefix, key=record.key, owner=record.owner,
             model=owner or owner_of(spec.cls), problems=tuple(problems))
+
+
+def containers_error(spec: ModelSpec, record: Record, owner: str) -> SchemaConflictError:
+    """The refusal of a model whose prefix holds recorded container keys."""
+    shown = ", ".join(repr(k) for k in record.containers[:3]) + (
+        f" (and {len(record.containers) - 3} more)" if len(record.containers) > 3 else "")
+    return SchemaConflictError(
+        f"{owner}: prefix {spec.prefix!r} holds containers recorded by the container "
+        f"registry ({shown}; registry {record.key}): the model would take them for its "
+        "objects (scan, count, delete); give the model another prefix, or clear() those "
+        "containers first",
+        prefix=spec.prefix, key=record.key, owner=record.owner, model=owner,
+        problems=tuple(f"container {k}" for k in record.containers))
+
+
+def moving_error(spec: ModelSpec, record: Record, owner: str, what: str = "use the model"
+                 ) -> SchemaConflictError:
+    """The refusal of anything but ``migrate_buckets`` while a bucket move is under way."""
+    return SchemaConflictError(
+        f"{owner}: the objects under prefix {spec.prefix!r} are being moved to another "
+        f"bucket count ({record.moving}; registry {record.key}): no store may {what} "
+        f"until store.migrate_buckets({spec.cls.__qualname__}, from_buckets=...) has "
+        "finished (run it again to resume a move that stopped)",
+        prefix=spec.prefix, key=record.key, owner=record.owner, model=owner,
+        problems=(f"moving {record.moving}",))
+
+
+def not_moving(spec: ModelSpec, what: str) -> Plan[Record | None]:
+    """Read the prefix's record and raise SchemaConflictError if a bucket move is under
+    way: the registry and index maintenance (``unregister``, ``drop_index``, ``reindex``,
+    ``build_index``) must not change what the move is rebuilding. Answers the record."""
+    key = registry_key(spec.prefix)
+    record = yield from read_plan(key)
+    if record is not None and record.moving:
+        raise moving_error(spec, record, owner_of(spec.cls), what)
+    return record
+
+
+def unmoved(spec: ModelSpec, what: str, plan: G) -> G:
+    """``plan``, after :func:`not_moving` (read before it sends anything)."""
+    return cast("G", _before_sending(not_moving(spec, what), plan))
 
 
 def _before_sending(first: Plan[Any], plan: G) -> Generator[Any, Any, Any]:
@@ -476,9 +595,15 @@ class Registry:
         return (yield from _before_sending(self._needing(spec, needs, _nothing()), plan))
 
     def unregister(self, spec: ModelSpec) -> Plan[int]:
-        """DEL the prefix's record; this store forgets every model of that prefix."""
+        """DEL the prefix's record (a script that refuses while a bucket move is under
+        way: the record's ``moving`` keeps every store from using the prefix until the
+        move ends); this store forgets every model of that prefix."""
         key = registry_key(spec.prefix)
-        replies = yield Batch([("DEL", key)], write=True, idempotent=True, keys=[key])
+        replies = yield Batch([UNREGISTER.call([key], [])], write=True, idempotent=True,
+                              keys=[key])
+        if isinstance(replies[0], list):
+            record = Record(key, "", "", {}, {}, moving=_str(replies[0][1]))
+            raise moving_error(spec, record, owner_of(spec.cls), "unregister the model")
         if isinstance(self.checked, set):
             for cls in [c for c in self.checked if spec_of(c).prefix == spec.prefix]:
                 self.checked.discard(cls)
@@ -497,10 +622,16 @@ class Registry:
             if record is None or not record.schema or recorded.get(name) == kind:
                 # an older version's reindex builds what it declares: never the newest's
                 args += [name, BUILDING, READY]
+        if record is not None and record.moving:
+            raise moving_error(spec, record, owner_of(spec.cls), "mark its indexes ready")
         if not args:
             return 0
         replies = yield Batch([STATES.call([key], args)], write=True, idempotent=True,
                               keys=[key])
+        if int(replies[0]) < 0:  # a bucket move began since the read
+            moved = yield from read_plan(key)
+            raise moving_error(spec, moved or Record(key, "", "", {}, {}, moving="?"),
+                               owner_of(spec.cls), "mark its indexes ready")
         self.pending[spec.cls] = self.pending.get(spec.cls, frozenset()) - set(args[::3])
         return int(replies[0])
 
@@ -561,6 +692,7 @@ def drop_index_plan(spec: ModelSpec, name: str, targets: Sequence[Any], count: i
         raise ValidationError(
             f"{spec.name} still declares the index {name!r}: remove it from the model "
             "first (its writes would only add the entries back)", model=spec.name)
+    yield from not_moving(spec, "drop an index of the model")
     deleted = 0
     for tag in spec.tags():
         root = spec.index_root(tag)
@@ -626,7 +758,9 @@ def _eq_pattern(spec: ModelSpec, name: str) -> str:
 
 def list_plan(targets: Sequence[Any], count: int = 500) -> IterPlan:
     """Every registry record of the database: SCAN for ``*:%schema`` hashes on every
-    target, then HGETALL of each, emitted a page at a time."""
+    target, then HGETALL of each, emitted a page at a time (a record :func:`parse` cannot
+    read is emitted as its SchemaConflictError, so one bad record hides none of the
+    others)."""
     for target in targets:
         cursor = 0
         while True:
@@ -639,8 +773,16 @@ def list_plan(targets: Sequence[Any], count: int = 500) -> IterPlan:
             keys = sorted(_str(k) for k in raw)
             if keys:
                 got = (yield Batch([("HGETALL", k) for k in keys], keys=keys)) or []
-                records = [parse(k, r) for k, r in zip(keys, got, strict=True)]
-                yield Emit([r for r in records if r is not None])
+                records: list[Record | SchemaConflictError] = []
+                for k, r in zip(keys, got, strict=True):
+                    try:
+                        record = parse(k, r)
+                    except SchemaConflictError as e:  # listed as unreadable: the rest go on
+                        records.append(e)
+                        continue
+                    if record is not None:
+                        records.append(record)
+                yield Emit(records)
             if cursor == 0:
                 break
 

@@ -199,6 +199,12 @@ class Progress:
     done: int
 
 
+def cursor_text(text: str) -> bool:
+    """Whether ``text`` is a saved SCAN cursor: ``done`` or a non-negative integer that
+    SCAN takes (below 2**64)."""
+    return text == "done" or (text.isascii() and text.isdigit() and int(text) < 2**64)
+
+
 @attrs.define
 class _State:
     """Where a reindex is: its phase and, per SCAN target or bucket, the cursor to resume
@@ -224,8 +230,11 @@ class _State:
             state = cls(int(data["phase"]),
                         {str(k): str(v) for k, v in data["cursors"].items()},
                         int(data["objects"]), float(data["started"]), held)
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
             return None
+        cursors = [*state.cursors.values(), *(c for h in held.values() for c in h.values())]
+        if not all(cursor_text(c) for c in cursors):
+            return None  # a cursor no run wrote: the run starts over (a reindex from scratch)
         return state if 0 <= state.phase <= len(PHASES) else None
 
     def resumed(self) -> _State:
@@ -441,9 +450,9 @@ class _Repair:
 
         for target in targets:
             name = _target_name(target)
-            cursor = int(cursors.get(name, "0"))
-            if cursors.get(name) == "done":
+            if cursors.get(name) == "done":  # before int(): "done" is no number
                 continue
+            cursor = int(cursors.get(name, "0"))
             while True:
                 cursor, keys = yield from scan_page(self.spec, cursor, count, target)
                 n = (yield from self.object_page(keys)) if keys else 0

@@ -317,7 +317,9 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.reindex`.
 
         Redis: as Store.reindex"""
-        plan = self._use(model, _repair.reindex_plan(model, count, self._targets(), restart))
+        plan = self._use(model, _registry.unmoved(
+            spec_of(model), "reindex the model",
+            _repair.reindex_plan(model, count, self._targets(), restart)))
         line = _repair.ProgressLine(model, progress)
         async for item in self._iterate(plan):
             line.feed(item)

@@ -490,11 +490,17 @@ class Store(ShellConfig):
         can hold, a wrong-typed index key) is logged on the ``redmodel.index`` logger, and
         :meth:`verify` lists it.
 
-        Redis: TYPE of the index keys and GET/SET/DEL of its progress key, SCAN, HSCAN,
+        Refused with :class:`SchemaConflictError` while a bucket move
+        (:meth:`migrate_buckets`) is under way.
+
+        Redis: HGETALL of the registry's record, TYPE of the index keys and GET/SET/DEL of
+        its progress key, SCAN, HSCAN,
         SSCAN and ZSCAN pages, HGETALL, HGET, EXISTS, ZSCORE, SISMEMBER, ZCARD reads,
         EVALSHA index_convert.lua, index_write.lua, index_fix.lua, index_sweep.lua and
         claim_drop.lua, and EVALSHA registry_state.lua at the end."""
-        plan = self._use(model, _repair.reindex_plan(model, count, self._targets(), restart))
+        plan = self._use(model, _registry.unmoved(
+            spec_of(model), "reindex the model",
+            _repair.reindex_plan(model, count, self._targets(), restart)))
         line = _repair.ProgressLine(model, progress)
         for item in iterate_sync(plan, self._execute):
             line.feed(item)
@@ -559,14 +565,19 @@ class Store(ShellConfig):
         forgets it checked the model, and the next first use records it again. Returns
         whether there was a record.
 
-        Redis: DEL of <prefix>:%schema."""
+        Refused with :class:`SchemaConflictError` while a bucket move
+        (:meth:`migrate_buckets`) is under way: its ``moving`` mark keeps the prefix refused.
+
+        Redis: EVALSHA registry_unregister.lua (DEL of <prefix>:%schema unless it holds
+        ``moving``)."""
         return bool(self.run(self._registry.unregister(spec_of(model))))
 
     def adopt(self, model: type) -> None:
         """Make ``model`` the owner of its prefix in the model registry, replacing the
         model recorded there: for a model class that was renamed or moved to another module
         (the registry knows a model by its module-qualified name). Changes that would
-        misread the stored objects are still refused (SchemaConflictError). Sends the
+        misread the stored objects are still refused (SchemaConflictError), and so is any
+        change while a bucket move (:meth:`migrate_buckets`) is under way. Sends the
         registry's HGETALL and, if anything changes, its compare-and-set script.
 
         Redis: HGETALL of <prefix>:%schema; EVALSHA registry.lua when the record changes."""
@@ -582,10 +593,12 @@ class Store(ShellConfig):
         when the model declares no index any more, also its all-ids index, records and
         expiry index (DEL).
         ``name`` is a field name or a unique constraint's (``"color,style"``). Raises
-        :class:`ValidationError` while the model still declares it. Returns how many entry
-        keys were deleted. See docs/migrations.md.
+        :class:`ValidationError` while the model still declares it, and
+        :class:`SchemaConflictError` while a bucket move (:meth:`migrate_buckets`) is
+        under way. Returns how many entry keys were deleted. See docs/migrations.md.
 
-        Redis: DEL of the range ZSET and unique HASH per bucket, SCAN with MATCH and TYPE
+        Redis: HGETALL of the registry's record, DEL of the range ZSET and unique HASH per
+        bucket, SCAN with MATCH and TYPE
         for the equality SETs then DEL, HSCAN of the records and EVALSHA index_droplines.lua
         per page, HDEL of its state in the registry (HGETALL, EVALSHA registry_state.lua
         when other states change)."""

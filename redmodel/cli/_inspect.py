@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from redmodel._errors import RedmodelError
+from redmodel._errors import RedmodelError, SchemaConflictError
 from redmodel._indexes import _registry as registry
 from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
 from redmodel._models._types import BadValueError
@@ -65,7 +65,11 @@ def _registry_state(store: Store, spec: ModelSpec) -> dict[str, Any]:
     """What the model registry records for the model's prefix, and whether a store's
     first use of this model would be refused (read only: inspect never registers)."""
     key = registry.registry_key(spec.prefix)
-    record = store.run(registry.read_plan(key))
+    try:
+        record = store.run(registry.read_plan(key))
+    except SchemaConflictError as e:  # an unreadable record: a problem, not a crash
+        return {"key": key, "registered": True, "owner": e.owner or None,
+                "this_model": False, "indexes": {}, "problems": [str(e)]}
     if record is None:
         return {"key": key, "registered": False, "owner": None, "this_model": False,
                 "indexes": {}, "problems": []}

@@ -29,7 +29,9 @@ from typing import Any
 import attrs
 import cattrs
 
+from redmodel._args import MAX_TTL_SECONDS
 from redmodel._errors import DecodeError, RedmodelError, ValidationError
+from redmodel._indexes._specs import IndexValueError
 from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
 from redmodel._models._types import BadValueError
 from redmodel.cli._common import model_label
@@ -37,6 +39,10 @@ from redmodel.cli._describe import encrypted_paths
 from redmodel.codecs import JsonSerializer
 from redmodel.codecs._chains import stored_primitive
 from redmodel.codecs._strict import upgrade_value
+
+MAX_PTTL = MAX_TTL_SECONDS * 1000
+"""The largest ``pttl`` a line may hold: the store's TTL bound in milliseconds (a save or
+expire with more is refused, and PEXPIRE overflows far beyond it)."""
 
 __all__ = ["BadLineError", "FORMAT_VERSION", "ModelLines", "Models", "SealedItem", "TypedItem"]
 
@@ -282,8 +288,10 @@ class ModelLines:
             raise BadLineError(str(e)) from None
         pttl = line.get("pttl")
         if pttl is not None and (isinstance(pttl, bool) or not isinstance(pttl, int)
-                                 or pttl <= 0):
-            raise BadLineError("'pttl' must be a positive number of milliseconds or null")
+                                 or not 0 < pttl <= MAX_PTTL):
+            raise BadLineError(f"'pttl' must be a positive number of milliseconds up to "
+                               f"{MAX_PTTL} (the store's TTL bound, {MAX_TTL_SECONDS:g} s) "
+                               "or null")
         data = line.get("data")
         if not isinstance(data, dict):
             raise BadLineError("'data' must be an object")
@@ -354,7 +362,20 @@ class ModelLines:
                 spec.check(obj)
             except ValidationError as e:
                 raise BadLineError(str(e)) from None
+            self._indexable({n: getattr(obj, n) for n in spec.indexes.fields}
+                            if spec.indexes is not None else {})
         return TypedItem(self.cls, obj, pttl)
+
+    def _indexable(self, values: dict[str, Any]) -> None:
+        """BadLineError for a value the model's index cannot hold (a NaN or infinite range
+        score, an int beyond 2**53), which the store's save refuses."""
+        if self.spec.indexes is None or not values:
+            return
+        try:
+            self.spec.indexes.entries(values)
+        except IndexValueError as e:
+            raise BadLineError(f"{self.spec.name}.{e.field}: {e.reason}" if e.field
+                               else f"{self.spec.name}: {e.reason}") from None
 
     def _sealed(self, data: dict[str, Any], stored: dict[str, bytes], id_value: Any,
                 key: str, pttl: int | None, validate: bool) -> SealedItem:
@@ -378,6 +399,8 @@ class ModelLines:
                     index_values[name] = top[name]
                 else:
                     index_values[name] = _default(defaults[name])
+        if validate:
+            self._indexable(index_values)
         return SealedItem(self.cls, key, id_value, pttl, pairs=tuple(pairs),
                           index_values=index_values)
 
@@ -452,7 +475,7 @@ class Models:
         if not isinstance(line, dict):
             raise BadLineError("not a JSON object")
         version = line.get("v")
-        if version != FORMAT_VERSION:
+        if isinstance(version, bool) or version != FORMAT_VERSION:
             raise BadLineError(f"format version {version!r} is not supported (this redmodel "
                           f"reads {FORMAT_VERSION})")
         return self.find(line.get("model")).parse(line, ignored, validate)

@@ -29,7 +29,7 @@ from cattrs.fns import identity
 from typing_extensions import TypeVar as DefaultTypeVar
 
 from redmodel._args import MAX_TTL_SECONDS, integer, seconds
-from redmodel._container_registry import forget, record_key
+from redmodel._container_registry import forget, record_key, unmark_commands
 from redmodel._errors import (
     DecodeError,
     ModelDefinitionError,
@@ -482,6 +482,9 @@ class Container(Generic[T, S]):
         record = record_key(self.key)  # in the key's slot: one DEL
         replies = yield Batch([("DEL", self.key), ("DEL", record)], write=True,
                               idempotent=False, keys=(self.key, record))
+        unmark = unmark_commands(self.key)  # its marks in the model registry, if any
+        if unmark:
+            yield Batch(unmark, write=True, idempotent=True, keys=[c[1] for c in unmark])
         forget(self)
         return bool(replies[0])
 
@@ -512,9 +515,11 @@ class Container(Generic[T, S]):
 
     def expire_plan(self, ttl: float | dt.timedelta) -> Plan[bool]:
         ms = _ttl_ms(ttl, self.key)
-        record = record_key(self.key)  # the record expires with the key (same slot)
-        replies = yield Batch([("PEXPIRE", self.key, ms), ("PEXPIRE", record, ms)],
-                              write=True, idempotent=True, keys=(self.key, record))
+        # the record never expires (a key emptied and filled again loses its expiry: a
+        # record that expired with the old one would leave the new data unchecked); it
+        # goes with clear()
+        replies = yield Batch([("PEXPIRE", self.key, ms)], write=True, idempotent=True,
+                              keys=(self.key,))
         return bool(replies[0])
 
     @overload

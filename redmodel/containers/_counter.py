@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
 
 from redmodel._args import MAX_TTL_SECONDS, integer
-from redmodel._container_registry import forget, guard_plans, record_key
+from redmodel._container_registry import forget, guard_plans, record_key, unmark_commands
 from redmodel._errors import (
     DecodeError,
     ValidationError,
@@ -171,6 +171,9 @@ class WindowCounter(Generic[S]):
     def _forget_plan(self) -> Plan[bool]:
         record = record_key(self.key)
         replies = yield Batch([("DEL", record)], write=True, idempotent=True, keys=(record,))
+        unmark = unmark_commands(self.key)  # its marks in the model registry, if any
+        if unmark:
+            yield Batch(unmark, write=True, idempotent=True, keys=[c[1] for c in unmark])
         forget(self)
         return bool(replies[0])
 

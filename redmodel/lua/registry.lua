@@ -4,7 +4,17 @@
 -- ARGV[2]: the new schema text; ARGV[3]: the owner; then pairs of an index state field and
 -- its new state ('' deletes it).
 -- Writes only if the schema is still the one the client read (so of two processes racing
--- to register, one wins and the other reads the winner's record and decides again).
+-- to register, one wins and the other reads the winner's record and decides again), and
+-- no bucket move is under way (answers 'MOVING': the client reads again and refuses).
+if redis.call('HGET', KEYS[1], 'moving') then return 'MOVING' end
+-- a container recorded under the prefix (a container:<key> field, written by the
+-- container registry) refuses a model's first registration: 'CONTAINER'
+if ARGV[1] == '' then
+  local all = redis.call('HGETALL', KEYS[1])  -- the commands an app's ACL rule grants
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 10) == 'container:' then return 'CONTAINER' end
+  end
+end
 local current = redis.call('HGET', KEYS[1], 'schema')
 if not current then current = '' end
 if current ~= ARGV[1] then return 'CHANGED' end

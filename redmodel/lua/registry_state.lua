@@ -1,7 +1,9 @@
 -- Index states of one prefix's registry (redmodel/_registry.py).
 -- KEYS[1]: the registry hash. ARGV: triples of a state field, the state it must have now
 -- and the state it gets ('' deletes it). A field whose state is not the expected one ('':
--- absent) is left alone. Answers how many fields changed.
+-- absent) is left alone. Answers how many fields changed, or -1 (nothing changed) while
+-- a bucket move is under way (the `moving` field: store.migrate_buckets).
+if redis.call('HGET', KEYS[1], 'moving') then return -1 end
 local changed = 0
 for i = 1, #ARGV, 3 do
   local now = redis.call('HGET', KEYS[1], ARGV[i])
