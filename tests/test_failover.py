@@ -184,7 +184,16 @@ def test_a_failover_under_asyncio_writers(cluster: RedisClusterServer, mode: str
         await asyncio.sleep(RUN)
         stop.set()
         await asyncio.gather(*tasks)
+        # a model-wide walk after the failover visits the new primary: the store that
+        # lived through it and a client never used count what a new sync client counts
+        fresh = redmodel.AsyncStore(AsyncRedisCluster(host=host, port=port))
+        counted = [await store.count(Counter), await fresh.count(Counter)]
+        await fresh.aclose()
         await store.aclose()
+        sync = redmodel.Store(cluster.client())
+        expected = sync.count(Counter)
+        sync.close()
+        assert counted == [expected, expected] and expected > 0, (counted, expected)
 
     asyncio.run(main())
     _check(cluster, writers, once, failed_over_at)

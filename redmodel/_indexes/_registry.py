@@ -418,7 +418,7 @@ class Registry:
     """A store's view of the registry: the models it checked (in memory) and which of
     their indexes were not ready when it last looked."""
 
-    def __init__(self, enabled: bool, targets: Callable[[], list[Any]]) -> None:
+    def __init__(self, enabled: bool, targets: Callable[[], Sequence[Any]]) -> None:
         self.enabled = enabled
         self.checked: set[type] | _Everything = set() if enabled else _Everything()
         self.pending: dict[type, frozenset[str]] = {}

@@ -20,7 +20,7 @@ from redmodel._indexes import _registry, _repair
 from redmodel._indexes._query import Q, Query
 from redmodel._indexes._rotate import Progress, rotate_index_key
 from redmodel._models._specs import spec_of
-from redmodel._plan import Batch, Plan, gather, iterate_async, run_async
+from redmodel._plan import Batch, IterPlan, Plan, gather, iterate_async, run_async
 from redmodel._plans import _atomic
 from redmodel._plans import _objects as _ops
 from redmodel._plans._objects import DEFAULT
@@ -110,7 +110,18 @@ class AsyncStore(ShellConfig):
         """Run a plan (the model registry: as :meth:`Store.run` says).
 
         Redis: as Store.run"""
+        await self._link.ready()  # before the plan starts: see _iterate
         return await run_async(plan, self._execute)
+
+    async def _iterate(self, plan: IterPlan) -> AsyncIterator[Any]:
+        """Drive an iteration plan, after making a cluster client ready: a plan may walk
+        the store's targets (every primary) before its first round trip, and an asyncio
+        cluster client knows its primaries only once it has reached the cluster (see
+        redmodel._stores._config.Targets). Every plan this store runs starts here or in
+        :meth:`run`."""
+        await self._link.ready()
+        async for item in iterate_async(plan, self._execute):
+            yield item
 
     async def run_many(self, *plans: Plan[Any]) -> list[Any]:
         """See :meth:`Store.run_many`.
@@ -225,22 +236,20 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.scan_keys`; an async iterator.
 
         Redis: as Store.scan_keys"""
-        return iterate_async(self._use(model, _ops.scan_keys(model, count, self._targets())),
-                             self._execute)
+        return self._iterate(self._use(model, _ops.scan_keys(model, count, self._targets())))
 
     def scan(self, model: type[M], *, count: int = 500) -> AsyncIterator[M]:
         """See :meth:`Store.scan`; an async iterator.
 
         Redis: as Store.scan"""
-        return iterate_async(self._use(model, _ops.scan(model, count, self._targets())),
-                             self._execute)
+        return self._iterate(self._use(model, _ops.scan(model, count, self._targets())))
 
     async def rotate_keys(self, model: type, *, count: int = 500) -> int:
         """See :meth:`Store.rotate_keys`.
 
         Redis: as Store.rotate_keys"""
         plan = self._use(model, _ops.rotate_keys(model, count, self._targets()))
-        return sum([n async for n in iterate_async(plan, self._execute)])
+        return sum([n async for n in self._iterate(plan)])
 
     async def rotate_index_key(self, model: type, *, count: int = 500,
                                progress: bool | None = None) -> int:
@@ -248,8 +257,7 @@ class AsyncStore(ShellConfig):
 
         Redis: as Store.rotate_index_key"""
         shown = Progress(model, progress)
-        async for page in iterate_async(self._use(model, rotate_index_key(model, count)),
-                                       self._execute):
+        async for page in self._iterate(self._use(model, rotate_index_key(model, count))):
             shown.step(page)
         return shown.finish()
 
@@ -311,7 +319,7 @@ class AsyncStore(ShellConfig):
         Redis: as Store.reindex"""
         plan = self._use(model, _repair.reindex_plan(model, count, self._targets(), restart))
         line = _repair.ProgressLine(model, progress)
-        async for item in iterate_async(plan, self._execute):
+        async for item in self._iterate(plan):
             line.feed(item)
         done = line.finish()
         await self.run(self._registry.mark_ready(spec_of(model)))
@@ -323,10 +331,9 @@ class AsyncStore(ShellConfig):
 
         Redis: as Store.migrate_buckets"""
         feed = _rebucket.Feed(model, progress)
-        await self._link.ready()  # a cluster client's primaries are known once it is
         plan = _rebucket.migrate_plan(model, from_buckets, count, self._targets(),
                                       self.cluster, self._registry.enabled)
-        async for item in iterate_async(plan, self._execute):
+        async for item in self._iterate(plan):
             answer = feed.feed(item)
             if inspect.isawaitable(answer):
                 await answer
@@ -367,7 +374,7 @@ class AsyncStore(ShellConfig):
 
         Redis: as Store.verify"""
         plan = self._use(model, _repair.verify_plan(model, count, self._targets()))
-        return [p async for p in iterate_async(plan, self._execute)]
+        return [p async for p in self._iterate(plan)]
 
     async def count(self, model: type) -> int:
         """See :meth:`Store.count`.

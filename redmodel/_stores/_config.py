@@ -4,15 +4,17 @@ the cluster-aware pieces of batch execution that involve no I/O."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, overload
 from urllib.parse import unquote, urlsplit
+
+from redis.exceptions import ClusterDownError
 
 from redmodel._args import integer
 from redmodel._indexes._registry import Registry
 from redmodel._transport._wire import DEFAULT_POLICY, ResendPolicy
 
-__all__ = ["DEFAULT_URL", "ShellConfig", "check_client", "env_settings"]
+__all__ = ["DEFAULT_URL", "ShellConfig", "Targets", "check_client", "env_settings"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 
@@ -121,6 +123,51 @@ def env_exactly_once(prefix: str = "REDIS_", env: Mapping[str, str] | None = Non
     return _truthy(env.get(prefix + "EXACTLY_ONCE"))
 
 
+class Targets(Sequence[Any]):
+    """Where a model-wide SCAN runs: every primary of a cluster, or the one server
+    (``None``), asked of the client each time a plan walks it, never when the plan is
+    built.
+
+    A plan walks its targets after its first round trip or after the shell made the
+    client ready (an asyncio cluster client knows no primaries before it has sent
+    something: a list taken when the plan was built was empty, and a count of a stored
+    model answered 0). Each pass over the targets sees the topology of that moment, so a
+    pass that starts after a failover or after a node was added visits the new primaries.
+    A cluster client that knows no primaries at all is an error, never an empty answer."""
+
+    __slots__ = ("_client", "_cluster")
+
+    def __init__(self, client: Any, cluster: bool) -> None:
+        self._client = client
+        self._cluster = cluster
+
+    def _now(self) -> list[Any]:
+        if not self._cluster:
+            return [None]
+        primaries = list(self._client.get_primaries())
+        if not primaries:
+            raise ClusterDownError(
+                "the cluster client knows no primaries (it has not reached the cluster): "
+                "refusing to answer as if the model had no objects")
+        return primaries
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._now())
+
+    def __len__(self) -> int:
+        return len(self._now())
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._now()[index]
+
+    def __repr__(self) -> str:
+        return "Targets(every primary)" if self._cluster else "Targets(the server)"
+
+
 class ShellConfig:
     """What Store and AsyncStore hold besides the client: no I/O here."""
 
@@ -139,9 +186,10 @@ class ShellConfig:
         self._registry = Registry(bool(registry), self._targets)
         self._use = self._registry.use
 
-    def _targets(self) -> list[Any]:
-        """Where a model-wide SCAN runs: every primary of a cluster, or the one server."""
-        return list(self.client.get_primaries()) if self.cluster else [None]
+    def _targets(self) -> Targets:
+        """Where a model-wide SCAN runs: every primary of a cluster, or the one server,
+        asked when a plan walks them (see :class:`Targets`)."""
+        return Targets(self.client, self.cluster)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.client!r})"

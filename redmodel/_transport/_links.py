@@ -446,16 +446,24 @@ class AsyncLink(_Shell):
         self._ready = not cluster
 
     async def execute(self, batch: Batch) -> list[Any]:
-        if not self._ready:
+        if not self._known():
             await self.ready()
         ex = Exchange(batch, self.link)
         await self.drive(ex)
         return ex.raw() if batch.errors else ex.result()  # errors: see Batch.errors
 
+    def _known(self) -> bool:
+        """Whether the client knows the cluster's nodes: once it was initialised, and
+        again after it was closed (redis-py's ``aclose`` forgets its default node and
+        initialises again on its next command; so does this link)."""
+        return not self.cluster or (self._ready and not getattr(self.client, "_initialize", False))
+
     async def ready(self) -> None:
         """redis-py 8.1's asyncio cluster client learns its slot map on first use; that
-        happens before anything is sent, so it is tried under the ResendPolicy."""
-        if self._ready:
+        happens before anything is sent, so it is tried under the ResendPolicy. The
+        store awaits this before it starts a plan, so a plan that walks every primary
+        (redmodel._stores._config.Targets) finds them known."""
+        if self._known():
             return
         policy = self.link.policy
         started = time.monotonic()
