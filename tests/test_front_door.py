@@ -34,6 +34,23 @@ def test_the_old_from_import_still_works_and_warns() -> None:
     assert Queue is redmodel.containers.Queue
 
 
+@pytest.mark.parametrize("name", sorted(redmodel.MOVED.keys() | redmodel.DEPRECATED.keys()))
+@pytest.mark.parametrize("form", ["from redmodel import {name}",
+                                  "from redmodel import ({name} as renamed)",
+                                  "import redmodel\nredmodel.{name}"])
+def test_an_old_path_warns_exactly_once_at_the_users_line(name: str, form: str) -> None:
+    """The import machinery looks a ``from`` name up twice (its fromlist probe, then the
+    import itself): still one warning, and it names the user's file and line."""
+    source = "x = 1\n" + form.format(name=name)
+    code = compile(source, "user_code.py", "exec")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(code, {})  # the user code under test
+    ours = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert [(w.filename, w.lineno) for w in ours] == [("user_code.py", source.count("\n") + 1)]
+    assert name in str(ours[0].message)
+
+
 def test_transact_is_a_deprecated_alias_of_transaction() -> None:
     with pytest.warns(DeprecationWarning, match=r"use redmodel\.transaction"):
         transact = redmodel.transact
