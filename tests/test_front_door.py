@@ -14,9 +14,20 @@ import pytest
 import redmodel
 import redmodel.codecs
 import redmodel.containers
+import redmodel.migrations
+import redmodel.testing
 import redmodel.transactions
 
-PUBLIC = [redmodel, redmodel.codecs, redmodel.containers, redmodel.transactions]
+PUBLIC = [redmodel, *(importlib.import_module(m.name) for m in pkgutil.walk_packages(
+    redmodel.__path__, "redmodel.") if not any(p.startswith("_") for p in m.name.split(".")))]
+"""Every public module: no part of its name starts with ``_`` (docs/design.md, "Where
+things live"). Found by walking the package, so a new one is checked too."""
+
+
+def test_the_public_modules_are_the_documented_ones() -> None:
+    assert {m.__name__ for m in PUBLIC if hasattr(m, "__all__")} == {
+        "redmodel", "redmodel.cli", "redmodel.codecs", "redmodel.containers",
+        "redmodel.migrations", "redmodel.mypy", "redmodel.testing", "redmodel.transactions"}
 
 
 @pytest.mark.parametrize("name", sorted(redmodel.MOVED))
@@ -59,9 +70,11 @@ def test_transact_is_a_deprecated_alias_of_transaction() -> None:
 
 @pytest.mark.parametrize("module", PUBLIC, ids=lambda m: m.__name__)
 def test_the_public_names_do_not_warn_and_say_where_they_live(module: Any) -> None:
+    public = [n for n in vars(module) if n.isidentifier() and not n.startswith("_")]
+    assert hasattr(module, "__all__") or not public
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for name in module.__all__:
+        for name in getattr(module, "__all__", ()):
             obj = getattr(module, name)
             if isinstance(obj, type) or callable(obj):
                 assert obj.__module__ == module.__name__, name
