@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from redmodel import codecs as codecs  # the documented submodules, one import away
 from redmodel import containers as containers
+from redmodel import plans as plans  # the types of plans (Batch, Plan), for typed helpers
 from redmodel import transactions as transactions
 from redmodel._errors import (
     CodecError,
