@@ -25,11 +25,13 @@ for one release and warn (:class:`DeprecationWarning` naming the new path).
 from __future__ import annotations
 
 import importlib
+import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
 from redmodel import codecs as codecs  # the documented submodules, one import away
 from redmodel import containers as containers
+from redmodel import plans as plans  # the types of plans (Batch, Plan), for typed helpers
 from redmodel import transactions as transactions
 from redmodel._errors import (
     CodecError,
@@ -189,7 +191,19 @@ DEPRECATED: dict[str, tuple[str, str]] = {
 """Old aliases of one idea: name -> (where it lives, the warning)."""
 
 
+def _probed_by_import() -> bool:
+    """Whether this lookup is the import machinery's ``hasattr`` probe of a ``from redmodel
+    import X`` (``_handle_fromlist``), which runs before the IMPORT_FROM's own lookup: the
+    probe stays silent so that each old import warns exactly once, at the user's line."""
+    caller = sys._getframe(2)  # 0: this function, 1: __getattr__, 2: who looked the name up
+    return (caller.f_code.co_name == "_handle_fromlist"
+            and caller.f_globals.get("__name__") == "importlib._bootstrap")
+
+
 def __getattr__(name: str) -> Any:
+    if name in (MOVED.keys() | DEPRECATED.keys()) and _probed_by_import():
+        where = MOVED[name] if name in MOVED else DEPRECATED[name][0]
+        return getattr(importlib.import_module(where), name)
     if name in MOVED:
         new = MOVED[name]
         warnings.warn(f"redmodel.{name} moved to {new}.{name}: import it from {new} "

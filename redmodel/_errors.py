@@ -33,6 +33,15 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[RedmodelError], args: tuple[Any, ...]) -> RedmodelError:
+    """An error back from a pickle or a copy: its class and its finished message (``args``),
+    without calling ``__init__`` again (which would add the context to the message twice,
+    or miss its keyword arguments); the attributes come back as the pickle's state."""
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
+
 class RedmodelError(Exception):
     """Base class of every error redmodel raises itself.
 
@@ -47,6 +56,13 @@ class RedmodelError(Exception):
 
     written: tuple[str, ...] | None = None
     not_written: tuple[str, ...] | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Every error crosses a process boundary (multiprocessing, a task queue) and goes
+        # through copy.copy/deepcopy as itself: same class, same message, same attributes.
+        # Only what the error shows (its args and attributes) is kept: never its cause,
+        # context or traceback, which may hold what the message left out.
+        return (_rebuild, (type(self), self.args), dict(self.__dict__))
 
 
 class ModelDefinitionError(RedmodelError, TypeError):

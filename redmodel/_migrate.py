@@ -23,7 +23,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import redis
@@ -50,12 +50,10 @@ from redmodel._models._schema import ModelSpec, spec_of
 from redmodel._plan import Batch, Emit, script
 from redmodel._plans._objects import save as save_plan
 from redmodel._plans._objects import scan_page
+from redmodel._stores._async import AsyncStore
+from redmodel._stores._sync import Store
 from redmodel.transactions._policy import RetryPolicy
 from redmodel.transactions._run import run_transaction, run_transaction_async
-
-if TYPE_CHECKING:
-    from redmodel._stores._async import AsyncStore
-    from redmodel._stores._sync import Store
 
 LEASE = script("migrations")
 KIND_REWRITE = "rewrite"

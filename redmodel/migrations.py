@@ -25,7 +25,7 @@ Every method takes a :class:`~redmodel.Store` (and returns the result) or an
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from redmodel._errors import ValidationError
 from redmodel._migrate import (
@@ -54,10 +54,8 @@ from redmodel._migrate import (
 )
 from redmodel._models._schema import spec_of
 from redmodel._rebucket import check_args
-
-if TYPE_CHECKING:
-    from redmodel._stores._async import AsyncStore
-    from redmodel._stores._sync import Store
+from redmodel._stores._async import AsyncStore
+from redmodel._stores._sync import Store
 
 __all__ = [
     "Cursor",

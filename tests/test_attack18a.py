@@ -332,7 +332,7 @@ def test_an_old_from_import_warns_exactly_once(name: str) -> None:
 # ---- a type public functions return is not exported --------------------------------------
 
 PUBLIC_MODULES = (redmodel, redmodel.codecs, redmodel.containers, redmodel.transactions,
-                  redmodel.migrations, redmodel.testing)
+                  redmodel.migrations, redmodel.testing, redmodel.plans)
 
 
 def _redmodel_classes(hint: Any) -> Iterator[type]:

@@ -14,6 +14,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from typing_extensions import Self
 
 from redmodel import _rebucket
 from redmodel._indexes import _registry, _repair
@@ -65,7 +66,7 @@ class AsyncStore(ShellConfig):
         cls, url: str | None = None, *, db: int | None = None, cluster: bool = False,
         exactly_once: bool = False, resend: ResendPolicy | None = None,
         registry: bool = True, **kwargs: Any,
-    ) -> AsyncStore:
+    ) -> Self:
         """As :meth:`Store.from_url`, with an asyncio client.
 
         Redis: as Store.from_url"""
@@ -77,7 +78,7 @@ class AsyncStore(ShellConfig):
     @classmethod
     def from_env(cls, prefix: str = "REDIS_", *, exactly_once: bool | None = None,
                  resend: ResendPolicy | None = None, registry: bool = True,
-                 **kwargs: Any) -> AsyncStore:
+                 **kwargs: Any) -> Self:
         """As :meth:`Store.from_env`, with an asyncio client.
 
         Redis: as Store.from_env"""
@@ -95,7 +96,7 @@ class AsyncStore(ShellConfig):
         finally:
             await aclose_blocking_clients(self.client)
 
-    async def __aenter__(self) -> AsyncStore:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

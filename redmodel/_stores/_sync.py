@@ -11,6 +11,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import redis
 from redis.cluster import RedisCluster
+from typing_extensions import Self
 
 from redmodel import _rebucket
 from redmodel._indexes import _registry, _repair
@@ -68,7 +69,7 @@ class Store(ShellConfig):
         cls, url: str | None = None, *, db: int | None = None, cluster: bool = False,
         exactly_once: bool = False, resend: ResendPolicy | None = None,
         registry: bool = True, **kwargs: Any,
-    ) -> Store:
+    ) -> Self:
         """A store on ``redis://``, ``rediss://`` or ``unix://`` ``url``; default ``$REDIS_URL``,
         else ``redis://localhost:6379/0``. ``db`` selects the database, and wins over one the
         URL names (its ``/db`` path or ``?db=``). ``cluster=True`` makes a ``RedisCluster`` client
@@ -85,7 +86,7 @@ class Store(ShellConfig):
     @classmethod
     def from_env(cls, prefix: str = "REDIS_", *, exactly_once: bool | None = None,
                  resend: ResendPolicy | None = None, registry: bool = True,
-                 **kwargs: Any) -> Store:
+                 **kwargs: Any) -> Self:
         """A store configured by environment variables, as managed services hand them out:
         ``REDIS_URL``, or ``REDIS_ENDPOINT``/``REDIS_PORT``/``REDIS_DB``,
         ``REDIS_USERNAME``/``REDIS_PASSWORD``, ``REDIS_TLS`` and ``REDIS_CA_FILE``/
@@ -107,7 +108,7 @@ class Store(ShellConfig):
         finally:
             close_blocking_clients(self.client)
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

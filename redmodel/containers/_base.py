@@ -40,17 +40,15 @@ from redmodel._models._hidden import check_members_encrypted
 from redmodel._models._keys import escape
 from redmodel._models._types import BadValueError, Checker, make_checker, scalar
 from redmodel._plan import Batch, Command, Plan, script
+from redmodel._stores._async import AsyncStore
+from redmodel._stores._sync import Store
 from redmodel.codecs import Codec
 from redmodel.codecs import codec as resolve_codec
 from redmodel.containers._consumer import (
     ConsumerKeys,
 )
-
-if typing.TYPE_CHECKING:
-    from redmodel._stores._async import AsyncStore
-    from redmodel._stores._sync import Store
-    from redmodel.transactions._handles import AsyncTransaction, Transaction
-    from redmodel.transactions._policy import Pending
+from redmodel.transactions._handles import AsyncTransaction, Transaction
+from redmodel.transactions._policy import Pending
 
 __all__ = [
     "Container",

@@ -38,7 +38,6 @@ import socket
 import threading
 import time
 import types
-import typing
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Sequence
@@ -52,16 +51,14 @@ from redmodel._container_registry import guarded
 from redmodel._errors import DecodeError, ValidationError
 from redmodel._models._keys import escape, new_id, slot_prefix
 from redmodel._plan import Batch, Command, Plan, script
+from redmodel._stores._async import AsyncStore
+from redmodel._stores._sync import Store
 from redmodel._transport._blocking import (
     block_arg,
     blocking_call,
     blocking_call_async,
     is_async_client,
 )
-
-if typing.TYPE_CHECKING:
-    from redmodel._stores._async import AsyncStore
-    from redmodel._stores._sync import Store
 
 __all__ = [
     "AsyncConsumer",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-import typing
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
 
@@ -18,14 +17,11 @@ from redmodel._errors import (
     ValidationError,
 )
 from redmodel._plan import Batch, Plan
-
-if typing.TYPE_CHECKING:
-    from redmodel._stores._async import AsyncStore
-    from redmodel._stores._sync import Store
-    from redmodel.transactions._handles import AsyncTransaction, Transaction
-    from redmodel.transactions._policy import Pending
-
+from redmodel._stores._async import AsyncStore
+from redmodel._stores._sync import Store
 from redmodel.containers._base import InTransaction, S, container_key
+from redmodel.transactions._handles import AsyncTransaction, Transaction
+from redmodel.transactions._policy import Pending
 
 __all__ = [
     "WindowCounter",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import signal
-import typing
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol, TypeVar, overload
 
@@ -22,11 +21,22 @@ from redmodel._errors import (
     ValidationError,
 )
 from redmodel._plan import Batch, Command, Plan, run_async, run_sync
+from redmodel._stores._async import AsyncStore
+from redmodel._stores._sync import Store
 from redmodel._transport._blocking import (
     block_arg,
     blocking_call,
     blocking_call_async,
     is_async_client,
+)
+from redmodel.containers._base import (
+    Container,
+    ContainerInAsyncTx,
+    ContainerInTx,
+    InTransaction,
+    S,
+    _as_list,
+    _indices,
 )
 from redmodel.containers._consumer import (
     DEFAULT_VISIBILITY_TIMEOUT,
@@ -38,23 +48,8 @@ from redmodel.containers._consumer import (
     one_batch,
     recover_plan,
 )
-from redmodel.transactions._handles import current_transaction
-
-if typing.TYPE_CHECKING:
-    from redmodel._stores._async import AsyncStore
-    from redmodel._stores._sync import Store
-    from redmodel.transactions._handles import AsyncTransaction, Transaction
-    from redmodel.transactions._policy import Pending
-
-from redmodel.containers._base import (
-    Container,
-    ContainerInAsyncTx,
-    ContainerInTx,
-    InTransaction,
-    S,
-    _as_list,
-    _indices,
-)
+from redmodel.transactions._handles import AsyncTransaction, Transaction, current_transaction
+from redmodel.transactions._policy import Pending
 
 __all__ = [
     "Queue",

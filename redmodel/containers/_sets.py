@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import typing
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, overload
 
@@ -16,17 +15,8 @@ from redmodel._errors import (
     ValidationError,
 )
 from redmodel._plan import Batch, Command, Plan
-from redmodel.containers._consumer import (
-    ConsumerKeys,
-)
-from redmodel.transactions._handles import current_transaction
-
-if typing.TYPE_CHECKING:
-    from redmodel._stores._async import AsyncStore
-    from redmodel._stores._sync import Store
-    from redmodel.transactions._handles import AsyncTransaction, Transaction
-    from redmodel.transactions._policy import Pending
-
+from redmodel._stores._async import AsyncStore
+from redmodel._stores._sync import Store
 from redmodel.containers._base import (
     _POP_ROUNDS,
     _ZSET_POP,
@@ -41,6 +31,11 @@ from redmodel.containers._base import (
     _text_of,
     _type_name,
 )
+from redmodel.containers._consumer import (
+    ConsumerKeys,
+)
+from redmodel.transactions._handles import AsyncTransaction, Transaction, current_transaction
+from redmodel.transactions._policy import Pending
 
 __all__ = [
     "Set",

@@ -71,3 +71,9 @@ __all__ = [
     "has",
     "server_supports_tls",
 ]
+
+for _name in __all__:  # every public name says where it lives (reprs, docs, pickles)
+    _obj = globals()[_name]
+    if isinstance(_obj, type) or callable(_obj):
+        _obj.__module__ = __name__
+del _name, _obj
