@@ -37,6 +37,7 @@ from redmodel._migrate import (
     MigrationLockedError,
     MigrationProgress,
     MigrationStatus,
+    MigrationStepError,
     MigrationVerifyError,
     Operation,
     Step,
@@ -44,6 +45,7 @@ from redmodel._migrate import (
     StepState,
     apply_core,
     check_id,
+    check_lease,
     drive_async,
     drive_sync,
     plan_core,
@@ -62,6 +64,7 @@ __all__ = [
     "MigrationLockedError",
     "MigrationProgress",
     "MigrationStatus",
+    "MigrationStepError",
     "MigrationVerifyError",
     "Migrations",
     "Operation",
@@ -120,19 +123,17 @@ def _is_async(store: Any) -> bool:
 
 class Migrations:
     """A named, ordered set of steps. ``name`` names the set's records in Redis:
-    ``<name>:%migrations`` (one hash). ``lease`` (seconds) is how long a crashed
-    ``apply``'s lease blocks the next one; a running ``apply`` renews it after each
-    batch."""
+    ``<name>:%migrations`` (one hash). ``lease`` (seconds, up to 1e11) is how long a
+    crashed ``apply``'s lease blocks the next one; a running ``apply`` renews it after
+    each batch."""
 
     def __init__(self, name: str, *, lease: float = 30.0) -> None:
         if not isinstance(name, str) or not name:
             raise ValidationError(f"a migration set needs a name (a non-empty str), not "
                                   f"{name!r}")
-        if not isinstance(lease, (int, float)) or isinstance(lease, bool) or not lease > 0:
-            raise ValidationError(f"lease must be a positive number of seconds, not {lease!r}")
+        self.lease = check_lease(lease)
         check_id(name)
         self.name = name
-        self.lease = float(lease)
         self._steps: list[Step] = []
 
     @property
