@@ -519,6 +519,25 @@ def registry_problems(spec: ModelSpec) -> Generator[Batch, Any, tuple[str, ...]]
     return ()
 
 
+def _unknown_drop(step: Step, spec: ModelSpec, state: StepState
+                  ) -> Generator[Batch, Any, str | None]:
+    """Why a ``drop_index`` step names no index (a misspelled name would be recorded as
+    applied, having dropped nothing): the model's registry record holds no state of that
+    name. A step under way (its registry state already deleted) passes; so does a prefix
+    with no registry record (a store with ``registry=False``: nothing to check against)."""
+    if state.state != PENDING:
+        return None
+    name = step.operation.index or ""
+    record = yield from _registry.read_plan(_registry.registry_key(spec.prefix))
+    if record is None or f"index:{name}" in record.states or f"unique:{name}" in record.states:
+        return None
+    held = sorted(n.split(":", 1)[1] for n in record.states if ":" in n
+                  and not n.endswith(":%all"))
+    return (f"drop_index names {name!r}, but the registry record "
+            f"{_registry.registry_key(spec.prefix)!r} holds no index of that name "
+            f"(it holds {held}): misspelled?")
+
+
 def plan_core(name: str, steps: Sequence[Step], where: Callable[[], Sequence[Any]],
               count: int) -> Generator[Any, Any, MigrationStatus]:
     """``where()`` lists the SCAN targets; asked after the first round trip (an asyncio
@@ -533,6 +552,9 @@ def plan_core(name: str, steps: Sequence[Step], where: Callable[[], Sequence[Any
             continue
         spec = spec_of(step.model)
         problems = yield from registry_problems(spec)
+        if step.kind == KIND_DROP:
+            unknown = yield from _unknown_drop(step, spec, state)
+            problems += (unknown,) if unknown else ()
         objects = yield from _count(spec, targets, count)
         sample = yield from _sample(spec, targets)
         changes = plan_changes(spec, step.kind, step.operation.index, sample)
@@ -775,6 +797,11 @@ def apply_core(name: str, steps: Sequence[Step], *, registry: Any,
                 f"step {step.id!r}: {spec.name} still declares the index "
                 f"{step.operation.index!r}: remove it from the model first (its writes "
                 "would only add the entries back)", model=spec.name)
+        if step.kind == KIND_DROP:
+            state = status.steps[[s.id for s in steps].index(step.id)]
+            unknown = yield from _unknown_drop(step, spec, state)
+            if unknown:
+                raise ValidationError(f"step {step.id!r}: {unknown}", model=spec.name)
         if registry.enabled and step.model not in registry.checked and step.kind != KIND_DROP:
             yield from registry.register(spec)
     lease = new_lease(status.key, lease_seconds)
@@ -821,6 +848,9 @@ def _run_step(step: Step, position: int, cursor: Cursor | None, lease: Lease, re
         problems = yield from _verify_index(step, spec, targets, count, clock, visited)
     else:
         clock = _Clock(0, 0.0)
+        if cursor is None:  # under way: its registry state may be gone before its record
+            yield from lease.run("hold", [(f"cursor:{step.id}",
+                                           _dumps(Cursor("", 0, 0, 0, 0.0).to_json()))])
         changed = yield from registry.use(step.model, _registry.drop_index_plan(
             spec, step.operation.index or "", targets, count))
         visited = 0
