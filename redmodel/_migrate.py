@@ -10,7 +10,11 @@ Where things live: one hash per migration set, ``<name>:%migrations`` (one key, 
 slot on a cluster): ``step:<id>`` holds the JSON record of an applied step,
 ``cursor:<id>`` the position of a step under way, ``lease`` the holder of the set's lease
 and when it expires (server time), so two ``apply`` never run at once and a crashed
-holder's lease runs out.
+holder's lease runs out; ``done:<marker key>`` names a custom step's marker hashes
+(:func:`marker_key`: which objects the step saved, written in each object's own
+MULTI/EXEC, so a custom step is applied at most once per object), deleted once the step
+is recorded. Lost replies are resolved by reading (the markers, the records hash), never
+by resending a write blindly.
 """
 
 from __future__ import annotations

@@ -92,8 +92,11 @@ def rewrite(model: type) -> Operation:
 def update(model: type[M], fn: Callable[[M], M | None]) -> Operation:
     """A custom step: ``fn(obj)`` for every stored object of ``model``; it returns the
     object to save (changed in place or a new one with the same id) or None to leave it
-    as it is. ``fn`` may run more than once for an object (a conflict with a concurrent
-    write re-reads it and calls ``fn`` again), so it must depend only on the object."""
+    as it is. ``fn`` may be called more than once for an object (a conflict with a
+    concurrent write re-reads it and calls ``fn`` again), so it must depend only on the
+    object; what it returns is saved at most once per object (a "done" marker written in
+    the object's own transaction), whatever replies are lost or wherever a run stops. If
+    ``fn`` raises, ``apply`` raises :class:`MigrationStepError` (its ``__cause__``)."""
     spec_of(model)
     if not callable(fn):
         raise ValidationError(f"a migration step needs a function, not {fn!r}")
