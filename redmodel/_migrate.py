@@ -10,7 +10,11 @@ Where things live: one hash per migration set, ``<name>:%migrations`` (one key, 
 slot on a cluster): ``step:<id>`` holds the JSON record of an applied step,
 ``cursor:<id>`` the position of a step under way, ``lease`` the holder of the set's lease
 and when it expires (server time), so two ``apply`` never run at once and a crashed
-holder's lease runs out.
+holder's lease runs out; ``done:<marker key>`` names a custom step's marker hashes
+(:func:`marker_key`: which objects the step saved, written in each object's own
+MULTI/EXEC, so a custom step is applied at most once per object), deleted once the step
+is recorded. Lost replies are resolved by reading (the markers, the records hash), never
+by resending a write blindly.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -45,7 +50,7 @@ from redmodel._layouts._blob import BlobLayout
 from redmodel._layouts._flat import FlatLayout, read_batch
 from redmodel._layouts._hash import MARKER, HashLayout, stale_fields
 from redmodel._layouts._pick import layout_of
-from redmodel._models._keys import escape
+from redmodel._models._keys import _tag_for_slot, escape
 from redmodel._models._schema import ModelSpec, spec_of
 from redmodel._plan import Batch, Emit, script
 from redmodel._plans._objects import save as save_plan
@@ -66,6 +71,9 @@ SAMPLE = 100
 FINISHED = -1  # a cursor's scan once the walk is done (SCAN cursors are never negative)
 VERIFY_RUNS = 3  # a verify that finds problems runs again; what every run finds counts
 REDO_LOST = 3  # a batch whose EXEC reply was lost is read and done again this many times
+MAX_COUNT = 2**31 - 1  # objects per batch (SCAN's COUNT); beyond it SCAN itself refuses
+MAX_LEASE = 1e11  # seconds, the store's TTL bound: the expiry in ms stays an exact integer
+DONE = "done:"  # records-hash field prefix naming a custom step's marker hash
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -92,6 +100,17 @@ class MigrationLockedError(MigrationError):
         super().__init__(message, key=key)
         self.holder = holder
         self.expires_in = expires_in
+
+
+class MigrationStepError(MigrationError):
+    """A custom step's function raised for an object (the application's error, not
+    redmodel's): ``step`` is the step's id, ``object_key`` the object's key, and the
+    function's exception is ``__cause__``. Nothing of that batch was written; the step
+    stays partial (or pending), so ``apply`` again runs it from the batch."""
+
+    def __init__(self, message: str, *, step: str, object_key: str) -> None:
+        super().__init__(message, step=step)
+        self.object_key = object_key
 
 
 class MigrationVerifyError(MigrationError):
@@ -151,6 +170,21 @@ class Step:
     @property
     def kind(self) -> str:
         return self.operation.kind
+
+
+def check_count(count: object) -> int:
+    if (not isinstance(count, int) or isinstance(count, bool) or not
+            1 <= count <= MAX_COUNT):
+        raise ValidationError(f"count must be an int from 1 to {MAX_COUNT}, not {count!r}")
+    return count
+
+
+def check_lease(lease: object) -> float:
+    if (not isinstance(lease, (int, float)) or isinstance(lease, bool) or
+            not 0 < lease <= MAX_LEASE):
+        raise ValidationError(f"lease must be a positive number of seconds up to "
+                              f"{MAX_LEASE:g}, not {lease!r}")
+    return float(lease)
 
 
 def model_label(cls: type) -> str:
@@ -289,34 +323,100 @@ class MigrationProgress:
     eta: float | None
 
 
-def _parse_records(raw: Any) -> tuple[dict[str, StepRecord], dict[str, Cursor], str | None]:
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "kind": (str,), "model": (str,), "applied_at": (int, float),
+    "visited": (int,), "changed": (int,), "seconds": (int, float), "verified": (bool,),
+    "position": (int,)}
+_CURSOR_TYPES: dict[str, tuple[type, ...]] = {
+    "target": (str,), "scan": (int,), "visited": (int,), "changed": (int,),
+    "seconds": (int, float)}
+_LATEST = 253402300799.0  # 9999-12-31 23:59:59 UTC, the last time a record can name
+
+
+def _checked(key: str, field: str, text: str, types: dict[str, tuple[type, ...]]
+             ) -> dict[str, Any]:
+    """The JSON object of a record field, every value of its type and range; otherwise a
+    MigrationError naming the key and the field (the record is neither applied nor
+    pending: a guess either way would run a step twice or skip it)."""
+    def bad(why: str) -> MigrationError:
+        return _checked_error(key, field, why)
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise bad("not JSON") from None
+    if not isinstance(value, dict) or set(value) != set(types):
+        raise bad(f"expected a JSON object with {sorted(types)}")
+    for name, allowed in types.items():
+        v = value[name]
+        if isinstance(v, bool) and bool not in allowed:
+            raise bad(f"{name} is {v!r}")
+        if not isinstance(v, allowed):
+            raise bad(f"{name} is {v!r}")
+        if isinstance(v, float) and not (0.0 <= v <= _LATEST):
+            raise bad(f"{name} is {v!r}")
+        if isinstance(v, int) and not isinstance(v, bool) and not (
+                (FINISHED if name == "scan" else 0) <= v < 2**63):
+            raise bad(f"{name} is {v!r}")
+    if value.get("applied_at", 0) > _LATEST or value.get("seconds", 0) > _LATEST:
+        raise bad("a time out of range")
+    return value
+
+
+def _parse_all(raw: Any, key: str
+               ) -> tuple[dict[str, StepRecord], dict[str, Cursor], str | None, dict[str, str]]:
+    """Step records, cursors, the lease's holder (token) and the marker hashes of custom
+    steps (marker key -> step id) of a records hash; a field this version cannot read is
+    a MigrationError naming it. Fields of other names are left alone (a later version's)."""
     items = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
     records: dict[str, StepRecord] = {}
     cursors: dict[str, Cursor] = {}
+    marks: dict[str, str] = {}
     lease = None
     for k, v in items:
         field = k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else str(k)
         text = v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
-        try:
-            if field.startswith("step:"):
-                records[field[5:]] = StepRecord(**json.loads(text))
-            elif field.startswith("cursor:"):
-                cursors[field[7:]] = Cursor(**json.loads(text))
-            elif field == "lease":
-                lease = text.split(" ", 1)[0]
-        except (ValueError, TypeError):
-            continue  # a record this version cannot read: reported as nothing
-    return records, cursors, lease
+        if field.startswith("step:"):
+            value = _checked(key, field, text, _RECORD_TYPES)
+            if value["id"] != field[5:]:
+                raise _checked_error(key, field, f"id is {value['id']!r}")
+            records[field[5:]] = StepRecord(**value)
+        elif field.startswith("cursor:"):
+            cursors[field[7:]] = Cursor(**_checked(key, field, text, _CURSOR_TYPES))
+        elif field.startswith(DONE):
+            marks[field[len(DONE):]] = text
+        elif field == "lease":
+            if _LEASE_VALUE.fullmatch(text) is None:
+                raise _checked_error(key, field, "expected '<holder> <ms>'")
+            lease = text.split(" ", 1)[0]
+    return records, cursors, lease, marks
+
+
+_LEASE_VALUE = re.compile(r"\S+ \d{1,17}")
+
+
+def _checked_error(key: str, field: str, why: str) -> MigrationError:
+    return MigrationError(
+        f"the migrations record {key!r} field {field!r} cannot be read ({why}): it was "
+        "not written by this version of redmodel; fix it, or delete the field if you know "
+        "the step never ran (HDEL)", key=key)
 
 
 def _read_records(key: str) -> Generator[Batch, Any, Any]:
     replies = yield Batch([("HGETALL", key)], keys=[key])
-    return _parse_records(replies[0] or {})
+    return _parse_all(replies[0] or {}, key)
 
 
 def status_core(name: str, steps: Sequence[Step]) -> Generator[Any, Any, MigrationStatus]:
+    status, _ = yield from _status(name, steps)
+    return status
+
+
+def _status(name: str, steps: Sequence[Step]
+            ) -> Generator[Any, Any, tuple[MigrationStatus, dict[str, str]]]:
+    """The status, and the marker hashes the records name (marker key -> step id)."""
     key = records_key(name)
-    records, cursors, lease = yield from _read_records(key)
+    records, cursors, lease, marks = yield from _read_records(key)
     states = []
     for step in steps:
         op = step.operation
@@ -330,7 +430,7 @@ def status_core(name: str, steps: Sequence[Step]) -> Generator[Any, Any, Migrati
                            key=lambda r: r.applied_at))
     last_applied = max((i for i, s in enumerate(states) if s.state == APPLIED), default=-1)
     late = tuple(s.id for s in states[:max(last_applied, 0)] if s.state != APPLIED)
-    return MigrationStatus(name, key, tuple(states), unknown, late, lease)
+    return MigrationStatus(name, key, tuple(states), unknown, late, lease), marks
 
 
 # ---- what a step changes (plan) -------------------------------------------------------------
@@ -451,7 +551,7 @@ def _moved(spec: ModelSpec, record: Any) -> Any:
 
 # ---- rebucket: store.migrate_buckets as a step ----------------------------------------------
 
-MOVE, RESUME, DONE, RECORD = "move", "resume", "done", "record"
+MOVE, RESUME, NOTHING, RECORD = "move", "resume", "done", "record"
 
 
 def rebucket_look(spec: ModelSpec, from_buckets: int | None, targets: Sequence[Any],
@@ -490,7 +590,7 @@ def rebucket_look(spec: ModelSpec, from_buckets: int | None, targets: Sequence[A
     if recorded == spec.buckets:
         info["nothing_to_do"] = (f"the registry {rkey} already records "
                                  f"{_rebucket._name(spec.buckets)}")
-        return DONE, info, 0
+        return NOTHING, info, 0
     if recorded is not _UNRECORDED:
         if recorded != from_buckets:
             raise ValidationError(
@@ -526,7 +626,7 @@ def rebucket_look(spec: ModelSpec, from_buckets: int | None, targets: Sequence[A
         info["nothing_to_do"] = (f"no {spec.name} objects are stored with "
                                  f"{_rebucket._name(from_buckets)}, and the registry "
                                  "records no count")
-        return DONE, info, 0
+        return NOTHING, info, 0
     info["record_only"] = "nothing is stored: only the registry's count changes"
     return RECORD, info, 0
 
@@ -548,7 +648,7 @@ def _run_rebucket(step: Step, spec: ModelSpec, cursor: Cursor | None, lease: Lea
     clock = _Clock(before, seconds)
     total = moved = before
     started = False
-    if action == DONE:  # moved already (a run that stopped before its record), or empty
+    if action == NOTHING:  # moved already (a run that stopped before its record), or empty
         return total, moved, clock
     plan = _rebucket.migrate_plan(step.model, op.from_buckets, count, targets, cluster,
                                   registry.enabled, empty_ok=action == RECORD)
@@ -569,22 +669,42 @@ def _run_rebucket(step: Step, spec: ModelSpec, cursor: Cursor | None, lease: Lea
                     clock, started = _Clock(x.done, seconds), True
                 total, moved = max(x.total, x.done), x.done
                 position = Cursor("", 0, moved, moved, round(clock.elapsed(), 3))
-                lease.check((yield lease.call("hold", [(f"cursor:{step.id}",
-                                                        _dumps(position.to_json()))]))[0])
+                yield from lease.run("hold", [(f"cursor:{step.id}",
+                                               _dumps(position.to_json()))])
                 renewed = time.monotonic()
                 yield Emit([clock.progress(step.id, KIND_REBUCKET, moved, total, moved)])
             continue
         if time.monotonic() - renewed > lease.ms / 3000:
-            lease.check((yield lease.call("hold"))[0])
+            yield from lease.run("hold")
             renewed = time.monotonic()
         reply = yield item
     return max(total, moved), moved, clock
+
+
+def _unknown_drop(step: Step, spec: ModelSpec, state: StepState
+                  ) -> Generator[Batch, Any, str | None]:
+    """Why a ``drop_index`` step names no index (a misspelled name would be recorded as
+    applied, having dropped nothing): the model's registry record holds no state of that
+    name. A step under way (its registry state already deleted) passes; so does a prefix
+    with no registry record (a store with ``registry=False``: nothing to check against)."""
+    if state.state != PENDING:
+        return None
+    name = step.operation.index or ""
+    record = yield from _registry.read_plan(_registry.registry_key(spec.prefix))
+    if record is None or f"index:{name}" in record.states or f"unique:{name}" in record.states:
+        return None
+    held = sorted(n.split(":", 1)[1] for n in record.states if ":" in n
+                  and not n.endswith(":%all"))
+    return (f"drop_index names {name!r}, but the registry record "
+            f"{_registry.registry_key(spec.prefix)!r} holds no index of that name "
+            f"(it holds {held}): misspelled?")
 
 
 def plan_core(name: str, steps: Sequence[Step], where: Callable[[], Sequence[Any]],
               count: int) -> Generator[Any, Any, MigrationStatus]:
     """``where()`` lists the SCAN targets; asked after the first round trip (an asyncio
     cluster client learns its nodes then)."""
+    check_count(count)
     status = yield from status_core(name, steps)
     targets = where()
     planned = []
@@ -609,6 +729,9 @@ def plan_core(name: str, steps: Sequence[Step], where: Callable[[], Sequence[Any
                                         problems=problems))
             continue
         problems = yield from registry_problems(spec, spec.prefix in moves)
+        if step.kind == KIND_DROP:
+            unknown = yield from _unknown_drop(step, spec, state)
+            problems += (unknown,) if unknown else ()
         # a step after a move visits the objects the move leaves: count them where they are
         now = attrs.evolve(spec, buckets=moves[spec.prefix]) if spec.prefix in moves else spec
         objects = yield from _count(now, targets, count)
@@ -684,22 +807,33 @@ def _rows(spec: ModelSpec, keys: Sequence[str]) -> Generator[Batch, Any, list[An
     return out
 
 
-def _writer(spec: ModelSpec, op: Operation) -> Callable[[Any, list[Any]], int]:
-    def write(tx: Any, rows: list[Any]) -> int:
+def _writer(spec: ModelSpec, op: Operation, step_id: str = ""
+            ) -> Callable[[Any, list[Any]], int]:
+    def write(tx: Any, rows: list[Any], saved: list[str] | None = None) -> int:
         changed = 0
         for key, reply, obj in rows:
             if op.kind == KIND_CUSTOM:
                 assert op.fn is not None
-                new = op.fn(obj)
+                try:
+                    new = op.fn(obj)
+                except Exception as e:
+                    raise MigrationStepError(
+                        f"step {step_id!r} ({op.describe()}): the function raised "
+                        f"{type(e).__name__}: {e} for {key!r}; nothing of this batch was "
+                        "written", step=step_id, object_key=key) from e
                 if new is None:
                     continue
                 if type(new) is not spec.cls or spec.key_for(getattr(new, spec.key.name)) != key:
+                    what = (f"a {spec.cls.__name__} with id "
+                            f"{getattr(new, spec.key.name)!r}" if type(new) is spec.cls
+                            else f"{new!r:.80} (a {type(new).__name__})")
                     raise MigrationError(
-                        f"{op.describe()}: for {key!r} the function returned "
-                        f"{type(new).__name__} {getattr(new, spec.key.name, None)!r}; it must "
+                        f"{op.describe()}: for {key!r} the function returned {what}; it must "
                         f"return the {spec.cls.__name__} it was given (same id), or None",
                         key=key)
                 _save_whole(tx, new)
+                if saved is not None:
+                    saved.append(key)
             elif op.kind == KIND_BUILD or is_stale(spec, key, reply, obj):
                 _save_whole(tx, obj)
             else:
@@ -751,8 +885,36 @@ class Lease:
         for f, v in sets:
             args += [f, v]
         args += list(dels)
-        return Batch([LEASE.call([self.key], args)], write=True, idempotent=True,
+        return Batch([LEASE.call([self.key], args)], write=True, idempotent=False,
                      keys=[self.key])
+
+    def run(self, mode: str, sets: Sequence[tuple[str, str]] = (),
+            dels: Sequence[str] = ()) -> Generator[Batch, Any, None]:
+        """The lease script (:meth:`call`), checked (:meth:`check`). A lost reply is never
+        resent blindly: the records hash is read back to learn whether the script ran
+        (its fields written, the lease held, or released for ``drop``); only a script
+        that did not run is sent again, which is then its own check."""
+        for attempt in range(REDO_LOST + 1):
+            try:
+                self.check((yield self.call(mode, sets, dels))[0])
+                return
+            except (OutcomeUnknownError, redis.ConnectionError, redis.TimeoutError):
+                if attempt == REDO_LOST:
+                    raise
+            reply = yield Batch([("HGETALL", self.key)], keys=[self.key])
+            fields = {(k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else k):
+                      (v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v)
+                      for k, v in (reply[0] or {}).items()}
+            holder = str(fields.get("lease", "")).split(" ", 1)[0]
+            written = (all(fields.get(f) == v for f, v in sets) and
+                       not any(d in fields for d in dels))
+            if mode == "take" and holder == self.token:
+                return
+            if mode == "hold" and written and (sets or dels or holder == self.token):
+                return  # it ran (a lease lost since is found by the next renewal)
+            if mode == "drop" and written and holder != self.token:
+                return
+        raise AssertionError("unreachable")
 
     def check(self, reply: Any) -> None:
         words = [w.decode() if isinstance(w, bytes) else str(w) for w in reply]
@@ -768,7 +930,7 @@ class Lease:
                 expires_in=left)
         raise MigrationLockedError(
             f"this apply lost the migrations lease {self.key!r} (it ran out: a batch took "
-            f"longer than the lease, {self.ms / 1000:.0f} s){' to ' + holder if holder else ''}"
+            f"longer than the lease, {self.ms / 1000:g} s){' to ' + holder if holder else ''}"
             "; nothing of the batch in progress is lost: run apply again",
             key=self.key, holder=holder, expires_in=None)
 
@@ -788,9 +950,8 @@ def apply_core(name: str, steps: Sequence[Step], *, registry: Any,
                ) -> Generator[Any, Any, list[StepRecord]]:
     """Run the pending steps in order under the set's lease; returns the records of the
     steps this run applied. ``where()``: as for :func:`plan_core`."""
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ValidationError(f"count must be a positive int, not {count!r}")
-    status = yield from status_core(name, steps)
+    check_count(count)
+    status, marks = yield from _status(name, steps)
     targets = where()
     if status.out_of_order and not out_of_order:
         raise MigrationError(
@@ -799,7 +960,9 @@ def apply_core(name: str, steps: Sequence[Step], *, registry: Any,
             "apply with out_of_order=True", key=status.key)
     todo = [(i, s) for i, (s, st) in enumerate(zip(steps, status.steps, strict=True))
             if st.state != APPLIED]
-    if not todo:
+    recorded = {r.id for r in status.applied if r.record is not None}
+    recorded |= {r.id for r in status.unknown}
+    if not todo and not any(step in recorded for step in marks.values()):
         return []
     moves: set[str] = set()
     for _, step in todo:  # refused models and bad index names: before the first write
@@ -827,34 +990,45 @@ def apply_core(name: str, steps: Sequence[Step], *, registry: Any,
                 f"step {step.id!r}: {spec.name} still declares the index "
                 f"{step.operation.index!r}: remove it from the model first (its writes "
                 "would only add the entries back)", model=spec.name)
+        if step.kind == KIND_DROP:
+            state = status.steps[[s.id for s in steps].index(step.id)]
+            unknown = yield from _unknown_drop(step, spec, state)
+            if unknown:
+                raise ValidationError(f"step {step.id!r}: {unknown}", model=spec.name)
         if (registry.enabled and step.model not in registry.checked
                 and step.kind != KIND_DROP and spec.prefix not in moves):
             yield from registry.register(spec)
     lease = new_lease(status.key, lease_seconds)
-    lease.check((yield lease.call("take"))[0])
+    yield from lease.run("take")
     done: list[StepRecord] = []
     try:
         # read again under the lease: an apply that held it until now may have run steps
-        status = yield from status_core(name, steps)
+        status, marks = yield from _status(name, steps)
+        recorded = {r.id for r in status.applied if r.record is not None}
+        recorded |= {r.id for r in status.unknown}
+        # a run stopped between a step's record and the deletion of its markers
+        yield from _forget_marks(lease, [k for k, i in marks.items() if i in recorded])
         for position, step in enumerate(steps):
             if status.steps[position].state == APPLIED:
                 continue
             cursor = status.steps[position].cursor
+            mine = {k for k, i in marks.items() if i == step.id}
             record = yield from _run_step(step, position, cursor, lease, registry, targets,
-                                          cluster, count)
+                                          cluster, count, mine)
             done.append(record)
     except BaseException:
         with contextlib.suppress(Exception):  # the first error is the one to report
-            yield lease.call("drop")
+            yield from lease.run("drop")
         raise
-    lease.check((yield lease.call("drop"))[0])
+    yield from lease.run("drop")
     return done
 
 
 def _run_step(step: Step, position: int, cursor: Cursor | None, lease: Lease, registry: Any,
-              targets: Sequence[Any], cluster: bool, count: int
+              targets: Sequence[Any], cluster: bool, count: int, marks: set[str] | None = None
               ) -> Generator[Any, Any, StepRecord]:
     spec = spec_of(step.model)
+    marks = set() if marks is None else marks
     if (registry.enabled and step.model not in registry.checked
             and step.kind not in (KIND_DROP, KIND_REBUCKET)):
         yield from registry.register(spec)  # a model of a prefix a rebucket step moved
@@ -865,7 +1039,7 @@ def _run_step(step: Step, position: int, cursor: Cursor | None, lease: Lease, re
         problems = yield from _verify_index(step, spec, targets, count, clock, visited)
     elif step.kind in (KIND_REWRITE, KIND_CUSTOM):
         visited, changed, clock = yield from _walk(step, spec, cursor, lease, targets,
-                                                   cluster, count)
+                                                   cluster, count, marks)
         if step.kind == KIND_REWRITE:
             problems = yield from _check_forms(step, spec, targets, count, clock, visited)
     elif step.kind == KIND_BUILD:
@@ -875,6 +1049,9 @@ def _run_step(step: Step, position: int, cursor: Cursor | None, lease: Lease, re
         problems = yield from _verify_index(step, spec, targets, count, clock, visited)
     else:
         clock = _Clock(0, 0.0)
+        if cursor is None:  # under way: its registry state may be gone before its record
+            yield from lease.run("hold", [(f"cursor:{step.id}",
+                                           _dumps(Cursor("", 0, 0, 0, 0.0).to_json()))])
         changed = yield from registry.use(step.model, _registry.drop_index_plan(
             spec, step.operation.index or "", targets, count))
         visited = 0
@@ -883,7 +1060,7 @@ def _run_step(step: Step, position: int, cursor: Cursor | None, lease: Lease, re
         problems = [f"the registry still holds {n}" for n in states
                     if n.split(":", 1)[-1] == step.operation.index]
     if problems:  # not recorded; the next apply walks the step again from the start
-        lease.check((yield lease.call("hold", (), [f"cursor:{step.id}"]))[0])
+        yield from lease.run("hold", (), [f"cursor:{step.id}"])
         shown = "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)"
                                            if len(problems) > 5 else "")
         raise MigrationVerifyError(
@@ -891,9 +1068,31 @@ def _run_step(step: Step, position: int, cursor: Cursor | None, lease: Lease, re
             step=step.id, key=lease.key, problems=problems)
     record = StepRecord(step.id, step.kind, model_label(step.model), time.time(), visited,
                         changed, round(clock.elapsed(), 3), True, position)
-    lease.check((yield lease.call("hold", [(f"step:{step.id}", _dumps(record.to_json()))],
-                                  [f"cursor:{step.id}"]))[0])
+    yield from lease.run("hold", [(f"step:{step.id}", _dumps(record.to_json()))],
+                         [f"cursor:{step.id}"])
+    yield from _forget_marks(lease, sorted(marks))
     return record
+
+
+def _forget_marks(lease: Lease, marks: Sequence[str]) -> Generator[Batch, Any, None]:
+    """Delete the marker hashes of a recorded step, then their names in the records (so a
+    run stopped in between deletes them the next time)."""
+    if not marks:
+        return
+    for key in marks:
+        yield Batch([("UNLINK", key)], write=True, idempotent=True, keys=[key])
+    yield from lease.run("hold", (), [DONE + k for k in marks])
+
+
+def marker_key(records: str, step_id: str, slot_of: str | None) -> str:
+    """The hash of a custom step's "done" markers (field: an object's key) for the objects
+    in the cluster slot of ``slot_of`` (None: a single server, one hash per step). The
+    name starts with the records key, so the ACL pattern ``~<name>:%migrations*`` covers
+    it; its only hash tag (ids and names escape their braces) picks the slot."""
+    base = f"{records}:{DONE}{escape(step_id)}"
+    if slot_of is None:
+        return base
+    return f"{base}:{{{_tag_for_slot(key_slot(slot_of.encode('utf-8', 'surrogateescape')))}}}"
 
 
 def _target_name(target: Any) -> str:
@@ -901,8 +1100,12 @@ def _target_name(target: Any) -> str:
 
 
 def _walk(step: Step, spec: ModelSpec, cursor: Cursor | None, lease: Lease,
-          targets: Sequence[Any], cluster: bool, count: int
+          targets: Sequence[Any], cluster: bool, count: int, marks: set[str] | None = None
           ) -> Generator[Any, Any, tuple[int, int, _Clock]]:
+    """The batches of a step from ``cursor``, the cursor saved after each. A custom step
+    writes markers (:func:`marker_key`); ``marks`` holds the marker hashes the records
+    name, and each new one is named in the same script that saves the cursor after the
+    batch that wrote it (a run stopped before that revisits the batch, and names it)."""
     names = [_target_name(t) for t in targets]
     start, scan = 0, 0
     visited = changed = 0
@@ -914,19 +1117,24 @@ def _walk(step: Step, spec: ModelSpec, cursor: Cursor | None, lease: Lease,
     if scan == FINISHED:  # stopped after its last batch, before its check
         return visited, changed, clock
     total = yield from _count(spec, targets, count)
-    write = _writer(spec, step.operation)
+    write = _writer(spec, step.operation, step.id)
     for t in range(start, len(targets)):
         while True:
             scan, keys = yield from scan_page(spec, scan, count, targets[t])
+            used: set[str] = set()
             if keys:
-                changed += yield from _batch(step, spec, keys, write, cluster)
+                changed += yield from _batch(step, spec, keys, write, cluster, lease.key,
+                                             used)
                 visited += len(keys)
+            fresh = sorted(used - marks) if marks is not None else []
             last = scan == 0 and t + 1 == len(names)
             position = Cursor(names[t] if scan or last else names[t + 1],
                               FINISHED if last else scan, visited, changed,
                               round(clock.elapsed(), 3))
-            lease.check((yield lease.call("hold", [(f"cursor:{step.id}",
-                                                    _dumps(position.to_json()))]))[0])
+            yield from lease.run("hold", [(f"cursor:{step.id}", _dumps(position.to_json())),
+                                          *((DONE + k, step.id) for k in fresh)])
+            if marks is not None:
+                marks.update(fresh)
             yield Emit([clock.progress(step.id, step.kind, visited, max(total, visited),
                                        changed)])
             if scan == 0:
@@ -944,13 +1152,20 @@ def _groups(keys: Sequence[str], cluster: bool) -> list[tuple[str, ...]]:
 
 
 def _batch(step: Step, spec: ModelSpec, keys: Sequence[str],
-           write: Callable[[Any, list[Any]], int], cluster: bool
-           ) -> Generator[Any, Any, int]:
+           write: Callable[[Any, list[Any]], int], cluster: bool, records: str = "",
+           used: set[str] | None = None) -> Generator[Any, Any, int]:
     """One page of objects: for a rewrite, a plain read first picks the objects in an old
     form (the others need nothing); then one transaction per slot group reads them again
     under WATCH and saves them. A conflicting group is redone one object per transaction,
     each re-read (a concurrent write is never overwritten with what was read before it,
-    and an object deleted meanwhile stays deleted)."""
+    and an object deleted meanwhile stays deleted).
+
+    A custom step is applied at most once to each object: its transaction also WATCHes
+    and reads the step's marker hash of the group's slot (added to ``used``), skips the
+    objects marked done, and marks those it saves in the same MULTI/EXEC. So a transaction
+    redone after a lost EXEC reply, a run resumed from before a committed batch, or a
+    second applier after a lease ran out finds what was done (and a second applier's
+    EXEC fails on the marker the first one wrote, and is read again)."""
     if step.kind == KIND_REWRITE:
         rows = yield from _rows(spec, keys)  # DecodeError: the step stops before this page
         keys = [k for k, reply, obj in rows if is_stale(spec, k, reply, obj)]
@@ -960,11 +1175,16 @@ def _batch(step: Step, spec: ModelSpec, keys: Sequence[str],
     for group in _groups(keys, cluster):
         if not group:
             continue
+        marker = None
+        if step.kind == KIND_CUSTOM:
+            marker = marker_key(records, step.id, group[0] if cluster else None)
+            if used is not None:
+                used.add(marker)
         try:
-            changed += yield from _tx(spec, group, write, retry=len(group) == 1)
+            changed += yield from _tx(spec, group, write, len(group) == 1, marker)
         except ConflictError:
             for key in group:
-                changed += yield from _tx(spec, (key,), write, retry=True)
+                changed += yield from _tx(spec, (key,), write, True, marker)
     return changed
 
 
@@ -991,16 +1211,44 @@ def _unindexed(spec: ModelSpec, keys: Sequence[str]) -> Generator[Any, Any, list
 
 
 def _tx(spec: ModelSpec, keys: tuple[str, ...], write: Callable[[Any, list[Any]], int],
-        retry: bool) -> Generator[Any, Any, int]:
+        retry: bool, marker: str | None = None) -> Generator[Any, Any, int]:
+    if marker is None:
+        read: Callable[[], Any] = lambda: _rows(spec, keys)  # noqa: E731
+        work = write
+    else:
+        read = lambda: _undone_rows(spec, keys, marker)  # noqa: E731
+
+        def work(tx: Any, rows: list[Any]) -> int:
+            saved: list[str] = []
+            changed = write(tx, rows, saved)  # type: ignore[call-arg]
+            if saved:
+                tx.queue(_mark(marker, saved), "mark objects migrated")
+            return changed
     for attempt in range(REDO_LOST + 1):
         try:
-            return int((yield TxWork(keys, lambda: _rows(spec, keys), write, retry)))
+            return int((yield TxWork(keys, read, work, retry)))
         except (OutcomeUnknownError, redis.ConnectionError, redis.TimeoutError):
             # EXEC's reply was lost, or the connection broke: the transaction was
-            # conditional on what it read, so reading and doing it again is safe
+            # conditional on what it read (a custom step's on its markers too), so
+            # reading it again tells what is still to do
             if attempt == REDO_LOST:
                 raise
     raise AssertionError("unreachable")
+
+
+def _undone_rows(spec: ModelSpec, keys: Sequence[str], marker: str
+                 ) -> Generator[Batch, Any, list[Any]]:
+    """:func:`_rows` of the keys the marker hash does not hold (WATCHing it)."""
+    replies = yield Batch([("HMGET", marker, *keys)], keys=[marker])
+    todo = [k for k, v in zip(keys, replies[0], strict=True) if v is None]
+    if not todo:
+        return []
+    return (yield from _rows(spec, todo))
+
+
+def _mark(marker: str, keys: Sequence[str]) -> Generator[Batch, Any, None]:
+    yield Batch([("HSET", marker, *(x for k in keys for x in (k, "1")))], write=True,
+                keys=[marker])
 
 
 def _check_forms(step: Step, spec: ModelSpec, targets: Sequence[Any], count: int,

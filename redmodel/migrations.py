@@ -39,6 +39,7 @@ from redmodel._migrate import (
     MigrationLockedError,
     MigrationProgress,
     MigrationStatus,
+    MigrationStepError,
     MigrationVerifyError,
     Operation,
     Step,
@@ -46,6 +47,7 @@ from redmodel._migrate import (
     StepState,
     apply_core,
     check_id,
+    check_lease,
     drive_async,
     drive_sync,
     plan_core,
@@ -63,6 +65,7 @@ __all__ = [
     "MigrationLockedError",
     "MigrationProgress",
     "MigrationStatus",
+    "MigrationStepError",
     "MigrationVerifyError",
     "Migrations",
     "Operation",
@@ -91,8 +94,11 @@ def rewrite(model: type) -> Operation:
 def update(model: type[M], fn: Callable[[M], M | None]) -> Operation:
     """A custom step: ``fn(obj)`` for every stored object of ``model``; it returns the
     object to save (changed in place or a new one with the same id) or None to leave it
-    as it is. ``fn`` may run more than once for an object (a conflict with a concurrent
-    write re-reads it and calls ``fn`` again), so it must depend only on the object."""
+    as it is. ``fn`` may be called more than once for an object (a conflict with a
+    concurrent write re-reads it and calls ``fn`` again), so it must depend only on the
+    object; what it returns is saved at most once per object (a "done" marker written in
+    the object's own transaction), whatever replies are lost or wherever a run stops. If
+    ``fn`` raises, ``apply`` raises :class:`MigrationStepError` (its ``__cause__``)."""
     spec_of(model)
     if not callable(fn):
         raise ValidationError(f"a migration step needs a function, not {fn!r}")
@@ -140,19 +146,17 @@ def _is_async(store: Any) -> bool:
 
 class Migrations:
     """A named, ordered set of steps. ``name`` names the set's records in Redis:
-    ``<name>:%migrations`` (one hash). ``lease`` (seconds) is how long a crashed
-    ``apply``'s lease blocks the next one; a running ``apply`` renews it after each
-    batch."""
+    ``<name>:%migrations`` (one hash). ``lease`` (seconds, up to 1e11) is how long a
+    crashed ``apply``'s lease blocks the next one; a running ``apply`` renews it after
+    each batch."""
 
     def __init__(self, name: str, *, lease: float = 30.0) -> None:
         if not isinstance(name, str) or not name:
             raise ValidationError(f"a migration set needs a name (a non-empty str), not "
                                   f"{name!r}")
-        if not isinstance(lease, (int, float)) or isinstance(lease, bool) or not lease > 0:
-            raise ValidationError(f"lease must be a positive number of seconds, not {lease!r}")
+        self.lease = check_lease(lease)
         check_id(name)
         self.name = name
-        self.lease = float(lease)
         self._steps: list[Step] = []
 
     @property

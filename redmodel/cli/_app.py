@@ -77,9 +77,9 @@ def cli() -> None:
     export and import; list the model registry; plan and apply migrations.
 
     Exit codes: 0 ok; 1 problems found (verify, inspect, bad import lines, migrations
-    pending or not verified); 2 usage (bad options, --models that do not import, missing
-    keys); 3 the server cannot be reached or answers an error; 4 a bug in redmodel; 5
-    another migrate apply holds the lease.
+    pending or not verified, a migration step's function raised); 2 usage (bad options,
+    --models that do not import, missing keys); 3 the server cannot be reached or answers
+    an error; 4 a bug in redmodel; 5 another migrate apply holds the lease.
     """
 
 

@@ -7,6 +7,7 @@ import datetime as dt
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from redmodel.migrations import (
     MigrationProgress,
     Migrations,
     MigrationStatus,
+    MigrationStepError,
     StepState,
 )
 
@@ -113,7 +115,9 @@ def command() -> None:
     writers stopped), see which are applied. Exit codes: status 1 when steps are pending;
     plan 1 when a step's model would be refused, a rebucket step does not match the
     registry's bucket count, or steps are out of order; apply 1 when a step fails its
-    check or an object does not decode, 5 when another apply holds the lease."""
+    check, an object does not decode or a step's function raises, 5 when another apply
+    holds the lease; any of them 1 when the set's records hold a field this version cannot
+    read."""
 
 
 def _when(ts: float) -> str:
@@ -189,11 +193,16 @@ def plan_command(env: Env, migrations: Migrations, count: int) -> int:
               help="Objects per batch (one transaction per batch and slot).")
 @click.option("--out-of-order", is_flag=True, default=False,
               help="Also run pending steps that come before applied ones.")
+@click.option("--traceback", "show_traceback", is_flag=True, default=False,
+              help="When a step's function raises, also print its traceback.")
 @migrate_options
-def apply_command(env: Env, migrations: Migrations, count: int, out_of_order: bool) -> int:
+def apply_command(env: Env, migrations: Migrations, count: int, out_of_order: bool,
+                  show_traceback: bool) -> int:
     """Run the pending steps in order, online, in batches; each is verified and recorded.
-    Safe to stop (Ctrl-C) and run again: it continues where it stopped. Exit 5 when another
-    apply holds the lease."""
+    Safe to stop (Ctrl-C) and run again: it continues where it stopped. Exit 1 when a step
+    fails its check, an object does not decode or a step's function raises (the step, the
+    object's key and the exception are named; --traceback prints its traceback); 5 when
+    another apply holds the lease."""
     store = env.store()
     tasks: dict[str, Any] = {}
     with env.progress_bar(total=1) as bar:
@@ -209,6 +218,10 @@ def apply_command(env: Env, migrations: Migrations, count: int, out_of_order: bo
                                        out_of_order=out_of_order)
         except MigrationLockedError as e:
             raise CliError(str(e), LOCKED) from None
+        except MigrationStepError as e:  # the application's function: its error, not ours
+            if show_traceback and e.__cause__ is not None:
+                traceback.print_exception(e.__cause__, file=sys.stderr)
+            raise CliError(str(e), PROBLEMS) from None
     status = migrations.status(store)
 
     def human(out: Console) -> None:

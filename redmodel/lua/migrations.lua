@@ -37,6 +37,6 @@ end
 if mode == 'drop' then
   redis.call('HDEL', KEYS[1], 'lease')
 else
-  redis.call('HSET', KEYS[1], 'lease', token .. ' ' .. tostring(now + ms))
+  redis.call('HSET', KEYS[1], 'lease', token .. ' ' .. string.format('%.0f', now + ms))
 end
 return {'OK'}
