@@ -169,12 +169,13 @@ local function answer(result, extra)
   return result
 end
 -- a save's or update's fields: HSET the pairs, HDEL the rest; a hash left empty keeps a
--- placeholder field so that the object exists
+-- placeholder field so that the object exists (it can be empty only without pairs or if
+-- the HDEL removed something: only then is it asked, saving a command per object)
 local function write_fields(obj, A, npairs)
   if npairs > 0 then call_parts('HSET', obj, A, 10, 9 + 2 * npairs) end
-  local dels = #A > 9 + 2 * npairs
-  if dels then call_parts('HDEL', obj, A, 10 + 2 * npairs) end
-  if (npairs == 0 or dels) and redis.call('EXISTS', obj) == 0 then
+  local removed = 0
+  if #A > 9 + 2 * npairs then removed = call_parts('HDEL', obj, A, 10 + 2 * npairs) end
+  if (npairs == 0 or removed > 0) and redis.call('EXISTS', obj) == 0 then
     redis.call('HSET', obj, '\0', '')
   end
 end
