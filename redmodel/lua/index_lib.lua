@@ -141,14 +141,22 @@ local function need_changed(need, root, d, from, to, held)
 end
 -- the unique values in new (not in old, unless every) held by another id:
 -- {line, name, value, owner} each (none with claims: the client handles those)
+local NO_OWNERS = {}  -- never written to: the common answer, without a table per call
 local function unique_owners(root, d, id, old, new, every)
-  local owners = {}
+  local owners = NO_OWNERS
   if CLAIMS then return owners end
   for line in pairs(new) do
-    local kind, name, value = split(line)
-    if kind == 'u' and (every or not old[line]) then
+    -- (the first letter first: most lines are not unique ones, and need no split)
+    local kind, name, value
+    if string.sub(line, 1, 1) == 'u' and (every or not old[line]) then
+      kind, name, value = split(line)
+    end
+    if kind == 'u' then
       local owner = redis.call('HGET', root .. 'uq' .. d .. name, value)
-      if owner and owner ~= id then owners[#owners + 1] = {line, name, value, owner} end
+      if owner and owner ~= id then
+        if owners == NO_OWNERS then owners = {} end
+        owners[#owners + 1] = {line, name, value, owner}
+      end
     end
   end
   return owners
