@@ -126,7 +126,8 @@ end
 -- ---- every key this write touches: declared, and of its type ----------------------------------
 local need = {}
 need_changed(need, root, d, old, new)
-if mode == 'reindex' then need_entries(need, root, d, new) else need_changed(need, root, d, new, old) end
+if mode == 'reindex' then need_entries(need, root, d, new)
+else need_changed(need, root, d, new, old) end
 if mode == 'incr' then
   for i = 1, #changes do
     local name, eq, rng = names[i][1], names[i][2], names[i][3]
