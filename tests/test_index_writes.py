@@ -346,6 +346,37 @@ def test_every_write_path_keeps_the_entries_in_step(any_store: Any, QH: type) ->
     assert store.get_by(QH, sku="S3") is None
 
 
+def declare_sparse(buckets: int | None) -> type:
+    @redmodel.model(prefix="qsparse", buckets=buckets)
+    @attrs.define
+    class Sparse:
+        color: str | None = redmodel.field(index=True, default=None)
+        note: str | None = None
+        id: str = redmodel.key_field(generated=False)
+
+    return Sparse
+
+
+SPARSE = {False: declare_sparse(None), True: declare_sparse(4)}
+
+
+def test_an_object_whose_fields_all_go_stays_an_object(any_store: Any) -> None:
+    """A write that leaves the hash without a field (no pairs, or an HDEL of the last ones)
+    keeps a placeholder: the object exists, one by one and batched alike."""
+    store = any_store
+    Sparse = SPARSE[store.cluster]
+    store.save_many([Sparse("red", "x", id="1"), Sparse("red", "y", id="2")])
+    assert store.update(Sparse, "1", color=None, note=None) is True
+    store.save(Sparse(id="2"))
+    store.save_many([Sparse(id="3"), Sparse("blue", id="4")])
+    store.save_many([Sparse(id="4")])
+    for i in "1234":
+        assert store.get(Sparse, i) == Sparse(id=i)
+    assert sorted(store.find(Sparse).ids()) == ["1", "2", "3", "4"]
+    assert store.find(Sparse, color="red").ids() == []
+    assert store.verify(Sparse) == []
+
+
 def test_a_tracked_save_of_an_object_deleted_meanwhile_recreates_it(any_store: Any,
                                                                       QH: type) -> None:
     store = any_store

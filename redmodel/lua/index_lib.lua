@@ -49,8 +49,10 @@ local function need_entries(need, root, d, set)
     if k then need[k] = tp end
   end
 end
--- nil when every needed key is declared and of its type; else the reply to give
-local function check_keys(need)
+-- nil when every needed key is declared and of its type; else the reply to give.
+-- typed (optional): key -> the type already checked in this call, not asked again (the
+-- call's own writes only ever give a key the type checked)
+local function check_keys(need, typed)
   local declared = declared_keys()
   local missing = {}
   for k in pairs(need) do if not declared[k] then missing[#missing + 1] = k end end
@@ -59,9 +61,10 @@ local function check_keys(need)
     return list_of({'KEYS'}, missing)
   end
   for k, want in pairs(need) do
-    if want ~= '' then
+    if want ~= '' and not (typed and typed[k] == want) then
       local t = redis.call('TYPE', k)['ok']
       if t ~= 'none' and t ~= want then return {'WRONGTYPE', k, t, want} end
+      if typed then typed[k] = want end
     end
   end
   return nil
@@ -97,4 +100,124 @@ local function forget(root, d, id, rec, all, exp, old)
   redis.call('HDEL', rec, id)
   redis.call('ZREM', all, id)
   redis.call('ZREM', exp, id)
+end
+
+-- ---- the rules of one object's write, shared by index_write.lua and index_write_many.lua ----
+-- A (the write's arguments, index_write.lua's ARGV): mode, id, root, d, objprefix, ttl,
+-- changed, entries, then mode data.
+-- the ttl (A[6]) and the entry lines (A[8]) checked: the entries as a set, or nil and the
+-- refusal
+local function write_entries_arg(ttl, text)
+  if not (ttl == '' or ttl == 'persist' or string.find(ttl, '^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$')) then
+    return nil, {'BADARG', 'ttl ' .. tostring(ttl)}
+  end
+  local given = lines(text)
+  for line in pairs(given) do
+    local kind, name, value = split(line)
+    if not kind or (kind ~= 'e' and kind ~= 'r' and kind ~= 'u') or name == '' then
+      return nil, {'BADARG', 'entry ' .. line}
+    end
+    if kind == 'r' and not valid_score(value) then return nil, {'BADARG', 'score ' .. value} end
+  end
+  return given
+end
+-- the count of field pairs of a save or update (A[9]), nil if it is not one
+local function write_pairs_arg(A)
+  local npairs = tonumber(A[9])
+  if npairs == nil or npairs < 0 or npairs % 1 ~= 0 or 9 + 2 * npairs > #A then return nil end
+  return npairs
+end
+-- need[key] = type for the entries in from and not in to; a line of held (optional)
+-- among them stops it: that line is the answer
+local function need_changed(need, root, d, from, to, held)
+  for line in pairs(from) do
+    if not to[line] then
+      if held and held[line] then return line end
+      local k, tp = entry_key(root, d, line)
+      if k then need[k] = tp end
+    end
+  end
+  return nil
+end
+-- the unique values in new (not in old, unless every) held by another id:
+-- {line, name, value, owner} each (none with claims: the client handles those)
+local NO_OWNERS = {}  -- never written to: the common answer, without a table per call
+local function unique_owners(root, d, id, old, new, every)
+  local owners = NO_OWNERS
+  if CLAIMS then return owners end
+  for line in pairs(new) do
+    -- (the first letter first: most lines are not unique ones, and need no split)
+    local kind, name, value
+    if string.sub(line, 1, 1) == 'u' and (every or not old[line]) then
+      kind, name, value = split(line)
+    end
+    if kind == 'u' then
+      local owner = redis.call('HGET', root .. 'uq' .. d .. name, value)
+      if owner and owner ~= id then
+        if owners == NO_OWNERS then owners = {} end
+        owners[#owners + 1] = {line, name, value, owner}
+      end
+    end
+  end
+  return owners
+end
+-- with claims, the unique lines the object gives up (in from, not in to), sorted: the
+-- client releases them
+local function released(from, to)
+  local out = {}
+  if not CLAIMS then return out end
+  for line in pairs(from) do
+    if not to[line] and string.sub(line, 1, 1) == 'u' then out[#out + 1] = line end
+  end
+  table.sort(out)
+  return out
+end
+local function answer(result, extra)
+  if #extra > 0 then return list_of({'RELEASE', result}, extra) end
+  return result
+end
+-- a save's or update's fields: HSET the pairs, HDEL the rest; a hash left empty keeps a
+-- placeholder field so that the object exists (it can be empty only without pairs or if
+-- the HDEL removed something: only then is it asked, saving a command per object)
+local function write_fields(obj, A, npairs)
+  if npairs > 0 then call_parts('HSET', obj, A, 10, 9 + 2 * npairs) end
+  local removed = 0
+  if #A > 9 + 2 * npairs then removed = call_parts('HDEL', obj, A, 10 + 2 * npairs) end
+  if (npairs == 0 or removed > 0) and redis.call('EXISTS', obj) == 0 then
+    redis.call('HSET', obj, '\0', '')
+  end
+end
+-- the entries of old not in new dropped, those of new not in old (all if every) added;
+-- the record says new, and the object is among all
+local function write_index(root, d, id, rec, all, old, new, every)
+  for line in pairs(old) do if not new[line] then apply(root, d, id, line, false) end end
+  for line in pairs(new) do
+    if every or not old[line] then apply(root, d, id, line, true) end
+  end
+  local text = {}
+  for line in pairs(new) do text[#text + 1] = line end
+  table.sort(text)
+  redis.call('HSET', rec, id, table.concat(text, '\n'))
+  redis.call('ZADD', all, 0, id)
+end
+-- the object's expiry after a write (ttl: '' keep | 'persist' | ms) and the expiry set
+-- that mirrors it; the answer of an expire ('persist': whether it had one, ms: 1; nil
+-- when kept). existed: the object was a hash before the write (a new one has no expiry).
+local function write_expiry(obj, exp, id, ttl, existed)
+  if ttl == 'persist' then
+    local had = redis.call('PERSIST', obj)
+    redis.call('ZREM', exp, id)
+    return had
+  elseif ttl ~= '' then
+    redis.call('PEXPIRE', obj, ttl)
+    redis.call('ZADD', exp, time_ms() + tonumber(ttl), id)
+    return 1
+  elseif not existed then
+    redis.call('ZREM', exp, id)
+  else
+    local pttl = redis.call('PTTL', obj)
+    if pttl > 0 then redis.call('ZADD', exp, time_ms() + pttl, id)
+    else redis.call('ZREM', exp, id) end
+  end
+  return nil
 end

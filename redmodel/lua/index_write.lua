@@ -27,24 +27,13 @@ local MODES = {save = true, update = true, incr = true, delete = true, expire = 
 if not MODES[mode] or not id or id == '' or not objprefix or not changed then
   return {'BADARG', 'mode or id'}
 end
-if not (ttl == '' or ttl == 'persist' or string.find(ttl, '^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$')) then
-  return {'BADARG', 'ttl ' .. tostring(ttl)}
-end
-local given = lines(newtext)
-for line in pairs(given) do
-  local kind, name, value = split(line)
-  if not kind or (kind ~= 'e' and kind ~= 'r' and kind ~= 'u') or name == '' then
-    return {'BADARG', 'entry ' .. line}
-  end
-  if kind == 'r' and not valid_score(value) then return {'BADARG', 'score ' .. value} end
-end
+local given, bad = write_entries_arg(ttl, newtext)
+if not given then return bad end
 local npairs, changes, bounds, names = 0, nil, nil, {}
 local PIN = ''
 if mode == 'save' or mode == 'update' then
-  npairs = tonumber(ARGV[9])
-  if npairs == nil or npairs < 0 or npairs % 1 ~= 0 or 9 + 2 * npairs > #ARGV then
-    return {'BADARG', 'pairs'}
-  end
+  npairs = write_pairs_arg(ARGV)
+  if not npairs then return {'BADARG', 'pairs'} end
 elseif mode == 'reindex' then
   local n = tonumber(ARGV[9])
   if n == nil or n < 0 or n % 1 ~= 0 or 9 + 3 * n > #ARGV then return {'BADARG', 'fields'} end
@@ -136,16 +125,9 @@ end
 
 -- ---- every key this write touches: declared, and of its type ----------------------------------
 local need = {}
-local function diff_keys(from, to)
-  for line in pairs(from) do
-    if not to[line] then
-      local k, tp = entry_key(root, d, line)
-      if k then need[k] = tp end
-    end
-  end
-end
-diff_keys(old, new)
-if mode == 'reindex' then need_entries(need, root, d, new) else diff_keys(new, old) end
+need_changed(need, root, d, old, new)
+if mode == 'reindex' then need_entries(need, root, d, new)
+else need_changed(need, root, d, new, old) end
 if mode == 'incr' then
   for i = 1, #changes do
     local name, eq, rng = names[i][1], names[i][2], names[i][3]
@@ -171,14 +153,7 @@ end
 -- expiry not swept yet) or no longer holds it, whose claim it takes over
 local conflicts = {}
 if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
-  local owners = {}
-  for line in pairs(new) do
-    local kind, name, value = split(line)
-    if kind == 'u' and (mode == 'reindex' or not old[line]) then
-      local owner = redis.call('HGET', root .. 'uq' .. d .. name, value)
-      if owner and owner ~= id then owners[#owners + 1] = {line, name, value, owner} end
-    end
-  end
+  local owners = unique_owners(root, d, id, old, new, mode == 'reindex')
   local more = {}
   for _, o in ipairs(owners) do more[objprefix .. o[4]] = '' end
   refusal = check_keys(more)
@@ -195,19 +170,6 @@ if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
 end
 
 -- ---- writes -----------------------------------------------------------------------------------
-local function released(from, to)
-  local out = {}
-  if not CLAIMS then return out end
-  for line in pairs(from) do
-    if not to[line] and string.sub(line, 1, 1) == 'u' then out[#out + 1] = line end
-  end
-  table.sort(out)
-  return out
-end
-local function answer(result, extra)
-  if #extra > 0 then return list_of({'RELEASE', result}, extra) end
-  return result
-end
 if mode == 'forget' then
   local gone = released(old, {})
   local had = redis.call('HEXISTS', rec, id) == 1
@@ -249,33 +211,12 @@ if mode == 'incr' then
   end
   result = list_of({'OK'}, texts)
 elseif mode == 'save' or mode == 'update' then
-  if npairs > 0 then call_parts('HSET', obj, ARGV, 10, 9 + 2 * npairs) end
-  if #ARGV > 9 + 2 * npairs then call_parts('HDEL', obj, ARGV, 10 + 2 * npairs) end
-  if redis.call('EXISTS', obj) == 0 then redis.call('HSET', obj, '\0', '') end
+  write_fields(obj, ARGV, npairs)
 end
 local gone = released(old, new)
-for line in pairs(old) do if not new[line] then apply(root, d, id, line, false) end end
-for line in pairs(new) do
-  if mode == 'reindex' or not old[line] then apply(root, d, id, line, true) end
-end
-local text = {}
-for line in pairs(new) do text[#text + 1] = line end
-table.sort(text)
-redis.call('HSET', rec, id, table.concat(text, '\n'))
-redis.call('ZADD', all, 0, id)
-if ttl == 'persist' then
-  local had = redis.call('PERSIST', obj)
-  if mode == 'expire' then result = had end
-  redis.call('ZREM', exp, id)
-elseif ttl ~= '' then
-  redis.call('PEXPIRE', obj, ttl)
-  redis.call('ZADD', exp, time_ms() + tonumber(ttl), id)
-  if mode == 'expire' then result = 1 end
-else
-  local pttl = redis.call('PTTL', obj)
-  if pttl > 0 then redis.call('ZADD', exp, time_ms() + pttl, id)
-  else redis.call('ZREM', exp, id) end
-end
+write_index(root, d, id, rec, all, old, new, mode == 'reindex')
+local expired = write_expiry(obj, exp, id, ttl, exists)
+if mode == 'expire' and expired ~= nil then result = expired end
 if mode == 'reindex' then
   for _, line in ipairs(gone) do conflicts[#conflicts + 1] = line end
   return list_of({'REINDEX', #conflicts - #gone}, conflicts)

@@ -19,23 +19,6 @@ local n = tonumber(ARGV[1])
 if n == nil or n < 0 or n % 1 ~= 0 then return {'BADARG', 'count'} end
 
 local typed = {}  -- key -> the type checked (or written) in this call
-local function check(need)
-  local declared = declared_keys()
-  local missing = {}
-  for k in pairs(need) do if not declared[k] then missing[#missing + 1] = k end end
-  if #missing > 0 then
-    table.sort(missing)
-    return list_of({'KEYS'}, missing)
-  end
-  for k, want in pairs(need) do
-    if want ~= '' and typed[k] ~= want then
-      local t = redis.call('TYPE', k)['ok']
-      if t ~= 'none' and t ~= want then return {'WRONGTYPE', k, t, want} end
-      typed[k] = want
-    end
-  end
-  return nil
-end
 
 local late, held = {}, {}  -- ids not written in this call; unique lines they touch
 local function defer(id, old, new, reply)
@@ -45,19 +28,6 @@ local function defer(id, old, new, reply)
     for line in pairs(new) do if string.sub(line, 1, 1) == 'u' then held[line] = true end end
   end
   return reply
-end
-local function released(from, to)
-  local out = {}
-  if not CLAIMS then return out end
-  for line in pairs(from) do
-    if not to[line] and string.sub(line, 1, 1) == 'u' then out[#out + 1] = line end
-  end
-  table.sort(out)
-  return out
-end
-local function answer(result, extra)
-  if #extra > 0 then return list_of({'RELEASE', result}, extra) end
-  return result
 end
 
 local function one(obj, rec, all, exp, A)
@@ -69,25 +39,14 @@ local function one(obj, rec, all, exp, A)
       or not objprefix or not changed or not obj or not rec or not all or not exp then
     return {'BADARG', 'mode or id'}
   end
-  if not (ttl == '' or ttl == 'persist' or string.find(ttl, '^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$')) then
-    return {'BADARG', 'ttl ' .. tostring(ttl)}
-  end
-  local given = lines(newtext)
-  for line in pairs(given) do
-    local kind, name, value = split(line)
-    if not kind or (kind ~= 'e' and kind ~= 'r' and kind ~= 'u') or name == '' then
-      return {'BADARG', 'entry ' .. line}
-    end
-    if kind == 'r' and not valid_score(value) then return {'BADARG', 'score ' .. value} end
-  end
+  local given, bad = write_entries_arg(ttl, newtext)
+  if not given then return bad end
   local npairs = 0
   if mode == 'save' then
-    npairs = tonumber(A[9])
-    if npairs == nil or npairs < 0 or npairs % 1 ~= 0 or 9 + 2 * npairs > #A then
-      return {'BADARG', 'pairs'}
-    end
+    npairs = write_pairs_arg(A)
+    if not npairs then return {'BADARG', 'pairs'} end
   end
-  local refusal = check({[obj] = '', [rec] = '', [all] = 'zset', [exp] = 'zset'})
+  local refusal = check_keys({[obj] = '', [rec] = '', [all] = 'zset', [exp] = 'zset'}, typed)
   if refusal then return defer(id, {}, given, refusal) end
   local objtype = redis.call('TYPE', obj)['ok']
   if objtype ~= 'none' and objtype ~= 'hash' then return {'WRONGTYPE', obj, objtype, 'hash'} end
@@ -101,33 +60,16 @@ local function one(obj, rec, all, exp, A)
   if mode == 'delete' then new = {} end
 
   local need = {}
-  for line in pairs(old) do
-    if not new[line] then
-      if held[line] then return defer(id, old, new, {'LATER'}) end
-      local k, tp = entry_key(root, d, line)
-      if k then need[k] = tp end
-    end
+  if need_changed(need, root, d, old, new, held) or need_changed(need, root, d, new, old, held) then
+    return defer(id, old, new, {'LATER'})
   end
-  for line in pairs(new) do
-    if not old[line] then
-      if held[line] then return defer(id, old, new, {'LATER'}) end
-      local k, tp = entry_key(root, d, line)
-      if k then need[k] = tp end
-    end
-  end
-  refusal = check(need)
+  refusal = check_keys(need, typed)
   if refusal then
     if refusal[1] == 'KEYS' then return defer(id, old, new, refusal) end
     return refusal
   end
-  if not CLAIMS and mode == 'save' then
-    for line in pairs(new) do
-      local kind, name, value = split(line)
-      if kind == 'u' and not old[line] then
-        local owner = redis.call('HGET', root .. 'uq' .. d .. name, value)
-        if owner and owner ~= id then return defer(id, old, new, {'LATER'}) end
-      end
-    end
+  if mode == 'save' and #unique_owners(root, d, id, old, new, false) > 0 then
+    return defer(id, old, new, {'LATER'})
   end
 
   if mode == 'delete' then
@@ -137,30 +79,10 @@ local function one(obj, rec, all, exp, A)
     redis.call('DEL', obj)
     return answer(1, gone)
   end
-  if npairs > 0 then call_parts('HSET', obj, A, 10, 9 + 2 * npairs) end
-  if #A > 9 + 2 * npairs then call_parts('HDEL', obj, A, 10 + 2 * npairs) end
-  if npairs == 0 and redis.call('EXISTS', obj) == 0 then redis.call('HSET', obj, '\0', '') end
+  write_fields(obj, A, npairs)
   local gone = released(old, new)
-  for line in pairs(old) do if not new[line] then apply(root, d, id, line, false) end end
-  for line in pairs(new) do if not old[line] then apply(root, d, id, line, true) end end
-  local text = {}
-  for line in pairs(new) do text[#text + 1] = line end
-  table.sort(text)
-  redis.call('HSET', rec, id, table.concat(text, '\n'))
-  redis.call('ZADD', all, 0, id)
-  if ttl == 'persist' then
-    redis.call('PERSIST', obj)
-    redis.call('ZREM', exp, id)
-  elseif ttl ~= '' then
-    redis.call('PEXPIRE', obj, ttl)
-    redis.call('ZADD', exp, time_ms() + tonumber(ttl), id)
-  elseif not exists then  -- a new hash has no expiry
-    redis.call('ZREM', exp, id)
-  else
-    local pttl = redis.call('PTTL', obj)
-    if pttl > 0 then redis.call('ZADD', exp, time_ms() + pttl, id)
-    else redis.call('ZREM', exp, id) end
-  end
+  write_index(root, d, id, rec, all, old, new, false)
+  write_expiry(obj, exp, id, ttl, exists)
   return answer(1, gone)
 end
 
