@@ -37,13 +37,14 @@ RULES: dict[str, Rule] = {
         "client|kill",
     )),
     # equality entries are sets, range entries and the all-ids index sorted sets; scripts
-    # read the server clock (TIME) to leave expired objects out and check the TYPE of
+    # read the server clock (TIME) to leave expired objects out, mirror each object's
+    # expiry (PEXPIRETIME) in the expiry set, and check the TYPE of
     # every key before their first write; reindex keeps its progress in a string (GET,
     # SET) and walks the index keys with SSCAN/ZSCAN/HSCAN (SPOP converts an old SET).
     "indexes and queries": Rule(includes=("hash models",), commands=(
         "sadd", "srem", "smembers", "sismember", "scard", "zadd", "zrem", "zcard", "zscore",
         "zrange", "zrangebyscore", "time", "type", "get", "spop", "set", "hscan", "zscan",
-        "sscan", "zcount", "zmscore", "smismember", "sintercard",
+        "sscan", "zcount", "zmscore", "smismember", "sintercard", "pexpiretime",
     )),
     "transactions": Rule(includes=("hash models",), commands=(
         "watch", "unwatch", "multi", "exec",

@@ -210,13 +210,14 @@ local function write_expiry(obj, exp, id, ttl, existed)
     return had
   elseif ttl ~= '' then
     redis.call('PEXPIRE', obj, ttl)
-    redis.call('ZADD', exp, time_ms() + tonumber(ttl), id)
+    -- the expiry the server stored, exactly (TIME + ttl can be a millisecond later)
+    redis.call('ZADD', exp, redis.call('PEXPIRETIME', obj), id)
     return 1
   elseif not existed then
     redis.call('ZREM', exp, id)
   else
-    local pttl = redis.call('PTTL', obj)
-    if pttl > 0 then redis.call('ZADD', exp, time_ms() + pttl, id)
+    local at = redis.call('PEXPIRETIME', obj)
+    if at > 0 then redis.call('ZADD', exp, at, id)
     else redis.call('ZREM', exp, id) end
   end
   return nil

@@ -61,8 +61,8 @@ table.sort(badlist)
 local dropped = 0
 for _, p in ipairs(plan) do
   local id, key, old = p[1], p[2], p[3]
-  local pttl = redis.call('PTTL', key)
-  if pttl == -2 then
+  local at = redis.call('PEXPIRETIME', key)  -- the stored expiry, exactly
+  if at == -2 then
     local keep = {}
     for line in pairs(old) do
       local k = entry_key(root, d, line)
@@ -70,7 +70,7 @@ for _, p in ipairs(plan) do
     end
     forget(root, d, id, rec, all, exp, keep)
     dropped = dropped + 1
-  elseif pttl == -1 then redis.call('ZREM', exp, id)
-  else redis.call('ZADD', exp, now + pttl, id) end
+  elseif at == -1 then redis.call('ZREM', exp, id)
+  else redis.call('ZADD', exp, at, id) end
 end
 return {'SWEPT', dropped, unpack(badlist)}
