@@ -1,0 +1,57 @@
+"""Second attack on issue 18, against the fixes of the first round (FINDINGS-18a): one
+failing test per finding of /work/notes/FINDINGS-18b.md. The promises are docs/design.md's
+and docs/transactions.md's ("Scripts inside MULTI", the plain HINCRBY row of the commit
+table)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+import redis
+
+import redmodel
+from redmodel import Store
+
+
+@redmodel.model(prefix="atk18b")
+@attrs.define
+class Hat:
+    color: str = "black"
+    quantity: int = 0
+    id: str = redmodel.key_field()
+
+
+class Step(enum.IntEnum):
+    """An ordinary int (an IntEnum is an ``int``): the amounts a shop names."""
+    ONE = 1
+
+
+# ---- F1: the plain HINCRBY path sends the amount as given ------------------------------
+
+
+def test_a_plain_increment_takes_every_int_the_script_takes(
+        store: Store, redis_client: redis.Redis) -> None:
+    """``store.incr(Hat, id, "quantity", Step.ONE)`` and ``tx.incr`` of an object the
+    transaction did not read accept an IntEnum amount (the counter script). Once the
+    transaction has read the object, the same call takes the plain HINCRBY path, which
+    hands the IntEnum itself to the wire: hiredis refuses to pack it (redis-py DataError
+    "A tuple item must be str, int, float or bytes.", naming no key), and redis-py's own
+    packer would send repr() "<Step.ONE: 1>" inside MULTI (HINCRBY fails in EXEC, the rest
+    of the transaction applies). docs/transactions.md: the plain path is taken only when
+    "every check of the script passes and its only write is that HINCRBY"."""
+    store.save(Hat(id="e1", quantity=5))
+    assert store.incr(Hat, "e1", "quantity", Step.ONE) == 6
+
+    @redmodel.transaction(store)
+    def restock(tx: Any) -> Any:
+        tx.get_or_raise(Hat, "e1")
+        first = tx.incr(Hat, "e1", "quantity", Step.ONE)
+        tx.command("SET", "atk18b:marker", "1")
+        return first
+
+    pending = restock()
+    assert pending.value == 7
+    assert redis_client.hget("atk18b:e1", "quantity") == b"7"
+    assert redis_client.get("atk18b:marker") == b"1"
