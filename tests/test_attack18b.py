@@ -55,3 +55,35 @@ def test_a_plain_increment_takes_every_int_the_script_takes(
     assert pending.value == 7
     assert redis_client.hget("atk18b:e1", "quantity") == b"7"
     assert redis_client.get("atk18b:marker") == b"1"
+
+
+# ---- F2: a plain function that returns a generator expression is refused ---------------
+
+
+def test_a_function_that_ran_and_returns_a_generator_expression_commits(
+        store: Store, redis_client: redis.Redis) -> None:
+    """The fix of FINDINGS-18a F2 refuses any function whose *result* is a generator, on
+    the grounds that "its body would never run". ``sold`` is an ordinary function: its
+    body ran, queued its write, and returns a lazy value built from what it read (as it
+    may return ``map(...)`` or ``iter([...])``, both accepted). It is refused after the
+    fact, with a message that is false, and its write is thrown away. Only a generator
+    whose frame has not started (a generator function behind a wrapper) is the case the
+    issue's bug 3 names."""
+    store.save(Hat(id="g1", quantity=5))
+
+    @redmodel.transaction(store)
+    def sold(tx: Any, ids: list[str]) -> Any:
+        hats = [tx.get_or_raise(Hat, i) for i in ids]
+        tx.incr(Hat, "g1", "quantity", -1)
+        return (h.color for h in hats)
+
+    @redmodel.transaction(store)
+    def sold_map(tx: Any, ids: list[str]) -> Any:
+        hats = [tx.get_or_raise(Hat, i) for i in ids]
+        tx.incr(Hat, "g1", "quantity", -1)
+        return map(lambda h: h.color, hats)
+
+    assert list(sold_map(["g1"])) == ["black"]   # accepted
+    assert redis_client.hget("atk18b:g1", "quantity") == b"4"
+    assert list(sold(["g1"])) == ["black"]       # refused: TransactionError
+    assert redis_client.hget("atk18b:g1", "quantity") == b"3"
