@@ -5,6 +5,8 @@ table)."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import enum
 from typing import Any
 
@@ -87,3 +89,45 @@ def test_a_function_that_ran_and_returns_a_generator_expression_commits(
     assert redis_client.hget("atk18b:g1", "quantity") == b"4"
     assert list(sold(["g1"])) == ["black"]       # refused: TransactionError
     assert redis_client.hget("atk18b:g1", "quantity") == b"3"
+
+
+# ---- F3: the sync twin of 18a-F7: a handle joined from threads --------------------------
+
+
+def test_joined_sync_transactions_from_threads_are_refused_or_serialised(
+        store: Store) -> None:
+    """FINDINGS-18a F7 was fixed for asyncio.gather (joins serialised). The sync twin:
+    inside ``outer``, joined functions run on a thread pool with the caller's context
+    (``contextvars.copy_context().run``, what ``asyncio.to_thread``, starlette's
+    ``run_in_threadpool`` and many executors do) join the same open Transaction and send
+    their WATCH/HGETALL concurrently over its one pinned connection: "the transaction's
+    connection was closed", redis-py ``TimeoutError`` naming no key, every attempt
+    restarted, and connections leaked from the pool. docs: "A handle belongs to one
+    thread": a join from another thread must be refused (TransactionError) or serialised,
+    never corrupt the connection."""
+    for i in range(8):
+        store.save(Hat(id=f"t{i}", quantity=i))
+
+    @redmodel.transaction(store)
+    def take(tx: Any, i: int) -> int:
+        return int(tx.get_or_raise(Hat, f"t{i}").quantity)
+
+    @redmodel.transaction(store)
+    def outer(tx: Any) -> list[int]:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(contextvars.copy_context().run, take, i)
+                       for i in range(4)]
+            got = [f.result() for f in futures]
+        tx.incr(Hat, "t0", "quantity", 1)
+        return got
+
+    outcome: Any
+    try:
+        outcome = outer()
+    except redmodel.TransactionError as refused:  # refused: the promise is kept
+        outcome = refused
+    pool = store.client.connection_pool
+    assert len(pool._in_use_connections) == 0  # type: ignore[attr-defined]
+    assert outer.stats.restarts == 0
+    if not isinstance(outcome, redmodel.TransactionError):
+        assert outcome == list(range(4))
