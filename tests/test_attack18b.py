@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import enum
 from typing import Any
@@ -16,6 +17,8 @@ import redis
 
 import redmodel
 from redmodel import Store
+from redmodel.containers import Queue, Set, SortedSet
+from redmodel.plans import Plan
 
 
 @redmodel.model(prefix="atk18b")
@@ -172,3 +175,57 @@ def test_an_async_transaction_joined_from_another_event_loop_is_refused(
 
     error = asyncio.run(main())
     assert error is None or isinstance(error, redmodel.TransactionError), repr(error)
+
+
+# ---- F5: a composed plan (redmodel.plans' own example) queued in a transaction ------------
+
+
+def both(a: Plan[Any], b: Plan[Any]) -> Plan[tuple[Any, Any]]:
+    """The helper redmodel.plans' docstring shows (there for ints)."""
+    x = yield from a
+    y = yield from b
+    return (x, y)
+
+
+def test_a_composed_write_plan_in_a_transaction_is_all_or_nothing(
+        store: Store, redis_client: redis.Redis) -> None:
+    """``tx.queue(both(q1.push_plan(1), q2.add_plan("m", 2)))``: redmodel.plans documents
+    composing plans with ``yield from`` and docs/containers.md ``tx.queue(q.push_plan(x))``.
+    Only the first plan's write makes it into MULTI; at EXEC the INCR and the first push are
+    applied, then the call raises ``TransactionError: write needs another round trip after
+    EXEC`` - an error after a partial commit (a retry by the caller applies them twice)."""
+    q1 = Queue(store, "atk18b:q1", int)
+    z2 = SortedSet(store, "atk18b:z2", str)
+
+    @redmodel.transaction(store)
+    def f(tx: Any) -> Any:
+        tx.command("INCR", "atk18b:ctr")
+        return tx.queue(both(q1.push_plan(1), z2.add_plan("m", 2)))
+
+    with contextlib.suppress(redmodel.TransactionError):
+        f()  # refusing it is fine, if nothing was applied
+    applied = (redis_client.get("atk18b:ctr"), redis_client.lrange("atk18b:q1", 0, -1),
+               redis_client.zrange("atk18b:z2", 0, -1))
+    assert applied in ((None, [], []), (b"1", [b"1"], [b"m"])), applied
+
+
+def test_a_container_schema_conflict_in_a_transaction_comes_before_any_write(
+        store: Store, redis_client: redis.Redis) -> None:
+    """docs/containers.md: a first use that differs from the key's record "raises
+    SchemaConflictError naming both, before anything is written", and ``in_tx`` / plans are
+    checked "at commit, before anything is sent". With the second container's plan behind
+    a composed plan, the transaction commits the INCR and the first push, then raises
+    SchemaConflictError."""
+    Set(store, "atk18b:s3", str).add("x")
+    q1 = Queue(store, "atk18b:q1", int)
+    q3 = Queue(store, "atk18b:s3", int)  # a Queue over a key recorded as a Set
+
+    @redmodel.transaction(store)
+    def f(tx: Any) -> Any:
+        tx.command("INCR", "atk18b:ctr")
+        return tx.queue(both(q1.push_plan(5), q3.push_plan(1)))
+
+    with contextlib.suppress(redmodel.SchemaConflictError):
+        f()  # the documented refusal
+    assert redis_client.get("atk18b:ctr") is None
+    assert redis_client.lrange("atk18b:q1", 0, -1) == []
