@@ -537,6 +537,7 @@ def plain_incr(spec: ModelSpec, key: str, field: str, amount: Any, hints: TxHint
     Only unindexed models (no index entries to move) and int fields."""
     if spec.indexes is not None or isinstance(amount, bool) or not isinstance(amount, int):
         return None
+    amount = int(amount)  # an int subclass (IntEnum) goes to the wire as a plain int
     state = hints.seen.get(key)
     if state is None:
         return None
