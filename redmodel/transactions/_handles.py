@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import datetime as dt
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
@@ -115,6 +116,26 @@ def current_transaction() -> Transaction | AsyncTransaction | None:
 
 def _same_store(a: Any, b: Any) -> bool:
     return a is b or a.client is b.client
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _check_own_plan(plan: Any, what: str) -> None:
+    """Refuse a plan not built by redmodel (its code outside the redmodel package): only
+    redmodel's plans are known to write once, in their last batch, so that all of a
+    transaction's writes go in one MULTI. Closes the refused plan (it has not run)."""
+    code = getattr(plan, "gi_code", None)
+    if code is not None and os.path.abspath(code.co_filename).startswith(_PACKAGE_DIR):
+        return
+    with contextlib.suppress(Exception):
+        plan.close()
+    raise TransactionError(
+        f"cannot queue {what}: a transaction queues only plans redmodel built (such as "
+        "q.push_plan(x)); a plan of your own, e.g. plans composed with yield from, could "
+        "write again after EXEC, once the rest is committed. Queue each plan separately: "
+        "tx.queue(a); tx.queue(b). Nothing was sent"
+    )
 
 
 class _TxBase:
@@ -233,7 +254,15 @@ class _TxBase:
         Redis: any command the plan writes, queued between MULTI and EXEC (RPUSH, SADD,
         EVALSHA of a script, ...; SCRIPT LOAD of each script right after MULTI, so that a
         server that forgot its scripts cannot apply half of the transaction); its reads
-        run at once, after WATCH, before MULTI."""
+        run at once, after WATCH, before MULTI.
+
+        Only a plan redmodel built (``q.push_plan(x)``, ``z.add_plan(m, s)``, ...) is
+        accepted: a plan of your own, e.g. two plans composed with ``yield from``, would
+        send its second write only when resumed with EXEC's replies, after the first was
+        committed, and a generator cannot be known to write once before it runs. It is
+        refused with TransactionError before anything is sent: queue each plan on its
+        own (``tx.queue(a); tx.queue(b)``), they commit in one MULTI/EXEC."""
+        _check_own_plan(plan, what)
         self._core.hints.seen.clear()  # before the plan builds its first batch
         return self._queue(plan, what, False)
 
