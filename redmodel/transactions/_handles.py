@@ -13,6 +13,7 @@ import contextvars
 import datetime as dt
 import logging
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
@@ -150,6 +151,12 @@ class _TxBase:
         self._joined: tuple[Any, int] | None = None
         self._models: set[type] = set()  # what the queued writes touch, for the registry
         self._containers: list[Any] = []  # containers used through in_tx, likewise
+        self._owner: Any = None  # the thread (sync) or event loop (async) that opened it
+
+    @staticmethod
+    def _current_owner() -> Any:
+        """The thread (or, for an AsyncTransaction, the running event loop) calling now."""
+        return threading.get_ident()
 
     def _unregistered(self, models: Iterable[type]) -> list[Plan[Any]]:
         """The model registry's first-use plans of the models the store has not checked
@@ -173,6 +180,7 @@ class _TxBase:
         return tuple(self._core.watched)
 
     def _activate(self) -> None:
+        self._owner = self._current_owner()
         self._session = self.store._link.session()
         self._token = _ACTIVE.set(self)
 
@@ -429,7 +437,8 @@ class Transaction(_TxBase):
             tx.update(Hat, hat_id, quantity=hat.quantity - 1)
 
     Inside another transaction on the same store it joins the outer one. A handle belongs
-    to one thread and lives for one attempt.
+    to one thread and lives for one attempt: a join from another thread (a copied
+    context) raises TransactionError before anything is sent.
     """
 
     def __init__(self, store: Store) -> None:
@@ -622,6 +631,13 @@ class AsyncTransaction(_TxBase):
         self._task: Any = None  # the task that opened it
         self._poisoned: TransactionError | None = None
 
+    @staticmethod
+    def _current_owner() -> Any:
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+
     def _open(self) -> None:
         self._task = asyncio.current_task()
         self._activate()
@@ -796,4 +812,13 @@ def _check_join(active: Any, store: Any, what: str) -> None:
         raise TransactionError(
             f"{what} was called inside a transaction on another store ({active.store!r}); "
             "one transaction cannot span two stores"
+        )
+    if active._owner is not None and active._current_owner() != active._owner:
+        where = "event loop" if isinstance(active, AsyncTransaction) else "thread"
+        raise TransactionError(
+            f"{what} was called in another {where} than the transaction it would join (the "
+            "context was copied, as asyncio.to_thread or a thread pool with "
+            "copy_context does): a transaction's connection belongs to the "
+            f"{where} that opened it. Run it in that {where}, or outside the transaction. "
+            "Nothing was sent"
         )
