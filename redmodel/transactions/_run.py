@@ -190,8 +190,8 @@ def _refuse_result(fn: Callable[..., Any], value: Any, want_async: bool) -> None
     body never ran), or in a sync transaction a coroutine (an ``async def`` behind a
     decorator: its writes would never be queued). Closes it and raises TransactionError;
     the attempt is then abandoned with nothing sent."""
-    if (inspect.isgenerator(value) and value.gi_code.co_name != "<genexpr>"
-            or inspect.isasyncgen(value) and value.ag_code.co_name != "<genexpr>"):
+    if ((inspect.isgenerator(value) and value.gi_code.co_name != "<genexpr>")
+            or (inspect.isasyncgen(value) and value.ag_code.co_name != "<genexpr>")):
         # a generator expression was built by a body that ran (a lazy view of what it
         # read): returned as is; any other generator comes from a generator function the
         # decoration-time check could not see (behind a wrapper), whose body never ran
