@@ -13,6 +13,11 @@ these names::
     def both(a: Plan[int], b: Plan[int]) -> Plan[int]:
         return (yield from a) + (yield from b)
 
+Run a composed plan with ``store.run(plan)`` or, reading, ``tx.query(plan)``. In a
+transaction, ``tx.queue`` takes only the plans redmodel builds (a composed plan could write
+again after EXEC, once the rest is committed): queue each on its own, ``tx.queue(a);
+tx.queue(b)``; they commit in one MULTI/EXEC.
+
 :class:`SyncRunner` and :class:`AsyncRunner` are what a :class:`~redmodel.Store` and an
 :class:`~redmodel.AsyncStore` are to the objects bound to them (``Query[M, S]``): the
 protocols of running a plan at once, or as a coroutine.
