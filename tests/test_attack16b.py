@@ -28,6 +28,20 @@ Rb0 = _model(None)
 Rb8 = _model(8)
 
 
+def _indexed(buckets: int | None) -> Any:
+    @redmodel.model(prefix="a16b_ix", buckets=buckets)
+    @attrs.define
+    class Ix:
+        c: str = redmodel.field(index=True, default="r")
+        id: str = redmodel.key_field(generated=False)
+
+    return Ix
+
+
+Ix0 = _indexed(None)
+Ix8 = _indexed(8)
+
+
 def inc(obj: Any) -> Any:
     obj.n += 1
     return obj
@@ -106,3 +120,81 @@ def test_lost_replies_with_odd_ids_apply_a_custom_step_once(redis_server: Any,
     assert _ns(s, Rb0) == [1] * len(IDS)
     m.apply(s)
     assert [k for k in redis_client.scan_iter("a16b_lost*")] == [m.key.encode()]
+
+
+def _stopped_move(redis_client: Any) -> None:
+    redmodel.Store(redis_client).save_many([Ix0(id=i) for i in IDS])
+
+    def stop(done: int, total: int) -> None:
+        if done > 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        redmodel.Store(redis_client).migrate_buckets(Ix8, from_buckets=None, count=4,
+                                                     progress=stop)
+
+
+@pytest.mark.parametrize("action", ["unregister", "adopt", "reindex",
+                                    "build_index", "old_count", "new_count"])
+def test_nothing_changes_the_record_while_moving(redis_client: Any, action: str) -> None:
+    """migrations.md: "Nothing else changes the record while moving is set: unregister,
+    adopt, drop_index, reindex and build_index (also those of a store that checked the
+    model before the move began ...) ... raise SchemaConflictError naming migrate_buckets,
+    nothing written"."""
+    early = redmodel.Store(redis_client)
+    early.save(Ix0(id="early"))                                   # checked before the move began
+    _stopped_move(redis_client)
+    before = redis_client.hgetall("a16b_ix:%schema")
+    with pytest.raises(redmodel.SchemaConflictError, match="migrate_buckets"):
+        if action == "unregister":
+            early.unregister(Ix0)
+        elif action == "adopt":
+            early.adopt(Ix0)
+        elif action == "reindex":
+            early.reindex(Ix0)
+        elif action == "drop_index":
+            early.drop_index(Ix0, "c")
+        elif action == "build_index":
+            early.build_index(Ix0, "c")
+        elif action == "old_count":
+            redmodel.Store(redis_client).count(Ix0)
+        else:
+            redmodel.Store(redis_client).count(Ix8)
+    assert redis_client.hgetall("a16b_ix:%schema") == before
+
+
+def test_container_clear_removes_its_prefix_mark(redis_client: Any) -> None:
+    """containers.md: "the model is refused: a new key with : in it marks each of its
+    prefixes' model registry records ... and clear() removes the marks"."""
+    store = redmodel.Store(redis_client)
+    q = redmodel.containers.Queue(store, ("a16b_cq", "x"), int)
+    q.push(1)
+    q.expire(0.05)
+    q.clear()
+    assert redis_client.keys("a16b_cq*") == []
+    redmodel.Store(redis_client).count(Rb0)
+
+
+def test_model_first_then_nested_container_refused(redis_client: Any) -> None:
+    """containers.md: "A key inside a model's prefix ... is refused too" - a deeper key."""
+    redmodel.Store(redis_client).save(Rb0(0, id="a"))
+    with pytest.raises(redmodel.SchemaConflictError):
+        redmodel.containers.Queue(redmodel.Store(redis_client), ("a16b_rb", "a", "b"),
+                                  int).push(1)
+
+
+@pytest.mark.parametrize(("name", "step"), [("a16b_cl", "0001_inc"),
+                                            ("a16b{cl}", "0001_inc"),
+                                            ("a16b_cl2", "0001_{inc}")])
+def test_cluster_custom_step_with_odd_names_and_ids(redis_cluster_client: Any, name: str,
+                                                    step: str) -> None:
+    """migrations.md: on a cluster the markers are "one per slot,
+    ...:done:<step id>:{<tag>}, whose hash tag puts it in the slot of the objects it marks";
+    a custom step reaches each object exactly once when it completes."""
+    store = redmodel.Store(redis_cluster_client)
+    store.save_many([Rb0(0, id=i) for i in IDS])
+    m = Migrations(name)
+    m.add(step, update(Rb0, inc))
+    m.apply(store, count=4)
+    assert _ns(store, Rb0) == [1] * len(IDS)
+    assert m.apply(store) == []
