@@ -8,9 +8,10 @@ from typing import Any
 
 import attrs
 import pytest
+import redis
 
 import redmodel
-from redmodel.migrations import Migrations, rebucket, update
+from redmodel.migrations import MigrationLockedError, Migrations, rebucket, update
 from redmodel.testing import FaultProxy
 
 
@@ -110,7 +111,7 @@ def test_lost_replies_with_odd_ids_apply_a_custom_step_once(redis_server: Any,
         store.count(Rb0)
         proxy.lose_reply(command, times=2)
         for _ in range(3):
-            with contextlib.suppress(redmodel.RedmodelError, ConnectionError, OSError):
+            with contextlib.suppress(redmodel.RedmodelError, redis.RedisError, OSError):
                 if m.status(store).steps[0].state == "applied":
                     break
                 m.apply(store, count=4)
@@ -198,3 +199,82 @@ def test_cluster_custom_step_with_odd_names_and_ids(redis_cluster_client: Any, n
     m.apply(store, count=4)
     assert _ns(store, Rb0) == [1] * len(IDS)
     assert m.apply(store) == []
+
+
+def test_a_planted_done_field_never_unlinks_a_foreign_key(redis_client: Any) -> None:
+    """migrations.md: "Every field is read strictly ... a record written by hand or by
+    another tool"; done:<marker key> fields name "the marker hashes ...
+    <name>:%migrations:done:... keys". A done: field naming any other key must not make
+    apply UNLINK it."""
+    store = redmodel.Store(redis_client)
+    store.save_many([Rb0(0, id=i) for i in IDS[:3]])
+    redis_client.set("a16b_victim", "precious")
+    m = Migrations("a16b_done")
+    m.add("0001_inc", update(Rb0, inc))
+    redis_client.hset(m.key, "done:a16b_victim", "1")
+    with contextlib.suppress(redmodel.RedmodelError):
+        m.apply(store)
+    assert redis_client.get("a16b_victim") == b"precious"
+
+
+@pytest.mark.parametrize("args", [("migrate", "plan"), ("migrate", "status"),
+                                  ("migrate", "apply")])
+@pytest.mark.parametrize("field", ["lease", "cursor:0001_inc", "step:0001_inc"])
+def test_cli_malformed_records_exit_1(redis_url: str, redis_client: Any,
+                                      args: tuple[str, str], field: str) -> None:
+    """cli.md exit 1: "any migrate command a field of the set's records it cannot read
+    (named)"; never 4."""
+    from tests.test_cli import redmodel_cli
+    redis_client.hset("a16b_inc:%migrations", field, "{bad")
+    done = redmodel_cli(*args, "--migrations", "tests.attack16b_set:inc", url=redis_url)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert field in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("command", ["SCAN", "EVALSHA", "EVAL", "DEL", "UNLINK", "EXEC",
+                                     "HGETALL", "RENAME", "SADD", "ZADD"])
+def test_held_rebucket_step_survives_a_lost_reply(redis_server: Any, redis_client: Any,
+                                                  command: str) -> None:
+    _rebucket_after_lost_replies(redis_server, redis_client, command)
+
+
+def test_rebucket_step_resumes_after_lost_hset_replies(redis_server: Any,
+                                                       redis_client: Any) -> None:
+    """F1: three lost HSET replies at the start of the move (marking `moving`, saving the
+    progress): the first apply raises ConnectionError, and every later apply refuses with
+    "its progress (a16b_ix:%rebucket) is gone ... HDEL a16b_ix:%schema moving": the step
+    is never resumed. migrations.md: "a killed apply leaves the step partial and the
+    prefix moving, and the next apply resumes the move where it stopped"; "A run that
+    stopped (a crash, a lost connection, ...) is resumed by running the same call again"."""
+    _rebucket_after_lost_replies(redis_server, redis_client, "HSET")
+
+
+def _rebucket_after_lost_replies(redis_server: Any, redis_client: Any,
+                                                      command: str) -> None:
+    """migrations.md: the rebucket step is "resumed and recorded like every other step";
+    a lost connection "resends what is safe to resend ... otherwise the error; the cursor
+    keeps what was done"; a killed apply is resumed by the next. After lost replies and a
+    second apply every object is found at its new key, once."""
+    redmodel.Store(redis_client).save_many([Ix0(c=f"c{k % 3}", id=i)
+                                            for k, i in enumerate(IDS)])
+    m = Migrations("a16b_rbl")
+    m.add("0001_rb", rebucket(Ix8, from_buckets=None))
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        store = redmodel.Store.from_url(proxy.url)
+        proxy.lose_reply(command, times=3)
+        with contextlib.suppress(redmodel.RedmodelError, redis.RedisError, OSError):
+            m.apply(store, count=4)
+        store.close()
+    s = redmodel.Store(redis_client)
+    with contextlib.suppress(MigrationLockedError):
+        m.apply(s, count=4)
+    if m.status(s).steps[0].state != "applied":
+        import time
+        time.sleep(0.1)
+    s2 = redmodel.Store(redis_client)
+    m.apply(s2, count=4)
+    assert m.status(s2).steps[0].state == "applied"
+    assert sorted(o.id for o in s2.scan(Ix8)) == sorted(IDS)
+    assert s2.verify(Ix8) == []
+    assert sorted(o.id for o in s2.find(Ix8, c="c1")) == sorted(
+        i for k, i in enumerate(IDS) if k % 3 == 1)
