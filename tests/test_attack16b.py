@@ -95,7 +95,8 @@ def test_rebucket_stopped_mid_move_then_resumed_with_the_custom_step(redis_clien
     assert _ns(redmodel.Store(redis_client), Rb8) == [1] * len(IDS)
 
 
-@pytest.mark.parametrize("command", ["EXEC", "HMGET", "UNLINK", "EVALSHA"])
+@pytest.mark.parametrize("command", ["EXEC", "HMGET", "UNLINK", "EVALSHA", "HSET", "HGETALL",
+                                     "WATCH", "MULTI", "SCAN"])
 def test_lost_replies_with_odd_ids_apply_a_custom_step_once(redis_server: Any,
                                                             redis_client: Any,
                                                             command: str) -> None:
@@ -278,3 +279,27 @@ def _rebucket_after_lost_replies(redis_server: Any, redis_client: Any,
     assert s2.verify(Ix8) == []
     assert sorted(o.id for o in s2.find(Ix8, c="c1")) == sorted(
         i for k, i in enumerate(IDS) if k % 3 == 1)
+
+
+def _lines(ids: list[str], pttl: int | None = None) -> bytes:
+    import json
+    return "".join(json.dumps({"v": 1, "model": "tests.attack16b_set:Cn", "id": i,
+                               "pttl": pttl, "data": {"n": 7}}) + "\n"
+                   for i in ids).encode()
+
+
+def test_cli_import_dry_run_matches_the_import_over_a_wrong_typed_key(
+        redis_url: str, redis_client: Any) -> None:
+    """cli.md: "--dry-run runs exactly this check"; "If any line is bad, nothing is
+    written"; BRIEF: a failed write leaves nothing half-done. A key of the wrong type at one
+    object's key: the dry run and the import must agree, and the import must not write
+    half the file."""
+    from tests.test_cli import redmodel_cli
+    redis_client.set("a16b_cli:o5", "planted")
+    data = _lines([f"o{i}" for i in range(10)])
+    args = ("import", "--models", "tests.attack16b_set:Cn")
+    dry = redmodel_cli(*args, "--dry-run", url=redis_url, stdin=data)
+    real = redmodel_cli(*args, url=redis_url, stdin=data)
+    written = [k for k in redis_client.keys("a16b_cli:o*") if k != b"a16b_cli:o5"]
+    assert (dry.returncode == 0) == (real.returncode == 0), (dry.stdout, real.stderr)
+    assert real.returncode == 0 or written == [], (real.returncode, real.stderr, written)
