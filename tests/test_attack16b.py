@@ -167,14 +167,29 @@ def test_nothing_changes_the_record_while_moving(redis_client: Any, action: str)
 
 def test_container_clear_removes_its_prefix_mark(redis_client: Any) -> None:
     """containers.md: "the model is refused: a new key with : in it marks each of its
-    prefixes' model registry records ... and clear() removes the marks"."""
+    prefixes' model registry records ... and clear() removes the marks"; "A record never
+    expires: clear() deletes it with the key"."""
     store = redmodel.Store(redis_client)
-    q = redmodel.containers.Queue(store, ("a16b_cq", "x"), int)
+    q = redmodel.containers.Queue(store, ("a16b_cq", "x", "y"), int)
     q.push(1)
     q.expire(0.05)
+    assert redis_client.ttl("a16b_cq:x:y:{a16b_cq:x:y}:%container") == -1
     q.clear()
     assert redis_client.keys("a16b_cq*") == []
-    redmodel.Store(redis_client).count(Rb0)
+
+    @redmodel.model(prefix="a16b_cq")
+    @attrs.define
+    class Cq:
+        n: int = 0
+        id: str = redmodel.key_field(generated=False)
+
+    redmodel.Store(redis_client).save(Cq(1, id="z"))
+    assert redmodel.Store(redis_client).get(Cq, "z") == Cq(1, id="z")
+    w = redmodel.containers.Queue(redmodel.Store(redis_client), ("a16b_cw", "k"), str)
+    w.push("a")
+    w.pop()
+    with pytest.raises(redmodel.SchemaConflictError):
+        redmodel.containers.Queue(redmodel.Store(redis_client), ("a16b_cw", "k"), int).push(1)
 
 
 def test_model_first_then_nested_container_refused(redis_client: Any) -> None:
@@ -303,3 +318,65 @@ def test_cli_import_dry_run_matches_the_import_over_a_wrong_typed_key(
     written = [k for k in redis_client.keys("a16b_cli:o*") if k != b"a16b_cli:o5"]
     assert (dry.returncode == 0) == (real.returncode == 0), (dry.stdout, real.stderr)
     assert real.returncode == 0 or written == [], (real.returncode, real.stderr, written)
+
+
+@pytest.mark.parametrize("command", ["EXEC", "EVALSHA", "UNLINK"])
+def test_async_lost_replies_apply_a_custom_step_once(redis_server: Any, redis_client: Any,
+                                                     command: str) -> None:
+    """migrations.md: "apply takes an AsyncStore too"; a custom step is applied "exactly
+    once when the step completes"."""
+    import asyncio
+    redmodel.Store(redis_client).save_many([Rb0(0, id=i) for i in IDS])
+    m = Migrations("a16b_async")
+    m.add("0001_inc", update(Rb0, inc))
+
+    async def run(url: str) -> None:
+        astore = redmodel.AsyncStore.from_url(url)
+        try:
+            for _ in range(3):
+                with contextlib.suppress(redmodel.RedmodelError, redis.RedisError, OSError):
+                    await m.apply(astore, count=4)
+                    return
+        finally:
+            await astore.aclose()
+
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        proxy.lose_reply(command, times=2)
+        asyncio.run(run(proxy.url))
+    s = redmodel.Store(redis_client)
+    assert m.status(s).steps[0].state == "applied"
+    assert _ns(s, Rb0) == [1] * len(IDS)
+
+
+def test_cli_failing_step_traceback_and_json(redis_url: str, redis_client: Any) -> None:
+    """cli.md: exit 1 for "a step whose function raised (your code's error: the step, the
+    object's key and the exception are named; --traceback prints its traceback)"."""
+    from tests.test_cli import as_json, redmodel_cli
+    from tests.attack16b_set import Cn
+    redmodel.Store(redis_client).save(Cn(0, id="k{1}"))
+    done = redmodel_cli("migrate", "apply", "--migrations", "tests.attack16b_set:boom",
+                        "--traceback", url=redis_url)
+    assert done.returncode == 1, done.stderr
+    out = done.stdout + done.stderr
+    assert "0001_boom" in out and "a16b_cli:k" in out and "KeyError" in out
+    assert "Traceback" in out and "_boom" in out
+    done = redmodel_cli("migrate", "apply", "--migrations", "tests.attack16b_set:boom",
+                        "--json", url=redis_url)
+    assert done.returncode == 1, done.stderr
+    assert as_json(done)["ok"] is False
+
+
+def test_rebucket_of_the_wrong_count_writes_nothing(redis_client: Any) -> None:
+    """migrations.md: "a rebucket whose from_buckets is not the count the registry records:
+    SchemaConflictError / ValidationError before anything is written (the lease
+    included)"."""
+    from tests.attack16b_set import Cn, Cn4
+    s = redmodel.Store(redis_client)
+    s.save_many([Cn(0, id=i) for i in IDS])
+    m = Migrations("a16b_wrong")
+    m.add("0001_rb", rebucket(Cn4, from_buckets=2))
+    assert m.plan(s).steps[0].problems
+    before = {k: redis_client.type(k) for k in redis_client.keys("*")}
+    with pytest.raises((redmodel.SchemaConflictError, redmodel.ValidationError)):
+        m.apply(s)
+    assert {k: redis_client.type(k) for k in redis_client.keys("*")} == before
