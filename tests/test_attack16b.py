@@ -380,3 +380,46 @@ def test_rebucket_of_the_wrong_count_writes_nothing(redis_client: Any) -> None:
     with pytest.raises((redmodel.SchemaConflictError, redmodel.ValidationError)):
         m.apply(s)
     assert {k: redis_client.type(k) for k in redis_client.keys("*")} == before
+
+
+@redmodel.model(prefix="a16b_own")
+@attrs.define
+class Own:
+    n: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="a16b_own")
+@attrs.define
+class Intruder:
+    n: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("plant", ["empty", "missing"])
+def test_a_record_without_a_readable_owner_is_not_written_over(redis_client: Any,
+                                                               plant: str) -> None:
+    """migrations.md: "A record redmodel cannot read (... missing or wrong-typed fields ...)
+    is never guessed at nor written over: a store's first use of the model raises
+    SchemaConflictError naming the key"."""
+    redmodel.Store(redis_client).save(Own(1, id="a"))
+    if plant == "empty":
+        redis_client.hset("a16b_own:%schema", "owner", "")
+    else:
+        redis_client.hdel("a16b_own:%schema", "owner")
+    before = redis_client.hgetall("a16b_own:%schema")
+    with pytest.raises(redmodel.SchemaConflictError, match="a16b_own:%schema"):
+        redmodel.Store(redis_client).count(Intruder)
+    assert redis_client.hgetall("a16b_own:%schema") == before
+
+
+def test_cli_registry_reports_a_wrong_typed_record(redis_url: str, redis_client: Any) -> None:
+    """cli.md, registry: "A record redmodel cannot read ... is listed under unreadable with
+    its key and the problem ... and the command exits 1"; migrations.md: "A key of another
+    type there is a ServerError (WRONGTYPE) naming it". `redmodel registry` says "no
+    registered prefixes", exit 0, for a string at `<prefix>:%schema`."""
+    from tests.test_cli import redmodel_cli
+    redis_client.set("a16b_str:%schema", "x")
+    done = redmodel_cli("registry", url=redis_url)
+    assert done.returncode != 0 and "a16b_str:%schema" in done.stdout + done.stderr, (
+        done.returncode, done.stdout)
