@@ -423,3 +423,44 @@ def test_cli_registry_reports_a_wrong_typed_record(redis_url: str, redis_client:
     done = redmodel_cli("registry", url=redis_url)
     assert done.returncode != 0 and "a16b_str:%schema" in done.stdout + done.stderr, (
         done.returncode, done.stdout)
+
+
+def _ix_new(buckets: int | None, with_d: bool) -> Any:
+    if with_d:
+        @redmodel.model(prefix="a16b_ixn", buckets=buckets)
+        @attrs.define
+        class Ixn:
+            c: str = redmodel.field(index=True, default="r")
+            d: str = redmodel.field(index=True, default="q")
+            id: str = redmodel.key_field(generated=False)
+
+        return Ixn
+
+    @redmodel.model(prefix="a16b_ixn", buckets=buckets)  # type: ignore[no-redef]
+    @attrs.define
+    class Ixn:
+        c: str = redmodel.field(index=True, default="r")
+        id: str = redmodel.key_field(generated=False)
+
+    return Ixn
+
+
+def test_rebucket_then_build_index_of_a_new_index(redis_client: Any) -> None:
+    """migrations.md: "Later steps of the same model in the set (a rewrite, a
+    build_index) are checked against the registry as the move will leave it, and
+    registered only when they run, after the move"."""
+    from redmodel.migrations import build_index
+
+    Ixn = _ix_new(None, False)
+    redmodel.Store(redis_client).save_many([Ixn(c=f"c{k % 2}", id=i)
+                                            for k, i in enumerate(IDS)])
+    New = _ix_new(4, True)
+    m = Migrations("a16b_rbi")
+    m.add("0001_rb", rebucket(New, from_buckets=None))
+    m.add("0002_d", build_index(New, "d"))
+    plan = m.plan(redmodel.Store(redis_client))
+    assert [s.problems for s in plan.steps] == [(), ()]
+    m.apply(redmodel.Store(redis_client), count=5)
+    s = redmodel.Store(redis_client)
+    assert s.verify(New) == []
+    assert sorted(o.id for o in s.find(New, d="q")) == sorted(IDS)
