@@ -464,3 +464,40 @@ def test_rebucket_then_build_index_of_a_new_index(redis_client: Any) -> None:
     s = redmodel.Store(redis_client)
     assert s.verify(New) == []
     assert sorted(o.id for o in s.find(New, d="q")) == sorted(IDS)
+
+
+def test_cluster_two_appliers_after_a_lease_ran_out_apply_once(redis_cluster: Any,
+                                                               redis_cluster_client: Any
+                                                               ) -> None:
+    """migrations.md: markers make "a second apply that took over a lease that ran out
+    while the first one was still in a batch" harmless: "a custom step is applied at most
+    once to each object" - on a cluster (markers per slot), with odd ids."""
+    import threading
+    import time
+    redmodel.Store(redis_cluster_client).save_many([Rb0(0, id=i) for i in IDS])
+
+    def slow(obj: Any) -> Any:
+        time.sleep(0.05)
+        return inc(obj)
+
+    outcome: dict[str, Any] = {}
+
+    def run(who: str) -> None:
+        m = Migrations("a16b_cl_lease", lease=0.3)
+        m.add("0001_inc", update(Rb0, slow))
+        store = redmodel.Store(redis_cluster.client())
+        try:
+            outcome[who] = m.apply(store, count=len(IDS))
+        except (MigrationLockedError, redmodel.RedmodelError) as e:
+            outcome[who] = e
+        finally:
+            store.close()
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    time.sleep(0.45)
+    second = threading.Thread(target=run, args=("second",))
+    second.start()
+    first.join(30)
+    second.join(30)
+    assert _ns(redmodel.Store(redis_cluster_client), Rb0) == [1] * len(IDS), outcome
