@@ -40,3 +40,14 @@ boom.add("0001_boom", update(Cn, _boom))
 
 move = Migrations("a16b_move")
 move.add("0001_rb", rebucket(Cn4, from_buckets=None))
+
+
+def _slow_inc(obj: Cn) -> Cn:
+    import time
+    time.sleep(0.01)
+    obj.n += 1
+    return obj
+
+
+slow = Migrations("a16b_slow", lease=0.5)
+slow.add("0001_slow", update(Cn, _slow_inc))

@@ -501,3 +501,37 @@ def test_cluster_two_appliers_after_a_lease_ran_out_apply_once(redis_cluster: An
     first.join(30)
     second.join(30)
     assert _ns(redmodel.Store(redis_cluster_client), Rb0) == [1] * len(IDS), outcome
+
+
+@pytest.mark.parametrize("delay", [0.9, 1.3])
+def test_a_killed_cli_apply_resumes_and_applies_each_object_once(redis_url: str,
+                                                                 redis_client: Any,
+                                                                 delay: float) -> None:
+    """migrations.md: "a run resumed from a cursor saved before a batch that committed (a
+    crash, a kill ...)": "a custom step is applied at most once to each object, and exactly
+    once when the step completes". SIGKILL of `redmodel migrate apply` mid-step, then
+    apply again once its lease ran out."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from tests.attack16b_set import Cn, slow
+    from tests.test_cli import ROOT
+    ids = [f"k{i}" for i in range(60)] + ["a:b", "{t}", "x*y", "p%q", "b\\s"]
+    redmodel.Store(redis_client).save_many([Cn(0, id=i) for i in ids])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
+    env["REDIS_URL"] = redis_url
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "redmodel", "migrate", "apply",
+                             "--migrations", "tests.attack16b_set:slow", "--count", "7"],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    time.sleep(0.6)
+    s = redmodel.Store(redis_client)
+    slow.apply(s, count=7)
+    assert slow.status(s).steps[0].state == "applied"
+    assert sorted({s.get(Cn, i).n for i in ids}) == [1]  # type: ignore[union-attr]
