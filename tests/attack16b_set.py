@@ -3,6 +3,8 @@ subprocess as ``--migrations tests.attack16b_set:ATTR``)."""
 
 from __future__ import annotations
 
+import time
+
 import attrs
 
 import redmodel
@@ -43,7 +45,6 @@ move.add("0001_rb", rebucket(Cn4, from_buckets=None))
 
 
 def _slow_inc(obj: Cn) -> Cn:
-    import time
     time.sleep(0.01)
     obj.n += 1
     return obj

