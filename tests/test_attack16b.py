@@ -525,3 +525,23 @@ def test_a_killed_cli_apply_resumes_and_applies_each_object_once(redis_url: str,
     slow.apply(s, count=7)
     assert slow.status(s).steps[0].state == "applied"
     assert sorted({s.get(Cn, i).n for i in ids}) == [1]  # type: ignore[union-attr]
+
+
+def test_custom_step_then_rebucket_then_custom_step(redis_client: Any) -> None:
+    """migrations.md: a set "can hold the move and what follows it"; each custom step reaches
+    each object exactly once; plan lists no problem for a set that apply runs."""
+    redmodel.Store(redis_client).save_many([Rb0(0, id=i) for i in IDS])
+    m = Migrations("a16b_sandwich")
+    m.add("0001_inc", update(Rb0, inc))
+    m.add("0002_rb", rebucket(Rb8, from_buckets=None))
+    m.add("0003_inc", update(Rb8, inc))
+    assert [s.problems for s in m.plan(redmodel.Store(redis_client)).steps] == [(), (), ()]
+
+    def stop(p: Any) -> None:
+        if p.step == "0002_rb" and p.done > 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        m.apply(redmodel.Store(redis_client), count=5, progress=stop)
+    m.apply(redmodel.Store(redis_client), count=5)
+    assert _ns(redmodel.Store(redis_client), Rb8) == [2] * len(IDS)
