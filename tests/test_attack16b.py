@@ -545,3 +545,22 @@ def test_custom_step_then_rebucket_then_custom_step(redis_client: Any) -> None:
         m.apply(redmodel.Store(redis_client), count=5, progress=stop)
     m.apply(redmodel.Store(redis_client), count=5)
     assert _ns(redmodel.Store(redis_client), Rb8) == [2] * len(IDS)
+
+
+@redmodel.model(prefix="a16b_wc")
+@attrs.define
+class Wm:
+    n: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+def test_a_window_counter_inside_a_model_prefix_is_refused(redis_client: Any) -> None:
+    """F5. containers.md, "The container registry": "A key inside a model's prefix
+    (("item", "x") while a model stores its objects under item) is refused too: the model
+    would take the container for one of its objects." A WindowCounter whose key_prefix is
+    a model's prefix writes `a16b_wc:<subject>:<start>` keys inside it, in either order,
+    unrefused."""
+    redmodel.Store(redis_client).save(Wm(1, id="x"))
+    with pytest.raises(redmodel.SchemaConflictError):
+        redmodel.containers.WindowCounter(redmodel.Store(redis_client), "a16b_wc",
+                                          window=60).incr("s")
