@@ -589,3 +589,42 @@ def test_cluster_rebucket_step_stopped_and_resumed_with_odd_ids(redis_cluster_cl
     s = redmodel.Store(redis_cluster_client)
     assert sorted(o.id for o in s.scan(Ix8)) == sorted(IDS)
     assert s.verify(Ix8) == []
+
+
+@redmodel.model(prefix="a16b_flat", layout="flat")
+@attrs.define
+class Fl:
+    n: int = 0
+    tags: list[str] = attrs.field(factory=list)
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="a16b_blob", layout="blob")
+@attrs.define
+class Bl:
+    n: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("model", [Fl, Bl])
+@pytest.mark.parametrize("command", ["EXEC", "EVALSHA"])
+def test_custom_step_on_flat_and_blob_layouts_applies_once(redis_server: Any,
+                                                           redis_client: Any, model: Any,
+                                                           command: str) -> None:
+    """migrations.md: "a custom step is applied at most once to each object, and exactly
+    once when the step completes" - for every layout, with lost replies."""
+    redmodel.Store(redis_client).save_many([model(0, id=i) for i in IDS])
+    m = Migrations(f"a16b_lay_{model.__name__}")
+    m.add("0001_inc", update(model, inc))
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        store = redmodel.Store.from_url(proxy.url)
+        store.count(model)
+        proxy.lose_reply(command, times=2)
+        for _ in range(3):
+            with contextlib.suppress(redmodel.RedmodelError, redis.RedisError, OSError):
+                m.apply(store, count=4)
+                break
+        store.close()
+    s = redmodel.Store(redis_client)
+    assert m.status(s).steps[0].state == "applied"
+    assert sorted(s.get(model, i).n for i in IDS) == [1] * len(IDS)
