@@ -628,3 +628,20 @@ def test_custom_step_on_flat_and_blob_layouts_applies_once(redis_server: Any,
     s = redmodel.Store(redis_client)
     assert m.status(s).steps[0].state == "applied"
     assert sorted(s.get(model, i).n for i in IDS) == [1] * len(IDS)
+
+
+@pytest.mark.parametrize("action", ["unregister", "reindex"])
+def test_a_registry_false_store_cannot_change_a_moving_prefix(redis_client: Any,
+                                                              action: str) -> None:
+    """migrations.md: "A store built with registry=False bypasses the registry by definition
+    ..., but its unregister, drop_index and reindex still are [refused]: they change what
+    the move rebuilds"."""
+    _stopped_move(redis_client)
+    before = {k: redis_client.type(k) for k in redis_client.keys("a16b_ix*")}
+    raw = redmodel.Store(redis_client, registry=False)
+    with pytest.raises(redmodel.SchemaConflictError, match="migrate_buckets"):
+        if action == "unregister":
+            raw.unregister(Ix0)
+        else:
+            raw.reindex(Ix8)
+    assert {k: redis_client.type(k) for k in redis_client.keys("a16b_ix*")} == before
