@@ -645,3 +645,25 @@ def test_a_registry_false_store_cannot_change_a_moving_prefix(redis_client: Any,
         else:
             raw.reindex(Ix8)
     assert {k: redis_client.type(k) for k in redis_client.keys("a16b_ix*")} == before
+
+
+def test_an_inconsistent_rebucket_progress_is_not_trusted(redis_client: Any) -> None:
+    """F6. migrations.md: the move's progress "(its phase, each SCAN cursor, the counts) is
+    saved in <prefix>:%rebucket"; a %rebucket that "does not hold a bucket move's progress"
+    is refused ("delete it"); issue 16: never a silently incomplete answer. A progress whose
+    phase says the move is past (phase 3) while most objects are still at old keys is
+    trusted: apply records the new count, drops `moving`, and `get` misses objects."""
+    _stopped_move(redis_client)
+    progress = json.loads(redis_client.get("a16b_ix:%rebucket"))
+    progress["phase"] = 3
+    redis_client.set("a16b_ix:%rebucket", json.dumps(progress))
+    m = Migrations("a16b_phase")
+    m.add("0001_rb", rebucket(Ix8, from_buckets=None))
+    with contextlib.suppress(redmodel.RedmodelError):
+        m.apply(redmodel.Store(redis_client), count=4)
+    s = redmodel.Store(redis_client)
+    try:
+        missing = [i for i in IDS if s.get(Ix8, i) is None]
+    except redmodel.SchemaConflictError:
+        return                                          # still refused: fine
+    assert missing == [], f"{len(missing)} of {len(IDS)} objects silently missing"
