@@ -52,3 +52,6 @@ def _slow_inc(obj: Cn) -> Cn:
 
 slow = Migrations("a16b_slow", lease=0.5)
 slow.add("0001_slow", update(Cn, _slow_inc))
+
+wrong = Migrations("a16b_wrongrb")
+wrong.add("0001_rb", rebucket(Cn4, from_buckets=8))
