@@ -183,6 +183,9 @@ def parse(key: str, raw: Any) -> Record | None:
             problem = "its schema field is not JSON"
         else:
             problem = _schema_problem(loaded)
+        if not problem and not owner:  # redmodel writes a schema with its owner, always
+            problem = ("it holds a schema but no owner" if "owner" not in items
+                       else "it holds a schema but an empty owner")
         if problem:
             raise corrupt(key, owner, problem)
         schema = loaded
