@@ -78,6 +78,11 @@ def state_key(spec: ModelSpec) -> str:
     return spec.prefix + ":%rebucket"
 
 
+def mark_of(old: int | None, new: int | None) -> str:
+    """The registry's ``moving`` mark of a move from ``old`` to ``new`` buckets."""
+    return f"{_name(old)} -> {_name(new)}"
+
+
 def _text(raw: Any) -> str:
     return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
 
@@ -256,7 +261,11 @@ def _start(spec: ModelSpec, old: ModelSpec, targets: Sequence[Any], registry: bo
         check(spec, attrs.evolve(record, moving=""), dict(describe(spec), buckets=recorded),
               owner_of(spec.cls))
     if state is None:
-        if record is not None and record.moving:
+        # this move's own mark without its progress: a start whose progress was never
+        # saved (its reply lost, the run killed between the two writes) moved nothing
+        # yet, so the move starts again; another move's mark is refused
+        if record is not None and record.moving and record.moving != mark_of(
+                from_buckets, spec.buckets):
             raise SchemaConflictError(
                 f"the registry {rkey} says a bucket move is under way ({record.moving}) but "
                 f"its progress ({skey}) is gone: check that no other migrate_buckets runs, "
@@ -280,7 +289,7 @@ def _start(spec: ModelSpec, old: ModelSpec, targets: Sequence[Any], registry: bo
         # the first writes: the registry marks the move (stores refuse the model until it
         # ends), then the progress
         if registry:
-            mark = f"{_name(from_buckets)} -> {_name(spec.buckets)}"
+            mark = mark_of(from_buckets, spec.buckets)
             yield from _ask(Batch([("HSET", rkey, MOVING, mark)], write=True,
                                   idempotent=True, keys=[rkey]))
         yield from _save(skey, state)
