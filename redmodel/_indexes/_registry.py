@@ -761,10 +761,9 @@ def _eq_pattern(spec: ModelSpec, name: str) -> str:
 
 def list_plan(targets: Sequence[Any], count: int = 500) -> IterPlan:
     """Every registry record of the database: SCAN for ``*:%schema`` keys on every
-    target, their TYPE, then HGETALL of each hash (a key of another type is emitted as an
-    unreadable record's SchemaConflictError), emitted a page at a time (a record :func:`parse` cannot
-    read is emitted as its SchemaConflictError, so one bad record hides none of the
-    others)."""
+    target, their TYPE, then HGETALL of each hash, emitted a page at a time (a record
+    :func:`parse` cannot read, or a key of another type, is emitted as its
+    SchemaConflictError, so one bad record hides none of the others)."""
     for target in targets:
         cursor = 0
         while True:
