@@ -205,8 +205,10 @@ def migrate_plan(model: type, from_buckets: int | None, count: int, targets: Seq
             yield from _drop(spec, old, count, targets)   # had indexes this one dropped
         elif phase == "index" and new.indexes is not None:
             yield from _reindex(model, count, targets)
-        elif phase == "record" and registry:
-            yield from _record(spec, registry_key(spec.prefix), record)
+        elif phase == "record":
+            yield from _none_left(spec, old, new, targets, skey)
+            if registry:
+                yield from _record(spec, registry_key(spec.prefix), record)
         state.phase += 1
         state.cursors = {}
         state.inflight = []
@@ -294,6 +296,29 @@ def _start(spec: ModelSpec, old: ModelSpec, targets: Sequence[Any], registry: bo
                                   idempotent=True, keys=[rkey]))
         yield from _save(skey, state)
     return state, record
+
+
+def _none_left(spec: ModelSpec, old: ModelSpec, new: ModelSpec, targets: Sequence[Any],
+               skey: str) -> Step:
+    """Before the registry records the new count: no object is left at an old key. One
+    is when the progress says more than was done (``skey`` edited by hand or planted) or
+    a process of the old version saved one after the move: recording the count then would
+    hide it from every store, so the move stops, nothing recorded, ``moving`` kept."""
+    for target in targets:
+        cursor = 0
+        while True:
+            cursor, pairs = yield from _scan(spec, old, new, cursor, 1000, target)
+            left = _moving(pairs)
+            if left:
+                raise ValidationError(
+                    f"{spec.name}: an object is still at its old key {left[0][0]} though the "
+                    f"move's progress ({skey}) says every object was moved: a process of the "
+                    f"old version still writes, or {skey} was changed by hand. Nothing was "
+                    f"recorded: stop the old version's processes, delete {skey} and run the "
+                    "move again (it starts over and moves what is left)",
+                    model=spec.name, key=left[0][0])
+            if cursor == 0:
+                break
 
 
 def _save(skey: str, state: _State) -> Step:
