@@ -10,11 +10,13 @@ later first use with another kind, type, encoding or window raises
 :class:`SchemaConflictError` naming both, before anything is written. A key with a
 ``:`` in it is also checked against the model registry: a container inside a model's
 prefix (``("item", "x")`` while a model stores under ``item``) would be taken for one of
-its objects, and is refused. In the other order, a new key marks each of its prefixes'
-model registry hash with a field ``container:<key>``, which a model's first registration
-of that prefix reads (with the HGETALL it sends anyway) and refuses; the registration
-script refuses a hash holding a mark, and the container reads the owner again after
-marking, so of a model and a container racing for a prefix one always sees the other.
+its objects, and is refused; so is a WindowCounter whose key is a model's prefix (its
+keys are ``<key>:<subject>:<start>``, inside the prefix). In the other order, a new key
+marks each of its prefixes' model registry hash (a WindowCounter: its key's too) with a
+field ``container:<key>``, which a model's first registration of that prefix reads
+(with the HGETALL it sends anyway) and refuses; the registration script refuses a hash
+holding a mark, and the container reads the owner again after marking, so of a model
+and a container racing for a prefix one always sees the other.
 
 The cost: one round trip on a store's first use of a container key (HGETALL of the
 record, pipelined with one HGET per ``:``-separated prefix of the key), plus one EVALSHA
@@ -78,6 +80,8 @@ def check_plan(key: str, wanted: dict[str, str]) -> Plan[bool]:
     record = record_key(key)
     parts = key.split(":")
     prefixes = [":".join(parts[:i]) for i in range(1, len(parts))]
+    if "window" in wanted:  # a WindowCounter's keys are <key>:<subject>:<start>: the key
+        prefixes.append(key)  # is itself a prefix a model must not store under
     schemas = [registry_key(p) for p in prefixes]
     replies = yield Batch([("HGETALL", record), *(("HGET", k, "owner") for k in schemas)],
                           keys=[record, *schemas])
@@ -132,17 +136,21 @@ def _mark_prefixes(key: str, record: str, prefixes: list[str], wanted: dict[str,
     replies = yield Batch(cmds, write=True, idempotent=True, keys=schemas, early=True)
     for prefix, owner in zip(prefixes, replies[1::2], strict=True):
         if owner is not None:
-            yield Batch([*unmark_commands(key), ("DEL", record)], write=True,
+            yield Batch([*(("HDEL", k, container_field(key)) for k in schemas),
+                         ("DEL", record)], write=True,
                         idempotent=True, keys=[*schemas, record], early=True)
             raise _inside(key, wanted, prefix, owner)
 
 
-def unmark_commands(key: str) -> list[Any]:
+def unmark_commands(key: str, counter: bool = False) -> list[Any]:
     """The HDELs that remove a container key's marks from its prefixes' registry hashes
-    (``clear()``, ``forget()``)."""
+    (``clear()``, ``forget()``); ``counter``: a WindowCounter's, which marks its own key
+    as a prefix too."""
     parts = key.split(":")
-    return [("HDEL", registry_key(":".join(parts[:i])), container_field(key))
-            for i in range(1, len(parts))]
+    prefixes = [":".join(parts[:i]) for i in range(1, len(parts))]
+    if counter:
+        prefixes.append(key)
+    return [("HDEL", registry_key(p), container_field(key)) for p in prefixes]
 
 
 def _inside(key: str, wanted: dict[str, str], prefix: str, owner: Any) -> SchemaConflictError:

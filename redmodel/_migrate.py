@@ -598,7 +598,9 @@ def rebucket_look(spec: ModelSpec, from_buckets: int | None, targets: Sequence[A
                 f"stored objects, not from_buckets={from_buckets}: the step does not "
                 "match this database", model=spec.name, key=rkey)
         assert record is not None
-        if record.moving:
+        # this move's own mark without its progress: a start that lost its progress
+        # write moved nothing yet, and the move starts again (_rebucket._start)
+        if record.moving and record.moving != _rebucket.mark_of(from_buckets, spec.buckets):
             raise SchemaConflictError(
                 f"the registry {rkey} says a bucket move is under way ({record.moving}) but "
                 f"its progress ({skey}) is gone: check that no other migrate_buckets runs, "
@@ -606,7 +608,8 @@ def rebucket_look(spec: ModelSpec, from_buckets: int | None, targets: Sequence[A
                 prefix=spec.prefix, key=rkey, owner=record.owner,
                 model=_registry.owner_of(spec.cls))
         # everything but the bucket count must be a change the registry accepts
-        _registry.check(spec, record, dict(_registry.describe(spec), buckets=recorded),
+        _registry.check(spec, attrs.evolve(record, moving=""),
+                        dict(_registry.describe(spec), buckets=recorded),
                         _registry.owner_of(spec.cls))
     if not counting:
         return MOVE, info, 0

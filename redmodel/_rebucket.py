@@ -78,6 +78,11 @@ def state_key(spec: ModelSpec) -> str:
     return spec.prefix + ":%rebucket"
 
 
+def mark_of(old: int | None, new: int | None) -> str:
+    """The registry's ``moving`` mark of a move from ``old`` to ``new`` buckets."""
+    return f"{_name(old)} -> {_name(new)}"
+
+
 def _text(raw: Any) -> str:
     return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
 
@@ -200,8 +205,10 @@ def migrate_plan(model: type, from_buckets: int | None, count: int, targets: Seq
             yield from _drop(spec, old, count, targets)   # had indexes this one dropped
         elif phase == "index" and new.indexes is not None:
             yield from _reindex(model, count, targets)
-        elif phase == "record" and registry:
-            yield from _record(spec, registry_key(spec.prefix), record)
+        elif phase == "record":
+            yield from _none_left(spec, old, new, targets, skey)
+            if registry:
+                yield from _record(spec, registry_key(spec.prefix), record)
         state.phase += 1
         state.cursors = {}
         state.inflight = []
@@ -256,7 +263,11 @@ def _start(spec: ModelSpec, old: ModelSpec, targets: Sequence[Any], registry: bo
         check(spec, attrs.evolve(record, moving=""), dict(describe(spec), buckets=recorded),
               owner_of(spec.cls))
     if state is None:
-        if record is not None and record.moving:
+        # this move's own mark without its progress: a start whose progress was never
+        # saved (its reply lost, the run killed between the two writes) moved nothing
+        # yet, so the move starts again; another move's mark is refused
+        if record is not None and record.moving and record.moving != mark_of(
+                from_buckets, spec.buckets):
             raise SchemaConflictError(
                 f"the registry {rkey} says a bucket move is under way ({record.moving}) but "
                 f"its progress ({skey}) is gone: check that no other migrate_buckets runs, "
@@ -280,11 +291,34 @@ def _start(spec: ModelSpec, old: ModelSpec, targets: Sequence[Any], registry: bo
         # the first writes: the registry marks the move (stores refuse the model until it
         # ends), then the progress
         if registry:
-            mark = f"{_name(from_buckets)} -> {_name(spec.buckets)}"
+            mark = mark_of(from_buckets, spec.buckets)
             yield from _ask(Batch([("HSET", rkey, MOVING, mark)], write=True,
                                   idempotent=True, keys=[rkey]))
         yield from _save(skey, state)
     return state, record
+
+
+def _none_left(spec: ModelSpec, old: ModelSpec, new: ModelSpec, targets: Sequence[Any],
+               skey: str) -> Step:
+    """Before the registry records the new count: no object is left at an old key. One
+    is when the progress says more than was done (``skey`` edited by hand or planted) or
+    a process of the old version saved one after the move: recording the count then would
+    hide it from every store, so the move stops, nothing recorded, ``moving`` kept."""
+    for target in targets:
+        cursor = 0
+        while True:
+            cursor, pairs = yield from _scan(spec, old, new, cursor, 1000, target)
+            left = _moving(pairs)
+            if left:
+                raise ValidationError(
+                    f"{spec.name}: an object is still at its old key {left[0][0]} though the "
+                    f"move's progress ({skey}) says every object was moved: a process of the "
+                    f"old version still writes, or {skey} was changed by hand. Nothing was "
+                    f"recorded: stop the old version's processes, delete {skey} and run the "
+                    "move again (it starts over and moves what is left)",
+                    model=spec.name, key=left[0][0])
+            if cursor == 0:
+                break
 
 
 def _save(skey: str, state: _State) -> Step:

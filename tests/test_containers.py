@@ -714,3 +714,29 @@ def test_containers_in_one_pipeline(store: redmodel.Store, redis_client: Any) ->
     after = redis_client.info("stats")["total_commands_processed"]
     assert after - before <= 12, "a handful of commands in two pipelines"
     assert ips.pop() == addr
+
+
+@redmodel.model(prefix="wcpre")
+@attrs.define
+class _WcModel:
+    n: int
+    id: str = redmodel.key_field(generated=False)
+
+
+def test_window_counter_at_a_model_prefix_is_refused_in_either_order(redis_client):
+    """A WindowCounter's keys are <key>:<subject>:<start>, inside a model's prefix equal to
+    its key: refused after the model; before it, the counter marks <key>:%schema and the
+    model is refused; forget() removes the mark and the model may register."""
+    redmodel.Store(redis_client).save(_WcModel(1, id="x"))
+    with pytest.raises(redmodel.SchemaConflictError, match="wcpre:%schema"):
+        WindowCounter(redmodel.Store(redis_client), "wcpre", window=60).incr("s")
+    assert redis_client.keys("wcpre:s:*") == []
+    redmodel.Store(redis_client).unregister(_WcModel)
+    redis_client.delete("wcpre:x")
+    counter = WindowCounter(redmodel.Store(redis_client), "wcpre", window=60)
+    assert counter.incr("s") == 1
+    with pytest.raises(redmodel.SchemaConflictError, match="wcpre"):
+        redmodel.Store(redis_client).save(_WcModel(1, id="y"))
+    assert counter.forget() is True
+    assert not any(k.startswith(b"container:") for k in redis_client.hgetall("wcpre:%schema"))
+    redmodel.Store(redis_client).save(_WcModel(1, id="y"))

@@ -470,3 +470,24 @@ def test_objects_an_unstopped_writer_saves_meanwhile_are_moved_or_refused(
     ids = sorted(x.id for x in any_store.scan(new))
     assert len(ids) == len(set(ids)) == len(saved)
     assert {f"u{i}" for i in range(6)} <= set(ids) and any(i.startswith("late") for i in ids)
+
+
+def test_a_move_whose_progress_was_never_saved_starts_again(redis_client: redis.Redis
+                                                            ) -> None:
+    """The registry holds this move's own `moving` mark but no progress (the start's
+    progress write lost): nothing was moved, and migrate_buckets starts the move; another
+    move's mark without progress is still refused, nothing written."""
+    store = redmodel.Store(redis_client)
+    old, new = version("hash", 4), version("hash", 8)
+    objs = [make(old, "hash", i, f"m{i}") for i in range(10)]
+    store.save_many(objs)
+    rkey = "rb:%schema"
+    redis_client.hset(rkey, "moving", "buckets=4 -> buckets=16")   # another move's mark
+    before = snapshot(redis_client)
+    with pytest.raises(redmodel.SchemaConflictError, match="progress"):
+        redmodel.Store(redis_client).migrate_buckets(new, from_buckets=4)
+    assert snapshot(redis_client) == before
+    redis_client.hset(rkey, "moving", _rebucket.mark_of(4, 8))      # this move's own
+    redmodel.Store(redis_client).migrate_buckets(new, from_buckets=4)
+    check_moved(redmodel.Store(redis_client), old, new, "hash",
+                [as_new(new, x) for x in objs], set())

@@ -183,6 +183,9 @@ def parse(key: str, raw: Any) -> Record | None:
             problem = "its schema field is not JSON"
         else:
             problem = _schema_problem(loaded)
+        if not problem and not owner:  # redmodel writes a schema with its owner, always
+            problem = ("it holds a schema but no owner" if "owner" not in items
+                       else "it holds a schema but an empty owner")
         if problem:
             raise corrupt(key, owner, problem)
         schema = loaded
@@ -757,23 +760,35 @@ def _eq_pattern(spec: ModelSpec, name: str) -> str:
 # ---- listing ----------------------------------------------------------------------------
 
 def list_plan(targets: Sequence[Any], count: int = 500) -> IterPlan:
-    """Every registry record of the database: SCAN for ``*:%schema`` hashes on every
-    target, then HGETALL of each, emitted a page at a time (a record :func:`parse` cannot
-    read is emitted as its SchemaConflictError, so one bad record hides none of the
-    others)."""
+    """Every registry record of the database: SCAN for ``*:%schema`` keys on every
+    target, their TYPE, then HGETALL of each hash, emitted a page at a time (a record
+    :func:`parse` cannot read, or a key of another type, is emitted as its
+    SchemaConflictError, so one bad record hides none of the others)."""
     for target in targets:
         cursor = 0
         while True:
             replies = (yield Batch([("SCAN", cursor, "MATCH", "*" + glob_escape(SUFFIX),
-                                     "COUNT", count, "TYPE", "hash")], target=target)) or []
+                                     "COUNT", count)], target=target)) or []
             cursor, raw = replies[0]
             if isinstance(cursor, dict):
                 cursor = next(iter(cursor.values()))
             cursor = int(cursor)
-            keys = sorted(_str(k) for k in raw)
+            found = sorted(_str(k) for k in raw)
+            records: list[Record | SchemaConflictError] = []
+            keys: list[str] = []
+            if found:
+                # a key of another type there breaks every store's first use of the
+                # prefix (WRONGTYPE): listed as unreadable, not skipped
+                types = (yield Batch([("TYPE", k) for k in found], keys=found)) or []
+                for k, t in zip(found, types, strict=True):
+                    kind = _str(t)
+                    if kind == "hash":
+                        keys.append(k)
+                    elif kind != "none":  # "none": deleted since the SCAN
+                        records.append(corrupt(k, "", f"the key is a {kind}, not the "
+                                                      "registry's hash"))
             if keys:
                 got = (yield Batch([("HGETALL", k) for k in keys], keys=keys)) or []
-                records: list[Record | SchemaConflictError] = []
                 for k, r in zip(keys, got, strict=True):
                     try:
                         record = parse(k, r)
@@ -782,6 +797,7 @@ def list_plan(targets: Sequence[Any], count: int = 500) -> IterPlan:
                         continue
                     if record is not None:
                         records.append(record)
+            if records:
                 yield Emit(records)
             if cursor == 0:
                 break

@@ -167,7 +167,7 @@ class WindowCounter(Generic[S]):
     def _forget_plan(self) -> Plan[bool]:
         record = record_key(self.key)
         replies = yield Batch([("DEL", record)], write=True, idempotent=True, keys=(record,))
-        unmark = unmark_commands(self.key)  # its marks in the model registry, if any
+        unmark = unmark_commands(self.key, counter=True)  # its marks in the model registry, if any
         if unmark:
             yield Batch(unmark, write=True, idempotent=True, keys=[c[1] for c in unmark])
         forget(self)

@@ -18,6 +18,12 @@ end
 local current = redis.call('HGET', KEYS[1], 'schema')
 if not current then current = '' end
 if current ~= ARGV[1] then return 'CHANGED' end
+-- a schema without its owner is a record redmodel did not write (unreadable: the client
+-- reads it again and refuses it); never written over
+if current ~= '' then
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  if not owner or owner == '' then return 'CHANGED' end
+end
 redis.call('HSET', KEYS[1], 'schema', ARGV[2], 'owner', ARGV[3])
 for i = 4, #ARGV, 2 do
   if ARGV[i + 1] == '' then
