@@ -182,7 +182,8 @@ class WindowCounter(Generic[S]):
         expire by themselves), so that its prefix may count with another window next; True
         if there was one.
 
-        Redis: DEL of the record."""
+        Redis: DEL of the record, and HDEL of its mark in ``<key>:%schema`` (the mark
+        that keeps a model out of the counter's prefix)."""
         return self.store.run(self._forget_plan())
 
 
