@@ -15,11 +15,13 @@ Declare a model on an attrs class, save and load it through a :class:`Store`::
     store = redmodel.Store.from_url("redis://localhost:6379/0")
     key = store.save(Hat(color="black", price=49.99, quantity=1000))
 
-The core names live here. Three documented submodules hold the rest, one import away:
+The core names live here. Documented submodules hold the rest, one import away:
 :mod:`redmodel.codecs` (serializers and transforms), :mod:`redmodel.containers` (queues,
-sets, sorted sets, counters, consumers) and :mod:`redmodel.transactions` (transaction
-handles, results and the retry policy). The old top-level paths of those names still work
-for one release and warn (:class:`DeprecationWarning` naming the new path).
+sets, sorted sets, counters, consumers), :mod:`redmodel.transactions` (transaction
+handles, results and the retry policy), :mod:`redmodel.plans` (the types of plans) and
+:mod:`redmodel.migrations` (versioned steps over stored objects; imported on its own).
+The old top-level paths of the moved names still work for one release and warn
+(:class:`DeprecationWarning` naming the new path).
 """
 
 from __future__ import annotations
