@@ -193,7 +193,10 @@ def test_a_failover_under_asyncio_writers(cluster: RedisClusterServer, mode: str
         sync = redmodel.Store(cluster.client())
         expected = sync.count(Counter)
         sync.close()
-        assert counted == [expected, expected] and expected > 0, (counted, expected)
+        # the store that lived through the failover never misses an object; its partly
+        # updated slot table may make it walk the demoted primary too (docs/store.md,
+        # "Model-wide walks on a cluster", Limit); a client never used answers exactly
+        assert counted[1] == expected and counted[0] >= expected > 0, (counted, expected)
 
     asyncio.run(main())
     _check(cluster, writers, once, failed_over_at)

@@ -144,7 +144,13 @@ class Targets(Sequence[Any]):
     def _now(self) -> list[Any]:
         if not self._cluster:
             return [None]
-        primaries = list(self._client.get_primaries())
+        # one node per slot range: the owner of each slot in the client's slot table, not
+        # every node it ever saw as a primary (after a failover the demoted primary, now a
+        # replica holding the same keys, may still be listed as one: walking both would
+        # count its objects twice)
+        cache = getattr(getattr(self._client, "nodes_manager", None), "slots_cache", None)
+        owners = {id(nodes[0]): nodes[0] for nodes in (cache or {}).values() if nodes}
+        primaries = list(owners.values()) or list(self._client.get_primaries())
         if not primaries:
             raise ClusterDownError(
                 "the cluster client knows no primaries (it has not reached the cluster): "
