@@ -15,6 +15,7 @@ rows into the query benchmark's 5-8; all must be empty and are flushed at the en
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import importlib
@@ -34,6 +35,7 @@ from benchmarks import bench_queries
 from benchmarks._common import Context, Section, fmt_time, pyplot, table
 from benchmarks._mappers import PLAIN
 from benchmarks._models import HatHash, hat
+from redmodel.testing import RedisServer
 
 BUY_ID = "to-buy"
 PLAIN_DBS = {"hand-written redis-py": 1, "redmodel": 2, "walrus": 3, "rom": 4,
@@ -154,6 +156,7 @@ class Results:
     """Per row and contestant: the value of each repetition, or why there is none."""
 
     names: list[str]
+    rows: frozenset[str] = frozenset(r.key for r in ROWS)  # the rows measured
     values: dict[str, dict[str, list[float]]] = attrs.Factory(dict)
     missing: dict[str, dict[str, str]] = attrs.Factory(dict)
     absent: dict[str, str] = attrs.Factory(dict)  # contestants not installed here
@@ -198,6 +201,8 @@ class Plain:
         self.objs: dict[str, list[Any]] = {}
         self.flat: dict[str, list[Any]] = {}
         for name, (cls, module) in PLAIN.items():
+            if name not in res.names:
+                continue
             if module is not None:
                 try:
                     importlib.import_module(module)
@@ -277,6 +282,8 @@ class Plain:
     def rep(self, rep: int) -> None:
         p = self.p
         for row in (*PLAIN_BULK_ROWS, *PLAIN_CALL_ROWS):
+            if row not in self.res.rows:
+                continue
             fns = self._fns(row)
             if not fns:
                 continue
@@ -334,12 +341,16 @@ class Indexed:
                 res.add("imem_usage", impl.name, bench_queries.memory_usage(
                     impl, self.admins[impl.name], self.hats, rng))
         for q in QUERY_ROWS:
+            if q not in res.rows:
+                continue
             qargs = bench_queries.PARAMS[q]
             fns = {impl.name: (lambda _, impl=impl, q=q, a=qargs: getattr(impl, q)(*a))
                    for impl in impls}
             n = p.query_calls[q]
             for name, s in take_turns(fns, range(n), 1 if n < 20 else 10, rep).items():
                 res.add(q, name, s / n)
+        if "isave" not in res.rows:
+            return
         fresh = bench_queries.make_hats(p.calls, seed=100 + rep, prefix=f"s{rep}-")
         fns = {impl.name: impl.save_one for impl in impls}
         for name, s in take_turns(fns, fresh, p.block, rep).items():
@@ -371,19 +382,24 @@ def _flush_plain(url: str) -> None:
         r.close()
 
 
-def measure(url: str, p: Params) -> Results:
-    res = Results(names=list(PLAIN))
+def measure(url: str, p: Params, names: Sequence[str] | None = None,
+            rows: Sequence[str] | None = None) -> Results:
+    """Every row for every contestant (or only ``names``, hand-written first, and ``rows``)."""
+    chosen = [n for n in PLAIN if names is None or n in names]
+    res = Results(names=chosen, rows=frozenset(rows or ROW))
     _ensure_plain_empty(url)
     plain = indexed = None
     try:
         plain = Plain(url, p, res)
         plain.load()
-        indexed = Indexed(url, p, res)
+        if res.rows & {"isave", "isave_many", "imem", "imem_usage", *QUERY_ROWS}:
+            indexed = Indexed(url, p, res)
         for rep in range(p.reps):
             t0 = time.perf_counter()
             plain.rep(rep)
             t1 = time.perf_counter()
-            indexed.rep(rep)
+            if indexed is not None:
+                indexed.rep(rep)
             print(f"contest: repetition {rep + 1}/{p.reps}: plain rows {t1 - t0:.0f} s, "
                   f"indexed rows {time.perf_counter() - t1:.0f} s", file=sys.stderr,
                   flush=True)
@@ -445,6 +461,8 @@ def contest_table(res: Results, p: Params) -> tuple[str, str, list[dict[str, Any
     data = []
     base_name = res.names[0]
     for row in ROWS:
+        if row.key not in res.rows:
+            continue
         label = row.label.format(chunk=p.chunk)
         base = res.median(row.key, base_name)
         cells = []
@@ -575,3 +593,40 @@ def run(ctx: Context) -> Section:
                                           encoding="utf-8")
     section.data = {"rows": data, "names": res.names}
     return section
+
+
+def main() -> None:
+    """``python -m benchmarks.bench_contest [--names A,B] [--rows r1,r2] [--n N] [--reps R]``:
+    some rows for some contestants, printed as the section's table (for work on one row;
+    the published table comes from ``python -m benchmarks --full``)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--names", default="hand-written redis-py,redmodel",
+                    help="contestants, comma-separated (hand-written redis-py is the base)")
+    ap.add_argument("--rows", default=None,
+                    help="row keys, comma-separated: " + ",".join(ROW))
+    ap.add_argument("--n", type=int, default=20_000)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--url", default=None)
+    args = ap.parse_args()
+    names = [n.strip() for n in args.names.split(",")]
+    if "hand-written redis-py" not in names:
+        names.insert(0, "hand-written redis-py")
+    rows = [r.strip() for r in args.rows.split(",")] if args.rows else list(ROW)
+    unknown = [r for r in rows if r not in ROW]
+    if unknown:
+        ap.error(f"unknown rows {unknown}; known: {list(ROW)}")
+    full = params(False)
+    p = attrs.evolve(full, n=args.n, reps=args.reps, calls=min(full.calls, args.n))
+
+    with contextlib.ExitStack() as stack:
+        url = args.url
+        if url is None:
+            url = stack.enter_context(RedisServer()).url
+        res = measure(url, p, names, rows)
+    text, notes, _ = contest_table(res, p)
+    print(text)
+    print(notes)
+
+
+if __name__ == "__main__":
+    main()
