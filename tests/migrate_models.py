@@ -76,12 +76,13 @@ def v1_objects(n: int, start: int = 0) -> list[Any]:
 
 
 def writer(url: str, me: int, writers: int, n: int, migrating: Any, stop: Any,
-           out: str, pause: float) -> None:
+           out: str, pause: float, wrote: Any = None) -> None:
     """One writer process (v2 model): until ``stop``, updates the existing objects whose
     number is ``me`` modulo ``writers`` and creates new ones (``w<me>-<k>``), in a mix of
     blind updates, read-modify-save and whole saves of new objects. Writes, as JSON to
     ``out``, the last value it wrote per id and its write latencies (seconds) before and
-    during the migration."""
+    during the migration. ``wrote`` (a semaphore) is released after its first write before
+    and its first write since ``migrating``, so the test waits for writes, not for time."""
     store = redmodel.Store.from_url(url)
     rng = random.Random(me)
     mine = [f"o{i}" for i in range(me, n, writers)]
@@ -113,6 +114,8 @@ def writer(url: str, me: int, writers: int, n: int, migrating: Any, stop: Any,
                 obj.color = color
                 store.save(obj)
             phase.append(time.perf_counter() - started)
+            if wrote is not None and len(phase) == 1:
+                wrote.release()
             last[oid] = [value, color]
             if pause:
                 time.sleep(pause)

@@ -5,8 +5,8 @@ since ``get``), update, incr, incr_fields (with floors), delete, expire/persist,
 followed by ``reindex``, writes refused by a key of the wrong type planted where they would
 write, and queries against a real server, and after every step checks that every query
 shape answers what the Python model says, that ``verify`` finds nothing, and that every
-stored object is what the model holds. It runs on one server (plain keys) and on the
-three-primary cluster (the same model in 4 buckets).
+stored object is what the model holds. It runs on one server (plain keys) and, in
+tests/test_index_state_cluster.py, on the three-primary cluster (the same model in 4 buckets).
 
 It runs twice per server: with small values, and with values only exact scores tell apart
 (floats a hair apart such as 0.1 + 0.2 and 0.3, 17 significant digits, ints up to 2**53,
@@ -542,20 +542,15 @@ def query_scores_exact(store: redmodel.Store, model: type, flush: Callable[[], N
     return seen == ["h1", "h0", "h2"] and ids == seen
 
 
-EXAMPLES = scaled(60)
-CLUSTER_EXAMPLES = scaled(20)
+EXAMPLES = scaled(30)
+CLUSTER_EXAMPLES = scaled(10)
 
 
 def test_indexes_follow_the_python_model_on_one_server(redis_client: redis.Redis) -> None:
     run_machine(redmodel.Store(redis_client), Hat, redis_client.flushall, EXAMPLES)
 
-
-def test_indexes_follow_the_python_model_on_the_cluster(
-        redis_cluster_client: redis.cluster.RedisCluster) -> None:
-    def flush() -> None:
-        redis_cluster_client.flushall(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
-
-    run_machine(redmodel.Store(redis_cluster_client), BucketHat, flush, CLUSTER_EXAMPLES)
+# The machine on the cluster: tests/test_index_state_cluster.py (its own file, so xdist runs
+# it beside this one).
 
 
 # ---- bugs found by the machine, pinned one by one -------------------------------------------

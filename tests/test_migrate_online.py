@@ -7,7 +7,11 @@ and the new index answers what a scan answers. It prints (and writes as JSON, to
 ``$REDMODEL_MIGRATE_REPORT`` or the test's tmp dir) the migration's throughput and the
 writers' latency before and during it; speed is measured here, never asserted.
 
-``REDMODEL_MIGRATE_OBJECTS`` sets N (default 3000); ``make test-long`` runs 100,000.
+``REDMODEL_MIGRATE_OBJECTS`` sets N (default 1500: three batches of 500 for each step);
+``make test-long`` runs 100,000. The test waits until every writer has written before the
+migration starts, and once more since it started, so a small N (or a loaded machine, where
+the spawned writers take seconds to start) still sees every writer write during it; they
+write every 10 ms (``REDMODEL_MIGRATE_WRITER_PAUSE``; 2 ms under ``make test-long``).
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ import redmodel
 from redmodel.migrations import Migrations, build_index, rewrite
 from tests.migrate_models import COLORS, PREFIX, ItemV1, ItemV2, v1_objects, writer
 
-N = int(os.environ.get("REDMODEL_MIGRATE_OBJECTS", "3000"))
+N = int(os.environ.get("REDMODEL_MIGRATE_OBJECTS", "1500"))
 WRITERS = 4
-PAUSE = float(os.environ.get("REDMODEL_MIGRATE_WRITER_PAUSE", "0.002"))  # s between writes
+# s between writes; `make test-long` writes every 2 ms (its report's latencies stay comparable)
+PAUSE = float(os.environ.get("REDMODEL_MIGRATE_WRITER_PAUSE", "0.01"))
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -60,18 +65,22 @@ def test_migrate_online_while_four_writer_processes_write(
     assert planned.steps[0].changes["removed"] == {"legacy": min(N, 100)}
 
     ctx = multiprocessing.get_context("spawn")
-    migrating, stop = ctx.Event(), ctx.Event()
+    migrating, stop, wrote = ctx.Event(), ctx.Event(), ctx.Semaphore(0)
     outs = [tmp_path / f"writer{w}.json" for w in range(WRITERS)]
     procs = [ctx.Process(target=writer, args=(redis_url, w, WRITERS, N, migrating, stop,
-                                              str(outs[w]), PAUSE), daemon=True)
+                                              str(outs[w]), PAUSE, wrote), daemon=True)
              for w in range(WRITERS)]
     for p in procs:
         p.start()
-    time.sleep(max(1.0, min(10.0, N / 20_000)))     # the writers' "before" latencies
+    for _ in range(WRITERS):                        # every writer is writing
+        assert wrote.acquire(timeout=120), "a writer never wrote"
+    time.sleep(max(0.2, min(10.0, N / 20_000)))     # the writers' "before" latencies
     migrating.set()
     started = time.perf_counter()
     records = migrations.apply(store, count=500)
     seconds = time.perf_counter() - started
+    for _ in range(WRITERS):                        # every writer wrote since it started
+        assert wrote.acquire(timeout=120), "a writer stopped writing"
     stop.set()
     for p in procs:
         p.join(60)
