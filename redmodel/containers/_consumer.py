@@ -409,6 +409,7 @@ class _ConsumerBase(Generic[T]):
             if step is None:
                 return
             yield step
+            last = time.monotonic()  # the loop body's time is not idle time
 
     def _reliable_steps(self) -> Steps:
         state = _LoopState()
@@ -430,6 +431,7 @@ class _ConsumerBase(Generic[T]):
                 if step is None:
                     return
                 yield step
+                last = time.monotonic()  # the loop body's time is not idle time
             except (redis.ConnectionError, redis.TimeoutError) as error:
                 # Whatever the lost reply did, the server knows: take back what is ours.
                 now = time.monotonic()
@@ -444,6 +446,9 @@ class _ConsumerBase(Generic[T]):
                 state.resync = True
                 yield _Pause(state.pause)
                 state.pause = min(state.pause * 2, _LONGEST_PAUSE)
+                # idle means the server answered "empty" for idle_timeout seconds: time it
+                # could not be reached does not count (an outage is not an empty queue)
+                last = time.monotonic()
 
     def _next_item(self, state: _LoopState, last: float) -> Generator[Step, Any, _Item | None]:
         """Acknowledge the current item and get the next: taken back or taken from the
@@ -555,7 +560,10 @@ class Consumer(_ConsumerBase[T]):
       the next take (within ``poll`` seconds when it is waiting);
     - a value equal to ``sentinel`` is taken (acknowledged, not yielded; None: none);
     - ``max_items`` values were yielded;
-    - no value came for ``idle_timeout`` seconds;
+    - no value came for ``idle_timeout`` seconds of waiting (counted while the consumer
+      waits and the server answers: neither the loop body's time nor time the server
+      cannot be reached counts, so a slow handler or an outage never ends the loop as
+      "idle" while values wait in the queue);
     - :meth:`stop` is called (from the loop body or another thread).
 
     ``stopped_by`` then says which (``"signal"``, ``"sentinel"``, ``"max_items"``,
