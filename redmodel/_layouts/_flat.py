@@ -41,8 +41,8 @@ from redmodel._models._keys import escape
 from redmodel._models._specs import ModelSpec
 from redmodel._models._tree import _stored_name, make_tree_converter, structure_error
 from redmodel._models._types import optional_inner, scalar
-from redmodel.codecs._strict import field_names
 from redmodel._plan import Batch, Command, LuaScript, Plan, script
+from redmodel.codecs._strict import field_names
 
 __all__ = ["FlatLayout", "FlatWrite", "read_batch"]
 
@@ -315,7 +315,7 @@ class FlatLayout:
             if fast is not None and len(values) == fast[1] and None not in values:
                 try:
                     return fast[0](values, id_text.encode("utf-8"))
-                except Exception:  # noqa: S110 - the generic decode below raises it right
+                except Exception:  # the generic decode below decides
                     pass
         try:
             skeleton = json.loads(manifest.splitlines()[0])
@@ -420,7 +420,7 @@ def _kind(f: attrs.Attribute[Any], seen: frozenset[type]) -> tuple[str, Any, boo
 
 def _compile(name: str, lines: list[str], env: dict[str, Any]) -> Callable[..., Any]:
     source = "\n".join(lines) + "\n"
-    exec(compile(source, f"<redmodel generated {name}>", "exec"), env)  # noqa: S102 - our source: field names only
+    exec(compile(source, f"<redmodel generated {name}>", "exec"), env)  # field names only
     fn: Callable[..., Any] = env[name]
     return fn
 
