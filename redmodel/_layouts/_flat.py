@@ -23,7 +23,7 @@ import inspect
 import itertools
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -47,6 +47,8 @@ from redmodel.codecs._strict import field_names
 __all__ = ["FlatLayout", "FlatWrite", "read_batch"]
 
 _SAVE = script("flat_save")
+
+_SAVE_MANY = script("flat_save_many")
 
 _GET = script("flat_get")
 
@@ -84,6 +86,35 @@ class FlatWrite(Write):
 
     def touched(self) -> list[str]:
         return self.keys[1:]
+
+    def group(self) -> tuple[str, ...] | None:
+        """Saves go together when their keys share a slot: the objects of one hash tag,
+        or those without one (all in one slot only on a single server; a cluster refuses
+        them, as it refuses each of their saves: the flat layout needs hash_tag=True
+        there)."""
+        if self.lua is not _SAVE:
+            return None
+        return ("flat save", _tag(self.key))
+
+    def many(self, writes: Sequence[Write]) -> Command:
+        """One call of flat_save_many.lua for these saves (each with its own keys)."""
+        keys: list[str] = []
+        args: list[Any] = [len(writes)]
+        for w in writes:
+            at = len(keys) + 1
+            keys += w.keys
+            args += [at, len(keys), len(w.args) - 3, *w.args]
+        return _SAVE_MANY.call(keys, args)
+
+
+def _tag(key: str) -> str:
+    """The hash tag a key's slot is computed from ('' for none)."""
+    if "{" in key:
+        start = key.find("{")
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return ""
 
 
 def manifest_leaves(key: str, delim: str, manifest: Any) -> list[str]:
