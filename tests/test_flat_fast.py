@@ -35,6 +35,8 @@ from tests.models import Address, Point, Size, Style
 from tests.strategies import TRICKY, instances, text
 
 # flat_lib.lua and flat_save.lua as they were before the fast paths (the referee)
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")  # huge reprs
+
 REFERENCE_SAVE = r'''
 -- the leaf keys a flat object's manifest names (lines after the skeleton)
 local function leaves(manifest, base)
