@@ -44,7 +44,7 @@ from redmodel._models._types import optional_inner, scalar
 from redmodel._plan import Batch, Command, LuaScript, Plan, script
 from redmodel.codecs._strict import field_names
 
-__all__ = ["FlatLayout", "FlatWrite", "read_batch"]
+__all__ = ["FlatLayout", "FlatWrite", "read_batch", "send_write"]
 
 _SAVE = script("flat_save")
 
@@ -115,6 +115,22 @@ def _tag(key: str) -> str:
         if end > start + 1:
             return key[start + 1 : end]
     return ""
+
+
+def send_write(w: FlatWrite, what: str) -> Plan[Any]:
+    """One flat write outside a transaction (what ``run_writes`` does for it, without
+    its batching): sent, and sent again with the leaves it asks for, at most KEY_ROUNDS
+    times more; its reply, or its refusal raised (a ConflictError when it kept asking)."""
+    reply: Any = None
+    for _ in range(KEY_ROUNDS + 1):
+        reply = (yield Batch([w.command()], write=True, idempotent=True, keys=(w.key,)))[0]
+        need = needed_keys(reply)
+        if need is None or not w.declare(need):
+            break
+    error = refusal(w.spec, w.key, reply, what)
+    if error is not None:
+        raise error
+    return reply
 
 
 def manifest_leaves(key: str, delim: str, manifest: Any) -> list[str]:
