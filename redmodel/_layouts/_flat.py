@@ -200,6 +200,9 @@ class FlatLayout:
             self._encode = None
         # shape number -> (manifest, its leaf key suffixes, the other fixed ones)
         self._shapes: dict[int, tuple[str, list[str], list[str]]] = {}
+        # the manifest a read expects (the last one read), its leaves', the other fixed
+        # ones' suffixes: the read script answers with one MGET when it is the stored one
+        self._expect: tuple[bytes, list[str], list[str]] | None = None
         # manifest -> (generated decode, number of values) or None (the generic decode)
         self._readers: dict[bytes, tuple[Callable[..., Any], int] | None] = {}
 
@@ -348,7 +351,12 @@ class FlatLayout:
     def read(self, key: str) -> Command:
         """The get script, with the fixed leaves declared: send it with
         :func:`read_batch`, which declares the others when the script asks."""
-        return _GET.call(self._declared(key), [self.delim])
+        expect = self._expect
+        if expect is None:
+            return _GET.call(self._declared(key), [self.delim])
+        manifest, have, absent = expect
+        return _GET.call([key, *[key + s for s in have], *[key + s for s in absent]],
+                         [self.delim, manifest, len(have)])
 
     def decode(self, key: str, id_text: str, reply: Any) -> Any:
         if not reply:
@@ -359,6 +367,8 @@ class FlatLayout:
                 fast = self._readers[manifest]
             except KeyError:
                 fast = self._reader(manifest)
+            if fast is not None and (self._expect is None or self._expect[0] != manifest):
+                self._expect = self._expected(manifest)
             if fast is not None and len(values) == fast[1] and None not in values:
                 try:
                     return fast[0](values, id_text.encode("utf-8"))
@@ -375,6 +385,14 @@ class FlatLayout:
         except Exception as e:
             raise structure_error(e, model=self.spec.name, key=key) from None
 
+
+    def _expected(self, manifest: bytes) -> tuple[bytes, list[str], list[str]] | None:
+        """What :meth:`read` sends to expect this manifest (None: too many leaves)."""
+        lines = manifest.decode("utf-8", "surrogateescape").split("\n")[1:]
+        if len(lines) > 500:
+            return None
+        absent = [p for p in self.fixed if p not in set(lines)]
+        return manifest, [self.delim + p for p in lines], [self.delim + p for p in absent]
 
     def _reader(self, manifest: bytes) -> tuple[Callable[..., Any], int] | None:
         """The generated decode for objects stored with this manifest (None: the generic
