@@ -119,6 +119,16 @@ class Write:
         same transaction may find (and must declare)."""
         return self.keys[4:]
 
+    def group(self) -> tuple[str, ...] | None:
+        """Writes of one group go together in one call of :meth:`many` (save_many,
+        delete_many: see :func:`_batches`); None: this one alone. Index writes: whole
+        saves and deletes of the objects of one bucket (see :func:`_batchable`)."""
+        return tuple(self.keys[1:4]) if _batchable(self) else None
+
+    def many(self, writes: Sequence[Write]) -> Command:
+        """One call for ``writes`` (this one first), which answers each one's reply."""
+        return _many(writes)
+
 
 class Abandoned(Exception):  # noqa: N818 - a signal thrown into plans, not an error
     """Thrown into a plan whose transaction will not commit after it has sent writes before
@@ -574,10 +584,11 @@ def _batches(items: Sequence[Write | Command], todo: Sequence[int], single: set[
     alone: list[int] = []
     for i in todo:
         item = items[i]
-        if i in single or not isinstance(item, Write) or not _batchable(item):
+        group = None if i in single or not isinstance(item, Write) else item.group()
+        if group is None:
             alone.append(i)
         else:
-            groups.setdefault(tuple(item.keys[1:4]), []).append(i)
+            groups.setdefault(group, []).append(i)
     cmds: list[Command] = []
     keys: list[str] = []
     owners: list[list[int]] = []
@@ -585,7 +596,9 @@ def _batches(items: Sequence[Write | Command], todo: Sequence[int], single: set[
         if len(members) == 1:
             alone.append(members[0])
             continue
-        cmds.append(_many([items[i] for i in members]))  # type: ignore[misc]
+        first = items[members[0]]
+        assert isinstance(first, Write)
+        cmds.append(first.many([items[i] for i in members]))  # type: ignore[misc]
         keys.append(_key(items[members[0]]))
         owners.append(members)
     alone.sort()

@@ -19,10 +19,11 @@ and declares its leaves, as there is no second try after EXEC.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -41,10 +42,13 @@ from redmodel._models._specs import ModelSpec
 from redmodel._models._tree import _stored_name, make_tree_converter, structure_error
 from redmodel._models._types import optional_inner, scalar
 from redmodel._plan import Batch, Command, LuaScript, Plan, script
+from redmodel.codecs._strict import field_names
 
-__all__ = ["FlatLayout", "FlatWrite", "read_batch"]
+__all__ = ["FlatLayout", "FlatWrite", "read_batch", "send_write"]
 
 _SAVE = script("flat_save")
+
+_SAVE_MANY = script("flat_save_many")
 
 _GET = script("flat_get")
 
@@ -57,6 +61,10 @@ _INCR = script("flat_incr")
 _CONVERTER = make_tree_converter()
 
 _READS = frozenset({_GET.sha})
+
+_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps makes one per call otherwise
+
+_MAX_SHAPES = 64  # manifests (object shapes) remembered per model for the generated code
 
 
 @attrs.define(eq=False)
@@ -78,6 +86,51 @@ class FlatWrite(Write):
 
     def touched(self) -> list[str]:
         return self.keys[1:]
+
+    def group(self) -> tuple[str, ...] | None:
+        """Saves go together when their keys share a slot: the objects of one hash tag,
+        or those without one (all in one slot only on a single server; a cluster refuses
+        them, as it refuses each of their saves: the flat layout needs hash_tag=True
+        there)."""
+        if self.lua is not _SAVE:
+            return None
+        return ("flat save", _tag(self.key))
+
+    def many(self, writes: Sequence[Write]) -> Command:
+        """One call of flat_save_many.lua for these saves (each with its own keys)."""
+        keys: list[str] = []
+        args: list[Any] = [len(writes)]
+        for w in writes:
+            at = len(keys) + 1
+            keys += w.keys
+            args += [at, len(keys), len(w.args) - 3, *w.args]
+        return _SAVE_MANY.call(keys, args)
+
+
+def _tag(key: str) -> str:
+    """The hash tag a key's slot is computed from ('' for none)."""
+    if "{" in key:
+        start = key.find("{")
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return ""
+
+
+def send_write(w: FlatWrite, what: str) -> Plan[Any]:
+    """One flat write outside a transaction (what ``run_writes`` does for it, without
+    its batching): sent, and sent again with the leaves it asks for, at most KEY_ROUNDS
+    times more; its reply, or its refusal raised (a ConflictError when it kept asking)."""
+    reply: Any = None
+    for _ in range(KEY_ROUNDS + 1):
+        reply = (yield Batch([w.command()], write=True, idempotent=True, keys=(w.key,)))[0]
+        need = needed_keys(reply)
+        if need is None or not w.declare(need):
+            break
+    error = refusal(w.spec, w.key, reply, what)
+    if error is not None:
+        raise error
+    return reply
 
 
 def manifest_leaves(key: str, delim: str, manifest: Any) -> list[str]:
@@ -139,6 +192,19 @@ class FlatLayout:
         opts = key_attr.metadata.get("redmodel")
         self.key_name = getattr(opts, "name", None) or key_attr.name
         self.fixed = [p for p in self._fixed_leaves(spec.cls, "") if p != self.key_name]
+        self._fixed_keys = [self.delim + p for p in self.fixed]
+        try:
+            self._encode: Callable[[Any, list[bytes]], int | None] | None = _encoder(
+                spec.cls, spec.key.name)
+        except _Decline:
+            self._encode = None
+        # shape number -> (manifest, its leaf key suffixes, the other fixed ones)
+        self._shapes: dict[int, tuple[str, list[str], list[str]]] = {}
+        # the manifest a read expects (the last one read), its leaves', the other fixed
+        # ones' suffixes: the read script answers with one MGET when it is the stored one
+        self._expect: tuple[bytes, list[str], list[str]] | None = None
+        # manifest -> (generated decode, number of values) or None (the generic decode)
+        self._readers: dict[bytes, tuple[Callable[..., Any], int] | None] = {}
 
     def _fixed_leaves(self, cls: type, path: str) -> list[str]:
         """The leaf suffixes every object of ``cls`` may have whatever its values: scalar
@@ -159,6 +225,8 @@ class FlatLayout:
 
     def _declared(self, key: str, have: list[str] | None = None) -> list[str]:
         """The object key, then ``have``, then the other fixed leaves."""
+        if not have:
+            return [key, *[key + s for s in self._fixed_keys]]
         keys = [key, *(have or ())]
         seen = set(keys)
         keys += [k for k in (f"{key}{self.delim}{p}" for p in self.fixed) if k not in seen]
@@ -206,17 +274,40 @@ class FlatLayout:
     def save(self, key: str, obj: Any, ttl_ms: int | None) -> FlatWrite:
         """The save script: the manifest, the object's leaves (their values in ARGV), then
         the fixed leaves it does not have (which it may have had)."""
+        ttl = "" if ttl_ms is None else str(ttl_ms)
+        if self._encode is not None:
+            values: list[bytes] = []
+            sig = self._encode(obj, values)
+            if sig is not None:
+                shape = self._shapes.get(sig) or self._shape(obj, sig)
+                manifest, have, absent = shape
+                return FlatWrite(self.spec, key,
+                                 [key, *[key + s for s in have], *[key + s for s in absent]],
+                                 [ttl, self.delim, manifest, *values], lua=_SAVE, reader=self)
+        manifest, leaves = self._manifest(obj)
+        keys = self._declared(key, [f"{key}{self.delim}{p}" for p, _ in leaves])
+        return FlatWrite(self.spec, key, keys,
+                         [ttl, self.delim, manifest, *(v for _, v in leaves)], lua=_SAVE,
+                         reader=self)
+
+    def _manifest(self, obj: Any) -> tuple[str, list[tuple[str, bytes]]]:
+        """The generic encoding: the manifest, and (leaf suffix, value) of every leaf."""
         tree = self.unstructure(obj)
         tree.pop(self.key_name, None)
         leaves: list[tuple[str, bytes]] = []
         skeleton = self._flatten(tree, "", leaves)
-        manifest = "\n".join([json.dumps(skeleton, separators=(",", ":")),
-                              *(p for p, _ in leaves)])
-        keys = self._declared(key, [f"{key}{self.delim}{p}" for p, _ in leaves])
-        ttl = "" if ttl_ms is None else str(ttl_ms)
-        return FlatWrite(self.spec, key, keys,
-                         [ttl, self.delim, manifest, *(v for _, v in leaves)], lua=_SAVE,
-                         reader=self)
+        return "\n".join([_JSON.encode(skeleton), *(p for p, _ in leaves)]), leaves
+
+    def _shape(self, obj: Any, sig: int) -> tuple[str, list[str], list[str]]:
+        """What the generic code makes of an object of this shape (the generated encoder
+        saw it first): its manifest, its leaves' suffixes, the other fixed leaves'."""
+        manifest, leaves = self._manifest(obj)
+        have = [p for p, _ in leaves]
+        absent = [p for p in self.fixed if p not in set(have)]
+        shape = (manifest, [self.delim + p for p in have], [self.delim + p for p in absent])
+        if len(self._shapes) < _MAX_SHAPES:
+            self._shapes[sig] = shape
+        return shape
 
     def delete(self, key: str) -> FlatWrite:
         return FlatWrite(self.spec, key, self._declared(key), [self.delim], lua=_DELETE,
@@ -260,12 +351,29 @@ class FlatLayout:
     def read(self, key: str) -> Command:
         """The get script, with the fixed leaves declared: send it with
         :func:`read_batch`, which declares the others when the script asks."""
-        return _GET.call(self._declared(key), [self.delim])
+        expect = self._expect
+        if expect is None:
+            return _GET.call(self._declared(key), [self.delim])
+        manifest, have, absent = expect
+        return _GET.call([key, *[key + s for s in have], *[key + s for s in absent]],
+                         [self.delim, manifest, len(have)])
 
     def decode(self, key: str, id_text: str, reply: Any) -> Any:
         if not reply:
             return None
         manifest, *values = reply
+        if self._encode is not None and type(manifest) is bytes:
+            try:
+                fast = self._readers[manifest]
+            except KeyError:
+                fast = self._reader(manifest)
+            if fast is not None and (self._expect is None or self._expect[0] != manifest):
+                self._expect = self._expected(manifest)
+            if fast is not None and len(values) == fast[1] and None not in values:
+                try:
+                    return fast[0](values, id_text.encode("utf-8"))
+                except Exception:  # the generic decode below decides
+                    pass
         try:
             skeleton = json.loads(manifest.splitlines()[0])
         except (ValueError, IndexError):
@@ -276,6 +384,28 @@ class FlatLayout:
             return self.structure(tree, self.spec.cls)
         except Exception as e:
             raise structure_error(e, model=self.spec.name, key=key) from None
+
+
+    def _expected(self, manifest: bytes) -> tuple[bytes, list[str], list[str]] | None:
+        """What :meth:`read` sends to expect this manifest (None: too many leaves)."""
+        lines = manifest.decode("utf-8", "surrogateescape").split("\n")[1:]
+        if len(lines) > 500:
+            return None
+        absent = [p for p in self.fixed if p not in set(lines)]
+        return manifest, [self.delim + p for p in lines], [self.delim + p for p in absent]
+
+    def _reader(self, manifest: bytes) -> tuple[Callable[..., Any], int] | None:
+        """The generated decode for objects stored with this manifest (None: the generic
+        decode), remembered for up to _MAX_SHAPES manifests."""
+        try:
+            skeleton = json.loads(manifest.split(b"\n", 1)[0])
+            found: tuple[Callable[..., Any], int] | None = _decoder(
+                self.spec.cls, self.key_name, skeleton)
+        except (_Decline, ValueError):
+            found = None
+        if len(self._readers) < _MAX_SHAPES:
+            self._readers[manifest] = found
+        return found
 
 
 def counter_result(spec: ModelSpec, key: str, path: str, kind: str, amount: float,
@@ -314,3 +444,137 @@ def counter_result(spec: ModelSpec, key: str, path: str, kind: str, amount: floa
 
 def _text(raw: Any) -> str:
     return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+
+
+# ---- generated code for models of a fixed shape ---------------------------------------------
+#
+# A model whose tree has a fixed shape (scalar and codec leaves, through nested classes,
+# optional ones too; no lists, dicts or sets) gets straight-line Python for its save and
+# get, written once per model (and once per stored shape for reading), the way cattrs
+# writes its own functions. They call exactly the hooks the generic code calls (read from
+# cattrs' generated functions), so what they store and build is the generic code's by
+# construction; anything they are not sure of (a value of another type, a leaf missing,
+# a manifest of another shape, an error) is handed to the generic code, which decides
+# (and raises the error it always raised).
+
+
+class _Decline(Exception):  # noqa: N818 - a signal: this model keeps the generic code
+    pass
+
+
+def _hooks(fn: Any, prefix: str) -> dict[str, Any]:
+    """The default values of a cattrs-generated function's ``prefix*`` parameters."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        raise _Decline from None
+    return {n[len(prefix):]: p.default for n, p in params.items()
+            if n.startswith(prefix) and p.default is not inspect.Parameter.empty}
+
+
+def _kind(f: attrs.Attribute[Any], seen: frozenset[type]) -> tuple[str, Any, bool]:
+    """("leaf" | "node", inner type, optional) of a field of a fixed-shape tree."""
+    inner, optional = optional_inner(f.type)
+    if getattr(f.metadata.get("redmodel"), "codec", None) is not None or (
+            scalar(inner) is not None):
+        return "leaf", inner, optional
+    if isinstance(inner, type) and attrs.has(inner) and inner not in seen:
+        return "node", inner, optional
+    raise _Decline
+
+
+def _compile(name: str, lines: list[str], env: dict[str, Any]) -> Callable[..., Any]:
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<redmodel generated {name}>", "exec"), env)  # field names only
+    fn: Callable[..., Any] = env[name]
+    return fn
+
+
+def _encoder(cls: type, key_field: str) -> Callable[[Any, list[bytes]], int | None]:
+    """``encode(obj, out) -> shape``: appends the object's leaf values to ``out`` in the
+    order the generic ``_flatten`` gives them; the shape is a number with one bit per leaf
+    or optional node that is None (which fixes the skeleton). None: not sure, use the
+    generic code."""
+    env: dict[str, Any] = {}
+    lines = ["def encode(o, out):", "    sig = 0"]
+    bits = itertools.count()
+    names = itertools.count()
+
+    def walk(c: type, obj: str, pad: str, seen: frozenset[type], top: bool) -> None:
+        hooks = _hooks(_CONVERTER.get_unstructure_hook(c), "__c_unstr_")
+        attrs.resolve_types(c)
+        for f in attrs.fields(c):
+            if top and f.name == key_field:
+                continue
+            kind, inner, optional = _kind(f, seen)
+            if kind == "leaf":
+                if f.name not in hooks:
+                    raise _Decline
+                h = f"_h{next(names)}"
+                env[h] = hooks[f.name]
+                lines.extend([f"{pad}x = {h}({obj}.{f.name})",
+                              f"{pad}if x is None: sig |= {1 << next(bits)}",
+                              f"{pad}elif type(x) is bytes: out.append(x)",
+                              f"{pad}else: return None"])
+                continue
+            var = f"n{next(names)}"
+            lines.append(f"{pad}{var} = {obj}.{f.name}")
+            if optional:
+                lines.extend([f"{pad}if {var} is None: sig |= {1 << next(bits)}",
+                              f"{pad}else:", f"{pad}    pass"])
+                walk(inner, var, pad + "    ", seen | {inner}, False)
+            else:
+                walk(inner, var, pad, seen | {inner}, False)
+
+    walk(cls, "o", "    ", frozenset({cls}), True)
+    lines.append("    return sig")
+    return _compile("encode", lines, env)
+
+
+def _decoder(cls: type, key_name: str, skeleton: Any) -> tuple[Callable[..., Any], int]:
+    """``decode(values, id bytes) -> obj`` for objects stored with this skeleton (the
+    constructor calls of cattrs' structure functions, with their hooks), and the number
+    of leaf values it takes. Raises _Decline when the skeleton is not the model's shape."""
+    env: dict[str, Any] = {}
+    at = itertools.count()
+    names = itertools.count()
+
+    def build(c: type, skel: Any, seen: frozenset[type], top: bool) -> str:
+        hooks = _hooks(_CONVERTER.get_structure_hook(c), "__c")
+        if "l" not in hooks or not isinstance(skel, dict):
+            raise _Decline
+        ctor = f"_c{next(names)}"
+        env[ctor] = hooks["l"]
+        stored = set()
+        args = []
+        for f in attrs.fields(c):
+            if not f.init or f.alias != f.name:
+                raise _Decline
+            name, _ = field_names(f)
+            h, t = f"_s{next(names)}", f"_t{next(names)}"
+            env[h], env[t] = hooks.get(f"_structure_{f.name}"), hooks.get(f"_type_{f.name}")
+            if env[h] is None:
+                raise _Decline
+            if top and name == key_name:
+                args.append(f"{f.name}={h}(kid, {t})")
+                continue
+            stored.add(name)
+            if name not in skel:
+                raise _Decline
+            kind, inner, _ = _kind(f, seen)
+            node = skel[name]
+            if node is None:
+                args.append(f"{f.name}={h}(None, {t})")
+            elif kind == "leaf" and node == 1 and type(node) is int:
+                args.append(f"{f.name}={h}(v[{next(at)}], {t})")
+            elif kind == "node" and isinstance(node, dict):
+                args.append(f"{f.name}={build(inner, node, seen | {inner}, False)}")
+            else:
+                raise _Decline
+        if stored != set(skel):
+            raise _Decline
+        return f"{ctor}({', '.join(args)})"
+
+    expr = build(cls, skeleton, frozenset({cls}), True)
+    fn = _compile("decode", ["def decode(v, kid):", f"    return {expr}"], env)
+    return fn, next(at)

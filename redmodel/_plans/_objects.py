@@ -36,7 +36,7 @@ from redmodel._indexes._writes import (
     undo,
     unique_lines,
 )
-from redmodel._layouts._flat import counter_result, read_batch
+from redmodel._layouts._flat import FlatWrite, counter_result, read_batch, send_write
 from redmodel._layouts._hash import INT64, HashLayout, check_increment, saved
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape
@@ -132,7 +132,9 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
     ms = ttl_ms(spec, ttl)
     if not isinstance(layout, HashLayout):
         whole: Command | Write = layout.save(key, obj, ms)
-        if isinstance(whole, Write):  # the flat layout: its leaves declared
+        if isinstance(whole, FlatWrite) and hints is None:  # the flat layout
+            yield from send_write(whole, f"save {spec.name}")
+        elif isinstance(whole, Write):  # in a transaction: its leaves read first
             yield from _indexed_write(spec, whole, None, hints, f"save {spec.name}", True)
         else:
             yield Batch([whole], write=True, idempotent=True, keys=(key,))

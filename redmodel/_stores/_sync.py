@@ -202,7 +202,9 @@ class Store(ShellConfig):
         index_write.lua, sent again with more KEYS when its first answer names keys it
         needs); with unique fields on a bucketed model, EVALSHA claim.lua before it and
         claim_confirm.lua, claim_release.lua or claim_restore.lua after it. Flat layout:
-        EVALSHA flat_save.lua. Blob layout: SET (PX or KEEPTTL)."""
+        the objects of one slot in one EVALSHA flat_save_many.lua per chunk (those it
+        answers KEYS or LATER for are sent again, together, or alone as EVALSHA
+        flat_save.lua). Blob layout: SET (PX or KEEPTTL)."""
         plan = _ops.save_many(objs, ttl, chunk_size or self.chunk_size,
                               ready=self._registry.ready_for)
         return self.run(plan)
