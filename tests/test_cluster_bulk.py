@@ -1,6 +1,5 @@
-"""Bulk calls on a cluster, sent to every node of a chunk at once (the sync shell writes every
-node's buffer before reading any node's replies; the asyncio shell reads the nodes in
-gathered tasks), with one node's reply lost or its connection cut while the other nodes
+"""Bulk calls on a cluster, sent to every node of a chunk at once (the sync shell sends and
+reads each node's part in a thread of its own, the asyncio shell in gathered tasks), with one node's reply lost or its connection cut while the other nodes
 answered: what is reported written is what the servers hold, and nothing is sent twice that
 must not be. Sync and asyncio, through redmodel.testing's ClusterFaultProxy.
 
