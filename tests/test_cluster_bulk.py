@@ -1,7 +1,8 @@
 """Bulk calls on a cluster, sent to every node of a chunk at once (the sync shell sends and
-reads each node's part in a thread of its own, the asyncio shell in gathered tasks), with one node's reply lost or its connection cut while the other nodes
-answered: what is reported written is what the servers hold, and nothing is sent twice that
-must not be. Sync and asyncio, through redmodel.testing's ClusterFaultProxy.
+reads each node's part in a thread of its own, the asyncio shell in gathered tasks), with
+one node's reply lost or its connection cut while the other nodes answered: what is
+reported written is what the servers hold, and nothing is sent twice that must not be.
+Sync and asyncio, through redmodel.testing's ClusterFaultProxy.
 
 Also: AsyncStore and Store store the same bytes for the same objects, and read them back
 alike (a property over drawn hats).
