@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from benchmarks import (
+    bench_async_bulk,
     bench_codecs,
     bench_contest,
     bench_deploy,
@@ -68,6 +69,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "encrypted": bench_encrypted.run,
     "rss": bench_rss.run,
     "exactly_once": bench_once.run,
+    "async_bulk": bench_async_bulk.run,
 }
 
 

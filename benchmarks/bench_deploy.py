@@ -219,9 +219,9 @@ def run(url: str, quick: bool) -> str:
                 f"four servers share this machine's {os.cpu_count()} logical cores.",
                 "### Bulk: save_many / get_many, one server vs the cluster",
                 bulk(single, cluster_store, n, repeats),
-                "Each row stores then reads the same hats; the cluster store's pipeline "
-                "splits each chunk of 500 by node (redis-py's ClusterPipeline) and sends "
-                "one pipeline per primary. The hash layout needs no hash tag; "
+                "Each row stores then reads the same hats; the cluster store splits each "
+                "chunk of 500 by node and writes every node's part before reading any "
+                "node's replies. The hash layout needs no hash tag; "
                 "`hash_tag=True` only changes the key (`..._taghat:{id}`), not the work.",
                 "### Single-object calls: sync vs asyncio",
                 concurrency(url, cluster, single, cluster_store, calls, repeats),

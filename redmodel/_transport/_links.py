@@ -16,7 +16,9 @@ A :class:`SyncSession` / :class:`AsyncSession` keeps one connection for a transa
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import select
+import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -50,6 +52,12 @@ try:
     from hiredis import pack_command as _packer
 except ImportError:  # pragma: no cover - hiredis is an optional extra
     _packer = None
+_AsyncHiredis: type | None
+try:  # the asyncio parser's own reader and its "incomplete" answer (see _buffered)
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _INCOMPLETE
+    from redis._parsers.hiredis import _AsyncHiredisParser as _AsyncHiredis
+except ImportError:  # pragma: no cover - hiredis missing, or redis-py moved them
+    _AsyncHiredis, _INCOMPLETE = None, object()
 
 # a reply that came whole although redis-py raises it as a ConnectionError
 _REPLY_ERRORS = (BusyLoadingError, AuthenticationError)
@@ -206,6 +214,9 @@ class SyncLink(_Shell):
 
     def _round(self, calls: list[Call], session: SyncSession | None) -> None:
         """Send every call, then read every call's replies (one round trip per node)."""
+        if session is None and self.cluster and len(calls) > 1:
+            self._spread(calls)
+            return
         open_: list[tuple[Call, Any, Any]] = []
         done = 0
         try:
@@ -226,6 +237,36 @@ class SyncLink(_Shell):
                 conn.disconnect()
                 if pool is not None:
                     pool.release(conn)
+
+    def _spread(self, calls: list[Call]) -> None:
+        """:meth:`_round` for calls to several cluster nodes: each node's call is sent and
+        its replies read in a thread of a shared pool (the first in this thread), so the
+        nodes are written and read at once. Measured against writing every node's buffer
+        and then reading the nodes in turn, interleaved, 20,000 hats on three primaries:
+        save_many 16,185 -> 29,226 /s, get_many 23,077 -> 50,595 /s (reading the nodes in
+        threads after writing all from this one: 21,344 / 29,155). Each call's outcome is
+        its own (``failure``, ``replies``); every call ends (its connection released, or
+        closed if its replies were not all read) before this returns or raises, and the
+        first exception a call raised is raised then."""
+        todo = [call for call in calls if call.wire]
+        futures = [_readers().submit(self._one, call) for call in todo[1:]]
+        try:
+            if todo:
+                self._one(todo[0])
+        finally:
+            concurrent.futures.wait(futures)
+        for future in futures:
+            future.result()  # raises what the call raised (its connection was closed)
+
+    def _one(self, call: Call) -> None:
+        got = self._send(call, None)
+        if got is None:
+            return  # the failure is the call's; nothing of it left on a connection
+        conn, pool = got
+        try:
+            self._read(conn, call)  # closes the connection if it raises
+        finally:
+            pool.release(conn)
 
     def _send(self, call: Call, session: SyncSession | None) -> tuple[Any, Any] | None:
         try:
@@ -295,6 +336,22 @@ class SyncLink(_Shell):
 
     def session(self) -> SyncSession:
         return SyncSession(self)
+
+
+_READERS: list[concurrent.futures.ThreadPoolExecutor] = []  # made on first use
+_READERS_LOCK = threading.Lock()
+
+
+def _readers() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that send to and read from cluster nodes (:meth:`SyncLink._spread`),
+    one pool for the process, made on first use: they wait on sockets with the GIL
+    released."""
+    if not _READERS:
+        with _READERS_LOCK:
+            if not _READERS:
+                _READERS.append(concurrent.futures.ThreadPoolExecutor(
+                    max_workers=16, thread_name_prefix="redmodel-read"))
+    return _READERS[0]
 
 
 def _placement(session: Any, batch: Batch) -> tuple[int, Any, bool] | None:
@@ -437,6 +494,45 @@ async def _refreshed(conn: Any) -> None:
     await conn.connect()
 
 
+# replies that need no second look (ResponseError values are replies too: appended)
+_PLAIN = (bytes, int, dict, str, float, ResponseError)
+
+
+def _buffered(conn: Any) -> Callable[[], Any] | None:
+    """The ``gets`` of an asyncio connection's hiredis reader, or None (another parser).
+
+    redis-py's asyncio ``read_response`` enters an ``asyncio.timeout`` for every reply
+    (its ``socket_timeout``): on a bulk call's thousand replies that is more time than
+    parsing them. Most of them are already in the reader's buffer when asked for, where
+    no timeout can matter: :meth:`AsyncLink._read` takes those with ``gets()`` and goes
+    through ``read_response`` (the timeout, the socket read) only when the buffer holds
+    no whole reply (``gets()`` answers ``_INCOMPLETE`` and takes nothing). What
+    ``read_response`` does to a reply beyond that is done by :func:`_unusual`."""
+    parser = getattr(conn, "_parser", None)
+    if _AsyncHiredis is None or type(parser) is not _AsyncHiredis \
+            or not getattr(parser, "_connected", False):
+        return None
+    reader = getattr(parser, "_reader", None)
+    return None if reader is None else reader.gets
+
+
+async def _unusual(conn: Any, reply: Any) -> bool:
+    """What redis-py's hiredis parser does to a reply taken from its buffer besides
+    returning it: a connection error (an error reply it maps to one, such as LOADING) is
+    raised; a RESP3 push message goes to the parser's push handler and is no reply (True:
+    read on). False: ``reply`` is an ordinary reply (an array, a set, None...)."""
+    parser = conn._parser
+    push = getattr(parser, "_hiredis_PushNotificationType", None)
+    if isinstance(reply, RedisConnectionError):
+        raise reply
+    if push is not None and isinstance(reply, push):
+        await parser.handle_push_response(reply)
+        return True
+    if isinstance(reply, list) and reply and isinstance(reply[0], RedisConnectionError):
+        raise reply[0]
+    return False
+
+
 class AsyncLink(_Shell):
     """The transport of an :class:`~redmodel.AsyncStore`: :class:`SyncLink` awaited."""
 
@@ -537,6 +633,14 @@ class AsyncLink(_Shell):
             await pool.release(conn)
 
     async def _round(self, calls: list[Call], session: AsyncSession | None) -> None:
+        """Send every call, then read every call's replies; calls to several nodes (a
+        cluster's bulk call) each go in a task of their own, gathered: a node's replies are
+        read as they come, whichever node answers first (measured: save_many of 20,000
+        hats on three primaries ~1.4x faster than reading the nodes one after the
+        other). Each call's outcome is its own (``failure``, ``replies``), as in turn."""
+        if session is None and len(calls) > 1:
+            await self._gathered(calls)
+            return
         open_: list[tuple[Call, Any, Any]] = []
         done = 0
         try:
@@ -555,6 +659,28 @@ class AsyncLink(_Shell):
             for _call, conn, pool in open_[done:]:  # interrupted (cancelled, ...)
                 await conn.disconnect()
                 await self._release(conn, pool)
+
+    async def _gathered(self, calls: list[Call]) -> None:
+        """:meth:`_round` for calls to several nodes, one task each. Every task ends (its
+        connection released, or closed if its replies were not all read) before this
+        returns or raises; the first exception a task raised (cancelled, interrupted) is
+        raised then. Cancelling the round cancels every task, each closing its
+        connection."""
+        outcomes = await asyncio.gather(*(self._one(call) for call in calls if call.wire),
+                                        return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _one(self, call: Call) -> None:
+        got = await self._send(call, None)
+        if got is None:
+            return  # the failure is the call's; nothing of it left on a connection
+        conn, pool = got
+        try:
+            await self._read(conn, call)  # closes the connection if it raises
+        finally:
+            await self._release(conn, pool)
 
     async def _send(self, call: Call, session: AsyncSession | None
                     ) -> tuple[Any, Any] | None:
@@ -596,11 +722,21 @@ class AsyncLink(_Shell):
             return _learned(conn, e)
 
     async def _read(self, conn: Any, call: Call) -> bool:
+        """:meth:`SyncLink._read`, awaited; a reply already in the connection's buffer is
+        taken from it directly (see :func:`_buffered`), the others through the
+        connection's ``read_response`` (its ``socket_timeout`` applies to each)."""
         replies = call.replies
         read = conn.read_response
-        for _ in range(len(call.wire)):
+        take = _buffered(conn)
+        left = len(call.wire)
+        while left:
             try:
-                replies.append(await read(disconnect_on_error=False))
+                reply = _INCOMPLETE if take is None else take()
+                if reply is _INCOMPLETE:
+                    reply = await read(disconnect_on_error=False)
+                elif not isinstance(reply, _PLAIN) and await _unusual(conn, reply):
+                    continue  # a push message (RESP3): not a reply, handled as redis-py does
+                replies.append(reply)
             except ResponseError as e:
                 replies.append(e)
             except _REPLY_ERRORS as e:
@@ -612,6 +748,10 @@ class AsyncLink(_Shell):
             except BaseException:
                 await conn.disconnect()
                 raise
+            left -= 1
+        if take is not None and conn.health_check_interval:  # as read_response does
+            conn.next_health_check = (asyncio.get_running_loop().time()
+                                      + conn.health_check_interval)
         return True
 
     async def _drop(self, conn: Any, pool: Any, session: AsyncSession | None) -> None:
