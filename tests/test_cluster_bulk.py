@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -286,3 +289,35 @@ def test_bulk_replies_across_many_socket_reads_and_an_error_reply_among_them(
     assert bad in str(caught.value) and "WRONGTYPE" in str(caught.value)
     assert any_store.get_many(Hat, [h.id for h in objs]) == objs
     any_store.client.delete(bad, *(key(h) for h in objs))
+
+
+def test_a_forked_child_sends_to_every_node_with_its_own_threads(
+        redis_cluster: RedisClusterServer) -> None:
+    """A cluster Store whose bulk calls started the sending threads, then fork: the child's
+    save_many reaches every node (the parent's threads do not exist in the child; a task
+    given to their pool would wait forever)."""
+    host, port = redis_cluster.addresses[0]
+    store = redmodel.Store(RedisCluster(host=host, port=port))
+    objs = hats(next(_runs), 12)
+    assert store.save_many(objs[:6]) == 6  # the parent's threads are running now
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            child = redmodel.Store(RedisCluster(host=host, port=port))
+            code = 0 if child.save_many(objs[6:]) == 6 else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the child's save_many did not return within 20 s")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.get_many(Hat, [h.id for h in objs]) == objs
+    store.close()

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import select
-import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -338,20 +338,22 @@ class SyncLink(_Shell):
         return SyncSession(self)
 
 
-_READERS: list[concurrent.futures.ThreadPoolExecutor] = []  # made on first use
-_READERS_LOCK = threading.Lock()
+_READERS: dict[int, concurrent.futures.ThreadPoolExecutor] = {}  # per process, on first use
 
 
 def _readers() -> concurrent.futures.ThreadPoolExecutor:
     """The threads that send to and read from cluster nodes (:meth:`SyncLink._spread`),
-    one pool for the process, made on first use: they wait on sockets with the GIL
-    released."""
-    if not _READERS:
-        with _READERS_LOCK:
-            if not _READERS:
-                _READERS.append(concurrent.futures.ThreadPoolExecutor(
-                    max_workers=16, thread_name_prefix="redmodel-read"))
-    return _READERS[0]
+    one pool per process, made on first use: they wait on sockets with the GIL released.
+    A forked child gets its own (the parent's threads do not exist in it: a task given to
+    the parent's pool would wait forever). No lock: a pool starts no thread before its
+    first task, so one made twice by a race costs nothing."""
+    pid = os.getpid()
+    pool = _READERS.get(pid)
+    if pool is None:
+        _READERS.clear()  # a parent's pool is of no use here
+        pool = _READERS.setdefault(pid, concurrent.futures.ThreadPoolExecutor(
+            max_workers=16, thread_name_prefix="redmodel-read"))
+    return pool
 
 
 def _placement(session: Any, batch: Batch) -> tuple[int, Any, bool] | None:
