@@ -42,12 +42,14 @@ from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape
 from redmodel._models._specs import ModelSpec, spec_of
 from redmodel._models._types import optional_inner
-from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, gather
+from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, gather, script
 from redmodel._plans._atomic import incr_fields
 from redmodel.codecs import Codec
 from redmodel.codecs import codec as resolve_codec
 
 __all__ = ["DEFAULT"]
+
+_INCR_ONE = script("incr_one")
 
 
 class _Default:
@@ -531,11 +533,22 @@ def incr(model: type, id_value: Any, field: str, amount: float,
     key = spec.key_for(id_value)
     layout = layout_of(spec)
     if isinstance(layout, HashLayout):
-        check_increment(spec, key, spec.path(field), field, amount)
+        chain = spec.path(field)
+        _, text, kind = check_increment(spec, key, chain, field, amount)
         plain = None if hints is None else plain_incr(spec, key, field, amount, hints)
         if plain is not None:
             replies = yield Batch([plain], write=True, keys=(key,))
             return int(replies[0])
+        if hints is None and kind == "int" and spec.indexes is None and not any(
+                f.old_stored for f in chain):
+            # the common case in one short script (lua/incr_one.lua): the same HINCRBY
+            # incr_fields.lua would send; anything it refuses (nothing written) goes on to
+            # incr_fields.lua, which decides it and says why
+            stored = spec.delimiter.join(f.stored for f in chain)
+            replies = yield Batch([_INCR_ONE.call([key], [stored, text])], write=True,
+                                  keys=(key,))
+            if isinstance(replies[0], bytes):
+                return int(replies[0])
         if hints is not None:
             hints.seen.pop(key, None)  # the script's outcome is not modelled
         values = yield from incr_fields(model, id_value, {field: amount}, hints=hints)
