@@ -1,10 +1,10 @@
 """The leaner index write path (issue 17, items 2 and 4) leaves exactly the index state the
 objects call for.
 
-The write path now sends an object's entries sorted (the script keeps that text as the
-record instead of sorting it again), reuses the entries save_many's check computed, and a
-whole save of a loaded object declares the old entries' keys only when an indexed field's
-stored bytes changed (a KEYS answer covers a writer that changed it meanwhile). The
+The write path now reuses the entries and the stored state save_many's check and encode
+computed, caches entry keys, and a whole save of a loaded object declares the old
+entries' keys only when an indexed field's stored bytes changed (a KEYS answer covers a
+writer that changed it meanwhile). The
 property: after any sequence of saves (one at a time, save_many, partial saves of loaded
 objects, saves of stale copies another writer overtook, with and without TTLs, and with a
 wrong-typed index key planted beforehand) every index key, record, the all-ids and expiry

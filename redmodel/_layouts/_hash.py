@@ -328,9 +328,8 @@ class HashLayout:
                     cache[root, line] = k
             extra[k] = None
         keys.extend(extra)
-        # sorted: the script keeps the text as the object's record without sorting it
         return Write(spec, key, keys, [mode + ":c" if claims else mode, *head, ttl, changed,
-                                       "\n".join(sorted(entries)), *data],
+                                       "\n".join(entries), *data],
                      root=root, eid=head[0], fields=fields, reader=self)
 
     def entries(self, key: str, values: dict[str, Any], only: Sequence[str] | None = None

@@ -5,18 +5,8 @@
 -- (else it answers {'KEYS', missing...} and writes nothing), each must hold the type it
 -- expects (else {'WRONGTYPE', key, type, expected}), and only then does it write.
 local SEP = '\31'
--- a line's parts, parsed once per script run (a call of the batch script sees the same
--- equality lines for many objects, and every path looks at each line several times)
-local PARTS = {}
 local function split(line)
-  local p = PARTS[line]
-  if p == nil then
-    local kind, name, value = string.match(line, '^([^\31]*)\31([^\31]*)\31(.*)$')
-    p = kind and {kind, name, value} or false
-    PARTS[line] = p
-  end
-  if p then return p[1], p[2], p[3] end
-  return nil
+  return string.match(line, '^([^\31]*)\31([^\31]*)\31(.*)$')
 end
 local function lines(text)
   local t = {}
@@ -45,25 +35,12 @@ end
 local CLAIMS = false
 -- the key an entry lives in and that key's type (nil for a unique entry with claims,
 -- which live in their value's own bucket and are changed by the client)
-local KEYOF = {}  -- root -> line -> its key (false: none), for this script run (a root
--- ends with its model's delimiter d)
 local function entry_key(root, d, line)
   local kind, name, value = split(line)
-  if kind == 'u' and CLAIMS then return nil end
-  local at = KEYOF[root]
-  if at == nil then at = {}; KEYOF[root] = at end
-  local k = at[line]
-  if k == nil then
-    if kind == 'e' then k = root .. 'eq' .. d .. name .. d .. value
-    elseif kind == 'r' then k = root .. 'rng' .. d .. name
-    elseif kind == 'u' then k = root .. 'uq' .. d .. name
-    else k = false end
-    at[line] = k
-  end
-  if not k then return nil end
-  if kind == 'e' then return k, 'set' end
-  if kind == 'r' then return k, 'zset' end
-  return k, 'hash'
+  if kind == 'e' then return root .. 'eq' .. d .. name .. d .. value, 'set' end
+  if kind == 'r' then return root .. 'rng' .. d .. name, 'zset' end
+  if kind == 'u' and not CLAIMS then return root .. 'uq' .. d .. name, 'hash' end
+  return nil
 end
 -- need[key] = the type it must hold ('' for any: only read with EXISTS)
 local function need_entries(need, root, d, set)
@@ -103,14 +80,16 @@ local function read(want, command, key, ...)
   return r
 end
 local function apply(root, d, id, line, add)
-  local kind, _, value = split(line)
+  local kind, name, value = split(line)
   if kind == 'u' and CLAIMS then return end
-  local k = entry_key(root, d, line)
   if kind == 'e' then
+    local k = root .. 'eq' .. d .. name .. d .. value
     if add then redis.call('SADD', k, id) else redis.call('SREM', k, id) end
   elseif kind == 'r' then
+    local k = root .. 'rng' .. d .. name
     if add then redis.call('ZADD', k, value, id) else redis.call('ZREM', k, id) end
   elseif kind == 'u' then
+    local k = root .. 'uq' .. d .. name
     if add then redis.call('HSET', k, value, id)
     elseif redis.call('HGET', k, value) == id then redis.call('HDEL', k, value) end
   end
@@ -128,26 +107,11 @@ end
 -- changed, entries, then mode data.
 -- the ttl (A[6]) and the entry lines (A[8]) checked: the entries as a set, or nil and the
 -- refusal
-local SORTED = {}  -- entries text -> true when its lines are sorted and distinct (the
--- record text then is the text itself, as write_index would build it)
 local function write_entries_arg(ttl, text)
   if not (ttl == '' or ttl == 'persist' or string.find(ttl, '^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$')) then
     return nil, {'BADARG', 'ttl ' .. tostring(ttl)}
   end
-  local given, prev, sorted = {}, nil, true
-  if text then
-    for line in string.gmatch(text, '[^\n]+') do
-      if prev ~= nil and not (prev < line) then sorted = false end
-      given[line] = true
-      prev = line
-    end
-    -- exactly the lines joined by single newlines (no empty line, none at either end)
-    if sorted and (string.find(text, '\n\n', 1, true) or string.sub(text, 1, 1) == '\n'
-                   or string.sub(text, -1) == '\n') then
-      sorted = false
-    end
-    if sorted then SORTED[text] = true end
-  end
+  local given = lines(text)
   for line in pairs(given) do
     local kind, name, value = split(line)
     if not kind or (kind ~= 'e' and kind ~= 'r' and kind ~= 'u') or name == '' then
@@ -225,19 +189,15 @@ local function write_fields(obj, A, npairs)
 end
 -- the entries of old not in new dropped, those of new not in old (all if every) added;
 -- the record says new, and the object is among all
-local function write_index(root, d, id, rec, all, old, new, every, sent)
+local function write_index(root, d, id, rec, all, old, new, every)
   for line in pairs(old) do if not new[line] then apply(root, d, id, line, false) end end
   for line in pairs(new) do
     if every or not old[line] then apply(root, d, id, line, true) end
   end
-  -- sent: the entries text new was read from, when new is exactly its lines
-  if not (sent and SORTED[sent]) then
-    local text = {}
-    for line in pairs(new) do text[#text + 1] = line end
-    table.sort(text)
-    sent = table.concat(text, '\n')
-  end
-  redis.call('HSET', rec, id, sent)
+  local text = {}
+  for line in pairs(new) do text[#text + 1] = line end
+  table.sort(text)
+  redis.call('HSET', rec, id, table.concat(text, '\n'))
   redis.call('ZADD', all, 0, id)
 end
 -- the object's expiry after a write (ttl: '' keep | 'persist' | ms) and the expiry set

@@ -214,8 +214,7 @@ elseif mode == 'save' or mode == 'update' then
   write_fields(obj, ARGV, npairs)
 end
 local gone = released(old, new)
-write_index(root, d, id, rec, all, old, new, mode == 'reindex',
-            (mode == 'save' or mode == 'reindex') and not next(conflicts) and newtext or nil)
+write_index(root, d, id, rec, all, old, new, mode == 'reindex')
 local expired = write_expiry(obj, exp, id, ttl, exists)
 if mode == 'expire' and expired ~= nil then result = expired end
 if mode == 'reindex' then

@@ -81,7 +81,7 @@ local function one(obj, rec, all, exp, A)
   end
   write_fields(obj, A, npairs)
   local gone = released(old, new)
-  write_index(root, d, id, rec, all, old, new, false, newtext)
+  write_index(root, d, id, rec, all, old, new, false)
   write_expiry(obj, exp, id, ttl, exists)
   return answer(1, gone)
 end
