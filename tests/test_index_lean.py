@@ -138,7 +138,7 @@ STEP = st.one_of(
 )
 
 
-@settings(max_examples=scaled(40, floor=10), deadline=None)
+@settings(max_examples=scaled(80, floor=10), deadline=None)
 @given(steps=st.lists(STEP, min_size=1, max_size=6))
 def test_the_write_path_leaves_exactly_the_entries_of_the_live_objects(
         store: redmodel.Store, steps: list[tuple[Any, ...]]) -> None:
