@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import math
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redmodel._errors import DecodeError, ValidationError
 from redmodel._indexes._specs import IndexValueError, entry_key
 from redmodel._indexes._writes import Write
+from redmodel._models._compiled import FALLBACK, field_encoder, hash_decoder, hash_encoder
 from redmodel._models._specs import FieldSpec, ModelSpec
 from redmodel._models._types import BadValueError, optional_inner
 from redmodel._plan import Command, script
@@ -90,6 +91,8 @@ def _note_stale(obj: Any, stale: list[bytes], moved: list[bytes]) -> None:
         _STALE[key] = (weakref.ref(obj, gone), stale, moved)
 
 
+_ENTRY_KEYS = 4096  # entry keys kept per layout (then forgotten at once)
+
 _NO_STALE: tuple[list[bytes], list[bytes]] = ([], [])  # never appended to
 
 
@@ -155,10 +158,20 @@ class HashLayout:
         self.delim = spec.delimiter.encode()
         self.may_be_empty = _may_be_empty(spec.fields)
         self._constant: dict[str, list[str]] = {}  # index root -> value-free index keys
+        self._entry_keys: dict[tuple[str, str], str] = {}  # (root, entry line) -> its key
         self._all_fields = frozenset(spec.indexes.fields if spec.indexes else ())
+        self._indexed_stored = tuple(  # the stored names (and old names) of indexed fields
+            n.encode() for name in self._all_fields
+            for n in (spec.by_name[name].stored, *spec.by_name[name].old_stored))
         self.encrypted = _has_encrypted(spec.fields)
         self.known = frozenset([MARKER, *_leaf_names(spec.fields, b"", self.delim)])
         self.renamed = _renamed(spec.fields)
+        # generated once per model (redmodel._models._compiled): every path encodes and
+        # decodes through these; the generic walks below are their reference and the
+        # decode of what the fast one leaves (errors, defaults, old names, upgrades)
+        self.encode = hash_encoder(spec)
+        self._fast_decode = hash_decoder(spec)
+        self._field_encoders: dict[str, Any] = {}
 
     # ---- writing ------------------------------------------------------------------
 
@@ -182,8 +195,11 @@ class HashLayout:
                 out.append(name)
                 out.append(f.encode(value))
 
-    def encode(self, obj: Any) -> tuple[list[bytes], list[bytes]]:
-        """(field, value, field, value, ...) to HSET, and the fields to HDEL."""
+    encode: Callable[[Any], tuple[list[bytes], list[bytes]]]
+    """(field, value, field, value, ...) to HSET, and the fields to HDEL (generated)."""
+
+    def encode_generic(self, obj: Any) -> tuple[list[bytes], list[bytes]]:
+        """The reference walk of :attr:`encode` (tests compare the two)."""
         out: list[bytes] = []
         nones: list[bytes] = []
         self._encode(self.spec.fields, obj, b"", out, nones)
@@ -231,12 +247,14 @@ class HashLayout:
         return self.save_changes(key, obj, ttl_ms, force=True)[0]
 
     def save_changes(
-        self, key: str, obj: Any, ttl_ms: int | None, force: bool
+        self, key: str, obj: Any, ttl_ms: int | None, force: bool,
+        entries: list[str] | None = None,
     ) -> tuple[Command | Write, dict[bytes, bytes], bool]:
         """(what to send, the stored state after it, whether it is a save of only what
         changed since ``obj`` was loaded). A partial save answers 0 when the object is gone
         meanwhile (also one with nothing changed, which sends only that check); the caller
-        then saves it whole."""
+        then saves it whole. ``entries``: the object's index entries, when the caller
+        computed them already (save_many's check of its first chunk)."""
         pairs, nones = self.encode(obj)
         state = dict(zip(pairs[::2], pairs[1::2], strict=True))
         stale, moved = stale_fields(obj) if _STALE else _NO_STALE
@@ -246,7 +264,8 @@ class HashLayout:
             snapshot = None  # the partial-save script sets no TTL: save whole
         if indexes is not None:
             return self._indexed(key, obj, pairs, nones, ttl_ms, snapshot, force,
-                                 stale, moved), state, bool(snapshot) and not force
+                                 stale, moved, state, entries), state, \
+                bool(snapshot) and not force
         if snapshot is not None and not force:
             pairs = self._changed_pairs(obj, state, snapshot)
             nones = [f for f in nones if f in snapshot]
@@ -296,10 +315,18 @@ class HashLayout:
         else:
             extra = dict.fromkeys(indexes.constant_keys(root, d, claims, only))
             fields = frozenset(only)
+        cache = self._entry_keys
         for line in entries:
-            k = entry_key(root, d, line, claims)
-            if k is not None:
-                extra[k] = None
+            k = cache.get((root, line))
+            if k is None:
+                k = entry_key(root, d, line, claims)
+                if k is None:
+                    continue
+                if line[0] != "r":  # an equality or unique value's key: few, and seen again
+                    if len(cache) >= _ENTRY_KEYS:
+                        cache.clear()
+                    cache[root, line] = k
+            extra[k] = None
         keys.extend(extra)
         return Write(spec, key, keys, [mode + ":c" if claims else mode, *head, ttl, changed,
                                        "\n".join(entries), *data],
@@ -371,16 +398,17 @@ class HashLayout:
 
     def _indexed(self, key: str, obj: Any, pairs: list[bytes], nones: list[bytes],
                  ttl_ms: int | None, snapshot: dict[bytes, bytes] | None, force: bool,
-                 stale: Sequence[bytes] = (), moved: Sequence[bytes] = ()) -> Write:
+                 stale: Sequence[bytes], moved: Sequence[bytes], state: dict[bytes, bytes],
+                 entries: list[str] | None) -> Write:
         indexes = self.spec.indexes
         assert indexes is not None
         values = {name: getattr(obj, name) for name in indexes.fields}
         ttl = "" if ttl_ms is None else str(ttl_ms)
         if snapshot is None or force:
-            w = self.write(key, "save", ttl, "*", self.entries(key, values),
+            w = self.write(key, "save", ttl, "*",
+                           self.entries(key, values) if entries is None else entries,
                            [len(pairs) // 2, *pairs, *nones, *stale])
         else:
-            state = dict(zip(pairs[::2], pairs[1::2], strict=True))
             pairs = self._changed_pairs(obj, state, snapshot)
             nones = [f for f in nones if f in snapshot]
             written = set(pairs[::2]) | set(nones)
@@ -390,10 +418,18 @@ class HashLayout:
             only = sorted(n for n in changed.split("\x1f") if n in indexes.fields)
             w = self.write(key, "update", ttl, changed, self.entries(key, values, only),
                            [len(pairs) // 2, *pairs, *nones], only=only)
-        if snapshot is not None:
+        if snapshot is not None and self._index_moved(state, snapshot):
             w.declare_lines(self.stored_entries(snapshot))
         w.values = values
         return w
+
+    def _index_moved(self, state: Mapping[bytes, bytes], snapshot: Mapping[bytes, bytes]
+                     ) -> bool:
+        """Whether the entries the snapshot was indexed as may differ from the ones this
+        state gives (whose keys the write declares already): some indexed field's stored
+        bytes differ. Equal bytes decode to equal values, whose entries are equal (an
+        encrypted value's bytes differ at every save: always moved)."""
+        return any(state.get(stored) != snapshot.get(stored) for stored in self._indexed_stored)
 
     def update(self, key: str, values: Mapping[str, Any]) -> Command | Write:
         """One script call that sets some fields if the object exists (returns 1, else 0)."""
@@ -406,7 +442,10 @@ class HashLayout:
                 raise ValidationError(f"unknown field {name!r}", model=spec.name, key=key)
             if (err := f.check(value)) is not None:
                 raise ValidationError(err, model=spec.name, key=key, field=name)
-            self._encode((f,), _One(f.name, value), b"", pairs, nones)
+            enc = self._field_encoders.get(name)
+            if enc is None:
+                enc = self._field_encoders[name] = field_encoder(spec, f)
+            enc(value, pairs, nones)
         if spec.indexes is not None:
             return self._indexed_update(key, values, pairs, nones)
         args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
@@ -460,6 +499,19 @@ class HashLayout:
         if not reply:
             return None
         data = _as_dict(reply)
+        spec = self.spec
+        if self._fast_decode is not None:
+            obj = self._fast_decode(data, id_text)
+            if obj is not FALLBACK:
+                if spec.track_changes:
+                    self.remember(obj, data)
+                if not self.known.issuperset(data):
+                    _note_stale(obj, [f for f in data if f not in self.known], [])
+                return obj
+        return self.decode_generic(key, id_text, data)
+
+    def decode_generic(self, key: str, id_text: str, data: dict[bytes, bytes]) -> Any:
+        """The reference decode (and the one of what the generated decoder leaves)."""
         spec = self.spec
         moved: list[bytes] | None = [] if self.renamed else None
         kwargs = self._decode(spec.fields, data, b"", key, "", moved)
@@ -606,10 +658,3 @@ def float_text(value: float, what: str, where: dict[str, Any]) -> str:
         raise ValidationError(f"{what} {value} has no exact float (beyond 2**53 only some "
                               "ints do)", **where)
     return repr(f)
-
-
-class _One:
-    """An object with one attribute, to encode a single field through ``_encode``."""
-
-    def __init__(self, name: str, value: Any) -> None:
-        setattr(self, name, value)

@@ -42,12 +42,14 @@ from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape
 from redmodel._models._specs import ModelSpec, spec_of
 from redmodel._models._types import optional_inner
-from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, gather
+from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, gather, script
 from redmodel._plans._atomic import incr_fields
 from redmodel.codecs import Codec
 from redmodel.codecs import codec as resolve_codec
 
 __all__ = ["DEFAULT"]
+
+_INCR_ONE = script("incr_one")
 
 
 class _Default:
@@ -88,11 +90,23 @@ def id_str(spec: ModelSpec, id_value: Any) -> tuple[str, str]:
 def save_command(obj: Any, ttl: Any, checked: bool = False) -> tuple[str, Command | Write]:
     """Validate ``obj`` (unless ``checked`` already) and return its key and what stores it
     whole (one command, or an index write)."""
+    key, cmd, _ = _save_state(obj, ttl, checked)
+    return key, cmd
+
+
+def _save_state(obj: Any, ttl: Any, checked: bool, entries: list[str] | None = None
+                ) -> tuple[str, Command | Write, dict[bytes, bytes] | None]:
+    """:func:`save_command`, with the stored state it leaves (hash layout; else None).
+    ``entries``: the object's index entries if known already (see :func:`check_whole`)."""
     spec = spec_of(obj)
     key = spec.key_for(_id_of(spec, obj))
     if not checked:
         spec.check(obj)
-    return key, layout_of(spec).save(key, obj, ttl_ms(spec, ttl))
+    layout = layout_of(spec)
+    if isinstance(layout, HashLayout):
+        cmd, state, _ = layout.save_changes(key, obj, ttl_ms(spec, ttl), True, entries)
+        return key, cmd, state
+    return key, layout.save(key, obj, ttl_ms(spec, ttl)), None
 
 
 def _values(spec: ModelSpec, obj: Any) -> dict[str, Any]:
@@ -187,10 +201,8 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     chunk_size = integer(chunk_size, "chunk_size", least=1)
     seq = objs if isinstance(objs, Sequence) else None
     whole = seq is not None
-    if seq is not None:  # everything refusable is refused before the first write
-        for obj in seq:
-            check_whole(obj)
-        _unique_within(seq)
+    # everything refusable is refused before the first write
+    early = {} if seq is None else _check_all(seq, chunk_size)
     tx = hints is not None
     done: list[str] = []  # keys written by earlier chunks (an iterator only: see below)
     count = 0
@@ -210,7 +222,9 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     for part in _chunks(objs, chunk_size):
 
         try:
-            chunk = [save_command(obj, ttl, checked=whole) for obj in part]
+            made = [_save_state(obj, ttl, whole, early.get(id(obj))) for obj in part]
+            early.clear()
+            chunk = [(k, c) for k, c, _ in made]
             if not whole:
                 _unique_within(part)
         except RedmodelError as e:  # nothing of this chunk was written
@@ -241,16 +255,29 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
             raise _batch_error(first, "save_many", every(keys),
                                known([k for at, k in enumerate(keys) if at not in refused]),
                                tx, key, unread=not whole)
-        for obj in part:
+        for obj, (_, _, state) in zip(part, made, strict=True):
             spec = spec_of(obj)
             layout = layout_of(spec)
             saved(obj)
-            if spec.track_changes and isinstance(layout, HashLayout):  # partial saves: hash only
-                layout.remember(obj, layout.encode_state(obj))
+            if spec.track_changes and state is not None and isinstance(layout, HashLayout):
+                layout.remember(obj, state)  # partial saves: hash only
         if not whole:
             done += keys
         count += len(part)
     return count
+
+
+def _check_all(seq: Sequence[Any], chunk_size: int) -> dict[int, list[str]]:
+    """Refuse what a save_many of ``seq`` would refuse, before anything is written; the
+    index entries of its first chunk's objects (by id(obj)), which their writes reuse
+    (only the first chunk's: memory stays bounded by the chunk size)."""
+    early: dict[int, list[str]] = {}
+    for at, obj in enumerate(seq):
+        found = check_whole(obj)
+        if at < chunk_size and found is not None:
+            early[id(obj)] = found
+    _unique_within(seq)
+    return early
 
 
 def _chunks(objs: Iterable[Any], size: int) -> Iterable[list[Any]]:
@@ -264,18 +291,20 @@ def _chunks(objs: Iterable[Any], size: int) -> Iterable[list[Any]]:
         yield part
 
 
-def check_whole(obj: Any) -> None:
+def check_whole(obj: Any) -> list[str] | None:
     """What :func:`save_command` refuses, without building the command (a sequence is
     checked whole first, then encoded chunk by chunk): its id, its fields, its index
-    entries (a NaN or infinite range value, an int beyond 2**53)."""
+    entries (a NaN or infinite range value, an int beyond 2**53). Returns the entries
+    (None for a model without indexes)."""
     spec = spec_of(obj)
     key = save_key(obj)
     spec.check(obj)
     if spec.indexes is not None:
         try:
-            spec.indexes.entries(_values(spec, obj))
+            return spec.indexes.entries(_values(spec, obj))
         except IndexValueError as e:
             raise ValidationError(e.reason, model=spec.name, key=key, field=e.field) from None
+    return None
 
 
 def save_key(obj: Any) -> str:
@@ -506,11 +535,22 @@ def incr(model: type, id_value: Any, field: str, amount: float,
     key = spec.key_for(id_value)
     layout = layout_of(spec)
     if isinstance(layout, HashLayout):
-        check_increment(spec, key, spec.path(field), field, amount)
+        chain = spec.path(field)
+        _, text, kind = check_increment(spec, key, chain, field, amount)
         plain = None if hints is None else plain_incr(spec, key, field, amount, hints)
         if plain is not None:
             replies = yield Batch([plain], write=True, keys=(key,))
             return int(replies[0])
+        if hints is None and kind == "int" and spec.indexes is None and not any(
+                f.old_stored for f in chain):
+            # the common case in one short script (lua/incr_one.lua): the same HINCRBY
+            # incr_fields.lua would send; anything it refuses (nothing written) goes on to
+            # incr_fields.lua, which decides it and says why
+            stored = spec.delimiter.join(f.stored for f in chain)
+            replies = yield Batch([_INCR_ONE.call([key], [stored, text])], write=True,
+                                  keys=(key,))
+            if isinstance(replies[0], bytes):
+                return int(replies[0])
         if hints is not None:
             hints.seen.pop(key, None)  # the script's outcome is not modelled
         values = yield from incr_fields(model, id_value, {field: amount}, hints=hints)

@@ -226,14 +226,19 @@ class Store(ShellConfig):
         """Add ``amount`` to an int or float field atomically; returns the new value.
 
         One script call: on the hash layout HINCRBY (int) or HINCRBYFLOAT (float) if the
-        object exists, run by the same script as :meth:`incr_fields`.
+        object exists. An int field of an unindexed model goes by a short script
+        (HINCRBY, then HGET of the exact new value); anything it refuses, having written
+        nothing, and every other field go by the same script as :meth:`incr_fields`.
         ``field`` may be a dotted path into a nested object (``"address.zip"``).
         Raises ValidationError for a non-numeric field, NotFoundError if the object is
         missing.
 
-        Redis: hash layout: EVALSHA incr_fields.lua (HINCRBY or HINCRBYFLOAT inside);
-        indexed model: EVALSHA index_write.lua (sent again with more KEYS when its first
-        answer names keys it needs); flat layout: EVALSHA flat_incr.lua."""
+        Redis: hash layout: EVALSHA incr_one.lua for an int field, then EVALSHA
+        incr_fields.lua if it refused (missing object, a stored value that is no 64-bit
+        int, a sum beyond 64 bits); EVALSHA incr_fields.lua (HINCRBY or HINCRBYFLOAT
+        inside) for a float or renamed field; indexed model: EVALSHA index_write.lua
+        (sent again with more KEYS when its first answer names keys it needs); flat
+        layout: EVALSHA flat_incr.lua."""
         return self.run(self._use(model, _ops.incr(model, id, field, amount)))
 
     def incr_fields(
