@@ -284,16 +284,16 @@ class SyncLink(_Shell):
         closed if its replies were not all read) before this returns or raises, and the
         first exception a call raised is raised then."""
         todo = [call for call in calls if call.wire]
-        futures = [_readers().submit(self._one, call) for call in todo[1:]]
+        futures = [_readers().submit(self._node_call, call) for call in todo[1:]]
         try:
             if todo:
-                self._one(todo[0])
+                self._node_call(todo[0])
         finally:
             concurrent.futures.wait(futures)
         for future in futures:
             future.result()  # raises what the call raised (its connection was closed)
 
-    def _one(self, call: Call) -> None:
+    def _node_call(self, call: Call) -> None:
         got = self._send(call, None)
         if got is None:
             return  # the failure is the call's; nothing of it left on a connection
@@ -703,13 +703,13 @@ class AsyncLink(_Shell):
         returns or raises; the first exception a task raised (cancelled, interrupted) is
         raised then. Cancelling the round cancels every task, each closing its
         connection."""
-        outcomes = await asyncio.gather(*(self._one(call) for call in calls if call.wire),
+        outcomes = await asyncio.gather(*(self._node_call(call) for call in calls if call.wire),
                                         return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
 
-    async def _one(self, call: Call) -> None:
+    async def _node_call(self, call: Call) -> None:
         got = await self._send(call, None)
         if got is None:
             return  # the failure is the call's; nothing of it left on a connection
