@@ -248,7 +248,9 @@ class HashLayout:
         meanwhile (also one with nothing changed, which sends only that check); the caller
         then saves it whole."""
         pairs, nones = self.encode(obj)
-        state = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        # the stored state after it: what a tracked object remembers (no one else reads it)
+        state = dict(zip(pairs[::2], pairs[1::2], strict=True)) \
+            if self.spec.track_changes else {}
         stale, moved = stale_fields(obj) if _STALE else _NO_STALE
         snapshot = None if not self.spec.track_changes else recall(obj)
         indexes = self.spec.indexes

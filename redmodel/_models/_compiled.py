@@ -32,12 +32,13 @@ import linecache
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from redmodel._models._keys import _TABLES, escape
 from redmodel._models._types import _SCALARS
 
 if TYPE_CHECKING:
     from redmodel._models._specs import FieldSpec, ModelSpec
 
-__all__ = ["FALLBACK", "checker", "field_encoder", "hash_decoder", "hash_encoder"]
+__all__ = ["FALLBACK", "checker", "field_encoder", "hash_decoder", "hash_encoder", "key_text"]
 
 FALLBACK: Any = object()
 """What a generated decoder answers when the generic decode must decide."""
@@ -266,3 +267,39 @@ def hash_decoder(spec: ModelSpec) -> Callable[[dict[bytes, bytes], str], Any] | 
 
 def _renamed(fields: tuple[FieldSpec, ...]) -> bool:
     return any(f.old_stored or _renamed(f.children) for f in fields)
+
+
+# ---- keys ---------------------------------------------------------------------------
+
+
+def key_text(spec: ModelSpec, generic: Callable[[Any], tuple[str, str]]
+             ) -> Callable[[Any], tuple[str, str]]:
+    """``key_text(id) -> (key, id text)``: for a plain key (no hash tag, no buckets) of a
+    str or int id, the key built inline (an ASCII str id is its own text, an int its
+    decimal text); every other id and model goes by ``generic`` (its checks, its errors)."""
+    key = spec.key
+    if spec.buckets is not None or spec.hash_tag is not False:
+        return generic
+    env = _Env()
+    gen = env.bind(generic, "g")
+    prefix = f"{spec.prefix}{spec.delimiter}"
+    table = env.bind(_key_table(spec.delimiter), "t")
+    if key.check is _SCALARS[str][2] and key.encode is _SCALARS[str][0]:
+        fast = "type(v) is str and v and v.isascii()"
+        text = "v"
+    elif key.check is _SCALARS[int][2] and key.encode is _SCALARS[int][0]:
+        fast = "type(v) is int"
+        text = "str(v)"
+    else:
+        return generic
+    lines = ["def key_text(v):",
+             f"    if {fast}:",
+             f"        t = {text}",
+             f"        return {prefix!r} + t.translate({table}), t",
+             f"    return {gen}(v)"]
+    return _build("key_text", "\n".join(lines) + "\n", env.env)
+
+
+def _key_table(delimiter: str) -> dict[int, str]:
+    escape("", delimiter)  # builds the table
+    return _TABLES[delimiter]

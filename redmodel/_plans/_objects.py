@@ -80,8 +80,7 @@ def _id_of(spec: ModelSpec, obj: Any) -> Any:
 
 def id_str(spec: ModelSpec, id_value: Any) -> tuple[str, str]:
     """(key, id text) for an id; raises ValidationError for an empty or mistyped id."""
-    text = spec.id_text(id_value)
-    return spec.key_of_text(text, id_value), text
+    return spec.key_text(id_value)
 
 
 # ---- writes -----------------------------------------------------------------------------
@@ -474,12 +473,7 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
 def update(model: type, id_value: Any, values: Mapping[str, Any],
            hints: TxHints | None = None) -> Plan[bool]:
     spec = spec_of(model)
-    key = spec.key_for(id_value)
-    if not values:
-        raise ValidationError("nothing to update", model=spec.name, key=key)
-    if spec.key.name in values:
-        raise ValidationError("the id cannot be updated", model=spec.name, key=key,
-                              field=spec.key.name)
+    key = update_checked(spec, id_value, values)
     cmd = layout_of(spec).update(key, values)
     if not isinstance(cmd, Write):
         replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
@@ -498,6 +492,45 @@ def update(model: type, id_value: Any, values: Mapping[str, Any],
     return bool((yield from settle(spec, key, reply, claims, hints)))
 
 
+def update_checked(spec: ModelSpec, id_value: Any, values: Mapping[str, Any]) -> str:
+    """The key of an update, once the call's own checks pass (the values' own are the
+    layout's)."""
+    key = spec.key_for(id_value)
+    if not values:
+        raise ValidationError("nothing to update", model=spec.name, key=key)
+    if spec.key.name in values:
+        raise ValidationError("the id cannot be updated", model=spec.name, key=key,
+                              field=spec.key.name)
+    return key
+
+
+def short_incr(spec: ModelSpec, key: str, field: str, amount: Any) -> Command | None:
+    """Validate an increment (ValidationError) and give the short script's call
+    (lua/incr_one.lua) when it applies: an int field, not renamed, of an unindexed hash
+    model; None when only the counter script (incr_fields.lua) can do it. The short script
+    sends the same HINCRBY the counter script would; anything it refuses (it answers 0,
+    nothing written) goes on to the counter script, which decides it and says why."""
+    stored = spec.compiled.get(("incr", field))
+    if stored is None:  # once per model and field: its stored name, or False
+        chain = spec.path(field)
+        fits = chain[-1].numeric == "int" and spec.indexes is None and not any(
+            f.old_stored or f.kind == "encoded" for f in chain)
+        stored = spec.compiled["incr", field] = fits and spec.delimiter.join(
+            f.stored for f in chain)
+    if stored and type(amount) is int and INT64[0] <= amount <= INT64[1]:
+        return _INCR_ONE.call([key], [stored, str(amount)])  # what check_increment passes
+    chain = spec.path(field)
+    text = check_increment(spec, key, chain, field, amount)[1]
+    if not stored:
+        return None
+    return _INCR_ONE.call([key], [stored, text])
+
+
+def short_incr_result(reply: Any) -> int | None:
+    """The new value from the short script's reply; None: refused, nothing written."""
+    return int(reply) if isinstance(reply, bytes) else None
+
+
 def incr(model: type, id_value: Any, field: str, amount: float,
          hints: TxHints | None = None) -> Plan[int | float]:
     """Add ``amount`` to one number: on the hash layout, ``incr_fields`` with one change
@@ -506,22 +539,16 @@ def incr(model: type, id_value: Any, field: str, amount: float,
     key = spec.key_for(id_value)
     layout = layout_of(spec)
     if isinstance(layout, HashLayout):
-        chain = spec.path(field)
-        _, text, kind = check_increment(spec, key, chain, field, amount)
+        short = short_incr(spec, key, field, amount)  # validates the increment
         plain = None if hints is None else plain_incr(spec, key, field, amount, hints)
         if plain is not None:
             replies = yield Batch([plain], write=True, keys=(key,))
             return int(replies[0])
-        if hints is None and kind == "int" and spec.indexes is None and not any(
-                f.old_stored for f in chain):
-            # the common case in one short script (lua/incr_one.lua): the same HINCRBY
-            # incr_fields.lua would send; anything it refuses (nothing written) goes on to
-            # incr_fields.lua, which decides it and says why
-            stored = spec.delimiter.join(f.stored for f in chain)
-            replies = yield Batch([_INCR_ONE.call([key], [stored, text])], write=True,
-                                  keys=(key,))
-            if isinstance(replies[0], bytes):
-                return int(replies[0])
+        if short is not None and hints is None:
+            replies = yield Batch([short], write=True, keys=(key,))
+            done = short_incr_result(replies[0])
+            if done is not None:
+                return done
         if hints is not None:
             hints.seen.pop(key, None)  # the script's outcome is not modelled
         values = yield from incr_fields(model, id_value, {field: amount}, hints=hints)
