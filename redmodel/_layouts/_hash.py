@@ -166,6 +166,8 @@ class HashLayout:
         self.encode = hash_encoder(spec)
         self._fast_decode = hash_decoder(spec)
         self._field_encoders: dict[str, Any] = {}
+        # a save is one command and nothing else: no index, no snapshot to keep
+        self.plain = spec.indexes is None and not spec.track_changes
 
     # ---- writing ------------------------------------------------------------------
 
@@ -266,15 +268,28 @@ class HashLayout:
             args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
             return _UPDATE.call([key], args), state, True
         nones.extend(stale)
+        return self._whole(key, pairs, nones, ttl_ms), state, False
+
+    def save_plain(self, key: str, obj: Any, ttl_ms: int | None) -> Command:
+        """:meth:`save` of a :attr:`plain` model's object (no snapshot, no index): the
+        same command, without the rest of :meth:`save_changes`."""
+        pairs, nones = self.encode(obj)
+        if _STALE:
+            nones.extend(stale_fields(obj)[0])
+        return self._whole(key, pairs, nones, ttl_ms)
+
+    def _whole(self, key: str, pairs: list[bytes], nones: list[bytes], ttl_ms: int | None
+               ) -> Command:
+        """HSET alone, or hash_save.lua (HSET, HDEL of ``nones``, PEXPIRE of a TTL)."""
         if pairs:
             if self.may_be_empty:
                 nones.append(MARKER)
         else:
             pairs = [MARKER, b""]
         if not nones and ttl_ms is None:
-            return ("HSET", key, *pairs), state, False
+            return ("HSET", key, *pairs)
         ttl = "" if ttl_ms is None else ttl_ms
-        return _SAVE.call([key], [ttl, len(nones), *nones, *pairs]), state, False
+        return _SAVE.call([key], [ttl, len(nones), *nones, *pairs])
 
     # ---- indexed writes -------------------------------------------------------------
 

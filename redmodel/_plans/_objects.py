@@ -187,9 +187,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     seq = objs if isinstance(objs, Sequence) else None
     whole = seq is not None
     if seq is not None:  # everything refusable is refused before the first write
-        for obj in seq:
-            check_whole(obj)
-        _unique_within(seq)
+        _check_sequence(seq)
     tx = hints is not None
     done: list[str] = []  # keys written by earlier chunks (an iterator only: see below)
     count = 0
@@ -207,7 +205,14 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
         return done + list(chunk_keys)
 
     for part in _chunks(objs, chunk_size):
-
+        plain = _plain_chunk(part) if hints is None else None
+        if plain is not None:  # one plain hash model: its commands, nothing else
+            keys = yield from _save_plain_chunk(plain, part, ttl, whole, ready, every,
+                                                known)
+            if not whole:
+                done += keys
+            count += len(part)
+            continue
         try:
             chunk = [save_command(obj, ttl, checked=whole) for obj in part]
             if not whole:
@@ -240,16 +245,99 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
             raise _batch_error(first, "save_many", every(keys),
                                known([k for at, k in enumerate(keys) if at not in refused]),
                                tx, key, unread=not whole)
-        for obj in part:
-            spec = spec_of(obj)
-            layout = layout_of(spec)
-            saved(obj)
-            if spec.track_changes and isinstance(layout, HashLayout):  # partial saves: hash only
-                layout.remember(obj, layout.encode_state(obj))
+        _saved_all(part)
         if not whole:
             done += keys
         count += len(part)
     return count
+
+
+def _check_sequence(seq: Sequence[Any]) -> None:
+    """Everything save_many refuses of a sequence, before its first chunk is sent."""
+    for obj in seq:
+        check_whole(obj)
+    if any(spec.indexes is not None and spec.indexes.uniques
+           for spec in {type(o): spec_of(o) for o in seq}.values()):
+        _unique_within(seq)
+
+
+def _saved_all(part: Sequence[Any]) -> None:
+    """A chunk was written: what each object remembers (stale fields, snapshots)."""
+    for obj in part:
+        spec = spec_of(obj)
+        layout = layout_of(spec)
+        saved(obj)
+        if spec.track_changes and isinstance(layout, HashLayout):  # partial saves: hash only
+            layout.remember(obj, layout.encode_state(obj))
+
+
+def _save_plain_chunk(layout: HashLayout, part: Sequence[Any], ttl: Any, whole: bool,
+                      ready: Callable[[Sequence[Any]], Plan[None]] | None,
+                      every: Callable[[Sequence[str]], list[str]],
+                      known: Callable[[Sequence[str]], list[str]]) -> Plan[list[str]]:
+    """save_many's chunk of one plain hash model (outside a transaction): one command per
+    object in one batch, and the same errors as the general chunk (``every``/``known``:
+    the call's keys, the keys written before this chunk and these)."""
+    try:
+        keys, commands = _plain_saves(layout, part, ttl, whole)
+        if ready is not None:
+            yield from ready(part)
+    except RedmodelError as e:  # nothing of this chunk was written
+        raise _batch_error(e, "save_many", every(_keys_or_none(part)), known([]), False,
+                           unread=not whole) from None
+    try:
+        replies = yield Batch(commands, write=True, idempotent=True, keys=keys, errors=True)
+    except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
+        raise _batch_error(e, "save_many", every(keys), known([]), False, unknown=keys,
+                           unread=not whole) from None
+    for at, reply in enumerate(replies):
+        if isinstance(reply, ServerError):  # the others of the chunk are written
+            raise _batch_error(reply, "save_many", every(keys), known(
+                [k for i, (k, r) in enumerate(zip(keys, replies, strict=True))
+                 if i != at and not isinstance(r, ServerError)]), False, keys[at],
+                unread=not whole)
+    for obj in part:
+        saved(obj)
+    return keys
+
+
+def _plain_chunk(part: Sequence[Any]) -> HashLayout | None:
+    """The layout of a chunk whose objects are all of one plain hash model (no indexes,
+    no ``track_changes``): its saves are one command each and nothing else."""
+    if not part:
+        return None
+    cls = type(part[0])
+    spec = cls.__dict__.get("__redmodel__")
+    if not isinstance(spec, ModelSpec):
+        return None
+    layout = layout_of(spec)
+    if not isinstance(layout, HashLayout) or not layout.plain:
+        return None
+    for obj in part:
+        if type(obj) is not cls:
+            return None
+    return layout
+
+
+def _plain_saves(layout: HashLayout, part: Sequence[Any], ttl: Any, checked: bool
+                 ) -> tuple[list[str], list[Command]]:
+    """The keys and the commands of a chunk of one plain hash model (what save_command
+    gives each, without its per-object lookups)."""
+    spec = layout.spec
+    key_for = spec.key_for
+    name = spec.key.name
+    check = spec.check
+    save = layout.save_plain
+    ms = ttl_ms(spec, ttl)
+    keys: list[str] = []
+    commands: list[Command] = []
+    for obj in part:
+        key = key_for(getattr(obj, name))
+        if not checked:
+            check(obj)
+        keys.append(key)
+        commands.append(save(key, obj, ms))
+    return keys, commands
 
 
 def _chunks(objs: Iterable[Any], size: int) -> Iterable[list[Any]]:
@@ -268,7 +356,7 @@ def check_whole(obj: Any) -> None:
     checked whole first, then encoded chunk by chunk): its id, its fields, its index
     entries (a NaN or infinite range value, an int beyond 2**53)."""
     spec = spec_of(obj)
-    key = save_key(obj)
+    key = spec.key_for(getattr(obj, spec.key.name))
     spec.check(obj)
     if spec.indexes is not None:
         try:

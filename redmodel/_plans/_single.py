@@ -36,9 +36,7 @@ def _plain(cls: type, checked: Container[type]) -> HashLayout | None:
     if found is None:
         spec = cls.__dict__.get("__redmodel__")
         layout = layout_of(spec) if isinstance(spec, ModelSpec) else None
-        found = _PLAIN[cls] = (isinstance(layout, HashLayout) and spec is not None
-                               and spec.indexes is None and not spec.track_changes
-                               and layout)
+        found = _PLAIN[cls] = isinstance(layout, HashLayout) and layout.plain and layout
     if found is False or found is True:
         return None
     if found.spec is not cls.__dict__.get("__redmodel__"):  # declared again: look again
@@ -58,8 +56,7 @@ def save(obj: Any, ttl: Any, force: bool, checked: Container[type]) -> Answer | 
     spec = layout.spec
     key = spec.key_for(getattr(obj, spec.key.name))
     spec.check(obj)
-    command = layout.save_changes(key, obj, _ops.ttl_ms(spec, ttl), force)[0]
-    assert isinstance(command, tuple)  # no index write: a plain command
+    command = layout.save_plain(key, obj, _ops.ttl_ms(spec, ttl))  # force: always whole
 
     def answer(_: Any) -> str:
         saved(obj)
