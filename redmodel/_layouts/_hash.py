@@ -163,7 +163,7 @@ class HashLayout:
         # generated once per model (redmodel._models._compiled): every path encodes and
         # decodes through these; the generic walks below are their reference and the
         # decode of what the fast one leaves (errors, defaults, old names, upgrades)
-        self.encode = hash_encoder(spec)
+        self.encode = hash_encoder(spec, self.encode_generic)
         self._fast_decode = hash_decoder(spec)
         self._field_encoders: dict[str, Any] = {}
         # a save is one command and nothing else: no index, no snapshot to keep

@@ -151,53 +151,72 @@ def _encode_expr(env: _Env, f: FieldSpec, v: str) -> str:
     return f"{env.bind(f.encode, 'e')}({v})"
 
 
-def _encoder_lines(env: _Env, leaves: list[tuple[FieldSpec, bytes, str]]) -> list[str]:
-    """Body lines appending to ``out`` (pairs) and ``nones``, one leaf after another.
+def _encoder_lines(env: _Env, leaves: list[tuple[FieldSpec, bytes, str]],
+                   generic: str | None) -> list[str]:
+    """Body lines filling ``out`` (pairs) and ``nones``, in the generic walk's order.
 
-    A leaf whose value may be None is tested (as the generic encoder tests every leaf);
-    consecutive leaves go into one ``out += (...)``. Only the first read of a struct
-    path is an attribute walk: a nested object is read once into a local."""
+    Every leaf is read once into a local (a nested object's path walked once). The leaves
+    that are not Optional go into list literals, no tuple per field: one of them holding
+    None (an object that was not validated) goes to ``generic`` instead, which puts it
+    among ``nones`` as the generic walk does (without ``generic``: tested one by one). An
+    Optional leaf is tested in place."""
     lines: list[str] = []
-    group: list[str] = []
     structs: dict[str, str] = {}
-
-    def flush() -> None:
-        if group:
-            lines.append(f"    out += ({', '.join(group)},)")
-            group.clear()
 
     def local(expr: str) -> str:
         head, _, attr = expr.rpartition(".")
         if head in ("obj", "value", ""):
             return expr
         if head not in structs:
-            flush()
             parent = local(head)
             name = f"s{len(structs)}"
             lines.append(f"    {name} = {parent}")
             structs[head] = name
         return f"{structs[head]}.{attr}"
 
-    for i, (f, name, expr) in enumerate(leaves):
-        value = local(expr)
+    for i, (_f, _name, expr) in enumerate(leaves):
+        lines.append(f"    v{i} = {local(expr)}")
+    required = [i for i, (f, _, _) in enumerate(leaves) if not f.optional]
+    if generic is not None and required:
+        test = " or ".join(f"v{i} is None" for i in required)
+        lines.append(f"    if {test}:")
+        lines.append(f"        return {generic}(obj)")
+    lines.append("    nones = []")
+    group: list[str] = []
+    started = False
+
+    def flush() -> None:
+        nonlocal started
+        if group or not started:
+            op = "+=" if started else "="
+            lines.append(f"    out {op} [{', '.join(group)}]")
+            started = True
+            group.clear()
+
+    for i, (f, name, _) in enumerate(leaves):
+        encoded = _encode_expr(env, f, f"v{i}")
+        if generic is not None and not f.optional:
+            group += [repr(name), encoded]
+            continue
         flush()
-        lines.append(f"    v{i} = {value}")
         lines.append(f"    if v{i} is None:")
         lines.append(f"        nones.append({name!r})")
         lines.append("    else:")
-        lines.append(f"        out += ({name!r}, {_encode_expr(env, f, f'v{i}')})")
+        lines.append(f"        out += ({name!r}, {encoded})")
     flush()
     return lines
 
 
-def hash_encoder(spec: ModelSpec) -> Callable[[Any], tuple[list[bytes], list[bytes]]]:
+def hash_encoder(spec: ModelSpec, generic: Callable[[Any], tuple[list[bytes], list[bytes]]]
+                 ) -> Callable[[Any], tuple[list[bytes], list[bytes]]]:
     """``encode(obj) -> (field, value, field, value, ..., fields that are None)``: the
-    HSET arguments and the fields to HDEL, exactly as the generic walk gives them."""
+    HSET arguments and the fields to HDEL, exactly as the generic walk gives them
+    (``generic``: that walk, for an object holding None where its model allows none)."""
     env = _Env()
     delim = spec.delimiter.encode()
     leaves = _leaves(spec.fields, b"", delim, "obj")
-    lines = ["def encode(obj):", "    out = []", "    nones = []"]
-    lines += _encoder_lines(env, leaves)
+    lines = ["def encode(obj):"]
+    lines += _encoder_lines(env, leaves, env.bind(generic, "g"))
     lines.append("    return out, nones")
     return _build("encode", "\n".join(lines) + "\n", env.env)
 
@@ -210,7 +229,10 @@ def field_encoder(spec: ModelSpec, f: FieldSpec
     top = f"obj.{f.name}"
     leaves = [(leaf, name, "value" + expr[len(top):])
               for leaf, name, expr in _leaves((f,), b"", delim, "obj")]
-    lines = ["def encode(value, out, nones):", *_encoder_lines(env, leaves)]
+    body = _encoder_lines(env, leaves, None)
+    body = [line for line in body if line not in ("    nones = []", "    out = []")]
+    body = [line.replace("    out = [", "    out += [", 1) for line in body]
+    lines = ["def encode(value, out, nones):", *body]
     return _build("encode", "\n".join(lines) + "\n", env.env)
 
 

@@ -741,12 +741,17 @@ def get_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[list[Any]
     is bounded by the chunk size."""
     spec = spec_of(model)
     layout = layout_of(spec)
+    key_text = spec.key_text
+    decode = layout.decode
     out: list[Any] = []
     for ids_part in _chunks(ids, chunk_size):
-        part = [id_str(spec, i) for i in ids_part]
-        replies = yield from read_batch(Batch([layout.read(k) for k, _ in part],
-                                              keys=[k for k, _ in part]))
-        out.extend(layout.decode(k, t, r) for (k, t), r in zip(part, replies, strict=True))
+        part = [key_text(i) for i in ids_part]
+        keys = [k for k, _ in part]
+        if isinstance(layout, HashLayout):  # HGETALL each: nothing to ask again
+            replies = yield Batch([("HGETALL", k) for k in keys], keys=keys)
+        else:
+            replies = yield from read_batch(Batch([layout.read(k) for k in keys], keys=keys))
+        out.extend([decode(k, t, r) for (k, t), r in zip(part, replies, strict=True)])
     return out
 
 
