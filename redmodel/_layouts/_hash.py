@@ -103,6 +103,11 @@ def stale_fields(obj: Any) -> tuple[list[bytes], list[bytes]]:
     return [], []
 
 
+def stale_any() -> bool:
+    """Whether some object in memory was read with fields its model no longer has."""
+    return bool(_STALE)
+
+
 def saved(obj: Any) -> None:
     """``obj`` was saved: what it was read with is gone (or rewritten)."""
     if _STALE:

@@ -121,10 +121,21 @@ class ModelSpec:
 
     def key_text(self, id_value: Any) -> tuple[str, str]:
         """(the key, the id text) of this id (the model's generated key builder)."""
+        return self.key_builder()(id_value)
+
+    def key_builder(self) -> Callable[[Any], tuple[str, str]]:
+        """The generated function behind :meth:`key_text` (for a loop over many ids)."""
         found = self.compiled.get("key")
         if found is None:
             found = self.compiled["key"] = key_text(self, self.key_text_generic)
-        return found(id_value)
+        return found
+
+    def checker(self) -> Callable[[Any], None]:
+        """The generated function behind :meth:`check` (for a loop over many objects)."""
+        found = self.compiled.get("check")
+        if found is None:
+            found = self.compiled["check"] = checker(self, self.check_generic)
+        return found
 
     def key_text_generic(self, id_value: Any) -> tuple[str, str]:
         """What the generated key builder refers to for the ids it does not build inline."""
@@ -171,10 +182,7 @@ class ModelSpec:
     def check(self, obj: Any) -> None:
         """Validate every field of ``obj`` before anything is written (the model's
         generated validator; :meth:`check_generic` raises the error of an invalid one)."""
-        found = self.compiled.get("check")
-        if found is None:
-            found = self.compiled["check"] = checker(self, self.check_generic)
-        found(obj)
+        self.checker()(obj)
 
     def check_generic(self, obj: Any) -> None:
         """The field-by-field walk the generated validator refers to for an invalid

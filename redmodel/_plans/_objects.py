@@ -37,7 +37,7 @@ from redmodel._indexes._writes import (
     unique_lines,
 )
 from redmodel._layouts._flat import counter_result, read_batch
-from redmodel._layouts._hash import INT64, HashLayout, check_increment, saved
+from redmodel._layouts._hash import INT64, HashLayout, check_increment, saved, stale_any
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape
 from redmodel._models._specs import ModelSpec, spec_of
@@ -254,6 +254,14 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
 
 def _check_sequence(seq: Sequence[Any]) -> None:
     """Everything save_many refuses of a sequence, before its first chunk is sent."""
+    plain = _plain_chunk(seq)
+    if plain is not None:  # one plain hash model: its id and its fields
+        spec = plain.spec
+        key_text, check, name = spec.key_builder(), spec.checker(), spec.key.name
+        for obj in seq:
+            key_text(getattr(obj, name))
+            check(obj)
+        return
     for obj in seq:
         check_whole(obj)
     if any(spec.indexes is not None and spec.indexes.uniques
@@ -324,18 +332,25 @@ def _plain_saves(layout: HashLayout, part: Sequence[Any], ttl: Any, checked: boo
     """The keys and the commands of a chunk of one plain hash model (what save_command
     gives each, without its per-object lookups)."""
     spec = layout.spec
-    key_for = spec.key_for
+    key_text = spec.key_builder()
     name = spec.key.name
-    check = spec.check
+    check = spec.checker()
     save = layout.save_plain
+    encode = layout.encode
     ms = ttl_ms(spec, ttl)
+    hset = ms is None and not layout.may_be_empty  # HSET alone unless a field is None
     keys: list[str] = []
     commands: list[Command] = []
     for obj in part:
-        key = key_for(getattr(obj, name))
+        key = key_text(getattr(obj, name))[0]
         if not checked:
             check(obj)
         keys.append(key)
+        if hset and not stale_any():
+            pairs, nones = encode(obj)
+            if pairs and not nones:  # what save_plain gives it, without its frames
+                commands.append(("HSET", key, *pairs))
+                continue
         commands.append(save(key, obj, ms))
     return keys, commands
 
