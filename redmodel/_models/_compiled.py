@@ -239,8 +239,17 @@ def field_encoder(spec: ModelSpec, f: FieldSpec
 # ---- hash decoder -------------------------------------------------------------------
 
 
+# Decoders of _types._SCALARS written inline: the same call without its wrapper, which
+# only turns the error into BadValueError (here any error hands the reply to the generic
+# decode, which raises the DecodeError naming the field).
+_INLINE_DECODE = {str: "{r}.decode('utf-8')", int: "int({r})", float: "float({r})"}
+
+
 def _decode_expr(env: _Env, f: FieldSpec, raw: str) -> str:
     assert f.decode is not None
+    for tp, text in _INLINE_DECODE.items():
+        if f.decode is _SCALARS[tp][1]:
+            return text.format(r=raw)
     return f"{env.bind(f.decode, 'd')}({raw})"
 
 
@@ -275,11 +284,11 @@ def hash_decoder(spec: ModelSpec) -> Callable[[dict[bytes, bytes], str], Any] | 
     cls = env.bind(spec.cls, "k")
     key = spec.key
     assert key.decode is not None
-    kid = env.bind(key.decode, "d")
     fb = env.bind(FALLBACK, "FB")
     lines: list[str] = []
     kwargs = _kwargs(env, spec.fields, b"", spec.delimiter.encode(), lines, 0)
-    kwargs.append(f"{key.init_name}={kid}(id_text.encode('utf-8'))")
+    id_raw = "id_text.encode('utf-8')"
+    kwargs.append(f"{key.init_name}={_decode_expr(env, key, id_raw)}")
     body = ["def decode(data, id_text):", "    get = data.get", "    try:"]
     body += ["    " + line for line in lines]
     body.append(f"        return {cls}({', '.join(kwargs)})")

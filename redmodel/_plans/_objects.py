@@ -756,7 +756,7 @@ def get_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[list[Any]
     is bounded by the chunk size."""
     spec = spec_of(model)
     layout = layout_of(spec)
-    key_text = spec.key_text
+    key_text = spec.key_builder()
     decode = layout.decode
     out: list[Any] = []
     for ids_part in _chunks(ids, chunk_size):
