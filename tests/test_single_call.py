@@ -168,3 +168,36 @@ def test_the_short_incr_answers_as_the_counter_script(
     slow = _outcome(lambda: store.incr_fields(Item, "two", {"n": amount})["n"])
     assert fast == slow
     assert redis_client.hgetall("sc:one") == redis_client.hgetall("sc:two")
+
+
+@redmodel.model(prefix="sct", track_changes=True)  # the general chunk path (a snapshot)
+@attrs.define
+class TrackedItem:
+    name: str
+    n: int = 0
+    real: float = 0.0
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("as_list", [True, False])
+@pytest.mark.parametrize("planted", [0, 3, 4])
+def test_a_plain_chunk_reports_a_refusal_as_the_general_path(
+        store: redmodel.Store, redis_client: redis.Redis, as_list: bool,
+        planted: int) -> None:
+    """save_many of a plain model (one batch per chunk) and of a tracked one (the general
+    path): a key of another type planted in one chunk gives the same error, the same
+    .written and .not_written, and the same stored objects."""
+    seen = []
+    for model, prefix in ((Item, "sc"), (TrackedItem, "sct")):
+        redis_client.set(f"{prefix}:{planted}", b"planted")
+        objs = [model(str(i), n=i, id=str(i)) for i in range(7)]
+        with pytest.raises(redis.ResponseError) as caught:
+            store.save_many(objs if as_list else iter(objs), chunk_size=3)
+        e = caught.value
+        strip = lambda ks: tuple(k.split(":", 1)[1] for k in ks)  # noqa: E731
+        seen.append((type(e).__name__, strip(e.written), strip(e.not_written),  # type: ignore[attr-defined]
+                     sorted(k.decode().split(":", 1)[1]
+                            for k in redis_client.keys(f"{prefix}:*")
+                            if redis_client.type(k) == b"hash")))
+        assert f"{prefix}:{planted}" in str(e)
+    assert seen[0] == seen[1]

@@ -199,9 +199,20 @@ class SyncLink(_Shell):
             self.drive(ex)
             return ex.raw() if batch.errors else ex.result()
         call = Call(None, batch.commands, [0], [], 0, False)
-        call.learn = batch.write and not batch.unsafe_commands()  # Exchange._learns
+        # Exchange._learns: a write that may be sent again
+        call.learn = batch.write and (batch.may_resend if batch.unsafe is None
+                                      else not batch.unsafe)
         started = time.monotonic()
-        self._round([call], None)
+        got = self._send(call, None)  # _round of one call
+        if got is not None:
+            conn, pool = got
+            try:
+                self._read(conn, call)
+            except BaseException:  # interrupted (KeyboardInterrupt, ...)
+                conn.disconnect()
+                pool.release(conn)
+                raise
+            pool.release(conn)
         if call.failure is None and call.replies and \
                 not isinstance(call.replies[0], Exception):
             return call.replies
