@@ -13,12 +13,14 @@ path, through redmodel.testing's fault proxy and planted keys:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import pytest
 import redis
+import redis.asyncio as aredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.backoff import NoBackoff
@@ -201,3 +203,38 @@ def test_a_plain_chunk_reports_a_refusal_as_the_general_path(
                             if redis_client.type(k) == b"hash")))
         assert f"{prefix}:{planted}" in str(e)
     assert seen[0] == seen[1]
+
+
+def test_async_single_calls_keep_the_guarantees(proxy: FaultProxy,
+                                                redis_client: redis.Redis) -> None:
+    """AsyncStore's single calls take the same batches (redmodel._plans._single): a lost
+    reply to incr is OutcomeUnknownError applied once, a lost reply to save is resent, a
+    planted key of another type is refused naming it and kept, and the answers are the
+    sync store's."""
+    async def main() -> None:
+        client = aredis.Redis(host=proxy.host, port=proxy.port, socket_timeout=2,
+                              retry=None)
+        store = redmodel.AsyncStore(client, resend=POLICY)
+        try:
+            await store.save(Item("warm", id="warm"))  # registry checked: the fast calls
+            await store.save(Item("a", n=5, id="aa"))
+            proxy.lose_reply("EVALSHA", when=has("sc:aa"))
+            with pytest.raises(redmodel.OutcomeUnknownError):
+                await store.incr(Item, "aa", "n", 2)
+            assert redis_client.hget("sc:aa", "n") == b"7"
+            assert await store.incr(Item, "aa", "n", 1) == 8
+            proxy.lose_reply("HSET", when=has("sc:ab"))
+            assert await store.save(Item("b", n=3, id="ab")) == "sc:ab"
+            assert await store.get(Item, "ab") == Item("b", n=3, id="ab")
+            assert await store.update(Item, "ab", n=4) is True
+            assert await store.exists(Item, "ab") is True
+            assert await store.delete(Item, "ab") is True
+            assert await store.get(Item, "ab") is None
+            redis_client.set("sc:ax", b"planted")
+            with pytest.raises(redmodel.ServerError, match="sc:ax"):
+                await store.save(Item("x", id="ax"))
+            assert redis_client.get("sc:ax") == b"planted"
+        finally:
+            await store.aclose()
+
+    asyncio.run(main())

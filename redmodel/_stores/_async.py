@@ -22,7 +22,7 @@ from redmodel._indexes._query import Q, Query
 from redmodel._indexes._rotate import Progress, rotate_index_key
 from redmodel._models._specs import spec_of
 from redmodel._plan import Batch, IterPlan, Plan, gather, iterate_async, run_async
-from redmodel._plans import _atomic
+from redmodel._plans import _atomic, _single
 from redmodel._plans import _objects as _ops
 from redmodel._plans._objects import DEFAULT
 from redmodel._stores._config import ShellConfig, env_exactly_once, env_settings, url_options
@@ -107,6 +107,11 @@ class AsyncStore(ShellConfig):
     async def _execute(self, batch: Batch) -> list[Any]:
         return await self._link.execute(batch)
 
+    async def _one(self, one: _single.Answer) -> Any:
+        """A single call of a plain hash model (redmodel._plans._single): as Store._one."""
+        batch, answer = one
+        return answer((await self._execute(batch))[0])
+
     async def run(self, plan: Plan[R]) -> R:
         """Run a plan (the model registry: as :meth:`Store.run` says).
 
@@ -137,6 +142,9 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.save`.
 
         Redis: as Store.save"""
+        one = _single.save(obj, ttl, force, self._registry.checked)
+        if one is not None:
+            return await self._one(one)  # type: ignore[no-any-return]
         return await self.run(self._use(type(obj), _ops.save(obj, ttl, force)))
 
     async def save_many(
@@ -154,12 +162,18 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.update`.
 
         Redis: as Store.update"""
+        one = _single.update(model, id, values, self._registry.checked)
+        if one is not None:
+            return await self._one(one)  # type: ignore[no-any-return]
         return await self.run(self._use(model, _ops.update(model, id, values)))
 
     async def incr(self, model: type, id: Any, field: str, amount: float = 1) -> int | float:
         """See :meth:`Store.incr`.
 
         Redis: as Store.incr"""
+        one = _single.incr(model, id, field, amount, self._registry.checked)
+        if one is not None:
+            return await self._one(one)  # type: ignore[no-any-return]
         return await self.run(self._use(model, _ops.incr(model, id, field, amount)))
 
     async def incr_fields(
@@ -176,6 +190,9 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.delete`.
 
         Redis: as Store.delete"""
+        one = _single.delete(model, id, self._registry.checked)
+        if one is not None:
+            return await self._one(one)  # type: ignore[no-any-return]
         return await self.run(self._use(model, _ops.delete(model, id)))
 
     async def delete_many(self, model: type, ids: Iterable[Any]) -> int:
@@ -200,6 +217,9 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.get`.
 
         Redis: as Store.get"""
+        one = _single.get(model, id, self._registry.checked)
+        if one is not None:
+            return await self._one(one)  # type: ignore[no-any-return]
         return await self.run(self._use(model, _ops.get(model, id)))
 
     async def get_or_raise(self, model: type[M], id: Any) -> M:
@@ -218,6 +238,9 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.exists`.
 
         Redis: as Store.exists"""
+        one = _single.exists(model, id, self._registry.checked)
+        if one is not None:
+            return await self._one(one)  # type: ignore[no-any-return]
         return await self.run(self._use(model, _ops.exists(model, id)))
 
     async def pttl(self, model: type, id: Any) -> int | None:
