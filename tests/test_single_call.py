@@ -238,3 +238,25 @@ def test_async_single_calls_keep_the_guarantees(proxy: FaultProxy,
             await store.aclose()
 
     asyncio.run(main())
+
+
+def test_async_incr_refusals_are_the_counter_scripts(redis_url: str) -> None:
+    """What the short incr script refuses (a missing object, a field that is no int)
+    AsyncStore hands to the counter script, as Store does: the same errors, nothing
+    written."""
+
+    async def main() -> None:
+        store = redmodel.AsyncStore.from_url(redis_url)
+        try:
+            await store.save(Item("warm", id="warm2"))
+            with pytest.raises(redmodel.NotFoundError):
+                await store.incr(Item, "ghost", "n")
+            await store.client.hset("sc:odd", mapping={"name": "o", "n": "x", "real": "0"})
+            with pytest.raises(redmodel.RedmodelError, match="sc:odd"):
+                await store.incr(Item, "odd", "n")
+            assert await store.client.exists("sc:ghost") == 0
+            assert await store.client.hget("sc:odd", "n") == b"x"
+        finally:
+            await store.aclose()
+
+    asyncio.run(main())

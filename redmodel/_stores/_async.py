@@ -173,7 +173,12 @@ class AsyncStore(ShellConfig):
         Redis: as Store.incr"""
         one = _single.incr(model, id, field, amount, self._registry.checked)
         if one is not None:
-            return await self._one(one)  # type: ignore[no-any-return]
+            new = await self._one(one)
+            if new is not None:
+                return new  # type: ignore[no-any-return]
+            # refused by the short script, nothing written: the counter script says why
+            return (await self.run(_atomic.incr_fields(  # type: ignore[no-any-return]
+                model, id, {field: amount})))[field]
         return await self.run(self._use(model, _ops.incr(model, id, field, amount)))
 
     async def incr_fields(
