@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import attrs
 from redis.exceptions import ResponseError
 
 from redmodel._errors import (
@@ -48,14 +47,21 @@ log = logging.getLogger("redmodel.tx")
 # ---- the sans-I/O core --------------------------------------------------------------------
 
 
-@attrs.define
 class _Queued:
-    plan: Plan[Any]
-    pending: Pending[Any]
-    batch: Batch | None  # what the plan waits on; None once it has its result
-    early: bool = False  # it has sent writes before MULTI (claims): they need undoing
-    start: int = 0
-    count: int = 0
+    """One queued write: a plan waiting on ``batch``, or (``plan`` None) one command whose
+    EXEC reply ``convert`` turns into its value (:meth:`TxCore.queue_command`)."""
+
+    __slots__ = ("batch", "convert", "count", "early", "pending", "plan", "start")
+
+    def __init__(self, plan: Plan[Any] | None, pending: Pending[Any], batch: Batch | None,
+                 convert: Callable[[Any], Any] | None = None) -> None:
+        self.plan = plan
+        self.pending = pending
+        self.batch = batch  # what the plan waits on; None once it has its result
+        self.convert = convert
+        self.early = False  # it has sent writes before MULTI (claims): they need undoing
+        self.start = 0
+        self.count = 0
 
 
 def _before_multi(batch: Batch) -> bool:
@@ -124,6 +130,20 @@ class TxCore:
         self._queued.append(_Queued(plan, pending, batch))
         return pending
 
+    def queue_command(self, command: Command, key: str, what: str,
+                      convert: Callable[[Any], Any]) -> Pending[Any]:
+        """Queue one plain write for MULTI whose value is ``convert(reply)``: what a plan
+        that yields only ``Batch([command], write=True, keys=(key,))`` and returns that
+        would do, without the plan (a transaction's hot path: see
+        :meth:`~redmodel.transactions.Transaction.incr`). Leaves ``hints.seen`` as is:
+        the caller has modelled the command in it."""
+        if self.closed:
+            self._check_open(what)
+        pending: Pending[Any] = Pending(what)
+        self._queued.append(_Queued(None, pending, Batch([command], write=True, keys=(key,)),
+                                    convert))
+        return pending
+
     def note_read(self, batch: Batch, replies: Sequence[Any]) -> None:
         """Remember what a WATCHed HGETALL of this attempt found (``hints.seen``), while no
         write is queued: EXEC runs on exactly that, or aborts."""
@@ -149,7 +169,8 @@ class TxCore:
         del self._queued[mark:]
         for q in dropped:
             q.pending._drop()
-            q.plan.close()
+            if q.plan is not None:
+                q.plan.close()
 
     def prepare(self) -> Steps[None]:
         """Run every queued plan up to its write for MULTI. A plan that fails here fails
@@ -242,13 +263,14 @@ class TxCore:
         """For a commit that will not happen: let each plan that sent early writes undo
         them (best effort: an error here is dropped, the claim expires by its grace)."""
         for q in self._queued:
-            if not q.early or q.batch is None:
+            plan = q.plan
+            if not q.early or q.batch is None or plan is None:
                 continue
             q.early = False
             with contextlib.suppress(Exception):  # Abandoned again, StopIteration, or any
-                batch = q.plan.throw(Abandoned())
+                batch = plan.throw(Abandoned())
                 while True:
-                    batch = q.plan.send((yield "write", batch))
+                    batch = plan.send((yield "write", batch))
             q.batch = None
 
     def abandon(self) -> None:
@@ -295,6 +317,7 @@ def _gathered(waiting: Sequence[_Queued]) -> Steps[list[list[Any]]]:
 
 def _advance(q: _Queued, replies: list[Any]) -> None:
     """Hand a queued plan the replies of what it waited on before MULTI."""
+    assert q.plan is not None  # a queued command never waits before MULTI
     try:
         q.batch = q.plan.send(replies)
     except StopIteration as stop:
@@ -307,25 +330,36 @@ def _advance(q: _Queued, replies: list[Any]) -> None:
 
 
 def _as_bytes_dict(reply: Any) -> dict[bytes, bytes]:
-    """An HGETALL reply (a RESP3 map or a RESP2 flat list, bytes or str) as bytes."""
-    def b(x: Any) -> bytes:
-        return x if isinstance(x, bytes) else str(x).encode()
-    items = list(reply.items()) if isinstance(reply, dict) else list(
-        zip(list(reply or [])[::2], list(reply or [])[1::2], strict=True))
-    return {b(k): b(v) for k, v in items}
+    """An HGETALL reply (a RESP3 map or a RESP2 flat list, bytes or str) as bytes (a new
+    dict: plain_incr changes it)."""
+    items = reply.items() if isinstance(reply, dict) else zip(
+        list(reply or [])[::2], list(reply or [])[1::2], strict=True)
+    return {k if k.__class__ is bytes else str(k).encode():
+            v if v.__class__ is bytes else str(v).encode() for k, v in items}
 
 
 def _resume(q: _Queued, replies: Sequence[Any]) -> BaseException | None:
     """Hand replies to a queued plan; None when it finished or asked for a follow-up (in
     ``q.batch``), else the error it ended with."""
+    plan = q.plan
     for reply in replies:
         if isinstance(reply, Exception):
-            q.plan.close()
+            if plan is not None:
+                plan.close()
             q.batch = None
             q.pending._fail(reply)
             return reply
+    if plan is None:  # a queued command (queue_command)
+        assert q.convert is not None
+        q.batch = None
+        try:
+            q.pending._resolve(q.convert(replies[0]))
+        except Exception as e:
+            q.pending._fail(e)
+            return e
+        return None
     try:
-        batch = q.plan.send(list(replies))
+        batch = plan.send(list(replies))
     except StopIteration as stop:
         q.batch = None
         q.pending._resolve(stop.value)
@@ -337,7 +371,7 @@ def _resume(q: _Queued, replies: Sequence[Any]) -> BaseException | None:
     if batch.may_resend or not batch.write:
         q.batch = batch
         return None
-    q.plan.close()
+    plan.close()
     q.batch = None
     error = TransactionError(
         f"{q.pending.what} needs another round trip after EXEC, which a transaction "

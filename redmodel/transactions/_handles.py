@@ -24,6 +24,7 @@ from redmodel._errors import (
 )
 from redmodel._models._specs import spec_of
 from redmodel._plan import ACTIVE_TRANSACTION, AsyncRunner, Batch, Command, Plan, SyncRunner
+from redmodel._layouts._hash import INT64
 from redmodel._plans import _objects as _ops
 from redmodel._plans._atomic import incr_fields as incr_fields_plan
 from redmodel._plans._objects import DEFAULT
@@ -152,6 +153,18 @@ class _TxBase:
         self._models: set[type] = set()  # what the queued writes touch, for the registry
         self._containers: list[Any] = []  # containers used through in_tx, likewise
         self._owner: Any = None  # the thread (sync) or event loop (async) that opened it
+        self._keys: dict[tuple[type, type, Any], str] = {}  # see _key
+
+    def _key(self, spec: Any, model: type, id: Any) -> str:
+        """``spec.key_for(id)``, worked out once per attempt for a str or int id (the
+        same object read and written several times)."""
+        cls = id.__class__
+        if cls is not str and cls is not int:
+            return spec.key_for(id)  # type: ignore[no-any-return]
+        found = self._keys.get((model, cls, id))
+        if found is None:
+            found = self._keys[model, cls, id] = spec.key_for(id)
+        return found
 
     @staticmethod
     def _current_owner() -> Any:
@@ -164,6 +177,13 @@ class _TxBase:
         registry = getattr(self.store, "_registry", None)
         if registry is None:
             return []
+        if not self._containers:
+            checked = registry.checked
+            for cls in models:
+                if cls not in checked:
+                    break
+            else:
+                return []  # the common case: nothing to check, nothing built
         containers = [p for c in self._containers if (p := first_use(c)) is not None]
         return [registry.register(spec_of(cls)) for cls in sorted(set(models), key=repr)
                 if cls not in registry.checked] + containers
@@ -329,9 +349,19 @@ class _TxBase:
         self._models.add(model)
         spec = spec_of(model)
         plain = spec.indexes is None and spec.layout == "hash"  # see _ops.plain_incr
+        core = self._core
         if not plain:
-            self._core.hints.seen.clear()
-        plan = _ops.incr(model, id, field, amount, self._core.hints)
+            core.hints.seen.clear()
+        elif core.hints.seen and amount.__class__ is int and INT64[0] <= amount <= INT64[1]:
+            # the plan's own plain case without the plan: with an int amount within 64
+            # bits, plain_incr answers a command only for an int field that
+            # check_increment accepts, so the plan would queue that command alone
+            key = self._key(spec, model, id)
+            command = _ops.plain_incr(spec, key, field, amount, core.hints)
+            if command is not None:
+                return core.queue_command(command, key, f"incr {model.__name__} {id!r} "
+                                          f"{field}", int)
+        plan = _ops.incr(model, id, field, amount, core.hints)
         return self._queue(plan, f"incr {model.__name__} {id!r} {field}", plain)
 
     def incr_fields(
@@ -558,7 +588,7 @@ class Transaction(_TxBase):
     # ---- reads -----------------------------------------------------------------------
 
     def _register(self, model: type) -> None:
-        for plan in self._unregistered([model]):
+        for plan in self._unregistered((model,)):
             self.store.run(plan)
 
     def watch(self, *keys: str) -> None:
@@ -751,7 +781,7 @@ class AsyncTransaction(_TxBase):
     # ---- reads (awaited; see Transaction for the commands) ---------------------------
 
     async def _register(self, model: type) -> None:
-        for plan in self._unregistered([model]):
+        for plan in self._unregistered((model,)):
             await self.store.run(plan)
 
     async def watch(self, *keys: str) -> None:

@@ -87,14 +87,13 @@ class _Attempts:
         self.started = time.monotonic()
         self.attempt = 0
         self.restarts = 0
-        stats.add(calls=1)
 
     def begin(self) -> None:
         self.attempt += 1
-        self.stats.add(attempts=1)
+        self.stats.bump("attempts", calls=self.attempt == 1)
 
     def done(self, value: R, keys: tuple[str, ...]) -> Outcome[R]:
-        self.stats.add(commits=1)
+        self.stats.bump("commits")
         return Outcome(value, attempts=self.attempt, keys=keys)
 
     def failed(self) -> None:
@@ -215,9 +214,12 @@ def run_transaction(
     *,
     policy: RetryPolicy = DEFAULT_POLICY,
     stats: TxStats | None = None,
+    checked: bool = False,
 ) -> Outcome[R]:
     """The retry loop: run ``fn(tx, *args, **kwargs)`` until its EXEC succeeds or the
-    policy gives up. Joins an active transaction instead, if there is one."""
+    policy gives up. Joins an active transaction instead, if there is one. ``checked``:
+    the caller already ran :func:`check_function` for this function and store (a
+    :class:`TransactionFunction` does once)."""
     kwargs = kwargs or {}
     stats = stats or TxStats()
     active = _ACTIVE.get()
@@ -226,7 +228,8 @@ def run_transaction(
         return _join(active, store, fn, args, kwargs)
     if store is None:
         raise _unbound(fn)
-    check_function(fn, store)
+    if not checked:
+        check_function(fn, store)
     attempts = _Attempts(fn, policy, stats)
     while True:
         attempts.begin()
@@ -308,6 +311,7 @@ async def run_transaction_async(
     *,
     policy: RetryPolicy = DEFAULT_POLICY,
     stats: TxStats | None = None,
+    checked: bool = False,
 ) -> Outcome[R]:
     """:func:`run_transaction` for ``async def`` functions on an :class:`AsyncStore`."""
     kwargs = kwargs or {}
@@ -318,7 +322,8 @@ async def run_transaction_async(
         return await _join_async(active, store, fn, args, kwargs)
     if store is None:
         raise _unbound(fn)
-    check_function(fn, store)
+    if not checked:
+        check_function(fn, store)
     attempts = _Attempts(fn, policy, stats)
     while True:
         attempts.begin()
@@ -396,6 +401,7 @@ class TransactionFunction(Generic[P, R]):
         self.store = store
         self.policy = policy
         self.stats = TxStats()
+        self._checked = False  # check_function passed for fn and store (both fixed)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -405,8 +411,11 @@ class TransactionFunction(Generic[P, R]):
         """Run it and return the value with how many attempts it took.
 
         Redis: as Store.transact"""
+        if not self._checked and self.store is not None and _ACTIVE.get() is None:
+            check_function(self.fn, self.store)  # what run_transaction would do first
+            self._checked = True
         return run_transaction(self.store, self.fn, args, kwargs, policy=self.policy,
-                               stats=self.stats)
+                               stats=self.stats, checked=self._checked)
 
     def bind(self, store: Store) -> TransactionFunction[P, R]:
         """The same function run on ``store`` (new counters).
@@ -433,6 +442,7 @@ class AsyncTransactionFunction(Generic[P, R]):
         self.store = store
         self.policy = policy
         self.stats = TxStats()
+        self._checked = False  # as TransactionFunction._checked
         functools.update_wrapper(self, fn)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -442,8 +452,12 @@ class AsyncTransactionFunction(Generic[P, R]):
         """Run it and return the value with how many attempts it took.
 
         Redis: as Store.transact"""
+        if not self._checked and self.store is not None and _ACTIVE.get() is None:
+            check_function(self.fn, self.store)
+            self._checked = True
         return await run_transaction_async(self.store, self.fn, args, kwargs,
-                                           policy=self.policy, stats=self.stats)
+                                           policy=self.policy, stats=self.stats,
+                                           checked=self._checked)
 
     def bind(self, store: AsyncStore) -> AsyncTransactionFunction[P, R]:
         """The same function run on ``store`` (new counters).
