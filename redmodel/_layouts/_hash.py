@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import math
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redmodel._errors import DecodeError, ValidationError
 from redmodel._indexes._specs import IndexValueError, entry_key
 from redmodel._indexes._writes import Write
+from redmodel._models._compiled import FALLBACK, field_encoder, hash_decoder, hash_encoder
 from redmodel._models._specs import FieldSpec, ModelSpec
 from redmodel._models._types import BadValueError, optional_inner
 from redmodel._plan import Command, script
@@ -159,6 +160,12 @@ class HashLayout:
         self.encrypted = _has_encrypted(spec.fields)
         self.known = frozenset([MARKER, *_leaf_names(spec.fields, b"", self.delim)])
         self.renamed = _renamed(spec.fields)
+        # generated once per model (redmodel._models._compiled): every path encodes and
+        # decodes through these; the generic walks below are their reference and the
+        # decode of what the fast one leaves (errors, defaults, old names, upgrades)
+        self.encode = hash_encoder(spec)
+        self._fast_decode = hash_decoder(spec)
+        self._field_encoders: dict[str, Any] = {}
 
     # ---- writing ------------------------------------------------------------------
 
@@ -182,8 +189,11 @@ class HashLayout:
                 out.append(name)
                 out.append(f.encode(value))
 
-    def encode(self, obj: Any) -> tuple[list[bytes], list[bytes]]:
-        """(field, value, field, value, ...) to HSET, and the fields to HDEL."""
+    encode: Callable[[Any], tuple[list[bytes], list[bytes]]]
+    """(field, value, field, value, ...) to HSET, and the fields to HDEL (generated)."""
+
+    def encode_generic(self, obj: Any) -> tuple[list[bytes], list[bytes]]:
+        """The reference walk of :attr:`encode` (tests compare the two)."""
         out: list[bytes] = []
         nones: list[bytes] = []
         self._encode(self.spec.fields, obj, b"", out, nones)
@@ -406,7 +416,10 @@ class HashLayout:
                 raise ValidationError(f"unknown field {name!r}", model=spec.name, key=key)
             if (err := f.check(value)) is not None:
                 raise ValidationError(err, model=spec.name, key=key, field=name)
-            self._encode((f,), _One(f.name, value), b"", pairs, nones)
+            enc = self._field_encoders.get(name)
+            if enc is None:
+                enc = self._field_encoders[name] = field_encoder(spec, f)
+            enc(value, pairs, nones)
         if spec.indexes is not None:
             return self._indexed_update(key, values, pairs, nones)
         args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
@@ -460,6 +473,19 @@ class HashLayout:
         if not reply:
             return None
         data = _as_dict(reply)
+        spec = self.spec
+        if self._fast_decode is not None:
+            obj = self._fast_decode(data, id_text)
+            if obj is not FALLBACK:
+                if spec.track_changes:
+                    self.remember(obj, data)
+                if not self.known.issuperset(data):
+                    _note_stale(obj, [f for f in data if f not in self.known], [])
+                return obj
+        return self.decode_generic(key, id_text, data)
+
+    def decode_generic(self, key: str, id_text: str, data: dict[bytes, bytes]) -> Any:
+        """The reference decode (and the one of what the generated decoder leaves)."""
         spec = self.spec
         moved: list[bytes] | None = [] if self.renamed else None
         kwargs = self._decode(spec.fields, data, b"", key, "", moved)
@@ -606,10 +632,3 @@ def float_text(value: float, what: str, where: dict[str, Any]) -> str:
         raise ValidationError(f"{what} {value} has no exact float (beyond 2**53 only some "
                               "ints do)", **where)
     return repr(f)
-
-
-class _One:
-    """An object with one attribute, to encode a single field through ``_encode``."""
-
-    def __init__(self, name: str, value: Any) -> None:
-        setattr(self, name, value)

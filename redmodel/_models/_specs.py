@@ -16,6 +16,7 @@ import attrs
 
 from redmodel._errors import ModelDefinitionError, ValidationError
 from redmodel._indexes._specs import IndexSpec, bucket_of
+from redmodel._models._compiled import checker
 from redmodel._models._keys import escape, snake_case, unescape
 from redmodel._models._types import Checker, Decoder, Encoder
 from redmodel.codecs import Codec
@@ -67,6 +68,8 @@ class ModelSpec:
     track_changes: bool = False
     # The @model options given explicitly, inherited by a decorated subclass.
     options: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    # Generated code of this model (redmodel._models._compiled), built on first use.
+    compiled: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False, init=False)
 
     @property
     def claims(self) -> bool:
@@ -154,7 +157,16 @@ class ModelSpec:
         return unescape(part)
 
     def check(self, obj: Any) -> None:
-        """Validate every field of ``obj`` before anything is written."""
+        """Validate every field of ``obj`` before anything is written (the model's
+        generated validator; :meth:`check_generic` raises the error of an invalid one)."""
+        found = self.compiled.get("check")
+        if found is None:
+            found = self.compiled["check"] = checker(self, self.check_generic)
+        found(obj)
+
+    def check_generic(self, obj: Any) -> None:
+        """The field-by-field walk the generated validator refers to for an invalid
+        object: raises ValidationError naming the model and the first bad field."""
         if not isinstance(obj, self.cls):
             raise ValidationError(
                 f"expected a {self.name}, got {type(obj).__name__}", model=self.name

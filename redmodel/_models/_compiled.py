@@ -1,0 +1,268 @@
+"""Generated per-model code: each model's validator, and its hash-layout encoder and
+decoder, written once per model as Python source and compiled (``compile``/``exec``),
+the way attrs writes ``__init__`` and cattrs its ``structure`` functions.
+
+A generated function is straight-line code over the model's fields: attribute reads,
+the stored field names as constants, each leaf's encoder/decoder/checker bound as a
+global of the function (or inlined for the common scalars), no loop over field specs,
+no reflection, no per-call dict of converters.
+
+They are fast paths with the generic code as their referee, so errors stay exactly
+what they were:
+
+- :func:`checker` answers quietly for a valid object; for an invalid one it calls
+  :meth:`ModelSpec.check`'s generic walk (``reference``), which raises the one
+  ValidationError (naming model and field) it always raised.
+- :func:`hash_decoder` builds the object when every stored value decodes and every
+  field without a default is present; on any exception it returns :data:`FALLBACK`
+  and the hash layout runs its generic decode, which raises the exact DecodeError (or
+  upgrades an old value, fills a default). Models with renamed fields (``old_names=``)
+  always take the generic decode.
+- :func:`hash_encoder` gives exactly the generic ``(field, value, ...)`` and
+  ``fields to HDEL`` lists (tests/test_compiled.py proves it against stored bytes).
+
+Values never appear in the generated source (only field names), so an encrypted
+field's value cannot leak into a traceback's source line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import linecache
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from redmodel._models._types import _SCALARS
+
+if TYPE_CHECKING:
+    from redmodel._models._specs import FieldSpec, ModelSpec
+
+__all__ = ["FALLBACK", "checker", "field_encoder", "hash_decoder", "hash_encoder"]
+
+FALLBACK: Any = object()
+"""What a generated decoder answers when the generic decode must decide."""
+
+_counter = itertools.count()
+
+# Encoders of _types._SCALARS written inline (the expression of the same lambda).
+_INLINE_ENCODE = {
+    str: "{v}.encode('utf-8')",
+    int: "str(int({v})).encode()",
+    float: "repr(float({v})).encode()",
+    bool: "(b'1' if {v} else b'0')",
+}
+# A predicate that, when true, guarantees the scalar's checker answers None.
+_FAST_CHECK = {
+    str: "(type({v}) is str and {v}.isascii())",
+    int: "type({v}) is int",
+    float: "type({v}) is float",
+    bool: "type({v}) is bool",
+    bytes: "type({v}) is bytes",
+}
+
+
+def _checked_scalar(f: FieldSpec) -> type | None:
+    for tp, (_enc, _dec, chk) in _SCALARS.items():
+        if f.check is chk:
+            return tp
+    return None
+
+
+def _build(name: str, source: str, env: dict[str, Any]) -> Callable[..., Any]:
+    filename = f"<redmodel generated {name} #{next(_counter)}>"
+    code = compile(source, filename, "exec")
+    # the source in linecache: a traceback through generated code shows its line
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(code, env)  # our own source, built from field names only
+    fn: Callable[..., Any] = env[name]
+    fn.__redmodel_source__ = source  # type: ignore[attr-defined]
+    return fn
+
+
+class _Env:
+    """The globals of one generated function: each bound object gets a short name."""
+
+    def __init__(self) -> None:
+        self.env: dict[str, Any] = {}
+        self._names: dict[int, str] = {}
+
+    def bind(self, obj: Any, stem: str) -> str:
+        found = self._names.get(id(obj))
+        if found is not None:
+            return found
+        name = f"{stem}{len(self.env)}"
+        self.env[name] = obj
+        self._names[id(obj)] = name
+        return name
+
+    def const(self, value: bytes) -> str:
+        return repr(value)
+
+
+# ---- validator ----------------------------------------------------------------------
+
+
+def checker(spec: ModelSpec, reference: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``check(obj)``: None for a valid object; else ``reference(obj)`` (which raises)."""
+    env = _Env()
+    cls = env.bind(spec.cls, "cls")
+    ref = env.bind(reference, "ref")
+    lines = ["def check(obj):",
+             f"    if not isinstance(obj, {cls}):",
+             f"        return {ref}(obj)"]
+    for f in spec.fields:
+        v = f"obj.{f.name}"
+        tp = _checked_scalar(f)
+        chk = env.bind(f.check, "c")
+        if tp is not None and tp in _FAST_CHECK:
+            lines.append(f"    v = {v}")
+            fast = _FAST_CHECK[tp].format(v="v")
+            lines.append(f"    if not {fast} and {chk}(v) is not None:")
+        else:
+            lines.append(f"    if {chk}({v}) is not None:")
+        lines.append(f"        return {ref}(obj)")
+    lines.append("    return None")
+    return _build("check", "\n".join(lines) + "\n", env.env)
+
+
+# ---- hash encoder -------------------------------------------------------------------
+
+
+def _leaves(fields: tuple[FieldSpec, ...], prefix: bytes, delim: bytes, where: str
+            ) -> list[tuple[FieldSpec, bytes, str]]:
+    """(leaf spec, stored hash field name, Python expression of its value) in the
+    generic encoder's order (depth first, declaration order)."""
+    out: list[tuple[FieldSpec, bytes, str]] = []
+    for f in fields:
+        name = prefix + f.stored.encode()
+        if f.kind == "struct":
+            out.extend(_leaves(f.children, name + delim, delim, f"{where}.{f.name}"))
+        else:
+            out.append((f, name, f"{where}.{f.name}"))
+    return out
+
+
+def _encode_expr(env: _Env, f: FieldSpec, v: str) -> str:
+    for tp, text in _INLINE_ENCODE.items():
+        if f.encode is _SCALARS[tp][0]:
+            return text.format(v=v)
+    assert f.encode is not None
+    return f"{env.bind(f.encode, 'e')}({v})"
+
+
+def _encoder_lines(env: _Env, leaves: list[tuple[FieldSpec, bytes, str]]) -> list[str]:
+    """Body lines appending to ``out`` (pairs) and ``nones``, one leaf after another.
+
+    A leaf whose value may be None is tested (as the generic encoder tests every leaf);
+    consecutive leaves go into one ``out += (...)``. Only the first read of a struct
+    path is an attribute walk: a nested object is read once into a local."""
+    lines: list[str] = []
+    group: list[str] = []
+    structs: dict[str, str] = {}
+
+    def flush() -> None:
+        if group:
+            lines.append(f"    out += ({', '.join(group)},)")
+            group.clear()
+
+    def local(expr: str) -> str:
+        head, _, attr = expr.rpartition(".")
+        if head in ("obj", "value", ""):
+            return expr
+        if head not in structs:
+            flush()
+            parent = local(head)
+            name = f"s{len(structs)}"
+            lines.append(f"    {name} = {parent}")
+            structs[head] = name
+        return f"{structs[head]}.{attr}"
+
+    for i, (f, name, expr) in enumerate(leaves):
+        value = local(expr)
+        flush()
+        lines.append(f"    v{i} = {value}")
+        lines.append(f"    if v{i} is None:")
+        lines.append(f"        nones.append({name!r})")
+        lines.append("    else:")
+        lines.append(f"        out += ({name!r}, {_encode_expr(env, f, f'v{i}')})")
+    flush()
+    return lines
+
+
+def hash_encoder(spec: ModelSpec) -> Callable[[Any], tuple[list[bytes], list[bytes]]]:
+    """``encode(obj) -> (field, value, field, value, ..., fields that are None)``: the
+    HSET arguments and the fields to HDEL, exactly as the generic walk gives them."""
+    env = _Env()
+    delim = spec.delimiter.encode()
+    leaves = _leaves(spec.fields, b"", delim, "obj")
+    lines = ["def encode(obj):", "    out = []", "    nones = []"]
+    lines += _encoder_lines(env, leaves)
+    lines.append("    return out, nones")
+    return _build("encode", "\n".join(lines) + "\n", env.env)
+
+
+def field_encoder(spec: ModelSpec, f: FieldSpec
+                  ) -> Callable[[Any, list[bytes], list[bytes]], None]:
+    """``encode(value, out, nones)`` of one top-level field (update of some fields)."""
+    env = _Env()
+    delim = spec.delimiter.encode()
+    top = f"obj.{f.name}"
+    leaves = [(leaf, name, "value" + expr[len(top):])
+              for leaf, name, expr in _leaves((f,), b"", delim, "obj")]
+    lines = ["def encode(value, out, nones):", *_encoder_lines(env, leaves)]
+    return _build("encode", "\n".join(lines) + "\n", env.env)
+
+
+# ---- hash decoder -------------------------------------------------------------------
+
+
+def _decode_expr(env: _Env, f: FieldSpec, raw: str) -> str:
+    assert f.decode is not None
+    return f"{env.bind(f.decode, 'd')}({raw})"
+
+
+def _kwargs(env: _Env, fields: tuple[FieldSpec, ...], prefix: bytes, delim: bytes,
+            lines: list[str], depth: int) -> list[str]:
+    """``init_name=expression`` of each field; fields with a default that are absent make
+    the whole fast path give up (the generic decode leaves them to attrs)."""
+    out: list[str] = []
+    for f in fields:
+        name = prefix + f.stored.encode()
+        if f.kind == "struct":
+            assert f.cls is not None
+            sub = _kwargs(env, f.children, name + delim, delim, lines, depth + 1)
+            out.append(f"{f.init_name}={env.bind(f.cls, 'k')}({', '.join(sub)})")
+            continue
+        if f.optional:
+            r = f"r{len(lines)}"
+            lines.append(f"    {r} = get({name!r})")
+            out.append(f"{f.init_name}=(None if {r} is None else {_decode_expr(env, f, r)})")
+        else:  # absent: KeyError, and the generic decode decides (default or error)
+            out.append(f"{f.init_name}={_decode_expr(env, f, f'data[{name!r}]')}")
+    return out
+
+
+def hash_decoder(spec: ModelSpec) -> Callable[[dict[bytes, bytes], str], Any] | None:
+    """``decode(data, id_text)``: the object from an HGETALL reply as a dict, or
+    :data:`FALLBACK`; None for a model the generic decode always handles (renamed
+    fields)."""
+    if _renamed(spec.fields):
+        return None
+    env = _Env()
+    cls = env.bind(spec.cls, "k")
+    key = spec.key
+    assert key.decode is not None
+    kid = env.bind(key.decode, "d")
+    fb = env.bind(FALLBACK, "FB")
+    lines: list[str] = []
+    kwargs = _kwargs(env, spec.fields, b"", spec.delimiter.encode(), lines, 0)
+    kwargs.append(f"{key.init_name}={kid}(id_text.encode('utf-8'))")
+    body = ["def decode(data, id_text):", "    get = data.get", "    try:"]
+    body += ["    " + line for line in lines]
+    body.append(f"        return {cls}({', '.join(kwargs)})")
+    body += ["    except Exception:", f"        return {fb}"]
+    return _build("decode", "\n".join(body) + "\n", env.env)
+
+
+def _renamed(fields: tuple[FieldSpec, ...]) -> bool:
+    return any(f.old_stored or _renamed(f.children) for f in fields)
