@@ -22,9 +22,9 @@ from redmodel._errors import (
     OutcomeUnknownError,
     TransactionError,
 )
+from redmodel._layouts._hash import INT64
 from redmodel._models._specs import spec_of
 from redmodel._plan import ACTIVE_TRANSACTION, AsyncRunner, Batch, Command, Plan, SyncRunner
-from redmodel._layouts._hash import INT64
 from redmodel._plans import _objects as _ops
 from redmodel._plans._atomic import incr_fields as incr_fields_plan
 from redmodel._plans._objects import DEFAULT
