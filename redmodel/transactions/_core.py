@@ -172,6 +172,16 @@ class TxCore:
             if q.plan is not None:
                 q.plan.close()
 
+    @property
+    def to_prepare(self) -> bool:
+        """Whether :meth:`prepare` has anything to run (a queued plan waits on a read or
+        an early write)."""
+        for q in self._queued:
+            batch = q.batch
+            if batch is not None and (batch.early or not batch.write):
+                return True
+        return False
+
     def prepare(self) -> Steps[None]:
         """Run every queued plan up to its write for MULTI. A plan that fails here fails
         the commit: its error is raised (the shell then undoes early writes and abandons

@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from redmodel._container_registry import first_use
 from redmodel._errors import (
+    NotFoundError,
     OutcomeUnknownError,
     TransactionError,
 )
 from redmodel._layouts._hash import INT64
+from redmodel._layouts._pick import layout_of
 from redmodel._models._specs import spec_of
 from redmodel._plan import ACTIVE_TRANSACTION, AsyncRunner, Batch, Command, Plan, SyncRunner
 from redmodel._plans import _objects as _ops
@@ -153,17 +155,38 @@ class _TxBase:
         self._models: set[type] = set()  # what the queued writes touch, for the registry
         self._containers: list[Any] = []  # containers used through in_tx, likewise
         self._owner: Any = None  # the thread (sync) or event loop (async) that opened it
-        self._keys: dict[tuple[type, type, Any], str] = {}  # see _key
+        self._ids: dict[tuple[type, type, Any], tuple[str, str]] = {}  # see _id
 
-    def _key(self, spec: Any, model: type, id: Any) -> str:
-        """``spec.key_for(id)``, worked out once per attempt for a str or int id (the
-        same object read and written several times)."""
+    def _id(self, spec: Any, model: type, id: Any) -> tuple[str, str]:
+        """(key, id text) of an id (``_ops.id_str``), worked out once per attempt for a
+        str or int id (the same object read and written several times)."""
         cls = id.__class__
         if cls is not str and cls is not int:
-            return spec.key_for(id)  # type: ignore[no-any-return]
-        found = self._keys.get((model, cls, id))
+            return _ops.id_str(spec, id)
+        found = self._ids.get((model, cls, id))
         if found is None:
-            found = self._keys[model, cls, id] = spec.key_for(id)
+            found = self._ids[model, cls, id] = _ops.id_str(spec, id)
+        return found
+
+    def _hash_read(self, model: type, id: Any) -> tuple[Batch, Any, str, str] | None:
+        """What ``_ops.get`` sends for an object of the hash layout (its one read), with
+        what decodes the reply (:meth:`_hash_object`), or None for another layout (whose
+        read may take more rounds: the plan runs)."""
+        spec = spec_of(model)
+        if spec.layout != "hash":
+            return None
+        key, text = self._id(spec, model, id)
+        layout = layout_of(spec)
+        return Batch([layout.read(key)], keys=(key,)), layout, key, text
+
+    @staticmethod
+    def _hash_object(read: tuple[Batch, Any, str, str], replies: list[Any],
+                     must: bool) -> Any:
+        """The object read by :meth:`_hash_read` (as ``_ops.get``/``get_or_raise``)."""
+        _, layout, key, text = read
+        found = layout.decode(key, text, replies[0])
+        if found is None and must:
+            raise NotFoundError(layout.spec.name, key)
         return found
 
     @staticmethod
@@ -356,7 +379,7 @@ class _TxBase:
             # the plan's own plain case without the plan: with an int amount within 64
             # bits, plain_incr answers a command only for an int field that
             # check_increment accepts, so the plan would queue that command alone
-            key = self._key(spec, model, id)
+            key = self._id(spec, model, id)[0]
             command = _ops.plain_incr(spec, key, field, amount, core.hints)
             if command is not None:
                 return core.queue_command(command, key, f"incr {model.__name__} {id!r} "
@@ -496,7 +519,8 @@ class Transaction(_TxBase):
         for plan in self._unregistered(self._models):
             self.store.run(plan)
         try:
-            self._drive(core.prepare())
+            if core.to_prepare:
+                self._drive(core.prepare())
             batch = self._commit_batch()
             if batch is None:
                 return
@@ -603,7 +627,11 @@ class Transaction(_TxBase):
         Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
         layout) or GET (blob layout) at once."""
         self._register(model)
-        return self.query(_ops.get(model, id), f"get {model.__name__} {id!r}")  # type: ignore[no-any-return]
+        what = f"get {model.__name__} {id!r}"
+        read = self._hash_read(model, id)
+        if read is not None:
+            return self._hash_object(read, self._read_batch(read[0], what), False)  # type: ignore[no-any-return]
+        return self.query(_ops.get(model, id), what)  # type: ignore[no-any-return]
 
     def get_or_raise(self, model: type[T], id: Any) -> T:
         """Like :meth:`get`; raises NotFoundError when missing.
@@ -611,7 +639,11 @@ class Transaction(_TxBase):
         Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
         layout) or GET (blob layout) at once."""
         self._register(model)
-        return self.query(_ops.get_or_raise(model, id), f"get {model.__name__} {id!r}")  # type: ignore[no-any-return]
+        what = f"get {model.__name__} {id!r}"
+        read = self._hash_read(model, id)
+        if read is not None:
+            return self._hash_object(read, self._read_batch(read[0], what), True)  # type: ignore[no-any-return]
+        return self.query(_ops.get_or_raise(model, id), what)  # type: ignore[no-any-return]
 
     def get_many(self, model: type[T], ids: Iterable[Any]) -> list[T | None]:
         """WATCH every key, then the reads pipelined; None where missing.
@@ -693,7 +725,8 @@ class AsyncTransaction(_TxBase):
         for plan in self._unregistered(self._models):
             await self.store.run(plan)
         try:
-            await self._drive(core.prepare())
+            if core.to_prepare:
+                await self._drive(core.prepare())
             batch = self._commit_batch()
             if batch is None:
                 return
@@ -795,15 +828,22 @@ class AsyncTransaction(_TxBase):
 
         Redis: as Transaction.get"""
         await self._register(model)
-        return await self.query(_ops.get(model, id), f"get {model.__name__} {id!r}")
+        what = f"get {model.__name__} {id!r}"
+        read = self._hash_read(model, id)
+        if read is not None:
+            return self._hash_object(read, await self._read_batch(read[0], what), False)  # type: ignore[no-any-return]
+        return await self.query(_ops.get(model, id), what)
 
     async def get_or_raise(self, model: type[T], id: Any) -> T:
         """Like :meth:`get`; raises NotFoundError when missing.
 
         Redis: as Transaction.get_or_raise"""
         await self._register(model)
-        plan = _ops.get_or_raise(model, id)
-        return await self.query(plan, f"get {model.__name__} {id!r}")
+        what = f"get {model.__name__} {id!r}"
+        read = self._hash_read(model, id)
+        if read is not None:
+            return self._hash_object(read, await self._read_batch(read[0], what), True)  # type: ignore[no-any-return]
+        return await self.query(_ops.get_or_raise(model, id), what)
 
     async def get_many(self, model: type[T], ids: Iterable[Any]) -> list[T | None]:
         """WATCH every key, then the reads pipelined; None where missing.

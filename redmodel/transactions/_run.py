@@ -11,6 +11,7 @@ import functools
 import inspect
 import logging
 import time
+import types
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
@@ -184,11 +185,16 @@ def check_function(fn: Callable[..., Any], store: Any) -> None:
         _check_kind(store, True, fn)
 
 
+_REFUSABLE = (types.GeneratorType, types.AsyncGeneratorType, types.CoroutineType)
+
+
 def _refuse_result(fn: Callable[..., Any], value: Any, want_async: bool) -> None:
     """What the function returned, when a transaction cannot commit it: a generator (its
     body never ran), or in a sync transaction a coroutine (an ``async def`` behind a
     decorator: its writes would never be queued). Closes it and raises TransactionError;
     the attempt is then abandoned with nothing sent."""
+    if not isinstance(value, _REFUSABLE):
+        return  # what most functions return: no generator, no coroutine
     if ((inspect.isgenerator(value) and value.gi_code.co_name != "<genexpr>")
             or (inspect.isasyncgen(value) and value.ag_code.co_name != "<genexpr>")):
         # a generator expression was built by a body that ran (a lazy view of what it
