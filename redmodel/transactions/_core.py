@@ -47,13 +47,28 @@ log = logging.getLogger("redmodel.tx")
 # ---- the sans-I/O core --------------------------------------------------------------------
 
 
+class _Command:
+    """What a queued command (:meth:`TxCore.queue_command`) holds in place of a plan's
+    Batch: the one command, a write for MULTI (what TxCore reads of a Batch)."""
+
+    __slots__ = ("commands",)
+    write = True
+    early = False
+    check = False
+    errors = False
+
+    def __init__(self, command: Command) -> None:
+        self.commands = (command,)
+
+
 class _Queued:
     """One queued write: a plan waiting on ``batch``, or (``plan`` None) one command whose
     EXEC reply ``convert`` turns into its value (:meth:`TxCore.queue_command`)."""
 
     __slots__ = ("batch", "convert", "count", "early", "pending", "plan", "start")
 
-    def __init__(self, plan: Plan[Any] | None, pending: Pending[Any], batch: Batch | None,
+    def __init__(self, plan: Plan[Any] | None, pending: Pending[Any],
+                 batch: Batch | _Command | None,
                  convert: Callable[[Any], Any] | None = None) -> None:
         self.plan = plan
         self.pending = pending
@@ -64,7 +79,7 @@ class _Queued:
         self.count = 0
 
 
-def _before_multi(batch: Batch) -> bool:
+def _before_multi(batch: Batch | _Command) -> bool:
     """A batch a transaction runs before MULTI: a read (WATCHed first) or an early write."""
     return batch.early or not batch.write
 
@@ -140,16 +155,15 @@ class TxCore:
         if self.closed:
             self._check_open(what)
         pending: Pending[Any] = Pending(what)
-        self._queued.append(_Queued(None, pending, Batch([command], write=True, keys=(key,)),
-                                    convert))
+        self._queued.append(_Queued(None, pending, _Command(command), convert))
         return pending
 
-    def note_read(self, batch: Batch, replies: Sequence[Any]) -> None:
+    def note_read(self, commands: Sequence[Command], replies: Sequence[Any]) -> None:
         """Remember what a WATCHed HGETALL of this attempt found (``hints.seen``), while no
         write is queued: EXEC runs on exactly that, or aborts."""
         if self._queued:
             return
-        for cmd, reply in zip(batch.commands, replies, strict=False):
+        for cmd, reply in zip(commands, replies, strict=False):
             if cmd and cmd[0] == "HGETALL" and isinstance(cmd[1], str) \
                     and cmd[1] in self._watched_set and not isinstance(reply, Exception):
                 fields = _as_bytes_dict(reply)
@@ -217,6 +231,7 @@ class TxCore:
             for at, q in enumerate(waiting):
                 while q.batch is not None and _before_multi(q.batch) and not q.batch.check:
                     batch = q.batch
+                    assert isinstance(batch, Batch)  # a queued command never waits here
                     if batch.early:
                         replies = yield "write", batch
                         q.early = True
@@ -253,6 +268,7 @@ class TxCore:
                 continue
             error = _resume(q, replies[q.start : q.start + q.count])
             while error is None and q.batch is not None:
+                assert isinstance(q.batch, Batch)  # a queued command asks for no more
                 more = yield "write", q.batch
                 error = _resume(q, more)
             first = first or error
@@ -299,7 +315,7 @@ def _gathered(waiting: Sequence[_Queued]) -> Steps[list[list[Any]]]:
     keys: list[str] = []
     where: list[list[int]] = []
     for q in waiting:
-        assert q.batch is not None
+        assert isinstance(q.batch, Batch)
         keys.extend(q.batch.keys)
         spots = []
         for cmd in q.batch.commands:
@@ -313,7 +329,7 @@ def _gathered(waiting: Sequence[_Queued]) -> Steps[list[list[Any]]]:
         where.append(spots)
     if len(waiting) == 1:
         batch = waiting[0].batch
-        assert batch is not None
+        assert isinstance(batch, Batch)
         return [(yield "read", batch)]
     replies = yield "read", Batch(commands, keys=tuple(dict.fromkeys(keys)), errors=True)
     parts = [[replies[i] for i in spots] for spots in where]

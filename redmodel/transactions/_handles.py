@@ -96,6 +96,9 @@ class AsyncStore(AsyncRunner, Protocol):
     def _link(self) -> AsyncLink: ...
 
 
+_HashRead = tuple[Batch, bool, list[Command], Any, str, str]  # see _TxBase._hash_read
+
+
 # ---- the sync shell -----------------------------------------------------------------------
 
 _ACTIVE = ACTIVE_TRANSACTION
@@ -168,22 +171,25 @@ class _TxBase:
             found = self._ids[model, cls, id] = _ops.id_str(spec, id)
         return found
 
-    def _hash_read(self, model: type, id: Any) -> tuple[Batch, Any, str, str] | None:
-        """What ``_ops.get`` sends for an object of the hash layout (its one read), with
-        what decodes the reply (:meth:`_hash_object`), or None for another layout (whose
-        read may take more rounds: the plan runs)."""
+    def _hash_read(self, model: type, id: Any, what: str) -> _HashRead | None:
+        """For an object of the hash layout, the read ``_ops.get`` sends (its one
+        command), WATCHed as :meth:`_read_commands` does, for the shell to send and
+        :meth:`_hash_object` to decode; None for another layout (whose read may take
+        more rounds: the plan runs)."""
         spec = spec_of(model)
         if spec.layout != "hash":
             return None
         key, text = self._id(spec, model, id)
         layout = layout_of(spec)
-        return Batch([layout.read(key)], keys=(key,)), layout, key, text
+        commands = [layout.read(key)]
+        sent, watched = self._read_commands(commands, (key,), what)
+        return sent, watched, commands, layout, key, text
 
-    @staticmethod
-    def _hash_object(read: tuple[Batch, Any, str, str], replies: list[Any],
-                     must: bool) -> Any:
-        """The object read by :meth:`_hash_read` (as ``_ops.get``/``get_or_raise``)."""
-        _, layout, key, text = read
+    def _hash_object(self, read: _HashRead, ex: Any, must: bool) -> Any:
+        """The object :meth:`_hash_read`'s read found (``ex``: its exchange), as
+        ``_ops.get`` (``must``: ``_ops.get_or_raise``) returns it."""
+        _, watched, commands, layout, key, text = read
+        replies = self._read_replies(commands, ex, False, watched, False)
         found = layout.decode(key, text, replies[0])
         if found is None and must:
             raise NotFoundError(layout.spec.name, key)
@@ -269,16 +275,29 @@ class _TxBase:
             return None
         return commands
 
-    def _read_commands(self, batch: Batch, what: str, internal: bool = False
+    def _read_commands(self, commands: Sequence[Command], keys: Sequence[str], what: str,
+                       internal: bool = False, batch: Batch | None = None
                        ) -> tuple[Batch, bool]:
-        """The batch to send for a read: WATCH of the keys not watched yet, then the read,
-        on the session's connection (the WATCH is answered before the read runs)."""
-        new = self._core.read(batch.keys, what, internal)
+        """The batch to send for a read (of ``commands``, or ``batch``'s): WATCH of the
+        keys not watched yet, then the read, on the session's connection (the WATCH is
+        answered before the read runs)."""
+        new = self._core.read(keys, what, internal)
         if self._session is None:
             raise TransactionError(f"cannot {what}: this transaction is not open")
         if not new:
-            return batch, False
-        return Batch([("WATCH", *new), *batch.commands], keys=batch.keys), True
+            return batch or Batch(commands, keys=keys), False
+        return Batch([("WATCH", *new), *commands], keys=keys), True
+
+    def _read_replies(self, commands: Sequence[Command], ex: Any, errors: bool,
+                      watched: bool, internal: bool) -> list[Any]:
+        """The replies of a read sent as :meth:`_read_commands` said (``ex``: its
+        exchange), without WATCH's."""
+        replies: list[Any] = ex.raw() if errors else ex.result()
+        if watched:
+            replies = replies[1:]
+        if not internal:
+            self._core.note_read(commands, replies)
+        return replies
 
     def _commit_batch(self) -> Batch | None:
         """MULTI/EXEC's batch, or None when there is nothing to send."""
@@ -581,13 +600,10 @@ class Transaction(_TxBase):
     # ---- driving plans ---------------------------------------------------------------
 
     def _read_batch(self, batch: Batch, what: str, internal: bool = False) -> list[Any]:
-        sent, watched = self._read_commands(batch, what, internal)
-        ex = self._session.run(sent)
-        replies: list[Any] = ex.raw() if batch.errors else ex.result()
-        replies = replies[1:] if watched else replies
-        if not internal:
-            self._core.note_read(batch, replies)
-        return replies
+        commands = batch.commands
+        sent, watched = self._read_commands(commands, batch.keys, what, internal, batch)
+        return self._read_replies(commands, self._session.run(sent), batch.errors, watched,
+                                  internal)
 
     def query(self, plan: Plan[R], what: str = "read") -> R:
         """Run a read-only plan now, WATCHing the keys of each batch first.
@@ -628,9 +644,9 @@ class Transaction(_TxBase):
         layout) or GET (blob layout) at once."""
         self._register(model)
         what = f"get {model.__name__} {id!r}"
-        read = self._hash_read(model, id)
+        read = self._hash_read(model, id, what)
         if read is not None:
-            return self._hash_object(read, self._read_batch(read[0], what), False)  # type: ignore[no-any-return]
+            return self._hash_object(read, self._session.run(read[0]), False)  # type: ignore[no-any-return]
         return self.query(_ops.get(model, id), what)  # type: ignore[no-any-return]
 
     def get_or_raise(self, model: type[T], id: Any) -> T:
@@ -640,9 +656,9 @@ class Transaction(_TxBase):
         layout) or GET (blob layout) at once."""
         self._register(model)
         what = f"get {model.__name__} {id!r}"
-        read = self._hash_read(model, id)
+        read = self._hash_read(model, id, what)
         if read is not None:
-            return self._hash_object(read, self._read_batch(read[0], what), True)  # type: ignore[no-any-return]
+            return self._hash_object(read, self._session.run(read[0]), True)  # type: ignore[no-any-return]
         return self.query(_ops.get_or_raise(model, id), what)  # type: ignore[no-any-return]
 
     def get_many(self, model: type[T], ids: Iterable[Any]) -> list[T | None]:
@@ -786,13 +802,10 @@ class AsyncTransaction(_TxBase):
 
     async def _read_batch(self, batch: Batch, what: str, internal: bool = False
                           ) -> list[Any]:
-        sent, watched = self._read_commands(batch, what, internal)
-        ex = await self._run(sent)
-        replies: list[Any] = ex.raw() if batch.errors else ex.result()
-        replies = replies[1:] if watched else replies
-        if not internal:
-            self._core.note_read(batch, replies)
-        return replies
+        commands = batch.commands
+        sent, watched = self._read_commands(commands, batch.keys, what, internal, batch)
+        return self._read_replies(commands, await self._run(sent), batch.errors, watched,
+                                  internal)
 
     async def query(self, plan: Plan[R], what: str = "read") -> R:
         """Run a read-only plan now, WATCHing the keys of each batch first.
@@ -829,9 +842,9 @@ class AsyncTransaction(_TxBase):
         Redis: as Transaction.get"""
         await self._register(model)
         what = f"get {model.__name__} {id!r}"
-        read = self._hash_read(model, id)
+        read = self._hash_read(model, id, what)
         if read is not None:
-            return self._hash_object(read, await self._read_batch(read[0], what), False)  # type: ignore[no-any-return]
+            return self._hash_object(read, await self._run(read[0]), False)  # type: ignore[no-any-return]
         return await self.query(_ops.get(model, id), what)
 
     async def get_or_raise(self, model: type[T], id: Any) -> T:
@@ -840,9 +853,9 @@ class AsyncTransaction(_TxBase):
         Redis: as Transaction.get_or_raise"""
         await self._register(model)
         what = f"get {model.__name__} {id!r}"
-        read = self._hash_read(model, id)
+        read = self._hash_read(model, id, what)
         if read is not None:
-            return self._hash_object(read, await self._read_batch(read[0], what), True)  # type: ignore[no-any-return]
+            return self._hash_object(read, await self._run(read[0]), True)  # type: ignore[no-any-return]
         return await self.query(_ops.get_or_raise(model, id), what)
 
     async def get_many(self, model: type[T], ids: Iterable[Any]) -> list[T | None]:
