@@ -103,6 +103,11 @@ def stale_fields(obj: Any) -> tuple[list[bytes], list[bytes]]:
     return [], []
 
 
+def stale_any() -> bool:
+    """Whether some object in memory was read with fields its model no longer has."""
+    return bool(_STALE)
+
+
 def saved(obj: Any) -> None:
     """``obj`` was saved: what it was read with is gone (or rewritten)."""
     if _STALE:
@@ -163,9 +168,11 @@ class HashLayout:
         # generated once per model (redmodel._models._compiled): every path encodes and
         # decodes through these; the generic walks below are their reference and the
         # decode of what the fast one leaves (errors, defaults, old names, upgrades)
-        self.encode = hash_encoder(spec)
+        self.encode = hash_encoder(spec, self.encode_generic)
         self._fast_decode = hash_decoder(spec)
         self._field_encoders: dict[str, Any] = {}
+        # a save is one command and nothing else: no index, no snapshot to keep
+        self.plain = spec.indexes is None and not spec.track_changes
 
     # ---- writing ------------------------------------------------------------------
 
@@ -248,7 +255,9 @@ class HashLayout:
         meanwhile (also one with nothing changed, which sends only that check); the caller
         then saves it whole."""
         pairs, nones = self.encode(obj)
-        state = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        # the stored state after it: what a tracked object remembers (no one else reads it)
+        state = dict(zip(pairs[::2], pairs[1::2], strict=True)) \
+            if self.spec.track_changes else {}
         stale, moved = stale_fields(obj) if _STALE else _NO_STALE
         snapshot = None if not self.spec.track_changes else recall(obj)
         indexes = self.spec.indexes
@@ -264,15 +273,28 @@ class HashLayout:
             args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
             return _UPDATE.call([key], args), state, True
         nones.extend(stale)
+        return self._whole(key, pairs, nones, ttl_ms), state, False
+
+    def save_plain(self, key: str, obj: Any, ttl_ms: int | None) -> Command:
+        """:meth:`save` of a :attr:`plain` model's object (no snapshot, no index): the
+        same command, without the rest of :meth:`save_changes`."""
+        pairs, nones = self.encode(obj)
+        if _STALE:
+            nones.extend(stale_fields(obj)[0])
+        return self._whole(key, pairs, nones, ttl_ms)
+
+    def _whole(self, key: str, pairs: list[bytes], nones: list[bytes], ttl_ms: int | None
+               ) -> Command:
+        """HSET alone, or hash_save.lua (HSET, HDEL of ``nones``, PEXPIRE of a TTL)."""
         if pairs:
             if self.may_be_empty:
                 nones.append(MARKER)
         else:
             pairs = [MARKER, b""]
         if not nones and ttl_ms is None:
-            return ("HSET", key, *pairs), state, False
+            return ("HSET", key, *pairs)
         ttl = "" if ttl_ms is None else ttl_ms
-        return _SAVE.call([key], [ttl, len(nones), *nones, *pairs]), state, False
+        return _SAVE.call([key], [ttl, len(nones), *nones, *pairs])
 
     # ---- indexed writes -------------------------------------------------------------
 

@@ -32,12 +32,13 @@ import linecache
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from redmodel._models._keys import _TABLES, escape
 from redmodel._models._types import _SCALARS
 
 if TYPE_CHECKING:
     from redmodel._models._specs import FieldSpec, ModelSpec
 
-__all__ = ["FALLBACK", "checker", "field_encoder", "hash_decoder", "hash_encoder"]
+__all__ = ["FALLBACK", "checker", "field_encoder", "hash_decoder", "hash_encoder", "key_text"]
 
 FALLBACK: Any = object()
 """What a generated decoder answers when the generic decode must decide."""
@@ -150,53 +151,72 @@ def _encode_expr(env: _Env, f: FieldSpec, v: str) -> str:
     return f"{env.bind(f.encode, 'e')}({v})"
 
 
-def _encoder_lines(env: _Env, leaves: list[tuple[FieldSpec, bytes, str]]) -> list[str]:
-    """Body lines appending to ``out`` (pairs) and ``nones``, one leaf after another.
+def _encoder_lines(env: _Env, leaves: list[tuple[FieldSpec, bytes, str]],
+                   generic: str | None) -> list[str]:
+    """Body lines filling ``out`` (pairs) and ``nones``, in the generic walk's order.
 
-    A leaf whose value may be None is tested (as the generic encoder tests every leaf);
-    consecutive leaves go into one ``out += (...)``. Only the first read of a struct
-    path is an attribute walk: a nested object is read once into a local."""
+    Every leaf is read once into a local (a nested object's path walked once). The leaves
+    that are not Optional go into list literals, no tuple per field: one of them holding
+    None (an object that was not validated) goes to ``generic`` instead, which puts it
+    among ``nones`` as the generic walk does (without ``generic``: tested one by one). An
+    Optional leaf is tested in place."""
     lines: list[str] = []
-    group: list[str] = []
     structs: dict[str, str] = {}
-
-    def flush() -> None:
-        if group:
-            lines.append(f"    out += ({', '.join(group)},)")
-            group.clear()
 
     def local(expr: str) -> str:
         head, _, attr = expr.rpartition(".")
         if head in ("obj", "value", ""):
             return expr
         if head not in structs:
-            flush()
             parent = local(head)
             name = f"s{len(structs)}"
             lines.append(f"    {name} = {parent}")
             structs[head] = name
         return f"{structs[head]}.{attr}"
 
-    for i, (f, name, expr) in enumerate(leaves):
-        value = local(expr)
+    for i, (_f, _name, expr) in enumerate(leaves):
+        lines.append(f"    v{i} = {local(expr)}")
+    required = [i for i, (f, _, _) in enumerate(leaves) if not f.optional]
+    if generic is not None and required:
+        test = " or ".join(f"v{i} is None" for i in required)
+        lines.append(f"    if {test}:")
+        lines.append(f"        return {generic}(obj)")
+    lines.append("    nones = []")
+    group: list[str] = []
+    started = False
+
+    def flush() -> None:
+        nonlocal started
+        if group or not started:
+            op = "+=" if started else "="
+            lines.append(f"    out {op} [{', '.join(group)}]")
+            started = True
+            group.clear()
+
+    for i, (f, name, _) in enumerate(leaves):
+        encoded = _encode_expr(env, f, f"v{i}")
+        if generic is not None and not f.optional:
+            group += [repr(name), encoded]
+            continue
         flush()
-        lines.append(f"    v{i} = {value}")
         lines.append(f"    if v{i} is None:")
         lines.append(f"        nones.append({name!r})")
         lines.append("    else:")
-        lines.append(f"        out += ({name!r}, {_encode_expr(env, f, f'v{i}')})")
+        lines.append(f"        out += ({name!r}, {encoded})")
     flush()
     return lines
 
 
-def hash_encoder(spec: ModelSpec) -> Callable[[Any], tuple[list[bytes], list[bytes]]]:
+def hash_encoder(spec: ModelSpec, generic: Callable[[Any], tuple[list[bytes], list[bytes]]]
+                 ) -> Callable[[Any], tuple[list[bytes], list[bytes]]]:
     """``encode(obj) -> (field, value, field, value, ..., fields that are None)``: the
-    HSET arguments and the fields to HDEL, exactly as the generic walk gives them."""
+    HSET arguments and the fields to HDEL, exactly as the generic walk gives them
+    (``generic``: that walk, for an object holding None where its model allows none)."""
     env = _Env()
     delim = spec.delimiter.encode()
     leaves = _leaves(spec.fields, b"", delim, "obj")
-    lines = ["def encode(obj):", "    out = []", "    nones = []"]
-    lines += _encoder_lines(env, leaves)
+    lines = ["def encode(obj):"]
+    lines += _encoder_lines(env, leaves, env.bind(generic, "g"))
     lines.append("    return out, nones")
     return _build("encode", "\n".join(lines) + "\n", env.env)
 
@@ -209,15 +229,27 @@ def field_encoder(spec: ModelSpec, f: FieldSpec
     top = f"obj.{f.name}"
     leaves = [(leaf, name, "value" + expr[len(top):])
               for leaf, name, expr in _leaves((f,), b"", delim, "obj")]
-    lines = ["def encode(value, out, nones):", *_encoder_lines(env, leaves)]
+    body = _encoder_lines(env, leaves, None)
+    body = [line for line in body if line not in ("    nones = []", "    out = []")]
+    body = [line.replace("    out = [", "    out += [", 1) for line in body]
+    lines = ["def encode(value, out, nones):", *body]
     return _build("encode", "\n".join(lines) + "\n", env.env)
 
 
 # ---- hash decoder -------------------------------------------------------------------
 
 
+# Decoders of _types._SCALARS written inline: the same call without its wrapper, which
+# only turns the error into BadValueError (here any error hands the reply to the generic
+# decode, which raises the DecodeError naming the field).
+_INLINE_DECODE = {str: "{r}.decode('utf-8')", int: "int({r})", float: "float({r})"}
+
+
 def _decode_expr(env: _Env, f: FieldSpec, raw: str) -> str:
     assert f.decode is not None
+    for tp, text in _INLINE_DECODE.items():
+        if f.decode is _SCALARS[tp][1]:
+            return text.format(r=raw)
     return f"{env.bind(f.decode, 'd')}({raw})"
 
 
@@ -252,11 +284,11 @@ def hash_decoder(spec: ModelSpec) -> Callable[[dict[bytes, bytes], str], Any] | 
     cls = env.bind(spec.cls, "k")
     key = spec.key
     assert key.decode is not None
-    kid = env.bind(key.decode, "d")
     fb = env.bind(FALLBACK, "FB")
     lines: list[str] = []
     kwargs = _kwargs(env, spec.fields, b"", spec.delimiter.encode(), lines, 0)
-    kwargs.append(f"{key.init_name}={kid}(id_text.encode('utf-8'))")
+    id_raw = "id_text.encode('utf-8')"
+    kwargs.append(f"{key.init_name}={_decode_expr(env, key, id_raw)}")
     body = ["def decode(data, id_text):", "    get = data.get", "    try:"]
     body += ["    " + line for line in lines]
     body.append(f"        return {cls}({', '.join(kwargs)})")
@@ -266,3 +298,39 @@ def hash_decoder(spec: ModelSpec) -> Callable[[dict[bytes, bytes], str], Any] | 
 
 def _renamed(fields: tuple[FieldSpec, ...]) -> bool:
     return any(f.old_stored or _renamed(f.children) for f in fields)
+
+
+# ---- keys ---------------------------------------------------------------------------
+
+
+def key_text(spec: ModelSpec, generic: Callable[[Any], tuple[str, str]]
+             ) -> Callable[[Any], tuple[str, str]]:
+    """``key_text(id) -> (key, id text)``: for a plain key (no hash tag, no buckets) of a
+    str or int id, the key built inline (an ASCII str id is its own text, an int its
+    decimal text); every other id and model goes by ``generic`` (its checks, its errors)."""
+    key = spec.key
+    if spec.buckets is not None or spec.hash_tag is not False:
+        return generic
+    env = _Env()
+    gen = env.bind(generic, "g")
+    prefix = f"{spec.prefix}{spec.delimiter}"
+    table = env.bind(_key_table(spec.delimiter), "t")
+    if key.check is _SCALARS[str][2] and key.encode is _SCALARS[str][0]:
+        fast = "type(v) is str and v and v.isascii()"
+        text = "v"
+    elif key.check is _SCALARS[int][2] and key.encode is _SCALARS[int][0]:
+        fast = "type(v) is int"
+        text = "str(v)"
+    else:
+        return generic
+    lines = ["def key_text(v):",
+             f"    if {fast}:",
+             f"        t = {text}",
+             f"        return {prefix!r} + t.translate({table}), t",
+             f"    return {gen}(v)"]
+    return _build("key_text", "\n".join(lines) + "\n", env.env)
+
+
+def _key_table(delimiter: str) -> dict[int, str]:
+    escape("", delimiter)  # builds the table
+    return _TABLES[delimiter]

@@ -16,7 +16,7 @@ import attrs
 
 from redmodel._errors import ModelDefinitionError, ValidationError
 from redmodel._indexes._specs import IndexSpec, bucket_of
-from redmodel._models._compiled import checker
+from redmodel._models._compiled import checker, key_text
 from redmodel._models._keys import escape, snake_case, unescape
 from redmodel._models._types import Checker, Decoder, Encoder
 from redmodel.codecs import Codec
@@ -69,7 +69,7 @@ class ModelSpec:
     # The @model options given explicitly, inherited by a decorated subclass.
     options: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
     # Generated code of this model (redmodel._models._compiled), built on first use.
-    compiled: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False, init=False)
+    compiled: dict[Any, Any] = attrs.field(factory=dict, eq=False, repr=False, init=False)
 
     @property
     def claims(self) -> bool:
@@ -117,7 +117,30 @@ class ModelSpec:
     def key_for(self, id_value: Any) -> str:
         """The Redis key of the object with this id: ``hat:56854717``; with ``hash_tag=True``
         ``hat:{56854717}``; with a tag function ``order:{acme}:123``."""
-        return self.key_of_text(self.id_text(id_value), id_value)
+        return self.key_text(id_value)[0]
+
+    def key_text(self, id_value: Any) -> tuple[str, str]:
+        """(the key, the id text) of this id (the model's generated key builder)."""
+        return self.key_builder()(id_value)
+
+    def key_builder(self) -> Callable[[Any], tuple[str, str]]:
+        """The generated function behind :meth:`key_text` (for a loop over many ids)."""
+        found = self.compiled.get("key")
+        if found is None:
+            found = self.compiled["key"] = key_text(self, self.key_text_generic)
+        return found
+
+    def checker(self) -> Callable[[Any], None]:
+        """The generated function behind :meth:`check` (for a loop over many objects)."""
+        found = self.compiled.get("check")
+        if found is None:
+            found = self.compiled["check"] = checker(self, self.check_generic)
+        return found
+
+    def key_text_generic(self, id_value: Any) -> tuple[str, str]:
+        """What the generated key builder refers to for the ids it does not build inline."""
+        text = self.id_text(id_value)
+        return self.key_of_text(text, id_value), text
 
     def key_of_text(self, text: str, id_value: Any = None) -> str:
         d = self.delimiter
@@ -159,10 +182,7 @@ class ModelSpec:
     def check(self, obj: Any) -> None:
         """Validate every field of ``obj`` before anything is written (the model's
         generated validator; :meth:`check_generic` raises the error of an invalid one)."""
-        found = self.compiled.get("check")
-        if found is None:
-            found = self.compiled["check"] = checker(self, self.check_generic)
-        found(obj)
+        self.checker()(obj)
 
     def check_generic(self, obj: Any) -> None:
         """The field-by-field walk the generated validator refers to for an invalid

@@ -37,17 +37,19 @@ from redmodel._indexes._writes import (
     unique_lines,
 )
 from redmodel._layouts._flat import counter_result, read_batch
-from redmodel._layouts._hash import INT64, HashLayout, check_increment, saved
+from redmodel._layouts._hash import INT64, HashLayout, check_increment, saved, stale_any
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape
 from redmodel._models._specs import ModelSpec, spec_of
 from redmodel._models._types import optional_inner
-from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, gather
+from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, gather, script
 from redmodel._plans._atomic import incr_fields
 from redmodel.codecs import Codec
 from redmodel.codecs import codec as resolve_codec
 
 __all__ = ["DEFAULT"]
+
+_INCR_ONE = script("incr_one")
 
 
 class _Default:
@@ -78,8 +80,7 @@ def _id_of(spec: ModelSpec, obj: Any) -> Any:
 
 def id_str(spec: ModelSpec, id_value: Any) -> tuple[str, str]:
     """(key, id text) for an id; raises ValidationError for an empty or mistyped id."""
-    text = spec.id_text(id_value)
-    return spec.key_of_text(text, id_value), text
+    return spec.key_text(id_value)
 
 
 # ---- writes -----------------------------------------------------------------------------
@@ -186,9 +187,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     seq = objs if isinstance(objs, Sequence) else None
     whole = seq is not None
     if seq is not None:  # everything refusable is refused before the first write
-        for obj in seq:
-            check_whole(obj)
-        _unique_within(seq)
+        _check_sequence(seq)
     tx = hints is not None
     done: list[str] = []  # keys written by earlier chunks (an iterator only: see below)
     count = 0
@@ -206,7 +205,14 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
         return done + list(chunk_keys)
 
     for part in _chunks(objs, chunk_size):
-
+        plain = _plain_chunk(part) if hints is None else None
+        if plain is not None:  # one plain hash model: its commands, nothing else
+            keys = yield from _save_plain_chunk(plain, part, ttl, whole, ready, every,
+                                                known)
+            if not whole:
+                done += keys
+            count += len(part)
+            continue
         try:
             chunk = [save_command(obj, ttl, checked=whole) for obj in part]
             if not whole:
@@ -239,16 +245,114 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
             raise _batch_error(first, "save_many", every(keys),
                                known([k for at, k in enumerate(keys) if at not in refused]),
                                tx, key, unread=not whole)
-        for obj in part:
-            spec = spec_of(obj)
-            layout = layout_of(spec)
-            saved(obj)
-            if spec.track_changes and isinstance(layout, HashLayout):  # partial saves: hash only
-                layout.remember(obj, layout.encode_state(obj))
+        _saved_all(part)
         if not whole:
             done += keys
         count += len(part)
     return count
+
+
+def _check_sequence(seq: Sequence[Any]) -> None:
+    """Everything save_many refuses of a sequence, before its first chunk is sent."""
+    plain = _plain_chunk(seq)
+    if plain is not None:  # one plain hash model: its id and its fields
+        spec = plain.spec
+        key_text, check, name = spec.key_builder(), spec.checker(), spec.key.name
+        for obj in seq:
+            key_text(getattr(obj, name))
+            check(obj)
+        return
+    for obj in seq:
+        check_whole(obj)
+    if any(spec.indexes is not None and spec.indexes.uniques
+           for spec in {type(o): spec_of(o) for o in seq}.values()):
+        _unique_within(seq)
+
+
+def _saved_all(part: Sequence[Any]) -> None:
+    """A chunk was written: what each object remembers (stale fields, snapshots)."""
+    for obj in part:
+        spec = spec_of(obj)
+        layout = layout_of(spec)
+        saved(obj)
+        if spec.track_changes and isinstance(layout, HashLayout):  # partial saves: hash only
+            layout.remember(obj, layout.encode_state(obj))
+
+
+def _save_plain_chunk(layout: HashLayout, part: Sequence[Any], ttl: Any, whole: bool,
+                      ready: Callable[[Sequence[Any]], Plan[None]] | None,
+                      every: Callable[[Sequence[str]], list[str]],
+                      known: Callable[[Sequence[str]], list[str]]) -> Plan[list[str]]:
+    """save_many's chunk of one plain hash model (outside a transaction): one command per
+    object in one batch, and the same errors as the general chunk (``every``/``known``:
+    the call's keys, the keys written before this chunk and these)."""
+    try:
+        keys, commands = _plain_saves(layout, part, ttl, whole)
+        if ready is not None:
+            yield from ready(part)
+    except RedmodelError as e:  # nothing of this chunk was written
+        raise _batch_error(e, "save_many", every(_keys_or_none(part)), known([]), False,
+                           unread=not whole) from None
+    try:
+        replies = yield Batch(commands, write=True, idempotent=True, keys=keys, errors=True)
+    except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
+        raise _batch_error(e, "save_many", every(keys), known([]), False, unknown=keys,
+                           unread=not whole) from None
+    for at, reply in enumerate(replies):
+        if isinstance(reply, ServerError):  # the others of the chunk are written
+            raise _batch_error(reply, "save_many", every(keys), known(
+                [k for i, (k, r) in enumerate(zip(keys, replies, strict=True))
+                 if i != at and not isinstance(r, ServerError)]), False, keys[at],
+                unread=not whole)
+    for obj in part:
+        saved(obj)
+    return keys
+
+
+def _plain_chunk(part: Sequence[Any]) -> HashLayout | None:
+    """The layout of a chunk whose objects are all of one plain hash model (no indexes,
+    no ``track_changes``): its saves are one command each and nothing else."""
+    if not part:
+        return None
+    cls = type(part[0])
+    spec = cls.__dict__.get("__redmodel__")
+    if not isinstance(spec, ModelSpec):
+        return None
+    layout = layout_of(spec)
+    if not isinstance(layout, HashLayout) or not layout.plain:
+        return None
+    for obj in part:
+        if type(obj) is not cls:
+            return None
+    return layout
+
+
+def _plain_saves(layout: HashLayout, part: Sequence[Any], ttl: Any, checked: bool
+                 ) -> tuple[list[str], list[Command]]:
+    """The keys and the commands of a chunk of one plain hash model (what save_command
+    gives each, without its per-object lookups)."""
+    spec = layout.spec
+    key_text = spec.key_builder()
+    name = spec.key.name
+    check = spec.checker()
+    save = layout.save_plain
+    encode = layout.encode
+    ms = ttl_ms(spec, ttl)
+    hset = ms is None and not layout.may_be_empty  # HSET alone unless a field is None
+    keys: list[str] = []
+    commands: list[Command] = []
+    for obj in part:
+        key = key_text(getattr(obj, name))[0]
+        if not checked:
+            check(obj)
+        keys.append(key)
+        if hset and not stale_any():
+            pairs, nones = encode(obj)
+            if pairs and not nones:  # what save_plain gives it, without its frames
+                commands.append(("HSET", key, *pairs))
+                continue
+        commands.append(save(key, obj, ms))
+    return keys, commands
 
 
 def _chunks(objs: Iterable[Any], size: int) -> Iterable[list[Any]]:
@@ -267,7 +371,7 @@ def check_whole(obj: Any) -> None:
     checked whole first, then encoded chunk by chunk): its id, its fields, its index
     entries (a NaN or infinite range value, an int beyond 2**53)."""
     spec = spec_of(obj)
-    key = save_key(obj)
+    key = spec.key_for(getattr(obj, spec.key.name))
     spec.check(obj)
     if spec.indexes is not None:
         try:
@@ -472,12 +576,7 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
 def update(model: type, id_value: Any, values: Mapping[str, Any],
            hints: TxHints | None = None) -> Plan[bool]:
     spec = spec_of(model)
-    key = spec.key_for(id_value)
-    if not values:
-        raise ValidationError("nothing to update", model=spec.name, key=key)
-    if spec.key.name in values:
-        raise ValidationError("the id cannot be updated", model=spec.name, key=key,
-                              field=spec.key.name)
+    key = update_checked(spec, id_value, values)
     cmd = layout_of(spec).update(key, values)
     if not isinstance(cmd, Write):
         replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
@@ -496,6 +595,45 @@ def update(model: type, id_value: Any, values: Mapping[str, Any],
     return bool((yield from settle(spec, key, reply, claims, hints)))
 
 
+def update_checked(spec: ModelSpec, id_value: Any, values: Mapping[str, Any]) -> str:
+    """The key of an update, once the call's own checks pass (the values' own are the
+    layout's)."""
+    key = spec.key_for(id_value)
+    if not values:
+        raise ValidationError("nothing to update", model=spec.name, key=key)
+    if spec.key.name in values:
+        raise ValidationError("the id cannot be updated", model=spec.name, key=key,
+                              field=spec.key.name)
+    return key
+
+
+def short_incr(spec: ModelSpec, key: str, field: str, amount: Any) -> Command | None:
+    """Validate an increment (ValidationError) and give the short script's call
+    (lua/incr_one.lua) when it applies: an int field, not renamed, of an unindexed hash
+    model; None when only the counter script (incr_fields.lua) can do it. The short script
+    sends the same HINCRBY the counter script would; anything it refuses (it answers 0,
+    nothing written) goes on to the counter script, which decides it and says why."""
+    stored = spec.compiled.get(("incr", field))
+    if stored is None:  # once per model and field: its stored name, or False
+        chain = spec.path(field)
+        fits = chain[-1].numeric == "int" and spec.indexes is None and not any(
+            f.old_stored or f.kind == "encoded" for f in chain)
+        stored = spec.compiled["incr", field] = fits and spec.delimiter.join(
+            f.stored for f in chain)
+    if stored and type(amount) is int and INT64[0] <= amount <= INT64[1]:
+        return _INCR_ONE.call([key], [stored, str(amount)])  # what check_increment passes
+    chain = spec.path(field)
+    text = check_increment(spec, key, chain, field, amount)[1]
+    if not stored:
+        return None
+    return _INCR_ONE.call([key], [stored, text])
+
+
+def short_incr_result(reply: Any) -> int | None:
+    """The new value from the short script's reply; None: refused, nothing written."""
+    return int(reply) if isinstance(reply, bytes) else None
+
+
 def incr(model: type, id_value: Any, field: str, amount: float,
          hints: TxHints | None = None) -> Plan[int | float]:
     """Add ``amount`` to one number: on the hash layout, ``incr_fields`` with one change
@@ -504,11 +642,16 @@ def incr(model: type, id_value: Any, field: str, amount: float,
     key = spec.key_for(id_value)
     layout = layout_of(spec)
     if isinstance(layout, HashLayout):
-        check_increment(spec, key, spec.path(field), field, amount)
+        short = short_incr(spec, key, field, amount)  # validates the increment
         plain = None if hints is None else plain_incr(spec, key, field, amount, hints)
         if plain is not None:
             replies = yield Batch([plain], write=True, keys=(key,))
             return int(replies[0])
+        if short is not None and hints is None:
+            replies = yield Batch([short], write=True, keys=(key,))
+            done = short_incr_result(replies[0])
+            if done is not None:
+                return done
         if hints is not None:
             hints.seen.pop(key, None)  # the script's outcome is not modelled
         values = yield from incr_fields(model, id_value, {field: amount}, hints=hints)
@@ -642,12 +785,17 @@ def get_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[list[Any]
     is bounded by the chunk size."""
     spec = spec_of(model)
     layout = layout_of(spec)
+    key_text = spec.key_builder()
+    decode = layout.decode
     out: list[Any] = []
     for ids_part in _chunks(ids, chunk_size):
-        part = [id_str(spec, i) for i in ids_part]
-        replies = yield from read_batch(Batch([layout.read(k) for k, _ in part],
-                                              keys=[k for k, _ in part]))
-        out.extend(layout.decode(k, t, r) for (k, t), r in zip(part, replies, strict=True))
+        part = [key_text(i) for i in ids_part]
+        keys = [k for k, _ in part]
+        if isinstance(layout, HashLayout):  # HGETALL each: nothing to ask again
+            replies = yield Batch([("HGETALL", k) for k in keys], keys=keys)
+        else:
+            replies = yield from read_batch(Batch([layout.read(k) for k in keys], keys=keys))
+        out.extend([decode(k, t, r) for (k, t), r in zip(part, replies, strict=True)])
     return out
 
 

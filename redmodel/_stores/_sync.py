@@ -19,7 +19,7 @@ from redmodel._indexes._query import Q, Query
 from redmodel._indexes._rotate import Progress, rotate_index_key
 from redmodel._models._specs import spec_of
 from redmodel._plan import Batch, Plan, gather, iterate_sync, run_sync
-from redmodel._plans import _atomic
+from redmodel._plans import _atomic, _single
 from redmodel._plans import _objects as _ops
 from redmodel._plans._objects import DEFAULT
 from redmodel._stores._config import ShellConfig, env_exactly_once, env_settings, url_options
@@ -119,6 +119,12 @@ class Store(ShellConfig):
     def _execute(self, batch: Batch) -> list[Any]:
         return self._link.execute(batch)
 
+    def _one(self, one: _single.Answer) -> Any:
+        """A single call of a plain hash model (redmodel._plans._single): its one batch,
+        sent as the plan would send it, and the answer its reply gives."""
+        batch, answer = one
+        return answer(self._execute(batch)[0])
+
     def run(self, plan: Plan[R]) -> R:
         """Run a plan (used by the methods below, and by extensions).
 
@@ -175,6 +181,9 @@ class Store(ShellConfig):
         EVALSHA claim.lua before it and claim_confirm.lua, claim_release.lua or
         claim_restore.lua after it. Flat layout: EVALSHA flat_save.lua. Blob layout: SET (PX
         or KEEPTTL)."""
+        one = _single.save(obj, ttl, force, self._registry.checked)
+        if one is not None:
+            return self._one(one)  # type: ignore[no-any-return]
         return self.run(self._use(type(obj), _ops.save(obj, ttl, force)))
 
     def save_many(
@@ -218,20 +227,35 @@ class Store(ShellConfig):
         unique claims, then EVALSHA index_write.lua (sent again with more KEYS when its
         first answer names keys it needs) and a bucketed model's claim.lua,
         claim_confirm.lua, claim_release.lua or claim_restore.lua."""
+        one = _single.update(model, id, values, self._registry.checked)
+        if one is not None:
+            return self._one(one)  # type: ignore[no-any-return]
         return self.run(self._use(model, _ops.update(model, id, values)))
 
     def incr(self, model: type, id: Any, field: str, amount: float = 1) -> int | float:
         """Add ``amount`` to an int or float field atomically; returns the new value.
 
         One script call: on the hash layout HINCRBY (int) or HINCRBYFLOAT (float) if the
-        object exists, run by the same script as :meth:`incr_fields`.
+        object exists. An int field of an unindexed model goes by a short script
+        (HINCRBY, then HGET of the exact new value); anything it refuses, having written
+        nothing, and every other field go by the same script as :meth:`incr_fields`.
         ``field`` may be a dotted path into a nested object (``"address.zip"``).
         Raises ValidationError for a non-numeric field, NotFoundError if the object is
         missing.
 
-        Redis: hash layout: EVALSHA incr_fields.lua (HINCRBY or HINCRBYFLOAT inside);
-        indexed model: EVALSHA index_write.lua (sent again with more KEYS when its first
-        answer names keys it needs); flat layout: EVALSHA flat_incr.lua."""
+        Redis: hash layout: EVALSHA incr_one.lua for an int field, then EVALSHA
+        incr_fields.lua if it refused (missing object, a stored value that is no 64-bit
+        int, a sum beyond 64 bits); EVALSHA incr_fields.lua (HINCRBY or HINCRBYFLOAT
+        inside) for a float or renamed field; indexed model: EVALSHA index_write.lua
+        (sent again with more KEYS when its first answer names keys it needs); flat
+        layout: EVALSHA flat_incr.lua."""
+        one = _single.incr(model, id, field, amount, self._registry.checked)
+        if one is not None:
+            new = self._one(one)
+            if new is not None:
+                return new  # type: ignore[no-any-return]
+            # refused by the short script, nothing written: the counter script says why
+            return self.run(_atomic.incr_fields(model, id, {field: amount}))[field]  # type: ignore[no-any-return]
         return self.run(self._use(model, _ops.incr(model, id, field, amount)))
 
     def incr_fields(
@@ -301,6 +325,9 @@ class Store(ShellConfig):
         model: EVALSHA index_write.lua (sent again with more KEYS when its first answer
         names keys it needs), then EVALSHA claim_release.lua of a bucketed model's unique
         claims."""
+        one = _single.delete(model, id, self._registry.checked)
+        if one is not None:
+            return self._one(one)  # type: ignore[no-any-return]
         return self.run(self._use(model, _ops.delete(model, id)))
 
     def delete_many(self, model: type, ids: Iterable[Any]) -> int:
@@ -341,6 +368,9 @@ class Store(ShellConfig):
 
         Redis: HGETALL (hash layout), EVALSHA flat_get.lua (flat layout) or GET (blob
         layout)."""
+        one = _single.get(model, id, self._registry.checked)
+        if one is not None:
+            return self._one(one)  # type: ignore[no-any-return]
         return self.run(self._use(model, _ops.get(model, id)))  # type: ignore[no-any-return]
 
     def get_or_raise(self, model: type[M], id: Any) -> M:
@@ -362,6 +392,9 @@ class Store(ShellConfig):
         """EXISTS.
 
         Redis: EXISTS."""
+        one = _single.exists(model, id, self._registry.checked)
+        if one is not None:
+            return self._one(one)  # type: ignore[no-any-return]
         return self.run(self._use(model, _ops.exists(model, id)))
 
     def pttl(self, model: type, id: Any) -> int | None:

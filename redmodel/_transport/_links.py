@@ -166,9 +166,55 @@ class SyncLink(_Shell):
 
     def execute(self, batch: Batch) -> list[Any]:
         """Send ``batch``; its replies (raises ServerError for an error reply)."""
+        if len(batch.commands) == 1 and not batch.atomic:
+            return self._one(batch)
         ex = Exchange(batch, self.link)
         self.drive(ex)
         return ex.raw() if batch.errors else ex.result()  # errors: see Batch.errors
+
+    def _one(self, batch: Batch) -> list[Any]:
+        """A one-command batch (a store's single call: save, get, update, incr...). The
+        common round is done here, without an :class:`Exchange`: one server, nothing to
+        load or tidy first, not exactly-once; the call is the one ``Exchange._call`` would
+        build (one command, its connection's id learnt for a resendable write) and goes
+        through the same :meth:`_round`. A reply that came whole and is no error is the
+        answer (``Exchange._answered``'s case). Anything else (a lost reply, a failure
+        before sending, an error reply: NOSCRIPT, READONLY, WRONGTYPE...) is handed, as the
+        round it was, to the batch's Exchange, which judges it and goes on exactly as when
+        it had sent that round itself: resend or not under the policy, fence,
+        OutcomeUnknownError, ServerError naming the key."""
+        link = self.link
+        command = batch.commands[0]
+        if self.cluster or link.exactly_once or link.pending or (
+                command[0] == "EVALSHA" and command[1] not in link.loaded.get(None, ())):
+            ex = Exchange(batch, link)
+            self.drive(ex)
+            return ex.raw() if batch.errors else ex.result()
+        call = Call(None, batch.commands, [0], [], 0, False)
+        # Exchange._learns: a write that may be sent again
+        call.learn = batch.write and (batch.may_resend if batch.unsafe is None
+                                      else not batch.unsafe)
+        started = time.monotonic()
+        got = self._send(call, None)  # _round of one call
+        if got is not None:
+            conn, pool = got
+            try:
+                self._read(conn, call)
+            except BaseException:  # interrupted (KeyboardInterrupt, ...)
+                conn.disconnect()
+                pool.release(conn)
+                raise
+            pool.release(conn)
+        if call.failure is None and call.replies and \
+                not isinstance(call.replies[0], Exception):
+            return call.replies
+        ex = Exchange(batch, link)
+        ex.started = started
+        pause = ex.settle([call])
+        if pause:
+            time.sleep(pause)
+        self.drive(ex)
+        return ex.raw() if batch.errors else ex.result()
 
     def drive(self, ex: Exchange, session: SyncSession | None = None) -> None:
         while True:
