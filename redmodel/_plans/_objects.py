@@ -709,14 +709,13 @@ def plain_incr(spec: ModelSpec, key: str, field: str, amount: Any, hints: TxHint
     state = hints.seen.get(key)
     if state is None:
         return None
-    chain = spec.path(field)
-    if chain[-1].numeric != "int":
+    names = plain_field(spec, field)
+    if names is None:
         return None
-    stored = spec.delimiter.join(f.stored for f in chain).encode()
-    olds = [spec.delimiter.join(p).encode() for p in itertools.product(
-        *[(f.stored, *f.old_stored) for f in chain])][1:]
-    if any(o in state for o in olds):
-        return None
+    stored, olds = names
+    for o in olds:
+        if o in state:
+            return None
     raw = state.get(stored, b"0")
     if not _CANONICAL_INT.fullmatch(raw):
         return None
@@ -725,6 +724,36 @@ def plain_incr(spec: ModelSpec, key: str, field: str, amount: Any, hints: TxHint
         return None
     state[stored] = str(new).encode()
     return ("HINCRBY", key, stored, amount)
+
+
+_PlainNames = tuple[bytes, tuple[bytes, ...]]
+_PLAIN_FIELDS: dict[type, tuple[ModelSpec, dict[str, _PlainNames | None]]] = {}
+
+
+def plain_field(spec: ModelSpec, field: str) -> _PlainNames | None:
+    """(stored name, old stored names) of an int field of an unindexed hash model whose
+    increment ``check_increment`` accepts (no encoded object on its path), or None: what
+    :func:`plain_incr` needs, worked out once per model and field (an unknown field is
+    None and not remembered: the general path raises)."""
+    entry = _PLAIN_FIELDS.get(spec.cls)
+    if entry is None or entry[0] is not spec:
+        entry = _PLAIN_FIELDS[spec.cls] = (spec, {})
+    known = entry[1]
+    if field in known:
+        return known[field]
+    names: _PlainNames | None = None
+    if spec.indexes is None and spec.layout == "hash":
+        try:
+            chain = spec.path(field)
+        except ValidationError:
+            return None
+        if chain[-1].numeric == "int" and not any(f.kind == "encoded" for f in chain):
+            d = spec.delimiter
+            names = (d.join(f.stored for f in chain).encode(), tuple(
+                d.join(p).encode() for p in itertools.product(
+                    *[(f.stored, *f.old_stored) for f in chain]))[1:])
+    known[field] = names
+    return names
 
 
 def expire(model: type, id_value: Any, ttl: float | dt.timedelta,

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import attrs
 from redis.exceptions import ResponseError
 
 from redmodel._errors import (
@@ -48,17 +47,39 @@ log = logging.getLogger("redmodel.tx")
 # ---- the sans-I/O core --------------------------------------------------------------------
 
 
-@attrs.define
+class _Command:
+    """What a queued command (:meth:`TxCore.queue_command`) holds in place of a plan's
+    Batch: the one command, a write for MULTI (what TxCore reads of a Batch)."""
+
+    __slots__ = ("commands",)
+    write = True
+    early = False
+    check = False
+    errors = False
+
+    def __init__(self, command: Command) -> None:
+        self.commands = (command,)
+
+
 class _Queued:
-    plan: Plan[Any]
-    pending: Pending[Any]
-    batch: Batch | None  # what the plan waits on; None once it has its result
-    early: bool = False  # it has sent writes before MULTI (claims): they need undoing
-    start: int = 0
-    count: int = 0
+    """One queued write: a plan waiting on ``batch``, or (``plan`` None) one command whose
+    EXEC reply ``convert`` turns into its value (:meth:`TxCore.queue_command`)."""
+
+    __slots__ = ("batch", "convert", "count", "early", "pending", "plan", "start")
+
+    def __init__(self, plan: Plan[Any] | None, pending: Pending[Any],
+                 batch: Batch | _Command | None,
+                 convert: Callable[[Any], Any] | None = None) -> None:
+        self.plan = plan
+        self.pending = pending
+        self.batch = batch  # what the plan waits on; None once it has its result
+        self.convert = convert
+        self.early = False  # it has sent writes before MULTI (claims): they need undoing
+        self.start = 0
+        self.count = 0
 
 
-def _before_multi(batch: Batch) -> bool:
+def _before_multi(batch: Batch | _Command) -> bool:
     """A batch a transaction runs before MULTI: a read (WATCHed first) or an early write."""
     return batch.early or not batch.write
 
@@ -124,12 +145,25 @@ class TxCore:
         self._queued.append(_Queued(plan, pending, batch))
         return pending
 
-    def note_read(self, batch: Batch, replies: Sequence[Any]) -> None:
+    def queue_command(self, command: Command, key: str, what: str,
+                      convert: Callable[[Any], Any]) -> Pending[Any]:
+        """Queue one plain write for MULTI whose value is ``convert(reply)``: what a plan
+        that yields only ``Batch([command], write=True, keys=(key,))`` and returns that
+        would do, without the plan (a transaction's hot path: see
+        :meth:`~redmodel.transactions.Transaction.incr`). Leaves ``hints.seen`` as is:
+        the caller has modelled the command in it."""
+        if self.closed:
+            self._check_open(what)
+        pending: Pending[Any] = Pending(what)
+        self._queued.append(_Queued(None, pending, _Command(command), convert))
+        return pending
+
+    def note_read(self, commands: Sequence[Command], replies: Sequence[Any]) -> None:
         """Remember what a WATCHed HGETALL of this attempt found (``hints.seen``), while no
         write is queued: EXEC runs on exactly that, or aborts."""
         if self._queued:
             return
-        for cmd, reply in zip(batch.commands, replies, strict=False):
+        for cmd, reply in zip(commands, replies, strict=False):
             if cmd and cmd[0] == "HGETALL" and isinstance(cmd[1], str) \
                     and cmd[1] in self._watched_set and not isinstance(reply, Exception):
                 fields = _as_bytes_dict(reply)
@@ -149,7 +183,18 @@ class TxCore:
         del self._queued[mark:]
         for q in dropped:
             q.pending._drop()
-            q.plan.close()
+            if q.plan is not None:
+                q.plan.close()
+
+    @property
+    def to_prepare(self) -> bool:
+        """Whether :meth:`prepare` has anything to run (a queued plan waits on a read or
+        an early write)."""
+        for q in self._queued:
+            batch = q.batch
+            if batch is not None and (batch.early or not batch.write):
+                return True
+        return False
 
     def prepare(self) -> Steps[None]:
         """Run every queued plan up to its write for MULTI. A plan that fails here fails
@@ -186,6 +231,7 @@ class TxCore:
             for at, q in enumerate(waiting):
                 while q.batch is not None and _before_multi(q.batch) and not q.batch.check:
                     batch = q.batch
+                    assert isinstance(batch, Batch)  # a queued command never waits here
                     if batch.early:
                         replies = yield "write", batch
                         q.early = True
@@ -222,6 +268,7 @@ class TxCore:
                 continue
             error = _resume(q, replies[q.start : q.start + q.count])
             while error is None and q.batch is not None:
+                assert isinstance(q.batch, Batch)  # a queued command asks for no more
                 more = yield "write", q.batch
                 error = _resume(q, more)
             first = first or error
@@ -242,13 +289,14 @@ class TxCore:
         """For a commit that will not happen: let each plan that sent early writes undo
         them (best effort: an error here is dropped, the claim expires by its grace)."""
         for q in self._queued:
-            if not q.early or q.batch is None:
+            plan = q.plan
+            if not q.early or q.batch is None or plan is None:
                 continue
             q.early = False
             with contextlib.suppress(Exception):  # Abandoned again, StopIteration, or any
-                batch = q.plan.throw(Abandoned())
+                batch = plan.throw(Abandoned())
                 while True:
-                    batch = q.plan.send((yield "write", batch))
+                    batch = plan.send((yield "write", batch))
             q.batch = None
 
     def abandon(self) -> None:
@@ -267,7 +315,7 @@ def _gathered(waiting: Sequence[_Queued]) -> Steps[list[list[Any]]]:
     keys: list[str] = []
     where: list[list[int]] = []
     for q in waiting:
-        assert q.batch is not None
+        assert isinstance(q.batch, Batch)
         keys.extend(q.batch.keys)
         spots = []
         for cmd in q.batch.commands:
@@ -281,7 +329,7 @@ def _gathered(waiting: Sequence[_Queued]) -> Steps[list[list[Any]]]:
         where.append(spots)
     if len(waiting) == 1:
         batch = waiting[0].batch
-        assert batch is not None
+        assert isinstance(batch, Batch)
         return [(yield "read", batch)]
     replies = yield "read", Batch(commands, keys=tuple(dict.fromkeys(keys)), errors=True)
     parts = [[replies[i] for i in spots] for spots in where]
@@ -295,6 +343,7 @@ def _gathered(waiting: Sequence[_Queued]) -> Steps[list[list[Any]]]:
 
 def _advance(q: _Queued, replies: list[Any]) -> None:
     """Hand a queued plan the replies of what it waited on before MULTI."""
+    assert q.plan is not None  # a queued command never waits before MULTI
     try:
         q.batch = q.plan.send(replies)
     except StopIteration as stop:
@@ -307,25 +356,36 @@ def _advance(q: _Queued, replies: list[Any]) -> None:
 
 
 def _as_bytes_dict(reply: Any) -> dict[bytes, bytes]:
-    """An HGETALL reply (a RESP3 map or a RESP2 flat list, bytes or str) as bytes."""
-    def b(x: Any) -> bytes:
-        return x if isinstance(x, bytes) else str(x).encode()
-    items = list(reply.items()) if isinstance(reply, dict) else list(
-        zip(list(reply or [])[::2], list(reply or [])[1::2], strict=True))
-    return {b(k): b(v) for k, v in items}
+    """An HGETALL reply (a RESP3 map or a RESP2 flat list, bytes or str) as bytes (a new
+    dict: plain_incr changes it)."""
+    items = reply.items() if isinstance(reply, dict) else zip(
+        list(reply or [])[::2], list(reply or [])[1::2], strict=True)
+    return {k if k.__class__ is bytes else str(k).encode():
+            v if v.__class__ is bytes else str(v).encode() for k, v in items}
 
 
 def _resume(q: _Queued, replies: Sequence[Any]) -> BaseException | None:
     """Hand replies to a queued plan; None when it finished or asked for a follow-up (in
     ``q.batch``), else the error it ended with."""
+    plan = q.plan
     for reply in replies:
         if isinstance(reply, Exception):
-            q.plan.close()
+            if plan is not None:
+                plan.close()
             q.batch = None
             q.pending._fail(reply)
             return reply
+    if plan is None:  # a queued command (queue_command)
+        assert q.convert is not None
+        q.batch = None
+        try:
+            q.pending._resolve(q.convert(replies[0]))
+        except Exception as e:
+            q.pending._fail(e)
+            return e
+        return None
     try:
-        batch = q.plan.send(list(replies))
+        batch = plan.send(list(replies))
     except StopIteration as stop:
         q.batch = None
         q.pending._resolve(stop.value)
@@ -337,7 +397,7 @@ def _resume(q: _Queued, replies: Sequence[Any]) -> BaseException | None:
     if batch.may_resend or not batch.write:
         q.batch = batch
         return None
-    q.plan.close()
+    plan.close()
     q.batch = None
     error = TransactionError(
         f"{q.pending.what} needs another round trip after EXEC, which a transaction "

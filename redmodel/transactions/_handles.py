@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from redmodel._container_registry import first_use
 from redmodel._errors import (
+    NotFoundError,
     OutcomeUnknownError,
     TransactionError,
 )
+from redmodel._layouts._hash import INT64
+from redmodel._layouts._pick import layout_of
 from redmodel._models._specs import spec_of
 from redmodel._plan import ACTIVE_TRANSACTION, AsyncRunner, Batch, Command, Plan, SyncRunner
 from redmodel._plans import _objects as _ops
@@ -93,6 +96,9 @@ class AsyncStore(AsyncRunner, Protocol):
     def _link(self) -> AsyncLink: ...
 
 
+_HashRead = tuple[Batch, bool, list[Command], Any, str, str]  # see _TxBase._hash_read
+
+
 # ---- the sync shell -----------------------------------------------------------------------
 
 _ACTIVE = ACTIVE_TRANSACTION
@@ -152,6 +158,42 @@ class _TxBase:
         self._models: set[type] = set()  # what the queued writes touch, for the registry
         self._containers: list[Any] = []  # containers used through in_tx, likewise
         self._owner: Any = None  # the thread (sync) or event loop (async) that opened it
+        self._ids: dict[tuple[type, type, Any], tuple[str, str]] = {}  # see _id
+
+    def _id(self, spec: Any, model: type, id: Any) -> tuple[str, str]:
+        """(key, id text) of an id (``_ops.id_str``), worked out once per attempt for a
+        str or int id (the same object read and written several times)."""
+        cls = id.__class__
+        if cls is not str and cls is not int:
+            return _ops.id_str(spec, id)
+        found = self._ids.get((model, cls, id))
+        if found is None:
+            found = self._ids[model, cls, id] = _ops.id_str(spec, id)
+        return found
+
+    def _hash_read(self, model: type, id: Any, what: str) -> _HashRead | None:
+        """For an object of the hash layout, the read ``_ops.get`` sends (its one
+        command), WATCHed as :meth:`_read_commands` does, for the shell to send and
+        :meth:`_hash_object` to decode; None for another layout (whose read may take
+        more rounds: the plan runs)."""
+        spec = spec_of(model)
+        if spec.layout != "hash":
+            return None
+        key, text = self._id(spec, model, id)
+        layout = layout_of(spec)
+        commands = [layout.read(key)]
+        sent, watched = self._read_commands(commands, (key,), what)
+        return sent, watched, commands, layout, key, text
+
+    def _hash_object(self, read: _HashRead, ex: Any, must: bool) -> Any:
+        """The object :meth:`_hash_read`'s read found (``ex``: its exchange), as
+        ``_ops.get`` (``must``: ``_ops.get_or_raise``) returns it."""
+        _, watched, commands, layout, key, text = read
+        replies = self._read_replies(commands, ex, False, watched, False)
+        found = layout.decode(key, text, replies[0])
+        if found is None and must:
+            raise NotFoundError(layout.spec.name, key)
+        return found
 
     @staticmethod
     def _current_owner() -> Any:
@@ -164,6 +206,13 @@ class _TxBase:
         registry = getattr(self.store, "_registry", None)
         if registry is None:
             return []
+        if not self._containers:
+            checked = registry.checked
+            for cls in models:
+                if cls not in checked:
+                    break
+            else:
+                return []  # the common case: nothing to check, nothing built
         containers = [p for c in self._containers if (p := first_use(c)) is not None]
         return [registry.register(spec_of(cls)) for cls in sorted(set(models), key=repr)
                 if cls not in registry.checked] + containers
@@ -226,16 +275,29 @@ class _TxBase:
             return None
         return commands
 
-    def _read_commands(self, batch: Batch, what: str, internal: bool = False
+    def _read_commands(self, commands: Sequence[Command], keys: Sequence[str], what: str,
+                       internal: bool = False, batch: Batch | None = None
                        ) -> tuple[Batch, bool]:
-        """The batch to send for a read: WATCH of the keys not watched yet, then the read,
-        on the session's connection (the WATCH is answered before the read runs)."""
-        new = self._core.read(batch.keys, what, internal)
+        """The batch to send for a read (of ``commands``, or ``batch``'s): WATCH of the
+        keys not watched yet, then the read, on the session's connection (the WATCH is
+        answered before the read runs)."""
+        new = self._core.read(keys, what, internal)
         if self._session is None:
             raise TransactionError(f"cannot {what}: this transaction is not open")
         if not new:
-            return batch, False
-        return Batch([("WATCH", *new), *batch.commands], keys=batch.keys), True
+            return batch or Batch(commands, keys=keys), False
+        return Batch([("WATCH", *new), *commands], keys=keys), True
+
+    def _read_replies(self, commands: Sequence[Command], ex: Any, errors: bool,
+                      watched: bool, internal: bool) -> list[Any]:
+        """The replies of a read sent as :meth:`_read_commands` said (``ex``: its
+        exchange), without WATCH's."""
+        replies: list[Any] = ex.raw() if errors else ex.result()
+        if watched:
+            replies = replies[1:]
+        if not internal:
+            self._core.note_read(commands, replies)
+        return replies
 
     def _commit_batch(self) -> Batch | None:
         """MULTI/EXEC's batch, or None when there is nothing to send."""
@@ -329,9 +391,19 @@ class _TxBase:
         self._models.add(model)
         spec = spec_of(model)
         plain = spec.indexes is None and spec.layout == "hash"  # see _ops.plain_incr
+        core = self._core
         if not plain:
-            self._core.hints.seen.clear()
-        plan = _ops.incr(model, id, field, amount, self._core.hints)
+            core.hints.seen.clear()
+        elif core.hints.seen and amount.__class__ is int and INT64[0] <= amount <= INT64[1]:
+            # the plan's own plain case without the plan: with an int amount within 64
+            # bits, plain_incr answers a command only for an int field that
+            # check_increment accepts, so the plan would queue that command alone
+            key = self._id(spec, model, id)[0]
+            command = _ops.plain_incr(spec, key, field, amount, core.hints)
+            if command is not None:
+                return core.queue_command(command, key, f"incr {model.__name__} {id!r} "
+                                          f"{field}", int)
+        plan = _ops.incr(model, id, field, amount, core.hints)
         return self._queue(plan, f"incr {model.__name__} {id!r} {field}", plain)
 
     def incr_fields(
@@ -466,7 +538,8 @@ class Transaction(_TxBase):
         for plan in self._unregistered(self._models):
             self.store.run(plan)
         try:
-            self._drive(core.prepare())
+            if core.to_prepare:
+                self._drive(core.prepare())
             batch = self._commit_batch()
             if batch is None:
                 return
@@ -527,13 +600,10 @@ class Transaction(_TxBase):
     # ---- driving plans ---------------------------------------------------------------
 
     def _read_batch(self, batch: Batch, what: str, internal: bool = False) -> list[Any]:
-        sent, watched = self._read_commands(batch, what, internal)
-        ex = self._session.run(sent)
-        replies: list[Any] = ex.raw() if batch.errors else ex.result()
-        replies = replies[1:] if watched else replies
-        if not internal:
-            self._core.note_read(batch, replies)
-        return replies
+        commands = batch.commands
+        sent, watched = self._read_commands(commands, batch.keys, what, internal, batch)
+        return self._read_replies(commands, self._session.run(sent), batch.errors, watched,
+                                  internal)
 
     def query(self, plan: Plan[R], what: str = "read") -> R:
         """Run a read-only plan now, WATCHing the keys of each batch first.
@@ -558,7 +628,7 @@ class Transaction(_TxBase):
     # ---- reads -----------------------------------------------------------------------
 
     def _register(self, model: type) -> None:
-        for plan in self._unregistered([model]):
+        for plan in self._unregistered((model,)):
             self.store.run(plan)
 
     def watch(self, *keys: str) -> None:
@@ -573,7 +643,11 @@ class Transaction(_TxBase):
         Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
         layout) or GET (blob layout) at once."""
         self._register(model)
-        return self.query(_ops.get(model, id), f"get {model.__name__} {id!r}")  # type: ignore[no-any-return]
+        what = f"get {model.__name__} {id!r}"
+        read = self._hash_read(model, id, what)
+        if read is not None:
+            return self._hash_object(read, self._session.run(read[0]), False)  # type: ignore[no-any-return]
+        return self.query(_ops.get(model, id), what)  # type: ignore[no-any-return]
 
     def get_or_raise(self, model: type[T], id: Any) -> T:
         """Like :meth:`get`; raises NotFoundError when missing.
@@ -581,7 +655,11 @@ class Transaction(_TxBase):
         Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
         layout) or GET (blob layout) at once."""
         self._register(model)
-        return self.query(_ops.get_or_raise(model, id), f"get {model.__name__} {id!r}")  # type: ignore[no-any-return]
+        what = f"get {model.__name__} {id!r}"
+        read = self._hash_read(model, id, what)
+        if read is not None:
+            return self._hash_object(read, self._session.run(read[0]), True)  # type: ignore[no-any-return]
+        return self.query(_ops.get_or_raise(model, id), what)  # type: ignore[no-any-return]
 
     def get_many(self, model: type[T], ids: Iterable[Any]) -> list[T | None]:
         """WATCH every key, then the reads pipelined; None where missing.
@@ -663,7 +741,8 @@ class AsyncTransaction(_TxBase):
         for plan in self._unregistered(self._models):
             await self.store.run(plan)
         try:
-            await self._drive(core.prepare())
+            if core.to_prepare:
+                await self._drive(core.prepare())
             batch = self._commit_batch()
             if batch is None:
                 return
@@ -723,13 +802,10 @@ class AsyncTransaction(_TxBase):
 
     async def _read_batch(self, batch: Batch, what: str, internal: bool = False
                           ) -> list[Any]:
-        sent, watched = self._read_commands(batch, what, internal)
-        ex = await self._run(sent)
-        replies: list[Any] = ex.raw() if batch.errors else ex.result()
-        replies = replies[1:] if watched else replies
-        if not internal:
-            self._core.note_read(batch, replies)
-        return replies
+        commands = batch.commands
+        sent, watched = self._read_commands(commands, batch.keys, what, internal, batch)
+        return self._read_replies(commands, await self._run(sent), batch.errors, watched,
+                                  internal)
 
     async def query(self, plan: Plan[R], what: str = "read") -> R:
         """Run a read-only plan now, WATCHing the keys of each batch first.
@@ -751,7 +827,7 @@ class AsyncTransaction(_TxBase):
     # ---- reads (awaited; see Transaction for the commands) ---------------------------
 
     async def _register(self, model: type) -> None:
-        for plan in self._unregistered([model]):
+        for plan in self._unregistered((model,)):
             await self.store.run(plan)
 
     async def watch(self, *keys: str) -> None:
@@ -765,15 +841,22 @@ class AsyncTransaction(_TxBase):
 
         Redis: as Transaction.get"""
         await self._register(model)
-        return await self.query(_ops.get(model, id), f"get {model.__name__} {id!r}")
+        what = f"get {model.__name__} {id!r}"
+        read = self._hash_read(model, id, what)
+        if read is not None:
+            return self._hash_object(read, await self._run(read[0]), False)  # type: ignore[no-any-return]
+        return await self.query(_ops.get(model, id), what)
 
     async def get_or_raise(self, model: type[T], id: Any) -> T:
         """Like :meth:`get`; raises NotFoundError when missing.
 
         Redis: as Transaction.get_or_raise"""
         await self._register(model)
-        plan = _ops.get_or_raise(model, id)
-        return await self.query(plan, f"get {model.__name__} {id!r}")
+        what = f"get {model.__name__} {id!r}"
+        read = self._hash_read(model, id, what)
+        if read is not None:
+            return self._hash_object(read, await self._run(read[0]), True)  # type: ignore[no-any-return]
+        return await self.query(_ops.get_or_raise(model, id), what)
 
     async def get_many(self, model: type[T], ids: Iterable[Any]) -> list[T | None]:
         """WATCH every key, then the reads pipelined; None where missing.

@@ -120,6 +120,13 @@ class TxStats:
             for name, delta in deltas.items():
                 self._counts[name] += delta
 
+    def bump(self, name: str, calls: bool = False) -> None:
+        """Add 1 to one counter (and to ``calls`` too if asked): a call's hot path."""
+        with self._lock:
+            self._counts[name] += 1
+            if calls:
+                self._counts["calls"] += 1
+
     def snapshot(self) -> dict[str, int]:
         """Every counter, read together under the lock."""
         with self._lock:

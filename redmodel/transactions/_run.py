@@ -11,6 +11,7 @@ import functools
 import inspect
 import logging
 import time
+import types
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
@@ -87,14 +88,13 @@ class _Attempts:
         self.started = time.monotonic()
         self.attempt = 0
         self.restarts = 0
-        stats.add(calls=1)
 
     def begin(self) -> None:
         self.attempt += 1
-        self.stats.add(attempts=1)
+        self.stats.bump("attempts", calls=self.attempt == 1)
 
     def done(self, value: R, keys: tuple[str, ...]) -> Outcome[R]:
-        self.stats.add(commits=1)
+        self.stats.bump("commits")
         return Outcome(value, attempts=self.attempt, keys=keys)
 
     def failed(self) -> None:
@@ -185,11 +185,16 @@ def check_function(fn: Callable[..., Any], store: Any) -> None:
         _check_kind(store, True, fn)
 
 
+_REFUSABLE = (types.GeneratorType, types.AsyncGeneratorType, types.CoroutineType)
+
+
 def _refuse_result(fn: Callable[..., Any], value: Any, want_async: bool) -> None:
     """What the function returned, when a transaction cannot commit it: a generator (its
     body never ran), or in a sync transaction a coroutine (an ``async def`` behind a
     decorator: its writes would never be queued). Closes it and raises TransactionError;
     the attempt is then abandoned with nothing sent."""
+    if not isinstance(value, _REFUSABLE):
+        return  # what most functions return: no generator, no coroutine
     if ((inspect.isgenerator(value) and value.gi_code.co_name != "<genexpr>")
             or (inspect.isasyncgen(value) and value.ag_code.co_name != "<genexpr>")):
         # a generator expression was built by a body that ran (a lazy view of what it
@@ -215,9 +220,12 @@ def run_transaction(
     *,
     policy: RetryPolicy = DEFAULT_POLICY,
     stats: TxStats | None = None,
+    checked: bool = False,
 ) -> Outcome[R]:
     """The retry loop: run ``fn(tx, *args, **kwargs)`` until its EXEC succeeds or the
-    policy gives up. Joins an active transaction instead, if there is one."""
+    policy gives up. Joins an active transaction instead, if there is one. ``checked``:
+    the caller already ran :func:`check_function` for this function and store (a
+    :class:`TransactionFunction` does once)."""
     kwargs = kwargs or {}
     stats = stats or TxStats()
     active = _ACTIVE.get()
@@ -226,7 +234,8 @@ def run_transaction(
         return _join(active, store, fn, args, kwargs)
     if store is None:
         raise _unbound(fn)
-    check_function(fn, store)
+    if not checked:
+        check_function(fn, store)
     attempts = _Attempts(fn, policy, stats)
     while True:
         attempts.begin()
@@ -308,6 +317,7 @@ async def run_transaction_async(
     *,
     policy: RetryPolicy = DEFAULT_POLICY,
     stats: TxStats | None = None,
+    checked: bool = False,
 ) -> Outcome[R]:
     """:func:`run_transaction` for ``async def`` functions on an :class:`AsyncStore`."""
     kwargs = kwargs or {}
@@ -318,7 +328,8 @@ async def run_transaction_async(
         return await _join_async(active, store, fn, args, kwargs)
     if store is None:
         raise _unbound(fn)
-    check_function(fn, store)
+    if not checked:
+        check_function(fn, store)
     attempts = _Attempts(fn, policy, stats)
     while True:
         attempts.begin()
@@ -396,6 +407,7 @@ class TransactionFunction(Generic[P, R]):
         self.store = store
         self.policy = policy
         self.stats = TxStats()
+        self._checked = False  # check_function passed for fn and store (both fixed)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -405,8 +417,11 @@ class TransactionFunction(Generic[P, R]):
         """Run it and return the value with how many attempts it took.
 
         Redis: as Store.transact"""
+        if not self._checked and self.store is not None and _ACTIVE.get() is None:
+            check_function(self.fn, self.store)  # what run_transaction would do first
+            self._checked = True
         return run_transaction(self.store, self.fn, args, kwargs, policy=self.policy,
-                               stats=self.stats)
+                               stats=self.stats, checked=self._checked)
 
     def bind(self, store: Store) -> TransactionFunction[P, R]:
         """The same function run on ``store`` (new counters).
@@ -433,6 +448,7 @@ class AsyncTransactionFunction(Generic[P, R]):
         self.store = store
         self.policy = policy
         self.stats = TxStats()
+        self._checked = False  # as TransactionFunction._checked
         functools.update_wrapper(self, fn)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -442,8 +458,12 @@ class AsyncTransactionFunction(Generic[P, R]):
         """Run it and return the value with how many attempts it took.
 
         Redis: as Store.transact"""
+        if not self._checked and self.store is not None and _ACTIVE.get() is None:
+            check_function(self.fn, self.store)
+            self._checked = True
         return await run_transaction_async(self.store, self.fn, args, kwargs,
-                                           policy=self.policy, stats=self.stats)
+                                           policy=self.policy, stats=self.stats,
+                                           checked=self._checked)
 
     def bind(self, store: AsyncStore) -> AsyncTransactionFunction[P, R]:
         """The same function run on ``store`` (new counters).
