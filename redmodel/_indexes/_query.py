@@ -23,13 +23,21 @@ import functools
 import inspect
 import math
 import re
-from collections.abc import AsyncIterator, Coroutine, Generator, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Generic, TypeVar, overload
 
 import attrs
 
 from redmodel._errors import QueryError, ServerError
-from redmodel._indexes._registry import query_needs
+from redmodel._indexes._registry import Registry, query_needs
 from redmodel._indexes._repair import sweep_step
 from redmodel._indexes._specs import IndexedField, IndexValueError
 from redmodel._layouts._pick import layout_of
@@ -645,10 +653,30 @@ class Query(Generic[M, S]):
         self._needs = query_needs(self.spec, compiler.used)
 
     def _guard(self, plan: G) -> G:
-        """``plan``, after the store checked (in memory, or once in the model registry)
-        that every index this query reads is built: IndexNotReadyError if not."""
-        registry = getattr(self.store, "_registry", None)
-        return plan if registry is None else registry.needing(self.spec, self._needs, plan)
+        """``plan``, after the store checked that every index this query reads is built
+        (IndexNotReadyError if not): on the first use of the model it reads the registry
+        record; later, each script step checks the states it read in the same call
+        (:meth:`_step_check`), so a change by another process is seen by the next step.
+        On a cluster (the record lives in another slot than the index keys) and for a
+        store that cannot check in the script, the same check is one HMGET of the record
+        before each query (Registry.confirm)."""
+        registry: Registry | None = getattr(self.store, "_registry", None)
+        if registry is None:
+            return plan
+        check = registry.step_check(self.spec.cls, self._needs)
+        recheck = check is not None and (not check[0] or bool(getattr(
+            self.store, "cluster", False)))
+        return registry.needing(self.spec, self._needs, plan, recheck)
+
+    def _step_check(self) -> tuple[str, str, str] | None:
+        """(registry key, marker, expected states) a script step checks, or None (no
+        registry, a cluster, inside a transaction: see :meth:`_guard`)."""
+        if in_transaction() or getattr(self.store, "cluster", False):
+            return None
+        registry: Registry | None = getattr(self.store, "_registry", None)
+        check = None if registry is None else registry.step_check(self.spec.cls,
+                                                                  self._needs)
+        return check if check is not None and check[0] else None
 
     @functools.cached_property
     def _count_program(self) -> _Program:
@@ -739,22 +767,41 @@ class Query(Generic[M, S]):
         spec = self.spec
         root = spec.index_root(bucket.tag)
         keys = [root + "rec", root + "all", root + "exp", *[root + k for k in program.keys]]
-        args = [root, spec.delimiter, spec.object_prefix(bucket.tag), mode, program.sort,
+        check = self._step_check()
+        if check is None:
+            head = ["", "", ""]
+        else:
+            keys.append(check[0])
+            head = [str(len(keys)), check[1], check[2]]
+        args = [*head, mode, program.sort,
                 "1" if self._desc else "0", want, STEP_BUDGET, program.walk_lo,
                 program.walk_hi, bucket.from_score, bucket.from_id, bucket.step,
                 *bucket.scan, span, *program.tokens]
         return QUERY.call(keys, args)
 
-    def _ask(self, buckets: list[_Bucket], calls: list[Command]
+    def _ask(self, buckets: list[_Bucket], build: Callable[[_Bucket], Command]
              ) -> Generator[Batch, list[Any], list[Any]]:
-        """The replies of these buckets' script steps. A bucket whose step answers that an
-        expired object is still indexed is swept (the sweep names every key it touches)
-        and asked again, so an expired object never shows up in a result or a count."""
+        """The replies of these buckets' script steps (``build`` makes a bucket's call). A
+        bucket whose step answers that an expired object is still indexed is swept (the
+        sweep names every key it touches) and asked again, so an expired object never
+        shows up in a result or a count. A step that answers that the registry record
+        changed since this store read it (``R``) is asked again after the store read it
+        anew (which raises IndexNotReadyError for an index no longer ready)."""
 
-        replies = yield Batch(calls, keys=[self.spec.index_root(b.tag) + "rec"
-                                           for b in buckets])
+        replies = yield Batch([build(b) for b in buckets],
+                              keys=[self.spec.index_root(b.tag) + "rec" for b in buckets])
         for _ in range(100):
             self._refused(replies)
+            changed = [i for i, r in enumerate(replies) if _str(r[0]) == "R"]
+            if changed:
+                registry: Registry = getattr(self.store, "_registry")  # noqa: B009
+                yield from registry.recheck(self.spec, self._needs)
+                again = yield Batch([build(buckets[i]) for i in changed],
+                                    keys=[self.spec.index_root(buckets[i].tag) + "rec"
+                                          for i in changed])
+                for i, reply in zip(changed, again, strict=True):
+                    replies[i] = reply
+                continue
             due = [i for i, r in enumerate(replies) if _str(r[0]) == "X"]
             if not due:
                 return replies
@@ -763,13 +810,14 @@ class Query(Generic[M, S]):
                     _, more = yield from sweep_step(self.spec, buckets[i].tag)
                     if not more:
                         break
-            again = yield Batch([calls[i] for i in due],
+            again = yield Batch([build(buckets[i]) for i in due],
                                 keys=[self.spec.index_root(buckets[i].tag) + "rec"
                                       for i in due])
             for i, reply in zip(due, again, strict=True):
                 replies[i] = reply
         raise QueryError(f"{self.spec.name}: expired objects kept appearing faster than "
-                         "they could be swept; try again")
+                         "they could be swept, or the model registry record kept changing; "
+                         "try again")
 
     def _refused(self, replies: list[Any]) -> None:
         """Raise ServerError for a step that found a key it reads of the wrong type."""
@@ -813,8 +861,8 @@ class Query(Generic[M, S]):
         share = want if len(buckets) == 1 else min(want, want * 5 // (4 * len(buckets)) + 8)
         while live := [b for b in buckets if not b.settled]:
             replies = yield from self._ask(
-                live, [self._call(program, "page", b, min(share, want - b.found), keep)
-                       for b in live])
+                live, lambda b: self._call(program, "page", b, min(share, want - b.found),
+                                           keep))
             for bucket, reply in zip(live, replies, strict=True):
                 pool.extend(self._step(bucket, reply, want, after))
             hold = max(want, keep) if all(b.step == "S" for b in buckets) else want
@@ -878,8 +926,8 @@ class Query(Generic[M, S]):
         # matches a scan read with SSCAN (which may repeat a member): each counted once
         seen: dict[str | None, set[bytes]] = {}
         while live := [b for b in buckets if not b.done]:
-            replies = yield from self._ask(live, [self._call(program, "count", b, cap)
-                                                  for b in live])
+            replies = yield from self._ask(live, lambda b: self._call(program, "count", b,
+                                                                      cap))
             for bucket, reply in zip(live, replies, strict=True):
                 if _str(reply[0]) == "N":
                     total += int(reply[1])
