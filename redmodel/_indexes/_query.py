@@ -37,7 +37,7 @@ from typing import Any, Generic, TypeVar, overload
 import attrs
 
 from redmodel._errors import QueryError, ServerError
-from redmodel._indexes._registry import Registry, query_needs
+from redmodel._indexes._registry import Registry, query_needs, registry_key
 from redmodel._indexes._repair import sweep_step
 from redmodel._indexes._specs import IndexedField, IndexValueError
 from redmodel._layouts._pick import layout_of
@@ -537,6 +537,65 @@ def _parse_cursor(cursor: Any, delimiter: str) -> tuple[str, str, str]:
     return order, score, eid
 
 
+# ---- compiled expressions, shared by queries of the same filters ---------------------------
+
+
+@attrs.define
+class _Compiled:
+    """A compiled filter: its expression, the index states it needs, its count program."""
+
+    expr: _Node
+    needs: frozenset[str]
+    program: _Program | None = None
+
+
+_COMPILED: dict[tuple[Any, ...], _Compiled] = {}
+_COMPILED_MAX = 4096
+_UNKEYED = object()
+
+
+def _value_key(value: Any) -> Any:
+    """A key telling filter values apart exactly as compiling them does (the type, and a
+    float's repr, so 1, 1.0 and True, or 0.0 and -0.0, never share an entry), or _UNKEYED
+    for a value kept out of the cache."""
+    t = type(value)
+    if t is str or t is int or t is bool:
+        return (t, value)
+    if t is float:
+        return (t, repr(value))
+    if t is Range:
+        ends = (_value_key(value.low) if value.low is not None else None,
+                _value_key(value.high) if value.high is not None else None)
+        if _UNKEYED in ends:
+            return _UNKEYED
+        return ("range", *ends, type(value.low_inclusive), value.low_inclusive,
+                type(value.high_inclusive), value.high_inclusive)
+    return _UNKEYED
+
+
+def _where_key(spec: ModelSpec, where: Any) -> tuple[Any, ...] | None:
+    """The cache key of ``where`` when it is ``field=value`` filters only (what
+    ``find(Model, a=1, b=lt(2))`` builds) of str, int, bool, float or Range values, on
+    fields that are not blind-indexed (their entry texts depend on the configured keys);
+    else None (compiled each time)."""
+    if type(where) is not Q or where.op != "AND" or spec.indexes is None:
+        return None
+    fields = spec.indexes.fields
+    parts: list[Any] = [spec.cls]
+    for term in where.terms:
+        if type(term) is not tuple:
+            return None
+        _, name, value = term
+        f = fields.get(name)
+        if f is None or f.blind is not None:
+            return None
+        k = _value_key(value)
+        if k is _UNKEYED:
+            return None
+        parts.append((name, k))
+    return tuple(parts)
+
+
 # ---- the query object ----------------------------------------------------------------------
 
 
@@ -644,13 +703,26 @@ class Query(Generic[M, S]):
         self.where = where
         self._order, self._desc = order, desc
         self._offset, self._limit, self._cursor = offset, limit, cursor
-        compiler = _Compiler(self.spec)
-        self._expr = compiler.compile_top(where)
-        if order and not compiler.field(order).range:
-            raise QueryError(f"{self.spec.name}.{order} needs index='range' to sort by")
+        key = _where_key(self.spec, where)
+        known = None if key is None else _COMPILED.get(key)
+        if known is None:
+            compiler = _Compiler(self.spec)
+            expr = compiler.compile_top(where)
+            used = frozenset(compiler.used)
+            known = _Compiled(expr, query_needs(self.spec, used))
+            if key is not None:
+                if len(_COMPILED) >= _COMPILED_MAX:
+                    _COMPILED.clear()
+                _COMPILED[key] = known
+        self._known = known
+        self._expr = known.expr
+        self._needs = known.needs
+        if order:
+            if not _Compiler(self.spec).field(order).range:
+                raise QueryError(f"{self.spec.name}.{order} needs index='range' to sort by")
+            self._needs = self._needs | {f"index:{order}"}
         self._after = None if cursor is None else _parse_cursor(cursor, self.spec.delimiter)
         self._texts: dict[tuple[str, type, str], str] = {}
-        self._needs = query_needs(self.spec, compiler.used)
 
     def _guard(self, plan: G) -> G:
         """``plan``, after the store checked that every index this query reads is built
@@ -680,7 +752,10 @@ class Query(Generic[M, S]):
 
     @functools.cached_property
     def _count_program(self) -> _Program:
-        return _program(self._expr)
+        known = self._known
+        if known.program is None:
+            known.program = _program(self._expr)
+        return known.program
 
     @functools.cached_property
     def _page_program(self) -> _Program:
@@ -973,15 +1048,21 @@ class Query(Generic[M, S]):
     def _reads(self, hits: list[_Hit]) -> Batch:
         """The pipelined reads of these hits' objects."""
         spec = self.spec
-        keys = [spec.object_prefix(h[2]) + h[1] for h in hits]
-        layout = layout_of(spec)
-        return Batch([layout.read(k) for k in keys], keys=keys)
+        tags = {h[2] for h in hits}
+        if len(tags) == 1:  # one bucket (or none): one prefix
+            prefix = spec.object_prefix(next(iter(tags)))
+            keys = [prefix + h[1] for h in hits]
+        else:
+            prefixes = {t: spec.object_prefix(t) for t in tags}
+            keys = [prefixes[h[2]] + h[1] for h in hits]
+        read = layout_of(spec).read
+        return Batch([read(k) for k in keys], keys=keys)
 
     def _decode(self, hits: list[_Hit], batch: Batch, replies: list[Any]) -> list[M]:
-        layout = layout_of(self.spec)
+        decode = layout_of(self.spec).decode
         out = []
         for key, hit, reply in zip(batch.keys, hits, replies, strict=True):
-            obj = layout.decode(key, unescape(hit[1]), reply)
+            obj = decode(key, unescape(hit[1]), reply)
             if obj is not None:  # deleted since its id was found: skipped
                 out.append(obj)
         return out
@@ -1314,7 +1395,8 @@ class Query(Generic[M, S]):
         (script steps per bucket, then HGETALL of the page's hits, pipelined).
 
         Redis: EVALSHA query.lua per bucket (repeated a page at a time), then HGETALL of
-        each page's hits, pipelined (indexes need the hash layout)."""
+        each page's hits, pipelined (indexes need the hash layout). On a cluster, first an
+        HMGET of the model's registry record."""
         return self.store.run(self._guard(self._all_plan()))
 
     @overload
@@ -1324,7 +1406,8 @@ class Query(Generic[M, S]):
     def ids(self) -> Any:
         """Every result's id (script steps only, no object is read).
 
-        Redis: EVALSHA query.lua per bucket, a page at a time."""
+        Redis: EVALSHA query.lua per bucket, a page at a time. On a cluster, first an HMGET
+        of the model's registry record."""
         return self.store.run(self._guard(self._ids_plan()))
 
     @overload
@@ -1337,7 +1420,8 @@ class Query(Generic[M, S]):
         Redis counts natively, bounded steps otherwise. After a cursor, the ids from it
         are counted (in steps).
 
-        Redis: EVALSHA query.lua per bucket."""
+        Redis: EVALSHA query.lua per bucket (on a cluster, first an HMGET of the model's
+        registry record)."""
         return self.store.run(self._guard(self._size_plan()))
 
     @overload
@@ -1348,7 +1432,8 @@ class Query(Generic[M, S]):
         """Whether :meth:`ids` would give any result (stops at the first; ``limit(0)``
         gives none).
 
-        Redis: EVALSHA query.lua per bucket."""
+        Redis: EVALSHA query.lua per bucket (on a cluster, first an HMGET of the model's
+        registry record)."""
         return self.store.run(self._guard(self._exists_plan()))
 
     @overload
@@ -1358,7 +1443,8 @@ class Query(Generic[M, S]):
     def first(self) -> Any:
         """The first result (in this query's order), or None.
 
-        Redis: EVALSHA query.lua per bucket, then HGETALL of the first hit."""
+        Redis: EVALSHA query.lua per bucket, then HGETALL of the first hit. On a cluster,
+        first an HMGET of the model's registry record."""
         return self.store.run(self._guard(self._first_plan()))
 
     @overload
@@ -1368,7 +1454,8 @@ class Query(Generic[M, S]):
     def page(self, size: int) -> Any:
         """One page of ``size`` results after this query's cursor, with the next cursor.
 
-        Redis: EVALSHA query.lua per bucket, then HGETALL of the page's hits, pipelined."""
+        Redis: EVALSHA query.lua per bucket, then HGETALL of the page's hits, pipelined. On
+        a cluster, first an HMGET of the model's registry record."""
         _check_size(size)
         return self.store.run(self._guard(self._page_plan(size)))
 
@@ -1379,7 +1466,8 @@ class Query(Generic[M, S]):
         """Every result (after the offset, up to the limit), a page at a time, following
         cursors; memory holds one page (sync stores; :meth:`apages` for an AsyncStore).
 
-        Redis: per page: EVALSHA query.lua per bucket, then HGETALL of its hits, pipelined."""
+        Redis: per page: EVALSHA query.lua per bucket, then HGETALL of its hits, pipelined.
+        On a cluster, first an HMGET of the model's registry record."""
         _check_size(size)
         if self._is_async():
             raise TypeError("this query's store is an AsyncStore: use `async for page in "
@@ -1431,8 +1519,10 @@ class Query(Generic[M, S]):
             walk = f"ZRANGE {root}all BYLEX"
         lines = [
             f"per page: EVALSHA of the query script in each of {len(tags)} bucket(s), "
-            f"pipelined; each call sweeps expired objects (ZRANGEBYSCORE {root}exp), then "
-            f"does about {STEP_BUDGET} members read or looked up and answers where to go on",
+            f"pipelined; each call checks the index states it needs in the registry record "
+            f"(HMGET {registry_key(spec.prefix)}), sweeps expired objects (ZRANGEBYSCORE "
+            f"{root}exp), then does about {STEP_BUDGET} members read or looked up and answers "
+            "where to go on",
             f"  filter: {what}",
             f"  walk in result order: {walk}, filtered by SMISMEMBER / ZMSCORE, stopping "
             "once the page is full",
