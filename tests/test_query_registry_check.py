@@ -183,3 +183,28 @@ def test_a_long_running_stores_query_is_exact_or_refused(store: Any, ops: list[A
                 continue
             assert state == "ready", (op, state)
             assert got == expected, op
+
+
+def test_a_long_running_cluster_store_sees_an_index_turned_back_to_building(
+        redis_cluster_client: Any) -> None:
+    """On a cluster the record lives in another slot than the index keys: the same check
+    is one HMGET of the record before each query."""
+    buckets = ', buckets=4)\n@attrs.define\nclass Item:'
+    v1 = declare(V1.replace(')\n@attrs.define\nclass Item:', buckets))
+    v2 = declare(V2.replace(')\n@attrs.define\nclass Item:', buckets))
+
+    def other() -> redmodel.Store:
+        return redmodel.Store(redis_cluster_client)
+
+    other().save(v1("cap", 1, id="a"))                     # before the deploy
+    other().save(v2("cap", 2, id="b"))                     # index:name building
+    other().reindex(v2)                                    # ready
+    pod = other()                                          # a v2 pod, running all along
+    assert sorted(pod.find(v2, name="cap").ids()) == ["a", "b"]
+    other().save(v1("cap", 3, id="c"))                     # a v1 pod starts: building
+    for run in runs(pod.find(v2, name="cap")):
+        with pytest.raises(IndexNotReadyError):
+            run()
+    other().reindex(v2)
+    assert sorted(pod.find(v2, name="cap").ids()) == ["a", "b", "c"]
+    assert pod.find(v2, name="cap").count() == 3
