@@ -730,8 +730,8 @@ class Query(Generic[M, S]):
         record; later, each script step checks the states it read in the same call
         (:meth:`_step_check`), so a change by another process is seen by the next step.
         On a cluster (the record lives in another slot than the index keys) and for a
-        store that cannot check in the script, the same check is one HMGET of the record
-        before each query (Registry.confirm)."""
+        store that cannot check in the script, the same check is an HGET per field of
+        the record (one round trip) before each query (Registry.confirm)."""
         registry: Registry | None = getattr(self.store, "_registry", None)
         if registry is None:
             return plan
@@ -1395,8 +1395,8 @@ class Query(Generic[M, S]):
         (script steps per bucket, then HGETALL of the page's hits, pipelined).
 
         Redis: EVALSHA query.lua per bucket (repeated a page at a time), then HGETALL of
-        each page's hits, pipelined (indexes need the hash layout). On a cluster, first an
-        HMGET of the model's registry record."""
+        each page's hits, pipelined (indexes need the hash layout). On a cluster, first
+        HGET (per field) of the model's registry record."""
         return self.store.run(self._guard(self._all_plan()))
 
     @overload
@@ -1406,8 +1406,8 @@ class Query(Generic[M, S]):
     def ids(self) -> Any:
         """Every result's id (script steps only, no object is read).
 
-        Redis: EVALSHA query.lua per bucket, a page at a time. On a cluster, first an HMGET
-        of the model's registry record."""
+        Redis: EVALSHA query.lua per bucket, a page at a time. On a cluster, first HGET
+        (per field) of the model's registry record."""
         return self.store.run(self._guard(self._ids_plan()))
 
     @overload
@@ -1420,8 +1420,8 @@ class Query(Generic[M, S]):
         Redis counts natively, bounded steps otherwise. After a cursor, the ids from it
         are counted (in steps).
 
-        Redis: EVALSHA query.lua per bucket (on a cluster, first an HMGET of the model's
-        registry record)."""
+        Redis: EVALSHA query.lua per bucket (on a cluster, first HGET, per field, of the
+        model's registry record)."""
         return self.store.run(self._guard(self._size_plan()))
 
     @overload
@@ -1432,8 +1432,8 @@ class Query(Generic[M, S]):
         """Whether :meth:`ids` would give any result (stops at the first; ``limit(0)``
         gives none).
 
-        Redis: EVALSHA query.lua per bucket (on a cluster, first an HMGET of the model's
-        registry record)."""
+        Redis: EVALSHA query.lua per bucket (on a cluster, first HGET, per field, of the
+        model's registry record)."""
         return self.store.run(self._guard(self._exists_plan()))
 
     @overload
@@ -1444,7 +1444,7 @@ class Query(Generic[M, S]):
         """The first result (in this query's order), or None.
 
         Redis: EVALSHA query.lua per bucket, then HGETALL of the first hit. On a cluster,
-        first an HMGET of the model's registry record."""
+        first HGET (per field) of the model's registry record."""
         return self.store.run(self._guard(self._first_plan()))
 
     @overload
@@ -1455,7 +1455,7 @@ class Query(Generic[M, S]):
         """One page of ``size`` results after this query's cursor, with the next cursor.
 
         Redis: EVALSHA query.lua per bucket, then HGETALL of the page's hits, pipelined. On
-        a cluster, first an HMGET of the model's registry record."""
+        a cluster, first HGET (per field) of the model's registry record."""
         _check_size(size)
         return self.store.run(self._guard(self._page_plan(size)))
 
@@ -1467,7 +1467,7 @@ class Query(Generic[M, S]):
         cursors; memory holds one page (sync stores; :meth:`apages` for an AsyncStore).
 
         Redis: per page: EVALSHA query.lua per bucket, then HGETALL of its hits, pipelined.
-        On a cluster, first an HMGET of the model's registry record."""
+        On a cluster, first HGET (per field) of the model's registry record."""
         _check_size(size)
         if self._is_async():
             raise TypeError("this query's store is an AsyncStore: use `async for page in "
@@ -1520,7 +1520,7 @@ class Query(Generic[M, S]):
         lines = [
             f"per page: EVALSHA of the query script in each of {len(tags)} bucket(s), "
             f"pipelined; each call checks the index states it needs in the registry record "
-            f"(HMGET {registry_key(spec.prefix)}), sweeps expired objects (ZRANGEBYSCORE "
+            f"(HGET {registry_key(spec.prefix)}), sweeps expired objects (ZRANGEBYSCORE "
             f"{root}exp), then does about {STEP_BUDGET} members read or looked up and answers "
             "where to go on",
             f"  filter: {what}",

@@ -638,9 +638,10 @@ class Registry:
 
     def confirm(self, spec: ModelSpec, needs: frozenset[str]) -> Plan[None]:
         """What a query step checks in its script (:meth:`step_check`), as a read of its
-        own (one HMGET): for a query that cannot check in its script call (on a cluster
-        the record lives in another slot). The store registers again when the record
-        differs from what it read; a record that is gone records no state."""
+        own (one pipelined HGET per field): for a query that cannot check in its script
+        call (on a cluster the record lives in another slot). The store registers again
+        when the record differs from what it read; a record that is gone records no
+        state."""
         check = self.step_check(spec.cls, needs)
         if check is None:
             return
@@ -650,8 +651,9 @@ class Registry:
             return
         parts = expected.split("\n")
         fields = ["owner", "moving", marker, *parts[::2]]
-        replies = yield Batch([("HMGET", key, *fields)], keys=[key])
-        got = [None if v is None else _str(v) for v in replies[0]]
+        # HGET per field, pipelined (the ACL rule of indexes and queries grants HGET)
+        replies = yield Batch([("HGET", key, f) for f in fields], keys=[key] * len(fields))
+        got = [None if v is None else _str(v) for v in replies]
         if got[0] is None:
             return
         if got[1] is not None or got[2] is not None or any(
