@@ -23,13 +23,21 @@ import functools
 import inspect
 import math
 import re
-from collections.abc import AsyncIterator, Coroutine, Generator, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Generic, TypeVar, overload
 
 import attrs
 
 from redmodel._errors import QueryError, ServerError
-from redmodel._indexes._registry import query_needs
+from redmodel._indexes._registry import Registry, query_needs, registry_key
 from redmodel._indexes._repair import sweep_step
 from redmodel._indexes._specs import IndexedField, IndexValueError
 from redmodel._layouts._pick import layout_of
@@ -529,6 +537,65 @@ def _parse_cursor(cursor: Any, delimiter: str) -> tuple[str, str, str]:
     return order, score, eid
 
 
+# ---- compiled expressions, shared by queries of the same filters ---------------------------
+
+
+@attrs.define
+class _Compiled:
+    """A compiled filter: its expression, the index states it needs, its count program."""
+
+    expr: _Node
+    needs: frozenset[str]
+    program: _Program | None = None
+
+
+_COMPILED: dict[tuple[Any, ...], _Compiled] = {}
+_COMPILED_MAX = 4096
+_UNKEYED = object()
+
+
+def _value_key(value: Any) -> Any:
+    """A key telling filter values apart exactly as compiling them does (the type, and a
+    float's repr, so 1, 1.0 and True, or 0.0 and -0.0, never share an entry), or _UNKEYED
+    for a value kept out of the cache."""
+    t = type(value)
+    if t is str or t is int or t is bool:
+        return (t, value)
+    if t is float:
+        return (t, repr(value))
+    if t is Range:
+        ends = (_value_key(value.low) if value.low is not None else None,
+                _value_key(value.high) if value.high is not None else None)
+        if _UNKEYED in ends:
+            return _UNKEYED
+        return ("range", *ends, type(value.low_inclusive), value.low_inclusive,
+                type(value.high_inclusive), value.high_inclusive)
+    return _UNKEYED
+
+
+def _where_key(spec: ModelSpec, where: Any) -> tuple[Any, ...] | None:
+    """The cache key of ``where`` when it is ``field=value`` filters only (what
+    ``find(Model, a=1, b=lt(2))`` builds) of str, int, bool, float or Range values, on
+    fields that are not blind-indexed (their entry texts depend on the configured keys);
+    else None (compiled each time)."""
+    if type(where) is not Q or where.op != "AND" or spec.indexes is None:
+        return None
+    fields = spec.indexes.fields
+    parts: list[Any] = [spec.cls]
+    for term in where.terms:
+        if type(term) is not tuple:
+            return None
+        _, name, value = term
+        f = fields.get(name)
+        if f is None or f.blind is not None:
+            return None
+        k = _value_key(value)
+        if k is _UNKEYED:
+            return None
+        parts.append((name, k))
+    return tuple(parts)
+
+
 # ---- the query object ----------------------------------------------------------------------
 
 
@@ -636,23 +703,59 @@ class Query(Generic[M, S]):
         self.where = where
         self._order, self._desc = order, desc
         self._offset, self._limit, self._cursor = offset, limit, cursor
-        compiler = _Compiler(self.spec)
-        self._expr = compiler.compile_top(where)
-        if order and not compiler.field(order).range:
-            raise QueryError(f"{self.spec.name}.{order} needs index='range' to sort by")
+        key = _where_key(self.spec, where)
+        known = None if key is None else _COMPILED.get(key)
+        if known is None:
+            compiler = _Compiler(self.spec)
+            expr = compiler.compile_top(where)
+            used = frozenset(compiler.used)
+            known = _Compiled(expr, query_needs(self.spec, used))
+            if key is not None:
+                if len(_COMPILED) >= _COMPILED_MAX:
+                    _COMPILED.clear()
+                _COMPILED[key] = known
+        self._known = known
+        self._expr = known.expr
+        self._needs = known.needs
+        if order:
+            if not _Compiler(self.spec).field(order).range:
+                raise QueryError(f"{self.spec.name}.{order} needs index='range' to sort by")
+            self._needs = self._needs | {f"index:{order}"}
         self._after = None if cursor is None else _parse_cursor(cursor, self.spec.delimiter)
         self._texts: dict[tuple[str, type, str], str] = {}
-        self._needs = query_needs(self.spec, compiler.used)
 
     def _guard(self, plan: G) -> G:
-        """``plan``, after the store checked (in memory, or once in the model registry)
-        that every index this query reads is built: IndexNotReadyError if not."""
-        registry = getattr(self.store, "_registry", None)
-        return plan if registry is None else registry.needing(self.spec, self._needs, plan)
+        """``plan``, after the store checked that every index this query reads is built
+        (IndexNotReadyError if not): on the first use of the model it reads the registry
+        record; later, each script step checks the states it read in the same call
+        (:meth:`_step_check`), so a change by another process is seen by the next step.
+        On a cluster (the record lives in another slot than the index keys) and for a
+        store that cannot check in the script, the same check is an HGET per field of
+        the record (one round trip) before each query (Registry.confirm)."""
+        registry: Registry | None = getattr(self.store, "_registry", None)
+        if registry is None:
+            return plan
+        check = registry.step_check(self.spec.cls, self._needs)
+        recheck = check is not None and (not check[0] or bool(getattr(
+            self.store, "cluster", False)))
+        return registry.needing(self.spec, self._needs, plan, recheck)
+
+    def _step_check(self) -> tuple[str, str, str] | None:
+        """(registry key, marker, expected states) a script step checks, or None (no
+        registry, a cluster, inside a transaction: see :meth:`_guard`)."""
+        if in_transaction() or getattr(self.store, "cluster", False):
+            return None
+        registry: Registry | None = getattr(self.store, "_registry", None)
+        check = None if registry is None else registry.step_check(self.spec.cls,
+                                                                  self._needs)
+        return check if check is not None and check[0] else None
 
     @functools.cached_property
     def _count_program(self) -> _Program:
-        return _program(self._expr)
+        known = self._known
+        if known.program is None:
+            known.program = _program(self._expr)
+        return known.program
 
     @functools.cached_property
     def _page_program(self) -> _Program:
@@ -739,22 +842,41 @@ class Query(Generic[M, S]):
         spec = self.spec
         root = spec.index_root(bucket.tag)
         keys = [root + "rec", root + "all", root + "exp", *[root + k for k in program.keys]]
-        args = [root, spec.delimiter, spec.object_prefix(bucket.tag), mode, program.sort,
+        check = self._step_check()
+        if check is None:
+            head = ["", "", ""]
+        else:
+            keys.append(check[0])
+            head = [str(len(keys)), check[1], check[2]]
+        args = [*head, mode, program.sort,
                 "1" if self._desc else "0", want, STEP_BUDGET, program.walk_lo,
                 program.walk_hi, bucket.from_score, bucket.from_id, bucket.step,
                 *bucket.scan, span, *program.tokens]
         return QUERY.call(keys, args)
 
-    def _ask(self, buckets: list[_Bucket], calls: list[Command]
+    def _ask(self, buckets: list[_Bucket], build: Callable[[_Bucket], Command]
              ) -> Generator[Batch, list[Any], list[Any]]:
-        """The replies of these buckets' script steps. A bucket whose step answers that an
-        expired object is still indexed is swept (the sweep names every key it touches)
-        and asked again, so an expired object never shows up in a result or a count."""
+        """The replies of these buckets' script steps (``build`` makes a bucket's call). A
+        bucket whose step answers that an expired object is still indexed is swept (the
+        sweep names every key it touches) and asked again, so an expired object never
+        shows up in a result or a count. A step that answers that the registry record
+        changed since this store read it (``R``) is asked again after the store read it
+        anew (which raises IndexNotReadyError for an index no longer ready)."""
 
-        replies = yield Batch(calls, keys=[self.spec.index_root(b.tag) + "rec"
-                                           for b in buckets])
+        replies = yield Batch([build(b) for b in buckets],
+                              keys=[self.spec.index_root(b.tag) + "rec" for b in buckets])
         for _ in range(100):
             self._refused(replies)
+            changed = [i for i, r in enumerate(replies) if _str(r[0]) == "R"]
+            if changed:
+                registry: Registry = getattr(self.store, "_registry")  # noqa: B009
+                yield from registry.recheck(self.spec, self._needs)
+                again = yield Batch([build(buckets[i]) for i in changed],
+                                    keys=[self.spec.index_root(buckets[i].tag) + "rec"
+                                          for i in changed])
+                for i, reply in zip(changed, again, strict=True):
+                    replies[i] = reply
+                continue
             due = [i for i, r in enumerate(replies) if _str(r[0]) == "X"]
             if not due:
                 return replies
@@ -763,13 +885,14 @@ class Query(Generic[M, S]):
                     _, more = yield from sweep_step(self.spec, buckets[i].tag)
                     if not more:
                         break
-            again = yield Batch([calls[i] for i in due],
+            again = yield Batch([build(buckets[i]) for i in due],
                                 keys=[self.spec.index_root(buckets[i].tag) + "rec"
                                       for i in due])
             for i, reply in zip(due, again, strict=True):
                 replies[i] = reply
         raise QueryError(f"{self.spec.name}: expired objects kept appearing faster than "
-                         "they could be swept; try again")
+                         "they could be swept, or the model registry record kept changing; "
+                         "try again")
 
     def _refused(self, replies: list[Any]) -> None:
         """Raise ServerError for a step that found a key it reads of the wrong type."""
@@ -813,8 +936,8 @@ class Query(Generic[M, S]):
         share = want if len(buckets) == 1 else min(want, want * 5 // (4 * len(buckets)) + 8)
         while live := [b for b in buckets if not b.settled]:
             replies = yield from self._ask(
-                live, [self._call(program, "page", b, min(share, want - b.found), keep)
-                       for b in live])
+                live, lambda b: self._call(program, "page", b, min(share, want - b.found),
+                                           keep))
             for bucket, reply in zip(live, replies, strict=True):
                 pool.extend(self._step(bucket, reply, want, after))
             hold = max(want, keep) if all(b.step == "S" for b in buckets) else want
@@ -878,8 +1001,8 @@ class Query(Generic[M, S]):
         # matches a scan read with SSCAN (which may repeat a member): each counted once
         seen: dict[str | None, set[bytes]] = {}
         while live := [b for b in buckets if not b.done]:
-            replies = yield from self._ask(live, [self._call(program, "count", b, cap)
-                                                  for b in live])
+            replies = yield from self._ask(live, lambda b: self._call(program, "count", b,
+                                                                      cap))
             for bucket, reply in zip(live, replies, strict=True):
                 if _str(reply[0]) == "N":
                     total += int(reply[1])
@@ -925,15 +1048,21 @@ class Query(Generic[M, S]):
     def _reads(self, hits: list[_Hit]) -> Batch:
         """The pipelined reads of these hits' objects."""
         spec = self.spec
-        keys = [spec.object_prefix(h[2]) + h[1] for h in hits]
-        layout = layout_of(spec)
-        return Batch([layout.read(k) for k in keys], keys=keys)
+        tags = {h[2] for h in hits}
+        if len(tags) == 1:  # one bucket (or none): one prefix
+            prefix = spec.object_prefix(next(iter(tags)))
+            keys = [prefix + h[1] for h in hits]
+        else:
+            prefixes = {t: spec.object_prefix(t) for t in tags}
+            keys = [prefixes[h[2]] + h[1] for h in hits]
+        read = layout_of(spec).read
+        return Batch([read(k) for k in keys], keys=keys)
 
     def _decode(self, hits: list[_Hit], batch: Batch, replies: list[Any]) -> list[M]:
-        layout = layout_of(self.spec)
+        decode = layout_of(self.spec).decode
         out = []
         for key, hit, reply in zip(batch.keys, hits, replies, strict=True):
-            obj = layout.decode(key, unescape(hit[1]), reply)
+            obj = decode(key, unescape(hit[1]), reply)
             if obj is not None:  # deleted since its id was found: skipped
                 out.append(obj)
         return out
@@ -1266,7 +1395,8 @@ class Query(Generic[M, S]):
         (script steps per bucket, then HGETALL of the page's hits, pipelined).
 
         Redis: EVALSHA query.lua per bucket (repeated a page at a time), then HGETALL of
-        each page's hits, pipelined (indexes need the hash layout)."""
+        each page's hits, pipelined (indexes need the hash layout). On a cluster, first
+        HGET (per field) of the model's registry record."""
         return self.store.run(self._guard(self._all_plan()))
 
     @overload
@@ -1276,7 +1406,8 @@ class Query(Generic[M, S]):
     def ids(self) -> Any:
         """Every result's id (script steps only, no object is read).
 
-        Redis: EVALSHA query.lua per bucket, a page at a time."""
+        Redis: EVALSHA query.lua per bucket, a page at a time. On a cluster, first HGET
+        (per field) of the model's registry record."""
         return self.store.run(self._guard(self._ids_plan()))
 
     @overload
@@ -1289,7 +1420,8 @@ class Query(Generic[M, S]):
         Redis counts natively, bounded steps otherwise. After a cursor, the ids from it
         are counted (in steps).
 
-        Redis: EVALSHA query.lua per bucket."""
+        Redis: EVALSHA query.lua per bucket (on a cluster, first HGET, per field, of the
+        model's registry record)."""
         return self.store.run(self._guard(self._size_plan()))
 
     @overload
@@ -1300,7 +1432,8 @@ class Query(Generic[M, S]):
         """Whether :meth:`ids` would give any result (stops at the first; ``limit(0)``
         gives none).
 
-        Redis: EVALSHA query.lua per bucket."""
+        Redis: EVALSHA query.lua per bucket (on a cluster, first HGET, per field, of the
+        model's registry record)."""
         return self.store.run(self._guard(self._exists_plan()))
 
     @overload
@@ -1310,7 +1443,8 @@ class Query(Generic[M, S]):
     def first(self) -> Any:
         """The first result (in this query's order), or None.
 
-        Redis: EVALSHA query.lua per bucket, then HGETALL of the first hit."""
+        Redis: EVALSHA query.lua per bucket, then HGETALL of the first hit. On a cluster,
+        first HGET (per field) of the model's registry record."""
         return self.store.run(self._guard(self._first_plan()))
 
     @overload
@@ -1320,7 +1454,8 @@ class Query(Generic[M, S]):
     def page(self, size: int) -> Any:
         """One page of ``size`` results after this query's cursor, with the next cursor.
 
-        Redis: EVALSHA query.lua per bucket, then HGETALL of the page's hits, pipelined."""
+        Redis: EVALSHA query.lua per bucket, then HGETALL of the page's hits, pipelined. On
+        a cluster, first HGET (per field) of the model's registry record."""
         _check_size(size)
         return self.store.run(self._guard(self._page_plan(size)))
 
@@ -1331,7 +1466,8 @@ class Query(Generic[M, S]):
         """Every result (after the offset, up to the limit), a page at a time, following
         cursors; memory holds one page (sync stores; :meth:`apages` for an AsyncStore).
 
-        Redis: per page: EVALSHA query.lua per bucket, then HGETALL of its hits, pipelined."""
+        Redis: per page: EVALSHA query.lua per bucket, then HGETALL of its hits, pipelined.
+        On a cluster, first HGET (per field) of the model's registry record."""
         _check_size(size)
         if self._is_async():
             raise TypeError("this query's store is an AsyncStore: use `async for page in "
@@ -1383,8 +1519,10 @@ class Query(Generic[M, S]):
             walk = f"ZRANGE {root}all BYLEX"
         lines = [
             f"per page: EVALSHA of the query script in each of {len(tags)} bucket(s), "
-            f"pipelined; each call sweeps expired objects (ZRANGEBYSCORE {root}exp), then "
-            f"does about {STEP_BUDGET} members read or looked up and answers where to go on",
+            f"pipelined; each call checks the index states it needs in the registry record "
+            f"(HGET {registry_key(spec.prefix)}), sweeps expired objects (ZRANGEBYSCORE "
+            f"{root}exp), then does about {STEP_BUDGET} members read or looked up and answers "
+            "where to go on",
             f"  filter: {what}",
             f"  walk in result order: {walk}, filtered by SMISMEMBER / ZMSCORE, stopping "
             "once the page is full",

@@ -156,6 +156,9 @@ class Record:
     # container keys recorded under the prefix (container:<key> fields, written by the
     # container registry): a model may not take the prefix while one is recorded
     containers: tuple[str, ...] = ()
+    # the index state fields as stored (None: ``states`` are as stored; an older version's
+    # record holds its view in ``states``)
+    stored: dict[str, str] | None = None
 
     def pending(self) -> frozenset[str]:
         """The index state fields that are not ready."""
@@ -433,7 +436,7 @@ def older_plan(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: s
     after.update({n: BUILDING for n in args[::3] if n in newest})
     view = {name: (after.get(name, READY) if newest.get(name) == kind else STALE)
             for name, kind in mine.items()}
-    return attrs.evolve(record, states=view)
+    return attrs.evolve(record, states=view, stored=after)
 
 
 def check(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str,
@@ -546,10 +549,57 @@ class Registry:
         self.pending: dict[type, frozenset[str]] = {}
         self.containers: set[Any] = set()  # container keys checked (_container_registry)
         self._targets = targets
+        self._records: dict[type, Record] = {}
+        self._checks: dict[tuple[type, frozenset[str]], tuple[str, str, str] | None] = {}
 
     def _learn(self, cls: type, record: Record | None) -> None:
         self.pending[cls] = frozenset() if record is None else record.pending()
         self.checked.add(cls)
+        if record is None:
+            self._records.pop(cls, None)
+        else:
+            self._records[cls] = record
+        for k in [k for k in self._checks if k[0] is cls]:
+            del self._checks[k]
+
+    def step_check(self, cls: type, needs: frozenset[str]) -> tuple[str, str, str] | None:
+        """What a query step checks in the registry, in its own script call, before it
+        reads an index: ``(registry key, marker, expected)``, where ``marker`` is the
+        ``was:<digest>`` field that appears once the schema this store read is replaced,
+        and ``expected`` the needed state fields, each followed by the value this store
+        read ('' for absent), joined by newlines. The script answers ``R`` when anything
+        differs or ``moving`` is set (a record that is gone, deleted by ``unregister`` or
+        FLUSHALL, records no state: the store's view holds): the plan registers again
+        (raising IndexNotReadyError or SchemaConflictError as a first use would) and asks
+        again. None without a registry (nothing to check); ``("", "", "")`` when this
+        store cannot check in the script (it has not read the record, or the schema's
+        marker is already in the record: a schema adopted back): the query reads the
+        record first."""
+        if not self.enabled:
+            return None
+        key = (cls, needs)
+        out = self._checks.get(key)
+        if out is not None:
+            return out
+        record = self._records.get(cls)
+        out = ("", "", "")
+        if record is not None and record.text:
+            marker = was_field(record.text)
+            if marker not in record.older:
+                stored = record.states if record.stored is None else record.stored
+                out = (record.key, marker,
+                       "\n".join(f"{n}\n{stored.get(n, '')}" for n in sorted(needs)))
+        self._checks[key] = out
+        return out
+
+    def forget(self, cls: type) -> None:
+        """Read the record again on the next use of ``cls``."""
+        if isinstance(self.checked, set):
+            self.checked.discard(cls)
+        self.pending.pop(cls, None)
+        self._records.pop(cls, None)
+        for k in [k for k in self._checks if k[0] is cls]:
+            del self._checks[k]
 
     def register(self, spec: ModelSpec, adopt: bool = False) -> Plan[Record]:
         record = yield from register_plan(spec, self._targets(), adopt)
@@ -573,13 +623,48 @@ class Registry:
                           key=owner_of):
             yield from self.register(spec_of(cls))
 
-    def needing(self, spec: ModelSpec, needs: frozenset[str], plan: G) -> G:
+    def needing(self, spec: ModelSpec, needs: frozenset[str], plan: G,
+                recheck: bool = False) -> G:
         """``plan`` (a plan or an iteration plan), after checking that every index it
-        reads is ready: nothing is sent when this store already knows they are."""
+        reads is ready: nothing is sent when this store already knows they are (unless
+        ``recheck``: a query that cannot check the registry in its own script call, on a
+        cluster, reads the record again first)."""
         cls = spec.cls
         if cls in self.checked and not self.pending.get(cls, frozenset()) & needs:
-            return plan
+            if not recheck:
+                return plan
+            return cast("G", _before_sending(self.confirm(spec, needs), plan))
         return cast("G", self._needing_checked(spec, needs, plan))
+
+    def confirm(self, spec: ModelSpec, needs: frozenset[str]) -> Plan[None]:
+        """What a query step checks in its script (:meth:`step_check`), as a read of its
+        own (one pipelined HGET per field): for a query that cannot check in its script
+        call (on a cluster the record lives in another slot). The store registers again
+        when the record differs from what it read; a record that is gone records no
+        state."""
+        check = self.step_check(spec.cls, needs)
+        if check is None:
+            return
+        key, marker, expected = check
+        if not key:  # nothing to compare with: read the record, as a first use does
+            yield from self.recheck(spec, needs)
+            return
+        parts = expected.split("\n")
+        fields = ["owner", "moving", marker, *parts[::2]]
+        # HGET per field, pipelined (the ACL rule of indexes and queries grants HGET)
+        replies = yield Batch([("HGET", key, f) for f in fields], keys=[key] * len(fields))
+        got = [None if v is None else _str(v) for v in replies]
+        if got[0] is None:
+            return
+        if got[1] is not None or got[2] is not None or any(
+                (v or "") != want for v, want in zip(got[3:], parts[1::2], strict=True)):
+            yield from self.recheck(spec, needs)
+
+    def recheck(self, spec: ModelSpec, needs: frozenset[str]) -> Plan[None]:
+        """Register again (the record changed since this store read it): raises
+        IndexNotReadyError for a needed index that is not ready, SchemaConflictError for
+        a record that now refuses the model."""
+        yield from self._needing(spec, needs, _nothing())
 
     def _needing(self, spec: ModelSpec, needs: frozenset[str], plan: G
                  ) -> Generator[Any, Any, Any]:
@@ -609,8 +694,7 @@ class Registry:
             raise moving_error(spec, record, owner_of(spec.cls), "unregister the model")
         if isinstance(self.checked, set):
             for cls in [c for c in self.checked if spec_of(c).prefix == spec.prefix]:
-                self.checked.discard(cls)
-                self.pending.pop(cls, None)
+                self.forget(cls)
         return int(replies[0])
 
     def mark_ready(self, spec: ModelSpec) -> Plan[int]:

@@ -1,10 +1,14 @@
---! include index_lib
+--! include clock
 -- One bounded step of a query in one bucket: it does about `budget` work (members read and
 -- looked up) and answers what it found plus where to go on (redmodel/_query.py drives
 -- the steps).
 --
--- KEYS: rec, all, exp, then every index key the expression and the sort use.
--- ARGV: root, d, objprefix, mode ('page' | 'count'), sort (index into KEYS of the sort
+-- KEYS: rec, all, exp, then every index key the expression and the sort use, then (when
+--   ARGV[1] names it) the model's registry hash.
+-- ARGV: registry check (the registry's index in KEYS, or '' for none), marker (a field
+--   that appears once the schema the client read is replaced), expected (state field,
+--   value read ('' for absent), field, value... joined by newlines), mode ('page' | 'count'),
+--   sort (index into KEYS of the sort
 --   field's ZSET, or ''), desc ('1' | '0'), want, budget, walk_lo, walk_hi (bounds on the
 --   sort field), from_score, from_id (the walk resumes after this position; '' from the
 --   start), step ('' to choose | 'W' | 'S'), scan node, scan source, scan a, scan b, span
@@ -14,6 +18,11 @@
 --   KEYS.
 --
 -- Replies (scores are Redis' own text, never Lua's tostring, which keeps 14 digits):
+--   {'R'}: the registry record is not what the client read (an index state changed, the
+--     schema was replaced, a bucket move began; a record that is gone records nothing and
+--     is no change): nothing was read; the
+--     client reads the record again (IndexNotReadyError when an index it needs is not
+--     ready) and asks again.
 --   {'W', done, frontier score, frontier id, id, score, ...}: matches in result order;
 --     `done` once the walk reached its end; the frontier is the last candidate examined.
 --   {'S', done, node, source, a, b, id, score, ...}: matches of one part of a scan, in no
@@ -25,6 +34,59 @@
 --   {'X'}: an expired object's entries are still indexed: sweep the bucket, then ask again.
 --   {'WRONGTYPE', key, type, expected}: a key the query reads holds another type
 --     (overwritten outside redmodel); nothing was read.
+
+-- a key that refused a command (`res`, the error pcall answered): WRONGTYPE is the clear
+-- error naming it (rather than a script error); any other error (NOPERM, ...) is answered
+-- as it is
+local function refused(key, want, res)
+  if res and not string.find(res['err'] or '', 'WRONGTYPE', 1, true) then return res end
+  return {'WRONGTYPE', key, redis.call('TYPE', key)['ok'], want}
+end
+
+-- the registry first: every index state this query needs is what the client read, in
+-- this same call (so no state change by another process can fall between the check and
+-- the read)
+if ARGV[1] ~= '' then
+  local reg = KEYS[tonumber(ARGV[1])]
+  -- HGET per field (the ACL rule of indexes and queries grants HGET, docs/deploy.md)
+  local owner = redis.pcall('HGET', reg, 'owner')
+  if type(owner) == 'table' then return refused(reg, 'hash', owner) end
+  -- no record (deleted: unregister, FLUSHALL) records no state: the client's view holds
+  if owner then
+    if redis.call('HGET', reg, 'moving') or redis.call('HGET', reg, ARGV[2]) then
+      return {'R'}
+    end
+    for name, value in string.gmatch(ARGV[3] .. '\n', '([^\n]*)\n([^\n]*)\n') do
+      if (redis.call('HGET', reg, name) or '') ~= value then return {'R'} end
+    end
+  end
+end
+
+-- a count of one term, which Redis counts natively (the most common count): answered
+-- before anything else is set up
+if ARGV[4] == 'count' and ARGV[13] == '' and (ARGV[19] == 'EQ' or ARGV[19] == 'ALL'
+    or ARGV[19] == 'RANGE') then
+  local n = redis.pcall('ZCARD', KEYS[2])
+  if type(n) ~= 'number' then return refused(KEYS[2], 'zset', n) end
+  local due = redis.pcall('ZCARD', KEYS[3])
+  if type(due) ~= 'number' then return refused(KEYS[3], 'zset', due) end
+  if due > 0 and #redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', time_ms(), 'LIMIT', 0, 1) > 0
+  then
+    return {'X'}
+  end
+  local op = ARGV[19]
+  if op == 'EQ' then
+    local key = KEYS[tonumber(ARGV[20])]
+    n = redis.pcall('SCARD', key)
+    if type(n) ~= 'number' then return refused(key, 'set', n) end
+  elseif op == 'RANGE' then
+    local key = KEYS[tonumber(ARGV[20])]
+    n = redis.pcall('ZCOUNT', key, ARGV[21], ARGV[22])
+    if type(n) ~= 'number' then return refused(key, 'zset', n) end
+  end
+  return {'N', n}
+end
+
 local rec, all, exp = KEYS[1], KEYS[2], KEYS[3]
 local mode, desc = ARGV[4], ARGV[6] == '1'
 local sortkey = ARGV[5] ~= '' and KEYS[tonumber(ARGV[5])] or nil
