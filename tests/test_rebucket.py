@@ -192,7 +192,7 @@ def test_a_stopped_move_is_refused_to_users_and_resumes(redis_client: redis.Redi
     movable = [x for x in objs if o.key_for(x.id) != n.key_for(x.id)]
     seen: list[tuple[int, int]] = []
 
-    def stop_after_three(done: int, total: int) -> None:
+    def stop_after_a_move(done: int, total: int) -> None:
         seen.append((done, total))
         # the first call comes before any page; stop after the first page that moved
         # something (a SCAN page of 4 may hold only leaves, or other tests' keys)
@@ -200,7 +200,7 @@ def test_a_stopped_move_is_refused_to_users_and_resumes(redis_client: redis.Redi
             raise Stop
 
     with pytest.raises(Stop):
-        store.migrate_buckets(new, from_buckets=2, count=4, progress=stop_after_three)
+        store.migrate_buckets(new, from_buckets=2, count=4, progress=stop_after_a_move)
     stopped_at = seen[-1][0]
     assert 0 < stopped_at < len(movable)
     # meanwhile: no store may use either version; each object is at one key, whole
