@@ -503,3 +503,20 @@ def test_endpoint_with_port_and_bad_db_from_env(clean_env: pytest.MonkeyPatch) -
     clean_env.setenv("REDIS_DB", "x")
     with pytest.raises(ValueError, match="must be numbers"):
         redmodel.Store.from_env()
+
+
+def test_from_url_and_from_env_take_the_stores_own_options(
+        redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``chunk_size`` (like ``registry``) is the store's, not redis-py's: from_url and
+    from_env take it as the constructor does, refuse a bad one at once, and never hand it
+    to redis-py (whose connection refused it at the first command)."""
+    store = redmodel.Store.from_url(redis_server.url, chunk_size=3)
+    assert store.chunk_size == 3
+    assert store.save_many([Hat(f"c{i}", 1.0, id=f"cs{i}") for i in range(7)]) == 7
+    store.close()
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    assert redmodel.Store.from_env(chunk_size=2).chunk_size == 2
+    assert redmodel.AsyncStore.from_url(redis_server.url, chunk_size=4).chunk_size == 4
+    assert redmodel.AsyncStore.from_env(chunk_size=5).chunk_size == 5
+    with pytest.raises(redmodel.ValidationError, match="chunk_size"):
+        redmodel.Store.from_url(redis_server.url, chunk_size=0)

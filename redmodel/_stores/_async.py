@@ -65,7 +65,7 @@ class AsyncStore(ShellConfig):
     def from_url(
         cls, url: str | None = None, *, db: int | None = None, cluster: bool = False,
         exactly_once: bool = False, resend: ResendPolicy | None = None,
-        registry: bool = True, **kwargs: Any,
+        registry: bool = True, chunk_size: int = 500, **kwargs: Any,
     ) -> Self:
         """As :meth:`Store.from_url`, with an asyncio client.
 
@@ -73,19 +73,20 @@ class AsyncStore(ShellConfig):
         url, options = url_options(url, db, kwargs)
         client = (AsyncRedisCluster.from_url(url, **options) if cluster
                   else aredis.Redis.from_url(url, **options))
-        return cls(client, exactly_once=exactly_once, resend=resend, registry=registry)
+        return cls(client, chunk_size=chunk_size, exactly_once=exactly_once, resend=resend,
+                   registry=registry)
 
     @classmethod
     def from_env(cls, prefix: str = "REDIS_", *, exactly_once: bool | None = None,
                  resend: ResendPolicy | None = None, registry: bool = True,
-                 **kwargs: Any) -> Self:
+                 chunk_size: int = 500, **kwargs: Any) -> Self:
         """As :meth:`Store.from_env`, with an asyncio client.
 
         Redis: as Store.from_env"""
         url, settings, cluster = env_settings(prefix=prefix)
         once = env_exactly_once(prefix) if exactly_once is None else exactly_once
         return cls.from_url(url, cluster=cluster, exactly_once=once, resend=resend,
-                            registry=registry, **{**settings, **kwargs})
+                            registry=registry, chunk_size=chunk_size, **{**settings, **kwargs})
 
     async def aclose(self) -> None:
         """Close the client's connections, and those its blocking pops opened.

@@ -68,25 +68,26 @@ class Store(ShellConfig):
     def from_url(
         cls, url: str | None = None, *, db: int | None = None, cluster: bool = False,
         exactly_once: bool = False, resend: ResendPolicy | None = None,
-        registry: bool = True, **kwargs: Any,
+        registry: bool = True, chunk_size: int = 500, **kwargs: Any,
     ) -> Self:
         """A store on ``redis://``, ``rediss://`` or ``unix://`` ``url``; default ``$REDIS_URL``,
         else ``redis://localhost:6379/0``. ``db`` selects the database, and wins over one the
         URL names (its ``/db`` path or ``?db=``). ``cluster=True`` makes a ``RedisCluster`` client
         (the URL names one node). ``exactly_once`` and ``resend`` are the store's options
-        (docs/failures.md). Extra keyword arguments go to redis-py (``username=``,
+        (docs/failures.md); ``chunk_size`` and ``registry`` as for the constructor. Extra keyword arguments go to redis-py (``username=``,
         ``password=``, ``ssl_ca_certs=``, ``ssl_certfile=``, ``ssl_keyfile=``, ...).
 
         Redis: none (connects lazily)."""
         url, options = url_options(url, db, kwargs)
         client = (RedisCluster.from_url(url, **options) if cluster
                   else redis.Redis.from_url(url, **options))
-        return cls(client, exactly_once=exactly_once, resend=resend, registry=registry)
+        return cls(client, chunk_size=chunk_size, exactly_once=exactly_once, resend=resend,
+                   registry=registry)
 
     @classmethod
     def from_env(cls, prefix: str = "REDIS_", *, exactly_once: bool | None = None,
                  resend: ResendPolicy | None = None, registry: bool = True,
-                 **kwargs: Any) -> Self:
+                 chunk_size: int = 500, **kwargs: Any) -> Self:
         """A store configured by environment variables, as managed services hand them out:
         ``REDIS_URL``, or ``REDIS_ENDPOINT``/``REDIS_PORT``/``REDIS_DB``,
         ``REDIS_USERNAME``/``REDIS_PASSWORD``, ``REDIS_TLS`` and ``REDIS_CA_FILE``/
@@ -97,7 +98,7 @@ class Store(ShellConfig):
         url, settings, cluster = env_settings(prefix=prefix)
         once = env_exactly_once(prefix) if exactly_once is None else exactly_once
         return cls.from_url(url, cluster=cluster, exactly_once=once, resend=resend,
-                            registry=registry, **{**settings, **kwargs})
+                            registry=registry, chunk_size=chunk_size, **{**settings, **kwargs})
 
     def close(self) -> None:
         """Close the client's connections, and those its blocking pops opened.
