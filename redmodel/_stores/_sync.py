@@ -74,8 +74,9 @@ class Store(ShellConfig):
         else ``redis://localhost:6379/0``. ``db`` selects the database, and wins over one the
         URL names (its ``/db`` path or ``?db=``). ``cluster=True`` makes a ``RedisCluster`` client
         (the URL names one node). ``exactly_once`` and ``resend`` are the store's options
-        (docs/failures.md); ``chunk_size`` and ``registry`` as for the constructor. Extra keyword arguments go to redis-py (``username=``,
-        ``password=``, ``ssl_ca_certs=``, ``ssl_certfile=``, ``ssl_keyfile=``, ...).
+        (docs/failures.md); ``chunk_size`` and ``registry`` as for the constructor. Extra
+        keyword arguments go to redis-py (``username=``, ``password=``, ``ssl_ca_certs=``,
+        ``ssl_certfile=``, ``ssl_keyfile=``, ...).
 
         Redis: none (connects lazily)."""
         url, options = url_options(url, db, kwargs)

@@ -52,12 +52,13 @@ try:
     from hiredis import pack_command as _packer
 except ImportError:  # pragma: no cover - hiredis is an optional extra
     _packer = None
-_AsyncHiredis: type | None
-try:  # the asyncio parser's own reader and its "incomplete" answer (see _buffered)
+_HIREDIS_PARSERS: tuple[type, ...]
+try:  # the parsers' own readers and their "incomplete" answer (see _buffered)
     from redis._parsers.hiredis import NOT_ENOUGH_DATA as _INCOMPLETE
-    from redis._parsers.hiredis import _AsyncHiredisParser as _AsyncHiredis
+    from redis._parsers.hiredis import _AsyncHiredisParser, _HiredisParser
+    _HIREDIS_PARSERS = (_HiredisParser, _AsyncHiredisParser)
 except ImportError:  # pragma: no cover - hiredis missing, or redis-py moved them
-    _AsyncHiredis, _INCOMPLETE = None, object()
+    _HIREDIS_PARSERS, _INCOMPLETE = (), object()
 
 # a reply that came whole although redis-py raises it as a ConnectionError
 _REPLY_ERRORS = (BusyLoadingError, AuthenticationError)
@@ -355,11 +356,25 @@ class SyncLink(_Shell):
             return _learned(conn, e)
 
     def _read(self, conn: Any, call: Call) -> bool:
+        """Read the call's replies into ``call.replies`` (error replies as exceptions);
+        False when the connection broke (``call.failure``; the connection closed). A reply
+        already in the connection's buffer is taken from it directly (see
+        :func:`_buffered`), the others through the connection's ``read_response`` (its
+        ``socket_timeout`` applies to each wait on the socket)."""
         replies = call.replies
         read = conn.read_response
-        for _ in range(len(call.wire)):
+        take = _buffered(conn)
+        left = len(call.wire)
+        while left:
             try:
-                replies.append(read(disconnect_on_error=False))
+                reply = _INCOMPLETE if take is None else take()
+                if reply is _INCOMPLETE:
+                    reply = read(disconnect_on_error=False)
+                elif not isinstance(reply, _PLAIN) and _push(conn, reply):
+                    # a push message (RESP3): not a reply, handled as redis-py does
+                    conn._parser.handle_push_response(reply)
+                    continue
+                replies.append(reply)
             except ResponseError as e:
                 replies.append(e)
             except _REPLY_ERRORS as e:
@@ -371,6 +386,9 @@ class SyncLink(_Shell):
             except BaseException:
                 conn.disconnect()
                 raise
+            left -= 1
+        if take is not None and conn.health_check_interval:  # as read_response does
+            conn.next_health_check = time.monotonic() + conn.health_check_interval
         return True
 
     def _drop(self, conn: Any, pool: Any, session: SyncSession | None, call: Call) -> None:
@@ -547,34 +565,34 @@ _PLAIN = (bytes, int, dict, str, float, ResponseError)
 
 
 def _buffered(conn: Any) -> Callable[[], Any] | None:
-    """The ``gets`` of an asyncio connection's hiredis reader, or None (another parser).
+    """The ``gets`` of a connection's hiredis reader (sync or asyncio), or None (another
+    parser).
 
-    redis-py's asyncio ``read_response`` enters an ``asyncio.timeout`` for every reply
-    (its ``socket_timeout``): on a bulk call's thousand replies that is more time than
-    parsing them. Most of them are already in the reader's buffer when asked for, where
-    no timeout can matter: :meth:`AsyncLink._read` takes those with ``gets()`` and goes
-    through ``read_response`` (the timeout, the socket read) only when the buffer holds
-    no whole reply (``gets()`` answers ``_INCOMPLETE`` and takes nothing). What
-    ``read_response`` does to a reply beyond that is done by :func:`_unusual`."""
+    redis-py's ``read_response`` wraps every reply in its layers (asyncio: an
+    ``asyncio.timeout`` per reply; both: the host-error wrapper, the error-reply raise):
+    on a bulk call's thousand replies that is more time than parsing them. Most of them
+    are already in the reader's buffer when asked for, where no timeout can matter:
+    ``_read`` takes those with ``gets()`` and goes through ``read_response`` (the timeout,
+    the socket read) only when the buffer holds no whole reply (``gets()`` answers
+    ``_INCOMPLETE`` and takes nothing). What ``read_response`` does to a reply beyond
+    that is done by :func:`_push` (and the caller's push handler)."""
     parser = getattr(conn, "_parser", None)
-    if _AsyncHiredis is None or type(parser) is not _AsyncHiredis \
-            or not getattr(parser, "_connected", False):
+    if type(parser) not in _HIREDIS_PARSERS or not getattr(parser, "_connected", True):
         return None
     reader = getattr(parser, "_reader", None)
     return None if reader is None else reader.gets
 
 
-async def _unusual(conn: Any, reply: Any) -> bool:
+def _push(conn: Any, reply: Any) -> bool:
     """What redis-py's hiredis parser does to a reply taken from its buffer besides
     returning it: a connection error (an error reply it maps to one, such as LOADING) is
-    raised; a RESP3 push message goes to the parser's push handler and is no reply (True:
-    read on). False: ``reply`` is an ordinary reply (an array, a set, None...)."""
-    parser = conn._parser
-    push = getattr(parser, "_hiredis_PushNotificationType", None)
+    raised; True for a RESP3 push message (the caller hands it to the parser's
+    ``handle_push_response``: it is no reply, read on). False: an ordinary reply (an
+    array, a set, None...)."""
+    push = getattr(conn._parser, "_hiredis_PushNotificationType", None)
     if isinstance(reply, RedisConnectionError):
         raise reply
     if push is not None and isinstance(reply, push):
-        await parser.handle_push_response(reply)
         return True
     if isinstance(reply, list) and reply and isinstance(reply[0], RedisConnectionError):
         raise reply[0]
@@ -782,8 +800,10 @@ class AsyncLink(_Shell):
                 reply = _INCOMPLETE if take is None else take()
                 if reply is _INCOMPLETE:
                     reply = await read(disconnect_on_error=False)
-                elif not isinstance(reply, _PLAIN) and await _unusual(conn, reply):
-                    continue  # a push message (RESP3): not a reply, handled as redis-py does
+                elif not isinstance(reply, _PLAIN) and _push(conn, reply):
+                    # a push message (RESP3): not a reply, handled as redis-py does
+                    await conn._parser.handle_push_response(reply)
+                    continue
                 replies.append(reply)
             except ResponseError as e:
                 replies.append(e)
