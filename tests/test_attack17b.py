@@ -1,0 +1,283 @@
+"""Attacks on issue 17's fast paths, part 2: indexes, queries, flat layout, async bulk.
+Each test states a promise of docs/*.md; failing ones are findings (`# F<n>:`)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from typing import Any
+
+import attrs
+import pytest
+import redis
+
+import redmodel
+from redmodel.testing import FaultProxy, has
+
+
+@redmodel.model(prefix="a17q")
+@attrs.define
+class Q:
+    color: str = redmodel.field(index=True)
+    price: float = redmodel.field(index="range", default=0.0)
+    n: int = redmodel.field(index="range", default=0)
+    sku: str | None = redmodel.field(unique=True, default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+QV1 = Q
+
+
+@attrs.define
+class Street:
+    line1: str
+    line2: str | None = None
+
+
+@redmodel.model(prefix="a17f", layout="flat")
+@attrs.define
+class F:
+    name: str
+    street: Street
+    tags: list[str] = attrs.Factory(list)
+    n: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="a17g", layout="flat")
+@attrs.define
+class G:                      # a fixed shape: generated code
+    name: str
+    street: Street
+    n: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+def flat_dump(client: Any, prefix: str) -> dict[bytes, tuple[bytes, bool]]:
+    out = {}
+    for k in client.keys(f"{prefix}:*"):
+        if k.endswith(b"%schema"):
+            continue
+        out[k] = (client.get(k), client.pttl(k) > 0)
+    return out
+
+
+@pytest.mark.parametrize("model", [F, G])
+def test_flat_save_and_save_many_write_the_same_keys(store: redmodel.Store, model: Any) -> None:
+    """layouts.md: save_many "does for each what `save` does"."""
+    kw: dict[str, Any] = {"tags": ["a", "b", "c"]} if model is F else {}
+    objs = [model(f"n{i}", Street("l1", None if i % 2 else "x"), n=i, id=f"i{i}:{{*%\\", **kw)
+            for i in range(5)]
+    store.save_many(objs, ttl=100)
+    a = flat_dump(store.client, model.__name__.lower().join(["a17", ""]))
+    store.client.flushall()
+    for o in objs:
+        store.save(o, ttl=100)
+    b = flat_dump(store.client, model.__name__.lower().join(["a17", ""]))
+    assert a == b
+    assert all(ttl for _, ttl in a.values()), "a leaf without its TTL"
+    assert store.get_many(model, [o.id for o in objs]) == objs
+
+
+def test_flat_save_many_deletes_leaves_of_a_shrunk_list(store: redmodel.Store) -> None:
+    """layouts.md: "`save` can delete the leaves that no longer exist (a list that shrank)"."""
+    store.save(F("a", Street("l"), tags=["1", "2", "3", "4"], id="x"))
+    store.save_many([F("a", Street("l"), tags=["1"], id="x")])
+    assert sorted(k for k in store.client.keys("a17f:x:tags*")) == [b"a17f:x:tags:0"]
+    assert store.get(F, "x").tags == ["1"]
+
+
+def test_flat_save_many_without_ttl_keeps_the_expiry_of_every_leaf(store: redmodel.Store) -> None:
+    """store.md: "`ttl=None` ... an expiry the key already has is kept"; layouts.md: a TTL
+    applies to the whole object."""
+    store.save(G("a", Street("l", "m"), id="x"), ttl=100)
+    store.save_many([G("b", Street("l2", "m2"), 3, id="x")], ttl=None)
+    ttls = {k: store.client.pttl(k) for k in store.client.keys("a17g:x*")}
+    assert all(t > 0 for t in ttls.values()), ttls
+
+
+def test_flat_save_many_wrongtype_object_key_refused_whole(store: redmodel.Store) -> None:
+    """layouts.md: a key of another type where the object's key goes refuses its save
+    (ServerError naming it, nothing written); store.md: `.written`/`.not_written`."""
+    store.get(G, "zz")
+    store.client.hset("a17g:b", "x", "1")
+    objs = [G("a", Street("l"), id="a"), G("b", Street("l"), id="b"), G("c", Street("l"), id="c")]
+    with pytest.raises(redmodel.ServerError) as e:
+        store.save_many(objs)
+    assert "a17g:b" in e.value.keys or "a17g:b" in str(e.value)
+    assert store.client.keys("a17g:b:*") == []
+    assert store.client.type("a17g:b") == b"hash"
+    written = set(getattr(e.value, "written", ()) or ())
+    not_written = set(getattr(e.value, "not_written", ()) or ())
+    assert "a17g:b" in not_written
+    for k in ("a17g:a", "a17g:c"):
+        assert (k in written) == bool(store.client.exists(k)), (written, not_written)
+
+
+def test_flat_save_many_lost_reply_leaves_whole_objects(redis_server: Any,
+                                                         redis_client: Any) -> None:
+    """store.md: a save_many chunk whose reply is lost is resent whole (harmless)."""
+    objs = [F(f"n{i}", Street("l"), tags=["t"] * i, n=i, id=f"o{i}") for i in range(6)]
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        store = redmodel.Store.from_url(proxy.url)
+        store.get(F, "zz")
+        proxy.lose_reply(lambda n: n.upper() in ("EVALSHA", "EVAL"), when=has("a17f:o0"))
+        try:
+            store.save_many(objs, ttl=50)
+        except redis.ConnectionError:
+            pass
+        assert proxy.events
+        store.close()
+    plain = redmodel.Store(redis_client)
+    got = plain.get_many(F, [o.id for o in objs])
+    assert all(g is None or g == o for g, o in zip(got, objs, strict=True))
+    assert all(redis_client.pttl(k) > 0 for k in redis_client.keys("a17f:o*"))
+
+
+# ---- indexes ---------------------------------------------------------------------------------
+
+
+def check_consistent(store: redmodel.Store) -> None:
+    assert store.verify(Q) == []
+    objs = list(store.scan(Q))
+    for color in ("red", "blue", "green"):
+        want = sorted(o.id for o in objs if o.color == color)
+        assert sorted(o.id for o in store.find(Q, color=color).all()) == want
+        assert store.find(Q, color=color).count() == len(want)
+    want = sorted(o.id for o in objs if 10 <= o.n < 50)
+    assert sorted(o.id for o in store.find(Q, n=redmodel.between(10, 50, inclusive=(True, False))).all()) == want
+    for o in objs:
+        if o.sku is not None:
+            assert store.get_by(Q, sku=o.sku) == o
+
+
+def test_mixed_writes_keep_indexes_right(store: redmodel.Store) -> None:
+    """queries.md: every write changes the object and its entries in one script;
+    `verify` is clean and every query answers what a scan answers."""
+    rng = random.Random(17)
+    colors = ["red", "blue", "green"]
+    for _ in range(150):
+        op = rng.randrange(7)
+        i = f"q{rng.randrange(12)}"
+        try:
+            if op == 0:
+                store.save(Q(rng.choice(colors), rng.random(), rng.randrange(60),
+                             sku=rng.choice([None, f"s{rng.randrange(5)}"]), id=i))
+            elif op == 1:
+                store.save_many([Q(rng.choice(colors), rng.random(), rng.randrange(60),
+                                   sku=None, id=f"q{rng.randrange(12)}") for _ in range(3)])
+            elif op == 2:
+                store.update(Q, i, color=rng.choice(colors), n=rng.randrange(60))
+            elif op == 3:
+                store.incr(Q, i, "n", rng.randrange(-5, 5))
+            elif op == 4:
+                store.incr_fields(Q, i, {"n": 1, "price": 0.5})
+            elif op == 5:
+                store.delete(Q, i)
+            else:
+                store.delete_many(Q, [i, f"q{rng.randrange(12)}"])
+        except (redmodel.NotFoundError, redmodel.UniqueViolationError):
+            pass
+    check_consistent(store)
+
+
+def test_concurrent_writers_keep_indexes_right(redis_url: str, store: redmodel.Store) -> None:
+    def work(seed: int) -> None:
+        s = redmodel.Store.from_url(redis_url)
+        rng = random.Random(seed)
+        for _ in range(60):
+            i = f"q{rng.randrange(8)}"
+            try:
+                r = rng.randrange(4)
+                if r == 0:
+                    s.save(Q(rng.choice(["red", "blue"]), rng.random(), rng.randrange(60),
+                             sku=f"s{rng.randrange(4)}", id=i))
+                elif r == 1:
+                    s.incr(Q, i, "n", 1)
+                elif r == 2:
+                    s.update(Q, i, sku=f"s{rng.randrange(4)}", color="green")
+                else:
+                    s.delete(Q, i)
+            except (redmodel.NotFoundError, redmodel.UniqueViolationError):
+                pass
+        s.close()
+
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    check_consistent(store)
+
+
+def test_lost_reply_to_indexed_incr_is_outcome_unknown(redis_server: Any,
+                                                        redis_client: Any) -> None:
+    redmodel.Store(redis_client).save(Q("red", 1.0, 5, id="a"))
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        store = redmodel.Store.from_url(proxy.url)
+        store.get(Q, "a")
+        proxy.lose_reply(lambda n: n.upper() in ("EVALSHA", "EVAL"), when=has("a17q:a"))
+        with pytest.raises(redmodel.OutcomeUnknownError):
+            store.incr(Q, "a", "n", 2)
+        store.close()
+    plain = redmodel.Store(redis_client)
+    assert plain.get(Q, "a").n == 7
+    check_consistent(plain)
+
+
+def test_lost_reply_to_indexed_save_is_settled(redis_server: Any, redis_client: Any) -> None:
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        store = redmodel.Store.from_url(proxy.url)
+        store.save(Q("red", 1.0, 5, sku="u", id="a"))
+        proxy.lose_reply(lambda n: n.upper() in ("EVALSHA", "EVAL"), when=has("a17q:a"))
+        store.save(Q("blue", 2.0, 15, sku="v", id="a"))
+        assert proxy.events
+        store.close()
+    plain = redmodel.Store(redis_client)
+    assert plain.get(Q, "a") == Q("blue", 2.0, 15, sku="v", id="a")
+    check_consistent(plain)
+
+
+def test_query_notices_index_dropped_by_another_store(redis_client: Any) -> None:
+    """queries.md: "a store that has been running all along sees a change made by another
+    process on its next query: ... `drop_index`" -> IndexNotReadyError."""
+    a = redmodel.Store(redis_client)
+    a.save_many([QV1("red", 1.0, i, id=f"a{i}") for i in range(3)])
+    assert a.find(QV1, color="red").count() == 3
+
+    class Q:  # the same model, its color index removed (a newer deploy)
+        color: str
+        price: float = redmodel.field(index="range", default=0.0)
+        n: int = redmodel.field(index="range", default=0)
+        sku: str | None = redmodel.field(unique=True, default=None)
+        id: str = redmodel.key_field(generated=False)
+
+    Q.__qualname__ = "Q"
+    Q2 = redmodel.model(prefix="a17q")(attrs.define(Q))
+
+    b = redmodel.Store(redis_client)
+    b.get(Q2, "a0")
+    b.drop_index(Q2, "color")
+    with pytest.raises(redmodel.IndexNotReadyError):
+        a.find(QV1, color="red").count()
+    with pytest.raises(redmodel.IndexNotReadyError):
+        a.find(QV1, color="red").all()
+
+
+def test_async_save_many_equals_sync(redis_url: str, store: redmodel.Store) -> None:
+    objs = [Q(["red", "blue"][i % 2], i / 3, i, sku=f"k{i}", id=f"z{i}:{{}}") for i in range(30)]
+    store.save_many(objs)
+    sync = {k: store.client.dump(k) and store.client.hgetall(k)
+            for k in store.client.keys("a17q:z*")}
+    store.client.flushall()
+
+    async def run() -> list[Any]:
+        async with redmodel.AsyncStore.from_url(redis_url) as astore:
+            await astore.save_many(objs, chunk_size=7)
+            return await astore.get_many(Q, [o.id for o in objs])
+
+    got = asyncio.run(run())
+    assert got == objs
+    assert {k: store.client.hgetall(k) for k in store.client.keys("a17q:z*")} == sync
+    check_consistent(store)
