@@ -307,3 +307,225 @@ def test_conflicting_schema_from_another_store_is_refused_after_cache(redis_clie
     assert redis_client.exists("a17c:d") == 0
     with pytest.raises(redmodel.SchemaConflictError):
         b.get(Ctr2, "c")
+
+
+# ---- F1: the generated (and generic) decoders are not strict -------------------------------
+
+
+@redmodel.model(prefix="a17u")
+@attrs.define
+class Up:
+    when: dt.datetime = redmodel.field(upgrade=lambda v: dt.datetime(1999, 1, 1))
+    n: int = redmodel.field(default=0, upgrade=lambda v: -1)
+    f: float = redmodel.field(default=0.0, upgrade=lambda v: -1.0)
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize(("field", "raw", "upgraded"), [
+    ("when", "2020-01-01", dt.datetime(1999, 1, 1)),   # a `date` field's text
+    ("n", "1_000", -1),                                # Python syntax, not decimal text
+    ("n", " 1", -1),
+    ("f", "1_0.5", -1.0),
+    ("f", "1e999", -1.0),                              # not a finite float's text: reads inf
+])
+def test_values_that_are_not_exactly_the_declared_type_reach_upgrade(
+        store: redmodel.Store, field: str, raw: str, upgraded: Any) -> None:
+    # F1: migrations.md "Strict decoding": "A stored value that is not exactly of the
+    # declared type is a DecodeError naming the key" and "`upgrade=` is called only for
+    # values that do not decode strictly". A `date` text in a `datetime` field (a date field
+    # changed to datetime), `1_000` or ` 1` in an int field, `1_0.5`/`1e999` in a float
+    # field decode silently (midnight, 1000, 1, 10.5, inf) on get, get_many, scan, tx.get
+    # and AsyncStore.get alike, and `upgrade` is never called.
+    store.get(Up, "zz")
+    store.client.hset("a17u:a", mapping={"when": "2020-01-01T00:00:00", "n": "1", "f": "1.5"})
+    store.client.hset("a17u:a", field, raw)
+    assert getattr(store.get(Up, "a"), field) == upgraded
+
+
+# ---- held: the same answer from every path -------------------------------------------------
+
+
+INCR_CASES = [
+    ({"n": "5", "x": "0.1"}, "x", 0.2),
+    ({"n": str(2**63 - 1), "x": "0.1"}, "n", 1),
+    ({"n": str(2**70), "x": "0.1"}, "n", 1),
+    ({"n": "abc", "x": "0.1"}, "n", 1),
+    ({"n": "05", "x": "0.1"}, "n", 1),
+    ({"x": "0.1"}, "n", 1),
+    ({"n": "5", "x": "1e308"}, "x", 1e308),
+    ({"n": "5", "x": "nan"}, "x", 1.0),
+    ({"n": "5", "x": "-0.0"}, "x", -0.0),
+    ({"n": "5", "x": "0.1"}, "x", 2**53 + 1),
+    ({"n": "5", "x": "0.1"}, "n", 2**63),
+    ({"n": "5", "x": "0.1"}, "n", True),
+]
+
+
+def test_incr_short_path_answers_as_incr_fields_and_async(redis_url: str,
+                                                          store: redmodel.Store) -> None:
+    """store.md: incr is checked first (exists, a number, no 64-bit overflow) and writes
+    the double sum as its repr; the short script refuses what it cannot decide and hands it
+    to incr_fields. Sync incr, AsyncStore.incr and incr_fields agree on every case."""
+    client = store.client
+
+    def outcome(fn: Any) -> tuple[Any, Any]:
+        client.delete("a17c:c")
+        client.hset("a17c:c", mapping=raw)
+        try:
+            got: Any = fn()
+        except redmodel.RedmodelError as e:
+            got = type(e)
+        return got, client.hgetall("a17c:c")
+
+    async def aincr() -> Any:
+        async with redmodel.AsyncStore.from_url(redis_url) as astore:
+            return await astore.incr(Ctr, "c", field, amount)
+
+    store.get(Ctr, "zz")
+    for raw, field, amount in INCR_CASES:
+        one = outcome(lambda: store.incr(Ctr, "c", field, amount))
+        many = outcome(lambda: store.incr_fields(Ctr, "c", {field: amount}))
+        many = (many[0][field] if isinstance(many[0], dict) else many[0], many[1])
+        other = outcome(lambda: asyncio.run(aincr()))
+        assert one == many == other, (raw, field, amount, one, many, other)
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_fast_paths_under_resp3(redis_server: Any, protocol: int) -> None:
+    """store.md: plans see replies "as the connection's parser gives them": RESP3 maps and
+    RESP2 lists give the same objects on the single-call and bulk paths, sync and async."""
+    import redis.asyncio
+
+    store = redmodel.Store(redis.Redis(host=redis_server.host, port=redis_server.port,
+                                       protocol=protocol))
+    store.client.flushall()
+    objs = [Ctr(i, i / 7, id=f"k{i}") for i in range(20)]
+    assert store.save_many(objs) == 20
+    assert store.get(Ctr, "k3") == objs[3]
+    assert store.get_many(Ctr, ["k1", "nope"]) == [objs[1], None]
+    assert store.incr(Ctr, "k3", "n", 2) == 5
+    assert store.exists(Ctr, "k3") and not store.exists(Ctr, "nope")
+    store.client.set("a17c:k9", "x")
+    with pytest.raises(redmodel.ServerError) as e:
+        store.get_many(Ctr, [f"k{i}" for i in range(20)])
+    assert e.value.keys == ("a17c:k9",)
+
+    async def run() -> None:
+        astore = redmodel.AsyncStore(redis.asyncio.Redis(
+            host=redis_server.host, port=redis_server.port, protocol=protocol))
+        try:
+            assert await astore.get(Ctr, "k4") == objs[4]
+            assert await astore.incr(Ctr, "k4", "n", 1) == 5
+            with pytest.raises(redmodel.ServerError) as e:
+                await astore.get(Ctr, "k9")
+            assert e.value.keys == ("a17c:k9",)
+            with pytest.raises(redmodel.ServerError):
+                await astore.save_many(objs)
+        finally:
+            await astore.aclose()
+
+    asyncio.run(run())
+    store.close()
+
+
+def test_async_cancelled_call_leaves_no_stale_reply(redis_server: Any,
+                                                    redis_client: Any) -> None:
+    """AsyncStore reads buffered replies straight from hiredis: a call cancelled while its
+    reply is on its way must not leave that reply for the next call on the connection."""
+    import redis.asyncio
+
+    redmodel.Store(redis_client).save_many([Ctr(i, id=f"k{i}") for i in range(8)])
+
+    async def run() -> None:
+        with FaultProxy(redis_server.host, redis_server.port) as proxy:
+            astore = redmodel.AsyncStore(redis.asyncio.Redis(host=proxy.host,
+                                                             port=proxy.port))
+            try:
+                await astore.get(Ctr, "k0")
+                proxy.stall("HGETALL", 0.4, when=has("a17c:k1"))
+                with pytest.raises((asyncio.TimeoutError, TimeoutError)):
+                    await asyncio.wait_for(astore.get(Ctr, "k1"), 0.1)
+                for i in (2, 3, 4):
+                    assert (await astore.get(Ctr, f"k{i}")) == Ctr(i, id=f"k{i}")
+                await asyncio.sleep(0.45)
+                assert (await astore.get(Ctr, "k5")) == Ctr(5, id="k5")
+                got = await asyncio.gather(*[astore.get(Ctr, f"k{i % 8}") for i in range(40)])
+                assert [g.id for g in got] == [f"k{i % 8}" for i in range(40)]
+            finally:
+                await astore.aclose()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("call", ["save", "get", "incr", "exists", "delete", "update"])
+def test_unreadable_registry_record_refuses_every_single_call_twice(store: redmodel.Store,
+                                                                     call: str) -> None:
+    """migrations.md: a record redmodel cannot read: "a store's first use of the model
+    raises SchemaConflictError naming the key ..., nothing written" (and a refused check is
+    not cached as done: the second call is refused too)."""
+    store.client.hset("a17c:%schema", mapping={"owner": "x", "schema": "{not json"})
+    store.client.hset("a17c:a", "n", "1")
+    fn = {"save": lambda: store.save(Ctr(5, id="a")), "get": lambda: store.get(Ctr, "a"),
+          "incr": lambda: store.incr(Ctr, "a", "n", 1), "exists": lambda: store.exists(Ctr, "a"),
+          "delete": lambda: store.delete(Ctr, "a"),
+          "update": lambda: store.update(Ctr, "a", n=7)}[call]
+    for _ in range(2):
+        with pytest.raises(redmodel.SchemaConflictError, match="a17c:%schema"):
+            fn()
+    assert store.client.hgetall("a17c:a") == {b"n": b"1"}
+
+
+@redmodel.model(prefix="a17e")
+@attrs.define
+class Enc:
+    name: str
+    secret: str = redmodel.field(codec="json|fernet", default="")
+    num: int = redmodel.field(codec="json|fernet", default=0)
+    opt: str | None = redmodel.field(codec="json|fernet", default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+SECRET = "A17SUPERSECRETVALUE"
+
+
+def everything(client: Any) -> bytes:
+    out: list[bytes] = []
+    for k in client.keys("*"):
+        out.append(k)
+        t = client.type(k)
+        if t == b"hash":
+            out += [x for kv in client.hgetall(k).items() for x in kv]
+        elif t == b"string":
+            out.append(client.get(k))
+        elif t == b"set":
+            out += list(client.smembers(k))
+        elif t == b"zset":
+            out += client.zrange(k, 0, -1)
+    return b"\n".join(out)
+
+
+def test_encrypted_fields_never_in_plaintext_on_any_path(redis_url: str,
+                                                          store: redmodel.Store) -> None:
+    """codecs.md: an encrypted field is hidden in Redis and in errors, whichever path
+    (single save/update, save_many, transaction, AsyncStore) wrote it."""
+    pytest.importorskip("cryptography")
+    redmodel.codecs.configure_fernet(keys=[redmodel.codecs.FernetTransform.generate_key()])
+    store.save(Enc("n", SECRET, 12345678901, SECRET, id="a"))
+    store.save_many([Enc("n", SECRET, 12345678901, SECRET, id="b")])
+    assert store.update(Enc, "a", secret=SECRET + "2", opt=SECRET + "3", num=12345678901)
+    with Transaction(store) as tx:
+        tx.save(Enc("n", SECRET, 12345678901, id="d"))
+    for bad in [{"secret": SECRET.encode()}, {"secret": SECRET + "\ud800"}, {"num": SECRET}]:
+        with pytest.raises(redmodel.ValidationError) as e:
+            store.update(Enc, "a", **bad)
+        assert SECRET not in str(e.value) and SECRET not in repr(e.value)
+
+    async def run() -> None:
+        async with redmodel.AsyncStore.from_url(redis_url) as astore:
+            await astore.save(Enc("n", SECRET, 12345678901, id="e"))
+            await astore.update(Enc, "e", secret=SECRET)
+
+    asyncio.run(run())
+    assert store.get(Enc, "a") == Enc("n", SECRET + "2", 12345678901, SECRET + "3", id="a")
+    blob = everything(store.client)
+    assert SECRET.encode() not in blob and b"12345678901" not in blob
