@@ -281,3 +281,36 @@ def test_async_save_many_equals_sync(redis_url: str, store: redmodel.Store) -> N
     assert got == objs
     assert {k: store.client.hgetall(k) for k in store.client.keys("a17q:z*")} == sync
     check_consistent(store)
+
+
+# ---- F2: a bulk call refused before anything was sent says its keys may have been written --
+
+
+@redmodel.model(prefix="a17x")
+@attrs.define
+class Unbucketed:
+    n: int = redmodel.field(index="range", default=0)
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("call", ["save_many", "delete_many"])
+def test_cluster_bulk_refused_before_sending_lists_every_key_as_not_written(
+        redis_cluster_client: Any, call: str) -> None:
+    # F2: failures.md puts CrossSlotError with the errors raised before anything is sent;
+    # store.md: "When a chunk's outcome is unknown (`OutcomeUnknownError` ...) its keys are
+    # in **neither** list", and a bulk error carries `.written` / `.not_written`. An indexed
+    # model without buckets on a cluster is refused by a CrossSlotError before its first
+    # chunk is sent (nothing reaches any node), yet the error has `.not_written == ()` and
+    # says "0 were written, 4 may or may not have been (...: in neither list)". A caller
+    # that follows the documented lists re-reads keys that cannot have been written.
+    store = redmodel.Store(redis_cluster_client)
+    ids = [f"i{i}" for i in range(4)]
+    with pytest.raises(redmodel.CrossSlotError) as e:
+        if call == "save_many":
+            store.save_many([Unbucketed(i, id=x) for i, x in enumerate(ids)])
+        else:
+            store.delete_many(Unbucketed, ids)
+    assert [k for k in redis_cluster_client.keys("a17x:*") if b"%schema" not in k] == []
+    assert tuple(e.value.written) == ()
+    assert sorted(e.value.not_written) == sorted(f"a17x:{x}" for x in ids), str(e.value)
+    assert "may or may not" not in str(e.value)
