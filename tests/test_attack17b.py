@@ -314,3 +314,82 @@ def test_cluster_bulk_refused_before_sending_lists_every_key_as_not_written(
     assert tuple(e.value.written) == ()
     assert sorted(e.value.not_written) == sorted(f"a17x:{x}" for x in ids), str(e.value)
     assert "may or may not" not in str(e.value)
+
+
+# ---- held: every path leaves the same keys and bytes (indexed, flat) -------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from redmodel.transactions import Transaction  # noqa: E402
+from tests.budget import scaled  # noqa: E402
+
+
+def whole_db(client: Any) -> dict[bytes, Any]:
+    out: dict[bytes, Any] = {}
+    for k in client.keys("*"):
+        if k.endswith(b"%schema"):
+            continue
+        t = client.type(k)
+        if t == b"hash":
+            out[k] = client.hgetall(k)
+        elif t == b"string":
+            out[k] = client.get(k)
+        elif t == b"set":
+            out[k] = sorted(client.smembers(k))
+        elif t == b"zset":   # the expiry set's scores are times: members only
+            out[k] = (sorted(client.zrange(k, 0, -1)) if k.endswith(b"%idx:exp")
+                      else client.zrange(k, 0, -1, withscores=True))
+        else:
+            out[k] = t
+        out[k] = (out[k], client.pttl(k) > 0)
+    return out
+
+
+q_ids = st.text(alphabet=":{}*%\\ ab\u00e9", min_size=1, max_size=5)
+q_objs = st.lists(st.builds(
+    Q, color=st.text(max_size=6), price=st.floats(allow_nan=False, allow_infinity=False),
+    n=st.integers(-(2**53), 2**53), sku=st.none() | st.text(max_size=4), id=q_ids),
+    max_size=4, unique_by=(lambda o: o.id, lambda o: object() if o.sku is None else o.sku))
+f_objs = st.lists(st.builds(
+    F, name=st.text(max_size=6), street=st.builds(Street, st.text(max_size=4),
+                                                 st.none() | st.text(max_size=3)),
+    tags=st.lists(st.text(max_size=3), max_size=3), n=st.integers(-(2**70), 2**70), id=q_ids),
+    max_size=3, unique_by=lambda o: o.id)
+
+
+@settings(max_examples=scaled(25), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(objs=q_objs | f_objs, ttl=st.sampled_from([None, 100]))
+def test_every_path_leaves_the_same_database(redis_url: str, store: redmodel.Store,
+                                             objs: list[Any], ttl: Any) -> None:
+    """store.md: save_many sends "the same command per object" (indexed: the same script
+    per object); a transaction and AsyncStore run the same plans: the whole database
+    (objects, index keys, records, leaves, TTLs) is the same whichever path wrote it."""
+    client = store.client
+    dumps = []
+
+    async def run() -> None:
+        async with redmodel.AsyncStore.from_url(redis_url) as astore:
+            await astore.save_many(objs, ttl=ttl, chunk_size=2)
+
+    for path in ("save", "save_many", "tx", "async"):
+        client.flushall()
+        if path == "save":
+            for o in objs:
+                store.save(o, ttl=ttl)
+        elif path == "save_many":
+            store.save_many(objs, ttl=ttl)
+        elif path == "tx":
+            with Transaction(store) as tx:
+                for o in objs:
+                    tx.save(o, ttl=ttl)
+        else:
+            asyncio.run(run())
+        dumps.append(whole_db(client))
+        if objs:
+            assert store.get_many(type(objs[0]), [o.id for o in objs]) == objs
+    for d in dumps[1:]:
+        assert d.keys() == dumps[0].keys(), dumps
+        for k in d:
+            assert d[k] == dumps[0][k], (k, [x.get(k) for x in dumps])
