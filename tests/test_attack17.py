@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import math
 from typing import Any
 
 import attrs
 import pytest
 import redis
+import redis.asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -63,7 +65,8 @@ texts = st.text(max_size=40)
 floats = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
     [-0.0, 0.1 + 0.2, 5e-324, 1.7976931348623157e308])
 ints = st.integers(-(2**70), 2**70)
-whens = st.datetimes(timezones=st.sampled_from([dt.timezone.utc, dt.timezone(dt.timedelta(hours=5)), None]))
+whens = st.datetimes(timezones=st.sampled_from(
+    [dt.timezone.utc, dt.timezone(dt.timedelta(hours=5)), None]))
 objs = st.builds(P, s=texts, f=floats, i=ints, when=whens,
                  addr=st.builds(Addr, street=texts, zip=ints),
                  tags=st.lists(texts, max_size=3), opt=st.none() | texts, id=ids)
@@ -377,16 +380,16 @@ def test_incr_short_path_answers_as_incr_fields_and_async(redis_url: str,
             got = type(e)
         return got, client.hgetall("a17c:c")
 
-    async def aincr() -> Any:
+    async def aincr(field: str, amount: Any) -> Any:
         async with redmodel.AsyncStore.from_url(redis_url) as astore:
             return await astore.incr(Ctr, "c", field, amount)
 
     store.get(Ctr, "zz")
     for raw, field, amount in INCR_CASES:
-        one = outcome(lambda: store.incr(Ctr, "c", field, amount))
-        many = outcome(lambda: store.incr_fields(Ctr, "c", {field: amount}))
+        one = outcome(functools.partial(store.incr, Ctr, "c", field, amount))
+        many = outcome(functools.partial(store.incr_fields, Ctr, "c", {field: amount}))
         many = (many[0][field] if isinstance(many[0], dict) else many[0], many[1])
-        other = outcome(lambda: asyncio.run(aincr()))
+        other = outcome(lambda f=field, a=amount: asyncio.run(aincr(f, a)))  # type: ignore
         assert one == many == other, (raw, field, amount, one, many, other)
 
 
@@ -394,8 +397,6 @@ def test_incr_short_path_answers_as_incr_fields_and_async(redis_url: str,
 def test_fast_paths_under_resp3(redis_server: Any, protocol: int) -> None:
     """store.md: plans see replies "as the connection's parser gives them": RESP3 maps and
     RESP2 lists give the same objects on the single-call and bulk paths, sync and async."""
-    import redis.asyncio
-
     store = redmodel.Store(redis.Redis(host=redis_server.host, port=redis_server.port,
                                        protocol=protocol))
     store.client.flushall()
@@ -432,8 +433,6 @@ def test_async_cancelled_call_leaves_no_stale_reply(redis_server: Any,
                                                     redis_client: Any) -> None:
     """AsyncStore reads buffered replies straight from hiredis: a call cancelled while its
     reply is on its way must not leave that reply for the next call on the connection."""
-    import redis.asyncio
-
     redmodel.Store(redis_client).save_many([Ctr(i, id=f"k{i}") for i in range(8)])
 
     async def run() -> None:
@@ -529,3 +528,88 @@ def test_encrypted_fields_never_in_plaintext_on_any_path(redis_url: str,
     assert store.get(Enc, "a") == Enc("n", SECRET + "2", 12345678901, SECRET + "3", id="a")
     blob = everything(store.client)
     assert SECRET.encode() not in blob and b"12345678901" not in blob
+
+
+def test_single_save_without_client_kill_is_outcome_unknown(redis_server: Any,
+                                                           redis_client: Any) -> None:
+    """failures.md: a resendable write is resent only once its first copy is fenced with
+    `CLIENT KILL`; "without them a lost reply to such a write is OutcomeUnknownError". The
+    single-call path (`SyncLink._one`, AsyncStore) hands the lost reply to the same rule."""
+    redis_client.acl_setuser("a17nokill", enabled=True, passwords=["+pw"], keys=["*"],
+                             commands=["+@all", "-client|kill"])
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        store = redmodel.Store(redis.Redis(host=proxy.host, port=proxy.port,
+                                           username="a17nokill", password="pw"))
+        store.save(Ctr(1, id="a"))
+        proxy.lose_reply("HSET", when=has("a17c:a"))
+        with pytest.raises(redmodel.OutcomeUnknownError):
+            store.save(Ctr(5, id="a"))
+        proxy.lose_reply("HGETALL", when=has("a17c:a"))
+        assert store.get(Ctr, "a") == Ctr(5, id="a")          # reads are resent
+
+        async def run() -> None:
+            astore = redmodel.AsyncStore(redis.asyncio.Redis(
+                host=proxy.host, port=proxy.port, username="a17nokill", password="pw"))
+            try:
+                await astore.get(Ctr, "a")
+                proxy.lose_reply("HSET", when=has("a17c:a"))
+                with pytest.raises(redmodel.OutcomeUnknownError):
+                    await astore.save(Ctr(7, id="a"))
+            finally:
+                await astore.aclose()
+
+        asyncio.run(run())
+        store.close()
+    assert redis_client.hgetall("a17c:a") == {b"n": b"7", b"x": b"0.0"}
+
+
+@pytest.mark.parametrize("exactly_once", [False, True])
+def test_async_gathered_incrs_with_lost_replies_apply_once(redis_server: Any,
+                                                           redis_client: Any,
+                                                           exactly_once: bool) -> None:
+    """failures.md: a lost increment is OutcomeUnknownError (never resent), or in
+    exactly-once mode resent under its write id; every other call gets its own reply."""
+    redmodel.Store(redis_client).save(Ctr(0, id="k"))
+
+    async def run() -> list[Any]:
+        with FaultProxy(redis_server.host, redis_server.port) as proxy:
+            astore = redmodel.AsyncStore(redis.asyncio.Redis(host=proxy.host, port=proxy.port),
+                                         exactly_once=exactly_once)
+            try:
+                await astore.get(Ctr, "k")
+                proxy.lose_reply(lambda n: n.upper() in ("EVALSHA", "EVAL"),
+                                 when=has("a17c:k"), times=3)
+                return await asyncio.gather(*[astore.incr(Ctr, "k", "n", 1) for _ in range(30)],
+                                            return_exceptions=True)
+            finally:
+                await astore.aclose()
+
+    res = asyncio.run(run())
+    oks = [x for x in res if isinstance(x, int)]
+    unknown = [x for x in res if isinstance(x, redmodel.OutcomeUnknownError)]
+    assert len(oks) + len(unknown) == 30, res
+    assert len(set(oks)) == len(oks)
+    assert (not unknown) if exactly_once else len(unknown) == 3
+    assert int(redis_client.hget("a17c:k", "n")) == 30
+
+
+def test_transaction_short_path_lost_exec_is_outcome_unknown(redis_server: Any,
+                                                             redis_client: Any) -> None:
+    """transactions.md: connection lost during EXEC -> OutcomeUnknownError naming the keys,
+    never resent: the read-then-HINCRBY short path applies once."""
+    redmodel.Store(redis_client).save(Ctr(10, id="h"))
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        store = redmodel.Store.from_url(proxy.url)
+
+        @redmodel.transaction(store)
+        def buy(tx: Any, hid: str) -> Any:
+            tx.get_or_raise(Ctr, hid)
+            return tx.incr(Ctr, hid, "n", -1)
+
+        assert buy("h").value == 9
+        proxy.lose_reply("EXEC")
+        with pytest.raises(redmodel.OutcomeUnknownError) as e:
+            buy("h")
+        assert "a17c:h" in e.value.keys
+        store.close()
+    assert redis_client.hget("a17c:h", "n") == b"8"
