@@ -393,3 +393,32 @@ def test_every_path_leaves_the_same_database(redis_url: str, store: redmodel.Sto
         assert d.keys() == dumps[0].keys(), dumps
         for k in d:
             assert d[k] == dumps[0][k], (k, [x.get(k) for x in dumps])
+
+
+def test_query_notices_index_rebuilt_as_building_by_another_store(redis_client: Any) -> None:
+    """queries.md: a running store sees "a rolling deploy turning an index back to
+    `building`" or `drop_index` on its next query (IndexNotReadyError), not an answer from
+    the compiled query it cached (the index no longer holds b0)."""
+    a = redmodel.Store(redis_client)
+    a.save_many([QV1("red", 1.0, i, id=f"a{i}") for i in range(3)])
+    assert a.find(QV1, color="red").count() == 3
+    assert a.find(QV1, color="red").count() == 3          # the compiled query, cached
+
+    class Q:  # the same model, its color index removed (a newer deploy)
+        color: str
+        price: float = redmodel.field(index="range", default=0.0)
+        n: int = redmodel.field(index="range", default=0)
+        sku: str | None = redmodel.field(unique=True, default=None)
+        id: str = redmodel.key_field(generated=False)
+
+    Q.__qualname__ = "Q"
+    without = redmodel.model(prefix="a17q")(attrs.define(Q))
+    b = redmodel.Store(redis_client)
+    b.get(without, "a0")
+    b.drop_index(without, "color")
+    b.save(without("red", 2.0, 9, id="b0"))            # not in the color index
+    c = redmodel.Store(redis_client)
+    c.get(QV1, "a0")                                   # the older version runs again
+    for _ in range(2):
+        with pytest.raises(redmodel.IndexNotReadyError):
+            a.find(QV1, color="red").ids()
