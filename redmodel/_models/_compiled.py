@@ -242,7 +242,7 @@ def field_encoder(spec: ModelSpec, f: FieldSpec
 # Decoders of _types._SCALARS written inline: the same call without its wrapper, which
 # only turns the error into BadValueError (here any error hands the reply to the generic
 # decode, which raises the DecodeError naming the field).
-_INLINE_DECODE = {str: "{r}.decode('utf-8')", int: "int({r})", float: "float({r})"}
+_INLINE_DECODE = {str: "{r}.decode('utf-8')"}  # int and float: their strict decoders
 
 
 def _decode_expr(env: _Env, f: FieldSpec, raw: str) -> str:

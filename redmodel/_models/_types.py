@@ -50,6 +50,20 @@ def is_model_class(tp: Any) -> bool:
 # ---- scalars: Redis string form -------------------------------------------------------
 
 
+def exact(parse: Callable[[str], Any], show: Callable[[Any], str]) -> Callable[[str], Any]:
+    """``parse``, refusing text that is not exactly what ``show`` writes of the value it
+    reads (strict decoding: ``2020-01-01`` is a date's text, not a datetime's; ``1_000``
+    and `` 1`` are Python syntax, not stored text): ValueError, so the caller's error or
+    the field's ``upgrade=`` decides."""
+    def parsed(text: str) -> Any:
+        value = parse(text)
+        if show(value) != text:
+            raise ValueError("not the value's own text")
+        return value
+
+    return parsed
+
+
 def _dec_text(parse: Callable[[str], Any]) -> Decoder:
     def decode(raw: bytes) -> Any:
         try:
@@ -68,17 +82,33 @@ def _dec_str(raw: bytes) -> str:
 
 
 def _dec_int(raw: bytes) -> int:
+    """An int's decimal text exactly as ``str(int)`` (and HINCRBY) writes it: no sign
+    ``+``, leading zero, ``-0``, space or ``_``."""
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise BadValueError("not an integer") from None
+    if str(value).encode() != raw:
+        raise BadValueError("not an integer's decimal text")
+    return value
+
+
+_NON_FINITE = (b"nan", b"inf", b"-inf")  # repr's text of the floats that are no number
 
 
 def _dec_float(raw: bytes) -> float:
+    """A float's decimal text (``repr``'s, HINCRBYFLOAT's, an int's): none of Python's
+    extra syntax (``_``, spaces, ``+``, ``Infinity``), and inf or nan only from their own
+    text (``1e999`` reads as inf: it is no float's text)."""
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise BadValueError("not a number") from None
+    if b"_" in raw or raw[:1] in (b"+", b"") or raw.strip() != raw:
+        raise BadValueError("not a number's decimal text")
+    if value - value != 0 and raw not in _NON_FINITE:  # inf or nan
+        raise BadValueError("out of a float's range")
+    return value
 
 
 def _dec_bool(raw: bytes) -> bool:
@@ -157,23 +187,24 @@ _SCALARS: dict[type, tuple[Encoder, Decoder, Checker]] = {
     bytes: (bytes, bytes, _check_type(bytes)),
     decimal.Decimal: (
         lambda v: str(v).encode(),
-        _dec_text(decimal.Decimal),
+        _dec_text(exact(decimal.Decimal, str)),
         _check_type(decimal.Decimal),
     ),
-    uuid.UUID: (lambda v: str(v).encode(), _dec_text(uuid.UUID), _check_type(uuid.UUID)),
+    uuid.UUID: (lambda v: str(v).encode(), _dec_text(exact(uuid.UUID, str)),
+                _check_type(uuid.UUID)),
     dt.datetime: (
         lambda v: v.isoformat().encode(),
-        _dec_text(dt.datetime.fromisoformat),
+        _dec_text(exact(dt.datetime.fromisoformat, dt.datetime.isoformat)),
         _check_offset(dt.datetime),
     ),
     dt.date: (
         lambda v: v.isoformat().encode(),
-        _dec_text(dt.date.fromisoformat),
+        _dec_text(exact(dt.date.fromisoformat, dt.date.isoformat)),
         _check_type(dt.date, exclude=(dt.datetime,)),
     ),
     dt.time: (
         lambda v: v.isoformat().encode(),
-        _dec_text(dt.time.fromisoformat),
+        _dec_text(exact(dt.time.fromisoformat, dt.time.isoformat)),
         _check_offset(dt.time),
     ),
 }

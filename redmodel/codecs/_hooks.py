@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import cattrs
 
-from redmodel._models._types import BadValueError
+from redmodel._models._types import BadValueError, exact
 
 # Types stored as strings by every serializer, so each format round-trips them the same way.
 _TEXT_SCALARS = (dt.datetime, dt.date, dt.time, decimal.Decimal, uuid.UUID)
@@ -25,16 +25,18 @@ def configure_text_scalars(converter: cattrs.Converter) -> None:
     neither msgpack's timestamps nor YAML's timestamps do for every value.
     """
     converter.register_unstructure_hook(decimal.Decimal, str)
-    converter.register_structure_hook(decimal.Decimal, _text(decimal.Decimal))
+    converter.register_structure_hook(decimal.Decimal, _text(exact(decimal.Decimal, str)))
     converter.register_unstructure_hook(uuid.UUID, str)
-    converter.register_structure_hook(uuid.UUID, _text(uuid.UUID))
+    converter.register_structure_hook(uuid.UUID, _text(exact(uuid.UUID, str)))
     converter.register_unstructure_hook(dt.time, dt.time.isoformat)
-    converter.register_structure_hook(dt.time, _text(lambda v: _with_offset(v, dt.time)))
+    converter.register_structure_hook(dt.time, _text(exact(
+        lambda v: _with_offset(v, dt.time), dt.time.isoformat)))
     converter.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
-    converter.register_structure_hook(
-        dt.datetime, _text(lambda v: _with_offset(v, dt.datetime)))
+    converter.register_structure_hook(dt.datetime, _text(exact(
+        lambda v: _with_offset(v, dt.datetime), dt.datetime.isoformat)))
     converter.register_unstructure_hook(dt.date, dt.date.isoformat)
-    converter.register_structure_hook(dt.date, _text(dt.date.fromisoformat))
+    converter.register_structure_hook(dt.date, _text(exact(dt.date.fromisoformat,
+                                                           dt.date.isoformat)))
     # A preconf converter may pass unions of native types through unchecked (pyyaml does so
     # for datetime/date); an Optional of a text scalar must structure its string instead.
     converter.register_structure_hook_factory(
