@@ -15,6 +15,7 @@ import attrs
 
 from redmodel._args import MAX_TTL_SECONDS, integer
 from redmodel._errors import (
+    CrossSlotError,
     DecodeError,
     NotFoundError,
     RedmodelError,
@@ -433,6 +434,8 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
     :class:`OutcomeUnknownError`); they are in neither list."""
     if not isinstance(error, RedmodelError):
         return error
+    if isinstance(error, CrossSlotError):  # refused before anything was sent
+        unknown = ()
     done = set(written) | set(unknown)
     rest = [k for k in keys if k not in done]
     key = refused or getattr(error, "key", None) or "one object"
