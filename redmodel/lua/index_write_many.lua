@@ -6,9 +6,13 @@
 -- delete_many. The types of the shared keys (all-ids, expiry, entry keys) are checked
 -- once per call, and the call is one script run instead of one per object.
 -- KEYS: every key of every object (obj, rec, all, exp, then the entry keys it expects),
--- deduplicated. ARGV: count, then per object: the positions in KEYS of its obj, rec, all
--- and exp, the count of its arguments, and its arguments as index_write.lua's ARGV
--- (mode save or delete, ':c' with claims).
+-- deduplicated. ARGV: count, then items, each a header or an object. The arguments the
+-- objects of a call share are sent once, in a header that holds until the next one:
+--   'h', the positions in KEYS of rec, all and exp, then index_write.lua's mode (save or
+--   delete, ':c' with claims), root, d, objprefix, ttl and changed (10 arguments);
+-- an object: the position in KEYS of its obj, the count m of what follows, then its id,
+--   entries and mode data (index_write.lua's ARGV without what the header holds).
+-- An object before the first header is refused (BADARG, nothing written).
 -- Reply: per object, index_write.lua's answer, or (nothing of it written):
 --   {'KEYS', missing...}  keys it needs that no object declared;
 --   {'LATER'}             it must be written after an object of this call that was not
@@ -86,16 +90,25 @@ local function one(obj, rec, all, exp, A)
   return answer(1, gone)
 end
 
-local out, at = {}, 2
-for i = 1, n do
-  local o, r, a, e, m = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]),
-                        tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
-  if not (o and r and a and e and m) or m < 0 or at + 4 + m > #ARGV then
-    return {'BADARG', 'object ' .. i}
+local out, at, i = {}, 2, 0
+local r, a, e, H  -- the current header's rec, all, exp positions and shared arguments
+while i < n do
+  if ARGV[at] == 'h' then
+    if at + 9 > #ARGV then return {'BADARG', 'header'} end
+    r, a, e = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+    H = {ARGV[at + 4], ARGV[at + 5], ARGV[at + 6], ARGV[at + 7], ARGV[at + 8], ARGV[at + 9]}
+    at = at + 10
+  else
+    i = i + 1
+    local o, m = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+    if not (H and r and a and e and o and m) or m < 2 or m % 1 ~= 0 or at + 1 + m > #ARGV then
+      return {'BADARG', 'object ' .. i}
+    end
+    -- index_write.lua's ARGV: mode, id, root, d, objprefix, ttl, changed, entries, data...
+    local A = {H[1], ARGV[at + 2], H[2], H[3], H[4], H[5], H[6]}
+    for j = 3, m + 1 do A[j + 5] = ARGV[at + j] end
+    out[i] = one(KEYS[o], KEYS[r], KEYS[a], KEYS[e], A)
+    at = at + 2 + m
   end
-  local A = {}
-  for j = 1, m do A[j] = ARGV[at + 4 + j] end
-  out[i] = one(KEYS[o], KEYS[r], KEYS[a], KEYS[e], A)
-  at = at + 5 + m
 end
 return out
