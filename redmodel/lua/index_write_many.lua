@@ -12,7 +12,8 @@
 --   delete, ':c' with claims), root, d, objprefix, ttl and changed (10 arguments);
 -- an object: the position in KEYS of its obj, the count m of what follows, then its id,
 --   entries and mode data (index_write.lua's ARGV without what the header holds).
--- An object before the first header is refused (BADARG, nothing written).
+-- A malformed call (an object before the first header, a cut header or object, arguments
+-- left over) is refused whole (BADARG), nothing written.
 -- Reply: per object, index_write.lua's answer, or (nothing of it written):
 --   {'KEYS', missing...}  keys it needs that no object declared;
 --   {'LATER'}             it must be written after an object of this call that was not
@@ -90,25 +91,33 @@ local function one(obj, rec, all, exp, A)
   return answer(1, gone)
 end
 
-local out, at, i = {}, 2, 0
+-- the whole call's shape first (nothing is written when it is malformed): per object, its
+-- obj's position, where its arguments start and their count, and its header
+local items, at = {}, 2
 local r, a, e, H  -- the current header's rec, all, exp positions and shared arguments
-while i < n do
+while #items < n do
   if ARGV[at] == 'h' then
-    if at + 9 > #ARGV then return {'BADARG', 'header'} end
     r, a, e = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
-    H = {ARGV[at + 4], ARGV[at + 5], ARGV[at + 6], ARGV[at + 7], ARGV[at + 8], ARGV[at + 9]}
+    if not (r and a and e) or at + 9 > #ARGV then return {'BADARG', 'header'} end
+    H = {KEYS[r], KEYS[a], KEYS[e], ARGV[at + 4], ARGV[at + 5], ARGV[at + 6], ARGV[at + 7],
+         ARGV[at + 8], ARGV[at + 9]}
     at = at + 10
   else
-    i = i + 1
     local o, m = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
-    if not (H and r and a and e and o and m) or m < 2 or m % 1 ~= 0 or at + 1 + m > #ARGV then
-      return {'BADARG', 'object ' .. i}
+    if not (H and o and m) or m < 2 or m % 1 ~= 0 or at + 1 + m > #ARGV then
+      return {'BADARG', 'object ' .. (#items + 1)}
     end
-    -- index_write.lua's ARGV: mode, id, root, d, objprefix, ttl, changed, entries, data...
-    local A = {H[1], ARGV[at + 2], H[2], H[3], H[4], H[5], H[6]}
-    for j = 3, m + 1 do A[j + 5] = ARGV[at + j] end
-    out[i] = one(KEYS[o], KEYS[r], KEYS[a], KEYS[e], A)
+    items[#items + 1] = {o, at + 2, m, H}
     at = at + 2 + m
   end
+end
+if at <= #ARGV then return {'BADARG', 'arguments after the last object'} end
+local out = {}
+for i, item in ipairs(items) do
+  local o, from, m, h = item[1], item[2], item[3], item[4]
+  -- index_write.lua's ARGV: mode, id, root, d, objprefix, ttl, changed, entries, data...
+  local A = {h[4], ARGV[from], h[5], h[6], h[7], h[8], h[9]}
+  for j = 1, m - 1 do A[7 + j] = ARGV[from + j] end
+  out[i] = one(KEYS[o], h[1], h[2], h[3], A)
 end
 return out
