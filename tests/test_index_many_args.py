@@ -1,8 +1,13 @@
-"""index_write_many.lua's arguments (issue 17, item 2): what the objects of a call share
-(mode, root, delimiter, object prefix, ttl, changed, the rec/all/exp keys) travels once, in
-a header that holds until the next one. The guarantees this could break: an object written
-with another object's ttl or mode (a header that changes inside a call), and a malformed
-call writing something (an object before any header, a cut header): refused whole.
+"""Shortcuts of the index write scripts (issue 17, items 1-2) and the guarantees they
+could break.
+
+- index_write_many.lua's arguments: what the objects of a call share (mode, root,
+  delimiter, object prefix, ttl, changed, the rec/all/exp keys) travels once, in a header
+  that holds until the next one. Could break: an object written with another object's ttl
+  or mode (a header that changes inside a call); a malformed call writing something.
+- index_write.lua reads the id's expiry score (ZSCORE: the expiry set's type check) instead
+  of asking TYPE, and skips the ZREM of a score that is not there. Could break: a
+  wrong-typed expiry set (or any other key) refused before the first write.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import redmodel
 from redmodel._indexes._writes import MANY, WRITE, Write, _many
 from redmodel._layouts._pick import layout_of
 from redmodel._models._specs import spec_of
-from tests.index_helpers import dump, flush
+from tests.index_helpers import dump, flush, plant
 
 
 @redmodel.model(prefix="hdr")
@@ -99,3 +104,33 @@ def test_a_malformed_call_is_refused_with_nothing_written(store: redmodel.Store,
     reply = _run(client, (*cmd[:3 + nkeys], *args))
     assert reply[0] in (b"BADARG", "BADARG")
     assert dump(client) == {}
+
+
+# every key a save touches, planted with a wrong type: the save (one, or save_many; of a new
+# object, or of one that exists with an expiry) is refused naming it, and nothing is written
+KINDS = {"obj": ("hdr:x", "list"), "rec": ("hdr:%idx:rec", "string"),
+         "all": ("hdr:%idx:all", "set"), "exp": ("hdr:%idx:exp", "hash"),
+         "eq": ("hdr:%idx:eq:color:red", "zset"), "rng": ("hdr:%idx:rng:price", "set")}
+
+
+@pytest.mark.parametrize("how", ["save", "save_many"])
+@pytest.mark.parametrize(("kind", "existing"),
+                         [(k, e) for k in sorted(KINDS) for e in (False, True)
+                          if not (k == "obj" and e)])  # an existing object's key is a hash
+def test_a_planted_wrong_typed_key_refuses_the_save_with_nothing_written(
+        store: redmodel.Store, kind: str, existing: bool, how: str) -> None:
+    client = store.client
+    flush(client)
+    key, planted = KINDS[kind]
+    if existing:
+        store.save(Cap(color="blue", price=2.0, id="x"), ttl=60)
+    plant(client, key, planted)
+    before = dump(client)
+    cap = Cap(color="red", price=1.5, id="x")
+    with pytest.raises(redmodel.ServerError) as info:
+        if how == "save":
+            store.save(cap)
+        else:
+            store.save_many([cap])
+    assert key in str(info.value)
+    assert dump(client) == before
