@@ -616,10 +616,18 @@ def _many(writes: Sequence[Write]) -> Command:
     for w in writes:
         for k in w.keys:
             at.setdefault(k, len(at) + 1)
+    # what the objects share (rec, all, exp, mode, root, d, objprefix, ttl, changed) goes
+    # in a header, sent again only when it changes; each object sends its obj's position,
+    # its id, entries and data
     args: list[Any] = [len(writes)]
+    head: tuple[Any, ...] = ()
     for w in writes:
-        args += [at[w.keys[0]], at[w.keys[1]], at[w.keys[2]], at[w.keys[3]], len(w.args),
-                 *w.args]
+        a = w.args
+        h = (at[w.keys[1]], at[w.keys[2]], at[w.keys[3]], a[0], a[2], a[3], a[4], a[5], a[6])
+        if h != head:
+            args += ["h", *h]
+            head = h
+        args += [at[w.keys[0]], len(a) - 6, a[1], *a[7:]]
     return MANY.call(list(at), args)
 
 

@@ -203,22 +203,26 @@ end
 -- the object's expiry after a write (ttl: '' keep | 'persist' | ms) and the expiry set
 -- that mirrors it; the answer of an expire ('persist': whether it had one, ms: 1; nil
 -- when kept). existed: the object was a hash before the write (a new one has no expiry).
-local function write_expiry(obj, exp, id, ttl, existed)
+-- had (optional): the id's score in the expiry set before the write, as ZSCORE answered
+-- it (false: none), read by the caller before its first write: a removal of what is not
+-- there, or a score set to what it is, is not sent (nil: not read, always sent)
+local function write_expiry(obj, exp, id, ttl, existed, had)
   if ttl == 'persist' then
-    local had = redis.call('PERSIST', obj)
-    redis.call('ZREM', exp, id)
-    return had
+    local r = redis.call('PERSIST', obj)
+    if had ~= false then redis.call('ZREM', exp, id) end
+    return r
   elseif ttl ~= '' then
     redis.call('PEXPIRE', obj, ttl)
     -- the expiry the server stored, exactly (TIME + ttl can be a millisecond later)
     redis.call('ZADD', exp, redis.call('PEXPIRETIME', obj), id)
     return 1
   elseif not existed then
-    redis.call('ZREM', exp, id)
+    if had ~= false then redis.call('ZREM', exp, id) end
   else
     local at = redis.call('PEXPIRETIME', obj)
-    if at > 0 then redis.call('ZADD', exp, at, id)
-    else redis.call('ZREM', exp, id) end
+    if at > 0 then
+      if not had or tonumber(had) ~= at then redis.call('ZADD', exp, at, id) end
+    elseif had ~= false then redis.call('ZREM', exp, id) end
   end
   return nil
 end

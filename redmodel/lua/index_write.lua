@@ -59,7 +59,12 @@ local function pin_field(name) return '\0pin' .. SEP .. name end
 -- ---- the fixed keys hold their types; what the object has now ------------------------------
 local objtype = redis.call('TYPE', obj)['ok']
 if objtype ~= 'none' and objtype ~= 'hash' then return {'WRONGTYPE', obj, objtype, 'hash'} end
-local refusal = check_keys({[rec] = '', [all] = 'zset', [exp] = 'zset'})
+local refusal = check_keys({[rec] = '', [all] = 'zset', [exp] = ''})
+if refusal then return refusal end
+-- the id's expiry score: the read is the expiry set's type check, and tells write_expiry
+-- what it need not send (a new object's ZREM)
+local had_exp
+had_exp, refusal = read('zset', 'ZSCORE', exp, id)
 if refusal then return refusal end
 local exists = objtype == 'hash'
 if not exists and (mode == 'update' or mode == 'expire') then return 0 end
@@ -215,7 +220,7 @@ elseif mode == 'save' or mode == 'update' then
 end
 local gone = released(old, new)
 write_index(root, d, id, rec, all, old, new, mode == 'reindex')
-local expired = write_expiry(obj, exp, id, ttl, exists)
+local expired = write_expiry(obj, exp, id, ttl, exists, had_exp)
 if mode == 'expire' and expired ~= nil then result = expired end
 if mode == 'reindex' then
   for _, line in ipairs(gone) do conflicts[#conflicts + 1] = line end

@@ -6,9 +6,14 @@
 -- delete_many. The types of the shared keys (all-ids, expiry, entry keys) are checked
 -- once per call, and the call is one script run instead of one per object.
 -- KEYS: every key of every object (obj, rec, all, exp, then the entry keys it expects),
--- deduplicated. ARGV: count, then per object: the positions in KEYS of its obj, rec, all
--- and exp, the count of its arguments, and its arguments as index_write.lua's ARGV
--- (mode save or delete, ':c' with claims).
+-- deduplicated. ARGV: count, then items, each a header or an object. The arguments the
+-- objects of a call share are sent once, in a header that holds until the next one:
+--   'h', the positions in KEYS of rec, all and exp, then index_write.lua's mode (save or
+--   delete, ':c' with claims), root, d, objprefix, ttl and changed (10 arguments);
+-- an object: the position in KEYS of its obj, the count m of what follows, then its id,
+--   entries and mode data (index_write.lua's ARGV without what the header holds).
+-- A malformed call (an object before the first header, a cut header or object, arguments
+-- left over) is refused whole (BADARG), nothing written.
 -- Reply: per object, index_write.lua's answer, or (nothing of it written):
 --   {'KEYS', missing...}  keys it needs that no object declared;
 --   {'LATER'}             it must be written after an object of this call that was not
@@ -86,16 +91,33 @@ local function one(obj, rec, all, exp, A)
   return answer(1, gone)
 end
 
-local out, at = {}, 2
-for i = 1, n do
-  local o, r, a, e, m = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]),
-                        tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
-  if not (o and r and a and e and m) or m < 0 or at + 4 + m > #ARGV then
-    return {'BADARG', 'object ' .. i}
+-- the whole call's shape first (nothing is written when it is malformed): per object, its
+-- obj's position, where its arguments start and their count, and its header
+local items, at = {}, 2
+local r, a, e, H  -- the current header's rec, all, exp positions and shared arguments
+while #items < n do
+  if ARGV[at] == 'h' then
+    r, a, e = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+    if not (r and a and e) or at + 9 > #ARGV then return {'BADARG', 'header'} end
+    H = {KEYS[r], KEYS[a], KEYS[e], ARGV[at + 4], ARGV[at + 5], ARGV[at + 6], ARGV[at + 7],
+         ARGV[at + 8], ARGV[at + 9]}
+    at = at + 10
+  else
+    local o, m = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+    if not (H and o and m) or m < 2 or m % 1 ~= 0 or at + 1 + m > #ARGV then
+      return {'BADARG', 'object ' .. (#items + 1)}
+    end
+    items[#items + 1] = {o, at + 2, m, H}
+    at = at + 2 + m
   end
-  local A = {}
-  for j = 1, m do A[j] = ARGV[at + 4 + j] end
-  out[i] = one(KEYS[o], KEYS[r], KEYS[a], KEYS[e], A)
-  at = at + 5 + m
+end
+if at <= #ARGV then return {'BADARG', 'arguments after the last object'} end
+local out = {}
+for i, item in ipairs(items) do
+  local o, from, m, h = item[1], item[2], item[3], item[4]
+  -- index_write.lua's ARGV: mode, id, root, d, objprefix, ttl, changed, entries, data...
+  local A = {h[4], ARGV[from], h[5], h[6], h[7], h[8], h[9]}
+  for j = 1, m - 1 do A[7 + j] = ARGV[from + j] end
+  out[i] = one(KEYS[o], h[1], h[2], h[3], A)
 end
 return out
