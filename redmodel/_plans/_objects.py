@@ -402,13 +402,15 @@ def _save_flat_chunk(layout: FlatLayout, part: Sequence[Any], ttl: Any, whole: b
     spec = layout.spec
     try:
         key_text, name, check = spec.key_builder(), spec.key.name, spec.checker()
-        ms = ttl_ms(spec, ttl)
+        ms: Any = DEFAULT  # the ttl is refused after the first object's id and fields
         save = layout.save
         chunk: list[tuple[str, Command | Write]] = []
         for obj in part:
             key = key_text(getattr(obj, name))[0]
             if not whole:
                 check(obj)
+            if ms is DEFAULT:
+                ms = ttl_ms(spec, ttl)
             chunk.append((key, save(key, obj, ms)))
         if ready is not None:
             yield from ready(part)
@@ -584,7 +586,8 @@ def _settle_all(chunk: Sequence[tuple[str, Command | Write]], replies: Sequence[
     if not any(isinstance(item, Write) and item.spec.claims for _, item in chunk):
         out = []
         for at, ((key, item), reply) in enumerate(zip(chunk, replies, strict=True)):  # no I/O
-            error = (reply if isinstance(reply, ServerError)  # an error reply (Batch.errors)
+            error = (None if type(reply) is int  # a write's count: no refusal
+                     else reply if isinstance(reply, ServerError)  # an error reply (Batch.errors)
                      else refusal(item.spec, key, reply, what, tx=tx) if isinstance(item, Write)
                      else None)
             if error is not None:
