@@ -70,7 +70,7 @@ def pair(redis_url: str, redis_client: redis.Redis) -> Iterator[Any]:
     ref.close()
 
 
-@settings(max_examples=scaled(30))
+@settings(max_examples=scaled(50))
 @given(steps=st.lists(STEP, min_size=1, max_size=4))
 def test_the_flat_chunk_path_stores_and_refuses_what_the_general_path_does(
         pair: Any, steps: list[Any]) -> None:
