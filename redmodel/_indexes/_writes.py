@@ -492,8 +492,8 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
     if hints is not None:
         return replies
     refused = [i for i, (item, reply) in enumerate(zip(items, replies, strict=True))
-               if isinstance(item, Write) and not item.spec.claims
-               and status(reply) == "UNIQUE"]
+               if type(reply) is not int and isinstance(item, Write)
+               and not item.spec.claims and status(reply) == "UNIQUE"]
     if refused and (yield from free_unheld([(items[i], replies[i])  # type: ignore[misc]
                                             for i in refused])):
         again = yield from _send_writes([items[i] for i in refused], idempotent=idempotent,
@@ -651,6 +651,9 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                     and status(reply) != "BADARG"
                     else [reply] * len(members))  # one write's, or an error for them all
             for i, r in zip(members, each, strict=True):
+                if type(r) is int:  # a write's 1 (or 0): no status word to look at
+                    replies[i] = r
+                    continue
                 item = items[i]
                 if status(r) == "LATER":  # after an object of its call that was not written
                     single.add(i)

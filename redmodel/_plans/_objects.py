@@ -37,7 +37,13 @@ from redmodel._indexes._writes import (
     undo,
     unique_lines,
 )
-from redmodel._layouts._flat import FlatWrite, counter_result, read_batch, send_write
+from redmodel._layouts._flat import (
+    FlatLayout,
+    FlatWrite,
+    counter_result,
+    read_batch,
+    send_write,
+)
 from redmodel._layouts._hash import INT64, HashLayout, check_increment, saved, stale_any
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape
@@ -220,10 +226,9 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
         return done + list(chunk_keys)
 
     for part in _chunks(objs, chunk_size):
-        plain = _plain_chunk(part) if hints is None else None
-        if plain is not None:  # one plain hash model: its commands, nothing else
-            keys = yield from _save_plain_chunk(plain, part, ttl, whole, ready, every,
-                                                known)
+        fast = _fast_chunk(part, ttl, whole, ready, every, known) if hints is None else None
+        if fast is not None:  # one plain hash model, or one unindexed flat model
+            keys = yield from fast
             if not whole:
                 done += keys
             count += len(part)
@@ -284,9 +289,8 @@ def _check_all(seq: Sequence[Any], chunk_size: int) -> dict[int, list[str]]:
     """Refuse what a save_many of ``seq`` would refuse, before anything is written; the
     index entries of its first chunk's objects (by id(obj)), which their writes reuse
     (only the first chunk's: memory stays bounded by the chunk size)."""
-    plain = _plain_chunk(seq)
-    if plain is not None:  # one plain hash model: its id and its fields
-        spec = plain.spec
+    spec = _one_model(seq)
+    if spec is not None and spec.indexes is None:  # one unindexed model: id and fields
         key_text, check, name = spec.key_builder(), spec.checker(), spec.key.name
         for obj in seq:
             key_text(getattr(obj, name))
@@ -333,22 +337,104 @@ def _save_plain_chunk(layout: HashLayout, part: Sequence[Any], ttl: Any, whole: 
     return keys
 
 
-def _plain_chunk(part: Sequence[Any]) -> HashLayout | None:
-    """The layout of a chunk whose objects are all of one plain hash model (no indexes,
-    no ``track_changes``): its saves are one command each and nothing else."""
+def _one_model(part: Sequence[Any]) -> ModelSpec | None:
+    """The spec of a chunk whose objects are all of one model class (not a subclass of
+    it: each class has its own spec), else None."""
     if not part:
         return None
     cls = type(part[0])
     spec = cls.__dict__.get("__redmodel__")
     if not isinstance(spec, ModelSpec):
         return None
-    layout = layout_of(spec)
-    if not isinstance(layout, HashLayout) or not layout.plain:
-        return None
     for obj in part:
         if type(obj) is not cls:
             return None
+    return spec
+
+
+def _plain_chunk(part: Sequence[Any]) -> HashLayout | None:
+    """The layout of a chunk whose objects are all of one plain hash model (no indexes,
+    no ``track_changes``): its saves are one command each and nothing else."""
+    spec = _one_model(part)
+    if spec is None:
+        return None
+    layout = layout_of(spec)
+    if not isinstance(layout, HashLayout) or not layout.plain:
+        return None
     return layout
+
+
+def _fast_chunk(part: Sequence[Any], ttl: Any, whole: bool,
+                ready: Callable[[Sequence[Any]], Plan[None]] | None,
+                every: Callable[[Sequence[str]], list[str]],
+                known: Callable[[Sequence[str]], list[str]]) -> Plan[list[str]] | None:
+    """The plan of a save_many chunk (outside a transaction) that needs none of the
+    general chunk's per-object work: of one plain hash model, or of one unindexed flat
+    model; None for any other chunk."""
+    plain = _plain_chunk(part)
+    if plain is not None:
+        return _save_plain_chunk(plain, part, ttl, whole, ready, every, known)
+    flat = _flat_chunk(part)
+    if flat is not None:
+        return _save_flat_chunk(flat, part, ttl, whole, ready, every, known)
+    return None
+
+
+def _flat_chunk(part: Sequence[Any]) -> FlatLayout | None:
+    """The layout of a chunk whose objects are all of one flat model without indexes
+    (so without claims): each save is one :class:`FlatWrite` and nothing else, and the
+    flat layout remembers nothing per object (no snapshot, whatever ``track_changes``)."""
+    spec = _one_model(part)
+    if spec is None or spec.indexes is not None or spec.claims:
+        return None
+    layout = layout_of(spec)
+    return layout if isinstance(layout, FlatLayout) else None
+
+
+def _save_flat_chunk(layout: FlatLayout, part: Sequence[Any], ttl: Any, whole: bool,
+                     ready: Callable[[Sequence[Any]], Plan[None]] | None,
+                     every: Callable[[Sequence[str]], list[str]],
+                     known: Callable[[Sequence[str]], list[str]]) -> Plan[list[str]]:
+    """save_many's chunk of one unindexed flat model (outside a transaction): what the
+    general chunk does for it (the same writes, sent and settled by the same
+    ``run_writes`` and :func:`_settle_all`, the same errors), with the model's lookups
+    made once per chunk instead of once per object (``every``/``known``: see
+    :func:`_save_plain_chunk`)."""
+    spec = layout.spec
+    try:
+        key_text, name, check = spec.key_builder(), spec.key.name, spec.checker()
+        ms: Any = DEFAULT  # the ttl is refused after the first object's id and fields
+        save = layout.save
+        chunk: list[tuple[str, Command | Write]] = []
+        for obj in part:
+            key = key_text(getattr(obj, name))[0]
+            if not whole:
+                check(obj)
+            if ms is DEFAULT:
+                ms = ttl_ms(spec, ttl)
+            chunk.append((key, save(key, obj, ms)))
+        if ready is not None:
+            yield from ready(part)
+    except RedmodelError as e:  # nothing of this chunk was written
+        raise _batch_error(e, "save_many", every(_keys_or_none(part)), known([]), False,
+                           unread=not whole) from None
+    keys = [k for k, _ in chunk]
+    try:
+        replies = yield from run_writes([c for _, c in chunk], idempotent=True, hints=None,
+                                        what="save many", errors=True, batched=True)
+    except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
+        raise _batch_error(e, "save_many", every(keys), known([]), False, unknown=keys,
+                           unread=not whole) from None
+    _, refused = yield from _settle_all(chunk, replies, [None] * len(chunk), "save many",
+                                        None)
+    if refused:
+        key, first = next(iter(refused.values()))
+        raise _batch_error(first, "save_many", every(keys),
+                           known([k for at, k in enumerate(keys) if at not in refused]),
+                           False, key, unread=not whole)
+    for obj in part:
+        saved(obj)
+    return keys
 
 
 def _plain_saves(layout: HashLayout, part: Sequence[Any], ttl: Any, checked: bool
@@ -503,7 +589,8 @@ def _settle_all(chunk: Sequence[tuple[str, Command | Write]], replies: Sequence[
     if not any(isinstance(item, Write) and item.spec.claims for _, item in chunk):
         out = []
         for at, ((key, item), reply) in enumerate(zip(chunk, replies, strict=True)):  # no I/O
-            error = (reply if isinstance(reply, ServerError)  # an error reply (Batch.errors)
+            error = (None if type(reply) is int  # a write's count: no refusal
+                     else reply if isinstance(reply, ServerError)  # an error reply (Batch.errors)
                      else refusal(item.spec, key, reply, what, tx=tx) if isinstance(item, Write)
                      else None)
             if error is not None:
