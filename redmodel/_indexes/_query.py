@@ -852,6 +852,9 @@ class Query(Generic[M, S]):
         else:
             keys.append(check[0])
             head = [str(len(keys)), check[1], check[2]]
+        if mode == "count" and not bucket.step and program.tokens[0] in _NATIVE_ONE:
+            # one term: counted natively, the script's short form (no step state)
+            return QUERY.call(keys, [*head, "count1", *program.tokens])
         args = [*head, mode, program.sort,
                 "1" if self._desc else "0", want, STEP_BUDGET, program.walk_lo,
                 program.walk_hi, bucket.from_score, bucket.from_id, bucket.step,
