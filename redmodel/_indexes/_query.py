@@ -43,6 +43,7 @@ from redmodel._indexes._specs import IndexedField, IndexValueError
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import unescape
 from redmodel._models._specs import ModelSpec, spec_of
+from redmodel._plan import ACTIVE_TRANSACTION as _ACTIVE
 from redmodel._plan import (
     AsyncRunner,
     Batch,
@@ -547,6 +548,9 @@ class _Compiled:
     expr: _Node
     needs: frozenset[str]
     program: _Program | None = None
+    # the one-command count of a single-bucket model (Query._native_count): the step
+    # check it was built with, and the batch
+    native: tuple[tuple[str, str, str] | None, Batch] | None = None
 
 
 _COMPILED: dict[tuple[Any, ...], _Compiled] = {}
@@ -848,6 +852,9 @@ class Query(Generic[M, S]):
         else:
             keys.append(check[0])
             head = [str(len(keys)), check[1], check[2]]
+        if mode == "count" and not bucket.step and program.tokens[0] in _NATIVE_ONE:
+            # one term: counted natively, the script's short form (no step state)
+            return QUERY.call(keys, [*head, "count1", *program.tokens])
         args = [*head, mode, program.sort,
                 "1" if self._desc else "0", want, STEP_BUDGET, program.walk_lo,
                 program.walk_hi, bucket.from_score, bucket.from_id, bucket.step,
@@ -1410,6 +1417,56 @@ class Query(Generic[M, S]):
         (per field) of the model's registry record."""
         return self.store.run(self._guard(self._ids_plan()))
 
+    def _native_count(self) -> Batch | None:
+        """The one batch of :meth:`count` when Redis answers it natively in one script
+        call, or None (the plan runs). It qualifies when the plan's first batch would be
+        that call and, when answered ``N``, its last: no cursor and no ``limit(0)``, one
+        term (``EQ``, ``RANGE`` or every id) on a model without buckets, no transaction
+        open in this context, not a cluster, and the store already knows every index the
+        query reads ready with a check the script runs itself (a first use, a pending
+        index or a store that cannot check in the script goes through the plan, which
+        reads the registry record first). The batch is exactly the plan's first (the
+        same script call, the same registry and expiry checks in it), cached on the
+        compiled filter per step check."""
+        if self._after is not None or self._limit == 0 or _ACTIVE.get() is not None:
+            return None
+        known = self._known
+        program = known.program or self._count_program
+        if program.tokens[0] not in _NATIVE_ONE:
+            return None
+        spec = self.spec
+        store = self.store
+        if spec.buckets is not None or getattr(store, "cluster", True):
+            return None
+        registry: Registry | None = getattr(store, "_registry", None)
+        check = None
+        if registry is not None:
+            if not registry.known_ready(spec.cls, self._needs):
+                return None
+            check = registry.step_check(spec.cls, self._needs)
+            if check is not None and not check[0]:
+                return None
+        cached = known.native
+        if cached is not None and (cached[0] is check or cached[0] == check):
+            return cached[1]
+        batch = Batch([self._call(program, "count", _Bucket(None), -1)],
+                      keys=[spec.index_root(None) + "rec"])
+        known.native = (check, batch)
+        return batch
+
+    def _native_total(self, reply: Any) -> int | None:
+        """:meth:`count`'s answer from the reply to :meth:`_native_count`'s batch, or None
+        when the script answered anything but a native count (an expired object to sweep,
+        a registry record that changed, a key of the wrong type): the plan then runs from
+        its start and handles it as it always does."""
+        if type(reply) is not list or len(reply) != 2 or reply[0] not in _N_REPLY:
+            return None
+        total = max(0, int(reply[1]) - self._offset)
+        return total if self._limit is None else min(total, self._limit)
+
+    def _count_fallback(self) -> Plan[int]:
+        return self._guard(self._size_plan())
+
     @overload
     def count(self: Query[M, SyncRunner]) -> int: ...
     @overload
@@ -1422,6 +1479,11 @@ class Query(Generic[M, S]):
 
         Redis: EVALSHA query.lua per bucket (on a cluster, first HGET, per field, of the
         model's registry record)."""
+        counted = getattr(self.store, "_counted", None)
+        if counted is not None:
+            batch = self._native_count()
+            if batch is not None:
+                return counted(batch, self._native_total, self._count_fallback)
         return self.store.run(self._guard(self._size_plan()))
 
     @overload
@@ -1539,6 +1601,10 @@ class Query(Generic[M, S]):
 
     def __repr__(self) -> str:
         return f"<Query {self.spec.name} {' '.join(self._count_program.tokens)}>"
+
+
+_NATIVE_ONE = frozenset({"EQ", "RANGE", "ALL"})
+_N_REPLY = frozenset({b"N", "N"})
 
 
 def _score_pairs(reply: Any) -> list[tuple[Any, float]]:

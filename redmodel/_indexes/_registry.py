@@ -42,6 +42,7 @@ SUFFIX = ":%schema"
 READY, BUILDING, STALE = "ready", "building", "stale"
 ALL = "index:%all"
 WAS = "was:"
+_NO_NEEDS: frozenset[str] = frozenset()
 CONTAINER = "container:"  # a container key under the prefix (redmodel/_container_registry.py)
 REGISTER = script("registry")
 STATES = script("registry_state")
@@ -623,6 +624,11 @@ class Registry:
                           key=owner_of):
             yield from self.register(spec_of(cls))
 
+    def known_ready(self, cls: type, needs: frozenset[str]) -> bool:
+        """Whether this store already knows every index of ``needs`` ready (it checked
+        ``cls`` and none of them is pending): :meth:`needing` then sends nothing first."""
+        return cls in self.checked and not self.pending.get(cls, _NO_NEEDS) & needs
+
     def needing(self, spec: ModelSpec, needs: frozenset[str], plan: G,
                 recheck: bool = False) -> G:
         """``plan`` (a plan or an iteration plan), after checking that every index it
@@ -630,7 +636,7 @@ class Registry:
         ``recheck``: a query that cannot check the registry in its own script call, on a
         cluster, reads the record again first)."""
         cls = spec.cls
-        if cls in self.checked and not self.pending.get(cls, frozenset()) & needs:
+        if self.known_ready(cls, needs):
             if not recheck:
                 return plan
             return cast("G", _before_sending(self.confirm(spec, needs), plan))

@@ -117,9 +117,14 @@ def saved(obj: Any) -> None:
 
 
 def _as_dict(reply: Any) -> dict[bytes, bytes]:
+    """An HGETALL reply (RESP2: field, value, ...; RESP3: a dict) as a dict. Paired from
+    one iterator (half the time of zipping two slices, a query reads thousands)."""
     if isinstance(reply, dict):
         return reply
-    return dict(zip(reply[::2], reply[1::2], strict=True))
+    if len(reply) % 2:
+        raise ValueError(f"an HGETALL reply of {len(reply)} items: not field/value pairs")
+    pairs = iter(reply)
+    return dict(zip(pairs, pairs, strict=False))  # the length was checked
 
 
 def _has_encrypted(fields: tuple[FieldSpec, ...]) -> bool:
@@ -236,7 +241,7 @@ class HashLayout:
 
     def remember(self, obj: Any, stored: dict[bytes, bytes]) -> None:
         """Keep ``obj``'s stored state (and its encrypted values' fingerprints)."""
-        remember(obj, stored, self.prints(obj))
+        remember(obj, stored, self.prints(obj) if self.encrypted else None)
 
     def _changed_pairs(self, obj: Any, state: dict[bytes, bytes],
                        snapshot: dict[bytes, bytes]) -> list[bytes]:

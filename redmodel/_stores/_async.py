@@ -113,6 +113,13 @@ class AsyncStore(ShellConfig):
         batch, answer = one
         return answer((await self._execute(batch))[0])
 
+    async def _counted(self, batch: Batch, answer: Callable[[Any], int | None],
+                       plan: Callable[[], Plan[int]]) -> int:
+        """As Store._counted."""
+        await self._link.ready()  # as run does
+        total = answer((await self._execute(batch))[0])
+        return await self.run(plan()) if total is None else total
+
     async def run(self, plan: Plan[R]) -> R:
         """Run a plan (the model registry: as :meth:`Store.run` says).
 

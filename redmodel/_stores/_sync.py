@@ -127,6 +127,14 @@ class Store(ShellConfig):
         batch, answer = one
         return answer(self._execute(batch)[0])
 
+    def _counted(self, batch: Batch, answer: Callable[[Any], int | None],
+                 plan: Callable[[], Plan[int]]) -> int:
+        """A query count Redis answers in one script call (Query._native_count): the
+        plan's first batch, sent alone; when its reply is no native count, the plan runs
+        from its start."""
+        total = answer(self._execute(batch)[0])
+        return self.run(plan()) if total is None else total
+
     def run(self, plan: Plan[R]) -> R:
         """Run a plan (used by the methods below, and by extensions).
 

@@ -7,7 +7,8 @@
 --   ARGV[1] names it) the model's registry hash.
 -- ARGV: registry check (the registry's index in KEYS, or '' for none), marker (a field
 --   that appears once the schema the client read is replaced), expected (state field,
---   value read ('' for absent), field, value... joined by newlines), mode ('page' | 'count'),
+--   value read ('' for absent), field, value... joined by newlines), mode ('page' | 'count'
+--   | 'count1': a count of one term, whose ARGV end with its term: see below),
 --   sort (index into KEYS of the sort
 --   field's ZSET, or ''), desc ('1' | '0'), want, budget, walk_lo, walk_hi (bounds on the
 --   sort field), from_score, from_id (the walk resumes after this position; '' from the
@@ -62,10 +63,10 @@ if ARGV[1] ~= '' then
   end
 end
 
--- a count of one term, which Redis counts natively (the most common count): answered
--- before anything else is set up
-if ARGV[4] == 'count' and ARGV[13] == '' and (ARGV[19] == 'EQ' or ARGV[19] == 'ALL'
-    or ARGV[19] == 'RANGE') then
+-- a count of one term, which Redis counts natively (the most common count): mode
+-- 'count1', whose ARGV end there (ARGV[5..]: EQ k | RANGE k lo hi | ALL), answered before
+-- anything else is set up
+if ARGV[4] == 'count1' then
   local n = redis.pcall('ZCARD', KEYS[2])
   if type(n) ~= 'number' then return refused(KEYS[2], 'zset', n) end
   local due = redis.pcall('ZCARD', KEYS[3])
@@ -74,14 +75,14 @@ if ARGV[4] == 'count' and ARGV[13] == '' and (ARGV[19] == 'EQ' or ARGV[19] == 'A
   then
     return {'X'}
   end
-  local op = ARGV[19]
+  local op = ARGV[5]
   if op == 'EQ' then
-    local key = KEYS[tonumber(ARGV[20])]
+    local key = KEYS[tonumber(ARGV[6])]
     n = redis.pcall('SCARD', key)
     if type(n) ~= 'number' then return refused(key, 'set', n) end
   elseif op == 'RANGE' then
-    local key = KEYS[tonumber(ARGV[20])]
-    n = redis.pcall('ZCOUNT', key, ARGV[21], ARGV[22])
+    local key = KEYS[tonumber(ARGV[6])]
+    n = redis.pcall('ZCOUNT', key, ARGV[7], ARGV[8])
     if type(n) ~= 'number' then return refused(key, 'zset', n) end
   end
   return {'N', n}
