@@ -208,3 +208,23 @@ def test_batched_writes_through_every_shell(any_store: Any) -> None:
     assert any_store.delete_many(cls, [f"s{i}" for i in range(12)] + ["gone"]) == 12
     assert any_store.find(cls).count() == 0
     assert any_store.find(cls, color="red").count() == 0
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_a_unique_value_given_up_later_in_the_chunk_is_still_refused_in_order(
+        store: redmodel.Store, chunk: int) -> None:
+    """save_many saves in order: a write refused because another object holds the value
+    stays refused when that object gives the value up later in the same call (found by the
+    property above: the refused write was sent again after it, reordering the chunk)."""
+    cls = HATS[None]
+    flush(store.client)
+    store.save(cls(id="b:1", color="red", price=0.0, quantity=0, sku="s1"))
+    with pytest.raises(redmodel.UniqueViolationError) as caught:
+        store.save_many([cls(id="a", color="red", price=0.0, quantity=0, sku=None),
+                         cls(id="a", color="red", price=0.0, quantity=0, sku="s1"),
+                         cls(id="b:1", color="red", price=0.0, quantity=0, sku=None)],
+                        chunk_size=chunk)
+    a = store.get(cls, "a")
+    assert a is not None and a.sku is None
+    written = {"bulk:a", "bulk:b%3A1"} if chunk == 3 else {"bulk:a"}
+    assert set(caught.value.written) == written

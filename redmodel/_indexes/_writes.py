@@ -493,7 +493,8 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
         return replies
     refused = [i for i, (item, reply) in enumerate(zip(items, replies, strict=True))
                if type(reply) is not int and isinstance(item, Write)
-               and not item.spec.claims and status(reply) == "UNIQUE"]
+               and not item.spec.claims and status(reply) == "UNIQUE"
+               and not _owner_later(items, i, reply)]
     if refused and (yield from free_unheld([(items[i], replies[i])  # type: ignore[misc]
                                             for i in refused])):
         again = yield from _send_writes([items[i] for i in refused], idempotent=idempotent,
@@ -501,6 +502,17 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
         for i, reply in zip(refused, again, strict=True):
             replies[i] = reply
     return replies
+
+
+def _owner_later(items: Sequence[Write | Command], at: int, reply: Any) -> bool:
+    """Whether the object holding the unique value that refused ``items[at]`` (the
+    script names it) is written later in the same call: the refusal stands, as it would
+    have saving one object after the other (that later write may give the value up, and
+    sending the refused write again after it would reorder the call)."""
+    owner = _text(reply[3]) if len(reply) > 3 else None
+    return owner is not None and any(
+        isinstance(w, Write) and w.spec is items[at].spec and str(w.args[1]) == owner  # type: ignore[union-attr]
+        for w in items[at + 1:])
 
 
 def free_unheld(refused: Sequence[tuple[Write, Any]]) -> Plan[bool]:
@@ -642,10 +654,17 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
     todo = list(range(len(items)))
     asked = [0] * len(items)  # KEYS answers of each item so far
     single: set[int] = set() if batched else set(todo)  # items sent alone from now on
-    for _ in range(KEY_ROUNDS + PIN_ROUNDS):
-        cmds, keys, owners = _batches(items, todo, single)
+    # an item sent alone after its batch call answered LATER waits for every earlier such
+    # item to be settled: sent together, one that needs another round (a KEYS answer)
+    # would land after a later one it conflicts with (the same id, a unique value one
+    # gives up and the other takes), and the chunk would not be saved in order
+    for _ in range(KEY_ROUNDS + PIN_ROUNDS + len(items)):
+        alone = [i for i in todo if i in single]
+        held_back = alone[1:] if batched else []
+        sent = [i for i in todo if i not in held_back] if held_back else todo
+        cmds, keys, owners = _batches(items, sent, single)
         got = yield Batch(cmds, write=True, idempotent=idempotent, keys=keys, errors=errors)
-        again = []
+        again = list(held_back)
         for members, reply in zip(owners, got, strict=True):
             each = (reply if len(members) > 1 and isinstance(reply, list)
                     and status(reply) != "BADARG"

@@ -15,7 +15,7 @@
 --     nothing is written: the client reads it again (entries of values the object no
 --     longer holds are never written).
 -- Refusals (nothing written): {'KEYS', missing...}, {'WRONGTYPE', key, type, expected},
--- {'UNIQUE', name, value}, {'BADARG', what} and the counter refusals of counter_lib.
+-- {'UNIQUE', name, value, owner id}, {'BADARG', what} and the counter refusals of counter_lib.
 local obj, rec, all, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local mode, id, root, d, objprefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ttl, changed, newtext = ARGV[6], ARGV[7], ARGV[8] or ''
@@ -167,7 +167,7 @@ if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
     local line, name, value, owner = o[1], o[2], o[3], o[4]
     if redis.call('EXISTS', objprefix .. owner) == 1
         and lines(redis.call('HGET', rec, owner))[line] then
-      if mode ~= 'reindex' then return {'UNIQUE', name, value} end
+      if mode ~= 'reindex' then return {'UNIQUE', name, value, owner} end
       conflicts[#conflicts + 1] = line  -- two live objects claim it: the owner keeps it
       new[line] = nil
     end
