@@ -214,3 +214,141 @@ def test_what_redmodel_counters_and_update_write_reads_back(
     store.update(Num, "b", x=new, ox=new)
     [g2] = store.get_many(Num, ["b"])
     assert g2 is not None and repr(g2.x) == repr(new) and repr(g2.ox) == repr(new)
+
+
+# ---- (b) save_many chunk paths: same bytes, same errors -----------------------------------
+
+
+@redmodel.model(prefix="a17c_sp")
+@attrs.define
+class SPlain:                      # no Optional, no TTL: the plain HSET chunk path
+    s: str
+    n: int
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="a17c_so")
+@attrs.define
+class SOpt:                        # an Optional field: the hash_save.lua path
+    s: str
+    n: int
+    o: str | None = None
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="a17c_st", ttl=60)
+@attrs.define
+class STtl:
+    s: str
+    n: int
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="a17c_sf", layout="flat")
+@attrs.define
+class SFlat:
+    s: str
+    n: int
+    tags: list[str] = attrs.Factory(list)
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="a17c_sb", layout="blob")
+@attrs.define
+class SBlob:
+    s: str
+    n: int
+    id: str = redmodel.key_field(generated=False)
+
+
+SMODELS = [SPlain, SOpt, STtl, SFlat, SBlob]
+
+
+def _keyset(c: Any) -> dict[bytes, Any]:
+    out: dict[bytes, Any] = {}
+    for k in sorted(c.keys("a17c_s*")):
+        if b"%schema" in k:
+            continue
+        t = c.type(k)
+        out[k] = (t, c.hgetall(k) if t == b"hash" else c.get(k) if t == b"string"
+                  else c.lrange(k, 0, -1) if t == b"list" else None, c.ttl(k) > 0)
+    return out
+
+
+@pytest.mark.parametrize("model", SMODELS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("ttl", [redmodel.DEFAULT if hasattr(redmodel, "DEFAULT") else None,
+                                 30])
+def test_save_many_writes_what_save_writes(store: redmodel.Store, model: Any, ttl: Any) -> None:
+    """store.md: save_many is "the same command per object" as save: the same keys,
+    bytes and TTLs whichever path wrote them, whatever the chunk size and input kind."""
+    c = store.client
+    objs = [model(s=s, n=n, id=i) for s, n, i in
+            [("", 0, "a"), ("x\u00e9", 2**70, "b:{c}"), ("y", -(2**63), "%*\\"),
+             ("z", 5, "d")]]
+    kw = {} if ttl is None or not isinstance(ttl, int) else {"ttl": ttl}
+    for o in objs:
+        store.save(o, **kw)
+    want = _keyset(c)
+    for chunk in (1, 3, 500):
+        c.delete(*want)
+        store.save_many(objs, chunk_size=chunk, **kw)
+        assert _keyset(c) == want
+        c.delete(*want)
+        store.save_many((o for o in objs), chunk_size=chunk, **kw)
+        assert _keyset(c) == want
+
+
+def _mixed() -> list[Any]:
+    return [SPlain("p0", 0, id="m0"), SFlat("f1", 1, ["t"], id="m1"), SOpt("o2", 2, "x", id="m2"),
+            SPlain("p3", 3, id="m3"), SBlob("b4", 4, id="m4"), STtl("t5", 5, id="m5"),
+            SFlat("f6", 6, id="m6"), SPlain("p7", 7, id="m7")]
+
+
+@pytest.mark.parametrize("planted", range(8))
+@pytest.mark.parametrize("as_gen", [False, True])
+def test_save_many_mixed_models_wrongtype_written_lists_are_exact(
+        store: redmodel.Store, planted: int, as_gen: bool) -> None:
+    """store.md: "An object the server refuses (a unique value taken, a wrong-typed key)
+    stops the call after its chunk: the error says which objects were written and which
+    not, and carries their keys (`.written`, `.not_written`)". Mixed models in one call,
+    chunk_size=3: the objects of chunks after the refused one are not written, every
+    object is in exactly one list, and each list tells the truth about Redis."""
+    c = store.client
+    objs = _mixed()
+    for o in objs:                      # learn each object's keys, then start empty
+        store.save(o)
+    before = set(_keyset(c))
+    c.delete(*before)
+    victim = objs[planted]
+    store.save(victim)
+    vkeys = set(_keyset(c))
+    c.delete(*vkeys)
+    vkey = sorted(vkeys, key=len)[0]
+    c.rpush(vkey, "planted")
+    if isinstance(victim, SBlob):       # SET replaces a key of any type: nothing to refuse
+        store.save_many(objs, chunk_size=3)
+        assert store.get(SBlob, victim.id) == victim
+        return
+    with pytest.raises(redmodel.RedmodelError) as ei:
+        store.save_many(iter(objs) if as_gen else objs, chunk_size=3)
+    e = ei.value
+    written = {k if isinstance(k, bytes) else k.encode() for k in e.written}  # type: ignore[attr-defined]
+    not_written = {k if isinstance(k, bytes) else k.encode()
+                   for k in e.not_written}  # type: ignore[attr-defined]
+    assert not written & not_written
+    chunk = planted // 3
+    read = len(objs) if not as_gen else min(len(objs), 3 * (chunk + 1))  # a generator: no further
+    assert len(written) + len(not_written) == read, (written, not_written)
+    later = {i for i in range(len(objs)) if i // 3 > chunk}
+    for i, o in enumerate(objs):
+        got = store.get(type(o), o.id) if o is not victim else None
+        if i in later:
+            assert got is None, (i, o)
+        if o is not victim and got is not None:
+            assert got == o
+    for k in not_written:
+        if k not in vkeys:
+            assert not c.exists(k), k                   # .not_written: really not written
+    for k in written:
+        assert c.exists(k), k
+    assert c.type(vkey) == b"list" and c.lrange(vkey, 0, -1) == [b"planted"]
