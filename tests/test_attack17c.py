@@ -352,3 +352,107 @@ def test_save_many_mixed_models_wrongtype_written_lists_are_exact(
     for k in written:
         assert c.exists(k), k
     assert c.type(vkey) == b"list" and c.lrange(vkey, 0, -1) == [b"planted"]
+
+
+# ---- (c) index_write_many: objects of different TTLs and modes in one call --------------
+
+
+@redmodel.model(prefix="a17c_ia")
+@attrs.define
+class IA:
+    color: str = redmodel.field(index=True)
+    n: int = redmodel.field(index="range", default=0)
+    sku: str | None = redmodel.field(unique=True, default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="a17c_ib", ttl=60)
+@attrs.define
+class IB:
+    color: str = redmodel.field(index=True)
+    n: int = redmodel.field(index="range", default=0)
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="a17c_ie", ttl=0.15)
+@attrs.define
+class IE:
+    color: str = redmodel.field(index=True)
+    n: int = redmodel.field(index="range", default=0)
+    id: str = redmodel.key_field(generated=False)
+
+
+def _scan_ids(store: redmodel.Store, model: Any, **eq: Any) -> set[str]:
+    return {o.id for o in store.scan(model)
+            if all(getattr(o, k) == v for k, v in eq.items())}
+
+
+def _ix_scenario(store: redmodel.Store, kw: dict[str, Any], many: bool) -> dict[str, Any]:
+    c = store.client
+    for k in c.keys("a17c_i[ab]*"):
+        c.delete(k)
+    store.save_many([IA("red", i, sku=f"s{i}", id=f"a{i}") for i in range(4)]
+                    + [IB("red", i, id=f"b{i}") for i in range(4)])
+    store.expire(IA, "a1", 100)
+    store.persist(IB, "b1")
+    tracked = [store.get(IA, "a0"), store.get(IB, "b0"), store.get(IA, "a1"),
+               store.get(IB, "b1")]
+    for t in tracked:
+        assert t is not None
+        t.color = "blue"
+        t.n += 10
+    fresh = [IA("green", 7, sku="s9", id="a9"), IB("green", 8, id="b9"),
+             IA("red", 2, sku=None, id="a2"), IB("blue", 3, id="b3")]
+    mix = [tracked[0], fresh[0], tracked[1], fresh[1], tracked[2], fresh[2], tracked[3],
+           fresh[3]]
+    if many:
+        assert store.save_many(mix, chunk_size=3, **kw) == len(mix)
+    else:
+        for o in mix:
+            store.save(o, **kw)
+    for model in (IA, IB):
+        assert store.verify(model) == []
+        for color in ("red", "blue", "green"):
+            want = _scan_ids(store, model, color=color)
+            assert set(store.find(model, color=color).ids()) == want
+            assert store.find(model, color=color).count() == len(want)
+    assert store.find(IA, sku="s9").ids() == ["a9"]
+    out: dict[str, Any] = {}
+    for model in (IA, IB):
+        for o in store.scan(model):
+            p = store.pttl(model, o.id)
+            out[f"{model.__name__}:{o.id}"] = (o, p is not None and p > 0,
+                                               p is not None and p > 30_000)
+    return out
+
+
+@pytest.mark.parametrize("ttl", ["default", None, 5, 0.2])
+def test_index_write_many_mixed_ttls_and_modes_stay_right(store: redmodel.Store,
+                                                          ttl: Any) -> None:
+    """queries.md "How entries stay right" and store.md (save_many: "the same command per
+    object"): save_many of indexed objects of different models (with and without a
+    TTL), new and existing, some loaded by get (tracked) and changed, in chunks, leaves
+    verify clean, queries equal to a scan, and every object as save leaves it (TTL kept,
+    set or replaced alike)."""
+    kw = {} if ttl == "default" else {"ttl": ttl}
+    one = _ix_scenario(store, kw, many=False)
+    assert _ix_scenario(store, kw, many=True) == one
+
+
+def test_count_after_expiry_matches_scan(store: redmodel.Store) -> None:
+    """queries.md: "an expired object never appears in a result or a count"; count's
+    one-command path included (one term, no filter, a range)."""
+    import time
+    store.save_many([IE("red", i, id=f"e{i}") for i in range(5)])
+    store.save_many([IE("red", i, id=f"k{i}") for i in range(3)], ttl=None)
+    assert store.find(IE, color="red").count() == 8
+    assert store.find(IE).count() == 8
+    time.sleep(0.3)
+    assert store.find(IE, color="red").count() == 3
+    assert store.find(IE).count() == 3
+    from redmodel import between  # type: ignore[attr-defined]
+    assert store.find(IE, n=between(0, 10)).count() == 3
+    assert store.find(IE, color="red").limit(2).count() == 2
+    assert store.find(IE, color="red").offset(2).count() == 1
+    assert store.find(IE, color="red").offset(5).count() == 0
+    assert store.verify(IE) == []
