@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import redmodel
+from redmodel import Q, between, one_of
 from tests.budget import scaled
 
 redmodel.codecs.configure_fernet(keys=[Fernet.generate_key()])
@@ -450,9 +451,123 @@ def test_count_after_expiry_matches_scan(store: redmodel.Store) -> None:
     time.sleep(0.3)
     assert store.find(IE, color="red").count() == 3
     assert store.find(IE).count() == 3
-    from redmodel import between  # type: ignore[attr-defined]
     assert store.find(IE, n=between(0, 10)).count() == 3
     assert store.find(IE, color="red").limit(2).count() == 2
     assert store.find(IE, color="red").offset(2).count() == 1
     assert store.find(IE, color="red").offset(5).count() == 0
     assert store.verify(IE) == []
+
+
+# ---- (d) Query.count's one-command path under other stores ------------------------------
+
+
+@redmodel.model(prefix="a17c_q")
+@attrs.define
+class QC:
+    color: str = redmodel.field(index=True)
+    n: int = redmodel.field(index="range", default=0)
+    id: str = redmodel.key_field(generated=False)
+
+
+def _qc_without(field: str) -> Any:
+    ns: dict[str, Any] = {"__annotations__": {"color": str, "n": int, "id": str}}
+    ns["color"] = redmodel.field(index=field != "color")
+    ns["n"] = redmodel.field(index=False if field == "n" else "range", default=0)
+    ns["id"] = redmodel.key_field(generated=False)
+    cls = type("QC", (), ns)
+    return redmodel.model(prefix="a17c_q")(attrs.define(cls))
+
+
+COUNTS = {
+    "color": [lambda s: s.find(QC, color="red"), lambda s: s.find(QC, color=one_of(["red", "x"])),
+              lambda s: s.find(QC, ~Q(color="red")),
+              lambda s: s.find(QC, color="red").limit(1),
+              lambda s: s.find(QC, color="red").offset(1)],
+    "n": [lambda s: s.find(QC, n=between(0, 9)), lambda s: s.find(QC, ~Q(n=between(0, 1)))],
+}
+
+
+@pytest.mark.parametrize("field", ["color", "n"])
+@pytest.mark.parametrize("how", ["drop", "building"])
+def test_count_notices_index_changed_by_another_store(redis_client: Any, field: str,
+                                                      how: str) -> None:
+    """queries.md: a running store sees "a rolling deploy turning an index back to
+    `building`" or `drop_index` on its next query: IndexNotReadyError, not a count from
+    its cached compiled query (count's one-command path included)."""
+    a = redmodel.Store(redis_client)
+    a.save_many([QC("red", i, id=f"a{i}") for i in range(3)])
+    for mk in COUNTS[field]:
+        mk(a).count()
+        mk(a).count()                   # compiled and cached
+    without = _qc_without(field)
+    b = redmodel.Store(redis_client)
+    b.get(without, "a0")
+    b.drop_index(without, field)
+    b.save(without("red", 1, id="b0"))  # in no `field` index
+    if how == "building":
+        redmodel.Store(redis_client).get(QC, "a0")   # the older version again: building
+    for mk in COUNTS[field]:
+        with pytest.raises(redmodel.IndexNotReadyError):
+            mk(a).count()
+        with pytest.raises(redmodel.IndexNotReadyError):
+            mk(a).exists()
+
+
+def test_count_exact_under_writers(redis_url: str, store: redmodel.Store) -> None:
+    """queries.md: "count() is exact"; with writers adding and deleting objects, each count
+    lies between the fewest and the most objects that ever matched, and equals a scan once
+    they stop."""
+    import threading
+    base = [QC("red", i, id=f"w{i}") for i in range(20)]
+    store.save_many(base)
+    stop = threading.Event()
+
+    def writer() -> None:
+        w = redmodel.Store.from_url(redis_url)
+        i = 0
+        while not stop.is_set():
+            w.save(QC("red", 100 + i % 5, id=f"x{i % 5}"))
+            w.delete(QC, f"x{(i + 2) % 5}")
+            i += 1
+        w.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for _ in range(40):
+            for q in (store.find(QC, color="red"), store.find(QC), store.find(QC, n=between(0, 200))):
+                assert 20 <= q.count() <= 25
+    finally:
+        stop.set()
+        t.join()
+    want = _scan_ids(store, QC, color="red")
+    assert store.find(QC, color="red").count() == len(want)
+    assert store.verify(QC) == []
+
+
+# ---- (e) chunk_size from from_url / from_env ---------------------------------------------
+
+
+def test_from_url_and_from_env_take_chunk_size(redis_url: str, monkeypatch: Any) -> None:
+    """Store.from_url/from_env: "chunk_size and registry as for the constructor": the
+    store's default chunk for save_many/get_many is that one (a generator with a bad
+    object in its third element: the first chunk written, as the constructor's store)."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    stores = [redmodel.Store(redmodel.Store.from_url(redis_url).client, chunk_size=2),
+              redmodel.Store.from_url(redis_url, chunk_size=2),
+              redmodel.Store.from_env(chunk_size=2)]
+    results = []
+    for s in stores:
+        s.client.delete(*[f"a17c_sp:g{i}" for i in range(4)])
+        objs = [SPlain("a", 1, id="g0"), SPlain("b", 2, id="g1"),
+                SPlain("c", "bad", id="g2"),  # type: ignore[arg-type]
+                SPlain("d", 4, id="g3")]
+        with pytest.raises(redmodel.ValidationError) as ei:
+            s.save_many(o for o in objs)
+        results.append((sorted(ei.value.written), sorted(ei.value.not_written),  # type: ignore[attr-defined]
+                        [s.get(SPlain, f"g{i}") is not None for i in range(4)]))
+        s.close()
+    assert results[0] == results[1] == results[2]
+    assert results[0][2] == [True, True, False, False]
+    with pytest.raises((ValueError, TypeError, redmodel.RedmodelError)):
+        redmodel.Store.from_url(redis_url, chunk_size=0)
