@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import redmodel
 from redmodel import Q, between, one_of
 from redmodel.testing import FaultProxy
+from redmodel.transactions import Transaction
 from tests.budget import scaled
 
 redmodel.codecs.configure_fernet(keys=[Fernet.generate_key()])
@@ -635,3 +636,30 @@ def test_idle_timeout_does_not_count_an_outage(redis_server: Any, redis_client: 
         store.close()
     assert set(got) == {"a", "b", "c"} and consumer.stopped_by == "idle", (got,
                                                                                proxy.events)
+
+
+@settings(max_examples=scaled(10), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_update_transaction_and_async_writes_read_back_strictly(
+        redis_url: str, store: redmodel.Store, data: Any) -> None:
+    """migrations.md "Strict decoding" on what update, a transaction's save and an
+    AsyncStore's save write: every value reads back equal on every path."""
+    model = MODELS[0]
+    a, b = data.draw(objs(model)), data.draw(objs(model))
+    store.save(a)
+    changes = {k: getattr(b, k) for k in ("f", "i", "when", "day", "tm", "dec", "u", "of")}
+    assert store.update(model, a.id, **changes)
+    want = attrs.evolve(a, **changes)
+    assert _same(store.get(model, a.id), want)
+    with Transaction(store) as tx:
+        tx.save(b)
+    assert _same(store.get(model, b.id), b)
+
+    async def run() -> Any:
+        async with redmodel.AsyncStore.from_url(redis_url) as astore:
+            await astore.save(a)
+            return await astore.get(model, a.id)
+
+    assert _same(asyncio.run(run()), a)
+    assert _same(store.get(model, a.id), a)
