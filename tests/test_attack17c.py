@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import redmodel
 from redmodel import Q, between, one_of
+from redmodel.cli import main
 from redmodel.testing import FaultProxy
 from redmodel.transactions import Transaction
 from tests.budget import scaled
@@ -671,7 +672,6 @@ def test_export_import_round_trips_every_value(redis_url: str, store: redmodel.S
     """cli.md export/import: "values as redmodel's json codec writes them", and import
     checks "every field against its declared type, strictly": what export writes is read
     back by import, equal (hash and blob models, extreme values)."""
-    from redmodel.cli import main
     tz = dt.timezone(dt.timedelta(hours=-3, minutes=-30))
     vals = dict(f=-0.0, i=2**80, when=dt.datetime(1, 1, 1, tzinfo=tz),
                 day=dt.date(9999, 12, 31), tm=dt.time(23, 59, 59, 999999, tzinfo=tz),
