@@ -37,6 +37,7 @@ from redmodel._errors import (
 )
 from redmodel._indexes._writes import KEY_ROUNDS, Write, needed_keys, refusal, status
 from redmodel._layouts._hash import CAS_STRING, check_increment
+from redmodel._models._compiled import build
 from redmodel._models._keys import escape
 from redmodel._models._specs import ModelSpec
 from redmodel._models._tree import _stored_name, make_tree_converter, structure_error
@@ -484,10 +485,9 @@ def _kind(f: attrs.Attribute[Any], seen: frozenset[type]) -> tuple[str, Any, boo
 
 
 def _compile(name: str, lines: list[str], env: dict[str, Any]) -> Callable[..., Any]:
-    source = "\n".join(lines) + "\n"
-    exec(compile(source, f"<redmodel generated {name}>", "exec"), env)  # field names only
-    fn: Callable[..., Any] = env[name]
-    return fn
+    """The generated function ``name`` (built as the hash layout's generated code is:
+    :func:`redmodel._models._compiled.build`, its source kept for tracebacks)."""
+    return build(name, "\n".join(lines) + "\n", env)
 
 
 def _encoder(cls: type, key_field: str) -> Callable[[Any, list[bytes]], int | None]:

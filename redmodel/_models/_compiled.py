@@ -69,7 +69,9 @@ def _checked_scalar(f: FieldSpec) -> type | None:
     return None
 
 
-def _build(name: str, source: str, env: dict[str, Any]) -> Callable[..., Any]:
+def build(name: str, source: str, env: dict[str, Any]) -> Callable[..., Any]:
+    """Compile ``source`` (our own, built from field names only) and return its function
+    ``name``; the source goes into linecache, so a traceback shows the generated line."""
     filename = f"<redmodel generated {name} #{next(_counter)}>"
     code = compile(source, filename, "exec")
     # the source in linecache: a traceback through generated code shows its line
@@ -123,7 +125,7 @@ def checker(spec: ModelSpec, reference: Callable[[Any], None]) -> Callable[[Any]
             lines.append(f"    if {chk}({v}) is not None:")
         lines.append(f"        return {ref}(obj)")
     lines.append("    return None")
-    return _build("check", "\n".join(lines) + "\n", env.env)
+    return build("check", "\n".join(lines) + "\n", env.env)
 
 
 # ---- hash encoder -------------------------------------------------------------------
@@ -218,7 +220,7 @@ def hash_encoder(spec: ModelSpec, generic: Callable[[Any], tuple[list[bytes], li
     lines = ["def encode(obj):"]
     lines += _encoder_lines(env, leaves, env.bind(generic, "g"))
     lines.append("    return out, nones")
-    return _build("encode", "\n".join(lines) + "\n", env.env)
+    return build("encode", "\n".join(lines) + "\n", env.env)
 
 
 def field_encoder(spec: ModelSpec, f: FieldSpec
@@ -233,7 +235,7 @@ def field_encoder(spec: ModelSpec, f: FieldSpec
     body = [line for line in body if line not in ("    nones = []", "    out = []")]
     body = [line.replace("    out = [", "    out += [", 1) for line in body]
     lines = ["def encode(value, out, nones):", *body]
-    return _build("encode", "\n".join(lines) + "\n", env.env)
+    return build("encode", "\n".join(lines) + "\n", env.env)
 
 
 # ---- hash decoder -------------------------------------------------------------------
@@ -293,7 +295,7 @@ def hash_decoder(spec: ModelSpec) -> Callable[[dict[bytes, bytes], str], Any] | 
     body += ["    " + line for line in lines]
     body.append(f"        return {cls}({', '.join(kwargs)})")
     body += ["    except Exception:", f"        return {fb}"]
-    return _build("decode", "\n".join(body) + "\n", env.env)
+    return build("decode", "\n".join(body) + "\n", env.env)
 
 
 def _renamed(fields: tuple[FieldSpec, ...]) -> bool:
@@ -328,7 +330,7 @@ def key_text(spec: ModelSpec, generic: Callable[[Any], tuple[str, str]]
              f"        t = {text}",
              f"        return {prefix!r} + t.translate({table}), t",
              f"    return {gen}(v)"]
-    return _build("key_text", "\n".join(lines) + "\n", env.env)
+    return build("key_text", "\n".join(lines) + "\n", env.env)
 
 
 def _key_table(delimiter: str) -> dict[int, str]:
