@@ -57,6 +57,9 @@ $(DEMO_STAMP): pyproject.toml | $(PY)
 # each, 2.3 s cached) and each child process of the suite (the CLI, examples, docs,
 # benchmarks) recompiled redmodel at import (1.0 s of CPU each, 0.23 s cached). The caches
 # are gitignored and checked against the source's mtime, so nothing stale is ever run.
+# Measured (session 23, 4 workers, a machine loaded by other sessions, so walls vary 1.5x):
+# CPU of one pytest run (user+sys) 284-307 s before, 240 s after (Redis 7.0.15, warm);
+# tests/test_cli.py alone 30.2 -> 22.3 s CPU; walls 164-298 s before, 164-253 s after.
 test: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_DIRS)
 	$(VENV)/bin/mypy --strict redmodel
