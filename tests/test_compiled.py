@@ -91,6 +91,23 @@ def outcome(fn: Any, *args: Any) -> Any:
         return ("error", type(e), str(e))
 
 
+def same(a: Any, b: Any) -> bool:
+    """``a == b``, but a NaN equals a NaN (a stored ``nan`` decodes to one on both paths,
+    and NaN != NaN made equal decodes look different), looking into attrs instances,
+    tuples, lists and dicts."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if attrs.has(type(a)):
+        return all(same(getattr(a, f.name), getattr(b, f.name)) for f in attrs.fields(type(a)))
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
 def layout(model: type) -> HashLayout:
     found = layout_of(spec_of(model))
     assert isinstance(found, HashLayout)
@@ -163,8 +180,8 @@ def test_generated_decoder_answers_as_the_generic_decode(obj: Any, data: Any) ->
     id_text = spec_of(model).id_text(getattr(obj, spec_of(model).key.name))
     if not stored:
         return
-    assert outcome(lay.decode, "k", id_text, dict(stored)) == \
-        outcome(lay.decode_generic, "k", id_text, dict(stored))
+    assert same(outcome(lay.decode, "k", id_text, dict(stored)),
+                outcome(lay.decode_generic, "k", id_text, dict(stored)))
 
 
 @settings(max_examples=scaled(40))
