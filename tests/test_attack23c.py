@@ -297,3 +297,31 @@ def test_rotate_keys_never_skips_an_unreadable_flat_object(store: redmodel.Store
         assert e.key == "a23cfl:x"
         return
     assert store.client.get("a23cfl:x:enc") != before, "old token left, nothing reported"
+
+
+# ---- F9: an index key that is also a (second key set's) Fernet key ---------------------
+
+
+def test_an_index_key_that_is_a_named_fernet_key_is_refused(store: redmodel.Store) -> None:
+    # F9: configure_index_keys accepts the key of a registered "fernet-pii" key set
+    """docs/codecs.md, "Index keys are not encryption keys ... keep them apart from the
+    Fernet keys (a key configured as both is refused with a CodecError)"; the same page's
+    "A second, independent key set gets its own name" (``FernetTransform(...,
+    name="fernet-pii")`` + ``register_codec``). The check compares index keys with the
+    process-wide ``configure_fernet`` keys only: a blind field encrypted by ``fernet-pii``
+    under key K and blind-indexed with index key K is saved and queried without an error,
+    so the one secret is both the encryption key and the HMAC key of its own tokens."""
+    pii_key = redmodel.codecs.FernetTransform.generate_key()
+    pii = redmodel.codecs.FernetTransform(keys=[pii_key], name="fernet-a23c")
+    redmodel.codecs.register_codec("fernet-a23c", lambda: pii)
+
+    @redmodel.model(prefix="a23cpii")
+    @attrs.define
+    class Member:
+        ssn: str = redmodel.field(codec="json|fernet-a23c", index="blind")
+        id: str = redmodel.key_field(generated=False)
+
+    with pytest.raises(redmodel.CodecError):
+        redmodel.configure_index_keys(keys=[pii_key])
+        store.save(Member("987-65-4321", id="m1"))
+        store.find(Member, ssn="987-65-4321").ids()
