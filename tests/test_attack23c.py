@@ -14,6 +14,7 @@ leaf."""
 
 from __future__ import annotations
 
+import enum
 import json
 import traceback
 from typing import Any
@@ -325,3 +326,52 @@ def test_an_index_key_that_is_a_named_fernet_key_is_refused(store: redmodel.Stor
         redmodel.configure_index_keys(keys=[pii_key])
         store.save(Member("987-65-4321", id="m1"))
         store.find(Member, ssn="987-65-4321").ids()
+
+
+# ---- F10: IntEnum and str-valued enum fields of a flat model come back as int / str ----
+
+
+class Level(enum.IntEnum):
+    LOW = -1
+    HIGH = 2**40
+
+
+class Tone(str, enum.Enum):
+    WARM = "warm"
+
+
+@attrs.define
+class Mood:
+    level: Level = Level.LOW
+
+
+@redmodel.model(prefix="a23cen", layout="flat")
+@attrs.define
+class FlatMood:
+    level: Level = Level.LOW
+    tone: Tone = Tone.WARM
+    maybe: Level | None = Level.HIGH
+    inner: Mood = attrs.Factory(Mood)
+    levels: list[Level] = attrs.Factory(lambda: [Level.HIGH])
+    id: str = redmodel.key_field(generated=False)
+
+
+def test_flat_enum_fields_come_back_as_enums(store: redmodel.Store) -> None:
+    # F10: a flat model reads IntEnum / str-enum fields back as plain int / str
+    """docs/codecs.md: ``Enum``, ``IntEnum``, ``str``-valued enums "come back **equal and of
+    the same type** through every chain"; docs/layouts.md (flat): "every leaf is a plain
+    Redis string in the same form the hash layout uses", and the store API "is the same
+    for all three" layouts. The hash layout gives ``Level.LOW`` back; the flat layout
+    (its generated fixed-shape reader and its general one, get, get_many and scan alike)
+    gives ``-1`` and ``'warm'``: equal (IntEnum/str mixins compare equal) but no longer
+    enums, so ``obj.level.name`` raises AttributeError and a ``match Level.LOW:`` or an
+    ``is`` check takes the wrong branch. A plain ``Enum`` comes back right."""
+    obj = FlatMood(id="m")
+    store.save(obj)
+    for back in (store.get(FlatMood, "m"), *store.get_many(FlatMood, ["m"]),
+                 *store.scan(FlatMood)):
+        got = {"level": back.level, "tone": back.tone, "maybe": back.maybe,
+               "inner.level": back.inner.level, "levels[0]": back.levels[0]}
+        want = {"level": Level, "tone": Tone, "maybe": Level, "inner.level": Level,
+                "levels[0]": Level}
+        assert {k: type(v) for k, v in got.items()} == want, got
