@@ -53,6 +53,18 @@ class Flat:
     id: str = redmodel.key_field(generated=False)
 
 
+@redmodel.model(prefix="a23cfx", layout="flat")
+@attrs.define
+class FixedFlat:
+    """A fixed shape (no list, dict or set): read by the generated code (layouts.md)."""
+    n: int = 0
+    f: float = 0.0
+    b: bool = False
+    sub: Sub | None = None
+    enc: str = redmodel.field(codec="json|fernet", default="")
+    id: str = redmodel.key_field(generated=False)
+
+
 @redmodel.model(prefix="a23cy", codec="yaml")
 @attrs.define
 class Readings:
@@ -126,10 +138,11 @@ _JSONISH = st.recursive(
 
 
 @settings(max_examples=scaled(40))
-@given(field=st.sampled_from(["n", "f", "b", "sub", "xs", "enc", None]),
+@given(fixed=st.booleans(), field=st.sampled_from(["n", "f", "b", "sub", "xs", "enc", None]),
        entry=_JSONISH, drop_lines=st.integers(0, 3))
-def test_a_corrupt_flat_manifest_is_a_decode_error(store: redmodel.Store, field: str | None,
-                                                   entry: Any, drop_lines: int) -> None:
+def test_a_corrupt_flat_manifest_is_a_decode_error(store: redmodel.Store, fixed: bool,
+                                                   field: str | None, entry: Any,
+                                                   drop_lines: int) -> None:
     # F2: a corrupt flat manifest: get/get_many/scan raise bare RuntimeError/TypeError/...
     """docs/layouts.md: the object key holds a manifest (skeleton JSON + leaf suffixes);
     the brief's standard and docs/codecs.md "Errors": a stored value written or damaged
@@ -138,11 +151,15 @@ def test_a_corrupt_flat_manifest_is_a_decode_error(store: redmodel.Store, field:
     (``1``, ``[]``, ``{"n": 1}``, ``{"n": "x", ...}``, ``["l", 5]``), or whose lines are
     fewer than its leaves, escapes as ``RuntimeError: generator raised StopIteration``,
     ``TypeError: cannot unpack non-iterable int object``, ``ValueError: not enough values
-    to unpack`` from get, get_many and scan (redmodel/_layouts flat decoding of the
-    skeleton walks it without checking its shape)."""
+    to unpack`` from get, get_many and scan, on the general reader and on the generated
+    fixed-shape one alike (redmodel/_layouts: the skeleton is walked without checking its
+    shape)."""
+    model: Any = FixedFlat if fixed else Flat
+    obj = FixedFlat(1, 1.5, True, Sub(1, 2.0), "secret", id="x") if fixed else FLAT
+    key = "a23cfx:x" if fixed else "a23cfl:x"
     client = store.client
-    store.save(FLAT)
-    good = client.get("a23cfl:x")
+    store.save(obj)
+    good = client.get(key)
     skeleton_text, *lines = good.split(b"\n")
     skeleton = json.loads(skeleton_text)
     if field is None:
@@ -150,10 +167,10 @@ def test_a_corrupt_flat_manifest_is_a_decode_error(store: redmodel.Store, field:
     else:
         skeleton[field] = entry
     manifest = b"\n".join([json.dumps(skeleton).encode(), *lines[:len(lines) - drop_lines]])
-    for call in (lambda: store.get(Flat, "x"), lambda: store.get_many(Flat, ["x"]),
-                 lambda: list(store.scan(Flat))):
-        store.save(FLAT)
-        client.set("a23cfl:x", manifest)
+    for call in (lambda: store.get(model, "x"), lambda: store.get_many(model, ["x"]),
+                 lambda: list(store.scan(model))):
+        store.save(obj)
+        client.set(key, manifest)
         try:
             call()
         except redmodel.RedmodelError:
