@@ -392,3 +392,32 @@ def test_flat_enum_fields_come_back_as_enums(store: redmodel.Store) -> None:
         want = {"level": Level, "tone": Tone, "maybe": Level, "inner.level": Level,
                 "levels[0]": Level}
         assert {k: type(v) for k, v in got.items()} == want, got
+
+
+# ---- F11: a wrong-typed flat object key: the raw script error -------------------------
+
+
+def test_a_wrong_typed_flat_object_key_error_is_redmodels_own(store: redmodel.Store) -> None:
+    # F11: flat save/get/delete/expire on a wrong-typed object key show raw Lua error text
+    """The brief's standard: every exception is a redmodel or redis-py error naming the key,
+    "never ... Lua error text"; docs/layouts.md: "A key of another type where the object's
+    key goes refuses its save and get (ServerError naming it, nothing written)". The flat
+    layout's scripts let the server's script error through as the message: ``EVALSHA
+    flat_save: WRONGTYPE Operation against a key holding the wrong kind of value script:
+    on @user_script:60. (keys [...])``, which does not say which of the keys listed is of
+    the wrong type, where ``incr`` on the same key says ``WRONGTYPE a23cfl:x holds a hash,
+    not a string; nothing was written`` (and the index scripts do likewise)."""
+    calls = {"save": lambda: store.save(FLAT), "save_many": lambda: store.save_many([FLAT]),
+             "get": lambda: store.get(Flat, "x"), "delete": lambda: store.delete(Flat, "x"),
+             "expire": lambda: store.expire(Flat, "x", 10)}
+    messages = {}
+    for name, call in calls.items():
+        store.client.delete("a23cfl:x")
+        store.client.hset("a23cfl:x", "planted", "1")
+        with pytest.raises(redmodel.ServerError) as e:
+            call()
+        assert store.client.type("a23cfl:x") == b"hash"
+        messages[name] = str(e.value)
+    bad = {n: m for n, m in messages.items()
+           if "user_script" in m or "a23cfl:x holds a hash" not in m}
+    assert not bad, bad
