@@ -10,7 +10,11 @@ strings, aware datetimes and times, Decimal, UUID, enums, int-keyed dicts); trun
 byte flips of every checksummed chain (always DecodeError); planted wrong-typed and
 ill-formed hash fields and flat leaves (DecodeError naming key and field); flat dict keys
 holding `: { } * % \\`, "", newlines and NUL; stale leaves after a re-save; TTL kept on every
-leaf."""
+leaf; flat lists of 100,000 items; verify/reindex reports and their log lines (tokens only);
+wrong-typed index keys of blind fields; blind and plain equality answering what a scan
+answers (-0.0, ints past 2**64, Decimal, aware datetimes); Fernet/index key sources
+(files with CRLF and comments, env, providers; never a key in a message); lone surrogates
+refused before any write; redis passwords in reprs and connection errors."""
 
 from __future__ import annotations
 
