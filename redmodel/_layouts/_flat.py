@@ -23,7 +23,7 @@ import inspect
 import itertools
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -254,21 +254,63 @@ class FlatLayout:
         items = list(node)
         return ["l", [self._flatten(v, f"{sep}{i}", leaves) for i, v in enumerate(items)]]
 
-    def _build(self, skel: Any, values: Iterator[Any], key: str) -> Any:
-        if skel is None:
-            return None
-        if skel == 1:
-            value = next(values)
-            if value is None:
-                raise DecodeError("a leaf key is missing", model=self.spec.name, key=key)
-            return value
-        if isinstance(skel, dict):
-            return {k: self._build(v, values, key) for k, v in skel.items()}
-        tag, items = skel
-        if tag == "l":
-            return [self._build(v, values, key) for v in items]
-        return {k.encode("utf-8", "surrogateescape"): self._build(v, values, key)
-                for k, v in items}
+    def _tree(self, key: str, manifest: Any, values: Sequence[Any],
+              missing_ok: bool = False) -> Any:
+        """The tree a stored object's manifest and leaf values (one per leaf line, in its
+        order) make, or a DecodeError naming the key: a manifest that is not one this
+        layout writes (its skeleton not an object of nodes of the documented forms, or
+        its lines not one per leaf), or (unless ``missing_ok``: the leaf is None in the
+        tree) a leaf key missing or of another type, named with its field path."""
+        text = _text(manifest)
+        first, _, rest = text.partition("\n")
+        lines = [line for line in rest.split("\n") if line]
+        try:
+            skeleton = json.loads(first)
+        except ValueError:
+            skeleton = None
+        if type(skeleton) is not dict or len(values) != len(lines):
+            raise self._corrupt(key, "its skeleton is not an object" if type(skeleton)
+                                is not dict else "its leaves were not read")
+        at = 0
+        spec, delim = self.spec, self.delim
+
+        def walk(node: Any, field: str) -> Any:
+            nonlocal at
+            if node is None:
+                return None
+            if type(node) is int and node == 1:
+                if at >= len(values):
+                    raise self._corrupt(key, "its skeleton has more leaves than it names keys")
+                value = values[at]
+                at += 1
+                if value is None and not missing_ok:
+                    raise DecodeError(
+                        f"the leaf key {key}{delim}{lines[at - 1]} is missing or not a "
+                        "string", model=spec.name, key=key, field=field or None)
+                return value
+            if type(node) is dict:
+                return {k: walk(v, f"{field}.{k}" if field else k) for k, v in node.items()}
+            if type(node) is list and len(node) == 2 and type(node[1]) is list:
+                tag, items = node
+                if tag == "l":
+                    return [walk(v, f"{field}[{i}]") for i, v in enumerate(items)]
+                if tag == "d" and all(type(p) is list and len(p) == 2 and type(p[0]) is str
+                                      for p in items):
+                    # the field names the dict, not its key (the leaf key in the message
+                    # does): a field path shows no stored data
+                    return {k.encode("utf-8", "surrogateescape"): walk(v, field)
+                            for k, v in items}
+            raise self._corrupt(key, f"its skeleton has an unknown node at "
+                                     f"{field or 'the top'}")
+
+        tree = walk(skeleton, "")
+        if at != len(values):
+            raise self._corrupt(key, "its skeleton has fewer leaves than it names keys")
+        return tree
+
+    def _corrupt(self, key: str, why: str) -> DecodeError:
+        return DecodeError(f"manifest is corrupt ({why}): not one redmodel's flat layout "
+                           "writes", model=self.spec.name, key=key)
 
     # ---- writing ------------------------------------------------------------------
 
@@ -343,7 +385,8 @@ class FlatLayout:
         if not reply:
             return []
         manifest, *values = reply
-        suffixes = manifest.decode("utf-8").split("\n")[1:]
+        self._tree(key, manifest, values, missing_ok=True)  # a corrupt one: DecodeError
+        suffixes = [line for line in _text(manifest).split("\n")[1:] if line]
         return [((f"{key}{self.delim}{s}", None), v)
                 for s, v in zip(suffixes, values, strict=True) if v is not None]
 
@@ -375,11 +418,7 @@ class FlatLayout:
                     return fast[0](values, id_text.encode("utf-8"))
                 except Exception:  # the generic decode below decides
                     pass
-        try:
-            skeleton = json.loads(manifest.splitlines()[0])
-        except (ValueError, IndexError):
-            raise DecodeError("manifest is corrupt", model=self.spec.name, key=key) from None
-        tree = self._build(skeleton, iter(values), key)
+        tree = self._tree(key, manifest, values)
         tree[self.key_name] = id_text.encode("utf-8")
         try:
             return self.structure(tree, self.spec.cls)
