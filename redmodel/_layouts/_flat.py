@@ -33,6 +33,7 @@ from redmodel._errors import (
     ConflictError,
     DecodeError,
     NotFoundError,
+    ServerError,
     ValidationError,
 )
 from redmodel._indexes._writes import KEY_ROUNDS, Write, needed_keys, refusal, status
@@ -384,6 +385,7 @@ class FlatLayout:
     def raw_values(self, key: str, reply: Any) -> list[tuple[tuple[str, bytes | None], bytes]]:
         if not reply:
             return []
+        self._refuse_wrong_type(key, reply)
         manifest, *values = reply
         self._tree(key, manifest, values, missing_ok=True)  # a corrupt one: DecodeError
         suffixes = [line for line in _text(manifest).split("\n")[1:] if line]
@@ -405,6 +407,7 @@ class FlatLayout:
     def decode(self, key: str, id_text: str, reply: Any) -> Any:
         if not reply:
             return None
+        self._refuse_wrong_type(key, reply)
         manifest, *values = reply
         if self._encode is not None and type(manifest) is bytes:
             try:
@@ -425,6 +428,13 @@ class FlatLayout:
         except Exception as e:
             raise structure_error(e, model=self.spec.name, key=key) from None
 
+
+    def _refuse_wrong_type(self, key: str, reply: Any) -> None:
+        """The read script's answer for an object key of another type (a manifest is
+        never that: its first line is a JSON object), raised as a ServerError naming it."""
+        if len(reply) == 4 and status(reply) == "WRONGTYPE" and _text(reply[1]) == key:
+            raise ServerError(f"WRONGTYPE {key} holds a {_text(reply[2])}, not a string",
+                              keys=(key,), command=f"get {self.spec.name}")
 
     def _expected(self, manifest: bytes) -> tuple[bytes, list[str], list[str]] | None:
         """What :meth:`read` sends to expect this manifest (None: too many leaves)."""
