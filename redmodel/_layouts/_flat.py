@@ -66,6 +66,8 @@ _READS = frozenset({_GET.sha})
 
 _JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps makes one per call otherwise
 
+_WRONGTYPE = (b"WRONGTYPE", "WRONGTYPE")  # the read script's answer for a key of another type
+
 _MAX_SHAPES = 64  # manifests (object shapes) remembered per model for the generated code
 
 
@@ -432,7 +434,7 @@ class FlatLayout:
     def _refuse_wrong_type(self, key: str, reply: Any) -> None:
         """The read script's answer for an object key of another type (a manifest is
         never that: its first line is a JSON object), raised as a ServerError naming it."""
-        if len(reply) == 4 and status(reply) == "WRONGTYPE" and _text(reply[1]) == key:
+        if len(reply) == 4 and reply[0] in _WRONGTYPE and _text(reply[1]) == key:
             raise ServerError(f"WRONGTYPE {key} holds a {_text(reply[2])}, not a string",
                               keys=(key,), command=f"get {self.spec.name}")
 
