@@ -262,52 +262,51 @@ class FlatLayout:
         """The tree a stored object's manifest and leaf values (one per leaf line, in its
         order) make, or a DecodeError naming the key: a manifest that is not one this
         layout writes (its skeleton not an object of nodes of the documented forms, or
-        its lines not one per leaf), or (unless ``missing_ok``: the leaf is None in the
-        tree) a leaf key missing or of another type, named with its field path."""
-        text = _text(manifest)
-        first, _, rest = text.partition("\n")
-        lines = [line for line in rest.split("\n") if line]
+        its leaf lines not one per leaf), or (unless ``missing_ok``: the leaf is None in
+        the tree) a leaf key missing or of another type, named with its field path."""
         try:
-            skeleton = json.loads(first)
+            skeleton = json.loads(manifest.split(b"\n" if type(manifest) is bytes else "\n",
+                                                 1)[0])
         except ValueError:
             skeleton = None
-        if type(skeleton) is not dict or len(values) != len(lines):
-            raise self._corrupt(key, "its skeleton is not an object" if type(skeleton)
-                                is not dict else "its leaves were not read")
+        if type(skeleton) is not dict:
+            raise self._corrupt(key, "its skeleton is not an object")
         at = 0
-        spec, delim = self.spec, self.delim
+        n = len(values)
 
-        def walk(node: Any, field: str) -> Any:
+        def walk(node: Any) -> Any:
             nonlocal at
             if node is None:
                 return None
-            if type(node) is int and node == 1:
-                if at >= len(values):
+            kind = type(node)
+            if kind is int and node == 1:
+                if at >= n:
                     raise self._corrupt(key, "its skeleton has more leaves than it names keys")
                 value = values[at]
-                at += 1
                 if value is None and not missing_ok:
-                    raise DecodeError(
-                        f"the leaf key {key}{delim}{lines[at - 1]} is missing or not a "
-                        "string", model=spec.name, key=key, field=field or None)
+                    raise _Missing(at)
+                at += 1
                 return value
-            if type(node) is dict:
-                return {k: walk(v, f"{field}.{k}" if field else k) for k, v in node.items()}
-            if type(node) is list and len(node) == 2 and type(node[1]) is list:
+            if kind is dict:
+                return {k: walk(v) for k, v in node.items()}
+            if kind is list and len(node) == 2 and type(node[1]) is list:
                 tag, items = node
                 if tag == "l":
-                    return [walk(v, f"{field}[{i}]") for i, v in enumerate(items)]
+                    return [walk(v) for v in items]
                 if tag == "d" and all(type(p) is list and len(p) == 2 and type(p[0]) is str
                                       for p in items):
-                    # the field names the dict, not its key (the leaf key in the message
-                    # does): a field path shows no stored data
-                    return {k.encode("utf-8", "surrogateescape"): walk(v, field)
-                            for k, v in items}
-            raise self._corrupt(key, f"its skeleton has an unknown node at "
-                                     f"{field or 'the top'}")
+                    return {k.encode("utf-8", "surrogateescape"): walk(v) for k, v in items}
+            raise self._corrupt(key, "its skeleton has a node of an unknown form")
 
-        tree = walk(skeleton, "")
-        if at != len(values):
+        try:
+            tree = walk(skeleton)
+        except _Missing as missing:
+            lines = [line for line in _text(manifest).split("\n")[1:] if line]
+            raise DecodeError(
+                f"the leaf key {key}{self.delim}{lines[missing.at]} is missing or not a "
+                "string", model=self.spec.name, key=key,
+                field=_leaf_field(skeleton, missing.at)) from None
+        if at != n:
             raise self._corrupt(key, "its skeleton has fewer leaves than it names keys")
         return tree
 
@@ -492,6 +491,36 @@ def counter_result(spec: ModelSpec, key: str, path: str, kind: str, amount: floa
     if error is not None:
         raise error
     raise AssertionError(f"unexpected reply {reply!r}")  # pragma: no cover
+
+
+class _Missing(Exception):  # noqa: N818 - a signal: leaf number ``at`` is missing
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+
+def _leaf_field(skeleton: Any, at: int) -> str | None:
+    """The field path of leaf number ``at`` of a (checked) skeleton: ``address.city``,
+    ``scores[2]``; a dict's entry is named by the dict (its key, which is data, is in the
+    leaf key the message names)."""
+    count = itertools.count()
+
+    def find(node: Any, field: str) -> str | None:
+        if type(node) is int:
+            return field if next(count) == at else None
+        pairs: Any = ()
+        if type(node) is dict:
+            pairs = ((v, f"{field}.{k}" if field else k) for k, v in node.items())
+        elif node is not None and node[0] == "l":
+            pairs = ((v, f"{field}[{i}]") for i, v in enumerate(node[1]))
+        elif node is not None:
+            pairs = ((v, field) for _, v in node[1])
+        for child, path in pairs:
+            found = find(child, path)
+            if found is not None:
+                return found
+        return None
+
+    return find(skeleton, "") or None
 
 
 def _text(raw: Any) -> str:
