@@ -23,7 +23,7 @@ import inspect
 import itertools
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -33,6 +33,7 @@ from redmodel._errors import (
     ConflictError,
     DecodeError,
     NotFoundError,
+    ServerError,
     ValidationError,
 )
 from redmodel._indexes._writes import KEY_ROUNDS, Write, needed_keys, refusal, status
@@ -64,6 +65,8 @@ _CONVERTER = make_tree_converter()
 _READS = frozenset({_GET.sha})
 
 _JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps makes one per call otherwise
+
+_WRONGTYPE = (b"WRONGTYPE", "WRONGTYPE")  # the read script's answer for a key of another type
 
 _MAX_SHAPES = 64  # manifests (object shapes) remembered per model for the generated code
 
@@ -254,21 +257,62 @@ class FlatLayout:
         items = list(node)
         return ["l", [self._flatten(v, f"{sep}{i}", leaves) for i, v in enumerate(items)]]
 
-    def _build(self, skel: Any, values: Iterator[Any], key: str) -> Any:
-        if skel is None:
-            return None
-        if skel == 1:
-            value = next(values)
-            if value is None:
-                raise DecodeError("a leaf key is missing", model=self.spec.name, key=key)
-            return value
-        if isinstance(skel, dict):
-            return {k: self._build(v, values, key) for k, v in skel.items()}
-        tag, items = skel
-        if tag == "l":
-            return [self._build(v, values, key) for v in items]
-        return {k.encode("utf-8", "surrogateescape"): self._build(v, values, key)
-                for k, v in items}
+    def _tree(self, key: str, manifest: Any, values: Sequence[Any],
+              missing_ok: bool = False) -> Any:
+        """The tree a stored object's manifest and leaf values (one per leaf line, in its
+        order) make, or a DecodeError naming the key: a manifest that is not one this
+        layout writes (its skeleton not an object of nodes of the documented forms, or
+        its leaf lines not one per leaf), or (unless ``missing_ok``: the leaf is None in
+        the tree) a leaf key missing or of another type, named with its field path."""
+        try:
+            skeleton = json.loads(manifest.split(b"\n" if type(manifest) is bytes else "\n",
+                                                 1)[0])
+        except ValueError:
+            skeleton = None
+        if type(skeleton) is not dict:
+            raise self._corrupt(key, "its skeleton is not an object")
+        at = 0
+        n = len(values)
+
+        def walk(node: Any) -> Any:
+            nonlocal at
+            if node is None:
+                return None
+            kind = type(node)
+            if kind is int and node == 1:
+                if at >= n:
+                    raise self._corrupt(key, "its skeleton has more leaves than it names keys")
+                value = values[at]
+                if value is None and not missing_ok:
+                    raise _Missing(at)
+                at += 1
+                return value
+            if kind is dict:
+                return {k: walk(v) for k, v in node.items()}
+            if kind is list and len(node) == 2 and type(node[1]) is list:
+                tag, items = node
+                if tag == "l":
+                    return [walk(v) for v in items]
+                if tag == "d" and all(type(p) is list and len(p) == 2 and type(p[0]) is str
+                                      for p in items):
+                    return {k.encode("utf-8", "surrogateescape"): walk(v) for k, v in items}
+            raise self._corrupt(key, "its skeleton has a node of an unknown form")
+
+        try:
+            tree = walk(skeleton)
+        except _Missing as missing:
+            lines = [line for line in _text(manifest).split("\n")[1:] if line]
+            raise DecodeError(
+                f"the leaf key {key}{self.delim}{lines[missing.at]} is missing or not a "
+                "string", model=self.spec.name, key=key,
+                field=_leaf_field(skeleton, missing.at)) from None
+        if at != n:
+            raise self._corrupt(key, "its skeleton has fewer leaves than it names keys")
+        return tree
+
+    def _corrupt(self, key: str, why: str) -> DecodeError:
+        return DecodeError(f"manifest is corrupt ({why}): not one redmodel's flat layout "
+                           "writes", model=self.spec.name, key=key)
 
     # ---- writing ------------------------------------------------------------------
 
@@ -342,8 +386,10 @@ class FlatLayout:
     def raw_values(self, key: str, reply: Any) -> list[tuple[tuple[str, bytes | None], bytes]]:
         if not reply:
             return []
+        self._refuse_wrong_type(key, reply)
         manifest, *values = reply
-        suffixes = manifest.decode("utf-8").split("\n")[1:]
+        self._tree(key, manifest, values, missing_ok=True)  # a corrupt one: DecodeError
+        suffixes = [line for line in _text(manifest).split("\n")[1:] if line]
         return [((f"{key}{self.delim}{s}", None), v)
                 for s, v in zip(suffixes, values, strict=True) if v is not None]
 
@@ -362,6 +408,7 @@ class FlatLayout:
     def decode(self, key: str, id_text: str, reply: Any) -> Any:
         if not reply:
             return None
+        self._refuse_wrong_type(key, reply)
         manifest, *values = reply
         if self._encode is not None and type(manifest) is bytes:
             try:
@@ -375,17 +422,20 @@ class FlatLayout:
                     return fast[0](values, id_text.encode("utf-8"))
                 except Exception:  # the generic decode below decides
                     pass
-        try:
-            skeleton = json.loads(manifest.splitlines()[0])
-        except (ValueError, IndexError):
-            raise DecodeError("manifest is corrupt", model=self.spec.name, key=key) from None
-        tree = self._build(skeleton, iter(values), key)
+        tree = self._tree(key, manifest, values)
         tree[self.key_name] = id_text.encode("utf-8")
         try:
             return self.structure(tree, self.spec.cls)
         except Exception as e:
             raise structure_error(e, model=self.spec.name, key=key) from None
 
+
+    def _refuse_wrong_type(self, key: str, reply: Any) -> None:
+        """The read script's answer for an object key of another type (a manifest is
+        never that: its first line is a JSON object), raised as a ServerError naming it."""
+        if len(reply) == 4 and reply[0] in _WRONGTYPE and _text(reply[1]) == key:
+            raise ServerError(f"WRONGTYPE {key} holds a {_text(reply[2])}, not a string",
+                              keys=(key,), command=f"get {self.spec.name}")
 
     def _expected(self, manifest: bytes) -> tuple[bytes, list[str], list[str]] | None:
         """What :meth:`read` sends to expect this manifest (None: too many leaves)."""
@@ -441,6 +491,36 @@ def counter_result(spec: ModelSpec, key: str, path: str, kind: str, amount: floa
     if error is not None:
         raise error
     raise AssertionError(f"unexpected reply {reply!r}")  # pragma: no cover
+
+
+class _Missing(Exception):  # noqa: N818 - a signal: leaf number ``at`` is missing
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+
+def _leaf_field(skeleton: Any, at: int) -> str | None:
+    """The field path of leaf number ``at`` of a (checked) skeleton: ``address.city``,
+    ``scores[2]``; a dict's entry is named by the dict (its key, which is data, is in the
+    leaf key the message names)."""
+    count = itertools.count()
+
+    def find(node: Any, field: str) -> str | None:
+        if type(node) is int:
+            return field if next(count) == at else None
+        pairs: Any = ()
+        if type(node) is dict:
+            pairs = ((v, f"{field}.{k}" if field else k) for k, v in node.items())
+        elif node is not None and node[0] == "l":
+            pairs = ((v, f"{field}[{i}]") for i, v in enumerate(node[1]))
+        elif node is not None:
+            pairs = ((v, field) for _, v in node[1])
+        for child, path in pairs:
+            found = find(child, path)
+            if found is not None:
+                return found
+        return None
+
+    return find(skeleton, "") or None
 
 
 def _text(raw: Any) -> str:

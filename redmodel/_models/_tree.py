@@ -28,11 +28,22 @@ def _stored_name(f: attrs.Attribute[Any]) -> str:
     return getattr(opts, "name", None) or f.name
 
 
-def _leaf(dec: Any) -> Any:
-    def structure(value: Any, _: Any) -> Any:
+def _leaf(dec: Any, tp: Any) -> Any:
+    """The structure hook of scalar type ``tp``. cattrs picks it by singledispatch, so it
+    is also the hook of tp's subclasses: an IntEnum or a str-valued enum is read by the
+    enum's own decoder (not as a plain int / str)."""
+    subs: dict[Any, Any] = {}
+
+    def structure(value: Any, t: Any) -> Any:
         if type(value) is not bytes:
             raise BadValueError("not a single value (the field's type changed?)")
-        return dec(value)
+        if t is tp:
+            return dec(value)
+        own = subs.get(t)
+        if own is None:
+            found = scalar(t)
+            own = subs[t] = dec if found is None else found[1]
+        return own(value)
 
     return structure
 
@@ -42,7 +53,7 @@ def _scalar_hooks(conv: cattrs.Converter, tp: Any) -> None:
     assert found is not None
     enc, dec, _ = found
     conv.register_unstructure_hook(tp, enc)
-    conv.register_structure_hook(tp, _leaf(dec))
+    conv.register_structure_hook(tp, _leaf(dec, tp))
 
 
 def _plain(node: Any) -> Any:

@@ -1,7 +1,9 @@
 --! include flat_lib
 -- KEYS: the manifest, then the leaves the client expects. ARGV: delimiter.
--- Answers 1 (deleted), 0 (no such object) or {'KEYS', missing...} (nothing deleted).
-local m = redis.call('GET', KEYS[1])
+-- Answers 1 (deleted), 0 (no such object), {'KEYS', missing...} (nothing deleted) or
+-- {'WRONGTYPE', key, type, 'string'} (the object key holds another type; nothing deleted).
+local m, wrong = manifest_at(KEYS[1])
+if wrong then return wrong end
 if not m then return 0 end
 local keys = leaves(m, KEYS[1] .. ARGV[1])
 local missing = undeclared(keys)

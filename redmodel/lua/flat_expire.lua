@@ -1,8 +1,10 @@
 --! include flat_lib
 -- KEYS: the manifest, then the leaves the client expects. ARGV: delimiter, ms | 'persist'.
 -- Answers what PEXPIRE / PERSIST of the manifest answered, 0 (no such object) or
--- {'KEYS', missing...} (nothing changed).
-local m = redis.call('GET', KEYS[1])
+-- {'KEYS', missing...} (nothing changed) or {'WRONGTYPE', key, type, 'string'} (the object
+-- key holds another type; nothing changed).
+local m, wrong = manifest_at(KEYS[1])
+if wrong then return wrong end
 if not m then return 0 end
 local keys = leaves(m, KEYS[1] .. ARGV[1])
 local missing = undeclared(keys)

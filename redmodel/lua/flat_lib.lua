@@ -1,3 +1,13 @@
+-- The manifest at `key` (false when there is none), or nil and the reply
+-- {'WRONGTYPE', key, type, 'string'} to give when the key holds another type (nothing
+-- written: the client raises a ServerError naming it, never the script's error text)
+local function manifest_at(key)
+  local m = redis.pcall('GET', key)
+  if type(m) == 'table' and m.err then
+    return nil, {'WRONGTYPE', key, redis.call('TYPE', key)['ok'], 'string'}
+  end
+  return m
+end
 -- the leaf keys a flat object's manifest names (lines after the skeleton)
 local function leaves(manifest, base)
   local out, first = {}, true

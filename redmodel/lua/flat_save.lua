@@ -3,9 +3,11 @@
 -- expects the save to touch (leaves the object had). ARGV: ttl ('' keeps the object's
 -- expiry | ms), delimiter, the new manifest, the new leaves' values.
 -- Answers 1, or {'KEYS', missing...} (nothing written) when the old manifest names
--- leaves to delete that are not declared.
+-- leaves to delete that are not declared, or {'WRONGTYPE', key, type, 'string'} (nothing
+-- written) when the object key holds another type.
 local n = #ARGV - 3
-local old = redis.call('GET', KEYS[1])
+local old, wrong = manifest_at(KEYS[1])
+if wrong then return wrong end
 local keep = -1
 if old then
   -- an unchanged manifest names exactly the new leaves: nothing is stale (the common

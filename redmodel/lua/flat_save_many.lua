@@ -21,9 +21,9 @@ for o = 1, tonumber(ARGV[1]) do
     out[o] = {'LATER'}
   else
     local key = KEYS[at]
-    local old = redis.pcall('GET', key)
-    if type(old) == 'table' and old.err then
-      out[o] = {'WRONGTYPE', key, redis.call('TYPE', key)['ok'], 'string'}
+    local old, wrong = manifest_at(key)
+    if wrong then
+      out[o] = wrong
       blocked = true
     else
       local stale = {}
