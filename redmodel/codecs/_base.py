@@ -209,8 +209,12 @@ class Codec:
             failed = ""
             try:
                 data = dumps(unstructure(value))
-            except (TypeError, ValueError, OverflowError) as e:  # UnicodeError too
-                failed = type(e).__name__  # raised below: the error holds the value
+            except Exception as e:
+                # Any failure of the converter or the serializer (TypeError, ValueError,
+                # OverflowError, UnicodeError, and IndexError for a tuple of the wrong
+                # length, AttributeError from PyYAML's representer...) is a value this
+                # chain cannot encode. Raised below: the error may hold the value.
+                failed = type(e).__name__
             if failed:
                 raise ValidationError(
                     f"codec {name!r} cannot encode a value of type {type(value).__name__}: "
