@@ -248,6 +248,8 @@ class Codec:
             failed = ""
             try:
                 return loads(data)
+            except DecodeError as e:  # the serializer's own, naming no value
+                raise e.with_context(codec=name) from None
             except Exception as e:
                 # Raised below, outside this block: the parser's error may quote the
                 # decrypted value, and it would ride along as __context__.
@@ -295,6 +297,8 @@ class Codec:
             failed = ""
             try:
                 primitive = loads(data)
+            except DecodeError as e:  # the serializer's own, naming no value
+                raise e.with_context(codec=name) from None
             except Exception as e:
                 # Raised below, outside this block: the parser's error may quote the
                 # decrypted value, and it would ride along as __context__.
