@@ -343,7 +343,12 @@ def test_an_index_key_that_is_also_the_encryption_key_is_refused(
         monkeypatch: pytest.MonkeyPatch) -> None:
     shared = redmodel.codecs.FernetTransform.generate_key()
     redmodel.codecs.configure_fernet(keys=[shared])
-    redmodel.configure_index_keys(keys=[shared])
+    # keys given as such are refused when configured (session 23: earlier than first use)
+    with pytest.raises(redmodel.CodecError, match="separate") as info:
+        redmodel.configure_index_keys(keys=[shared])
+    assert shared[:12] not in str(info.value)
+    # keys read later (a provider, a file, a variable) are refused at first use
+    redmodel.configure_index_keys(key_provider=lambda: [shared])
     with pytest.raises(redmodel.CodecError, match="separate") as info:
         _blind.current_keyring()
     assert shared[:12] not in str(info.value)

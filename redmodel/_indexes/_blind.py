@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import os
 import secrets
@@ -34,6 +35,7 @@ from typing import Any
 from redmodel._errors import CodecError, ModelDefinitionError
 from redmodel._models._keys import escape, unescape
 from redmodel._models._types import canonical_text
+from redmodel.codecs import _fernet
 from redmodel.codecs._fernet import configured_raw_keys
 from redmodel.codecs._keysource import Key, KeySource
 
@@ -117,8 +119,33 @@ class IndexKeyring:
 
 _configured: KeySource | None = None
 _default: KeySource | None = None
-_cache: tuple[KeySource, tuple[bytes, ...], IndexKeyring] | None = None
+_cache: tuple[KeySource, tuple[bytes, ...], IndexKeyring, int] | None = None
 _lock = threading.Lock()
+
+
+def _known_raw_keys() -> tuple[bytes, ...]:
+    """The raw index keys known now, without reading a provider, file or variable: the
+    configured static keys and the cached ring's (what a new Fernet key is compared with)."""
+    found: list[bytes] = []
+    source, cached = _configured, _cache
+    if source is not None and source.static is not None:
+        with contextlib.suppress(CodecError):  # a bad key is refused where it is used
+            found.extend(IndexKeyring(source.static, source.source).raws)
+    if cached is not None and cached[0] is (source or _default):  # not a replaced one's
+        found.extend(cached[2].raws)
+    return tuple(found)
+
+
+_fernet.index_raw_keys = _known_raw_keys
+
+
+def _check_apart(ring: IndexKeyring, source: str) -> None:
+    if set(ring.raws) & set(configured_raw_keys()):
+        raise CodecError(
+            f"index keys: a key from {source} is also a Fernet encryption key; an "
+            "index key must be separate from the encryption keys (generate one with "
+            "redmodel.generate_index_key())"
+        )
 
 
 def configure_index_keys(
@@ -143,7 +170,8 @@ def configure_index_keys(
     source = KeySource("index keys", "index keys", keys, key_provider=key_provider, env=env,
                        file=file)
     if source.static is not None:
-        IndexKeyring(source.static, source.source)  # refuse a bad key now, not at first use
+        # refuse a bad key, or one that is also a Fernet key, now, not at first use
+        _check_apart(IndexKeyring(source.static, source.source), source.source)
     _configured = source
 
 
@@ -157,18 +185,15 @@ def current_keyring() -> IndexKeyring:
         source = _default
     keys = source.read()
     cached = _cache
-    if cached is not None and cached[0] is source and cached[1] == keys:
+    if (cached is not None and cached[0] is source and cached[1] == keys
+            and cached[3] == _fernet.generation()):
         return cached[2]
+    # compared again whenever a Fernet key set of the process has new keys
+    generation = _fernet.generation()
     ring = IndexKeyring(keys, source.source)
-
-    if set(ring.raws) & set(configured_raw_keys()):
-        raise CodecError(
-            f"index keys: a key from {source.source} is also a Fernet encryption key; an "
-            "index key must be separate from the encryption keys (generate one with "
-            "redmodel.generate_index_key())"
-        )
+    _check_apart(ring, source.source)
     with _lock:
-        _cache = (source, keys, ring)
+        _cache = (source, keys, ring, generation)
     return ring
 
 

@@ -92,9 +92,23 @@ MAX_DEPTH = 32
 
 
 # ---- predicates ---------------------------------------------------------------------------
+#
+# No repr of an expression and no query error shows a value, only its type (``Q(ssn=<str>)``):
+# a Q is not bound to a model, so it cannot know which fields are encrypted, and logging the
+# filter a query was built from must not log an SSN (decided in session 23).
+
+_SHOWN_VALUES = 5
+"""Values of a ``one_of`` its repr lists (as types) before it says how many more."""
 
 
-@attrs.frozen
+def _shape(value: Any) -> str:
+    """A filter value as its repr shows it: never the value, only its type."""
+    if value is None or isinstance(value, (Range, OneOf, Contains)):
+        return repr(value)
+    return f"<{type(value).__name__}>"
+
+
+@attrs.frozen(repr=False)
 class Range:
     """A range of a range-indexed field; ``None`` ends are open (``Range()`` is every
     value). The helpers :func:`lt`, :func:`between`, ... need a value for each end they
@@ -104,6 +118,10 @@ class Range:
     high: Any = None
     low_inclusive: bool = True
     high_inclusive: bool = True
+
+    def __repr__(self) -> str:
+        return (f"Range(low={_shape(self.low)}, high={_shape(self.high)}, "
+                f"low_inclusive={self.low_inclusive!r}, high_inclusive={self.high_inclusive!r})")
 
 
 def _bound(value: Any, helper: str) -> Any:
@@ -146,15 +164,21 @@ def between(low: Any, high: Any, *, inclusive: tuple[bool, bool] = (True, True))
     if not (isinstance(inclusive, tuple) and len(inclusive) == 2
             and all(isinstance(i, bool) for i in inclusive)):
         raise QueryError(f"between(..., inclusive=) takes two bools, (low end, high end), "
-                         f"not {inclusive!r}")
+                         f"not a {type(inclusive).__name__}")
     return Range(_bound(low, "between"), _bound(high, "between"), inclusive[0], inclusive[1])
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class OneOf:
     """What :func:`one_of` gives: ``field in values``."""
 
     values: tuple[Any, ...]
+
+    def __repr__(self) -> str:
+        shown = [_shape(v) for v in self.values[:_SHOWN_VALUES]]
+        if len(self.values) > _SHOWN_VALUES:
+            shown.append(f"... {len(self.values) - _SHOWN_VALUES} more")
+        return f"one_of([{', '.join(shown)}])"
 
 
 def one_of(values: Sequence[Any]) -> OneOf:
@@ -162,18 +186,22 @@ def one_of(values: Sequence[Any]) -> OneOf:
     nothing)."""
     if isinstance(values, (str, bytes, bytearray, memoryview, Mapping)):
         raise QueryError(f"one_of needs a list of values, not a {type(values).__name__}: "
-                         f"one_of([{values!r}]) for a single value")
+                         "write one_of([value]) for a single value")
     try:
         return OneOf(tuple(values))
     except TypeError:
-        raise QueryError(f"one_of needs a list of values, not {values!r}") from None
+        raise QueryError(f"one_of needs a list of values, not a {type(values).__name__}"
+                         ) from None
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Contains:
     """What :func:`contains` gives: a list field holds ``value``."""
 
     value: Any
+
+    def __repr__(self) -> str:
+        return f"contains({_shape(self.value)})"
 
 
 def contains(value: Any) -> Contains:
@@ -181,7 +209,7 @@ def contains(value: Any) -> Contains:
     return Contains(value)
 
 
-@attrs.frozen(init=False)
+@attrs.frozen(init=False, repr=False)
 class Q:
     """A query expression: ``Q(color="black", price=lt(50))`` (AND of its terms);
     combine with ``&``, ``|`` and ``~``."""
@@ -193,7 +221,7 @@ class Q:
         for arg in args:
             if not isinstance(arg, Q):
                 raise QueryError(f"Q() takes Q expressions and field=value filters, not "
-                                 f"{arg!r}")
+                                 f"a {type(arg).__name__}")
         terms: list[Any] = list(args)
         terms.extend(("FIELD", name, value) for name, value in filters.items())
         self.__attrs_init__("AND", tuple(terms))
@@ -202,7 +230,7 @@ class Q:
     def _make(cls, op: str, terms: tuple[Any, ...]) -> Q:
         for term in terms:
             if not isinstance(term, Q):
-                raise QueryError(f"{op} combines Q expressions, not {term!r}")
+                raise QueryError(f"{op} combines Q expressions, not a {type(term).__name__}")
         q = cls.__new__(cls)
         q.__attrs_init__(op, terms)
         return q
@@ -211,7 +239,7 @@ class Q:
         """``self op other``, flattened: a chain of one operator is one node, however
         long (so building it, comparing it and compiling it never recurse deeply)."""
         if not isinstance(other, Q):
-            raise QueryError(f"{op} combines Q expressions, not {other!r}")
+            raise QueryError(f"{op} combines Q expressions, not a {type(other).__name__}")
         left = self.terms if self.op == op and self.terms else (self,)
         right = other.terms if other.op == op and other.terms else (other,)
         q = Q.__new__(Q)
@@ -226,6 +254,35 @@ class Q:
 
     def __invert__(self) -> Q:
         return Q._make("NOT", (self,))
+
+    def __repr__(self) -> str:
+        """``Q(ssn=<str>) | ~Q(price=Range(...))``: fields, operators and the values' types,
+        never a value."""
+        return _show(self, 0)
+
+
+_SHOWN_DEPTH = 2 * MAX_DEPTH
+"""Nesting a Q's repr spells out (deeper is ``Q(...)``: a repr never recurses deeply)."""
+
+
+def _show(q: Q, depth: int) -> str:
+    if depth > _SHOWN_DEPTH:
+        return "Q(...)"
+    if q.op == "NOT":
+        return "~" + _group(q.terms[0], depth + 1)
+    if q.op == "OR":
+        return " | ".join(_group(t, depth + 1) for t in q.terms) or "Q()"
+    filters = [f"{t[1]}={_shape(t[2])}" for t in q.terms if not isinstance(t, Q)]
+    parts = [f"Q({', '.join(filters)})"] if filters or not q.terms else []
+    parts += [_group(t, depth + 1) for t in q.terms if isinstance(t, Q)]
+    return " & ".join(parts)
+
+
+def _group(q: Q, depth: int) -> str:
+    """``q`` shown as an operand: in parentheses when it is an & or | of several."""
+    text = _show(q, depth)
+    joined = q.op != "NOT" and len(q.terms) > 1 and any(isinstance(t, Q) for t in q.terms)
+    return f"({text})" if joined or (q.op == "OR" and len(q.terms) > 1) else text
 
 
 # ---- compiling ---------------------------------------------------------------------------
@@ -282,16 +339,20 @@ def _score_text(f: IndexedField, value: Any) -> str:
     _check(f, value)
     # a float field takes the ints a float holds exactly (its check refuses the others)
     if f.tp is int and not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
-        raise QueryError(f"{f.name}: {value} is outside +-2**53, where the range index "
+        raise QueryError(f"{f.name}: the int is outside +-2**53, where the range index "
                          "holds ints exactly")
     assert f.score is not None
+    failed = ""
     try:
         score = f.score(value)
     except (ArithmeticError, ValueError) as e:
-        raise QueryError(f"{f.name}: {value!r} has no score in the range index: {e}") from None
+        failed = type(e).__name__  # raised below: the error may hold the value
+    if failed:
+        raise QueryError(f"{f.name}: the {type(value).__name__} has no score in the range "
+                         f"index: {failed}")
     if not math.isfinite(score):
-        raise QueryError(f"{f.name}: {value!r} is not a finite number; the range index "
-                         "refuses NaN and infinities")
+        raise QueryError(f"{f.name}: the {type(value).__name__} is not a finite number; the "
+                         "range index refuses NaN and infinities")
     return repr(score)
 
 
@@ -356,7 +417,7 @@ class _Compiler:
     def compile_top(self, q: Q) -> _Node:
         """``q`` compiled, after the checks of its shape and size."""
         if not isinstance(q, Q):
-            raise QueryError(f"a query is a Q expression, not {q!r}")
+            raise QueryError(f"a query is a Q expression, not a {type(q).__name__}")
         _check_shape(q)
         node = self.compile(q)
         terms = _count_terms(node)

@@ -300,24 +300,27 @@ def canonical_text(tp: Any) -> Callable[[Any], str]:
 _SEQUENCES = (list, tuple, set, frozenset)
 
 
-def make_checker(tp: Any, where: str) -> Checker:
+def make_checker(tp: Any, where: str, _within: tuple[type, ...] = ()) -> Checker:
     """A checker for values of ``tp``; raises ModelDefinitionError if ``tp`` is unsupported.
 
-    ``where`` names the model and field for the declaration error.
+    ``where`` names the model and field for the declaration error. ``_within`` holds the
+    nested classes being walked: a class found inside itself (a linked list, a tree) is
+    refused, since every checker, encoder and decoder is built per shape and a recursive
+    class has no finite shape.
     """
     inner, optional = optional_inner(tp)
     if optional:
-        check_inner = make_checker(inner, where)
+        check_inner = make_checker(inner, where, _within)
         return lambda v: None if v is None else check_inner(v)
     found = scalar(tp)
     if found is not None:
         return found[2]
     if is_model_class(tp):
-        return _struct_checker(tp, where)
+        return _struct_checker(tp, where, _within)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in _SEQUENCES:
-        return _sequence_checker(origin, args, where)
+        return _sequence_checker(origin, args, where, _within)
     if origin is dict:
         if len(args) != 2:
             raise ModelDefinitionError(f"{where}: dict needs key and value types")
@@ -325,13 +328,15 @@ def make_checker(tp: Any, where: str) -> Checker:
             raise ModelDefinitionError(
                 f"{where}: dict keys must be a scalar type, not {args[0]!r}"
             )
-        return _dict_checker(args[0], args[1], where)
+        return _dict_checker(args[0], args[1], where, _within)
     raise ModelDefinitionError(f"{where}: unsupported field type {tp!r}")
 
 
-def _sequence_checker(origin: type, args: tuple[Any, ...], where: str) -> Checker:
+def _sequence_checker(
+    origin: type, args: tuple[Any, ...], where: str, within: tuple[type, ...]
+) -> Checker:
     if origin is tuple and len(args) >= 1 and args[-1] is not Ellipsis:
-        items = [make_checker(a, where) for a in args]
+        items = [make_checker(a, where, within) for a in args]
 
         def check_fixed(v: Any) -> str | None:
             if not isinstance(v, tuple) or len(v) != len(items):
@@ -344,7 +349,7 @@ def _sequence_checker(origin: type, args: tuple[Any, ...], where: str) -> Checke
         return check_fixed
     if len(args) == 0 or (origin is tuple and len(args) != 2):
         raise ModelDefinitionError(f"{where}: {origin.__name__} needs an element type")
-    element = make_checker(args[0], where)
+    element = make_checker(args[0], where, within)
 
     def check(v: Any) -> str | None:
         if not isinstance(v, origin):
@@ -358,9 +363,9 @@ def _sequence_checker(origin: type, args: tuple[Any, ...], where: str) -> Checke
     return check
 
 
-def _dict_checker(key_tp: Any, value_tp: Any, where: str) -> Checker:
-    check_key = make_checker(key_tp, where)
-    check_value = make_checker(value_tp, where)
+def _dict_checker(key_tp: Any, value_tp: Any, where: str, within: tuple[type, ...]) -> Checker:
+    check_key = make_checker(key_tp, where, within)
+    check_value = make_checker(value_tp, where, within)
 
     def check(v: Any) -> str | None:
         if not isinstance(v, dict):
@@ -373,13 +378,20 @@ def _dict_checker(key_tp: Any, value_tp: Any, where: str) -> Checker:
     return check
 
 
-def _struct_checker(cls: type, where: str) -> Checker:
+def _struct_checker(cls: type, where: str, within: tuple[type, ...]) -> Checker:
+    if cls in within:
+        cycle = " -> ".join(c.__name__ for c in (*within[within.index(cls):], cls))
+        raise ModelDefinitionError(
+            f"{where}: the nested class {cls.__name__} contains itself ({cycle}); "
+            "recursive nested classes are not supported"
+        )
+    within = (*within, cls)
     try:
         attrs.resolve_types(cls)
     except NameError as e:
         raise ModelDefinitionError(f"{where}: cannot resolve the annotation {e.name!r}") from None
     fields = [
-        (f.name, make_checker(f.type, f"{where}.{f.name}"))
+        (f.name, make_checker(f.type, f"{where}.{f.name}", within))
         for f in attrs.fields(cls)
         if f.init
     ]

@@ -209,8 +209,12 @@ class Codec:
             failed = ""
             try:
                 data = dumps(unstructure(value))
-            except (TypeError, ValueError, OverflowError) as e:  # UnicodeError too
-                failed = type(e).__name__  # raised below: the error holds the value
+            except Exception as e:
+                # Any failure of the converter or the serializer (TypeError, ValueError,
+                # OverflowError, UnicodeError, and IndexError for a tuple of the wrong
+                # length, AttributeError from PyYAML's representer...) is a value this
+                # chain cannot encode. Raised below: the error may hold the value.
+                failed = type(e).__name__
             if failed:
                 raise ValidationError(
                     f"codec {name!r} cannot encode a value of type {type(value).__name__}: "
@@ -244,6 +248,8 @@ class Codec:
             failed = ""
             try:
                 return loads(data)
+            except DecodeError as e:  # the serializer's own, naming no value
+                raise e.with_context(codec=name) from None
             except Exception as e:
                 # Raised below, outside this block: the parser's error may quote the
                 # decrypted value, and it would ride along as __context__.
@@ -291,6 +297,8 @@ class Codec:
             failed = ""
             try:
                 primitive = loads(data)
+            except DecodeError as e:  # the serializer's own, naming no value
+                raise e.with_context(codec=name) from None
             except Exception as e:
                 # Raised below, outside this block: the parser's error may quote the
                 # decrypted value, and it would ride along as __context__.

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -48,13 +50,44 @@ def _strict_raw(key: bytes) -> bytes | None:
     return raw if len(raw) == 32 else None
 
 
+# Every Fernet key set of the process (the ``fernet`` name's and any named one, such as a
+# ``FernetTransform(..., name="fernet-pii")`` registered as a codec): an index key must be
+# none of their keys, whichever is configured first (decided in session 23). ``generation``
+# changes whenever one of them builds a keyring, so the blind-index keyring's cache knows
+# to compare again.
+_transforms: weakref.WeakSet[FernetTransform] = weakref.WeakSet()
+_generation = [0]
+index_raw_keys: Callable[[], tuple[bytes, ...]] = tuple
+"""Set by the blind-index module: the raw index keys known now (to refuse a Fernet key
+that is one of them)."""
+
+
+def generation() -> int:
+    """Changes whenever a Fernet key set of the process reads or is given new keys."""
+    return _generation[0]
+
+
 def configured_raw_keys() -> tuple[bytes, ...]:
-    """The raw bytes of the keys the ``fernet`` name encrypts with now, or () when none is
-    configured or readable (blind indexes check that their keys differ from these)."""
-    try:
-        return _current()._keyring().raws
-    except Exception:  # no usable configuration: nothing to compare
-        return ()
+    """The raw bytes of the keys every Fernet key set of the process encrypts with now
+    (the ``fernet`` name's configuration and every other ``FernetTransform``), skipping
+    any that has no usable keys (blind indexes check that their keys differ from these)."""
+    found: list[bytes] = []
+    with contextlib.suppress(Exception):  # no usable configuration: nothing to compare
+        found.extend(_current()._keyring().raws)
+    for t in list(_transforms):
+        with contextlib.suppress(Exception):  # no usable keys: nothing to compare
+            found.extend(t._keyring().raws)
+    return tuple(found)
+
+
+def _check_apart(raws: tuple[bytes, ...], name: str, source: str) -> None:
+    """CodecError when a Fernet key is also a configured index key (never naming it)."""
+    if set(raws) & set(index_raw_keys()):
+        raise CodecError(
+            f"{name}: a key from {source} is also a blind-index key; an encryption key must "
+            "be separate from the index keys (generate one with "
+            "FernetTransform.generate_key())"
+        )
 
 
 class _Keyring:
@@ -124,9 +157,16 @@ class FernetTransform(Transform):
         self.name = name
         self._static: _Keyring | None = None
         if self._source.static is not None:
-            self._static = _Keyring(self._source.static, self._source.source)
+            self._static = self._new_ring(self._source.static)
         self._cached: tuple[tuple[bytes, ...], _Keyring] | None = None
         self._lock = threading.Lock()
+        _transforms.add(self)
+
+    def _new_ring(self, keys: tuple[bytes, ...]) -> _Keyring:
+        ring = _Keyring(keys, self._source.source)
+        _check_apart(ring.raws, self.name, self._source.source)
+        _generation[0] += 1
+        return ring
 
     encrypts = True
 
@@ -192,7 +232,7 @@ class FernetTransform(Transform):
         cached = self._cached
         if cached is not None and cached[0] == keys:
             return cached[1]
-        ring = _Keyring(keys, self._source.source)
+        ring = self._new_ring(keys)
         with self._lock:
             self._cached = (keys, ring)
         return ring

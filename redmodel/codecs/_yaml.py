@@ -7,6 +7,7 @@ from typing import Any
 
 import cattrs
 
+from redmodel._errors import DecodeError
 from redmodel.codecs._base import Serializer
 from redmodel.codecs._deps import missing_extra
 from redmodel.codecs._hooks import configure_text_scalars
@@ -49,6 +50,7 @@ class YamlSerializer(Serializer):
                 allow_unicode=True,
                 sort_keys=False,
                 width=1 << 30,  # no folding: long strings stay on one line
+                explicit_end=True,  # "...": a value cut at a line end is still YAML
             )
         except self._yaml.YAMLError:
             # The codec reports it as a ValidationError; the YAML message holds the value.
@@ -56,4 +58,13 @@ class YamlSerializer(Serializer):
         return text.encode("utf-8")
 
     def loads(self, data: bytes) -> Any:
+        # A YAML value cut at a line end is another valid document (a shorter list, a
+        # dict missing keys): the document end marker written by dumps is what tells a
+        # whole value. A "..." line at column 0 can only be that marker (the dumper
+        # quotes or indents any string holding one), so no cut can end with it.
+        if not data.endswith(b"\n...\n"):
+            raise DecodeError(
+                "stored yaml value has no document end marker: it was cut short, or it was "
+                "written by an earlier redmodel version (re-save it: see CHANGELOG.md)"
+            )
         return self._yaml.load(data, Loader=self._loader)  # always a SafeLoader

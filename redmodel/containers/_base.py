@@ -287,7 +287,7 @@ def _chain_encoder(chain: Codec, tp: Any) -> Callable[[Any], bytes]:
     def encode(value: Any) -> bytes:
         try:
             data = dumps(_canonical(unstructure(value)))
-        except (TypeError, ValueError, OverflowError) as e:
+        except Exception as e:  # any failure: a value the chain cannot encode (as Codec)
             raise ValidationError(
                 f"codec {chain.name!r} cannot encode a value of type "
                 f"{type(value).__name__}: {type(e).__name__}"
