@@ -1,0 +1,41 @@
+"""Attack on indexes and queries (session 23, area B): one test per finding, each asserting
+what docs/queries.md and docs/store.md promise and failing on the code it was written
+against (``# F<n>:`` names the finding)."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+import redis
+
+import redmodel
+
+
+@redmodel.model(prefix="atk23b")
+@attrs.define
+class Counter:
+    n: int = redmodel.field(index=True, default=0)
+    id: str = redmodel.key_field(generated=False)
+
+
+# F1: a refused indexed incr ("nothing was written") leaves its pin in the object, and a
+# second client's valid incr then fails with a false ConflictError.
+def test_f1_refused_indexed_incr_leaves_a_pin_that_blocks_other_writers(
+        store: redmodel.Store, redis_client: redis.Redis, redis_url: str) -> None:
+    """docs/queries.md: a key of the wrong type "refuses the write with a `ServerError`
+    naming that key, and nothing changes"; docs/store.md: `incr` refuses "changing
+    nothing". The script first answers "needs keys" (writing a pin), the resend is then
+    refused by the planted key, and the pin stays: the object's hash is changed, and for
+    2 s every other client's increment of the field answers "pinned" until it gives up
+    with ConflictError ("other clients wrote it between each of 8 tries"), though nobody
+    wrote."""
+    store.save(Counter(id="c1"))
+    other = redmodel.Store.from_url(redis_url)
+    assert other.get(Counter, "c1") is not None            # the other store knows the model
+    redis_client.set("atk23b:%idx:eq:n:1", "planted")      # the entry key n=1 would need
+    before = redis_client.hgetall("atk23b:c1")
+    with pytest.raises(redmodel.ServerError, match="atk23b:%idx:eq:n:1"):
+        store.incr(Counter, "c1", "n", 1)
+    assert redis_client.hgetall("atk23b:c1") == before     # nothing changed: no pin left
+    assert other.incr(Counter, "c1", "n", 2) == 2          # n=2's key is fine: it lands
+    assert other.get(Counter, "c1") == Counter(n=2, id="c1")
