@@ -39,3 +39,31 @@ def test_f1_refused_indexed_incr_leaves_a_pin_that_blocks_other_writers(
     assert redis_client.hgetall("atk23b:c1") == before     # nothing changed: no pin left
     assert other.incr(Counter, "c1", "n", 2) == 2          # n=2's key is fine: it lands
     assert other.get(Counter, "c1") == Counter(n=2, id="c1")
+
+
+@redmodel.model(prefix="atk23bp")
+@attrs.define
+class Priced:
+    color: str = redmodel.field(index=True, default="red")
+    price: float = redmodel.field(index="range", default=1.0)
+    id: str = redmodel.key_field(generated=False)
+
+
+# F2: a cursor whose id holds a lone surrogate escapes as a bare UnicodeEncodeError, not
+# QueryError.
+@pytest.mark.parametrize("order", [None, "price", "-price"])
+def test_f2_cursor_with_a_lone_surrogate_is_a_query_error(
+        store: redmodel.Store, order: str | None) -> None:
+    """docs/queries.md: "Bad queries raise `QueryError` before any command is sent: ... a
+    malformed cursor (a score in anything but ASCII digits, say)". A forged cursor whose id
+    part holds a lone surrogate (no page ever gives one: ids with one are refused) raises
+    `UnicodeEncodeError` from deep in the send instead, unordered and ordered alike, with
+    or without a filter."""
+    store.save_many([Priced(price=float(i), id=f"i{i:02}") for i in range(4)])
+    for last_id in ("a\udc00", "\ud800", "i01\udfff"):
+        cursor = f"||{last_id}" if order is None else f"{order}|1|{last_id}"
+        for query in (store.find(Priced), store.find(Priced, color="red")):
+            if order is not None:
+                query = query.order_by(order)
+            with pytest.raises(redmodel.QueryError, match="cursor"):
+                query.after(cursor).ids()
