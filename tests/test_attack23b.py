@@ -67,3 +67,28 @@ def test_f2_cursor_with_a_lone_surrogate_is_a_query_error(
                 query = query.order_by(order)
             with pytest.raises(redmodel.QueryError, match="cursor"):
                 query.after(cursor).ids()
+
+
+@redmodel.model(prefix="atk23bb", buckets=4)
+@attrs.define
+class Badge:
+    code: str | None = redmodel.field(unique=True, default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+# F3: on a bucketed model, save_many refuses a chunk in which one object gives a unique
+# value up and a later object takes it, though saving them one at a time (or chunk_size=1,
+# or the same model without buckets) succeeds.
+def test_f3_bucketed_save_many_refuses_a_value_given_up_earlier_in_its_chunk(
+        store: redmodel.Store) -> None:
+    """docs/queries.md ("How entries stay right"): save_many "does for each object, in
+    order, exactly what `index_write.lua` does for it alone ... so the result is the one of
+    saving or deleting them one at a time"; on a bucketed model the claims of a chunk are
+    made together, "a taken value refuses the chunk", and "settled in chunk order". Here
+    no value is taken when its taker's turn comes (its holder gave it up just before, in
+    the same list), no two objects of the list share a value (so the up-front check passes),
+    yet the whole chunk is refused with UniqueViolationError and nothing is written."""
+    store.save(Badge(code="A", id="3"))
+    assert store.save_many([Badge(code="C", id="3"), Badge(code="A", id="1")]) == 2
+    assert sorted((b.id, b.code) for b in store.find(Badge).all()) == [("1", "A"), ("3", "C")]
+    assert store.verify(Badge) == []
