@@ -4,6 +4,8 @@ against (``# F<n>:`` names the finding)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import attrs
 import pytest
 import redis
@@ -92,3 +94,32 @@ def test_f3_bucketed_save_many_refuses_a_value_given_up_earlier_in_its_chunk(
     assert store.save_many([Badge(code="C", id="3"), Badge(code="A", id="1")]) == 2
     assert sorted((b.id, b.code) for b in store.find(Badge).all()) == [("1", "A"), ("3", "C")]
     assert store.verify(Badge) == []
+
+
+@redmodel.model(prefix="atk23bt")
+@attrs.define
+class Event:
+    at: dt.datetime = redmodel.field(index="range")
+    at_eq: dt.datetime = redmodel.field(index=True)
+    id: str = redmodel.key_field(generated=False)
+
+
+# F4: an equality filter on a range-indexed datetime matches aware objects for a naive
+# value (and the reverse), unlike the same filter on an equality index or a scan.
+def test_f4_range_equality_of_naive_and_aware_datetimes_is_not_python_equality(
+        store: redmodel.Store) -> None:
+    """docs/queries.md ("Exact numbers"): "A naive and an aware datetime are never equal (as
+    in Python)", and a range index takes "equality" queries (the declaration table). A
+    range index keeps naive datetimes as UTC, so `find(at=naive)` also answers every object
+    whose aware `at` is that instant in UTC (and `find(at=aware)` the naive one), where the
+    same filter on the equality index, and a scan (`obj.at == value`), answer only the
+    objects equal in Python."""
+    noon = dt.datetime(2020, 1, 1, 12, 0)
+    values = [noon, noon.replace(tzinfo=dt.timezone.utc),
+              noon.replace(hour=13, tzinfo=dt.timezone(dt.timedelta(hours=1)))]
+    store.save_many([Event(v, v, id=f"e{i}") for i, v in enumerate(values)])
+    everything = store.find(Event).all()
+    for v in values:
+        scan = sorted(e.id for e in everything if e.at == v)
+        assert sorted(store.find(Event, at_eq=v).ids()) == scan     # holds
+        assert sorted(store.find(Event, at=v).ids()) == scan        # fails
