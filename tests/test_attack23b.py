@@ -64,9 +64,8 @@ def test_f2_cursor_with_a_lone_surrogate_is_a_query_error(
     store.save_many([Priced(price=float(i), id=f"i{i:02}") for i in range(4)])
     for last_id in ("a\udc00", "\ud800", "i01\udfff"):
         cursor = f"||{last_id}" if order is None else f"{order}|1|{last_id}"
-        for query in (store.find(Priced), store.find(Priced, color="red")):
-            if order is not None:
-                query = query.order_by(order)
+        for base in (store.find(Priced), store.find(Priced, color="red")):
+            query = base if order is None else base.order_by(order)
             with pytest.raises(redmodel.QueryError, match="cursor"):
                 query.after(cursor).ids()
 
