@@ -5,6 +5,7 @@ against (``# F<n>:`` names the finding)."""
 from __future__ import annotations
 
 import datetime as dt
+import enum
 
 import attrs
 import pytest
@@ -122,3 +123,33 @@ def test_f4_range_equality_of_naive_and_aware_datetimes_is_not_python_equality(
         scan = sorted(e.id for e in everything if e.at == v)
         assert sorted(store.find(Event, at_eq=v).ids()) == scan     # holds
         assert sorted(store.find(Event, at=v).ids()) == scan        # fails
+
+
+class Mixed(enum.Enum):
+    INT_ONE = 1
+    STR_ONE = "1"
+
+
+@redmodel.model(prefix="atk23be")
+@attrs.define
+class Tagged:
+    kind: Mixed | None = redmodel.field(index=True, default=None)
+    code: Mixed | None = redmodel.field(unique=True, default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+# F5: an Enum with an int and a str member of the same text (1 and "1"): both are stored
+# and indexed as "1", so INT_ONE reads back as STR_ONE, a find of one answers the other,
+# and the two distinct values collide as unique.
+def test_f5_enum_members_1_and_str_1_collide_and_do_not_round_trip(
+        store: redmodel.Store) -> None:
+    """docs/models.md: `Enum` (str or int values) is stored as "the member's value";
+    docs/queries.md ("Equal values, one entry"): "lookups and unique constraints follow
+    Python's `==`", and `Mixed.INT_ONE != Mixed.STR_ONE`. The model is accepted at
+    declaration, yet the value does not round-trip and the index confuses the members."""
+    store.save(Tagged(kind=Mixed.INT_ONE, code=Mixed.INT_ONE, id="a"))
+    assert store.get(Tagged, "a") == Tagged(Mixed.INT_ONE, Mixed.INT_ONE, id="a")
+    assert store.find(Tagged, kind=Mixed.STR_ONE).ids() == []
+    assert store.get_by(Tagged, code=Mixed.STR_ONE) is None
+    store.save(Tagged(kind=Mixed.STR_ONE, code=Mixed.STR_ONE, id="b"))   # not taken
+    assert store.find(Tagged, kind=Mixed.STR_ONE).ids() == ["b"]
