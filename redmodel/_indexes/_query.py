@@ -535,6 +535,13 @@ def _parse_cursor(cursor: Any, delimiter: str) -> tuple[str, str, str]:
                          "score")
     if not eid or _RAW.search(eid) or delimiter in eid:
         raise QueryError(f"malformed cursor {cursor!r}: {eid!r} is not an escaped id")
+    try:
+        # the bytes the id is sent as (_raw): a lone surrogate other than one standing for
+        # an undecodable byte of a stored id (surrogateescape) is no id any index holds
+        _raw(eid)
+    except UnicodeEncodeError:
+        raise QueryError(f"malformed cursor {cursor!r}: {eid!r} is not an escaped id "
+                         "(not UTF-8 text)") from None
     return order, score, eid
 
 
