@@ -3,6 +3,7 @@ each finding): each draws the whole kind of input the finding was one case of.""
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import attrs
@@ -53,3 +54,26 @@ def test_a_forged_cursor_is_a_query_error_or_runs(
     else:
         assert ids == []
         eid.encode("utf-8", "surrogateescape")      # only text the index can hold was sent
+
+
+# F5: an enum of any int and str values is accepted exactly when no two members share a
+# stored text (a hash field, an index entry and a unique claim all hold that text).
+@given(values=st.lists(st.one_of(st.integers(-3, 12), st.integers(),
+                                 st.sampled_from(["1", "01", "-0", "0", "a", "", "10", " 1"]),
+                                 st.text(max_size=3)),
+                       min_size=1, max_size=6, unique_by=lambda v: (type(v), v)),
+       option=st.sampled_from([{}, {"index": True}, {"unique": True}]))
+@settings(max_examples=scaled(50, floor=10))
+def test_an_enum_is_accepted_iff_its_member_texts_differ(
+        values: list[Any], option: dict[str, Any]) -> None:
+    kind = enum.Enum("Kind", {f"M{i}": v for i, v in enumerate(values)})  # type: ignore[misc]
+    texts = [str(v) for v in values]
+    body = {"__annotations__": {"kind": kind, "id": str},
+            "kind": redmodel.field(**option), "id": redmodel.key_field(generated=False)}
+    try:
+        redmodel.model(prefix="fx23e")(attrs.define(type("Tagged", (), body)))
+    except redmodel.ModelDefinitionError as e:
+        assert len(set(texts)) < len(texts)
+        assert "enum Kind: members" in str(e)
+    else:
+        assert len(set(texts)) == len(texts)
