@@ -160,3 +160,82 @@ def test_a_refused_indexed_write_leaves_the_object_as_it_was(
     assert other.incr(Tally, "a", "n", 1) == n0 + 1      # at once: no pin to wait out
     assert other.verify(Tally) == []
 
+
+
+def badge_model(buckets: int | None) -> type:
+    @redmodel.model(prefix=f"fx23b{buckets or 0}", buckets=buckets)
+    @attrs.define
+    class Badge:
+        code: str | None = redmodel.field(unique=True, default=None)
+        id: str = redmodel.key_field(generated=False)
+    return Badge
+
+
+BADGES = {b: badge_model(b) for b in (None, 4)}
+IDS = [str(i) for i in range(5)]
+CODES = list("ABCDEF")
+
+
+def chain(order: list[str], start: list[str]) -> list[tuple[str, str, bool]]:
+    """Saves in which each object of ``order`` takes the value the previous one held."""
+    held = dict(zip(IDS, start, strict=False))
+    free = next(c for c in CODES if c not in start)
+    saves, given_up = [], free
+    for i in order:
+        saves.append((i, given_up, True))
+        if i not in held:
+            break
+        given_up = held[i]
+    return saves
+
+
+def outcome(store: redmodel.Store, model: type, save: Any) -> tuple[Any, ...]:
+    """What a save leaves: the error type (or None), every object's code, verify's answer."""
+    try:
+        save()
+        error = None
+    except redmodel.RedmodelError as e:
+        error = type(e)
+    return (error, sorted((o.id, o.code) for o in store.find(model).all()),
+            store.verify(model))
+
+
+# F3: save_many settles unique values in order, exactly as saving the objects one at a time
+# does (a value given up by an earlier object of the call is free for a later one: within
+# a chunk and across chunks, with and without buckets).
+@given(buckets=st.sampled_from([None, 4]),
+       start=st.lists(st.sampled_from(CODES), max_size=len(IDS), unique=True),
+       data=st.data(), chunk_size=st.integers(1, 4))
+@settings(max_examples=scaled(50, floor=10))
+def test_save_many_settles_unique_values_as_one_at_a_time(
+        redis_client: Any, buckets: int | None, start: list[str], data: st.DataObject,
+        chunk_size: int) -> None:
+    # any saves of distinct values, or a chain: each object takes the value the one saved
+    # just before it gave up (the last taker may be an object that held nothing)
+    codes = st.sampled_from(start + CODES)
+    anything = st.lists(st.tuples(st.sampled_from(IDS), codes, st.booleans()),
+                        min_size=1, max_size=6, unique_by=lambda s: s[1])
+    saves = data.draw(anything if len(start) < 2 or data.draw(st.booleans()) else
+                      st.permutations(IDS).map(lambda order: chain(order, start)))
+    model = BADGES[buckets]
+    store = redmodel.Store(redis_client)
+    objs = [model(code=code if keep else None, id=i) for i, code, keep in saves]
+
+    def fresh() -> None:
+        redis_client.flushall()
+        for i, code in zip(IDS, start, strict=False):
+            store.save(model(code=code, id=i))
+
+    def one_at_a_time() -> None:
+        for o in objs:
+            store.save(o)
+
+    fresh()
+    referee = outcome(store, model, one_at_a_time)
+    fresh()
+    got = outcome(store, model, lambda: store.save_many(objs, chunk_size=chunk_size))
+    if referee[0] is None:
+        assert got == referee
+    else:  # refused: the chunk of the refusal ends the call (its error says what was written)
+        assert got[0] is referee[0]
+        assert got[2] == []

@@ -30,6 +30,7 @@ from redmodel._indexes._writes import (
     TxHints,
     Write,
     claim,
+    eid_of,
     refusal,
     run_writes,
     settle,
@@ -225,7 +226,10 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
             return [save_key(o) for o in seq]
         return done + list(chunk_keys)
 
-    for part in _chunks(objs, chunk_size):
+    source = iter(_chunks(objs, chunk_size))
+    # a chunk whose claims wait for an earlier object of it (_Later) is sent as two parts
+    pending: list[list[Any]] = []
+    while (part := pending.pop(0) if pending else next(source, None)) is not None:
         fast = _fast_chunk(part, ttl, whole, ready, every, known) if hints is None else None
         if fast is not None:  # one plain hash model, or one unindexed flat model
             keys = yield from fast
@@ -248,6 +252,9 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
                 yield from ready(part)
             claims = yield from _claim_all([(spec_of(o), k, o) for (k, _), o in
                                             zip(chunk, part, strict=True)], hints)
+        except _Later as later:  # nothing of this chunk was written: the earlier part first
+            pending[:0] = [part[:later.at], part[later.at:]]
+            continue
         except RedmodelError as e:  # nothing of this chunk was written
             raise _batch_error(e, "save_many", every(keys), known([]), tx,
                                unread=not whole) from None
@@ -549,12 +556,25 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
     return error
 
 
+class _Later(Exception):
+    """A chunk's claims found a value held by an earlier object of the same chunk (which
+    gives it up): nothing was written or kept claimed; the objects from ``at`` on are to be
+    claimed after the earlier ones are written, as one-at-a-time saves would."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(at)
+        self.at = at
+
+
 def _claim_all(items: Sequence[tuple[ModelSpec, str, Any]], hints: TxHints | None = None
                ) -> Plan[list[Claims | None]]:
     """The claims of every object that needs them, pipelined; on a refusal every claim
-    just made is released and the first refusal raised."""
+    just made is released and the first refusal raised, or, outside a transaction, _Later
+    when a refused value's holder is an earlier object of ``items`` (in a transaction the
+    earlier write is only queued: the value is not free yet, as for one-at-a-time saves)."""
+    holders: list[list[str]] = [[] for _ in items]
     plans = [(i, _caught(claim(spec, key, _values(spec, obj), hints,
-                                     reader=layout_of(spec))))
+                               reader=layout_of(spec), taken_by=holders[i])))
              for i, (spec, key, obj) in enumerate(items) if spec.claims]
     out: list[Claims | None] = [None] * len(items)
     if not plans:
@@ -566,6 +586,12 @@ def _claim_all(items: Sequence[tuple[ModelSpec, str, Any]], hints: TxHints | Non
             out[i] = r
     if errors:
         yield from gather([undo(c, hints) for c in out if c is not None])
+        if hints is None:
+            earlier: dict[tuple[str, str], int] = {}
+            for i, (spec, key, _) in enumerate(items):
+                if any((spec.name, h) in earlier for h in holders[i]):
+                    raise _Later(i)
+                earlier.setdefault((spec.name, eid_of(spec, key)), i)
         raise errors[0]
     return out
 
