@@ -3,6 +3,7 @@ each finding): each draws the whole kind of input the finding was one case of.""
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import redmodel
+from redmodel import Q, between, one_of
 from tests.budget import scaled
 
 
@@ -239,3 +241,64 @@ def test_save_many_settles_unique_values_as_one_at_a_time(
     else:  # refused: the chunk of the refusal ends the call (its error says what was written)
         assert got[0] is referee[0]
         assert got[2] == []
+
+
+@redmodel.model(prefix="fx23t")
+@attrs.define
+class Moment:
+    at: dt.datetime | None = redmodel.field(index="range", default=None)
+    color: str = redmodel.field(index=True, default="x")
+    n: int = redmodel.field(index="range", default=0)
+    id: str = redmodel.key_field(generated=False)
+
+
+UTC = dt.timezone.utc
+OFFSETS = [None, UTC, dt.timezone(dt.timedelta(hours=1)), dt.timezone(dt.timedelta(hours=-5)),
+           dt.timezone(dt.timedelta(hours=5, minutes=30))]
+
+
+def instant(v: dt.datetime) -> dt.datetime:
+    """What a range index orders: a naive datetime is taken as UTC."""
+    return v.replace(tzinfo=UTC) if v.tzinfo is None else v
+
+
+@st.composite
+def renderings(draw: st.DrawFn) -> dt.datetime:
+    """One of a few instants (a microsecond apart, or an hour), naive or at any offset."""
+    at = dt.datetime(2020, 1, 1, 12, tzinfo=UTC) + draw(st.sampled_from(
+        [dt.timedelta(0), dt.timedelta(microseconds=1), dt.timedelta(hours=1)]))
+    tz = draw(st.sampled_from(OFFSETS))
+    return at.replace(tzinfo=None) if tz is None else at.astimezone(tz)
+
+
+# F4: an equality term on a range-indexed datetime matches the instant (a naive value taken
+# as UTC), on every path of a query: the index walk, a scan pass and pages served from its
+# window, count, exists, first, NOT, OR, one_of, between.
+@given(values=st.lists(st.one_of(st.none(), renderings()), min_size=1, max_size=7),
+       v=renderings(), budget=st.sampled_from([1, 2, 1000]), size=st.integers(1, 3))
+@settings(max_examples=scaled(50, floor=10))
+def test_equality_on_a_range_indexed_datetime_is_the_instant_everywhere(
+        redis_client: Any, monkeypatch: pytest.MonkeyPatch, values: list[dt.datetime | None],
+        v: dt.datetime, budget: int, size: int) -> None:
+    monkeypatch.setattr("redmodel._indexes._query.STEP_BUDGET", budget)
+    redis_client.flushall()
+    store = redmodel.Store(redis_client)
+    store.save_many([Moment(at=x, n=-i, id=f"m{i}") for i, x in enumerate(values)])
+    want = sorted(f"m{i}" for i, x in enumerate(values)
+                  if x is not None and instant(x) == instant(v))
+    rest = sorted(f"m{i}" for i in range(len(values)) if f"m{i}" not in want)
+    find = store.find
+    for q in (find(Moment, at=v), find(Moment, at=one_of([v])), find(Moment, at=between(v, v)),
+              find(Moment, at=v, color="x"), find(Moment, Q(at=v) | Q(color="none")),
+              find(Moment, Q(at=v) | Q(at=v)), find(Moment, ~~Q(at=v))):
+        for shaped in (q, q.order_by("at"), q.order_by("-at"), q.order_by("n")):
+            assert sorted(shaped.ids()) == want
+            assert sorted(o.id for o in shaped.all()) == want
+            assert sorted(o.id for page in shaped.pages(size) for o in page) == want
+            assert shaped.count() == len(want)
+            assert shaped.exists() == bool(want)
+            first = shaped.first()
+            assert (first is None) if not want else (first is not None and first.id in want)
+    assert sorted(find(Moment, ~Q(at=v)).ids()) == rest
+    assert sorted(o.id for p in find(Moment, ~Q(at=v)).order_by("n").pages(size)
+                  for o in p) == rest
