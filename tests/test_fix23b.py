@@ -302,3 +302,14 @@ def test_equality_on_a_range_indexed_datetime_is_the_instant_everywhere(
     assert sorted(find(Moment, ~Q(at=v)).ids()) == rest
     assert sorted(o.id for p in find(Moment, ~Q(at=v)).order_by("n").pages(size)
                   for o in p) == rest
+
+
+# The all-ids index in an older redmodel's format (a SET) is named as such by a query, as
+# by writes and verify: reindex converts it (it was not "overwritten outside redmodel").
+def test_a_query_names_an_old_format_all_ids_set(store: redmodel.Store, redis_client: Any
+                                                 ) -> None:
+    store.save(Row(id="r1"))
+    redis_client.delete("fx23c:%idx:all")
+    redis_client.sadd("fx23c:%idx:all", "r1")
+    with pytest.raises(redmodel.ServerError, match=r"older redmodel; run store.reindex\(Row\)"):
+        store.find(Row).ids()

@@ -914,10 +914,14 @@ class Query(Generic[M, S]):
             if _str(reply[0]) == "WRONGTYPE":
                 key, actual, want = (_str(r) for r in reply[1:4])
                 cls = self.spec.cls.__name__
+                old = key.endswith(f"%idx{self.spec.delimiter}all") and actual == "set"
                 raise ServerError(
-                    f"WRONGTYPE {key} holds a {actual}, not a {want}: an index key of "
-                    f"model {self.spec.name} was overwritten outside redmodel; delete it "
-                    f"and run store.reindex({cls}) (queries that do not read it still run)",
+                    f"WRONGTYPE {key} holds a {actual}, not a {want}: " + (
+                        "it is the all-ids index in the format of an older redmodel; run "
+                        f"store.reindex({cls}) to convert it" if old else
+                        f"an index key of model {self.spec.name} was overwritten outside "
+                        f"redmodel; delete it and run store.reindex({cls})")
+                    + " (queries that do not read it still run)",
                     keys=(key,), command=f"query {self.spec.name}")
 
     def _start(self) -> tuple[str, str]:
