@@ -596,6 +596,13 @@ def _parse_cursor(cursor: Any, delimiter: str) -> tuple[str, str, str]:
                          "score")
     if not eid or _RAW.search(eid) or delimiter in eid:
         raise QueryError(f"malformed cursor {cursor!r}: {eid!r} is not an escaped id")
+    try:
+        # the bytes the id is sent as (_raw): a lone surrogate other than one standing for
+        # an undecodable byte of a stored id (surrogateescape) is no id any index holds
+        _raw(eid)
+    except UnicodeEncodeError:
+        raise QueryError(f"malformed cursor {cursor!r}: {eid!r} is not an escaped id "
+                         "(not UTF-8 text)") from None
     return order, score, eid
 
 
@@ -968,10 +975,14 @@ class Query(Generic[M, S]):
             if _str(reply[0]) == "WRONGTYPE":
                 key, actual, want = (_str(r) for r in reply[1:4])
                 cls = self.spec.cls.__name__
+                old = key.endswith(f"%idx{self.spec.delimiter}all") and actual == "set"
                 raise ServerError(
-                    f"WRONGTYPE {key} holds a {actual}, not a {want}: an index key of "
-                    f"model {self.spec.name} was overwritten outside redmodel; delete it "
-                    f"and run store.reindex({cls}) (queries that do not read it still run)",
+                    f"WRONGTYPE {key} holds a {actual}, not a {want}: " + (
+                        "it is the all-ids index in the format of an older redmodel; run "
+                        f"store.reindex({cls}) to convert it" if old else
+                        f"an index key of model {self.spec.name} was overwritten outside "
+                        f"redmodel; delete it and run store.reindex({cls})")
+                    + " (queries that do not read it still run)",
                     keys=(key,), command=f"query {self.spec.name}")
 
     def _start(self) -> tuple[str, str]:

@@ -748,11 +748,12 @@ class Claims:
 
 
 def claim(spec: ModelSpec, key: str, values: dict[str, Any], hints: TxHints | None = None,
-          *, reader: ObjectReader) -> Plan[Claims]:
+          *, reader: ObjectReader, taken_by: list[str] | None = None) -> Plan[Claims]:
     """Claim these unique values for the object at ``key`` in their own buckets, before
     its write (sent at once in a transaction, before MULTI). Raises UniqueViolationError,
-    having released the claims just made, when a live object holding one owns it. In a
-    transaction the claims held are noted in ``hints`` (see :func:`settle`)."""
+    having released the claims just made, when a live object holding one owns it (its
+    escaped id appended to ``taken_by``). In a transaction the claims held are noted in
+    ``hints`` (see :func:`settle`)."""
     free = None
     if hints is not None:
         def free(k: str, t: str, owner: str, name: str) -> bool:
@@ -761,7 +762,7 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any], hints: TxHints | No
             held_by = hints.made.get((k, t, owner))
             return held_by is not None and \
                 f"u{SEP}{name}{SEP}{t}" not in hints.lines.get(held_by, set())
-    out = yield from _claim(spec, key, values, reader, free)
+    out = yield from _claim(spec, key, values, reader, free, taken_by)
     if hints is not None:
         for k, t in out.ours:
             hints.held[k, t, out.eid] += 1
@@ -771,7 +772,8 @@ def claim(spec: ModelSpec, key: str, values: dict[str, Any], hints: TxHints | No
 
 
 def _claim(spec: ModelSpec, key: str, values: dict[str, Any], reader: ObjectReader,
-           free: Callable[[str, str, str, str], bool] | None = None) -> Plan[Claims]:
+           free: Callable[[str, str, str, str], bool] | None = None,
+           taken_by: list[str] | None = None) -> Plan[Claims]:
     eid = eid_of(spec, key)
     wanted = [(spec.claim_key(name, text), text, name) for name, text in
               unique_lines(spec, values)]
@@ -810,7 +812,9 @@ def _claim(spec: ModelSpec, key: str, values: dict[str, Any], reader: ObjectRead
         taken = [t for t in taken if (t[0][0], t[0][1]) not in won]
     if taken:
         yield from undo(out)
-        (_, text, name), _, _ = taken[0]
+        (_, text, name), holder, _ = taken[0]
+        if taken_by is not None:
+            taken_by.append(holder)
         raise unique_violation(spec, name, text, key)
     return out
 

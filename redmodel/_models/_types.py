@@ -221,7 +221,16 @@ def _enum_scalar(tp: type[enum.Enum]) -> tuple[Encoder, Decoder, Checker]:
                 f"enum {tp.__name__} has a value of type {type(value).__name__}; "
                 "only str and int enum values can be stored"
             )
-        by_member[member] = str(value).encode("utf-8")
+        raw = str(value).encode("utf-8")
+        for other, taken in by_member.items():
+            if taken == raw:
+                # the stored text is the member's identity (hash fields, flat leaves, index
+                # entries, JSON keys): two members of one text could never be told apart
+                raise ModelDefinitionError(
+                    f"enum {tp.__name__}: members {other.name} ({other.value!r}) and "
+                    f"{member.name} ({value!r}) are both stored as {str(value)!r}; give "
+                    "each member a value of its own text")
+        by_member[member] = raw
     by_raw = {raw: member for member, raw in by_member.items()}
 
     def decode(raw: bytes) -> Any:

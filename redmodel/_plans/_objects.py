@@ -30,6 +30,7 @@ from redmodel._indexes._writes import (
     TxHints,
     Write,
     claim,
+    eid_of,
     refusal,
     run_writes,
     settle,
@@ -225,7 +226,8 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
             return [save_key(o) for o in seq]
         return done + list(chunk_keys)
 
-    for part in _chunks(objs, chunk_size):
+    pending: list[list[Any]] = []  # parts of a chunk split by _LaterError, to send first
+    for part in _parts(objs, chunk_size, pending):
         fast = _fast_chunk(part, ttl, whole, ready, every, known) if hints is None else None
         if fast is not None:  # one plain hash model, or one unindexed flat model
             keys = yield from fast
@@ -243,14 +245,10 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
             raise _batch_error(e, "save_many", every(_keys_or_none(part)), known([]), tx,
                                unread=not whole) from None
         keys = [k for k, _ in chunk]
-        try:
-            if ready is not None:
-                yield from ready(part)
-            claims = yield from _claim_all([(spec_of(o), k, o) for (k, _), o in
-                                            zip(chunk, part, strict=True)], hints)
-        except RedmodelError as e:  # nothing of this chunk was written
-            raise _batch_error(e, "save_many", every(keys), known([]), tx,
-                               unread=not whole) from None
+        claims = yield from _chunk_claims(part, chunk, hints, ready, pending, (every, known),
+                                            whole)
+        if claims is None:  # split in two parts: the earlier one first
+            continue
         try:
             replies = yield from run_writes([c for _, c in chunk], idempotent=True,
                                             hints=hints, what="save many",
@@ -465,6 +463,15 @@ def _plain_saves(layout: HashLayout, part: Sequence[Any], ttl: Any, checked: boo
     return keys, commands
 
 
+def _parts(objs: Iterable[Any], size: int, pending: list[list[Any]]) -> Iterable[list[Any]]:
+    """The chunks of the input, each one after the parts put in ``pending`` (a chunk whose
+    claims wait for an earlier object of it is sent as two parts: see _LaterError)."""
+    for chunk in _chunks(objs, size):
+        pending.append(chunk)
+        while pending:
+            yield pending.pop(0)
+
+
 def _chunks(objs: Iterable[Any], size: int) -> Iterable[list[Any]]:
     """The input in lists of ``size``, read lazily (a sequence is sliced)."""
     if isinstance(objs, Sequence):
@@ -549,12 +556,48 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
     return error
 
 
+def _chunk_claims(part: list[Any], chunk: Sequence[tuple[str, Any]], hints: TxHints | None,
+                  ready: Callable[[Sequence[Any]], Plan[None]] | None,
+                  pending: list[list[Any]],
+                  keys_of: tuple[Callable[[Sequence[str]], list[str]], ...], whole: bool
+                  ) -> Plan[list[Claims | None] | None]:
+    """save_many's registry check (``ready``) and claims of a chunk, before anything of it
+    is written: None when the chunk is to be sent as two parts, put first in ``pending``
+    (_LaterError); a refusal raised as save_many's error saying nothing of the chunk was
+    written (``keys_of``: save_many's every and known; ``whole``: its input a sequence)."""
+    try:
+        if ready is not None:
+            yield from ready(part)
+        return (yield from _claim_all([(spec_of(o), k, o) for (k, _), o in
+                                       zip(chunk, part, strict=True)], hints))
+    except _LaterError as later:
+        pending[:0] = [part[:later.at], part[later.at:]]
+        return None
+    except RedmodelError as e:
+        every, known = keys_of
+        raise _batch_error(e, "save_many", every([k for k, _ in chunk]), known([]),
+                           hints is not None, unread=not whole) from None
+
+
+class _LaterError(Exception):
+    """A chunk's claims found a value held by an earlier object of the same chunk (which
+    gives it up): nothing was written or kept claimed; the objects from ``at`` on are to be
+    claimed after the earlier ones are written, as one-at-a-time saves would."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(at)
+        self.at = at
+
+
 def _claim_all(items: Sequence[tuple[ModelSpec, str, Any]], hints: TxHints | None = None
                ) -> Plan[list[Claims | None]]:
     """The claims of every object that needs them, pipelined; on a refusal every claim
-    just made is released and the first refusal raised."""
+    just made is released and the first refusal raised, or, outside a transaction, _LaterError
+    when a refused value's holder is an earlier object of ``items`` (in a transaction the
+    earlier write is only queued: the value is not free yet, as for one-at-a-time saves)."""
+    holders: list[list[str]] = [[] for _ in items]
     plans = [(i, _caught(claim(spec, key, _values(spec, obj), hints,
-                                     reader=layout_of(spec))))
+                               reader=layout_of(spec), taken_by=holders[i])))
              for i, (spec, key, obj) in enumerate(items) if spec.claims]
     out: list[Claims | None] = [None] * len(items)
     if not plans:
@@ -566,6 +609,12 @@ def _claim_all(items: Sequence[tuple[ModelSpec, str, Any]], hints: TxHints | Non
             out[i] = r
     if errors:
         yield from gather([undo(c, hints) for c in out if c is not None])
+        if hints is None:
+            earlier: dict[tuple[str, str], int] = {}
+            for i, (spec, key, _) in enumerate(items):
+                if any((spec.name, h) in earlier for h in holders[i]):
+                    raise _LaterError(i)
+                earlier.setdefault((spec.name, eid_of(spec, key)), i)
         raise errors[0]
     return out
 

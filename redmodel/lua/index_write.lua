@@ -55,17 +55,29 @@ end
 -- value cannot move under the resend, whatever the amounts.
 local PIN_MS = 2000
 local function pin_field(name) return '\0pin' .. SEP .. name end
+-- a refusal of an increment (nothing written): the pins this call set on an earlier "needs
+-- keys" answer go with it, so the object is as it was and no other writer waits on them
+local function unpinned(r)
+  if PIN ~= '' then
+    for i = 1, #changes do
+      local f = names[i][2] and pin_field(names[i][1])
+      local cur = f and redis.call('HGET', KEYS[1], f)
+      if cur and string.match(cur, '^(.*)\31%d+$') == PIN then redis.call('HDEL', KEYS[1], f) end
+    end
+  end
+  return r
+end
 
 -- ---- the fixed keys hold their types; what the object has now ------------------------------
 local objtype = redis.call('TYPE', obj)['ok']
 if objtype ~= 'none' and objtype ~= 'hash' then return {'WRONGTYPE', obj, objtype, 'hash'} end
 local refusal = check_keys({[rec] = '', [all] = 'zset', [exp] = ''})
-if refusal then return refusal end
+if refusal then return unpinned(refusal) end
 -- the id's expiry score: the read is the expiry set's type check, and tells write_expiry
 -- what it need not send (a new object's ZREM)
 local had_exp
 had_exp, refusal = read('zset', 'ZSCORE', exp, id)
-if refusal then return refusal end
+if refusal then return unpinned(refusal) end
 local exists = objtype == 'hash'
 if not exists and (mode == 'update' or mode == 'expire') then return 0 end
 if not exists and mode == 'incr' then return {'MISSING'} end
@@ -94,7 +106,7 @@ end
 if exists and mode == 'forget' then return 0 end
 local record
 record, refusal = read('hash', 'HGET', rec, id)
-if refusal then return refusal end
+if refusal then return unpinned(refusal) end
 local old = lines(record)
 -- a delete or reindex of an object that is gone drops what is left of its entries
 local answer_gone = (mode == 'forget') and 1 or 0
@@ -119,7 +131,7 @@ elseif mode == 'expire' then
   new = old
 elseif mode == 'incr' then
   after, stored = plan_counters(obj, changes, bounds)
-  if after == nil then return stored end
+  if after == nil then return unpinned(stored) end
   local ch = {}
   for i = 1, #changes do if names[i][1] ~= '' then ch[names[i][1]] = true end end
   for line in pairs(old) do
@@ -137,7 +149,7 @@ if mode == 'incr' then
   for i = 1, #changes do
     local name, eq, rng = names[i][1], names[i][2], names[i][3]
     if eq then
-      if changes[i][2] ~= 'i' then return {'BADARG', 'equality index on a float'} end
+      if changes[i][2] ~= 'i' then return unpinned({'BADARG', 'equality index on a float'}) end
       need[root .. 'eq' .. d .. name .. d .. int_text(after[i])] = 'set'
     end
     if rng then need[root .. 'rng' .. d .. name] = 'zset' end
@@ -150,8 +162,9 @@ if refusal then
     for i = 1, #changes do
       if names[i][2] then redis.call('HSET', obj, pin_field(names[i][1]), PIN .. '\31' .. now) end
     end
+    return refusal
   end
-  return refusal
+  return unpinned(refusal)
 end
 
 -- unique values this write takes: free, or held by an object that is gone (a raw DEL, an
@@ -162,12 +175,12 @@ if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
   local more = {}
   for _, o in ipairs(owners) do more[objprefix .. o[4]] = '' end
   refusal = check_keys(more)
-  if refusal then return refusal end
+  if refusal then return unpinned(refusal) end
   for _, o in ipairs(owners) do
     local line, name, value, owner = o[1], o[2], o[3], o[4]
     if redis.call('EXISTS', objprefix .. owner) == 1
         and lines(redis.call('HGET', rec, owner))[line] then
-      if mode ~= 'reindex' then return {'UNIQUE', name, value, owner} end
+      if mode ~= 'reindex' then return unpinned({'UNIQUE', name, value, owner}) end
       conflicts[#conflicts + 1] = line  -- two live objects claim it: the owner keeps it
       new[line] = nil
     end
