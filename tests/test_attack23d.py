@@ -76,3 +76,20 @@ def test_from_env_unknown_tls_value_is_refused(clean_env: pytest.MonkeyPatch,
     with pytest.raises(redmodel.RedmodelError, match="REDIS_TLS") as caught:
         redmodel.Store.from_env()
     assert "s3cret-pw" not in str(caught.value)
+
+
+# F8: `make test` fails on a bare machine (python3 and make only, as README.md promises):
+# tests/test_testing.py::test_no_server_left_behind_by_this_process runs `ps`, which a bare
+# Debian (debian:12-slim: no procps) does not have -> FileNotFoundError
+def test_suite_needs_nothing_but_python_on_path(tmp_path: Path) -> None:
+    onlypy = tmp_path / "bin"
+    onlypy.mkdir()
+    (onlypy / "python3").symlink_to(sys.executable)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PYTEST_"))}
+    env["PATH"] = str(onlypy)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
+         "tests/test_testing.py::test_no_server_left_behind_by_this_process"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    # README.md: "nothing but `python3` (with `venv`) and `make` has to be on the machine"
+    assert done.returncode == 0, done.stdout[-2000:]
