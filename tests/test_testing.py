@@ -520,18 +520,43 @@ time.sleep(60)
     assert gone, f"server pid {pid} outlived its process (SIGKILL)"
 
 
+def _children(pid: int) -> list[str]:
+    """The command lines of ``pid``'s children, read from /proc (a bare machine has no ``ps``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            if int(fields[1]) != pid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                args = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+        found.append(f"{entry} {args}")
+    return found
+
+
+def test_children_are_read_from_proc() -> None:
+    """_children sees a child this test starts and, once it is reaped, no longer sees it."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert any(line.startswith(f"{child.pid} ") for line in _children(os.getpid()))
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert not any(line.startswith(f"{child.pid} ") for line in _children(os.getpid()))
+
+
 def test_no_server_left_behind_by_this_process() -> None:
     """Servers stopped above are gone; only the session fixtures' own servers remain."""
-    out = subprocess.run(
-        ["ps", "-o", "pid=,args=", "--ppid", str(os.getpid())],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    children = [line for line in out.splitlines() if "server" in line]
+    children = [line for line in _children(os.getpid()) if "server" in line]
     # At most: the single server, the TLS server and three cluster nodes of this session,
     # and the TLS server of this module's tls_server fixture (one parameter at a time).
-    assert len(children) <= 6, out
+    assert len(children) <= 6, children
 
 
 # -- the plugin as an app sees it -------------------------------------------------------------
