@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -549,6 +550,24 @@ def test_children_are_read_from_proc() -> None:
         child.kill()
         child.wait(timeout=10)
     assert not any(line.startswith(f"{child.pid} ") for line in _children(os.getpid()))
+
+
+@pytest.mark.parametrize("extra", [
+    ("--port", "6379"), ("--PORT 6379",), ("--maxmemory", "1mb", "--bind", "0.0.0.0"),
+    ("--tls-port", "6380"), ("--unixsocket", "/tmp/x.sock"), ("--daemonize", "yes"),
+    ("--include", "/etc/redis/redis.conf"), ("--dir", "/"), ("--cluster-port", "16379"),
+    ("/etc/redis/redis.conf",), ("--maxmemory", "1mb\nport 6379"), "--port 6379",
+])
+def test_extra_args_may_not_set_what_the_launcher_owns(extra: Any) -> None:
+    """docs/testing.md: the launcher chooses the port (never 6379); extra_args naming the
+    port, the address, a socket, the directory, daemonizing or a config file is refused
+    when the server is made, so nothing is ever started (no child process appears)."""
+    before = _children(os.getpid())
+    for make in (lambda: RedisServer(extra_args=extra),
+                 lambda: RedisClusterServer(extra_args=extra)):
+        with pytest.raises(redmodel.ValidationError, match="extra_args"):
+            make()
+    assert _children(os.getpid()) == before
 
 
 def test_no_server_left_behind_by_this_process() -> None:
