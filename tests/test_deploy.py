@@ -604,5 +604,5 @@ def test_redact_url_masks_the_password_of_any_text(scheme: str, user: str, passw
     password was and everything else as written."""
     url = f"{scheme}://{user}:{password}@{host}{port}{tail}"
     assert redact_url(url) == f"{scheme}://{user}:***@{host}{port}{tail}"
-    assert redact_url(password) in ("<text without ://, not shown>", password)
-    assert "://" in password or password not in redact_url(password)
+    # a password pasted where the URL belongs (it holds no "/", so no "://") is not shown
+    assert redact_url(password) == "<text without ://, not shown>"
