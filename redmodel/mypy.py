@@ -13,8 +13,17 @@ What it teaches mypy:
   id); ``key_field(generated=False)`` has none and is keyword-only, as at run time.
 * ``Store.incr`` and ``AsyncStore.incr`` return the type of the field they add to: ``int``
   for an int field, ``float`` for a float field, when the model and the field name (a
-  string literal, or a dotted path into nested attrs classes) are known; an unknown or
-  non-numeric field is an error. Otherwise the declared ``int | float``.
+  string literal, or a dotted path into nested attrs classes) are known. Otherwise the
+  declared ``int | float``. What the store refuses at run time is an error here too, by
+  the same rule (``redmodel._models._specs.increment_kind``, docs/store.md "incr"): an
+  unknown field or the key field; a field that is not ``int``/``float``, or has a
+  ``codec=`` (its stored bytes are no number), or sits below an Optional or encoded
+  object; an int field incremented by a ``float`` (or anything by a ``bool``). The same
+  for the literal keys (and amounts) of ``incr_fields``' ``changes``, ``floor`` and
+  ``ceiling`` dicts. What a field was declared with (``codec=``, ``key=``) is recorded
+  in the class's mypy metadata when a ``@redmodel.model`` class is analysed, so it holds
+  from mypy's cache too; a nested plain attrs class is read from its body when mypy has
+  it (a cached one's ``codec=`` fields go unchecked: the run-time check remains).
 
 How: mypy's attrs plugin recognises field specifiers by name, from sets it exports for
 this purpose (mypy's documentation, "Extending mypy"), and reads ``default=``,
@@ -34,6 +43,7 @@ from mypy.nodes import (
     AssignmentStmt,
     CallExpr,
     Decorator,
+    DictExpr,
     Expression,
     FuncItem,
     NameExpr,
@@ -66,6 +76,10 @@ FIELD = "redmodel._models._schema.field"
 KEY_FIELD = "redmodel._models._schema.key_field"
 MODEL = "redmodel._models._schema.model"
 INCR = ("redmodel._stores._sync.Store.incr", "redmodel._stores._async.AsyncStore.incr")
+INCR_FIELDS = ("redmodel._stores._sync.Store.incr_fields",
+               "redmodel._stores._async.AsyncStore.incr_fields")
+#: info.metadata key: {"key": [field names], "codec": [field names]} of a model class.
+METADATA = "redmodel"
 #: What takes a transaction function: a generator function there is refused at run time.
 TRANSACTION_DECORATORS = (
     "redmodel.transactions._run.TransactionDecorator.__call__",
@@ -92,6 +106,8 @@ class RedmodelPlugin(Plugin):
     def get_method_hook(self, fullname: str) -> Callable[[MethodContext], Type] | None:
         if fullname in TRANSACTION_DECORATORS:
             return _refuse_generator
+        if fullname in INCR_FIELDS:
+            return _incr_fields
         return _incr_type if fullname in INCR else None
 
     def get_function_hook(self, fullname: str) -> Callable[[FunctionContext], Type] | None:
@@ -108,6 +124,7 @@ def plugin(version: str) -> type[Plugin]:
 
 
 def _desugar_key_fields(ctx: ClassDefContext) -> None:
+    ctx.cls.info.metadata[METADATA] = _declared(ctx.cls.info)
     for stmt in ctx.cls.defs.body:
         if not isinstance(stmt, AssignmentStmt):
             continue
@@ -128,6 +145,36 @@ def _desugar_key_fields(ctx: ClassDefContext) -> None:
             _add_argument(call, "factory", TempNode(AnyType(TypeOfAny.special_form)))
         elif not generated and "kw_only" not in given:
             _add_argument(call, "kw_only", _true(ctx))
+
+
+def _declared(info: TypeInfo) -> dict[str, list[str]]:
+    """The fields of ``info``'s own body declared as its key (``key_field()``,
+    ``field(key=True)``) and with a ``codec=`` (not ``codec=None``)."""
+    found: dict[str, list[str]] = {"key": [], "codec": []}
+    for stmt in info.defn.defs.body:
+        if not (isinstance(stmt, AssignmentStmt) and len(stmt.lvalues) == 1
+                and isinstance(stmt.lvalues[0], NameExpr)):
+            continue
+        call = stmt.rvalue
+        if not (isinstance(call, CallExpr) and isinstance(call.callee, RefExpr)
+                and call.callee.fullname in (FIELD, KEY_FIELD)):
+            continue
+        name = stmt.lvalues[0].name
+        given = dict(zip(call.arg_names, call.args, strict=False))
+        if call.callee.fullname == KEY_FIELD or ("key" in given
+                                                 and parse_bool(given["key"]) is True):
+            found["key"].append(name)
+        codec = given.get("codec")
+        if codec is not None and not (isinstance(codec, NameExpr)
+                                      and codec.fullname == "builtins.None"):
+            found["codec"].append(name)
+    return found
+
+
+def _declared_of(info: TypeInfo) -> dict[str, list[str]]:
+    """:func:`_declared`, from the metadata a model class keeps (mypy's cache holds it)."""
+    recorded = info.metadata.get(METADATA)
+    return recorded if isinstance(recorded, dict) else _declared(info)
 
 
 def _add_argument(call: CallExpr, name: str, value: Expression) -> None:
@@ -188,11 +235,50 @@ def _incr_type(ctx: MethodContext) -> Type:
     numeric = _numeric_field(ctx, info, path)
     if numeric is None:
         return default
+    if len(ctx.arg_types) > 3 and ctx.arg_types[3]:
+        _check_amount(ctx, info, path, numeric, ctx.arg_types[3][0])
     exact = ctx.api.named_generic_type(numeric, [])
     proper = get_proper_type(default)
     if isinstance(proper, Instance) and proper.type.fullname == "typing.Coroutine":
         return proper.copy_modified(args=[*proper.args[:-1], exact])
     return exact
+
+
+def _incr_fields(ctx: MethodContext) -> Type:
+    """The literal keys of ``changes``, ``floor`` and ``ceiling`` name numeric fields; an
+    int field's change is no float (a bound may be: it is rounded inwards)."""
+    info = _model_info(ctx.arg_types[0][0]) if ctx.arg_types and ctx.arg_types[0] else None
+    if info is None:
+        return ctx.default_return_type
+    for position in (2, 3, 4):
+        if len(ctx.args) <= position or not ctx.args[position]:
+            continue
+        given = ctx.args[position][0]
+        if not isinstance(given, DictExpr):
+            continue
+        for key, value in given.items:
+            if not isinstance(key, StrExpr):
+                continue
+            numeric = _numeric_field(ctx, info, key.value)
+            if numeric is not None and position == 2:
+                _check_amount(ctx, info, key.value, numeric, ctx.api.get_expression_type(value))
+    return ctx.default_return_type
+
+
+def _check_amount(ctx: MethodContext, info: TypeInfo, path: str, numeric: str,
+                  amount: Type) -> None:
+    """Rule 4 of increment_kind: an int field takes an int; no field takes a bool."""
+    proper = get_proper_type(amount)
+    if isinstance(proper, LiteralType):
+        proper = proper.fallback
+    if not isinstance(proper, Instance):
+        return
+    if proper.type.fullname == "builtins.bool":
+        ctx.api.fail(f'incr adds a number to "{info.name}.{path}", not "bool"', ctx.context,
+                     code=REDMODEL)
+    elif numeric == "builtins.int" and proper.type.fullname == "builtins.float":
+        ctx.api.fail(f'incr of the int field "{info.name}.{path}" needs an int amount, '
+                     'not "float"', ctx.context, code=REDMODEL)
 
 
 def _model_info(tp: Type) -> TypeInfo | None:
@@ -216,24 +302,41 @@ def _literal(expr: Expression, tp: Type) -> str | None:
 
 
 def _numeric_field(ctx: MethodContext, info: TypeInfo, path: str) -> str | None:
-    """``builtins.int``/``builtins.float`` for the field at ``path``; reports an error and
-    returns None for a missing or non-numeric one."""
+    """``builtins.int``/``builtins.float`` for the field at ``path`` when increment_kind
+    (redmodel._models._specs) accepts it; reports an error and returns None when it does
+    not (rules 1 to 3), None without an error when the field's type is unknown (Any)."""
     owner: TypeInfo | None = info
+    parts = path.split(".")
     field_type: ProperType | None = None
-    for part in path.split("."):
+    for depth, part in enumerate(parts):
         node = owner.get(part) if owner is not None else None
-        if node is None or not isinstance(node.node, Var) or node.node.type is None:
+        declared = _declared_of(node.node.info) if node is not None \
+            and isinstance(node.node, Var) else None
+        if (node is None or not isinstance(node.node, Var) or node.node.type is None
+                or declared is None or (depth == 0 and part in declared["key"])):
             ctx.api.fail(f'"{info.name}" has no field "{path}" to increment', ctx.context,
                          code=REDMODEL)
             return None
-        field_type = _without_none(get_proper_type(node.node.type))
-        owner = field_type.type if isinstance(field_type, Instance) else None
+        if part in declared["codec"]:
+            ctx.api.fail(f'incr needs an int or float field; "{info.name}.{path}" is not one '
+                         "(it has a codec)", ctx.context, code=REDMODEL)
+            return None
+        whole = get_proper_type(node.node.type)
+        field_type = _without_none(whole)
+        if isinstance(field_type, AnyType):
+            return None
+        if depth < len(parts) - 1:
+            nested = isinstance(field_type, Instance) and "attrs" in field_type.type.metadata
+            if nested and field_type is not whole:
+                ctx.api.fail(f'incr needs an int or float field; "{info.name}.{path}" is not '
+                             f'one ("{".".join(parts[:depth + 1])}" is Optional: stored whole)',
+                             ctx.context, code=REDMODEL)
+                return None
+            owner = field_type.type if nested and isinstance(field_type, Instance) else None
     if isinstance(field_type, Instance) and field_type.type.fullname in (
         "builtins.int", "builtins.float"
     ):
         return field_type.type.fullname
-    if isinstance(field_type, AnyType):
-        return None
     ctx.api.fail(f'incr needs an int or float field; "{info.name}.{path}" is not one',
                  ctx.context, code=REDMODEL)
     return None

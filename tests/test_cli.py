@@ -132,6 +132,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.parametrize("url", ["redis://:hunter2@127.0.0.1:notaport/0",
+                                 "redis://u:hunter2@[::1/0"])
+def test_malformed_url_is_a_usage_error_with_the_password_masked(url: str) -> None:
+    """docs/cli.md: a URL that does not parse is a bad option (exit 2), in one line that
+    names it without its password; --json says so on stdout too."""
+    done = redmodel_cli("inspect", "--models", "tests.cli_models:Session", "--json", url=url)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "cannot use the URL" in line and "hunter2" not in line + done.stdout, line
+    assert as_json(done)["exit_code"] == 2
+
+
 @pytest.mark.parametrize("command", ["inspect", "export", "import"])
 def test_unreachable_server_is_one_line_and_exit_3(command: str, tmp_path: Path) -> None:
     url = f"redis://:hunter2@127.0.0.1:{_free_port()}/0"

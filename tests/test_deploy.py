@@ -16,13 +16,17 @@ from collections.abc import Iterator
 import attrs
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError
 from redis.retry import Retry
 
 import redmodel
+from redmodel._stores._config import redact_url
 from redmodel.testing import SERVER_ENV_VAR, RedisClusterServer, RedisServer, find_server_binary
 from tests.acl import RULES as ACL_RULES
+from tests.budget import scaled
 
 PASSWORD = "s3cret"
 SHOP_PASSWORD = "pw"
@@ -501,8 +505,70 @@ def test_endpoint_with_port_and_bad_db_from_env(clean_env: pytest.MonkeyPatch) -
         kwargs = store.client.connection_pool.connection_kwargs
         assert (kwargs["host"], kwargs["port"]) == ("demo.redis.cache.windows.net", 6380)
     clean_env.setenv("REDIS_DB", "x")
-    with pytest.raises(ValueError, match="must be numbers"):
+    with pytest.raises(redmodel.ValidationError, match="REDIS_DB"):
         redmodel.Store.from_env()
+
+
+@pytest.mark.parametrize("name", ["TLS", "SSL", "CLUSTER", "EXACTLY_ONCE"])
+def test_env_switches_take_exactly_the_documented_words(clean_env: pytest.MonkeyPatch,
+                                                        name: str) -> None:
+    """docs/deploy.md: a switch is on for 1/true/yes/on, off for 0/false/no/off or empty
+    (any case, blanks around ignored); anything else is refused naming the variable, never
+    taken as off (REDIS_TLS=enabled must not send the password in plaintext)."""
+    clean_env.setenv("REDIS_ENDPOINT", "127.0.0.1")
+    clean_env.setenv("REDIS_PASSWORD", PASSWORD)
+    for word in ("0", "false", "No", " off ", ""):
+        clean_env.setenv(f"REDIS_{name}", word)
+        with redmodel.Store.from_env() as store:  # builds the client only: nothing is sent
+            kwargs = store.client.connection_pool.connection_kwargs
+            assert (kwargs["port"], kwargs.get("ssl", False)) == (6379, False)
+            assert not store.exactly_once
+    if name in ("TLS", "SSL"):
+        for word in ("1", "TRUE", " yes", "on"):
+            clean_env.setenv(f"REDIS_{name}", word)
+            with redmodel.Store.from_env() as store:
+                assert store.client.connection_pool.connection_kwargs["port"] == 6380
+    for word in ("enabled", "2", "y", "tls", "1.0", "\u0661"):
+        clean_env.setenv(f"REDIS_{name}", word)
+        for cls in (redmodel.Store, redmodel.AsyncStore):
+            with pytest.raises(redmodel.ValidationError, match=f"REDIS_{name}") as caught:
+                cls.from_env()
+            assert PASSWORD not in str(caught.value)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("PORT", "63 79"), ("PORT", "0"), ("PORT", "65536"), ("PORT", "99999999999"),
+    ("PORT", "-1"), ("PORT", "\u00b2"), ("PORT", "\u0661"), ("PORT", "6379x"),
+    ("DB", "-1"), ("DB", "\u0661"), ("DB", "0x1"), ("ENDPOINT", "host:port"),
+])
+def test_env_numbers_are_refused_naming_the_variable(clean_env: pytest.MonkeyPatch,
+                                                     name: str, value: str) -> None:
+    clean_env.setenv("REDIS_ENDPOINT", "127.0.0.1")
+    clean_env.setenv("REDIS_PASSWORD", PASSWORD)
+    clean_env.setenv(f"REDIS_{name}", value)
+    wanted = "REDIS_PORT" if name == "ENDPOINT" else f"REDIS_{name}"
+    for cls in (redmodel.Store, redmodel.AsyncStore):
+        with pytest.raises(redmodel.ValidationError, match=wanted) as caught:
+            cls.from_env()
+        assert PASSWORD not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", [
+    "http://u:{pw}@127.0.0.1:1/0", "redis://u:{pw}@127.0.0.1:notaport/0",
+    "redis://:{pw}@127.0.0.1:99999999/0", "redis://:{pw}@[::1/0", "rediss://:{pw}@h/x",
+    "redis://:{pw}@h:7000/1x", "redis://:{pw}@h/0?socket_timeout=soon", "{pw}",
+    "redis://:{pw}@h:-1/0",
+])
+def test_from_url_refuses_a_malformed_url_masking_its_password(url: str) -> None:
+    """A URL redis-py cannot use (or whose database path it would silently ignore, using
+    database 0) is a ValidationError naming the URL with its password masked, from every
+    shell, before any client exists."""
+    url = url.format(pw=PASSWORD)
+    for make in (redmodel.Store.from_url, redmodel.AsyncStore.from_url,
+                 lambda u: redmodel.Store.from_url(u, cluster=True)):
+        with pytest.raises(redmodel.ValidationError, match="cannot use the URL") as caught:
+            make(url)
+        assert PASSWORD not in str(caught.value), caught.value
 
 
 def test_from_url_and_from_env_take_the_stores_own_options(
@@ -520,3 +586,23 @@ def test_from_url_and_from_env_take_the_stores_own_options(
     assert redmodel.AsyncStore.from_env(chunk_size=5).chunk_size == 5
     with pytest.raises(redmodel.ValidationError, match="chunk_size"):
         redmodel.Store.from_url(redis_server.url, chunk_size=0)
+
+
+_NO_SPLIT = st.text(st.characters(blacklist_characters="/?#@:"), max_size=12)
+
+
+@settings(max_examples=scaled(100))
+@given(scheme=st.sampled_from(["redis", "rediss", "unix", "http", ""]), user=_NO_SPLIT,
+       password=st.text(st.characters(blacklist_characters="/?#"), min_size=1),
+       host=_NO_SPLIT, port=st.one_of(st.just(""), st.text(max_size=8).map(lambda p: ":" + p)
+                                      .filter(lambda p: not set(p) & set("/?#@"))),
+       tail=st.sampled_from(["", "/0", "/x?db=1", "?a=b#c", "/"]))
+def test_redact_url_masks_the_password_of_any_text(scheme: str, user: str, password: str,
+                                                    host: str, port: str, tail: str) -> None:
+    """Whatever the URL holds (a bad port, a broken IPv6 host, an unknown scheme, an ``@``
+    or ``:`` in the password, surrogates), what messages show of it has ``***`` where the
+    password was and everything else as written."""
+    url = f"{scheme}://{user}:{password}@{host}{port}{tail}"
+    assert redact_url(url) == f"{scheme}://{user}:***@{host}{port}{tail}"
+    # a password pasted where the URL belongs (it holds no "/", so no "://") is not shown
+    assert redact_url(password) == "<text without ://, not shown>"

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -520,18 +521,61 @@ time.sleep(60)
     assert gone, f"server pid {pid} outlived its process (SIGKILL)"
 
 
+def _children(pid: int) -> list[str]:
+    """The command lines of ``pid``'s children, read from /proc (a bare machine has no ``ps``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            if int(fields[1]) != pid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                args = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+        found.append(f"{entry} {args}")
+    return found
+
+
+def test_children_are_read_from_proc() -> None:
+    """_children sees a child this test starts and, once it is reaped, no longer sees it."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert any(line.startswith(f"{child.pid} ") for line in _children(os.getpid()))
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert not any(line.startswith(f"{child.pid} ") for line in _children(os.getpid()))
+
+
+@pytest.mark.parametrize("extra", [
+    ("--port", "6379"), ("--PORT 6379",), ("--maxmemory", "1mb", "--bind", "0.0.0.0"),
+    ("--tls-port", "6380"), ("--unixsocket", "/tmp/x.sock"), ("--daemonize", "yes"),
+    ("--include", "/etc/redis/redis.conf"), ("--dir", "/"), ("--cluster-port", "16379"),
+    ("/etc/redis/redis.conf",), ("--maxmemory", "1mb\nport 6379"), "--port 6379",
+])
+def test_extra_args_may_not_set_what_the_launcher_owns(extra: Any) -> None:
+    """docs/testing.md: the launcher chooses the port (never 6379); extra_args naming the
+    port, the address, a socket, the directory, daemonizing or a config file is refused
+    when the server is made, so nothing is ever started (no child process appears)."""
+    before = _children(os.getpid())
+    for make in (lambda: RedisServer(extra_args=extra),
+                 lambda: RedisClusterServer(extra_args=extra)):
+        with pytest.raises(redmodel.ValidationError, match="extra_args"):
+            make()
+    assert _children(os.getpid()) == before
+
+
 def test_no_server_left_behind_by_this_process() -> None:
     """Servers stopped above are gone; only the session fixtures' own servers remain."""
-    out = subprocess.run(
-        ["ps", "-o", "pid=,args=", "--ppid", str(os.getpid())],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    children = [line for line in out.splitlines() if "server" in line]
+    children = [line for line in _children(os.getpid()) if "server" in line]
     # At most: the single server, the TLS server and three cluster nodes of this session,
     # and the TLS server of this module's tls_server fixture (one parameter at a time).
-    assert len(children) <= 6, out
+    assert len(children) <= 6, children
 
 
 # -- the plugin as an app sees it -------------------------------------------------------------

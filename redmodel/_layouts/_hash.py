@@ -18,7 +18,7 @@ from redmodel._errors import DecodeError, ValidationError
 from redmodel._indexes._specs import IndexValueError, entry_key
 from redmodel._indexes._writes import Write
 from redmodel._models._compiled import FALLBACK, field_encoder, hash_decoder, hash_encoder
-from redmodel._models._specs import FieldSpec, ModelSpec
+from redmodel._models._specs import FieldSpec, ModelSpec, increment_kind
 from redmodel._models._types import BadValueError, optional_inner
 from redmodel._plan import Command, script
 from redmodel.codecs._chains import stored_primitive
@@ -647,13 +647,13 @@ def check_increment(
     spec: ModelSpec, key: str, chain: tuple[FieldSpec, ...], path: str, amount: float
 ) -> tuple[str, str, str]:
     """("INCRBY" | "INCRBYFLOAT", amount as text, "int" | "float"), or ValidationError."""
-    leaf = chain[-1]
     where = {"model": spec.name, "key": key, "field": path}
-    if leaf.numeric is None or any(f.kind == "encoded" for f in chain):
+    kind = increment_kind(chain)
+    if kind is None:
         raise ValidationError("only int and float fields can be incremented", **where)
     if isinstance(amount, bool) or not isinstance(amount, (int, float)):
         raise ValidationError("amount must be a number", **where)
-    if leaf.numeric == "int":
+    if kind == "int":
         if not isinstance(amount, int):
             raise ValidationError(
                 f"an int field is incremented by an int, not {type(amount).__name__}", **where

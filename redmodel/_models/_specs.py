@@ -48,6 +48,25 @@ class FieldSpec:
     upgrade: Callable[[Any], Any] | None = None  # upgrade=: a value of an older type
 
 
+def increment_kind(chain: tuple[FieldSpec, ...]) -> str | None:
+    """What ``incr``/``incr_fields`` add to the field at the end of ``chain`` (a
+    :meth:`ModelSpec.path`): ``"int"`` (HINCRBY, an int amount) or ``"float"`` (HINCRBYFLOAT,
+    an int or float amount); None when it cannot be incremented. The one rule, which
+    redmodel.mypy mirrors at type-check time (its ``_incr_refusal``, docs/store.md "incr"):
+
+    1. the path names fields of the model (never its key field: the id is in the key);
+    2. every part before the last is a nested attrs class stored field by field: not
+       Optional, no ``codec=`` (else the object is stored whole, as one encoded value);
+    3. the last part is declared ``int`` or ``float`` (``| None`` allowed), no ``codec=``
+       (a codec stores its own bytes, not a number Redis can add to; bool, enums and
+       other types are not numbers here);
+    4. an int field takes an int amount (not a float, not a bool)."""
+    leaf = chain[-1]
+    if leaf.numeric is None or any(f.kind == "encoded" for f in chain):
+        return None
+    return leaf.numeric
+
+
 @attrs.frozen
 class ModelSpec:
     """A model, compiled once at declaration."""

@@ -28,7 +28,7 @@ from redmodel._indexes._writes import TxHints, Write, refusal, run_writes, statu
 from redmodel._layouts._hash import INT64, float_text, int_text
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import unescape
-from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
+from redmodel._models._specs import FieldSpec, ModelSpec, increment_kind, spec_of
 from redmodel._plan import Batch, Plan, script
 
 __all__ = ["ConditionFailedError", "incr_fields"]
@@ -53,7 +53,7 @@ def _number_field(spec: ModelSpec, key: str, path: str) -> tuple[str, FieldSpec]
     """The stored hash-field name of an int/float field (dotted paths allowed)."""
     chain = spec.path(path)
     leaf = chain[-1]
-    if leaf.numeric is None or any(f.kind == "encoded" for f in chain):
+    if increment_kind(chain) is None:
         raise ValidationError(
             "only int and float fields can be changed or bounded", model=spec.name, key=key,
             field=path,

@@ -48,7 +48,7 @@ from redmodel._layouts._flat import (
 from redmodel._layouts._hash import INT64, HashLayout, check_increment, saved, stale_any
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape
-from redmodel._models._specs import ModelSpec, spec_of
+from redmodel._models._specs import ModelSpec, increment_kind, spec_of
 from redmodel._models._types import optional_inner
 from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, gather, script
 from redmodel._plans._atomic import incr_fields
@@ -780,8 +780,8 @@ def short_incr(spec: ModelSpec, key: str, field: str, amount: Any) -> Command | 
     stored = spec.compiled.get(("incr", field))
     if stored is None:  # once per model and field: its stored name, or False
         chain = spec.path(field)
-        fits = chain[-1].numeric == "int" and spec.indexes is None and not any(
-            f.old_stored or f.kind == "encoded" for f in chain)
+        fits = increment_kind(chain) == "int" and spec.indexes is None and not any(
+            f.old_stored for f in chain)
         stored = spec.compiled["incr", field] = fits and spec.delimiter.join(
             f.stored for f in chain)
     if stored and type(amount) is int and INT64[0] <= amount <= INT64[1]:
@@ -886,7 +886,7 @@ def plain_field(spec: ModelSpec, field: str) -> _PlainNames | None:
             chain = spec.path(field)
         except ValidationError:
             return None
-        if chain[-1].numeric == "int" and not any(f.kind == "encoded" for f in chain):
+        if increment_kind(chain) == "int":
             d = spec.delimiter
             names = (d.join(f.stored for f in chain).encode(), tuple(
                 d.join(p).encode() for p in itertools.product(

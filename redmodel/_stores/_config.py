@@ -4,17 +4,21 @@ the cluster-aware pieces of batch execution that involve no I/O."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
+from redis.connection import parse_url
 from redis.exceptions import ClusterDownError
 
 from redmodel._args import integer
+from redmodel._errors import ValidationError
 from redmodel._indexes._registry import Registry
 from redmodel._transport._wire import DEFAULT_POLICY, ResendPolicy
 
-__all__ = ["DEFAULT_URL", "ShellConfig", "Targets", "check_client", "env_settings"]
+__all__ = ["DEFAULT_URL", "ShellConfig", "Targets", "check_client", "check_url",
+           "env_settings", "redact_url"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 
@@ -50,7 +54,46 @@ def url_options(url: str | None, db: int | None, kwargs: dict[str, Any]
         url = without_db(url)
         options["db"] = db
     options.setdefault("decode_responses", False)
+    check_url(url)
     return url, options
+
+
+_NUMBER = re.compile(r"[0-9]+")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``***``, for
+    messages. Works on any text, even a URL nothing can parse (a bad port, a broken IPv6
+    address): the authority is what comes between ``://`` and the first ``/``, ``?`` or
+    ``#``, and its user part what comes before its last ``@``. Text without ``://`` is
+    not shown at all: nothing tells where a secret in it would be (a password pasted
+    where the URL belongs)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<text without ://, not shown>" if url else url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in authority:
+        user, at, host = authority.rpartition("@")
+        if ":" in user:
+            authority = f"{user.split(':', 1)[0]}:***{at}{host}"
+    return f"{scheme}{sep}{authority}{tail}"
+
+
+def check_url(url: str) -> None:
+    """Refuse, with :class:`ValidationError` naming ``url`` (password masked), a URL
+    redis-py cannot use: another scheme than ``redis``/``rediss``/``unix``, a port that is
+    not a number from 0 to 65535, a broken IPv6 address, a bad query value; and a database
+    path that is not a number (redis-py would silently use database 0)."""
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]  # redis-py's parser, as from_url
+        parts = urlsplit(url)
+        if parts.scheme in ("redis", "rediss") and "db" not in parse_qs(parts.query):
+            db = unquote(parts.path).strip("/")
+            if db and not _NUMBER.fullmatch(db):
+                raise ValueError(f"the database {db!r} is not a number")
+    except ValueError as e:
+        raise ValidationError(f"cannot use the URL {redact_url(url)!r}: {e}") from None
 
 
 def without_db(url: str) -> str:
@@ -69,8 +112,24 @@ def is_cluster(client: Any) -> bool:
     return hasattr(client, "get_primaries")
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+TRUE_VALUES = ("1", "true", "yes", "on")
+FALSE_VALUES = ("", "0", "false", "no", "off")
+
+
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    """The switch ``name`` of ``env``: one of TRUE_VALUES or FALSE_VALUES (any case,
+    surrounding blanks ignored; unset is false). Any other value is refused with
+    :class:`ValidationError` naming the variable: ``REDIS_TLS=enabled`` must never mean a
+    plain connection, nor ``REDIS_EXACTLY_ONCE=enabled`` the ordinary mode."""
+    value = env.get(name)
+    word = (value or "").strip().lower()
+    if word in TRUE_VALUES:
+        return True
+    if word in FALSE_VALUES:
+        return False
+    raise ValidationError(
+        f"{name} must be one of {'/'.join(TRUE_VALUES)} (on) or "
+        f"{'/'.join(v for v in FALSE_VALUES if v)} or empty (off), not {value!r}")
 
 
 def env_settings(
@@ -82,6 +141,9 @@ def env_settings(
     (6379, or 6380 with TLS), ``DB``, ``USERNAME``, ``PASSWORD``, ``TLS`` (1/true),
     ``CA_FILE``, ``CERT_FILE``, ``KEY_FILE`` build one. ``{prefix}CLUSTER=1`` makes a
     cluster client. Secrets stay out of the URL: they travel as keyword arguments.
+    A switch (``TLS``, ``SSL``, ``CLUSTER``) with a value :func:`env_flag` does not know,
+    a ``PORT`` that is not a number from 1 to 65535 or a ``DB`` that is not a number is a
+    :class:`ValidationError` naming the variable, raised before any client is made.
     """
     env = os.environ if env is None else env
 
@@ -90,7 +152,8 @@ def env_settings(
         return value if value else None
 
     kwargs: dict[str, Any] = {}
-    tls = _truthy(get("TLS")) or _truthy(get("SSL"))
+    tls = env_flag(env, prefix + "TLS") | env_flag(env, prefix + "SSL")
+    cluster = env_flag(env, prefix + "CLUSTER")
     for name, arg in (("USERNAME", "username"), ("PASSWORD", "password")):
         if get(name):
             kwargs[arg] = get(name)
@@ -107,20 +170,22 @@ def env_settings(
             host, port = host.split(":")[0], port or host.split(":")[1]
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"  # an IPv6 address in a URL
-        port = port or ("6380" if tls else "6379")
-        db = get("DB") or "0"
-        if not (port.isdigit() and db.isdigit()):
-            raise ValueError(f"{prefix}PORT and {prefix}DB must be numbers, got "
-                             f"{port!r} and {db!r}")
+        port = (port or ("6380" if tls else "6379")).strip()
+        db = (get("DB") or "0").strip()
+        if not (_NUMBER.fullmatch(port) and 1 <= int(port) <= 65535):
+            raise ValidationError(f"{prefix}PORT must be a port number (1 to 65535), "
+                                  f"not {port!r}")
+        if not _NUMBER.fullmatch(db):
+            raise ValidationError(f"{prefix}DB must be a database number, not {db!r}")
         url = f"{'rediss' if tls else 'redis'}://{host}:{port}/{db}"
-    return url, kwargs, _truthy(get("CLUSTER"))
+    return url, kwargs, cluster
 
 
 def env_exactly_once(prefix: str = "REDIS_", env: Mapping[str, str] | None = None) -> bool:
     """``{prefix}EXACTLY_ONCE`` (1/true/yes/on) switches a store from ``from_env`` to
     exactly-once mode (docs/failures.md)."""
     env = os.environ if env is None else env
-    return _truthy(env.get(prefix + "EXACTLY_ONCE"))
+    return env_flag(env, prefix + "EXACTLY_ONCE")
 
 
 class Targets(Sequence[Any]):

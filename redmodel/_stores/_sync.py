@@ -76,7 +76,9 @@ class Store(ShellConfig):
         (the URL names one node). ``exactly_once`` and ``resend`` are the store's options
         (docs/failures.md); ``chunk_size`` and ``registry`` as for the constructor. Extra
         keyword arguments go to redis-py (``username=``, ``password=``, ``ssl_ca_certs=``,
-        ``ssl_certfile=``, ``ssl_keyfile=``, ...).
+        ``ssl_certfile=``, ``ssl_keyfile=``, ...). A URL redis-py cannot use (scheme, port,
+        IPv6 address, query value, a database path that is not a number) raises
+        :class:`~redmodel.ValidationError` naming it with its password masked.
 
         Redis: none (connects lazily)."""
         url, options = url_options(url, db, kwargs)
@@ -93,7 +95,9 @@ class Store(ShellConfig):
         ``REDIS_URL``, or ``REDIS_ENDPOINT``/``REDIS_PORT``/``REDIS_DB``,
         ``REDIS_USERNAME``/``REDIS_PASSWORD``, ``REDIS_TLS`` and ``REDIS_CA_FILE``/
         ``REDIS_CERT_FILE``/``REDIS_KEY_FILE``, ``REDIS_CLUSTER`` and
-        ``REDIS_EXACTLY_ONCE``. See docs/deploy.md and docs/failures.md.
+        ``REDIS_EXACTLY_ONCE``. See docs/deploy.md and docs/failures.md. A switch that is
+        not 1/true/yes/on or 0/false/no/off/empty, a port or database that is not a number
+        raises :class:`~redmodel.ValidationError` naming the variable.
 
         Redis: none (connects lazily)."""
         url, settings, cluster = env_settings(prefix=prefix)

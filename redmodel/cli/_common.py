@@ -9,7 +9,6 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any, NoReturn, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import click
@@ -28,7 +27,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from redmodel._errors import ValidationError
 from redmodel._plan import Batch, Plan
+from redmodel._stores._config import redact_url
 from redmodel._stores._sync import Store
 from redmodel.cli._models import load_models
 from redmodel.codecs import configure_fernet
@@ -68,18 +69,8 @@ class CliError(Exception):
 
 
 def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """``url`` without its password, for messages (even a URL that does not parse)."""
+    return redact_url(url)
 
 
 @attrs.define
@@ -123,8 +114,11 @@ class Env:
                 os.environ["REDIS_URL"] = self.url
             if self.cluster:
                 os.environ["REDIS_CLUSTER"] = "1"
-            store = Store.from_env(socket_connect_timeout=self.timeout,
-                                   socket_timeout=self.timeout, registry=registry)
+            try:
+                store = Store.from_env(socket_connect_timeout=self.timeout,
+                                       socket_timeout=self.timeout, registry=registry)
+            except ValidationError as e:  # a malformed --url or REDIS_* variable
+                raise CliError(str(e), USAGE) from None
             store.client.ping()
             self._store = store
         return self._store

@@ -19,6 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from redmodel._errors import ValidationError
 from redmodel.testing._binaries import HOST as _HOST
 from redmodel.testing._binaries import (
     ServerStartError,
@@ -56,6 +57,41 @@ def info_dict(raw: Any) -> dict[str, str]:
     return result
 
 
+#: Options of extra_args the launcher owns: it chooses the port (never 6379), listens on
+#: loopback only, in its own directory that stop() removes, in the foreground, and reads no
+#: config file. Matched case-insensitively, as the server reads them, on the first word of
+#: each ``--option`` argument ("--port 6379" as one argument is the same option).
+OWNED_OPTIONS = frozenset({
+    "port", "tls-port", "bind", "unixsocket", "unixsocketperm", "daemonize", "dir",
+    "include", "cluster-port", "logfile", "pidfile", "supervised",
+})
+
+
+def _own_args_refused(extra_args: Sequence[str]) -> tuple[str, ...]:
+    """``extra_args`` as a tuple, or ValidationError for an option the launcher owns, a
+    non-string, a line break (the server joins its arguments into config lines) or a
+    first argument that is not an option (the server would read it as a config file)."""
+    args = tuple(extra_args)
+    if isinstance(extra_args, str):
+        raise ValidationError("extra_args is a sequence of arguments, not one string")
+    for i, arg in enumerate(args):
+        if not isinstance(arg, str):
+            raise ValidationError(f"extra_args holds {arg!r}, not a string")
+        if "\n" in arg or "\r" in arg:
+            raise ValidationError(f"extra_args {arg!r} holds a line break")
+        if i == 0 and not arg.startswith("--"):
+            raise ValidationError(f"extra_args must start with an --option, not {arg!r} (the "
+                             "server would read it as a config file)")
+        if arg.startswith("--"):
+            name = (arg[2:].split() or [""])[0].lower()
+            if name in OWNED_OPTIONS:
+                raise ValidationError(
+                    f"extra_args may not set --{name}: the launcher chooses where the server "
+                    "listens (a free loopback port, never 6379), its directory and its "
+                    f"config; refused options: {', '.join(sorted(OWNED_OPTIONS))}")
+    return args
+
+
 class RedisServer:
     """One throwaway Redis/Valkey server, run in the foreground as a child process.
 
@@ -73,7 +109,9 @@ class RedisServer:
             :class:`TLSNotSupportedError` for a binary without TLS.
         password: start with ``--requirepass``; :attr:`url` and :meth:`client` include it.
         extra_args: more command-line arguments for the server, e.g.
-            ``("--maxmemory", "64mb")``.
+            ``("--maxmemory", "64mb")``. The options the launcher owns (where it listens,
+            its directory, config files: see :data:`OWNED_OPTIONS`) raise ValidationError here,
+            before anything is started: a port in ``extra_args`` could be 6379.
         startup_timeout: seconds to wait for the server to answer PING.
 
     The server listens on 127.0.0.1 only, on a free port chosen by :meth:`start` (never
@@ -104,7 +142,7 @@ class RedisServer:
         self.tls_terminator = tls_terminator
         self._terminator: TLSTerminator | None = None
         self.password = password
-        self.extra_args: tuple[str, ...] = tuple(extra_args)
+        self.extra_args: tuple[str, ...] = _own_args_refused(extra_args)
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
