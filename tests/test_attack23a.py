@@ -148,3 +148,28 @@ def test_f4_fault_events_name_the_command_they_fired_on(proxy: FaultProxy, kind:
         assert [(e.kind, e.command) for e in proxy.events] == [(kind, "EVALSHA")]
     finally:
         store.close()
+
+
+# ---- F5: the exactly-once safety switch takes any truthy value; a bad `resend=` is a bare
+# TypeError --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["no", "false", "0", 1, None])
+def test_f5_allow_eviction_takes_only_a_bool(value: Any) -> None:
+    # F5: ResendPolicy(allow_eviction="no") (a setting read from an env var or a config
+    # file) is accepted as allow_eviction=True: the store then writes ids to a server that
+    # may evict them, the one risk docs/failures.md says the store refuses by default.
+    """docs/failures.md: "every numeric argument ... (a ``ResendPolicy``/``RetryPolicy``
+    setting) is checked before anything is sent, and ... a wrong type ... raises
+    ValidationError naming the argument"; "``ResendPolicy(allow_eviction=True)`` accepts
+    the risk" (True, not any truthy value)."""
+    with pytest.raises(redmodel.ValidationError, match="allow_eviction"):
+        redmodel.ResendPolicy(allow_eviction=value)
+
+
+def test_f5_a_wrong_typed_resend_policy_is_a_redmodel_error() -> None:
+    # F5: Store(client, resend=3) raises a bare TypeError.
+    """The standard: every exception leaving redmodel is a redmodel or redis-py error."""
+    client = redis.Redis(host="127.0.0.1", port=1)
+    with pytest.raises(redmodel.RedmodelError):
+        redmodel.Store(client, resend=3)  # type: ignore[arg-type]
+    client.close()
