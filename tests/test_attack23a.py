@@ -173,3 +173,33 @@ def test_f5_a_wrong_typed_resend_policy_is_a_redmodel_error() -> None:
     with pytest.raises(redmodel.RedmodelError):
         redmodel.Store(client, resend=3)  # type: ignore[arg-type]
     client.close()
+
+
+# ---- F6: exactly-once mode's OutcomeUnknownError says the write was not sent again --------
+
+def test_f6_exactly_once_unknown_outcome_does_not_claim_it_was_never_resent(
+        proxy: FaultProxy, redis_client: redis.Redis) -> None:
+    # F6: in exactly-once mode an incr whose every reply is lost (its resends and the fence
+    # too) raises OutcomeUnknownError (right, with its write_id) whose message says
+    # "redmodel did not send it again, as it must not be applied twice": it was sent three
+    # times under its write id. A caller reading the message is misled about what happened.
+    """docs/failures.md, exactly-once mode: "the store resends such writes itself ... Only
+    when even the fence cannot reach the server is the result OutcomeUnknownError, with its
+    write_id"."""
+    policy = redmodel.ResendPolicy(attempts=3, backoff_base=0.01, backoff_max=0.02,
+                                   deadline=3.0, write_id_ttl=30.0)
+    store = redmodel.Store(redis.Redis.from_url(proxy.url, socket_timeout=0.3),  # no retry
+                           exactly_once=True, resend=policy)
+    try:
+        store.save(Acct(id="w"))
+        store.incr(Acct, "w", "n", 1)          # the eviction check and the script, loaded
+        proxy.lose_reply(lambda name: name not in ("CLIENT", "INFO"), times=20)
+        with pytest.raises(redmodel.OutcomeUnknownError) as caught:
+            store.incr(Acct, "w", "n", 1)
+        proxy.clear()
+        assert caught.value.write_id
+        assert len(proxy.events) > 1            # the write did go again (under its id)
+        assert "did not send it again" not in str(caught.value), str(caught.value)
+    finally:
+        store.close()
+    assert redis_client.hget("a23a:w", "n") == b"2"   # applied once, as promised
