@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import attrs
 
-from redmodel._args import MAX_TTL_SECONDS, integer
+from redmodel._args import MAX_TTL_SECONDS, integer, page_count
 from redmodel._errors import (
     CrossSlotError,
     DecodeError,
@@ -968,6 +968,7 @@ def scan_keys(model: type, count: int, targets: Sequence[Any] = (None,)) -> Iter
     """Every object key of the model, a page at a time: SCAN on each target (every primary
     of a cluster, or the one server)."""
     spec = spec_of(model)
+    count = page_count(count, model=spec.name)
     for target in targets:
         cursor = 0
         while True:
