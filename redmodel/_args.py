@@ -107,5 +107,5 @@ def many(value: Any, what: str, of: str, *, model: str | None = None) -> Any:
     if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(
             value, Iterable):
         raise ValidationError(f"{what} must be an iterable such as a list (pass a list of "
-                              f"{of}), got a {type(value).__name__}", model=model)
+                              f"{of}), got {type(value).__name__}", model=model)
     return value

@@ -728,6 +728,8 @@ def short_incr(spec: ModelSpec, key: str, field: str, amount: Any) -> Command | 
     model; None when only the counter script (incr_fields.lua) can do it. The short script
     sends the same HINCRBY the counter script would; anything it refuses (it answers 0,
     nothing written) goes on to the counter script, which decides it and says why."""
+    if type(field) is not str:
+        _field_name(spec, key, field)
     stored = spec.compiled.get(("incr", field))
     if stored is None:  # once per model and field: its stored name, or False
         chain = spec.path(field)
@@ -742,6 +744,14 @@ def short_incr(spec: ModelSpec, key: str, field: str, amount: Any) -> Command | 
     if not stored:
         return None
     return _INCR_ONE.call([key], [stored, text])
+
+
+def _field_name(spec: ModelSpec, key: str, field: Any) -> None:
+    """ValidationError for an increment's field that is not a str (an int, a list: the
+    latter would be a bare TypeError as a dict key)."""
+    if not isinstance(field, str):
+        raise ValidationError(f"field must be a str (dotted for a nested one), got "
+                              f"{field!r}", model=spec.name, key=key)
 
 
 def short_incr_result(reply: Any) -> int | None:
@@ -772,6 +782,7 @@ def incr(model: type, id_value: Any, field: str, amount: float,
         values = yield from incr_fields(model, id_value, {field: amount}, hints=hints)
         new: int | float = values[field]
         return new
+    _field_name(spec, key, field)
     cmd, kind = layout.incr(key, field, amount)
     replies = yield Batch([cmd], write=True, keys=(key,))
     result: int | float = counter_result(spec, key, field, kind, amount, replies[0])
