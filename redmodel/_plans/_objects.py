@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import attrs
 
-from redmodel._args import MAX_TTL_SECONDS, integer, page_count
+from redmodel._args import MAX_TTL_SECONDS, integer, many, page_count
 from redmodel._errors import (
     CrossSlotError,
     DecodeError,
@@ -205,7 +205,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     _batch_error). ``ready``: run on each chunk before it is sent (the store's registry
     check of the chunk's models)."""
     chunk_size = integer(chunk_size, "chunk_size", least=1)
-    seq = objs if isinstance(objs, Sequence) else None
+    seq = objs if isinstance(many(objs, "objs", "objects"), Sequence) else None
     whole = seq is not None
     # everything refusable is refused before the first write
     early = {} if seq is None else _check_all(seq, chunk_size)
@@ -664,7 +664,7 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
     chunk_size = integer(chunk_size, "chunk_size", least=1)
     spec = spec_of(model)
     layout = layout_of(spec)
-    keys = [spec.key_for(i) for i in ids]
+    keys = [spec.key_for(i) for i in many(ids, "ids", "ids", model=spec.name)]
     removed = 0
     done: list[str] = []
     for start in range(0, len(keys), chunk_size):
@@ -910,6 +910,7 @@ def get_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[list[Any]
     chunk (a generator is not drawn whole first), so beyond the objects returned memory
     is bounded by the chunk size."""
     spec = spec_of(model)
+    many(ids, "ids", "ids", model=spec.name)
     layout = layout_of(spec)
     key_text = spec.key_builder()
     decode = layout.decode
