@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from redmodel._errors import ValidationError
 
@@ -25,6 +25,8 @@ __all__ = [
     "page_count",
     "seconds",
 ]
+
+T = TypeVar("T")
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 """The integers Redis takes as a count, an index or an increment."""
@@ -98,7 +100,7 @@ def flag(value: Any, what: str) -> bool:
     return value
 
 
-def many(value: Any, what: str, of: str, *, model: str | None = None) -> Any:
+def many(value: T, what: str, of: str, *, model: str | None = None) -> T:
     """``value`` if it can be the iterable of a bulk call (a list, a tuple, a set, a
     generator, ...); a str or bytes (one id, not ids: iterating it would name its
     characters) or a non-iterable raises :class:`ValidationError` naming ``what`` and

@@ -205,7 +205,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     _batch_error). ``ready``: run on each chunk before it is sent (the store's registry
     check of the chunk's models)."""
     chunk_size = integer(chunk_size, "chunk_size", least=1)
-    seq = objs if isinstance(many(objs, "objs", "objects"), Sequence) else None
+    seq = given if isinstance(given := many(objs, "objs", "objects"), Sequence) else None
     whole = seq is not None
     # everything refusable is refused before the first write
     early = {} if seq is None else _check_all(seq, chunk_size)
