@@ -56,7 +56,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from redmodel._args import MAX_TTL_SECONDS, integer, not_negative, seconds
+from redmodel._args import MAX_TTL_SECONDS, flag, integer, not_negative, seconds
 from redmodel._errors import (
     CrossSlotError,
     EvictionPolicyError,
@@ -108,6 +108,10 @@ def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: Any) ->
     not_negative(value, f"ResendPolicy.{attribute.name}")
 
 
+def _flag(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    flag(value, f"ResendPolicy.{attribute.name}")
+
+
 def _record_prefix(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str) or not value:
         raise ValidationError(f"ResendPolicy.{attribute.name} must be a non-empty str, got "
@@ -136,7 +140,8 @@ class ResendPolicy:
       not share records.
     - ``allow_eviction``: exactly-once mode refuses a server whose ``maxmemory-policy`` may
       evict keys (:class:`~redmodel.EvictionPolicyError`); True accepts that risk (an
-      evicted record lets a resend apply its write twice).
+      evicted record lets a resend apply its write twice). Only a bool: anything else
+      (``"no"`` from a config file) raises ValidationError rather than turn the risk on.
 
     Only a batch that may be sent twice (a read, a whole save, an update, an expiry) is sent
     again after its reply was lost, or any write in exactly-once mode; a write without a
@@ -154,7 +159,7 @@ class ResendPolicy:
     deadline: float = attrs.field(default=10.0, validator=_positive)
     write_id_ttl: float = attrs.field(default=60.0, validator=_positive)
     write_id_prefix: str = attrs.field(default=ONCE_PREFIX, validator=_record_prefix)
-    allow_eviction: bool = attrs.field(default=False, converter=bool)
+    allow_eviction: bool = attrs.field(default=False, validator=_flag)
 
     def __attrs_post_init__(self) -> None:
         if self.write_id_ttl <= self.deadline:
