@@ -622,6 +622,9 @@ class Exchange:
     # indices) each; then the exchange sends them again, or gives up (``_kill_give_up``)
     kills: list[tuple[Any, int, list[int]]] | None = None
     kill_failures = 0
+    # rounds in which a command under a write id was sent and its reply lost (how many
+    # copies of it went out: OutcomeUnknownError's message says so)
+    copies_lost = 0
     _kill_give_up = False
     _kill_pause = 0.0
 
@@ -1194,6 +1197,7 @@ class Exchange:
         """One reply per command: True if some must be sent again (a redirection)."""
         redirected = False
         replies = self.replies
+        lost_once = False
         for pos, i in enumerate(call.indices):
             if pos < len(body):
                 reply = body[pos]
@@ -1206,8 +1210,11 @@ class Exchange:
             elif self._resendable(i):
                 self.maybe_applied.add(i)
                 todo.append(i)
+                lost_once = lost_once or i in self.once
             else:
                 unknown.append(i)
+        if lost_once:
+            self.copies_lost += 1
         return redirected
 
     def _note_loads(self, call: Call) -> None:
@@ -1280,6 +1287,8 @@ class Exchange:
             if all(self._resendable(i) for i in indices):
                 self.maybe_applied.update(indices)
                 todo.extend(indices)
+                if any(i in self.once for i in indices):
+                    self.copies_lost += 1
             else:
                 unknown.extend(indices)
             return False
@@ -1313,6 +1322,14 @@ class Exchange:
         if self.batch.atomic:
             what = f"MULTI/EXEC of {what}"
         cause = self.last_failure
+        if fence is None and self.copies_lost and all(i in self.once for i in indices):
+            copies = "once" if self.copies_lost == 1 else f"{self.copies_lost} times"
+            error = OutcomeUnknownError(
+                f"{what} was sent {copies} under write id {self.write_id} (applied at most "
+                f"once), every reply lost ({type(cause).__name__}: {cause}), and the fence "
+                "(asking the server whether that write id ran) could not settle it",
+                keys=keys, write_id=self.write_id)
+            raise error from cause
         if fence is None:
             why = "redmodel did not send it again, as it must not be applied twice"
         else:
