@@ -92,12 +92,14 @@ def page_count(value: Any, what: str = "count", *, model: str | None = None) -> 
     return int(value)
 
 
-def flag(value: Any, what: str) -> bool:
-    """``value`` if it is a bool; else :class:`ValidationError` naming ``what`` (a string
-    such as ``"no"`` read from a config file must never turn a setting on)."""
-    if not isinstance(value, bool):
-        raise ValidationError(f"{what} must be True or False, got {value!r}")
-    return value
+def flag(value: Any, what: str, *, key: str | None = None, none: bool = False) -> bool:
+    """``value`` if it is a bool (or, with ``none``, None); else :class:`ValidationError`
+    naming ``what`` and ``key`` (a string such as ``"no"`` read from a config file must
+    never turn a setting on)."""
+    if not isinstance(value, bool) and not (none and value is None):
+        also = " or None" if none else ""
+        raise ValidationError(f"{what} must be True or False{also}, got {value!r}", key=key)
+    return bool(value)
 
 
 def many(value: T, what: str, of: str, *, model: str | None = None) -> T:

@@ -565,8 +565,8 @@ class Feed:
 
     def __init__(self, model: type, progress: ProgressArg) -> None:
         if progress is not None and not isinstance(progress, bool) and not callable(progress):
-            raise TypeError(f"progress must be a callable(done, total), a bool or None, not "
-                            f"{progress!r}")
+            raise ValidationError(f"progress must be a callable(done, total), a bool or "
+                                  f"None, got {progress!r}")
         self.call = progress if callable(progress) else print_progress(model, progress)
         self.result = 0
 

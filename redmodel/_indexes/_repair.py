@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from redmodel._args import page_count
+from redmodel._args import flag, page_count
 from redmodel._errors import DecodeError, QueryError, ServerError
 from redmodel._indexes._specs import (
     CLAIM_GRACE_MS,
@@ -271,6 +271,7 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
     object, say: pass 2) is repaired, at the cost of the earlier passes once more."""
     spec = spec_of(model)
     count = page_count(count, model=spec.name)
+    flag(restart, "restart")
     if spec.indexes is None:
         yield Emit([0])
         return
@@ -945,6 +946,7 @@ class ProgressLine:
     keeps its result; used by both stores."""
 
     def __init__(self, model: type, show: bool | None) -> None:
+        flag(show, "progress", none=True)
         self.name = model.__name__
         self.show = sys.stderr.isatty() if show is None else show
         self.result = 0

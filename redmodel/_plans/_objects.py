@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import attrs
 
-from redmodel._args import MAX_TTL_SECONDS, integer, many, page_count
+from redmodel._args import MAX_TTL_SECONDS, flag, integer, many, page_count
 from redmodel._errors import (
     CrossSlotError,
     DecodeError,
@@ -145,6 +145,7 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
     """Whole, or (for a tracked object loaded earlier) only what changed; a partial save
     of an object deleted meanwhile becomes a whole one (also one with nothing changed).
     ``hints``: given by a transaction (the plan then reads before it writes)."""
+    flag(force, "force")
     spec = spec_of(obj)
     key = spec.key_for(_id_of(spec, obj))
     spec.check(obj)
