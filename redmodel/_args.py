@@ -6,7 +6,8 @@ down (a socket timeout, a thread's wait, a float conversion)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from redmodel._errors import ValidationError
 
@@ -14,12 +15,18 @@ __all__ = [
     "INT64_MAX",
     "INT64_MIN",
     "MAX_BLOCK_SECONDS",
+    "MAX_PAGE",
     "MAX_TTL_SECONDS",
     "MAX_VISIBILITY_SECONDS",
+    "flag",
     "integer",
+    "many",
     "not_negative",
+    "page_count",
     "seconds",
 ]
+
+T = TypeVar("T")
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 """The integers Redis takes as a count, an index or an increment."""
@@ -27,6 +34,10 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_TTL_SECONDS = 10**11
 """About 3,000 years: Redis refuses an expiry whose time overflows, after a script has
 written (so a longer ttl is refused before sending)."""
+
+MAX_PAGE = 2**31 - 1
+"""The largest page size (``count=`` of a SCAN-paged method): SCAN's COUNT, HSCAN's in a
+script, a Lua number; a page is never near it in practice."""
 
 MAX_BLOCK_SECONDS = 10**9
 """About 31 years: the longest block (a blocking pop's timeout, a consumer's poll or idle
@@ -70,3 +81,35 @@ def not_negative(value: Any, what: str, *, most: float = MAX_TTL_SECONDS) -> flo
         raise ValidationError(f"{what} must be a number of seconds from 0 to {most:.0e}, "
                               f"got {value!r}")
     return float(value)
+
+
+def page_count(value: Any, what: str = "count", *, model: str | None = None) -> int:
+    """``value`` if it is an int (not a bool) from 1 to :data:`MAX_PAGE` (a SCAN page's
+    COUNT); else :class:`ValidationError` naming ``what`` and the model."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE:
+        raise ValidationError(f"{what} must be an int from 1 to {MAX_PAGE}, got {value!r}",
+                              model=model)
+    return int(value)
+
+
+def flag(value: Any, what: str, *, key: str | None = None, none: bool = False) -> bool:
+    """``value`` if it is a bool (or, with ``none``, None); else :class:`ValidationError`
+    naming ``what`` and ``key`` (a string such as ``"no"`` read from a config file must
+    never turn a setting on)."""
+    if not isinstance(value, bool) and not (none and value is None):
+        also = " or None" if none else ""
+        raise ValidationError(f"{what} must be True or False{also}, got {value!r}", key=key)
+    return bool(value)
+
+
+def many(value: T, what: str, of: str, *, model: str | None = None) -> T:
+    """``value`` if it can be the iterable of a bulk call (a list, a tuple, a set, a
+    generator, ...); a str or bytes (one id, not ids: iterating it would name its
+    characters) or a non-iterable raises :class:`ValidationError` naming ``what`` and
+    asking for a list ``of`` them ("ids", "objects"). The
+    value itself is not shown (an object may hold a secret)."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(
+            value, Iterable):
+        raise ValidationError(f"{what} must be an iterable such as a list (pass a list of "
+                              f"{of}), got {type(value).__name__}", model=model)
+    return value

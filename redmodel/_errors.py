@@ -297,9 +297,12 @@ class SchemaConflictError(RedmodelError):
 
 class OutcomeUnknownError(RedmodelError, RedisConnectionError):
     """The connection failed after a write was sent and before its reply arrived: the write
-    may or may not have been applied, and redmodel did not send it again (it is not safe
-    to resend). ``keys`` names the keys it writes; ``write_id`` is its write id in
-    exactly-once mode (see docs/failures.md), else None.
+    may or may not have been applied. Either redmodel did not send it again (it is not
+    safe to resend), or, in exactly-once mode, it was sent again under its write id (so
+    applied at most once) and neither those copies' replies nor the fence that asks the
+    server whether the id ran came back: the message says which. ``keys`` names the keys
+    it writes; ``write_id`` is its write id in exactly-once mode (see docs/failures.md),
+    else None.
 
     A subclass of redis-py's ``ConnectionError``, so existing handlers still catch it."""
 

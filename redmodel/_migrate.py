@@ -35,6 +35,7 @@ import redis
 from redis.crc import key_slot
 
 from redmodel import _rebucket
+from redmodel._args import MAX_PAGE, page_count
 from redmodel._errors import (
     ConflictError,
     DecodeError,
@@ -71,7 +72,7 @@ SAMPLE = 100
 FINISHED = -1  # a cursor's scan once the walk is done (SCAN cursors are never negative)
 VERIFY_RUNS = 3  # a verify that finds problems runs again; what every run finds counts
 REDO_LOST = 3  # a batch whose EXEC reply was lost is read and done again this many times
-MAX_COUNT = 2**31 - 1  # objects per batch (SCAN's COUNT); beyond it SCAN itself refuses
+MAX_COUNT = MAX_PAGE  # objects per batch (SCAN's COUNT)
 MAX_LEASE = 1e11  # seconds, the store's TTL bound: the expiry in ms stays an exact integer
 DONE = "done:"  # records-hash field prefix naming a custom step's marker hash
 
@@ -173,10 +174,7 @@ class Step:
 
 
 def check_count(count: object) -> int:
-    if (not isinstance(count, int) or isinstance(count, bool) or not
-            1 <= count <= MAX_COUNT):
-        raise ValidationError(f"count must be an int from 1 to {MAX_COUNT}, not {count!r}")
-    return count
+    return page_count(count)
 
 
 def check_lease(lease: object) -> float:

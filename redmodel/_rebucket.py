@@ -34,6 +34,7 @@ from typing import Any
 
 import attrs
 
+from redmodel._args import page_count
 from redmodel._errors import SchemaConflictError, ServerError, ValidationError
 from redmodel._indexes._registry import (
     check,
@@ -101,8 +102,7 @@ def check_args(spec: ModelSpec, from_buckets: Any, count: Any) -> ModelSpec:
             from_buckets, int) or not 1 <= from_buckets <= 16384):
         raise ValidationError(f"from_buckets must be None or an int from 1 to 16384, not "
                               f"{from_buckets!r}", model=spec.name)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValidationError(f"count must be a positive int, not {count!r}", model=spec.name)
+    page_count(count, model=spec.name)
     if from_buckets == spec.buckets:
         raise ValidationError(
             f"{spec.name} already declares {_name(spec.buckets)}: migrate_buckets moves the "
@@ -565,8 +565,8 @@ class Feed:
 
     def __init__(self, model: type, progress: ProgressArg) -> None:
         if progress is not None and not isinstance(progress, bool) and not callable(progress):
-            raise TypeError(f"progress must be a callable(done, total), a bool or None, not "
-                            f"{progress!r}")
+            raise ValidationError(f"progress must be a callable(done, total), a bool or "
+                                  f"None, got {progress!r}")
         self.call = progress if callable(progress) else print_progress(model, progress)
         self.result = 0
 

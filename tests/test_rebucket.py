@@ -238,7 +238,7 @@ def test_bad_input_is_refused_before_any_write(redis_client: redis.Redis) -> Non
             store.migrate_buckets(new, from_buckets=bad)
     with pytest.raises(redmodel.ValidationError, match="count"):
         store.migrate_buckets(new, from_buckets=None, count=0)
-    with pytest.raises(TypeError, match="progress"):
+    with pytest.raises(redmodel.ValidationError, match="progress"):
         store.migrate_buckets(new, from_buckets=None, progress="yes")  # type: ignore[arg-type]
     # another model's prefix: refused as the registry refuses it
     other = version("hash", 4)

@@ -417,7 +417,7 @@ def test_exactly_once_is_a_store_option_everywhere(redis_url: str,
     assert not redmodel.Store.from_env(exactly_once=False).exactly_once
     with pytest.raises(ValueError, match="write_id_ttl"):
         redmodel.ResendPolicy(deadline=30, write_id_ttl=20)
-    with pytest.raises(TypeError, match="ResendPolicy"):
+    with pytest.raises(redmodel.ValidationError, match="ResendPolicy"):
         redmodel.Store.from_url(redis_url, resend=3)  # type: ignore[arg-type]
     for store in made[::2]:
         store.close()

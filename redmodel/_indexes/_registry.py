@@ -30,6 +30,7 @@ from typing import Any, TypeVar, cast
 
 import attrs
 
+from redmodel._args import page_count
 from redmodel._errors import IndexNotReadyError, SchemaConflictError, ValidationError
 from redmodel._models._keys import glob_escape
 from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
@@ -779,6 +780,7 @@ def drop_index_plan(spec: ModelSpec, name: str, targets: Sequence[Any], count: i
     model that declares no index any more, the all-ids index, the records and the expiry
     index too. Answers how many entry keys (sets, sorted sets, unique hashes) were
     deleted."""
+    count = page_count(count, model=spec.name)
     d = spec.delimiter
     declared = index_kinds(spec)
     if f"index:{name}" in declared or f"unique:{name}" in declared:

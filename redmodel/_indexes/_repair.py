@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from redmodel._args import flag, page_count
 from redmodel._errors import DecodeError, QueryError, ServerError
 from redmodel._indexes._specs import (
     CLAIM_GRACE_MS,
@@ -269,6 +270,8 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
     So whatever changed before the new run in the other passes' reach (a raw DEL of an
     object, say: pass 2) is repaired, at the cost of the earlier passes once more."""
     spec = spec_of(model)
+    count = page_count(count, model=spec.name)
+    flag(restart, "restart")
     if spec.indexes is None:
         yield Emit([0])
         return
@@ -325,6 +328,7 @@ def verify_plan(model: type, count: int, targets: Sequence[Any]) -> IterPlan:
     """Every disagreement between the stored objects and their index, in words; emits
     lists of messages (one per page with any)."""
     spec = spec_of(model)
+    count = page_count(count, model=spec.name)
     if spec.indexes is None:
         return
     checker = _Repair(spec, fix=False)
@@ -942,6 +946,7 @@ class ProgressLine:
     keeps its result; used by both stores."""
 
     def __init__(self, model: type, show: bool | None) -> None:
+        flag(show, "progress", none=True)
         self.name = model.__name__
         self.show = sys.stderr.isatty() if show is None else show
         self.result = 0

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from redmodel._args import flag, page_count
 from redmodel._indexes._blind import IndexKeyring, current_keyring, kid_of
 from redmodel._indexes._repair import _Repair, sweep_plan
 from redmodel._models._specs import ModelSpec, spec_of
@@ -65,6 +66,7 @@ def _hscan(reply: Any) -> tuple[int, list[tuple[str, str]]]:
 def rotate_index_key(model: type, count: int) -> IterPlan:
     """Emits ``(objects looked at, objects rebuilt)`` per page of index records."""
     spec = spec_of(model)
+    count = page_count(count, model=spec.name)
     blind = _blind(spec)
     if not blind:
         return
@@ -99,6 +101,7 @@ class Progress:
     """The ``rotate_index_key`` counter on a terminal (stderr by default)."""
 
     def __init__(self, model: type, show: bool | None, out: TextIO | None = None) -> None:
+        flag(show, "progress", none=True)
         self.out = out or sys.stderr
         self.show = self.out.isatty() if show is None else show
         self.name = model.__name__

@@ -215,7 +215,11 @@ class ModelSpec:
                 raise ValidationError(err, model=self.name, field=f.name)
 
     def path(self, dotted: str) -> tuple[FieldSpec, ...]:
-        """``"address.zip"`` -> the chain of field specs down to that leaf."""
+        """``"address.zip"`` -> the chain of field specs down to that leaf; a name that is
+        not a str (an int, a list) raises ValidationError, as an unknown one does."""
+        if not isinstance(dotted, str):
+            raise ValidationError(f"a field is named by a str (dotted for a nested one), "
+                                  f"got {dotted!r}", model=self.name)
         chain: list[FieldSpec] = []
         fields = self.by_name
         for part in dotted.split("."):

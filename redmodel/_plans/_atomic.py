@@ -51,6 +51,9 @@ class _Change:
 
 def _number_field(spec: ModelSpec, key: str, path: str) -> tuple[str, FieldSpec]:
     """The stored hash-field name of an int/float field (dotted paths allowed)."""
+    if not isinstance(path, str):
+        raise ValidationError(f"a field is named by a str (dotted for a nested one), got "
+                              f"{path!r}", model=spec.name, key=key)
     chain = spec.path(path)
     leaf = chain[-1]
     if increment_kind(chain) is None:
@@ -159,6 +162,11 @@ def incr_fields(
     key = spec.key_for(id_value)
     if spec.layout != "hash":
         raise ValidationError("incr_fields needs the hash layout", model=spec.name, key=key)
+    for what, given in (("changes", changes), ("floor", floor), ("ceiling", ceiling)):
+        if not isinstance(given, Mapping) and (given is not None or what == "changes"):
+            raise ValidationError(
+                f"{what} must be a mapping of field name to number ({{\"n\": 1}}), got "
+                f"{type(given).__name__}", model=spec.name, key=key)
     if not changes:
         raise ValidationError("nothing to change", model=spec.name, key=key)
     todo = _changes(spec, key, changes)

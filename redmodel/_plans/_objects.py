@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import attrs
 
-from redmodel._args import MAX_TTL_SECONDS, integer
+from redmodel._args import MAX_TTL_SECONDS, flag, integer, many, page_count
 from redmodel._errors import (
     CrossSlotError,
     DecodeError,
@@ -146,6 +146,7 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
     """Whole, or (for a tracked object loaded earlier) only what changed; a partial save
     of an object deleted meanwhile becomes a whole one (also one with nothing changed).
     ``hints``: given by a transaction (the plan then reads before it writes)."""
+    flag(force, "force")
     spec = spec_of(obj)
     key = spec.key_for(_id_of(spec, obj))
     spec.check(obj)
@@ -206,7 +207,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     _batch_error). ``ready``: run on each chunk before it is sent (the store's registry
     check of the chunk's models)."""
     chunk_size = integer(chunk_size, "chunk_size", least=1)
-    seq = objs if isinstance(objs, Sequence) else None
+    seq = given if isinstance(given := many(objs, "objs", "objects"), Sequence) else None
     whole = seq is not None
     # everything refusable is refused before the first write
     early = {} if seq is None else _check_all(seq, chunk_size)
@@ -713,7 +714,7 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
     chunk_size = integer(chunk_size, "chunk_size", least=1)
     spec = spec_of(model)
     layout = layout_of(spec)
-    keys = [spec.key_for(i) for i in ids]
+    keys = [spec.key_for(i) for i in many(ids, "ids", "ids", model=spec.name)]
     removed = 0
     done: list[str] = []
     for start in range(0, len(keys), chunk_size):
@@ -777,6 +778,8 @@ def short_incr(spec: ModelSpec, key: str, field: str, amount: Any) -> Command | 
     model; None when only the counter script (incr_fields.lua) can do it. The short script
     sends the same HINCRBY the counter script would; anything it refuses (it answers 0,
     nothing written) goes on to the counter script, which decides it and says why."""
+    if type(field) is not str:
+        _field_name(spec, key, field)
     stored = spec.compiled.get(("incr", field))
     if stored is None:  # once per model and field: its stored name, or False
         chain = spec.path(field)
@@ -791,6 +794,14 @@ def short_incr(spec: ModelSpec, key: str, field: str, amount: Any) -> Command | 
     if not stored:
         return None
     return _INCR_ONE.call([key], [stored, text])
+
+
+def _field_name(spec: ModelSpec, key: str, field: Any) -> None:
+    """ValidationError for an increment's field that is not a str (an int, a list: the
+    latter would be a bare TypeError as a dict key)."""
+    if not isinstance(field, str):
+        raise ValidationError(f"field must be a str (dotted for a nested one), got "
+                              f"{field!r}", model=spec.name, key=key)
 
 
 def short_incr_result(reply: Any) -> int | None:
@@ -821,6 +832,7 @@ def incr(model: type, id_value: Any, field: str, amount: float,
         values = yield from incr_fields(model, id_value, {field: amount}, hints=hints)
         new: int | float = values[field]
         return new
+    _field_name(spec, key, field)
     cmd, kind = layout.incr(key, field, amount)
     replies = yield Batch([cmd], write=True, keys=(key,))
     result: int | float = counter_result(spec, key, field, kind, amount, replies[0])
@@ -948,6 +960,7 @@ def get_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[list[Any]
     chunk (a generator is not drawn whole first), so beyond the objects returned memory
     is bounded by the chunk size."""
     spec = spec_of(model)
+    many(ids, "ids", "ids", model=spec.name)
     layout = layout_of(spec)
     key_text = spec.key_builder()
     decode = layout.decode
@@ -1017,6 +1030,7 @@ def scan_keys(model: type, count: int, targets: Sequence[Any] = (None,)) -> Iter
     """Every object key of the model, a page at a time: SCAN on each target (every primary
     of a cluster, or the one server)."""
     spec = spec_of(model)
+    count = page_count(count, model=spec.name)
     for target in targets:
         cursor = 0
         while True:

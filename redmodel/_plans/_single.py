@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Mapping
 from typing import Any
 
+from redmodel._args import flag
 from redmodel._layouts._hash import HashLayout, saved
 from redmodel._layouts._pick import layout_of
 from redmodel._models._specs import ModelSpec
@@ -50,6 +51,8 @@ Answer = tuple[Batch, Callable[[Any], Any]]
 
 def save(obj: Any, ttl: Any, force: bool, checked: Container[type]) -> Answer | None:
     """(the batch, reply -> the key) of ``_objects.save`` for a plain hash object."""
+    if force is not False and force is not True:
+        flag(force, "force")
     layout = _plain(type(obj), checked)
     if layout is None:
         return None

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from redis.connection import parse_url
 from redis.exceptions import ClusterDownError
 
-from redmodel._args import integer
+from redmodel._args import flag, integer
 from redmodel._errors import ValidationError
 from redmodel._indexes._registry import Registry
 from redmodel._transport._wire import DEFAULT_POLICY, ResendPolicy
@@ -247,14 +247,15 @@ class ShellConfig:
         check_client(client)
         integer(chunk_size, "chunk_size", least=1)
         if resend is not None and not isinstance(resend, ResendPolicy):
-            raise TypeError(f"resend must be a redmodel.ResendPolicy, not {resend!r}")
+            raise ValidationError(f"resend must be a redmodel.ResendPolicy or None, got "
+                                  f"{type(resend).__name__}")
         self.client = client
         self.chunk_size = chunk_size
         self.cluster = is_cluster(client)
-        self.exactly_once = bool(exactly_once)
+        self.exactly_once = flag(exactly_once, "exactly_once")
         self.resend = resend or DEFAULT_POLICY
 
-        self._registry = Registry(bool(registry), self._targets)
+        self._registry = Registry(flag(registry, "registry"), self._targets)
         self._use = self._registry.use
 
     def _targets(self) -> Targets:

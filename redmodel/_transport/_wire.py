@@ -56,7 +56,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from redmodel._args import MAX_TTL_SECONDS, integer, not_negative, seconds
+from redmodel._args import MAX_TTL_SECONDS, flag, integer, not_negative, seconds
 from redmodel._errors import (
     CrossSlotError,
     EvictionPolicyError,
@@ -108,6 +108,10 @@ def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: Any) ->
     not_negative(value, f"ResendPolicy.{attribute.name}")
 
 
+def _flag(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    flag(value, f"ResendPolicy.{attribute.name}")
+
+
 def _record_prefix(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str) or not value:
         raise ValidationError(f"ResendPolicy.{attribute.name} must be a non-empty str, got "
@@ -136,7 +140,8 @@ class ResendPolicy:
       not share records.
     - ``allow_eviction``: exactly-once mode refuses a server whose ``maxmemory-policy`` may
       evict keys (:class:`~redmodel.EvictionPolicyError`); True accepts that risk (an
-      evicted record lets a resend apply its write twice).
+      evicted record lets a resend apply its write twice). Only a bool: anything else
+      (``"no"`` from a config file) raises ValidationError rather than turn the risk on.
 
     Only a batch that may be sent twice (a read, a whole save, an update, an expiry) is sent
     again after its reply was lost, or any write in exactly-once mode; a write without a
@@ -154,7 +159,7 @@ class ResendPolicy:
     deadline: float = attrs.field(default=10.0, validator=_positive)
     write_id_ttl: float = attrs.field(default=60.0, validator=_positive)
     write_id_prefix: str = attrs.field(default=ONCE_PREFIX, validator=_record_prefix)
-    allow_eviction: bool = attrs.field(default=False, converter=bool)
+    allow_eviction: bool = attrs.field(default=False, validator=_flag)
 
     def __attrs_post_init__(self) -> None:
         if self.write_id_ttl <= self.deadline:
@@ -617,6 +622,9 @@ class Exchange:
     # indices) each; then the exchange sends them again, or gives up (``_kill_give_up``)
     kills: list[tuple[Any, int, list[int]]] | None = None
     kill_failures = 0
+    # rounds in which a command under a write id was sent and its reply lost (how many
+    # copies of it went out: OutcomeUnknownError's message says so)
+    copies_lost = 0
     _kill_give_up = False
     _kill_pause = 0.0
 
@@ -1189,6 +1197,7 @@ class Exchange:
         """One reply per command: True if some must be sent again (a redirection)."""
         redirected = False
         replies = self.replies
+        lost_once = False
         for pos, i in enumerate(call.indices):
             if pos < len(body):
                 reply = body[pos]
@@ -1201,8 +1210,11 @@ class Exchange:
             elif self._resendable(i):
                 self.maybe_applied.add(i)
                 todo.append(i)
+                lost_once = lost_once or i in self.once
             else:
                 unknown.append(i)
+        if lost_once:
+            self.copies_lost += 1
         return redirected
 
     def _note_loads(self, call: Call) -> None:
@@ -1275,6 +1287,8 @@ class Exchange:
             if all(self._resendable(i) for i in indices):
                 self.maybe_applied.update(indices)
                 todo.extend(indices)
+                if any(i in self.once for i in indices):
+                    self.copies_lost += 1
             else:
                 unknown.extend(indices)
             return False
@@ -1308,6 +1322,14 @@ class Exchange:
         if self.batch.atomic:
             what = f"MULTI/EXEC of {what}"
         cause = self.last_failure
+        if fence is None and self.copies_lost and all(i in self.once for i in indices):
+            copies = "once" if self.copies_lost == 1 else f"{self.copies_lost} times"
+            error = OutcomeUnknownError(
+                f"{what} was sent {copies} under write id {self.write_id} (applied at most "
+                f"once), every reply lost ({type(cause).__name__}: {cause}), and the fence "
+                "(asking the server whether that write id ran) could not settle it",
+                keys=keys, write_id=self.write_id)
+            raise error from cause
         if fence is None:
             why = "redmodel did not send it again, as it must not be applied twice"
         else:

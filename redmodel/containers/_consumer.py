@@ -46,7 +46,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import attrs
 import redis
 
-from redmodel._args import MAX_VISIBILITY_SECONDS, integer, seconds
+from redmodel._args import MAX_VISIBILITY_SECONDS, flag, integer, many, seconds
 from redmodel._container_registry import guarded
 from redmodel._errors import DecodeError, ValidationError
 from redmodel._models._keys import escape, new_id, slot_prefix
@@ -85,6 +85,8 @@ class ConsumedQueue(Protocol[_T_co, _S_co]):
     def store(self) -> _S_co: ...
 
     def _decode(self, raw: Any, key: str | None = None, /) -> _T_co: ...
+
+    def _encode(self, value: Any, /) -> bytes: ...
 
     def _decoded_or_set_aside(self, raw: Any, set_aside: bool = True, /) -> Plan[_T_co]: ...
 
@@ -321,13 +323,23 @@ class _ConsumerBase(Generic[T]):
         if name is not None and (not isinstance(name, str) or not name):
             raise ValidationError(f"a consumer name must be a non-empty str, got {name!r}",
                                   key=queue.key)
+        if sentinel is not None:  # one the queue cannot hold would never stop the consumer
+            try:
+                queue._encode(sentinel)
+            except ValidationError as e:
+                raise ValidationError(f"sentinel must be a value the queue can hold, got "
+                                      f"{type(sentinel).__name__} ({e.args[0]})") from None
+        signals = many(signals, "signals", "signal numbers", model=None)
+        self.signals = tuple(signals)
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in self.signals):
+            raise ValidationError(f"signals must be signal numbers (signal.SIGTERM), got "
+                                  f"{self.signals!r}", key=key)
         self.queue = queue
         self.sentinel = sentinel
         self.max_items = max_items
         self.idle_timeout = idle_timeout
         self.poll = poll
-        self.signals = tuple(signals)
-        self.reliable = reliable
+        self.reliable = flag(reliable, "reliable")
         self.name = _default_name() if name is None else name
         self.visibility_timeout = seconds(visibility_timeout, "visibility_timeout",
                                           most=MAX_VISIBILITY_SECONDS, key=key)

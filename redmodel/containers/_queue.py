@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar, overload
 
 from redis.crc import key_slot
 
+from redmodel._args import flag
 from redmodel._container_registry import guard_plans, guarded
 from redmodel._errors import (
     CrossSlotError,
@@ -83,6 +84,7 @@ def _pop_blocking_plan(queues: Sequence[Queue[T, Any]], timeout: float | None, r
             "a blocking pop cannot run inside a transaction (inside MULTI it would not "
             "wait); pop before or after it")
     block = block_arg(timeout)
+    flag(right, "right")
     by_key = {q.key: q for q in queues}
     cmd: Command = ("BRPOP" if right else "BLPOP", *by_key, block)
     replies = yield Batch([cmd], write=True, keys=tuple(by_key))

@@ -8,7 +8,7 @@ import math
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, overload
 
-from redmodel._args import integer
+from redmodel._args import flag, integer, many
 from redmodel._container_registry import guard_plans
 from redmodel._errors import (
     DecodeError,
@@ -309,7 +309,10 @@ class SortedSet(Container[T, S]):
         gt: bool = False,
         lt: bool = False,
     ) -> Plan[int]:
-        pairs = scores.items() if isinstance(scores, Mapping) else scores
+        for name, on in (("nx", nx), ("xx", xx), ("gt", gt), ("lt", lt)):
+            flag(on, name, key=self.key)
+        pairs = scores.items() if isinstance(scores, Mapping) else many(
+            scores, "scores", "(member, score) pairs", model=None)
         args: list[Any] = []
         for member, score in pairs:
             args += [_score(score, self.key), self._encode(member)]
@@ -424,7 +427,7 @@ class SortedSet(Container[T, S]):
 
     def rank_plan(self, member: T, *, reverse: bool = False) -> Plan[int | None]:
         data = self._encode(member)
-        cmd = "ZREVRANK" if reverse else "ZRANK"
+        cmd = "ZREVRANK" if flag(reverse, "reverse", key=self.key) else "ZRANK"
         replies = yield Batch([(cmd, self.key, data)], keys=(self.key,))
         return None if replies[0] is None else int(replies[0])
 
@@ -461,7 +464,8 @@ class SortedSet(Container[T, S]):
     def range_with_scores_plan(self, start: int = 0, stop: int = -1, *, reverse: bool = False
                                ) -> Plan[list[tuple[T, float]]]:
         start, stop = _indices(start, stop, self.key)
-        return self._range([start, stop, *(["REV"] if reverse else [])])
+        rev = flag(reverse, "reverse", key=self.key)
+        return self._range([start, stop, *(["REV"] if rev else [])])
 
     @overload
     def range_with_scores(self: SortedSet[T, Store], start: int = 0, stop: int = -1, *,
@@ -502,7 +506,8 @@ class SortedSet(Container[T, S]):
         offset = integer(offset, "offset", key=self.key, least=0)
         if count is not None:
             count = integer(count, "count", key=self.key, least=0)
-        args: list[Any] = [hi, lo, "BYSCORE", "REV"] if reverse else [lo, hi, "BYSCORE"]
+        rev = flag(reverse, "reverse", key=self.key)
+        args: list[Any] = [hi, lo, "BYSCORE", "REV"] if rev else [lo, hi, "BYSCORE"]
         if count is not None or offset:
             args += ["LIMIT", offset, -1 if count is None else count]
         return self._range(args)

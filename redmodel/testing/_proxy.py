@@ -158,7 +158,8 @@ class _Link:
     server: socket.socket
     up: bytearray = attrs.Factory(bytearray)  # client bytes not yet parsed
     down: bytearray = attrs.Factory(bytearray)  # server bytes not yet parsed
-    pending: deque[_Fault | None] = attrs.Factory(deque)  # one entry per forwarded command
+    # one entry per forwarded command: the reply-side fault armed on it and its name
+    pending: deque[tuple[_Fault, str] | None] = attrs.Factory(deque)
     held: bytearray = attrs.Factory(bytearray)  # client bytes held back by a stall
     held_until: float = 0.0
     client_gone: bool = False  # the client left while a stall held its commands
@@ -499,7 +500,7 @@ class FaultProxy:
                 self._send(link.server, out)
                 return
             out += link.up[start:end]
-            link.pending.append(fault)
+            link.pending.append(None if fault is None else (fault, name))
             start = end
         del link.up[:start]
         self._send(link.server, out)
@@ -544,13 +545,14 @@ class FaultProxy:
                 out += link.down[start:end]
                 start = end
                 continue
-            fault = link.pending[0] if link.pending else None
+            head = link.pending[0] if link.pending else None
+            fault, name = head if head is not None else (None, "")
             if fault is not None and fault.kind == "cut_reply" and start < len(link.down):
                 end = resp_end(link.down, start)
                 size = (end or len(link.down)) - start
                 out += link.down[start : start + max(1, size // 2)]
                 with self._lock:
-                    self._record("cut_reply", "")
+                    self._record("cut_reply", name)
                 self._send(link.client, out)
                 self._close(link)
                 return
@@ -561,7 +563,7 @@ class FaultProxy:
                 link.pending.popleft()
             if fault is not None and fault.kind == "lose_reply":
                 with self._lock:
-                    self._record("lose_reply", "")
+                    self._record("lose_reply", name)
                 self._send(link.client, out)
                 self._close(link)
                 return

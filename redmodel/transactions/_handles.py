@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
+from redmodel._args import many
 from redmodel._container_registry import first_use
 from redmodel._errors import (
     NotFoundError,
@@ -359,7 +360,7 @@ class _TxBase:
         Redis: as save, for each object (HSET, EXISTS, TYPE, WATCH, HGET, GET, EVALSHA
         hash_save.lua, hash_update.lua, index_write.lua, flat_save.lua, claim.lua,
         claim_confirm.lua, claim_release.lua and claim_restore.lua as needed, SET)."""
-        objs = list(objs)
+        objs = list(many(objs, "objs", "objects"))
         self._models.update(type(o) for o in objs)
         return self.queue(_ops.save_many(objs, ttl, max(1, len(objs)), self._core.hints),
                           "save many")
@@ -446,7 +447,7 @@ class _TxBase:
         index_write.lua, flat_delete.lua, claim.lua, claim_confirm.lua, claim_release.lua
         and claim_restore.lua as needed)."""
         self._models.add(model)
-        ids = list(ids)
+        ids = list(many(ids, "ids", "ids", model=getattr(model, "__name__", None)))
         plan = _ops.delete_many(model, ids, max(1, len(ids)), self._core.hints)
         return self.queue(plan, f"delete many {model.__name__}")
 
@@ -666,6 +667,7 @@ class Transaction(_TxBase):
 
         Redis: WATCH of every key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
         layout) or GET (blob layout) per id, pipelined, at once."""
+        many(ids, "ids", "ids", model=getattr(model, "__name__", None))  # before the WATCH
         self._register(model)
         plan = _ops.get_many(model, ids, self.store.chunk_size)
         return self.query(plan, f"get many {model.__name__}")
@@ -862,6 +864,7 @@ class AsyncTransaction(_TxBase):
         """WATCH every key, then the reads pipelined; None where missing.
 
         Redis: as Transaction.get_many"""
+        many(ids, "ids", "ids", model=getattr(model, "__name__", None))  # before the WATCH
         await self._register(model)
         plan = _ops.get_many(model, ids, self.store.chunk_size)
         return await self.query(plan, f"get many {model.__name__}")

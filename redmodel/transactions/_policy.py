@@ -49,6 +49,10 @@ def _at_least_one(_inst: object, _attribute: attrs.Attribute[Any], value: int) -
     integer(value, "RetryPolicy.attempts", least=1)
 
 
+def _level(_inst: object, _attribute: attrs.Attribute[Any], value: int) -> None:
+    integer(value, "RetryPolicy.log_level", least=0, most=100)  # logging's levels: 0-50
+
+
 @attrs.frozen
 class RetryPolicy:
     """How often and how patiently a transaction retries after a WATCH conflict.
@@ -69,7 +73,7 @@ class RetryPolicy:
     backoff_base: float = attrs.field(default=0.002, validator=_positive)
     backoff_max: float = attrs.field(default=0.2, validator=_positive)
     deadline: float | None = attrs.field(default=None, validator=_positive)
-    log_level: int = logging.WARNING
+    log_level: int = attrs.field(default=logging.WARNING, validator=_level)
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to sleep after conflicted attempt number ``attempt`` (1-based)."""

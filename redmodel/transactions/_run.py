@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar,
 from redmodel._errors import (
     ConflictError,
     TransactionError,
+    ValidationError,
 )
 from redmodel._transport._wire import ResendPolicy, RestartAttemptError
 
@@ -173,7 +174,11 @@ def _store_is_async(store: Any) -> bool:
 def check_function(fn: Callable[..., Any], store: Any) -> None:
     """Refuse, before anything runs, a function a transaction cannot run: a generator
     function, or a function of the wrong kind for ``store`` (an ``async def`` for a
-    :class:`Store`, a sync function for an :class:`AsyncStore`)."""
+    :class:`Store`, a sync function for an :class:`AsyncStore`), or no function at all
+    (``transaction(store)(5)``: ValidationError)."""
+    if not callable(fn):
+        raise ValidationError(f"a transaction decorates a function of a transaction "
+                              f"handle, got {type(fn).__name__}")
     if _is_generator_function(fn):
         raise _generator_error(fn)
     if store is None:
@@ -553,4 +558,7 @@ def transaction(
     """
     if callable(store_or_fn):
         return TransactionDecorator(None, policy or DEFAULT_POLICY)(store_or_fn)
+    if policy is not None and not isinstance(policy, RetryPolicy):
+        raise ValidationError(f"policy must be a redmodel.RetryPolicy or None, got "
+                              f"{type(policy).__name__}")
     return TransactionDecorator(store_or_fn, policy or DEFAULT_POLICY)
