@@ -1,0 +1,76 @@
+"""Session 23, re-attack (R) of the session's fixes: one failing test per finding (``# F<n>:``
+names it), each asserting what the docs promise."""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+import pytest
+import redis
+
+import redmodel
+
+
+def _declare(tp: object, **option: object) -> type:
+    body = {"__annotations__": {"kind": tp, "id": str},
+            "kind": redmodel.field(**option), "id": redmodel.key_field(generated=False)}
+    return redmodel.model(prefix="atk23r")(attrs.define(type("Tagged", (), body)))
+
+
+# F1: an enum with a value that is not storable text (a lone surrogate) escapes the
+# declaration check as a bare UnicodeEncodeError, not ModelDefinitionError.
+@pytest.mark.parametrize("option", [{}, {"index": True}, {"unique": True}])
+def test_f1_enum_with_a_surrogate_value_is_a_model_definition_error(
+        option: dict[str, object]) -> None:
+    """The fix of attack 23B F5 refuses at declaration an enum redmodel cannot store (its
+    members' stored texts); a member whose value is a lone surrogate cannot be stored as
+    UTF-8 either, and must be refused the same way (a redmodel error naming the enum),
+    never a bare UnicodeEncodeError out of the decorator."""
+    kind = enum.Enum("Kind", {"A": "\ud800", "B": "b"})  # type: ignore[misc]
+    with pytest.raises(redmodel.ModelDefinitionError, match="Kind"):
+        _declare(kind, **option)
+    with pytest.raises(redmodel.ModelDefinitionError, match="Kind"):
+        _declare(list[kind])  # type: ignore[valid-type]
+
+
+# F2: a URL whose query asks for decode_responses raises a bare ValueError, not the
+# ValidationError with the password masked that every unusable URL gets.
+def test_f2_url_with_decode_responses_is_a_validation_error() -> None:
+    """docs/deploy.md: "in `from_url` and `from_env`, a URL redis-py cannot use (... a bad
+    query value ...) raises `redmodel.ValidationError` ... the error names the URL with its
+    password as `***`, before any client is made"; the common rule: every exception leaving
+    redmodel is a redmodel error. `?decode_responses=true` is a URL redmodel cannot use."""
+    url = "redis://u:topsecret@127.0.0.1:1/0?decode_responses=true"
+    with pytest.raises(redmodel.ValidationError) as e:
+        redmodel.Store.from_url(url)
+    assert "topsecret" not in str(e.value) and "***" in str(e.value)
+
+
+# F3: `redis://...?ssl=true` (or any query option redis-py's plain connection does not take)
+# is accepted by from_url; the first call then fails with a bare TypeError from deep in
+# redis-py, and the user who wrote ssl=true never gets the TLS he asked for.
+@pytest.mark.parametrize("query", ["ssl=true", "ssl_cert_reqs=required", "ssl=maybe"])
+def test_f3_url_query_a_plain_connection_cannot_take_is_refused_up_front(
+        redis_url: str, query: str) -> None:
+    """docs/deploy.md: a URL redis-py cannot use ("a bad query value") is a ValidationError
+    naming the URL with its password masked, "before any client is made"; and "a misspelt
+    `REDIS_TLS` never means a plain connection" (the same must hold for a URL asking for TLS
+    the wrong way). Today: from_url accepts it and `store.get` raises
+    `TypeError: AbstractConnection.__init__() got an unexpected keyword argument 'ssl'`."""
+    sep = "&" if "?" in redis_url else "?"
+    url = f"{redis_url}{sep}{query}"
+    try:
+        store = redmodel.Store.from_url(url)
+    except redmodel.ValidationError:
+        return                                              # the documented refusal
+    with pytest.raises((redmodel.RedmodelError, redis.RedisError)):
+        store.get(_Plain, "x")
+    pytest.fail(f"from_url accepted {query!r} on a plain redis:// URL")
+
+
+@redmodel.model(prefix="atk23rp")
+@attrs.define
+class _Plain:
+    n: int = 0
+    id: str = redmodel.key_field(generated=False)
