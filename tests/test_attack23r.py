@@ -3,6 +3,7 @@ names it), each asserting what the docs promise."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
 
 import attrs
@@ -74,3 +75,27 @@ def test_f3_url_query_a_plain_connection_cannot_take_is_refused_up_front(
 class _Plain:
     n: int = 0
     id: str = redmodel.key_field(generated=False)
+
+
+# F4: a URL query value redis-py parses but cannot use (a NaN, negative or infinite timeout,
+# a negative pool size) is accepted by from_url; the first store call then raises a bare
+# ValueError/OverflowError out of redis-py's connection code.
+@pytest.mark.parametrize("query", ["socket_timeout=nan", "socket_timeout=-1",
+                                   "socket_timeout=inf", "socket_connect_timeout=nan",
+                                   "max_connections=-1"])
+def test_f4_url_query_value_that_cannot_work_is_a_validation_error(
+        redis_url: str, query: str) -> None:
+    """docs/deploy.md: "in `from_url` and `from_env`, a URL redis-py cannot use (... a bad
+    query value ...)" raises `redmodel.ValidationError` naming the URL "before any client is
+    made"; the common rule: every exception leaving redmodel is a redmodel or redis-py error.
+    Today from_url returns a store and `store.save` raises `ValueError: Invalid value NaN`,
+    `ValueError: Timeout value out of range`, `OverflowError: timestamp out of range` or
+    `ValueError: "max_connections" must be a positive integer`."""
+    sep = "&" if "?" in redis_url else "?"
+    try:
+        store = redmodel.Store.from_url(f"{redis_url}{sep}{query}")
+    except redmodel.ValidationError:
+        return                                              # the documented refusal
+    with contextlib.suppress(redmodel.RedmodelError, redis.RedisError):
+        store.save(_Plain(id="x"))                          # a redmodel/redis-py error at use
+    store.client.close()
