@@ -11,6 +11,7 @@ import pytest
 import redis
 
 import redmodel
+from redmodel.testing import FaultProxy, RedisServer
 
 
 def _declare(tp: object, **option: object) -> type:
@@ -99,3 +100,46 @@ def test_f4_url_query_value_that_cannot_work_is_a_validation_error(
     with contextlib.suppress(redmodel.RedmodelError, redis.RedisError):
         store.save(_Plain(id="x"))                          # a redmodel/redis-py error at use
     store.client.close()
+
+
+@redmodel.model(prefix="atk23rc")
+@attrs.define
+class _Counter:
+    n: int = redmodel.field(index=True, default=0)
+    id: str = redmodel.key_field(generated=False)
+
+
+# F5: a connection lost between an indexed increment's "needs keys" answer and its resend
+# leaves the pin (documented: ignored after 2 s), but every other client's increment of the
+# field then fails within ~0.25 s with a ConflictError claiming "other clients wrote it
+# between each of 8 tries": the 5,000 pinned rounds are spent long before the pin's 2 s.
+def test_f5_a_dead_pin_holder_makes_other_increments_fail_not_wait(
+        redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    """docs/queries.md ("Concurrent increments"): a pin is "ignored after 2 s (by the
+    server's clock) when its client died between the two round trips"; other increments
+    "answer 'pinned', write nothing and are sent again at once". The pin is meant to delay
+    others, not to fail them: here nobody wrote the field, the dead holder's increment never
+    ran (its resend was dropped before the server saw it), yet a second store's plain
+    `incr` raises ConflictError whose message blames concurrent writers, well before the
+    pin's 2 s are up; so does the first client's own retry after its OutcomeUnknownError
+    (the documented way to settle an unknown outcome is to read and call again)."""
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        store = redmodel.Store.from_url(proxy.url)
+        other = redmodel.Store.from_url(redis_server.url)
+        store.save(_Counter(id="c", n=5))
+        assert other.get(_Counter, "c") == _Counter(id="c", n=5)
+        scripts: list[int] = []
+
+        def second(argv: list[bytes]) -> bool:      # the resend naming the keys it needs
+            scripts.append(len(argv))
+            return len(scripts) == 2
+
+        proxy.drop_request("EVALSHA", when=second)
+        with pytest.raises(redmodel.OutcomeUnknownError):
+            store.incr(_Counter, "c", "n", 7)
+        assert redis_client.hget("atk23rc:c", "n") == b"5"     # the resend never ran
+        assert other.incr(_Counter, "c", "n", 1) == 6          # waits out the pin, lands
+        assert store.incr(_Counter, "c", "n", 1) == 7
+        assert other.verify(_Counter) == []
+        store.client.close()
+        other.client.close()
