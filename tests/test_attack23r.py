@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import attrs
 import pytest
@@ -185,3 +189,21 @@ def test_f6_flag_enum_values_round_trip_or_are_refused_up_front(
         return
     back = store.get(model, "1")
     assert back is not None and back.x == value
+
+
+# F7: the CLI reports a --url whose query redmodel cannot use (F2, F3) as exit 4 "internal
+# error (a bug in redmodel)" with a traceback, not as the usage error (exit 2) it is.
+@pytest.mark.parametrize("query", ["ssl=true", "decode_responses=true"])
+def test_f7_cli_url_with_unusable_query_is_a_usage_error(query: str) -> None:
+    """docs/cli.md "Exit codes": 2 is "usage: a bad option (a `--url` or `REDIS_*` variable
+    that does not parse, named with its password masked)"; 4 is "a bug in redmodel". Nothing
+    listens on port 1: the URL is refused before any connection or it is not."""
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
+    env["PYTHONPATH"] = str(root)
+    done = subprocess.run(
+        [sys.executable, "-m", "redmodel", "inspect", "--models", "examples.hatshop:Hat",
+         "--url", f"redis://u:topsecret@127.0.0.1:1/0?{query}"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert "topsecret" not in done.stdout + done.stderr
+    assert done.returncode == 2, done.stderr[-300:]
