@@ -207,3 +207,36 @@ def test_f7_cli_url_with_unusable_query_is_a_usage_error(query: str) -> None:
         cwd=root, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert "topsecret" not in done.stdout + done.stderr
     assert done.returncode == 2, done.stderr[-300:]
+
+
+# F8: a password holding an unencoded "/", "?" or "#" (an Azure access key is base64 and
+# holds "/" and "+") is shown in plaintext in the ValidationError of a malformed URL: the
+# redaction takes the authority to end at the first "/", "?" or "#", so it finds no "@".
+@pytest.mark.parametrize("url", [
+    "redis://u:Ab3/s3cretKey+x=@cache.example.net:6380x/0",        # a typo in the port
+    "rediss://:Ab3/s3cretKey+x=@cache.example.net:notaport/0",
+    "redis://u:Ab3?s3cretKey@cache.example.net:6380/zero",
+    "redis://u:Ab3#s3cretKey@[::1/0",
+    "http://u:Ab3/s3cretKey@cache.example.net/0",
+])
+def test_f8_malformed_url_never_shows_a_password_holding_a_slash(
+        clean_env: pytest.MonkeyPatch, url: str) -> None:
+    """docs/deploy.md: a URL redis-py cannot use raises ValidationError and "the error names
+    the URL with its password as `***`"; "no secret appears ... in the message of any error
+    redmodel raises". Today the message holds 's3cretKey' (and, for a path, redis-py's
+    detail repeats it: "the database 's3cretKey@...' is not a number")."""
+    with pytest.raises(redmodel.ValidationError) as e:
+        redmodel.Store.from_url(url)
+    assert "s3cretKey" not in str(e.value)
+    clean_env.setenv("REDIS_URL", url)
+    with pytest.raises(redmodel.ValidationError) as e:
+        redmodel.Store.from_env()
+    assert "s3cretKey" not in str(e.value)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in list(os.environ):
+        if name.startswith("REDIS_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
