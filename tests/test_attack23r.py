@@ -212,12 +212,15 @@ def test_f7_cli_url_with_unusable_query_is_a_usage_error(query: str) -> None:
 # F8: a password holding an unencoded "/", "?" or "#" (an Azure access key is base64 and
 # holds "/" and "+") is shown in plaintext in the ValidationError of a malformed URL: the
 # redaction takes the authority to end at the first "/", "?" or "#", so it finds no "@".
+# So is a password given as redis-py's `?password=` query option.
 @pytest.mark.parametrize("url", [
     "redis://u:Ab3/s3cretKey+x=@cache.example.net:6380x/0",        # a typo in the port
     "rediss://:Ab3/s3cretKey+x=@cache.example.net:notaport/0",
     "redis://u:Ab3?s3cretKey@cache.example.net:6380/zero",
     "redis://u:Ab3#s3cretKey@[::1/0",
     "http://u:Ab3/s3cretKey@cache.example.net/0",
+    "redis://cache.example.net:6380x/0?password=s3cretKey",         # redis-py's password=
+    "redis://cache.example.net:6380/0?password=s3cretKey&db=zero",
 ])
 def test_f8_malformed_url_never_shows_a_password_holding_a_slash(
         clean_env: pytest.MonkeyPatch, url: str) -> None:
