@@ -83,12 +83,17 @@ def redact_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "<text without ://, not shown>" if url else url
+    hidden = [False] * len(rest)
     if "@" in rest:
-        user, at, rest = rest.rpartition("@")
+        user = rest[:rest.rindex("@")]
         name, colon, _ = user.partition(":")
-        shown = f"{name}:***" if colon and not set(name) & set("/?#") else "***"
-        rest = f"{shown}{at}{rest}"
-    return scheme + sep + _QUERY_SECRET.sub(r"\g<1>***", rest)
+        keep = len(name) + 1 if colon and not set(name) & set("/?#") else 0
+        hidden[keep:len(user)] = [True] * (len(user) - keep)
+    for match in _QUERY_SECRET.finditer(rest):  # found in the text as written
+        hidden[match.end(1):match.end()] = [True] * (match.end() - match.end(1))
+    shown = "".join("***" if hide and (i == 0 or not hidden[i - 1]) else "" if hide else c
+                    for i, (c, hide) in enumerate(zip(rest, hidden, strict=True)))
+    return scheme + sep + shown
 
 
 _CONNECTION_CLASSES = {"redis": Connection, "rediss": SSLConnection,
