@@ -3,13 +3,21 @@ the cluster-aware pieces of batch execution that involve no I/O."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
-from redis.connection import parse_url
+from redis.connection import (
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 from redis.exceptions import ClusterDownError
 
 from redmodel._args import flag, integer
@@ -59,41 +67,147 @@ def url_options(url: str | None, db: int | None, kwargs: dict[str, Any]
 
 
 _NUMBER = re.compile(r"[0-9]+")
+# a secret given as a query option (redis-py reads ?password=): its value up to the next
+# "&" or "#" is masked
+_QUERY_SECRET = re.compile(r"(?i)((?:^|[?&;])(?:password|ssl_password)=)[^&#]*")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with the password of its ``user:password@`` part replaced by ``***``, for
-    messages. Works on any text, even a URL nothing can parse (a bad port, a broken IPv6
-    address): the authority is what comes between ``://`` and the first ``/``, ``?`` or
-    ``#``, and its user part what comes before its last ``@``. Text without ``://`` is
-    not shown at all: nothing tells where a secret in it would be (a password pasted
-    where the URL belongs)."""
+    """``url`` with its secrets replaced by ``***``, for messages. Works on any text, even a
+    URL nothing can parse (a bad port, a broken IPv6 address, a password holding an
+    unencoded ``/``, ``?``, ``#`` or ``@``): everything between ``://`` and the LAST ``@`` of
+    the text is the user part, shown as ``name:***@`` (``***@`` when it has no ``:`` or its
+    name holds ``/``, ``?`` or ``#``); the value of a ``password=`` or ``ssl_password=``
+    query option is ``***`` too. Text without ``://`` is not shown at all: nothing tells
+    where a secret in it would be (a password pasted where the URL belongs)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "<text without ://, not shown>" if url else url
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    authority, tail = rest[:end], rest[end:]
-    if "@" in authority:
-        user, at, host = authority.rpartition("@")
-        if ":" in user:
-            authority = f"{user.split(':', 1)[0]}:***{at}{host}"
-    return f"{scheme}{sep}{authority}{tail}"
+    hidden = [False] * len(rest)
+    if "@" in rest:
+        user = rest[:rest.rindex("@")]
+        name, colon, _ = user.partition(":")
+        keep = len(name) + 1 if colon and not set(name) & set("/?#") else 0
+        hidden[keep:len(user)] = [True] * (len(user) - keep)
+    for match in _QUERY_SECRET.finditer(rest):  # found in the text as written
+        hidden[match.end(1):match.end()] = [True] * (match.end() - match.end(1))
+    shown = "".join("***" if hide and (i == 0 or not hidden[i - 1]) else "" if hide else c
+                    for i, (c, hide) in enumerate(zip(rest, hidden, strict=True)))
+    return scheme + sep + shown
+
+
+_CONNECTION_CLASSES = {"redis": Connection, "rediss": SSLConnection,
+                       "unix": UnixDomainSocketConnection}
+_POOL_OPTIONS = frozenset({"max_connections"})  # ConnectionPool's own, from the URL
+
+
+@functools.cache
+def _accepted(scheme: str) -> frozenset[str]:
+    """The keyword arguments the connection class of ``scheme`` (and its bases) take."""
+    names: set[str] = set(_POOL_OPTIONS)
+    for klass in _CONNECTION_CLASSES[scheme].__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                names.add(param.name)
+    names.discard("self")
+    return frozenset(names)
+
+
+_TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
+_COUNTS = {"db": 0, "socket_read_size": 1, "max_connections": 1, "health_check_interval": 0}
+_BOOLS = ("socket_keepalive", "retry_on_timeout", "ssl_check_hostname", "legacy_responses")
+# passed by redis-py as text although it means a switch or an object: text is always true
+_NOT_AS_TEXT = ("decode_responses", "ssl_validate_ocsp", "ssl_validate_ocsp_stapled",
+                "socket_keepalive_options", "retry", "retry_on_error", "credential_provider",
+                "parser_class", "redis_connect_func", "event_dispatcher", "command_packer",
+                "driver_info", "ssl_ocsp_context", "ssl_ocsp_expected_cert",
+                "maint_notifications_config", "socket_type", "ssl_include_verify_flags",
+                "ssl_exclude_verify_flags")
+
+
+def _query_problem(scheme: str, name: str, value: str) -> str | None:
+    """What is wrong with the query option ``name=value`` (our own words: never the value,
+    which may be a secret), or None."""
+    if name == "decode_responses":
+        return ("the option decode_responses: redmodel needs replies as bytes (it decodes "
+                "every field itself, by its declared type)")
+    if name not in _accepted(scheme):
+        hint = (" (TLS is asked for with a rediss:// URL)"
+                if name.startswith("ssl") and scheme == "redis" else "")
+        return (f"the option {name!r} is not one redis-py's {scheme}:// connection "
+                f"takes{hint}")
+    if name in _NOT_AS_TEXT:
+        return f"the option {name!r} cannot be given in a URL (pass it as a keyword argument)"
+    if name in _TIMEOUTS:
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds > 0):
+            return f"the option {name} must be a finite number of seconds above 0"
+    if name in _COUNTS:
+        least = _COUNTS[name]
+        if not (_NUMBER.fullmatch(value.strip()) and int(value) >= least):
+            return f"the option {name} must be a whole number of at least {least}"
+    if name == "protocol" and value.strip() not in ("2", "3"):
+        return "the option protocol must be 2 or 3"
+    if name in _BOOLS and value.strip().lower() not in TRUE_VALUES + FALSE_VALUES:
+        return (f"the option {name} must be one of {'/'.join(TRUE_VALUES)} or "
+                f"{'/'.join(v for v in FALSE_VALUES if v)}")
+    return None
+
+
+def _url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` for redis-py and redmodel, in our own words (never a piece
+    of the URL: it may hold a secret), or None."""
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme not in _CONNECTION_CLASSES:
+        return "the scheme must be redis://, rediss:// or unix://"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a bad port
+    except ValueError:
+        parts = None
+    misplaced_at = parts is None or "@" in parts.path + parts.fragment + "".join(
+        k for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    if misplaced_at and "@" in url.partition("://")[2]:
+        return ("it does not parse: a password holding '/', '?', '#' or '@' must be "
+                    "percent-encoded (%2F, %3F, %23, %40)")
+    if parts is None:
+        return ("it does not parse: a port must be a number from 0 to 65535, an IPv6 "
+                "address must be written in [brackets]")
+    options = parse_qs(parts.query)
+    if scheme in ("redis", "rediss") and "db" not in options:
+        db = unquote(parts.path).strip("/")
+        if db and not _NUMBER.fullmatch(db):
+            return "the database path is not a number"
+    for name, values in options.items():
+        problem = _query_problem(scheme, name, values[0])
+        if problem:
+            return problem
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]  # redis-py's parser, as from_url
+    except ValueError:
+        return "redis-py cannot parse it"
+    return None
 
 
 def check_url(url: str) -> None:
-    """Refuse, with :class:`ValidationError` naming ``url`` (password masked), a URL
-    redis-py cannot use: another scheme than ``redis``/``rediss``/``unix``, a port that is
-    not a number from 0 to 65535, a broken IPv6 address, a bad query value; and a database
-    path that is not a number (redis-py would silently use database 0)."""
-    try:
-        parse_url(url)  # type: ignore[no-untyped-call]  # redis-py's parser, as from_url
-        parts = urlsplit(url)
-        if parts.scheme in ("redis", "rediss") and "db" not in parse_qs(parts.query):
-            db = unquote(parts.path).strip("/")
-            if db and not _NUMBER.fullmatch(db):
-                raise ValueError(f"the database {db!r} is not a number")
-    except ValueError as e:
-        raise ValidationError(f"cannot use the URL {redact_url(url)!r}: {e}") from None
+    """Refuse, with :class:`ValidationError` naming ``url`` (secrets masked) and saying what
+    is wrong in redmodel's words (redis-py's message may repeat part of the URL), a URL
+    redmodel cannot use: another scheme than ``redis``/``rediss``/``unix``, a port that is
+    not a number from 0 to 65535, a broken IPv6 address, a database path that is not a
+    number (redis-py would silently use database 0), a password holding an unencoded
+    ``/ ? # @``; a query option the connection class of the scheme does not take
+    (``ssl=true`` on ``redis://``), ``decode_responses`` (redmodel needs bytes), a timeout
+    that is not a finite number above 0, a count below its least (``max_connections`` 1),
+    a switch that is not 1/true/yes/on or 0/false/no/off."""
+    problem = _url_problem(url)
+    if problem:
+        raise ValidationError(f"cannot use the URL {redact_url(url)!r}: {problem}")
 
 
 def without_db(url: str) -> str:
