@@ -336,6 +336,9 @@ def test_from_url_uses_redis_url_and_db(redis_server: object, monkeypatch: pytes
 
 def test_decoding_clients_are_refused(redis_server: object) -> None:
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)  # type: ignore[attr-defined]
-    with pytest.raises(ValueError, match="decode_responses"):
+    with pytest.raises(redmodel.ValidationError, match="decode_responses"):
         redmodel.Store(client)
+    with pytest.raises(redmodel.ValidationError, match="decode_responses"):
+        redmodel.AsyncStore(redis.asyncio.Redis.from_url(
+            redis_server.url, decode_responses=True))  # type: ignore[attr-defined]
     client.close()

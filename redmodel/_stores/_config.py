@@ -44,7 +44,7 @@ def check_client(client: Any) -> None:
         kwargs = getattr(inner, "connection_kwargs", None) or getattr(node, "connection_kwargs", {})
     encoder = client.get_encoder() if hasattr(client, "get_encoder") else None
     if kwargs.get("decode_responses") or getattr(encoder, "decode_responses", False):
-        raise ValueError(
+        raise ValidationError(
             "redmodel needs a client with decode_responses=False: it decodes every field "
             "itself, by its declared type"
         )
