@@ -221,7 +221,13 @@ def _enum_scalar(tp: type[enum.Enum]) -> tuple[Encoder, Decoder, Checker]:
                 f"enum {tp.__name__} has a value of type {type(value).__name__}; "
                 "only str and int enum values can be stored"
             )
-        raw = str(value).encode("utf-8")
+        try:
+            raw = str(value).encode("utf-8")
+        except UnicodeEncodeError:
+            # a lone surrogate: no UTF-8 text can hold it, so no stored text could decode
+            raise ModelDefinitionError(
+                f"enum {tp.__name__}: member {member.name} has a value ({value!r}) that "
+                "is not UTF-8-encodable text; it cannot be stored") from None
         for other, taken in by_member.items():
             if taken == raw:
                 # the stored text is the member's identity (hash fields, flat leaves, index
