@@ -18,6 +18,7 @@ claimed before the write, confirmed after it, and released when given up (:func:
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -53,9 +54,11 @@ FIX = script("index_fix")
 MANY = script("index_write_many")
 
 KEY_ROUNDS = 8
-PIN_ROUNDS = 5000
-"""How often an increment whose field another increment pinned is sent again (each a
-round trip; a pin lasts one round trip of its holder, or 2 s if that client died)."""
+PIN_WAIT = 2.5
+"""Seconds an increment whose field another increment pinned keeps being sent again, from
+its first "pinned" answer (a pin lasts one round trip of its holder, or 2 s by the server's
+clock if that client died between its two round trips: a budget of time, not of round
+trips, which a fast server spends long before the 2 s are up)."""
 """How often one write may answer "these keys too" before the plan gives up: each answer
 means the object's entries changed between two round trips (a concurrent writer). Every
 answer writes nothing and the keys declared accumulate, so trying again is safe, and an
@@ -658,7 +661,10 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
     # item to be settled: sent together, one that needs another round (a KEYS answer)
     # would land after a later one it conflicts with (the same id, a unique value one
     # gives up and the other takes), and the chunk would not be saved in order
-    for _ in range(KEY_ROUNDS + PIN_ROUNDS + len(items)):
+    rounds = 0  # rounds not spent waiting on a pin
+    pinned_until: float | None = None  # when waiting on pins stops (time.monotonic())
+    while rounds < KEY_ROUNDS + len(items):
+        pinned = False
         alone = [i for i in todo if i in single]
         held_back = alone[1:] if batched else []
         sent = [i for i in todo if i not in held_back] if held_back else todo
@@ -679,6 +685,7 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                     again.append(i)
                     continue
                 if status(r) == "PINNED" and hints is None:
+                    pinned = True
                     again.append(i)  # another increment's resend is about to land: wait
                     continue
                 need = needed_keys(r) if isinstance(item, Write) else None
@@ -692,6 +699,13 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                 replies[i] = r
         if not again:
             return replies
+        if pinned:
+            pinned_until = pinned_until or time.monotonic() + PIN_WAIT
+            if time.monotonic() >= pinned_until:  # pinned longer than any pin lasts
+                todo = sorted(again)
+                break
+        else:
+            rounds += 1
         todo = sorted(again)
     for i in todo:  # still asking: its reply (a KEYS refusal) says nothing was written
         replies[i] = ["KEYS"]

@@ -213,6 +213,12 @@ NUMERIC = {int: "int", float: "float"}
 
 
 def _enum_scalar(tp: type[enum.Enum]) -> tuple[Encoder, Decoder, Checker]:
+    if issubclass(tp, enum.Flag):
+        # a combination of members (R | W) and the empty flag are values of the class but
+        # not among its members: they have no member text to be stored as
+        raise ModelDefinitionError(
+            f"enum {tp.__name__} is a Flag: its combined and empty values have no stored "
+            "text of their own; store the int value (an int field) or a list of members")
     by_member: dict[Any, bytes] = {}
     for member in tp:
         value = member.value
