@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import redmodel
@@ -32,6 +32,8 @@ PIECES = st.one_of(st.characters(), st.characters(categories=["Cs"]),
 
 # F2: any forged cursor is either accepted (and then runs) or a QueryError before any
 # command is sent, whatever its id part holds.
+@example(eid="\udc80", order=None, filtered=False)  # an undecodable byte, unordered: sent
+@example(eid="a\udcff", order="price", filtered=True)  # as that byte, not as text
 @given(eid=st.lists(PIECES, max_size=6).map("".join),
        order=st.sampled_from([None, "price", "-price"]),
        filtered=st.booleans())

@@ -925,7 +925,7 @@ class Query(Generic[M, S]):
             return QUERY.call(keys, [*head, "count1", *program.tokens])
         args = [*head, mode, program.sort,
                 "1" if self._desc else "0", want, STEP_BUDGET, program.walk_lo,
-                program.walk_hi, bucket.from_score, bucket.from_id, bucket.step,
+                program.walk_hi, bucket.from_score, _raw(bucket.from_id), bucket.step,
                 *bucket.scan, span, *program.tokens]
         return QUERY.call(keys, args)
 
