@@ -17,6 +17,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from typing_extensions import Self
 
 from redmodel import _rebucket
+from redmodel._args import flag
 from redmodel._indexes import _registry, _repair
 from redmodel._indexes._query import Q, Query
 from redmodel._indexes._rotate import Progress, rotate_index_key
@@ -25,7 +26,13 @@ from redmodel._plan import Batch, IterPlan, Plan, gather, iterate_async, run_asy
 from redmodel._plans import _atomic, _single
 from redmodel._plans import _objects as _ops
 from redmodel._plans._objects import DEFAULT
-from redmodel._stores._config import ShellConfig, env_exactly_once, env_settings, url_options
+from redmodel._stores._config import (
+    ShellConfig,
+    env_exactly_once,
+    env_settings,
+    store_args,
+    url_options,
+)
 from redmodel._transport._blocking import aclose_blocking_clients
 from redmodel._transport._links import AsyncLink
 from redmodel._transport._wire import ResendPolicy
@@ -70,6 +77,8 @@ class AsyncStore(ShellConfig):
         """As :meth:`Store.from_url`, with an asyncio client.
 
         Redis: as Store.from_url"""
+        store_args(cluster=cluster, exactly_once=exactly_once, registry=registry,
+                   chunk_size=chunk_size, db=db)  # before a cluster client connects
         url, options = url_options(url, db, kwargs)
         client = (AsyncRedisCluster.from_url(url, **options) if cluster
                   else aredis.Redis.from_url(url, **options))
@@ -83,6 +92,7 @@ class AsyncStore(ShellConfig):
         """As :meth:`Store.from_env`, with an asyncio client.
 
         Redis: as Store.from_env"""
+        flag(exactly_once, "exactly_once", none=True)
         url, settings, cluster = env_settings(prefix=prefix)
         once = env_exactly_once(prefix) if exactly_once is None else exactly_once
         return cls.from_url(url, cluster=cluster, exactly_once=once, resend=resend,

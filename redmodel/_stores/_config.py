@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
-from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from redis.connection import (
     Connection,
@@ -20,7 +19,7 @@ from redis.connection import (
 )
 from redis.exceptions import ClusterDownError
 
-from redmodel._args import flag, integer
+from redmodel._args import MAX_BLOCK_SECONDS, MAX_PAGE, flag, integer
 from redmodel._errors import ValidationError
 from redmodel._indexes._registry import Registry
 from redmodel._transport._wire import DEFAULT_POLICY, ResendPolicy
@@ -50,13 +49,90 @@ def check_client(client: Any) -> None:
         )
 
 
+MAX_DB = 2**31 - 1
+"""The largest database number: the server parses SELECT's index as a 32-bit int (and
+then refuses one its ``databases`` setting does not have, at connect)."""
+
+# ASCII digits only: int() takes other scripts' digits, "_" and blanks too
+_WHOLE = re.compile(r"[0-9]{1,19}")
+_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+
+
+def whole(text: str, least: int, most: int) -> int | None:
+    """``text`` as an int when it is ASCII digits only (no sign, blank, ``_`` or other
+    script's digits, all of which Python's int() takes) from ``least`` to ``most``."""
+    if not _WHOLE.fullmatch(text):
+        return None
+    number = int(text)
+    return number if least <= number <= most else None
+
+
+def _seconds_text(text: str) -> float | None:
+    """``text`` as seconds when it is an ASCII decimal number above 0 and at most
+    MAX_BLOCK_SECONDS (not "nan", "inf", "1_0", nor a fullwidth digit)."""
+    if not _DECIMAL.fullmatch(text):
+        return None
+    number = float(text)
+    return number if 0 < number <= MAX_BLOCK_SECONDS else None
+
+
+def store_args(*, cluster: Any = False, exactly_once: Any = False, registry: Any = True,
+               chunk_size: Any = 500, db: Any = None) -> None:
+    """Check the arguments of a store factory (from_url, from_env) before any client is
+    made (a cluster client connects when it is made): ``cluster``, ``exactly_once`` and
+    ``registry`` are bools, ``chunk_size`` an int of at least 1, ``db`` None or an int
+    from 0 to MAX_DB. Else ValidationError naming the argument."""
+    flag(cluster, "cluster")
+    flag(exactly_once, "exactly_once")
+    flag(registry, "registry")
+    integer(chunk_size, "chunk_size", least=1)
+    if db is not None:
+        integer(db, "db", least=0, most=MAX_DB)
+
+
+def _check_keywords(options: Mapping[str, Any]) -> None:
+    """The keyword arguments for redis-py that are seconds, counts or switches, checked as
+    their URL forms are: a timeout is None or a number of seconds above 0 and at most
+    MAX_BLOCK_SECONDS, a count an int (not a bool) in its range, a switch a bool.
+    Else ValidationError naming the argument (never its value: it may be a secret set by
+    mistake in the wrong place)."""
+    for name, value in options.items():
+        if name in _TIMEOUTS and value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    0 < value <= MAX_BLOCK_SECONDS):
+                raise ValidationError(f"{name} must be None or a number of seconds above 0 "
+                                      f"and at most {MAX_BLOCK_SECONDS:.0e}, got "
+                                      f"{type(value).__name__}")
+        elif name in _COUNTS and not (value is None and name == "max_connections"):
+            least, most = _COUNTS[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not (
+                    least <= value <= most):
+                raise ValidationError(f"{name} must be an int from {least} to {most}, got "
+                                      f"{type(value).__name__}")
+        elif name in _BOOLS and not isinstance(value, bool):
+            raise ValidationError(f"{name} must be True or False, got "
+                                  f"{type(value).__name__}")
+        elif name == "port" and (isinstance(value, bool) or not isinstance(value, int)
+                                 or not 1 <= value <= 65535):
+            raise ValidationError(f"port must be an int from 1 to 65535, got "
+                                  f"{type(value).__name__}")
+        elif name == "protocol" and value is not None and (
+                type(value) is not int or value not in (2, 3)):
+            raise ValidationError(f"protocol must be 2 or 3, got {type(value).__name__}")
+
+
 def url_options(url: str | None, db: int | None, kwargs: dict[str, Any]
                 ) -> tuple[str, dict[str, Any]]:
     """The URL (default ``$REDIS_URL``, else localhost) and client options of from_url.
 
     ``db`` wins over the URL's database (its ``/db`` path or ``?db=``): redis-py lets the
     URL win, so the database is taken out of the URL when ``db`` is given."""
+    if db is not None:
+        integer(db, "db", least=0, most=MAX_DB)
+    _check_keywords(kwargs)
     url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
+    if not isinstance(url, str):
+        raise ValidationError(f"the URL must be a str, got {type(url).__name__}")
     options = dict(kwargs)
     if db is not None:
         url = without_db(url)
@@ -66,31 +142,45 @@ def url_options(url: str | None, db: int | None, kwargs: dict[str, Any]
     return url, options
 
 
-_NUMBER = re.compile(r"[0-9]+")
-# a secret given as a query option (redis-py reads ?password=): its value up to the next
-# "&" or "#" is masked
-_QUERY_SECRET = re.compile(r"(?i)((?:^|[?&;])(?:password|ssl_password)=)[^&#]*")
+# a query option's name (as written: it may be percent-encoded, "pass%77ord") and its "="
+_QUERY_NAME = re.compile(r"(?:^|[?&;])([^=&?#;]*)=")
+_SECRET_OPTIONS = ("password", "ssl_password")
 
 
-def redact_url(url: str) -> str:
-    """``url`` with its secrets replaced by ``***``, for messages. Works on any text, even a
-    URL nothing can parse (a bad port, a broken IPv6 address, a password holding an
-    unencoded ``/``, ``?``, ``#`` or ``@``): everything between ``://`` and the LAST ``@`` of
-    the text is the user part, shown as ``name:***@`` (``***@`` when it has no ``:`` or its
-    name holds ``/``, ``?`` or ``#``); the value of a ``password=`` or ``ssl_password=``
-    query option is ``***`` too. Text without ``://`` is not shown at all: nothing tells
-    where a secret in it would be (a password pasted where the URL belongs)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "<text without ://, not shown>" if url else url
+def _hidden(rest: str) -> list[bool]:
+    """Which characters of ``rest`` (a URL after its ``://``) may belong to a secret:
+    everything up to the LAST ``@`` but the username (``***@`` when it has no ``:`` or
+    its name holds ``/``, ``?`` or ``#``), and everything after the ``=`` of a
+    ``password=`` or ``ssl_password=`` query option, whatever its name's case or
+    percent-encoding, to the end of the text: a password holding an unencoded ``&`` or
+    ``#`` does not end there (redis-py would cut it, but the rest is still the password
+    as its owner wrote it)."""
     hidden = [False] * len(rest)
     if "@" in rest:
         user = rest[:rest.rindex("@")]
         name, colon, _ = user.partition(":")
         keep = len(name) + 1 if colon and not set(name) & set("/?#") else 0
         hidden[keep:len(user)] = [True] * (len(user) - keep)
-    for match in _QUERY_SECRET.finditer(rest):  # found in the text as written
-        hidden[match.end(1):match.end()] = [True] * (match.end() - match.end(1))
+    for match in _QUERY_NAME.finditer(rest):  # found in the text as written
+        if unquote(match.group(1).replace("+", " ")).strip().lower() in _SECRET_OPTIONS:
+            hidden[match.end():] = [True] * (len(rest) - match.end())
+            break
+    return hidden
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its secrets replaced by ``***``, for messages. Works on any text, even a
+    URL nothing can parse (a bad port, a broken IPv6 address, a password holding an
+    unencoded ``/``, ``?``, ``#``, ``&`` or ``@``): everything between ``://`` and the
+    LAST ``@`` of the text is the user part, shown as ``name:***@`` (``***@`` when it has
+    no ``:`` or its name holds ``/``, ``?`` or ``#``); everything after ``password=`` or
+    ``ssl_password=`` in the query (any case, even percent-encoded) is ``***``, to the end
+    of the text. Text without ``://`` is not shown at all: nothing tells where a secret
+    in it would be (a password pasted where the URL belongs)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<text without ://, not shown>" if url else url
+    hidden = _hidden(rest)
     shown = "".join("***" if hide and (i == 0 or not hidden[i - 1]) else "" if hide else c
                     for i, (c, hide) in enumerate(zip(rest, hidden, strict=True)))
     return scheme + sep + shown
@@ -117,7 +207,10 @@ def _accepted(scheme: str) -> frozenset[str]:
 
 
 _TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
-_COUNTS = {"db": 0, "socket_read_size": 1, "max_connections": 1, "health_check_interval": 0}
+# the least and the most of a count (health_check_interval is seconds, as an int)
+_COUNTS = {"db": (0, MAX_DB), "socket_read_size": (1, MAX_PAGE),
+           "max_connections": (1, MAX_PAGE), "health_check_interval": (0, MAX_BLOCK_SECONDS),
+           "ssl_min_version": (0, MAX_PAGE)}
 _BOOLS = ("socket_keepalive", "retry_on_timeout", "ssl_check_hostname", "legacy_responses")
 # passed by redis-py as text although it means a switch or an object: text is always true
 _NOT_AS_TEXT = ("decode_responses", "ssl_validate_ocsp", "ssl_validate_ocsp_stapled",
@@ -141,23 +234,26 @@ def _query_problem(scheme: str, name: str, value: str) -> str | None:
                 f"takes{hint}")
     if name in _NOT_AS_TEXT:
         return f"the option {name!r} cannot be given in a URL (pass it as a keyword argument)"
-    if name in _TIMEOUTS:
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = math.nan
-        if not (math.isfinite(seconds) and seconds > 0):
-            return f"the option {name} must be a finite number of seconds above 0"
+    if name in _TIMEOUTS and _seconds_text(value) is None:
+        return (f"the option {name} must be a number of seconds above 0 and at most "
+                f"{MAX_BLOCK_SECONDS:.0e}, in ASCII digits")
     if name in _COUNTS:
-        least = _COUNTS[name]
-        if not (_NUMBER.fullmatch(value.strip()) and int(value) >= least):
-            return f"the option {name} must be a whole number of at least {least}"
-    if name == "protocol" and value.strip() not in ("2", "3"):
+        least, most = _COUNTS[name]
+        if whole(value, least, most) is None:
+            return (f"the option {name} must be a whole number from {least} to {most}, in "
+                    "ASCII digits")
+    if name == "protocol" and value not in ("2", "3"):
         return "the option protocol must be 2 or 3"
-    if name in _BOOLS and value.strip().lower() not in TRUE_VALUES + FALSE_VALUES:
-        return (f"the option {name} must be one of {'/'.join(TRUE_VALUES)} or "
-                f"{'/'.join(v for v in FALSE_VALUES if v)}")
+    if name in _BOOLS and value.lower() not in URL_TRUE + URL_FALSE:
+        return (f"the option {name} must be one of {'/'.join(URL_TRUE)} or "
+                f"{'/'.join(URL_FALSE)}")
     return None
+
+
+# the switches of a URL query: what redis-py's to_bool reads the same way ("off" and
+# " no" are true to it, so they are refused)
+URL_TRUE = ("1", "true", "yes", "on")
+URL_FALSE = ("0", "false", "no")
 
 
 def _url_problem(url: str) -> str | None:
@@ -179,19 +275,51 @@ def _url_problem(url: str) -> str | None:
     if parts is None:
         return ("it does not parse: a port must be a number from 0 to 65535, an IPv6 "
                 "address must be written in [brackets]")
-    options = parse_qs(parts.query)
-    if scheme in ("redis", "rediss") and "db" not in options:
+    rest = url.partition("://")[2]
+    if "#" in rest:
+        return ("a '#' has no meaning in a redis URL (redis-py drops what follows it): a "
+                "password holding '#' must be percent-encoded (%23)")
+    if scheme in ("redis", "rediss"):  # checked even when ?db= wins over it
         db = unquote(parts.path).strip("/")
-        if db and not _NUMBER.fullmatch(db):
-            return "the database path is not a number"
-    for name, values in options.items():
-        problem = _query_problem(scheme, name, values[0])
-        if problem:
-            return problem
+        if db and whole(db, 0, MAX_DB) is None:
+            return (f"the database path is not a number from 0 to {MAX_DB} in ASCII "
+                    "digits")
+    problem = _options_problem(scheme, rest, parts.query)
+    if problem:
+        return problem
     try:
         parse_url(url)  # type: ignore[no-untyped-call]  # redis-py's parser, as from_url
     except ValueError:
         return "redis-py cannot parse it"
+    return None
+
+
+def _options_problem(scheme: str, rest: str, query: str) -> str | None:
+    """What is wrong with the URL's query options (``rest``: the URL after ``://``, whose
+    tail is ``query``), or None. An option whose text may be part of a secret (after a
+    ``password=`` option, or before the last ``@``) is not named: a password holding an
+    unencoded ``&`` would otherwise show its tail as an option's name."""
+    hidden = _hidden(rest)
+    at = len(rest) - len(query)
+    for item in query.split("&"):
+        start, at = at, at + len(item) + 1
+        if not item:
+            continue
+        raw_name, eq, raw_value = item.partition("=")
+        name = unquote(raw_name.replace("+", " "))  # as parse_qs reads them
+        value = unquote(raw_value.replace("+", " "))
+        if not eq:
+            problem: str | None = "a query item has no '=' (redis-py drops it)"
+        elif not value:
+            continue  # redis-py drops an option without a value
+        else:
+            problem = _query_problem(scheme, name, value)
+        if problem and hidden[start]:
+            return ("a query option that may be part of a password cannot be used (not "
+                    "shown): a password holding '&', '#', '?' or '@' must be percent-encoded "
+                    "(%26, %23, %3F, %40)")
+        if problem:
+            return problem
     return None
 
 
@@ -259,6 +387,8 @@ def env_settings(
     a ``PORT`` that is not a number from 1 to 65535 or a ``DB`` that is not a number is a
     :class:`ValidationError` naming the variable, raised before any client is made.
     """
+    if not isinstance(prefix, str):
+        raise ValidationError(f"prefix must be a str, got {type(prefix).__name__}")
     env = os.environ if env is None else env
 
     def get(name: str) -> str | None:
@@ -286,11 +416,12 @@ def env_settings(
             host = f"[{host}]"  # an IPv6 address in a URL
         port = (port or ("6380" if tls else "6379")).strip()
         db = (get("DB") or "0").strip()
-        if not (_NUMBER.fullmatch(port) and 1 <= int(port) <= 65535):
-            raise ValidationError(f"{prefix}PORT must be a port number (1 to 65535), "
-                                  f"not {port!r}")
-        if not _NUMBER.fullmatch(db):
-            raise ValidationError(f"{prefix}DB must be a database number, not {db!r}")
+        if whole(port, 1, 65535) is None:
+            raise ValidationError(f"{prefix}PORT must be a port number (1 to 65535) in "
+                                  f"ASCII digits, not {port!r}")
+        if whole(db, 0, MAX_DB) is None:
+            raise ValidationError(f"{prefix}DB must be a database number (0 to {MAX_DB}) "
+                                  f"in ASCII digits, not {db!r}")
         url = f"{'rediss' if tls else 'redis'}://{host}:{port}/{db}"
     return url, kwargs, cluster
 
@@ -298,6 +429,8 @@ def env_settings(
 def env_exactly_once(prefix: str = "REDIS_", env: Mapping[str, str] | None = None) -> bool:
     """``{prefix}EXACTLY_ONCE`` (1/true/yes/on) switches a store from ``from_env`` to
     exactly-once mode (docs/failures.md)."""
+    if not isinstance(prefix, str):
+        raise ValidationError(f"prefix must be a str, got {type(prefix).__name__}")
     env = os.environ if env is None else env
     return env_flag(env, prefix + "EXACTLY_ONCE")
 

@@ -14,6 +14,7 @@ from redis.cluster import RedisCluster
 from typing_extensions import Self
 
 from redmodel import _rebucket
+from redmodel._args import flag
 from redmodel._indexes import _registry, _repair
 from redmodel._indexes._query import Q, Query
 from redmodel._indexes._rotate import Progress, rotate_index_key
@@ -22,7 +23,13 @@ from redmodel._plan import Batch, Plan, gather, iterate_sync, run_sync
 from redmodel._plans import _atomic, _single
 from redmodel._plans import _objects as _ops
 from redmodel._plans._objects import DEFAULT
-from redmodel._stores._config import ShellConfig, env_exactly_once, env_settings, url_options
+from redmodel._stores._config import (
+    ShellConfig,
+    env_exactly_once,
+    env_settings,
+    store_args,
+    url_options,
+)
 from redmodel._transport._blocking import close_blocking_clients
 from redmodel._transport._links import SyncLink
 from redmodel._transport._wire import ResendPolicy
@@ -81,6 +88,8 @@ class Store(ShellConfig):
         :class:`~redmodel.ValidationError` naming it with its password masked.
 
         Redis: none (connects lazily)."""
+        store_args(cluster=cluster, exactly_once=exactly_once, registry=registry,
+                   chunk_size=chunk_size, db=db)  # before a cluster client connects
         url, options = url_options(url, db, kwargs)
         client = (RedisCluster.from_url(url, **options) if cluster
                   else redis.Redis.from_url(url, **options))
@@ -100,6 +109,7 @@ class Store(ShellConfig):
         raises :class:`~redmodel.ValidationError` naming the variable.
 
         Redis: none (connects lazily)."""
+        flag(exactly_once, "exactly_once", none=True)
         url, settings, cluster = env_settings(prefix=prefix)
         once = env_exactly_once(prefix) if exactly_once is None else exactly_once
         return cls.from_url(url, cluster=cluster, exactly_once=once, resend=resend,

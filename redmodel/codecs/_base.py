@@ -16,7 +16,7 @@ from typing import Any
 
 import cattrs
 
-from redmodel._errors import CodecError, DecodeError, ValidationError
+from redmodel._errors import CodecError, DecodeError, RedmodelError, ValidationError
 from redmodel.codecs._strict import describe
 
 __all__ = ["Codec", "Serializer", "Transform", "register_codec"]
@@ -98,9 +98,23 @@ class Codec:
                  "transforms")
 
     def __init__(self, serializer: Serializer, transforms: Iterable[Transform] = ()) -> None:
+        if not isinstance(serializer, Serializer):
+            raise CodecError(f"a codec chain starts with a redmodel.codecs.Serializer, got "
+                             f"{type(serializer).__name__}")
+        if isinstance(transforms, (str, bytes)) or not isinstance(transforms, Iterable):
+            raise CodecError(f"a codec chain's transforms are an iterable of "
+                             f"redmodel.codecs.Transform, got {type(transforms).__name__}")
         self.serializer = serializer
         self.transforms = tuple(transforms)
-        self.name = "|".join([serializer.name, *(t.name for t in self.transforms)])
+        for t in self.transforms:
+            if not isinstance(t, Transform):
+                raise CodecError(f"a codec chain's transforms are redmodel.codecs.Transform "
+                                 f"instances, got {type(t).__name__}")
+        names = [serializer.name, *(t.name for t in self.transforms)]
+        if not all(isinstance(n, str) and n and n.isascii() and "|" not in n for n in names):
+            raise CodecError("every part of a codec chain needs a name: ASCII text without "
+                             "'|'")
+        self.name = "|".join(names)
         raw = self.name.encode("ascii")
         if len(raw) > 255:
             raise CodecError(f"codec chain name too long: {self.name!r}")
@@ -138,11 +152,18 @@ class Codec:
         differs every time (change tracking compares these, in process memory only)."""
         fn = self._prints.get(tp)
         if fn is None:
-            unstructure = self.serializer.converter.get_unstructure_hook(tp)
+            unstructure = self._hook("unstructure", tp)
             dumps = self.serializer.dumps
+            name = self.name
 
             def fingerprint(value: Any) -> bytes:
-                return hashlib.blake2b(dumps(unstructure(value)), digest_size=16).digest()
+                failed = ""
+                try:
+                    return hashlib.blake2b(dumps(unstructure(value)), digest_size=16).digest()
+                except Exception as e:  # as encode: raised below, the error may hold the value
+                    failed = type(e).__name__
+                raise ValidationError(f"codec {name!r} cannot fingerprint a value of type "
+                                      f"{type(value).__name__}: {failed}")
 
             fn = self._prints[tp] = fingerprint
         return fn
@@ -168,7 +189,10 @@ class Codec:
 
     def wrote(self, data: bytes) -> bool:
         """True when ``data`` starts with this chain's header."""
-        return data.startswith(self._header)
+        try:
+            return bool(data.startswith(self._header))
+        except (AttributeError, TypeError):
+            raise _not_bytes(data, self.name) from None
 
     def rotate(self, data: bytes) -> bytes | None:
         """``data`` (a stored value of this chain) re-encrypted under the newest keys.
@@ -182,7 +206,7 @@ class Codec:
         rotatable = [i for i, t in enumerate(self.transforms) if _overrides_rotate(t)]
         if not rotatable:
             return None
-        if not data.startswith(self._header):
+        if not self.wrote(data):
             raise DecodeError(_header_mismatch(data, self.name), codec=self.name)
         lowest = rotatable[0]
         # outputs[i] is what transform i produced when the value was written.
@@ -198,8 +222,21 @@ class Codec:
             raise e.with_context(codec=self.name) from None
         return None if rotated is None else self._header + rotated
 
+    def _hook(self, kind: str, tp: Any) -> Callable[..., Any]:
+        """The serializer converter's (un)structure hook for ``tp``; a type it has none for
+        (``5``, ``"int"``, ``object``, ``complex``) is a CodecError naming the codec and
+        the type, not cattrs' own error."""
+        converter = self.serializer.converter
+        try:
+            if kind == "unstructure":
+                return converter.get_unstructure_hook(tp)
+            return converter.get_structure_hook(tp)
+        except Exception as e:
+            raise CodecError(f"codec {self.name!r} cannot {kind} the type {_type_name(tp)}: "
+                             f"{type(e).__name__}") from None
+
     def _make_encoder(self, tp: Any) -> Callable[[Any], bytes]:
-        unstructure = self.serializer.converter.get_unstructure_hook(tp)
+        unstructure = self._hook("unstructure", tp)
         dumps = self.serializer.dumps
         header = self._header
         transforms = self.transforms
@@ -220,8 +257,16 @@ class Codec:
                     f"codec {name!r} cannot encode a value of type {type(value).__name__}: "
                     f"{failed}"
                 )
-            for t in transforms:
-                data = t.encode(data)
+            try:
+                for t in transforms:
+                    data = t.encode(data)
+            except RedmodelError:
+                raise
+            except Exception as e:  # a transform of the application's (register_codec)
+                failed = f"{type(e).__name__} in its layer {t.name!r}"
+            if failed:
+                raise CodecError(f"codec {name!r} cannot encode a value of type "
+                                 f"{type(value).__name__}: {failed}")
             return header + data
 
         return encode
@@ -237,7 +282,11 @@ class Codec:
         what = "parse" if tp is None else f"decode as {_type_name(tp)}"
 
         def load(data: bytes) -> Any:
-            if not data.startswith(header):
+            try:
+                written = data.startswith(header)
+            except (AttributeError, TypeError):
+                raise _not_bytes(data, name) from None
+            if not written:
                 raise DecodeError(_header_mismatch(data, name), codec=name)
             data = data[len(header) :]
             try:
@@ -262,7 +311,7 @@ class Codec:
         """A function ``primitive -> value of tp``, strict: a primitive that is not exactly
         what this chain writes for ``tp`` raises DecodeError naming the failing field path
         (never the value)."""
-        structure = self.serializer.converter.get_structure_hook(tp)
+        structure = self._hook("structure", tp)
         name = self.name
 
         def struct(primitive: Any) -> Any:
@@ -281,12 +330,16 @@ class Codec:
         header = self._header
         transforms = self.transforms[::-1]
         loads = self.serializer.loads
-        structure = self.serializer.converter.get_structure_hook(tp)
+        structure = self._hook("structure", tp)
         name = self.name
         what = f"decode as {_type_name(tp)}"
 
         def decode(data: bytes, value: Any = None) -> Any:
-            if not data.startswith(header):
+            try:
+                written = data.startswith(header)
+            except (AttributeError, TypeError):
+                raise _not_bytes(data, name) from None
+            if not written:
                 raise DecodeError(_header_mismatch(data, name), codec=name)
             data = data[len(header) :]
             try:
@@ -310,6 +363,10 @@ class Codec:
             return _structured(structure, primitive, tp, name)
 
         return decode
+
+
+def _not_bytes(data: Any, codec: str) -> ValidationError:
+    return ValidationError(f"codec {codec!r} reads bytes, got {type(data).__name__}")
 
 
 def _type_name(tp: Any) -> str:

@@ -5,11 +5,25 @@ from __future__ import annotations
 import bz2
 import lzma
 import zlib
+from typing import Any
 
-from redmodel._errors import DecodeError
+from redmodel._errors import DecodeError, ValidationError
 from redmodel.codecs._base import Transform
 
 _CORRUPT = (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError)
+
+
+def _level(value: Any, what: str, allowed: range | frozenset[int]) -> int:
+    """``value`` if it is an int (not a bool) the compressor takes; else ValidationError
+    naming ``what`` (zlib/bz2/lzma would raise a bare ValueError at the first encode)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+        shown = (f"from {allowed.start} to {allowed.stop - 1}" if isinstance(allowed, range)
+                 else "0 to 9, optionally | lzma.PRESET_EXTREME")
+        raise ValidationError(f"{what} must be an int {shown}, got {value!r}")
+    return value
+
+
+_PRESETS = frozenset([*range(10), *(p | lzma.PRESET_EXTREME for p in range(10))])
 
 
 def _corrupt(name: str) -> DecodeError:
@@ -22,7 +36,7 @@ class Bz2Transform(Transform):
     name = "bz2"
 
     def __init__(self, level: int = 9) -> None:
-        self.level = level
+        self.level = _level(level, "Bz2Transform level", range(1, 10))
 
     def __repr__(self) -> str:
         return f"Bz2Transform(level={self.level})"
@@ -45,7 +59,7 @@ class ZlibTransform(Transform):
     name = "zlib"
 
     def __init__(self, level: int = 6) -> None:
-        self.level = level
+        self.level = _level(level, "ZlibTransform level", range(-1, 10))
 
     def __repr__(self) -> str:
         return f"ZlibTransform(level={self.level})"
@@ -70,7 +84,7 @@ class LzmaTransform(Transform):
     name = "lzma"
 
     def __init__(self, preset: int = 6) -> None:
-        self.preset = preset
+        self.preset = _level(preset, "LzmaTransform preset", _PRESETS)
 
     def __repr__(self) -> str:
         return f"LzmaTransform(preset={self.preset})"
