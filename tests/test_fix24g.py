@@ -39,7 +39,9 @@ from redmodel.codecs import (
     ZlibTransform,
     codec,
 )
+from redmodel.containers import Consumer, Queue
 from redmodel.testing import FaultProxy, RedisServer, has
+from redmodel.transactions import RetryPolicy
 from tests.budget import scaled
 
 URL = "redis://127.0.0.1:1/0"  # nothing listens: a store made on it never connects here
@@ -129,6 +131,12 @@ NUMBER_CALLS: list[tuple[str, Callable[[Any], Any], st.SearchStrategy[Any]]] = [
      _out_of(0, _BLOCK, whole=True, none_ok=False)),
     ("port", lambda v: redmodel.Store.from_url(URL, port=v),
      _out_of(1, 65535, whole=True, none_ok=False)),
+    ("backoff_base", lambda v: RetryPolicy(backoff_base=v),
+     _out_of(0, 1e11, whole=False, none_ok=False)),
+    ("backoff_max", lambda v: RetryPolicy(backoff_max=v),
+     _out_of(0, 1e11, whole=False, none_ok=False)),
+    ("poll", lambda v: Consumer(Queue(redmodel.Store(_client()), "g24q", int), poll=v),
+     _out_of(math.ulp(0), _BLOCK, whole=False, none_ok=False)),
 ]
 
 
@@ -152,6 +160,8 @@ def test_factory_numbers_at_their_limits_are_accepted() -> None:
         redmodel.Store.from_env(prefix=5)  # type: ignore[arg-type]
     with pytest.raises(redmodel.ValidationError, match="protocol"):
         redmodel.Store.from_url(URL, protocol=True)
+    with pytest.raises(redmodel.ValidationError, match="transaction"):
+        redmodel.transaction(5)  # type: ignore[call-overload]
 
 
 # ---- 2. numbers in URLs and environment variables -----------------------------------------

@@ -46,7 +46,14 @@ from typing import Any, Generic, Protocol, TypeVar
 import attrs
 import redis
 
-from redmodel._args import MAX_VISIBILITY_SECONDS, flag, integer, many, seconds
+from redmodel._args import (
+    MAX_BLOCK_SECONDS,
+    MAX_VISIBILITY_SECONDS,
+    flag,
+    integer,
+    many,
+    seconds,
+)
 from redmodel._container_registry import guarded
 from redmodel._errors import DecodeError, ValidationError
 from redmodel._models._keys import escape, new_id, slot_prefix
@@ -317,7 +324,7 @@ class _ConsumerBase(Generic[T]):
         key = queue.key
         if max_items is not None:
             integer(max_items, "max_items", key=key, least=0)
-        block_arg(poll, "poll", key)
+        seconds(poll, "poll", most=MAX_BLOCK_SECONDS, key=key)  # never None: it is a wait
         if idle_timeout is not None:
             block_arg(idle_timeout, "idle_timeout", key)
         if name is not None and (not isinstance(name, str) or not name):

@@ -41,7 +41,7 @@ log = logging.getLogger("redmodel.tx")
 
 
 def _positive(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None:
+    if value is not None or attribute.name != "deadline":  # only the deadline may be None
         not_negative(value, f"RetryPolicy.{attribute.name}")
 
 

@@ -20,6 +20,7 @@ from redmodel._errors import (
     TransactionError,
     ValidationError,
 )
+from redmodel._stores._config import ShellConfig  # what Store and AsyncStore share
 from redmodel._transport._wire import ResendPolicy, RestartAttemptError
 
 if TYPE_CHECKING:
@@ -561,4 +562,7 @@ def transaction(
     if policy is not None and not isinstance(policy, RetryPolicy):
         raise ValidationError(f"policy must be a redmodel.RetryPolicy or None, got "
                               f"{type(policy).__name__}")
+    if store_or_fn is not None and not isinstance(store_or_fn, ShellConfig):
+        raise ValidationError(f"transaction takes a redmodel.Store, an AsyncStore, None or "
+                              f"the function it decorates, got {type(store_or_fn).__name__}")
     return TransactionDecorator(store_or_fn, policy or DEFAULT_POLICY)
