@@ -128,7 +128,7 @@ NUMBER_CALLS: list[tuple[str, Callable[[Any], Any], st.SearchStrategy[Any]]] = [
     ("socket_read_size", lambda v: redmodel.Store.from_url(URL, socket_read_size=v),
      _out_of(1, 2**31 - 1, whole=True, none_ok=False)),
     ("health_check_interval", lambda v: redmodel.Store.from_url(URL, health_check_interval=v),
-     _out_of(0, _BLOCK, whole=True, none_ok=False)),
+     _out_of(0, _BLOCK, whole=False, none_ok=False)),
     ("port", lambda v: redmodel.Store.from_url(URL, port=v),
      _out_of(1, 65535, whole=True, none_ok=False)),
     ("backoff_base", lambda v: RetryPolicy(backoff_base=v),
@@ -152,7 +152,7 @@ def test_every_factory_count_and_duration_is_checked_before_a_client_is_made(
 
 def test_factory_numbers_at_their_limits_are_accepted() -> None:
     for store in (redmodel.Store.from_url(URL, db=2**31 - 1, socket_timeout=_BLOCK,
-                                          max_connections=2**31 - 1, health_check_interval=0,
+                                          max_connections=2**31 - 1, health_check_interval=0.5,
                                           socket_keepalive=True, protocol=3, cluster=False),
                   redmodel.Store.from_url(URL, db=0, socket_timeout=None, port=65535)):
         store.close()

@@ -97,7 +97,12 @@ def _check_keywords(options: Mapping[str, Any]) -> None:
     Else ValidationError naming the argument (never its value: it may be a secret set by
     mistake in the wrong place)."""
     for name, value in options.items():
-        if name in _TIMEOUTS and value is not None:
+        if name == "health_check_interval":  # seconds; 0 (the default) checks never
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    0 <= value <= MAX_BLOCK_SECONDS):
+                raise ValidationError(f"{name} must be a number of seconds from 0 to "
+                                      f"{MAX_BLOCK_SECONDS:.0e}, got {type(value).__name__}")
+        elif name in _TIMEOUTS and value is not None:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     0 < value <= MAX_BLOCK_SECONDS):
                 raise ValidationError(f"{name} must be None or a number of seconds above 0 "
