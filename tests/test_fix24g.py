@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import os
@@ -30,6 +32,7 @@ from hypothesis import strategies as st
 
 import redmodel
 from redmodel._stores._config import redact_url
+from redmodel.cli import _app
 from redmodel.codecs import (
     Bz2Transform,
     Codec,
@@ -274,8 +277,8 @@ class _Log(logging.Handler):
 
 
 def _shown(url: str) -> str:
-    """All that from_url, AsyncStore.from_url and from_env show of ``url``: errors (text,
-    repr, traceback), the store's and its client's reprs, and what they log."""
+    """All that from_url, AsyncStore.from_url, from_env and the CLI show of ``url``: errors
+    (text, repr, traceback), the store's and its client's reprs, what they log and print."""
     log = _Log()
     root = logging.getLogger()
     level = root.level
@@ -293,6 +296,12 @@ def _shown(url: str) -> str:
                 texts.append(str(e) + repr(e) + "".join(traceback.format_exception(e)))
             else:
                 texts.append(repr(store) + repr(store.client))
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = _app.run(["inspect", "--models", "examples.hatshop:Hat", "--timeout", "1",
+                             "--url", url])
+        assert code in (2, 3), out.getvalue() + err.getvalue()  # usage, or no connection
+        texts += [out.getvalue(), err.getvalue()]
     finally:
         del os.environ["G24PW_URL"]
         root.removeHandler(log)
