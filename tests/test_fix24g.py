@@ -153,6 +153,36 @@ def test_every_factory_count_and_duration_is_checked_before_a_client_is_made(
         make(value)
 
 
+_PROXY = FaultProxy("127.0.0.1", 1)  # never started: arming checks its arguments only
+TESTING_CALLS: list[tuple[str, Callable[[Any], Any], st.SearchStrategy[Any]]] = [
+    ("target_port", lambda v: FaultProxy("127.0.0.1", v),
+     _out_of(1, 65535, whole=True, none_ok=False)),
+    ("times", lambda v: _PROXY.lose_reply("GET", times=v),
+     _out_of(1, 2**63 - 1, whole=True, none_ok=False)),
+    ("seconds", lambda v: _PROXY.stall("GET", v), _out_of(math.ulp(0), _BLOCK, whole=False,
+                                                         none_ok=False)),
+    ("count", _PROXY.refuse_connections,
+     _out_of(0, 2**63 - 1, whole=True, none_ok=False)),
+    ("timeout", lambda v: _PROXY.wait_fired(0, timeout=v),
+     _out_of(math.ulp(0), _BLOCK, whole=False, none_ok=False)),
+    ("startup_timeout", lambda v: RedisServer(startup_timeout=v),
+     _out_of(math.ulp(0), _BLOCK, whole=False, none_ok=False)),
+    ("tls", lambda v: RedisServer(tls=v), NOT_BOOLS),
+]
+
+
+@settings(max_examples=scaled(50))
+@given(data=st.data(), at=st.integers(0, len(TESTING_CALLS) - 1))
+def test_the_testing_helpers_check_their_arguments(data: st.DataObject, at: int) -> None:
+    """redmodel.testing is public API too: a fault proxy armed with ``times=-1`` or
+    ``seconds=nan`` (or a wait of ``timeout=inf``) fired never or waited forever."""
+    name, make, bad = TESTING_CALLS[at]
+    value = data.draw(bad, label=name)
+    with pytest.raises(redmodel.ValidationError, match=name):
+        make(value)
+    assert _PROXY.armed == 0
+
+
 def test_factory_numbers_at_their_limits_are_accepted() -> None:
     for store in (redmodel.Store.from_url(URL, db=2**31 - 1, socket_timeout=_BLOCK,
                                           max_connections=2**31 - 1, health_check_interval=0.5,

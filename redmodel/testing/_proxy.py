@@ -46,6 +46,8 @@ from typing import Any
 
 import attrs
 
+from redmodel._args import MAX_BLOCK_SECONDS, integer, seconds
+from redmodel._errors import ValidationError
 from redmodel.testing._binaries import HOST, ServerStartError, free_port
 
 __all__ = ["ClusterFaultProxy", "FaultEvent", "FaultProxy", "has", "resp_end"]
@@ -177,7 +179,10 @@ class FaultProxy:
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
+        if not isinstance(target_host, str) or not target_host:
+            raise ValidationError(f"target_host must be a host name or address, got "
+                                  f"{target_host!r}")
+        self.target = (target_host, integer(target_port, "target_port", least=1, most=65535))
         self.host = HOST
         self.port = 0
         self.events: list[FaultEvent] = []
@@ -197,11 +202,20 @@ class FaultProxy:
     # ---- arming ------------------------------------------------------------------------
 
     def _arm(self, kind: str, command: str | Callable[[str], bool], times: int,
-             seconds: float = 0.0, when: Callable[[list[bytes]], bool] | None = None) -> None:
+             seconds_: float = 0.0, when: Callable[[list[bytes]], bool] | None = None) -> None:
+        if not isinstance(command, str) and not callable(command):
+            raise ValidationError(f"command must be a command name or a predicate on it, got "
+                                  f"{type(command).__name__}")
+        if when is not None and not callable(when):
+            raise ValidationError(f"when must be a predicate on the command's arguments or "
+                                  f"None, got {type(when).__name__}")
+        integer(times, "times", least=1)
+        if kind == "stall":
+            seconds(seconds_, "seconds", most=MAX_BLOCK_SECONDS)
         match: Callable[[str], bool] = (
             command.upper().__eq__ if isinstance(command, str) else command)
         with self._lock:
-            self._faults.append(_Fault(kind, match, times, seconds, when))
+            self._faults.append(_Fault(kind, match, times, float(seconds_), when))
 
     def lose_reply(self, command: str | Callable[[str], bool], *, times: int = 1,
                    when: Callable[[list[bytes]], bool] | None = None) -> None:
@@ -228,6 +242,7 @@ class FaultProxy:
 
     def refuse_connections(self, count: int = 1) -> None:
         """The next ``count`` new connections are closed as soon as they are accepted."""
+        integer(count, "count", least=0)
         with self._lock:
             self._refuse += count
 
@@ -239,7 +254,8 @@ class FaultProxy:
 
     def wait_fired(self, count: int = 1, timeout: float = 10.0) -> bool:
         """Wait until at least ``count`` faults have fired in all; False on timeout."""
-        deadline = time.monotonic() + timeout
+        integer(count, "count", least=0)
+        deadline = time.monotonic() + seconds(timeout, "timeout", most=MAX_BLOCK_SECONDS)
         with self._fired:
             while len(self.events) < count:
                 left = deadline - time.monotonic()
@@ -252,7 +268,7 @@ class FaultProxy:
         """Wait until no stall holds commands back and every command forwarded for a client
         that left has been answered by the server (so its effect is visible); False on
         timeout."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds(timeout, "timeout", most=MAX_BLOCK_SECONDS)
         while time.monotonic() < deadline:
             if not self._busy(deadline):
                 return True

@@ -19,6 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from redmodel._args import MAX_BLOCK_SECONDS, flag, seconds
 from redmodel._errors import ValidationError
 from redmodel.testing._binaries import HOST as _HOST
 from redmodel.testing._binaries import (
@@ -137,9 +138,14 @@ class RedisServer:
         extra_args: Sequence[str] = (),
         startup_timeout: float = 10.0,
     ) -> None:
+        self.tls = flag(tls, "tls")
+        self.tls_terminator = (tls_terminator if tls_terminator is None
+                               else flag(tls_terminator, "tls_terminator"))
+        if password is not None and not isinstance(password, str):
+            raise ValidationError(f"password must be a str or None, got "
+                                  f"{type(password).__name__}")
+        seconds(startup_timeout, "startup_timeout", most=MAX_BLOCK_SECONDS)
         self._binary = find_server_binary(binary)
-        self.tls = tls
-        self.tls_terminator = tls_terminator
         self._terminator: TLSTerminator | None = None
         self.password = password
         self.extra_args: tuple[str, ...] = _own_args_refused(extra_args)
