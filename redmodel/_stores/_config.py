@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from redis.connection import (
     Connection,
@@ -267,10 +267,12 @@ def _url_problem(url: str) -> str | None:
     scheme = url.partition("://")[0] if "://" in url else ""
     if scheme not in _CONNECTION_CLASSES:
         return "the scheme must be redis://, rediss:// or unix://"
+    parts: SplitResult | None
+    port: int | None = None
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018  # raises ValueError for a bad port
-    except ValueError:
+        port = parts.port
+    except ValueError:  # urlsplit's .port raises it for a port beyond 65535, or not digits
         parts = None
     misplaced_at = parts is None or "@" in parts.path + parts.fragment + "".join(
         k for k, _ in parse_qsl(parts.query, keep_blank_values=True))
@@ -278,8 +280,11 @@ def _url_problem(url: str) -> str | None:
         return ("it does not parse: a password holding '/', '?', '#' or '@' must be "
                     "percent-encoded (%2F, %3F, %23, %40)")
     if parts is None:
-        return ("it does not parse: a port must be a number from 0 to 65535, an IPv6 "
+        return ("it does not parse: a port must be a number from 1 to 65535, an IPv6 "
                 "address must be written in [brackets]")
+    if port == 0:
+        return ("the port must be a number from 1 to 65535 (redis-py reads port 0 as no "
+                "port, and connects to 6379)")
     rest = url.partition("://")[2]
     if "#" in rest:
         return ("a '#' has no meaning in a redis URL (redis-py drops what follows it): a "
