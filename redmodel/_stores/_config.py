@@ -337,12 +337,14 @@ def check_url(url: str) -> None:
     """Refuse, with :class:`ValidationError` naming ``url`` (secrets masked) and saying what
     is wrong in redmodel's words (redis-py's message may repeat part of the URL), a URL
     redmodel cannot use: another scheme than ``redis``/``rediss``/``unix``, a port that is
-    not a number from 0 to 65535, a broken IPv6 address, a database path that is not a
-    number (redis-py would silently use database 0), a password holding an unencoded
-    ``/ ? # @``; a query option the connection class of the scheme does not take
-    (``ssl=true`` on ``redis://``), ``decode_responses`` (redmodel needs bytes), a timeout
-    that is not a finite number above 0, a count below its least (``max_connections`` 1),
-    a switch that is not 1/true/yes/on or 0/false/no/off."""
+    not a number from 1 to 65535, a broken IPv6 address, a database path that is not a
+    number from 0 to MAX_DB (redis-py would silently use database 0), a password holding
+    an unencoded ``/ ? # @``, any ``#``; a query item without ``=``, an option the
+    connection class of the scheme does not take (``ssl=true`` on ``redis://``),
+    ``decode_responses`` (redmodel needs bytes), a timeout that is not a number of seconds
+    above 0 and at most MAX_BLOCK_SECONDS, a count out of its range (``db`` 0 to MAX_DB,
+    ``max_connections`` 1 to 2**31-1), a switch that is not 1/true/yes/on or 0/false/no
+    (what redis-py reads the same way). Numbers are ASCII digits only."""
     problem = _url_problem(url)
     if problem:
         raise ValidationError(f"cannot use the URL {redact_url(url)!r}: {problem}")
