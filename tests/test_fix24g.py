@@ -158,7 +158,7 @@ TESTING_CALLS: list[tuple[str, Callable[[Any], Any], st.SearchStrategy[Any]]] = 
     ("target_port", lambda v: FaultProxy("127.0.0.1", v),
      _out_of(1, 65535, whole=True, none_ok=False)),
     ("times", lambda v: _PROXY.lose_reply("GET", times=v),
-     _out_of(1, 2**63 - 1, whole=True, none_ok=False)),
+     _out_of(0, 2**63 - 1, whole=True, none_ok=False)),
     ("seconds", lambda v: _PROXY.stall("GET", v), _out_of(math.ulp(0), _BLOCK, whole=False,
                                                          none_ok=False)),
     ("count", _PROXY.refuse_connections,

@@ -209,7 +209,7 @@ class FaultProxy:
         if when is not None and not callable(when):
             raise ValidationError(f"when must be a predicate on the command's arguments or "
                                   f"None, got {type(when).__name__}")
-        integer(times, "times", least=1)
+        integer(times, "times", least=0)  # 0 arms nothing
         if kind == "stall":
             seconds(seconds_, "seconds", most=MAX_BLOCK_SECONDS)
         match: Callable[[str], bool] = (
