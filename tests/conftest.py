@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, settings
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 import redmodel
-from redmodel.testing import RedisClusterServer
+from redmodel.testing import FaultProxy, RedisClusterServer, RedisServer
+from tests.keys import use_keys
 
 # Example counts come from a profile, never hard-coded high in a test: "default" keeps
 # `make test` within about 3 minutes per server on a 2-core machine; HYPOTHESIS_PROFILE=
@@ -127,6 +128,21 @@ def any_store(request: pytest.FixtureRequest) -> Iterator[Any]:
         "redis_cluster")), registry=registry), client)
     yield facade
     facade.close()
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer, redis_client: Any) -> Iterator[FaultProxy]:
+    """A FaultProxy in front of the test server (after ``redis_client`` emptied it), for the
+    fault tests (tests/faults.py has stores through it)."""
+    with FaultProxy(redis_server.host, redis_server.port) as p:
+        yield p
+
+
+@pytest.fixture
+def fresh_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One newly generated Fernet key and index key configured for the test, and nothing
+    else (tests/keys.py); what was configured before comes back after it."""
+    use_keys(monkeypatch)
 
 
 def dbsize(client: Any) -> int:

@@ -19,16 +19,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 
 import redmodel
 from redmodel import DecodeError
 from redmodel.containers import Queue
-from redmodel.testing import FaultProxy, RedisServer
+from redmodel.testing import FaultProxy
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -54,12 +53,6 @@ def every_list_value(client: Any, pattern: str) -> list[bytes]:
 def blmove_calls(client: Any) -> int:
     """BLMOVE calls the server has run (INFO commandstats)."""
     return int(client.info("commandstats").get("cmdstat_blmove", {}).get("calls", 0))
-
-
-@pytest.fixture
-def proxy(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[FaultProxy]:
-    with FaultProxy(redis_server.host, redis_server.port) as p:
-        yield p
 
 
 # A plain worker with a default (unique) name, as in the docs.

@@ -43,7 +43,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -55,10 +55,10 @@ from redis.cluster import RedisCluster
 import redmodel
 from redmodel.containers import Queue, Set, SortedSet
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
+from tests.faults import FAST_RESEND, store_through
 
 SOCKET_TIMEOUT = 0.5
-POLICY = redmodel.ResendPolicy(attempts=5, backoff_base=0.01, backoff_max=0.05, deadline=8.0,
-                               write_id_ttl=30.0)
+POLICY = FAST_RESEND
 
 
 @redmodel.model(prefix="a12r")
@@ -76,16 +76,9 @@ class Sku:
     id: str = redmodel.key_field(generated=False)
 
 
-@pytest.fixture
-def proxy(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[FaultProxy]:
-    with FaultProxy(redis_server.host, redis_server.port) as p:
-        yield p
-
-
 def _direct_store(proxy: FaultProxy, *, once: bool = False) -> redmodel.Store:
     """As docs/store.md and failures.md build it: redis-py's default retry (10)."""
-    client = redis.Redis(host=proxy.host, port=proxy.port, socket_timeout=SOCKET_TIMEOUT)
-    return redmodel.Store(client, exactly_once=once, resend=POLICY)
+    return store_through(proxy, socket_timeout=SOCKET_TIMEOUT, exactly_once=once, resend=POLICY)
 
 
 def _url_store(proxy: FaultProxy, *, once: bool = False) -> redmodel.Store:
@@ -1022,7 +1015,6 @@ def test_held_reads_are_retried_boundedly(proxy: FaultProxy, redis_client: redis
     assert proxy.quiet(10)
     assert calls() - before <= 3
     store.close()
-
 
 
 def _drain(server: RedisServer, during: Callable[[int], None]) -> tuple[list[int], str | None]:

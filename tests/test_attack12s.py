@@ -14,7 +14,6 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -27,10 +26,10 @@ import redmodel
 from redmodel._transport._wire import EVICTION_RECHECK
 from redmodel.containers import Queue, SortedSet, WindowCounter
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
+from tests.faults import FAST_RESEND, store_through
 
 SOCKET_TIMEOUT = 0.3
-POLICY = redmodel.ResendPolicy(attempts=5, backoff_base=0.01, backoff_max=0.05, deadline=8.0,
-                               write_id_ttl=30.0)
+POLICY = FAST_RESEND
 
 
 @redmodel.model(prefix="a12s")
@@ -48,16 +47,9 @@ class Sku:
     id: str = redmodel.key_field(generated=False)
 
 
-@pytest.fixture
-def proxy(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[FaultProxy]:
-    with FaultProxy(redis_server.host, redis_server.port) as p:
-        yield p
-
-
 def _direct_store(proxy: FaultProxy, *, once: bool = False,
                   socket_timeout: float = SOCKET_TIMEOUT) -> redmodel.Store:
-    client = redis.Redis(host=proxy.host, port=proxy.port, socket_timeout=socket_timeout)
-    return redmodel.Store(client, exactly_once=once, resend=POLICY)
+    return store_through(proxy, socket_timeout=socket_timeout, exactly_once=once, resend=POLICY)
 
 
 def _is_release_of(value: bytes) -> Any:
@@ -380,9 +372,7 @@ def test_s4_delete_many_with_a_chunk_of_unknown_outcome_lists_it_in_neither(
     OutcomeUnknownError carrying ``.written`` (the earlier chunks) and ``.not_written``
     (the chunks never sent); the chunk whose outcome is unknown is in neither list, and
     its keys are the error's ``.keys`` (store.md)."""
-    store = redmodel.Store(redis.Redis(host=proxy.host, port=proxy.port,
-                                       socket_timeout=SOCKET_TIMEOUT), chunk_size=2,
-                           resend=POLICY)
+    store = store_through(proxy, socket_timeout=SOCKET_TIMEOUT, chunk_size=2, resend=POLICY)
     ids = [f"k{i}" for i in range(6)]
     store.save_many([Counter(n=1, id=i) for i in ids])
     proxy.lose_reply("DEL", when=has("a12s:k2"))
@@ -637,9 +627,7 @@ def test_s7_a_stale_copy_of_a_resent_write_does_not_undo_a_later_write(
     object comes back, index entries included) or ``persist`` (the object gets its expiry back
     and vanishes): a second application that changes everything, in exactly-once mode too,
     where the user was told each write is applied exactly once."""
-    store = redmodel.Store(redis.Redis(host=proxy.host, port=proxy.port,
-                                       socket_timeout=SOCKET_TIMEOUT),
-                           exactly_once=once, resend=POLICY)
+    store = _direct_store(proxy, once=once)
     if case == "expire then persist":
         store.save(Counter(id="a"))
         proxy.stall("PEXPIRE", 1.0, when=has("a12s:a"))

@@ -19,6 +19,7 @@ from redmodel.containers import Queue
 from redmodel.migrations import MigrationLockedError, Migrations, build_index, update
 from redmodel.testing import FaultProxy
 from tests.attack16a_set import Counter, slow
+from tests.faults import proxied_store
 from tests.test_cli import as_json, redmodel_cli
 
 
@@ -47,8 +48,7 @@ def test_lost_exec_reply_does_not_apply_a_custom_step_twice(redis_server: Any,
     `apply` reads it again and does what is still to do"; "each step runs once per
     database". An `update` that increments must leave every object incremented once."""
     redmodel.Store(redis_client).save_many([Ctr(0, id=f"c{i}") for i in range(10)])
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
         store.count(Ctr)
         m = Migrations("a16_lost")
         m.add("0001_inc", update(Ctr, increment))
@@ -420,8 +420,7 @@ def test_a_run_stopped_after_a_batch_committed_resumes_without_applying_it_again
             return scripts[0] >= 2
         return False
 
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
         store.count(Ctr)
         proxy.drop_request(after_the_lease, times=100)
         with pytest.raises(redis.ConnectionError):

@@ -22,6 +22,7 @@ import redmodel
 from redmodel.migrations import MigrationLockedError, Migrations, build_index, rebucket, update
 from redmodel.testing import FaultProxy
 from tests.attack16b_set import Cn, Cn4, slow
+from tests.faults import proxied_store
 from tests.test_cli import ROOT, as_json, redmodel_cli
 
 
@@ -117,8 +118,7 @@ def test_lost_replies_with_odd_ids_apply_a_custom_step_once(redis_server: Any,
     redmodel.Store(redis_client).save_many([Rb0(0, id=i) for i in IDS])
     m = Migrations("a16b_lost")
     m.add("0001_inc", update(Rb0, inc))
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
         store.count(Rb0)
         proxy.lose_reply(command, times=2)
         for _ in range(3):
@@ -284,8 +284,7 @@ def _rebucket_after_lost_replies(redis_server: Any, redis_client: Any,
                                             for k, i in enumerate(IDS)])
     m = Migrations("a16b_rbl")
     m.add("0001_rb", rebucket(Ix8, from_buckets=None))
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
         proxy.lose_reply(command, times=3)
         with contextlib.suppress(redmodel.RedmodelError, redis.RedisError, OSError):
             m.apply(store, count=4)
@@ -619,8 +618,7 @@ def test_custom_step_on_flat_and_blob_layouts_applies_once(redis_server: Any,
     redmodel.Store(redis_client).save_many([model(0, id=i) for i in IDS])
     m = Migrations(f"a16b_lay_{model.__name__}")
     m.add("0001_inc", update(model, inc))
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
         store.count(model)
         proxy.lose_reply(command, times=2)
         for _ in range(3):

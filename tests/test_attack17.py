@@ -21,6 +21,7 @@ import redmodel
 from redmodel.testing import FaultProxy, has
 from redmodel.transactions import Transaction
 from tests.budget import scaled
+from tests.faults import proxied_store
 
 
 @attrs.define
@@ -598,8 +599,7 @@ def test_transaction_short_path_lost_exec_is_outcome_unknown(redis_server: Any,
     """transactions.md: connection lost during EXEC -> OutcomeUnknownError naming the keys,
     never resent: the read-then-HINCRBY short path applies once."""
     redmodel.Store(redis_client).save(Ctr(10, id="h"))
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
 
         @redmodel.transaction(store)
         def buy(tx: Any, hid: str) -> Any:

@@ -14,7 +14,8 @@ import pytest
 import redis
 
 import redmodel
-from redmodel.testing import FaultProxy, has
+from redmodel.testing import has
+from tests.faults import proxied_store
 
 
 @redmodel.model(prefix="a17q")
@@ -120,8 +121,7 @@ def test_flat_save_many_lost_reply_leaves_whole_objects(redis_server: Any,
                                                          redis_client: Any) -> None:
     """store.md: a save_many chunk whose reply is lost is resent whole (harmless)."""
     objs = [F(f"n{i}", Street("l"), tags=["t"] * i, n=i, id=f"o{i}") for i in range(6)]
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
         store.get(F, "zz")
         proxy.lose_reply(lambda n: n.upper() in ("EVALSHA", "EVAL"), when=has("a17f:o0"))
         with contextlib.suppress(redis.ConnectionError):
@@ -214,8 +214,7 @@ def test_concurrent_writers_keep_indexes_right(redis_url: str, store: redmodel.S
 def test_lost_reply_to_indexed_incr_is_outcome_unknown(redis_server: Any,
                                                         redis_client: Any) -> None:
     redmodel.Store(redis_client).save(Q("red", 1.0, 5, id="a"))
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
         store.get(Q, "a")
         proxy.lose_reply(lambda n: n.upper() in ("EVALSHA", "EVAL"), when=has("a17q:a"))
         with pytest.raises(redmodel.OutcomeUnknownError):
@@ -227,8 +226,7 @@ def test_lost_reply_to_indexed_incr_is_outcome_unknown(redis_server: Any,
 
 
 def test_lost_reply_to_indexed_save_is_settled(redis_server: Any, redis_client: Any) -> None:
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
         store.save(Q("red", 1.0, 5, sku="u", id="a"))
         proxy.lose_reply(lambda n: n.upper() in ("EVALSHA", "EVAL"), when=has("a17q:a"))
         store.save(Q("blue", 2.0, 15, sku="v", id="a"))

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 import redmodel
 from redmodel import Q, between, one_of
 from redmodel.cli import main
-from redmodel.testing import FaultProxy
 from redmodel.transactions import Transaction
 from tests.budget import scaled
+from tests.faults import proxied_store
 
 redmodel.codecs.configure_fernet(keys=[Fernet.generate_key()])
 
@@ -622,8 +622,7 @@ def test_idle_timeout_does_not_count_an_outage(redis_server: Any, redis_client: 
     never ends the loop as "idle" while values wait in the queue". (A dropped BLPOP of
     the at-most-once loop is OutcomeUnknownError by design, so not drawn here.)"""
     key = ("a17c", "out", fault, str(reliable))
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
         q = redmodel.containers.Queue(store, key, str)
         q.push("a", "b", "c")
         consumer = q.consume(idle_timeout=0.15, poll=0.03, reliable=reliable)

@@ -9,7 +9,6 @@ exception a redmodel or redis-py error, and the proxy's own event log."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -19,11 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import redmodel
-from redmodel.testing import FaultProxy, RedisServer, has
+from redmodel.testing import FaultProxy, has
 from tests.budget import scaled
+from tests.faults import FAST_RESEND, store_through
 
-POLICY = redmodel.ResendPolicy(attempts=5, backoff_base=0.01, backoff_max=0.05, deadline=8.0,
-                               write_id_ttl=30.0)
+POLICY = FAST_RESEND
 
 
 @redmodel.model(prefix="a23a")
@@ -32,12 +31,6 @@ class Acct:
     n: int = 0
     f: float = 0.0
     id: str = redmodel.key_field(generated=False)
-
-
-@pytest.fixture
-def proxy(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[FaultProxy]:
-    with FaultProxy(redis_server.host, redis_server.port) as p:
-        yield p
 
 
 def _redmodel_or_redis(e: BaseException) -> bool:
@@ -138,8 +131,7 @@ def test_f4_fault_events_name_the_command_they_fired_on(proxy: FaultProxy, kind:
     # stall record the command's name), so a test cannot tell which command lost its reply.
     """docs/testing.md: "``events`` lists what fired"; FaultEvent's docstring: "A fault that
     fired: its kind, the command it fired on, and when"."""
-    store = redmodel.Store(redis.Redis(host=proxy.host, port=proxy.port, socket_timeout=0.3),
-                           resend=POLICY)
+    store = store_through(proxy, socket_timeout=0.3, resend=POLICY)
     try:
         store.save(Acct(n=1, id="e"))
         getattr(proxy, kind)("EVALSHA", when=has("a23a:e"))

@@ -15,7 +15,8 @@ import pytest
 import redis
 
 import redmodel
-from redmodel.testing import FaultProxy, RedisServer
+from redmodel.testing import RedisServer
+from tests.faults import proxied_store
 
 
 def _declare(tp: object, **option: object) -> type:
@@ -127,8 +128,7 @@ def test_f5_a_dead_pin_holder_makes_other_increments_fail_not_wait(
     `incr` raises ConflictError whose message blames concurrent writers, well before the
     pin's 2 s are up; so does the first client's own retry after its OutcomeUnknownError
     (the documented way to settle an unknown outcome is to read and call again)."""
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
         other = redmodel.Store.from_url(redis_server.url)
         store.save(_Counter(id="c", n=5))
         assert other.get(_Counter, "c") == _Counter(id="c", n=5)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import redmodel
 from redmodel._indexes import _blind
 from redmodel._indexes._blind import MAC_BYTES, kid_of
 from redmodel._models._specs import spec_of
-from redmodel.codecs import _fernet
+from tests.keys import use_keys
 from tests.plaintext import dump, leaked
 
 FERNET = redmodel.codecs.FernetTransform.generate_key()
@@ -27,13 +26,8 @@ EMAIL = ["ann.o'connor@example.org", "björn@exämple.se"]
 
 
 @pytest.fixture(autouse=True)
-def keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(_fernet, "_configured", None)
-    monkeypatch.setattr(_blind, "_configured", None)
-    monkeypatch.setattr(_blind, "_cache", None)
-    redmodel.codecs.configure_fernet(keys=[FERNET])
-    redmodel.configure_index_keys(keys=[IDX_A])
-    yield
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_keys(monkeypatch, fernet=[FERNET], index=[IDX_A])
 
 
 def declare(buckets: int | None) -> type:

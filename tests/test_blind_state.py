@@ -35,9 +35,8 @@ from hypothesis.stateful import (
 )
 
 import redmodel
-from redmodel._indexes import _blind
 from redmodel._models._specs import spec_of
-from redmodel.codecs import _fernet
+from tests.keys import forget_keys
 from tests.plaintext import dump, leaked
 
 IDS = ["p0", "p1", "p2", "p3"]
@@ -266,9 +265,7 @@ def run(store: redmodel.Store, models: tuple[type, type], flush: Callable[[], No
 
 @pytest.fixture(autouse=True)
 def restore_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_fernet, "_configured", None)
-    monkeypatch.setattr(_blind, "_configured", None)
-    monkeypatch.setattr(_blind, "_cache", None)
+    forget_keys(monkeypatch)
 
 
 def test_no_plaintext_leaves_the_application_on_one_server(

@@ -14,7 +14,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -415,12 +415,6 @@ def test_a_killed_consumer_restarted_under_its_name_takes_its_item_back_at_once(
 
 
 # ---- lost replies (FaultProxy) -------------------------------------------------------------
-
-
-@pytest.fixture
-def proxy(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[FaultProxy]:
-    with FaultProxy(redis_server.host, redis_server.port) as p:
-        yield p
 
 
 def _store_through(p: FaultProxy) -> redmodel.Store:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import math
 import os
 import signal
 import threading
@@ -17,7 +18,7 @@ from typing import Any
 import attrs
 import pytest
 import redis
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import redmodel
@@ -548,11 +549,70 @@ def test_window_counter_keys_follow_the_clock(store, redis_client):
     now = [1_000_000.5]
     visits = WindowCounter(store, ("visits", "minute"), window=60, clock=lambda: now[0])
     assert visits.incr("a") == 1
-    assert visits.key_for("a") == "visits:minute:a:999960"
-    assert 19_000 < redis_client.pttl("visits:minute:a:999960") <= 19_500
+    assert visits.key_for("a") == "visits:minute:a:999960+60"
+    assert 19_000 < redis_client.pttl("visits:minute:a:999960+60") <= 19_500
     now[0] += 60
     assert visits.get("a") == 0
     assert visits.incr("a") == 1
+
+
+# any two windows (common lengths, whose starts align, and any others up to the limit)
+_WINDOWS = st.one_of(st.sampled_from([1, 2, 60, 120, 3600, 86_400]),
+                     st.integers(1, 10**11))
+_SUBJECTS = st.one_of(st.text(st.characters(exclude_categories=()), min_size=1, max_size=6),
+                      st.sampled_from(["a:b", "a%3Ab", "{x}", "*", "\\", "1+60", "0+1"]),
+                      st.integers(-(2**64), 2**64),
+                      st.tuples(st.sampled_from(["a", "a:1", "1"]), st.integers(-3, 3)))
+
+
+@st.composite
+def _two_instants(draw: Any, w1: int, w2: int) -> tuple[float, float]:
+    """Two instants: any ones, or two in windows of ``w1`` and ``w2`` that start at the
+    same second (where a key without the window's length was one key for both)."""
+    if draw(st.booleans()):
+        any_time = st.floats(-(2.0**62), 2.0**62, allow_nan=False)
+        return draw(any_time), draw(any_time)
+    lcm = w1 * w2 // math.gcd(w1, w2)
+    base = draw(st.integers(-3, 3)) * lcm
+    base = base if abs(base) < 2**52 else 0
+    inside = st.integers(0, min(w1, w2) - 1)
+    return base + draw(inside) + draw(st.sampled_from([0.0, 0.25])), base + draw(inside)
+
+
+@settings(max_examples=scaled(300))
+@given(data=st.data(), w1=_WINDOWS, w2=_WINDOWS, s1=_SUBJECTS, s2=_SUBJECTS)
+def test_two_window_counters_of_one_prefix_share_a_key_only_with_the_same_window(
+        data, w1, w2, s1, s2):
+    """Property (no I/O): for any two windows, subjects and instants, two counters of one
+    prefix give one key only for the same window, subject and window start."""
+    t1, t2 = data.draw(_two_instants(w1, w2))
+    a = WindowCounter(None, "hits", window=w1)
+    b = WindowCounter(None, "hits", window=w2)
+    same = (w1 == w2 and container_key(s1) == container_key(s2)
+            and a.window_start(t1) == b.window_start(t2))
+    assert (a.key_for(s1, t1) == b.key_for(s2, t2)) == same
+
+
+@settings(max_examples=scaled(40))
+@given(data=st.data(), w1=_WINDOWS, w2=_WINDOWS, n=st.integers(1, 2**62))
+def test_a_counter_after_forget_with_another_window_never_reads_the_old_counts(
+        redis_client, data, w1, w2, n):
+    """Property (fixed clocks, never the wall clock): a counter of a prefix counts ``n``,
+    is forgotten, and a counter of the same prefix with another window, at any instant
+    (often one where both windows start at the same second), reads 0 and counts its own;
+    the old keys keep their count."""
+    assume(w1 != w2)
+    t1, t2 = data.draw(_two_instants(w1, w2))
+    redis_client.flushdb()
+    old = WindowCounter(redmodel.Store(redis_client), "hits", window=w1, clock=lambda: t1)
+    assert old.incr(BOT, n) == n
+    assert old.forget()
+    new = WindowCounter(redmodel.Store(redis_client), "hits", window=w2, clock=lambda: t2)
+    assert new.get(BOT) == 0
+    assert new.incr(BOT) == 1
+    assert redis_client.get(old.key_for(BOT, t1)) == str(n).encode()
+    assert not new.reset(IPv4Address("10.0.0.1"))
+    assert new.reset(BOT)
 
 
 def test_window_counter_validation(store):

@@ -32,9 +32,7 @@ import redis
 
 import redmodel
 from redmodel import AsyncStore, Store
-from redmodel._indexes import _blind
 from redmodel._indexes._query import Query
-from redmodel.codecs import _fernet
 from redmodel.containers._base import Container
 from redmodel.containers._consumer import AsyncConsumer, Consumer
 from redmodel.containers._counter import WindowCounter
@@ -50,6 +48,7 @@ from redmodel.transactions import (
 from redmodel.transactions import (
     _run as tx_run,
 )
+from tests.keys import forget_keys
 from tests.test_keys_audit import Monitor, script_name
 
 # ---- the convention ----------------------------------------------------------------------
@@ -220,9 +219,7 @@ INDEX_OLD, INDEX_NEW = (redmodel.generate_index_key() for _ in range(2))
 
 @pytest.fixture(autouse=True)
 def crypto_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_fernet, "_configured", None)
-    monkeypatch.setattr(_blind, "_configured", None)
-    monkeypatch.setattr(_blind, "_cache", None)
+    forget_keys(monkeypatch)
 
 
 def _old_keys() -> None:

@@ -34,11 +34,11 @@ from redmodel._indexes._writes import unique_lines
 from redmodel._models._specs import spec_of
 from redmodel.containers import Queue, Set, SortedSet, WindowCounter
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
+from tests.faults import FAST_RESEND
 
 SOCKET_TIMEOUT = 0.4
 STALL = 0.9
-POLICY = redmodel.ResendPolicy(attempts=5, backoff_base=0.01, backoff_max=0.05, deadline=8.0,
-                               write_id_ttl=30.0)
+POLICY = FAST_RESEND
 FAULTS = ("lose_reply", "cut_reply", "drop_request", "stall", "refuse")
 SHELLS = ("sync", "async", "cluster", "async_cluster")
 RETRIES = ("redis-py default", "none")

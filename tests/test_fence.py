@@ -39,12 +39,6 @@ class Counter:
     id: str = redmodel.key_field(generated=False)
 
 
-@pytest.fixture
-def proxy(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[FaultProxy]:
-    with FaultProxy(redis_server.host, redis_server.port) as p:
-        yield p
-
-
 def _kills(client: redis.Redis) -> int:
     stats = client.info("commandstats")
     return int(stats.get("cmdstat_client|kill", {}).get("calls", 0))

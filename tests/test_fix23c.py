@@ -10,7 +10,6 @@ import datetime as dt
 import decimal
 import string
 import traceback
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -20,21 +19,13 @@ from hypothesis import strategies as st
 
 import redmodel
 from redmodel._indexes import _blind
-from redmodel.codecs import _fernet
 from tests.budget import scaled
 
 pytest.importorskip("cryptography")
 pytest.importorskip("yaml")
 
 
-@pytest.fixture(autouse=True)
-def keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(_fernet, "_configured", None)
-    monkeypatch.setattr(_blind, "_configured", None)
-    monkeypatch.setattr(_blind, "_cache", None)
-    redmodel.codecs.configure_fernet(keys=[redmodel.codecs.FernetTransform.generate_key()])
-    redmodel.configure_index_keys(keys=[redmodel.generate_index_key()])
-    yield
+pytestmark = pytest.mark.usefixtures("fresh_keys")
 
 
 # ---- F1: recursive nested classes -----------------------------------------------------

@@ -29,8 +29,8 @@ from redmodel._layouts._flat import _SAVE_MANY, FlatLayout, read_batch
 from redmodel._layouts._pick import layout_of
 from redmodel._models._specs import spec_of
 from redmodel._plan import Batch
-from redmodel.testing import FaultProxy
 from tests.budget import scaled
+from tests.faults import proxied_store
 from tests.models import Address, Point, Size, Style
 from tests.strategies import TRICKY, instances, text
 
@@ -310,8 +310,7 @@ def test_a_lost_reply_to_a_batched_save_many_never_leaves_half_an_object(
             for i in range(40)]
     redmodel.Store(redis_client).save_many([attrs.evolve(o, opt=Inner("z")) for o in objs])
     for fault in ("lose_reply", "cut_reply"):
-        with FaultProxy(redis_server.host, redis_server.port) as proxy:
-            store = redmodel.Store.from_url(proxy.url)
+        with proxied_store(redis_server) as (proxy, store):
             getattr(proxy, fault)("EVALSHA", when=lambda argv: _SAVE_MANY.sha.encode() in argv)
             with contextlib.suppress(redmodel.RedmodelError, redis.ConnectionError):
                 store.save_many(objs, ttl=500)

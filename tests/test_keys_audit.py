@@ -28,13 +28,12 @@ import redis
 from redis.cluster import RedisCluster
 
 import redmodel
-from redmodel._indexes import _blind
 from redmodel._models._specs import spec_of
 from redmodel._plan import SCRIPTS_BY_SHA, LuaScript
-from redmodel.codecs import _fernet
 from redmodel.containers import Queue, Set, SortedSet, WindowCounter
 from redmodel.migrations import Migrations, rewrite
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer
+from tests.keys import use_keys
 
 FERNET_OLD, FERNET_NEW = (redmodel.codecs.FernetTransform.generate_key() for _ in range(2))
 INDEX_KEY, NEW_INDEX_KEY = (redmodel.generate_index_key() for _ in range(2))
@@ -235,13 +234,8 @@ class Audit:
 
 
 @pytest.fixture(autouse=True)
-def crypto_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(_fernet, "_configured", None)
-    monkeypatch.setattr(_blind, "_configured", None)
-    monkeypatch.setattr(_blind, "_cache", None)
-    redmodel.codecs.configure_fernet(keys=[FERNET_OLD])
-    redmodel.configure_index_keys(keys=[INDEX_KEY])
-    yield
+def crypto_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_keys(monkeypatch, fernet=[FERNET_OLD], index=[INDEX_KEY])
 
 
 # ---- models ------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from redmodel.migrations import (
     drop_index,
     update,
 )
-from redmodel.testing import FaultProxy
 from tests.budget import scaled
+from tests.faults import proxied_store
 from tests.test_cli import as_json, redmodel_cli
 from tests.test_migrations import call
 
@@ -56,8 +56,7 @@ def test_lost_replies_never_apply_a_custom_step_twice(redis_server: Any,
     once, the step is recorded, and no marker outlives it (a lost reply is resolved by
     reading: the marker tells whether a transaction committed, the records hash whether a
     lease script ran)."""
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
 
         @settings(max_examples=scaled(12, floor=4))
         @given(lost=st.lists(st.integers(0, 40), max_size=4, unique=True),
@@ -131,8 +130,7 @@ def test_markers_left_by_a_run_stopped_after_the_record_are_deleted(
     redmodel.Store(redis_client).save_many([Tally(0, id=i) for i in IDS])
     m = Migrations("once_left")
     m.add("0001_bump", update(Tally, bump))
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
         store.count(Tally)
         proxy.drop_request("UNLINK", times=100)
         with pytest.raises(redis.ConnectionError):

@@ -25,8 +25,8 @@ from redmodel.migrations import (
     drop_index,
     rewrite,
 )
-from redmodel.testing import FaultProxy
 from tests.budget import scaled
+from tests.faults import proxied_store
 from tests.migrate_models import PLAIN, ItemV1, ItemV2, v1_objects
 
 SPECIAL = ": { } * % \\"
@@ -298,8 +298,7 @@ def test_a_lost_exec_reply_is_read_and_done_again(redis_server: Any, redis_clien
                                                    ) -> None:
     redis_client.flushall()
     redmodel.Store(redis_client).save_many(v1_objects(30))
-    with FaultProxy(redis_server.host, redis_server.port) as proxy:
-        store = redmodel.Store.from_url(proxy.url)
+    with proxied_store(redis_server) as (proxy, store):
         proxy.lose_reply("EXEC", times=2)
         records = migrations_v2().apply(store, count=10)
         assert proxy.events

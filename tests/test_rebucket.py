@@ -6,7 +6,6 @@ cluster."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -18,12 +17,11 @@ from redis.cluster import RedisCluster
 
 import redmodel
 from redmodel import _rebucket
-from redmodel._indexes import _blind
 from redmodel._models._schema import spec_of
 from redmodel._plan import iterate_sync
-from redmodel.codecs import _fernet
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer
 from tests.budget import scaled
+from tests.keys import use_keys
 from tests.strategies import TRICKY
 
 INDEX_KEY = redmodel.generate_index_key()
@@ -31,13 +29,8 @@ FERNET_KEY = redmodel.codecs.FernetTransform.generate_key()
 
 
 @pytest.fixture(autouse=True)
-def crypto_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(_fernet, "_configured", None)
-    monkeypatch.setattr(_blind, "_configured", None)
-    monkeypatch.setattr(_blind, "_cache", None)
-    redmodel.codecs.configure_fernet(keys=[FERNET_KEY])
-    redmodel.configure_index_keys(keys=[INDEX_KEY])
-    yield
+def crypto_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_keys(monkeypatch, fernet=[FERNET_KEY], index=[INDEX_KEY])
 
 
 @attrs.define

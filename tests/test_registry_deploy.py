@@ -307,11 +307,11 @@ def test_a_transaction_checks_its_containers_before_it_writes(store: Any) -> Non
 
 
 def test_a_window_counter_records_its_window(store: Any) -> None:
-    # a fixed clock 30 s into a minute that does not start an hour: the minute's key and
-    # the hour's differ (in the first minute of an hour they are one key, as the wall
-    # clock made it in a CI run at 20:00 UTC; see the closing note of stop 23)
+    # a fixed clock 30 s into the first minute of an hour (1_000_800 = 278 h): the minute
+    # and the hour start at the same second, and their keys differ only by the window's
+    # length (without it they were one key: a CI run at 20:00 UTC failed on that)
     def clock() -> float:
-        return 1_000_030.0
+        return 1_000_830.0
 
     WindowCounter(store, "hits", window=60, clock=clock).incr("a")
     with pytest.raises(SchemaConflictError, match=r"window '60' recorded, '3600' here"):

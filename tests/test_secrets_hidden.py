@@ -6,7 +6,6 @@ documented promise the test checks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -15,18 +14,9 @@ import redis
 
 import redmodel
 from redmodel._indexes import _blind
-from redmodel.codecs import _fernet
 from tests.plaintext import dump, leaked
 
-
-@pytest.fixture(autouse=True)
-def keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(_fernet, "_configured", None)
-    monkeypatch.setattr(_blind, "_configured", None)
-    monkeypatch.setattr(_blind, "_cache", None)
-    redmodel.codecs.configure_fernet(keys=[redmodel.codecs.FernetTransform.generate_key()])
-    redmodel.configure_index_keys(keys=[redmodel.generate_index_key()])
-    yield
+pytestmark = pytest.mark.usefixtures("fresh_keys")
 
 
 @attrs.define

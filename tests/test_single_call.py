@@ -27,7 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import redmodel
-from redmodel.testing import FaultProxy, RedisServer, has
+from redmodel.testing import FaultProxy, has
 from tests.budget import scaled
 
 
@@ -49,12 +49,6 @@ class Impostor:
 
 POLICY = redmodel.ResendPolicy(attempts=5, backoff_base=0.01, backoff_max=0.05,
                                deadline=8.0)
-
-
-@pytest.fixture
-def proxy(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[FaultProxy]:
-    with FaultProxy(redis_server.host, redis_server.port) as p:
-        yield p
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -309,12 +308,6 @@ def test_busy_server_is_a_server_error() -> None:
 
 
 # ---- exactly-once mode on a server -----------------------------------------------------
-
-
-@pytest.fixture
-def proxy(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[FaultProxy]:
-    with FaultProxy(redis_server.host, redis_server.port) as p:
-        yield p
 
 
 def _once_store(proxy: FaultProxy, **policy: Any) -> redmodel.Store:

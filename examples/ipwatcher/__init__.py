@@ -25,7 +25,7 @@ def ip_queue(store: redmodel.Store) -> Queue[IPv4Address]:
 
 
 def visit_counter(store: redmodel.Store) -> WindowCounter:
-    """Visits per address per minute: keys ``ipwatcher:visits:<address>:<minute start>``."""
+    """Visits per address per minute: keys ``ipwatcher:visits:<address>:<minute start>+60``."""
     return WindowCounter(store, ("ipwatcher", "visits"), window=WINDOW)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any, NoReturn, TypeVar
@@ -43,9 +44,15 @@ __all__ = [
     "OK",
     "PROBLEMS",
     "USAGE",
+    "cluster_option",
     "common_options",
+    "each_model",
+    "json_option",
     "pass_env",
+    "progress_option",
     "reads",
+    "timeout_option",
+    "url_option",
 ]
 
 # Exit codes (docs/cli.md): CI tells "the data has problems" from "the check could not run".
@@ -170,6 +177,25 @@ class _RateColumn(ProgressColumn):
 pass_env = click.make_pass_decorator(Env)
 
 
+# the options several commands take, each defined once (click builds a new Option per use)
+url_option = click.option(  # registry and migrate (the model commands' own says more)
+    "--url", metavar="URL", default=None,
+    help="redis://, rediss:// or unix:// URL (default: $REDIS_URL, else the "
+         "REDIS_* variables of Store.from_env).")
+cluster_option = click.option(
+    "--cluster", is_flag=True, default=False,
+    help="The URL names a node of a Redis Cluster (also REDIS_CLUSTER=1).")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, default=False,
+    help="Print one JSON document for scripts instead of text.")
+progress_option = click.option(
+    "--progress/--no-progress", default=None,
+    help="Progress bars on stderr (default: when stderr is a terminal).")
+timeout_option = click.option(
+    "--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+    help="Seconds to connect, and to wait for a reply.")
+
+
 def _fail_usage(message: str) -> NoReturn:
     raise CliError(message, USAGE)
 
@@ -183,19 +209,15 @@ def common_options(fn: F) -> F:
                   help="redis://, rediss:// or unix:// URL (default: $REDIS_URL, else the "
                        "REDIS_ENDPOINT/PORT/DB/USERNAME/PASSWORD/TLS/CA_FILE variables of "
                        "Store.from_env, else redis://localhost:6379/0).")
-    @click.option("--cluster", is_flag=True, default=False,
-                  help="The URL names a node of a Redis Cluster (also REDIS_CLUSTER=1).")
+    @cluster_option
     @click.option("--models", "-m", "model_paths", multiple=True, metavar="MODULE[:CLASS]",
                   envvar="REDMODEL_MODELS",
                   help="Where the models are: an import path (every model in it) or "
                        "module:Class. Repeatable; default $REDMODEL_MODELS "
                        "(space-separated). The current directory is importable.")
-    @click.option("--json", "as_json", is_flag=True, default=False,
-                  help="Print one JSON document for scripts instead of text.")
-    @click.option("--progress/--no-progress", default=None,
-                  help="Progress bars on stderr (default: when stderr is a terminal).")
-    @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0,
-                  show_default=True, help="Seconds to connect, and to wait for a reply.")
+    @json_option
+    @progress_option
+    @timeout_option
     @click.option("--fernet-keys-env", metavar="NAME", default=None,
                   help="Read the Fernet keys (comma-separated, newest first) from this "
                        "environment variable instead of REDMODEL_FERNET_KEYS (or what the "
@@ -238,3 +260,36 @@ def reads(store: Store, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
 def model_label(cls: type) -> str:
     """How output names a model: ``module:Class``, the form ``--models`` accepts."""
     return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def each_model(env: Env, verb: str, skipped: Callable[[type], str | None],
+               run: Callable[[type], int], counted: str, done_text: str) -> int:
+    """Run ``run(cls)`` (a count) on every model of ``--models`` that ``skipped(cls)`` does
+    not give a reason to skip, with a progress bar named ``verb``, and emit per model
+    ``{"model", counted, "seconds"}`` or ``{"model", "skipped"}`` (human form: ``<model>: <n>
+    <done_text> in <s> s``). Shared by ``reindex`` and ``rotate-keys``."""
+    results: list[dict[str, Any]] = []
+    with env.progress_bar() as bar:
+        for cls in env.models():
+            reason = skipped(cls)
+            if reason is not None:
+                results.append({"model": model_label(cls), "skipped": reason})
+                continue
+            task = bar.add_task(f"{verb} {cls.__name__}", total=None)
+            started = time.perf_counter()
+            done = run(cls)
+            bar.update(task, completed=done)
+            bar.stop_task(task)
+            results.append({"model": model_label(cls), counted: done,
+                            "seconds": round(time.perf_counter() - started, 3)})
+
+    def human(out: Console) -> None:
+        for r in results:
+            if "skipped" in r:
+                out.print(f"{r['model']}: skipped ({r['skipped']})", markup=False)
+            else:
+                out.print(f"{r['model']}: {r[counted]} {done_text} in "
+                          f"{r['seconds']:.1f} s", markup=False)
+
+    env.emit({"ok": True, "models": results}, human)
+    return OK

@@ -21,6 +21,11 @@ from redmodel.cli._common import (
     USAGE,
     CliError,
     Env,
+    cluster_option,
+    json_option,
+    progress_option,
+    timeout_option,
+    url_option,
 )
 from redmodel.codecs import configure_fernet
 from redmodel.migrations import (
@@ -75,17 +80,11 @@ def migrate_options(fn: F) -> F:
                   metavar="MODULE[:ATTR]", envvar="REDMODEL_MIGRATIONS",
                   help="The Migrations set: MODULE:ATTR, or MODULE holding exactly one "
                        "(default $REDMODEL_MIGRATIONS). The current directory is importable.")
-    @click.option("--url", metavar="URL", default=None,
-                  help="redis://, rediss:// or unix:// URL (default: $REDIS_URL, else the "
-                       "REDIS_* variables of Store.from_env).")
-    @click.option("--cluster", is_flag=True, default=False,
-                  help="The URL names a node of a Redis Cluster (also REDIS_CLUSTER=1).")
-    @click.option("--json", "as_json", is_flag=True, default=False,
-                  help="Print one JSON document for scripts instead of text.")
-    @click.option("--progress/--no-progress", default=None,
-                  help="Progress bars on stderr (default: when stderr is a terminal).")
-    @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0,
-                  show_default=True, help="Seconds to connect, and to wait for a reply.")
+    @url_option
+    @cluster_option
+    @json_option
+    @progress_option
+    @timeout_option
     @click.option("--fernet-keys-env", metavar="NAME", default=None,
                   help="Read the Fernet keys (comma-separated, newest first) from this "
                        "environment variable instead of REDMODEL_FERNET_KEYS.")

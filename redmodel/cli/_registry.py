@@ -10,21 +10,24 @@ from rich.console import Console
 from redmodel._errors import SchemaConflictError
 from redmodel._indexes import _registry as registry
 from redmodel._plan import iterate_sync
-from redmodel.cli._common import OK, PROBLEMS, Env
+from redmodel.cli._common import (
+    OK,
+    PROBLEMS,
+    Env,
+    cluster_option,
+    json_option,
+    timeout_option,
+    url_option,
+)
 
 __all__ = ["command"]
 
 
 @click.command("registry")
-@click.option("--url", metavar="URL", default=None,
-              help="redis://, rediss:// or unix:// URL (default: $REDIS_URL, else the "
-                   "REDIS_* variables of Store.from_env).")
-@click.option("--cluster", is_flag=True, default=False,
-              help="The URL names a node of a Redis Cluster (also REDIS_CLUSTER=1).")
-@click.option("--json", "as_json", is_flag=True, default=False,
-              help="Print one JSON document for scripts instead of text.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-              help="Seconds to connect, and to wait for a reply.")
+@url_option
+@cluster_option
+@json_option
+@timeout_option
 @click.pass_context
 def command(ctx: click.Context, url: str | None, cluster: bool, as_json: bool,
             timeout: float) -> int:

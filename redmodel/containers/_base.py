@@ -424,6 +424,15 @@ class Container(Generic[T, S]):
                 key=self.key,
             ) from None
 
+    def _write_members(self, command: str, values: Sequence[Any]) -> Plan[int]:
+        """``command key member...`` (RPUSH, LPUSH, SADD, SREM) as one write of every value
+        encoded, each checked before anything is sent; its integer reply."""
+        if not values:
+            raise ValidationError(f"{command} needs at least one value", key=self.key)
+        data = [self._encode(v) for v in values]
+        replies = yield Batch([(command, self.key, *data)], write=True, keys=(self.key,))
+        return int(replies[0])
+
     def _decode(self, raw: Any, key: str | None = None) -> T:
         key = self.key if key is None else key
         if isinstance(raw, str):  # a client with decode_responses=True (refused by Store)

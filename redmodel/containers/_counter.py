@@ -42,8 +42,11 @@ _LATEST = 2.0**62  # seconds: a window's start stays an int Redis can store an e
 @guard_plans
 class WindowCounter(Generic[S]):
     """Counts events per subject in fixed time windows (the tutorial's visits per address
-    per minute): one string key per subject and window, ``prefix:subject:start`` (the
-    window's start in Unix seconds), expiring when its window ends.
+    per minute): one string key per subject and window, ``prefix:subject:start+window``
+    (the window's start in Unix seconds and its length in seconds), expiring when its
+    window ends. The length is in the key so that counters of one prefix with different
+    windows (one after another's :meth:`forget`) never share a key, even where their
+    windows start at the same second.
 
     >>> visits = WindowCounter(store, "visits", window=60)   # doctest: +SKIP
     >>> visits.incr(IPv4Address("104.174.118.18"))          # doctest: +SKIP
@@ -98,10 +101,13 @@ class WindowCounter(Generic[S]):
         return int(now // self.window) * self.window
 
     def key_for(self, subject: Any, at: float | None = None) -> str:
-        """The key counting ``subject`` in the window holding ``at`` (default now).
+        """The key counting ``subject`` in the window holding ``at`` (default now):
+        ``prefix:subject:start+window``. The last part (after the last ``:``, which a
+        subject's parts escape) names the window by its start and its length, so two
+        counters of one prefix share a key only if they have the same window.
 
         Redis: none."""
-        return f"{self.key}:{container_key(subject)}:{self.window_start(at)}"
+        return f"{self.key}:{container_key(subject)}:{self.window_start(at)}+{self.window}"
 
     def incr_plan(self, subject: Any, amount: int = 1) -> Plan[int]:
         if isinstance(amount, bool) or not isinstance(amount, int):
@@ -180,7 +186,9 @@ class WindowCounter(Generic[S]):
     def forget(self) -> Any:
         """DEL the counter's record in the container registry (a tear-down: its window keys
         expire by themselves), so that its prefix may count with another window next; True
-        if there was one.
+        if there was one. A counter of another window never reads the old keys (the
+        window's length is in the key); one of the same window is the same counter and
+        goes on counting in the current window's keys (:meth:`reset` clears a subject).
 
         Redis: DEL of the record, and HDEL of its mark in ``<key>:%schema`` (the mark
         that keeps a model out of the counter's prefix)."""

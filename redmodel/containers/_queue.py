@@ -203,7 +203,7 @@ class Queue(Container[T, S]):
         return InTransaction(self, tx)
 
     def push_plan(self, *values: T) -> Plan[int]:
-        return self._push("RPUSH", values)
+        return self._write_members("RPUSH", values)
 
     @overload
     def push(self: Queue[T, Store], *values: T) -> int: ...
@@ -216,7 +216,7 @@ class Queue(Container[T, S]):
         return self._run(self.push_plan(*values))
 
     def push_left_plan(self, *values: T) -> Plan[int]:
-        return self._push("LPUSH", values)
+        return self._write_members("LPUSH", values)
 
     @overload
     def push_left(self: Queue[T, Store], *values: T) -> int: ...
@@ -228,13 +228,6 @@ class Queue(Container[T, S]):
 
         Redis: LPUSH."""
         return self._run(self.push_left_plan(*values))
-
-    def _push(self, command: str, values: Sequence[T]) -> Plan[int]:
-        if not values:
-            raise ValidationError(f"{command} needs at least one value", key=self.key)
-        data = [self._encode(v) for v in values]
-        replies = yield Batch([(command, self.key, *data)], write=True, keys=(self.key,))
-        return int(replies[0])
 
     def pop_plan(self) -> Plan[T | None]:
         return self._pop("LPOP")

@@ -78,7 +78,7 @@ class Set(Container[T, S]):
                 "use members_list()", key=self.key)
 
     def add_plan(self, *values: T) -> Plan[int]:
-        return self._change("SADD", values)
+        return self._write_members("SADD", values)
 
     @overload
     def add(self: Set[T, Store], *values: T) -> int: ...
@@ -91,7 +91,7 @@ class Set(Container[T, S]):
         return self._run(self.add_plan(*values))
 
     def remove_plan(self, *values: T) -> Plan[int]:
-        return self._change("SREM", values)
+        return self._write_members("SREM", values)
 
     @overload
     def remove(self: Set[T, Store], *values: T) -> int: ...
@@ -102,13 +102,6 @@ class Set(Container[T, S]):
 
         Redis: SREM."""
         return self._run(self.remove_plan(*values))
-
-    def _change(self, command: str, values: Sequence[T]) -> Plan[int]:
-        if not values:
-            raise ValidationError(f"{command} needs at least one value", key=self.key)
-        data = [self._encode(v) for v in values]
-        replies = yield Batch([(command, self.key, *data)], write=True, keys=(self.key,))
-        return int(replies[0])
 
     def members_list_plan(self) -> Plan[list[T]]:
         replies = yield Batch([("SMEMBERS", self.key)], keys=(self.key,))

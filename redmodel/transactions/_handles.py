@@ -64,9 +64,8 @@ P = ParamSpec("P")
 log = logging.getLogger("redmodel.tx")
 
 
-class Store(SyncRunner, Protocol):
-    """What a transaction needs of its store: a :class:`~redmodel.Store` is one. The store
-    passes itself down, so this module never imports the stores'."""
+class _Settings(Protocol):
+    """What a transaction reads of its store, sync or asyncio."""
 
     @property
     def client(self) -> Any: ...
@@ -76,22 +75,18 @@ class Store(SyncRunner, Protocol):
 
     @property
     def resend(self) -> ResendPolicy: ...
+
+
+class Store(SyncRunner, _Settings, Protocol):
+    """What a transaction needs of its store: a :class:`~redmodel.Store` is one. The store
+    passes itself down, so this module never imports the stores'."""
 
     @property
     def _link(self) -> SyncLink: ...
 
 
-class AsyncStore(AsyncRunner, Protocol):
+class AsyncStore(AsyncRunner, _Settings, Protocol):
     """What an asyncio transaction needs of its store: an :class:`~redmodel.AsyncStore`."""
-
-    @property
-    def client(self) -> Any: ...
-
-    @property
-    def chunk_size(self) -> int: ...
-
-    @property
-    def resend(self) -> ResendPolicy: ...
 
     @property
     def _link(self) -> AsyncLink: ...

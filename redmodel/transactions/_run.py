@@ -81,19 +81,44 @@ def _name(fn: Callable[..., Any]) -> str:
 class _Attempts:
     """The retry policy applied to one call: counts, logs and decides, does no I/O.
 
-    Both retry loops (sync and asyncio) are: ``begin()``; run and commit; on success
-    ``done()``, on a conflict sleep ``conflicted()`` seconds (it raises ConflictError when
-    the policy gives up), on any other exception ``failed()`` and re-raise."""
+    Both retry loops (sync and asyncio) are: ``begin()``; run and commit inside ``with
+    attempts:`` (a WATCH conflict or a restart ends the attempt there, any other exception
+    is counted by ``failed()`` and re-raised); on success ``done()``, else sleep
+    ``pause()`` seconds (it raises ConflictError, or the restart's cause, when the policy
+    gives up)."""
 
     def __init__(self, fn: Callable[..., Any], policy: RetryPolicy, stats: TxStats) -> None:
         self.fn, self.policy, self.stats = fn, policy, stats
         self.started = time.monotonic()
         self.attempt = 0
         self.restarts = 0
+        self._restart: RestartAttemptError | None = None
 
     def begin(self) -> None:
         self.attempt += 1
+        self._restart = None
         self.stats.bump("attempts", calls=self.attempt == 1)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: types.TracebackType | None) -> bool:
+        """Whether the attempt's exception ends only the attempt (a WATCH conflict, a
+        restart); any other is counted and goes on."""
+        if exc is None or isinstance(exc, _WatchConflictError):
+            return exc is not None
+        if isinstance(exc, RestartAttemptError):
+            self._restart = exc
+            return True
+        self.failed()
+        return False
+
+    def pause(self, resend: ResendPolicy, keys: tuple[str, ...]) -> float:
+        """The seconds to sleep after an attempt that ended in a restart or a conflict."""
+        if self._restart is not None:
+            return self.restarted(self._restart, resend)
+        return self.conflicted(keys)
 
     def done(self, value: R, keys: tuple[str, ...]) -> Outcome[R]:
         self.stats.bump("commits")
@@ -247,25 +272,15 @@ def run_transaction(
         attempts.begin()
         tx = Transaction(store)
         tx._open()
-        restart: RestartAttemptError | None = None
         try:
-            value = fn(tx, *args, **kwargs)
-            _refuse_result(fn, value, False)
-            tx._commit()
-            return attempts.done(value, tx.watched)
-        except _WatchConflictError:
-            pass
-        except RestartAttemptError as e:
-            restart = e
-        except BaseException:
-            attempts.failed()
-            raise
+            with attempts:
+                value = fn(tx, *args, **kwargs)
+                _refuse_result(fn, value, False)
+                tx._commit()
+                return attempts.done(value, tx.watched)
         finally:
             tx._close()
-        if restart is not None:
-            time.sleep(attempts.restarted(restart, store.resend))
-        else:
-            time.sleep(attempts.conflicted(tx.watched))
+        time.sleep(attempts.pause(store.resend, tx.watched))
 
 
 async def _join_async(active: AsyncTransaction, store: AsyncStore | None,
@@ -341,24 +356,14 @@ async def run_transaction_async(
         attempts.begin()
         tx = AsyncTransaction(store)
         tx._open()
-        restart: RestartAttemptError | None = None
         try:
-            value = await _awaited(fn, fn(tx, *args, **kwargs))
-            await tx._commit()
-            return attempts.done(value, tx.watched)
-        except _WatchConflictError:
-            pass
-        except RestartAttemptError as e:
-            restart = e
-        except BaseException:
-            attempts.failed()
-            raise
+            with attempts:
+                value = await _awaited(fn, fn(tx, *args, **kwargs))
+                await tx._commit()
+                return attempts.done(value, tx.watched)
         finally:
             await tx._close()
-        if restart is not None:
-            await asyncio.sleep(attempts.restarted(restart, store.resend))
-        else:
-            await asyncio.sleep(attempts.conflicted(tx.watched))
+        await asyncio.sleep(attempts.pause(store.resend, tx.watched))
 
 
 def _log_conflict(fn: Callable[..., Any], attempt: int, policy: RetryPolicy,
