@@ -7,8 +7,10 @@ so the logic exists once.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
+import time
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -115,6 +117,12 @@ class Batch:
     all its queued plans in one round trip and hands their replies out in queue order, so
     the plan's code from a check to its next batch must not change what later plans
     read from the shared ``TxHints`` (redmodel.transactions._core.TxCore.prepare).
+
+    ``pause``: seconds the driver waits before sending the batch (``time.sleep`` in
+    :func:`run_sync`/:func:`iterate_sync`, ``asyncio.sleep`` in their async twins), so
+    that a plan polling for another client's write does not send round trips back to back
+    (a pinned increment waiting out a pin). :func:`gather` waits the longest pause of a
+    round. A transaction never polls (its plans get no "pinned" answer) and ignores it.
     """
 
     commands: Sequence[Command]
@@ -127,6 +135,7 @@ class Batch:
     unsafe: tuple[int, ...] | None = None
     errors: bool = False
     check: bool = False
+    pause: float = 0.0
 
     @property
     def may_resend(self) -> bool:
@@ -158,6 +167,8 @@ def run_sync(plan: Plan[R], execute: Callable[[Batch], list[Any]]) -> R:
     try:
         batch = next(plan)
         while True:
+            if batch.pause:
+                time.sleep(batch.pause)
             try:
                 replies = execute(batch)
             except Exception as e:
@@ -175,6 +186,8 @@ async def run_async(plan: Plan[R], execute: Callable[[Batch], Awaitable[list[Any
     try:
         batch = next(plan)
         while True:
+            if batch.pause:
+                await asyncio.sleep(batch.pause)
             try:
                 replies = await execute(batch)
             except Exception as e:
@@ -196,6 +209,8 @@ def iterate_sync(plan: IterPlan, execute: Callable[[Batch], list[Any]]) -> Itera
                 yield from step.items
                 step = plan.send(None)
             else:
+                if step.pause:
+                    time.sleep(step.pause)
                 step = plan.send(execute(step))
     except StopIteration:
         return
@@ -213,6 +228,8 @@ async def iterate_async(
                     yield item
                 step = plan.send(None)
             else:
+                if step.pause:
+                    await asyncio.sleep(step.pause)
                 step = plan.send(await execute(step))
     except StopIteration:
         return
@@ -339,6 +356,7 @@ def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
             idempotent=not unsafe,
             early=any(b.early for b in batches),
             unsafe=unsafe,
+            pause=max(b.pause for b in batches),
         )
         for i, (start, count) in spans.items():
             try:
