@@ -189,7 +189,8 @@ def _state(client: Any) -> dict[bytes, Any]:
     return {k: client.dump(k) for k in client.keys(b"*")}
 
 
-@pytest.mark.parametrize("where", ["dir", "page", "count", "target", "count_text"])
+@pytest.mark.parametrize("where", ["dir", "page", "count", "count_text", "target_mid",
+                                   "target_end"])
 def test_a_wrong_typed_key_refuses_with_nothing_written(redis_client: Any, where: str) -> None:
     run(redis_client, "add", *[b"k%02d" % i for i in range(IDS_MAX)])
     if where == "dir":
@@ -207,13 +208,15 @@ def test_a_wrong_typed_key_refuses_with_nothing_written(redis_client: Any, where
     elif where == "count_text":
         key = ROOT + b"idn"
         redis_client.set(key, "x1")
-    else:  # the key the page's split would create
-        key = ROOT + b"ids" + D + b"k32"
+    else:  # the key the page's split would create: its upper half's first id, or the
+        # added id alone when it is past every id of the page
+        key = ROOT + b"ids" + D + (b"k31a" if where == "target_mid" else b"k99")
         redis_client.set(key, "planted")
     before = _state(redis_client)
-    for op, id_ in (("add", b"k99"), ("remove", b"k05")):
+    added = b"k31a" if where == "target_mid" else b"k99"
+    for op, id_ in (("add", added), ("remove", b"k05")):
         reply = run(redis_client, op, id_)
-        if where == "target" and op == "remove":
+        if where.startswith("target") and op == "remove":
             assert reply == [b"OK"]  # no split: the planted key is not touched
             continue
         assert reply[0][0] == b"WRONGTYPE" and reply[0][1] == key, reply

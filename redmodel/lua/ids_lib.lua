@@ -97,7 +97,10 @@ local function ids_plan_add(root, d, id, typed)
       all[#all + 1] = m
     end
     if not placed then all[#all + 1] = id end
+    -- in two halves; but an id past every member (ids saved in increasing order, the
+    -- common case) starts a page of its own, so that the pages such saves leave are full
     local half = math.floor(#all / 2)
+    if not placed then half = #all - 1 end
     local upper = {}
     for i = half + 1, #all do upper[#upper + 1] = all[i] end
     local target = ids_page(root, d, upper[1])
