@@ -245,3 +245,26 @@ def test_pages_left_small_by_removals_are_joined(redis_client: Any) -> None:
     check(redis_client, set(kept))
     # 64 ids in pages of at most 32 after a join: a few pages, not one per old page
     assert redis_client.zcard(ROOT + b"ids") <= pages // 2
+
+
+@pytest.mark.parametrize("tag", [b"{b7}", b"{0}"])
+def test_pages_live_in_the_bucket_slot_of_a_cluster(redis_cluster_client: Any,
+                                                    tag: bytes) -> None:
+    """On a cluster, a script that declares one key of the bucket (the directory) reads and
+    writes every page, undeclared, on the node of the bucket's slot: they share its slot."""
+    c = redis_cluster_client
+    root = b"ip:" + tag + b":%idx:"
+    ids = [b"c%04d" % i for i in range(0, 400, 2)] + [b"c%04d" % i for i in range(1, 400, 2)]
+    assert c.eval(SOURCE, 1, root + b"ids", root, D, "add", *ids) == [b"OK"] * len(ids)
+    out: list[bytes] = []
+    cursor = b""
+    while True:
+        got, ended, _ = c.eval(SOURCE, 1, root + b"ids", root, D, "after", cursor, 33)
+        out.extend(got)
+        if got:
+            cursor = got[-1]
+        if ended or not got:
+            break
+    assert out == sorted(ids)
+    assert c.eval(SOURCE, 1, root + b"ids", root, D, "count") == len(ids)
+    assert c.zcard(root + b"ids") > 3
