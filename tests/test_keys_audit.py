@@ -62,7 +62,7 @@ def runnable_scripts() -> set[str]:
 def test_include_only_files_are_the_shared_pieces() -> None:
     files = lua_files()
     assert set(files) - runnable_scripts() == {
-        "clock", "consume_lib", "counter_lib", "flat_lib", "index_lib", "once_head",
+        "clock", "consume_lib", "counter_lib", "flat_lib", "ids_lib", "index_lib", "once_head",
         "once_tail", "parts_lib"}
 
 

@@ -1,5 +1,6 @@
 --! include clock
 --! include parts_lib
+--! include ids_lib
 -- Index helpers shared by the write, sweep and repair scripts (see redmodel/_index.py).
 -- Every script here first checks, then writes: the keys it touches must all be in KEYS
 -- (else it answers {'KEYS', missing...} and writes nothing), each must hold the type it
