@@ -9,7 +9,8 @@ non-empty and within IDS_MAX, every page holds exactly the ids between its bound
 next, the pages hold exactly the ids added and not removed, the count is exact, no stray
 page key exists, and every walk by id (any page size, from any cursor, present or not,
 across splits and merges between steps) gives exactly the sorted ids after the cursor with
-no repeat or skip. A wrong-typed directory, page, split target or count refuses the
+no repeat or skip. Every operation is idempotent: sent again (a resend after a lost reply)
+it changes nothing. A wrong-typed directory, page, split target or count refuses the
 operation with nothing written.
 """
 
@@ -150,6 +151,10 @@ def test_any_adds_and_removes_keep_the_pages_exact(redis_client: Any, ops: Any, 
         else:
             model.difference_update(ids)
         check(redis_client, model)
+        # the same operation again (a resend after a lost reply) changes nothing
+        state = _state(redis_client)
+        assert run(redis_client, op, *ids) == [b"OK"] * len(ids)
+        assert _state(redis_client) == state
     got, most = walk(redis_client, b"", n)
     assert got == key_order(model)
     assert most <= 2 * n + 4  # the step budget: members read plus pages visited
