@@ -1,6 +1,6 @@
 -- The all-ids index of a bucket in pages (issue 17 item 4; docs/design.md "The all-ids
--- index in pages"). Not wired into the write and query scripts yet: this file is the
--- format and its operations, tested alone by tests/test_ids_pages.py.
+-- index in pages"): the format and its operations (tested alone by tests/test_ids_pages.py),
+-- used by the write scripts through index_lib.lua (ids_plan_for, ids_write).
 --
 -- Keys (root = the bucket's index root, d = the delimiter):
 --   root .. 'ids'             the directory: a ZSET, every score 0, members = the lower
@@ -149,10 +149,11 @@ local function ids_zadd(key, members)
   for i = 1, #args, 2000 do redis.call('ZADD', key, unpack(args, i, math.min(i + 1999, #args))) end
 end
 
--- writes a plan of ids_plan_add / ids_plan_remove (nil: nothing)
-local function ids_apply(plan)
-  if not plan then return end
-  local dir, cnt = ids_dir(plan.root), ids_count_key(plan.root)
+-- writes a plan of ids_plan_add / ids_plan_remove but its count (nil: nothing); answers
+-- the change of the count (+1, -1; 0 for nil)
+local function ids_apply_pages(plan)
+  if not plan then return 0 end
+  local dir = ids_dir(plan.root)
   if plan.op == 'add' then
     if plan.fresh then redis.call('ZADD', dir, 0, '') end
     if plan.upper then
@@ -167,11 +168,9 @@ local function ids_apply(plan)
     else
       redis.call('ZADD', plan.page, 0, plan.id)
     end
-    redis.call('INCR', cnt)
-    return
+    return 1
   end
   redis.call('ZREM', plan.page, plan.id)
-  redis.call('DECR', cnt)
   if plan.into then
     local rest = redis.call('ZRANGE', plan.page, 0, -1)
     if #rest > 0 then
@@ -179,6 +178,32 @@ local function ids_apply(plan)
       redis.call('DEL', plan.page)
     end
     redis.call('ZREM', dir, plan.bound)
+  end
+  return -1
+end
+
+-- writes a plan of ids_plan_add / ids_plan_remove (nil: nothing)
+local function ids_apply(plan)
+  local delta = ids_apply_pages(plan)
+  if delta ~= 0 then redis.call('INCRBY', ids_count_key(plan.root), delta) end
+end
+
+-- writes a plan as ids_apply does, but adds the count's change to deltas (count key ->
+-- change) instead of writing it: ids_flush writes them, one INCRBY per count, when the
+-- call's last plan is written (a call of many writes changes its count once). The plans
+-- do not read the count's value (only check its key), so a later plan of the same call
+-- is the same either way.
+local function ids_apply_later(plan, deltas)
+  local delta = ids_apply_pages(plan)
+  if delta ~= 0 then
+    local cnt = ids_count_key(plan.root)
+    deltas[cnt] = (deltas[cnt] or 0) + delta
+  end
+end
+
+local function ids_flush(deltas)
+  for cnt, delta in pairs(deltas) do
+    if delta ~= 0 then redis.call('INCRBY', cnt, delta) end
   end
 end
 
