@@ -34,7 +34,9 @@ from hypothesis import strategies as st
 
 import redmodel
 from redmodel._models._specs import spec_of
+from redmodel._plan import lua_source
 from redmodel.testing import FaultProxy, RedisServer
+from tests import test_ids_pages as pages_test
 from tests.budget import scaled
 from tests.index_helpers import IDS_MAX, all_ids, dump, flush, plant
 from tests.test_keys_audit import run_audit
@@ -137,6 +139,54 @@ def test_any_writes_keep_each_buckets_pages_exactly_its_objects(
         for t in SPEC.tags():  # the records agree (one per live object)
             assert {k for k in redis_client.hkeys(SPEC.index_root(t) + "rec")} == \
                 expect(SPEC, live)[t]
+
+
+# ---- the batched add of index_write_many.lua (ids_lib's ids_plan_add_near) ---------------
+
+_NEAR = """
+local root, d = ARGV[1], ARGV[2]
+local typed, deltas, near, out = {}, {}, {}, {}
+for i = 3, #ARGV, 2 do
+  local plan, bad
+  if ARGV[i] == 'a' then plan, bad = ids_plan_add_near(root, d, ARGV[i + 1], typed, near)
+  else plan, bad = ids_plan_remove(root, d, ARGV[i + 1], typed) end
+  if bad then out[#out + 1] = bad
+  else ids_apply_later(plan, deltas); ids_noted(plan, near); out[#out + 1] = 'OK' end
+end
+ids_flush(deltas)
+return out
+"""
+NEAR = lua_source("ids_lib") + _NEAR
+# calls of mixed adds and removes: runs of increasing ids (where the shortcut applies, and
+# across splits), ids already there, ids going back, removals between adds of a call
+NEAR_OP = st.one_of(
+    st.tuples(st.just("a"), pages_test.ID),
+    st.tuples(st.just("r"), pages_test.ID),
+)
+NEAR_CALL = st.one_of(
+    st.lists(NEAR_OP, min_size=1, max_size=40),
+    pages_test.RUN.map(lambda ids: [("a", i) for i in ids]),
+    st.tuples(pages_test.RUN, st.lists(NEAR_OP, max_size=10)).map(
+        lambda t: [("a", i) for i in t[0]] + t[1]),
+)
+
+
+@settings(max_examples=scaled(40, floor=10), deadline=None)
+@given(calls=st.lists(NEAR_CALL, min_size=1, max_size=6))
+def test_adds_in_a_row_keep_the_pages_exact(redis_client: redis.Redis,
+                                            calls: list[list[tuple[str, bytes]]]) -> None:
+    redis_client.flushall()
+    model: set[bytes] = set()
+    for ops in calls:
+        args = [x for op, i in ops for x in (op, i)]
+        assert redis_client.eval(NEAR, 0, pages_test.ROOT, pages_test.D, *args) == \
+            [b"OK"] * len(ops)
+        for op, i in ops:
+            if op == "a":
+                model.add(i)
+            else:
+                model.discard(i)
+        pages_test.check(redis_client, model)
 
 
 # ---- wrong-typed keys planted beforehand ---------------------------------------------------

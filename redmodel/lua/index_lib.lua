@@ -128,7 +128,9 @@ local NO_IDS = {}  -- an ids plan with nothing to write (never written to)
 -- An object that had a record in a converted bucket is in the pages already: an add plans
 -- nothing then, without a command. Answers the plan (NO_IDS: nothing), or nil and the
 -- refusal. typed: the call's cache of checked keys (ids_lib checks the count once).
-local function ids_plan_for(root, d, id, all, had_record, remove, typed)
+-- near (optional): the call's memory of the page of its last add (ids_plan_add_near),
+-- for a call writing many objects.
+local function ids_plan_for(root, d, id, all, had_record, remove, typed, near)
   local state, bad = all_state(all)
   if not state then return nil, bad end
   local plan
@@ -136,6 +138,8 @@ local function ids_plan_for(root, d, id, all, had_record, remove, typed)
     plan, bad = ids_plan_remove(root, d, id, typed)
   elseif had_record and state == 'pages' then
     return NO_IDS
+  elseif near then
+    plan, bad = ids_plan_add_near(root, d, id, typed, near)
   else
     plan, bad = ids_plan_add(root, d, id, typed)
   end
@@ -145,20 +149,21 @@ local function ids_plan_for(root, d, id, all, had_record, remove, typed)
   return {plan = plan}
 end
 -- writes an ids plan of ids_plan_for; deltas (optional): the call's count changes, written
--- by ids_flush at its end (else the count is written now)
-local function ids_write(p, deltas)
+-- by ids_flush at its end (else the count is written now); near: as ids_plan_for's
+local function ids_write(p, deltas, near)
   if p.zrem then redis.call('ZREM', p.zrem, p.id) end
   if p.plan then
     if deltas then ids_apply_later(p.plan, deltas) else ids_apply(p.plan) end
+    if near then ids_noted(p.plan, near) end
   end
 end
 
 -- drop every entry of an object (its record says which), the object from the all-ids
 -- index (ids: its plan, ids_plan_for) and the expiry set
-local function forget(root, d, id, rec, exp, old, ids, deltas)
+local function forget(root, d, id, rec, exp, old, ids, deltas, near)
   for line in pairs(old) do apply(root, d, id, line, false) end
   redis.call('HDEL', rec, id)
-  ids_write(ids, deltas)
+  ids_write(ids, deltas, near)
   redis.call('ZREM', exp, id)
 end
 
@@ -249,7 +254,7 @@ local function write_fields(obj, A, npairs)
 end
 -- the entries of old not in new dropped, those of new not in old (all if every) added;
 -- the record says new, and the object is among the ids (ids: its plan, ids_plan_for)
-local function write_index(root, d, id, rec, old, new, every, ids, deltas)
+local function write_index(root, d, id, rec, old, new, every, ids, deltas, near)
   for line in pairs(old) do if not new[line] then apply(root, d, id, line, false) end end
   for line in pairs(new) do
     if every or not old[line] then apply(root, d, id, line, true) end
@@ -258,7 +263,7 @@ local function write_index(root, d, id, rec, old, new, every, ids, deltas)
   for line in pairs(new) do text[#text + 1] = line end
   table.sort(text)
   redis.call('HSET', rec, id, table.concat(text, '\n'))
-  ids_write(ids, deltas)
+  ids_write(ids, deltas, near)
 end
 -- the object's expiry after a write (ttl: '' keep | 'persist' | ms) and the expiry set
 -- that mirrors it; the answer of an expire ('persist': whether it had one, ms: 1; nil

@@ -28,6 +28,7 @@ if n == nil or n < 0 or n % 1 ~= 0 then return {'BADARG', 'count'} end
 
 local typed = {}  -- key -> the type checked (or written) in this call
 local deltas = {}  -- the all-ids count's change in this call (ids_flush writes it)
+local near = {}  -- the page of the call's last add (ids_plan_add_near)
 
 local late, held = {}, {}  -- ids not written in this call; unique lines they touch
 local function defer(id, old, new, reply)
@@ -86,19 +87,20 @@ local function one(obj, rec, all, exp, A)
   end
   -- its place among all the ids, planned now (after the earlier objects' writes)
   local ids
-  ids, refusal = ids_plan_for(root, d, id, all, record ~= false, mode == 'delete', typed)
+  ids, refusal = ids_plan_for(root, d, id, all, record ~= false, mode == 'delete', typed,
+                              near)
   if not ids then return refusal end
 
   if mode == 'delete' then
     local gone = released(old, {})
-    forget(root, d, id, rec, exp, old, ids, deltas)
+    forget(root, d, id, rec, exp, old, ids, deltas, near)
     if not exists then return answer(0, gone) end  -- as index_write.lua: none deleted
     redis.call('DEL', obj)
     return answer(1, gone)
   end
   write_fields(obj, A, npairs)
   local gone = released(old, new)
-  write_index(root, d, id, rec, old, new, false, ids, deltas)
+  write_index(root, d, id, rec, old, new, false, ids, deltas, near)
   write_expiry(obj, exp, id, ttl, exists)
   return answer(1, gone)
 end
