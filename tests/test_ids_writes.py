@@ -16,7 +16,8 @@ no stray page key):
 - an unconverted ZSET ``<root>all`` (a database of an older redmodel) is written through:
   added ids go to the pages, a removed id leaves the pages and ``all``; a SET ``all`` is
   refused with the reindex advice;
-- drop_index of a model's last index deletes the pages, directory and count;
+- drop_index of a model's last index deletes the pages, directory and count; a bucket
+  move (migrate_buckets) leaves each new bucket's pages exactly its ids;
 - the write scripts touch no undeclared key but the pages under a declared directory
   (the KEYS audit of tests/test_keys_audit.py, on these paths alone).
 """
@@ -423,3 +424,27 @@ def test_the_write_scripts_touch_only_declared_keys_and_their_pages(
     assert audit.commands > 0
     assert list(dict.fromkeys(audit.violations)) == []
     assert {"index_write", "index_write_many", "index_sweep"} <= audit.seen
+
+
+def rb_version(buckets: int) -> type:
+    @redmodel.model(prefix="idrb", buckets=buckets)
+    @attrs.define
+    class RB:  # one qualified name for both versions: the same model
+        color: str = redmodel.field(index=True)
+        id: str = redmodel.key_field()
+
+    return RB
+
+
+def test_a_bucket_move_moves_the_ids_into_the_new_buckets_pages(
+        redis_client: redis.Redis) -> None:
+    flush(redis_client)
+    store = redmodel.Store(redis_client)
+    ids = [f"r{n:03d}" for n in range(150)] + ["a:b", "{c}", "x" * 70]
+    old, new = rb_version(2), rb_version(3)
+    store.save_many([old(color="c", id=i) for i in ids])
+    assert store.migrate_buckets(new, from_buckets=2) > 0  # (those whose bucket changed)
+    spec3 = spec_of(new)
+    # every bucket's pages (the old buckets' dropped with their other index keys, rebuilt
+    # by the move's reindex) hold exactly the ids now in that bucket
+    assert pages_of(redis_client, spec3) == expect(spec3, set(ids))
