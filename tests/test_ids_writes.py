@@ -448,3 +448,45 @@ def test_a_bucket_move_moves_the_ids_into_the_new_buckets_pages(
     # every bucket's pages (the old buckets' dropped with their other index keys, rebuilt
     # by the move's reindex) hold exactly the ids now in that bucket
     assert pages_of(redis_client, spec3) == expect(spec3, set(ids))
+
+
+# ---- transactions and a cluster -------------------------------------------------------------
+
+def test_writes_in_a_transaction_keep_the_pages(redis_client: redis.Redis) -> None:
+    flush(redis_client)
+    store = redmodel.Store(redis_client)
+    store.save_many([Plain(color="c", id=f"t{n:02d}") for n in range(IDS_MAX)])
+
+    def body(tx: Any) -> None:  # a split, a delete, a re-save and a new id in one EXEC
+        tx.save(Plain(color="n", id="t05x"))
+        tx.delete(Plain, "t10")
+        tx.save(Plain(color="n", id="t20"))
+        tx.save(Plain(color="n", id="zz"))
+        tx.delete(Plain, "zz")
+
+    store.transaction(body)()
+    want = {f"t{n:02d}".encode() for n in range(IDS_MAX)} - {b"t10"} | {b"t05x"}
+    assert set(all_ids(redis_client, PROOT, D)) == want
+    # a wrong-typed directory seen before MULTI refuses the transaction, nothing written
+    redis_client.delete(PROOT + "ids", PROOT + "ids:", *[PROOT + "ids:" + b.decode()
+                        for b in redis_client.zrange(PROOT + "ids", 0, -1)])
+    redis_client.delete(PROOT + "idn")
+    redis_client.set(PROOT + "ids", "x")
+    before = dump(redis_client)
+    with pytest.raises(redmodel.ServerError, match=PROOT + "ids"):
+        store.transaction(lambda tx: tx.save(Plain(color="n", id="new")))()
+    assert dump(redis_client) == before
+
+
+def test_pages_on_a_cluster(redis_cluster_client: Any) -> None:
+    client = redis_cluster_client
+    store = redmodel.Store(client)
+    ids = [f"k{n:03d}" for n in range(200)] + ["{c}", "a:b", "x" * 70]
+    store.save_many([Item(color="c", id=i) for i in ids])
+    store.delete_many(Item, ids[:150:2])
+    store.delete(Item, "{c}")
+    store.save(Item(color="d", id="k000"))
+    expire_now(client, "k001")
+    store.sweep(Item)
+    live = set(ids) - set(ids[:150:2]) - {"{c}", "k001"} | {"k000"}
+    assert pages_of(client, SPEC) == expect(SPEC, live)
