@@ -193,9 +193,10 @@ if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
 end
 
 -- the object's place among all the ids: the last check (its reads are the type checks of
--- the directory, page, count and split target it writes)
+-- the directory, page, count and split target it writes). A reindex looks even when the
+-- object has a record: it is the repair of pages that lost an id
 local ids
-ids, refusal = ids_plan_for(root, d, id, all, record ~= false,
+ids, refusal = ids_plan_for(root, d, id, all, record ~= false and mode ~= 'reindex',
                             mode == 'forget' or mode == 'delete', {})
 if not ids then return unpinned(refusal) end
 
