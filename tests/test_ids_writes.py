@@ -142,17 +142,18 @@ def test_any_writes_keep_each_buckets_pages_exactly_its_objects(
                 expect(SPEC, live)[t]
 
 
-# ---- the batched add of index_write_many.lua (ids_lib's ids_plan_add_near) ---------------
+# ---- the batched adds and removals of index_write_many.lua (ids_lib's ids_plan_add_near,
+# ids_plan_remove_near) ---------------------------------------------------------------------
 
 _NEAR = """
 local root, d = ARGV[1], ARGV[2]
-local typed, deltas, near, out = {}, {}, {}, {}
+local typed, deltas, near, gone, out = {}, {}, {}, {}, {}
 for i = 3, #ARGV, 2 do
   local plan, bad
   if ARGV[i] == 'a' then plan, bad = ids_plan_add_near(root, d, ARGV[i + 1], typed, near)
-  else plan, bad = ids_plan_remove(root, d, ARGV[i + 1], typed) end
+  else plan, bad = ids_plan_remove_near(root, d, ARGV[i + 1], typed, gone) end
   if bad then out[#out + 1] = bad
-  else ids_apply_later(plan, deltas); ids_noted(plan, near); out[#out + 1] = 'OK' end
+  else ids_apply_later(plan, deltas); ids_noted(plan, near, gone); out[#out + 1] = 'OK' end
 end
 ids_flush(deltas)
 return out
@@ -167,6 +168,7 @@ NEAR_OP = st.one_of(
 NEAR_CALL = st.one_of(
     st.lists(NEAR_OP, min_size=1, max_size=40),
     pages_test.RUN.map(lambda ids: [("a", i) for i in ids]),
+    pages_test.RUN.map(lambda ids: [("r", i) for i in ids]),  # removals in a row
     st.tuples(pages_test.RUN, st.lists(NEAR_OP, max_size=10)).map(
         lambda t: [("a", i) for i in t[0]] + t[1]),
 )
@@ -174,7 +176,7 @@ NEAR_CALL = st.one_of(
 
 @settings(max_examples=scaled(40, floor=10), deadline=None)
 @given(calls=st.lists(NEAR_CALL, min_size=1, max_size=6))
-def test_adds_in_a_row_keep_the_pages_exact(redis_client: redis.Redis,
+def test_adds_and_removals_in_a_row_keep_the_pages_exact(redis_client: redis.Redis,
                                             calls: list[list[tuple[str, bytes]]]) -> None:
     redis_client.flushall()
     model: set[bytes] = set()
@@ -502,3 +504,34 @@ def test_reindex_puts_back_an_id_the_pages_lost(redis_client: redis.Redis) -> No
     assert all_ids(redis_client, PROOT, D) == [b"a", b"c"]
     store.reindex(Plain, progress=False)  # a reindex does
     assert all_ids(redis_client, PROOT, D) == [b"a", b"b", b"c"]
+
+
+@settings(max_examples=scaled(40, floor=10), deadline=None)
+@given(runs=st.lists(pages_test.RUN, min_size=1, max_size=3), data=st.data())
+def test_removals_in_a_row_of_present_ids_keep_the_pages_exact(
+        redis_client: redis.Redis, runs: list[list[bytes]], data: st.DataObject) -> None:
+    """Ids removed in increasing order (a delete_many of a range), some added back between
+    them: the pages they leave empty or small are removed or joined as ids_plan_remove
+    would."""
+    redis_client.flushall()
+    model = {i for run in runs for i in run}
+    added = [x for i in sorted(model) for x in ("a", i)]
+    assert redis_client.eval(NEAR, 0, pages_test.ROOT, pages_test.D, *added)
+    ids = sorted(model)
+    start = data.draw(st.integers(0, len(ids) - 1))
+    stop = data.draw(st.integers(start + 1, len(ids)))
+    step = data.draw(st.integers(1, 3))
+    ops: list[tuple[str, bytes]] = []
+    for i in ids[start:stop:step]:
+        ops.append(("r", i))
+        if data.draw(st.integers(0, 9)) == 0:
+            ops.append(("a", data.draw(st.sampled_from(ids))))  # back (or already there)
+    args = [x for op, i in ops for x in (op, i)]
+    assert redis_client.eval(NEAR, 0, pages_test.ROOT, pages_test.D, *args) == \
+        [b"OK"] * len(ops)
+    for op, i in ops:
+        if op == "a":
+            model.add(i)
+        else:
+            model.discard(i)
+    pages_test.check(redis_client, model)

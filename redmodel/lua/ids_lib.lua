@@ -180,10 +180,55 @@ local function ids_plan_add_near(root, d, id, typed, near)
           near = near}
 end
 
--- after a plan of the call was written (nil: nothing written): near follows the page
-local function ids_noted(plan, near)
+-- ids_plan_remove for the removals of one call, one after another (index_write_many.lua,
+-- delete_many): gone is the call's memory of the page its last removal planned (a table,
+-- empty at first, kept by ids_gone after each write of the call's pages), as near is for
+-- adds: from the second removal in a row from one page on, an id in it is planned without
+-- the directory lookup and its ZCARD. A removal that would leave the page small enough to
+-- join the previous one is planned by ids_plan_remove (a join).
+local function ids_plan_remove_near(root, d, id, typed, gone)
+  local bound, known
+  if gone.root == root and gone.nxt ~= nil and not ids_before(id, gone.bound)
+      and (gone.nxt == false or ids_before(id, gone.nxt)) then
+    bound, known = gone.bound, true
+  else
+    local bad, fresh
+    bound, fresh, bad = ids_bound_of(root, id)
+    if bad then return nil, bad end
+    if fresh then return nil end  -- no directory: no id
+    known = gone.root == root and gone.bound == bound
+  end
+  local page = ids_page(root, d, bound)
+  local s, bad = ids_read('zset', 'ZSCORE', page, id)
+  if bad then return nil, bad end
+  if not s then return nil end
+  bad = ids_check_count(root, typed)
+  if bad then return nil, bad end
+  local card
+  if known then card = gone.card else card = redis.call('ZCARD', page) end
+  if bound ~= '' and card - 1 < IDS_MERGE then
+    gone.root = nil
+    return ids_plan_remove(root, d, id, typed)
+  end
+  if known and gone.nxt == nil then  -- a second removal in a row here: where it ends
+    gone.nxt = redis.call('ZRANGE', ids_dir(root), '(' .. bound, '+', 'BYLEX',
+                          'LIMIT', 0, 1)[1] or false
+  elseif not known then
+    gone.root, gone.bound, gone.nxt = root, bound, nil
+  end
+  gone.card = card
+  return {op = 'remove', root = root, d = d, id = id, page = page, bound = bound,
+          near = gone}
+end
+
+-- after a plan of the call was written (nil: nothing written): near (adds) and gone
+-- (removals, optional) follow the page; any other write of the pages makes them forget it
+local function ids_noted(plan, near, gone)
   if not plan then return end
   if plan.near == near then near.card = near.card + 1 else near.root = nil end
+  if gone then
+    if plan.near == gone then gone.card = gone.card - 1 else gone.root = nil end
+  end
 end
 
 -- ZADD key 0 m for each member (in slices: unpack has a limit)

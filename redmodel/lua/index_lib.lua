@@ -128,18 +128,20 @@ local NO_IDS = {}  -- an ids plan with nothing to write (never written to)
 -- An object that had a record in a converted bucket is in the pages already: an add plans
 -- nothing then, without a command. Answers the plan (NO_IDS: nothing), or nil and the
 -- refusal. typed: the call's cache of checked keys (ids_lib checks the count once).
--- near (optional): the call's memory of the page of its last add (ids_plan_add_near),
--- for a call writing many objects.
+-- near (optional): for a call writing many objects, its memory of the pages of its last
+-- add and removal ({add = {}, remove = {}}: ids_plan_add_near, ids_plan_remove_near).
 local function ids_plan_for(root, d, id, all, had_record, remove, typed, near)
   local state, bad = all_state(all)
   if not state then return nil, bad end
   local plan
-  if remove then
+  if remove and near then
+    plan, bad = ids_plan_remove_near(root, d, id, typed, near.remove)
+  elseif remove then
     plan, bad = ids_plan_remove(root, d, id, typed)
   elseif had_record and state == 'pages' then
     return NO_IDS
   elseif near then
-    plan, bad = ids_plan_add_near(root, d, id, typed, near)
+    plan, bad = ids_plan_add_near(root, d, id, typed, near.add)
   else
     plan, bad = ids_plan_add(root, d, id, typed)
   end
@@ -154,7 +156,7 @@ local function ids_write(p, deltas, near)
   if p.zrem then redis.call('ZREM', p.zrem, p.id) end
   if p.plan then
     if deltas then ids_apply_later(p.plan, deltas) else ids_apply(p.plan) end
-    if near then ids_noted(p.plan, near) end
+    if near then ids_noted(p.plan, near.add, near.remove) end
   end
 end
 

@@ -28,7 +28,7 @@ if n == nil or n < 0 or n % 1 ~= 0 then return {'BADARG', 'count'} end
 
 local typed = {}  -- key -> the type checked (or written) in this call
 local deltas = {}  -- the all-ids count's change in this call (ids_flush writes it)
-local near = {}  -- the page of the call's last add (ids_plan_add_near)
+local near = {add = {}, remove = {}}  -- the pages of the call's last add and removal
 
 local late, held = {}, {}  -- ids not written in this call; unique lines they touch
 local function defer(id, old, new, reply)
