@@ -9,8 +9,9 @@
 -- a split of one moves the page of the next), the count is written once per call (at its
 -- end), and the call is one script run instead of one per object.
 -- KEYS: every key of every object (obj, rec, all, exp, the pages' directory and count,
--- then the entry keys it expects), deduplicated. ARGV: count, then items, each a header or an object. The arguments the
--- objects of a call share are sent once, in a header that holds until the next one:
+-- then the entry keys it expects), deduplicated. ARGV: count, then items, each a header
+-- or an object. The arguments the objects of a call share are sent once, in a header that
+-- holds until the next one:
 --   'h', the positions in KEYS of rec, all and exp, then index_write.lua's mode (save or
 --   delete, ':c' with claims), root, d, objprefix, ttl and changed (10 arguments);
 -- an object: the position in KEYS of its obj, the count m of what follows, then its id,
