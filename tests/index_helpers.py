@@ -78,3 +78,49 @@ def plant(client: Any, key: str, kind: str) -> None:
         client.hset(key, "planted", "1")
     else:
         client.zadd(key, {"planted": 1})
+
+
+IDS_MAX = 64  # redmodel/lua/ids_lib.lua: a page holds at most this many ids
+
+
+def all_ids(client: Any, root: str | bytes, d: str | bytes = b":") -> list[bytes]:
+    """The ids of one bucket's all-ids index (``root`` its index root, ``hat:{3}:%idx:``),
+    read from its pages (redmodel/lua/ids_lib.lua: the directory ``root ids``, the page of
+    bound ``b`` at ``root ids d b``, the count ``root idn``), in id order. On the way it
+    asserts the format: the directory's scores are 0 and its first bound is ''; every page
+    holds only ids between its bound and the next, at most IDS_MAX, and none is empty but
+    the first; the count is the number of ids; no page key exists outside the directory."""
+    root = root.encode() if isinstance(root, str) else root
+    d = d.encode() if isinstance(d, str) else d
+    directory = root + b"ids"
+    raw = client.execute_command("ZRANGE", directory, 0, -1, "WITHSCORES")
+    pairs = (raw if raw and isinstance(raw[0], (list, tuple))
+             else list(zip(raw[::2], raw[1::2], strict=True)))
+    assert all(float(s) == 0 for _, s in pairs), pairs
+    bounds = [b for b, _ in pairs]
+    count = client.get(root + b"idn")
+    pages = {directory + d + b for b in bounds}
+    glob = bytes(c for b in directory + d for c in (b"\\" + bytes([b]) if bytes([b]) in
+                                                    b"*?[]\\" else bytes([b])))
+    stray = {k for k in client.scan_iter(match=glob + b"*", count=1000)} - pages
+    assert not stray, f"page keys not in the directory: {sorted(stray)[:5]}"
+    if not bounds:
+        assert int(count or 0) == 0, count
+        return []
+    assert bounds[0] == b"", bounds[:3]
+    out: list[bytes] = []
+    for i, b in enumerate(bounds):
+        members = client.execute_command("ZRANGE", directory + d + b, 0, -1, "WITHSCORES")
+        got = (members if members and isinstance(members[0], (list, tuple))
+               else list(zip(members[::2], members[1::2], strict=True)))
+        ids = [m for m, _ in got]
+        assert all(float(s) == 0 for _, s in got)
+        assert len(ids) <= IDS_MAX, (b, len(ids))
+        assert ids or i == 0, f"page {b!r} is empty"
+        assert all(m >= b for m in ids), b
+        if i + 1 < len(bounds):
+            assert all(m < bounds[i + 1] for m in ids), b
+        out.extend(ids)
+    assert out == sorted(out)
+    assert int(count or 0) == len(out), (count, len(out))
+    return out

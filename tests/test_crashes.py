@@ -134,7 +134,8 @@ def test_sigkill_during_reindex_raises_a_redis_error_and_reindex_runs_again(
 
     worker = threading.Thread(target=reindex)
     worker.start()
-    _wait_until(lambda: watcher.zcard("crash_hat:%idx:all") > 200)  # reindex is under way
+    # reindex is under way: the all-ids count (of its pages) has grown
+    _wait_until(lambda: int(watcher.get("crash_hat:%idx:idn") or 0) > 200)
     durable.kill()
     worker.join()
     assert raised, "reindex finished before the crash: give it more objects"

@@ -27,7 +27,7 @@ import redmodel
 from redmodel._indexes._specs import entry_key
 from redmodel._models._specs import spec_of
 from tests.budget import scaled
-from tests.index_helpers import dump, flush, plant
+from tests.index_helpers import all_ids, dump, flush, plant
 
 
 @redmodel.model(prefix="lean")
@@ -75,7 +75,7 @@ def expected(live: dict[str, Lean], ttl: dict[str, bool]) -> dict[bytes, Any]:
         eid = SPEC.key_for(i)[len("lean:"):].encode()
         lines = indexes.entries({n: getattr(o, n) for n in indexes.fields})
         hashes.setdefault(ROOT + "rec", {})[eid] = "\n".join(sorted(lines)).encode()
-        zsets.setdefault(ROOT + "all", {})[eid] = 0.0
+        zsets.setdefault(ROOT + "ids", {})[eid] = 0.0  # the all-ids pages (all_ids)
         if ttl.get(i):
             zsets.setdefault(ROOT + "exp", {})[eid] = -1.0  # the score: an expiry time
         for line in lines:
@@ -99,10 +99,17 @@ def expected(live: dict[str, Lean], ttl: dict[str, bool]) -> dict[bytes, Any]:
 
 
 def actual(client: Any, planted: str = "") -> dict[bytes, Any]:
-    """The index keys in the server but a planted one (exp's scores replaced by -1)."""
+    """The index keys in the server but a planted one (exp's scores replaced by -1); the
+    all-ids pages, directory and count as one sorted set ``ROOT ids`` of the ids they hold
+    (all_ids checks their format)."""
     out: dict[bytes, Any] = {}
+    ids = all_ids(client, ROOT)
+    if ids:
+        out[(ROOT + "ids").encode()] = ("zset", [(i, 0.0) for i in ids])
     for k, (kind, value, _) in dump(client).items():
         if not k.startswith(ROOT.encode()) or k == planted.encode():
+            continue
+        if k.startswith((ROOT + "ids").encode()) or k == (ROOT + "idn").encode():
             continue
         if kind == "zset":
             out[k] = (kind, sorted((m, -1.0 if k.endswith(b"exp") else float(s))

@@ -120,7 +120,10 @@ def index_keys_of(store: Any, cls: type, obj: Any) -> list[str]:
     tag = spec.tag_of(spec.id_text(obj.id))
     root = spec.index_root(tag)
     d = spec.delimiter
-    out = [key, root + "rec", root + "all", root + "exp"]
+    # the all-ids pages: the directory, the count, the first page (the others' bounds are
+    # ids: tests/test_ids_writes.py plants them)
+    out = [key, root + "rec", root + "all", root + "exp", root + "ids", root + "idn",
+           root + "ids" + d]
     assert spec.indexes is not None
     for line in spec.indexes.entries({n: getattr(obj, n) for n in spec.indexes.fields},
                                      problems=[]):

@@ -16,6 +16,7 @@ import redmodel
 from redmodel import IndexNotReadyError, SchemaConflictError
 from redmodel.containers import Queue, Set, SortedSet, WindowCounter, pop_blocking
 from tests.budget import scaled
+from tests.index_helpers import all_ids
 from tests.test_registry import declare
 from tests.test_registry import registry as registry_of
 
@@ -156,8 +157,7 @@ def assert_ready_means_complete(client: Any, states: dict[str, str],
                                 truth: dict[str, tuple[str, int]]) -> None:
     """Every index the record calls ready holds exactly the stored objects (read raw)."""
     if states.get("index:%all") == "ready":
-        assert sorted(m.decode() for m in client.zrange("dep:%idx:all", 0, -1)) == sorted(
-            truth)
+        assert sorted(m.decode() for m in all_ids(client, "dep:%idx:")) == sorted(truth)
     for field, at in (("name", 0), ("qty", 1)):
         if states.get(f"index:{field}") == "ready":
             for value in ("hat", "cap") if field == "name" else ("0", "1", "2"):

@@ -833,12 +833,30 @@ def drop_index_plan(spec: ModelSpec, name: str, targets: Sequence[Any], count: i
     if spec.indexes is None:  # its last index: the all-ids index and records go too
         for tag in spec.tags():
             root = spec.index_root(tag)
-            keys = [root + "all", root + "rec", root + "exp"]
+            yield from _drop_pages(root, d, count)
+            keys = [root + "all", root + "rec", root + "exp", root + "ids", root + "idn"]
             yield Batch([("DEL", k) for k in keys], write=True, idempotent=True, keys=keys)
         states.append(ALL)
     key = registry_key(spec.prefix)
     yield Batch([("HDEL", key, *states)], write=True, idempotent=True, keys=[key])
     return deleted
+
+
+def _drop_pages(root: str, d: str, count: int) -> Plan[None]:
+    """Delete the all-ids pages of one bucket (redmodel/lua/ids_lib.lua: directory ``root
+    ids``, the page of bound ``b`` at ``root ids d b``), ``count`` pages a step: each step
+    deletes pages and their bounds from the directory together, so a drop stopped between
+    two steps goes on where it was (the directory and the count go last, with the rest)."""
+    directory = root + "ids"
+    while True:
+        replies = yield Batch([("ZRANGE", directory, 0, count - 1)], keys=[directory])
+        bounds = [b if isinstance(b, bytes) else str(b).encode() for b in replies[0]]
+        if not bounds:
+            return
+        head = (directory + d).encode("utf-8", "surrogateescape")  # bounds are ids: bytes
+        pages = [head + b for b in bounds]
+        yield Batch([("DEL", *pages), ("ZREM", directory, *bounds)], write=True,
+                    idempotent=True, keys=[directory])  # the pages share its slot
 
 
 def _eq_pattern(spec: ModelSpec, name: str) -> str:

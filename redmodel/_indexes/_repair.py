@@ -168,14 +168,14 @@ def sweep_step(spec: ModelSpec, tag: str | None, limit: int = SWEEP_STEP
     ids = [_text(x) for x in due[1::2]]
     if not ids:
         return 0, False
-    keys = [root + "rec", root + "all", root + "exp"]
+    keys = [root + "rec", root + "all", root + "exp", root + "ids", root + "idn"]
     for eid, raw in zip(ids, due[2::2], strict=True):
         keys.append(prefix + eid)
         for line in record_lines(raw):
             k = entry_key(root, d, line, spec.claims)
             if k is not None:
                 keys.append(k)
-    keys = keys[:3] + sorted(set(keys[3:]))
+    keys = keys[:5] + sorted(set(keys[5:]))
     replies = yield Batch([SWEEP.call(keys, ["apply" + mode, root, d, prefix, *ids])],
                           write=True, idempotent=True, keys=(root + "exp",))
     done = replies[0]

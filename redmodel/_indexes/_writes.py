@@ -65,6 +65,10 @@ answer writes nothing and the keys declared accumulate, so trying again is safe,
 increment declares a widening window of values each time (see _atomic)."""
 
 
+FIXED_KEYS = 6
+"""How many keys an index write declares first, whatever it writes (see :class:`Write`)."""
+
+
 class ObjectReader(Protocol):
     """How to read one object back: a layout is one. Index maintenance reads objects to
     judge who holds a unique value; the layout that made the write (or the caller, who
@@ -77,8 +81,9 @@ class ObjectReader(Protocol):
 
 @attrs.define(eq=False)
 class Write:
-    """One call of the index write script for the object at ``key``: its KEYS (the four
-    fixed keys first) and ARGV. ``declare`` adds keys before a (re)send."""
+    """One call of the index write script for the object at ``key``: its KEYS (the
+    :data:`FIXED_KEYS` fixed keys first: object, record, all-ids state, expiry, the all-ids
+    pages' directory and count) and ARGV. ``declare`` adds keys before a (re)send."""
 
     spec: ModelSpec
     key: str
@@ -120,7 +125,7 @@ class Write:
     def touched(self) -> list[str]:
         """The keys beyond the fixed ones, which a later write of the same object in the
         same transaction may find (and must declare)."""
-        return self.keys[4:]
+        return self.keys[FIXED_KEYS:]
 
     def group(self) -> tuple[str, ...] | None:
         """Writes of one group go together in one call of :meth:`many` (save_many,
@@ -302,7 +307,7 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
         if new is not None:
             yield from _check_unique(w, old, new, hints)
             _record(w, exists, old, new, hints)
-        hints.keys.setdefault(w.key, set()).update(w.keys[4:])
+        hints.keys.setdefault(w.key, set()).update(w.keys[FIXED_KEYS:])
     # the entry keys the records named (old entries the scripts remove)
     yield from _check_types(writes, hints, [k for w in writes for k in w.keys])
 
@@ -312,8 +317,10 @@ def _want_type(w: Write, key: str) -> str | None:
     d = w.spec.delimiter
     if key in (w.key, w.keys[1]):
         return "hash"
-    if key in (w.keys[2], w.keys[3]):
+    if key in (w.keys[2], w.keys[3], w.keys[4]):
         return "zset"
+    if key == w.keys[5]:
+        return "string"
     if key.startswith(f"{w.root}eq{d}"):
         return "set"
     if key.startswith(f"{w.root}rng{d}"):

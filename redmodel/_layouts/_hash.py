@@ -320,7 +320,9 @@ class HashLayout:
         tag = spec.tag_of(text)
         root = spec.index_root(tag)
         eid = key[len(spec.object_prefix(tag)):]
-        keys = [key, root + "rec", root + "all", root + "exp"]
+        # the fixed keys (FIXED_KEYS of _writes): the object, its bucket's record, all-ids
+        # state, expiry set, and the all-ids pages' directory and count (ids_lib.lua)
+        keys = [key, root + "rec", root + "all", root + "exp", root + "ids", root + "idn"]
         return keys, [eid, root, spec.delimiter, spec.object_prefix(tag)]
 
     def write(self, key: str, mode: str, ttl: str = "", changed: str = "",

@@ -1,5 +1,6 @@
 --! include clock
 --! include parts_lib
+--! include ids_lib
 -- Index helpers shared by the write, sweep and repair scripts (see redmodel/_index.py).
 -- Every script here first checks, then writes: the keys it touches must all be in KEYS
 -- (else it answers {'KEYS', missing...} and writes nothing), each must hold the type it
@@ -94,11 +95,77 @@ local function apply(root, d, id, line, add)
     elseif redis.call('HGET', k, value) == id then redis.call('HDEL', k, value) end
   end
 end
--- drop every entry of an object (its record says which), and the object from all/exp
-local function forget(root, d, id, rec, all, exp, old)
+-- ---- the all-ids index (ids_lib.lua's pages) as every write keeps it -------------------------
+-- The state of a bucket's all-ids index (docs/design.md, "The all-ids index in pages"):
+-- 'pages' when `root all` does not exist (converted: the pages are the index), 'zset' when
+-- it is the unconverted ZSET of an older redmodel (writes go through to the pages, and a
+-- removed id is also ZREM'd from it, so that the conversion never brings it back); a SET
+-- (older still) or any other type refuses the write: {'WRONGTYPE', all, type, 'zset'}
+-- (the client's error advises reindex for a SET). Checked once per call: the call's own
+-- writes never make it exist (a ZREM may empty it: the 'zset' kept then only costs reads).
+local ALL_STATE = {}
+local function all_state(all)
+  local s = ALL_STATE[all]
+  if s then return s end
+  local t = redis.call('TYPE', all)['ok']
+  if t == 'none' then s = 'pages'
+  elseif t == 'zset' then s = 'zset'
+  else return nil, {'WRONGTYPE', all, t, 'zset'} end
+  ALL_STATE[all] = s
+  return s
+end
+-- the pages' directory and count, which a write script must have in KEYS (the pages
+-- themselves cannot be declared: docs/design.md records that amendment)
+local function ids_keys(need, root)
+  need[root .. 'ids'] = ''
+  need[root .. 'idn'] = ''
+  return need
+end
+local NO_IDS = {}  -- an ids plan with nothing to write (never written to)
+-- The ids plan of one object's write, made in its check phase (before its first write:
+-- every read of it is also the type check of its key, so a wrong-typed directory, page,
+-- count or split target refuses the object whole): remove (a delete, a forget) or add.
+-- An object that had a record in a converted bucket is in the pages already: an add plans
+-- nothing then, without a command. Answers the plan (NO_IDS: nothing), or nil and the
+-- refusal. typed: the call's cache of checked keys (ids_lib checks the count once).
+-- near (optional): for a call writing many objects, its memory of the pages of its last
+-- add and removal ({add = {}, remove = {}}: ids_plan_add_near, ids_plan_remove_near).
+local function ids_plan_for(root, d, id, all, had_record, remove, typed, near)
+  local state, bad = all_state(all)
+  if not state then return nil, bad end
+  local plan
+  if remove and near then
+    plan, bad = ids_plan_remove_near(root, d, id, typed, near.remove)
+  elseif remove then
+    plan, bad = ids_plan_remove(root, d, id, typed)
+  elseif had_record and state == 'pages' then
+    return NO_IDS
+  elseif near then
+    plan, bad = ids_plan_add_near(root, d, id, typed, near.add)
+  else
+    plan, bad = ids_plan_add(root, d, id, typed)
+  end
+  if bad then return nil, bad end
+  if state == 'zset' and remove then return {plan = plan, zrem = all, id = id} end
+  if plan == nil then return NO_IDS end
+  return {plan = plan}
+end
+-- writes an ids plan of ids_plan_for; deltas (optional): the call's count changes, written
+-- by ids_flush at its end (else the count is written now); near: as ids_plan_for's
+local function ids_write(p, deltas, near)
+  if p.zrem then redis.call('ZREM', p.zrem, p.id) end
+  if p.plan then
+    if deltas then ids_apply_later(p.plan, deltas) else ids_apply(p.plan) end
+    if near then ids_noted(p.plan, near.add, near.remove) end
+  end
+end
+
+-- drop every entry of an object (its record says which), the object from the all-ids
+-- index (ids: its plan, ids_plan_for) and the expiry set
+local function forget(root, d, id, rec, exp, old, ids, deltas, near)
   for line in pairs(old) do apply(root, d, id, line, false) end
   redis.call('HDEL', rec, id)
-  redis.call('ZREM', all, id)
+  ids_write(ids, deltas, near)
   redis.call('ZREM', exp, id)
 end
 
@@ -188,8 +255,8 @@ local function write_fields(obj, A, npairs)
   end
 end
 -- the entries of old not in new dropped, those of new not in old (all if every) added;
--- the record says new, and the object is among all
-local function write_index(root, d, id, rec, all, old, new, every)
+-- the record says new, and the object is among the ids (ids: its plan, ids_plan_for)
+local function write_index(root, d, id, rec, old, new, every, ids, deltas, near)
   for line in pairs(old) do if not new[line] then apply(root, d, id, line, false) end end
   for line in pairs(new) do
     if every or not old[line] then apply(root, d, id, line, true) end
@@ -198,7 +265,7 @@ local function write_index(root, d, id, rec, all, old, new, every)
   for line in pairs(new) do text[#text + 1] = line end
   table.sort(text)
   redis.call('HSET', rec, id, table.concat(text, '\n'))
-  redis.call('ZADD', all, 0, id)
+  ids_write(ids, deltas, near)
 end
 -- the object's expiry after a write (ttl: '' keep | 'persist' | ms) and the expiry set
 -- that mirrors it; the answer of an expire ('persist': whether it had one, ms: 1; nil

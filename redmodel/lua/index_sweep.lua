@@ -2,10 +2,11 @@
 -- The sweep of expired objects' entries, in two steps so that every key is declared:
 -- 'due' (KEYS rec, exp; ARGV 'due', limit) writes nothing and answers up to `limit` ids
 -- whose expiry time has passed, each with its record: {id, record, ...};
--- 'apply' (KEYS rec, all, exp, then the objects and the entry keys of those records;
--- ARGV 'apply', root, d, objprefix, ids...) drops the entries of each of those ids whose
--- object is gone, re-schedules the ones still alive, and answers {'SWEPT', how many it
--- dropped, the entry keys of the wrong type it left alone...}.
+-- 'apply' (KEYS rec, all, exp, the all-ids pages' directory and count (root ids, root
+-- idn), then the objects and the entry keys of those records; ARGV 'apply', root, d,
+-- objprefix, ids...) drops the entries of each of those ids whose object is gone (and the
+-- id from the all-ids pages), re-schedules the ones still alive, and answers {'SWEPT', how
+-- many it dropped, the keys of the wrong type it left alone...}.
 -- An id whose record changed meanwhile (a key not declared) is left for the next sweep.
 local step = ARGV[1]
 -- with claims, unique values live in their own buckets: a claim whose owner is gone is
@@ -27,7 +28,15 @@ end
 if step ~= 'apply' then return {'BADARG', 'step'} end
 local rec, all, exp = KEYS[1], KEYS[2], KEYS[3]
 local root, d, objprefix = ARGV[2], ARGV[3], ARGV[4]
-local refusal = check_keys({[rec] = 'hash', [all] = 'zset', [exp] = 'zset'})
+if not (root and d and objprefix) then return {'BADARG', 'root'} end
+local refusal = check_keys(ids_keys({[rec] = 'hash', [all] = '', [exp] = 'zset',
+                                     [root .. 'ids'] = 'zset'}, root))
+if refusal then return refusal end
+local _
+_, refusal = all_state(all)
+if refusal then return refusal end
+local typed = {}
+refusal = ids_check_count(root, typed)  -- the count's key, once before the first write
 if refusal then return refusal end
 local declared = declared_keys()
 local now = time_ms()
@@ -57,8 +66,8 @@ for k, want in pairs(need) do
   local t = redis.call('TYPE', k)['ok']
   if t ~= 'none' and t ~= want then bad[k] = true; badlist[#badlist + 1] = k end
 end
-table.sort(badlist)
 local dropped = 0
+local deltas = {}
 for _, p in ipairs(plan) do
   local id, key, old = p[1], p[2], p[3]
   local at = redis.call('PEXPIRETIME', key)  -- the stored expiry, exactly
@@ -68,9 +77,21 @@ for _, p in ipairs(plan) do
       local k = entry_key(root, d, line)
       if not (k and bad[k]) then keep[line] = true end
     end
-    forget(root, d, id, rec, all, exp, keep)
+    -- its place among the ids, planned right before it is forgotten (the earlier ids'
+    -- joins move pages). A wrong-typed page (or the previous page a join would fill) is
+    -- left alone as a wrong-typed entry key is: the rest of the object is dropped (its
+    -- expiry too, so no later sweep finds it again), the key reported (verify reports
+    -- the id the pages keep, reindex rebuilds them once the key is deleted)
+    local ids, no = ids_plan_for(root, d, id, all, true, true, typed)
+    if not ids then
+      if not bad[no[2]] then bad[no[2]] = true; badlist[#badlist + 1] = no[2] end
+      ids = all_state(all) == 'zset' and {zrem = all, id = id} or NO_IDS
+    end
+    forget(root, d, id, rec, exp, keep, ids, deltas)
     dropped = dropped + 1
   elseif at == -1 then redis.call('ZREM', exp, id)
   else redis.call('ZADD', exp, at, id) end
 end
+ids_flush(deltas)
+table.sort(badlist)
 return {'SWEPT', dropped, unpack(badlist)}

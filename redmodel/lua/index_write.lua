@@ -2,8 +2,10 @@
 --! include index_lib
 --! include counter_lib
 -- One write of one object of an indexed model, with its index entries, all or nothing.
--- KEYS: obj, rec, all, exp, then every other key the client expects the write to touch
--- (entry keys, and the objects owning a unique value it wants).
+-- KEYS: obj, rec, all, exp, then every other key the client expects the write to touch:
+-- the all-ids pages' directory and count (root ids, root idn: index_lib's ids_keys), entry
+-- keys, and the objects owning a unique value it wants. The all-ids index is the pages of
+-- ids_lib.lua; `all` is only read (its state) and, unconverted, ZREM'd from (index_lib).
 -- ARGV: mode (save | update | incr | delete | expire | reindex | forget, ':c' appended
 -- with claims), id, root, d, objprefix, ttl ('' keep | 'persist' | ms), changed ('*' or
 -- names joined by \31), entries (lines), then mode data:
@@ -24,7 +26,7 @@ if mode and string.sub(mode, -2) == ':c' then CLAIMS = true; mode = string.sub(m
 -- ---- argument checks ----------------------------------------------------------------------
 local MODES = {save = true, update = true, incr = true, delete = true, expire = true,
                reindex = true, forget = true}
-if not MODES[mode] or not id or id == '' or not objprefix or not changed then
+if not MODES[mode] or not id or id == '' or not root or not d or not objprefix or not changed then
   return {'BADARG', 'mode or id'}
 end
 local given, bad = write_entries_arg(ttl, newtext)
@@ -71,7 +73,10 @@ end
 -- ---- the fixed keys hold their types; what the object has now ------------------------------
 local objtype = redis.call('TYPE', obj)['ok']
 if objtype ~= 'none' and objtype ~= 'hash' then return {'WRONGTYPE', obj, objtype, 'hash'} end
-local refusal = check_keys({[rec] = '', [all] = 'zset', [exp] = ''})
+local refusal = check_keys(ids_keys({[rec] = '', [all] = '', [exp] = ''}, root))
+if refusal then return unpinned(refusal) end
+local _
+_, refusal = all_state(all)
 if refusal then return unpinned(refusal) end
 -- the id's expiry score: the read is the expiry set's type check, and tells write_expiry
 -- what it need not send (a new object's ZREM)
@@ -187,16 +192,24 @@ if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
   end
 end
 
+-- the object's place among all the ids: the last check (its reads are the type checks of
+-- the directory, page, count and split target it writes). A reindex looks even when the
+-- object has a record: it is the repair of pages that lost an id
+local ids
+ids, refusal = ids_plan_for(root, d, id, all, record ~= false and mode ~= 'reindex',
+                            mode == 'forget' or mode == 'delete', {})
+if not ids then return unpinned(refusal) end
+
 -- ---- writes -----------------------------------------------------------------------------------
 if mode == 'forget' then
   local gone = released(old, {})
   local had = redis.call('HEXISTS', rec, id) == 1
-  forget(root, d, id, rec, all, exp, old)
+  forget(root, d, id, rec, exp, old, ids)
   return answer(had and answer_gone or 0, gone)
 end
 if mode == 'delete' then
   local gone = released(old, {})
-  forget(root, d, id, rec, all, exp, old)
+  forget(root, d, id, rec, exp, old, ids)
   redis.call('DEL', obj)
   return answer(1, gone)
 end
@@ -232,7 +245,7 @@ elseif mode == 'save' or mode == 'update' then
   write_fields(obj, ARGV, npairs)
 end
 local gone = released(old, new)
-write_index(root, d, id, rec, all, old, new, mode == 'reindex')
+write_index(root, d, id, rec, old, new, mode == 'reindex', ids)
 local expired = write_expiry(obj, exp, id, ttl, exists, had_exp)
 if mode == 'expire' and expired ~= nil then result = expired end
 if mode == 'reindex' then

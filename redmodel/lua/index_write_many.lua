@@ -3,11 +3,15 @@
 -- Whole saves and deletes of many objects of one bucket of an indexed model in one call,
 -- in order, each all or nothing, each as index_write.lua would do it alone (the same
 -- checks, entries, record, all-ids and expiry sets): the batched path of save_many and
--- delete_many. The types of the shared keys (all-ids, expiry, entry keys) are checked
--- once per call, and the call is one script run instead of one per object.
--- KEYS: every key of every object (obj, rec, all, exp, then the entry keys it expects),
--- deduplicated. ARGV: count, then items, each a header or an object. The arguments the
--- objects of a call share are sent once, in a header that holds until the next one:
+-- delete_many. The types of the shared keys (all-ids state, the pages' directory check
+-- reads and count, expiry, entry keys) are checked once per call, each object's place in
+-- the all-ids pages is planned in its own check phase (after the earlier objects' writes:
+-- a split of one moves the page of the next), the count is written once per call (at its
+-- end), and the call is one script run instead of one per object.
+-- KEYS: every key of every object (obj, rec, all, exp, the pages' directory and count,
+-- then the entry keys it expects), deduplicated. ARGV: count, then items, each a header
+-- or an object. The arguments the objects of a call share are sent once, in a header that
+-- holds until the next one:
 --   'h', the positions in KEYS of rec, all and exp, then index_write.lua's mode (save or
 --   delete, ':c' with claims), root, d, objprefix, ttl and changed (10 arguments);
 -- an object: the position in KEYS of its obj, the count m of what follows, then its id,
@@ -24,6 +28,8 @@ local n = tonumber(ARGV[1])
 if n == nil or n < 0 or n % 1 ~= 0 then return {'BADARG', 'count'} end
 
 local typed = {}  -- key -> the type checked (or written) in this call
+local deltas = {}  -- the all-ids count's change in this call (ids_flush writes it)
+local near = {add = {}, remove = {}}  -- the pages of the call's last add and removal
 
 local late, held = {}, {}  -- ids not written in this call; unique lines they touch
 local function defer(id, old, new, reply)
@@ -51,7 +57,11 @@ local function one(obj, rec, all, exp, A)
     npairs = write_pairs_arg(A)
     if not npairs then return {'BADARG', 'pairs'} end
   end
-  local refusal = check_keys({[obj] = '', [rec] = '', [all] = 'zset', [exp] = 'zset'}, typed)
+  local refusal = check_keys(ids_keys({[obj] = '', [rec] = '', [all] = '', [exp] = 'zset'},
+                                      root), typed)
+  if refusal then return defer(id, {}, given, refusal) end
+  local _
+  _, refusal = all_state(all)
   if refusal then return defer(id, {}, given, refusal) end
   local objtype = redis.call('TYPE', obj)['ok']
   if objtype ~= 'none' and objtype ~= 'hash' then return {'WRONGTYPE', obj, objtype, 'hash'} end
@@ -76,17 +86,22 @@ local function one(obj, rec, all, exp, A)
   if mode == 'save' and #unique_owners(root, d, id, old, new, false) > 0 then
     return defer(id, old, new, {'LATER'})
   end
+  -- its place among all the ids, planned now (after the earlier objects' writes)
+  local ids
+  ids, refusal = ids_plan_for(root, d, id, all, record ~= false, mode == 'delete', typed,
+                              near)
+  if not ids then return refusal end
 
   if mode == 'delete' then
     local gone = released(old, {})
-    forget(root, d, id, rec, all, exp, old)
+    forget(root, d, id, rec, exp, old, ids, deltas, near)
     if not exists then return answer(0, gone) end  -- as index_write.lua: none deleted
     redis.call('DEL', obj)
     return answer(1, gone)
   end
   write_fields(obj, A, npairs)
   local gone = released(old, new)
-  write_index(root, d, id, rec, all, old, new, false)
+  write_index(root, d, id, rec, old, new, false, ids, deltas, near)
   write_expiry(obj, exp, id, ttl, exists)
   return answer(1, gone)
 end
@@ -120,4 +135,5 @@ for i, item in ipairs(items) do
   for j = 1, m - 1 do A[7 + j] = ARGV[from + j] end
   out[i] = one(KEYS[o], h[1], h[2], h[3], A)
 end
+ids_flush(deltas)
 return out
