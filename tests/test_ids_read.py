@@ -275,3 +275,48 @@ def test_a_conversion_step_checks_types_before_its_first_write(redis_client: red
     reply = redis_client.execute_command(*CONVERT.call(keys, ["move", D, 10]))
     assert reply[:2] == [b"WRONGTYPE", key.encode()]
     assert {k: redis_client.dump(k) for k in redis_client.keys("*")} == before
+
+
+@pytest.mark.parametrize("kind", ["zset", "set"])
+def test_reindex_converts_through_lost_replies(redis_server: RedisServer,
+                                              redis_client: redis.Redis, kind: str) -> None:
+    """store.reindex of a database an older version wrote (``all``, no pages), two of its
+    conversion steps' replies lost (the store sends them again): the pages hold exactly the
+    ids, the count is exact, ``all`` is gone, the queries answer."""
+    ids = ["a", "a:b", "{x}", "*", "%", "\\", "\x00", "\xff", "y" * 70] + [
+        f"k{i:03d}" for i in range(150)]
+    direct = redmodel.Store(redis_client)
+    direct.save_many([Item(color="red" if i.startswith("k") else "blue", id=i) for i in ids])
+    members = pages_ids(redis_client) or redis_client.zrange(ROOT + "all", 0, -1)
+    for bound in redis_client.zrange(ROOT + "ids", 0, -1):
+        redis_client.delete(ROOT.encode() + b"ids" + D.encode() + bound)
+    redis_client.delete(ROOT + "all", ROOT + "ids", ROOT + "idn")
+    if kind == "zset":
+        redis_client.zadd(ROOT + "all", dict.fromkeys(members, 0))
+    else:
+        redis_client.sadd(ROOT + "all", *members)
+    with pytest.raises(redmodel.IndexNotReadyError, match=r"store\.reindex\(Item\)"):
+        direct.find(Item).all()
+    policy = redmodel.ResendPolicy(attempts=5, backoff_base=0.01, backoff_max=0.05,
+                                   deadline=8.0, write_id_ttl=30.0)
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        store = redmodel.Store(redis.Redis.from_url(proxy.url, socket_timeout=2),
+                               resend=policy)
+        try:
+            assert store.get(Item, "a") is not None
+            store.client.script_load(lua_source("ids_convert"))
+            proxy.lose_reply("EVALSHA", times=2,
+                             when=lambda args: args[1] == CONVERT.sha.encode()
+                             and b"move" in args)
+            assert store.reindex(Item, count=40, progress=False) == len(ids)
+            assert proxy.events, "no reply was lost"
+        finally:
+            store.close()
+    assert redis_client.exists(ROOT + "all") == 0
+    assert pages_ids(redis_client) == sorted(escape(i).encode("utf-8", "surrogateescape")
+                                             for i in ids)
+    assert int(redis_client.get(ROOT + "idn")) == len(ids)
+    assert direct.verify(Item) == []
+    assert direct.find(Item).count() == len(ids)
+    assert [o.id for o in direct.find(Item).all()] == stored(set(ids))
+    assert direct.find(Item, ~Q(color="red")).count() == 9
