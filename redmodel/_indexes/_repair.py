@@ -338,7 +338,16 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
     # that was redone, must not count any twice)
     counts = [spec.index_root(tag) + "idn" for tag in spec.tags()]
     sizes = yield Batch([("GET", k) for k in counts], keys=counts)
-    yield Emit([sum(int(r or 0) for r in sizes or [])])
+    total = 0
+    for k, raw in zip(counts, sizes or [], strict=True):
+        text = _text(raw) if raw is not None else "0"
+        if not (text.isascii() and text.isdigit()):
+            raise ServerError(f"{k} holds {text[:20]!r}, not the count of the all-ids index "
+                              "(overwritten outside redmodel while reindex ran): run "
+                              f"store.reindex({spec.cls.__name__}) again", keys=(k,),
+                              command=f"reindex {spec.cls.__name__}")
+        total += int(text)
+    yield Emit([total])
 
 
 def verify_plan(model: type, count: int, targets: Sequence[Any]) -> IterPlan:
