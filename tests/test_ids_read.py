@@ -3,9 +3,10 @@ conversion read the all-ids index through ids_lib.lua only.
 
 Properties, against the server:
 - any set of ids (``: { } * % \\``, NUL, ``\\xff``, ids past 64 bytes, shared prefixes),
-  any page size, from any cursor, with ids_lib adds and removes between two pages of a
-  query (pages split and joined under the walk): the unfiltered walk and NOT's complement
-  give every id present throughout exactly once, in id order, never one twice; and with
+  any page size, from any cursor (an id present or not), with ids_lib adds and removes
+  between two pages of a query (pages split and joined under the walk): the unfiltered
+  walk and NOT's complement give every id present throughout exactly once, in id order,
+  never one twice; and with
   the churn undone, count() of everything and of NOT are exact, and ``.all()`` is exactly
   the sorted ids;
 - a bucket whose old all-ids index (``<root>all``, ZSET or the older SET) is still there:
@@ -86,9 +87,13 @@ def pages_ids(client: redis.Redis) -> list[bytes]:
     return out
 
 
+def key(i: str) -> bytes:
+    return escape(i).encode("utf-8", "surrogateescape")
+
+
 def stored(ids: set[str]) -> list[str]:
     """The ids in the order the all-ids index keeps them: by escaped id, byte by byte."""
-    return sorted(ids, key=lambda i: escape(i).encode("utf-8", "surrogateescape"))
+    return sorted(ids, key=key)
 
 
 # ids that share prefixes, hold the characters ids escape, NUL, \xff, and pass 64 bytes
@@ -136,7 +141,10 @@ def walks(store: redmodel.Store, ids: set[str], churn: set[str], size: int,
     for q, want in ((store.find(Item), everything), (store.find(Item, ~Q(color="red")),
                                                      everything - red)):
         got: list[str] = []
-        cursor = None
+        # from the start, or from any id's position (present or not)
+        start = data.draw(st.one_of(st.none(), IDS | st.sampled_from(sorted(everything) or
+                                                                     ["a"])))
+        cursor = None if start is None else f"||{escape(start)}"
         out = sorted(escape(c) for c in churn)
         for _ in range(1000):
             page = q.after(cursor).page(size)
@@ -149,7 +157,8 @@ def walks(store: redmodel.Store, ids: set[str], churn: set[str], size: int,
                 break
         assert len(got) == len(set(got)), "an id came twice"
         steady = [i for i in got if i in ids]
-        assert steady == stored(want & ids), "an id present throughout was skipped"
+        assert steady == [i for i in stored(want & ids) if start is None or
+                          key(i) > key(start)], "an id present throughout was skipped"
         assert all(i in want for i in got)
         lib(client, "add", out)
     # the churn undone: exact answers
