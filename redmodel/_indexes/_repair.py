@@ -681,10 +681,13 @@ class _Repair:
                 planned: list[tuple[int, str, str, tuple[Any, ...], str]],
                 calls: list[tuple[int, str, str, tuple[Any, ...], str]],
                 what: list[tuple[int, str, str]], replies: list[Any],
-                per: list[list[str]], present: list[int]) -> None:
+                per: list[list[str]], present: list[int]) -> set[int]:
         """The all-ids membership of each object checked: in the pages (the replies of the
-        ids script's calls, after those of ``what``), or in a key of an older format."""
+        ids script's calls, after those of ``what``), or in a key of an older format.
+        Returns the objects whose membership could not be read (a directory, page or
+        count of the wrong type, reported), which are judged on the rest only."""
         listed: dict[tuple[str, str], bool] = {}
+        unread: set[int] = set()
         for (_, _, root, _, _), reply in zip(calls, replies[len(what):], strict=True):
             if status(reply) == "WRONGTYPE":
                 self.wrong_type(_text(reply[1]), _text(reply[2]), _text(reply[3]))
@@ -702,12 +705,14 @@ class _Repair:
                 continue
             root = cmd[1][: -len("ids")]
             if (root, eid) not in listed:
-                continue  # its directory or count is of the wrong type (reported)
+                unread.add(i)  # a directory, page or count of the wrong type (reported)
+                continue
             if listed[(root, eid)]:
                 present[i] += 1
             else:
                 per[i].append(f"{found[i][0]}: missing from the all-ids index (unfiltered "
                               "queries and counts miss it)")
+        return unread
 
     @staticmethod
     def _key_of(cmd: Any) -> str:
@@ -732,7 +737,7 @@ class _Repair:
         replies = yield Batch(cmds + [p[3] for p in calls])
         per: list[list[str]] = [[] for _ in found]
         present = [0] * len(found)
-        self._listed(found, planned, calls, what, replies, per, present)
+        skipped |= self._listed(found, planned, calls, what, replies, per, present)
         for (i, line, eid), reply in zip(what, replies[: len(what)], strict=True):
             key = found[i][0]
             if line == "all?":
