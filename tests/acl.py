@@ -40,11 +40,14 @@ RULES: dict[str, Rule] = {
     # read the server clock (TIME) to leave expired objects out, mirror each object's
     # expiry (PEXPIRETIME) in the expiry set, and check the TYPE of
     # every key before their first write; reindex keeps its progress in a string (GET,
-    # SET) and walks the index keys with SSCAN/ZSCAN/HSCAN (SPOP converts an old SET).
+    # SET) and walks the index keys with SSCAN/ZSCAN/HSCAN.
     "indexes and queries": Rule(includes=("hash models",), commands=(
         "sadd", "srem", "smembers", "sismember", "scard", "zadd", "zrem", "zcard", "zscore",
-        "zrange", "zrangebyscore", "time", "type", "get", "spop", "set", "hscan", "zscan",
+        "zrange", "zrangebyscore", "time", "type", "get", "set", "hscan", "zscan",
         "sscan", "zcount", "zmscore", "smismember", "sintercard", "pexpiretime",
+        # the all-ids pages (ids_lib.lua): an id's page (ZREVRANGEBYLEX of the directory),
+        # the count (INCRBY); reindex's conversion reads an old SET with SRANDMEMBER
+        "zrevrangebylex", "incrby", "srandmember",
     )),
     "transactions": Rule(includes=("hash models",), commands=(
         "watch", "unwatch", "multi", "exec",

@@ -36,7 +36,7 @@ from typing import Any, Generic, TypeVar, overload
 
 import attrs
 
-from redmodel._errors import QueryError, ServerError
+from redmodel._errors import IndexNotReadyError, QueryError, ServerError
 from redmodel._indexes._registry import Registry, query_needs, registry_key
 from redmodel._indexes._repair import sweep_step
 from redmodel._indexes._specs import IndexedField, IndexValueError
@@ -535,7 +535,7 @@ def _split_walk(expr: _Node, order: str) -> tuple[str, str, _Node]:
 
 @attrs.frozen
 class _Program:
-    """An expression as the script's tokens, with the index keys they name (KEYS[4:])."""
+    """An expression as the script's tokens, with the index keys they name (KEYS[6:])."""
 
     tokens: tuple[str, ...]
     keys: tuple[str, ...]
@@ -549,7 +549,7 @@ def _program(expr: _Node, sort_key: str | None = None, walk: tuple[str, str] = (
     keys: dict[str, int] = {}
 
     def index(key: str) -> str:
-        return str(keys.setdefault(key, len(keys) + 4))
+        return str(keys.setdefault(key, len(keys) + 6))
 
     def emit(node: _Node) -> list[str]:
         if isinstance(node, _Eq):
@@ -913,7 +913,8 @@ class Query(Generic[M, S]):
               ) -> Command:
         spec = self.spec
         root = spec.index_root(bucket.tag)
-        keys = [root + "rec", root + "all", root + "exp", *[root + k for k in program.keys]]
+        keys = [root + "rec", root + "all", root + "exp", root + "ids", root + "idn",
+                *[root + k for k in program.keys]]
         check = self._step_check()
         if check is None:
             head = ["", "", ""]
@@ -970,19 +971,26 @@ class Query(Generic[M, S]):
                          "try again")
 
     def _refused(self, replies: list[Any]) -> None:
-        """Raise ServerError for a step that found a key it reads of the wrong type."""
+        """Raise ServerError for a step that found a key it reads of the wrong type, and
+        IndexNotReadyError for a bucket whose all-ids index is still in an older version's
+        format (``<root>all``: written before the pages; ``store.reindex`` converts it)."""
         for reply in replies:
+            if _str(reply[0]) == "U":
+                key, kind = _str(reply[1]), _str(reply[2])
+                cls = self.spec.cls.__name__
+                raise IndexNotReadyError(
+                    f"{self.spec.name}: the all-ids index {key} is in the format of an "
+                    f"older redmodel (a {kind}), not converted yet: run store.reindex({cls}) "
+                    "(or `redmodel reindex`) once to convert it; writes keep working "
+                    "meanwhile, and queries answer once it is done",
+                    model=self.spec.name, index="all-ids", state="unconverted")
             if _str(reply[0]) == "WRONGTYPE":
                 key, actual, want = (_str(r) for r in reply[1:4])
                 cls = self.spec.cls.__name__
-                old = key.endswith(f"%idx{self.spec.delimiter}all") and actual == "set"
                 raise ServerError(
-                    f"WRONGTYPE {key} holds a {actual}, not a {want}: " + (
-                        "it is the all-ids index in the format of an older redmodel; run "
-                        f"store.reindex({cls}) to convert it" if old else
-                        f"an index key of model {self.spec.name} was overwritten outside "
-                        f"redmodel; delete it and run store.reindex({cls})")
-                    + " (queries that do not read it still run)",
+                    f"WRONGTYPE {key} holds a {actual}, not a {want}: an index key of model "
+                    f"{self.spec.name} was overwritten outside redmodel; delete it and run "
+                    f"store.reindex({cls}) (queries that do not read it still run)",
                     keys=(key,), command=f"query {self.spec.name}")
 
     def _start(self) -> tuple[str, str]:
@@ -1650,7 +1658,8 @@ class Query(Generic[M, S]):
                     f"{program.walk_lo} .. {program.walk_hi}"
                     f"{' REV' if self._desc else ''} WITHSCORES")
         else:
-            walk = f"ZRANGE {root}all BYLEX"
+            walk = (f"the all-ids pages from the cursor (ZREVRANGEBYLEX {root}ids, then "
+                    f"ZRANGE {root}ids{spec.delimiter}<bound> BYLEX of each page)")
         lines = [
             f"per page: EVALSHA of the query script in each of {len(tags)} bucket(s), "
             f"pipelined; each call checks the index states it needs in the registry record "

@@ -6,7 +6,7 @@ stored objects in both directions.
 
 1. **objects** (a SCAN of the model's object keys on every primary): each object's entries,
    computed from its stored values, against its record and the index keys;
-2. **records** (per bucket: the record hash, the all-ids and expiry sets): ids the index
+2. **records** (per bucket: the record hash, the all-ids pages and expiry set): ids the index
    knows whose object does not exist (a raw ``DEL``, a restore from an old snapshot, an
    expiry not swept yet);
 3. **entries** (a SCAN of the index keys): members of equality sets, range sets and unique
@@ -14,7 +14,8 @@ stored objects in both directions.
 
 ``verify`` reports each disagreement in words; ``reindex`` fixes it (each fix a script
 that checks again before it writes, so a concurrent write is never undone), converts the
-all-ids index from the format of older versions (a SET) first, and keeps its progress in
+all-ids index from the format of older versions (``<root>all``, a ZSET or the older SET)
+into the pages of ids_lib.lua first (and checks their count), and keeps its progress in
 Redis (``<root>reindex``): a run after one that stopped goes through every pass again,
 taking up the interrupted pass where it stopped.
 """
@@ -65,7 +66,8 @@ log = logging.getLogger("redmodel.index")
 
 SWEEP = script("index_sweep")
 FIX = script("index_fix")
-CONVERT = script("index_convert")
+CONVERT = script("ids_convert")
+IDS = script("ids_read")
 DROP_CLAIM = script("claim_drop")
 
 SWEEP_STEP = 200
@@ -206,6 +208,21 @@ def cursor_text(text: str) -> bool:
     return text == "done" or (text.isascii() and text.isdigit() and int(text) < 2**64)
 
 
+def id_cursor(text: str) -> bool:
+    """Whether ``text`` is a saved cursor of a walk of the all-ids pages: ``done``, or
+    ``x`` and the hex of the last id read (``x`` alone: from the start)."""
+    if text == "done":
+        return True
+    try:
+        return text.startswith("x") and bytes.fromhex(text[1:]) is not None
+    except ValueError:
+        return False
+
+
+def _cursor_ok(name: str, text: str) -> bool:
+    return id_cursor(text) if name.endswith(":ids") else cursor_text(text)
+
+
 @attrs.define
 class _State:
     """Where a reindex is: its phase and, per SCAN target or bucket, the cursor to resume
@@ -233,8 +250,8 @@ class _State:
                         int(data["objects"]), float(data["started"]), held)
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
             return None
-        cursors = [*state.cursors.values(), *(c for h in held.values() for c in h.values())]
-        if not all(cursor_text(c) for c in cursors):
+        cursors = [*state.cursors.items(), *(c for h in held.values() for c in h.items())]
+        if not all(_cursor_ok(n, c) for n, c in cursors):
             return None  # a cursor no run wrote: the run starts over (a reindex from scratch)
         return state if 0 <= state.phase <= len(PHASES) else None
 
@@ -319,9 +336,18 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
     yield Batch([("DEL", key)], write=True, idempotent=True, keys=(key,))
     # how many objects the index holds now (a resumed run, or objects counted in a page
     # that was redone, must not count any twice)
-    alls = [spec.index_root(tag) + "all" for tag in spec.tags()]
-    sizes = yield Batch([("ZCARD", k) for k in alls], keys=alls)
-    yield Emit([sum(int(r) for r in sizes or [])])
+    counts = [spec.index_root(tag) + "idn" for tag in spec.tags()]
+    sizes = yield Batch([("GET", k) for k in counts], keys=counts)
+    total = 0
+    for k, raw in zip(counts, sizes or [], strict=True):
+        text = _text(raw) if raw is not None else "0"
+        if not (text.isascii() and text.isdigit()):
+            raise ServerError(f"{k} holds {text[:20]!r}, not the count of the all-ids index "
+                              "(overwritten outside redmodel while reindex ran): run "
+                              f"store.reindex({spec.cls.__name__}) again", keys=(k,),
+                              command=f"reindex {spec.cls.__name__}")
+        total += int(text)
+    yield Emit([total])
 
 
 def verify_plan(model: type, count: int, targets: Sequence[Any]) -> IterPlan:
@@ -375,7 +401,9 @@ class _Repair:
         self.layout = _layout(spec)
         self.problems: list[str] = []
         self.d = spec.delimiter
-        self.old_all: set[str] = set()  # roots whose all-ids index is still a SET
+        # root -> (key, type) of the all-ids index in an older format, not converted yet
+        # (verify: an id is in the all-ids index when in the pages or in one of them)
+        self.old_all: dict[str, list[tuple[str, str]]] = {}
         self.gone: set[str] = set()  # keys reported gone already
         self.bad: set[str] = set()  # keys of the wrong type (reported once, then skipped)
         self.skipped = 0  # objects left to their writers (changed on every read)
@@ -427,26 +455,65 @@ class _Repair:
                     f"{key} is a {kind}, not the string where reindex keeps its progress "
                     "(overwritten outside redmodel), so no reindex can run: delete it, or "
                     f"run store.reindex({self.spec.cls.__name__}, restart=True)")
+        cls = self.spec.cls.__name__
         for tag in self.spec.tags():
             root = self.spec.index_root(tag)
+            keys = self.ids_keys(root)
             yield from self.types({root + "rec": "hash", root + "exp": "zset",
-                                   root + "all": "set|zset"})
+                                   root + "all": "set|zset", keys[1]: "set",
+                                   keys[2]: "zset", keys[3]: "string"})
             if not self.fix:
-                replies = yield from _ask(Batch([("TYPE", root + "all")], keys=(root + "all",)))
-                if _text(replies[0]) == "set":
-                    self.old_all.add(root)
-                    self.report(f"{root}all is a set, the format of an older redmodel: run "
-                                f"store.reindex({self.spec.cls.__name__}) to convert it")
+                replies = yield from _ask(Batch([("TYPE", keys[0]), ("TYPE", keys[1])],
+                                                keys=keys[:2]))
+                old = [(k, _text(t)) for k, t in zip(keys[:2], replies, strict=True)
+                       if _text(t) in ("set", "zset")]
+                if old:
+                    self.old_all[root] = old
+                    for k, t in old:
+                        self.report(f"{k} is a {t}, the all-ids index in the format of an "
+                                    f"older redmodel, not converted to pages yet (queries "
+                                    f"answer IndexNotReadyError): run store.reindex({cls}) "
+                                    "to convert it")
+                if keys[3] not in self.bad and keys[2] not in self.bad:
+                    counted = yield from self.count_ids(root, "count")
+                    if counted is not None and counted[0] != counted[1]:
+                        self.report(f"{keys[3]} holds {counted[1]}, but the all-ids pages "
+                                    f"hold {counted[0]} ids (count() of every object "
+                                    f"answers it): run store.reindex({cls})")
                 yield Emit([(str(tag), "", 0)])
                 continue
             left = 1
             while left:
                 replies = yield from _ask(Batch(
-                    [CONVERT.call([root + "all", root + "all" + self.d + "old"], [count])],
-                    write=True, idempotent=True, keys=(root + "all",)))
-                check(self.spec, root + "all", replies[0], "reindex (convert)")
-                left = int(replies[0])
+                    [CONVERT.call(keys, ["move", self.d, count])],
+                    write=True, idempotent=True, keys=(keys[0],)))
+                reply = check(self.spec, keys[0], replies[0], "reindex (convert)")
+                left = int(reply[1])
+            counted = yield from self.count_ids(root, "fix")
+            if counted is not None and counted[0] != counted[1]:
+                self.report(f"{keys[3]} held {counted[1]} where the all-ids pages hold "
+                            f"{counted[0]} ids: set right")
             yield Emit([(str(tag), "", 0)])
+
+    def ids_keys(self, root: str) -> list[str]:
+        """The keys of ids_convert.lua: the old all-ids index, the spare key an interrupted
+        conversion of an older version left, the directory of the pages, their count."""
+        return [root + "all", root + "all" + self.d + "old", root + "ids", root + "idn"]
+
+    def count_ids(self, root: str, mode: str) -> Plan[tuple[int, int] | None]:
+        """(ids the pages hold, the count recorded) of a bucket; ``fix`` also sets the
+        count right. None when verify found a key of the wrong type (reported)."""
+        keys = self.ids_keys(root)
+        replies = yield from _ask(Batch([CONVERT.call(keys, [mode, self.d])],
+                                        write=mode == "fix", idempotent=True,
+                                        keys=(keys[3],)))
+        reply = replies[0]
+        if status(reply) == "WRONGTYPE":
+            if self.fix:
+                check(self.spec, keys[3], reply, "reindex (count)")
+            self.wrong_type(_text(reply[1]), _text(reply[2]), _text(reply[3]))
+            return None
+        return int(reply[1]), int(reply[2])
 
     # ---- pass 1: every object against its entries -------------------------------------------
 
@@ -580,15 +647,19 @@ class _Repair:
     def _membership(self, found: Sequence[tuple[str, Any, list[str], list[str], list[str]]]
                     ) -> list[tuple[int, str, str, tuple[Any, ...], str]]:
         """(object index, entry line or "all", id, the command reading it, the type its
-        key must have) for every entry of these objects."""
+        key must have) for every entry of these objects; the all-ids index: the pages
+        (ids_read.lua, one call per bucket for every id of the page), and the keys of an
+        older format not converted yet."""
         spec, d = self.spec, self.d
         planned: list[tuple[int, str, str, tuple[Any, ...], str]] = []
+        per_root: dict[str, list[tuple[int, str]]] = {}
         for i, (key, _, entries, _, ks) in enumerate(found):
             eid = self.layout.index_keys(key)[1][0]
             root = ks[1][: -len("rec")]
-            old = root in self.old_all
-            planned.append((i, "all?" if old else "all", eid,
-                            ("SISMEMBER" if old else "ZSCORE", root + "all", eid), "set|zset"))
+            per_root.setdefault(root, []).append((i, eid))
+            for old, kind in self.old_all.get(root, []):
+                planned.append((i, "all?", eid, ("SISMEMBER" if kind == "set" else "ZSCORE",
+                                                 old, eid), kind))
             for line in entries:
                 kind, name, value = line.split(SEP, 2)
                 if kind == "e":
@@ -599,29 +670,77 @@ class _Repair:
                 else:
                     cmd, tp = ("HGET", spec.claim_key(name, value), value), "hash"
                 planned.append((i, line, eid, cmd, tp))
+        for root, ids in per_root.items():
+            call = IDS.call([root + "ids", root + "idn"], ["has", d, *[e for _, e in ids]])
+            planned.append((-1, "ids", root, call, "zset"))
+            for i, eid in ids:
+                planned.append((i, "all", eid, ("IDS", root + "ids"), "zset"))
         return planned
+
+    def _listed(self, found: Sequence[tuple[str, Any, list[str], list[str], list[str]]],
+                planned: list[tuple[int, str, str, tuple[Any, ...], str]],
+                calls: list[tuple[int, str, str, tuple[Any, ...], str]],
+                what: list[tuple[int, str, str]], replies: list[Any],
+                per: list[list[str]], present: list[int]) -> set[int]:
+        """The all-ids membership of each object checked: in the pages (the replies of the
+        ids script's calls, after those of ``what``), or in a key of an older format.
+        Returns the objects whose membership could not be read (a directory, page or
+        count of the wrong type, reported), which are judged on the rest only."""
+        listed: dict[tuple[str, str], bool] = {}
+        unread: set[int] = set()
+        for (_, _, root, _, _), reply in zip(calls, replies[len(what):], strict=True):
+            if status(reply) == "WRONGTYPE":
+                self.wrong_type(_text(reply[1]), _text(reply[2]), _text(reply[3]))
+                continue
+            eids = [e for _, line, e, cmd, _ in planned if line == "all" and
+                    cmd[1] == root + "ids"]
+            for eid, has in zip(eids, reply[1:], strict=True):
+                listed[(root, eid)] = bool(int(has))
+        for (i, line, eid), reply in zip(what, replies[: len(what)], strict=True):
+            # SISMEMBER answers 0 for no; ZSCORE None (its score of a member is 0.0)
+            if line == "all?" and reply is not None and (reply != 0 or isinstance(reply, float)):
+                listed[(found[i][4][1][: -len("rec")], eid)] = True
+        for i, line, eid, cmd, _ in planned:
+            if line != "all":
+                continue
+            root = cmd[1][: -len("ids")]
+            if (root, eid) not in listed:
+                unread.add(i)  # a directory, page or count of the wrong type (reported)
+                continue
+            if listed[(root, eid)]:
+                present[i] += 1
+            else:
+                per[i].append(f"{found[i][0]}: missing from the all-ids index (unfiltered "
+                              "queries and counts miss it)")
+        return unread
+
+    @staticmethod
+    def _key_of(cmd: Any) -> str:
+        """The key a planned command reads (a script call: its first key)."""
+        if isinstance(cmd, tuple) and cmd and cmd[0] in ("EVALSHA", "EVAL"):
+            return str(cmd[3])
+        return str(cmd[1])
 
     def check_objects(self, found: Sequence[tuple[str, Any, list[str], list[str], list[str]]]
                       ) -> Plan[None]:
         spec = self.spec
         planned = self._membership(found)
-        yield from self.types({p[3][1]: p[4] for p in planned})
+        yield from self.types({self._key_of(p[3]): p[4] for p in planned})
         skipped = {i for i, _, _, cmd, _ in planned if cmd[1] in self.bad}
-        cmds = [p[3] for p in planned if p[3][1] not in self.bad]
-        what = [p[:3] for p in planned if p[3][1] not in self.bad]
-        if not cmds:
+        # the ids script's calls carry the directory as their first key (after the script)
+        live = [p for p in planned if p[3][0] != "IDS" and self._key_of(p[3]) not in self.bad]
+        cmds = [p[3] for p in live if p[0] >= 0]
+        what = [p[:3] for p in live if p[0] >= 0]
+        calls = [p for p in live if p[0] < 0]
+        if not cmds and not calls:
             return
-        replies = yield Batch(cmds)
+        replies = yield Batch(cmds + [p[3] for p in calls])
         per: list[list[str]] = [[] for _ in found]
         present = [0] * len(found)
-        for (i, line, eid), reply in zip(what, replies, strict=True):
+        skipped |= self._listed(found, planned, calls, what, replies, per, present)
+        for (i, line, eid), reply in zip(what, replies[: len(what)], strict=True):
             key = found[i][0]
-            if line in ("all", "all?"):
-                if reply is None or (line == "all?" and not reply):
-                    per[i].append(f"{key}: missing from the all-ids index (unfiltered "
-                                  "queries and counts miss it)")
-                else:
-                    present[i] += 1
+            if line == "all?":
                 continue
             kind, name, value = line.split(SEP, 2)
             shown = unescape(value)
@@ -661,21 +780,42 @@ class _Repair:
         spec = self.spec
         for tag in spec.tags():
             root = spec.index_root(tag)
-            for source in ("rec", "all", "exp"):
+            old = {k[len(root):]: t for k, t in self.old_all.get(root, [])}
+            for source in ("rec", "ids", "exp", *old):
                 name = f"{tag}:{source}"
                 if cursors.get(name) == "done" or root + source in self.bad:
                     continue
-                cursor = cursors.get(name, "0")
+                start = "x" if source == "ids" else "0"
+                cursor = cursors.get(name, start)
                 while True:
-                    cursor, ids = yield from self._ids_page(root, source, cursor, count)
+                    cursor, ids = yield from self._ids_page(root, source, cursor, count,
+                                                            old.get(source))
                     n = (yield from self.gone_page(tag, ids)) if ids else 0
                     yield Emit([(name, cursor if cursor != "0" else "done", n)])
-                    if cursor == "0":
+                    if cursor in ("0", "done"):
                         break
 
-    def _ids_page(self, root: str, source: str, cursor: str, count: int
-                  ) -> Plan[tuple[str, list[str]]]:
-        if source == "all" and root in self.old_all:
+    def _ids_page(self, root: str, source: str, cursor: str, count: int,
+                  kind: str | None = None) -> Plan[tuple[str, list[str]]]:
+        """One page of the ids a source of a bucket lists, and the cursor after it ("0" or
+        "done" at the end): the record hash, the all-ids pages (read by id through
+        ids_read.lua: the cursor is ``x`` and the hex of the last id), the expiry set, or
+        (verify) a key of the older format (``kind``: its type)."""
+        if source == "ids":
+            dir_key = root + "ids"
+            after = bytes.fromhex(cursor[1:])
+            replies = yield Batch([IDS.call([dir_key, root + "idn"],
+                                            ["after", self.d, after, count])],
+                                  keys=(dir_key,))
+            reply = replies[0]
+            if status(reply) == "WRONGTYPE":
+                self.wrong_type(_text(reply[1]), _text(reply[2]), _text(reply[3]))
+                return "done", []
+            raw = [r if isinstance(r, bytes) else str(r).encode("utf-8", "surrogateescape")
+                   for r in reply[2:]]
+            done = int(reply[1]) == 1 or not raw
+            return ("done" if done else "x" + raw[-1].hex()), [_text(m) for m in raw]
+        if kind == "set":
             replies = yield Batch([("SSCAN", root + source, cursor, "COUNT", count)],
                                   keys=(root + source,))
             next_cursor, items = replies[0]
@@ -774,10 +914,38 @@ class _Repair:
         if at < 0:
             return False
         rest = key[at + len(marker):]
-        return rest not in ("rec", "all", "exp", "reindex", "all" + d + "old")
+        return rest not in ("rec", "all", "exp", "reindex", "all" + d + "old", "ids", "idn")
+
+    def page_key(self, key: str) -> Plan[int]:
+        """A key named like a page of the all-ids index (``<root>ids<d><bound>``): one the
+        directory lists is a page (read by the records pass); any other is reported as not
+        a key redmodel keeps (a page never listed is never read)."""
+        d = self.d
+        marker = "%idx" + d
+        at = key.find(marker)
+        root = key[: at + len(marker)]
+        bound = key[len(root) + len("ids" + d):]
+        dir_key = root + "ids"
+        if dir_key in self.bad:
+            return 0
+        replies = yield Batch([("TYPE", dir_key)], keys=(dir_key,))
+        kind = _text(replies[0])
+        if kind not in ("zset", "none"):
+            self.wrong_type(dir_key, kind, "zset")
+            return 0
+        replies = yield Batch([("ZSCORE", dir_key, bound)], keys=(dir_key,))
+        if replies[0] is None:
+            self.report(f"{key}: named like a page of the all-ids index, but the index's "
+                        f"directory {dir_key} does not list it (written outside redmodel?): "
+                        "delete it if nothing else uses it")
+        return 0
 
     def index_key(self, key: str, count: int) -> Plan[int]:
         parsed = self._parse(key)
+        d = self.d
+        rest = key[key.find("%idx" + d) + len("%idx" + d):]
+        if parsed is None and "%idx" + d in key and rest.startswith("ids" + d):
+            return (yield from self.page_key(key))
         if parsed is None and self.unknown(key):
             self.report(f"{key}: not a key redmodel keeps under an index root (written "
                         "outside redmodel?): delete it if nothing else uses it")

@@ -555,8 +555,8 @@ class Store(ShellConfig):
 
         Redis: HGETALL of the registry's record, TYPE of the index keys and GET/SET/DEL of
         its progress key, SCAN, HSCAN,
-        SSCAN and ZSCAN pages, HGETALL, HGET, EXISTS, ZSCORE, SISMEMBER, ZCARD reads,
-        EVALSHA index_convert.lua, index_write.lua, index_fix.lua, index_sweep.lua and
+        SSCAN and ZSCAN pages, HGETALL, HGET, EXISTS, ZSCORE, SISMEMBER, GET reads,
+        EVALSHA ids_convert.lua, ids_read.lua, index_write.lua, index_fix.lua, index_sweep.lua and
         claim_drop.lua, and EVALSHA registry_state.lua at the end."""
         plan = self._use(model, _registry.unmoved(
             spec_of(model), "reindex the model",
@@ -612,8 +612,8 @@ class Store(ShellConfig):
         indexed. Writes may go on meanwhile, as for :meth:`reindex`. See
         docs/migrations.md.
 
-        Redis: as reindex (TYPE, GET, SET, DEL, ZCARD, SCAN, HSCAN, SSCAN, ZSCAN, HGETALL,
-        HGET, EXISTS, ZSCORE, SISMEMBER, EVALSHA index_convert.lua, index_write.lua,
+        Redis: as reindex (TYPE, GET, SET, DEL, SCAN, HSCAN, SSCAN, ZSCAN, HGETALL,
+        HGET, EXISTS, ZSCORE, SISMEMBER, EVALSHA ids_convert.lua, ids_read.lua, index_write.lua,
         index_fix.lua, index_sweep.lua, claim_drop.lua), then EVALSHA registry_state.lua
         marking the index ready."""
         _registry.check_declared(spec_of(model), field)

@@ -326,11 +326,16 @@ end
 -- when exactly n were found: the next call finds the end); and the reads it cost (members
 -- read plus pages visited: every page visited but the first two gives at least one id, so
 -- this is at most n + 2 pages), or nil and a refusal
+-- (The bounds of the next pages are read from the directory several at a time, as many
+-- as the ids still wanted need when the pages are full, plus one: about one command per
+-- page rather than two; a page visited still counts one read, its bound included, and
+-- the bounds read ahead and not visited are at most that plus one per call.)
 local function ids_after(root, d, c, n)
   local out, reads = {}, 1
   local bound, _, bad = ids_bound_of(root, c)
   if bad then return nil, nil, nil, bad end
   local dir = ids_dir(root)
+  local ahead, at = {}, 1
   while true do
     local start = c == '' and '-' or '(' .. c
     local got
@@ -340,7 +345,13 @@ local function ids_after(root, d, c, n)
     for _, id in ipairs(got) do out[#out + 1] = id end
     reads = reads + 1 + #got
     if #out >= n then return out, false, reads end
-    local nxt = redis.call('ZRANGE', dir, '(' .. bound, '+', 'BYLEX', 'LIMIT', 0, 1)[1]
+    if at > #ahead then
+      local k = math.min(math.ceil((n - #out) / IDS_MAX) + 1, 256)
+      ahead = redis.call('ZRANGE', dir, '(' .. bound, '+', 'BYLEX', 'LIMIT', 0, k)
+      at = 1
+    end
+    local nxt = ahead[at]
+    at = at + 1
     if not nxt then return out, true, reads end
     bound = nxt
   end

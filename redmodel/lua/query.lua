@@ -1,10 +1,14 @@
 --! include clock
+--! include ids_lib
 -- One bounded step of a query in one bucket: it does about `budget` work (members read and
 -- looked up) and answers what it found plus where to go on (redmodel/_query.py drives
 -- the steps).
 --
--- KEYS: rec, all, exp, then every index key the expression and the sort use, then (when
---   ARGV[1] names it) the model's registry hash.
+-- KEYS: rec, all, exp, ids, idn, then every index key the expression and the sort use,
+--   then (when ARGV[1] names it) the model's registry hash. The all-ids index is the pages
+--   of ids_lib.lua (directory `ids`, count `idn`; the page keys under the same root are
+--   the one amendment of "every key in KEYS": docs/design.md). `all` is read only by its
+--   TYPE: present, it is the all-ids index of an older version not converted yet.
 -- ARGV: registry check (the registry's index in KEYS, or '' for none), marker (a field
 --   that appears once the schema the client read is replaced), expected (state field,
 --   value read ('' for absent), field, value... joined by newlines), mode ('page' | 'count'
@@ -33,6 +37,8 @@
 --     holds the matches from sources that never repeat a member; the ids are matches
 --     read with SSCAN, which may repeat one: the client counts each id once).
 --   {'X'}: an expired object's entries are still indexed: sweep the bucket, then ask again.
+--   {'U', key, type}: `all` (the key) exists, a ZSET or a SET: the all-ids index of an
+--     older version, not converted to pages yet (store.reindex converts it); nothing read.
 --   {'WRONGTYPE', key, type, expected}: a key the query reads holds another type
 --     (overwritten outside redmodel); nothing was read.
 
@@ -66,9 +72,22 @@ end
 -- a count of one term, which Redis counts natively (the most common count): mode
 -- 'count1', whose ARGV end there (ARGV[5..]: EQ k | RANGE k lo hi | ALL), answered before
 -- anything else is set up
+-- the all-ids index is the pages: an old `all` still there is refused (one TYPE)
+local function unconverted()
+  local t = redis.call('TYPE', KEYS[2])['ok']
+  if t == 'none' then return nil end
+  if t == 'zset' or t == 'set' then return {'U', KEYS[2], t} end
+  return {'WRONGTYPE', KEYS[2], t, 'zset'}
+end
+-- the bucket's index root (`rec` is root .. 'rec') and the delimiter (the root is
+-- prefix .. '%idx' .. delimiter, and a delimiter holds no '%')
+local root = string.sub(KEYS[1], 1, -4)
+local dlm = string.match(root, '%%idx([^%%]*)$')
+
 if ARGV[4] == 'count1' then
-  local n = redis.pcall('ZCARD', KEYS[2])
-  if type(n) ~= 'number' then return refused(KEYS[2], 'zset', n) end
+  local n
+  local bad = unconverted()
+  if bad then return bad end
   local due = redis.pcall('ZCARD', KEYS[3])
   if type(due) ~= 'number' then return refused(KEYS[3], 'zset', due) end
   if due > 0 and #redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', time_ms(), 'LIMIT', 0, 1) > 0
@@ -76,7 +95,10 @@ if ARGV[4] == 'count1' then
     return {'X'}
   end
   local op = ARGV[5]
-  if op == 'EQ' then
+  if op == 'ALL' then
+    n, bad = ids_count(root)
+    if bad then return bad end
+  elseif op == 'EQ' then
     local key = KEYS[tonumber(ARGV[6])]
     n = redis.pcall('SCARD', key)
     if type(n) ~= 'number' then return refused(key, 'set', n) end
@@ -88,7 +110,7 @@ if ARGV[4] == 'count1' then
   return {'N', n}
 end
 
-local rec, all, exp = KEYS[1], KEYS[2], KEYS[3]
+local exp = KEYS[3]
 local mode, desc = ARGV[4], ARGV[6] == '1'
 local sortkey = ARGV[5] ~= '' and KEYS[tonumber(ARGV[5])] or nil
 local want, budget = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -107,7 +129,7 @@ local function wrong(key, want)
   if t ~= 'none' and t ~= want then return {'WRONGTYPE', key, t, want} end
   return nil
 end
-local bad = wrong(all, 'zset') or wrong(exp, 'zset')
+local bad = unconverted() or wrong(exp, 'zset')
 if bad then return bad end
 
 -- expired objects never appear: while one is due, answer only that, and the client runs
@@ -166,7 +188,9 @@ local function within(score, l, li, h, hi_in)
 end
 
 -- (upper bound, estimate) of the number of matches, from native O(1) / O(log n) counts
-local N = redis.call('ZCARD', all)
+local N
+N, bad = ids_count(root)
+if bad then return bad end
 local function size(node)
   if node.up then return node.up, node.est end
   local op, up, est = node.op, 0, 0
@@ -371,9 +395,13 @@ local function walk(filter, emit)
     if sortkey then
       ids, scores, ended = ranked(sortkey, walk_lo, walk_hi, desc, s, c, n)
     else
-      local start = c == '' and '-' or '(' .. c
-      ids = redis.call('ZRANGE', all, start, '+', 'BYLEX', 'LIMIT', 0, n)
-      scores, ended = nil, #ids < n
+      -- the pages from the cursor (the id itself, so pages split or joined between
+      -- two steps never repeat or skip an id); its reads count as work
+      local reads, refusal
+      ids, ended, reads, refusal = ids_after(root, dlm, c, n)
+      if refusal then return nil, nil, nil, refusal end
+      scores = nil
+      work = work + reads - #ids
     end
     ended = ended or #ids == 0
     work = work + #ids * (sortkey and 2 or 1)
@@ -518,7 +546,8 @@ if mode == 'count' then
     local done, i, a, b = scan(node, expr, tally, want)
     return {'C', done and 1 or 0, 'S', node.pos, i, a, b, found, unpack(seen)}
   end
-  local done, s, c = walk(expr, tally)
+  local done, s, c, refusal = walk(expr, tally)
+  if refusal then return refusal end
   return {'C', done and 1 or 0, 'W', s, c, found}
 end
 
@@ -553,6 +582,7 @@ if step == 'S' then
   out[2], out[3], out[4], out[5], out[6] = done and 1 or 0, node.pos, i, a, b
   return out
 end
-local done, s, c = walk(expr, add)
+local done, s, c, refusal = walk(expr, add)
+if refusal then return refusal end
 out[2], out[3], out[4] = done and 1 or 0, s, c
 return out
