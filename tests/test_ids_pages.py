@@ -228,16 +228,19 @@ def test_a_wrong_typed_key_refuses_with_nothing_written(redis_client: Any, where
         assert _state(redis_client) == before
 
 
-def test_the_first_page_is_kept_and_the_rest_go_with_their_ids(redis_client: Any) -> None:
+def test_pages_go_with_their_ids_and_the_last_id_takes_every_key(redis_client: Any) -> None:
     ids = [b"x%04d" % i for i in range(300)]
     run(redis_client, "add", *ids)
     check(redis_client, set(ids))
     assert redis_client.zcard(ROOT + b"ids") > 4
     run(redis_client, "remove", *ids)
     check(redis_client, set())
-    assert set(redis_client.keys(b"*")) == {ROOT + b"ids", ROOT + b"idn"}
-    assert redis_client.zrange(ROOT + b"ids", 0, -1) == [b""]
+    # the last id removed: the directory and the count go too (no key left behind)
+    assert set(redis_client.keys(b"*")) == set()
     assert run(redis_client, "after", b"", 10) == [[], 1, 2]
+    run(redis_client, "add", b"x0001")  # and the next add starts them again
+    check(redis_client, {b"x0001"})
+    assert redis_client.zrange(ROOT + b"ids", 0, -1) == [b""]
 
 
 def test_pages_left_small_by_removals_are_joined(redis_client: Any) -> None:

@@ -36,7 +36,7 @@ local function ids_read(want, command, key, ...)
   local r = redis.pcall(command, key, ...)
   if type(r) == 'table' and r.err then
     local t = redis.call('TYPE', key)['ok']
-    if t ~= want then return nil, {'WRONGTYPE', key, t, want} end
+    if t ~= want and t ~= 'none' then return nil, {'WRONGTYPE', key, t, want} end  -- absent: another error (NOPERM)
     error(r.err)
   end
   return r
@@ -274,10 +274,24 @@ local function ids_apply_pages(plan)
   return -1
 end
 
+-- after the count of root changed to n: at 0 (the last id removed) the directory (holding
+-- only the first page's bound, that page empty and so gone) and the count are deleted, so
+-- a bucket whose objects are all deleted leaves no key behind; a count at 0 while pages
+-- still hold ids (a count drifted or planted) deletes nothing
+local function ids_settle(root, d, n)
+  if n ~= 0 then return end
+  local dir = ids_dir(root)
+  if redis.call('ZCARD', dir) <= 1 and redis.call('EXISTS', ids_page(root, d, '')) == 0 then
+    redis.call('DEL', dir, ids_count_key(root))
+  end
+end
+
 -- writes a plan of ids_plan_add / ids_plan_remove (nil: nothing)
 local function ids_apply(plan)
   local delta = ids_apply_pages(plan)
-  if delta ~= 0 then redis.call('INCRBY', ids_count_key(plan.root), delta) end
+  if delta ~= 0 then
+    ids_settle(plan.root, plan.d, redis.call('INCRBY', ids_count_key(plan.root), delta))
+  end
 end
 
 -- writes a plan as ids_apply does, but adds the count's change to deltas (count key ->
@@ -289,13 +303,14 @@ local function ids_apply_later(plan, deltas)
   local delta = ids_apply_pages(plan)
   if delta ~= 0 then
     local cnt = ids_count_key(plan.root)
-    deltas[cnt] = (deltas[cnt] or 0) + delta
+    local had = deltas[cnt]
+    if had then had[1] = had[1] + delta else deltas[cnt] = {delta, plan.root, plan.d} end
   end
 end
 
 local function ids_flush(deltas)
-  for cnt, delta in pairs(deltas) do
-    if delta ~= 0 then redis.call('INCRBY', cnt, delta) end
+  for cnt, had in pairs(deltas) do
+    if had[1] ~= 0 then ids_settle(had[2], had[3], redis.call('INCRBY', cnt, had[1])) end
   end
 end
 
