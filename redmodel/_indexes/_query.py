@@ -1714,7 +1714,7 @@ def _describe(tokens: Sequence[str], keys: Sequence[str]) -> str:
     pos = 0
 
     def key(token: str) -> str:
-        return keys[int(token) - 4]
+        return keys[int(token) - 6]  # KEYS: rec, all, exp, ids, idn, then the program's keys
 
     def walk() -> str:
         nonlocal pos

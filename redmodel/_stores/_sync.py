@@ -673,7 +673,9 @@ class Store(ShellConfig):
         object that holds it. Reads only: the same passes as :meth:`reindex`.
 
         Redis: reads only: TYPE of the index keys, SCAN, HSCAN, SSCAN, ZSCAN pages, HGETALL,
-        HGET, EXISTS, ZSCORE, SISMEMBER."""
+        HGET, EXISTS, ZSCORE, SISMEMBER, GET, and the read-only scripts of the all-ids pages
+        (EVALSHA ids_read.lua: membership and walks; ids_convert.lua in its ``count`` mode:
+        the count against the pages' sizes)."""
         return list(iterate_sync(
             self._use(model, _repair.verify_plan(model, count, self._targets())),
             self._execute))
