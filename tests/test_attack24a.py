@@ -1,0 +1,365 @@
+"""Session 24, attack A: stop 23's last fixes (pins of indexed increments, Flag fields
+refused at declaration, ids standing for undecodable bytes) and their neighbours. One
+failing test per finding (``# F<n>:`` names it), each asserting what the docs promise; the
+tests without a mark are sound areas the suite did not cover."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import Annotated, Any, Optional
+
+import attrs
+import pytest
+import redis
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+import redmodel
+from redmodel.testing import FaultProxy, RedisServer
+from tests.budget import scaled
+
+
+def _undecodable(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+#: id bytes another program may have written under a model's prefix: not UTF-8 text
+BAD_ID = st.binary(min_size=1, max_size=6).filter(_undecodable).filter(
+    lambda b: b":" not in b and b"%" not in b)
+
+
+def _redmodel_error_naming(err: BaseException, prefix: str) -> bool:
+    return isinstance(err, redmodel.RedmodelError | redis.RedisError) and prefix in str(err)
+
+
+@redmodel.model(prefix="atk24p")
+@attrs.define
+class _Plain:
+    color: str = "x"
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="atk24f", layout="flat")
+@attrs.define
+class _Flat:
+    color: str = "x"
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="atk24i")
+@attrs.define
+class _Row:
+    color: str = redmodel.field(index=True, default="red")
+    price: float = redmodel.field(index="range", default=1.0)
+    code: str | None = redmodel.field(unique=True, default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+_WHOLE_MODEL_CALLS: list[tuple[type, str]] = [
+    (_Plain, "scan"), (_Plain, "count"), (_Flat, "scan"), (_Flat, "count"),
+    (_Row, "scan"), (_Row, "count"), (_Row, "verify"), (_Row, "reindex"),
+]
+
+
+def _plant(client: redis.Redis, model: type, raw: bytes) -> bytes:
+    name = {_Plain: b"atk24p", _Flat: b"atk24f", _Row: b"atk24i"}[model]
+    if model is _Flat:
+        key = name + b":" + raw + b":color"
+        client.set(key, b"y")
+    else:
+        key = name + b":" + raw
+        client.hset(key, mapping={b"color": b"red", b"price": b"1.5"})
+    return key
+
+
+def _whole(store: redmodel.Store, model: type, call: str) -> Any:
+    if call == "scan":
+        return list(store.scan(model))
+    return getattr(store, call)(model)
+
+
+# F1: a key under a model's prefix whose id part is not UTF-8 (written by another program)
+# makes scan, count, verify and reindex of the model escape with a bare UnicodeDecodeError
+# (redmodel/_plans/_objects.py:scan_page decodes the SCAN reply strictly), sync and async,
+# every layout; the query paths decode such ids with surrogateescape.
+@pytest.mark.parametrize(("model", "call"), _WHOLE_MODEL_CALLS,
+                         ids=[f"{m.__name__}-{c}" for m, c in _WHOLE_MODEL_CALLS])
+@settings(max_examples=scaled(5, floor=2))
+@example(raw=b"\x80")
+@given(raw=BAD_ID)
+def test_f1_whole_model_calls_survive_a_key_with_undecodable_id_bytes(
+        store: redmodel.Store, redis_client: redis.Redis, model: type, call: str,
+        raw: bytes) -> None:
+    """docs (common rules, BRIEF-COMMON/ATTACK-COMMON): "every exception leaving redmodel is a
+    redmodel or redis-py error naming the key (never a bare ... ValueError ...)", and values
+    must round-trip or be refused as documented with "wrong-typed keys planted beforehand";
+    docs/store.md: `scan(Model)` is "SCAN MATCH prefix:* ... iterator of objects". A hash
+    `atk24p:\\xfe` (another program's key under the prefix) makes the whole-model calls
+    raise `UnicodeDecodeError` (a ValueError) that names no key."""
+    key = _plant(redis_client, model, raw)
+    try:
+        _whole(store, model, call)
+    except Exception as e:  # noqa: BLE001 - the kind of error is what is asserted
+        assert _redmodel_error_naming(e, "atk24"), repr(e)
+    finally:
+        redis_client.delete(key)
+
+
+# F1 (async shell, same plan): the same bare UnicodeDecodeError from AsyncStore.scan/count.
+@pytest.mark.parametrize("call", ["scan", "count"])
+def test_f1_async_scan_and_count_survive_a_key_with_undecodable_id_bytes(
+        redis_url: str, redis_client: redis.Redis, call: str) -> None:
+    redis_client.hset(b"atk24p:\x80", b"color", b"y")
+
+    async def run() -> None:
+        astore = redmodel.AsyncStore.from_url(redis_url)
+        try:
+            if call == "scan":
+                [o async for o in astore.scan(_Plain)]
+            else:
+                await astore.count(_Plain)
+        except Exception as e:  # noqa: BLE001
+            assert _redmodel_error_naming(e, "atk24p"), repr(e)
+        finally:
+            await astore.client.aclose()
+
+    asyncio.run(run())
+
+
+def _ordered_calls(store: redmodel.Store) -> dict[str, Any]:
+    q = store.find(_Row).order_by("price")
+    return {
+        "ids": lambda: q.ids(),
+        "all": lambda: q.all(),
+        "desc": lambda: store.find(_Row).order_by("-price").ids(),
+        "pages": lambda: [o for p in q.pages(1) for o in p],
+        "filtered": lambda: store.find(_Row, color="red").order_by("price").all(),
+        "after": lambda: q.after("price|0|\udc80").ids(),
+    }
+
+
+# F2: an ordered query (ids, all, pages, -order, filtered, after a cursor) whose range index
+# holds an id that is not UTF-8 escapes with a bare UnicodeEncodeError
+# (redmodel/_indexes/_query.py:Query._ids: `unescape(h[1]).encode()` without
+# surrogateescape), though the unordered query paths take such ids (stop 23, 27c5e39).
+@pytest.mark.parametrize("call", ["ids", "all", "desc", "pages", "filtered", "after"])
+@settings(max_examples=scaled(5, floor=2))
+@example(raw=b"\x80")
+@given(raw=BAD_ID)
+def test_f2_an_ordered_query_over_an_undecodable_id_is_a_redmodel_error_or_answers(
+        store: redmodel.Store, redis_client: redis.Redis, call: str, raw: bytes) -> None:
+    """docs/queries.md: "Bad queries raise `QueryError` before any command is sent"; the
+    common rules: every exception leaving redmodel is a redmodel or redis-py error naming
+    the key, and wrong-typed data planted beforehand is answered or refused as documented.
+    The unordered `find(_Row).ids()` over the same entry answers; the ordered one raises
+    `UnicodeEncodeError: surrogates not allowed`."""
+    store.save_many([_Row(id=f"i{i}", price=float(i)) for i in range(3)])
+    redis_client.zadd("atk24i:%idx:rng:price", {raw: 1.5})
+    redis_client.sadd("atk24i:%idx:eq:color:red", raw)
+    try:
+        _ordered_calls(store)[call]()
+    except Exception as e:  # noqa: BLE001
+        assert _redmodel_error_naming(e, "atk24i"), repr(e)
+    finally:
+        redis_client.zrem("atk24i:%idx:rng:price", raw)
+        redis_client.srem("atk24i:%idx:eq:color:red", raw)
+
+
+# F3: get_by over a unique entry that holds an id which is not UTF-8 escapes with a bare
+# UnicodeEncodeError from the transport's packer (redmodel/_transport/_links.py:_pack: the
+# id read back with surrogateescape is sent again as text).
+@pytest.mark.parametrize("shell", ["sync", "async"])
+@settings(max_examples=scaled(5, floor=2))
+@example(raw=b"\x80")
+@given(raw=BAD_ID)
+def test_f3_get_by_over_an_undecodable_unique_entry_is_none_or_a_redmodel_error(
+        store: redmodel.Store, redis_client: redis.Redis, redis_url: str, shell: str,
+        raw: bytes) -> None:
+    """docs/queries.md: `get_by` answers the object holding the unique value or None; the
+    common rules: every exception leaving redmodel is a redmodel or redis-py error naming
+    the key. A unique index entry `cX -> b'\\x80'` (planted, or left by another program)
+    makes `get_by(_Row, code="cX")` raise `UnicodeEncodeError` instead."""
+    redis_client.hset("atk24i:%idx:uq:code", b"cX", raw)
+
+    async def aget() -> Any:
+        astore = redmodel.AsyncStore.from_url(redis_url)
+        try:
+            return await astore.get_by(_Row, code="cX")
+        finally:
+            await astore.client.aclose()
+
+    try:
+        got = store.get_by(_Row, code="cX") if shell == "sync" else asyncio.run(aget())
+        assert got is None
+    except Exception as e:  # noqa: BLE001
+        assert _redmodel_error_naming(e, "atk24i"), repr(e)
+    finally:
+        redis_client.hdel("atk24i:%idx:uq:code", b"cX")
+
+
+@redmodel.model(prefix="atk24c")
+@attrs.define
+class _Counter:
+    n: int = redmodel.field(index=True, default=0)
+    m: int = redmodel.field(index=True, default=0)
+    id: str = redmodel.key_field(generated=False)
+
+
+def _nth(k: int, then: Any = None) -> Any:
+    seen: list[int] = []
+
+    def when(argv: list[bytes]) -> bool:
+        seen.append(1)
+        if len(seen) == k and then is not None:
+            then()
+            return False
+        return len(seen) == k
+
+    return when
+
+
+def _evalsha_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+# F4: waiting out a dead client's pin is a busy loop: one `incr` sends ~18,000 EVALSHA in
+# the 2 s (every "pinned" answer is sent again at once, with no pause), and a burst of 100
+# concurrent asyncio increments of one field sends ~4,700 EVALSHA, takes > 2.5 s and fails a
+# third of them with ConflictError (redmodel/_indexes/_writes.py:_send_writes).
+def test_f4_waiting_out_a_dead_pin_is_not_a_tight_loop_of_round_trips(
+        redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    """docs/queries.md ("Concurrent increments"): a dead client's pin is "ignored after 2 s
+    (by the server's clock)" and "waited out, never reported as a conflict"; ATTACK-COMMON:
+    "no script call stalls the server", and the brief's question: "does the server stay
+    responsive (no tight loop of thousands of round trips: count commands with INFO
+    commandstats)". Waiting 2 s for a pin needs a poll every few ms at most, not a round
+    trip every ~0.1 ms from every waiting client (9,000 commands/s per waiter: ten waiters
+    are a server's worth of load doing nothing)."""
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        dead = redmodel.Store.from_url(proxy.url)
+        other = redmodel.Store.from_url(redis_server.url)
+        dead.save(_Counter(id="c", n=5))
+        proxy.drop_request("EVALSHA", when=_nth(2))      # the resend naming its keys
+        with pytest.raises(redmodel.OutcomeUnknownError):
+            dead.incr(_Counter, "c", "n", 7)
+        assert any(k.startswith(b"\0pin") for k in redis_client.hkeys("atk24c:c"))
+        before = _evalsha_calls(redis_client)
+        assert other.incr(_Counter, "c", "n", 1) == 6      # waits the pin out, lands
+        spent = _evalsha_calls(redis_client) - before
+        assert spent <= 500, f"{spent} EVALSHA round trips to wait out one pin"
+        assert other.verify(_Counter) == []
+        dead.client.close()
+        other.client.close()
+
+
+# ---- sound areas, kept as coverage the suite lacked -------------------------------------
+
+@pytest.mark.parametrize("step", ["update_over_ceiling", "update_near_2_63", "wrong_type_entry",
+                                  "delete", "update_other_field_over_ceiling"])
+def test_a_pinned_increment_refused_on_its_resend_leaves_no_pin(
+        redis_server: RedisServer, redis_client: redis.Redis, step: str) -> None:
+    """Between an increment's "needs keys" answer (the pin is set) and its resend, another
+    client's update/delete (which ignore pins) or a planted key makes the resend refused:
+    the pin is dropped with it, the object is exactly what the other client left, and the
+    index matches a scan (docs/queries.md: "A pin is dropped when its increment lands or is
+    refused ... the object is then exactly as it was")."""
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        store = redmodel.Store.from_url(proxy.url)
+        other = redmodel.Store.from_url(redis_server.url)
+        store.save(_Counter(id="c", n=5, m=1))
+        between = {
+            "update_over_ceiling": lambda: other.update(_Counter, "c", n=15),
+            "update_near_2_63": lambda: other.update(_Counter, "c", n=2**63 - 3),
+            "wrong_type_entry": lambda: redis_client.set("atk24c:%idx:eq:n:12", "x"),
+            "delete": lambda: other.delete(_Counter, "c"),
+            "update_other_field_over_ceiling": lambda: other.update(_Counter, "c", m=100),
+        }[step]
+        seen: dict[bytes, bytes] = {}
+        proxy.drop_request("EVALSHA", when=_nth(2, then=lambda: (
+            between(), seen.update(redis_client.hgetall("atk24c:c")))))
+        with pytest.raises(redmodel.RedmodelError):
+            store.incr_fields(_Counter, "c", {"n": 7, "m": 1}, ceiling={"n": 20, "m": 50})
+        left = {k: v for k, v in seen.items()
+                if not k.startswith(b"\0pin")}             # what the other client left
+        assert redis_client.hgetall("atk24c:c") == left      # byte-identical: no pin left
+        redis_client.delete("atk24c:%idx:eq:n:12")
+        assert other.verify(_Counter) == []
+        store.client.close()
+        other.client.close()
+
+
+class _Perm(enum.IntFlag):
+    R = 1
+    W = 2
+
+
+class _Color(enum.Flag):
+    RED = enum.auto()
+    BLUE = enum.auto()
+
+
+@attrs.define
+class _HoldsFlag:
+    p: _Perm = _Perm.R
+
+
+@attrs.define
+class _HoldsFlags:
+    ps: list[_Perm] = attrs.Factory(list)
+
+
+_FLAG_TYPES: list[Any] = [
+    Optional[_Perm], _Perm | None, _Color, list[_Perm], tuple[_Perm, ...],  # noqa: UP045
+    tuple[_Perm, int], dict[str, _Perm], dict[_Perm, int], set[_Perm], frozenset[_Perm],
+    _HoldsFlag, _HoldsFlags, Optional[_HoldsFlag], list[_HoldsFlag],  # noqa: UP045
+    dict[str, _HoldsFlag], Annotated[_Perm, "doc"], list[Annotated[_Perm, 1]], _Perm | str,
+]
+
+
+@pytest.mark.parametrize("tp", _FLAG_TYPES, ids=[repr(t) for t in _FLAG_TYPES])
+def test_a_flag_anywhere_in_a_field_or_container_type_is_refused_at_declaration(
+        tp: Any) -> None:
+    """docs/models.md: a `Flag`/`IntFlag` is refused at declaration with
+    ModelDefinitionError; so it is however wrapped (Optional, containers, nested attrs
+    classes, Annotated, unions), in every layout and with every index option, and as a
+    typed container's member type."""
+    for layout, option in [("hash", {}), ("hash", {"index": True}), ("hash", {"unique": True}),
+                           ("hash", {"codec": "json"}), ("flat", {}), ("blob", {})]:
+        body = {"__annotations__": {"x": tp, "id": str},
+                "x": redmodel.field(default=None, **option),
+                "id": redmodel.key_field(generated=False)}
+        extra = {"codec": "json"} if layout == "blob" else {}
+        with pytest.raises(redmodel.ModelDefinitionError):
+            redmodel.model(prefix="atk24fl", layout=layout, **extra)(
+                attrs.define(type("M", (), body)))
+    store = redmodel.Store(redis.Redis(port=1))          # nothing is sent at declaration
+    for kind in (redmodel.containers.Queue, redmodel.containers.Set,
+                 redmodel.containers.SortedSet):
+        with pytest.raises(redmodel.ModelDefinitionError):
+            kind(store, "atk24q", tp)
+
+
+def test_the_pin_wait_is_not_reported_after_a_dead_holders_pin_when_exactly_once(
+        redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    """With exactly-once on, the holder's dropped resend is sent again (a write id), so no
+    dead pin is left: the other client's increment lands at once, each applied once."""
+    with FaultProxy(redis_server.host, redis_server.port) as proxy:
+        once = redmodel.Store.from_url(proxy.url, exactly_once=True)
+        other = redmodel.Store.from_url(redis_server.url, exactly_once=True)
+        once.save(_Counter(id="e", n=5))
+        proxy.drop_request("EVALSHA", when=_nth(2))
+        assert once.incr(_Counter, "e", "n", 7) == 12
+        assert not any(k.startswith(b"\0pin") for k in redis_client.hkeys("atk24c:e"))
+        assert other.incr(_Counter, "e", "n", 1) == 13
+        proxy.lose_reply("EVALSHA", when=_nth(2))          # the pin-dropping step's reply
+        assert once.incr(_Counter, "e", "n", 10) == 23
+        assert redis_client.hgetall("atk24c:e") == {b"n": b"23", b"m": b"0"}
+        assert other.verify(_Counter) == []
+        once.client.close()
+        other.client.close()
