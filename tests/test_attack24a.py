@@ -363,3 +363,49 @@ def test_the_pin_wait_is_not_reported_after_a_dead_holders_pin_when_exactly_once
         assert other.verify(_Counter) == []
         once.client.close()
         other.client.close()
+
+
+@redmodel.model(prefix="atk24bp")
+@attrs.define
+class _BytesId:
+    color: str = "x"
+    id: bytes = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="atk24bi")
+@attrs.define
+class _BytesIdIndexed:
+    color: str = redmodel.field(index=True, default="red")
+    price: float = redmodel.field(index="range", default=1.0)
+    id: bytes = redmodel.key_field(generated=False)
+
+
+# F5: a `bytes` id field is accepted at declaration and ASCII ids work, but an id that is not
+# UTF-8 (b"\x80", any binary id) makes save, get, delete, update and incr raise a bare
+# UnicodeDecodeError (sync and async, plain and indexed models): neither stored nor refused
+# with a redmodel error. Such ids are where the query paths' surrogateescape ids come from.
+@pytest.mark.parametrize("model", [_BytesId, _BytesIdIndexed], ids=["plain", "indexed"])
+@settings(max_examples=scaled(10, floor=3))
+@example(raw=b"\x80")
+@given(raw=st.binary(min_size=1, max_size=8))
+def test_f5_a_bytes_id_round_trips_or_is_refused_before_any_write(
+        store: redmodel.Store, redis_client: redis.Redis, model: type, raw: bytes) -> None:
+    """docs/models.md ("Ids and keys"): "The id field may be `str`, `int`, `UUID` or any
+    other scalar type; its value must not be empty", "Ids and stored field names may contain
+    anything"; the type table: "`bytes` | the raw bytes". Common rules: values round-trip
+    exactly or are refused as documented, bad input gets a clear error before the first
+    write, every exception is a redmodel or redis-py error naming the key."""
+    redis_client.flushall()
+    obj = model(id=raw)
+    try:
+        store.save(obj)
+    except Exception as e:
+        assert isinstance(e, redmodel.ValidationError), repr(e)
+        assert redis_client.keys("atk24b?:[!%]*") == []       # refused before any write
+        return
+    assert store.get(model, raw) == obj
+    assert [o.id for o in store.scan(model)] == [raw]
+    if model is _BytesIdIndexed:
+        assert store.find(model, color="red").ids() == [raw]
+        assert [o.id for p in store.find(model).order_by("price").pages(1) for o in p] == [raw]
+    assert store.delete(model, raw) is True
