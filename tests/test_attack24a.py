@@ -409,3 +409,27 @@ def test_f5_a_bytes_id_round_trips_or_is_refused_before_any_write(
         assert store.find(model, color="red").ids() == [raw]
         assert [o.id for p in store.find(model).order_by("price").pages(1) for o in p] == [raw]
     assert store.delete(model, raw) is True
+
+
+# F6: a consumer name holding a lone surrogate passes consume()'s name check (which refuses
+# "" and non-str names with ValidationError) and fails at the first take with a bare
+# UnicodeEncodeError from the transport's packer, plus a log line saying it "could not
+# return its items" (nothing is lost: the items stay in the queue).
+@pytest.mark.parametrize("name", ["w\udc80", "\ud800", "a\udfffb"])
+def test_f6_a_consumer_name_that_is_not_utf8_text_is_refused_at_consume(
+        store: redmodel.Store, redis_client: redis.Redis, name: str) -> None:
+    """docs/containers.md (`consume(..., name=None, ...)`) and the common rules: "Bad input
+    gets a clear error before the first write and loses nothing", "every exception leaving
+    redmodel is a redmodel or redis-py error naming the key". The empty name is refused by
+    `consume()` with ValidationError naming the queue's key; a name that cannot be sent
+    (not UTF-8-encodable text) must be too, not fail later as UnicodeEncodeError."""
+    jobs = redmodel.containers.Queue(store, "atk24jobs", str)
+    jobs.push("a")
+    try:
+        consumer = jobs.consume(name=name, idle_timeout=0.05, poll=0.01)
+        taken = list(consumer)
+    except Exception as e:
+        assert isinstance(e, redmodel.ValidationError) and "atk24jobs" in str(e), repr(e)
+        assert redis_client.lrange("atk24jobs", 0, -1) == [b"a"]
+        return
+    assert taken == ["a"]
