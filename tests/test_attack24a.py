@@ -433,3 +433,38 @@ def test_f6_a_consumer_name_that_is_not_utf8_text_is_refused_at_consume(
         assert redis_client.lrange("atk24jobs", 0, -1) == [b"a"]
         return
     assert taken == ["a"]
+
+
+_CONTAINER_CALLS: dict[str, Any] = {
+    "queue-key": lambda s, t: redmodel.containers.Queue(s, t, str).push("a"),
+    "queue-tuple-key": lambda s, t: redmodel.containers.Queue(s, ("atk24", t), str).push("a"),
+    "set-key": lambda s, t: redmodel.containers.Set(s, t, str).add("a"),
+    "sortedset-key": lambda s, t: redmodel.containers.SortedSet(s, t, str).add("a", 1.0),
+    "window-key": lambda s, t: redmodel.containers.WindowCounter(s, t).incr("a"),
+    "window-subject-incr": lambda s, t: redmodel.containers.WindowCounter(s, "atk24w").incr(t),
+    "window-subject-get": lambda s, t: redmodel.containers.WindowCounter(s, "atk24w").get(t),
+}
+
+
+# F7: a container key part (or a WindowCounter subject) holding a lone surrogate is accepted
+# by the key check (it is a str) and the first command fails with a bare UnicodeEncodeError
+# from the transport's packer; a model id with one is refused ("bad id: text with a lone
+# surrogate cannot be stored as UTF-8") and so is such a member.
+@pytest.mark.parametrize("call", list(_CONTAINER_CALLS))
+@settings(max_examples=scaled(5, floor=2))
+@example(text="x\udc80")
+@given(text=st.text(min_size=1, max_size=4).flatmap(
+    lambda t: st.characters(categories=["Cs"]).map(lambda c: t + c)))
+def test_f7_a_container_key_part_that_is_not_utf8_text_is_a_validation_error(
+        store: redmodel.Store, redis_client: redis.Redis, call: str, text: str) -> None:
+    """docs/containers.md ("Keys"): key parts are built like model keys, and anything that
+    cannot be one "raises `redmodel.ValidationError` before anything is sent"; docs/models.md:
+    an id with a lone surrogate is refused as not storable UTF-8 text. Common rules: never a
+    bare UnicodeEncodeError."""
+    before = set(redis_client.keys("*"))
+    try:
+        _CONTAINER_CALLS[call](store, text)
+    except Exception as e:
+        assert isinstance(e, redmodel.ValidationError), repr(e)
+        assert set(redis_client.keys("*")) - before <= {b"atk24w:%schema",
+                                                        b"atk24w:{atk24w}:%container"}
