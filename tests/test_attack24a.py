@@ -468,3 +468,57 @@ def test_f7_a_container_key_part_that_is_not_utf8_text_is_a_validation_error(
         assert isinstance(e, redmodel.ValidationError), repr(e)
         assert set(redis_client.keys("*")) - before <= {b"atk24w:%schema",
                                                         b"atk24w:{atk24w}:%container"}
+
+
+def _declare_with(prefix: str = "atk24d", delimiter: str = ":", name: str | None = None,
+                  index: bool = False) -> type:
+    body = {"__annotations__": {"v": int, "id": str},
+            "v": redmodel.field(default=0, name=name, index=index),
+            "id": redmodel.key_field(generated=False)}
+    return redmodel.model(prefix=prefix, delimiter=delimiter)(
+        attrs.define(type("Decl", (), body)))
+
+
+# F8: a model prefix, delimiter or stored field name (`name=`) holding a lone surrogate is
+# not refused with ModelDefinitionError: the prefix and a plain field's name are accepted and
+# the first save raises a bare UnicodeEncodeError; the delimiter, and the name of an indexed
+# field, raise a bare UnicodeEncodeError at declaration (an enum value with one is refused
+# with ModelDefinitionError since stop 23).
+@pytest.mark.parametrize("option", [{"prefix": "p\udc80"}, {"delimiter": "\udc80"},
+                                    {"name": "v\ud800"}, {"name": "v\ud800", "index": True}],
+                         ids=["prefix", "delimiter", "name", "indexed-name"])
+def test_f8_a_declaration_holding_a_lone_surrogate_is_a_model_definition_error(
+        store: redmodel.Store, redis_client: redis.Redis, option: dict[str, Any]) -> None:
+    """docs/models.md (errors table): "`ModelDefinitionError` (also a `TypeError`) | at
+    declaration: unsupported type, no key field, bad option"; the type table refuses an
+    enum value "that is not UTF-8-encodable text (a lone surrogate)" at declaration. A
+    prefix or stored name that can never be sent is a bad option of the same kind."""
+    try:
+        model = _declare_with(**option)
+    except Exception as e:
+        assert isinstance(e, redmodel.ModelDefinitionError), repr(e)
+        return
+    try:
+        store.save(model(id="a", v=1))
+    except Exception as e:
+        raise AssertionError(f"declared, then the first save raised {e!r}") from e
+    assert store.get(model, "a") == model(id="a", v=1)
+
+
+# F9: from_url accepts a `client_name` query value holding a lone surrogate, and the first
+# store call raises a bare UnicodeEncodeError (a neighbour of attack 23r F3/F4).
+def test_f9_url_client_name_that_cannot_be_sent_is_a_validation_error(redis_url: str) -> None:
+    """docs/deploy.md: "in `from_url` and `from_env`, a URL redis-py cannot use (... a bad
+    query value ...)" raises `redmodel.ValidationError` naming the URL "before any client is
+    made"; common rule: every exception leaving redmodel is a redmodel or redis-py error."""
+    sep = "&" if "?" in redis_url else "?"
+    try:
+        store = redmodel.Store.from_url(f"{redis_url}{sep}client_name=w\udc80")
+    except redmodel.ValidationError:
+        return
+    try:
+        store.save(_Plain(id="x"))
+    except Exception as e:
+        assert isinstance(e, redmodel.RedmodelError | redis.RedisError), repr(e)
+    finally:
+        store.client.close()
