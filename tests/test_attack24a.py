@@ -522,3 +522,17 @@ def test_f9_url_client_name_that_cannot_be_sent_is_a_validation_error(redis_url:
         assert isinstance(e, redmodel.RedmodelError | redis.RedisError), repr(e)
     finally:
         store.client.close()
+
+
+# F10: store.drop_index(Model, name) with a name holding a lone surrogate raises a bare
+# UnicodeEncodeError; an unknown plain name answers 0 (nothing dropped).
+def test_f10_drop_index_of_a_name_that_is_not_utf8_text_is_refused_or_drops_nothing(
+        store: redmodel.Store) -> None:
+    """docs/migrations.md (`store.drop_index`) and the common rule: every exception leaving
+    redmodel is a redmodel or redis-py error naming the key; bad input gets a clear error
+    before the first write. `drop_index(_Row, "nope")` answers 0."""
+    assert store.drop_index(_Row, "nope") == 0
+    try:
+        assert store.drop_index(_Row, "n\udc80") == 0
+    except Exception as e:
+        assert isinstance(e, redmodel.ValidationError), repr(e)
