@@ -12,7 +12,7 @@ from typing import Any, TypeVar, overload
 
 import attrs
 
-from redmodel._args import MAX_TTL_SECONDS
+from redmodel._args import MAX_TTL_SECONDS, unsendable
 from redmodel._errors import ModelDefinitionError
 from redmodel._indexes._specs import compile_indexes
 from redmodel._models._hidden import check_encryption_applies, hide_encrypted
@@ -271,13 +271,17 @@ def _compile(
         )
     if not (hash_tag is True or hash_tag is False or callable(hash_tag)):
         raise ModelDefinitionError(f"{name}: hash_tag must be True, False or a function")
-    if not delimiter or "%" in delimiter or "{" in delimiter or "}" in delimiter:
+    if not isinstance(delimiter, str) or not delimiter or "%" in delimiter \
+            or "{" in delimiter or "}" in delimiter or unsendable(delimiter):
         raise ModelDefinitionError(f"{name}: bad delimiter {delimiter!r}")
     prefix = snake_case(name) if prefix is None else prefix
-    if not prefix or delimiter in prefix:
+    if not isinstance(prefix, str) or not prefix or delimiter in prefix:
         raise ModelDefinitionError(
-            f"{name}: prefix {prefix!r} must be non-empty and not contain {delimiter!r}"
+            f"{name}: prefix {prefix!r} must be a non-empty str not containing {delimiter!r}"
         )
+    if unsendable(prefix):
+        raise ModelDefinitionError(
+            f"{name}: prefix {prefix!r} must be UTF-8-encodable text (no lone surrogate)")
     _resolve(cls)
     all_fields = [f for f in attrs.fields(cls) if f.init]
     key_name = key or _key_name(cls, all_fields)
@@ -379,10 +383,11 @@ def _field(
     opts = _options(f)
     label = f"{where}.{f.name}"
     stored = opts.name or f.name
-    if not stored or stored.startswith("\x00"):
+    if not stored or stored.startswith("\x00") or unsendable(stored):
         raise ModelDefinitionError(f"{label}: bad stored name {stored!r}")
     for old in opts.old_names:
-        if not isinstance(old, str) or not old or old.startswith("\x00") or old == stored:
+        if not isinstance(old, str) or not old or old.startswith("\x00") or old == stored \
+                or unsendable(old):
             raise ModelDefinitionError(f"{label}: bad old name {old!r}")
     inner, optional = optional_inner(f.type)
     if opts.upgrade is not None and is_model_class(inner) and not optional \

@@ -19,7 +19,7 @@ from redis.connection import (
 )
 from redis.exceptions import ClusterDownError
 
-from redmodel._args import MAX_BLOCK_SECONDS, MAX_PAGE, flag, integer
+from redmodel._args import MAX_BLOCK_SECONDS, MAX_PAGE, flag, integer, unsendable
 from redmodel._errors import ValidationError
 from redmodel._indexes._registry import Registry
 from redmodel._transport._wire import DEFAULT_POLICY, ResendPolicy
@@ -267,6 +267,9 @@ def _url_problem(url: str) -> str | None:
     scheme = url.partition("://")[0] if "://" in url else ""
     if scheme not in _CONNECTION_CLASSES:
         return "the scheme must be redis://, rediss:// or unix://"
+    if unsendable(url):  # redis-py would fail to encode it at the first command
+        return ("it holds a lone surrogate (text that is not UTF-8-encodable): no host, "
+                "user name, password or option value can hold one")
     parts: SplitResult | None
     port: int | None = None
     try:
