@@ -19,6 +19,8 @@ from redmodel._models._hidden import check_encryption_applies, hide_encrypted
 from redmodel._models._keys import escape, new_id, snake_case
 from redmodel._models._specs import FieldSpec, ModelSpec, base_spec, spec_of
 from redmodel._models._types import (
+    _SCALARS,
+    ID_STR,
     NUMERIC,
     is_model_class,
     make_checker,
@@ -298,6 +300,8 @@ def _compile(
             f"{name}: the key field {key_name!r} is read from the key, not stored: it takes "
             "no old_names= or upgrade=")
     fields = tuple(s for s in specs if s is not key_spec)
+    if key_spec.encode is _SCALARS[str][0]:  # a str id: the str form of the id's bytes
+        key_spec = attrs.evolve(key_spec, encode=ID_STR[0], decode=ID_STR[1], check=ID_STR[2])
     _check_unique_names(name, fields)
     check_encryption_applies(name, layout, chain, fields)
     encrypted = {s.name for s in fields if s.codec is not None and s.codec.encrypts}
