@@ -7,7 +7,11 @@ refused before anything is sent (docs/models.md, "Ids and keys")."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -208,3 +212,26 @@ def test_a_str_id_no_bytes_stand_for_is_refused_before_anything_is_sent(
         with pytest.raises(redmodel.ValidationError, match=re.escape("U+DC80..U+DCFF")):
             call()
     assert redis_client.dbsize() == before
+
+
+# the CLI's export writes such an id as a \udcXX escape (its output is UTF-8) and its import
+# reads it back as the same key
+def test_export_then_import_keeps_ids_that_are_not_utf8(
+        redis_url: str, store: redmodel.Store, redis_client: redis.Redis, tmp_path: Any) -> None:
+    objs = [StrHash(id="\udc80x:", n=1), StrHash(id="plain", n=2), BytesHash(id=b"\xff\x00"),
+            StrFlat(id="\udcff", color="f"), BytesFlat(id=b"\xed\xa0\x80")]
+    store.save_many(objs)
+    before = {k: redis_client.dump(k) for k in redis_client.keys("fx24[sb][hf]:[!%]*")}
+    path = tmp_path / "dump.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
+    env.update(REDIS_URL=redis_url, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    for args in (["export", "-m", "tests.test_fix24a", "-o", str(path)],
+                 ["import", "-m", "tests.test_fix24a", "-i", str(path)]):
+        done = subprocess.run([sys.executable, "-m", "redmodel", *args], env=env,
+                              capture_output=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr.decode("utf-8", "replace")[-2000:]
+        if args[0] == "export":
+            path.read_bytes().decode("utf-8")           # UTF-8 text, whatever the ids
+            redis_client.delete(*before)
+    assert {k: redis_client.dump(k) for k in redis_client.keys("fx24[sb][hf]:[!%]*")} == before
+    assert [store.get(type(o), o.id) for o in objs] == objs
