@@ -188,6 +188,43 @@ def test_any_id_bytes_round_trip_through_the_indexes(
     assert store.verify(model) == []
 
 
+@redmodel.model(prefix="fx24k", buckets=3)
+@attrs.define
+class Bucketed:
+    color: str = redmodel.field(index=True, default="c")
+    price: float = redmodel.field(index="range", default=1.0)
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="fx24kb", buckets=3)
+@attrs.define
+class BucketedBytes:
+    color: str = redmodel.field(index=True, default="c")
+    price: float = redmodel.field(index="range", default=1.0)
+    id: bytes = redmodel.key_field(generated=False)
+
+
+# Query ids and bucketed models: their last strict encodes are in redmodel/_indexes (owned
+# by other helpers this session): Query._ids and bucket_of must encode an id's text with
+# surrogateescape (session 24 FA report). strict: passes once they do, and then fails here.
+@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
+                   reason="redmodel/_indexes: Query._ids, bucket_of encode id text strictly")
+@pytest.mark.parametrize("model", [StrIndexed, BytesIndexed, Bucketed, BucketedBytes],
+                         ids=["str", "bytes", "bucketed", "bucketed-bytes"])
+def test_query_ids_and_buckets_take_any_id_bytes(store: redmodel.Store, model: type) -> None:
+    _clear(store, model)
+    raws = [b"\x80", b"a\xff:{x}%zz", b"\xed\xa0\x80", b"plain"]
+    objs = [model(id=id_of(model, raw), color="red") for raw in raws]
+    store.save_many(objs)
+    want = sorted(o.id for o in objs)
+    assert sorted(store.find(model, color="red").ids()) == want
+    assert sorted(store.find(model).ids()) == want
+    if model in (Bucketed, BucketedBytes):
+        assert sorted(store.find(model).order_by("price").ids()) == want
+        assert sorted(o.id for o in store.scan(model)) == want and store.verify(model) == []
+    assert store.delete_many(model, [o.id for o in objs]) == len(objs)
+
+
 # the str ids no bytes stand for: any lone surrogate but U+DC80..U+DCFF
 OTHER_SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF).filter(
     lambda c: not 0xDC80 <= ord(c) <= 0xDCFF)
