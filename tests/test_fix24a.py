@@ -272,3 +272,31 @@ def test_export_then_import_keeps_ids_that_are_not_utf8(
             redis_client.delete(*before)
     assert {k: redis_client.dump(k) for k in redis_client.keys("fx24[sb][hf]:[!%]*")} == before
     assert [store.get(type(o), o.id) for o in objs] == objs
+
+
+# from_env: a user name or password whose bytes are not UTF-8 (os.environ holds them as
+# U+DC80..U+DCFF, os.fsdecode's convention) is sent as those bytes
+def test_from_env_sends_credentials_as_their_environment_bytes(
+        redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    redis_client.execute_command("ACL", "SETUSER", b"fx24\xffu", "on", b">p\x80w\xed\xa0\x80",
+                                 "~fx24*", "+@all")
+    try:
+        monkeypatch.setenv("REDIS_URL", redis_url)
+        monkeypatch.setenv("REDIS_USERNAME", "fx24\udcffu")
+        monkeypatch.setenv("REDIS_PASSWORD", "p\udc80w\udced\udca0\udc80")
+        store = redmodel.Store.from_env(registry=False)
+        try:
+            store.save(StrHash(id="\udc80", n=7))
+            assert store.get(StrHash, "\udc80") == StrHash(id="\udc80", n=7)
+            assert store.delete(StrHash, "\udc80")
+        finally:
+            store.close()
+        monkeypatch.setenv("REDIS_PASSWORD", "p\udc80w")             # a wrong password
+        wrong = redmodel.Store.from_env(registry=False)
+        try:
+            with pytest.raises(redis.AuthenticationError):
+                wrong.get(StrHash, "a")
+        finally:
+            wrong.close()
+    finally:
+        redis_client.execute_command("ACL", "DELUSER", b"fx24\xffu")

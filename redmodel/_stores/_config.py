@@ -414,8 +414,15 @@ def env_settings(
     tls = env_flag(env, prefix + "TLS") | env_flag(env, prefix + "SSL")
     cluster = env_flag(env, prefix + "CLUSTER")
     for name, arg in (("USERNAME", "username"), ("PASSWORD", "password")):
-        if get(name):
-            kwargs[arg] = get(name)
+        value = get(name)
+        if value and unsendable(value):  # bytes that are not UTF-8 (os.environ holds them
+            try:  # as U+DC80..U+DCFF): the secret is those bytes
+                kwargs[arg] = value.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                raise ValidationError(f"{prefix}{name} holds a lone surrogate that no bytes "
+                                      "stand for") from None
+        elif value:
+            kwargs[arg] = value
     for name, arg in (("CA_FILE", "ssl_ca_certs"), ("CERT_FILE", "ssl_certfile"),
                       ("KEY_FILE", "ssl_keyfile")):
         if get(name):
