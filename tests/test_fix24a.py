@@ -125,12 +125,12 @@ def _clear(store: Any, model: type) -> None:
 # the model.
 @pytest.mark.parametrize("model", MODELS, ids=[m.__name__ for m in MODELS])
 @settings(max_examples=scaled(20, floor=5))
-@example(raw=b"\x80", plant=True)
-@example(raw=b"\xed\xa0\x80", plant=False)
-@example(raw=b"", plant=False)
-@given(raw=ID_BYTES, plant=st.booleans())
+@example(raw=b"\x80", plant=True, many=False)
+@example(raw=b"\xed\xa0\x80", plant=False, many=True)
+@example(raw=b"", plant=False, many=False)
+@given(raw=ID_BYTES, plant=st.booleans(), many=st.booleans())
 def test_any_id_bytes_round_trip_through_every_shell(
-        any_store: Any, model: type, raw: bytes, plant: bool) -> None:
+        any_store: Any, model: type, raw: bytes, plant: bool, many: bool) -> None:
     store, client = any_store, any_store.client
     _clear(store, model)
     ident = id_of(model, raw)
@@ -139,15 +139,18 @@ def test_any_id_bytes_round_trip_through_every_shell(
     if not raw:
         before = dbsize(client)
         with pytest.raises(redmodel.ValidationError):
-            store.save(obj)
+            store.save_many([obj]) if many else store.save(obj)
         assert dbsize(client) == before               # refused before any write
         return
     if plant and model in (StrHash, BytesHash) and not any(c in _ESCAPED for c in raw):
         client.hset(key, mapping={b"color": b"c", b"n": b"3"})  # another program's key
+    elif many:
+        store.save_many([obj])
     else:
         store.save(obj)
     assert client.exists(key) == 1                       # the key is the id's very bytes
     assert store.get(model, ident) == obj
+    assert store.get_many(model, [ident, ident]) == [obj, obj]
     assert [o.id for o in store.scan(model)] == [ident]
     assert store.count(model) == 1
     assert store.incr(model, ident, "n", 2) == 5
