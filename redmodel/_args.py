@@ -120,7 +120,7 @@ def unsendable(text: str) -> bool:
     """Whether ``text`` holds a lone surrogate (no UTF-8 bytes stand for it). Names that
     are not ids (a model prefix, a stored field name, a container key part, a consumer
     name, a URL option) are text and refuse it where they are given; an id is bytes, and
-    its str form may hold U+DC80..U+DCFF for undecodable bytes (see ``id_bytes``)."""
+    its str form may hold U+DC80..U+DCFF for undecodable bytes (``_models._types.ID_STR``)."""
     if text.isascii():
         return False
     try:
