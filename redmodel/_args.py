@@ -24,6 +24,7 @@ __all__ = [
     "not_negative",
     "page_count",
     "seconds",
+    "unsendable",
 ]
 
 T = TypeVar("T")
@@ -113,3 +114,17 @@ def many(value: T, what: str, of: str, *, model: str | None = None) -> T:
         raise ValidationError(f"{what} must be an iterable such as a list (pass a list of "
                               f"{of}), got {type(value).__name__}", model=model)
     return value
+
+
+def unsendable(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (no UTF-8 bytes stand for it). Names that
+    are not ids (a model prefix, a stored field name, a container key part, a consumer
+    name, a URL option) are text and refuse it where they are given; an id is bytes, and
+    its str form may hold U+DC80..U+DCFF for undecodable bytes (``_models._types.ID_STR``)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -82,7 +82,7 @@ class BlobLayout:
     def _decode_id(self, key: str, id_text: str) -> Any:
         assert self.spec.key.decode is not None
         try:
-            return self.spec.key.decode(id_text.encode("utf-8"))
+            return self.spec.key.decode(id_text.encode("utf-8", "surrogateescape"))
         except BadValueError as e:
             raise DecodeError(f"id: {e}", model=self.spec.name, key=key,
                               field=self.spec.key.name) from None

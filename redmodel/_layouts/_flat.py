@@ -42,7 +42,7 @@ from redmodel._models._compiled import build
 from redmodel._models._keys import escape
 from redmodel._models._specs import ModelSpec
 from redmodel._models._tree import _stored_name, make_tree_converter, structure_error
-from redmodel._models._types import optional_inner, scalar
+from redmodel._models._types import ID_STR, optional_inner, scalar
 from redmodel._plan import Batch, Command, LuaScript, Plan, script
 from redmodel.codecs._strict import field_names
 
@@ -337,7 +337,11 @@ class FlatLayout:
 
     def _manifest(self, obj: Any) -> tuple[str, list[tuple[str, bytes]]]:
         """The generic encoding: the manifest, and (leaf suffix, value) of every leaf."""
-        tree = self.unstructure(obj)
+        try:
+            tree = self.unstructure(obj)
+        except UnicodeEncodeError:  # a str id holding U+DC80..U+DCFF (the values were
+            # checked): the id is no leaf, so the tree of a copy with an empty one will do
+            tree = self.unstructure(attrs.evolve(obj, **{self.spec.key.init_name: ""}))
         tree.pop(self.key_name, None)
         leaves: list[tuple[str, bytes]] = []
         skeleton = self._flatten(tree, "", leaves)
@@ -423,9 +427,25 @@ class FlatLayout:
                 except Exception:  # the generic decode below decides
                     pass
         tree = self._tree(key, manifest, values)
-        tree[self.key_name] = id_text.encode("utf-8")
+        try:
+            tree[self.key_name] = id_text.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable id bytes: see _odd_id
+            return self._odd_id(key, id_text, tree)
         try:
             return self.structure(tree, self.spec.cls)
+        except Exception as e:
+            raise structure_error(e, model=self.spec.name, key=key) from None
+
+    def _odd_id(self, key: str, id_text: str, tree: dict[str, Any]) -> Any:
+        """The object of an id whose bytes are not UTF-8 (its text holds U+DC80..U+DCFF):
+        a ``bytes`` id is those bytes; a ``str`` id is that text, which the tree's strict
+        str leaves cannot hold, so the object is made with an empty id, then given it."""
+        raw = id_text.encode("utf-8", "surrogateescape")
+        text_id = self.spec.key.decode is ID_STR[1]
+        tree[self.key_name] = b"" if text_id else raw
+        try:
+            obj = self.structure(tree, self.spec.cls)
+            return attrs.evolve(obj, **{self.spec.key.init_name: id_text}) if text_id else obj
         except Exception as e:
             raise structure_error(e, model=self.spec.name, key=key) from None
 

@@ -556,7 +556,7 @@ class HashLayout:
         spec = self.spec
         assert spec.key.decode is not None
         try:
-            return spec.key.decode(id_text.encode("utf-8"))
+            return spec.key.decode(id_text.encode("utf-8", "surrogateescape"))
         except BadValueError as e:
             raise DecodeError(f"id: {e}", model=spec.name, key=key, field=spec.key.name) from None
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redmodel._models._keys import _TABLES, escape
-from redmodel._models._types import _SCALARS
+from redmodel._models._types import _SCALARS, ID_STR
 
 if TYPE_CHECKING:
     from redmodel._models._specs import FieldSpec, ModelSpec
@@ -289,8 +289,11 @@ def hash_decoder(spec: ModelSpec) -> Callable[[dict[bytes, bytes], str], Any] | 
     fb = env.bind(FALLBACK, "FB")
     lines: list[str] = []
     kwargs = _kwargs(env, spec.fields, b"", spec.delimiter.encode(), lines, 0)
-    id_raw = "id_text.encode('utf-8')"
-    kwargs.append(f"{key.init_name}={_decode_expr(env, key, id_raw)}")
+    if key.decode is ID_STR[1]:  # a str id is its text (the str form of the id's bytes)
+        kwargs.append(f"{key.init_name}=id_text")
+    else:
+        id_raw = "id_text.encode('utf-8', 'surrogateescape')"
+        kwargs.append(f"{key.init_name}={_decode_expr(env, key, id_raw)}")
     body = ["def decode(data, id_text):", "    get = data.get", "    try:"]
     body += ["    " + line for line in lines]
     body.append(f"        return {cls}({', '.join(kwargs)})")
@@ -317,7 +320,7 @@ def key_text(spec: ModelSpec, generic: Callable[[Any], tuple[str, str]]
     gen = env.bind(generic, "g")
     prefix = f"{spec.prefix}{spec.delimiter}"
     table = env.bind(_key_table(spec.delimiter), "t")
-    if key.check is _SCALARS[str][2] and key.encode is _SCALARS[str][0]:
+    if key.check is ID_STR[2] and key.encode is ID_STR[0]:
         fast = "type(v) is str and v and v.isascii()"
         text = "v"
     elif key.check is _SCALARS[int][2] and key.encode is _SCALARS[int][0]:

@@ -12,13 +12,15 @@ from typing import Any, TypeVar, overload
 
 import attrs
 
-from redmodel._args import MAX_TTL_SECONDS
+from redmodel._args import MAX_TTL_SECONDS, unsendable
 from redmodel._errors import ModelDefinitionError
 from redmodel._indexes._specs import compile_indexes
 from redmodel._models._hidden import check_encryption_applies, hide_encrypted
 from redmodel._models._keys import escape, new_id, snake_case
 from redmodel._models._specs import FieldSpec, ModelSpec, base_spec, spec_of
 from redmodel._models._types import (
+    _SCALARS,
+    ID_STR,
     NUMERIC,
     is_model_class,
     make_checker,
@@ -271,13 +273,17 @@ def _compile(
         )
     if not (hash_tag is True or hash_tag is False or callable(hash_tag)):
         raise ModelDefinitionError(f"{name}: hash_tag must be True, False or a function")
-    if not delimiter or "%" in delimiter or "{" in delimiter or "}" in delimiter:
+    if not isinstance(delimiter, str) or not delimiter or "%" in delimiter \
+            or "{" in delimiter or "}" in delimiter or unsendable(delimiter):
         raise ModelDefinitionError(f"{name}: bad delimiter {delimiter!r}")
     prefix = snake_case(name) if prefix is None else prefix
-    if not prefix or delimiter in prefix:
+    if not isinstance(prefix, str) or not prefix or delimiter in prefix:
         raise ModelDefinitionError(
-            f"{name}: prefix {prefix!r} must be non-empty and not contain {delimiter!r}"
+            f"{name}: prefix {prefix!r} must be a non-empty str not containing {delimiter!r}"
         )
+    if unsendable(prefix):
+        raise ModelDefinitionError(
+            f"{name}: prefix {prefix!r} must be UTF-8-encodable text (no lone surrogate)")
     _resolve(cls)
     all_fields = [f for f in attrs.fields(cls) if f.init]
     key_name = key or _key_name(cls, all_fields)
@@ -294,6 +300,8 @@ def _compile(
             f"{name}: the key field {key_name!r} is read from the key, not stored: it takes "
             "no old_names= or upgrade=")
     fields = tuple(s for s in specs if s is not key_spec)
+    if key_spec.encode is _SCALARS[str][0]:  # a str id: the str form of the id's bytes
+        key_spec = attrs.evolve(key_spec, encode=ID_STR[0], decode=ID_STR[1], check=ID_STR[2])
     _check_unique_names(name, fields)
     check_encryption_applies(name, layout, chain, fields)
     encrypted = {s.name for s in fields if s.codec is not None and s.codec.encrypts}
@@ -379,10 +387,11 @@ def _field(
     opts = _options(f)
     label = f"{where}.{f.name}"
     stored = opts.name or f.name
-    if not stored or stored.startswith("\x00"):
+    if not stored or stored.startswith("\x00") or unsendable(stored):
         raise ModelDefinitionError(f"{label}: bad stored name {stored!r}")
     for old in opts.old_names:
-        if not isinstance(old, str) or not old or old.startswith("\x00") or old == stored:
+        if not isinstance(old, str) or not old or old.startswith("\x00") or old == stored \
+                or unsendable(old):
             raise ModelDefinitionError(f"{label}: bad old name {old!r}")
     inner, optional = optional_inner(f.type)
     if opts.upgrade is not None and is_model_class(inner) and not optional \

@@ -124,11 +124,13 @@ class ModelSpec:
         return [None] if self.buckets is None else [str(b) for b in range(self.buckets)]
 
     def id_text(self, id_value: Any) -> str:
-        """The id as text; raises ValidationError for an empty or mistyped id."""
+        """The id as text (the str form of its bytes: UTF-8 with ``surrogateescape``, so
+        any bytes of a ``bytes`` id have one); raises ValidationError for an empty or
+        mistyped id."""
         if (err := self.key.check(id_value)) is not None:
             raise ValidationError(f"bad id: {err}", model=self.name, field=self.key.name)
         assert self.key.encode is not None
-        text = self.key.encode(id_value).decode("utf-8")
+        text = self.key.encode(id_value).decode("utf-8", "surrogateescape")
         if not text:
             raise ValidationError("id is empty", model=self.name, field=self.key.name)
         return text

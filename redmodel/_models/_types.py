@@ -145,6 +145,30 @@ def _check_str(value: Any) -> str | None:
     return None
 
 
+def _check_id_str(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"expected str, got {type(value).__name__}"
+    if not value.isascii():
+        try:
+            value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return ("text with a lone surrogate other than U+DC80..U+DCFF (which stand for "
+                    "undecodable id bytes) cannot be stored")
+    return None
+
+
+def _dec_id_str(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+ID_STR: tuple[Encoder, Decoder, Checker] = (
+    lambda v: v.encode("utf-8", "surrogateescape"), _dec_id_str, _check_id_str)
+"""Encoder, decoder and checker of a ``str`` id: an id is bytes, its str form those bytes
+decoded as UTF-8 with ``surrogateescape`` (os.fsdecode's convention), so a key another
+program wrote with undecodable id bytes is read, scanned and queried as the str holding
+U+DC80..U+DCFF for them and addresses that very key again; any other lone surrogate is
+refused (no bytes stand for it). Field values of type str stay strict UTF-8 text."""
+
 _check_number = _check_type(float, int, exclude=(bool,))
 
 

@@ -1020,7 +1020,8 @@ def scan_page(spec: ModelSpec, cursor: int, count: int, target: Any = None
         next_cursor = next(iter(next_cursor.values()))
     keys = []
     for raw in raw_keys:
-        key = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        # an id is bytes: its str form is them decoded with surrogateescape (models.md)
+        key = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
         if spec.id_of_key(key) is not None:
             keys.append(key)
     return int(next_cursor), keys

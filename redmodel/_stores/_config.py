@@ -19,7 +19,7 @@ from redis.connection import (
 )
 from redis.exceptions import ClusterDownError
 
-from redmodel._args import MAX_BLOCK_SECONDS, MAX_PAGE, flag, integer
+from redmodel._args import MAX_BLOCK_SECONDS, MAX_PAGE, flag, integer, unsendable
 from redmodel._errors import ValidationError
 from redmodel._indexes._registry import Registry
 from redmodel._transport._wire import DEFAULT_POLICY, ResendPolicy
@@ -267,6 +267,9 @@ def _url_problem(url: str) -> str | None:
     scheme = url.partition("://")[0] if "://" in url else ""
     if scheme not in _CONNECTION_CLASSES:
         return "the scheme must be redis://, rediss:// or unix://"
+    if unsendable(url):  # redis-py would fail to encode it at the first command
+        return ("it holds a lone surrogate (text that is not UTF-8-encodable): no host, "
+                "user name, password or option value can hold one")
     parts: SplitResult | None
     port: int | None = None
     try:
@@ -411,8 +414,15 @@ def env_settings(
     tls = env_flag(env, prefix + "TLS") | env_flag(env, prefix + "SSL")
     cluster = env_flag(env, prefix + "CLUSTER")
     for name, arg in (("USERNAME", "username"), ("PASSWORD", "password")):
-        if get(name):
-            kwargs[arg] = get(name)
+        value = get(name)
+        if value and unsendable(value):  # bytes that are not UTF-8 (os.environ holds them
+            try:  # as U+DC80..U+DCFF): the secret is those bytes
+                kwargs[arg] = value.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                raise ValidationError(f"{prefix}{name} holds a lone surrogate that no bytes "
+                                      "stand for") from None
+        elif value:
+            kwargs[arg] = value
     for name, arg in (("CA_FILE", "ssl_ca_certs"), ("CERT_FILE", "ssl_certfile"),
                       ("KEY_FILE", "ssl_keyfile")):
         if get(name):

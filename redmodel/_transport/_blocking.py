@@ -61,7 +61,7 @@ from redis.retry import Retry
 from redmodel._args import MAX_BLOCK_SECONDS, seconds
 from redmodel._errors import OutcomeUnknownError
 from redmodel._plan import Command
-from redmodel._transport._wire import server_error
+from redmodel._transport._wire import pack_commands, server_error
 
 __all__ = [
     "BLOCK_MARGIN",
@@ -330,7 +330,7 @@ def _send(client: Any, call: _Call, wire: list[Command]) -> list[Any]:
         try:
             _fresh(conn)
             conn.check_health()
-            data = conn.pack_commands(wire)
+            data = pack_commands(conn, wire)
             sent = True
             conn.send_packed_command(data, check_health=False)
             replies: list[Any] = []
@@ -415,7 +415,7 @@ async def _send_async(client: Any, call: _Call, wire: list[Command]) -> list[Any
             conn.socket_timeout = call.socket_timeout  # for the send and the reads
             await _fresh_async(conn)
             await conn.check_health()
-            data = conn.pack_commands(wire)
+            data = pack_commands(conn, wire)
             sent = True
             await conn.send_packed_command(data, check_health=False)
             replies: list[Any] = []

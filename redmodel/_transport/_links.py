@@ -43,6 +43,8 @@ from redmodel._transport._wire import (
     batch_keys,
     command_slot,
     cross_slot_error,
+    pack_commands,
+    sendable,
 )
 
 __all__ = ["AsyncLink", "AsyncSession", "SyncLink", "SyncSession"]
@@ -155,7 +157,9 @@ class _Shell:
                 return [b"".join([pack(c) for c in wire])]
             except TypeError:
                 pass  # a value hiredis does not pack: redis-py's encoder explains it
-        return conn.pack_commands(wire)
+            except UnicodeEncodeError:  # the str form of undecodable id bytes
+                return self._pack(conn, sendable(wire))
+        return pack_commands(conn, wire)
 
     def _moves(self, ex: Exchange) -> tuple[list[BaseException], bool]:
         """(MOVED errors to apply, whether to reload the whole map) after a round."""

@@ -75,7 +75,9 @@ __all__ = [
     "command_keys",
     "command_slot",
     "cross_slot_error",
+    "pack_commands",
     "redis_reply",
+    "sendable",
     "server_error",
 ]
 
@@ -233,8 +235,38 @@ def command_keys(command: Command) -> tuple[Sequence[Any], int | None]:
     return command[1:2], 1
 
 
+def sendable(wire: Sequence[Command]) -> list[Command]:
+    """``wire`` with every str argument that is not ASCII as its UTF-8 bytes under
+    ``surrogateescape``: the str form of an id holds U+DC80..U+DCFF for id bytes that are
+    not UTF-8 (docs/models.md, "Ids and keys"), and so do the keys built from it; they are
+    sent as those very bytes. The slow path of a pack (strict UTF-8 failed); any other
+    lone surrogate is refused at its entry point, so one here raises ValidationError naming
+    the command's key before anything of the batch is sent."""
+    out: list[Command] = []
+    for command in wire:
+        try:
+            out.append(tuple(a.encode("utf-8", "surrogateescape")
+                             if a.__class__ is str and not a.isascii() else a
+                             for a in command))
+        except UnicodeEncodeError:
+            keys = command_keys(command)[0]
+            raise ValidationError(
+                f"cannot send {_name(command)}: an argument holds a lone surrogate that no "
+                "bytes stand for", key=ascii(keys[0]) if keys else None) from None
+    return out
+
+
+def pack_commands(conn: Any, wire: Sequence[Command]) -> Any:
+    """``conn.pack_commands(wire)`` (redis-py's packer, whose encoder is strict), taking
+    the str form of undecodable id bytes too (:func:`sendable`, only when strict fails)."""
+    try:
+        return conn.pack_commands(wire)
+    except UnicodeEncodeError:
+        return conn.pack_commands(sendable(wire))
+
+
 def key_slot(key: Any) -> int:
-    raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    raw = key.encode("utf-8", "surrogateescape") if isinstance(key, str) else bytes(key)
     start = raw.find(b"{")
     if start > -1:
         end = raw.find(b"}", start + 1)

@@ -91,7 +91,7 @@ def _typed_lines(store: Store, lines: ModelLines, keys: list[str], failed: _Fail
     for key in keys:
         text = spec.id_of_key(key)
         assert text is not None
-        ids.append(spec.key.decode(text.encode("utf-8")))
+        ids.append(spec.key.decode(text.encode("utf-8", "surrogateescape")))
     try:
         objs = store.get_many(lines.cls, ids)
     except RedmodelError:  # find which object does not decode, one at a time

@@ -161,7 +161,7 @@ def _schema(store: Store, spec: ModelSpec, keys: list[str]) -> dict[str, Any]:
             continue
         try:
             assert spec.key.decode is not None
-            found = store.get(spec.cls, spec.key.decode(text.encode("utf-8")))
+            found = store.get(spec.cls, spec.key.decode(text.encode("utf-8", "surrogateescape")))
         except (RedmodelError, BadValueError) as e:
             read += 1
             what = (type(e).__name__, getattr(e, "field", None), getattr(e, "codec", None))

@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from redmodel._args import MAX_TTL_SECONDS
+from redmodel._args import MAX_TTL_SECONDS, unsendable
 from redmodel._errors import DecodeError, RedmodelError, ValidationError
 from redmodel._indexes._specs import IndexValueError
 from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
@@ -77,7 +77,11 @@ class SealedItem:
 
 
 def dumps(line: Mapping[str, Any]) -> str:
-    return json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n"
+    text = json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+    if unsendable(text):  # an id's undecodable bytes (U+DC80..U+DCFF): as \udcXX escapes,
+        # which UTF-8 output can hold and loads() reads back as that id
+        text = json.dumps(line, separators=(",", ":"))
+    return text + "\n"
 
 
 def _canon(value: Any) -> Any:
@@ -280,7 +284,7 @@ class ModelLines:
             raise BadLineError("'id' must be a non-empty string")
         assert spec.key.decode is not None
         try:
-            id_value = spec.key.decode(id_text.encode("utf-8"))
+            id_value = spec.key.decode(id_text.encode("utf-8", "surrogateescape"))
             key = spec.key_for(id_value)
         except BadValueError as e:
             raise BadLineError(f"id {id_text!r} does not fit {spec.key.name}: {e}") from None

@@ -28,7 +28,7 @@ import cattrs
 from cattrs.fns import identity
 from typing_extensions import TypeVar as DefaultTypeVar
 
-from redmodel._args import MAX_TTL_SECONDS, integer, seconds
+from redmodel._args import MAX_TTL_SECONDS, integer, seconds, unsendable
 from redmodel._container_registry import forget, record_key, unmark_commands
 from redmodel._errors import (
     DecodeError,
@@ -105,6 +105,9 @@ def _key_part(part: Any, whole: Any) -> str:
         )
     if not text:
         raise ValidationError("a container key part must not be empty", key=repr(whole))
+    if unsendable(text):
+        raise ValidationError("a container key part must be UTF-8-encodable text (no lone "
+                              "surrogate)", key=repr(whole))
     return escape(text)
 
 

@@ -53,6 +53,7 @@ from redmodel._args import (
     integer,
     many,
     seconds,
+    unsendable,
 )
 from redmodel._container_registry import guarded
 from redmodel._errors import DecodeError, ValidationError
@@ -327,9 +328,9 @@ class _ConsumerBase(Generic[T]):
         seconds(poll, "poll", most=MAX_BLOCK_SECONDS, key=key)  # never None: it is a wait
         if idle_timeout is not None:
             block_arg(idle_timeout, "idle_timeout", key)
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValidationError(f"a consumer name must be a non-empty str, got {name!r}",
-                                  key=queue.key)
+        if name is not None and (not isinstance(name, str) or not name or unsendable(name)):
+            raise ValidationError(f"a consumer name must be a non-empty str of UTF-8-"
+                                  f"encodable text, got {name!r}", key=queue.key)
         if sentinel is not None:  # one the queue cannot hold would never stop the consumer
             try:
                 queue._encode(sentinel)
