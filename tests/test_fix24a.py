@@ -207,11 +207,8 @@ class BucketedBytes:
     id: bytes = redmodel.key_field(generated=False)
 
 
-# Query ids and bucketed models: their last strict encodes are in redmodel/_indexes (owned
-# by other helpers this session): Query._ids and bucket_of must encode an id's text with
-# surrogateescape (session 24 FA report). strict: passes once they do, and then fails here.
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
-                   reason="redmodel/_indexes: Query._ids, bucket_of encode id text strictly")
+# Query ids and bucketed models: Query._ids and bucket_of encode an id's text with
+# surrogateescape, as every other path does.
 @pytest.mark.parametrize("model", [StrIndexed, BytesIndexed, Bucketed, BucketedBytes],
                          ids=["str", "bytes", "bucketed", "bucketed-bytes"])
 def test_query_ids_and_buckets_take_any_id_bytes(store: redmodel.Store, model: type) -> None:

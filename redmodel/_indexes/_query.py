@@ -1255,7 +1255,7 @@ class Query(Generic[M, S]):
     def _ids(self, hits: list[_Hit]) -> list[Any]:
         decode = self.spec.key.decode
         assert decode is not None
-        return [decode(unescape(h[1]).encode()) for h in hits]
+        return [decode(unescape(h[1]).encode("utf-8", "surrogateescape")) for h in hits]
 
     @staticmethod
     def _along(batch: Batch, plan: Generator[Batch, list[Any], Any]

@@ -51,7 +51,7 @@ def _stale(spec: ModelSpec, blind: set[str], record: str, ring: IndexKeyring) ->
 
 
 def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
+    return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
 
 
 def _hscan(reply: Any) -> tuple[int, list[tuple[str, str]]]:

@@ -358,7 +358,7 @@ def compile_indexes(
 
 def bucket_of(id_text: str, buckets: int) -> int:
     """Redis' own CRC16 of the id, modulo the bucket count: stable across processes."""
-    return binascii.crc_hqx(id_text.encode("utf-8"), 0) % buckets
+    return binascii.crc_hqx(id_text.encode("utf-8", "surrogateescape"), 0) % buckets
 
 
 # ---- the scripts ------------------------------------------------------------------------

@@ -53,12 +53,17 @@ __all__ = ["Abandoned", "TxHints", "Write", "claim", "refusal", "run_writes", "s
 FIX = script("index_fix")
 MANY = script("index_write_many")
 
-KEY_ROUNDS = 8
 PIN_WAIT = 2.5
 """Seconds an increment whose field another increment pinned keeps being sent again, from
 its first "pinned" answer (a pin lasts one round trip of its holder, or 2 s by the server's
 clock if that client died between its two round trips: a budget of time, not of round
 trips, which a fast server spends long before the 2 s are up)."""
+PIN_PAUSES = (0.0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.05)
+"""Seconds waited before each resend of a pinned increment (the last one repeats): the
+first goes at once (the holder's own resend is usually one round trip away), later ones
+back off, so waiting out a dead client's 2 s pin costs ~50 round trips, not thousands
+(attack 24a F4: ~18,000 EVALSHA in 2 s)."""
+KEY_ROUNDS = 8
 """How often one write may answer "these keys too" before the plan gives up: each answer
 means the object's entries changed between two round trips (a concurrent writer). Every
 answer writes nothing and the keys declared accumulate, so trying again is safe, and an
@@ -670,13 +675,15 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
     # gives up and the other takes), and the chunk would not be saved in order
     rounds = 0  # rounds not spent waiting on a pin
     pinned_until: float | None = None  # when waiting on pins stops (time.monotonic())
+    waits = 0  # pinned rounds in a row (the pause before the next send: PIN_PAUSES)
     while rounds < KEY_ROUNDS + len(items):
         pinned = False
         alone = [i for i in todo if i in single]
         held_back = alone[1:] if batched else []
         sent = [i for i in todo if i not in held_back] if held_back else todo
         cmds, keys, owners = _batches(items, sent, single)
-        got = yield Batch(cmds, write=True, idempotent=idempotent, keys=keys, errors=errors)
+        got = yield Batch(cmds, write=True, idempotent=idempotent, keys=keys, errors=errors,
+                          pause=PIN_PAUSES[min(waits, len(PIN_PAUSES) - 1)])
         again = list(held_back)
         for members, reply in zip(owners, got, strict=True):
             each = (reply if len(members) > 1 and isinstance(reply, list)
@@ -706,14 +713,14 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                 replies[i] = r
         if not again:
             return replies
+        todo = sorted(again)
+        waits = waits + 1 if pinned else 0
         if pinned:
             pinned_until = pinned_until or time.monotonic() + PIN_WAIT
             if time.monotonic() >= pinned_until:  # pinned longer than any pin lasts
-                todo = sorted(again)
                 break
         else:
             rounds += 1
-        todo = sorted(again)
     for i in todo:  # still asking: its reply (a KEYS refusal) says nothing was written
         replies[i] = ["KEYS"]
     return replies
