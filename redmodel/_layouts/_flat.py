@@ -101,9 +101,14 @@ class FlatWrite(Write):
         return ("flat save", _tag(self.key))
 
     def many(self, writes: Sequence[Write]) -> Command:
-        """One call of flat_save_many.lua for these saves (each with its own keys)."""
+        """One call of flat_save_many.lua for these saves (each with its own keys). Saves
+        of one model share no key unless they share their manifest (an escaped id holds
+        no delimiter); of several models they may (prefixes `a` and `a:b`), and the script
+        is told to follow every key."""
+        spec = self.spec
         keys: list[str] = []
-        args: list[Any] = [len(writes)]
+        args: list[Any] = [len(writes),
+                           "0" if all(w.spec is spec for w in writes) else "1"]
         for w in writes:
             at = len(keys) + 1
             keys += w.keys
