@@ -101,19 +101,28 @@ class FlatWrite(Write):
         return ("flat save", _tag(self.key))
 
     def many(self, writes: Sequence[Write]) -> Command:
-        """One call of flat_save_many.lua for these saves (each with its own keys). Saves
-        of one model share no key unless they share their manifest (an escaped id holds
-        no delimiter); of several models they may (prefixes `a` and `a:b`), and the script
-        is told to follow every key."""
+        """One call of flat_save_many.lua for these saves (each with its own keys). What
+        many objects share (ttl, delimiter, manifest, number of leaves: their shape) is
+        sent once, each object naming its shape. Saves of one model share no key unless
+        they share their manifest (an escaped id holds no delimiter); of several models
+        they may (prefixes `a` and `a:b`), and the script is told to follow every key."""
         spec = self.spec
         keys: list[str] = []
-        args: list[Any] = [len(writes),
-                           "0" if all(w.spec is spec for w in writes) else "1"]
+        shapes: dict[tuple[Any, ...], int] = {}
+        table: list[Any] = []
+        each: list[Any] = []
         for w in writes:
-            at = len(keys) + 1
+            a = w.args
+            shape = (a[0], a[1], a[2], len(a) - 3)
+            at = shapes.get(shape)
+            if at is None:
+                at = shapes[shape] = len(shapes) + 1
+                table += shape
             keys += w.keys
-            args += [at, len(keys), len(w.args) - 3, *w.args]
-        return _SAVE_MANY.call(keys, args)
+            each += [at, len(w.keys), *a[3:]]
+        return _SAVE_MANY.call(keys, [len(writes),
+                                      "0" if all(w.spec is spec for w in writes) else "1",
+                                      len(shapes), *table, *each])
 
 
 def _tag(key: str) -> str:

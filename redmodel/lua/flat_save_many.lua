@@ -4,9 +4,9 @@
 -- KEYS: per object, its manifest, its new leaves (one per value), then any other key it
 -- declares (leaves it may have had). ARGV: the number of objects; '1' when the keys of
 -- two objects may be one key although their manifests differ (objects of more than one
--- model), else '0'; then per object: the position in KEYS of its manifest and of its last
--- key, its number of leaves n, its ttl ('' keeps the object's expiry | ms), the
--- delimiter, the new manifest, the n values.
+-- model), else '0'; the number of shapes, then per shape: its ttl ('' keeps the object's
+-- expiry | ms), the delimiter, the manifest, its number of leaves n; then per object: the
+-- number of its shape, its number of keys, its n values.
 -- Answers one reply per object: 1 (saved), {'KEYS', missing...} (its old manifest names
 -- leaves it did not declare), {'WRONGTYPE', key, type, 'string'} (its key holds another
 -- type), or {'LATER'} for every object after one that was not saved (sent again after
@@ -27,12 +27,21 @@
 local KEYS, ARGV = KEYS, ARGV
 local count = tonumber(ARGV[1])
 local every = ARGV[2] == '1'
-local at_of, last_of, n_of, v_of = {}, {}, {}, {}
-local p = 3
+local shape_at = {}  -- per shape, the position in ARGV of its ttl
+local p = 4
+for i = 1, tonumber(ARGV[3]) do
+  shape_at[i] = p
+  p = p + 4
+end
+local at_of, last_of, n_of, v_of, s_of = {}, {}, {}, {}, {}
+local at = 1
 for o = 1, count do
-  local n = tonumber(ARGV[p + 2])
-  at_of[o], last_of[o], n_of[o], v_of[o] = tonumber(ARGV[p]), tonumber(ARGV[p + 1]), n, p + 5
-  p = p + 6 + n
+  local s = shape_at[tonumber(ARGV[p])]
+  local n = tonumber(ARGV[s + 3])
+  local k = tonumber(ARGV[p + 1])
+  at_of[o], last_of[o], n_of[o], v_of[o], s_of[o] = at, at + k - 1, n, p + 1, s
+  at = at + k
+  p = p + 2 + n
 end
 
 -- the manifests as the call found them (false: missing or of another type)
@@ -94,15 +103,16 @@ for o = 1, count do
       blocked = true
     else
       local stale = {}
-      local delim = ARGV[v - 1]
-      if old and old ~= ARGV[v] then
+      local s = s_of[o]
+      local delim, manifest = ARGV[s + 1], ARGV[s + 2]
+      if old and old ~= manifest then
         stale = stale_leaves(old, key .. delim, n, at, last)
       end
       if stale[1] == 'KEYS' then
         out[o] = stale
         blocked = true
       else
-        local ttl = ARGV[v - 2]
+        local ttl = ARGV[s]
         local ms = tonumber(ttl)
         if not ms and old and ttl == '' then
           local keep = redis.call('PTTL', key)
@@ -113,12 +123,12 @@ for o = 1, count do
           if every then touched[k] = true end
         end
         if ms then
-          redis.call('SET', key, ARGV[v], 'PX', ms)
+          redis.call('SET', key, manifest, 'PX', ms)
           for i = 1, n do redis.call('SET', KEYS[at + i], ARGV[v + i], 'PX', ms) end
         else
           if m + 2 * n + 2 > 1000 then flush() end
           pending[m + 1] = key
-          pending[m + 2] = ARGV[v]
+          pending[m + 2] = manifest
           m = m + 2
           for i = 1, n do
             pending[m + 1] = KEYS[at + i]
