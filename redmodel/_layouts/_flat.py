@@ -102,8 +102,8 @@ class FlatWrite(Write):
 
     def many(self, writes: Sequence[Write]) -> Command:
         """One call of flat_save_many.lua for these saves (each with its own keys). What
-        many objects share (ttl, delimiter, manifest, number of leaves: their shape) is
-        sent once, each object naming its shape. Saves of one model share no key unless
+        many objects share (ttl, delimiter, manifest, number of leaves and of keys: their
+        shape) is sent once, each object naming its shape. Saves of one model share no key unless
         they share their manifest (an escaped id holds no delimiter); of several models
         they may (prefixes `a` and `a:b`), and the script is told to follow every key."""
         spec = self.spec
@@ -113,13 +113,13 @@ class FlatWrite(Write):
         each: list[Any] = []
         for w in writes:
             a = w.args
-            shape = (a[0], a[1], a[2], len(a) - 3)
+            shape = (a[0], a[1], a[2], len(a) - 3, len(w.keys))
             at = shapes.get(shape)
             if at is None:
                 at = shapes[shape] = len(shapes) + 1
                 table += shape
             keys += w.keys
-            each += [at, len(w.keys), *a[3:]]
+            each += [at, *a[3:]]
         return _SAVE_MANY.call(keys, [len(writes),
                                       "0" if all(w.spec is spec for w in writes) else "1",
                                       len(shapes), *table, *each])

@@ -5,8 +5,8 @@
 -- declares (leaves it may have had). ARGV: the number of objects; '1' when the keys of
 -- two objects may be one key although their manifests differ (objects of more than one
 -- model), else '0'; the number of shapes, then per shape: its ttl ('' keeps the object's
--- expiry | ms), the delimiter, the manifest, its number of leaves n; then per object: the
--- number of its shape, its number of keys, its n values.
+-- expiry | ms), the delimiter, the manifest, its number of leaves n and of keys; then per
+-- object: the number of its shape and its n values.
 -- Answers one reply per object: 1 (saved), {'KEYS', missing...} (its old manifest names
 -- leaves it did not declare), {'WRONGTYPE', key, type, 'string'} (its key holds another
 -- type), or {'LATER'} for every object after one that was not saved (sent again after
@@ -31,17 +31,17 @@ local shape_at = {}  -- per shape, the position in ARGV of its ttl
 local p = 4
 for i = 1, tonumber(ARGV[3]) do
   shape_at[i] = p
-  p = p + 4
+  p = p + 5
 end
 local at_of, last_of, n_of, v_of, s_of = {}, {}, {}, {}, {}
 local at = 1
 for o = 1, count do
   local s = shape_at[tonumber(ARGV[p])]
   local n = tonumber(ARGV[s + 3])
-  local k = tonumber(ARGV[p + 1])
-  at_of[o], last_of[o], n_of[o], v_of[o], s_of[o] = at, at + k - 1, n, p + 1, s
+  local k = tonumber(ARGV[s + 4])
+  at_of[o], last_of[o], n_of[o], v_of[o], s_of[o] = at, at + k - 1, n, p, s
   at = at + k
-  p = p + 2 + n
+  p = p + 1 + n
 end
 
 -- the manifests as the call found them (false: missing or of another type)
