@@ -8,11 +8,11 @@ or fewer list leaves) and a wrong-typed key planted where one object's manifest 
 Calls mix new objects, re-saves with fewer or more leaves, repeated ids, ttl None (keep
 the expiry) and given, ids with ``: { } * % \\``, and objects of two models whose keys
 overlap (prefix ``nb`` and delimiter ``:``, prefix ``nb:x`` and delimiter ``|``: a
-manifest of one is the manifest or a leaf of another), which the script must follow key by key. Afterwards both databases hold the
-same keys, bytes and TTL buckets; the call's error names the wrong-typed key and its
-``.written``/``.not_written`` say what the database holds. A lost reply to the batched
-call is resent (a save is idempotent) and ends as the referee, or raises with every object
-whole.
+manifest of one is the manifest or a leaf of another), which the script must follow key
+by key. Afterwards both databases hold the same keys, bytes and TTL buckets; the call's
+error names the wrong-typed key, and its ``.not_written`` names only refused objects. A
+lost reply to the batched call is resent (a save is idempotent) and ends as the referee,
+or raises with every object whole.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class Nested:
     zero: str = redmodel.field(default="", name="0")
 
 
-FEW_IDS = st.one_of(st.sampled_from(["x", "a", "x|a", "a:v", "x|a|0", "{t}", "*", "%25", "\\"]), IDS)
+FEW_IDS = st.one_of(st.sampled_from(["x", "a", "x|a", "a:v", "x|a|0", "{t}", "*", "%25", "\\"]),
+                    IDS)
 SMALL = st.text(max_size=3)
 OBJ = {
     Listy: instances(Listy, id=FEW_IDS, tags=st.lists(SMALL, max_size=4),
