@@ -69,7 +69,7 @@ local touched = {}  -- keys written or deleted by this call so far (manifests on
 local function flush()
   if m > 0 then
     redis.call('MSET', unpack(pending, 1, m))
-    pending, m = {}, 0
+    m = 0  -- the table is reused: only its first m entries count
   end
 end
 
