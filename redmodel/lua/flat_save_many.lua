@@ -27,22 +27,26 @@
 local KEYS, ARGV = KEYS, ARGV
 local count = tonumber(ARGV[1])
 local every = ARGV[2] == '1'
-local shape_at = {}  -- per shape, the position in ARGV of its ttl
+-- per shape: its ttl in ms (nil for ''), whether it keeps the expiry (''), its delimiter,
+-- manifest, number of leaves and of keys
+local ms_of, keep_of, delim_of, manifest_of, n_of, k_of = {}, {}, {}, {}, {}, {}
 local p = 4
 for i = 1, tonumber(ARGV[3]) do
-  shape_at[i] = p
+  ms_of[i], keep_of[i] = tonumber(ARGV[p]), ARGV[p] == ''
+  delim_of[i], manifest_of[i] = ARGV[p + 1], ARGV[p + 2]
+  n_of[i], k_of[i] = tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4])
   p = p + 5
 end
-local at_of, last_of, n_of, v_of, s_of = {}, {}, {}, {}, {}
+-- per object: the position in KEYS of its manifest, in ARGV of its shape, its shape
+local at_of, v_of, s_of = {}, {}, {}
 local at = 1
 for o = 1, count do
-  local s = shape_at[tonumber(ARGV[p])]
-  local n = tonumber(ARGV[s + 3])
-  local k = tonumber(ARGV[s + 4])
-  at_of[o], last_of[o], n_of[o], v_of[o], s_of[o] = at, at + k - 1, n, p, s
-  at = at + k
-  p = p + 1 + n
+  local s = tonumber(ARGV[p])
+  at_of[o], v_of[o], s_of[o] = at, p, s
+  at = at + k_of[s]
+  p = p + 1 + n_of[s]
 end
+local NONE = {}  -- no stale leaf (never written to)
 
 -- the manifests as the call found them (false: missing or of another type)
 local found = {}
@@ -79,7 +83,8 @@ for o = 1, count do
   if blocked then
     out[o] = {'LATER'}
   else
-    local at, last, n, v = at_of[o], last_of[o], n_of[o], v_of[o]
+    local at, v, s = at_of[o], v_of[o], s_of[o]
+    local n, last = n_of[s], at + k_of[s] - 1
     local key = KEYS[at]
     local fresh = touched[key]
     if every and not fresh then
@@ -102,19 +107,17 @@ for o = 1, count do
       out[o] = wrong
       blocked = true
     else
-      local stale = {}
-      local s = s_of[o]
-      local delim, manifest = ARGV[s + 1], ARGV[s + 2]
+      local stale = NONE
+      local manifest = manifest_of[s]
       if old and old ~= manifest then
-        stale = stale_leaves(old, key .. delim, n, at, last)
+        stale = stale_leaves(old, key .. delim_of[s], n, at, last)
       end
       if stale[1] == 'KEYS' then
         out[o] = stale
         blocked = true
       else
-        local ttl = ARGV[s]
-        local ms = tonumber(ttl)
-        if not ms and old and ttl == '' then
+        local ms = ms_of[s]
+        if not ms and old and keep_of[s] then
           local keep = redis.call('PTTL', key)
           if keep > 0 then ms = keep end
         end
