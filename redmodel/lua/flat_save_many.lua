@@ -24,6 +24,10 @@
 -- sees the earlier save exactly as the one-object-at-a-time script does. Objects of one
 -- model share no key unless they share their manifest key (the escaped id holds no
 -- delimiter), so only manifests are tracked then; with more models, every key.
+-- Gathering keeps each object whole: nothing called here can fail once something is
+-- written (the reads of another type go through pcall, and a server refuses a write for
+-- memory only before the script's first write), so an object's stale leaves are never
+-- deleted without its MSET following.
 local KEYS, ARGV = KEYS, ARGV
 local count = tonumber(ARGV[1])
 local every = ARGV[2] == '1'
