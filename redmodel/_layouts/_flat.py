@@ -101,14 +101,28 @@ class FlatWrite(Write):
         return ("flat save", _tag(self.key))
 
     def many(self, writes: Sequence[Write]) -> Command:
-        """One call of flat_save_many.lua for these saves (each with its own keys)."""
+        """One call of flat_save_many.lua for these saves (each with its own keys). What
+        many objects share (ttl, delimiter, manifest, number of leaves and of keys: their
+        shape) is sent once, each object naming its shape. Saves of one model share no key unless
+        they share their manifest (an escaped id holds no delimiter); of several models
+        they may (prefixes `a` and `a:b`), and the script is told to follow every key."""
+        spec = self.spec
         keys: list[str] = []
-        args: list[Any] = [len(writes)]
+        shapes: dict[tuple[Any, ...], int] = {}
+        table: list[Any] = []
+        each: list[Any] = []
         for w in writes:
-            at = len(keys) + 1
+            a = w.args
+            shape = (a[0], a[1], a[2], len(a) - 3, len(w.keys))
+            at = shapes.get(shape)
+            if at is None:
+                at = shapes[shape] = len(shapes) + 1
+                table += shape
             keys += w.keys
-            args += [at, len(keys), len(w.args) - 3, *w.args]
-        return _SAVE_MANY.call(keys, args)
+            each += [at, *a[3:]]
+        return _SAVE_MANY.call(keys, [len(writes),
+                                      "0" if all(w.spec is spec for w in writes) else "1",
+                                      len(shapes), *table, *each])
 
 
 def _tag(key: str) -> str:
@@ -203,7 +217,7 @@ class FlatLayout:
         except _Decline:
             self._encode = None
         # shape number -> (manifest, its leaf key suffixes, the other fixed ones)
-        self._shapes: dict[int, tuple[str, list[str], list[str]]] = {}
+        self._shapes: dict[int, tuple[str, list[str]]] = {}
         # the manifest a read expects (the last one read), its leaves', the other fixed
         # ones' suffixes: the read script answers with one MGET when it is the stored one
         self._expect: tuple[bytes, list[str], list[str]] | None = None
@@ -325,9 +339,8 @@ class FlatLayout:
             sig = self._encode(obj, values)
             if sig is not None:
                 shape = self._shapes.get(sig) or self._shape(obj, sig)
-                manifest, have, absent = shape
-                return FlatWrite(self.spec, key,
-                                 [key, *[key + s for s in have], *[key + s for s in absent]],
+                manifest, suffixes = shape
+                return FlatWrite(self.spec, key, [key + s for s in suffixes],
                                  [ttl, self.delim, manifest, *values], lua=_SAVE, reader=self)
         manifest, leaves = self._manifest(obj)
         keys = self._declared(key, [f"{key}{self.delim}{p}" for p, _ in leaves])
@@ -347,13 +360,15 @@ class FlatLayout:
         skeleton = self._flatten(tree, "", leaves)
         return "\n".join([_JSON.encode(skeleton), *(p for p, _ in leaves)]), leaves
 
-    def _shape(self, obj: Any, sig: int) -> tuple[str, list[str], list[str]]:
+    def _shape(self, obj: Any, sig: int) -> tuple[str, list[str]]:
         """What the generic code makes of an object of this shape (the generated encoder
-        saw it first): its manifest, its leaves' suffixes, the other fixed leaves'."""
+        saw it first): its manifest, and the suffixes of its keys: '' (the manifest), its
+        leaves', the other fixed leaves'."""
         manifest, leaves = self._manifest(obj)
         have = [p for p, _ in leaves]
         absent = [p for p in self.fixed if p not in set(have)]
-        shape = (manifest, [self.delim + p for p in have], [self.delim + p for p in absent])
+        shape = (manifest, ["", *(self.delim + p for p in have),
+                             *(self.delim + p for p in absent)])
         if len(self._shapes) < _MAX_SHAPES:
             self._shapes[sig] = shape
         return shape

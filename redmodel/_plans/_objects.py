@@ -425,7 +425,7 @@ def _save_flat_chunk(layout: FlatLayout, part: Sequence[Any], ttl: Any, whole: b
         raise _batch_error(e, "save_many", every(keys), known([]), False, unknown=keys,
                            unread=not whole) from None
     _, refused = yield from _settle_all(chunk, replies, [None] * len(chunk), "save many",
-                                        None)
+                                        None, unclaimed=True)
     if refused:
         key, first = next(iter(refused.values()))
         raise _batch_error(first, "save_many", every(keys),
@@ -629,14 +629,16 @@ def _caught(plan: Plan[Any]) -> Plan[Any]:
 
 
 def _settle_all(chunk: Sequence[tuple[str, Command | Write]], replies: Sequence[Any],
-                claims: Sequence[Claims | None], what: str, hints: TxHints | None
+                claims: Sequence[Claims | None], what: str, hints: TxHints | None,
+                unclaimed: bool = False
                 ) -> Plan[tuple[list[Any], dict[int, tuple[str, Exception]]]]:
     """Results of a chunk of writes: claims confirmed or released (pipelined), and the
     refusals by position in the chunk, with their keys (the other objects of the chunk
-    are written; a key can be in a chunk twice)."""
+    are written; a key can be in a chunk twice). ``unclaimed``: the caller knows no
+    write of the chunk has claims (one model without them)."""
     tx = hints is not None
     refused: dict[int, tuple[str, Exception]] = {}
-    if not any(isinstance(item, Write) and item.spec.claims for _, item in chunk):
+    if unclaimed or not any(isinstance(item, Write) and item.spec.claims for _, item in chunk):
         out = []
         for at, ((key, item), reply) in enumerate(zip(chunk, replies, strict=True)):  # no I/O
             error = (None if type(reply) is int  # a write's count: no refusal
