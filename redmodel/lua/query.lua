@@ -315,15 +315,9 @@ local function every(ids)
 end
 
 -- ---- positions in a sorted set (byte order, as Redis sorts members) --------------------
--- Lua's own string comparison follows the server's locale: never used for ids
-local function before(a, b)
-  if a == b then return false end
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
+-- Lua's own string comparison follows the server's locale: never used for ids (byte
+-- order is ids_lib's ids_before)
+local before = ids_before
 local function flip(t)
   if string.sub(t, 1, 1) == '(' then return string.sub(t, 2) end
   return '(' .. t
