@@ -317,7 +317,11 @@ class HashLayout:
         spec = self.spec
         text = spec.id_of_key(key)
         assert text is not None
-        tag = spec.tag_of(text)
+        if spec.buckets is None:
+            tag = None
+        else:  # the bucket the key names (the id's own, but for a stray repair forgets)
+            head = len(spec.prefix) + len(spec.delimiter) + 1
+            tag = key[head: key.index("}", head)]
         root = spec.index_root(tag)
         eid = key[len(spec.object_prefix(tag)):]
         # the fixed keys (FIXED_KEYS of _writes): the object, its bucket's record, all-ids
