@@ -972,8 +972,8 @@ class _Repair:
             self.wrong_type(dir_key, kind, "zset")
             return 0
         replies = yield Batch([("ZSCORE", dir_key, bound)], keys=(dir_key,))
-        if replies[0] is not None:
-            return 0
+        if replies[0] is not None or (bound == "" and not self.fix):
+            return 0  # the first page, lookups read it even unlisted (pass 0 reports it)
         if not self.fix:
             self.report(f"{key}: named like a page of the all-ids index, but the index's "
                         f"directory {dir_key} does not list it (written outside redmodel?; "
@@ -1155,8 +1155,9 @@ def _damage(kind: str, key: str, n: int, sample: str) -> str:
         return (f"{key}: {n} member(s) with a score other than 0 (e.g. {sample!r}; written "
                 "outside redmodel): the byte order of the ids needs every score 0")
     if kind == "nofirst":
-        return (f"{key} does not list the first page's bound '' (it starts at {sample!r}; "
-                "written outside redmodel)")
+        where = f"it starts at {sample!r}" if sample else "it is empty, the first page is not"
+        return (f"{key} does not list the first page's bound '' ({where}; written outside "
+                "redmodel)")
     if kind == "nopage":
         return (f"{key} lists the bound {sample!r}, but its page does not exist (written "
                 "outside redmodel): the ids of its range are looked for where they are not")

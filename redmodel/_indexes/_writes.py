@@ -238,6 +238,13 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
             f"{', ...' if len(reply) > 6 else ''}); {IN_EXEC}. It knows what its own "
             "queued writes leave; this happens when a raw command (tx.command) of the same "
             "transaction changed an indexed field")
+    if word == "PINNED":
+        stored = _text(reply[1]) if len(reply) > 1 else "?"
+        return ConflictError(
+            f"{what}: the field {(fields or {}).get(stored, stored)!r} of {key} stayed pinned "
+            f"by another increment (one whose reply was lost, resent by its client) for "
+            f"{PIN_WAIT} s, longer than any such resend takes; nothing of this object was "
+            "written, so calling again is safe", attempts=KEY_ROUNDS, keys=(key,))
     if word == "KEYS":
         return ConflictError(
             f"{what}: the keys of {key} (its index entries, or its leaves in the flat "
@@ -676,8 +683,10 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
     rounds = 0  # rounds not spent waiting on a pin
     pinned_until: float | None = None  # when waiting on pins stops (time.monotonic())
     waits = 0  # pinned rounds in a row (the pause before the next send: PIN_PAUSES)
+    pins: dict[int, Any] = {}  # the last PINNED answer of each item (it names the field)
     while rounds < KEY_ROUNDS + len(items):
         pinned = False
+        pins.clear()
         alone = [i for i in todo if i in single]
         held_back = alone[1:] if batched else []
         sent = [i for i in todo if i not in held_back] if held_back else todo
@@ -700,6 +709,7 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                     continue
                 if status(r) == "PINNED" and hints is None:
                     pinned = True
+                    pins[i] = r
                     again.append(i)  # another increment's resend is about to land: wait
                     continue
                 need = needed_keys(r) if isinstance(item, Write) else None
@@ -721,8 +731,9 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                 break
         else:
             rounds += 1
-    for i in todo:  # still asking: its reply (a KEYS refusal) says nothing was written
-        replies[i] = ["KEYS"]
+    for i in todo:  # still asking: its reply (a KEYS refusal, or the field still pinned
+        # when waiting on pins stopped) says nothing was written
+        replies[i] = pins[i] if pinned and i in pins else ["KEYS"]
     return replies
 
 

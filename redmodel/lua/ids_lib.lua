@@ -52,6 +52,12 @@ local function ids_before(a, b)
   return #a < #b
 end
 
+-- whether a count's text is an integer >= 0 as INCRBY reads it (no sign, no leading zero,
+-- within 64 bits: 18 digits is more ids than any server holds)
+local function ids_count_ok(v)
+  return v == '0' or (#v <= 18 and string.find(v, '^[1-9]%d*$') ~= nil)
+end
+
 -- the count's key checked: absent, or a STRING holding an integer >= 0. typed (optional):
 -- key -> type already checked in this call
 local function ids_check_count(root, typed)
@@ -59,7 +65,7 @@ local function ids_check_count(root, typed)
   if typed and typed[cnt] == 'count' then return nil end
   local v, bad = ids_read('string', 'GET', cnt)
   if bad then return bad end
-  if v and not string.find(v, '^%d+$') then return {'WRONGTYPE', cnt, 'string', 'count'} end
+  if v and not ids_count_ok(v) then return {'WRONGTYPE', cnt, 'string', 'count'} end
   if typed then typed[cnt] = 'count' end
   return nil
 end
@@ -329,7 +335,7 @@ local function ids_count(root)
   if bad then return nil, bad end
   if not v then return 0 end
   local n = tonumber(v)
-  if not n or not string.find(v, '^%d+$') then
+  if not n or not ids_count_ok(v) then
     return nil, {'WRONGTYPE', ids_count_key(root), 'string', 'count'}
   end
   return n
@@ -390,7 +396,8 @@ local IDS_PIECE = 48  -- the size of the pages an oversized page is cut into
 -- is only ever written outside redmodel):
 --   score    members of the directory or a page whose score is not 0 (the byte order of
 --            the ids needs every score 0): mend sets them to 0
---   nofirst  a directory without the first page's bound '': mend adds it
+--   nofirst  a directory without the first page's bound '' (or none, while the page of ''
+--            exists): mend adds it
 --   nopage   a bound (not '') whose page does not exist: mend removes the bound (its range
 --            joins the page before, which holds what the range held)
 --   outside  ids of a page outside its bounds (below its bound, at or past the next page's
@@ -436,9 +443,11 @@ local function ids_mend(root, d, fix, start, budget)
         if #odd >= budget then return later('-') end
       end
     end
+    -- (the first page exists without its bound: every lookup reads it all the same, as
+    -- the page of '' when the directory is empty, so it is listed, not dropped)
     local first = redis.call('ZRANGE', dir, 0, 0)[1]
-    if first and first ~= '' then
-      found('nofirst', dir, 0, first)
+    if first ~= '' and (first or redis.call('EXISTS', ids_page(root, d, '')) == 1) then
+      found('nofirst', dir, 0, first or '')
       if fix then redis.call('ZADD', dir, 0, '') end
     end
   end
