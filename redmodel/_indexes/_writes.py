@@ -683,10 +683,8 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
     rounds = 0  # rounds not spent waiting on a pin
     pinned_until: float | None = None  # when waiting on pins stops (time.monotonic())
     waits = 0  # pinned rounds in a row (the pause before the next send: PIN_PAUSES)
-    pins: dict[int, Any] = {}  # the last PINNED answer of each item (it names the field)
     while rounds < KEY_ROUNDS + len(items):
-        pinned = False
-        pins.clear()
+        pins: dict[int, Any] = {}  # this round's PINNED answers (each names its field)
         alone = [i for i in todo if i in single]
         held_back = alone[1:] if batched else []
         sent = [i for i in todo if i not in held_back] if held_back else todo
@@ -708,7 +706,6 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                     again.append(i)
                     continue
                 if status(r) == "PINNED" and hints is None:
-                    pinned = True
                     pins[i] = r
                     again.append(i)  # another increment's resend is about to land: wait
                     continue
@@ -724,8 +721,8 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         if not again:
             return replies
         todo = sorted(again)
-        waits = waits + 1 if pinned else 0
-        if pinned:
+        waits = waits + 1 if pins else 0
+        if pins:
             pinned_until = pinned_until or time.monotonic() + PIN_WAIT
             if time.monotonic() >= pinned_until:  # pinned longer than any pin lasts
                 break
@@ -733,7 +730,7 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
             rounds += 1
     for i in todo:  # still asking: its reply (a KEYS refusal, or the field still pinned
         # when waiting on pins stopped) says nothing was written
-        replies[i] = pins[i] if pinned and i in pins else ["KEYS"]
+        replies[i] = pins.get(i, ["KEYS"])
     return replies
 
 
