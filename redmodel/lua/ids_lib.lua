@@ -93,7 +93,11 @@ local function ids_plan_add(root, d, id, typed)
   if bad then return nil, bad end
   local plan = {op = 'add', root = root, d = d, id = id, page = page, bound = bound,
                 fresh = fresh}
-  if redis.call('ZCARD', page) >= IDS_MAX then
+  local card = redis.call('ZCARD', page)
+  -- (a page of more than twice IDS_MAX ids was written by hand: the id goes in without a
+  -- split, which would move thousands of ids in one call; verify reports the page and
+  -- reindex cuts it, a bounded step at a time: ids_mend)
+  if card >= IDS_MAX and card <= 2 * IDS_MAX then
     -- the split: the upper half of the page with the id moves to a new page, whose key
     -- must be free (checked here, before any write)
     local members = redis.call('ZRANGE', page, 0, -1)
@@ -490,11 +494,11 @@ local function ids_mend(root, d, fix, start, budget)
     if bad then return bad end
     used = used + 1
     local odd = scored(page)
+    used = used + #odd
     if #odd > 0 then
       found('score', page, #odd, odd[1])
       if fix then
         for _, m in ipairs(odd) do redis.call('ZADD', page, 0, m) end
-        used = used + #odd
         if #odd >= budget then return later('[' .. b) end
       end
     end
@@ -512,6 +516,7 @@ local function ids_mend(root, d, fix, start, budget)
       end
       more = #strays >= budget
     end
+    if not fix then used = used + #strays end
     if #strays > 0 then
       found('outside', page, #strays, strays[1])
       if fix then
