@@ -884,7 +884,9 @@ class _Repair:
             return len(gone)
         writes = []
         for e, record in gone:
-            w = self.layout.write(prefix + e, "forget")
+            # forgotten in this bucket (tag), where it was found: an id of another bucket
+            # planted here leaves this bucket's keys only, never its own bucket's
+            w = self.layout.write(prefix + e, "forget", tag=tag)
             w.declare_lines(record)
             writes.append(w)
         replies = yield from run_writes(writes, idempotent=True, hints=None,
