@@ -315,3 +315,29 @@ def test_an_increment_giving_up_on_a_pin_says_the_field_stayed_pinned(
     assert "kept changing" not in text
     redis_client.hdel("fx25p:p", "\x00pin\x1fn")
     assert store.incr(Pinned, "p", "n", 1) == 1
+
+
+def test_on_a_cluster_a_stray_of_another_bucket_is_forgotten_on_its_pages_node(
+        redis_cluster_client: Any) -> None:
+    """F3 on a cluster: the forget of a stray id runs in the slot of the bucket whose page
+    holds it (every key it declares is that bucket's), and the mend steps of each bucket
+    run on their own node; the real object keeps its record and page."""
+    c = redis_cluster_client
+    store = redmodel.Store(c)
+    ids = [f"u{i:02d}" for i in range(30)]
+    store.save_many([Fb(id=i) for i in ids])
+    spec = redmodel._models._specs.spec_of(Fb)  # type: ignore[attr-defined]
+    i = ids[0]
+    own = spec.index_root(spec.tag_of(i)).encode()
+    other = spec.index_root(str((int(spec.tag_of(i)) + 1) % 3)).encode()
+    c.zadd(_page(other, b""), {escape(i): 0})
+    c.incr(other + b"idn")
+    assert store.verify(Fb) != []
+    store.reindex(Fb)
+    assert store.verify(Fb) == []
+    assert c.zscore(_page(other, b""), escape(i)) is None
+    assert c.hget(own + b"rec", escape(i)) is not None
+    assert sorted(store.find(Fb).ids()) == ids
+    assert store.find(Fb).count() == len(ids)
+    store.delete_many(Fb, ids)
+    store.unregister(Fb)
