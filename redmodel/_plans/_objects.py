@@ -21,6 +21,7 @@ from redmodel._errors import (
     RedmodelError,
     ServerError,
     ValidationError,
+    key_text,
 )
 from redmodel._indexes._specs import IndexValueError
 from redmodel._indexes._writes import (
@@ -534,10 +535,11 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
     rest = [k for k in keys if k not in done]
     key = refused or getattr(error, "key", None) or "one object"
     text = str(error).replace(IN_EXEC, "nothing was written").replace(
-        "nothing was written", f"{key} was not written")
+        "nothing was written", f"{key_text(key)} was not written")
 
     def shown(ks: Sequence[str]) -> str:
-        return ", ".join(ks[:10]) + (f" and {len(ks) - 10} more" if len(ks) > 10 else "")
+        return (", ".join(map(key_text, ks[:10]))
+                + (f" and {len(ks) - 10} more" if len(ks) > 10 else ""))
 
     verb = "deleted" if what == "delete_many" else "written"
     maybe = (f", {len(unknown)} may or may not have been ({shown(list(unknown))}: in "
