@@ -292,9 +292,12 @@ def _check_all(seq: Sequence[Any], chunk_size: int) -> dict[int, list[str]]:
     spec = _one_model(seq)
     if spec is not None and spec.indexes is None:  # one unindexed model: id and fields
         key_text, check, name = spec.key_builder(), spec.checker(), spec.key.name
+        precheck = getattr(layout_of(spec), "precheck", None)
         for obj in seq:
-            key_text(getattr(obj, name))
+            key = key_text(getattr(obj, name))[0]
             check(obj)
+            if precheck is not None:
+                precheck(key, obj)
         return {}
     early: dict[int, list[str]] = {}
     for at, obj in enumerate(seq):
@@ -487,12 +490,16 @@ def _chunks(objs: Iterable[Any], size: int) -> Iterable[list[Any]]:
 
 def check_whole(obj: Any) -> list[str] | None:
     """What :func:`save_command` refuses, without building the command (a sequence is
-    checked whole first, then encoded chunk by chunk): its id, its fields, its index
-    entries (a NaN or infinite range value, an int beyond 2**53). Returns the entries
-    (None for a model without indexes)."""
+    checked whole first, then encoded chunk by chunk): its id, its fields, what its layout
+    refuses of them (a blob's str id no text codec holds), its index entries (a NaN or
+    infinite range value, an int beyond 2**53). Returns the entries (None for a model
+    without indexes). ``redmodel import`` checks each line's object with it."""
     spec = spec_of(obj)
     key = spec.key_for(getattr(obj, spec.key.name))
     spec.check(obj)
+    precheck = getattr(layout_of(spec), "precheck", None)
+    if precheck is not None:  # what the layout refuses of valid fields (a blob's id)
+        precheck(key, obj)
     if spec.indexes is not None:
         try:
             return spec.indexes.entries(_values(spec, obj))
