@@ -349,6 +349,10 @@ def _options_problem(scheme: str, rest: str, query: str) -> str | None:
     at = len(rest) - len(query)
     for item in query.split("&"):
         start, at = at, at + len(item) + 1
+        if not item and hidden[start - 1]:  # "?password=a&": is the "&" part of it?
+            return ("a query option that may be part of a password cannot be used (not "
+                    "shown): a password holding '&', '#', '?', '@' or '+' must be "
+                    "percent-encoded (%26, %23, %3F, %40, %2B)")
         if not item:
             continue
         raw_name, eq, raw_value = item.partition("=")
