@@ -323,3 +323,47 @@ def test_a_store_takes_only_its_client_kind(cls: Any, client: Any) -> None:
     with pytest.raises(redmodel.ValidationError, match=cls.__name__) as e:
         cls(made)
     assert "from_url" in str(e.value)
+
+
+# ---- F11, F12: the command line's outputs over undecodable keys --------------------------
+
+
+@redmodel.model(prefix="fx25v")
+@attrs.define
+class Star:
+    color: str = redmodel.field(index=True, default="c")
+    n: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+@pytest.mark.parametrize("command", [["inspect", "--json"], ["verify"], ["registry"]])
+def test_cli_outputs_over_an_undecodable_key_are_utf8_and_literal(
+        redis_url: str, redis_client: redis.Redis, store: redmodel.Store,
+        command: list[str]) -> None:
+    """inspect --json, and the text outputs of verify and registry, over a key of the
+    model and a registry record whose bytes are not UTF-8: stdout is UTF-8 (a --json one
+    JSON document), names the key by its escape, and prints the model Star (:star: is an
+    emoji code) as module:Star."""
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    store.save(Star(id="ok"))
+    redis_client.hset(b"fx25v:\x81x", mapping={b"color": b"c", b"n": b"not an int"})
+    redis_client.hset(b"\x80fx25:%schema", mapping={b"owner": b"m.X", b"schema": b"{}"})
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
+    env.update(PYTHONPATH=str(root), REDIS_URL=redis_url)
+    models = [] if command[0] == "registry" else ["-m", "tests.test_fix25g:Star"]
+    done = subprocess.run([sys.executable, "-m", "redmodel", *command, *models], env=env,
+                          capture_output=True, timeout=60, check=False)
+    out = done.stdout.decode("utf-8")                     # UTF-8, or this raises
+    assert done.returncode == 1, done.stderr[-2000:]
+    if "--json" in command:
+        assert json.loads(out)["ok"] is False
+    else:
+        assert "\\udc8" in out, out                       # the key, by its escape
+    if command[0] != "registry":
+        assert "tests.test_fix25g:Star" in out, out
+    redis_client.delete(b"fx25v:\x81x", b"\x80fx25:%schema")
