@@ -31,6 +31,7 @@ registry=False)`` records and checks nothing.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar, cast
 
@@ -80,13 +81,33 @@ def check_plan(key: str, wanted: dict[str, str]) -> Plan[bool]:
     record = record_key(key)
     parts = key.split(":")
     prefixes = [":".join(parts[:i]) for i in range(1, len(parts))]
-    if "window" in wanted:  # a WindowCounter's keys are <key>:<subject>:<start>: the key
+    counter = "window" in wanted
+    if counter:  # a WindowCounter's keys are <key>:<subject>:<start>+<window>: the key
         prefixes.append(key)  # is itself a prefix a model must not store under
     schemas = [registry_key(p) for p in prefixes]
-    replies = yield Batch([("HGETALL", record), *(("HGET", k, "owner") for k in schemas)],
-                          keys=[record, *schemas])
+    space = counter_of(key)  # the counter whose keys this key has the shape of, if any
+    asks: list[Any] = [("HGETALL", record)]
+    for prefix, k in zip(prefixes, schemas, strict=True):
+        asks.append(("HGETALL", k) if counter and prefix == key
+                    else ("HMGET", k, "owner", container_field(prefix)) if prefix == space
+                    else ("HGET", k, "owner"))
+    replies = yield Batch(asks, keys=[record, *schemas])
     # a model whose prefix holds this key would take the container for one of its objects
-    for prefix, owner in zip(prefixes, replies[1:], strict=True):
+    for prefix, reply in zip(prefixes, replies[1:], strict=True):
+        if counter and prefix == key:  # its own prefix: a model, or a key of its space
+            fields = _fields(reply)
+            owner: Any = fields.get("owner")
+            inside = sorted(f[len(CONTAINER_FIELD):] for f in fields
+                            if f.startswith(CONTAINER_FIELD)
+                            and counter_of(f[len(CONTAINER_FIELD):]) == key)
+            if owner is None and inside:
+                raise _counts_into(key, wanted, inside[0], fields[CONTAINER_FIELD + inside[0]])
+        elif prefix == space:
+            owner, other = reply
+            if owner is None and other is not None:
+                raise _counts_into(prefix, {"kind": _str(other)}, key, _said(wanted))
+        else:
+            owner = reply
         if owner is not None:
             raise _inside(key, wanted, prefix, owner)
     found = _fields(replies[0])
@@ -151,6 +172,29 @@ def unmark_commands(key: str, counter: bool = False) -> list[Any]:
     if counter:
         prefixes.append(key)
     return [("HDEL", registry_key(p), container_field(key)) for p in prefixes]
+
+
+_WINDOW = re.compile(r"-?[0-9]+\+[0-9]+")
+
+
+def counter_of(key: str) -> str | None:
+    """The key of the WindowCounter whose keys ``key`` has the shape of
+    (``<counter>:<subject>:<start>+<window>``, the subject one escaped part), or None."""
+    parts = key.split(":")
+    if len(parts) >= 3 and _WINDOW.fullmatch(parts[-1]):
+        return ":".join(parts[:-2])
+    return None
+
+
+def _counts_into(counter: str, wanted: dict[str, str], key: str, what: Any
+                 ) -> SchemaConflictError:
+    """The WindowCounter ``counter`` and the container ``key`` (``what``) inside its keys:
+    the counter would count into the container's key, or the container hold a count."""
+    return SchemaConflictError(
+        f"the container {key!r} ({_str(what)}) lies inside the keys of the WindowCounter "
+        f"{counter!r} ({counter}:<subject>:<start>+<window>): one of its counts would be "
+        "that key; give one of them another key",
+        prefix=counter, key=registry_key(counter), owner=_str(what), model=_said(wanted))
 
 
 def _inside(key: str, wanted: dict[str, str], prefix: str, owner: Any) -> SchemaConflictError:

@@ -30,6 +30,8 @@ __all__ = [
     "TransactionError",
     "UniqueViolationError",
     "ValidationError",
+    "as_text",
+    "key_text",
 ]
 
 
@@ -40,6 +42,32 @@ def _rebuild(cls: type[RedmodelError], args: tuple[Any, ...]) -> RedmodelError:
     error = cls.__new__(cls)
     error.args = args
     return error
+
+
+def key_text(key: str | bytes) -> str:
+    """A key (or id) as a message names it: as written when it is UTF-8 text, else its
+    repr, quoted, with each lone surrogate (U+DC80..U+DCFF: an id byte that is not UTF-8)
+    as its ``\\udc80`` escape and bytes as ``b'...'``, so a message is always text and
+    still names that very key (the escape is what ``redmodel export`` writes in JSON)."""
+    if isinstance(key, str):
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            return repr(key)
+        return key
+    return repr(bytes(key))
+
+
+def as_text(message: str) -> str:
+    """``message`` as UTF-8-encodable text: a lone surrogate a piece of it carries (a key
+    inserted without :func:`key_text`) becomes its ``\\udc80`` escape. Every
+    RedmodelError's message goes through it: a log handler writing UTF-8 never fails on
+    one, and ``str(error).encode()`` never raises."""
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        return message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return message
 
 
 class RedmodelError(Exception):
@@ -56,6 +84,9 @@ class RedmodelError(Exception):
 
     written: tuple[str, ...] | None = None
     not_written: tuple[str, ...] | None = None
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(as_text(a) if isinstance(a, str) else a for a in args))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Every error crosses a process boundary (multiprocessing, a task queue) and goes

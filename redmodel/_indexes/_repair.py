@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import attrs
 
 from redmodel._args import flag, page_count
-from redmodel._errors import DecodeError, QueryError, ServerError
+from redmodel._errors import DecodeError, QueryError, ServerError, as_text, key_text
 from redmodel._indexes._specs import (
     CLAIM_GRACE_MS,
     SEP,
@@ -190,7 +190,7 @@ def sweep_step(spec: ModelSpec, tag: str | None, limit: int = SWEEP_STEP
     for bad in done[2:]:
         log.warning("sweep %s: %s is not of its index type (overwritten outside redmodel) "
                     "and was left alone; delete it and run store.reindex(%s)", spec.name,
-                    _text(bad), spec.cls.__name__)
+                    key_text(_text(bad)), spec.cls.__name__)
     return int(done[1]), len(ids) >= limit
 
 
@@ -441,7 +441,7 @@ class _Repair:
 
     def report(self, text: str) -> None:
         if self.fix:
-            log.warning("reindex %s: %s", self.spec.name, text)
+            log.warning("reindex %s: %s", self.spec.name, as_text(text))  # a log is text
         else:
             self.problems.append(text)
 
@@ -588,7 +588,7 @@ class _Repair:
         for key in changed:
             log.warning("reindex %s: %s: its indexed fields changed between each of %d "
                         "reads and its index write; left as its writers keep it (each of "
-                        "their writes maintains its entries)", self.spec.name, key,
+                        "their writes maintains its entries)", self.spec.name, key_text(key),
                         REREADS + 1)
         self.skipped += len(changed)
         return n

@@ -31,6 +31,7 @@ from redmodel._errors import (
     NotFoundError,
     ServerError,
     TransactionError,
+    key_text,
 )
 from redmodel._indexes._specs import (
     CLAIM,
@@ -219,7 +220,7 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
         elif "%idx" in where:
             advice = (f": an index key of model {spec.name} was overwritten outside "
                       "redmodel; delete it and run store.reindex()")
-        return ServerError(f"WRONGTYPE {where} holds a {actual}, not a {want}{advice}; "
+        return ServerError(f"WRONGTYPE {key_text(where)} holds a {actual}, not a {want}{advice}; "
                            f"{nothing}", keys=(where, key), command=what)
     if word == "MISSING":
         return NotFoundError(spec.name, key)

@@ -21,6 +21,7 @@ from redmodel._errors import (
     RedmodelError,
     ServerError,
     ValidationError,
+    key_text,
 )
 from redmodel._indexes._specs import IndexValueError
 from redmodel._indexes._writes import (
@@ -291,9 +292,12 @@ def _check_all(seq: Sequence[Any], chunk_size: int) -> dict[int, list[str]]:
     spec = _one_model(seq)
     if spec is not None and spec.indexes is None:  # one unindexed model: id and fields
         key_text, check, name = spec.key_builder(), spec.checker(), spec.key.name
+        precheck = getattr(layout_of(spec), "precheck", None)
         for obj in seq:
-            key_text(getattr(obj, name))
+            key = key_text(getattr(obj, name))[0]
             check(obj)
+            if precheck is not None:
+                precheck(key, obj)
         return {}
     early: dict[int, list[str]] = {}
     for at, obj in enumerate(seq):
@@ -486,12 +490,16 @@ def _chunks(objs: Iterable[Any], size: int) -> Iterable[list[Any]]:
 
 def check_whole(obj: Any) -> list[str] | None:
     """What :func:`save_command` refuses, without building the command (a sequence is
-    checked whole first, then encoded chunk by chunk): its id, its fields, its index
-    entries (a NaN or infinite range value, an int beyond 2**53). Returns the entries
-    (None for a model without indexes)."""
+    checked whole first, then encoded chunk by chunk): its id, its fields, what its layout
+    refuses of them (a blob's str id no text codec holds), its index entries (a NaN or
+    infinite range value, an int beyond 2**53). Returns the entries (None for a model
+    without indexes). ``redmodel import`` checks each line's object with it."""
     spec = spec_of(obj)
     key = spec.key_for(getattr(obj, spec.key.name))
     spec.check(obj)
+    precheck = getattr(layout_of(spec), "precheck", None)
+    if precheck is not None:  # what the layout refuses of valid fields (a blob's id)
+        precheck(key, obj)
     if spec.indexes is not None:
         try:
             return spec.indexes.entries(_values(spec, obj))
@@ -534,10 +542,11 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
     rest = [k for k in keys if k not in done]
     key = refused or getattr(error, "key", None) or "one object"
     text = str(error).replace(IN_EXEC, "nothing was written").replace(
-        "nothing was written", f"{key} was not written")
+        "nothing was written", f"{key_text(key)} was not written")
 
     def shown(ks: Sequence[str]) -> str:
-        return ", ".join(ks[:10]) + (f" and {len(ks) - 10} more" if len(ks) > 10 else "")
+        return (", ".join(map(key_text, ks[:10]))
+                + (f" and {len(ks) - 10} more" if len(ks) > 10 else ""))
 
     verb = "deleted" if what == "delete_many" else "written"
     maybe = (f", {len(unknown)} may or may not have been ({shown(list(unknown))}: in "

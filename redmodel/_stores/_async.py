@@ -28,6 +28,7 @@ from redmodel._plans import _objects as _ops
 from redmodel._plans._objects import DEFAULT
 from redmodel._stores._config import (
     ShellConfig,
+    check_kind,
     env_exactly_once,
     env_settings,
     store_args,
@@ -63,6 +64,9 @@ class AsyncStore(ShellConfig):
         exactly_once: bool = False, resend: ResendPolicy | None = None,
         registry: bool = True,
     ) -> None:
+        check_kind(client, (aredis.Redis, AsyncRedisCluster), "AsyncStore",
+                   "a URL makes a store with AsyncStore.from_url(url), "
+                   "a sync client with Store(client)")
         super().__init__(client, chunk_size, exactly_once, resend, registry)
         self._link = AsyncLink(client, cluster=self.cluster, policy=self.resend,
                                exactly_once=self.exactly_once)
@@ -79,7 +83,7 @@ class AsyncStore(ShellConfig):
         Redis: as Store.from_url"""
         store_args(cluster=cluster, exactly_once=exactly_once, registry=registry,
                    chunk_size=chunk_size, db=db)  # before a cluster client connects
-        url, options = url_options(url, db, kwargs)
+        url, options = url_options(url, db, kwargs, cluster)
         client = (AsyncRedisCluster.from_url(url, **options) if cluster
                   else aredis.Redis.from_url(url, **options))
         return cls(client, chunk_size=chunk_size, exactly_once=exactly_once, resend=resend,

@@ -24,10 +24,21 @@ from redmodel._errors import ValidationError
 from redmodel._indexes._registry import Registry
 from redmodel._transport._wire import DEFAULT_POLICY, ResendPolicy
 
-__all__ = ["DEFAULT_URL", "ShellConfig", "Targets", "check_client", "check_url",
+__all__ = ["DEFAULT_URL", "ShellConfig", "Targets", "check_client", "check_kind", "check_url",
            "env_settings", "redact_url"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
+
+
+def check_kind(client: Any, kinds: tuple[type, ...], shell: str, use: str) -> None:
+    """Refuse, when a store is made, a client that is not one of ``kinds`` (a URL text,
+    None, an asyncio client in a Store, a sync one in an AsyncStore): its first call would
+    fail with a bare AttributeError or TypeError. The message names what to use."""
+    if not isinstance(client, kinds):
+        names = " or a ".join(f"{k.__module__}.{k.__qualname__}" for k in kinds)
+        got = type(client)
+        raise ValidationError(f"{shell}(client) takes a {names}, got "
+                              f"{got.__module__}.{got.__qualname__}: {use}")
 
 
 def check_client(client: Any) -> None:
@@ -126,12 +137,15 @@ def _check_keywords(options: Mapping[str, Any]) -> None:
             raise ValidationError(f"protocol must be 2 or 3, got {type(value).__name__}")
 
 
-def url_options(url: str | None, db: int | None, kwargs: dict[str, Any]
-                ) -> tuple[str, dict[str, Any]]:
+def url_options(url: str | None, db: int | None, kwargs: dict[str, Any],
+                cluster: bool = False) -> tuple[str, dict[str, Any]]:
     """The URL (default ``$REDIS_URL``, else localhost) and client options of from_url.
 
     ``db`` wins over the URL's database (its ``/db`` path or ``?db=``): redis-py lets the
-    URL win, so the database is taken out of the URL when ``db`` is given."""
+    URL win, so the database is taken out of the URL when ``db`` is given. For a
+    ``cluster`` client, a URL or option it cannot use (a ``unix://`` socket, a database
+    other than 0) is a ValidationError before the client is made (redis-py's
+    RedisClusterException is not a RedisError, and its message may repeat the URL)."""
     if db is not None:
         integer(db, "db", least=0, most=MAX_DB)
     _check_keywords(kwargs)
@@ -144,7 +158,26 @@ def url_options(url: str | None, db: int | None, kwargs: dict[str, Any]
         options["db"] = db
     options.setdefault("decode_responses", False)
     check_url(url)
+    if cluster:
+        _check_cluster_url(url, options)
     return url, options
+
+
+def _check_cluster_url(url: str, options: Mapping[str, Any]) -> None:
+    """Refuse what a cluster client cannot use: a unix:// socket (a cluster is reached
+    over TCP, its nodes announce host:port) or a database other than 0 (a cluster has
+    only database 0), named with the URL's secrets masked."""
+    problem = None
+    if url.startswith("unix://"):
+        problem = ("a cluster client connects to host:port nodes: a unix:// socket cannot "
+                   "name a cluster node")
+    else:
+        parsed = parse_url(url)  # type: ignore[no-untyped-call]  # checked by check_url
+        if options.get("db", parsed.get("db", 0)) not in (0, None):
+            problem = "a Redis Cluster has only database 0 (drop the /db path or ?db=)"
+    if problem:
+        raise ValidationError(f"cannot use the URL {redact_url(url)!r} with cluster=True: "
+                              f"{problem}")
 
 
 # a query option's name (as written: it may be percent-encoded, "pass%77ord") and its "="
@@ -316,6 +349,10 @@ def _options_problem(scheme: str, rest: str, query: str) -> str | None:
     at = len(rest) - len(query)
     for item in query.split("&"):
         start, at = at, at + len(item) + 1
+        if not item and hidden[start - 1]:  # "?password=a&": is the "&" part of it?
+            return ("a query option that may be part of a password cannot be used (not "
+                    "shown): a password holding '&', '#', '?', '@' or '+' must be "
+                    "percent-encoded (%26, %23, %3F, %40, %2B)")
         if not item:
             continue
         raw_name, eq, raw_value = item.partition("=")
@@ -323,14 +360,20 @@ def _options_problem(scheme: str, rest: str, query: str) -> str | None:
         value = unquote(raw_value.replace("+", " "))
         if not eq:
             problem: str | None = "a query item has no '=' (redis-py drops it)"
-        elif not value:
-            continue  # redis-py drops an option without a value
+        elif not raw_value:
+            problem = f"the option {name!r} has no value (redis-py drops it)"
+        elif "+" in item:  # parse_qs reads it as a space; the user part reads it as '+'
+            problem = (f"the option {name!r} holds a '+', which redis-py reads as a space: "
+                       "write a '+' as %2B (and a space as %20)")
+        elif unquote(value) != value:  # redis-py unquotes what parse_qs unquoted
+            problem = (f"the option {name!r} holds an escape such as %2541, which redis-py "
+                       "decodes twice (to 'A', not '%41'): pass it as a keyword argument")
         else:
             problem = _query_problem(scheme, name, value)
         if problem and hidden[start]:
             return ("a query option that may be part of a password cannot be used (not "
-                    "shown): a password holding '&', '#', '?' or '@' must be percent-encoded "
-                    "(%26, %23, %3F, %40)")
+                    "shown): a password holding '&', '#', '?', '@' or '+' must be "
+                    "percent-encoded (%26, %23, %3F, %40, %2B)")
         if problem:
             return problem
     return None
@@ -429,13 +472,17 @@ def env_settings(
             kwargs[arg] = get(name)
             tls = True
     url = get("URL")
-    if url is None:
-        host = get("ENDPOINT") or get("HOST") or "localhost"
-        port = get("PORT")
-        if host.count(":") == 1:  # "name:port", as some consoles hand endpoints out
-            host, port = host.split(":")[0], port or host.split(":")[1]
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"  # an IPv6 address in a URL
+    if url is not None:
+        tls_vars = [prefix + name for name in ("TLS", "SSL", "CA_FILE", "CERT_FILE",
+                                               "KEY_FILE")
+                    if (get(name) if name.endswith("FILE") else env_flag(env, prefix + name))]
+        if tls_vars and not url.startswith("rediss://"):
+            raise ValidationError(
+                f"{' and '.join(tls_vars)} ask for TLS, but {prefix}URL is not a rediss:// "
+                f"URL (a redis:// or unix:// URL says no TLS): write {prefix}URL as "
+                f"rediss://... or unset {', '.join(tls_vars)}")
+    else:
+        host, port = _endpoint(prefix, get("ENDPOINT"), get("HOST"), get("PORT"))
         port = (port or ("6380" if tls else "6379")).strip()
         db = (get("DB") or "0").strip()
         if whole(port, 1, 65535) is None:
@@ -446,6 +493,45 @@ def env_settings(
                                   f"in ASCII digits, not {db!r}")
         url = f"{'rediss' if tls else 'redis'}://{host}:{port}/{db}"
     return url, kwargs, cluster
+
+
+# a host name (letters, digits, '.', '-', '_'), an IPv4 address, an IPv6 address bare or
+# in [brackets]; then, for the first two and the bracketed one, an optional ":port"
+_ENDPOINT = re.compile(r"(?P<name>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9._-]+)?\])"
+                       r"(?::(?P<port>[^:]*))?|(?P<v6>[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:"
+                       r"[0-9A-Fa-f:.]*(?:%[A-Za-z0-9._-]+)?)")
+
+
+def _endpoint(prefix: str, endpoint: str | None, host: str | None, port: str | None
+              ) -> tuple[str, str | None]:
+    """(host as a URL writes it, port or None) from ``{prefix}ENDPOINT`` (or ``HOST``) and
+    ``{prefix}PORT``. The endpoint is a host name, an IPv4 or IPv6 address, with an
+    optional ``:port`` (as some consoles hand endpoints out) that must then agree with
+    ``{prefix}PORT``. Anything else is refused without showing it: an endpoint holding
+    ``@`` is a connection string with credentials, which go in ``{prefix}USERNAME`` and
+    ``{prefix}PASSWORD``."""
+    name = prefix + ("ENDPOINT" if endpoint else "HOST")
+    text = endpoint or host or "localhost"
+    found = None if "@" in text else _ENDPOINT.fullmatch(text)
+    if found is None:
+        why = (f" (it holds '@': credentials go in {prefix}USERNAME and {prefix}PASSWORD)"
+               if "@" in text else "")
+        raise ValidationError(f"{name} must be a host name or an IP address, with an "
+                              f"optional :port{why}; its value is not shown (it may hold "
+                              "a secret)")
+    if found.group("v6"):
+        return f"[{text}]", port
+    own = found.group("port")
+    if own is not None:
+        if whole(own, 1, 65535) is None:
+            raise ValidationError(f"{name}'s :port must be a port number (1 to 65535) in "
+                                  "ASCII digits; its value is not shown (it may hold a "
+                                  "secret)")
+        if port is not None and port.strip() != own:
+            raise ValidationError(f"{name} names the port {own} and {prefix}PORT the port "
+                                  f"{port.strip()!r}: set one of them, or the same port")
+        port = own
+    return found.group("name"), port
 
 
 def env_exactly_once(prefix: str = "REDIS_", env: Mapping[str, str] | None = None) -> bool:

@@ -25,6 +25,7 @@ from redmodel._plans import _objects as _ops
 from redmodel._plans._objects import DEFAULT
 from redmodel._stores._config import (
     ShellConfig,
+    check_kind,
     env_exactly_once,
     env_settings,
     store_args,
@@ -66,6 +67,9 @@ class Store(ShellConfig):
     def __init__(self, client: redis.Redis | RedisCluster, *, chunk_size: int = 500,
                  exactly_once: bool = False, resend: ResendPolicy | None = None,
                  registry: bool = True) -> None:
+        check_kind(client, (redis.Redis, RedisCluster), "Store",
+                   "a URL makes a store with Store.from_url(url), "
+                   "an asyncio client with AsyncStore(client)")
         super().__init__(client, chunk_size, exactly_once, resend, registry)
         self._link = SyncLink(client, cluster=self.cluster, policy=self.resend,
                               exactly_once=self.exactly_once)
@@ -90,7 +94,7 @@ class Store(ShellConfig):
         Redis: none (connects lazily)."""
         store_args(cluster=cluster, exactly_once=exactly_once, registry=registry,
                    chunk_size=chunk_size, db=db)  # before a cluster client connects
-        url, options = url_options(url, db, kwargs)
+        url, options = url_options(url, db, kwargs, cluster)
         client = (RedisCluster.from_url(url, **options) if cluster
                   else redis.Redis.from_url(url, **options))
         return cls(client, chunk_size=chunk_size, exactly_once=exactly_once, resend=resend,

@@ -21,7 +21,7 @@ import redis
 from redis.exceptions import RedisClusterException
 
 from redmodel import __version__
-from redmodel._errors import CodecError, RedmodelError
+from redmodel._errors import CodecError, RedmodelError, as_text
 from redmodel.cli._common import (
     CONNECTION,
     ENV_KEY,
@@ -32,6 +32,7 @@ from redmodel.cli._common import (
     USAGE,
     CliError,
     Env,
+    text_streams,
 )
 from redmodel.cli._models import ModelsError
 
@@ -87,7 +88,8 @@ def _report(message: str, code: int, as_json: bool) -> int:
     """One line on stderr (and, with --json, a JSON error on stdout); the exit code."""
     print(f"redmodel: error: {message}", file=sys.stderr, flush=True)
     if as_json:
-        print(json.dumps({"ok": False, "exit_code": code, "error": message}), flush=True)
+        print(json.dumps({"ok": False, "exit_code": code, "error": as_text(message)}),
+              flush=True)
     return code
 
 
@@ -99,6 +101,7 @@ def _where(ctx: click.Context | None) -> str:
 def run(args: Sequence[str] | None = None) -> int:
     """Run the command line ``args`` (default ``sys.argv[1:]``); returns the exit code."""
     as_json = "--json" in (sys.argv[1:] if args is None else list(args))
+    text_streams()
     ctx: click.Context | None = None
     try:
         with cli.make_context("redmodel", list(sys.argv[1:] if args is None else args)) as ctx:

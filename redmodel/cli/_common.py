@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import IO, Any, NoReturn, TypeVar
 
 import attrs
@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from redmodel._errors import ValidationError
+from redmodel._errors import ValidationError, as_text
 from redmodel._plan import Batch, Plan
 from redmodel._stores._config import redact_url
 from redmodel._stores._sync import Store
@@ -93,8 +93,8 @@ class Env:
     fernet_env: str | None
     _store: Store | None = None
     _models: list[type] | None = None
-    err: Console = attrs.Factory(lambda: Console(stderr=True, highlight=False))
-    out: Console = attrs.Factory(lambda: Console(highlight=False, soft_wrap=True))
+    err: Console = attrs.Factory(lambda: literal_console(stderr=True))
+    out: Console = attrs.Factory(lambda: literal_console(soft_wrap=True))
 
     @property
     def where(self) -> str:
@@ -142,7 +142,7 @@ class Env:
     def progress_bar(self, total: float | None = None) -> Iterator[Progress]:
         """A rich progress display on stderr (when it is a terminal, or ``--progress``);
         without a ``total`` it counts and shows the rate instead of a bar."""
-        columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
+        columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}", markup=False)]
         if total is None:
             columns += [TextColumn("{task.completed:,.0f}"), TimeElapsedColumn(),
                         _RateColumn()]
@@ -157,13 +157,32 @@ class Env:
              stream: IO[str] | None = None) -> None:
         """The command's result: one JSON document with ``--json``, else ``human(console)``."""
         if self.json:
-            text = json.dumps(result, ensure_ascii=False, default=str)
+            text = as_text(json.dumps(result, ensure_ascii=False, default=str))
             print(text, file=stream or sys.stdout, flush=True)
         else:
-            human(self.out if stream is None else Console(file=stream, highlight=False))
+            human(self.out if stream is None else literal_console(file=stream))
 
     def warn(self, message: str) -> None:
         self.err.print(message, markup=False)
+
+
+def literal_console(**options: Any) -> Console:
+    """Every console the command line prints through: what it prints comes from data
+    (model names, keys, ids, values, errors) and is printed literally, so rich's markup
+    (``[bold]``), emoji codes (a model ``shop:Car`` is not ``shop🚗``) and highlighting
+    are off for the whole command line."""
+    return Console(markup=False, emoji=False, highlight=False, **options)
+
+
+def text_streams() -> None:
+    """Make stdout and stderr write a lone surrogate (an undecodable key byte a text
+    output names) as its ``\\udc80`` escape, never as a raw byte that is not UTF-8 nor
+    an exception: the escape is the one ``--json`` documents and ``export`` use."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with suppress(ValueError, OSError):  # a stream that cannot change: left as is
+                reconfigure(errors="backslashreplace")
 
 
 class _RateColumn(ProgressColumn):

@@ -30,10 +30,11 @@ import attrs
 import cattrs
 
 from redmodel._args import MAX_TTL_SECONDS, unsendable
-from redmodel._errors import DecodeError, RedmodelError, ValidationError
+from redmodel._errors import DecodeError, RedmodelError, ValidationError, key_text
 from redmodel._indexes._specs import IndexValueError
 from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
 from redmodel._models._types import BadValueError
+from redmodel._plans._objects import check_whole
 from redmodel.cli._common import model_label
 from redmodel.cli._describe import encrypted_paths
 from redmodel.codecs import JsonSerializer
@@ -284,7 +285,13 @@ class ModelLines:
             raise BadLineError("'id' must be a non-empty string")
         assert spec.key.decode is not None
         try:
-            id_value = spec.key.decode(id_text.encode("utf-8", "surrogateescape"))
+            raw_id = id_text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # "\ud800": JSON carries it, no bytes stand for it
+            raise BadLineError(f"id {key_text(id_text)} holds a lone surrogate other than "
+                               "U+DC80..U+DCFF (which stand for bytes that are not UTF-8): "
+                               "no key is those bytes") from None
+        try:
+            id_value = spec.key.decode(raw_id)
             key = spec.key_for(id_value)
         except BadValueError as e:
             raise BadLineError(f"id {id_text!r} does not fit {spec.key.name}: {e}") from None
@@ -361,13 +368,11 @@ class ModelLines:
         spec = self.spec
         full = {**data, spec.key.name: _CONVERTER.unstructure(id_value, spec.key.type)}
         obj = _strict(full, self.cls, "$", validate)
-        if validate:
+        if validate:  # save_many's own up-front check of one object (one function)
             try:
-                spec.check(obj)
+                check_whole(obj)
             except ValidationError as e:
                 raise BadLineError(str(e)) from None
-            self._indexable({n: getattr(obj, n) for n in spec.indexes.fields}
-                            if spec.indexes is not None else {})
         return TypedItem(self.cls, obj, pttl)
 
     def _indexable(self, values: dict[str, Any]) -> None:

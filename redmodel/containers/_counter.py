@@ -16,6 +16,7 @@ from redmodel._errors import (
     DecodeError,
     ValidationError,
 )
+from redmodel._models._keys import escape
 from redmodel._plan import Batch, Plan
 from redmodel._stores._async import AsyncStore
 from redmodel._stores._sync import Store
@@ -102,12 +103,16 @@ class WindowCounter(Generic[S]):
 
     def key_for(self, subject: Any, at: float | None = None) -> str:
         """The key counting ``subject`` in the window holding ``at`` (default now):
-        ``prefix:subject:start+window``. The last part (after the last ``:``, which a
-        subject's parts escape) names the window by its start and its length, so two
-        counters of one prefix share a key only if they have the same window.
+        ``prefix:subject:start+window``. The subject is one key part: its key
+        (:func:`container_key`, parts joined by ``:``) escaped once more, so a tuple
+        subject's ``:`` is ``%3A`` and a part's own escapes ``%253A``; no two (prefix,
+        subject, window) share a key (the prefix is all but the last two parts). The last
+        part names the window by its start and its length, so two counters of one prefix
+        share a key only if they have the same window.
 
         Redis: none."""
-        return f"{self.key}:{container_key(subject)}:{self.window_start(at)}+{self.window}"
+        part = escape(container_key(subject))  # one part: its own ':' and '%' escaped
+        return f"{self.key}:{part}:{self.window_start(at)}+{self.window}"
 
     def incr_plan(self, subject: Any, amount: int = 1) -> Plan[int]:
         if isinstance(amount, bool) or not isinstance(amount, int):
