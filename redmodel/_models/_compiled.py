@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redmodel._models._keys import _TABLES, escape
-from redmodel._models._types import _SCALARS, ID_STR
+from redmodel._models._types import _NON_FINITE, _SCALARS, ID_STR
 
 if TYPE_CHECKING:
     from redmodel._models._specs import FieldSpec, ModelSpec
@@ -252,7 +252,8 @@ def hash_packer(spec: ModelSpec) -> Callable[[Any], tuple[str, tuple[Any, ...], 
              f"    v = obj.{spec.key.name}",
              f"    if not ({fast_id}):",
              "        return None",
-             f"    k = {prefix!r} + ({text}).translate({table})"]
+             f"    t = {text}",
+             f"    k = {prefix!r} + {_escaped(spec, 't', table)}"]
     tops: dict[str, str] = {}  # each field read once, into a local
     for f in spec.fields:  # the checker's test, None where it would call its reference
         tp = _checked_scalar(f)
@@ -334,6 +335,33 @@ def _decode_expr(env: _Env, f: FieldSpec, raw: str) -> str:
     return f"{env.bind(f.decode, 'd')}({raw})"
 
 
+def _inline_number(env: _Env, f: FieldSpec, name: bytes, lines: list[str]) -> str | None:
+    """For a required int or float leaf with the strict scalar decoder: statements
+    (appended to ``lines``) that decode its stored value into a local, or hand the whole
+    reply to the generic decode (FALLBACK) where that decoder would refuse it: the same
+    tests as ``_types._dec_int``/``_dec_float``, without a call per value. The local's
+    name; None for any other leaf."""
+    if f.optional or f.decode not in (_SCALARS[int][1], _SCALARS[float][1]):
+        return None
+    fb = env.bind(FALLBACK, "FB")
+    n = len(lines)
+    r, x = f"r{n}", f"x{n}"
+    lines.append(f"    {r} = data[{name!r}]")
+    # each test is first a quick one that passes the common text (digits only)
+    if f.decode is _SCALARS[int][1]:  # str(int) is the only text (no +, 0-padding, -0, _)
+        lines.append(f"    {x} = int({r})")
+        lines.append(f"    if not ({r}.isdigit() and ({r}[0] != 48 or len({r}) == 1)) "
+                     f"and str({x}).encode() != {r}:")
+    else:  # repr's text: no _, +, space, and inf/nan only from their own text
+        nf = env.bind(_NON_FINITE, "NF")
+        lines.append(f"    {x} = float({r})")
+        lines.append(f"    if not ({r}.replace(b'.', b'', 1).isdigit() and {x} - {x} == 0) and "
+                     f"(b'_' in {r} or {r}[:1] in (b'+', b'') or {r}.strip() != {r} "
+                     f"or ({x} - {x} != 0 and {r} not in {nf})):")
+    lines.append(f"        return {fb}")
+    return x
+
+
 def _kwargs(env: _Env, fields: tuple[FieldSpec, ...], prefix: bytes, delim: bytes,
             lines: list[str], depth: int) -> list[str]:
     """``init_name=expression`` of each field; fields with a default that are absent make
@@ -346,7 +374,10 @@ def _kwargs(env: _Env, fields: tuple[FieldSpec, ...], prefix: bytes, delim: byte
             sub = _kwargs(env, f.children, name + delim, delim, lines, depth + 1)
             out.append(f"{f.init_name}={env.bind(f.cls, 'k')}({', '.join(sub)})")
             continue
-        if f.optional:
+        local = _inline_number(env, f, name, lines)
+        if local is not None:
+            out.append(f"{f.init_name}={local}")
+        elif f.optional:
             r = f"r{len(lines)}"
             lines.append(f"    {r} = get({name!r})")
             out.append(f"{f.init_name}=(None if {r} is None else {_decode_expr(env, f, r)})")
@@ -417,9 +448,18 @@ def key_text(spec: ModelSpec, generic: Callable[[Any], tuple[str, str]]
     lines = ["def key_text(v):",
              f"    if {fast}:",
              f"        t = {text}",
-             f"        return {prefix!r} + t.translate({table}), t",
+             f"        return {prefix!r} + {_escaped(spec, 't', table)}, t",
              f"    return {gen}(v)"]
     return build("key_text", "\n".join(lines) + "\n", env.env)
+
+
+def _escaped(spec: ModelSpec, t: str, table: str) -> str:
+    """The expression of the id text ``t`` escaped (``_keys.escape``): an alphanumeric
+    text is its own escape when no character the table escapes is alphanumeric (the
+    delimiter could be), and then no ``translate`` is run for it."""
+    if any(chr(c).isalnum() for c in _key_table(spec.delimiter)):
+        return f"{t}.translate({table})"
+    return f"({t} if {t}.isalnum() else {t}.translate({table}))"
 
 
 def _key_table(delimiter: str) -> dict[int, str]:

@@ -1061,8 +1061,9 @@ def get_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[list[Any]
         keys = [k for k, _ in part]
         if isinstance(layout, HashLayout):  # HGETALL each: nothing to ask again
             replies = yield Batch([("HGETALL", k) for k in keys], keys=keys)
-        else:
-            replies = yield from read_batch(Batch([layout.read(k) for k in keys], keys=keys))
+            out += layout.decode_many(part, replies)
+            continue
+        replies = yield from read_batch(Batch([layout.read(k) for k in keys], keys=keys))
         out.extend([decode(k, t, r) for (k, t), r in zip(part, replies, strict=True)])
     return out
 
