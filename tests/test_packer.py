@@ -9,9 +9,10 @@ each object at once, and a list's first chunk is made by its check. What it must
   a generator, chunked any way, on a plain and an exactly-once store (whose write ids
   wrap the commands: the packed bytes must not be sent then).
 
-Drawn over required fields of every kind (inline scalars and bound encoders, nested,
-enum, bytes, a collection), ids that need escaping or hold undecodable bytes, an int id,
-and an alphanumeric delimiter that escapes field names into ``%`` text."""
+Drawn over fields of every kind (inline scalars and bound encoders, nested, enum, bytes,
+collections: tests.models.Everything with its Optional ones set, and more), ids that need
+escaping or hold undecodable bytes, an int id, and an alphanumeric delimiter that escapes
+field names into ``%`` text."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from redmodel._plan import SCRIPTS_BY_SHA, Batch, Plan
 from redmodel._plans._objects import _packer
 from redmodel._transport._wire import Exchange, Link, ResendPolicy
 from tests.budget import scaled
-from tests.models import Style
+from tests.models import Address, Everything, Point, Street, Style
 from tests.strategies import instances
 
 _PY_PACK = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode).pack
@@ -96,14 +97,18 @@ class ByInt:
 
 IDS = st.one_of(st.sampled_from(["a", "b", "1", "x", "a:b", "x%y", "é", "\udc80", "{t}"]),
                 st.text(alphabet="abx1:%", min_size=1, max_size=3))
+EVERYTHING = instances(Everything, sku=IDS, maybe_text=st.text(), maybe_number=st.integers(),
+                       maybe_point=st.builds(Point, st.floats(), st.floats()))
 OBJECTS = st.one_of(instances(Dense, id=IDS), instances(XDelim, id=IDS),
-                    instances(ByInt, id=st.integers(-(2**70), 2**70)))
+                    instances(ByInt, id=st.integers(-(2**70), 2**70)), EVERYTHING)
 # (field, value) a validator refuses, for each model
 BAD = {
     Dense: [("number", "1"), ("text", 5), ("real", "1.5"), ("spot", None), ("id", ""),
             ("id", "\ud800"), ("style", "fitted"), ("tags", "ab"), ("blob", "x")],
     XDelim: [("xcount", 1.5), ("name", None), ("id", 3), ("id", "")],
     ByInt: [("name", b"x"), ("id", "1"), ("id", True)],
+    Everything: [("number", 2**64), ("real", "x"), ("when", dt.date(2000, 1, 1)),
+                 ("size", 7), ("maybe_text", "\ud800"), ("sku", "")],
 }
 
 
@@ -148,16 +153,19 @@ def test_the_packer_takes_the_common_objects() -> None:
     objs = [Dense(id="h1", text="t", number=-3, real=0.1, flag=True, blob=b"\x00",
                   when=dt.datetime(2020, 1, 1), money=decimal.Decimal("1.5"),
                   style=Style.FITTED, spot=spot, tags=["a"]),
-            XDelim(xcount=1, name="n", id="axb"), ByInt(name="n", id=-7)]
+            XDelim(xcount=1, name="n", id="axb"), ByInt(name="n", id=-7),
+            Everything(sku="e1", maybe_text="m", maybe_number=1, maybe_point=Point(1.0, 2.0),
+                       address=Address(Street("l1", "l2"), "c", "s", 1))]
     for obj in objs:
         packer = _packer(spec_of(type(obj)))
         assert packer is not None and packer(obj) is not None
 
 
 def _bad_list(data: Any) -> tuple[list[Any], Any]:
-    model = data.draw(st.sampled_from([Dense, XDelim, ByInt]))
+    model = data.draw(st.sampled_from([Dense, XDelim, ByInt, Everything]))
     ids = st.integers(0, 10**6) if model is ByInt else st.text("ab1", min_size=1, max_size=4)
-    objs = data.draw(st.lists(instances(model, id=ids), min_size=1, max_size=7))
+    name = spec_of(model).key.name
+    objs = data.draw(st.lists(instances(model, **{name: ids}), min_size=1, max_size=7))
     at = data.draw(st.integers(0, len(objs) - 1))
     name, value = data.draw(st.sampled_from(BAD[model]))
     object.__setattr__(objs[at], name, value)

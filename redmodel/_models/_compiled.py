@@ -267,6 +267,8 @@ def hash_packer(spec: ModelSpec) -> Callable[[Any], tuple[str, tuple[Any, ...], 
         lines.append("        return None")
     leaves = _leaves(spec.fields, b"", spec.delimiter.encode(), "obj")
     structs: dict[str, str] = {}
+    # its locals (a<n> fields, s<n> nested objects, v<n> leaves, w<n> their bytes, t, k,
+    # kb) are never the name of a bound global (_Env: c<n>, e<n>, f<n>, t<n>)
 
     def local(expr: str) -> str:  # a nested object's path walked once
         head, _, attr = expr.rpartition(".")
@@ -290,13 +292,13 @@ def hash_packer(spec: ModelSpec) -> Callable[[Any], tuple[str, tuple[Any, ...], 
         if f.optional:
             lines.append(f"    if {v} is None:")
             lines.append("        return None")
-        lines.append(f"    e{i} = {_encode_expr(env, f, v)}")
+        lines.append(f"    w{i} = {_encode_expr(env, f, v)}")
         if not any(f.encode is _SCALARS[tp][0] for tp in _INLINE_ENCODE):
-            lines.append(f"    if e{i}.__class__ is not bytes:")
+            lines.append(f"    if w{i}.__class__ is not bytes:")
             lines.append("        return None")
         fmt.append(_resp_arg(name).replace(b"%", b"%%") + b"$%d\r\n%b\r\n")
-        args.append(f"len(e{i}), e{i}")
-        command += [repr(name), f"e{i}"]
+        args.append(f"len(w{i}), w{i}")
+        command += [repr(name), f"w{i}"]
     lines.append("    kb = k.encode()")
     lines.append(f"    return k, ({', '.join(command)}), "
                  f"{env.bind(b''.join(fmt), 'f')} % ({', '.join(args)})")
