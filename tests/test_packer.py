@@ -39,6 +39,7 @@ from redmodel._transport._wire import Exchange, Link, ResendPolicy
 from tests.budget import scaled
 from tests.models import Address, Everything, Point, Street, Style
 from tests.strategies import instances
+from tests.test_compiled import same
 
 _PY_PACK = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode).pack
 try:
@@ -107,7 +108,7 @@ BAD = {
             ("id", "\ud800"), ("style", "fitted"), ("tags", "ab"), ("blob", "x")],
     XDelim: [("xcount", 1.5), ("name", None), ("id", 3), ("id", "")],
     ByInt: [("name", b"x"), ("id", "1"), ("id", True)],
-    Everything: [("number", 2**64), ("real", "x"), ("when", dt.date(2000, 1, 1)),
+    Everything: [("number", 1.5), ("real", "x"), ("when", dt.date(2000, 1, 1)),
                  ("size", 7), ("maybe_text", "\ud800"), ("sku", "")],
 }
 
@@ -221,7 +222,7 @@ def test_save_many_stores_the_bytes_of_one_at_a_time_saves(
     for obj, key in zip(objs, keys, strict=True):  # and a read gives the last one saved
         model = type(obj)
         last = [o for o, k in zip(objs, keys, strict=True) if k == key][-1]
-        assert store.get(model, getattr(obj, spec_of(model).key.name)) == last
+        assert same(store.get(model, getattr(obj, spec_of(model).key.name)), last)
 
 
 def _sent(batch: Batch) -> Plan[list[Any]]:
