@@ -69,19 +69,12 @@ class _Default:
 DEFAULT: Final[Any] = _Default()
 """Sentinel: use the model's own setting (for example its default TTL)."""
 
-def ttl_ms(spec: ModelSpec, ttl: Any, quiet: bool = False) -> int | None:
-    """Milliseconds of expiry for a save, from the call's ``ttl`` or the model's default.
-    ``quiet``: a ttl that is refused gives -1 instead of raising (the caller refuses it
-    later, where it always did)."""
+def ttl_ms(spec: ModelSpec, ttl: Any) -> int | None:
+    """Milliseconds of expiry for a save, from the call's ``ttl`` or the model's default."""
     if ttl is DEFAULT:
         ttl = spec.ttl
     if ttl is None:
         return None
-    if quiet:
-        try:
-            return ttl_ms(spec, ttl)
-        except ValidationError:
-            return -1
     seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
             0 < seconds <= MAX_TTL_SECONDS):
@@ -330,10 +323,14 @@ def _check_plain(seq: Sequence[Any], ttl: Any, chunk_size: int) -> _Saves | None
     sequence, or when an object of the first chunk needs the general path (a bad one
     among them): then :func:`_check_all` checks it all, raising the error it always did."""
     layout = _plain_chunk(seq)
-    if layout is None or layout.may_be_empty or ttl_ms(layout.spec, ttl, quiet=True) \
-            is not None or stale_any():
+    if layout is None or layout.may_be_empty or stale_any():
         return None
     spec = layout.spec
+    try:
+        if ttl_ms(spec, ttl) is not None:
+            return None
+    except ValidationError:  # refused where it always was: by the first chunk's save
+        return None
     packer = _packer(spec)
     if packer is None:
         return None
