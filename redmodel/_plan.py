@@ -123,6 +123,14 @@ class Batch:
     that a plan polling for another client's write does not send round trips back to back
     (a pinned increment waiting out a pin). :func:`gather` waits the longest pause of a
     round. A transaction never polls (its plans get no "pinned" answer) and ignores it.
+
+    ``packed``: each command as the RESP bytes a UTF-8 client packs it into, made by the
+    plan together with the command (save_many of a plain hash model: see
+    ``redmodel._models._compiled.hash_packer``). A shell sends them instead of packing
+    the commands again only when a round sends the batch's own commands unchanged (no
+    write id wrapped around one, no EVAL for an EVALSHA, nothing before or around them)
+    to a UTF-8 client; anything else packs the commands as always. Never compared or
+    shown.
     """
 
     commands: Sequence[Command]
@@ -136,6 +144,7 @@ class Batch:
     errors: bool = False
     check: bool = False
     pause: float = 0.0
+    packed: Sequence[bytes] | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def may_resend(self) -> bool:

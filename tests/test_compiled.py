@@ -158,7 +158,8 @@ def test_generated_validator_and_encoder_answer_as_the_generic_walks(obj: Any) -
 
 
 CORRUPT = st.sampled_from([b"", b"\xff\xfe", b"nan", b"1e400", b"-0", b"2", b"x" * 1000,
-                           b"\xa7\x04json[", b"9" * 40, b"1.5"])
+                           b"\xa7\x04json[", b"9" * 40, b"1.5", b"012", b"00", b"0", b"1.",
+                           b".5", b"9" * 400, b"1_0", b" 1", b"+1", b"-0.0", b"0.0"])
 
 
 @settings(max_examples=scaled(40))
@@ -228,3 +229,32 @@ def test_an_unvalidated_none_is_encoded_as_the_generic_walk(obj: Any, data: Any)
     for name in data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=3)):
         setattr(obj, name, None)
     assert outcome(lay.encode, obj) == outcome(lay.encode_generic, obj)
+
+
+@redmodel.model(prefix="cg_nums")
+@attrs.define
+class Nums:
+    count: int
+    ratio: float
+    id: str = redmodel.key_field(generated=False)
+
+
+NUMBER_TEXT = st.one_of(
+    CORRUPT,
+    st.integers(-(2**70), 2**70).map(lambda i: str(i).encode()),
+    st.floats().map(lambda f: repr(f).encode()),
+    st.from_regex(rb"\A[-+ 0_]{0,2}[0-9]{1,4}(\.[0-9]{0,3})?([eE][-+]?[0-9]{1,3})?[ _]?\Z"),
+    st.tuples(st.integers(300, 320), st.sampled_from([b"", b".", b".5"])).map(
+        lambda t: b"9" * t[0] + t[1]),  # digits only, beyond a float's range
+)
+
+
+@settings(max_examples=scaled(100))
+@given(count=NUMBER_TEXT, ratio=NUMBER_TEXT)
+def test_generated_number_decode_is_the_strict_decoders(count: bytes, ratio: bytes) -> None:
+    """The generated decoder reads a required int or float inline (quick digits-only test
+    first): it accepts exactly the texts _dec_int / _dec_float accept, as the same value."""
+    lay = layout(Nums)
+    stored = {b"count": count, b"ratio": ratio}
+    assert same(outcome(lay.decode, "k", "i", dict(stored)),
+                outcome(lay.decode_generic, "k", "i", dict(stored)))

@@ -543,6 +543,26 @@ class HashLayout:
                 return obj
         return self.decode_generic(key, id_text, data)
 
+    def decode_many(self, part: Sequence[tuple[str, str]], replies: Sequence[Any]
+                    ) -> list[Any]:
+        """:meth:`decode` of each (key, id text) of ``part`` and its HGETALL reply (a
+        get_many chunk): a RESP3 reply holding only the model's fields goes straight to
+        the generated decoder, whatever that does not decode goes by :meth:`decode`."""
+        fast = self._fast_decode
+        if fast is None or self.spec.track_changes:
+            decode = self.decode
+            return [decode(k, t, r) for (k, t), r in zip(part, replies, strict=True)]
+        known = self.known.issuperset
+        out: list[Any] = []
+        for (k, t), r in zip(part, replies, strict=True):
+            if r.__class__ is dict and r:
+                obj = fast(r, t)
+                if obj is not FALLBACK and known(r):
+                    out.append(obj)
+                    continue
+            out.append(self.decode(k, t, r))
+        return out
+
     def decode_generic(self, key: str, id_text: str, data: dict[bytes, bytes]) -> Any:
         """The reference decode (and the one of what the generated decoder leaves)."""
         spec = self.spec

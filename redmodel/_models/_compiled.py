@@ -33,12 +33,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redmodel._models._keys import _TABLES, escape
-from redmodel._models._types import _SCALARS, ID_STR
+from redmodel._models._types import _NON_FINITE, _SCALARS, ID_STR
 
 if TYPE_CHECKING:
     from redmodel._models._specs import FieldSpec, ModelSpec
 
-__all__ = ["FALLBACK", "checker", "field_encoder", "hash_decoder", "hash_encoder", "key_text"]
+__all__ = ["FALLBACK", "checker", "field_encoder", "hash_decoder", "hash_encoder", "hash_packer",
+           "key_text"]
 
 FALLBACK: Any = object()
 """What a generated decoder answers when the generic decode must decide."""
@@ -223,6 +224,87 @@ def hash_encoder(spec: ModelSpec, generic: Callable[[Any], tuple[list[bytes], li
     return build("encode", "\n".join(lines) + "\n", env.env)
 
 
+def _resp_arg(arg: bytes) -> bytes:
+    """One argument of a command in RESP (a bulk string)."""
+    return b"$%d\r\n%b\r\n" % (len(arg), arg)
+
+
+def hash_packer(spec: ModelSpec) -> Callable[[Any], tuple[str, tuple[Any, ...], bytes] | None
+                                             ] | None:
+    """``packed(obj) -> (key, command, RESP)``: for an object of the model (its class
+    exactly: the caller's test) that passes :func:`checker`'s test, whose id has the plain
+    key :func:`key_text` builds inline and whose leaves are all set, its whole save as
+    ``HSET key field value ...``: the key, the command exactly as ``HashLayout.save``
+    gives it (``hash_encoder``'s pairs) and that command as the bytes a UTF-8 client packs
+    it into (what ``hiredis.pack_command`` gives), built in one pass over the fields.
+    None for any other object (the caller takes the general path, which checks it again
+    and raises the ValidationError). None (no function) for a model whose key is never
+    built inline. The caller decides when a whole save is that HSET alone (no TTL, no
+    stale fields, a model that cannot be empty)."""
+    found = _key_fast(spec)
+    if found is None:
+        return None
+    fast_id, text = found
+    env = _Env()
+    prefix = f"{spec.prefix}{spec.delimiter}"
+    table = env.bind(_key_table(spec.delimiter), "t")
+    lines = ["def packed(obj):",
+             f"    v = obj.{spec.key.name}",
+             f"    if not ({fast_id}):",
+             "        return None",
+             f"    t = {text}",
+             f"    k = {prefix!r} + {_escaped(spec, 't', table)}"]
+    tops: dict[str, str] = {}  # each field read once, into a local
+    for f in spec.fields:  # the checker's test, None where it would call its reference
+        tp = _checked_scalar(f)
+        chk = env.bind(f.check, "c")
+        a = tops[f.name] = f"a{len(tops)}"
+        lines.append(f"    {a} = obj.{f.name}")
+        if tp is not None and tp in _FAST_CHECK:
+            lines.append(f"    if not {_FAST_CHECK[tp].format(v=a)} and {chk}({a}) is not None:")
+        else:
+            lines.append(f"    if {chk}({a}) is not None:")
+        lines.append("        return None")
+    leaves = _leaves(spec.fields, b"", spec.delimiter.encode(), "obj")
+    structs: dict[str, str] = {}
+    # its locals (a<n> fields, s<n> nested objects, v<n> leaves, w<n> their bytes, t, k,
+    # kb) are never the name of a bound global (_Env: c<n>, e<n>, f<n>, t<n>)
+
+    def local(expr: str) -> str:  # a nested object's path walked once
+        head, _, attr = expr.rpartition(".")
+        if head == "obj":
+            return tops[attr]
+        if head not in structs:
+            parent = local(head)
+            structs[head] = f"s{len(structs)}"
+            lines.append(f"    {structs[head]} = {parent}")
+        return f"{structs[head]}.{attr}"
+
+    head = b"*%d\r\n" % (2 + 2 * len(leaves)) + _resp_arg(b"HSET") + b"$%d\r\n%b\r\n"
+    fmt = [head]
+    args = ["len(kb), kb"]
+    command = ['"HSET"', "k"]
+    for i, (f, name, expr) in enumerate(leaves):
+        v = local(expr)
+        if "." in v:
+            lines.append(f"    v{i} = {v}")
+            v = f"v{i}"
+        if f.optional:
+            lines.append(f"    if {v} is None:")
+            lines.append("        return None")
+        lines.append(f"    w{i} = {_encode_expr(env, f, v)}")
+        if not any(f.encode is _SCALARS[tp][0] for tp in _INLINE_ENCODE):
+            lines.append(f"    if w{i}.__class__ is not bytes:")
+            lines.append("        return None")
+        fmt.append(_resp_arg(name).replace(b"%", b"%%") + b"$%d\r\n%b\r\n")
+        args.append(f"len(w{i}), w{i}")
+        command += [repr(name), f"w{i}"]
+    lines.append("    kb = k.encode()")
+    lines.append(f"    return k, ({', '.join(command)}), "
+                 f"{env.bind(b''.join(fmt), 'f')} % ({', '.join(args)})")
+    return build("packed", "\n".join(lines) + "\n", env.env)
+
+
 def field_encoder(spec: ModelSpec, f: FieldSpec
                   ) -> Callable[[Any, list[bytes], list[bytes]], None]:
     """``encode(value, out, nones)`` of one top-level field (update of some fields)."""
@@ -255,6 +337,33 @@ def _decode_expr(env: _Env, f: FieldSpec, raw: str) -> str:
     return f"{env.bind(f.decode, 'd')}({raw})"
 
 
+def _inline_number(env: _Env, f: FieldSpec, name: bytes, lines: list[str]) -> str | None:
+    """For a required int or float leaf with the strict scalar decoder: statements
+    (appended to ``lines``) that decode its stored value into a local, or hand the whole
+    reply to the generic decode (FALLBACK) where that decoder would refuse it: the same
+    tests as ``_types._dec_int``/``_dec_float``, without a call per value. The local's
+    name; None for any other leaf."""
+    if f.optional or f.decode not in (_SCALARS[int][1], _SCALARS[float][1]):
+        return None
+    fb = env.bind(FALLBACK, "FB")
+    n = len(lines)
+    r, x = f"r{n}", f"x{n}"
+    lines.append(f"    {r} = data[{name!r}]")
+    # each test is first a quick one that passes the common text (digits only)
+    if f.decode is _SCALARS[int][1]:  # str(int) is the only text (no +, 0-padding, -0, _)
+        lines.append(f"    {x} = int({r})")
+        lines.append(f"    if not ({r}.isdigit() and ({r}[0] != 48 or len({r}) == 1)) "
+                     f"and str({x}).encode() != {r}:")
+    else:  # repr's text: no _, +, space, and inf/nan only from their own text
+        nf = env.bind(_NON_FINITE, "NF")
+        lines.append(f"    {x} = float({r})")
+        lines.append(f"    if not ({r}.replace(b'.', b'', 1).isdigit() and {x} - {x} == 0) and "
+                     f"(b'_' in {r} or {r}[:1] in (b'+', b'') or {r}.strip() != {r} "
+                     f"or ({x} - {x} != 0 and {r} not in {nf})):")
+    lines.append(f"        return {fb}")
+    return x
+
+
 def _kwargs(env: _Env, fields: tuple[FieldSpec, ...], prefix: bytes, delim: bytes,
             lines: list[str], depth: int) -> list[str]:
     """``init_name=expression`` of each field; fields with a default that are absent make
@@ -267,7 +376,10 @@ def _kwargs(env: _Env, fields: tuple[FieldSpec, ...], prefix: bytes, delim: byte
             sub = _kwargs(env, f.children, name + delim, delim, lines, depth + 1)
             out.append(f"{f.init_name}={env.bind(f.cls, 'k')}({', '.join(sub)})")
             continue
-        if f.optional:
+        local = _inline_number(env, f, name, lines)
+        if local is not None:
+            out.append(f"{f.init_name}={local}")
+        elif f.optional:
             r = f"r{len(lines)}"
             lines.append(f"    {r} = get({name!r})")
             out.append(f"{f.init_name}=(None if {r} is None else {_decode_expr(env, f, r)})")
@@ -308,32 +420,48 @@ def _renamed(fields: tuple[FieldSpec, ...]) -> bool:
 # ---- keys ---------------------------------------------------------------------------
 
 
+def _key_fast(spec: ModelSpec) -> tuple[str, str] | None:
+    """(predicate on the id ``v``, expression of its text) under which a plain key (no
+    hash tag, no buckets) is ``prefix + delimiter + text.translate(table)``: an ASCII str
+    id is its own text, an int its decimal text; None for any other model."""
+    key = spec.key
+    if spec.buckets is not None or spec.hash_tag is not False:
+        return None
+    if key.check is ID_STR[2] and key.encode is ID_STR[0]:
+        return "type(v) is str and v and v.isascii()", "v"
+    if key.check is _SCALARS[int][2] and key.encode is _SCALARS[int][0]:
+        return "type(v) is int", "str(v)"
+    return None
+
+
 def key_text(spec: ModelSpec, generic: Callable[[Any], tuple[str, str]]
              ) -> Callable[[Any], tuple[str, str]]:
     """``key_text(id) -> (key, id text)``: for a plain key (no hash tag, no buckets) of a
     str or int id, the key built inline (an ASCII str id is its own text, an int its
     decimal text); every other id and model goes by ``generic`` (its checks, its errors)."""
-    key = spec.key
-    if spec.buckets is not None or spec.hash_tag is not False:
+    found = _key_fast(spec)
+    if found is None:
         return generic
+    fast, text = found
     env = _Env()
     gen = env.bind(generic, "g")
     prefix = f"{spec.prefix}{spec.delimiter}"
     table = env.bind(_key_table(spec.delimiter), "t")
-    if key.check is ID_STR[2] and key.encode is ID_STR[0]:
-        fast = "type(v) is str and v and v.isascii()"
-        text = "v"
-    elif key.check is _SCALARS[int][2] and key.encode is _SCALARS[int][0]:
-        fast = "type(v) is int"
-        text = "str(v)"
-    else:
-        return generic
     lines = ["def key_text(v):",
              f"    if {fast}:",
              f"        t = {text}",
-             f"        return {prefix!r} + t.translate({table}), t",
+             f"        return {prefix!r} + {_escaped(spec, 't', table)}, t",
              f"    return {gen}(v)"]
     return build("key_text", "\n".join(lines) + "\n", env.env)
+
+
+def _escaped(spec: ModelSpec, t: str, table: str) -> str:
+    """The expression of the id text ``t`` escaped (``_keys.escape``): an alphanumeric
+    text is its own escape when no character the table escapes is alphanumeric (the
+    delimiter could be), and then no ``translate`` is run for it."""
+    if any(chr(c).isalnum() for c in _key_table(spec.delimiter)):
+        return f"{t}.translate({table})"
+    return f"({t} if {t}.isalnum() else {t}.translate({table}))"
 
 
 def _key_table(delimiter: str) -> dict[int, str]:

@@ -48,6 +48,7 @@ from redmodel._layouts._flat import (
 )
 from redmodel._layouts._hash import INT64, HashLayout, check_increment, saved, stale_any
 from redmodel._layouts._pick import layout_of
+from redmodel._models._compiled import hash_packer
 from redmodel._models._keys import glob_escape
 from redmodel._models._specs import ModelSpec, increment_kind, spec_of
 from redmodel._models._types import optional_inner
@@ -210,8 +211,10 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     chunk_size = integer(chunk_size, "chunk_size", least=1)
     seq = given if isinstance(given := many(objs, "objs", "objects"), Sequence) else None
     whole = seq is not None
-    # everything refusable is refused before the first write
-    early = {} if seq is None else _check_all(seq, chunk_size)
+    # everything refusable is refused before the first write; a sequence of one plain
+    # hash model has its first chunk's commands made by that check (one pass over it)
+    first_chunk = None if seq is None or hints is not None else _check_plain(seq, ttl, chunk_size)
+    early = {} if seq is None or first_chunk is not None else _check_all(seq, chunk_size)
     tx = hints is not None
     done: list[str] = []  # keys written by earlier chunks (an iterator only: see below)
     count = 0
@@ -230,7 +233,9 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
 
     pending: list[list[Any]] = []  # parts of a chunk split by _LaterError, to send first
     for part in _parts(objs, chunk_size, pending):
-        fast = _fast_chunk(part, ttl, whole, ready, every, known) if hints is None else None
+        fast = (_fast_chunk(part, ttl, whole, ready, every, known, first_chunk)
+                if hints is None else None)
+        first_chunk = None
         if fast is not None:  # one plain hash model, or one unindexed flat model
             keys = yield from fast
             if not whole:
@@ -310,22 +315,78 @@ def _check_all(seq: Sequence[Any], chunk_size: int) -> dict[int, list[str]]:
     return early
 
 
+_Saves = tuple[list[str], list[Command], list[bytes] | None]
+
+
+def _check_plain(seq: Sequence[Any], ttl: Any, chunk_size: int) -> _Saves | None:
+    """save_many's check of a sequence of one plain hash model whose saves are HSET alone
+    (no TTL, no stale fields, a model that cannot be empty), fused with the making of its
+    first chunk (bounded memory: one chunk): what :func:`_plain_saves` gives that chunk,
+    made by the model's generated packer while it checks. The rest of the sequence is
+    checked as :func:`_check_all` checks it (the id's key, the fields). None for any other
+    sequence, or when an object of the first chunk needs the general path (a bad one
+    among them): then :func:`_check_all` checks it all, raising the error it always did."""
+    layout = _plain_chunk(seq)
+    if layout is None or layout.may_be_empty or stale_any():
+        return None
+    spec = layout.spec
+    try:
+        if ttl_ms(spec, ttl) is not None:
+            return None
+    except ValidationError:  # refused where it always was: by the first chunk's save
+        return None
+    packer = _packer(spec)
+    if packer is None:
+        return None
+    keys: list[str] = []
+    commands: list[Command] = []
+    packed: list[bytes] = []
+    for obj in seq[:chunk_size]:
+        made = packer(obj)
+        if made is None:
+            return None
+        keys.append(made[0])
+        commands.append(made[1])
+        packed.append(made[2])
+    if len(seq) > chunk_size:
+        key_text, check, name = spec.key_builder(), spec.checker(), spec.key.name
+        for obj in seq[chunk_size:]:
+            key_text(getattr(obj, name))
+            check(obj)
+    return keys, commands, packed
+
+
+_NO_PACKER: Final[Any] = object()
+
+
+def _packer(spec: ModelSpec) -> Callable[[Any], tuple[str, Command, bytes] | None] | None:
+    """The model's generated whole-save packer (``_compiled.hash_packer``), made once."""
+    found = spec.compiled.get("packed", _NO_PACKER)
+    if found is _NO_PACKER:
+        found = spec.compiled["packed"] = hash_packer(spec)
+    return found  # type: ignore[no-any-return]
+
+
 def _save_plain_chunk(layout: HashLayout, part: Sequence[Any], ttl: Any, whole: bool,
                       ready: Callable[[Sequence[Any]], Plan[None]] | None,
                       every: Callable[[Sequence[str]], list[str]],
-                      known: Callable[[Sequence[str]], list[str]]) -> Plan[list[str]]:
+                      known: Callable[[Sequence[str]], list[str]],
+                      made: _Saves | None = None) -> Plan[list[str]]:
     """save_many's chunk of one plain hash model (outside a transaction): one command per
     object in one batch, and the same errors as the general chunk (``every``/``known``:
-    the call's keys, the keys written before this chunk and these)."""
+    the call's keys, the keys written before this chunk and these). ``made``: the chunk's
+    saves made already (by :func:`_check_plain`)."""
     try:
-        keys, commands = _plain_saves(layout, part, ttl, whole)
+        keys, commands, packed = (made if made is not None and len(made[0]) == len(part)
+                                  else _plain_saves(layout, part, ttl, whole))
         if ready is not None:
             yield from ready(part)
     except RedmodelError as e:  # nothing of this chunk was written
         raise _batch_error(e, "save_many", every(_keys_or_none(part)), known([]), False,
                            unread=not whole) from None
     try:
-        replies = yield Batch(commands, write=True, idempotent=True, keys=keys, errors=True)
+        replies = yield Batch(commands, write=True, idempotent=True, keys=keys, errors=True,
+                              packed=packed)
     except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
         raise _batch_error(e, "save_many", every(keys), known([]), False, unknown=keys,
                            unread=not whole) from None
@@ -370,13 +431,14 @@ def _plain_chunk(part: Sequence[Any]) -> HashLayout | None:
 def _fast_chunk(part: Sequence[Any], ttl: Any, whole: bool,
                 ready: Callable[[Sequence[Any]], Plan[None]] | None,
                 every: Callable[[Sequence[str]], list[str]],
-                known: Callable[[Sequence[str]], list[str]]) -> Plan[list[str]] | None:
+                known: Callable[[Sequence[str]], list[str]],
+                made: _Saves | None = None) -> Plan[list[str]] | None:
     """The plan of a save_many chunk (outside a transaction) that needs none of the
     general chunk's per-object work: of one plain hash model, or of one unindexed flat
-    model; None for any other chunk."""
+    model; None for any other chunk. ``made``: the saves of a plain chunk made already."""
     plain = _plain_chunk(part)
     if plain is not None:
-        return _save_plain_chunk(plain, part, ttl, whole, ready, every, known)
+        return _save_plain_chunk(plain, part, ttl, whole, ready, every, known, made)
     flat = _flat_chunk(part)
     if flat is not None:
         return _save_flat_chunk(flat, part, ttl, whole, ready, every, known)
@@ -441,17 +503,41 @@ def _save_flat_chunk(layout: FlatLayout, part: Sequence[Any], ttl: Any, whole: b
 
 
 def _plain_saves(layout: HashLayout, part: Sequence[Any], ttl: Any, checked: bool
-                 ) -> tuple[list[str], list[Command]]:
+                 ) -> _Saves:
     """The keys and the commands of a chunk of one plain hash model (what save_command
-    gives each, without its per-object lookups)."""
+    gives each, without its per-object lookups), and their RESP when the model's
+    generated packer made every one (an HSET alone each), else None."""
+    spec = layout.spec
+    ms = ttl_ms(spec, ttl)
+    hset = ms is None and not layout.may_be_empty  # HSET alone unless a field is None
+    keys: list[str] = []
+    commands: list[Command] = []
+    packer = _packer(spec) if hset and not stale_any() else None
+    if packer is not None:
+        packed: list[bytes] = []
+        for at, obj in enumerate(part):
+            made = packer(obj)
+            if made is None:  # the general path checks it (and refuses a bad one)
+                rest = _plain_general(layout, part[at:], ms, hset, checked)
+                return keys + rest[0], commands + rest[1], None
+            keys.append(made[0])
+            commands.append(made[1])
+            packed.append(made[2])
+        return keys, commands, packed
+    keys, commands = _plain_general(layout, part, ms, hset, checked)
+    return keys, commands, None
+
+
+def _plain_general(layout: HashLayout, part: Sequence[Any], ms: int | None, hset: bool,
+                   checked: bool) -> tuple[list[str], list[Command]]:
+    """:func:`_plain_saves` without the packer: each object checked (unless ``checked``)
+    and encoded by the model's generated checker and encoder."""
     spec = layout.spec
     key_text = spec.key_builder()
     name = spec.key.name
     check = spec.checker()
     save = layout.save_plain
     encode = layout.encode
-    ms = ttl_ms(spec, ttl)
-    hset = ms is None and not layout.may_be_empty  # HSET alone unless a field is None
     keys: list[str] = []
     commands: list[Command] = []
     for obj in part:
@@ -981,8 +1067,9 @@ def get_many(model: type, ids: Iterable[Any], chunk_size: int) -> Plan[list[Any]
         keys = [k for k, _ in part]
         if isinstance(layout, HashLayout):  # HGETALL each: nothing to ask again
             replies = yield Batch([("HGETALL", k) for k in keys], keys=keys)
-        else:
-            replies = yield from read_batch(Batch([layout.read(k) for k in keys], keys=keys))
+            out += layout.decode_many(part, replies)
+            continue
+        replies = yield from read_batch(Batch([layout.read(k) for k in keys], keys=keys))
         out.extend([decode(k, t, r) for (k, t), r in zip(part, replies, strict=True)])
     return out
 

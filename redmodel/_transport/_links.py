@@ -131,7 +131,8 @@ class _Shell:
             node_at=self._node_at if cluster else None,
             node_key=_node_key if cluster else None,
         )
-        self._hiredis = _packer is not None and _encoding(client) in ("utf-8", "utf8")
+        self._utf8 = _encoding(client) in ("utf-8", "utf8")
+        self._hiredis = _packer is not None and self._utf8
 
     def _locate(self, slot: int) -> Any:
         return self.client.nodes_manager.get_node_from_slot(slot)
@@ -149,7 +150,13 @@ class _Shell:
             raise RedisConnectionError(f"no node {host}:{port} in the cluster map")
         return node
 
-    def _pack(self, conn: Any, wire: Sequence[Command]) -> Any:
+    def _pack(self, conn: Any, wire: Sequence[Command],
+              packed: Sequence[bytes] | None = None) -> Any:
+        """``wire`` as the buffers to send; ``packed``: ``wire`` in RESP already, as a
+        UTF-8 client packs it (:attr:`Call.packed`), used when the client's encoding is
+        UTF-8."""
+        if packed is not None and self._utf8:
+            return [b"".join(packed)]
         if self._hiredis:
             assert _packer is not None
             pack = _packer
@@ -331,7 +338,7 @@ class SyncLink(_Shell):
                 if call.learn:
                     found = _known_id(conn)
                     call.conn_id = self._ask_id(conn) if found is _UNKNOWN else found
-                data = self._pack(conn, call.wire)
+                data = self._pack(conn, call.wire, call.packed)
             except BaseException:
                 self._drop(conn, pool, session, call)
                 raise
@@ -764,7 +771,7 @@ class AsyncLink(_Shell):
                 if call.learn:
                     found = _known_id(conn)
                     call.conn_id = await self._ask_id(conn) if found is _UNKNOWN else found
-                data = self._pack(conn, call.wire)
+                data = self._pack(conn, call.wire, call.packed)
             except BaseException:
                 await self._drop(conn, pool, session)
                 raise

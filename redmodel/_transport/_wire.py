@@ -587,11 +587,13 @@ class Call:
     """One write to one node in one round: ``wire`` is sent as one buffer and answers
     ``len(wire)`` replies; the shell fills ``replies`` (error replies as exception
     objects), ``failure`` (the connection error, if any) and ``sent`` (whether any byte of
-    it may have left)."""
+    it may have left). ``packed``: ``wire`` as RESP bytes already (its batch's
+    :attr:`~redmodel._plan.Batch.packed`, when ``wire`` is that batch's commands
+    unchanged), else None: the shell packs ``wire``."""
 
     __slots__ = ("atomic", "check", "cleanup", "conn_id", "evals", "failure", "fence", "head",
-                 "indices", "inner", "kill", "learn", "loads", "node", "pinned", "replies",
-                 "sent", "wire")
+                 "indices", "inner", "kill", "learn", "loads", "node", "packed", "pinned",
+                 "replies", "sent", "wire")
 
     def __init__(self, node: Any, wire: Sequence[Command], indices: list[int], loads: list[str],
                  head: int, atomic: bool, pinned: bool = False,
@@ -618,6 +620,7 @@ class Call:
         self.learn = False
         self.conn_id: int | None = None
         self.kill: list[tuple[int, list[int]]] | None = None  # a fence: (id, indices) each
+        self.packed: Sequence[bytes] | None = None
 
 
 _SEND, _FENCE, _DONE, _KILL = range(4)
@@ -966,6 +969,10 @@ class Exchange:
             call = Call(node, commands, indices, loads, 0, False, pinned=self.pinned,
                         evals=evals)
             call.learn = self._learns(indices)
+            packed = self.batch.packed
+            if packed is not None and not evals and wire is self.batch.commands:
+                # the batch's own commands, none rewritten: their RESP is made already
+                call.packed = packed if commands is wire else [packed[i] for i in indices]
             return call
         out: list[Command] = [("SCRIPT", "LOAD", SCRIPTS_BY_SHA[sha].source) for sha in loads]
         out.extend(cleanup)  # after the loads: their replies come first (_note_loads)
