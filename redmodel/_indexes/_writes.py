@@ -101,6 +101,14 @@ class Write:
     spread: Callable[[list[str], int], Iterable[str]] | None = None  # more keys to
     # declare with the ones a KEYS answer names (round 1, 2, ...): see _atomic
     reader: ObjectReader | None = None  # the layout that made it (reads its owners back)
+    assumed: frozenset[str] | None = None  # the indexed fields its assumption names (None:
+    # every one; see the layout's restate)
+    restate: Callable[..., None] | None = None  # the layout's: assume other stored bytes
+    # (a STORED answer, a transaction's read), declaring their lines' keys; None: the
+    # write assumes nothing (its model keeps records, or its mode needs no assumption)
+    derive: Callable[[Any], list[str]] | None = None  # the layout's: stored bytes -> entry
+    # lines (None: its model keeps records)
+    stored_names: tuple[bytes, ...] = ()  # the indexed fields' stored names (with derive)
 
     def command(self) -> Command:
         return WRITE.call(self.keys, self.args)
@@ -231,6 +239,10 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
     if word == "BADARG":
         return ServerError(f"the index script refused its arguments ({_text(reply[1])}); "
                            f"{nothing}", keys=(key,), command=what)
+    if word == "STORED":  # the fields kept moving (outside a transaction), or in one
+        # a raw command of it moved them: the same as keys that kept changing
+        word = "KEYS"
+        reply = ["KEYS", *[reply[i] for i in range(1, len(reply), 3)]]
     if word == "KEYS" and tx:  # a WATCH conflict aborts EXEC: this is not one
         return TransactionError(
             f"{what}: the script of {key} needed index keys the transaction did not name "
@@ -283,6 +295,8 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
     watch: list[str] = []
     for w in writes:
         cmds += [("EXISTS", w.key), ("HGET", w.keys[1], w.eid)]
+        if w.derive is not None:  # no record: its entries are what these compute to
+            cmds.append(("HMGET", w.key, *w.stored_names))
         watch.append(w.key)
         for k, value in _unique_takes(w):
             cmds.append(("HGET", k, value))
@@ -297,12 +311,16 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
     for w in writes:
         exists_now, raw = bool(replies[at]), replies[at + 1]
         at += 2
-        w.declare_lines(record_lines(raw))
+        derived: list[str] = []
+        if w.derive is not None:
+            derived = _assume_read(w, hints, raw, exists_now, replies[at])
+            at += 1
+        w.declare_lines(record_lines(raw) or derived)
         w.declare(hints.keys.get(w.key, ()))
         exists = hints.exists.get(w.key, exists_now)
         old = hints.lines.get(w.key)
         if old is None:
-            old = set(record_lines(raw))
+            old = set(record_lines(raw) or derived)
         for k, value in _unique_takes(w):
             if (k, value) not in hints.owners:
                 found = replies[at]
@@ -315,6 +333,23 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
         hints.keys.setdefault(w.key, set()).update(w.keys[FIXED_KEYS:])
     # the entry keys the records named (old entries the scripts remove)
     yield from _check_types(writes, hints, [k for w in writes for k in w.keys])
+
+
+def _assume_read(w: Write, hints: TxHints, raw: Any, exists_now: bool, read: Any
+                 ) -> list[str]:
+    """A transaction's write of a model without stored records: its object's entries as
+    its fields (read WATCHed: ``read``) compute to when it has no record (else []), and
+    its assumption made what EXEC will find (those bytes, or for a later write of the
+    object in this transaction, the lines the earlier ones leave, trusted)."""
+    assert w.derive is not None
+    fields = dict(zip(w.stored_names, read, strict=True))
+    derived = w.derive(fields) if raw is None and exists_now else []
+    if w.restate is not None:
+        if w.key in hints.lines:  # an earlier write of it in this transaction
+            w.restate(w, fields, trusted=True, lines=sorted(hints.lines[w.key]))
+        elif raw is None and exists_now:  # WATCHed: EXEC finds these bytes
+            w.restate(w, fields, lines=derived, full=True)
+    return derived
 
 
 def _want_type(w: Write, key: str) -> str | None:
@@ -384,8 +419,7 @@ def _types_checked(owner: dict[str, tuple[Write, str]], replies: Sequence[Any],
 
 
 def _mode(w: Write) -> str:
-    mode = str(w.args[0])
-    return mode[:-2] if mode.endswith(":c") else mode
+    return str(w.args[0]).split(":", 1)[0]
 
 
 def _unique_takes(w: Write) -> list[tuple[str, str]]:
@@ -442,18 +476,21 @@ def _check_unique(w: Write, old: set[str], new: set[str], hints: TxHints) -> Pla
     prefix = w.key[: len(w.key) - len(w.eid)]
     w.declare(prefix + owner for _, _, _, owner in taken)
     unknown = [o for o in dict.fromkeys(t[3] for t in taken) if prefix + o not in hints.exists]
-    state: dict[str, tuple[bool, set[str]]] = {}
+    state: dict[str, tuple[bool, set[str] | None]] = {}
     if unknown:
         cmds: list[Command] = []
         for o in unknown:
             cmds += [("EXISTS", prefix + o), ("HGET", w.keys[1], o)]
         replies = yield Batch(cmds, keys=[prefix + o for o in unknown])
         for i, o in enumerate(unknown):
-            state[o] = (bool(replies[2 * i]), set(record_lines(replies[2 * i + 1])))
+            # an owner without a record holds the value (as the script judges it)
+            raw = replies[2 * i + 1]
+            state[o] = (bool(replies[2 * i]),
+                        None if raw is None else set(record_lines(raw)))
     for line, name, value, owner in taken:
         alive, lines = state.get(owner) or (hints.exists[prefix + owner],
                                             hints.lines.get(prefix + owner, set()))
-        if alive and line in lines:
+        if alive and (lines is None or line in lines):
             raise unique_violation(w.spec, name, value, w.key)
 
 
@@ -702,14 +739,11 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                     pinned = True
                     again.append(i)  # another increment's resend is about to land: wait
                     continue
-                need = needed_keys(r) if isinstance(item, Write) else None
-                if need is not None and hints is None and isinstance(item, Write) \
-                        and asked[i] < KEY_ROUNDS:
+                if hints is None and isinstance(item, Write) and asked[i] < KEY_ROUNDS \
+                        and _ask_again(item, r, asked[i] + 1):
                     asked[i] += 1
-                    more = item.spread(need, asked[i]) if item.spread is not None else ()
-                    if item.declare([*need, *more]):
-                        again.append(i)
-                        continue
+                    again.append(i)
+                    continue
                 replies[i] = r
         if not again:
             return replies
@@ -724,6 +758,28 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
     for i in todo:  # still asking: its reply (a KEYS refusal) says nothing was written
         replies[i] = ["KEYS"]
     return replies
+
+
+def _ask_again(item: Write, r: Any, round_: int) -> bool:
+    """Whether an answer of ``item`` outside a transaction is a question it can answer
+    and send again: keys it did not declare (declared now), or STORED (its fields are
+    not as it assumed: it assumes them as they are, declaring their lines' keys)."""
+    if status(r) == "STORED" and item.restate is not None:
+        item.restate(item, _stored_of(r))
+        return True
+    need = needed_keys(r)
+    if need is None:
+        return False
+    more = item.spread(need, round_) if item.spread is not None else ()
+    return item.declare([*need, *more])
+
+
+def _stored_of(reply: Any) -> dict[bytes, bytes | None]:
+    """A STORED answer's fields: {stored name: bytes, or None when absent}."""
+    def b(x: Any) -> bytes:
+        return x if isinstance(x, bytes) else str(x).encode()
+    return {b(reply[i]): (b(reply[i + 2]) if _text(reply[i + 1]) == "1" else None)
+            for i in range(1, len(reply) - 2, 3)}
 
 
 def _command(item: Write | Command) -> Command:

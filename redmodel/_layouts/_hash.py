@@ -173,6 +173,11 @@ class HashLayout:
         self._indexed_stored = tuple(  # the stored names (and old names) of indexed fields
             n.encode() for name in self._all_fields
             for n in (spec.by_name[name].stored, *spec.by_name[name].old_stored))
+        # the stored names an index write's assumption names, per indexed field (None: the
+        # model keeps records, its writes assume nothing: see _indexes/_writes.py)
+        self._assumed: dict[str, bytes] | None = None if spec.indexes is None or \
+            spec.indexes.keeps_records else {
+                name: spec.by_name[name].stored.encode() for name in spec.indexes.fields}
         self.encrypted = _has_encrypted(spec.fields)
         self.known = frozenset([MARKER, *_leaf_names(spec.fields, b"", self.delim)])
         self.renamed = _renamed(spec.fields)
@@ -327,12 +332,24 @@ class HashLayout:
 
     def write(self, key: str, mode: str, ttl: str = "", changed: str = "",
               entries: Sequence[str] = (), data: Sequence[Any] = (),
-              only: Sequence[str] | None = None) -> Write:
+              only: Sequence[str] | None = None,
+              assume: Mapping[bytes, bytes | None] | None = None,
+              olds: Sequence[str] | None = None) -> Write:
         """One index write script call, declaring the keys of ``entries`` and the index
-        keys whose names do not depend on a value (of every field, or of ``only``)."""
+        keys whose names do not depend on a value (of every field, or of ``only``).
+
+        A save, update, delete or expire carries an assumption (index_lib.lua, "the
+        derived record"): the stored bytes of the indexed fields concerned (every one, or
+        those of ``only``) the object is assumed to hold (``assume``: absent from it, or
+        None, unknown) and ``olds``, the entry lines they compute to (None: ``entries``)."""
         spec = self.spec
         indexes = spec.indexes
         assert indexes is not None
+        flags = ":k" if indexes.keeps_records else ""
+        assumes = mode in ("save", "update", "delete", "expire")
+        concerned = only if mode == "update" else None  # the others concern every field
+        if assumes:
+            data = [*self._assumption(concerned, assume, olds), *data]
         keys, head = self.index_keys(key)
         root, d, claims = head[1], spec.delimiter, spec.claims
         if only is None:
@@ -357,9 +374,66 @@ class HashLayout:
                     cache[root, line] = k
             extra[k] = None
         keys.extend(extra)
-        return Write(spec, key, keys, [mode + ":c" if claims else mode, *head, ttl, changed,
-                                       "\n".join(entries), *data],
-                     root=root, eid=head[0], fields=fields, reader=self)
+        w = Write(spec, key, keys, [mode + flags + (":c" if claims else ""), *head, ttl,
+                                    changed, "\n".join(entries), *data],
+                  root=root, eid=head[0], fields=fields, reader=self)
+        if self._assumed is not None:
+            w.derive = self.derive
+            w.stored_names = tuple(self._assumed.values())
+            if assumes:
+                w.assumed = None if concerned is None else frozenset(concerned)
+                w.restate = self.restate
+        return w
+
+    def _assumption(self, only: Sequence[str] | None,
+                    assume: Mapping[bytes, bytes | None] | None,
+                    olds: Sequence[str] | None, full: bool | None = None) -> list[Any]:
+        """An index write's assumption block (see :meth:`write`); ``full``: it names every
+        indexed field (default: ``only`` is None)."""
+        if self._assumed is None:
+            return [0, "0", ""]
+        names = self._assumed.values() if only is None else \
+            [self._assumed[n] for n in only if n in self._assumed]
+        out: list[Any] = [0, "1" if (only is None if full is None else full) else "0",
+                          "=" if olds is None else "\n".join(olds)]
+        n = 0
+        for name in names:
+            n += 1
+            if assume is None:
+                out += [name, "?", ""]
+            else:
+                raw = assume.get(name)
+                out += [name, "0", ""] if raw is None else [name, "1", raw]
+        out[0] = n
+        return out
+
+    def derive(self, stored: Mapping[bytes, bytes | None]) -> list[str]:
+        """The entry lines of the indexed fields' stored bytes (an object without a
+        record is indexed as its fields compute to; [] when one does not decode)."""
+        values = self.stored_values({k: v for k, v in stored.items() if v is not None})
+        assert self.spec.indexes is not None
+        return [] if values is None else self.spec.indexes.entries(values, problems=[])
+
+    def restate(self, w: Write, stored: Mapping[bytes, bytes | None], trusted: bool = False,
+                lines: Sequence[str] | None = None, full: bool = False) -> None:
+        """Make ``w`` assume ``stored`` (the indexed fields' bytes as a STORED answer or a
+        transaction's WATCHed read gave them) and the entry lines they compute to (or
+        ``lines``), and declare those lines' keys. ``trusted``: the lines are taken as
+        sent (a transaction's later write of the object: see index_lib.lua)."""
+        only = None if w.assumed is None else sorted(w.assumed)
+        if lines is None:
+            values = self.stored_values({k: v for k, v in stored.items() if v is not None})
+            assert self.spec.indexes is not None
+            lines = [] if values is None else \
+                self.spec.indexes.entries(values, only=only, problems=[])
+        block = self._assumption(only, stored, lines, full or only is None)
+        if trusted:
+            block[0] = "*"
+            block = block[:3]
+        start = 8
+        size = 3 + 3 * int(w.args[start]) if w.args[start] != "*" else 3
+        w.args[start:start + size] = block
+        w.declare_lines(lines)
 
     def entries(self, key: str, values: dict[str, Any], only: Sequence[str] | None = None
                 ) -> list[str]:
@@ -433,10 +507,19 @@ class HashLayout:
         assert indexes is not None
         values = {name: getattr(obj, name) for name in indexes.fields}
         ttl = "" if ttl_ms is None else str(ttl_ms)
+        shifted = snapshot is not None and self._index_moved(state, snapshot)
         if snapshot is None or force:
+            # assumed: the snapshot's fields when loaded (their own lines if they differ
+            # from what this save writes), else the ones it writes now (a re-save of
+            # unchanged indexed values costs no round trip)
+            assume = snapshot if snapshot is not None else self._written(pairs)
+            olds = self._olds(snapshot, None) if shifted else None
+            if shifted and olds is None:
+                assume = None  # a snapshot that does not decode: unknown
             w = self.write(key, "save", ttl, "*",
                            self.entries(key, values) if entries is None else entries,
-                           [len(pairs) // 2, *pairs, *nones, *stale])
+                           [len(pairs) // 2, *pairs, *nones, *stale], assume=assume,
+                           olds=olds)
         else:
             pairs = self._changed_pairs(obj, state, snapshot)
             nones = [f for f in nones if f in snapshot]
@@ -445,12 +528,35 @@ class HashLayout:
             touched = {f.name for f in self.spec.fields if f.stored.encode() in written}
             changed = self._changed(touched)
             only = sorted(n for n in changed.split("\x1f") if n in indexes.fields)
+            olds = self._olds(snapshot, only) if shifted else None
             w = self.write(key, "update", ttl, changed, self.entries(key, values, only),
-                           [len(pairs) // 2, *pairs, *nones], only=only)
-        if snapshot is not None and self._index_moved(state, snapshot):
+                           [len(pairs) // 2, *pairs, *nones], only=only,
+                           assume=None if shifted and olds is None else snapshot, olds=olds)
+        if snapshot is not None and shifted:
             w.declare_lines(self.stored_entries(snapshot))
         w.values = values
         return w
+
+    def _written(self, pairs: Sequence[bytes]) -> dict[bytes, bytes | None] | None:
+        """The indexed fields' bytes a save of ``pairs`` leaves (None: the model assumes
+        nothing)."""
+        assumed = self._assumed
+        if assumed is None:
+            return None
+        wanted = set(assumed.values())
+        return {f: v for f, v in zip(pairs[::2], pairs[1::2], strict=True) if f in wanted}
+
+    def _olds(self, snapshot: Mapping[bytes, bytes] | None, only: Sequence[str] | None
+              ) -> list[str] | None:
+        """The entry lines of a snapshot (of ``only``), as the object was indexed when it
+        was loaded; None (assume unknown) when it does not decode."""
+        if snapshot is None or self._assumed is None:
+            return None
+        values = self.stored_values(snapshot)
+        assert self.spec.indexes is not None
+        if values is None:
+            return None
+        return self.spec.indexes.entries(values, only=only, problems=[])
 
     def _index_moved(self, state: Mapping[bytes, bytes], snapshot: Mapping[bytes, bytes]
                      ) -> bool:
@@ -493,7 +599,8 @@ class HashLayout:
         only = sorted(n for n in changed.split("\x1f") if n in indexes.fields)
         entries = self.entries(key, dict(values), only)
         w = self.write(key, "update", "", changed, entries,
-                       [len(pairs) // 2, *pairs, *nones], only=only)
+                       [len(pairs) // 2, *pairs, *nones], only=only,
+                       assume=self._written(pairs))
         w.values = {n: v for n, v in values.items() if n in indexes.fields}
         return w
 
