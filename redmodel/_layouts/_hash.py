@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redmodel._errors import DecodeError, ValidationError
-from redmodel._indexes._specs import IndexValueError, entry_key
+from redmodel._indexes._specs import SEP, IndexValueError, entry_key
 from redmodel._indexes._writes import Write
 from redmodel._models._compiled import FALLBACK, field_encoder, hash_decoder, hash_encoder
 from redmodel._models._specs import FieldSpec, ModelSpec, increment_kind
@@ -428,8 +428,8 @@ class HashLayout:
                 self.spec.indexes.entries(values, only=only, problems=[])
         block = self._assumption(only, stored, lines, full or only is None)
         if trusted:
-            block[0] = "*"
             block = block[:3]
+            block[0] = "*"
         start = 8
         size = 3 + 3 * int(w.args[start]) if w.args[start] != "*" else 3
         w.args[start:start + size] = block
@@ -601,8 +601,23 @@ class HashLayout:
         w = self.write(key, "update", "", changed, entries,
                        [len(pairs) // 2, *pairs, *nones], only=only,
                        assume=self._written(pairs))
+        if self._assumed is not None and only and all(
+                self._range_only(n) for n in only):
+            # an update of range-only fields by id (its value usually changes): their
+            # old entries' values do not matter (ZREM by id), so it assumes nothing and
+            # stays one round trip: the script removes and adds them
+            w.args[8:8 + 3 + 3 * int(w.args[8])] = ["*", "0", "\n".join(
+                f"r{SEP}{n}{SEP}*" for n in only)]
         w.values = {n: v for n, v in values.items() if n in indexes.fields}
         return w
+
+    def _range_only(self, name: str) -> bool:
+        """An indexed field whose only entry is its range score (no equality index, in no
+        unique constraint): its old entry is removed by id whatever its value."""
+        indexes = self.spec.indexes
+        assert indexes is not None
+        f = indexes.fields[name]
+        return f.range and not f.eq and not any(name in u.fields for u in indexes.uniques)
 
     def delete(self, key: str) -> Command | Write:
         if self.spec.indexes is None:
