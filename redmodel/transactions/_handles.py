@@ -339,8 +339,8 @@ class _TxBase:
 
         Redis: queued between MULTI and EXEC, as Store.save: HSET, or EVALSHA hash_save.lua
         or hash_update.lua (an EXISTS read, WATCHed, before MULTI for a partial save);
-        indexed model: before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the
-        object's key and index record, then EVALSHA index_write.lua queued, and on a
+        indexed model: before MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the
+        object's key, index record and indexed fields, then EVALSHA index_write.lua queued, and on a
         bucketed model claim.lua, claim_confirm.lua, claim_release.lua and claim_restore.lua
         as needed before MULTI or after EXEC; flat layout: WATCH and GET of the object's key
         before MULTI, then EVALSHA flat_save.lua; blob layout: SET."""
@@ -364,8 +364,8 @@ class _TxBase:
         """Queue the update script (EVALSHA); value: False if the object did not exist.
 
         Redis: queued between MULTI and EXEC: EVALSHA hash_update.lua; indexed model: before
-        MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's key and index
-        record, then EVALSHA index_write.lua queued, and on a bucketed model claim.lua,
+        MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and
+        indexed fields, then EVALSHA index_write.lua queued, and on a bucketed model claim.lua,
         claim_confirm.lua, claim_release.lua and claim_restore.lua as needed before MULTI or
         after EXEC."""
         self._models.add(model)
@@ -381,8 +381,8 @@ class _TxBase:
 
         Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua (hash layout), or
         HINCRBY when this attempt read the object (unindexed hash layout); indexed
-        model: before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's
-        key and index record, then EVALSHA index_write.lua queued; flat layout: WATCH and
+        model: before MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's
+        key, index record and indexed fields, then EVALSHA index_write.lua queued; flat layout: WATCH and
         GET of the object's key before MULTI, then EVALSHA flat_incr.lua."""
         self._models.add(model)
         spec = spec_of(model)
@@ -414,8 +414,8 @@ class _TxBase:
         """Queue the conditional multi-field increment (EVALSHA); see ``incr_fields``.
 
         Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua; indexed model: before
-        MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's key and index
-        record, then EVALSHA index_write.lua queued (HMGET of its equality-indexed ints
+        MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and
+        indexed fields, then EVALSHA index_write.lua queued (HMGET of its equality-indexed ints
         first)."""
         self._models.add(model)
         plan = incr_fields_plan(model, id, changes, floor=floor, ceiling=ceiling,
@@ -426,8 +426,7 @@ class _TxBase:
         """Queue the delete (DEL on the hash layout); value: True if the object existed.
 
         Redis: queued between MULTI and EXEC: DEL (hash and blob layouts); indexed model:
-        before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's key and
-        index record, then EVALSHA index_write.lua queued, and claim.lua, claim_confirm.lua,
+        before MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and indexed fields, then EVALSHA index_write.lua queued, and claim.lua, claim_confirm.lua,
         claim_release.lua and claim_restore.lua as needed after EXEC on a bucketed model;
         flat layout: WATCH and GET of the object's key before MULTI, then EVALSHA
         flat_delete.lua."""
@@ -451,8 +450,8 @@ class _TxBase:
         exist.
 
         Redis: queued between MULTI and EXEC: PEXPIRE (hash and blob layouts); indexed
-        model: before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's
-        key and index record, then EVALSHA index_write.lua queued; flat layout: WATCH and
+        model: before MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's
+        key, index record and indexed fields, then EVALSHA index_write.lua queued; flat layout: WATCH and
         GET of the object's key before MULTI, then EVALSHA flat_expire.lua."""
         self._models.add(model)
         return self.queue(_ops.expire(model, id, ttl, self._core.hints),
@@ -462,8 +461,8 @@ class _TxBase:
         """Queue the persist (PERSIST on the hash layout); value: False if it had no expiry.
 
         Redis: queued between MULTI and EXEC: PERSIST (hash and blob layouts); indexed
-        model: before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's
-        key and index record, then EVALSHA index_write.lua queued; flat layout: WATCH and
+        model: before MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's
+        key, index record and indexed fields, then EVALSHA index_write.lua queued; flat layout: WATCH and
         GET of the object's key before MULTI, then EVALSHA flat_expire.lua."""
         self._models.add(model)
         return self.queue(_ops.persist(model, id, self._core.hints),
