@@ -363,11 +363,11 @@ class _TxBase:
     def update(self, model: type, id: Any, **values: Any) -> Pending[bool]:
         """Queue the update script (EVALSHA); value: False if the object did not exist.
 
-        Redis: queued between MULTI and EXEC: EVALSHA hash_update.lua; indexed model: before
-        MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and
+        Redis: queued between MULTI and EXEC: EVALSHA hash_update.lua; indexed model: before MULTI,
+        TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and
         indexed fields, then EVALSHA index_write.lua queued, and on a bucketed model claim.lua,
-        claim_confirm.lua, claim_release.lua and claim_restore.lua as needed before MULTI or
-        after EXEC."""
+        claim_confirm.lua, claim_release.lua and claim_restore.lua as needed before MULTI or after
+        EXEC."""
         self._models.add(model)
         plan = _ops.update(model, id, values, self._core.hints)
         return self.queue(plan, f"update {model.__name__} {id!r}")
@@ -379,11 +379,11 @@ class _TxBase:
         script's checks then cannot fail; a change in between aborts EXEC); else the
         counter script.
 
-        Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua (hash layout), or
-        HINCRBY when this attempt read the object (unindexed hash layout); indexed
-        model: before MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's
-        key, index record and indexed fields, then EVALSHA index_write.lua queued; flat layout: WATCH and
-        GET of the object's key before MULTI, then EVALSHA flat_incr.lua."""
+        Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua (hash layout), or HINCRBY when
+        this attempt read the object (unindexed hash layout); indexed model: before MULTI, TYPE of
+        its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and indexed
+        fields, then EVALSHA index_write.lua queued; flat layout: WATCH and GET of the object's key
+        before MULTI, then EVALSHA flat_incr.lua."""
         self._models.add(model)
         spec = spec_of(model)
         plain = spec.indexes is None and spec.layout == "hash"  # see _ops.plain_incr
@@ -413,8 +413,8 @@ class _TxBase:
     ) -> Pending[dict[str, Any]]:
         """Queue the conditional multi-field increment (EVALSHA); see ``incr_fields``.
 
-        Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua; indexed model: before
-        MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and
+        Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua; indexed model: before MULTI,
+        TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and
         indexed fields, then EVALSHA index_write.lua queued (HMGET of its equality-indexed ints
         first)."""
         self._models.add(model)
@@ -425,10 +425,11 @@ class _TxBase:
     def delete(self, model: type, id: Any) -> Pending[bool]:
         """Queue the delete (DEL on the hash layout); value: True if the object existed.
 
-        Redis: queued between MULTI and EXEC: DEL (hash and blob layouts); indexed model:
-        before MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and indexed fields, then EVALSHA index_write.lua queued, and claim.lua, claim_confirm.lua,
-        claim_release.lua and claim_restore.lua as needed after EXEC on a bucketed model;
-        flat layout: WATCH and GET of the object's key before MULTI, then EVALSHA
+        Redis: queued between MULTI and EXEC: DEL (hash and blob layouts); indexed model: before
+        MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index
+        record and indexed fields, then EVALSHA index_write.lua queued, and claim.lua,
+        claim_confirm.lua, claim_release.lua and claim_restore.lua as needed after EXEC on a
+        bucketed model; flat layout: WATCH and GET of the object's key before MULTI, then EVALSHA
         flat_delete.lua."""
         self._models.add(model)
         return self.queue(_ops.delete(model, id, self._core.hints),
@@ -449,10 +450,10 @@ class _TxBase:
         """Queue the expiry (PEXPIRE on the hash layout); value: False if the object did not
         exist.
 
-        Redis: queued between MULTI and EXEC: PEXPIRE (hash and blob layouts); indexed
-        model: before MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's
-        key, index record and indexed fields, then EVALSHA index_write.lua queued; flat layout: WATCH and
-        GET of the object's key before MULTI, then EVALSHA flat_expire.lua."""
+        Redis: queued between MULTI and EXEC: PEXPIRE (hash and blob layouts); indexed model: before
+        MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index
+        record and indexed fields, then EVALSHA index_write.lua queued; flat layout: WATCH and GET
+        of the object's key before MULTI, then EVALSHA flat_expire.lua."""
         self._models.add(model)
         return self.queue(_ops.expire(model, id, ttl, self._core.hints),
                           f"expire {model.__name__} {id!r}")
@@ -460,10 +461,10 @@ class _TxBase:
     def persist(self, model: type, id: Any) -> Pending[bool]:
         """Queue the persist (PERSIST on the hash layout); value: False if it had no expiry.
 
-        Redis: queued between MULTI and EXEC: PERSIST (hash and blob layouts); indexed
-        model: before MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's
-        key, index record and indexed fields, then EVALSHA index_write.lua queued; flat layout: WATCH and
-        GET of the object's key before MULTI, then EVALSHA flat_expire.lua."""
+        Redis: queued between MULTI and EXEC: PERSIST (hash and blob layouts); indexed model: before
+        MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index
+        record and indexed fields, then EVALSHA index_write.lua queued; flat layout: WATCH and GET
+        of the object's key before MULTI, then EVALSHA flat_expire.lua."""
         self._models.add(model)
         return self.queue(_ops.persist(model, id, self._core.hints),
                           f"persist {model.__name__} {id!r}")
@@ -635,8 +636,8 @@ class Transaction(_TxBase):
     def get(self, model: type[T], id: Any) -> T | None:
         """WATCH the key, then read the object (HGETALL on the hash layout): it or None.
 
-        Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
-        layout) or GET (blob layout) at once."""
+        Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat layout) or
+        GET (blob layout) at once."""
         self._register(model)
         what = f"get {model.__name__} {id!r}"
         read = self._hash_read(model, id, what)
@@ -647,8 +648,8 @@ class Transaction(_TxBase):
     def get_or_raise(self, model: type[T], id: Any) -> T:
         """Like :meth:`get`; raises NotFoundError when missing.
 
-        Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
-        layout) or GET (blob layout) at once."""
+        Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat layout) or
+        GET (blob layout) at once."""
         self._register(model)
         what = f"get {model.__name__} {id!r}"
         read = self._hash_read(model, id, what)
