@@ -836,7 +836,7 @@ def _writer(spec: ModelSpec, op: Operation, step_id: str = ""
                 if saved is not None:
                     saved.append(key)
             elif op.kind == KIND_BUILD or is_stale(spec, key, reply, obj):
-                _save_whole(tx, obj)
+                _save_whole(tx, obj, fresh=op.kind == KIND_BUILD)
             else:
                 continue
             changed += 1
@@ -844,12 +844,17 @@ def _writer(spec: ModelSpec, op: Operation, step_id: str = ""
     return write
 
 
-def _save_whole(tx: Any, obj: Any) -> None:
+def _save_whole(tx: Any, obj: Any, fresh: bool = False) -> None:
     """Queue a whole save of ``obj`` in ``tx`` (a transaction's ``save`` of a tracked object
     sends only what changed, keeping removed fields): every field, old names and removed
     fields deleted, index entries as the model says now; ``ttl=None`` keeps the expiry the
-    object has."""
+    object has. ``fresh``: the object may have none of its entries yet (an index is being
+    built), so its save writes them all and adds it to the all-ids index (an object
+    without a record is otherwise taken to have what its fields compute to)."""
     tx._models.add(type(obj))
+    if fresh:
+        spec = spec_of(type(obj))
+        tx._core.hints.unindexed.add(spec.key_for(getattr(obj, spec.key.name)))
     tx.queue(save_plan(obj, None, True, hints=tx._core.hints), f"migrate {type(obj).__name__}")
 
 

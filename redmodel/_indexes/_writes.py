@@ -176,6 +176,8 @@ class TxHints:
         self.held: Counter[tuple[str, str, str]] = Counter()  # (claim key, value, id):
         # claims of bucketed unique values held by writes not settled yet
         self.typed: set[str] = set()  # keys whose type was checked before MULTI
+        self.unindexed: set[str] = set()  # object keys whose first write here assumes
+        # none of their entries are in the index yet (a migration building an index)
         self.made: dict[tuple[str, str, str], str] = {}  # (claim key, value, id) -> the
         # object key, for claims made (not refreshed) in this transaction
         self.seen: dict[str, dict[bytes, bytes] | None] = {}  # hash key -> its fields as
@@ -347,6 +349,9 @@ def _assume_read(w: Write, hints: TxHints, raw: Any, exists_now: bool, read: Any
     if w.restate is not None:
         if w.key in hints.lines:  # an earlier write of it in this transaction
             w.restate(w, fields, trusted=True, lines=sorted(hints.lines[w.key]))
+        elif w.key in hints.unindexed:  # none of its entries there yet: all written
+            w.restate(w, fields, lines=[], full=True, fresh=True)
+            derived = []
         elif raw is None and exists_now:  # WATCHed: EXEC finds these bytes
             w.restate(w, fields, lines=derived, full=True)
     return derived

@@ -415,11 +415,14 @@ class HashLayout:
         return [] if values is None else self.spec.indexes.entries(values, problems=[])
 
     def restate(self, w: Write, stored: Mapping[bytes, bytes | None], trusted: bool = False,
-                lines: Sequence[str] | None = None, full: bool = False) -> None:
+                lines: Sequence[str] | None = None, full: bool = False,
+                fresh: bool = False) -> None:
         """Make ``w`` assume ``stored`` (the indexed fields' bytes as a STORED answer or a
         transaction's WATCHed read gave them) and the entry lines they compute to (or
         ``lines``), and declare those lines' keys. ``trusted``: the lines are taken as
-        sent (a transaction's later write of the object: see index_lib.lua)."""
+        sent (a transaction's later write of the object: see index_lib.lua). ``fresh``: the
+        object may not be indexed at all yet (all its entries and its place among all the
+        ids are written)."""
         only = None if w.assumed is None else sorted(w.assumed)
         if lines is None:
             values = self.stored_values({k: v for k, v in stored.items() if v is not None})
@@ -430,6 +433,8 @@ class HashLayout:
         if trusted:
             block = block[:3]
             block[0] = "*"
+        if fresh:
+            block[1] = "n"
         start = 8
         size = 3 + 3 * int(w.args[start]) if w.args[start] != "*" else 3
         w.args[start:start + size] = block

@@ -176,7 +176,8 @@ end
 -- its hash is gone). Otherwise its old entries are what its stored fields compute to, and
 -- the client, which alone can compute them, sends an ASSUMPTION with a save, update,
 -- delete or expire (its mode data starts with it):
---   na ('*': trusted, see below), full ('1': it covers every indexed field), old lines
+--   na ('*': trusted, see below), full ('1': it covers every indexed field; 'n': too, and
+--   the object may not be indexed at all yet: it is added to the all-ids index), old lines
 --   ('=': the same as the entries argument), then na times: stored field, state ('1'
 --   present | '0' absent | '?' unknown), the bytes assumed.
 -- With no record and the object present, the script reads the assumed fields (HMGET):
@@ -205,7 +206,9 @@ local function assumption_arg(A, at, given_text)
   local full, olds = A[at + 1], A[at + 2]
   if na == nil or full == nil or olds == nil then return nil end
   if olds == '=' then olds = given_text end
-  if na == '*' then return {n = '*', full = full == '1', olds = olds}, at + 3 end
+  local fresh = full == 'n'
+  full = full == '1' or fresh
+  if na == '*' then return {n = '*', full = full, fresh = fresh, olds = olds}, at + 3 end
   local n = tonumber(na)
   if n == nil or n < 0 or n % 1 ~= 0 or at + 2 + 3 * n > #A then return nil end
   local names, states, bytes = {}, {}, {}
@@ -214,7 +217,7 @@ local function assumption_arg(A, at, given_text)
     names[i], states[i], bytes[i] = A[p], A[p + 1], A[p + 2]
     if states[i] ~= '1' and states[i] ~= '0' and states[i] ~= '?' then return nil end
   end
-  return {n = n, full = full == '1', olds = olds, names = names, states = states,
+  return {n = n, full = full, fresh = fresh, olds = olds, names = names, states = states,
           bytes = bytes}, at + 3 + 3 * n
 end
 -- the old entries of a present object without a record, as the assumption says: the

@@ -243,7 +243,8 @@ end
 -- the directory, page, count and split target it writes). A reindex looks even when the
 -- object has a record: it is the repair of pages that lost an id
 local ids
-ids, refusal = ids_plan_for(root, d, id, all, (had or exists) and mode ~= 'reindex',
+ids, refusal = ids_plan_for(root, d, id, all,
+                            (had or (exists and not (asm and asm.fresh))) and mode ~= 'reindex',
                             mode == 'forget' or mode == 'delete', {})
 if not ids then return unpinned(refusal) end
 
