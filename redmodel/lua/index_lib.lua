@@ -336,7 +336,9 @@ local function write_fields(obj, A, npairs, at)
   if #A > at + 2 * npairs then removed = call_parts('HDEL', obj, A, at + 1 + 2 * npairs) end
   if (npairs == 0 or removed > 0) and redis.call('EXISTS', obj) == 0 then
     redis.call('HSET', obj, '\0', '')
+    return true  -- made again (emptied): whatever expiry it had is gone
   end
+  return false
 end
 -- the entries of old not in new dropped, those of new not in old (all if every) added;
 -- the record says new when the object keeps one (keep), else it has none (had: it had

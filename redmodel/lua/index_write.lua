@@ -127,18 +127,17 @@ local had = record ~= false
 -- whether the object keeps a record after this write; full: the entries after it are all
 -- known (a whole save, a record, an assumption of every field), else it cannot start one
 local keep, exp_at = KEEP, nil
-if not keep and mode ~= 'delete' and mode ~= 'forget' then
-  keep, exp_at = expiring(obj, ttl, exists)
-end
--- a save or update without pairs may empty the hash (see write_fields): read again then
-if (mode == 'save' or mode == 'update') and npairs == 0 then exp_at = nil end
 local full = had or mode == 'save' or mode == 'reindex' or (asm ~= nil and asm.full)
 local old = {}
 if had then
   old = lines(record)
-elseif exists and asm and (mode ~= 'expire' or keep) then
+elseif exists and asm and (mode ~= 'expire' or KEEP or ttl ~= 'persist') then
   old, refusal = assumed_old(obj, asm)
   if not old then return refusal end
+end
+-- (after the assumption: a STORED answer reads nothing more)
+if not keep and mode ~= 'delete' and mode ~= 'forget' then
+  keep, exp_at = expiring(obj, ttl, exists)
 end
 -- a delete or reindex of an object that is gone drops what is left of its entries
 local answer_gone = (mode == 'forget') and 1 or 0
@@ -289,7 +288,7 @@ if mode == 'incr' then
   end
   result = list_of({'OK'}, texts)
 elseif mode == 'save' or mode == 'update' then
-  write_fields(obj, ARGV, npairs, at)
+  if write_fields(obj, ARGV, npairs, at) then exp_at = nil end  -- made again: no expiry
 end
 local gone = released(old, new)
 write_index(root, d, id, rec, old, new, mode == 'reindex', ids, nil, nil, keep and full, had)

@@ -114,8 +114,7 @@ local function one(obj, rec, all, exp, A)
   end
   local expires, exp_at = keep, nil
   if not keep then expires, exp_at = expiring(obj, ttl, exists) end
-  if npairs == 0 then exp_at = nil end  -- the write may empty the hash (see write_fields)
-  write_fields(obj, A, npairs, at)
+  if write_fields(obj, A, npairs, at) then exp_at = nil end  -- made again: no expiry
   local gone = released(old, new)
   write_index(root, d, id, rec, old, new, false, ids, deltas, near, expires, had)
   write_expiry(obj, exp, id, ttl, exists, nil, exp_at)
