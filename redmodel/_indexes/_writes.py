@@ -109,6 +109,9 @@ class Write:
     derive: Callable[[Any], list[str]] | None = None  # the layout's: stored bytes -> entry
     # lines (None: its model keeps records)
     stored_names: tuple[bytes, ...] = ()  # the indexed fields' stored names (with derive)
+    written: tuple[Sequence[bytes], Sequence[bytes], bool] | None = None  # a save's or
+    # update's (pairs, fields it deletes, whole): the indexed fields' bytes it leaves, for
+    # a transaction's later writes of the object (read only there: _follow_fields)
 
     def command(self) -> Command:
         return WRITE.call(self.keys, self.args)
@@ -176,6 +179,11 @@ class TxHints:
         self.held: Counter[tuple[str, str, str]] = Counter()  # (claim key, value, id):
         # claims of bucketed unique values held by writes not settled yet
         self.typed: set[str] = set()  # keys whose type was checked before MULTI
+        self.fields: dict[str, dict[bytes, bytes | None]] = {}  # object key -> its
+        # indexed fields' bytes as EXEC will find them after the writes queued so far
+        # (objects without a record: what a later write of it assumes)
+        self.unknown: dict[str, set[bytes]] = {}  # object key -> indexed fields whose
+        # bytes it cannot follow (a range-only score an increment moves)
         self.unindexed: set[str] = set()  # object keys whose first write here assumes
         # none of their entries are in the index yet (a migration building an index)
         self.made: dict[tuple[str, str, str], str] = {}  # (claim key, value, id) -> the
@@ -332,6 +340,7 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
         if new is not None:
             yield from _check_unique(w, old, new, hints)
             _record(w, exists, old, new, hints)
+            _follow_fields(w, hints)
         hints.keys.setdefault(w.key, set()).update(w.keys[FIXED_KEYS:])
     # the entry keys the records named (old entries the scripts remove)
     yield from _check_types(writes, hints, [k for w in writes for k in w.keys])
@@ -346,15 +355,49 @@ def _assume_read(w: Write, hints: TxHints, raw: Any, exists_now: bool, read: Any
     assert w.derive is not None
     fields = dict(zip(w.stored_names, read, strict=True))
     derived = w.derive(fields) if raw is None and exists_now else []
+    later = w.key in hints.fields  # an earlier write of it in this transaction
+    if not later:
+        hints.fields[w.key] = fields
     if w.restate is not None:
-        if w.key in hints.lines:  # an earlier write of it in this transaction
-            w.restate(w, fields, trusted=True, lines=sorted(hints.lines[w.key]))
+        if later:  # the bytes the earlier writes leave (a write of them that fails inside
+            # EXEC leaves others: then this one finds them and is refused, STORED)
+            w.restate(w, hints.fields[w.key], full=True,
+                      unknown=hints.unknown.get(w.key, set()))
         elif w.key in hints.unindexed:  # none of its entries there yet: all written
             w.restate(w, fields, lines=[], full=True, fresh=True)
             derived = []
         elif raw is None and exists_now:  # WATCHed: EXEC finds these bytes
             w.restate(w, fields, lines=derived, full=True)
     return derived
+
+
+def _follow_fields(w: Write, hints: TxHints) -> None:
+    """What this write leaves in the object's indexed fields, for the later writes of it
+    in the transaction (:func:`_assume_read`)."""
+    if w.derive is None:
+        return
+    mode = _mode(w)
+    now = hints.fields.setdefault(w.key, {})
+    if mode == "delete":
+        hints.fields[w.key] = {}
+        hints.unknown.pop(w.key, None)
+    elif mode in ("save", "update") and w.written is not None:
+        pairs, nones, whole = w.written
+        names = set(w.stored_names)
+        after: dict[bytes, bytes | None] = dict.fromkeys(names) if whole else \
+            {f: None for f in nones if f in names}
+        after.update((f, v) for f, v in zip(pairs[::2], pairs[1::2], strict=True)
+                     if f in names)
+        now.update(after)
+        hints.unknown.get(w.key, set()).difference_update(after)
+    elif mode == "incr" and w.spec.indexes is not None:
+        for name in w.fields:
+            stored = w.spec.by_name[name].stored.encode()
+            if w.values is not None and name in w.values:  # a predicted int
+                now[stored] = str(int(w.values[name])).encode()
+                hints.unknown.get(w.key, set()).discard(stored)
+            else:
+                hints.unknown.setdefault(w.key, set()).add(stored)
 
 
 def _want_type(w: Write, key: str) -> str | None:

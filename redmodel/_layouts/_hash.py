@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from redmodel._errors import DecodeError, ValidationError
@@ -416,20 +416,31 @@ class HashLayout:
 
     def restate(self, w: Write, stored: Mapping[bytes, bytes | None], trusted: bool = False,
                 lines: Sequence[str] | None = None, full: bool = False,
-                fresh: bool = False) -> None:
+                fresh: bool = False, unknown: Collection[bytes] = ()) -> None:
         """Make ``w`` assume ``stored`` (the indexed fields' bytes as a STORED answer or a
         transaction's WATCHed read gave them) and the entry lines they compute to (or
         ``lines``), and declare those lines' keys. ``trusted``: the lines are taken as
         sent (a transaction's later write of the object: see index_lib.lua). ``fresh``: the
         object may not be indexed at all yet (all its entries and its place among all the
-        ids are written)."""
+        ids are written). ``unknown``: stored fields whose bytes are not known (range-only
+        scores an increment of the transaction moved): not assumed, their old entry named
+        with any value (a range entry is removed by id)."""
         only = None if w.assumed is None else sorted(w.assumed)
         if lines is None:
-            values = self.stored_values({k: v for k, v in stored.items() if v is not None})
+            known = {k: v for k, v in stored.items() if v is not None and k not in unknown}
+            values = self.stored_values(known)
             assert self.spec.indexes is not None
             lines = [] if values is None else \
                 self.spec.indexes.entries(values, only=only, problems=[])
         block = self._assumption(only, stored, lines, full or only is None)
+        if unknown:
+            assert self._assumed is not None
+            names = {v: k for k, v in self._assumed.items()}
+            keep = [block[i:i + 3] for i in range(3, len(block), 3)
+                    if block[i] not in unknown]
+            block = [len(keep), block[1], "\n".join(
+                [*lines, *(f"r{SEP}{names[u]}{SEP}*" for u in sorted(unknown) if u in names)]),
+                *(x for t in keep for x in t)]
         if trusted:
             block = block[:3]
             block[0] = "*"
@@ -525,6 +536,7 @@ class HashLayout:
                            self.entries(key, values) if entries is None else entries,
                            [len(pairs) // 2, *pairs, *nones, *stale], assume=assume,
                            olds=olds)
+            w.written = (pairs, nones, True)
         else:
             pairs = self._changed_pairs(obj, state, snapshot)
             nones = [f for f in nones if f in snapshot]
@@ -537,6 +549,7 @@ class HashLayout:
             w = self.write(key, "update", ttl, changed, self.entries(key, values, only),
                            [len(pairs) // 2, *pairs, *nones], only=only,
                            assume=None if shifted and olds is None else snapshot, olds=olds)
+            w.written = (pairs, nones, False)
         if snapshot is not None and shifted:
             w.declare_lines(self.stored_entries(snapshot))
         w.values = values
@@ -606,6 +619,7 @@ class HashLayout:
         w = self.write(key, "update", "", changed, entries,
                        [len(pairs) // 2, *pairs, *nones], only=only,
                        assume=self._written(pairs))
+        w.written = (pairs, nones, False)
         if self._assumed is not None and only and all(
                 self._range_only(n) for n in only):
             # an update of range-only fields by id (its value usually changes): their
