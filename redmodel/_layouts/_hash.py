@@ -158,6 +158,21 @@ def _may_be_empty(fields: tuple[FieldSpec, ...]) -> bool:
     return True
 
 
+WRITTEN: Mapping[bytes, bytes | None] = {}
+"""An index write's assumption: the indexed fields hold what the write writes to them (a
+blind save or update; sent as their names only, see index_lib.lua)."""
+
+
+def block_size(args: Sequence[Any]) -> int:
+    """The length of the assumption block at ``args[8]`` of an index write."""
+    na = str(args[8])
+    if na == "*":
+        return 3
+    if na.startswith("w"):
+        return 3 + int(na[1:])
+    return 3 + 3 * int(na)
+
+
 class HashLayout:
     """Commands and decoding for one model stored as hashes. Built once per model."""
 
@@ -178,6 +193,8 @@ class HashLayout:
         self._assumed: dict[str, bytes] | None = None if spec.indexes is None or \
             spec.indexes.keeps_records else {
                 name: spec.by_name[name].stored.encode() for name in spec.indexes.fields}
+        self._written_block: list[Any] = [] if self._assumed is None else [
+            f"w{len(self._assumed)}", "1", "=", *self._assumed.values()]
         self.encrypted = _has_encrypted(spec.fields)
         self.known = frozenset([MARKER, *_leaf_names(spec.fields, b"", self.delim)])
         self.renamed = _renamed(spec.fields)
@@ -394,6 +411,10 @@ class HashLayout:
             return [0, "0", ""]
         names = self._assumed.values() if only is None else \
             [self._assumed[n] for n in only if n in self._assumed]
+        if assume is WRITTEN:  # what the write writes (the script reads its pairs)
+            if only is None:
+                return self._written_block
+            return [f"w{len(names)}", "0", "=" if olds is None else "\n".join(olds), *names]
         out: list[Any] = [0, "1" if (only is None if full is None else full) else "0",
                           "=" if olds is None else "\n".join(olds)]
         n = 0
@@ -446,9 +467,7 @@ class HashLayout:
             block[0] = "*"
         if fresh:
             block[1] = "n"
-        start = 8
-        size = 3 + 3 * int(w.args[start]) if w.args[start] != "*" else 3
-        w.args[start:start + size] = block
+        w.args[8:8 + block_size(w.args)] = block
         w.declare_lines(lines)
 
     def entries(self, key: str, values: dict[str, Any], only: Sequence[str] | None = None
@@ -528,7 +547,8 @@ class HashLayout:
             # assumed: the snapshot's fields when loaded (their own lines if they differ
             # from what this save writes), else the ones it writes now (a re-save of
             # unchanged indexed values costs no round trip)
-            assume = snapshot if snapshot is not None else self._written(pairs)
+            assume: Mapping[bytes, bytes | None] | None = \
+                snapshot if snapshot is not None else WRITTEN
             olds = self._olds(snapshot, None) if shifted else None
             if shifted and olds is None:
                 assume = None  # a snapshot that does not decode: unknown
@@ -554,15 +574,6 @@ class HashLayout:
             w.declare_lines(self.stored_entries(snapshot))
         w.values = values
         return w
-
-    def _written(self, pairs: Sequence[bytes]) -> dict[bytes, bytes | None] | None:
-        """The indexed fields' bytes a save of ``pairs`` leaves (None: the model assumes
-        nothing)."""
-        assumed = self._assumed
-        if assumed is None:
-            return None
-        wanted = set(assumed.values())
-        return {f: v for f, v in zip(pairs[::2], pairs[1::2], strict=True) if f in wanted}
 
     def _olds(self, snapshot: Mapping[bytes, bytes] | None, only: Sequence[str] | None
               ) -> list[str] | None:
@@ -617,15 +628,14 @@ class HashLayout:
         only = sorted(n for n in changed.split("\x1f") if n in indexes.fields)
         entries = self.entries(key, dict(values), only)
         w = self.write(key, "update", "", changed, entries,
-                       [len(pairs) // 2, *pairs, *nones], only=only,
-                       assume=self._written(pairs))
+                       [len(pairs) // 2, *pairs, *nones], only=only, assume=WRITTEN)
         w.written = (pairs, nones, False)
         if self._assumed is not None and only and all(
                 self._range_only(n) for n in only):
             # an update of range-only fields by id (its value usually changes): their
             # old entries' values do not matter (ZREM by id), so it assumes nothing and
             # stays one round trip: the script removes and adds them
-            w.args[8:8 + 3 + 3 * int(w.args[8])] = ["*", "0", "\n".join(
+            w.args[8:8 + block_size(w.args)] = ["*", "0", "\n".join(
                 f"r{SEP}{n}{SEP}*" for n in only)]
         w.values = {n: v for n, v in values.items() if n in indexes.fields}
         return w

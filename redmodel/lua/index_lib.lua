@@ -179,7 +179,9 @@ end
 --   na ('*': trusted, see below), full ('1': it covers every indexed field; 'n': too, and
 --   the object may not be indexed at all yet: it is added to the all-ids index), old lines
 --   ('=': the same as the entries argument), then na times: stored field, state ('1'
---   present | '0' absent | '?' unknown), the bytes assumed.
+--   present | '0' absent | '?' unknown), the bytes assumed. Or na = 'w' .. n, then n
+--   stored fields: each assumed to hold what this save or update writes to it (absent
+--   if it writes none), read from its field pairs (a blind save: no bytes sent twice).
 -- With no record and the object present, the script reads the assumed fields (HMGET):
 -- all as assumed -> the old entries are the lines sent; else it answers
 -- {'STORED', field, '1' | '0', bytes, ...} (every assumed field as it is now) and writes
@@ -209,6 +211,12 @@ local function assumption_arg(A, at, given_text)
   local fresh = full == 'n'
   full = full == '1' or fresh
   if na == '*' then return {n = '*', full = full, fresh = fresh, olds = olds}, at + 3 end
+  if string.sub(na, 1, 1) == 'w' then
+    local n = tonumber(string.sub(na, 2))
+    if n == nil or n < 0 or n % 1 ~= 0 or at + 2 + n > #A then return nil end
+    return {n = n, full = full, fresh = fresh, olds = olds, names = {unpack(A, at + 3, at + 2 + n)},
+            A = A}, at + 3 + n
+  end
   local n = tonumber(na)
   if n == nil or n < 0 or n % 1 ~= 0 or at + 2 + 3 * n > #A then return nil end
   local names, states, bytes = {}, {}, {}
@@ -222,9 +230,20 @@ local function assumption_arg(A, at, given_text)
 end
 -- the old entries of a present object without a record, as the assumption says: the
 -- lines sent when its fields hold what it assumed; else nil and the STORED answer
-local function assumed_old(obj, asm)
+-- (for the 'w' form: pairs, where the write's field pairs start in asm.A, and npairs)
+local function assumed_old(obj, asm, pairs, npairs)
   if asm.n == '*' then return lines(asm.olds) end
   if asm.n == 0 then return {} end
+  if asm.A and not asm.states then  -- what the write writes to each (absent: nothing)
+    local written = {}
+    for i = pairs, pairs + 2 * npairs - 2, 2 do written[asm.A[i]] = asm.A[i + 1] end
+    asm.states, asm.bytes = {}, {}
+    for i = 1, asm.n do
+      local v = written[asm.names[i]]
+      asm.states[i] = v and '1' or '0'
+      asm.bytes[i] = v or ''
+    end
+  end
   local now = redis.call('HMGET', obj, unpack(asm.names))
   local same = true
   for i = 1, asm.n do

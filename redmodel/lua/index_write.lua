@@ -132,7 +132,7 @@ local old = {}
 if had then
   old = lines(record)
 elseif exists and asm and (mode ~= 'expire' or KEEP or ttl ~= 'persist') then
-  old, refusal = assumed_old(obj, asm)
+  old, refusal = assumed_old(obj, asm, at + 1, npairs)
   if not old then return refusal end
 end
 -- (after the assumption: a STORED answer reads nothing more)

@@ -80,7 +80,7 @@ local function one(obj, rec, all, exp, A)
   elseif late[id] then
     old = lines(asm.olds)
   elseif exists then
-    old, refusal = assumed_old(obj, asm)
+    old, refusal = assumed_old(obj, asm, at + 1, npairs)
     if not old then return defer(id, lines(asm.olds), given, refusal) end
   end
   if late[id] then return defer(id, old, given, {'LATER'}) end
