@@ -184,6 +184,9 @@ class TxHints:
         # (objects without a record: what a later write of it assumes)
         self.unknown: dict[str, set[bytes]] = {}  # object key -> indexed fields whose
         # bytes it cannot follow (a range-only score an increment moves)
+        self.raw: set[str] = set()  # keys a raw command (tx.command) of this transaction
+        # writes: an index write of such an object takes its entries as read before MULTI
+        # (what is indexed then) and those the writes queued before it leave, unchecked
         self.unindexed: set[str] = set()  # object keys whose first write here assumes
         # none of their entries are in the index yet (a migration building an index)
         self.made: dict[tuple[str, str, str], str] = {}  # (claim key, value, id) -> the
@@ -358,7 +361,13 @@ def _assume_read(w: Write, hints: TxHints, raw: Any, exists_now: bool, read: Any
     later = w.key in hints.fields  # an earlier write of it in this transaction
     if not later:
         hints.fields[w.key] = fields
-    if w.restate is not None:
+    if w.restate is not None and w.key in hints.raw:  # bytes it cannot know: trusted
+        if later:
+            w.restate(w, {}, trusted=True, lines=sorted(hints.lines.get(w.key, ())),
+                      full=True)
+        else:
+            w.restate(w, {}, trusted=True, lines=derived, full=True, fresh=True)
+    elif w.restate is not None:
         if later:  # the bytes the earlier writes leave (a write of them that fails inside
             # EXEC leaves others: then this one finds them and is refused, STORED)
             w.restate(w, hints.fields[w.key], full=True,
@@ -791,6 +800,11 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                     pinned = True
                     again.append(i)  # another increment's resend is about to land: wait
                     continue
+                if batched and status(r) == "STORED":
+                    # sent alone from now on, after the earlier objects the batch left to
+                    # be sent alone (as LATER): it may give up a unique value one of them
+                    # takes (the batch answers STORED before it judges that)
+                    single.add(i)
                 if hints is None and isinstance(item, Write) and asked[i] < KEY_ROUNDS \
                         and _ask_again(item, r, asked[i] + 1):
                     asked[i] += 1

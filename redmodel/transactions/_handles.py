@@ -475,6 +475,12 @@ class _TxBase:
 
         Redis: any command given, queued between MULTI and EXEC."""
         client = self.store.client
+        if len(args) > 1 and isinstance(args[1], (str, bytes)):
+            # an index write of that key in this transaction cannot know what it holds
+            # then: it takes its entries as the transaction read them (TxHints.raw)
+            key = args[1]
+            self._core.hints.raw.add(key if isinstance(key, str) else
+                                     key.decode("utf-8", "surrogateescape"))
 
         def plan() -> Plan[Any]:
             replies = yield Batch([args], write=True)
