@@ -46,7 +46,7 @@ from redmodel._errors import (
 )
 from redmodel._indexes import _registry
 from redmodel._indexes._repair import verify_plan
-from redmodel._indexes._specs import record_lines
+from redmodel._indexes._specs import SEP, record_lines
 from redmodel._layouts._blob import BlobLayout
 from redmodel._layouts._flat import FlatLayout, read_batch
 from redmodel._layouts._hash import MARKER, HashLayout, stale_fields
@@ -836,7 +836,7 @@ def _writer(spec: ModelSpec, op: Operation, step_id: str = ""
                 if saved is not None:
                     saved.append(key)
             elif op.kind == KIND_BUILD or is_stale(spec, key, reply, obj):
-                _save_whole(tx, obj)
+                _save_whole(tx, obj, fresh=op.kind == KIND_BUILD)
             else:
                 continue
             changed += 1
@@ -844,12 +844,17 @@ def _writer(spec: ModelSpec, op: Operation, step_id: str = ""
     return write
 
 
-def _save_whole(tx: Any, obj: Any) -> None:
+def _save_whole(tx: Any, obj: Any, fresh: bool = False) -> None:
     """Queue a whole save of ``obj`` in ``tx`` (a transaction's ``save`` of a tracked object
     sends only what changed, keeping removed fields): every field, old names and removed
     fields deleted, index entries as the model says now; ``ttl=None`` keeps the expiry the
-    object has."""
+    object has. ``fresh``: the object may have none of its entries yet (an index is being
+    built), so its save writes them all and adds it to the all-ids index (an object
+    without a record is otherwise taken to have what its fields compute to)."""
     tx._models.add(type(obj))
+    if fresh:
+        spec = spec_of(type(obj))
+        tx._core.hints.unindexed.add(spec.key_for(getattr(obj, spec.key.name)))
     tx.queue(save_plan(obj, None, True, hints=tx._core.hints), f"migrate {type(obj).__name__}")
 
 
@@ -1200,14 +1205,50 @@ def _unindexed(spec: ModelSpec, keys: Sequence[str]) -> Generator[Any, Any, list
     commands += [("HGET", ks[1], head[0]) for ks, head in heads]
     replies = yield Batch(commands, keys=list(keys))
     out = []
+    derived: list[tuple[str, str, list[str]]] = []  # (key, its escaped id, its entries)
     for i, key in enumerate(keys):
         obj = layout.decode(key, spec.id_of_key(key) or "", replies[i])
         if obj is None:
             continue
         record = replies[len(keys) + i]
         want = spec.indexes.entries({n: getattr(obj, n) for n in spec.indexes.fields})
-        if record is None or set(record_lines(record)) != set(want):
+        if record is None and not spec.indexes.keeps_records:
+            # no record is the rule (its entries derive from its fields): it is indexed
+            # when the entries are there
+            derived.append((key, heads[i][1][0], want))
+        elif record is None or set(record_lines(record)) != set(want):
             out.append(key)
+    if derived:
+        checks: list[tuple[str, str]] = []
+        cmds: list[Any] = []
+        for key, eid, want in derived:
+            root = heads[keys.index(key)][1][1]
+            for line in want:
+                kind, name, text = line.split(SEP, 2)
+                if kind == "e":
+                    cmds.append(("SISMEMBER", f"{root}eq{spec.delimiter}{name}"
+                                 f"{spec.delimiter}{text}", eid))
+                    checks.append((key, "1"))
+                elif kind == "r":
+                    cmds.append(("ZSCORE", f"{root}rng{spec.delimiter}{name}", eid))
+                    checks.append((key, "score:" + text))
+                elif kind == "u" and not spec.claims:
+                    cmds.append(("HGET", f"{root}uq{spec.delimiter}{name}", text))
+                    checks.append((key, "id:" + eid))
+        found = (yield Batch(cmds, keys=[k for k, _ in checks])) if cmds else []
+        missing = set()
+        for (key, want_), got in zip(checks, found, strict=True):
+            seen: str | None = got.decode("utf-8", "surrogateescape") \
+                if isinstance(got, bytes) else None if got is None else str(got)
+            if want_ == "1":
+                ok = bool(got)
+            elif want_.startswith("score:"):
+                ok = seen is not None and float(seen) == float(want_[6:])
+            else:
+                ok = seen == want_[3:]
+            if not ok:
+                missing.add(key)
+        out += [k for k, _, _ in derived if k in missing]
     return out
 
 

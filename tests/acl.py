@@ -47,7 +47,7 @@ RULES: dict[str, Rule] = {
         "sscan", "zcount", "zmscore", "smismember", "sintercard", "pexpiretime",
         # the all-ids pages (ids_lib.lua): an id's page (ZREVRANGEBYLEX of the directory),
         # the count (INCRBY); reindex's conversion reads an old SET with SRANDMEMBER
-        "zrevrangebylex", "incrby", "srandmember",
+        "zrevrangebylex", "incrby", "srandmember", "hmget",
     )),
     "transactions": Rule(includes=("hash models",), commands=(
         "watch", "unwatch", "multi", "exec",

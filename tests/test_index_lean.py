@@ -74,7 +74,8 @@ def expected(live: dict[str, Lean], ttl: dict[str, bool]) -> dict[bytes, Any]:
     for i, o in live.items():
         eid = SPEC.key_for(i)[len("lean:"):].encode()
         lines = indexes.entries({n: getattr(o, n) for n in indexes.fields})
-        hashes.setdefault(ROOT + "rec", {})[eid] = "\n".join(sorted(lines)).encode()
+        if ttl.get(i):  # only an object with an expiry keeps a stored record (no blind index)
+            hashes.setdefault(ROOT + "rec", {})[eid] = "\n".join(sorted(lines)).encode()
         zsets.setdefault(ROOT + "ids", {})[eid] = 0.0  # the all-ids pages (all_ids)
         if ttl.get(i):
             zsets.setdefault(ROOT + "exp", {})[eid] = -1.0  # the score: an expiry time

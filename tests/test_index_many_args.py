@@ -37,8 +37,10 @@ def _write(mode: str, eid: str, color: str = "red", price: str = "1.5", ttl: str
     layout: Any = layout_of(spec)
     key = spec.key_of_text(eid)
     entries = layout.entries(key, {"color": color, "price": float(price)})
-    if mode == "delete":  # declaring the entries it had (color, price)
-        w: Write = layout.write(key, "delete")
+    if mode == "delete":  # declaring the entries it had (color, price), assuming the
+        # stored fields they come from (an object without a record: its entries derive)
+        w: Write = layout.write(key, "delete", entries=(), olds=entries,
+                                assume={b"color": color.encode(), b"price": price.encode()})
         w.declare_lines(entries)
         return w
     return layout.write(key, "save", ttl, "*", entries,  # type: ignore[no-any-return]

@@ -102,6 +102,17 @@ class Write:
     spread: Callable[[list[str], int], Iterable[str]] | None = None  # more keys to
     # declare with the ones a KEYS answer names (round 1, 2, ...): see _atomic
     reader: ObjectReader | None = None  # the layout that made it (reads its owners back)
+    assumed: frozenset[str] | None = None  # the indexed fields its assumption names (None:
+    # every one; see the layout's restate)
+    restate: Callable[..., None] | None = None  # the layout's: assume other stored bytes
+    # (a STORED answer, a transaction's read), declaring their lines' keys; None: the
+    # write assumes nothing (its model keeps records, or its mode needs no assumption)
+    derive: Callable[[Any], list[str]] | None = None  # the layout's: stored bytes -> entry
+    # lines (None: its model keeps records)
+    stored_names: tuple[bytes, ...] = ()  # the indexed fields' stored names (with derive)
+    written: tuple[Sequence[bytes], Sequence[bytes], bool] | None = None  # a save's or
+    # update's (pairs, fields it deletes, whole): the indexed fields' bytes it leaves, for
+    # a transaction's later writes of the object (read only there: _follow_fields)
 
     def command(self) -> Command:
         return WRITE.call(self.keys, self.args)
@@ -169,6 +180,16 @@ class TxHints:
         self.held: Counter[tuple[str, str, str]] = Counter()  # (claim key, value, id):
         # claims of bucketed unique values held by writes not settled yet
         self.typed: set[str] = set()  # keys whose type was checked before MULTI
+        self.fields: dict[str, dict[bytes, bytes | None]] = {}  # object key -> its
+        # indexed fields' bytes as EXEC will find them after the writes queued so far
+        # (objects without a record: what a later write of it assumes)
+        self.unknown: dict[str, set[bytes]] = {}  # object key -> indexed fields whose
+        # bytes it cannot follow (a range-only score an increment moves)
+        self.raw: set[str] = set()  # keys a raw command (tx.command) of this transaction
+        # writes: an index write of such an object takes its entries as read before MULTI
+        # (what is indexed then) and those the writes queued before it leave, unchecked
+        self.unindexed: set[str] = set()  # object keys whose first write here assumes
+        # none of their entries are in the index yet (a migration building an index)
         self.made: dict[tuple[str, str, str], str] = {}  # (claim key, value, id) -> the
         # object key, for claims made (not refreshed) in this transaction
         self.seen: dict[str, dict[bytes, bytes] | None] = {}  # hash key -> its fields as
@@ -232,6 +253,10 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
     if word == "BADARG":
         return ServerError(f"the index script refused its arguments ({_text(reply[1])}); "
                            f"{nothing}", keys=(key,), command=what)
+    if word == "STORED":  # the fields kept moving (outside a transaction), or in one
+        # a raw command of it moved them: the same as keys that kept changing
+        word = "KEYS"
+        reply = ["KEYS", *[reply[i] for i in range(1, len(reply), 3)]]
     if word == "KEYS" and tx:  # a WATCH conflict aborts EXEC: this is not one
         return TransactionError(
             f"{what}: the script of {key} needed index keys the transaction did not name "
@@ -291,6 +316,8 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
     watch: list[str] = []
     for w in writes:
         cmds += [("EXISTS", w.key), ("HGET", w.keys[1], w.eid)]
+        if w.derive is not None:  # no record: its entries are what these compute to
+            cmds.append(("HMGET", w.key, *w.stored_names))
         watch.append(w.key)
         for k, value in _unique_takes(w):
             cmds.append(("HGET", k, value))
@@ -305,12 +332,16 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
     for w in writes:
         exists_now, raw = bool(replies[at]), replies[at + 1]
         at += 2
-        w.declare_lines(record_lines(raw))
+        derived: list[str] = []
+        if w.derive is not None:
+            derived = _assume_read(w, hints, raw, exists_now, replies[at])
+            at += 1
+        w.declare_lines(record_lines(raw) or derived)
         w.declare(hints.keys.get(w.key, ()))
         exists = hints.exists.get(w.key, exists_now)
         old = hints.lines.get(w.key)
         if old is None:
-            old = set(record_lines(raw))
+            old = set(record_lines(raw) or derived)
         for k, value in _unique_takes(w):
             if (k, value) not in hints.owners:
                 found = replies[at]
@@ -320,9 +351,70 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
         if new is not None:
             yield from _check_unique(w, old, new, hints)
             _record(w, exists, old, new, hints)
+            _follow_fields(w, hints)
         hints.keys.setdefault(w.key, set()).update(w.keys[FIXED_KEYS:])
     # the entry keys the records named (old entries the scripts remove)
     yield from _check_types(writes, hints, [k for w in writes for k in w.keys])
+
+
+def _assume_read(w: Write, hints: TxHints, raw: Any, exists_now: bool, read: Any
+                 ) -> list[str]:
+    """A transaction's write of a model without stored records: its object's entries as
+    its fields (read WATCHed: ``read``) compute to when it has no record (else []), and
+    its assumption made what EXEC will find (those bytes, or for a later write of the
+    object in this transaction, the lines the earlier ones leave, trusted)."""
+    assert w.derive is not None
+    fields = dict(zip(w.stored_names, read, strict=True))
+    derived = w.derive(fields) if raw is None and exists_now else []
+    later = w.key in hints.fields  # an earlier write of it in this transaction
+    if not later:
+        hints.fields[w.key] = fields
+    if w.restate is not None and w.key in hints.raw:  # bytes it cannot know: trusted
+        if later:
+            w.restate(w, {}, trusted=True, lines=sorted(hints.lines.get(w.key, ())),
+                      full=True)
+        else:
+            w.restate(w, {}, trusted=True, lines=derived, full=True, fresh=True)
+    elif w.restate is not None:
+        if later:  # the bytes the earlier writes leave (a write of them that fails inside
+            # EXEC leaves others: then this one finds them and is refused, STORED)
+            w.restate(w, hints.fields[w.key], full=True,
+                      unknown=hints.unknown.get(w.key, set()))
+        elif w.key in hints.unindexed:  # none of its entries there yet: all written
+            w.restate(w, fields, lines=[], full=True, fresh=True)
+            derived = []
+        elif raw is None and exists_now:  # WATCHed: EXEC finds these bytes
+            w.restate(w, fields, lines=derived, full=True)
+    return derived
+
+
+def _follow_fields(w: Write, hints: TxHints) -> None:
+    """What this write leaves in the object's indexed fields, for the later writes of it
+    in the transaction (:func:`_assume_read`)."""
+    if w.derive is None:
+        return
+    mode = _mode(w)
+    now = hints.fields.setdefault(w.key, {})
+    if mode == "delete":
+        hints.fields[w.key] = {}
+        hints.unknown.pop(w.key, None)
+    elif mode in ("save", "update") and w.written is not None:
+        pairs, nones, whole = w.written
+        names = set(w.stored_names)
+        after: dict[bytes, bytes | None] = dict.fromkeys(names) if whole else \
+            {f: None for f in nones if f in names}
+        after.update((f, v) for f, v in zip(pairs[::2], pairs[1::2], strict=True)
+                     if f in names)
+        now.update(after)
+        hints.unknown.get(w.key, set()).difference_update(after)
+    elif mode == "incr" and w.spec.indexes is not None:
+        for name in w.fields:
+            stored = w.spec.by_name[name].stored.encode()
+            if w.values is not None and name in w.values:  # a predicted int
+                now[stored] = str(int(w.values[name])).encode()
+                hints.unknown.get(w.key, set()).discard(stored)
+            else:
+                hints.unknown.setdefault(w.key, set()).add(stored)
 
 
 def _want_type(w: Write, key: str) -> str | None:
@@ -392,8 +484,7 @@ def _types_checked(owner: dict[str, tuple[Write, str]], replies: Sequence[Any],
 
 
 def _mode(w: Write) -> str:
-    mode = str(w.args[0])
-    return mode[:-2] if mode.endswith(":c") else mode
+    return str(w.args[0]).split(":", 1)[0]
 
 
 def _unique_takes(w: Write) -> list[tuple[str, str]]:
@@ -429,6 +520,10 @@ def _after(w: Write, exists: bool, old: set[str]) -> set[str] | None:
         f = w.spec.indexes.fields if w.spec.indexes is not None else {}
         given = {f"e{SEP}{n}{SEP}{f[n].text(v)}" for n, v in (w.values or {}).items()
                  if n in f and f[n].eq and v is not None}
+        # a score it moves, which the client does not follow: a range entry is removed
+        # by id whatever its value, so a later write of the object in the transaction
+        # that assumes these lines (see index_lib.lua, '*') names it with any value
+        given |= {f"r{SEP}{n}{SEP}*" for n in names if n in f and f[n].range}
     return kept | given
 
 
@@ -450,18 +545,21 @@ def _check_unique(w: Write, old: set[str], new: set[str], hints: TxHints) -> Pla
     prefix = w.key[: len(w.key) - len(w.eid)]
     w.declare(prefix + owner for _, _, _, owner in taken)
     unknown = [o for o in dict.fromkeys(t[3] for t in taken) if prefix + o not in hints.exists]
-    state: dict[str, tuple[bool, set[str]]] = {}
+    state: dict[str, tuple[bool, set[str] | None]] = {}
     if unknown:
         cmds: list[Command] = []
         for o in unknown:
             cmds += [("EXISTS", prefix + o), ("HGET", w.keys[1], o)]
         replies = yield Batch(cmds, keys=[prefix + o for o in unknown])
         for i, o in enumerate(unknown):
-            state[o] = (bool(replies[2 * i]), set(record_lines(replies[2 * i + 1])))
+            # an owner without a record holds the value (as the script judges it)
+            raw = replies[2 * i + 1]
+            state[o] = (bool(replies[2 * i]),
+                        None if raw is None else set(record_lines(raw)))
     for line, name, value, owner in taken:
         alive, lines = state.get(owner) or (hints.exists[prefix + owner],
                                             hints.lines.get(prefix + owner, set()))
-        if alive and line in lines:
+        if alive and (lines is None or line in lines):
             raise unique_violation(w.spec, name, value, w.key)
 
 
@@ -710,14 +808,16 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                     pins[i] = r
                     again.append(i)  # another increment's resend is about to land: wait
                     continue
-                need = needed_keys(r) if isinstance(item, Write) else None
-                if need is not None and hints is None and isinstance(item, Write) \
-                        and asked[i] < KEY_ROUNDS:
+                if batched and status(r) == "STORED":
+                    # sent alone from now on, after the earlier objects the batch left to
+                    # be sent alone (as LATER): it may give up a unique value one of them
+                    # takes (the batch answers STORED before it judges that)
+                    single.add(i)
+                if hints is None and isinstance(item, Write) and asked[i] < KEY_ROUNDS \
+                        and _ask_again(item, r, asked[i] + 1):
                     asked[i] += 1
-                    more = item.spread(need, asked[i]) if item.spread is not None else ()
-                    if item.declare([*need, *more]):
-                        again.append(i)
-                        continue
+                    again.append(i)
+                    continue
                 replies[i] = r
         if not again:
             return replies
@@ -733,6 +833,28 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         # when waiting on pins stopped) says nothing was written
         replies[i] = pins.get(i, ["KEYS"])
     return replies
+
+
+def _ask_again(item: Write, r: Any, round_: int) -> bool:
+    """Whether an answer of ``item`` outside a transaction is a question it can answer
+    and send again: keys it did not declare (declared now), or STORED (its fields are
+    not as it assumed: it assumes them as they are, declaring their lines' keys)."""
+    if status(r) == "STORED" and item.restate is not None:
+        item.restate(item, _stored_of(r))
+        return True
+    need = needed_keys(r)
+    if need is None:
+        return False
+    more = item.spread(need, round_) if item.spread is not None else ()
+    return item.declare([*need, *more])
+
+
+def _stored_of(reply: Any) -> dict[bytes, bytes | None]:
+    """A STORED answer's fields: {stored name: bytes, or None when absent}."""
+    def b(x: Any) -> bytes:
+        return x if isinstance(x, bytes) else str(x).encode()
+    return {b(reply[i]): (b(reply[i + 2]) if _text(reply[i + 1]) == "1" else None)
+            for i in range(1, len(reply) - 2, 3)}
 
 
 def _command(item: Write | Command) -> Command:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import math
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from redmodel._errors import DecodeError, ValidationError
-from redmodel._indexes._specs import IndexValueError, entry_key
+from redmodel._indexes._specs import SEP, IndexValueError, entry_key
 from redmodel._indexes._writes import Write
 from redmodel._models._compiled import FALLBACK, field_encoder, hash_decoder, hash_encoder
 from redmodel._models._specs import FieldSpec, ModelSpec, increment_kind
@@ -158,6 +158,21 @@ def _may_be_empty(fields: tuple[FieldSpec, ...]) -> bool:
     return True
 
 
+WRITTEN: Mapping[bytes, bytes | None] = {}
+"""An index write's assumption: the indexed fields hold what the write writes to them (a
+blind save or update; sent as their names only, see index_lib.lua)."""
+
+
+def block_size(args: Sequence[Any]) -> int:
+    """The length of the assumption block at ``args[8]`` of an index write."""
+    na = str(args[8])
+    if na == "*":
+        return 3
+    if na.startswith("w"):
+        return 3 + int(na[1:])
+    return 3 + 3 * int(na)
+
+
 class HashLayout:
     """Commands and decoding for one model stored as hashes. Built once per model."""
 
@@ -173,6 +188,13 @@ class HashLayout:
         self._indexed_stored = tuple(  # the stored names (and old names) of indexed fields
             n.encode() for name in self._all_fields
             for n in (spec.by_name[name].stored, *spec.by_name[name].old_stored))
+        # the stored names an index write's assumption names, per indexed field (None: the
+        # model keeps records, its writes assume nothing: see _indexes/_writes.py)
+        self._assumed: dict[str, bytes] | None = None if spec.indexes is None or \
+            spec.indexes.keeps_records else {
+                name: spec.by_name[name].stored.encode() for name in spec.indexes.fields}
+        self._written_block: list[Any] = [] if self._assumed is None else [
+            f"w{len(self._assumed)}", "1", "=", *self._assumed.values()]
         self.encrypted = _has_encrypted(spec.fields)
         self.known = frozenset([MARKER, *_leaf_names(spec.fields, b"", self.delim)])
         self.renamed = _renamed(spec.fields)
@@ -330,13 +352,25 @@ class HashLayout:
 
     def write(self, key: str, mode: str, ttl: str = "", changed: str = "",
               entries: Sequence[str] = (), data: Sequence[Any] = (),
-              only: Sequence[str] | None = None, tag: str | None = None) -> Write:
+              only: Sequence[str] | None = None,
+              assume: Mapping[bytes, bytes | None] | None = None,
+              olds: Sequence[str] | None = None, tag: str | None = None) -> Write:
         """One index write script call, declaring the keys of ``entries`` and the index
-        keys whose names do not depend on a value (of every field, or of ``only``);
+        keys whose names do not depend on a value (of every field, or of ``only``).
+
+        A save, update, delete or expire carries an assumption (index_lib.lua, "the
+        derived record"): the stored bytes of the indexed fields concerned (every one, or
+        those of ``only``) the object is assumed to hold (``assume``: absent from it, or
+        None, unknown) and ``olds``, the entry lines they compute to (None: ``entries``);
         ``tag`` as for :meth:`index_keys`."""
         spec = self.spec
         indexes = spec.indexes
         assert indexes is not None
+        flags = ":k" if indexes.keeps_records else ""
+        assumes = mode in ("save", "update", "delete", "expire")
+        concerned = only if mode == "update" else None  # the others concern every field
+        if assumes:
+            data = [*self._assumption(concerned, assume, olds), *data]
         keys, head = self.index_keys(key, tag)
         root, d, claims = head[1], spec.delimiter, spec.claims
         if only is None:
@@ -361,9 +395,84 @@ class HashLayout:
                     cache[root, line] = k
             extra[k] = None
         keys.extend(extra)
-        return Write(spec, key, keys, [mode + ":c" if claims else mode, *head, ttl, changed,
-                                       "\n".join(entries), *data],
-                     root=root, eid=head[0], fields=fields, reader=self)
+        w = Write(spec, key, keys, [mode + flags + (":c" if claims else ""), *head, ttl,
+                                    changed, "\n".join(entries), *data],
+                  root=root, eid=head[0], fields=fields, reader=self)
+        if self._assumed is not None:
+            w.derive = self.derive
+            w.stored_names = tuple(self._assumed.values())
+            if assumes:
+                w.assumed = None if concerned is None else frozenset(concerned)
+                w.restate = self.restate
+        return w
+
+    def _assumption(self, only: Sequence[str] | None,
+                    assume: Mapping[bytes, bytes | None] | None,
+                    olds: Sequence[str] | None, full: bool | None = None) -> list[Any]:
+        """An index write's assumption block (see :meth:`write`); ``full``: it names every
+        indexed field (default: ``only`` is None)."""
+        if self._assumed is None:
+            return [0, "0", ""]
+        names = self._assumed.values() if only is None else \
+            [self._assumed[n] for n in only if n in self._assumed]
+        if assume is WRITTEN:  # what the write writes (the script reads its pairs)
+            if only is None:
+                return self._written_block
+            return [f"w{len(names)}", "0", "=" if olds is None else "\n".join(olds), *names]
+        out: list[Any] = [0, "1" if (only is None if full is None else full) else "0",
+                          "=" if olds is None else "\n".join(olds)]
+        n = 0
+        for name in names:
+            n += 1
+            if assume is None:
+                out += [name, "?", ""]
+            else:
+                raw = assume.get(name)
+                out += [name, "0", ""] if raw is None else [name, "1", raw]
+        out[0] = n
+        return out
+
+    def derive(self, stored: Mapping[bytes, bytes | None]) -> list[str]:
+        """The entry lines of the indexed fields' stored bytes (an object without a
+        record is indexed as its fields compute to; [] when one does not decode)."""
+        values = self.stored_values({k: v for k, v in stored.items() if v is not None})
+        assert self.spec.indexes is not None
+        return [] if values is None else self.spec.indexes.entries(values, problems=[])
+
+    def restate(self, w: Write, stored: Mapping[bytes, bytes | None], trusted: bool = False,
+                lines: Sequence[str] | None = None, full: bool = False,
+                fresh: bool = False, unknown: Collection[bytes] = ()) -> None:
+        """Make ``w`` assume ``stored`` (the indexed fields' bytes as a STORED answer or a
+        transaction's WATCHed read gave them) and the entry lines they compute to (or
+        ``lines``), and declare those lines' keys. ``trusted``: the lines are taken as
+        sent (a transaction's later write of the object: see index_lib.lua). ``fresh``: the
+        object may not be indexed at all yet (all its entries and its place among all the
+        ids are written). ``unknown``: stored fields whose bytes are not known (range-only
+        scores an increment of the transaction moved): not assumed, their old entry named
+        with any value (a range entry is removed by id)."""
+        only = None if w.assumed is None else sorted(w.assumed)
+        if lines is None:
+            known = {k: v for k, v in stored.items() if v is not None and k not in unknown}
+            values = self.stored_values(known)
+            assert self.spec.indexes is not None
+            lines = [] if values is None else \
+                self.spec.indexes.entries(values, only=only, problems=[])
+        block = self._assumption(only, stored, lines, full or only is None)
+        if unknown:
+            assert self._assumed is not None
+            names = {v: k for k, v in self._assumed.items()}
+            keep = [block[i:i + 3] for i in range(3, len(block), 3)
+                    if block[i] not in unknown]
+            block = [len(keep), block[1], "\n".join(
+                [*lines, *(f"r{SEP}{names[u]}{SEP}*" for u in sorted(unknown) if u in names)]),
+                *(x for t in keep for x in t)]
+        if trusted:
+            block = block[:3]
+            block[0] = "*"
+        if fresh:
+            block[1] = "n"
+        w.args[8:8 + block_size(w.args)] = block
+        w.declare_lines(lines)
 
     def entries(self, key: str, values: dict[str, Any], only: Sequence[str] | None = None
                 ) -> list[str]:
@@ -437,10 +546,21 @@ class HashLayout:
         assert indexes is not None
         values = {name: getattr(obj, name) for name in indexes.fields}
         ttl = "" if ttl_ms is None else str(ttl_ms)
+        shifted = snapshot is not None and self._index_moved(state, snapshot)
         if snapshot is None or force:
+            # assumed: the snapshot's fields when loaded (their own lines if they differ
+            # from what this save writes), else the ones it writes now (a re-save of
+            # unchanged indexed values costs no round trip)
+            assume: Mapping[bytes, bytes | None] | None = \
+                snapshot if snapshot is not None else WRITTEN
+            olds = self._olds(snapshot, None) if shifted else None
+            if shifted and olds is None:
+                assume = None  # a snapshot that does not decode: unknown
             w = self.write(key, "save", ttl, "*",
                            self.entries(key, values) if entries is None else entries,
-                           [len(pairs) // 2, *pairs, *nones, *stale])
+                           [len(pairs) // 2, *pairs, *nones, *stale], assume=assume,
+                           olds=olds)
+            w.written = (pairs, nones, True)
         else:
             pairs = self._changed_pairs(obj, state, snapshot)
             nones = [f for f in nones if f in snapshot]
@@ -449,12 +569,27 @@ class HashLayout:
             touched = {f.name for f in self.spec.fields if f.stored.encode() in written}
             changed = self._changed(touched)
             only = sorted(n for n in changed.split("\x1f") if n in indexes.fields)
+            olds = self._olds(snapshot, only) if shifted else None
             w = self.write(key, "update", ttl, changed, self.entries(key, values, only),
-                           [len(pairs) // 2, *pairs, *nones], only=only)
-        if snapshot is not None and self._index_moved(state, snapshot):
+                           [len(pairs) // 2, *pairs, *nones], only=only,
+                           assume=None if shifted and olds is None else snapshot, olds=olds)
+            w.written = (pairs, nones, False)
+        if snapshot is not None and shifted:
             w.declare_lines(self.stored_entries(snapshot))
         w.values = values
         return w
+
+    def _olds(self, snapshot: Mapping[bytes, bytes] | None, only: Sequence[str] | None
+              ) -> list[str] | None:
+        """The entry lines of a snapshot (of ``only``), as the object was indexed when it
+        was loaded; None (assume unknown) when it does not decode."""
+        if snapshot is None or self._assumed is None:
+            return None
+        values = self.stored_values(snapshot)
+        assert self.spec.indexes is not None
+        if values is None:
+            return None
+        return self.spec.indexes.entries(values, only=only, problems=[])
 
     def _index_moved(self, state: Mapping[bytes, bytes], snapshot: Mapping[bytes, bytes]
                      ) -> bool:
@@ -497,9 +632,25 @@ class HashLayout:
         only = sorted(n for n in changed.split("\x1f") if n in indexes.fields)
         entries = self.entries(key, dict(values), only)
         w = self.write(key, "update", "", changed, entries,
-                       [len(pairs) // 2, *pairs, *nones], only=only)
+                       [len(pairs) // 2, *pairs, *nones], only=only, assume=WRITTEN)
+        w.written = (pairs, nones, False)
+        if self._assumed is not None and only and all(
+                self._range_only(n) for n in only):
+            # an update of range-only fields by id (its value usually changes): their
+            # old entries' values do not matter (ZREM by id), so it assumes nothing and
+            # stays one round trip: the script removes and adds them
+            w.args[8:8 + block_size(w.args)] = ["*", "0", "\n".join(
+                f"r{SEP}{n}{SEP}*" for n in only)]
         w.values = {n: v for n, v in values.items() if n in indexes.fields}
         return w
+
+    def _range_only(self, name: str) -> bool:
+        """An indexed field whose only entry is its range score (no equality index, in no
+        unique constraint): its old entry is removed by id whatever its value."""
+        indexes = self.spec.indexes
+        assert indexes is not None
+        f = indexes.fields[name]
+        return f.range and not f.eq and not any(name in u.fields for u in indexes.uniques)
 
     def delete(self, key: str) -> Command | Write:
         if self.spec.indexes is None:

@@ -160,13 +160,116 @@ local function ids_write(p, deltas, near)
   end
 end
 
--- drop every entry of an object (its record says which), the object from the all-ids
--- index (ids: its plan, ids_plan_for) and the expiry set
-local function forget(root, d, id, rec, exp, old, ids, deltas, near)
+-- drop every entry of an object (old: its record's, or derived from its fields), its
+-- record (had: it has one), the object from the all-ids index (ids: its plan,
+-- ids_plan_for) and the expiry set
+local function forget(root, d, id, rec, exp, old, ids, deltas, near, had)
   for line in pairs(old) do apply(root, d, id, line, false) end
-  redis.call('HDEL', rec, id)
+  if had ~= false then redis.call('HDEL', rec, id) end
   ids_write(ids, deltas, near)
   redis.call('ZREM', exp, id)
+end
+
+-- ---- the derived record (docs/performance.md "Derived record") ---------------------------------
+-- An object keeps a stored record only when its model says so (a blind index: the mode's
+-- ':k' flag) or when it has an expiry after the write (the sweep undoes its entries after
+-- its hash is gone). Otherwise its old entries are what its stored fields compute to, and
+-- the client, which alone can compute them, sends an ASSUMPTION with a save, update,
+-- delete or expire (its mode data starts with it):
+--   na ('*': trusted, see below), full ('1': it covers every indexed field; 'n': too, and
+--   the object may not be indexed at all yet: it is added to the all-ids index), old lines
+--   ('=': the same as the entries argument), then na times: stored field, state ('1'
+--   present | '0' absent | '?' unknown), the bytes assumed. Or na = 'w' .. n, then n
+--   stored fields: each assumed to hold what this save or update writes to it (absent
+--   if it writes none), read from its field pairs (a blind save: no bytes sent twice).
+-- With no record and the object present, the script reads the assumed fields (HMGET):
+-- all as assumed -> the old entries are the lines sent; else it answers
+-- {'STORED', field, '1' | '0', bytes, ...} (every assumed field as it is now) and writes
+-- nothing: the client computes the lines from those bytes and sends again. '*' (a
+-- transaction's later write of an object, whose fields the client knows only through its
+-- model of the earlier writes, all WATCHed) takes the lines as sent.
+-- A record found where none is kept any more (an older redmodel, a persisted object) is
+-- used as the old entries and dropped by the same write (lazy migration).
+local function mode_flags(mode)
+  local claims, keep = false, false
+  while mode and #mode > 2 do
+    local f = string.sub(mode, -2)
+    if f == ':c' then claims = true
+    elseif f == ':k' then keep = true
+    else break end
+    mode = string.sub(mode, 1, -3)
+  end
+  return mode, claims, keep
+end
+-- the assumption at A[at] (modes save, update, delete, expire): {n, full, olds, fields}
+-- and the position after it, or nil when malformed
+local function assumption_arg(A, at, given_text)
+  local na = A[at]
+  local full, olds = A[at + 1], A[at + 2]
+  if na == nil or full == nil or olds == nil then return nil end
+  if olds == '=' then olds = given_text end
+  local fresh = full == 'n'
+  full = full == '1' or fresh
+  if na == '*' then return {n = '*', full = full, fresh = fresh, olds = olds}, at + 3 end
+  if string.sub(na, 1, 1) == 'w' then
+    local n = tonumber(string.sub(na, 2))
+    if n == nil or n < 0 or n % 1 ~= 0 or at + 2 + n > #A then return nil end
+    return {n = n, full = full, fresh = fresh, olds = olds, names = {unpack(A, at + 3, at + 2 + n)},
+            A = A}, at + 3 + n
+  end
+  local n = tonumber(na)
+  if n == nil or n < 0 or n % 1 ~= 0 or at + 2 + 3 * n > #A then return nil end
+  local names, states, bytes = {}, {}, {}
+  for i = 1, n do
+    local p = at + 3 * i
+    names[i], states[i], bytes[i] = A[p], A[p + 1], A[p + 2]
+    if states[i] ~= '1' and states[i] ~= '0' and states[i] ~= '?' then return nil end
+  end
+  return {n = n, full = full, fresh = fresh, olds = olds, names = names, states = states,
+          bytes = bytes}, at + 3 + 3 * n
+end
+-- the old entries of a present object without a record, as the assumption says: the
+-- lines sent when its fields hold what it assumed; else nil and the STORED answer
+-- (for the 'w' form: pairs, where the write's field pairs start in asm.A, and npairs)
+local function assumed_old(obj, asm, pairs, npairs)
+  if asm.n == '*' then return lines(asm.olds) end
+  if asm.n == 0 then return {} end
+  if asm.A and not asm.states then  -- what the write writes to each (absent: nothing)
+    local written = {}
+    for i = pairs, pairs + 2 * npairs - 2, 2 do written[asm.A[i]] = asm.A[i + 1] end
+    asm.states, asm.bytes = {}, {}
+    for i = 1, asm.n do
+      local v = written[asm.names[i]]
+      asm.states[i] = v and '1' or '0'
+      asm.bytes[i] = v or ''
+    end
+  end
+  local now = redis.call('HMGET', obj, unpack(asm.names))
+  local same = true
+  for i = 1, asm.n do
+    local st = asm.states[i]
+    if (st == '1' and now[i] ~= asm.bytes[i]) or (st == '0' and now[i]) or st == '?' then
+      same = false
+      break
+    end
+  end
+  if same then return lines(asm.olds) end
+  local out = {'STORED'}
+  for i = 1, asm.n do
+    out[#out + 1] = asm.names[i]
+    if now[i] then out[#out + 1] = '1'; out[#out + 1] = now[i]
+    else out[#out + 1] = '0'; out[#out + 1] = '' end
+  end
+  return nil, out
+end
+-- whether the object will have an expiry after a write (ttl as write_expiry takes it);
+-- with it, the object's PEXPIRETIME when it was read (write_expiry need not ask again)
+local function expiring(obj, ttl, exists)
+  if ttl == 'persist' then return false end
+  if ttl ~= '' then return true end
+  if not exists then return false end
+  local at = redis.call('PEXPIRETIME', obj)
+  return at > 0, at
 end
 
 -- ---- the rules of one object's write, shared by index_write.lua and index_write_many.lua ----
@@ -188,10 +291,10 @@ local function write_entries_arg(ttl, text)
   end
   return given
 end
--- the count of field pairs of a save or update (A[9]), nil if it is not one
-local function write_pairs_arg(A)
-  local npairs = tonumber(A[9])
-  if npairs == nil or npairs < 0 or npairs % 1 ~= 0 or 9 + 2 * npairs > #A then return nil end
+-- the count of field pairs of a save or update (A[at]), nil if it is not one
+local function write_pairs_arg(A, at)
+  local npairs = tonumber(A[at])
+  if npairs == nil or npairs < 0 or npairs % 1 ~= 0 or at + 2 * npairs > #A then return nil end
   return npairs
 end
 -- need[key] = type for the entries in from and not in to; a line of held (optional)
@@ -246,25 +349,32 @@ end
 -- a save's or update's fields: HSET the pairs, HDEL the rest; a hash left empty keeps a
 -- placeholder field so that the object exists (it can be empty only without pairs or if
 -- the HDEL removed something: only then is it asked, saving a command per object)
-local function write_fields(obj, A, npairs)
-  if npairs > 0 then call_parts('HSET', obj, A, 10, 9 + 2 * npairs) end
+local function write_fields(obj, A, npairs, at)
+  if npairs > 0 then call_parts('HSET', obj, A, at + 1, at + 2 * npairs) end
   local removed = 0
-  if #A > 9 + 2 * npairs then removed = call_parts('HDEL', obj, A, 10 + 2 * npairs) end
+  if #A > at + 2 * npairs then removed = call_parts('HDEL', obj, A, at + 1 + 2 * npairs) end
   if (npairs == 0 or removed > 0) and redis.call('EXISTS', obj) == 0 then
     redis.call('HSET', obj, '\0', '')
+    return true  -- made again (emptied): whatever expiry it had is gone
   end
+  return false
 end
 -- the entries of old not in new dropped, those of new not in old (all if every) added;
--- the record says new, and the object is among the ids (ids: its plan, ids_plan_for)
-local function write_index(root, d, id, rec, old, new, every, ids, deltas, near)
+-- the record says new when the object keeps one (keep), else it has none (had: it had
+-- one, dropped now), and the object is among the ids (ids: its plan, ids_plan_for)
+local function write_index(root, d, id, rec, old, new, every, ids, deltas, near, keep, had)
   for line in pairs(old) do if not new[line] then apply(root, d, id, line, false) end end
   for line in pairs(new) do
     if every or not old[line] then apply(root, d, id, line, true) end
   end
-  local text = {}
-  for line in pairs(new) do text[#text + 1] = line end
-  table.sort(text)
-  redis.call('HSET', rec, id, table.concat(text, '\n'))
+  if keep then
+    local text = {}
+    for line in pairs(new) do text[#text + 1] = line end
+    table.sort(text)
+    redis.call('HSET', rec, id, table.concat(text, '\n'))
+  elseif had then
+    redis.call('HDEL', rec, id)
+  end
   ids_write(ids, deltas, near)
 end
 -- the object's expiry after a write (ttl: '' keep | 'persist' | ms) and the expiry set
@@ -273,7 +383,9 @@ end
 -- had (optional): the id's score in the expiry set before the write, as ZSCORE answered
 -- it (false: none), read by the caller before its first write: a removal of what is not
 -- there, or a score set to what it is, is not sent (nil: not read, always sent)
-local function write_expiry(obj, exp, id, ttl, existed, had)
+-- at (optional): the object's PEXPIRETIME read before the write (by expiring), when the
+-- write cannot have changed it
+local function write_expiry(obj, exp, id, ttl, existed, had, at)
   if ttl == 'persist' then
     local r = redis.call('PERSIST', obj)
     if had ~= false then redis.call('ZREM', exp, id) end
@@ -286,7 +398,7 @@ local function write_expiry(obj, exp, id, ttl, existed, had)
   elseif not existed then
     if had ~= false then redis.call('ZREM', exp, id) end
   else
-    local at = redis.call('PEXPIRETIME', obj)
+    at = at or redis.call('PEXPIRETIME', obj)
     if at > 0 then
       if not had or tonumber(had) ~= at then redis.call('ZADD', exp, at, id) end
     elseif had ~= false then redis.call('ZREM', exp, id) end

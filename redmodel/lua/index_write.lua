@@ -6,22 +6,28 @@
 -- the all-ids pages' directory and count (root ids, root idn: index_lib's ids_keys), entry
 -- keys, and the objects owning a unique value it wants. The all-ids index is the pages of
 -- ids_lib.lua; `all` is only read (its state) and, unconverted, ZREM'd from (index_lib).
--- ARGV: mode (save | update | incr | delete | expire | reindex | forget, ':c' appended
--- with claims), id, root, d, objprefix, ttl ('' keep | 'persist' | ms), changed ('*' or
--- names joined by \31), entries (lines), then mode data:
---   save / update: npairs, pairs..., fields to HDEL...
+-- ARGV: mode (save | update | incr | delete | expire | reindex | forget, ':k' appended
+-- when the model keeps a record for every object, then ':c' with claims), id, root, d,
+-- objprefix, ttl ('' keep | 'persist' | ms), changed ('*' or names joined by \31),
+-- entries (lines), then mode data:
+--   save / update: the assumption (index_lib: "the derived record"), npairs, pairs...,
+--     fields to HDEL...
+--   delete / expire: the assumption
 --   incr: the counters (read_counters), then per change: index name ('' if none), eq, range
 --   reindex: n, then n times: stored field, '1' | '0' (present), its text: the stored
 --     fields the entries were computed from, as the client read them. An object whose
 --     fields differ now (a writer changed it after that read) answers {'CHANGED'} and
 --     nothing is written: the client reads it again (entries of values the object no
 --     longer holds are never written).
+-- An object without a record whose fields are not as assumed answers {'STORED', field,
+-- '1' | '0', bytes, ...} and nothing is written: the client sends again.
 -- Refusals (nothing written): {'KEYS', missing...}, {'WRONGTYPE', key, type, expected},
 -- {'UNIQUE', name, value, owner id}, {'BADARG', what} and the counter refusals of counter_lib.
 local obj, rec, all, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local mode, id, root, d, objprefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ttl, changed, newtext = ARGV[6], ARGV[7], ARGV[8] or ''
-if mode and string.sub(mode, -2) == ':c' then CLAIMS = true; mode = string.sub(mode, 1, -3) end
+local KEEP
+mode, CLAIMS, KEEP = mode_flags(mode)
 
 -- ---- argument checks ----------------------------------------------------------------------
 local MODES = {save = true, update = true, incr = true, delete = true, expire = true,
@@ -33,8 +39,13 @@ local given, bad = write_entries_arg(ttl, newtext)
 if not given then return bad end
 local npairs, changes, bounds, names = 0, nil, nil, {}
 local PIN = ''
+local asm, at = nil, 9
+if mode == 'save' or mode == 'update' or mode == 'delete' or mode == 'expire' then
+  asm, at = assumption_arg(ARGV, 9, newtext)
+  if not asm then return {'BADARG', 'assumption'} end
+end
 if mode == 'save' or mode == 'update' then
-  npairs = write_pairs_arg(ARGV)
+  npairs = write_pairs_arg(ARGV, at)
   if not npairs then return {'BADARG', 'pairs'} end
 elseif mode == 'reindex' then
   local n = tonumber(ARGV[9])
@@ -112,7 +123,22 @@ if exists and mode == 'forget' then return 0 end
 local record
 record, refusal = read('hash', 'HGET', rec, id)
 if refusal then return unpinned(refusal) end
-local old = lines(record)
+local had = record ~= false
+-- whether the object keeps a record after this write; full: the entries after it are all
+-- known (a whole save, a record, an assumption of every field), else it cannot start one
+local keep, exp_at = KEEP, nil
+local full = had or mode == 'save' or mode == 'reindex' or (asm ~= nil and asm.full)
+local old = {}
+if had then
+  old = lines(record)
+elseif exists and asm and (mode ~= 'expire' or KEEP or ttl ~= 'persist') then
+  old, refusal = assumed_old(obj, asm, at + 1, npairs)
+  if not old then return refusal end
+end
+-- (after the assumption: a STORED answer reads nothing more)
+if not keep and mode ~= 'delete' and mode ~= 'forget' then
+  keep, exp_at = expiring(obj, ttl, exists)
+end
 -- a delete or reindex of an object that is gone drops what is left of its entries
 local answer_gone = (mode == 'forget') and 1 or 0
 if not exists and (mode == 'delete' or mode == 'reindex') then mode = 'forget' end
@@ -137,6 +163,23 @@ elseif mode == 'expire' then
 elseif mode == 'incr' then
   after, stored = plan_counters(obj, changes, bounds)
   if after == nil then return unpinned(stored) end
+  if not had then
+    -- derived: the old entries of each incremented field from its old stored value, as
+    -- its new ones are made below (an int's digits, a float's %.17g): what
+    -- IndexedField.text and score_text give for an int or float
+    for i = 1, #changes do
+      local name, eq, rng, was = names[i][1], names[i][2], names[i][3], stored[changes[i][1]]
+      if was and name ~= '' then
+        local v
+        if changes[i][2] == 'i' then v = int_parse(was, true) else v = float_parse(was) end
+        if v then
+          local text = (changes[i][2] == 'i') and int_text(v) or string.format('%.17g', v)
+          if eq then old['e' .. SEP .. name .. SEP .. text] = true end
+          if rng then old['r' .. SEP .. name .. SEP .. text] = true end
+        end
+      end
+    end
+  end
   local ch = {}
   for i = 1, #changes do if names[i][1] ~= '' then ch[names[i][1]] = true end end
   for line in pairs(old) do
@@ -183,8 +226,11 @@ if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
   if refusal then return unpinned(refusal) end
   for _, o in ipairs(owners) do
     local line, name, value, owner = o[1], o[2], o[3], o[4]
-    if redis.call('EXISTS', objprefix .. owner) == 1
-        and lines(redis.call('HGET', rec, owner))[line] then
+    -- the owner holds it: by its record if it has one, else by being there (the client
+    -- judges a holder changed by raw commands on its stored fields: free_unheld)
+    local alive = redis.call('EXISTS', objprefix .. owner) == 1
+    local orec = alive and redis.call('HGET', rec, owner)
+    if alive and (orec == false or lines(orec)[line]) then
       if mode ~= 'reindex' then return unpinned({'UNIQUE', name, value, owner}) end
       conflicts[#conflicts + 1] = line  -- two live objects claim it: the owner keeps it
       new[line] = nil
@@ -196,20 +242,20 @@ end
 -- the directory, page, count and split target it writes). A reindex looks even when the
 -- object has a record: it is the repair of pages that lost an id
 local ids
-ids, refusal = ids_plan_for(root, d, id, all, record ~= false and mode ~= 'reindex',
+ids, refusal = ids_plan_for(root, d, id, all,
+                            (had or (exists and not (asm and asm.fresh))) and mode ~= 'reindex',
                             mode == 'forget' or mode == 'delete', {})
 if not ids then return unpinned(refusal) end
 
 -- ---- writes -----------------------------------------------------------------------------------
 if mode == 'forget' then
   local gone = released(old, {})
-  local had = redis.call('HEXISTS', rec, id) == 1
-  forget(root, d, id, rec, exp, old, ids)
+  forget(root, d, id, rec, exp, old, ids, nil, nil, had)
   return answer(had and answer_gone or 0, gone)
 end
 if mode == 'delete' then
   local gone = released(old, {})
-  forget(root, d, id, rec, exp, old, ids)
+  forget(root, d, id, rec, exp, old, ids, nil, nil, had)
   redis.call('DEL', obj)
   return answer(1, gone)
 end
@@ -242,11 +288,11 @@ if mode == 'incr' then
   end
   result = list_of({'OK'}, texts)
 elseif mode == 'save' or mode == 'update' then
-  write_fields(obj, ARGV, npairs)
+  if write_fields(obj, ARGV, npairs, at) then exp_at = nil end  -- made again: no expiry
 end
 local gone = released(old, new)
-write_index(root, d, id, rec, old, new, mode == 'reindex', ids)
-local expired = write_expiry(obj, exp, id, ttl, exists, had_exp)
+write_index(root, d, id, rec, old, new, mode == 'reindex', ids, nil, nil, keep and full, had)
+local expired = write_expiry(obj, exp, id, ttl, exists, had_exp, exp_at)
 if mode == 'expire' and expired ~= nil then result = expired end
 if mode == 'reindex' then
   for _, line in ipairs(gone) do conflicts[#conflicts + 1] = line end

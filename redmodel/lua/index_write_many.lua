@@ -13,13 +13,15 @@
 -- or an object. The arguments the objects of a call share are sent once, in a header that
 -- holds until the next one:
 --   'h', the positions in KEYS of rec, all and exp, then index_write.lua's mode (save or
---   delete, ':c' with claims), root, d, objprefix, ttl and changed (10 arguments);
+--   delete, ':k' when the model keeps records, ':c' with claims), root, d, objprefix, ttl
+--   and changed (10 arguments);
 -- an object: the position in KEYS of its obj, the count m of what follows, then its id,
 --   entries and mode data (index_write.lua's ARGV without what the header holds).
 -- A malformed call (an object before the first header, a cut header or object, arguments
 -- left over) is refused whole (BADARG), nothing written.
 -- Reply: per object, index_write.lua's answer, or (nothing of it written):
 --   {'KEYS', missing...}  keys it needs that no object declared;
+--   {'STORED', ...}       index_write.lua's: its fields are not as it assumed (sent again);
 --   {'LATER'}             it must be written after an object of this call that was not
 --                         (the same id, or a unique value that object gives up or takes),
 --                         or a unique value it takes is held by another id (the client
@@ -44,8 +46,8 @@ end
 local function one(obj, rec, all, exp, A)
   local mode, id, root, d, objprefix = A[1], A[2], A[3], A[4], A[5]
   local ttl, changed, newtext = A[6], A[7], A[8] or ''
-  CLAIMS = false
-  if mode and string.sub(mode, -2) == ':c' then CLAIMS = true; mode = string.sub(mode, 1, -3) end
+  local keep
+  mode, CLAIMS, keep = mode_flags(mode)
   if (mode ~= 'save' and mode ~= 'delete') or not id or id == '' or not root or not d
       or not objprefix or not changed or not obj or not rec or not all or not exp then
     return {'BADARG', 'mode or id'}
@@ -53,8 +55,10 @@ local function one(obj, rec, all, exp, A)
   local given, bad = write_entries_arg(ttl, newtext)
   if not given then return bad end
   local npairs = 0
+  local asm, at = assumption_arg(A, 9, newtext)
+  if not asm then return {'BADARG', 'assumption'} end
   if mode == 'save' then
-    npairs = write_pairs_arg(A)
+    npairs = write_pairs_arg(A, at)
     if not npairs then return {'BADARG', 'pairs'} end
   end
   local refusal = check_keys(ids_keys({[obj] = '', [rec] = '', [all] = '', [exp] = 'zset'},
@@ -69,7 +73,16 @@ local function one(obj, rec, all, exp, A)
   local record
   record, refusal = read('hash', 'HGET', rec, id)
   if refusal then return refusal end
-  local old = lines(record)
+  local had = record ~= false
+  local old = {}
+  if had then
+    old = lines(record)
+  elseif late[id] then
+    old = lines(asm.olds)
+  elseif exists then
+    old, refusal = assumed_old(obj, asm, at + 1, npairs)
+    if not old then return defer(id, lines(asm.olds), given, refusal) end
+  end
   if late[id] then return defer(id, old, given, {'LATER'}) end
   local new = given
   if mode == 'delete' then new = {} end
@@ -88,21 +101,23 @@ local function one(obj, rec, all, exp, A)
   end
   -- its place among all the ids, planned now (after the earlier objects' writes)
   local ids
-  ids, refusal = ids_plan_for(root, d, id, all, record ~= false, mode == 'delete', typed,
+  ids, refusal = ids_plan_for(root, d, id, all, had or exists, mode == 'delete', typed,
                               near)
   if not ids then return refusal end
 
   if mode == 'delete' then
     local gone = released(old, {})
-    forget(root, d, id, rec, exp, old, ids, deltas, near)
+    forget(root, d, id, rec, exp, old, ids, deltas, near, had)
     if not exists then return answer(0, gone) end  -- as index_write.lua: none deleted
     redis.call('DEL', obj)
     return answer(1, gone)
   end
-  write_fields(obj, A, npairs)
+  local expires, exp_at = keep, nil
+  if not keep then expires, exp_at = expiring(obj, ttl, exists) end
+  if write_fields(obj, A, npairs, at) then exp_at = nil end  -- made again: no expiry
   local gone = released(old, new)
-  write_index(root, d, id, rec, old, new, false, ids, deltas, near)
-  write_expiry(obj, exp, id, ttl, exists)
+  write_index(root, d, id, rec, old, new, false, ids, deltas, near, expires, had)
+  write_expiry(obj, exp, id, ttl, exists, nil, exp_at)
   return answer(1, gone)
 end
 

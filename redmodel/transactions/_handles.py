@@ -339,8 +339,8 @@ class _TxBase:
 
         Redis: queued between MULTI and EXEC, as Store.save: HSET, or EVALSHA hash_save.lua
         or hash_update.lua (an EXISTS read, WATCHed, before MULTI for a partial save);
-        indexed model: before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the
-        object's key and index record, then EVALSHA index_write.lua queued, and on a
+        indexed model: before MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the
+        object's key, index record and indexed fields, then EVALSHA index_write.lua queued, and on a
         bucketed model claim.lua, claim_confirm.lua, claim_release.lua and claim_restore.lua
         as needed before MULTI or after EXEC; flat layout: WATCH and GET of the object's key
         before MULTI, then EVALSHA flat_save.lua; blob layout: SET."""
@@ -363,11 +363,11 @@ class _TxBase:
     def update(self, model: type, id: Any, **values: Any) -> Pending[bool]:
         """Queue the update script (EVALSHA); value: False if the object did not exist.
 
-        Redis: queued between MULTI and EXEC: EVALSHA hash_update.lua; indexed model: before
-        MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's key and index
-        record, then EVALSHA index_write.lua queued, and on a bucketed model claim.lua,
-        claim_confirm.lua, claim_release.lua and claim_restore.lua as needed before MULTI or
-        after EXEC."""
+        Redis: queued between MULTI and EXEC: EVALSHA hash_update.lua; indexed model: before MULTI,
+        TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and
+        indexed fields, then EVALSHA index_write.lua queued, and on a bucketed model claim.lua,
+        claim_confirm.lua, claim_release.lua and claim_restore.lua as needed before MULTI or after
+        EXEC."""
         self._models.add(model)
         plan = _ops.update(model, id, values, self._core.hints)
         return self.queue(plan, f"update {model.__name__} {id!r}")
@@ -379,11 +379,11 @@ class _TxBase:
         script's checks then cannot fail; a change in between aborts EXEC); else the
         counter script.
 
-        Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua (hash layout), or
-        HINCRBY when this attempt read the object (unindexed hash layout); indexed
-        model: before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's
-        key and index record, then EVALSHA index_write.lua queued; flat layout: WATCH and
-        GET of the object's key before MULTI, then EVALSHA flat_incr.lua."""
+        Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua (hash layout), or HINCRBY when
+        this attempt read the object (unindexed hash layout); indexed model: before MULTI, TYPE of
+        its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and indexed
+        fields, then EVALSHA index_write.lua queued; flat layout: WATCH and GET of the object's key
+        before MULTI, then EVALSHA flat_incr.lua."""
         self._models.add(model)
         spec = spec_of(model)
         plain = spec.indexes is None and spec.layout == "hash"  # see _ops.plain_incr
@@ -413,9 +413,9 @@ class _TxBase:
     ) -> Pending[dict[str, Any]]:
         """Queue the conditional multi-field increment (EVALSHA); see ``incr_fields``.
 
-        Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua; indexed model: before
-        MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's key and index
-        record, then EVALSHA index_write.lua queued (HMGET of its equality-indexed ints
+        Redis: queued between MULTI and EXEC: EVALSHA incr_fields.lua; indexed model: before MULTI,
+        TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and
+        indexed fields, then EVALSHA index_write.lua queued (HMGET of its equality-indexed ints
         first)."""
         self._models.add(model)
         plan = incr_fields_plan(model, id, changes, floor=floor, ceiling=ceiling,
@@ -425,11 +425,11 @@ class _TxBase:
     def delete(self, model: type, id: Any) -> Pending[bool]:
         """Queue the delete (DEL on the hash layout); value: True if the object existed.
 
-        Redis: queued between MULTI and EXEC: DEL (hash and blob layouts); indexed model:
-        before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's key and
-        index record, then EVALSHA index_write.lua queued, and claim.lua, claim_confirm.lua,
-        claim_release.lua and claim_restore.lua as needed after EXEC on a bucketed model;
-        flat layout: WATCH and GET of the object's key before MULTI, then EVALSHA
+        Redis: queued between MULTI and EXEC: DEL (hash and blob layouts); indexed model: before
+        MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index
+        record and indexed fields, then EVALSHA index_write.lua queued, and claim.lua,
+        claim_confirm.lua, claim_release.lua and claim_restore.lua as needed after EXEC on a
+        bucketed model; flat layout: WATCH and GET of the object's key before MULTI, then EVALSHA
         flat_delete.lua."""
         self._models.add(model)
         return self.queue(_ops.delete(model, id, self._core.hints),
@@ -450,10 +450,10 @@ class _TxBase:
         """Queue the expiry (PEXPIRE on the hash layout); value: False if the object did not
         exist.
 
-        Redis: queued between MULTI and EXEC: PEXPIRE (hash and blob layouts); indexed
-        model: before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's
-        key and index record, then EVALSHA index_write.lua queued; flat layout: WATCH and
-        GET of the object's key before MULTI, then EVALSHA flat_expire.lua."""
+        Redis: queued between MULTI and EXEC: PEXPIRE (hash and blob layouts); indexed model: before
+        MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index
+        record and indexed fields, then EVALSHA index_write.lua queued; flat layout: WATCH and GET
+        of the object's key before MULTI, then EVALSHA flat_expire.lua."""
         self._models.add(model)
         return self.queue(_ops.expire(model, id, ttl, self._core.hints),
                           f"expire {model.__name__} {id!r}")
@@ -461,10 +461,10 @@ class _TxBase:
     def persist(self, model: type, id: Any) -> Pending[bool]:
         """Queue the persist (PERSIST on the hash layout); value: False if it had no expiry.
 
-        Redis: queued between MULTI and EXEC: PERSIST (hash and blob layouts); indexed
-        model: before MULTI, TYPE of its index keys, WATCH, EXISTS and HGET of the object's
-        key and index record, then EVALSHA index_write.lua queued; flat layout: WATCH and
-        GET of the object's key before MULTI, then EVALSHA flat_expire.lua."""
+        Redis: queued between MULTI and EXEC: PERSIST (hash and blob layouts); indexed model: before
+        MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index
+        record and indexed fields, then EVALSHA index_write.lua queued; flat layout: WATCH and GET
+        of the object's key before MULTI, then EVALSHA flat_expire.lua."""
         self._models.add(model)
         return self.queue(_ops.persist(model, id, self._core.hints),
                           f"persist {model.__name__} {id!r}")
@@ -475,6 +475,12 @@ class _TxBase:
 
         Redis: any command given, queued between MULTI and EXEC."""
         client = self.store.client
+        if len(args) > 1 and isinstance(args[1], (str, bytes)):
+            # an index write of that key in this transaction cannot know what it holds
+            # then: it takes its entries as the transaction read them (TxHints.raw)
+            key = args[1]
+            self._core.hints.raw.add(key if isinstance(key, str) else
+                                     key.decode("utf-8", "surrogateescape"))
 
         def plan() -> Plan[Any]:
             replies = yield Batch([args], write=True)
@@ -636,8 +642,8 @@ class Transaction(_TxBase):
     def get(self, model: type[T], id: Any) -> T | None:
         """WATCH the key, then read the object (HGETALL on the hash layout): it or None.
 
-        Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
-        layout) or GET (blob layout) at once."""
+        Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat layout) or
+        GET (blob layout) at once."""
         self._register(model)
         what = f"get {model.__name__} {id!r}"
         read = self._hash_read(model, id, what)
@@ -648,8 +654,8 @@ class Transaction(_TxBase):
     def get_or_raise(self, model: type[T], id: Any) -> T:
         """Like :meth:`get`; raises NotFoundError when missing.
 
-        Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
-        layout) or GET (blob layout) at once."""
+        Redis: WATCH of the key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat layout) or
+        GET (blob layout) at once."""
         self._register(model)
         what = f"get {model.__name__} {id!r}"
         read = self._hash_read(model, id, what)
