@@ -5,12 +5,20 @@ stored objects in both directions.
 ``verify`` and ``reindex`` walk the same three passes:
 
 1. **objects** (a SCAN of the model's object keys on every primary): each object's entries,
-   computed from its stored values, against its record and the index keys;
+   computed from its stored values, against the index keys and its record where it has
+   one (a missing record is damage only for an object that must keep one: it has an
+   expiry, or its model a blind index; REC-CONTRACT section 1);
 2. **records** (per bucket: the record hash, the all-ids pages and expiry set): ids the index
    knows whose object does not exist (a raw ``DEL``, a restore from an old snapshot, an
    expiry not swept yet);
 3. **entries** (a SCAN of the index keys): members of equality sets, range sets and unique
-   hashes that no object's record holds.
+   hashes that their object does not produce: judged by its record where it has one
+   (authoritative), else by what its stored fields compute to (a gone object produces
+   none), never by "no record, so stale".
+
+An object without a record that was deleted behind redmodel's back leaves entries no
+record names: pass 2 finds its id (in the all-ids pages) and pass 3 its entries, by the
+id they hold (the decided trade: ``store.delete`` of such an id cannot name them).
 
 ``verify`` reports each disagreement in words; ``reindex`` fixes it (each fix a script
 that checks again before it writes, so a concurrent write is never undone), converts the
