@@ -316,6 +316,8 @@ def test_the_sweep_and_persist_with_recordless_neighbours(redis_client: Any) -> 
     store.save(Item("black", id="p"), ttl=TTL)
     store.persist(Item, "p")
     assert redis_client.zscore(where(spec, "p")[2] + "exp", "p") is None
+    if writes_leave_no_record(store, Item):
+        assert not redis_client.hexists(where(spec, "p")[2] + "rec", "p")
     time.sleep(0.06)
     assert store.sweep(Item) == 1
     assert sorted(store.find(Item, tag="black").ids()) == ["0", "1", "2", "p"]
@@ -364,3 +366,39 @@ def test_a_fix_never_undoes_a_write_made_after_its_read(redis_client: Any,
     assert raced
     assert store.find(Item, tag="red").ids() == ["1"], "the fix undid the write"
     assert store.get(Item, "1").tag == "red"
+
+
+def test_every_object_of_a_blind_indexed_model_must_keep_its_record(
+        redis_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blind index's old tokens cannot be recomputed after a key rotation: a missing
+    record of such a model's object is reported (even without an expiry) and reindex
+    writes it back; rotate_index_key then finds the object from it."""
+    from tests.keys import use_keys  # noqa: PLC0415
+
+    fernet = redmodel.codecs.FernetTransform.generate_key()
+    old = redmodel.generate_index_key()
+    use_keys(monkeypatch, fernet=[fernet], index=[old])
+
+    @redmodel.model(prefix="drpblind")
+    @attrs.define
+    class Secret:
+        kind: str = redmodel.field(index=True)
+        ssn: str | None = redmodel.field(codec="json|fernet", index="blind", default=None)
+        id: str = redmodel.key_field(generated=False)
+
+    assert spec_of(Secret).indexes.keeps_records
+    redis_client.flushall()
+    store = Store(redis_client)
+    store.save(Secret("a", ssn="123", id="1"))
+    key, eid, root = where(spec_of(Secret), "1")
+    redis_client.hdel(root + "rec", eid)
+    assert store.verify(Secret) == [
+        f"{key}: has no index record, which it must keep (its model has a blind index: a "
+        "key rotation finds its entries there): run store.reindex(Secret)"]
+    store.reindex(Secret, progress=False)
+    assert store.verify(Secret) == []
+    assert redis_client.hexists(root + "rec", eid)
+    use_keys(monkeypatch, fernet=[fernet], index=[redmodel.generate_index_key(), old])
+    assert store.rotate_index_key(Secret, progress=False) == 1
+    assert store.verify(Secret) == []
+    assert store.find(Secret, ssn="123").ids() == ["1"]
