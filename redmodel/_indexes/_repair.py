@@ -418,8 +418,10 @@ class _Repair:
         # (root, id) -> an object's own entries, where its record disagrees (verify pass 3
         # then judges entries by the object, not by the record)
         self.truth: dict[tuple[str, str], set[str]] = {}
-        # key -> whether the object had an expiry when pass 1 read it (the page's objects)
+        # key -> whether the object had an expiry, and whether it had a record (perhaps
+        # of no line), when pass 1 read it (the page's objects)
         self.expiring: dict[str, bool] = {}
+        self.recorded: dict[str, bool] = {}
 
     def wrong_type(self, key: str, actual: str, want: str) -> None:
         """A key of the wrong type: verify reports it (once) and skips it; reindex stops,
@@ -547,6 +549,7 @@ class _Repair:
         fields are still as read (the script checks them); one a writer changed meanwhile
         is read again, up to ``REREADS`` times, and then left to its writers (logged)."""
         self.expiring.clear()
+        self.recorded.clear()
         found, states = yield from self._read_objects(keys)
         n = len(found)
         if not self.fix:
@@ -598,8 +601,11 @@ class _Repair:
                                            problems=problems)
             for field, why in problems:
                 self.report(f"{key}: {field} cannot be indexed ({why})")
+            unread = heads[i][0][1] in self.bad  # the record hash is of the wrong type
             if not isinstance(record, (bytes, str)):
-                record = None  # the record hash is of the wrong type (reported)
+                record = None  # (reported: judged without it)
+            # (a record may hold no line; one that could not be read is not reported missing)
+            self.recorded[key] = record is not None or unread
             found.append((key, obj, entries, record_lines(record), heads[i][0]))
             if self.fix:
                 states.append(self.layout.indexed_state(raw))
@@ -782,13 +788,14 @@ class _Repair:
                             f"store.reindex({cls})")
                 continue
             ks = self.layout.index_keys(key)
-            if record and set(entries) != set(record):
+            has = self.recorded.get(key, False)
+            if has and set(entries) != set(record):
                 # a record, where present, is authoritative: the next write would take it
                 # for the object's old entries
                 self.truth[(ks[1][1], ks[1][0])] = set(entries)
                 self.report(f"{key}: its record of index entries does not match its values "
                             "(the next write would leave wrong entries behind)")
-            elif not record and self.keeps(key):
+            elif not has and self.keeps(key):
                 self.truth[(ks[1][1], ks[1][0])] = set(entries)
                 why = ("its model has a blind index: a key rotation finds its entries "
                        "there" if self.indexes.keeps_records else "it has an expiry: the "
