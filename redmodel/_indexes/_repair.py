@@ -1034,7 +1034,9 @@ class _Repair:
             if not pairs:
                 return fixed
             owners = [_text(v) if kind == "uq" else m for m, v in pairs]
-            own = yield from self._owners(root, owners)
+            fields = next((u.fields for u in self.indexes.uniques if u.name == name), ()) \
+                if kind == "uq" else (name,)
+            own = yield from self._owners(root, owners, fields)
             bad: list[tuple[str, Any, str]] = []
             for (member, extra), owner in zip(pairs, owners, strict=True):
                 lines, _ = own[owner]
@@ -1063,40 +1065,45 @@ class _Repair:
                         key, member, REREADS + 1)
         return fixed
 
-    def _owners(self, root: str, ids: Sequence[str]
+    def _owners(self, root: str, ids: Sequence[str], only: Sequence[str]
                 ) -> Plan[dict[str, tuple[set[str] | None, list[Any] | str]]]:
-        """id -> (the entries its object has, how a fix script judges it): its record
-        (``'r'``) where it has one; else the entries its stored fields compute to and
-        those fields (:meth:`HashLayout.indexed_state`), or no entries and ``'g'`` when the
-        object is gone, or None when it cannot be decoded. verify's pass 1 found the
-        record of some objects wrong or missing (``truth``): their own entries count."""
+        """id -> (the entries of ``only`` its object has, how a fix script judges it): its
+        record (``'r'``) where it has one; else the entries its stored fields compute to
+        and those fields (:meth:`HashLayout.indexed_state`), or no entries and ``'g'``
+        when the object is gone, or None when it cannot be decoded. The records and the
+        objects are read in one round trip. verify's pass 1 found the record of some
+        objects wrong or missing (``truth``): their own entries count."""
         prefix = root[: -len("%idx" + self.d)]
         unique = list(dict.fromkeys(ids))
-        replies = yield Batch([("HGET", root + "rec", i) for i in unique])
+        keys = [prefix + i for i in unique]
+        # (an object key of the wrong type answers an error: that object is left alone)
+        replies = yield Batch([("HGET", root + "rec", i) for i in unique] +
+                              [self.layout.read(k) for k in keys], keys=keys, errors=True)
         out: dict[str, tuple[set[str] | None, list[Any] | str]] = {}
-        derive = []
-        for i, r in zip(unique, replies, strict=True):
+        for i, k, r, raw in zip(unique, keys, replies[: len(unique)], replies[len(unique):],
+                                strict=True):
+            if isinstance(r, Exception):
+                raise r
             if (root, i) in self.truth:
                 out[i] = (self.truth[(root, i)], "r" if r is not None else "g")
-            elif r is not None:
+                continue
+            if r is not None:
                 out[i] = (set(record_lines(r)), "r")
-            else:
-                derive.append(i)
-        if derive:
-            keys = [prefix + i for i in derive]
-            objects = yield Batch([self.layout.read(k) for k in keys], keys=keys)
-            for i, k, raw in zip(derive, keys, objects, strict=True):
-                try:
-                    obj = self.layout.decode(k, unescape(i), raw)
-                except DecodeError:
-                    out[i] = (None, "g")
-                    continue
-                if obj is None:
-                    out[i] = (set(), "g")
-                    continue
-                entries = self.indexes.entries({n: getattr(obj, n) for n in
-                                                self.indexes.fields}, problems=[])
-                out[i] = (set(entries), self.layout.indexed_state(raw))
+                continue
+            if isinstance(raw, Exception):
+                out[i] = (None, "g")
+                continue
+            try:
+                obj = self.layout.decode(k, unescape(i), raw)
+            except DecodeError:
+                out[i] = (None, "g")
+                continue
+            if obj is None:
+                out[i] = (set(), "g")
+                continue
+            values = {n: getattr(obj, n) for n in self.indexes.fields}
+            out[i] = (set(self.indexes.entries(values, only=only, problems=[])),
+                      self.layout.indexed_state(raw))
         return out
 
     def _report_members(self, root: str, kind: str, name: str, value: str,
