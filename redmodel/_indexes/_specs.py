@@ -136,13 +136,6 @@ class IndexSpec:
     fields: dict[str, IndexedField]
     uniques: tuple[UniqueSpec, ...]
 
-    @property
-    def keeps_records(self) -> bool:
-        """Whether every object of the model keeps a stored index record (``<root>rec``):
-        True iff any index is blind (old tokens cannot be recomputed after a key rotation).
-        Other objects keep one only while they have an expiry (the sweep needs it)."""
-        return any(f.blind is not None for f in self.fields.values())
-
     def entries(self, values: dict[str, Any], only: Sequence[str] | None = None,
                 problems: list[tuple[str, str]] | None = None) -> list[str]:
         """Index entries of an object's values (all, or those involving ``only``).
