@@ -205,6 +205,15 @@ class IndexSpec:
             out += [f"{root}uq{d}{u.name}" for u in self.uniques if wanted.intersection(u.fields)]
         return out
 
+    @property
+    def keeps_records(self) -> bool:
+        """Whether every object of this model keeps a stored index record (``<root>rec``):
+        True iff any index is blind (an encrypted field's old tokens cannot be computed
+        again after a key rotation). Otherwise only an object with an expiry keeps one
+        (the sweep undoes its entries after its hash is gone); the others' entries are
+        what their stored fields compute to (derived)."""
+        return any(f.blind is not None for f in self.fields.values())
+
     def fields_text(self, name: str, value: Any) -> str:
         return self.fields[name].text(value)
 
