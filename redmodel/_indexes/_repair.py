@@ -52,6 +52,7 @@ from redmodel._indexes._writes import (
     Write,
     check,
     claim,
+    free_unheld,
     owners_gone,
     refusal,
     release,
@@ -324,6 +325,13 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
     passes = (fixer.convert, fixer.objects, fixer.records, fixer.entries)
     while state.phase < len(passes):
         name = PHASES[state.phase]
+        if name == "entries" and fixer.unnamed and "entries" in state.held:
+            # pass 2 of this run dropped objects gone without a record: their entries may
+            # be in the part of pass 3 the stopped run did, so pass 3 is done whole
+            del state.held["entries"]
+            log.warning("reindex %s: %d objects were deleted outside redmodel without an "
+                        "index record; their entries are found by the entries pass, which "
+                        "runs whole again", spec.name, fixer.unnamed)
         if not state.cursors and name in state.held:
             state.cursors = state.held.pop(name)
         done = [0]
@@ -422,6 +430,8 @@ class _Repair:
         # of no line), when pass 1 read it (the page's objects)
         self.expiring: dict[str, bool] = {}
         self.recorded: dict[str, bool] = {}
+        # objects pass 2 found gone without a record (their entries are pass 3's to find)
+        self.unnamed = 0
 
     def wrong_type(self, key: str, actual: str, want: str) -> None:
         """A key of the wrong type: verify reports it (once) and skips it; reindex stops,
@@ -647,10 +657,14 @@ class _Repair:
                 raise error
             if status(reply) == "REINDEX":
                 n = int(reply[1])
+                held = []
                 for line in reply[2 : 2 + n]:
                     _, name, value = _text(line).split(SEP, 2)
-                    self.report(f"{key}: {name}={unescape(value)!r} is held by another "
-                                "object too; that object keeps it")
+                    held.append((name, value))
+                if held:
+                    freed = yield from self._free(key, w, held)
+                    if freed:
+                        changed.append(key)  # written again, with the values given up
                 gone = released_lines(spec, reply[2 + n:])
                 if c is not None or gone:
                     after.append(self._after(key, w, c, gone))
@@ -659,6 +673,23 @@ class _Repair:
         if after:
             yield from gather(after)
         return changed
+
+    def _free(self, key: str, w: Write, held: Sequence[tuple[str, str]]) -> Plan[bool]:
+        """Unique values the index names another object as holding, which this object
+        holds too: each is given up by that object when its stored fields do not hold it
+        (judged on the object as ``get_by`` sees it, by a script that checks those fields
+        did not change meanwhile: the script's judgment by a record, or by the owner
+        merely existing when it keeps none, is not the last word). True when any was
+        given up (this object is then written again); the others are reported."""
+        freed = False
+        for name, value in held:
+            given = yield from free_unheld([(w, ["UNIQUE", name, value])])
+            if given:
+                freed = True
+            else:
+                self.report(f"{key}: {name}={unescape(value)!r} is held by another object "
+                            "too; that object keeps it")
+        return freed
 
     def _after(self, key: str, w: Write, c: Any, gone: list[tuple[str, str]]) -> Plan[None]:
         if c is not None:
@@ -882,6 +913,10 @@ class _Repair:
                                 "(deleted outside redmodel, restored from an older "
                                 "snapshot, or expired and not swept yet)")
             return len(gone)
+        # their entries no record names: pass 3 finds them (a resumed run redoes it whole)
+        self.unnamed += sum(1 for e, alive, r in zip(ids, replies[: len(ids)],
+                                                     replies[len(ids):], strict=True)
+                            if not alive and r is None)
         writes = []
         for e, record in gone:
             w = self.layout.write(prefix + e, "forget")
