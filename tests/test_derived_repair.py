@@ -402,3 +402,34 @@ def test_every_object_of_a_blind_indexed_model_must_keep_its_record(
     assert store.rotate_index_key(Secret, progress=False) == 1
     assert store.verify(Secret) == []
     assert store.find(Secret, ssn="123").ids() == ["1"]
+
+
+def test_a_resumed_reindex_redoes_its_entries_pass_for_a_recordless_raw_delete(
+        redis_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A run stopped in pass 3 left its progress; a record-less object is then deleted
+    behind redmodel's back. Its entries may lie in the part of pass 3 already done, so
+    the next run, whose pass 2 drops the object, does pass 3 whole: nothing of it stays."""
+    from redmodel._indexes import _repair  # noqa: PLC0415
+    from redmodel._plan import iterate_sync  # noqa: PLC0415
+
+    redis_client.flushall()
+    store = Store(redis_client)
+    Item = MODELS[0]
+    spec = spec_of(Item)
+    store.save_many([Item(f"c{i}", n=i, sku=f"S{i}", id=f"o{i}") for i in range(30)])
+    plan = _repair.reindex_plan(Item, 10, [None])
+    for item in iterate_sync(store._use(Item, plan), store._execute):
+        if isinstance(item, _repair.Progress) and item.phase == "entries":
+            break  # stopped in pass 3, past the keys of its first page
+    plan.close()
+    assert b'"phase": 3' in (redis_client.get(_repair.state_key(spec)) or b"")
+    for i in range(30):  # every key of pass 3 may be in the part done: delete them all
+        key, eid, root = where(spec, f"o{i}")
+        if i % 3 == 0:
+            redis_client.hdel(root + "rec", eid)
+            redis_client.delete(key)
+    assert store.reindex(Item, count=10, progress=False) == 20
+    assert "runs whole again" in caplog.text
+    assert store.verify(Item) == []
+    assert store.find(Item, tag="c0").ids() == [] and store.find(Item, n=3).ids() == []
+    assert store.get_by(Item, sku="S6") is None
