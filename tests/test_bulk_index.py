@@ -75,13 +75,11 @@ def one_at_a_time(store: redmodel.Store, objs: list[Any], chunk: int) -> set[str
         now = {i: o.sku for i, o in zip(IDS_ALL, store.get_many(cls, IDS_ALL), strict=True)
                if o is not None}  # type: ignore[arg-type]
         keep = []
-        # with claims, every object of the chunk claims before any is written: a value
-        # another id holds at the chunk's start is taken, even if that id gives it up
-        # later in the chunk (without claims the script judges each object in turn)
-        at_start = dict(now)
+        # each object is judged in turn, with and without claims: a value an earlier
+        # object of the chunk gave up is free for a later one (with claims the chunk is
+        # then sent in two parts, docs/queries.md), one still held is taken
         for o in part:
-            holders = at_start if claims else now
-            if o.sku is not None and any(s == o.sku and i != o.id for i, s in holders.items()):
+            if o.sku is not None and any(s == o.sku and i != o.id for i, s in now.items()):
                 continue  # refused
             now[o.id] = o.sku
             keep.append(o)

@@ -79,6 +79,9 @@ CONVERT = script("ids_convert")
 IDS = script("ids_read")
 DROP_CLAIM = script("claim_drop")
 
+MEND_STEP = 1000
+"""Members one step of mending the all-ids pages reads at most (docs/queries.md: no call
+reads more than about 1,000 members)."""
 SWEEP_STEP = 200
 """Expired ids one sweep call handles: each call's work stays bounded."""
 
@@ -497,9 +500,11 @@ class _Repair:
                                     f"answer IndexNotReadyError): run store.reindex({cls}) "
                                     "to convert it")
                 if keys[3] not in self.bad and keys[2] not in self.bad:
+                    yield from self.mend_pages(root, count)
+                if keys[3] not in self.bad and keys[2] not in self.bad:
                     counted = yield from self.count_ids(root, "count")
-                    if counted is not None and counted[0] != counted[1]:
-                        self.report(f"{keys[3]} holds {counted[1]}, but the all-ids pages "
+                    if counted is not None and str(counted[0]) != counted[1]:
+                        self.report(f"{keys[3]} holds {counted[1]!r}, but the all-ids pages "
                                     f"hold {counted[0]} ids (count() of every object "
                                     f"answers it): run store.reindex({cls})")
                 yield Emit([(str(tag), "", 0)])
@@ -511,20 +516,53 @@ class _Repair:
                     write=True, idempotent=True, keys=(keys[0],)))
                 reply = check(self.spec, keys[0], replies[0], "reindex (convert)")
                 left = int(reply[1])
+            yield from self.mend_pages(root, count)
             counted = yield from self.count_ids(root, "fix")
-            if counted is not None and counted[0] != counted[1]:
-                self.report(f"{keys[3]} held {counted[1]} where the all-ids pages hold "
+            if counted is not None and str(counted[0]) != counted[1]:
+                self.report(f"{keys[3]} held {counted[1]!r} where the all-ids pages hold "
                             f"{counted[0]} ids: set right")
             yield Emit([(str(tag), "", 0)])
+
+    def mend_pages(self, root: str, count: int) -> Plan[None]:
+        """The pages of a bucket against their directory, a bounded step at a time
+        (ids_mend of ids_lib.lua): verify reports each damage, reindex mends it (bounds
+        without a page, ids outside their page's bounds or in two pages, oversized pages,
+        scores other than 0)."""
+        keys = self.ids_keys(root)
+        mode = "mend" if self.fix else "check"
+        budget = max(64, min(count, MEND_STEP))
+        start = "-"
+        cls = self.spec.cls.__name__
+        tail = ": set right" if self.fix else f": run store.reindex({cls})"
+        while True:
+            replies = yield from _ask(Batch(
+                [CONVERT.call(keys, [mode, self.d, start, budget])],
+                write=self.fix, idempotent=True, keys=(keys[2],)))
+            reply = replies[0]
+            if status(reply) == "WRONGTYPE":
+                if self.fix:
+                    check(self.spec, _text(reply[1]), reply, "reindex (pages)")
+                self.wrong_type(_text(reply[1]), _text(reply[2]), _text(reply[3]))
+                return
+            reply = check(self.spec, keys[2], reply, f"{mode} (pages)")
+            found = reply[3:]
+            for at in range(0, len(found), 4):
+                kind, key = _text(found[at]), _text(found[at + 1])
+                n, sample = int(found[at + 2]), _text(found[at + 3])
+                self.report(_damage(kind, key, n, sample) + tail)
+            if int(reply[1]) == 1:
+                return
+            start = _text(reply[2])
 
     def ids_keys(self, root: str) -> list[str]:
         """The keys of ids_convert.lua: the old all-ids index, the spare key an interrupted
         conversion of an older version left, the directory of the pages, their count."""
         return [root + "all", root + "all" + self.d + "old", root + "ids", root + "idn"]
 
-    def count_ids(self, root: str, mode: str) -> Plan[tuple[int, int] | None]:
-        """(ids the pages hold, the count recorded) of a bucket; ``fix`` also sets the
-        count right. None when verify found a key of the wrong type (reported)."""
+    def count_ids(self, root: str, mode: str) -> Plan[tuple[int, str] | None]:
+        """(ids the pages hold, the count's text) of a bucket; ``fix`` also sets the
+        count right (over a count holding no integer >= 0 too). None when verify found a
+        key of the wrong type (reported)."""
         keys = self.ids_keys(root)
         replies = yield from _ask(Batch([CONVERT.call(keys, [mode, self.d])],
                                         write=mode == "fix", idempotent=True,
@@ -535,7 +573,7 @@ class _Repair:
                 check(self.spec, keys[3], reply, "reindex (count)")
             self.wrong_type(_text(reply[1]), _text(reply[2]), _text(reply[3]))
             return None
-        return int(reply[1]), int(reply[2])
+        return int(reply[1]), _text(reply[2])
 
     # ---- pass 1: every object against its entries -------------------------------------------
 
@@ -919,7 +957,9 @@ class _Repair:
                             if not alive and r is None)
         writes = []
         for e, record in gone:
-            w = self.layout.write(prefix + e, "forget")
+            # forgotten in this bucket (tag), where it was found: an id of another bucket
+            # planted here leaves this bucket's keys only, never its own bucket's
+            w = self.layout.write(prefix + e, "forget", tag=tag)
             w.declare_lines(record)
             writes.append(w)
         replies = yield from run_writes(writes, idempotent=True, hints=None,
@@ -1007,11 +1047,23 @@ class _Repair:
             self.wrong_type(dir_key, kind, "zset")
             return 0
         replies = yield Batch([("ZSCORE", dir_key, bound)], keys=(dir_key,))
-        if replies[0] is None:
+        if replies[0] is not None or (bound == "" and not self.fix):
+            return 0  # the first page, lookups read it even unlisted (pass 0 reports it)
+        if not self.fix:
             self.report(f"{key}: named like a page of the all-ids index, but the index's "
-                        f"directory {dir_key} does not list it (written outside redmodel?): "
-                        "delete it if nothing else uses it")
-        return 0
+                        f"directory {dir_key} does not list it (written outside redmodel?; "
+                        "no lookup or walk reads it): delete it if nothing else uses it, "
+                        f"or run store.reindex({self.spec.cls.__name__})")
+            return 0
+        # reindex: nothing reads it, and the objects pass put every existing object's id
+        # into the pages the directory lists: deleted (if still not listed)
+        keys = self.ids_keys(root)
+        replies = yield Batch([CONVERT.call(keys, ["drop", d, bound])], write=True,
+                              idempotent=True, keys=(dir_key,))
+        reply = check(self.spec, key, replies[0], "reindex (pages)")
+        if int(reply[1]):
+            self.report(f"{key}: a page the directory {dir_key} does not list: deleted")
+        return int(reply[1])
 
     def index_key(self, key: str, count: int) -> Plan[int]:
         parsed = self._parse(key)
@@ -1250,6 +1302,26 @@ class _Repair:
         yield from run([[v, m] if g else [v, m, raw]
                         for ((v, raw, _), m), g in zip(marked, gone, strict=True)])
         return [c for (c, _), g in zip(marked, gone, strict=True) if g]
+
+
+def _damage(kind: str, key: str, n: int, sample: str) -> str:
+    """A damage of the all-ids pages (ids_mend of ids_lib.lua) in words."""
+    if kind == "score":
+        return (f"{key}: {n} member(s) with a score other than 0 (e.g. {sample!r}; written "
+                "outside redmodel): the byte order of the ids needs every score 0")
+    if kind == "nofirst":
+        where = f"it starts at {sample!r}" if sample else "it is empty, the first page is not"
+        return (f"{key} does not list the first page's bound '' ({where}; written outside "
+                "redmodel)")
+    if kind == "nopage":
+        return (f"{key} lists the bound {sample!r}, but its page does not exist (written "
+                "outside redmodel): the ids of its range are looked for where they are not")
+    if kind == "outside":
+        return (f"{key} holds {n} id(s) outside its bounds (e.g. {sample!r}; a directory or "
+                "page written outside redmodel): lookups miss them, walks answer them out "
+                "of order or twice, count() counts them twice")
+    return (f"{key} holds {n} ids, more than a page's 64 (written outside redmodel): "
+            "writes into it move its ids by thousands")
 
 
 def _pairs(items: Any) -> list[tuple[Any, Any]]:

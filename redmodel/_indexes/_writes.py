@@ -238,6 +238,13 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
             f"{', ...' if len(reply) > 6 else ''}); {IN_EXEC}. It knows what its own "
             "queued writes leave; this happens when a raw command (tx.command) of the same "
             "transaction changed an indexed field")
+    if word == "PINNED":
+        stored = _text(reply[1]) if len(reply) > 1 else "?"
+        return ConflictError(
+            f"{what}: the field {(fields or {}).get(stored, stored)!r} of {key} stayed pinned "
+            f"by another increment (one whose reply was lost, resent by its client) for "
+            f"{PIN_WAIT} s, longer than any such resend takes; nothing of this object was "
+            "written, so calling again is safe", attempts=KEY_ROUNDS, keys=(key,))
     if word == "KEYS":
         return ConflictError(
             f"{what}: the keys of {key} (its index entries, or its leaves in the flat "
@@ -677,7 +684,7 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
     pinned_until: float | None = None  # when waiting on pins stops (time.monotonic())
     waits = 0  # pinned rounds in a row (the pause before the next send: PIN_PAUSES)
     while rounds < KEY_ROUNDS + len(items):
-        pinned = False
+        pins: dict[int, Any] = {}  # this round's PINNED answers (each names its field)
         alone = [i for i in todo if i in single]
         held_back = alone[1:] if batched else []
         sent = [i for i in todo if i not in held_back] if held_back else todo
@@ -699,7 +706,7 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                     again.append(i)
                     continue
                 if status(r) == "PINNED" and hints is None:
-                    pinned = True
+                    pins[i] = r
                     again.append(i)  # another increment's resend is about to land: wait
                     continue
                 need = needed_keys(r) if isinstance(item, Write) else None
@@ -714,15 +721,16 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         if not again:
             return replies
         todo = sorted(again)
-        waits = waits + 1 if pinned else 0
-        if pinned:
+        waits = waits + 1 if pins else 0
+        if pins:
             pinned_until = pinned_until or time.monotonic() + PIN_WAIT
             if time.monotonic() >= pinned_until:  # pinned longer than any pin lasts
                 break
         else:
             rounds += 1
-    for i in todo:  # still asking: its reply (a KEYS refusal) says nothing was written
-        replies[i] = ["KEYS"]
+    for i in todo:  # still asking: its reply (a KEYS refusal, or the field still pinned
+        # when waiting on pins stopped) says nothing was written
+        replies[i] = pins.get(i, ["KEYS"])
     return replies
 
 

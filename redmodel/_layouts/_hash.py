@@ -312,12 +312,15 @@ class HashLayout:
 
     # ---- indexed writes -------------------------------------------------------------
 
-    def index_keys(self, key: str) -> tuple[list[str], list[Any]]:
-        """KEYS and the first ARGV of the index write script for the object at ``key``."""
+    def index_keys(self, key: str, tag: str | None = None) -> tuple[list[str], list[Any]]:
+        """KEYS and the first ARGV of the index write script for the object at ``key``;
+        ``tag``: the bucket (default: the id's own; repair names the bucket whose index
+        keys hold a stray id of another bucket, to forget it there and only there)."""
         spec = self.spec
         text = spec.id_of_key(key)
         assert text is not None
-        tag = spec.tag_of(text)
+        if tag is None:
+            tag = spec.tag_of(text)
         root = spec.index_root(tag)
         eid = key[len(spec.object_prefix(tag)):]
         # the fixed keys (FIXED_KEYS of _writes): the object, its bucket's record, all-ids
@@ -327,13 +330,14 @@ class HashLayout:
 
     def write(self, key: str, mode: str, ttl: str = "", changed: str = "",
               entries: Sequence[str] = (), data: Sequence[Any] = (),
-              only: Sequence[str] | None = None) -> Write:
+              only: Sequence[str] | None = None, tag: str | None = None) -> Write:
         """One index write script call, declaring the keys of ``entries`` and the index
-        keys whose names do not depend on a value (of every field, or of ``only``)."""
+        keys whose names do not depend on a value (of every field, or of ``only``);
+        ``tag`` as for :meth:`index_keys`."""
         spec = self.spec
         indexes = spec.indexes
         assert indexes is not None
-        keys, head = self.index_keys(key)
+        keys, head = self.index_keys(key, tag)
         root, d, claims = head[1], spec.delimiter, spec.claims
         if only is None:
             found = self._constant.get(root)

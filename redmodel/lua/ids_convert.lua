@@ -6,7 +6,10 @@
 --
 -- KEYS: all, spare, ids (the directory), idn (the count). Page keys are under the same
 --   root (root = ids without 'ids'): the one amendment of "every key in KEYS".
--- ARGV: mode ('move' | 'count' | 'fix'), the delimiter, then for 'move' how many ids per step.
+-- ARGV: mode ('move' | 'count' | 'fix' | 'check' | 'mend' | 'drop'), the delimiter, then for
+--   'move' how many ids per step; for 'check' / 'mend' the start and the budget of one
+--   step of ids_mend (ids_lib.lua); for 'drop' the bound of a page the directory does not
+--   list.
 --
 -- 'move': moves up to n ids of spare, then of all, into the pages: each id is added to the
 --   pages (nothing when it is there already: a write since the upgrade put it there) and
@@ -18,8 +21,13 @@
 --   checked in the plan of its id, before that id's write (a planted key there refuses the
 --   step with the earlier ids of it moved whole).
 -- 'count' / 'fix': the number of ids of every page against the count: {'COUNT', counted,
---   recorded}; 'fix' also writes the counted number when they differ. One call reads the
---   size of every page (about 1 command per 64 ids of the bucket).
+--   recorded (the count's text, '0' when absent)}; 'fix' also writes the counted number
+--   when they differ, over a count holding no integer >= 0 too (a STRING under the index
+--   root is redmodel's: this is its repair; writes refuse such a count, naming it). One
+--   call reads the size of every page (about 1 command per 64 ids of the bucket).
+-- 'check' / 'mend': one bounded step of verifying / mending the pages (ids_mend).
+-- 'drop': deletes a key named like a page that the directory does not list: {'DROPPED', n}.
+-- 'move' and 'mend' count the pages first when the count holds no integer >= 0.
 -- Refusals: {'WRONGTYPE', key, type, expected}, {'BADARG', what}.
 local all, spare, dir, cnt = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local mode, d = ARGV[1], ARGV[2]
@@ -34,24 +42,50 @@ end
 
 local _, bad = typed_as(dir, 'zset')
 if bad then return bad end
-bad = ids_check_count(root)
+_, bad = typed_as(cnt, 'string')
 if bad then return bad end
 
-if mode == 'count' or mode == 'fix' then
+-- the ids of every page counted, against the count's text ('0' when absent); fix: the
+-- count set to the number counted (also over a count that holds no integer >= 0: a
+-- STRING under the index root is redmodel's, and this is its repair)
+local function recount(fix)
   local total = 0
   for _, bound in ipairs(redis.call('ZRANGE', dir, 0, -1)) do
-    local page = ids_page(root, d, bound)
     local n
-    n, bad = ids_read('zset', 'ZCARD', page)
-    if bad then return bad end
+    n, bad = ids_read('zset', 'ZCARD', ids_page(root, d, bound))
+    if bad then return nil, nil, bad end
     total = total + n
   end
-  local recorded = tonumber(redis.call('GET', cnt) or '0')
-  if mode == 'fix' and recorded ~= total then
+  local recorded = redis.call('GET', cnt) or '0'
+  if fix and recorded ~= tostring(total) then
     if total == 0 then redis.call('DEL', cnt) else redis.call('SET', cnt, total) end
   end
+  return total, recorded
+end
+
+if mode == 'count' or mode == 'fix' then
+  local total, recorded
+  total, recorded, bad = recount(mode == 'fix')
+  if bad then return bad end
   return {'COUNT', total, recorded}
 end
+if mode == 'check' then return ids_mend(root, d, false, ARGV[3], tonumber(ARGV[4])) end
+if mode == 'drop' then
+  -- a key named like a page that the directory does not list: never read by anything (its
+  -- ids are looked for in the pages the directory lists), deleted
+  if redis.call('ZSCORE', dir, ARGV[3]) then return {'DROPPED', 0} end
+  local page = ids_page(root, d, ARGV[3])
+  _, bad = typed_as(page, 'zset')
+  if bad then return bad end
+  return {'DROPPED', redis.call('DEL', page)}
+end
+-- the steps below write through ids_lib, which refuses a count holding no integer >= 0:
+-- it is counted again first
+if ids_check_count(root) then
+  _, _, bad = recount(true)
+  if bad then return bad end
+end
+if mode == 'mend' then return ids_mend(root, d, true, ARGV[3], tonumber(ARGV[4])) end
 if mode ~= 'move' then return {'BADARG', 'mode'} end
 local n = tonumber(ARGV[3])
 if n == nil or n < 1 or n ~= math.floor(n) then return {'BADARG', 'count'} end

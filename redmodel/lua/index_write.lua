@@ -102,7 +102,7 @@ if mode == 'incr' and PIN ~= '' then
       if cur then
         local owner, at = string.match(cur, '^(.*)\31(%d+)$')
         if owner ~= PIN and at and now - tonumber(at) < PIN_MS and now >= tonumber(at) then
-          return {'PINNED'}
+          return {'PINNED', names[i][1]}
         end
       end
     end
