@@ -317,7 +317,8 @@ def test_drop_index_removes_its_entries_records_and_state(any_store: Any) -> Non
     price = "price: float = redmodel.field(default=0.0, index='range')"
     both = item(options=INDEXED, name_options=" = redmodel.field(index=True)", price=price)
     objs = [both(f"n{i % 3}", float(i)) for i in range(9)]
-    any_store.save_many(objs)
+    any_store.save_many(objs[3:])
+    any_store.save_many(objs[:3], ttl=600)  # these keep an index record (the others need not)
     client = any_store.client
     priced = item(options=INDEXED, price=price)  # the index on name removed from the model
     with pytest.raises(redmodel.ValidationError, match="still declares"):
@@ -328,7 +329,8 @@ def test_drop_index_removes_its_entries_records_and_state(any_store: Any) -> Non
     assert any_store.drop_index(priced, "name") >= 3  # a set per value and bucket
     assert _all_keys(client, "item*eq:name:*") == []
     records = [v for k in _all_keys(client, "item*%idx:rec") for v in client.hvals(k)]
-    assert len(records) == 9 and not any(b"\x1fname\x1f" in v for v in records)
+    # the records that exist lose the field's lines (an object without one has none to lose)
+    assert len(records) >= 3 and not any(b"\x1fname\x1f" in v for v in records)
     assert all(b"\x1fprice\x1f" in v for v in records)
     assert "index:name" not in registry(client)
     assert any_store.verify(priced) == []

@@ -5,12 +5,20 @@ stored objects in both directions.
 ``verify`` and ``reindex`` walk the same three passes:
 
 1. **objects** (a SCAN of the model's object keys on every primary): each object's entries,
-   computed from its stored values, against its record and the index keys;
+   computed from its stored values, against the index keys and its record where it has
+   one (a missing record is damage only for an object that must keep one: it has an
+   expiry, or its model a blind index; REC-CONTRACT section 1);
 2. **records** (per bucket: the record hash, the all-ids pages and expiry set): ids the index
    knows whose object does not exist (a raw ``DEL``, a restore from an old snapshot, an
    expiry not swept yet);
 3. **entries** (a SCAN of the index keys): members of equality sets, range sets and unique
-   hashes that no object's record holds.
+   hashes that their object does not produce: judged by its record where it has one
+   (authoritative), else by what its stored fields compute to (a gone object produces
+   none), never by "no record, so stale".
+
+An object without a record that was deleted behind redmodel's back leaves entries no
+record names: pass 2 finds its id (in the all-ids pages) and pass 3 its entries, by the
+id they hold (the decided trade: ``store.delete`` of such an id cannot name them).
 
 ``verify`` reports each disagreement in words; ``reindex`` fixes it (each fix a script
 that checks again before it writes, so a concurrent write is never undone), converts the
@@ -44,6 +52,7 @@ from redmodel._indexes._writes import (
     Write,
     check,
     claim,
+    free_unheld,
     owners_gone,
     refusal,
     release,
@@ -319,6 +328,13 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
     passes = (fixer.convert, fixer.objects, fixer.records, fixer.entries)
     while state.phase < len(passes):
         name = PHASES[state.phase]
+        if name == "entries" and fixer.unnamed and "entries" in state.held:
+            # pass 2 of this run dropped objects gone without a record: their entries may
+            # be in the part of pass 3 the stopped run did, so pass 3 is done whole
+            del state.held["entries"]
+            log.warning("reindex %s: %d objects were deleted outside redmodel without an "
+                        "index record; their entries are found by the entries pass, which "
+                        "runs whole again", spec.name, fixer.unnamed)
         if not state.cursors and name in state.held:
             state.cursors = state.held.pop(name)
         done = [0]
@@ -413,6 +429,12 @@ class _Repair:
         # (root, id) -> an object's own entries, where its record disagrees (verify pass 3
         # then judges entries by the object, not by the record)
         self.truth: dict[tuple[str, str], set[str]] = {}
+        # key -> whether the object had an expiry, and whether it had a record (perhaps
+        # of no line), when pass 1 read it (the page's objects)
+        self.expiring: dict[str, bool] = {}
+        self.recorded: dict[str, bool] = {}
+        # objects pass 2 found gone without a record (their entries are pass 3's to find)
+        self.unnamed = 0
 
     def wrong_type(self, key: str, actual: str, want: str) -> None:
         """A key of the wrong type: verify reports it (once) and skips it; reindex stops,
@@ -574,6 +596,8 @@ class _Repair:
         returns how many exist. A rebuild writes an object's entries only if its indexed
         fields are still as read (the script checks them); one a writer changed meanwhile
         is read again, up to ``REREADS`` times, and then left to its writers (logged)."""
+        self.expiring.clear()
+        self.recorded.clear()
         found, states = yield from self._read_objects(keys)
         n = len(found)
         if not self.fix:
@@ -603,11 +627,15 @@ class _Repair:
         cmds: list[Any] = [self.layout.read(k) for k in keys]
         cmds += [("HGET", ks[1], head[0]) if ks[1] not in self.bad else ("EXISTS", ks[1])
                  for ks, head in heads]
+        cmds += [("PTTL", k) for k in keys]
         replies = yield Batch(cmds, keys=list(keys))
         found: list[tuple[str, Any, list[str], list[str], list[str]]] = []
         states: list[list[Any]] = []
         for i, key in enumerate(keys):
             raw, record = replies[i], replies[len(keys) + i]
+            # an object with an expiry keeps a record (the sweep undoes its entries from
+            # it once its hash is gone), as does every object of a model with a blind index
+            self.expiring[key] = int(replies[2 * len(keys) + i]) >= 0
             eid = heads[i][1][0]
             try:
                 obj = self.layout.decode(key, unescape(eid), raw)
@@ -621,8 +649,11 @@ class _Repair:
                                            problems=problems)
             for field, why in problems:
                 self.report(f"{key}: {field} cannot be indexed ({why})")
+            unread = heads[i][0][1] in self.bad  # the record hash is of the wrong type
             if not isinstance(record, (bytes, str)):
-                record = None  # the record hash is of the wrong type (reported)
+                record = None  # (reported: judged without it)
+            # (a record may hold no line; one that could not be read is not reported missing)
+            self.recorded[key] = record is not None or unread
             found.append((key, obj, entries, record_lines(record), heads[i][0]))
             if self.fix:
                 states.append(self.layout.indexed_state(raw))
@@ -664,10 +695,14 @@ class _Repair:
                 raise error
             if status(reply) == "REINDEX":
                 n = int(reply[1])
+                held = []
                 for line in reply[2 : 2 + n]:
                     _, name, value = _text(line).split(SEP, 2)
-                    self.report(f"{key}: {name}={unescape(value)!r} is held by another "
-                                "object too; that object keeps it")
+                    held.append((name, value))
+                if held:
+                    freed = yield from self._free(key, w, held)
+                    if freed:
+                        changed.append(key)  # written again, with the values given up
                 gone = released_lines(spec, reply[2 + n:])
                 if c is not None or gone:
                     after.append(self._after(key, w, c, gone))
@@ -676,6 +711,23 @@ class _Repair:
         if after:
             yield from gather(after)
         return changed
+
+    def _free(self, key: str, w: Write, held: Sequence[tuple[str, str]]) -> Plan[bool]:
+        """Unique values the index names another object as holding, which this object
+        holds too: each is given up by that object when its stored fields do not hold it
+        (judged on the object as ``get_by`` sees it, by a script that checks those fields
+        did not change meanwhile: the script's judgment by a record, or by the owner
+        merely existing when it keeps none, is not the last word). True when any was
+        given up (this object is then written again); the others are reported."""
+        freed = False
+        for name, value in held:
+            given = yield from free_unheld([(w, ["UNIQUE", name, value])])
+            if given:
+                freed = True
+            else:
+                self.report(f"{key}: {name}={unescape(value)!r} is held by another object "
+                            "too; that object keeps it")
+        return freed
 
     def _after(self, key: str, w: Write, c: Any, gone: list[tuple[str, str]]) -> Plan[None]:
         if c is not None:
@@ -804,13 +856,30 @@ class _Repair:
                             f"{len(entries)} entries, not in the all-ids index): run "
                             f"store.reindex({cls})")
                 continue
-            if set(entries) != set(record):
-                ks = self.layout.index_keys(key)
+            ks = self.layout.index_keys(key)
+            has = self.recorded.get(key, False)
+            if has and set(entries) != set(record):
+                # a record, where present, is authoritative: the next write would take it
+                # for the object's old entries
                 self.truth[(ks[1][1], ks[1][0])] = set(entries)
                 self.report(f"{key}: its record of index entries does not match its values "
                             "(the next write would leave wrong entries behind)")
+            elif not has and self.keeps(key):
+                self.truth[(ks[1][1], ks[1][0])] = set(entries)
+                why = ("its model has a blind index: a key rotation finds its entries "
+                       "there" if self.indexes.keeps_records else "it has an expiry: the "
+                       "sweep drops its entries from the record once it is gone")
+                self.report(f"{key}: has no index record, which it must keep ({why}): run "
+                            f"store.reindex({cls})")
             for text in per[i]:
                 self.report(text)
+
+    def keeps(self, key: str) -> bool:
+        """Whether the object at ``key`` (read by pass 1) must keep a stored index record:
+        its model has a blind index, or it has an expiry (REC-CONTRACT section 1). Any
+        other object's entries are what its stored fields compute to; a record it still
+        has (written by an older version) is used by its next write and dropped then."""
+        return self.indexes.keeps_records or self.expiring.get(key, False)
 
     # ---- pass 2: ids the index knows whose object is gone -----------------------------------
 
@@ -882,6 +951,10 @@ class _Repair:
                                 "(deleted outside redmodel, restored from an older "
                                 "snapshot, or expired and not swept yet)")
             return len(gone)
+        # their entries no record names: pass 3 finds them (a resumed run redoes it whole)
+        self.unnamed += sum(1 for e, alive, r in zip(ids, replies[: len(ids)],
+                                                     replies[len(ids):], strict=True)
+                            if not alive and r is None)
         writes = []
         for e, record in gone:
             # forgotten in this bucket (tag), where it was found: an id of another bucket
@@ -1035,64 +1108,144 @@ class _Repair:
 
     def members(self, root: str, kind: str, name: str, value: str, key: str,
                 items: Any) -> Plan[int]:
+        """Check (verify) or fix (reindex) one page of an index key's members against the
+        entries of their objects: the record where one exists, else what the object's
+        stored fields compute to (a gone object produces none). A fix whose object a
+        writer changed since it was read is judged again, up to ``REREADS`` times."""
         if kind == "eq":
             pairs = [(_text(m), None) for m in items]
         else:
             pairs = [(_text(m), v) for m, v in _pairs(items)]
-        if not pairs:
-            return 0
-        if kind == "uq":  # value -> owner
-            owners = [_text(v) for _, v in pairs]
-            ids = owners
-        else:
-            ids = [m for m, _ in pairs]
-        replies = yield Batch([("HGET", root + "rec", i) for i in ids])
-        records = {i: self.truth[(root, i)] if (root, i) in self.truth else
-                   set(record_lines(r)) for i, r in zip(ids, replies, strict=True)}
-        bad: list[tuple[str, Any]] = []
-        for (member, extra), owner in zip(pairs, ids, strict=True):
-            if kind == "eq":
-                ok = f"e{SEP}{name}{SEP}{value}" in records[owner]
-            elif kind == "rng":
-                mine = [line for line in records[owner] if line.startswith(f"r{SEP}{name}{SEP}")]
-                ok = any(float(line.split(SEP, 2)[2]) == float(_text(extra)) for line in mine)
-            else:
-                ok = f"u{SEP}{name}{SEP}{member}" in records[owner]
-            if not ok:
-                bad.append((member, extra))
-        if not bad:
-            return 0
-        prefix = root[: -len("%idx" + self.d)]
-        if not self.fix:
-            owners = [m if kind != "uq" else _text(v) for m, v in bad]
-            alive = yield Batch([("EXISTS", prefix + o) for o in owners])
-            for (member, extra), owner, live in zip(bad, owners, alive, strict=True):
-                obj = f"{prefix}{owner}"
+        fixed = 0
+        for _ in range(REREADS + 1):
+            if not pairs:
+                return fixed
+            owners = [_text(v) if kind == "uq" else m for m, v in pairs]
+            fields = next((u.fields for u in self.indexes.uniques if u.name == name), ()) \
+                if kind == "uq" else (name,)
+            own = yield from self._owners(root, owners, fields)
+            bad: list[tuple[str, Any, str]] = []
+            for (member, extra), owner in zip(pairs, owners, strict=True):
+                lines, _ = own[owner]
+                if lines is None:
+                    continue  # its object cannot be decoded (pass 1 reports it): left alone
                 if kind == "eq":
-                    why = f"whose {name} is not {unescape(value)!r}" if live else \
-                        "which does not exist"
-                    self.report(f"the equality index {name}={unescape(value)!r} lists {obj}, "
-                                f"{why}")
+                    ok = f"e{SEP}{name}{SEP}{value}" in lines
                 elif kind == "rng":
-                    why = f"whose {name} is not {_text(extra)}" if live else \
-                        "which does not exist"
-                    self.report(f"the range index {name} lists {obj} at {_text(extra)}, "
-                                f"{why}")
+                    mine = [ln for ln in lines if ln.startswith(f"r{SEP}{name}{SEP}")]
+                    ok = any(float(ln.split(SEP, 2)[2]) == float(_text(extra)) for ln in mine)
                 else:
-                    why = "which does not hold that value" if live else "which does not exist"
-                    self.report(f"the unique index {name}={unescape(member)!r} points at "
-                                f"{obj}, {why}")
-            return len(bad)
-        if kind == "eq":
-            args = ["eq", name, value, *[m for m, _ in bad]]
-        elif kind == "rng":
-            args = ["rng", name, *[m for m, _ in bad]]
-        else:
-            args = ["uq", name, *[x for m, v in bad for x in (m, _text(v))]]
-        replies = yield Batch([FIX.call([key, root + "rec"], args)], write=True,
-                              idempotent=True, keys=(key,))
-        check(self.spec, key, replies[0], f"reindex {self.spec.name}")
-        return int(replies[0][1])
+                    ok = f"u{SEP}{name}{SEP}{member}" in lines
+                if not ok:
+                    bad.append((member, extra, owner))
+            if not bad:
+                return fixed
+            if not self.fix:
+                yield from self._report_members(root, kind, name, value, bad, own)
+                return len(bad)
+            done, again = yield from self._fix_members(root, kind, name, value, key, bad, own)
+            fixed += done
+            pairs = [(m, x) for m, x, o in bad if (o if kind != "uq" else m) in again]
+        for member, _ in pairs:
+            log.warning("reindex %s: %s: the object behind %r changed between each of %d "
+                        "reads and its fix; left as its writers keep it", self.spec.name,
+                        key, member, REREADS + 1)
+        return fixed
+
+    def _owners(self, root: str, ids: Sequence[str], only: Sequence[str]
+                ) -> Plan[dict[str, tuple[set[str] | None, list[Any] | str]]]:
+        """id -> (the entries of ``only`` its object has, how a fix script judges it): its
+        record (``'r'``) where it has one; else the entries its stored fields compute to
+        and those fields (:meth:`HashLayout.indexed_state`), or no entries and ``'g'``
+        when the object is gone, or None when it cannot be decoded. The records and the
+        objects are read in one round trip. verify's pass 1 found the record of some
+        objects wrong or missing (``truth``): their own entries count."""
+        prefix = root[: -len("%idx" + self.d)]
+        unique = list(dict.fromkeys(ids))
+        keys = [prefix + i for i in unique]
+        # (an object key of the wrong type answers an error: that object is left alone)
+        replies = yield Batch([("HGET", root + "rec", i) for i in unique] +
+                              [self.layout.read(k) for k in keys], keys=keys, errors=True)
+        out: dict[str, tuple[set[str] | None, list[Any] | str]] = {}
+        for i, k, r, raw in zip(unique, keys, replies[: len(unique)], replies[len(unique):],
+                                strict=True):
+            if isinstance(r, Exception):
+                raise r
+            if (root, i) in self.truth:
+                out[i] = (self.truth[(root, i)], "r" if r is not None else "g")
+                continue
+            if r is not None:
+                out[i] = (set(record_lines(r)), "r")
+                continue
+            if isinstance(raw, Exception):
+                out[i] = (None, "g")
+                continue
+            try:
+                obj = self.layout.decode(k, unescape(i), raw)
+            except DecodeError:
+                out[i] = (None, "g")
+                continue
+            if obj is None:
+                out[i] = (set(), "g")
+                continue
+            values = {n: getattr(obj, n) for n in self.indexes.fields}
+            out[i] = (set(self.indexes.entries(values, only=only, problems=[])),
+                      self.layout.indexed_state(raw))
+        return out
+
+    def _report_members(self, root: str, kind: str, name: str, value: str,
+                        bad: Sequence[tuple[str, Any, str]],
+                        own: dict[str, tuple[set[str] | None, list[Any] | str]]
+                        ) -> Plan[None]:
+        prefix = root[: -len("%idx" + self.d)]
+        owners = [o for _, _, o in bad]
+        alive = yield Batch([("EXISTS", prefix + o) for o in owners])
+        for (member, extra, owner), live in zip(bad, alive, strict=True):
+            obj = f"{prefix}{owner}"
+            if not live and obj in self.gone:
+                continue  # pass 2 reported it gone (a raw DEL): what it left goes with it
+            if kind == "eq":
+                why = f"whose {name} is not {unescape(value)!r}" if live else \
+                    "which does not exist"
+                self.report(f"the equality index {name}={unescape(value)!r} lists {obj}, "
+                            f"{why}")
+            elif kind == "rng":
+                why = f"whose {name} is not {_text(extra)}" if live else \
+                    "which does not exist"
+                self.report(f"the range index {name} lists {obj} at {_text(extra)}, {why}")
+            else:
+                why = "which does not hold that value" if live else "which does not exist"
+                self.report(f"the unique index {name}={unescape(member)!r} points at "
+                            f"{obj}, {why}")
+
+    def _fix_members(self, root: str, kind: str, name: str, value: str, key: str,
+                     bad: Sequence[tuple[str, Any, str]],
+                     own: dict[str, tuple[set[str] | None, list[Any] | str]]
+                     ) -> Plan[tuple[int, set[str]]]:
+        """One index_fix.lua call for these members: (how many it changed, the members
+        left because their object changed since it was read: ids, values for ``uq``)."""
+        prefix = root[: -len("%idx" + self.d)]
+        objs: dict[str, None] = {}
+        args: list[Any] = []
+        for member, _, owner in bad:
+            lines, state = own[owner]
+            if state != "r":
+                objs[prefix + owner] = None
+            if kind == "eq":
+                args.append(member)
+            elif kind == "rng":
+                score = next((ln.split(SEP, 2)[2] for ln in (lines or ())
+                              if ln.startswith(f"r{SEP}{name}{SEP}")), "")
+                args += [member, score if isinstance(state, list) else ""]
+            else:
+                args += [member, owner]
+            args += [state] if isinstance(state, str) else state
+        head = {"eq": ["eq", name, value, prefix], "rng": ["rng", name, prefix],
+                "uq": ["uq", name, prefix]}[kind]
+        replies = yield Batch([FIX.call([key, root + "rec", *objs], [*head, *args])],
+                              write=True, idempotent=True, keys=(key,))
+        reply = check(self.spec, key, replies[0], f"reindex {self.spec.name}")
+        return int(reply[1]), {_text(x) for x in reply[2:]}
 
     def claims_key(self, key: str, name: str, count: int) -> Plan[int]:
         """Claims (bucketed models): a claim confirmed, or older than the grace period,

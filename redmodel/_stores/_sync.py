@@ -494,9 +494,9 @@ class Store(ShellConfig):
 
         Redis: EVALSHA index_sweep.lua per bucket first (as sweep), then HSCAN of the index
         records per bucket; for the objects with an entry under another key, one pipelined
-        HGETALL with the HGET of its record, EVALSHA index_write.lua each (again after
-        another HGETALL and HGET for an object changed meanwhile). Nothing for a model
-        without blind indexes."""
+        HGETALL with the HGET of its record and its PTTL, EVALSHA index_write.lua each
+        (again after another HGETALL, HGET and PTTL for an object changed meanwhile).
+        Nothing for a model without blind indexes."""
         shown = Progress(model, progress)
         for page in iterate_sync(self._use(model, rotate_index_key(model, count)),
                                  self._execute):
@@ -559,7 +559,7 @@ class Store(ShellConfig):
 
         Redis: HGETALL of the registry's record, TYPE of the index keys and GET/SET/DEL of
         its progress key, SCAN, HSCAN,
-        SSCAN and ZSCAN pages, HGETALL, HGET, EXISTS, ZSCORE, SISMEMBER, GET reads,
+        SSCAN and ZSCAN pages, HGETALL, HGET, PTTL, EXISTS, ZSCORE, SISMEMBER, GET reads,
         EVALSHA ids_convert.lua, ids_read.lua, index_write.lua, index_fix.lua, index_sweep.lua and
         claim_drop.lua, and EVALSHA registry_state.lua at the end."""
         plan = self._use(model, _registry.unmoved(
@@ -617,9 +617,9 @@ class Store(ShellConfig):
         docs/migrations.md.
 
         Redis: as reindex (TYPE, GET, SET, DEL, SCAN, HSCAN, SSCAN, ZSCAN, HGETALL,
-        HGET, EXISTS, ZSCORE, SISMEMBER, EVALSHA ids_convert.lua, ids_read.lua, index_write.lua,
-        index_fix.lua, index_sweep.lua, claim_drop.lua), then EVALSHA registry_state.lua
-        marking the index ready."""
+        HGET, PTTL, EXISTS, ZSCORE, SISMEMBER, EVALSHA ids_convert.lua, ids_read.lua,
+        index_write.lua, index_fix.lua, index_sweep.lua, claim_drop.lua), then EVALSHA
+        registry_state.lua marking the index ready."""
         _registry.check_declared(spec_of(model), field)
         return self.reindex(model, count=count, progress=progress)
 
@@ -677,7 +677,7 @@ class Store(ShellConfig):
         object that holds it. Reads only: the same passes as :meth:`reindex`.
 
         Redis: reads only: TYPE of the index keys, SCAN, HSCAN, SSCAN, ZSCAN pages, HGETALL,
-        HGET, EXISTS, ZSCORE, SISMEMBER, GET, and the read-only scripts of the all-ids pages
+        HGET, PTTL, EXISTS, ZSCORE, SISMEMBER, GET, and the read-only scripts of the all-ids pages
         (EVALSHA ids_read.lua: membership and walks; ids_convert.lua in its ``count`` mode:
         the count against the pages' sizes)."""
         return list(iterate_sync(
