@@ -225,9 +225,8 @@ class Q:
             if not isinstance(arg, Q):
                 raise QueryError(f"Q() takes Q expressions and field=value filters, not "
                                  f"a {type(arg).__name__}")
-        terms: list[Any] = list(args)
-        terms.extend(("FIELD", name, value) for name, value in filters.items())
-        self.__attrs_init__("AND", tuple(terms))
+        terms = args + tuple([("FIELD", name, value) for name, value in filters.items()])
+        self.__attrs_init__("AND", terms)
 
     @classmethod
     def _make(cls, op: str, terms: tuple[Any, ...]) -> Q:
