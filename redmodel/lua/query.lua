@@ -1,5 +1,4 @@
 --! include clock
---! include ids_lib
 -- One bounded step of a query in one bucket: it does about `budget` work (members read and
 -- looked up) and answers what it found plus where to go on (redmodel/_query.py drives
 -- the steps).
@@ -79,13 +78,9 @@ local function unconverted()
   if t == 'zset' or t == 'set' then return {'U', KEYS[2], t} end
   return {'WRONGTYPE', KEYS[2], t, 'zset'}
 end
--- the bucket's index root (`rec` is root .. 'rec') and the delimiter (the root is
--- prefix .. '%idx' .. delimiter, and a delimiter holds no '%')
-local root = string.sub(KEYS[1], 1, -4)
-local dlm = string.match(root, '%%idx([^%%]*)$')
-
-if ARGV[4] == 'count1' then
-  local n
+-- what a one-term count answers before counting: an unconverted `all`, a wrong-typed
+-- `exp`, an expired object still indexed ({'X'}); nil when it may count
+local function count1_refused()
   local bad = unconverted()
   if bad then return bad end
   local due = redis.pcall('ZCARD', KEYS[3])
@@ -94,11 +89,15 @@ if ARGV[4] == 'count1' then
   then
     return {'X'}
   end
+  return nil
+end
+
+if ARGV[4] == 'count1' and ARGV[5] ~= 'ALL' then
+  local n
+  local bad = count1_refused()
+  if bad then return bad end
   local op = ARGV[5]
-  if op == 'ALL' then
-    n, bad = ids_count(root)
-    if bad then return bad end
-  elseif op == 'EQ' then
+  if op == 'EQ' then
     local key = KEYS[tonumber(ARGV[6])]
     n = redis.pcall('SCARD', key)
     if type(n) ~= 'number' then return refused(key, 'set', n) end
@@ -107,6 +106,25 @@ if ARGV[4] == 'count1' then
     n = redis.pcall('ZCOUNT', key, ARGV[7], ARGV[8])
     if type(n) ~= 'number' then return refused(key, 'zset', n) end
   end
+  return {'N', n}
+end
+
+-- the all-ids pages' functions, included here rather than at the top: Lua makes a
+-- script's functions anew at every call, and a count of an index needs none of them
+-- (~1.6 us of the count's ~7 us of server time, INFO commandstats, Redis 7.0.15)
+--! include ids_lib
+
+-- the bucket's index root (`rec` is root .. 'rec') and the delimiter (the root is
+-- prefix .. '%idx' .. delimiter, and a delimiter holds no '%')
+local root = string.sub(KEYS[1], 1, -4)
+local dlm = string.match(root, '%%idx([^%%]*)$')
+
+if ARGV[4] == 'count1' then  -- of every id: the pages' count
+  local bad = count1_refused()
+  if bad then return bad end
+  local n
+  n, bad = ids_count(root)
+  if bad then return bad end
   return {'N', n}
 end
 
