@@ -248,8 +248,8 @@ def test_trim_refuses_what_is_not_an_int(store):
 def test_blocking_pop_returns_after_a_push_from_another_connection(store, redis_server):
     q = Queue(store, "ips", IPv4Address)
     other = Queue(redmodel.Store(redis_server.client()), "ips", IPv4Address)
+    started = time.monotonic()  # before the timer: a descheduled thread cannot shorten the wait
     later(0.3, other.push, BOT)
-    started = time.monotonic()
     assert q.pop_blocking(5) == BOT
     assert 0.25 < time.monotonic() - started < 3
 
@@ -267,8 +267,8 @@ def test_blocking_pop_outlasts_the_clients_socket_timeout(redis_server):
     than that timeout must still wait it out, and not be sent twice."""
     store = redmodel.Store(redis_server.client(socket_timeout=0.3))
     q = Queue(store, "slow", int)
+    started = time.monotonic()  # before the timer: a descheduled thread cannot shorten the wait
     later(0.8, q.push, 7)
-    started = time.monotonic()
     assert q.pop_blocking(3) == 7
     assert 0.7 < time.monotonic() - started < 2.5
     assert q.length() == 0
@@ -342,8 +342,8 @@ def test_consumer_stops_on_sentinel_and_max_items(store):
 
 def test_consumer_stops_when_idle(store):
     q = Queue(store, "work", int)
+    started = time.monotonic()  # before the timer: a descheduled thread cannot shorten the wait
     later(0.2, q.push, 1)
-    started = time.monotonic()
     consumer = q.consume(idle_timeout=0.6, poll=0.2)
     assert list(consumer) == [1]
     assert consumer.stopped_by == "idle"
@@ -369,8 +369,8 @@ def test_consumer_finishes_the_current_item_on_sigterm_then_restores_handlers(st
 
 def test_consumer_signal_while_waiting_stops_within_the_poll(store):
     q = Queue(store, "work", int)
+    started = time.monotonic()  # before the timer: a descheduled thread cannot shorten the wait
     later(0.3, os.kill, os.getpid(), signal.SIGINT)
-    started = time.monotonic()
     consumer = q.consume(poll=0.5)
     assert list(consumer) == []
     assert consumer.stopped_by == "signal"
