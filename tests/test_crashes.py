@@ -161,8 +161,8 @@ def test_a_server_paused_past_the_socket_timeout(once: bool) -> None:
                                resend=policy)
         store.save(Counter(id="c", n=10))
         server.pause()
+        started = time.monotonic()  # before the timer (a descheduled thread between them)
         threading.Timer(1.5, server.resume).start()  # five socket timeouts later
-        started = time.monotonic()
         if once:
             # resent under its write id until the server answers: exactly once
             assert store.incr(Counter, "c", "n", 1) == 11
