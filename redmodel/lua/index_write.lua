@@ -203,6 +203,12 @@ if mode == 'incr' then
     if rng then need[root .. 'rng' .. d .. name] = 'zset' end
   end
 end
+if keep and full then  -- a record of a range line of any value reads its score there
+  for line in pairs(new) do
+    local kind, name, value = split(line)
+    if kind == 'r' and value == '*' then need[root .. 'rng' .. d .. name] = 'zset' end
+  end
+end
 refusal = check_keys(need)
 if refusal then
   if refusal[1] == 'KEYS' and mode == 'incr' and PIN ~= '' then
