@@ -544,3 +544,39 @@ def test_a_write_of_an_object_stored_before_its_index_lists_it(store: redmodel.S
     store.build_index(DrvNew, "color")
     assert all_ids(store.client, "drvo:%idx:") == [b"o0", b"o1", b"o2", b"o3", b"o4"]
     assert store.verify(DrvNew) == []
+
+
+@redmodel.model(prefix="drvr")
+@attrs.define
+class DrvR1:
+    hits: int = redmodel.field(index=True, default=0)
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="drvr")
+@attrs.define
+class DrvR2:
+    hits: int = redmodel.field(index=True, default=0, name="h", old_names=["hits"])
+    id: str = redmodel.key_field(generated=False)
+
+
+DrvR1.__qualname__ = DrvR2.__qualname__ = "DrvR"
+
+
+def test_a_value_under_an_old_name_derives_its_old_entry(store: redmodel.Store) -> None:
+    """A loaded object whose indexed counter is still stored under its old name
+    (old_names=): the old entry its write removes is derived from that name's value (as
+    the model reads it), and an increment derives it in Lua the same way."""
+    for k in store.client.keys("drvr*"):
+        store.client.delete(k)
+    store.save_many([DrvR1(5, id="r1"), DrvR1(9, id="r2")])
+    loaded = store.get(DrvR2, "r1")
+    assert loaded is not None and loaded.hits == 5
+    loaded.hits = 6
+    store.save(loaded)
+    store.incr(DrvR2, "r2", "hits", 1)
+    assert [o.id for o in store.find(DrvR2, hits=5)] == []
+    assert [o.id for o in store.find(DrvR2, hits=9)] == []
+    assert [o.id for o in store.find(DrvR2, hits=6)] == ["r1"]
+    assert [o.id for o in store.find(DrvR2, hits=10)] == ["r2"]
+    assert store.verify(DrvR2) == []

@@ -498,6 +498,12 @@ class HashLayout:
         for name in indexes.fields:
             f = self.spec.by_name[name]
             raw = stored.get(f.stored.encode())
+            for old in f.old_stored if raw is None else ():
+                # a value still under a name of old_names= (a renamed counter): read as
+                # the model reads it (the first old name holding one)
+                raw = stored.get(old.encode())
+                if raw is not None:
+                    break
             if raw is None:
                 values[name] = None
                 continue
