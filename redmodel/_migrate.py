@@ -836,7 +836,10 @@ def _writer(spec: ModelSpec, op: Operation, step_id: str = ""
                 if saved is not None:
                     saved.append(key)
             elif op.kind == KIND_BUILD or is_stale(spec, key, reply, obj):
-                _save_whole(tx, obj, fresh=op.kind == KIND_BUILD)
+                # a rewrite keeps the values (its decode reads the old form), so it writes
+                # all their entries too: an object stored before its model had an index
+                # (no record says so any more) is indexed by it, as the docs promise
+                _save_whole(tx, obj, fresh=op.kind in (KIND_BUILD, KIND_REWRITE))
             else:
                 continue
             changed += 1

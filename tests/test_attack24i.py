@@ -385,7 +385,8 @@ def test_a_write_into_a_planted_page_of_thousands_of_ids_is_exact_or_names_the_p
 # ---- the ACL of docs/deploy.md ("indexes and queries") ------------------------------------
 
 _ACL = [
-    "+hset", "+hgetall", "+hget", "+hmget", "+hdel", "+hincrby", "+exists", "+del", "+pexpire", "+pttl",
+    "+hset", "+hgetall", "+hget", "+hmget", "+hdel", "+hincrby", "+exists", "+del", "+pexpire",
+    "+pttl",
     "+persist", "+scan", "+evalsha", "+script|load", "+client|kill", "+sadd", "+srem",
     "+smembers", "+sismember", "+scard", "+zadd", "+zrem", "+zcard", "+zscore", "+zrange",
     "+zrangebyscore", "+time", "+type", "+get", "+set", "+hscan", "+zscan", "+sscan",

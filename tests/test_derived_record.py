@@ -430,3 +430,153 @@ def test_a_model_with_a_blind_index_keeps_a_record_for_every_object(
     assert store.delete(Secretive, "2") and store.delete(Secretive, "1")
     assert store.client.hkeys(rec) == [b"3"]
     assert store.find(Secretive, email="c@x").ids() == []
+
+
+# ---- helper M25: the paths that give an object an expiry; objects stored before the index ----
+
+
+@redmodel.model(prefix="drvt")
+@attrs.define
+class DrvT:
+    color: str = redmodel.field(index=True)
+    n: int = redmodel.field(index="range", default=0)  # range-only: a tx incr is not followed
+    f: float = redmodel.field(index="range", default=0.0)
+    note: str = ""
+    id: str = redmodel.key_field(generated=False)
+
+
+def _record_of(store: redmodel.Store, id: str) -> set[str]:
+    raw = store.client.hget("drvt:%idx:rec", id)
+    return set() if raw is None else set(raw.decode().split("\n"))
+
+
+def _lines(o: DrvT) -> set[str]:
+    return {f"e\x1fcolor\x1f{o.color}", f"r\x1fn\x1f{o.n}", f"r\x1ff\x1f{o.f:.17g}"}
+
+
+def test_every_path_that_gives_an_expiry_writes_the_whole_record(store: redmodel.Store) -> None:
+    """A dirty save with a TTL (one field changed), a save_many of loaded objects with a
+    TTL, and a transaction's increments of range-only scores then an expire: each object
+    has an expiry after it, so it keeps a record holding every entry it has (the sweep
+    undoes them from it), its scores as the index holds them."""
+    for k in store.client.keys("drvt*"):
+        store.client.delete(k)
+    store.save_many([DrvT("red", i, i + 0.1, id=f"t{i}") for i in range(4)])
+    assert store.client.hlen("drvt:%idx:rec") == 0
+    one = store.get(DrvT, "t0")
+    assert one is not None
+    one.color = "blue"
+    store.save(one, ttl=60)                       # partial: only color sent
+    assert _record_of(store, "t0") == _lines(one)
+    two = store.get_many(DrvT, ["t1", "t2"])
+    for o in two:
+        assert o is not None
+        o.note = "x"                              # no indexed field changed
+    assert store.save_many(two, ttl=60) == 2
+    for o in two:
+        assert o is not None and _record_of(store, o.id) == _lines(o)
+
+    def bump(tx: Any) -> None:
+        tx.incr(DrvT, "t3", "n", 3)
+        tx.incr(DrvT, "t3", "f", 0.2)
+        tx.expire(DrvT, "t3", 60)
+    store.transaction(bump)()
+    three = store.get(DrvT, "t3")
+    assert three is not None and three.n == 6 and abs(three.f - 3.3) < 1e-9
+    assert _record_of(store, "t3") == _lines(three)
+    assert store.verify(DrvT) == []
+    store.persist(DrvT, "t0")                     # no expiry: the record goes
+    assert _record_of(store, "t0") == set() and store.verify(DrvT) == []
+
+
+def test_raw_hset_then_update_and_expire_in_a_transaction_keeps_its_record(
+        store: redmodel.Store) -> None:
+    """The CLI's sealed import: raw DEL and HSET of a new object, then update (its index
+    entries) and expire, in one transaction: the writes after the raw HSET know the object
+    exists then, and the record holds its entries."""
+    for k in store.client.keys("drvt*"):
+        store.client.delete(k)
+
+    def sealed(tx: Any) -> None:
+        tx.command("DEL", "drvt:s1")
+        tx.command("HSET", "drvt:s1", "color", "green", "n", "4", "f", "0.5", "note", "")
+        tx.update(DrvT, "s1", color="green", n=4, f=0.5)
+        tx.expire(DrvT, "s1", 60)
+    store.transaction(sealed)()
+    assert _record_of(store, "s1") == _lines(DrvT("green", 4, 0.5, id="s1"))
+    assert store.verify(DrvT) == []
+    assert [o.id for o in store.find(DrvT, color="green")] == ["s1"]
+
+
+@redmodel.model(prefix="drvo")
+@attrs.define
+class DrvOld:
+    color: str = ""
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="drvo")
+@attrs.define
+class DrvNew:
+    color: str = redmodel.field(index=True, default="")
+    id: str = redmodel.key_field(generated=False)
+
+
+DrvOld.__qualname__ = DrvNew.__qualname__ = "DrvOldNew"
+
+
+def test_a_write_of_an_object_stored_before_its_index_lists_it(store: redmodel.Store) -> None:
+    """Objects stored before their model had an index are in no all-ids page and have no
+    record: a blind save, a loaded-and-changed save and a save_many of them (the index
+    still building) each put the id in the pages; no record does not mean listed."""
+    for k in store.client.keys("drvo*"):
+        store.client.delete(k)
+    store.save_many([DrvOld("red", id=f"o{i}") for i in range(5)])
+    assert all_ids(store.client, "drvo:%idx:") == []
+    store.save(DrvNew("red", id="o0"))                       # blind, values unchanged
+    loaded = store.get(DrvNew, "o1")
+    assert loaded is not None
+    loaded.color = "blue"
+    store.save(loaded)                                       # dirty
+    store.save_many([DrvNew("red", id="o2"), DrvNew("green", id="o3")])
+    assert all_ids(store.client, "drvo:%idx:") == [b"o0", b"o1", b"o2", b"o3"]
+    assert store.client.hlen("drvo:%idx:rec") == 0
+    store.build_index(DrvNew, "color")
+    assert all_ids(store.client, "drvo:%idx:") == [b"o0", b"o1", b"o2", b"o3", b"o4"]
+    assert store.verify(DrvNew) == []
+
+
+@redmodel.model(prefix="drvr")
+@attrs.define
+class DrvR1:
+    hits: int = redmodel.field(index=True, default=0)
+    id: str = redmodel.key_field(generated=False)
+
+
+@redmodel.model(prefix="drvr")
+@attrs.define
+class DrvR2:
+    hits: int = redmodel.field(index=True, default=0, name="h", old_names=["hits"])
+    id: str = redmodel.key_field(generated=False)
+
+
+DrvR1.__qualname__ = DrvR2.__qualname__ = "DrvR"
+
+
+def test_a_value_under_an_old_name_derives_its_old_entry(store: redmodel.Store) -> None:
+    """A loaded object whose indexed counter is still stored under its old name
+    (old_names=): the old entry its write removes is derived from that name's value (as
+    the model reads it), and an increment derives it in Lua the same way."""
+    for k in store.client.keys("drvr*"):
+        store.client.delete(k)
+    store.save_many([DrvR1(5, id="r1"), DrvR1(9, id="r2")])
+    loaded = store.get(DrvR2, "r1")
+    assert loaded is not None and loaded.hits == 5
+    loaded.hits = 6
+    store.save(loaded)
+    store.incr(DrvR2, "r2", "hits", 1)
+    assert [o.id for o in store.find(DrvR2, hits=5)] == []
+    assert [o.id for o in store.find(DrvR2, hits=9)] == []
+    assert [o.id for o in store.find(DrvR2, hits=6)] == ["r1"]
+    assert [o.id for o in store.find(DrvR2, hits=10)] == ["r2"]
+    assert store.verify(DrvR2) == []

@@ -368,7 +368,10 @@ class HashLayout:
         assert indexes is not None
         flags = ":k" if indexes.keeps_records else ""
         assumes = mode in ("save", "update", "delete", "expire")
-        concerned = only if mode == "update" else None  # the others concern every field
+        # the others concern every field; so does an update that gives the object an
+        # expiry (it keeps a record after it, written whole: REC-CONTRACT section 1)
+        concerned = only if mode == "update" and (
+            ttl in ("", "persist") or indexes.keeps_records) else None
         if assumes:
             data = [*self._assumption(concerned, assume, olds), *data]
         keys, head = self.index_keys(key, tag)
@@ -495,6 +498,12 @@ class HashLayout:
         for name in indexes.fields:
             f = self.spec.by_name[name]
             raw = stored.get(f.stored.encode())
+            for old in f.old_stored if raw is None else ():
+                # a value still under a name of old_names= (a renamed counter): read as
+                # the model reads it (the first old name holding one)
+                raw = stored.get(old.encode())
+                if raw is not None:
+                    break
             if raw is None:
                 values[name] = None
                 continue
@@ -569,10 +578,15 @@ class HashLayout:
             touched = {f.name for f in self.spec.fields if f.stored.encode() in written}
             changed = self._changed(touched)
             only = sorted(n for n in changed.split("\x1f") if n in indexes.fields)
-            olds = self._olds(snapshot, only) if shifted else None
+            # with a TTL the assumption names every indexed field (see write): its lines
+            # are the snapshot's, always sent
+            whole = ttl != "" and not indexes.keeps_records
+            olds = self._olds(snapshot, None if whole else only) if shifted or whole \
+                else None
             w = self.write(key, "update", ttl, changed, self.entries(key, values, only),
                            [len(pairs) // 2, *pairs, *nones], only=only,
-                           assume=None if shifted and olds is None else snapshot, olds=olds)
+                           assume=None if (shifted or whole) and olds is None else snapshot,
+                           olds=olds)
             w.written = (pairs, nones, False)
         if snapshot is not None and shifted:
             w.declare_lines(self.stored_entries(snapshot))

@@ -369,7 +369,17 @@ local function write_index(root, d, id, rec, old, new, every, ids, deltas, near,
   end
   if keep then
     local text = {}
-    for line in pairs(new) do text[#text + 1] = line end
+    for line in pairs(new) do
+      -- a range line of any value (a transaction's score an increment moved, which the
+      -- client does not follow): the record holds the score the index has, as the client
+      -- writes it (%.17g: an int's digits up to 2^53, a float's text); none: no line
+      local kind, name, value = split(line)
+      if kind == 'r' and value == '*' then
+        local score = redis.call('ZSCORE', root .. 'rng' .. d .. name, id)
+        line = score and (kind .. SEP .. name .. SEP .. string.format('%.17g', tonumber(score)))
+      end
+      if line then text[#text + 1] = line end
+    end
     table.sort(text)
     redis.call('HSET', rec, id, table.concat(text, '\n'))
   elseif had then

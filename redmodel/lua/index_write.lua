@@ -203,6 +203,12 @@ if mode == 'incr' then
     if rng then need[root .. 'rng' .. d .. name] = 'zset' end
   end
 end
+if keep and full then  -- a record of a range line of any value reads its score there
+  for line in pairs(new) do
+    local kind, name, value = split(line)
+    if kind == 'r' and value == '*' then need[root .. 'rng' .. d .. name] = 'zset' end
+  end
+end
 refusal = check_keys(need)
 if refusal then
   if refusal[1] == 'KEYS' and mode == 'incr' and PIN ~= '' then
@@ -239,11 +245,13 @@ if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
 end
 
 -- the object's place among all the ids: the last check (its reads are the type checks of
--- the directory, page, count and split target it writes). A reindex looks even when the
--- object has a record: it is the repair of pages that lost an id
+-- the directory, page, count and split target it writes). Only a record says the object
+-- is listed already (it was written with it); an object without one may have been stored
+-- before its model had an index, so its page is looked at (two reads, no round trip).
+-- A reindex looks even when the object has a record: it is the repair of pages that
+-- lost an id
 local ids
-ids, refusal = ids_plan_for(root, d, id, all,
-                            (had or (exists and not (asm and asm.fresh))) and mode ~= 'reindex',
+ids, refusal = ids_plan_for(root, d, id, all, had and mode ~= 'reindex',
                             mode == 'forget' or mode == 'delete', {})
 if not ids then return unpinned(refusal) end
 

@@ -99,9 +99,10 @@ local function one(obj, rec, all, exp, A)
   if mode == 'save' and #unique_owners(root, d, id, old, new, false) > 0 then
     return defer(id, old, new, {'LATER'})
   end
-  -- its place among all the ids, planned now (after the earlier objects' writes)
+  -- its place among all the ids, planned now (after the earlier objects' writes); only a
+  -- record says it is listed already (as index_write.lua)
   local ids
-  ids, refusal = ids_plan_for(root, d, id, all, had or exists, mode == 'delete', typed,
+  ids, refusal = ids_plan_for(root, d, id, all, had, mode == 'delete', typed,
                               near)
   if not ids then return refusal end
 

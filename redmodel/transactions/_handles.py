@@ -479,8 +479,16 @@ class _TxBase:
             # an index write of that key in this transaction cannot know what it holds
             # then: it takes its entries as the transaction read them (TxHints.raw)
             key = args[1]
-            self._core.hints.raw.add(key if isinstance(key, str) else
-                                     key.decode("utf-8", "surrogateescape"))
+            key = key if isinstance(key, str) else key.decode("utf-8", "surrogateescape")
+            self._core.hints.raw.add(key)
+            # whether the object exists then, where the command says it (a write of a
+            # hash field makes it, a DEL removes it): an update or expire of it queued
+            # after predicts what the script does then (the CLI's sealed import)
+            name = args[0].decode("ascii", "replace") if isinstance(args[0], bytes) \
+                else str(args[0])
+            made = _RAW_EXISTS.get(name.upper())
+            if made is not None:
+                self._core.hints.exists[key] = made
 
         def plan() -> Plan[Any]:
             replies = yield Batch([args], write=True)
@@ -489,6 +497,11 @@ class _TxBase:
         return self.queue(plan(), f"{args[0]!s}")
 
 
+
+
+# raw commands whose key is a hash that exists (True) or no key (False) after them
+_RAW_EXISTS = {"HSET": True, "HMSET": True, "HSETNX": True, "HINCRBY": True,
+               "HINCRBYFLOAT": True, "DEL": False, "UNLINK": False}
 
 
 class Transaction(_TxBase):
