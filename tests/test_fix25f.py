@@ -110,8 +110,10 @@ def broken(r: redis.Redis, root: bytes = RB) -> list[str]:
 
 
 def _numeric(r: redis.Redis) -> bool:
+    """Whether INCRBY takes the count as it is: absent, 0, or digits without a leading
+    zero (Redis 7.0 refuses "007"; some Valkey versions take it)."""
     v = r.get(RB + b"idn")
-    return v is None or v.isdigit()
+    return v is None or v == b"0" or (v.isdigit() and not v.startswith(b"0") and len(v) <= 18)
 
 
 def page_ids(r: redis.Redis, root: bytes = RB) -> list[bytes]:
