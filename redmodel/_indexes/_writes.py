@@ -588,8 +588,16 @@ def _record(w: Write, exists: bool, old: set[str], new: set[str], hints: TxHints
         for gone in [i for i in hints.ints if i[0] == w.key]:
             del hints.ints[gone]
     elif mode in ("save", "update") and w.values is not None:
+        # only the fields it writes: a save of a loaded object sends the changed ones,
+        # and its other (maybe stale) values stay as read or as earlier writes left them
+        sent = None
+        if w.written is not None and not w.written[2]:
+            sent = {*w.written[0][::2], *w.written[1]}
         for n, v in w.values.items():
             f = indexes.fields.get(n)
+            if sent is not None and f is not None and w.spec.by_name[n].stored.encode() \
+                    not in sent:
+                continue
             if f is not None and f.eq and f.tp is int and not f.many:
                 hints.ints[w.key, n] = 0 if v is None else int(v)
 
