@@ -18,6 +18,7 @@ from redmodel._errors import (
     CrossSlotError,
     DecodeError,
     NotFoundError,
+    OutcomeUnknownError,
     RedmodelError,
     ServerError,
     ValidationError,
@@ -649,6 +650,10 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
         summary += "; any other write queued in the transaction was applied (no rollback in EXEC)"
     error.args = (text + summary, *error.args[1:])
     error.written, error.not_written = tuple(written), tuple(rest)
+    if unknown and isinstance(error, (OutcomeUnknownError, ServerError)):
+        # every object of the chunk, not only those whose reply was lost: written,
+        # not_written and keys account for every object (docs/store.md)
+        error.keys = tuple(dict.fromkeys((*error.keys, *unknown)))
     return error
 
 
