@@ -188,6 +188,8 @@ class TxHints:
         self.raw: set[str] = set()  # keys a raw command (tx.command) of this transaction
         # writes: an index write of such an object takes its entries as read before MULTI
         # (what is indexed then) and those the writes queued before it leave, unchecked
+        self.raw_fields: dict[str, set[str] | None] = {}  # object key -> the hash fields
+        # raw commands of this transaction write there (None: any; see note_raw)
         self.unindexed: set[str] = set()  # object keys whose first write here assumes
         # none of their entries are in the index yet (a migration building an index)
         self.made: dict[tuple[str, str, str], str] = {}  # (claim key, value, id) -> the
@@ -199,6 +201,17 @@ class TxHints:
         self.fixes: list[Command] = []  # fixes the next write queues before itself: a
         # unique value's holder gives it up (its stored fields no longer hold it)
 
+    def note_raw(self, key: str, command: str, args: Sequence[Any]) -> None:
+        """A raw command (tx.command) on ``key``: the hash fields it writes (the field
+        names of the hash commands that name them; any field for another command)."""
+        self.raw.add(key)
+        step = _RAW_FIELD_ARGS.get(command)
+        have = self.raw_fields.get(key, set())
+        if step is None:
+            self.raw_fields[key] = None
+        elif have is not None:
+            self.raw_fields[key] = have | {_text(a) for a in args[::step]}
+
     def predict_int(self, key: str, field: str, read: Any) -> int | None:
         """An equality-indexed int of the object at ``key`` when the write now prepared
         runs: as earlier writes of this transaction leave it, else as read (absent: 0)."""
@@ -208,6 +221,12 @@ class TxHints:
             return int(read or b"0")
         except ValueError:
             return None  # not a number: the script refuses it
+
+
+# raw hash commands whose written field names are known: every step-th argument after
+# the key, from the first
+_RAW_FIELD_ARGS = {"HSET": 2, "HMSET": 2, "HSETNX": 2, "HINCRBY": 2, "HINCRBYFLOAT": 2,
+                   "HDEL": 1}
 
 
 def _text(raw: Any) -> str:
