@@ -29,6 +29,7 @@ from redmodel._errors import (
     ConflictError,
     DecodeError,
     NotFoundError,
+    OutcomeUnknownError,
     ServerError,
     TransactionError,
     key_text,
@@ -862,8 +863,10 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         held_back = alone[1:] if batched else []
         sent = [i for i in todo if i not in held_back] if held_back else todo
         cmds, keys, owners = _batches(items, sent, single, hints)
-        got = yield Batch(cmds, write=True, idempotent=idempotent, keys=keys, errors=errors,
-                          pause=PIN_PAUSES[min(waits, len(PIN_PAUSES) - 1)])
+        got = yield from _send_round(
+            Batch(cmds, write=True, idempotent=idempotent, keys=keys, errors=errors,
+                  pause=PIN_PAUSES[min(waits, len(PIN_PAUSES) - 1)]),
+            [_key(items[i]) for i in held_back])
         again = list(held_back)
         for members, reply in zip(owners, got, strict=True):
             each = (reply if len(members) > 1 and isinstance(reply, list)
@@ -933,6 +936,18 @@ def _stored_of(reply: Any) -> dict[bytes, bytes | None]:
 
 def _command(item: Write | Command) -> Command:
     return item.command() if isinstance(item, Write) else item
+
+
+def _send_round(batch: Batch, held_back: list[str]) -> Plan[list[Any]]:
+    """One round of :func:`_send_writes`. When its outcome is unknown (a lost reply), the
+    error's ``unsent`` names the objects this round held back: each answered in an
+    earlier round without being written (LATER, STORED) and was not sent again, so it is
+    certainly not written (save_many and delete_many say so: ``.not_written``)."""
+    try:
+        return (yield batch)
+    except OutcomeUnknownError as e:
+        e.unsent = tuple(held_back)  # type: ignore[attr-defined]
+        raise
 
 
 def _key(item: Write | Command) -> str:

@@ -18,7 +18,6 @@ from redmodel._errors import (
     CrossSlotError,
     DecodeError,
     NotFoundError,
-    OutcomeUnknownError,
     RedmodelError,
     ServerError,
     ValidationError,
@@ -625,6 +624,10 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
         return error
     if isinstance(error, CrossSlotError):  # refused before anything was sent
         unknown = ()
+    # objects of the chunk the lost round did not send (each answered, unwritten, in an
+    # earlier round: see _indexes._writes._send_round): not written
+    unsent = set(getattr(error, "unsent", ()))
+    unknown = [k for k in unknown if k not in unsent]
     done = set(written) | set(unknown)
     rest = [k for k in keys if k not in done]
     key = refused or getattr(error, "key", None) or "one object"
@@ -650,10 +653,6 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
         summary += "; any other write queued in the transaction was applied (no rollback in EXEC)"
     error.args = (text + summary, *error.args[1:])
     error.written, error.not_written = tuple(written), tuple(rest)
-    if unknown and isinstance(error, (OutcomeUnknownError, ServerError)):
-        # every object of the chunk, not only those whose reply was lost: written,
-        # not_written and keys account for every object (docs/store.md)
-        error.keys = tuple(dict.fromkeys((*error.keys, *unknown)))
     return error
 
 
