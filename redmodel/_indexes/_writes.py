@@ -29,6 +29,7 @@ from redmodel._errors import (
     ConflictError,
     DecodeError,
     NotFoundError,
+    OutcomeUnknownError,
     ServerError,
     TransactionError,
     key_text,
@@ -188,6 +189,8 @@ class TxHints:
         self.raw: set[str] = set()  # keys a raw command (tx.command) of this transaction
         # writes: an index write of such an object takes its entries as read before MULTI
         # (what is indexed then) and those the writes queued before it leave, unchecked
+        self.raw_fields: dict[str, set[str] | None] = {}  # object key -> the hash fields
+        # raw commands of this transaction write there (None: any; see note_raw)
         self.unindexed: set[str] = set()  # object keys whose first write here assumes
         # none of their entries are in the index yet (a migration building an index)
         self.made: dict[tuple[str, str, str], str] = {}  # (claim key, value, id) -> the
@@ -196,6 +199,19 @@ class TxHints:
         # EXEC will find them (None: missing): read WATCHed in this attempt (HGETALL) and
         # changed only by the plain writes queued since (see _plans._objects.plain_incr);
         # any other queued write forgets them (TxCore.queue, rollback_to)
+        self.fixes: list[Command] = []  # fixes the next write queues before itself: a
+        # unique value's holder gives it up (its stored fields no longer hold it)
+
+    def note_raw(self, key: str, command: str, args: Sequence[Any]) -> None:
+        """A raw command (tx.command) on ``key``: the hash fields it writes (the field
+        names of the hash commands that name them; any field for another command)."""
+        self.raw.add(key)
+        step = _RAW_FIELD_ARGS.get(command)
+        have = self.raw_fields.get(key, set())
+        if step is None:
+            self.raw_fields[key] = None
+        elif have is not None:
+            self.raw_fields[key] = have | {_text(a) for a in args[::step]}
 
     def predict_int(self, key: str, field: str, read: Any) -> int | None:
         """An equality-indexed int of the object at ``key`` when the write now prepared
@@ -206,6 +222,12 @@ class TxHints:
             return int(read or b"0")
         except ValueError:
             return None  # not a number: the script refuses it
+
+
+# raw hash commands whose written field names are known: every step-th argument after
+# the key, from the first
+_RAW_FIELD_ARGS = {"HSET": 2, "HMSET": 2, "HSETNX": 2, "HINCRBY": 2, "HINCRBYFLOAT": 2,
+                   "HDEL": 1}
 
 
 def _text(raw: Any) -> str:
@@ -295,6 +317,7 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
     Then record in ``hints`` what each leaves, for the writes queued after it. A layout's
     own writes (the flat layout's :class:`FlatWrite`) read what their :meth:`Write.prefetch`
     names and declare its keys, and what earlier writes of the object touched."""
+    hints.fixes = []  # none left by a refused write's prefetch
     if not writes:
         return
     own = [w for w in writes if type(w).prefetch is not Write.prefetch]
@@ -556,11 +579,38 @@ def _check_unique(w: Write, old: set[str], new: set[str], hints: TxHints) -> Pla
             raw = replies[2 * i + 1]
             state[o] = (bool(replies[2 * i]),
                         None if raw is None else set(record_lines(raw)))
+    held = []
     for line, name, value, owner in taken:
         alive, lines = state.get(owner) or (hints.exists[prefix + owner],
                                             hints.lines.get(prefix + owner, set()))
         if alive and (lines is None or line in lines):
+            if owner not in state:  # written earlier here: held as those writes leave it
+                raise unique_violation(w.spec, name, value, w.key)
+            held.append((line, name, value, owner))
+    if not held:
+        return
+    # the script judges a holder by its record (or, without one, by being there); the
+    # other writes judge it by its stored fields, as get_by sees it (free_unheld): read
+    # them (WATCHed) and, where they no longer hold the value, queue the fix that gives
+    # it up just before this write, inside EXEC
+    layout = w.reader
+    assert layout is not None, "an index write is made by its layout"
+    keys = [prefix + owner for *_, owner in held]
+    objects = yield Batch([layout.read(k) for k in keys], keys=keys)
+    indexes = w.spec.indexes
+    assert indexes is not None
+    for (line, name, value, owner), key, reply in zip(held, keys, objects, strict=True):
+        try:
+            obj = layout.decode(key, unescape(owner), reply)
+        except DecodeError:
+            obj = None
+        if obj is None or line in indexes.entries(
+                {n: getattr(obj, n) for n in indexes.fields}, problems=[]):
             raise unique_violation(w.spec, name, value, w.key)
+        uq = f"{w.root}uq{d}{name}"
+        hints.fixes.append(_unheld_fix(w, name, value, uq, owner, key, reply))
+        hints.owners[uq, value] = None
+        hints.lines.get(key, set()).discard(line)
 
 
 def _record(w: Write, exists: bool, old: set[str], new: set[str], hints: TxHints) -> None:
@@ -588,8 +638,16 @@ def _record(w: Write, exists: bool, old: set[str], new: set[str], hints: TxHints
         for gone in [i for i in hints.ints if i[0] == w.key]:
             del hints.ints[gone]
     elif mode in ("save", "update") and w.values is not None:
+        # only the fields it writes: a save of a loaded object sends the changed ones,
+        # and its other (maybe stale) values stay as read or as earlier writes left them
+        sent = None
+        if w.written is not None and not w.written[2]:
+            sent = {*w.written[0][::2], *w.written[1]}
         for n, v in w.values.items():
             f = indexes.fields.get(n)
+            if sent is not None and f is not None and w.spec.by_name[n].stored.encode() \
+                    not in sent:
+                continue
             if f is not None and f.eq and f.tp is int and not f.many:
                 hints.ints[w.key, n] = 0 if v is None else int(v)
 
@@ -676,20 +734,29 @@ def free_unheld(refused: Sequence[tuple[Write, Any]]) -> Plan[bool]:
         values = {n: getattr(obj, n) for n in indexes.fields}
         if f"u{SEP}{name}{SEP}{text}" in indexes.entries(values, problems=[]):
             continue  # it does hold it
-        u = next(u for u in indexes.uniques if u.name == name)
-        stored = _fields_of(reply)
-        guard: list[Any] = []
-        for n in u.fields:
-            field = indexes.fields[n].stored
-            raw_value = stored.get(field)
-            guard += [field, "1" if raw_value is not None else "0",
-                      raw_value if raw_value is not None else ""]
-        fixes.append(FIX.call([uq, w.root + "rec", key],
-                              ["unheld", name, text, owner, len(u.fields), *guard]))
+        fixes.append(_unheld_fix(w, name, text, uq, owner, key, reply))
     if not fixes:
         return False
     done = yield Batch(fixes, write=True, idempotent=True)
     return any(status(r) == "FIXED" and int(r[1]) > 0 for r in done)
+
+
+def _unheld_fix(w: Write, name: str, text: str, uq: str, owner: str, key: str, reply: Any
+                ) -> Command:
+    """The fix that makes ``owner`` (at ``key``, read as ``reply``) give up the unique
+    value ``text`` of constraint ``name``, if its stored fields are still as read."""
+    indexes = w.spec.indexes
+    assert indexes is not None
+    u = next(u for u in indexes.uniques if u.name == name)
+    stored = _fields_of(reply)
+    guard: list[Any] = []
+    for n in u.fields:
+        field = indexes.fields[n].stored
+        raw_value = stored.get(field)
+        guard += [field, "1" if raw_value is not None else "0",
+                  raw_value if raw_value is not None else ""]
+    return FIX.call([uq, w.root + "rec", key], ["unheld", name, text, owner, len(u.fields),
+                                                *guard])
 
 
 def _fields_of(reply: Any) -> dict[bytes, Any]:
@@ -708,11 +775,14 @@ def _batchable(item: Write | Command) -> bool:
     return type(item) is Write and _mode(item) in ("save", "delete")
 
 
-def _batches(items: Sequence[Write | Command], todo: Sequence[int], single: set[int]
+def _batches(items: Sequence[Write | Command], todo: Sequence[int], single: set[int],
+             hints: TxHints | None = None
              ) -> tuple[list[Command], list[str], list[list[int]]]:
     """This round's commands: the batchable writes of each bucket (same record, all-ids and
     expiry keys) as one call of the batch script, in their order, then every other item
-    alone. Returns the commands, their keys and the items each answers for."""
+    alone. Returns the commands, their keys and the items each answers for. A
+    transaction's fixes its prefetch found (``hints.fixes``: see :func:`_check_unique`)
+    come first, answering for no item."""
     groups: dict[tuple[str, ...], list[int]] = {}
     alone: list[int] = []
     for i in todo:
@@ -725,6 +795,11 @@ def _batches(items: Sequence[Write | Command], todo: Sequence[int], single: set[
     cmds: list[Command] = []
     keys: list[str] = []
     owners: list[list[int]] = []
+    if hints is not None and hints.fixes:
+        cmds += hints.fixes
+        keys += [str(fix[3]) for fix in hints.fixes]  # the unique index's hash
+        owners += [[] for _ in hints.fixes]
+        hints.fixes = []
     for members in groups.values():
         if len(members) == 1:
             alone.append(members[0])
@@ -787,9 +862,11 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         alone = [i for i in todo if i in single]
         held_back = alone[1:] if batched else []
         sent = [i for i in todo if i not in held_back] if held_back else todo
-        cmds, keys, owners = _batches(items, sent, single)
-        got = yield Batch(cmds, write=True, idempotent=idempotent, keys=keys, errors=errors,
-                          pause=PIN_PAUSES[min(waits, len(PIN_PAUSES) - 1)])
+        cmds, keys, owners = _batches(items, sent, single, hints)
+        got = yield from _send_round(
+            Batch(cmds, write=True, idempotent=idempotent, keys=keys, errors=errors,
+                  pause=PIN_PAUSES[min(waits, len(PIN_PAUSES) - 1)]),
+            [_key(items[i]) for i in held_back])
         again = list(held_back)
         for members, reply in zip(owners, got, strict=True):
             each = (reply if len(members) > 1 and isinstance(reply, list)
@@ -859,6 +936,18 @@ def _stored_of(reply: Any) -> dict[bytes, bytes | None]:
 
 def _command(item: Write | Command) -> Command:
     return item.command() if isinstance(item, Write) else item
+
+
+def _send_round(batch: Batch, held_back: list[str]) -> Plan[list[Any]]:
+    """One round of :func:`_send_writes`. When its outcome is unknown (a lost reply), the
+    error's ``unsent`` names the objects this round held back: each answered in an
+    earlier round without being written (LATER, STORED) and was not sent again, so it is
+    certainly not written (save_many and delete_many say so: ``.not_written``)."""
+    try:
+        return (yield batch)
+    except OutcomeUnknownError as e:
+        e.unsent = tuple(held_back)  # type: ignore[attr-defined]
+        raise
 
 
 def _key(item: Write | Command) -> str:

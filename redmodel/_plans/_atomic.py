@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from redmodel._errors import ConditionFailedError, ValidationError
+from redmodel._errors import ConditionFailedError, TransactionError, ValidationError, key_text
 from redmodel._indexes._specs import EXACT_INT, SEP, IndexedField
 from redmodel._indexes._writes import TxHints, Write, refusal, run_writes, status
 from redmodel._layouts._hash import INT64, float_text, int_text
@@ -252,6 +252,18 @@ def _predict_eq(spec: ModelSpec, key: str, w: Write, eq: list[_Change],
     """In a transaction: the new equality entries of incremented ints (their values now,
     WATCHed, or as the writes queued before this one leave them), so the write declares
     their keys (it cannot ask after EXEC)."""
+    raw = hints.raw_fields.get(key, set()) if key in hints.raw else set()
+    for c in eq:
+        if raw is None or raw.intersection(_names(spec, c.path)):
+            # its value then is the raw command's, and its index entry the one before
+            # MULTI (stale): an increment names the entries of neither
+            raise TransactionError(
+                f"incr {spec.name}: {c.path!r} of {key_text(key)} is an equality-indexed "
+                "int a raw command of this transaction (tx.command) writes; the "
+                "transaction cannot follow it to the entries the increment moves, so it "
+                "was refused before MULTI and nothing was written: set the value with "
+                "tx.update instead of the raw command (then incr it), or increment it "
+                "in another transaction")
     replies = yield Batch([("HMGET", key, *_names(spec, c.path)) for c in eq], keys=(key,))
     after: dict[str, Any] = {}
     for c, raws in zip(eq, replies, strict=True):

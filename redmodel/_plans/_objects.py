@@ -624,6 +624,10 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
         return error
     if isinstance(error, CrossSlotError):  # refused before anything was sent
         unknown = ()
+    # objects of the chunk the lost round did not send (each answered, unwritten, in an
+    # earlier round: see _indexes._writes._send_round): not written
+    unsent = set(getattr(error, "unsent", ()))
+    unknown = [k for k in unknown if k not in unsent]
     done = set(written) | set(unknown)
     rest = [k for k in keys if k not in done]
     key = refused or getattr(error, "key", None) or "one object"

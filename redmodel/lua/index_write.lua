@@ -131,7 +131,8 @@ local full = had or mode == 'save' or mode == 'reindex' or (asm ~= nil and asm.f
 local old = {}
 if had then
   old = lines(record)
-elseif exists and asm and (mode ~= 'expire' or KEEP or ttl ~= 'persist') then
+elseif asm and (exists or asm.n == '*') and (mode ~= 'expire' or KEEP or ttl ~= 'persist') then
+  -- (trusted lines stand for a gone object too: a raw DEL of the same transaction)
   old, refusal = assumed_old(obj, asm, at + 1, npairs)
   if not old then return refusal end
 end

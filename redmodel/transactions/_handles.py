@@ -480,12 +480,12 @@ class _TxBase:
             # then: it takes its entries as the transaction read them (TxHints.raw)
             key = args[1]
             key = key if isinstance(key, str) else key.decode("utf-8", "surrogateescape")
-            self._core.hints.raw.add(key)
             # whether the object exists then, where the command says it (a write of a
             # hash field makes it, a DEL removes it): an update or expire of it queued
             # after predicts what the script does then (the CLI's sealed import)
             name = args[0].decode("ascii", "replace") if isinstance(args[0], bytes) \
                 else str(args[0])
+            self._core.hints.note_raw(key, name.upper(), args[2:])
             made = _RAW_EXISTS.get(name.upper())
             if made is not None:
                 self._core.hints.exists[key] = made
