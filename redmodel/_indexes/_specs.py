@@ -154,8 +154,12 @@ class IndexSpec:
             if f.eq:
                 try:
                     texts = [f.text(v) for v in items]
-                except (IndexValueError, NotIndexableError) as e:
-                    reason = getattr(e, "reason", str(e))
+                except (IndexValueError, NotIndexableError, UnicodeEncodeError) as e:
+                    # (a str holding a lone surrogate has no bytes: the object's own check
+                    # refuses it before a write; here it is a value that cannot be indexed)
+                    reason = ("a str holding a lone surrogate has no UTF-8 bytes"
+                              if isinstance(e, UnicodeEncodeError)
+                              else getattr(e, "reason", str(e)))
                     if problems is None:
                         raise IndexValueError(reason, name) from None
                     problems.append((name, reason))
