@@ -613,6 +613,7 @@ def test_a_counter_after_forget_with_another_window_never_reads_the_old_counts(
     new = WindowCounter(redmodel.Store(redis_client), "hits", window=w2, clock=lambda: t2)
     assert new.get(BOT) == 0
     assert new.incr(BOT) == 1
+    assert redis_client.persist(new.key_for(BOT, t2))  # (as the old key's, above)
     assert redis_client.get(old.key_for(BOT, t1)) == str(n).encode()
     assert not new.reset(IPv4Address("10.0.0.1"))
     assert new.reset(BOT)
