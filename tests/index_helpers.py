@@ -1,11 +1,13 @@
-"""Helpers for the index tests: a dump of the whole keyspace, flushing every primary, and
-planting a key of the wrong type."""
+"""Helpers for the index tests: a dump of the whole keyspace, flushing every primary,
+planting a key of the wrong type, and the keyspace the live objects call for."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import redis.cluster
+
+from redmodel._indexes._specs import entry_key
 
 
 def primaries(client: Any) -> list[Any]:
@@ -123,4 +125,53 @@ def all_ids(client: Any, root: str | bytes, d: str | bytes = b":") -> list[bytes
         out.extend(ids)
     assert out == sorted(out)
     assert int(count or 0) == len(out), (count, len(out))
+    return out
+
+
+def expected_keyspace(spec: Any, live: dict[str, Any], ttl: set[str], *,
+                      skip_unindexable: bool = False) -> dict[bytes, Any]:
+    """The oracle of the index property tests: the index keys (and records) the ``live``
+    objects (id -> object) of ``spec``'s model call for, computed from their entry lines
+    alone, each as ``(type, sorted members)``: an ``e`` line is a set member, an ``r`` line
+    a score, a ``u`` line a hash field (a bucketed model's unique value: a claim in its
+    value's own bucket); every object is in ``ids`` (its all-ids pages, as one sorted set of
+    score 0), and only those in ``ttl`` keep a record (``rec``) and an ``exp`` entry (score
+    -1: an expiry time). ``skip_unindexable``: a value that cannot be indexed has no entry
+    (else it raises: the test draws none)."""
+    indexes = spec.indexes
+    assert indexes is not None
+    sets: dict[str, set[bytes]] = {}
+    zsets: dict[str, dict[bytes, float]] = {}
+    hashes: dict[str, dict[bytes, bytes]] = {}
+    for i, o in live.items():
+        tag = spec.tag_of(spec.id_text(i))
+        root = spec.index_root(tag)
+        eid = spec.key_for(i)[len(spec.object_prefix(tag)):].encode()
+        lines = indexes.entries({n: getattr(o, n) for n in indexes.fields},
+                                problems=[] if skip_unindexable else None)
+        if i in ttl:  # the sweep needs the entries after the hash is gone
+            hashes.setdefault(root + "rec", {})[eid] = "\n".join(sorted(lines)).encode()
+            zsets.setdefault(root + "exp", {})[eid] = -1.0
+        zsets.setdefault(root + "ids", {})[eid] = 0.0
+        for line in lines:
+            kind, _, text = line.split("\x1f", 2)
+            if kind == "u" and spec.claims:  # a claim, in its value's own bucket
+                _, name, text = line.split("\x1f", 2)
+                hashes.setdefault(spec.claim_key(name, text), {})[text.encode()] = eid
+                continue
+            key = entry_key(root, ":", line, False)
+            assert key is not None
+            if kind == "e":
+                sets.setdefault(key, set()).add(eid)
+            elif kind == "r":
+                zsets.setdefault(key, {})[eid] = float(text)
+            else:
+                hashes.setdefault(key, {})[text.encode()] = eid
+    out: dict[bytes, Any] = {}
+    for k, members in sets.items():
+        out[k.encode()] = ("set", sorted(members))
+    for k, scores in zsets.items():
+        out[k.encode()] = ("zset", sorted(scores.items()))
+    for k, fields in hashes.items():
+        out[k.encode()] = ("hash", sorted(fields.items()))
     return out

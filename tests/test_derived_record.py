@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import redmodel
-from redmodel._indexes._specs import WRITE, entry_key
+from redmodel._indexes._specs import WRITE
 from redmodel._indexes._writes import MANY, run_writes, status
 from redmodel._layouts._pick import layout_of
 from redmodel._models._specs import spec_of
@@ -34,7 +34,7 @@ from redmodel._plan import Batch
 from redmodel.testing import FaultProxy, has
 from tests.budget import scaled
 from tests.faults import FAST_RESEND, store_through
-from tests.index_helpers import all_ids, dump, flush
+from tests.index_helpers import all_ids, dump, expected_keyspace, flush
 
 
 @redmodel.model(prefix="drv")
@@ -81,43 +81,9 @@ def drv(draw: Any, i: str | None = None, cls: type = Drv) -> Any:
 
 
 def expected(live: dict[str, Any], ttl: set[str], spec: Any = SPEC) -> dict[bytes, Any]:
-    """The index keys (and records) the live objects call for, as :func:`actual` shows."""
-    indexes = spec.indexes
-    assert indexes is not None
-    sets: dict[str, set[bytes]] = {}
-    zsets: dict[str, dict[bytes, float]] = {}
-    hashes: dict[str, dict[bytes, bytes]] = {}
-    for i, o in live.items():
-        tag = spec.tag_of(spec.id_text(i))
-        root = spec.index_root(tag)
-        eid = spec.key_for(i)[len(spec.object_prefix(tag)):].encode()
-        lines = indexes.entries({n: getattr(o, n) for n in indexes.fields}, problems=[])
-        if i in ttl:  # the sweep needs the entries after the hash is gone
-            hashes.setdefault(root + "rec", {})[eid] = "\n".join(sorted(lines)).encode()
-            zsets.setdefault(root + "exp", {})[eid] = -1.0
-        zsets.setdefault(root + "ids", {})[eid] = 0.0
-        for line in lines:
-            kind, _, text = line.split("\x1f", 2)
-            if kind == "u" and spec.claims:  # a claim, in its value's own bucket
-                _, name, text = line.split("\x1f", 2)
-                hashes.setdefault(spec.claim_key(name, text), {})[text.encode()] = eid
-                continue
-            key = entry_key(root, ":", line, False)
-            assert key is not None
-            if kind == "e":
-                sets.setdefault(key, set()).add(eid)
-            elif kind == "r":
-                zsets.setdefault(key, {})[eid] = float(text)
-            else:
-                hashes.setdefault(key, {})[text.encode()] = eid
-    out: dict[bytes, Any] = {}
-    for k, members in sets.items():
-        out[k.encode()] = ("set", sorted(members))
-    for k, scores in zsets.items():
-        out[k.encode()] = ("zset", sorted(scores.items()))
-    for k, fields in hashes.items():
-        out[k.encode()] = ("hash", sorted(fields.items()))
-    return out
+    """The index keys (and records) the live objects call for, as :func:`actual` shows (a
+    value that cannot be indexed has no entry)."""
+    return expected_keyspace(spec, live, ttl, skip_unindexable=True)
 
 
 def actual(client: Any, spec: Any = SPEC) -> dict[bytes, Any]:

@@ -27,7 +27,7 @@ import redmodel
 from redmodel._indexes._specs import entry_key
 from redmodel._models._specs import spec_of
 from tests.budget import scaled
-from tests.index_helpers import all_ids, dump, flush, plant
+from tests.index_helpers import all_ids, dump, expected_keyspace, flush, plant
 
 
 @redmodel.model(prefix="lean")
@@ -66,37 +66,7 @@ def lean(draw: st.DrawFn, ident: Any = IDS) -> Lean:
 
 def expected(live: dict[str, Lean], ttl: dict[str, bool]) -> dict[bytes, Any]:
     """The index keys the live objects call for, each as dump() shows it."""
-    indexes = SPEC.indexes
-    assert indexes is not None
-    sets: dict[str, set[bytes]] = {}
-    zsets: dict[str, dict[bytes, float]] = {}
-    hashes: dict[str, dict[bytes, bytes]] = {}
-    for i, o in live.items():
-        eid = SPEC.key_for(i)[len("lean:"):].encode()
-        lines = indexes.entries({n: getattr(o, n) for n in indexes.fields})
-        if ttl.get(i):  # only an object with an expiry keeps a stored record (no blind index)
-            hashes.setdefault(ROOT + "rec", {})[eid] = "\n".join(sorted(lines)).encode()
-        zsets.setdefault(ROOT + "ids", {})[eid] = 0.0  # the all-ids pages (all_ids)
-        if ttl.get(i):
-            zsets.setdefault(ROOT + "exp", {})[eid] = -1.0  # the score: an expiry time
-        for line in lines:
-            kind, _, text = line.split("\x1f", 2)
-            key = entry_key(ROOT, ":", line, False)
-            assert key is not None
-            if kind == "e":
-                sets.setdefault(key, set()).add(eid)
-            elif kind == "r":
-                zsets.setdefault(key, {})[eid] = float(text)
-            else:
-                hashes.setdefault(key, {})[text.encode()] = eid
-    out: dict[bytes, Any] = {}
-    for k, members in sets.items():
-        out[k.encode()] = ("set", sorted(members))
-    for k, scores in zsets.items():
-        out[k.encode()] = ("zset", sorted(scores.items()))
-    for k, fields in hashes.items():
-        out[k.encode()] = ("hash", sorted(fields.items()))
-    return out
+    return expected_keyspace(SPEC, live, {i for i, t in ttl.items() if t})
 
 
 def actual(client: Any, planted: str = "") -> dict[bytes, Any]:
