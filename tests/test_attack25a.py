@@ -6,6 +6,8 @@ the tests without a mark are sound areas the suite did not cover."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -20,6 +22,7 @@ import redis
 import redis.asyncio
 
 import redmodel
+from redmodel.cli import _app
 from redmodel.containers import WindowCounter
 from redmodel.testing import FaultProxy
 
@@ -41,11 +44,31 @@ class _Hash:
 
 
 def _cli(args: list[str], url: str) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
-    env.update(PYTHONPATH=str(ROOT), REDIS_URL=url)
-    done = subprocess.run([sys.executable, "-m", "redmodel", *args], env=env,
-                          capture_output=True, timeout=60, check=False)
-    return done.returncode, (done.stdout + done.stderr).decode("utf-8", "replace")
+    code, out, err = _cli_streams(args, url)
+    return code, (out + err).decode("utf-8", "replace")
+
+
+def _cli_streams(args: list[str], url: str) -> tuple[int, bytes, bytes]:
+    """``redmodel ARGS`` with only ``REDIS_URL=url`` of the REDIS_* variables, run in this
+    process (redmodel.cli._app.run: the exit code ``python -m redmodel`` exits with) with
+    stdout and stderr as a real process has them, strict UTF-8 text streams over bytes
+    (the command line reconfigures them as it does sys.stdout): its exit code and the
+    bytes it wrote to each. test_f11 also runs a real process (its stdout's bytes)."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("REDIS_")}
+    out, err = io.BytesIO(), io.BytesIO()
+    streams = [io.TextIOWrapper(b, encoding="utf-8", errors="strict", write_through=True)
+               for b in (out, err)]
+    try:
+        for k in saved:
+            del os.environ[k]
+        os.environ["REDIS_URL"] = url
+        with contextlib.redirect_stdout(streams[0]), contextlib.redirect_stderr(streams[1]):
+            code = _app.run(args)
+    finally:
+        for k in [k for k in os.environ if k.startswith("REDIS_")]:
+            del os.environ[k]
+        os.environ.update(saved)
+    return code, out.getvalue(), err.getvalue()
 
 
 def _line(model: str, ident: str, n: int) -> str:
@@ -333,13 +356,17 @@ def test_f11_cli_json_over_an_undecodable_key_is_a_json_document(
     store.save(_Checked(id="ok"))
     redis_client.hset(b"atk25v:\x81x", mapping={b"color": b"c", b"n": b"not an int"})
     redis_client.hset(b"\x80atk25:%schema", mapping={b"owner": b"m.X", b"schema": b"{}"})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
-    env.update(PYTHONPATH=str(ROOT), REDIS_URL=redis_url)
     args = ["-m", "tests.test_attack25a:_Checked"] if command == "verify" else []
-    done = subprocess.run([sys.executable, "-m", "redmodel", command, "--json", *args],
-                          env=env, capture_output=True, timeout=60, check=False)
-    assert done.returncode == 1, done.stderr[-2000:]
-    report = json.loads(done.stdout.decode("utf-8"))       # UTF-8, one document
+    if command == "verify":  # a real process: the bytes its stdout writes
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
+        env.update(PYTHONPATH=str(ROOT), REDIS_URL=redis_url)
+        done = subprocess.run([sys.executable, "-m", "redmodel", command, "--json", *args],
+                              env=env, capture_output=True, timeout=60, check=False)
+        code, out, err = done.returncode, done.stdout, done.stderr
+    else:  # in this process, through streams as a real process has them
+        code, out, err = _cli_streams([command, "--json", *args], redis_url)
+    assert code == 1, err[-2000:]
+    report = json.loads(out.decode("utf-8"))               # UTF-8, one document
     assert report["ok"] is False
 
 
