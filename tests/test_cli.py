@@ -1,11 +1,15 @@
-"""The ``redmodel`` command, run as a subprocess against the throwaway server."""
+"""The ``redmodel`` command against the throwaway server: run in this process as
+``python -m redmodel`` would run it (redmodel_cli), and as a real process where the
+process is the point (the console script, stdout's bytes in a pipe, TLS files)."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import decimal
 import gzip
+import io
 import json
 import os
 import re
@@ -21,6 +25,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 import redmodel
+from redmodel._indexes import _blind
+from redmodel.cli import _app
 from redmodel.codecs import _fernet
 from redmodel.testing import RedisClusterServer, RedisServer
 from tests import cli_models as m
@@ -35,9 +41,13 @@ ENCRYPTED_ARGS = [a for path in ENCRYPTED for a in ("-m", path)]
 
 
 def redmodel_cli(*args: str, url: str | None = None, keys: str | None = KEY_A,
-                 stdin: bytes | None = None, cwd: Path = ROOT, timeout: float = 120
-                 ) -> subprocess.CompletedProcess[str]:
-    """``python -m redmodel ARGS`` with REDIS_URL and REDMODEL_FERNET_KEYS (None: unset)."""
+                 stdin: bytes | None = None, cwd: Path = ROOT, timeout: float = 120,
+                 process: bool = False) -> subprocess.CompletedProcess[str]:
+    """``redmodel ARGS`` with REDIS_URL and REDMODEL_FERNET_KEYS (None: unset) as its only
+    REDIS_* / REDMODEL_FERNET* variables: in this process (:func:`_run_here`), or with
+    ``process=True`` as ``python -m redmodel ARGS`` (a test whose point is the process)."""
+    if not process:
+        return _run_here(list(args), url, keys, stdin)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("REDIS_", "REDMODEL_FERNET"))}
     env["PYTHONPATH"] = str(ROOT)
@@ -50,6 +60,45 @@ def redmodel_cli(*args: str, url: str | None = None, keys: str | None = KEY_A,
     return subprocess.CompletedProcess(done.args, done.returncode,
                                        done.stdout.decode("utf-8", "replace"),
                                        done.stderr.decode("utf-8", "replace"))
+
+
+def _run_here(args: list[str], url: str | None, keys: str | None, stdin: bytes | None
+              ) -> subprocess.CompletedProcess[str]:
+    """What ``python -m redmodel ARGS`` does (redmodel.cli._app.run: its exit code), in
+    this process (a subprocess costs an interpreter start and redmodel's imports, ~1 s
+    per call on a loaded machine): its environment as the subprocess's, no Fernet or index
+    key configured in the process (as in a new one: the command configures its own),
+    stdin/stdout/stderr strict UTF-8 text streams over bytes as a process has them (the
+    command reconfigures them as it does the real ones); all of it restored afterwards."""
+    names = ("REDIS_", "REDMODEL_FERNET")
+    saved_env = {k: v for k, v in os.environ.items() if k.startswith(names)}
+    saved_keys = (_fernet._configured, _blind._configured, _blind._cache)
+    out, err = io.BytesIO(), io.BytesIO()
+    streams = [io.TextIOWrapper(b, encoding="utf-8", errors="strict", write_through=True)
+               for b in (out, err)]
+    saved_stdin = sys.stdin
+    try:
+        for k in saved_env:
+            del os.environ[k]
+        if url is not None:
+            os.environ["REDIS_URL"] = url
+        if keys is not None:
+            os.environ["REDMODEL_FERNET_KEYS"] = keys
+        _fernet._configured = None
+        _blind._configured = None
+        _blind._cache = None
+        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8")
+        with contextlib.redirect_stdout(streams[0]), contextlib.redirect_stderr(streams[1]):
+            code = _app.run(args)
+    finally:
+        sys.stdin = saved_stdin
+        for k in [k for k in os.environ if k.startswith(names)]:
+            del os.environ[k]
+        os.environ.update(saved_env)
+        _fernet._configured, _blind._configured, _blind._cache = saved_keys
+    return subprocess.CompletedProcess(["redmodel", *args], code,
+                                       out.getvalue().decode("utf-8", "replace"),
+                                       err.getvalue().decode("utf-8", "replace"))
 
 
 def as_json(done: subprocess.CompletedProcess[str]) -> Any:
