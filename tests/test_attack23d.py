@@ -18,6 +18,7 @@ import pytest
 import redis
 
 import redmodel
+from tests.test_cli import redmodel_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,13 +33,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 # F4: a malformed --url/REDIS_URL makes the CLI exit 4 "a bug in redmodel" with a traceback
 def test_cli_malformed_url_is_a_usage_error_not_a_bug() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
-    env["PYTHONPATH"] = str(ROOT)
     for url in ("http://127.0.0.1:1/0", "redis://127.0.0.1:notaport/0"):
-        done = subprocess.run(
-            [sys.executable, "-m", "redmodel", "inspect", "--models", "examples.hatshop:Hat",
-             "--url", url], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-            check=False)
+        done = redmodel_cli("inspect", "--models", "examples.hatshop:Hat", "--url", url,
+                            keys=None)
         # docs/cli.md: "2 | usage: a bad option ..."; "Errors are one line on stderr".
         assert done.returncode == 2, (url, done.returncode, done.stderr)
         assert "Traceback" not in done.stderr, done.stderr

@@ -6,9 +6,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import attrs
 import pytest
@@ -17,6 +14,7 @@ import redis
 import redmodel
 from redmodel.testing import RedisServer
 from tests.faults import proxied_store
+from tests.test_cli import redmodel_cli
 
 
 def _declare(tp: object, **option: object) -> type:
@@ -198,13 +196,8 @@ def test_f7_cli_url_with_unusable_query_is_a_usage_error(query: str) -> None:
     """docs/cli.md "Exit codes": 2 is "usage: a bad option (a `--url` or `REDIS_*` variable
     that does not parse, named with its password masked)"; 4 is "a bug in redmodel". Nothing
     listens on port 1: the URL is refused before any connection or it is not."""
-    root = Path(__file__).resolve().parent.parent
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
-    env["PYTHONPATH"] = str(root)
-    done = subprocess.run(
-        [sys.executable, "-m", "redmodel", "inspect", "--models", "examples.hatshop:Hat",
-         "--url", f"redis://u:topsecret@127.0.0.1:1/0?{query}"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=60, check=False)
+    done = redmodel_cli("inspect", "--models", "examples.hatshop:Hat",
+                        "--url", f"redis://u:topsecret@127.0.0.1:1/0?{query}", keys=None)
     assert "topsecret" not in done.stdout + done.stderr
     assert done.returncode == 2, done.stderr[-300:]
 

@@ -6,8 +6,6 @@ the tests without a mark are sound areas the suite did not cover."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -22,9 +20,9 @@ import redis
 import redis.asyncio
 
 import redmodel
-from redmodel.cli import _app
 from redmodel.containers import WindowCounter
 from redmodel.testing import FaultProxy
+from tests.test_cli import redmodel_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,31 +42,10 @@ class _Hash:
 
 
 def _cli(args: list[str], url: str) -> tuple[int, str]:
-    code, out, err = _cli_streams(args, url)
-    return code, (out + err).decode("utf-8", "replace")
-
-
-def _cli_streams(args: list[str], url: str) -> tuple[int, bytes, bytes]:
-    """``redmodel ARGS`` with only ``REDIS_URL=url`` of the REDIS_* variables, run in this
-    process (redmodel.cli._app.run: the exit code ``python -m redmodel`` exits with) with
-    stdout and stderr as a real process has them, strict UTF-8 text streams over bytes
-    (the command line reconfigures them as it does sys.stdout): its exit code and the
-    bytes it wrote to each. test_f11 also runs a real process (its stdout's bytes)."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("REDIS_")}
-    out, err = io.BytesIO(), io.BytesIO()
-    streams = [io.TextIOWrapper(b, encoding="utf-8", errors="strict", write_through=True)
-               for b in (out, err)]
-    try:
-        for k in saved:
-            del os.environ[k]
-        os.environ["REDIS_URL"] = url
-        with contextlib.redirect_stdout(streams[0]), contextlib.redirect_stderr(streams[1]):
-            code = _app.run(args)
-    finally:
-        for k in [k for k in os.environ if k.startswith("REDIS_")]:
-            del os.environ[k]
-        os.environ.update(saved)
-    return code, out.getvalue(), err.getvalue()
+    """``redmodel ARGS`` with only REDIS_URL=url (in this process: tests/test_cli.py's
+    redmodel_cli): its exit code and what it wrote."""
+    done = redmodel_cli(*args, url=url, keys=None)
+    return done.returncode, done.stdout + done.stderr
 
 
 def _line(model: str, ident: str, n: int) -> str:
@@ -363,8 +340,9 @@ def test_f11_cli_json_over_an_undecodable_key_is_a_json_document(
         done = subprocess.run([sys.executable, "-m", "redmodel", command, "--json", *args],
                               env=env, capture_output=True, timeout=60, check=False)
         code, out, err = done.returncode, done.stdout, done.stderr
-    else:  # in this process, through streams as a real process has them
-        code, out, err = _cli_streams([command, "--json", *args], redis_url)
+    else:  # in this process, over strict UTF-8 streams (text that is not UTF-8 raises)
+        here = redmodel_cli(command, "--json", *args, url=redis_url, keys=None)
+        code, out, err = here.returncode, here.stdout.encode(), here.stderr.encode()
     assert code == 1, err[-2000:]
     report = json.loads(out.decode("utf-8"))               # UTF-8, one document
     assert report["ok"] is False

@@ -7,11 +7,7 @@ refused before anything is sent (docs/models.md, "Ids and keys")."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -23,6 +19,7 @@ from hypothesis import strategies as st
 import redmodel
 from tests.budget import scaled
 from tests.conftest import dbsize
+from tests.test_cli import redmodel_cli
 
 
 @redmodel.model(prefix="fx24sh")
@@ -260,13 +257,10 @@ def test_export_then_import_keeps_ids_that_are_not_utf8(
     store.save_many(objs)
     before = {k: redis_client.dump(k) for k in redis_client.keys("fx24[sb][hf]:[!%]*")}
     path = tmp_path / "dump.jsonl"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
-    env.update(REDIS_URL=redis_url, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     for args in (["export", "-m", "tests.test_fix24a", "-o", str(path)],
                  ["import", "-m", "tests.test_fix24a", "-i", str(path)]):
-        done = subprocess.run([sys.executable, "-m", "redmodel", *args], env=env,
-                              capture_output=True, timeout=120, check=False)
-        assert done.returncode == 0, done.stderr.decode("utf-8", "replace")[-2000:]
+        done = redmodel_cli(*args, url=redis_url, keys=None)
+        assert done.returncode == 0, done.stderr[-2000:]
         if args[0] == "export":
             path.read_bytes().decode("utf-8")           # UTF-8 text, whatever the ids
             redis_client.delete(*before)

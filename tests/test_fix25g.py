@@ -25,6 +25,7 @@ from redmodel.cli._common import model_label
 from redmodel.cli._lines import BadLineError, Models
 from redmodel.containers import Set, WindowCounter
 from tests.budget import scaled
+from tests.test_cli import redmodel_cli
 
 URL = "redis://127.0.0.1:1/0"  # nothing listens: a store made on it never connects
 
@@ -344,21 +345,14 @@ def test_cli_outputs_over_an_undecodable_key_are_utf8_and_literal(
     model and a registry record whose bytes are not UTF-8: stdout is UTF-8 (a --json one
     JSON document), names the key by its escape, and prints the model Star (:star: is an
     emoji code) as module:Star."""
-    import os  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
-
     store.save(Star(id="ok"))
     redis_client.hset(b"fx25v:\x81x", mapping={b"color": b"c", b"n": b"not an int"})
     redis_client.hset(b"\x80fx25:%schema", mapping={b"owner": b"m.X", b"schema": b"{}"})
-    root = Path(__file__).resolve().parent.parent
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
-    env.update(PYTHONPATH=str(root), REDIS_URL=redis_url)
     models = [] if command[0] == "registry" else ["-m", "tests.test_fix25g:Star"]
-    done = subprocess.run([sys.executable, "-m", "redmodel", *command, *models], env=env,
-                          capture_output=True, timeout=60, check=False)
-    out = done.stdout.decode("utf-8")                     # UTF-8, or this raises
+    # in this process over strict UTF-8 streams: text that is not UTF-8 raises (exit 4);
+    # tests/test_attack25a.py f11 reads a real process's stdout bytes
+    done = redmodel_cli(*command, *models, url=redis_url, keys=None)
+    out = done.stdout
     assert done.returncode == 1, done.stderr[-2000:]
     if "--json" in command:
         assert json.loads(out)["ok"] is False

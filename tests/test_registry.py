@@ -21,6 +21,7 @@ from redmodel import IndexNotReadyError, SchemaConflictError
 from redmodel._indexes._registry import register_plan
 from redmodel._models._specs import spec_of
 from redmodel._plan import Batch
+from tests.test_cli import redmodel_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -352,11 +353,7 @@ def _all_keys(client: Any, pattern: str) -> list[Any]:
 # ---- the command line -----------------------------------------------------------------------
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
-    env["PYTHONPATH"] = str(ROOT)
-    env["REDIS_URL"] = url
-    return subprocess.run([sys.executable, "-m", "redmodel", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return redmodel_cli(*args, url=url, keys=None)
 
 
 def test_cli_shows_owners_and_index_states(store: Any, redis_url: str) -> None:
