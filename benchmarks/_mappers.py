@@ -65,6 +65,26 @@ class HandWritten:
             self._queue(pipe, h)
             pipe.execute()
 
+    def change_color(self, hat_id: str, color: str) -> None:
+        """Load a hat and give it another color, exactly: the old color's SET loses the
+        id in the same MULTI that writes the new one, under WATCH (a writer between the
+        read and EXEC makes it read again), as the blind ``save_one`` cannot."""
+        key = self.PREFIX + hat_id
+        with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    d = pipe.hgetall(key)
+                    old = self._decode(hat_id.encode(), d)
+                    pipe.multi()
+                    pipe.hset(key, "color", color)
+                    pipe.srem(f"{self.IDX}color:{old.color}", hat_id)
+                    pipe.sadd(f"{self.IDX}color:{color}", hat_id)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
     def save_chunk(self, hats: Sequence[Any], chunk: int = 500) -> None:
         for i in range(0, len(hats), chunk):
             with self.r.pipeline(transaction=False) as pipe:
@@ -79,10 +99,12 @@ class HandWritten:
             for i in ids:
                 pipe.hgetall(self.PREFIX + i.decode())
             replies = pipe.execute()
-        hat = self.Hat
-        return [hat(color=d[b"color"].decode(), style=d[b"style"].decode(),
-                    price=float(d[b"price"]), quantity=int(d[b"quantity"]), id=i.decode())
-                for i, d in zip(ids, replies, strict=True) if d]
+        return [self._decode(i, d) for i, d in zip(ids, replies, strict=True) if d]
+
+    def _decode(self, i: bytes, d: dict[bytes, bytes]) -> Any:
+        return self.Hat(color=d[b"color"].decode(), style=d[b"style"].decode(),
+                        price=float(d[b"price"]), quantity=int(d[b"quantity"]),
+                        id=i.decode())
 
     def q1(self, color: str) -> list[Any]:
         return self._fetch(list(self.r.smembers(f"{self.IDX}color:{color}")))
@@ -164,6 +186,11 @@ class Walrus:
         for h in hats:
             self.save_one(h)
 
+    def change_color(self, hat_id: str, color: str) -> None:
+        h = self.M.load(hat_id)  # EXISTS + HGETALL
+        h.color = color
+        h.save()  # loads it again, removes every index entry, writes all of them
+
     def q1(self, color: str) -> list[Any]:
         return list(self.M.query(self.M.color == color))
 
@@ -220,6 +247,8 @@ class Rom:
     pipeline."""
 
     name = "rom"
+    NO_CHANGE = ("rom's primary key is its own auto-increment integer and the hat id an "
+                 "unindexed column, so loading a hat by its id is a scan: not measured")
 
     def __init__(self, url: str, db: int) -> None:
         import rom.util  # noqa: PLC0415
@@ -508,6 +537,8 @@ class RomPlain:
     every entity it sees: it is rolled back after each call, as a request would."""
 
     name = "rom"
+    NO_CHANGE = ("rom's primary key is its own auto-increment integer and the hat id an "
+                 "unindexed column, so loading a hat by its id is a scan: not measured")
     na: ClassVar[Notes] = {
         "incr": NO_INCR + " (`transfer` moves a value between two entities and records it "
                           "in a third)",

@@ -75,6 +75,8 @@ ROWS = (
     Row("buy", "buy through `@transaction` (WATCH path)", "calls", 1.0),
     Row("isave", "indexed save, one at a time", "calls", 1.0),
     Row("isave_many", "indexed save_many (chunks of {chunk:,})", "bulk", 1.0),
+    Row("ichange", "indexed change of a stored object (get, new color, save)", "calls",
+        None, "not in issue 17: the same guarantee on both sides"),
     Row("imem", "indexed memory per object (used_memory Δ)", "bytes", 1.1),
     Row("imem_usage", "indexed memory per object (MEMORY USAGE)", "bytes", 1.1),
     Row("q3", "query time Q3 (color AND price <)", "seconds", 1.0),
@@ -90,6 +92,7 @@ ROW = {r.key: r for r in ROWS}
 PLAIN_CALL_ROWS = ("save", "get", "buy", "update", "incr", "save_flat", "get_flat")
 PLAIN_BULK_ROWS = ("save_many", "get_many", "save_many_flat")
 QUERY_ROWS = ("q3", "q5", "q6")
+INDEXED_ROWS = ("isave", "isave_many", "ichange", "imem", "imem_usage", *QUERY_ROWS)
 
 
 @attrs.frozen
@@ -314,7 +317,7 @@ class Indexed:
         for name in res.names:
             if name not in self.impls:
                 why = res.absent.get(name) or NO_INDEX.get(name, "no secondary indexes")
-                for row in ("isave", "isave_many", "imem", "imem_usage", *QUERY_ROWS):
+                for row in INDEXED_ROWS:
                     res.lack(row, name, why)
 
     def close(self) -> None:
@@ -349,12 +352,33 @@ class Indexed:
             n = p.query_calls[q]
             for name, s in take_turns(fns, range(n), 1 if n < 20 else 10, rep).items():
                 res.add(q, name, s / n)
+        if "ichange" in res.rows:
+            self.change(rep, impls)
         if "isave" not in res.rows:
             return
         fresh = bench_queries.make_hats(p.calls, seed=100 + rep, prefix=f"s{rep}-")
         fns = {impl.name: impl.save_one for impl in impls}
         for name, s in take_turns(fns, fresh, p.block, rep).items():
             res.add("isave", name, p.calls / s)
+
+    def change(self, rep: int, impls: list[Any]) -> None:
+        """The ``ichange`` row: each contestant loads a stored hat, gives it another color
+        and saves it, so the old color's entry must go. Every contestant makes the same
+        changes in the same order; on the first repetition the queries are compared
+        again afterwards."""
+        p, res = self.p, self.res
+        able = [impl for impl in impls if hasattr(impl, "change_color")]
+        for impl in impls:
+            if impl not in able:
+                res.lack("ichange", impl.name, impl.NO_CHANGE)
+        rng = random.Random(200 + rep)
+        changes = [(self.hats[rng.randrange(len(self.hats))].id,
+                    rng.choice(bench_queries.COLORS)) for _ in range(p.calls)]
+        fns = {impl.name: (lambda c, impl=impl: impl.change_color(*c)) for impl in able}
+        for name, s in take_turns(fns, changes, p.block, rep).items():
+            res.add("ichange", name, p.calls / s)
+        if rep == 0:
+            bench_queries.check_results(able)
 
 
 def flush_now(r: redis.Redis) -> None:
@@ -392,7 +416,7 @@ def measure(url: str, p: Params, names: Sequence[str] | None = None,
     try:
         plain = Plain(url, p, res)
         plain.load()
-        if res.rows & {"isave", "isave_many", "imem", "imem_usage", *QUERY_ROWS}:
+        if res.rows & set(INDEXED_ROWS):
             indexed = Indexed(url, p, res)
         for rep in range(p.reps):
             t0 = time.perf_counter()
@@ -425,7 +449,7 @@ def _amount(row: Row, v: float) -> str:
 
 def goal_text(row: Row) -> str:
     if row.goal is None:
-        return "—"
+        return row.goal_note or "—"
     sign = "≥" if row.higher_is_better else "≤"
     return f"{sign} {row.goal:.1f}x" + (f" ({row.goal_note})" if row.goal_note else "")
 

@@ -107,6 +107,11 @@ class Redmodel:
     def save_chunk(self, hats: Sequence[Hat]) -> None:
         self.store.save_many(hats)
 
+    def change_color(self, hat_id: str, color: str) -> None:
+        h = self.store.get(Hat, hat_id)
+        h.color = color
+        self.store.save(h)
+
     def q1(self, color: str) -> list[Hat]:
         return self.store.find(Hat, color=color).all()
 
