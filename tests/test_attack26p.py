@@ -151,7 +151,9 @@ def test_f3_save_many_of_a_list_refuses_a_codec_refused_value_before_the_first_w
     with pytest.raises(redmodel.ValidationError) as got:
         store.save_many([cls(id="a"), cls(id="b"), cls(id="z", xs=[_HUGE])], chunk_size=1)
     assert [k for k in redis_client.keys("atk26p*") if b"%" not in k] == []
-    assert getattr(got.value, "written", []) == []
+    # refused before any chunk was sent: not a batch error, whose .written is None
+    # (redmodel.RedmodelError: "Both are None for any other error")
+    assert got.value.written is None and got.value.not_written is None
 
 
 @redmodel.model(prefix="atk26pv")
@@ -185,6 +187,7 @@ class _Ver:                       # version 2: the same model with two indexes
 # (the assumption the write sends) as present, so the unchanged ones are never written;
 # docs/performance.md ("What a record no longer says") describes only the id being added,
 # though an id missing from its page is exactly what says the object has no entries.
+@pytest.mark.xfail(strict=True, reason="F4: fixed after PI26 merges")
 @pytest.mark.parametrize("how", ["save", "save_many", "update", "transaction"])
 def test_f4_a_new_version_write_of_an_unlisted_object_writes_every_entry(
         redis_url: str, redis_client: redis.Redis, how: str) -> None:
