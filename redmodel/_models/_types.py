@@ -266,6 +266,9 @@ def _enum_scalar(tp: type[enum.Enum]) -> tuple[Encoder, Decoder, Checker]:
                 f"enum {tp.__name__} has a value of type {type(value).__name__}; "
                 "only str and int enum values can be stored"
             )
+        if isinstance(value, int) and (why := int_too_long(value)) is not None:
+            raise ModelDefinitionError(
+                f"enum {tp.__name__}: member {member.name} has {why}; it cannot be stored")
         try:
             raw = str(value).encode("utf-8")
         except UnicodeEncodeError:
