@@ -15,11 +15,13 @@ import attrs
 import pytest
 import redis
 import redis.asyncio
+import redis.connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import redmodel
 from redmodel._args import int_too_long
+from redmodel._transport._wire import pack_commands
 from redmodel.codecs._json import JsonSerializer
 from tests.budget import scaled
 
@@ -324,3 +326,26 @@ def test_store_and_async_store_address_the_same_key_bytes_on_every_encoding(
     if indexed:
         assert sorted(o.id for o in sync.find(model, s=objs[0].s).all()) == sorted(
             o.id for o in objs if o.s == objs[0].s)
+
+
+@settings(max_examples=scaled(30, floor=10), deadline=None)
+@given(args=st.lists(_IDS | st.binary(max_size=4) | st.integers(-2**70, 2**70), max_size=4),
+       encoding=st.sampled_from(_ENCODINGS), sync=st.booleans())
+def test_redis_py_s_packer_sends_every_str_as_its_utf8_bytes_on_every_encoding(
+        args: list[Any], encoding: str, sync: bool) -> None:
+    """_wire.pack_commands (the path without hiredis, and the blocking commands'): the
+    bytes of a command do not depend on the connection's encoding= (str as UTF-8 with
+    surrogateescape, as hiredis packs them)."""
+    if sync:
+        conn: Any = redis.Connection(encoding=encoding)
+        conn._command_packer = redis.connection.PythonRespSerializer(
+            conn._buffer_cutoff, conn.encoder.encode)
+    else:
+        conn = redis.asyncio.Connection(encoding=encoding)
+    command = ("SET", "k:é", *args)
+    want = [b"*%d\r\n" % len(command)]
+    for a in command:
+        raw = a.encode("utf-8", "surrogateescape") if isinstance(a, str) else (
+            a if isinstance(a, bytes) else str(a).encode())
+        want.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+    assert b"".join(pack_commands(conn, [command])) == b"".join(want)
