@@ -6,6 +6,8 @@ down (a socket timeout, a thread's wait, a float conversion)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
+import sys
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -19,11 +21,13 @@ __all__ = [
     "MAX_TTL_SECONDS",
     "MAX_VISIBILITY_SECONDS",
     "flag",
+    "int_too_long",
     "integer",
     "many",
     "not_negative",
     "page_count",
     "seconds",
+    "shown",
     "unsendable",
 ]
 
@@ -49,6 +53,52 @@ MAX_VISIBILITY_SECONDS = 10**12
 milliseconds, stays an exact double."""
 
 
+INT_TEXT_ALWAYS = 10**600
+"""Every int of fewer digits converts to text and back at any digit limit of the
+interpreter (``sys.set_int_max_str_digits`` takes 0, none, or at least 640)."""
+
+_POWERS: dict[int, int] = {}
+
+
+def _digits(value: int) -> int:
+    """The count of decimal digits of ``value`` (without its sign), without its text."""
+    n = abs(value)
+    d = max(1, int(math.log10(n)) + 1) if n else 1
+    while 10**d <= n:
+        d += 1
+    while d > 1 and 10 ** (d - 1) > n:
+        d -= 1
+    return d
+
+
+def int_too_long(value: int) -> str | None:
+    """None when the int ``value`` converts to decimal text (and back) in this
+    interpreter; else why not: CPython refuses ints of more digits than
+    ``sys.get_int_max_str_digits()`` (4300 by default; a program may lower it) with a bare
+    ValueError, so redmodel, which stores an int as its decimal text, refuses them before
+    anything is written."""
+    if -INT_TEXT_ALWAYS < value < INT_TEXT_ALWAYS:
+        return None
+    limit = sys.get_int_max_str_digits()
+    if not limit:
+        return None
+    bound = _POWERS.get(limit)
+    if bound is None:
+        bound = _POWERS[limit] = 10**limit
+    if -bound < value < bound:
+        return None
+    return (f"an int of {_digits(value)} digits: more than this interpreter converts to "
+            f"text (sys.get_int_max_str_digits() is {limit})")
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` for an error message; an int too long for text is described, not
+    converted (its repr would raise ValueError)."""
+    if isinstance(value, int) and int_too_long(value) is not None:
+        return f"an int of {_digits(value)} digits"
+    return repr(value)
+
+
 def seconds(value: Any, what: str, *, most: float, key: str | None = None,
             model: str | None = None, forever: str = "") -> float:
     """``value`` (a number or a ``timedelta``) as seconds, if it is finite, positive and
@@ -60,7 +110,7 @@ def seconds(value: Any, what: str, *, most: float, key: str | None = None,
         hint = f"; {forever}" if forever else ""
         raise ValidationError(
             f"{what} must be a positive number of seconds up to {most:.0e}{hint}, got "
-            f"{value!r}", key=key, model=model)
+            f"{shown(value)}", key=key, model=model)
     return float(number)
 
 
@@ -69,7 +119,7 @@ def integer(value: Any, what: str, *, key: str | None = None, least: int = INT64
     """``value`` if it is an int (not a bool) from ``least`` to ``most``; else
     :class:`ValidationError` naming ``what`` and ``key``."""
     if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
-        raise ValidationError(f"{what} must be an int from {least} to {most}, got {value!r}",
+        raise ValidationError(f"{what} must be an int from {least} to {most}, got {shown(value)}",
                               key=key)
     return int(value)
 
@@ -80,7 +130,7 @@ def not_negative(value: Any, what: str, *, most: float = MAX_TTL_SECONDS) -> flo
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
             0 <= value <= most):
         raise ValidationError(f"{what} must be a number of seconds from 0 to {most:.0e}, "
-                              f"got {value!r}")
+                              f"got {shown(value)}")
     return float(value)
 
 
@@ -88,7 +138,7 @@ def page_count(value: Any, what: str = "count", *, model: str | None = None) -> 
     """``value`` if it is an int (not a bool) from 1 to :data:`MAX_PAGE` (a SCAN page's
     COUNT); else :class:`ValidationError` naming ``what`` and the model."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE:
-        raise ValidationError(f"{what} must be an int from 1 to {MAX_PAGE}, got {value!r}",
+        raise ValidationError(f"{what} must be an int from 1 to {MAX_PAGE}, got {shown(value)}",
                               model=model)
     return int(value)
 
@@ -99,7 +149,7 @@ def flag(value: Any, what: str, *, key: str | None = None, none: bool = False) -
     never turn a setting on)."""
     if not isinstance(value, bool) and not (none and value is None):
         also = " or None" if none else ""
-        raise ValidationError(f"{what} must be True or False{also}, got {value!r}", key=key)
+        raise ValidationError(f"{what} must be True or False{also}, got {shown(value)}", key=key)
     return bool(value)
 
 

@@ -128,8 +128,9 @@ class Batch:
     plan together with the command (save_many of a plain hash model: see
     ``redmodel._models._compiled.hash_packer``). A shell sends them instead of packing
     the commands again only when a round sends the batch's own commands unchanged (no
-    write id wrapped around one, no EVAL for an EVALSHA, nothing before or around them)
-    to a UTF-8 client; anything else packs the commands as always. Never compared or
+    write id wrapped around one, no EVAL for an EVALSHA, nothing before or around them),
+    on a client of any encoding (every str goes as UTF-8: ``_wire.pack_commands``);
+    anything else packs the commands as always. Never compared or
     shown.
     """
 

@@ -34,18 +34,13 @@ class BlobLayout:
 
     def precheck(self, key: str, obj: Any) -> None:
         """Refuse, before anything is written, what :meth:`save` refuses of an object whose
-        fields are valid: a ``str`` id holding U+DC80..U+DCFF (bytes that are not UTF-8),
-        which the blob holds inside its encoded value, where a text codec cannot
-        (docs/models.md). Only such an id is encoded here: its codec decides, with the
-        error save raises. save_many's up-front check and ``redmodel import``'s check
-        call it (through :func:`redmodel._plans._objects.check_whole`)."""
-        if self.text_id:
-            ident = getattr(obj, self.spec.key.name, None)
-            if isinstance(ident, str) and not ident.isascii():
-                try:
-                    ident.encode("utf-8")
-                except UnicodeEncodeError:
-                    self.save(key, obj, None)
+        fields are valid: what its codec cannot encode (a value its serializer refuses, a
+        ``str`` id holding U+DC80..U+DCFF, bytes that are not UTF-8, which the blob holds
+        inside its encoded value, where a text codec cannot: docs/models.md), with the
+        error save raises. save_many's up-front check of a sequence and ``redmodel
+        import``'s check call it (through :func:`redmodel._plans._objects.check_whole`):
+        each object is encoded, the bytes dropped (one chunk is kept in memory)."""
+        self.save(key, obj, None)
 
     def save(self, key: str, obj: Any, ttl_ms: int | None) -> Command:
         try:

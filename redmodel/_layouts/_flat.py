@@ -33,11 +33,12 @@ from redmodel._errors import (
     ConflictError,
     DecodeError,
     NotFoundError,
+    RedmodelError,
     ServerError,
     ValidationError,
 )
 from redmodel._indexes._writes import KEY_ROUNDS, Write, needed_keys, refusal, status
-from redmodel._layouts._hash import CAS_STRING, check_increment
+from redmodel._layouts._hash import CAS_STRING, check_increment, codec_precheck, refused
 from redmodel._models._compiled import build
 from redmodel._models._keys import escape
 from redmodel._models._specs import ModelSpec
@@ -216,6 +217,9 @@ class FlatLayout:
                 spec.cls, spec.key.name)
         except _Decline:
             self._encode = None
+        # what a codec-encoded field's codec refuses, named by key and field (None: the
+        # model has none)
+        self.precheck = codec_precheck(spec)
         # shape number -> (manifest, its leaf key suffixes, the other fixed ones)
         self._shapes: dict[int, tuple[str, list[str]]] = {}
         # the manifest a read expects (the last one read), its leaves', the other fixed
@@ -333,6 +337,12 @@ class FlatLayout:
     def save(self, key: str, obj: Any, ttl_ms: int | None) -> FlatWrite:
         """The save script: the manifest, the object's leaves (their values in ARGV), then
         the fixed leaves it does not have (which it may have had)."""
+        try:
+            return self._save(key, obj, ttl_ms)
+        except RedmodelError as e:  # a codec's refusal: named by key and field
+            raise refused(self.precheck, key, obj, e) from None
+
+    def _save(self, key: str, obj: Any, ttl_ms: int | None) -> FlatWrite:
         ttl = "" if ttl_ms is None else str(ttl_ms)
         if self._encode is not None:
             values: list[bytes] = []

@@ -14,7 +14,8 @@ import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from redmodel._errors import DecodeError, ValidationError
+from redmodel._args import shown
+from redmodel._errors import CodecError, DecodeError, RedmodelError, ValidationError
 from redmodel._indexes._specs import SEP, IndexValueError, entry_key
 from redmodel._indexes._writes import Write
 from redmodel._models._compiled import FALLBACK, field_encoder, hash_decoder, hash_encoder
@@ -173,6 +174,70 @@ def block_size(args: Sequence[Any]) -> int:
     return 3 + 3 * int(na)
 
 
+def _encoded_leaves(fields: tuple[FieldSpec, ...], path: str
+                    ) -> list[tuple[str, FieldSpec]]:
+    """(dotted path, spec) of each codec-encoded leaf, depth first."""
+    out: list[tuple[str, FieldSpec]] = []
+    for f in fields:
+        if f.kind == "struct":
+            out += _encoded_leaves(f.children, f"{path}{f.name}.")
+        elif f.kind == "encoded":
+            out.append((path + f.name, f))
+    return out
+
+
+def codec_precheck(spec: ModelSpec) -> Callable[[str, Any], None] | None:
+    """``precheck(key, obj)`` of a field-by-field layout (hash, flat): refuse, before
+    anything is written, what a codec-encoded field's codec refuses of a valid object
+    (a value its serializer cannot write: json's int of too many digits, a yaml or
+    msgpack refusal, any exception of a codec of the application's): the error names the
+    model, the key and the field (a transform's failure stays a CodecError, with them
+    added). Every such leaf is encoded (the bytes are dropped: save_many checks a whole
+    sequence this way before its first chunk, keeping one chunk in memory). None for a
+    model without encoded fields (nothing a valid object's fields can refuse)."""
+    leaves = _encoded_leaves(spec.fields, "")
+    if not leaves:
+        return None
+    name = spec.name
+
+    def precheck(key: str, obj: Any) -> None:
+        for dotted, f in leaves:
+            value = obj
+            for part in dotted.split("."):
+                value = getattr(value, part, None)
+                if value is None:
+                    break
+            if value is None:
+                continue
+            assert f.encode is not None
+            try:
+                f.encode(value)
+            except CodecError as e:
+                raise CodecError(f"{e} (model {name}, key {key!r}, field {dotted!r})"
+                                 ) from None
+            except ValidationError as e:
+                raise ValidationError(str(e), model=name, key=key, field=dotted) from None
+            except Exception as e:  # a codec of the application's
+                raise ValidationError(
+                    f"codec {f.codec.name if f.codec else '?'!r} cannot encode a value of "
+                    f"type {type(value).__name__}: {type(e).__name__}", model=name,
+                    key=key, field=dotted) from None
+
+    return precheck
+
+
+def refused(precheck: Callable[[str, Any], None] | None, key: str, obj: Any,
+            error: Exception) -> Exception:
+    """The error of an encode that failed (``error``): the one ``precheck`` raises, which
+    names the key and the field; else ``error`` itself."""
+    if precheck is not None:
+        try:
+            precheck(key, obj)
+        except RedmodelError as e:
+            return e
+    return error
+
+
 class HashLayout:
     """Commands and decoding for one model stored as hashes. Built once per model."""
 
@@ -204,6 +269,9 @@ class HashLayout:
         self.encode = hash_encoder(spec, self.encode_generic)
         self._fast_decode = hash_decoder(spec)
         self._field_encoders: dict[str, Any] = {}
+        # what a codec-encoded field's codec refuses, named by key and field (None: the
+        # model has none, save_many's up-front check has nothing more to do)
+        self.precheck = codec_precheck(spec)
         # a save is one command and nothing else: no index, no snapshot to keep
         self.plain = spec.indexes is None and not spec.track_changes
 
@@ -289,7 +357,10 @@ class HashLayout:
         meanwhile (also one with nothing changed, which sends only that check); the caller
         then saves it whole. ``entries``: the object's index entries, when the caller
         computed them already (save_many's check of its first chunk)."""
-        pairs, nones = self.encode(obj)
+        try:
+            pairs, nones = self.encode(obj)
+        except RedmodelError as e:  # a codec's refusal: named by key and field
+            raise refused(self.precheck, key, obj, e) from None
         # the stored state after it: what a tracked object remembers (no one else reads it)
         state = dict(zip(pairs[::2], pairs[1::2], strict=True)) \
             if self.spec.track_changes else {}
@@ -314,7 +385,10 @@ class HashLayout:
     def save_plain(self, key: str, obj: Any, ttl_ms: int | None) -> Command:
         """:meth:`save` of a :attr:`plain` model's object (no snapshot, no index): the
         same command, without the rest of :meth:`save_changes`."""
-        pairs, nones = self.encode(obj)
+        try:
+            pairs, nones = self.encode(obj)
+        except RedmodelError as e:  # a codec's refusal: named by key and field
+            raise refused(self.precheck, key, obj, e) from None
         if _STALE:
             nones.extend(stale_fields(obj)[0])
         return self._whole(key, pairs, nones, ttl_ms)
@@ -627,7 +701,16 @@ class HashLayout:
             enc = self._field_encoders.get(name)
             if enc is None:
                 enc = self._field_encoders[name] = field_encoder(spec, f)
-            enc(value, pairs, nones)
+            try:
+                enc(value, pairs, nones)
+            except RedmodelError as e:  # a codec's refusal: named by key and field
+                if isinstance(e, ValidationError) and e.key is None:
+                    raise ValidationError(str(e), model=spec.name, key=key,
+                                          field=name) from None
+                if isinstance(e, CodecError):
+                    raise CodecError(f"{e} (model {spec.name}, key {key!r}, field "
+                                     f"{name!r})") from None
+                raise
         if spec.indexes is not None:
             return self._indexed_update(key, values, pairs, nones)
         args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
@@ -859,7 +942,7 @@ INT64 = (-(2**63), 2**63 - 1)
 def int_text(value: int, what: str, where: dict[str, Any]) -> str:
     """An int's exact text, or ValidationError when it does not fit a 64-bit counter."""
     if not INT64[0] <= value <= INT64[1]:
-        raise ValidationError(f"{what} {value} does not fit a 64-bit integer (Redis' "
+        raise ValidationError(f"{what} {shown(value)} does not fit a 64-bit integer (Redis' "
                               "counters)", **where)
     return str(int(value))
 
@@ -871,8 +954,8 @@ def float_text(value: float, what: str, where: dict[str, Any]) -> str:
     except OverflowError:
         f = math.inf
     if not math.isfinite(f):
-        raise ValidationError(f"{what} must be a finite number, got {value!r}", **where)
+        raise ValidationError(f"{what} must be a finite number, got {shown(value)}", **where)
     if isinstance(value, int) and f != value:
-        raise ValidationError(f"{what} {value} has no exact float (beyond 2**53 only some "
+        raise ValidationError(f"{what} {shown(value)} has no exact float (beyond 2**53 only some "
                               "ints do)", **where)
     return repr(f)

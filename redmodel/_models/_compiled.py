@@ -32,6 +32,7 @@ import linecache
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from redmodel._args import INT_TEXT_ALWAYS
 from redmodel._models._keys import _TABLES, escape
 from redmodel._models._types import _NON_FINITE, _SCALARS, ID_STR
 
@@ -56,7 +57,7 @@ _INLINE_ENCODE = {
 # A predicate that, when true, guarantees the scalar's checker answers None.
 _FAST_CHECK = {
     str: "(type({v}) is str and {v}.isascii())",
-    int: "type({v}) is int",
+    int: "(type({v}) is int and -INTS < {v} < INTS)",  # INTS: every _Env's global
     float: "type({v}) is float",
     bool: "type({v}) is bool",
     bytes: "type({v}) is bytes",
@@ -87,7 +88,9 @@ class _Env:
     """The globals of one generated function: each bound object gets a short name."""
 
     def __init__(self) -> None:
-        self.env: dict[str, Any] = {}
+        # INTS: every int below it in magnitude has decimal text at any digit limit of
+        # the interpreter (a larger one is left to the checker: _args.int_too_long)
+        self.env: dict[str, Any] = {"INTS": INT_TEXT_ALWAYS}
         self._names: dict[int, str] = {}
 
     def bind(self, obj: Any, stem: str) -> str:
@@ -302,6 +305,11 @@ def hash_packer(spec: ModelSpec) -> Callable[[Any], tuple[str, tuple[Any, ...], 
     lines.append("    kb = k.encode()")
     lines.append(f"    return k, ({', '.join(command)}), "
                  f"{env.bind(b''.join(fmt), 'f')} % ({', '.join(args)})")
+    if any(f.kind == "encoded" for f, _, _ in leaves):
+        # a codec may refuse a valid value: the general path raises its error (naming
+        # the key and the field: HashLayout.precheck)
+        lines = [lines[0], "    try:", *("    " + line for line in lines[1:]),
+                 "    except Exception:", "        return None"]
     return build("packed", "\n".join(lines) + "\n", env.env)
 
 
@@ -430,7 +438,7 @@ def _key_fast(spec: ModelSpec) -> tuple[str, str] | None:
     if key.check is ID_STR[2] and key.encode is ID_STR[0]:
         return "type(v) is str and v and v.isascii()", "v"
     if key.check is _SCALARS[int][2] and key.encode is _SCALARS[int][0]:
-        return "type(v) is int", "str(v)"
+        return "type(v) is int and -INTS < v < INTS", "str(v)"
     return None
 
 

@@ -128,7 +128,8 @@ class ModelSpec:
         any bytes of a ``bytes`` id have one); raises ValidationError for an empty or
         mistyped id."""
         if (err := self.key.check(id_value)) is not None:
-            raise ValidationError(f"bad id: {err}", model=self.name, field=self.key.name)
+            raise ValidationError(f"bad id of a key {self.prefix}{self.delimiter}...: {err}",
+                                  model=self.name, field=self.key.name)
         assert self.key.encode is not None
         text = self.key.encode(id_value).decode("utf-8", "surrogateescape")
         if not text:
@@ -214,7 +215,13 @@ class ModelSpec:
             )
         for f in self.fields:
             if (err := f.check(getattr(obj, f.name))) is not None:
-                raise ValidationError(err, model=self.name, field=f.name)
+                key = None
+                if f is not self.key:  # the key the object would be saved at, if it has one
+                    try:
+                        key = self.key_for(getattr(obj, self.key.name))
+                    except Exception:  # its id is bad too: no key to name
+                        key = None
+                raise ValidationError(err, model=self.name, key=key, field=f.name)
 
     def path(self, dotted: str) -> tuple[FieldSpec, ...]:
         """``"address.zip"`` -> the chain of field specs down to that leaf; a name that is

@@ -10,6 +10,7 @@ import datetime as dt
 import decimal
 import enum
 import math
+import sys
 import types
 import typing
 import uuid
@@ -18,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from redmodel._args import int_too_long, shown
 from redmodel._errors import ModelDefinitionError
 
 Encoder = Callable[[Any], bytes]
@@ -87,6 +89,11 @@ def _dec_int(raw: bytes) -> int:
     try:
         value = int(raw)
     except ValueError:
+        if len(raw) > sys.get_int_max_str_digits() > 0 and raw.lstrip(b"-").isdigit():
+            raise BadValueError(
+                f"an int of {len(raw.lstrip(b'-'))} digits: more than this interpreter "
+                f"converts from text (sys.get_int_max_str_digits() is "
+                f"{sys.get_int_max_str_digits()})") from None
         raise BadValueError("not an integer") from None
     if str(value).encode() != raw:
         raise BadValueError("not an integer's decimal text")
@@ -170,6 +177,14 @@ U+DC80..U+DCFF for them and addresses that very key again; any other lone surrog
 refused (no bytes stand for it). Field values of type str stay strict UTF-8 text."""
 
 _check_number = _check_type(float, int, exclude=(bool,))
+_check_int_type = _check_type(int, exclude=(bool,))
+
+
+def _check_int(value: Any) -> str | None:
+    """An int (not a bool) that has decimal text in this interpreter (its digit limit:
+    ``_args.int_too_long``)."""
+    err = _check_int_type(value)
+    return int_too_long(value) if err is None else err
 
 
 def _check_float(value: Any) -> str | None:
@@ -180,7 +195,7 @@ def _check_float(value: Any) -> str | None:
         except OverflowError:
             return "an int this large does not fit a float field"
         if not exact:  # stored (and indexed) as a float, it would read back rounded
-            return (f"the int {value} has no exact float (beyond 2**53 only some ints "
+            return (f"the int {shown(value)} has no exact float (beyond 2**53 only some ints "
                     "do): convert it yourself if rounding is what you want")
     return err
 
@@ -205,7 +220,7 @@ def _check_offset(tp: type) -> Checker:
 
 _SCALARS: dict[type, tuple[Encoder, Decoder, Checker]] = {
     str: (lambda v: v.encode("utf-8"), _dec_str, _check_str),
-    int: (lambda v: str(int(v)).encode(), _dec_int, _check_type(int, exclude=(bool,))),
+    int: (lambda v: str(int(v)).encode(), _dec_int, _check_int),
     float: (_float_bytes, _dec_float, _check_float),
     bool: (lambda v: b"1" if v else b"0", _dec_bool, _check_type(bool)),
     bytes: (bytes, bytes, _check_type(bytes)),
@@ -251,6 +266,9 @@ def _enum_scalar(tp: type[enum.Enum]) -> tuple[Encoder, Decoder, Checker]:
                 f"enum {tp.__name__} has a value of type {type(value).__name__}; "
                 "only str and int enum values can be stored"
             )
+        if isinstance(value, int) and (why := int_too_long(value)) is not None:
+            raise ModelDefinitionError(
+                f"enum {tp.__name__}: member {member.name} has {why}; it cannot be stored")
         try:
             raw = str(value).encode("utf-8")
         except UnicodeEncodeError:

@@ -46,7 +46,14 @@ from redmodel._layouts._flat import (
     read_batch,
     send_write,
 )
-from redmodel._layouts._hash import INT64, HashLayout, check_increment, saved, stale_any
+from redmodel._layouts._hash import (
+    INT64,
+    HashLayout,
+    check_increment,
+    refused,
+    saved,
+    stale_any,
+)
 from redmodel._layouts._pick import layout_of
 from redmodel._models._compiled import hash_packer
 from redmodel._models._keys import glob_escape
@@ -350,9 +357,12 @@ def _check_plain(seq: Sequence[Any], ttl: Any, chunk_size: int) -> _Saves | None
         packed.append(made[2])
     if len(seq) > chunk_size:
         key_text, check, name = spec.key_builder(), spec.checker(), spec.key.name
+        precheck = layout.precheck  # what a codec refuses (None: no codec field)
         for obj in seq[chunk_size:]:
-            key_text(getattr(obj, name))
+            key = key_text(getattr(obj, name))[0]
             check(obj)
+            if precheck is not None:
+                precheck(key, obj)
     return keys, commands, packed
 
 
@@ -546,7 +556,10 @@ def _plain_general(layout: HashLayout, part: Sequence[Any], ms: int | None, hset
             check(obj)
         keys.append(key)
         if hset and not stale_any():
-            pairs, nones = encode(obj)
+            try:
+                pairs, nones = encode(obj)
+            except RedmodelError as e:  # a codec's refusal: named by key and field
+                raise refused(layout.precheck, key, obj, e) from None
             if pairs and not nones:  # what save_plain gives it, without its frames
                 commands.append(("HSET", key, *pairs))
                 continue

@@ -176,7 +176,7 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.save_many`.
 
         Redis: as Store.save_many"""
-        plan = _ops.save_many(objs, ttl, chunk_size or self.chunk_size,
+        plan = _ops.save_many(objs, ttl, self._chunk(chunk_size),
                               ready=self._registry.ready_for)
         return await self.run(plan)
 

@@ -613,6 +613,14 @@ class ShellConfig:
         self._registry = Registry(flag(registry, "registry"), self._targets)
         self._use = self._registry.use
 
+    def _chunk(self, chunk_size: Any) -> int:
+        """A call's ``chunk_size=``: the store's when None, else checked as the store's
+        (an int of at least 1; 0, False and any bool refused, never taken for its
+        truthiness) before anything is sent."""
+        if chunk_size is None:
+            return self.chunk_size
+        return integer(chunk_size, "chunk_size", least=1)
+
     def _targets(self) -> Targets:
         """Where a model-wide SCAN runs: every primary of a cluster, or the one server,
         asked when a plan walks them (see :class:`Targets`)."""

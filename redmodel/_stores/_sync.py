@@ -242,7 +242,7 @@ class Store(ShellConfig):
         the objects of one slot in one EVALSHA flat_save_many.lua per chunk (those it
         answers KEYS or LATER for are sent again, together, or alone as EVALSHA
         flat_save.lua). Blob layout: SET (PX or KEEPTTL)."""
-        plan = _ops.save_many(objs, ttl, chunk_size or self.chunk_size,
+        plan = _ops.save_many(objs, ttl, self._chunk(chunk_size),
                               ready=self._registry.ready_for)
         return self.run(plan)
 

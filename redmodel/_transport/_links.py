@@ -69,12 +69,6 @@ _REPLY_ERRORS = (BusyLoadingError, AuthenticationError)
 _TRANSPORT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def _encoding(client: Any) -> str:
-    pool = getattr(client, "connection_pool", None)
-    kwargs = getattr(pool, "connection_kwargs", None) or {}
-    return str(kwargs.get("encoding", "utf-8")).lower().replace("_", "-")
-
-
 def _node_key(node: Any) -> Hashable:
     return None if node is None else node.name
 
@@ -131,8 +125,9 @@ class _Shell:
             node_at=self._node_at if cluster else None,
             node_key=_node_key if cluster else None,
         )
-        self._utf8 = _encoding(client) in ("utf-8", "utf8")
-        self._hiredis = _packer is not None and self._utf8
+        # every str is sent as its UTF-8 bytes whatever the client's encoding= (see
+        # _wire.pack_commands): hiredis' packer and Call.packed give exactly those
+        self._hiredis = _packer is not None
 
     def _locate(self, slot: int) -> Any:
         return self.client.nodes_manager.get_node_from_slot(slot)
@@ -152,10 +147,10 @@ class _Shell:
 
     def _pack(self, conn: Any, wire: Sequence[Command],
               packed: Sequence[bytes] | None = None) -> Any:
-        """``wire`` as the buffers to send; ``packed``: ``wire`` in RESP already, as a
-        UTF-8 client packs it (:attr:`Call.packed`), used when the client's encoding is
-        UTF-8."""
-        if packed is not None and self._utf8:
+        """``wire`` as the buffers to send, every str as its UTF-8 bytes whatever the
+        client's ``encoding=`` (:func:`_wire.pack_commands`); ``packed``: ``wire`` in RESP
+        already, as a UTF-8 client packs it (:attr:`Call.packed`)."""
+        if packed is not None:
             return [b"".join(packed)]
         if self._hiredis:
             assert _packer is not None

@@ -29,6 +29,7 @@ been applied.
 from __future__ import annotations
 
 import base64
+import codecs
 import errno
 import inspect
 import os
@@ -235,18 +236,19 @@ def command_keys(command: Command) -> tuple[Sequence[Any], int | None]:
     return command[1:2], 1
 
 
-def sendable(wire: Sequence[Command]) -> list[Command]:
+def sendable(wire: Sequence[Command], every: bool = False) -> list[Command]:
     """``wire`` with every str argument that is not ASCII as its UTF-8 bytes under
     ``surrogateescape``: the str form of an id holds U+DC80..U+DCFF for id bytes that are
     not UTF-8 (docs/models.md, "Ids and keys"), and so do the keys built from it; they are
     sent as those very bytes. The slow path of a pack (strict UTF-8 failed); any other
     lone surrogate is refused at its entry point, so one here raises ValidationError naming
-    the command's key before anything of the batch is sent."""
+    the command's key before anything of the batch is sent. ``every``: ASCII ones too (a
+    client whose encoding is not UTF-8: see :func:`pack_commands`)."""
     out: list[Command] = []
     for command in wire:
         try:
             out.append(tuple(a.encode("utf-8", "surrogateescape")
-                             if a.__class__ is str and not a.isascii() else a
+                             if a.__class__ is str and (every or not a.isascii()) else a
                              for a in command))
         except UnicodeEncodeError:
             keys = command_keys(command)[0]
@@ -256,9 +258,34 @@ def sendable(wire: Sequence[Command]) -> list[Command]:
     return out
 
 
+_UTF8_NAMES: dict[str, bool] = {}
+
+
+def utf8_encoding(encoding: Any) -> bool:
+    """Whether ``encoding`` (a redis-py client's ``encoding=``) names UTF-8."""
+    found = _UTF8_NAMES.get(encoding)
+    if found is None:
+        try:
+            found = codecs.lookup(str(encoding)).name == "utf-8"
+        except LookupError:
+            found = False
+        if len(_UTF8_NAMES) < 64:
+            _UTF8_NAMES[encoding] = found
+    return found
+
+
 def pack_commands(conn: Any, wire: Sequence[Command]) -> Any:
     """``conn.pack_commands(wire)`` (redis-py's packer, whose encoder is strict), taking
-    the str form of undecodable id bytes too (:func:`sendable`, only when strict fails)."""
+    the str form of undecodable id bytes too (:func:`sendable`, only when strict fails).
+
+    Every str redmodel sends (a key, an id, a command name, a script's source) is sent as
+    its UTF-8 bytes (``surrogateescape``: docs/models.md "Ids and keys"), whatever the
+    client's ``encoding=``: on a client of another encoding (latin-1, utf-16) they are
+    made bytes here, so no encoder of redis-py's chooses them (its asyncio connections
+    encode str by ``encoding=``, its sync ones with hiredis as UTF-8: without this rule
+    a Store and an AsyncStore on one client's settings would address different keys)."""
+    if not utf8_encoding(getattr(getattr(conn, "encoder", None), "encoding", "utf-8")):
+        return conn.pack_commands(sendable(wire, every=True))
     try:
         return conn.pack_commands(wire)
     except UnicodeEncodeError:
