@@ -11,7 +11,11 @@ patterns an ACL grants the app cover it, and one key is one slot on a cluster):
   or ``stale`` (no longer declared, its entries still stored: ``store.drop_index``);
 - ``was:<digest>``: one per schema the record held before and replaced, so that a version
   of the model that is still running during a rolling deploy is known as *older*: it is
-  accepted without rewriting the record (see :func:`register_plan`).
+  accepted without rewriting the record (see :func:`register_plan`);
+- ``version``: a random token (:func:`new_version`) written with every change of the
+  fields above (and of ``moving``, a bucket move's), so a query compares this one field
+  with the version its store read (:meth:`Registry.step_check`); a record written before
+  versions has none and is compared field by field.
 
 A store registers a model on its first use of it (one HGETALL when nothing changed; a
 compare-and-set script when something did) and remembers it in memory: later operations
