@@ -140,7 +140,7 @@ OPS = st.lists(st.one_of(
 ), max_size=10)
 
 
-@settings(max_examples=scaled(25, floor=10))
+@settings(max_examples=scaled(60, floor=25))
 @given(ops=OPS)
 def test_a_query_never_answers_from_a_state_it_did_not_read(store: Any,
                                                            ops: list[Any]) -> None:
