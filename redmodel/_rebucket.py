@@ -37,9 +37,11 @@ import attrs
 from redmodel._args import page_count
 from redmodel._errors import SchemaConflictError, ServerError, ValidationError
 from redmodel._indexes._registry import (
+    VERSION,
     check,
     describe,
     index_kinds,
+    new_version,
     owner_of,
     parse,
     registry_key,
@@ -292,8 +294,8 @@ def _start(spec: ModelSpec, old: ModelSpec, targets: Sequence[Any], registry: bo
         # ends), then the progress
         if registry:
             mark = mark_of(from_buckets, spec.buckets)
-            yield from _ask(Batch([("HSET", rkey, MOVING, mark)], write=True,
-                                  idempotent=True, keys=[rkey]))
+            yield from _ask(Batch([("HSET", rkey, MOVING, mark, VERSION, new_version())],
+                                  write=True, idempotent=True, keys=[rkey]))
         yield from _save(skey, state)
     return state, record
 
@@ -540,7 +542,7 @@ def _record(spec: ModelSpec, rkey: str, record: Any) -> Step:
     kinds = index_kinds(spec)
     gone = [] if record is None else [n for n in record.states if n not in kinds]
     cmds: list[Any] = [("HSET", rkey, "schema", schema_text(describe(spec)),
-                        "owner", owner_of(spec.cls),
+                        "owner", owner_of(spec.cls), VERSION, new_version(),
                         *(x for n in kinds for x in (n, "ready")))]
     cmds.append(("HDEL", rkey, MOVING, *gone))
     yield from _ask(Batch(cmds, atomic=True, write=True, idempotent=True, keys=[rkey]))

@@ -11,7 +11,11 @@ patterns an ACL grants the app cover it, and one key is one slot on a cluster):
   or ``stale`` (no longer declared, its entries still stored: ``store.drop_index``);
 - ``was:<digest>``: one per schema the record held before and replaced, so that a version
   of the model that is still running during a rolling deploy is known as *older*: it is
-  accepted without rewriting the record (see :func:`register_plan`).
+  accepted without rewriting the record (see :func:`register_plan`);
+- ``version``: a random token (:func:`new_version`) written with every change of the
+  fields above (and of ``moving``, a bucket move's), so a query compares this one field
+  with the version its store read (:meth:`Registry.step_check`); a record written before
+  versions has none and is compared field by field.
 
 A store registers a model on its first use of it (one HGETALL when nothing changed; a
 compare-and-set script when something did) and remembers it in memory: later operations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import uuid
 from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -43,6 +48,10 @@ SUFFIX = ":%schema"
 READY, BUILDING, STALE = "ready", "building", "stale"
 ALL = "index:%all"
 WAS = "was:"
+# the record's version: a new value (:func:`new_version`) at every write that changes what
+# a query checks (the schema, an index state, ``moving``, a ``was:`` mark), never one it
+# held before; absent from a record written before versions
+VERSION = "version"
 _NO_NEEDS: frozenset[str] = frozenset()
 CONTAINER = "container:"  # a container key under the prefix (redmodel/_container_registry.py)
 REGISTER = script("registry")
@@ -161,10 +170,18 @@ class Record:
     # the index state fields as stored (None: ``states`` are as stored; an older version's
     # record holds its view in ``states``)
     stored: dict[str, str] | None = None
+    version: str = ""  # the record's version as read ('' for none: written before them)
 
     def pending(self) -> frozenset[str]:
         """The index state fields that are not ready."""
         return frozenset(n for n, s in self.states.items() if s != READY)
+
+
+def new_version() -> str:
+    """A new version of a registry record, made by the client that writes it (random: a
+    script may not read the clock under the ACL rules docs/deploy.md gives, and a count
+    in the record would start again once the record is deleted and made anew)."""
+    return uuid.uuid4().hex
 
 
 def parse(key: str, raw: Any) -> Record | None:
@@ -202,7 +219,8 @@ def parse(key: str, raw: Any) -> Record | None:
     older = frozenset(k for k in items if k.startswith(WAS))
     containers = tuple(sorted(k[len(CONTAINER):] for k in items if k.startswith(CONTAINER)))
     return Record(key, owner, items.get("schema", ""), schema, states,
-                  moving=items.get("moving", ""), older=older, containers=containers)
+                  moving=items.get("moving", ""), older=older, containers=containers,
+                  version=items.get(VERSION, ""))
 
 
 def corrupt(key: str, owner: str, problem: str) -> SchemaConflictError:
@@ -389,8 +407,10 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
             pairs += [n, "" if n == ALL or states[n] == BUILDING else STALE]
         if record is not None and record.text and record.text != text:
             pairs += [was_field(record.text), "1"]  # its processes may still run: older
+        version = new_version()
         reply = yield Batch([REGISTER.call([key], ["" if record is None else record.text,
-                                                   text, owner, *pairs])],
+                                                   text, owner, *pairs, VERSION,
+                                                   version])],
                             write=True, idempotent=True, keys=[key])
         if _str(reply[0]) in ("MOVING", "CONTAINER"):  # changed meanwhile: read, refuse
             continue
@@ -398,7 +418,8 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
             after = dict(states)
             after.update(dict(zip(pairs[::2], pairs[1::2], strict=True)))
             return Record(key, owner, text, schema,
-                          {k: v for k, v in after.items() if v and not k.startswith(WAS)})
+                          {k: v for k, v in after.items() if v and not k.startswith(WAS)},
+                          version=version)
     raise SchemaConflictError(
         f"{spec.name}: the registry {key} kept changing while this store registered the "
         "model (other processes registering other versions of it?); try again",
@@ -429,8 +450,8 @@ def older_plan(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: s
         if name not in newest and name not in record.states:  # it adds entries again
             args += [name, "", STALE]
     if args:
-        reply = yield Batch([STATES.call([record.key], args)], write=True, idempotent=True,
-                            keys=[record.key])
+        reply = yield Batch([STATES.call([record.key], [*args, new_version()])],
+                            write=True, idempotent=True, keys=[record.key])
         if int(reply[0]) < 0:  # a bucket move began since the record was read
             moved = yield from read_plan(record.key)
             raise moving_error(spec, moved or record, owner)
@@ -566,12 +587,16 @@ class Registry:
 
     def step_check(self, cls: type, needs: frozenset[str]) -> tuple[str, str, str] | None:
         """What a query step checks in the registry, in its own script call, before it
-        reads an index: ``(registry key, marker, expected)``, where ``marker`` is the
-        ``was:<digest>`` field that appears once the schema this store read is replaced,
-        and ``expected`` the needed state fields, each followed by the value this store
-        read ('' for absent), joined by newlines. The script answers ``R`` when anything
-        differs or ``moving`` is set (a record that is gone, deleted by ``unregister`` or
-        FLUSHALL, records no state: the store's view holds): the plan registers again
+        reads an index: ``(registry key, version, "")`` for a record with a version (the
+        one field the script compares: every write that changes a state, the schema or
+        ``moving`` gives the record a new one), else ``(registry key, marker,
+        expected)``, where ``marker`` is the ``was:<digest>`` field that appears once the
+        schema this store read is replaced, and ``expected`` the needed state fields, each
+        followed by the value this store read ('' for absent), joined by newlines. The
+        script answers ``R`` when the version differs (or the record is there without
+        one), or anything differs or ``moving`` is set (a record that is gone, deleted by
+        ``unregister`` or FLUSHALL, records no state: the store's view holds): the plan
+        registers again
         (raising IndexNotReadyError or SchemaConflictError as a first use would) and asks
         again. None without a registry (nothing to check); ``("", "", "")`` when this
         store cannot check in the script (it has not read the record, or the schema's
@@ -587,7 +612,9 @@ class Registry:
         out = ("", "", "")
         if record is not None and record.text:
             marker = was_field(record.text)
-            if marker not in record.older:
+            if marker not in record.older and record.version:
+                out = (record.key, record.version, "")
+            elif marker not in record.older:
                 stored = record.states if record.stored is None else record.stored
                 out = (record.key, marker,
                        "\n".join(f"{n}\n{stored.get(n, '')}" for n in sorted(needs)))
@@ -656,6 +683,13 @@ class Registry:
         if not key:  # nothing to compare with: read the record, as a first use does
             yield from self.recheck(spec, needs)
             return
+        if not marker.startswith(WAS):  # the record's version (query.lua's rule)
+            replies = yield Batch([("HGET", key, VERSION), ("HGET", key, "owner")],
+                                  keys=[key, key])
+            version = None if replies[0] is None else _str(replies[0])
+            if version != marker and (version is not None or replies[1] is not None):
+                yield from self.recheck(spec, needs)
+            return
         parts = expected.split("\n")
         fields = ["owner", "moving", marker, *parts[::2]]
         # HGET per field, pipelined (the ACL rule of indexes and queries grants HGET)
@@ -720,8 +754,8 @@ class Registry:
             raise moving_error(spec, record, owner_of(spec.cls), "mark its indexes ready")
         if not args:
             return 0
-        replies = yield Batch([STATES.call([key], args)], write=True, idempotent=True,
-                              keys=[key])
+        replies = yield Batch([STATES.call([key], [*args, new_version()])], write=True,
+                              idempotent=True, keys=[key])
         if int(replies[0]) < 0:  # a bucket move began since the read
             moved = yield from read_plan(key)
             raise moving_error(spec, moved or Record(key, "", "", {}, {}, moving="?"),
@@ -838,7 +872,13 @@ def drop_index_plan(spec: ModelSpec, name: str, targets: Sequence[Any], count: i
             yield Batch([("DEL", k) for k in keys], write=True, idempotent=True, keys=keys)
         states.append(ALL)
     key = registry_key(spec.prefix)
-    yield Batch([("HDEL", key, *states)], write=True, idempotent=True, keys=[key])
+    # each state goes whatever it was ('*'), and the record gets a new version: a query of
+    # a store that read the state sees the change (registry_state.lua)
+    reply = yield Batch([STATES.call([key], [*(x for n in states for x in (n, "*", "")),
+                                            new_version()])],
+                        write=True, idempotent=True, keys=[key])
+    if int(reply[0]) < 0:  # a bucket move began since not_moving read the record
+        yield from not_moving(spec, "drop an index of the model")
     return deleted
 
 

@@ -593,11 +593,11 @@ class Store(ShellConfig):
         docs/migrations.md.
 
         Redis: TYPE and GET of the progress key, HGETALL of the registry's record, HSET of its
-        ``moving`` field; SCAN pages, EVALSHA rebucket.lua per page (a cluster: DUMP, PTTL
-        and RESTORE of each object first), SET of the progress after each; at the end (for
-        an indexed model after DEL of the old buckets' index keys and the commands of
-        :meth:`reindex`) MULTI, HSET/HDEL of the record (the new count, ``moving``
-        removed), EXEC, and DEL of the progress key."""
+        ``moving`` and ``version`` fields; SCAN pages, EVALSHA rebucket.lua per page (a
+        cluster: DUMP, PTTL and RESTORE of each object first), SET of the progress after
+        each; at the end (for an indexed model after DEL of the old buckets' index keys
+        and the commands of :meth:`reindex`) MULTI, HSET/HDEL of the record (the new
+        count and version, ``moving`` removed), EXEC, and DEL of the progress key."""
         feed = _rebucket.Feed(model, progress)
         plan = _rebucket.migrate_plan(model, from_buckets, count, self._targets(),
                                       self.cluster, self._registry.enabled)
@@ -664,8 +664,9 @@ class Store(ShellConfig):
         Redis: HGETALL of the registry's record, DEL of the range ZSET and unique HASH per
         bucket, SCAN with MATCH and TYPE
         for the equality SETs then DEL, HSCAN of the records and EVALSHA index_droplines.lua
-        per page, HDEL of its state in the registry (HGETALL, EVALSHA registry_state.lua
-        when other states change)."""
+        per page, then EVALSHA registry_state.lua deleting its state from the registry
+        (and giving the record a new version) (HGETALL, EVALSHA registry_state.lua when
+        other states change)."""
         spec = spec_of(model)
         return self.run(self._use(model, _registry.drop_index_plan(spec, name, self._targets(),
                                                                    count)))

@@ -8,9 +8,12 @@
 --   of ids_lib.lua (directory `ids`, count `idn`; the page keys under the same root are
 --   the one amendment of "every key in KEYS": docs/design.md). `all` is read only by its
 --   TYPE: present, it is the all-ids index of an older version not converted yet.
--- ARGV: registry check (the registry's index in KEYS, or '' for none), marker (a field
---   that appears once the schema the client read is replaced), expected (state field,
---   value read ('' for absent), field, value... joined by newlines), mode ('page' | 'count'
+-- ARGV: registry check (the registry's index in KEYS, or '' for none), then either the
+--   record's version the client read and '' (the record has a `version` field:
+--   redmodel/_indexes/_registry.py), or, for a record written before versions, marker (the
+--   `was:<digest>` field that appears once the schema the client read is replaced) and
+--   expected (state field, value read ('' for absent), field, value... joined by
+--   newlines), mode ('page' | 'count'
 --   | 'count1': a count of one term, whose ARGV end with its term: see below),
 --   sort (index into KEYS of the sort
 --   field's ZSET, or ''), desc ('1' | '0'), want, budget, walk_lo, walk_hi (bounds on the
@@ -51,10 +54,21 @@ end
 
 -- the registry first: every index state this query needs is what the client read, in
 -- this same call (so no state change by another process can fall between the check and
--- the read)
-if ARGV[1] ~= '' then
+-- the read). A record with a version: that one field is what the client read (every
+-- write that changes a state, the schema or `moving` gives it a new version); a record
+-- written before versions: each field. HGET per field (the ACL rule of indexes and
+-- queries grants HGET, docs/deploy.md)
+if ARGV[1] ~= '' and string.sub(ARGV[2], 1, 4) ~= 'was:' then
   local reg = KEYS[tonumber(ARGV[1])]
-  -- HGET per field (the ACL rule of indexes and queries grants HGET, docs/deploy.md)
+  local version = redis.pcall('HGET', reg, 'version')
+  if type(version) == 'table' then return refused(reg, 'hash', version) end
+  -- no version: the record is gone (no state: the client's view holds), or written again
+  -- without one (by an earlier version of redmodel): read again
+  if version ~= ARGV[2] and (version or redis.call('HGET', reg, 'owner')) then
+    return {'R'}
+  end
+elseif ARGV[1] ~= '' then
+  local reg = KEYS[tonumber(ARGV[1])]
   local owner = redis.pcall('HGET', reg, 'owner')
   if type(owner) == 'table' then return refused(reg, 'hash', owner) end
   -- no record (deleted: unregister, FLUSHALL) records no state: the client's view holds

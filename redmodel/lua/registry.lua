@@ -2,7 +2,8 @@
 -- the owning model's qualified name and one state field per index.
 -- KEYS[1]: the registry hash. ARGV[1]: the schema text the client read ('' for none);
 -- ARGV[2]: the new schema text; ARGV[3]: the owner; then pairs of an index state field and
--- its new state ('' deletes it).
+-- its new state ('' deletes it), and of other fields: a `was:<digest>` mark, and `version`
+-- with the record's new version (a random token the client makes: docs/migrations.md).
 -- Writes only if the schema is still the one the client read (so of two processes racing
 -- to register, one wins and the other reads the winner's record and decides again), and
 -- no bucket move is under way (answers 'MOVING': the client reads again and refuses).

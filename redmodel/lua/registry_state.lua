@@ -1,14 +1,17 @@
 -- Index states of one prefix's registry (redmodel/_registry.py).
 -- KEYS[1]: the registry hash. ARGV: triples of a state field, the state it must have now
--- and the state it gets ('' deletes it). A field whose state is not the expected one ('':
--- absent) is left alone. Answers how many fields changed, or -1 (nothing changed) while
--- a bucket move is under way (the `moving` field: store.migrate_buckets).
+-- and the state it gets ('' deletes it), then the record's new version (a random token the
+-- client makes: docs/migrations.md, "What is recorded"), written when a field changed. A
+-- field whose state is not the expected one ('': absent; '*': any state but absent) is
+-- left alone. Answers how many fields changed, or -1 (nothing changed) while a bucket move
+-- is under way (the `moving` field: store.migrate_buckets).
 if redis.call('HGET', KEYS[1], 'moving') then return -1 end
 local changed = 0
-for i = 1, #ARGV, 3 do
+local n = #ARGV - #ARGV % 3
+for i = 1, n, 3 do
   local now = redis.call('HGET', KEYS[1], ARGV[i])
   if not now then now = '' end
-  if now == ARGV[i + 1] then
+  if now == ARGV[i + 1] or (ARGV[i + 1] == '*' and now ~= '') then
     if ARGV[i + 2] == '' then
       redis.call('HDEL', KEYS[1], ARGV[i])
     else
@@ -17,4 +20,5 @@ for i = 1, #ARGV, 3 do
     changed = changed + 1
   end
 end
+if changed > 0 and #ARGV > n then redis.call('HSET', KEYS[1], 'version', ARGV[#ARGV]) end
 return changed
