@@ -130,7 +130,9 @@ local NO_IDS = {}  -- an ids plan with nothing to write (never written to)
 -- refusal. typed: the call's cache of checked keys (ids_lib checks the count once).
 -- near (optional): for a call writing many objects, its memory of the pages of its last
 -- add and removal ({add = {}, remove = {}}: ids_plan_add_near, ids_plan_remove_near).
-local function ids_plan_for(root, d, id, all, had_record, remove, typed, near)
+-- absent (optional): an add of an object that is not stored (ids_plan_add's: its id is
+-- counted only if its ZADD adds it, instead of asking the page first)
+local function ids_plan_for(root, d, id, all, had_record, remove, typed, near, absent)
   local state, bad = all_state(all)
   if not state then return nil, bad end
   local plan
@@ -141,9 +143,9 @@ local function ids_plan_for(root, d, id, all, had_record, remove, typed, near)
   elseif had_record and state == 'pages' then
     return NO_IDS
   elseif near then
-    plan, bad = ids_plan_add_near(root, d, id, typed, near.add)
+    plan, bad = ids_plan_add_near(root, d, id, typed, near.add, absent)
   else
-    plan, bad = ids_plan_add(root, d, id, typed)
+    plan, bad = ids_plan_add(root, d, id, typed, absent)
   end
   if bad then return nil, bad end
   if state == 'zset' and remove then return {plan = plan, zrem = all, id = id} end
@@ -348,12 +350,20 @@ local function answer(result, extra)
 end
 -- a save's or update's fields: HSET the pairs, HDEL the rest; a hash left empty keeps a
 -- placeholder field so that the object exists (it can be empty only without pairs or if
--- the HDEL removed something: only then is it asked, saving a command per object)
-local function write_fields(obj, A, npairs, at)
+-- the HDEL removed something: only then is it asked, saving a command per object).
+-- existed (optional): whether the object was a hash before the write, as the caller read
+-- it before its first write: with no pair and nothing removed, the write left it as it
+-- was, so it is not asked (a tracked re-save with nothing dirty, a new object without a
+-- field)
+local function write_fields(obj, A, npairs, at, existed)
   if npairs > 0 then call_parts('HSET', obj, A, at + 1, at + 2 * npairs) end
   local removed = 0
   if #A > at + 2 * npairs then removed = call_parts('HDEL', obj, A, at + 1 + 2 * npairs) end
-  if (npairs == 0 or removed > 0) and redis.call('EXISTS', obj) == 0 then
+  if npairs > 0 and removed == 0 then return false end
+  local there
+  if removed == 0 and existed ~= nil then there = existed
+  else there = redis.call('EXISTS', obj) == 1 end
+  if not there then
     redis.call('HSET', obj, '\0', '')
     return true  -- made again (emptied): whatever expiry it had is gone
   end

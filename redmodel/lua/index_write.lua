@@ -253,7 +253,7 @@ end
 -- lost an id
 local ids
 ids, refusal = ids_plan_for(root, d, id, all, had and mode ~= 'reindex',
-                            mode == 'forget' or mode == 'delete', {})
+                            mode == 'forget' or mode == 'delete', {}, nil, not exists)
 if not ids then return unpinned(refusal) end
 
 -- ---- writes -----------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ if mode == 'incr' then
   end
   result = list_of({'OK'}, texts)
 elseif mode == 'save' or mode == 'update' then
-  if write_fields(obj, ARGV, npairs, at) then exp_at = nil end  -- made again: no expiry
+  if write_fields(obj, ARGV, npairs, at, exists) then exp_at = nil end  -- made again: no expiry
 end
 local gone = released(old, new)
 write_index(root, d, id, rec, old, new, mode == 'reindex', ids, nil, nil, keep and full, had)
