@@ -8,7 +8,10 @@ Three rules of the index write scripts, each keeping every guarantee:
   (``ZSCORE``): the page's ``ZCARD`` is its type check, and the id is counted only when its
   ``ZADD`` added it (an id still listed after a raw ``DEL`` is not counted twice);
 - a save that writes no field pair and removes none knows whether the object exists (its
-  type was read before the first write): no ``EXISTS``.
+  type was read before the first write): no ``EXISTS``;
+- ``index_write.lua`` (a save or update) makes one entry write its first write, which is
+  then that key's type check (SADD, SREM, ZADD and ZREM refuse a wrong-typed key before
+  writing anything): one ``TYPE`` fewer.
 
 The counts are asserted exactly (INFO commandstats, counts, never times); the properties
 check what the rules could break: a wrong-typed key of every kind a save touches, planted
@@ -85,6 +88,9 @@ def test_the_scripts_send_no_per_object_record_read_expiry_removal_page_check_or
     assert (again.get("hget", 0), again.get("zrem", 0), again.get("zmscore")) == (0, 0, 1)
     one = counted(client, lambda: store.save(Few(color="y", price=1.0, id="new")))
     assert one.get("zscore") == 1  # the expiry set's; none of the page (ZCARD instead)
+    # the object's, the all-ids state's and one of its two entry keys': the other is
+    # checked by its write, the script's first
+    assert one.get("type") == 3
     loaded = store.get(Few, "new")
     assert loaded is not None
     resave = counted(client, lambda: store.save(loaded))  # tracked, nothing dirty
@@ -117,10 +123,10 @@ def _keys(o: Few) -> list[tuple[str, list[str]]]:
 @settings(max_examples=scaled(50, floor=10), deadline=None)
 @given(before=st.lists(IDS, max_size=3, unique=True), ident=IDS,
        color=st.sampled_from(["red", "x:y", "{t}"]), pick=st.integers(0, 1000),
-       many=st.booleans())
+       how=st.sampled_from(["save", "save_many", "update"]))
 def test_a_planted_wrong_typed_key_of_each_kind_refuses_the_save_whole_and_is_named(
         store: redmodel.Store, before: list[str], ident: str, color: str, pick: int,
-        many: bool) -> None:
+        how: str) -> None:
     client = store.client
     flush(client)
     for i in before:
@@ -138,7 +144,12 @@ def test_a_planted_wrong_typed_key_of_each_kind_refuses_the_save_whole_and_is_na
         plant(client, planted, kind)
     was = dump(client)
     with pytest.raises(redmodel.ServerError, match="WRONGTYPE") as err:
-        store.save_many([o]) if many else store.save(o)
+        if how == "save_many":
+            store.save_many([o])
+        elif how == "save" or ident not in before:
+            store.save(o)
+        else:  # by id, not read: its range entry removed by id, whatever its value
+            store.update(Few, ident, color=color, price=2.5, note="n")
     assert planted in str(err.value)
     assert dump(client) == was  # nothing written
 
@@ -150,6 +161,7 @@ STEP = st.one_of(
     st.tuples(st.just("del"), IDS),  # a raw DEL: the id stays listed, its entries stay
     st.tuples(st.just("exp"), IDS),  # a planted expiry score (an expiry not swept yet)
     st.tuples(st.just("delete_many"), st.lists(IDS, max_size=3)),
+    st.tuples(st.just("update"), IDS, st.sampled_from([3.0, -1.5])),  # by id, not read
 )
 
 
@@ -160,13 +172,20 @@ def test_the_all_ids_count_and_expiry_set_stay_exact(store: redmodel.Store,
     client = store.client
     flush(client)
     listed: set[str] = set()
+    price: dict[str, float] = {}  # what the range index holds for a stored object
     for step in steps:
         if step[0] == "save":
             store.save(Few(color=step[2], price=1.0, id=step[1]))
             listed.add(step[1])
+            price[step[1]] = 1.0
         elif step[0] == "many":
-            store.save_many([Few(color=c, price=2.0, id=i) for i, c in step[1]])
+            store.save_many([Few(color=c, price=2.0 + n, id=i)
+                             for n, (i, c) in enumerate(step[1])])
             listed.update(i for i, _ in step[1])
+            price.update((i, 2.0 + n) for n, (i, _) in enumerate(step[1]))
+        elif step[0] == "update":
+            if store.update(Few, step[1], price=step[2]):
+                price[step[1]] = step[2]
         elif step[0] == "del":
             client.delete(key(step[1]))
         elif step[0] == "exp":
@@ -180,6 +199,6 @@ def test_the_all_ids_count_and_expiry_set_stay_exact(store: redmodel.Store,
         if step[0] in ("save", "many"):
             saved = [step[1]] if step[0] == "save" else [i for i, _ in step[1]]
             assert not any(client.zscore(ROOT + "exp", eid(i)) is not None for i in saved)
-    for i in listed:
-        if client.exists(key(i)):
-            assert store.get(Few, i) is not None
+        for i in listed:
+            if client.exists(key(i)):
+                assert client.zscore(ROOT + "rng:price", eid(i)) == price[i]
