@@ -80,20 +80,30 @@ local function ids_bound_of(root, id)
   return '', true
 end
 
--- the plan of adding id (nil: nothing to write, it is there), or nil and a refusal
-local function ids_plan_add(root, d, id, typed)
+-- the plan of adding id (nil: nothing to write, it is there), or nil and a refusal.
+-- absent (optional): the object is not stored, so its id is most likely not listed: the
+-- page's ZCARD (read anyway, and the page's type check) stands for its ZSCORE, and the
+-- plan is 'maybe': ids_apply_pages counts the id only if its ZADD added it (a split reads
+-- the page's members, which say it)
+local function ids_plan_add(root, d, id, typed, absent)
   local bound, fresh, bad = ids_bound_of(root, id)
   if bad then return nil, bad end
   local page = ids_page(root, d, bound)
-  local s
-  s, bad = ids_read('zset', 'ZSCORE', page, id)
-  if bad then return nil, bad end
-  if s then return nil end
+  local card
+  if absent then
+    card, bad = ids_read('zset', 'ZCARD', page)
+    if bad then return nil, bad end
+  else
+    local s
+    s, bad = ids_read('zset', 'ZSCORE', page, id)
+    if bad then return nil, bad end
+    if s then return nil end
+  end
   bad = ids_check_count(root, typed)
   if bad then return nil, bad end
   local plan = {op = 'add', root = root, d = d, id = id, page = page, bound = bound,
-                fresh = fresh}
-  local card = redis.call('ZCARD', page)
+                fresh = fresh, maybe = absent}
+  card = card or redis.call('ZCARD', page)
   -- (a page of more than twice IDS_MAX ids was written by hand: the id goes in without a
   -- split, which would move thousands of ids in one call; verify reports the page and
   -- reindex cuts it, a bounded step at a time: ids_mend)
@@ -103,6 +113,7 @@ local function ids_plan_add(root, d, id, typed)
     local members = redis.call('ZRANGE', page, 0, -1)
     local all, placed = {}, false
     for _, m in ipairs(members) do
+      if m == id then return nil end  -- there already (absent: not asked before)
       if not placed and ids_before(id, m) then all[#all + 1] = id; placed = true end
       all[#all + 1] = m
     end
@@ -158,7 +169,7 @@ end
 -- the page's type); a page that would pass IDS_MAX is planned by ids_plan_add (a split).
 -- Only the call's own writes change pages meanwhile, and any write but such an add
 -- (a split, a new directory, a removal) makes ids_noted forget the page.
-local function ids_plan_add_near(root, d, id, typed, near)
+local function ids_plan_add_near(root, d, id, typed, near, absent)
   local bound, known
   if near.root == root and near.nxt ~= nil and not ids_before(id, near.bound)
       and (near.nxt == false or ids_before(id, near.nxt)) then
@@ -167,18 +178,30 @@ local function ids_plan_add_near(root, d, id, typed, near)
     local fresh, bad
     bound, fresh, bad = ids_bound_of(root, id)
     if bad then return nil, bad end
-    if fresh then near.root = nil; return ids_plan_add(root, d, id, typed) end
+    if fresh then near.root = nil; return ids_plan_add(root, d, id, typed, absent) end
     known = near.root == root and near.bound == bound
   end
   local page = ids_page(root, d, bound)
-  local s, bad = ids_read('zset', 'ZSCORE', page, id)
-  if bad then return nil, bad end
-  if s then return nil end
+  local bad
+  local card
+  if known then card = near.card end
+  if absent then
+    -- (a known page was read in this call, and only its own adds wrote it since: its
+    -- type is checked; else its ZCARD is the check)
+    if not known then
+      card, bad = ids_read('zset', 'ZCARD', page)
+      if bad then return nil, bad end
+    end
+  else
+    local s
+    s, bad = ids_read('zset', 'ZSCORE', page, id)
+    if bad then return nil, bad end
+    if s then return nil end
+  end
   bad = ids_check_count(root, typed)
   if bad then return nil, bad end
-  local card
-  if known then card = near.card else card = redis.call('ZCARD', page) end
-  if card >= IDS_MAX then near.root = nil; return ids_plan_add(root, d, id, typed) end
+  card = card or redis.call('ZCARD', page)
+  if card >= IDS_MAX then near.root = nil; return ids_plan_add(root, d, id, typed, absent) end
   if known and near.nxt == nil then  -- a second add in a row here: where the page ends
     near.nxt = redis.call('ZRANGE', ids_dir(root), '(' .. bound, '+', 'BYLEX',
                           'LIMIT', 0, 1)[1] or false
@@ -187,7 +210,7 @@ local function ids_plan_add_near(root, d, id, typed, near)
   end
   near.card = card
   return {op = 'add', root = root, d = d, id = id, page = page, bound = bound, fresh = false,
-          near = near}
+          near = near, maybe = absent}
 end
 
 -- ids_plan_remove for the removals of one call, one after another (index_write_many.lua,
@@ -235,7 +258,7 @@ end
 -- (removals, optional) follow the page; any other write of the pages makes them forget it
 local function ids_noted(plan, near, gone)
   if not plan then return end
-  if plan.near == near then near.card = near.card + 1 else near.root = nil end
+  if plan.near == near then near.card = near.card + plan.delta else near.root = nil end
   if gone then
     if plan.near == gone then gone.card = gone.card - 1 else gone.root = nil end
   end
@@ -275,9 +298,11 @@ local function ids_apply_pages(plan)
       if stays then redis.call('ZADD', plan.page, 0, plan.id) end
       ids_zadd(plan.target, plan.upper)
       redis.call('ZADD', dir, 0, plan.upper[1])
-    else
-      redis.call('ZADD', plan.page, 0, plan.id)
+    elseif redis.call('ZADD', plan.page, 0, plan.id) == 0 then
+      plan.delta = 0  -- a maybe plan's id was there: nothing changed, nothing counted
+      return 0
     end
+    plan.delta = 1
     return 1
   end
   redis.call('ZREM', plan.page, plan.id)

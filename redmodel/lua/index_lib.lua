@@ -130,7 +130,9 @@ local NO_IDS = {}  -- an ids plan with nothing to write (never written to)
 -- refusal. typed: the call's cache of checked keys (ids_lib checks the count once).
 -- near (optional): for a call writing many objects, its memory of the pages of its last
 -- add and removal ({add = {}, remove = {}}: ids_plan_add_near, ids_plan_remove_near).
-local function ids_plan_for(root, d, id, all, had_record, remove, typed, near)
+-- absent (optional): an add of an object that is not stored (ids_plan_add's: its id is
+-- counted only if its ZADD adds it, instead of asking the page first)
+local function ids_plan_for(root, d, id, all, had_record, remove, typed, near, absent)
   local state, bad = all_state(all)
   if not state then return nil, bad end
   local plan
@@ -141,9 +143,9 @@ local function ids_plan_for(root, d, id, all, had_record, remove, typed, near)
   elseif had_record and state == 'pages' then
     return NO_IDS
   elseif near then
-    plan, bad = ids_plan_add_near(root, d, id, typed, near.add)
+    plan, bad = ids_plan_add_near(root, d, id, typed, near.add, absent)
   else
-    plan, bad = ids_plan_add(root, d, id, typed)
+    plan, bad = ids_plan_add(root, d, id, typed, absent)
   end
   if bad then return nil, bad end
   if state == 'zset' and remove then return {plan = plan, zrem = all, id = id} end
@@ -348,24 +350,76 @@ local function answer(result, extra)
 end
 -- a save's or update's fields: HSET the pairs, HDEL the rest; a hash left empty keeps a
 -- placeholder field so that the object exists (it can be empty only without pairs or if
--- the HDEL removed something: only then is it asked, saving a command per object)
-local function write_fields(obj, A, npairs, at)
+-- the HDEL removed something: only then is it asked, saving a command per object).
+-- existed (optional): whether the object was a hash before the write, as the caller read
+-- it before its first write: with no pair and nothing removed, the write left it as it
+-- was, so it is not asked (a tracked re-save with nothing dirty, a new object without a
+-- field)
+local function write_fields(obj, A, npairs, at, existed)
   if npairs > 0 then call_parts('HSET', obj, A, at + 1, at + 2 * npairs) end
   local removed = 0
   if #A > at + 2 * npairs then removed = call_parts('HDEL', obj, A, at + 1 + 2 * npairs) end
-  if (npairs == 0 or removed > 0) and redis.call('EXISTS', obj) == 0 then
+  if npairs > 0 and removed == 0 then return false end
+  local there
+  if removed == 0 and existed ~= nil then there = existed
+  else there = redis.call('EXISTS', obj) == 1 end
+  if not there then
     redis.call('HSET', obj, '\0', '')
     return true  -- made again (emptied): whatever expiry it had is gone
   end
   return false
 end
+-- ---- the first write as a type check (index_write.lua's save and update) -------------------
+-- An entry key of an equality or range index is only ever written by a save (SADD, SREM,
+-- ZADD, ZREM), and each of those refuses a wrong-typed key before it writes anything. So
+-- one of them needs no TYPE of its own when its write is the script's first write: a
+-- wrong-typed key refuses it, and with it the whole script, before anything is written
+-- (first_write). The other keys are checked before, as always (check_keys).
+local FIRST_DONE  -- the line first_write wrote: write_index does not apply it again
+-- a line this write removes whose key holds a set or zset, else one it adds (but a range
+-- line of any value, '*'), its key and that key's type; nil when there is none. (A removal
+-- first: write_index removes before it adds, and a range key's removal and add are of the
+-- same member, so an add may come first only when no set or zset line is removed.)
+local function first_entry(root, d, old, new)
+  for _, pass in ipairs({{old, new, false}, {new, old, true}}) do
+    for line in pairs(pass[1]) do
+      if not pass[2][line] then
+        local k, tp = entry_key(root, d, line)
+        if k and (tp == 'set' or tp == 'zset')
+            and not (pass[3] and string.sub(line, -2) == SEP .. '*') then
+          return line, pass[3], k, tp
+        end
+      end
+    end
+  end
+  return nil
+end
+-- writes first_entry's line as the script's first write: nil, or the refusal (nothing
+-- written) when its key holds another type
+local function first_write(id, line, add, key, want)
+  local kind, _, value = split(line)
+  local r
+  if kind == 'e' then r = redis.pcall(add and 'SADD' or 'SREM', key, id)
+  elseif add then r = redis.pcall('ZADD', key, value, id)
+  else r = redis.pcall('ZREM', key, id) end
+  if type(r) == 'table' and r.err then
+    local t = redis.call('TYPE', key)['ok']
+    if t ~= want and t ~= 'none' then return {'WRONGTYPE', key, t, want} end
+    error(r.err)
+  end
+  FIRST_DONE = line
+  return nil
+end
+
 -- the entries of old not in new dropped, those of new not in old (all if every) added;
 -- the record says new when the object keeps one (keep), else it has none (had: it had
 -- one, dropped now), and the object is among the ids (ids: its plan, ids_plan_for)
 local function write_index(root, d, id, rec, old, new, every, ids, deltas, near, keep, had)
-  for line in pairs(old) do if not new[line] then apply(root, d, id, line, false) end end
+  for line in pairs(old) do
+    if not new[line] and line ~= FIRST_DONE then apply(root, d, id, line, false) end
+  end
   for line in pairs(new) do
-    if every or not old[line] then apply(root, d, id, line, true) end
+    if (every or not old[line]) and line ~= FIRST_DONE then apply(root, d, id, line, true) end
   end
   if keep then
     local text = {}

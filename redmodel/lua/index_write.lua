@@ -210,6 +210,13 @@ if keep and full then  -- a record of a range line of any value reads its score 
     if kind == 'r' and value == '*' then need[root .. 'rng' .. d .. name] = 'zset' end
   end
 end
+-- one entry key of a save or update is checked by its write, the script's first (index_lib:
+-- first_write): declared, not asked its type now
+local first_line, first_add, first_key, first_tp
+if mode == 'save' or mode == 'update' then
+  first_line, first_add, first_key, first_tp = first_entry(root, d, old, new)
+  if first_key then need[first_key] = '' end
+end
 refusal = check_keys(need)
 if refusal then
   if refusal[1] == 'KEYS' and mode == 'incr' and PIN ~= '' then
@@ -253,7 +260,7 @@ end
 -- lost an id
 local ids
 ids, refusal = ids_plan_for(root, d, id, all, had and mode ~= 'reindex',
-                            mode == 'forget' or mode == 'delete', {})
+                            mode == 'forget' or mode == 'delete', {}, nil, not exists)
 if not ids then return unpinned(refusal) end
 
 -- ---- writes -----------------------------------------------------------------------------------
@@ -297,7 +304,11 @@ if mode == 'incr' then
   end
   result = list_of({'OK'}, texts)
 elseif mode == 'save' or mode == 'update' then
-  if write_fields(obj, ARGV, npairs, at) then exp_at = nil end  -- made again: no expiry
+  if first_line then  -- the first write (nothing before it is one)
+    refusal = first_write(id, first_line, first_add, first_key, first_tp)
+    if refusal then return refusal end
+  end
+  if write_fields(obj, ARGV, npairs, at, exists) then exp_at = nil end  -- made again: no expiry
 end
 local gone = released(old, new)
 write_index(root, d, id, rec, old, new, mode == 'reindex', ids, nil, nil, keep and full, had)

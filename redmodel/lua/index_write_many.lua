@@ -33,6 +33,46 @@ local typed = {}  -- key -> the type checked (or written) in this call
 local deltas = {}  -- the all-ids count's change in this call (ids_flush writes it)
 local near = {add = {}, remove = {}}  -- the pages of the call's last add and removal
 
+-- The records and expiry scores of the call's ids, read once per call (one HMGET of the
+-- record hash and one ZMSCORE of the expiry set for all of them, instead of an HGET and a
+-- ZREM or ZSCORE per object), at the first object that needs them. Only an object's own
+-- write changes its id's record or score, so a value read ahead is the one its object
+-- would read at its turn, once: each is taken (removed) before the object's first write,
+-- and a later object of the same id reads its own (the record) or none (the score:
+-- write_expiry then sends what it would otherwise skip). A read that fails (a wrong-typed
+-- key) reads nothing ahead: each object then reads alone and is refused as before.
+local AHEAD = {}  -- key -> {id -> value (false: none)} or false (not read ahead)
+local ITEMS  -- the call's objects: {obj position, first argument, count, header}
+local function read_ahead(cmd, key, slot)
+  local got = AHEAD[key]
+  if got == nil then
+    got = false
+    local ids = {}
+    for _, item in ipairs(ITEMS) do
+      if item[4][slot] == key then ids[#ids + 1] = ARGV[item[2]] end
+    end
+    if #ids > 0 then
+      got = {}
+      for i = 1, #ids, 1000 do
+        local j = math.min(i + 999, #ids)
+        local r = redis.pcall(cmd, key, unpack(ids, i, j))
+        if type(r) ~= 'table' or r.err then got = false; break end
+        for k = i, j do if got[ids[k]] == nil then got[ids[k]] = r[k - i + 1] end end
+      end
+    end
+    AHEAD[key] = got
+  end
+  return got
+end
+-- the value read ahead for id (taken), or nil: not read ahead, or taken already
+local function ahead(cmd, key, slot, id)
+  local got = read_ahead(cmd, key, slot)
+  if not got then return nil end
+  local v = got[id]
+  got[id] = nil
+  return v
+end
+
 local late, held = {}, {}  -- ids not written in this call; unique lines they touch
 local function defer(id, old, new, reply)
   late[id] = true
@@ -70,9 +110,14 @@ local function one(obj, rec, all, exp, A)
   local objtype = redis.call('TYPE', obj)['ok']
   if objtype ~= 'none' and objtype ~= 'hash' then return {'WRONGTYPE', obj, objtype, 'hash'} end
   local exists = objtype == 'hash'
-  local record
-  record, refusal = read('hash', 'HGET', rec, id)
-  if refusal then return refusal end
+  local record = ahead('HMGET', rec, 1, id)
+  if record == nil then
+    record, refusal = read('hash', 'HGET', rec, id)
+    if refusal then return refusal end
+  end
+  -- (taken here, before the object's first write, as its record: every object that
+  -- writes has taken both)
+  local had_exp = ahead('ZMSCORE', exp, 3, id)
   local had = record ~= false
   local old = {}
   if had then
@@ -103,7 +148,7 @@ local function one(obj, rec, all, exp, A)
   -- record says it is listed already (as index_write.lua)
   local ids
   ids, refusal = ids_plan_for(root, d, id, all, had, mode == 'delete', typed,
-                              near)
+                              near, not exists)
   if not ids then return refusal end
 
   if mode == 'delete' then
@@ -115,10 +160,10 @@ local function one(obj, rec, all, exp, A)
   end
   local expires, exp_at = keep, nil
   if not keep then expires, exp_at = expiring(obj, ttl, exists) end
-  if write_fields(obj, A, npairs, at) then exp_at = nil end  -- made again: no expiry
+  if write_fields(obj, A, npairs, at, exists) then exp_at = nil end  -- made again: no expiry
   local gone = released(old, new)
   write_index(root, d, id, rec, old, new, false, ids, deltas, near, expires, had)
-  write_expiry(obj, exp, id, ttl, exists, nil, exp_at)
+  write_expiry(obj, exp, id, ttl, exists, had_exp, exp_at)
   return answer(1, gone)
 end
 
@@ -143,6 +188,7 @@ while #items < n do
   end
 end
 if at <= #ARGV then return {'BADARG', 'arguments after the last object'} end
+ITEMS = items
 local out = {}
 for i, item in ipairs(items) do
   local o, from, m, h = item[1], item[2], item[3], item[4]
