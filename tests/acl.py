@@ -52,7 +52,7 @@ RULES: dict[str, Rule] = {
     "transactions": Rule(includes=("hash models",), commands=(
         "watch", "unwatch", "multi", "exec",
     )),
-    # Queue, Set, SortedSet and WindowCounter (its increment and expiry in one MULTI);
+    # Queue, Set, SortedSet and WindowCounter (its increment and expiry in one script);
     # reliable consume() takes, acknowledges and recovers items in Lua scripts (LMOVE into
     # an in-flight list, heartbeats in a sorted set) and waits on an empty queue with a
     # BLMOVE of the queue onto itself (a peek that moves nothing).
