@@ -60,7 +60,7 @@ RULES: dict[str, Rule] = {
         "rpush", "lpush", "lpop", "rpop", "blpop", "brpop", "lrange", "llen", "ltrim",
         "sadd", "srem", "smembers", "sismember", "scard", "spop", "sunion", "sinter",
         "sdiff", "zadd", "zincrby", "zrem", "zscore", "zrank", "zrevrank", "zcard", "zrange",
-        "zpopmin", "zpopmax", "get", "incrby", "multi", "exec", "exists", "del", "pexpire",
+        "zpopmin", "zpopmax", "get", "incrby", "exists", "del", "pexpire",
         "evalsha", "script|load", "lmove", "blmove", "lrem",
         "zrangebyscore", "hset", "hget", "hdel", "time",
         "client|kill",  # the fence before a capped trim (or an expiry) is resent

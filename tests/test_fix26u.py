@@ -9,6 +9,8 @@ before its first command."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -42,10 +44,11 @@ def _as_sent(raw: bytes) -> str | bytes:
 
 
 @st.composite
-def _urls(draw: st.DrawFn) -> tuple[str, dict[str, Any] | None, bool, list[str]]:
-    """(url, the connection arguments it says or None when it must be refused, whether a
-    refusal is allowed although it says them (a password written raw, which the rules may
-    refuse), the forms of the password that must never be shown)."""
+def _urls(draw: st.DrawFn
+          ) -> tuple[str, int | None, dict[str, Any] | None, bool, list[str]]:
+    """(url, from_url's db=, the connection arguments it says or None when it must be
+    refused, whether a refusal is allowed although it says them (a password written raw,
+    which the rules may refuse), the forms of the password that must never be shown)."""
     scheme = draw(st.sampled_from(["redis", "rediss"]))
     host, host_means = draw(st.sampled_from(_HOSTS))
     port, port_means = draw(st.sampled_from(_PORTS))
@@ -95,20 +98,21 @@ def _urls(draw: st.DrawFn) -> tuple[str, dict[str, Any] | None, bool, list[str]]
         at = draw(st.integers(len(scheme) + 3, len(url)))
         url = url[:at] + draw(st.sampled_from(_BLANKS)) + url[at:]
         refuse = True
+    db_keyword = draw(st.sampled_from([None, 5]))  # wins over the URL's, checked all the same
     expected = None if refuse else {
-        "host": host_means, "port": port_means, "db": db_means,
+        "host": host_means, "port": port_means, "db": db_keyword or db_means,
         "password": means if where != "none" else None,
         "username": user.replace("%3A", ":") or None}
-    return url, expected, may_refuse, [secret, written]
+    return url, db_keyword, expected, may_refuse, [secret, written]
 
 
 @settings(max_examples=scaled(50), deadline=None)
 @given(case=_urls())
 def test_a_url_is_refused_without_its_password_or_says_exactly_what_it_connects_to(
-        case: tuple[str, dict[str, Any] | None, bool, list[str]]) -> None:
-    url, expected, may_refuse, secrets = case
+        case: tuple[str, int | None, dict[str, Any] | None, bool, list[str]]) -> None:
+    url, db, expected, may_refuse, secrets = case
     try:
-        store = redmodel.Store.from_url(url)
+        store = redmodel.Store.from_url(url, db=db)
     except redmodel.ValidationError as e:
         for text in (str(e), repr(e)):
             assert not any(s in text for s in secrets), text
@@ -129,7 +133,7 @@ def test_a_url_is_refused_without_its_password_or_says_exactly_what_it_connects_
 @pytest.mark.parametrize("url", ["redis://", "rediss://", "unix://", "redis:///0",
                                  "redis://:p@/0", "unix://h/x.sock", "unix://:5/x.sock"])
 def test_a_url_without_its_host_or_socket_path_is_refused(url: str) -> None:
-    with pytest.raises(redmodel.ValidationError, match="host|socket"):
+    with pytest.raises(redmodel.ValidationError, match=r"host|socket"):
         redmodel.Store.from_url(url)
 
 
@@ -140,3 +144,23 @@ def test_a_unix_url_with_credentials_and_a_path_is_taken() -> None:
         assert (got["path"], got["db"], got["password"]) == ("/run/redis.sock", 2, b"pw\xff")
     finally:
         store.close()
+
+
+def test_import_names_the_lines_of_two_ids_sharing_a_unique_value(
+        capfd: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The whole file's unique values are checked apart: the second line of a value (of
+    another id) is bad and names the first; the same id twice is not (it is replaced)."""
+    from redmodel.cli._app import run  # noqa: PLC0415
+
+    model = "tests.test_attack26u:_Uniq"
+    rows = [("a", "one@x"), ("b", "two@x"), ("a", "one@x"), ("c", "two@x"), ("d", "one@x")]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"v": 1, "model": model, "id": ident, "pttl": None,
+                                        "data": {"email": email}}) + "\n"
+                            for ident, email in rows), encoding="utf-8")
+    code = run(["import", "--json", "--dry-run", "-m", model, "-i", str(path)])
+    out = json.loads(capfd.readouterr().out)
+    assert (code, out["bad_lines"]) == (1, 2), out
+    errors = {e["line"]: e["error"] for e in out["errors"]}
+    assert sorted(errors) == [4, 5], errors
+    assert "email" in errors[4] and "line 2" in errors[4] and "line 1" in errors[5], errors

@@ -151,15 +151,16 @@ def url_options(url: str | None, db: int | None, kwargs: dict[str, Any],
     if db is not None:
         integer(db, "db", least=0, most=MAX_DB)
     _check_keywords(kwargs)
-    url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
+    if url is None:  # an empty url is refused: it is no URL, not "the default"
+        url = os.environ.get("REDIS_URL") or DEFAULT_URL
     if not isinstance(url, str):
         raise ValidationError(f"the URL must be a str, got {type(url).__name__}")
+    check_url(url)  # as written: without_db reads it as urllib does (tabs dropped)
     options = dict(kwargs)
     if db is not None:
         url = without_db(url)
         options["db"] = db
     options.setdefault("decode_responses", False)
-    check_url(url)
     _check_names(url.partition("://")[0], options, cluster)
     if cluster:
         _check_cluster_url(url, options)
@@ -535,7 +536,11 @@ def check_url(url: str) -> None:
     ``decode_responses`` (redmodel needs bytes), a timeout that is not a number of seconds
     above 0 and at most MAX_BLOCK_SECONDS, a count out of its range (``db`` 0 to MAX_DB,
     ``max_connections`` 1 to 2**31-1), a switch that is not 1/true/yes/on or 0/false/no
-    (what redis-py reads the same way). Numbers are ASCII digits only."""
+    (what redis-py reads the same way). Numbers are ASCII digits only. A URL is read as
+    written or refused: a blank or control character anywhere (urllib drops tabs and line
+    breaks), an empty port, a ``?port=`` that is not a port, no host, a ``unix://`` URL
+    with a host part or without a path, an option given twice or repeating the host part
+    (``?port=`` with ``host:port``) are refused."""
     problem = _url_problem(url)
     if problem:
         raise ValidationError(f"cannot use the URL {redact_url(url)!r}: {problem}")
