@@ -164,3 +164,10 @@ def test_import_names_the_lines_of_two_ids_sharing_a_unique_value(
     errors = {e["line"]: e["error"] for e in out["errors"]}
     assert sorted(errors) == [4, 5], errors
     assert "email" in errors[4] and "line 2" in errors[4] and "line 1" in errors[5], errors
+
+
+def test_an_empty_url_is_refused_not_read_as_the_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    with pytest.raises(redmodel.ValidationError, match="scheme"):
+        redmodel.Store.from_url("")
