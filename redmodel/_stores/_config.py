@@ -461,7 +461,8 @@ def _authority_problem(scheme: str, parts: SplitResult) -> str | None:
             return "a unix:// URL must name its socket's path (unix:///run/redis.sock)"
         return None
     if not host:  # redis-py would connect to localhost
-        return "the URL names no host (redis://host:port/db)"
+        return ("the URL names no host (redis://host:port/db; an IPv6 address is written "
+                "in [brackets])")
     if port is not None and whole(port, 1, 65535) is None:
         return ("the port must be a number from 1 to 65535 in ASCII digits (redis-py reads "
                 "an empty port or port 0 as no port, and connects to 6379)")
