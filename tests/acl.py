@@ -52,7 +52,7 @@ RULES: dict[str, Rule] = {
     "transactions": Rule(includes=("hash models",), commands=(
         "watch", "unwatch", "multi", "exec",
     )),
-    # Queue, Set, SortedSet and WindowCounter (its increment and expiry in one MULTI);
+    # Queue, Set, SortedSet and WindowCounter (its increment and expiry in one script);
     # reliable consume() takes, acknowledges and recovers items in Lua scripts (LMOVE into
     # an in-flight list, heartbeats in a sorted set) and waits on an empty queue with a
     # BLMOVE of the queue onto itself (a peek that moves nothing).
@@ -60,7 +60,7 @@ RULES: dict[str, Rule] = {
         "rpush", "lpush", "lpop", "rpop", "blpop", "brpop", "lrange", "llen", "ltrim",
         "sadd", "srem", "smembers", "sismember", "scard", "spop", "sunion", "sinter",
         "sdiff", "zadd", "zincrby", "zrem", "zscore", "zrank", "zrevrank", "zcard", "zrange",
-        "zpopmin", "zpopmax", "get", "incrby", "multi", "exec", "exists", "del", "pexpire",
+        "zpopmin", "zpopmax", "get", "incrby", "exists", "del", "pexpire",
         "evalsha", "script|load", "lmove", "blmove", "lrem",
         "zrangebyscore", "hset", "hget", "hdel", "time",
         "client|kill",  # the fence before a capped trim (or an expiry) is resent

@@ -503,7 +503,7 @@ def test_import_checks_every_line_first_and_names_the_bad_ones(
                     "data": {"name": "n", "address": {"city": "c", "zip": 1}},
                     "enc": {"card": "***", "address.secret": token}}),  # 11 bad base64
         hat(id="h2", quantity=True),                         # 12 a bool is not an int
-        hat(id="h3"),                                        # 13 good
+        hat(id="h3", sku="B"),                               # 13 good (its own sku)
     ]
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")

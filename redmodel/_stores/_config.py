@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
-from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, unquote_to_bytes, urlsplit
 
 from redis.connection import (
     Connection,
@@ -106,8 +106,14 @@ def _check_keywords(options: Mapping[str, Any]) -> None:
     their URL forms are: a timeout is None or a number of seconds above 0 and at most
     MAX_BLOCK_SECONDS, a count an int (not a bool) in its range, a switch a bool.
     Else ValidationError naming the argument (never its value: it may be a secret set by
-    mistake in the wrong place)."""
+    mistake in the wrong place). A text (``password=``, ``username=``, ``client_name=``,
+    ...) holding a lone surrogate is refused as in a URL: redis-py would fail to encode
+    it at the first command, with an error repeating it."""
     for name, value in options.items():
+        if isinstance(value, str) and unsendable(value):
+            raise ValidationError(f"{name} holds a lone surrogate (text that is not "
+                                  "UTF-8-encodable; its value is not shown): pass bytes "
+                                  "for a secret that is not UTF-8")
         if name == "health_check_interval":  # seconds; 0 (the default) checks never
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     0 <= value <= MAX_BLOCK_SECONDS):
@@ -128,10 +134,6 @@ def _check_keywords(options: Mapping[str, Any]) -> None:
         elif name in _BOOLS and not isinstance(value, bool):
             raise ValidationError(f"{name} must be True or False, got "
                                   f"{type(value).__name__}")
-        elif name == "port" and (isinstance(value, bool) or not isinstance(value, int)
-                                 or not 1 <= value <= 65535):
-            raise ValidationError(f"port must be an int from 1 to 65535, got "
-                                  f"{type(value).__name__}")
         elif name == "protocol" and value is not None and (
                 type(value) is not int or value not in (2, 3)):
             raise ValidationError(f"protocol must be 2 or 3, got {type(value).__name__}")
@@ -149,18 +151,103 @@ def url_options(url: str | None, db: int | None, kwargs: dict[str, Any],
     if db is not None:
         integer(db, "db", least=0, most=MAX_DB)
     _check_keywords(kwargs)
-    url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
+    if url is None:  # an empty url is refused: it is no URL, not "the default"
+        url = os.environ.get("REDIS_URL") or DEFAULT_URL
     if not isinstance(url, str):
         raise ValidationError(f"the URL must be a str, got {type(url).__name__}")
+    check_url(url)  # as written: without_db reads it as urllib does (tabs dropped)
     options = dict(kwargs)
     if db is not None:
         url = without_db(url)
         options["db"] = db
     options.setdefault("decode_responses", False)
-    check_url(url)
+    _check_names(url.partition("://")[0], options, cluster)
     if cluster:
         _check_cluster_url(url, options)
-    return url, options
+    return _secrets_as_bytes(url, options), options
+
+
+# what redis-py's from_url and its connection pools take besides a connection's arguments
+_POOL_KEYWORDS = frozenset({"connection_class", "max_connections", "cache_factory", "cache",
+                            "cache_config", "maint_notifications_config",
+                            "single_connection_client", "auto_close_connection_pool"})
+
+
+@functools.cache
+def _keywords(scheme: str, cluster: bool) -> frozenset[str]:
+    """The keyword arguments from_url passes on for ``scheme``: those the connection class
+    of the scheme takes (sync or asyncio), its pool's, and a cluster client's own."""
+    from redis.asyncio import cluster as async_cluster  # noqa: PLC0415
+    from redis.asyncio import connection as async_connection  # noqa: PLC0415
+    from redis.cluster import RedisCluster  # noqa: PLC0415
+
+    other = {"redis": async_connection.Connection, "rediss": async_connection.SSLConnection,
+             "unix": async_connection.UnixDomainSocketConnection}[scheme]
+    names = set(_accepted(scheme)) | _init_names(other) | _POOL_KEYWORDS
+    if cluster:
+        names |= _init_names(RedisCluster) | _init_names(async_cluster.RedisCluster)
+    return frozenset(names)
+
+
+def _init_names(klass: type) -> set[str]:
+    names: set[str] = set()
+    for each in klass.__mro__:
+        init = each.__dict__.get("__init__")
+        if init is not None:
+            names.update(p.name for p in inspect.signature(init).parameters.values()
+                         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    names.discard("self")
+    return names
+
+
+def _check_names(scheme: str, options: Mapping[str, Any], cluster: bool) -> None:
+    """Refuse a keyword argument redis-py's client for ``scheme`` does not take (a
+    misspelt ``socket_timout=``, ``ssl_password=`` on a redis:// URL): it would fail at
+    the first command with a bare TypeError. A ``connection_class`` of the caller's own
+    may take anything."""
+    if "connection_class" in options:
+        return
+    for name in options:
+        if name not in _keywords(scheme, cluster):
+            hint = (" (TLS is asked for with a rediss:// URL)"
+                    if name.startswith("ssl") and scheme == "redis" else "")
+            raise ValidationError(f"the keyword argument {name!r} is not one redis-py's "
+                                  f"{scheme}:// client takes{hint}")
+
+
+def _secrets_as_bytes(url: str, options: dict[str, Any]) -> str:
+    """``url`` without its username and password when one of them is the escape of bytes
+    that are not UTF-8 (``%FF``): redis-py would decode them to U+FFFD, and send other
+    bytes than written. They go in ``options`` as those bytes instead (the URL's
+    credentials win over keyword arguments, as in redis-py). ``url`` as is otherwise."""
+    parts = urlsplit(url)
+    user, at, hostport = parts.netloc.rpartition("@")
+    written: dict[str, str] = {}
+    if at:
+        name, _, password = user.partition(":")
+        written.update({k: v for k, v in (("username", name), ("password", password)) if v})
+    kept = []
+    for item in parts.query.split("&") if parts.query else ():
+        name = unquote(item.partition("=")[0])
+        if name in ("username", "password"):  # never both in the URL (refused as twice)
+            written[name] = item.partition("=")[2]
+        else:
+            kept.append(item)
+    raw = {name: unquote_to_bytes(text) for name, text in written.items()}
+    if all(_is_utf8(value) for value in raw.values()):
+        return url
+    options.update({name: value.decode() if _is_utf8(value) else value
+                    for name, value in raw.items()})
+    query = "&".join(kept)
+    return f"{parts.scheme}://{hostport}{parts.path}" + (f"?{query}" if query else "")
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _check_cluster_url(url: str, options: Mapping[str, Any]) -> None:
@@ -181,7 +268,8 @@ def _check_cluster_url(url: str, options: Mapping[str, Any]) -> None:
 
 
 # a query option's name (as written: it may be percent-encoded, "pass%77ord") and its "="
-_QUERY_NAME = re.compile(r"(?:^|[?&;])([^=&?#;]*)=")
+# (or "%3D": an item "password%3DS3CRET" is refused, and its tail masked as a password's)
+_QUERY_NAME = re.compile(r"(?:^|[?&;])([^=&?#;]*?)(?:=|%3[dD])")
 _SECRET_OPTIONS = ("password", "ssl_password")
 
 
@@ -190,7 +278,7 @@ def _hidden(rest: str) -> list[bool]:
     everything up to the LAST ``@`` but the username (``***@`` when it has no ``:`` or
     its name holds ``/``, ``?`` or ``#``), and everything after the ``=`` of a
     ``password=`` or ``ssl_password=`` query option, whatever its name's case or
-    percent-encoding, to the end of the text: a password holding an unencoded ``&`` or
+    percent-encoding or blanks, to the end of the text: a password holding an unencoded ``&`` or
     ``#`` does not end there (redis-py would cut it, but the rest is still the password
     as its owner wrote it)."""
     hidden = [False] * len(rest)
@@ -200,7 +288,10 @@ def _hidden(rest: str) -> list[bool]:
         keep = len(name) + 1 if colon and not set(name) & set("/?#") else 0
         hidden[keep:len(user)] = [True] * (len(user) - keep)
     for match in _QUERY_NAME.finditer(rest):  # found in the text as written
-        if unquote(match.group(1).replace("+", " ")).strip().lower() in _SECRET_OPTIONS:
+        # without blanks or control characters: "pass\tword" is "password" once urllib
+        # has dropped its tab, and "p assword" is refused but still masked
+        name = _BLANK.sub("", unquote(match.group(1).replace("+", " "))).lower()
+        if name in _SECRET_OPTIONS:
             hidden[match.end():] = [True] * (len(rest) - match.end())
             break
     return hidden
@@ -248,6 +339,7 @@ _TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
 # the least and the most of a count (health_check_interval is seconds, as an int)
 _COUNTS = {"db": (0, MAX_DB), "socket_read_size": (1, MAX_PAGE),
            "max_connections": (1, MAX_PAGE), "health_check_interval": (0, MAX_BLOCK_SECONDS),
+           "port": (1, 65535),
            "ssl_min_version": (0, MAX_PAGE)}
 _BOOLS = ("socket_keepalive", "retry_on_timeout", "ssl_check_hostname", "legacy_responses")
 # passed by redis-py as text although it means a switch or an object: text is always true
@@ -303,34 +395,35 @@ def _url_problem(url: str) -> str | None:
     if unsendable(url):  # redis-py would fail to encode it at the first command
         return ("it holds a lone surrogate (text that is not UTF-8-encodable): no host, "
                 "user name, password or option value can hold one")
+    rest = url.partition("://")[2]
     parts: SplitResult | None
-    port: int | None = None
     try:
         parts = urlsplit(url)
-        port = parts.port
-    except ValueError:  # urlsplit's .port raises it for a port beyond 65535, or not digits
+    except ValueError:  # a broken [IPv6] address
         parts = None
     misplaced_at = parts is None or "@" in parts.path + parts.fragment + "".join(
         k for k, _ in parse_qsl(parts.query, keep_blank_values=True))
-    if misplaced_at and "@" in url.partition("://")[2]:
+    if misplaced_at and "@" in rest:
         return ("it does not parse: a password holding '/', '?', '#' or '@' must be "
                     "percent-encoded (%2F, %3F, %23, %40)")
     if parts is None:
-        return ("it does not parse: a port must be a number from 1 to 65535, an IPv6 "
-                "address must be written in [brackets]")
-    if port == 0:
-        return ("the port must be a number from 1 to 65535 (redis-py reads port 0 as no "
-                "port, and connects to 6379)")
-    rest = url.partition("://")[2]
+        return "it does not parse: an IPv6 address must be written in [brackets]"
     if "#" in rest:
         return ("a '#' has no meaning in a redis URL (redis-py drops what follows it): a "
                 "password holding '#' must be percent-encoded (%23)")
+    problem = _authority_problem(scheme, parts)  # a port " 1" is named as a bad port
+    if problem:
+        return problem
+    if _BLANK.search(url):  # urllib drops tabs and line breaks: "h:1\n0" is port 10
+        return ("it holds a blank or a control character (space, tab, CR, LF, ...), which "
+                "Python's URL parser drops or keeps unlike what is written: percent-encode "
+                "one a password holds (%20, %09, %0A)")
     if scheme in ("redis", "rediss"):  # checked even when ?db= wins over it
         db = unquote(parts.path).strip("/")
         if db and whole(db, 0, MAX_DB) is None:
             return (f"the database path is not a number from 0 to {MAX_DB} in ASCII "
                     "digits")
-    problem = _options_problem(scheme, rest, parts.query)
+    problem = _options_problem(scheme, rest, parts)
     if problem:
         return problem
     try:
@@ -340,12 +433,59 @@ def _url_problem(url: str) -> str | None:
     return None
 
 
-def _options_problem(scheme: str, rest: str, query: str) -> str | None:
+# what urllib drops (tab, CR, LF) or reads otherwise than written: blanks, control bytes
+_BLANK = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _host_port(netloc: str) -> tuple[str, str | None]:
+    """(host, port text or None when no ``:``) of a URL's authority, as urllib splits it:
+    after the last ``@``; an IPv6 address in brackets; the port after the first ``:``."""
+    hostport = netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        host, _, after = hostport[1:].partition("]")
+        return host, (after[1:] if after[:1] == ":" else after or None)
+    host, colon, port = hostport.partition(":")
+    return host, port if colon else None
+
+
+def _authority_problem(scheme: str, parts: SplitResult) -> str | None:
+    """What is wrong with the URL's host and port (or, for ``unix://``, its socket path),
+    or None: parts redis-py would drop or fill in without a word are refused."""
+    host, port = _host_port(parts.netloc)
+    if scheme == "unix":
+        if host or port is not None:  # redis-py drops them: unix://run/x.sock is /x.sock
+            return ("a unix:// URL names its socket by a path after three slashes "
+                    "(unix:///run/redis.sock); redis-py drops a host or port written "
+                    "after unix://")
+        if not parts.path:
+            return "a unix:// URL must name its socket's path (unix:///run/redis.sock)"
+        return None
+    if not host:  # redis-py would connect to localhost
+        return ("the URL names no host (redis://host:port/db; an IPv6 address is written "
+                "in [brackets])")
+    if port is not None and whole(port, 1, 65535) is None:
+        return ("the port must be a number from 1 to 65535 in ASCII digits (redis-py reads "
+                "an empty port or port 0 as no port, and connects to 6379)")
+    return None
+
+
+def _options_problem(scheme: str, rest: str, parts: SplitResult) -> str | None:
     """What is wrong with the URL's query options (``rest``: the URL after ``://``, whose
-    tail is ``query``), or None. An option whose text may be part of a secret (after a
-    ``password=`` option, or before the last ``@``) is not named: a password holding an
-    unencoded ``&`` would otherwise show its tail as an option's name."""
+    tail is the query of ``parts``), or None. An option whose text may be part of a
+    secret (after a ``password=`` option, or before the last ``@``) is not named: a
+    password holding an unencoded ``&`` would otherwise show its tail as an option's
+    name. An option given twice, or one the URL's authority also gives (``?port=`` with
+    ``host:port``, ``?password=`` with ``:password@``, ``?host=``), is refused: redis-py
+    would keep one of the two without a word."""
+    query = parts.query
+    if not query:
+        return None
     hidden = _hidden(rest)
+    host, port = _host_port(parts.netloc)
+    # what the authority gives, which redis-py takes over the query's option
+    given = {"host": bool(host), "port": port is not None, "username": bool(parts.username),
+             "password": bool(parts.password), "path": bool(parts.path) and scheme == "unix"}
+    seen: set[str] = set()
     at = len(rest) - len(query)
     for item in query.split("&"):
         start, at = at, at + len(item) + 1
@@ -368,8 +508,15 @@ def _options_problem(scheme: str, rest: str, query: str) -> str | None:
         elif unquote(value) != value:  # redis-py unquotes what parse_qs unquoted
             problem = (f"the option {name!r} holds an escape such as %2541, which redis-py "
                        "decodes twice (to 'A', not '%41'): pass it as a keyword argument")
+        elif name in seen:
+            problem = (f"the option {name!r} is given twice (redis-py would keep one and "
+                       "drop the other): give it once")
+        elif given.get(name):
+            problem = (f"the option {name!r} repeats what the URL's host part says "
+                       "(redis-py would keep that one and drop the option): give it once")
         else:
             problem = _query_problem(scheme, name, value)
+        seen.add(name)
         if problem and hidden[start]:
             return ("a query option that may be part of a password cannot be used (not "
                     "shown): a password holding '&', '#', '?', '@' or '+' must be "
@@ -390,7 +537,11 @@ def check_url(url: str) -> None:
     ``decode_responses`` (redmodel needs bytes), a timeout that is not a number of seconds
     above 0 and at most MAX_BLOCK_SECONDS, a count out of its range (``db`` 0 to MAX_DB,
     ``max_connections`` 1 to 2**31-1), a switch that is not 1/true/yes/on or 0/false/no
-    (what redis-py reads the same way). Numbers are ASCII digits only."""
+    (what redis-py reads the same way). Numbers are ASCII digits only. A URL is read as
+    written or refused: a blank or control character anywhere (urllib drops tabs and line
+    breaks), an empty port, a ``?port=`` that is not a port, no host, a ``unix://`` URL
+    with a host part or without a path, an option given twice or repeating the host part
+    (``?port=`` with ``host:port``) are refused."""
     problem = _url_problem(url)
     if problem:
         raise ValidationError(f"cannot use the URL {redact_url(url)!r}: {problem}")
@@ -519,8 +670,8 @@ def _endpoint(prefix: str, endpoint: str | None, host: str | None, port: str | N
         raise ValidationError(f"{name} must be a host name or an IP address, with an "
                               f"optional :port{why}; its value is not shown (it may hold "
                               "a secret)")
-    if found.group("v6"):
-        return f"[{text}]", port
+    if found.group("v6"):  # a zone's "%" is "%25" in a URL: redis-py decodes the host
+        return f"[{text.replace('%', '%25')}]", port
     own = found.group("port")
     if own is not None:
         if whole(own, 1, 65535) is None:
@@ -531,7 +682,7 @@ def _endpoint(prefix: str, endpoint: str | None, host: str | None, port: str | N
             raise ValidationError(f"{name} names the port {own} and {prefix}PORT the port "
                                   f"{port.strip()!r}: set one of them, or the same port")
         port = own
-    return found.group("name"), port
+    return found.group("name").replace("%", "%25"), port
 
 
 def env_exactly_once(prefix: str = "REDIS_", env: Mapping[str, str] | None = None) -> bool:

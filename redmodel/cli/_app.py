@@ -110,8 +110,11 @@ def run(args: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except click.ClickException as e:  # usage errors: bad option, unknown command
+        code = USAGE if e.exit_code == 2 else e.exit_code
+        if as_json:  # one JSON document on stdout, as every other error with --json
+            return _report(" ".join(e.format_message().split()), code, as_json)
         e.show()
-        return USAGE if e.exit_code == 2 else e.exit_code
+        return code
     except (click.exceptions.Abort, KeyboardInterrupt):
         print("redmodel: interrupted", file=sys.stderr)
         return INTERRUPTED

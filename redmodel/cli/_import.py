@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import sys
@@ -15,6 +16,7 @@ from typing import IO, Any
 import click
 from rich.console import Console
 
+from redmodel._indexes._writes import unique_lines
 from redmodel._models._specs import spec_of
 from redmodel._stores._sync import Store
 from redmodel.cli._common import OK, PROBLEMS, CliError, Env, common_options, model_label
@@ -185,20 +187,55 @@ def _identity(raw: IO[bytes]) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
+class _Uniques:
+    """The unique values of the whole file, so that two lines (two ids) sharing one are
+    refused by the check, with their line numbers, and not by a save_many half-way
+    through the import (it refuses two objects of one chunk sharing one; across chunks the
+    second save would find the value taken). Kept as a 16-byte digest per value."""
+
+    def __init__(self) -> None:
+        self.seen: dict[bytes, tuple[bytes, int]] = {}
+
+    def problem(self, item: TypedItem | SealedItem, number: int) -> str | None:
+        if not isinstance(item, TypedItem):
+            return None
+        spec = spec_of(item.cls)
+        if spec.indexes is None or not spec.indexes.uniques:
+            return None
+        values = {n: getattr(item.obj, n) for n in spec.indexes.fields}
+        ident = _digest(spec.name, repr(spec.key_for(getattr(item.obj, spec.key.name))))
+        for name, text in unique_lines(spec, values):
+            mark = _digest(spec.name, name, text)
+            other, line = self.seen.setdefault(mark, (ident, number))
+            if other != ident:
+                return (f"shares the unique {name} of {spec.name} with line {line} (another "
+                        "id): one value can be claimed by one object only")
+        return None
+
+
+def _digest(*parts: str) -> bytes:
+    return hashlib.blake2b("\0".join(parts).encode("utf-8", "surrogatepass"),
+                           digest_size=16).digest()
+
+
 def _check(env: Env, models: Models, raw: IO[bytes], size: int
            ) -> tuple[list[tuple[int, str]], int, dict[str, int]]:
-    """Every line parsed and validated; (bad lines, lines read, ignored fields)."""
+    """Every line parsed and validated, and the unique values of the whole file apart;
+    (bad lines, lines read, ignored fields)."""
     errors: list[tuple[int, str]] = []
     ignored: dict[str, int] = {}
+    uniques = _Uniques()
     checked = 0
     with env.progress_bar(total=size) as bar:
         task = bar.add_task("check", total=size)
         for number, line in _lines(raw):
             checked += 1
             try:
-                models.parse(line, ignored)
+                problem = uniques.problem(models.parse(line, ignored), number)
             except BadLineError as e:
-                errors.append((number, str(e)))
+                problem = str(e)
+            if problem:
+                errors.append((number, problem))
             if checked % 1000 == 0:
                 bar.update(task, completed=raw.tell())
         bar.update(task, completed=size)

@@ -17,7 +17,7 @@ from redmodel._errors import (
     ValidationError,
 )
 from redmodel._models._keys import escape
-from redmodel._plan import Batch, Plan
+from redmodel._plan import Batch, Plan, script
 from redmodel._stores._async import AsyncStore
 from redmodel._stores._sync import Store
 from redmodel.containers._base import InTransaction, S, container_key
@@ -37,6 +37,7 @@ T = TypeVar("T")
 # ---- WindowCounter ----------------------------------------------------------------------
 
 
+_INCR = script("counter_incr")
 _LATEST = 2.0**62  # seconds: a window's start stays an int Redis can store an expiry for
 
 
@@ -122,8 +123,10 @@ class WindowCounter(Generic[S]):
         now = self.clock()
         key = self.key_for(subject, now)
         left_ms = max(1, math.ceil((self.window_start(now) + self.window - now) * 1000))
-        replies = yield Batch([("INCRBY", key, amount), ("PEXPIRE", key, left_ms)],
-                              atomic=True, write=True, keys=(key,))
+        # one script, not MULTI: in a MULTI a refused INCRBY (a foreign key) still let
+        # PEXPIRE run, and the foreign data was deleted when the window ended
+        replies = yield Batch([_INCR.call((key,), (amount, left_ms))], write=True,
+                              keys=(key,))
         return int(replies[0])
 
     @overload
@@ -132,11 +135,13 @@ class WindowCounter(Generic[S]):
     def incr(self: WindowCounter[AsyncStore], subject: Any, amount: int = 1
              ) -> Coroutine[Any, Any, int]: ...
     def incr(self, subject: Any, amount: int = 1) -> Any:
-        """INCRBY and PEXPIRE (to the end of the current window) in one MULTI/EXEC round
-        trip; returns the subject's count in the current window, this event included.
+        """INCRBY and PEXPIRE (to the end of the current window) in one script, atomically;
+        returns the subject's count in the current window, this event included. A key
+        that holds something else (a hash, a string that is not an integer) is refused
+        with :class:`~redmodel.ServerError` naming it, left as it was (no expiry set).
 
-        Redis: MULTI, INCRBY, PEXPIRE, EXEC in one round trip (in a transaction: INCRBY and
-        PEXPIRE queued in its MULTI)."""
+        Redis: EVALSHA counter_incr.lua (INCRBY, PEXPIRE; in a transaction: queued in its
+        MULTI)."""
         return self.store.run(self.incr_plan(subject, amount))
 
     def get_plan(self, subject: Any) -> Plan[int]:
