@@ -96,7 +96,8 @@ local function one(obj, rec, all, exp, A)
     if refusal[1] == 'KEYS' then return defer(id, old, new, refusal) end
     return refusal
   end
-  if mode == 'save' and #unique_owners(root, d, id, old, new, false) > 0 then
+  -- (a gone object's old entries are only removed: every value it takes is checked)
+  if mode == 'save' and #unique_owners(root, d, id, old, new, not exists) > 0 then
     return defer(id, old, new, {'LATER'})
   end
   -- its place among all the ids, planned now (after the earlier objects' writes); only a
@@ -117,7 +118,7 @@ local function one(obj, rec, all, exp, A)
   if not keep then expires, exp_at = expiring(obj, ttl, exists) end
   if write_fields(obj, A, npairs, at) then exp_at = nil end  -- made again: no expiry
   local gone = released(old, new)
-  write_index(root, d, id, rec, old, new, false, ids, deltas, near, expires, had)
+  write_index(root, d, id, rec, old, new, not exists, ids, deltas, near, expires, had)
   write_expiry(obj, exp, id, ttl, exists, nil, exp_at)
   return answer(1, gone)
 end
