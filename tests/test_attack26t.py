@@ -602,3 +602,146 @@ def test_blind_holder_gone_and_written_again_cannot_take_back_its_unique_value(
             "restored from an older snapshot, or expired and not swept yet)"]
         store.reindex(BlindTx)
     assert store.verify(BlindTx) == []
+
+
+# ---- the fixes' own rules (FT26) -------------------------------------------------------------
+
+RAW_BEFORE: dict[str, tuple[tuple[Any, ...], Any]] = {
+    # a raw command on the holder queued BEFORE the write taking its value: the
+    # transaction follows what it can, refuses before MULTI what it cannot judge
+    "HSET of another field": (("HSET", "note", "z"), redmodel.UniqueViolationError),
+    "HINCRBY of another field": (("HINCRBY", "cnt", "2"), redmodel.UniqueViolationError),
+    "HSET of the unique field": (("HSET", "u", '"u2"'), redmodel.TransactionError),
+    "HDEL of the unique field": (("HDEL", "u"), redmodel.TransactionError),
+    "EXPIRE": (("PEXPIRE", "60000"), redmodel.TransactionError),
+    "DEL": (("DEL",), None),
+}
+
+
+@pytest.mark.parametrize("raw", sorted(RAW_BEFORE))
+def test_a_raw_command_on_the_holder_before_the_write_taking_its_value(
+        store: redmodel.Store, raw: str) -> None:
+    """a holds u1; one transaction runs a raw command on a, then tx.update of b to u1.
+    A raw command naming other fields leaves a holding u1 (UniqueViolationError), one
+    that may write a's unique field (or any field) cannot be judged before MULTI
+    (TransactionError naming a's key): both before MULTI, nothing written. A raw DEL
+    gives the value up: b takes it (docs/transactions.md, "Indexed models")."""
+    _setup(store, [])
+    store.save_many([Tx(id="a", u="u1", n=1), Tx(id="b", n=2)])
+    before = _dump(store)
+    (cmd, *args), want = RAW_BEFORE[raw]
+
+    def work(tx: Any) -> None:
+        tx.command(cmd, SPEC.key_for("a"), *args)
+        tx.update(Tx, "b", u="u1")
+
+    if want is None:
+        store.transaction(work)()
+        assert store.get_by(Tx, u="u1") == Tx(id="b", n=2, u="u1")
+        assert store.get(Tx, "a") is None
+        return
+    with pytest.raises(want, match="nothing was written") as e:
+        store.transaction(work)()
+    if want is redmodel.TransactionError:
+        assert SPEC.key_for("a") in str(e.value)
+    assert _dump(store) == before
+    check(store, raw)
+
+
+def test_a_unique_refusal_inside_exec_says_what_was_applied(store: redmodel.Store) -> None:
+    """The one refusal the commit cannot foresee: a raw command on ANOTHER key (COPY)
+    makes the gone holder of u1 exist again inside EXEC; the script refuses the write
+    taking u1 there, after the other writes were applied, and the error says so (not
+    "nothing was written")."""
+    _setup(store, [])
+    store.save_many([Tx(id="a", u="u1"), Tx(id="c", n=3)])
+    store.client.delete(SPEC.key_for("a"))  # gone; the unique index still names a
+
+    def work(tx: Any) -> None:
+        tx.command("COPY", SPEC.key_for("c"), SPEC.key_for("a"))
+        tx.update(Tx, "c", note="applied")
+        tx.save(Tx(id="b", u="u1"))
+
+    with pytest.raises(redmodel.UniqueViolationError, match="was applied") as e:
+        store.transaction(work)()
+    assert "nothing was written" not in str(e.value)
+    assert store.get(Tx, "b") is None
+    assert store.get(Tx, "c") == Tx(id="c", n=3, note="applied")
+
+
+# F4's kind: holders that keep a record (TTL'd; every object of a blind model), gone by
+# expiry or raw DEL, then writes of others and of the gone ones, in any order
+GONE_IDS = ["a", "b", "c:{1}"]
+GONE_OP = st.one_of(
+    st.tuples(st.just("save"), st.sampled_from(GONE_IDS), st.sampled_from([None, "u1", "u2"]),
+              st.booleans()),
+    st.tuples(st.just("update"), st.sampled_from(GONE_IDS), st.sampled_from([None, "u1", "u2"])),
+    st.tuples(st.just("save_many"), st.lists(
+        st.tuples(st.sampled_from(GONE_IDS), st.sampled_from([None, "u1", "u2"])),
+        min_size=1, max_size=3, unique_by=lambda t: t[0])),
+)
+
+
+@settings(max_examples=scaled(20, floor=6), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(blind=st.booleans(),
+       start=st.lists(st.tuples(st.sampled_from(GONE_IDS), st.sampled_from(["u1", "u2"]),
+                                st.sampled_from(["expired", "raw DEL", "live", "live ttl"])),
+                      min_size=1, max_size=3, unique_by=lambda t: t[0]),
+       ops=st.lists(GONE_OP, min_size=1, max_size=5), in_tx=st.booleans())
+def test_gone_record_keeping_holders_never_make_two_live_holders(
+        store: redmodel.Store, monkeypatch: pytest.MonkeyPatch, blind: bool,
+        start: list[Any], ops: list[Any], in_tx: bool) -> None:
+    """docs/queries.md (TTL; unique values): a unique value held by an expired or deleted
+    object is taken over by the next writer, and a gone object written again with a
+    value another live object took is refused (UniqueViolationError), outside and inside
+    transactions, with save, update and save_many: at most one live holder per value,
+    the unique index names it, verify clean (but for what a raw DEL leaves, which
+    reindex removes)."""
+    use_keys(monkeypatch)
+    model: Any = BlindTx if blind else Tx
+    spec = BSPEC if blind else SPEC
+    ufield = "email" if blind else "u"
+    for key in list(store.client.scan_iter(match=spec.prefix.encode() + b"*")):
+        if not key.endswith(b"%schema"):
+            store.client.delete(key)
+    rawdel = set()
+    for i, u, how in start:
+        with contextlib.suppress(redmodel.UniqueViolationError):
+            store.save(model(id=i, **{ufield: u}), ttl={  # a record kept: TTL, or blind
+                "expired": 0.02, "live ttl": 60, "live": None,
+                "raw DEL": None if blind else 60}[how])
+        if how == "raw DEL":
+            store.client.delete(spec.key_for(i))
+            rawdel.add(i)
+    if any(how == "expired" for *_, how in start):
+        time.sleep(0.03)
+
+    def queue(s: Any) -> None:
+        for op in ops:  # (ValidationError: one save_many giving two objects one value)
+            with contextlib.suppress(redmodel.UniqueViolationError, redmodel.ValidationError):
+                if op[0] == "save":
+                    s.save(model(id=op[1], **{ufield: op[2]}), ttl=60 if op[3] else None)
+                elif op[0] == "update":
+                    s.update(model, op[1], **{ufield: op[2]})
+                else:
+                    s.save_many([model(id=i, **{ufield: u}) for i, u in op[1]])
+
+    if in_tx:
+        with contextlib.suppress(redmodel.UniqueViolationError, redmodel.TransactionError):
+            store.transaction(queue)()
+    else:
+        queue(store)
+    store.sweep(model)
+    live = list(store.scan(model))
+    for u in ("u1", "u2"):
+        holders = [o for o in live if getattr(o, ufield) == u]
+        assert len(holders) <= 1, (u, holders)
+        if holders:
+            assert store.get_by(model, **{ufield: u}) == holders[0]
+    ids = {o.id for o in live}
+    trace = ": indexed, but the object does not exist"
+    assert [p for p in store.verify(model)
+            if not any(p.startswith(spec.key_for(i) + trace) for i in rawdel - ids)] == []
+    store.reindex(model)
+    assert store.verify(model) == []

@@ -266,7 +266,11 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
     nothing = IN_EXEC if tx else "nothing was written"
     word = status(reply)
     if word == "UNIQUE":
-        return unique_violation(spec, _text(reply[1]), _text(reply[2]), key)
+        error = unique_violation(spec, _text(reply[1]), _text(reply[2]), key)
+        if tx:  # refused by the script inside EXEC (the commit could not know it before
+            # MULTI: a raw command it cannot follow): say what was applied
+            error.args = (str(error).replace("nothing was written", nothing), *error.args[1:])
+        return error
     if word == "WRONGTYPE":
         where, actual, want = _text(reply[1]), _text(reply[2]), _text(reply[3])
         advice = ""
@@ -655,7 +659,7 @@ def _raw_holders(w: Write, taken: list[tuple[str, str, str, str]], prefix: str,
             continue  # gone inside EXEC when this write runs: taken over
         written = hints.raw_fields.get(key)
         u = next(u for u in indexes.uniques if u.name == t[1])
-        stored = {indexes.fields[n].stored for n in u.fields}
+        stored = {_text(indexes.fields[n].stored) for n in u.fields}
         if written is None or written & stored:
             raise TransactionError(
                 f"{_mode(w)} {w.spec.name}: {key_text(w.key)} takes the unique value of "
