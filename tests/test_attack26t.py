@@ -84,10 +84,6 @@ OP = st.one_of(
 def _queue(tx: Any, op: tuple[Any, ...], loaded: dict[str, Tx | None],
            gone: set[str]) -> None:
     kind = op[0]
-    oid = op[1].id if isinstance(op[1], Tx) else op[1]
-    if kind.startswith("del_then") and "written:" + oid in gone:
-        return  # after another write of that object: F2 below
-    gone.add("written:" + oid)
     if kind in ("delete", "del_then_delete"):
         gone.add(op[1])
     if kind == "save":
@@ -214,8 +210,6 @@ def test_any_sequence_in_one_transaction_leaves_an_exact_index(
         event("committed")
     except BEFORE as e:
         event("refused before " + str(e)[:50])
-        if any(op[0].startswith(("raw", "del_then", "hset")) for op in ops):
-            return  # F1, F3
         assert _dump(store) == before, where  # refused before MULTI: nothing written
     except redmodel.TransactionError as e:
         event("TransactionError " + str(e)[:60])
@@ -341,7 +335,7 @@ def test_a_write_after_a_unique_refusal_inside_exec_leaves_an_exact_index(
 FAULTS = st.sampled_from(["lose EXEC", "cut EXEC", "drop EXEC", "writer before MULTI",
                           "lose MULTI", "lose EVALSHA", "lose SCRIPT", "cut HMGET",
                           "drop MULTI", "lose WATCH"])
-SAFE_OPS = st.lists(PLAIN_OP, min_size=1, max_size=4)  # raw commands: F1-F3
+SAFE_OPS = st.lists(OP, min_size=1, max_size=4)
 
 
 @settings(max_examples=scaled(8, floor=3), deadline=None,
@@ -475,8 +469,7 @@ def test_blind_unique_refused_with_a_raw_command_on_its_holder_writes_nothing(
 @settings(max_examples=scaled(5, floor=2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(start=st.lists(st.tuples(objs(), st.booleans()), max_size=3),
-       txs=st.lists(st.lists(OP.filter(lambda op: not op[0].startswith("del_then")),  # F2/3
-                             min_size=1, max_size=3), min_size=2, max_size=6))
+       txs=st.lists(st.lists(OP, min_size=1, max_size=3), min_size=2, max_size=6))
 def test_racing_transactions_leave_an_exact_index(
         store: redmodel.Store, redis_url: str, start: list[Any], txs: list[Any]) -> None:
     """Transactions of the sequences above run in two threads at once on the same
