@@ -751,3 +751,25 @@ def test_gone_record_keeping_holders_never_make_two_live_holders(
             if not any(p.startswith(spec.key_for(i) + trace) for i in rawdel - ids)] == []
     store.reindex(model)
     assert store.verify(model) == []
+
+
+@pytest.mark.parametrize("how", ["save", "save_many"])
+def test_a_gone_object_written_again_checks_the_type_of_every_key_it_writes(
+        store: redmodel.Store, how: str) -> None:
+    """A gone object's entries are all written again (F4's fix), so the key of an entry
+    its left-over record names too is type-checked first: a wrong-typed one (an index key
+    overwritten outside redmodel) refuses the write with nothing written (docs/queries.md:
+    a ServerError naming the key), not a script error after the object's fields."""
+    _setup(store, [])
+    store.save(Tx(id="a", n=7), ttl=0.02)
+    time.sleep(0.03)
+    eq = SPEC.key_for("x")[: -len("x")] + "%idx:eq:n:7"
+    assert store.client.type(eq) == b"set"
+    store.client.delete(eq)
+    store.client.set(eq, "planted")
+    with pytest.raises(redmodel.ServerError, match="WRONGTYPE"):
+        if how == "save":
+            store.save(Tx(id="a", n=7))
+        else:
+            store.save_many([Tx(id="b:{1}"), Tx(id="a", n=7)])
+    assert store.client.exists(SPEC.key_for("a")) == 0

@@ -192,7 +192,7 @@ end
 -- ---- every key this write touches: declared, and of its type ----------------------------------
 local need = {}
 need_changed(need, root, d, old, new)
-if mode == 'reindex' then need_entries(need, root, d, new)
+if mode == 'reindex' or (not exists and next(old)) then need_entries(need, root, d, new)
 else need_changed(need, root, d, new, old) end
 if mode == 'incr' then
   for i = 1, #changes do

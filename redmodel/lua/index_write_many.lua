@@ -91,6 +91,7 @@ local function one(obj, rec, all, exp, A)
   if need_changed(need, root, d, old, new, held) or need_changed(need, root, d, new, old, held) then
     return defer(id, old, new, {'LATER'})
   end
+  if not exists and next(old) then need_entries(need, root, d, new) end  -- a gone one's
   refusal = check_keys(need, typed)
   if refusal then
     if refusal[1] == 'KEYS' then return defer(id, old, new, refusal) end
