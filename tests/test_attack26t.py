@@ -608,6 +608,8 @@ RAW_BEFORE: dict[str, tuple[tuple[Any, ...], Any]] = {
     "HDEL of the unique field": (("HDEL", "u"), redmodel.TransactionError),
     "EXPIRE": (("PEXPIRE", "60000"), redmodel.TransactionError),
     "DEL": (("DEL",), None),
+    # only the raw commands queued before count: a raw DEL of a after the write
+    "HSET of another field, DEL after": (("HSET", "note", "z"), redmodel.UniqueViolationError),
 }
 
 
@@ -627,6 +629,8 @@ def test_a_raw_command_on_the_holder_before_the_write_taking_its_value(
     def work(tx: Any) -> None:
         tx.command(cmd, SPEC.key_for("a"), *args)
         tx.update(Tx, "b", u="u1")
+        if raw.endswith("DEL after"):
+            tx.command("DEL", SPEC.key_for("a"))
 
     if want is None:
         store.transaction(work)()

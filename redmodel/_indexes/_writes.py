@@ -190,8 +190,10 @@ class TxHints:
         # write now prepared writes: an index write of such an object takes its entries as
         # read before MULTI (what is indexed then) and those the writes queued before it
         # leave, unchecked (see raw_turn: in queue order, like every other hint)
-        self.raw_last: set[str] = set()  # keys of those whose last write queued so far is
-        # a raw command (a holder of a unique value the transaction cannot follow)
+        self.raw_last: dict[str, set[str] | None] = {}  # keys of those whose last write
+        # queued so far is a raw command -> the hash fields the raw commands since the
+        # last index write of the object write (None: any): a holder of a unique value
+        # the transaction may not follow (see _raw_holders)
         self.raw_fields: dict[str, set[str] | None] = {}  # object key -> the hash fields
         # raw commands of this transaction write there (None: any; see note_raw): known
         # from the command's queueing on (an increment refuses a field one writes)
@@ -210,19 +212,16 @@ class TxHints:
         """A raw command (tx.command) on ``key``, when it is queued: the hash fields it
         writes (the field names of the hash commands that name them; any field for
         another command). What it does to the object is :meth:`raw_turn`'s, at its turn."""
-        step = _RAW_FIELD_ARGS.get(command)
-        have = self.raw_fields.get(key, set())
-        if step is None:
-            self.raw_fields[key] = None
-        elif have is not None:
-            self.raw_fields[key] = have | {_text(a) for a in args[::step]}
+        self.raw_fields[key] = _raw_written(self.raw_fields.get(key, set()), command, args)
 
-    def raw_turn(self, key: str, exists: bool | None) -> None:
+    def raw_turn(self, key: str, command: str, args: Sequence[Any], exists: bool | None
+                 ) -> None:
         """A raw command on ``key``, at its turn at commit (after the writes queued before
-        it were prepared, before those queued after it): whether the object exists after
-        it (None: unknown, as before it), and that the writes after it cannot follow it."""
+        it were prepared, before those queued after it): what it writes, whether the
+        object exists after it (None: unknown, as before it), and that the writes after
+        it cannot follow it."""
         self.raw.add(key)
-        self.raw_last.add(key)
+        self.raw_last[key] = _raw_written(self.raw_last.get(key, set()), command, args)
         if exists is not None:
             self.exists[key] = exists
 
@@ -241,6 +240,15 @@ class TxHints:
 # the key, from the first
 _RAW_FIELD_ARGS = {"HSET": 2, "HMSET": 2, "HSETNX": 2, "HINCRBY": 2, "HINCRBYFLOAT": 2,
                    "HDEL": 1}
+
+
+def _raw_written(have: set[str] | None, command: str, args: Sequence[Any]
+                 ) -> set[str] | None:
+    """``have`` (hash fields raw commands write; None: any) with those of this one."""
+    step = _RAW_FIELD_ARGS.get(command)
+    if step is None or have is None:
+        return None
+    return have | {_text(a) for a in args[::step]}
 
 
 def _text(raw: Any) -> str:
@@ -657,7 +665,7 @@ def _raw_holders(w: Write, taken: list[tuple[str, str, str, str]], prefix: str,
             continue
         if hints.exists.get(key) is False:
             continue  # gone inside EXEC when this write runs: taken over
-        written = hints.raw_fields.get(key)
+        written = hints.raw_last[key]
         u = next(u for u in indexes.uniques if u.name == t[1])
         stored = {_text(indexes.fields[n].stored) for n in u.fields}
         if written is None or written & stored:
@@ -675,7 +683,7 @@ def _raw_holders(w: Write, taken: list[tuple[str, str, str, str]], prefix: str,
 def _record(w: Write, exists: bool, old: set[str], new: set[str], hints: TxHints) -> None:
     """What this write leaves, for the writes queued after it."""
     mode = _mode(w)
-    hints.raw_last.discard(w.key)
+    hints.raw_last.pop(w.key, None)
     hints.exists[w.key] = mode != "delete" and (exists or mode == "save")
     hints.lines[w.key] = new
     d = w.spec.delimiter

@@ -486,10 +486,11 @@ class _TxBase:
             name = args[0].decode("ascii", "replace") if isinstance(args[0], bytes) \
                 else str(args[0])
             hints = self._core.hints
-            hints.note_raw(key, name.upper(), args[2:])
-            made = _RAW_EXISTS.get(name.upper())
+            name, rest = name.upper(), args[2:]
+            hints.note_raw(key, name, rest)
+            made = _RAW_EXISTS.get(name)
             # at its turn: the writes queued before it judge the object without it
-            self._core.at_turn(lambda: hints.raw_turn(key, made))
+            self._core.at_turn(lambda: hints.raw_turn(key, name, rest, made))
 
         def plan() -> Plan[Any]:
             replies = yield Batch([args], write=True)
