@@ -194,6 +194,8 @@ class TxHints:
         # queued so far is a raw command -> the hash fields the raw commands since the
         # last index write of the object write (None: any): a holder of a unique value
         # the transaction may not follow (see _raw_holders)
+        self.ever: dict[str, set[str]] = {}  # object key -> every entry line it had
+        # before MULTI or after a write queued so far (what a gone one may have left)
         self.raw_fields: dict[str, set[str] | None] = {}  # object key -> the hash fields
         # raw commands of this transaction write there (None: any; see note_raw): known
         # from the command's queueing on (an increment refuses a field one writes)
@@ -421,8 +423,12 @@ def _assume_read(w: Write, hints: TxHints, raw: Any, exists_now: bool, read: Any
         hints.fields[w.key] = fields
     if w.restate is not None and w.key in hints.raw:  # bytes it cannot know: trusted
         if later:
-            w.restate(w, {}, trusted=True, lines=sorted(hints.lines.get(w.key, ())),
-                      full=True)
+            lines = hints.lines.get(w.key, set())
+            if hints.exists.get(w.key) is False:  # gone (a raw DEL): every entry the
+                # writes before may have left (one of them may have failed inside EXEC,
+                # unchecked here), all removed; what it writes is all written (F2)
+                lines = hints.ever.get(w.key, lines)
+            w.restate(w, {}, trusted=True, lines=sorted(lines), full=True)
         else:
             w.restate(w, {}, trusted=True, lines=derived, full=True, fresh=True)
     elif w.restate is not None:
@@ -686,6 +692,7 @@ def _record(w: Write, exists: bool, old: set[str], new: set[str], hints: TxHints
     hints.raw_last.pop(w.key, None)
     hints.exists[w.key] = mode != "delete" and (exists or mode == "save")
     hints.lines[w.key] = new
+    hints.ever.setdefault(w.key, set()).update(old, new)
     d = w.spec.delimiter
     if not w.spec.claims:
         for line in old - new:
