@@ -186,11 +186,19 @@ class TxHints:
         # (objects without a record: what a later write of it assumes)
         self.unknown: dict[str, set[bytes]] = {}  # object key -> indexed fields whose
         # bytes it cannot follow (a range-only score an increment moves)
-        self.raw: set[str] = set()  # keys a raw command (tx.command) of this transaction
-        # writes: an index write of such an object takes its entries as read before MULTI
-        # (what is indexed then) and those the writes queued before it leave, unchecked
+        self.raw: set[str] = set()  # keys a raw command (tx.command) queued before the
+        # write now prepared writes: an index write of such an object takes its entries as
+        # read before MULTI (what is indexed then) and those the writes queued before it
+        # leave, unchecked (see raw_turn: in queue order, like every other hint)
+        self.raw_last: dict[str, set[str] | None] = {}  # keys of those whose last write
+        # queued so far is a raw command -> the hash fields the raw commands since the
+        # last index write of the object write (None: any): a holder of a unique value
+        # the transaction may not follow (see _raw_holders)
+        self.ever: dict[str, set[str]] = {}  # object key -> every entry line it had
+        # before MULTI or after a write queued so far (what a gone one may have left)
         self.raw_fields: dict[str, set[str] | None] = {}  # object key -> the hash fields
-        # raw commands of this transaction write there (None: any; see note_raw)
+        # raw commands of this transaction write there (None: any; see note_raw): known
+        # from the command's queueing on (an increment refuses a field one writes)
         self.unindexed: set[str] = set()  # object keys whose first write here assumes
         # none of their entries are in the index yet (a migration building an index)
         self.made: dict[tuple[str, str, str], str] = {}  # (claim key, value, id) -> the
@@ -203,15 +211,21 @@ class TxHints:
         # unique value's holder gives it up (its stored fields no longer hold it)
 
     def note_raw(self, key: str, command: str, args: Sequence[Any]) -> None:
-        """A raw command (tx.command) on ``key``: the hash fields it writes (the field
-        names of the hash commands that name them; any field for another command)."""
+        """A raw command (tx.command) on ``key``, when it is queued: the hash fields it
+        writes (the field names of the hash commands that name them; any field for
+        another command). What it does to the object is :meth:`raw_turn`'s, at its turn."""
+        self.raw_fields[key] = _raw_written(self.raw_fields.get(key, set()), command, args)
+
+    def raw_turn(self, key: str, command: str, args: Sequence[Any], exists: bool | None
+                 ) -> None:
+        """A raw command on ``key``, at its turn at commit (after the writes queued before
+        it were prepared, before those queued after it): what it writes, whether the
+        object exists after it (None: unknown, as before it), and that the writes after
+        it cannot follow it."""
         self.raw.add(key)
-        step = _RAW_FIELD_ARGS.get(command)
-        have = self.raw_fields.get(key, set())
-        if step is None:
-            self.raw_fields[key] = None
-        elif have is not None:
-            self.raw_fields[key] = have | {_text(a) for a in args[::step]}
+        self.raw_last[key] = _raw_written(self.raw_last.get(key, set()), command, args)
+        if exists is not None:
+            self.exists[key] = exists
 
     def predict_int(self, key: str, field: str, read: Any) -> int | None:
         """An equality-indexed int of the object at ``key`` when the write now prepared
@@ -228,6 +242,15 @@ class TxHints:
 # the key, from the first
 _RAW_FIELD_ARGS = {"HSET": 2, "HMSET": 2, "HSETNX": 2, "HINCRBY": 2, "HINCRBYFLOAT": 2,
                    "HDEL": 1}
+
+
+def _raw_written(have: set[str] | None, command: str, args: Sequence[Any]
+                 ) -> set[str] | None:
+    """``have`` (hash fields raw commands write; None: any) with those of this one."""
+    step = _RAW_FIELD_ARGS.get(command)
+    if step is None or have is None:
+        return None
+    return have | {_text(a) for a in args[::step]}
 
 
 def _text(raw: Any) -> str:
@@ -253,7 +276,11 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
     nothing = IN_EXEC if tx else "nothing was written"
     word = status(reply)
     if word == "UNIQUE":
-        return unique_violation(spec, _text(reply[1]), _text(reply[2]), key)
+        error = unique_violation(spec, _text(reply[1]), _text(reply[2]), key)
+        if tx:  # refused by the script inside EXEC (the commit could not know it before
+            # MULTI: a raw command it cannot follow): say what was applied
+            error.args = (str(error).replace("nothing was written", nothing), *error.args[1:])
+        return error
     if word == "WRONGTYPE":
         where, actual, want = _text(reply[1]), _text(reply[2]), _text(reply[3])
         advice = ""
@@ -372,7 +399,9 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
             at += 1
         new = _after(w, exists, old)
         if new is not None:
-            yield from _check_unique(w, old, new, hints)
+            # (a gone object keeps none of its old entries: every value it takes is
+            # checked, as the script checks it: attack 26t F4)
+            yield from _check_unique(w, old if exists else set(), new, hints)
             _record(w, exists, old, new, hints)
             _follow_fields(w, hints)
         hints.keys.setdefault(w.key, set()).update(w.keys[FIXED_KEYS:])
@@ -394,8 +423,12 @@ def _assume_read(w: Write, hints: TxHints, raw: Any, exists_now: bool, read: Any
         hints.fields[w.key] = fields
     if w.restate is not None and w.key in hints.raw:  # bytes it cannot know: trusted
         if later:
-            w.restate(w, {}, trusted=True, lines=sorted(hints.lines.get(w.key, ())),
-                      full=True)
+            lines = hints.lines.get(w.key, set())
+            if hints.exists.get(w.key) is False:  # gone (a raw DEL): every entry the
+                # writes before may have left (one of them may have failed inside EXEC,
+                # unchecked here), all removed; what it writes is all written (F2)
+                lines = hints.ever.get(w.key, lines)
+            w.restate(w, {}, trusted=True, lines=sorted(lines), full=True)
         else:
             w.restate(w, {}, trusted=True, lines=derived, full=True, fresh=True)
     elif w.restate is not None:
@@ -533,6 +566,8 @@ def _after(w: Write, exists: bool, old: set[str]) -> set[str] | None:
         return given
     if mode == "delete":
         return set()
+    if exists and mode == "expire":  # entries unchanged (a persist may drop its record):
+        return set(old)  # followed, for a later write of it (attack 26t F2)
     if not exists or mode not in ("update", "incr"):
         return None
     names = set(str(w.args[6]).split(SEP)) if mode == "update" else set(w.fields)
@@ -567,7 +602,10 @@ def _check_unique(w: Write, old: set[str], new: set[str], hints: TxHints) -> Pla
         return
     prefix = w.key[: len(w.key) - len(w.eid)]
     w.declare(prefix + owner for _, _, _, owner in taken)
-    unknown = [o for o in dict.fromkeys(t[3] for t in taken) if prefix + o not in hints.exists]
+    taken = _raw_holders(w, taken, prefix, hints)
+    # a holder no write of this transaction queued before this one followed (a raw
+    # command's does not count: it says only whether the object is there) is read now
+    unknown = [o for o in dict.fromkeys(t[3] for t in taken) if prefix + o not in hints.lines]
     state: dict[str, tuple[bool, set[str] | None]] = {}
     if unknown:
         cmds: list[Command] = []
@@ -575,9 +613,10 @@ def _check_unique(w: Write, old: set[str], new: set[str], hints: TxHints) -> Pla
             cmds += [("EXISTS", prefix + o), ("HGET", w.keys[1], o)]
         replies = yield Batch(cmds, keys=[prefix + o for o in unknown])
         for i, o in enumerate(unknown):
-            # an owner without a record holds the value (as the script judges it)
+            # an owner without a record holds the value (as the script judges it); one a
+            # raw command queued before makes (a hash command) is there inside EXEC
             raw = replies[2 * i + 1]
-            state[o] = (bool(replies[2 * i]),
+            state[o] = (bool(replies[2 * i]) or hints.exists.get(prefix + o) is True,
                         None if raw is None else set(record_lines(raw)))
     held = []
     for line, name, value, owner in taken:
@@ -613,11 +652,47 @@ def _check_unique(w: Write, old: set[str], new: set[str], hints: TxHints) -> Pla
         hints.lines.get(key, set()).discard(line)
 
 
+def _raw_holders(w: Write, taken: list[tuple[str, str, str, str]], prefix: str,
+                 hints: TxHints) -> list[tuple[str, str, str, str]]:
+    """The unique values ``taken`` whose holder's last write queued before this one is a
+    raw command (tx.command): one that deleted it (DEL, UNLINK) gives the value up (the
+    script takes it over); one that may have written the holder's unique field (a hash
+    command naming it, or any other command on its key) leaves a holder the transaction
+    cannot judge before MULTI, and the script would judge it only inside EXEC, after the
+    other writes: the transaction is refused now, nothing written (attack 26t F1). A raw
+    command naming only other fields leaves the holder as read (kept in the answer)."""
+    indexes = w.spec.indexes
+    assert indexes is not None
+    out = []
+    for t in taken:
+        key = prefix + t[3]
+        if key not in hints.raw_last:
+            out.append(t)
+            continue
+        if hints.exists.get(key) is False:
+            continue  # gone inside EXEC when this write runs: taken over
+        written = hints.raw_last[key]
+        u = next(u for u in indexes.uniques if u.name == t[1])
+        stored = {_text(indexes.fields[n].stored) for n in u.fields}
+        if written is None or written & stored:
+            raise TransactionError(
+                f"{_mode(w)} {w.spec.name}: {key_text(w.key)} takes the unique value of "
+                f"{t[1]!r} that {key_text(key)} holds, and a raw command (tx.command) "
+                "queued before it writes that object (maybe that field): the transaction "
+                "cannot know before MULTI whether it still holds the value, so it was "
+                "refused and nothing was written. Write the holder with tx.update (or "
+                "tx.save) instead of the raw command, or in another transaction")
+        out.append(t)
+    return out
+
+
 def _record(w: Write, exists: bool, old: set[str], new: set[str], hints: TxHints) -> None:
     """What this write leaves, for the writes queued after it."""
     mode = _mode(w)
+    hints.raw_last.pop(w.key, None)
     hints.exists[w.key] = mode != "delete" and (exists or mode == "save")
     hints.lines[w.key] = new
+    hints.ever.setdefault(w.key, set()).update(old, new)
     d = w.spec.delimiter
     if not w.spec.claims:
         for line in old - new:

@@ -252,7 +252,7 @@ def _predict_eq(spec: ModelSpec, key: str, w: Write, eq: list[_Change],
     """In a transaction: the new equality entries of incremented ints (their values now,
     WATCHed, or as the writes queued before this one leave them), so the write declares
     their keys (it cannot ask after EXEC)."""
-    raw = hints.raw_fields.get(key, set()) if key in hints.raw else set()
+    raw = hints.raw_fields.get(key, set())  # a raw command queued before it (note_raw)
     for c in eq:
         if raw is None or raw.intersection(_names(spec, c.path)):
             # its value then is the raw command's, and its index entry the one before

@@ -192,7 +192,7 @@ end
 -- ---- every key this write touches: declared, and of its type ----------------------------------
 local need = {}
 need_changed(need, root, d, old, new)
-if mode == 'reindex' then need_entries(need, root, d, new)
+if mode == 'reindex' or (not exists and next(old)) then need_entries(need, root, d, new)
 else need_changed(need, root, d, new, old) end
 if mode == 'incr' then
   for i = 1, #changes do
@@ -233,7 +233,9 @@ end
 -- expiry not swept yet) or no longer holds it, whose claim it takes over
 local conflicts = {}
 if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
-  local owners = unique_owners(root, d, id, old, new, mode == 'reindex')
+  -- (an object that is gone keeps none of its entries: its record's, or those a raw DEL
+  -- of a transaction left, are only removed, and every value it takes is checked)
+  local owners = unique_owners(root, d, id, old, new, mode == 'reindex' or not exists)
   local more = {}
   for _, o in ipairs(owners) do more[objprefix .. o[4]] = '' end
   refusal = check_keys(more)
@@ -311,7 +313,8 @@ elseif mode == 'save' or mode == 'update' then
   if write_fields(obj, ARGV, npairs, at, exists) then exp_at = nil end  -- made again: no expiry
 end
 local gone = released(old, new)
-write_index(root, d, id, rec, old, new, mode == 'reindex', ids, nil, nil, keep and full, had)
+write_index(root, d, id, rec, old, new, mode == 'reindex' or not exists, ids, nil, nil,
+            keep and full, had)
 local expired = write_expiry(obj, exp, id, ttl, exists, had_exp, exp_at)
 if mode == 'expire' and expired ~= nil then result = expired end
 if mode == 'reindex' then

@@ -136,12 +136,14 @@ local function one(obj, rec, all, exp, A)
   if need_changed(need, root, d, old, new, held) or need_changed(need, root, d, new, old, held) then
     return defer(id, old, new, {'LATER'})
   end
+  if not exists and next(old) then need_entries(need, root, d, new) end  -- a gone one's
   refusal = check_keys(need, typed)
   if refusal then
     if refusal[1] == 'KEYS' then return defer(id, old, new, refusal) end
     return refusal
   end
-  if mode == 'save' and #unique_owners(root, d, id, old, new, false) > 0 then
+  -- (a gone object's old entries are only removed: every value it takes is checked)
+  if mode == 'save' and #unique_owners(root, d, id, old, new, not exists) > 0 then
     return defer(id, old, new, {'LATER'})
   end
   -- its place among all the ids, planned now (after the earlier objects' writes); only a
@@ -162,7 +164,7 @@ local function one(obj, rec, all, exp, A)
   if not keep then expires, exp_at = expiring(obj, ttl, exists) end
   if write_fields(obj, A, npairs, at, exists) then exp_at = nil end  -- made again: no expiry
   local gone = released(old, new)
-  write_index(root, d, id, rec, old, new, false, ids, deltas, near, expires, had)
+  write_index(root, d, id, rec, old, new, not exists, ids, deltas, near, expires, had)
   write_expiry(obj, exp, id, ttl, exists, had_exp, exp_at)
   return answer(1, gone)
 end

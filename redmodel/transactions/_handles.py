@@ -485,10 +485,12 @@ class _TxBase:
             # after predicts what the script does then (the CLI's sealed import)
             name = args[0].decode("ascii", "replace") if isinstance(args[0], bytes) \
                 else str(args[0])
-            self._core.hints.note_raw(key, name.upper(), args[2:])
-            made = _RAW_EXISTS.get(name.upper())
-            if made is not None:
-                self._core.hints.exists[key] = made
+            hints = self._core.hints
+            name, rest = name.upper(), args[2:]
+            hints.note_raw(key, name, rest)
+            made = _RAW_EXISTS.get(name)
+            # at its turn: the writes queued before it judge the object without it
+            self._core.at_turn(lambda: hints.raw_turn(key, name, rest, made))
 
         def plan() -> Plan[Any]:
             replies = yield Batch([args], write=True)
