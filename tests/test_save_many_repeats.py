@@ -95,7 +95,7 @@ def state(client: Any) -> dict[bytes, Any]:
             for k, (kind, value, ttl) in dump(client).items()}
 
 
-@settings(max_examples=scaled(30, floor=10), deadline=None)
+@settings(max_examples=scaled(60, floor=10), deadline=None)
 @given(call=calls())
 def test_save_many_of_repeated_ids_is_saving_them_one_by_one(
         store: redmodel.Store, call: tuple[type, list[Any], list[Any], set[str], int, bool,
