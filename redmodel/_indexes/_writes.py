@@ -935,6 +935,9 @@ def _follow_earlier(items: Sequence[Write | Command]) -> None:
     so repeating an id costs no round trip when no other client writes it. (Until the
     earlier one is written, the batch script answers LATER for it; when the earlier one
     is refused, it finds other bytes and answers STORED, as any assumption.)"""
+    keys = [_key(item) for item in items]
+    if len(set(keys)) == len(keys):
+        return  # (the common call: each id once)
     left: dict[str, dict[bytes, bytes | None]] = {}
     for item in items:
         if type(item) is not Write or item.derive is None:
