@@ -5,16 +5,21 @@ by one leaves, and a refusal's error accounts for every object by position
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import attrs
+import pytest
+import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import redmodel
 from redmodel._indexes._specs import entry_key
 from redmodel._models._specs import spec_of
+from redmodel.testing import FaultProxy
 from tests.budget import scaled
+from tests.faults import FAST_RESEND, store_through
 from tests.index_helpers import dump, flush, plant
 
 
@@ -133,3 +138,44 @@ def test_save_many_of_repeated_ids_is_saving_them_one_by_one(
     if planted:  # (verify reports it; no object holds "bad")
         store.client.delete(bad_key(cls))
     assert store.verify(cls) == []
+
+
+@pytest.mark.parametrize("lose", ["once", "always"])
+def test_lost_replies_of_a_repeated_ids_call_account_for_every_object(
+        proxy: FaultProxy, redis_client: Any, lose: str) -> None:
+    """8 stored ids each given twice (blue, then red; stored red): the first call answers
+    STORED / LATER for all 16, the second writes them. Its reply lost once: resent (whole
+    saves), all 16 written. Lost at every resend: the error accounts for every object by
+    position (docs/store.md: `.written`, `.not_written`, and `.keys` the ones that may or
+    may not have been written), or a plain ConnectionError (nothing half-written); either
+    way each object holds one of the values given to it (or its stored one) and the index
+    is right."""
+    base = redmodel.Store(redis_client)
+    flush(redis_client)
+    base.save_many([Rp("red", 0.0, 0, id=f"o{k}") for k in range(8)])
+    objs = ([Rp("blue", 1.0, 1, id=f"o{k}") for k in range(8)]
+            + [Rp("red", 2.0, 2, id=f"o{k}") for k in range(8)])
+    keys = [spec_of(Rp).key_for(o.id) for o in objs]
+    store = store_through(proxy, resend=FAST_RESEND)
+    try:
+        seen = itertools.count(1)
+        proxy.lose_reply(lambda name: name in ("EVALSHA", "EVAL"),
+                         times=1 if lose == "once" else 100,
+                         when=lambda argv: next(seen) >= 2)
+        try:
+            assert store.save_many(objs) == 16
+            assert lose == "once"
+        except redmodel.OutcomeUnknownError as e:
+            assert lose == "always"
+            written, not_written = list(e.written or ()), list(e.not_written or ())
+            maybe = [k for k in e.keys or () if k in keys]
+            assert written == [] and len(not_written) + len(maybe) == len(keys), str(e)
+        except redis.ConnectionError:  # (what it raises here: docs/store.md)
+            assert lose == "always"
+        got = {o.id: (o.color, o.price) for o in base.get_many(Rp, [o.id for o in objs])}
+        for k in range(8):
+            assert got[f"o{k}"] in ({("red", 2.0)} if lose == "once" else
+                                    {("red", 0.0), ("blue", 1.0), ("red", 2.0)})
+        assert base.verify(Rp) == []
+    finally:
+        store.close()
