@@ -741,6 +741,8 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
     :attr:`Batch.errors` (error replies come back as ServerError values). ``batched``
     (save_many, delete_many): whole saves and deletes of the objects of one bucket go
     together in one call of ``index_write_many.lua`` (see :func:`_batchable`)."""
+    if batched and hints is None:
+        _follow_earlier(items)
     replies = yield from _send_writes(items, idempotent=idempotent, hints=hints, what=what,
                                       errors=errors, batched=batched)
     if hints is not None:
@@ -923,7 +925,7 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         batched = False  # a transaction declares every key before MULTI, one write each
     replies: list[Any] = [None] * len(items)
     todo = list(range(len(items)))
-    asked = [0] * len(items)  # KEYS answers of each item so far
+    asked = [0] * len(items)  # KEYS and STORED answers of each item so far
     single: set[int] = set() if batched else set(todo)  # items sent alone from now on
     # an item sent alone after its batch call answered LATER waits for every earlier such
     # item to be settled: sent together, one that needs another round (a KEYS answer)
@@ -932,7 +934,9 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
     rounds = 0  # rounds not spent waiting on a pin
     pinned_until: float | None = None  # when waiting on pins stops (time.monotonic())
     waits = 0  # pinned rounds in a row (the pause before the next send: PIN_PAUSES)
-    while rounds < KEY_ROUNDS + len(items):
+    # the tries are counted per object (``asked``: KEY_ROUNDS each); every round settles
+    # the first pending object or counts one of its tries, so this bound only guards
+    while rounds < (KEY_ROUNDS + 1) * len(items) + 1:
         pins: dict[int, Any] = {}  # this round's PINNED answers (each names its field)
         alone = [i for i in todo if i in single]
         held_back = alone[1:] if batched else []
@@ -941,7 +945,7 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         got = yield from _send_round(
             Batch(cmds, write=True, idempotent=idempotent, keys=keys, errors=errors,
                   pause=PIN_PAUSES[min(waits, len(PIN_PAUSES) - 1)]),
-            [_key(items[i]) for i in held_back])
+            held_back)
         again = list(held_back)
         for members, reply in zip(owners, got, strict=True):
             each = (reply if len(members) > 1 and isinstance(reply, list)
@@ -953,14 +957,15 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                     continue
                 item = items[i]
                 if status(r) == "LATER":  # after an object of its call that was not written
-                    single.add(i)
+                    if _judged_alone(item):
+                        single.add(i)
                     again.append(i)
                     continue
                 if status(r) == "PINNED" and hints is None:
                     pins[i] = r
                     again.append(i)  # another increment's resend is about to land: wait
                     continue
-                if batched and status(r) == "STORED":
+                if batched and status(r) == "STORED" and _judged_alone(item):
                     # sent alone from now on, after the earlier objects the batch left to
                     # be sent alone (as LATER): it may give up a unique value one of them
                     # takes (the batch answers STORED before it judges that)
@@ -985,6 +990,45 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         # when waiting on pins stopped) says nothing was written
         replies[i] = pins.get(i, ["KEYS"])
     return replies
+
+
+def _judged_alone(item: Write | Command) -> bool:
+    """Whether a batched write that answered LATER or STORED is sent alone from then on
+    (each after the earlier such ones are settled): a write of a model with unique values
+    (the batch script leaves the judging of a value's holder to index_write.lua, and
+    answers STORED before it judges what the write gives up). Any other write is sent
+    again in the next round's batch call with the others pending, which keeps the call's
+    order itself (an object after an unwritten one of its id answers LATER)."""
+    indexes = item.spec.indexes if isinstance(item, Write) else None
+    return indexes is None or bool(indexes.uniques)
+
+
+def _follow_earlier(items: Sequence[Write | Command]) -> None:
+    """save_many outside a transaction: a later whole save of an object saved earlier in
+    the same call assumes the indexed fields' bytes the earlier save leaves, as a
+    transaction's later write does (:func:`_follow_fields`), not what it writes itself,
+    so repeating an id costs no round trip when no other client writes it. (Until the
+    earlier one is written, the batch script answers LATER for it; when the earlier one
+    is refused, it finds other bytes and answers STORED, as any assumption.)"""
+    keys = [_key(item) for item in items]
+    if len(set(keys)) == len(keys):
+        return  # (the common call: each id once)
+    left: dict[str, dict[bytes, bytes | None]] = {}
+    for item in items:
+        if type(item) is not Write or item.derive is None:
+            continue
+        before = left.get(item.key)
+        if item.written is None or _mode(item) != "save" or not item.written[2]:
+            left.pop(item.key, None)  # what it leaves is not followed here
+            continue
+        pairs, _, _ = item.written
+        names = set(item.stored_names)
+        after: dict[bytes, bytes | None] = dict.fromkeys(names)
+        after.update((f, v) for f, v in zip(pairs[::2], pairs[1::2], strict=True)
+                     if f in names)
+        if before is not None and item.restate is not None:
+            item.restate(item, before, full=True)
+        left[item.key] = after
 
 
 def _ask_again(item: Write, r: Any, round_: int) -> bool:
@@ -1013,9 +1057,10 @@ def _command(item: Write | Command) -> Command:
     return item.command() if isinstance(item, Write) else item
 
 
-def _send_round(batch: Batch, held_back: list[str]) -> Plan[list[Any]]:
+def _send_round(batch: Batch, held_back: list[int]) -> Plan[list[Any]]:
     """One round of :func:`_send_writes`. When its outcome is unknown (a lost reply), the
-    error's ``unsent`` names the objects this round held back: each answered in an
+    error's ``unsent`` holds the positions (in the writes sent) of the objects this round
+    held back: each answered in an
     earlier round without being written (LATER, STORED) and was not sent again, so it is
     certainly not written (save_many and delete_many say so: ``.not_written``)."""
     try:

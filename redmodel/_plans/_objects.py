@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -277,13 +277,18 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
         if refused:
             key, first = next(iter(refused.values()))
             raise _batch_error(first, "save_many", every(keys),
-                               known([k for at, k in enumerate(keys) if at not in refused]),
-                               tx, key, unread=not whole)
+                               known([keys[at] for at in _kept(keys, refused)]),
+                               tx, key, unread=not whole, chunk_done=_kept(keys, refused))
         _saved_all(part, [state for _, _, state in made])
         if not whole:
             done += keys
         count += len(part)
     return count
+
+
+def _kept(chunk: Sequence[Any], refused: Collection[int]) -> list[int]:
+    """The positions in a chunk of its objects written (not refused)."""
+    return [at for at in range(len(chunk)) if at not in refused]
 
 
 def _saved_all(part: Sequence[Any], states: Sequence[Any]) -> None:
@@ -402,10 +407,10 @@ def _save_plain_chunk(layout: HashLayout, part: Sequence[Any], ttl: Any, whole: 
                            unread=not whole) from None
     for at, reply in enumerate(replies):
         if isinstance(reply, ServerError):  # the others of the chunk are written
+            wrote = [i for i, r in enumerate(replies) if not isinstance(r, ServerError)]
             raise _batch_error(reply, "save_many", every(keys), known(
-                [k for i, (k, r) in enumerate(zip(keys, replies, strict=True))
-                 if i != at and not isinstance(r, ServerError)]), False, keys[at],
-                unread=not whole)
+                [keys[i] for i in wrote]), False, keys[at], unread=not whole,
+                chunk_done=wrote)
     for obj in part:
         saved(obj)
     return keys
@@ -504,9 +509,10 @@ def _save_flat_chunk(layout: FlatLayout, part: Sequence[Any], ttl: Any, whole: b
                                         None, unclaimed=True)
     if refused:
         key, first = next(iter(refused.values()))
+        wrote = [at for at in range(len(keys)) if at not in refused]
         raise _batch_error(first, "save_many", every(keys),
-                           known([k for at, k in enumerate(keys) if at not in refused]),
-                           False, key, unread=not whole)
+                           known([keys[at] for at in wrote]),
+                           False, key, unread=not whole, chunk_done=wrote)
     for obj in part:
         saved(obj)
     return keys
@@ -625,24 +631,33 @@ def _keys_or_none(part: Sequence[Any]) -> list[str]:
 
 def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequence[str],
                  tx: bool, refused: str | None = None, unknown: Sequence[str] = (),
-                 unread: bool = False) -> Exception:
+                 unread: bool = False, chunk_done: Sequence[int] | None = None
+                 ) -> Exception:
     """The error of one refused object of a save_many / delete_many, saying what of the
     call was written: the objects of earlier chunks, and the others of its chunk (each
     object is its own atomic write, so they land whatever their neighbours do).
-    ``keys``: the call's keys known (``unread``: the input is an iterator, read no further
-    than the refused chunk, so the objects after it are in neither list).
-    ``unknown``: the keys of a chunk whose outcome nobody knows (a lost reply,
-    :class:`OutcomeUnknownError`); they are in neither list."""
+    Accounted by object, not by key (an id can be given more than once): ``keys``: the
+    call's keys known, in call order (``unread``: the input is an iterator, read no
+    further than the refused chunk, so the objects after it are in neither list);
+    ``written``: the keys of the objects written, in call order: those of the earlier
+    chunks (the first ones of ``keys``), then, with ``chunk_done`` (the positions in the
+    refused chunk of its objects written; the chunk follows the earlier ones), theirs.
+    ``unknown``: the keys of a chunk (following the earlier ones) whose outcome nobody
+    knows (a lost reply, :class:`OutcomeUnknownError`); they are in neither list."""
     if not isinstance(error, RedmodelError):
         return error
     if isinstance(error, CrossSlotError):  # refused before anything was sent
         unknown = ()
+    start = len(written) - (len(chunk_done) if chunk_done is not None else 0)
     # objects of the chunk the lost round did not send (each answered, unwritten, in an
-    # earlier round: see _indexes._writes._send_round): not written
+    # earlier round: see _indexes._writes._send_round; positions in the chunk): not
+    # written
     unsent = set(getattr(error, "unsent", ()))
-    unknown = [k for k in unknown if k not in unsent]
-    done = set(written) | set(unknown)
-    rest = [k for k in keys if k not in done]
+    sent = [at for at in range(len(unknown)) if at not in unsent]
+    unknown = [unknown[at] for at in sent]
+    done = set(range(start)).union(start + at for at in chunk_done or ()).union(
+        start + at for at in sent)
+    rest = [k for at, k in enumerate(keys) if at not in done]
     key = refused or getattr(error, "key", None) or "one object"
     text = str(error).replace(IN_EXEC, "nothing was written").replace(
         "nothing was written", f"{key_text(key)} was not written")
@@ -844,10 +859,12 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
                                unknown=part) from None
         results, refused = yield from _settle_all(chunk, replies, [None] * len(chunk),
                                                   f"delete many {spec.name}", hints)
-        done += [k for at, (k, _) in enumerate(chunk) if at not in refused]
+        wrote = [at for at in range(len(chunk)) if at not in refused]
+        done += [chunk[at][0] for at in wrote]
         if refused:
             key, first = next(iter(refused.values()))
-            raise _batch_error(first, "delete_many", keys, done, hints is not None, key)
+            raise _batch_error(first, "delete_many", keys, done, hints is not None, key,
+                               chunk_done=wrote)
         removed += sum(int(bool(r)) for r in results)
     return removed
 
