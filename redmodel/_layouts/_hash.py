@@ -516,7 +516,8 @@ class HashLayout:
         assert self.spec.indexes is not None
         return [] if values is None else self.spec.indexes.entries(values, problems=[])
 
-    def restate(self, w: Write, stored: Mapping[bytes, bytes | None], trusted: bool = False,
+    def restate(self, w: Write, stored: Mapping[bytes, bytes | None] | None,
+                trusted: bool = False,
                 lines: Sequence[str] | None = None, full: bool = False,
                 fresh: bool = False, unknown: Collection[bytes] = ()) -> None:
         """Make ``w`` assume ``stored`` (the indexed fields' bytes as a STORED answer or a
@@ -528,6 +529,10 @@ class HashLayout:
         scores an increment of the transaction moved): not assumed, their old entry named
         with any value (a range entry is removed by id)."""
         only = None if w.assumed is None else sorted(w.assumed)
+        if stored is None:  # unknown: the script answers what they are (STORED)
+            block = self._assumption(only, None, [], only is None)
+            w.args[8:8 + block_size(w.args)] = block
+            return
         if lines is None:
             known = {k: v for k, v in stored.items() if v is not None and k not in unknown}
             values = self.stored_values(known)

@@ -20,7 +20,9 @@
 --     nothing is written: the client reads it again (entries of values the object no
 --     longer holds are never written).
 -- An object without a record whose fields are not as assumed answers {'STORED', field,
--- '1' | '0', bytes, ...} and nothing is written: the client sends again.
+-- '1' | '0', bytes, ...} and nothing is written: the client sends again. An update of
+-- some fields of an object without a record missing from the all-ids pages answers
+-- {'UNLISTED'} (nothing written): the client sends it again assuming every field.
 -- Refusals (nothing written): {'KEYS', missing...}, {'WRONGTYPE', key, type, expected},
 -- {'UNIQUE', name, value, owner id}, {'BADARG', what} and the counter refusals of counter_lib.
 local obj, rec, all, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -144,6 +146,30 @@ end
 local answer_gone = (mode == 'forget') and 1 or 0
 if not exists and (mode == 'delete' or mode == 'reindex') then mode = 'forget' end
 
+-- the object's place among all the ids (its reads are the type checks of the directory,
+-- page, count and split target it writes). Only a record says the object is listed
+-- already (it was written with it); an object without one may have been stored before
+-- its model had an index (a process still running a version of the model without one),
+-- so its page is looked at (two reads, no round trip). A reindex looks even when the
+-- object has a record: it is the repair of pages that lost an id.
+local ids
+ids, refusal = ids_plan_for(root, d, id, all, had and mode ~= 'reindex',
+                            mode == 'forget' or mode == 'delete', {}, nil, not exists)
+if not ids then return unpinned(refusal) end
+-- An object without a record missing from its page has NO entries (only a record or the
+-- listing says it is indexed): every entry of what it holds after the write is written
+-- (every), and those of the old fields that differ are still removed (harmless when
+-- absent). An update that names only some fields does not know the other indexed
+-- fields' entries: it answers {'UNLISTED'} and writes nothing (the client sends it again
+-- assuming every indexed field). (An increment still writes only its own fields' entries
+-- there: docs/performance.md, the page check.)
+local every = mode == 'reindex'
+if not had and exists and ids ~= NO_IDS
+    and (mode == 'save' or mode == 'update' or mode == 'expire') then
+  if mode == 'update' and not (asm and asm.full) and not KEEP then return {'UNLISTED'} end
+  every = true
+end
+
 -- ---- the entries after the write ------------------------------------------------------------
 local new = {}
 local after, stored
@@ -192,7 +218,7 @@ end
 -- ---- every key this write touches: declared, and of its type ----------------------------------
 local need = {}
 need_changed(need, root, d, old, new)
-if mode == 'reindex' then need_entries(need, root, d, new)
+if every then need_entries(need, root, d, new)
 else need_changed(need, root, d, new, old) end
 if mode == 'incr' then
   for i = 1, #changes do
@@ -233,7 +259,7 @@ end
 -- expiry not swept yet) or no longer holds it, whose claim it takes over
 local conflicts = {}
 if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
-  local owners = unique_owners(root, d, id, old, new, mode == 'reindex')
+  local owners = unique_owners(root, d, id, old, new, every)
   local more = {}
   for _, o in ipairs(owners) do more[objprefix .. o[4]] = '' end
   refusal = check_keys(more)
@@ -251,17 +277,6 @@ if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
     end
   end
 end
-
--- the object's place among all the ids: the last check (its reads are the type checks of
--- the directory, page, count and split target it writes). Only a record says the object
--- is listed already (it was written with it); an object without one may have been stored
--- before its model had an index, so its page is looked at (two reads, no round trip).
--- A reindex looks even when the object has a record: it is the repair of pages that
--- lost an id
-local ids
-ids, refusal = ids_plan_for(root, d, id, all, had and mode ~= 'reindex',
-                            mode == 'forget' or mode == 'delete', {}, nil, not exists)
-if not ids then return unpinned(refusal) end
 
 -- ---- writes -----------------------------------------------------------------------------------
 if mode == 'forget' then
@@ -311,7 +326,7 @@ elseif mode == 'save' or mode == 'update' then
   if write_fields(obj, ARGV, npairs, at, exists) then exp_at = nil end  -- made again: no expiry
 end
 local gone = released(old, new)
-write_index(root, d, id, rec, old, new, mode == 'reindex', ids, nil, nil, keep and full, had)
+write_index(root, d, id, rec, old, new, every, ids, nil, nil, keep and full, had)
 local expired = write_expiry(obj, exp, id, ttl, exists, had_exp, exp_at)
 if mode == 'expire' and expired ~= nil then result = expired end
 if mode == 'reindex' then

@@ -131,9 +131,19 @@ local function one(obj, rec, all, exp, A)
   if late[id] then return defer(id, old, given, {'LATER'}) end
   local new = given
   if mode == 'delete' then new = {} end
+  -- its place among all the ids, planned now (after the earlier objects' writes; a plan
+  -- not written leaves the pages and near as they are); only a record says it is listed
+  -- already, and one without a record missing from its page has no entries: all of new
+  -- are written (every, as index_write.lua)
+  local ids
+  ids, refusal = ids_plan_for(root, d, id, all, had, mode == 'delete', typed,
+                              near, not exists)
+  if not ids then return refusal end
+  local every = mode == 'save' and not had and exists and ids ~= NO_IDS
 
   local need = {}
-  if need_changed(need, root, d, old, new, held) or need_changed(need, root, d, new, old, held) then
+  if need_changed(need, root, d, old, new, held)
+      or need_changed(need, root, d, new, every and {} or old, held) then
     return defer(id, old, new, {'LATER'})
   end
   refusal = check_keys(need, typed)
@@ -141,15 +151,9 @@ local function one(obj, rec, all, exp, A)
     if refusal[1] == 'KEYS' then return defer(id, old, new, refusal) end
     return refusal
   end
-  if mode == 'save' and #unique_owners(root, d, id, old, new, false) > 0 then
+  if mode == 'save' and #unique_owners(root, d, id, old, new, every) > 0 then
     return defer(id, old, new, {'LATER'})
   end
-  -- its place among all the ids, planned now (after the earlier objects' writes); only a
-  -- record says it is listed already (as index_write.lua)
-  local ids
-  ids, refusal = ids_plan_for(root, d, id, all, had, mode == 'delete', typed,
-                              near, not exists)
-  if not ids then return refusal end
 
   if mode == 'delete' then
     local gone = released(old, {})
@@ -162,7 +166,7 @@ local function one(obj, rec, all, exp, A)
   if not keep then expires, exp_at = expiring(obj, ttl, exists) end
   if write_fields(obj, A, npairs, at, exists) then exp_at = nil end  -- made again: no expiry
   local gone = released(old, new)
-  write_index(root, d, id, rec, old, new, false, ids, deltas, near, expires, had)
+  write_index(root, d, id, rec, old, new, every, ids, deltas, near, expires, had)
   write_expiry(obj, exp, id, ttl, exists, had_exp, exp_at)
   return answer(1, gone)
 end
