@@ -111,6 +111,8 @@ class Write:
     derive: Callable[[Any], list[str]] | None = None  # the layout's: stored bytes -> entry
     # lines (None: its model keeps records)
     stored_names: tuple[bytes, ...] = ()  # the indexed fields' stored names (with derive)
+    lister: Callable[[], Write] | None = None  # an increment's: the layout's write that
+    # indexes the object first when it answers UNLISTED (see HashLayout.listing)
     written: tuple[Sequence[bytes], Sequence[bytes], bool] | None = None  # a save's or
     # update's (pairs, fields it deletes, whole): the indexed fields' bytes it leaves, for
     # a transaction's later writes of the object (read only there: _follow_fields)
@@ -341,9 +343,7 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
     cmds: list[Command] = [("TYPE", k) for k in typing]
     watch: list[str] = []
     for w in writes:
-        cmds += [("EXISTS", w.key), ("HGET", w.keys[1], w.eid)]
-        if w.derive is not None:  # no record: its entries are what these compute to
-            cmds.append(("HMGET", w.key, *w.stored_names))
+        cmds += _object_reads(w)
         watch.append(w.key)
         for k, value in _unique_takes(w):
             cmds.append(("HGET", k, value))
@@ -358,10 +358,7 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
     for w in writes:
         exists_now, raw = bool(replies[at]), replies[at + 1]
         at += 2
-        derived: list[str] = []
-        if w.derive is not None:
-            derived = _assume_read(w, hints, raw, exists_now, replies[at])
-            at += 1
+        derived, at = _derived(w, hints, raw, exists_now, replies, at)
         w.declare_lines(record_lines(raw) or derived)
         w.declare(hints.keys.get(w.key, ()))
         exists = hints.exists.get(w.key, exists_now)
@@ -381,6 +378,60 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
         hints.keys.setdefault(w.key, set()).update(w.keys[FIXED_KEYS:])
     # the entry keys the records named (old entries the scripts remove)
     yield from _check_types(writes, hints, [k for w in writes for k in w.keys])
+
+
+def _object_reads(w: Write) -> list[Command]:
+    """A transaction's reads (before MULTI) of the object one write writes: whether it
+    exists, its record, without one its indexed fields, and for an increment whether
+    it is among all the ids (:func:`_list_first`)."""
+    cmds: list[Command] = [("EXISTS", w.key), ("HGET", w.keys[1], w.eid)]
+    if w.derive is not None:  # no record: its entries are what these compute to
+        cmds.append(("HMGET", w.key, *w.stored_names))
+    if w.lister is not None:
+        cmds.append(IDS_READ.call([w.root + "ids", w.root + "idn"],
+                                  ["has", w.spec.delimiter, w.eid]))
+    return cmds
+
+
+def _derived(w: Write, hints: TxHints, raw: Any, exists_now: bool, replies: Sequence[Any],
+             at: int) -> tuple[list[str], int]:
+    """The entries of the object without a record as its fields read (``replies[at]``
+    on: :func:`_object_reads` after its record ``raw``) compute to, and where the
+    replies of the next reads start."""
+    derived: list[str] = []
+    later = w.key in hints.fields
+    if w.derive is not None:
+        derived = _assume_read(w, hints, raw, exists_now, replies[at])
+        at += 1
+    if w.lister is not None:
+        _list_first(w, hints, replies[at], raw is None and exists_now and not later,
+                    derived)
+        at += 1
+    return derived, at
+
+
+def _list_first(w: Write, hints: TxHints, listed: Any, unrecorded: bool,
+                derived: list[str]) -> None:
+    """A transaction's increment of an object without a record (``unrecorded``: and no
+    earlier write of it here) that is missing from the all-ids pages (``listed``: the
+    ids_read answer), stored by a version of the model without an index: the object is
+    indexed first, inside EXEC, as its fields read here (WATCHed) compute to
+    (``derived``), by the layout's listing write queued before it (``hints.fixes``)."""
+    if status(listed) == "WRONGTYPE":
+        raise refusal(w.spec, w.key, listed, "transaction") or \
+            ServerError(f"ids_read: {listed!r}", keys=(w.key,))
+    if not unrecorded or w.key in hints.raw or w.lister is None \
+            or listed[1] not in (0, b"0", "0"):
+        return
+    lw = w.lister()
+    assert lw.restate is not None
+    lw.restate(lw, {}, trusted=True, lines=derived, full=True)
+    hints.fixes.append(lw.command())
+    w.declare(lw.keys[FIXED_KEYS:])  # (their types are checked before MULTI with its own)
+
+
+IDS_READ = script("ids_read")
+"""ids_read.lua: whether an id is among all the ids (a transaction's increment asks)."""
 
 
 def _assume_read(w: Write, hints: TxHints, raw: Any, exists_now: bool, read: Any
@@ -894,7 +945,8 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                     # takes (the batch answers STORED before it judges that)
                     single.add(i)
                 if hints is None and isinstance(item, Write) and asked[i] < KEY_ROUNDS \
-                        and _ask_again(item, r, asked[i] + 1):
+                        and ((yield from _listed(item, r, what))
+                             or _ask_again(item, r, asked[i] + 1)):
                     asked[i] += 1
                     again.append(i)
                     continue
@@ -913,6 +965,20 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         # when waiting on pins stopped) says nothing was written
         replies[i] = pins.get(i, ["KEYS"])
     return replies
+
+
+def _listed(item: Write, r: Any, what: str) -> Plan[bool]:
+    """Whether ``r`` is an increment's (outside a transaction) UNLISTED answer: its object
+    has no record and is missing from the all-ids pages (stored by a version of the model
+    without an index). Then the object is indexed first (the layout's listing write) and
+    the increment is to be sent again."""
+    if status(r) != "UNLISTED" or item.lister is None:
+        return False
+    got = yield from _send_writes([item.lister()], idempotent=True, hints=None, what=what)
+    error = refusal(item.spec, item.key, got[0], what)
+    if error is not None:
+        raise error
+    return True
 
 
 def _ask_again(item: Write, r: Any, round_: int) -> bool:

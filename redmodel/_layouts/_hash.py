@@ -481,6 +481,19 @@ class HashLayout:
             if assumes:
                 w.assumed = None if concerned is None else frozenset(concerned)
                 w.restate = self.restate
+            elif mode == "incr":
+                w.lister = lambda: self.listing(key, tag)
+        return w
+
+    def listing(self, key: str, tag: str | None = None) -> Write:
+        """The write that indexes an object without a record missing from the all-ids
+        pages (stored by a version of the model without an index) as its stored fields
+        compute to, changing none of them: an update of no field assuming every indexed
+        field unknown (the script answers their bytes, STORED, then writes every entry
+        and the id). An increment of such an object answers UNLISTED and is sent again
+        after it (lua/index_write.lua)."""
+        w = self.write(key, "update", "", "", (), [0], only=None, assume=None, tag=tag)
+        w.assumed = None
         return w
 
     def _assumption(self, only: Sequence[str] | None,

@@ -159,14 +159,21 @@ if not ids then return unpinned(refusal) end
 -- An object without a record missing from its page has NO entries (only a record or the
 -- listing says it is indexed): every entry of what it holds after the write is written
 -- (every), and those of the old fields that differ are still removed (harmless when
--- absent). An update that names only some fields does not know the other indexed
--- fields' entries: it answers {'UNLISTED'} and writes nothing (the client sends it again
--- assuming every indexed field). (An increment still writes only its own fields' entries
--- there: docs/performance.md, the page check.)
+-- absent). An update that names only some fields, or an increment, does not know the
+-- other indexed fields' entries: it answers {'UNLISTED'} and writes nothing (the client
+-- sends an update again assuming every indexed field, and indexes the object before it
+-- sends an increment again: HashLayout.listing)
 local every = mode == 'reindex'
 if not had and exists and ids ~= NO_IDS
-    and (mode == 'save' or mode == 'update' or mode == 'expire') then
-  if mode == 'update' and not (asm and asm.full) and not KEEP then return {'UNLISTED'} end
+    and (mode == 'save' or mode == 'update' or mode == 'expire' or mode == 'incr') then
+  if (mode == 'incr' or (mode == 'update' and not (asm and asm.full))) and not KEEP then
+    return unpinned({'UNLISTED'})
+  end
+  if mode == 'expire' and asm and not KEEP and ttl == 'persist' then
+    -- (a persist did not read its assumption: nothing to move, unless it is unlisted)
+    old, refusal = assumed_old(obj, asm, at + 1, npairs)
+    if not old then return refusal end
+  end
   every = true
 end
 
