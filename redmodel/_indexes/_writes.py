@@ -382,56 +382,31 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
 
 def _object_reads(w: Write) -> list[Command]:
     """A transaction's reads (before MULTI) of the object one write writes: whether it
-    exists, its record, without one its indexed fields, and for an increment whether
-    it is among all the ids (:func:`_list_first`)."""
+    exists, its record, and without one its indexed fields."""
     cmds: list[Command] = [("EXISTS", w.key), ("HGET", w.keys[1], w.eid)]
     if w.derive is not None:  # no record: its entries are what these compute to
         cmds.append(("HMGET", w.key, *w.stored_names))
-    if w.lister is not None:
-        cmds.append(IDS_READ.call([w.root + "ids", w.root + "idn"],
-                                  ["has", w.spec.delimiter, w.eid]))
     return cmds
 
 
 def _derived(w: Write, hints: TxHints, raw: Any, exists_now: bool, replies: Sequence[Any],
              at: int) -> tuple[list[str], int]:
-    """The entries of the object without a record as its fields read (``replies[at]``
-    on: :func:`_object_reads` after its record ``raw``) compute to, and where the
-    replies of the next reads start."""
+    """The entries of the object without a record as its fields read (``replies[at]``:
+    :func:`_object_reads` after its record ``raw``) compute to, and where the replies of
+    the next reads start. A transaction's increment (no pin token) sends them (after an
+    empty token): the script writes them should the object be unlisted."""
     derived: list[str] = []
     later = w.key in hints.fields
     if w.derive is not None:
         derived = _assume_read(w, hints, raw, exists_now, replies[at])
         at += 1
-    if w.lister is not None:
-        _list_first(w, hints, replies[at], raw is None and exists_now and not later,
-                    derived)
-        at += 1
+    if w.lister is not None and raw is None and exists_now and not later \
+            and w.key not in hints.raw:
+        # an increment, the object's first write here, without a record: should it be
+        # missing from the all-ids pages (stored by a version of the model without an
+        # index), the script indexes it whole from these lines (its fields WATCHed)
+        w.args += ["", "\n".join(derived)]  # (no pin token in a transaction)
     return derived, at
-
-
-def _list_first(w: Write, hints: TxHints, listed: Any, unrecorded: bool,
-                derived: list[str]) -> None:
-    """A transaction's increment of an object without a record (``unrecorded``: and no
-    earlier write of it here) that is missing from the all-ids pages (``listed``: the
-    ids_read answer), stored by a version of the model without an index: the object is
-    indexed first, inside EXEC, as its fields read here (WATCHed) compute to
-    (``derived``), by the layout's listing write queued before it (``hints.fixes``)."""
-    if status(listed) == "WRONGTYPE":
-        raise refusal(w.spec, w.key, listed, "transaction") or \
-            ServerError(f"ids_read: {listed!r}", keys=(w.key,))
-    if not unrecorded or w.key in hints.raw or w.lister is None \
-            or listed[1] not in (0, b"0", "0"):
-        return
-    lw = w.lister()
-    assert lw.restate is not None
-    lw.restate(lw, {}, trusted=True, lines=derived, full=True)
-    hints.fixes.append(lw.command())
-    w.declare(lw.keys[FIXED_KEYS:])  # (their types are checked before MULTI with its own)
-
-
-IDS_READ = script("ids_read")
-"""ids_read.lua: whether an id is among all the ids (a transaction's increment asks)."""
 
 
 def _assume_read(w: Write, hints: TxHints, raw: Any, exists_now: bool, read: Any

@@ -13,7 +13,9 @@
 --   save / update: the assumption (index_lib: "the derived record"), npairs, pairs...,
 --     fields to HDEL...
 --   delete / expire: the assumption
---   incr: the counters (read_counters), then per change: index name ('' if none), eq, range
+--   incr: the counters (read_counters), then per change: index name ('' if none), eq, range,
+--     then the pin token ('' none) and, from a transaction, the entry lines the object's
+--     fields computed to before MULTI (WATCHed): used when it is unlisted (below)
 --   reindex: n, then n times: stored field, '1' | '0' (present), its text: the stored
 --     fields the entries were computed from, as the client read them. An object whose
 --     fields differ now (a writer changed it after that read) answers {'CHANGED'} and
@@ -41,6 +43,7 @@ local given, bad = write_entries_arg(ttl, newtext)
 if not given then return bad end
 local npairs, changes, bounds, names = 0, nil, nil, {}
 local PIN = ''
+local LISTING  -- a transaction's increment: the object's entries as read before MULTI
 local asm, at = nil, 9
 if mode == 'save' or mode == 'update' or mode == 'delete' or mode == 'expire' then
   asm, at = assumption_arg(ARGV, 9, newtext)
@@ -62,6 +65,7 @@ elseif mode == 'incr' then
     if names[i][1] == nil then return {'BADARG', 'index names'} end
   end
   PIN = ARGV[p + 3 * #changes] or ''
+  LISTING = ARGV[p + 3 * #changes + 1]
 end
 -- An increment of an equality-indexed int outside a transaction carries a token (PIN).
 -- When it must ask for its entry keys it pins the field (a hidden field of the object,
@@ -162,11 +166,13 @@ if not ids then return unpinned(refusal) end
 -- absent). An update that names only some fields, or an increment, does not know the
 -- other indexed fields' entries: it answers {'UNLISTED'} and writes nothing (the client
 -- sends an update again assuming every indexed field, and indexes the object before it
--- sends an increment again: HashLayout.listing)
+-- sends an increment again: HashLayout.listing); a transaction's increment sends them
 local every = mode == 'reindex'
 if not had and exists and ids ~= NO_IDS
     and (mode == 'save' or mode == 'update' or mode == 'expire' or mode == 'incr') then
-  if (mode == 'incr' or (mode == 'update' and not (asm and asm.full))) and not KEEP then
+  if mode == 'incr' and LISTING then
+    old = lines(LISTING)
+  elseif (mode == 'incr' or (mode == 'update' and not (asm and asm.full))) and not KEEP then
     return unpinned({'UNLISTED'})
   end
   if mode == 'expire' and asm and not KEEP and ttl == 'persist' then
