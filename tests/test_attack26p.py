@@ -187,7 +187,6 @@ class _Ver:                       # version 2: the same model with two indexes
 # (the assumption the write sends) as present, so the unchanged ones are never written;
 # docs/performance.md ("What a record no longer says") describes only the id being added,
 # though an id missing from its page is exactly what says the object has no entries.
-@pytest.mark.xfail(strict=True, reason="F4: fixed after PI26 merges")
 @pytest.mark.parametrize("how", ["save", "save_many", "update", "transaction"])
 def test_f4_a_new_version_write_of_an_unlisted_object_writes_every_entry(
         redis_url: str, redis_client: redis.Redis, how: str) -> None:

@@ -111,6 +111,8 @@ class Write:
     derive: Callable[[Any], list[str]] | None = None  # the layout's: stored bytes -> entry
     # lines (None: its model keeps records)
     stored_names: tuple[bytes, ...] = ()  # the indexed fields' stored names (with derive)
+    lister: Callable[[], Write] | None = None  # an increment's: the layout's write that
+    # indexes the object first when it answers UNLISTED (see HashLayout.listing)
     written: tuple[Sequence[bytes], Sequence[bytes], bool] | None = None  # a save's or
     # update's (pairs, fields it deletes, whole): the indexed fields' bytes it leaves, for
     # a transaction's later writes of the object (read only there: _follow_fields)
@@ -306,6 +308,9 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
         # a raw command of it moved them: the same as keys that kept changing
         word = "KEYS"
         reply = ["KEYS", *[reply[i] for i in range(1, len(reply), 3)]]
+    if word == "UNLISTED":  # (asked again until the rounds ran out: as keys that kept
+        # changing; in a transaction the prefetch assumes every field, so never there)
+        word, reply = "KEYS", ["KEYS"]
     if word == "KEYS" and tx:  # a WATCH conflict aborts EXEC: this is not one
         return TransactionError(
             f"{what}: the script of {key} needed index keys the transaction did not name "
@@ -365,9 +370,7 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
     cmds: list[Command] = [("TYPE", k) for k in typing]
     watch: list[str] = []
     for w in writes:
-        cmds += [("EXISTS", w.key), ("HGET", w.keys[1], w.eid)]
-        if w.derive is not None:  # no record: its entries are what these compute to
-            cmds.append(("HMGET", w.key, *w.stored_names))
+        cmds += _object_reads(w)
         watch.append(w.key)
         for k, value in _unique_takes(w):
             cmds.append(("HGET", k, value))
@@ -382,10 +385,7 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
     for w in writes:
         exists_now, raw = bool(replies[at]), replies[at + 1]
         at += 2
-        derived: list[str] = []
-        if w.derive is not None:
-            derived = _assume_read(w, hints, raw, exists_now, replies[at])
-            at += 1
+        derived, at = _derived(w, hints, raw, exists_now, replies, at)
         w.declare_lines(record_lines(raw) or derived)
         w.declare(hints.keys.get(w.key, ()))
         exists = hints.exists.get(w.key, exists_now)
@@ -407,6 +407,35 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
         hints.keys.setdefault(w.key, set()).update(w.keys[FIXED_KEYS:])
     # the entry keys the records named (old entries the scripts remove)
     yield from _check_types(writes, hints, [k for w in writes for k in w.keys])
+
+
+def _object_reads(w: Write) -> list[Command]:
+    """A transaction's reads (before MULTI) of the object one write writes: whether it
+    exists, its record, and without one its indexed fields."""
+    cmds: list[Command] = [("EXISTS", w.key), ("HGET", w.keys[1], w.eid)]
+    if w.derive is not None:  # no record: its entries are what these compute to
+        cmds.append(("HMGET", w.key, *w.stored_names))
+    return cmds
+
+
+def _derived(w: Write, hints: TxHints, raw: Any, exists_now: bool, replies: Sequence[Any],
+             at: int) -> tuple[list[str], int]:
+    """The entries of the object without a record as its fields read (``replies[at]``:
+    :func:`_object_reads` after its record ``raw``) compute to, and where the replies of
+    the next reads start. A transaction's increment (no pin token) sends them (after an
+    empty token): the script writes them should the object be unlisted."""
+    derived: list[str] = []
+    later = w.key in hints.fields
+    if w.derive is not None:
+        derived = _assume_read(w, hints, raw, exists_now, replies[at])
+        at += 1
+    if w.lister is not None and raw is None and exists_now and not later \
+            and w.key not in hints.raw:
+        # an increment, the object's first write here, without a record: should it be
+        # missing from the all-ids pages (stored by a version of the model without an
+        # index), the script indexes it whole from these lines (its fields WATCHed)
+        w.args += ["", "\n".join(derived)]  # (no pin token in a transaction)
+    return derived, at
 
 
 def _assume_read(w: Write, hints: TxHints, raw: Any, exists_now: bool, read: Any
@@ -971,7 +1000,8 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                     # takes (the batch answers STORED before it judges that)
                     single.add(i)
                 if hints is None and isinstance(item, Write) and asked[i] < KEY_ROUNDS \
-                        and _ask_again(item, r, asked[i] + 1):
+                        and ((yield from _listed(item, r, what))
+                             or _ask_again(item, r, asked[i] + 1)):
                     asked[i] += 1
                     again.append(i)
                     continue
@@ -1031,12 +1061,34 @@ def _follow_earlier(items: Sequence[Write | Command]) -> None:
         left[item.key] = after
 
 
+def _listed(item: Write, r: Any, what: str) -> Plan[bool]:
+    """Whether ``r`` is an increment's (outside a transaction) UNLISTED answer: its object
+    has no record and is missing from the all-ids pages (stored by a version of the model
+    without an index). Then the object is indexed first (the layout's listing write) and
+    the increment is to be sent again."""
+    if status(r) != "UNLISTED" or item.lister is None:
+        return False
+    got = yield from _send_writes([item.lister()], idempotent=True, hints=None, what=what)
+    error = refusal(item.spec, item.key, got[0], what)
+    if error is not None:
+        raise error
+    return True
+
+
 def _ask_again(item: Write, r: Any, round_: int) -> bool:
     """Whether an answer of ``item`` outside a transaction is a question it can answer
     and send again: keys it did not declare (declared now), or STORED (its fields are
     not as it assumed: it assumes them as they are, declaring their lines' keys)."""
     if status(r) == "STORED" and item.restate is not None:
         item.restate(item, _stored_of(r))
+        return True
+    if status(r) == "UNLISTED" and item.restate is not None and item.assumed is not None:
+        # an update of some fields of an object without a record that is missing from the
+        # all-ids pages (stored by a version of the model without an index): it has no
+        # entries, so those of its other indexed fields are written too; it assumes every
+        # indexed field as unknown (the script answers their bytes: STORED)
+        item.assumed = None
+        item.restate(item, None)
         return True
     need = needed_keys(r)
     if need is None:

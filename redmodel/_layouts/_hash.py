@@ -481,6 +481,19 @@ class HashLayout:
             if assumes:
                 w.assumed = None if concerned is None else frozenset(concerned)
                 w.restate = self.restate
+            elif mode == "incr":
+                w.lister = lambda: self.listing(key, tag)
+        return w
+
+    def listing(self, key: str, tag: str | None = None) -> Write:
+        """The write that indexes an object without a record missing from the all-ids
+        pages (stored by a version of the model without an index) as its stored fields
+        compute to, changing none of them: an update of no field assuming every indexed
+        field unknown (the script answers their bytes, STORED, then writes every entry
+        and the id). An increment of such an object answers UNLISTED and is sent again
+        after it (lua/index_write.lua)."""
+        w = self.write(key, "update", "", "", (), [0], only=None, assume=None, tag=tag)
+        w.assumed = None
         return w
 
     def _assumption(self, only: Sequence[str] | None,
@@ -516,7 +529,8 @@ class HashLayout:
         assert self.spec.indexes is not None
         return [] if values is None else self.spec.indexes.entries(values, problems=[])
 
-    def restate(self, w: Write, stored: Mapping[bytes, bytes | None], trusted: bool = False,
+    def restate(self, w: Write, stored: Mapping[bytes, bytes | None] | None,
+                trusted: bool = False,
                 lines: Sequence[str] | None = None, full: bool = False,
                 fresh: bool = False, unknown: Collection[bytes] = ()) -> None:
         """Make ``w`` assume ``stored`` (the indexed fields' bytes as a STORED answer or a
@@ -528,6 +542,10 @@ class HashLayout:
         scores an increment of the transaction moved): not assumed, their old entry named
         with any value (a range entry is removed by id)."""
         only = None if w.assumed is None else sorted(w.assumed)
+        if stored is None:  # unknown: the script answers what they are (STORED)
+            block = self._assumption(only, None, [], only is None)
+            w.args[8:8 + block_size(w.args)] = block
+            return
         if lines is None:
             known = {k: v for k, v in stored.items() if v is not None and k not in unknown}
             values = self.stored_values(known)

@@ -13,14 +13,18 @@
 --   save / update: the assumption (index_lib: "the derived record"), npairs, pairs...,
 --     fields to HDEL...
 --   delete / expire: the assumption
---   incr: the counters (read_counters), then per change: index name ('' if none), eq, range
+--   incr: the counters (read_counters), then per change: index name ('' if none), eq, range,
+--     then the pin token ('' none) and, from a transaction, the entry lines the object's
+--     fields computed to before MULTI (WATCHed): used when it is unlisted (below)
 --   reindex: n, then n times: stored field, '1' | '0' (present), its text: the stored
 --     fields the entries were computed from, as the client read them. An object whose
 --     fields differ now (a writer changed it after that read) answers {'CHANGED'} and
 --     nothing is written: the client reads it again (entries of values the object no
 --     longer holds are never written).
 -- An object without a record whose fields are not as assumed answers {'STORED', field,
--- '1' | '0', bytes, ...} and nothing is written: the client sends again.
+-- '1' | '0', bytes, ...} and nothing is written: the client sends again. An update of
+-- some fields of an object without a record missing from the all-ids pages answers
+-- {'UNLISTED'} (nothing written): the client sends it again assuming every field.
 -- Refusals (nothing written): {'KEYS', missing...}, {'WRONGTYPE', key, type, expected},
 -- {'UNIQUE', name, value, owner id}, {'BADARG', what} and the counter refusals of counter_lib.
 local obj, rec, all, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -39,6 +43,7 @@ local given, bad = write_entries_arg(ttl, newtext)
 if not given then return bad end
 local npairs, changes, bounds, names = 0, nil, nil, {}
 local PIN = ''
+local LISTING  -- a transaction's increment: the object's entries as read before MULTI
 local asm, at = nil, 9
 if mode == 'save' or mode == 'update' or mode == 'delete' or mode == 'expire' then
   asm, at = assumption_arg(ARGV, 9, newtext)
@@ -60,6 +65,7 @@ elseif mode == 'incr' then
     if names[i][1] == nil then return {'BADARG', 'index names'} end
   end
   PIN = ARGV[p + 3 * #changes] or ''
+  LISTING = ARGV[p + 3 * #changes + 1]
 end
 -- An increment of an equality-indexed int outside a transaction carries a token (PIN).
 -- When it must ask for its entry keys it pins the field (a hidden field of the object,
@@ -144,6 +150,43 @@ end
 local answer_gone = (mode == 'forget') and 1 or 0
 if not exists and (mode == 'delete' or mode == 'reindex') then mode = 'forget' end
 
+-- the object's place among all the ids (its reads are the type checks of the directory,
+-- page, count and split target it writes). Only a record says the object is listed
+-- already (it was written with it); an object without one may have been stored before
+-- its model had an index (a process still running a version of the model without one),
+-- so its page is looked at (two reads, no round trip). A reindex looks even when the
+-- object has a record: it is the repair of pages that lost an id.
+local ids
+ids, refusal = ids_plan_for(root, d, id, all, had and mode ~= 'reindex',
+                            mode == 'forget' or mode == 'delete', {}, nil, not exists)
+if not ids then return unpinned(refusal) end
+-- An object without a record missing from its page has NO entries (only a record or the
+-- listing says it is indexed): every entry of what it holds after the write is written
+-- (every), and those of the old fields that differ are still removed (harmless when
+-- absent). An update that names only some fields, or an increment, does not know the
+-- other indexed fields' entries: it answers {'UNLISTED'} and writes nothing (the client
+-- sends an update again assuming every indexed field, and indexes the object before it
+-- sends an increment again: HashLayout.listing); a transaction's increment sends them
+local every = mode == 'reindex'
+if not had and exists and ids ~= NO_IDS
+    and (mode == 'save' or mode == 'update' or mode == 'expire' or mode == 'incr') then
+  if mode == 'incr' and LISTING then
+    old = lines(LISTING)
+  elseif (mode == 'incr' or (mode == 'update' and not (asm and asm.full))) and not KEEP then
+    return unpinned({'UNLISTED'})
+  end
+  if mode == 'expire' and asm and not KEEP and ttl == 'persist' then
+    -- (a persist did not read its assumption: nothing to move, unless it is unlisted)
+    old, refusal = assumed_old(obj, asm, at + 1, npairs)
+    if not old then return refusal end
+  end
+  every = true
+end
+-- an object that is gone (expired, deleted behind redmodel's back) keeps none of its
+-- entries: its record's, or those a raw DEL of a transaction left, are only removed, and
+-- every value it takes is written and checked (its unique values against their holders)
+if not exists then every = true end
+
 -- ---- the entries after the write ------------------------------------------------------------
 local new = {}
 local after, stored
@@ -192,7 +235,7 @@ end
 -- ---- every key this write touches: declared, and of its type ----------------------------------
 local need = {}
 need_changed(need, root, d, old, new)
-if mode == 'reindex' or (not exists and next(old)) then need_entries(need, root, d, new)
+if every then need_entries(need, root, d, new)
 else need_changed(need, root, d, new, old) end
 if mode == 'incr' then
   for i = 1, #changes do
@@ -233,9 +276,7 @@ end
 -- expiry not swept yet) or no longer holds it, whose claim it takes over
 local conflicts = {}
 if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
-  -- (an object that is gone keeps none of its entries: its record's, or those a raw DEL
-  -- of a transaction left, are only removed, and every value it takes is checked)
-  local owners = unique_owners(root, d, id, old, new, mode == 'reindex' or not exists)
+  local owners = unique_owners(root, d, id, old, new, every)
   local more = {}
   for _, o in ipairs(owners) do more[objprefix .. o[4]] = '' end
   refusal = check_keys(more)
@@ -253,17 +294,6 @@ if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
     end
   end
 end
-
--- the object's place among all the ids: the last check (its reads are the type checks of
--- the directory, page, count and split target it writes). Only a record says the object
--- is listed already (it was written with it); an object without one may have been stored
--- before its model had an index, so its page is looked at (two reads, no round trip).
--- A reindex looks even when the object has a record: it is the repair of pages that
--- lost an id
-local ids
-ids, refusal = ids_plan_for(root, d, id, all, had and mode ~= 'reindex',
-                            mode == 'forget' or mode == 'delete', {}, nil, not exists)
-if not ids then return unpinned(refusal) end
 
 -- ---- writes -----------------------------------------------------------------------------------
 if mode == 'forget' then
@@ -313,8 +343,7 @@ elseif mode == 'save' or mode == 'update' then
   if write_fields(obj, ARGV, npairs, at, exists) then exp_at = nil end  -- made again: no expiry
 end
 local gone = released(old, new)
-write_index(root, d, id, rec, old, new, mode == 'reindex' or not exists, ids, nil, nil,
-            keep and full, had)
+write_index(root, d, id, rec, old, new, every, ids, nil, nil, keep and full, had)
 local expired = write_expiry(obj, exp, id, ttl, exists, had_exp, exp_at)
 if mode == 'expire' and expired ~= nil then result = expired end
 if mode == 'reindex' then

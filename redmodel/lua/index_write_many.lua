@@ -131,27 +131,31 @@ local function one(obj, rec, all, exp, A)
   if late[id] then return defer(id, old, given, {'LATER'}) end
   local new = given
   if mode == 'delete' then new = {} end
+  -- its place among all the ids, planned now (after the earlier objects' writes; a plan
+  -- not written leaves the pages and near as they are); only a record says it is listed
+  -- already, and one without a record missing from its page has no entries: all of new
+  -- are written (every, as index_write.lua)
+  local ids
+  ids, refusal = ids_plan_for(root, d, id, all, had, mode == 'delete', typed,
+                              near, not exists)
+  if not ids then return refusal end
+  -- (and a gone object keeps none of its entries: its record's are only removed, and
+  -- every value it takes is written and checked, as index_write.lua)
+  local every = not exists or (mode == 'save' and not had and ids ~= NO_IDS)
 
   local need = {}
-  if need_changed(need, root, d, old, new, held) or need_changed(need, root, d, new, old, held) then
+  if need_changed(need, root, d, old, new, held)
+      or need_changed(need, root, d, new, every and {} or old, held) then
     return defer(id, old, new, {'LATER'})
   end
-  if not exists and next(old) then need_entries(need, root, d, new) end  -- a gone one's
   refusal = check_keys(need, typed)
   if refusal then
     if refusal[1] == 'KEYS' then return defer(id, old, new, refusal) end
     return refusal
   end
-  -- (a gone object's old entries are only removed: every value it takes is checked)
-  if mode == 'save' and #unique_owners(root, d, id, old, new, not exists) > 0 then
+  if mode == 'save' and #unique_owners(root, d, id, old, new, every) > 0 then
     return defer(id, old, new, {'LATER'})
   end
-  -- its place among all the ids, planned now (after the earlier objects' writes); only a
-  -- record says it is listed already (as index_write.lua)
-  local ids
-  ids, refusal = ids_plan_for(root, d, id, all, had, mode == 'delete', typed,
-                              near, not exists)
-  if not ids then return refusal end
 
   if mode == 'delete' then
     local gone = released(old, {})
@@ -164,7 +168,7 @@ local function one(obj, rec, all, exp, A)
   if not keep then expires, exp_at = expiring(obj, ttl, exists) end
   if write_fields(obj, A, npairs, at, exists) then exp_at = nil end  -- made again: no expiry
   local gone = released(old, new)
-  write_index(root, d, id, rec, old, new, not exists, ids, deltas, near, expires, had)
+  write_index(root, d, id, rec, old, new, every, ids, deltas, near, expires, had)
   write_expiry(obj, exp, id, ttl, exists, had_exp, exp_at)
   return answer(1, gone)
 end
