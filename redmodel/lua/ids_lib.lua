@@ -80,6 +80,21 @@ local function ids_bound_of(root, id)
   return '', true
 end
 
+-- the look at page before adding id to it: card (its ZCARD, or nil when not read), there
+-- (the id is on it), and a refusal (the page is not a zset). absent: the object is not
+-- stored, so its id is most likely not listed: the page's ZCARD is the type check (the
+-- add's ZADD reply says whether it was there), and none when known (the page was read in
+-- this call and only its own adds wrote it since); else its ZSCORE of id
+local function ids_add_check(page, id, absent, known)
+  if absent then
+    if known then return nil, false end
+    local card, bad = ids_read('zset', 'ZCARD', page)
+    return card, false, bad
+  end
+  local s, bad = ids_read('zset', 'ZSCORE', page, id)
+  return nil, s ~= nil and s ~= false, bad
+end
+
 -- the plan of adding id (nil: nothing to write, it is there), or nil and a refusal.
 -- absent (optional): the object is not stored, so its id is most likely not listed: the
 -- page's ZCARD (read anyway, and the page's type check) stands for its ZSCORE, and the
@@ -89,16 +104,10 @@ local function ids_plan_add(root, d, id, typed, absent)
   local bound, fresh, bad = ids_bound_of(root, id)
   if bad then return nil, bad end
   local page = ids_page(root, d, bound)
-  local card
-  if absent then
-    card, bad = ids_read('zset', 'ZCARD', page)
-    if bad then return nil, bad end
-  else
-    local s
-    s, bad = ids_read('zset', 'ZSCORE', page, id)
-    if bad then return nil, bad end
-    if s then return nil end
-  end
+  local card, there
+  card, there, bad = ids_add_check(page, id, absent, false)
+  if bad then return nil, bad end
+  if there then return nil end
   bad = ids_check_count(root, typed)
   if bad then return nil, bad end
   local plan = {op = 'add', root = root, d = d, id = id, page = page, bound = bound,
@@ -182,22 +191,10 @@ local function ids_plan_add_near(root, d, id, typed, near, absent)
     known = near.root == root and near.bound == bound
   end
   local page = ids_page(root, d, bound)
-  local bad
-  local card
+  local card, there, bad = ids_add_check(page, id, absent, known)
+  if bad then return nil, bad end
+  if there then return nil end
   if known then card = near.card end
-  if absent then
-    -- (a known page was read in this call, and only its own adds wrote it since: its
-    -- type is checked; else its ZCARD is the check)
-    if not known then
-      card, bad = ids_read('zset', 'ZCARD', page)
-      if bad then return nil, bad end
-    end
-  else
-    local s
-    s, bad = ids_read('zset', 'ZSCORE', page, id)
-    if bad then return nil, bad end
-    if s then return nil end
-  end
   bad = ids_check_count(root, typed)
   if bad then return nil, bad end
   card = card or redis.call('ZCARD', page)
