@@ -17,9 +17,13 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import redmodel
 from redmodel._models._specs import spec_of
+from redmodel.transactions._handles import REFUSED_RAW
+from tests.budget import scaled
 from tests.conftest import AsyncFacade
 from tests.test_attack26t import Tx, _dump, _setup, check
 
@@ -260,3 +264,113 @@ def test_async_transactions_share_f3_and_f4(redis_url: str, store: redmodel.Stor
     finally:
         shell.close()
         _clean_db1(redis_url)
+
+
+# the kinds, drawn (FW26): F3/F4's refused set in any spelling, and F1/F2's object key in
+# any argument position and any bytes-like form, then redmodel writes of that object
+def _spelled(word: str, case: str, form: str) -> Any:
+    text = {"upper": word.upper(), "lower": word.lower(), "title": word.title()}[case]
+    return {"str": text, "bytes": text.encode(), "memoryview": memoryview(text.encode()),
+            "bytearray": bytearray(text.encode())}[form]
+
+
+CASES = st.sampled_from(["upper", "lower", "title"])
+FORMS = st.sampled_from(["str", "bytes", "memoryview", "bytearray"])
+
+
+@settings(max_examples=scaled(30, floor=8), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(REFUSED_RAW)), case=CASES, form=FORMS,
+       extra=st.lists(st.sampled_from(["1", b"x", 0, "SETNAME"]), max_size=2),
+       before=st.booleans())
+def test_refused_raw_commands_are_refused_at_queue_time_nothing_sent(
+        store: redmodel.Store, name: str, case: str, form: str, extra: list[Any],
+        before: bool) -> None:
+    _setup(store, [])
+    store.save(Tx(id="b", n=5))
+    state = _dump(store)
+    calls = store.client.info("commandstats")
+
+    def work(tx: Any) -> None:
+        if before:
+            tx.update(Tx, "b", note="queued before")
+        with pytest.raises(redmodel.ValidationError, match=name.upper()):
+            tx.command(_spelled(name, case, form), *extra)
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        store.transaction(work)()
+    assert _dump(store) == state
+    assert store.get(Tx, "b") == Tx(id="b", n=5)  # the same database, same connection
+    stats = store.client.info("commandstats")
+    for word in ("select", "multi", "exec", "client", "auth", "hello", "reset"):
+        got = stats.get(f"cmdstat_{word}", {}).get("calls", 0)
+        assert got == calls.get(f"cmdstat_{word}", {}).get("calls", 0), word
+
+
+class _Stop(Exception):
+    pass
+
+
+KB = SPEC.key_for("b")
+RAWS = [("DEL", "ax26w:s", "KEY"), ("UNLINK", "KEY", "ax26w:s"), ("DEL", "KEY"),
+        ("COPY", "ax26w:h", "KEY", "REPLACE"), ("RENAME", "ax26w:h", "KEY"),
+        ("HSET", "ax26w:h", "f", "KEY"), ("SET", "ax26w:s", "KEY"),
+        ("EXPIRE", "KEY", 100), ("HSET", "KEY", "note", "raw"), ("COPY", "KEY", "ax26w:c")]
+WRITES = st.lists(st.one_of(
+    st.tuples(st.just("update"), st.sampled_from([0, 5, 6]), st.sampled_from([None, "u5"])),
+    st.tuples(st.just("save"), st.sampled_from([0, 6]), st.sampled_from([None, "u6"])),
+    st.tuples(st.just("incr"), st.sampled_from([1, -1]), st.none()),
+    st.tuples(st.just("delete"), st.none(), st.none())), min_size=1, max_size=3)
+
+
+@settings(max_examples=scaled(30, floor=8), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(raw=st.sampled_from(RAWS), form=FORMS, ttl=st.booleans(), writes=WRITES)
+def test_a_raw_command_naming_the_object_anywhere_then_writes_of_it(
+        store: redmodel.Store, raw: tuple[Any, ...], form: str, ttl: bool,
+        writes: list[Any]) -> None:
+    """docs/transactions.md "Raw commands": the index is exact after the commit, or the
+    transaction is refused (nothing written, before MULTI) or fails inside EXEC saying
+    what was applied."""
+    _setup(store, [])
+    store.save(Tx(id="b", n=5, u="u5", tags=["t"], ri=2), ttl=60 if ttl else None)
+    store.save(Tx(id="c", n=1))
+    store.client.set("ax26w:s", "x")
+    store.client.hset("ax26w:h", mapping={"n": "3", "note": "s"})
+    key = {"str": KB, "bytes": KB.encode(), "memoryview": memoryview(KB.encode()),
+           "bytearray": bytearray(KB.encode())}[form]
+    args = [key if a == "KEY" else a for a in raw]
+    state = _dump(store)
+    try:
+        def work(tx: Any) -> None:
+            tx.command(*args)
+            for op, value, u in writes:
+                if op == "update":
+                    tx.update(Tx, "b", n=value, u=u)
+                elif op == "save":
+                    tx.save(Tx(id="b", n=value, u=u))
+                elif op == "incr":
+                    tx.incr(Tx, "b", "n", value)
+                else:
+                    tx.delete(Tx, "b")
+
+        try:
+            store.transaction(work)()
+        except (redmodel.TransactionError, redmodel.UniqueViolationError,
+                redmodel.NotFoundError) as e:
+            if "nothing was written" in str(e) or (isinstance(e, redmodel.NotFoundError) \
+                    and "applied" not in str(e)):
+                assert _dump(store) == state, str(e)
+                return
+            assert "applied" in str(e), str(e)
+        if raw[0] in ("DEL", "UNLINK") and not any(op in ("save", "delete")
+                                                   for op, *_ in writes):
+            # the raw DEL itself leaves the object's entries (as outside a transaction:
+            # store.reindex repairs them), and an update or incr of a missing object
+            # writes nothing: only that nothing of b came back
+            assert store.get(Tx, "b") is None
+            return
+        check(store, repr((raw, form, ttl, writes)))
+    finally:
+        store.client.delete("ax26w:s", "ax26w:h", "ax26w:c")
