@@ -411,6 +411,10 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
             yield from _check_unique(w, old if exists else set(), new, hints)
             _record(w, exists, old, new, hints)
             _follow_fields(w, hints)
+        else:  # it writes nothing (an update or incr of a missing object): the entries
+            # the object had before stay what a gone one may have left (a raw DEL, then
+            # this, then a save: found by FW26's property)
+            hints.ever.setdefault(w.key, set()).update(old)
         hints.keys.setdefault(w.key, set()).update(w.keys[FIXED_KEYS:])
     # the entry keys the records named (old entries the scripts remove)
     yield from _check_types(writes, hints, [k for w in writes for k in w.keys])
