@@ -478,7 +478,7 @@ class _TxBase:
         (:data:`REFUSED_RAW`: ``MULTI``, ``EXEC``, ``SELECT``, ``CLIENT``, ...) raises
         :class:`ValidationError` here, nothing sent.
 
-        Redis: any other command given, queued between MULTI and EXEC."""
+        Redis: any command given (not one of those), queued between MULTI and EXEC."""
         client = self.store.client
         sent = raw_args(args)
         words = raw_words(sent)
