@@ -560,11 +560,13 @@ def raw_words(sent: Sequence[Any]) -> list[Any]:
     if not sent:
         return []
     head = sent[0]
-    if isinstance(head, bytes):
-        words: list[Any] = head.decode("utf-8", "surrogateescape").split() \
-            if b" " in head else [head.decode("utf-8", "surrogateescape")]
+    if isinstance(head, str):  # (redis-py: ``args[0].encode().split()``, ASCII spaces)
+        head = head.encode("utf-8", "surrogateescape").split()
+    elif isinstance(head, bytes):
+        head = head.split() if b" " in head else [head]
     else:
-        words = str(head).split() if isinstance(head, str) else [str(head)]
+        head = [str(head).encode()]
+    words = [w.decode("utf-8", "surrogateescape") for w in head]
     if not words:
         return ["", *sent[1:]]
     return [words[0].upper(), *words[1:], *sent[1:]]
