@@ -645,11 +645,12 @@ def test_a_raw_command_on_the_holder_before_the_write_taking_its_value(
     check(store, raw)
 
 
-def test_a_unique_refusal_inside_exec_says_what_was_applied(store: redmodel.Store) -> None:
-    """The one refusal the commit cannot foresee: a raw command on ANOTHER key (COPY)
-    makes the gone holder of u1 exist again inside EXEC; the script refuses the write
-    taking u1 there, after the other writes were applied, and the error says so (not
-    "nothing was written")."""
+def test_a_raw_copy_reviving_a_gone_holder_is_refused_before_multi(store: redmodel.Store) -> None:
+    """A raw command on ANOTHER key (COPY) makes the gone holder of u1 exist again inside
+    EXEC. Before attack 26w's F2 fix the script refused the write taking u1 there, after
+    the other writes were applied (and said so); now a raw command naming the holder's
+    key anywhere counts as one on it, so the commit refuses the transaction before MULTI
+    with a TransactionError, nothing written."""
     _setup(store, [])
     store.save_many([Tx(id="a", u="u1"), Tx(id="c", n=3)])
     store.client.delete(SPEC.key_for("a"))  # gone; the unique index still names a
@@ -659,11 +660,11 @@ def test_a_unique_refusal_inside_exec_says_what_was_applied(store: redmodel.Stor
         tx.update(Tx, "c", note="applied")
         tx.save(Tx(id="b", u="u1"))
 
-    with pytest.raises(redmodel.UniqueViolationError, match="was applied") as e:
+    with pytest.raises(redmodel.TransactionError, match="nothing was written"):
         store.transaction(work)()
-    assert "nothing was written" not in str(e.value)
     assert store.get(Tx, "b") is None
-    assert store.get(Tx, "c") == Tx(id="c", n=3, note="applied")
+    assert store.get(Tx, "c") == Tx(id="c", n=3)
+    assert not store.client.exists(SPEC.key_for("a"))
 
 
 # F4's kind: holders that keep a record (TTL'd; every object of a blind model), gone by

@@ -196,6 +196,8 @@ class TxHints:
         # queued so far is a raw command -> the hash fields the raw commands since the
         # last index write of the object write (None: any): a holder of a unique value
         # the transaction may not follow (see _raw_holders)
+        self.raw_blind: set[str] = set()  # keys a raw command queued since their last
+        # index write names elsewhere than first (see raw_turn)
         self.ever: dict[str, set[str]] = {}  # object key -> every entry line it had
         # before MULTI or after a write queued so far (what a gone one may have left)
         self.raw_fields: dict[str, set[str] | None] = {}  # object key -> the hash fields
@@ -218,13 +220,17 @@ class TxHints:
         another command). What it does to the object is :meth:`raw_turn`'s, at its turn."""
         self.raw_fields[key] = _raw_written(self.raw_fields.get(key, set()), command, args)
 
-    def raw_turn(self, key: str, command: str, args: Sequence[Any], exists: bool | None
-                 ) -> None:
+    def raw_turn(self, key: str, command: str, args: Sequence[Any], exists: bool | None,
+                 blind: bool = False) -> None:
         """A raw command on ``key``, at its turn at commit (after the writes queued before
         it were prepared, before those queued after it): what it writes, whether the
         object exists after it (None: unknown, as before it), and that the writes after
-        it cannot follow it."""
+        it cannot follow it. ``blind``: it names the key elsewhere than first (COPY src
+        key, RENAME src key, a value that happens to be the key): a later write (not a
+        delete) of the object is refused before MULTI (:func:`_unknown_raw`)."""
         self.raw.add(key)
+        if blind:
+            self.raw_blind.add(key)
         self.raw_last[key] = _raw_written(self.raw_last.get(key, set()), command, args)
         if exists is not None:
             self.exists[key] = exists
@@ -383,6 +389,7 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
             raise reply
     at = 0
     for w in writes:
+        _unknown_raw(w, hints)
         exists_now, raw = bool(replies[at]), replies[at + 1]
         at += 2
         derived, at = _derived(w, hints, raw, exists_now, replies, at)
@@ -404,6 +411,10 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
             yield from _check_unique(w, old if exists else set(), new, hints)
             _record(w, exists, old, new, hints)
             _follow_fields(w, hints)
+        else:  # it writes nothing (an update or incr of a missing object): the entries
+            # the object had before stay what a gone one may have left (a raw DEL, then
+            # this, then a save: found by FW26's property)
+            hints.ever.setdefault(w.key, set()).update(old)
         hints.keys.setdefault(w.key, set()).update(w.keys[FIXED_KEYS:])
     # the entry keys the records named (old entries the scripts remove)
     yield from _check_types(writes, hints, [k for w in writes for k in w.keys])
@@ -681,6 +692,23 @@ def _check_unique(w: Write, old: set[str], new: set[str], hints: TxHints) -> Pla
         hints.lines.get(key, set()).discard(line)
 
 
+def _unknown_raw(w: Write, hints: TxHints) -> None:
+    """Refuse (before MULTI, nothing written) a write (not a delete) of an object that a
+    raw command queued before it (since its last redmodel write) names elsewhere than
+    first, other than a DEL/UNLINK of several keys (COPY src key REPLACE, RENAME src key,
+    a value that happens to be the key): its fields inside EXEC cannot be known, so
+    neither can the entries to write (attack 26w F2)."""
+    if w.key not in hints.raw_blind or hints.exists.get(w.key) is False \
+            or _mode(w) == "delete":
+        return
+    raise TransactionError(
+        f"{_mode(w)} {w.spec.name}: a raw command (tx.command) queued before it names "
+        f"{key_text(w.key)} elsewhere than as its first argument and may change it in a "
+        "way the transaction cannot follow before MULTI: the transaction was refused and "
+        "nothing was written. Write "
+        "the object with tx.update/tx.save only, or in another transaction")
+
+
 def _raw_holders(w: Write, taken: list[tuple[str, str, str, str]], prefix: str,
                  hints: TxHints) -> list[tuple[str, str, str, str]]:
     """The unique values ``taken`` whose holder's last write queued before this one is a
@@ -719,6 +747,7 @@ def _record(w: Write, exists: bool, old: set[str], new: set[str], hints: TxHints
     """What this write leaves, for the writes queued after it."""
     mode = _mode(w)
     hints.raw_last.pop(w.key, None)
+    hints.raw_blind.discard(w.key)
     hints.exists[w.key] = mode != "delete" and (exists or mode == "save")
     hints.lines[w.key] = new
     hints.ever.setdefault(w.key, set()).update(old, new)

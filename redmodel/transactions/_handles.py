@@ -23,6 +23,7 @@ from redmodel._errors import (
     NotFoundError,
     OutcomeUnknownError,
     TransactionError,
+    ValidationError,
 )
 from redmodel._layouts._hash import INT64
 from redmodel._layouts._pick import layout_of
@@ -473,32 +474,106 @@ class _TxBase:
         """Queue a raw command; value: its reply, as redis-py's ``execute_command`` would
         return it (its response callback applied).
 
-        Redis: any command given, queued between MULTI and EXEC."""
+        A command that would end the transaction or change its connection's state
+        (:data:`REFUSED_RAW`: ``MULTI``, ``EXEC``, ``SELECT``, ``CLIENT``, ...) raises
+        :class:`ValidationError` here, nothing sent.
+
+        Redis: any command given (not one of those), queued between MULTI and EXEC."""
         client = self.store.client
-        if len(args) > 1 and isinstance(args[1], (str, bytes)):
-            # an index write of that key in this transaction cannot know what it holds
-            # then: it takes its entries as the transaction read them (TxHints.raw)
-            key = args[1]
-            key = key if isinstance(key, str) else key.decode("utf-8", "surrogateescape")
-            # whether the object exists then, where the command says it (a write of a
-            # hash field makes it, a DEL removes it): an update or expire of it queued
-            # after predicts what the script does then (the CLI's sealed import)
-            name = args[0].decode("ascii", "replace") if isinstance(args[0], bytes) \
-                else str(args[0])
+        sent = raw_args(args)
+        words = raw_words(sent)
+        if words and words[0] in REFUSED_RAW:
+            raise ValidationError(
+                f"tx.command({words[0]}, ...): {words[0]} cannot be queued in a "
+                "transaction: it would end the MULTI or change the state of the "
+                "transaction's connection (docs/transactions.md, \"Raw commands\"); "
+                "nothing was sent")
+        if len(words) > 1:
+            # an index write of a key it names in this transaction cannot know what it
+            # holds then: it takes its entries as the transaction read them (TxHints.raw).
+            # Every argument counts as a key it may touch (attack 26w F2): the first
+            # with what the command says of it (a write of a hash field makes it, a DEL
+            # removes it), DEL/UNLINK removes each key, and any other argument as
+            # touched by a command of unknown effect (a value that happens to be an
+            # object's key makes the rules conservative, never wrong)
+            name, rest = words[0], words[2:]
+            touched: list[tuple[str, str, Sequence[Any], bool | None, bool]] = []
+            first = _key_text(words[1])
+            touched.append((first, name, rest, _RAW_EXISTS.get(name), False))
+            dels = name in ("DEL", "UNLINK")
+            for arg in dict.fromkeys(_key_text(a) for a in rest):
+                if arg != first:
+                    touched.append((arg, name, (), False, False) if dels
+                                   else (arg, "", (), None, True))
             hints = self._core.hints
-            name, rest = name.upper(), args[2:]
-            hints.note_raw(key, name, rest)
-            made = _RAW_EXISTS.get(name)
-            # at its turn: the writes queued before it judge the object without it
-            self._core.at_turn(lambda: hints.raw_turn(key, name, rest, made))
+            for key, cmd, cargs, *_ in touched:
+                hints.note_raw(key, cmd, cargs)
+
+            def turn() -> None:
+                # at its turn: the writes queued before it judge the object without it
+                for key, cmd, cargs, made, blind in touched:
+                    hints.raw_turn(key, cmd, cargs, made, blind)
+            self._core.at_turn(turn)
 
         def plan() -> Plan[Any]:
-            replies = yield Batch([args], write=True)
-            return redis_reply(client, args, replies[0])
+            replies = yield Batch([sent], write=True)
+            return redis_reply(client, sent, replies[0])
 
-        return self.queue(plan(), f"{args[0]!s}")
+        return self.queue(plan(), f"{words[0] if words else ''}")
 
 
+#: raw commands a transaction refuses at queue time (tx.command raises ValidationError,
+#: nothing sent): they would end or nest the MULTI (half-applying the transaction), or
+#: change the state of its pooled connection, which goes back to the pool and serves the
+#: store's later calls (another database, another user, RESP3, a subscriber, a replica
+#: link, replies switched off). SWAPDB, FLUSHDB and the like change data, not the
+#: connection: they are queued as any other command. docs/transactions.md "Raw commands".
+REFUSED_RAW = frozenset({
+    "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH",  # the transaction itself
+    "SELECT", "RESET", "AUTH", "HELLO", "CLIENT", "QUIT",  # the connection's state
+    "MONITOR", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE",
+    "SUNSUBSCRIBE",  # the connection turns into a stream of pushes
+    "READONLY", "READWRITE", "ASKING",  # cluster state of the connection
+    "SYNC", "PSYNC", "REPLCONF",  # the connection turns into a replica link
+})
+
+
+def raw_args(args: Sequence[Any]) -> tuple[Any, ...]:
+    """A raw command's arguments as redis-py sends them: a bytes-like argument
+    (memoryview, bytearray) as bytes, an int or float as its text (redis-py's
+    ``repr``), a str as is (the client encodes it); anything else as given (redis-py
+    refuses it)."""
+    out: list[Any] = []
+    for a in args:
+        if isinstance(a, (memoryview, bytearray)):
+            out.append(bytes(a))
+        elif isinstance(a, (int, float)) and not isinstance(a, bool):
+            out.append(repr(a).encode())
+        else:
+            out.append(a)
+    return tuple(out)
+
+
+def raw_words(sent: Sequence[Any]) -> list[Any]:
+    """``sent`` as the server gets it: redis-py splits a command name holding spaces
+    (``"CONFIG GET"``) into its words; the name upper-cased text."""
+    if not sent:
+        return []
+    head = sent[0]
+    if isinstance(head, str):  # (redis-py: ``args[0].encode().split()``, ASCII spaces)
+        head = head.encode("utf-8", "surrogateescape").split()
+    elif isinstance(head, bytes):
+        head = head.split() if b" " in head else [head]
+    else:
+        head = [str(head).encode()]
+    words = [w.decode("utf-8", "surrogateescape") for w in head]
+    if not words:
+        return ["", *sent[1:]]
+    return [words[0].upper(), *words[1:], *sent[1:]]
+
+
+def _key_text(raw: Any) -> str:
+    return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
 
 
 # raw commands whose key is a hash that exists (True) or no key (False) after them
