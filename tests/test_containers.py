@@ -347,7 +347,7 @@ def test_consumer_stops_when_idle(store):
     consumer = q.consume(idle_timeout=0.6, poll=0.2)
     assert list(consumer) == [1]
     assert consumer.stopped_by == "idle"
-    assert 0.7 < time.monotonic() - started < 3
+    assert 0.7 < time.monotonic() - started < 10  # (it stops: a loaded machine may take seconds)
 
 
 def test_consumer_finishes_the_current_item_on_sigterm_then_restores_handlers(store):
