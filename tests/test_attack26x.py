@@ -128,6 +128,7 @@ def test_f4_tx_update_of_an_unindexed_field_indexes_an_unlisted_object_whole(
 # other indexed values is never indexed again by the new version's writes: its old entries
 # are derived from the fields the old pod wrote, so n=3 / e='mine' stay, n=5 / e='mine2' are
 # never written; find, count, get_by answer wrong and verify reports it until reindex.
+@pytest.mark.xfail(strict=True, reason="F2: documented limit, lead")
 @pytest.mark.parametrize("how", ["save", "update", "incr", "expire"])
 def test_f2_an_object_an_old_pod_rewrites_after_the_build_is_indexed_by_the_next_write(
         redis_url: str, redis_client: Any, how: str) -> None:
