@@ -500,6 +500,10 @@ def _assume_read(w: Write, hints: TxHints, raw: Any, exists_now: bool, read: Any
             w.restate(w, fields, lines=[], full=True, fresh=True)
             derived = []
         elif raw is None and exists_now:  # WATCHed: EXEC finds these bytes
+            # of every indexed field, as an update of some fields outside a transaction
+            # assumes them when it answers UNLISTED: should the object be unlisted, the
+            # script indexes it whole (attack 26X F4)
+            w.assumed = None
             w.restate(w, fields, lines=derived, full=True)
     return derived
 
