@@ -198,3 +198,98 @@ def test_an_increment_or_expiry_of_an_unlisted_object_indexes_it_whole(
         new.persist(_NewV, "u")
     _same_as_scan(new)
     assert sorted(o.id for o in new.find(_NewV, s="k").all()) == ["L1", "u"]
+
+
+@redmodel.model(prefix="fx26lu")
+@attrs.define
+class _Uq:                       # version 2: an equality index and a unique field
+    __qualname__ = "_Uq"
+    n: int = redmodel.field(index=True, default=0)
+    e: str = redmodel.field(unique=True, default="")
+    x: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+_UqV = _Uq
+
+
+@redmodel.model(prefix="fx26lu")
+@attrs.define
+class _Uq:                       # version 1: none (an old pod, still running)
+    __qualname__ = "_Uq"
+    n: int = 0
+    e: str = ""
+    x: int = 0
+    id: str = redmodel.key_field(generated=False)
+
+
+_UqOld = _Uq
+
+_E = st.sampled_from(["held", "free", ":{*}%\\"])
+_TX_WRITE = st.one_of(
+    st.tuples(st.just("save"), _N, _E),
+    st.tuples(st.just("update"), st.dictionaries(
+        st.sampled_from(["n", "e", "x"]), st.one_of(_N, _E), min_size=1, max_size=3)),
+    st.tuples(st.just("incr")), st.tuples(st.just("incr_fields")),
+    st.tuples(st.just("expire")), st.tuples(st.just("persist")),
+)
+
+
+@settings(max_examples=scaled(30, floor=6), deadline=None, phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(uid=_IDS, e=_E, n=_N, ttl=st.booleans(), other=st.booleans(), write=_TX_WRITE)
+def test_a_transaction_write_of_an_unlisted_object_refuses_before_multi_or_indexes_it(
+        redis_url: str, redis_client: redis.Redis, uid: str, e: str, n: int, ttl: bool,
+        other: bool, write: tuple[Any, ...]) -> None:
+    """Attack 26X F1, F3, F4: a transaction's write of any kind of an unlisted object
+    (with an expiry or not, maybe after another write) either takes a unique value another
+    live object holds (the one it keeps, or a new one) and is UniqueViolationError before
+    MULTI with nothing written, or indexes it whole (with its record when it has an
+    expiry): every query answers what a scan answers, verify is clean."""
+    redis_client.flushdb()
+    new = redmodel.Store(redis.Redis.from_url(redis_url))
+    old = redmodel.Store(redis.Redis.from_url(redis_url))
+    old.save(_UqOld(id="L0", n=1, e="L0"))
+    new.save(_UqV(id="L1", n=2, e="held"))
+    new.reindex(_UqV)
+    old.save(_UqOld(id=uid, n=n, e=e))
+    if ttl:
+        old.expire(_UqOld, uid, 3600)
+    kind = write[0]
+    if kind == "update":
+        write = (kind, {f: (v if isinstance(v, str) == (f == "e") else
+                            ("free" if f == "e" else 1)) for f, v in write[1].items()})
+    after = write[2] if kind == "save" else write[1].get("e", e) if kind == "update" else e
+
+    def fn(tx: Any) -> None:
+        if other:
+            tx.save(_UqV(id="w", n=1, e="w1"))
+        if kind == "save":
+            tx.save(_UqV(id=uid, n=write[1], e=write[2]))
+        elif kind == "update":
+            tx.update(_UqV, uid, **write[1])
+        elif kind == "incr":
+            tx.incr(_UqV, uid, "n", 1)
+        elif kind == "incr_fields":
+            tx.incr_fields(_UqV, uid, {"n": 1, "x": 1})
+        elif kind == "expire":
+            tx.expire(_UqV, uid, 100)
+        else:
+            tx.persist(_UqV, uid)
+
+    before = {k: redis_client.dump(k) for k in redis_client.keys("*")}
+    if after == "held":
+        with pytest.raises(redmodel.UniqueViolationError):
+            new.transaction(fn)()
+        assert {k: redis_client.dump(k) for k in redis_client.keys("*")} == before
+        return
+    new.transaction(fn)()
+    objs = {o.id: o for o in new.scan(_UqV)}
+    for v in range(0, 5):
+        assert sorted(o.id for o in new.find(_UqV, n=v).all()) == \
+            sorted(i for i, o in objs.items() if o.n == v)
+    for v in ["held", "free", ":{*}%\\", "w1"]:
+        holder = new.get_by(_UqV, e=v)
+        assert (holder.id if holder else None) == next(
+            (i for i, o in sorted(objs.items()) if o.e == v), None), v
+    assert new.verify(_UqV) == []

@@ -172,6 +172,7 @@ if not had and exists and ids ~= NO_IDS
     and (mode == 'save' or mode == 'update' or mode == 'expire' or mode == 'incr') then
   if mode == 'incr' and LISTING then
     old = lines(LISTING)
+    full = true  -- every entry is known (WATCHed): one with an expiry keeps its record
   elseif (mode == 'incr' or (mode == 'update' and not (asm and asm.full))) and not KEEP then
     return unpinned({'UNLISTED'})
   end
