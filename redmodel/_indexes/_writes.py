@@ -406,29 +406,39 @@ def prefetch(writes: Sequence[Write], hints: TxHints) -> Plan[None]:
                 found = replies[at]
                 hints.owners[k, value] = None if found is None else _text(found)
             at += 1
-        new = _after(w, exists, old)
-        if new is not None:
-            judged = old if exists else set()
-            if first and raw is None and exists_now and w.derive is not None:
-                # an object without a record may be unlisted (stored by a version of the
-                # model without an index): the script then indexes it whole and takes
-                # every unique value it keeps, refused inside EXEC if another object
-                # holds one. Each is judged as new here (its holder read, WATCHed): a
-                # listed object holds its own (attack 26X F1)
-                judged = {line for line in judged if not line.startswith(f"u{SEP}")}
-                yield from _read_owners(w, new - judged, hints)
-            # (a gone object keeps none of its old entries: every value it takes is
-            # checked, as the script checks it: attack 26t F4)
-            yield from _check_unique(w, judged, new, hints)
-            _record(w, exists, old, new, hints)
-            _follow_fields(w, hints)
-        else:  # it writes nothing (an update or incr of a missing object): the entries
-            # the object had before stay what a gone one may have left (a raw DEL, then
-            # this, then a save: found by FW26's property)
-            hints.ever.setdefault(w.key, set()).update(old)
+        yield from _judge(w, hints, exists, old,
+                          first and raw is None and exists_now and w.derive is not None)
         hints.keys.setdefault(w.key, set()).update(w.keys[FIXED_KEYS:])
     # the entry keys the records named (old entries the scripts remove)
     yield from _check_types(writes, hints, [k for w in writes for k in w.keys])
+
+
+def _judge(w: Write, hints: TxHints, exists: bool, old: set[str],
+           maybe_unlisted: bool) -> Plan[None]:
+    """:func:`prefetch`'s judgement of one write, before MULTI: refuse a unique value
+    another live object holds, then record in ``hints`` what the write leaves.
+    ``old``: the object's entries as read (its record's, or what its fields compute to);
+    ``maybe_unlisted``: its first write here, of an object that exists without a record."""
+    new = _after(w, exists, old)
+    if new is None:  # it writes nothing (an update or incr of a missing object): the
+        # entries the object had before stay what a gone one may have left (a raw DEL,
+        # then this, then a save: found by FW26's property)
+        hints.ever.setdefault(w.key, set()).update(old)
+        return
+    judged = old if exists else set()
+    if maybe_unlisted:
+        # an object without a record may be unlisted (stored by a version of the model
+        # without an index): the script then indexes it whole and takes every unique
+        # value it keeps, refused inside EXEC if another object holds one. Each is
+        # judged as new here (its holder read, WATCHed): a listed object holds its own
+        # (attack 26X F1)
+        judged = {line for line in judged if not line.startswith(f"u{SEP}")}
+        yield from _read_owners(w, new - judged, hints)
+    # (a gone object keeps none of its old entries: every value it takes is checked, as
+    # the script checks it: attack 26t F4)
+    yield from _check_unique(w, judged, new, hints)
+    _record(w, exists, old, new, hints)
+    _follow_fields(w, hints)
 
 
 def _read_owners(w: Write, lines: Iterable[str], hints: TxHints) -> Plan[None]:
