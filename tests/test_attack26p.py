@@ -289,7 +289,7 @@ _OBJ = st.builds(
     f=st.floats(allow_nan=False) | st.sampled_from([-0.0, float("inf"), float("-inf")]),
     s=_TEXT, b=st.binary(max_size=8),
     d=st.decimals(allow_nan=False, allow_infinity=False, places=3),
-    t=st.datetimes(timezones=st.none() | st.just(dt.UTC)),
+    t=st.datetimes(timezones=st.none() | st.just(dt.timezone.utc)),
     inner=st.builds(_In, a=st.integers(min_value=-2**70, max_value=2**70), b=_TEXT),
     xs=st.lists(st.integers(min_value=-2**70, max_value=2**70), max_size=3),
     o=st.none() | st.integers(), id=_TEXT.filter(bool) | st.text("ab:{}*%\\ \n", min_size=1))
