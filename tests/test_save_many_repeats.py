@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 import pytest
 import redis
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import redmodel
@@ -102,6 +102,11 @@ def state(client: Any) -> dict[bytes, Any]:
 
 @settings(max_examples=scaled(60, floor=10), deadline=None)
 @given(call=calls())
+@example(call=(Ru, [], [  # (an object answered KEYS landed after a later one of its id)
+    Ru("red", 0.0, 0, "{c}-2", "{c}"), Ru("red", 0.0, 0, "d*-1", "d*"),
+    Ru("red", 0.0, 0, "d*-2", "d*"), Ru("blue", 0.0, 1, None, "d*"),
+    Ru("blue", 0.0, 0, "{c}-1", "{c}"), Ru("blue", 0.0, 0, "d*-2", "d*")],
+    set(), 3, False, 100))
 def test_save_many_of_repeated_ids_is_saving_them_one_by_one(
         store: redmodel.Store, call: tuple[type, list[Any], list[Any], set[str], int, bool,
                                            Any]) -> None:
