@@ -212,11 +212,8 @@ def codec_precheck(spec: ModelSpec) -> Callable[[str, Any], None] | None:
             assert f.encode is not None
             try:
                 f.encode(value)
-            except CodecError as e:
-                raise CodecError(f"{e} (model {name}, key {key!r}, field {dotted!r})"
-                                 ) from None
-            except ValidationError as e:
-                raise ValidationError(str(e), model=name, key=key, field=dotted) from None
+            except (CodecError, ValidationError) as e:
+                raise named(e, name, key, dotted) from None
             except Exception as e:  # a codec of the application's
                 raise ValidationError(
                     f"codec {f.codec.name if f.codec else '?'!r} cannot encode a value of "
@@ -224,6 +221,17 @@ def codec_precheck(spec: ModelSpec) -> Callable[[str, Any], None] | None:
                     key=key, field=dotted) from None
 
     return precheck
+
+
+def named(error: RedmodelError, model: str, key: str, field: str) -> RedmodelError:
+    """A codec's refusal of one field's value named by ``model``, ``key`` and ``field``:
+    a ValidationError that names no key again with them, a CodecError with them added to
+    its text; any other error as it is."""
+    if isinstance(error, ValidationError) and error.key is None:
+        return ValidationError(str(error), model=model, key=key, field=field)
+    if isinstance(error, CodecError):
+        return CodecError(f"{error} (model {model}, key {key!r}, field {field!r})")
+    return error
 
 
 def refused(precheck: Callable[[str, Any], None] | None, key: str, obj: Any,
@@ -722,13 +730,10 @@ class HashLayout:
             try:
                 enc(value, pairs, nones)
             except RedmodelError as e:  # a codec's refusal: named by key and field
-                if isinstance(e, ValidationError) and e.key is None:
-                    raise ValidationError(str(e), model=spec.name, key=key,
-                                          field=name) from None
-                if isinstance(e, CodecError):
-                    raise CodecError(f"{e} (model {spec.name}, key {key!r}, field "
-                                     f"{name!r})") from None
-                raise
+                error = named(e, spec.name, key, name)
+                if error is e:
+                    raise
+                raise error from None
         if spec.indexes is not None:
             return self._indexed_update(key, values, pairs, nones)
         args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
