@@ -509,7 +509,7 @@ def _save_flat_chunk(layout: FlatLayout, part: Sequence[Any], ttl: Any, whole: b
                                         None, unclaimed=True)
     if refused:
         key, first = next(iter(refused.values()))
-        wrote = [at for at in range(len(keys)) if at not in refused]
+        wrote = _kept(keys, refused)
         raise _batch_error(first, "save_many", every(keys),
                            known([keys[at] for at in wrote]),
                            False, key, unread=not whole, chunk_done=wrote)
@@ -859,7 +859,7 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
                                unknown=part) from None
         results, refused = yield from _settle_all(chunk, replies, [None] * len(chunk),
                                                   f"delete many {spec.name}", hints)
-        wrote = [at for at in range(len(chunk)) if at not in refused]
+        wrote = _kept(chunk, refused)
         done += [chunk[at][0] for at in wrote]
         if refused:
             key, first = next(iter(refused.values()))
