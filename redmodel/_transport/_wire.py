@@ -1522,8 +1522,8 @@ def redis_reply(client: Any, command: tuple[Any, ...], reply: Any) -> Any:
         callbacks = client.get_redis_connection(client.get_default_node()).response_callbacks
     if not callbacks or isinstance(reply, Exception):
         return reply
-    name = command[0].decode() if isinstance(command[0], bytes) else str(command[0])
+    name = _text(command[0])
     callback = callbacks.get(name.upper())
     if callback is None and len(command) > 1:
-        callback = callbacks.get(f"{name} {command[1]!s}".upper())
+        callback = callbacks.get(f"{name} {_text(command[1])}".upper())
     return reply if callback is None else callback(reply)

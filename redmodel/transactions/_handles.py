@@ -474,20 +474,15 @@ class _TxBase:
         """Queue a raw command; value: its reply, as redis-py's ``execute_command`` would
         return it (its response callback applied).
 
-        A command that would end the transaction or change its connection's state
-        (:data:`REFUSED_RAW`: ``MULTI``, ``EXEC``, ``SELECT``, ``CLIENT``, ...) raises
-        :class:`ValidationError` here, nothing sent.
+        A name holding whitespace (``"CONFIG GET"``) is sent as its words, as redis-py
+        sends it. A command that would end the transaction, change its connection's state
+        or drop its scripts (:data:`REFUSED_RAW`: ``MULTI``, ``EXEC``, ``SELECT``,
+        ``CLIENT`` but its reads, ``SCRIPT``, ...) raises :class:`ValidationError` here,
+        nothing sent.
 
         Redis: any command given (not one of those), queued between MULTI and EXEC."""
         client = self.store.client
-        sent = raw_args(args)
-        words = raw_words(sent)
-        if words and words[0] in REFUSED_RAW:
-            raise ValidationError(
-                f"tx.command({words[0]}, ...): {words[0]} cannot be queued in a "
-                "transaction: it would end the MULTI or change the state of the "
-                "transaction's connection (docs/transactions.md, \"Raw commands\"); "
-                "nothing was sent")
+        sent, words = checked_raw(args, "command")
         if len(words) > 1:
             # an index write of a key it names in this transaction cannot know what it
             # holds then: it takes its entries as the transaction read them (TxHints.raw).
@@ -519,7 +514,7 @@ class _TxBase:
             replies = yield Batch([sent], write=True)
             return redis_reply(client, sent, replies[0])
 
-        return self.queue(plan(), f"{words[0] if words else ''}")
+        return self.queue(plan(), words[0])
 
 
 #: raw commands a transaction refuses at queue time (tx.command raises ValidationError,
@@ -535,18 +530,52 @@ REFUSED_RAW = frozenset({
     "SUNSUBSCRIBE",  # the connection turns into a stream of pushes
     "READONLY", "READWRITE", "ASKING",  # cluster state of the connection
     "SYNC", "PSYNC", "REPLCONF",  # the connection turns into a replica link
+    "SCRIPT",  # SCRIPT FLUSH drops the scripts the queued writes' EVALSHA run (attack 26y F1)
 })
 
 
+#: CLIENT subcommands that only read the connection's state: allowed where CLIENT is not
+_CLIENT_READS = frozenset({"ID", "INFO", "GETNAME", "LIST", "GETREDIR", "TRACKINGINFO"})
+
+
+def checked_raw(args: Sequence[Any], what: str) -> tuple[tuple[Any, ...], list[Any]]:
+    """A raw command of a transaction (``tx.command``, ``tx.read_command``) as sent
+    (:func:`raw_args`) and as words (:func:`raw_words`); raises
+    :class:`ValidationError`, nothing sent, for an empty command or one of
+    :data:`REFUSED_RAW` (``CLIENT`` but its read-only subcommands, ``CLIENT ID`` ...)."""
+    sent = raw_args(args)
+    words = raw_words(sent)
+    if not words or not words[0]:
+        raise ValidationError(f"tx.{what}() needs a command name; nothing was sent")
+    name = words[0]
+    if name in REFUSED_RAW and not (
+            name == "CLIENT" and len(words) > 1
+            and _key_text(words[1]).upper() in _CLIENT_READS):
+        raise ValidationError(
+            f"tx.{what}({name}, ...): {name} cannot be sent in a transaction: it would "
+            "end the MULTI, change the state of the transaction's connection or drop "
+            "the scripts its writes run (docs/transactions.md, \"Raw commands\"); "
+            "nothing was sent")
+    return sent, words
+
+
 def raw_args(args: Sequence[Any]) -> tuple[Any, ...]:
-    """A raw command's arguments as redis-py sends them: a bytes-like argument
-    (memoryview, bytearray) as bytes, an int or float as its text (redis-py's
-    ``repr``), a str as is (the client encodes it); anything else as given (redis-py
-    refuses it)."""
+    """A raw command's arguments as redis-py sends them: a command name holding
+    whitespace (``"CONFIG GET"``) as its words (redis-py splits a str name always, a
+    bytes-like one holding a space), a bytes-like argument (memoryview, bytearray) as
+    bytes, an int or float as its text (redis-py's ``repr``), a str as is (the client
+    encodes it); anything else as given (redis-py refuses it)."""
     out: list[Any] = []
-    for a in args:
-        if isinstance(a, (memoryview, bytearray)):
-            out.append(bytes(a))
+    for i, given in enumerate(args):
+        a = bytes(given) if isinstance(given, (memoryview, bytearray)) else given
+        if i == 0 and isinstance(a, str):
+            try:
+                out.extend(a.encode("utf-8", "surrogateescape").split())
+            except UnicodeEncodeError:
+                raise ValidationError(f"raw command name {a!r} is not text UTF-8 can "
+                                      "carry; nothing was sent") from None
+        elif i == 0 and isinstance(a, bytes) and b" " in a:
+            out.extend(a.split())
         elif isinstance(a, (int, float)) and not isinstance(a, bool):
             out.append(repr(a).encode())
         else:
@@ -555,21 +584,10 @@ def raw_args(args: Sequence[Any]) -> tuple[Any, ...]:
 
 
 def raw_words(sent: Sequence[Any]) -> list[Any]:
-    """``sent`` as the server gets it: redis-py splits a command name holding spaces
-    (``"CONFIG GET"``) into its words; the name upper-cased text."""
+    """``sent`` (:func:`raw_args`) with its command name as upper-cased text."""
     if not sent:
         return []
-    head = sent[0]
-    if isinstance(head, str):  # (redis-py: ``args[0].encode().split()``, ASCII spaces)
-        head = head.encode("utf-8", "surrogateescape").split()
-    elif isinstance(head, bytes):
-        head = head.split() if b" " in head else [head]
-    else:
-        head = [str(head).encode()]
-    words = [w.decode("utf-8", "surrogateescape") for w in head]
-    if not words:
-        return ["", *sent[1:]]
-    return [words[0].upper(), *words[1:], *sent[1:]]
+    return [_key_text(sent[0]).upper(), *sent[1:]]
 
 
 def _key_text(raw: Any) -> str:
@@ -779,10 +797,13 @@ class Transaction(_TxBase):
 
     def read_command(self, *args: Any, watch: Sequence[str]) -> Any:
         """A raw read command run now, after WATCHing ``watch`` (name every key it reads;
-        ``watch=()`` reads without protection).
+        ``watch=()`` reads without protection). Sent as :meth:`command` sends it; what
+        :meth:`command` refuses (``UNWATCH``, ``SELECT``, ``SCRIPT`` ...) raises
+        :class:`ValidationError` here, nothing sent.
 
         Redis: WATCH of the keys named in watch, then the command at once (e.g. GET)."""
-        return self.query(_read_command(self.store.client, args, watch), f"run {args[0]!s}")
+        sent, words = checked_raw(args, "read_command")
+        return self.query(_read_command(self.store.client, sent, watch), f"run {words[0]}")
 
 class AsyncTransaction(_TxBase):
     """The asyncio twin of :class:`Transaction`, for :class:`AsyncStore`: reads are awaited
@@ -980,8 +1001,9 @@ class AsyncTransaction(_TxBase):
         ``watch=()`` reads without protection).
 
         Redis: as Transaction.read_command"""
-        return await self.query(_read_command(self.store.client, args, watch),
-                                f"run {args[0]!s}")
+        sent, words = checked_raw(args, "read_command")
+        return await self.query(_read_command(self.store.client, sent, watch),
+                                f"run {words[0]}")
 
 
 def _check_join(active: Any, store: Any, what: str) -> None:
