@@ -229,8 +229,10 @@ class TxHints:
         key, RENAME src key, a value that happens to be the key): a later write (not a
         delete) of the object is refused before MULTI (:func:`_unknown_raw`)."""
         self.raw.add(key)
-        if blind:
+        if blind:  # it may make the object again (COPY src key after a DEL of key): not
+            # known gone any more (attack 27z F3); a DEL after it makes it so again
             self.raw_blind.add(key)
+            self.exists.pop(key, None)
         self.raw_last[key] = _raw_written(self.raw_last.get(key, set()), command, args)
         if exists is not None:
             self.exists[key] = exists

@@ -206,7 +206,18 @@ _SCRIPTS = frozenset({"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCAL
 
 def _name(command: Command) -> str:
     name = command[0]
-    return (name.decode() if isinstance(name, bytes) else str(name)).upper()
+    return (name.decode("utf-8", "replace") if isinstance(name, bytes)
+            else str(name)).upper()
+
+
+def _count(arg: Any) -> int | None:
+    """A numkeys argument as the server reads it: a decimal text of a whole number
+    without sign, spaces or leading zeros; None for anything else, which the server
+    refuses (a raw command's: attack 27z F1, no bare ValueError naming its keys)."""
+    text = arg if isinstance(arg, bytes) else str(arg).encode()
+    if not text.isdigit() or (text[:1] == b"0" and len(text) > 1) or len(text) > 18:
+        return None
+    return int(text)
 
 
 def command_keys(command: Command) -> tuple[Sequence[Any], int | None]:
@@ -214,8 +225,8 @@ def command_keys(command: Command) -> tuple[Sequence[Any], int | None]:
     None when its keys are not one leading run)."""
     name = _name(command)
     if name in _SCRIPTS:
-        n = int(command[2])
-        return command[3 : 3 + n], None
+        n = _count(command[2]) if len(command) > 2 else None
+        return command[3 : 3 + (n or 0)], None
     if len(command) < 2 or name in _NO_KEYS:
         return (), 0
     if name in _ALL_KEYS:
@@ -227,10 +238,11 @@ def command_keys(command: Command) -> tuple[Sequence[Any], int | None]:
     if name in ("MSET", "MSETNX"):
         return command[1::2], None
     if name in _NUMKEYS_FIRST:
-        n = int(command[1])
-        return command[2 : 2 + n], None
+        n = _count(command[1])
+        return command[2 : 2 + (n or 0)], None
     if name in ("ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"):
-        return (command[1], *command[3 : 3 + int(command[2])]), None
+        n = _count(command[2]) if len(command) > 2 else None
+        return (command[1], *command[3 : 3 + (n or 0)]), None
     if name in ("MEMORY", "OBJECT"):
         return command[2:3], None
     return command[1:2], 1
@@ -438,10 +450,12 @@ def wrap(command: Command, key: str, ttl_ms: int) -> Command | None:
     keys are not its first arguments): it stays at most once."""
     name = _name(command)
     if name == "EVALSHA":
-        variant = once_variant(_text(command[1]))
+        variant = once_variant(_text(command[1])) if len(command) > 1 else None
         if variant is None:
             return None
-        n = int(command[2])
+        n = _count(command[2]) if len(command) > 2 else None
+        if n is None:
+            return None  # the server refuses it: sent as given
         return ("EVALSHA", variant.sha, n + 1, key, *command[3 : 3 + n], ttl_ms,
                 *command[3 + n :])
     if name in _SCRIPTS:

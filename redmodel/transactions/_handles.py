@@ -547,6 +547,12 @@ def checked_raw(args: Sequence[Any], what: str) -> tuple[tuple[Any, ...], list[A
     words = raw_words(sent)
     if not words or not words[0]:
         raise ValidationError(f"tx.{what}() needs a command name; nothing was sent")
+    if isinstance(sent[0], bytes):
+        try:
+            sent[0].decode()
+        except UnicodeDecodeError:  # (attack 27z F2: it left as a bare UnicodeDecodeError)
+            raise ValidationError(f"tx.{what}({sent[0]!r}, ...): a command name must be "
+                                  "UTF-8 text; nothing was sent") from None
     name = words[0]
     if name in REFUSED_RAW and not (
             name == "CLIENT" and len(words) > 1
