@@ -823,3 +823,27 @@ def test_window_counter_at_a_model_prefix_is_refused_in_either_order(redis_clien
     assert counter.forget() is True
     assert not any(k.startswith(b"container:") for k in redis_client.hgetall("wcpre:%schema"))
     redmodel.Store(redis_client).save(_WcModel(1, id="y"))
+
+
+_BIG = st.one_of(st.integers(-(2**63), 2**63 - 1),
+                 st.integers(2**53 - 3, 2**53 + 3), st.integers(2**63 - 5, 2**63 - 1),
+                 st.integers(-(2**63), -(2**63) + 5), st.integers(-(2**53) - 3, -(2**53) + 3))
+
+
+@settings(max_examples=scaled(60))
+@given(amounts=st.lists(_BIG, min_size=1, max_size=3))
+def test_window_counter_incr_is_exact_for_every_64_bit_count(store, amounts):
+    """Property: incr returns, and get reads, the exact 64-bit count (INCRBY's reply
+    passed through a Lua double lost ints beyond 2**53: 2**53 + 1 came back 2**53); a
+    sum beyond 64 bits is refused with the count left as it was."""
+    visits = WindowCounter(store, "big", window=60, clock=lambda: 1_000_000.0)
+    store.client.delete(visits.key_for("s", 1_000_000.0))
+    total = 0
+    for a in amounts:
+        if -(2**63) <= total + a < 2**63:
+            total += a
+            assert visits.incr("s", a) == total
+        else:
+            with pytest.raises(redmodel.ServerError):
+                visits.incr("s", a)
+        assert visits.get("s") == total

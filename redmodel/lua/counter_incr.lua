@@ -3,7 +3,8 @@
 -- the window. INCRBY runs first and raises (a key that is not a string, a string that is
 -- not an integer, a sum beyond 64 bits) before anything is written: a key another program
 -- wrote is refused as it is, never given an expiry that would delete it at the window's
--- end. Returns the count.
-local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+-- end. Returns the count's exact text (GET: INCRBY's integer reply would pass through a
+-- Lua double, exact only to 2**53).
+redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return n
+return redis.call('GET', KEYS[1])
