@@ -262,7 +262,7 @@ class ConditionFailedError(RedmodelError):
             side = ("below" if kind == "floor" else "above") + f" the {limit} limit"
         super().__init__(
             f"{field} would go {side} {bound} (stored {current}, change {change:+}); "
-            f"nothing was changed (model {model}, key {key!r}, field {field!r})"
+            f"this change was not applied (model {model}, key {key!r}, field {field!r})"
         )
 
 

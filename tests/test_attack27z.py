@@ -237,3 +237,49 @@ def test_any_raw_command_leaves_as_a_redmodel_or_redis_error(
         assert isinstance(got, redmodel.ValidationError), repr(got)
         assert store.get(Z, "a") == Z(id="a", n=1)  # nothing sent
     assert store.verify(Z) == []
+
+
+# a command that fails inside EXEC: the caller can tell the others were applied
+@redmodel.model(prefix="az27c")
+@attrs.define
+class C:
+    n: int = 0
+    note: str = ""
+    id: str = redmodel.key_field(generated=False)
+
+
+@settings(max_examples=scaled(20, floor=6), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["bound", "missing", "wrongtype", "unique"]),
+       before=st.booleans())
+def test_an_error_after_exec_is_marked_committed_one_before_multi_is_not(
+        store: redmodel.Store, kind: str, before: bool) -> None:
+    """docs/transactions.md "Errors and guarantees": a command failing inside EXEC raises
+    its error after the commit, marked ``committed``; an error raised before MULTI is not
+    marked and nothing was written."""
+    for key in store.client.scan_iter(match=b"az27*"):
+        if not key.endswith(b"%schema"):
+            store.client.delete(key)
+    store.save(C(id="a", n=1))
+    store.save(Z(id="b", u="taken"))
+    store.save(Z(id="c"))
+
+    def work(tx: Any) -> None:
+        if before:
+            tx.update(C, "a", note="applied")
+        if kind == "bound":
+            tx.incr_fields(C, "a", {"n": -5}, floor={"n": 0})
+        elif kind == "missing":
+            tx.incr(C, "gone", "n", 1)
+        elif kind == "wrongtype":
+            tx.command("LPUSH", "az27c:a", "x")
+        else:
+            tx.update(Z, "c", u="taken")
+        if not before:
+            tx.update(C, "a", note="applied")
+
+    got = _outcome(store.transaction(work))
+    assert isinstance(got, ALLOWED), repr(got)
+    applied = store.get_or_raise(C, "a").note == "applied"
+    assert getattr(got, "committed", False) is applied, (kind, repr(got))
+    assert applied is (kind != "unique")

@@ -292,7 +292,7 @@ class TxCore:
                 error = _resume(q, more)
             first = first or error
         self._queued.clear()
-        return first
+        return None if first is None else _after_exec(first)
 
     def finish(self, replies: Sequence[Any]) -> BaseException | None:
         """:meth:`finish_steps` where no plan asks for a follow-up (no I/O to do)."""
@@ -322,6 +322,19 @@ class TxCore:
         """End without EXEC: every queued write is dropped."""
         self.closed = True
         self.rollback_to(0)
+
+
+def _after_exec(error: BaseException) -> BaseException:
+    """``error`` of a command that failed inside EXEC, marked so the caller can tell the
+    transaction's other commands were applied: ``error.committed = True`` and, on Python
+    3.11+, a note saying so (docs/transactions.md, "Errors and guarantees")."""
+    with contextlib.suppress(AttributeError, TypeError):
+        error.committed = True  # type: ignore[attr-defined]
+    add_note = getattr(error, "add_note", None)
+    if add_note is not None:
+        add_note("raised after EXEC: the transaction was committed, its other commands "
+                 "were applied (error.committed is True)")
+    return error
 
 
 def _gathered(waiting: Sequence[_Queued]) -> Steps[list[list[Any]]]:
