@@ -40,7 +40,7 @@ local CLAIMS = false
 -- for a line that is no entry). Each line is split and its key built once per call (a
 -- write asks for it when it checks, plans its first write and writes): remembered for the
 -- root, d and CLAIMS of the last ask (index_write_many.lua's objects share them).
-local EKEY, ETYPE, EVALUE, EROOT, ED, ECLAIMS = {}, {}, {}, nil, nil, nil
+local EKEY, ETYPE, EVALUE, EROOT, ED, ECLAIMS  -- (made at the first ask)
 local function entry_key(root, d, line)
   if root ~= EROOT or d ~= ED or CLAIMS ~= ECLAIMS then
     EKEY, ETYPE, EVALUE, EROOT, ED, ECLAIMS = {}, {}, {}, root, d, CLAIMS
