@@ -1,6 +1,6 @@
 --! include clock
 --! include parts_lib
---! include ids_core
+--! include ids_lib
 -- Index helpers shared by the write, sweep and repair scripts (see redmodel/_index.py).
 -- Every script here first checks, then writes: the keys it touches must all be in KEYS
 -- (else it answers {'KEYS', missing...} and writes nothing), each must hold the type it
@@ -105,7 +105,7 @@ local function apply(root, d, id, line, add)
     elseif redis.call('HGET', k, value) == id then redis.call('HDEL', k, value) end
   end
 end
--- ---- the all-ids index (ids_core.lua's pages) as every write keeps it -------------------------
+-- ---- the all-ids index (ids_lib.lua's pages) as every write keeps it -------------------------
 -- The state of a bucket's all-ids index (docs/design.md, "The all-ids index in pages"):
 -- 'pages' when `root all` does not exist (converted: the pages are the index), 'zset' when
 -- it is the unconverted ZSET of an older redmodel (writes go through to the pages, and a
