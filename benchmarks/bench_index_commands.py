@@ -2,8 +2,13 @@
 
 INFO commandstats before and after each kind of write of ``bench_queries.Hat`` (the
 contest's indexed hat), on a fresh server: ``EVALSHA`` and every command the scripts run,
-per hat. ``python -m benchmarks.bench_index_commands [--n 500]``. Counts, not times:
-they do not depend on the machine's load (docs/performance.md, "Derived record").
+per hat. ``python -m benchmarks.bench_index_commands [--n 500]``. The counts do not
+depend on the machine's load (docs/performance.md, "Derived record"). The server's own
+times (commandstats ``usec``) are per hat too: ``EVALSHA`` (the whole script run, its
+commands included) and the commands it ran (every other command of the row: the
+scripts' and any sent alone); the difference is the Lua itself. They vary with the load
+less than a wall clock does (no client, no network), but still vary: compare runs
+alternated with the base, several each.
 """
 
 from __future__ import annotations
@@ -19,18 +24,35 @@ from benchmarks.bench_queries import Hat
 from redmodel.testing import RedisServer
 
 
-def _calls(r: redis.Redis) -> dict[str, int]:
-    return {k.removeprefix("cmdstat_"): int(v["calls"])
+def _stats(r: redis.Redis) -> dict[str, tuple[int, int]]:
+    """command -> (calls, usec) of INFO commandstats."""
+    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
             for k, v in r.info("commandstats").items()}
 
 
-def _delta(r: redis.Redis, fn: Callable[[], Any]) -> dict[str, int]:
-    before = _calls(r)
+def _delta(r: redis.Redis, fn: Callable[[], Any]) -> dict[str, tuple[int, int]]:
+    """command -> (calls, usec) that fn cost the server."""
+    before = _stats(r)
     fn()
-    after = _calls(r)
-    out = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+    after = _stats(r)
+    out = {}
+    for k, (n, us) in after.items():
+        n0, us0 = before.get(k, (0, 0))
+        if n != n0:
+            out[k] = (n - n0, us - us0)
     out.pop("info", None)
     return out
+
+
+# the script runs (their usec includes the commands they run, which are counted apart too)
+_SCRIPTS = ("evalsha", "eval", "script|load")
+
+
+def _change(store: redmodel.Store, hat_id: str, color: str) -> None:
+    """bench_contest's ichange: load a stored hat, give it another color, save it."""
+    h = store.get(Hat, hat_id)
+    h.color = color
+    store.save(h)
 
 
 def _hats(tag: str, n: int, color: str = "") -> list[Hat]:
@@ -51,16 +73,21 @@ def main() -> None:
             "save of a new hat": lambda: [store.save(h) for h in hats],
             "re-save, unchanged (tracked)": lambda: [store.save(h) for h in hats],
             "save changed, not loaded": lambda: [store.save(h) for h in _hats("a", n, "z")],
+            "load, change color, save": lambda: [_change(store, h.id, "w") for h in hats],
             "delete by id": lambda: [store.delete(Hat, h.id) for h in hats],
             "save_many of new hats": lambda: store.save_many(_hats("b", n)),
             "save_many of hats already indexed": lambda: store.save_many(_hats("b", n)),
         }
-        print("| write | commands per hat | of which |")
-        print("|---|---:|---|")
+        print("| write | commands per hat | server µs per hat: EVALSHA | its commands | of which |")
+        print("|---|---:|---:|---:|---|")
         for name, fn in rows.items():
             d = _delta(r, fn)
-            detail = ", ".join(f"{k} {v / n:g}" for k, v in sorted(d.items()))
-            print(f"| {name} | {sum(d.values()) / n:.1f} | {detail} |")
+            detail = ", ".join(f"{k} {c / n:g}" for k, (c, _) in sorted(d.items()))
+            calls = sum(c for c, _ in d.values())
+            script_us = sum(us for k, (_, us) in d.items() if k in _SCRIPTS)
+            other_us = sum(us for k, (_, us) in d.items() if k not in _SCRIPTS)
+            print(f"| {name} | {calls / n:.1f} | {script_us / n:.1f} | {other_us / n:.1f} "
+                  f"| {detail} |")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 -- (else it answers {'KEYS', missing...} and writes nothing), each must hold the type it
 -- expects (else {'WRONGTYPE', key, type, expected}), and only then does it write.
 local SEP = '\31'
+local ANY = SEP .. '*'  -- the end of a range line of any value ('r', name, '*')
 local function split(line)
   return string.match(line, '^([^\31]*)\31([^\31]*)\31(.*)$')
 end
@@ -34,14 +35,27 @@ local function valid_score(s)
   return true
 end
 local CLAIMS = false
--- the key an entry lives in and that key's type (nil for a unique entry with claims,
--- which live in their value's own bucket and are changed by the client)
+-- the key an entry lives in, that key's type and the entry's value (nil for a unique entry
+-- with claims, which live in their value's own bucket and are changed by the client, and
+-- for a line that is no entry). Each line is split and its key built once per call (a
+-- write asks for it when it checks, plans its first write and writes): remembered for the
+-- root, d and CLAIMS of the last ask (index_write_many.lua's objects share them).
+local EKEY, ETYPE, EVALUE, EROOT, ED, ECLAIMS  -- (made at the first ask)
 local function entry_key(root, d, line)
-  local kind, name, value = split(line)
-  if kind == 'e' then return root .. 'eq' .. d .. name .. d .. value, 'set' end
-  if kind == 'r' then return root .. 'rng' .. d .. name, 'zset' end
-  if kind == 'u' and not CLAIMS then return root .. 'uq' .. d .. name, 'hash' end
-  return nil
+  if root ~= EROOT or d ~= ED or CLAIMS ~= ECLAIMS then
+    EKEY, ETYPE, EVALUE, EROOT, ED, ECLAIMS = {}, {}, {}, root, d, CLAIMS
+  end
+  local k = EKEY[line]
+  if k == nil then
+    local kind, name, value = split(line)
+    if kind == 'e' then k, ETYPE[line] = root .. 'eq' .. d .. name .. d .. value, 'set'
+    elseif kind == 'r' then k, ETYPE[line] = root .. 'rng' .. d .. name, 'zset'
+    elseif kind == 'u' and not CLAIMS then k, ETYPE[line] = root .. 'uq' .. d .. name, 'hash'
+    else k = false end
+    EKEY[line], EVALUE[line] = k, value
+  end
+  if not k then return nil end
+  return k, ETYPE[line], EVALUE[line]
 end
 -- need[key] = the type it must hold ('' for any: only read with EXISTS)
 local function need_entries(need, root, d, set)
@@ -81,16 +95,12 @@ local function read(want, command, key, ...)
   return r
 end
 local function apply(root, d, id, line, add)
-  local kind, name, value = split(line)
-  if kind == 'u' and CLAIMS then return end
-  if kind == 'e' then
-    local k = root .. 'eq' .. d .. name .. d .. value
+  local k, tp, value = entry_key(root, d, line)
+  if tp == 'set' then
     if add then redis.call('SADD', k, id) else redis.call('SREM', k, id) end
-  elseif kind == 'r' then
-    local k = root .. 'rng' .. d .. name
+  elseif tp == 'zset' then
     if add then redis.call('ZADD', k, value, id) else redis.call('ZREM', k, id) end
-  elseif kind == 'u' then
-    local k = root .. 'uq' .. d .. name
+  elseif tp == 'hash' then
     if add then redis.call('HSET', k, value, id)
     elseif redis.call('HGET', k, value) == id then redis.call('HDEL', k, value) end
   end
@@ -204,8 +214,10 @@ local function mode_flags(mode)
   return mode, claims, keep
 end
 -- the assumption at A[at] (modes save, update, delete, expire): {n, full, olds, fields}
--- and the position after it, or nil when malformed
-local function assumption_arg(A, at, given_text)
+-- and the position after it, or nil when malformed. last (optional, else #A): the write's
+-- last argument in A (index_write_many.lua reads each object's in its ARGV, uncopied)
+local function assumption_arg(A, at, given_text, last)
+  last = last or #A
   local na = A[at]
   local full, olds = A[at + 1], A[at + 2]
   if na == nil or full == nil or olds == nil then return nil end
@@ -215,12 +227,12 @@ local function assumption_arg(A, at, given_text)
   if na == '*' then return {n = '*', full = full, fresh = fresh, olds = olds}, at + 3 end
   if string.sub(na, 1, 1) == 'w' then
     local n = tonumber(string.sub(na, 2))
-    if n == nil or n < 0 or n % 1 ~= 0 or at + 2 + n > #A then return nil end
+    if n == nil or n < 0 or n % 1 ~= 0 or at + 2 + n > last then return nil end
     return {n = n, full = full, fresh = fresh, olds = olds, names = {unpack(A, at + 3, at + 2 + n)},
             A = A}, at + 3 + n
   end
   local n = tonumber(na)
-  if n == nil or n < 0 or n % 1 ~= 0 or at + 2 + 3 * n > #A then return nil end
+  if n == nil or n < 0 or n % 1 ~= 0 or at + 2 + 3 * n > last then return nil end
   local names, states, bytes = {}, {}, {}
   for i = 1, n do
     local p = at + 3 * i
@@ -293,10 +305,13 @@ local function write_entries_arg(ttl, text)
   end
   return given
 end
--- the count of field pairs of a save or update (A[at]), nil if it is not one
-local function write_pairs_arg(A, at)
+-- the count of field pairs of a save or update (A[at]), nil if it is not one; last
+-- (optional, else #A): as assumption_arg's
+local function write_pairs_arg(A, at, last)
   local npairs = tonumber(A[at])
-  if npairs == nil or npairs < 0 or npairs % 1 ~= 0 or at + 2 * npairs > #A then return nil end
+  if npairs == nil or npairs < 0 or npairs % 1 ~= 0 or at + 2 * npairs > (last or #A) then
+    return nil
+  end
   return npairs
 end
 -- need[key] = type for the entries in from and not in to; a line of held (optional)
@@ -354,11 +369,12 @@ end
 -- existed (optional): whether the object was a hash before the write, as the caller read
 -- it before its first write: with no pair and nothing removed, the write left it as it
 -- was, so it is not asked (a tracked re-save with nothing dirty, a new object without a
--- field)
-local function write_fields(obj, A, npairs, at, existed)
+-- field). last (optional, else #A): as assumption_arg's
+local function write_fields(obj, A, npairs, at, existed, last)
+  last = last or #A
   if npairs > 0 then call_parts('HSET', obj, A, at + 1, at + 2 * npairs) end
   local removed = 0
-  if #A > at + 2 * npairs then removed = call_parts('HDEL', obj, A, at + 1 + 2 * npairs) end
+  if last > at + 2 * npairs then removed = call_parts('HDEL', obj, A, at + 1 + 2 * npairs, last) end
   if npairs > 0 and removed == 0 then return false end
   local there
   if removed == 0 and existed ~= nil then there = existed
@@ -386,7 +402,7 @@ local function first_entry(root, d, old, new)
       if not pass[2][line] then
         local k, tp = entry_key(root, d, line)
         if k and (tp == 'set' or tp == 'zset')
-            and not (pass[3] and string.sub(line, -2) == SEP .. '*') then
+            and not (pass[3] and string.sub(line, -2) == ANY) then
           return line, pass[3], k, tp
         end
       end
@@ -427,10 +443,13 @@ local function write_index(root, d, id, rec, old, new, every, ids, deltas, near,
       -- a range line of any value (a transaction's score an increment moved, which the
       -- client does not follow): the record holds the score the index has, as the client
       -- writes it (%.17g: an int's digits up to 2^53, a float's text); none: no line
-      local kind, name, value = split(line)
-      if kind == 'r' and value == '*' then
-        local score = redis.call('ZSCORE', root .. 'rng' .. d .. name, id)
-        line = score and (kind .. SEP .. name .. SEP .. string.format('%.17g', tonumber(score)))
+      -- (the first and last letters first: the split only for such a line)
+      if string.sub(line, 1, 1) == 'r' and string.sub(line, -2) == ANY then
+        local kind, name, value = split(line)
+        if value == '*' then
+          local score = redis.call('ZSCORE', root .. 'rng' .. d .. name, id)
+          line = score and (kind .. SEP .. name .. SEP .. string.format('%.17g', tonumber(score)))
+        end
       end
       if line then text[#text + 1] = line end
     end

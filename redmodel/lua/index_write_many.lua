@@ -83,9 +83,14 @@ local function defer(id, old, new, reply)
   return reply
 end
 
-local function one(obj, rec, all, exp, A)
-  local mode, id, root, d, objprefix = A[1], A[2], A[3], A[4], A[5]
-  local ttl, changed, newtext = A[6], A[7], A[8] or ''
+-- one object: h its header ({rec, all, exp, mode, root, d, objprefix, ttl, changed}), its
+-- arguments ARGV[from .. last] (id, entries, mode data: read where they are, not copied;
+-- index_write.lua's ARGV from its 8th on, so its position p is from + p - 7 here)
+local function one(obj, h, from, last)
+  local rec, all, exp = h[1], h[2], h[3]
+  local mode, id, root, d, objprefix = h[4], ARGV[from], h[5], h[6], h[7]
+  local ttl, changed, newtext = h[8], h[9], ARGV[from + 1] or ''
+  local A = ARGV
   local keep
   mode, CLAIMS, keep = mode_flags(mode)
   if (mode ~= 'save' and mode ~= 'delete') or not id or id == '' or not root or not d
@@ -95,10 +100,10 @@ local function one(obj, rec, all, exp, A)
   local given, bad = write_entries_arg(ttl, newtext)
   if not given then return bad end
   local npairs = 0
-  local asm, at = assumption_arg(A, 9, newtext)
+  local asm, at = assumption_arg(A, from + 2, newtext, last)
   if not asm then return {'BADARG', 'assumption'} end
   if mode == 'save' then
-    npairs = write_pairs_arg(A, at)
+    npairs = write_pairs_arg(A, at, last)
     if not npairs then return {'BADARG', 'pairs'} end
   end
   local refusal = check_keys(ids_keys({[obj] = '', [rec] = '', [all] = '', [exp] = 'zset'},
@@ -166,7 +171,7 @@ local function one(obj, rec, all, exp, A)
   end
   local expires, exp_at = keep, nil
   if not keep then expires, exp_at = expiring(obj, ttl, exists) end
-  if write_fields(obj, A, npairs, at, exists) then exp_at = nil end  -- made again: no expiry
+  if write_fields(obj, A, npairs, at, exists, last) then exp_at = nil end  -- made again: no expiry
   local gone = released(old, new)
   write_index(root, d, id, rec, old, new, every, ids, deltas, near, expires, had)
   write_expiry(obj, exp, id, ttl, exists, had_exp, exp_at)
@@ -198,10 +203,7 @@ ITEMS = items
 local out = {}
 for i, item in ipairs(items) do
   local o, from, m, h = item[1], item[2], item[3], item[4]
-  -- index_write.lua's ARGV: mode, id, root, d, objprefix, ttl, changed, entries, data...
-  local A = {h[4], ARGV[from], h[5], h[6], h[7], h[8], h[9]}
-  for j = 1, m - 1 do A[7 + j] = ARGV[from + j] end
-  out[i] = one(KEYS[o], h[1], h[2], h[3], A)
+  out[i] = one(KEYS[o], h, from, from + m - 1)
 end
 ids_flush(deltas)
 return out
