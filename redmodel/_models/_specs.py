@@ -199,7 +199,10 @@ class ModelSpec:
             return None
         if part.startswith("%") and not _HEX2.match(part, 1):
             return None  # redmodel's own keys (%schema, %idx): an escaped id has %XX
-        return unescape(part)
+        text = unescape(part)
+        # only a part escape() makes: a foreign one ('%80', 'a%3ab', '50%') names an id
+        # whose key is another key, and reading it would read that other key
+        return text if escape(text, d) == part else None
 
     def check(self, obj: Any) -> None:
         """Validate every field of ``obj`` before anything is written (the model's
