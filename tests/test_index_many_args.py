@@ -142,3 +142,25 @@ def test_a_planted_wrong_typed_key_refuses_the_save_with_nothing_written(
             store.save_many([cap])
     assert key in str(info.value)
     assert dump(client) == before
+
+
+def test_an_object_cut_inside_its_assumption_never_reads_the_next_one(
+        store: redmodel.Store) -> None:
+    """A delete whose own arguments end inside its assumption (two of its three leading
+    values) is refused, not completed with the next object's arguments (attack 27aa's
+    note on the in-place ARGV reading of session 27)."""
+    client = store.client
+    flush(client)
+    cmd = list(_many([_write("delete", "old", "red", "3"), _write("save", "b")]))
+    nkeys = cmd[2]
+    args = cmd[3 + nkeys:]
+    assert args[1] == "h"
+    count = args[12]  # the first object's: its id, entries, then its assumption
+    # its assumption cut to two values: '*' (any stored fields) and its 'full' flag
+    cut = [*args[:12], 4, *args[13:15], "*", args[16], *args[13 + count:]]
+    reply = _run(client, (*cmd[:3 + nkeys], *cut))
+    assert reply[0][0] in (b"BADARG", "BADARG")  # that object refused, nothing of it
+    got = dump(client)
+    flush(client)
+    _run(client, _write("save", "b").command())
+    assert got == dump(client)  # the next object written as on its own

@@ -220,7 +220,7 @@ local function assumption_arg(A, at, given_text, last)
   last = last or #A
   local na = A[at]
   local full, olds = A[at + 1], A[at + 2]
-  if na == nil or full == nil or olds == nil then return nil end
+  if na == nil or full == nil or olds == nil or at + 2 > last then return nil end
   if olds == '=' then olds = given_text end
   local fresh = full == 'n'
   full = full == '1' or fresh

@@ -290,9 +290,11 @@ class TxCore:
                 assert isinstance(q.batch, Batch)  # a queued command asks for no more
                 more = yield "write", q.batch
                 error = _resume(q, more)
-            first = first or error
+            if error is not None:  # every one (its Pending re-raises it): attack 27aa F1
+                _after_exec(error)
+                first = first or error
         self._queued.clear()
-        return None if first is None else _after_exec(first)
+        return first
 
     def finish(self, replies: Sequence[Any]) -> BaseException | None:
         """:meth:`finish_steps` where no plan asks for a follow-up (no I/O to do)."""
@@ -328,6 +330,8 @@ def _after_exec(error: BaseException) -> BaseException:
     """``error`` of a command that failed inside EXEC, marked so the caller can tell the
     transaction's other commands were applied: ``error.committed = True`` and, on Python
     3.11+, a note saying so (docs/transactions.md, "Errors and guarantees")."""
+    if getattr(error, "committed", False) is True:
+        return error  # marked already (one error object met twice)
     with contextlib.suppress(AttributeError, TypeError):
         error.committed = True  # type: ignore[attr-defined]
     add_note = getattr(error, "add_note", None)
