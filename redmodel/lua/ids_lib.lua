@@ -74,7 +74,7 @@ end
 -- whether the directory holds no page yet
 local function ids_bound_of(root, id)
   local dir = ids_dir(root)
-  local r, bad = ids_read('zset', 'ZREVRANGEBYLEX', dir, '[' .. id, '-', 'LIMIT', 0, 1)
+  local r, bad = ids_read('zset', 'ZREVRANGEBYLEX', dir, '[' .. id, '-', 'LIMIT', '0', '1')
   if bad then return nil, nil, bad end
   if r[1] then return r[1], false end
   return '', true
@@ -119,7 +119,7 @@ local function ids_plan_add(root, d, id, typed, absent)
   if card >= IDS_MAX and card <= 2 * IDS_MAX then
     -- the split: the upper half of the page with the id moves to a new page, whose key
     -- must be free (checked here, before any write)
-    local members = redis.call('ZRANGE', page, 0, -1)
+    local members = redis.call('ZRANGE', page, '0', '-1')
     local all, placed = {}, false
     for _, m in ipairs(members) do
       if m == id then return nil end  -- there already (absent: not asked before)
@@ -156,7 +156,7 @@ local function ids_plan_remove(root, d, id, typed)
   if bound ~= '' then
     local left = redis.call('ZCARD', page) - 1
     if left < IDS_MERGE then
-      local prev = redis.call('ZREVRANGEBYLEX', ids_dir(root), '(' .. bound, '-', 'LIMIT', 0, 1)[1]
+      local prev = redis.call('ZREVRANGEBYLEX', ids_dir(root), '(' .. bound, '-', 'LIMIT', '0', '1')[1]
       if prev then
         local pkey = ids_page(root, d, prev)
         local pn
@@ -201,7 +201,7 @@ local function ids_plan_add_near(root, d, id, typed, near, absent)
   if card >= IDS_MAX then near.root = nil; return ids_plan_add(root, d, id, typed, absent) end
   if known and near.nxt == nil then  -- a second add in a row here: where the page ends
     near.nxt = redis.call('ZRANGE', ids_dir(root), '(' .. bound, '+', 'BYLEX',
-                          'LIMIT', 0, 1)[1] or false
+                          'LIMIT', '0', '1')[1] or false
   elseif not known then
     near.root, near.bound, near.nxt = root, bound, nil
   end
@@ -242,7 +242,7 @@ local function ids_plan_remove_near(root, d, id, typed, gone)
   end
   if known and gone.nxt == nil then  -- a second removal in a row here: where it ends
     gone.nxt = redis.call('ZRANGE', ids_dir(root), '(' .. bound, '+', 'BYLEX',
-                          'LIMIT', 0, 1)[1] or false
+                          'LIMIT', '0', '1')[1] or false
   elseif not known then
     gone.root, gone.bound, gone.nxt = root, bound, nil
   end
@@ -285,17 +285,17 @@ local function ids_apply_pages(plan)
   if not plan then return 0 end
   local dir = ids_dir(plan.root)
   if plan.op == 'add' then
-    if plan.fresh then redis.call('ZADD', dir, 0, '') end
+    if plan.fresh then redis.call('ZADD', dir, '0', '') end
     if plan.upper then
       local moved = {}
       for _, m in ipairs(plan.upper) do if m ~= plan.id then moved[#moved + 1] = m end end
       if #moved > 0 then ids_zrem(plan.page, moved) end
       local stays = true
       for _, m in ipairs(plan.upper) do if m == plan.id then stays = false end end
-      if stays then redis.call('ZADD', plan.page, 0, plan.id) end
+      if stays then redis.call('ZADD', plan.page, '0', plan.id) end
       ids_zadd(plan.target, plan.upper)
-      redis.call('ZADD', dir, 0, plan.upper[1])
-    elseif redis.call('ZADD', plan.page, 0, plan.id) == 0 then
+      redis.call('ZADD', dir, '0', plan.upper[1])
+    elseif redis.call('ZADD', plan.page, '0', plan.id) == 0 then
       plan.delta = 0  -- a maybe plan's id was there: nothing changed, nothing counted
       return 0
     end
@@ -304,7 +304,7 @@ local function ids_apply_pages(plan)
   end
   redis.call('ZREM', plan.page, plan.id)
   if plan.into then
-    local rest = redis.call('ZRANGE', plan.page, 0, -1)
+    local rest = redis.call('ZRANGE', plan.page, '0', '-1')
     if #rest > 0 then
       ids_zadd(plan.into, rest)
       redis.call('DEL', plan.page)
@@ -395,14 +395,14 @@ local function ids_after(root, d, c, n)
     local start = c == '' and '-' or '(' .. c
     local got
     got, bad = ids_read('zset', 'ZRANGE', ids_page(root, d, bound), start, '+', 'BYLEX',
-                        'LIMIT', 0, n - #out)
+                        'LIMIT', '0', n - #out)
     if bad then return nil, nil, nil, bad end
     for _, id in ipairs(got) do out[#out + 1] = id end
     reads = reads + 1 + #got
     if #out >= n then return out, false, reads end
     if at > #ahead then
       local k = math.min(math.ceil((n - #out) / IDS_MAX) + 1, 256)
-      ahead = redis.call('ZRANGE', dir, '(' .. bound, '+', 'BYLEX', 'LIMIT', 0, k)
+      ahead = redis.call('ZRANGE', dir, '(' .. bound, '+', 'BYLEX', 'LIMIT', '0', k)
       at = 1
     end
     local nxt = ahead[at]
@@ -453,8 +453,8 @@ local function ids_mend(root, d, fix, start, budget)
   end
   -- the members of key whose score is not 0 (up to budget)
   local function scored(key)
-    local odd = redis.call('ZRANGE', key, '(0', '+inf', 'BYSCORE', 'LIMIT', 0, budget)
-    for _, m in ipairs(redis.call('ZRANGE', key, '-inf', '(0', 'BYSCORE', 'LIMIT', 0, budget)) do
+    local odd = redis.call('ZRANGE', key, '(0', '+inf', 'BYSCORE', 'LIMIT', '0', budget)
+    for _, m in ipairs(redis.call('ZRANGE', key, '-inf', '(0', 'BYSCORE', 'LIMIT', '0', budget)) do
       odd[#odd + 1] = m
     end
     return odd
@@ -465,7 +465,7 @@ local function ids_mend(root, d, fix, start, budget)
     if #odd > 0 then
       found('score', dir, #odd, odd[1])
       if fix then
-        for _, m in ipairs(odd) do redis.call('ZADD', dir, 0, m) end
+        for _, m in ipairs(odd) do redis.call('ZADD', dir, '0', m) end
         if #odd >= budget then return later('-') end
       end
     end
@@ -474,7 +474,7 @@ local function ids_mend(root, d, fix, start, budget)
     local first = redis.call('ZRANGE', dir, 0, 0)[1]
     if first ~= '' and (first or redis.call('EXISTS', ids_page(root, d, '')) == 1) then
       found('nofirst', dir, 0, first or '')
-      if fix then redis.call('ZADD', dir, 0, '') end
+      if fix then redis.call('ZADD', dir, '0', '') end
     end
   end
   local function exists(b)
@@ -482,7 +482,7 @@ local function ids_mend(root, d, fix, start, budget)
   end
   local K = math.max(1, math.min(64, budget))
   local function window()
-    local bounds = redis.call('ZRANGE', dir, start, '+', 'BYLEX', 'LIMIT', 0, K)
+    local bounds = redis.call('ZRANGE', dir, start, '+', 'BYLEX', 'LIMIT', '0', K)
     local live = {}
     for _, b in ipairs(bounds) do
       if exists(b) then
@@ -501,7 +501,7 @@ local function ids_mend(root, d, fix, start, budget)
   if #bounds == K then
     local at = bounds[#bounds]
     for _ = 1, 1000 do
-      after = redis.call('ZRANGE', dir, '(' .. at, '+', 'BYLEX', 'LIMIT', 0, 1)[1]
+      after = redis.call('ZRANGE', dir, '(' .. at, '+', 'BYLEX', 'LIMIT', '0', '1')[1]
       if not after or exists(after) then break end
       if fix then found('nopage', dir, 0, after); redis.call('ZREM', dir, after) end
       at = after
@@ -520,7 +520,7 @@ local function ids_mend(root, d, fix, start, budget)
     if #odd > 0 then
       found('score', page, #odd, odd[1])
       if fix then
-        for _, m in ipairs(odd) do redis.call('ZADD', page, 0, m) end
+        for _, m in ipairs(odd) do redis.call('ZADD', page, '0', m) end
         if #odd >= budget then return later('[' .. b) end
       end
     end
@@ -528,7 +528,7 @@ local function ids_mend(root, d, fix, start, budget)
     -- read, not counted by ZLEXCOUNT: the documented ACL does not grant it)
     local strays, more = {}, false
     if b ~= '' then
-      strays = redis.call('ZRANGE', page, '-', '(' .. b, 'BYLEX', 'LIMIT', 0, budget)
+      strays = redis.call('ZRANGE', page, '-', '(' .. b, 'BYLEX', 'LIMIT', '0', budget)
       more = #strays >= budget
     end
     if nxt and not more then
@@ -572,7 +572,7 @@ local function ids_mend(root, d, fix, start, budget)
           if t ~= 'none' then return {'WRONGTYPE', target, t, 'none'} end
           ids_zadd(target, top)
           ids_zrem(page, top)
-          redis.call('ZADD', dir, 0, top[1])
+          redis.call('ZADD', dir, '0', top[1])
           card = card - #top
           used = used + #top
         end
