@@ -205,9 +205,7 @@ _SCRIPTS = frozenset({"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCAL
 
 
 def _name(command: Command) -> str:
-    name = command[0]
-    return (name.decode("utf-8", "replace") if isinstance(name, bytes)
-            else str(name)).upper()
+    return _text(command[0]).upper()
 
 
 def _count(arg: Any) -> int | None:
