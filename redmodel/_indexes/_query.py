@@ -355,7 +355,7 @@ def _score_text(f: IndexedField, value: Any) -> str:
     if not math.isfinite(score):
         raise QueryError(f"{f.name}: the {type(value).__name__} is not a finite number; the "
                          "range index refuses NaN and infinities")
-    return repr(score)
+    return repr(score + 0.0)  # -0.0 and 0.0: one score, one text (a one_of of both is one term)
 
 
 def _range_bound(f: IndexedField, value: Any, inclusive: bool, low: bool) -> str:
