@@ -501,6 +501,10 @@ class RedisServer:
 
     def client(self, **kwargs: Any) -> redis.Redis:
         """A new ``redis.Redis`` client for this server; ``kwargs`` override or extend
-        :meth:`connection_kwargs`. Other options keep redis-py's defaults
-        (``decode_responses=False``). The caller closes it."""
-        return redis.Redis(**{**self.connection_kwargs(), **kwargs})
+        :meth:`connection_kwargs`. It never sends a command again by itself
+        (``retry=Retry(NoBackoff(), 0)``): redis-py's constructor would retry a command 10
+        times after a connection error or timeout, which applies an ``INCR`` twice when
+        only its reply was lost. Pass ``retry=`` to choose otherwise. Other options keep
+        redis-py's defaults (``decode_responses=False``). The caller closes it."""
+        return redis.Redis(**{**self.connection_kwargs(), "retry": Retry(NoBackoff(), 0),
+                              **kwargs})
