@@ -353,7 +353,9 @@ def _host_port(url: str) -> tuple[str, int]:
 class HandPlain(bench_mapper.HandWritten):
     """bench_mapper's hand-written hat shop: HSET mapping= / HGETALL + int()/float()/
     .decode() into the attrs hat, one pipeline per chunk, HSET of one field, HINCRBY, the
-    tutorial's buy; flat: MSET/MGET of one key per field."""
+    tutorial's buy; flat: MSET/MGET of one key per field. ``update_guarded`` and
+    ``incr_guarded``: the same update and increment with redmodel's guarantee (a
+    registered script: EXISTS, then HSET / HINCRBY)."""
 
     name = "hand-written redis-py"
     na: ClassVar[Notes] = {}
@@ -426,6 +428,10 @@ class RedmodelPlain:
 
     def incr(self, id_: str, amount: int) -> int:
         return int(self.store.incr(HatHash, id_, "quantity", amount))
+
+    # the same calls, in the rows whose hand-written side has redmodel's existence check
+    update_guarded = update
+    incr_guarded = incr
 
     def save_flat(self, h: Any) -> None:
         self.store.save(h)

@@ -166,6 +166,26 @@ def test_the_short_incr_answers_as_the_counter_script(
     assert redis_client.hgetall("sc:one") == redis_client.hgetall("sc:two")
 
 
+@pytest.mark.parametrize("start", [2**53 - 3, -(2**53) + 3, 2**63 - 4, -(2**63) + 4])
+def test_the_short_incr_answers_exactly_on_both_sides_of_2_53(
+        store: redmodel.Store, redis_client: redis.Redis, start: int) -> None:
+    """incr_one.lua answers HINCRBY's number below 2**53 in magnitude and the stored text
+    beyond: either way the exact new value, as a plain int, and what is stored."""
+    redis_client.delete("sc:big")
+    redis_client.hset("sc:big", mapping={"name": "z", "n": str(start)})
+    step = 1 if start < 0 else -1  # towards zero near 2**63, away from it near 2**53
+    if abs(start) < 2**60:
+        step = -step
+    value = start
+    for _ in range(6):
+        value += step
+        got = store.incr(Item, "big", "n", step)
+        assert type(got) is int and got == value
+        assert redis_client.hget("sc:big", "n") == str(value).encode()
+    assert store.update(Item, "missing", name="x") is False
+    assert not redis_client.exists("sc:missing")
+
+
 @redmodel.model(prefix="sct", track_changes=True)  # the general chunk path (a snapshot)
 @attrs.define
 class TrackedItem:

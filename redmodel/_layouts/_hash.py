@@ -276,7 +276,9 @@ class HashLayout:
         # decode of what the fast one leaves (errors, defaults, old names, upgrades)
         self.encode = hash_encoder(spec, self.encode_generic)
         self._fast_decode = hash_decoder(spec)
-        self._field_encoders: dict[str, Any] = {}
+        # field name -> (its check, its encoder), for update: one lookup per field
+        self._updaters: dict[str, tuple[Any, Any]] = {}
+        self._keep = "1" if self.may_be_empty else "0"  # hash_update.lua's ARGV[2]
         # what a codec-encoded field's codec refuses, named by key and field (None: the
         # model has none, save_many's up-front check has nothing more to do)
         self.precheck = codec_precheck(spec)
@@ -718,15 +720,17 @@ class HashLayout:
         spec = self.spec
         pairs: list[bytes] = []
         nones: list[bytes] = []
+        updaters = self._updaters
         for name, value in values.items():
-            f = spec.by_name.get(name)
-            if f is None:
-                raise ValidationError(f"unknown field {name!r}", model=spec.name, key=key)
-            if (err := f.check(value)) is not None:
+            found = updaters.get(name)
+            if found is None:
+                f = spec.by_name.get(name)
+                if f is None:
+                    raise ValidationError(f"unknown field {name!r}", model=spec.name, key=key)
+                found = updaters[name] = (f.check, field_encoder(spec, f))
+            check, enc = found
+            if (err := check(value)) is not None:
                 raise ValidationError(err, model=spec.name, key=key, field=name)
-            enc = self._field_encoders.get(name)
-            if enc is None:
-                enc = self._field_encoders[name] = field_encoder(spec, f)
             try:
                 enc(value, pairs, nones)
             except RedmodelError as e:  # a codec's refusal: named by key and field
@@ -736,8 +740,9 @@ class HashLayout:
                 raise error from None
         if spec.indexes is not None:
             return self._indexed_update(key, values, pairs, nones)
-        args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
-        return _UPDATE.call([key], args)
+        # _UPDATE.call([key], [len(pairs) // 2, keep, MARKER, *pairs, *nones]), built at once
+        return ("EVALSHA", _UPDATE.sha, 1, key, len(pairs) // 2, self._keep, MARKER, *pairs,
+                *nones)
 
     def _indexed_update(self, key: str, values: Mapping[str, Any], pairs: list[bytes],
                         nones: list[bytes]) -> Write:

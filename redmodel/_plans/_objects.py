@@ -936,7 +936,10 @@ def _field_name(spec: ModelSpec, key: str, field: Any) -> None:
 
 
 def short_incr_result(reply: Any) -> int | None:
-    """The new value from the short script's reply; None: refused, nothing written."""
+    """The new value from the short script's reply (an integer below 2**53 in magnitude,
+    else its text); None: refused, nothing written."""
+    if type(reply) is int:
+        return reply
     return int(reply) if isinstance(reply, bytes) else None
 
 

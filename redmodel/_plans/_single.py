@@ -83,7 +83,10 @@ def update(model: type, id_value: Any, values: Mapping[str, Any],
     layout = _plain(model, checked)
     if layout is None:
         return None
-    key = _ops.update_checked(layout.spec, id_value, values)
+    spec = layout.spec
+    key = spec.key_builder()(id_value)[0]  # spec.key_for without its two calls
+    if not values or spec.key.name in values:
+        _ops.update_checked(spec, id_value, values)  # raises its ValidationError
     command = layout.update(key, values)
     assert isinstance(command, tuple)  # no index write: a plain command
     return Batch([command], write=True, idempotent=True, keys=(key,)), bool
@@ -97,7 +100,7 @@ def incr(model: type, id_value: Any, field: str, amount: Any,
     if layout is None:
         return None
     spec = layout.spec
-    key = spec.key_for(id_value)
+    key = spec.key_builder()(id_value)[0]  # spec.key_for without its two calls
     command = _ops.short_incr(spec, key, field, amount)
     if command is None:
         return None

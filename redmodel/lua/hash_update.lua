@@ -1,9 +1,33 @@
---! include parts_lib
+-- update of some fields of an unindexed hash (Store.update, a partial save), only if the
+-- object exists. KEYS: the object. ARGV: the number of field/value pairs n, '1' if the
+-- model may be empty (then ARGV[3], the marker field, keeps a hash whose every field is
+-- removed), the marker, n pairs, then the fields to remove. Replies 1, or 0 with nothing
+-- written when the object is missing.
+-- Written without parts_lib's functions (defining them costs every call): the common
+-- case (no removal, no marker, at most 1,000 values) is one HSET; lists longer than that
+-- go in parts of at most 1,000 values (Lua's unpack limit), as parts_lib does.
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local nset = tonumber(ARGV[1])
+local n = #ARGV
+local last = 3 + 2 * tonumber(ARGV[1])
 local keep = ARGV[2] == '1'
+if last == n and n <= 1003 and not keep then
+  if n > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4, n)) end
+  return 1
+end
 if keep then redis.call('HSET', KEYS[1], ARGV[3], '') end
-if nset > 0 then call_parts('HSET', KEYS[1], ARGV, 4, 3 + 2 * nset) end
-if #ARGV > 3 + 2 * nset then call_parts('HDEL', KEYS[1], ARGV, 4 + 2 * nset) end
+local i = 4
+while i <= last do  -- parts of 1,000 values: even, so a pair never straddles two
+  local k = i + 999
+  if k > last then k = last end
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, k))
+  i = k + 1
+end
+i = last + 1
+while i <= n do
+  local k = i + 999
+  if k > n then k = n end
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, k))
+  i = k + 1
+end
 if keep and redis.call('HLEN', KEYS[1]) > 1 then redis.call('HDEL', KEYS[1], ARGV[3]) end
 return 1

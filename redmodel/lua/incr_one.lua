@@ -1,12 +1,15 @@
 -- incr of one int field of an unindexed hash (Store.incr), the common case in one short
--- script: HINCRBY if the object exists, answered with the new value's exact text (HGET:
--- HINCRBY's integer reply would pass through a Lua double, exact only to 2**53).
+-- script: HINCRBY if the object exists, answered with the new value exactly: HINCRBY's
+-- integer reply reaches Lua as a double, exact only below 2**53 in magnitude, so a value
+-- there is answered as that number (an integer reply) and any other by its text (HGET).
 -- KEYS: the object. ARGV: the stored field name, the amount (canonical 64-bit int text).
--- Replies: the new value's text; or 0, with nothing written, when the object is missing,
--- is not a hash, its stored value is not a canonical 64-bit int or the sum would leave 64
--- bits (HINCRBY refuses exactly what incr_fields.lua's int_parse refuses): the caller then
--- sends incr_fields.lua, which decides those cases and says why.
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+-- Replies: the new value (an integer, or its text); or nil, with nothing written, when the
+-- object is missing, is not a hash, its stored value is not a canonical 64-bit int or the
+-- sum would leave 64 bits (HINCRBY refuses exactly what incr_fields.lua's int_parse
+-- refuses): the caller then sends incr_fields.lua, which decides those cases and says why.
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local r = redis.pcall('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-if type(r) == 'table' and r.err then return 0 end
+if type(r) == 'table' and r.err then return false end
+-- strict bounds: a sum of 2**53 or more in magnitude rounds to a double at least as large
+if r > -9007199254740992 and r < 9007199254740992 then return r end
 return redis.call('HGET', KEYS[1], ARGV[1])
