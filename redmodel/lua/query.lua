@@ -466,13 +466,19 @@ local function sources(node)
   if node.op == 'EQ' or node.op == 'RANGE' then return {node} end
   return node.kids
 end
--- the cheapest term to scan (every match is among its members), and the cost of a pass
-local function best_scan(node)
-  if scannable(node) then return node, (size(node)) end
+-- the cheapest term of `top` to scan (every match is among its members), and the cost of
+-- a pass in units of work: each member read, then looked up in the other terms (a term
+-- with a few members beats a smaller one when the rest of the query has many more terms:
+-- Q(color="red") & Q(tag=one_of(990 values)) scans the tags, not the reds)
+local function best_scan(node, top)
+  top = top or node
+  if scannable(node) then
+    return node, size(node) * (1 + math.max(0, lookups(top) - lookups(node)))
+  end
   if node.op ~= 'AND' then return nil, math.huge end
   local best, cost = nil, math.huge
   for _, kid in ipairs(node.kids) do
-    local b, k = best_scan(kid)
+    local b, k = best_scan(kid, top)
     if b and k < cost then best, cost = b, k end
   end
   return best, cost
@@ -627,7 +633,7 @@ if mode == 'count' then
   local node, cost = nil, math.huge
   if step == 'S' then node = bypos[scan_node]
   elseif step == '' then node, cost = best_scan(expr) end
-  if node and (step == 'S' or cost < N) then
+  if node and (step == 'S' or cost < N * (1 + lookups(expr))) then
     local done, i, a, b = scan(node, expr, tally, want)
     return {'C', done and 1 or 0, 'S', node.pos, i, a, b, found, unpack(seen)}
   end
@@ -650,7 +656,6 @@ if step == '' and expr.op ~= 'ALL' then
   local _, est = size(expr)
   -- both in units of work: members read, and looked up
   local walking = math.min(length, per_pass * N / math.max(est, 1)) * (1 + lookups(expr))
-  if node then cost = cost * (1 + math.max(0, lookups(expr) - lookups(node))) end
   if node and cost + 3 * est < walking then
     step, scan_node, scan_src, scan_a, scan_b = 'S', node.pos, 1, '', ''
   end
