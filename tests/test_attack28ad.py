@@ -65,7 +65,12 @@ def test_f1_an_or_scan_misses_an_object_matching_throughout(
     steps. X matches the whole time, but another client's write between two steps hides
     it: X holds "b" throughout and gains "a" after the scan of "a" ended (the scan of "b"
     then skips it as "seen in an earlier term"), or X moves from "green" (not scanned
-    yet) to "red" (scanned already). X is in no page."""
+    yet) to "red" (scanned already). X is in no page.
+
+    Fixed for "gains a term" (the scan sends each term's matches, the client keeps each
+    id once). "Moves between terms" is the documented limit of a scan pass (docs/queries.md,
+    "Pages and cursors"): the test holds that X is in a pass that runs after the move and
+    never shown twice."""
     other = redmodel.Store(redis.Redis.from_url(redis_url))
     rows = [Tagged("blue", id=f"b{i:05d}") for i in range(3000)]  # the walk costs more
     if case == "gains a term it did not need":
@@ -86,6 +91,15 @@ def test_f1_an_or_scan_misses_an_object_matching_throughout(
     assert fired == [True], "the plan did not scan term by term (the write never ran)"
     other.close()
     assert len(seen) == len(set(seen))
+    if case == "moves between terms":
+        # Fix 28ad (decision, docs/queries.md "Pages and cursors"): an object that moves
+        # from a term not scanned yet to one scanned already, during one multi-step scan
+        # pass, is not seen by that pass (telling needs bookkeeping in the index writes,
+        # not built); it is in any pass that runs after the move, and never twice.
+        again = [o.id for page in query.pages(20) for o in page]
+        assert again.count("X") == 1 and len(again) == len(set(again)) == 451
+        assert seen.count("X") <= 1
+        return
     assert "X" in seen, f"X matched for the whole paging and is in none of {len(seen)} results"
 
 
