@@ -80,13 +80,14 @@ KINDS: dict[str, tuple[Q, Callable[[Scan28], bool], Callable[[Scan28], Scan28], 
 }
 
 SIZES = [0, 1, 5, 60, 128, 300, 512, 700]
+_ASK = query_module.Query._ask
 
 
 def _between_steps(monkeypatch: pytest.MonkeyPatch, at: set[int], write: Callable[[], None]
                    ) -> list[int]:
     """Make ``write`` (another client's) after the script steps numbered in ``at``
     (counted over every run of the example)."""
-    original = query_module.Query._ask
+    original = _ASK  # not the attribute: an earlier example's wrapper must not run
     calls = [0]
 
     def ask(self: Any, buckets: Any, build: Any) -> Generator[Any, Any, Any]:
@@ -105,6 +106,13 @@ def _between_steps(monkeypatch: pytest.MonkeyPatch, at: set[int], write: Callabl
 def test_an_or_scan_shows_each_object_matching_throughout_once(
         redis_client: redis.Redis, redis_url: str, data: st.DataObject,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    # the fixture's monkeypatch lasts for every example: each example undoes its own
+    with monkeypatch.context() as patch:
+        check_scan(redis_client, redis_url, data, patch)
+
+
+def check_scan(redis_client: redis.Redis, redis_url: str, data: st.DataObject,
+               monkeypatch: pytest.MonkeyPatch) -> None:
     redis_client.flushall()
     store = redmodel.Store(redis_client)
     other = redmodel.Store(redis.Redis.from_url(redis_url))
