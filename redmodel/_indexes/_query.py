@@ -897,19 +897,19 @@ class Query(Generic[M, S]):
     def _later(self, key: tuple[Any, ...], than: tuple[Any, ...]) -> bool:
         return key < than if self._desc else key > than
 
-    def _best(self, hits: list[_Hit], n: int) -> list[_Hit]:
-        """The first ``n`` of ``hits`` in result order, each once (a scan may see an id
-        twice, as SSCAN may)."""
-        hits.sort(key=lambda h: h[0], reverse=self._desc)
-        out: list[_Hit] = []
-        last: Any = None
-        for hit in hits:
-            if hit[0] != last:
-                out.append(hit)
-                last = hit[0]
-                if len(out) == n:
-                    break
-        return out
+    def _best(self, hits: list[_Hit], n: int, after: tuple[Any, ...] | None = None
+              ) -> list[_Hit]:
+        """The first ``n`` of ``hits`` after ``after`` (None: from the start) in result
+        order, each id once: a scan may send an id twice (SSCAN may repeat a member; an OR
+        sends the matches of each of its terms). ``hits`` are in the order they were
+        found, so an id's last sighting is its newest: its sort value then places it (an
+        object whose sort value moved before the cursor meanwhile is left out)."""
+        latest = {(h[2], h[1]): h for h in hits}
+        out = list(latest.values())
+        if after is not None:
+            out = [h for h in out if self._later(h[0], after)]
+        out.sort(key=lambda h: h[0], reverse=self._desc)
+        return out[:n]
 
     def _call(self, program: _Program, mode: str, bucket: _Bucket, want: int, span: int = 0
               ) -> Command:
@@ -1015,10 +1015,25 @@ class Query(Generic[M, S]):
         results at once; when every bucket did scan, the hits after the first ``want``
         (up to ``keep`` in all) go to ``window``, for the next pages to use without
         scanning again."""
+        for _ in range(3):
+            hits, more, short = yield from self._hits_pass(start, want, keep, window)
+            if not short:
+                break
+        return hits, more
+
+    def _hits_pass(self, start: tuple[str, str], want: int, keep: int,
+                   window: Window | None
+                   ) -> Generator[Batch, list[Any], tuple[list[_Hit], bool, bool]]:
+        """One try of :meth:`_hits_plan`, and whether its page came out short: the pool of
+        hits is trimmed to the best ``hold`` as it grows, and a later sighting of a kept id
+        (a scan sends an id once per term of an OR that holds it) whose sort value moved
+        past the last one kept leaves fewer than ``hold`` hits up to there, the pool having
+        dropped the hits that followed them: the answer stops at that point (``cut``)."""
         buckets = [_Bucket(tag, *start) for tag in self.spec.tags()]
         after = self._key(start[0], _raw(start[1])) if start[1] else None
-        pool: list[_Hit] = []
+        pool: list[_Hit] = []  # in the order found (_best keeps an id's last sighting)
         trimmed = False
+        cut: tuple[Any, ...] | None = None  # a trimmed pool holds every hit up to here
         program = self._page_program
         # ids spread evenly over buckets: each is asked for its share of the page (and a
         # margin) at a time, and for more only while its walk may still reach into the page
@@ -1031,17 +1046,29 @@ class Query(Generic[M, S]):
                 pool.extend(self._step(bucket, reply, want, after))
             hold = max(want, keep) if all(b.step == "S" for b in buckets) else want
             if len(pool) > 2 * hold:
-                pool, trimmed = self._best(pool, hold), True
+                every = self._best(pool, len(pool), after)
+                pool = every[:hold]
+                if len(every) > hold:
+                    trimmed = True
+                    last = pool[-1][0]
+                    cut = last if cut is None or self._later(cut, last) else cut
             walking = [b for b in buckets if not b.settled and b.step == "W"]
             if walking and len(pool) >= want:
-                self._settle(walking, self._best(pool, want)[-1][0])
-        more = trimmed or len(pool) > want or not all(b.done for b in buckets)
-        best = self._best(pool, max(want, keep))
+                first = self._best(pool, want, after)
+                if len(first) == want:
+                    self._settle(walking, first[-1][0])
+        every = self._best(pool, len(pool), after)
+        short = False
+        if cut is not None:
+            kept = [h for h in every if not self._later(h[0], cut)]
+            short, every = len(kept) < min(want, len(every)), kept
+        more = trimmed or len(every) > want or not all(b.done for b in buckets)
+        best = every[:max(want, keep)]
         if window is not None and keep > want and all(b.step == "S" and b.done
                                                       for b in buckets):
             # every match after start (as of the pass) up to the last kept is here
-            window.fill(best[want:], trimmed or len(pool) > len(best))
-        return best[:want], more
+            window.fill(best[want:], trimmed or len(every) > len(best))
+        return best[:want], more, short
 
     def _step(self, bucket: _Bucket, reply: list[Any], want: int,
               after: tuple[Any, ...] | None) -> list[_Hit]:
@@ -1055,10 +1082,8 @@ class Query(Generic[M, S]):
             keys = [(float(s), r) for s, r in zip(scores, raws, strict=True)]
         else:
             keys = [(r,) for r in raws]
-        if kind == "S" and after is not None:  # a scan's matches come in any order
-            later = [i for i, k in enumerate(keys) if self._later(k, after)]
-            keys = [keys[i] for i in later]
-            raws, scores = [raws[i] for i in later], [scores[i] for i in later]
+        # a scan's matches come in any order: those before ``after`` too, which _best
+        # leaves out (an id's later sighting there says it moved before the cursor)
         hits: list[_Hit] = [(k, r.decode("utf-8", "surrogateescape"), tag, s.decode())
                             for k, r, s in zip(keys, raws, scores, strict=True)]
         if kind == "W":  # in result order, after the position the walk started from

@@ -33,11 +33,13 @@
 --   {'W', done, frontier score, frontier id, id, score, ...}: matches in result order;
 --     `done` once the walk reached its end; the frontier is the last candidate examined.
 --   {'S', done, node, source, a, b, id, score, ...}: matches of one part of a scan, in no
---     order; the client keeps the best of them (one pass per page).
+--     order, an id perhaps more than once (SSCAN repeats, several sources of an OR): the
+--     client keeps the best of them, each id once (one pass per page).
 --   {'N', count}: a count Redis answered natively; {'C', done, 'W', s, c, count} or
 --     {'C', done, 'S', node, source, a, b, count, id...}: part of one (a scan's `count`
 --     holds the matches from sources that never repeat a member; the ids are matches
---     read with SSCAN, which may repeat one: the client counts each id once).
+--     read with SSCAN, or of one of several sources of an OR, which may repeat one: the
+--     client counts each id once).
 --   {'X'}: an expired object's entries are still indexed: sweep the bucket, then ask again.
 --   {'U', key, type}: `all` (the key) exists, a ZSET or a SET: the all-ids index of an
 --     older version, not converted to pages yet (store.reindex converts it); nothing read.
@@ -464,49 +466,111 @@ local function sources(node)
   if node.op == 'EQ' or node.op == 'RANGE' then return {node} end
   return node.kids
 end
--- the cheapest term to scan (every match is among its members), and the cost of a pass
-local function best_scan(node)
-  if scannable(node) then return node, (size(node)) end
+-- the cheapest term of `top` to scan (every match is among its members), and the cost of
+-- a pass in units of work: each member read, then looked up in the other terms (a term
+-- with a few members beats a smaller one when the rest of the query has many more terms:
+-- Q(color="red") & Q(tag=one_of(990 values)) scans the tags, not the reds)
+local function best_scan(node, top)
+  top = top or node
+  if scannable(node) then
+    return node, size(node) * (1 + math.max(0, lookups(top) - lookups(node)))
+  end
   if node.op ~= 'AND' then return nil, math.huge end
   local best, cost = nil, math.huge
   for _, kid in ipairs(node.kids) do
-    local b, k = best_scan(kid)
+    local b, k = best_scan(kid, top)
     if b and k < cost then best, cost = b, k end
   end
   return best, cost
 end
 
+-- a total order of members, the same in every step: the server's collation (Lua's `<`,
+-- compared in C), members it ranks equal by their bytes
+local function later(x, b)
+  if b < x then return true end
+  if x < b then return false end
+  return before(b, x)
+end
+local function ordered(ms)
+  table.sort(ms)
+  local j = 1
+  while j < #ms do
+    local k = j
+    while k < #ms and not (ms[k] < ms[k + 1]) do k = k + 1 end
+    if k > j then  -- a run the collation ranks equal: by bytes
+      local run = {}
+      for x = j, k do run[#run + 1] = ms[x] end
+      table.sort(run, before)
+      for x = j, k do ms[x] = run[x - j + 1] end
+    end
+    j = k + 1
+  end
+  return ms
+end
+local function after_value(ms, b)
+  if b == '' then return ms end
+  local out = {}
+  for _, x in ipairs(ms) do if later(x, b) then out[#out + 1] = x end end
+  return out
+end
+
+-- a scan reads its sources one after the other, over several steps, with no snapshot: a
+-- member of a later source may have been in an earlier one when that was read, or may
+-- have joined it since. Each source's matches are all sent (membership of an earlier
+-- source now says nothing about whether the client got the id from it) and the client
+-- keeps each id once; sending one counts as a unit of work.
+-- An EQ source's state: a, the SSCAN cursor ('' from the start), and b, the last member
+-- checked of a set SSCAN answered whole ('' none): an intset or listpack is answered
+-- whole whatever COUNT, so the step checks only the first members after b (in `later`'s
+-- order) that the budget allows, and the next step reads the set again and goes on after
+-- the last of them; once the set is a hash table SSCAN goes on by cursor, skipping the
+-- members up to b (checked already).
 local function scan(node, filter, emit, cap)
   local srcs = sources(node)
   local i, a, b, found = scan_src, scan_a, scan_b, 0
-  -- the filter skips the scanned term; earlier sources and the sort key cost one each
+  -- the filter skips the scanned term; the sort key costs one each
   local per = math.max(0, lookups(filter) - lookups(node)) + (sortkey and 1 or 0)
-  while i <= #srcs and work < budget and (cap < 0 or found < cap) do
+  local sent = #srcs > 1 and 1 or 0  -- ids sent that the client may drop as repeats
+  local full = false
+  while i <= #srcs and work < budget and not full and (cap < 0 or found < cap) do
     local src, ids, ended = srcs[i], nil, false
-    local n = chunk(per + i - 1)
-    repeats = false
-    if src.op == 'EQ' and mode == 'count' and a == '' and size(src) <= n then
+    local n = chunk(per + sent)
+    repeats = #srcs > 1
+    if src.op == 'EQ' and mode == 'count' and a == '' and b == '' and size(src) <= n then
       ids, ended = redis.call('SMEMBERS', src.key), true
+      work = work + math.max(#ids, 1)
     elseif src.op == 'EQ' then
       local res = redis.call('SSCAN', src.key, a == '' and '0' or a, 'COUNT', n)
-      a, ids = res[1], res[2]
-      ended = a == '0'
+      ids = res[2]
+      work = work + math.max(#ids, 1)
       repeats = true
+      if #ids > n and #ids >= redis.call('SCARD', src.key) then
+        -- the whole set: its members after b, as many as the budget has left (at least
+        -- half a budget's worth: a set larger than the budget, once the server is
+        -- configured to keep one small, then takes a few steps rather than one per member)
+        ids = after_value(ids, b)
+        local take = math.max(1, math.floor(math.max(budget - work, budget / 2)
+                                            / math.max(1, per + sent)))
+        if #ids > take then
+          ids = ordered(ids)
+          for k = #ids, take + 1, -1 do ids[k] = nil end
+          a, b = '', ids[take]
+          full = true  -- the budget is spent: the next step reads the set again
+        else
+          ended = true
+        end
+      else
+        ids = after_value(ids, b)
+        a = res[1]
+        ended = a == '0'
+      end
     else
       local scores
       ids, scores, ended = ranked(src.key, src.lo, src.hi, false, a, b, n)
       if #ids > 0 then a, b = scores[#scores], ids[#ids] end
+      work = work + math.max(#ids, 1)
     end
-    work = work + math.max(#ids, 1)
-    local idx = every(ids)
-    for k = 1, i - 1 do  -- members of an earlier source were seen there already
-      local seen = {}
-      for _, j in ipairs(keep(srcs[k], ids, idx)) do seen[j] = true end
-      local left = {}
-      for _, j in ipairs(idx) do if not seen[j] then left[#left + 1] = j end end
-      idx = left
-    end
-    local ok = keep(filter, ids, idx, node)
+    local ok = keep(filter, ids, every(ids), node)
     if sortkey and #ok > 0 then
       local l, li = bound(walk_lo)
       local h, hi_in = bound(walk_hi)
@@ -514,11 +578,12 @@ local function scan(node, filter, emit, cap)
       for k = 1, #ok do
         if within(sc[k] and tonumber(sc[k]), l, li, h, hi_in) then
           found = found + 1
+          work = work + sent
           emit(ids[ok[k]], sc[k])
         end
       end
     else
-      for k = 1, #ok do found = found + 1; emit(ids[ok[k]], '') end
+      for k = 1, #ok do found = found + 1; work = work + sent; emit(ids[ok[k]], '') end
     end
     if ended then i, a, b = i + 1, '', '' end
   end
@@ -568,7 +633,7 @@ if mode == 'count' then
   local node, cost = nil, math.huge
   if step == 'S' then node = bypos[scan_node]
   elseif step == '' then node, cost = best_scan(expr) end
-  if node and (step == 'S' or cost < N) then
+  if node and (step == 'S' or cost < N * (1 + lookups(expr))) then
     local done, i, a, b = scan(node, expr, tally, want)
     return {'C', done and 1 or 0, 'S', node.pos, i, a, b, found, unpack(seen)}
   end
@@ -591,7 +656,6 @@ if step == '' and expr.op ~= 'ALL' then
   local _, est = size(expr)
   -- both in units of work: members read, and looked up
   local walking = math.min(length, per_pass * N / math.max(est, 1)) * (1 + lookups(expr))
-  if node then cost = cost * (1 + math.max(0, lookups(expr) - lookups(node))) end
   if node and cost + 3 * est < walking then
     step, scan_node, scan_src, scan_a, scan_b = 'S', node.pos, 1, '', ''
   end
