@@ -471,6 +471,14 @@ class ModelLines:
                 pairs += [name, stored[where]]
                 continue
             if where in self.encrypted:
+                # an export leaves out a value the hash does not hold: None (in 'data' as
+                # null) or the default (absent); either reads back as that, unstored
+                if f.optional and f.name in data and data[f.name] is None:
+                    if not path:
+                        top[f.name] = None
+                    continue
+                if f.name not in data and f.has_default:
+                    continue
                 raise BadLineError(f"$.{where}: an encrypted value is missing from 'enc'")
             if f.name not in data:
                 if not (f.optional or f.has_default):
