@@ -449,7 +449,8 @@ def test_json_and_yaml_bytes_round_trip(value: bytes) -> None:
         assert c.decode(c.encode(value, bytes), bytes) == value
 
 
-@given(st.text(st.characters(codec="ascii", exclude_characters="'\n\r"), max_size=12))
+@given(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="'"),
+               max_size=12))  # (YAML refuses control characters in a document anyway)
 def test_yaml_binary_decodes_only_valid_base64(text: str) -> None:
     """`!!binary` holds base64: any other text raises DecodeError (PyYAML's own reader
     drops what is not base64: `!!binary '!!!'` read as b"")."""
