@@ -535,3 +535,34 @@ def test_bz2_and_lzma_payloads_are_checked_against_the_stdlib() -> None:
     readers join streams and skip trailing bytes that our single-stream reader refuses)"""
     assert bz2.decompress(bz2.compress(b"a") + b"junk") == b"a"
     assert lzma.decompress(lzma.compress(b"a") * 2) == b"aa"
+
+
+def test_f2_import_over_objects_that_exist_with_other_values(
+        store: redmodel.Store, redis_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/cli.md "import": "An object that exists is saved over ... (an object with
+    values kept encrypted is replaced whole)": its old entries go, unique values it held
+    are free again, and verify is empty."""
+    fernet_key, _ = _keys(monkeypatch)
+    olds = [Blind("ann", "a@x", "b@x", id="o"), BlindUnique("111", id="o"),
+            Compound("o1", "c", id="o"), PlainIndexed(1, "red", "s", id="o")]
+    store.save_many(olds)
+    out = tmp_path / "b.jsonl"
+    _export(store, redis_url, out, fernet_key)
+    news = [Blind("bob", "c@x", None, id="o"), BlindUnique("222", id="o"),
+            Compound("o2", "d", id="o"), PlainIndexed(2, "blue", "t", id="o")]
+    store.save_many(news, ttl=100)
+    done = _import(redis_url, out, fernet_key)
+    assert done.returncode == 0, done.stderr
+    for old in olds:
+        model = type(old)
+        assert store.get(model, "o") == old
+        assert store.client.pttl(_key(model, "o")) == -1
+        assert store.verify(model) == [], model
+    assert store.find(Blind, mail="c@x").ids() == [] and store.find(Blind, name="bob").ids() == []
+    assert store.find(Blind, mail="a@x").ids() == ["o"]
+    assert store.get_by(BlindUnique, ssn="222") is None
+    assert store.get_by(BlindUnique, ssn="111") == olds[1]
+    assert store.get_by(Compound, org="o2", code="d") is None
+    assert store.find(PlainIndexed, color="blue").ids() == []
+    store.save(BlindUnique("222", id="other"))  # free again
