@@ -120,7 +120,9 @@ def _shows(cls: type) -> list[tuple[str, Show]]:
 
 
 def _nested(cls: type, obj: Any) -> str:
-    return "None" if obj is None else _render(obj, _shows(cls))
+    if not isinstance(obj, cls):  # None, or a value of another type put there by hand
+        return repr(obj)
+    return _render(obj, _shows(cls))
 
 
 def _render(obj: Any, shows: list[tuple[str, Show]]) -> str:
