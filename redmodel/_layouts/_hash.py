@@ -695,6 +695,20 @@ class HashLayout:
         w.values = values
         return w
 
+    def save_stored(self, key: str, pairs: Sequence[bytes], values: dict[str, Any],
+                    ttl_ms: int | None) -> Write:
+        """The index write of a whole save of stored bytes (``pairs``: field, value, ...,
+        as an export kept them, encrypted values as written) whose indexed fields hold
+        ``values``: the pairs are written as given, the entries are those of ``values``
+        (an import of values kept encrypted: redmodel.cli._import)."""
+        ttl = "" if ttl_ms is None else str(ttl_ms)
+        pairs = list(pairs)
+        w = self.write(key, "save", ttl, "*", self.entries(key, values),
+                       [len(pairs) // 2, *pairs], assume=WRITTEN, olds=None)
+        w.written = (pairs, [], True)
+        w.values = values
+        return w
+
     def _olds(self, snapshot: Mapping[bytes, bytes] | None, only: Sequence[str] | None
               ) -> list[str] | None:
         """The entry lines of a snapshot (of ``only``), as the object was indexed when it

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import typing
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -80,29 +81,48 @@ def encrypted_fields(spec: ModelSpec) -> list[str]:
 Show = Callable[[Any], str]
 
 
+@attrs.define
+class _View:
+    """What a class's installed repr hides, merged over every model that stores the class:
+    the attributes shown as ``<encrypted>``, and the nested attrs classes (by attribute)
+    whose values are rendered through their own merged view."""
+
+    hide: set[str] = attrs.Factory(set)
+    nest: dict[str, type] = attrs.Factory(dict)
+
+
+# Per class, the union of what any model declared so far stores encrypted in it. A repr
+# redmodel installed reads its class's view when called, so a model declared later that
+# encrypts more of a shared nested class widens that class's repr too, whatever the order.
+_VIEWS: weakref.WeakKeyDictionary[type, _View] = weakref.WeakKeyDictionary()
+_MARK: Final = "__redmodel_hides__"  # set on a repr redmodel installed
+
+
 def _hide(value: Any) -> str:
     return "None" if value is None else "<encrypted>"
 
 
-def _shows(cls: type, stored: dict[str, FieldSpec], hide_all: bool) -> list[tuple[str, Show]]:
-    """(attribute, how to show its value) for each attribute the attrs repr shows."""
+def _shows(cls: type) -> list[tuple[str, Show]]:
+    """(attribute, how to show its value) for each attribute the attrs repr shows, by the
+    class's merged view."""
+    view = _VIEWS.get(cls) or _View()
     out: list[tuple[str, Show]] = []
     for a in attrs.fields(cls):
         if a.repr is False:
             continue
-        f = stored.get(a.name)
-        if f is not None and (hide_all or _encrypted(f)):
+        if a.name in view.hide:
             out.append((a.name, _hide))
-        elif f is not None and f.cls is not None and _has_encrypted(f):
-            inner = _shows(f.cls, {c.name: c for c in f.children}, False)
-            out.append((a.name, functools.partial(_nested, inner)))
+        elif a.name in view.nest:
+            out.append((a.name, functools.partial(_nested, view.nest[a.name])))
         else:
             out.append((a.name, a.repr if callable(a.repr) else repr))
     return out
 
 
-def _nested(shows: list[tuple[str, Show]], obj: Any) -> str:
-    return _render(obj, shows)
+def _nested(cls: type, obj: Any) -> str:
+    if not isinstance(obj, cls):  # None, or a value of another type put there by hand
+        return repr(obj)
+    return _render(obj, _shows(cls))
 
 
 def _render(obj: Any, shows: list[tuple[str, Show]]) -> str:
@@ -116,41 +136,56 @@ def hide_encrypted(spec: ModelSpec) -> None:
     same to every nested attrs class that declares an encrypted field itself (its objects
     get logged on their own: ``log.info("%s", member.card)``).
 
-    Only a repr that attrs generated is replaced: with ``repr=False`` on the class nothing
-    shows values anyway, and a ``__repr__`` written by hand is the author's to keep clean.
-    attrs' ``str=True`` calls the repr, so it is covered too. A ``__rich_repr__`` is
-    installed beside it: pretty printers that render attrs classes field by field (rich)
-    ask it first."""
+    A nested class stored by several models hides the union of what any of them stores
+    encrypted in it, whatever the order the models were declared in: each class's hidden
+    attributes are kept in one view that its installed repr reads when called.
+
+    Only a repr that attrs generated is replaced (or one redmodel installed, recognised by
+    a mark): with ``repr=False`` on the class nothing shows values anyway, and a
+    ``__repr__`` written by hand is the author's to keep clean. attrs' ``str=True`` calls
+    the repr, so it is covered too. A ``__rich_repr__`` is installed beside it: pretty
+    printers that render attrs classes field by field (rich) ask it first."""
     if not encrypted_fields(spec):
         return
     hide_all = spec.layout == "blob" and spec.codec is not None and spec.codec.encrypts
-    _install(spec.cls, _shows(spec.cls, {f.name: f for f in spec.fields}, hide_all))
-    _hide_nested(spec.fields)
+    _register(spec.cls, spec.fields, hide_all, model=True)
 
 
-def _hide_nested(fields: Sequence[FieldSpec]) -> None:
+def _register(cls: type, fields: Sequence[FieldSpec], hide_all: bool, model: bool) -> None:
+    """Merge into ``cls``'s view what this model stores encrypted in it, recursively, and
+    install the hiding repr on it if it is a model or hides an attribute itself."""
+    view = _VIEWS.get(cls)
+    if view is None:
+        view = _VIEWS[cls] = _View()
     for f in fields:
-        if f.cls is not None and any(_encrypted(c) for c in f.children):
-            _install(f.cls, _shows(f.cls, {c.name: c for c in f.children}, False))
-        _hide_nested(f.children)
+        if hide_all or _encrypted(f):
+            view.hide.add(f.name)
+        elif f.cls is not None and _has_encrypted(f):
+            view.nest[f.name] = f.cls
+            _register(f.cls, f.children, False, model=False)
+    if model or view.hide:
+        _install(cls)
 
 
-def _install(cls: type, shows: list[tuple[str, Show]]) -> None:
+def _install(cls: type) -> None:
     current = cls.__dict__.get("__repr__")
+    if getattr(current, _MARK, False):
+        return  # ours: it reads the (now wider) view when called
     code = getattr(current, "__code__", None)
     if code is None or not code.co_filename.startswith("<attrs generated"):
         return
 
     def __repr__(self: Any) -> str:  # noqa: N807 - installed as the class's repr
-        return _render(self, shows)
+        return _render(self, _shows(cls))
 
     def __rich_repr__(self: Any) -> Any:  # noqa: N807 - rich's protocol
-        for attr, show in shows:
+        for attr, show in _shows(cls):
             value = getattr(self, attr)
             yield attr, HIDDEN if show is _hide and value is not None else value
 
     __repr__.__qualname__ = f"{cls.__qualname__}.__repr__"
     __rich_repr__.__qualname__ = f"{cls.__qualname__}.__rich_repr__"
+    setattr(__repr__, _MARK, True)
     setattr(cls, "__repr__", __repr__)  # noqa: B010 - replacing a method on the class
     setattr(cls, "__rich_repr__", __rich_repr__)  # noqa: B010
 

@@ -200,6 +200,19 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
     return key
 
 
+def save_stored(model: type, key: str, pairs: Sequence[bytes], values: dict[str, Any],
+                ttl_ms: int | None, hints: TxHints | None = None) -> Plan[str]:
+    """A whole save of an indexed hash model's object from its stored bytes (``pairs``,
+    written as given: values kept encrypted stay the bytes that were exported), indexed
+    by ``values``, the values its indexed fields hold (``redmodel import``)."""
+    spec = spec_of(model)
+    layout = layout_of(spec)
+    assert isinstance(layout, HashLayout) and spec.indexes is not None and not spec.claims
+    w = layout.save_stored(key, pairs, values, ttl_ms)
+    yield from _indexed_write(spec, w, None, hints, f"save {spec.name}", True)
+    return key
+
+
 def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
               hints: TxHints | None = None,
               ready: Callable[[Sequence[Any]], Plan[None]] | None = None) -> Plan[int]:

@@ -18,9 +18,10 @@ from rich.console import Console
 
 from redmodel._indexes._writes import unique_lines
 from redmodel._models._specs import spec_of
+from redmodel._plans._objects import save_stored
 from redmodel._stores._sync import Store
-from redmodel.cli._common import OK, PROBLEMS, CliError, Env, common_options, model_label
-from redmodel.cli._lines import BadLineError, Models, SealedItem, TypedItem
+from redmodel.cli._common import OK, PROBLEMS, USAGE, CliError, Env, common_options, model_label
+from redmodel.cli._lines import BadLineError, MissingKeysError, Models, SealedItem, TypedItem
 from redmodel.transactions._handles import Transaction
 
 __all__ = ["command"]
@@ -109,11 +110,17 @@ def _write(tx: Transaction, items: list[TypedItem | SealedItem]) -> None:
             tx.command("SET", item.key, item.value, *ttl)
         else:  # a hash whose encrypted values stay as stored: replace it whole
             tx.command("DEL", item.key)
-            tx.command("HSET", item.key, *item.pairs)
-            if item.index_values:  # the index entries, through the store's own update
-                tx.update(item.cls, item.id, **item.index_values)
-            if item.pttl is not None:
-                tx.expire(item.cls, item.id, item.pttl / 1000)
+            if spec_of(item.cls).indexes is None:
+                tx.command("HSET", item.key, *item.pairs)
+                if item.pttl is not None:
+                    tx.expire(item.cls, item.id, item.pttl / 1000)
+                continue
+            # the index write script of a whole save, with the bytes as exported (never
+            # encoded again) and the entries of the values they hold (index_values: a
+            # blind field's decrypted by the check), its record kept as a save keeps it
+            tx.queue(save_stored(item.cls, item.key, item.pairs, dict(item.index_values),
+                                 item.pttl, hints=tx._core.hints),
+                     f"save {item.cls.__name__}")
 
 
 @click.command("import")
@@ -140,7 +147,10 @@ def command(env: Env, source: str, decrypt: bool, dry_run: bool, chunk: int) -> 
     with _spooled(source) as raw:
         size = os.fstat(raw.fileno()).st_size
         checked_as = _identity(raw)
-        errors, checked, ignored = _check(env, models, raw, size)
+        try:
+            errors, checked, ignored = _check(env, models, raw, size)
+        except MissingKeysError as e:  # found by the check: nothing written
+            raise CliError(f"{e}: nothing was imported", USAGE) from None
         written: dict[str, int] = {}
         seconds = 0.0
         if not errors and not dry_run:
@@ -197,13 +207,15 @@ class _Uniques:
         self.seen: dict[bytes, tuple[bytes, int]] = {}
 
     def problem(self, item: TypedItem | SealedItem, number: int) -> str | None:
-        if not isinstance(item, TypedItem):
-            return None
         spec = spec_of(item.cls)
         if spec.indexes is None or not spec.indexes.uniques:
             return None
-        values = {n: getattr(item.obj, n) for n in spec.indexes.fields}
-        ident = _digest(spec.name, repr(spec.key_for(getattr(item.obj, spec.key.name))))
+        if isinstance(item, TypedItem):
+            values = {n: getattr(item.obj, n) for n in spec.indexes.fields}
+            key = spec.key_for(getattr(item.obj, spec.key.name))
+        else:  # values kept encrypted: the indexed values it holds (blind ones decrypted)
+            values, key = dict(item.index_values), item.key
+        ident = _digest(spec.name, repr(key))
         for name, text in unique_lines(spec, values):
             mark = _digest(spec.name, name, text)
             other, line = self.seen.setdefault(mark, (ident, number))

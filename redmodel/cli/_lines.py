@@ -30,7 +30,7 @@ import attrs
 import cattrs
 
 from redmodel._args import MAX_TTL_SECONDS, unsendable
-from redmodel._errors import DecodeError, RedmodelError, ValidationError, key_text
+from redmodel._errors import CodecError, DecodeError, RedmodelError, ValidationError, key_text
 from redmodel._indexes._specs import IndexValueError
 from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
 from redmodel._models._types import BadValueError
@@ -45,7 +45,8 @@ MAX_PTTL = MAX_TTL_SECONDS * 1000
 """The largest ``pttl`` a line may hold: the store's TTL bound in milliseconds (a save or
 expire with more is refused, and PEXPIRE overflows far beyond it)."""
 
-__all__ = ["BadLineError", "FORMAT_VERSION", "ModelLines", "Models", "SealedItem", "TypedItem"]
+__all__ = ["BadLineError", "FORMAT_VERSION", "MissingKeysError", "ModelLines", "Models",
+           "SealedItem", "TypedItem"]
 
 FORMAT_VERSION = 1
 _CONVERTER = JsonSerializer().converter
@@ -53,6 +54,11 @@ _CONVERTER = JsonSerializer().converter
 
 class BadLineError(Exception):
     """A line that cannot be imported; the message says why, never with a secret."""
+
+
+class MissingKeysError(Exception):
+    """Keys the import needs are not configured (or cannot be used): the whole import
+    stops before its first write; the message names the model and field."""
 
 
 @attrs.frozen
@@ -382,6 +388,9 @@ class ModelLines:
             return
         try:
             self.spec.indexes.entries(values)
+        except CodecError as e:  # a blind field's token, with no index keys configured
+            field = next(iter(self.blind_sealed), "?")
+            raise MissingKeysError(self._keys_needed(field, e)) from None
         except IndexValueError as e:
             raise BadLineError(f"{self.spec.name}.{e.field}: {e.reason}" if e.field
                                else f"{self.spec.name}: {e.reason}") from None
@@ -406,12 +415,41 @@ class ModelLines:
             for name in spec.indexes.fields:
                 if name in top:
                     index_values[name] = top[name]
-                else:
+                elif name in stored:  # blind-indexed, kept encrypted: its entry is a token
+                    # of the plaintext (keyed by the index key), so the value is decrypted
+                    # to index it; the stored bytes are written back as exported
+                    index_values[name] = self._blind_value(name, stored[name])
+                else:  # absent from the line: the default, as a read gives
                     index_values[name] = _default(defaults[name])
         if validate:
             self._indexable(index_values)
         return SealedItem(self.cls, key, id_value, pttl, pairs=tuple(pairs),
                           index_values=index_values)
+
+    @property
+    def blind_sealed(self) -> list[str]:
+        """The blind-indexed fields whose values this import reads kept encrypted: to
+        index them it needs the Fernet keys that wrote them and the index keys."""
+        indexes = self.spec.indexes
+        if not self.sealed or indexes is None:
+            return []
+        return [n for n, f in indexes.fields.items() if f.blind is not None]
+
+    def _blind_value(self, name: str, raw: bytes) -> Any:
+        f = self.spec.by_name[name]
+        assert f.decode is not None
+        try:
+            return f.decode(raw)
+        except CodecError as e:  # no keys (or bad ones): a setting, not a line, to fix
+            raise MissingKeysError(self._keys_needed(name, e)) from None
+        except DecodeError as e:
+            raise BadLineError(f"enc {name!r}: {e.reason}") from None
+
+    def _keys_needed(self, name: str, e: CodecError) -> str:
+        return (f"{self.spec.name}.{name} is blind-indexed and its values were exported "
+                "encrypted: importing them (even without --decrypt) decrypts them to compute "
+                "their index entries, so it needs the Fernet keys that wrote them and the "
+                f"index keys: {e}")
 
     def _encode(self, fields: tuple[FieldSpec, ...], data: Mapping[str, Any],
                 stored: Mapping[str, bytes], prefix: bytes, path: str, pairs: list[bytes],
@@ -433,6 +471,14 @@ class ModelLines:
                 pairs += [name, stored[where]]
                 continue
             if where in self.encrypted:
+                # an export leaves out a value the hash does not hold: None (in 'data' as
+                # null) or the default (absent); either reads back as that, unstored
+                if f.optional and f.name in data and data[f.name] is None:
+                    if not path:
+                        top[f.name] = None
+                    continue
+                if f.name not in data and f.has_default:
+                    continue
                 raise BadLineError(f"$.{where}: an encrypted value is missing from 'enc'")
             if f.name not in data:
                 if not (f.optional or f.has_default):

@@ -47,10 +47,16 @@ class Bz2Transform(Transform):
     def decode(self, data: bytes) -> bytes:
         if not data:  # bz2 reads an empty input as an empty stream
             raise _corrupt(self.name)
+        # one stream, as encode writes: bz2.decompress would ignore bytes after it that
+        # are no stream (and join a second stream's), so a corrupt value could pass
+        d = bz2.BZ2Decompressor()
         try:
-            return bz2.decompress(data)
+            out = d.decompress(data)
         except _CORRUPT:
             raise _corrupt(self.name) from None
+        if not d.eof or d.unused_data:  # truncated, or bytes after the stream
+            raise _corrupt(self.name)
+        return out
 
 
 class ZlibTransform(Transform):
@@ -95,7 +101,11 @@ class LzmaTransform(Transform):
     def decode(self, data: bytes) -> bytes:
         if not data:
             raise _corrupt(self.name)
+        d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)  # one stream, as encode writes
         try:
-            return lzma.decompress(data, format=lzma.FORMAT_XZ)
+            out = d.decompress(data)
         except _CORRUPT:
             raise _corrupt(self.name) from None
+        if not d.eof or d.unused_data:  # truncated, or bytes after the stream
+            raise _corrupt(self.name)
+        return out

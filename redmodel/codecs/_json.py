@@ -10,7 +10,7 @@ from cattrs.preconf.json import make_converter
 
 from redmodel.codecs._base import Serializer
 from redmodel.codecs._hooks import configure_text_scalars
-from redmodel.codecs._strict import configure_strict
+from redmodel.codecs._strict import configure_strict, refuse_lone_surrogates
 
 
 class JsonSerializer(Serializer):
@@ -30,4 +30,6 @@ class JsonSerializer(Serializer):
         ).encode("utf-8")
 
     def loads(self, data: bytes) -> Any:
-        return json.loads(data)
+        value = json.loads(data)
+        refuse_lone_surrogates(data, value, self.name)  # "\ud800": dumps never writes it
+        return value

@@ -13,7 +13,9 @@ before stored names applied to them) when the current name holds nothing.
 
 from __future__ import annotations
 
+import base64
 import enum
+import re
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -273,8 +275,18 @@ def configure_strict(conv: cattrs.Converter, *, bytes_as: type, text_keys: bool)
             hook = enums[t] = _enum_factory(t)
         return hook(value, t)
 
-    conv.register_structure_hook(bytes, _or_enum(
-        bytes, lambda v, t: to_bytes(exact_bytes(v, t), t), enum_hook))
+    if bytes_as is str:  # base85 text (JSON): its decoder reads any text of its alphabet
+        def text_bytes(value: Any, t: Any) -> bytes:
+            raw: bytes = to_bytes(exact_bytes(value, t), t)
+            if base64.b85encode(raw) != value.encode("ascii"):
+                # ("9" reads as b"", "VPa" as b"ab"): not what an encode wrote
+                raise BadValueError("not base85 of bytes")
+            return raw
+
+        conv.register_structure_hook(bytes, _or_enum(bytes, text_bytes, enum_hook))
+    else:
+        conv.register_structure_hook(bytes, _or_enum(
+            bytes, lambda v, t: to_bytes(exact_bytes(v, t), t), enum_hook))
     conv.register_structure_hook(float, _or_enum(float, _float, enum_hook))
     for scalar, what in ((int, "not an integer"), (str, "not text"), (bool, "not a boolean")):
         conv.register_structure_hook(scalar, _scalar(scalar, what, enum_hook))
@@ -285,6 +297,39 @@ def configure_strict(conv: cattrs.Converter, *, bytes_as: type, text_keys: bool)
     # The factory takes the converter it runs in: a copy (containers' canonical converter)
     # must use its own hooks for the fields.
     conv.register_unstructure_hook_factory(attrs.has, _unstructure_fn)
+
+
+_ESCAPE = re.compile(rb"\\[uU]0{0,4}[dD][89a-fA-F]")
+"""An escape that may stand for a surrogate (JSON ``\ud800``, YAML ``\ud800`` or
+``\U0000d800``): only a loaded value whose text held one can hold a lone surrogate."""
+
+
+def refuse_lone_surrogates(data: bytes, value: Any, name: str) -> None:
+    """DecodeError when ``value``, loaded from ``data``, holds a lone surrogate anywhere
+    (in a str or a mapping key): no UTF-8 text holds one, so the serializer's dumps,
+    which writes UTF-8, never wrote it, and a save of it is refused."""
+    if _ESCAPE.search(data) is None or not _has_surrogate(value):
+        return
+    raise DecodeError(f"stored {name} value holds an escaped lone surrogate, which no "
+                      "UTF-8 text holds: it was not written by this codec")
+
+
+def _has_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if not v.isascii():
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            stack.extend(v)
+    return False
 
 
 def configure_containers(conv: cattrs.Converter, *, text_keys: bool) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Set
 from typing import Any
 
@@ -11,7 +13,7 @@ from redmodel._errors import DecodeError
 from redmodel.codecs._base import Serializer
 from redmodel.codecs._deps import missing_extra
 from redmodel.codecs._hooks import configure_text_scalars
-from redmodel.codecs._strict import configure_strict
+from redmodel.codecs._strict import configure_strict, refuse_lone_surrogates
 
 
 class YamlSerializer(Serializer):
@@ -31,7 +33,7 @@ class YamlSerializer(Serializer):
         except ImportError:
             raise missing_extra("yaml", "PyYAML", "yaml") from None
         self._yaml = yaml
-        self._loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        self._loader: Any = _strict_loader(yaml)
         self._dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
     def make_converter(self) -> cattrs.Converter:
@@ -67,4 +69,25 @@ class YamlSerializer(Serializer):
                 "stored yaml value has no document end marker: it was cut short, or it was "
                 "written by an earlier redmodel version (re-save it: see CHANGELOG.md)"
             )
-        return self._yaml.load(data, Loader=self._loader)  # always a SafeLoader
+        value = self._yaml.load(data, Loader=self._loader)  # always a SafeLoader
+        refuse_lone_surrogates(data, value, self.name)  # the pure-Python loader reads them
+        return value
+
+
+def _strict_loader(yaml: Any) -> Any:
+    """The safe loader (libyaml's when built with it) whose ``!!binary`` is validated:
+    PyYAML's reads any text, dropping what is not base64 (``!!binary '!!!'`` is b""), so a
+    corrupt value would decode to other bytes instead of failing."""
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    def binary(loader: Any, node: Any) -> bytes:
+        text = loader.construct_scalar(node)
+        try:
+            return base64.b64decode("".join(text.split()).encode("ascii"), validate=True)
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            raise yaml.constructor.ConstructorError(
+                None, None, "!!binary value is not base64", node.start_mark) from None
+
+    loader: Any = type("RedmodelSafeLoader", (base,), {})
+    loader.add_constructor("tag:yaml.org,2002:binary", binary)
+    return loader
