@@ -134,7 +134,9 @@ def _render(obj: Any, shows: list[tuple[str, Show]]) -> str:
 def hide_encrypted(spec: ModelSpec) -> None:
     """Give the model a repr that shows its encrypted fields as ``<encrypted>``, and the
     same to every nested attrs class that declares an encrypted field itself (its objects
-    get logged on their own: ``log.info("%s", member.card)``).
+    get logged on their own: ``log.info("%s", member.card)``), and to every attrs class a
+    model stores inside a value it encrypts whole (a field through an encrypting chain, a
+    blob model's chain, a list of them): that class hides all its attributes.
 
     A nested class stored by several models hides the union of what any of them stores
     encrypted in it, whatever the order the models were declared in: each class's hidden
@@ -160,11 +162,32 @@ def _register(cls: type, fields: Sequence[FieldSpec], hide_all: bool, model: boo
     for f in fields:
         if hide_all or _encrypted(f):
             view.hide.add(f.name)
+            _hide_whole(f.type, set())
         elif f.cls is not None and _has_encrypted(f):
             view.nest[f.name] = f.cls
             _register(f.cls, f.children, False, model=False)
     if model or view.hide:
         _install(cls)
+
+
+def _hide_whole(tp: Any, seen: set[type]) -> None:
+    """Every attrs class a value of ``tp`` may hold (``Addr``, ``list[Addr]``,
+    ``Addr | None``, and the classes inside those), stored encrypted whole by some model,
+    hides every attribute in its own repr: its objects get logged on their own too."""
+    if isinstance(tp, type) and attrs.has(tp):
+        if tp in seen:
+            return
+        seen.add(tp)
+        view = _VIEWS.get(tp)
+        if view is None:
+            view = _VIEWS[tp] = _View()
+        for a in attrs.fields(tp):
+            view.hide.add(a.name)
+            _hide_whole(a.type, seen)
+        _install(tp)
+        return
+    for arg in typing.get_args(tp):
+        _hide_whole(arg, seen)
 
 
 def _install(cls: type) -> None:

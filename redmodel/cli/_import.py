@@ -14,13 +14,24 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 import click
+import redis
 from rich.console import Console
 
+from redmodel._errors import RedmodelError
 from redmodel._indexes._writes import unique_lines
 from redmodel._models._specs import spec_of
 from redmodel._plans._objects import save_stored
 from redmodel._stores._sync import Store
-from redmodel.cli._common import OK, PROBLEMS, USAGE, CliError, Env, common_options, model_label
+from redmodel.cli._common import (
+    CONNECTION,
+    OK,
+    PROBLEMS,
+    USAGE,
+    CliError,
+    Env,
+    common_options,
+    model_label,
+)
 from redmodel.cli._lines import BadLineError, MissingKeysError, Models, SealedItem, TypedItem
 from redmodel.transactions._handles import Transaction
 
@@ -67,10 +78,11 @@ class _Writer:
         self.chunk = chunk
         self.plain: list[Any] = []
         self.other: list[TypedItem | SealedItem] = []
+        self.pending: list[tuple[str, str]] = []  # (model label, key) of the unwritten
         self.written: dict[str, int] = {}
 
     def add(self, item: TypedItem | SealedItem, label: str) -> None:
-        self.written[label] = self.written.get(label, 0) + 1
+        self.pending.append((label, _key(item)))
         if isinstance(item, TypedItem) and item.pttl is None:
             self.plain.append(item.obj)
         else:
@@ -79,6 +91,16 @@ class _Writer:
             self.flush()
 
     def flush(self) -> None:
+        """Write what was added since the last flush. An error the database answers
+        (a unique value another object holds, a key of another type) leaves some objects
+        written: raised as a CliError (exit 3) counting them and naming the rest."""
+        try:
+            self._flush()
+        except (RedmodelError, redis.ResponseError) as e:
+            raise _StoppedError(e) from None
+        self._done([key for _, key in self.pending])
+
+    def _flush(self) -> None:
         if self.plain:
             self.store.save_many(self.plain, ttl=None)
             self.plain = []
@@ -88,13 +110,56 @@ class _Writer:
             if isinstance(item, TypedItem) and spec_of(item.cls).claims:
                 # unique values claimed in other slots than the object: the store's own path
                 self.store.save(item.obj, ttl=_seconds(item.pttl))
+                self._done([_key(item)])
             else:
                 rest.append(item)
         if self.store.cluster:
             for item in rest:
                 self.store.transaction(_write)([item])
+                self._done([_key(item)])
         elif rest:
             self.store.transaction(_write)(rest)
+
+    def _done(self, keys: list[str]) -> None:
+        """Count these keys' objects as written (each once, by its model's label)."""
+        done = set(keys)
+        for label, key in self.pending:
+            if key in done:
+                self.written[label] = self.written.get(label, 0) + 1
+        self.pending = [p for p in self.pending if p[1] not in done]
+
+    def stopped(self, error: Exception, rest: list[str]) -> str:
+        """The message of an import stopped by ``error``; ``rest``: the keys of the lines
+        after the chunk it stopped in (never sent)."""
+        written = getattr(error, "written", None)
+        if written:  # a save_many chunk stopped part-way says which it wrote
+            self._done(list(written))
+        keys = [key for _, key in self.pending] + rest
+        shown = ", ".join(repr(k) for k in keys[:SHOWN])
+        more = f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else ""
+        count = sum(self.written.values())
+        return (f"import stopped while writing: {_one_line(error)}; {count:,} objects were "
+                f"written, these {len(keys):,} were not: {shown}{more}. Fix what stopped it "
+                "and import again (objects that exist are saved over)")
+
+
+class _StoppedError(Exception):
+    """An error the database answered while an import was writing (some objects written)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _key(item: TypedItem | SealedItem) -> str:
+    if isinstance(item, SealedItem):
+        return item.key
+    spec = spec_of(item.cls)
+    return spec.key_for(getattr(item.obj, spec.key.name))
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 def _seconds(pttl: int | None) -> float | None:
@@ -102,24 +167,32 @@ def _seconds(pttl: int | None) -> float | None:
 
 
 def _write(tx: Transaction, items: list[TypedItem | SealedItem]) -> None:
+    # a hash exported without expiry keeps the one its key has, as a save would (read
+    # first, WATCHed: a transaction reads before its first write)
+    kept = {item.key: int(tx.read_command("PTTL", item.key, watch=[item.key]))
+            for item in items
+            if isinstance(item, SealedItem) and item.value is None and item.pttl is None}
     for item in items:
         if isinstance(item, TypedItem):
             tx.save(item.obj, ttl=_seconds(item.pttl))
-        elif item.value is not None:  # a blob, as stored
-            ttl = () if item.pttl is None else ("PX", item.pttl)
+        elif item.value is not None:  # a blob, as stored; an expiry it had stays, as save
+            ttl = ("KEEPTTL",) if item.pttl is None else ("PX", item.pttl)
             tx.command("SET", item.key, item.value, *ttl)
         else:  # a hash whose encrypted values stay as stored: replace it whole
+            pttl = item.pttl
+            if pttl is None and kept[item.key] > 0:
+                pttl = kept[item.key]
             tx.command("DEL", item.key)
             if spec_of(item.cls).indexes is None:
                 tx.command("HSET", item.key, *item.pairs)
-                if item.pttl is not None:
-                    tx.expire(item.cls, item.id, item.pttl / 1000)
+                if pttl is not None:
+                    tx.expire(item.cls, item.id, pttl / 1000)
                 continue
             # the index write script of a whole save, with the bytes as exported (never
             # encoded again) and the entries of the values they hold (index_values: a
             # blind field's decrypted by the check), its record kept as a save keeps it
             tx.queue(save_stored(item.cls, item.key, item.pairs, dict(item.index_values),
-                                 item.pttl, hints=tx._core.hints),
+                                 pttl, hints=tx._core.hints),
                      f"save {item.cls.__name__}")
 
 
@@ -260,13 +333,18 @@ def _import(env: Env, store: Store, models: Models, raw: IO[bytes], size: int, c
     with env.progress_bar(total=size) as bar:
         task = bar.add_task("import", total=size)
         scratch: dict[str, int] = {}
-        for number, line in _lines(raw):
-            # checked in the first pass (and the file has not changed since): the store's
-            # save validates each object again before it writes
-            item = models.parse(line, scratch, validate=False)
-            writer.add(item, model_label(item.cls))
-            if number % 1000 == 0:
-                bar.update(task, completed=raw.tell())
-        writer.flush()
+        lines = _lines(raw)
+        try:
+            for number, line in lines:
+                # checked in the first pass (and the file has not changed since): the
+                # store's save validates each object again before it writes
+                item = models.parse(line, scratch, validate=False)
+                writer.add(item, model_label(item.cls))
+                if number % 1000 == 0:
+                    bar.update(task, completed=raw.tell())
+            writer.flush()
+        except _StoppedError as stop:  # exit 3: what was written, and every key that was not
+            rest = [_key(models.parse(line, scratch, validate=False)) for _, line in lines]
+            raise CliError(writer.stopped(stop.error, rest), CONNECTION) from None
         bar.update(task, completed=size)
     return writer.written
