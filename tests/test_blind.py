@@ -270,7 +270,9 @@ class Vault:
 def test_encrypted_values_are_hidden_in_repr_and_str() -> None:
     w = Wallet("ann", Card("4111 1111 1111 1111", "Ann"), Card("5500 0000 0000 0004"), "1234",
                id="w1")
-    expected = ("Wallet(owner='ann', card=Card(number=<encrypted>, holder='Ann'), "
+    # backup stores a Card encrypted whole, holder included: Card's repr hides holder too,
+    # wherever a Card shows (attack 28AE F2)
+    expected = ("Wallet(owner='ann', card=Card(number=<encrypted>, holder=<encrypted>), "
                 "backup=<encrypted>, id='w1')")
     assert repr(w) == str(w) == expected
     assert repr(Wallet("bob", Card("x"), id="w2")).count("backup=None") == 1
