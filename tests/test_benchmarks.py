@@ -1,4 +1,5 @@
-"""``python -m benchmarks --quick`` runs end to end against the test server.
+"""``python -m benchmarks --quick`` runs end to end against the test server (and the CLI
+benchmark, ``benchmarks.bench_cli``, small). `make test-long` runs this file (the Makefile).
 
 Only that every section prints its table, the contest table has every cell filled or
 explained, and every plot is written: timings on a shared machine prove nothing, so nothing
@@ -121,3 +122,15 @@ def test_rss_child_reports_the_peak_above_the_objects_it_built(redis_url: str) -
         assert r.dbsize() >= 5000  # the call really stored the hats
         r.flushdb()
         r.close()
+
+
+def test_the_throughput_benchmark_runs(redis_url: str, redis_client: object, tmp_path: Path
+                                      ) -> None:
+    out = tmp_path / "cli.md"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_cli", "--n", "200",
+                           "--repeat", "1", "--url", redis_url, "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")]
+    assert [r.split(" | ")[0] for r in rows] == ["| model", "| Plain", "| Indexed",
+                                                  "| Secret"]

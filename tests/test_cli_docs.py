@@ -13,7 +13,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -35,18 +34,6 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(_fernet, "_configured", None)
     redmodel.codecs.configure_fernet(keys=[KEY_A])
     yield
-
-
-def test_the_throughput_benchmark_runs(redis_url: str, redis_client: Any, tmp_path: Path
-                                      ) -> None:
-    out = tmp_path / "cli.md"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_cli", "--n", "200",
-                           "--repeat", "1", "--url", redis_url, "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")]
-    assert [r.split(" | ")[0] for r in rows] == ["| model", "| Plain", "| Indexed",
-                                                  "| Secret"]
 
 
 # ---- docs/cli.md ---------------------------------------------------------------------------
