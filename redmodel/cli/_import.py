@@ -17,7 +17,7 @@ import click
 import redis
 from rich.console import Console
 
-from redmodel._errors import RedmodelError
+from redmodel._errors import OutcomeUnknownError, RedmodelError
 from redmodel._indexes._writes import unique_lines
 from redmodel._models._specs import spec_of
 from redmodel._plans._objects import save_stored
@@ -138,8 +138,12 @@ class _Writer:
         shown = ", ".join(repr(k) for k in keys[:SHOWN])
         more = f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else ""
         count = sum(self.written.values())
+        # a lost reply: the chunk it was in may have been written (a save is safe to send
+        # again: importing again settles it)
+        were = ("were not written, or (the chunk whose reply was lost) may have been"
+                if isinstance(error, OutcomeUnknownError) else "were not")
         return (f"import stopped while writing: {_one_line(error)}; {count:,} objects were "
-                f"written, these {len(keys):,} were not: {shown}{more}. Fix what stopped it "
+                f"written, these {len(keys):,} {were}: {shown}{more}. Fix what stopped it "
                 "and import again (objects that exist are saved over)")
 
 
