@@ -22,7 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import redmodel
+from redmodel._models._specs import spec_of
 from tests.budget import scaled
+from tests.test_attack28af import Enc, IdxEnc, Plain, _fernet
 from tests.test_cli import redmodel_cli
 from tests.test_fix28ac import (
     _LABELS,
@@ -157,3 +159,47 @@ def test_a_class_stored_encrypted_whole_hides_every_attribute_in_its_own_repr(
         for secret in ("Ann Secret", "4242", "hidden-tag"):
             assert secret not in shown, (shape, shown)
 
+
+
+@settings(max_examples=scaled(15, floor=4))
+@given(data=st.data())
+def test_an_import_stopped_by_foreign_keys_counts_and_names_exactly(
+        store: redmodel.Store, redis_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, data: st.DataObject) -> None:
+    """Property (attack 28AF F1-F3): objects exported with and without TTL (values kept
+    encrypted or plain, indexed or not), strings of another program planted at some
+    objects' keys, any chunk size: the import exits 3, never deletes a planted key, the
+    message counts exactly the objects written and names exactly the keys not written (or
+    says they may have been, for the chunk it stopped in), and the index stays right."""
+    model = data.draw(st.sampled_from([Plain, Enc, IdxEnc]), label="model")
+    n = data.draw(st.integers(2, 6), label="objects")
+    chunk = data.draw(st.integers(1, 4), label="chunk")
+    ttl = data.draw(st.lists(st.booleans(), min_size=n, max_size=n), label="ttl")
+    planted = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=n),
+                        label="foreign keys at")
+    store.client.flushall()
+    key = _fernet(monkeypatch)
+    ids = [f"o{i}" for i in range(n)]
+    for i, oid in enumerate(ids):
+        obj = model(oid, id=oid) if model is Plain else model(oid, f"secret-{oid}", id=oid)
+        store.save(obj, ttl=60 if ttl[i] else None)
+    label = f"tests.test_attack28af:{model.__name__}"
+    out = tmp_path / "f.jsonl"
+    done = redmodel_cli("export", "-m", label, "-o", str(out), url=redis_url, keys=key)
+    assert done.returncode == 0, done.stderr
+    store.client.flushall()
+    keys = {oid: spec_of(model).key_for(oid) for oid in ids}
+    for i in planted:
+        store.client.set(keys[ids[i]], "foreign")
+    done = redmodel_cli("import", "-m", label, "-i", str(out), "--chunk", str(chunk),
+                        url=redis_url, keys=key)
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    for i in planted:
+        assert store.client.get(keys[ids[i]]) == b"foreign"
+    written = [oid for oid in ids if store.client.type(keys[oid]) == b"hash"]
+    assert f" {len(written):,} objects were written" in done.stderr, done.stderr
+    named = [oid for oid in ids if repr(keys[oid]) in done.stderr]
+    assert sorted(named) == [oid for oid in ids if oid not in written], done.stderr
+    assert "secret-" not in done.stderr
+    if model is IdxEnc:
+        assert store.verify(IdxEnc) == []

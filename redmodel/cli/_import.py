@@ -17,7 +17,7 @@ import click
 import redis
 from rich.console import Console
 
-from redmodel._errors import OutcomeUnknownError, RedmodelError
+from redmodel._errors import OutcomeUnknownError, RedmodelError, ServerError
 from redmodel._indexes._writes import unique_lines
 from redmodel._models._specs import spec_of
 from redmodel._plans._objects import save_stored
@@ -79,12 +79,19 @@ class _Writer:
         self.plain: list[Any] = []
         self.other: list[TypedItem | SealedItem] = []
         self.pending: list[tuple[str, str]] = []  # (model label, key) of the unwritten
+        self.plain_keys: list[str] = []
         self.written: dict[str, int] = {}
 
     def add(self, item: TypedItem | SealedItem, label: str) -> None:
-        self.pending.append((label, _key(item)))
+        key = _key(item)
+        if any(k == key for _, k in self.pending):
+            # an object repeated in the file: its lines apply in order (a chunk writes its
+            # plain objects first, and reads the expiries it keeps before its writes)
+            self.flush()
+        self.pending.append((label, key))
         if isinstance(item, TypedItem) and item.pttl is None:
             self.plain.append(item.obj)
+            self.plain_keys.append(key)
         else:
             self.other.append(item)
         if len(self.plain) + len(self.other) >= self.chunk:
@@ -102,8 +109,10 @@ class _Writer:
 
     def _flush(self) -> None:
         if self.plain:
-            self.store.save_many(self.plain, ttl=None)
-            self.plain = []
+            plain, keys = self.plain, self.plain_keys
+            self.plain, self.plain_keys = [], []
+            self.store.save_many(plain, ttl=None)
+            self._done(keys)
         items, self.other = self.other, []
         rest: list[TypedItem | SealedItem] = []
         for item in items:
@@ -138,10 +147,12 @@ class _Writer:
         shown = ", ".join(repr(k) for k in keys[:SHOWN])
         more = f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else ""
         count = sum(self.written.values())
-        # a lost reply: the chunk it was in may have been written (a save is safe to send
-        # again: importing again settles it)
-        were = ("were not written, or (the chunk whose reply was lost) may have been"
-                if isinstance(error, OutcomeUnknownError) else "were not")
+        # a lost reply, or a command that failed inside EXEC (the transaction's other
+        # commands were applied: error.committed): the chunk it was in may have been
+        # written in part (a save is safe to send again: importing again settles it)
+        were = ("were not written, or (the chunk it stopped in) may have been"
+                if isinstance(error, OutcomeUnknownError) or getattr(error, "committed", False)
+                else "were not")
         return (f"import stopped while writing: {_one_line(error)}; {count:,} objects were "
                 f"written, these {len(keys):,} {were}: {shown}{more}. Fix what stopped it "
                 "and import again (objects that exist are saved over)")
@@ -170,9 +181,25 @@ def _seconds(pttl: int | None) -> float | None:
     return None if pttl is None else pttl / 1000
 
 
+_HOLDS = {"hash": "hash", "blob": "string"}  # what an object's key holds, by layout
+
+
 def _write(tx: Transaction, items: list[TypedItem | SealedItem]) -> None:
-    # a hash exported without expiry keeps the one its key has, as a save would (read
-    # first, WATCHed: a transaction reads before its first write)
+    # Read first (WATCHed: a transaction reads before its first write): a key of another
+    # type at an object's key refuses the chunk before anything is written (inside EXEC
+    # it would fail alone and the rest be applied; a DEL would delete it), and a hash
+    # exported without expiry keeps the one its key has, as a save would.
+    for item in items:
+        key = _key(item)
+        want = _HOLDS.get(spec_of(item.cls).layout)
+        if want is None:  # the flat layout: its save script checks its keys itself
+            continue
+        held = tx.read_command("TYPE", key, watch=[key])
+        held = held.decode() if isinstance(held, bytes) else str(held)
+        if held not in ("none", want):
+            raise ServerError(f"WRONGTYPE {key} holds a {held}, not a {want}: another "
+                              "program's key at this object's key; nothing of this chunk "
+                              "was written", keys=(key,), command="import")
     kept = {item.key: int(tx.read_command("PTTL", item.key, watch=[item.key]))
             for item in items
             if isinstance(item, SealedItem) and item.value is None and item.pttl is None}
