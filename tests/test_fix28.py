@@ -54,7 +54,7 @@ def _score(field: str, value: Any) -> float:
     return float(value)
 
 
-@settings(max_examples=scaled(40))
+@settings(max_examples=scaled(200))
 @given(data=st.data(), field=st.sampled_from(sorted(POOLS)))
 def test_one_of_counts_each_object_once_whatever_texts_share_a_score(
         store: redmodel.Store, data: st.DataObject, field: str) -> None:
