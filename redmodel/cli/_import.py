@@ -79,16 +79,18 @@ class _Writer:
         self.plain: list[Any] = []
         self.other: list[TypedItem | SealedItem] = []
         self.pending: list[tuple[str, str]] = []  # (model label, key) of the unwritten
+        self.pending_keys: set[str] = set()
         self.plain_keys: list[str] = []
         self.written: dict[str, int] = {}
 
     def add(self, item: TypedItem | SealedItem, label: str) -> None:
         key = _key(item)
-        if any(k == key for _, k in self.pending):
+        if key in self.pending_keys:
             # an object repeated in the file: its lines apply in order (a chunk writes its
             # plain objects first, and reads the expiries it keeps before its writes)
             self.flush()
         self.pending.append((label, key))
+        self.pending_keys.add(key)
         if isinstance(item, TypedItem) and item.pttl is None:
             self.plain.append(item.obj)
             self.plain_keys.append(key)
@@ -99,8 +101,9 @@ class _Writer:
 
     def flush(self) -> None:
         """Write what was added since the last flush. An error the database answers
-        (a unique value another object holds, a key of another type) leaves some objects
-        written: raised as a CliError (exit 3) counting them and naming the rest."""
+        (a unique value another object holds, a key of another type) may leave some
+        objects written: raised as _StoppedError, which the import reports (exit 3)
+        counting them and naming the rest."""
         try:
             self._flush()
         except (RedmodelError, redis.ResponseError) as e:
@@ -136,6 +139,7 @@ class _Writer:
             if key in done:
                 self.written[label] = self.written.get(label, 0) + 1
         self.pending = [p for p in self.pending if p[1] not in done]
+        self.pending_keys -= done
 
     def stopped(self, error: Exception, rest: list[str]) -> str:
         """The message of an import stopped by ``error``; ``rest``: the keys of the lines
