@@ -18,10 +18,12 @@ from typing import Any
 
 import attrs
 import pytest
+import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import redmodel
+import redmodel.testing
 from redmodel._models._specs import spec_of
 from tests.budget import scaled
 from tests.test_attack28af import Enc, IdxEnc, Plain, _fernet
@@ -203,3 +205,23 @@ def test_an_import_stopped_by_foreign_keys_counts_and_names_exactly(
     assert "secret-" not in done.stderr
     if model is IdxEnc:
         assert store.verify(IdxEnc) == []
+
+
+@pytest.mark.parametrize("command", ["INCR", "RPUSH", "LPOP"])
+def test_the_testing_client_never_sends_a_write_again(
+        redis_server: redmodel.testing.RedisServer, redis_client: Any,
+        proxy: redmodel.testing.FaultProxy, command: str) -> None:
+    """docs/testing.md: `client()` never sends a command again by itself. A write whose
+    reply is lost raises a redis-py connection error and was applied once (redis-py's own
+    constructor would retry it: an INCR applied twice, an RPUSH twice, an LPOP losing an
+    item)."""
+    redis_client.rpush("l", "a", "b")
+    proxy.lose_reply("INCRBY" if command == "INCR" else command)  # redis-py's incr: INCRBY
+    with redis_server.client(host=proxy.host, port=proxy.port) as client:
+        call = {"INCR": lambda: client.incr("n"), "RPUSH": lambda: client.rpush("l", "c"),
+                "LPOP": lambda: client.lpop("l")}[command]
+        with pytest.raises(redis.ConnectionError):
+            call()
+    after = {"INCR": redis_client.get("n"), "RPUSH": redis_client.llen("l"),
+             "LPOP": redis_client.llen("l")}[command]
+    assert after == {"INCR": b"1", "RPUSH": 3, "LPOP": 1}[command]
