@@ -32,6 +32,7 @@ from tests.test_fix28ac import (
     _LABELS,
     _MODELS,
     BlindUnique,
+    PlainIndexed,
     _export,
     _import,
     _key,
@@ -225,3 +226,27 @@ def test_the_testing_client_never_sends_a_write_again(
     after = {"INCR": redis_client.get("n"), "RPUSH": redis_client.llen("l"),
              "LPOP": redis_client.llen("l")}[command]
     assert after == {"INCR": b"1", "RPUSH": 3, "LPOP": 1}[command]
+
+
+@pytest.mark.parametrize("n", [1, 7, 40])
+def test_an_import_chunk_reads_its_keys_in_one_round_trip(
+        store: redmodel.Store, redis_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """The chunk's TYPE and PTTL reads (the foreign-key check and the kept expiry) go in
+    one WATCHed round trip per chunk, not one per object: WATCH is called once per chunk
+    and TYPE once per object (the reads were one round trip per object before)."""
+    store.client.flushall()
+    fernet_key, _ = _keys(monkeypatch)
+    objs = [PlainIndexed(i, "red", f"s{i}", id=f"p{i}") for i in range(n)]
+    store.save_many(objs)
+    out = tmp_path / "e.jsonl"
+    _export(store, redis_url, out, fernet_key)
+    store.client.flushall()
+    store.client.config_resetstat()
+    done = _import(redis_url, out, fernet_key, _LABELS[3])
+    assert done.returncode == 0, done.stderr
+    stats = store.client.info("commandstats")
+    assert stats["cmdstat_watch"]["calls"] == 1, stats.get("cmdstat_watch")
+    assert stats["cmdstat_pttl"]["calls"] == n, {k: v["calls"] for k, v in stats.items()}
+    assert [store.get(PlainIndexed, obj.id) for obj in objs] == objs
+    assert store.verify(PlainIndexed) == []

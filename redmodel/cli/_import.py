@@ -20,6 +20,7 @@ from rich.console import Console
 from redmodel._errors import OutcomeUnknownError, RedmodelError, ServerError
 from redmodel._indexes._writes import unique_lines
 from redmodel._models._specs import spec_of
+from redmodel._plan import Batch, Plan
 from redmodel._plans._objects import save_stored
 from redmodel._stores._sync import Store
 from redmodel.cli._common import (
@@ -188,25 +189,38 @@ def _seconds(pttl: int | None) -> float | None:
 _HOLDS = {"hash": "hash", "blob": "string"}  # what an object's key holds, by layout
 
 
+def _held(items: list[TypedItem | SealedItem]
+          ) -> Plan[tuple[list[tuple[str, str, Any]], dict[str, int]]]:
+    """Plan: TYPE of each hash or blob object's key (with the type it should hold), then
+    PTTL of each hash kept encrypted and exported without expiry, in one batch (one round
+    trip, its keys WATCHed first)."""
+    typed = [(_key(item), _HOLDS[layout]) for item in items
+             if (layout := spec_of(item.cls).layout) in _HOLDS]
+    timed = [item.key for item in items
+             if isinstance(item, SealedItem) and item.value is None and item.pttl is None]
+    keys = tuple(dict.fromkeys([*(key for key, _ in typed), *timed]))
+    if not keys:
+        return [], {}
+    replies = yield Batch([*(("TYPE", key) for key, _ in typed),
+                           *(("PTTL", key) for key in timed)], keys=keys)
+    types, pttls = replies[:len(typed)], replies[len(typed):]
+    held = [(key, want, reply) for (key, want), reply in zip(typed, types, strict=True)]
+    return held, {key: int(reply) for key, reply in zip(timed, pttls, strict=True)}
+
+
 def _write(tx: Transaction, items: list[TypedItem | SealedItem]) -> None:
     # Read first (WATCHed: a transaction reads before its first write): a key of another
     # type at an object's key refuses the chunk before anything is written (inside EXEC
     # it would fail alone and the rest be applied; a DEL would delete it), and a hash
-    # exported without expiry keeps the one its key has, as a save would.
-    for item in items:
-        key = _key(item)
-        want = _HOLDS.get(spec_of(item.cls).layout)
-        if want is None:  # the flat layout: its save script checks its keys itself
-            continue
-        held = tx.read_command("TYPE", key, watch=[key])
-        held = held.decode() if isinstance(held, bytes) else str(held)
+    # exported without expiry keeps the one its key has, as a save would. The flat layout
+    # is not read: its save script checks its keys itself.
+    types, kept = tx.query(_held(items), "read the keys of an import chunk")
+    for key, want, reply in types:
+        held = reply.decode() if isinstance(reply, bytes) else str(reply)
         if held not in ("none", want):
             raise ServerError(f"WRONGTYPE {key} holds a {held}, not a {want}: another "
                               "program's key at this object's key; nothing of this chunk "
                               "was written", keys=(key,), command="import")
-    kept = {item.key: int(tx.read_command("PTTL", item.key, watch=[item.key]))
-            for item in items
-            if isinstance(item, SealedItem) and item.value is None and item.pttl is None}
     for item in items:
         if isinstance(item, TypedItem):
             tx.save(item.obj, ttl=_seconds(item.pttl))
