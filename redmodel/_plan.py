@@ -132,6 +132,13 @@ class Batch:
     on a client of any encoding (every str goes as UTF-8: ``_wire.pack_commands``);
     anything else packs the commands as always. Never compared or
     shown.
+
+    ``meanwhile``: client work the plan can do while the server runs this batch (the
+    next chunk's encoding in ``save_many``). A store may call it once, after the batch's
+    first round is sent and before its replies are read, or never (a transaction, a
+    cluster's spread round, :func:`gather`); the plan does that work at its own turn when
+    it was not done. It sends nothing, never raises (it keeps what it would raise for its
+    turn) and changes nothing the batch's outcome depends on. Never compared or shown.
     """
 
     commands: Sequence[Command]
@@ -146,6 +153,7 @@ class Batch:
     check: bool = False
     pause: float = 0.0
     packed: Sequence[bytes] | None = attrs.field(default=None, eq=False, repr=False)
+    meanwhile: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def may_resend(self) -> bool:

@@ -834,7 +834,8 @@ def _record(w: Write, exists: bool, old: set[str], new: set[str], hints: TxHints
 
 def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
                hints: TxHints | None, what: str, errors: bool = False,
-               batched: bool = False) -> Plan[list[Any]]:
+               batched: bool = False,
+               meanwhile: Callable[[], None] | None = None) -> Plan[list[Any]]:
     """Send the writes (index writes, or any other write command) in one round trip;
     resend the index writes that asked for more keys, with them (again one round trip for
     all). Returns each reply (refusals are left to the caller: see :func:`check`).
@@ -845,11 +846,12 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
     object gives the value up first (:func:`free_unheld`). ``errors``: see
     :attr:`Batch.errors` (error replies come back as ServerError values). ``batched``
     (save_many, delete_many): whole saves and deletes of the objects of one bucket go
-    together in one call of ``index_write_many.lua`` (see :func:`_batchable`)."""
+    together in one call of ``index_write_many.lua`` (see :func:`_batchable`).
+    ``meanwhile``: the first round's :attr:`Batch.meanwhile`."""
     if batched and hints is None:
         _follow_earlier(items)
     replies = yield from _send_writes(items, idempotent=idempotent, hints=hints, what=what,
-                                      errors=errors, batched=batched)
+                                      errors=errors, batched=batched, meanwhile=meanwhile)
     if hints is not None:
         return replies
     refused = [i for i, (item, reply) in enumerate(zip(items, replies, strict=True))
@@ -1023,7 +1025,8 @@ def _many(writes: Sequence[Write]) -> Command:
 
 def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                  hints: TxHints | None, what: str, errors: bool = False,
-                 batched: bool = False) -> Plan[list[Any]]:
+                 batched: bool = False,
+                 meanwhile: Callable[[], None] | None = None) -> Plan[list[Any]]:
     writes = [w for w in items if isinstance(w, Write)]
     if hints is not None:
         yield from prefetch(writes, hints)
@@ -1047,8 +1050,9 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         cmds, keys, owners = _batches(items, sent, single, hints)
         got = yield from _send_round(
             Batch(cmds, write=True, idempotent=idempotent, keys=keys, errors=errors,
-                  pause=PIN_PAUSES[min(waits, len(PIN_PAUSES) - 1)]),
+                  pause=PIN_PAUSES[min(waits, len(PIN_PAUSES) - 1)], meanwhile=meanwhile),
             held_back)
+        meanwhile = None
         again = list(held_back)
         for members, reply in zip(owners, got, strict=True):
             each = (reply if len(members) > 1 and isinstance(reply, list)

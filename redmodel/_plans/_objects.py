@@ -235,7 +235,6 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
     # hash model has its first chunk's commands made by that check (one pass over it)
     first_chunk = None if seq is None or hints is not None else _check_plain(seq, ttl, chunk_size)
     early = {} if seq is None or first_chunk is not None else _check_all(seq, chunk_size)
-    tx = hints is not None
     done: list[str] = []  # keys written by earlier chunks (an iterator only: see below)
     count = 0
     def known(chunk_keys: Sequence[str]) -> list[str]:
@@ -252,6 +251,8 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
         return done + list(chunk_keys)
 
     pending: list[list[Any]] = []  # parts of a chunk split by _LaterError, to send first
+    # a sequence's next chunk is encoded while the server runs this one (Batch.meanwhile)
+    ahead = _Ahead(seq, chunk_size, ttl) if seq is not None and hints is None else None
     for part in _parts(objs, chunk_size, pending):
         fast = (_fast_chunk(part, ttl, whole, ready, every, known, first_chunk)
                 if hints is None else None)
@@ -263,14 +264,15 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
             count += len(part)
             continue
         try:
-            made = [_save_state(obj, ttl, whole, early.get(id(obj))) for obj in part]
+            made = (ahead.take(part) if ahead is not None else None) or \
+                [_save_state(obj, ttl, whole, early.get(id(obj))) for obj in part]
             early.clear()
             chunk = [(k, c) for k, c, _ in made]
             if not whole:
                 _unique_within(part)
         except RedmodelError as e:  # nothing of this chunk was written
-            raise _batch_error(e, "save_many", every(_keys_or_none(part)), known([]), tx,
-                               unread=not whole) from None
+            raise _batch_error(e, "save_many", every(_keys_or_none(part)), known([]),
+                               hints is not None, unread=not whole) from None
         keys = [k for k, _ in chunk]
         claims = yield from _chunk_claims(part, chunk, hints, ready, pending, (every, known),
                                             whole)
@@ -279,24 +281,65 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
         try:
             replies = yield from run_writes([c for _, c in chunk], idempotent=True,
                                             hints=hints, what="save many",
-                                            errors=hints is None, batched=True)
+                                            errors=hints is None, batched=True,
+                                            meanwhile=None if ahead is None or pending
+                                            else ahead.after(part, count + len(part)))
         except Abandoned:  # its transaction will not commit: nothing written, undo claims
             yield from gather([undo(c, hints) for c in claims if c is not None])
             raise
         except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
-            raise _batch_error(e, "save_many", every(keys), known([]), tx,
+            raise _batch_error(e, "save_many", every(keys), known([]), hints is not None,
                                unknown=keys, unread=not whole) from None
         _, refused = yield from _settle_all(chunk, replies, claims, "save many", hints)
         if refused:
             key, first = next(iter(refused.values()))
             raise _batch_error(first, "save_many", every(keys),
                                known([keys[at] for at in _kept(keys, refused)]),
-                               tx, key, unread=not whole, chunk_done=_kept(keys, refused))
+                               hints is not None, key, unread=not whole,
+                               chunk_done=_kept(keys, refused))
         _saved_all(part, [state for _, _, state in made])
         if not whole:
             done += keys
         count += len(part)
     return count
+
+
+class _Ahead:
+    """save_many's :attr:`Batch.meanwhile` for a sequence (checked whole already): while
+    the server runs one chunk, the states of the chunk after it are made, and taken at
+    its turn if it is the same objects. Not when that chunk holds an object of the one
+    sent (its snapshot changes when that one is written); anything the making raises is
+    left for the chunk's own turn (made again then, raised there)."""
+
+    def __init__(self, seq: Sequence[Any], size: int, ttl: Any) -> None:
+        self.seq, self.size, self.ttl = seq, size, ttl
+        self.objs: list[Any] = []
+        self.made: list[tuple[str, Command | Write, dict[bytes, bytes] | None]] = []
+
+    def after(self, current: Sequence[Any], start: int) -> Callable[[], None]:
+        """The work to do while ``current`` is written: the chunk at ``start``."""
+        def make() -> None:
+            self.objs, self.made = [], []
+            nxt = list(self.seq[start:start + self.size])
+            mine = {id(obj) for obj in current}
+            if not nxt or any(id(obj) in mine for obj in nxt):
+                return
+            try:
+                made = [_save_state(obj, self.ttl, True) for obj in nxt]
+            except Exception:
+                return
+            self.objs, self.made = nxt, made
+        return make
+
+    def take(self, part: Sequence[Any]
+             ) -> list[tuple[str, Command | Write, dict[bytes, bytes] | None]] | None:
+        """The states made ahead, if they are ``part``'s (the same objects)."""
+        objs, made = self.objs, self.made
+        self.objs, self.made = [], []
+        if not objs or len(objs) != len(part) or any(
+                a is not b for a, b in zip(objs, part, strict=True)):
+            return None
+        return made
 
 
 def _kept(chunk: Sequence[Any], refused: Collection[int]) -> list[int]:

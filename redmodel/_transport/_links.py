@@ -214,6 +214,8 @@ class SyncLink(_Shell):
         if got is not None:
             conn, pool = got
             try:
+                if batch.meanwhile is not None:
+                    batch.meanwhile()
                 self._read(conn, call)
             except BaseException:  # interrupted (KeyboardInterrupt, ...)
                 conn.disconnect()
@@ -232,11 +234,13 @@ class SyncLink(_Shell):
         return ex.raw() if batch.errors else ex.result()
 
     def drive(self, ex: Exchange, session: SyncSession | None = None) -> None:
+        meanwhile = ex.batch.meanwhile  # (the first round's only)
         while True:
             calls = ex.calls()
             if calls is None:
                 return
-            self._round(calls, session)
+            self._round(calls, session, meanwhile)
+            meanwhile = None
             if not self.cluster:
                 pause = ex.settle(calls)
             else:
@@ -265,8 +269,10 @@ class SyncLink(_Shell):
             return self.client.connection_pool
         return self.client.get_redis_connection(node).connection_pool
 
-    def _round(self, calls: list[Call], session: SyncSession | None) -> None:
-        """Send every call, then read every call's replies (one round trip per node)."""
+    def _round(self, calls: list[Call], session: SyncSession | None,
+               meanwhile: Callable[[], None] | None = None) -> None:
+        """Send every call, then (``meanwhile``, the batch's: see :class:`Batch`) read
+        every call's replies (one round trip per node)."""
         if session is None and self.cluster and len(calls) > 1:
             self._spread(calls)
             return
@@ -279,6 +285,8 @@ class SyncLink(_Shell):
                 got = self._send(call, session)
                 if got is not None:
                     open_.append((call, *got))
+            if meanwhile is not None and open_:
+                meanwhile()
             for call, conn, pool in open_:
                 if not self._read(conn, call) and call.pinned and session is not None:
                     session.broken()
@@ -651,11 +659,13 @@ class AsyncLink(_Shell):
             return
 
     async def drive(self, ex: Exchange, session: AsyncSession | None = None) -> None:
+        meanwhile = ex.batch.meanwhile  # (the first round's only)
         while True:
             calls = ex.calls()
             if calls is None:
                 return
-            await self._round(calls, session)
+            await self._round(calls, session, meanwhile)
+            meanwhile = None
             if not self.cluster:
                 pause = ex.settle(calls)
             else:
@@ -704,7 +714,8 @@ class AsyncLink(_Shell):
         else:
             await pool.release(conn)
 
-    async def _round(self, calls: list[Call], session: AsyncSession | None) -> None:
+    async def _round(self, calls: list[Call], session: AsyncSession | None,
+                     meanwhile: Callable[[], None] | None = None) -> None:
         """Send every call, then read every call's replies; calls to several nodes (a
         cluster's bulk call) each go in a task of their own, gathered: a node's replies are
         read as they come, whichever node answers first (measured: save_many of 20,000
@@ -722,6 +733,8 @@ class AsyncLink(_Shell):
                 got = await self._send(call, session)
                 if got is not None:
                     open_.append((call, *got))
+            if meanwhile is not None and open_:
+                meanwhile()  # (see Batch: the server runs the batch meanwhile)
             for call, conn, pool in open_:
                 if not await self._read(conn, call) and call.pinned and session is not None:
                     session.broken()
