@@ -13,7 +13,7 @@ import redis.asyncio as aredis
 
 import redmodel
 from redmodel.testing import FaultProxy, RedisServer, has
-from tests.faults import FAST_RESEND
+from tests.faults import FAST_RESEND, store_through
 
 
 @redmodel.model(prefix="atk29ah")
@@ -77,7 +77,6 @@ def test_f2_restarts_counts_only_attempts_run_again(
     attempts run (4 of them run again), then the plain ConnectionError. `restarts` says 5:
     the last attempt, which gave up and was not run again, is counted too (a single drop
     counts 1 for 1 re-run, so one counter means two things)."""
-    from tests.faults import store_through
     redmodel.Store(redis_client).save(Item(id="1", n=1))
     store = store_through(proxy, resend=FAST_RESEND)
     runs: list[int] = []
