@@ -83,6 +83,8 @@ __all__ = [
 ]
 
 ONCE_COMMAND = script("once_command")
+# the commands once_command.lua answers by their value's text beyond 2**53
+EXACT_INT_REPLIES = frozenset({"INCR", "INCRBY", "DECR", "DECRBY", "HINCRBY"})
 ONCE_FENCE = script("once_fence")
 ONCE_PREFIX = "redmodel:once:"
 SLOTS = 16384
@@ -1494,8 +1496,19 @@ class Exchange:
 
     # ---- the result --------------------------------------------------------------------
 
+    def _exact(self) -> None:
+        """A counter command run under a write id answers its value's text beyond 2**53
+        (once_command.lua): the int it is, as the command alone answers it."""
+        commands = self.batch.commands
+        for i in self.once:
+            reply = self.replies[i]
+            if isinstance(reply, (bytes, str)) and _name(commands[i]) in EXACT_INT_REPLIES:
+                self.replies[i] = int(reply)
+
     def result(self) -> list[Any]:
         """The replies; raises the first error reply as a ServerError naming its keys."""
+        if self.once:
+            self._exact()
         replies = self.replies
         if self._clean:
             return replies
@@ -1506,6 +1519,8 @@ class Exchange:
 
     def raw(self) -> list[Any]:
         """The replies with error replies as ServerError values (for EXEC results)."""
+        if self.once:
+            self._exact()
         commands = self.batch.commands
         return [server_error(r, commands[i]) if isinstance(r, Exception) else r
                 for i, r in enumerate(self.replies)]

@@ -7,14 +7,27 @@
 local CHUNKED = {RPUSH = 'last', LPUSH = 'last', SADD = 'sum', SREM = 'sum',
                  ZREM = 'sum', HDEL = 'sum', ZADD = 'sum'}
 local ZADD_FLAGS = {NX = true, XX = true, GT = true, LT = true, CH = true}
+-- A counter's new value comes back to Lua as a double, exact only within 2**53: beyond
+-- it the value's text is answered (read back by the command named here), which the
+-- client turns into the int (redmodel._transport._wire.EXACT_INT_REPLIES). Without the
+-- right to run that read, the double is answered as before.
+local EXACT = {INCR = 'GET', INCRBY = 'GET', DECR = 'GET', DECRBY = 'GET', HINCRBY = 'HGET'}
 local function once_body()
   local name = ARGV[1]
   local args = {}
   for i = 1, #KEYS do args[#args + 1] = KEYS[i] end
   for i = 2, #ARGV do args[#args + 1] = ARGV[i] end
-  local how = CHUNKED[string.upper(name)]
+  local upper = string.upper(name)
+  local how = CHUNKED[upper]
   if #args <= 4000 or not how or #KEYS ~= 1 then
-    return redis.call(name, unpack(args))
+    local read = EXACT[upper]
+    local back = read and {read, args[1], read == 'HGET' and args[2] or nil}
+    if back and not redis.acl_check_cmd(unpack(back)) then back = nil end
+    local r = redis.call(name, unpack(args))
+    if back and type(r) == 'number' and (r >= 9007199254740992 or r <= -9007199254740992) then
+      return redis.call(unpack(back))
+    end
+    return r
   end
   local head, i = {args[1]}, 2
   while string.upper(name) == 'ZADD' and args[i] and ZADD_FLAGS[string.upper(args[i])] do

@@ -131,13 +131,13 @@ class _Attempts:
         """Nothing of the attempt was applied and it cannot go on: the seconds to sleep
         before running it again, under the store's ResendPolicy; raises the cause (a
         ConnectionError: safe to call again) when that policy gives up."""
-        self.restarts += 1
-        self.stats.add(restarts=1)
+        self.restarts += 1  # (attempts that could not go on: the policy's count)
         delay = resend.backoff(self.restarts)
         elapsed = time.monotonic() - self.started
         if self.restarts >= resend.attempts or elapsed + delay > resend.deadline:
             self.stats.add(errors=1)
             raise _single_attempt_error(error) from None
+        self.stats.add(restarts=1)  # run again (TxStats.restarts)
         log.log(self.policy.log_level, "transaction %s: attempt %d could not go on (%s); "
                 "nothing was applied; running it again in %.1f ms", _name(self.fn),
                 self.attempt, error.cause, delay * 1000)
