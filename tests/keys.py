@@ -29,3 +29,14 @@ def use_keys(monkeypatch: pytest.MonkeyPatch, fernet: Sequence[str | bytes] | No
         else [redmodel.codecs.FernetTransform.generate_key()])
     redmodel.configure_index_keys(
         keys=list(index) if index is not None else [redmodel.generate_index_key()])
+
+
+def fresh_keys(monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """One new Fernet key and one new index key, configured in this process and put in
+    the environment for a CLI subprocess (``REDMODEL_INDEX_KEYS``); returns both (the
+    Fernet key goes to the CLI by its own option)."""
+    fernet_key = redmodel.codecs.FernetTransform.generate_key()
+    index_key = redmodel.generate_index_key()
+    use_keys(monkeypatch, fernet=[fernet_key], index=[index_key])
+    monkeypatch.setenv("REDMODEL_INDEX_KEYS", index_key)
+    return fernet_key, index_key

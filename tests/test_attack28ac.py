@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 import redmodel
-from tests.keys import use_keys
+from tests.keys import fresh_keys
 from tests.test_cli import redmodel_cli
 
 MAIL_A, MAIL_B = "ann@example.org", "bob@example.org"
@@ -89,12 +89,8 @@ class Person:
 
 
 def _keys(monkeypatch: pytest.MonkeyPatch) -> str:
-    """One Fernet key and one index key, in this process and for the command."""
-    fernet_key = redmodel.codecs.FernetTransform.generate_key()
-    index_key = redmodel.generate_index_key()
-    use_keys(monkeypatch, fernet=[fernet_key], index=[index_key])
-    monkeypatch.setenv("REDMODEL_INDEX_KEYS", index_key)
-    return fernet_key
+    """One Fernet key and one index key, configured here and for the CLI (its env)."""
+    return fresh_keys(monkeypatch)[0]
 
 
 def _export_then_import(store: redmodel.Store, redis_url: str, tmp_path: Path,

@@ -11,7 +11,7 @@ import pytest
 
 import redmodel
 from redmodel._models._specs import spec_of
-from tests.keys import use_keys
+from tests.keys import fresh_keys
 from tests.test_cli import redmodel_cli
 
 
@@ -32,11 +32,7 @@ class EncBlob:
 
 def _fernet(monkeypatch: pytest.MonkeyPatch) -> str:
     """One Fernet key and one index key, configured here and for the CLI (its env)."""
-    key = redmodel.codecs.FernetTransform.generate_key()
-    index_key = redmodel.generate_index_key()
-    use_keys(monkeypatch, fernet=[key], index=[index_key])
-    monkeypatch.setenv("REDMODEL_INDEX_KEYS", index_key)
-    return key
+    return fresh_keys(monkeypatch)[0]
 
 
 @pytest.mark.parametrize("model", [EncPlain, EncBlob])

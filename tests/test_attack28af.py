@@ -12,18 +12,15 @@ import pytest
 
 import redmodel
 from redmodel._models._specs import spec_of
-from tests.keys import use_keys
+from tests.keys import fresh_keys
 from tests.test_cli import redmodel_cli
 
 SECRET = "s3cr3t-4111"
 
 
 def _fernet(monkeypatch: pytest.MonkeyPatch) -> str:
-    key = redmodel.codecs.FernetTransform.generate_key()
-    index_key = redmodel.generate_index_key()
-    use_keys(monkeypatch, fernet=[key], index=[index_key])
-    monkeypatch.setenv("REDMODEL_INDEX_KEYS", index_key)
-    return key
+    """One Fernet key and one index key, configured here and for the CLI (its env)."""
+    return fresh_keys(monkeypatch)[0]
 
 
 @redmodel.model(prefix="atk28af_p")

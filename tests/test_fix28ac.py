@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import redmodel
 from redmodel._models._specs import spec_of
 from redmodel.codecs import codec
-from tests.keys import use_keys
+from tests.keys import fresh_keys
 from tests.test_cli import redmodel_cli
 
 _NAMES = itertools.count()
@@ -234,12 +234,7 @@ def _raw(store: redmodel.Store, model: type, ident: str) -> Any:
     return client.get(_key(model, ident)) if model is Blob else client.hgetall(_key(model, ident))
 
 
-def _keys(monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
-    fernet_key = redmodel.codecs.FernetTransform.generate_key()
-    index_key = redmodel.generate_index_key()
-    use_keys(monkeypatch, fernet=[fernet_key], index=[index_key])
-    monkeypatch.setenv("REDMODEL_INDEX_KEYS", index_key)
-    return fernet_key, index_key
+_keys = fresh_keys
 
 
 def _export(store: redmodel.Store, url: str, path: Path, key: str | None) -> None:
