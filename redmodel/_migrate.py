@@ -186,7 +186,9 @@ def check_lease(lease: object) -> float:
 
 
 def model_label(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
+    """``module:Class``, as ``redmodel ... -m`` takes it (a script's models: its name, not
+    ``__main__``)."""
+    return f"{_registry.module_name(cls.__module__)}:{cls.__qualname__}"
 
 
 def check_id(step_id: object) -> str:

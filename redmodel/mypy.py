@@ -25,18 +25,29 @@ What it teaches mypy:
   from mypy's cache too; a nested plain attrs class is read from its body when mypy has
   it (a cached one's ``codec=`` fields go unchecked: the run-time check remains).
 
+* A transaction function of the wrong kind is an error at the decorator, as it is refused
+  when decorated at run time: a generator function anywhere (code ``redmodel``), an
+  ``async def`` (or a function returning a coroutine) given to a ``Store``'s transaction
+  (``@store.transaction``, ``@store.transaction(policy=...)``,
+  ``@redmodel.transaction(store)``, ``store.transact``; code ``arg-type``, as the mirror
+  case, a sync function given to an ``AsyncStore``'s, is by the overloads).
+
 How: mypy's attrs plugin recognises field specifiers by name, from sets it exports for
 this purpose (mypy's documentation, "Extending mypy"), and reads ``default=``,
 ``factory=`` and ``kw_only=`` from each call. ``key_field`` implies them instead, so before
-attrs looks at a ``@redmodel.model`` class, each ``key_field(...)`` call gets the argument
-it implies (``factory`` when generated, ``kw_only=True`` when not) unless it passes one.
+attrs looks at an attrs class (a ``@redmodel.model`` or a plain attrs base or mixin of
+one), each ``key_field(...)`` call gets the argument it implies (``factory`` when
+generated, ``kw_only=True`` when not) unless it passes one. The hook on attrs' own class
+decorators then does what mypy's own hook there does (it tags the class for attrs' later
+pass), since a plugin's hook takes the place of mypy's default one.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
-from mypy.errorcodes import ErrorCode
+from mypy.errorcodes import ARG_TYPE, ErrorCode
 from mypy.nodes import (
     ARG_NAMED,
     GDEF,
@@ -54,7 +65,14 @@ from mypy.nodes import (
     Var,
 )
 from mypy.plugin import ClassDefContext, FunctionContext, MethodContext, Plugin
-from mypy.plugins.attrs import attr_attrib_makers
+from mypy.plugins.attrs import (
+    attr_attrib_makers,
+    attr_class_makers,
+    attr_dataclass_makers,
+    attr_define_makers,
+    attr_frozen_makers,
+    attr_tag_callback,
+)
 from mypy.semanal_shared import parse_bool
 from mypy.types import (
     AnyType,
@@ -80,12 +98,31 @@ INCR_FIELDS = ("redmodel._stores._sync.Store.incr_fields",
                "redmodel._stores._async.AsyncStore.incr_fields")
 #: info.metadata key: {"key": [field names], "codec": [field names]} of a model class.
 METADATA = "redmodel"
-#: What takes a transaction function: a generator function there is refused at run time.
-TRANSACTION_DECORATORS = (
-    "redmodel.transactions._run.TransactionDecorator.__call__",
-    "redmodel._stores._sync.Store.transaction",
-    "redmodel._stores._async.AsyncStore.transaction",
-)
+#: What takes a transaction function (at which argument): a generator function there is
+#: refused at run time, and an async def where the store is a sync Store.
+TRANSACTION_DECORATORS = {
+    "redmodel.transactions._run.TransactionDecorator.__call__": 0,
+    "redmodel._stores._sync.Store.transaction": 0,
+    "redmodel._stores._sync.Store.transact": 0,
+    "redmodel._stores._async.AsyncStore.transaction": 0,
+}
+TRANSACTION_FUNCTIONS = {
+    "redmodel.transactions._run.transaction": 0,
+    "redmodel.transactions._run.transact": 1,
+}
+ASYNC_TX = "redmodel.transactions._handles.AsyncTransaction"
+#: A sync store, as TransactionDecorator[...] holds it (transaction()'s protocol, or the class).
+SYNC_STORE = ("redmodel.transactions._handles.Store", "redmodel._stores._sync.Store")
+#: Where the store is a sync Store whatever the call: an async def there is refused.
+SYNC_ONLY = ("redmodel._stores._sync.Store.transaction", "redmodel._stores._sync.Store.transact",
+             "redmodel.transactions._run.transact")
+#: method name -> the methods of that name this plugin checks (also called on a subclass)
+HOOKED_METHODS: dict[str, set[str]] = {}
+for _method in (*TRANSACTION_DECORATORS, *INCR, *INCR_FIELDS):
+    HOOKED_METHODS.setdefault(_method.rpartition(".")[2], set()).add(_method)
+#: attrs' class decorators (mypy's attrs plugin tags the classes they make).
+ATTRS_CLASS_MAKERS = frozenset(attr_class_makers | attr_dataclass_makers | attr_frozen_makers
+                               | attr_define_makers)
 
 #: The error code of what this plugin reports (``# type: ignore[redmodel]`` silences it).
 REDMODEL = ErrorCode("redmodel", "redmodel model fields used wrongly", "General")
@@ -101,18 +138,37 @@ class RedmodelPlugin(Plugin):
     def get_class_decorator_hook(
         self, fullname: str
     ) -> Callable[[ClassDefContext], None] | None:
-        return _desugar_key_fields if fullname == MODEL else None
+        if fullname == MODEL:
+            return _desugar_model
+        return _desugar_attrs_class if fullname in ATTRS_CLASS_MAKERS else None
 
     def get_method_hook(self, fullname: str) -> Callable[[MethodContext], Type] | None:
+        fullname = self._defined_at(fullname)
         if fullname in TRANSACTION_DECORATORS:
-            return _refuse_generator
+            return functools.partial(_check_transaction_function, fullname,
+                                     TRANSACTION_DECORATORS[fullname])
         if fullname in INCR_FIELDS:
             return _incr_fields
         return _incr_type if fullname in INCR else None
 
+    def _defined_at(self, fullname: str) -> str:
+        """``Store.transaction`` for ``app.MyStore.transaction`` (mypy names a method by the
+        class of the object it is called on): where the method is defined, when it is one
+        this plugin checks."""
+        owner, _, name = fullname.rpartition(".")
+        if name not in HOOKED_METHODS or fullname in HOOKED_METHODS[name]:
+            return fullname
+        symbol = self.lookup_fully_qualified(owner)
+        if symbol is None or not isinstance(symbol.node, TypeInfo):
+            return fullname
+        info = symbol.node.get_containing_type_info(name)
+        return f"{info.fullname}.{name}" if info is not None else fullname
+
     def get_function_hook(self, fullname: str) -> Callable[[FunctionContext], Type] | None:
-        return _refuse_generator if fullname == "redmodel.transactions._run.transaction" \
-            else None
+        if fullname in TRANSACTION_FUNCTIONS:
+            return functools.partial(_check_transaction_function, fullname,
+                                     TRANSACTION_FUNCTIONS[fullname])
+        return None
 
 
 def plugin(version: str) -> type[Plugin]:
@@ -123,7 +179,30 @@ def plugin(version: str) -> type[Plugin]:
 # -- key_field ---------------------------------------------------------------------------------
 
 
+def _desugar_attrs_class(ctx: ClassDefContext) -> None:
+    """An attrs class (a model, or a plain base or mixin of one): its key_field() calls
+    get what they imply; then mypy's own hook for attrs' decorators, which this one
+    replaces."""
+    _desugar_key_fields(ctx)
+    attr_tag_callback(ctx)
+
+
+def _desugar_model(ctx: ClassDefContext) -> None:
+    """A ``@redmodel.model`` class: desugared here unless an attrs decorator of its own
+    does it (so that an error about a call is reported once)."""
+    callees = (d.callee if isinstance(d, CallExpr) else d for d in ctx.cls.decorators)
+    attrs_decorated = any(isinstance(c, RefExpr) and c.fullname in ATTRS_CLASS_MAKERS
+                          for c in callees)
+    if attrs_decorated:
+        ctx.cls.info.metadata[METADATA] = _declared(ctx.cls.info)
+    else:
+        _desugar_key_fields(ctx)
+
+
 def _desugar_key_fields(ctx: ClassDefContext) -> None:
+    """Each ``key_field(...)`` call of the class body gets the argument it implies (once:
+    a second run adds nothing); what the body declares is recorded in the class's
+    metadata (kept in mypy's cache)."""
     ctx.cls.info.metadata[METADATA] = _declared(ctx.cls.info)
     for stmt in ctx.cls.defs.body:
         if not isinstance(stmt, AssignmentStmt):
@@ -199,30 +278,60 @@ def _true(ctx: ClassDefContext) -> NameExpr:
 # -- transaction functions ------------------------------------------------------------------
 
 
-def _refuse_generator(ctx: MethodContext | FunctionContext) -> Type:
-    """A generator function given to a transaction decorator is an error (at run time:
-    TransactionError "is a generator function"): its body would never run. Known from the
-    decorated ``def`` (or a name bound to one), else from a ``Generator`` return type."""
+def _check_transaction_function(fullname: str, position: int,
+                                 ctx: MethodContext | FunctionContext) -> Type:
+    """The function given (at ``position``) to a transaction decorator, as run time
+    refuses it when decorated: a generator function anywhere (TransactionError "is a
+    generator function": its body would never run); an ``async def`` where the store is a
+    sync ``Store`` (TransactionError "is an async def: its transaction needs an
+    AsyncStore"). Known from the decorated ``def`` (or a name bound to one), else from the
+    return type of the function's type (``Generator``, ``Coroutine``)."""
     func: FuncItem | None = None
-    if isinstance(ctx.context, Decorator):
+    given = ctx.args[position][0] if len(ctx.args) > position and ctx.args[position] else None
+    if isinstance(ctx.context, Decorator) and position == 0:
         func = ctx.context.func
-    elif ctx.args and ctx.args[0] and isinstance(ctx.args[0][0], RefExpr):
-        node = ctx.args[0][0].node
+    elif isinstance(given, RefExpr):
+        node = given.node
         func = node.func if isinstance(node, Decorator) else \
             node if isinstance(node, FuncItem) else None
-    generator = func is not None and (func.is_generator or func.is_async_generator)
-    if not generator and ctx.arg_types and ctx.arg_types[0]:
-        proper = get_proper_type(ctx.arg_types[0][0])
+    returns = ""
+    takes_async_tx = False  # of an AsyncTransaction: the overloads report it (arg-type)
+    if len(ctx.arg_types) > position and ctx.arg_types[position]:
+        proper = get_proper_type(ctx.arg_types[position][0])
         if isinstance(proper, CallableType):
             ret = get_proper_type(proper.ret_type)
-            generator = isinstance(ret, Instance) and ret.type.fullname in (
-                "typing.Generator", "typing.AsyncGenerator")
-    if generator:
-        name = f"{func.name} " if func is not None else ""
+            returns = ret.type.fullname if isinstance(ret, Instance) else ""
+            first = get_proper_type(proper.arg_types[0]) if proper.arg_types else None
+            takes_async_tx = isinstance(first, Instance) and first.type.has_base(ASYNC_TX)
+    name = f"{func.name} " if func is not None else ""
+    if (func is not None and (func.is_generator or func.is_async_generator)) or returns in (
+            "typing.Generator", "typing.AsyncGenerator"):
         ctx.api.fail(f"transaction function {name}is a generator function: a transaction "
                      "runs it to its return and then commits, so its body would never run; "
                      "return a value instead of yielding", ctx.context, code=REDMODEL)
+    elif ((func is not None and func.is_coroutine) or returns == "typing.Coroutine") \
+            and _sync_store(fullname, ctx) and not takes_async_tx:
+        what = "an async def" if func is not None and func.is_coroutine else \
+            "a function returning a coroutine"
+        ctx.api.fail(f"transaction function {name}is {what}: a Store's transaction runs "
+                     "sync functions of a Transaction; give it to an AsyncStore's "
+                     "transaction (its first parameter an AsyncTransaction), or make it a "
+                     "plain def", ctx.context, code=ARG_TYPE)
     return ctx.default_return_type
+
+
+def _sync_store(fullname: str, ctx: MethodContext | FunctionContext) -> bool:
+    """Whether the transaction this decorator makes runs on a sync ``Store``: always for
+    ``Store``'s methods, for ``TransactionDecorator[Store]`` (``transaction(store)``)."""
+    if fullname in SYNC_ONLY:
+        return True
+    if not isinstance(ctx, MethodContext):
+        return False
+    bound = get_proper_type(ctx.type)
+    if not (isinstance(bound, Instance) and bound.args):
+        return False
+    store = get_proper_type(bound.args[0])
+    return isinstance(store, Instance) and any(store.type.has_base(name) for name in SYNC_STORE)
 
 
 def _incr_type(ctx: MethodContext) -> Type:

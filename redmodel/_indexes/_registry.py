@@ -779,7 +779,7 @@ def not_ready(spec: ModelSpec, name: str, state: str) -> IndexNotReadyError:
         f"{spec.name}: {what} is {state} (registry {registry_key(spec.prefix)}): it was "
         "added while objects were stored without it, so it would answer without them; "
         f"build it with {build.format(m=spec.name, f=field)} or `redmodel reindex -m "
-        f"{spec.cls.__module__}:{spec.cls.__qualname__}`",
+        f"{module_name(spec.cls.__module__)}:{spec.cls.__qualname__}`",
         model=spec.name, index=name, state=state)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import attrs
 
@@ -51,6 +51,10 @@ class FieldOptions:
     upgrade: Callable[[Any], Any] | None = None
 
 
+# ``default=None`` is typed as the value it is, None (an error on an ``int`` or a
+# ``list[int]`` field, right on an ``int | None`` one), not as the Any of a field without
+# a default: its overload comes first (with ``default: T`` alone, a generic field's type
+# as context makes T fail and the call fall through to that Any).
 @overload
 def field(
     *,
@@ -61,10 +65,10 @@ def field(
     unique: bool = False,
     old_names: Sequence[str] = (),
     upgrade: Callable[[Any], Any] | None = None,
-    default: None = None,
+    default: None,
     factory: None = None,
     **kwargs: Any,
-) -> Any: ...
+) -> None: ...
 @overload
 def field(
     *,
@@ -79,6 +83,20 @@ def field(
     factory: None = None,
     **kwargs: Any,
 ) -> T: ...
+@overload
+def field(
+    *,
+    key: bool = False,
+    name: str | None = None,
+    codec: str | Codec | None = None,
+    index: bool | str = False,
+    unique: bool = False,
+    old_names: Sequence[str] = (),
+    upgrade: Callable[[Any], Any] | None = None,
+    default: None = None,
+    factory: None = None,
+    **kwargs: Any,
+) -> Any: ...
 @overload
 def field(
     *,
@@ -137,12 +155,32 @@ def field(
     return attrs.field(default=default, metadata=metadata, **kwargs)
 
 
+@overload
+def key_field(*, generated: Literal[True] = True, **kwargs: Any) -> str: ...
+@overload
+def key_field(*, generated: Literal[False], default: T, factory: None = None,
+              **kwargs: Any) -> T: ...
+@overload
+def key_field(*, generated: Literal[False], default: None = None,
+              factory: Callable[[], T], **kwargs: Any) -> T: ...
+@overload
+def key_field(*, generated: bool = True, **kwargs: Any) -> Any: ...
 def key_field(*, generated: bool = True, **kwargs: Any) -> Any:
     """The id field. ``generated=True`` (default) fills it with :func:`new_id` when the
     object is created without one; ``generated=False`` makes the caller supply it, as a
     keyword argument (``kw_only=True`` by default, so the field can be declared anywhere,
-    even after fields with defaults)."""
+    even after fields with defaults).
+
+    A generated id is a ``str`` (26 characters): the field is declared ``str`` (the model
+    refuses another type), and takes no ``default=``/``factory=`` of its own (with one,
+    declare ``generated=False``)."""
     if generated:
+        given = [name for name in ("default", "factory") if name in kwargs]
+        if given:
+            raise ModelDefinitionError(
+                f"key_field(): a generated id takes no {given[0]}= (it would never be "
+                f"used); to give ids yourself, use key_field(generated=False, "
+                f"{given[0]}=...)")
         return field(key=True, factory=new_id, **kwargs)
     kwargs.setdefault("kw_only", True)
     return field(key=True, **kwargs)
@@ -295,6 +333,14 @@ def _compile(
         raise ModelDefinitionError(f"{name}: key field {key_name!r} is not a field")
     if key_spec.kind != "scalar" or key_spec.optional:
         raise ModelDefinitionError(f"{name}: key field {key_name!r} must be a plain scalar")
+    key_attr = next(f for f in all_fields if f.name == key_name)
+    if getattr(key_attr.default, "factory", None) is new_id and key_attr.type is not str:
+        shown = getattr(key_attr.type, "__name__", None) or repr(key_attr.type)
+        raise ModelDefinitionError(
+            f"{name}: key field {key_name!r} is generated (key_field()), and a generated "
+            f"id is a str of 26 characters, which a field of type {shown} cannot hold: declare it "
+            f"`{key_name}: str = redmodel.key_field()`, or use "
+            f"key_field(generated=False) to give each object its {shown} id yourself")
     if key_spec.old_stored or key_spec.upgrade is not None:
         raise ModelDefinitionError(
             f"{name}: the key field {key_name!r} is read from the key, not stored: it takes "

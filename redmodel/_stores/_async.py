@@ -37,9 +37,15 @@ from redmodel._stores._config import (
 from redmodel._transport._blocking import aclose_blocking_clients
 from redmodel._transport._links import AsyncLink
 from redmodel._transport._wire import ResendPolicy
+from redmodel.transactions._handles import AsyncStore as _TxAsyncStore  # as transaction()
 from redmodel.transactions._handles import AsyncTransaction
 from redmodel.transactions._policy import RetryPolicy
-from redmodel.transactions._run import AsyncTransactionFunction, run_transaction_async, transaction
+from redmodel.transactions._run import (
+    AsyncTransactionFunction,
+    TransactionDecorator,
+    run_transaction_async,
+    transaction,
+)
 
 __all__ = ["AsyncStore"]
 
@@ -320,8 +326,7 @@ class AsyncStore(ShellConfig):
     @overload
     def transaction(
         self, fn: None = None, *, policy: RetryPolicy | None = None
-    ) -> Callable[[Callable[Concatenate[AsyncTransaction, P], Awaitable[R]]],
-                  AsyncTransactionFunction[P, R]]: ...
+    ) -> TransactionDecorator[_TxAsyncStore]: ...
     def transaction(self, fn: Any = None, *, policy: RetryPolicy | None = None) -> Any:
         """``@astore.transaction`` on an ``async def``: the same as
         ``@redmodel.transaction(astore, ...)``; see docs/transactions.md.

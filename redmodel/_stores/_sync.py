@@ -34,9 +34,15 @@ from redmodel._stores._config import (
 from redmodel._transport._blocking import close_blocking_clients
 from redmodel._transport._links import SyncLink
 from redmodel._transport._wire import ResendPolicy
+from redmodel.transactions._handles import Store as _TxStore  # transaction()'s protocol
 from redmodel.transactions._handles import Transaction
 from redmodel.transactions._policy import RetryPolicy
-from redmodel.transactions._run import TransactionFunction, run_transaction, transaction
+from redmodel.transactions._run import (
+    TransactionDecorator,
+    TransactionFunction,
+    run_transaction,
+    transaction,
+)
 
 __all__ = ["Store"]
 
@@ -324,7 +330,7 @@ class Store(ShellConfig):
     @overload
     def transaction(
         self, fn: None = None, *, policy: RetryPolicy | None = None
-    ) -> Callable[[Callable[Concatenate[Transaction, P], R]], TransactionFunction[P, R]]: ...
+    ) -> TransactionDecorator[_TxStore]: ...
     def transaction(
         self, fn: Callable[..., Any] | None = None, *, policy: RetryPolicy | None = None
     ) -> Any:
