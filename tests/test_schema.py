@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from typing import Any
 
 import attrs
 import pytest
@@ -119,3 +120,47 @@ def test_every_supported_type_is_accepted() -> None:
     assert spec.by_name["number"].numeric == "int"
     assert spec.by_name["real"].numeric == "float"
     assert spec.by_name["money"].numeric is None
+
+
+_NESTED_OPTIONS = [{"index": True}, {"index": "range"}, {"unique": True}, {"key": True}]
+_HOLDERS = ["{}", "list[{}]", "dict[str, {}]", "{} | None", "tuple[int, list[{}]]"]
+
+
+@pytest.mark.parametrize("options", _NESTED_OPTIONS, ids=str)
+@pytest.mark.parametrize("holder", _HOLDERS)
+@pytest.mark.parametrize("layout", ["hash", "flat", "blob"])
+def test_an_index_option_on_a_field_of_a_nested_class_is_refused(
+        options: dict[str, Any], holder: str, layout: str) -> None:
+    """index=/unique=/key= on a field of a nested (non-model) attrs class would do nothing
+    (a model indexes its own top-level fields): a ModelDefinitionError at declaration
+    naming the field path (attack 29AI's note: it was silently ignored)."""
+    inner = attrs.make_class("Inner", {"city": attrs.field(
+        type=str, metadata=redmodel.field(**options).metadata)})
+    tp = eval(holder.format("inner"), {"inner": inner})
+    outer = attrs.make_class("Outer", {"addr": attrs.field(type=tp), "id": attrs.field(
+        type=str, default=attrs.Factory(redmodel.new_id), metadata=redmodel.key_field().metadata)})
+    with pytest.raises(redmodel.ModelDefinitionError,
+                       match=r"Outer\.addr\.city: .* nested class Inner"):
+        redmodel.model(prefix="nested_opt", layout=layout)(outer)
+
+
+@redmodel.model(prefix="nested_own")
+@attrs.define
+class _Place:
+    city: str = redmodel.field(index=True)
+    id: str = redmodel.key_field()
+
+
+@redmodel.model(prefix="nested_holder")
+@attrs.define
+class _Holder:
+    place: _Place
+    id: str = redmodel.key_field()
+
+
+def test_a_nested_model_keeps_its_own_index_options() -> None:
+    """A nested class that is a model itself keeps its options (for its own objects):
+    nesting it in another model is accepted, and only its own model indexes it."""
+    assert _Holder(_Place("Oslo")).place.city == "Oslo"
+    assert spec_of(_Place).indexes is not None
+    assert spec_of(_Holder).indexes is None

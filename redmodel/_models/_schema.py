@@ -7,6 +7,7 @@ Field options live in attrs field metadata under the ``"redmodel"`` key.
 from __future__ import annotations
 
 import datetime as dt
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar, overload
 
@@ -427,6 +428,37 @@ def _check_unique_names(model_name: str, fields: tuple[FieldSpec, ...]) -> None:
             _check_unique_names(f"{model_name}.{f.name}", f.children)
 
 
+def _classes_in(tp: Any, seen: set[Any] | None = None) -> list[type]:
+    """The attrs classes a type holds (itself, its arguments', their fields'), once each."""
+    seen = set() if seen is None else seen
+    if tp in seen:
+        return []
+    seen.add(tp)
+    if is_model_class(tp):
+        out: list[type] = [tp]
+        for x in attrs.fields(tp):
+            out += _classes_in(x.type, seen)
+        return out
+    return [c for arg in typing.get_args(tp) for c in _classes_in(arg, seen)]
+
+
+def _no_index_inside(label: str, cls: type, fields: Sequence[attrs.Attribute[Any]]) -> None:
+    """A field of a nested class declaring ``index=``/``unique=``/``key=`` would be ignored
+    (a model's indexes and key are its own top-level fields): refused, unless the class is
+    a model itself (the options are its own model's, unchanged when it is nested)."""
+    if "__redmodel__" in cls.__dict__:
+        return
+    for x in fields:
+        opts = _options(x)
+        given = [o for o, on in (("index=", opts.index), ("unique=", opts.unique),
+                                 ("key=", opts.key)) if on]
+        if given:
+            raise ModelDefinitionError(
+                f"{label}.{x.name}: {given[0]} on a field of the nested class "
+                f"{cls.__name__} does nothing (a model indexes only its own top-level "
+                "fields): index a top-level field holding the value instead")
+
+
 def _field(
     where: str, f: attrs.Attribute[Any], default_codec: Codec, delimiter: str
 ) -> FieldSpec:
@@ -464,8 +496,11 @@ def _field(
         )
     if is_model_class(inner) and not optional and opts.codec is None:
         nested = [x for x in attrs.fields(inner) if x.init]
+        _no_index_inside(label, inner, nested)
         children = tuple(_field(f"{label}", x, default_codec, delimiter) for x in nested)
         return FieldSpec(kind="struct", cls=inner, children=children, **common)
+    for cls in _classes_in(inner):  # (list[Address], dict[str, Address], a whole value)
+        _no_index_inside(label, cls, [x for x in attrs.fields(cls) if x.init])
     chain = resolve_codec(opts.codec) if opts.codec is not None else default_codec
     return FieldSpec(
         kind="encoded",
