@@ -30,6 +30,8 @@ from redis.cluster import RedisCluster
 import redmodel
 from redmodel._models._specs import spec_of
 from redmodel._plan import SCRIPTS_BY_SHA, LuaScript
+from redmodel.cli._import import _Writer
+from redmodel.cli._lines import TypedItem
 from redmodel.containers import Queue, Set, SortedSet, WindowCounter
 from redmodel.migrations import Migrations, rewrite
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer
@@ -372,6 +374,11 @@ def layouts(store: redmodel.Store, client: Any) -> None:
     store.save(Hat("green", secret="s3", id="3"))
     store.save(Flat("h", address, secret="s4", id="3"))
     store.save(Blob("b3", id="3"))
+    # `redmodel import` of blobs without expiry: SETs that refuse a key of another type
+    writer = _Writer(store, 10)
+    for i in "45":
+        writer.add(TypedItem(Blob, Blob(f"b{i}", id=i), None), "Blob")
+    writer.flush()  # blob_set_checked
     # a new Fernet key: rotation rewrites each value with a compare-and-set script
     redmodel.codecs.configure_fernet(keys=[FERNET_NEW, FERNET_OLD])
     assert store.rotate_keys(Hat) >= 1  # hash_cas_field

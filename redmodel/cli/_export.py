@@ -85,13 +85,16 @@ class _Failures:
 def _typed_lines(store: Store, lines: ModelLines, keys: list[str], failed: _Failures
                  ) -> list[str]:
     """Objects read through the model (get_many), each with its PTTL."""
-    spec = lines.spec
-    assert spec.key.decode is not None
     ids = []
+    readable = []
     for key in keys:
-        text = spec.id_of_key(key)
-        assert text is not None
-        ids.append(spec.key.decode(text.encode("utf-8", "surrogateescape")))
+        try:
+            ids.append(lines.id_of(key))
+        except RedmodelError as e:  # a key whose id does not decode: skipped, listed
+            failed.add(key, e)
+            continue
+        readable.append(key)
+    keys = readable
     try:
         objs = store.get_many(lines.cls, ids)
     except RedmodelError:  # find which object does not decode, one at a time
@@ -103,10 +106,13 @@ def _typed_lines(store: Store, lines: ModelLines, keys: list[str], failed: _Fail
                 failed.add(key, e)
                 objs.append(None)
     out: list[str] = []
-    for obj, reply in zip(objs, _pttls(store, keys), strict=True):
+    for key, obj, reply in zip(keys, objs, _pttls(store, keys), strict=True):
         ttl = _ttl(reply)
         if obj is not None and ttl is not False:
-            out.append(lines.from_object(obj, ttl))
+            try:
+                out.append(lines.from_object(obj, ttl))
+            except RedmodelError as e:  # a line its import would refuse: skipped, listed
+                failed.add(key, e)
     return out
 
 
@@ -192,4 +198,11 @@ def command(env: Env, output: str, decrypt: bool, page: int) -> int:
 
     # the summary goes where the data does not
     env.emit(summary, human, stream=sys.stderr if output == "-" else None)
+    if output != "-":  # the objects skipped are named on stderr too, as problems are
+        for r in results:
+            for f in r["failures"]:
+                env.warn(f"{r['model']}: skipped {f['key']}: {f['error']}")
+            if r["failed"] > len(r["failures"]):
+                env.warn(f"{r['model']}: and {r['failed'] - len(r['failures'])} more "
+                         "skipped")
     return PROBLEMS if failures else OK

@@ -13,14 +13,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
+import attrs
 import click
 import redis
 from rich.console import Console
 
-from redmodel._errors import OutcomeUnknownError, RedmodelError, ServerError
+from redmodel._errors import RedmodelError, ServerError
 from redmodel._indexes._writes import unique_lines
+from redmodel._layouts._blob import BlobLayout
+from redmodel._layouts._pick import layout_of
 from redmodel._models._specs import spec_of
-from redmodel._plan import Batch, Plan
+from redmodel._plan import Batch, Plan, script
 from redmodel._plans._objects import save_stored
 from redmodel._stores._sync import Store
 from redmodel.cli._common import (
@@ -69,106 +72,222 @@ def _lines(raw: IO[bytes]) -> Iterator[tuple[int, str]]:
                 yield number, ""  # reported as "not JSON" with its number
 
 
+# How a line is written (its "way"): save_many (objects without expiry, the packed fast
+# path), the blob script (blob objects without expiry: SETs that refuse a key of another
+# type), the store's save one at a time (models claiming unique values in other slots), or
+# MULTI/EXEC (objects with a TTL, or values kept encrypted).
+_MANY, _BLOBS, _SAVE, _MULTI = "save_many", "blobs", "save", "multi"
+
+
+@attrs.define
+class _Line:
+    label: str  # the model's label, for the count
+    key: str
+    item: TypedItem | SealedItem
+    new: bool  # the first line of its object in the file (an object is counted once)
+    way: str
+
+
+def _way(item: TypedItem | SealedItem) -> str:
+    spec = spec_of(item.cls)
+    if isinstance(item, TypedItem):
+        if spec.claims:  # unique values claimed in other slots: the store's own path
+            return _SAVE
+        if item.pttl is None:
+            return _BLOBS if spec.layout == "blob" else _MANY
+    return _MULTI
+
+
+def _ordered(item: TypedItem | SealedItem) -> bool:
+    """Whether the line's model holds unique values: its lines move values between
+    objects, so they must apply in file order (other objects' lines touch disjoint keys)."""
+    indexes = spec_of(item.cls).indexes
+    return indexes is not None and bool(indexes.uniques)
+
+
 class _Writer:
-    """Items written in chunks: plain objects with save_many (the packed fast path),
-    objects with a TTL or with values kept encrypted in one MULTI/EXEC per chunk (one per
-    object on a cluster, where a chunk spans slots)."""
+    """Lines written in chunks of ``chunk`` lines, in file order: a chunk is split into
+    writes by way (see _way), consecutive lines of one way together. A chunk with no line
+    of a model holding unique values is written as one write per way (save_many, the blob
+    script, MULTI), since then no line's outcome depends on another's order (a repeated
+    object flushes the chunk first). One MULTI (or one blob script) per object on a
+    cluster, where a chunk spans slots."""
 
     def __init__(self, store: Store, chunk: int) -> None:
         self.store = store
         self.chunk = chunk
-        self.plain: list[Any] = []
-        self.other: list[TypedItem | SealedItem] = []
-        self.pending: list[tuple[str, str]] = []  # (model label, key) of the unwritten
+        self.pending: list[_Line] = []
         self.pending_keys: set[str] = set()
-        self.plain_keys: list[str] = []
+        self.ordered = False  # a line of a model with unique values is pending
         self.written: dict[str, int] = {}
 
-    def add(self, item: TypedItem | SealedItem, label: str) -> None:
+    def add(self, item: TypedItem | SealedItem, label: str, new: bool = True) -> None:
         key = _key(item)
         if key in self.pending_keys:
-            # an object repeated in the file: its lines apply in order (a chunk writes its
-            # plain objects first, and reads the expiries it keeps before its writes)
-            self.flush()
-        self.pending.append((label, key))
+            # an object repeated in the file: its lines apply in order
+            try:
+                self.flush()
+            except _StoppedError as stop:
+                stop.unsent.append(key)
+                raise
+        self.pending.append(_Line(label, key, item, new, _way(item)))
         self.pending_keys.add(key)
-        if isinstance(item, TypedItem) and item.pttl is None:
-            self.plain.append(item.obj)
-            self.plain_keys.append(key)
-        else:
-            self.other.append(item)
-        if len(self.plain) + len(self.other) >= self.chunk:
+        self.ordered = self.ordered or _ordered(item)
+        if len(self.pending) >= self.chunk:
             self.flush()
 
     def flush(self) -> None:
-        """Write what was added since the last flush. An error the database answers
-        (a unique value another object holds, a key of another type) may leave some
-        objects written: raised as _StoppedError, which the import reports (exit 3)
-        counting them and naming the rest."""
-        try:
-            self._flush()
-        except (RedmodelError, redis.ResponseError) as e:
-            raise _StoppedError(e) from None
-        self._done([key for _, key in self.pending])
+        """Write the lines added since the last flush, write after write. An error (one
+        the database answers: a unique value another object holds, a key of another type;
+        or a lost connection) stops the import: raised as _StoppedError, saying which
+        lines were written, which may have been (the write in flight) and which were
+        never sent."""
+        writes = self._writes()
+        self.pending, self.pending_keys, self.ordered = [], set(), False
+        for at, lines in enumerate(writes):
+            try:
+                self._write(lines)
+            except (RedmodelError, redis.RedisError) as e:
+                stop = _StoppedError(e)
+                self._settle(stop, lines, e)
+                stop.unsent += [line.key for later in writes[at + 1:] for line in later]
+                raise stop from None
+            self._done(lines)
 
-    def _flush(self) -> None:
-        if self.plain:
-            plain, keys = self.plain, self.plain_keys
-            self.plain, self.plain_keys = [], []
-            self.store.save_many(plain, ttl=None)
-            self._done(keys)
-        items, self.other = self.other, []
-        rest: list[TypedItem | SealedItem] = []
-        for item in items:
-            if isinstance(item, TypedItem) and spec_of(item.cls).claims:
-                # unique values claimed in other slots than the object: the store's own path
-                self.store.save(item.obj, ttl=_seconds(item.pttl))
-                self._done([_key(item)])
+    def _writes(self) -> list[list[_Line]]:
+        """The pending lines as writes: runs of consecutive lines of one way, in file
+        order; without a line whose order matters, one write per way."""
+        runs: list[list[_Line]] = []
+        if not self.ordered:
+            for way in (_MANY, _BLOBS, _SAVE, _MULTI):
+                lines = [line for line in self.pending if line.way == way]
+                runs += [lines] if lines and self._together(way) else [[x] for x in lines]
+            return runs
+        for line in self.pending:
+            if runs and runs[-1][0].way == line.way and self._together(line.way):
+                runs[-1].append(line)
             else:
-                rest.append(item)
-        if self.store.cluster:
-            for item in rest:
-                self.store.transaction(_write)([item])
-                self._done([_key(item)])
-        elif rest:
-            self.store.transaction(_write)(rest)
+                runs.append([line])
+        return runs
 
-    def _done(self, keys: list[str]) -> None:
-        """Count these keys' objects as written (each once, by its model's label)."""
-        done = set(keys)
-        for label, key in self.pending:
-            if key in done:
-                self.written[label] = self.written.get(label, 0) + 1
-        self.pending = [p for p in self.pending if p[1] not in done]
-        self.pending_keys -= done
+    def _together(self, way: str) -> bool:
+        """Whether lines of this way go in one write (else one object per write: the
+        store's save; a MULTI on a cluster, where a chunk spans slots)."""
+        return way != _SAVE and not (way == _MULTI and self.store.cluster)
 
-    def stopped(self, error: Exception, rest: list[str]) -> str:
-        """The message of an import stopped by ``error``; ``rest``: the keys of the lines
-        after the chunk it stopped in (never sent)."""
+    def _write(self, lines: list[_Line]) -> None:
+        way = lines[0].way
+        if way == _MANY:
+            objs = [line.item.obj for line in lines]  # type: ignore[union-attr]
+            self.store.save_many(objs, ttl=None, chunk_size=len(objs))
+        elif way == _BLOBS:
+            self.store.run(_blobs(self.store, [line.item for line in lines]))
+        elif way == _SAVE:
+            (line,) = lines
+            assert isinstance(line.item, TypedItem)
+            self.store.save(line.item.obj, ttl=_seconds(line.item.pttl))
+        else:
+            self.store.transaction(_write)([line.item for line in lines])
+
+    def _settle(self, stop: _StoppedError, lines: list[_Line], error: Exception) -> None:
+        """What of the write ``lines`` stopped in was written (counted), may have been
+        (``stop.unknown``) or was not (``stop.unsent``)."""
+        keys = [line.key for line in lines]
         written = getattr(error, "written", None)
-        if written:  # a save_many chunk stopped part-way says which it wrote
-            self._done(list(written))
-        keys = [key for _, key in self.pending] + rest
-        shown = ", ".join(repr(k) for k in keys[:SHOWN])
-        more = f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else ""
+        not_written = getattr(error, "not_written", None)
+        if written is not None and not_written is not None:  # save_many says which
+            done = set(written)
+            self._done([line for line in lines if line.key in done])
+            stop.unsent += list(not_written)
+            stop.unknown += [k for k in keys if k not in done and k not in not_written]
+        elif isinstance(error, redis.ConnectionError | redis.TimeoutError) or getattr(
+                error, "committed", False):
+            # a lost connection (an outcome not known: sent again only when harmless, and
+            # the resend failed too), or a command that failed inside EXEC (the
+            # transaction's other commands were applied): the write may have been applied
+            # in part (a save is safe to send again: importing again settles it)
+            stop.unknown += keys
+        else:  # refused before anything of it was written (a check, a script's refusal)
+            stop.unsent += keys
+
+    def _done(self, lines: list[_Line]) -> None:
+        """Count these lines' objects as written (each once, by its model's label)."""
+        for line in lines:
+            if line.new:
+                self.written[line.label] = self.written.get(line.label, 0) + 1
+                line.new = False  # counted once, whatever settles it again
+
+    def stopped(self, stop: _StoppedError, rest: list[str]) -> str:
+        """The message of an import stopped by ``stop``; ``rest``: the keys of the lines
+        after the one it stopped at (never sent)."""
         count = sum(self.written.values())
-        # a lost reply, or a command that failed inside EXEC (the transaction's other
-        # commands were applied: error.committed): the chunk it was in may have been
-        # written in part (a save is safe to send again: importing again settles it)
-        were = ("were not written, or (the chunk it stopped in) may have been"
-                if isinstance(error, OutcomeUnknownError) or getattr(error, "committed", False)
-                else "were not")
-        return (f"import stopped while writing: {_one_line(error)}; {count:,} objects were "
-                f"written, these {len(keys):,} {were}: {shown}{more}. Fix what stopped it "
-                "and import again (objects that exist are saved over)")
+        unsent = stop.unsent + rest
+        text = (f"import stopped while writing: {_one_line(stop.error)}; {count:,} objects "
+                f"were written")
+        if unsent:
+            text += f", these {len(unsent):,} were not: {_shown(unsent)}"
+        if stop.unknown:
+            text += (f"; these {len(stop.unknown):,} (the write it stopped in) may have "
+                     f"been: {_shown(stop.unknown)}")
+        return (f"{text}. Fix what stopped it and import again (objects that exist are "
+                "saved over)")
 
 
 class _StoppedError(Exception):
-    """An error the database answered while an import was writing (some objects written)."""
+    """An import stopped while writing: ``error``, what stopped it; ``unknown``, the keys
+    that may have been written; ``unsent``, the keys of the lines not written."""
 
     def __init__(self, error: Exception) -> None:
         super().__init__(error)
         self.error = error
+        self.unknown: list[str] = []
+        self.unsent: list[str] = []
+
+
+def _shown(keys: list[str]) -> str:
+    more = f" and {len(keys) - SHOWN:,} more" if len(keys) > SHOWN else ""
+    return ", ".join(repr(k) for k in keys[:SHOWN]) + more
+
+
+_BLOB_SET = script("blob_set_checked")
+
+
+def _blobs(store: Store, items: list[TypedItem | SealedItem]) -> Plan[None]:
+    """Plan: blob objects without expiry saved whole (SET KEEPTTL, as save_many), each
+    key's type checked first by the script: a key of another type refuses the write with
+    nothing of it written. One call for them all (one per object on a cluster, where they
+    span slots: then those before a refused one in the call's order may be written)."""
+    yield from store._registry.ready_for([item.obj for item in items
+                                          if isinstance(item, TypedItem)])
+    keys, values = [], []
+    for item in items:
+        assert isinstance(item, TypedItem)
+        key = _key(item)
+        layout = layout_of(spec_of(item.cls))
+        assert isinstance(layout, BlobLayout)
+        keys.append(key)
+        values.append(layout.save(key, item.obj, None)[2])
+    calls = ([_BLOB_SET.call([k], [v]) for k, v in zip(keys, values, strict=True)]
+             if store.cluster else [_BLOB_SET.call(keys, values)])
+    replies = yield Batch(calls, write=True, idempotent=True, errors=True)
+    if store.cluster:  # one call per object: each written or refused alone
+        written = [k for k, r in zip(keys, replies, strict=True) if isinstance(r, int)]
+    else:
+        written = keys if isinstance(replies[0], int) else []
+    refused = [reply for reply in replies if not isinstance(reply, int)]
+    if not refused:
+        return
+    error = refused[0]
+    if not isinstance(error, Exception):  # [key, type]: a key of another type
+        key, held = (x.decode() if isinstance(x, bytes) else str(x) for x in error)
+        error = ServerError(f"WRONGTYPE {key} holds a {held}, not a string: another "
+                            "program's key at this object's key; nothing of "
+                            + ("this object" if store.cluster else "this write")
+                            + " was written", keys=(key,), command="import")
+    done = set(written)
+    error.written = tuple(written)
+    error.not_written = tuple(k for k in keys if k not in done)
+    raise error
 
 
 def _key(item: TypedItem | SealedItem) -> str:
@@ -262,7 +381,9 @@ def command(env: Env, source: str, decrypt: bool, dry_run: bool, chunk: int) -> 
     field types, encrypted values' codec) and nothing is written if one is bad, with the
     line numbers of the bad ones. Then objects are saved through the store (indexes and
     unique values kept in step), with the TTL they had left; an object that exists is
-    replaced. Memory stays bounded; stdin is spooled to a temporary file.
+    replaced. Lines are written in file order, so the outcome does not depend on
+    --chunk. Memory holds one chunk and a 64-bit digest of each object's key (to count an
+    object on several lines once); stdin is spooled to a temporary file.
 
     Exits 1 when a line is bad."""
     models = Models(env.models(), decrypt)
@@ -270,7 +391,7 @@ def command(env: Env, source: str, decrypt: bool, dry_run: bool, chunk: int) -> 
         size = os.fstat(raw.fileno()).st_size
         checked_as = _identity(raw)
         try:
-            errors, checked, ignored = _check(env, models, raw, size)
+            errors, checked, ignored, repeats = _check(env, models, raw, size)
         except MissingKeysError as e:  # found by the check: nothing written
             raise CliError(f"{e}: nothing was imported", USAGE) from None
         written: dict[str, int] = {}
@@ -281,7 +402,7 @@ def command(env: Env, source: str, decrypt: bool, dry_run: bool, chunk: int) -> 
                                "imported", PROBLEMS)
             store = env.store()
             started = time.perf_counter()
-            written = _import(env, store, models, raw, size, chunk)
+            written = _import(env, store, models, raw, size, chunk, repeats)
             seconds = time.perf_counter() - started
     summary = {"ok": not errors, "input": source, "lines": checked, "bad_lines": len(errors),
                "errors": [{"line": n, "error": e} for n, e in errors[:SHOWN]],
@@ -347,25 +468,34 @@ class _Uniques:
         return None
 
 
-def _digest(*parts: str) -> bytes:
+def _digest(*parts: str, size: int = 16) -> bytes:
     return hashlib.blake2b("\0".join(parts).encode("utf-8", "surrogatepass"),
-                           digest_size=16).digest()
+                           digest_size=size).digest()
 
 
 def _check(env: Env, models: Models, raw: IO[bytes], size: int
-           ) -> tuple[list[tuple[int, str]], int, dict[str, int]]:
+           ) -> tuple[list[tuple[int, str]], int, dict[str, int], set[int]]:
     """Every line parsed and validated, and the unique values of the whole file apart;
-    (bad lines, lines read, ignored fields)."""
+    (bad lines, lines read, ignored fields, numbers of the lines repeating an object of
+    an earlier line: an object is counted once however many lines it has). Each key is
+    kept as an 8-byte digest until the check ends."""
     errors: list[tuple[int, str]] = []
     ignored: dict[str, int] = {}
     uniques = _Uniques()
+    seen: set[int] = set()
+    repeats: set[int] = set()
     checked = 0
     with env.progress_bar(total=size) as bar:
         task = bar.add_task("check", total=size)
         for number, line in _lines(raw):
             checked += 1
             try:
-                problem = uniques.problem(models.parse(line, ignored), number)
+                item = models.parse(line, ignored)
+                mark = int.from_bytes(_digest(_key(item), size=8), "big")
+                if mark in seen:
+                    repeats.add(number)
+                seen.add(mark)
+                problem = uniques.problem(item, number)
             except BadLineError as e:
                 problem = str(e)
             if problem:
@@ -373,11 +503,11 @@ def _check(env: Env, models: Models, raw: IO[bytes], size: int
             if checked % 1000 == 0:
                 bar.update(task, completed=raw.tell())
         bar.update(task, completed=size)
-    return errors, checked, ignored
+    return errors, checked, ignored, repeats
 
 
-def _import(env: Env, store: Store, models: Models, raw: IO[bytes], size: int, chunk: int
-            ) -> dict[str, int]:
+def _import(env: Env, store: Store, models: Models, raw: IO[bytes], size: int, chunk: int,
+            repeats: set[int]) -> dict[str, int]:
     writer = _Writer(store, chunk)
     with env.progress_bar(total=size) as bar:
         task = bar.add_task("import", total=size)
@@ -388,12 +518,12 @@ def _import(env: Env, store: Store, models: Models, raw: IO[bytes], size: int, c
                 # checked in the first pass (and the file has not changed since): the
                 # store's save validates each object again before it writes
                 item = models.parse(line, scratch, validate=False)
-                writer.add(item, model_label(item.cls))
+                writer.add(item, model_label(item.cls), number not in repeats)
                 if number % 1000 == 0:
                     bar.update(task, completed=raw.tell())
             writer.flush()
         except _StoppedError as stop:  # exit 3: what was written, and every key that was not
             rest = [_key(models.parse(line, scratch, validate=False)) for _, line in lines]
-            raise CliError(writer.stopped(stop.error, rest), CONNECTION) from None
+            raise CliError(writer.stopped(stop, rest), CONNECTION) from None
         bar.update(task, completed=size)
     return writer.written

@@ -32,6 +32,8 @@ import cattrs
 from redmodel._args import MAX_TTL_SECONDS, unsendable
 from redmodel._errors import CodecError, DecodeError, RedmodelError, ValidationError, key_text
 from redmodel._indexes._specs import IndexValueError
+from redmodel._layouts._blob import BlobLayout
+from redmodel._layouts._pick import layout_of
 from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
 from redmodel._models._types import BadValueError
 from redmodel._plans._objects import check_whole
@@ -206,12 +208,41 @@ class ModelLines:
             line["enc"] = enc
         return dumps(line)
 
+    def id_of(self, key: str) -> Any:
+        """The id of an object's key, as the model reads it. A key under the model's
+        prefix whose id does not decode (``prefix:abc`` of an int id; a key of another
+        program), or that is not the key of the id it decodes to (an upper-case UUID),
+        is an object that cannot be read: DecodeError naming the key and the id field, as
+        ``get``, ``scan``, ``verify`` and ``inspect`` report it (and an import would
+        refuse its line)."""
+        spec = self.spec
+        text = spec.id_of_key(key)
+        assert text is not None and spec.key.decode is not None
+        try:
+            value = spec.key.decode(text.encode("utf-8", "surrogateescape"))
+            own = spec.key_for(value)
+        except (BadValueError, ValidationError) as e:
+            raise DecodeError(f"id: {e}", model=spec.name,
+                              key=key, field=spec.key.name) from None
+        if own != key:
+            raise DecodeError(f"id: not as the model spells it (its key is {key_text(own)})",
+                              model=spec.name, key=key, field=spec.key.name)
+        return value
+
     def from_object(self, obj: Any, pttl: int | None) -> str:
         """The line of an object read through the model."""
         spec = self.spec
+        id_value = getattr(obj, spec.key.name)
+        id_text = spec.id_text(id_value)
+        if spec.layout == "blob" and unsendable(id_text):
+            # a key's bytes that are not UTF-8 in a str id: what the blob's codec cannot
+            # hold is refused by the import's check (the layout's own), so here too
+            layout = layout_of(spec)
+            assert isinstance(layout, BlobLayout)
+            layout.precheck(spec.key_for(id_value), obj)
         data = _CONVERTER.unstructure(obj, self.cls)
         data.pop(spec.key.name, None)
-        return self._line(spec.id_text(getattr(obj, spec.key.name)), pttl, data)
+        return self._line(id_text, pttl, data)
 
     def from_stored(self, key: str, reply: Any, pttl: int | None) -> str | None:
         """The line of an object from its stored form (HGETALL / GET reply), with its
@@ -222,6 +253,7 @@ class ModelLines:
         assert id_text is not None
         if not reply:
             return None
+        self.id_of(key)  # a key whose id does not decode: refused (its line would be)
         if spec.layout == "blob":
             return self._line(id_text, pttl, {}, {"$": _b64(reply)})
         stored = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2],
