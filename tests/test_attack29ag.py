@@ -45,7 +45,7 @@ class IntId:
 @attrs.define
 class UuidId:
     name: str
-    id: uuid.UUID = redmodel.key_field()
+    id: uuid.UUID = redmodel.key_field(generated=False)
 
 
 @redmodel.model(prefix="atk29ag_ne")
@@ -124,7 +124,16 @@ def test_f3_import_stopped_by_a_lost_connection_counts_nothing(
     proxy.clear()
     assert code == 3, out
     written = [i for i in "abcd" if store.client.exists(spec_of(Blob).key_for(i))]
-    assert f" {len(written)} objects were written" in out, (written, out)
+    if fault == "drop_request":
+        assert f" {len(written)} objects were written" in out, (written, out)
+    else:
+        # (lead, fix 29AG) a lost reply leaves the outcome of the write in flight unknown
+        # to the client: it counts what it knows written (a, b) and names c, d under "may
+        # have been" (they were, in fact); it cannot count them as written
+        assert " 2 objects were written" in out, (written, out)
+        tail = out.split("may have been", 1)[1]
+        assert all(repr(spec_of(Blob).key_for(i)) in tail or spec_of(Blob).key_for(i) in tail
+                   for i in "cd"), out
 
 
 @pytest.mark.parametrize("model", [IntId, UuidId])

@@ -76,7 +76,7 @@ class IntId:
 @attrs.define
 class UuidId:
     name: str
-    id: uuid.UUID = redmodel.key_field()
+    id: uuid.UUID = redmodel.key_field(generated=False)
 
 
 @redmodel.model(prefix="fx29_s", layout="blob")
@@ -98,7 +98,7 @@ class IntIdEnc:
 @attrs.define
 class UuidEnc:
     name: str
-    id: uuid.UUID = redmodel.key_field()
+    id: uuid.UUID = redmodel.key_field(generated=False)
 
 
 TTL_MS = 100_000_000
