@@ -125,3 +125,31 @@ def test_upgraded_indexed_field_writes_drop_the_upgraded_entry(
                store.find(Item, qty=2).ids(), store.find(Item, flag=False).ids())
     assert answers == ([], [], [], ["1"]), answers
     assert store.verify(Item) == []
+
+
+@attrs.define
+class _Address:
+    city: str
+    zip: int
+
+
+def test_incr_of_a_leaf_of_a_renamed_nested_field_keeps_the_object_readable(
+        store: redmodel.Store) -> None:
+    """docs/migrations.md, Schema evolution: `old_names=`: "the value under an old name is
+    read (the current name wins if both hold one)"; "an `incr`/`incr_fields` of such a
+    field on the hash layout ... adds to the value read through an old name when the
+    current one holds none, and moves it to the current name in the same script". After
+    an `incr` of `addr.zip` on an object stored under `address:*`, its `addr.city` is still
+    only under the old name and must still be read; the object must not become a
+    DecodeError."""
+    store.client.hset("atk29ai_nest:1", mapping={"address:city": "NY", "address:zip": "10016"})
+
+    @redmodel.model(prefix="atk29ai_nest")
+    @attrs.define
+    class Shop:
+        addr: _Address = redmodel.field(old_names=("address",))
+        id: str = redmodel.key_field(generated=False)
+
+    assert store.get(Shop, "1") == Shop(_Address("NY", 10016), id="1")
+    assert store.incr(Shop, "1", "addr.zip") == 10017
+    assert store.get(Shop, "1") == Shop(_Address("NY", 10017), id="1")
