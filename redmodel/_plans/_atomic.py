@@ -200,7 +200,8 @@ def incr_fields(
     unknown or non-numeric field, a wrongly typed, infinite or NaN amount or bound;
     :class:`NotFoundError` when the object does not exist; :class:`ConditionFailedError`
     naming the field whose bound (or limit) would be crossed; :class:`DecodeError` when a
-    stored value is not a number. A missing field counts as 0, like HINCRBY. Bounds of an
+    stored value is not a number. A field stored nowhere counts from what a read gives it:
+    its default for a non-optional field with one (see :func:`default_text`), else 0. Bounds of an
     int field are compared exactly; of a float field, as doubles.
     ``hints``: given by a transaction (see _indexes._writes.TxHints).
     """
