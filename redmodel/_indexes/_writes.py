@@ -552,7 +552,14 @@ def _follow_fields(w: Write, hints: TxHints) -> None:
         hints.unknown.get(w.key, set()).difference_update(after)
     elif mode == "incr" and w.spec.indexes is not None:
         for name in w.fields:
-            stored = w.spec.by_name[name].stored.encode()
+            f = w.spec.by_name[name]
+            stored = f.stored.encode()
+            if now.get(stored) is None:  # a value under an old name is moved (the first
+                # holding one, as the counter script reads it)
+                for old in f.old_stored:
+                    if now.get(old.encode()) is not None:
+                        now[old.encode()] = None
+                        break
             if w.values is not None and name in w.values:  # a predicted int
                 now[stored] = str(int(w.values[name])).encode()
                 hints.unknown.get(w.key, set()).discard(stored)

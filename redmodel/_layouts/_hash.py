@@ -14,11 +14,14 @@ import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from redmodel._args import shown
 from redmodel._errors import CodecError, DecodeError, RedmodelError, ValidationError
 from redmodel._indexes._specs import SEP, IndexValueError, entry_key
 from redmodel._indexes._writes import Write
 from redmodel._models._compiled import FALLBACK, field_encoder, hash_decoder, hash_encoder
+from redmodel._models._keys import unescape
 from redmodel._models._specs import FieldSpec, ModelSpec, increment_kind
 from redmodel._models._types import BadValueError, optional_inner
 from redmodel._plan import Command, script
@@ -145,6 +148,37 @@ def _leaf_names(fields: tuple[FieldSpec, ...], prefix: bytes, delim: bytes) -> l
     return out
 
 
+def _field_names(f: FieldSpec, prefix: bytes, delim: bytes) -> list[bytes]:
+    """Every stored name of each leaf (hash field) of ``f``: under its stored name and
+    under each old one (old_names= at any level of a nested object), in the order a read
+    tries them per leaf (redmodel._plans._atomic._names)."""
+    out: list[bytes] = []
+    for name in (f.stored, *f.old_stored):
+        here = prefix + name.encode()
+        if f.kind == "struct":
+            for c in f.children:
+                out.extend(_field_names(c, here + delim, delim))
+        else:
+            out.append(here)
+    return out
+
+
+def _old_names(f: FieldSpec, delim: bytes) -> list[bytes]:
+    """The stored names of ``f``'s leaves under an old name (old_names= at any level):
+    what a save or an update of ``f`` removes (HDEL), so that what it writes is what is
+    read (a None it writes is not read back through an old name) and an index write of
+    an object without a record finds them absent."""
+    now = set(_leaf_names((f,), b"", delim))
+    return [n for n in dict.fromkeys(_field_names(f, b"", delim)) if n not in now]
+
+
+def _takes_self(f: FieldSpec) -> bool:
+    """Whether ``f``'s default is an attrs.Factory(takes_self=True): computed from the
+    object, not from the field's stored bytes."""
+    factory: Any = attrs.Factory
+    return not f.optional and isinstance(f.default, factory) and bool(f.default.takes_self)
+
+
 def _renamed(fields: tuple[FieldSpec, ...]) -> bool:
     return any(f.old_stored or _renamed(f.children) for f in fields)
 
@@ -258,16 +292,28 @@ class HashLayout:
         self._constant: dict[str, list[str]] = {}  # index root -> value-free index keys
         self._entry_keys: dict[tuple[str, str], str] = {}  # (root, entry line) -> its key
         self._all_fields = frozenset(spec.indexes.fields if spec.indexes else ())
-        self._indexed_stored = tuple(  # the stored names (and old names) of indexed fields
-            n.encode() for name in self._all_fields
-            for n in (spec.by_name[name].stored, *spec.by_name[name].old_stored))
+        # per indexed field, the stored names its value is read from: its stored name,
+        # then its old ones (old_names=), as a read tries them; for a field whose default
+        # is a Factory(takes_self=True), every stored name of the model (its value, when
+        # it is stored nowhere, is computed from the whole object)
+        every = tuple(dict.fromkeys(n for g in spec.fields
+                                    for n in _field_names(g, b"", self.delim)))
+        reads: dict[str, tuple[bytes, ...]] = {
+            name: every if _takes_self(spec.by_name[name]) else tuple(
+                _field_names(spec.by_name[name], b"", self.delim))
+            for name in sorted(self._all_fields)}
+        self._indexed_stored = tuple(dict.fromkeys(n for ns in reads.values() for n in ns))
         # the stored names an index write's assumption names, per indexed field (None: the
-        # model keeps records, its writes assume nothing: see _indexes/_writes.py)
-        self._assumed: dict[str, bytes] | None = None if spec.indexes is None or \
-            spec.indexes.keeps_records else {
-                name: spec.by_name[name].stored.encode() for name in spec.indexes.fields}
+        # model keeps records, its writes assume nothing: see _indexes/_writes.py): every
+        # name its value is read from, so that the script checks each one the old entries
+        # were derived from (a writer of an old name meanwhile is caught: STORED)
+        self._assumed: dict[str, tuple[bytes, ...]] | None = None \
+            if spec.indexes is None or spec.indexes.keeps_records else {
+                name: reads[name] for name in spec.indexes.fields}
         self._written_block: list[Any] = [] if self._assumed is None else [
-            f"w{len(self._assumed)}", "1", "=", *self._assumed.values()]
+            f"w{len(self._indexed_stored)}", "1", "=", *self._indexed_stored]
+        # the stored names of every leaf under an old name: a whole save removes them
+        self._old_leaves = [n for g in spec.fields for n in _old_names(g, self.delim)]
         self.encrypted = _has_encrypted(spec.fields)
         self.known = frozenset([MARKER, *_leaf_names(spec.fields, b"", self.delim)])
         self.renamed = _renamed(spec.fields)
@@ -276,8 +322,9 @@ class HashLayout:
         # decode of what the fast one leaves (errors, defaults, old names, upgrades)
         self.encode = hash_encoder(spec, self.encode_generic)
         self._fast_decode = hash_decoder(spec)
-        # field name -> (its check, its encoder), for update: one lookup per field
-        self._updaters: dict[str, tuple[Any, Any]] = {}
+        # field name -> (its check, its encoder, its leaves' old names), for update: one
+        # lookup per field
+        self._updaters: dict[str, tuple[Any, Any, list[bytes]]] = {}
         self._keep = "1" if self.may_be_empty else "0"  # hash_update.lua's ARGV[2]
         # what a codec-encoded field's codec refuses, named by key and field (None: the
         # model has none, save_many's up-front check has nothing more to do)
@@ -371,6 +418,8 @@ class HashLayout:
             pairs, nones = self.encode(obj)
         except RedmodelError as e:  # a codec's refusal: named by key and field
             raise refused(self.precheck, key, obj, e) from None
+        if self._old_leaves:  # a value under an old name is moved (a None stays None)
+            nones.extend(self._old_leaves)
         # the stored state after it: what a tracked object remembers (no one else reads it)
         state = dict(zip(pairs[::2], pairs[1::2], strict=True)) \
             if self.spec.track_changes else {}
@@ -399,6 +448,8 @@ class HashLayout:
             pairs, nones = self.encode(obj)
         except RedmodelError as e:  # a codec's refusal: named by key and field
             raise refused(self.precheck, key, obj, e) from None
+        if self._old_leaves:
+            nones.extend(self._old_leaves)
         if _STALE:
             nones.extend(stale_fields(obj)[0])
         return self._whole(key, pairs, nones, ttl_ms)
@@ -486,8 +537,8 @@ class HashLayout:
                                     changed, "\n".join(entries), *data],
                   root=root, eid=head[0], fields=fields, reader=self)
         if self._assumed is not None:
-            w.derive = self.derive
-            w.stored_names = tuple(self._assumed.values())
+            w.derive = lambda stored: self.derive(stored, key)
+            w.stored_names = self._indexed_stored
             if assumes:
                 w.assumed = None if concerned is None else frozenset(concerned)
                 w.restate = self.restate
@@ -513,8 +564,8 @@ class HashLayout:
         indexed field (default: ``only`` is None)."""
         if self._assumed is None:
             return [0, "0", ""]
-        names = self._assumed.values() if only is None else \
-            [self._assumed[n] for n in only if n in self._assumed]
+        names = self._indexed_stored if only is None else list(dict.fromkeys(
+            x for n in only if n in self._assumed for x in self._assumed[n]))
         if assume is WRITTEN:  # what the write writes (the script reads its pairs)
             if only is None:
                 return self._written_block
@@ -532,10 +583,10 @@ class HashLayout:
         out[0] = n
         return out
 
-    def derive(self, stored: Mapping[bytes, bytes | None]) -> list[str]:
+    def derive(self, stored: Mapping[bytes, bytes | None], key: str) -> list[str]:
         """The entry lines of the indexed fields' stored bytes (an object without a
         record is indexed as its fields compute to; [] when one does not decode)."""
-        values = self.stored_values({k: v for k, v in stored.items() if v is not None})
+        values = self.stored_values({k: v for k, v in stored.items() if v is not None}, key)
         assert self.spec.indexes is not None
         return [] if values is None else self.spec.indexes.entries(values, problems=[])
 
@@ -558,14 +609,18 @@ class HashLayout:
             return
         if lines is None:
             known = {k: v for k, v in stored.items() if v is not None and k not in unknown}
-            values = self.stored_values(known)
-            assert self.spec.indexes is not None
+            assert self.spec.indexes is not None and self._assumed is not None
+            of = only
+            if unknown:  # (their lines are named below, with any value)
+                of = [n for n in (self.spec.indexes.fields if only is None else only)
+                      if self._assumed[n][0] not in unknown]
+            values = self.stored_values(known, w.key, of)
             lines = [] if values is None else \
-                self.spec.indexes.entries(values, only=only, problems=[])
+                self.spec.indexes.entries(values, only=of, problems=[])
         block = self._assumption(only, stored, lines, full or only is None)
         if unknown:
             assert self._assumed is not None
-            names = {v: k for k, v in self._assumed.items()}
+            names = {v[0]: k for k, v in self._assumed.items()}
             keep = [block[i:i + 3] for i in range(3, len(block), 3)
                     if block[i] not in unknown]
             block = [len(keep), block[1], "\n".join(
@@ -591,30 +646,64 @@ class HashLayout:
             raise ValidationError(e.reason, model=self.spec.name, key=key,
                                   field=e.field) from None
 
-    def stored_values(self, stored: Mapping[bytes, bytes]) -> dict[str, Any] | None:
-        """The indexed fields' values in a stored state (HGETALL reply, snapshot); None if
-        one does not decode."""
+    def stored_values(self, stored: Mapping[bytes, bytes], key: str,
+                      only: Sequence[str] | None = None) -> dict[str, Any] | None:
+        """The indexed fields' values in a stored state (HGETALL reply, snapshot, the
+        bytes of the names an assumption reads) of the object at ``key``, as a read of it
+        gives them (what reindex, build_index and verify index): the value under its
+        stored name, else under the first old name holding one (old_names=); a value that
+        does not decode strictly through ``upgrade=``; a field stored nowhere, None when
+        it is optional, else its default (a Factory's value; a Factory(takes_self=True)'s
+        from the whole object, whose every stored name such a field's assumption reads).
+        None when one does not decode (nor upgrade), or is required and stored nowhere:
+        a read of the object fails, so it has no entries. ``only``: of these fields only
+        (an assumption of some fields names only theirs)."""
         indexes = self.spec.indexes
         assert indexes is not None
         values: dict[str, Any] = {}
-        for name in indexes.fields:
+        whole: list[Any] = []  # the object decoded whole, once (takes_self defaults)
+        for name in indexes.fields if only is None else only:
             f = self.spec.by_name[name]
-            raw = stored.get(f.stored.encode())
-            for old in f.old_stored if raw is None else ():
-                # a value still under a name of old_names= (a renamed counter): read as
-                # the model reads it (the first old name holding one)
-                raw = stored.get(old.encode())
-                if raw is not None:
-                    break
-            if raw is None:
-                values[name] = None
-                continue
-            assert f.decode is not None
             try:
-                values[name] = f.decode(raw)
+                values[name] = self._stored_value(f, stored, key, whole)
             except (BadValueError, DecodeError):
                 return None
         return values
+
+    def _stored_value(self, f: FieldSpec, stored: Mapping[bytes, bytes], key: str,
+                      whole: list[Any]) -> Any:
+        """One field's value in ``stored`` (see :meth:`stored_values`); BadValueError or
+        DecodeError when it does not decode."""
+        if f.kind == "struct":  # (not indexable; read as get reads it)
+            sub = self._decode((f,), stored, b"", key, "", [] if self.renamed else None)
+            return sub[f.init_name]
+        raw = stored.get(f.stored.encode())
+        for old in f.old_stored if raw is None else ():
+            raw = stored.get(old.encode())  # the first old name holding one
+            if raw is not None:
+                break
+        if raw is None:
+            if f.optional:
+                return None
+            if not f.has_default:
+                raise BadValueError("missing")
+            factory: Any = attrs.Factory
+            if isinstance(f.default, factory):
+                if not f.default.takes_self:
+                    return f.default.factory()
+                if not whole:
+                    text = self.spec.id_of_key(key)
+                    assert text is not None
+                    whole.append(self.decode_generic(key, unescape(text), dict(stored)))
+                return getattr(whole[0], f.name)
+            return f.default
+        assert f.decode is not None
+        try:
+            return f.decode(raw)
+        except (BadValueError, DecodeError):
+            if f.upgrade is None:
+                raise
+            return self._upgrade(f, raw, key, "")
 
     def indexed_state(self, reply: Any) -> list[Any]:
         """The stored fields the indexed values decode from (every indexed field's stored
@@ -634,9 +723,9 @@ class HashLayout:
             out += [n, "0", ""] if raw is None else [n, "1", raw]
         return out
 
-    def stored_entries(self, stored: Mapping[bytes, bytes]) -> list[str]:
+    def stored_entries(self, stored: Mapping[bytes, bytes], key: str) -> list[str]:
         """The entries a stored state has (what it was indexed as when it was written)."""
-        values = self.stored_values(stored)
+        values = self.stored_values(stored, key)
         if values is None:
             return []
         assert self.spec.indexes is not None
@@ -664,7 +753,7 @@ class HashLayout:
             # unchanged indexed values costs no round trip)
             assume: Mapping[bytes, bytes | None] | None = \
                 snapshot if snapshot is not None else WRITTEN
-            olds = self._olds(snapshot, None) if shifted else None
+            olds = self._olds(snapshot, None, key) if shifted else None
             if shifted and olds is None:
                 assume = None  # a snapshot that does not decode: unknown
             w = self.write(key, "save", ttl, "*",
@@ -683,7 +772,7 @@ class HashLayout:
             # with a TTL the assumption names every indexed field (see write): its lines
             # are the snapshot's, always sent
             whole = ttl != "" and not indexes.keeps_records
-            olds = self._olds(snapshot, None if whole else only) if shifted or whole \
+            olds = self._olds(snapshot, None if whole else only, key) if shifted or whole \
                 else None
             w = self.write(key, "update", ttl, changed, self.entries(key, values, only),
                            [len(pairs) // 2, *pairs, *nones], only=only,
@@ -691,7 +780,7 @@ class HashLayout:
                            olds=olds)
             w.written = (pairs, nones, False)
         if snapshot is not None and shifted:
-            w.declare_lines(self.stored_entries(snapshot))
+            w.declare_lines(self.stored_entries(snapshot, key))
         w.values = values
         return w
 
@@ -709,13 +798,13 @@ class HashLayout:
         w.values = values
         return w
 
-    def _olds(self, snapshot: Mapping[bytes, bytes] | None, only: Sequence[str] | None
-              ) -> list[str] | None:
+    def _olds(self, snapshot: Mapping[bytes, bytes] | None, only: Sequence[str] | None,
+              key: str) -> list[str] | None:
         """The entry lines of a snapshot (of ``only``), as the object was indexed when it
         was loaded; None (assume unknown) when it does not decode."""
         if snapshot is None or self._assumed is None:
             return None
-        values = self.stored_values(snapshot)
+        values = self.stored_values(snapshot, key, only)
         assert self.spec.indexes is not None
         if values is None:
             return None
@@ -741,8 +830,9 @@ class HashLayout:
                 f = spec.by_name.get(name)
                 if f is None:
                     raise ValidationError(f"unknown field {name!r}", model=spec.name, key=key)
-                found = updaters[name] = (f.check, field_encoder(spec, f))
-            check, enc = found
+                found = updaters[name] = (f.check, field_encoder(spec, f),
+                                          _old_names(f, self.delim))
+            check, enc, olds = found
             if (err := check(value)) is not None:
                 raise ValidationError(err, model=spec.name, key=key, field=name)
             try:
@@ -752,6 +842,8 @@ class HashLayout:
                 if error is e:
                     raise
                 raise error from None
+            if olds:  # moved, as a save moves it (what it writes is what is read)
+                nones.extend(olds)
         if spec.indexes is not None:
             return self._indexed_update(key, values, pairs, nones)
         # _UPDATE.call([key], [len(pairs) // 2, keep, MARKER, *pairs, *nones]), built at once
@@ -874,44 +966,37 @@ class HashLayout:
         except BadValueError as e:
             raise DecodeError(f"id: {e}", model=spec.name, key=key, field=spec.key.name) from None
 
-    def _old_prefix(self, f: FieldSpec, data: Mapping[bytes, bytes], prefix: bytes) -> bytes:
-        """The prefix a renamed nested object's leaves are stored under: its stored name,
-        or the first old name holding some leaf when the current one holds none."""
-        current = prefix + f.stored.encode() + self.delim
-        if any(n in data for n in _leaf_names(f.children, current, self.delim)):
-            return current
-        for old in f.old_stored:
-            then = prefix + old.encode() + self.delim
-            if any(n in data for n in _leaf_names(f.children, then, self.delim)):
-                return then
-        return current
-
     def _decode(
         self,
         fields: tuple[FieldSpec, ...],
         data: Mapping[bytes, bytes],
-        prefix: bytes,
+        prefix: bytes | Sequence[bytes],
         key: str,
         path: str,
         moved: list[bytes] | None,
     ) -> dict[str, Any]:
+        """The constructor's keyword arguments of ``fields`` read from ``data`` under
+        ``prefix``: one, or (inside a renamed nested object) the prefixes its leaves may
+        be stored under, the current one first. Each leaf is read on its own (the current
+        stored name wins, else the first old one holding a value, in the order
+        redmodel._plans._atomic._names gives): an increment moves one leaf of a renamed
+        nested object, and the others stay readable. ``moved``: the stored names read
+        under an old name (None: the model renames nothing)."""
+        prefixes = (prefix,) if isinstance(prefix, bytes) else prefix
         kwargs: dict[str, Any] = {}
         for f in fields:
             if f.kind == "struct":
                 assert f.cls is not None
-                sub_prefix = prefix + f.stored.encode() + self.delim
-                if f.old_stored and moved is not None:
-                    sub_prefix = self._old_prefix(f, data, prefix)
-                    if not sub_prefix.startswith(prefix + f.stored.encode() + self.delim):
-                        moved.extend(n for n in data if n.startswith(sub_prefix))
-                sub = self._decode(f.children, data, sub_prefix, key, f"{path}{f.name}.",
-                                   moved)
+                subs = [p + n.encode() + self.delim for p in prefixes
+                        for n in (f.stored, *f.old_stored)]
+                sub = self._decode(f.children, data, subs[0] if len(subs) == 1 else subs,
+                                   key, f"{path}{f.name}.", moved)
                 kwargs[f.init_name] = f.cls(**sub)
                 continue
-            name = prefix + f.stored.encode()
+            name = prefixes[0] + f.stored.encode()
             raw = data.get(name)
-            if raw is None and moved is not None and f.old_stored:
-                raw = self._read_old(f, data, prefix, moved)
+            if raw is None and moved is not None and (f.old_stored or len(prefixes) > 1):
+                raw = self._read_old(f, data, prefixes, moved)
             if raw is None:
                 if f.optional:
                     kwargs[f.init_name] = None
@@ -937,14 +1022,21 @@ class HashLayout:
                 kwargs[f.init_name] = self._upgrade(f, raw, key, path)
         return kwargs
 
-    def _read_old(self, f: FieldSpec, data: Mapping[bytes, bytes], prefix: bytes,
+    def _read_old(self, f: FieldSpec, data: Mapping[bytes, bytes], prefixes: Sequence[bytes],
                   moved: list[bytes]) -> bytes | None:
-        for old in f.old_stored:
-            name = prefix + old.encode()
-            raw = data.get(name)
-            if raw is not None:
-                moved.append(name)
-                return raw
+        """A leaf's value under an old name (the current one holds none): the first of its
+        names after the current one that holds one, noted in ``moved``."""
+        first = True
+        for p in prefixes:
+            for n in (f.stored, *f.old_stored):
+                if first:
+                    first = False
+                    continue
+                name = p + n.encode()
+                raw = data.get(name)
+                if raw is not None:
+                    moved.append(name)
+                    return raw
         return None
 
     def _upgrade(self, f: FieldSpec, raw: bytes, key: str, path: str) -> Any:

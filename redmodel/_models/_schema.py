@@ -484,6 +484,7 @@ def _field(
         "type": f.type,
         "optional": optional,
         "has_default": f.default is not attrs.NOTHING,
+        "default": None if f.default is attrs.NOTHING else f.default,
         "check": make_checker(f.type, label),
         "old_stored": tuple(escape(old, delimiter) for old in opts.old_names),
         "upgrade": opts.upgrade,

@@ -46,6 +46,8 @@ class FieldSpec:
     numeric: str | None = None  # "int" | "float" for HINCRBY / HINCRBYFLOAT
     old_stored: tuple[str, ...] = ()  # earlier stored names, escaped (old_names=)
     upgrade: Callable[[Any], Any] | None = None  # upgrade=: a value of an older type
+    default: Any = attrs.field(default=None, eq=False)  # with has_default, the attrs
+    # default (a value or an attrs.Factory): what a read gives a field stored nowhere
 
 
 def increment_kind(chain: tuple[FieldSpec, ...]) -> str | None:

@@ -22,7 +22,13 @@ from typing import Any
 
 import attrs
 
-from redmodel._errors import ConditionFailedError, TransactionError, ValidationError, key_text
+from redmodel._errors import (
+    ConditionFailedError,
+    DecodeError,
+    TransactionError,
+    ValidationError,
+    key_text,
+)
 from redmodel._indexes._specs import EXACT_INT, SEP, IndexedField
 from redmodel._indexes._writes import TxHints, Write, refusal, run_writes, status
 from redmodel._layouts._hash import INT64, float_text, int_text
@@ -77,6 +83,46 @@ def _wire(spec: ModelSpec, path: str) -> str:
     newline); the script reads an old name when the current one holds nothing, and moves
     the value to the current name as it writes."""
     return "\n".join(_names(spec, path))
+
+
+def default_text(leaf: FieldSpec, value: Any = attrs.NOTHING) -> str | None:
+    """What an increment of ``leaf`` counts from when the object stores it nowhere, as
+    exact text: its default (a Factory's value), what a read of the object gives it; None
+    (0, as HINCRBY counts) for an optional field (a read gives None), a field without a
+    default (a read fails) or a Factory(takes_self=True) (computed from the object:
+    ``value``, the object's attribute as read, when the caller read it). A default no
+    counter can hold (beyond 64 bits, not finite) is None too."""
+    if leaf.optional or not leaf.has_default:
+        return None
+    if value is attrs.NOTHING:
+        value = leaf.default
+        factory: Any = attrs.Factory
+        if isinstance(value, factory):
+            if value.takes_self:
+                return None
+            value = value.factory()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if leaf.numeric == "int":
+        if not isinstance(value, int) or not INT64[0] <= value <= INT64[1]:
+            return None
+        return str(int(value))
+    f = float(value)
+    return repr(f) if math.isfinite(f) else None
+
+
+def takes_self(leaf: FieldSpec) -> bool:
+    """Whether ``leaf``'s default is a Factory(takes_self=True)."""
+    factory: Any = attrs.Factory
+    return not leaf.optional and isinstance(leaf.default, factory) and \
+        bool(leaf.default.takes_self)
+
+
+def _kind(leaf: FieldSpec, default: str | None) -> str:
+    """A counter's kind as the script takes it: 'i' | 'f', then ':' and the text it
+    counts from when stored nowhere (lua/counter_lib.lua)."""
+    kind = "i" if leaf.numeric == "int" else "f"
+    return kind if default is None else f"{kind}:{default}"
 
 
 def _amount(spec: ModelSpec, key: str, path: str, value: Any, leaf: FieldSpec) -> str:
@@ -154,7 +200,8 @@ def incr_fields(
     unknown or non-numeric field, a wrongly typed, infinite or NaN amount or bound;
     :class:`NotFoundError` when the object does not exist; :class:`ConditionFailedError`
     naming the field whose bound (or limit) would be crossed; :class:`DecodeError` when a
-    stored value is not a number. A missing field counts as 0, like HINCRBY. Bounds of an
+    stored value is not a number. A field stored nowhere counts from what a read gives it:
+    its default for a non-optional field with one (see :func:`default_text`), else 0. Bounds of an
     int field are compared exactly; of a float field, as doubles.
     ``hints``: given by a transaction (see _indexes._writes.TxHints).
     """
@@ -170,18 +217,22 @@ def incr_fields(
     if not changes:
         raise ValidationError("nothing to change", model=spec.name, key=key)
     todo = _changes(spec, key, changes)
+    paths = [c.path for c in todo]
+    for limits in (floor or {}, ceiling or {}):
+        paths += [p for p in limits if isinstance(p, str)]
+    read = yield from _read_defaults(spec, key, paths)
     args: list[Any] = [len(todo)]
     for c in todo:
         window = c.index is not None and c.index.range and c.leaf.numeric == "int"
-        args += [_wire(spec, c.path), "i" if c.leaf.numeric == "int" else "f", c.amount,
-                 "1" if window else "0"]
+        args += [_wire(spec, c.path), _kind(c.leaf, default_text(c.leaf, read.get(
+            c.path, attrs.NOTHING))), c.amount, "1" if window else "0"]
     bounds: list[tuple[str, str, Any, FieldSpec]] = []
     for kind, limits in (("floor", floor or {}), ("ceiling", ceiling or {})):
         for path, bound in limits.items():
             _, leaf = _number_field(spec, key, path)
             bounds.append((path, kind, bound, leaf))
             args += [_wire(spec, path), kind, _bound(spec, key, path, bound, leaf, kind),
-                     "i" if leaf.numeric == "int" else "f"]
+                     _kind(leaf, default_text(leaf, read.get(path, attrs.NOTHING)))]
     args.insert(1 + 4 * len(todo), len(bounds))
     fields = {c.stored: c.path for c in todo} | {
         _number_field(spec, key, p)[0]: p for p, _, _, _ in bounds}
@@ -190,12 +241,46 @@ def incr_fields(
         replies = yield Batch([_INCR_FIELDS.call([key], args)], write=True, keys=(key,))
         reply = replies[0]
     else:
-        reply = yield from _indexed_incr(spec, key, todo, args, hints)
+        reply = yield from _indexed_incr(spec, key, todo, args, hints, read)
     return _result(spec, key, todo, bounds, fields, reply, hints is not None)
 
 
+def _read_defaults(spec: ModelSpec, key: str, paths: list[str]) -> Plan[dict[str, Any]]:
+    """For counters whose default is a Factory(takes_self=True) (computed from the
+    object): the object read (WATCHed in a transaction) and each such field's value as
+    a read gives it (its stored value, or the factory's), {path: value}; {} when there is
+    none, or when the object is missing or does not decode (then such a field stored
+    nowhere counts from 0)."""
+    todo = []
+    for path in dict.fromkeys(paths):
+        try:
+            if takes_self(spec.path(path)[-1]):
+                todo.append(path)
+        except ValidationError:
+            continue  # (refused by the caller's checks)
+    if not todo:
+        return {}
+    layout = layout_of(spec)
+    replies = yield Batch([layout.read(key)], keys=(key,))
+    text = spec.id_of_key(key)
+    assert text is not None
+    try:
+        obj = layout.decode(key, unescape(text), replies[0])
+    except DecodeError:
+        return {}
+    if obj is None:
+        return {}
+    out: dict[str, Any] = {}
+    for path in todo:
+        value = obj
+        for part in path.split("."):
+            value = getattr(value, part)
+        out[path] = value
+    return out
+
+
 def _indexed_incr(spec: ModelSpec, key: str, todo: list[_Change], args: list[Any],
-                  hints: TxHints | None) -> Plan[Any]:
+                  hints: TxHints | None, read: dict[str, Any]) -> Plan[Any]:
     layout = layout_of(spec)
     names: list[Any] = []
     for c in todo:
@@ -208,7 +293,7 @@ def _indexed_incr(spec: ModelSpec, key: str, todo: list[_Change], args: list[Any
     pin = [secrets.token_hex(8)] if eq and hints is None else []
     w: Write = layout.write(key, "incr", data=[*args, *names, *pin], only=only)  # type: ignore[union-attr]
     if hints is not None and eq:
-        yield from _predict_eq(spec, key, w, eq, hints)
+        yield from _predict_eq(spec, key, w, eq, hints, read)
     elif eq:
         w.spread = _window(w.root, spec.delimiter, eq)
     replies = yield from run_writes([w], idempotent=False, hints=hints,
@@ -248,7 +333,7 @@ def _window(root: str, d: str, eq: list[_Change]) -> Callable[[list[str], int], 
 
 
 def _predict_eq(spec: ModelSpec, key: str, w: Write, eq: list[_Change],
-                hints: TxHints) -> Plan[None]:
+                hints: TxHints, read: dict[str, Any]) -> Plan[None]:
     """In a transaction: the new equality entries of incremented ints (their values now,
     WATCHed, or as the writes queued before this one leave them), so the write declares
     their keys (it cannot ask after EXEC)."""
@@ -267,8 +352,10 @@ def _predict_eq(spec: ModelSpec, key: str, w: Write, eq: list[_Change],
     replies = yield Batch([("HMGET", key, *_names(spec, c.path)) for c in eq], keys=(key,))
     after: dict[str, Any] = {}
     for c, raws in zip(eq, replies, strict=True):
-        raw = next((r for r in raws if r is not None), None)  # as the script reads it
-        now = hints.predict_int(key, c.path, raw)
+        got = next((r for r in raws if r is not None), None)  # as the script reads it
+        if got is None:  # stored nowhere: it counts from its default
+            got = default_text(c.leaf, read.get(c.path, attrs.NOTHING))
+        now = hints.predict_int(key, c.path, got)
         if now is None:
             continue  # not a number: the script refuses it
         assert c.index is not None

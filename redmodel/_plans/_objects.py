@@ -57,10 +57,10 @@ from redmodel._layouts._hash import (
 from redmodel._layouts._pick import layout_of
 from redmodel._models._compiled import hash_packer
 from redmodel._models._keys import glob_escape
-from redmodel._models._specs import ModelSpec, increment_kind, spec_of
+from redmodel._models._specs import FieldSpec, ModelSpec, increment_kind, spec_of
 from redmodel._models._types import optional_inner
 from redmodel._plan import Batch, Command, Emit, IterPlan, Plan, gather, script
-from redmodel._plans._atomic import incr_fields
+from redmodel._plans._atomic import default_text, incr_fields, takes_self
 from redmodel.codecs import Codec
 from redmodel.codecs import codec as resolve_codec
 
@@ -971,7 +971,7 @@ def short_incr(spec: ModelSpec, key: str, field: str, amount: Any) -> Command | 
     if stored is None:  # once per model and field: its stored name, or False
         chain = spec.path(field)
         fits = increment_kind(chain) == "int" and spec.indexes is None and not any(
-            f.old_stored for f in chain)
+            f.old_stored for f in chain) and not _counts_from_default(chain[-1])
         stored = spec.compiled["incr", field] = fits and spec.delimiter.join(
             f.stored for f in chain)
     if stored and type(amount) is int and INT64[0] <= amount <= INT64[1]:
@@ -981,6 +981,12 @@ def short_incr(spec: ModelSpec, key: str, field: str, amount: Any) -> Command | 
     if not stored:
         return None
     return _INCR_ONE.call([key], [stored, text])
+
+
+def _counts_from_default(leaf: FieldSpec) -> bool:
+    """Whether an increment of ``leaf`` stored nowhere counts from something else than
+    0 (its default: HINCRBY would count from 0; see _atomic.default_text)."""
+    return takes_self(leaf) or default_text(leaf) not in (None, "0", "0.0")
 
 
 def _field_name(spec: ModelSpec, key: str, field: Any) -> None:
@@ -1088,7 +1094,7 @@ def plain_field(spec: ModelSpec, field: str) -> _PlainNames | None:
             chain = spec.path(field)
         except ValidationError:
             return None
-        if increment_kind(chain) == "int":
+        if increment_kind(chain) == "int" and not _counts_from_default(chain[-1]):
             d = spec.delimiter
             names = (d.join(f.stored for f in chain).encode(), tuple(
                 d.join(p).encode() for p in itertools.product(

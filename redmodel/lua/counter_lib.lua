@@ -95,7 +95,8 @@ end
 -- bounds: list of {field, 'floor'|'ceiling', bound text}
 -- Returns (nil, reply) to refuse, or (after, stored): after[i] is the new value of
 -- change i (limbs for an int, a double for a float), stored[field] the stored text
--- (false when the field is absent, which counts as 0).
+-- (false when the field is absent, which counts as its default: the text sent after the
+-- kind, 'i:5', what a read of the model gives a field stored nowhere; else 0).
 -- A field renamed with old_names comes as 'name\nold1\nold2': when the current name holds
 -- nothing, the value under the first old name holding one is used, and apply_counters
 -- moves it to the current name (counter_moved[name] = that old name), as a save does.
@@ -103,9 +104,12 @@ local counter_moved = {}
 local counter_set = {}  -- fields whose stored int is written whole (not by HINCRBY)
 local function plan_counters(obj, changes, bounds)
   local stored, kind_of, value = {}, {}, {}
-  local olds = {}
-  for _, c in ipairs(changes) do olds[c[1]] = c[5] end
-  for _, b in ipairs(bounds) do olds[b[1]] = olds[b[1]] or b[5] end
+  local olds, dflt = {}, {}
+  for _, c in ipairs(changes) do olds[c[1]] = c[5]; dflt[c[1]] = c[6] end
+  for _, b in ipairs(bounds) do
+    olds[b[1]] = olds[b[1]] or b[5]
+    dflt[b[1]] = dflt[b[1]] or b[6]
+  end
   local function current(f, kind)
     if value[f] == nil then
       local raw = redis.pcall('HGET', obj, f)  -- a read: failing here writes nothing
@@ -119,8 +123,11 @@ local function plan_counters(obj, changes, bounds)
         end
       end
       stored[f] = raw
+      -- absent: its default, written whole (HINCRBY would count from 0)
+      if not raw and dflt[f] then counter_set[f] = true end
       local v
-      if kind == 'i' then v = int_parse(raw or '0') else v = float_parse(raw or '0') end
+      local text = raw or dflt[f] or '0'
+      if kind == 'i' then v = int_parse(text) else v = float_parse(text) end
       if v == nil then return nil end
       value[f] = v
       kind_of[f] = kind
@@ -153,11 +160,11 @@ local function plan_counters(obj, changes, bounds)
       local n = int_add(v, a)
       if not in_int64(n) then
         local side = int_cmp(n, INT64_MAX) > 0 and 'ceiling' or 'floor'
-        return nil, {'LIMIT', i, 'int64', side, stored[f] or '0'}
+        return nil, {'LIMIT', i, 'int64', side, (stored[f] or dflt[f] or '0')}
       end
       if c[4] == '1' and (int_cmp(n, EXACT_MAX) > 0 or int_cmp(n, EXACT_MIN) < 0) then
         local side = int_cmp(n, EXACT_MAX) > 0 and 'ceiling' or 'floor'
-        return nil, {'LIMIT', i, 'exact', side, stored[f] or '0'}
+        return nil, {'LIMIT', i, 'exact', side, (stored[f] or dflt[f] or '0')}
       end
       after[i] = n
       value[f] = n
@@ -166,7 +173,7 @@ local function plan_counters(obj, changes, bounds)
       if a == nil then return nil, {'BADARG', 'amount ' .. amount} end
       local n = v + a
       if not finite(n) then
-        return nil, {'LIMIT', i, 'double', n > 0 and 'ceiling' or 'floor', stored[f] or '0'}
+        return nil, {'LIMIT', i, 'double', n > 0 and 'ceiling' or 'floor', (stored[f] or dflt[f] or '0')}
       end
       after[i] = n
       value[f] = n
@@ -188,7 +195,7 @@ local function plan_counters(obj, changes, bounds)
       below, above = v < bound, v > bound
     end
     if (side == 'floor' and below) or (side == 'ceiling' and above) then
-      return nil, {'BOUND', j, stored[f] or '0'}
+      return nil, {'BOUND', j, (stored[f] or dflt[f] or '0')}
     end
   end
   return after, stored
@@ -236,12 +243,20 @@ local function read_counters(p)
     for part in string.gmatch(t[1], '[^\n]+') do parts[#parts + 1] = part end
     if #parts > 1 then t[1] = parts[1]; t[5] = {unpack(parts, 2)} end
   end
+  -- a kind 'i' | 'f', then ':' and the field's default text when it has one (t[6])
+  local function kind(t, at)
+    local k, d = string.match(t[at] or '', '^([if]):(.+)$')
+    if k then t[at] = k; t[6] = d end
+    return t[at] == 'i' or t[at] == 'f'
+  end
   for _, c in ipairs(changes) do
-    if c[3] == nil or (c[2] ~= 'i' and c[2] ~= 'f') then return nil end
+    if c[3] == nil or not kind(c, 2) then return nil end
     names(c)
   end
   for _, b in ipairs(bounds) do
-    if b[4] == nil or (b[2] ~= 'floor' and b[2] ~= 'ceiling') then return nil end
+    if b[4] == nil or (b[2] ~= 'floor' and b[2] ~= 'ceiling') or not kind(b, 4) then
+      return nil
+    end
     names(b)
   end
   return changes, bounds, p + 1 + 4 * m

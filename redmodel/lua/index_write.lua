@@ -217,11 +217,13 @@ elseif mode == 'incr' then
   after, stored = plan_counters(obj, changes, bounds)
   if after == nil then return unpinned(stored) end
   if not had then
-    -- derived: the old entries of each incremented field from its old stored value, as
-    -- its new ones are made below (an int's digits, a float's %.17g): what
-    -- IndexedField.text and score_text give for an int or float
+    -- derived: the old entries of each incremented field from its old stored value (or,
+    -- stored nowhere, its default: what a read gives it), as its new ones are made below
+    -- (an int's digits, a float's %.17g): what IndexedField.text and score_text give for
+    -- an int or float
     for i = 1, #changes do
-      local name, eq, rng, was = names[i][1], names[i][2], names[i][3], stored[changes[i][1]]
+      local name, eq, rng = names[i][1], names[i][2], names[i][3]
+      local was = stored[changes[i][1]] or changes[i][6]
       if was and name ~= '' then
         local v
         if changes[i][2] == 'i' then v = int_parse(was, true) else v = float_parse(was) end
