@@ -327,6 +327,20 @@ def _field_index(
     )
 
 
+def _not_derived(model: str, f: attrs.Attribute[Any]) -> None:
+    """An indexed field's default may not be an attrs.Factory(takes_self=True): for an
+    object that does not store the field (stored before it existed) its value is computed
+    from other fields on every read, and a write of those would move it without its index
+    entry (decided in fix 29AI: refused rather than indexed wrong)."""
+    default: Any = f.default
+    if isinstance(default, attrs.Factory) and default.takes_self:  # type: ignore[arg-type]
+        raise ModelDefinitionError(
+            f"{model}.{f.name}: an indexed field's default cannot be an "
+            "attrs.Factory(takes_self=True) (its value, for an object that does not store "
+            "it, follows other fields, which no index entry can): give it a plain default "
+            "or factory, or index a field that is stored")
+
+
 def compile_indexes(
     cls: type, model: str, unique: Sequence[Sequence[str]], delimiter: str,
     key_name: str, layout: str, encrypted: Collection[str] = (),
@@ -343,6 +357,7 @@ def compile_indexes(
             continue
         if f.name == key_name:
             raise ModelDefinitionError(f"{model}.{f.name}: the key field needs no index")
+        _not_derived(model, f)
         fields[f.name] = _field_index(model, f, option or "eq", is_unique, delimiter, cls,
                                       f.name in encrypted)
         if is_unique:
@@ -356,6 +371,7 @@ def compile_indexes(
         for g in group:
             if g not in fields:
                 attr = next(a for a in attrs.fields(cls) if a.name == g)
+                _not_derived(model, attr)
                 fields[g] = attrs.evolve(
                     _field_index(model, attr, "eq", True, delimiter, cls, g in encrypted),
                     eq=False)

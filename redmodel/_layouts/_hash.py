@@ -21,7 +21,6 @@ from redmodel._errors import CodecError, DecodeError, RedmodelError, ValidationE
 from redmodel._indexes._specs import SEP, IndexValueError, entry_key
 from redmodel._indexes._writes import Write
 from redmodel._models._compiled import FALLBACK, field_encoder, hash_decoder, hash_encoder
-from redmodel._models._keys import unescape
 from redmodel._models._specs import FieldSpec, ModelSpec, increment_kind
 from redmodel._models._types import BadValueError, optional_inner
 from redmodel._plan import Command, script
@@ -172,13 +171,6 @@ def _old_names(f: FieldSpec, delim: bytes) -> list[bytes]:
     return [n for n in dict.fromkeys(_field_names(f, b"", delim)) if n not in now]
 
 
-def _takes_self(f: FieldSpec) -> bool:
-    """Whether ``f``'s default is an attrs.Factory(takes_self=True): computed from the
-    object, not from the field's stored bytes."""
-    factory: Any = attrs.Factory
-    return not f.optional and isinstance(f.default, factory) and bool(f.default.takes_self)
-
-
 def _renamed(fields: tuple[FieldSpec, ...]) -> bool:
     return any(f.old_stored or _renamed(f.children) for f in fields)
 
@@ -293,14 +285,10 @@ class HashLayout:
         self._entry_keys: dict[tuple[str, str], str] = {}  # (root, entry line) -> its key
         self._all_fields = frozenset(spec.indexes.fields if spec.indexes else ())
         # per indexed field, the stored names its value is read from: its stored name,
-        # then its old ones (old_names=), as a read tries them; for a field whose default
-        # is a Factory(takes_self=True), every stored name of the model (its value, when
-        # it is stored nowhere, is computed from the whole object)
-        every = tuple(dict.fromkeys(n for g in spec.fields
-                                    for n in _field_names(g, b"", self.delim)))
+        # then its old ones (old_names=), as a read tries them (an indexed field's default
+        # is never a Factory(takes_self=True): _indexes._specs refuses it)
         reads: dict[str, tuple[bytes, ...]] = {
-            name: every if _takes_self(spec.by_name[name]) else tuple(
-                _field_names(spec.by_name[name], b"", self.delim))
+            name: tuple(_field_names(spec.by_name[name], b"", self.delim))
             for name in sorted(self._all_fields)}
         self._indexed_stored = tuple(dict.fromkeys(n for ns in reads.values() for n in ns))
         # the stored names an index write's assumption names, per indexed field (None: the
@@ -653,25 +641,22 @@ class HashLayout:
         gives them (what reindex, build_index and verify index): the value under its
         stored name, else under the first old name holding one (old_names=); a value that
         does not decode strictly through ``upgrade=``; a field stored nowhere, None when
-        it is optional, else its default (a Factory's value; a Factory(takes_self=True)'s
-        from the whole object, whose every stored name such a field's assumption reads).
+        it is optional, else its default (a Factory's value).
         None when one does not decode (nor upgrade), or is required and stored nowhere:
         a read of the object fails, so it has no entries. ``only``: of these fields only
         (an assumption of some fields names only theirs)."""
         indexes = self.spec.indexes
         assert indexes is not None
         values: dict[str, Any] = {}
-        whole: list[Any] = []  # the object decoded whole, once (takes_self defaults)
         for name in indexes.fields if only is None else only:
             f = self.spec.by_name[name]
             try:
-                values[name] = self._stored_value(f, stored, key, whole)
+                values[name] = self._stored_value(f, stored, key)
             except (BadValueError, DecodeError):
                 return None
         return values
 
-    def _stored_value(self, f: FieldSpec, stored: Mapping[bytes, bytes], key: str,
-                      whole: list[Any]) -> Any:
+    def _stored_value(self, f: FieldSpec, stored: Mapping[bytes, bytes], key: str) -> Any:
         """One field's value in ``stored`` (see :meth:`stored_values`); BadValueError or
         DecodeError when it does not decode."""
         if f.kind == "struct":  # (not indexable; read as get reads it)
@@ -689,13 +674,8 @@ class HashLayout:
                 raise BadValueError("missing")
             factory: Any = attrs.Factory
             if isinstance(f.default, factory):
-                if not f.default.takes_self:
-                    return f.default.factory()
-                if not whole:
-                    text = self.spec.id_of_key(key)
-                    assert text is not None
-                    whole.append(self.decode_generic(key, unescape(text), dict(stored)))
-                return getattr(whole[0], f.name)
+                assert not f.default.takes_self  # (refused for an indexed field)
+                return f.default.factory()
             return f.default
         assert f.decode is not None
         try:
