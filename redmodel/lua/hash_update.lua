@@ -6,6 +6,7 @@
 -- Written without parts_lib's functions (defining them costs every call): the common
 -- case (no removal, no marker, at most 1,000 values) is one HSET; lists longer than that
 -- go in parts of at most 1,000 values (Lua's unpack limit), as parts_lib does.
+--! include acl_lib
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local n = #ARGV
 local last = 3 + 2 * tonumber(ARGV[1])
@@ -14,6 +15,11 @@ if last == n and n <= 1003 and not keep then
   if n > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4, n)) end
   return 1
 end
+-- more than one command may run: each is allowed before the first (acl_lib)
+if keep or last > 3 then acl('hset', KEYS[1]) end
+if keep or n > last then acl('hdel', KEYS[1]) end
+if keep then acl('hlen', KEYS[1]) end
+acl_ok()
 if keep then redis.call('HSET', KEYS[1], ARGV[3], '') end
 local i = 4
 while i <= last do  -- parts of 1,000 values: even, so a pair never straddles two
