@@ -6,12 +6,15 @@
 -- asked once per call (a script over many objects asks a shared key once).
 local ACL_SEEN = {}  -- 'command key' -> true (allowed) or false (refused)
 local ACL_NO     -- the first refusal of the current check: {'NOPERM', command, key}
--- asks about one command on one key (key nil: a command without a key, TIME)
-local function acl(cmd, key)
+-- asks about one command on one key (key nil: a command without a key, TIME; key2: the
+-- second key of LMOVE)
+local function acl(cmd, key, key2)
   local k = key and (cmd .. ' ' .. key) or cmd
+  if key2 then k = k .. ' ' .. key2 end
   local ok = ACL_SEEN[k]
   if ok == nil then
-    if key then ok = redis.acl_check_cmd(cmd, key) else ok = redis.acl_check_cmd(cmd) end
+    if key2 then ok = redis.acl_check_cmd(cmd, key, key2)
+    elseif key then ok = redis.acl_check_cmd(cmd, key) else ok = redis.acl_check_cmd(cmd) end
     ok = ok and true or false
     ACL_SEEN[k] = ok
   end
@@ -38,4 +41,24 @@ end
 local function acl_ok()
   local r = acl_refusal()
   if r then error({err = acl_text(r)}) end
+end
+-- acl for a command of many keys (DEL k..., MSET k v ...; pairs: a value after each key)
+-- on keys[i..j], asked in one check per part of up to 500 keys; a refusal is then looked
+-- up key by key, to name the key
+local function acl_many(cmd, keys, i, j, paired)
+  local at = i
+  while at <= j do
+    local last = math.min(at + 499, j)
+    local args = {}
+    for k = at, last do
+      args[#args + 1] = keys[k]
+      if paired then args[#args + 1] = '' end
+    end
+    if not redis.acl_check_cmd(cmd, unpack(args)) then
+      for k = at, last do acl(cmd, keys[k]) end
+      if not ACL_NO then ACL_NO = {'NOPERM', cmd, keys[at]} end
+      return
+    end
+    at = last + 1
+  end
 end
