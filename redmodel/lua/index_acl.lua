@@ -36,11 +36,15 @@ local function acl_ids(p)
     end
   end
   acl('incrby', cnt)
-  -- ids_settle: the count at 0 (the last id removed; or a count that had drifted)
-  acl('zcard', dir)
-  acl('exists', ids_page(plan.root, plan.d, ''))
-  acl('del', dir)
-  acl('del', cnt)
+  -- ids_settle: the count at 0 after a removal (after an add it is at least 1: a count
+  -- that is not a number >= 0 refuses the write before it, ids_check_count; a call of
+  -- many writes sums its changes, so a count at 0 there needs one of its removals)
+  if plan.op ~= 'add' then
+    acl('zcard', dir)
+    acl('exists', ids_page(plan.root, plan.d, ''))
+    acl('del', dir)
+    acl('del', cnt)
+  end
 end
 -- forget: every old entry removed, the record (had), the ids plan, the expiry set
 local function acl_forget(root, d, rec, exp, old, ids, had)
