@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import attrs
+from redis.exceptions import NoPermissionError
 
 from redmodel._errors import (
     ConflictError,
@@ -49,6 +50,7 @@ from redmodel._models._hidden import unique_violation
 from redmodel._models._keys import unescape
 from redmodel._models._specs import ModelSpec
 from redmodel._plan import Batch, Command, Plan, script
+from redmodel._transport._wire import _server_error_class
 
 __all__ = ["Abandoned", "TxHints", "Write", "claim", "refusal", "run_writes", "settle", "undo"]
 
@@ -278,6 +280,12 @@ IN_EXEC = ("this write was not applied; Redis has no rollback inside EXEC, so an
            "write queued in the transaction was applied")
 
 
+def no_permission(reply: str, keys: tuple[str, ...] = (), command: str = "") -> ServerError:
+    """A :class:`ServerError` that is also redis-py's ``NoPermissionError``, as the server's
+    own NOPERM reply becomes (a refusal a script answered instead of raising)."""
+    return _server_error_class(NoPermissionError)(reply, keys=keys, command=command)
+
+
 def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
             fields: dict[str, str] | None = None, tx: bool = False) -> Exception | None:
     """The error for a refusal the script answered instead of writing; None otherwise.
@@ -309,6 +317,14 @@ def refusal(spec: ModelSpec, key: str, reply: Any, what: str,
         return DecodeError("stored value is not a number Redis can add to (a 64-bit "
                            "integer, a finite float); nothing was changed",
                            model=spec.name, key=key, field=(fields or {}).get(field, field))
+    if word == "NOPERM":  # the ACL refuses a command its writes need (acl_lib.lua)
+        return no_permission(f"this user has no permissions to run the '{_text(reply[1])}' "
+                             f"command on the key {key_text(_text(reply[2]))}, which this "
+                             f"write of {key} needs: {nothing}", (key, _text(reply[2])), what)
+    if word == "FAILED":  # a command of its checks failed (index_write_many.lua)
+        text = _text(reply[1])
+        kind = no_permission if "permission" in text or "ACL" in text else ServerError
+        return kind(f"{text}; {nothing}", keys=(key,), command=what)
     if word == "BADARG":
         return ServerError(f"the index script refused its arguments ({_text(reply[1])}); "
                            f"{nothing}", keys=(key,), command=what)

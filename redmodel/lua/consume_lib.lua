@@ -9,6 +9,19 @@
 -- The delivery count of a copy is 1 + returned; counts are kept per member, so equal
 -- members share them.
 
+--! include acl_lib
+-- the commands of marks/set_marks (HGET, HSET, HDEL of the redeliveries), asked of the ACL
+-- before a script's first write (acl_lib)
+local function acl_marks()
+  acl('hget', KEYS[3])
+  acl('hset', KEYS[3])
+  acl('hdel', KEYS[3])
+end
+-- and those of return_all(key)
+local function acl_return_all(key)
+  acl('lmove', key, KEYS[1])
+  acl_marks()
+end
 local function marks(member)
   local found = redis.call('HGET', KEYS[3], member)
   if not found then return 0, 0 end

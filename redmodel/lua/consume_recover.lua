@@ -15,6 +15,11 @@ for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. now,
   if not declared[name] then missing[#missing + 1] = name end
 end
 if #missing > 0 then return {'NEED', missing} end
+-- every command below allowed before the first write (acl_lib)
+acl('zscore', KEYS[2])
+for i = 2, #ARGV do acl_return_all(KEYS[i + 2]) end
+acl('zrem', KEYS[2])
+acl_ok()
 local n = 0
 for i = 2, #ARGV do
   local deadline = redis.call('ZSCORE', KEYS[2], ARGV[i])

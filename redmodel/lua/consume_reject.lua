@@ -2,6 +2,10 @@
 --! include consume_lib
 -- A member of the consumer's in-flight list (ARGV[1]) does not decode: move it to the
 -- list of rejected members (KEYS[5]) so that no consumer takes it again.
+-- the commands after the first write (LREM) allowed before it (acl_lib)
+acl('rpush', KEYS[5])
+acl('hdel', KEYS[3])
+acl_ok()
 if redis.call('LREM', KEYS[4], 1, ARGV[1]) > 0 then
   redis.call('RPUSH', KEYS[5], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])

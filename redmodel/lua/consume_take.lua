@@ -17,6 +17,14 @@ local name, now = ARGV[1], time_ms()
 if not redis.call('ZSCORE', KEYS[2], name) then
   return {0, false, 0, redis.call('LLEN', KEYS[4]), {}, 0}
 end
+-- every command below allowed before the first write (acl_lib)
+if ARGV[3] == '1' then acl('lrem', KEYS[4]) end
+acl_marks()
+acl('zadd', KEYS[2])
+if ARGV[5] == '1' then acl('lmove', KEYS[1], KEYS[4]) end
+acl('llen', KEYS[4])
+acl('zrangebyscore', KEYS[2])
+acl_ok()
 local acked = 0
 if ARGV[3] == '1' then
   acked = redis.call('LREM', KEYS[4], 1, ARGV[4])

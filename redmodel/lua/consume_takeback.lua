@@ -7,6 +7,13 @@
 -- consumer.
 -- Returns {{member, count, member, count, ...}, in-flight length, {stale consumers}}.
 local name, now = ARGV[1], time_ms()
+-- every command below allowed before the first write (acl_lib)
+acl('zadd', KEYS[2])
+acl('lrange', KEYS[4])
+acl_marks()
+acl('llen', KEYS[4])
+acl('zrangebyscore', KEYS[2])
+acl_ok()
 heartbeat(name, tonumber(ARGV[2]), now)
 local out = {}
 for _, member in ipairs(redis.call('LRANGE', KEYS[4], 0, tonumber(ARGV[3]) - 1)) do

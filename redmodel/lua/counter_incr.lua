@@ -5,6 +5,10 @@
 -- wrote is refused as it is, never given an expiry that would delete it at the window's
 -- end. Returns the count's exact text (GET: INCRBY's integer reply would pass through a
 -- Lua double, exact only to 2**53).
+--! include acl_lib
+acl('pexpire', KEYS[1])  -- the commands after the first write (acl_lib)
+acl('get', KEYS[1])
+acl_ok()
 redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return redis.call('GET', KEYS[1])

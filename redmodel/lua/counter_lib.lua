@@ -114,7 +114,9 @@ local function plan_counters(obj, changes, bounds)
     if value[f] == nil then
       local raw = redis.pcall('HGET', obj, f)  -- a read: failing here writes nothing
       if type(raw) == 'table' and raw.err then
-        return nil, {'WRONGTYPE', obj, redis.call('TYPE', obj)['ok'], 'hash'}
+        local t = redis.call('TYPE', obj)['ok']
+        if t == 'hash' or t == 'none' then error(raw) end  -- not its type (an ACL: NOPERM)
+        return nil, {'WRONGTYPE', obj, t, 'hash'}
       end
       if not raw and olds[f] then
         for _, o in ipairs(olds[f]) do

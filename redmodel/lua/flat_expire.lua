@@ -1,4 +1,5 @@
 --! include flat_lib
+--! include acl_lib
 -- KEYS: the manifest, then the leaves the client expects. ARGV: delimiter, ms | 'persist'.
 -- Answers what PEXPIRE / PERSIST of the manifest answered, 0 (no such object) or
 -- {'KEYS', missing...} (nothing changed) or {'WRONGTYPE', key, type, 'string'} (the object
@@ -9,6 +10,13 @@ if not m then return 0 end
 local keys = leaves(m, KEYS[1] .. ARGV[1])
 local missing = undeclared(keys)
 if missing then return missing end
+-- each command is allowed before the first (acl_lib)
+local cmd = ARGV[2] == 'persist' and 'persist' or 'pexpire'
+if #keys > 0 then
+  acl(cmd, KEYS[1])
+  for _, k in ipairs(keys) do acl(cmd, k) end
+  acl_ok()
+end
 local done
 if ARGV[2] == 'persist' then
   done = redis.call('PERSIST', KEYS[1])

@@ -1,4 +1,5 @@
 --! include flat_lib
+--! include acl_lib
 -- The saves of many flat objects in one call (save_many's chunk), each as flat_save.lua
 -- does it: all of an object's writes or none of them.
 -- KEYS: per object, its manifest, its new leaves (one per value), then any other key it
@@ -74,6 +75,7 @@ end
 
 local pending, m = {}, 0  -- MSET arguments gathered, not sent yet
 local touched = {}  -- keys written or deleted by this call so far (manifests only unless every)
+local wrote = false  -- whether the call wrote (or gathered a write) yet
 local function flush()
   if m > 0 then
     redis.call('MSET', unpack(pending, 1, m))
@@ -97,7 +99,15 @@ for o = 1, count do
       end
     end
     local old, wrong
-    if fresh then
+    -- after the call's first write, every command of this object is allowed before it
+    -- runs (acl_lib): else it answers {'NOPERM', command, key}, nothing of it written
+    if wrote then
+      if fresh or (suspect and not found[o]) then acl('get', key); acl('type', key) end
+      if not ms_of[s] and keep_of[s] then acl('pttl', key) end
+      wrong = acl_refusal()
+    end
+    if wrong then
+    elseif fresh then
       flush()
       old, wrong = manifest_at(key)
     elseif found[o] then
@@ -116,15 +126,25 @@ for o = 1, count do
       if old and old ~= manifest then
         stale = stale_leaves(old, key .. delim_of[s], n, at, last)
       end
+      local ms
       if stale[1] == 'KEYS' then
-        out[o] = stale
-        blocked = true
+        wrong = stale
       else
-        local ms = ms_of[s]
+        ms = ms_of[s]
         if not ms and old and keep_of[s] then
           local keep = redis.call('PTTL', key)
           if keep > 0 then ms = keep end
         end
+        if #stale > 0 then acl_many('del', stale, 1, #stale) end
+        if ms then for i = at, at + n do acl('set', KEYS[i]) end
+        else acl_many('mset', KEYS, at, at + n, true) end
+        wrong = acl_refusal()
+      end
+      if wrong then
+        out[o] = wrong
+        blocked = true
+      else
+        wrote = true
         for _, k in ipairs(stale) do
           redis.call('DEL', k)
           if every then touched[k] = true end

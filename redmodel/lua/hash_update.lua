@@ -14,6 +14,19 @@ if last == n and n <= 1003 and not keep then
   if n > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4, n)) end
   return 1
 end
+-- the commands after the first write (an HSET, else an HDEL) are allowed before it runs
+-- (acl_lib.lua says why; asked inline: no function made per call)
+local refused
+if (keep or last > 3) and n > last and not redis.acl_check_cmd('hdel', KEYS[1]) then
+  refused = 'hdel'
+elseif keep and not (redis.acl_check_cmd('hlen', KEYS[1]) and redis.acl_check_cmd('hdel', KEYS[1])) then
+  refused = redis.acl_check_cmd('hlen', KEYS[1]) and 'hdel' or 'hlen'
+end
+if refused then
+  return redis.error_reply('NOPERM this user has no permissions to run the \'' .. refused ..
+    '\' command on the key \'' .. KEYS[1] .. '\', which this write needs after its first ' ..
+    'change: nothing was written')
+end
 if keep then redis.call('HSET', KEYS[1], ARGV[3], '') end
 local i = 4
 while i <= last do  -- parts of 1,000 values: even, so a pair never straddles two

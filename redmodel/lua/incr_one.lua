@@ -8,6 +8,12 @@
 -- sum would leave 64 bits (HINCRBY refuses exactly what incr_fields.lua's int_parse
 -- refuses): the caller then sends incr_fields.lua, which decides those cases and says why.
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+-- the HGET after the write is allowed before it runs (acl_lib.lua says why; asked inline)
+if not redis.acl_check_cmd('hget', KEYS[1]) then
+  return redis.error_reply('NOPERM this user has no permissions to run the \'hget\' command ' ..
+    'on the key \'' .. KEYS[1] .. '\', which this write needs after its first change: ' ..
+    'nothing was written')
+end
 local r = redis.pcall('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
 if type(r) == 'table' and r.err then return false end
 -- strict bounds: a sum of 2**53 or more in magnitude rounds to a double at least as large

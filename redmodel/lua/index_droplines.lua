@@ -4,6 +4,13 @@
 -- declares the index, so no writer adds them back). Answers how many records changed.
 local e = 'e\31' .. ARGV[1] .. '\31'
 local r = 'r\31' .. ARGV[1] .. '\31'
+--! include acl_lib
+-- more than one id: the HGETs and HSETs are allowed before the first write (acl_lib)
+if #ARGV > 2 then
+  acl('hget', KEYS[1])
+  acl('hset', KEYS[1])
+  acl_ok()
+end
 local changed = 0
 for i = 2, #ARGV do
   local text = redis.call('HGET', KEYS[1], ARGV[i])

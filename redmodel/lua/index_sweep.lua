@@ -1,4 +1,5 @@
 --! include index_lib
+--! include index_acl
 -- The sweep of expired objects' entries, in two steps so that every key is declared:
 -- 'due' (KEYS rec, exp; ARGV 'due', limit) writes nothing and answers up to `limit` ids
 -- whose expiry time has passed, each with its record: {id, record, ...};
@@ -68,6 +69,22 @@ for k, want in pairs(need) do
 end
 local dropped = 0
 local deltas = {}
+-- the commands of every object's writes on the keys known now are allowed before the
+-- first write (index_acl.lua); the all-ids pages of each are planned (and asked) after the
+-- earlier objects' writes: a refusal there ends the sweep before that object (the next
+-- sweep starts with it, and answers the refusal before its first write)
+for _, p in ipairs(plan) do
+  acl('pexpiretime', p[2])
+  for line in pairs(p[3]) do acl_apply(root, d, line, false) end
+end
+if #plan > 0 then
+  acl('hdel', rec)
+  acl('zrem', exp)
+  acl('zadd', exp)
+  acl('zrevrangebylex', root .. 'ids')
+end
+acl_ok()
+local wrote = false
 for _, p in ipairs(plan) do
   local id, key, old = p[1], p[2], p[3]
   local at = redis.call('PEXPIRETIME', key)  -- the stored expiry, exactly
@@ -82,15 +99,22 @@ for _, p in ipairs(plan) do
     -- left alone as a wrong-typed entry key is: the rest of the object is dropped (its
     -- expiry too, so no later sweep finds it again), the key reported (verify reports
     -- the id the pages keep, reindex rebuilds them once the key is deleted)
-    local ids, no = ids_plan_for(root, d, id, all, true, true, typed)
+    local planned, ids, no = pcall(ids_plan_for, root, d, id, all, true, true, typed)
+    if not planned and not wrote then error({err = tostring(ids)}) end
+    if not planned then break end  -- a page read refused (an ACL): the next sweep's
     if not ids then
       if not bad[no[2]] then bad[no[2]] = true; badlist[#badlist + 1] = no[2] end
       ids = all_state(all) == 'zset' and {zrem = all, id = id} or NO_IDS
     end
+    acl_ids(ids)
+    local refused = acl_refusal()
+    if refused and not wrote then error({err = acl_text(refused)}) end
+    if refused then break end
+    wrote = true
     forget(root, d, id, rec, exp, keep, ids, deltas)
     dropped = dropped + 1
-  elseif at == -1 then redis.call('ZREM', exp, id)
-  else redis.call('ZADD', exp, at, id) end
+  elseif at == -1 then redis.call('ZREM', exp, id); wrote = true
+  else redis.call('ZADD', exp, at, id); wrote = true end
 end
 ids_flush(deltas)
 table.sort(badlist)

@@ -1,5 +1,6 @@
 --! include clock
 --! include index_lib
+--! include index_acl
 -- counter_lib (about 20 functions and tables) is defined only by an increment: a script's
 -- body runs whole on every call, so every function it defines is made again each time
 -- (about 0.1 us each), and the other modes never call these
@@ -307,6 +308,31 @@ if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
     end
   end
 end
+
+-- ---- the ACL allows every command the writes below may call (index_acl.lua) ------------------
+if mode == 'forget' or mode == 'delete' then
+  acl_forget(root, d, rec, exp, old, ids, had)
+  if mode == 'delete' then acl('del', obj) end
+else
+  if mode == 'incr' then
+    acl_counters(obj, changes)
+    for i = 1, #changes do
+      local name, eq, rng = names[i][1], names[i][2], names[i][3]
+      if eq then
+        acl('hget', obj)
+        acl('time')
+        acl('hdel', obj)
+        acl('sadd', root .. 'eq' .. d .. name .. d .. int_text(after[i]))
+      end
+      if rng then acl('zadd', root .. 'rng' .. d .. name) end
+    end
+  elseif mode == 'save' or mode == 'update' then
+    acl_fields(obj, npairs, at, exists, #ARGV)
+  end
+  acl_index(root, d, rec, old, new, every, ids, keep and full, had)
+  acl_expiry(obj, exp, ttl, exists, had_exp)
+end
+acl_ok()
 
 -- ---- writes -----------------------------------------------------------------------------------
 if mode == 'forget' then

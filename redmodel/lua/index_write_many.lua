@@ -1,5 +1,6 @@
 --! include clock
 --! include index_lib
+--! include index_acl
 -- Whole saves and deletes of many objects of one bucket of an indexed model in one call,
 -- in order, each all or nothing, each as index_write.lua would do it alone (the same
 -- checks, entries, record, all-ids and expiry sets): the batched path of save_many and
@@ -83,6 +84,9 @@ local function defer(id, old, new, reply)
   return reply
 end
 
+-- whether the object being written has started its writes (then an error is the call's),
+-- and whether an earlier object of the call wrote
+local WRITING, WROTE = false, false
 -- one object: h its header ({rec, all, exp, mode, root, d, objprefix, ttl, changed}), its
 -- arguments ARGV[from .. last] (id, entries, mode data: read where they are, not copied;
 -- index_write.lua's ARGV from its 8th on, so its position p is from + p - 7 here)
@@ -162,7 +166,14 @@ local function one(obj, h, from, last)
     return defer(id, old, new, {'LATER'})
   end
 
+  -- the ACL allows every command of this object's writes (index_acl.lua): else it answers
+  -- {'NOPERM', command, key}, nothing of it written
   if mode == 'delete' then
+    acl_forget(root, d, rec, exp, old, ids, had)
+    if exists then acl('del', obj) end
+    local no = acl_refusal()
+    if no then return defer(id, old, new, no) end
+    WRITING = true
     local gone = released(old, {})
     forget(root, d, id, rec, exp, old, ids, deltas, near, had)
     if not exists then return answer(0, gone) end  -- as index_write.lua: none deleted
@@ -171,6 +182,12 @@ local function one(obj, h, from, last)
   end
   local expires, exp_at = keep, nil
   if not keep then expires, exp_at = expiring(obj, ttl, exists) end
+  acl_fields(obj, npairs, at, exists, last)
+  acl_index(root, d, rec, old, new, every, ids, expires, had)
+  acl_expiry(obj, exp, ttl, exists, had_exp)
+  local no = acl_refusal()
+  if no then return defer(id, old, new, no) end
+  WRITING = true
   if write_fields(obj, A, npairs, at, exists, last) then exp_at = nil end  -- made again: no expiry
   local gone = released(old, new)
   write_index(root, d, id, rec, old, new, every, ids, deltas, near, expires, had)
@@ -203,7 +220,19 @@ ITEMS = items
 local out = {}
 for i, item in ipairs(items) do
   local o, from, m, h = item[1], item[2], item[3], item[4]
-  out[i] = one(KEYS[o], h, from, from + m - 1)
+  WRITING = false
+  local ok, r = pcall(one, KEYS[o], h, from, from + m - 1)
+  if ok then
+    out[i] = r
+  elseif WRITING or not WROTE then
+    -- an error in its writes, or before anything of the call was written: the call's error
+    error({err = tostring(r)})
+  else
+    -- a command of its checks refused (an ACL that refuses a read), after an earlier
+    -- object's writes: its own answer, nothing of it written (as a refusal: defer)
+    out[i] = defer(ARGV[from], {}, lines(ARGV[from + 1]), {'FAILED', tostring(r)})
+  end
+  if WRITING then WROTE = true end
 end
 ids_flush(deltas)
 return out

@@ -1,4 +1,5 @@
 --! include clock
+--! include acl_lib
 -- The lease and the records of one migration set (redmodel/_migrate.py), in one hash.
 -- KEYS[1]: the set's hash (<name>:%migrations).
 -- ARGV: token, mode, lease_ms, n, then n (field, value) pairs to HSET, then fields to HDEL.
@@ -28,6 +29,10 @@ elseif mode ~= 'take' then
   return {'LOST', ''}
 end
 local n = tonumber(ARGV[4])
+-- HSET and HDEL: each allowed before the first write (acl_lib)
+acl('hset', KEYS[1])
+acl('hdel', KEYS[1])
+acl_ok()
 for i = 5, 4 + 2 * n, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end

@@ -13,6 +13,14 @@ if once_seen then
   return redis.error_reply('FENCED write id ' .. once_key ..
     ' was given up or already answered: this copy is never applied')
 end
+-- once_tail's SET of the record comes after the write: allowed before the write runs,
+-- else NOPERM with nothing written (the ACL checks each command a script calls, and a
+-- write is never rolled back)
+if not redis.acl_check_cmd('set', once_key) then
+  return redis.error_reply('NOPERM this user has no permissions to run the \'set\' command ' ..
+    'on the key \'' .. once_key .. '\', which this write needs after its first change: ' ..
+    'nothing was written')
+end
 local function once_shift(t)
   local out = {}
   for i = 2, #t do out[i - 1] = t[i] end

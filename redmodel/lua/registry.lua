@@ -7,6 +7,7 @@
 -- Writes only if the schema is still the one the client read (so of two processes racing
 -- to register, one wins and the other reads the winner's record and decides again), and
 -- no bucket move is under way (answers 'MOVING': the client reads again and refuses).
+--! include acl_lib
 if redis.call('HGET', KEYS[1], 'moving') then return 'MOVING' end
 -- a container recorded under the prefix (a container:<key> field, written by the
 -- container registry) refuses a model's first registration: 'CONTAINER'
@@ -25,6 +26,10 @@ if current ~= '' then
   local owner = redis.call('HGET', KEYS[1], 'owner')
   if not owner or owner == '' then return 'CHANGED' end
 end
+-- HSET and HDEL: each allowed before the first write (acl_lib)
+acl('hset', KEYS[1])
+for i = 4, #ARGV, 2 do if ARGV[i + 1] == '' then acl('hdel', KEYS[1]) end end
+acl_ok()
 redis.call('HSET', KEYS[1], 'schema', ARGV[2], 'owner', ARGV[3])
 for i = 4, #ARGV, 2 do
   if ARGV[i + 1] == '' then

@@ -5,7 +5,13 @@
 -- field whose state is not the expected one ('': absent; '*': any state but absent) is
 -- left alone. Answers how many fields changed, or -1 (nothing changed) while a bucket move
 -- is under way (the `moving` field: store.migrate_buckets).
+--! include acl_lib
 if redis.call('HGET', KEYS[1], 'moving') then return -1 end
+-- the HGETs, HSETs and HDELs of the loop: each allowed before the first write (acl_lib)
+acl('hget', KEYS[1])
+acl('hset', KEYS[1])
+acl('hdel', KEYS[1])
+acl_ok()
 local changed = 0
 local n = #ARGV - #ARGV % 3
 for i = 1, n, 3 do

@@ -10,6 +10,7 @@
 -- and nothing else changes: {'REJECTED', n}. Otherwise the longest run, from that end, of
 -- members the client decoded is popped: {'POPPED', {member, score, ...}} (a member it has
 -- not seen, added or moved there since the read, ends the run: the client reads again).
+--! include acl_lib
 local max = ARGV[1] == 'max'
 local n = tonumber(ARGV[2])
 local head
@@ -31,6 +32,10 @@ for i = 1, #head, 2 do
   end
 end
 if #members > 0 then
+  -- ZADD and ZREM: both allowed before the first (acl_lib)
+  acl('zadd', KEYS[2])
+  acl('zrem', KEYS[1])
+  acl_ok()
   for i = 1, #members, 1000 do  -- unpack takes a few thousand values at most
     local last = math.min(i + 999, #members)
     redis.call('ZADD', KEYS[2], unpack(bad, 2 * i - 1, 2 * last))
