@@ -313,3 +313,4 @@ def test_a_refused_command_leaves_every_key_as_it_was(
 def test_with_the_whole_rule_every_write_succeeds(server: RedisServer, feature: str) -> None:
     """The scenario itself is right: with nothing taken away, nothing is refused."""
     assert run_without(server, feature, None) == []
+
