@@ -114,7 +114,9 @@ def _cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, ur
     """The command run in this process: (exit code, stdout, stderr)."""
     with monkeypatch.context() as m:
         m.setenv("REDIS_URL", url)  # the command sets it: restored after
-        m.delenv("REDIS_CLUSTER", raising=False)
+        # (set, not deleted: a delenv of an unset variable records nothing, and the
+        # command of a cluster run sets it: it leaked to later tests' subprocesses)
+        m.setenv("REDIS_CLUSTER", "")
         code = run([*args, "--url", url])
     out = capsys.readouterr()
     return code, out.out, out.err

@@ -314,3 +314,43 @@ def test_with_the_whole_rule_every_write_succeeds(server: RedisServer, feature: 
     """The scenario itself is right: with nothing taken away, nothing is refused."""
     assert run_without(server, feature, None) == []
 
+
+
+_REPAIRS = {
+    "index_fix": ["del", "exists", "hdel", "hget", "hmget", "hset", "incrby", "persist",
+                  "pexpire", "pexpiretime", "sadd", "srem", "time", "type", "zadd", "zcard",
+                  "zrange", "zrem", "zrevrangebylex", "zscore"],
+    "ids_convert": ["del", "exists", "get", "incrby", "scard", "set", "srandmember", "srem",
+                    "type", "zadd", "zcard", "zrange", "zrem", "zrevrangebylex", "zscore"],
+    "rebucket": ["del", "dump", "exists", "get", "mset", "rename", "type"],
+}
+
+
+@pytest.mark.parametrize(("script", "without"),
+                         [(s, c) for s, cs in _REPAIRS.items() for c in cs])
+def test_a_repair_script_refuses_before_anything_a_command_the_user_lacks(
+        server: RedisServer, script: str, without: str) -> None:
+    """The repair scripts (reindex's index_fix and ids_convert, migrate_buckets'
+    rebucket) ask the ACL about every command they (or their libraries) can call, before
+    anything: a user lacking one gets NOPERM naming it, with nothing written (they write
+    more than once; Redis never rolls a script back)."""
+    from redmodel._plan import lua_source  # noqa: PLC0415
+
+    with server.client() as admin:
+        admin.flushall()
+        admin.set("rep:probe", "kept")
+        name, password = f"fx-{secrets.token_hex(4)}", secrets.token_hex(8)
+        admin.execute_command("ACL", "SETUSER", name, "on", f">{password}", "~rep:*",
+                              "resetchannels", "-@all", "+eval",
+                              *[f"+{c}" for c in _REPAIRS[script] if c != without])
+        try:
+            user = redis.Redis(host=server.host, port=server.port, username=name,
+                               password=password)
+            with pytest.raises(redis.exceptions.NoPermissionError,
+                               match=f"'{without}' command.*nothing was written"):
+                user.eval(lua_source(script), 2, "rep:probe", "rep:other", "x", "y")
+            user.close()
+            assert admin.get("rep:probe") == b"kept" and admin.exists("rep:other") == 0
+            assert admin.ping()  # (acl_check_cmd without a key crashes some servers)
+        finally:
+            admin.execute_command("ACL", "DELUSER", name)

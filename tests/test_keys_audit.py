@@ -63,8 +63,8 @@ def runnable_scripts() -> set[str]:
 def test_include_only_files_are_the_shared_pieces() -> None:
     files = lua_files()
     assert set(files) - runnable_scripts() == {
-        "clock", "consume_lib", "counter_lib", "flat_lib", "ids_lib", "index_lib", "once_head",
-        "once_tail", "parts_lib"}
+        "acl_lib", "clock", "consume_lib", "counter_lib", "flat_lib", "ids_lib", "index_acl",
+        "index_lib", "once_head", "once_tail", "parts_lib"}
 
 
 # ---- MONITOR, read raw -------------------------------------------------------------------

@@ -1,4 +1,18 @@
 --! include ids_lib
+--! include acl_lib
+-- A repair step writes more than once: every command it (or a library it includes)
+-- can call is allowed before anything (acl_lib.lua), asked by name on a declared key
+-- (each key is checked at the EVALSHA; a command is asked with its key and sample
+-- arguments: Redis 7.0 and Valkey 9 crash on acl_check_cmd('set') without its key)
+if KEYS[1] then
+  for _, c in ipairs({
+    {'del'}, {'exists'}, {'get'}, {'incrby', '1'}, {'scard'}, {'set', 'v'},
+    {'srandmember'}, {'srem', 'm'}, {'type'}, {'zadd', '1', 'm'}, {'zcard'}, {'zrange',
+    '0', '1'}, {'zrem', 'm'}, {'zrevrangebylex', '+', '-'}, {'zscore', 'm'}
+  }) do if not redis.acl_check_cmd(c[1], KEYS[1], unpack(c, 2)) then
+    return redis.error_reply(acl_text({'NOPERM', c[1], KEYS[1]}))
+  end end
+end
 -- Converts a bucket's all-ids index from the format of older versions (`all`: a ZSET,
 -- every score 0, or the older SET; `spare`: where an interrupted SET -> ZSET conversion of
 -- an older version left ids, a SET) into the pages of ids_lib.lua, a bounded step at a

@@ -1,4 +1,22 @@
 --! include index_lib
+--! include acl_lib
+-- A repair step writes more than once: every command it (or a library it includes)
+-- can call is allowed before anything (acl_lib.lua), asked by name on a declared key
+-- (each key is checked at the EVALSHA; a command is asked with its key and sample
+-- arguments: Redis 7.0 and Valkey 9 crash on acl_check_cmd('set') without its key)
+if KEYS[1] then
+  for _, c in ipairs({
+    {'del'}, {'exists'}, {'hdel', 'f'}, {'hget', 'f'}, {'hmget', 'f'}, {'hset', 'f', 'v'},
+    {'incrby', '1'}, {'persist'}, {'pexpire', '1'}, {'pexpiretime'}, {'sadd', 'm'},
+    {'srem', 'm'}, {'type'}, {'zadd', '1', 'm'}, {'zcard'}, {'zrange', '0', '1'}, {'zrem',
+    'm'}, {'zrevrangebylex', '+', '-'}, {'zscore', 'm'}
+  }) do if not redis.acl_check_cmd(c[1], KEYS[1], unpack(c, 2)) then
+    return redis.error_reply(acl_text({'NOPERM', c[1], KEYS[1]}))
+  end end
+  if not redis.acl_check_cmd('time') then
+    return redis.error_reply(acl_text({'NOPERM', 'time', ''}))
+  end
+end
 -- Repair of one index key (reindex, after the objects' own entries were rebuilt): drops
 -- each listed member its object does not produce. An object's entries are its record
 -- where it has one (authoritative: written with them); an object without one (the common

@@ -1,4 +1,16 @@
 --! include flat_lib
+--! include acl_lib
+-- A repair step writes more than once: every command it (or a library it includes)
+-- can call is allowed before anything (acl_lib.lua), asked by name on a declared key
+-- (each key is checked at the EVALSHA; a command is asked with its key and sample
+-- arguments: Redis 7.0 and Valkey 9 crash on acl_check_cmd('set') without its key)
+if KEYS[1] then
+  for _, c in ipairs({
+    {'del'}, {'dump'}, {'exists'}, {'get'}, {'mset', 'v'}, {'rename', KEYS[1]}, {'type'}
+  }) do if not redis.acl_check_cmd(c[1], KEYS[1], unpack(c, 2)) then
+    return redis.error_reply(acl_text({'NOPERM', c[1], KEYS[1]}))
+  end end
+end
 -- Moving objects to another bucket count (store.migrate_buckets; redmodel/_rebucket.py).
 --
 -- ARGV[1] 'move' (one server: the objects of a page, each all or nothing):
