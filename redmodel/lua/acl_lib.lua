@@ -11,6 +11,9 @@ local ACL_NO     -- the first refusal of the current check: {'NOPERM', command, 
 -- 7.0.15 and Valkey 9.1.2 crash (SIGSEGV) on acl_check_cmd('set') for a user with key
 -- patterns (checked: tests/test_fix29aja.py's repair scripts ask with a key)
 local function acl(cmd, key, key2)
+  if key == nil and string.lower(cmd) ~= 'time' then  -- (never reached by a well-formed call)
+    error({err = 'ERR redmodel: ACL check of ' .. cmd .. ' without its key'})
+  end
   local k = key and (cmd .. ' ' .. key) or cmd
   if key2 then k = k .. ' ' .. key2 end
   local ok = ACL_SEEN[k]
