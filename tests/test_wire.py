@@ -232,7 +232,10 @@ def test_write_ids_live_in_the_slot_of_their_write_whatever_braces_it_holds() ->
 def test_wrap_puts_the_write_id_first_in_keys_and_its_expiry_first_in_args() -> None:
     wrapped = wrap(("RPUSH", "q", b"1", b"2"), "redmodel:once:x", 60000)
     assert wrapped is not None
-    assert wrapped[2:] == (2, "redmodel:once:x", "q", 60000, "RPUSH", b"1", b"2")
+    # (then the client's protocol, 3 unless given: the script answers in it)
+    assert wrapped[2:] == (2, "redmodel:once:x", "q", 60000, "3", "RPUSH", b"1", b"2")
+    assert wrap(("RPUSH", "q", b"1"), "k", 1, resp=2)[2:] == (2, "k", "q", 1, "2", "RPUSH",  # type: ignore[index]
+                                                              b"1")
     assert SCRIPTS_BY_SHA[wrapped[1]].name == "once_command"
     call = INCR.call(["hat:1"], ["HINCRBY", b"quantity", "1"])
     wrapped = wrap(call, "redmodel:once:y", 60000)

@@ -44,6 +44,7 @@ from redmodel._transport._wire import (
     command_slot,
     cross_slot_error,
     pack_commands,
+    resp_version,
     sendable,
 )
 
@@ -124,6 +125,7 @@ class _Shell:
             default=self._default if cluster else None,
             node_at=self._node_at if cluster else None,
             node_key=_node_key if cluster else None,
+            resp=resp_version(client),
         )
         # every str is sent as its UTF-8 bytes whatever the client's encoding= (see
         # _wire.pack_commands): hiredis' packer and Call.packed give exactly those

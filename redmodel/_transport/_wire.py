@@ -43,6 +43,7 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
+import redis.connection
 from redis.exceptions import (
     AskError,
     BusyLoadingError,
@@ -85,6 +86,11 @@ __all__ = [
 ONCE_COMMAND = script("once_command")
 # the commands once_command.lua answers by their value's text beyond 2**53
 EXACT_INT_REPLIES = frozenset({"INCR", "INCRBY", "DECR", "DECRBY", "HINCRBY"})
+# commands once_command.lua cannot answer as they answer alone, never wrapped (they stay at
+# most once, docs/failures.md): BITFIELD's integers can pass 2**53 (a Lua number is a
+# double); ZMSCORE's and GEOPOS's arrays hold nulls, which Lua loses under RESP3, beside
+# doubles, which RESP2 gives as text
+_UNEXACT = frozenset({"BITFIELD", "ZMSCORE", "GEOPOS"})
 ONCE_FENCE = script("once_fence")
 ONCE_PREFIX = "redmodel:once:"
 SLOTS = 16384
@@ -443,11 +449,27 @@ def eviction_policy(reply: Any) -> str | None:
     return None
 
 
-def wrap(command: Command, key: str, ttl_ms: int) -> Command | None:
+def resp_version(client: Any) -> int:
+    """The protocol (2 or 3) a redis-py client's connections speak (sync or asyncio, one
+    server or a cluster): its ``protocol=`` option, else redis-py's default."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    if kwargs is None:
+        kwargs = getattr(getattr(client, "nodes_manager", None), "connection_kwargs", None)
+    default = int(getattr(redis.connection, "DEFAULT_RESP_VERSION", 3))
+    protocol = (kwargs or {}).get("protocol")
+    try:
+        return int(protocol) if protocol is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def wrap(command: Command, key: str, ttl_ms: int, resp: int = 3) -> Command | None:
     """``command`` under the write id stored at ``key``: one of our scripts becomes its
-    ``+once`` variant, a plain command with leading keys runs inside ``once_command.lua``.
-    None when it cannot be wrapped (an unknown script, a command without keys or whose
-    keys are not its first arguments): it stays at most once."""
+    ``+once`` variant, a plain command with leading keys runs inside ``once_command.lua``
+    (answering in protocol ``resp``, the client's: its reply has the command's own
+    shape). None when it cannot be wrapped (an unknown script, a command without keys or
+    whose keys are not its first arguments, a write whose integers a Lua number cannot
+    hold): it stays at most once."""
     name = _name(command)
     if name == "EVALSHA":
         variant = once_variant(_text(command[1])) if len(command) > 1 else None
@@ -458,13 +480,13 @@ def wrap(command: Command, key: str, ttl_ms: int) -> Command | None:
             return None  # the server refuses it: sent as given
         return ("EVALSHA", variant.sha, n + 1, key, *command[3 : 3 + n], ttl_ms,
                 *command[3 + n :])
-    if name in _SCRIPTS:
+    if name in _SCRIPTS or name in _UNEXACT:
         return None
     _, leading = command_keys(command)
     if not leading:
         return None
     return ("EVALSHA", ONCE_COMMAND.sha, leading + 1, key, *command[1 : 1 + leading], ttl_ms,
-            command[0], *command[1 + leading :])
+            "3" if resp == 3 else "2", command[0], *command[1 + leading :])
 
 
 # ---- errors -----------------------------------------------------------------------------
@@ -580,8 +602,10 @@ class Link:
         default: Callable[[], Any] | None = None,
         node_at: Callable[[str, int], Any] | None = None,
         node_key: Callable[[Any], Hashable] | None = None,
+        resp: int = 3,
     ) -> None:
         self.policy = policy
+        self.resp = resp  # the protocol the client speaks (see wrap)
         self.exactly_once = exactly_once
         self.cluster = cluster
         self.locate = locate
@@ -760,10 +784,11 @@ class Exchange:
         ttl = self.link.policy.write_id_ttl_ms
         prefix = self.link.policy.write_id_prefix
         once: dict[int, str] = {}
+        resp = self.link.resp
         for i in indices:
             slot = self.slots[i] if self.slots is not None else None
             key = once_key(slot, f"{write_id}.{i}", prefix)
-            wrapped = wrap(commands[i], key, ttl)
+            wrapped = wrap(commands[i], key, ttl, resp)
             if wrapped is not None and (slot is not None or not self.link.cluster):
                 wire[i] = wrapped
                 once[i] = key

@@ -1,6 +1,7 @@
 -- One plain command (INCRBY, RPUSH, LPOP, ZINCRBY, SADD, DEL, ...) under a write id.
 -- KEYS: the write id's key, then the command's keys (its leading arguments).
--- ARGV: the expiry in ms, the command's name, then its other arguments.
+-- ARGV: the expiry in ms, the client's protocol ('2' or '3'), the command's name, then its
+-- other arguments.
 --! include once_head
 -- Lua passes at most ~8000 values to a call: long member lists of these commands are
 -- sent in parts inside this one script (still atomic); the reply is their sum or the last.
@@ -12,11 +13,18 @@ local ZADD_FLAGS = {NX = true, XX = true, GT = true, LT = true, CH = true}
 -- client turns into the int (redmodel._transport._wire.EXACT_INT_REPLIES). Without the
 -- right to run that read, the double is answered as before.
 local EXACT = {INCR = 'GET', INCRBY = 'GET', DECR = 'GET', DECRBY = 'GET', HINCRBY = 'HGET'}
+-- replies whose arrays may hold nulls, which Lua under RESP3 loses (Redis 7.0: a nil ends
+-- the table), and whose RESP2 form is the RESP3 one: read in RESP2
+local RESP2_SAME = {HMGET = true, MGET = true, SORT = true, SORT_RO = true}
 local function once_body()
-  local name = ARGV[1]
+  -- the command's reply in the client's protocol, as the command alone answers it (a
+  -- RESP3 client reads maps, doubles and nested pairs: a RESP2 reply read by it lost a
+  -- ZPOPMIN pair; a RESP2 client reads the flat forms)
+  local name = ARGV[2]
+  if ARGV[1] == '3' and not RESP2_SAME[string.upper(name)] then redis.setresp(3) end
   local args = {}
   for i = 1, #KEYS do args[#args + 1] = KEYS[i] end
-  for i = 2, #ARGV do args[#args + 1] = ARGV[i] end
+  for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
   local upper = string.upper(name)
   local how = CHUNKED[upper]
   if #args <= 4000 or not how or #KEYS ~= 1 then
