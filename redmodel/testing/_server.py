@@ -287,8 +287,10 @@ class RedisServer:
         extra_args: more command-line arguments for the server, e.g.
             ``("--maxmemory", "64mb")``. The options the launcher owns (where it listens,
             its directory, config files: see :data:`OWNED_OPTIONS`) raise ValidationError here,
-            before anything is started: a port in ``extra_args`` could be 6379.
-        startup_timeout: seconds to wait for the server to answer PING.
+            before anything is started, however they are written (the check reads the
+            arguments as the server does): a port in ``extra_args`` could be 6379.
+        startup_timeout: seconds to wait for the server to answer PING (and, before it
+            starts, for the binary to answer ``--version``).
 
     The server listens on 127.0.0.1 only, on a free port chosen by :meth:`start` (never
     6379), with no persistence, in a fresh temporary directory that :meth:`stop` removes.
