@@ -39,8 +39,6 @@ from redmodel.testing import (
     SERVER_ENV_VAR,
     RedisClusterServer,
     RedisServer,
-    ServerNotFoundError,
-    ServerStartError,
     binary_version,
     check_supported,
     find_server_binary,
@@ -89,7 +87,7 @@ def _binary(config: pytest.Config) -> str:
         binary = find_server_binary(_server_name(config))
         check_supported(binary)
         return binary
-    except (ServerNotFoundError, ServerStartError) as exc:
+    except redmodel.RedmodelError as exc:  # not found, cannot be run, too old, no answer
         reason = str(exc)
     pytest.fail(reason, pytrace=False)
 
@@ -116,12 +114,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def _describe(name: str | None) -> str:
+    """The server line's text; never raises (an error here would end the whole session in
+    INTERNALERROR, also its tests that use no server): a binary that cannot be used is
+    described by why, and the tests that need it fail with that reason (:func:`_binary`)."""
     try:
         binary = find_server_binary(name)
-    except ServerNotFoundError as exc:
+    except redmodel.RedmodelError as exc:
         return f"none ({exc})"
     chosen = f" ({SERVER_ENV_VAR}={name})" if name else ""
-    return f"{binary_version(binary)} at {binary}{chosen}"
+    try:
+        version = binary_version(binary)
+    except redmodel.RedmodelError as exc:
+        return f"unusable ({exc}){chosen}"
+    return f"{version} at {binary}{chosen}"
 
 
 @pytest.fixture(scope="session")

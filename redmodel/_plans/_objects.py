@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import attrs
 
-from redmodel._args import MAX_TTL_SECONDS, flag, integer, many, page_count
+from redmodel._args import MAX_TTL_SECONDS, flag, integer, many, page_count, shown
 from redmodel._errors import (
     CrossSlotError,
     DecodeError,
@@ -77,8 +77,10 @@ class _Default:
 DEFAULT: Final[Any] = _Default()
 """Sentinel: use the model's own setting (for example its default TTL)."""
 
-def ttl_ms(spec: ModelSpec, ttl: Any) -> int | None:
-    """Milliseconds of expiry for a save, from the call's ``ttl`` or the model's default."""
+def ttl_ms(spec: ModelSpec, ttl: Any, key: str | None = None) -> int | None:
+    """Milliseconds of expiry for a save, from the call's ``ttl`` or the model's default;
+    a bad ``ttl`` is a ValidationError naming the argument and ``key`` (the call's key, or
+    the first object's in a batch: docs/failures.md)."""
     if ttl is DEFAULT:
         ttl = spec.ttl
     if ttl is None:
@@ -87,8 +89,18 @@ def ttl_ms(spec: ModelSpec, ttl: Any) -> int | None:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
             0 < seconds <= MAX_TTL_SECONDS):
         raise ValidationError(f"ttl must be a positive number of seconds up to "
-                              f"{MAX_TTL_SECONDS:.0e}, got {ttl!r}", model=spec.name)
+                              f"{MAX_TTL_SECONDS:.0e}, got {shown(ttl)}", model=spec.name,
+                              key=key)
     return max(1, round(seconds * 1000))
+
+
+def _part_ttl_ms(spec: ModelSpec, ttl: Any, part: Sequence[Any]) -> int | None:
+    """:func:`ttl_ms` for a chunk of a batch: a bad ttl names the chunk's first key."""
+    try:
+        return ttl_ms(spec, ttl)
+    except ValidationError:
+        key = spec.key_for(_id_of(spec, part[0])) if part else None
+        return ttl_ms(spec, ttl, key)
 
 
 def _id_of(spec: ModelSpec, obj: Any) -> Any:
@@ -120,9 +132,9 @@ def _save_state(obj: Any, ttl: Any, checked: bool, entries: list[str] | None = N
         spec.check(obj)
     layout = layout_of(spec)
     if isinstance(layout, HashLayout):
-        cmd, state, _ = layout.save_changes(key, obj, ttl_ms(spec, ttl), True, entries)
+        cmd, state, _ = layout.save_changes(key, obj, ttl_ms(spec, ttl, key), True, entries)
         return key, cmd, state
-    return key, layout.save(key, obj, ttl_ms(spec, ttl)), None
+    return key, layout.save(key, obj, ttl_ms(spec, ttl, key)), None
 
 
 def _values(spec: ModelSpec, obj: Any) -> dict[str, Any]:
@@ -160,7 +172,7 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
     key = spec.key_for(_id_of(spec, obj))
     spec.check(obj)
     layout = layout_of(spec)
-    ms = ttl_ms(spec, ttl)
+    ms = ttl_ms(spec, ttl, key)
     if not isinstance(layout, HashLayout):
         whole: Command | Write = layout.save(key, obj, ms)
         if isinstance(whole, FlatWrite) and hints is None:  # the flat layout
@@ -547,7 +559,7 @@ def _save_flat_chunk(layout: FlatLayout, part: Sequence[Any], ttl: Any, whole: b
             if not whole:
                 check(obj)
             if ms is DEFAULT:
-                ms = ttl_ms(spec, ttl)
+                ms = ttl_ms(spec, ttl, key)
             chunk.append((key, save(key, obj, ms)))
         if ready is not None:
             yield from ready(part)
@@ -580,7 +592,7 @@ def _plain_saves(layout: HashLayout, part: Sequence[Any], ttl: Any, checked: boo
     gives each, without its per-object lookups), and their RESP when the model's
     generated packer made every one (an HSET alone each), else None."""
     spec = layout.spec
-    ms = ttl_ms(spec, ttl)
+    ms = _part_ttl_ms(spec, ttl, part)
     hset = ms is None and not layout.may_be_empty  # HSET alone unless a field is None
     keys: list[str] = []
     commands: list[Command] = []
@@ -1110,7 +1122,7 @@ def expire(model: type, id_value: Any, ttl: float | dt.timedelta,
     if ttl is None or ttl is DEFAULT:
         raise ValidationError("expire needs a ttl; use persist() to remove an expiry",
                               model=spec.name, key=key)
-    ms = ttl_ms(spec, ttl)
+    ms = ttl_ms(spec, ttl, key)
     return (yield from _expiry(spec, key, ms, hints))
 
 

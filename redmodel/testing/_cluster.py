@@ -13,13 +13,27 @@ import redis.cluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from redmodel._args import MAX_BLOCK_SECONDS, integer, seconds
+from redmodel._errors import ValidationError
 from redmodel.testing._binaries import HOST as _HOST
-from redmodel.testing._binaries import ServerStartError, find_server_binary
-from redmodel.testing._server import RedisServer, _as_text, execute, info_dict
+from redmodel.testing._binaries import (
+    ServerStartError,
+    ServerStateError,
+    find_server_binary,
+)
+from redmodel.testing._server import (
+    RedisServer,
+    _as_text,
+    _own_args_refused,
+    execute,
+    info_dict,
+)
 
 __all__ = ["RedisClusterServer"]
 
 _SLOTS = 16384
+#: The most nodes one RedisClusterServer starts (Redis advises at most 1000 per cluster).
+_MAX_NODES = 1000
 
 
 def _roles(nodes: dict[str, dict[str, Any]]) -> dict[tuple[str, int], tuple[str, str | None]]:
@@ -86,21 +100,26 @@ class RedisClusterServer:
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
     ) -> None:
-        if primaries < 1:
-            raise ValueError("a cluster needs at least one primary")
-        if replicas < 0:
-            raise ValueError("replicas must not be negative")
-        self.primaries = primaries
-        self.replicas = replicas
+        # every argument is checked here, before a binary is looked for or anything starts
+        self.primaries = integer(primaries, "primaries", least=1, most=_MAX_NODES)
+        self.replicas = integer(replicas, "replicas", least=0, most=_MAX_NODES)
+        if self.primaries * (1 + self.replicas) > _MAX_NODES:
+            raise ValidationError(f"a cluster of {self.primaries} primaries with "
+                                  f"{self.replicas} replicas each is more than {_MAX_NODES} "
+                                  "nodes")
+        if password is not None and not isinstance(password, str):
+            raise ValidationError(f"password must be a str or None, got "
+                                  f"{type(password).__name__}")
+        seconds(startup_timeout, "startup_timeout", most=MAX_BLOCK_SECONDS)
+        self.extra_args: tuple[str, ...] = _own_args_refused(extra_args)
         self._binary = find_server_binary(binary)
         self.password = password
-        self.extra_args: tuple[str, ...] = tuple(extra_args)
         self.startup_timeout = startup_timeout
         self.nodes: list[RedisServer] = [
             _ClusterNode(
                 self._binary,
                 password=password,
-                extra_args=extra_args,
+                extra_args=self.extra_args,
                 startup_timeout=min(startup_timeout, 10.0),
             )
             for _ in range(primaries * (1 + replicas))
@@ -192,7 +211,7 @@ class RedisClusterServer:
     def roles(self) -> dict[tuple[str, int], str]:
         """``(host, port) -> "primary" | "replica"`` for every node, as the first running
         node sees it."""
-        node = next(n for n in self.nodes if n.running)
+        node = self._running_node()
         return {address: role for address, (role, _) in self._view(node).items()}
 
     def primary_nodes(self) -> list[RedisServer]:
@@ -202,7 +221,7 @@ class RedisClusterServer:
 
     def replicas_of(self, primary: RedisServer) -> list[RedisServer]:
         """The nodes replicating ``primary`` now."""
-        node = next(n for n in self.nodes if n.running)
+        node = self._running_node()
         view = self._view(node)
         name = f"{_HOST}:{primary.port}"
         return [n for n in self.nodes if view.get((_HOST, n.port), ("", None))[1] == name]
@@ -214,10 +233,12 @@ class RedisClusterServer:
         writes until its replica has them all, then they swap roles), wait until every
         node agrees on the new roles and ``cluster_state:ok``, and return the new primary.
         Clients see MOVED for the moved slots from then on."""
+        seconds(timeout, "timeout", most=MAX_BLOCK_SECONDS)
+        self._check_started("failover()")
         old = self._node(primary)
         replicas = self.replicas_of(old)
         if not replicas:
-            raise ValueError(f"{old!r} has no replica to fail over to (replicas=0?)")
+            raise ServerStateError(f"{old!r} has no replica to fail over to (replicas=0?)")
         new = replicas[0]
         client = new.client(retry=Retry(NoBackoff(), 0))
         try:
@@ -244,14 +265,33 @@ class RedisClusterServer:
             for c in clients:
                 c.close()
 
+    def _running_node(self) -> RedisServer:
+        for node in self.nodes:
+            if node.running:
+                return node
+        raise ServerStateError(f"no node of {type(self).__name__} is running; call start() "
+                               "first")
+
+    def _check_started(self, what: str) -> None:
+        if not self._started_flag:
+            raise ServerStateError(f"{type(self).__name__} is not started; call start() "
+                                   f"before {what}")
+
     def _node(self, which: RedisServer | int | tuple[str, int]) -> RedisServer:
         if isinstance(which, RedisServer):
+            if which not in self.nodes:
+                raise ValidationError(f"{which!r} is not a node of this cluster")
             return which
-        port = which if isinstance(which, int) else int(which[1])
+        port: Any = which
+        if isinstance(which, tuple) and len(which) == 2:  # (host, port)
+            port = which[1]
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise ValidationError(f"a node is a RedisServer of this cluster, its port or its "
+                                  f"(host, port) address, got {which!r}")
         for node in self.nodes:
-            if node.port == port:
+            if node._proc is not None and node._port == port:
                 return node
-        raise ValueError(f"no node of this cluster at port {port}")
+        raise ValidationError(f"no running node of this cluster at port {port}")
 
     def _wait_ok(self, clients: list[redis.Redis]) -> None:
         deadline = time.monotonic() + self.startup_timeout

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,6 +26,7 @@ from redmodel._errors import ValidationError
 from redmodel.testing._binaries import HOST as _HOST
 from redmodel.testing._binaries import (
     ServerStartError,
+    ServerStateError,
     TLSNotSupportedError,
     binary_version,
     check_supported,
@@ -59,37 +62,209 @@ def info_dict(raw: Any) -> dict[str, str]:
 
 
 #: Options of extra_args the launcher owns: it chooses the port (never 6379), listens on
-#: loopback only, in its own directory that stop() removes, in the foreground, and reads no
-#: config file. Matched case-insensitively, as the server reads them, on the first word of
-#: each ``--option`` argument ("--port 6379" as one argument is the same option).
+#: loopback only, in its own directory that stop() removes, in the foreground, as a plain
+#: server (not a sentinel), and reads no config file. Matched as the server reads them: the
+#: option names of the config text the server makes of its arguments (see
+#: :func:`_config_lines`), however they are written (any case, quoted, escaped, several
+#: words in one argument).
 OWNED_OPTIONS = frozenset({
-    "port", "tls-port", "bind", "unixsocket", "unixsocketperm", "daemonize", "dir",
-    "include", "cluster-port", "logfile", "pidfile", "supervised",
+    "port", "tls-port", "bind", "unixsocket", "unixsocketperm", "unixsocketgroup",
+    "daemonize", "dir", "include", "cluster-port", "cluster-config-file", "logfile",
+    "pidfile", "supervised", "sentinel",
 })
+
+#: Options whose value names a port (or a server to connect to): 6379 (and its cluster bus
+#: port) is refused in them, as the launcher never uses it.
+_PORT_OPTIONS = ("replicaof", "slaveof")
+_FORBIDDEN_PORT_VALUES = frozenset({6379, 16379})
+_PLAIN_NAME = re.compile(rb"[a-z0-9][a-z0-9-]*\Z")
+_SPACE = b" \t\n\v\f\r"  # C's isspace() in the "C" locale
+
+
+class _UnbalancedError(Exception):
+    pass
+
+
+_ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b",
+            ord("a"): b"\a"}
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def _quoted(line: bytes, i: int, quote: int, current: bytearray) -> int:
+    """Read a quoted part of a word from ``line[i]`` (just past the opening quote) into
+    ``current``; return the index past the closing quote."""
+    n = len(line)
+    while True:
+        c = line[i] if i < n else 0
+        if i >= n:
+            raise _UnbalancedError
+        if quote == ord('"') and c == ord("\\") and i + 3 < n and line[i + 1] == ord("x") \
+                and line[i + 2] in _HEX and line[i + 3] in _HEX:
+            current.append(int(line[i + 2:i + 4], 16))
+            i += 3
+        elif quote == ord('"') and c == ord("\\") and i + 1 < n:
+            i += 1
+            current += _ESCAPES.get(line[i], bytes([line[i]]))
+        elif quote == ord("'") and c == ord("\\") and i + 1 < n and line[i + 1] == ord("'"):
+            i += 1
+            current.append(ord("'"))
+        elif c == quote:
+            if i + 1 < n and line[i + 1] not in _SPACE:
+                raise _UnbalancedError  # a closing quote must end the word
+            return i + 1
+        else:
+            current.append(c)
+        i += 1
+
+
+def _split_args(line: bytes) -> list[bytes]:
+    """The server's ``sdssplitargs`` (Redis 7.0 and Valkey alike): words split on blanks;
+    ``"..."`` with C escapes and ``\\xHH``, ``'...'`` with ``\\'``, also inside a word
+    (``p"ort"`` is ``port``); a closing quote must be followed by a blank or the end, else
+    (or for an unclosed quote) _UnbalancedError."""
+    words: list[bytes] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i] in _SPACE:
+            i += 1
+        if i >= n:
+            return words
+        current = bytearray()
+        while True:
+            c = line[i] if i < n else 0
+            if c in (ord('"'), ord("'")):
+                i = _quoted(line, i + 1, c, current)
+                break  # the word ends with its closing quote
+            if i >= n or c in b" \n\r\t\0":
+                i += 1
+                break
+            current.append(c)
+            i += 1
+        words.append(bytes(current))
+
+
+def _repr_arg(arg: bytes) -> bytes:
+    """The server's ``sdscatrepr`` of a value argument: always one quoted word."""
+    out = bytearray(b'"')
+    for c in arg:
+        if c in b'\\"':
+            out += b"\\" + bytes([c])
+        elif c == ord("\n"):
+            out += b"\\n"
+        elif c == ord("\r"):
+            out += b"\\r"
+        elif c == ord("\t"):
+            out += b"\\t"
+        elif c == ord("\a"):
+            out += b"\\a"
+        elif c == ord("\b"):
+            out += b"\\b"
+        elif 32 <= c < 127:
+            out.append(c)
+        else:
+            out += b"\\x%02x" % c
+    return bytes(out + b'"')
+
+
+def _config_lines(args: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+    """The config text the server makes of these arguments (its ``main()``: an ``--name``
+    argument starts a line with its text as written, every other argument is appended as a
+    quoted value; ``--save`` with no value gets ``""``), as (line, its raw text) pairs.
+    The arguments follow the launcher's own, the last of which is a value."""
+    lines: list[tuple[bytearray, bytes]] = []
+    value_done = True  # the launcher's last option had its value
+    for j, arg in enumerate(args):
+        if value_done and arg.startswith(b"--"):
+            lines.append((bytearray(arg[2:] + b" "), arg))
+            try:
+                words = len(_split_args(arg))
+            except _UnbalancedError:
+                words = 0
+            if words == 1:
+                value_done = False
+                following = args[j + 1] if j + 1 < len(args) else None
+                if arg.lower() == b"--save" and (following is None
+                                                 or following.startswith(b"--")):
+                    lines[-1][0].extend(b'""')
+                    value_done = following is not None
+        else:
+            if not lines:
+                lines.append((bytearray(), arg))
+            lines[-1][0].extend(_repr_arg(arg) + b" ")
+            value_done = True
+    return [(bytes(line).strip(_SPACE), arg) for line, arg in lines]
+
+
+def _atoi(word: bytes) -> int | None:
+    """C's ``atoi`` (the server reads replicaof's port so): leading blanks, a sign,
+    digits; None when no digit."""
+    text = word.lstrip(_SPACE)
+    sign = 1
+    if text[:1] in (b"+", b"-"):
+        sign = -1 if text[:1] == b"-" else 1
+        text = text[1:]
+    digits = len(text) - len(text.lstrip(b"0123456789"))
+    return sign * int(text[:digits]) if digits else None
 
 
 def _own_args_refused(extra_args: Sequence[str]) -> tuple[str, ...]:
     """``extra_args`` as a tuple, or ValidationError for an option the launcher owns, a
-    non-string, a line break (the server joins its arguments into config lines) or a
-    first argument that is not an option (the server would read it as a config file)."""
-    args = tuple(extra_args)
-    if isinstance(extra_args, str):
+    non-string, a line break or a NUL (the server joins its arguments into config lines),
+    a first argument that is not an option (the server would read it as a config file) or
+    a last one that is ``-`` (it would read its config from stdin), an option name not
+    written plainly (quotes, escapes), a config line the server could not parse, or port
+    6379 where the server would connect to it.
+
+    The check reads what the server will read: the config lines it makes of its arguments,
+    split the server's way (:func:`_split_args`)."""
+    if isinstance(extra_args, (str, bytes)):
         raise ValidationError("extra_args is a sequence of arguments, not one string")
+    try:
+        args = tuple(extra_args)
+    except TypeError:
+        raise ValidationError(f"extra_args must be a sequence of strings, got "
+                              f"{type(extra_args).__name__}") from None
     for i, arg in enumerate(args):
         if not isinstance(arg, str):
             raise ValidationError(f"extra_args holds {arg!r}, not a string")
-        if "\n" in arg or "\r" in arg:
-            raise ValidationError(f"extra_args {arg!r} holds a line break")
+        if "\n" in arg or "\r" in arg or "\0" in arg:
+            raise ValidationError(f"extra_args {arg!r} holds a line break or a NUL")
         if i == 0 and not arg.startswith("--"):
             raise ValidationError(f"extra_args must start with an --option, not {arg!r} (the "
-                             "server would read it as a config file)")
-        if arg.startswith("--"):
-            name = (arg[2:].split() or [""])[0].lower()
-            if name in OWNED_OPTIONS:
-                raise ValidationError(
-                    f"extra_args may not set --{name}: the launcher chooses where the server "
-                    "listens (a free loopback port, never 6379), its directory and its "
-                    f"config; refused options: {', '.join(sorted(OWNED_OPTIONS))}")
+                                  "server would read it as a config file)")
+    if "--sentinel" in args:  # the server looks for it among all its arguments
+        raise ValidationError("extra_args may not hold '--sentinel' (the server would run "
+                              "as a sentinel): the launcher starts a plain server")
+    if args and args[-1] == "-":
+        raise ValidationError("extra_args may not end with '-' (the server would read its "
+                              "config from stdin)")
+    encoded = [os.fsencode(arg) for arg in args]
+    for line, written in _config_lines(encoded):
+        text = os.fsdecode(written)
+        if not line or line.startswith(b"#"):
+            continue
+        try:
+            words = _split_args(line)
+        except _UnbalancedError:
+            raise ValidationError(f"extra_args {text!r}: the server could not parse it "
+                                  "(unbalanced quotes)") from None
+        if not words:
+            continue
+        name = words[0].lower()
+        if name in {o.encode() for o in OWNED_OPTIONS}:
+            raise ValidationError(
+                f"extra_args may not set {name.decode()} ({text!r}): the launcher chooses "
+                "where the server listens (a free loopback port, never 6379), its directory "
+                f"and its config; refused options: {', '.join(sorted(OWNED_OPTIONS))}")
+        raw_name = re.split(rb"[ \t]", line, maxsplit=1)[0]
+        if not _PLAIN_NAME.match(name) or raw_name.lower() != name:
+            raise ValidationError(
+                f"extra_args {text!r}: write an option's name plainly, as --name "
+                "(letters, digits and dashes, no quotes or escapes)")
+        if (name.decode() in _PORT_OPTIONS or name.endswith(b"port")) and any(
+                _atoi(word) in _FORBIDDEN_PORT_VALUES for word in words[1:]):
+            raise ValidationError(f"extra_args {text!r}: the launcher never uses port 6379 "
+                                  "(nor 16379)")
     return args
 
 
@@ -112,8 +287,10 @@ class RedisServer:
         extra_args: more command-line arguments for the server, e.g.
             ``("--maxmemory", "64mb")``. The options the launcher owns (where it listens,
             its directory, config files: see :data:`OWNED_OPTIONS`) raise ValidationError here,
-            before anything is started: a port in ``extra_args`` could be 6379.
-        startup_timeout: seconds to wait for the server to answer PING.
+            before anything is started, however they are written (the check reads the
+            arguments as the server does): a port in ``extra_args`` could be 6379.
+        startup_timeout: seconds to wait for the server to answer PING (and, before it
+            starts, for the binary to answer ``--version``).
 
     The server listens on 127.0.0.1 only, on a free port chosen by :meth:`start` (never
     6379), with no persistence, in a fresh temporary directory that :meth:`stop` removes.
@@ -145,10 +322,10 @@ class RedisServer:
             raise ValidationError(f"password must be a str or None, got "
                                   f"{type(password).__name__}")
         seconds(startup_timeout, "startup_timeout", most=MAX_BLOCK_SECONDS)
+        self.extra_args: tuple[str, ...] = _own_args_refused(extra_args)
         self._binary = find_server_binary(binary)
         self._terminator: TLSTerminator | None = None
         self.password = password
-        self.extra_args: tuple[str, ...] = _own_args_refused(extra_args)
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
@@ -169,7 +346,7 @@ class RedisServer:
         """
         if self._proc is not None:
             raise ServerStartError(f"{self!r} is already started")
-        check_supported(self._binary)
+        check_supported(self._binary, timeout=self.startup_timeout)
         terminate = self._needs_terminator()
         self._dir = Path(tempfile.mkdtemp(prefix="redmodel-server-"))
         atexit.register(self.stop)
@@ -189,7 +366,7 @@ class RedisServer:
         """Whether TLS goes through a :class:`TLSTerminator`; raises if it must not."""
         if not self.tls or self.tls_terminator is True:
             return self.tls
-        if server_supports_tls(self._binary):
+        if server_supports_tls(self._binary, timeout=self.startup_timeout):
             return False
         if self.tls_terminator is False:
             raise TLSNotSupportedError(
@@ -275,13 +452,16 @@ class RedisServer:
             (self._dir / name).unlink(missing_ok=True)
         self._port = port
         with open(self._dir / "server.out", "wb") as out:
-            self._proc = spawn(
-                self._command(port),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self._dir,
-            )
+            try:
+                self._proc = spawn(
+                    self._command(port),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=self._dir,
+                )
+            except OSError as exc:  # where no trampoline runs it (not Linux)
+                raise ServerStartError(f"{self._binary} could not be started: {exc}") from None
 
     def _log_text(self) -> str:
         if self._dir is None:
@@ -325,12 +505,13 @@ class RedisServer:
         finally:
             probe.close()
 
-    def _kill(self) -> None:
+    def _kill(self, *, keep_terminator: bool = False) -> None:
         """Stop the process this object started, by its PID: SIGTERM, wait, then SIGKILL;
-        and the TLS terminator, if there is one."""
-        terminator, self._terminator = self._terminator, None
-        if terminator is not None:
-            terminator.stop()
+        and the TLS terminator, if there is one (unless ``keep_terminator``: a restart)."""
+        if not keep_terminator:
+            terminator, self._terminator = self._terminator, None
+            if terminator is not None:
+                terminator.stop()
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -363,11 +544,12 @@ class RedisServer:
 
     def restart(self) -> None:
         """Start the server again on the same port after :meth:`kill` (or stop it
-        first if it runs): its data is gone, as after a crash without persistence."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._kill()
-        self._proc = None
-        assert self._port is not None, "restart() needs a server started before"
+        first if it runs): its data is gone, as after a crash without persistence. A
+        server behind the TLS terminator keeps its terminator (and so its port): only the
+        server process behind it is restarted."""
+        self._started()
+        assert self._port is not None and self._dir is not None
+        self._kill(keep_terminator=True)
         self._spawn(self._port)
         self._wait_ready()
 
@@ -404,7 +586,8 @@ class RedisServer:
 
     def _started(self) -> subprocess.Popen[bytes]:
         if self._proc is None:
-            raise RuntimeError(f"{type(self).__name__} is not started; call start() first")
+            raise ServerStateError(f"{type(self).__name__} is not started; call start() "
+                                   "first")
         return self._proc
 
     @property
@@ -469,7 +652,7 @@ class RedisServer:
     def _tls_file(self, name: str) -> str:
         self._started()
         if not self.tls:
-            raise RuntimeError("this server was not started with tls=True")
+            raise ServerStateError("this server was not started with tls=True")
         return str(self._tls_files[name])
 
     @property

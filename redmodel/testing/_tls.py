@@ -19,7 +19,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from redmodel.testing._binaries import _FORBIDDEN_PORTS, ServerStartError
+from redmodel._errors import ValidationError
+from redmodel.testing._binaries import _FORBIDDEN_PORTS, ServerStartError, ServerStateError
 from redmodel.testing._binaries import HOST as _HOST
 
 __all__ = ["TLSTerminator", "write_tls_files"]
@@ -352,7 +353,8 @@ class TLSTerminator:
         handshake_timeout: float = 10.0,
     ) -> None:
         if (unix_socket is None) == (backend_port is None):
-            raise ValueError("TLSTerminator needs exactly one of unix_socket and backend_port")
+            raise ValidationError(
+                "TLSTerminator needs exactly one of unix_socket and backend_port")
         self.cert_file, self.key_file, self.ca_file = str(cert_file), str(key_file), str(ca_file)
         self.unix_socket = None if unix_socket is None else str(unix_socket)
         self.backend_port = backend_port
@@ -460,7 +462,7 @@ class TLSTerminator:
     def port(self) -> int:
         """The loopback port clients connect to with TLS."""
         if self._port is None:
-            raise RuntimeError("the TLS terminator is not started; call start() first")
+            raise ServerStateError("the TLS terminator is not started; call start() first")
         return self._port
 
     @property
