@@ -150,7 +150,7 @@ class _Attempts:
         self.stats.add(conflicts=1)
         self.conflicts += 1
         delay = self.policy.next_delay(self.conflicts, time.monotonic() - self.started)
-        _log_conflict(self.fn, self.attempt, self.conflicts, self.policy, keys, delay)
+        _log_conflict(self.fn, self.conflicts, self.restarts, self.policy, keys, delay)
         if delay is None:
             self.stats.add(exhausted=1)
             raise _exhausted(self.fn, self.conflicts, self.restarts, self.policy, keys)
@@ -370,12 +370,15 @@ async def run_transaction_async(
         await asyncio.sleep(attempts.pause(store.resend, tx.watched))
 
 
-def _log_conflict(fn: Callable[..., Any], attempt: int, conflict: int, policy: RetryPolicy,
+def _log_conflict(fn: Callable[..., Any], conflict: int, restarts: int, policy: RetryPolicy,
                   keys: tuple[str, ...], delay: float | None) -> None:
+    """``conflict``: the attempt's number in the RetryPolicy's count (conflicts only);
+    ``restarts``: attempts run again before it after a restart, named apart."""
     then = "giving up" if delay is None else f"retrying in {delay * 1000:.1f} ms"
-    log.log(policy.log_level, "transaction %s: WATCH conflict %d of at most %d, on attempt "
-            "%d (watched keys %s); %s", _name(fn), conflict, policy.attempts, attempt,
-            list(keys), then)
+    also = f", after {restarts} restarted" if restarts else ""
+    log.log(policy.log_level, "transaction %s: WATCH conflict on attempt %d of %d%s "
+            "(watched keys %s); %s", _name(fn), conflict, policy.attempts, also, list(keys),
+            then)
 
 
 def _exhausted(fn: Callable[..., Any], conflicts: int, restarts: int, policy: RetryPolicy,
