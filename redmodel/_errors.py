@@ -356,7 +356,9 @@ class ServerError(RedmodelError, ResponseError):
         self.keys = keys
         self.command = command
         shown = list(keys[:5]) + (["..."] if len(keys) > 5 else [])
-        super().__init__(f"{command + ': ' if command else ''}{reply} (keys {shown})")
+        named = _refused_in_script(reply)
+        super().__init__(f"{command + ': ' if command else ''}{reply}"
+                         f"{'; ' + named if named else ''} (keys {shown})")
 
 
 class EvictionPolicyError(RedmodelError):
@@ -378,3 +380,13 @@ class EvictionPolicyError(RedmodelError):
             "a write sent again after a lost reply would then be applied twice. Nothing was "
             "sent. Set maxmemory-policy noeviction, or pass "
             "resend=redmodel.ResendPolicy(allow_eviction=True) to accept that risk")
+
+
+def _refused_in_script(reply: str) -> str:
+    """The command a script's ACL refusal is about, where the server's text does not name
+    it (Redis 7.0): see :func:`redmodel._plan.refused_in_script`."""
+    if "user_script" not in reply:  # the common case: no import, no search
+        return ""
+    from redmodel._plan import refused_in_script  # noqa: PLC0415  (the scripts' sources)
+
+    return refused_in_script(reply)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import re
 import time
 from collections.abc import (
     AsyncIterator,
@@ -298,6 +299,40 @@ def lua_source(name: str, _seen: set[str] | None = None) -> str:
         else:
             out.append(line)
     return "\n".join(out) + "\n"
+
+
+_SCRIPT_REFUSAL = re.compile(
+    r"can't run this command or subcommand\s+script: ([0-9a-f]{40}), on @user_script:(\d+)")
+_CALLED = re.compile(r"(?:redis\.p?call|call_parts)\(\s*'([A-Za-z_|]+)'")
+_NAMES = re.compile(r"'([A-Z][A-Z_|]+)'")
+
+
+def refused_in_script(reply: str) -> str:
+    """The command a script's ACL refusal names, as Valkey's does (``'zrank'``), for the
+    refusal's text of a server that names none (Redis 7.0: "The user executing the script
+    can't run this command or subcommand script: <sha>, on @user_script:<line>."): the
+    command(s) called on that line of the redmodel script of that sha, and the script.
+    "" for any other text, a script this process did not load, or a line that calls no
+    command by name."""
+    found = _SCRIPT_REFUSAL.search(reply)
+    if found is None:
+        return ""
+    known = SCRIPTS_BY_SHA.get(found.group(1))
+    if known is None:
+        return ""
+    lines = known.source.splitlines()
+    number = int(found.group(2))
+    if not 0 < number <= len(lines):
+        return ""
+    line = lines[number - 1]
+    found_names = _CALLED.findall(line) or (  # redis.call(max and 'ZPOPMAX' or 'ZPOPMIN', ...)
+        _NAMES.findall(line) if "call(" in line else [])
+    called = list(dict.fromkeys(c.lower() for c in found_names))
+    if not called:
+        return ""
+    which = " or ".join(f"'{c}'" for c in called)
+    return (f"the refused command is {which} (line {number} of redmodel's script "
+            f"{known.name})")
 
 
 def script(name: str) -> LuaScript:

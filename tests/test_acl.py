@@ -38,6 +38,14 @@ class Hat:
     id: str = redmodel.key_field()
 
 
+@redmodel.model(prefix="ohat")
+@attrs.define
+class OHat:  # every field optional: its hash may be left empty (hash_update's marker)
+    color: str | None = None
+    size: int | None = None
+    id: str = redmodel.key_field()
+
+
 @redmodel.model(prefix="ihat")
 @attrs.define
 class IHat:
@@ -81,6 +89,14 @@ def hash_models(store: redmodel.Store, server: redis.Redis) -> None:
     assert store.delete_many(Hat, [h.id for h in store.scan(Hat)]) == 11
     _resent_save(store)
     assert store.unregister(Hat)  # the model registry's record (read and written above)
+    o = OHat("red", 1)
+    store.save(o, ttl=60)
+    assert store.update(OHat, o.id, color=None, size=2)  # a set and a removal
+    assert store.update(OHat, o.id, size=None)  # removals only: the hash would be empty
+    assert store.get(OHat, o.id) == OHat(id=o.id) and store.ttl(OHat, o.id) is not None
+    assert store.update(OHat, o.id, color="blue")
+    assert store.get(OHat, o.id) == OHat("blue", id=o.id)
+    assert store.delete(OHat, o.id) and store.unregister(OHat)
 
 
 @contextlib.contextmanager
@@ -127,6 +143,11 @@ def indexes_and_queries(store: redmodel.Store, server: redis.Redis) -> None:
     assert store.find(IHat, color="white", sku="B1").count() == 1  # SINTERCARD
     cheap_first = store.find(IHat, price=redmodel.between(1, 100)).order_by("price")
     assert len(cheap_first.page(1).items) == 1
+    for order in ("price", "-price"):  # sorted pages from a cursor, either direction
+        sorted_q = store.find(IHat).order_by(order)
+        first = sorted_q.page(1)
+        assert len(sorted_q.after(first.cursor).page(1).items) == 1
+        assert sum(len(page) for page in sorted_q.pages(1)) == 3
     assert sum(len(page) for page in store.find(IHat).pages(2)) == 3
     assert store.find(IHat, sku="R1").exists()
     assert store.get_by(IHat, sku="G1") == store.get(IHat, b.id)
@@ -291,9 +312,9 @@ def exactly_once(store: redmodel.Store, server: redis.Redis) -> None:
 SCENARIOS: dict[str, tuple[Callable[[redmodel.Store, redis.Redis], None], tuple[str, ...]]] = {
     # feature: (what it does as the user, with an admin client for what happens to the
     # server meanwhile; the key patterns of its own models and containers)
-    "hash models": (hash_models, ("hat:*",)),
-    "indexes and queries": (indexes_and_queries, ("hat:*", "ihat:*", "bhat:*")),
-    "transactions": (transactions, ("hat:*",)),
+    "hash models": (hash_models, ("hat:*", "ohat:*")),
+    "indexes and queries": (indexes_and_queries, ("hat:*", "ohat:*", "ihat:*", "bhat:*")),
+    "transactions": (transactions, ("hat:*", "ohat:*")),
     "containers": (containers, ("shop:*",)),
     "exactly-once": (exactly_once, ("hat:*",)),
 }

@@ -114,8 +114,12 @@ local function plan_counters(obj, changes, bounds)
     if value[f] == nil then
       local raw = redis.pcall('HGET', obj, f)  -- a read: failing here writes nothing
       if type(raw) == 'table' and raw.err then
-        local t = redis.call('TYPE', obj)['ok']
-        if t == 'hash' or t == 'none' then error(raw) end  -- not its type (an ACL: NOPERM)
+        -- not its type (an ACL: NOPERM): raised as it is. TYPE only names the type, on
+        -- this error path alone: the hash models ACL rule lacks it ("a value of another type")
+        if string.sub(raw.err, 1, 9) ~= 'WRONGTYPE' then error(raw) end
+        local t = redis.pcall('TYPE', obj)
+        t = type(t) == 'table' and t.ok or 'value of another type'
+        if t == 'hash' or t == 'none' then error(raw) end
         return nil, {'WRONGTYPE', obj, t, 'hash'}
       end
       if not raw and olds[f] then

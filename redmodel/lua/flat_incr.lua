@@ -10,7 +10,10 @@ for i = 1, 2 do
   local k = KEYS[i]
   raw = redis.pcall('GET', k)
   if type(raw) == 'table' and raw.err then
-    return {'WRONGTYPE', k, redis.call('TYPE', k)['ok'], 'string'}
+    -- (TYPE on this error path only, asked as flat_lib's type_of does: the rule may lack it)
+    if string.sub(raw.err, 1, 9) ~= 'WRONGTYPE' then error(raw) end
+    local t = redis.pcall('TYPE', k)
+    return {'WRONGTYPE', k, type(t) == 'table' and t.ok or 'value of another type', 'string'}
   end
   if not raw then
     if i == 2 then

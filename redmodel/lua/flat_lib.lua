@@ -1,10 +1,18 @@
 -- The manifest at `key` (false when there is none), or nil and the reply
 -- {'WRONGTYPE', key, type, 'string'} to give when the key holds another type (nothing
 -- written: the client raises a ServerError naming it, never the script's error text)
+-- (the key's type by TYPE, which the flat layout's ACL rule need not grant: this error
+-- path alone asks it, and a refusal of it says "a value of another type"; a GET refused for
+-- another reason than the type, an ACL, is raised as it is)
+local function type_of(key)
+  local t = redis.pcall('TYPE', key)
+  return type(t) == 'table' and t.ok or 'value of another type'
+end
 local function manifest_at(key)
   local m = redis.pcall('GET', key)
   if type(m) == 'table' and m.err then
-    return nil, {'WRONGTYPE', key, redis.call('TYPE', key)['ok'], 'string'}
+    if string.sub(m.err, 1, 9) ~= 'WRONGTYPE' then error(m) end
+    return nil, {'WRONGTYPE', key, type_of(key), 'string'}
   end
   return m
 end

@@ -3,6 +3,11 @@
 -- model may be empty (then ARGV[3], the marker field, keeps a hash whose every field is
 -- removed), the marker, n pairs, then the fields to remove. Replies 1, or 0 with nothing
 -- written when the object is missing.
+-- The marker needs no count of the fields (HLEN, which the hash models ACL rule does not
+-- grant): an update that sets a field leaves the hash non-empty, so it removes the marker;
+-- one that only removes fields writes the marker first (the hash never empties, so keeps
+-- its expiry) and leaves it, beside any fields still there, until a write sets a field
+-- (readers skip the marker).
 -- Written without parts_lib's functions (defining them costs every call): the common
 -- case (no removal, no marker, at most 1,000 values) is one HSET; lists longer than that
 -- go in parts of at most 1,000 values (Lua's unpack limit), as parts_lib does.
@@ -16,18 +21,17 @@ if last == n and n <= 1003 and not keep then
 end
 -- the commands after the first write (an HSET, else an HDEL) are allowed before it runs
 -- (acl_lib.lua says why; asked inline: no function made per call)
-local refused
-if (keep or last > 3) and n > last and not redis.acl_check_cmd('hdel', KEYS[1]) then
-  refused = 'hdel'
-elseif keep and not (redis.acl_check_cmd('hlen', KEYS[1]) and redis.acl_check_cmd('hdel', KEYS[1])) then
-  refused = redis.acl_check_cmd('hlen', KEYS[1]) and 'hdel' or 'hlen'
-end
-if refused then
-  return redis.error_reply('NOPERM this user has no permissions to run the \'' .. refused ..
-    '\' command on the key \'' .. KEYS[1] .. '\', which this write needs after its first ' ..
+-- (with keep: the HDEL of the marker after a set, or of the fields after the marker)
+if (n > last and (keep or last > 3) or keep and last > 3)
+    and not redis.acl_check_cmd('hdel', KEYS[1]) then
+  return redis.error_reply('NOPERM this user has no permissions to run the \'hdel\' ' ..
+    'command on the key \'' .. KEYS[1] .. '\', which this write needs after its first ' ..
     'change: nothing was written')
 end
-if keep then redis.call('HSET', KEYS[1], ARGV[3], '') end
+if keep and last == 3 then
+  if n == last then return 1 end  -- nothing set, nothing removed: the hash is as it was
+  redis.call('HSET', KEYS[1], ARGV[3], '')
+end
 local i = 4
 while i <= last do  -- parts of 1,000 values: even, so a pair never straddles two
   local k = i + 999
@@ -42,5 +46,5 @@ while i <= n do
   redis.call('HDEL', KEYS[1], unpack(ARGV, i, k))
   i = k + 1
 end
-if keep and redis.call('HLEN', KEYS[1]) > 1 then redis.call('HDEL', KEYS[1], ARGV[3]) end
+if keep and last > 3 then redis.call('HDEL', KEYS[1], ARGV[3]) end
 return 1

@@ -365,14 +365,11 @@ local function span(key, lo, hi, rev)
   local first = lo == '-inf' and 0 or redis.call('ZCOUNT', key, '-inf', flip(lo))
   return first, redis.call('ZCOUNT', key, '-inf', hi)
 end
--- the rank (in walking order) of the first member after position (s, c): O(log n), or
--- O(log^2 n) when c is gone or has moved (a binary search among the members scored s)
+-- the rank (in walking order) of the first member after position (s, c), c there or not
+-- (gone, moved): a binary search among the members scored s, O(log n) each step, one step
+-- when s is no other member's score. (Not ZRANK/ZREVRANK of c when it is still at s: the
+-- indexes and queries ACL rule grants neither, docs/deploy.md, and the search needs them not.)
 local function rank_after(key, s, c, rev)
-  local z = redis.call('ZSCORE', key, c)
-  if z and tonumber(z) == tonumber(s) then
-    if rev then return redis.call('ZREVRANK', key, c) + 1 end
-    return redis.call('ZRANK', key, c) + 1
-  end
   local lo, hi
   if rev then
     lo, hi = redis.call('ZCOUNT', key, '(' .. s, '+inf'), redis.call('ZCOUNT', key, s, '+inf')

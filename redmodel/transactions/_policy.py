@@ -57,7 +57,9 @@ def _level(_inst: object, _attribute: attrs.Attribute[Any], value: int) -> None:
 class RetryPolicy:
     """How often and how patiently a transaction retries after a WATCH conflict.
 
-    - ``attempts``: how many times the function may run in total (1 = never retry).
+    - ``attempts``: how many times the function may run in total (1 = never retry), an
+      attempt run again after a restart (nothing applied: the store's ResendPolicy's to
+      count and budget) aside: the ``attempts``-th WATCH conflict gives up.
     - ``backoff_base`` / ``backoff_max`` (seconds): before attempt ``k + 1`` the caller
       sleeps a random time in ``[0, min(backoff_max, backoff_base * 2 ** (k - 1))]``
       ("full jitter"), so clients that collided do not collide again in step.
@@ -155,19 +157,22 @@ class TxStats:
 class Outcome(Generic[R]):
     """What one transactional call returned, and what it took.
 
-    ``attempts`` is how many times the function ran (``conflicts == attempts - 1``);
-    both are 0 when the call joined an outer transaction (``joined=True``): the outer
-    one's attempts count then.
+    ``attempts`` is how many times the function ran: the one that committed, those that
+    hit a WATCH conflict (``conflicts``) and those run again after a restart, nothing of
+    them applied (``restarts``), so ``conflicts == attempts - 1 - restarts``. All are 0
+    when the call joined an outer transaction (``joined=True``): the outer one's attempts
+    count then.
     """
 
     value: R
     attempts: int
     keys: tuple[str, ...] = ()
     joined: bool = False
+    restarts: int = 0
 
     @property
     def conflicts(self) -> int:
-        return max(0, self.attempts - 1)
+        return max(0, self.attempts - 1 - self.restarts)
 
 
 # ---- pending results ----------------------------------------------------------------------

@@ -91,7 +91,8 @@ class _Attempts:
         self.fn, self.policy, self.stats = fn, policy, stats
         self.started = time.monotonic()
         self.attempt = 0
-        self.restarts = 0
+        self.restarts = 0  # attempts run again after a restart: the ResendPolicy's budget
+        self.conflicts = 0  # attempts that hit a WATCH conflict: the RetryPolicy's budget
         self._restart: RestartAttemptError | None = None
 
     def begin(self) -> None:
@@ -122,7 +123,7 @@ class _Attempts:
 
     def done(self, value: R, keys: tuple[str, ...]) -> Outcome[R]:
         self.stats.bump("commits")
-        return Outcome(value, attempts=self.attempt, keys=keys)
+        return Outcome(value, attempts=self.attempt, keys=keys, restarts=self.restarts)
 
     def failed(self) -> None:
         self.stats.add(errors=1)
@@ -144,12 +145,15 @@ class _Attempts:
         return delay
 
     def conflicted(self, keys: tuple[str, ...]) -> float:
+        # only conflicts use up the RetryPolicy (docs/transactions.md "Retry policy"): an
+        # attempt restarted before it (nothing applied) is the ResendPolicy's to count
         self.stats.add(conflicts=1)
-        delay = self.policy.next_delay(self.attempt, time.monotonic() - self.started)
-        _log_conflict(self.fn, self.attempt, self.policy, keys, delay)
+        self.conflicts += 1
+        delay = self.policy.next_delay(self.conflicts, time.monotonic() - self.started)
+        _log_conflict(self.fn, self.conflicts, self.restarts, self.policy, keys, delay)
         if delay is None:
             self.stats.add(exhausted=1)
-            raise _exhausted(self.fn, self.attempt, self.policy, keys)
+            raise _exhausted(self.fn, self.conflicts, self.restarts, self.policy, keys)
         return delay
 
 
@@ -366,21 +370,30 @@ async def run_transaction_async(
         await asyncio.sleep(attempts.pause(store.resend, tx.watched))
 
 
-def _log_conflict(fn: Callable[..., Any], attempt: int, policy: RetryPolicy,
+def _log_conflict(fn: Callable[..., Any], conflict: int, restarts: int, policy: RetryPolicy,
                   keys: tuple[str, ...], delay: float | None) -> None:
+    """``conflict``: the attempt's number in the RetryPolicy's count (conflicts only);
+    ``restarts``: attempts run again before it after a restart, named apart."""
     then = "giving up" if delay is None else f"retrying in {delay * 1000:.1f} ms"
-    log.log(policy.log_level, "transaction %s: WATCH conflict on attempt %d of %d "
-            "(watched keys %s); %s", _name(fn), attempt, policy.attempts, list(keys), then)
+    also = f", after {restarts} restarted" if restarts else ""
+    log.log(policy.log_level, "transaction %s: WATCH conflict on attempt %d of %d%s "
+            "(watched keys %s); %s", _name(fn), conflict, policy.attempts, also, list(keys),
+            then)
 
 
-def _exhausted(fn: Callable[..., Any], attempt: int, policy: RetryPolicy,
+def _exhausted(fn: Callable[..., Any], conflicts: int, restarts: int, policy: RetryPolicy,
                keys: tuple[str, ...]) -> ConflictError:
-    why = "" if attempt >= policy.attempts else f" within its deadline of {policy.deadline} s"
+    """``conflicts``: the attempts that conflicted (ConflictError.attempts); ``restarts``:
+    those run again after a restart, which the message names apart (not conflicts)."""
+    why = "" if conflicts >= policy.attempts else f" within its deadline of {policy.deadline} s"
+    also = "" if not restarts else (
+        f" (and {restarts} more {'was' if restarts == 1 else 'were'} run again after a "
+        "restart, nothing of them applied)")
     return ConflictError(
-        f"transaction {_name(fn)} conflicted on all {attempt} attempts{why}: other clients "
-        f"kept changing the watched keys {list(keys)}. Allow more attempts in its "
+        f"transaction {_name(fn)} conflicted on all {conflicts} attempts{why}{also}: other "
+        f"clients kept changing the watched keys {list(keys)}. Allow more attempts in its "
         "RetryPolicy, or move the update into one Lua script (incr_fields) for a hot key",
-        attempts=attempt, keys=keys,
+        attempts=conflicts, keys=keys,
     )
 
 
