@@ -91,7 +91,9 @@ def default_text(leaf: FieldSpec, value: Any = attrs.NOTHING) -> str | None:
     (0, as HINCRBY counts) for an optional field (a read gives None), a field without a
     default (a read fails) or a Factory(takes_self=True) (computed from the object:
     ``value``, the object's attribute as read, when the caller read it). A default no
-    counter can hold (beyond 64 bits, not finite) is None too."""
+    counter can hold (an int beyond 64 bits, a float inf or nan) is sent as it is ('inf',
+    'nan', the int's digits): the script refuses an increment of it when the object
+    stores the field nowhere (LIMIT), and compares a bound with it."""
     if leaf.optional or not leaf.has_default:
         return None
     if value is attrs.NOTHING:
@@ -104,11 +106,11 @@ def default_text(leaf: FieldSpec, value: Any = attrs.NOTHING) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if leaf.numeric == "int":
-        if not isinstance(value, int) or not INT64[0] <= value <= INT64[1]:
-            return None
-        return str(int(value))
-    f = float(value)
-    return repr(f) if math.isfinite(f) else None
+        return str(int(value)) if isinstance(value, int) else None
+    try:
+        return repr(float(value))
+    except OverflowError:  # an int default beyond every double
+        return "-inf" if value < 0 else "inf"
 
 
 def takes_self(leaf: FieldSpec) -> bool:

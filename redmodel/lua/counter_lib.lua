@@ -104,7 +104,7 @@ local counter_moved = {}
 local counter_set = {}  -- fields whose stored int is written whole (not by HINCRBY)
 local function plan_counters(obj, changes, bounds)
   local stored, kind_of, value = {}, {}, {}
-  local olds, dflt = {}, {}
+  local olds, dflt, beyond = {}, {}, {}
   for _, c in ipairs(changes) do olds[c[1]] = c[5]; dflt[c[1]] = c[6] end
   for _, b in ipairs(bounds) do
     olds[b[1]] = olds[b[1]] or b[5]
@@ -134,6 +134,13 @@ local function plan_counters(obj, changes, bounds)
       local v
       local text = raw or dflt[f] or '0'
       if kind == 'i' then v = int_parse(text) else v = float_parse(text) end
+      if v == nil and not raw and dflt[f] then
+        -- a default no counter holds (an int beyond 64 bits, a float inf or nan): what a
+        -- read gives the field, so never counted from 0; an increment refuses it
+        beyond[f] = true
+        kind_of[f] = kind
+        return nil
+      end
       if v == nil then return nil end
       value[f] = v
       kind_of[f] = kind
@@ -145,6 +152,12 @@ local function plan_counters(obj, changes, bounds)
     local f, kind, amount = c[1], c[2], c[3]
     local v, wrong = current(f, kind)
     if wrong then return nil, wrong end
+    if beyond[f] then
+      -- refused whatever the amount, as a sum outside 64 bits / not finite is
+      local d = dflt[f]
+      local side = string.sub(d, 1, 1) == '-' and 'floor' or 'ceiling'
+      return nil, {'LIMIT', i, kind == 'i' and 'int64' or 'double', side, d}
+    end
     local s = stored[f]
     if v == nil and kind == 'i' and s and string.match(s, '^%-?[1-9]%d*$') then
       -- an int beyond 64 bits (a save stores any int as its text): HINCRBY cannot add
@@ -189,9 +202,24 @@ local function plan_counters(obj, changes, bounds)
     local f, side, text, kind = b[1], b[2], b[3], b[4]
     local v, wrong = current(f, kind)
     if wrong then return nil, wrong end
-    if v == nil then return nil, {'NOTNUM', f} end
     local below, above
-    if kind == 'i' then
+    if beyond[f] then
+      -- a default beyond every counter: an int of 20+ digits is beyond every bound (they
+      -- are kept within 19), one of 19 is compared exactly; a float inf compares as a
+      -- double; nan is neither above a floor nor below a ceiling: refused on both sides
+      local d = dflt[f]
+      if kind == 'i' then v = int_parse(d, true)
+      else v = (d == 'inf' and math.huge) or (d == '-inf' and -math.huge) or nil end
+      if v == nil and kind == 'i' then
+        below, above = string.sub(d, 1, 1) == '-', string.sub(d, 1, 1) ~= '-'
+      elseif v == nil then
+        below, above = true, true
+      end
+    end
+    if v == nil and below == nil then return nil, {'NOTNUM', f} end
+    if below ~= nil then
+      -- (decided above)
+    elseif kind == 'i' then
       local bound = int_parse(text, true)
       if bound == nil then return nil, {'BADARG', 'bound ' .. text} end
       below, above = int_cmp(v, bound) < 0, int_cmp(v, bound) > 0
