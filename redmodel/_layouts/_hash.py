@@ -171,6 +171,21 @@ def _old_names(f: FieldSpec, delim: bytes) -> list[bytes]:
     return [n for n in dict.fromkeys(_field_names(f, b"", delim)) if n not in now]
 
 
+def _old_leaf_map(fields: tuple[FieldSpec, ...], now: bytes, olds: Sequence[bytes],
+                  delim: bytes, out: dict[bytes, list[bytes]]) -> None:
+    """Per current stored name of each leaf under ``now`` (its old prefixes ``olds``),
+    its names under an old name (old_names= at any level), in the order a read tries
+    them (HashLayout._read_old: prefix by prefix, each prefix's names in turn)."""
+    for f in fields:
+        here = now + f.stored.encode()
+        names = [p + n.encode() for p in (now, *olds) for n in (f.stored, *f.old_stored)]
+        names = [n for n in names if n != here]
+        if f.kind == "struct":
+            _old_leaf_map(f.children, here + delim, [n + delim for n in names], delim, out)
+        elif names:
+            out[here] = names
+
+
 def _renamed(fields: tuple[FieldSpec, ...]) -> bool:
     return any(f.old_stored or _renamed(f.children) for f in fields)
 
@@ -302,6 +317,10 @@ class HashLayout:
             f"w{len(self._indexed_stored)}", "1", "=", *self._indexed_stored]
         # the stored names of every leaf under an old name: a whole save removes them
         self._old_leaves = [n for g in spec.fields for n in _old_names(g, self.delim)]
+        # per leaf that has some, its current stored name -> its old ones (a read's order):
+        # a tracked partial save moves only the leaves it writes (see _partial)
+        self._olds_of: dict[bytes, list[bytes]] = {}
+        _old_leaf_map(spec.fields, b"", (), self.delim, self._olds_of)
         self.encrypted = _has_encrypted(spec.fields)
         self.known = frozenset([MARKER, *_leaf_names(spec.fields, b"", self.delim)])
         self.renamed = _renamed(spec.fields)
@@ -387,6 +406,30 @@ class HashLayout:
                 if (now[f] != then.get(f) if f in now else snapshot.get(f) != v)
                 for x in (f, v)]
 
+    def _partial(self, obj: Any, state: dict[bytes, bytes], snapshot: dict[bytes, bytes],
+                 nones: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+        """(field, value, ...) and the fields to remove of a tracked partial save: the
+        leaves that changed since the object was loaded, compared with what it was read
+        with (a leaf read under an old name: that value), and the None leaves it held a
+        value for. It moves a value read under an old name only for the leaves it writes
+        (their old names are removed, so what it writes is what is read); every other
+        leaf stays where it is, as another writer may have changed it meanwhile (a value
+        the writer did not change is never written)."""
+        view = snapshot
+        if self._olds_of:
+            view = dict(snapshot)
+            for now, olds in self._olds_of.items():
+                if now not in view:
+                    got = next((snapshot[o] for o in olds if o in snapshot), None)
+                    if got is not None:
+                        view[now] = got
+        pairs = self._changed_pairs(obj, state, view)
+        nones = [f for f in nones if f in view and f in self.known]
+        if self._olds_of:
+            written = pairs[::2] + nones
+            nones += [o for f in written for o in self._olds_of.get(f, ())]
+        return pairs, nones
+
     def save(self, key: str, obj: Any, ttl_ms: int | None) -> Command | Write:
         """What stores ``obj`` (already validated) whole at ``key``: HSET, or a script
         running HSET, HDEL of None fields and PEXPIRE atomically; for an indexed model the
@@ -421,9 +464,7 @@ class HashLayout:
                                  stale, moved, state, entries), state, \
                 bool(snapshot) and not force
         if snapshot is not None and not force:
-            pairs = self._changed_pairs(obj, state, snapshot)
-            nones = [f for f in nones if f in snapshot]
-            nones.extend(moved)
+            pairs, nones = self._partial(obj, state, snapshot, nones)
             args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
             return _UPDATE.call([key], args), state, True
         nones.extend(stale)
@@ -742,10 +783,8 @@ class HashLayout:
                            olds=olds)
             w.written = (pairs, nones, True)
         else:
-            pairs = self._changed_pairs(obj, state, snapshot)
-            nones = [f for f in nones if f in snapshot]
+            pairs, nones = self._partial(obj, state, snapshot, nones)
             written = set(pairs[::2]) | set(nones)
-            nones.extend(moved)
             touched = {f.name for f in self.spec.fields if f.stored.encode() in written}
             changed = self._changed(touched)
             only = sorted(n for n in changed.split("\x1f") if n in indexes.fields)
