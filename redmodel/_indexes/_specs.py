@@ -362,12 +362,15 @@ def compile_indexes(
                                       f.name in encrypted)
         if is_unique:
             uniques.append(UniqueSpec(f.name, (f.name,)))
-    names = {f.name for f in attrs.fields(cls)}
+    names = {f.name for f in attrs.fields(cls) if f.init}  # init=False: not stored
     for names_given in unique:
         group = tuple(names_given)
         missing = [g for g in group if g not in names or g == key_name]
         if not group or missing:
-            raise ModelDefinitionError(f"{model}: unique={group!r} names no field {missing}")
+            raise ModelDefinitionError(
+                f"{model}: unique={group!r} names no stored field {missing} (the key "
+                "field, an unknown name, or an init=False field, which the model does not "
+                "store)")
         for g in group:
             if g not in fields:
                 attr = next(a for a in attrs.fields(cls) if a.name == g)

@@ -325,6 +325,7 @@ def _compile(
             f"{name}: prefix {prefix!r} must be UTF-8-encodable text (no lone surrogate)")
     _resolve(cls)
     all_fields = [f for f in attrs.fields(cls) if f.init]
+    _not_init_false(name, [f for f in attrs.fields(cls) if not f.init])
     key_name = key or _key_name(cls, all_fields)
     chain = resolve_codec(model_codec) if model_codec is not None else None
     default_codec = chain or resolve_codec("json")
@@ -442,6 +443,20 @@ def _classes_in(tp: Any, seen: set[Any] | None = None) -> list[type]:
     return [c for arg in typing.get_args(tp) for c in _classes_in(arg, seen)]
 
 
+def _not_init_false(label: str, fields: Sequence[attrs.Attribute[Any]]) -> None:
+    """``index=``/``unique=``/``key=`` on an ``init=False`` field: refused (the model
+    stores only the fields its constructor takes, so no entry or id could follow it)."""
+    for x in fields:
+        opts = _options(x)
+        given = [o for o, on in (("index=", opts.index), ("unique=", opts.unique),
+                                 ("key=", opts.key)) if on]
+        if given:
+            raise ModelDefinitionError(
+                f"{label}.{x.name}: {given[0]} on an init=False field: a model stores only "
+                "the fields its constructor takes (init=True), so this one is neither "
+                "stored nor indexed: drop init=False, or the option")
+
+
 def _no_index_inside(label: str, cls: type, fields: Sequence[attrs.Attribute[Any]]) -> None:
     """A field of a nested class declaring ``index=``/``unique=``/``key=`` would be ignored
     (a model's indexes and key are its own top-level fields): refused, unless the class is
@@ -497,11 +512,12 @@ def _field(
         )
     if is_model_class(inner) and not optional and opts.codec is None:
         nested = [x for x in attrs.fields(inner) if x.init]
-        _no_index_inside(label, inner, nested)
+        # every field, init=False ones too: an option there does nothing either
+        _no_index_inside(label, inner, attrs.fields(inner))
         children = tuple(_field(f"{label}", x, default_codec, delimiter) for x in nested)
         return FieldSpec(kind="struct", cls=inner, children=children, **common)
     for cls in _classes_in(inner):  # (list[Address], dict[str, Address], a whole value)
-        _no_index_inside(label, cls, [x for x in attrs.fields(cls) if x.init])
+        _no_index_inside(label, cls, attrs.fields(cls))
     chain = resolve_codec(opts.codec) if opts.codec is not None else default_codec
     return FieldSpec(
         kind="encoded",
