@@ -30,7 +30,10 @@ What it teaches mypy:
   ``async def`` (or a function returning a coroutine) given to a ``Store``'s transaction
   (``@store.transaction``, ``@store.transaction(policy=...)``,
   ``@redmodel.transaction(store)``, ``store.transact``; code ``arg-type``, as the mirror
-  case, a sync function given to an ``AsyncStore``'s, is by the overloads).
+  case, a sync function given to an ``AsyncStore``'s, is by the overloads). A
+  ``functools.partial`` (or another callable object) is judged by what its call
+  returns; ``transaction(fn).bind(store)`` of an ``async def`` with a ``Store`` is an
+  ``arg-type`` error too.
 
 How: mypy's attrs plugin recognises field specifiers by name, from sets it exports for
 this purpose (mypy's documentation, "Extending mypy"), and reads ``default=``,
@@ -74,6 +77,7 @@ from mypy.plugins.attrs import (
     attr_tag_callback,
 )
 from mypy.semanal_shared import parse_bool
+from mypy.subtypes import find_member
 from mypy.types import (
     AnyType,
     CallableType,
@@ -116,9 +120,11 @@ SYNC_STORE = ("redmodel.transactions._handles.Store", "redmodel._stores._sync.St
 #: Where the store is a sync Store whatever the call: an async def there is refused.
 SYNC_ONLY = ("redmodel._stores._sync.Store.transaction", "redmodel._stores._sync.Store.transact",
              "redmodel.transactions._run.transact")
+#: A sync transaction function's bind: given a Store, refused for an async def at run time.
+BIND = "redmodel.transactions._run.TransactionFunction.bind"
 #: method name -> the methods of that name this plugin checks (also called on a subclass)
 HOOKED_METHODS: dict[str, set[str]] = {}
-for _method in (*TRANSACTION_DECORATORS, *INCR, *INCR_FIELDS):
+for _method in (*TRANSACTION_DECORATORS, *INCR, *INCR_FIELDS, BIND):
     HOOKED_METHODS.setdefault(_method.rpartition(".")[2], set()).add(_method)
 #: attrs' class decorators (mypy's attrs plugin tags the classes they make).
 ATTRS_CLASS_MAKERS = frozenset(attr_class_makers | attr_dataclass_makers | attr_frozen_makers
@@ -147,6 +153,8 @@ class RedmodelPlugin(Plugin):
         if fullname in TRANSACTION_DECORATORS:
             return functools.partial(_check_transaction_function, fullname,
                                      TRANSACTION_DECORATORS[fullname])
+        if fullname == BIND:
+            return _check_bind
         if fullname in INCR_FIELDS:
             return _incr_fields
         return _incr_type if fullname in INCR else None
@@ -297,7 +305,7 @@ def _check_transaction_function(fullname: str, position: int,
     returns = ""
     takes_async_tx = False  # of an AsyncTransaction: the overloads report it (arg-type)
     if len(ctx.arg_types) > position and ctx.arg_types[position]:
-        proper = get_proper_type(ctx.arg_types[position][0])
+        proper = _as_callable(get_proper_type(ctx.arg_types[position][0]))
         if isinstance(proper, CallableType):
             ret = get_proper_type(proper.ret_type)
             returns = ret.type.fullname if isinstance(ret, Instance) else ""
@@ -317,6 +325,41 @@ def _check_transaction_function(fullname: str, position: int,
                      "sync functions of a Transaction; give it to an AsyncStore's "
                      "transaction (its first parameter an AsyncTransaction), or make it a "
                      "plain def", ctx.context, code=ARG_TYPE)
+    return ctx.default_return_type
+
+
+def _as_callable(tp: ProperType) -> ProperType:
+    """A callable object's signature: a ``functools.partial`` as mypy's functools plugin
+    keeps it (what is left to pass), else its ``__call__`` (bound); other types as they
+    are. So a partial of an ``async def`` is seen to return a coroutine."""
+    if not isinstance(tp, Instance):
+        return tp
+    if tp.extra_attrs is not None and "__mypy_partial" in tp.extra_attrs.attrs:
+        partial = get_proper_type(tp.extra_attrs.attrs["__mypy_partial"])
+        if isinstance(partial, CallableType):
+            return partial
+    call = find_member("__call__", tp, tp)
+    call = get_proper_type(call) if call is not None else None
+    return call if isinstance(call, CallableType) else tp
+
+
+def _check_bind(ctx: MethodContext) -> Type:
+    """``TransactionFunction.bind(store)`` of a function returning a coroutine (an ``async
+    def`` of a ``Transaction``, which ``transaction(fn)`` types as a sync one) with a sync
+    ``Store``: at run time it is an AsyncTransactionFunction, whose bind refuses a Store
+    (TransactionError "is an async def: its transaction needs an AsyncStore")."""
+    bound = get_proper_type(ctx.type)
+    if not (isinstance(bound, Instance) and len(bound.args) == 2):
+        return ctx.default_return_type
+    ret = get_proper_type(bound.args[1])
+    store = get_proper_type(ctx.arg_types[0][0]) if ctx.arg_types and ctx.arg_types[0] \
+        else None
+    if isinstance(ret, Instance) and ret.type.fullname == "typing.Coroutine" and \
+            isinstance(store, Instance) and any(store.type.has_base(n) for n in SYNC_STORE):
+        ctx.api.fail("bind: this transaction function is an async def (it returns a "
+                     "coroutine): a Store's transaction runs sync functions of a "
+                     "Transaction; bind it to an AsyncStore (its first parameter an "
+                     "AsyncTransaction), or make it a plain def", ctx.context, code=ARG_TYPE)
     return ctx.default_return_type
 
 

@@ -451,6 +451,7 @@ class TransactionFunction(Generic[P, R]):
         """The same function run on ``store`` (new counters).
 
         Redis: none (a bound copy)."""
+        check_function(self.fn, store)  # as the decorator given that store would
         return TransactionFunction(self.fn, store, self.policy)
 
     def __repr__(self) -> str:
@@ -493,6 +494,9 @@ class AsyncTransactionFunction(Generic[P, R]):
         """The same function run on ``store`` (new counters).
 
         Redis: none (a bound copy)."""
+        # as the decorator given that store would: an async def bound to a sync Store is
+        # refused here (its call would return a coroutine a sync caller never awaits)
+        check_function(self.fn, store)
         return AsyncTransactionFunction(self.fn, store, self.policy)
 
     def __repr__(self) -> str:
