@@ -11,10 +11,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from redmodel._args import MAX_BLOCK_SECONDS, seconds
 from redmodel._errors import RedmodelError
+
+R = TypeVar("R")
 
 __all__ = [
     "HOST",
@@ -247,12 +251,7 @@ def binary_version(binary: str, *, timeout: float = PROBE_TIMEOUT) -> str:
             ``#!`` interpreter missing, ...) or did not answer within ``timeout`` seconds
             (it is then killed); the message names the binary and the cause.
     """
-    seconds(timeout, "timeout", most=MAX_BLOCK_SECONDS)
-    key = _binary_key(binary)
-    found = _VERSIONS.get(key)
-    if found is None:
-        found = _VERSIONS[key] = _read_version(key[0], timeout)
-    return found
+    return _cached(_VERSIONS, binary, timeout, _read_version)
 
 
 #: The oldest servers redmodel supports (docs/deploy.md): Redis 7.0 (SINTERCARD, LMOVE,
@@ -330,11 +329,17 @@ def server_supports_tls(binary: str, *, timeout: float = PROBE_TIMEOUT) -> bool:
     binary does not. A binary that cannot be run, or that does not exit within ``timeout``
     seconds, is a :class:`ServerStartError` naming it and the cause.
     """
+    return _cached(_TLS, binary, timeout, _probe_tls)
+
+
+def _cached(cache: dict[Any, R], binary: str, timeout: float,
+            probe: Callable[[str, float], R]) -> R:
+    """``probe(path, timeout)`` of a binary, once per binary (``cache``: by its key)."""
     seconds(timeout, "timeout", most=MAX_BLOCK_SECONDS)
     key = _binary_key(binary)
-    found = _TLS.get(key)
+    found = cache.get(key)
     if found is None:
-        found = _TLS[key] = _probe_tls(key[0], timeout)
+        found = cache[key] = probe(key[0], timeout)
     return found
 
 
