@@ -20,9 +20,10 @@ from redis.retry import Retry
 import redmodel
 from redmodel.testing import FaultProxy, has
 from tests.acl import setuser_args
+from tests.budget import scaled
 from tests.faults import FAST_RESEND, store_through
 
-FIXTURES = settings(max_examples=25, deadline=None,
+FIXTURES = settings(max_examples=scaled(25), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
