@@ -135,6 +135,31 @@ def test_other_ways_to_6379_or_another_config_are_refused(redis_server: RedisSer
         RedisServer(redis_server.binary, extra_args=args)
 
 
+@settings(max_examples=scaled(40), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(port=st.sampled_from([6379, 16379]), turns=st.integers(-(2**31), 2**31 - 1),
+       option=st.sampled_from(["replicaof", "slaveof", "REPLICAOF", "cluster-announce-port"]),
+       pad=st.sampled_from(["", "+", "00", " "]))
+def test_a_port_that_wraps_to_6379_is_refused(
+        redis_server: RedisServer, port: int, turns: int, option: str, pad: str) -> None:
+    """The server reads a port with C's atoi, (int) strtol: a number 2**32 away from 6379
+    (or 16379), however many times, is 6379 to it (attack 29AN F1): refused, nothing
+    started (only the object is made)."""
+    value = port + turns * 2**32
+    text = f"{pad}{value}" if value >= 0 or pad not in ("+", "00") else str(value)
+    words = (f"--{option}", "127.0.0.1", text) if "announce" not in option else \
+        (f"--{option}", text)
+    with pytest.raises(redmodel.ValidationError, match="6379"):
+        RedisServer(redis_server.binary, extra_args=words)
+
+
+@pytest.mark.parametrize("args", [("--rdma-bind", "0.0.0.0"), ("--rdma-port", "7000")])
+def test_valkeys_second_listener_is_the_launchers_too(redis_server: RedisServer,
+                                                      args: tuple[str, ...]) -> None:
+    with pytest.raises(redmodel.ValidationError, match="rdma"):
+        RedisServer(redis_server.binary, extra_args=args)
+
+
 _HARMLESS = ["maxmemory-policy", "hz", "save", "appendonly", "notify-keyspace-events",
              "maxclients", "timeout"]
 

@@ -70,7 +70,7 @@ def info_dict(raw: Any) -> dict[str, str]:
 OWNED_OPTIONS = frozenset({
     "port", "tls-port", "bind", "unixsocket", "unixsocketperm", "unixsocketgroup",
     "daemonize", "dir", "include", "cluster-port", "cluster-config-file", "logfile",
-    "pidfile", "supervised", "sentinel",
+    "pidfile", "supervised", "sentinel", "rdma-bind", "rdma-port",
 })
 
 #: Options whose value names a port (or a server to connect to): 6379 (and its cluster bus
@@ -196,15 +196,19 @@ def _config_lines(args: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
 
 
 def _atoi(word: bytes) -> int | None:
-    """C's ``atoi`` (the server reads replicaof's port so): leading blanks, a sign,
-    digits; None when no digit."""
+    """C's ``atoi`` (the server reads replicaof's port so) on a 64-bit machine: leading
+    blanks, a sign, digits, read as ``(int) strtol(...)``: saturated to a ``long``, then
+    cut to 32 bits (``4294973675`` is 6379); None when no digit."""
     text = word.lstrip(_SPACE)
     sign = 1
     if text[:1] in (b"+", b"-"):
         sign = -1 if text[:1] == b"-" else 1
         text = text[1:]
     digits = len(text) - len(text.lstrip(b"0123456789"))
-    return sign * int(text[:digits]) if digits else None
+    if not digits:
+        return None
+    value = max(-(2**63), min(2**63 - 1, sign * int(text[:digits])))  # strtol saturates
+    return (value + 2**31) % 2**32 - 2**31  # the cast to int keeps the low 32 bits
 
 
 def _own_args_refused(extra_args: Sequence[str]) -> tuple[str, ...]:
