@@ -148,9 +148,13 @@ def test_f4_a_conflict_with_a_lost_exec_reply_is_a_conflict(
 
     proxy.lose_reply("EXEC", times=1)
     try:
-        with pytest.raises(redmodel.ConflictError):
-            bump.outcome()
-        assert len(runs) == 1 and bump.stats.snapshot()["conflicts"] == 1
+        # (lead's decision, documented in docs/transactions.md's table: the aborted EXEC
+        # left no record, so it cannot be told from one that never ran: a restart, run
+        # again whatever the RetryPolicy, and applied once)
+        bump.outcome()
+        stats = bump.stats.snapshot()
+        assert len(runs) == 2 and stats["conflicts"] == 0 and stats["restarts"] == 1, stats
+        assert other.get_or_raise(AnCount, "1").n == 101
     finally:
         store.close()
         other.delete(AnCount, "1")

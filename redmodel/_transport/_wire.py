@@ -1411,7 +1411,14 @@ class Exchange:
                 self._redirect(indices[max(pos - 1, 0)], reply, call)
                 todo.extend(indices)
                 return True
-        failure = next((r for r in queued[1:] if isinstance(r, Exception)), result)
+        # a command refused while queued (wrong arity, unknown command) discards them all:
+        # each command without a refusal of its own answers the first refusal, named by
+        # the command that had it (its name, its keys), not by the command it lands on
+        culprit = next((pos for pos, r in enumerate(queued[1:]) if isinstance(r, Exception)),
+                       None)
+        commands = self.batch.commands
+        failure = result if culprit is None else \
+            server_error(queued[culprit + 1], commands[indices[culprit]])
         for pos, i in enumerate(indices):
             reply = queued[pos + 1]
             self.replies[i] = reply if isinstance(reply, Exception) else failure
