@@ -12,6 +12,7 @@ import redis
 
 import redmodel
 from redmodel.testing import RedisServer
+from tests.test_fix29am_once import _run
 
 
 @redmodel.model(prefix="ak")
@@ -49,7 +50,8 @@ def test_f1_an_all_ids_page_key_outside_the_pattern_half_writes(
     owner.save_many([AkHat("red", i, id=f"{i:03d}") for i in range(64)])
     keys = sorted(k.decode() for k in admin.keys("ak*"))
     name, password = f"ak-{secrets.token_hex(4)}", secrets.token_hex(16)
-    patterns = ["%R~ak:*", "~ak:0*", "~ak:1*", "~ak:%schema*", "~ak:%idx:eq:*", "~ak:%idx:rng*", "~ak:%idx:idn*",
+    patterns = ["%R~ak:*", "~ak:0*", "~ak:1*", "~ak:%schema*", "~ak:%idx:eq:*",
+                "~ak:%idx:rng*", "~ak:%idx:idn*",
                 "~ak:%idx:rec*", "~ak:%idx:exp*", "~ak:%idx:all*"] + [f"~{k}" for k in keys]
     admin.execute_command(
         "ACL", "SETUSER", name, "on", f">{password}", *patterns, "resetchannels", "-@all",
@@ -77,7 +79,6 @@ def test_f2_exactly_once_loses_the_nulls_of_a_resp3_array(
     The fix for 29AM F3/F4 answers RESP2 for `HMGET`, `MGET` and `SORT` only, "whose arrays
     may hold nulls, which Lua loses under RESP3"; GEOHASH's array holds nulls too:
     under exactly-once mode a RESP3 client gets the array cut at its first null."""
-    from tests.test_fix29am_once import _run
     alone = _run(redis_server, 3, [command], False)
     once = _run(redis_server, 3, [command], True)
     assert once == alone
