@@ -2,12 +2,9 @@
 -- user's ACL at each redis.call inside a script and does not roll back the writes made
 -- before a refused one, so a script that can call anything after its first write asks
 -- first, with redis.acl_check_cmd (Redis 7.0+, Valkey), about every (command, key) it may
--- call from that write on; a refusal answers NOPERM with nothing written. Each command is
--- asked once per call, with the first key it is asked for: the keys themselves need no
--- check, a script's keys being declared (the server refuses an EVALSHA naming a key the
--- user may not read and write, before the script runs: checked on Redis 7.0.15 and Valkey
--- 9.1.2, read-only `%R~` patterns included), so only a command can be refused mid-script.
-local ACL_SEEN = {}  -- command -> true (allowed) or false (refused)
+-- call from that write on; a refusal answers NOPERM with nothing written. Each pair is
+-- asked once per call (a script over many objects asks a shared key once).
+local ACL_SEEN = {}  -- 'command key' -> true (allowed) or false (refused)
 local ACL_NO     -- the first refusal of the current check: {'NOPERM', command, key}
 -- asks about one command on one key (key nil: a command without a key, TIME; key2: the
 -- second key of LMOVE). Never ask about a command that takes a key without one: Redis
@@ -17,7 +14,8 @@ local function acl(cmd, key, key2)
   if key == nil and string.lower(cmd) ~= 'time' then  -- (never reached by a well-formed call)
     error({err = 'ERR redmodel: ACL check of ' .. cmd .. ' without its key'})
   end
-  local k = string.lower(cmd)
+  local k = key and (cmd .. ' ' .. key) or cmd
+  if key2 then k = k .. ' ' .. key2 end
   local ok = ACL_SEEN[k]
   if ok == nil then
     if key2 then ok = redis.acl_check_cmd(cmd, key, key2)
@@ -49,10 +47,23 @@ local function acl_ok()
   local r = acl_refusal()
   if r then error({err = acl_text(r)}) end
 end
--- acl for a command of many keys (DEL k..., MSET k v ...) on keys[i..j]: one ask, with
--- the first key (see ACL_SEEN: the keys are declared); ``paired``: kept for the callers
+-- acl for a command of many keys (DEL k..., MSET k v ...; pairs: a value after each key)
+-- on keys[i..j], asked in one check per part of up to 500 keys; a refusal is then looked
+-- up key by key, to name the key
 local function acl_many(cmd, keys, i, j, paired)
-  if i <= j then
-    if paired then acl(cmd, keys[i], '') else acl(cmd, keys[i]) end
+  local at = i
+  while at <= j do
+    local last = math.min(at + 499, j)
+    local args = {}
+    for k = at, last do
+      args[#args + 1] = keys[k]
+      if paired then args[#args + 1] = '' end
+    end
+    if not redis.acl_check_cmd(cmd, unpack(args)) then
+      for k = at, last do acl(cmd, keys[k]) end
+      if not ACL_NO then ACL_NO = {'NOPERM', cmd, keys[at]} end
+      return
+    end
+    at = last + 1
   end
 end
