@@ -354,3 +354,45 @@ def test_a_repair_script_refuses_before_anything_a_command_the_user_lacks(
             assert admin.ping()  # (acl_check_cmd without a key crashes some servers)
         finally:
             admin.execute_command("ACL", "DELUSER", name)
+
+
+@pytest.mark.parametrize("kind", ["save", "save_many"])
+@pytest.mark.parametrize("stored", [1, 63, 64, 65, 127, 128])
+def test_a_key_a_write_makes_outside_the_users_patterns_writes_nothing(
+        server: RedisServer, stored: int, kind: str) -> None:
+    """A key a script computes (an all-ids page a split makes, never declared at the
+    EVALSHA) outside the user's write patterns: the write is refused before anything is
+    written, wherever the pages split (attack 29AO F1: a check asked once per command, with
+    its first key, let the range key's answer stand for the new page)."""
+    from tests.test_attack29ao import AkHat, _snapshot  # noqa: PLC0415
+
+    with server.client() as admin, redmodel.Store(server.client()) as owner:
+        admin.flushall()
+        owner.save_many([AkHat("red", i, id=f"{i:03d}") for i in range(stored)])
+        keys = sorted(k.decode() for k in admin.keys("ak*"))
+        name, password = f"fx-{secrets.token_hex(4)}", secrets.token_hex(8)
+        patterns = ["%R~ak:*", "~ak:0*", "~ak:1*", "~ak:%schema*", "~ak:%idx:eq:*",
+                    "~ak:%idx:rng*", "~ak:%idx:idn*", "~ak:%idx:rec*", "~ak:%idx:exp*",
+                    "~ak:%idx:all*", *[f"~{k}" for k in keys]]
+        admin.execute_command("ACL", "SETUSER", name, "on", f">{password}", *patterns,
+                              "resetchannels", "-@all", "+@hash", "+@keyspace",
+                              "+@scripting", "+@set", "+@sortedset", "+@string", "+time",
+                              "+client|kill", "+client|id")
+        try:
+            before = _snapshot(admin, "ak*")
+            new = [AkHat("blue", 500 + i, id=f"1{i:02d}") for i in range(3)]
+            with redmodel.Store.from_url(server.url, username=name,
+                                         password=password) as user:
+                try:
+                    user.save(new[0]) if kind == "save" else user.save_many(new)
+                except (redmodel.RedmodelError, redis.RedisError) as e:
+                    written = getattr(e, "written", None) or []
+                    after = _snapshot(admin, "ak*")
+                    changed = {k for k in set(after) | set(before)
+                               if after.get(k) != before.get(k)}
+                    assert not written or kind == "save_many"
+                    if not written:
+                        assert changed == set(), (str(e), sorted(changed))
+            assert owner.verify(AkHat) == []
+        finally:
+            admin.execute_command("ACL", "DELUSER", name)

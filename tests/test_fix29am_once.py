@@ -31,6 +31,7 @@ _COMMANDS = [
     ("INCRBYFLOAT", "n", "1.25"), ("GETDEL", "n"), ("ZRANGE", "z", "0", "-1", "WITHSCORES"),
     ("ZSCORE", "z", "nope"), ("LPOS", "l", "9"), ("HMGET", "h", "a", "nope", "b"),
     ("MGET", "n", "nope"), ("SORT", "l", "GET", "nope:*"), ("GETEX", "n", "PX", "100000"),
+    ("GEOHASH", "g", "p", "nope"), ("GEODIST", "g", "p", "nope"),
 ]
 # commands of newer servers (Valkey 9, Redis 8) whose arrays hold nulls: drawn where known
 _NEWER = [("HGETDEL", "h", "FIELDS", "2", "nope", "a"),

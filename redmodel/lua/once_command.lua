@@ -16,7 +16,7 @@ local EXACT = {INCR = 'GET', INCRBY = 'GET', DECR = 'GET', DECRBY = 'GET', HINCR
 -- replies whose arrays may hold nulls, which Lua under RESP3 loses (Redis 7.0: a nil ends
 -- the table), and whose RESP2 form is the RESP3 one: read in RESP2
 local RESP2_SAME = {HMGET = true, MGET = true, SORT = true, SORT_RO = true, HGETDEL = true,
-                    HGETEX = true}
+                    HGETEX = true, GEOHASH = true}
 local function once_body()
   -- the command's reply in the client's protocol, as the command alone answers it (a
   -- RESP3 client reads maps, doubles and nested pairs: a RESP2 reply read by it lost a
