@@ -174,6 +174,21 @@ SLOW_FILES_FIRST = (
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# The tests that run mypy over user-code fixtures: they need no server, so `make test`
+# runs them with its first server only (REDMODEL_SKIP_MYPY=1 for the others: the Makefile)
+MYPY_FILES = ("test_typing.py", "test_fix29ajb.py")
+
+
+def _runs_mypy(item: pytest.Item) -> bool:
+    return item.path.name in MYPY_FILES or "mypy" in item.name or any(
+        name.startswith("mypy") for name in getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("REDMODEL_SKIP_MYPY") == "1":
+        skipped = [item for item in items if _runs_mypy(item)]
+        if skipped:
+            config.hook.pytest_deselected(items=skipped)
+            items[:] = [item for item in items if not _runs_mypy(item)]
     rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
