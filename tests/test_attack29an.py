@@ -33,7 +33,7 @@ def test_f1_replicaof_port_that_wraps_to_6379_is_refused(
     replicaof's port so)". The server reads the port with atoi(), which is
     (int)strtol() in glibc: "4294973675" is 2**32 + 6379 and reads as 6379, but the check's
     Python int does not wrap, so the option is accepted and the server would connect to
-    127.0.0.1:6379 as a replica."""
+    the default port of the loopback as a replica."""
     with pytest.raises(redmodel.ValidationError, match="6379"):
         launcher(extra_args=(option, "127.0.0.1", port))
 
@@ -88,7 +88,10 @@ def test_f2_exactly_once_hgetdel_and_hgetex_keep_their_nulls(
             admin.execute_command(*commands[1])
         except redis.ResponseError as e:
             if "unknown command" in str(e).lower():
-                pytest.skip(f"{commands[1][0]} is not a command of this server")
+                # (Redis 7.0 has neither command, added by Valkey 9 and Redis 8: the same
+                # reply shape, an array holding a null, is held to the promise through
+                # HMGET, which every server has, instead of skipping)
+                commands = [commands[0], ("HMGET", "h", "zz", "a")]
     plain = _raw_values(redis_server, False, protocol, commands)
     once = _raw_values(redis_server, True, protocol, commands)
     assert once == plain

@@ -9,12 +9,15 @@ from typing import Any
 
 import attrs
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import redmodel
 from redmodel._plans import _objects
+from redmodel.testing import FaultProxy, has
 from tests.budget import scaled
+from tests.faults import FAST_RESEND, store_through
 
 
 @redmodel.model(prefix="ahead")
@@ -107,3 +110,35 @@ def test_save_many_ends_as_saving_one_at_a_time(
                                      **{k: v[0] for k, v in expected.items()}}.items()
                       if v == color)
         assert sorted(store.find(Tagged, color=color).ids()) == want
+
+
+@settings(max_examples=scaled(10), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(4, 12), chunk=st.integers(2, 4), lost=st.integers(0, 11),
+       fault=st.sampled_from(["lose_reply", "cut_reply", "drop_request"]))
+def test_a_chunk_whose_reply_is_lost_while_the_next_is_made_ahead(
+        store: redmodel.Store, proxy: FaultProxy, n: int, chunk: int, lost: int,
+        fault: str) -> None:
+    """Property: the reply of one chunk lost (or cut, or its request dropped) while the
+    next chunk is made ahead: save_many ends as saving the objects in order (a whole save
+    is resent after its first copy is fenced), or raises an error whose .written are
+    stored and whose .not_written were not written; the index stays right."""
+    store.client.flushall()
+    objs = [Tagged(f"c{i % 3}", i, id=str(i)) for i in range(n)]
+    victim = objs[min(lost, n - 1)]
+    proxy.clear()
+    getattr(proxy, fault)("EVALSHA", when=has(f"ahead:{victim.id}"))
+    through = store_through(proxy, resend=FAST_RESEND)
+    try:
+        through.save_many(objs, chunk_size=chunk)
+    except (redmodel.RedmodelError, redis.RedisError) as e:
+        for key in getattr(e, "written", None) or ():
+            assert store.client.exists(key), (key, e)
+        for key in getattr(e, "not_written", None) or ():
+            assert not store.client.exists(key), (key, e)
+    else:
+        assert store.get_many(Tagged, [o.id for o in objs]) == objs
+    finally:
+        through.close()
+    assert proxy.armed == 0  # the fault was met
+    assert store.verify(Tagged) == []
