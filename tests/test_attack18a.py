@@ -27,6 +27,7 @@ import redmodel.migrations
 import redmodel.testing
 from redmodel import Store
 from redmodel.containers import Queue
+from tests.conftest import seeded_mypy_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,7 +146,8 @@ def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[int, list[str]
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
          "--show-error-codes", "--no-error-summary", "--no-pretty",
-         "--cache-dir", str(ROOT / ".mypy_cache" / "attack18a"),  # not shared with test_typing
+         # not shared with test_typing
+         "--cache-dir", str(seeded_mypy_cache(ROOT / ".mypy_cache" / "attack18a")),
          str(path)],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )

@@ -38,6 +38,7 @@ import pytest
 
 import redmodel
 from redmodel._models._keys import new_id
+from tests.conftest import seeded_mypy_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTED = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+): error: .*  \[(?P<code>[a-z-]+)\]$")
@@ -451,7 +452,7 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[tuple[int
         path = where / f"{_module(name)}.py"
         path.write_text(HEADER + body)
         files.append(path)
-    return _run_mypy(files, where / ".mypy_cache")[0]
+    return _run_mypy(files, seeded_mypy_cache(where / ".mypy_cache"))[0]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -528,7 +529,7 @@ def test_a_key_field_of_a_base_read_from_mypy_cache(tmp_path: Path) -> None:
         Given(1)  # E: call-arg
         """)
     files = [tmp_path / "ajb_base.py", user]
-    cache = tmp_path / ".mypy_cache"
+    cache = seeded_mypy_cache(tmp_path / ".mypy_cache")
     for run in range(2):
         user.write_text(body + f"RUN = {run}\n")
         reported, log = _run_mypy(files, cache, "--verbose")

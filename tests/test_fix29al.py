@@ -32,7 +32,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import redmodel
-from tests.conftest import AsyncFacade
+from tests.conftest import AsyncFacade, seeded_mypy_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 INT64 = (-(2**63), 2**63 - 1)
@@ -451,7 +451,7 @@ def mypy_lines(tmp_path_factory: pytest.TempPathFactory) -> dict[int, list[str]]
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
          "--show-error-codes", "--no-error-summary", "--no-pretty",
-         "--cache-dir", str(where / ".cache"), str(path)],
+         "--cache-dir", str(seeded_mypy_cache(where / ".cache")), str(path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     found: dict[int, list[str]] = {}
