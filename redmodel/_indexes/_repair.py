@@ -413,9 +413,13 @@ class _Repair:
     """The three passes, checking (``fix=False``: problems collected in words) or
     fixing (``fix=True``)."""
 
-    def __init__(self, spec: ModelSpec, fix: bool) -> None:
+    def __init__(self, spec: ModelSpec, fix: bool, strict: bool = False) -> None:
         self.spec = spec
         self.fix = fix
+        # a rotation's rebuild: an object it cannot read raises (DecodeError naming its
+        # key, before anything of its page is written) instead of being logged and passed
+        # over, so the rotation never returns as done while its entries name an older key
+        self.strict = strict
         self.indexes = _indexes(spec)
         self.layout = _layout(spec)
         self.problems: list[str] = []
@@ -640,6 +644,13 @@ class _Repair:
             try:
                 obj = self.layout.decode(key, unescape(eid), raw)
             except DecodeError as e:
+                if self.strict:
+                    raise DecodeError(
+                        f"cannot be read, so its index entries cannot be rewritten under "
+                        f"the newest index key ({e.reason}); the rotation is not done: "
+                        f"repair or delete the object, then run it again",
+                        model=self.spec.name, key=key, field=e.field, codec=e.codec,
+                    ) from None
                 self.report(f"{key}: cannot be read, so it cannot be indexed ({e})")
                 continue
             if obj is None:
@@ -936,27 +947,32 @@ class _Repair:
         spec = self.spec
         prefix, root = spec.object_prefix(tag), spec.index_root(tag)
         rec = root + "rec"
-        replies = yield Batch([("EXISTS", prefix + e) for e in ids] +
+        # an object is a hash at its key: a key of another type there (a raw SET, RPUSH,
+        # ... over a deleted object) is no object, so its id is gone like one never
+        # written (30AR F1: EXISTS is true for a key of any type, so such an id was kept)
+        replies = yield Batch([("TYPE", prefix + e) for e in ids] +
                               [("HGET", rec, e) if rec not in self.bad else ("EXISTS", rec)
                                for e in ids])
-        gone = [(e, record_lines(r)) for e, alive, r in
-                zip(ids, replies[: len(ids)], replies[len(ids):], strict=True) if not alive]
+        kinds = [_text(t) for t in replies[: len(ids)]]
+        gone = [(e, record_lines(r), kind) for e, kind, r in
+                zip(ids, kinds, replies[len(ids):], strict=True) if kind != "hash"]
         if not gone:
             return 0
         if not self.fix:
-            for e, _ in gone:
+            for e, _, kind in gone:
                 if prefix + e not in self.gone:
                     self.gone.add(prefix + e)
-                    self.report(f"{prefix}{e}: indexed, but the object does not exist "
-                                "(deleted outside redmodel, restored from an older "
-                                "snapshot, or expired and not swept yet)")
+                    self.report(f"{prefix}{e}: indexed, but the object does not exist " + (
+                        "(deleted outside redmodel, restored from an older snapshot, or "
+                        "expired and not swept yet)" if kind == "none" else
+                        f"(its key holds a {kind}, not an object: overwritten outside "
+                        "redmodel; reindex drops its entries and leaves that key alone)"))
             return len(gone)
         # their entries no record names: pass 3 finds them (a resumed run redoes it whole)
-        self.unnamed += sum(1 for e, alive, r in zip(ids, replies[: len(ids)],
-                                                     replies[len(ids):], strict=True)
-                            if not alive and r is None)
+        self.unnamed += sum(1 for kind, r in zip(kinds, replies[len(ids):], strict=True)
+                            if kind != "hash" and r is None)
         writes = []
-        for e, record in gone:
+        for e, record, _ in gone:
             # forgotten in this bucket (tag), where it was found: an id of another bucket
             # planted here leaves this bucket's keys only, never its own bucket's
             w = self.layout.write(prefix + e, "forget", tag=tag)
@@ -1178,7 +1194,9 @@ class _Repair:
                 out[i] = (set(record_lines(r)), "r")
                 continue
             if isinstance(raw, Exception):
-                out[i] = (None, "g")
+                # a key of another type is no object: it produces no entry (30AR F1); any
+                # other error leaves its members alone
+                out[i] = (set() if "WRONGTYPE" in str(raw) else None, "g")
                 continue
             try:
                 obj = self.layout.decode(k, unescape(i), raw)
@@ -1199,22 +1217,25 @@ class _Repair:
                         ) -> Plan[None]:
         prefix = root[: -len("%idx" + self.d)]
         owners = [o for _, _, o in bad]
-        alive = yield Batch([("EXISTS", prefix + o) for o in owners])
-        for (member, extra, owner), live in zip(bad, alive, strict=True):
+        # an object is a hash at its key; a key of another type there is none (30AR F1)
+        kinds = yield Batch([("TYPE", prefix + o) for o in owners])
+        for (member, extra, owner), t in zip(bad, kinds, strict=True):
             obj = f"{prefix}{owner}"
+            kind_now = _text(t)
+            live = kind_now == "hash"
             if not live and obj in self.gone:
                 continue  # pass 2 reported it gone (a raw DEL): what it left goes with it
+            none = "which does not exist" if kind_now == "none" else \
+                f"which does not exist (its key holds a {kind_now}, not an object)"
             if kind == "eq":
-                why = f"whose {name} is not {unescape(value)!r}" if live else \
-                    "which does not exist"
+                why = f"whose {name} is not {unescape(value)!r}" if live else none
                 self.report(f"the equality index {name}={unescape(value)!r} lists {obj}, "
                             f"{why}")
             elif kind == "rng":
-                why = f"whose {name} is not {_text(extra)}" if live else \
-                    "which does not exist"
+                why = f"whose {name} is not {_text(extra)}" if live else none
                 self.report(f"the range index {name} lists {obj} at {_text(extra)}, {why}")
             else:
-                why = "which does not hold that value" if live else "which does not exist"
+                why = "which does not hold that value" if live else none
                 self.report(f"the unique index {name}={unescape(member)!r} points at "
                             f"{obj}, {why}")
 

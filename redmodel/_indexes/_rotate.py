@@ -91,10 +91,13 @@ def rebuild(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
     """Rewrite the index entries of the objects at ``keys`` from their stored values, as
     ``reindex`` does (unique values claimed first where a model claims them in their own
     buckets; each fix checked again by its script, so a concurrent write is never
-    undone; the object itself is not rewritten); returns how many objects were looked at."""
+    undone; the object itself is not rewritten); returns how many objects were looked at.
+    An object it cannot read raises DecodeError naming its key, with nothing of this page
+    written (30AQ F2: logged and passed over, its entries stayed under the older key while
+    the rotation returned as done)."""
     if not keys:
         return 0
-    return (yield from _Repair(spec, fix=True).object_page(keys))
+    return (yield from _Repair(spec, fix=True, strict=True).object_page(keys))
 
 
 class Progress:

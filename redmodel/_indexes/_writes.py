@@ -1384,16 +1384,22 @@ def owners_gone(spec: ModelSpec, reader: ObjectReader, owners: Sequence[tuple[st
     """For each (owner id, constraint, value text): whether that owner is gone or no longer
     holds the value, so its claim may be taken over. "Holds" is judged on the object as
     stored (as :func:`get_by` sees it), not on its index record, which is stale when the
-    object was changed with raw commands; an object that cannot be decoded holds it."""
+    object was changed with raw commands; an object that cannot be decoded holds it. A key
+    of another type at the owner's key is no object: the owner is gone (30AR F1)."""
     if not owners:
         return []
     layout = reader
     indexes = spec.indexes
     assert indexes is not None
     keys = [spec.object_prefix(spec.tag_of(unescape(owner))) + owner for owner, _, _ in owners]
-    replies = yield Batch([layout.read(k) for k in keys], keys=keys)
+    replies = yield Batch([layout.read(k) for k in keys], keys=keys, errors=True)
     out = []
     for key, (owner, name, text), reply in zip(keys, owners, replies, strict=True):
+        if isinstance(reply, Exception):
+            if "WRONGTYPE" not in str(reply):
+                raise reply
+            out.append(True)
+            continue
         try:
             obj = layout.decode(key, unescape(owner), reply)
         except DecodeError:

@@ -1310,12 +1310,23 @@ def _chains(spec: ModelSpec) -> list[Codec]:
 
 def rotate_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
     """Re-encrypt under the newest key every stored value of these objects written by a
-    key-holding chain of the model; one read round trip, one compare-and-set round trip."""
+    key-holding chain of the model; one read round trip, one compare-and-set round trip.
+
+    Every object of the page is first decoded as ``get`` decodes it: one it cannot read
+    (a value no chain of its field decodes: plaintext, another chain's header, a token
+    under no configured key; a corrupt flat manifest) raises DecodeError naming its key
+    before anything of the page is written (docs/store.md; 30AQ F3: a value whose header
+    names no key-holding chain was passed over, and the rotation reported success)."""
     chains = _chains(spec)
     if not chains or not keys:
         return 0
     layout = layout_of(spec)
     replies = yield from read_batch(Batch([layout.read(k) for k in keys]))
+    for key, reply in zip(keys, replies, strict=True):
+        try:
+            layout.decode(key, spec.id_of_key(key) or "", reply)
+        except DecodeError as e:
+            raise e.with_context(model=spec.name, key=key) from None
     writes: list[Command] = []
     for key, reply in zip(keys, replies, strict=True):
         for target, old in layout.raw_values(key, reply):

@@ -27,10 +27,11 @@ end
 -- it judged by a record. Per member the script:
 --   a record now -> judges by the record (as it always did);
 --   no record, state 'r' -> changed meanwhile (a write dropped it): not touched, answered;
---   no record, its object (objprefix .. id, declared in KEYS) gone -> the member is stale;
+--   no record, its object (objprefix .. id, declared in KEYS) gone, or its key of another
+--     type than hash (no object: no redmodel write makes one there) -> the member is stale;
 --   no record, state 'g', the object exists -> written since: not touched, answered;
 --   no record, object's fields still exactly the state -> the client's judgment stands;
---   no record, fields differ (or the key is not a hash) -> not touched, answered.
+--   no record, fields differ -> not touched, answered.
 -- KEYS: the index key, the bucket's record hash, then the objects sent with a state.
 -- ARGV: 'eq', field, value text, objprefix, then per member: id, state
 --         (a member its object does not produce: SREM)
@@ -93,9 +94,10 @@ local function judge(id, objprefix, i)
   local obj = objprefix .. id
   if not declared[obj] then return nil, nil, {'BADARG', 'object not declared'} end
   local t = redis.call('TYPE', obj)['ok']
-  if t == 'none' then return 'gone', next_i end
+  -- a key of another type at the object's key is no object (overwritten outside redmodel,
+  -- and no redmodel write makes it one): it produces no entry, as a gone object
+  if t ~= 'hash' then return 'gone', next_i end
   if state == 'g' then return nil, next_i end  -- seen gone, written since: judged again
-  if t ~= 'hash' then return nil, next_i end
   for j = i + 1, i + 3 * n, 3 do
     local now = redis.call('HGET', obj, ARGV[j])
     if (ARGV[j + 1] == '1') ~= (now ~= false) or (now and now ~= ARGV[j + 2]) then

@@ -5,8 +5,9 @@
 -- whose expiry time has passed, each with its record: {id, record, ...};
 -- 'apply' (KEYS rec, all, exp, the all-ids pages' directory and count (root ids, root
 -- idn), then the objects and the entry keys of those records; ARGV 'apply', root, d,
--- objprefix, ids...) drops the entries of each of those ids whose object is gone (and the
--- id from the all-ids pages), re-schedules the ones still alive, and answers {'SWEPT', how
+-- objprefix, ids...) drops the entries of each of those ids whose object is gone, or whose
+-- key holds another type than a hash (no object; the key is left alone), and the id from
+-- the all-ids pages, re-schedules the ones still alive, and answers {'SWEPT', how
 -- many it dropped, the keys of the wrong type it left alone...}.
 -- An id whose record changed meanwhile (a key not declared) is left for the next sweep.
 local step = ARGV[1]
@@ -75,6 +76,7 @@ local deltas = {}
 -- sweep starts with it, and answers the refusal before its first write)
 for _, p in ipairs(plan) do
   acl('pexpiretime', p[2])
+  acl('type', p[2])
   for line in pairs(p[3]) do acl_apply(root, d, line, false) end
 end
 if #plan > 0 then
@@ -88,6 +90,9 @@ local wrote = false
 for _, p in ipairs(plan) do
   local id, key, old = p[1], p[2], p[3]
   local at = redis.call('PEXPIRETIME', key)  -- the stored expiry, exactly
+  -- a key of another type at the object's key is no object (a raw SET, RPUSH, ... over
+  -- it): the object is gone, its entries are dropped and that key is left alone
+  if at ~= -2 and redis.call('TYPE', key)['ok'] ~= 'hash' then at = -2 end
   if at == -2 then
     local keep = {}
     for line in pairs(old) do

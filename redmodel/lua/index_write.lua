@@ -98,7 +98,11 @@ end
 
 -- ---- the fixed keys hold their types; what the object has now ------------------------------
 local objtype = redis.call('TYPE', obj)['ok']
-if objtype ~= 'none' and objtype ~= 'hash' then return {'WRONGTYPE', obj, objtype, 'hash'} end
+-- a forget (repair: the object is gone) takes a key of another type at the object's key for
+-- no object (it is not redmodel's: it is never written here, its entries are dropped)
+if objtype ~= 'none' and objtype ~= 'hash' and mode ~= 'forget' then
+  return {'WRONGTYPE', obj, objtype, 'hash'}
+end
 local refusal = check_keys(ids_keys({[rec] = '', [all] = '', [exp] = ''}, root))
 if refusal then return unpinned(refusal) end
 local _
