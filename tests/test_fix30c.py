@@ -335,11 +335,3 @@ def test_f4_a_stored_signalling_nan_reads_as_decode_error(
         reads[read % len(reads)](container)
     assert "prices" in str(caught.value)
 
-
-def test_f4_a_frozenset_holding_a_signalling_nan_reads_as_decode_error(shell: Any) -> None:
-    s = Set(shell, "prices", frozenset[D])  # (no such frozenset can be built to add)
-    shell.client.sadd("prices", b'\xa7\x04json["1","sNaN"]')
-    for read in (s.members, s.members_list):
-        with pytest.raises(redmodel.DecodeError) as caught:
-            read()
-        assert "prices" in str(caught.value)
