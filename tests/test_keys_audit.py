@@ -64,7 +64,7 @@ def test_include_only_files_are_the_shared_pieces() -> None:
     files = lua_files()
     assert set(files) - runnable_scripts() == {
         "acl_lib", "clock", "consume_lib", "counter_lib", "flat_lib", "ids_lib", "index_acl",
-        "index_lib", "once_head", "once_tail", "parts_lib"}
+        "index_lib", "once_head", "once_tail", "parts_lib", "types_lib"}
 
 
 # ---- MONITOR, read raw -------------------------------------------------------------------

@@ -11,6 +11,7 @@ queues writes (returning a :class:`~redmodel.transactions.Pending`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import enum
@@ -323,6 +324,34 @@ def members_of(tp: Any, codec: str | Codec | None, where: str) -> Members:
                    deterministic=not chain.holds_keys)
 
 
+_SNAN = ("a signalling NaN Decimal (Decimal('sNaN')) cannot be a member: it cannot be "
+         "compared or hashed")
+_PLAIN = (str, bytes, int, float, bool, type(None))
+
+
+def _holds_snan(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is or holds (in a list, tuple, set, dict key or value, attrs or
+    dataclass field) a signalling NaN ``Decimal``: a value that is stored as the text
+    ``sNaN`` and reads back, but raises on every comparison and hash (``==``, a set, a
+    sentinel), so a container refuses it as a member."""
+    if isinstance(value, _PLAIN) or depth > 200:
+        return False
+    if isinstance(value, decimal.Decimal):
+        return value.is_snan()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_holds_snan(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_snan(k, depth + 1) or _holds_snan(v, depth + 1)
+                   for k, v in value.items())
+    if attrs.has(type(value)):
+        return any(_holds_snan(getattr(value, a.name, None), depth + 1)
+                   for a in attrs.fields(type(value)))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_holds_snan(getattr(value, f.name, None), depth + 1)
+                   for f in dataclasses.fields(value))
+    return False
+
+
 # ---- the base class ---------------------------------------------------------------------
 
 
@@ -414,6 +443,8 @@ class Container(Generic[T, S]):
 
     def _encode(self, value: Any) -> bytes:
         reason = self.encoding.check(value)
+        if reason is None and _holds_snan(value):
+            reason = _SNAN
         if reason is not None:
             raise ValidationError(f"not a {_type_name(self.type)} member: {reason}",
                                   key=self.key)
@@ -441,12 +472,19 @@ class Container(Generic[T, S]):
         if isinstance(raw, str):  # a client with decode_responses=True (refused by Store)
             raw = raw.encode("utf-8")
         try:
-            return self.encoding.decode(raw)  # type: ignore[no-any-return]
+            value = self.encoding.decode(raw)
         except BadValueError as e:
             raise DecodeError(f"stored member does not decode as {_type_name(self.type)}: {e}",
                               key=key) from None
         except DecodeError as e:
             raise e.with_context(key=key) from None
+        except (TypeError, ArithmeticError) as e:  # a frozenset of a signalling NaN, ...
+            raise DecodeError(f"stored member does not decode as {_type_name(self.type)}: "
+                              f"{type(e).__name__}", key=key) from None
+        if _holds_snan(value):
+            raise DecodeError(f"stored member does not decode as {_type_name(self.type)}: "
+                              f"{_SNAN}", key=key)
+        return value  # type: ignore[no-any-return]
 
     # ---- what a pop took and cannot decode --------------------------------------------
 
@@ -490,8 +528,15 @@ class Container(Generic[T, S]):
 
     def clear_plan(self) -> Plan[bool]:
         record = record_key(self.key)  # in the key's slot: one DEL
-        replies = yield Batch([("DEL", self.key), ("DEL", record)], write=True,
-                              idempotent=False, keys=(self.key, record))
+        # and the helper keys of the key's name that any container kind left there: the
+        # %rejected members a pop set aside (a list, a set or a sorted set, by kind: kept,
+        # the next kind's set-aside would fail on it) and a queue's %redelivered marks
+        # (kept, a new value equal to an old one would count as a redelivery). Consumers'
+        # own keys (%consumers, in-flight lists) stay: they belong to running consumers.
+        helpers = ConsumerKeys.of(self.key)
+        gone = (helpers.rejected, helpers.redelivered)
+        replies = yield Batch([("DEL", self.key), ("DEL", record), ("DEL", *gone)],
+                              write=True, idempotent=False, keys=(self.key, record, *gone))
         unmark = unmark_commands(self.key)  # its marks in the model registry, if any
         if unmark:
             yield Batch(unmark, write=True, idempotent=True, keys=[c[1] for c in unmark])
@@ -503,10 +548,12 @@ class Container(Generic[T, S]):
     @overload
     def clear(self: Container[T, AsyncStore]) -> Coroutine[Any, Any, bool]: ...
     def clear(self) -> Any:
-        """DEL the key, and its record in the container registry (so the key may hold
-        another kind of container next); True if the key existed.
+        """DEL the key, its record in the container registry (so the key may hold
+        another kind of container next) and its ``%rejected`` and ``%redelivered`` keys
+        (the members a pop or consumer set aside are deleted with it); True if the key
+        existed. Consumers' keys (``%consumers``, in-flight lists) stay.
 
-        Redis: DEL (the key and its record)."""
+        Redis: DEL (the key and its record), DEL (its %rejected and %redelivered)."""
         return self._run(self.clear_plan())
 
     def exists_plan(self) -> Plan[bool]:

@@ -275,6 +275,19 @@ def _bound(value: Bound, key: str) -> bytes:
     return _score(value, key)
 
 
+def _pair(pair: Any, number: int, key: str) -> tuple[Any, Any]:
+    """``(member, score)`` of one item of ``add_many``'s pairs: a tuple or list of two;
+    anything else (a pair of three, a lone value, a str) raises :class:`ValidationError`
+    naming the key and the item's position (never its value)."""
+    if isinstance(pair, (tuple, list)) and len(pair) == 2:
+        return pair[0], pair[1]
+    shape = (f"a {type(pair).__name__} of {len(pair)}" if isinstance(pair, (tuple, list))
+             else f"a {type(pair).__name__}")
+    raise ValidationError(
+        f"add_many's scores must be a mapping or (member, score) pairs: item {number} is "
+        f"{shape}, not a (member, score) pair", key=key)
+
+
 @guard_plans
 class SortedSet(Container[T, S]):
     """A Redis sorted set of typed members with float scores, ordered by score (then by
@@ -304,10 +317,16 @@ class SortedSet(Container[T, S]):
     ) -> Plan[int]:
         for name, on in (("nx", nx), ("xx", xx), ("gt", gt), ("lt", lt)):
             flag(on, name, key=self.key)
-        pairs = scores.items() if isinstance(scores, Mapping) else many(
-            scores, "scores", "(member, score) pairs", model=None)
+        if isinstance(scores, Mapping):
+            pairs: Iterable[Any] = scores.items()
+        else:
+            try:
+                pairs = many(scores, "scores", "(member, score) pairs", model=None)
+            except ValidationError as e:
+                raise ValidationError(str(e), key=self.key) from None
         args: list[Any] = []
-        for member, score in pairs:
+        for number, pair in enumerate(pairs):  # every pair checked before anything is sent
+            member, score = _pair(pair, number, self.key)
             args += [_score(score, self.key), self._encode(member)]
         if not args:
             raise ValidationError("ZADD needs at least one member", key=self.key)

@@ -2,6 +2,7 @@
 --! include consume_lib
 -- A consumer stops: acknowledge its last item (ARGV[2] == '1': ARGV[3]), return whatever
 -- else it holds to the head of the queue, and unregister. Returns how many it returned.
+want_consume_keys()  -- every key's type before the first write (types_lib)
 -- every command below allowed before the first write (acl_lib)
 if ARGV[2] == '1' then acl('lrem', KEYS[4]) end
 acl_return_all(KEYS[4])

@@ -10,12 +10,22 @@
 -- members share them.
 
 --! include acl_lib
+--! include types_lib
 -- the commands of marks/set_marks (HGET, HSET, HDEL of the redeliveries), asked of the ACL
 -- before a script's first write (acl_lib)
 local function acl_marks()
   acl('hget', KEYS[3])
   acl('hset', KEYS[3])
   acl('hdel', KEYS[3])
+end
+-- the types of the keys every consume_* script reads or writes (KEYS[1] the queue, a
+-- list; KEYS[2] the consumers, a sorted set; KEYS[3] the marks, a hash; KEYS[4], where
+-- given, an in-flight list), before its first write (types_lib)
+local function want_consume_keys()
+  want(KEYS[1], 'list')
+  want(KEYS[2], 'zset')
+  want(KEYS[3], 'hash')
+  if KEYS[4] then want(KEYS[4], 'list') end
 end
 -- and those of return_all(key)
 local function acl_return_all(key)
@@ -26,6 +36,9 @@ local function marks(member)
   local found = redis.call('HGET', KEYS[3], member)
   if not found then return 0, 0 end
   local waiting, returned = string.match(found, '^(%d+):(%d+)$')
+  -- only these scripts write marks; one of another shape (written by hand) counts as
+  -- none, so that it cannot fail a script after its first write (it is overwritten)
+  if not waiting then return 0, 0 end
   return tonumber(waiting), tonumber(returned)
 end
 

@@ -15,6 +15,10 @@ for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. now,
   if not declared[name] then missing[#missing + 1] = name end
 end
 if #missing > 0 then return {'NEED', missing} end
+-- every key's type before the first write (types_lib): the queue, the consumers, the
+-- marks and each in-flight list
+want_consume_keys()
+for i = 5, #KEYS do want(KEYS[i], 'list') end
 -- every command below allowed before the first write (acl_lib)
 acl('zscore', KEYS[2])
 for i = 2, #ARGV do acl_return_all(KEYS[i + 2]) end

@@ -14,6 +14,7 @@
 -- its items returned, or it left, and this call arrived late) changes nothing here: it
 -- answers registered = 0 and the consumer registers again (consume_takeback) first.
 local name, now = ARGV[1], time_ms()
+want_consume_keys()  -- every key's type before the first write (types_lib)
 if not redis.call('ZSCORE', KEYS[2], name) then
   return {0, false, 0, redis.call('LLEN', KEYS[4]), {}, 0}
 end

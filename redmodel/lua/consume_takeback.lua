@@ -7,6 +7,7 @@
 -- consumer.
 -- Returns {{member, count, member, count, ...}, in-flight length, {stale consumers}}.
 local name, now = ARGV[1], time_ms()
+want_consume_keys()  -- every key's type before the first write (types_lib)
 -- every command below allowed before the first write (acl_lib)
 acl('zadd', KEYS[2])
 acl('lrange', KEYS[4])

@@ -11,6 +11,7 @@
 -- members the client decoded is popped: {'POPPED', {member, score, ...}} (a member it has
 -- not seen, added or moved there since the read, ends the run: the client reads again).
 --! include acl_lib
+--! include types_lib
 local max = ARGV[1] == 'max'
 local n = tonumber(ARGV[2])
 local head
@@ -32,7 +33,9 @@ for i = 1, #head, 2 do
   end
 end
 if #members > 0 then
-  -- ZADD and ZREM: both allowed before the first (acl_lib)
+  -- %rejected a sorted set (or none) and ZADD and ZREM allowed, before the first write
+  -- (types_lib, acl_lib)
+  want(KEYS[2], 'zset')
   acl('zadd', KEYS[2])
   acl('zrem', KEYS[1])
   acl_ok()
