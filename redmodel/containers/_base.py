@@ -34,6 +34,7 @@ from redmodel._container_registry import forget, record_key, unmark_commands
 from redmodel._errors import (
     DecodeError,
     ModelDefinitionError,
+    ServerError,
     TransactionError,
     ValidationError,
 )
@@ -492,13 +493,21 @@ class Container(Generic[T, S]):
         """The command that keeps ``raws`` (popped, not decodable) in ``rejected``."""
         raise NotImplementedError  # pragma: no cover - every popping container has one
 
-    def _decoded_or_set_aside(self, raw: Any, set_aside: bool = True) -> Plan[T]:
+    def _decoded_or_set_aside(self, raw: Any, set_aside: bool = True,
+                              put_back: Command | None = None) -> Plan[T]:
         """The member a pop took. One that does not decode is not dropped: it is added, raw,
         to the container's ``%rejected`` key (a list for a queue, where :meth:`consume`
         sets its own aside, a set for a set), and :class:`DecodeError` names that key (never
         the value). The set-aside is itself at most once: a process that dies, or a
         connection that drops, between the pop and the set-aside loses the member.
-        ``set_aside=False`` (a pop inside a transaction): the error says it is lost."""
+        ``set_aside=False`` (a pop inside a transaction): the error says it is lost.
+
+        ``put_back``: the command that returns the member to where the pop took it
+        (``SADD`` to a set, ``LPUSH``/``RPUSH`` to the end of a queue it came from). When
+        the server refuses the set-aside (``%rejected`` holds another type: another
+        program wrote it), the member is put back with it and :class:`ServerError` names
+        both keys: nothing is lost, and the next pop meets the member again until
+        ``%rejected`` is cleared."""
         try:
             return self._decode(raw)
         except DecodeError as e:
@@ -508,8 +517,19 @@ class Container(Generic[T, S]):
                     f"{e.reason}; it was popped in a transaction, which can send nothing "
                     f"after EXEC, so it could not be set aside in {rejected!r}: it is lost",
                     model=e.model, key=e.key, field=e.field, codec=e.codec) from None
-            yield Batch([self._set_aside_command(rejected, [raw])], write=True,
-                        keys=(rejected,))
+            replies = yield Batch([self._set_aside_command(rejected, [raw])], write=True,
+                                  keys=(rejected,), errors=put_back is not None)
+            refused = replies[0]
+            if isinstance(refused, ServerError) and put_back is not None:
+                back = yield Batch([put_back], write=True, keys=(self.key,), errors=True)
+                outcome = (f"it is lost: putting it back in {self.key!r} failed too "
+                           f"({back[0].reply})" if isinstance(back[0], ServerError)
+                           else f"it was put back in {self.key!r}")
+                raise ServerError(
+                    f"{refused.reply} (a popped member did not decode ({e.reason}) and "
+                    f"{rejected!r} refused to keep it: {outcome}; clear or rename "
+                    f"{rejected!r})", keys=(rejected, self.key),
+                    command=str(self._set_aside_command(rejected, [raw])[0])) from None
             raise DecodeError(f"{e.reason}; the pop moved it to {rejected!r}", model=e.model,
                               key=e.key, field=e.field, codec=e.codec) from None
 

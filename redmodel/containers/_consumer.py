@@ -96,7 +96,8 @@ class ConsumedQueue(Protocol[_T_co, _S_co]):
 
     def _encode(self, value: Any, /) -> bytes: ...
 
-    def _decoded_or_set_aside(self, raw: Any, set_aside: bool = True, /) -> Plan[_T_co]: ...
+    def _decoded_or_set_aside(self, raw: Any, set_aside: bool = True,
+                              put_back: Command | None = None, /) -> Plan[_T_co]: ...
 
 T = TypeVar("T")
 log = logging.getLogger("redmodel.consume")
@@ -424,7 +425,8 @@ class _ConsumerBase(Generic[T]):
             if reply is None:
                 continue
             last = time.monotonic()
-            value = yield from self.queue._decoded_or_set_aside(reply[1])
+            value = yield from self.queue._decoded_or_set_aside(
+                reply[1], True, ("LPUSH", key, reply[1]))
             step = self._deliver(value, 1)
             if step is None:
                 return

@@ -94,7 +94,8 @@ def _pop_blocking_plan(queues: Sequence[Queue[T, Any]], timeout: float | None, r
     raw_key, raw = reply
     key = raw_key.decode("utf-8") if isinstance(raw_key, bytes) else str(raw_key)
     queue = by_key[key]
-    value = yield from queue._decoded_or_set_aside(raw)
+    back: Command = ("RPUSH" if right else "LPUSH", key, raw)  # to the end it came from
+    value = yield from queue._decoded_or_set_aside(raw, True, back)
     return queue, value
 
 
@@ -264,7 +265,9 @@ class Queue(Container[T, S]):
         replies = yield Batch([(command, self.key)], write=True, keys=(self.key,))
         if replies[0] is None:
             return None
-        return (yield from self._decoded_or_set_aside(replies[0], not in_transaction))
+        back = "LPUSH" if command == "LPOP" else "RPUSH"  # to the end it came from
+        return (yield from self._decoded_or_set_aside(
+            replies[0], not in_transaction, (back, self.key, replies[0])))
 
     def _set_aside_command(self, rejected: str, raws: Sequence[Any]) -> Command:
         return ("RPUSH", rejected, *raws)

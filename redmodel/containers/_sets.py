@@ -174,7 +174,8 @@ class Set(Container[T, S]):
         replies = yield Batch([("SPOP", self.key)], write=True, keys=(self.key,))
         if replies[0] is None:
             return None
-        return (yield from self._decoded_or_set_aside(replies[0], not in_transaction))
+        return (yield from self._decoded_or_set_aside(
+            replies[0], not in_transaction, ("SADD", self.key, replies[0])))
 
     @overload
     def pop(self: Set[T, Store]) -> T | None: ...
