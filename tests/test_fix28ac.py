@@ -413,7 +413,10 @@ _JSON, _YAML = codec("json"), codec("yaml")
 
 
 def _head(c: Any) -> bytes:
-    return c.encode(0, int)[: -len(c.serializer.dumps(0))]
+    # the chain's header (0xA7, its name's length, its name): what precedes the last
+    # layer's output (fix 30Q: was "encode(0) less dumps(0)", right for a bare chain only,
+    # and for a compressed one an arbitrary cut, empty once json's 0 became "0\n")
+    return c.encode(0, int)[: 2 + len(c.name.encode("ascii"))]
 
 
 _B85 = ("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

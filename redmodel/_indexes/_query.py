@@ -618,9 +618,10 @@ class _Compiled:
     expr: _Node
     needs: frozenset[str]
     program: _Program | None = None
-    # the one-command count of a single-bucket model (Query._native_count): the step
-    # check it was built with, and the batch
-    native: tuple[tuple[str, str, str] | None, Batch] | None = None
+    # the one-command counts of a single-bucket model (Query._native_count), by sort
+    # field ("" for by id: an order_by count also needs the sort field's score): the step
+    # check each was built with, and the batch
+    native: dict[str, tuple[tuple[str, str, str] | None, Batch]] = attrs.field(factory=dict)
 
 
 _COMPILED: dict[tuple[Any, ...], _Compiled] = {}
@@ -826,6 +827,14 @@ class Query(Generic[M, S]):
 
     @functools.cached_property
     def _count_program(self) -> _Program:
+        """The program counting what :meth:`ids` walks: the filter's matches, and for an
+        ``order_by`` query only those the sort field's index holds (an object whose sort
+        value is None has no score, so its pages leave it out: fix 30Q). The sort field's
+        ranges at the top of the filter bound that term, as they bound the walk."""
+        if self._order:
+            lo, hi, rest = _split_walk(self._expr, self._order)
+            scored = _Rng(f"rng{self.spec.delimiter}{self._order}", self._order, lo, hi)
+            return _program(_combine("AND", [scored, rest]))
         known = self._known
         if known.program is None:
             known.program = _program(self._expr)
@@ -1471,7 +1480,9 @@ class Query(Generic[M, S]):
         return plan if in_transaction() else self._guard(plan)
 
     def count_plan(self, cap: int = -1) -> Plan[int]:
-        """How many objects match (stopping once ``cap`` are found, when given)."""
+        """How many objects match (stopping once ``cap`` are found, when given), before
+        any cursor, offset or limit; with ``order_by``, only those with a value for the
+        sort field (the ones its pages give)."""
         return self._plan_guard(self._count_plan(cap))
 
     def exists_plan(self) -> Plan[bool]:
@@ -1538,7 +1549,7 @@ class Query(Generic[M, S]):
         if self._after is not None or self._limit == 0 or _ACTIVE.get() is not None:
             return None
         known = self._known
-        program = known.program or self._count_program
+        program = self._count_program
         if program.tokens[0] not in _NATIVE_ONE:
             return None
         spec = self.spec
@@ -1553,12 +1564,12 @@ class Query(Generic[M, S]):
             check = registry.step_check(spec.cls, self._needs)
             if check is not None and not check[0]:
                 return None
-        cached = known.native
+        cached = known.native.get(self._order)
         if cached is not None and (cached[0] is check or cached[0] == check):
             return cached[1]
         batch = Batch([self._call(program, "count", _Bucket(None), -1)],
                       keys=[spec.index_root(None) + "rec"])
-        known.native = (check, batch)
+        known.native[self._order] = (check, batch)
         return batch
 
     def _native_total(self, reply: Any) -> int | None:

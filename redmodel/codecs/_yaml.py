@@ -63,12 +63,18 @@ class YamlSerializer(Serializer):
         # A YAML value cut at a line end is another valid document (a shorter list, a
         # dict missing keys): the document end marker written by dumps is what tells a
         # whole value. A "..." line at column 0 can only be that marker (the dumper
-        # quotes or indents any string holding one), so no cut can end with it.
+        # quotes or indents any string holding one), so no cut can end with it, and a
+        # value holds it once, at its end.
         if not data.endswith(b"\n...\n"):
             raise DecodeError(
                 "stored yaml value has no document end marker: it was cut short, or it was "
                 "written by an earlier redmodel version (re-save it: see CHANGELOG.md)"
             )
+        if data.find(b"\n...\n") != len(data) - 5:
+            # the marker twice: bytes appended after the value's end (empty documents,
+            # comments: PyYAML would read the first document alone and ignore them; fix 30Q)
+            raise DecodeError("stored yaml value has bytes after its document end marker "
+                              "(corrupt)")
         value = self._yaml.load(data, Loader=self._loader)  # always a SafeLoader
         refuse_lone_surrogates(data, value, self.name)  # the pure-Python loader reads them
         return value
