@@ -78,8 +78,11 @@ class RedmodelError(Exception):
     An error that stops a ``save_many`` or ``delete_many`` once a chunk was sent (an
     object refused, an error reply, a lost reply) says in its message what was written,
     and carries the keys: ``written`` (written, or deleted) and ``not_written`` (the
-    refused ones and those never sent). The keys of a chunk whose outcome is unknown
-    (:class:`OutcomeUnknownError`) are in neither. Both are None for any other error.
+    refused ones, those never sent, and those fenced). The keys of objects whose outcome is
+    unknown (:class:`OutcomeUnknownError`) are in neither, and in its ``keys``. Both are
+    None for any other error (and a plain ``redis.ConnectionError`` has neither: from
+    ``delete_many`` it means nothing was deleted; from ``save_many`` the earlier chunks
+    are written, which is safe to repeat).
     """
 
     written: tuple[str, ...] | None = None

@@ -164,7 +164,12 @@ def test_b_a_lost_reply_to_a_counted_delete_is_never_sent_again(env: Env) -> Non
     with pytest.raises(redmodel.OutcomeUnknownError) as caught:
         env.run(env.store.delete_many(Hat, [h.id for h in objs]))
     e = caught.value
-    assert e.written == tuple(key(h) for h in chunks[0])
+    # fix 30V: the other nodes' part of the chunk is written and listed (docs/store.md:
+    # "a node that fails leaves the other nodes' part of the chunk written: those keys
+    # are in .written"); before, they were in neither list (a known limit)
+    # (and those of the failed node's part whose replies came before the fault)
+    assert e.written == tuple(key(h) for h in chunks[0]) + tuple(
+        key(h) for h in chunks[1] if key(h) not in e.keys)
     assert e.not_written == tuple(key(h) for h in chunks[2])
     assert key(victim) in e.keys
     assert set(e.keys) <= {key(h) for h in chunks[1] if env.node_of(key(h)) == lost_on}
@@ -198,7 +203,12 @@ def test_c_a_node_cut_off_mid_chunk_while_the_others_answered(env: Env) -> None:
     finally:
         proxy.clear()
     e = caught.value
-    assert e.written == tuple(key(h) for h in chunks[0])
+    # fix 30V: the other nodes' part of the chunk is written and listed (docs/store.md:
+    # "a node that fails leaves the other nodes' part of the chunk written: those keys
+    # are in .written"); before, they were in neither list (a known limit)
+    # (and those of the failed node's part whose replies came before the fault)
+    assert e.written == tuple(key(h) for h in chunks[0]) + tuple(
+        key(h) for h in chunks[1] if key(h) not in e.keys)
     assert e.not_written == tuple(key(h) for h in chunks[2])
     assert key(victim) in e.keys
     assert set(e.keys) <= {key(h) for h in chunks[1] if env.node_of(key(h)) == lost_on}

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import attrs
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError
 
 from redmodel._errors import (
@@ -50,7 +51,7 @@ from redmodel._models._hidden import unique_violation
 from redmodel._models._keys import unescape
 from redmodel._models._specs import ModelSpec
 from redmodel._plan import Batch, Command, Plan, script
-from redmodel._transport._wire import _server_error_class
+from redmodel._transport._wire import _server_error_class, outcome_of
 
 __all__ = ["Abandoned", "TxHints", "Write", "claim", "refusal", "run_writes", "settle", "undo"]
 
@@ -1074,7 +1075,7 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         got = yield from _send_round(
             Batch(cmds, write=True, idempotent=idempotent, keys=keys, errors=errors,
                   pause=PIN_PAUSES[min(waits, len(PIN_PAUSES) - 1)], meanwhile=meanwhile),
-            held_back)
+            _Round(items, replies, todo, held_back, owners, idempotent, what))
         meanwhile = None
         again = list(held_back)
         for members, reply in zip(owners, got, strict=True):
@@ -1225,17 +1226,107 @@ def _command(item: Write | Command) -> Command:
     return item.command() if isinstance(item, Write) else item
 
 
-def _send_round(batch: Batch, held_back: list[int]) -> Plan[list[Any]]:
-    """One round of :func:`_send_writes`. When its outcome is unknown (a lost reply), the
-    error's ``unsent`` holds the positions (in the writes sent) of the objects this round
-    held back: each answered in an
-    earlier round without being written (LATER, STORED) and was not sent again, so it is
-    certainly not written (save_many and delete_many say so: ``.not_written``)."""
+@attrs.frozen
+class _Round:
+    """What :func:`_given_up` needs of a round of :func:`_send_writes`."""
+
+    items: Sequence[Write | Command]
+    replies: Sequence[Any]
+    todo: Sequence[int]
+    held_back: Sequence[int]
+    owners: Sequence[Sequence[int]]
+    idempotent: bool
+    what: str
+
+
+def _send_round(batch: Batch, round_: _Round) -> Plan[list[Any]]:
+    """One round of :func:`_send_writes`. When it ends in a connection error (given up,
+    or its outcome unknown: a lost reply), the error says what of the items is known
+    (:func:`_given_up`): ``unsent`` holds the positions (in the writes sent) of the
+    objects certainly not written (held back by this round: each answered in an earlier
+    round without being written, LATER, STORED, and was not sent again; or never run),
+    ``wrote`` those written (save_many and delete_many say so: ``.written`` and
+    ``.not_written``)."""
     try:
         return (yield batch)
-    except OutcomeUnknownError as e:
-        e.unsent = tuple(held_back)  # type: ignore[attr-defined]
-        raise
+    except RedisConnectionError as e:
+        error = _given_up(e, round_)
+        raise error from (e.__cause__ if error is e else e)
+
+
+def send_each(batch: Batch, what: str) -> Plan[list[Any]]:
+    """``batch`` (one write command per object) sent as one round of :func:`_send_writes`
+    would be: an error it ends in says which objects were written (:func:`_given_up`)."""
+    try:
+        return (yield batch)
+    except RedisConnectionError as e:
+        n = len(batch.commands)
+        error = _given_up(e, _Round(batch.commands, [None] * n, range(n), (),
+                                    [[i] for i in range(n)], bool(batch.idempotent), what))
+        raise error from (e.__cause__ if error is e else e)
+
+
+# answers of a write that wrote nothing and asks to be sent again (see _send_writes)
+_AGAIN = frozenset({"LATER", "PINNED", "KEYS", "STORED", "UNLISTED"})
+
+
+def _given_up(error: RedisConnectionError, round_: _Round) -> RedisConnectionError:
+    """The error of :func:`_send_writes` when a round ends in a connection error, told per
+    item what is known (positions in ``items``): ``wrote`` (written: settled in an
+    earlier round or answered in this one, not refused) and ``unsent`` (certainly not
+    written: held back, answered without writing, or never run: the round's
+    :class:`~redmodel._transport._wire.BatchOutcome`); the others may or may not be.
+    A plain error once some of the writes that must not run twice were written
+    (``idempotent`` False) becomes OutcomeUnknownError naming the keys of the others: a
+    plain one reads as "nothing applied, safe to call again" (docs/failures.md,
+    "Several writes in one batch"), and calling a counted delete again miscounts."""
+    items, replies, owners, what = round_.items, round_.replies, round_.owners, round_.what
+    outcome = outcome_of(error)
+    pending = set(round_.todo)
+    settled = {i: replies[i] for i in range(len(items)) if i not in pending}
+    unsent = set(round_.held_back)
+    if outcome is None:  # nothing known of the round: lost if unknown, else not run
+        if not isinstance(error, OutcomeUnknownError):
+            unsent.update(i for members in owners for i in members)
+    else:
+        for j, members in enumerate(owners):
+            if j in outcome.not_ran:
+                unsent.update(members)
+                continue
+            if j not in outcome.ran:
+                continue
+            reply = outcome.ran[j]
+            each = (reply if len(members) > 1 and isinstance(reply, list)
+                    and status(reply) != "BADARG" else [reply] * len(members))
+            for i, r in zip(members, each, strict=True):
+                if type(r) is not int and status(r) in _AGAIN:
+                    unsent.add(i)
+                else:
+                    settled[i] = r
+    wrote = sorted(i for i, r in settled.items() if not _refused(items[i], r, what))
+    unsent.update(i for i in settled if i not in wrote)
+    error.unsent = tuple(sorted(unsent))  # type: ignore[attr-defined]
+    error.wrote = tuple(wrote)  # type: ignore[attr-defined]
+    if isinstance(error, OutcomeUnknownError) or round_.idempotent or not wrote:
+        return error
+    keys = tuple(dict.fromkeys(_key(items[i]) for i in range(len(items)) if i not in wrote))
+    done = [_key(items[i]) for i in wrote]
+    unknown = OutcomeUnknownError(
+        f"{what}: part of it was applied (keys {done[:5]}) and then the connection failed "
+        f"before the rest (keys {list(keys[:5])}) was applied ({type(error).__name__}: "
+        f"{error}): not applied, and it will not be", keys=keys)
+    unknown.unsent = error.unsent  # type: ignore[attr-defined]
+    unknown.wrote = error.wrote  # type: ignore[attr-defined]
+    return unknown
+
+
+def _refused(item: Write | Command, reply: Any, what: str) -> bool:
+    """Whether a settled reply of ``item`` is a refusal (nothing written)."""
+    if isinstance(reply, Exception):
+        return True
+    if type(reply) is int or not isinstance(item, Write):
+        return False
+    return refusal(item.spec, item.key, reply, what) is not None
 
 
 def _key(item: Write | Command) -> str:

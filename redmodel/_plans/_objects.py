@@ -12,12 +12,14 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from redmodel._args import MAX_TTL_SECONDS, flag, integer, many, page_count, shown
 from redmodel._errors import (
     CrossSlotError,
     DecodeError,
     NotFoundError,
+    OutcomeUnknownError,
     RedmodelError,
     ServerError,
     ValidationError,
@@ -34,6 +36,7 @@ from redmodel._indexes._writes import (
     eid_of,
     refusal,
     run_writes,
+    send_each,
     settle,
     status,
     undo,
@@ -468,8 +471,9 @@ def _save_plain_chunk(layout: HashLayout, part: Sequence[Any], ttl: Any, whole: 
         raise _batch_error(e, "save_many", every(_keys_or_none(part)), known([]), False,
                            unread=not whole) from None
     try:
-        replies = yield Batch(commands, write=True, idempotent=True, keys=keys, errors=True,
-                              packed=packed)
+        replies = yield from send_each(Batch(commands, write=True, idempotent=True,
+                                             keys=keys, errors=True, packed=packed),
+                                       "save many")
     except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
         raise _batch_error(e, "save_many", every(keys), known([]), False, unknown=keys,
                            unread=not whole) from None
@@ -697,6 +701,23 @@ def _keys_or_none(part: Sequence[Any]) -> list[str]:
     return out
 
 
+def _after_earlier(error: RedisConnectionError, part: Sequence[str]) -> RedmodelError:
+    """``error`` as a redmodel error: a plain connection error of a chunk sent after
+    earlier chunks were applied (the chunk itself was not: a write that must not run
+    twice is never given up on plainly once part of its batch ran) becomes
+    OutcomeUnknownError naming the chunk's keys: a plain one reads as "nothing applied,
+    call again", and calling a counted delete again would miscount
+    (docs/failures.md, "Several writes in one batch")."""
+    if isinstance(error, RedmodelError):
+        return error
+    unknown = OutcomeUnknownError(
+        f"the connection failed and this chunk was not applied ({type(error).__name__}: "
+        f"{error}); the earlier chunks were", keys=tuple(dict.fromkeys(part)))
+    unknown.unsent = tuple(range(len(part)))  # type: ignore[attr-defined]
+    unknown.__cause__ = error
+    return unknown
+
+
 def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequence[str],
                  tx: bool, refused: str | None = None, unknown: Sequence[str] = (),
                  unread: bool = False, chunk_done: Sequence[int] | None = None
@@ -716,11 +737,16 @@ def _batch_error(error: Exception, what: str, keys: Sequence[str], written: Sequ
         return error
     if isinstance(error, CrossSlotError):  # refused before anything was sent
         unknown = ()
+    # objects of the chunk whose outcome is known after all (positions in the chunk; see
+    # _indexes._writes._given_up): written (settled, or answered by the round given up:
+    # another node, an earlier reply of the chunk) and not written (held back, answered
+    # unwritten, never run or fenced): in their lists, not in neither
+    wrote = [at for at in getattr(error, "wrote", ()) if at < len(unknown)]
+    if wrote and chunk_done is None:
+        written = [*written, *(unknown[at] for at in wrote)]
+        chunk_done = wrote
     start = len(written) - (len(chunk_done) if chunk_done is not None else 0)
-    # objects of the chunk the lost round did not send (each answered, unwritten, in an
-    # earlier round: see _indexes._writes._send_round; positions in the chunk): not
-    # written
-    unsent = set(getattr(error, "unsent", ()))
+    unsent = set(getattr(error, "unsent", ())).union(wrote)
     sent = [at for at in range(len(unknown)) if at not in unsent]
     unknown = [unknown[at] for at in sent]
     done = set(range(start)).union(start + at for at in chunk_done or ()).union(
@@ -922,7 +948,15 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
             replies = yield from run_writes([c for _, c in chunk], idempotent=False,
                                             hints=hints, what=f"delete many {spec.name}",
                                             errors=hints is None, batched=True)
-        except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
+        except RedisConnectionError as e:
+            if not isinstance(e, RedmodelError) and (not done or hints is not None):
+                raise  # nothing of the call was deleted: safe to call again
+            # the chunk's outcome is unknown (a lost reply), or known in part (given up
+            # after part of it ran: see _given_up), or this chunk was not applied after
+            # earlier ones were: the caller learns which objects were deleted
+            raise _batch_error(_after_earlier(e, part), "delete_many", keys, done,
+                               hints is not None, unknown=part) from None
+        except RedmodelError as e:
             raise _batch_error(e, "delete_many", keys, done, hints is not None,
                                unknown=part) from None
         results, refused = yield from _settle_all(chunk, replies, [None] * len(chunk),

@@ -370,7 +370,10 @@ class Store(ShellConfig):
         """Delete many objects: one command per object (DEL, or the layout's or the index's
         delete script; an indexed model's objects of one bucket in one call of the batch
         index script), pipelined, one round trip per chunk of the store's ``chunk_size``;
-        returns how many existed.
+        returns how many existed. When the connection fails after part of the call was
+        deleted (an earlier chunk, another node's part), the error is
+        :class:`OutcomeUnknownError` with ``.written``/``.not_written`` per object, never
+        a plain ``redis.ConnectionError`` (which means nothing was deleted).
 
         Redis: one command per object, pipelined, one round trip per chunk: DEL, EVALSHA
         flat_delete.lua, or for an indexed model EVALSHA index_write_many.lua per bucket

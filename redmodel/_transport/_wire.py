@@ -1441,7 +1441,7 @@ class Exchange:
                 f"once), every reply lost ({type(cause).__name__}: {cause}), and the fence "
                 "(asking the server whether that write id ran) could not settle it",
                 keys=keys, write_id=self.write_id)
-            raise error from cause
+            raise self._outcome(error, indices) from cause
         if fence is None:
             why = "redmodel did not send it again, as it must not be applied twice"
         else:
@@ -1451,9 +1451,59 @@ class Exchange:
         error = OutcomeUnknownError(
             f"the connection failed after {what} was sent and before its reply arrived "
             f"({type(cause).__name__}: {cause}); {why}", keys=keys, write_id=self.write_id)
-        raise error from cause
+        raise self._outcome(error, indices) from cause
 
     # ---- giving up ---------------------------------------------------------------------
+
+    def _ran_unsafe(self) -> list[int]:
+        """The writes of this batch that must not run twice (:attr:`unsafe`) that ran: their
+        replies are in (from this round, an earlier one, or another node of a cluster)."""
+        replies = self.replies
+        return [i for i in self.unsafe
+                if replies[i] is not _PENDING and not isinstance(replies[i], Exception)]
+
+    def _outcome(self, error: BaseException, unknown: Sequence[int],
+                 fenced: Sequence[int] = ()) -> BaseException:
+        """``error`` (raised as a write batch ends), told what of the batch is known, as
+        its :data:`OUTCOME` attribute (a :class:`BatchOutcome`): the commands answered
+        (run, or refused by the server) and those certainly not run and never to be
+        (never sent, proven not run by a redirection, or fenced under their write ids).
+        The others (``unknown``, and resendable writes whose reply was lost: harmless)
+        may or may not have run. The bulk calls say from it, per object, what was
+        written."""
+        if not self.batch.write:
+            return error
+        replies = self.replies
+        skip = set(unknown)
+        skip.update(self._maybe or ())
+        skip.difference_update(fenced)
+        setattr(error, OUTCOME, BatchOutcome(
+            {i: r for i, r in enumerate(replies) if r is not _PENDING},
+            tuple(i for i, r in enumerate(replies) if r is _PENDING and i not in skip)))
+        return error
+
+    def _partial(self, cause: BaseException, missing: Sequence[int],
+                 fenced: Sequence[int] = ()) -> None:
+        """Raise OutcomeUnknownError for a batch given up after some of its writes that must
+        not run twice ran and others (``missing``) did not, or not for sure: a plain
+        error would read as "nothing applied, call again" (docs/failures.md, "Several
+        writes in one batch"). ``.keys`` names those not known to be applied; its
+        :data:`OUTCOME` says which commands are which (:meth:`_outcome`)."""
+        commands = self.batch.commands
+        ran = self._ran_unsafe()
+        done = sorted({_text(k) for i in ran for k in command_keys(commands[i])[0]})
+        keys = tuple(dict.fromkeys(_text(k) for i in missing
+                                   for k in command_keys(commands[i])[0]))
+        maybe = self._maybe or set()
+        unknown = [i for i in missing if i not in fenced and i in maybe]
+        how = "exactly once " if self.once else ""
+        rest = ("was not, and never will be" if not unknown else
+                "was not (those that may be applied twice harmlessly may have been)")
+        error = OutcomeUnknownError(
+            f"part of this batch was applied {how}(keys {done[:5]}) and the rest (keys "
+            f"{list(keys[:5])}) {rest} ({type(cause).__name__}: {cause})",
+            keys=keys, write_id=self.write_id)
+        raise self._outcome(error, unknown, fenced) from cause
 
     def _give_up(self) -> float:
         pending = [i for i in self.todo if i in self.maybe_applied and i in self.once]
@@ -1468,8 +1518,10 @@ class Exchange:
         error = self.last_failure
         if error is None:  # redirected for too long: the last redirection's reply
             assert self.last_redirect is not None
-            raise server_error(self.last_redirect, self.batch.commands[self.todo[0]])
-        raise error
+            error = server_error(self.last_redirect, self.batch.commands[self.todo[0]])
+        if not self.pinned and self._ran_unsafe():
+            self._partial(error, self.todo)
+        raise self._outcome(error, ())
 
     fencing: list[int]
     fence_failures: int
@@ -1513,18 +1565,16 @@ class Exchange:
             self._retire()
             return 0.0
         cause = self.last_failure or RedisConnectionError("connection lost")
-        if not applied:
-            if self.pinned:
+        fenced = [i for i in missing if resolved.get(i) is False]  # never will be applied
+        if self.pinned:
+            if not applied:
                 raise RestartAttemptError(cause)
-            raise cause
-        commands = self.batch.commands
-        done = sorted({_text(k) for i in applied for k in command_keys(commands[i])[0]})
-        keys = tuple(dict.fromkeys(_text(k) for i in missing
-                                   for k in command_keys(commands[i])[0]))
-        raise OutcomeUnknownError(
-            f"part of this batch was applied exactly once (keys {done[:5]}) and the rest "
-            f"was not, and never will be ({type(cause).__name__}: {cause})", keys=keys,
-            write_id=self.write_id) from cause
+        elif not self._ran_unsafe():
+            # nothing of the batch that must not run twice ran (in this round, an earlier
+            # one, or on another node): safe to call again
+            raise self._outcome(cause, (), fenced)
+        self._partial(cause, missing, fenced)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # ---- the result --------------------------------------------------------------------
 
@@ -1561,6 +1611,36 @@ class Exchange:
 def _node_name(node: Any) -> str | None:
     """``host:port`` of a cluster node for messages (None on one server)."""
     return None if node is None else str(getattr(node, "name", node))
+
+
+#: The attribute of an error a write batch ended in that holds its :class:`BatchOutcome`.
+OUTCOME = "_redmodel_batch_outcome"
+
+
+class BatchOutcome:
+    """What of a write batch is known when it ends in an error (internal): ``ran`` maps
+    the position of each command answered to its reply (run, or refused by the server);
+    ``not_ran`` holds the positions certainly not run, and never to be. Its replies are
+    never shown (repr) nor carried across a process boundary (pickle: an empty one)."""
+
+    __slots__ = ("not_ran", "ran")
+
+    def __init__(self, ran: dict[int, Any], not_ran: tuple[int, ...]) -> None:
+        self.ran = ran
+        self.not_ran = not_ran
+
+    def __repr__(self) -> str:
+        return f"<BatchOutcome: {len(self.ran)} answered, {len(self.not_ran)} not run>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BatchOutcome, ({}, ()))
+
+
+def outcome_of(error: BaseException) -> BatchOutcome | None:
+    """The :class:`BatchOutcome` of a write batch's error, taken off it (None if it has
+    none): the replies it holds are for the bulk call, not for the caller."""
+    found = error.__dict__.pop(OUTCOME, None) if hasattr(error, "__dict__") else None
+    return found if isinstance(found, BatchOutcome) else None
 
 
 class _Asked:

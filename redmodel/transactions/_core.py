@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from redis.exceptions import ResponseError
 
+from redmodel._args import many
 from redmodel._errors import (
     ConflictError,
     DecodeError,
@@ -466,9 +467,13 @@ def _one_attempt(keys: tuple[str, ...]) -> ConflictError:
     )
 
 
-def _read_command(client: Any, args: tuple[Any, ...], watch: Sequence[str]) -> Plan[Any]:
-    """One raw read command, its reply shaped as the client's own method would."""
-    replies = yield Batch([args], keys=tuple(watch))
+def _read_command(client: Any, args: tuple[Any, ...], watch: Iterable[str]) -> Plan[Any]:
+    """One raw read command, its reply shaped as the client's own method would.
+    ``watch`` is a collection of keys, never one key as ``str``/``bytes`` (iterating it
+    would WATCH its characters and leave the key read unwatched: a lost update), refused
+    with ValidationError before anything is sent."""
+    keys = tuple(many(watch, "watch", "keys"))
+    replies = yield Batch([args], keys=keys)
     return redis_reply(client, args, replies[0])
 
 

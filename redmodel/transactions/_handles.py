@@ -15,7 +15,8 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeAlias, TypeVar
 
 from redmodel._args import many
 from redmodel._container_registry import first_use
@@ -61,6 +62,12 @@ __all__ = [
 T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
+
+#: What ``read_command(..., watch=)`` takes: the keys the command reads, as a tuple, a list
+#: or a set. Not any ``Sequence[str]``: a bare ``str`` is one (of its characters), and
+#: ``watch="key"`` would WATCH the characters and leave the key read unwatched (a lost
+#: update); mypy refuses it, and so does the call (ValidationError, nothing sent).
+WatchKeys: TypeAlias = "tuple[str, ...] | list[str] | AbstractSet[str]"
 
 log = logging.getLogger("redmodel.tx")
 
@@ -801,9 +808,11 @@ class Transaction(_TxBase):
         self._register(model)
         return self.query(get_field(model, id, field), f"read {model.__name__} {id!r} {field}")
 
-    def read_command(self, *args: Any, watch: Sequence[str]) -> Any:
-        """A raw read command run now, after WATCHing ``watch`` (name every key it reads;
-        ``watch=()`` reads without protection). Sent as :meth:`command` sends it; what
+    def read_command(self, *args: Any, watch: WatchKeys) -> Any:
+        """A raw read command run now, after WATCHing ``watch`` (name every key it reads,
+        as a tuple, a list or a set: ``watch=(key,)``; ``watch=()`` reads without
+        protection; one key given as a ``str`` or ``bytes`` raises :class:`ValidationError`,
+        nothing sent: its characters are not keys). Sent as :meth:`command` sends it; what
         :meth:`command` refuses (``UNWATCH``, ``SELECT``, ``SCRIPT`` ...) raises
         :class:`ValidationError` here, nothing sent.
 
@@ -1002,9 +1011,10 @@ class AsyncTransaction(_TxBase):
         plan = get_field(model, id, field)
         return await self.query(plan, f"read {model.__name__} {id!r} {field}")
 
-    async def read_command(self, *args: Any, watch: Sequence[str]) -> Any:
-        """A raw read command run now, after WATCHing ``watch`` (name every key it reads;
-        ``watch=()`` reads without protection).
+    async def read_command(self, *args: Any, watch: WatchKeys) -> Any:
+        """A raw read command run now, after WATCHing ``watch`` (name every key it reads,
+        as a tuple, a list or a set; ``watch=()`` reads without protection; one key given
+        as a ``str`` or ``bytes`` raises :class:`ValidationError`, nothing sent).
 
         Redis: as Transaction.read_command"""
         sent, words = checked_raw(args, "read_command")
