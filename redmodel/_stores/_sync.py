@@ -204,10 +204,11 @@ class Store(ShellConfig):
         those that became None), so two writers of different fields both keep theirs;
         ``force=True`` saves it whole, and so does a save to another key than it was
         loaded from (its id changed) or through a store with another client (another
-        database or server, an AsyncStore; two stores built on one client count as one). An indexed model's save is one call of the index
-        write script that also updates its index entries and checks unique values
-        (UniqueViolationError, nothing written); a bucketed model's unique values are
-        claimed by separate scripts around it.
+        database or server, an AsyncStore; two stores built on one client count as
+        one). An indexed model's save is one call of the index write script that also
+        updates its index entries and checks unique values (UniqueViolationError,
+        nothing written); a bucketed model's unique values are claimed by separate
+        scripts around it.
 
         Redis: hash layout: HSET alone, or EVALSHA hash_save.lua (HSET, HDEL of the None
         fields, PEXPIRE of a TTL); an object loaded by get and changed since: EVALSHA
