@@ -55,6 +55,33 @@ def in_transaction() -> bool:
     """Whether a transaction is open in this thread / asyncio task."""
     return ACTIVE_TRANSACTION.get() is not None
 
+
+# The redis-py client of the store whose plan runs now in this thread / asyncio task (set by
+# the drivers below for what they run, never across a yield to the caller): where a tracked
+# object's snapshot says it was loaded from (redmodel._layouts._hash.remember).
+ORIGIN: contextvars.ContextVar[Any] = contextvars.ContextVar("redmodel_origin", default=None)
+
+
+def origin() -> Any:
+    """The client the running plan reads and writes through: the running store's, else the
+    open transaction's store's (a transaction drives its plans itself), else None
+    (unknown: a tracked object then saves whole)."""
+    found = ORIGIN.get()
+    if found is None:
+        tx = ACTIVE_TRANSACTION.get()
+        if tx is not None:
+            found = getattr(tx.store, "client", None)
+    return found
+
+
+def _send(plan: Generator[Any, Any, Any], value: Any, client: Any) -> Any:
+    """``plan.send(value)`` with :data:`ORIGIN` set to ``client`` for that step only."""
+    token = ORIGIN.set(client)
+    try:
+        return plan.send(value)
+    finally:
+        ORIGIN.reset(token)
+
 R = TypeVar("R")
 Command = tuple[Any, ...]
 
@@ -181,8 +208,10 @@ Plan = Generator[Batch, list[Any], R]
 IterPlan = Generator["Batch | Emit", "list[Any] | None", None]
 
 
-def run_sync(plan: Plan[R], execute: Callable[[Batch], list[Any]]) -> R:
-    """Drive ``plan`` with ``execute(batch) -> replies``."""
+def run_sync(plan: Plan[R], execute: Callable[[Batch], list[Any]], client: Any = None) -> R:
+    """Drive ``plan`` with ``execute(batch) -> replies``; ``client``: the store's (the
+    :data:`ORIGIN` of the run)."""
+    token = ORIGIN.set(client)  # nothing of the caller's runs before it returns
     try:
         batch = next(plan)
         while True:
@@ -198,10 +227,15 @@ def run_sync(plan: Plan[R], execute: Callable[[Batch], list[Any]]) -> R:
             batch = plan.send(replies)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    finally:
+        ORIGIN.reset(token)
 
 
-async def run_async(plan: Plan[R], execute: Callable[[Batch], Awaitable[list[Any]]]) -> R:
-    """Drive ``plan`` with ``await execute(batch) -> replies``."""
+async def run_async(plan: Plan[R], execute: Callable[[Batch], Awaitable[list[Any]]],
+                    client: Any = None) -> R:
+    """Drive ``plan`` with ``await execute(batch) -> replies``; ``client`` as for
+    :func:`run_sync` (set in this task's context: nothing else runs in it meanwhile)."""
+    token = ORIGIN.set(client)
     try:
         batch = next(plan)
         while True:
@@ -217,39 +251,44 @@ async def run_async(plan: Plan[R], execute: Callable[[Batch], Awaitable[list[Any
             batch = plan.send(replies)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    finally:
+        ORIGIN.reset(token)
 
 
-def iterate_sync(plan: IterPlan, execute: Callable[[Batch], list[Any]]) -> Iterator[Any]:
-    """Drive an iteration plan, yielding the items it emits."""
+def iterate_sync(plan: IterPlan, execute: Callable[[Batch], list[Any]],
+                 client: Any = None) -> Iterator[Any]:
+    """Drive an iteration plan, yielding the items it emits; ``client`` as for
+    :func:`run_sync` (set for each step of the plan, not while the caller has an item)."""
     try:
-        step = next(plan)
+        step = _send(plan, None, client)
         while True:
             if isinstance(step, Emit):
                 yield from step.items
-                step = plan.send(None)
+                step = _send(plan, None, client)
             else:
                 if step.pause:
                     time.sleep(step.pause)
-                step = plan.send(execute(step))
+                step = _send(plan, execute(step), client)
     except StopIteration:
         return
 
 
 async def iterate_async(
-    plan: IterPlan, execute: Callable[[Batch], Awaitable[list[Any]]]
+    plan: IterPlan, execute: Callable[[Batch], Awaitable[list[Any]]], client: Any = None
 ) -> AsyncIterator[Any]:
-    """Drive an iteration plan with an async executor, yielding the items it emits."""
+    """Drive an iteration plan with an async executor, yielding the items it emits;
+    ``client`` as for :func:`iterate_sync`."""
     try:
-        step = next(plan)
+        step = _send(plan, None, client)
         while True:
             if isinstance(step, Emit):
                 for item in step.items:
                     yield item
-                step = plan.send(None)
+                step = _send(plan, None, client)
             else:
                 if step.pause:
                     await asyncio.sleep(step.pause)
-                step = plan.send(await execute(step))
+                step = _send(plan, await execute(step), client)
     except StopIteration:
         return
 

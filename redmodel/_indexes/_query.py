@@ -1653,7 +1653,13 @@ class Query(Generic[M, S]):
             raise TypeError("this query's store is an AsyncStore: use `async for page in "
                             "query.apages(size)`")
         return (page.items for page in iterate_sync(self._guard(self._pages_plan(size)),
-                                                    self.store._execute) if page.items)
+                                                    self.store._execute, self._client())
+                if page.items)
+
+    def _client(self) -> Any:
+        """The store's client (where the objects a page decodes were read from), if it has
+        one (a plan runner of another kind: unknown)."""
+        return getattr(self.store, "client", None)
 
     def apages(self: Query[M, AsyncRunner], size: int = PAGE_SIZE) -> AsyncIterator[list[M]]:
         """:meth:`pages` for an AsyncStore: ``async for page in query.apages(100)``.
@@ -1667,7 +1673,7 @@ class Query(Generic[M, S]):
 
     async def _apages(self: Query[M, AsyncRunner], size: int) -> AsyncIterator[list[M]]:
         async for page in iterate_async(self._guard(self._pages_plan(size)),
-                                        self.store._execute):
+                                        self.store._execute, self._client()):
             if page.items:
                 yield page.items
 

@@ -23,7 +23,7 @@ from redmodel._indexes._writes import Write
 from redmodel._models._compiled import FALLBACK, field_encoder, hash_decoder, hash_encoder
 from redmodel._models._specs import FieldSpec, ModelSpec, increment_kind
 from redmodel._models._types import BadValueError, optional_inner
-from redmodel._plan import Command, script
+from redmodel._plan import Command, origin, script
 from redmodel.codecs._chains import stored_primitive
 from redmodel.codecs._strict import upgrade_value
 
@@ -42,30 +42,52 @@ CAS_STRING = script("string_cas")
 
 
 Prints = dict[bytes, bytes]  # stored field name -> fingerprint of an encrypted value
-_SNAPSHOTS: dict[int, tuple[weakref.ref[Any], dict[bytes, bytes], Prints]] = {}
+# id(obj) -> (the object, its stored state, its fingerprints, the key it was loaded from or
+# saved at, the client of the store that did it: None when unknown)
+_SNAPSHOTS: dict[int, tuple[weakref.ref[Any], dict[bytes, bytes], Prints, str,
+                            weakref.ref[Any] | None]] = {}
 
 
-def remember(obj: Any, stored: dict[bytes, bytes], prints: Prints | None = None) -> None:
+def remember(obj: Any, stored: dict[bytes, bytes], key: str,
+             prints: Prints | None = None) -> None:
     """Keep what ``obj`` was loaded from (or saved as), for a save of what changed; with
     the fingerprints of its encrypted values (their ciphertext differs at every write, so
-    it cannot tell whether the value changed)."""
-    key = id(obj)
+    it cannot tell whether the value changed), and where that is: ``key`` on the server
+    of the store running now (its client: :func:`redmodel._plan.origin`). The snapshot
+    describes that key of that server only: a save anywhere else is whole (:func:`recall`)."""
+    ident = id(obj)
 
     def gone(_: weakref.ref[Any]) -> None:
-        _SNAPSHOTS.pop(key, None)
+        _SNAPSHOTS.pop(ident, None)
 
     try:
         ref = weakref.ref(obj, gone)
     except TypeError:  # a class without weakref support: always saved whole
         return
-    _SNAPSHOTS[key] = (ref, stored, prints or {})
+    client = origin()
+    where = None
+    if client is not None:
+        with contextlib.suppress(TypeError):  # a client without weakrefs: unknown
+            where = weakref.ref(client)
+    _SNAPSHOTS[ident] = (ref, stored, prints or {}, key, where)
 
 
-def recall(obj: Any) -> dict[bytes, bytes] | None:
+def recall(obj: Any, key: str | None = None) -> dict[bytes, bytes] | None:
+    """The stored state ``obj`` was loaded with (or saved as), when it describes what
+    ``key`` holds on the server of the store running now: loaded from (or saved at) that
+    key through the same client; else None (the caller saves whole). ``key=None``: the
+    snapshot wherever it was taken (tests)."""
     found = _SNAPSHOTS.get(id(obj))
-    if found is not None and found[0]() is obj:
-        return found[1]
-    return None
+    if found is None or found[0]() is not obj:
+        return None
+    if key is not None:
+        where = found[4]
+        if found[3] != key or where is None:
+            return None
+        client = where()
+        if client is None or client is not origin():
+            return None
+    return found[1]
 
 
 def recall_prints(obj: Any) -> Prints:
@@ -393,9 +415,9 @@ class HashLayout:
             self._prints(self.spec.fields, obj, b"", out)
         return out
 
-    def remember(self, obj: Any, stored: dict[bytes, bytes]) -> None:
-        """Keep ``obj``'s stored state (and its encrypted values' fingerprints)."""
-        remember(obj, stored, self.prints(obj) if self.encrypted else None)
+    def remember(self, obj: Any, stored: dict[bytes, bytes], key: str) -> None:
+        """Keep ``obj``'s stored state at ``key`` (and its encrypted values' fingerprints)."""
+        remember(obj, stored, key, self.prints(obj) if self.encrypted else None)
 
     def _changed_pairs(self, obj: Any, state: dict[bytes, bytes],
                        snapshot: dict[bytes, bytes]) -> list[bytes]:
@@ -455,7 +477,8 @@ class HashLayout:
         state = dict(zip(pairs[::2], pairs[1::2], strict=True)) \
             if self.spec.track_changes else {}
         stale, moved = stale_fields(obj) if _STALE else _NO_STALE
-        snapshot = None if not self.spec.track_changes else recall(obj)
+        # only a snapshot of this key through this store's client describes what it holds
+        snapshot = None if not self.spec.track_changes else recall(obj, key)
         indexes = self.spec.indexes
         if snapshot is not None and ttl_ms is not None and indexes is None:
             snapshot = None  # the partial-save script sets no TTL: save whole
@@ -938,7 +961,7 @@ class HashLayout:
             obj = self._fast_decode(data, id_text)
             if obj is not FALLBACK:
                 if spec.track_changes:
-                    self.remember(obj, data)
+                    self.remember(obj, data, key)
                 if not self.known.issuperset(data):
                     _note_stale(obj, [f for f in data if f not in self.known], [])
                 return obj
@@ -972,7 +995,7 @@ class HashLayout:
         kwargs[spec.key.init_name] = self._decode_id(key, id_text)
         obj = spec.cls(**kwargs)
         if spec.track_changes:
-            self.remember(obj, data)
+            self.remember(obj, data, key)
         if moved or not self.known.issuperset(data):
             _note_stale(obj, [f for f in data if f not in self.known], moved or [])
         return obj

@@ -242,9 +242,10 @@ def model(
       each with its own index keys in the same slot, so an indexed model works on Redis
       Cluster; queries fan out to every bucket. Changing it is a migration:
       ``store.migrate_buckets`` (docs/migrations.md).
-    - ``track_changes``: remember what ``get`` loaded, so ``save`` sends only the fields
-      that changed (two writers of different fields both keep theirs). Default: on for
-      models with indexes.
+    - ``track_changes``: remember what ``get`` loaded (and from which key, through which
+      store's client), so ``save`` to that key through that client sends only the fields
+      that changed (two writers of different fields both keep theirs); a save anywhere
+      else is whole. Default: on for models with indexes.
 
     A subclass of a model is a model only when decorated too; it inherits every option
     its base was given except ``prefix`` (its own keys: the subclass name in snake case),

@@ -211,7 +211,7 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
     if not partial:  # a partial save kept the fields its model does not know
         saved(obj)
     if spec.track_changes:
-        layout.remember(obj, state)
+        layout.remember(obj, state, key)
     return key
 
 
@@ -312,7 +312,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
                                known([keys[at] for at in _kept(keys, refused)]),
                                hints is not None, key, unread=not whole,
                                chunk_done=_kept(keys, refused))
-        _saved_all(part, [state for _, _, state in made])
+        _saved_all(part, made)
         if not whole:
             done += keys
         count += len(part)
@@ -362,15 +362,16 @@ def _kept(chunk: Sequence[Any], refused: Collection[int]) -> list[int]:
     return [at for at in range(len(chunk)) if at not in refused]
 
 
-def _saved_all(part: Sequence[Any], states: Sequence[Any]) -> None:
+def _saved_all(part: Sequence[Any],
+               made: Sequence[tuple[str, Command | Write, dict[bytes, bytes] | None]]) -> None:
     """A chunk was written: what each object remembers (stale fields; the snapshot of a
-    tracked hash object, from the state its one encode made)."""
-    for obj, state in zip(part, states, strict=True):
+    tracked hash object, from the (key, command, state) its one encode made)."""
+    for obj, (key, _, state) in zip(part, made, strict=True):
         spec = spec_of(obj)
         layout = layout_of(spec)
         saved(obj)
         if spec.track_changes and state is not None and isinstance(layout, HashLayout):
-            layout.remember(obj, state)  # partial saves: hash only
+            layout.remember(obj, state, key)  # partial saves: hash only
 
 
 def _check_all(seq: Sequence[Any], chunk_size: int) -> dict[int, list[str]]:

@@ -145,7 +145,7 @@ class AsyncStore(ShellConfig):
 
         Redis: as Store.run"""
         await self._link.ready()  # before the plan starts: see _iterate
-        return await run_async(plan, self._execute)
+        return await run_async(plan, self._execute, self.client)
 
     async def _iterate(self, plan: IterPlan) -> AsyncIterator[Any]:
         """Drive an iteration plan, after making a cluster client ready: a plan may walk
@@ -154,7 +154,7 @@ class AsyncStore(ShellConfig):
         redmodel._stores._config.Targets). Every plan this store runs starts here or in
         :meth:`run`."""
         await self._link.ready()
-        async for item in iterate_async(plan, self._execute):
+        async for item in iterate_async(plan, self._execute, self.client):
             yield item
 
     async def run_many(self, *plans: Plan[Any]) -> list[Any]:

@@ -173,7 +173,7 @@ class Store(ShellConfig):
 
         Redis: any command the plan's batches hold (each batch one round trip, pipelined).
         """
-        return run_sync(plan, self._execute)
+        return run_sync(plan, self._execute, self.client)
 
     def run_many(self, *plans: Plan[Any]) -> list[Any]:
         """Run several plans (the ``*_plan`` methods of containers, queries' plans)
@@ -202,10 +202,13 @@ class Store(ShellConfig):
         A model with ``track_changes`` (every indexed model) saves an object loaded by
         ``get`` by sending only the fields that changed since (HSET of those, HDEL of
         those that became None), so two writers of different fields both keep theirs;
-        ``force=True`` saves it whole. An indexed model's save is one call of the index
-        write script that also updates its index entries and checks unique values
-        (UniqueViolationError, nothing written); a bucketed model's unique values are
-        claimed by separate scripts around it.
+        ``force=True`` saves it whole, and so does a save to another key than it was
+        loaded from (its id changed) or through a store with another client (another
+        database or server, an AsyncStore; two stores built on one client count as
+        one). An indexed model's save is one call of the index write script that also
+        updates its index entries and checks unique values (UniqueViolationError,
+        nothing written); a bucketed model's unique values are claimed by separate
+        scripts around it.
 
         Redis: hash layout: HSET alone, or EVALSHA hash_save.lua (HSET, HDEL of the None
         fields, PEXPIRE of a TTL); an object loaded by get and changed since: EVALSHA
@@ -459,7 +462,7 @@ class Store(ShellConfig):
 
         Redis: SCAN with MATCH and TYPE, page by page (on every primary of a cluster)."""
         return iterate_sync(self._use(model, _ops.scan_keys(model, count, self._targets())),
-                            self._execute)
+                            self._execute, self.client)
 
     def scan(self, model: type[M], *, count: int = 500) -> Iterator[M]:
         """Every stored object of the model: SCAN pages, each followed by one pipelined
@@ -469,7 +472,7 @@ class Store(ShellConfig):
         Redis: SCAN with MATCH and TYPE, each page followed by one pipelined round trip of
         HGETALL (hash layout), EVALSHA flat_get.lua (flat layout) or GET (blob layout)."""
         return iterate_sync(self._use(model, _ops.scan(model, count, self._targets())),
-                            self._execute)
+                            self._execute, self.client)
 
     def rotate_keys(self, model: type, *, count: int = 500) -> int:
         """Re-encrypt every stored value of the model that a ``fernet`` chain wrote under an
@@ -484,7 +487,7 @@ class Store(ShellConfig):
         (HGETALL, GET or EVALSHA flat_get.lua) and one EVALSHA hash_cas_field.lua or
         string_cas.lua per changed value."""
         plan = self._use(model, _ops.rotate_keys(model, count, self._targets()))
-        return sum(iterate_sync(plan, self._execute))
+        return sum(iterate_sync(plan, self._execute, self.client))
 
     def rotate_index_key(self, model: type, *, count: int = 500,
                          progress: bool | None = None) -> int:
@@ -508,7 +511,7 @@ class Store(ShellConfig):
         Nothing for a model without blind indexes."""
         shown = Progress(model, progress)
         for page in iterate_sync(self._use(model, rotate_index_key(model, count)),
-                                 self._execute):
+                                 self._execute, self.client):
             shown.step(page)
         return shown.finish()
 
@@ -575,7 +578,7 @@ class Store(ShellConfig):
             spec_of(model), "reindex the model",
             _repair.reindex_plan(model, count, self._targets(), restart)))
         line = _repair.ProgressLine(model, progress)
-        for item in iterate_sync(plan, self._execute):
+        for item in iterate_sync(plan, self._execute, self.client):
             line.feed(item)
         done = line.finish()
         self.run(self._registry.mark_ready(spec_of(model)))
@@ -610,7 +613,7 @@ class Store(ShellConfig):
         feed = _rebucket.Feed(model, progress)
         plan = _rebucket.migrate_plan(model, from_buckets, count, self._targets(),
                                       self.cluster, self._registry.enabled)
-        for item in iterate_sync(plan, self._execute):
+        for item in iterate_sync(plan, self._execute, self.client):
             feed.feed(item)
         return feed.result
 
@@ -692,7 +695,7 @@ class Store(ShellConfig):
         the count against the pages' sizes)."""
         return list(iterate_sync(
             self._use(model, _repair.verify_plan(model, count, self._targets())),
-            self._execute))
+            self._execute, self.client))
 
     def count(self, model: type) -> int:
         """How many objects the model has: a full SCAN, O(N) in the keyspace.
