@@ -1351,7 +1351,8 @@ def rotate_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
     (a value no chain of its field decodes: plaintext, another chain's header, a token
     under no configured key; a corrupt flat manifest) raises DecodeError naming its key
     before anything of the page is written (docs/store.md; 30AQ F3: a value whose header
-    names no key-holding chain was passed over, and the rotation reported success)."""
+    names no key-holding chain was passed over, and the rotation reported success). A
+    flat object missing a leaf is the exception: its other values are rotated."""
     chains = _chains(spec)
     if not chains or not keys:
         return 0
@@ -1361,7 +1362,10 @@ def rotate_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
         try:
             layout.decode(key, spec.id_of_key(key) or "", reply)
         except DecodeError as e:
-            raise e.with_context(model=spec.name, key=key) from None
+            # a flat object missing a leaf is no corrupt manifest and no undecodable value:
+            # what is left of it is rotated (its get keeps naming the missing leaf)
+            if not (isinstance(layout, FlatLayout) and reply and None in reply[1:]):
+                raise e.with_context(model=spec.name, key=key) from None
     writes: list[Command] = []
     for key, reply in zip(keys, replies, strict=True):
         for target, old in layout.raw_values(key, reply):
