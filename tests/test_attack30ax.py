@@ -141,7 +141,12 @@ def test_f2_delete_many_of_bucketed_unique_objects_applied_lists_what_was_delete
     store.close()
     assert len(_users(redis_client)) < 4  # some were deleted
     assert not _plain(error), repr(error)
-    assert isinstance(error, redmodel.OutcomeUnknownError)
+    # fix 30X: every chunk was deleted and only the claims' release failed (plainly: not
+    # run, or fenced), which the data stay right without; docs/store.md "Atomicity and
+    # failures": "a write that ran is reported as applied even when a follow-up step
+    # after it (the confirmation or release of a bucketed model's unique claims) fails
+    # plainly: the call returns its result"
+    assert error is None, repr(error)
 
 
 @pytest.mark.parametrize("eo", [False, True], ids=["mode-off", "exactly-once"])
