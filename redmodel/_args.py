@@ -166,6 +166,26 @@ def many(value: T, what: str, of: str, *, model: str | None = None) -> T:
     return value
 
 
+def key_names(keys: Iterable[Any], what: str) -> tuple[Any, ...]:
+    """The items of ``keys`` (already known to be an iterable: :func:`many`, or a
+    ``*keys`` tuple) when each is one key: a ``str`` (with no lone surrogate: no bytes
+    stand for it) or ``bytes``. Anything else (a list or a set inside the list, ``None``,
+    an int, a dict...) raises :class:`ValidationError` naming ``what``, the item's
+    position and its type, before anything is sent (attack 30AX F3). The key itself is
+    not shown."""
+    out = tuple(keys)
+    for at, key in enumerate(out):
+        if type(key) is bytes or (isinstance(key, str) and not unsendable(key)):
+            continue
+        if isinstance(key, str):
+            problem = "a str holding a lone surrogate (no UTF-8 bytes stand for it)"
+        else:
+            problem = type(key).__name__
+        raise ValidationError(f"{what}: every key must be a str or bytes; item {at} is "
+                              f"{problem}")
+    return out
+
+
 def unsendable(text: str) -> bool:
     """Whether ``text`` holds a lone surrogate (no UTF-8 bytes stand for it). Names that
     are not ids (a model prefix, a stored field name, a container key part, a consumer

@@ -10,6 +10,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = [
     "CodecError",
@@ -347,6 +348,14 @@ class OutcomeUnknownError(RedmodelError, RedisConnectionError):
         shown = list(keys[:5]) + (["..."] if len(keys) > 5 else [])
         super().__init__(f"{message}; the write may or may not have been applied "
                          f"(keys {shown})")
+
+
+#: The redis-py errors of a connection that failed: ``redis.TimeoutError`` is no subclass
+#: of ``redis.ConnectionError``, and docs/failures.md gives both one meaning (plain: not
+#: applied, or harmless to repeat; :class:`OutcomeUnknownError`: may or may not be). Every
+#: ``except`` of redmodel that decides a write's outcome (written, not written, resend,
+#: settle) catches this tuple, never ``ConnectionError`` alone (attack 30AX F1).
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
 
 
 class ServerError(RedmodelError, ResponseError):

@@ -27,6 +27,8 @@ from typing import Any, Protocol, TypeVar
 import attrs
 from typing_extensions import TypeVar as DefaultTypeVar
 
+from redmodel._errors import CONNECTION_ERRORS, RedmodelError
+
 __all__ = [
     "AsyncRunner",
     "Batch",
@@ -146,6 +148,21 @@ class Batch:
     the plan's code from a check to its next batch must not change what later plans
     read from the shared ``TxHints`` (redmodel.transactions._core.TxCore.prepare).
 
+    ``follow_up``: a write sent after the call's own write ran (or was refused), which
+    the data stay right without: the confirmation or release of a bucketed model's
+    unique claims (``redmodel._indexes._writes.settle``/``undo``/``release``). A claim
+    left unconfirmed while its owner holds the value blocks nobody else, and one whose
+    owner gave the value up (or is gone) is taken over by the next claimer (at once when
+    confirmed, after ``CLAIM_GRACE_MS`` when not) and dropped by ``reindex``; ``verify``
+    reports neither. So when such a batch ends in a plain connection error or timeout
+    (nothing of it ran, or its first copy was fenced: no copy lands later) the store
+    answers ``None`` for each command and the call returns its own outcome
+    (:func:`follow_up_failed`): a plain error would read "not applied, safe to call
+    again" of a write that was applied (attack 30AX F2). An
+    :class:`~redmodel.OutcomeUnknownError` (a copy may still land: a stale release could
+    free a value its owner took again) is raised, its message saying it is the
+    follow-up's. :func:`gather` marks a merged batch so only when each part is.
+
     ``pause``: seconds the driver waits before sending the batch (``time.sleep`` in
     :func:`run_sync`/:func:`iterate_sync`, ``asyncio.sleep`` in their async twins), so
     that a plan polling for another client's write does not send round trips back to back
@@ -179,6 +196,7 @@ class Batch:
     unsafe: tuple[int, ...] | None = None
     errors: bool = False
     check: bool = False
+    follow_up: bool = False
     pause: float = 0.0
     packed: Sequence[bytes] | None = attrs.field(default=None, eq=False, repr=False)
     meanwhile: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
@@ -206,6 +224,28 @@ class Emit:
 
 Plan = Generator[Batch, list[Any], R]
 IterPlan = Generator["Batch | Emit", "list[Any] | None", None]
+
+
+def follow_up_failed(batch: Batch, error: Exception) -> list[Any]:
+    """What a store answers for ``batch`` when sending it raised ``error``: ``error``
+    raised again unless ``batch`` is a :attr:`Batch.follow_up` that failed plainly (a
+    redis-py ``ConnectionError``/``TimeoutError``: not run, or fenced), for which each
+    command's reply is ``None``. An :class:`~redmodel.OutcomeUnknownError` of a follow-up
+    is raised with its message saying so (the call's own write is not the unknown
+    part)."""
+    if not batch.follow_up or not isinstance(error, CONNECTION_ERRORS):
+        raise error
+    if isinstance(error, RedmodelError):
+        if error.args and isinstance(error.args[0], str) and FOLLOW_UP not in error.args[0]:
+            error.args = (f"{error.args[0]}{FOLLOW_UP}", *error.args[1:])
+        raise error
+    return [None] * len(batch.commands)
+
+
+#: added to the message of an OutcomeUnknownError of a :attr:`Batch.follow_up`
+FOLLOW_UP = ("; this was a follow-up sent after the call's own write (confirming or "
+             "releasing claims of unique values), whose outcome is what is unknown: the "
+             "call's own write was done as its result would have said (read the object)")
 
 
 def run_sync(plan: Plan[R], execute: Callable[[Batch], list[Any]], client: Any = None) -> R:
@@ -448,6 +488,7 @@ def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
             idempotent=not unsafe,
             early=any(b.early for b in batches),
             unsafe=unsafe,
+            follow_up=all(b.follow_up for b in batches),
             pause=max(b.pause for b in batches),
         )
         for i, (start, count) in spans.items():

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import attrs
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError
 
 from redmodel._errors import (
+    CONNECTION_ERRORS,
     ConflictError,
     DecodeError,
     NotFoundError,
@@ -1249,7 +1249,7 @@ def _send_round(batch: Batch, round_: _Round) -> Plan[list[Any]]:
     ``.not_written``)."""
     try:
         return (yield batch)
-    except RedisConnectionError as e:
+    except CONNECTION_ERRORS as e:
         error = _given_up(e, round_)
         raise error from (e.__cause__ if error is e else e)
 
@@ -1259,7 +1259,7 @@ def send_each(batch: Batch, what: str) -> Plan[list[Any]]:
     would be: an error it ends in says which objects were written (:func:`_given_up`)."""
     try:
         return (yield batch)
-    except RedisConnectionError as e:
+    except CONNECTION_ERRORS as e:
         n = len(batch.commands)
         error = _given_up(e, _Round(batch.commands, [None] * n, range(n), (),
                                     [[i] for i in range(n)], bool(batch.idempotent), what))
@@ -1270,7 +1270,7 @@ def send_each(batch: Batch, what: str) -> Plan[list[Any]]:
 _AGAIN = frozenset({"LATER", "PINNED", "KEYS", "STORED", "UNLISTED"})
 
 
-def _given_up(error: RedisConnectionError, round_: _Round) -> RedisConnectionError:
+def _given_up(error: Exception, round_: _Round) -> Exception:
     """The error of :func:`_send_writes` when a round ends in a connection error, told per
     item what is known (positions in ``items``): ``wrote`` (written: settled in an
     earlier round or answered in this one, not refused) and ``unsent`` (certainly not
@@ -1505,10 +1505,12 @@ def owners_gone(spec: ModelSpec, reader: ObjectReader, owners: Sequence[tuple[st
 
 
 def release(claims: Sequence[tuple[str, str]], eid: str) -> Plan[None]:
-    """Give up claims this object holds (each only if it still holds it)."""
+    """Give up claims this object holds (each only if it still holds it). A
+    :attr:`~redmodel._plan.Batch.follow_up`: when it fails plainly the claims stay, and
+    the next claimer takes them over (the owner no longer holds the values)."""
     if claims:
         yield Batch([RELEASE.call([k], [t, eid]) for k, t in claims], write=True,
-                    idempotent=True)
+                    idempotent=True, follow_up=True)
 
 
 def _unhold(claims: Claims | None, hints: TxHints | None) -> None:
@@ -1519,14 +1521,18 @@ def _unhold(claims: Claims | None, hints: TxHints | None) -> None:
 
 def undo(claims: Claims | None, hints: TxHints | None = None) -> Plan[None]:
     """For a write that did not happen: release its new claims and give the ones it
-    refreshed their earlier text back (one round trip)."""
+    refreshed their earlier text back (one round trip). A
+    :attr:`~redmodel._plan.Batch.follow_up`: when it fails plainly the claims stay
+    unconfirmed, as a crash between claim and write leaves them (taken over once older
+    than ``CLAIM_GRACE_MS``), and the call ends as it would have (its refusal, or its
+    result)."""
     _unhold(claims, hints)
     if claims is None or not (claims.made or claims.refreshed):
         return
     eid = claims.eid
     yield Batch([RELEASE.call([k], [t, eid]) for k, t in claims.made] +
                 [RESTORE.call([k], [t, eid, prev]) for k, t, prev in claims.refreshed],
-                write=True, idempotent=True)
+                write=True, idempotent=True, follow_up=True)
 
 
 def released_lines(spec: ModelSpec, lines: Iterable[Any]) -> list[tuple[str, str]]:
@@ -1545,7 +1551,13 @@ def settle(spec: ModelSpec, key: str, reply: Any, claims: Claims | None,
     In a transaction (``hints``) the writes settle in queue order after EXEC, and a value
     one write gives up that a later write of the same object holds again (a delete, then
     a save with the same value) is not released: the later one confirms it. The net
-    effect is what the transaction leaves, not each write's own view."""
+    effect is what the transaction leaves, not each write's own view.
+
+    Every batch here is a :attr:`~redmodel._plan.Batch.follow_up`: the write ran, and a
+    plain connection error or timeout of its settle leaves claims the data stay right
+    with (unconfirmed while the object holds the value; of an owner that gave it up,
+    taken over by the next claimer), so the call returns the write's result instead of
+    an error reading "not applied" (attack 30AX F2)."""
     _unhold(claims, hints)
     result = reply
     gone: list[tuple[str, str]] = []
@@ -1559,6 +1571,6 @@ def settle(spec: ModelSpec, key: str, reply: Any, claims: Claims | None,
         yield from undo(claims)
     elif claims is not None and claims.ours:
         yield Batch([CONFIRM.call([k], [t, eid]) for k, t in claims.ours], write=True,
-                    idempotent=True)
+                    idempotent=True, follow_up=True)
     yield from release(gone, eid)
     return result

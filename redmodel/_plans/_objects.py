@@ -12,10 +12,10 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from redmodel._args import MAX_TTL_SECONDS, flag, integer, many, page_count, shown
 from redmodel._errors import (
+    CONNECTION_ERRORS,
     CrossSlotError,
     DecodeError,
     NotFoundError,
@@ -702,7 +702,7 @@ def _keys_or_none(part: Sequence[Any]) -> list[str]:
     return out
 
 
-def _after_earlier(error: RedisConnectionError, part: Sequence[str]) -> RedmodelError:
+def _after_earlier(error: Exception, part: Sequence[str]) -> RedmodelError:
     """``error`` as a redmodel error: a plain connection error of a chunk sent after
     earlier chunks were applied (the chunk itself was not: a write that must not run
     twice is never given up on plainly once part of its batch ran) becomes
@@ -949,7 +949,7 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
             replies = yield from run_writes([c for _, c in chunk], idempotent=False,
                                             hints=hints, what=f"delete many {spec.name}",
                                             errors=hints is None, batched=True)
-        except RedisConnectionError as e:
+        except CONNECTION_ERRORS as e:
             if not isinstance(e, RedmodelError) and (not done or hints is not None):
                 raise  # nothing of the call was deleted: safe to call again
             # the chunk's outcome is unknown (a lost reply), or known in part (given up

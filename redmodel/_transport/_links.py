@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
+import attrs
 from redis.exceptions import (
     AuthenticationError,
     BusyLoadingError,
@@ -33,7 +34,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from redmodel._plan import Batch, Command
+from redmodel._errors import CONNECTION_ERRORS
+from redmodel._plan import Batch, Command, follow_up_failed
 from redmodel._transport._wire import (
     Call,
     Exchange,
@@ -183,11 +185,21 @@ class SyncLink(_Shell):
 
     def execute(self, batch: Batch) -> list[Any]:
         """Send ``batch``; its replies (raises ServerError for an error reply)."""
+        if batch.follow_up:
+            return self._follow_up(batch)
         if len(batch.commands) == 1 and not batch.atomic:
             return self._one(batch)
         ex = Exchange(batch, self.link)
         self.drive(ex)
         return ex.raw() if batch.errors else ex.result()  # errors: see Batch.errors
+
+    def _follow_up(self, batch: Batch) -> list[Any]:
+        """A :attr:`~redmodel._plan.Batch.follow_up` sent: a plain connection error or
+        timeout answers None per command (:func:`~redmodel._plan.follow_up_failed`)."""
+        try:
+            return self.execute(attrs.evolve(batch, follow_up=False))
+        except CONNECTION_ERRORS as e:
+            return follow_up_failed(batch, e)
 
     def _one(self, batch: Batch) -> list[Any]:
         """A one-command batch (a store's single call: save, get, update, incr...). The
@@ -624,6 +636,11 @@ class AsyncLink(_Shell):
         self._ready = not cluster
 
     async def execute(self, batch: Batch) -> list[Any]:
+        if batch.follow_up:  # as SyncLink._follow_up
+            try:
+                return await self.execute(attrs.evolve(batch, follow_up=False))
+            except CONNECTION_ERRORS as e:
+                return follow_up_failed(batch, e)
         if not self._known():
             await self.ready()
         ex = Exchange(batch, self.link)

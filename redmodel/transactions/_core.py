@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from redis.exceptions import ResponseError
 
-from redmodel._args import many
+from redmodel._args import key_names, many
 from redmodel._errors import (
     ConflictError,
     DecodeError,
@@ -472,7 +472,7 @@ def _read_command(client: Any, args: tuple[Any, ...], watch: Iterable[str]) -> P
     ``watch`` is a collection of keys, never one key as ``str``/``bytes`` (iterating it
     would WATCH its characters and leave the key read unwatched: a lost update), refused
     with ValidationError before anything is sent."""
-    keys = tuple(many(watch, "watch", "keys"))
+    keys = key_names(many(watch, "watch", "keys"), "watch")
     replies = yield Batch([args], keys=keys)
     return redis_reply(client, args, replies[0])
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeAlias, TypeVar
 
-from redmodel._args import many
+from redmodel._args import key_names, many
 from redmodel._container_registry import first_use
 from redmodel._errors import (
     NotFoundError,
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 from redmodel.transactions._core import (
     Steps,
     TxCore,
+    _after_exec,
     _one_attempt,
     _read_command,
     _single_attempt_error,
@@ -675,7 +676,11 @@ class Transaction(_TxBase):
             with contextlib.suppress(Exception):
                 self._drive(core.undo_early())
             raise
-        error = self._drive(core.finish_steps(ex.raw()))
+        try:  # EXEC ran: an error of a follow-up (OutcomeUnknownError) says so too
+            error = self._drive(core.finish_steps(ex.raw()))
+        except Exception as e:
+            _after_exec(e)
+            raise
         if error is not None:
             raise error
 
@@ -757,7 +762,10 @@ class Transaction(_TxBase):
     def watch(self, *keys: str) -> None:
         """WATCH more keys (ones the function depends on without reading them here).
 
-        Redis: WATCH."""
+        Redis: WATCH. Each key is a ``str`` or ``bytes``; anything else (a list of
+        keys given as one argument: ``watch(*keys)``) raises :class:`ValidationError`,
+        nothing sent."""
+        keys = key_names(keys, "watch")
         self._read_batch(Batch([], keys=keys), f"watch {list(keys)}")
 
     def get(self, model: type[T], id: Any) -> T | None:
@@ -884,7 +892,11 @@ class AsyncTransaction(_TxBase):
             with contextlib.suppress(Exception):
                 await self._drive(core.undo_early())
             raise
-        error = await self._drive(core.finish_steps(ex.raw()))
+        try:  # EXEC ran: an error of a follow-up (OutcomeUnknownError) says so too
+            error = await self._drive(core.finish_steps(ex.raw()))
+        except Exception as e:
+            _after_exec(e)
+            raise
         if error is not None:
             raise error
 
@@ -962,7 +974,8 @@ class AsyncTransaction(_TxBase):
     async def watch(self, *keys: str) -> None:
         """WATCH more keys.
 
-        Redis: as Transaction.watch"""
+        Redis: as Transaction.watch (its keys checked as there)"""
+        keys = key_names(keys, "watch")
         await self._read_batch(Batch([], keys=keys), f"watch {list(keys)}")
 
     async def get(self, model: type[T], id: Any) -> T | None:
