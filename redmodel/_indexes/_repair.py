@@ -137,7 +137,11 @@ def get_by_plan(model: type[M], values: dict[str, Any]) -> Plan[M | None]:
     eid = _text(owner).split(SEP)[0]
     key = spec.object_prefix(spec.tag_of(unescape(eid))) + eid
     layout = _layout(spec)
-    replies = yield Batch([layout.read(key)], keys=(key,))
+    replies = yield Batch([layout.read(key)], keys=(key,), errors=True)
+    if isinstance(replies[0], Exception):
+        if "WRONGTYPE" not in str(replies[0]):
+            raise replies[0]
+        return None  # a key of another type there is no object: no holder (30AW F2)
     obj = layout.decode(key, unescape(eid), replies[0])
     if obj is None:
         return None
@@ -439,6 +443,13 @@ class _Repair:
         self.recorded: dict[str, bool] = {}
         # objects pass 2 found gone without a record (their entries are pass 3's to find)
         self.unnamed = 0
+        # the keys of the objects gone_page found gone (a rotation's rebuild counts them),
+        # and of those _read_objects found gone since they were listed (a rotation's
+        # rebuild forgets them too: otherwise their records, naming an older index key,
+        # would stay while the rotation answered done: 30AW F1)
+        self.forgotten: set[str] = set()
+        self.vanished: list[str] = []
+        self.claims_left = 0  # see claims_key's ``only``
 
     def wrong_type(self, key: str, actual: str, want: str) -> None:
         """A key of the wrong type: verify reports it (once) and skips it; reindex stops,
@@ -632,11 +643,20 @@ class _Repair:
         cmds += [("HGET", ks[1], head[0]) if ks[1] not in self.bad else ("EXISTS", ks[1])
                  for ks, head in heads]
         cmds += [("PTTL", k) for k in keys]
-        replies = yield Batch(cmds, keys=list(keys))
+        replies = yield Batch(cmds, keys=list(keys), errors=True)
+        for i, reply in enumerate(replies):
+            # a key of another type written over an object since it was listed is no
+            # object: gone, as a DEL leaves it (30AW F1); any other error stops the read
+            if isinstance(reply, Exception) and (i >= len(keys) or "WRONGTYPE" not in
+                                                 str(reply)):
+                raise reply
         found: list[tuple[str, Any, list[str], list[str], list[str]]] = []
         states: list[list[Any]] = []
         for i, key in enumerate(keys):
             raw, record = replies[i], replies[len(keys) + i]
+            if isinstance(raw, Exception):
+                self.vanished.append(key)
+                continue
             # an object with an expiry keeps a record (the sweep undoes its entries from
             # it once its hash is gone), as does every object of a model with a blind index
             self.expiring[key] = int(replies[2 * len(keys) + i]) >= 0
@@ -654,6 +674,7 @@ class _Repair:
                 self.report(f"{key}: cannot be read, so it cannot be indexed ({e})")
                 continue
             if obj is None:
+                self.vanished.append(key)
                 continue  # deleted since the SCAN
             problems: list[tuple[str, str]] = []
             entries = self.indexes.entries({n: getattr(obj, n) for n in self.indexes.fields},
@@ -958,6 +979,7 @@ class _Repair:
                 zip(ids, kinds, replies[len(ids):], strict=True) if kind != "hash"]
         if not gone:
             return 0
+        self.forgotten.update(prefix + e for e, _, _ in gone)
         if not self.fix:
             for e, _, kind in gone:
                 if prefix + e not in self.gone:
@@ -1268,10 +1290,13 @@ class _Repair:
         reply = check(self.spec, key, replies[0], f"reindex {self.spec.name}")
         return int(reply[1]), {_text(x) for x in reply[2:]}
 
-    def claims_key(self, key: str, name: str, count: int) -> Plan[int]:
+    def claims_key(self, key: str, name: str, count: int,
+                   only: Callable[[str], bool] | None = None) -> Plan[int]:
         """Claims (bucketed models): a claim confirmed, or older than the grace period,
         whose owner no longer holds the value (or is gone) is dropped by reindex (compared
-        whole, so a claim refreshed meanwhile stays)."""
+        whole, so a claim refreshed meanwhile stays). ``only``: the claims of the values it
+        is true for (the others are not looked at); those of them left (their owner holds
+        the value, or the claim is in its grace period) are counted in ``claims_left``."""
         if not self.fix:
             return 0
         fixed, cursor = 0, "0"
@@ -1281,6 +1306,9 @@ class _Repair:
             next_cursor, items = replies[0]
             cursor = _text(next_cursor)
             pairs = _pairs(items)
+            if only is not None:
+                pairs = [(v, raw) for v, raw in pairs if only(_text(v))]
+                self.claims_left += len(pairs)
             old = []
             for value, raw in pairs:
                 owner, _, at = _text(raw).rpartition(SEP)
@@ -1294,6 +1322,8 @@ class _Repair:
             if stale:
                 stale = yield from self._drop_claims(key, name, stale)
             fixed += len(stale)
+            if only is not None:
+                self.claims_left -= len(stale)
             if cursor == "0":
                 return fixed
 

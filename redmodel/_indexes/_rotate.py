@@ -18,7 +18,8 @@ from typing import Any, TextIO
 
 from redmodel._args import flag, page_count
 from redmodel._indexes._blind import IndexKeyring, current_keyring, kid_of
-from redmodel._indexes._repair import _Repair, sweep_plan
+from redmodel._indexes._repair import REREADS, _Repair, sweep_plan
+from redmodel._indexes._specs import JOIN
 from redmodel._models._specs import ModelSpec, spec_of
 from redmodel._plan import Batch, Emit, IterPlan, Plan
 
@@ -79,27 +80,77 @@ def rotate_index_key(model: type, count: int) -> IterPlan:
             assert replies is not None
             cursor, records = _hscan(replies[0])
             ring = current_keyring()
-            keys = [spec.object_prefix(tag) + eid for eid, record in records
-                    if _stale(spec, blind, record, ring)]
-            done = yield from rebuild(spec, keys)
+            ids = [eid for eid, record in records if _stale(spec, blind, record, ring)]
+            done = yield from rebuild(spec, tag, ids)
             yield Emit([(len(records), done)])
             if cursor == 0:
                 break
+    if spec.claims:
+        done = yield from old_claims(spec, blind, count)
+        if done:
+            yield Emit([(0, done)])
 
 
-def rebuild(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
-    """Rewrite the index entries of the objects at ``keys`` from their stored values, as
-    ``reindex`` does (unique values claimed first where a model claims them in their own
-    buckets; each fix checked again by its script, so a concurrent write is never
-    undone; the object itself is not rewritten); returns how many objects were looked at.
+def old_claims(spec: ModelSpec, blind: set[str], count: int) -> Plan[int]:
+    """A bucketed model's claims of blind unique values under a key id no longer
+    configured, whose owner is gone (the sweep leaves a gone owner's claims to the next
+    claimer, and its record, which the HSCAN above finds the others by, is gone): dropped
+    as reindex drops them (claim_drop.lua: one an owner takes back meanwhile stays).
+    Returns how many it dropped plus how many such claims it left (their owner holds the
+    value: its record is rebuilt above; or the claim is in its grace period), so that a
+    run answers 0 only when no claim names an older key (30AW F1)."""
+    assert spec.indexes is not None
+    kids = set(current_keyring().kids)
+    repair = _Repair(spec, fix=True, strict=True)
+    dropped = 0
+    for u in spec.indexes.uniques:
+        at = next((i for i, n in enumerate(u.fields) if n in blind), None)
+        if at is None:
+            continue
+
+        def old(text: str, at: int = at) -> bool:
+            parts = text.split(JOIN)
+            return at < len(parts) and kid_of(parts[at]) not in kids
+
+        for tag in spec.tags():
+            key = f"{spec.index_root(tag)}uq{spec.delimiter}{u.name}"
+            dropped += yield from repair.claims_key(key, u.name, count, only=old)
+    return dropped + repair.claims_left
+
+
+def rebuild(spec: ModelSpec, tag: str | None, ids: Sequence[str]) -> Plan[int]:
+    """Rewrite the index entries of the objects with these ids (of bucket ``tag``) from
+    their stored values, as ``reindex`` does (unique values claimed first where a model
+    claims them in their own buckets; each fix checked again by its script, so a
+    concurrent write is never undone; the object itself is not rewritten), and drop
+    those of an object that is gone (no key, or a key of another type: no object), as
+    reindex's pass 2 does: its record, entries and unique values, under whatever index key
+    they were made (30AW F1: they stayed, naming the older key, while the rotation
+    answered done). Returns how many objects it rebuilt or dropped; 0 only when none of
+    these ids is left with entries under an older key.
     An object it cannot read raises DecodeError naming its key, with nothing of this page
     written (30AQ F2: logged and passed over, its entries stayed under the older key while
     the rotation returned as done)."""
-    if not keys:
+    if not ids:
         return 0
-    return (yield from _Repair(spec, fix=True, strict=True).object_page(keys))
-
-
+    prefix = spec.object_prefix(tag)
+    repair = _Repair(spec, fix=True, strict=True)
+    done = 0
+    for _ in range(REREADS + 1):
+        # a key that is not a hash: forgotten; the others read and rebuilt (one gone
+        # between the two is checked again in the next round)
+        yield from repair.gone_page(tag, ids)
+        done += len(repair.forgotten)
+        alive = [prefix + e for e in ids if prefix + e not in repair.forgotten]
+        repair.forgotten.clear()
+        repair.vanished.clear()
+        done += (yield from repair.object_page(alive)) if alive else 0
+        if not repair.vanished:
+            return done
+        ids = [k[len(prefix):] for k in repair.vanished]
+    # gone and made again between each read: counted, so the step does not look done
+    # (the next run finds their records again)
+    return done + len(ids)
 class Progress:
     """The ``rotate_index_key`` counter on a terminal (stderr by default)."""
 

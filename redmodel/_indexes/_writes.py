@@ -721,13 +721,15 @@ def _check_unique(w: Write, old: set[str], new: set[str], hints: TxHints) -> Pla
     if unknown:
         cmds: list[Command] = []
         for o in unknown:
-            cmds += [("EXISTS", prefix + o), ("HGET", w.keys[1], o)]
+            cmds += [("TYPE", prefix + o), ("HGET", w.keys[1], o)]
         replies = yield Batch(cmds, keys=[prefix + o for o in unknown])
         for i, o in enumerate(unknown):
             # an owner without a record holds the value (as the script judges it); one a
-            # raw command queued before makes (a hash command) is there inside EXEC
+            # raw command queued before makes (a hash command) is there inside EXEC; a
+            # key of another type is no owner, as the script judges it (30AW F2)
             raw = replies[2 * i + 1]
-            state[o] = (bool(replies[2 * i]) or hints.exists.get(prefix + o) is True,
+            alive = _text(replies[2 * i]) == "hash"
+            state[o] = (alive or hints.exists.get(prefix + o) is True,
                         None if raw is None else set(record_lines(raw)))
     held = []
     for line, name, value, owner in taken:
@@ -927,12 +929,17 @@ def free_unheld(refused: Sequence[tuple[Write, Any]]) -> Plan[bool]:
         return False
     layout = found[0][0].reader
     assert layout is not None, "an index write is made by its layout"
-    objects = yield Batch([layout.read(k) for *_, k in found], keys=[k for *_, k in found])
+    objects = yield Batch([layout.read(k) for *_, k in found], keys=[k for *_, k in found],
+                          errors=True)
     fixes: list[Command] = []
     for (w, name, text, uq, owner, key), reply in zip(found, objects, strict=True):
         spec = w.spec
         indexes = spec.indexes
         assert indexes is not None
+        if isinstance(reply, Exception):
+            if "WRONGTYPE" not in str(reply):
+                raise reply
+            return True  # another type there meanwhile: no object, the script takes it over
         try:
             obj = layout.decode(key, unescape(owner), reply)
         except DecodeError:

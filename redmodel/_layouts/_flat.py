@@ -282,17 +282,21 @@ class FlatLayout:
         layout writes (its skeleton not an object of nodes of the documented forms, or
         its leaf lines not one per leaf), or (unless ``missing_ok``: the leaf is None in
         the tree) a leaf key missing or of another type, named with its field path."""
+        first, *lines = _text(manifest).split("\n")
         try:
-            skeleton = json.loads(manifest.split(b"\n" if type(manifest) is bytes else "\n",
-                                                 1)[0])
+            skeleton = json.loads(first)
         except ValueError:
             skeleton = None
         if type(skeleton) is not dict:
             raise self._corrupt(key, "its skeleton is not an object")
+        if _JSON.encode(skeleton) != first:  # the one text the layout writes for it: no
+            # space, no escape or key spelled another way, nothing before or after it
+            raise self._corrupt(key, "its skeleton is not written as the layout writes it")
         at = 0
         n = len(values)
+        delim = self.delim
 
-        def walk(node: Any) -> Any:
+        def walk(node: Any, path: str) -> Any:
             nonlocal at
             if node is None:
                 return None
@@ -300,31 +304,39 @@ class FlatLayout:
             if kind is int and node == 1:
                 if at >= n:
                     raise self._corrupt(key, "its skeleton has more leaves than it names keys")
+                if at >= len(lines) or lines[at] != path:
+                    # each leaf line is the key suffix the skeleton gives that leaf: a
+                    # line cut short or changed would read another key's value (30AW F3)
+                    raise self._corrupt(key, f"its leaf line {at + 1} is not the key of "
+                                             "the leaf its skeleton puts there")
                 value = values[at]
                 if value is None and not missing_ok:
                     raise _Missing(at)
                 at += 1
                 return value
+            sep = path + delim if path else ""
             if kind is dict:
-                return {k: walk(v) for k, v in node.items()}
+                return {k: walk(v, sep + escape(k, delim)) for k, v in node.items()}
             if kind is list and len(node) == 2 and type(node[1]) is list:
                 tag, items = node
                 if tag == "l":
-                    return [walk(v) for v in items]
+                    return [walk(v, f"{sep}{i}") for i, v in enumerate(items)]
                 if tag == "d" and all(type(p) is list and len(p) == 2 and type(p[0]) is str
                                       for p in items):
-                    return {k.encode("utf-8", "surrogateescape"): walk(v) for k, v in items}
+                    return {k.encode("utf-8", "surrogateescape"): walk(v, sep + escape(k, delim))
+                            for k, v in items}
             raise self._corrupt(key, "its skeleton has a node of an unknown form")
 
         try:
-            tree = walk(skeleton)
+            tree = walk(skeleton, "")
         except _Missing as missing:
             lines = [line for line in _text(manifest).split("\n")[1:] if line]
             raise DecodeError(
                 f"the leaf key {key}{self.delim}{lines[missing.at]} is missing or not a "
                 "string", model=self.spec.name, key=key,
                 field=_leaf_field(skeleton, missing.at)) from None
-        if at != n:
+        if at != n or len(lines) != n:  # (a line more: one the read did not count, as
+            # an empty one, or a newline appended)
             raise self._corrupt(key, "its skeleton has fewer leaves than it names keys")
         return tree
 
@@ -493,11 +505,17 @@ class FlatLayout:
     def _reader(self, manifest: bytes) -> tuple[Callable[..., Any], int] | None:
         """The generated decode for objects stored with this manifest (None: the generic
         decode), remembered for up to _MAX_SHAPES manifests."""
+        first, *lines = _text(manifest).split("\n")
         try:
-            skeleton = json.loads(manifest.split(b"\n", 1)[0])
+            skeleton = json.loads(first)
             found: tuple[Callable[..., Any], int] | None = _decoder(
                 self.spec.cls, self.key_name, skeleton)
         except (_Decline, ValueError):
+            found = None
+        # only a manifest the layout writes: its skeleton's one text, then each leaf's key
+        # suffix as the skeleton gives it (another one is the generic code's to refuse)
+        if found is not None and (_JSON.encode(skeleton) != first
+                                  or lines != _paths(skeleton, self.delim)):
             found = None
         if len(self._readers) < _MAX_SHAPES:
             self._readers[manifest] = found
@@ -536,6 +554,31 @@ def counter_result(spec: ModelSpec, key: str, path: str, kind: str, amount: floa
     if error is not None:
         raise error
     raise AssertionError(f"unexpected reply {reply!r}")  # pragma: no cover
+
+
+def _paths(skeleton: Any, delim: str) -> list[str] | None:
+    """The leaf key suffixes the layout writes for a skeleton, in its order, as
+    :meth:`FlatLayout._flatten` makes them (None: a node of an unknown form)."""
+    out: list[str] = []
+
+    def walk(node: Any, path: str) -> bool:
+        if node is None:
+            return True
+        if type(node) is int and node == 1:
+            out.append(path)
+            return True
+        sep = path + delim if path else ""
+        if type(node) is dict:
+            return all(walk(v, sep + escape(k, delim)) for k, v in node.items())
+        if type(node) is list and len(node) == 2 and type(node[1]) is list:
+            if node[0] == "l":
+                return all(walk(v, f"{sep}{i}") for i, v in enumerate(node[1]))
+            if node[0] == "d" and all(type(p) is list and len(p) == 2 and type(p[0]) is str
+                                      for p in node[1]):
+                return all(walk(v, sep + escape(k, delim)) for k, v in node[1])
+        return False
+
+    return out if walk(skeleton, "") else None
 
 
 class _Missing(Exception):  # noqa: N818 - a signal: leaf number ``at`` is missing

@@ -492,9 +492,11 @@ class Store(ShellConfig):
     def rotate_index_key(self, model: type, *, count: int = 500,
                          progress: bool | None = None) -> int:
         """Move the model's blind-index entries to the newest index key (see
-        ``configure_index_keys``); returns how many objects were rebuilt. Lookups try
-        every configured key meanwhile, so queries keep working; run it again after
-        dropping an old key to drop that key's entries too.
+        ``configure_index_keys``); returns how many objects were rebuilt, or dropped
+        because they are gone (no key, or a key of another type, which is left alone):
+        0 only when no entry names a key id it should not. Lookups try every configured
+        key meanwhile, so queries keep working; run it again after dropping an old key to
+        drop that key's entries too.
 
         First it sweeps expired objects' entries (as :meth:`sweep`). Then per bucket: HSCAN
         of the index records (COUNT ``count``); for the objects with an
@@ -506,9 +508,12 @@ class Store(ShellConfig):
 
         Redis: EVALSHA index_sweep.lua per bucket first (as sweep), then HSCAN of the index
         records per bucket; for the objects with an entry under another key, one pipelined
-        HGETALL with the HGET of its record and its PTTL, EVALSHA index_write.lua each
-        (again after another HGETALL, HGET and PTTL for an object changed meanwhile).
-        Nothing for a model without blind indexes."""
+        TYPE and HGET of its record, then (hashes) one pipelined HGETALL with the HGET of
+        its record and its PTTL, EVALSHA index_write.lua each (again after another
+        HGETALL, HGET and PTTL for an object changed meanwhile), and (the others)
+        EVALSHA index_write.lua forgetting it. A bucketed model: then HSCAN of each claim
+        hash of a blind unique constraint, claim_drop.lua for a gone owner's claims under
+        a key id no longer configured. Nothing for a model without blind indexes."""
         shown = Progress(model, progress)
         for page in iterate_sync(self._use(model, rotate_index_key(model, count)),
                                  self._execute, self.client):
@@ -528,7 +533,8 @@ class Store(ShellConfig):
     def get_by(self, model: type[M], **unique: Any) -> M | None:
         """The object holding these unique values (one unique constraint, all its
         fields): HGET of the unique index (or claim), then HGETALL of its owner, which
-        must still hold the values (a stale entry finds None).
+        must still hold the values (a stale entry finds None, as does an owner whose key
+        now holds another type: no object).
 
         Redis: HGET of the unique index HASH, then HGETALL of its owner (indexes need the
         hash layout)."""

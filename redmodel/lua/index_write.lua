@@ -302,8 +302,9 @@ if not CLAIMS and mode ~= 'forget' and mode ~= 'delete' then
   for _, o in ipairs(owners) do
     local line, name, value, owner = o[1], o[2], o[3], o[4]
     -- the owner holds it: by its record if it has one, else by being there (the client
-    -- judges a holder changed by raw commands on its stored fields: free_unheld)
-    local alive = redis.call('EXISTS', objprefix .. owner) == 1
+    -- judges a holder changed by raw commands on its stored fields: free_unheld). An
+    -- object is a hash at its key: a key of another type there is no owner (30AW F2)
+    local alive = redis.call('TYPE', objprefix .. owner)['ok'] == 'hash'
     local orec = alive and redis.call('HGET', rec, owner)
     if alive and (orec == false or lines(orec)[line]) then
       if mode ~= 'reindex' then return unpinned({'UNIQUE', name, value, owner}) end
