@@ -713,7 +713,7 @@ def _decoder(cls: type, key_name: str, skeleton: Any) -> tuple[Callable[..., Any
             raise _Decline
         ctor = f"_c{next(names)}"
         env[ctor] = hooks["l"]
-        stored = set()
+        stored: list[str] = []  # in the class's order: the values arrive in the skeleton's
         args = []
         for f in attrs.fields(c):
             if not f.init or f.alias != f.name:
@@ -726,7 +726,7 @@ def _decoder(cls: type, key_name: str, skeleton: Any) -> tuple[Callable[..., Any
             if top and name == key_name:
                 args.append(f"{f.name}={h}(kid, {t})")
                 continue
-            stored.add(name)
+            stored.append(name)
             if name not in skel:
                 raise _Decline
             kind, inner, _ = _kind(f, seen)
@@ -739,7 +739,11 @@ def _decoder(cls: type, key_name: str, skeleton: Any) -> tuple[Callable[..., Any
                 args.append(f"{f.name}={build(inner, node, seen | {inner}, False)}")
             else:
                 raise _Decline
-        if stored != set(skel):
+        # the leaves are numbered in the class's field order and the values come in the
+        # manifest's: another order (a model version that declares its fields in another
+        # order, a manifest rewritten in another order) goes by the general code, which
+        # matches leaves by name (attack 30AZ F1: x and y were read swapped)
+        if stored != list(skel):
             raise _Decline
         return f"{ctor}({', '.join(args)})"
 
