@@ -398,6 +398,8 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
         gone = [n for n in states if n not in wanted and states[n] != STALE]
         if record is not None and record.text == text and not new and not gone:
             return record
+        if record is None or not record.text:  # a new prefix: no overlap with another's
+            yield from overlap_plan(spec, owner)
         if new and stored is None:
             stored = yield from has_objects(spec, targets)
         pairs: list[str] = []
@@ -424,6 +426,62 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
         f"{spec.name}: the registry {key} kept changing while this store registered the "
         "model (other processes registering other versions of it?); try again",
         prefix=spec.prefix, key=key, owner="", model=owner)
+
+
+def key_space(prefix: str, delimiter: str) -> str:
+    """What every key of a model starts with (its SCAN pattern, unescaped, before ``*``)."""
+    return prefix + delimiter
+
+
+def overlaps(a: tuple[str, str], b: tuple[str, str]) -> bool:
+    """Whether two models' key spaces, given as (prefix, delimiter), overlap: one's
+    ``prefix + delimiter`` starts the other's (``au_ov`` with ``:`` and ``au_ov:sub`` with
+    ``|``: ``au_ov:sub|i0`` is a key of both), so a SCAN of the one matches keys of the
+    other. Two models of one prefix are the registry record's to judge (one owner)."""
+    if a[0] == b[0]:
+        return False
+    x, y = key_space(*a), key_space(*b)
+    return x.startswith(y) or y.startswith(x)
+
+
+def overlap_error(spec: ModelSpec, owner: str, other_prefix: str, other_delimiter: str,
+                  other_owner: str) -> SchemaConflictError:
+    key = registry_key(other_prefix)
+    return SchemaConflictError(
+        f"{owner}: prefix {spec.prefix!r} with delimiter {spec.delimiter!r} overlaps the "
+        f"keys of {other_owner or 'another model'} (prefix {other_prefix!r}, delimiter "
+        f"{other_delimiter!r}; registry {key}): every key starting "
+        f"{key_space(spec.prefix, spec.delimiter)!r} or "
+        f"{key_space(other_prefix, other_delimiter)!r} would be an object of both (scan, "
+        "count, delete and migrations of one would take the other's objects); give one of "
+        "them another prefix or delimiter",
+        prefix=spec.prefix, key=key, owner=other_owner, model=owner,
+        problems=(f"overlaps {other_owner} ({other_prefix!r}, {other_delimiter!r})",))
+
+
+def overlap_plan(spec: ModelSpec, owner: str) -> Plan[None]:
+    """Refuse a model whose key space overlaps the key space of a model recorded under a
+    shorter prefix (its prefix + delimiter starts this model's): one HMGET of the registry
+    record of every proper prefix of this model's prefix, sent only when this model's own
+    record is new. A model of a longer prefix recorded first is found when that one
+    registers, or by :meth:`Registry.register` when one store uses both."""
+    cands = [spec.prefix[:i] for i in range(1, len(spec.prefix))]
+    if not cands:
+        return
+    keys = [registry_key(c) for c in cands]
+    replies = yield Batch([("HMGET", k, "schema", "owner") for k in keys], keys=keys)
+    for cand, reply in zip(cands, replies, strict=True):
+        raw, who = (reply or [None, None])[:2]
+        if raw is None:
+            continue
+        try:
+            delimiter = json.loads(_str(raw))["delimiter"]
+        except (ValueError, KeyError, TypeError):
+            continue  # not a schema this version reads: its own first use reports it
+        if isinstance(delimiter, str) and overlaps((spec.prefix, spec.delimiter),
+                                                  (cand, delimiter)):
+            raise overlap_error(spec, owner, cand, delimiter,
+                                "" if who is None else _str(who))
 
 
 def older_plan(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str
@@ -631,6 +689,12 @@ class Registry:
             del self._checks[k]
 
     def register(self, spec: ModelSpec, adopt: bool = False) -> Plan[Record]:
+        if isinstance(self.checked, set):  # a model this store uses already, either way
+            for cls in self.checked:
+                other = spec_of(cls)
+                if overlaps((spec.prefix, spec.delimiter), (other.prefix, other.delimiter)):
+                    raise overlap_error(spec, owner_of(spec.cls), other.prefix,
+                                        other.delimiter, owner_of(cls))
         record = yield from register_plan(spec, self._targets(), adopt)
         self._learn(spec.cls, record)
         return record
