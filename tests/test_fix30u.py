@@ -441,10 +441,11 @@ def test_models_whose_key_spaces_overlap_are_refused_naming_both(
         if _overlap((p1, d1), (p2, d2)):
             if not one_store and not p2.startswith(p1):
                 return  # a longer prefix recorded first: found by a store using both
+            before = sorted(store.client.keys(f"{tag}*"))
             with pytest.raises(redmodel.SchemaConflictError) as e:
                 b.save(second(2, id="x"))
             assert "First" in str(e.value) and "Second" in str(e.value)
-            assert store.client.keys(f"{glob(p2)}{glob(d2)}*") == []
+            assert sorted(store.client.keys(f"{tag}*")) == before  # nothing written
         else:
             b.save(second(2, id="x"))
             assert a.count(first) == 1 and b.count(second) == 1

@@ -17,10 +17,12 @@ patterns an ACL grants the app cover it, and one key is one slot on a cluster):
   with the version its store read (:meth:`Registry.step_check`); a record written before
   versions has none and is compared field by field.
 
-A store registers a model on its first use of it (one HGETALL when nothing changed; a
-compare-and-set script when something did) and remembers it in memory: later operations
-send nothing more. A model that another model's prefix belongs to, or whose change would
-misread stored objects, is refused with :class:`SchemaConflictError`, nothing written.
+A store registers a model on its first use of it (one round trip when nothing changed:
+the HGETALL, with the records of the shorter prefixes; a compare-and-set script when
+something did) and remembers it in memory: later operations send nothing more. A model
+that another model's prefix belongs to, whose key space overlaps another's, or whose
+change would misread stored objects, is refused with :class:`SchemaConflictError`,
+nothing written.
 """
 
 from __future__ import annotations
@@ -372,18 +374,21 @@ def has_objects(spec: ModelSpec, targets: Sequence[Any]) -> Plan[bool]:
 
 def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
                   ) -> Plan[Record]:
-    """Record the model in its prefix's registry, or refuse it: one HGETALL when the
-    record already matches; else the compare-and-set script (after a SCAN for stored
-    objects when the model adds an index), retried if another process changed the record
-    meanwhile."""
+    """Record the model in its prefix's registry, or refuse it: one round trip (HGETALL,
+    with the shorter prefixes' records) when the record already matches; else the
+    compare-and-set script (after a SCAN for stored objects when the model adds an index),
+    retried if another process changed the record meanwhile."""
     key = registry_key(spec.prefix)
     owner = owner_of(spec.cls)
     schema = describe(spec)
     text = schema_text(schema)
     wanted = schema["indexes"]
     stored: bool | None = None
-    for _ in range(ATTEMPTS):
-        record = yield from read_plan(key)
+    for attempt in range(ATTEMPTS):
+        if attempt == 0:  # the shorter prefixes' records ride along with the first read
+            record = yield from read_checked_plan(spec, owner, key)
+        else:
+            record = yield from read_plan(key)
         if (record is not None and not adopt and record.text != text
                 and was_field(text) in record.older):
             return (yield from older_plan(spec, record, schema, owner))
@@ -398,8 +403,6 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
         gone = [n for n in states if n not in wanted and states[n] != STALE]
         if record is not None and record.text == text and not new and not gone:
             return record
-        if record is None or not record.text:  # a new prefix: no overlap with another's
-            yield from overlap_plan(spec, owner)
         if new and stored is None:
             stored = yield from has_objects(spec, targets)
         pairs: list[str] = []
@@ -459,18 +462,17 @@ def overlap_error(spec: ModelSpec, owner: str, other_prefix: str, other_delimite
         problems=(f"overlaps {other_owner} ({other_prefix!r}, {other_delimiter!r})",))
 
 
-def overlap_plan(spec: ModelSpec, owner: str) -> Plan[None]:
-    """Refuse a model whose key space overlaps the key space of a model recorded under a
-    shorter prefix (its prefix + delimiter starts this model's): one HMGET of the registry
-    record of every proper prefix of this model's prefix, sent only when this model's own
-    record is new. A model of a longer prefix recorded first is found when that one
-    registers, or by :meth:`Registry.register` when one store uses both."""
+def read_checked_plan(spec: ModelSpec, owner: str, key: str) -> Plan[Record | None]:
+    """The prefix's registry record, read in one round trip with the ``schema`` and
+    ``owner`` of the record of every proper prefix of the model's prefix; refuses the
+    model if one of those records a model whose key space overlaps this one's (its prefix
+    + delimiter starts this model's). A model of a longer prefix recorded first is found
+    when that one registers, or by :meth:`Registry.register` when one store uses both."""
     cands = [spec.prefix[:i] for i in range(1, len(spec.prefix))]
-    if not cands:
-        return
     keys = [registry_key(c) for c in cands]
-    replies = yield Batch([("HMGET", k, "schema", "owner") for k in keys], keys=keys)
-    for cand, reply in zip(cands, replies, strict=True):
+    replies = yield Batch([("HGETALL", key), *(("HMGET", k, "schema", "owner") for k in keys)],
+                          keys=[key, *keys])
+    for cand, reply in zip(cands, replies[1:], strict=True):
         raw, who = (reply or [None, None])[:2]
         if raw is None:
             continue
@@ -482,6 +484,7 @@ def overlap_plan(spec: ModelSpec, owner: str) -> Plan[None]:
                                                   (cand, delimiter)):
             raise overlap_error(spec, owner, cand, delimiter,
                                 "" if who is None else _str(who))
+    return parse(key, replies[0])
 
 
 def older_plan(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str
