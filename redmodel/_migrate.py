@@ -392,7 +392,9 @@ def _parse_all(raw: Any, key: str
     return records, cursors, lease, marks
 
 
-_LEASE_VALUE = re.compile(r"\S+ \d{1,17}")
+# ASCII digits only, as migrations.lua's '^(%S+) (%d+)$' reads them: Python's \d also
+# takes other scripts' digits ("tok \u0663"), which the script would take as no lease.
+_LEASE_VALUE = re.compile(r"\S+ [0-9]{1,17}")
 
 
 def _checked_error(key: str, field: str, why: str) -> MigrationError:
@@ -1047,7 +1049,8 @@ def _run_step(step: Step, position: int, cursor: Cursor | None, lease: Lease, re
     if step.kind == KIND_REBUCKET:
         visited, changed, clock = yield from _run_rebucket(step, spec, cursor, lease,
                                                            registry, targets, cluster, count)
-        problems = yield from _verify_index(step, spec, targets, count, clock, visited)
+        problems = yield from _verify_index(step, spec, targets, count, clock, visited,
+                                            _declared(spec))
     elif step.kind in (KIND_REWRITE, KIND_CUSTOM):
         visited, changed, clock = yield from _walk(step, spec, cursor, lease, targets,
                                                    cluster, count, marks)
@@ -1057,7 +1060,9 @@ def _run_step(step: Step, position: int, cursor: Cursor | None, lease: Lease, re
         visited, changed, clock = yield from _walk(step, spec, cursor, lease, targets,
                                                    cluster, count)
         yield from registry.mark_ready(spec)
-        problems = yield from _verify_index(step, spec, targets, count, clock, visited)
+        built = step.operation.index
+        problems = yield from _verify_index(step, spec, targets, count, clock, visited,
+                                            lambda name: name == built)
     else:
         clock = _Clock(0, 0.0)
         if cursor is None:  # under way: its registry state may be gone before its record
@@ -1327,15 +1332,27 @@ def _check_forms(step: Step, spec: ModelSpec, targets: Sequence[Any], count: int
     return problems
 
 
+def _declared(spec: ModelSpec) -> Callable[[str], bool]:
+    """A check's scope: the indexes the model declares (the entries of an index it no
+    longer declares are a ``drop_index`` step's to delete, never another step's problem)."""
+    names = set() if spec.indexes is None else {
+        *spec.indexes.fields, *(u.name for u in spec.indexes.uniques)}
+    return names.__contains__
+
+
 def _verify_index(step: Step, spec: ModelSpec, targets: Sequence[Any], count: int,
-                  clock: _Clock, total: int) -> Generator[Any, Any, list[str]]:
-    """``store.verify`` of the model. While writers are at work a check can catch a write
-    between reading an object and reading its entries, so a failing check runs again (up
-    to three runs) and only a disagreement every run found counts."""
+                  clock: _Clock, total: int, scope: Callable[[str], bool]
+                  ) -> Generator[Any, Any, list[str]]:
+    """``store.verify`` of the model, scoped to what the step did: a disagreement about an
+    index counts only when ``scope`` takes its name (a ``build_index`` step: its own index;
+    a rebucket: every index the model declares); one about an object or the all-ids index
+    always counts. While writers are at work a check can catch a write between reading an
+    object and reading its entries, so a failing check runs again (up to three runs) and
+    only a disagreement every run found counts."""
     persistent: list[str] | None = None
     for _ in range(VERIFY_RUNS):
         found: list[str] = []
-        plan = verify_plan(step.model, count, targets)
+        plan = verify_plan(step.model, count, targets, scope=scope)
         reply: Any = None
         while True:
             try:

@@ -381,7 +381,7 @@ def lua_source(name: str, _seen: set[str] | None = None) -> str:
 
 
 _SCRIPT_REFUSAL = re.compile(
-    r"can't run this command or subcommand\s+script: ([0-9a-f]{40}), on @user_script:(\d+)")
+    r"can't run this command or subcommand\s+script: ([0-9a-f]{40}), on @user_script:([0-9]+)")
 _CALLED = re.compile(r"(?:redis\.p?call|call_parts)\(\s*'([A-Za-z_|]+)'")
 _NAMES = re.compile(r"'([A-Z][A-Z_|]+)'")
 

@@ -47,7 +47,7 @@ from redmodel._indexes._registry import (
     registry_key,
     schema_text,
 )
-from redmodel._indexes._repair import cursor_text, reindex_plan
+from redmodel._indexes._repair import cursor_text, reindex_plan, whole
 from redmodel._layouts._flat import manifest_leaves
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape
@@ -138,11 +138,11 @@ class _State:
     def load(cls, raw: Any) -> _State | None:
         try:
             data = json.loads(_text(raw))
-            state = cls(data["old"], data["new"], int(data["phase"]),
+            state = cls(data["old"], data["new"], whole(data["phase"]),
                         {str(k): str(v) for k, v in data["cursors"].items()},
-                        int(data["done"]), int(data["total"]),
+                        whole(data["done"]), whole(data["total"]),
                         [str(k) for k in data.get("inflight", [])],
-                        int(data.get("pass_start", 0)))
+                        whole(data.get("pass_start", 0)))
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
             return None
         if not all(cursor_text(c) for c in state.cursors.values()) or not all(

@@ -17,10 +17,12 @@ patterns an ACL grants the app cover it, and one key is one slot on a cluster):
   with the version its store read (:meth:`Registry.step_check`); a record written before
   versions has none and is compared field by field.
 
-A store registers a model on its first use of it (one HGETALL when nothing changed; a
-compare-and-set script when something did) and remembers it in memory: later operations
-send nothing more. A model that another model's prefix belongs to, or whose change would
-misread stored objects, is refused with :class:`SchemaConflictError`, nothing written.
+A store registers a model on its first use of it (one round trip when nothing changed:
+the HGETALL, with the records of the shorter prefixes; a compare-and-set script when
+something did) and remembers it in memory: later operations send nothing more. A model
+that another model's prefix belongs to, whose key space overlaps another's, or whose
+change would misread stored objects, is refused with :class:`SchemaConflictError`,
+nothing written.
 """
 
 from __future__ import annotations
@@ -372,18 +374,21 @@ def has_objects(spec: ModelSpec, targets: Sequence[Any]) -> Plan[bool]:
 
 def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
                   ) -> Plan[Record]:
-    """Record the model in its prefix's registry, or refuse it: one HGETALL when the
-    record already matches; else the compare-and-set script (after a SCAN for stored
-    objects when the model adds an index), retried if another process changed the record
-    meanwhile."""
+    """Record the model in its prefix's registry, or refuse it: one round trip (HGETALL,
+    with the shorter prefixes' records) when the record already matches; else the
+    compare-and-set script (after a SCAN for stored objects when the model adds an index),
+    retried if another process changed the record meanwhile."""
     key = registry_key(spec.prefix)
     owner = owner_of(spec.cls)
     schema = describe(spec)
     text = schema_text(schema)
     wanted = schema["indexes"]
     stored: bool | None = None
-    for _ in range(ATTEMPTS):
-        record = yield from read_plan(key)
+    for attempt in range(ATTEMPTS):
+        if attempt == 0:  # the shorter prefixes' records ride along with the first read
+            record = yield from read_checked_plan(spec, owner, key)
+        else:
+            record = yield from read_plan(key)
         if (record is not None and not adopt and record.text != text
                 and was_field(text) in record.older):
             return (yield from older_plan(spec, record, schema, owner))
@@ -424,6 +429,62 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
         f"{spec.name}: the registry {key} kept changing while this store registered the "
         "model (other processes registering other versions of it?); try again",
         prefix=spec.prefix, key=key, owner="", model=owner)
+
+
+def key_space(prefix: str, delimiter: str) -> str:
+    """What every key of a model starts with (its SCAN pattern, unescaped, before ``*``)."""
+    return prefix + delimiter
+
+
+def overlaps(a: tuple[str, str], b: tuple[str, str]) -> bool:
+    """Whether two models' key spaces, given as (prefix, delimiter), overlap: one's
+    ``prefix + delimiter`` starts the other's (``au_ov`` with ``:`` and ``au_ov:sub`` with
+    ``|``: ``au_ov:sub|i0`` is a key of both), so a SCAN of the one matches keys of the
+    other. Two models of one prefix are the registry record's to judge (one owner)."""
+    if a[0] == b[0]:
+        return False
+    x, y = key_space(*a), key_space(*b)
+    return x.startswith(y) or y.startswith(x)
+
+
+def overlap_error(spec: ModelSpec, owner: str, other_prefix: str, other_delimiter: str,
+                  other_owner: str) -> SchemaConflictError:
+    key = registry_key(other_prefix)
+    return SchemaConflictError(
+        f"{owner}: prefix {spec.prefix!r} with delimiter {spec.delimiter!r} overlaps the "
+        f"keys of {other_owner or 'another model'} (prefix {other_prefix!r}, delimiter "
+        f"{other_delimiter!r}; registry {key}): every key starting "
+        f"{key_space(spec.prefix, spec.delimiter)!r} or "
+        f"{key_space(other_prefix, other_delimiter)!r} would be an object of both (scan, "
+        "count, delete and migrations of one would take the other's objects); give one of "
+        "them another prefix or delimiter",
+        prefix=spec.prefix, key=key, owner=other_owner, model=owner,
+        problems=(f"overlaps {other_owner} ({other_prefix!r}, {other_delimiter!r})",))
+
+
+def read_checked_plan(spec: ModelSpec, owner: str, key: str) -> Plan[Record | None]:
+    """The prefix's registry record, read in one round trip with the ``schema`` and
+    ``owner`` of the record of every proper prefix of the model's prefix; refuses the
+    model if one of those records a model whose key space overlaps this one's (its prefix
+    + delimiter starts this model's). A model of a longer prefix recorded first is found
+    when that one registers, or by :meth:`Registry.register` when one store uses both."""
+    cands = [spec.prefix[:i] for i in range(1, len(spec.prefix))]
+    keys = [registry_key(c) for c in cands]
+    replies = yield Batch([("HGETALL", key), *(("HMGET", k, "schema", "owner") for k in keys)],
+                          keys=[key, *keys])
+    for cand, reply in zip(cands, replies[1:], strict=True):
+        raw, who = (reply or [None, None])[:2]
+        if raw is None:
+            continue
+        try:
+            delimiter = json.loads(_str(raw))["delimiter"]
+        except (ValueError, KeyError, TypeError):
+            continue  # not a schema this version reads: its own first use reports it
+        if isinstance(delimiter, str) and overlaps((spec.prefix, spec.delimiter),
+                                                  (cand, delimiter)):
+            raise overlap_error(spec, owner, cand, delimiter,
+                                "" if who is None else _str(who))
+    return parse(key, replies[0])
 
 
 def older_plan(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str
@@ -631,6 +692,12 @@ class Registry:
             del self._checks[k]
 
     def register(self, spec: ModelSpec, adopt: bool = False) -> Plan[Record]:
+        if isinstance(self.checked, set):  # a model this store uses already, either way
+            for cls in self.checked:
+                other = spec_of(cls)
+                if overlaps((spec.prefix, spec.delimiter), (other.prefix, other.delimiter)):
+                    raise overlap_error(spec, owner_of(spec.cls), other.prefix,
+                                        other.delimiter, owner_of(cls))
         record = yield from register_plan(spec, self._targets(), adopt)
         self._learn(spec.cls, record)
         return record

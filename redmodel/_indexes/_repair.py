@@ -218,10 +218,32 @@ class Progress:
     done: int
 
 
+def whole(value: Any) -> int:
+    """A JSON number of a state record that must be an int: ``int()`` would also take
+    ``3.7``, ``True``, ``"3"``, ``" 3"``, ``"3_0"`` and other scripts' digits (``"\u0663"``),
+    none of which this module writes. Raises TypeError (the record reads as not ours)."""
+    if type(value) is not int:
+        raise TypeError("not an int")
+    return value
+
+
+def number(value: Any) -> float:
+    """A JSON number of a state record (an int or a float, never text or a bool)."""
+    if type(value) not in (int, float):
+        raise TypeError("not a number")
+    return float(value)
+
+
+def ascii_digits(text: str) -> bool:
+    """Whether ``text`` is ASCII digits only: ``str.isdigit`` also takes other scripts'
+    digits and superscripts ("\u0663", "\u00b2"), which no Lua script reads as a number."""
+    return text.isascii() and text.isdigit()
+
+
 def cursor_text(text: str) -> bool:
     """Whether ``text`` is a saved SCAN cursor: ``done`` or a non-negative integer that
     SCAN takes (below 2**64)."""
-    return text == "done" or (text.isascii() and text.isdigit() and int(text) < 2**64)
+    return text == "done" or (ascii_digits(text) and int(text) < 2**64)
 
 
 def id_cursor(text: str) -> bool:
@@ -261,9 +283,9 @@ class _State:
             data = json.loads(_text(raw))
             held = {str(p): {str(k): str(v) for k, v in c.items()}
                     for p, c in data.get("held", {}).items() if p in PHASES}
-            state = cls(int(data["phase"]),
+            state = cls(whole(data["phase"]),
                         {str(k): str(v) for k, v in data["cursors"].items()},
-                        int(data["objects"]), float(data["started"]), held)
+                        whole(data["objects"]), number(data["started"]), held)
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
             return None
         cursors = [*state.cursors.items(), *(c for h in held.values() for c in h.items())]
@@ -364,7 +386,7 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
     total = 0
     for k, raw in zip(counts, sizes or [], strict=True):
         text = _text(raw) if raw is not None else "0"
-        if not (text.isascii() and text.isdigit()):
+        if not ascii_digits(text):
             raise ServerError(f"{k} holds {text[:20]!r}, not the count of the all-ids index "
                               "(overwritten outside redmodel while reindex ran): run "
                               f"store.reindex({spec.cls.__name__}) again", keys=(k,),
@@ -373,14 +395,18 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
     yield Emit([total])
 
 
-def verify_plan(model: type, count: int, targets: Sequence[Any]) -> IterPlan:
+def verify_plan(model: type, count: int, targets: Sequence[Any], *,
+                scope: Callable[[str], bool] | None = None) -> IterPlan:
     """Every disagreement between the stored objects and their index, in words; emits
-    lists of messages (one per page with any)."""
+    lists of messages (one per page with any). With ``scope`` (a migration step's check):
+    a disagreement about one index (named) counts only when ``scope(name)`` is true;
+    one about an object or the all-ids index always counts."""
     spec = spec_of(model)
     count = page_count(count, model=spec.name)
     if spec.indexes is None:
         return
     checker = _Repair(spec, fix=False)
+    checker.scope = scope
 
     def on_page(page: list[Any]) -> Step:
         if checker.problems:
@@ -427,6 +453,8 @@ class _Repair:
         self.indexes = _indexes(spec)
         self.layout = _layout(spec)
         self.problems: list[str] = []
+        # verify: which indexes' disagreements count (None: all of them)
+        self.scope: Callable[[str], bool] | None = None
         self.d = spec.delimiter
         # root -> (key, type) of the all-ids index in an older format, not converted yet
         # (verify: an id is in the all-ids index when in the pages or in one of them)
@@ -476,10 +504,11 @@ class _Repair:
             if actual != "none" and not ok:
                 self.wrong_type(k, actual, wanted[k])
 
-    def report(self, text: str) -> None:
+    def report(self, text: str, index: str | None = None) -> None:
+        """A disagreement; ``index`` names the one index it is about, if any."""
         if self.fix:
             log.warning("reindex %s: %s", self.spec.name, as_text(text))  # a log is text
-        else:
+        elif index is None or self.scope is None or self.scope(index):
             self.problems.append(text)
 
     # ---- pass 0: the format of older versions ---------------------------------------------
@@ -758,7 +787,7 @@ class _Repair:
                 freed = True
             else:
                 self.report(f"{key}: {name}={unescape(value)!r} is held by another object "
-                            "too; that object keeps it")
+                            "too; that object keeps it", name)
         return freed
 
     def _after(self, key: str, w: Write, c: Any, gone: list[tuple[str, str]]) -> Plan[None]:
@@ -1129,7 +1158,8 @@ class _Repair:
                        ) or kind == "eq"
         if not known:
             self.report(f"{key}: the index of a field {self.spec.name} does not declare "
-                        "(dropped from the model?): delete it if no other version uses it")
+                        "(dropped from the model?): delete it if no other version uses it",
+                        name)
             return 0
         if kind == "uq" and self.spec.claims:
             return (yield from self.claims_key(key, name, count))
@@ -1252,14 +1282,15 @@ class _Repair:
             if kind == "eq":
                 why = f"whose {name} is not {unescape(value)!r}" if live else none
                 self.report(f"the equality index {name}={unescape(value)!r} lists {obj}, "
-                            f"{why}")
+                            f"{why}", name)
             elif kind == "rng":
                 why = f"whose {name} is not {_text(extra)}" if live else none
-                self.report(f"the range index {name} lists {obj} at {_text(extra)}, {why}")
+                self.report(f"the range index {name} lists {obj} at {_text(extra)}, {why}",
+                            name)
             else:
                 why = "which does not hold that value" if live else none
                 self.report(f"the unique index {name}={unescape(member)!r} points at "
-                            f"{obj}, {why}")
+                            f"{obj}, {why}", name)
 
     def _fix_members(self, root: str, kind: str, name: str, value: str, key: str,
                      bad: Sequence[tuple[str, Any, str]],
@@ -1312,7 +1343,7 @@ class _Repair:
             old = []
             for value, raw in pairs:
                 owner, _, at = _text(raw).rpartition(SEP)
-                if at == "C" or (at.isdigit() and now - int(at) >= CLAIM_GRACE_MS):
+                if at == "C" or (ascii_digits(at) and now - int(at) >= CLAIM_GRACE_MS):
                     old.append((_text(value), _text(raw), owner))
             gone = yield from owners_gone(self.spec, self.layout, [(o, name, v) for v, _, o in old])
             stale = [(v, raw, o) for (v, raw, o), g in zip(old, gone, strict=True) if g]

@@ -24,6 +24,7 @@ import itertools
 import json
 import math
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import attrs
@@ -272,7 +273,9 @@ class FlatLayout:
                 text = k.decode("utf-8", "surrogateescape")
                 pairs.append([text, self._flatten(v, sep + escape(text, self.delim), leaves)])
             return ["d", pairs]
-        items = list(node)
+        # a set in a canonical order, not its iteration order (insertion order, the hash
+        # seed of bytes): equal sets make equal leaves in every process (30AU F1)
+        items = sorted(node, key=_set_key) if isinstance(node, AbstractSet) else list(node)
         return ["l", [self._flatten(v, f"{sep}{i}", leaves) for i, v in enumerate(items)]]
 
     def _tree(self, key: str, manifest: Any, values: Sequence[Any],
@@ -625,6 +628,23 @@ def _text(raw: Any) -> str:
 # construction; anything they are not sure of (a value of another type, a leaf missing,
 # a manifest of another shape, an error) is handed to the generic code, which decides
 # (and raises the error it always raised).
+
+
+def _set_key(node: Any) -> tuple[Any, ...]:
+    """A total order on the tree converter's nodes (bytes leaves, None, sets, sequences,
+    dicts) that no hash seed or insertion order changes."""
+    if isinstance(node, bytes):
+        return ("b", node)
+    if node is None:
+        return ("n",)
+    if isinstance(node, AbstractSet):
+        return ("s", tuple(sorted(_set_key(v) for v in node)))
+    if isinstance(node, dict):
+        return ("d", tuple((_set_key(k) if isinstance(k, bytes) else ("k", str(k)),
+                            _set_key(v)) for k, v in node.items()))
+    if isinstance(node, (list, tuple)):
+        return ("l", tuple(_set_key(v) for v in node))
+    return ("r", type(node).__name__, repr(node))
 
 
 class _Decline(Exception):  # noqa: N818 - a signal: this model keeps the generic code

@@ -11,7 +11,9 @@ from __future__ import annotations
 import abc
 import hashlib
 import threading
+import typing
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import cattrs
@@ -42,7 +44,9 @@ class Serializer(abc.ABC):
         if self._converter is None:
             with self._lock:
                 if self._converter is None:
-                    self._converter = self.make_converter()
+                    converter = self.make_converter()
+                    canonical_sets(converter)
+                    self._converter = converter
         return self._converter
 
     @abc.abstractmethod
@@ -56,6 +60,60 @@ class Serializer(abc.ABC):
     @abc.abstractmethod
     def loads(self, data: bytes) -> Any:
         """Bytes -> primitive tree."""
+
+
+def canonical_sets(converter: cattrs.Converter) -> None:
+    """Make ``converter`` write every set and frozenset as a list in one canonical order
+    (:func:`_set_order`) instead of its iteration order, which follows the order members
+    were added in and, for ``str``/``bytes`` members, the process's hash seed: equal sets
+    then encode to equal bytes in every process, so comparing stored bytes (a rewrite's
+    "is this object in the current form", change tracking's fingerprints) sees them equal.
+
+    Only where the converter writes a set as a list (every built-in serializer): a
+    serializer whose converter keeps sets as sets is left as it is. Reading is unchanged:
+    a list in any order structures back into the same set."""
+    try:
+        writes_lists = type(converter.unstructure(frozenset(), frozenset[int])) is list
+    except Exception:  # a converter of the application's without a frozenset hook
+        writes_lists = False
+    if not writes_lists:
+        return
+
+    def factory(tp: Any) -> Callable[[Any], list[Any]]:
+        args = typing.get_args(tp)
+        element = (converter.get_unstructure_hook(args[0]) if args
+                   else converter.unstructure)
+
+        def unstructure(value: Any) -> list[Any]:
+            return _set_order([element(v) for v in value])
+
+        return unstructure
+
+    converter.register_unstructure_hook_factory(_is_set_type, factory)
+
+
+def _is_set_type(tp: Any) -> bool:
+    origin = typing.get_origin(tp) or tp
+    return isinstance(origin, type) and issubclass(origin, AbstractSet)
+
+
+def _set_order(items: list[Any]) -> list[Any]:
+    """``items`` (a set's members, unstructured) in an order no hash seed or insertion
+    order changes: by value when all are ints or all are str or all are bytes, else by
+    type name and repr (of the unstructured member: a nested set is already a sorted
+    list, an attrs member a dict in field order)."""
+    if len(items) < 2:
+        return items
+    first = type(items[0])
+    if first in (int, str, bytes) and all(type(v) is first for v in items):
+        items.sort()
+        return items
+    items.sort(key=_order_key)
+    return items
+
+
+def _order_key(item: Any) -> tuple[str, str]:
+    return (type(item).__name__, repr(item))
 
 
 class Transform(abc.ABC):

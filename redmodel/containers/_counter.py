@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
@@ -23,6 +24,8 @@ from redmodel._stores._sync import Store
 from redmodel.containers._base import InTransaction, S, container_key
 from redmodel.transactions._handles import AsyncTransaction, Transaction
 from redmodel.transactions._policy import Pending
+
+_COUNT = re.compile(rb"-?[1-9][0-9]{0,18}|0")
 
 __all__ = [
     "WindowCounter",
@@ -150,10 +153,12 @@ class WindowCounter(Generic[S]):
         raw = replies[0]
         if raw is None:
             return 0
-        try:
-            return int(raw)
-        except ValueError:
-            raise DecodeError("stored counter is not an integer", key=key) from None
+        # what INCRBY reads: ASCII digits, no sign but '-', no spaces, '_' or leading zeros,
+        # within 64 bits (Python's int() takes " 12", "+12", "1_2" and other scripts' digits)
+        text = raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "surrogateescape")
+        if _COUNT.fullmatch(text) is None or not -(2**63) <= int(text) < 2**63:
+            raise DecodeError("stored counter is not an integer", key=key)
+        return int(text)
 
     @overload
     def get(self: WindowCounter[Store], subject: Any) -> int: ...
