@@ -81,9 +81,14 @@ end
 -- call's own writes only ever give a key the type checked)
 local function check_keys(need, typed)
   local declared = declared_keys()
-  local missing = {}
-  for k in pairs(need) do if not declared[k] then missing[#missing + 1] = k end end
-  if #missing > 0 then
+  local missing  -- (made only when a key is missing: a table fewer per check)
+  for k in pairs(need) do
+    if not declared[k] then
+      missing = missing or {}
+      missing[#missing + 1] = k
+    end
+  end
+  if missing then
     table.sort(missing)
     return list_of({'KEYS'}, missing)
   end
@@ -366,9 +371,10 @@ local function unique_owners(root, d, id, old, new, every)
 end
 -- with claims, the unique lines the object gives up (in from, not in to), sorted: the
 -- client releases them
+local NO_LINES = {}  -- never written to: released's answer without claims
 local function released(from, to)
+  if not CLAIMS then return NO_LINES end
   local out = {}
-  if not CLAIMS then return out end
   for line in pairs(from) do
     if not to[line] and string.sub(line, 1, 1) == 'u' then out[#out + 1] = line end
   end
