@@ -4,7 +4,8 @@
 -- first, with redis.acl_check_cmd (Redis 7.0+, Valkey), about every (command, key) it may
 -- call from that write on; a refusal answers NOPERM with nothing written. Each pair is
 -- asked once per call (a script over many objects asks a shared key once).
-local ACL_SEEN = {}  -- 'command key' -> true (allowed) or false (refused)
+local ACL_SEEN = {}  -- command -> key (or '' for none, or key .. ' ' .. key2) -> true
+                    -- (allowed) or false (refused): no string is built per ask
 local ACL_NO     -- the first refusal of the current check: {'NOPERM', command, key}
 -- asks about one command on one key (key nil: a command without a key, TIME; key2: the
 -- second key of LMOVE). Never ask about a command that takes a key without one: Redis
@@ -14,14 +15,16 @@ local function acl(cmd, key, key2)
   if key == nil and string.lower(cmd) ~= 'time' then  -- (never reached by a well-formed call)
     error({err = 'ERR redmodel: ACL check of ' .. cmd .. ' without its key'})
   end
-  local k = key and (cmd .. ' ' .. key) or cmd
+  local seen = ACL_SEEN[cmd]
+  if not seen then seen = {}; ACL_SEEN[cmd] = seen end
+  local k = key or ''
   if key2 then k = k .. ' ' .. key2 end
-  local ok = ACL_SEEN[k]
+  local ok = seen[k]
   if ok == nil then
     if key2 then ok = redis.acl_check_cmd(cmd, key, key2)
     elseif key then ok = redis.acl_check_cmd(cmd, key) else ok = redis.acl_check_cmd(cmd) end
     ok = ok and true or false
-    ACL_SEEN[k] = ok
+    seen[k] = ok
   end
   if not ok and not ACL_NO then ACL_NO = {'NOPERM', cmd, key or ''} end
 end

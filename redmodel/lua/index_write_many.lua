@@ -110,8 +110,16 @@ local function one(obj, h, from, last)
     npairs = write_pairs_arg(A, at, last)
     if not npairs then return {'BADARG', 'pairs'} end
   end
-  local refusal = check_keys(ids_keys({[obj] = '', [rec] = '', [all] = '', [exp] = 'zset'},
-                                      root), typed)
+  -- the header's keys are checked once per header (declared, and of their types: typed
+  -- remembers those), then only each object's own key (declared)
+  local refusal
+  if h.checked then
+    if not declared_keys()[obj] then refusal = {'KEYS', obj} end
+  else
+    refusal = check_keys(ids_keys({[obj] = '', [rec] = '', [all] = '', [exp] = 'zset'}, root),
+                         typed)
+    if not refusal then h.checked = true end
+  end
   if refusal then return defer(id, {}, given, refusal) end
   local _
   _, refusal = all_state(all)
