@@ -205,12 +205,12 @@ OBJECTS = st.fixed_dictionaries({
 })
 
 
-@pytest.mark.parametrize("codec", SERIALIZERS)
-@pytest.mark.parametrize("layout", ["hash", "flat", "blob"])
+@pytest.mark.parametrize(("layout", "codec"), [
+    *((layout, codec) for layout in ("hash", "blob") for codec in SERIALIZERS),
+    ("flat", "json"),  # the flat layout applies no model codec: its leaves are plain text
+])
 def test_a_rewrite_of_objects_with_sets_just_saved_changes_nothing(
         store: redmodel.Store, layout: str, codec: str) -> None:
-    if layout == "flat" and codec != "json":
-        pytest.skip("the flat layout applies no model codec: its leaves are plain text")
     cls = declare(MODEL.format(layout=layout, codec=codec, codec_opt="" if layout == "flat"
                                else f", codec={codec!r}"))
     pair_cls = typing.get_args(attrs.fields(cls).pairs.type)[0]
@@ -456,8 +456,8 @@ def test_models_whose_key_spaces_overlap_are_refused_naming_both(
         b = a if one_store else redmodel.Store(store.client)
         a.save(first(1, id="x"))
         if _overlap((p1, d1), (p2, d2)):
-            if not one_store and not p2.startswith(p1):
-                return  # a longer prefix recorded first: found by a store using both
+            if not one_store:
+                return  # two stores: each checks the models it uses (docs/migrations.md)
             before = sorted(store.client.keys(f"{tag}*"))
             with pytest.raises(redmodel.SchemaConflictError) as e:
                 b.save(second(2, id="x"))

@@ -17,12 +17,11 @@ patterns an ACL grants the app cover it, and one key is one slot on a cluster):
   with the version its store read (:meth:`Registry.step_check`); a record written before
   versions has none and is compared field by field.
 
-A store registers a model on its first use of it (one round trip when nothing changed:
-the HGETALL, with the records of the shorter prefixes; a compare-and-set script when
-something did) and remembers it in memory: later operations send nothing more. A model
-that another model's prefix belongs to, whose key space overlaps another's, or whose
-change would misread stored objects, is refused with :class:`SchemaConflictError`,
-nothing written.
+A store registers a model on its first use of it (one HGETALL when nothing changed; a
+compare-and-set script when something did) and remembers it in memory: later operations
+send nothing more. A model that another model's prefix belongs to, whose key space
+overlaps that of another model the store uses, or whose change would misread stored
+objects, is refused with :class:`SchemaConflictError`, nothing written.
 """
 
 from __future__ import annotations
@@ -38,7 +37,11 @@ from typing import Any, TypeVar, cast
 import attrs
 
 from redmodel._args import page_count
-from redmodel._errors import IndexNotReadyError, SchemaConflictError, ValidationError
+from redmodel._errors import (
+    IndexNotReadyError,
+    SchemaConflictError,
+    ValidationError,
+)
 from redmodel._models._keys import glob_escape
 from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
 from redmodel._plan import Batch, Emit, IterPlan, Plan, script
@@ -374,21 +377,18 @@ def has_objects(spec: ModelSpec, targets: Sequence[Any]) -> Plan[bool]:
 
 def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
                   ) -> Plan[Record]:
-    """Record the model in its prefix's registry, or refuse it: one round trip (HGETALL,
-    with the shorter prefixes' records) when the record already matches; else the
-    compare-and-set script (after a SCAN for stored objects when the model adds an index),
-    retried if another process changed the record meanwhile."""
+    """Record the model in its prefix's registry, or refuse it: one HGETALL when the
+    record already matches; else the compare-and-set script (after a SCAN for stored
+    objects when the model adds an index), retried if another process changed the record
+    meanwhile."""
     key = registry_key(spec.prefix)
     owner = owner_of(spec.cls)
     schema = describe(spec)
     text = schema_text(schema)
     wanted = schema["indexes"]
     stored: bool | None = None
-    for attempt in range(ATTEMPTS):
-        if attempt == 0:  # the shorter prefixes' records ride along with the first read
-            record = yield from read_checked_plan(spec, owner, key)
-        else:
-            record = yield from read_plan(key)
+    for _ in range(ATTEMPTS):
+        record = yield from read_plan(key)
         if (record is not None and not adopt and record.text != text
                 and was_field(text) in record.older):
             return (yield from older_plan(spec, record, schema, owner))
@@ -460,31 +460,6 @@ def overlap_error(spec: ModelSpec, owner: str, other_prefix: str, other_delimite
         "them another prefix or delimiter",
         prefix=spec.prefix, key=key, owner=other_owner, model=owner,
         problems=(f"overlaps {other_owner} ({other_prefix!r}, {other_delimiter!r})",))
-
-
-def read_checked_plan(spec: ModelSpec, owner: str, key: str) -> Plan[Record | None]:
-    """The prefix's registry record, read in one round trip with the ``schema`` and
-    ``owner`` of the record of every proper prefix of the model's prefix; refuses the
-    model if one of those records a model whose key space overlaps this one's (its prefix
-    + delimiter starts this model's). A model of a longer prefix recorded first is found
-    when that one registers, or by :meth:`Registry.register` when one store uses both."""
-    cands = [spec.prefix[:i] for i in range(1, len(spec.prefix))]
-    keys = [registry_key(c) for c in cands]
-    replies = yield Batch([("HGETALL", key), *(("HMGET", k, "schema", "owner") for k in keys)],
-                          keys=[key, *keys])
-    for cand, reply in zip(cands, replies[1:], strict=True):
-        raw, who = (reply or [None, None])[:2]
-        if raw is None:
-            continue
-        try:
-            delimiter = json.loads(_str(raw))["delimiter"]
-        except (ValueError, KeyError, TypeError):
-            continue  # not a schema this version reads: its own first use reports it
-        if isinstance(delimiter, str) and overlaps((spec.prefix, spec.delimiter),
-                                                  (cand, delimiter)):
-            raise overlap_error(spec, owner, cand, delimiter,
-                                "" if who is None else _str(who))
-    return parse(key, replies[0])
 
 
 def older_plan(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str
