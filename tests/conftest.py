@@ -104,6 +104,25 @@ def _async_cluster(cluster: RedisClusterServer) -> AsyncRedisCluster:
     return AsyncRedisCluster(host=host, port=port)
 
 
+def _one_server_store(request: pytest.FixtureRequest, kind: str, registry: bool
+                      ) -> Iterator[Any]:
+    client = request.getfixturevalue("redis_client")
+    if kind == "sync":
+        yield redmodel.Store(client, registry=registry)
+        return
+    url = request.getfixturevalue("redis_url")
+    facade = AsyncFacade(redmodel.AsyncStore.from_url(url, registry=registry), client)
+    yield facade
+    facade.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def one_server_store(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """:func:`any_store` on the test server only: a Store, or an AsyncStore behind the
+    sync facade; ``store.client`` is a sync client for raw assertions."""
+    yield from _one_server_store(request, request.param, True)
+
+
 @pytest.fixture(params=["sync", "async", "cluster", "async_cluster"])
 def any_store(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The same behaviour through every shell: sync and asyncio, one server and a
@@ -115,14 +134,7 @@ def any_store(request: pytest.FixtureRequest) -> Iterator[Any]:
     kind = request.param
     registry = request.node.get_closest_marker("no_registry") is None
     if kind in ("sync", "async"):
-        client = request.getfixturevalue("redis_client")
-        if kind == "sync":
-            yield redmodel.Store(client, registry=registry)
-            return
-        url = request.getfixturevalue("redis_url")
-        facade = AsyncFacade(redmodel.AsyncStore.from_url(url, registry=registry), client)
-        yield facade
-        facade.close()
+        yield from _one_server_store(request, kind, registry)
         return
     client = request.getfixturevalue("redis_cluster_client")
     if kind == "cluster":

@@ -29,21 +29,13 @@ import redmodel
 from redmodel.containers import Queue, Set, SortedSet
 from redmodel.containers import _consumer as c
 from tests.budget import scaled
-from tests.conftest import AsyncFacade
 
 D = decimal.Decimal
 
 
-@pytest.fixture(params=["sync", "async"])
-def shell(request: pytest.FixtureRequest) -> Any:
-    client = request.getfixturevalue("redis_client")
-    if request.param == "sync":
-        yield redmodel.Store(client)
-        return
-    facade = AsyncFacade(redmodel.AsyncStore.from_url(request.getfixturevalue("redis_url")),
-                         client)
-    yield facade
-    facade.close()
+@pytest.fixture
+def shell(one_server_store: Any) -> Any:
+    return one_server_store
 
 
 # ---- F1: add_many's items ---------------------------------------------------------------

@@ -21,23 +21,15 @@ from hypothesis import strategies as st
 import redmodel
 from redmodel.containers import Queue, Set, pop_blocking
 from tests.budget import scaled
-from tests.conftest import AsyncFacade
 
 KEY = "pk"
 REJECTED = "pk:{pk}:%rejected"
 BAD = b"bad"  # no int's text: does not decode as int
 
 
-@pytest.fixture(params=["sync", "async"])
-def shell(request: pytest.FixtureRequest) -> Any:
-    client = request.getfixturevalue("redis_client")
-    if request.param == "sync":
-        yield redmodel.Store(client)
-        return
-    facade = AsyncFacade(redmodel.AsyncStore.from_url(request.getfixturevalue("redis_url")),
-                         client)
-    yield facade
-    facade.close()
+@pytest.fixture
+def shell(one_server_store: Any) -> Any:
+    return one_server_store
 
 
 def _plant_rejected(client: Any, kind: str) -> Any:
