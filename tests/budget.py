@@ -1,6 +1,6 @@
 """Hypothesis example counts, scaled from the active profile (tests/conftest.py:
-HYPOTHESIS_PROFILE=default has max_examples 20, "ci" 60, "thorough" 600), so a test never
-hard-codes its own count and "thorough" draws thirty times as many everywhere."""
+HYPOTHESIS_PROFILE=default has max_examples 10, "ci" 60, "thorough" 600), so a test never
+hard-codes its own count and "thorough" draws sixty times as many everywhere."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ LONG = os.environ.get("REDMODEL_TEST_LONG", "") == "1"
 
 def scaled(per_100: int, *, floor: int = 1) -> int:
     """``per_100`` examples for every 100 the active profile's ``max_examples`` asks for
-    (at least ``floor``): ``scaled(300)`` is 60 under "default", 180 under "ci", 1800
+    (at least ``floor``): ``scaled(300)`` is 30 under "default", 180 under "ci", 1800
     under "thorough"."""
     return max(floor, settings.default.max_examples * per_100 // 100)
 
