@@ -114,7 +114,8 @@ def _field_values(model: type, name: str, oid: str) -> st.SearchStrategy[Any]:
     if name == "dec":
         return st.decimals(allow_nan=False, allow_infinity=False, places=3)
     if name == "when":
-        return st.datetimes(timezones=st.none() | st.just(dt.timezone.utc))
+        return st.datetimes(timezones=st.none() | st.just(dt.timezone.utc)).map(
+            lambda d: d.replace(fold=0))  # (fold is not stored: isoformat has none)
     if name == "color":
         return st.sampled_from(["red", "green", "blue"])
     raise AssertionError(tp)
@@ -148,7 +149,9 @@ def _json_text(prim: Any, draw: Any) -> str:
     if isinstance(prim, bool) or prim is None or isinstance(prim, int):
         return json.dumps(prim)
     if isinstance(prim, float):
-        return draw(st.sampled_from(_float_texts(prim)))
+        # (JSON reads "-0" as the int 0: another value of a float field, 0.0)
+        return draw(st.sampled_from([t for t in _float_texts(prim)
+                                     if same_value(float(json.loads(t)), prim)]))
     if isinstance(prim, str):
         return json.dumps(prim, ensure_ascii=draw(st.booleans()))
     if isinstance(prim, list):
@@ -182,11 +185,13 @@ def _other_text(model: type, name: str, raw: bytes, draw: Any) -> bytes:
         if kind == "msgpack":
             return head + msgpack.packb(_shuffled(msgpack.unpackb(body), draw))
         assert kind == "yaml"
-        return head + yaml.safe_dump(yaml.safe_load(body),
-                                     default_flow_style=draw(st.booleans()),
-                                     allow_unicode=draw(st.booleans()),
-                                     sort_keys=draw(st.booleans()),
-                                     explicit_end=True).encode()
+        prim = yaml.safe_load(body)
+        text = yaml.safe_dump(prim, default_flow_style=draw(st.booleans()),
+                              allow_unicode=draw(st.booleans()),
+                              sort_keys=draw(st.booleans()), explicit_end=True)
+        # (PyYAML's allow_unicode writes U+0085 and the like raw, and reads them back as
+        # line breaks: another value, not another text of this one)
+        return head + (text.encode() if yaml.safe_load(text) == prim else body)
     if name in ("score", "level", "inner:level"):
         return draw(st.sampled_from(_float_texts(float(raw)))).encode()
     return raw
@@ -258,7 +263,7 @@ def test_two_writers_of_disjoint_fields_both_keep_theirs(
     key = store.save(model(id=oid, **first))
     _rewrite(redis_client, model, key, draw(st.lists(st.sampled_from(names), unique=True)),
              draw)
-    ttl = draw(st.sampled_from([None, 30])) if model is not Expiring else None
+    ttl = draw(st.sampled_from([None, 3600])) if model is not Expiring else None
     a = store.get(model, oid)
     b = store.get(model, oid)
     assert a is not None and b is not None
@@ -295,7 +300,7 @@ def test_two_writers_of_disjoint_fields_both_keep_theirs(
         if "email" in mine or "email" in theirs:
             assert store.get_by(Indexed, email=got.email) == got
     if model is Expiring or ttl is not None:
-        assert 0 < redis_client.pttl(key) <= (60_000 if model is Expiring else 30_000)
+        assert 0 < redis_client.pttl(key) <= (60_000 if model is Expiring else 3_600_000)
 
 
 # ---- named cases -----------------------------------------------------------------------
