@@ -20,6 +20,7 @@ from redmodel._args import shown
 from redmodel._errors import CodecError, DecodeError, RedmodelError, ValidationError
 from redmodel._indexes._specs import SEP, IndexValueError, entry_key
 from redmodel._indexes._writes import Write
+from redmodel._layouts._same import same_value
 from redmodel._models._compiled import FALLBACK, field_encoder, hash_decoder, hash_encoder
 from redmodel._models._specs import FieldSpec, ModelSpec, increment_kind
 from redmodel._models._types import BadValueError, optional_inner
@@ -208,6 +209,18 @@ def _old_leaf_map(fields: tuple[FieldSpec, ...], now: bytes, olds: Sequence[byte
             out[here] = names
 
 
+def _leaf_map(fields: tuple[FieldSpec, ...], prefix: bytes, path: tuple[str, ...],
+              delim: bytes, out: dict[bytes, tuple[FieldSpec, tuple[str, ...]]]) -> None:
+    """Per leaf (hash field) under ``prefix``: its stored name -> (its spec, the attribute
+    names leading to its value from the object)."""
+    for f in fields:
+        name = prefix + f.stored.encode()
+        if f.kind == "struct":
+            _leaf_map(f.children, name + delim, (*path, f.name), delim, out)
+        else:
+            out[name] = (f, (*path, f.name))
+
+
 def _renamed(fields: tuple[FieldSpec, ...]) -> bool:
     return any(f.old_stored or _renamed(f.children) for f in fields)
 
@@ -344,6 +357,10 @@ class HashLayout:
         self._olds_of: dict[bytes, list[bytes]] = {}
         _old_leaf_map(spec.fields, b"", (), self.delim, self._olds_of)
         self.encrypted = _has_encrypted(spec.fields)
+        # per leaf's current stored name, its spec and the attribute path to its value: a
+        # tracked save compares a leaf whose bytes differ by value (_same_as_stored)
+        self._leaves: dict[bytes, tuple[FieldSpec, tuple[str, ...]]] = {}
+        _leaf_map(spec.fields, b"", (), self.delim, self._leaves)
         self.known = frozenset([MARKER, *_leaf_names(spec.fields, b"", self.delim)])
         self.renamed = _renamed(spec.fields)
         # generated once per model (redmodel._models._compiled): every path encodes and
@@ -421,12 +438,49 @@ class HashLayout:
 
     def _changed_pairs(self, obj: Any, state: dict[bytes, bytes],
                        snapshot: dict[bytes, bytes]) -> list[bytes]:
-        """(field, value, ...) of ``state`` that differ from the snapshot: by bytes, or for an
-        encrypted value by fingerprint."""
+        """(field, value, ...) of ``state`` whose value differs from the snapshot's: equal
+        bytes are one value; other bytes are compared by value (:meth:`_same_as_stored`:
+        another writer's text of an equal value is no change); an encrypted value by
+        fingerprint. A leaf of equal value and other bytes gets its stored bytes in
+        ``state`` (what the key still holds after the save)."""
         now, then = self.prints(obj), recall_prints(obj)
-        return [x for f, v in state.items()
-                if (now[f] != then.get(f) if f in now else snapshot.get(f) != v)
-                for x in (f, v)]
+        out: list[bytes] = []
+        kept: list[tuple[bytes, bytes]] = []  # same value, other bytes: not sent
+        for f, v in state.items():
+            if f in now:
+                if now[f] == then.get(f):
+                    continue
+            elif (old := snapshot.get(f)) == v:
+                continue
+            elif self._same_as_stored(obj, f, old):
+                assert old is not None
+                kept.append((f, old))
+                continue
+            out += (f, v)
+        for f, old in kept:  # the key keeps these bytes: the object remembers them
+            state[f] = old
+        return out
+
+    def _same_as_stored(self, obj: Any, name: bytes, stored: bytes | None) -> bool:
+        """Whether leaf ``name`` of ``obj`` holds the value its ``stored`` bytes decode to,
+        exactly (redmodel._layouts._same): bytes other than this process's encoding of the
+        value (a set's member order, HINCRBYFLOAT's ``1`` for ``1.0``, JSON's spacing)
+        that a read gives the same value from. False when the leaf held nothing, or its
+        bytes do not decode strictly (an ``upgrade=``'s value is written, as documented)."""
+        found = self._leaves.get(name)
+        if stored is None or found is None:
+            return False
+        f, path = found
+        if f.decode is None:
+            return False
+        value = obj
+        for part in path:
+            value = getattr(value, part)
+        try:
+            then = f.decode(stored)
+        except Exception:  # not this type's value (or a codec's own error): changed
+            return False
+        return same_value(value, then)
 
     def _partial(self, obj: Any, state: dict[bytes, bytes], snapshot: dict[bytes, bytes],
                  nones: list[bytes]) -> tuple[list[bytes], list[bytes]]:
@@ -436,7 +490,9 @@ class HashLayout:
         value for. It moves a value read under an old name only for the leaves it writes
         (their old names are removed, so what it writes is what is read); every other
         leaf stays where it is, as another writer may have changed it meanwhile (a value
-        the writer did not change is never written)."""
+        the writer did not change is never written, whatever its stored text).
+        ``state`` becomes what the key holds after the save as far as this writer knows:
+        a leaf not sent keeps the bytes it was read with (what the object remembers)."""
         view = snapshot
         if self._olds_of:
             view = dict(snapshot)
@@ -480,15 +536,16 @@ class HashLayout:
         # only a snapshot of this key through this store's client describes what it holds
         snapshot = None if not self.spec.track_changes else recall(obj, key)
         indexes = self.spec.indexes
-        if snapshot is not None and ttl_ms is not None and indexes is None:
-            snapshot = None  # the partial-save script sets no TTL: save whole
         if indexes is not None:
             return self._indexed(key, obj, pairs, nones, ttl_ms, snapshot, force,
                                  stale, moved, state, entries), state, \
                 bool(snapshot) and not force
         if snapshot is not None and not force:
             pairs, nones = self._partial(obj, state, snapshot, nones)
-            args = [len(pairs) // 2, "1" if self.may_be_empty else "0", MARKER, *pairs, *nones]
+            # hash_update.lua's ARGV[2]: whether the hash may be empty, then the TTL it
+            # sets in the same script (PEXPIRE after its writes), as a whole save does
+            flags = self._keep if ttl_ms is None else f"{self._keep} {ttl_ms}"
+            args = [len(pairs) // 2, flags, MARKER, *pairs, *nones]
             return _UPDATE.call([key], args), state, True
         nones.extend(stale)
         return self._whole(key, pairs, nones, ttl_ms), state, False

@@ -244,8 +244,10 @@ def model(
       ``store.migrate_buckets`` (docs/migrations.md).
     - ``track_changes``: remember what ``get`` loaded (and from which key, through which
       store's client), so ``save`` to that key through that client sends only the fields
-      that changed (two writers of different fields both keep theirs); a save anywhere
-      else is whole. Default: on for models with indexes.
+      whose value changed (two writers of different fields both keep theirs; another
+      text of an equal value, a set's member order or HINCRBYFLOAT's ``1`` for ``1.0``,
+      is no change; a TTL is set in the same script); a save anywhere else is whole.
+      Default: on for models with indexes.
 
     A subclass of a model is a model only when decorated too; it inherits every option
     its base was given except ``prefix`` (its own keys: the subclass name in snake case),

@@ -200,8 +200,10 @@ class Store(ShellConfig):
         Raises :class:`ValidationError` before sending anything if a value does not fit.
 
         A model with ``track_changes`` (every indexed model) saves an object loaded by
-        ``get`` by sending only the fields that changed since (HSET of those, HDEL of
-        those that became None), so two writers of different fields both keep theirs;
+        ``get`` by sending only the fields whose value changed since (HSET of those, HDEL
+        of those that became None; stored bytes that are another text of the object's
+        value, such as a set's member order, are no change; a TTL is set by the same
+        script), so two writers of different fields both keep theirs;
         ``force=True`` saves it whole, and so does a save to another key than it was
         loaded from (its id changed) or through a store with another client (another
         database or server, an AsyncStore; two stores built on one client count as
@@ -212,12 +214,12 @@ class Store(ShellConfig):
 
         Redis: hash layout: HSET alone, or EVALSHA hash_save.lua (HSET, HDEL of the None
         fields, PEXPIRE of a TTL); an object loaded by get and changed since: EVALSHA
-        hash_update.lua of the changed fields (then the whole save if it was deleted
-        meanwhile). Indexed model: EVALSHA index_write.lua (sent again with more KEYS when
-        its first answer names keys it needs); with unique fields on a bucketed model,
-        EVALSHA claim.lua before it and claim_confirm.lua, claim_release.lua or
-        claim_restore.lua after it. Flat layout: EVALSHA flat_save.lua. Blob layout: SET (PX
-        or KEEPTTL)."""
+        hash_update.lua of the changed fields and PEXPIRE of a TTL (then the whole save if
+        it was deleted meanwhile). Indexed model: EVALSHA index_write.lua (sent again with
+        more KEYS when its first answer names keys it needs); with unique fields on a
+        bucketed model, EVALSHA claim.lua before it and claim_confirm.lua,
+        claim_release.lua or claim_restore.lua after it. Flat layout: EVALSHA
+        flat_save.lua. Blob layout: SET (PX or KEEPTTL)."""
         one = _single.save(obj, ttl, force, self._registry.checked)
         if one is not None:
             return self._one(one)  # type: ignore[no-any-return]
