@@ -190,7 +190,8 @@ SLOW_FILES_FIRST = (
 
 
 # The tests that run mypy over user-code fixtures: they need no server, so `make test`
-# runs them with its first server only (REDMODEL_SKIP_MYPY=1 for the others: the Makefile)
+# runs them once, on their own (REDMODEL_ONLY_MYPY=1), and each server's run without them
+# (REDMODEL_SKIP_MYPY=1: the Makefile)
 MYPY_FILES = ("test_typing.py", "test_fix29ajb.py")
 
 
@@ -222,10 +223,13 @@ def _runs_mypy(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("REDMODEL_SKIP_MYPY") == "1":
-        skipped = [item for item in items if _runs_mypy(item)]
-        if skipped:
-            config.hook.pytest_deselected(items=skipped)
-            items[:] = [item for item in items if not _runs_mypy(item)]
+    # REDMODEL_SKIP_MYPY=1: every test but those; REDMODEL_ONLY_MYPY=1: those alone (`make
+    # test` runs them once, in a step of their own, then each server's run without them)
+    skip, only = (os.environ.get(f"REDMODEL_{w}_MYPY") == "1" for w in ("SKIP", "ONLY"))
+    if skip or only:
+        dropped = [item for item in items if _runs_mypy(item) is skip]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if _runs_mypy(item) is not skip]
     rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
