@@ -447,10 +447,22 @@ def test_every_write_is_applied_once_or_at_most_once_with_the_documented_error(
     assert env.proxies.quiet(10), "a stalled command never reached the server"
     env.proxies.clear()
     problems = []
+    unknown_seen = unknown_wanted = 0
     for case in CASES:
         k = keys[case.name]
         kind, value = outcomes[case.name]
         want, state = expected(fault, once, case)
+        if want == "unknown":
+            unknown_wanted += 1
+            unknown_seen += isinstance(value, redmodel.OutcomeUnknownError)
+        if (fault == "stall" and want == "unknown" and kind == "ok"
+                and value == _filled(case.result, k)):
+            # The reply of a stalled command was read although the stall is longer than
+            # the socket timeout: a busy machine held the client past both, and a reply
+            # already there is read before a timer that is due (asyncio's order). The
+            # caller is told "applied" and it was: correct. The state is still checked;
+            # the run must see the unknown outcome elsewhere (below).
+            want = "ok"
         seen = case.observe(env.direct, k)
         where = f"{case.name} under {fault} ({mode}, {shell}, retry {retry})"
         if kind == "error" and not isinstance(value, (redmodel.RedmodelError,
@@ -472,3 +484,5 @@ def test_every_write_is_applied_once_or_at_most_once_with_the_documented_error(
         if not case.consistent(env.direct, k):
             problems.append(f"{where}: a second write of the batch was applied twice")
     assert not problems, "\n".join(problems)
+    assert unknown_seen or not unknown_wanted, (
+        f"no call under {fault} ({mode}, {shell}) raised OutcomeUnknownError")
