@@ -72,6 +72,11 @@ class BlobLayout:
     def cas(self, target: tuple[str, bytes | None], old: bytes, new: bytes) -> Command:
         return CAS_STRING.call([target[0]], [old, new])
 
+    def check_readable(self, key: str, id_text: str, reply: Any) -> None:
+        """Raise DecodeError naming the key if this stored object cannot be read as ``get``
+        reads it (what a rotation checks before it rewrites a page)."""
+        self.decode(key, id_text, reply)
+
     def raw_values(self, key: str, reply: Any) -> list[tuple[tuple[str, bytes | None], bytes]]:
         return [] if reply is None else [((key, None), reply)]
 

@@ -427,6 +427,17 @@ class FlatLayout:
     def cas(self, target: tuple[str, bytes | None], old: bytes, new: bytes) -> Command:
         return CAS_STRING.call([target[0]], [old, new])
 
+    def check_readable(self, key: str, id_text: str, reply: Any) -> None:
+        """Raise DecodeError naming the key if this stored object cannot be read as ``get``
+        reads it. An object missing a leaf passes: it has no corrupt manifest and no
+        undecodable value, so a rotation rewrites what is left of it (its ``get`` keeps
+        naming the missing leaf)."""
+        try:
+            self.decode(key, id_text, reply)
+        except DecodeError:
+            if not (reply and None in reply[1:]):
+                raise
+
     def raw_values(self, key: str, reply: Any) -> list[tuple[tuple[str, bytes | None], bytes]]:
         if not reply:
             return []

@@ -998,6 +998,11 @@ class HashLayout:
         key, field = target
         return _CAS_FIELD.call([key], [field, old, new])
 
+    def check_readable(self, key: str, id_text: str, reply: Any) -> None:
+        """Raise DecodeError naming the key if this stored object cannot be read as ``get``
+        reads it (what a rotation checks before it rewrites a page)."""
+        self.decode(key, id_text, reply)
+
     def raw_values(self, key: str, reply: Any) -> list[tuple[tuple[str, bytes | None], bytes]]:
         """Every stored value of the object with where it lives, from a :meth:`read` reply."""
         data = _as_dict(reply)

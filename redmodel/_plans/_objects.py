@@ -1360,12 +1360,9 @@ def rotate_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
     replies = yield from read_batch(Batch([layout.read(k) for k in keys]))
     for key, reply in zip(keys, replies, strict=True):
         try:
-            layout.decode(key, spec.id_of_key(key) or "", reply)
+            layout.check_readable(key, spec.id_of_key(key) or "", reply)
         except DecodeError as e:
-            # a flat object missing a leaf is no corrupt manifest and no undecodable value:
-            # what is left of it is rotated (its get keeps naming the missing leaf)
-            if not (isinstance(layout, FlatLayout) and reply and None in reply[1:]):
-                raise e.with_context(model=spec.name, key=key) from None
+            raise e.with_context(model=spec.name, key=key) from None
     writes: list[Command] = []
     for key, reply in zip(keys, replies, strict=True):
         for target, old in layout.raw_values(key, reply):

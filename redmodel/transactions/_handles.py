@@ -150,6 +150,13 @@ def _check_own_plan(plan: Any, what: str) -> None:
     )
 
 
+def _watch_batch(keys: tuple[Any, ...]) -> tuple[Batch, str]:
+    """The empty batch that WATCHes these keys, and what it is called in errors; a key
+    that is no ``str`` or ``bytes`` raises ValidationError, nothing sent."""
+    names = key_names(keys, "watch")
+    return Batch([], keys=names), f"watch {list(names)}"
+
+
 class _TxBase:
     """State and queued writes shared by :class:`Transaction` and :class:`AsyncTransaction`:
     a write does no I/O (it is queued for EXEC), so both shells use these methods as is."""
@@ -765,8 +772,7 @@ class Transaction(_TxBase):
         Redis: WATCH. Each key is a ``str`` or ``bytes``; anything else (a list of
         keys given as one argument: ``watch(*keys)``) raises :class:`ValidationError`,
         nothing sent."""
-        keys = key_names(keys, "watch")
-        self._read_batch(Batch([], keys=keys), f"watch {list(keys)}")
+        self._read_batch(*_watch_batch(keys))
 
     def get(self, model: type[T], id: Any) -> T | None:
         """WATCH the key, then read the object (HGETALL on the hash layout): it or None.
@@ -975,8 +981,7 @@ class AsyncTransaction(_TxBase):
         """WATCH more keys.
 
         Redis: as Transaction.watch (its keys checked as there)"""
-        keys = key_names(keys, "watch")
-        await self._read_batch(Batch([], keys=keys), f"watch {list(keys)}")
+        await self._read_batch(*_watch_batch(keys))
 
     async def get(self, model: type[T], id: Any) -> T | None:
         """WATCH the key, then read the object; None if missing.
