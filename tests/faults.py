@@ -13,6 +13,15 @@ import redis
 import redmodel
 from redmodel.testing import FaultProxy, RedisServer
 
+# A server whose acknowledged writes survive a SIGKILL of its process: Redis and Valkey
+# write(2) the AOF buffer before they send the replies of the commands in it (beforeSleep:
+# flushAppendOnlyFile, then the pending replies), and a killed process's writes are in the
+# file. fsync only matters to a crash of the machine, which no test makes: "always" made
+# each write wait for the disk, and a whole run's disk traffic made one such test take
+# 30 s instead of 4 ("everysec" would not do: it may postpone the write(2) by up to 2 s
+# while a background fsync runs, and reply meanwhile).
+DURABLE = ("--appendonly", "yes", "--appendfsync", "no")
+
 #: Resends quick enough for a test: 5 attempts 10 to 50 ms apart, within 8 s.
 FAST_RESEND = redmodel.ResendPolicy(attempts=5, backoff_base=0.01, backoff_max=0.05,
                                     deadline=8.0, write_id_ttl=30.0)

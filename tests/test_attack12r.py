@@ -55,7 +55,7 @@ from redis.cluster import RedisCluster
 import redmodel
 from redmodel.containers import Queue, Set, SortedSet
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
-from tests.faults import FAST_RESEND, store_through
+from tests.faults import DURABLE, FAST_RESEND, store_through
 
 SOCKET_TIMEOUT = 0.5
 POLICY = FAST_RESEND
@@ -857,10 +857,11 @@ def test_held_a_consumer_of_equal_values_loses_none_under_a_lost_take(
 
 @pytest.mark.parametrize("kind", ["direct", "from_url"])
 def test_held_a_reliable_consumer_across_server_kills_loses_nothing(kind: str) -> None:
-    """Held: SIGKILL and restart (AOF, fsync always) of the server three times while a
-    consumer drains 300 items: every item handled, queue and in-flight lists empty."""
+    """Held: SIGKILL and restart (AOF written before each reply: tests/faults.py DURABLE)
+    of the server three times while a consumer drains 300 items: every item handled, queue
+    and in-flight lists empty."""
     n = 300
-    with RedisServer(extra_args=("--appendonly", "yes", "--appendfsync", "always")) as server:
+    with RedisServer(extra_args=DURABLE) as server:
         direct = server.client()
         store = (redmodel.Store(redis.Redis(host=server.host, port=server.port, socket_timeout=1))
                  if kind == "direct" else redmodel.Store.from_url(server.url, socket_timeout=1))
@@ -1037,7 +1038,7 @@ def test_an_outage_longer_than_idle_timeout_is_not_idle() -> None:
     ``idle_timeout`` with values in the queue does not stop as "idle": it drains them once
     the server is back (the held test above ended early under load when its outages added
     up to the timeout)."""
-    with RedisServer(extra_args=("--appendonly", "yes", "--appendfsync", "always")) as server:
+    with RedisServer(extra_args=DURABLE) as server:
         outage = threading.Thread(
             target=lambda: (server.kill(), time.sleep(1.5), server.restart()))
 

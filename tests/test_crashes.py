@@ -15,6 +15,7 @@ from redis.retry import Retry
 
 import redmodel
 from redmodel.testing import RedisServer
+from tests.faults import DURABLE
 
 FAST = redmodel.ResendPolicy(attempts=3, backoff_base=0.01, backoff_max=0.05, deadline=2.0)
 
@@ -44,8 +45,9 @@ class Counter:
 @pytest.fixture
 def durable() -> Iterator[RedisServer]:
     """A server of our own (we kill it) that writes every command to its AOF before
-    answering, so what it acknowledged is still there after the crash."""
-    with RedisServer(extra_args=("--appendonly", "yes", "--appendfsync", "always")) as server:
+    answering, so what it acknowledged is still there after the crash (tests/faults.py
+    DURABLE)."""
+    with RedisServer(extra_args=DURABLE) as server:
         yield server
 
 
