@@ -935,14 +935,29 @@ def delete(model: type, id_value: Any, hints: TxHints | None = None) -> Plan[boo
 
 def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
                 hints: TxHints | None = None) -> Plan[int]:
+    """A collection of ids (list, tuple, set) has every key made (every id checked) before
+    the first DEL; any other iterable (a generator) is read chunk by chunk, each chunk's
+    ids checked before it is sent, so memory is bounded by the chunk size (and the keys
+    deleted so far, which its errors name) and a bad id is refused after the earlier
+    chunks were deleted (the error's ``written`` says which)."""
     chunk_size = integer(chunk_size, "chunk_size", least=1)
     spec = spec_of(model)
     layout = layout_of(spec)
-    keys = [spec.key_for(i) for i in many(ids, "ids", "ids", model=spec.name)]
+    given = many(ids, "ids", "ids", model=spec.name)
+    whole = isinstance(given, Collection)
+    keys: list[str] = [spec.key_for(i) for i in given] if whole else []
     removed = 0
     done: list[str] = []
-    for start in range(0, len(keys), chunk_size):
-        part = keys[start : start + chunk_size]
+    for id_part in _chunks(keys if whole else given, chunk_size):
+        if whole:
+            part = id_part
+        else:
+            try:
+                part = [spec.key_for(i) for i in id_part]
+            except RedmodelError as e:  # nothing of this chunk was sent
+                raise _batch_error(e, "delete_many", done, done, hints is not None,
+                                   unread=True) from None
+            keys = done + part
         # one command per object: a cluster pipeline routes each to its slot
         chunk = [(k, layout.delete(k)) for k in part]
         try:
@@ -956,10 +971,10 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
             # after part of it ran: see _given_up), or this chunk was not applied after
             # earlier ones were: the caller learns which objects were deleted
             raise _batch_error(_after_earlier(e, part), "delete_many", keys, done,
-                               hints is not None, unknown=part) from None
+                               hints is not None, unknown=part, unread=not whole) from None
         except RedmodelError as e:
             raise _batch_error(e, "delete_many", keys, done, hints is not None,
-                               unknown=part) from None
+                               unknown=part, unread=not whole) from None
         results, refused = yield from _settle_all(chunk, replies, [None] * len(chunk),
                                                   f"delete many {spec.name}", hints)
         wrote = _kept(chunk, refused)
@@ -967,7 +982,7 @@ def delete_many(model: type, ids: Iterable[Any], chunk_size: int,
         if refused:
             key, first = next(iter(refused.values()))
             raise _batch_error(first, "delete_many", keys, done, hints is not None, key,
-                               chunk_done=wrote)
+                               chunk_done=wrote, unread=not whole)
         removed += sum(int(bool(r)) for r in results)
     return removed
 

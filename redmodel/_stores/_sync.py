@@ -378,7 +378,11 @@ class Store(ShellConfig):
         returns how many existed. When the connection fails after part of the call was
         deleted (an earlier chunk, another node's part), the error is
         :class:`OutcomeUnknownError` with ``.written``/``.not_written`` per object, never
-        a plain ``redis.ConnectionError`` (which means nothing was deleted).
+        a plain ``redis.ConnectionError`` (which means nothing was deleted). A list, tuple
+        or set of ids is checked whole (a bad id: ValidationError, nothing deleted); a
+        generator is read a chunk at a time (memory bounded by ``chunk_size``), each
+        chunk checked before it is sent, so a bad id stops the call after the earlier
+        chunks were deleted (ValidationError; ``.written`` names them).
 
         Redis: one command per object, pipelined, one round trip per chunk: DEL, EVALSHA
         flat_delete.lua, or for an indexed model EVALSHA index_write_many.lua per bucket
