@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import hashlib
 import re
 import time
@@ -27,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 import attrs
 from typing_extensions import TypeVar as DefaultTypeVar
 
-from redmodel._errors import CONNECTION_ERRORS, RedmodelError
+from redmodel._errors import CONNECTION_ERRORS, OutcomeUnknownError, RedmodelError
 
 __all__ = [
     "AsyncRunner",
@@ -139,8 +140,9 @@ class Batch:
     replies as :class:`~redmodel.ServerError` values among the replies instead of raising
     the first, and :func:`run_sync`/:func:`run_async` throw an exception of the store
     (:class:`~redmodel.OutcomeUnknownError`, a connection error) into the plan where it
-    yielded the batch. Merged by :func:`gather` with other batches, or queued in a
-    transaction, the batch's errors are raised as for any other.
+    yielded the batch. Merged by :func:`gather` with other batches, the plan gets the
+    same (:func:`gather` hands each plan its own part); queued in a transaction, the
+    batch's errors are raised as for any other.
 
     ``check``: a read whose replies only refuse or let pass (TYPE checks of index keys),
     deciding nothing a later plan depends on. At commit a transaction sends the checks of
@@ -454,47 +456,153 @@ def as_eval(command: Command) -> Command:
     return command
 
 
+class PlanResults(list[Any]):
+    """What each plan of a :func:`gather` (``store.run_many``) that raised came to, in plan
+    order: its result, or the exception it ended in. Set as ``results`` on the error
+    ``run_many`` raises, so a value a plan returned (a member a pop took) is not lost
+    with its neighbour's failure. Never shown (repr) nor carried across a process
+    boundary (pickle, copy: an empty one): it may hold decoded secrets."""
+
+    def __repr__(self) -> str:
+        return f"<results of {len(self)} plans>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PlanResults, ())
+
+
+def _part_error(error: Exception, start: int, count: int) -> Exception:
+    """A copy of ``error`` (thrown into a merged batch of :func:`gather`) for the plan whose
+    commands are ``start:start+count`` of it: its :data:`~redmodel._transport._wire.OUTCOME`
+    (which commands ran, which never will) in that plan's own positions, so a plan that
+    says what of its batch was written reads its own commands; anything a plan sets on
+    the error stays its own."""
+    from redmodel._transport._wire import OUTCOME, BatchOutcome  # noqa: PLC0415
+
+    try:
+        part = copy.copy(error)
+    except Exception:  # an exception that cannot be copied: the plan gets the error itself
+        return error
+    part.__cause__, part.__context__ = error.__cause__, error.__context__
+    whole = getattr(error, OUTCOME, None)
+    if isinstance(whole, BatchOutcome):
+        ours = range(start, start + count)
+        setattr(part, OUTCOME, BatchOutcome(
+            {i - start: r for i, r in whole.ran.items() if i in ours},
+            tuple(i - start for i in whole.not_ran if i in ours)))
+    return part
+
+
 def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
     """One plan running ``plans`` side by side: each round sends every plan's next batch
     in one pipeline (an atomic or node-targeted batch goes alone). Returns their results
-    in order. A plan's error propagates after the round it happened in."""
+    in order.
+
+    Each plan gets its own replies and failures as it would alone: while more than one
+    plan runs, every round is sent as an :attr:`Batch.errors` batch, and a plan whose
+    batch asked for ``errors`` gets its error replies as values and a failure of the round
+    thrown in (a copy of it, telling its own commands' outcome); for any other plan an
+    error reply or failure of its part is its failure. A plan's failure never stops the
+    others: they run to their end (a pop's set-aside and put-back included), then the
+    first :class:`~redmodel.OutcomeUnknownError` among the failures, else the first
+    failure, is raised, its ``results`` a :class:`PlanResults` (each plan's result, or its
+    exception). An error a plan raises while building its first batch (bad input) is
+    raised at once: nothing was sent."""
     results: list[Any] = [None] * len(plans)
+    failed: dict[int, Exception] = {}  # by plan, in the order the failures happened
     current: dict[int, Batch] = {}
     for i, plan in enumerate(plans):
         try:
             current[i] = next(plan)
         except StopIteration as stop:
             results[i] = stop.value
+
+    def advance(i: int, step: Callable[[Any], Batch], value: Any) -> None:
+        try:
+            current[i] = step(value)
+        except StopIteration as stop:
+            results[i] = stop.value
+            del current[i]
+        except Exception as e:
+            failed[i] = e
+            del current[i]
+
+    def fail(i: int, error: Exception) -> None:
+        failed[i] = error
+        del current[i]
+        plans[i].close()
+
     while current:
-        group = {i: b for i, b in current.items() if not b.atomic and b.target is None}
-        if any(b.early for b in group.values()):  # early writes never share with queued ones
-            group = {i: b for i, b in group.items() if b.early or not b.write}
-        if not group:
-            first = next(iter(current))
-            group = {first: current[first]}
-        commands: list[Command] = []
-        spans: dict[int, tuple[int, int]] = {}
-        for i, batch in group.items():
-            spans[i] = (len(commands), len(batch.commands))
-            commands.extend(batch.commands)
-        only = next(iter(group.values())) if len(group) == 1 else None
-        batches = group.values()
-        unsafe = tuple(start + k for i, (start, _) in spans.items()
-                       for k in group[i].unsafe_commands())
-        replies = yield only or Batch(
-            commands,
-            write=any(b.write for b in batches),
-            keys=[k for b in batches for k in b.keys],
-            idempotent=not unsafe,
-            early=any(b.early for b in batches),
-            unsafe=unsafe,
-            follow_up=all(b.follow_up for b in batches),
-            pause=max(b.pause for b in batches),
-        )
+        group, spans, sent = _round(current, alone=len(current) == 1 and not failed)
+        try:
+            replies = yield sent
+        except Exception as e:  # the round failed (sent as errors: see Batch.errors)
+            for i, (start, count) in spans.items():
+                if group[i].errors:
+                    advance(i, plans[i].throw, e if len(group) == 1
+                            else _part_error(e, start, count))
+                else:
+                    fail(i, e)
+            continue
         for i, (start, count) in spans.items():
-            try:
-                current[i] = plans[i].send(replies[start : start + count])
-            except StopIteration as stop:
-                results[i] = stop.value
-                del current[i]
+            part = replies[start : start + count]
+            if sent.errors and not group[i].errors:
+                refused = next((r for r in part if isinstance(r, Exception)), None)
+                if refused is not None:  # what the store raises for it alone
+                    fail(i, refused)
+                    continue
+            advance(i, plans[i].send, part)
+    if failed:
+        raise _first_failure(failed, results)
     return results
+
+
+def _round(current: dict[int, Batch], alone: bool
+           ) -> tuple[dict[int, Batch], dict[int, tuple[int, int]], Batch]:
+    """The plans :func:`gather` sends in its next round (by plan), where each one's
+    commands are in the batch sent (start, count), and that batch. ``alone``: no other
+    plan to keep running (none other left, none failed), so one batch goes unchanged."""
+    group = {i: b for i, b in current.items() if not b.atomic and b.target is None}
+    if any(b.early for b in group.values()):  # early writes never share with queued ones
+        group = {i: b for i, b in group.items() if b.early or not b.write}
+    if not group:
+        first = next(iter(current))
+        group = {first: current[first]}
+    commands: list[Command] = []
+    spans: dict[int, tuple[int, int]] = {}
+    for i, batch in group.items():
+        spans[i] = (len(commands), len(batch.commands))
+        commands.extend(batch.commands)
+    if len(group) == 1:
+        only = next(iter(group.values()))
+        if not alone and not only.errors:
+            only = attrs.evolve(only, errors=True)  # its failure must not stop the others
+        return group, spans, only
+    batches = group.values()
+    unsafe = tuple(start + k for i, (start, _) in spans.items()
+                   for k in group[i].unsafe_commands())
+    return group, spans, Batch(
+        commands,
+        write=any(b.write for b in batches),
+        keys=[k for b in batches for k in b.keys],
+        idempotent=not unsafe,
+        early=any(b.early for b in batches),
+        unsafe=unsafe,
+        errors=True,
+        follow_up=all(b.follow_up for b in batches),
+        pause=max(b.pause for b in batches),
+    )
+
+
+def _first_failure(failed: dict[int, Exception], results: list[Any]) -> Exception:
+    """The error :func:`gather` raises: the first OutcomeUnknownError among the plans'
+    failures (an unknown outcome is never hidden behind a known one), else the first
+    failure; its ``results`` each plan's result or failure (:class:`PlanResults`)."""
+    chosen = next((e for e in failed.values() if isinstance(e, OutcomeUnknownError)),
+                  next(iter(failed.values())))
+    done = PlanResults(results)
+    for i, error in failed.items():
+        done[i] = error
+    chosen.results = done  # type: ignore[attr-defined]
+    return chosen
+
+

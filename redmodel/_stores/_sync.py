@@ -178,7 +178,10 @@ class Store(ShellConfig):
     def run_many(self, *plans: Plan[Any]) -> list[Any]:
         """Run several plans (the ``*_plan`` methods of containers, queries' plans)
         pipelined: each round trip carries every plan's next commands. Returns their
-        results in order::
+        results in order. A plan that fails does not stop the others: each runs to its
+        end, then the first OutcomeUnknownError among the failures, else the first
+        failure, is raised, its ``results`` what each plan came to (its result or its
+        exception, in plan order; never shown nor pickled)::
 
             store.run_many(ips.push_plan(addr), visits.incr_plan(addr), seen.add_plan(day))
 

@@ -32,8 +32,10 @@ from typing_extensions import TypeVar as DefaultTypeVar
 from redmodel._args import MAX_TTL_SECONDS, integer, seconds, unsendable
 from redmodel._container_registry import forget, record_key, unmark_commands
 from redmodel._errors import (
+    CONNECTION_ERRORS,
     DecodeError,
     ModelDefinitionError,
+    OutcomeUnknownError,
     ServerError,
     TransactionError,
     ValidationError,
@@ -353,6 +355,20 @@ def _holds_snan(value: Any, depth: int = 0) -> bool:
     return False
 
 
+# a put-back certainly not applied (a plain connection error: never sent, or fenced) is
+# sent again: it is the member's last way home; at most this many times, after pauses of
+# 0.02, 0.04, ... seconds (at most 0.5): about 5 s in all
+_PUT_BACK_TRIES = 16
+_PUT_BACK_PAUSE = 0.02
+_PUT_BACK_LONGEST = 0.5
+
+
+def _moved(error: DecodeError, rejected: str) -> DecodeError:
+    """The DecodeError of a pop whose member was set aside in ``rejected``."""
+    return DecodeError(f"{error.reason}; the pop moved it to {rejected!r}", model=error.model,
+                       key=error.key, field=error.field, codec=error.codec)
+
+
 # ---- the base class ---------------------------------------------------------------------
 
 
@@ -498,40 +514,102 @@ class Container(Generic[T, S]):
         """The member a pop took. One that does not decode is not dropped: it is added, raw,
         to the container's ``%rejected`` key (a list for a queue, where :meth:`consume`
         sets its own aside, a set for a set), and :class:`DecodeError` names that key (never
-        the value). The set-aside is itself at most once: a process that dies, or a
-        connection that drops, between the pop and the set-aside loses the member.
-        ``set_aside=False`` (a pop inside a transaction): the error says it is lost.
+        the value). ``set_aside=False`` (a pop inside a transaction): the error says it is
+        lost.
 
         ``put_back``: the command that returns the member to where the pop took it
-        (``SADD`` to a set, ``LPUSH``/``RPUSH`` to the end of a queue it came from). When
-        the server refuses the set-aside (``%rejected`` holds another type: another
-        program wrote it), the member is put back with it and :class:`ServerError` names
-        both keys: nothing is lost, and the next pop meets the member again until
-        ``%rejected`` is cleared."""
+        (``SADD`` to a set, ``LPUSH``/``RPUSH`` to the end of a queue it came from). The
+        pop then ends in exactly one of (docs/containers.md, "A member that does not
+        decode"):
+
+        - the set-aside applied: :class:`DecodeError` naming ``%rejected``;
+        - the set-aside certainly not applied (the server refused it: ``%rejected`` holds
+          another type; or it failed with a plain connection error or timeout: never
+          sent, or fenced in exactly-once mode): the member is put back, then
+          :class:`ServerError` naming both keys (refused) or :class:`DecodeError`
+          naming both (not sent); a put-back refused too raises :class:`ServerError`
+          saying the member is lost;
+        - the set-aside's or the put-back's outcome unknown, or a put-back certainly not
+          applied: :class:`OutcomeUnknownError` whose ``keys`` are the container's key
+          and ``%rejected`` (the member is in one of them, or lost).
+
+        Never a plain connection error once the pop took the member (which reads "nothing
+        applied"). Without ``put_back`` (a consumer's own set-aside) a set-aside that is
+        refused or fails is raised as the store raised it."""
         try:
             return self._decode(raw)
         except DecodeError as e:
-            rejected = ConsumerKeys.of(self.key).rejected
-            if not set_aside:
-                raise DecodeError(
-                    f"{e.reason}; it was popped in a transaction, which can send nothing "
-                    f"after EXEC, so it could not be set aside in {rejected!r}: it is lost",
-                    model=e.model, key=e.key, field=e.field, codec=e.codec) from None
-            replies = yield Batch([self._set_aside_command(rejected, [raw])], write=True,
-                                  keys=(rejected,), errors=put_back is not None)
-            refused = replies[0]
-            if isinstance(refused, ServerError) and put_back is not None:
-                back = yield Batch([put_back], write=True, keys=(self.key,), errors=True)
-                outcome = (f"it is lost: putting it back in {self.key!r} failed too "
-                           f"({back[0].reply})" if isinstance(back[0], ServerError)
-                           else f"it was put back in {self.key!r}")
-                raise ServerError(
-                    f"{refused.reply} (a popped member did not decode ({e.reason}) and "
-                    f"{rejected!r} refused to keep it: {outcome}; clear or rename "
-                    f"{rejected!r})", keys=(rejected, self.key),
-                    command=str(self._set_aside_command(rejected, [raw])[0])) from None
-            raise DecodeError(f"{e.reason}; the pop moved it to {rejected!r}", model=e.model,
-                              key=e.key, field=e.field, codec=e.codec) from None
+            error = e
+        rejected = ConsumerKeys.of(self.key).rejected
+        if not set_aside:
+            raise DecodeError(
+                f"{error.reason}; it was popped in a transaction, which can send nothing "
+                f"after EXEC, so it could not be set aside in {rejected!r}: it is lost",
+                model=error.model, key=error.key, field=error.field,
+                codec=error.codec) from None
+        aside = self._set_aside_command(rejected, [raw])
+        if put_back is None:
+            yield Batch([aside], write=True, keys=(rejected,))
+            raise _moved(error, rejected)
+        try:
+            replies = yield Batch([aside], write=True, keys=(rejected,), errors=True)
+        except OutcomeUnknownError as lost:
+            raise self._unknown(error, rejected, f"setting it aside in {rejected!r}",
+                                lost) from None
+        except CONNECTION_ERRORS as failed:  # not applied, never to be: safe to put back
+            why = f"setting it aside in {rejected!r} failed ({type(failed).__name__}: " \
+                  f"{failed}; not applied)"
+            yield from self._put_back(error, rejected, put_back, why)
+            raise DecodeError(f"{error.reason}; {why}: it was put back in {self.key!r}",
+                              model=error.model, key=error.key, field=error.field,
+                              codec=error.codec) from None
+        refused = replies[0]
+        if not isinstance(refused, ServerError):
+            raise _moved(error, rejected)
+        why = f"{rejected!r} refused to keep it"
+        back = yield from self._put_back(error, rejected, put_back, why)
+        outcome = (f"it is lost: putting it back in {self.key!r} failed too "
+                   f"({back.reply})" if isinstance(back, ServerError)
+                   else f"it was put back in {self.key!r}")
+        raise ServerError(
+            f"{refused.reply} (a popped member did not decode ({error.reason}) and "
+            f"{why}: {outcome}; clear or rename {rejected!r})", keys=(rejected, self.key),
+            command=str(aside[0])) from None
+
+    def _put_back(self, error: DecodeError, rejected: str, put_back: Command, why: str
+                  ) -> Plan[Any]:
+        """Send ``put_back`` (after a set-aside certainly not applied, ``why``): its reply
+        (a :class:`ServerError` value when refused); :class:`OutcomeUnknownError` naming
+        the container and ``rejected`` when it failed (unknown, or not applied: the
+        member is then lost)."""
+        pause = 0.0
+        for tries in range(1, _PUT_BACK_TRIES + 1):
+            try:
+                back = yield Batch([put_back], write=True, keys=(self.key,), errors=True,
+                                   pause=pause)
+            except OutcomeUnknownError as lost:
+                raise self._unknown(error, rejected, f"{why}; putting it back in "
+                                    f"{self.key!r}", lost) from None
+            except CONNECTION_ERRORS as failed:  # not applied, never to be: send it again
+                if tries < _PUT_BACK_TRIES:
+                    pause = min(_PUT_BACK_PAUSE * 2 ** (tries - 1), _PUT_BACK_LONGEST)
+                    continue
+                raise self._unknown(
+                    error, rejected, f"{why}; putting it back in {self.key!r} failed "
+                    f"{tries} times (not applied: it is lost)", failed) from None
+            return back[0]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _unknown(self, error: DecodeError, rejected: str, what: str, cause: Exception
+                 ) -> OutcomeUnknownError:
+        """The error of a pop whose member did not decode and whose set-aside or put-back
+        ended unknown: names the container first (the pop took the member from it)."""
+        write_id = getattr(cause, "write_id", None)
+        return OutcomeUnknownError(
+            f"a member popped from {self.key!r} did not decode ({error.reason}); {what} "
+            f"ended with {type(cause).__name__} ({cause}): the member is in "
+            f"{self.key!r} or {rejected!r}, or lost", keys=(self.key, rejected),
+            write_id=write_id if isinstance(write_id, str) else None)
 
     def _same_kind(self, other: Container[Any, Any], what: str) -> None:
         if type(other) is not type(self) or other.type != self.type or (

@@ -307,6 +307,28 @@ def _beat_interval(visibility_timeout: float) -> float:
     return min(visibility_timeout / 3, _LONGEST_BEAT)
 
 
+def _check_sentinel(queue: ConsumedQueue[Any, Any], sentinel: Any) -> None:
+    """Refuse a sentinel that would never stop the loop: one the queue cannot hold, or one
+    no value read from the queue is equal to, not even the sentinel itself pushed and
+    read back (a NaN anywhere inside it, ``Decimal("NaN")``; a type compared by
+    identity). :class:`ValidationError`, before anything is sent."""
+    try:
+        raw = queue._encode(sentinel)
+    except ValidationError as e:
+        raise ValidationError(f"sentinel must be a value the queue can hold, got "
+                              f"{type(sentinel).__name__} ({e.args[0]})",
+                              key=queue.key) from None
+    try:
+        same = bool(queue._decode(raw) == sentinel)
+    except Exception:  # a comparison that raises never stops the loop either
+        same = False
+    if not same:
+        raise ValidationError(
+            f"sentinel must equal itself as read back from the queue, so that pushing it "
+            f"stops the loop; this {type(sentinel).__name__} does not (a NaN inside it, "
+            f"or a type compared by identity) and would never stop it", key=queue.key)
+
+
 class _ConsumerBase(Generic[T]):
     """What the sync and asyncio consumers share: settings, state and the loop."""
 
@@ -332,12 +354,8 @@ class _ConsumerBase(Generic[T]):
         if name is not None and (not isinstance(name, str) or not name or unsendable(name)):
             raise ValidationError(f"a consumer name must be a non-empty str of UTF-8-"
                                   f"encodable text, got {name!r}", key=queue.key)
-        if sentinel is not None:  # one the queue cannot hold would never stop the consumer
-            try:
-                queue._encode(sentinel)
-            except ValidationError as e:
-                raise ValidationError(f"sentinel must be a value the queue can hold, got "
-                                      f"{type(sentinel).__name__} ({e.args[0]})") from None
+        if sentinel is not None:
+            _check_sentinel(queue, sentinel)
         signals = many(signals, "signals", "signal numbers", model=None)
         self.signals = tuple(signals)
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in self.signals):
