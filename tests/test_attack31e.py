@@ -1,0 +1,66 @@
+"""Attack 31E: values at the edges through indexes, queries and increments, held to the
+docs (one test per finding; each fails until the finding is fixed or the doc reworded).
+The findings are in /work/notes/s31/ATK-E-FINDINGS.md.
+
+Also run, and found nothing (the probes are not kept here): range indexes of int / float /
+Decimal / datetime (naive and aware) / date drawn at the edges (+-2**53, -0.0, subnormals,
+nextafter, 1e308, tying Decimals, microsecond-apart datetimes, years 1..9999) against a
+Python oracle for eq / lt / le / gt / ge / between / one_of / NOT, order_by both ways,
+count / exists / first / pages / offset+limit / manual after(cursor) paging, with
+STEP_BUDGET 1..1000 and compound AND / OR / NOT expressions, on sync, async, cluster and
+async cluster with buckets; equality / unique / blind indexes over values equal in Python
+of other texts (0.0/-0.0, 1/1.0, Decimal exponents, instants at other offsets, list items)
+through save, save_many, tracked partial saves, update and transactions; incr /
+incr_fields bounds and 64-bit / 2**53 / infinite limits vs Python; lost and cut replies of
+incr / incr_fields on indexed fields in both modes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+import pytest
+
+import redmodel
+
+zoneinfo = pytest.importorskip("zoneinfo")
+
+
+@redmodel.model(prefix="atk31e")
+@attrs.define
+class Shift:
+    start: dt.datetime | None = redmodel.field(unique=True, default=None)
+    at: dt.datetime | None = redmodel.field(index=True, default=None)
+    id: str = redmodel.key_field(generated=False)
+
+
+def _fold_pair() -> tuple[dt.datetime, dt.datetime]:
+    try:
+        ny = zoneinfo.ZoneInfo("America/New_York")
+    except zoneinfo.ZoneInfoNotFoundError:
+        pytest.skip("no time zone data")
+    # 01:30 happens twice on 2021-11-07 in New York (EDT, then EST)
+    first = dt.datetime(2021, 11, 7, 1, 30, fold=0, tzinfo=ny)
+    second = dt.datetime(2021, 11, 7, 1, 30, fold=1, tzinfo=ny)
+    assert first == second  # Python: same tzinfo, so compared as wall times
+    return first, second
+
+
+def test_f1_unique_datetime_equal_in_python_but_other_instant(store: redmodel.Store) -> None:
+    """docs/queries.md, "Equal values, one entry": "An equality or unique entry is the
+    value's canonical text, so lookups and unique constraints follow Python's `==` ...
+    (the second holder of a unique one is refused, `get_by` and `find` with either find
+    the object)".
+
+    Two aware datetimes of one ZoneInfo that differ only by `fold` are == in Python (same
+    tzinfo: compared as wall times), but their entries are their UTC instants, an hour
+    apart: both holders are accepted, and `find`/`get_by` with one does not find the
+    other's object. (Python's == is not transitive here, so no canonical text can follow
+    it: the fix is likely the doc's wording, or refusing such values.)"""
+    first, second = _fold_pair()
+    store.save(Shift(id="a", start=first, at=first))
+    assert [s.id for s in store.find(Shift, at=second).all()] == ["a"]
+    assert getattr(store.get_by(Shift, start=second), "id", None) == "a"
+    with pytest.raises(redmodel.UniqueViolationError):
+        store.save(Shift(id="b", start=second))
