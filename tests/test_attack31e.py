@@ -47,20 +47,24 @@ def _fold_pair() -> tuple[dt.datetime, dt.datetime]:
     return first, second
 
 
-def test_f1_unique_datetime_equal_in_python_but_other_instant(store: redmodel.Store) -> None:
-    """docs/queries.md, "Equal values, one entry": "An equality or unique entry is the
-    value's canonical text, so lookups and unique constraints follow Python's `==` ...
-    (the second holder of a unique one is refused, `get_by` and `find` with either find
-    the object)".
+def test_f1_aware_datetimes_are_equal_when_they_are_one_instant(store: redmodel.Store) -> None:
+    """docs/queries.md, "Equal values, one entry" (decided after attack 31E F1): "two aware
+    datetimes are equal when they are the same instant ... redmodel takes them as the two
+    instants they are: each holds its own unique value, each finds only its own object,
+    and the `fold=1` time and its UTC instant are one value".
 
-    Two aware datetimes of one ZoneInfo that differ only by `fold` are == in Python (same
-    tzinfo: compared as wall times), but their entries are their UTC instants, an hour
-    apart: both holders are accepted, and `find`/`get_by` with one does not find the
-    other's object. (Python's == is not transitive here, so no canonical text can follow
-    it: the fix is likely the doc's wording, or refusing such values.)"""
+    The attack held the code to Python's `==`, which is not transitive here (fold 0 and 1
+    of one ZoneInfo are == as wall times, an hour apart as instants): no canonical text can
+    follow it, so the docs now promise instants, and this test holds the code to that."""
     first, second = _fold_pair()
     store.save(Shift(id="a", start=first, at=first))
-    assert [s.id for s in store.find(Shift, at=second).all()] == ["a"]
-    assert getattr(store.get_by(Shift, start=second), "id", None) == "a"
+    assert store.find(Shift, at=second).all() == []
+    assert store.get_by(Shift, start=second) is None
+    store.save(Shift(id="b", start=second, at=second))  # another instant: its own value
+    same_instant = second.astimezone(dt.timezone.utc)
+    assert second != same_instant  # Python: fold=1 in a repeated hour is never == across zones
+    assert [s.id for s in store.find(Shift, at=same_instant).all()] == ["b"]
+    assert getattr(store.get_by(Shift, start=same_instant), "id", None) == "b"
     with pytest.raises(redmodel.UniqueViolationError):
-        store.save(Shift(id="b", start=second))
+        store.save(Shift(id="c", start=same_instant))
+    assert store.verify(Shift) == []
