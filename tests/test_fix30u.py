@@ -220,9 +220,7 @@ def test_a_rewrite_of_objects_with_sets_just_saved_changes_nothing(
                                      HealthCheck.too_slow])
     @given(OBJECTS, st.randoms(use_true_random=False))
     def check(drawn: dict[str, Any], rnd: Any) -> None:
-        # (the flat layout cannot store a set of attrs objects at all: left out there)
-        pairs = frozenset() if layout == "flat" else frozenset(
-            pair_cls(a, b) for a, b in drawn["pairs"])
+        pairs = frozenset(pair_cls(a, b) for a, b in drawn["pairs"])
         obj = cls(drawn["tags"], drawn["nums"], pairs, drawn["deep"], id=uuid.uuid4().hex)
         store.save(_reordered(obj, rnd))
         before = _stored(store, cls)

@@ -43,7 +43,7 @@ from redmodel._layouts._hash import CAS_STRING, check_increment, codec_precheck,
 from redmodel._models._compiled import build
 from redmodel._models._keys import escape
 from redmodel._models._specs import ModelSpec
-from redmodel._models._tree import _stored_name, make_tree_converter, structure_error
+from redmodel._models._tree import _set_key, _stored_name, make_tree_converter, structure_error
 from redmodel._models._types import ID_STR, optional_inner, scalar
 from redmodel._plan import Batch, Command, LuaScript, Plan, script
 from redmodel.codecs._strict import field_names
@@ -273,8 +273,10 @@ class FlatLayout:
                 text = k.decode("utf-8", "surrogateescape")
                 pairs.append([text, self._flatten(v, sep + escape(text, self.delim), leaves)])
             return ["d", pairs]
-        # a set in a canonical order, not its iteration order (insertion order, the hash
-        # seed of bytes): equal sets make equal leaves in every process (30AU F1)
+        # a set comes as a list in a canonical order (the converter's set hook,
+        # _tree._set_unstructure), not its iteration order (insertion order, the hash
+        # seed): equal sets make equal leaves in every process (30AU F1); one that came
+        # as a set is put in the same order
         items = sorted(node, key=_set_key) if isinstance(node, AbstractSet) else list(node)
         return ["l", [self._flatten(v, f"{sep}{i}", leaves) for i, v in enumerate(items)]]
 
@@ -639,23 +641,6 @@ def _text(raw: Any) -> str:
 # construction; anything they are not sure of (a value of another type, a leaf missing,
 # a manifest of another shape, an error) is handed to the generic code, which decides
 # (and raises the error it always raised).
-
-
-def _set_key(node: Any) -> tuple[Any, ...]:
-    """A total order on the tree converter's nodes (bytes leaves, None, sets, sequences,
-    dicts) that no hash seed or insertion order changes."""
-    if isinstance(node, bytes):
-        return ("b", node)
-    if node is None:
-        return ("n",)
-    if isinstance(node, AbstractSet):
-        return ("s", tuple(sorted(_set_key(v) for v in node)))
-    if isinstance(node, dict):
-        return ("d", tuple((_set_key(k) if isinstance(k, bytes) else ("k", str(k)),
-                            _set_key(v)) for k, v in node.items()))
-    if isinstance(node, (list, tuple)):
-        return ("l", tuple(_set_key(v) for v in node))
-    return ("r", type(node).__name__, repr(node))
 
 
 class _Decline(Exception):  # noqa: N818 - a signal: this model keeps the generic code

@@ -1,13 +1,17 @@
 """A model instance as a tree whose leaves are Redis strings, through cattrs.
 
 The flat layout stores one key per leaf of this tree. Scalars become the same strings the
-hash layout stores (``b"199"``), containers become dicts and lists, and the stored names
-of fields (``redmodel.field(name=...)``) are the dict keys.
+hash layout stores (``b"199"``), containers become dicts and lists (a set or frozenset a
+list in a canonical order: :func:`_set_key`), and the stored names of fields
+(``redmodel.field(name=...)``) are the dict keys.
 """
 
 from __future__ import annotations
 
 import enum
+import typing
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import attrs
@@ -21,6 +25,60 @@ from redmodel.codecs._chains import stored_primitive
 from redmodel.codecs._strict import configure_containers, describe, field_names, upgrading
 
 __all__ = ["make_tree_converter", "structure_error"]
+
+
+class _SetItems(list[Any]):
+    """The members of a set, unstructured, in :func:`_set_key` order: a list to the flat
+    layout (a sequence node), still a set to :func:`_set_key` when it is itself a member."""
+
+    __slots__ = ()
+
+
+def _set_key(node: Any) -> tuple[Any, ...]:
+    """A total order on the tree converter's nodes (bytes leaves, None, sets, sequences,
+    dicts) that no hash seed or insertion order changes."""
+    if isinstance(node, bytes):
+        return ("b", node)
+    if node is None:
+        return ("n",)
+    if isinstance(node, _SetItems):  # already in this order
+        return ("s", tuple(_set_key(v) for v in node))
+    if isinstance(node, AbstractSet):
+        return ("s", tuple(sorted(_set_key(v) for v in node)))
+    if isinstance(node, dict):
+        # an attrs object's fields (str keys, in field order) or a dict's entries (bytes
+        # keys, in insertion order): sorted, so that neither order moves a set's member
+        return ("d", tuple(sorted((_set_key(k) if isinstance(k, bytes) else ("k", str(k)),
+                                   _set_key(v)) for k, v in node.items())))
+    if isinstance(node, (list, tuple)):
+        return ("l", tuple(_set_key(v) for v in node))
+    return ("r", type(node).__name__, repr(node))
+
+
+def _is_set_type(tp: Any) -> bool:
+    origin = typing.get_origin(tp) or tp
+    return isinstance(origin, type) and issubclass(origin, AbstractSet)
+
+
+def _set_unstructure(conv: cattrs.Converter) -> Callable[[Any], Callable[[Any], list[Any]]]:
+    """Sets and frozensets as lists in :func:`_set_key` order, not as sets: a set's
+    members may unstructure to unhashable nodes (an attrs object is a dict, a tuple or
+    frozenset of them holds dicts), and equal sets must make equal leaves in every
+    process, whatever their iteration order (insertion order, the hash seed: 30AU F1)."""
+
+    def factory(tp: Any) -> Callable[[Any], list[Any]]:
+        args = typing.get_args(tp)
+        element = conv.get_unstructure_hook(args[0]) if args else conv.unstructure
+
+        def unstructure(value: Any) -> list[Any]:
+            items = _SetItems(element(v) for v in value)
+            if len(items) > 1:
+                items.sort(key=_set_key)
+            return items
+
+        return unstructure
+
+    return factory
 
 
 def _stored_name(f: attrs.Attribute[Any]) -> str:
@@ -147,6 +205,7 @@ def make_tree_converter() -> cattrs.Converter:
     conv.register_unstructure_hook_factory(
         attrs.has, lambda cls: make_dict_unstructure_fn(cls, conv, **_field_codec_hooks(conv, cls))
     )
+    conv.register_unstructure_hook_factory(_is_set_type, _set_unstructure(conv))
     # A leaf where a container is declared (or the reverse) is a changed type, not an
     # empty list: containers are structured only from containers.
     configure_containers(conv, text_keys=False)
