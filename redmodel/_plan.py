@@ -141,7 +141,9 @@ class Batch:
     the first, and :func:`run_sync`/:func:`run_async` throw an exception of the store
     (:class:`~redmodel.OutcomeUnknownError`, a connection error) into the plan where it
     yielded the batch. Merged by :func:`gather` with other batches, the plan gets the
-    same (:func:`gather` hands each plan its own part); queued in a transaction, the
+    same (:func:`gather` hands each plan its own part: its replies when the merged
+    round failed after all of them answered, else an error telling its own commands'
+    outcome, :func:`_plan_part`); queued in a transaction, the
     batch's errors are raised as for any other.
 
     ``check``: a read whose replies only refuse or let pass (TYPE checks of index keys),
