@@ -141,7 +141,9 @@ class Batch:
     the first, and :func:`run_sync`/:func:`run_async` throw an exception of the store
     (:class:`~redmodel.OutcomeUnknownError`, a connection error) into the plan where it
     yielded the batch. Merged by :func:`gather` with other batches, the plan gets the
-    same (:func:`gather` hands each plan its own part); queued in a transaction, the
+    same (:func:`gather` hands each plan its own part: its replies when the merged
+    round failed after all of them answered, else an error telling its own commands'
+    outcome, :func:`_plan_part`); queued in a transaction, the
     batch's errors are raised as for any other.
 
     ``check``: a read whose replies only refuse or let pass (TYPE checks of index keys),
@@ -492,75 +494,229 @@ def _part_error(error: Exception, start: int, count: int) -> Exception:
     return part
 
 
+def _answered(reply: Any, command: Command) -> Any:
+    """A reply of a round's :data:`~redmodel._transport._wire.OUTCOME` as the store
+    answers it in an :attr:`Batch.errors` batch (``Exchange.raw``): an error reply as the
+    ServerError naming the command's keys, a counter's text under a write id as its int."""
+    from redmodel._transport._wire import EXACT_INT_REPLIES, server_error  # noqa: PLC0415
+
+    if isinstance(reply, Exception):
+        return server_error(reply, command)
+    if isinstance(reply, (bytes, str)) and command and \
+            str(command[0]).upper() in EXACT_INT_REPLIES:
+        return int(reply)
+    return reply
+
+
+def _applied(batch: Batch, replies: dict[int, Any] | Sequence[Any]) -> bool:
+    """Whether a write of ``batch`` that must not run twice ran: its reply (by position)
+    is in and is no error reply. A follow-up's does not count (the data stay right
+    without it: see :attr:`Batch.follow_up`)."""
+    if batch.follow_up:
+        return False
+    got = replies if isinstance(replies, dict) else dict(enumerate(replies))
+    return any(k in got and not isinstance(got[k], Exception)
+               for k in batch.unsafe_commands())
+
+
+def _keys_of(commands: Sequence[Command]) -> tuple[str, ...]:
+    """The keys ``commands`` name, each once, in order."""
+    from redmodel._transport._wire import _text, command_keys  # noqa: PLC0415
+
+    return tuple(dict.fromkeys(_text(k) for c in commands for k in command_keys(c)[0]))
+
+
+def _plan_part(error: Exception, batch: Batch, start: int, count: int
+               ) -> list[Any] | Exception:
+    """What the plan whose ``batch`` is ``start:start+count`` of a merged round of
+    :func:`gather` learns from the round's failure ``error``, as it would alone, from the
+    round's :data:`~redmodel._transport._wire.OUTCOME` (which commands ran and answered,
+    which never ran and never will):
+
+    - every command of it answered: its replies (the failure is another plan's);
+    - a command of it that must not run twice neither answered nor certainly not run:
+      an :class:`~redmodel.OutcomeUnknownError` naming its own keys;
+    - such a command of it answered and the others certainly not run: an
+      :class:`~redmodel.OutcomeUnknownError` saying so (part applied), naming the keys of
+      the others;
+    - else (nothing of it that must not run twice ran; a resendable write given up on):
+      a plain connection error, ``error`` itself when it is one.
+
+    An error comes as a copy carrying the plan's own slice of the outcome
+    (:func:`_part_error`). Without an outcome (a round of reads, an error raised before
+    any command went out), the plan gets a copy of ``error``."""
+    from redmodel._transport._wire import OUTCOME, BatchOutcome, describe  # noqa: PLC0415
+
+    whole = getattr(error, OUTCOME, None)
+    if not isinstance(whole, BatchOutcome):
+        return _part_error(error, start, count)
+    commands = batch.commands
+    ran = {k: _answered(whole.ran[start + k], commands[k]) for k in range(count)
+           if start + k in whole.ran}
+    if len(ran) == count:
+        return [ran[k] for k in range(count)]
+    not_ran = {k for k in range(count) if start + k in whole.not_ran}
+    unsafe = batch.unsafe_commands()
+    unknown = [k for k in unsafe if k not in ran and k not in not_ran]
+    missing = [k for k in range(count) if k not in ran]
+    applied = _applied(batch, ran)
+    part = _part_error(error, start, count)
+    if unknown or applied:
+        cause = error.__cause__ if isinstance(error, OutcomeUnknownError) and \
+            error.__cause__ is not None else error
+        what = ", ".join(sorted({describe(commands[k]) for k in (unknown or missing)}))
+        done = _keys_of([commands[k] for k in unsafe if k in ran])
+        if unknown:
+            message = (f"{what} was sent in one round with other plans' commands "
+                       "(run_many) and that round failed before its reply arrived")
+        else:
+            message = (f"part of this plan's batch was applied (keys {list(done[:5])}) "
+                       f"and the rest ({what}) was not, and never will be: it was sent in "
+                       "one round with other plans' commands (run_many) that failed")
+        made = OutcomeUnknownError(
+            f"{message} ({type(cause).__name__}: {cause})",
+            keys=_keys_of([commands[k] for k in missing]),
+            write_id=getattr(error, "write_id", None))
+        made.__cause__ = cause
+        whole_part = getattr(part, OUTCOME, None)
+        if whole_part is not None:
+            setattr(made, OUTCOME, whole_part)
+        return made
+    if not isinstance(error, OutcomeUnknownError):
+        return part  # plain, or what the round failed in (nothing of it ran)
+    # the round's outcome is unknown for another plan's command; this one's is known:
+    # nothing of it that must not run twice ran
+    reason = error.__cause__
+    plain: Exception
+    if isinstance(reason, CONNECTION_ERRORS) and not isinstance(reason, OutcomeUnknownError):
+        plain = copy.copy(reason)
+        plain.__cause__, plain.__context__ = reason.__cause__, reason.__context__
+    else:
+        from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
+        plain = RedisConnectionError(
+            f"the connection failed before {', '.join(sorted({describe(c) for c in commands}))}"
+            f" (keys {list(_keys_of(commands)[:5])}) ran: not applied")
+    whole_part = getattr(part, OUTCOME, None)
+    if whole_part is not None:
+        setattr(plain, OUTCOME, whole_part)
+    return plain
+
+
 def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
     """One plan running ``plans`` side by side: each round sends every plan's next batch
     in one pipeline (an atomic or node-targeted batch goes alone). Returns their results
     in order.
 
-    Each plan gets its own replies and failures as it would alone: while more than one
-    plan runs, every round is sent as an :attr:`Batch.errors` batch, and a plan whose
-    batch asked for ``errors`` gets its error replies as values and a failure of the round
-    thrown in (a copy of it, telling its own commands' outcome); for any other plan an
-    error reply or failure of its part is its failure. A plan's failure never stops the
-    others: they run to their end (a pop's set-aside and put-back included), then the
-    first :class:`~redmodel.OutcomeUnknownError` among the failures, else the first
-    failure, is raised, its ``results`` a :class:`PlanResults` (each plan's result, or its
-    exception). An error a plan raises while building its first batch (bad input) is
-    raised at once: nothing was sent."""
-    results: list[Any] = [None] * len(plans)
-    failed: dict[int, Exception] = {}  # by plan, in the order the failures happened
-    current: dict[int, Batch] = {}
-    for i, plan in enumerate(plans):
-        try:
-            current[i] = next(plan)
-        except StopIteration as stop:
-            results[i] = stop.value
-
-    def advance(i: int, step: Callable[[Any], Batch], value: Any) -> None:
-        try:
-            current[i] = step(value)
-        except StopIteration as stop:
-            results[i] = stop.value
-            del current[i]
-        except Exception as e:
-            failed[i] = e
-            del current[i]
-
-    def fail(i: int, error: Exception) -> None:
-        failed[i] = error
-        del current[i]
-        plans[i].close()
-
-    while current:
-        group, spans, sent = _round(current, alone=len(current) == 1 and not failed)
+    Each plan gets its own replies and failures as it would alone: unless it is the only
+    plan, every round is sent as an :attr:`Batch.errors` batch, and a plan whose batch
+    asked for ``errors`` gets its error replies as values; for any other plan an error
+    reply of its part is its failure. When a round shared by several plans fails, each
+    plan gets what the round's outcome (which commands answered, which certainly never
+    ran) says of ITS commands (:func:`_plan_part`): its replies when all of them
+    answered, else an :class:`~redmodel.OutcomeUnknownError` naming its own keys or a
+    plain connection error; a plan that asked for ``errors`` has that error thrown in
+    (a copy, telling its own commands' outcome), for any other it is its failure. A
+    plan's failure never stops the others: they run to their end (a pop's set-aside and
+    put-back included), then the first :class:`~redmodel.OutcomeUnknownError` among the
+    failures, else the first failure, is raised, its ``results`` a :class:`PlanResults`
+    (each plan's result, or its exception). That failure is never a plain connection
+    error once a write of any plan that must not run twice was applied (an
+    OutcomeUnknownError saying so is raised instead, the plain one its cause and the
+    plan's entry in ``results``). An error a plan raises while building its first batch
+    (bad input) is raised at once: nothing was sent."""
+    state = _Gathering(plans)
+    while state.current:
+        group, spans, sent = _round(state.current, alone=len(plans) == 1)
+        state.last.update(group)
         try:
             replies = yield sent
         except Exception as e:  # the round failed (sent as errors: see Batch.errors)
+            if len(group) == 1:  # its own batch's failure: what the store raises for it
+                state.failure(next(iter(group)), group, e)
+                continue
             for i, (start, count) in spans.items():
-                if group[i].errors:
-                    advance(i, plans[i].throw, e if len(group) == 1
-                            else _part_error(e, start, count))
+                got = _plan_part(e, group[i], start, count)
+                if isinstance(got, list):
+                    state.answer(i, group, got)
                 else:
-                    fail(i, e)
+                    state.failure(i, group, got)
             continue
         for i, (start, count) in spans.items():
-            part = replies[start : start + count]
-            if sent.errors and not group[i].errors:
-                refused = next((r for r in part if isinstance(r, Exception)), None)
-                if refused is not None:  # what the store raises for it alone
-                    fail(i, refused)
-                    continue
-            advance(i, plans[i].send, part)
-    if failed:
-        raise _first_failure(failed, results)
-    return results
+            state.answer(i, group, replies[start : start + count])
+    if state.failed:
+        raise _first_failure(state.failed, state.results, state.applied, state.last)
+    return state.results
+
+
+class _Gathering:
+    """What :func:`gather` knows of its plans while they run."""
+
+    def __init__(self, plans: Sequence[Plan[Any]]) -> None:
+        self.plans = plans
+        self.results: list[Any] = [None] * len(plans)
+        self.failed: dict[int, Exception] = {}  # by plan, in the order they happened
+        self.current: dict[int, Batch] = {}
+        self.last: dict[int, Batch] = {}  # each plan's batch of its latest round
+        self.applied: set[int] = set()  # plans a write that must not run twice of ran
+        for i, plan in enumerate(plans):
+            try:
+                self.current[i] = next(plan)
+            except StopIteration as stop:
+                self.results[i] = stop.value
+
+    def advance(self, i: int, step: Callable[[Any], Batch], value: Any) -> None:
+        try:
+            self.current[i] = step(value)
+        except StopIteration as stop:
+            self.results[i] = stop.value
+            del self.current[i]
+        except Exception as e:
+            self.failed[i] = e
+            del self.current[i]
+
+    def fail(self, i: int, error: Exception) -> None:
+        self.failed[i] = error
+        del self.current[i]
+        self.plans[i].close()
+
+    def answer(self, i: int, group: dict[int, Batch], part: list[Any]) -> None:
+        """Plan ``i`` gets its replies ``part`` of a round: an error reply among them is
+        its failure unless its batch asked for ``errors``."""
+        if _applied(group[i], part):
+            self.applied.add(i)
+        if not group[i].errors:
+            refused = next((r for r in part if isinstance(r, Exception)), None)
+            if refused is not None:  # what the store raises for it alone
+                self.fail(i, refused)
+                return
+        self.advance(i, self.plans[i].send, part)
+
+    def failure(self, i: int, group: dict[int, Batch], error: Exception) -> None:
+        """Plan ``i``'s batch of a round ended in ``error`` (its own part of it): thrown
+        in when the batch asked for ``errors``, else its failure."""
+        if _ran_unsafe(error, group[i]):
+            self.applied.add(i)
+        if group[i].errors:
+            self.advance(i, self.plans[i].throw, error)
+        else:
+            self.fail(i, error)
+
+
+def _ran_unsafe(error: Exception, batch: Batch) -> bool:
+    """Whether ``error``'s outcome (in ``batch``'s own positions) says a write of it that
+    must not run twice ran."""
+    from redmodel._transport._wire import OUTCOME, BatchOutcome  # noqa: PLC0415
+
+    whole = getattr(error, OUTCOME, None)
+    return isinstance(whole, BatchOutcome) and _applied(batch, whole.ran)
 
 
 def _round(current: dict[int, Batch], alone: bool
            ) -> tuple[dict[int, Batch], dict[int, tuple[int, int]], Batch]:
     """The plans :func:`gather` sends in its next round (by plan), where each one's
-    commands are in the batch sent (start, count), and that batch. ``alone``: no other
-    plan to keep running (none other left, none failed), so one batch goes unchanged."""
+    commands are in the batch sent (start, count), and that batch. ``alone``: the only
+    plan of the gather, so its batch goes unchanged (with other plans, finished or not,
+    its failure must come back to the gather: their results are reported with it)."""
     group = {i: b for i, b in current.items() if not b.atomic and b.target is None}
     if any(b.early for b in group.values()):  # early writes never share with queued ones
         group = {i: b for i, b in group.items() if b.early or not b.write}
@@ -593,16 +749,28 @@ def _round(current: dict[int, Batch], alone: bool
     )
 
 
-def _first_failure(failed: dict[int, Exception], results: list[Any]) -> Exception:
+def _first_failure(failed: dict[int, Exception], results: list[Any], applied: set[int],
+                   last: dict[int, Batch]) -> Exception:
     """The error :func:`gather` raises: the first OutcomeUnknownError among the plans'
     failures (an unknown outcome is never hidden behind a known one), else the first
-    failure; its ``results`` each plan's result or failure (:class:`PlanResults`)."""
+    failure; its ``results`` each plan's result or failure (:class:`PlanResults`). A
+    plain connection error ("not applied, safe to call again") once a write of any plan
+    that must not run twice was applied (``applied``) becomes an OutcomeUnknownError
+    saying so, naming the keys of the failed plans' latest batches (``last``)."""
     chosen = next((e for e in failed.values() if isinstance(e, OutcomeUnknownError)),
                   next(iter(failed.values())))
     done = PlanResults(results)
     for i, error in failed.items():
         done[i] = error
+    if applied and isinstance(chosen, CONNECTION_ERRORS) and \
+            not isinstance(chosen, OutcomeUnknownError):
+        keys = _keys_of([c for i in failed if i in last for c in last[i].commands])
+        wrapped = OutcomeUnknownError(
+            f"writes of plans {sorted(applied)} of this run_many were applied, and then "
+            f"plans {sorted(failed)} failed ({type(chosen).__name__}: {chosen}): each "
+            "plan's outcome is in this error's results",
+            keys=keys)
+        wrapped.__cause__ = chosen
+        chosen = wrapped
     chosen.results = done  # type: ignore[attr-defined]
     return chosen
-
-

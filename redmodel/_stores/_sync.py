@@ -181,7 +181,12 @@ class Store(ShellConfig):
         results in order. A plan that fails does not stop the others: each runs to its
         end, then the first OutcomeUnknownError among the failures, else the first
         failure, is raised, its ``results`` what each plan came to (its result or its
-        exception, in plan order; never shown nor pickled)::
+        exception, in plan order; never shown nor pickled). A round that fails for one
+        plan gives each other plan what it would get alone about its own commands: its
+        replies when they all answered, an OutcomeUnknownError naming its own keys when
+        one of its writes may or may not have run, else a plain connection error. The
+        raised error is plain only when no write of any plan that must not run twice was
+        applied (else an OutcomeUnknownError naming the failed plans' keys)::
 
             store.run_many(ips.push_plan(addr), visits.incr_plan(addr), seen.add_plan(day))
 
