@@ -31,6 +31,7 @@ registry=False)`` records and checks nothing.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 from collections.abc import Callable, Generator
@@ -125,10 +126,13 @@ def check_plan(key: str, wanted: dict[str, str], local: Any = None,
     schemas = [registry_key(p) for p in prefixes]
     space = counter_of(key)  # the counter whose keys this key has the shape of, if any
     asks: list[Any] = [("HGETALL", record)]
+    sizes = []  # the replies of each prefix (HGET each: the commands an ACL rule grants)
     for prefix, k in zip(prefixes, schemas, strict=True):
-        asks.append(("HGETALL", k) if counter and prefix == key
-                    else ("HMGET", k, "owner", "schema", container_field(prefix))
-                    if prefix == space else ("HMGET", k, "owner", "schema"))
+        mine = ([("HGETALL", k)] if counter and prefix == key
+                else [("HGET", k, f) for f in ("owner", "schema", container_field(prefix))]
+                if prefix == space else [("HGET", k, "owner"), ("HGET", k, "schema")])
+        asks += mine
+        sizes.append(len(mine))
     if clearing:
         asks.append(("EXISTS", key))
     replies = yield Batch(asks, keys=[record, *schemas, *([key] if clearing else [])])
@@ -138,7 +142,10 @@ def check_plan(key: str, wanted: dict[str, str], local: Any = None,
             if exists:
                 raise _inside(key, wanted, *held, store=True)
             return False
-    model = _model_at(key, wanted, prefixes, replies[1:])
+    at = itertools.accumulate([1, *sizes])
+    grouped = [replies[a] if n == 1 else replies[a:a + n]
+               for a, n in zip(at, sizes, strict=False)]
+    model = _model_at(key, wanted, prefixes, grouped)
     if model is not None:
         if clearing and not exists:
             return False
@@ -217,9 +224,9 @@ def _mark_prefixes(key: str, record: str, prefixes: list[str], wanted: dict[str,
     cmds: list[Any] = []
     for k in schemas:
         cmds += [("HSET", k, container_field(key), _said(wanted)),
-                 ("HMGET", k, "owner", "schema")]
+                 ("HGET", k, "owner"), ("HGET", k, "schema")]
     replies = yield Batch(cmds, write=True, idempotent=True, keys=schemas, early=True)
-    for prefix, (owner, schema) in zip(prefixes, replies[1::2], strict=True):
+    for prefix, owner, schema in zip(prefixes, replies[1::3], replies[2::3], strict=True):
         if owner is not None and holds_container(prefix + _delimiter(schema), key):
             yield Batch([*(("HDEL", k, container_field(key)) for k in schemas),
                          ("DEL", record)], write=True,
