@@ -7,21 +7,27 @@ key's cluster hash slot, and under the key's own name, so the ACL and SCAN patte
 key cover it): ``kind`` (the class), ``type`` (the member type), ``codec`` (the member
 encoding: ``native`` or a codec chain's name) and, for a WindowCounter, ``window``. A
 later first use with another kind, type, encoding or window raises
-:class:`SchemaConflictError` naming both, before anything is written. A key with a
-``:`` in it is also checked against the model registry: a container inside a model's
-prefix (``("item", "x")`` while a model stores under ``item``) would be taken for one of
-its objects, and is refused; so is a WindowCounter whose key is a model's prefix (its
-keys are ``<key>:<subject>:<start>``, inside the prefix). In the other order, a new key
-marks each of its prefixes' model registry hash (a WindowCounter: its key's too) with a
-field ``container:<key>``, which a model's first registration of that prefix reads
-(with the HGETALL it sends anyway) and refuses; the registration script refuses a hash
-holding a mark, and the container reads the owner again after marking, so of a model
-and a container racing for a prefix one always sees the other.
+:class:`SchemaConflictError` naming both, before anything is written.
+
+A container and a model never share a key (:func:`redmodel._indexes._registry.
+holds_container`: one of the model's ``prefix + delimiter`` and the container's ``key:``
+starts the other, whatever the delimiter). A store checks that against every model and
+container key it used, in either order, with no round trip. Across processes the
+registry records of the key's ``:``-prefixes and of the key itself are where the two meet:
+a container's first use reads each one's ``owner`` and ``schema`` (for the delimiter)
+and refuses a model there whose key space holds its keys; a new key marks each of those
+records with a field ``container:<key>``, which a model's first registration of that
+prefix reads (with the HGETALL it sends anyway) and refuses when its key space holds the
+key's; the registration script refuses such a mark too, and the container reads the
+owner again after marking, so of a model and a container racing for a prefix one always
+sees the other. A model whose prefix is none of those records (``p`` with ``|`` for the
+key ``p|x``) only a store that uses both refuses: meeting it across processes would take
+a record at every character of the key, outside the keys an ACL user is granted.
 
 The cost: one round trip on a store's first use of a container key (HGETALL of the
-record, pipelined with one HGET per ``:``-separated prefix of the key), plus one EVALSHA
-the first time the key is ever used (it creates the record) and, for a key with ``:``, one
-pipeline of HSET/HGET marking its prefixes; remembered by the store, nothing after. A
+record, pipelined with two HGETs per ``:``-prefix of the key and the key itself), plus one
+EVALSHA the first time the key is ever used (it creates the record) and one pipeline of
+HSET/HGET marking those records; remembered by the store, nothing after. A
 record never expires: ``clear()`` deletes it with the key (and the marks), ``expire()``
 expires the key only (a key emptied and filled again loses its expiry; a record that
 expired with the old key would leave the new data unchecked). ``Store(...,
