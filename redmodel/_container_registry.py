@@ -13,21 +13,24 @@ A container and a model never share a key (:func:`redmodel._indexes._registry.
 holds_container`: one of the model's ``prefix + delimiter`` and the container's ``key:``
 starts the other, whatever the delimiter). A store checks that against every model and
 container key it used, in either order, with no round trip. Across processes the
-registry records of the key's ``:``-prefixes and of the key itself are where the two meet:
-a container's first use reads each one's ``owner`` and ``schema`` (for the delimiter)
-and refuses a model there whose key space holds its keys; a new key marks each of those
-records with a field ``container:<key>``, which a model's first registration of that
-prefix reads (with the HGETALL it sends anyway) and refuses when its key space holds the
-key's; the registration script refuses such a mark too, and the container reads the
-owner again after marking, so of a model and a container racing for a prefix one always
-sees the other. A model whose prefix is none of those records (``p`` with ``|`` for the
-key ``p|x``) only a store that uses both refuses: meeting it across processes would take
-a record at every character of the key, outside the keys an ACL user is granted.
+registry records of the key's ``:``-prefixes are where the two meet: a container's first
+use reads each one's ``owner`` and ``schema`` (for the delimiter), and the key's own, and
+refuses a model there whose key space holds its keys; a new key marks each ``:``-prefix's
+record (a WindowCounter its own key's too) with a field ``container:<key>``, which a
+model's first registration of that prefix reads (with the HGETALL it sends anyway) and
+refuses when its key space holds the key's; the registration script refuses such a mark
+too, and the container reads the owner again after marking, so of a model and a
+container racing for a prefix one always sees the other. A model whose prefix is none of
+those records (``p`` with ``|`` for the key ``p|x``), or is a Queue's, Set's or
+SortedSet's own key and came second, only a store that uses both refuses: meeting it
+across processes would take a record at every character of the key (outside the keys an
+ACL user is granted), or one more hash per key.
 
 The cost: one round trip on a store's first use of a container key (HGETALL of the
 record, pipelined with two HGETs per ``:``-prefix of the key and the key itself), plus one
-EVALSHA the first time the key is ever used (it creates the record) and one pipeline of
-HSET/HGET marking those records; remembered by the store, nothing after. A
+EVALSHA the first time the key is ever used (it creates the record) and, for a key with
+``:`` or a WindowCounter, one pipeline of HSET/HGET marking those records; remembered by
+the store, nothing after. A
 record never expires: ``clear()`` deletes it with the key (and the marks), ``expire()``
 expires the key only (a key emptied and filled again loses its expiry; a record that
 expired with the old key would leave the new data unchecked). ``Store(...,
@@ -89,11 +92,20 @@ def _said(record: dict[str, str]) -> str:
 
 
 def _prefixes(key: str) -> list[str]:
-    """The registry records a container key meets models at: each ``:``-prefix of the key
-    (``a``, ``a:b`` of ``a:b:c``) and the key itself (a model there with delimiter ``:``
-    would SCAN the key's record ``<key>:{<key>}:%container``; a WindowCounter's counts)."""
+    """The registry records a container key's first use reads: each ``:``-prefix of the
+    key (``a``, ``a:b`` of ``a:b:c``) and the key itself (a model there with delimiter
+    ``:`` SCANs the key's record ``<key>:{<key>}:%container``; a WindowCounter's counts)."""
     parts = key.split(":")
     return [":".join(parts[:i]) for i in range(1, len(parts))] + [key]
+
+
+def _marked(key: str, counter: bool) -> list[str]:
+    """The registry records a new container key marks: each ``:``-prefix, and a
+    WindowCounter's own key (its counts lie under it). A Queue, Set or SortedSet does not
+    mark its own key: that would be one more hash per key, for a model of the key's own
+    name, whose keys share nothing with the container's but its SCAN pattern (the
+    record's ``%container`` is no id to it); a store that uses both refuses it."""
+    return _prefixes(key) if counter else _prefixes(key)[:-1]
 
 
 def _delimiter(schema: Any) -> str:
@@ -167,8 +179,9 @@ def check_plan(key: str, wanted: dict[str, str], local: Any = None,
                 return False
             raise claimed[0]
         found = _fields(claimed[0])  # another process recorded it meanwhile, or {}
-        if not found:
-            yield from _mark_prefixes(key, record, prefixes, wanted)
+        marked = _marked(key, counter)
+        if not found and marked:
+            yield from _mark_prefixes(key, record, marked, wanted)
     if found and found != wanted:
         problems = tuple(f"{name} {found.get(name)!r} recorded, {wanted.get(name)!r} here"
                          for name in sorted(set(found) | set(wanted))
@@ -219,8 +232,8 @@ def container_field(key: str) -> str:
 
 def _mark_prefixes(key: str, record: str, prefixes: list[str], wanted: dict[str, str]
                    ) -> Plan[None]:
-    """A new container key: the model registry hash of each of its ``:``-prefixes and of
-    the key itself gets a ``container:<key>`` field (so a model's first registration
+    """A new container key: the model registry hash of each of its ``:``-prefixes (and
+    a WindowCounter's own key) gets a ``container:<key>`` field (so a model's first registration
     there, reading that hash, refuses it if its key space holds the key's: no SCAN),
     then its ``owner`` and ``schema`` are read again. A model that registered there
     meanwhile, whose key space holds the key's, wins (its registration script refuses a
@@ -241,11 +254,10 @@ def _mark_prefixes(key: str, record: str, prefixes: list[str], wanted: dict[str,
 
 
 def unmark_commands(key: str, counter: bool = False) -> list[Any]:
-    """The HDELs that remove a container key's marks from its prefixes' and its own
-    registry hashes (``clear()``, ``forget()``); ``counter`` is kept for callers (every
-    kind marks its own key now)."""
-    del counter
-    return [("HDEL", registry_key(p), container_field(key)) for p in _prefixes(key)]
+    """The HDELs that remove a container key's marks from its prefixes' registry hashes
+    (``clear()``, ``forget()``); ``counter``: a WindowCounter's, which marks its own key
+    as a prefix too."""
+    return [("HDEL", registry_key(p), container_field(key)) for p in _marked(key, counter)]
 
 
 _WINDOW = re.compile(r"-?[0-9]+\+[0-9]+")

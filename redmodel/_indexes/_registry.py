@@ -540,14 +540,16 @@ def check(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str,
             model=owner or owner_of(spec.cls), problems=tuple(problems))
 
 
-def containers_error(spec: ModelSpec, record: Record, owner: str) -> SchemaConflictError:
+def containers_error(spec: ModelSpec, record: Record, owner: str,
+                     where: str = "recorded by the container registry"
+                     ) -> SchemaConflictError:
     """The refusal of a model whose key space holds recorded container keys (those of
     ``record.containers``)."""
     shown = ", ".join(repr(k) for k in record.containers[:3]) + (
         f" (and {len(record.containers) - 3} more)" if len(record.containers) > 3 else "")
     return SchemaConflictError(
         f"{owner}: prefix {spec.prefix!r} with delimiter {spec.delimiter!r} holds "
-        f"containers recorded by the container registry ({shown}; registry {record.key}): "
+        f"containers {where} ({shown}; registry {record.key}): "
         f"its SCAN pattern {key_space(spec.prefix, spec.delimiter)}* matches their keys, "
         "so the model would take them for its objects (scan, count, delete); give the "
         "model another prefix, or clear() those containers first",
@@ -714,7 +716,7 @@ class Registry:
             if inside:
                 raise containers_error(spec, Record(registry_key(spec.prefix), "", "", {},
                                                     {}, containers=inside),
-                                       owner_of(spec.cls))
+                                       owner_of(spec.cls), "this store uses")
         record = yield from register_plan(spec, self._targets(), adopt)
         self._learn(spec.cls, record)
         return record

@@ -574,7 +574,8 @@ class Container(Generic[T, S]):
         existed. Consumers' keys (``%consumers``, in-flight lists) stay.
 
         Redis: DEL (the key and its record), DEL (its %rejected and %redelivered), HDEL
-        (its marks in the model registry records of its ``:``-prefixes and of itself)."""
+        (its marks in the model registry records of its ``:``-prefixes, for a key with
+        ``:``)."""
         return self._run(self.clear_plan())
 
     def exists_plan(self) -> Plan[bool]:
