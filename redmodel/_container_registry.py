@@ -7,21 +7,30 @@ key's cluster hash slot, and under the key's own name, so the ACL and SCAN patte
 key cover it): ``kind`` (the class), ``type`` (the member type), ``codec`` (the member
 encoding: ``native`` or a codec chain's name) and, for a WindowCounter, ``window``. A
 later first use with another kind, type, encoding or window raises
-:class:`SchemaConflictError` naming both, before anything is written. A key with a
-``:`` in it is also checked against the model registry: a container inside a model's
-prefix (``("item", "x")`` while a model stores under ``item``) would be taken for one of
-its objects, and is refused; so is a WindowCounter whose key is a model's prefix (its
-keys are ``<key>:<subject>:<start>``, inside the prefix). In the other order, a new key
-marks each of its prefixes' model registry hash (a WindowCounter: its key's too) with a
-field ``container:<key>``, which a model's first registration of that prefix reads
-(with the HGETALL it sends anyway) and refuses; the registration script refuses a hash
-holding a mark, and the container reads the owner again after marking, so of a model
-and a container racing for a prefix one always sees the other.
+:class:`SchemaConflictError` naming both, before anything is written.
+
+A container and a model never share a key (:func:`redmodel._indexes._registry.
+holds_container`: one of the model's ``prefix + delimiter`` and the container's ``key:``
+starts the other, whatever the delimiter). A store checks that against every model and
+container key it used, in either order, with no round trip. Across processes the
+registry records of the key's ``:``-prefixes are where the two meet: a container's first
+use reads each one's ``owner`` and ``schema`` (for the delimiter), and the key's own, and
+refuses a model there whose key space holds its keys; a new key marks each ``:``-prefix's
+record (a WindowCounter its own key's too) with a field ``container:<key>``, which a
+model's first registration of that prefix reads (with the HGETALL it sends anyway) and
+refuses when its key space holds the key's; the registration script refuses such a mark
+too, and the container reads the owner again after marking, so of a model and a
+container racing for a prefix one always sees the other. A model whose prefix is none of
+those records (``p`` with ``|`` for the key ``p|x``), or is a Queue's, Set's or
+SortedSet's own key and came second, only a store that uses both refuses: meeting it
+across processes would take a record at every character of the key (outside the keys an
+ACL user is granted), or one more hash per key.
 
 The cost: one round trip on a store's first use of a container key (HGETALL of the
-record, pipelined with one HGET per ``:``-separated prefix of the key), plus one EVALSHA
-the first time the key is ever used (it creates the record) and, for a key with ``:``, one
-pipeline of HSET/HGET marking its prefixes; remembered by the store, nothing after. A
+record, pipelined with two HGETs per ``:``-prefix of the key and the key itself), plus one
+EVALSHA the first time the key is ever used (it creates the record) and, for a key with
+``:`` or a WindowCounter, one pipeline of HSET/HGET marking those records; remembered by
+the store, nothing after. A
 record never expires: ``clear()`` deletes it with the key (and the marks), ``expire()``
 expires the key only (a key emptied and filled again loses its expiry; a record that
 expired with the old key would leave the new data unchecked). ``Store(...,
@@ -31,12 +40,21 @@ registry=False)`` records and checks nothing.
 from __future__ import annotations
 
 import functools
+import itertools
+import json
 import re
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar, cast
 
 from redmodel._errors import SchemaConflictError
-from redmodel._indexes._registry import _before_sending, _str, registry_key, type_name
+from redmodel._indexes._registry import (
+    _before_sending,
+    _str,
+    holds_container,
+    owner_of,
+    registry_key,
+    type_name,
+)
 from redmodel._models._keys import slot_prefix
 from redmodel._plan import Batch, Plan, script
 
@@ -73,43 +91,83 @@ def _said(record: dict[str, str]) -> str:
     return what
 
 
-def check_plan(key: str, wanted: dict[str, str]) -> Plan[bool]:
+def _prefixes(key: str) -> list[str]:
+    """The registry records a container key's first use reads: each ``:``-prefix of the
+    key (``a``, ``a:b`` of ``a:b:c``) and the key itself (a model there with delimiter
+    ``:`` SCANs the key's record ``<key>:{<key>}:%container``; a WindowCounter's counts)."""
+    parts = key.split(":")
+    return [":".join(parts[:i]) for i in range(1, len(parts))] + [key]
+
+
+def _marked(key: str, counter: bool) -> list[str]:
+    """The registry records a new container key marks: each ``:``-prefix, and a
+    WindowCounter's own key (its counts lie under it). A Queue, Set or SortedSet does not
+    mark its own key: that would be one more hash per key, for a model of the key's own
+    name, whose keys share nothing with the container's but its SCAN pattern (the
+    record's ``%container`` is no id to it); a store that uses both refuses it."""
+    return _prefixes(key) if counter else _prefixes(key)[:-1]
+
+
+def _delimiter(schema: Any) -> str:
+    """The delimiter a model registry record's ``schema`` names (``:`` when it names none
+    or cannot be read: the registry refuses such a record to models anyway)."""
+    if schema is None:
+        return ":"
+    try:
+        found = json.loads(_str(schema)).get("delimiter")
+    except (ValueError, AttributeError):
+        return ":"
+    return found if isinstance(found, str) and found else ":"
+
+
+def check_plan(key: str, wanted: dict[str, str], local: Any = None,
+               clearing: bool = False) -> Plan[bool]:
     """Check ``key``'s record against ``wanted`` and create it when there is none; raise
     SchemaConflictError (nothing written) on a difference. Answers whether the key is
     recorded now: a server out of memory (maxmemory) refuses to create a record, and the
-    container still works (pops free memory), unchecked until a later first use."""
+    container still works (pops free memory), unchecked until a later first use.
+    ``local``: the store's registry (:class:`redmodel._indexes._registry.Registry`), whose
+    models are checked first, with no round trip. ``clearing``: the check of ``clear()``,
+    which a model's key space holding the key's refuses only while the key holds a value
+    (it may be the model's object); an empty key is cleared (its record, side keys and
+    marks go), unrecorded."""
+    held: tuple[str, str, Any] | None = None
+    if local is not None:
+        spec = local.model_holding(key)
+        if spec is not None:
+            held = (spec.prefix, spec.delimiter, owner_of(spec.cls))
+            if not clearing:
+                raise _inside(key, wanted, *held, store=True)
     record = record_key(key)
-    parts = key.split(":")
-    prefixes = [":".join(parts[:i]) for i in range(1, len(parts))]
+    prefixes = _prefixes(key)
     counter = "window" in wanted
-    if counter:  # a WindowCounter's keys are <key>:<subject>:<start>+<window>: the key
-        prefixes.append(key)  # is itself a prefix a model must not store under
     schemas = [registry_key(p) for p in prefixes]
     space = counter_of(key)  # the counter whose keys this key has the shape of, if any
     asks: list[Any] = [("HGETALL", record)]
+    sizes = []  # the replies of each prefix (HGET each: the commands an ACL rule grants)
     for prefix, k in zip(prefixes, schemas, strict=True):
-        asks.append(("HGETALL", k) if counter and prefix == key
-                    else ("HMGET", k, "owner", container_field(prefix)) if prefix == space
-                    else ("HGET", k, "owner"))
-    replies = yield Batch(asks, keys=[record, *schemas])
-    # a model whose prefix holds this key would take the container for one of its objects
-    for prefix, reply in zip(prefixes, replies[1:], strict=True):
-        if counter and prefix == key:  # its own prefix: a model, or a key of its space
-            fields = _fields(reply)
-            owner: Any = fields.get("owner")
-            inside = sorted(f[len(CONTAINER_FIELD):] for f in fields
-                            if f.startswith(CONTAINER_FIELD)
-                            and counter_of(f[len(CONTAINER_FIELD):]) == key)
-            if owner is None and inside:
-                raise _counts_into(key, wanted, inside[0], fields[CONTAINER_FIELD + inside[0]])
-        elif prefix == space:
-            owner, other = reply
-            if owner is None and other is not None:
-                raise _counts_into(prefix, {"kind": _str(other)}, key, _said(wanted))
-        else:
-            owner = reply
-        if owner is not None:
-            raise _inside(key, wanted, prefix, owner)
+        mine = ([("HGETALL", k)] if counter and prefix == key
+                else [("HGET", k, f) for f in ("owner", "schema", container_field(prefix))]
+                if prefix == space else [("HGET", k, "owner"), ("HGET", k, "schema")])
+        asks += mine
+        sizes.append(len(mine))
+    if clearing:
+        asks.append(("EXISTS", key))
+    replies = yield Batch(asks, keys=[record, *schemas, *([key] if clearing else [])])
+    if clearing:
+        *replies, exists = replies
+        if held is not None:
+            if exists:
+                raise _inside(key, wanted, *held, store=True)
+            return False
+    at = itertools.accumulate([1, *sizes])
+    grouped = [replies[a] if n == 1 else replies[a:a + n]
+               for a, n in zip(at, sizes, strict=False)]
+    model = _model_at(key, wanted, prefixes, grouped)
+    if model is not None:
+        if clearing and not exists:
+            return False
+        raise _inside(key, wanted, *model)
     found = _fields(replies[0])
     if not found:
         args = [x for pair in sorted(wanted.items()) for x in pair]
@@ -121,8 +179,9 @@ def check_plan(key: str, wanted: dict[str, str]) -> Plan[bool]:
                 return False
             raise claimed[0]
         found = _fields(claimed[0])  # another process recorded it meanwhile, or {}
-        if not found and schemas:
-            yield from _mark_prefixes(key, record, prefixes, wanted)
+        marked = _marked(key, counter)
+        if not found and marked:
+            yield from _mark_prefixes(key, record, marked, wanted)
     if found and found != wanted:
         problems = tuple(f"{name} {found.get(name)!r} recorded, {wanted.get(name)!r} here"
                          for name in sorted(set(found) | set(wanted))
@@ -136,6 +195,35 @@ def check_plan(key: str, wanted: dict[str, str]) -> Plan[bool]:
     return True
 
 
+def _model_at(key: str, wanted: dict[str, str], prefixes: list[str], replies: list[Any]
+              ) -> tuple[str, str, Any] | None:
+    """From the replies about each prefix's model registry record: (prefix, delimiter,
+    owner) of a model whose key space holds this key's (it would take the container for
+    one of its objects: the record's owner and its schema's delimiter say), or None.
+    Raises for a container inside a WindowCounter's keys (or a counter around one)."""
+    counter = "window" in wanted
+    space = counter_of(key)
+    for prefix, reply in zip(prefixes, replies, strict=True):
+        if counter and prefix == key:  # its own prefix: a model, or a key of its space
+            fields = _fields(reply)
+            owner: Any = fields.get("owner")
+            schema: Any = fields.get("schema")
+            inside = sorted(f[len(CONTAINER_FIELD):] for f in fields
+                            if f.startswith(CONTAINER_FIELD)
+                            and counter_of(f[len(CONTAINER_FIELD):]) == key)
+            if owner is None and inside:
+                raise _counts_into(key, wanted, inside[0], fields[CONTAINER_FIELD + inside[0]])
+        elif prefix == space:
+            owner, schema, other = reply
+            if owner is None and other is not None:
+                raise _counts_into(prefix, {"kind": _str(other)}, key, _said(wanted))
+        else:
+            owner, schema = reply
+        if owner is not None and holds_container(prefix + _delimiter(schema), key):
+            return prefix, _delimiter(schema), owner
+    return None
+
+
 def container_field(key: str) -> str:
     """The field of a model registry hash (``<prefix>:%schema``) that says the container
     ``key`` lies under the prefix: a model's first registration there is refused."""
@@ -144,34 +232,32 @@ def container_field(key: str) -> str:
 
 def _mark_prefixes(key: str, record: str, prefixes: list[str], wanted: dict[str, str]
                    ) -> Plan[None]:
-    """A new container key under ``:``-prefixes: each prefix's model registry hash gets a
-    ``container:<key>`` field (so a model's first registration of the prefix, reading that
-    hash, refuses it: no SCAN), then its ``owner`` is read again. A model that registered
-    the prefix meanwhile wins (its registration script refuses a hash with a container
-    field, so one of the two always sees the other): the container is refused and its
-    marks removed."""
+    """A new container key: the model registry hash of each of its ``:``-prefixes (and
+    a WindowCounter's own key) gets a ``container:<key>`` field (so a model's first registration
+    there, reading that hash, refuses it if its key space holds the key's: no SCAN),
+    then its ``owner`` and ``schema`` are read again. A model that registered there
+    meanwhile, whose key space holds the key's, wins (its registration script refuses a
+    hash with such a field, so one of the two always sees the other): the container is
+    refused and its marks removed."""
     schemas = [registry_key(p) for p in prefixes]
     cmds: list[Any] = []
     for k in schemas:
-        cmds += [("HSET", k, container_field(key), _said(wanted)), ("HGET", k, "owner")]
+        cmds += [("HSET", k, container_field(key), _said(wanted)),
+                 ("HGET", k, "owner"), ("HGET", k, "schema")]
     replies = yield Batch(cmds, write=True, idempotent=True, keys=schemas, early=True)
-    for prefix, owner in zip(prefixes, replies[1::2], strict=True):
-        if owner is not None:
+    for prefix, owner, schema in zip(prefixes, replies[1::3], replies[2::3], strict=True):
+        if owner is not None and holds_container(prefix + _delimiter(schema), key):
             yield Batch([*(("HDEL", k, container_field(key)) for k in schemas),
                          ("DEL", record)], write=True,
                         idempotent=True, keys=[*schemas, record], early=True)
-            raise _inside(key, wanted, prefix, owner)
+            raise _inside(key, wanted, prefix, _delimiter(schema), owner)
 
 
 def unmark_commands(key: str, counter: bool = False) -> list[Any]:
     """The HDELs that remove a container key's marks from its prefixes' registry hashes
     (``clear()``, ``forget()``); ``counter``: a WindowCounter's, which marks its own key
     as a prefix too."""
-    parts = key.split(":")
-    prefixes = [":".join(parts[:i]) for i in range(1, len(parts))]
-    if counter:
-        prefixes.append(key)
-    return [("HDEL", registry_key(p), container_field(key)) for p in prefixes]
+    return [("HDEL", registry_key(p), container_field(key)) for p in _marked(key, counter)]
 
 
 _WINDOW = re.compile(r"-?[0-9]+\+[0-9]+")
@@ -197,12 +283,15 @@ def _counts_into(counter: str, wanted: dict[str, str], key: str, what: Any
         prefix=counter, key=registry_key(counter), owner=_str(what), model=_said(wanted))
 
 
-def _inside(key: str, wanted: dict[str, str], prefix: str, owner: Any) -> SchemaConflictError:
+def _inside(key: str, wanted: dict[str, str], prefix: str, delimiter: str, owner: Any,
+            store: bool = False) -> SchemaConflictError:
+    where = "used by this store" if store else f"registry {registry_key(prefix)}"
     return SchemaConflictError(
         f"{_said(wanted)} {key!r} is inside the prefix {prefix!r} of the model "
-        f"{_str(owner)} (registry {registry_key(prefix)}): its objects are "
-        f"{prefix}:<id>, so the model would take the container for one of them "
-        "(scan, count, delete); give the container another key",
+        f"{_str(owner)} (delimiter {delimiter!r}; {where}): its SCAN pattern "
+        f"{prefix}{delimiter}* matches the container's keys ({key}, {key}:...), so the "
+        "model would take the container for one of its objects (scan, count, delete); "
+        "give the container another key",
         prefix=key, key=registry_key(prefix), owner=_str(owner), model=_said(wanted))
 
 
@@ -213,9 +302,10 @@ def _fields(raw: Any) -> dict[str, str]:
     return {_str(k): _str(v) for k, v in pairs}
 
 
-def first_use(container: Any) -> Plan[None] | None:
+def first_use(container: Any, clearing: bool = False) -> Plan[None] | None:
     """The plan that checks and records the container's key for its store, or None when
-    the store checked it already (or has no registry)."""
+    the store checked it already (or has no registry); ``clearing``: for ``clear()``
+    (:func:`check_plan`)."""
     registry = getattr(container.store, "_registry", None)
     if registry is None or not registry.enabled:
         return None
@@ -229,7 +319,7 @@ def first_use(container: Any) -> Plan[None] | None:
     wanted = dict(mark[1])
 
     def first() -> Plan[None]:
-        if (yield from check_plan(container.key, wanted)):
+        if (yield from check_plan(container.key, wanted, registry, clearing)):
             seen.add(mark)
 
     return first()
@@ -243,9 +333,9 @@ def forget(container: Any) -> None:
             registry.containers.discard(mark)
 
 
-def guarded(container: Any, plan: G) -> G:
+def guarded(container: Any, plan: G, clearing: bool = False) -> G:
     """``plan``, after the container's store checked its key (once per store and key)."""
-    first = first_use(container)
+    first = first_use(container, clearing)
     return plan if first is None else cast("G", _before_sending(first, plan))
 
 
@@ -262,8 +352,10 @@ def guard_plans(cls: C) -> C:
 
 
 def _guarding(fn: Callable[..., Any]) -> Callable[..., Any]:
+    clearing = fn.__name__ == "clear_plan"
+
     @functools.wraps(fn)
     def plan(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return guarded(self, fn(self, *args, **kwargs))
+        return guarded(self, fn(self, *args, **kwargs), clearing)
 
     return plan

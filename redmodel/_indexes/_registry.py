@@ -392,10 +392,12 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
         if (record is not None and not adopt and record.text != text
                 and was_field(text) in record.older):
             return (yield from older_plan(spec, record, schema, owner))
+        space = key_space(spec.prefix, spec.delimiter)
         if record is not None:
             check(spec, record, schema, "" if adopt else owner)
-            if record.containers:
-                raise containers_error(spec, record, owner)
+            inside = tuple(k for k in record.containers if holds_container(space, k))
+            if inside:
+                raise containers_error(spec, attrs.evolve(record, containers=inside), owner)
         old_kinds = {} if record is None else record.schema.get("indexes", {})
         states = {} if record is None else record.states
         new = [n for n, kind in wanted.items()
@@ -414,7 +416,7 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
             pairs += [was_field(record.text), "1"]  # its processes may still run: older
         version = new_version()
         reply = yield Batch([REGISTER.call([key], ["" if record is None else record.text,
-                                                   text, owner, *pairs, VERSION,
+                                                   text, owner, space, *pairs, VERSION,
                                                    version])],
                             write=True, idempotent=True, keys=[key])
         if _str(reply[0]) in ("MOVING", "CONTAINER"):  # changed meanwhile: read, refuse
@@ -445,6 +447,24 @@ def overlaps(a: tuple[str, str], b: tuple[str, str]) -> bool:
         return False
     x, y = key_space(*a), key_space(*b)
     return x.startswith(y) or y.startswith(x)
+
+
+def container_space(key: str) -> str:
+    """What every key of the container ``key`` but ``key`` itself starts with: its record
+    and side keys (``<key>:{<key>}:%...``), a WindowCounter's counts
+    (``<key>:<subject>:<start>+<window>``)."""
+    return key + ":"
+
+
+def holds_container(space: str, key: str) -> bool:
+    """Whether a model's key space ``space`` (``prefix + delimiter``, :func:`key_space`)
+    and the keys of the container ``key`` (``key`` and every key starting ``key:``) can
+    share a key, whatever the model's delimiter: one of ``space`` and ``key:`` starts the
+    other (``p|`` and ``p|x``; ``p:`` and ``p``, whose record ``p:{p}:%container`` the
+    model's SCAN would match; ``c:x:`` and the counter ``c``). The one rule of every
+    model/container overlap check (store, registry script, container registry)."""
+    own = container_space(key)
+    return own.startswith(space) or space.startswith(own)
 
 
 def overlap_error(spec: ModelSpec, owner: str, other_prefix: str, other_delimiter: str,
@@ -520,15 +540,19 @@ def check(spec: ModelSpec, record: Record, schema: dict[str, Any], owner: str,
             model=owner or owner_of(spec.cls), problems=tuple(problems))
 
 
-def containers_error(spec: ModelSpec, record: Record, owner: str) -> SchemaConflictError:
-    """The refusal of a model whose prefix holds recorded container keys."""
+def containers_error(spec: ModelSpec, record: Record, owner: str,
+                     where: str = "recorded by the container registry"
+                     ) -> SchemaConflictError:
+    """The refusal of a model whose key space holds recorded container keys (those of
+    ``record.containers``)."""
     shown = ", ".join(repr(k) for k in record.containers[:3]) + (
         f" (and {len(record.containers) - 3} more)" if len(record.containers) > 3 else "")
     return SchemaConflictError(
-        f"{owner}: prefix {spec.prefix!r} holds containers recorded by the container "
-        f"registry ({shown}; registry {record.key}): the model would take them for its "
-        "objects (scan, count, delete); give the model another prefix, or clear() those "
-        "containers first",
+        f"{owner}: prefix {spec.prefix!r} with delimiter {spec.delimiter!r} holds "
+        f"containers {where} ({shown}; registry {record.key}): "
+        f"its SCAN pattern {key_space(spec.prefix, spec.delimiter)}* matches their keys, "
+        "so the model would take them for its objects (scan, count, delete); give the "
+        "model another prefix, or clear() those containers first",
         prefix=spec.prefix, key=record.key, owner=record.owner, model=owner,
         problems=tuple(f"container {k}" for k in record.containers))
 
@@ -657,6 +681,17 @@ class Registry:
         self._checks[key] = out
         return out
 
+    def model_holding(self, key: str) -> ModelSpec | None:
+        """A model this store uses whose key space shares keys with the container ``key``
+        (:func:`holds_container`), or None."""
+        if not isinstance(self.checked, set):
+            return None
+        for cls in sorted(self.checked, key=owner_of):
+            spec = spec_of(cls)
+            if holds_container(key_space(spec.prefix, spec.delimiter), key):
+                return spec
+        return None
+
     def forget(self, cls: type) -> None:
         """Read the record again on the next use of ``cls``."""
         if isinstance(self.checked, set):
@@ -673,6 +708,15 @@ class Registry:
                 if overlaps((spec.prefix, spec.delimiter), (other.prefix, other.delimiter)):
                     raise overlap_error(spec, owner_of(spec.cls), other.prefix,
                                         other.delimiter, owner_of(cls))
+            # a container key this store checked, wherever its record's marks are (the
+            # registry records meet only at the key's ':'-prefixes and the key itself)
+            space = key_space(spec.prefix, spec.delimiter)
+            inside = tuple(sorted({m[0] for m in self.containers
+                                   if holds_container(space, m[0])}))
+            if inside:
+                raise containers_error(spec, Record(registry_key(spec.prefix), "", "", {},
+                                                    {}, containers=inside),
+                                       owner_of(spec.cls), "this store uses")
         record = yield from register_plan(spec, self._targets(), adopt)
         self._learn(spec.cls, record)
         return record

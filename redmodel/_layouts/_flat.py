@@ -41,10 +41,10 @@ from redmodel._errors import (
 from redmodel._indexes._writes import KEY_ROUNDS, Write, needed_keys, refusal, status
 from redmodel._layouts._hash import CAS_STRING, check_increment, codec_precheck, refused
 from redmodel._models._compiled import build
-from redmodel._models._keys import escape
-from redmodel._models._specs import ModelSpec
+from redmodel._models._keys import escape, unescape
+from redmodel._models._specs import FieldSpec, ModelSpec
 from redmodel._models._tree import _set_key, _stored_name, make_tree_converter, structure_error
-from redmodel._models._types import ID_STR, optional_inner, scalar
+from redmodel._models._types import ID_STR, BadValueError, optional_inner, scalar
 from redmodel._plan import Batch, Command, LuaScript, Plan, script
 from redmodel.codecs._strict import field_names
 
@@ -431,14 +431,49 @@ class FlatLayout:
 
     def check_readable(self, key: str, id_text: str, reply: Any) -> None:
         """Raise DecodeError naming the key if this stored object cannot be read as ``get``
-        reads it. An object missing a leaf passes: it has no corrupt manifest and no
-        undecodable value, so a rotation rewrites what is left of it (its ``get`` keeps
-        naming the missing leaf)."""
+        reads it. An object missing a leaf is checked as far as it is stored: its manifest
+        and every present leaf of a codec-encoded field (an encrypted one: plaintext,
+        another chain's value, a token under no configured key) must decode, and then it
+        passes, so a rotation rewrites what is left of it (its ``get`` keeps naming the
+        missing leaf). Only the missing-leaf error is excused (31C F2: any DecodeError of
+        an object missing a leaf was, so plaintext beside it stayed unrotated)."""
         try:
             self.decode(key, id_text, reply)
         except DecodeError:
             if not (reply and None in reply[1:]):
                 raise
+            self._refuse_wrong_type(key, reply)
+            manifest, *values = reply
+            tree = self._tree(key, manifest, values, missing_ok=True)
+            self._check_encoded(key, tree, self.spec.fields, "")
+
+    def _check_encoded(self, key: str, node: Any, fields: Sequence[FieldSpec],
+                       path: str) -> None:
+        """Decode every present leaf of a codec-encoded field of ``node`` (a tree of the
+        object, or of a nested one: field stored names to leaves), as ``get`` would;
+        a DecodeError names the key and the field."""
+        if not isinstance(node, dict):
+            return
+        for f in fields:
+            for name in (f.stored, *f.old_stored):
+                raw = node.get(unescape(name))
+                if raw is not None:
+                    break
+            if raw is None:
+                continue
+            if f.kind == "struct":
+                self._check_encoded(key, raw, f.children, f"{path}{f.name}.")
+            elif f.kind == "encoded" and isinstance(raw, bytes) and f.decode is not None \
+                    and f.upgrade is None:  # (an upgrade= reads what the chain does not)
+                try:
+                    f.decode(raw)
+                except BadValueError as e:
+                    raise DecodeError(f"stored value is {e}", model=self.spec.name, key=key,
+                                      field=path + f.name) from None
+                except DecodeError as e:
+                    inner = f"{path}{f.name}.{e.field}" if e.field else path + f.name
+                    raise DecodeError(e.reason, model=self.spec.name, key=key, field=inner,
+                                      codec=e.codec) from None
 
     def raw_values(self, key: str, reply: Any) -> list[tuple[tuple[str, bytes | None], bytes]]:
         if not reply:

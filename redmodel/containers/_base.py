@@ -651,7 +651,9 @@ class Container(Generic[T, S]):
         (the members a pop or consumer set aside are deleted with it); True if the key
         existed. Consumers' keys (``%consumers``, in-flight lists) stay.
 
-        Redis: DEL (the key and its record), DEL (its %rejected and %redelivered)."""
+        Redis: DEL (the key and its record), DEL (its %rejected and %redelivered), HDEL
+        (its marks in the model registry records of its ``:``-prefixes, for a key with
+        ``:``)."""
         return self._run(self.clear_plan())
 
     def exists_plan(self) -> Plan[bool]:

@@ -1,7 +1,8 @@
 -- The model registry of one prefix (redmodel/_registry.py): a hash with the schema text,
 -- the owning model's qualified name and one state field per index.
 -- KEYS[1]: the registry hash. ARGV[1]: the schema text the client read ('' for none);
--- ARGV[2]: the new schema text; ARGV[3]: the owner; then pairs of an index state field and
+-- ARGV[2]: the new schema text; ARGV[3]: the owner; ARGV[4]: the model's key space
+-- (prefix .. delimiter); then pairs of an index state field and
 -- its new state ('' deletes it), and of other fields: a `was:<digest>` mark, and `version`
 -- with the record's new version (a random token the client makes: docs/migrations.md).
 -- Writes only if the schema is still the one the client read (so of two processes racing
@@ -9,12 +10,20 @@
 -- no bucket move is under way (answers 'MOVING': the client reads again and refuses).
 --! include acl_lib
 if redis.call('HGET', KEYS[1], 'moving') then return 'MOVING' end
--- a container recorded under the prefix (a container:<key> field, written by the
--- container registry) refuses a model's first registration: 'CONTAINER'
+-- a container recorded at the prefix (a container:<key> field, written by the container
+-- registry) whose keys (<key> and <key>:...) the model's key space shares refuses a
+-- model's first registration: 'CONTAINER' (the rule of _registry.holds_container: one of
+-- the space and <key>: starts the other)
 if ARGV[1] == '' then
   local all = redis.call('HGETALL', KEYS[1])  -- the commands an app's ACL rule grants
+  local space = ARGV[4]
   for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 10) == 'container:' then return 'CONTAINER' end
+    if string.sub(all[i], 1, 10) == 'container:' then
+      local own = string.sub(all[i], 11) .. ':'
+      if string.sub(own, 1, #space) == space or string.sub(space, 1, #own) == own then
+        return 'CONTAINER'
+      end
+    end
   end
 end
 local current = redis.call('HGET', KEYS[1], 'schema')
@@ -28,10 +37,10 @@ if current ~= '' then
 end
 -- HSET and HDEL: each allowed before the first write (acl_lib)
 acl('hset', KEYS[1])
-for i = 4, #ARGV, 2 do if ARGV[i + 1] == '' then acl('hdel', KEYS[1]) end end
+for i = 5, #ARGV, 2 do if ARGV[i + 1] == '' then acl('hdel', KEYS[1]) end end
 acl_ok()
 redis.call('HSET', KEYS[1], 'schema', ARGV[2], 'owner', ARGV[3])
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', KEYS[1], ARGV[i])
   else

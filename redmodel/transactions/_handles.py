@@ -115,10 +115,11 @@ def _one(batch: Batch) -> Plan[list[Any]]:
 
 
 def _records_a_container(batch: Batch) -> bool:
-    """Whether ``batch`` is the container registry's first record of a key (its only write
-    a read plan makes: redmodel._container_registry.check_plan)."""
+    """Whether ``batch`` is the container registry's first record of a key, or its marks
+    in the model registry records of the key's prefixes and of the key itself (the only
+    writes a read plan makes: redmodel._container_registry.check_plan)."""
     return batch.write and batch.early and bool(batch.keys) and all(
-        k.endswith(":%container") for k in batch.keys)
+        k.endswith((":%container", ":%schema")) for k in batch.keys)
 
 
 def current_transaction() -> Transaction | AsyncTransaction | None:
