@@ -64,11 +64,15 @@ from mypy.nodes import (
     Expression,
     FuncItem,
     IndexExpr,
+    ListExpr,
     NameExpr,
     OpExpr,
     RefExpr,
+    SetExpr,
+    StarExpr,
     StrExpr,
     TempNode,
+    TupleExpr,
     TypeApplication,
     TypeInfo,
     Var,
@@ -505,7 +509,8 @@ def _model_call(method: str, ctx: MethodContext) -> Type:
         if many in params and (given := _arg_type(ctx, params[many])) is not None:
             text = _check_not_text(ctx, many, given)
             if many == "objs" and not text:
-                _check_objects(ctx, _item_type(ctx, given))
+                for item in _item_types(ctx, params[many], given):
+                    _check_objects(ctx, item)
     if info is None:
         return default
     key = _key_field(info)
@@ -515,7 +520,8 @@ def _model_call(method: str, ctx: MethodContext) -> Type:
         if "ids" in params and (given := _arg_type(ctx, params["ids"])) is not None \
                 and not any(isinstance(m, Instance) and m.type.fullname in TEXT
                             for m in _members(given)):
-            _check_value(ctx, info, key, _item_type(ctx, given), "id")
+            for item in _item_types(ctx, params["ids"], given):
+                _check_value(ctx, info, key, item, "id")
     if method == "update" and "values" in params:
         _check_update(ctx, info, key, params["values"])
     exact: Type | None = None
@@ -593,6 +599,17 @@ def _check_not_text(ctx: MethodContext, what: str, tp: Type) -> bool:
                          ctx.context, code=REDMODEL)
             return True
     return False
+
+
+def _item_types(ctx: MethodContext, position: int, tp: Type) -> list[Type | None]:
+    """The types of what an argument gives when iterated: of each item of a list, tuple or
+    set display (mypy infers the display itself from the parameter's ``Iterable[Any]``),
+    else what iterating its type gives."""
+    expr = ctx.args[position][0]
+    if isinstance(expr, (ListExpr, TupleExpr, SetExpr)):
+        return [ctx.api.get_expression_type(item) for item in expr.items
+                if not isinstance(item, StarExpr)]
+    return [_item_type(ctx, tp)]
 
 
 def _item_type(ctx: MethodContext, tp: Type) -> Type | None:
