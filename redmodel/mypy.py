@@ -25,6 +25,19 @@ What it teaches mypy:
   from mypy's cache too; a nested plain attrs class is read from its body when mypy has
   it (a cached one's ``codec=`` fields go unchecked: the run-time check remains).
 
+* Every method that takes a model (``Store``, ``AsyncStore``, ``Transaction``,
+  ``AsyncTransaction``: one rule, by the method's parameter names, :func:`_model_call`):
+  a class that is not a ``@redmodel.model`` (ModelDefinitionError at run time), an object
+  of one; an id not of the key field's type; a ``str``/``bytes`` as ``ids``/``objs``;
+  ``update``'s keywords that are no stored field, the key, or of the wrong type. A stored
+  field is one the class's ``__init__`` takes (attrs' own record of the class), so a
+  ClassVar, an unannotated class attribute or an ``init=False`` attribute is none.
+  ``tx.incr`` is ``Pending[int]``/``Pending[float]`` and ``tx.get_field`` the field's
+  type ``| None``, checked as ``store.incr`` is.
+* A container's members and ``Codec.decode``'s type given as a union ``A | B``: the
+  container (the decoded value) is typed by the union, where the declared overload for a
+  ``types.UnionType`` says ``Any``.
+
 * A transaction function of the wrong kind is an error at the decorator, as it is refused
   when decorated at run time: a generator function anywhere (code ``redmodel``), an
   ``async def`` (or a function returning a coroutine) given to a ``Store``'s transaction
