@@ -144,8 +144,8 @@ def _refused(fn: Any, store: redmodel.Store) -> bool:
     """Whether the run time refuses the call for a reason the types show."""
     try:
         fn(store)
-    except (redmodel.ValidationError, redmodel.ModelDefinitionError):
-        return True
+    except (redmodel.ValidationError, TypeError):  # ModelDefinitionError is a TypeError;
+        return True  # a plain TypeError: the call's signature (mypy: call-arg)
     except redmodel.RedmodelError:  # NotFoundError and the like: the call was well typed
         return False
     return False
