@@ -76,11 +76,14 @@ from mypy.nodes import (
     DictExpr,
     Expression,
     FuncItem,
+    GeneratorExpr,
     IndexExpr,
+    ListComprehension,
     ListExpr,
     NameExpr,
     OpExpr,
     RefExpr,
+    SetComprehension,
     SetExpr,
     StarExpr,
     StrExpr,
@@ -616,12 +619,18 @@ def _check_not_text(ctx: MethodContext, what: str, tp: Type) -> bool:
 
 def _item_types(ctx: MethodContext, position: int, tp: Type) -> list[Type | None]:
     """The types of what an argument gives when iterated: of each item of a list, tuple or
-    set display (mypy infers the display itself from the parameter's ``Iterable[Any]``),
+    set display, of the element of a generator expression or comprehension (mypy infers
+    the display or generator itself from the parameter's ``Iterable[Any]``: ``list[Any]``),
     else what iterating its type gives."""
     expr = ctx.args[position][0]
     if isinstance(expr, (ListExpr, TupleExpr, SetExpr)):
         return [ctx.api.get_expression_type(item) for item in expr.items
                 if not isinstance(item, StarExpr)]
+    if isinstance(expr, (ListComprehension, SetComprehension)):
+        expr = expr.generator
+    if isinstance(expr, GeneratorExpr):
+        lookup = getattr(ctx.api, "lookup_type_or_none", None)  # the checker's type map
+        return [lookup(expr.left_expr) if lookup is not None else None]
     return [_item_type(ctx, tp)]
 
 

@@ -78,6 +78,7 @@ def accepted(store: Store, hats: list[Hat], ids: Any, some: object) -> None:
     store.get_many(Hat, ("a",))
     store.get_many(Hat, {"a"})
     store.get_many(Hat, (i for i in "ab"))
+    store.get_many(Hat, [str(i) for i in range(3)])
     store.get_many(Hat, {"a": 1}.keys())
     store.get_many(Hat, Ids())
     store.get_many(Hat, ids)
@@ -120,6 +121,7 @@ def refused(store: Store) -> None:
     store.get(Coded, True)  # E: the id of "Coded" is "int", not "bool"  [redmodel]
     store.delete(Coded, 3.0)  # E: the id of "Coded" is "int", not "float"  [redmodel]
     store.exists(Hat, 1)  # E: the id of "Hat" is "str", not "int"  [redmodel]
+    store.get_many(Hat, (i for i in [1]))  # E: the id of "Hat" is "str", not "int"  [redmodel]
     store.get_many(Hat, [1])  # E: the id of "Hat" is "str", not "int"  [redmodel]
     store.get_many(Hat, "ab")  # E: "ids" must be an iterable such as a list, not "str" (one id: its characters are not ids); wrap it: [id]  [redmodel]
     store.delete_many(Hat, b"ab")  # E: "ids" must be an iterable such as a list, not "bytes" (one id: its characters are not ids); wrap it: [id]  [redmodel]
