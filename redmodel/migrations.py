@@ -194,7 +194,7 @@ class Migrations:
     @overload
     def status(self, store: Store) -> MigrationStatus: ...
     @overload
-    def status(self, store: AsyncStore) -> Coroutine[Any, Any, MigrationStatus]: ...
+    def status(self, store: AsyncStore) -> Coroutine[object, object, MigrationStatus]: ...
     def status(self, store: Store | AsyncStore) -> Any:
         """Each step: applied (with its record), partial (with its cursor) or pending;
         records of steps the set no longer has; steps out of order. One HGETALL."""
@@ -207,7 +207,7 @@ class Migrations:
     def plan(self, store: Store, *, count: int = 500) -> MigrationStatus: ...
     @overload
     def plan(self, store: AsyncStore, *, count: int = 500
-             ) -> Coroutine[Any, Any, MigrationStatus]: ...
+             ) -> Coroutine[object, object, MigrationStatus]: ...
     def plan(self, store: Store | AsyncStore, *, count: int = 500) -> Any:
         """:meth:`status`, and for each step not applied: how many objects it will visit (a
         SCAN count), what it changes (fields renamed, upgraded, removed, as found in a
@@ -228,7 +228,7 @@ class Migrations:
     @overload
     def apply(self, store: AsyncStore, *, count: int = 500,
               progress: Callable[[MigrationProgress], Awaitable[None] | None] | None = None,
-              out_of_order: bool = False) -> Coroutine[Any, Any, list[StepRecord]]: ...
+              out_of_order: bool = False) -> Coroutine[object, object, list[StepRecord]]: ...
     def apply(self, store: Store | AsyncStore, *, count: int = 500,
               progress: Callable[[MigrationProgress], Any] | None = None,
               out_of_order: bool = False) -> Any:

@@ -25,6 +25,19 @@ What it teaches mypy:
   from mypy's cache too; a nested plain attrs class is read from its body when mypy has
   it (a cached one's ``codec=`` fields go unchecked: the run-time check remains).
 
+* Every method that takes a model (``Store``, ``AsyncStore``, ``Transaction``,
+  ``AsyncTransaction``: one rule, by the method's parameter names, :func:`_model_call`):
+  a class that is not a ``@redmodel.model`` (ModelDefinitionError at run time), an object
+  of one; an id not of the key field's type; a ``str``/``bytes`` as ``ids``/``objs``;
+  ``update``'s keywords that are no stored field, the key, or of the wrong type. A stored
+  field is one the class's ``__init__`` takes (attrs' own record of the class), so a
+  ClassVar, an unannotated class attribute or an ``init=False`` attribute is none.
+  ``tx.incr`` is ``Pending[int]``/``Pending[float]`` and ``tx.get_field`` the field's
+  type ``| None``, checked as ``store.incr`` is.
+* A container's members and ``Codec.decode``'s type given as a union ``A | B``: the
+  container (the decoded value) is typed by the union, where the declared overload for a
+  ``types.UnionType`` says ``Any``.
+
 * A transaction function of the wrong kind is an error at the decorator, as it is refused
   when decorated at run time: a generator function anywhere (code ``redmodel``), an
   ``async def`` (or a function returning a coroutine) given to a ``Store``'s transaction
@@ -50,7 +63,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from mypy.erasetype import erase_typevars
 from mypy.errorcodes import ARG_TYPE, ErrorCode
+from mypy.maptype import map_instance_to_supertype
+from mypy.messages import format_type_bare
 from mypy.nodes import (
     ARG_NAMED,
     GDEF,
@@ -60,10 +76,20 @@ from mypy.nodes import (
     DictExpr,
     Expression,
     FuncItem,
+    GeneratorExpr,
+    IndexExpr,
+    ListComprehension,
+    ListExpr,
     NameExpr,
+    OpExpr,
     RefExpr,
+    SetComprehension,
+    SetExpr,
+    StarExpr,
     StrExpr,
     TempNode,
+    TupleExpr,
+    TypeApplication,
     TypeInfo,
     Var,
 )
@@ -77,10 +103,12 @@ from mypy.plugins.attrs import (
     attr_tag_callback,
 )
 from mypy.semanal_shared import parse_bool
-from mypy.subtypes import find_member
+from mypy.subtypes import find_member, is_subtype
+from mypy.typeops import make_simplified_union
 from mypy.types import (
     AnyType,
     CallableType,
+    FunctionLike,
     Instance,
     LiteralType,
     NoneType,
@@ -91,17 +119,27 @@ from mypy.types import (
     UnionType,
     get_proper_type,
 )
+from mypy.typevars import fill_typevars_with_any
 
 __all__ = ["plugin"]
 
 FIELD = "redmodel._models._schema.field"
 KEY_FIELD = "redmodel._models._schema.key_field"
 MODEL = "redmodel._models._schema.model"
-INCR = ("redmodel._stores._sync.Store.incr", "redmodel._stores._async.AsyncStore.incr")
-INCR_FIELDS = ("redmodel._stores._sync.Store.incr_fields",
-               "redmodel._stores._async.AsyncStore.incr_fields")
 #: info.metadata key: {"key": [field names], "codec": [field names]} of a model class.
 METADATA = "redmodel"
+#: info.metadata key present on a class decorated with ``@redmodel.model`` itself (what
+#: run time's ``spec_of`` accepts: a subclass of a model is no model until decorated).
+MODEL_METADATA = "redmodel.model"
+TEXT = ("builtins.str", "builtins.bytes")
+#: The names of a model method's positional-only parameters (``update(model, id, /,
+#: **values)``: a field may be called ``model``), in order.
+POSITIONAL_ONLY = {"update": ("model", "id")}
+#: The classes whose methods take models: their parameters named ``model``, ``id``,
+#: ``ids``, ``obj``, ``objs``, ``field``, ``changes``/``floor``/``ceiling`` and ``**values``
+#: are checked by one rule (:func:`_model_call`), whichever shell the method is on.
+MODEL_SHELLS = ("redmodel._stores._sync.Store", "redmodel._stores._async.AsyncStore",
+                "redmodel.transactions._handles._TxBase")
 #: What takes a transaction function (at which argument): a generator function there is
 #: refused at run time, and an async def where the store is a sync Store.
 TRANSACTION_DECORATORS = {
@@ -115,6 +153,7 @@ TRANSACTION_FUNCTIONS = {
     "redmodel.transactions._run.transact": 1,
 }
 ASYNC_TX = "redmodel.transactions._handles.AsyncTransaction"
+PENDING = "redmodel.transactions._policy.Pending"
 #: A sync store, as TransactionDecorator[...] holds it (transaction()'s protocol, or the class).
 SYNC_STORE = ("redmodel.transactions._handles.Store", "redmodel._stores._sync.Store")
 #: Where the store is a sync Store whatever the call: an async def there is refused.
@@ -122,9 +161,12 @@ SYNC_ONLY = ("redmodel._stores._sync.Store.transaction", "redmodel._stores._sync
              "redmodel.transactions._run.transact")
 #: A sync transaction function's bind: given a Store, refused for an async def at run time.
 BIND = "redmodel.transactions._run.TransactionFunction.bind"
+#: A container class (its members' type may be a union ``A | B``), and Codec.decode.
+CONTAINER = "redmodel.containers._base.Container"
+DECODE = "redmodel.codecs._base.Codec.decode"
 #: method name -> the methods of that name this plugin checks (also called on a subclass)
 HOOKED_METHODS: dict[str, set[str]] = {}
-for _method in (*TRANSACTION_DECORATORS, *INCR, *INCR_FIELDS, BIND):
+for _method in (*TRANSACTION_DECORATORS, BIND, DECODE):
     HOOKED_METHODS.setdefault(_method.rpartition(".")[2], set()).add(_method)
 #: attrs' class decorators (mypy's attrs plugin tags the classes they make).
 ATTRS_CLASS_MAKERS = frozenset(attr_class_makers | attr_dataclass_makers | attr_frozen_makers
@@ -155,9 +197,14 @@ class RedmodelPlugin(Plugin):
                                      TRANSACTION_DECORATORS[fullname])
         if fullname == BIND:
             return _check_bind
-        if fullname in INCR_FIELDS:
-            return _incr_fields
-        return _incr_type if fullname in INCR else None
+        if fullname == DECODE:
+            return _decode_union
+        owner, _, name = fullname.rpartition(".")
+        symbol = self.lookup_fully_qualified(owner) if owner else None
+        if symbol is not None and isinstance(symbol.node, TypeInfo) and any(
+                symbol.node.has_base(shell) for shell in MODEL_SHELLS):
+            return functools.partial(_model_call, name)
+        return None
 
     def _defined_at(self, fullname: str) -> str:
         """``Store.transaction`` for ``app.MyStore.transaction`` (mypy names a method by the
@@ -176,6 +223,10 @@ class RedmodelPlugin(Plugin):
         if fullname in TRANSACTION_FUNCTIONS:
             return functools.partial(_check_transaction_function, fullname,
                                      TRANSACTION_FUNCTIONS[fullname])
+        symbol = self.lookup_fully_qualified(fullname) if "." in fullname else None
+        if symbol is not None and isinstance(symbol.node, TypeInfo) and \
+                symbol.node.has_base(CONTAINER):
+            return _container_of_union
         return None
 
 
@@ -201,6 +252,7 @@ def _desugar_model(ctx: ClassDefContext) -> None:
     callees = (d.callee if isinstance(d, CallExpr) else d for d in ctx.cls.decorators)
     attrs_decorated = any(isinstance(c, RefExpr) and c.fullname in ATTRS_CLASS_MAKERS
                           for c in callees)
+    ctx.cls.info.metadata[MODEL_METADATA] = {}
     if attrs_decorated:
         ctx.cls.info.metadata[METADATA] = _declared(ctx.cls.info)
     else:
@@ -281,6 +333,65 @@ def _true(ctx: ClassDefContext) -> NameExpr:
 
 
 # -- incr --------------------------------------------------------------------------------------
+
+
+# -- types given as values: A | B ------------------------------------------------------------
+
+
+def _container_of_union(ctx: FunctionContext) -> Type:
+    """``Queue(store, key, IPv4Address | IPv6Address)``: a container of the union (the
+    declared overload for a ``types.UnionType`` leaves the members ``Any``)."""
+    default = ctx.default_return_type
+    position = ctx.callee_arg_names.index("type") if "type" in ctx.callee_arg_names else -1
+    members = _union_given(ctx, position)
+    proper = get_proper_type(default)
+    if members is None or not (isinstance(proper, Instance) and proper.args):
+        return default
+    return proper.copy_modified(args=[members, *proper.args[1:]])
+
+
+def _decode_union(ctx: MethodContext) -> Type:
+    """``codec.decode(data, int | None)``: the union (the declared overload for a
+    ``types.UnionType`` is ``Any``)."""
+    position = ctx.callee_arg_names.index("tp") if "tp" in ctx.callee_arg_names else -1
+    members = _union_given(ctx, position)
+    return ctx.default_return_type if members is None else members
+
+
+def _union_given(ctx: MethodContext | FunctionContext, position: int) -> Type | None:
+    """The type an argument written ``A | B`` (classes, generic aliases, None) stands for."""
+    if position < 0 or position >= len(ctx.args) or len(ctx.args[position]) != 1:
+        return None
+    expr = ctx.args[position][0]
+    return _type_written(ctx, expr) if isinstance(expr, OpExpr) else None
+
+
+def _type_written(ctx: MethodContext | FunctionContext, expr: Expression) -> Type | None:
+    """The type the expression ``expr`` names, or None when it names none this can read:
+    ``A | B`` of such, ``None``, a class (its type parameters ``Any``), a generic alias
+    (``list[int]``)."""
+    if isinstance(expr, OpExpr):
+        if expr.op != "|":
+            return None
+        left, right = _type_written(ctx, expr.left), _type_written(ctx, expr.right)
+        if left is None or right is None:
+            return None
+        return make_simplified_union([left, right])
+    if isinstance(expr, NameExpr) and expr.fullname == "builtins.None":
+        return NoneType()
+    if isinstance(expr, IndexExpr) and isinstance(expr.analyzed, TypeApplication):
+        base = get_proper_type(_type_written(ctx, expr.base))  # list[int]: its arguments
+        if isinstance(base, Instance) and len(base.args) == len(expr.analyzed.types):
+            return base.copy_modified(args=expr.analyzed.types)
+        return None
+    tp = get_proper_type(ctx.api.get_expression_type(expr))
+    if isinstance(tp, CallableType) and tp.is_type_obj():  # a class, or an alias list[int]
+        return erase_typevars(tp.ret_type)
+    if isinstance(tp, FunctionLike) and tp.is_type_obj():  # a class of several constructors
+        return fill_typevars_with_any(tp.type_object())
+    if isinstance(tp, TypeType):
+        return tp.item
+    return None
 
 
 # -- transaction functions ------------------------------------------------------------------
@@ -377,44 +488,271 @@ def _sync_store(fullname: str, ctx: MethodContext | FunctionContext) -> bool:
     return isinstance(store, Instance) and any(store.type.has_base(name) for name in SYNC_STORE)
 
 
-def _incr_type(ctx: MethodContext) -> Type:
+def _model_call(method: str, ctx: MethodContext) -> Type:
+    """A method of a store or a transaction that takes a model, checked by its parameters'
+    names (one rule for Store, AsyncStore, Transaction and AsyncTransaction), as run time
+    checks it before anything is sent:
+
+    * ``model``: a class decorated with ``@redmodel.model`` (else ModelDefinitionError);
+      ``obj`` and the items of ``objs``: instances of one;
+    * ``ids`` and ``objs``: an iterable but no ``str``/``bytes`` (ValidationError: one
+      id's characters are not ids);
+    * ``id`` and the items of ``ids``: of the key field's type (``bool`` is no ``int``);
+    * ``**values`` (``update``): stored fields other than the key, each of its field's
+      type; at least one;
+    * ``field`` (``incr``, ``get_field``) and the literal keys of ``changes``, ``floor``,
+      ``ceiling`` (``incr_fields``): stored fields (dotted paths into nested attrs
+      classes), numeric for the increments (:func:`_numeric_field`).
+
+    The return type is made exact where it depends on the field: ``incr`` the field's
+    ``int``/``float``, ``get_field`` its type ``| None``; inside the declared
+    ``Coroutine``/``Pending`` of the shell."""
     default = ctx.default_return_type
-    info = _model_info(ctx.arg_types[0][0]) if ctx.arg_types and ctx.arg_types[0] else None
-    path = _literal(ctx.args[2][0], ctx.arg_types[2][0]) if len(ctx.args) > 2 and ctx.args[2] \
-        else None
-    if info is None or path is None:
+    unnamed = iter(POSITIONAL_ONLY.get(method, ()))  # mypy names no positional-only one
+    params = {name if name is not None else next(unnamed, ""): i
+              for i, name in enumerate(ctx.callee_arg_names)}
+    info: TypeInfo | None = None
+    if "model" in params:
+        given = _arg_type(ctx, params["model"])
+        info = _model_info(given) if given is not None else None
+        if info is not None and not _is_model(info):
+            ctx.api.fail(f'"{info.name}" is not a redmodel model (decorate the attrs class with '
+                         "@redmodel.model)", ctx.context, code=REDMODEL)
+            return default
+    if "obj" in params:
+        _check_objects(ctx, _arg_type(ctx, params["obj"]))
+    for many in ("ids", "objs"):
+        if many in params and (given := _arg_type(ctx, params[many])) is not None:
+            text = _check_not_text(ctx, many, given)
+            if many == "objs" and not text:
+                for item in _item_types(ctx, params[many], given):
+                    _check_objects(ctx, item)
+    if info is None:
         return default
-    numeric = _numeric_field(ctx, info, path)
-    if numeric is None:
-        return default
-    if len(ctx.arg_types) > 3 and ctx.arg_types[3]:
-        _check_amount(ctx, info, path, numeric, ctx.arg_types[3][0])
-    exact = ctx.api.named_generic_type(numeric, [])
+    key = _key_field(info)
+    if key is not None:
+        if "id" in params:
+            _check_value(ctx, info, key, _arg_type(ctx, params["id"]), "id")
+        if "ids" in params and (given := _arg_type(ctx, params["ids"])) is not None \
+                and not any(isinstance(m, Instance) and m.type.fullname in TEXT
+                            for m in _members(given)):
+            for item in _item_types(ctx, params["ids"], given):
+                _check_value(ctx, info, key, item, "id")
+    if method == "update" and "values" in params:
+        _check_update(ctx, info, key, params["values"])
+    exact: Type | None = None
+    if method in ("incr", "get_field") and "field" in params:
+        position = params["field"]
+        path = _literal(ctx.args[position][0], ctx.arg_types[position][0]) \
+            if ctx.args[position] else None
+        if path is not None and method == "incr":
+            numeric = _numeric_field(ctx, info, path, key)
+            if numeric is not None:
+                if "amount" in params and (amount := _arg_type(ctx, params["amount"])):
+                    _check_amount(ctx, info, path, numeric, amount)
+                exact = ctx.api.named_generic_type(numeric, [])
+        elif path is not None:
+            leaf = _field_type(ctx, info, path, key, "read")
+            if leaf is not None:
+                exact = UnionType.make_union([leaf, NoneType()])
+    elif method == "incr_fields":
+        _incr_fields(ctx, info, key, params)
+    return default if exact is None else _returning(default, exact)
+
+
+def _arg_type(ctx: MethodContext, position: int) -> Type | None:
+    """The type of the one argument given for the parameter at ``position``, if one is."""
+    if position < len(ctx.arg_types) and len(ctx.arg_types[position]) == 1:
+        return ctx.arg_types[position][0]
+    return None
+
+
+def _returning(default: Type, exact: Type) -> Type:
+    """``exact`` in place of the value the declared return type holds: the last argument
+    of a ``Coroutine`` (an async shell), the argument of a ``Pending`` (a transaction's
+    write), else ``exact`` itself."""
     proper = get_proper_type(default)
-    if isinstance(proper, Instance) and proper.type.fullname == "typing.Coroutine":
-        return proper.copy_modified(args=[*proper.args[:-1], exact])
+    if isinstance(proper, Instance) and proper.type.fullname in (
+            "typing.Coroutine", PENDING) and proper.args:
+        inner = _returning(proper.args[-1], exact)
+        return proper.copy_modified(args=[*proper.args[:-1], inner])
     return exact
 
 
-def _incr_fields(ctx: MethodContext) -> Type:
+def _is_model(info: TypeInfo) -> bool:
+    return MODEL_METADATA in info.metadata
+
+
+def _members(tp: Type) -> list[ProperType]:
+    """The types a value of ``tp`` may be: a union's members, a literal's class."""
+    proper = get_proper_type(tp)
+    items = [get_proper_type(t) for t in proper.items] if isinstance(proper, UnionType) \
+        else [proper]
+    return [item.fallback if isinstance(item, LiteralType) else item for item in items]
+
+
+def _check_objects(ctx: MethodContext, tp: Type | None) -> None:
+    """Each class ``tp`` can be (a union's members) is a model; ``object``, protocols and
+    types that are no class (Any, a type variable) are not judged."""
+    for item in _members(tp) if tp is not None else []:
+        if not isinstance(item, Instance) or _is_model(item.type) or item.type.is_protocol \
+                or item.type.fullname == "builtins.object":
+            continue
+        ctx.api.fail(f'"{item.type.name}" is not a redmodel model (decorate the attrs class '
+                     "with @redmodel.model); only a model's objects are saved", ctx.context,
+                     code=REDMODEL)
+
+
+def _check_not_text(ctx: MethodContext, what: str, tp: Type) -> bool:
+    """``ids``/``objs`` of a ``str`` or ``bytes`` (or a union that may be one): refused at
+    run time, its characters are not ids."""
+    for item in _members(tp):
+        if isinstance(item, Instance) and (item.type.has_base("builtins.str")
+                                           or item.type.has_base("builtins.bytes")):
+            one = "id" if what == "ids" else "object"
+            ctx.api.fail(f'"{what}" must be an iterable such as a list, not "{item.type.name}" '
+                         f"(one {one}: its characters are not {one}s); wrap it: [{one}]",
+                         ctx.context, code=REDMODEL)
+            return True
+    return False
+
+
+def _item_types(ctx: MethodContext, position: int, tp: Type) -> list[Type | None]:
+    """The types of what an argument gives when iterated: of each item of a list, tuple or
+    set display, of the element of a generator expression or comprehension (mypy infers
+    the display or generator itself from the parameter's ``Iterable[Any]``: ``list[Any]``),
+    else what iterating its type gives."""
+    expr = ctx.args[position][0]
+    if isinstance(expr, (ListExpr, TupleExpr, SetExpr)):
+        return [ctx.api.get_expression_type(item) for item in expr.items
+                if not isinstance(item, StarExpr)]
+    if isinstance(expr, (ListComprehension, SetComprehension)):
+        expr = expr.generator
+    if isinstance(expr, GeneratorExpr):
+        lookup = getattr(ctx.api, "lookup_type_or_none", None)  # the checker's type map
+        return [lookup(expr.left_expr) if lookup is not None else None]
+    return [_item_type(ctx, tp)]
+
+
+def _item_type(ctx: MethodContext, tp: Type) -> Type | None:
+    """What iterating ``tp`` gives, when ``tp`` is an instance of an ``Iterable``."""
+    proper = get_proper_type(tp)
+    if not isinstance(proper, Instance):
+        return None
+    iterable = ctx.api.named_generic_type("typing.Iterable", [AnyType(TypeOfAny.special_form)])
+    if not proper.type.has_base(iterable.type.fullname):
+        return None
+    mapped = map_instance_to_supertype(proper, iterable.type)
+    return mapped.args[0] if mapped.args else None
+
+
+def _key_field(info: TypeInfo) -> tuple[str, Type] | None:
+    """The key field's name and declared type: the nearest class of the MRO that declares
+    one (``key_field()``, ``field(key=True)``) in its body."""
+    for base in info.mro:
+        if "attrs" not in base.metadata:
+            continue
+        keys = _declared_of(base)["key"]
+        if keys:
+            node = info.get(keys[0])
+            if node is not None and isinstance(node.node, Var) and node.node.type is not None:
+                return keys[0], node.node.type
+            return None
+    return None
+
+
+def _stored(owner: TypeInfo, name: str) -> Var | None:
+    """The attribute ``name`` of the attrs class ``owner`` if it is a stored field: one its
+    ``__init__`` takes (docs/models.md: "A model stores only the fields its constructor
+    takes"); never a ClassVar, an unannotated class attribute or an ``init=False`` one.
+    ``name`` is the attribute's name (a ``field(name=...)`` renames only what is stored)."""
+    attributes = owner.metadata.get("attrs", {}).get("attributes", [])
+    if not any(a.get("name") == name and a.get("init", True) for a in attributes):
+        return None
+    node = owner.get(name)
+    return node.node if node is not None and isinstance(node.node, Var) else None
+
+
+def _check_value(ctx: MethodContext, info: TypeInfo, field: tuple[str, Type],
+                 given: Type | None, what: str) -> None:
+    """A value of ``field``'s declared type: what run time's type check accepts, which
+    also refuses a ``bool`` for an ``int`` (mypy takes one for the other)."""
+    if given is None:
+        return
+    name, declared = field
+    proper = get_proper_type(given)
+    if isinstance(proper, AnyType) or isinstance(get_proper_type(declared), AnyType):
+        return
+    wrong = not is_subtype(given, declared) or (_is_bool(given) and not _takes_bool(declared))
+    if wrong:
+        shown = "the id" if what == "id" else f'"{name}"'
+        ctx.api.fail(f'{shown} of "{info.name}" is "{format_type_bare(declared, ctx.api.options)}"'
+                     f', not "{format_type_bare(given, ctx.api.options)}"', ctx.context,
+                     code=REDMODEL)
+
+
+def _is_bool(tp: Type) -> bool:
+    proper = get_proper_type(tp)
+    if isinstance(proper, LiteralType):
+        proper = proper.fallback
+    if isinstance(proper, UnionType):
+        return any(_is_bool(t) for t in proper.items)
+    return isinstance(proper, Instance) and proper.type.fullname == "builtins.bool"
+
+
+def _takes_bool(declared: Type) -> bool:
+    """Whether a field declared ``declared`` takes a bool at run time: it refuses one where
+    its types are numbers (``int``, ``float``: "expected int, got bool") and ``None``."""
+    proper = get_proper_type(declared)
+    items = proper.items if isinstance(proper, UnionType) else [proper]
+    return not all(isinstance(item, NoneType) or (isinstance(item, Instance) and item.type.fullname
+                   in ("builtins.int", "builtins.float", "builtins.complex"))
+                   for item in map(get_proper_type, items))
+
+
+def _check_update(ctx: MethodContext, info: TypeInfo, key: tuple[str, Type] | None,
+                  position: int) -> None:
+    """``update(Model, id, **values)``: each keyword a stored field other than the key,
+    with a value of its type (``None`` removes a field: only an Optional one takes it, as
+    the type says); at least one value."""
+    names = ctx.arg_names[position] if position < len(ctx.arg_names) else []
+    types = ctx.arg_types[position] if position < len(ctx.arg_types) else []
+    if not types:
+        ctx.api.fail(f'update of "{info.name}" with nothing to update: pass field=value',
+                     ctx.context, code=REDMODEL)
+        return
+    for name, given in zip(names, types, strict=False):
+        if name is None:  # **mapping: the keys are not known here
+            continue
+        if key is not None and name == key[0]:
+            ctx.api.fail(f'"{info.name}.{name}" is the id: it cannot be updated', ctx.context,
+                         code=REDMODEL)
+            continue
+        var = _stored(info, name)
+        if var is None:
+            ctx.api.fail(f'"{info.name}" has no field "{name}" to update', ctx.context,
+                         code=REDMODEL)
+        elif var.type is not None:
+            _check_value(ctx, info, (name, var.type), given, "value")
+
+
+def _incr_fields(ctx: MethodContext, info: TypeInfo, key: tuple[str, Type] | None,
+                 params: dict[str, int]) -> None:
     """The literal keys of ``changes``, ``floor`` and ``ceiling`` name numeric fields; an
     int field's change is no float (a bound may be: it is rounded inwards)."""
-    info = _model_info(ctx.arg_types[0][0]) if ctx.arg_types and ctx.arg_types[0] else None
-    if info is None:
-        return ctx.default_return_type
-    for position in (2, 3, 4):
-        if len(ctx.args) <= position or not ctx.args[position]:
+    for what in ("changes", "floor", "ceiling"):
+        position = params.get(what)
+        if position is None or position >= len(ctx.args) or not ctx.args[position]:
             continue
         given = ctx.args[position][0]
         if not isinstance(given, DictExpr):
             continue
-        for key, value in given.items:
-            if not isinstance(key, StrExpr):
+        for name, value in given.items:
+            if not isinstance(name, StrExpr):
                 continue
-            numeric = _numeric_field(ctx, info, key.value)
-            if numeric is not None and position == 2:
-                _check_amount(ctx, info, key.value, numeric, ctx.api.get_expression_type(value))
-    return ctx.default_return_type
+            numeric = _numeric_field(ctx, info, name.value, key)
+            if numeric is not None and what == "changes":
+                _check_amount(ctx, info, name.value, numeric, ctx.api.get_expression_type(value))
 
 
 def _check_amount(ctx: MethodContext, info: TypeInfo, path: str, numeric: str,
@@ -453,44 +791,67 @@ def _literal(expr: Expression, tp: Type) -> str | None:
     return None
 
 
-def _numeric_field(ctx: MethodContext, info: TypeInfo, path: str) -> str | None:
+def _numeric_field(ctx: MethodContext, info: TypeInfo, path: str,
+                   key: tuple[str, Type] | None) -> str | None:
     """``builtins.int``/``builtins.float`` for the field at ``path`` when increment_kind
     (redmodel._models._specs) accepts it; reports an error and returns None when it does
     not (rules 1 to 3), None without an error when the field's type is unknown (Any)."""
+    field_type = _field_type(ctx, info, path, key, "increment")
+    if field_type is None:
+        return None
+    proper = _without_none(get_proper_type(field_type))
+    if isinstance(proper, AnyType):
+        return None
+    if isinstance(proper, Instance) and proper.type.fullname in (
+        "builtins.int", "builtins.float"
+    ):
+        return proper.type.fullname
+    ctx.api.fail(f'incr needs an int or float field; "{info.name}.{path}" is not one',
+                 ctx.context, code=REDMODEL)
+    return None
+
+
+def _field_type(ctx: MethodContext, info: TypeInfo, path: str, key: tuple[str, Type] | None,
+                what: str) -> Type | None:
+    """The declared type of the stored field at ``path`` (dotted into nested attrs
+    classes) for an ``increment`` (no codec, not below an Optional nested object) or a
+    ``read`` (``get_field``: a leaf, not a nested object, which is read whole); reports
+    an error and returns None for a path run time refuses; None without an error when a
+    type on the way is unknown."""
     owner: TypeInfo | None = info
     parts = path.split(".")
-    field_type: ProperType | None = None
     for depth, part in enumerate(parts):
-        node = owner.get(part) if owner is not None else None
-        declared = _declared_of(node.node.info) if node is not None \
-            and isinstance(node.node, Var) else None
-        if (node is None or not isinstance(node.node, Var) or node.node.type is None
-                or declared is None or (depth == 0 and part in declared["key"])):
-            ctx.api.fail(f'"{info.name}" has no field "{path}" to increment', ctx.context,
+        var = _stored(owner, part) if owner is not None else None
+        declared = _declared_of(var.info) if var is not None else None
+        if (var is None or var.type is None or declared is None
+                or (depth == 0 and key is not None and part == key[0])):
+            verb = "to increment" if what == "increment" else "to read"
+            ctx.api.fail(f'"{info.name}" has no field "{path}" {verb}', ctx.context,
                          code=REDMODEL)
             return None
-        if part in declared["codec"]:
+        if part in declared["codec"] and what == "increment":
             ctx.api.fail(f'incr needs an int or float field; "{info.name}.{path}" is not one '
                          "(it has a codec)", ctx.context, code=REDMODEL)
             return None
-        whole = get_proper_type(node.node.type)
+        whole = get_proper_type(var.type)
         field_type = _without_none(whole)
         if isinstance(field_type, AnyType):
             return None
-        if depth < len(parts) - 1:
-            nested = isinstance(field_type, Instance) and "attrs" in field_type.type.metadata
-            if nested and field_type is not whole:
-                ctx.api.fail(f'incr needs an int or float field; "{info.name}.{path}" is not '
-                             f'one ("{".".join(parts[:depth + 1])}" is Optional: stored whole)',
-                             ctx.context, code=REDMODEL)
+        nested = isinstance(field_type, Instance) and "attrs" in field_type.type.metadata \
+            and part not in declared["codec"]
+        if depth == len(parts) - 1:
+            if nested and what == "read":
+                ctx.api.fail(f'get_field reads one stored value; "{info.name}.{path}" is a '
+                             "nested object, read whole with get()", ctx.context,
+                             code=REDMODEL)
                 return None
-            owner = field_type.type if nested and isinstance(field_type, Instance) else None
-    if isinstance(field_type, Instance) and field_type.type.fullname in (
-        "builtins.int", "builtins.float"
-    ):
-        return field_type.type.fullname
-    ctx.api.fail(f'incr needs an int or float field; "{info.name}.{path}" is not one',
-                 ctx.context, code=REDMODEL)
+            return var.type
+        if nested and field_type is not whole and what == "increment":
+            ctx.api.fail(f'incr needs an int or float field; "{info.name}.{path}" is not '
+                         f'one ("{".".join(parts[:depth + 1])}" is Optional: stored whole)',
+                         ctx.context, code=REDMODEL)
+            return None
+        owner = field_type.type if nested and isinstance(field_type, Instance) else None
     return None
 
 

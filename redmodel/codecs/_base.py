@@ -11,10 +11,11 @@ from __future__ import annotations
 import abc
 import hashlib
 import threading
+import types
 import typing
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
-from typing import Any
+from typing import Any, TypeVar
 
 import cattrs
 
@@ -23,6 +24,7 @@ from redmodel.codecs._strict import describe
 
 __all__ = ["Codec", "Serializer", "Transform", "register_codec"]
 
+_T = TypeVar("_T")
 _MAGIC = 0xA7  # not a valid first byte of UTF-8 text, JSON, YAML or a msgpack map/array
 
 
@@ -230,8 +232,17 @@ class Codec:
         """Encode one value (of type ``tp``, default its own type)."""
         return self.encoder(type(value) if tp is None else tp)(value)
 
+    @typing.overload
+    def decode(self, data: bytes, tp: type[_T]) -> _T: ...
+    @typing.overload
+    def decode(self, data: bytes, tp: types.UnionType | type[Any]) -> Any: ...
+    @typing.overload
+    def decode(self, data: bytes, tp: Any) -> Any: ...
     def decode(self, data: bytes, tp: Any) -> Any:
-        """Decode one value of type ``tp``."""
+        """Decode one value of type ``tp``. Typed as ``tp`` where Python's typing can say
+        it: a class (``Hat``) or a generic alias (``list[int]``, ``dict[str, Hat]``); a
+        union (``int | None``), a ``Literal`` or an ``Annotated`` is no ``type[...]``, so
+        such a value is ``Any`` to a type checker (annotate the variable it goes to)."""
         return self.decoder(tp)(data)
 
     @property

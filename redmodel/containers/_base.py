@@ -428,8 +428,19 @@ class Container(Generic[T, S]):
     _BLOCKING: ClassVar[frozenset[str]] = frozenset()
     _deterministic_members: ClassVar[bool] = False
 
+    @overload
     def __init__(self, store: S, key: Any, type: type[T], *, codec: str | Codec | None = None
+                 ) -> None: ...
+    @overload
+    def __init__(self: Container[Any, S], store: S, key: Any, type: types.UnionType, *,
+                 codec: str | Codec | None = None) -> None: ...
+    def __init__(self, store: S, key: Any, type: Any, *, codec: str | Codec | None = None
                  ) -> None:
+        """``type`` is the members' type: a class, a generic alias (``list[int]``) or a
+        union written ``A | B`` (``IPv4Address | IPv6Address``). A union is no ``type[T]``:
+        mypy with the plugin (``redmodel.mypy``) types the container by it
+        (``Queue[IPv4Address | IPv6Address]``); without the plugin its members are
+        ``Any`` unless the variable is annotated."""
         self.store = store
         self.key = container_key(key)
         self.type = type
@@ -644,7 +655,7 @@ class Container(Generic[T, S]):
     @overload
     def clear(self: Container[T, Store]) -> bool: ...
     @overload
-    def clear(self: Container[T, AsyncStore]) -> Coroutine[Any, Any, bool]: ...
+    def clear(self: Container[T, AsyncStore]) -> Coroutine[object, object, bool]: ...
     def clear(self) -> Any:
         """DEL the key, its record in the container registry (so the key may hold
         another kind of container next) and its ``%rejected`` and ``%redelivered`` keys
@@ -663,7 +674,7 @@ class Container(Generic[T, S]):
     @overload
     def exists(self: Container[T, Store]) -> bool: ...
     @overload
-    def exists(self: Container[T, AsyncStore]) -> Coroutine[Any, Any, bool]: ...
+    def exists(self: Container[T, AsyncStore]) -> Coroutine[object, object, bool]: ...
     def exists(self) -> Any:
         """EXISTS: False for an empty container (Redis deletes empty lists/sets).
 
@@ -683,7 +694,7 @@ class Container(Generic[T, S]):
     def expire(self: Container[T, Store], ttl: float | dt.timedelta) -> bool: ...
     @overload
     def expire(self: Container[T, AsyncStore], ttl: float | dt.timedelta
-               ) -> Coroutine[Any, Any, bool]: ...
+               ) -> Coroutine[object, object, bool]: ...
     def expire(self, ttl: float | dt.timedelta) -> Any:
         """PEXPIRE: the whole container expires in ``ttl`` seconds; False if it is empty.
 
@@ -738,4 +749,4 @@ class ContainerInAsyncTx(Protocol):
 
     def clear(self) -> Pending[bool]: ...
     def expire(self, ttl: float | dt.timedelta) -> Pending[bool]: ...
-    def exists(self) -> Coroutine[Any, Any, bool]: ...
+    def exists(self) -> Coroutine[object, object, bool]: ...

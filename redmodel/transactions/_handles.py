@@ -377,7 +377,7 @@ class _TxBase:
         return self.queue(_ops.save_many(objs, ttl, max(1, len(objs)), self._core.hints),
                           "save many")
 
-    def update(self, model: type, id: Any, **values: Any) -> Pending[bool]:
+    def update(self, model: type, id: Any, /, **values: Any) -> Pending[bool]:
         """Queue the update script (EVALSHA); value: False if the object did not exist.
 
         Redis: queued between MULTI and EXEC: EVALSHA hash_update.lua; indexed model: before MULTI,

@@ -145,8 +145,8 @@ def on_a_subclass(store: MyStore) -> None:
 
 async def wrong(store: Store, astore: AsyncStore) -> None:
     jobs = redmodel.containers.Queue(astore, "jobs", int)
-    forgot: int = jobs.push(1)  # E: Incompatible types in assignment (expression has type "Coroutine[Any, Any, int]", variable has type "int")  [assignment] # N: Maybe you forgot to use "await"?
-    jobs.push(1)  # E: Value of type "Coroutine[Any, Any, int]" must be used  [unused-coroutine] # N: Are you missing an await?
+    forgot: int = jobs.push(1)  # E: Incompatible types in assignment (expression has type "Coroutine[object, object, int]", variable has type "int")  [assignment] # N: Maybe you forgot to use "await"?
+    jobs.push(1)  # E: Value of type "Coroutine[object, object, int]" must be used  [unused-coroutine] # N: Are you missing an await?
     await redmodel.containers.Queue(store, "jobs", int).push(1)  # E: Incompatible types in "await" (actual type "int", expected type "Awaitable[Any]")  [misc]
     sync_jobs: redmodel.containers.Queue[int] = jobs  # E: Incompatible types in assignment (expression has type "Queue[int, AsyncStore]", variable has type "Queue[int, Store]")  [assignment]
     await jobs.push("one")  # E: Argument 1 to "push" of "Queue" has incompatible type "str"; expected "int"  [arg-type]

@@ -23,5 +23,5 @@ async def correct(astore: redmodel.AsyncStore) -> None:
 
 
 async def wrong(astore: redmodel.AsyncStore) -> None:
-    forgot: list[Hat] = astore.find(Hat).all()  # E: Incompatible types in assignment (expression has type "Coroutine[Any, Any, list[Hat]]", variable has type "list[Hat]")  [assignment] # N: Maybe you forgot to use "await"?
+    forgot: list[Hat] = astore.find(Hat).all()  # E: Incompatible types in assignment (expression has type "Coroutine[object, object, list[Hat]]", variable has type "list[Hat]")  [assignment] # N: Maybe you forgot to use "await"?
     print(forgot)

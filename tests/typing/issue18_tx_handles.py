@@ -84,7 +84,7 @@ async def in_asyncio(astore: AsyncStore) -> None:
         reveal_type(q)  # N: Revealed type is "redmodel.containers._queue.QueueInAsyncTx[int]"
         reveal_type(await q.length())  # N: Revealed type is "int"
         reveal_type(q.push(n))  # N: Revealed type is "redmodel.transactions._policy.Pending[int]"
-        length: int = q.length()  # E: Incompatible types in assignment (expression has type "Coroutine[Any, Any, int]", variable has type "int")  [assignment] # N: Maybe you forgot to use "await"?
+        length: int = q.length()  # E: Incompatible types in assignment (expression has type "Coroutine[object, object, int]", variable has type "int")  [assignment] # N: Maybe you forgot to use "await"?
         reveal_type(await board.in_tx(tx).range_with_scores())  # N: Revealed type is "list[tuple[str, float]]"
         reveal_type(await visits.in_tx(tx).get("a"))  # N: Revealed type is "int"
         return n + length

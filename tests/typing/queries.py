@@ -60,8 +60,8 @@ async def in_asyncio(astore: AsyncStore) -> None:
 
 
 async def wrong(store: Store, astore: AsyncStore) -> None:
-    forgot: list[Hat] = astore.find(Hat).all()  # E: Incompatible types in assignment (expression has type "Coroutine[Any, Any, list[Hat]]", variable has type "list[Hat]")  [assignment] # N: Maybe you forgot to use "await"?
-    astore.find(Hat).count()  # E: Value of type "Coroutine[Any, Any, int]" must be used  [unused-coroutine] # N: Are you missing an await?
+    forgot: list[Hat] = astore.find(Hat).all()  # E: Incompatible types in assignment (expression has type "Coroutine[object, object, list[Hat]]", variable has type "list[Hat]")  [assignment] # N: Maybe you forgot to use "await"?
+    astore.find(Hat).count()  # E: Value of type "Coroutine[object, object, int]" must be used  [unused-coroutine] # N: Are you missing an await?
     await store.find(Hat).all()  # E: Incompatible types in "await" (actual type "list[Hat]", expected type "Awaitable[Any]")  [misc]
     for hat in astore.find(Hat):  # E: Invalid self argument "Query[Hat, AsyncStore]" to attribute function "__iter__" with type "Callable[[Query[M, SyncRunner]], Iterator[M]]"  [misc]
         print(hat)

@@ -23,7 +23,7 @@ def sync(store: Store) -> None:
     def buy(tx: Transaction, hat_id: str) -> int:
         hat = tx.get_or_raise(Hat, hat_id)
         reveal_type(tx.get(Hat, hat_id))  # N: Revealed type is "tests.typing.transactions.Hat | None"
-        reveal_type(tx.incr(Hat, hat_id, "quantity", -1))  # N: Revealed type is "redmodel.transactions._policy.Pending[Any]"
+        reveal_type(tx.incr(Hat, hat_id, "quantity", -1))  # N: Revealed type is "redmodel.transactions._policy.Pending[int]"
         redmodel.containers.Queue(store, "sold", str).in_tx(tx).push(hat_id)
         return hat.quantity - 1
 
@@ -52,7 +52,7 @@ async def in_asyncio(astore: AsyncStore) -> None:
         reveal_type(await tx.get(Hat, hat_id))  # N: Revealed type is "tests.typing.transactions.Hat | None"
         reveal_type(await tx.exists(Hat, hat_id))  # N: Revealed type is "bool"
         reveal_type(await tx.get_many(Hat, [hat_id]))  # N: Revealed type is "list[tests.typing.transactions.Hat | None]"
-        reveal_type(tx.incr(Hat, hat_id, "quantity", -1))  # N: Revealed type is "redmodel.transactions._policy.Pending[Any]"
+        reveal_type(tx.incr(Hat, hat_id, "quantity", -1))  # N: Revealed type is "redmodel.transactions._policy.Pending[int]"
         await redmodel.containers.Queue(astore, "sold", str).in_tx(tx).length()
         return hat.quantity - 1
 

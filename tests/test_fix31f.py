@@ -1,0 +1,186 @@
+"""Fix 31F (attack 31F F1-F8): user code type-checks as it runs. The property: for any call
+of a method that takes a model (Store, Transaction), mypy --strict with the plugin
+``redmodel.mypy`` reports an error on the call exactly when the run time refuses it with
+ValidationError or ModelDefinitionError (a reason the types show: a stored field or not,
+its type, the key field's type, a model or not, a str where ids are). The calls are drawn
+(Hypothesis: method, shell, model, id, field, value), written as user code, checked by
+mypy once per example (one subprocess, seeded cache, as tests/test_typing.py), and each is
+run against the server. The fixture tests/typing/fix31f_model_methods.py holds the
+hand-written cases (positive and negative) of every kind, F4/F5/F8 included.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import redmodel
+from tests.budget import scaled, sized
+from tests.conftest import seeded_mypy_cache
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORTED = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+): error: ")
+
+MODULE = '''\
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+
+import redmodel
+from redmodel import Store
+from redmodel.transactions import Transaction
+
+
+@attrs.define
+class Address:
+    zip: int = 0
+    city: str = ""
+
+
+@redmodel.model(prefix="{prefix}")
+@attrs.define
+class Thing:
+    rate: ClassVar[int] = 3
+    markup = 2
+    count: int = 0
+    price: float = 0.0
+    name: str = ""
+    flag: bool = False
+    stock: int | None = None
+    tag: str = redmodel.field(name="t", default="")
+    address: Address = attrs.Factory(Address)
+    later: int = attrs.field(init=False, default=0)
+    {key}: {key_type} = redmodel.key_field(generated=False)
+
+
+@attrs.define
+class Plain:
+    {key}: {key_type} = {good_id}
+'''
+
+#: every name a call may give as a field: stored ones, a ClassVar, an unannotated class
+#: attribute, an init=False attribute, a renamed field's stored name, an unknown name,
+#: dotted paths into the nested class, the key field (added per example)
+FIELDS = ("count", "price", "name", "flag", "stock", "tag", "address", "rate", "markup",
+          "later", "t", "nope", "address.zip", "address.city", "address.street")
+VALUES = ("1", "0.5", '"s"', "True", "None", 'b"x"')
+AMOUNTS = ("1", "0.5", "True")
+KEYS = {"str": ('"k1"', ('1', 'b"k1"', "True")),
+        "int": ("1", ('"1"', "True", "1.5", 'b"1"'))}
+ITERABLES = ("[{id}]", "({id},)", "{{{id}}}", "(i for i in [{id}])", '"ab"', 'b"ab"')
+
+
+@st.composite
+def calls(draw: st.DrawFn, key: str, key_type: str) -> str:
+    good, bad = KEYS[key_type]
+    id_ = draw(st.sampled_from((good, *bad)) if draw(st.booleans()) else st.just(good))
+    model = draw(st.sampled_from(("Thing", "Thing", "Thing", "Plain")))
+    field = draw(st.sampled_from((*FIELDS, key)))
+    kind = draw(st.sampled_from(("incr", "incr_fields", "update", "one", "many",
+                                 "tx.incr", "tx.get_field", "tx.update", "tx.many")))
+    shell = "tx" if kind.startswith("tx.") else "store"
+    kind = kind.removeprefix("tx.")
+    if kind == "incr":
+        call = f"incr({model}, {id_}, {field!r}, {draw(st.sampled_from(AMOUNTS))})"
+    elif kind == "incr_fields":
+        call = f"incr_fields({model}, {id_}, {{{field!r}: {draw(st.sampled_from(AMOUNTS))}}})"
+    elif kind == "get_field":
+        call = f"get_field({model}, {id_}, {field!r})"
+    elif kind == "update":
+        names = [f for f in (*FIELDS, key) if "." not in f]
+        given = draw(st.lists(st.sampled_from(names), unique=True, max_size=2))
+        values = ", ".join(f"{n}={draw(st.sampled_from(VALUES))}" for n in given)
+        call = f"update({model}, {id_}{', ' if values else ''}{values})"
+    elif kind == "one":
+        call = f"{draw(st.sampled_from(('get', 'exists', 'delete')))}({model}, {id_})"
+    else:
+        ids = draw(st.sampled_from(ITERABLES)).format(id=id_)
+        call = f"{draw(st.sampled_from(('get_many', 'delete_many')))}({model}, {ids})"
+    return f"{shell}.{call}"
+
+
+def _write(where: Path, prefix: str, key: str, key_type: str, drawn: list[str]
+           ) -> tuple[Path, dict[int, int]]:
+    """The user-code module, and each call's line -> its index."""
+    good = KEYS[key_type][0]
+    text = MODULE.format(prefix=prefix, key=key, key_type=key_type, good_id=good)
+    lines = {}
+    for i, call in enumerate(drawn):
+        text += f"\n\ndef call_{i}(store: Store) -> Any:\n"
+        if call.startswith("tx."):
+            text += "    with Transaction(store) as tx:\n"
+            lines[text.count("\n") + 1] = i
+            text += f"        return {call}\n"
+        else:
+            lines[text.count("\n") + 1] = i
+            text += f"    return {call}\n"
+    path = where / f"{prefix}.py"
+    path.write_text(text)
+    return path, lines
+
+
+def _mypy_errors(path: Path) -> set[int]:
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
+         "--no-error-summary", "--no-pretty",
+         "--cache-dir", str(seeded_mypy_cache(path.parent / ".cache")), str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    return {int(m["line"]) for m in map(REPORTED.match, done.stdout.splitlines()) if m}
+
+
+def _refused(fn: Any, store: redmodel.Store) -> bool:
+    """Whether the run time refuses the call for a reason the types show."""
+    try:
+        fn(store)
+    except (redmodel.ValidationError, TypeError):  # ModelDefinitionError is a TypeError;
+        return True  # a plain TypeError: the call's signature (mypy: call-arg)
+    except redmodel.RedmodelError:  # NotFoundError and the like: the call was well typed
+        return False
+    return False
+
+
+_examples = itertools.count()
+
+
+# one mypy run per example (~10 s on a loaded machine): few examples of many calls each,
+# within pytest-timeout's 300 s under HYPOTHESIS_PROFILE=ci
+@settings(max_examples=scaled(10, floor=1))
+@given(st.sampled_from((("id", "str"), ("code", "int"))).flatmap(
+    lambda kt: st.tuples(st.just(kt), st.lists(calls(*kt), min_size=1,
+                                               max_size=sized(40, 200)))))
+def test_mypy_refuses_a_model_call_exactly_when_the_run_time_does(
+        tmp_path_factory: pytest.TempPathFactory, store: redmodel.Store,
+        drawn: tuple[tuple[str, str], list[str]]) -> None:
+    (key, key_type), calls_ = drawn
+    prefix = f"fx31fp{next(_examples)}"
+    where = tmp_path_factory.mktemp("fix31f")
+    path, lines = _write(where, prefix, key, key_type, calls_)
+    errors = {lines[n] for n in _mypy_errors(path) if n in lines}
+    spec = importlib.util.spec_from_file_location(prefix, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[prefix] = module
+    try:
+        spec.loader.exec_module(module)
+        good: Any = "k1" if key_type == "str" else 1  # KEYS' right literal
+        store.save(module.Thing(**{key: good}))
+        refused = {i for i in range(len(calls_)) if _refused(getattr(module, f"call_{i}"), store)}
+        store.delete(module.Thing, good)
+        store.unregister(module.Thing)
+    finally:
+        del sys.modules[prefix]
+    wrong = {calls_[i]: ("run time refuses, mypy passes" if i in refused else
+                         "mypy refuses, run time runs it") for i in refused ^ errors}
+    assert wrong == {}
