@@ -12,6 +12,7 @@ from redmodel._models._specs import ModelSpec
 from redmodel._models._types import BadValueError
 from redmodel._plan import Command
 from redmodel.codecs import codec as resolve_codec
+from redmodel.codecs._base import Codec
 
 __all__ = ["BlobLayout"]
 
@@ -77,8 +78,14 @@ class BlobLayout:
         reads it (what a rotation checks before it rewrites a page)."""
         self.decode(key, id_text, reply)
 
-    def raw_values(self, key: str, reply: Any) -> list[tuple[tuple[str, bytes | None], bytes]]:
-        return [] if reply is None else [((key, None), reply)]
+    def keyed_values(self, key: str, reply: Any
+                     ) -> list[tuple[tuple[str, bytes | None], bytes, Codec]]:
+        """The stored value with its key and the model's chain when that chain holds keys
+        (the whole object is its one value): what a key rotation re-encrypts."""
+        chain = self.spec.codec
+        if reply is None or chain is None or not chain.holds_keys:
+            return []
+        return [((key, None), reply, chain)]
 
     def read(self, key: str) -> Command:
         return ("GET", key)

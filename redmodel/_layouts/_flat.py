@@ -39,13 +39,20 @@ from redmodel._errors import (
     ValidationError,
 )
 from redmodel._indexes._writes import KEY_ROUNDS, Write, needed_keys, refusal, status
-from redmodel._layouts._hash import CAS_STRING, check_increment, codec_precheck, refused
+from redmodel._layouts._hash import (
+    CAS_STRING,
+    check_increment,
+    codec_precheck,
+    keyed_leaves,
+    refused,
+)
 from redmodel._models._compiled import build
 from redmodel._models._keys import escape, unescape
 from redmodel._models._specs import FieldSpec, ModelSpec
 from redmodel._models._tree import _set_key, _stored_name, make_tree_converter, structure_error
 from redmodel._models._types import ID_STR, BadValueError, optional_inner, scalar
 from redmodel._plan import Batch, Command, LuaScript, Plan, script
+from redmodel.codecs._base import Codec
 from redmodel.codecs._strict import field_names
 
 __all__ = ["FlatLayout", "FlatWrite", "read_batch", "send_write"]
@@ -228,6 +235,9 @@ class FlatLayout:
         self._expect: tuple[bytes, list[str], list[str]] | None = None
         # manifest -> (generated decode, number of values) or None (the generic decode)
         self._readers: dict[bytes, tuple[Callable[..., Any], int] | None] = {}
+        # per key suffix of a leaf declared with a key-holding chain, the chain (built
+        # on the first rotation)
+        self._keyed: dict[str, Codec] | None = None
 
     def _fixed_leaves(self, cls: type, path: str) -> list[str]:
         """The leaf suffixes every object of ``cls`` may have whatever its values: scalar
@@ -475,15 +485,27 @@ class FlatLayout:
                     raise DecodeError(e.reason, model=self.spec.name, key=key, field=inner,
                                       codec=e.codec) from None
 
-    def raw_values(self, key: str, reply: Any) -> list[tuple[tuple[str, bytes | None], bytes]]:
+    def keyed_values(self, key: str, reply: Any
+                     ) -> list[tuple[tuple[str, bytes | None], bytes, Codec]]:
+        """The stored leaves of the fields declared with a key-holding chain, each with its
+        key and its field's chain, from a :meth:`read` reply: what a key rotation
+        re-encrypts. Leaves are matched by their key suffix (nested fields, old names
+        too); any other leaf is left alone, whatever its bytes start with."""
         if not reply:
             return []
         self._refuse_wrong_type(key, reply)
         manifest, *values = reply
         self._tree(key, manifest, values, missing_ok=True)  # a corrupt one: DecodeError
+        keyed = self._keyed
+        if keyed is None:
+            keyed = self._keyed = {}
+            delim = self.delim
+            keyed_leaves(self.spec.fields, [""], delim,
+                         lambda n: escape(unescape(n), delim), keyed)
         suffixes = [line for line in _text(manifest).split("\n")[1:] if line]
-        return [((f"{key}{self.delim}{s}", None), v)
-                for s, v in zip(suffixes, values, strict=True) if v is not None]
+        return [((f"{key}{self.delim}{s}", None), v, keyed[s])
+                for s, v in zip(suffixes, values, strict=True)
+                if v is not None and s in keyed]
 
     # ---- reading ------------------------------------------------------------------
 

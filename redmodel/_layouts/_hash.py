@@ -25,6 +25,7 @@ from redmodel._models._compiled import FALLBACK, field_encoder, hash_decoder, ha
 from redmodel._models._specs import FieldSpec, ModelSpec, increment_kind
 from redmodel._models._types import BadValueError, optional_inner
 from redmodel._plan import Command, origin, script
+from redmodel.codecs._base import Codec
 from redmodel.codecs._chains import stored_primitive
 from redmodel.codecs._strict import upgrade_value
 
@@ -221,6 +222,23 @@ def _leaf_map(fields: tuple[FieldSpec, ...], prefix: bytes, path: tuple[str, ...
             out[name] = (f, (*path, f.name))
 
 
+def keyed_leaves(fields: tuple[FieldSpec, ...], prefixes: Sequence[Any], delim: Any,
+                 name: Callable[[str], Any], out: dict[Any, Codec]) -> None:
+    """Per stored name of each leaf declared with a key-holding chain (``fernet``; nested
+    classes' fields too, under their current and old names at every level), that chain:
+    the values a key rotation re-encrypts (31J F2: never another field's, whatever its
+    bytes start with). ``prefixes``: the names the leaves of ``fields`` start with;
+    ``name``: a field's stored name as it appears there (bytes for a hash field, an
+    escaped key part for a flat leaf)."""
+    for f in fields:
+        names = [p + name(n) for p in prefixes for n in (f.stored, *f.old_stored)]
+        if f.kind == "struct":
+            keyed_leaves(f.children, [n + delim for n in names], delim, name, out)
+        elif f.kind == "encoded" and f.codec is not None and f.codec.holds_keys:
+            for n in names:
+                out.setdefault(n, f.codec)
+
+
 def _renamed(fields: tuple[FieldSpec, ...]) -> bool:
     return any(f.old_stored or _renamed(f.children) for f in fields)
 
@@ -363,6 +381,9 @@ class HashLayout:
         _leaf_map(spec.fields, b"", (), self.delim, self._leaves)
         self.known = frozenset([MARKER, *_leaf_names(spec.fields, b"", self.delim)])
         self.renamed = _renamed(spec.fields)
+        # per stored name of a leaf declared with a key-holding chain, the chain
+        self._keyed: dict[bytes, Codec] = {}
+        keyed_leaves(spec.fields, [b""], self.delim, str.encode, self._keyed)
         # generated once per model (redmodel._models._compiled): every path encodes and
         # decodes through these; the generic walks below are their reference and the
         # decode of what the fast one leaves (errors, defaults, old names, upgrades)
@@ -1003,10 +1024,22 @@ class HashLayout:
         reads it (what a rotation checks before it rewrites a page)."""
         self.decode(key, id_text, reply)
 
-    def raw_values(self, key: str, reply: Any) -> list[tuple[tuple[str, bytes | None], bytes]]:
-        """Every stored value of the object with where it lives, from a :meth:`read` reply."""
-        data = _as_dict(reply)
-        return [((key, name), value) for name, value in data.items()]
+    def keyed_values(self, key: str, reply: Any
+                     ) -> list[tuple[tuple[str, bytes | None], bytes, Codec]]:
+        """The stored values of the fields declared with a key-holding chain, each with
+        where it lives and its field's chain, from a :meth:`read` reply: what a key
+        rotation re-encrypts. Fields are matched by stored name (nested ones, old names
+        too); any other field's value is left alone, whatever its bytes start with."""
+        if not self._keyed:
+            return []
+        out: list[tuple[tuple[str, bytes | None], bytes, Codec]] = []
+        for name, value in _as_dict(reply).items():
+            raw = name if isinstance(name, bytes) else str(name).encode(
+                "utf-8", "surrogateescape")
+            chain = self._keyed.get(raw)
+            if chain is not None:
+                out.append(((key, name), value, chain))
+        return out
 
     # ---- reading ------------------------------------------------------------------
 

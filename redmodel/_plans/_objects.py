@@ -1359,8 +1359,12 @@ def _chains(spec: ModelSpec) -> list[Codec]:
 
 
 def rotate_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
-    """Re-encrypt under the newest key every stored value of these objects written by a
-    key-holding chain of the model; one read round trip, one compare-and-set round trip.
+    """Re-encrypt under the newest key every stored value of these objects that belongs to
+    a field declared with a key-holding chain (a field's ``codec=``, nested classes'
+    fields, the model's chain for encoded fields and blobs; hash fields and flat leaves
+    matched by stored name, old names too); one read round trip, one compare-and-set
+    round trip. A value of any other field (a plain ``bytes``/``str`` field) is never
+    rewritten or decoded by it, whatever its bytes start with (31J F2).
 
     Every object of the page is first decoded as ``get`` decodes it: one it cannot read
     (a value no chain of its field decodes: plaintext, another chain's header, a token
@@ -1380,8 +1384,13 @@ def rotate_page(spec: ModelSpec, keys: Sequence[str]) -> Plan[int]:
             raise e.with_context(model=spec.name, key=key) from None
     writes: list[Command] = []
     for key, reply in zip(keys, replies, strict=True):
-        for target, old in layout.raw_values(key, reply):
-            chain = next((c for c in chains if c.wrote(old)), None)
+        # only the values of fields declared with a key-holding chain, by field (31J F2:
+        # picked by header, a plain bytes field holding a token was re-encrypted, or
+        # one holding a chain's header then other bytes made the rotation fail); one its
+        # field's chain did not write: another key-holding chain of the model's, or none
+        for target, old, declared in layout.keyed_values(key, reply):
+            chain = declared if declared.wrote(old) else next(
+                (c for c in chains if c.wrote(old)), None)
             if chain is None:
                 continue
             try:
