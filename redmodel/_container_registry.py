@@ -40,7 +40,6 @@ registry=False)`` records and checks nothing.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import re
 from collections.abc import Callable, Generator
@@ -141,16 +140,11 @@ def check_plan(key: str, wanted: dict[str, str], local: Any = None,
     record = record_key(key)
     prefixes = _prefixes(key)
     counter = "window" in wanted
+    marked = _marked(key, counter)
+    mark = container_field(key)
     schemas = [registry_key(p) for p in prefixes]
-    space = counter_of(key)  # the counter whose keys this key has the shape of, if any
-    asks: list[Any] = [("HGETALL", record)]
-    sizes = []  # the replies of each prefix (HGET each: the commands an ACL rule grants)
-    for prefix, k in zip(prefixes, schemas, strict=True):
-        mine = ([("HGETALL", k)] if counter and prefix == key
-                else [("HGET", k, f) for f in ("owner", "schema", container_field(prefix))]
-                if prefix == space else [("HGET", k, "owner"), ("HGET", k, "schema")])
-        asks += mine
-        sizes.append(len(mine))
+    asks, names_of = _first_reads(key, record, prefixes, schemas, space=counter_of(key),
+                                  counter=counter, marked=marked)
     if clearing:
         asks.append(("EXISTS", key))
     replies = yield Batch(asks, keys=[record, *schemas, *([key] if clearing else [])])
@@ -160,15 +154,14 @@ def check_plan(key: str, wanted: dict[str, str], local: Any = None,
             if exists:
                 raise _inside(key, wanted, *held, store=True)
             return False
-    at = itertools.accumulate([1, *sizes])
-    grouped = [replies[a] if n == 1 else replies[a:a + n]
-               for a, n in zip(at, sizes, strict=False)]
-    model = _model_at(key, wanted, prefixes, grouped)
+    read = _grouped(names_of, replies[1:])
+    model = _model_at(key, wanted, prefixes, read)
     if model is not None:
         if clearing and not exists:
             return False
         raise _inside(key, wanted, *model)
     found = _fields(replies[0])
+    claimed_now = False
     if not found:
         args = [x for pair in sorted(wanted.items()) for x in pair]
         # early: a transaction's plan (tx.queue(q.push_plan(x))) sends it before MULTI
@@ -178,10 +171,11 @@ def check_plan(key: str, wanted: dict[str, str], local: Any = None,
             if "maxmemory" in str(claimed[0]) or "OOM" in str(claimed[0]):
                 return False
             raise claimed[0]
-        found = _fields(claimed[0])  # another process recorded it meanwhile, or {}
-        marked = _marked(key, counter)
-        if not found and marked:
-            yield from _mark_prefixes(key, record, marked, wanted)
+        # {}: this call wrote the record. Else what the record holds: another process's
+        # first use, or this call's own first run whose reply was lost (the resend finds
+        # what it wrote): which of the two cannot be told, and need not be (below)
+        found = _fields(claimed[0])
+        claimed_now = not found
     if found and found != wanted:
         problems = tuple(f"{name} {found.get(name)!r} recorded, {wanted.get(name)!r} here"
                          for name in sorted(set(found) | set(wanted))
@@ -192,33 +186,85 @@ def check_plan(key: str, wanted: dict[str, str], local: Any = None,
             "key, or clear() the container (its key and record) if the old data may go",
             prefix=key, key=record, owner=_said(found), model=_said(wanted),
             problems=problems)
+    # the marks: written by the first use that created the record, and completed by any
+    # first use that finds the record (as this store wants it) without them (its creator
+    # lost the reply of the claim, its marks failed, or it stopped between the two: 31J
+    # F1); idempotent, so every way a first use can fail ends in the same registry state
+    unmarked = any(_str_or_none(r.get(mark)) != _said(wanted)
+                   for p, r in zip(prefixes, read, strict=True) if p in marked)
+    if marked and (claimed_now or (unmarked and not clearing)):
+        yield from _mark_prefixes(key, record, marked, wanted)
     return True
 
 
-def _model_at(key: str, wanted: dict[str, str], prefixes: list[str], replies: list[Any]
-              ) -> tuple[str, str, Any] | None:
-    """From the replies about each prefix's model registry record: (prefix, delimiter,
-    owner) of a model whose key space holds this key's (it would take the container for
-    one of its objects: the record's owner and its schema's delimiter say), or None.
-    Raises for a container inside a WindowCounter's keys (or a counter around one)."""
+def _first_reads(key: str, record: str, prefixes: list[str], schemas: list[str], *,
+                 space: str | None, counter: bool, marked: list[str]
+                 ) -> tuple[list[Any], list[list[str] | None]]:
+    """The reads of a store's first use of ``key``: HGETALL of its record, then per
+    prefix the fields read of its model registry record (HGET each: the commands an ACL
+    rule grants), or None for a WindowCounter's own key (HGETALL): its owner and schema;
+    the mark of the counter whose keys this key has the shape of (``space``); this key's
+    own mark in each record it marks (``marked``: a first use that finds the record
+    without them completes them, 31J F1). Answers the commands and the fields per
+    prefix."""
+    asks: list[Any] = [("HGETALL", record)]
+    names_of: list[list[str] | None] = []
+    for prefix, k in zip(prefixes, schemas, strict=True):
+        if counter and prefix == key:
+            asks.append(("HGETALL", k))
+            names_of.append(None)
+            continue
+        names = ["owner", "schema"]
+        if prefix == space:
+            names.append(container_field(prefix))
+        if prefix in marked:
+            names.append(container_field(key))
+        asks += [("HGET", k, f) for f in names]
+        names_of.append(names)
+    return asks, names_of
+
+
+def _grouped(names_of: list[list[str] | None], replies: list[Any]) -> list[dict[str, Any]]:
+    """Per prefix, field -> value of what :func:`_first_reads` asked (its replies after
+    the record's)."""
+    read: list[dict[str, Any]] = []
+    at = 0
+    for asked in names_of:
+        if asked is None:
+            read.append(dict(_fields(replies[at])))
+            at += 1
+        else:
+            read.append(dict(zip(asked, replies[at:at + len(asked)], strict=True)))
+            at += len(asked)
+    return read
+
+
+def _str_or_none(raw: Any) -> str | None:
+    return None if raw is None else _str(raw)
+
+
+def _model_at(key: str, wanted: dict[str, str], prefixes: list[str],
+              read: list[dict[str, Any]]) -> tuple[str, str, Any] | None:
+    """From what was read of each prefix's model registry record (field -> value): (prefix,
+    delimiter, owner) of a model whose key space holds this key's (it would take the
+    container for one of its objects: the record's owner and its schema's delimiter say),
+    or None. Raises for a container inside a WindowCounter's keys (or a counter around
+    one)."""
     counter = "window" in wanted
     space = counter_of(key)
-    for prefix, reply in zip(prefixes, replies, strict=True):
+    for prefix, fields in zip(prefixes, read, strict=True):
+        owner: Any = fields.get("owner")
+        schema: Any = fields.get("schema")
         if counter and prefix == key:  # its own prefix: a model, or a key of its space
-            fields = _fields(reply)
-            owner: Any = fields.get("owner")
-            schema: Any = fields.get("schema")
             inside = sorted(f[len(CONTAINER_FIELD):] for f in fields
                             if f.startswith(CONTAINER_FIELD)
                             and counter_of(f[len(CONTAINER_FIELD):]) == key)
             if owner is None and inside:
                 raise _counts_into(key, wanted, inside[0], fields[CONTAINER_FIELD + inside[0]])
         elif prefix == space:
-            owner, schema, other = reply
+            other = fields.get(container_field(prefix))
             if owner is None and other is not None:
                 raise _counts_into(prefix, {"kind": _str(other)}, key, _said(wanted))
-        else:
-            owner, schema = reply
         if owner is not None and holds_container(prefix + _delimiter(schema), key):
             return prefix, _delimiter(schema), owner
     return None
