@@ -9,6 +9,15 @@
 -- to register, one wins and the other reads the winner's record and decides again), and
 -- no bucket move is under way (answers 'MOVING': the client reads again and refuses).
 --! include acl_lib
+-- a resend of this very call (its first run wrote, its reply was lost): the record holds
+-- the version this call writes (a random token per call), so it answers as its first run
+-- did, whatever changed since (a container's mark meanwhile would answer 'CONTAINER' to a
+-- write that was applied: 31J F1)
+local n = #ARGV
+if n >= 6 and ARGV[n - 1] == 'version' and redis.call('HGET', KEYS[1], 'version') == ARGV[n]
+then
+  return 'OK'
+end
 if redis.call('HGET', KEYS[1], 'moving') then return 'MOVING' end
 -- a container recorded at the prefix (a container:<key> field, written by the container
 -- registry) whose keys (<key> and <key>:...) the model's key space shares refuses a
