@@ -20,7 +20,10 @@ record (a WindowCounter its own key's too) with a field ``container:<key>``, whi
 model's first registration of that prefix reads (with the HGETALL it sends anyway) and
 refuses when its key space holds the key's; the registration script refuses such a mark
 too, and the container reads the owner again after marking, so of a model and a
-container racing for a prefix one always sees the other. A model whose prefix is none of
+container racing for a prefix one always sees the other. Every step is idempotent and a
+first use that finds the record (as it wants it) without its marks writes them, so a
+first use ends in one registry state whatever fails between claim and marks (a lost
+reply resent, a cut, a stall, the resends running out, a process stopped): 31J F1. A model whose prefix is none of
 those records (``p`` with ``|`` for the key ``p|x``), or is a Queue's, Set's or
 SortedSet's own key and came second, only a store that uses both refuses: meeting it
 across processes would take a record at every character of the key (outside the keys an
@@ -29,7 +32,9 @@ ACL user is granted), or one more hash per key.
 The cost: one round trip on a store's first use of a container key (HGETALL of the
 record, pipelined with two HGETs per ``:``-prefix of the key and the key itself), plus one
 EVALSHA the first time the key is ever used (it creates the record) and, for a key with
-``:`` or a WindowCounter, one pipeline of HSET/HGET marking those records; remembered by
+``:`` or a WindowCounter, one pipeline of HSET/HGET marking those records (the first
+read also HGETs the key's mark in each of them: a missing one is written again);
+remembered by
 the store, nothing after. A
 record never expires: ``clear()`` deletes it with the key (and the marks), ``expire()``
 expires the key only (a key emptied and filled again loses its expiry; a record that
