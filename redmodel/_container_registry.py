@@ -23,11 +23,11 @@ too, and the container reads the owner again after marking, so of a model and a
 container racing for a prefix one always sees the other. Every step is idempotent and a
 first use that finds the record (as it wants it) without its marks writes them, so a
 first use ends in one registry state whatever fails between claim and marks (a lost
-reply resent, a cut, a stall, the resends running out, a process stopped): 31J F1. A model whose prefix is none of
-those records (``p`` with ``|`` for the key ``p|x``), or is a Queue's, Set's or
-SortedSet's own key and came second, only a store that uses both refuses: meeting it
-across processes would take a record at every character of the key (outside the keys an
-ACL user is granted), or one more hash per key.
+reply resent, a cut, a stall, the resends running out, a process stopped): 31J F1.
+A model whose prefix is none of those records (``p`` with ``|`` for the key
+``p|x``), or is a Queue's, Set's or SortedSet's own key and came second, only a store
+that uses both refuses: meeting it across processes would take a record at every
+character of the key (outside the keys an ACL user is granted), or one more hash per key.
 
 The cost: one round trip on a store's first use of a container key (HGETALL of the
 record, pipelined with two HGETs per ``:``-prefix of the key and the key itself), plus one
