@@ -72,7 +72,7 @@ def test_f1_delete_many_raises_plain_after_deleting(redis_client: Any,
     error: Exception | None = None
     try:
         store.delete_many(BU, ["p0", "q0"])
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         error = e
     proxy.clear()
     assert not _ids(redis_client, "p0") and not _ids(redis_client, "q0")  # deleted
@@ -94,7 +94,7 @@ def test_f2_save_many_claims_unknown_become_plain(redis_client: Any, proxy: Faul
     error: Exception | None = None
     try:
         store.save_many([BU("x1", id="p0"), BU("y1", id="q0")])
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         error = e
     proxy.clear()
     assert store.verify(BU) == []
@@ -141,7 +141,7 @@ def test_f3b_two_resendable_writes_unfenced_raise_plain(redis_client: Any,
     error: Exception | None = None
     try:
         store.run_many(qa.trim_plan(0, 9), qb.trim_plan(0, 1))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         error = e
     proxy.clear()
     assert redis_client.lrange("a31i_qb", 0, -1) == [b"1", b"2"]  # applied
