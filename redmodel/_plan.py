@@ -490,7 +490,8 @@ def _part_error(error: Exception, start: int, count: int) -> Exception:
         ours = range(start, start + count)
         setattr(part, OUTCOME, BatchOutcome(
             {i - start: r for i, r in whole.ran.items() if i in ours},
-            tuple(i - start for i in whole.not_ran if i in ours)))
+            tuple(i - start for i in whole.not_ran if i in ours),
+            tuple(i - start for i in whole.unfenced if i in ours)))
     return part
 
 
@@ -534,13 +535,17 @@ def _plan_part(error: Exception, batch: Batch, start: int, count: int
     which never ran and never will):
 
     - every command of it answered: its replies (the failure is another plan's);
-    - a command of it that must not run twice neither answered nor certainly not run:
-      an :class:`~redmodel.OutcomeUnknownError` naming its own keys;
+    - a command of it that must not run twice neither answered nor certainly not run,
+      or (a write batch) one that may be sent twice whose copy got no reply and was not
+      fenced (``BatchOutcome.unfenced``: ``CLIENT KILL`` refused, or the round given up
+      for another plan's unknown write before its fence: a copy may land later): an
+      :class:`~redmodel.OutcomeUnknownError` naming its own keys;
     - such a command of it answered and the others certainly not run: an
       :class:`~redmodel.OutcomeUnknownError` saying so (part applied), naming the keys of
       the others;
-    - else (nothing of it that must not run twice ran; a resendable write given up on):
-      a plain connection error, ``error`` itself when it is one.
+    - else (nothing of it that must not run twice ran, and no copy of it can land later:
+      not run, or fenced; a read): a plain connection error, ``error`` itself when it is
+      one.
 
     An error comes as a copy carrying the plan's own slice of the outcome
     (:func:`_part_error`). Without an outcome (a round of reads, an error raised before
@@ -558,6 +563,9 @@ def _plan_part(error: Exception, batch: Batch, start: int, count: int
     not_ran = {k for k in range(count) if start + k in whole.not_ran}
     unsafe = batch.unsafe_commands()
     unknown = [k for k in unsafe if k not in ran and k not in not_ran]
+    late = [k for k in range(count) if start + k in whole.unfenced and k not in ran
+            and k not in unsafe] if batch.write else []
+    unknown += late
     missing = [k for k in range(count) if k not in ran]
     applied = _applied(batch, ran)
     part = _part_error(error, start, count)
@@ -568,7 +576,11 @@ def _plan_part(error: Exception, batch: Batch, start: int, count: int
         done = _keys_of([commands[k] for k in unsafe if k in ran])
         if unknown:
             message = (f"{what} was sent in one round with other plans' commands "
-                       "(run_many) and that round failed before its reply arrived")
+                       "(run_many, or several objects of one call) and that round failed "
+                       "before its reply arrived")
+            if late:
+                message += ("; redmodel could not make sure that no copy of it lands "
+                            "later (its connection was not fenced)")
         else:
             message = (f"part of this plan's batch was applied (keys {list(done[:5])}) "
                        f"and the rest ({what}) was not, and never will be: it was sent in "
@@ -614,8 +626,11 @@ def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
     plan gets what the round's outcome (which commands answered, which certainly never
     ran) says of ITS commands (:func:`_plan_part`): its replies when all of them
     answered, else an :class:`~redmodel.OutcomeUnknownError` naming its own keys or a
-    plain connection error; a plan that asked for ``errors`` has that error thrown in
-    (a copy, telling its own commands' outcome), for any other it is its failure. A
+    plain connection error (a write of it that may be sent twice whose copy was not
+    fenced counts as unknown); a :attr:`Batch.follow_up` plan gets what the store
+    answers it alone (:func:`follow_up_failed`); a plan that asked for ``errors`` has
+    that error thrown in (a copy, telling its own commands' outcome), for any other it
+    is its failure. A
     plan's failure never stops the others: they run to their end (a pop's set-aside and
     put-back included), then the first :class:`~redmodel.OutcomeUnknownError` among the
     failures, else the first failure, is raised, its ``results`` a :class:`PlanResults`
@@ -636,6 +651,11 @@ def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
                 continue
             for i, (start, count) in spans.items():
                 got = _plan_part(e, group[i], start, count)
+                if isinstance(got, Exception) and group[i].follow_up:
+                    try:  # as the store answers a follow-up alone
+                        got = follow_up_failed(group[i], got)
+                    except Exception as raised:
+                        got = raised
                 if isinstance(got, list):
                     state.answer(i, group, got)
                 else:

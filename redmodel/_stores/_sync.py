@@ -184,9 +184,12 @@ class Store(ShellConfig):
         exception, in plan order; never shown nor pickled). A round that fails for one
         plan gives each other plan what it would get alone about its own commands: its
         replies when they all answered, an OutcomeUnknownError naming its own keys when
-        one of its writes may or may not have run, else a plain connection error. The
-        raised error is plain only when no write of any plan that must not run twice was
-        applied (else an OutcomeUnknownError naming the failed plans' keys)::
+        one of its writes may or may not have run (a write that may be sent twice
+        counts when its reply was lost and its connection could not be fenced: a copy
+        may land later), else a plain connection error (a read's, or nothing of its
+        writes ran or can land later). The raised error is plain only when no write of
+        any plan that must not run twice was applied (else an OutcomeUnknownError naming
+        the failed plans' keys)::
 
             store.run_many(ips.push_plan(addr), visits.incr_plan(addr), seen.add_plan(day))
 
