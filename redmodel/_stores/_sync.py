@@ -169,7 +169,9 @@ class Store(ShellConfig):
         that is not ready. A plan a program builds from redmodel's private operations
         (``redmodel._plans``) does not name its model, so it bypasses the registry: use the
         store's methods, or run any of them once first (``store.count(Model)``); so does a
-        query plan run by a transaction's ``tx.query``.
+        query plan run by a transaction's ``tx.query``. Something that is no plan (None, a
+        str), or a plan yielding something that is no batch, raises ValidationError; that
+        is not sent.
 
         Redis: any command the plan's batches hold (each batch one round trip, pipelined).
         """
@@ -181,7 +183,8 @@ class Store(ShellConfig):
         results in order. A plan that fails does not stop the others: each runs to its
         end, then the first OutcomeUnknownError among the failures, else the first
         failure, is raised, its ``results`` what each plan came to (its result or its
-        exception, in plan order; never shown nor pickled)::
+        exception, in plan order; never shown nor pickled). Every argument must be a plan,
+        checked before any starts (ValidationError, nothing sent)::
 
             store.run_many(ips.push_plan(addr), visits.incr_plan(addr), seen.add_plan(day))
 

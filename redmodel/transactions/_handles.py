@@ -378,9 +378,10 @@ class _TxBase:
         bucketed model claim.lua, claim_confirm.lua, claim_release.lua and claim_restore.lua
         as needed before MULTI or after EXEC; flat layout: WATCH and GET of the object's key
         before MULTI, then EVALSHA flat_save.lua; blob layout: SET."""
-        self._models.add(type(obj))
-        return self.queue(_ops.save(obj, ttl, hints=self._core.hints),
-                          f"save {type(obj).__name__}")
+        pending = self.queue(_ops.save(obj, ttl, hints=self._core.hints),
+                             f"save {type(obj).__name__}")
+        self._models.add(type(obj))  # queued: a model (one refused is not left for commit)
+        return pending
 
     def save_many(self, objs: Iterable[Any], *, ttl: float | dt.timedelta | None = DEFAULT
                   ) -> Pending[int]:
@@ -390,12 +391,15 @@ class _TxBase:
         hash_save.lua, hash_update.lua, index_write.lua, flat_save.lua, claim.lua,
         claim_confirm.lua, claim_release.lua and claim_restore.lua as needed, SET)."""
         objs = list(many(objs, "objs", "objects"))
-        self._models.update(type(o) for o in objs)
-        return self.queue(_ops.save_many(objs, ttl, max(1, len(objs)), self._core.hints),
-                          "save many")
+        pending = self.queue(_ops.save_many(objs, ttl, max(1, len(objs)), self._core.hints),
+                             "save many")
+        self._models.update(type(o) for o in objs)  # queued: models, as for save
+        return pending
 
     def update(self, model: type, id: Any, /, **values: Any) -> Pending[bool]:
         """Queue the update script (EVALSHA); value: False if the object did not exist.
+        ``model`` and ``id`` are positional-only, as in :meth:`Store.update`: a field named
+        ``model`` is a value.
 
         Redis: queued between MULTI and EXEC: EVALSHA hash_update.lua; indexed model: before MULTI,
         TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and
@@ -608,22 +612,34 @@ def raw_args(args: Sequence[Any]) -> tuple[Any, ...]:
     out: list[Any] = []
     for i, given in enumerate(args):
         a = bytes(given) if isinstance(given, (memoryview, bytearray)) else given
-        if i == 0 and not isinstance(a, (str, bytes)):
-            raise ValidationError(f"a raw command's name must be a str or bytes, got "
-                                  f"{type(a).__name__}; nothing was sent")
-        if i == 0 and isinstance(a, str):
-            try:
-                out.extend(a.encode("utf-8", "surrogateescape").split())
-            except UnicodeEncodeError:
-                raise ValidationError(f"raw command name {a!r} is not text UTF-8 can "
-                                      "carry; nothing was sent") from None
-        elif i == 0 and isinstance(a, bytes) and b" " in a:
-            out.extend(a.split())
-        elif isinstance(a, (int, float)) and not isinstance(a, bool):
+        if i == 0:
+            out.extend(_name_words(a))
+            continue
+        if isinstance(a, (int, float)) and not isinstance(a, bool):
             out.append(repr(a).encode())
         else:
             out.append(a)
     return tuple(out)
+
+
+def _name_words(name: Any) -> list[Any]:
+    """A raw command's name as the words redis-py sends; ValidationError, nothing sent,
+    for a name that is no ``str``/``bytes`` or is blank (its next argument would be taken
+    for the name)."""
+    if isinstance(name, str):
+        try:
+            words: list[Any] = name.encode("utf-8", "surrogateescape").split()
+        except UnicodeEncodeError:
+            raise ValidationError(f"raw command name {name!r} is not text UTF-8 can "
+                                  "carry; nothing was sent") from None
+    elif isinstance(name, bytes):
+        words = name.split() if b" " in name else [name]
+    else:
+        raise ValidationError(f"a raw command's name must be a str or bytes, got "
+                              f"{type(name).__name__}; nothing was sent")
+    if not words:
+        raise ValidationError("a raw command's name is blank; nothing was sent")
+    return words
 
 
 def raw_words(sent: Sequence[Any]) -> list[Any]:
