@@ -53,6 +53,7 @@ from redmodel._layouts._hash import MARKER, HashLayout, stale_fields
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import _tag_for_slot, escape
 from redmodel._models._schema import ModelSpec, spec_of
+from redmodel._models._specs import model_spec
 from redmodel._plan import Batch, Emit, script
 from redmodel._plans._objects import save as save_plan
 from redmodel._plans._objects import scan_page
@@ -137,6 +138,9 @@ class Operation:
     index: str | None = None
     fn: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
     from_buckets: int | None = None  # rebucket: the count the objects are stored with
+
+    def __attrs_post_init__(self) -> None:
+        model_spec(self.model)  # a model class (ModelDefinitionError), as the makers check
 
     @property
     def offline(self) -> bool:

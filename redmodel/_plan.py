@@ -8,6 +8,7 @@ so the logic exists once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import copy
 import hashlib
@@ -23,12 +24,18 @@ from collections.abc import (
     Sequence,
 )
 from importlib import resources
+from types import GeneratorType
 from typing import Any, Protocol, TypeVar
 
 import attrs
 from typing_extensions import TypeVar as DefaultTypeVar
 
-from redmodel._errors import CONNECTION_ERRORS, OutcomeUnknownError, RedmodelError
+from redmodel._errors import (
+    CONNECTION_ERRORS,
+    OutcomeUnknownError,
+    RedmodelError,
+    ValidationError,
+)
 
 __all__ = [
     "AsyncRunner",
@@ -40,8 +47,10 @@ __all__ = [
     "Plan",
     "S",
     "SyncRunner",
+    "check_plan",
     "iterate_async",
     "iterate_sync",
+    "not_a_batch",
     "run_async",
     "run_sync",
 ]
@@ -252,13 +261,39 @@ FOLLOW_UP = ("; this was a follow-up sent after the call's own write (confirming
              "call's own write was done as its result would have said (read the object)")
 
 
+def check_plan(plan: Any, what: str = "run()") -> None:
+    """Refuse, with :class:`ValidationError`, a ``plan`` argument that is no plan (a
+    generator of :class:`Batch`), before it is started: ``store.run(None)``,
+    ``run_many(plan, "LEN")``. Nothing is sent."""
+    if plan.__class__ is not GeneratorType and not isinstance(plan, Generator):
+        raise ValidationError(
+            f"{what} takes plans (generators of batches: a container's or a query's "
+            f"*_plan(), such as q.push_plan(x)), got {type(plan).__name__}; nothing was "
+            "sent")
+
+
+def not_a_batch(plan: Any, item: Any) -> Batch:
+    """What a driver does with an item a plan yielded that is no :class:`Batch` (a
+    generator of something else, an iteration plan's ``Emit`` given to ``run``): the plan
+    is closed and :class:`ValidationError` raised; that item is not sent."""
+    with contextlib.suppress(Exception):
+        plan.close()
+    raise ValidationError(f"a plan yielded a {type(item).__name__}, not a Batch: run() "
+                          "and run_many() run plans (a container's or a query's *_plan()); "
+                          "it was not sent")
+
+
 def run_sync(plan: Plan[R], execute: Callable[[Batch], list[Any]], client: Any = None) -> R:
     """Drive ``plan`` with ``execute(batch) -> replies``; ``client``: the store's (the
-    :data:`ORIGIN` of the run)."""
+    :data:`ORIGIN` of the run). A ``plan`` that is no plan, or an item it yields that is
+    no :class:`Batch`, raises :class:`ValidationError` (:func:`check_plan`)."""
+    check_plan(plan)
     token = ORIGIN.set(client)  # nothing of the caller's runs before it returns
     try:
         batch = next(plan)
         while True:
+            if batch.__class__ is not Batch:
+                batch = not_a_batch(plan, batch)
             if batch.pause:
                 time.sleep(batch.pause)
             try:
@@ -279,10 +314,13 @@ async def run_async(plan: Plan[R], execute: Callable[[Batch], Awaitable[list[Any
                     client: Any = None) -> R:
     """Drive ``plan`` with ``await execute(batch) -> replies``; ``client`` as for
     :func:`run_sync` (set in this task's context: nothing else runs in it meanwhile)."""
+    check_plan(plan)
     token = ORIGIN.set(client)
     try:
         batch = next(plan)
         while True:
+            if batch.__class__ is not Batch:
+                batch = not_a_batch(plan, batch)
             if batch.pause:
                 await asyncio.sleep(batch.pause)
             try:
@@ -490,7 +528,8 @@ def _part_error(error: Exception, start: int, count: int) -> Exception:
         ours = range(start, start + count)
         setattr(part, OUTCOME, BatchOutcome(
             {i - start: r for i, r in whole.ran.items() if i in ours},
-            tuple(i - start for i in whole.not_ran if i in ours)))
+            tuple(i - start for i in whole.not_ran if i in ours),
+            tuple(i - start for i in whole.unfenced if i in ours)))
     return part
 
 
@@ -534,13 +573,17 @@ def _plan_part(error: Exception, batch: Batch, start: int, count: int
     which never ran and never will):
 
     - every command of it answered: its replies (the failure is another plan's);
-    - a command of it that must not run twice neither answered nor certainly not run:
-      an :class:`~redmodel.OutcomeUnknownError` naming its own keys;
+    - a command of it that must not run twice neither answered nor certainly not run,
+      or (a write batch) one that may be sent twice whose copy got no reply and was not
+      fenced (``BatchOutcome.unfenced``: ``CLIENT KILL`` refused, or the round given up
+      for another plan's unknown write before its fence: a copy may land later): an
+      :class:`~redmodel.OutcomeUnknownError` naming its own keys;
     - such a command of it answered and the others certainly not run: an
       :class:`~redmodel.OutcomeUnknownError` saying so (part applied), naming the keys of
       the others;
-    - else (nothing of it that must not run twice ran; a resendable write given up on):
-      a plain connection error, ``error`` itself when it is one.
+    - else (nothing of it that must not run twice ran, and no copy of it can land later:
+      not run, or fenced; a read): a plain connection error, ``error`` itself when it is
+      one.
 
     An error comes as a copy carrying the plan's own slice of the outcome
     (:func:`_part_error`). Without an outcome (a round of reads, an error raised before
@@ -558,6 +601,9 @@ def _plan_part(error: Exception, batch: Batch, start: int, count: int
     not_ran = {k for k in range(count) if start + k in whole.not_ran}
     unsafe = batch.unsafe_commands()
     unknown = [k for k in unsafe if k not in ran and k not in not_ran]
+    late = [k for k in range(count) if start + k in whole.unfenced and k not in ran
+            and k not in unsafe] if batch.write else []
+    unknown += late
     missing = [k for k in range(count) if k not in ran]
     applied = _applied(batch, ran)
     part = _part_error(error, start, count)
@@ -568,7 +614,11 @@ def _plan_part(error: Exception, batch: Batch, start: int, count: int
         done = _keys_of([commands[k] for k in unsafe if k in ran])
         if unknown:
             message = (f"{what} was sent in one round with other plans' commands "
-                       "(run_many) and that round failed before its reply arrived")
+                       "(run_many, or several objects of one call) and that round failed "
+                       "before its reply arrived")
+            if late:
+                message += ("; redmodel could not make sure that no copy of it lands "
+                            "later (its connection was not fenced)")
         else:
             message = (f"part of this plan's batch was applied (keys {list(done[:5])}) "
                        f"and the rest ({what}) was not, and never will be: it was sent in "
@@ -614,8 +664,11 @@ def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
     plan gets what the round's outcome (which commands answered, which certainly never
     ran) says of ITS commands (:func:`_plan_part`): its replies when all of them
     answered, else an :class:`~redmodel.OutcomeUnknownError` naming its own keys or a
-    plain connection error; a plan that asked for ``errors`` has that error thrown in
-    (a copy, telling its own commands' outcome), for any other it is its failure. A
+    plain connection error (a write of it that may be sent twice whose copy was not
+    fenced counts as unknown); a :attr:`Batch.follow_up` plan gets what the store
+    answers it alone (:func:`follow_up_failed`); a plan that asked for ``errors`` has
+    that error thrown in (a copy, telling its own commands' outcome), for any other it
+    is its failure. A
     plan's failure never stops the others: they run to their end (a pop's set-aside and
     put-back included), then the first :class:`~redmodel.OutcomeUnknownError` among the
     failures, else the first failure, is raised, its ``results`` a :class:`PlanResults`
@@ -623,7 +676,9 @@ def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
     error once a write of any plan that must not run twice was applied (an
     OutcomeUnknownError saying so is raised instead, the plain one its cause and the
     plan's entry in ``results``). An error a plan raises while building its first batch
-    (bad input) is raised at once: nothing was sent."""
+    (bad input) is raised at once: nothing was sent; so is one of the ``plans`` that is no
+    plan, or a first item that is no :class:`Batch` (ValidationError, before any plan
+    starts / any batch is sent)."""
     state = _Gathering(plans)
     while state.current:
         group, spans, sent = _round(state.current, alone=len(plans) == 1)
@@ -636,6 +691,11 @@ def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
                 continue
             for i, (start, count) in spans.items():
                 got = _plan_part(e, group[i], start, count)
+                if isinstance(got, Exception) and group[i].follow_up:
+                    try:  # as the store answers a follow-up alone
+                        got = follow_up_failed(group[i], got)
+                    except Exception as raised:
+                        got = raised
                 if isinstance(got, list):
                     state.answer(i, group, got)
                 else:
@@ -655,18 +715,15 @@ class _Gathering:
         self.plans = plans
         self.results: list[Any] = [None] * len(plans)
         self.failed: dict[int, Exception] = {}  # by plan, in the order they happened
-        self.current: dict[int, Batch] = {}
+        self.current: dict[int, Batch] = _first_batches(plans, self.results)
         self.last: dict[int, Batch] = {}  # each plan's batch of its latest round
         self.applied: set[int] = set()  # plans a write that must not run twice of ran
-        for i, plan in enumerate(plans):
-            try:
-                self.current[i] = next(plan)
-            except StopIteration as stop:
-                self.results[i] = stop.value
 
     def advance(self, i: int, step: Callable[[Any], Batch], value: Any) -> None:
         try:
-            self.current[i] = step(value)
+            batch = step(value)
+            self.current[i] = (batch if batch.__class__ is Batch
+                               else not_a_batch(self.plans[i], batch))
         except StopIteration as stop:
             self.results[i] = stop.value
             del self.current[i]
@@ -709,6 +766,29 @@ def _ran_unsafe(error: Exception, batch: Batch) -> bool:
 
     whole = getattr(error, OUTCOME, None)
     return isinstance(whole, BatchOutcome) and _applied(batch, whole.ran)
+
+
+def _first_batches(plans: Sequence[Plan[Any]], results: list[Any]) -> dict[int, Batch]:
+    """Each plan's first batch, by plan (a plan done at once: its result in ``results``);
+    a ``plans`` item that is no plan, an error building a first batch or a first item that
+    is no Batch is raised, the plans started before it closed: nothing was sent."""
+    for plan in plans:
+        check_plan(plan, "run_many()")
+    current: dict[int, Batch] = {}
+    try:
+        for i, plan in enumerate(plans):
+            try:
+                first = next(plan)
+            except StopIteration as stop:
+                results[i] = stop.value
+                continue
+            current[i] = first if first.__class__ is Batch else not_a_batch(plan, first)
+    except BaseException:
+        for started in current:
+            with contextlib.suppress(Exception):
+                plans[started].close()
+        raise
+    return current
 
 
 def _round(current: dict[int, Batch], alone: bool

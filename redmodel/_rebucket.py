@@ -51,7 +51,7 @@ from redmodel._indexes._repair import cursor_text, reindex_plan, whole
 from redmodel._layouts._flat import manifest_leaves
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape
-from redmodel._models._schema import ModelSpec, spec_of
+from redmodel._models._specs import ModelSpec, model_class, model_spec
 from redmodel._plan import Batch, Emit, IterPlan, script
 
 __all__ = ["MoveProgress", "ProgressArg", "migrate_plan", "state_key"]
@@ -193,7 +193,7 @@ def migrate_plan(model: type, from_buckets: int | None, count: int, targets: Seq
     count; emits :class:`MoveProgress` after each page and, last, the number moved.
     ``empty_ok``: nothing stored under ``from_buckets`` is no error (the migrations step
     ``rebucket`` then only records the new count; ``migrate_buckets`` refuses it)."""
-    spec = spec_of(model)
+    spec = model_spec(model)
     old = check_args(spec, from_buckets, count)
     new = spec
     skey = state_key(spec)
@@ -566,6 +566,7 @@ class Feed:
     :class:`MoveProgress` to the callback, and keeps the result."""
 
     def __init__(self, model: type, progress: ProgressArg) -> None:
+        model_class(model)
         if progress is not None and not isinstance(progress, bool) and not callable(progress):
             raise ValidationError(f"progress must be a callable(done, total), a bool or "
                                   f"None, got {progress!r}")

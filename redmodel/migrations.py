@@ -54,7 +54,7 @@ from redmodel._migrate import (
     records_key,
     status_core,
 )
-from redmodel._models._schema import spec_of
+from redmodel._models._specs import model_spec
 from redmodel._rebucket import check_args
 from redmodel._stores._async import AsyncStore
 from redmodel._stores._sync import Store
@@ -87,7 +87,7 @@ def rewrite(model: type) -> Operation:
     the model (a value under an old name, a removed field, a value of an older type, a
     field added since) in its current form: read through ``old_names=``/``upgrade=``, saved
     whole. Objects already current are not written."""
-    spec_of(model)
+    model_spec(model)
     return Operation(KIND_REWRITE, model)
 
 
@@ -99,7 +99,7 @@ def update(model: type[M], fn: Callable[[M], M | None]) -> Operation:
     object; what it returns is saved at most once per object (a "done" marker written in
     the object's own transaction), whatever replies are lost or wherever a run stops. If
     ``fn`` raises, ``apply`` raises :class:`MigrationStepError` (its ``__cause__``)."""
-    spec_of(model)
+    model_spec(model)
     if not callable(fn):
         raise ValidationError(f"a migration step needs a function, not {fn!r}")
     return Operation(KIND_CUSTOM, model, fn=fn)
@@ -109,14 +109,14 @@ def build_index(model: type, name: str) -> Operation:
     """A step that builds an index the model declares (``name``: a field, or a unique
     constraint's fields joined by commas): ``store.build_index``, then a ``store.verify``
     of the model."""
-    spec_of(model)
+    model_spec(model)
     return Operation(KIND_BUILD, model, index=name)
 
 
 def drop_index(model: type, name: str) -> Operation:
     """A step that deletes the entries of an index the model no longer declares
     (``store.drop_index``)."""
-    spec_of(model)
+    model_spec(model)
     return Operation(KIND_DROP, model, index=name)
 
 
@@ -133,7 +133,7 @@ def rebucket(model: type, *, from_buckets: int | None) -> Operation:
     (``ValidationError``) when the registry records another count than ``from_buckets``.
     ``from_buckets`` equal to the model's count, or a model with ``hash_tag``, is refused
     here."""
-    spec = spec_of(model)
+    spec = model_spec(model)
     check_args(spec, from_buckets, 1)
     return Operation(KIND_REBUCKET, model, from_buckets=from_buckets)
 

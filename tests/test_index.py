@@ -188,10 +188,12 @@ def test_expired_objects_never_appear_and_the_sweep_removes_them(
     # expired is taken over once it is older than the grace period (10 s; 0.3 s here).
     monkeypatch.setattr("redmodel._indexes._writes.CLAIM_GRACE_MS", 300)
     store.save_many(shop(Hat))
-    store.save(Hat("purple", sku="P", tags=["z"], id="gone"), ttl=0.15)
-    store.expire(Hat, "h0", 0.15)
+    # 1 s, not 0.15 s: on a loaded machine the object expired before the first count
+    started = time.monotonic()
+    store.save(Hat("purple", sku="P", tags=["z"], id="gone"), ttl=1.0)
+    store.expire(Hat, "h0", 1.0)
     assert store.find(Hat, color="purple").count() == 1
-    time.sleep(0.4)
+    time.sleep(max(0.0, started + 1.3 - time.monotonic()))
     assert store.find(Hat, color="purple").count() == 0
     assert store.find(Hat, color="purple").all() == []
     assert "h0" not in store.find(Hat).ids()

@@ -36,13 +36,14 @@ from typing import Any, Generic, TypeVar, overload
 
 import attrs
 
+from redmodel._args import INT64_MAX, shown
 from redmodel._errors import IndexNotReadyError, QueryError, ServerError
 from redmodel._indexes._registry import Registry, query_needs, registry_key
 from redmodel._indexes._repair import sweep_step
 from redmodel._indexes._specs import IndexedField, IndexValueError
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import unescape
-from redmodel._models._specs import ModelSpec, spec_of
+from redmodel._models._specs import ModelSpec, model_spec
 from redmodel._plan import ACTIVE_TRANSACTION as _ACTIVE
 from redmodel._plan import (
     AsyncRunner,
@@ -774,7 +775,7 @@ class Query(Generic[M, S]):
                  cursor: str | None = None) -> None:
         self.store = store
         self.model = model
-        self.spec = spec_of(model)
+        self.spec = model_spec(model)
         self.where = where
         self._order, self._desc = order, desc
         self._offset, self._limit, self._cursor = offset, limit, cursor
@@ -870,16 +871,15 @@ class Query(Generic[M, S]):
         """At most ``n`` results.
 
         Redis: none (a builder)."""
-        if n is not None and (not _is_int(n) or n < 0):
-            raise QueryError(f"limit must be an int >= 0 or None, not {n!r}")
+        if n is not None:
+            _count_option(n, "limit", 0, "or None")
         return self._with(limit=n)
 
     def offset(self, n: int) -> Query[M, S]:
         """Skip the first ``n`` results (they are still found: O(n); prefer cursors).
 
         Redis: none (a builder)."""
-        if not _is_int(n) or n < 0:
-            raise QueryError(f"offset must be an int >= 0, not {n!r}")
+        _count_option(n, "offset", 0, most=INT64_MAX - 1)  # offset + 1 is a count too
         return self._with(offset=n)
 
     def after(self, cursor: str | None) -> Query[M, S]:
@@ -1482,7 +1482,9 @@ class Query(Generic[M, S]):
     def count_plan(self, cap: int = -1) -> Plan[int]:
         """How many objects match (stopping once ``cap`` are found, when given), before
         any cursor, offset or limit; with ``order_by``, only those with a value for the
-        sort field (the ones its pages give)."""
+        sort field (the ones its pages give). ``cap``: an int from -1 (no cap, the
+        default) to 2**63-1; anything else raises QueryError here."""
+        _count_option(cap, "count_plan's cap", -1, "(-1: no cap)")
         return self._plan_guard(self._count_plan(cap))
 
     def exists_plan(self) -> Plan[bool]:
@@ -1507,6 +1509,7 @@ class Query(Generic[M, S]):
 
     def page_plan(self, size: int) -> Plan[Page[M]]:
         """The plan of :meth:`page`."""
+        _check_size(size)
         return self._plan_guard(self._page_plan(size))
 
     # ---- running (the store decides sync or async) ----------------------------------
@@ -1744,14 +1747,23 @@ def _raw(eid: str) -> bytes:
     return eid.encode("utf-8", "surrogateescape")
 
 
-def _is_int(n: Any) -> bool:
-    return isinstance(n, int) and not isinstance(n, bool)
-
-
 def _check_size(size: Any) -> None:
-    if not _is_int(size) or size < 1:
-        raise QueryError(f"a page holds at least one result: size must be an int >= 1, "
-                         f"not {size!r}")
+    _count_option(size, "size", 1, why="a page holds at least one result")
+
+
+def _count_option(value: Any, what: str, least: int, more: str = "", *,
+                  most: int = INT64_MAX, why: str = "") -> int:
+    """``value`` if it is an int (not a bool) from ``least`` to ``most`` (a query's
+    limit, offset, page size or ``count_plan`` cap); else :class:`QueryError` naming
+    ``what`` (and only the type of a value that is no int), before anything is sent."""
+    if value.__class__ is int and least <= value <= most:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and least <= value <= most:
+        return int(value)
+    got = shown(value) if isinstance(value, (int, float)) else type(value).__name__
+    lead = f"{why}: " if why else ""
+    tail = f" {more}" if more else ""
+    raise QueryError(f"{lead}{what} must be an int from {least} to {most}{tail}, not {got}")
 
 
 def _describe(tokens: Sequence[str], keys: Sequence[str]) -> str:

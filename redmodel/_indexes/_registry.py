@@ -43,7 +43,7 @@ from redmodel._errors import (
     ValidationError,
 )
 from redmodel._models._keys import glob_escape
-from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
+from redmodel._models._specs import FieldSpec, ModelSpec, model_class, spec_of
 from redmodel._plan import Batch, Emit, IterPlan, Plan, script
 from redmodel._plans._objects import scan_page
 
@@ -723,7 +723,10 @@ class Registry:
 
     def use(self, cls: type, plan: G) -> G:
         """``plan`` (a plan or an iteration plan), after registering ``cls`` if this store
-        has not yet."""
+        has not yet. A model argument that is no class raises ModelDefinitionError (before
+        it is hashed); a class that is no model, when the plan starts."""
+        if not isinstance(cls, type):
+            model_class(cls)
         if cls in self.checked:
             return plan
         return cast("G", self._first(cls, plan))

@@ -64,7 +64,7 @@ from redmodel._indexes._writes import (
 )
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import glob_escape, unescape
-from redmodel._models._specs import ModelSpec, spec_of
+from redmodel._models._specs import ModelSpec, model_class, spec_of
 from redmodel._plan import Batch, Emit, IterPlan, Plan, gather, script
 from redmodel._plans._objects import _caught, scan_page
 
@@ -1422,7 +1422,7 @@ class ProgressLine:
 
     def __init__(self, model: type, show: bool | None) -> None:
         flag(show, "progress", none=True)
-        self.name = model.__name__
+        self.name = model_class(model).__name__
         self.show = sys.stderr.isatty() if show is None else show
         self.result = 0
         self.shown = False

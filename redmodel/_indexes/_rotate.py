@@ -20,7 +20,7 @@ from redmodel._args import flag, page_count
 from redmodel._indexes._blind import IndexKeyring, current_keyring, kid_of
 from redmodel._indexes._repair import REREADS, _Repair, sweep_plan
 from redmodel._indexes._specs import JOIN
-from redmodel._models._specs import ModelSpec, spec_of
+from redmodel._models._specs import ModelSpec, model_class, spec_of
 from redmodel._plan import Batch, Emit, IterPlan, Plan
 
 __all__ = ["Progress", "rebuild", "rotate_index_key"]
@@ -158,7 +158,7 @@ class Progress:
         flag(show, "progress", none=True)
         self.out = out or sys.stderr
         self.show = self.out.isatty() if show is None else show
-        self.name = model.__name__
+        self.name = model_class(model).__name__  # the store checks it again, as a model
         self.scanned = 0
         self.rebuilt = 0
 

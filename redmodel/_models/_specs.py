@@ -21,7 +21,7 @@ from redmodel._models._keys import escape, snake_case, unescape
 from redmodel._models._types import Checker, Decoder, Encoder
 from redmodel.codecs import Codec
 
-__all__ = ["FieldSpec", "ModelSpec", "base_spec", "spec_of"]
+__all__ = ["FieldSpec", "ModelSpec", "base_spec", "model_class", "model_spec", "spec_of"]
 
 _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 
@@ -264,6 +264,35 @@ def spec_of(cls_or_obj: Any) -> ModelSpec:
             "(decorate the attrs class with @redmodel.model)"
         )
     return spec
+
+
+def model_class(model: Any) -> type:
+    """``model`` if it is a class (the model argument of a public method: ``store.get(Hat,
+    id)``, ``tx.update(Hat, id, ...)``, ``rotate(Hat)``), checked before anything reads its
+    ``__name__`` or hashes it; else :class:`ModelDefinitionError` naming only its type (an
+    object's repr may show a secret field). Whether the class is a model, :func:`spec_of`
+    says (:func:`model_spec` does both)."""
+    if isinstance(model, type):
+        return model
+    raise ModelDefinitionError(_not_a_model_class(model))
+
+
+def model_spec(model: Any) -> ModelSpec:
+    """The spec of a model argument: :func:`model_class`, then :func:`spec_of`; a model
+    instance given for its class is refused too (ModelDefinitionError)."""
+    return spec_of(model_class(model))
+
+
+def _not_a_model_class(model: Any) -> str:
+    kind = type(model)
+    name = (kind.__qualname__ if kind.__module__ == "builtins"
+            else f"{kind.__module__}.{kind.__qualname__}")
+    if isinstance(kind.__dict__.get("__redmodel__"), ModelSpec):
+        return (f"expected a model class, got an instance of the model {name}: pass the "
+                f"class ({kind.__qualname__}), not an object")
+    shown = "None" if model is None else f"a {name} object"
+    return (f"expected a model class (an attrs class decorated with @redmodel.model), "
+            f"got {shown}")
 
 
 def base_spec(cls: type) -> ModelSpec | None:

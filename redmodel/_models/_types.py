@@ -297,10 +297,28 @@ def _enum_scalar(tp: type[enum.Enum]) -> tuple[Encoder, Decoder, Checker]:
 
 
 def scalar(tp: Any) -> tuple[Encoder, Decoder, Checker] | None:
-    """Encoder, decoder and checker of a scalar type, or None if ``tp`` is not a scalar."""
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return _enum_scalar(tp)
-    return _SCALARS.get(tp)
+    """Encoder, decoder and checker of a scalar type, or None if ``tp`` is not a scalar
+    (also when it is not hashable: a list or an object given where a type goes)."""
+    if isinstance(tp, type):
+        if issubclass(tp, enum.Enum):
+            return _enum_scalar(tp)
+        return _SCALARS.get(tp)
+    try:
+        return _SCALARS.get(tp)
+    except TypeError:  # unhashable: no type
+        return None
+
+
+def is_type_form(tp: Any) -> bool:
+    """Whether ``tp`` can be a type annotation redmodel reads: a class, or a typing form
+    (``list[int]``, ``X | None``, ``Literal[...]``). Not an instance, a string, None."""
+    return isinstance(tp, type) or typing.get_origin(tp) is not None
+
+
+def type_shown(tp: Any) -> str:
+    """``tp`` for an error message: its repr when it is a type form, else only the type of
+    the object given for it (whose repr may show a secret)."""
+    return repr(tp) if is_type_form(tp) else f"a {type(tp).__name__} object"
 
 
 # ---- canonical index text ---------------------------------------------------------------
@@ -389,10 +407,10 @@ def make_checker(tp: Any, where: str, _within: tuple[type, ...] = ()) -> Checker
             raise ModelDefinitionError(f"{where}: dict needs key and value types")
         if scalar(args[0]) is None:
             raise ModelDefinitionError(
-                f"{where}: dict keys must be a scalar type, not {args[0]!r}"
+                f"{where}: dict keys must be a scalar type, not {type_shown(args[0])}"
             )
         return _dict_checker(args[0], args[1], where, _within)
-    raise ModelDefinitionError(f"{where}: unsupported field type {tp!r}")
+    raise ModelDefinitionError(f"{where}: unsupported field type {type_shown(tp)}")
 
 
 def _sequence_checker(

@@ -20,7 +20,7 @@ from typing import Any
 from redmodel._args import flag
 from redmodel._layouts._hash import HashLayout, saved
 from redmodel._layouts._pick import layout_of
-from redmodel._models._specs import ModelSpec
+from redmodel._models._specs import ModelSpec, model_class
 from redmodel._plan import ACTIVE_TRANSACTION, Batch
 from redmodel._plans import _objects as _ops
 
@@ -31,6 +31,8 @@ _PLAIN: dict[type, HashLayout | bool] = {}
 
 
 def _plain(cls: type, checked: Container[type]) -> HashLayout | None:
+    if not isinstance(cls, type):  # a model argument that is no class: before hashing it
+        model_class(cls)
     if cls not in checked or ACTIVE_TRANSACTION.get() is not None:
         return None
     found = _PLAIN.get(cls)

@@ -21,7 +21,7 @@ from redmodel._args import flag
 from redmodel._indexes import _registry, _repair
 from redmodel._indexes._query import Q, Query
 from redmodel._indexes._rotate import Progress, rotate_index_key
-from redmodel._models._specs import spec_of
+from redmodel._models._specs import model_spec
 from redmodel._plan import Batch, IterPlan, Plan, gather, iterate_async, run_async
 from redmodel._plans import _atomic, _single
 from redmodel._plans import _objects as _ops
@@ -347,19 +347,19 @@ class AsyncStore(ShellConfig):
         outcome = await run_transaction_async(self, fn, args, kwargs)
         return outcome.value
 
-    def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M, AsyncStore]:
+    def find(self, model: type[M], /, *where: Q, **filters: Any) -> Query[M, AsyncStore]:
         """See :meth:`Store.find`; the query's run methods return coroutines (typed as such:
         ``Query[M, AsyncStore]``).
 
         Redis: as Store.find"""
         return Query(self, model, Q(*where, **filters))
 
-    async def get_by(self, model: type[M], **unique: Any) -> M | None:
+    async def get_by(self, model: type[M], /, **unique: Any) -> M | None:
         """See :meth:`Store.get_by`.
 
         Redis: as Store.get_by"""
         return await self.run(self._registry.needing(
-            spec_of(model), _registry.get_by_needs(spec_of(model), unique),
+            model_spec(model), _registry.get_by_needs(model_spec(model), unique),
             _repair.get_by_plan(model, unique)))
 
     async def sweep(self, model: type) -> int:
@@ -374,13 +374,13 @@ class AsyncStore(ShellConfig):
 
         Redis: as Store.reindex"""
         plan = self._use(model, _registry.unmoved(
-            spec_of(model), "reindex the model",
+            model_spec(model), "reindex the model",
             _repair.reindex_plan(model, count, self._targets(), restart)))
         line = _repair.ProgressLine(model, progress)
         async for item in self._iterate(plan):
             line.feed(item)
         done = line.finish()
-        await self.run(self._registry.mark_ready(spec_of(model)))
+        await self.run(self._registry.mark_ready(model_spec(model)))
         return done
 
     async def migrate_buckets(self, model: type, *, from_buckets: int | None,
@@ -402,14 +402,14 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.build_index`.
 
         Redis: as Store.build_index"""
-        _registry.check_declared(spec_of(model), field)
+        _registry.check_declared(model_spec(model), field)
         return await self.reindex(model, count=count, progress=progress)
 
     async def unregister(self, model: type) -> bool:
         """See :meth:`Store.unregister`.
 
         Redis: as Store.unregister"""
-        return bool(await self.run(self._registry.unregister(spec_of(model))))
+        return bool(await self.run(self._registry.unregister(model_spec(model))))
 
     async def adopt(self, model: type) -> None:
         """See :meth:`Store.adopt`.
@@ -417,13 +417,13 @@ class AsyncStore(ShellConfig):
         Redis: as Store.adopt"""
         if not self._registry.enabled:
             return
-        await self.run(self._registry.register(spec_of(model), adopt=True))
+        await self.run(self._registry.register(model_spec(model), adopt=True))
 
     async def drop_index(self, model: type, name: str, *, count: int = 500) -> int:
         """See :meth:`Store.drop_index`.
 
         Redis: as Store.drop_index"""
-        spec = spec_of(model)
+        spec = model_spec(model)
         return await self.run(self._use(model, _registry.drop_index_plan(
             spec, name, self._targets(), count)))
 

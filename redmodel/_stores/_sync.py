@@ -18,7 +18,7 @@ from redmodel._args import flag
 from redmodel._indexes import _registry, _repair
 from redmodel._indexes._query import Q, Query
 from redmodel._indexes._rotate import Progress, rotate_index_key
-from redmodel._models._specs import spec_of
+from redmodel._models._specs import model_spec
 from redmodel._plan import Batch, Plan, gather, iterate_sync, run_sync
 from redmodel._plans import _atomic, _single
 from redmodel._plans import _objects as _ops
@@ -169,7 +169,9 @@ class Store(ShellConfig):
         that is not ready. A plan a program builds from redmodel's private operations
         (``redmodel._plans``) does not name its model, so it bypasses the registry: use the
         store's methods, or run any of them once first (``store.count(Model)``); so does a
-        query plan run by a transaction's ``tx.query``.
+        query plan run by a transaction's ``tx.query``. Something that is no plan (None, a
+        str), or a plan yielding something that is no batch, raises ValidationError; that
+        is not sent.
 
         Redis: any command the plan's batches hold (each batch one round trip, pipelined).
         """
@@ -184,9 +186,13 @@ class Store(ShellConfig):
         exception, in plan order; never shown nor pickled). A round that fails for one
         plan gives each other plan what it would get alone about its own commands: its
         replies when they all answered, an OutcomeUnknownError naming its own keys when
-        one of its writes may or may not have run, else a plain connection error. The
-        raised error is plain only when no write of any plan that must not run twice was
-        applied (else an OutcomeUnknownError naming the failed plans' keys)::
+        one of its writes may or may not have run (a write that may be sent twice
+        counts when its reply was lost and its connection could not be fenced: a copy
+        may land later), else a plain connection error (a read's, or nothing of its
+        writes ran or can land later). The raised error is plain only when no write of
+        any plan that must not run twice was applied (else an OutcomeUnknownError naming
+        the failed plans' keys). Every argument must be a plan, checked before any starts
+        (ValidationError, nothing sent)::
 
             store.run_many(ips.push_plan(addr), visits.incr_plan(addr), seen.add_plan(day))
 
@@ -536,7 +542,7 @@ class Store(ShellConfig):
 
     # ---- queries and indexes (docs/queries.md) ------------------------------------------
 
-    def find(self, model: type[M], *where: Q, **filters: Any) -> Query[M, Store]:
+    def find(self, model: type[M], /, *where: Q, **filters: Any) -> Query[M, Store]:
         """A query over the model's indexes: ``find(Hat, color="black", price=lt(50))``,
         ``find(Hat, Q(color="black") | Q(style="fitted"))``. Nothing is sent until it
         runs (``.all()``, ``.count()``, ...); bad queries raise QueryError here.
@@ -544,7 +550,7 @@ class Store(ShellConfig):
         Redis: none (the query sends when it runs)."""
         return Query(self, model, Q(*where, **filters))
 
-    def get_by(self, model: type[M], **unique: Any) -> M | None:
+    def get_by(self, model: type[M], /, **unique: Any) -> M | None:
         """The object holding these unique values (one unique constraint, all its
         fields): HGET of the unique index (or claim), then HGETALL of its owner, which
         must still hold the values (a stale entry finds None, as does an owner whose key
@@ -553,7 +559,7 @@ class Store(ShellConfig):
         Redis: HGET of the unique index HASH, then HGETALL of its owner (indexes need the
         hash layout)."""
         return self.run(self._registry.needing(
-            spec_of(model), _registry.get_by_needs(spec_of(model), unique),
+            model_spec(model), _registry.get_by_needs(model_spec(model), unique),
             _repair.get_by_plan(model, unique)))
 
     def sweep(self, model: type) -> int:
@@ -595,13 +601,13 @@ class Store(ShellConfig):
         EVALSHA ids_convert.lua, ids_read.lua, index_write.lua, index_fix.lua, index_sweep.lua and
         claim_drop.lua, and EVALSHA registry_state.lua at the end."""
         plan = self._use(model, _registry.unmoved(
-            spec_of(model), "reindex the model",
+            model_spec(model), "reindex the model",
             _repair.reindex_plan(model, count, self._targets(), restart)))
         line = _repair.ProgressLine(model, progress)
         for item in iterate_sync(plan, self._execute, self.client):
             line.feed(item)
         done = line.finish()
-        self.run(self._registry.mark_ready(spec_of(model)))
+        self.run(self._registry.mark_ready(model_spec(model)))
         return done
 
     def migrate_buckets(self, model: type, *, from_buckets: int | None, count: int = 500,
@@ -652,7 +658,7 @@ class Store(ShellConfig):
         HGET, PTTL, EXISTS, ZSCORE, SISMEMBER, EVALSHA ids_convert.lua, ids_read.lua,
         index_write.lua, index_fix.lua, index_sweep.lua, claim_drop.lua), then EVALSHA
         registry_state.lua marking the index ready."""
-        _registry.check_declared(spec_of(model), field)
+        _registry.check_declared(model_spec(model), field)
         return self.reindex(model, count=count, progress=progress)
 
     def unregister(self, model: type) -> bool:
@@ -666,7 +672,7 @@ class Store(ShellConfig):
 
         Redis: EVALSHA registry_unregister.lua (DEL of <prefix>:%schema unless it holds
         ``moving``)."""
-        return bool(self.run(self._registry.unregister(spec_of(model))))
+        return bool(self.run(self._registry.unregister(model_spec(model))))
 
     def adopt(self, model: type) -> None:
         """Make ``model`` the owner of its prefix in the model registry, replacing the
@@ -679,7 +685,7 @@ class Store(ShellConfig):
         Redis: HGETALL of <prefix>:%schema; EVALSHA registry.lua when the record changes."""
         if not self._registry.enabled:
             return
-        self.run(self._registry.register(spec_of(model), adopt=True))
+        self.run(self._registry.register(model_spec(model), adopt=True))
 
     def drop_index(self, model: type, name: str, *, count: int = 500) -> int:
         """Delete an index the model no longer declares: its entry keys (DEL of the range
@@ -699,7 +705,7 @@ class Store(ShellConfig):
         per page, then EVALSHA registry_state.lua deleting its state from the registry
         (and giving the record a new version) (HGETALL, EVALSHA registry_state.lua when
         other states change)."""
-        spec = spec_of(model)
+        spec = model_spec(model)
         return self.run(self._use(model, _registry.drop_index_plan(spec, name, self._targets(),
                                                                    count)))
 

@@ -714,6 +714,7 @@ class Exchange:
     restart = False
     _unsafe: frozenset[int] | None = None
     _maybe: set[int] | None = None
+    _unfenced: set[int] | None = None
     _ask: dict[int, Any] | None = None
     _clean = False  # every reply came in one round, none an error
     _checking = False  # this round asks nodes their eviction policy
@@ -767,6 +768,15 @@ class Exchange:
         if self._maybe is None:
             self._maybe = set()
         return self._maybe
+
+    @property
+    def unfenced(self) -> set[int]:
+        """Commands that may be sent twice (no write id: sent again only after a fence)
+        whose latest copy's reply was lost and whose connection was not fenced (yet): a
+        copy of each may still land later (``BatchOutcome.unfenced``)."""
+        if self._unfenced is None:
+            self._unfenced = set()
+        return self._unfenced
 
     @property
     def ask(self) -> dict[int, Any]:
@@ -1097,6 +1107,7 @@ class Exchange:
                 if not call.sent and refused(call.failure):
                     # nothing listens where the first copy went: the server process that
                     # held its connection is gone, and its connections with it
+                    self.unfenced.difference_update(call.indices)
                     continue
                 self.last_failure = call.failure
             for pos, (conn_id, indices) in enumerate(call.kill):
@@ -1105,6 +1116,8 @@ class Exchange:
                 elif isinstance(call.replies[pos], Exception):  # NOPERM, or no CLIENT KILL
                     denied.extend(indices)
                     reason = call.replies[pos]
+                else:  # killed, or gone already: no copy it carried can land later
+                    self.unfenced.difference_update(indices)
         if denied:
             self.phase = _DONE
             self._unknown(denied, fence=reason)
@@ -1314,6 +1327,8 @@ class Exchange:
                     replies[i] = reply
             elif self._resendable(i):
                 self.maybe_applied.add(i)
+                if i not in self.once:
+                    self.unfenced.add(i)
                 todo.append(i)
                 lost_once = lost_once or i in self.once
             else:
@@ -1391,6 +1406,7 @@ class Exchange:
         if len(body) < len(indices) + 2:  # the EXEC reply never came
             if all(self._resendable(i) for i in indices):
                 self.maybe_applied.update(indices)
+                self.unfenced.update(i for i in indices if i not in self.once)
                 todo.extend(indices)
                 if any(i in self.once for i in indices):
                     self.copies_lost += 1
@@ -1477,9 +1493,11 @@ class Exchange:
         skip = set(unknown)
         skip.update(self._maybe or ())
         skip.difference_update(fenced)
+        unfenced = self._unfenced or ()
         setattr(error, OUTCOME, BatchOutcome(
             {i: r for i, r in enumerate(replies) if r is not _PENDING},
-            tuple(i for i, r in enumerate(replies) if r is _PENDING and i not in skip)))
+            tuple(i for i, r in enumerate(replies) if r is _PENDING and i not in skip),
+            tuple(sorted(i for i in unfenced if replies[i] is _PENDING))))
         return error
 
     def _partial(self, cause: BaseException, missing: Sequence[int],
@@ -1620,14 +1638,22 @@ OUTCOME = "_redmodel_batch_outcome"
 class BatchOutcome:
     """What of a write batch is known when it ends in an error (internal): ``ran`` maps
     the position of each command answered to its reply (run, or refused by the server);
-    ``not_ran`` holds the positions certainly not run, and never to be. Its replies are
-    never shown (repr) nor carried across a process boundary (pickle: an empty one)."""
+    ``not_ran`` holds the positions certainly not run, and never to be. The others may
+    have run; of those, ``unfenced`` holds the commands that may be sent twice (sent again
+    only after a fence) whose latest copy was sent, got no reply and was not fenced
+    (``CLIENT KILL`` refused or not tried: the batch was given up for another command's
+    unknown outcome): a copy of each may still land later. A command that may be sent
+    twice and is in none of the three was fenced: applied or not, nothing of it lands
+    later. Its replies are never shown (repr) nor carried across a process boundary
+    (pickle: an empty one)."""
 
-    __slots__ = ("not_ran", "ran")
+    __slots__ = ("not_ran", "ran", "unfenced")
 
-    def __init__(self, ran: dict[int, Any], not_ran: tuple[int, ...]) -> None:
+    def __init__(self, ran: dict[int, Any], not_ran: tuple[int, ...],
+                 unfenced: tuple[int, ...] = ()) -> None:
         self.ran = ran
         self.not_ran = not_ran
+        self.unfenced = unfenced
 
     def __repr__(self) -> str:
         return f"<BatchOutcome: {len(self.ran)} answered, {len(self.not_ran)} not run>"

@@ -46,6 +46,31 @@ def as_key_tuple(keys: Key | Iterable[Key], what: str, source: str) -> tuple[byt
     return out  # type: ignore[return-value]  # every item is bytes, checked above
 
 
+def _kind(value: object) -> str:
+    """What was given, for a message about a source argument: its type, never its text."""
+    if isinstance(value, (str, bytes)):
+        return "an empty str" if not value else f"a {type(value).__name__} holding NUL"
+    return f"a {type(value).__name__}"
+
+
+def path_arg(value: object, what: str, option: str) -> Path:
+    """``value`` as a file path if it is one: a ``str``, ``bytes`` or ``os.PathLike``
+    (not empty, without NUL); else :class:`CodecError` naming ``option`` and the type (no
+    builtin TypeError from ``os.fspath``, no ValueError from a NUL on the first read)."""
+    try:
+        text = os.fspath(value)  # type: ignore[call-overload]
+    except TypeError:
+        text = None
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not isinstance(text, str) or not text or "\0" in text:
+        shown = _kind(value) if isinstance(value, (str, bytes)) or text is None else (
+            f"a {type(value).__name__} whose path is empty or holds NUL")
+        raise CodecError(f"{what}: {option} must be a path (a str or os.PathLike, not empty, "
+                         f"without NUL), got {shown}")
+    return Path(text)
+
+
 class KeySource:
     """Exactly one of ``keys`` (newest first), ``key_provider`` (a callable returning them,
     asked on every use), ``env`` (a variable of comma-separated keys, read on every use) or
@@ -71,9 +96,15 @@ class KeySource:
             raise CodecError(f"{what}: give exactly one of keys=, key_provider=, env= or file=")
         self.what = what
         self.noun = noun
+        if key_provider is not None and not callable(key_provider):
+            raise CodecError(f"{what}: key_provider= must be a callable returning the keys, "
+                             f"got {type(key_provider).__name__}")
+        if env is not None and (not isinstance(env, str) or not env or "\0" in env):
+            raise CodecError(f"{what}: env= must name an environment variable (a non-empty "
+                             f"str without NUL), got {_kind(env)}")
         self._provider = key_provider
         self._env = env
-        self._file = Path(file) if file is not None else None
+        self._file = None if file is None else path_arg(file, what, "file=")
         self._file_cache: tuple[tuple[int, int, int], tuple[bytes, ...]] | None = None
         self._lock = threading.Lock()
         self.static: tuple[bytes, ...] | None = None

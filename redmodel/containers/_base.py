@@ -42,7 +42,14 @@ from redmodel._errors import (
 )
 from redmodel._models._hidden import check_members_encrypted
 from redmodel._models._keys import escape
-from redmodel._models._types import BadValueError, Checker, make_checker, scalar
+from redmodel._models._types import (
+    BadValueError,
+    Checker,
+    is_type_form,
+    make_checker,
+    scalar,
+    type_shown,
+)
 from redmodel._plan import Batch, Command, Plan, script
 from redmodel._stores._async import AsyncStore
 from redmodel._stores._sync import Store
@@ -308,7 +315,13 @@ def _chain_encoder(chain: Codec, tp: Any) -> Callable[[Any], bytes]:
 
 def members_of(tp: Any, codec: str | Codec | None, where: str) -> Members:
     """The member encoding for ``tp``: native Redis strings for scalars and IP addresses
-    (unless ``codec`` is given), else the codec chain (default ``"json"``)."""
+    (unless ``codec`` is given), else the codec chain (default ``"json"``). A ``tp`` that
+    is no type (a list, an object, None, a str) raises ModelDefinitionError naming
+    ``where`` (the container and its key) and only the type of what was given."""
+    if not is_type_form(tp):
+        raise ModelDefinitionError(
+            f"{where}: the member type must be a type (str, int, an attrs class, "
+            f"list[str], X | None, ...), got {type_shown(tp)}")
     if codec is None:
         native = _native(tp)
         if native is not None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
 
-from redmodel._args import MAX_TTL_SECONDS, integer
+from redmodel._args import MAX_TTL_SECONDS, integer, shown
 from redmodel._container_registry import forget, guard_plans, record_key, unmark_commands
 from redmodel._errors import (
     DecodeError,
@@ -74,6 +74,9 @@ class WindowCounter(Generic[S]):
         ):
             raise ValidationError(f"window must be a whole number of seconds from 1 to "
                                   f"{MAX_TTL_SECONDS:.0e}, got {window!r}", key=key)
+        if not callable(clock):  # called on each use: a builtin TypeError there otherwise
+            raise ValidationError(f"clock must be a callable returning Unix seconds (such "
+                                  f"as time.time), got {type(clock).__name__}", key=key)
         self.store = store
         self.key = key
         self.window = int(length)
@@ -101,7 +104,7 @@ class WindowCounter(Generic[S]):
         if isinstance(now, bool) or not isinstance(now, (int, float)) or not (
                 -_LATEST <= now <= _LATEST):  # NaN and infinities fail too
             raise ValidationError(f"a time must be a finite number of Unix seconds, got "
-                                  f"{now!r}" + (" from the clock" if at is None else ""),
+                                  f"{shown(now)}" + (" from the clock" if at is None else ""),
                                   key=self.key)
         return int(now // self.window) * self.window
 

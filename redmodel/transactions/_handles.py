@@ -28,8 +28,17 @@ from redmodel._errors import (
 )
 from redmodel._layouts._hash import INT64
 from redmodel._layouts._pick import layout_of
-from redmodel._models._specs import spec_of
-from redmodel._plan import ACTIVE_TRANSACTION, AsyncRunner, Batch, Command, Plan, SyncRunner
+from redmodel._models._specs import ModelSpec, model_spec, spec_of
+from redmodel._plan import (
+    ACTIVE_TRANSACTION,
+    AsyncRunner,
+    Batch,
+    Command,
+    Plan,
+    SyncRunner,
+    check_plan,
+    not_a_batch,
+)
 from redmodel._plans import _objects as _ops
 from redmodel._plans._atomic import incr_fields as incr_fields_plan
 from redmodel._plans._objects import DEFAULT
@@ -213,6 +222,15 @@ class _TxBase:
         """The thread (or, for an AsyncTransaction, the running event loop) calling now."""
         return threading.get_ident()
 
+    def _uses(self, model: Any) -> ModelSpec:
+        """The spec of a write's model argument, noted for the registry's first use at
+        commit; one that is no model class raises ModelDefinitionError as the Store's
+        method does, before anything reads its name or hashes it (nothing queued, and
+        the commit does not trip over it)."""
+        spec = model_spec(model)
+        self._models.add(model)
+        return spec
+
     def _unregistered(self, models: Iterable[type]) -> list[Plan[Any]]:
         """The model registry's first-use plans of the models the store has not checked
         yet (run on the store, outside the transaction, before anything of it is sent)."""
@@ -361,9 +379,10 @@ class _TxBase:
         bucketed model claim.lua, claim_confirm.lua, claim_release.lua and claim_restore.lua
         as needed before MULTI or after EXEC; flat layout: WATCH and GET of the object's key
         before MULTI, then EVALSHA flat_save.lua; blob layout: SET."""
-        self._models.add(type(obj))
-        return self.queue(_ops.save(obj, ttl, hints=self._core.hints),
-                          f"save {type(obj).__name__}")
+        pending = self.queue(_ops.save(obj, ttl, hints=self._core.hints),
+                             f"save {type(obj).__name__}")
+        self._models.add(type(obj))  # queued: a model (one refused is not left for commit)
+        return pending
 
     def save_many(self, objs: Iterable[Any], *, ttl: float | dt.timedelta | None = DEFAULT
                   ) -> Pending[int]:
@@ -373,19 +392,22 @@ class _TxBase:
         hash_save.lua, hash_update.lua, index_write.lua, flat_save.lua, claim.lua,
         claim_confirm.lua, claim_release.lua and claim_restore.lua as needed, SET)."""
         objs = list(many(objs, "objs", "objects"))
-        self._models.update(type(o) for o in objs)
-        return self.queue(_ops.save_many(objs, ttl, max(1, len(objs)), self._core.hints),
-                          "save many")
+        pending = self.queue(_ops.save_many(objs, ttl, max(1, len(objs)), self._core.hints),
+                             "save many")
+        self._models.update(type(o) for o in objs)  # queued: models, as for save
+        return pending
 
     def update(self, model: type, id: Any, /, **values: Any) -> Pending[bool]:
         """Queue the update script (EVALSHA); value: False if the object did not exist.
+        ``model`` and ``id`` are positional-only, as in :meth:`Store.update`: a field named
+        ``model`` is a value.
 
         Redis: queued between MULTI and EXEC: EVALSHA hash_update.lua; indexed model: before MULTI,
         TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and
         indexed fields, then EVALSHA index_write.lua queued, and on a bucketed model claim.lua,
         claim_confirm.lua, claim_release.lua and claim_restore.lua as needed before MULTI or after
         EXEC."""
-        self._models.add(model)
+        self._uses(model)
         plan = _ops.update(model, id, values, self._core.hints)
         return self.queue(plan, f"update {model.__name__} {id!r}")
 
@@ -401,8 +423,7 @@ class _TxBase:
         its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and indexed
         fields, then EVALSHA index_write.lua queued; flat layout: WATCH and GET of the object's key
         before MULTI, then EVALSHA flat_incr.lua."""
-        self._models.add(model)
-        spec = spec_of(model)
+        spec = self._uses(model)
         plain = spec.indexes is None and spec.layout == "hash"  # see _ops.plain_incr
         core = self._core
         if not plain:
@@ -434,7 +455,7 @@ class _TxBase:
         TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index record and
         indexed fields, then EVALSHA index_write.lua queued (HMGET of its equality-indexed ints
         first)."""
-        self._models.add(model)
+        self._uses(model)
         plan = incr_fields_plan(model, id, changes, floor=floor, ceiling=ceiling,
                                 hints=self._core.hints)
         return self.queue(plan, f"incr_fields {model.__name__} {id!r}")
@@ -448,7 +469,7 @@ class _TxBase:
         claim_confirm.lua, claim_release.lua and claim_restore.lua as needed after EXEC on a
         bucketed model; flat layout: WATCH and GET of the object's key before MULTI, then EVALSHA
         flat_delete.lua."""
-        self._models.add(model)
+        self._uses(model)
         return self.queue(_ops.delete(model, id, self._core.hints),
                           f"delete {model.__name__} {id!r}")
 
@@ -458,7 +479,7 @@ class _TxBase:
         Redis: as delete, for each object (DEL, TYPE, WATCH, EXISTS, HGET, GET, EVALSHA
         index_write.lua, flat_delete.lua, claim.lua, claim_confirm.lua, claim_release.lua
         and claim_restore.lua as needed)."""
-        self._models.add(model)
+        self._uses(model)
         ids = list(many(ids, "ids", "ids", model=getattr(model, "__name__", None)))
         plan = _ops.delete_many(model, ids, max(1, len(ids)), self._core.hints)
         return self.queue(plan, f"delete many {model.__name__}")
@@ -471,7 +492,7 @@ class _TxBase:
         MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index
         record and indexed fields, then EVALSHA index_write.lua queued; flat layout: WATCH and GET
         of the object's key before MULTI, then EVALSHA flat_expire.lua."""
-        self._models.add(model)
+        self._uses(model)
         return self.queue(_ops.expire(model, id, ttl, self._core.hints),
                           f"expire {model.__name__} {id!r}")
 
@@ -482,7 +503,7 @@ class _TxBase:
         MULTI, TYPE of its index keys, WATCH, EXISTS, HGET and HMGET of the object's key, index
         record and indexed fields, then EVALSHA index_write.lua queued; flat layout: WATCH and GET
         of the object's key before MULTI, then EVALSHA flat_expire.lua."""
-        self._models.add(model)
+        self._uses(model)
         return self.queue(_ops.persist(model, id, self._core.hints),
                           f"persist {model.__name__} {id!r}")
 
@@ -586,23 +607,40 @@ def raw_args(args: Sequence[Any]) -> tuple[Any, ...]:
     whitespace (``"CONFIG GET"``) as its words (redis-py splits a str name always, a
     bytes-like one holding a space), a bytes-like argument (memoryview, bytearray) as
     bytes, an int or float as its text (redis-py's ``repr``), a str as is (the client
-    encodes it); anything else as given (redis-py refuses it)."""
+    encodes it); anything else as given (redis-py refuses it with its DataError). The
+    command name is text: a ``str`` or bytes-like, as a key is; anything else (None, a
+    number, a list) raises :class:`ValidationError` naming its type, nothing sent."""
     out: list[Any] = []
     for i, given in enumerate(args):
         a = bytes(given) if isinstance(given, (memoryview, bytearray)) else given
-        if i == 0 and isinstance(a, str):
-            try:
-                out.extend(a.encode("utf-8", "surrogateescape").split())
-            except UnicodeEncodeError:
-                raise ValidationError(f"raw command name {a!r} is not text UTF-8 can "
-                                      "carry; nothing was sent") from None
-        elif i == 0 and isinstance(a, bytes) and b" " in a:
-            out.extend(a.split())
-        elif isinstance(a, (int, float)) and not isinstance(a, bool):
+        if i == 0:
+            out.extend(_name_words(a))
+            continue
+        if isinstance(a, (int, float)) and not isinstance(a, bool):
             out.append(repr(a).encode())
         else:
             out.append(a)
     return tuple(out)
+
+
+def _name_words(name: Any) -> list[Any]:
+    """A raw command's name as the words redis-py sends; ValidationError, nothing sent,
+    for a name that is no ``str``/``bytes`` or is blank (its next argument would be taken
+    for the name)."""
+    if isinstance(name, str):
+        try:
+            words: list[Any] = name.encode("utf-8", "surrogateescape").split()
+        except UnicodeEncodeError:
+            raise ValidationError(f"raw command name {name!r} is not text UTF-8 can "
+                                  "carry; nothing was sent") from None
+    elif isinstance(name, bytes):
+        words = name.split() if b" " in name else [name]
+    else:
+        raise ValidationError(f"a raw command's name must be a str or bytes, got "
+                              f"{type(name).__name__}; nothing was sent")
+    if not words:
+        raise ValidationError("a raw command's name is blank; nothing was sent")
+    return words
 
 
 def raw_words(sent: Sequence[Any]) -> list[Any]:
@@ -746,9 +784,12 @@ class Transaction(_TxBase):
 
         Redis: WATCH of each batch's keys, then any read command the plan holds, at once
         (LLEN, HGETALL, EVALSHA of a read script, ...)."""
+        check_plan(plan, "query()")
         try:
             batch = next(plan)
             while True:
+                if batch.__class__ is not Batch:
+                    batch = not_a_batch(plan, batch)
                 if _records_a_container(batch):
                     # the container registry's first record of a key a read plan checks:
                     # sent at once on the store (the attempt whose WATCH it trips restarts)
@@ -764,6 +805,7 @@ class Transaction(_TxBase):
     # ---- reads -----------------------------------------------------------------------
 
     def _register(self, model: type) -> None:
+        model_spec(model)  # ModelDefinitionError before hashing it (as the Store's reads)
         for plan in self._unregistered((model,)):
             self.store.run(plan)
 
@@ -804,7 +846,7 @@ class Transaction(_TxBase):
 
         Redis: WATCH of every key, then HGETALL (hash layout), EVALSHA flat_get.lua (flat
         layout) or GET (blob layout) per id, pipelined, at once."""
-        many(ids, "ids", "ids", model=getattr(model, "__name__", None))  # before the WATCH
+        many(ids, "ids", "ids", model=model_spec(model).cls.__name__)  # before the WATCH
         self._register(model)
         plan = _ops.get_many(model, ids, self.store.chunk_size)
         return self.query(plan, f"get many {model.__name__}")
@@ -959,9 +1001,12 @@ class AsyncTransaction(_TxBase):
         """Run a read-only plan now, WATCHing the keys of each batch first.
 
         Redis: as Transaction.query"""
+        check_plan(plan, "query()")
         try:
             batch = next(plan)
             while True:
+                if batch.__class__ is not Batch:
+                    batch = not_a_batch(plan, batch)
                 if _records_a_container(batch):  # outside the transaction, as in query
                     batch = plan.send(await self.store.run(_one(batch)))
                     continue
@@ -975,6 +1020,7 @@ class AsyncTransaction(_TxBase):
     # ---- reads (awaited; see Transaction for the commands) ---------------------------
 
     async def _register(self, model: type) -> None:
+        model_spec(model)  # ModelDefinitionError before hashing it (as the Store's reads)
         for plan in self._unregistered((model,)):
             await self.store.run(plan)
 
@@ -1010,7 +1056,7 @@ class AsyncTransaction(_TxBase):
         """WATCH every key, then the reads pipelined; None where missing.
 
         Redis: as Transaction.get_many"""
-        many(ids, "ids", "ids", model=getattr(model, "__name__", None))  # before the WATCH
+        many(ids, "ids", "ids", model=model_spec(model).cls.__name__)  # before the WATCH
         await self._register(model)
         plan = _ops.get_many(model, ids, self.store.chunk_size)
         return await self.query(plan, f"get many {model.__name__}")
