@@ -93,10 +93,14 @@ def int_too_long(value: int) -> str | None:
 
 def shown(value: Any) -> str:
     """``repr(value)`` for an error message; an int too long for text is described, not
-    converted (its repr would raise ValueError)."""
+    converted (its repr would raise ValueError), and so is a value holding one (a tuple of
+    parts)."""
     if isinstance(value, int) and int_too_long(value) is not None:
         return f"an int of {_digits(value)} digits"
-    return repr(value)
+    try:
+        return repr(value)
+    except ValueError:  # an int too long for text inside it
+        return f"a {type(value).__name__} holding an int too long for text"
 
 
 def seconds(value: Any, what: str, *, most: float, key: str | None = None,

@@ -4,7 +4,9 @@ in its docstring); notes in /work/notes/s31/ATK-L-FINDINGS.md."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
@@ -16,10 +18,8 @@ HUGE = 10**5000  # an int past Python's int->str digit limit (4300): str()/repr(
 
 
 def _only_redmodel_errors(call: Callable[[], Any]) -> None:
-    try:
+    with contextlib.suppress(redmodel.RedmodelError, redis.RedisError):
         call()
-    except (redmodel.RedmodelError, redis.RedisError):
-        pass
 
 
 # --- F1: WindowCounter(window=<huge int>) raises a builtin ValueError ----------------------

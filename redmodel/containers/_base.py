@@ -29,7 +29,7 @@ import cattrs
 from cattrs.fns import identity
 from typing_extensions import TypeVar as DefaultTypeVar
 
-from redmodel._args import MAX_TTL_SECONDS, integer, seconds, unsendable
+from redmodel._args import MAX_TTL_SECONDS, int_too_long, integer, seconds, shown, unsendable
 from redmodel._container_registry import forget, record_key, unmark_commands
 from redmodel._errors import (
     CONNECTION_ERRORS,
@@ -96,6 +96,9 @@ def _key_part(part: Any, whole: Any) -> str:
     elif isinstance(part, str):
         text = part
     elif isinstance(part, int):
+        too_long = int_too_long(part)
+        if too_long is not None:  # str() of it raises a bare ValueError
+            raise ValidationError(f"a container key part cannot be {too_long}", key=None)
         text = str(part)
     elif isinstance(part, (dt.date, dt.time)):
         text = part.isoformat()
@@ -112,7 +115,7 @@ def _key_part(part: Any, whole: Any) -> str:
         raise ValidationError(
             f"a container key part must be {_KEY_TYPES} (or a tuple of them), "
             f"not {type(part).__name__}{hint}",
-            key=None if isinstance(whole, (dict, list, bytes)) else repr(whole),
+            key=None if isinstance(whole, (dict, list, bytes)) else shown(whole),
         )
     if not text:
         raise ValidationError("a container key part must not be empty", key=repr(whole))

@@ -73,7 +73,7 @@ class WindowCounter(Generic[S]):
             1 <= length <= MAX_TTL_SECONDS and length == int(length)  # NaN, inf fail here
         ):
             raise ValidationError(f"window must be a whole number of seconds from 1 to "
-                                  f"{MAX_TTL_SECONDS:.0e}, got {window!r}", key=key)
+                                  f"{MAX_TTL_SECONDS:.0e}, got {shown(window)}", key=key)
         if not callable(clock):  # called on each use: a builtin TypeError there otherwise
             raise ValidationError(f"clock must be a callable returning Unix seconds (such "
                                   f"as time.time), got {type(clock).__name__}", key=key)
