@@ -69,6 +69,8 @@ from mypy.maptype import map_instance_to_supertype
 from mypy.messages import format_type_bare
 from mypy.nodes import (
     ARG_NAMED,
+    ARG_STAR,
+    ARG_STAR2,
     GDEF,
     AssignmentStmt,
     CallExpr,
@@ -131,7 +133,18 @@ METADATA = "redmodel"
 #: info.metadata key present on a class decorated with ``@redmodel.model`` itself (what
 #: run time's ``spec_of`` accepts: a subclass of a model is no model until decorated).
 MODEL_METADATA = "redmodel.model"
+#: info.metadata key present on a class with a decorator this plugin cannot see through (a
+#: user's function, a dataclass_transform wrapper): it may make the class a model at run
+#: time, so the class is not judged (no "not a model" error, no field or id checks).
+MAYBE_MODEL = "redmodel.maybe"
+#: Class decorators known to make no model (any other may call ``redmodel.model``).
+NOT_MODEL_MAKERS = frozenset({
+    "dataclasses.dataclass", "typing.final", "typing_extensions.final",
+    "functools.total_ordering", "typing.runtime_checkable",
+    "typing_extensions.runtime_checkable", "typing.type_check_only"})
 TEXT = ("builtins.str", "builtins.bytes")
+#: attrs' default factories: a field's default, never its key.
+FACTORIES = ("attr.Factory", "attrs.Factory", "attr._make.Factory")
 #: The names of a model method's positional-only parameters (``update(model, id, /,
 #: **values)``: a field may be called ``model``), in order.
 POSITIONAL_ONLY = {"update": ("model", "id")}
@@ -188,7 +201,9 @@ class RedmodelPlugin(Plugin):
     ) -> Callable[[ClassDefContext], None] | None:
         if fullname == MODEL:
             return _desugar_model
-        return _desugar_attrs_class if fullname in ATTRS_CLASS_MAKERS else None
+        if fullname in ATTRS_CLASS_MAKERS:
+            return _desugar_attrs_class
+        return None if fullname in NOT_MODEL_MAKERS else _other_decorator
 
     def get_method_hook(self, fullname: str) -> Callable[[MethodContext], Type] | None:
         fullname = self._defined_at(fullname)
@@ -246,17 +261,64 @@ def _desugar_attrs_class(ctx: ClassDefContext) -> None:
     attr_tag_callback(ctx)
 
 
-def _desugar_model(ctx: ClassDefContext) -> None:
+def _desugar_model(ctx: ClassDefContext, call: Expression | None = None) -> None:
     """A ``@redmodel.model`` class: desugared here unless an attrs decorator of its own
-    does it (so that an error about a call is reported once)."""
+    does it (so that an error about a call is reported once). The ``key=`` option the
+    decorator call (``call``, else ``ctx.reason``) gives is recorded: a name, ``None``
+    (given, so not inherited), or ``"?"`` when it is no literal (ids are then not
+    judged)."""
     callees = (d.callee if isinstance(d, CallExpr) else d for d in ctx.cls.decorators)
     attrs_decorated = any(isinstance(c, RefExpr) and c.fullname in ATTRS_CLASS_MAKERS
                           for c in callees)
-    ctx.cls.info.metadata[MODEL_METADATA] = {}
+    call = ctx.reason if call is None else call
+    options: dict[str, str | None] = {}
+    if isinstance(call, CallExpr):
+        for name, arg in zip(call.arg_names, call.args, strict=False):
+            if name == "key":
+                options["key"] = arg.value if isinstance(arg, StrExpr) else None if (
+                    isinstance(arg, NameExpr) and arg.fullname == "builtins.None") else "?"
+            elif name is None:  # **options: what they give is unknown here
+                options["key"] = "?"
+    ctx.cls.info.metadata[MODEL_METADATA] = options
     if attrs_decorated:
         ctx.cls.info.metadata[METADATA] = _declared(ctx.cls.info)
     else:
         _desugar_key_fields(ctx)
+
+
+def _other_decorator(ctx: ClassDefContext) -> None:
+    """A class decorator this plugin does not know. A ``redmodel.model(...)`` call kept in
+    a variable (``cached = redmodel.model(ttl=60)``, then ``@cached``) found in its
+    module's body is the model decorator; anything else may make the class a model at run
+    time (a wrapper calling ``redmodel.model``), so the class is marked "not judged". Its
+    key_field() calls get what they imply (a dataclass_transform wrapper of attrs reads
+    them as attrs does), and what its body declares is recorded."""
+    call = _model_call_in_variable(ctx)
+    if call is not None:
+        _desugar_model(ctx, call)
+        return
+    ctx.cls.info.metadata[MAYBE_MODEL] = {}
+    if METADATA not in ctx.cls.info.metadata:
+        _desugar_key_fields(ctx)
+
+
+def _model_call_in_variable(ctx: ClassDefContext) -> CallExpr | None:
+    """The ``redmodel.model(...)`` call a decorator variable was assigned, once, at the top
+    level of its module (when the module's body is at hand: not from mypy's cache)."""
+    decorator = ctx.reason
+    if not (isinstance(decorator, NameExpr) and isinstance(decorator.node, Var)):
+        return None
+    var = decorator.node
+    module = ctx.api.modules.get(var.fullname.rpartition(".")[0]) \
+        if hasattr(ctx.api, "modules") else None
+    if module is None:
+        return None
+    found = [stmt.rvalue for stmt in module.defs if isinstance(stmt, AssignmentStmt)
+             and any(isinstance(lv, NameExpr) and lv.name == var.name for lv in stmt.lvalues)]
+    if len(found) == 1 and isinstance(found[0], CallExpr) and isinstance(
+            found[0].callee, RefExpr) and found[0].callee.fullname == MODEL:
+        return found[0]
+    return None
 
 
 def _desugar_key_fields(ctx: ClassDefContext) -> None:
@@ -288,20 +350,29 @@ def _desugar_key_fields(ctx: ClassDefContext) -> None:
 
 def _declared(info: TypeInfo) -> dict[str, list[str]]:
     """The fields of ``info``'s own body declared as its key (``key_field()``,
-    ``field(key=True)``) and with a ``codec=`` (not ``codec=None``)."""
-    found: dict[str, list[str]] = {"key": [], "codec": []}
+    ``field(key=True)``), with a ``codec=`` (not ``codec=None``), and ``maybe_key``: those
+    that may be declared the key in a way not read here (a call of another function, a
+    ``key=`` that is no literal, ``**options``)."""
+    found: dict[str, list[str]] = {"key": [], "codec": [], "maybe_key": []}
     for stmt in info.defn.defs.body:
         if not (isinstance(stmt, AssignmentStmt) and len(stmt.lvalues) == 1
                 and isinstance(stmt.lvalues[0], NameExpr)):
             continue
         call = stmt.rvalue
-        if not (isinstance(call, CallExpr) and isinstance(call.callee, RefExpr)
-                and call.callee.fullname in (FIELD, KEY_FIELD)):
+        if not isinstance(call, CallExpr):
             continue
         name = stmt.lvalues[0].name
+        callee = call.callee.fullname if isinstance(call.callee, RefExpr) else ""
+        if callee not in (FIELD, KEY_FIELD):
+            if callee not in attr_attrib_makers and callee not in FACTORIES and not (
+                    isinstance(call.callee, RefExpr) and isinstance(call.callee.node, TypeInfo)):
+                found["maybe_key"].append(name)
+            continue
         given = dict(zip(call.arg_names, call.args, strict=False))
-        if call.callee.fullname == KEY_FIELD or ("key" in given
-                                                 and parse_bool(given["key"]) is True):
+        if callee == FIELD and (None in call.arg_names or (
+                "key" in given and parse_bool(given["key"]) is None)):
+            found["maybe_key"].append(name)
+        if callee == KEY_FIELD or ("key" in given and parse_bool(given["key"]) is True):
             found["key"].append(name)
         codec = given.get("codec")
         if codec is not None and not (isinstance(codec, NameExpr)
@@ -514,19 +585,20 @@ def _model_call(method: str, ctx: MethodContext) -> Type:
     info: TypeInfo | None = None
     if "model" in params:
         given = _arg_type(ctx, params["model"])
-        info = _model_info(given) if given is not None else None
+        info, exact_class = _model_info(given) if given is not None else (None, False)
         if info is not None and not _is_model(info):
-            ctx.api.fail(f'"{info.name}" is not a redmodel model (decorate the attrs class with '
-                         "@redmodel.model)", ctx.context, code=REDMODEL)
-            return default
-    if "obj" in params:
-        _check_objects(ctx, _arg_type(ctx, params["obj"]))
+            if exact_class and MAYBE_MODEL not in info.metadata:
+                ctx.api.fail(f'"{info.name}" is not a redmodel model (decorate the attrs class '
+                             "with @redmodel.model)", ctx.context, code=REDMODEL)
+            return default  # type[Base], type[Protocol], type[object]: may be a model
+    if "obj" in params and (given := _arg_type(ctx, params["obj"])) is not None:
+        _check_objects(ctx, ctx.args[params["obj"]][0], given)
     for many in ("ids", "objs"):
         if many in params and (given := _arg_type(ctx, params[many])) is not None:
             text = _check_not_text(ctx, many, given)
             if many == "objs" and not text:
-                for item in _item_types(ctx, params[many], given):
-                    _check_objects(ctx, item)
+                for expr, item in _item_types(ctx, params[many], given):
+                    _check_objects(ctx, expr, item)
     if info is None:
         return default
     key = _key_field(info)
@@ -536,7 +608,7 @@ def _model_call(method: str, ctx: MethodContext) -> Type:
         if "ids" in params and (given := _arg_type(ctx, params["ids"])) is not None \
                 and not any(isinstance(m, Instance) and m.type.fullname in TEXT
                             for m in _members(given)):
-            for item in _item_types(ctx, params["ids"], given):
+            for _, item in _item_types(ctx, params["ids"], given):
                 _check_value(ctx, info, key, item, "id")
     if method == "update" and "values" in params:
         _check_update(ctx, info, key, params["values"])
@@ -544,7 +616,7 @@ def _model_call(method: str, ctx: MethodContext) -> Type:
     if method in ("incr", "get_field") and "field" in params:
         position = params["field"]
         path = _literal(ctx.args[position][0], ctx.arg_types[position][0]) \
-            if ctx.args[position] else None
+            if _arg_type(ctx, position) is not None else None
         if path is not None and method == "incr":
             numeric = _numeric_field(ctx, info, path, key)
             if numeric is not None:
@@ -561,8 +633,11 @@ def _model_call(method: str, ctx: MethodContext) -> Type:
 
 
 def _arg_type(ctx: MethodContext, position: int) -> Type | None:
-    """The type of the one argument given for the parameter at ``position``, if one is."""
-    if position < len(ctx.arg_types) and len(ctx.arg_types[position]) == 1:
+    """The type of the one argument given for the parameter at ``position``, if one is; not
+    for ``*args``/``**kwargs`` (their type is the container's: what the parameter gets is
+    not known here, the run time checks it)."""
+    if position < len(ctx.arg_types) and len(ctx.arg_types[position]) == 1 \
+            and ctx.arg_kinds[position][0] not in (ARG_STAR, ARG_STAR2):
         return ctx.arg_types[position][0]
     return None
 
@@ -583,6 +658,12 @@ def _is_model(info: TypeInfo) -> bool:
     return MODEL_METADATA in info.metadata
 
 
+def _judged(info: TypeInfo) -> bool:
+    """Whether ``info``'s objects and class are judged: a model, or a class no decorator
+    this plugin cannot see through may have made one."""
+    return _is_model(info) or MAYBE_MODEL not in info.metadata
+
+
 def _members(tp: Type) -> list[ProperType]:
     """The types a value of ``tp`` may be: a union's members, a literal's class."""
     proper = get_proper_type(tp)
@@ -591,12 +672,19 @@ def _members(tp: Type) -> list[ProperType]:
     return [item.fallback if isinstance(item, LiteralType) else item for item in items]
 
 
-def _check_objects(ctx: MethodContext, tp: Type | None) -> None:
-    """Each class ``tp`` can be (a union's members) is a model; ``object``, protocols and
-    types that are no class (Any, a type variable) are not judged."""
+def _check_objects(ctx: MethodContext, expr: Expression | None, tp: Type | None) -> None:
+    """An object (``expr``, of type ``tp``) of a class that is certainly no model: made
+    right there (``Plain()``) or of a ``@final`` class. A static type is an upper bound:
+    an object typed by a plain base or mixin (``Entity``, ``self`` in a mixin's method) may
+    be of a model subclass, so it is not judged; nor are ``object``, protocols, Any and
+    type variables."""
     for item in _members(tp) if tp is not None else []:
         if not isinstance(item, Instance) or _is_model(item.type) or item.type.is_protocol \
-                or item.type.fullname == "builtins.object":
+                or item.type.fullname == "builtins.object" or not _judged(item.type):
+            continue
+        made = isinstance(expr, CallExpr) and isinstance(expr.callee, RefExpr) \
+            and expr.callee.node is item.type
+        if not (made or item.type.is_final):
             continue
         ctx.api.fail(f'"{item.type.name}" is not a redmodel model (decorate the attrs class '
                      "with @redmodel.model); only a model's objects are saved", ctx.context,
@@ -617,21 +705,22 @@ def _check_not_text(ctx: MethodContext, what: str, tp: Type) -> bool:
     return False
 
 
-def _item_types(ctx: MethodContext, position: int, tp: Type) -> list[Type | None]:
+def _item_types(ctx: MethodContext, position: int, tp: Type
+                ) -> list[tuple[Expression | None, Type | None]]:
     """The types of what an argument gives when iterated: of each item of a list, tuple or
     set display, of the element of a generator expression or comprehension (mypy infers
     the display or generator itself from the parameter's ``Iterable[Any]``: ``list[Any]``),
     else what iterating its type gives."""
     expr = ctx.args[position][0]
     if isinstance(expr, (ListExpr, TupleExpr, SetExpr)):
-        return [ctx.api.get_expression_type(item) for item in expr.items
+        return [(item, ctx.api.get_expression_type(item)) for item in expr.items
                 if not isinstance(item, StarExpr)]
     if isinstance(expr, (ListComprehension, SetComprehension)):
         expr = expr.generator
     if isinstance(expr, GeneratorExpr):
         lookup = getattr(ctx.api, "lookup_type_or_none", None)  # the checker's type map
-        return [lookup(expr.left_expr) if lookup is not None else None]
-    return [_item_type(ctx, tp)]
+        return [(expr.left_expr, lookup(expr.left_expr) if lookup is not None else None)]
+    return [(None, _item_type(ctx, tp))]
 
 
 def _item_type(ctx: MethodContext, tp: Type) -> Type | None:
@@ -647,27 +736,71 @@ def _item_type(ctx: MethodContext, tp: Type) -> Type | None:
 
 
 def _key_field(info: TypeInfo) -> tuple[str, Type] | None:
-    """The key field's name and declared type: the nearest class of the MRO that declares
-    one (``key_field()``, ``field(key=True)``) in its body."""
+    """The key field's name and declared type as run time's ``model()`` finds it
+    (redmodel._models._schema: ``_compile``, ``_key_name``): the ``key=`` option of the
+    nearest ``@redmodel.model`` class of the MRO that gave one (the class itself first: a
+    decorated subclass inherits its base's options); without one (or ``key=None``), the
+    one stored field declared ``key_field()``/``field(key=True)`` in any class of the MRO;
+    else a stored field named ``id``. None when that is not known for certain (a ``key=``
+    that is no literal, fields this plugin cannot read): ids are then not judged."""
+    names = _init_fields(info)
+    if names is None:
+        return None
+    option: str | None = None
     for base in info.mro:
-        if "attrs" not in base.metadata:
-            continue
-        keys = _declared_of(base)["key"]
-        if keys:
-            node = info.get(keys[0])
-            if node is not None and isinstance(node.node, Var) and node.node.type is not None:
-                return keys[0], node.node.type
+        recorded = base.metadata.get(MODEL_METADATA)
+        if isinstance(recorded, dict) and "key" in recorded:
+            option = recorded["key"]
+            break
+    if option == "?":
+        return None
+    if option is None:
+        marked, maybe = [], False
+        for name in names:
+            node = info.get(name)
+            var = node.node if node is not None else None
+            if not isinstance(var, Var):
+                maybe = True
+                continue
+            declared = _declared_of(var.info)
+            if name in declared["key"]:
+                marked.append(name)
+            elif name in declared.get("maybe_key", ()):
+                maybe = True
+        if maybe and not marked:  # (with one marked, another key is refused at run time)
             return None
+        option = marked[0] if len(marked) == 1 else "id" if not marked else None
+    if option is None or option not in names:
+        return None  # run time refuses the model (no key, two keys): not judged here
+    node = info.get(option)
+    if node is not None and isinstance(node.node, Var) and node.node.type is not None:
+        return option, node.node.type
     return None
 
 
-def _stored(owner: TypeInfo, name: str) -> Var | None:
+def _init_fields(owner: TypeInfo) -> list[str] | None:
+    """The names of the attributes the attrs class ``owner``'s ``__init__`` takes (mypy's
+    attrs plugin's record, or its dataclass_transform one for a class made attrs by a
+    wrapper declared with ``@dataclass_transform``); None when neither is known."""
+    if "attrs" in owner.metadata:
+        return [a["name"] for a in owner.metadata["attrs"].get("attributes", [])
+                if a.get("init", True)]
+    if "dataclass" in owner.metadata:
+        return [a["name"] for a in owner.metadata["dataclass"].get("attributes", [])
+                if a.get("is_in_init", True)]
+    return None
+
+
+def _stored(owner: TypeInfo, name: str) -> Var | bool | None:
     """The attribute ``name`` of the attrs class ``owner`` if it is a stored field: one its
     ``__init__`` takes (docs/models.md: "A model stores only the fields its constructor
     takes"); never a ClassVar, an unannotated class attribute or an ``init=False`` one.
-    ``name`` is the attribute's name (a ``field(name=...)`` renames only what is stored)."""
-    attributes = owner.metadata.get("attrs", {}).get("attributes", [])
-    if not any(a.get("name") == name and a.get("init", True) for a in attributes):
+    ``name`` is the attribute's name (a ``field(name=...)`` renames only what is stored).
+    True when ``owner``'s fields are not known (not judged)."""
+    names = _init_fields(owner)
+    if names is None:
+        return True
+    if name not in names:
         return None
     node = owner.get(name)
     return node.node if node is not None and isinstance(node.node, Var) else None
@@ -676,14 +809,16 @@ def _stored(owner: TypeInfo, name: str) -> Var | None:
 def _check_value(ctx: MethodContext, info: TypeInfo, field: tuple[str, Type],
                  given: Type | None, what: str) -> None:
     """A value of ``field``'s declared type: what run time's type check accepts, which
-    also refuses a ``bool`` for an ``int`` (mypy takes one for the other)."""
+    also refuses a ``bool`` for an ``int`` and a ``datetime`` for a ``date`` (mypy takes
+    each for the other: a subclass; redmodel._models._types ``exclude=``)."""
     if given is None:
         return
     name, declared = field
     proper = get_proper_type(given)
     if isinstance(proper, AnyType) or isinstance(get_proper_type(declared), AnyType):
         return
-    wrong = not is_subtype(given, declared) or (_is_bool(given) and not _takes_bool(declared))
+    wrong = not is_subtype(given, declared) or (_is_bool(given) and not _takes_bool(declared)) \
+        or (_is_datetime(given) and not _takes_datetime(declared))
     if wrong:
         shown = "the id" if what == "id" else f'"{name}"'
         ctx.api.fail(f'{shown} of "{info.name}" is "{format_type_bare(declared, ctx.api.options)}"'
@@ -698,6 +833,19 @@ def _is_bool(tp: Type) -> bool:
     if isinstance(proper, UnionType):
         return any(_is_bool(t) for t in proper.items)
     return isinstance(proper, Instance) and proper.type.fullname == "builtins.bool"
+
+
+def _is_datetime(tp: Type) -> bool:
+    return any(isinstance(item, Instance) and item.type.has_base("datetime.datetime")
+               for item in _members(tp))
+
+
+def _takes_datetime(declared: Type) -> bool:
+    """Whether a field declared ``declared`` takes a datetime at run time: a ``date``
+    field refuses one ("expected date, got datetime"), as does ``date | None``; a union
+    with anything else is not judged."""
+    return not all(isinstance(item, NoneType) or (isinstance(item, Instance)
+                   and item.type.fullname == "datetime.date") for item in _members(declared))
 
 
 def _takes_bool(declared: Type) -> bool:
@@ -732,7 +880,7 @@ def _check_update(ctx: MethodContext, info: TypeInfo, key: tuple[str, Type] | No
         if var is None:
             ctx.api.fail(f'"{info.name}" has no field "{name}" to update', ctx.context,
                          code=REDMODEL)
-        elif var.type is not None:
+        elif isinstance(var, Var) and var.type is not None:
             _check_value(ctx, info, (name, var.type), given, "value")
 
 
@@ -771,13 +919,15 @@ def _check_amount(ctx: MethodContext, info: TypeInfo, path: str, numeric: str,
                      'not "float"', ctx.context, code=REDMODEL)
 
 
-def _model_info(tp: Type) -> TypeInfo | None:
+def _model_info(tp: Type) -> tuple[TypeInfo | None, bool]:
+    """The class given as a model, and whether it is that very class (a class object, or
+    a ``type[C]`` of a ``@final`` C) rather than maybe a subclass (``type[C]``)."""
     proper = get_proper_type(tp)
     if isinstance(proper, CallableType) and proper.is_type_obj():
-        return proper.type_object()
+        return proper.type_object(), True
     if isinstance(proper, TypeType) and isinstance(proper.item, Instance):
-        return proper.item.type
-    return None
+        return proper.item.type, proper.item.type.is_final
+    return None, False
 
 
 def _literal(expr: Expression, tp: Type) -> str | None:
@@ -822,6 +972,9 @@ def _field_type(ctx: MethodContext, info: TypeInfo, path: str, key: tuple[str, T
     parts = path.split(".")
     for depth, part in enumerate(parts):
         var = _stored(owner, part) if owner is not None else None
+        if var is True:  # fields not known: not judged
+            return None
+        var = var if isinstance(var, Var) else None
         declared = _declared_of(var.info) if var is not None else None
         if (var is None or var.type is None or declared is None
                 or (depth == 0 and key is not None and part == key[0])):
@@ -837,6 +990,10 @@ def _field_type(ctx: MethodContext, info: TypeInfo, path: str, key: tuple[str, T
         field_type = _without_none(whole)
         if isinstance(field_type, AnyType):
             return None
+        if depth < len(parts) - 1 and isinstance(field_type, Instance) \
+                and "attrs" not in field_type.type.metadata \
+                and "dataclass" in field_type.type.metadata and part not in declared["codec"]:
+            return None  # attrs at run time or not (a dataclass_transform class): not judged
         nested = isinstance(field_type, Instance) and "attrs" in field_type.type.metadata \
             and part not in declared["codec"]
         if depth == len(parts) - 1:
