@@ -218,7 +218,11 @@ class RedmodelPlugin(Plugin):
         symbol = self.lookup_fully_qualified(owner) if owner else None
         if symbol is not None and isinstance(symbol.node, TypeInfo) and any(
                 symbol.node.has_base(shell) for shell in MODEL_SHELLS):
-            return functools.partial(_model_call, name)
+            # only redmodel's own methods: a user's subclass of a store may define (or
+            # override) methods whose parameters share the names (attack 31N F1)
+            defined = symbol.node.get_containing_type_info(name)
+            if defined is not None and defined.fullname.startswith("redmodel."):
+                return functools.partial(_model_call, name)
         return None
 
     def _defined_at(self, fullname: str) -> str:
@@ -692,17 +696,20 @@ def _check_objects(ctx: MethodContext, expr: Expression | None, tp: Type | None)
 
 
 def _check_not_text(ctx: MethodContext, what: str, tp: Type) -> bool:
-    """``ids``/``objs`` of a ``str`` or ``bytes`` (or a union that may be one): refused at
-    run time, its characters are not ids."""
-    for item in _members(tp):
-        if isinstance(item, Instance) and (item.type.has_base("builtins.str")
-                                           or item.type.has_base("builtins.bytes")):
-            one = "id" if what == "ids" else "object"
-            ctx.api.fail(f'"{what}" must be an iterable such as a list, not "{item.type.name}" '
-                         f"(one {one}: its characters are not {one}s); wrap it: [{one}]",
-                         ctx.context, code=REDMODEL)
-            return True
-    return False
+    """``ids``/``objs`` of a ``str``, ``bytes``, ``bytearray`` or ``memoryview`` (every
+    member of a union one of them: only what is certainly text): refused at run time, its
+    characters are not ids (attack 31N F2/F4)."""
+    members = _members(tp)
+    texts = [item for item in members if isinstance(item, Instance) and any(
+        item.type.has_base(f"builtins.{text}")
+        for text in ("str", "bytes", "bytearray", "memoryview"))]
+    if not texts or len(texts) != len(members):
+        return False
+    one = "id" if what == "ids" else "object"
+    ctx.api.fail(f'"{what}" must be an iterable such as a list, not "{texts[0].type.name}" '
+                 f"(one {one}: its characters are not {one}s); wrap it: [{one}]",
+                 ctx.context, code=REDMODEL)
+    return True
 
 
 def _item_types(ctx: MethodContext, position: int, tp: Type
@@ -817,9 +824,14 @@ def _check_value(ctx: MethodContext, info: TypeInfo, field: tuple[str, Type],
     proper = get_proper_type(given)
     if isinstance(proper, AnyType) or isinstance(get_proper_type(declared), AnyType):
         return
-    wrong = not is_subtype(given, declared) or (_is_bool(given) and not _takes_bool(declared)) \
-        or (_is_datetime(given) and not _takes_datetime(declared))
-    if wrong:
+    def refused(one: Type) -> bool:
+        return not is_subtype(one, declared) or (_is_bool(one) and not _takes_bool(declared)) \
+            or (_is_datetime(one) and not _takes_datetime(declared))
+
+    # a union is refused only when every member is (the plugin refuses only what the
+    # store certainly refuses: an ``int | None`` id may be an int; attack 31N F4)
+    members = proper.items if isinstance(proper, UnionType) else [given]
+    if all(refused(one) for one in members):
         shown = "the id" if what == "id" else f'"{name}"'
         ctx.api.fail(f'{shown} of "{info.name}" is "{format_type_bare(declared, ctx.api.options)}"'
                      f', not "{format_type_bare(given, ctx.api.options)}"', ctx.context,
@@ -899,8 +911,14 @@ def _incr_fields(ctx: MethodContext, info: TypeInfo, key: tuple[str, Type] | Non
             if not isinstance(name, StrExpr):
                 continue
             numeric = _numeric_field(ctx, info, name.value, key)
-            if numeric is not None and what == "changes":
+            if numeric is None:
+                continue
+            if what == "changes":
                 _check_amount(ctx, info, name.value, numeric, ctx.api.get_expression_type(value))
+            elif _is_bool(ctx.api.get_expression_type(value)) and not isinstance(
+                    get_proper_type(ctx.api.get_expression_type(value)), UnionType):
+                ctx.api.fail(f'a {what} of "{info.name}.{name.value}" is a number, not '
+                             '"bool"', ctx.context, code=REDMODEL)
 
 
 def _check_amount(ctx: MethodContext, info: TypeInfo, path: str, numeric: str,
