@@ -191,6 +191,14 @@ class Batch:
     anything else packs the commands as always. Never compared or
     shown.
 
+    ``shared``: a round :func:`gather` merged from several plans' batches. When a write
+    of one plan without write id cannot be settled (its reply lost and no fence of its
+    connection possible: ``CLIENT KILL`` refused or lost, its connection's id unknown),
+    the store does not give up the round at once: the other plans' writes under write ids
+    (exactly-once mode) are still sent again and settled as each would be alone, and the
+    round then ends in :class:`~redmodel.OutcomeUnknownError` for the unsettled ones
+    (``Exchange._defer``). A batch of one plan is judged as always.
+
     ``meanwhile``: client work the plan can do while the server runs this batch (the
     next chunk's encoding in ``save_many``). A store may call it once, after the batch's
     first round is sent and before its replies are read, or never (a transaction, a
@@ -211,6 +219,7 @@ class Batch:
     check: bool = False
     follow_up: bool = False
     pause: float = 0.0
+    shared: bool = False
     packed: Sequence[bytes] | None = attrs.field(default=None, eq=False, repr=False)
     meanwhile: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
 
@@ -826,6 +835,7 @@ def _round(current: dict[int, Batch], alone: bool
         errors=True,
         follow_up=all(b.follow_up for b in batches),
         pause=max(b.pause for b in batches),
+        shared=True,
     )
 
 

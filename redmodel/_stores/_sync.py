@@ -188,7 +188,8 @@ class Store(ShellConfig):
         replies when they all answered, an OutcomeUnknownError naming its own keys when
         one of its writes may or may not have run (a write that may be sent twice
         counts when its reply was lost and its connection could not be fenced: a copy
-        may land later), else a plain connection error (a read's, or nothing of its
+        may land later; writes under write ids beside it are still sent again or fenced
+        and answer as alone), else a plain connection error (a read's, or nothing of its
         writes ran or can land later). The raised error is plain only when no write of
         any plan that must not run twice was applied (else an OutcomeUnknownError naming
         the failed plans' keys). Every argument must be a plan, checked before any starts

@@ -728,6 +728,10 @@ class Exchange:
     copies_lost = 0
     _kill_give_up = False
     _kill_pause = 0.0
+    # writes of a shared round (Batch.shared) whose outcome cannot be settled, set aside
+    # while the round's write-id writes are settled (:meth:`_defer`), and why
+    _deferred: list[int] | None = None
+    _deferred_fence: BaseException | None = None
 
     def __init__(self, batch: Batch, link: Link, *, pinned: bool = False,
                  node: Any = None) -> None:
@@ -882,6 +886,8 @@ class Exchange:
         if self.failures >= policy_.attempts or \
                 time.monotonic() - self.started + pause > policy_.deadline:
             self.phase = _DONE
+            if self._deferred:
+                self._unknown([])
             assert self.last_failure is not None
             raise self.last_failure  # nothing of the batch was sent: safe to call again
         return pause
@@ -1118,7 +1124,7 @@ class Exchange:
                     reason = call.replies[pos]
                 else:  # killed, or gone already: no copy it carried can land later
                     self.unfenced.difference_update(indices)
-        if denied:
+        if denied and not self._defer(denied, reason, self.todo):
             self.phase = _DONE
             self._unknown(denied, fence=reason)
         if left:
@@ -1127,14 +1133,38 @@ class Exchange:
             delay = self._again_after(self.kill_failures)
             if delay is not None:
                 return delay  # waits in line like a resend would, within the same bounds
-            self.phase = _DONE
-            self._unknown([i for _, _, idx in left for i in idx],
-                          fence=self.last_failure)
+            stuck = [i for _, _, idx in left for i in idx]
+            if not self._defer(stuck, self.last_failure, self.todo):
+                self.phase = _DONE
+                self._unknown(stuck, fence=self.last_failure)
         self.kills = None
         self.phase = _SEND
         if self._kill_give_up:
             return self._give_up()
         return self._kill_pause
+
+    def _defer(self, indices: list[int], fence: BaseException | None,
+               todo: list[int]) -> bool:
+        """In a round of several plans' batches (:attr:`Batch.shared`, not atomic, not a
+        transaction's), set aside writes whose outcome cannot be settled (``indices``: their
+        reply lost, not to be sent again; ``fence``: why their first copy could not be
+        fenced, None for a write that must not run twice) while writes under write ids are
+        still to be sent (in ``todo``): those are sent again and settled (answered, or
+        fenced by :meth:`_give_up`) as they would be alone, and the exchange then ends in
+        OutcomeUnknownError naming the set-aside ones (:meth:`_unknown`), its outcome
+        telling each write-id write's. Removes ``indices`` from ``todo``; False (nothing
+        set aside) when no write-id write is left to settle: the caller raises at once."""
+        if not self.batch.shared or self.batch.atomic or self.pinned:
+            return False
+        gone = set(indices)
+        rest = [i for i in todo if i not in gone]
+        if not any(i in self.once for i in rest):
+            return False
+        todo[:] = rest
+        self._deferred = [*(self._deferred or ()), *indices]
+        if fence is not None or self._deferred_fence is None:
+            self._deferred_fence = fence
+        return True
 
     def _again_after(self, failures: int) -> float | None:
         """The pause before trying a fence (a kill or a write-id fence) again after
@@ -1200,6 +1230,8 @@ class Exchange:
         if self._checking:
             return self._settle_check(calls)
         if len(calls) == 1 and self._answered(calls[0]):
+            if self._deferred:
+                self._unknown([])
             return 0.0
         todo: list[int] = []
         unknown: list[int] = []
@@ -1230,13 +1262,17 @@ class Exchange:
             assert self.last_redirect is not None
             raise RestartAttemptError(self.last_redirect)
         if unknown:
-            self._unknown(unknown, fence=self._fence_refusal)
+            todo.sort()
+            if not self._defer(unknown, self._fence_refusal, todo):
+                self._unknown(unknown, fence=self._fence_refusal)
         todo.sort()
         self.todo = todo
         if self.conflict or not todo:
             self.phase = _DONE
             if self.once:
                 self._retire()
+            if self._deferred:
+                self._unknown([])
             return 0.0
         return self._next_round(failed, redirected, kills)
 
@@ -1440,9 +1476,18 @@ class Exchange:
             self.replies[i] = reply if isinstance(reply, Exception) else failure
         return False
 
-    def _unknown(self, indices: list[int], fence: BaseException | None = None) -> None:
+    def _unknown(self, indices: list[int], fence: BaseException | None = None,
+                 fenced: Sequence[int] = ()) -> None:
         """Raise OutcomeUnknownError for writes sent whose replies were lost: not resendable,
-        or (``fence``: why) resendable but their first copy could not be fenced."""
+        or (``fence``: why) resendable but their first copy could not be fenced; with the
+        writes set aside earlier (:meth:`_defer`). ``fenced``: write-id writes fenced as
+        never to run (their outcome says so)."""
+        self.phase = _DONE
+        if self._deferred:
+            indices = [*indices, *(i for i in self._deferred if i not in indices)]
+            if fence is None:
+                fence = self._deferred_fence
+            self._deferred = None
         commands = self.batch.commands
         keys = tuple(dict.fromkeys(_text(k) for i in indices
                                    for k in command_keys(commands[i])[0]))
@@ -1467,7 +1512,7 @@ class Exchange:
         error = OutcomeUnknownError(
             f"the connection failed after {what} was sent and before its reply arrived "
             f"({type(cause).__name__}: {cause}); {why}", keys=keys, write_id=self.write_id)
-        raise self._outcome(error, indices) from cause
+        raise self._outcome(error, indices, fenced) from cause
 
     # ---- giving up ---------------------------------------------------------------------
 
@@ -1533,6 +1578,8 @@ class Exchange:
             self.phase = _FENCE
             return 0.0
         self.phase = _DONE
+        if self._deferred:
+            self._unknown([])
         error = self.last_failure
         if error is None:  # redirected for too long: the last redirection's reply
             assert self.last_redirect is not None
@@ -1581,9 +1628,13 @@ class Exchange:
         if not missing:
             self.todo = []
             self._retire()
+            if self._deferred:
+                self._unknown([])
             return 0.0
         cause = self.last_failure or RedisConnectionError("connection lost")
         fenced = [i for i in missing if resolved.get(i) is False]  # never will be applied
+        if self._deferred:
+            self._unknown([], fenced=fenced)
         if self.pinned:
             if not applied:
                 raise RestartAttemptError(cause)
