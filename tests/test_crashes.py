@@ -164,16 +164,20 @@ def test_a_server_paused_past_the_socket_timeout(once: bool) -> None:
         store.save(Counter(id="c", n=10))
         server.pause()
         started = time.monotonic()  # before the timer (a descheduled thread between them)
-        threading.Timer(1.5, server.resume).start()  # five socket timeouts later
-        if once:
-            # resent under its write id until the server answers: exactly once
-            assert store.incr(Counter, "c", "n", 1) == 11
-            assert time.monotonic() - started >= 1.4
-        else:
-            with pytest.raises(redmodel.OutcomeUnknownError) as raised:
-                store.incr(Counter, "c", "n", 1)
-            assert raised.value.keys == ("crash_counter:c",)
-            assert time.monotonic() - started < 1.4
+        resumer = threading.Timer(1.5, server.resume)  # five socket timeouts later
+        resumer.start()
+        try:
+            if once:
+                # resent under its write id until the server answers: exactly once
+                assert store.incr(Counter, "c", "n", 1) == 11
+                assert time.monotonic() - started >= 1.4
+            else:
+                with pytest.raises(redmodel.OutcomeUnknownError) as raised:
+                    store.incr(Counter, "c", "n", 1)
+                assert raised.value.keys == ("crash_counter:c",)
+                assert time.monotonic() - started < 1.4
+        finally:
+            resumer.join()  # never fires into a later test, even after a failure here
         deadline = time.monotonic() + 5
         while direct.hget("crash_counter:c", "n") == b"10" and time.monotonic() < deadline:
             time.sleep(0.05)  # the paused server runs the increment when it resumes

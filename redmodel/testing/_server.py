@@ -532,12 +532,21 @@ class RedisServer:
 
     def pause(self) -> None:
         """SIGSTOP the server: it holds its connections open and answers nothing until
-        :meth:`resume` (what a server stalled by a long fork, swap or a VM pause does)."""
-        self._started().send_signal(signal.SIGSTOP)
+        :meth:`resume` (what a server stalled by a long fork, swap or a VM pause does).
+
+        Returns once every thread of the server is stopped (on Linux, read from
+        ``/proc``; up to 5 s): the kernel delivers SIGSTOP asynchronously, and a command
+        sent right after ``kill()`` returned could otherwise still be answered."""
+        proc = self._started()
+        proc.send_signal(signal.SIGSTOP)
+        _wait_for_threads(proc.pid, stopped=True)
 
     def resume(self) -> None:
-        """SIGCONT a server paused by :meth:`pause`."""
-        self._started().send_signal(signal.SIGCONT)
+        """SIGCONT a server paused by :meth:`pause`; returns once it runs again (on
+        Linux)."""
+        proc = self._started()
+        proc.send_signal(signal.SIGCONT)
+        _wait_for_threads(proc.pid, stopped=False)
 
     def kill(self) -> None:
         """SIGKILL the server now (a crash: no shutdown, connections reset). The temp dir
@@ -695,3 +704,31 @@ class RedisServer:
         redis-py's defaults (``decode_responses=False``). The caller closes it."""
         return redis.Redis(**{**self.connection_kwargs(), "retry": Retry(NoBackoff(), 0),
                               **kwargs})
+
+
+def _wait_for_threads(pid: int, *, stopped: bool, timeout: float = 5.0) -> None:
+    """Wait until every thread of ``pid`` is stopped (state ``T``), or none is. Where
+    ``/proc`` is missing (not Linux) or the process is gone, return at once."""
+    tasks = Path(f"/proc/{pid}/task")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            entries = list(tasks.iterdir())
+        except OSError:
+            return  # no /proc, or the process is gone: nothing to wait on
+        states = []
+        for task in entries:
+            try:
+                stat = (task / "stat").read_text()
+            except OSError:
+                continue  # a thread that ended meanwhile
+            states.append(stat[stat.rindex(")") + 2])  # the field after "pid (comm) "
+        if states and all((state in "Tt") == stopped for state in states):
+            return
+        if time.monotonic() > deadline:
+            raise ServerStateError(
+                f"server PID {pid} did not {'stop' if stopped else 'resume'} within "
+                f"{timeout} s of its signal (thread states {''.join(states)})"
+            )
+        time.sleep(0.001)
+
