@@ -10,8 +10,6 @@ import contextlib
 import functools
 import inspect
 import pickle
-import subprocess
-import sys
 import typing
 import warnings
 from collections.abc import Callable, Iterator
@@ -27,7 +25,7 @@ import redmodel.migrations
 import redmodel.testing
 from redmodel import Store
 from redmodel.containers import Queue
-from tests.conftest import seeded_mypy_cache
+from tests import user_mypy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,20 +141,8 @@ def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[int, list[str]
     runs it, on one user file (USER_CODE): the errors by line. Run once for the module."""
     path = tmp_path_factory.mktemp("typing18a") / "user18a.py"
     path.write_text(USER_CODE)
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-         "--show-error-codes", "--no-error-summary", "--no-pretty",
-         # not shared with test_typing
-         "--cache-dir", str(seeded_mypy_cache(ROOT / ".mypy_cache" / "attack18a")),
-         str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
-    )
-    assert done.returncode in (0, 1), done.stdout + done.stderr
-    errors: dict[int, list[str]] = {}
-    for line in done.stdout.splitlines():
-        parts = line.split(":", 3)
-        if len(parts) == 4 and parts[2].strip() == "error":
-            errors.setdefault(int(parts[1]), []).append(parts[3])
+    # not shared with test_typing
+    errors = user_mypy.mypy_errors(path, ROOT / ".mypy_cache" / "attack18a")
     assert 24 in errors, errors  # the control line: mypy ran and was read
     return errors
 

@@ -5,8 +5,6 @@ this attack (/work/notes/s29/ATK-AL-FINDINGS.md)."""
 from __future__ import annotations
 
 import functools
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 import redis
 
 import redmodel
-from tests.conftest import seeded_mypy_cache
+from tests import user_mypy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -205,20 +203,9 @@ def wire(store: Store, astore: AsyncStore) -> None:
 
 @pytest.fixture(scope="module")
 def mypy_lines(tmp_path_factory: pytest.TempPathFactory) -> dict[int, list[str]]:
-    where = tmp_path_factory.mktemp("atk29al")
-    path = where / "usercode.py"
+    path = tmp_path_factory.mktemp("atk29al") / "usercode.py"
     path.write_text(_USER_CODE)
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-         "--show-error-codes", "--no-error-summary", "--no-pretty",
-         "--cache-dir", str(seeded_mypy_cache(where / ".cache")), str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode in (0, 1), done.stdout + done.stderr
-    found: dict[int, list[str]] = {}
-    for line in done.stdout.splitlines():
-        if line.startswith(str(path)) and ": error: " in line:
-            found.setdefault(int(line.split(":")[1]), []).append(line)
-    return found
+    return user_mypy.mypy_errors(path)
 
 
 def _line(marker: str) -> list[int]:

@@ -9,16 +9,13 @@ A line of the user code ending in ``# Fn E: text`` must get an error containing 
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 import pytest
 
 import redmodel
-from tests.conftest import seeded_mypy_cache
+from tests import user_mypy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,45 +127,15 @@ def f8() -> None:
     reveal_type(chain.decode(chain.encode([1, 2]), list[int]))  # F8 N: "list[int]"
 '''
 
-_MARK = re.compile(r"#\s*(F\d+)\s+(E|N|ok)\b:?\s*(.*)$")
-
-
 @pytest.fixture(scope="module")
 def mypy_report(tmp_path_factory: pytest.TempPathFactory) -> dict[int, list[str]]:
-    where = tmp_path_factory.mktemp("atk31f")
-    path = where / "usercode.py"
+    path = tmp_path_factory.mktemp("atk31f") / "usercode.py"
     path.write_text(_USER_CODE)
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-         "--show-error-codes", "--no-error-summary", "--no-pretty",
-         "--cache-dir", str(seeded_mypy_cache(where / ".cache")), str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode in (0, 1), done.stdout + done.stderr
-    found: dict[int, list[str]] = {}
-    for line in done.stdout.splitlines():
-        head, _, rest = line.partition(": ")
-        if head.rsplit(":", 1)[0].endswith("usercode.py") and rest.startswith(("error", "note")):
-            found.setdefault(int(head.rsplit(":", 1)[1]), []).append(rest)
-    return found
+    return user_mypy.mypy_report(path)
 
 
 def _unmet(report: dict[int, list[str]], finding: str) -> list[str]:
-    """The expectations of ``finding``'s lines that mypy's report does not meet."""
-    unmet = []
-    for number, text in enumerate(_USER_CODE.splitlines(), 1):
-        match = _MARK.search(text)
-        if match is None or match[1] != finding:
-            continue
-        got = report.get(number, [])
-        errors = [g for g in got if g.startswith("error")]
-        notes = [g for g in got if g.startswith("note")]
-        kind, want = match[2], match[3]
-        ok = (not errors if kind == "ok" else
-              any(want in e for e in errors) if kind == "E" else
-              any(want in n for n in notes))
-        if not ok:
-            unmet.append(f"line {number}: {text.strip()}\n    mypy: {got}")
-    return unmet
+    return user_mypy.unmet(_USER_CODE, report, finding)
 
 
 def test_mypy_f1_incr_of_a_class_attribute_that_is_not_a_stored_field(

@@ -14,10 +14,6 @@ plugin cannot see are checked at run time only (... a model class passed as `typ
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import re
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,7 +22,7 @@ import pytest
 import redis.asyncio
 
 import redmodel
-from tests.conftest import seeded_mypy_cache
+from tests import user_mypy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -190,59 +186,16 @@ def f7(store: Store) -> None:
     store.update(Cached, "v1", n=1)  # F7 ok
 '''
 
-_MARK = re.compile(r"#\s*(F\d+)\s+(E|N|ok)\b:?\s*(.*)$")
-
-
 @pytest.fixture(scope="module")
 def user(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[int, list[str]], ModuleType]:
-    where = tmp_path_factory.mktemp("atk31k")
-    path = where / "usercode_atk31k.py"
-    path.write_text(_USER_CODE)
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-         "--show-error-codes", "--no-error-summary", "--no-pretty",
-         "--cache-dir", str(seeded_mypy_cache(where / ".cache")), str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode in (0, 1), done.stdout + done.stderr
-    found: dict[int, list[str]] = {}
-    for line in done.stdout.splitlines():
-        head, _, rest = line.partition(": ")
-        if head.rsplit(":", 1)[0].endswith("usercode_atk31k.py") and \
-                rest.startswith(("error", "note")):
-            found.setdefault(int(head.rsplit(":", 1)[1]), []).append(rest)
-    spec = importlib.util.spec_from_file_location("usercode_atk31k", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["usercode_atk31k"] = module
-    spec.loader.exec_module(module)
-    return found, module
+    return user_mypy.user_code(tmp_path_factory, "usercode_atk31k", _USER_CODE)
 
 
 def _unmet(report: dict[int, list[str]], finding: str) -> list[str]:
-    unmet = []
-    for number, text in enumerate(_USER_CODE.splitlines(), 1):
-        match = _MARK.search(text)
-        if match is None or match[1] != finding:
-            continue
-        got = report.get(number, [])
-        errors = [g for g in got if g.startswith("error")]
-        notes = [g for g in got if g.startswith("note")]
-        kind, want = match[2], match[3]
-        ok = (not errors if kind == "ok" else
-              any(want in e for e in errors) if kind == "E" else
-              any(want in n for n in notes))
-        if not ok:
-            unmet.append(f"line {number}: {text.strip()}\n    mypy: {got}")
-    return unmet
+    return user_mypy.unmet(_USER_CODE, report, finding)
 
 
-def _refused(module: ModuleType, store: redmodel.Store, prefix: str) -> None:
-    # every f<n>_bad_* function is refused by the store (what mypy should flag)
-    bad = [getattr(module, n) for n in dir(module) if n.startswith(prefix + "_bad")]
-    assert bad
-    for fn in bad:
-        with pytest.raises(redmodel.ValidationError):
-            fn(store)
+_refused = user_mypy.refused
 
 
 def test_mypy_f1_the_key_named_by_the_model_option_or_by_default(user: Any, store: redmodel.Store

@@ -13,10 +13,6 @@ Each test FAILS on main as of this attack (/work/notes/s31/ATK-N-FINDINGS.md).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import re
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,7 +20,7 @@ from typing import Any
 import pytest
 
 import redmodel
-from tests.conftest import seeded_mypy_cache
+from tests import user_mypy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,52 +93,16 @@ def f4(store: Store, maybe: int | None, flag: int | bool, some: str | list[int])
     store.get_many(Num, some)  # F4 ok
 '''
 
-_MARK = re.compile(r"#\s*(F\d+)\s+(ok|E)(?::\s*(.*))?$")
-
-
 @pytest.fixture(scope="module")
 def user(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[int, list[str]], ModuleType]:
-    where = tmp_path_factory.mktemp("atk31n")
-    path = where / "usercode_atk31n.py"
-    path.write_text(_USER_CODE)
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-         "--show-error-codes", "--no-error-summary", "--no-pretty",
-         "--cache-dir", str(seeded_mypy_cache(where / ".cache")), str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode in (0, 1), done.stdout + done.stderr
-    found: dict[int, list[str]] = {}
-    for line in done.stdout.splitlines():
-        head, _, rest = line.partition(": ")
-        if head.rsplit(":", 1)[0].endswith("usercode_atk31n.py") and rest.startswith("error"):
-            found.setdefault(int(head.rsplit(":", 1)[1]), []).append(rest)
-    spec = importlib.util.spec_from_file_location("usercode_atk31n", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["usercode_atk31n"] = module
-    spec.loader.exec_module(module)
-    return found, module
+    return user_mypy.user_code(tmp_path_factory, "usercode_atk31n", _USER_CODE)
 
 
 def _unmet(report: dict[int, list[str]], finding: str) -> list[str]:
-    unmet = []
-    for number, text in enumerate(_USER_CODE.splitlines(), 1):
-        match = _MARK.search(text)
-        if match is None or match[1] != finding:
-            continue
-        got = report.get(number, [])
-        ok = not got if match[2] == "ok" else any(match[3] in e for e in got)
-        if not ok:
-            unmet.append(f"line {number}: {text.strip()}\n    mypy: {got}")
-    return unmet
+    return user_mypy.unmet(_USER_CODE, report, finding)
 
 
-def _refused(module: ModuleType, store: redmodel.Store, prefix: str) -> None:
-    bad = [getattr(module, n) for n in dir(module) if n.startswith(prefix + "_bad")]
-    assert bad
-    for fn in bad:
-        with pytest.raises(redmodel.ValidationError):
-            fn(store)
+_refused = user_mypy.refused
 
 
 def test_mypy_f1_methods_of_ones_own_store_subclass_are_not_judged_as_the_stores(

@@ -38,10 +38,10 @@ import pytest
 
 import redmodel
 from redmodel._models._keys import new_id
+from tests import user_mypy
 from tests.conftest import seeded_mypy_cache
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORTED = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+): error: .*  \[(?P<code>[a-z-]+)\]$")
 #: ``# E: a, b|c``: two errors, one of code a, one of b or c
 EXPECTED = re.compile(r"#\s*E:\s*([a-z|-]+(?:\s*,\s*[a-z|-]+)*)\s*$")
 
@@ -429,19 +429,13 @@ def _matches(expected: set[tuple[int, str]], reported: set[tuple[int, str]]) -> 
 def _run_mypy(files: list[Path], cache: Path, *options: str
               ) -> tuple[dict[str, set[tuple[int, str]]], str]:
     """Per module: the (line, error code)s mypy reports; and its log (stderr)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-         "--show-error-codes", "--no-error-summary", "--no-pretty", "--cache-dir", str(cache),
-         *options, *map(str, files)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode in (0, 1), done.stdout + done.stderr
+    found, log = user_mypy.run_mypy(files, cache, *options)
     reported: dict[str, set[tuple[int, str]]] = {}
-    for line in done.stdout.splitlines():
-        match = REPORTED.match(line)
-        if match:
+    for match in found:
+        if match["kind"] == "error" and match["code"]:
             reported.setdefault(Path(match["path"]).stem, set()).add(
                 (int(match["line"]), match["code"]))
-    return reported, done.stderr
+    return reported, log
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import redmodel
-from tests.conftest import AsyncFacade, seeded_mypy_cache
+from tests import user_mypy
+from tests.conftest import AsyncFacade
 
 ROOT = Path(__file__).resolve().parent.parent
 INT64 = (-(2**63), 2**63 - 1)
@@ -445,20 +444,9 @@ def wire(store: Store, astore: AsyncStore, p: RetryPolicy) -> None:
 
 @pytest.fixture(scope="module")
 def mypy_lines(tmp_path_factory: pytest.TempPathFactory) -> dict[int, list[str]]:
-    where = tmp_path_factory.mktemp("fx29al")
-    path = where / "usercode.py"
+    path = tmp_path_factory.mktemp("fx29al") / "usercode.py"
     path.write_text(_USER_CODE)
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-         "--show-error-codes", "--no-error-summary", "--no-pretty",
-         "--cache-dir", str(seeded_mypy_cache(where / ".cache")), str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode in (0, 1), done.stdout + done.stderr
-    found: dict[int, list[str]] = {}
-    for line in done.stdout.splitlines():
-        if line.startswith(str(path)) and ": error: " in line:
-            found.setdefault(int(line.split(":")[1]), []).append(line)
-    return found
+    return user_mypy.mypy_errors(path)
 
 
 def test_mypy_flags_every_form_of_a_transaction_function_of_the_wrong_kind(

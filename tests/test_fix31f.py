@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,11 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import redmodel
+from tests import user_mypy
 from tests.budget import scaled, sized
-from tests.conftest import seeded_mypy_cache
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORTED = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+): error: ")
 
 MODULE = '''\
 from __future__ import annotations
@@ -131,13 +128,8 @@ def _write(where: Path, prefix: str, key: str, key_type: str, drawn: list[str]
 
 
 def _mypy_errors(path: Path) -> set[int]:
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-         "--no-error-summary", "--no-pretty",
-         "--cache-dir", str(seeded_mypy_cache(path.parent / ".cache")), str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode in (0, 1), done.stdout + done.stderr
-    return {int(m["line"]) for m in map(REPORTED.match, done.stdout.splitlines()) if m}
+    found, _ = user_mypy.run_mypy([path], path.parent / ".cache")
+    return {int(m["line"]) for m in found if m["kind"] == "error"}
 
 
 def _refused(fn: Any, store: redmodel.Store) -> bool:
