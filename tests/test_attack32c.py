@@ -122,7 +122,8 @@ def test_f2_one_sync_store_refuses_a_queue_and_a_model_first_used_by_two_threads
         gate = threading.Barrier(2)
         out: dict[str, str] = {}
 
-        def use(name: str, call: Any) -> None:
+        def use(name: str, call: Any, gate: threading.Barrier = gate,
+                out: dict[str, str] = out) -> None:
             gate.wait()
             try:
                 call()
