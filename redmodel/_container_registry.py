@@ -125,7 +125,7 @@ def _delimiter(schema: Any) -> str:
 
 
 def check_plan(key: str, wanted: dict[str, str], local: Any = None,
-               clearing: bool = False) -> Plan[bool]:
+               clearing: bool = False, mark: Any = None) -> Plan[bool]:
     """Check ``key``'s record against ``wanted`` and create it when there is none; raise
     SchemaConflictError (nothing written) on a difference. Answers whether the key is
     recorded now: a server out of memory (maxmemory) refuses to create a record, and the
@@ -134,14 +134,36 @@ def check_plan(key: str, wanted: dict[str, str], local: Any = None,
     models are checked first, with no round trip. ``clearing``: the check of ``clear()``,
     which a model's key space holding the key's refuses only while the key holds a value
     (it may be the model's object); an empty key is cleared (its record, side keys and
-    marks go), unrecorded."""
+    marks go), unrecorded. ``mark``: what ``local`` remembers once the key is checked
+    (added when this answers True, in the step the key stops being under way)."""
     held: tuple[str, str, Any] | None = None
     if local is not None:
-        spec = local.model_holding(key)
-        if spec is not None:
-            held = (spec.prefix, spec.delimiter, owner_of(spec.cls))
-            if not clearing:
-                raise _inside(key, wanted, *held, store=True)
+        # checked against the models this store uses or is first using, and (when none
+        # holds it) counted as under way in the same step: of a model and a container
+        # whose first uses overlap in time, one always meets the other (32C F2)
+        spec = local.begin_container(key)
+        if spec is None:
+            return (yield from _ended(local, key, mark, _check(
+                key, wanted, None, clearing)))
+        held = (spec.prefix, spec.delimiter, owner_of(spec.cls))
+        if not clearing:
+            raise _inside(key, wanted, *held, store=True)
+    return (yield from _check(key, wanted, held, clearing))
+
+
+def _ended(local: Any, key: str, mark: Any, plan: Plan[bool]) -> Plan[bool]:
+    """``plan``, then the key is no longer under way in the store ``local``; when ``plan``
+    answered True, ``mark`` (if any) is added to the keys it checked in the same step."""
+    done = False
+    try:
+        done = yield from plan
+    finally:
+        local.end_container(key, mark if done else None)
+    return done
+
+
+def _check(key: str, wanted: dict[str, str], held: tuple[str, str, Any] | None,
+           clearing: bool) -> Plan[bool]:
     record = record_key(key)
     prefixes = _prefixes(key)
     counter = "window" in wanted
@@ -370,8 +392,7 @@ def first_use(container: Any, clearing: bool = False) -> Plan[None] | None:
     wanted = dict(mark[1])
 
     def first() -> Plan[None]:
-        if (yield from check_plan(container.key, wanted, registry, clearing)):
-            seen.add(mark)
+        yield from check_plan(container.key, wanted, registry, clearing, mark)
 
     return first()
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
@@ -631,6 +632,17 @@ class Registry:
         self.checked: set[type] | _Everything = set() if enabled else _Everything()
         self.pending: dict[type, frozenset[str]] = {}
         self.containers: set[Any] = set()  # container keys checked (_container_registry)
+        # first uses under way (sent, not finished), each counted per concurrent use: a
+        # model's (class -> count) and a container key's (key -> count). A first use is
+        # checked against what this store used AND what it is first using, and counted
+        # here in the same step, under ``_lock`` (32C F2: two overlapping first uses run by
+        # threads on one Store, or tasks on one AsyncStore, each checked the other's set
+        # before the other was in it). The lock is taken only around code that neither
+        # awaits nor sends (plans run it between their batches): no task or thread waits
+        # for it across a round trip.
+        self._lock = threading.RLock()
+        self._models_under_way: dict[type, int] = {}
+        self._keys_under_way: dict[str, int] = {}
         self._targets = targets
         self._records: dict[type, Record] = {}
         self._checks: dict[tuple[type, frozenset[str]], tuple[str, str, str] | None] = {}
@@ -682,43 +694,92 @@ class Registry:
         return out
 
     def model_holding(self, key: str) -> ModelSpec | None:
-        """A model this store uses whose key space shares keys with the container ``key``
-        (:func:`holds_container`), or None."""
+        """A model this store uses, or is first using, whose key space shares keys with
+        the container ``key`` (:func:`holds_container`), or None."""
         if not isinstance(self.checked, set):
             return None
-        for cls in sorted(self.checked, key=owner_of):
-            spec = spec_of(cls)
-            if holds_container(key_space(spec.prefix, spec.delimiter), key):
-                return spec
+        with self._lock:
+            for cls in sorted({*self.checked, *self._models_under_way}, key=owner_of):
+                spec = spec_of(cls)
+                if holds_container(key_space(spec.prefix, spec.delimiter), key):
+                    return spec
         return None
+
+    def begin_container(self, key: str) -> ModelSpec | None:
+        """A first use of the container ``key`` begins: the model this store uses or is
+        first using that holds its keys (:meth:`model_holding`), or None; when None, in the
+        same step (under the lock) the key counts as under way, so a model's first use from
+        now on meets it (:meth:`register`), until :meth:`end_container`."""
+        with self._lock:
+            spec = self.model_holding(key)
+            if spec is None:  # else the use is refused (or, clear(), never recorded)
+                self._keys_under_way[key] = self._keys_under_way.get(key, 0) + 1
+            return spec
+
+    def end_container(self, key: str, mark: Any = None) -> None:
+        """The first use of ``key`` ended; ``mark``: it succeeded, and the store knows the
+        key as checked from now on (added in the same step it stops being under way)."""
+        with self._lock:
+            if mark is not None:
+                self.containers.add(mark)
+            left = self._keys_under_way.get(key, 0) - 1
+            if left > 0:
+                self._keys_under_way[key] = left
+            else:
+                self._keys_under_way.pop(key, None)
 
     def forget(self, cls: type) -> None:
         """Read the record again on the next use of ``cls``."""
-        if isinstance(self.checked, set):
-            self.checked.discard(cls)
-        self.pending.pop(cls, None)
-        self._records.pop(cls, None)
-        for k in [k for k in self._checks if k[0] is cls]:
-            del self._checks[k]
+        with self._lock:
+            if isinstance(self.checked, set):
+                self.checked.discard(cls)
+            self.pending.pop(cls, None)
+            self._records.pop(cls, None)
+            for k in [k for k in self._checks if k[0] is cls]:
+                del self._checks[k]
+
+    def _refuse_overlaps(self, spec: ModelSpec, checked: set[type]) -> None:
+        """Raise SchemaConflictError if a model or container key this store uses, or is
+        first using, shares keys with ``spec``'s (call under the lock)."""
+        # a model this store uses already (or is first using), either way
+        for cls in sorted({*checked, *self._models_under_way}, key=owner_of):
+            other = spec_of(cls)
+            if overlaps((spec.prefix, spec.delimiter), (other.prefix, other.delimiter)):
+                raise overlap_error(spec, owner_of(spec.cls), other.prefix,
+                                    other.delimiter, owner_of(cls))
+        # a container key this store checked (or is first using), wherever its record's
+        # marks are (the registry records meet only at the key's ':'-prefixes and the key
+        # itself)
+        space = key_space(spec.prefix, spec.delimiter)
+        inside = tuple(sorted({k for k in (*(m[0] for m in self.containers),
+                                           *self._keys_under_way)
+                               if holds_container(space, k)}))
+        if inside:
+            raise containers_error(spec, Record(registry_key(spec.prefix), "", "", {},
+                                                {}, containers=inside),
+                                   owner_of(spec.cls), "this store uses")
 
     def register(self, spec: ModelSpec, adopt: bool = False) -> Plan[Record]:
-        if isinstance(self.checked, set):  # a model this store uses already, either way
-            for cls in self.checked:
-                other = spec_of(cls)
-                if overlaps((spec.prefix, spec.delimiter), (other.prefix, other.delimiter)):
-                    raise overlap_error(spec, owner_of(spec.cls), other.prefix,
-                                        other.delimiter, owner_of(cls))
-            # a container key this store checked, wherever its record's marks are (the
-            # registry records meet only at the key's ':'-prefixes and the key itself)
-            space = key_space(spec.prefix, spec.delimiter)
-            inside = tuple(sorted({m[0] for m in self.containers
-                                   if holds_container(space, m[0])}))
-            if inside:
-                raise containers_error(spec, Record(registry_key(spec.prefix), "", "", {},
-                                                    {}, containers=inside),
-                                       owner_of(spec.cls), "this store uses")
-        record = yield from register_plan(spec, self._targets(), adopt)
-        self._learn(spec.cls, record)
+        if not isinstance(self.checked, set):
+            record = yield from register_plan(spec, self._targets(), adopt)
+            self._learn(spec.cls, record)
+            return record
+        cls = spec.cls
+        checked = self.checked
+        with self._lock:  # check and count as under way in one step (32C F2)
+            self._refuse_overlaps(spec, checked)
+            self._models_under_way[cls] = self._models_under_way.get(cls, 0) + 1
+        try:
+            record = yield from register_plan(spec, self._targets(), adopt)
+            with self._lock:
+                self._learn(cls, record)
+        finally:
+            with self._lock:
+                left = self._models_under_way.get(cls, 0) - 1
+                if left > 0:
+                    self._models_under_way[cls] = left
+                else:
+                    self._models_under_way.pop(cls, None)
         return record
 
     def use(self, cls: type, plan: G) -> G:
@@ -813,19 +874,32 @@ class Registry:
         return (yield from _before_sending(self._needing(spec, needs, _nothing()), plan))
 
     def unregister(self, spec: ModelSpec) -> Plan[int]:
-        """DEL the prefix's record (a script that refuses while a bucket move is under
-        way: the record's ``moving`` keeps every store from using the prefix until the
-        move ends); this store forgets every model of that prefix."""
+        """Delete the model's fields of the prefix's record (the container registry's marks
+        stay), in two script calls of a per-call token (registry_unregister.lua): ``mark``
+        answers whether there is a record and marks it with the token, ``drop`` deletes
+        it if it holds the token. Each is resent after a lost reply and answers as its
+        first run did (the token says it ran), so the answer is whether there was a record
+        whatever reply was lost (32C F1). Both refuse while a bucket move is under way
+        (the record's ``moving`` keeps every store from using the prefix until the move
+        ends). This store forgets every model of that prefix."""
         key = registry_key(spec.prefix)
-        replies = yield Batch([UNREGISTER.call([key], [])], write=True, idempotent=True,
-                              keys=[key])
-        if isinstance(replies[0], list):
-            record = Record(key, "", "", {}, {}, moving=_str(replies[0][1]))
-            raise moving_error(spec, record, owner_of(spec.cls), "unregister the model")
+        token = new_version()
+        had = 0
+        for step in ("mark", "drop"):
+            replies = yield Batch([UNREGISTER.call([key], [step, token])], write=True,
+                                  idempotent=True, keys=[key])
+            if isinstance(replies[0], list):
+                record = Record(key, "", "", {}, {}, moving=_str(replies[0][1]))
+                raise moving_error(spec, record, owner_of(spec.cls), "unregister the model")
+            if step == "mark":
+                had = int(replies[0])
+                if not had:
+                    break
         if isinstance(self.checked, set):
-            for cls in [c for c in self.checked if spec_of(c).prefix == spec.prefix]:
-                self.forget(cls)
-        return int(replies[0])
+            with self._lock:
+                for cls in [c for c in self.checked if spec_of(c).prefix == spec.prefix]:
+                    self.forget(cls)
+        return had
 
     def mark_ready(self, spec: ModelSpec) -> Plan[int]:
         """After a complete reindex: every index of the model still building is ready."""

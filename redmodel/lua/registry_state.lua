@@ -5,7 +5,20 @@
 -- field whose state is not the expected one ('': absent; '*': any state but absent) is
 -- left alone. Answers how many fields changed, or -1 (nothing changed) while a bucket move
 -- is under way (the `moving` field: store.migrate_buckets).
+-- The version written is the token, '.', and the count: a resend of this very call (its
+-- first run changed something, its reply was lost) finds it and answers that count again,
+-- whatever changed since (a bucket move, or those states' own change, would answer -1 or
+-- 0 for a write that was applied: 32C F1). A first run that changed nothing wrote nothing;
+-- its resend runs as a first run.
 --! include acl_lib
+local n = #ARGV - #ARGV % 3
+if #ARGV > n then
+  local now = redis.call('HGET', KEYS[1], 'version')
+  local mine = ARGV[#ARGV] .. '.'
+  if now and string.sub(now, 1, #mine) == mine then
+    return tonumber(string.sub(now, #mine + 1))
+  end
+end
 if redis.call('HGET', KEYS[1], 'moving') then return -1 end
 -- the HGETs, HSETs and HDELs of the loop: each allowed before the first write (acl_lib)
 acl('hget', KEYS[1])
@@ -13,7 +26,6 @@ acl('hset', KEYS[1])
 acl('hdel', KEYS[1])
 acl_ok()
 local changed = 0
-local n = #ARGV - #ARGV % 3
 for i = 1, n, 3 do
   local now = redis.call('HGET', KEYS[1], ARGV[i])
   if not now then now = '' end
@@ -26,5 +38,7 @@ for i = 1, n, 3 do
     changed = changed + 1
   end
 end
-if changed > 0 and #ARGV > n then redis.call('HSET', KEYS[1], 'version', ARGV[#ARGV]) end
+if changed > 0 and #ARGV > n then
+  redis.call('HSET', KEYS[1], 'version', ARGV[#ARGV] .. '.' .. changed)
+end
 return changed
