@@ -15,7 +15,12 @@ patterns an ACL grants the app cover it, and one key is one slot on a cluster):
 - ``version``: a random token (:func:`new_version`) written with every change of the
   fields above (and of ``moving``, a bucket move's), so a query compares this one field
   with the version its store read (:meth:`Registry.step_check`); a record written before
-  versions has none and is compared field by field.
+  versions has none and is compared field by field. The index-state script writes its
+  call's token followed by ``.`` and the count it changed, so that its resend answers
+  that count again (registry_state.lua);
+- ``unregister``: the token of an :meth:`Registry.unregister` call between its two
+  script calls (nothing else reads it; a call stopped between them leaves it, and the
+  next unregister replaces it).
 
 A store registers a model on its first use of it (one HGETALL when nothing changed; a
 compare-and-set script when something did) and remembers it in memory: later operations

@@ -663,16 +663,20 @@ class Store(ShellConfig):
         return self.reindex(model, count=count, progress=progress)
 
     def unregister(self, model: type) -> bool:
-        """Delete the model's record from the model registry (DEL ``<prefix>:%schema``), for
-        a model whose objects are all gone (a test's or an example's tear-down); this store
-        forgets it checked the model, and the next first use records it again. Returns
-        whether there was a record.
+        """Delete the model's record from the model registry (DEL ``<prefix>:%schema``; the
+        container registry's ``container:<key>`` fields stay), for a model whose objects are
+        all gone (a test's or an example's tear-down); this store forgets it checked the
+        model, and the next first use records it again. Returns whether there was a record,
+        whatever reply was lost: the record is first marked with a token of this call
+        (answering whether there was one), then deleted if it still holds that token, and a
+        resend of either script after a lost or cut reply finds the token and answers as its
+        first run did. Two ``unregister`` calls racing on one prefix may both return True.
 
         Refused with :class:`SchemaConflictError` while a bucket move
         (:meth:`migrate_buckets`) is under way: its ``moving`` mark keeps the prefix refused.
 
-        Redis: EVALSHA registry_unregister.lua (DEL of <prefix>:%schema unless it holds
-        ``moving``)."""
+        Redis: EVALSHA registry_unregister.lua twice (HSET of the call's token in
+        <prefix>:%schema, then its DEL, unless it holds ``moving``)."""
         return bool(self.run(self._registry.unregister(model_spec(model))))
 
     def adopt(self, model: type) -> None:
