@@ -120,7 +120,7 @@ def test_f1b_exactly_once_step_resends_the_push_but_drops_the_read(
     redis_client.delete("a32q", "a32r")
     redis_client.rpush("a32q", 1, 2, 3)
     redis_client.rpush("a32r", 1, 2, 3)
-    alone, outcomes, error = _go(redis_client, proxy, shell, True, _lose_all)
+    _alone, outcomes, error = _go(redis_client, proxy, shell, True, _lose_all)
     proxy.clear()
     assert redis_client.lrange("a32q", 0, -1) == [b"1", b"2", b"3", b"5"]
     assert not (isinstance(error, redmodel.OutcomeUnknownError) and "a32r" in error.keys), (
