@@ -199,6 +199,12 @@ class Batch:
     round then ends in :class:`~redmodel.OutcomeUnknownError` for the unsettled ones
     (``Exchange._defer``). A batch of one plan is judged as always.
 
+    ``reads``: the positions of the commands that change nothing (reads), set by
+    :func:`gather` on the batch it merges (every command of a batch that is not a
+    ``write``, and the reads of those that are: :meth:`read_commands`). A read whose reply
+    is lost is sent again as it would be alone, never fenced nor counted among the writes
+    whose outcome is unknown, whatever else the round holds.
+
     ``meanwhile``: client work the plan can do while the server runs this batch (the
     next chunk's encoding in ``save_many``). A store may call it once, after the batch's
     first round is sent and before its replies are read, or never (a transaction, a
@@ -220,6 +226,7 @@ class Batch:
     follow_up: bool = False
     pause: float = 0.0
     shared: bool = False
+    reads: tuple[int, ...] | None = None
     packed: Sequence[bytes] | None = attrs.field(default=None, eq=False, repr=False)
     meanwhile: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
 
@@ -235,6 +242,35 @@ class Batch:
         if self.unsafe is not None:
             return self.unsafe
         return () if self.may_resend else tuple(range(len(self.commands)))
+
+    def read_commands(self) -> tuple[int, ...]:
+        """Indices of the commands that change nothing (sent again after a lost reply with
+        no fence, never an unknown outcome): ``reads`` when set (:func:`gather`), else
+        every command of a batch that is not a ``write`` (the label a store already trusts
+        to resend it alone and a transaction to send it outside MULTI), and in a ``write``
+        batch only a plain command of :data:`READ_COMMANDS` that may be sent twice (not
+        among :meth:`unsafe_commands`): a script, or any other name, counts as a write."""
+        if self.reads is not None:
+            return self.reads
+        if not self.write:
+            return tuple(range(len(self.commands)))
+        if self.unsafe is None and not self.may_resend:
+            return ()  # every command must not run twice
+        unsafe = frozenset(self.unsafe or ())
+        return tuple(i for i, c in enumerate(self.commands)
+                     if c and c[0] in READ_COMMANDS and i not in unsafe)
+
+
+#: Plain commands that change nothing (each flagged ``readonly`` in the server's command
+#: table: tests/test_fix32a.py checks), counted as reads inside a write batch
+#: (:meth:`Batch.read_commands`); as redmodel spells them (upper case str).
+READ_COMMANDS = frozenset({
+    "EXISTS", "TYPE", "TTL", "PTTL", "GET", "MGET", "STRLEN", "HGET", "HMGET", "HGETALL",
+    "HEXISTS", "HLEN", "HKEYS", "HVALS", "HSCAN", "LLEN", "LRANGE", "LINDEX", "SCARD",
+    "SISMEMBER", "SMISMEMBER", "SMEMBERS", "SSCAN", "ZCARD", "ZSCORE", "ZMSCORE", "ZRANGE",
+    "ZRANGEBYSCORE", "ZRANGEBYLEX", "ZREVRANGE", "ZREVRANGEBYSCORE", "ZREVRANGEBYLEX",
+    "ZRANK", "ZREVRANK", "ZCOUNT", "ZLEXCOUNT", "ZSCAN", "SCAN",
+})
 
 
 @attrs.frozen(slots=True)
@@ -620,6 +656,7 @@ def _plan_part(error: Exception, batch: Batch, start: int, count: int
         cause = error.__cause__ if isinstance(error, OutcomeUnknownError) and \
             error.__cause__ is not None else error
         what = ", ".join(sorted({describe(commands[k]) for k in (unknown or missing)}))
+        reads = set(batch.read_commands())
         done = _keys_of([commands[k] for k in unsafe if k in ran])
         if unknown:
             message = (f"{what} was sent in one round with other plans' commands "
@@ -634,7 +671,8 @@ def _plan_part(error: Exception, batch: Batch, start: int, count: int
                        "one round with other plans' commands (run_many) that failed")
         made = OutcomeUnknownError(
             f"{message} ({type(cause).__name__}: {cause})",
-            keys=_keys_of([commands[k] for k in missing]),
+            keys=_keys_of([commands[k] for k in missing
+                           if k not in reads]),  # a read wrote nothing
             write_id=getattr(error, "write_id", None))
         made.__cause__ = cause
         whole_part = getattr(part, OUTCOME, None)
@@ -825,6 +863,8 @@ def _round(current: dict[int, Batch], alone: bool
     batches = group.values()
     unsafe = tuple(start + k for i, (start, _) in spans.items()
                    for k in group[i].unsafe_commands())
+    reads = tuple(start + k for i, (start, _) in spans.items()
+                  for k in group[i].read_commands())
     return group, spans, Batch(
         commands,
         write=any(b.write for b in batches),
@@ -836,7 +876,14 @@ def _round(current: dict[int, Batch], alone: bool
         follow_up=all(b.follow_up for b in batches),
         pause=max(b.pause for b in batches),
         shared=True,
+        reads=reads,
     )
+
+
+def _written(batch: Batch) -> list[Command]:
+    """The commands of ``batch`` that may change data (all but its reads)."""
+    reads = set(batch.read_commands())
+    return [c for k, c in enumerate(batch.commands) if k not in reads]
 
 
 def _first_failure(failed: dict[int, Exception], results: list[Any], applied: set[int],
@@ -846,7 +893,9 @@ def _first_failure(failed: dict[int, Exception], results: list[Any], applied: se
     failure; its ``results`` each plan's result or failure (:class:`PlanResults`). A
     plain connection error ("not applied, safe to call again") once a write of any plan
     that must not run twice was applied (``applied``) becomes an OutcomeUnknownError
-    saying so, naming the keys of the failed plans' latest batches (``last``)."""
+    saying so, naming the keys the failed plans' latest batches (``last``) write: never a
+    read's (:meth:`Batch.read_commands`; a failed read wrote nothing, so when only reads
+    failed it names none)."""
     chosen = next((e for e in failed.values() if isinstance(e, OutcomeUnknownError)),
                   next(iter(failed.values())))
     done = PlanResults(results)
@@ -854,11 +903,13 @@ def _first_failure(failed: dict[int, Exception], results: list[Any], applied: se
         done[i] = error
     if applied and isinstance(chosen, CONNECTION_ERRORS) and \
             not isinstance(chosen, OutcomeUnknownError):
-        keys = _keys_of([c for i in failed if i in last for c in last[i].commands])
+        keys = _keys_of([c for i in failed if i in last
+                         for c in _written(last[i])])
+        reading = "" if keys else " (reads only: they wrote nothing)"
         wrapped = OutcomeUnknownError(
             f"writes of plans {sorted(applied)} of this run_many were applied, and then "
-            f"plans {sorted(failed)} failed ({type(chosen).__name__}: {chosen}): each "
-            "plan's outcome is in this error's results",
+            f"plans {sorted(failed)} failed{reading} ({type(chosen).__name__}: {chosen}): "
+            "each plan's outcome is in this error's results",
             keys=keys)
         wrapped.__cause__ = chosen
         chosen = wrapped

@@ -1,14 +1,18 @@
 """What the fault tests share (tests/test_attack*.py, tests/test_fix*.py): a quick resend
-policy, stores connected through a :class:`~redmodel.testing.FaultProxy`, and the proxy in
-front of the test server (the ``proxy`` fixture itself is in tests/conftest.py)."""
+policy, stores connected through a :class:`~redmodel.testing.FaultProxy`, the proxy in
+front of the test server (the ``proxy`` fixture itself is in tests/conftest.py), and a
+``run_many`` with a fault armed in its round (an ACL user who cannot fence, the faults,
+the run on either shell)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import redis
+import redis.asyncio
 
 import redmodel
 from redmodel.testing import FaultProxy, RedisServer
@@ -41,3 +45,103 @@ def proxied_store(server: RedisServer) -> Iterator[tuple[FaultProxy, redmodel.St
     build a store; the proxy stops on leaving."""
     with FaultProxy(server.host, server.port) as proxy:
         yield proxy, redmodel.Store.from_url(proxy.url)
+
+
+# ---- run_many with a fault in its round (tests/test_fix31g.py, test_fix31i.py,
+# test_fix31m.py, test_fix32a.py) -----------------------------------------------------------
+
+#: The password of the ACL users :func:`user_without_client_kill` makes (a test server's).
+PASSWORD = "pw"
+
+#: The faults :func:`arm_fault` arms on the commands a test picks.
+FAULTS = ("lose", "cut", "drop", "drop-always", "stall")
+
+
+def user_without_client_kill(client: Any, name: str, **options: Any) -> None:
+    """The ACL user ``name`` (password :data:`PASSWORD`) who may run anything but
+    ``CLIENT KILL``: a store of it cannot fence a resendable write whose reply was lost.
+    ``options`` go to ``acl_setuser`` (``target_nodes=`` on a cluster)."""
+    client.acl_setuser(name, enabled=True, passwords=[f"+{PASSWORD}"], keys=["*"],
+                       commands=["+@all", "-client|kill"], **options)
+
+
+def client_options(proxy: FaultProxy, user: str | None = None, *,
+                   socket_timeout: float = 1.0) -> dict[str, Any]:
+    """A redis-py client's options (sync or asyncio) for the proxy, as ``user`` (one of
+    :func:`user_without_client_kill`) or the default user."""
+    options: dict[str, Any] = {"host": proxy.host, "port": proxy.port,
+                               "socket_timeout": socket_timeout}
+    if user is not None:
+        options.update(username=user, password=PASSWORD)
+    return options
+
+
+def arm_fault(proxy: FaultProxy, fault: str, when: Callable[[list[bytes]], bool]) -> None:
+    """Arm ``fault`` (one of :data:`FAULTS`) on the commands whose arguments ``when``
+    accepts: the reply lost or cut once, the request dropped once or every time, or held
+    1.5 s (past the 1 s socket timeout of :func:`client_options`: a late copy)."""
+    if fault == "lose":
+        proxy.lose_reply(lambda c: True, when=when)
+    elif fault == "cut":
+        proxy.cut_reply(lambda c: True, when=when)
+    elif fault == "drop":
+        proxy.drop_request(lambda c: True, when=when)
+    elif fault == "drop-always":
+        proxy.drop_request(lambda c: True, when=when, times=60)
+    else:
+        assert fault == "stall", fault
+        proxy.stall(lambda c: True, 1.5, when=when)
+
+
+def marked(*marks: str) -> Callable[[list[bytes]], bool]:
+    """A ``when`` for :func:`arm_fault`: a command one of whose arguments holds a mark."""
+    found = [m.encode() for m in marks]
+    return lambda args: any(m in a for a in args for m in found)
+
+
+def run_many_outcomes(shell: str, options: dict[str, Any], store_options: dict[str, Any],
+                      plans: Callable[[Any], list[Any]], *,
+                      first: Callable[[Any], list[Any]] = lambda store: [],
+                      arm: Callable[[], None] = lambda: None) -> tuple[list[Any], Any]:
+    """(each plan's outcome: its result or its exception, the error run_many raised or
+    None) of ``store.run_many(*plans(store))`` on a Store (``shell`` "sync") or an
+    AsyncStore ("async") of a redis-py client of ``options`` (:func:`client_options`),
+    ``store_options`` the store's; the plans ``first(store)`` are run one by one before
+    (a container's first use, unfaulted), then ``arm()``. A raised error without every
+    plan's ``results`` fails the test."""
+
+    def split(error: Exception, count: int) -> tuple[list[Any], Any]:
+        results = getattr(error, "results", None)
+        assert results is not None and len(results) == count, (
+            f"run_many raised {error!r} without every plan's results")
+        return list(results), error
+
+    if shell == "sync":
+        store = redmodel.Store(redis.Redis(**options), **store_options)
+        try:
+            for plan in first(store):
+                store.run(plan)
+            arm()
+            made = plans(store)
+            try:
+                return list(store.run_many(*made)), None
+            except Exception as e:
+                return split(e, len(made))
+        finally:
+            store.close()
+
+    async def run() -> tuple[list[Any], Any]:
+        astore = redmodel.AsyncStore(redis.asyncio.Redis(**options), **store_options)
+        try:
+            for plan in first(astore):
+                await astore.run(plan)
+            arm()
+            made = plans(astore)
+            try:
+                return list(await astore.run_many(*made)), None
+            except Exception as e:
+                return split(e, len(made))
+        finally:
+            await astore.aclose()
+    assert shell == "async", shell
+    return asyncio.run(run())

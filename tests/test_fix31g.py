@@ -40,7 +40,7 @@ from redmodel._plans import _objects as _ops
 from redmodel.containers import Queue, Set
 from redmodel.testing import ClusterFaultProxy, RedisClusterServer
 from tests.budget import scaled
-from tests.faults import FAST_RESEND
+from tests.faults import FAST_RESEND, arm_fault, marked
 
 BAD = b"bad"
 KINDS = ["push", "pop", "pop-bad", "set-pop", "save", "delete", "query"]
@@ -170,17 +170,7 @@ class Drawn:
 
 
 def _arm(proxy: Any, fault: str, key: str) -> None:
-    when = lambda a: key.encode() in a  # noqa: E731
-    if fault == "lose":
-        proxy.lose_reply(lambda c: True, when=when)
-    elif fault == "cut":
-        proxy.cut_reply(lambda c: True, when=when)
-    elif fault == "drop":
-        proxy.drop_request(lambda c: True, when=when)
-    elif fault == "drop-always":
-        proxy.drop_request(lambda c: True, when=when, times=60)
-    else:
-        proxy.stall(lambda c: True, 1.5, when=when)
+    arm_fault(proxy, fault, marked(key))
 
 
 def _outcomes(plans: list[Drawn], go: Any) -> tuple[list[Any], Any]:

@@ -44,7 +44,13 @@ from redmodel._plans import _objects as _ops
 from redmodel.containers import Queue
 from redmodel.testing import ClusterFaultProxy, RedisClusterServer
 from tests.budget import scaled
-from tests.faults import FAST_RESEND
+from tests.faults import (
+    FAST_RESEND,
+    PASSWORD,
+    arm_fault,
+    client_options,
+    user_without_client_kill,
+)
 
 KINDS = ["push", "pop", "trim", "bsave", "bdelete", "query"]
 STEPS = {"any": None, "claim": CLAIM, "confirm": CONFIRM, "release": RELEASE}
@@ -190,23 +196,11 @@ def _arm(proxy: Any, fault: str, victim: Drawn, step: str) -> None:
             return False
         return any(mark in a for a in args)
 
-    if fault == "lose":
-        proxy.lose_reply(lambda c: True, when=when)
-    elif fault == "cut":
-        proxy.cut_reply(lambda c: True, when=when)
-    elif fault == "drop":
-        proxy.drop_request(lambda c: True, when=when)
-    elif fault == "drop-always":
-        proxy.drop_request(lambda c: True, when=when, times=60)
-    else:
-        proxy.stall(lambda c: True, 1.5, when=when)
+    arm_fault(proxy, fault, when)
 
 
 def _client_options(proxy: Any, nokill: bool) -> dict[str, Any]:
-    options: dict[str, Any] = {"host": proxy.host, "port": proxy.port, "socket_timeout": 1.0}
-    if nokill:
-        options.update(username=USER, password="pw")
-    return options
+    return client_options(proxy, USER if nokill else None)
 
 
 @settings(max_examples=scaled(120), deadline=None,
@@ -222,8 +216,7 @@ def test_no_plan_of_a_shared_round_is_told_plain_of_a_write_that_may_land_later(
         redis_client: Any, proxy: Any, kinds: list[str], target: int, fault: str,
         step: str, nokill: bool, once: bool, shell: str) -> None:
     redis_client.flushall()
-    redis_client.acl_setuser(USER, enabled=True, passwords=["+pw"], keys=["*"],
-                             commands=["+@all", "-client|kill"])
+    user_without_client_kill(redis_client, USER)
     plans = [Drawn(k, n) for n, k in enumerate(kinds)]
     victim = plans[target % len(plans)]
     options: dict[str, Any] = {"exactly_once": once, "resend": FAST_RESEND}
@@ -286,13 +279,11 @@ def cluster_env(request: pytest.FixtureRequest, redis_cluster: RedisClusterServe
                 redis_cluster_client: RedisCluster) -> Iterator[tuple[Any, Any, Any, Any]]:
     """A store as the ACL user without ``client|kill`` on every node, through fault
     proxies."""
-    redis_cluster_client.acl_setuser(USER, enabled=True, passwords=["+pw"], keys=["*"],
-                                     commands=["+@all", "-client|kill"],
-                                     target_nodes=RedisCluster.ALL_NODES)
+    user_without_client_kill(redis_cluster_client, USER, target_nodes=RedisCluster.ALL_NODES)
     proxies = ClusterFaultProxy(redis_cluster.addresses).start()
     host, port = proxies.startup_nodes[0]
     options: dict[str, Any] = dict(host=host, port=port, address_remap=proxies.address_remap,
-                                   socket_timeout=0.5, username=USER, password="pw")
+                                   socket_timeout=0.5, username=USER, password=PASSWORD)
     loop = asyncio.new_event_loop() if request.param == "async" else None
     store: Any = (redmodel.AsyncStore(AsyncRedisCluster(**options), resend=FAST_RESEND)
                   if loop else redmodel.Store(RedisCluster(**options), resend=FAST_RESEND))
@@ -401,8 +392,7 @@ def test_a_follow_ups_unknown_outcome_in_a_shared_round_says_it_is_the_follow_up
     release's reply lost and no CLIENT KILL: the error says so, as delete_many of one
     object does."""
     deleting = Drawn("bdelete", 0)
-    redis_client.acl_setuser(USER, enabled=True, passwords=["+pw"], keys=["*"],
-                             commands=["+@all", "-client|kill"])
+    user_without_client_kill(redis_client, USER)
     options = _client_options(proxy, True)
     store = redmodel.Store(redis.Redis(**options), resend=FAST_RESEND)
     error: Exception | None = None

@@ -31,7 +31,14 @@ from hypothesis import strategies as st
 import redmodel
 from redmodel.containers import Queue
 from tests.budget import scaled
-from tests.faults import FAST_RESEND
+from tests.faults import (
+    FAST_RESEND,
+    arm_fault,
+    client_options,
+    marked,
+    run_many_outcomes,
+    user_without_client_kill,
+)
 
 USER = "fixmnokill"
 START = [b"1", b"2", b"3"]
@@ -52,10 +59,7 @@ def _plan(store: Any, kind: str, key: str) -> Any:
 
 
 def _options(proxy: Any, fence: str) -> dict[str, Any]:
-    options: dict[str, Any] = {"host": proxy.host, "port": proxy.port, "socket_timeout": 1.0}
-    if fence == "denied":
-        options.update(username=USER, password="pw")
-    return options
+    return client_options(proxy, USER if fence == "denied" else None)
 
 
 def _check(kind: str, outcome: Any, now: Any, later: Any) -> None:
@@ -90,54 +94,21 @@ def test_write_id_writes_beside_an_unfenceable_write_end_as_alone(
         redis_client: Any, proxy: Any, kinds: list[str], target: int, fault: str,
         fence: str, shell: str) -> None:
     redis_client.flushall()
-    redis_client.acl_setuser(USER, enabled=True, passwords=["+pw"], keys=["*"],
-                             commands=["+@all", "-client|kill"])
+    user_without_client_kill(redis_client, USER)
     keys = [f"fm{n}{k}" for n, k in enumerate(kinds)]
     for key in keys:
         redis_client.rpush(key, *START)
-    mark = keys[target % len(keys)].encode()
+    mark = keys[target % len(keys)]
 
     def arm() -> None:
         if fence == "lost":
             proxy.drop_request("CLIENT", times=1000, when=lambda a: a[1:2] == [b"KILL"])
-        when = lambda a: any(mark in x for x in a)  # noqa: E731
-        if fault == "lose":
-            proxy.lose_reply(lambda c: True, when=when)
-        elif fault == "cut":
-            proxy.cut_reply(lambda c: True, when=when)
-        else:
-            proxy.stall(lambda c: True, 1.5, when=when)
+        arm_fault(proxy, fault, marked(mark))
 
-    options: dict[str, Any] = {"exactly_once": True, "resend": FAST_RESEND}
-    if shell == "sync":
-        store = redmodel.Store(redis.Redis(**_options(proxy, fence)), **options)
-        try:
-            for key in keys:  # the container's first use, not faulted
-                store.run(Queue(store, key, int).exists_plan())
-            arm()
-            try:
-                outcomes = list(store.run_many(*[_plan(store, k, key)
-                                                 for k, key in zip(kinds, keys, strict=True)]))
-            except Exception as e:
-                outcomes = list(getattr(e, "results", [e]))
-        finally:
-            store.close()
-    else:
-        async def run() -> list[Any]:
-            astore = redmodel.AsyncStore(redis.asyncio.Redis(**_options(proxy, fence)),
-                                         **options)
-            try:
-                for key in keys:
-                    await astore.run(Queue(astore, key, int).exists_plan())
-                arm()
-                try:
-                    return list(await astore.run_many(
-                        *[_plan(astore, k, key) for k, key in zip(kinds, keys, strict=True)]))
-                except Exception as e:
-                    return list(getattr(e, "results", [e]))
-            finally:
-                await astore.aclose()
-        outcomes = asyncio.run(run())
+    outcomes, _ = run_many_outcomes(
+        shell, _options(proxy, fence), {"exactly_once": True, "resend": FAST_RESEND},
+        lambda store: [_plan(store, k, key) for k, key in zip(kinds, keys, strict=True)],
+        first=lambda store: [Queue(store, key, int).exists_plan() for key in keys], arm=arm)
     now = [redis_client.lrange(k, 0, -1) for k in keys]
     proxy.clear()
     assert proxy.quiet()  # every stalled copy has landed (or was fenced)
@@ -152,8 +123,7 @@ def test_a_lone_trim_that_cannot_be_fenced_is_still_unknown(
         redis_client: Any, proxy: Any, mode: str) -> None:
     """A lone batch's behaviour is unchanged: a trim alone, its LTRIM reply lost, no
     CLIENT KILL: OutcomeUnknownError naming its key."""
-    redis_client.acl_setuser(USER, enabled=True, passwords=["+pw"], keys=["*"],
-                             commands=["+@all", "-client|kill"])
+    user_without_client_kill(redis_client, USER)
     redis_client.delete("fm_lone")
     redis_client.rpush("fm_lone", *START)
     options: dict[str, Any] = {"exactly_once": True, "resend": FAST_RESEND}

@@ -189,10 +189,12 @@ class Store(ShellConfig):
         one of its writes may or may not have run (a write that may be sent twice
         counts when its reply was lost and its connection could not be fenced: a copy
         may land later; writes under write ids beside it are still sent again or fenced
-        and answer as alone), else a plain connection error (a read's, or nothing of its
-        writes ran or can land later). The raised error is plain only when no write of
-        any plan that must not run twice was applied (else an OutcomeUnknownError naming
-        the failed plans' keys). Every argument must be a plan, checked before any starts
+        and answer as alone), else a plain connection error (nothing of its writes ran
+        or can land later). A read whose reply was lost is sent again as alone (no fence,
+        whatever writes share its round) and fails only plainly, when it would alone.
+        The raised error is plain only when no write of any plan that must not run twice
+        was applied (else an OutcomeUnknownError naming the keys the failed plans write:
+        never a read's). Every argument must be a plan, checked before any starts
         (ValidationError, nothing sent)::
 
             store.run_many(ips.push_plan(addr), visits.incr_plan(addr), seen.add_plan(day))

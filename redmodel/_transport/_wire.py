@@ -713,6 +713,7 @@ class Exchange:
     reinit = False
     restart = False
     _unsafe: frozenset[int] | None = None
+    _reads: frozenset[int] | None = None
     _maybe: set[int] | None = None
     _unfenced: set[int] | None = None
     _ask: dict[int, Any] | None = None
@@ -765,6 +766,15 @@ class Exchange:
         if self._unsafe is None:
             self._unsafe = frozenset(self.batch.unsafe_commands())
         return self._unsafe
+
+    @property
+    def reads(self) -> frozenset[int]:
+        """The commands that change nothing (:meth:`Batch.read_commands`): a lost reply of
+        one is sent again with no fence, and is never an unknown outcome (computed when
+        first needed)."""
+        if self._reads is None:
+            self._reads = frozenset(self.batch.read_commands())
+        return self._reads
 
     @property
     def maybe_applied(self) -> set[int]:
@@ -1074,16 +1084,16 @@ class Exchange:
         return call
 
     def _learns(self, indices: list[int]) -> bool:
-        """Whether a call carries writes that may be sent again without a write id: its
-        connection's server-side id must be known, to fence them if their reply is lost."""
+        """Whether a call carries writes that may be sent again without a write id (not
+        reads: those need no fence): its connection's server-side id must be known, to
+        fence them if their reply is lost."""
         if not self.batch.write:
             return False
         unsafe, once = self.unsafe, self.once
-        if not unsafe and not once:
-            return True
         if len(unsafe) == len(self.batch.commands) and not once:
             return False  # never sent again (a transaction's EXEC, an increment)
-        return any(i not in unsafe and i not in once for i in indices)
+        reads = self.reads
+        return any(i not in unsafe and i not in once and i not in reads for i in indices)
 
     def _kill_calls(self) -> list[Call]:
         """The fence before a resend: ``CLIENT KILL ID`` of each connection that carried a
@@ -1150,15 +1160,18 @@ class Exchange:
         reply lost, not to be sent again; ``fence``: why their first copy could not be
         fenced, None for a write that must not run twice) while writes under write ids are
         still to be sent (in ``todo``): those are sent again and settled (answered, or
-        fenced by :meth:`_give_up`) as they would be alone, and the exchange then ends in
-        OutcomeUnknownError naming the set-aside ones (:meth:`_unknown`), its outcome
-        telling each write-id write's. Removes ``indices`` from ``todo``; False (nothing
-        set aside) when no write-id write is left to settle: the caller raises at once."""
+        fenced by :meth:`_give_up`) as they would be alone, and so are the reads left
+        (:attr:`reads`: sent again with no fence until they answer or the policy gives up),
+        and the exchange then ends in OutcomeUnknownError naming the set-aside ones
+        (:meth:`_unknown`), its outcome telling each write-id write's and each read's.
+        Removes ``indices`` from ``todo``; False (nothing set aside) when neither a
+        write-id write nor a read is left to settle: the caller raises at once."""
         if not self.batch.shared or self.batch.atomic or self.pinned:
             return False
         gone = set(indices)
         rest = [i for i in todo if i not in gone]
-        if not any(i in self.once for i in rest):
+        once, reads = self.once, self.reads
+        if not any(i in once or i in reads for i in rest):
             return False
         todo[:] = rest
         self._deferred = [*(self._deferred or ()), *indices]
@@ -1308,9 +1321,9 @@ class Exchange:
         """The writes of a failed call to be sent again without a write id (in ``todo``
         from ``before`` on, their replies lost): fenced first (:meth:`_kill_calls`), or, if
         the connection's id is unknown, never sent again (moved to ``unknown``)."""
-        once = self.once
+        once, reads = self.once, self.reads
         maybe = self.maybe_applied
-        lost = [i for i in todo[before:] if i in maybe and i not in once]
+        lost = [i for i in todo[before:] if i in maybe and i not in once and i not in reads]
         if not lost:
             return kills
         if call.conn_id is None:
@@ -1363,7 +1376,7 @@ class Exchange:
                     replies[i] = reply
             elif self._resendable(i):
                 self.maybe_applied.add(i)
-                if i not in self.once:
+                if i not in self.once and i not in self.reads:  # a read needs no fence
                     self.unfenced.add(i)
                 todo.append(i)
                 lost_once = lost_once or i in self.once
@@ -1442,7 +1455,8 @@ class Exchange:
         if len(body) < len(indices) + 2:  # the EXEC reply never came
             if all(self._resendable(i) for i in indices):
                 self.maybe_applied.update(indices)
-                self.unfenced.update(i for i in indices if i not in self.once)
+                self.unfenced.update(i for i in indices
+                                     if i not in self.once and i not in self.reads)
                 todo.extend(indices)
                 if any(i in self.once for i in indices):
                     self.copies_lost += 1
@@ -1550,12 +1564,14 @@ class Exchange:
         """Raise OutcomeUnknownError for a batch given up after some of its writes that must
         not run twice ran and others (``missing``) did not, or not for sure: a plain
         error would read as "nothing applied, call again" (docs/failures.md, "Several
-        writes in one batch"). ``.keys`` names those not known to be applied; its
-        :data:`OUTCOME` says which commands are which (:meth:`_outcome`)."""
+        writes in one batch"). ``.keys`` names those not known to be applied (reads among
+        ``missing`` write nothing: not named); its :data:`OUTCOME` says which commands are
+        which (:meth:`_outcome`)."""
         commands = self.batch.commands
         ran = self._ran_unsafe()
         done = sorted({_text(k) for i in ran for k in command_keys(commands[i])[0]})
-        keys = tuple(dict.fromkeys(_text(k) for i in missing
+        reads = self.reads
+        keys = tuple(dict.fromkeys(_text(k) for i in missing if i not in reads
                                    for k in command_keys(commands[i])[0]))
         maybe = self._maybe or set()
         unknown = [i for i in missing if i not in fenced and i in maybe]
