@@ -32,7 +32,8 @@ class HCard:
 
 
 def _outer(inner: Any, layout: str, shape: str) -> type:
-    ann: Any = {"flattened": inner, "optional": Optional[inner], "list": list[inner]}[shape]
+    ann: Any = {"flattened": inner, "optional": Optional[inner],  # noqa: UP045
+                "list": list[inner]}[shape]
 
     @redmodel.model(prefix=f"atk32e_{inner.__name__.lower()}_{layout}_{shape}", layout=layout)
     @attrs.define
