@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from redmodel._models._specs import FieldSpec, ModelSpec
 
 __all__ = [
-    "HIDDEN", "check_encryption_applies", "check_members_encrypted", "encrypted_fields",
-    "adds_secrecy", "check_not_held", "hide_encrypted", "note_held", "secret_chain",
+    "HIDDEN", "adds_secrecy", "check_encryption_applies", "check_members_encrypted",
+    "check_not_held", "encrypted_fields", "hide_encrypted", "note_held", "secret_chain",
     "unique_violation",
 ]
 
