@@ -9,6 +9,16 @@ A field's own chain applies only where the field is stored on its own: inside a 
 encoded whole (a list or an optional of a nested class, every field of a blob) it is not
 used, so an encrypting chain declared there would leave the plaintext in Redis. Such a
 declaration is refused.
+
+A model's own chain (a blob model's chain, a hash model's default chain for its encoded
+fields) applies only where that model is saved itself. Held by another model or by a
+container, its values are stored by the holder's chains instead: field by field for a
+nested field, whole through the holding field's (or container's) chain otherwise. So a
+class whose own model chain encrypts (or which derives from such a model without a
+declaration of its own) is refused wherever it is held, unless the chain that encodes it
+whole there encrypts: ``redmodel.field(codec="json|fernet")`` on the holding field, an
+encrypting model chain of the holder for its encoded fields or blob, or an encrypting
+container codec.
 """
 
 from __future__ import annotations
@@ -29,8 +39,8 @@ if TYPE_CHECKING:
     from redmodel._models._specs import FieldSpec, ModelSpec
 
 __all__ = [
-    "HIDDEN", "check_encryption_applies", "check_members_encrypted", "encrypted_fields",
-    "hide_encrypted",
+    "HIDDEN", "adds_secrecy", "check_encryption_applies", "check_members_encrypted",
+    "check_not_held", "encrypted_fields", "hide_encrypted", "note_held", "secret_chain",
     "unique_violation",
 ]
 
@@ -236,6 +246,34 @@ def _declared(a: attrs.Attribute[Any]) -> str | None:
     return found.name if found.encrypts else None
 
 
+def secret_chain(cls: type) -> Any:
+    """The encrypting chain ``cls``'s own model declaration puts on its values (a blob
+    model's chain, a hash model's default chain for encoded fields), or that of the model
+    it derives from when it has no declaration of its own; None if there is none."""
+    for c in cls.__mro__:
+        spec = c.__dict__.get("__redmodel__")
+        if spec is not None:
+            chain = getattr(spec, "codec", None)
+            return chain if getattr(chain, "encrypts", False) is True else None
+    return None
+
+
+def adds_secrecy(base: type, sub: type) -> str | None:
+    """What makes an object of ``sub``, a subclass of ``base`` held where ``base`` is
+    declared, secret beyond ``base`` (its model's encrypting chain, a field it declares
+    with an encrypting chain), said in a few words; None for nothing. Such an object is
+    stored as a ``base``: neither is applied."""
+    own = secret_chain(sub)
+    if own is not None and secret_chain(base) is None:
+        return f"{sub.__name__} is stored through its model's chain {own.name!r}"
+    already = {a.name: _declared(a) for a in attrs.fields(base)}
+    for a in attrs.fields(sub):
+        chain = _declared(a)
+        if chain is not None and already.get(a.name) is None:
+            return f"{sub.__name__}.{a.name} declares codec {chain!r}"
+    return None
+
+
 def _inside(tp: Any, where: str, outer: str, seen: set[type]) -> None:
     """Refuse an encrypting chain declared anywhere inside ``tp``, a type encoded whole
     by the chain ``outer``, which does not encrypt."""
@@ -243,14 +281,13 @@ def _inside(tp: Any, where: str, outer: str, seen: set[type]) -> None:
         if tp in seen:
             return
         seen.add(tp)
-        spec = tp.__dict__.get("__redmodel__")
-        own = getattr(spec, "codec", None) if getattr(spec, "layout", None) == "blob" else None
-        if own is not None and own.encrypts:
+        own = secret_chain(tp)
+        if own is not None:
             raise ModelDefinitionError(
-                f"{tp.__name__} is stored through {own.name!r}, which would be ignored: "
-                f"{where} stores it inside a value encoded whole by {outer!r}, which does not "
-                "encrypt, so it would reach Redis in plaintext. Give "
-                f"{where} an encrypting chain (such as 'json|fernet') instead"
+                f"{tp.__name__} is stored through its model's chain {own.name!r}, which "
+                f"would be ignored: {where} stores it inside a value encoded whole by "
+                f"{outer!r}, which does not encrypt, so it would reach Redis in plaintext. "
+                f"Give {where} an encrypting chain (such as 'json|fernet') instead"
             )
         for a in attrs.fields(tp):
             chain = _declared(a)
@@ -269,9 +306,64 @@ def _inside(tp: Any, where: str, outer: str, seen: set[type]) -> None:
 
 def check_members_encrypted(tp: Any, chain: Any, where: str) -> None:
     """Refuse container members (values encoded whole by ``chain``) that declare an
-    encrypting chain ``chain`` would ignore."""
+    encrypting chain ``chain`` would ignore; else remember the classes they hold in the
+    open (:func:`check_not_held`)."""
     if not chain.encrypts:
         _inside(tp, where, chain.name, set())
+        _note_whole(tp, where)
+
+
+# Every attrs class some model or container declared so far stores without encrypting it
+# whole (field by field, or inside a value through a chain that does not encrypt), with
+# where: a class declared a model whose chain encrypts only afterwards is refused.
+_HELD: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
+
+
+def _note_whole(tp: Any, where: str) -> None:
+    if isinstance(tp, type) and attrs.has(tp):
+        if tp in _HELD:
+            return
+        _HELD[tp] = where
+        for a in attrs.fields(tp):
+            if _declared(a) is None:
+                _note_whole(a.type, where)
+        return
+    for arg in typing.get_args(tp):
+        _note_whole(arg, where)
+
+
+def note_held(spec: ModelSpec) -> None:
+    """Remember the classes a model just declared stores in the open (see ``_HELD``)."""
+    if spec.codec is not None and spec.codec.encrypts and spec.layout == "blob":
+        return
+
+    def walk(fields: Sequence[FieldSpec], path: str) -> None:
+        for f in fields:
+            where = f"{path}.{f.name}"
+            if f.kind == "struct" and f.cls is not None:
+                _HELD.setdefault(f.cls, where)
+                walk(f.children, where)
+            elif f.kind == "encoded" and f.codec is not None and not f.codec.encrypts:
+                _note_whole(f.type, where)
+
+    walk(spec.fields, spec.name)
+
+
+def check_not_held(spec: ModelSpec) -> None:
+    """Refuse declaring a model whose chain encrypts on a class that a model or container
+    declared before already stores in the open: that holding would keep storing its
+    values in plaintext (the order of declarations must not decide)."""
+    own = spec.codec
+    where = _HELD.get(spec.cls)
+    if own is None or not own.encrypts or where is None:
+        return
+    raise ModelDefinitionError(
+        f"{spec.name}: its chain {own.name!r} would be ignored where {where}, declared "
+        f"before, holds {spec.name} (field by field, or inside a value through a chain that "
+        "does not encrypt): its values would reach Redis in plaintext there. Declare the "
+        f"model {spec.name} before what holds it, which is then refused unless it encrypts "
+        f"the {spec.name} whole"
+    )
 
 
 def check_encryption_applies(name: str, layout: str, model_codec: Any,
@@ -292,7 +384,17 @@ def check_encryption_applies(name: str, layout: str, model_codec: Any,
             _inside(f.type, f"{name}.{f.name}", outer, set())
         return
     for f in fields:
+        where = f"{name}.{f.name}"
         if f.kind == "encoded" and f.codec is not None and not f.codec.encrypts:
-            _inside(f.type, f"{name}.{f.name}", f.codec.name, set())
-        elif f.children:
-            check_encryption_applies(f"{name}.{f.name}", layout, None, f.children)
+            _inside(f.type, where, f.codec.name, set())
+        elif f.kind == "struct" and f.cls is not None:
+            own = secret_chain(f.cls)
+            if own is not None:
+                raise ModelDefinitionError(
+                    f"{f.cls.__name__} is stored through its model's chain {own.name!r}, "
+                    f"which {where} would not apply: it stores the {f.cls.__name__} field "
+                    "by field, so its values would reach Redis in plaintext. Declare "
+                    f"{where} with an encrypting chain, redmodel.field(codec='json|fernet'), "
+                    f"to store the {f.cls.__name__} whole and encrypted"
+                )
+            check_encryption_applies(where, layout, None, f.children)

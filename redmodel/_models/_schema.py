@@ -16,7 +16,12 @@ import attrs
 from redmodel._args import MAX_TTL_SECONDS, unsendable
 from redmodel._errors import ModelDefinitionError
 from redmodel._indexes._specs import compile_indexes
-from redmodel._models._hidden import check_encryption_applies, hide_encrypted
+from redmodel._models._hidden import (
+    check_encryption_applies,
+    check_not_held,
+    hide_encrypted,
+    note_held,
+)
 from redmodel._models._keys import escape, new_id, snake_case
 from redmodel._models._specs import FieldSpec, ModelSpec, base_spec, spec_of
 from redmodel._models._types import (
@@ -269,8 +274,10 @@ def model(
                         options.get("unique", ()), options.get("buckets"),
                         options.get("track_changes"))
         spec = attrs.evolve(spec, options=options)
+        check_not_held(spec)
         setattr(c, "__redmodel__", spec)  # noqa: B010 - attrs slots classes allow class attrs
         hide_encrypted(spec)
+        note_held(spec)
         return c
 
     return wrap(cls) if cls is not None else wrap
@@ -332,7 +339,9 @@ def _compile(
     key_name = key or _key_name(cls, all_fields)
     chain = resolve_codec(model_codec) if model_codec is not None else None
     default_codec = chain or resolve_codec("json")
-    specs = [_field(name, f, default_codec, delimiter) for f in all_fields]
+    # a blob whose chain encrypts encodes every field whole, encrypted
+    sealed = layout == "blob" and chain is not None and chain.encrypts
+    specs = [_field(name, f, default_codec, delimiter, sealed) for f in all_fields]
     key_spec = next((s for s in specs if s.name == key_name), None)
     if key_spec is None:
         raise ModelDefinitionError(f"{name}: key field {key_name!r} is not a field")
@@ -478,8 +487,11 @@ def _no_index_inside(label: str, cls: type, fields: Sequence[attrs.Attribute[Any
 
 
 def _field(
-    where: str, f: attrs.Attribute[Any], default_codec: Codec, delimiter: str
+    where: str, f: attrs.Attribute[Any], default_codec: Codec, delimiter: str,
+    sealed: bool = False,
 ) -> FieldSpec:
+    """The spec of attribute ``f``; ``sealed``: the model encodes it whole through a chain
+    that encrypts (a blob's), so its checker lets a secret subclass's object through."""
     opts = _options(f)
     label = f"{where}.{f.name}"
     stored = opts.name or f.name
@@ -503,7 +515,7 @@ def _field(
         "optional": optional,
         "has_default": f.default is not attrs.NOTHING,
         "default": None if f.default is attrs.NOTHING else f.default,
-        "check": make_checker(f.type, label),
+        "check": make_checker(f.type, label, sealed=sealed),
         "old_stored": tuple(escape(old, delimiter) for old in opts.old_names),
         "upgrade": opts.upgrade,
     }
@@ -517,11 +529,14 @@ def _field(
         nested = [x for x in attrs.fields(inner) if x.init]
         # every field, init=False ones too: an option there does nothing either
         _no_index_inside(label, inner, attrs.fields(inner))
-        children = tuple(_field(f"{label}", x, default_codec, delimiter) for x in nested)
+        children = tuple(_field(f"{label}", x, default_codec, delimiter, sealed)
+                         for x in nested)
         return FieldSpec(kind="struct", cls=inner, children=children, **common)
     for cls in _classes_in(inner):  # (list[Address], dict[str, Address], a whole value)
         _no_index_inside(label, cls, attrs.fields(cls))
     chain = resolve_codec(opts.codec) if opts.codec is not None else default_codec
+    if chain.encrypts and not sealed:  # encoded whole and encrypted
+        common["check"] = make_checker(f.type, label, sealed=True)
     return FieldSpec(
         kind="encoded",
         codec=chain,

@@ -14,6 +14,7 @@ import sys
 import types
 import typing
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -381,27 +382,33 @@ def canonical_text(tp: Any) -> Callable[[Any], str]:
 _SEQUENCES = (list, tuple, set, frozenset)
 
 
-def make_checker(tp: Any, where: str, _within: tuple[type, ...] = ()) -> Checker:
+def make_checker(tp: Any, where: str, _within: tuple[type, ...] = (), *,
+                 sealed: bool = False) -> Checker:
     """A checker for values of ``tp``; raises ModelDefinitionError if ``tp`` is unsupported.
 
     ``where`` names the model and field for the declaration error. ``_within`` holds the
     nested classes being walked: a class found inside itself (a linked list, a tree) is
     refused, since every checker, encoder and decoder is built per shape and a recursive
     class has no finite shape.
+
+    ``sealed``: values here are encoded whole by a chain that encrypts. Where they are
+    not, an object of a subclass of a declared class that is secret beyond it (its model's
+    chain or a field's own chain encrypts: docs/codecs.md, "Never skipped") is refused: it
+    would be stored as the declared class, in plaintext.
     """
     inner, optional = optional_inner(tp)
     if optional:
-        check_inner = make_checker(inner, where, _within)
+        check_inner = make_checker(inner, where, _within, sealed=sealed)
         return lambda v: None if v is None else check_inner(v)
     found = scalar(tp)
     if found is not None:
         return found[2]
     if is_model_class(tp):
-        return _struct_checker(tp, where, _within)
+        return _struct_checker(tp, where, _within, sealed)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in _SEQUENCES:
-        return _sequence_checker(origin, args, where, _within)
+        return _sequence_checker(origin, args, where, _within, sealed)
     if origin is dict:
         if len(args) != 2:
             raise ModelDefinitionError(f"{where}: dict needs key and value types")
@@ -409,15 +416,15 @@ def make_checker(tp: Any, where: str, _within: tuple[type, ...] = ()) -> Checker
             raise ModelDefinitionError(
                 f"{where}: dict keys must be a scalar type, not {type_shown(args[0])}"
             )
-        return _dict_checker(args[0], args[1], where, _within)
+        return _dict_checker(args[0], args[1], where, _within, sealed)
     raise ModelDefinitionError(f"{where}: unsupported field type {type_shown(tp)}")
 
 
 def _sequence_checker(
-    origin: type, args: tuple[Any, ...], where: str, within: tuple[type, ...]
+    origin: type, args: tuple[Any, ...], where: str, within: tuple[type, ...], sealed: bool
 ) -> Checker:
     if origin is tuple and len(args) >= 1 and args[-1] is not Ellipsis:
-        items = [make_checker(a, where, within) for a in args]
+        items = [make_checker(a, where, within, sealed=sealed) for a in args]
 
         def check_fixed(v: Any) -> str | None:
             if not isinstance(v, tuple) or len(v) != len(items):
@@ -430,7 +437,7 @@ def _sequence_checker(
         return check_fixed
     if len(args) == 0 or (origin is tuple and len(args) != 2):
         raise ModelDefinitionError(f"{where}: {origin.__name__} needs an element type")
-    element = make_checker(args[0], where, within)
+    element = make_checker(args[0], where, within, sealed=sealed)
 
     def check(v: Any) -> str | None:
         if not isinstance(v, origin):
@@ -444,9 +451,10 @@ def _sequence_checker(
     return check
 
 
-def _dict_checker(key_tp: Any, value_tp: Any, where: str, within: tuple[type, ...]) -> Checker:
-    check_key = make_checker(key_tp, where, within)
-    check_value = make_checker(value_tp, where, within)
+def _dict_checker(key_tp: Any, value_tp: Any, where: str, within: tuple[type, ...],
+                  sealed: bool) -> Checker:
+    check_key = make_checker(key_tp, where, within, sealed=sealed)
+    check_value = make_checker(value_tp, where, within, sealed=sealed)
 
     def check(v: Any) -> str | None:
         if not isinstance(v, dict):
@@ -459,7 +467,7 @@ def _dict_checker(key_tp: Any, value_tp: Any, where: str, within: tuple[type, ..
     return check
 
 
-def _struct_checker(cls: type, where: str, within: tuple[type, ...]) -> Checker:
+def _struct_checker(cls: type, where: str, within: tuple[type, ...], sealed: bool) -> Checker:
     if cls in within:
         cycle = " -> ".join(c.__name__ for c in (*within[within.index(cls):], cls))
         raise ModelDefinitionError(
@@ -472,14 +480,28 @@ def _struct_checker(cls: type, where: str, within: tuple[type, ...]) -> Checker:
     except NameError as e:
         raise ModelDefinitionError(f"{where}: cannot resolve the annotation {e.name!r}") from None
     fields = [
-        (f.name, make_checker(f.type, f"{where}.{f.name}", within))
+        (f.name, make_checker(f.type, f"{where}.{f.name}", within, sealed=sealed))
         for f in attrs.fields(cls)
         if f.init
     ]
+    # _hidden reads declarations through redmodel.codecs, which imports this module
+    from redmodel._models._hidden import adds_secrecy  # noqa: PLC0415
+
+    # per subclass met here: what makes its objects secret beyond cls ("" for nothing)
+    secret: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
 
     def check(v: Any) -> str | None:
         if not isinstance(v, cls):
             return f"expected {cls.__name__}, got {type(v).__name__}"
+        if not sealed and type(v) is not cls:
+            sub = type(v)
+            found = secret.get(sub)
+            if found is None:
+                found = secret[sub] = adds_secrecy(cls, sub) or ""
+            if found:
+                return (f"{found}, which would be ignored here: a {sub.__name__} held as "
+                        f"a {cls.__name__} is stored as one, in plaintext; give the "
+                        "holding field an encrypting chain (such as 'json|fernet')")
         for name, c in fields:
             if (err := c(getattr(v, name))) is not None:
                 return f"{name}: {err}"

@@ -336,7 +336,7 @@ def members_of(tp: Any, codec: str | Codec | None, where: str) -> Members:
         check: Checker = _is_type_check(*_IP)
     else:
         try:
-            check = make_checker(tp, where)
+            check = make_checker(tp, where, sealed=chain.encrypts)
         except ModelDefinitionError as e:
             raise ModelDefinitionError(f"{e} (container members)") from None
     return Members(tp, chain.name, _chain_encoder(chain, tp), chain.decoder(tp), check,
