@@ -485,19 +485,24 @@ def _struct_checker(cls: type, where: str, within: tuple[type, ...], sealed: boo
         if f.init
     ]
     # _hidden reads declarations through redmodel.codecs, which imports this module
-    from redmodel._models._hidden import adds_secrecy  # noqa: PLC0415
+    from redmodel._models._hidden import adds_secrecy, declarations  # noqa: PLC0415
 
-    # per subclass met here: what makes its objects secret beyond cls ("" for nothing)
-    secret: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
+    # per subclass met here: what makes its objects secret beyond cls ("" for nothing),
+    # and under which declarations (a model declared since may make it secret: 32H)
+    secret: weakref.WeakKeyDictionary[type, tuple[int, str]] = weakref.WeakKeyDictionary()
 
     def check(v: Any) -> str | None:
         if not isinstance(v, cls):
             return f"expected {cls.__name__}, got {type(v).__name__}"
         if not sealed and type(v) is not cls:
             sub = type(v)
-            found = secret.get(sub)
-            if found is None:
-                found = secret[sub] = adds_secrecy(cls, sub) or ""
+            now = declarations()
+            cached = secret.get(sub)
+            if cached is not None and cached[0] == now:
+                found = cached[1]
+            else:
+                found = adds_secrecy(cls, sub) or ""
+                secret[sub] = (now, found)
             if found:
                 return (f"{found}, which would be ignored here: a {sub.__name__} held as "
                         f"a {cls.__name__} is stored as one, in plaintext; give the "
