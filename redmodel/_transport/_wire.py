@@ -66,7 +66,15 @@ from redmodel._errors import (
     ServerError,
     ValidationError,
 )
-from redmodel._plan import SCRIPTS_BY_SHA, Batch, Command, as_eval, once_variant, script
+from redmodel._plan import (
+    SCRIPTS_BY_SHA,
+    Batch,
+    Command,
+    as_eval,
+    guard_variant,
+    once_variant,
+    script,
+)
 
 __all__ = [
     "Call",
@@ -91,6 +99,18 @@ EXACT_INT_REPLIES = frozenset({"INCR", "INCRBY", "DECR", "DECRBY", "HINCRBY"})
 # double); ZMSCORE's and GEOPOS's arrays hold nulls, which Lua loses under RESP3, beside
 # doubles, which RESP2 gives as text
 _UNEXACT = frozenset({"BITFIELD", "ZMSCORE", "GEOPOS"})
+# read-only commands whose integer replies can pass 2**53 (BITFIELD_RO's i64/u63, a TTL or
+# an expiry time set by a raw PEXPIRE far ahead, an XINFO counter moved by XSETID, an
+# HLL estimate): never wrapped, as a read needs no write id (its reply is exact);
+# a transaction holding one is still exactly once for its writes (docs/failures.md)
+BIG_READS = frozenset({"BITFIELD_RO", "TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME", "HTTL",
+                       "HPTTL", "HEXPIRETIME", "HPEXPIRETIME", "XINFO", "PFCOUNT"})
+IF_EXISTS = script("if_exists")
+# the scripts of fragile writes (Batch.fragile) whose KEYS[1] is the object they write:
+# their conditional form (guard_variant) is sent again after a lost reply
+_GUARDABLE = frozenset({"hash_save", "hash_update", "flat_save", "flat_expire",
+                        "index_write"})
+GONE = "GONE "  # the error a conditional copy answers when the object is missing
 ONCE_FENCE = script("once_fence")
 ONCE_PREFIX = "redmodel:once:"
 SLOTS = 16384
@@ -489,6 +509,29 @@ def wrap(command: Command, key: str, ttl_ms: int, resp: int = 3) -> Command | No
             "3" if resp == 3 else "2", command[0], *command[1 + leading :])
 
 
+def guard(command: Command, resp: int = 3) -> Command | None:
+    """The conditional copy of a fragile write (:attr:`Batch.fragile`), sent again after
+    its first copy's reply was lost: it writes only if the object (the command's first key)
+    still exists, else answers the GONE error with nothing written. A script of
+    :data:`_GUARDABLE` becomes its ``+guard`` variant, a plain command with leading keys
+    runs inside ``if_exists.lua``; None for anything else (never sent again)."""
+    name = _name(command)
+    if name == "EVALSHA":
+        base = SCRIPTS_BY_SHA.get(_text(command[1])) if len(command) > 2 else None
+        if base is None or base.name not in _GUARDABLE or not _count(command[2]):
+            return None
+        variant = guard_variant(base.sha)
+        assert variant is not None
+        return ("EVALSHA", variant.sha, *command[2:])
+    if name in _SCRIPTS:
+        return None
+    _, leading = command_keys(command)
+    if not leading:
+        return None
+    return ("EVALSHA", IF_EXISTS.sha, leading, *command[1 : 1 + leading],
+            "3" if resp == 3 else "2", command[0], *command[1 + leading :])
+
+
 # ---- errors -----------------------------------------------------------------------------
 
 _SERVER_ERRORS: dict[type, type[ServerError]] = {ResponseError: ServerError}
@@ -716,6 +759,9 @@ class Exchange:
     _maybe: set[int] | None = None
     _unfenced: set[int] | None = None
     _ask: dict[int, Any] | None = None
+    # the fragile writes (Batch.fragile), and those sent again as conditional copies
+    _fragile: frozenset[int] = frozenset()
+    _guarded: set[int] | None = None
     _clean = False  # every reply came in one round, none an error
     _checking = False  # this round asks nodes their eviction policy
     once: Mapping[int, str] = MappingProxyType({})
@@ -754,8 +800,10 @@ class Exchange:
                 if len(found) > 1:
                     raise cross_slot_error([_text(k) for c in commands
                                             for k in command_keys(c)[0]])
+        if batch.fragile is not False:
+            self._fragile = frozenset(batch.fragile_commands())
         if link.exactly_once and batch.write:
-            unsafe = batch.unsafe_commands()
+            unsafe = batch.unsafe_commands(True)
             if unsafe:
                 self._wrap(unsafe)
 
@@ -763,7 +811,7 @@ class Exchange:
     def unsafe(self) -> frozenset[int]:
         """The commands that must never be sent twice (computed when first needed)."""
         if self._unsafe is None:
-            self._unsafe = frozenset(self.batch.unsafe_commands())
+            self._unsafe = frozenset(self.batch.unsafe_commands(self.link.exactly_once))
         return self._unsafe
 
     @property
@@ -799,6 +847,10 @@ class Exchange:
         prefix = self.link.policy.write_id_prefix
         once: dict[int, str] = {}
         resp = self.link.resp
+        reads = [i for i in indices if _name(commands[i]) in BIG_READS]
+        if reads:  # reads need no write id: sent as they are, answered exactly
+            indices = [i for i in indices if i not in reads]
+            self._unsafe = frozenset(indices)
         for i in indices:
             slot = self.slots[i] if self.slots is not None else None
             key = once_key(slot, f"{write_id}.{i}", prefix)
@@ -812,7 +864,26 @@ class Exchange:
             self.wire, self.once, self.write_id = wire, once, write_id
 
     def _resendable(self, i: int) -> bool:
-        return i not in self.unsafe or i in self.once
+        if i in self.once:
+            return True
+        if i in self.unsafe:
+            return False
+        # a fragile write goes again only as its conditional copy (guard)
+        return not self._fragile or i not in self._fragile or (
+            not self.batch.atomic and guard(self.batch.commands[i], self.link.resp) is not None)
+
+    def _copy(self, i: int) -> Command:
+        """What command ``i`` is sent as: its conditional copy (:func:`guard`) once a copy
+        of a fragile write lost its reply (its first copy may have run), else as wrapped."""
+        if self._fragile and i in self._fragile and self._maybe and i in self._maybe \
+                and i not in self.once:
+            guarded = guard(self.batch.commands[i], self.link.resp)
+            assert guarded is not None  # (_resendable)
+            if self._guarded is None:
+                self._guarded = set()
+            self._guarded.add(i)
+            return guarded
+        return self.wire[i]
 
     def _node_of(self, i: int) -> Any:
         """The node command ``i`` goes to (raises when the slot map has none)."""
@@ -1036,6 +1107,8 @@ class Exchange:
 
     def _call(self, node: Any, indices: list[int]) -> Call:
         wire = self.wire
+        if self._fragile and self._maybe:  # a conditional copy among them: not packed
+            wire = [self._copy(i) for i in range(len(wire))]
         commands = wire if len(indices) == len(wire) else [wire[i] for i in indices]
         asked = isinstance(node, _Asked)
         if asked:
@@ -1586,6 +1659,16 @@ class Exchange:
             error = server_error(self.last_redirect, self.batch.commands[self.todo[0]])
         if not self.pinned and self._ran_unsafe():
             self._partial(error, self.todo)
+        lost = [i for i in self.todo if i in self._fragile and i in self.maybe_applied]
+        if lost:  # a copy of a fragile write may have run: calling again is not harmless
+            keys = tuple(dict.fromkeys(_text(k) for i in lost
+                                       for k in command_keys(self.batch.commands[i])[0][:1]))
+            what = ", ".join(sorted({describe(self.batch.commands[i]) for i in lost}))
+            unknown = OutcomeUnknownError(
+                f"every reply to {what} was lost ({type(error).__name__}: {error}); a copy "
+                "may have run, and calling again after the object expired or was deleted "
+                "would write it anew", keys=keys)
+            raise self._outcome(unknown, lost) from error
         raise self._outcome(error, ())
 
     fencing: list[int]
@@ -1621,7 +1704,11 @@ class Exchange:
         if (self.batch.atomic or self.pinned) and any(resolved.values()):
             for i in self.todo:  # a command of the unit that failed without a record
                 if self.replies[i] is _PENDING:
-                    self.replies[i] = ServerError("the command failed and its reply was lost")
+                    self.replies[i] = ServerError(
+                        "its reply was lost with EXEC's (a read needs no write id: nothing "
+                        "kept it); the transaction was applied"
+                        if _name(self.batch.commands[i]) in BIG_READS else
+                        "the command failed and its reply was lost")
                     resolved[i] = True
         applied = [i for i in self.todo if resolved.get(i)]
         missing = [i for i in self.todo if not resolved.get(i)]
@@ -1656,8 +1743,30 @@ class Exchange:
             if isinstance(reply, (bytes, str)) and _name(commands[i]) in EXACT_INT_REPLIES:
                 self.replies[i] = int(reply)
 
+    def _gone(self) -> None:
+        """Raise OutcomeUnknownError when a conditional copy (:meth:`_copy`) found its
+        object missing: the first copy may have run (and the object expired or was deleted
+        since), or not; the call cannot tell."""
+        assert self._guarded is not None
+        gone = [i for i in sorted(self._guarded) if isinstance(self.replies[i], Exception)
+                and str(self.replies[i]).startswith(GONE)]
+        if not gone:
+            return
+        commands = self.batch.commands
+        keys = tuple(dict.fromkeys(_text(k) for i in gone
+                                   for k in command_keys(commands[i])[0][:1]))
+        what = ", ".join(sorted({describe(commands[i]) for i in gone}))
+        cause = self.last_failure
+        error = OutcomeUnknownError(
+            f"the reply to {what} was lost ({type(cause).__name__}: {cause}); the first copy "
+            "may have run and the object expired or was deleted before the resend, which "
+            "found it missing and wrote nothing", keys=keys)
+        raise self._outcome(error, gone) from cause
+
     def result(self) -> list[Any]:
         """The replies; raises the first error reply as a ServerError naming its keys."""
+        if self._guarded:
+            self._gone()
         if self.once:
             self._exact()
         replies = self.replies
@@ -1670,6 +1779,8 @@ class Exchange:
 
     def raw(self) -> list[Any]:
         """The replies with error replies as ServerError values (for EXEC results)."""
+        if self._guarded:
+            self._gone()
         if self.once:
             self._exact()
         commands = self.batch.commands
