@@ -1704,11 +1704,12 @@ class Exchange:
         if (self.batch.atomic or self.pinned) and any(resolved.values()):
             for i in self.todo:  # a command of the unit that failed without a record
                 if self.replies[i] is _PENDING:
-                    self.replies[i] = ServerError(
+                    command = self.batch.commands[i]
+                    self.replies[i] = server_error(ResponseError(
                         "its reply was lost with EXEC's (a read needs no write id: nothing "
-                        "kept it); the transaction was applied"
-                        if _name(self.batch.commands[i]) in BIG_READS else
-                        "the command failed and its reply was lost")
+                        "kept it); the transaction was applied"), command) \
+                        if _name(command) in BIG_READS else \
+                        ServerError("the command failed and its reply was lost")
                     resolved[i] = True
         applied = [i for i in self.todo if resolved.get(i)]
         missing = [i for i in self.todo if not resolved.get(i)]
