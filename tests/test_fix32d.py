@@ -126,14 +126,19 @@ def test_a_resent_write_answers_its_first_copy_or_outcome_unknown(
         assert [e.kind for e in proxy.events[fired:]] == ["lose_reply", "stall"]  # fired
         if timer is not None:
             timer.join()
-        if not isinstance(answer, Exception):
+        if not isinstance(answer, Exception) and not (
+                model is Indexed and kind in ("update", "expire") and between != "there"
+                and answer is False):
+            # (the indexed write's first copy may ask for the object's stored values,
+            # writing nothing: its write then runs after the object is gone, and False,
+            # "missing", is its true answer; the object's state is checked below)
             assert answer == _first_answer(kind, key), (kind, answer)
         time.sleep(0.06)
         if between == "there":
             assert not isinstance(answer, Exception)  # nothing to tell apart: answered
             assert store.get(model, "x").m == (1 if kind == "expire" else 2)
-            assert redis_client.pttl(key) == (-1 if kind != "expire" else
-                                              redis_client.pttl(key)) != -2
+            left = redis_client.pttl(key)
+            assert left == -1 if kind != "expire" else left > 0, left
         else:
             assert redis_client.pttl(key) == -2, "the object was revived"
     finally:

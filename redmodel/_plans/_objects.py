@@ -1208,15 +1208,14 @@ def persist(model: type, id_value: Any, hints: TxHints | None = None) -> Plan[bo
 def _expiry(spec: ModelSpec, key: str, ms: int | None, hints: TxHints | None) -> Plan[bool]:
     # an expiry answers the same when sent twice; a persist does not (a second PERSIST
     # answers False, "had no expiry"), so it is never resent after a lost reply
-    # fragile: a copy sent after the object expired (its first copy's own expiry) answers
-    # False, "missing"; the indexed layout's script answers from the object's expiry
-    # record (True), exactly
+    # fragile: a copy sent after the object expired (its first copy's own expiry) or was
+    # deleted answers False, "missing" (the indexed layout's script answers True from the
+    # object's expiry record after an expiry, but False after a delete: fragile too)
     again = ms is not None
     w = layout_of(spec).expire(key, ms)
     if isinstance(w, Write):
         what = f"{'persist' if ms is None else 'expire'} {spec.name}"
-        return bool((yield from _indexed_write(spec, w, None, hints, what, again,
-                                               isinstance(w, FlatWrite))))
+        return bool((yield from _indexed_write(spec, w, None, hints, what, again, again)))
     replies = yield Batch([w], write=True, idempotent=again, keys=(key,), fragile=again)
     return bool(replies[0])
 
