@@ -201,8 +201,9 @@ class Batch:
 
     ``fragile``: writes that may be sent twice only while the object they write still
     exists (True: every command; or their indices, :func:`gather`): a save with
-    ``ttl=None`` (it keeps the expiry the object has), an update, an expiry. Each one's
-    first key is the object; a copy that finds it gone (expired or deleted after the first
+    ``ttl=None`` (it keeps the expiry the object has), an update, an expiry. ``objects``:
+    per command, the objects it writes (a batch script's several), else its first key is
+    the object. A copy that finds one gone (expired or deleted after the first
     copy ran) would revive it without its expiry, or answer "missing" for a write that was
     applied. In exactly-once mode they are sent under write ids (:meth:`unsafe_commands`
     with ``once``): a resend answers the first copy's reply. Otherwise a copy sent after a
@@ -233,6 +234,7 @@ class Batch:
     pause: float = 0.0
     shared: bool = False
     fragile: bool | tuple[int, ...] = False
+    objects: Sequence[Sequence[str]] | None = attrs.field(default=None, eq=False, repr=False)
     packed: Sequence[bytes] | None = attrs.field(default=None, eq=False, repr=False)
     meanwhile: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
 
@@ -526,9 +528,9 @@ _GUARDED: dict[str, LuaScript] = {}
 
 def guard_variant(sha: str) -> LuaScript | None:
     """The conditional form of a known script (``<name>+guard``): ``guard_head.lua``
-    before the script's text, which answers the GONE error with nothing written when the
-    script's KEYS[1] (the object) is missing (:attr:`Batch.fragile`). None for a sha this
-    process did not load."""
+    before the script's text, which takes a count and the objects the write needs first
+    in ARGV and answers the GONE error with nothing written when one is missing
+    (:attr:`Batch.fragile`). None for a sha this process did not load."""
     found = _GUARDED.get(sha)
     if found is None:
         base = SCRIPTS_BY_SHA.get(sha)

@@ -1087,7 +1087,8 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         got = yield from _send_round(
             Batch(cmds, write=True, idempotent=idempotent, keys=keys, errors=errors,
                   pause=PIN_PAUSES[min(waits, len(PIN_PAUSES) - 1)], meanwhile=meanwhile,
-                  fragile=fragile),
+                  fragile=fragile,
+                  objects=[[_key(items[i]) for i in m] for m in owners] if fragile else None),
             _Round(items, replies, todo, held_back, owners, idempotent, what))
         meanwhile = None
         again = list(held_back)

@@ -106,10 +106,6 @@ _UNEXACT = frozenset({"BITFIELD", "ZMSCORE", "GEOPOS"})
 BIG_READS = frozenset({"BITFIELD_RO", "TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME", "HTTL",
                        "HPTTL", "HEXPIRETIME", "HPEXPIRETIME", "XINFO", "PFCOUNT"})
 IF_EXISTS = script("if_exists")
-# the scripts of fragile writes (Batch.fragile) whose KEYS[1] is the object they write:
-# their conditional form (guard_variant) is sent again after a lost reply
-_GUARDABLE = frozenset({"hash_save", "hash_update", "flat_save", "flat_expire",
-                        "index_write"})
 GONE = "GONE "  # the error a conditional copy answers when the object is missing
 ONCE_FENCE = script("once_fence")
 ONCE_PREFIX = "redmodel:once:"
@@ -509,27 +505,30 @@ def wrap(command: Command, key: str, ttl_ms: int, resp: int = 3) -> Command | No
             "3" if resp == 3 else "2", command[0], *command[1 + leading :])
 
 
-def guard(command: Command, resp: int = 3) -> Command | None:
+def guard(command: Command, objects: Sequence[str] = (), resp: int = 3) -> Command | None:
     """The conditional copy of a fragile write (:attr:`Batch.fragile`), sent again after
-    its first copy's reply was lost: it writes only if the object (the command's first key)
-    still exists, else answers the GONE error with nothing written. A script of
-    :data:`_GUARDABLE` becomes its ``+guard`` variant, a plain command with leading keys
-    runs inside ``if_exists.lua``; None for anything else (never sent again)."""
+    its first copy's reply was lost: it writes only if the objects it writes (``objects``,
+    else the command's first key) all still exist, else answers the GONE error with
+    nothing written. One of our scripts becomes its ``+guard`` variant, a plain command
+    with leading keys runs inside ``if_exists.lua``; None for anything else (never sent
+    again)."""
     name = _name(command)
     if name == "EVALSHA":
-        base = SCRIPTS_BY_SHA.get(_text(command[1])) if len(command) > 2 else None
-        if base is None or base.name not in _GUARDABLE or not _count(command[2]):
+        variant = guard_variant(_text(command[1])) if len(command) > 2 else None
+        n = _count(command[2]) if variant is not None else None
+        if variant is None or not n:
             return None
-        variant = guard_variant(base.sha)
-        assert variant is not None
-        return ("EVALSHA", variant.sha, *command[2:])
+        needed = list(objects) or [command[3]]
+        return ("EVALSHA", variant.sha, n, *command[3 : 3 + n], len(needed), *needed,
+                *command[3 + n :])
     if name in _SCRIPTS:
         return None
     _, leading = command_keys(command)
     if not leading:
         return None
-    return ("EVALSHA", IF_EXISTS.sha, leading, *command[1 : 1 + leading],
-            "3" if resp == 3 else "2", command[0], *command[1 + leading :])
+    needed = list(objects) or [command[1]]
+    return ("EVALSHA", IF_EXISTS.sha, leading, *command[1 : 1 + leading], len(needed),
+            *needed, "3" if resp == 3 else "2", command[0], *command[1 + leading :])
 
 
 # ---- errors -----------------------------------------------------------------------------
@@ -870,14 +869,26 @@ class Exchange:
             return False
         # a fragile write goes again only as its conditional copy (guard)
         return not self._fragile or i not in self._fragile or (
-            not self.batch.atomic and guard(self.batch.commands[i], self.link.resp) is not None)
+            not self.batch.atomic and self._guard(i) is not None)
+
+    def _objects(self, i: int) -> list[str]:
+        """The objects fragile write ``i`` writes (:attr:`Batch.objects`, else its first
+        key), as text."""
+        objects = self.batch.objects
+        if objects and objects[i]:
+            return [_text(k) for k in objects[i]]
+        return [_text(k) for k in command_keys(self.batch.commands[i])[0][:1]]
+
+    def _guard(self, i: int) -> Command | None:
+        objects = self.batch.objects
+        return guard(self.batch.commands[i], objects[i] if objects else (), self.link.resp)
 
     def _copy(self, i: int) -> Command:
         """What command ``i`` is sent as: its conditional copy (:func:`guard`) once a copy
         of a fragile write lost its reply (its first copy may have run), else as wrapped."""
         if self._fragile and i in self._fragile and self._maybe and i in self._maybe \
                 and i not in self.once:
-            guarded = guard(self.batch.commands[i], self.link.resp)
+            guarded = self._guard(i)
             assert guarded is not None  # (_resendable)
             if self._guarded is None:
                 self._guarded = set()
@@ -1661,8 +1672,7 @@ class Exchange:
             self._partial(error, self.todo)
         lost = [i for i in self.todo if i in self._fragile and i in self.maybe_applied]
         if lost:  # a copy of a fragile write may have run: calling again is not harmless
-            keys = tuple(dict.fromkeys(_text(k) for i in lost
-                                       for k in command_keys(self.batch.commands[i])[0][:1]))
+            keys = tuple(dict.fromkeys(k for i in lost for k in self._objects(i)))
             what = ", ".join(sorted({describe(self.batch.commands[i]) for i in lost}))
             unknown = OutcomeUnknownError(
                 f"every reply to {what} was lost ({type(error).__name__}: {error}); a copy "
@@ -1754,8 +1764,7 @@ class Exchange:
         if not gone:
             return
         commands = self.batch.commands
-        keys = tuple(dict.fromkeys(_text(k) for i in gone
-                                   for k in command_keys(commands[i])[0][:1]))
+        keys = tuple(dict.fromkeys(k for i in gone for k in self._objects(i)))
         what = ", ".join(sorted({describe(commands[i]) for i in gone}))
         cause = self.last_failure
         error = OutcomeUnknownError(

@@ -3,8 +3,8 @@
 -- finds it gone (expired or deleted after the first copy may have run) writes nothing and
 -- answers the GONE error, which the client turns into OutcomeUnknownError
 -- (redmodel._transport._wire.guard, docs/failures.md).
--- KEYS: the command's keys. ARGV: the client's protocol ('2' or '3'), the command's name,
--- then its other arguments.
+-- KEYS: the command's keys. ARGV: (guard_head's count and objects), the client's protocol
+-- ('2' or '3'), the command's name, then its other arguments.
 --! include guard_head
 if ARGV[1] == '3' then redis.setresp(3) end
 local args = {}
