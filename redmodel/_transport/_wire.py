@@ -173,7 +173,10 @@ class ResendPolicy:
     Only a batch that may be sent twice (a read, a whole save, an update, an expiry) is sent
     again after its reply was lost, or any write in exactly-once mode; a write without a
     write id only after the connection that carried its first copy is killed (the fence:
-    ``CLIENT KILL ID``, retried within ``attempts`` and ``deadline`` like a round).
+    ``CLIENT KILL ID``), and a fragile one (a save that keeps the object's expiry, an
+    update, an expiry: :attr:`~redmodel._plan.Batch.fragile`) only as a copy that writes
+    over an existing object, else OutcomeUnknownError (under a write id in exactly-once
+    mode). The fence is retried within ``attempts`` and ``deadline`` like a round.
     Redirections that prove nothing ran (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING,
     NOSCRIPT) are followed at once and count only against ``deadline``. The client's own
     ``retry`` setting applies inside each round to opening a connection, never to a
