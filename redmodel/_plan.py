@@ -205,6 +205,19 @@ class Batch:
     is lost is sent again as it would be alone, never fenced nor counted among the writes
     whose outcome is unknown, whatever else the round holds.
 
+    ``fragile``: writes that may be sent twice only while the object they write still
+    exists (True: every command; or their indices, :func:`gather`): a save with
+    ``ttl=None`` (it keeps the expiry the object has), an update, an expiry. ``objects``:
+    per command, the objects it writes (a batch script's several), else its first key is
+    the object. A copy that finds one gone (expired or deleted after the first
+    copy ran) would revive it without its expiry, or answer "missing" for a write that was
+    applied. In exactly-once mode they are sent under write ids (:meth:`unsafe_commands`
+    with ``once``): a resend answers the first copy's reply. Otherwise a copy sent after a
+    lost reply is conditional (``redmodel._transport._wire.guard``): it writes only if the
+    object exists, and the call raises :class:`~redmodel.OutcomeUnknownError` naming the
+    key when it does not; one that cannot be made conditional is never sent again
+    (docs/failures.md, "Resent writes and missing objects").
+
     ``meanwhile``: client work the plan can do while the server runs this batch (the
     next chunk's encoding in ``save_many``). A store may call it once, after the batch's
     first round is sent and before its replies are read, or never (a transaction, a
@@ -227,6 +240,8 @@ class Batch:
     pause: float = 0.0
     shared: bool = False
     reads: tuple[int, ...] | None = None
+    fragile: bool | tuple[int, ...] = False
+    objects: Sequence[Sequence[str]] | None = attrs.field(default=None, eq=False, repr=False)
     packed: Sequence[bytes] | None = attrs.field(default=None, eq=False, repr=False)
     meanwhile: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
 
@@ -235,13 +250,25 @@ class Batch:
         """Whether a store may send this batch again after its reply was lost."""
         return (not self.write) if self.idempotent is None else self.idempotent
 
-    def unsafe_commands(self) -> tuple[int, ...]:
+    def unsafe_commands(self, once: bool = False) -> tuple[int, ...]:
         """Indices of the commands that must never be sent twice: ``unsafe`` when a batch
         mixes both kinds (:func:`gather`), else every command or none, as
-        :attr:`may_resend` says."""
+        :attr:`may_resend` says. ``once`` (exactly-once mode): with the :attr:`fragile`
+        ones, which are then sent under write ids."""
         if self.unsafe is not None:
-            return self.unsafe
-        return () if self.may_resend else tuple(range(len(self.commands)))
+            unsafe = self.unsafe
+        else:
+            unsafe = () if self.may_resend else tuple(range(len(self.commands)))
+        if once and self.fragile is not False:
+            return tuple(sorted({*unsafe, *self.fragile_commands()}))
+        return unsafe
+
+    def fragile_commands(self) -> tuple[int, ...]:
+        """Indices of the :attr:`fragile` commands."""
+        fragile = self.fragile
+        if fragile is True:
+            return tuple(range(len(self.commands)))
+        return () if fragile is False else fragile
 
     def read_commands(self) -> tuple[int, ...]:
         """Indices of the commands that change nothing (sent again after a lost reply with
@@ -532,6 +559,30 @@ def once_variant(sha: str) -> LuaScript | None:
     return found
 
 
+_GUARDED: dict[str, LuaScript] = {}
+
+
+def guard_variant(sha: str) -> LuaScript | None:
+    """The conditional form of a known script (``<name>+guard``): ``guard_head.lua``
+    before the script's text, which takes a count and the objects the write needs first
+    in ARGV and answers the GONE error with nothing written when one is missing
+    (:attr:`Batch.fragile`). None for a sha this process did not load."""
+    found = _GUARDED.get(sha)
+    if found is None:
+        base = SCRIPTS_BY_SHA.get(sha)
+        if base is None or "+" in base.name:
+            return None
+        shebang, body = "", base.source
+        if body.startswith(_SHEBANG):  # the script's flags (allow-oom) stay its first line
+            shebang, body = body.split("\n", 1)
+            shebang += "\n"
+        text = shebang + lua_source("guard_head") + "local function guard_body()\n" + body \
+            + "end\nreturn guard_body()\n"
+        found = _GUARDED[sha] = LuaScript(base.name + "+guard", text)
+        SCRIPTS_BY_SHA[found.sha] = found
+    return found
+
+
 def as_eval(command: Command) -> Command:
     """EVALSHA of a known script -> the same call as EVAL; anything else unchanged."""
     if command and command[0] == "EVALSHA":
@@ -645,7 +696,10 @@ def _plan_part(error: Exception, batch: Batch, start: int, count: int
         return [ran[k] for k in range(count)]
     not_ran = {k for k in range(count) if start + k in whole.not_ran}
     unsafe = batch.unsafe_commands()
-    unknown = [k for k in unsafe if k not in ran and k not in not_ran]
+    # a fragile write (Batch.fragile) whose copy may have run and that was not settled:
+    # calling again could revive an object that expired meanwhile, so never plain
+    unknown = [k for k in sorted({*unsafe, *batch.fragile_commands()})
+               if k not in ran and k not in not_ran]
     late = [k for k in range(count) if start + k in whole.unfenced and k not in ran
             and k not in unsafe] if batch.write else []
     unknown += late
@@ -865,6 +919,8 @@ def _round(current: dict[int, Batch], alone: bool
                    for k in group[i].unsafe_commands())
     reads = tuple(start + k for i, (start, _) in spans.items()
                   for k in group[i].read_commands())
+    fragile = tuple(start + k for i, (start, _) in spans.items()
+                    for k in group[i].fragile_commands())
     return group, spans, Batch(
         commands,
         write=any(b.write for b in batches),
@@ -877,6 +933,7 @@ def _round(current: dict[int, Batch], alone: bool
         pause=max(b.pause for b in batches),
         shared=True,
         reads=reads,
+        fragile=fragile or False,
     )
 
 

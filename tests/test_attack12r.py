@@ -486,7 +486,9 @@ def test_f5_exactly_once_refuses_a_server_that_may_evict_its_records(policy: str
             assert sorted(direct.keys("*")) == [b"a12r:%schema", b"a12r:a",
                                                  b"jobs:{jobs}:%container"]
             assert store.get(Counter, "a") == Counter(id="a")
-            store.save(Counter(n=5, id="b"))  # whole saves carry no write id
+            store.save(Counter(n=5, id="b"), ttl=100)  # whole saves with a ttl carry no id
+            with pytest.raises(redmodel.EvictionPolicyError):  # (fix 32D: fragile, an id)
+                store.save(Counter(n=5, id="b"))
         finally:
             store.close()
         risky = redmodel.Store(server.client(), exactly_once=True,

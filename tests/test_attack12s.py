@@ -628,19 +628,27 @@ def test_s7_a_stale_copy_of_a_resent_write_does_not_undo_a_later_write(
     and vanishes): a second application that changes everything, in exactly-once mode too,
     where the user was told each write is applied exactly once."""
     store = _direct_store(proxy, once=once)
+    # (fix 32D) a save with no ttl, an expiry: fragile writes, under a write id in
+    # exactly-once mode (sent as EVALSHA); with the mode off the resend writes only over
+    # the object, and a new object's first copy fenced while held leaves it missing:
+    # OutcomeUnknownError naming the key (docs/failures.md, "Resent writes and missing
+    # objects"), then the delete finds nothing
+    unknown = not once and case != "expire then persist"
     if case == "expire then persist":
         store.save(Counter(id="a"))
-        proxy.stall("PEXPIRE", 1.0, when=has("a12s:a"))
+        proxy.stall(lambda name: name in ("PEXPIRE", "EVALSHA"), 1.0, when=has("a12s:a"))
         assert store.expire(Counter, "a", 100) is True
         assert store.persist(Counter, "a") is True
     elif case == "save then delete":
-        proxy.stall("HSET", 1.0, when=has("a12s:a"))
-        store.save(Counter(n=5, id="a"))
-        assert store.delete(Counter, "a") is True
+        proxy.stall(lambda name: name in ("HSET", "EVALSHA"), 1.0, when=has("a12s:a"))
+        with pytest.raises(redmodel.OutcomeUnknownError) if unknown else contextlib.nullcontext():
+            store.save(Counter(n=5, id="a"))
+        assert store.delete(Counter, "a") is (not unknown)
     else:
         proxy.stall(lambda name: name.startswith("EVAL"), 1.0, when=has("a12si:a"))
-        store.save(Indexed(n=5, id="a"))
-        assert store.delete(Indexed, "a") is True
+        with pytest.raises(redmodel.OutcomeUnknownError) if unknown else contextlib.nullcontext():
+            store.save(Indexed(n=5, id="a"))
+        assert store.delete(Indexed, "a") is (not unknown)
     assert [e.kind for e in proxy.events] == ["stall"]
     assert proxy.quiet(10)
     time.sleep(0.1)
@@ -661,12 +669,19 @@ def test_s7_a_stale_save_copy_after_a_delete_breaks_a_unique_constraint(
     two holders of one unique value."""
     store = _direct_store(proxy)
     proxy.stall("EVALSHA", 1.0, when=lambda argv: len(argv) > 10 and b"X" in argv)
-    store.save(Sku(1, "X", id="a"))                   # the write step: held, resent
+    # (fix 32D) the write step: held, fenced; its resend writes only over the object,
+    # which the held first copy never made: OutcomeUnknownError naming the key
+    # (docs/failures.md, "Resent writes and missing objects"), and the delete finds nothing
+    with pytest.raises(redmodel.OutcomeUnknownError):
+        store.save(Sku(1, "X", id="a"))
     assert [e.kind for e in proxy.events] == ["stall"]
-    assert store.delete(Sku, "a") is True             # releases X
-    store.save(Sku(2, "X", id="b"))                   # b takes X
+    assert store.delete(Sku, "a") is False
+    # a's claim of X, made before its unknown write, holds X for CLAIM_GRACE_MS: b may be
+    # refused meanwhile (never two holders)
+    with contextlib.suppress(redmodel.UniqueViolationError):
+        store.save(Sku(2, "X", id="b"))
     assert proxy.quiet(10)
     time.sleep(0.1)
     holders = _sku_holders(redmodel.Store(redis_client), "X")
     store.close()
-    assert holders == ["b"], f"objects {holders} all hold the unique value 'X'"
+    assert len(holders) <= 1, f"objects {holders} all hold the unique value 'X'"

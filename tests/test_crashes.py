@@ -105,9 +105,13 @@ def test_sigkill_during_save_many_and_increments(durable: RedisServer, once: boo
     assert bulk_errors, "save_many finished before the crash: give it more objects"
     for e in errors + bulk_errors:
         _only_redmodel_or_redis(e)
-    # a whole save may be sent twice, so its error is the plain "safe to call again" one
+    # a whole save with no ttl keeps the objects' expiries: fragile (fix 32D,
+    # docs/failures.md "Resent writes and missing objects"), so a chunk in flight at the
+    # crash is OutcomeUnknownError naming its keys (its write ids or its first copies
+    # unsettled); else the plain "safe to call again" error
     assert isinstance(bulk_errors[0], redis.ConnectionError)
-    assert not isinstance(bulk_errors[0], redmodel.OutcomeUnknownError)
+    if isinstance(bulk_errors[0], redmodel.OutcomeUnknownError):
+        assert bulk_errors[0].keys
     durable.restart()  # replays its AOF: every acknowledged write is back
     n = store.get(Counter, "c").n  # the same store and client carry on
     assert acked == sorted(set(acked)), "an increment was answered twice"

@@ -118,6 +118,13 @@ class Case:
     key: Callable[[str], str] = lambda k: f"fm:{k}"
     consistent: Callable[[Any, str], bool] = lambda direct, k: True
     blocking: bool = False  # a blocking pop: no write id, not resent, no connect retry
+    # a save with no ttl of a new object (fix 32D, docs/failures.md "Resent writes and
+    # missing objects"): with the mode off its resend writes only over the object, so a
+    # first copy that never ran leaves it missing and the call raises OutcomeUnknownError
+    fragile_new: bool = False
+    # the state it may leave then, when not "before" (save_many on a cluster: the other
+    # object lives on a node without the fault and is written)
+    unknown_state: Callable[[Any, str], bool] | None = None
 
 
 def _item(direct: Any, k: str) -> tuple[int, int] | None:
@@ -173,11 +180,12 @@ def _members(direct: Any, k: str) -> set[str]:
 
 CASES = [
     Case("save", lambda st, k: st.save(Item(id=k, quantity=7)), _item, None, (7, 0),
-         "fm:{k}", idempotent=True),
+         "fm:{k}", idempotent=True, fragile_new=True),
     Case("save_many", lambda st, k: st.save_many([Item(id=k, quantity=1),
                                                   Item(id=k + "b", quantity=2)]),
          lambda d, k: (_item(d, k), _item(d, k + "b")), (None, None), ((1, 0), (2, 0)), 2,
-         idempotent=True),
+         idempotent=True, fragile_new=True,
+         unknown_state=lambda d, k: _item(d, k) is None and _item(d, k + "b") in (None, (2, 0))),
     Case("update", lambda st, k: st.update(Item, k, quantity=5), _item, (1, 0), (5, 0),
          True, idempotent=True, seed=_seed(1)),
     Case("incr", lambda st, k: st.incr(Item, k, "quantity", 1), _item, (10, 0), (11, 0), 11,
@@ -289,6 +297,8 @@ def expected(fault: str, once: bool, case: Case) -> tuple[str, str]:
         if fault == "stall":  # its socket timeout is the block + 5 s: the reply comes
             return "ok", "after"
         return "unknown", "before" if fault == "drop_request" else "after"
+    if case.fragile_new and not once and fault in ("drop_request", "stall"):
+        return "unknown", "before"  # (a stalled first copy is fenced before the resend)
     if fault == "refuse" or once or case.idempotent:
         return "ok", "after"
     return "unknown", "before" if fault == "drop_request" else "after"
@@ -462,7 +472,7 @@ def test_every_write_is_applied_once_or_at_most_once_with_the_documented_error(
             # already there is read before a timer that is due (asyncio's order). The
             # caller is told "applied" and it was: correct. The state is still checked;
             # the run must see the unknown outcome elsewhere (below).
-            want = "ok"
+            want, state = "ok", "after"
         seen = case.observe(env.direct, k)
         where = f"{case.name} under {fault} ({mode}, {shell}, retry {retry})"
         if kind == "error" and not isinstance(value, (redmodel.RedmodelError,
@@ -478,7 +488,9 @@ def test_every_write_is_applied_once_or_at_most_once_with_the_documented_error(
                                   or isinstance(value, redmodel.OutcomeUnknownError)):
             problems.append(f"{where}: {kind} {value!r}, not a plain ConnectionError")
         expected_state = _filled(case.after if state == "after" else case.before, k)
-        if seen != expected_state:
+        if seen != expected_state and not (
+                want == "unknown" and case.unknown_state is not None
+                and case.unknown_state(env.direct, k)):
             problems.append(f"{where}: the server holds {seen!r}, not {expected_state!r} "
                             f"({'once' if state == 'after' else 'never'} applied)")
         if not case.consistent(env.direct, k):

@@ -328,6 +328,10 @@ def test_f3_f6_a_lost_connection_counts_and_names_like_every_stop(
     flight = keys[first:first + chunk]
     later = keys[first + chunk:]
     head, _, tail = out.partition("may have been:")
+    # (the error's own text may name the keys in flight: a save with no ttl is fragile,
+    # its lost write an OutcomeUnknownError naming them, fix 32D; the import's lists
+    # follow its count)
+    head = head.partition(" objects were written")[2]
     assert [k for k in keys if repr(k) in tail] == flight, out
     assert [k for k in keys if repr(k) in head] == later, out
     if fault == "drop_request":

@@ -64,7 +64,7 @@ def test_include_only_files_are_the_shared_pieces() -> None:
     files = lua_files()
     assert set(files) - runnable_scripts() == {
         "acl_lib", "clock", "consume_lib", "counter_lib", "flat_lib", "ids_lib", "index_acl",
-        "index_lib", "once_head", "once_tail", "parts_lib", "types_lib"}
+        "index_lib", "once_head", "once_tail", "parts_lib", "types_lib", "guard_head"}
 
 
 # ---- MONITOR, read raw -------------------------------------------------------------------
@@ -548,6 +548,13 @@ def once(store: redmodel.Store, proxied: redmodel.Store, lose: Any) -> None:
     proxied.save(Hat("fence", 10, id="o2"))
     lose("EVALSHA", times=3, when=lambda args: b"ka_hat:{o2}" in args)
     assert proxied.incr(Hat, "o2", "quantity", 1) == 11  # the fence found it recorded
+    # the mode off: a fragile write sent again after a lost reply goes as its conditional
+    # copy (if_exists around a plain command, a script's +guard variant: fix 32D)
+    plain = redmodel.Store(proxied.client, resend=POLICY)
+    lose("PEXPIRE")
+    assert Queue(plain, "ka_onceq", int).expire(100)
+    lose("EVALSHA", when=lambda args: b"ka_hat:{o2}" in args)
+    assert plain.update(Hat, "o2", quantity=13)
 
 
 def rebucket_version(buckets: int) -> type:

@@ -174,7 +174,9 @@ def test_lost_replies_of_a_repeated_ids_call_account_for_every_object(
             assert lose == "always"
             written, not_written = list(e.written or ()), list(e.not_written or ())
             maybe = [k for k in e.keys or () if k in keys]
-            assert written == [] and len(not_written) + len(maybe) == len(keys), str(e)
+            # (.keys names each key once: an id given twice is one key; fix 32D: a lost
+            # save with no ttl is this error, its keys those of the write in flight)
+            assert written == [] and set(not_written) | set(maybe) == set(keys), str(e)
         except redis.ConnectionError:  # (what it raises here: docs/store.md)
             assert lose == "always"
         got = {o.id: (o.color, o.price) for o in base.get_many(Rp, [o.id for o in objs])}

@@ -861,7 +861,8 @@ def _record(w: Write, exists: bool, old: set[str], new: set[str], hints: TxHints
 def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
                hints: TxHints | None, what: str, errors: bool = False,
                batched: bool = False,
-               meanwhile: Callable[[], None] | None = None) -> Plan[list[Any]]:
+               meanwhile: Callable[[], None] | None = None,
+               fragile: bool = False) -> Plan[list[Any]]:
     """Send the writes (index writes, or any other write command) in one round trip;
     resend the index writes that asked for more keys, with them (again one round trip for
     all). Returns each reply (refusals are left to the caller: see :func:`check`).
@@ -873,11 +874,13 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
     :attr:`Batch.errors` (error replies come back as ServerError values). ``batched``
     (save_many, delete_many): whole saves and deletes of the objects of one bucket go
     together in one call of ``index_write_many.lua`` (see :func:`_batchable`).
-    ``meanwhile``: the first round's :attr:`Batch.meanwhile`."""
+    ``meanwhile``: the first round's :attr:`Batch.meanwhile`. ``fragile``: see
+    :attr:`Batch.fragile` (saves keeping an expiry, updates, expiries)."""
     if batched and hints is None:
         _follow_earlier(items)
     replies = yield from _send_writes(items, idempotent=idempotent, hints=hints, what=what,
-                                      errors=errors, batched=batched, meanwhile=meanwhile)
+                                      errors=errors, batched=batched, meanwhile=meanwhile,
+                                      fragile=fragile)
     if hints is not None:
         return replies
     refused = [i for i, (item, reply) in enumerate(zip(items, replies, strict=True))
@@ -887,7 +890,8 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
     if refused and (yield from free_unheld([(items[i], replies[i])  # type: ignore[misc]
                                             for i in refused])):
         again = yield from _send_writes([items[i] for i in refused], idempotent=idempotent,
-                                        hints=None, what=what, errors=errors)
+                                        hints=None, what=what, errors=errors,
+                                        fragile=fragile)
         for i, reply in zip(refused, again, strict=True):
             replies[i] = reply
     return replies
@@ -1057,7 +1061,8 @@ def _many(writes: Sequence[Write]) -> Command:
 def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                  hints: TxHints | None, what: str, errors: bool = False,
                  batched: bool = False,
-                 meanwhile: Callable[[], None] | None = None) -> Plan[list[Any]]:
+                 meanwhile: Callable[[], None] | None = None,
+                 fragile: bool = False) -> Plan[list[Any]]:
     writes = [w for w in items if isinstance(w, Write)]
     if hints is not None:
         yield from prefetch(writes, hints)
@@ -1081,7 +1086,9 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         cmds, keys, owners = _batches(items, sent, single, hints)
         got = yield from _send_round(
             Batch(cmds, write=True, idempotent=idempotent, keys=keys, errors=errors,
-                  pause=PIN_PAUSES[min(waits, len(PIN_PAUSES) - 1)], meanwhile=meanwhile),
+                  pause=PIN_PAUSES[min(waits, len(PIN_PAUSES) - 1)], meanwhile=meanwhile,
+                  fragile=fragile,
+                  objects=[[_key(items[i]) for i in m] for m in owners] if fragile else None),
             _Round(items, replies, todo, held_back, owners, idempotent, what))
         meanwhile = None
         again = list(held_back)

@@ -144,13 +144,15 @@ def _tag(key: str) -> str:
     return ""
 
 
-def send_write(w: FlatWrite, what: str) -> Plan[Any]:
+def send_write(w: FlatWrite, what: str, fragile: bool = False) -> Plan[Any]:
     """One flat write outside a transaction (what ``run_writes`` does for it, without
     its batching): sent, and sent again with the leaves it asks for, at most KEY_ROUNDS
-    times more; its reply, or its refusal raised (a ConflictError when it kept asking)."""
+    times more; its reply, or its refusal raised (a ConflictError when it kept asking).
+    ``fragile``: see :attr:`Batch.fragile`."""
     reply: Any = None
     for _ in range(KEY_ROUNDS + 1):
-        reply = (yield Batch([w.command()], write=True, idempotent=True, keys=(w.key,)))[0]
+        reply = (yield Batch([w.command()], write=True, idempotent=True, keys=(w.key,),
+                             fragile=fragile))[0]
         need = needed_keys(reply)
         if need is None or not w.declare(need):
             break

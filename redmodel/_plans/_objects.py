@@ -146,11 +146,13 @@ def _values(spec: ModelSpec, obj: Any) -> dict[str, Any]:
 
 
 def _indexed_write(spec: ModelSpec, w: Write, claims: Claims | None, hints: TxHints | None,
-                   what: str, idempotent: bool) -> Plan[Any]:
+                   what: str, idempotent: bool, fragile: bool = False) -> Plan[Any]:
     """Send one index write and return its reply; raise its refusal, having released the
-    claims made for it (also when its transaction is abandoned)."""
+    claims made for it (also when its transaction is abandoned). ``fragile``: see
+    :attr:`Batch.fragile`."""
     try:
-        replies = yield from run_writes([w], idempotent=idempotent, hints=hints, what=what)
+        replies = yield from run_writes([w], idempotent=idempotent, hints=hints, what=what,
+                                        fragile=fragile)
     except Abandoned:
         yield from undo(claims, hints)
         raise
@@ -176,14 +178,18 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
     spec.check(obj)
     layout = layout_of(spec)
     ms = ttl_ms(spec, ttl, key)
+    # no ttl keeps the expiry the object has: a copy sent again after it expired would
+    # revive it without one (Batch.fragile); an explicit ttl sets it anew
+    fragile = ms is None
     if not isinstance(layout, HashLayout):
         whole: Command | Write = layout.save(key, obj, ms)
         if isinstance(whole, FlatWrite) and hints is None:  # the flat layout
-            yield from send_write(whole, f"save {spec.name}")
+            yield from send_write(whole, f"save {spec.name}", fragile)
         elif isinstance(whole, Write):  # in a transaction: its leaves read first
-            yield from _indexed_write(spec, whole, None, hints, f"save {spec.name}", True)
+            yield from _indexed_write(spec, whole, None, hints, f"save {spec.name}", True,
+                                      fragile)
         else:
-            yield Batch([whole], write=True, idempotent=True, keys=(key,))
+            yield Batch([whole], write=True, idempotent=True, keys=(key,), fragile=fragile)
         return key
     cmd, state, partial = layout.save_changes(key, obj, ms, force)
     if partial and hints is not None:  # after EXEC there is no second try: look now
@@ -196,18 +202,23 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
         if spec.claims:
             claims = yield from claim(spec, key, _values(spec, obj), hints,
                                            reader=layout_of(spec))
-        reply = yield from _indexed_write(spec, cmd, claims, hints, what, True)
+        reply = yield from _indexed_write(spec, cmd, claims, hints, what, True,
+                                          fragile or partial)
         if partial and _result_of(reply) == 0:
             whole = layout.save_changes(key, obj, ms, True)[0]
             assert isinstance(whole, Write)
-            reply = yield from _indexed_write(spec, whole, claims, hints, what, True)
+            reply = yield from _indexed_write(spec, whole, claims, hints, what, True,
+                                              fragile)
         if spec.claims:
             yield from settle(spec, key, reply, claims, hints)
     else:
-        replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
+        # a partial save answers "missing" (0) for a gone object: its resend too
+        replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,),
+                              fragile=fragile or partial)
         if partial and replies[0] == 0:
             whole = layout.save_changes(key, obj, ms, True)[0]
-            yield Batch([whole], write=True, idempotent=True, keys=(key,))  # type: ignore[list-item]
+            yield Batch([whole], write=True, idempotent=True, keys=(key,),  # type: ignore[list-item]
+                        fragile=fragile)
     if not partial:  # a partial save kept the fields its model does not know
         saved(obj)
     if spec.track_changes:
@@ -297,6 +308,7 @@ def save_many(objs: Iterable[Any], ttl: Any, chunk_size: int,
             replies = yield from run_writes([c for _, c in chunk], idempotent=True,
                                             hints=hints, what="save many",
                                             errors=hints is None, batched=True,
+                                            fragile=_keeps_expiry(part, ttl),
                                             meanwhile=None if ahead is None or pending
                                             else ahead.after(part, count + len(part)))
         except Abandoned:  # its transaction will not commit: nothing written, undo claims
@@ -473,7 +485,8 @@ def _save_plain_chunk(layout: HashLayout, part: Sequence[Any], ttl: Any, whole: 
                            unread=not whole) from None
     try:
         replies = yield from send_each(Batch(commands, write=True, idempotent=True,
-                                             keys=keys, errors=True, packed=packed),
+                                             keys=keys, errors=True, packed=packed,
+                                             fragile=_keeps_expiry(part, ttl)),
                                        "save many")
     except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
         raise _batch_error(e, "save_many", every(keys), known([]), False, unknown=keys,
@@ -514,6 +527,14 @@ def _plain_chunk(part: Sequence[Any]) -> HashLayout | None:
     if not isinstance(layout, HashLayout) or not layout.plain:
         return None
     return layout
+
+
+def _keeps_expiry(part: Sequence[Any], ttl: Any) -> bool:
+    """Whether a save_many chunk saves some object with no ttl (one that keeps the expiry
+    it has: :attr:`Batch.fragile`); its ttl was checked before the chunk was made."""
+    if ttl is not DEFAULT:
+        return ttl is None
+    return any(spec_of(cls).ttl is None for cls in {type(o) for o in part})
 
 
 def _fast_chunk(part: Sequence[Any], ttl: Any, whole: bool,
@@ -574,7 +595,8 @@ def _save_flat_chunk(layout: FlatLayout, part: Sequence[Any], ttl: Any, whole: b
     keys = [k for k, _ in chunk]
     try:
         replies = yield from run_writes([c for _, c in chunk], idempotent=True, hints=None,
-                                        what="save many", errors=True, batched=True)
+                                        what="save many", errors=True, batched=True,
+                                        fragile=ms is None)
     except RedmodelError as e:  # the chunk's outcome is unknown (a lost reply)
         raise _batch_error(e, "save_many", every(keys), known([]), False, unknown=keys,
                            unread=not whole) from None
@@ -992,8 +1014,8 @@ def update(model: type, id_value: Any, values: Mapping[str, Any],
     spec = spec_of(model)
     key = update_checked(spec, id_value, values)
     cmd = layout_of(spec).update(key, values)
-    if not isinstance(cmd, Write):
-        replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,))
+    if not isinstance(cmd, Write):  # fragile: a copy after the object expired answers False
+        replies = yield Batch([cmd], write=True, idempotent=True, keys=(key,), fragile=True)
         return bool(replies[0])
     claims = None
     if spec.claims:
@@ -1003,7 +1025,8 @@ def update(model: type, id_value: Any, values: Mapping[str, Any],
         if not exists:
             return False  # as the write would answer; no claim for a missing object
         claims = yield from claim(spec, key, dict(values), hints, reader=layout_of(spec))
-    reply = yield from _indexed_write(spec, cmd, claims, hints, f"update {spec.name}", True)
+    reply = yield from _indexed_write(spec, cmd, claims, hints, f"update {spec.name}", True,
+                                      True)
     if not spec.claims:
         return bool(reply)
     return bool((yield from settle(spec, key, reply, claims, hints)))
@@ -1185,12 +1208,15 @@ def persist(model: type, id_value: Any, hints: TxHints | None = None) -> Plan[bo
 def _expiry(spec: ModelSpec, key: str, ms: int | None, hints: TxHints | None) -> Plan[bool]:
     # an expiry answers the same when sent twice; a persist does not (a second PERSIST
     # answers False, "had no expiry"), so it is never resent after a lost reply
+    # fragile: a copy sent after the object expired (its first copy's own expiry) or was
+    # deleted answers False, "missing" (the indexed layout's script answers True from the
+    # object's expiry record after an expiry, but False after a delete: fragile too)
     again = ms is not None
     w = layout_of(spec).expire(key, ms)
     if isinstance(w, Write):
         what = f"{'persist' if ms is None else 'expire'} {spec.name}"
-        return bool((yield from _indexed_write(spec, w, None, hints, what, again)))
-    replies = yield Batch([w], write=True, idempotent=again, keys=(key,))
+        return bool((yield from _indexed_write(spec, w, None, hints, what, again, again)))
+    replies = yield Batch([w], write=True, idempotent=again, keys=(key,), fragile=again)
     return bool(replies[0])
 
 

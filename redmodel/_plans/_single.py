@@ -61,13 +61,16 @@ def save(obj: Any, ttl: Any, force: bool, checked: Container[type]) -> Answer | 
     spec = layout.spec
     key = spec.key_for(getattr(obj, spec.key.name))
     spec.check(obj)
-    command = layout.save_plain(key, obj, _ops.ttl_ms(spec, ttl, key))  # force: always whole
+    ms = _ops.ttl_ms(spec, ttl, key)
+    command = layout.save_plain(key, obj, ms)  # force: always whole
 
     def answer(_: Any) -> str:
         saved(obj)
         return key
 
-    return Batch([command], write=True, idempotent=True, keys=(key,)), answer
+    # no ttl keeps the object's expiry: a copy finding it gone would revive it forever
+    return Batch([command], write=True, idempotent=True, keys=(key,),
+                 fragile=ms is None), answer
 
 
 def get(model: type, id_value: Any, checked: Container[type]) -> Answer | None:
@@ -91,7 +94,7 @@ def update(model: type, id_value: Any, values: Mapping[str, Any],
         _ops.update_checked(spec, id_value, values)  # raises its ValidationError
     command = layout.update(key, values)
     assert isinstance(command, tuple)  # no index write: a plain command
-    return Batch([command], write=True, idempotent=True, keys=(key,)), bool
+    return Batch([command], write=True, idempotent=True, keys=(key,), fragile=True), bool
 
 
 def incr(model: type, id_value: Any, field: str, amount: Any,

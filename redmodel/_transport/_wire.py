@@ -66,7 +66,15 @@ from redmodel._errors import (
     ServerError,
     ValidationError,
 )
-from redmodel._plan import SCRIPTS_BY_SHA, Batch, Command, as_eval, once_variant, script
+from redmodel._plan import (
+    SCRIPTS_BY_SHA,
+    Batch,
+    Command,
+    as_eval,
+    guard_variant,
+    once_variant,
+    script,
+)
 
 __all__ = [
     "Call",
@@ -91,6 +99,14 @@ EXACT_INT_REPLIES = frozenset({"INCR", "INCRBY", "DECR", "DECRBY", "HINCRBY"})
 # double); ZMSCORE's and GEOPOS's arrays hold nulls, which Lua loses under RESP3, beside
 # doubles, which RESP2 gives as text
 _UNEXACT = frozenset({"BITFIELD", "ZMSCORE", "GEOPOS"})
+# read-only commands whose integer replies can pass 2**53 (BITFIELD_RO's i64/u63, a TTL or
+# an expiry time set by a raw PEXPIRE far ahead, an XINFO counter moved by XSETID, an
+# HLL estimate): never wrapped, as a read needs no write id (its reply is exact);
+# a transaction holding one is still exactly once for its writes (docs/failures.md)
+BIG_READS = frozenset({"BITFIELD_RO", "TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME", "HTTL",
+                       "HPTTL", "HEXPIRETIME", "HPEXPIRETIME", "XINFO", "PFCOUNT"})
+IF_EXISTS = script("if_exists")
+GONE = "GONE "  # the error a conditional copy answers when the object is missing
 ONCE_FENCE = script("once_fence")
 ONCE_PREFIX = "redmodel:once:"
 SLOTS = 16384
@@ -157,7 +173,10 @@ class ResendPolicy:
     Only a batch that may be sent twice (a read, a whole save, an update, an expiry) is sent
     again after its reply was lost, or any write in exactly-once mode; a write without a
     write id only after the connection that carried its first copy is killed (the fence:
-    ``CLIENT KILL ID``, retried within ``attempts`` and ``deadline`` like a round).
+    ``CLIENT KILL ID``), and a fragile one (a save that keeps the object's expiry, an
+    update, an expiry: :attr:`~redmodel._plan.Batch.fragile`) only as a copy that writes
+    over an existing object, else OutcomeUnknownError (under a write id in exactly-once
+    mode). The fence is retried within ``attempts`` and ``deadline`` like a round.
     Redirections that prove nothing ran (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING,
     NOSCRIPT) are followed at once and count only against ``deadline``. The client's own
     ``retry`` setting applies inside each round to opening a connection, never to a
@@ -489,6 +508,32 @@ def wrap(command: Command, key: str, ttl_ms: int, resp: int = 3) -> Command | No
             "3" if resp == 3 else "2", command[0], *command[1 + leading :])
 
 
+def guard(command: Command, objects: Sequence[str] = (), resp: int = 3) -> Command | None:
+    """The conditional copy of a fragile write (:attr:`Batch.fragile`), sent again after
+    its first copy's reply was lost: it writes only if the objects it writes (``objects``,
+    else the command's first key) all still exist, else answers the GONE error with
+    nothing written. One of our scripts becomes its ``+guard`` variant, a plain command
+    with leading keys runs inside ``if_exists.lua``; None for anything else (never sent
+    again)."""
+    name = _name(command)
+    if name == "EVALSHA":
+        variant = guard_variant(_text(command[1])) if len(command) > 2 else None
+        n = _count(command[2]) if variant is not None else None
+        if variant is None or not n:
+            return None
+        needed = list(objects) or [command[3]]
+        return ("EVALSHA", variant.sha, n, *command[3 : 3 + n], len(needed), *needed,
+                *command[3 + n :])
+    if name in _SCRIPTS:
+        return None
+    _, leading = command_keys(command)
+    if not leading:
+        return None
+    needed = list(objects) or [command[1]]
+    return ("EVALSHA", IF_EXISTS.sha, leading, *command[1 : 1 + leading], len(needed),
+            *needed, "3" if resp == 3 else "2", command[0], *command[1 + leading :])
+
+
 # ---- errors -----------------------------------------------------------------------------
 
 _SERVER_ERRORS: dict[type, type[ServerError]] = {ResponseError: ServerError}
@@ -717,6 +762,9 @@ class Exchange:
     _maybe: set[int] | None = None
     _unfenced: set[int] | None = None
     _ask: dict[int, Any] | None = None
+    # the fragile writes (Batch.fragile), and those sent again as conditional copies
+    _fragile: frozenset[int] = frozenset()
+    _guarded: set[int] | None = None
     _clean = False  # every reply came in one round, none an error
     _checking = False  # this round asks nodes their eviction policy
     once: Mapping[int, str] = MappingProxyType({})
@@ -755,8 +803,10 @@ class Exchange:
                 if len(found) > 1:
                     raise cross_slot_error([_text(k) for c in commands
                                             for k in command_keys(c)[0]])
+        if batch.fragile is not False:
+            self._fragile = frozenset(batch.fragile_commands())
         if link.exactly_once and batch.write:
-            unsafe = batch.unsafe_commands()
+            unsafe = batch.unsafe_commands(True)
             if unsafe:
                 self._wrap(unsafe)
 
@@ -764,7 +814,7 @@ class Exchange:
     def unsafe(self) -> frozenset[int]:
         """The commands that must never be sent twice (computed when first needed)."""
         if self._unsafe is None:
-            self._unsafe = frozenset(self.batch.unsafe_commands())
+            self._unsafe = frozenset(self.batch.unsafe_commands(self.link.exactly_once))
         return self._unsafe
 
     @property
@@ -809,6 +859,10 @@ class Exchange:
         prefix = self.link.policy.write_id_prefix
         once: dict[int, str] = {}
         resp = self.link.resp
+        reads = [i for i in indices if _name(commands[i]) in BIG_READS]
+        if reads:  # reads need no write id: sent as they are, answered exactly
+            indices = [i for i in indices if i not in reads]
+            self._unsafe = frozenset(indices)
         for i in indices:
             slot = self.slots[i] if self.slots is not None else None
             key = once_key(slot, f"{write_id}.{i}", prefix)
@@ -822,7 +876,38 @@ class Exchange:
             self.wire, self.once, self.write_id = wire, once, write_id
 
     def _resendable(self, i: int) -> bool:
-        return i not in self.unsafe or i in self.once
+        if i in self.once:
+            return True
+        if i in self.unsafe:
+            return False
+        # a fragile write goes again only as its conditional copy (guard)
+        return not self._fragile or i not in self._fragile or (
+            not self.batch.atomic and self._guard(i) is not None)
+
+    def _objects(self, i: int) -> list[str]:
+        """The objects fragile write ``i`` writes (:attr:`Batch.objects`, else its first
+        key), as text."""
+        objects = self.batch.objects
+        if objects and objects[i]:
+            return [_text(k) for k in objects[i]]
+        return [_text(k) for k in command_keys(self.batch.commands[i])[0][:1]]
+
+    def _guard(self, i: int) -> Command | None:
+        objects = self.batch.objects
+        return guard(self.batch.commands[i], objects[i] if objects else (), self.link.resp)
+
+    def _copy(self, i: int) -> Command:
+        """What command ``i`` is sent as: its conditional copy (:func:`guard`) once a copy
+        of a fragile write lost its reply (its first copy may have run), else as wrapped."""
+        if self._fragile and i in self._fragile and self._maybe and i in self._maybe \
+                and i not in self.once:
+            guarded = self._guard(i)
+            assert guarded is not None  # (_resendable)
+            if self._guarded is None:
+                self._guarded = set()
+            self._guarded.add(i)
+            return guarded
+        return self.wire[i]
 
     def _node_of(self, i: int) -> Any:
         """The node command ``i`` goes to (raises when the slot map has none)."""
@@ -1046,6 +1131,8 @@ class Exchange:
 
     def _call(self, node: Any, indices: list[int]) -> Call:
         wire = self.wire
+        if self._fragile and self._maybe:  # a conditional copy among them: not packed
+            wire = [self._copy(i) for i in range(len(wire))]
         commands = wire if len(indices) == len(wire) else [wire[i] for i in indices]
         asked = isinstance(node, _Asked)
         if asked:
@@ -1602,6 +1689,15 @@ class Exchange:
             error = server_error(self.last_redirect, self.batch.commands[self.todo[0]])
         if not self.pinned and self._ran_unsafe():
             self._partial(error, self.todo)
+        lost = [i for i in self.todo if i in self._fragile and i in self.maybe_applied]
+        if lost:  # a copy of a fragile write may have run: calling again is not harmless
+            keys = tuple(dict.fromkeys(k for i in lost for k in self._objects(i)))
+            what = ", ".join(sorted({describe(self.batch.commands[i]) for i in lost}))
+            unknown = OutcomeUnknownError(
+                f"every reply to {what} was lost ({type(error).__name__}: {error}); a copy "
+                "may have run, and calling again after the object expired or was deleted "
+                "would write it anew", keys=keys)
+            raise self._outcome(unknown, lost) from error
         raise self._outcome(error, ())
 
     fencing: list[int]
@@ -1637,7 +1733,12 @@ class Exchange:
         if (self.batch.atomic or self.pinned) and any(resolved.values()):
             for i in self.todo:  # a command of the unit that failed without a record
                 if self.replies[i] is _PENDING:
-                    self.replies[i] = ServerError("the command failed and its reply was lost")
+                    command = self.batch.commands[i]
+                    self.replies[i] = server_error(ResponseError(
+                        "its reply was lost with EXEC's (a read needs no write id: nothing "
+                        "kept it); the transaction was applied"), command) \
+                        if _name(command) in BIG_READS else \
+                        ServerError("the command failed and its reply was lost")
                     resolved[i] = True
         applied = [i for i in self.todo if resolved.get(i)]
         missing = [i for i in self.todo if not resolved.get(i)]
@@ -1672,8 +1773,29 @@ class Exchange:
             if isinstance(reply, (bytes, str)) and _name(commands[i]) in EXACT_INT_REPLIES:
                 self.replies[i] = int(reply)
 
+    def _gone(self) -> None:
+        """Raise OutcomeUnknownError when a conditional copy (:meth:`_copy`) found its
+        object missing: the first copy may have run (and the object expired or was deleted
+        since), or not; the call cannot tell."""
+        assert self._guarded is not None
+        gone = [i for i in sorted(self._guarded) if isinstance(self.replies[i], Exception)
+                and str(self.replies[i]).startswith(GONE)]
+        if not gone:
+            return
+        commands = self.batch.commands
+        keys = tuple(dict.fromkeys(k for i in gone for k in self._objects(i)))
+        what = ", ".join(sorted({describe(commands[i]) for i in gone}))
+        cause = self.last_failure
+        error = OutcomeUnknownError(
+            f"the reply to {what} was lost ({type(cause).__name__}: {cause}); the first copy "
+            "may have run and the object expired or was deleted before the resend, which "
+            "found it missing and wrote nothing", keys=keys)
+        raise self._outcome(error, gone) from cause
+
     def result(self) -> list[Any]:
         """The replies; raises the first error reply as a ServerError naming its keys."""
+        if self._guarded:
+            self._gone()
         if self.once:
             self._exact()
         replies = self.replies
@@ -1686,6 +1808,8 @@ class Exchange:
 
     def raw(self) -> list[Any]:
         """The replies with error replies as ServerError values (for EXEC results)."""
+        if self._guarded:
+            self._gone()
         if self.once:
             self._exact()
         commands = self.batch.commands

@@ -702,8 +702,9 @@ class Container(Generic[T, S]):
         # the record never expires (a key emptied and filled again loses its expiry: a
         # record that expired with the old one would leave the new data unchecked); it
         # goes with clear()
+        # fragile: a copy sent again after the container expired would answer False
         replies = yield Batch([("PEXPIRE", self.key, ms)], write=True, idempotent=True,
-                              keys=(self.key,))
+                              keys=(self.key,), fragile=True)
         return bool(replies[0])
 
     @overload

@@ -517,6 +517,11 @@ class _TxBase:
         ``CLIENT`` but its reads, ``SCRIPT``, ...) raises :class:`ValidationError` here,
         nothing sent.
 
+        In exactly-once mode the command runs under a write id like every queued write,
+        answering its reply as it would alone; a read whose integers can pass 2**53
+        (``BITFIELD_RO``, ``PTTL``, ``PEXPIRETIME``, ...) goes without one, exactly
+        (docs/failures.md, "Where the guarantee ends").
+
         Redis: any command given (not one of those), queued between MULTI and EXEC."""
         client = self.store.client
         sent, words = checked_raw(args, "command")
