@@ -8,10 +8,12 @@ so the logic exists once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import contextvars
 import copy
 import hashlib
+import os
 import re
 import time
 from collections.abc import (
@@ -401,6 +403,18 @@ class LuaScript:
         """An EVALSHA command; stores fall back to EVAL on NOSCRIPT."""
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
+    def memo_call(self, root: str, d: str, keys: Sequence[str], args: Sequence[Any],
+                  slot_of: str | None = None) -> Command:
+        """This script's call under a memo of its own (:func:`memo_variant`): a key under
+        the index root ``root`` (delimiter ``d``), new per call, in the slot of ``root``'s
+        hash tag, where the first run keeps its reply for :data:`MEMO_TTL_MS`. Sent again
+        after a lost reply, the same command answers the first run's reply (docs/failures.md
+        "Resent maintenance calls"). ``slot_of``: a key without a hash tag (ids and
+        prefixes hold no braces) whose slot the memo takes, when ``root`` has none."""
+        variant = memo_variant(self)
+        key = f"{root}memo{d}{new_token()}" + ("" if slot_of is None else f"{{{slot_of}}}")
+        return ("EVALSHA", variant.sha, len(keys) + 1, key, *keys, MEMO_TTL_MS, *args)
+
 
 SCRIPTS_BY_SHA: dict[str, LuaScript] = {}
 _INCLUDE = "--! include "
@@ -492,6 +506,37 @@ def once_variant(sha: str) -> LuaScript | None:
         text = (shebang + lua_source("once_head") + "local function once_body()\n" + body
                 + "end\n" + lua_source("once_tail"))
         found = _ONCE[sha] = LuaScript(base.name + "+once", text)
+        SCRIPTS_BY_SHA[found.sha] = found
+    return found
+
+
+MEMO_TTL_MS = 120_000
+"""How long a memo keeps a maintenance call's reply (ms): longer than any resend of the
+call under the default ResendPolicy (deadline 10 s). A copy that comes later than this (a
+policy whose deadline is longer, a server paused with the call in its input buffer)
+answers as a first run would then."""
+
+_MEMO: dict[str, LuaScript] = {}
+
+
+def new_token() -> str:
+    """16 random URL-safe characters (96 bits, from os.urandom): unique per call."""
+    return base64.urlsafe_b64encode(os.urandom(12)).decode("ascii")
+
+
+def memo_variant(base: LuaScript) -> LuaScript:
+    """The memo form of a script (``<name>+memo``): its text wrapped in a function
+    between ``memo_head.lua`` and ``memo_tail.lua``, which take the memo's key as KEYS[1]
+    and its expiry as ARGV[1]. Registered with the scripts, so NOSCRIPT falls back to it."""
+    found = _MEMO.get(base.sha)
+    if found is None:
+        shebang, body = "", base.source
+        if body.startswith(_SHEBANG):
+            shebang, body = body.split("\n", 1)
+            shebang += "\n"
+        text = (shebang + lua_source("memo_head") + "local function memo_body()\n" + body
+                + "end\n" + lua_source("memo_tail"))
+        found = _MEMO[base.sha] = LuaScript(base.name + "+memo", text)
         SCRIPTS_BY_SHA[found.sha] = found
     return found
 
