@@ -36,7 +36,7 @@ from redis.cluster import RedisCluster
 import redmodel
 from redmodel._indexes import _repair, _writes
 from redmodel._models._specs import spec_of
-from redmodel._plan import memo_variant
+from redmodel._plan import Batch, memo_variant
 from redmodel._rebucket import MOVE
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer
 from tests.budget import scaled
@@ -453,3 +453,86 @@ def test_a_write_refused_by_a_stale_holder_ends_as_without_a_lost_reply(
         store.client.close()
         proxy.clear()
         _wipe(redis_client, ns)
+
+
+# ---- the memo's own checks ----------------------------------------------------------------
+
+def _due(redis_client: Any, ns: str) -> tuple[type, Any]:
+    """A model whose object o0 is gone and due for the sweep (its entries stale)."""
+    Item = _indexed(ns, None)
+    spec = spec_of(Item)
+    redmodel.Store(redis_client).save(Item("t", 1.0, sku="s", id="o0"), ttl=600)
+    redis_client.zadd(spec.index_root(None) + "exp", {"o0": 0})
+    redis_client.delete(spec.key_for("o0"))
+    return Item, spec
+
+
+def test_a_memo_key_the_acl_refuses_stops_the_call_with_nothing_written(
+        redis_server: Any, redis_client: redis.Redis) -> None:
+    """A user whose key patterns cover the model's keys but not the memos (``<root>memo``):
+    the sweep's 'apply' is refused before anything runs, naming the memo key, also a
+    NoPermissionError; nothing of the sweep was written."""
+    ns = f"f32a{next(_COUNT)}"
+    Item, _ = _due(redis_client, ns)
+    before = _snapshot(redis_client, ns)
+    redis_client.acl_setuser("f32fmemo", enabled=True, passwords=["+pw"],
+                             keys=[f"{ns}:[^%]*", f"{ns}:%idx:[^m]*", f"{ns}:%schema"],
+                             commands=["+@all"])
+    store = redmodel.Store(redis.Redis(host=redis_server.host, port=redis_server.port,
+                                       username="f32fmemo", password="pw"))
+    try:
+        with pytest.raises(redmodel.ServerError) as e:
+            store.sweep(Item)
+        assert isinstance(e.value, redis.exceptions.NoPermissionError)
+        # (refused at the EVALSHA, whose keys the server checks first: the memo's own
+        # check inside the script is the backstop for a key allowed at the call)
+        assert f"{ns}:%idx:memo:" in str(e.value)
+        assert _snapshot(redis_client, ns) == before
+        # the memo keys allowed at the call (an ACL selector over every key of the
+        # model, without SET), but not the memo's SET: the script's own check refuses it
+        # before the sweep's first write
+        redis_client.execute_command(
+            "ACL", "SETUSER", "f32fmemo", f"(+@all -set ~{ns}:*)")
+        with pytest.raises(redmodel.ServerError) as e:
+            store.sweep(Item)
+        assert isinstance(e.value, redis.exceptions.NoPermissionError)
+        assert "'set' command" in str(e.value) and f"{ns}:%idx:memo:" in str(e.value)
+        assert "nothing was written" in str(e.value)
+        assert _snapshot(redis_client, ns) == before
+        assert redmodel.Store(redis_client).sweep(Item) == 1  # a user allowed: swept
+    finally:
+        store.close()
+        redis_client.acl_deluser("f32fmemo")
+        _wipe(redis_client, ns)
+
+
+def test_a_planted_key_at_a_memo_key_stops_the_call_with_nothing_written(
+        redis_client: redis.Redis) -> None:
+    """A key of another type (or a string redmodel did not write) at the call's memo key:
+    an error naming it before the script's first write; nothing written."""
+    ns = f"f32p{next(_COUNT)}"
+    Item, spec = _due(redis_client, ns)
+    root, d = spec.index_root(None), spec.delimiter
+    keys = [root + "rec", root + "all", root + "exp", root + "ids", root + "idn",
+            spec.key_for("o0"), f"{root}eq{d}tag{d}t", f"{root}rng{d}price", f"{root}uq{d}sku"]
+    store = redmodel.Store(redis_client)
+    for plant in ("hash", "string"):
+        call = _repair.SWEEP.memo_call(root, d, keys, ["apply", root, d,
+                                                       spec.object_prefix(None), "o0"])
+        memo = call[3]
+        if plant == "hash":
+            redis_client.hset(memo, "x", "y")
+        else:
+            redis_client.set(memo, "not a memo")
+        before = _snapshot(redis_client, ns)
+        with pytest.raises(redmodel.ServerError, match="WRONGTYPE") as e:
+            store.run(_send(Batch([call], write=True, keys=[memo])))
+        assert memo in str(e.value) and "nothing was written" in str(e.value)
+        assert _snapshot(redis_client, ns) == before
+        redis_client.delete(memo)
+    assert store.sweep(Item) == 1
+    _wipe(redis_client, ns)
+
+
+def _send(batch: Batch) -> Any:
+    return (yield batch)[0]
