@@ -98,13 +98,15 @@ def _counting(match: Callable[[list[bytes]], bool]) -> tuple[list[int], Callable
     return seen, when
 
 
-def _nth(match: Callable[[list[bytes]], bool], n: int) -> Callable[[list[bytes]], bool]:
-    seen = [0]
+def _nth(match: Callable[[list[bytes]], bool], n: int,
+         seen: list[int] | None = None) -> Callable[[list[bytes]], bool]:
+    """A ``when=`` predicate true for the n-th matching command (``seen[0]`` counts them)."""
+    count = [0] if seen is None else seen
 
     def when(argv: list[bytes]) -> bool:
         if match(argv):
-            seen[0] += 1
-            return seen[0] == n
+            count[0] += 1
+            return count[0] == n
         return False
     return when
 
@@ -124,15 +126,21 @@ def _twice(proxy: Any, match: Callable[[list[bytes]], bool], build: Callable[[],
     want_keys = _snapshot(client, ns)
     _wipe(client, ns)
     build()
+    seen, n = [0], 0
+    # (drawn with fixed bounds: the call count may differ from one replay to the next)
+    pick = data.draw(st.integers(0, 2**16), label="faulted call (mod the calls)")
     if calls:
-        n = data.draw(st.integers(1, calls), label="faulted call")
-        getattr(proxy, fault)("EVALSHA", when=_nth(match, n))
+        n = 1 + pick % calls
+        getattr(proxy, fault)("EVALSHA", when=_nth(match, n, seen))
     before = len(proxy.events)
     got = run()
     proxy.clear()
-    if calls:
-        assert [e.kind for e in proxy.events[before:]] == [fault]  # the fault fired
-    event(f"calls {min(calls, 4)}{'+' if calls > 4 else ''}")
+    # the fault fired when the run made an n-th such call: a SCAN's pages depend on the
+    # server's hash table, so a rebuilt state may be walked in fewer calls (a move)
+    fired = bool(calls) and seen[0] >= n
+    assert [e.kind for e in proxy.events[before:]] == ([fault] if fired else [])
+    event(f"calls {min(calls, 4)}{'+' if calls > 4 else ''}"
+          f"{'' if fired or not calls else ', fewer: not fired'}")
     assert got == want, (got, want)
     assert _snapshot(client, ns) == want_keys
     return want, want_keys
