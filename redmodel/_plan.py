@@ -8,10 +8,12 @@ so the logic exists once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import contextvars
 import copy
 import hashlib
+import os
 import re
 import time
 from collections.abc import (
@@ -464,6 +466,18 @@ class LuaScript:
         """An EVALSHA command; stores fall back to EVAL on NOSCRIPT."""
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
+    def memo_call(self, root: str, d: str, keys: Sequence[str], args: Sequence[Any],
+                  slot_of: str | None = None) -> Command:
+        """This script's call under a memo of its own (:func:`memo_variant`): a key under
+        the index root ``root`` (delimiter ``d``), new per call, in the slot of ``root``'s
+        hash tag, where the first run keeps its reply for :data:`MEMO_TTL_MS`. Sent again
+        after a lost reply, the same command answers the first run's reply (docs/failures.md
+        "Resent maintenance calls"). ``slot_of``: a key without a hash tag (ids and
+        prefixes hold no braces) whose slot the memo takes, when ``root`` has none."""
+        variant = memo_variant(self)
+        key = f"{root}memo{d}{new_token()}" + ("" if slot_of is None else f"{{{slot_of}}}")
+        return ("EVALSHA", variant.sha, len(keys) + 1, key, *keys, MEMO_TTL_MS, *args)
+
 
 SCRIPTS_BY_SHA: dict[str, LuaScript] = {}
 _INCLUDE = "--! include "
@@ -535,7 +549,26 @@ def script(name: str) -> LuaScript:
     return s
 
 
-_ONCE: dict[str, LuaScript] = {}
+def _wrapped(base: LuaScript, kind: str, head: str, tail: str) -> LuaScript:
+    """``base``'s text wrapped as ``<name>+<kind>``: ``head`` (a script of redmodel/lua),
+    then the script's body as the local function ``<kind>_body``, then ``tail`` (Lua text).
+    The script's flags (its shebang: allow-oom) stay its first line. Registered with the
+    scripts (SCRIPTS_BY_SHA), so NOSCRIPT falls back to it; made once per (script, kind)."""
+    key = (base.sha, kind)
+    found = _WRAPPED.get(key)
+    if found is None:
+        shebang, body = "", base.source
+        if body.startswith(_SHEBANG):
+            shebang, body = body.split("\n", 1)
+            shebang += "\n"
+        text = (shebang + lua_source(head) + f"local function {kind}_body()\n" + body
+                + "end\n" + tail)
+        found = _WRAPPED[key] = LuaScript(f"{base.name}+{kind}", text)
+        SCRIPTS_BY_SHA[found.sha] = found
+    return found
+
+
+_WRAPPED: dict[tuple[str, str], LuaScript] = {}
 
 
 def once_variant(sha: str) -> LuaScript | None:
@@ -543,23 +576,10 @@ def once_variant(sha: str) -> LuaScript | None:
     in a function between ``once_head.lua`` and ``once_tail.lua``, which take the write id's
     key as KEYS[1] and its expiry as ARGV[1] (docs/failures.md). None for a sha this process
     did not load, which cannot be wrapped."""
-    found = _ONCE.get(sha)
-    if found is None:
-        base = SCRIPTS_BY_SHA.get(sha)
-        if base is None or base.name.endswith("+once") or base.name.startswith("once_"):
-            return None
-        shebang, body = "", base.source
-        if body.startswith(_SHEBANG):  # the script's flags (allow-oom) stay its first line
-            shebang, body = body.split("\n", 1)
-            shebang += "\n"
-        text = (shebang + lua_source("once_head") + "local function once_body()\n" + body
-                + "end\n" + lua_source("once_tail"))
-        found = _ONCE[sha] = LuaScript(base.name + "+once", text)
-        SCRIPTS_BY_SHA[found.sha] = found
-    return found
-
-
-_GUARDED: dict[str, LuaScript] = {}
+    base = SCRIPTS_BY_SHA.get(sha)
+    if base is None or base.name.endswith("+once") or base.name.startswith("once_"):
+        return None
+    return _wrapped(base, "once", "once_head", lua_source("once_tail"))
 
 
 def guard_variant(sha: str) -> LuaScript | None:
@@ -567,20 +587,29 @@ def guard_variant(sha: str) -> LuaScript | None:
     before the script's text, which takes a count and the objects the write needs first
     in ARGV and answers the GONE error with nothing written when one is missing
     (:attr:`Batch.fragile`). None for a sha this process did not load."""
-    found = _GUARDED.get(sha)
-    if found is None:
-        base = SCRIPTS_BY_SHA.get(sha)
-        if base is None or "+" in base.name:
-            return None
-        shebang, body = "", base.source
-        if body.startswith(_SHEBANG):  # the script's flags (allow-oom) stay its first line
-            shebang, body = body.split("\n", 1)
-            shebang += "\n"
-        text = shebang + lua_source("guard_head") + "local function guard_body()\n" + body \
-            + "end\nreturn guard_body()\n"
-        found = _GUARDED[sha] = LuaScript(base.name + "+guard", text)
-        SCRIPTS_BY_SHA[found.sha] = found
-    return found
+    base = SCRIPTS_BY_SHA.get(sha)
+    if base is None or "+" in base.name:
+        return None
+    return _wrapped(base, "guard", "guard_head", "return guard_body()\n")
+
+
+MEMO_TTL_MS = 120_000
+"""How long a memo keeps a maintenance call's reply (ms): longer than any resend of the
+call under the default ResendPolicy (deadline 10 s). A copy that comes later than this (a
+policy whose deadline is longer, a server paused with the call in its input buffer)
+answers as a first run would then."""
+
+
+def new_token() -> str:
+    """16 random URL-safe characters (96 bits, from os.urandom): unique per call."""
+    return base64.urlsafe_b64encode(os.urandom(12)).decode("ascii")
+
+
+def memo_variant(base: LuaScript) -> LuaScript:
+    """The memo form of a script (``<name>+memo``): its text wrapped in a function
+    between ``memo_head.lua`` and ``memo_tail.lua``, which take the memo's key as KEYS[1]
+    and its expiry as ARGV[1]."""
+    return _wrapped(base, "memo", "memo_head", lua_source("memo_tail"))
 
 
 def as_eval(command: Command) -> Command:

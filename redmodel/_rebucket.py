@@ -407,7 +407,8 @@ def _rename(spec: ModelSpec, pairs: list[tuple[str, str]]) -> Step:
         sizes.append(len(src))
     flat = "1" if spec.layout == "flat" else "0"
     replies = yield from _ask(Batch(
-        [MOVE.call(keys, ["move", spec.delimiter, flat, *sizes])], write=True,
+        [MOVE.memo_call(spec.index_root(spec.tags()[0]), spec.delimiter, keys,
+                        ["move", spec.delimiter, flat, *sizes])], write=True,
         idempotent=True, keys=keys))
     reply = replies[0]
     status = _text(reply[0])
@@ -419,6 +420,20 @@ def _rename(spec: ModelSpec, pairs: list[tuple[str, str]]) -> Step:
         raise ServerError(f"unexpected reply {reply!r}", keys=tuple(keys[:5]),
                           command=f"migrate_buckets {spec.name}")
     return int(reply[1])
+
+
+def _memo_drop(spec: ModelSpec, keys: list[str], payloads: list[Any]) -> Any:
+    """The drop of one object's old keys under a memo in their slot (a resend after a lost
+    reply answers DROPPED again, not GONE): under the index root of their hash tag, or,
+    for keys without one, a memo whose hash tag is the object's key (ids and prefixes
+    hold no braces)."""
+    first, d = keys[0], spec.delimiter
+    at = first.find("{")
+    end = first.find("}", at + 1) if at >= 0 else -1
+    if at >= 0 and end > at + 1:
+        return MOVE.memo_call(f"{first[: end + 1]}{d}%idx{d}", d, keys, ["drop", *payloads])
+    return MOVE.memo_call(f"{spec.prefix}{d}%idx{d}", d, keys, ["drop", *payloads],
+                          slot_of=first)
 
 
 def _copy_drop(spec: ModelSpec, pairs: list[tuple[str, str]], skey: str, state: _State
@@ -469,7 +484,7 @@ def _copy_drop(spec: ModelSpec, pairs: list[tuple[str, str]], skey: str, state: 
         if cmds:
             yield from _ask(Batch(cmds, write=True, idempotent=False,
                                   keys=[c[1] for c in cmds]))
-    drops = [MOVE.call([a for a, _ in payloads], ["drop", *(p for _, p in payloads)])
+    drops = [_memo_drop(spec, [a for a, _ in payloads], [p for _, p in payloads])
              for payloads, _, _, _ in plans]
     replies = yield from _ask(Batch(drops, write=True, idempotent=True,
                                     keys=[a for payloads, _, _, _ in plans for a, _ in payloads]))

@@ -78,7 +78,9 @@ def index_keys(client: Any, spec: Any) -> dict[str, Any]:
     for raw in client.scan_iter(match=f"{spec.prefix}:*%idx:*", count=1000):
         k = raw.decode("utf-8", "surrogateescape")
         rest = k.split("%idx:", 1)[1]
-        if rest.startswith(("ids", "idn")) or (spec.claims and rest.startswith("uq:")):
+        # (memo: a repair call's reply, kept a short while for its resend: no index key)
+        if rest.startswith(("ids", "idn", "memo:")) or (spec.claims
+                                                         and rest.startswith("uq:")):
             continue
         kind = client.type(raw).decode()
         if kind == "set":
@@ -332,7 +334,7 @@ def test_a_fix_never_undoes_a_write_made_after_its_read(redis_client: Any,
     compares the stored fields with those the judgment came from, touches nothing,
     answers so, and the member is judged again (now right: it stays)."""
     from redmodel._indexes import _repair  # noqa: PLC0415
-    from redmodel._plan import Emit  # noqa: PLC0415
+    from redmodel._plan import Emit, memo_variant  # noqa: PLC0415
 
     redis_client.flushall()
     store = Store(redis_client)
@@ -356,7 +358,8 @@ def test_a_fix_never_undoes_a_write_made_after_its_read(redis_client: Any,
                 # (a reindex write of the old write scripts left a record: the state of
                 # the write side of the contract is none)
                 redis_client.hdel(root + "rec", eid)
-            if cmd[0] == "EVALSHA" and cmd[1] == _repair.FIX.sha and red in cmd and not raced:
+            if cmd[0] == "EVALSHA" and cmd[1] == memo_variant(_repair.FIX).sha and red in cmd \
+                    and not raced:
                 assert "g" not in cmd and "r" not in cmd[cmd.index(red) + 2:]
                 redis_client.hset(key, "tag", "red")  # the write between read and fix
                 raced = 1

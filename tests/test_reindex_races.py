@@ -24,7 +24,7 @@ from redmodel import ge, lt
 from redmodel._errors import NotFoundError, UniqueViolationError
 from redmodel._indexes import _repair
 from redmodel._models._specs import spec_of
-from redmodel._plan import Batch, Emit
+from redmodel._plan import Batch, Emit, memo_variant
 from redmodel._stores._sync import Store
 from tests.budget import scaled
 
@@ -48,8 +48,10 @@ def declare(buckets: int | None, unique: bool) -> type:
     return Item
 
 
-CONVERT = _repair.CONVERT.sha
-DROP = _repair.DROP_CLAIM.sha
+# the conversion's script, sent plain ('move') or under its memo (fix, mend, drop); the
+# claim repair under its memo (docs/failures.md, "Resent maintenance calls")
+CONVERT = {_repair.CONVERT.sha, memo_variant(_repair.CONVERT).sha}
+DROP = memo_variant(_repair.DROP_CLAIM).sha
 MODELS = [declare(b, u) for b in (None, 4) for u in (False, True)]
 
 def ops(ids: list[str]) -> st.SearchStrategy[tuple[str, str, Any, int]]:
@@ -106,7 +108,7 @@ def drive(store: Store, Item: type, plan: Any, schedule: list[tuple[int, Any]]) 
                 step = plan.send(None)
                 continue
             assert isinstance(step, Batch)
-            if step.write and any(c[0] == "EVALSHA" and c[1] != CONVERT for c in
+            if step.write and any(c[0] == "EVALSHA" and c[1] not in CONVERT for c in
                                   step.commands):
                 for at, op in schedule:
                     if at == i:

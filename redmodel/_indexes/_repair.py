@@ -194,7 +194,9 @@ def sweep_step(spec: ModelSpec, tag: str | None, limit: int = SWEEP_STEP
             if k is not None:
                 keys.append(k)
     keys = keys[:5] + sorted(set(keys[5:]))
-    replies = yield Batch([SWEEP.call(keys, ["apply" + mode, root, d, prefix, *ids])],
+    # under a memo: a resend after a lost reply answers the first run's count
+    replies = yield Batch([SWEEP.memo_call(root, d, keys, ["apply" + mode, root, d, prefix,
+                                                           *ids])],
                           write=True, idempotent=True, keys=(root + "exp",))
     done = replies[0]
     if status(done) == "KEYS":  # a record changed between the two calls: next round
@@ -580,7 +582,8 @@ class _Repair:
         tail = ": set right" if self.fix else f": run store.reindex({cls})"
         while True:
             replies = yield from _ask(Batch(
-                [CONVERT.call(keys, [mode, self.d, start, budget])],
+                [CONVERT.memo_call(root, self.d, keys, [mode, self.d, start, budget])
+                 if self.fix else CONVERT.call(keys, [mode, self.d, start, budget])],
                 write=self.fix, idempotent=True, keys=(keys[2],)))
             reply = replies[0]
             if status(reply) == "WRONGTYPE":
@@ -608,7 +611,9 @@ class _Repair:
         count right (over a count holding no integer >= 0 too). None when verify found a
         key of the wrong type (reported)."""
         keys = self.ids_keys(root)
-        replies = yield from _ask(Batch([CONVERT.call(keys, [mode, self.d])],
+        call = (CONVERT.memo_call(root, self.d, keys, [mode, self.d]) if mode == "fix"
+                else CONVERT.call(keys, [mode, self.d]))
+        replies = yield from _ask(Batch([call],
                                         write=mode == "fix", idempotent=True,
                                         keys=(keys[3],)))
         reply = replies[0]
@@ -1094,7 +1099,8 @@ class _Repair:
         if at < 0:
             return False
         rest = key[at + len(marker):]
-        return rest not in ("rec", "all", "exp", "reindex", "all" + d + "old", "ids", "idn")
+        return rest not in ("rec", "all", "exp", "reindex", "all" + d + "old", "ids",
+                            "idn") and not rest.startswith("memo" + d)  # a call's memo
 
     def page_key(self, key: str) -> Plan[int]:
         """A key named like a page of the all-ids index (``<root>ids<d><bound>``): one the
@@ -1125,7 +1131,7 @@ class _Repair:
         # reindex: nothing reads it, and the objects pass put every existing object's id
         # into the pages the directory lists: deleted (if still not listed)
         keys = self.ids_keys(root)
-        replies = yield Batch([CONVERT.call(keys, ["drop", d, bound])], write=True,
+        replies = yield Batch([CONVERT.memo_call(root, d, keys, ["drop", d, bound])], write=True,
                               idempotent=True, keys=(dir_key,))
         reply = check(self.spec, key, replies[0], "reindex (pages)")
         if int(reply[1]):
@@ -1316,7 +1322,8 @@ class _Repair:
             args += [state] if isinstance(state, str) else state
         head = {"eq": ["eq", name, value, prefix], "rng": ["rng", name, prefix],
                 "uq": ["uq", name, prefix]}[kind]
-        replies = yield Batch([FIX.call([key, root + "rec", *objs], [*head, *args])],
+        replies = yield Batch([FIX.memo_call(root, self.d, [key, root + "rec", *objs],
+                                             [*head, *args])],
                               write=True, idempotent=True, keys=(key,))
         reply = check(self.spec, key, replies[0], f"reindex {self.spec.name}")
         return int(reply[1]), {_text(x) for x in reply[2:]}
@@ -1366,8 +1373,12 @@ class _Repair:
         text back for the others. Any claim of the value by its owner after the mark
         rewrites it (with the time of that claim), so a claim taken back meanwhile is
         never dropped. Returns the claims dropped."""
+        d = self.d
+        root = key[: key.find("%idx" + d) + len("%idx" + d)]  # the claim hash's index root
+
         def run(calls: list[list[str]]) -> Plan[list[Any]]:
-            replies = yield Batch([DROP_CLAIM.call([key], args) for args in calls],
+            replies = yield Batch([DROP_CLAIM.memo_call(root, d, [key], args)
+                                   for args in calls],
                                   write=True, idempotent=True, keys=(key,))
             for reply in replies:
                 if status(reply) == "WRONGTYPE":

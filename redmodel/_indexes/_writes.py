@@ -913,7 +913,9 @@ def free_unheld(refused: Sequence[tuple[Write, Any]]) -> Plan[bool]:
     names gives the value up when its stored fields no longer hold it (decided on the
     object as ``get_by`` sees it, and done by a script that checks those fields did not
     change since). True when any value was given up (or was free already): worth
-    sending the refused writes again."""
+    sending the refused writes again. The fix answers by state (the value free, or the
+    writer's, after it ran), so a copy sent again after a lost reply answers as the
+    first did (32F)."""
     looked = []
     for w, reply in refused:
         spec, d = w.spec, w.spec.delimiter
@@ -975,7 +977,7 @@ def _unheld_fix(w: Write, name: str, text: str, uq: str, owner: str, key: str, r
         guard += [field, "1" if raw_value is not None else "0",
                   raw_value if raw_value is not None else ""]
     return FIX.call([uq, w.root + "rec", key], ["unheld", name, text, owner, len(u.fields),
-                                                *guard])
+                                                *guard, w.eid])
 
 
 def _fields_of(reply: Any) -> dict[bytes, Any]:

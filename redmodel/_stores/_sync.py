@@ -568,9 +568,12 @@ class Store(ShellConfig):
     def sweep(self, model: type) -> int:
         """Drop the index entries of expired objects now (queries also do it): per
         bucket, one EVALSHA naming the expired ids, one dropping their entries (every key
-        declared), repeated per 200 ids; returns how many objects' entries were dropped.
+        declared), repeated per 200 ids; returns how many objects' entries were dropped,
+        also when a reply was lost and the call resent (the dropping call keeps its reply
+        in a memo its resend answers from: docs/failures.md, "Resent maintenance calls").
 
-        Redis: EVALSHA index_sweep.lua per bucket, again per 200 expired ids."""
+        Redis: EVALSHA index_sweep.lua per bucket, again per 200 expired ids (the dropping
+        call under a memo: GET/SET of ``<index root>memo:<token>``)."""
         return self.run(self._use(model, _repair.sweep_plan(model)))
 
     def reindex(self, model: type, *, count: int = 500, progress: bool | None = None,
@@ -593,7 +596,10 @@ class Store(ShellConfig):
         starts over. ``progress`` prints a counter on stderr (default: when stderr is a
         terminal). What it cannot fix (two objects with one unique value, a value no index
         can hold, a wrong-typed index key) is logged on the ``redmodel.index`` logger, and
-        :meth:`verify` lists it.
+        :meth:`verify` lists it; so is what it set right. Its repair calls (index_fix,
+        ids_convert's fix, mend and drop, claim_drop) keep their replies in a memo that a
+        resend after a lost reply answers from, so the lines logged and the count are those
+        of a run without the fault (docs/failures.md, "Resent maintenance calls").
 
         Refused with :class:`SchemaConflictError` while a bucket move
         (:meth:`migrate_buckets`) is under way.
@@ -602,7 +608,8 @@ class Store(ShellConfig):
         its progress key, SCAN, HSCAN,
         SSCAN and ZSCAN pages, HGETALL, HGET, PTTL, EXISTS, ZSCORE, SISMEMBER, GET reads,
         EVALSHA ids_convert.lua, ids_read.lua, index_write.lua, index_fix.lua, index_sweep.lua and
-        claim_drop.lua, and EVALSHA registry_state.lua at the end."""
+        claim_drop.lua (the repairs under a memo: TYPE, GET and SET of
+        ``<index root>memo:<token>``), and EVALSHA registry_state.lua at the end."""
         plan = self._use(model, _registry.unmoved(
             model_spec(model), "reindex the model",
             _repair.reindex_plan(model, count, self._targets(), restart)))
@@ -630,12 +637,15 @@ class Store(ShellConfig):
         it again after a stop and it goes on, doing at most one page again. ``progress``
         is called with ``(done, total)`` after each page (or True/None: a counter on
         stderr, as for :meth:`reindex`). Bad input (``from_buckets`` equal to the model's
-        or not what the registry records, nothing stored) raises before any write. See
-        docs/migrations.md.
+        or not what the registry records, nothing stored) raises before any write. The
+        count is exact also when a page's reply was lost and resent: each move keeps its
+        reply in a memo its resend answers from (docs/failures.md, "Resent maintenance
+        calls"). See docs/migrations.md.
 
         Redis: TYPE and GET of the progress key, HGETALL of the registry's record, HSET of its
         ``moving`` and ``version`` fields; SCAN pages, EVALSHA rebucket.lua per page (a
-        cluster: DUMP, PTTL and RESTORE of each object first), SET of the progress after
+        cluster: DUMP, PTTL and RESTORE of each object first; under a memo: TYPE, GET and
+        SET of ``<prefix>:%idx:memo:<token>``), SET of the progress after
         each; at the end (for an indexed model after DEL of the old buckets' index keys
         and the commands of :meth:`reindex`) MULTI, HSET/HDEL of the record (the new
         count and version, ``moving`` removed), EXEC, and DEL of the progress key."""

@@ -46,10 +46,13 @@ end
 --                                         fields no longer do -- changed by raw commands --
 --                                         gives it up: HDEL, if the unique index still names
 --                                         it and those fields are still exactly as the client
---                                         read them when it found that they do not hold it)
+--                                         read them when it found that they do not hold it;
+--                                         then, optionally, the writer's id)
 -- Answers {'FIXED', how many members changed, the members not touched because
 -- their object changed since the client read it (ids; values for 'uq')...}; 'unheld'
--- answers {'FIXED', 0 | 1}.
+-- answers {'FIXED', 1} when the value is free after it ran (given up by this call, by an
+-- earlier copy of it whose reply was lost, or free already) or held by the writer, else
+-- {'FIXED', 0}: a state, the same for a first run and its resend (32F).
 local kind = ARGV[1]
 local key, rec = KEYS[1], KEYS[2]
 local want = ({eq = 'set', rng = 'zset', uq = 'hash', unheld = 'hash'})[kind]
@@ -62,7 +65,14 @@ if kind == 'unheld' then
   if not obj or not n then return {'BADARG', 'unheld'} end
   refusal = check_keys({[obj] = 'hash'})
   if refusal then return refusal end
-  if redis.call('HGET', key, value) ~= owner or redis.call('EXISTS', obj) == 0 then
+  -- answered by state, not by what this copy did: free now (or the writer's) -> 1, so a
+  -- resend after a lost reply (its first copy gave the value up) answers as the first did
+  -- and the refused write is sent again whichever copy ran (32F)
+  local holder = redis.call('HGET', key, value)
+  if not holder or (ARGV[6 + 3 * n] and holder == ARGV[6 + 3 * n]) then
+    return {'FIXED', 1}
+  end
+  if holder ~= owner or redis.call('EXISTS', obj) == 0 then
     return {'FIXED', 0}
   end
   for i = 6, 5 + 3 * n, 3 do
