@@ -54,7 +54,7 @@ from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import _tag_for_slot, escape
 from redmodel._models._schema import ModelSpec, spec_of
 from redmodel._models._specs import model_spec
-from redmodel._plan import Batch, Emit, script
+from redmodel._plan import Batch, Emit, close_plan, script
 from redmodel._plans._objects import save as save_plan
 from redmodel._plans._objects import scan_page
 from redmodel._stores._async import AsyncStore
@@ -663,30 +663,33 @@ def _run_rebucket(step: Step, spec: ModelSpec, cursor: Cursor | None, lease: Lea
                                   registry.enabled, empty_ok=action == RECORD)
     renewed = time.monotonic()
     reply: Any = None
-    while True:
-        try:
-            item = plan.send(reply)
-        except StopIteration:
-            break
-        reply = None
-        if isinstance(item, Emit):
-            for x in item.items:
-                if not isinstance(x, _rebucket.MoveProgress):
-                    moved = int(x)
-                    continue
-                if not started:  # the move's own count of what earlier runs moved
-                    clock, started = _Clock(x.done, seconds), True
-                total, moved = max(x.total, x.done), x.done
-                position = Cursor("", 0, moved, moved, round(clock.elapsed(), 3))
-                yield from lease.run("hold", [(f"cursor:{step.id}",
-                                               _dumps(position.to_json()))])
+    try:
+        while True:
+            try:
+                item = plan.send(reply)
+            except StopIteration:
+                break
+            reply = None
+            if isinstance(item, Emit):
+                for x in item.items:
+                    if not isinstance(x, _rebucket.MoveProgress):
+                        moved = int(x)
+                        continue
+                    if not started:  # the move's own count of what earlier runs moved
+                        clock, started = _Clock(x.done, seconds), True
+                    total, moved = max(x.total, x.done), x.done
+                    position = Cursor("", 0, moved, moved, round(clock.elapsed(), 3))
+                    yield from lease.run("hold", [(f"cursor:{step.id}",
+                                                   _dumps(position.to_json()))])
+                    renewed = time.monotonic()
+                    yield Emit([clock.progress(step.id, KIND_REBUCKET, moved, total, moved)])
+                continue
+            if time.monotonic() - renewed > lease.ms / 3000:
+                yield from lease.run("hold")
                 renewed = time.monotonic()
-                yield Emit([clock.progress(step.id, KIND_REBUCKET, moved, total, moved)])
-            continue
-        if time.monotonic() - renewed > lease.ms / 3000:
-            yield from lease.run("hold")
-            renewed = time.monotonic()
-        reply = yield item
+            reply = yield item
+    finally:  # ended early (thrown into, closed): the plan it drives too
+        plan.close()
     return max(total, moved), moved, clock
 
 
@@ -1358,16 +1361,19 @@ def _verify_index(step: Step, spec: ModelSpec, targets: Sequence[Any], count: in
         found: list[str] = []
         plan = verify_plan(step.model, count, targets, scope=scope)
         reply: Any = None
-        while True:
-            try:
-                item = plan.send(reply)
-            except StopIteration:
-                break
-            reply = None
-            if isinstance(item, Emit):
-                found += [x for x in item.items if isinstance(x, str)]
-            else:
-                reply = yield item
+        try:
+            while True:
+                try:
+                    item = plan.send(reply)
+                except StopIteration:
+                    break
+                reply = None
+                if isinstance(item, Emit):
+                    found += [x for x in item.items if isinstance(x, str)]
+                else:
+                    reply = yield item
+        finally:  # ended early (thrown into, closed): the plan it drives too
+            plan.close()
         yield Emit([clock.progress(step.id, "verify", total, total, 0)])
         persistent = found if persistent is None else [p for p in persistent if p in found]
         if not persistent:
@@ -1382,29 +1388,34 @@ def drive_sync(store: Store, core: Generator[Any, Any, Any],
                tick: Callable[[MigrationProgress], None] | None) -> Any:
     send: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            item = core.throw(error) if error is not None else core.send(send)
-        except StopIteration as stop:
-            return stop.value
-        send = error = None
-        try:
-            if isinstance(item, Batch):
-                send = store._execute(item)
-            elif isinstance(item, TxWork):
-                work = item
+    try:
+        while True:
+            try:
+                item = core.throw(error) if error is not None else core.send(send)
+            except StopIteration as stop:
+                return stop.value
+            send = error = None
+            try:
+                if isinstance(item, Batch):
+                    send = store._execute(item)
+                elif isinstance(item, TxWork):
+                    work = item
 
-                def body(tx: Any, work: TxWork = work) -> int:
-                    return work.write(tx, tx.query(work.read(), "read objects to migrate"))
+                    def body(tx: Any, work: TxWork = work) -> int:
+                        return work.write(tx, tx.query(work.read(),
+                                                       "read objects to migrate"))
 
-                policy = _RETRY if work.retry else _ONE_ATTEMPT
-                send = run_transaction(store, body, policy=policy).value
-            elif isinstance(item, Emit):
-                for p in item.items:
-                    if tick is not None:
-                        tick(p)
-        except (Exception, KeyboardInterrupt) as e:
-            error = e
+                    policy = _RETRY if work.retry else _ONE_ATTEMPT
+                    send = run_transaction(store, body, policy=policy).value
+                elif isinstance(item, Emit):
+                    for p in item.items:
+                        if tick is not None:
+                            tick(p)
+            except (Exception, KeyboardInterrupt) as e:
+                error = e
+    except BaseException:  # not thrown into it (CancelledError): closed before it leaves
+        close_plan(core)
+        raise
 
 
 async def drive_async(store: AsyncStore, core: Generator[Any, Any, Any],
@@ -1412,32 +1423,36 @@ async def drive_async(store: AsyncStore, core: Generator[Any, Any, Any],
                       ) -> Any:
     send: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            item = core.throw(error) if error is not None else core.send(send)
-        except StopIteration as stop:
-            return stop.value
-        send = error = None
-        try:
-            if isinstance(item, Batch):
-                send = await store._execute(item)
-            elif isinstance(item, TxWork):
-                work = item
+    try:
+        while True:
+            try:
+                item = core.throw(error) if error is not None else core.send(send)
+            except StopIteration as stop:
+                return stop.value
+            send = error = None
+            try:
+                if isinstance(item, Batch):
+                    send = await store._execute(item)
+                elif isinstance(item, TxWork):
+                    work = item
 
-                async def body(tx: Any, work: TxWork = work) -> int:
-                    rows = await tx.query(work.read(), "read objects to migrate")
-                    return work.write(tx, rows)
+                    async def body(tx: Any, work: TxWork = work) -> int:
+                        rows = await tx.query(work.read(), "read objects to migrate")
+                        return work.write(tx, rows)
 
-                policy = _RETRY if work.retry else _ONE_ATTEMPT
-                send = (await run_transaction_async(store, body, policy=policy)).value
-            elif isinstance(item, Emit):
-                for p in item.items:
-                    if tick is not None:
-                        maybe = tick(p)
-                        if maybe is not None:
-                            await maybe
-        except (Exception, KeyboardInterrupt) as e:
-            error = e
+                    policy = _RETRY if work.retry else _ONE_ATTEMPT
+                    send = (await run_transaction_async(store, body, policy=policy)).value
+                elif isinstance(item, Emit):
+                    for p in item.items:
+                        if tick is not None:
+                            maybe = tick(p)
+                            if maybe is not None:
+                                await maybe
+            except (Exception, KeyboardInterrupt) as e:
+                error = e
+    except BaseException:  # not thrown into it (CancelledError): closed before it leaves
+        close_plan(core)
+        raise
 
 
 # a group's conflict: split it; one object's: retry it (logged at INFO, not as a warning:

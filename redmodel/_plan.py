@@ -50,6 +50,7 @@ __all__ = [
     "S",
     "SyncRunner",
     "check_plan",
+    "close_plan",
     "iterate_async",
     "iterate_sync",
     "not_a_batch",
@@ -357,10 +358,26 @@ def not_a_batch(plan: Any, item: Any) -> Batch:
                           "it was not sent")
 
 
+def close_plan(plan: Generator[Any, Any, Any]) -> None:
+    """Close ``plan`` (``plan.close()``: its ``finally`` blocks and ``with`` exits run at
+    once), because the call that drove it ends without finishing it: a failure of any
+    kind (an error of the store or of the connection, a timeout, ``KeyboardInterrupt``,
+    ``asyncio.CancelledError``), or the caller leaving an iteration. A plan suspended at
+    a yield would otherwise keep what its ``finally`` gives back (a first use counted as
+    under way in the store's registry) for as long as the error's traceback (a kept
+    exception, a Future, a cancelled Task) keeps it alive. A plan already finished (it
+    raised itself) is left as it is; an error of the close itself is not raised over the
+    call's own (the call's error is what the caller must see)."""
+    with contextlib.suppress(Exception):
+        plan.close()
+
+
 def run_sync(plan: Plan[R], execute: Callable[[Batch], list[Any]], client: Any = None) -> R:
     """Drive ``plan`` with ``execute(batch) -> replies``; ``client``: the store's (the
     :data:`ORIGIN` of the run). A ``plan`` that is no plan, or an item it yields that is
-    no :class:`Batch`, raises :class:`ValidationError` (:func:`check_plan`)."""
+    no :class:`Batch`, raises :class:`ValidationError` (:func:`check_plan`). When the run
+    ends in any exception (``BaseException``: a failed batch the plan did not take,
+    ``KeyboardInterrupt``...) the plan is closed before it leaves (:func:`close_plan`)."""
     check_plan(plan)
     token = ORIGIN.set(client)  # nothing of the caller's runs before it returns
     try:
@@ -380,6 +397,9 @@ def run_sync(plan: Plan[R], execute: Callable[[Batch], list[Any]], client: Any =
             batch = plan.send(replies)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    except BaseException:
+        close_plan(plan)  # its finally blocks run now, not when the error is freed
+        raise
     finally:
         ORIGIN.reset(token)
 
@@ -387,7 +407,9 @@ def run_sync(plan: Plan[R], execute: Callable[[Batch], list[Any]], client: Any =
 async def run_async(plan: Plan[R], execute: Callable[[Batch], Awaitable[list[Any]]],
                     client: Any = None) -> R:
     """Drive ``plan`` with ``await execute(batch) -> replies``; ``client`` as for
-    :func:`run_sync` (set in this task's context: nothing else runs in it meanwhile)."""
+    :func:`run_sync` (set in this task's context: nothing else runs in it meanwhile). The
+    plan is closed when the run ends in any exception, ``asyncio.CancelledError``
+    included (:func:`close_plan`)."""
     check_plan(plan)
     token = ORIGIN.set(client)
     try:
@@ -407,6 +429,9 @@ async def run_async(plan: Plan[R], execute: Callable[[Batch], Awaitable[list[Any
             batch = plan.send(replies)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    except BaseException:
+        close_plan(plan)  # its finally blocks run now, not when the error is freed
+        raise
     finally:
         ORIGIN.reset(token)
 
@@ -414,7 +439,10 @@ async def run_async(plan: Plan[R], execute: Callable[[Batch], Awaitable[list[Any
 def iterate_sync(plan: IterPlan, execute: Callable[[Batch], list[Any]],
                  client: Any = None) -> Iterator[Any]:
     """Drive an iteration plan, yielding the items it emits; ``client`` as for
-    :func:`run_sync` (set for each step of the plan, not while the caller has an item)."""
+    :func:`run_sync` (set for each step of the plan, not while the caller has an item).
+    The plan stays suspended between the pages the caller takes, and is closed
+    (:func:`close_plan`) when this iteration ends without finishing it: an exception of
+    any kind, or the caller closing (or dropping) the iterator."""
     try:
         step = _send(plan, None, client)
         while True:
@@ -427,13 +455,15 @@ def iterate_sync(plan: IterPlan, execute: Callable[[Batch], list[Any]],
                 step = _send(plan, execute(step), client)
     except StopIteration:
         return
+    finally:
+        close_plan(plan)
 
 
 async def iterate_async(
     plan: IterPlan, execute: Callable[[Batch], Awaitable[list[Any]]], client: Any = None
 ) -> AsyncIterator[Any]:
     """Drive an iteration plan with an async executor, yielding the items it emits;
-    ``client`` as for :func:`iterate_sync`."""
+    ``client`` and closing as for :func:`iterate_sync`."""
     try:
         step = _send(plan, None, client)
         while True:
@@ -447,6 +477,8 @@ async def iterate_async(
                 step = _send(plan, await execute(step), client)
     except StopIteration:
         return
+    finally:
+        close_plan(plan)
 
 
 @attrs.frozen
@@ -810,29 +842,33 @@ def gather(plans: Sequence[Plan[Any]]) -> Plan[list[Any]]:
     plan, or a first item that is no :class:`Batch` (ValidationError, before any plan
     starts / any batch is sent)."""
     state = _Gathering(plans)
-    while state.current:
-        group, spans, sent = _round(state.current, alone=len(plans) == 1)
-        state.last.update(group)
-        try:
-            replies = yield sent
-        except Exception as e:  # the round failed (sent as errors: see Batch.errors)
-            if len(group) == 1:  # its own batch's failure: what the store raises for it
-                state.failure(next(iter(group)), group, e)
+    try:
+        while state.current:
+            group, spans, sent = _round(state.current, alone=len(plans) == 1)
+            state.last.update(group)
+            try:
+                replies = yield sent
+            except Exception as e:  # the round failed (sent as errors: see Batch.errors)
+                if len(group) == 1:  # its own batch's failure: what the store raises for it
+                    state.failure(next(iter(group)), group, e)
+                    continue
+                for i, (start, count) in spans.items():
+                    got = _plan_part(e, group[i], start, count)
+                    if isinstance(got, Exception) and group[i].follow_up:
+                        try:  # as the store answers a follow-up alone
+                            got = follow_up_failed(group[i], got)
+                        except Exception as raised:
+                            got = raised
+                    if isinstance(got, list):
+                        state.answer(i, group, got)
+                    else:
+                        state.failure(i, group, got)
                 continue
             for i, (start, count) in spans.items():
-                got = _plan_part(e, group[i], start, count)
-                if isinstance(got, Exception) and group[i].follow_up:
-                    try:  # as the store answers a follow-up alone
-                        got = follow_up_failed(group[i], got)
-                    except Exception as raised:
-                        got = raised
-                if isinstance(got, list):
-                    state.answer(i, group, got)
-                else:
-                    state.failure(i, group, got)
-            continue
-        for i, (start, count) in spans.items():
-            state.answer(i, group, replies[start : start + count])
+                state.answer(i, group, replies[start : start + count])
+    finally:  # ended early (closed, KeyboardInterrupt...): the plans still running too
+        for i in list(state.current):
+            close_plan(plans[i])
     if state.failed:
         raise _first_failure(state.failed, state.results, state.applied, state.last)
     return state.results

@@ -37,6 +37,7 @@ import attrs
 from redmodel._args import page_count
 from redmodel._errors import SchemaConflictError, ServerError, ValidationError
 from redmodel._indexes._registry import (
+    UNREGISTER_FIELD,
     VERSION,
     check,
     describe,
@@ -549,6 +550,8 @@ def _reindex(model: type, count: int, targets: Sequence[Any]) -> Step:
             step = plan.send(None) if isinstance(step, Emit) else plan.send((yield step))
     except StopIteration:
         return
+    finally:  # ended early (closed, failed): the plan it drives too
+        plan.close()
 
 
 def _record(spec: ModelSpec, rkey: str, record: Any) -> Step:
@@ -559,7 +562,10 @@ def _record(spec: ModelSpec, rkey: str, record: Any) -> Step:
     cmds: list[Any] = [("HSET", rkey, "schema", schema_text(describe(spec)),
                         "owner", owner_of(spec.cls), VERSION, new_version(),
                         *(x for n in kinds for x in (n, "ready")))]
-    cmds.append(("HDEL", rkey, MOVING, *gone))
+    # an unregister's mark made before the move is dropped with it: this rewrites the
+    # record (registry_unregister.lua: a drop deletes only a record marked since the last
+    # write of its owner/schema)
+    cmds.append(("HDEL", rkey, MOVING, UNREGISTER_FIELD, *gone))
     yield from _ask(Batch(cmds, atomic=True, write=True, idempotent=True, keys=[rkey]))
 
 

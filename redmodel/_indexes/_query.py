@@ -1308,6 +1308,8 @@ class Query(Generic[M, S]):
                 step = plan.send((yield step))
         except StopIteration as stop:
             return replies[:n], stop.value
+        finally:  # ended early (closed, failed): the plan it drives too
+            plan.close()
 
     def _pages_plan(self, size: int, objects: bool = True, ahead: bool = True) -> IterPlan:
         """Emits a :class:`Page` of objects (or ids) per page: the offset is skipped first
@@ -1448,6 +1450,8 @@ class Query(Generic[M, S]):
                     step = steps.send((yield step))
         except StopIteration:
             return out
+        finally:  # ended early (closed, failed): the plan it drives too
+            steps.close()
 
     def _all_plan(self) -> Plan[list[M]]:
         return self._gather(True)
@@ -1468,6 +1472,8 @@ class Query(Generic[M, S]):
                 step = steps.send((yield step))
         except StopIteration:
             return Page([], None)
+        finally:  # ended early (closed, failed): the plan it drives too
+            steps.close()
         page: Page[M] = step.items[0]
         return page
 

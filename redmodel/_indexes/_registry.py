@@ -19,8 +19,13 @@ patterns an ACL grants the app cover it, and one key is one slot on a cluster):
   call's token followed by ``.`` and the count it changed, so that its resend answers
   that count again (registry_state.lua);
 - ``unregister``: the token of an :meth:`Registry.unregister` call between its two
-  script calls (nothing else reads it; a call stopped between them leaves it, and the
-  next unregister replaces it).
+  script calls: the record is asked to go. Any unregister's ``drop`` deletes a record
+  that holds one (its own token or another's), and every write of the record's
+  owner/schema (a registration, a bucket move's record) deletes the field in the same
+  step, so a drop never deletes a registration made after the marks. A first use that
+  finds a matching record with the field writes it again (instead of only reading it)
+  for that reason. A call stopped between its two calls leaves the field: the next
+  unregister's drop, or registration, ends it.
 
 A store registers a model on its first use of it (one HGETALL when nothing changed; a
 compare-and-set script when something did) and remembers it in memory: later operations
@@ -68,6 +73,8 @@ CONTAINER = "container:"  # a container key under the prefix (redmodel/_containe
 REGISTER = script("registry")
 STATES = script("registry_state")
 UNREGISTER = script("registry_unregister")
+#: the field of an unregister's mark (registry_unregister.lua); a registration deletes it
+UNREGISTER_FIELD = "unregister"
 DROP_LINES = script("index_droplines")
 ATTEMPTS = 20
 G = TypeVar("G", bound=Generator[Any, Any, Any])
@@ -182,6 +189,9 @@ class Record:
     # record holds its view in ``states``)
     stored: dict[str, str] | None = None
     version: str = ""  # the record's version as read ('' for none: written before them)
+    # an unregister's mark (the `unregister` field): its drop deletes the record unless a
+    # registration (which deletes the field) comes first
+    unregistering: bool = False
 
     def pending(self) -> frozenset[str]:
         """The index state fields that are not ready."""
@@ -231,7 +241,7 @@ def parse(key: str, raw: Any) -> Record | None:
     containers = tuple(sorted(k[len(CONTAINER):] for k in items if k.startswith(CONTAINER)))
     return Record(key, owner, items.get("schema", ""), schema, states,
                   moving=items.get("moving", ""), older=older, containers=containers,
-                  version=items.get(VERSION, ""))
+                  version=items.get(VERSION, ""), unregistering=UNREGISTER_FIELD in items)
 
 
 def corrupt(key: str, owner: str, problem: str) -> SchemaConflictError:
@@ -409,8 +419,9 @@ def register_plan(spec: ModelSpec, targets: Sequence[Any], adopt: bool = False
         new = [n for n, kind in wanted.items()
                if old_kinds.get(n) != kind or states.get(n) not in (READY, BUILDING)]
         gone = [n for n in states if n not in wanted and states[n] != STALE]
-        if record is not None and record.text == text and not new and not gone:
-            return record
+        if (record is not None and record.text == text and not new and not gone
+                and not record.unregistering):
+            return record  # (a marked record is written again: the mark goes, 32G F2)
         if new and stored is None:
             stored = yield from has_objects(spec, targets)
         pairs: list[str] = []
@@ -882,9 +893,11 @@ class Registry:
         """Delete the model's fields of the prefix's record (the container registry's marks
         stay), in two script calls of a per-call token (registry_unregister.lua): ``mark``
         answers whether there is a record and marks it with the token, ``drop`` deletes
-        it if it holds the token. Each is resent after a lost reply and answers as its
-        first run did (the token says it ran), so the answer is whether there was a record
-        whatever reply was lost (32C F1). Both refuse while a bucket move is under way
+        it if it still holds a mark (this call's or a racing unregister's: 32G F2; a
+        registration since the marks deletes them, and then it stays). ``mark`` is resent
+        after a lost reply and answers as its first run did (the token says it ran), so
+        the answer is whether there was a record at the mark whatever reply was lost
+        (32C F1); ``drop``'s answer is not used. Both refuse while a bucket move is under way
         (the record's ``moving`` keeps every store from using the prefix until the move
         ends). This store forgets every model of that prefix."""
         key = registry_key(spec.prefix)

@@ -439,6 +439,8 @@ def _drive(steps: Step, on_page: Callable[[list[Any]], Step]) -> Step:
                 step = steps.send((yield step))
     except StopIteration:
         return
+    finally:  # ended early (closed, failed): the plan it drives too
+        steps.close()
 
 
 class _Repair:

@@ -1345,6 +1345,8 @@ def each_page(
                 step = pages.send((yield step))
     except StopIteration:
         return
+    finally:  # ended early (closed, failed): the plan it drives too
+        pages.close()
 
 
 def scan(model: type, count: int, targets: Sequence[Any] = (None,)) -> IterPlan:

@@ -679,16 +679,20 @@ class Store(ShellConfig):
         container registry's ``container:<key>`` fields stay), for a model whose objects are
         all gone (a test's or an example's tear-down); this store forgets it checked the
         model, and the next first use records it again. Returns whether there was a record,
-        whatever reply was lost: the record is first marked with a token of this call
-        (answering whether there was one), then deleted if it still holds that token, and a
-        resend of either script after a lost or cut reply finds the token and answers as its
-        first run did. Two ``unregister`` calls racing on one prefix may both return True.
+        at its mark, whatever reply was lost: the record is first marked with a token of
+        this call (answering whether there was one; a resend after a lost or cut reply
+        finds the token and answers as its first run did), then deleted if it is still
+        marked, by this call or another ``unregister`` (a registration since the marks
+        clears them and stays). Two ``unregister`` calls racing on one prefix may both
+        return True; one whose mark was resent after the other deleted the record returns
+        False (docs/migrations.md).
 
         Refused with :class:`SchemaConflictError` while a bucket move
         (:meth:`migrate_buckets`) is under way: its ``moving`` mark keeps the prefix refused.
 
         Redis: EVALSHA registry_unregister.lua twice (HSET of the call's token in
-        <prefix>:%schema, then its DEL, unless it holds ``moving``)."""
+        <prefix>:%schema, then its DEL while it holds a token, unless it holds
+        ``moving``)."""
         return bool(self.run(self._registry.unregister(model_spec(model))))
 
     def adopt(self, model: type) -> None:

@@ -8,6 +8,9 @@
 -- Writes only if the schema is still the one the client read (so of two processes racing
 -- to register, one wins and the other reads the winner's record and decides again), and
 -- no bucket move is under way (answers 'MOVING': the client reads again and refuses).
+-- A write deletes the `unregister` field (an unregister's mark between its two calls,
+-- registry_unregister.lua) in the same step: a registration made after an unregister's
+-- mark is never deleted by that unregister's drop (32G F2).
 --! include acl_lib
 -- a resend of this very call (its first run wrote, its reply was lost): the record holds
 -- the version this call writes (a random token per call), so it answers as its first run
@@ -45,10 +48,13 @@ if current ~= '' then
   if not owner or owner == '' then return 'CHANGED' end
 end
 -- HSET and HDEL: each allowed before the first write (acl_lib)
+local marked = redis.call('HGET', KEYS[1], 'unregister')
 acl('hset', KEYS[1])
 for i = 5, #ARGV, 2 do if ARGV[i + 1] == '' then acl('hdel', KEYS[1]) end end
+if marked then acl('hdel', KEYS[1]) end
 acl_ok()
 redis.call('HSET', KEYS[1], 'schema', ARGV[2], 'owner', ARGV[3])
+if marked then redis.call('HDEL', KEYS[1], 'unregister') end
 for i = 5, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', KEYS[1], ARGV[i])

@@ -7,9 +7,14 @@
 --     when there is no model record (none, or only container:<key> marks); a resend
 --     finds its own token and answers 1 again;
 --   'drop': deletes the model's fields of the hash (all but the container:<key> marks of
---     the container registry, which keep refusing a model there) if the record still
---     holds this call's token; answers 1 if it deleted, 0 if not (a resend: deleted
---     already; or another unregister marked the record since and deletes it).
+--     the container registry, which keep refusing a model there) if the record holds an
+--     `unregister` token, this call's or any other's: someone asked for the record to
+--     go and no registration came since (every script that (re)writes the record's
+--     owner/schema, registry.lua and a bucket move's record, deletes the field in the
+--     same step; 32G F2: a drop that needed its own token did nothing when a racing
+--     unregister marked after it and then stopped before its own drop). Answers 1 if
+--     it deleted, 0 if not (a resend: deleted already; a registration came since the
+--     marks: it stays).
 -- Both refuse while a bucket move is under way (the `moving` field: store.migrate_buckets),
 -- which keeps every store from using the prefix until it ends: {'moving', <the move>},
 -- nothing written.
@@ -29,7 +34,7 @@ if ARGV[1] == 'mark' then
   end
   return 0
 end
-if redis.call('HGET', KEYS[1], 'unregister') ~= token then return 0 end
+if not redis.call('HGET', KEYS[1], 'unregister') then return 0 end
 local all = redis.call('HGETALL', KEYS[1])
 local gone = {}
 for i = 1, #all, 2 do

@@ -37,6 +37,7 @@ from redmodel._plan import (
     Plan,
     SyncRunner,
     check_plan,
+    close_plan,
     not_a_batch,
 )
 from redmodel._plans import _objects as _ops
@@ -748,6 +749,9 @@ class Transaction(_TxBase):
                 kind, batch = steps.send(replies)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            close_plan(steps)  # the plans it drives run their finally blocks now
+            raise
 
     def __enter__(self) -> Transaction:
         active = self._enter_joined()
@@ -806,6 +810,9 @@ class Transaction(_TxBase):
                 batch = plan.send(self._read_batch(batch, what))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            close_plan(plan)  # as run_sync: closed before the error leaves
+            raise
 
     # ---- reads -----------------------------------------------------------------------
 
@@ -967,6 +974,9 @@ class AsyncTransaction(_TxBase):
                 kind, batch = steps.send(replies)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            close_plan(steps)  # the plans it drives run their finally blocks now
+            raise
 
     async def __aenter__(self) -> AsyncTransaction:
         active = self._enter_joined()
@@ -1021,6 +1031,9 @@ class AsyncTransaction(_TxBase):
                 batch = plan.send(await self._read_batch(batch, what))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            close_plan(plan)  # as run_sync: closed before the error leaves
+            raise
 
     # ---- reads (awaited; see Transaction for the commands) ---------------------------
 
