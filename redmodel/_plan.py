@@ -30,6 +30,7 @@ from types import GeneratorType
 from typing import Any, Protocol, TypeVar
 
 import attrs
+from redis.crc import key_slot
 from typing_extensions import TypeVar as DefaultTypeVar
 
 from redmodel._errors import (
@@ -504,10 +505,21 @@ class LuaScript:
         the index root ``root`` (delimiter ``d``), new per call, in the slot of ``root``'s
         hash tag, where the first run keeps its reply for :data:`MEMO_TTL_MS`. Sent again
         after a lost reply, the same command answers the first run's reply (docs/failures.md
-        "Resent maintenance calls"). ``slot_of``: a key without a hash tag (ids and
-        prefixes hold no braces) whose slot the memo takes, when ``root`` has none."""
+        "Resent maintenance calls"). ``slot_of``: a key without a hash tag whose slot
+        (a cluster's) the memo takes, when ``root`` has none: by a hash tag of that slot
+        (a short number), unless ``root``'s own braces (a prefix such as ``a{b``) would
+        swallow that tag; then the call is sent without a memo, as it was before memos (a
+        resend's count may be short; attack 32J)."""
         variant = memo_variant(self)
-        key = f"{root}memo{d}{new_token()}" + ("" if slot_of is None else f"{{{slot_of}}}")
+        key = f"{root}memo{d}{new_token()}"
+        if slot_of is not None:
+            # (imported here: the model layer's package imports this module)
+            from redmodel._models._keys import _tag_for_slot  # noqa: PLC0415
+
+            slot = key_slot(slot_of.encode("utf-8", "surrogateescape"))
+            key += f"{{{_tag_for_slot(slot)}}}"
+            if key_slot(key.encode("utf-8", "surrogateescape")) != slot:
+                return self.call(keys, args)
         return ("EVALSHA", variant.sha, len(keys) + 1, key, *keys, MEMO_TTL_MS, *args)
 
 
