@@ -209,18 +209,21 @@ class Batch:
     is lost is sent again as it would be alone, never fenced nor counted among the writes
     whose outcome is unknown, whatever else the round holds.
 
-    ``fragile``: writes that may be sent twice only while the object they write still
-    exists (True: every command; or their indices, :func:`gather`): a save with
-    ``ttl=None`` (it keeps the expiry the object has), an update, an expiry. ``objects``:
-    per command, the objects it writes (a batch script's several), else its first key is
-    the object. A copy that finds one gone (expired or deleted after the first
-    copy ran) would revive it without its expiry, or answer "missing" for a write that was
-    applied. In exactly-once mode they are sent under write ids (:meth:`unsafe_commands`
-    with ``once``): a resend answers the first copy's reply. Otherwise a copy sent after a
-    lost reply is conditional (``redmodel._transport._wire.guard``): it writes only if the
-    object exists, and the call raises :class:`~redmodel.OutcomeUnknownError` naming the
-    key when it does not; one that cannot be made conditional is never sent again
-    (docs/failures.md, "Resent writes and missing objects").
+    ``fragile``: writes that may be sent twice only while the object they write still exists
+    (True: every command; or their indices, :func:`gather`): a save with ``ttl=None`` (it
+    keeps the expiry the object has), an update, an expiry. ``objects``: per command, the
+    objects it writes (a batch script's several), else its first key is the object.
+    ``holds``: the type those objects hold (``hash`` | ``string``) when the command does not
+    say it (a PEXPIRE): a conditional copy finding another type there writes nothing, as for
+    a missing object; "" for the command's own (see ``redmodel._transport._wire.guard``). A
+    copy that finds one gone (expired or deleted after the first copy ran) would revive it
+    without its expiry, or answer "missing" for a write that was applied. In exactly-once
+    mode they are sent under write ids (:meth:`unsafe_commands` with ``once``): a resend
+    answers the first copy's reply. Otherwise a copy sent after a lost reply is conditional
+    (``redmodel._transport._wire.guard``): it writes only if the object exists, and the call
+    raises :class:`~redmodel.OutcomeUnknownError` naming the key when it does not; one that
+    cannot be made conditional is never sent again (docs/failures.md, "Resent writes and
+    missing objects").
 
     ``meanwhile``: client work the plan can do while the server runs this batch (the
     next chunk's encoding in ``save_many``). A store may call it once, after the batch's
@@ -246,6 +249,7 @@ class Batch:
     reads: tuple[int, ...] | None = None
     fragile: bool | tuple[int, ...] = False
     objects: Sequence[Sequence[str]] | None = attrs.field(default=None, eq=False, repr=False)
+    holds: str = ""
     packed: Sequence[bytes] | None = attrs.field(default=None, eq=False, repr=False)
     meanwhile: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
 

@@ -67,7 +67,16 @@ MODELS = [Plain, Scripted, Blob, Flat, Indexed]
 UPDATABLE = (Plain, Scripted, Indexed)  # the hash layout's (a blob or flat update refuses)
 KINDS = ["save", "save_many", "update", "expire"]
 # what happens between the first copy (run, its reply lost) and its resend (0.12 s later)
-BETWEEN = ["expired", "deleted", "there"]
+BETWEEN = ["expired", "deleted", "retyped", "there"]
+
+
+def _retype(client: redis.Redis, key: str, model: type) -> None:
+    """Another client's key of another type where the object was (attack 32I F2)."""
+    client.delete(key)
+    if model in (Blob, Flat):
+        client.hset(key, "other", "1")
+    else:
+        client.set(key, "other")
 
 
 def _writes(name: str) -> bool:
@@ -87,7 +96,8 @@ def test_a_resent_write_answers_its_first_copy_or_outcome_unknown(
         between: str) -> None:
     """Property: every write kind resent after a lost reply (a save with no ttl, which
     keeps the object's expiry; save_many; update; expire), every layout, both modes, the
-    object expired, deleted or still there at the resend: the call answers what its first
+    object expired, deleted, replaced by another client's key of another type, or still
+    there at the resend: the call answers what its first
     copy answered, or raises OutcomeUnknownError naming the key (the mode off, the object
     gone); exactly-once always answers. Never an object revived without its expiry, never a
     False for a write that was applied."""
@@ -109,6 +119,9 @@ def test_a_resent_write_answers_its_first_copy_or_outcome_unknown(
         if between == "deleted":
             timer = threading.Timer(0.04, redis_client.delete, (key,))
             timer.start()
+        elif between == "retyped":
+            timer = threading.Timer(0.04, _retype, (redis_client, key, model))
+            timer.start()
         new = model(id="x", n=1, m=2)
         try:
             if kind == "save":
@@ -122,6 +135,13 @@ def test_a_resent_write_answers_its_first_copy_or_outcome_unknown(
         except redmodel.OutcomeUnknownError as e:
             assert not once, f"exactly-once raised {e!r}"
             assert key in e.keys, e.keys
+            answer = e
+        except redmodel.ServerError as e:
+            # the indexed write's first copy may only ask for the object's stored values
+            # (writing nothing): its write then meets the other client's key, and is
+            # refused with nothing written, its true answer
+            assert model is Indexed and between == "retyped", repr(e)
+            assert "nothing was written" in str(e), str(e)
             answer = e
         assert [e.kind for e in proxy.events[fired:]] == ["lose_reply", "stall"]  # fired
         if timer is not None:
@@ -139,6 +159,9 @@ def test_a_resent_write_answers_its_first_copy_or_outcome_unknown(
             assert store.get(model, "x").m == (1 if kind == "expire" else 2)
             left = redis_client.pttl(key)
             assert left == -1 if kind != "expire" else left > 0, left
+        elif between == "retyped":  # the other client's key is left as it was
+            assert redis_client.type(key) == (b"hash" if model in (Blob, Flat) else b"string")
+            assert redis_client.pttl(key) == -1
         else:
             assert redis_client.pttl(key) == -2, "the object was revived"
     finally:

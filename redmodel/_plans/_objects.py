@@ -1212,11 +1212,15 @@ def _expiry(spec: ModelSpec, key: str, ms: int | None, hints: TxHints | None) ->
     # deleted answers False, "missing" (the indexed layout's script answers True from the
     # object's expiry record after an expiry, but False after a delete: fragile too)
     again = ms is not None
-    w = layout_of(spec).expire(key, ms)
+    layout = layout_of(spec)
+    w = layout.expire(key, ms)
     if isinstance(w, Write):
         what = f"{'persist' if ms is None else 'expire'} {spec.name}"
         return bool((yield from _indexed_write(spec, w, None, hints, what, again, again)))
-    replies = yield Batch([w], write=True, idempotent=again, keys=(key,), fragile=again)
+    # (a PEXPIRE copy checks the object key's type too: another client's key of another
+    # type there, after the object expired, is not given this expiry: Batch.holds)
+    replies = yield Batch([w], write=True, idempotent=again, keys=(key,), fragile=again,
+                          holds=layout.scan_type)
     return bool(replies[0])
 
 

@@ -101,10 +101,12 @@ EXACT_INT_REPLIES = frozenset({"INCR", "INCRBY", "DECR", "DECRBY", "HINCRBY"})
 _UNEXACT = frozenset({"BITFIELD", "ZMSCORE", "GEOPOS"})
 # read-only commands whose integer replies can pass 2**53 (BITFIELD_RO's i64/u63, a TTL or
 # an expiry time set by a raw PEXPIRE far ahead, an XINFO counter moved by XSETID, an
+# XPENDING delivery count set by XCLAIM RETRYCOUNT (attack 32I), an
 # HLL estimate): never wrapped, as a read needs no write id (its reply is exact);
 # a transaction holding one is still exactly once for its writes (docs/failures.md)
 BIG_READS = frozenset({"BITFIELD_RO", "TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME", "HTTL",
-                       "HPTTL", "HEXPIRETIME", "HPEXPIRETIME", "XINFO", "PFCOUNT"})
+                       "HPTTL", "HEXPIRETIME", "HPEXPIRETIME", "XINFO", "XPENDING",
+                       "PFCOUNT"})
 IF_EXISTS = script("if_exists")
 GONE = "GONE "  # the error a conditional copy answers when the object is missing
 ONCE_FENCE = script("once_fence")
@@ -508,10 +510,12 @@ def wrap(command: Command, key: str, ttl_ms: int, resp: int = 3) -> Command | No
             "3" if resp == 3 else "2", command[0], *command[1 + leading :])
 
 
-def guard(command: Command, objects: Sequence[str] = (), resp: int = 3) -> Command | None:
+def guard(command: Command, objects: Sequence[str] = (), resp: int = 3, holds: str = ""
+          ) -> Command | None:
     """The conditional copy of a fragile write (:attr:`Batch.fragile`), sent again after
     its first copy's reply was lost: it writes only if the objects it writes (``objects``,
-    else the command's first key) all still exist, else answers the GONE error with
+    else the command's first key) all still exist and hold the type it writes (``holds``,
+    else the command's or script's own: ``_GUARD_TYPES``), else answers the GONE error with
     nothing written. One of our scripts becomes its ``+guard`` variant, a plain command
     with leading keys runs inside ``if_exists.lua``; None for anything else (never sent
     again)."""
@@ -522,7 +526,8 @@ def guard(command: Command, objects: Sequence[str] = (), resp: int = 3) -> Comma
         if variant is None or not n:
             return None
         needed = list(objects) or [command[3]]
-        return ("EVALSHA", variant.sha, n, *command[3 : 3 + n], len(needed), *needed,
+        held = holds or _GUARD_TYPES.get(variant.name.partition("+")[0], "")
+        return ("EVALSHA", variant.sha, n, *command[3 : 3 + n], len(needed), held, *needed,
                 *command[3 + n :])
     if name in _SCRIPTS:
         return None
@@ -531,7 +536,18 @@ def guard(command: Command, objects: Sequence[str] = (), resp: int = 3) -> Comma
         return None
     needed = list(objects) or [command[1]]
     return ("EVALSHA", IF_EXISTS.sha, leading, *command[1 : 1 + leading], len(needed),
-            *needed, "3" if resp == 3 else "2", command[0], *command[1 + leading :])
+            holds or _GUARD_TYPES.get(name, ""), *needed, "3" if resp == 3 else "2", command[0],
+            *command[1 + leading :])
+
+
+# The type a fragile write's objects hold when its conditional copy may go on (guard_head.lua
+# probes it; another type there is GONE: the first copy may have run, the object expired,
+# and another client wrote another type at its key). By script name or command; others: any.
+_GUARD_TYPES = {
+    "HSET": "hash", "SET": "string", "hash_save": "hash", "hash_update": "hash",
+    "index_write": "hash", "index_write_many": "hash", "flat_save": "string",
+    "flat_save_many": "string", "flat_expire": "string",
+}
 
 
 # ---- errors -----------------------------------------------------------------------------
@@ -894,7 +910,8 @@ class Exchange:
 
     def _guard(self, i: int) -> Command | None:
         objects = self.batch.objects
-        return guard(self.batch.commands[i], objects[i] if objects else (), self.link.resp)
+        return guard(self.batch.commands[i], objects[i] if objects else (), self.link.resp,
+                     self.batch.holds)
 
     def _copy(self, i: int) -> Command:
         """What command ``i`` is sent as: its conditional copy (:func:`guard`) once a copy
