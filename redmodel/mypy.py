@@ -33,7 +33,9 @@ What it teaches mypy:
   field is one the class's ``__init__`` takes (attrs' own record of the class), so a
   ClassVar, an unannotated class attribute or an ``init=False`` attribute is none.
   ``tx.incr`` is ``Pending[int]``/``Pending[float]`` and ``tx.get_field`` the field's
-  type ``| None``, checked as ``store.incr`` is.
+  type ``| None``, checked as ``store.incr`` is. A value is judged as the run time's
+  checker judges it (:func:`_refused`: containers item by item). Also through ``super()``
+  and a bound method held in a variable; not on a receiver that may be no store.
 * A container's members and ``Codec.decode``'s type given as a union ``A | B``: the
   container (the decoded value) is typed by the union, where the declared overload for a
   ``types.UnionType`` says ``Any``.
@@ -60,8 +62,8 @@ pass), since a plugin's hook takes the place of mypy's default one.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
-import itertools
 from collections.abc import Callable
 
 from mypy.erasetype import erase_typevars
@@ -80,9 +82,11 @@ from mypy.nodes import (
     DictExpr,
     Expression,
     FakeInfo,
+    FloatExpr,
     FuncItem,
     GeneratorExpr,
     IndexExpr,
+    IntExpr,
     ListComprehension,
     ListExpr,
     MemberExpr,
@@ -260,8 +264,10 @@ class RedmodelPlugin(Plugin):
                 symbol.node.has_base(CONTAINER):
             return _container_of_union
         if "." not in fullname or (symbol is not None and isinstance(symbol.node, Var)):
-            # a variable (a local one's name has no module): it may hold a store's bound
-            # method; only variables, so that mypy's own hooks on functions stay in place
+            # a variable (a local one's name has no module) may hold a store's bound
+            # method; a call mypy has no full name for (``super().get(...)``) comes here
+            # under the callee's bare name. Only these, so that mypy's own hooks on
+            # functions (its default plugin comes after this one) stay in place
             return _bound_model_call
         return None
 
@@ -657,9 +663,10 @@ def _model_call(method: str, ctx: ModelContext) -> Type:
 
 def _bound_model_call(ctx: FunctionContext) -> Type:
     """A call of a variable holding a bound method of a store or transaction (``get =
-    store.get``, then ``get(Hat, "1")``): mypy runs no method hook there, so the bound
-    method's signature (its definition, from the checker's type map) says which method it
-    is, and :func:`_model_call` checks it as ``store.get(Hat, "1")`` (attack 32B F5)."""
+    store.get``, then ``get(Hat, "1")``), or of ``super().get`` in a store's subclass:
+    mypy runs no method hook there, so the bound method's signature (its definition, from
+    the checker's type map) says which method it is, and :func:`_model_call` checks it as
+    ``store.get(Hat, "1")`` (attack 32B F5)."""
     call = ctx.context
     lookup = getattr(ctx.api, "lookup_type_or_none", None)
     callee = lookup(call.callee) if isinstance(call, CallExpr) and lookup is not None \
@@ -963,13 +970,18 @@ def _refused(ctx: ModelContext, given: Type, declared: Type,
             return isinstance(fallback, Instance) or not is_subtype(proper, wanted)
         if wanted.type.fullname == "builtins.dict":
             if shown is not None:
-                return any(_refused(ctx, tp, want, e) for (e, tp), want in zip(
-                    shown, itertools.cycle(wanted.args[:2])))
+                return _dict_refused(ctx, shown, wanted.args[0], wanted.args[1])
             mapped = map_instance_to_supertype(fallback, wanted.type)
             return any(_refused(ctx, tp, want) for tp, want in zip(
                 mapped.args, wanted.args, strict=False))
         if shown is not None:
-            return any(_refused(ctx, tp, wanted.args[0], e) for e, tp in shown)
+            verdicts = [_refused(ctx, tp, wanted.args[0], e) for e, tp in shown]
+            if not _set_like(expr):
+                return any(verdicts)
+            # a set keeps the first of equal items ({1, True} is {1}, {False, 1} two items):
+            # a refused item stays unless an earlier one the store takes may equal it
+            return any(verdicts[i] and all(verdicts[j] or _unequal(shown[i], shown[j])
+                                           for j in range(i)) for i in range(len(shown)))
         if isinstance(proper, TupleType):
             return any(_refused(ctx, tp, wanted.args[0]) for tp in proper.items)
         mapped = map_instance_to_supertype(fallback, wanted.type)
@@ -980,6 +992,90 @@ def _refused(ctx: ModelContext, given: Type, declared: Type,
             and wanted.type.fullname in ("builtins.int", "builtins.float")) or (
             proper.type.has_base("datetime.datetime") and wanted.type.fullname == "datetime.date")
     return not is_subtype(proper, wanted)
+
+
+def _set_like(expr: Expression | None) -> bool:
+    """A set display, or a ``set(...)``/``frozenset(...)`` call: equal items are one."""
+    return isinstance(expr, SetExpr) or (isinstance(expr, CallExpr) and isinstance(
+        expr.callee, RefExpr) and expr.callee.fullname in ("builtins.set", "builtins.frozenset"))
+
+
+def _dict_refused(ctx: ModelContext, shown: list[tuple[Expression, Type]], key: Type,
+                  value: Type) -> bool:
+    """A dict display's keys and values (in turn) for a ``dict[key, value]`` field: equal
+    keys are one (``{1: 1.0, True: 2.0}`` has the key 1 and the value 2.0), so a refused
+    key is certain only when every key is refused, and a refused value only when every
+    value is or the keys are distinct string literals."""
+    keys, values = shown[0::2], shown[1::2]
+    bad_keys = [_refused(ctx, tp, key, e) for e, tp in keys]
+    bad_values = [_refused(ctx, tp, value, e) for e, tp in values]
+    # a key stays unless an earlier key equals it; its value unless a later key does
+    return any(bad_keys[i] and all(bad_keys[j] or _unequal(keys[i], keys[j]) for j in range(i))
+               for i in range(len(keys))) or any(
+        bad_values[i] and all(bad_values[j] or _unequal(keys[i], keys[j])
+                              for j in range(i + 1, len(keys))) for i in range(len(keys)))
+
+
+#: Classes whose values never equal another family's (``1 == True == 1.0``; a ``date``
+#: never equals a ``datetime``).
+FAMILIES = {"builtins.bool": "number", "builtins.int": "number", "builtins.float": "number",
+            "builtins.str": "str", "builtins.bytes": "bytes", "datetime.date": "date",
+            "datetime.datetime": "datetime", "builtins.tuple": "tuple",
+            "builtins.frozenset": "frozenset"}
+
+
+def _unequal(one: tuple[Expression, Type], other: tuple[Expression, Type]) -> bool:
+    """Whether two display items certainly differ (``==``): values of two literals that
+    differ, or of two classes of different families (:data:`FAMILIES`, ``None``)."""
+    constants = _constant(one[0]), _constant(other[0])
+    if constants[0] is not _UNKNOWN and constants[1] is not _UNKNOWN:
+        return bool(constants[0] != constants[1])
+    families = [_family(tp) for _, tp in (one, other)]
+    return None not in families and families[0] != families[1]
+
+
+_UNKNOWN = object()
+
+
+def _constant(expr: Expression) -> object:
+    """The value of a literal (a number, text, ``True``/``False``/``None``, a tuple of
+    them), else ``_UNKNOWN``."""
+    if isinstance(expr, (IntExpr, FloatExpr, StrExpr)):
+        return expr.value
+    if isinstance(expr, NameExpr) and expr.fullname in ("builtins.True", "builtins.False",
+                                                        "builtins.None"):
+        return {"builtins.True": True, "builtins.False": False}.get(expr.fullname)
+    if isinstance(expr, TupleExpr):
+        items = [_constant(item) for item in expr.items]
+        return _UNKNOWN if any(item is _UNKNOWN for item in items) else tuple(items)
+    if not (isinstance(expr, CallExpr) and isinstance(expr.callee, RefExpr)
+            and all(kind == ARG_POS for kind in expr.arg_kinds)):
+        return _UNKNOWN
+    if expr.callee.fullname == "builtins.frozenset" and len(expr.args) <= 1:
+        shown = expr.args[0] if expr.args else TupleExpr([])
+        items = [_constant(item) for item in shown.items] \
+            if isinstance(shown, (ListExpr, TupleExpr, SetExpr)) else [_UNKNOWN]
+        return _UNKNOWN if any(item is _UNKNOWN for item in items) else frozenset(items)
+    numbers = [arg.value for arg in expr.args if isinstance(arg, IntExpr)]
+    if expr.callee.fullname in ("datetime.date", "datetime.datetime") and len(
+            numbers) == len(expr.args):
+        try:
+            return (dt.date if expr.callee.fullname == "datetime.date" else dt.datetime)(
+                *numbers)
+        except (TypeError, ValueError, OverflowError):
+            return _UNKNOWN
+    return _UNKNOWN
+
+
+def _family(tp: Type) -> str | None:
+    proper = get_proper_type(tp)
+    if isinstance(proper, LiteralType):
+        proper = proper.fallback
+    if isinstance(proper, TupleType):
+        proper = proper.partial_fallback
+    if isinstance(proper, NoneType):
+        return "none"
+    return FAMILIES.get(proper.type.fullname) if isinstance(proper, Instance) else None
 
 
 def _item_of(tp: ProperType, container: str) -> Type | None:
