@@ -33,7 +33,9 @@ What it teaches mypy:
   field is one the class's ``__init__`` takes (attrs' own record of the class), so a
   ClassVar, an unannotated class attribute or an ``init=False`` attribute is none.
   ``tx.incr`` is ``Pending[int]``/``Pending[float]`` and ``tx.get_field`` the field's
-  type ``| None``, checked as ``store.incr`` is.
+  type ``| None``, checked as ``store.incr`` is. A value is judged as the run time's
+  checker judges it (:func:`_refused`: containers item by item). Also through ``super()``
+  and a bound method held in a variable; not on a receiver that may be no store.
 * A container's members and ``Codec.decode``'s type given as a union ``A | B``: the
   container (the decoded value) is typed by the union, where the declared overload for a
   ``types.UnionType`` says ``Any``.
@@ -60,6 +62,7 @@ pass), since a plugin's hook takes the place of mypy's default one.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable
 
@@ -69,6 +72,7 @@ from mypy.maptype import map_instance_to_supertype
 from mypy.messages import format_type_bare
 from mypy.nodes import (
     ARG_NAMED,
+    ARG_POS,
     ARG_STAR,
     ARG_STAR2,
     GDEF,
@@ -77,11 +81,15 @@ from mypy.nodes import (
     Decorator,
     DictExpr,
     Expression,
+    FakeInfo,
+    FloatExpr,
     FuncItem,
     GeneratorExpr,
     IndexExpr,
+    IntExpr,
     ListComprehension,
     ListExpr,
+    MemberExpr,
     NameExpr,
     OpExpr,
     RefExpr,
@@ -115,9 +123,14 @@ from mypy.types import (
     LiteralType,
     NoneType,
     ProperType,
+    TupleType,
     Type,
+    TypedDictType,
     TypeOfAny,
     TypeType,
+    TypeVarLikeType,
+    TypeVarType,
+    UninhabitedType,
     UnionType,
     get_proper_type,
 )
@@ -185,6 +198,10 @@ for _method in (*TRANSACTION_DECORATORS, BIND, DECODE):
 ATTRS_CLASS_MAKERS = frozenset(attr_class_makers | attr_dataclass_makers | attr_frozen_makers
                                | attr_define_makers)
 
+#: What a model method's checks get: a method hook's context, or a function hook's for a
+#: bound method called through a variable (``get = store.get``; ``get(Hat, id)``).
+ModelContext = MethodContext | FunctionContext
+
 #: The error code of what this plugin reports (``# type: ignore[redmodel]`` silences it).
 REDMODEL = ErrorCode("redmodel", "redmodel model fields used wrongly", "General")
 
@@ -246,6 +263,12 @@ class RedmodelPlugin(Plugin):
         if symbol is not None and isinstance(symbol.node, TypeInfo) and \
                 symbol.node.has_base(CONTAINER):
             return _container_of_union
+        if "." not in fullname or (symbol is not None and isinstance(symbol.node, Var)):
+            # a variable (a local one's name has no module) may hold a store's bound
+            # method; a call mypy has no full name for (``super().get(...)``) comes here
+            # under the callee's bare name. Only these, so that mypy's own hooks on
+            # functions (its default plugin comes after this one) stay in place
+            return _bound_model_call
         return None
 
 
@@ -563,7 +586,7 @@ def _sync_store(fullname: str, ctx: MethodContext | FunctionContext) -> bool:
     return isinstance(store, Instance) and any(store.type.has_base(name) for name in SYNC_STORE)
 
 
-def _model_call(method: str, ctx: MethodContext) -> Type:
+def _model_call(method: str, ctx: ModelContext) -> Type:
     """A method of a store or a transaction that takes a model, checked by its parameters'
     names (one rule for Store, AsyncStore, Transaction and AsyncTransaction), as run time
     checks it before anything is sent:
@@ -583,6 +606,8 @@ def _model_call(method: str, ctx: MethodContext) -> Type:
     ``int``/``float``, ``get_field`` its type ``| None``; inside the declared
     ``Coroutine``/``Pending`` of the shell."""
     default = ctx.default_return_type
+    if isinstance(ctx, MethodContext) and not _store_receiver(ctx, method):
+        return default
     unnamed = iter(POSITIONAL_ONLY.get(method, ()))  # mypy names no positional-only one
     params = {name if name is not None else next(unnamed, ""): i
               for i, name in enumerate(ctx.callee_arg_names)}
@@ -636,7 +661,51 @@ def _model_call(method: str, ctx: MethodContext) -> Type:
     return default if exact is None else _returning(default, exact)
 
 
-def _arg_type(ctx: MethodContext, position: int) -> Type | None:
+def _bound_model_call(ctx: FunctionContext) -> Type:
+    """A call of a variable holding a bound method of a store or transaction (``get =
+    store.get``, then ``get(Hat, "1")``), or of ``super().get`` in a store's subclass:
+    mypy runs no method hook there, so the bound method's signature (its definition, from
+    the checker's type map) says which method it is, and :func:`_model_call` checks it as
+    ``store.get(Hat, "1")`` (attack 32B F5)."""
+    call = ctx.context
+    lookup = getattr(ctx.api, "lookup_type_or_none", None)
+    callee = lookup(call.callee) if isinstance(call, CallExpr) and lookup is not None \
+        else None
+    proper = get_proper_type(callee) if callee is not None else None
+    definition = proper.definition if isinstance(proper, CallableType) else None
+    if not (isinstance(definition, FuncItem) and definition.fullname.startswith("redmodel.")
+            and not isinstance(definition.info, FakeInfo)  # a function, not a method
+            and any(definition.info.has_base(shell) for shell in MODEL_SHELLS)):
+        return ctx.default_return_type
+    return _model_call(definition.name, ctx)
+
+
+def _store_receiver(ctx: MethodContext, method: str) -> bool:
+    """Whether the object the method is called on is certainly a store or transaction
+    whose ``method`` is redmodel's. mypy calls a method hook once per member of a union
+    receiver (``where: Store | Cache``, ``where.get(...)``) and tells the hook only that
+    member: the receiver's own type, from the checker's type map, says whether another
+    member (a class of the user's, ``Any``) may take the call (attack 32B F4)."""
+    call = ctx.context
+    if not (isinstance(call, CallExpr) and isinstance(call.callee, MemberExpr)):
+        return True
+    lookup = getattr(ctx.api, "lookup_type_or_none", None)
+    receiver = lookup(call.callee.expr) if lookup is not None else None
+    if receiver is None:
+        return True
+    for member in _members(receiver):
+        item = get_proper_type(member.upper_bound) if isinstance(member, TypeVarType) \
+            else member
+        if not isinstance(item, Instance):
+            return False
+        defined = item.type.get_containing_type_info(method)
+        if defined is None or not defined.fullname.startswith("redmodel.") or not any(
+                item.type.has_base(shell) for shell in MODEL_SHELLS):
+            return False
+    return True
+
+
+def _arg_type(ctx: ModelContext, position: int) -> Type | None:
     """The type of the one argument given for the parameter at ``position``, if one is; not
     for ``*args``/``**kwargs`` (their type is the container's: what the parameter gets is
     not known here, the run time checks it)."""
@@ -676,7 +745,7 @@ def _members(tp: Type) -> list[ProperType]:
     return [item.fallback if isinstance(item, LiteralType) else item for item in items]
 
 
-def _check_objects(ctx: MethodContext, expr: Expression | None, tp: Type | None) -> None:
+def _check_objects(ctx: ModelContext, expr: Expression | None, tp: Type | None) -> None:
     """An object (``expr``, of type ``tp``) of a class that is certainly no model: made
     right there (``Plain()``) or of a ``@final`` class. A static type is an upper bound:
     an object typed by a plain base or mixin (``Entity``, ``self`` in a mixin's method) may
@@ -695,7 +764,7 @@ def _check_objects(ctx: MethodContext, expr: Expression | None, tp: Type | None)
                      code=REDMODEL)
 
 
-def _check_not_text(ctx: MethodContext, what: str, tp: Type) -> bool:
+def _check_not_text(ctx: ModelContext, what: str, tp: Type) -> bool:
     """``ids``/``objs`` of a ``str``, ``bytes``, ``bytearray`` or ``memoryview`` (every
     member of a union one of them: only what is certainly text): refused at run time, its
     characters are not ids (attack 31N F2/F4)."""
@@ -712,7 +781,7 @@ def _check_not_text(ctx: MethodContext, what: str, tp: Type) -> bool:
     return True
 
 
-def _item_types(ctx: MethodContext, position: int, tp: Type
+def _item_types(ctx: ModelContext, position: int, tp: Type
                 ) -> list[tuple[Expression | None, Type | None]]:
     """The types of what an argument gives when iterated: of each item of a list, tuple or
     set display, of the element of a generator expression or comprehension (mypy infers
@@ -730,7 +799,7 @@ def _item_types(ctx: MethodContext, position: int, tp: Type
     return [(None, _item_type(ctx, tp))]
 
 
-def _item_type(ctx: MethodContext, tp: Type) -> Type | None:
+def _item_type(ctx: ModelContext, tp: Type) -> Type | None:
     """What iterating ``tp`` gives, when ``tp`` is an instance of an ``Iterable``."""
     proper = get_proper_type(tp)
     if not isinstance(proper, Instance):
@@ -813,29 +882,242 @@ def _stored(owner: TypeInfo, name: str) -> Var | bool | None:
     return node.node if node is not None and isinstance(node.node, Var) else None
 
 
-def _check_value(ctx: MethodContext, info: TypeInfo, field: tuple[str, Type],
-                 given: Type | None, what: str) -> None:
-    """A value of ``field``'s declared type: what run time's type check accepts, which
-    also refuses a ``bool`` for an ``int`` and a ``datetime`` for a ``date`` (mypy takes
-    each for the other: a subclass; redmodel._models._types ``exclude=``)."""
-    if given is None:
+#: The container classes run time's checker walks item by item (redmodel._models._types
+#: ``make_checker``): the value must be an instance of the class, each item of its type.
+CONTAINERS = ("builtins.list", "builtins.set", "builtins.frozenset", "builtins.tuple",
+              "builtins.dict")
+
+
+def _check_value(ctx: ModelContext, info: TypeInfo,
+                 field: tuple[str, Type], given: Type | None, what: str,
+                 expr: Expression | None = None) -> None:
+    """A value (``expr``, of type ``given``) of ``field``'s declared type: refused only
+    when run time's check (:func:`_refused`) certainly refuses it."""
+    if given is None or not _refused(ctx, given, field[1], expr):
         return
     name, declared = field
-    proper = get_proper_type(given)
-    if isinstance(proper, AnyType) or isinstance(get_proper_type(declared), AnyType):
-        return
-    def refused(one: Type) -> bool:
-        return not is_subtype(one, declared) or (_is_bool(one) and not _takes_bool(declared)) \
-            or (_is_datetime(one) and not _takes_datetime(declared))
+    shown = "the id" if what == "id" else f'"{name}"'
+    ctx.api.fail(f'{shown} of "{info.name}" is "{format_type_bare(declared, ctx.api.options)}"'
+                 f', not "{format_type_bare(_as_given(ctx, given, expr), ctx.api.options)}"',
+                 ctx.context, code=REDMODEL)
 
-    # a union is refused only when every member is (the plugin refuses only what the
-    # store certainly refuses: an ``int | None`` id may be an int; attack 31N F4)
-    members = proper.items if isinstance(proper, UnionType) else [given]
-    if all(refused(one) for one in members):
-        shown = "the id" if what == "id" else f'"{name}"'
-        ctx.api.fail(f'{shown} of "{info.name}" is "{format_type_bare(declared, ctx.api.options)}"'
-                     f', not "{format_type_bare(given, ctx.api.options)}"', ctx.context,
-                     code=REDMODEL)
+
+def _as_given(ctx: ModelContext, given: Type, expr: Expression | None) -> Type:
+    """``given`` for a message: a display's type by its items (``frozenset({True})`` given
+    where ``Any`` is expected is a ``frozenset[Any]`` to mypy, a ``frozenset[bool]``
+    here)."""
+    proper = get_proper_type(given)
+    shown = _display(ctx, expr)
+    if not (shown and isinstance(proper, Instance) and proper.args and any(
+            isinstance(get_proper_type(arg), AnyType) for arg in proper.args)):
+        return given
+    if len(proper.args) == 2:  # a dict: keys, values in turn
+        return proper.copy_modified(args=[make_simplified_union([t for _, t in shown[0::2]]),
+                                          make_simplified_union([t for _, t in shown[1::2]])])
+    return proper.copy_modified(args=[make_simplified_union([t for _, t in shown])])
+
+
+def _refused(ctx: ModelContext, given: Type, declared: Type,
+             expr: Expression | None = None) -> bool:
+    """Whether run time's checker for a field declared ``declared`` (redmodel._models.
+    _types ``make_checker``) certainly refuses a value of type ``given`` (the expression
+    ``expr``, when it is at hand: a display's items are judged one by one, as mypy joins
+    ``[1, True]`` to ``list[int]``). As that checker: a container must be of the field's
+    container class (``list``, ``tuple``, ``set``, ``frozenset``, ``dict``: a subclass
+    too) and is judged item by item (keys and values of a dict, each position of a fixed
+    tuple), so mypy's invariance of ``list``/``dict``/``set`` is no refusal (a
+    ``list[int]`` is a ``list[float]`` field's value); a ``bool`` for an ``int``/``float``
+    and a ``datetime`` for a ``date`` are refused at every depth (mypy takes each for the
+    other: a subclass); an ``int`` for a ``float`` is taken. Not judged (False): ``Any``, a
+    type variable, a protocol, a TypedDict, an empty display's ``Never``; a union, unless
+    every member is refused; a nested attrs object (built and checked by its own
+    ``__init__``). Anything else is judged by its class, as mypy judges an argument."""
+    proper = get_proper_type(given)
+    if isinstance(proper, LiteralType):
+        proper = proper.fallback
+    wanted = get_proper_type(declared)
+    if isinstance(wanted, AnyType) or isinstance(
+            proper, (AnyType, TypeVarLikeType, UninhabitedType, TypedDictType)) or (
+            isinstance(proper, Instance) and proper.type.is_protocol):
+        return False
+    if isinstance(proper, UnionType):  # an ``int | None`` id may be an int (attack 31N F4)
+        return all(_refused(ctx, one, wanted) for one in proper.items)
+    if isinstance(wanted, UnionType):  # ``X | None``: any other union is no field type
+        rest = [one for one in map(get_proper_type, wanted.items)
+                if not isinstance(one, NoneType)]
+        if isinstance(proper, NoneType):
+            return len(rest) == len(wanted.items)
+        return len(rest) == 1 and _refused(ctx, proper, rest[0], expr)
+    if isinstance(proper, NoneType):
+        return not isinstance(wanted, NoneType)
+    shown = _display(ctx, expr)
+    if isinstance(wanted, TupleType):  # tuple[X, Y]: that many items, each of its type
+        if isinstance(proper, TupleType):
+            items = shown if shown is not None and len(shown) == len(proper.items) else [
+                (None, item) for item in proper.items]
+            return len(items) != len(wanted.items) or any(
+                _refused(ctx, tp, want, e) for (e, tp), want in zip(items, wanted.items,
+                                                                      strict=True))
+        item = _item_of(proper, "builtins.tuple")
+        if item is None:
+            return isinstance(proper, Instance) or not is_subtype(proper, wanted)
+        return any(_refused(ctx, item, want) for want in wanted.items)
+    if not isinstance(wanted, Instance):
+        return not is_subtype(proper, wanted)
+    if wanted.type.fullname in CONTAINERS and wanted.args:
+        fallback = proper.partial_fallback if isinstance(proper, TupleType) else proper
+        if not (isinstance(fallback, Instance) and fallback.type.has_base(wanted.type.fullname)):
+            return isinstance(fallback, Instance) or not is_subtype(proper, wanted)
+        if wanted.type.fullname == "builtins.dict":
+            if shown is not None:
+                return _dict_refused(ctx, shown, wanted.args[0], wanted.args[1])
+            mapped = map_instance_to_supertype(fallback, wanted.type)
+            return any(_refused(ctx, tp, want) for tp, want in zip(
+                mapped.args, wanted.args, strict=False))
+        if shown is not None:
+            verdicts = [_refused(ctx, tp, wanted.args[0], e) for e, tp in shown]
+            if not _set_like(expr):
+                return any(verdicts)
+            # a set keeps the first of equal items ({1, True} is {1}, {False, 1} two items):
+            # a refused item stays unless an earlier one the store takes may equal it
+            return any(verdicts[i] and all(verdicts[j] or _unequal(shown[i], shown[j])
+                                           for j in range(i)) for i in range(len(shown)))
+        if isinstance(proper, TupleType):
+            return any(_refused(ctx, tp, wanted.args[0]) for tp in proper.items)
+        mapped = map_instance_to_supertype(fallback, wanted.type)
+        return bool(mapped.args) and _refused(ctx, mapped.args[0], wanted.args[0])
+    if isinstance(proper, Instance):
+        return not is_subtype(proper, wanted) or (
+            proper.type.fullname == "builtins.bool"
+            and wanted.type.fullname in ("builtins.int", "builtins.float")) or (
+            proper.type.has_base("datetime.datetime") and wanted.type.fullname == "datetime.date")
+    return not is_subtype(proper, wanted)
+
+
+def _set_like(expr: Expression | None) -> bool:
+    """A set display, or a ``set(...)``/``frozenset(...)`` call: equal items are one."""
+    return isinstance(expr, SetExpr) or (isinstance(expr, CallExpr) and isinstance(
+        expr.callee, RefExpr) and expr.callee.fullname in ("builtins.set", "builtins.frozenset"))
+
+
+def _dict_refused(ctx: ModelContext, shown: list[tuple[Expression, Type]], key: Type,
+                  value: Type) -> bool:
+    """A dict display's keys and values (in turn) for a ``dict[key, value]`` field: equal
+    keys are one (``{1: 1.0, True: 2.0}`` has the key 1 and the value 2.0), so a refused
+    key is certain only when every key is refused, and a refused value only when every
+    value is or the keys are distinct string literals."""
+    keys, values = shown[0::2], shown[1::2]
+    bad_keys = [_refused(ctx, tp, key, e) for e, tp in keys]
+    bad_values = [_refused(ctx, tp, value, e) for e, tp in values]
+    # a key stays unless an earlier key equals it; its value unless a later key does
+    return any(bad_keys[i] and all(bad_keys[j] or _unequal(keys[i], keys[j]) for j in range(i))
+               for i in range(len(keys))) or any(
+        bad_values[i] and all(bad_values[j] or _unequal(keys[i], keys[j])
+                              for j in range(i + 1, len(keys))) for i in range(len(keys)))
+
+
+#: Classes whose values never equal another family's (``1 == True == 1.0``; a ``date``
+#: never equals a ``datetime``).
+FAMILIES = {"builtins.bool": "number", "builtins.int": "number", "builtins.float": "number",
+            "builtins.str": "str", "builtins.bytes": "bytes", "datetime.date": "date",
+            "datetime.datetime": "datetime", "builtins.tuple": "tuple",
+            "builtins.frozenset": "frozenset"}
+
+
+def _unequal(one: tuple[Expression, Type], other: tuple[Expression, Type]) -> bool:
+    """Whether two display items certainly differ (``==``): values of two literals that
+    differ, or of two classes of different families (:data:`FAMILIES`, ``None``)."""
+    constants = _constant(one[0]), _constant(other[0])
+    if constants[0] is not _UNKNOWN and constants[1] is not _UNKNOWN:
+        return bool(constants[0] != constants[1])
+    families = [_family(tp) for _, tp in (one, other)]
+    return None not in families and families[0] != families[1]
+
+
+_UNKNOWN = object()
+
+
+def _constant(expr: Expression) -> object:
+    """The value of a literal (a number, text, ``True``/``False``/``None``, a tuple of
+    them), else ``_UNKNOWN``."""
+    if isinstance(expr, (IntExpr, FloatExpr, StrExpr)):
+        return expr.value
+    if isinstance(expr, NameExpr) and expr.fullname in ("builtins.True", "builtins.False",
+                                                        "builtins.None"):
+        return {"builtins.True": True, "builtins.False": False}.get(expr.fullname)
+    if isinstance(expr, TupleExpr):
+        items = [_constant(item) for item in expr.items]
+        return _UNKNOWN if any(item is _UNKNOWN for item in items) else tuple(items)
+    if not (isinstance(expr, CallExpr) and isinstance(expr.callee, RefExpr)
+            and all(kind == ARG_POS for kind in expr.arg_kinds)):
+        return _UNKNOWN
+    if expr.callee.fullname == "builtins.frozenset" and len(expr.args) <= 1:
+        shown = expr.args[0] if expr.args else TupleExpr([])
+        items = [_constant(item) for item in shown.items] \
+            if isinstance(shown, (ListExpr, TupleExpr, SetExpr)) else [_UNKNOWN]
+        return _UNKNOWN if any(item is _UNKNOWN for item in items) else frozenset(items)
+    numbers = [arg.value for arg in expr.args if isinstance(arg, IntExpr)]
+    if expr.callee.fullname in ("datetime.date", "datetime.datetime") and len(
+            numbers) == len(expr.args):
+        try:
+            return (dt.date if expr.callee.fullname == "datetime.date" else dt.datetime)(
+                *numbers)
+        except (TypeError, ValueError, OverflowError):
+            return _UNKNOWN
+    return _UNKNOWN
+
+
+def _family(tp: Type) -> str | None:
+    proper = get_proper_type(tp)
+    if isinstance(proper, LiteralType):
+        proper = proper.fallback
+    if isinstance(proper, TupleType):
+        proper = proper.partial_fallback
+    if isinstance(proper, NoneType):
+        return "none"
+    return FAMILIES.get(proper.type.fullname) if isinstance(proper, Instance) else None
+
+
+def _item_of(tp: ProperType, container: str) -> Type | None:
+    """What ``tp`` holds when it is an instance of ``container`` (``tuple[int, ...]``: int)."""
+    fallback = tp.partial_fallback if isinstance(tp, TupleType) else tp
+    if not (isinstance(fallback, Instance) and fallback.type.has_base(container)):
+        return None
+    if isinstance(tp, TupleType):
+        return make_simplified_union(tp.items) if tp.items else UninhabitedType()
+    for base in fallback.type.mro:
+        if base.fullname == container:
+            mapped = map_instance_to_supertype(fallback, base)
+            return mapped.args[0] if mapped.args else None
+    return None
+
+
+def _display(ctx: ModelContext, expr: Expression | None
+             ) -> list[tuple[Expression, Type]] | None:
+    """The items of a list, tuple or set display (also given to ``frozenset(...)``,
+    ``set(...)``, ``list(...)``, ``tuple(...)``), or a dict display's keys and values in
+    turn, with their types: each is certainly in the value. None for any other expression
+    (or one with ``*items``/``**mapping``: what they give is judged by type only)."""
+    if isinstance(expr, CallExpr) and isinstance(expr.callee, RefExpr) and expr.callee.fullname \
+            in CONTAINERS[:4] and len(expr.args) == 1 and expr.arg_kinds == [ARG_POS]:
+        expr = expr.args[0]
+    if isinstance(expr, (ListExpr, TupleExpr, SetExpr)):
+        if any(isinstance(item, StarExpr) for item in expr.items):
+            return None
+        return [(item, _expression_type(ctx, item)) for item in expr.items]
+    if isinstance(expr, DictExpr):
+        if any(key is None for key, _ in expr.items):
+            return None
+        return [(one, _expression_type(ctx, one)) for key, value in expr.items
+                for one in (key, value) if one is not None]
+    return None
+
+
+def _expression_type(ctx: ModelContext, expr: Expression) -> Type:
+    """The type the checker gave ``expr`` (its type map), else inferred now."""
+    lookup = getattr(ctx.api, "lookup_type_or_none", None)
+    found = lookup(expr) if lookup is not None else None
+    return found if found is not None else ctx.api.get_expression_type(expr)
 
 
 def _is_bool(tp: Type) -> bool:
@@ -847,41 +1129,19 @@ def _is_bool(tp: Type) -> bool:
     return isinstance(proper, Instance) and proper.type.fullname == "builtins.bool"
 
 
-def _is_datetime(tp: Type) -> bool:
-    return any(isinstance(item, Instance) and item.type.has_base("datetime.datetime")
-               for item in _members(tp))
-
-
-def _takes_datetime(declared: Type) -> bool:
-    """Whether a field declared ``declared`` takes a datetime at run time: a ``date``
-    field refuses one ("expected date, got datetime"), as does ``date | None``; a union
-    with anything else is not judged."""
-    return not all(isinstance(item, NoneType) or (isinstance(item, Instance)
-                   and item.type.fullname == "datetime.date") for item in _members(declared))
-
-
-def _takes_bool(declared: Type) -> bool:
-    """Whether a field declared ``declared`` takes a bool at run time: it refuses one where
-    its types are numbers (``int``, ``float``: "expected int, got bool") and ``None``."""
-    proper = get_proper_type(declared)
-    items = proper.items if isinstance(proper, UnionType) else [proper]
-    return not all(isinstance(item, NoneType) or (isinstance(item, Instance) and item.type.fullname
-                   in ("builtins.int", "builtins.float", "builtins.complex"))
-                   for item in map(get_proper_type, items))
-
-
-def _check_update(ctx: MethodContext, info: TypeInfo, key: tuple[str, Type] | None,
+def _check_update(ctx: ModelContext, info: TypeInfo, key: tuple[str, Type] | None,
                   position: int) -> None:
     """``update(Model, id, **values)``: each keyword a stored field other than the key,
     with a value of its type (``None`` removes a field: only an Optional one takes it, as
     the type says); at least one value."""
     names = ctx.arg_names[position] if position < len(ctx.arg_names) else []
     types = ctx.arg_types[position] if position < len(ctx.arg_types) else []
+    exprs = ctx.args[position] if position < len(ctx.args) else []
     if not types:
         ctx.api.fail(f'update of "{info.name}" with nothing to update: pass field=value',
                      ctx.context, code=REDMODEL)
         return
-    for name, given in zip(names, types, strict=False):
+    for name, given, expr in zip(names, types, exprs, strict=False):
         if name is None:  # **mapping: the keys are not known here
             continue
         if key is not None and name == key[0]:
@@ -893,10 +1153,10 @@ def _check_update(ctx: MethodContext, info: TypeInfo, key: tuple[str, Type] | No
             ctx.api.fail(f'"{info.name}" has no field "{name}" to update', ctx.context,
                          code=REDMODEL)
         elif isinstance(var, Var) and var.type is not None:
-            _check_value(ctx, info, (name, var.type), given, "value")
+            _check_value(ctx, info, (name, var.type), given, "value", expr)
 
 
-def _incr_fields(ctx: MethodContext, info: TypeInfo, key: tuple[str, Type] | None,
+def _incr_fields(ctx: ModelContext, info: TypeInfo, key: tuple[str, Type] | None,
                  params: dict[str, int]) -> None:
     """The literal keys of ``changes``, ``floor`` and ``ceiling`` name numeric fields; an
     int field's change is no float (a bound may be: it is rounded inwards)."""
@@ -921,7 +1181,7 @@ def _incr_fields(ctx: MethodContext, info: TypeInfo, key: tuple[str, Type] | Non
                              '"bool"', ctx.context, code=REDMODEL)
 
 
-def _check_amount(ctx: MethodContext, info: TypeInfo, path: str, numeric: str,
+def _check_amount(ctx: ModelContext, info: TypeInfo, path: str, numeric: str,
                   amount: Type) -> None:
     """Rule 4 of increment_kind: an int field takes an int; no field takes a bool."""
     proper = get_proper_type(amount)
@@ -959,7 +1219,7 @@ def _literal(expr: Expression, tp: Type) -> str | None:
     return None
 
 
-def _numeric_field(ctx: MethodContext, info: TypeInfo, path: str,
+def _numeric_field(ctx: ModelContext, info: TypeInfo, path: str,
                    key: tuple[str, Type] | None) -> str | None:
     """``builtins.int``/``builtins.float`` for the field at ``path`` when increment_kind
     (redmodel._models._specs) accepts it; reports an error and returns None when it does
@@ -979,7 +1239,7 @@ def _numeric_field(ctx: MethodContext, info: TypeInfo, path: str,
     return None
 
 
-def _field_type(ctx: MethodContext, info: TypeInfo, path: str, key: tuple[str, Type] | None,
+def _field_type(ctx: ModelContext, info: TypeInfo, path: str, key: tuple[str, Type] | None,
                 what: str) -> Type | None:
     """The declared type of the stored field at ``path`` (dotted into nested attrs
     classes) for an ``increment`` (no codec, not below an Optional nested object) or a
@@ -1014,6 +1274,15 @@ def _field_type(ctx: MethodContext, info: TypeInfo, path: str, key: tuple[str, T
             return None  # attrs at run time or not (a dataclass_transform class): not judged
         nested = isinstance(field_type, Instance) and "attrs" in field_type.type.metadata \
             and part not in declared["codec"]
+        if nested and field_type is not whole and what == "read":
+            # an Optional nested object is stored whole, one value (as for incr below):
+            # get_field reads it as a leaf, and no path below it is a stored field
+            if depth == len(parts) - 1:
+                return var.type
+            ctx.api.fail(f'"{info.name}" has no field "{path}" to read ("'
+                         f'{".".join(parts[:depth + 1])}" is Optional: stored whole, read it '
+                         "whole)", ctx.context, code=REDMODEL)
+            return None
         if depth == len(parts) - 1:
             if nested and what == "read":
                 ctx.api.fail(f'get_field reads one stored value; "{info.name}.{path}" is a '

@@ -7,6 +7,12 @@ its type, the key field's type, a model or not, a str where ids are). The calls 
 mypy once per example (one subprocess, seeded cache, as tests/test_typing.py), and each is
 run against the server. The fixture tests/typing/fix31f_model_methods.py holds the
 hand-written cases (positive and negative) of every kind, F4/F5/F8 included.
+
+Fix 32B (attack 32B F1-F3, F2): each example also declares fields of drawn container
+types (nested lists, tuples, fixed tuples, sets, frozensets, dicts and Optionals of int,
+float, bool, date, datetime, str) and updates them with drawn display values (mostly of
+the field's shape, with wrong leaves and containers mixed in), judged item by item as the
+run time's checker judges them; and reads and increments below an Optional nested object.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULE = '''\
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, ClassVar
 
 import attrs
@@ -58,7 +65,9 @@ class Thing:
     tag: str = redmodel.field(name="t", default="")
     address: Address = attrs.Factory(Address)
     later: int = attrs.field(init=False, default=0)
+    maybe: Address | None = None
     {key}: {key_type} = redmodel.key_field(generated=False)
+{containers}
 
 
 @attrs.define
@@ -70,7 +79,8 @@ class Plain:
 #: attribute, an init=False attribute, a renamed field's stored name, an unknown name,
 #: dotted paths into the nested class, the key field (added per example)
 FIELDS = ("count", "price", "name", "flag", "stock", "tag", "address", "rate", "markup",
-          "later", "t", "nope", "address.zip", "address.city", "address.street")
+          "later", "t", "nope", "address.zip", "address.city", "address.street", "maybe",
+          "maybe.zip", "maybe.city")
 VALUES = ("1", "0.5", '"s"', "True", "None", 'b"x"')
 AMOUNTS = ("1", "0.5", "True")
 KEYS = {"str": ('"k1"', ('1', 'b"k1"', "True")),
@@ -78,14 +88,80 @@ KEYS = {"str": ('"k1"', ('1', 'b"k1"', "True")),
 ITERABLES = ("[{id}]", "({id},)", "{{{id}}}", "(i for i in [{id}])", '"ab"', 'b"ab"')
 
 
+#: container field types (fix 32B): a tree of ("int",) ... ("list", T), ("tuple", T) (of any
+#: length), ("fixed", T, U), ("set", T), ("frozenset", T), ("dict", K, V), ("opt", T)
+SCALARS = {"int": ("1", "2"), "float": ("1.5", "2"), "bool": ("True", "False"),
+           "date": ("dt.date(2020, 1, 2)",), "datetime": ("dt.datetime(2020, 1, 2)",),
+           "str": ('"s"',)}
+#: any leaf where the field wants another: a value of the wrong kind (hashable ones in a
+#: set or as a key)
+WRONG = (*itertools.chain(*SCALARS.values()), "None", "(1, True)")
+WRONG_UNHASHABLE = ("[]", "[True]", "{}")
+
+
+def _types(hashable: bool) -> st.SearchStrategy[tuple[Any, ...]]:
+    scalars = st.sampled_from([(name,) for name in SCALARS])
+    if hashable:
+        return st.one_of(scalars, st.tuples(st.just("opt"), scalars),
+                         st.tuples(st.just("fixed"), scalars, scalars),
+                         st.tuples(st.just("frozenset"), scalars))
+    return st.recursive(scalars, lambda inner: st.one_of(
+        st.tuples(st.sampled_from(("list", "tuple", "opt")), inner),
+        st.tuples(st.just("fixed"), inner, inner),
+        st.tuples(st.sampled_from(("set", "frozenset")), _types(True)),
+        st.tuples(st.just("dict"), scalars, inner)), max_leaves=4)
+
+
+def _written(tp: tuple[Any, ...]) -> str:
+    kind, *args = tp
+    inner = [_written(a) for a in args]
+    return {"list": "list[{}]", "tuple": "tuple[{}, ...]", "fixed": "tuple[{}, {}]",
+            "set": "set[{}]", "frozenset": "frozenset[{}]", "dict": "dict[{}, {}]",
+            "opt": "{} | None"}.get(kind, "dt.date" if kind == "date" else
+                                     "dt.datetime" if kind == "datetime" else kind
+                                     ).format(*inner)
+
+
+def _default(tp: tuple[Any, ...]) -> str:
+    kind, *args = tp
+    return {"int": "0", "float": "0.0", "bool": "False", "date": "dt.date(2020, 1, 1)",
+            "datetime": "dt.datetime(2020, 1, 1)", "str": '""', "list": "[]", "tuple": "()",
+            "set": "set()", "frozenset": "frozenset()", "dict": "{}", "opt": "None"}.get(
+        kind) or f"({_default(args[0])}, {_default(args[1])})"
+
+
 @st.composite
-def calls(draw: st.DrawFn, key: str, key_type: str) -> str:
+def _value(draw: st.DrawFn, tp: tuple[Any, ...], hashable: bool = False) -> str:
+    """A display of ``tp``'s shape, or (one draw in six, at any depth) a wrong leaf."""
+    if draw(st.integers(0, 5)) == 0:
+        return draw(st.sampled_from(WRONG if hashable else (*WRONG, *WRONG_UNHASHABLE)))
+    kind, *args = tp
+    if kind in SCALARS:
+        return draw(st.sampled_from(SCALARS[kind]))
+    if kind == "opt":
+        return "None" if draw(st.booleans()) else draw(_value(args[0], hashable))
+    if kind == "fixed":
+        return f"({draw(_value(args[0], hashable))}, {draw(_value(args[1], hashable))})"
+    items = draw(st.lists(_value(args[-1], kind in ("set", "frozenset")), max_size=3))
+    if kind == "dict":
+        keys = draw(st.lists(_value(args[0], True), min_size=len(items), max_size=len(items)))
+        return "{" + ", ".join(f"{k}: {v}" for k, v in zip(keys, items, strict=True)) + "}"
+    shown = ", ".join(items)
+    return {"list": f"[{shown}]", "tuple": f"({shown}{',' if len(items) == 1 else ''})",
+            "set": f"{{{shown}}}" if items else "set()",
+            "frozenset": f"frozenset({{{shown}}})" if items else "frozenset()"}[kind]
+
+
+@st.composite
+def calls(draw: st.DrawFn, key: str, key_type: str,
+          containers: tuple[tuple[Any, ...], ...] = ()) -> str:
     good, bad = KEYS[key_type]
     id_ = draw(st.sampled_from((good, *bad)) if draw(st.booleans()) else st.just(good))
     model = draw(st.sampled_from(("Thing", "Thing", "Thing", "Plain")))
     field = draw(st.sampled_from((*FIELDS, key)))
     kind = draw(st.sampled_from(("incr", "incr_fields", "update", "one", "many",
-                                 "tx.incr", "tx.get_field", "tx.update", "tx.many")))
+                                 "tx.incr", "tx.get_field", "tx.update", "tx.many",
+                                 "container", "container", "tx.container")))
     shell = "tx" if kind.startswith("tx.") else "store"
     kind = kind.removeprefix("tx.")
     if kind == "incr":
@@ -99,6 +175,9 @@ def calls(draw: st.DrawFn, key: str, key_type: str) -> str:
         given = draw(st.lists(st.sampled_from(names), unique=True, max_size=2))
         values = ", ".join(f"{n}={draw(st.sampled_from(VALUES))}" for n in given)
         call = f"update({model}, {id_}{', ' if values else ''}{values})"
+    elif kind == "container":  # fix 32B: a drawn display for a field of a drawn type
+        at = draw(st.integers(0, len(containers) - 1))
+        call = f"update({model}, {id_}, c{at}={draw(_value(containers[at]))})"
     elif kind == "one":
         call = f"{draw(st.sampled_from(('get', 'exists', 'delete')))}({model}, {id_})"
     else:
@@ -107,11 +186,14 @@ def calls(draw: st.DrawFn, key: str, key_type: str) -> str:
     return f"{shell}.{call}"
 
 
-def _write(where: Path, prefix: str, key: str, key_type: str, drawn: list[str]
-           ) -> tuple[Path, dict[int, int]]:
+def _write(where: Path, prefix: str, key: str, key_type: str, drawn: list[str],
+           containers: tuple[tuple[Any, ...], ...] = ()) -> tuple[Path, dict[int, int]]:
     """The user-code module, and each call's line -> its index."""
     good = KEYS[key_type][0]
-    text = MODULE.format(prefix=prefix, key=key, key_type=key_type, good_id=good)
+    fields = "\n".join(f"    c{i}: {_written(tp)} = attrs.field(factory=lambda: {_default(tp)})"
+                       for i, tp in enumerate(containers))
+    text = MODULE.format(prefix=prefix, key=key, key_type=key_type, good_id=good,
+                         containers=fields)
     lines = {}
     for i, call in enumerate(drawn):
         text += f"\n\ndef call_{i}(store: Store) -> Any:\n"
@@ -149,16 +231,17 @@ _examples = itertools.count()
 # one mypy run per example (~10 s on a loaded machine): few examples of many calls each,
 # within pytest-timeout's 300 s under HYPOTHESIS_PROFILE=ci
 @settings(max_examples=scaled(10, floor=1))
-@given(st.sampled_from((("id", "str"), ("code", "int"))).flatmap(
-    lambda kt: st.tuples(st.just(kt), st.lists(calls(*kt), min_size=1,
+@given(st.tuples(st.sampled_from((("id", "str"), ("code", "int"))),
+                 st.lists(_types(False), min_size=1, max_size=4).map(tuple)).flatmap(
+    lambda kt: st.tuples(st.just(kt), st.lists(calls(*kt[0], kt[1]), min_size=1,
                                                max_size=sized(40, 200)))))
 def test_mypy_refuses_a_model_call_exactly_when_the_run_time_does(
         tmp_path_factory: pytest.TempPathFactory, store: redmodel.Store,
-        drawn: tuple[tuple[str, str], list[str]]) -> None:
-    (key, key_type), calls_ = drawn
+        drawn: tuple[tuple[tuple[str, str], tuple[tuple[Any, ...], ...]], list[str]]) -> None:
+    ((key, key_type), containers), calls_ = drawn
     prefix = f"fx31fp{next(_examples)}"
     where = tmp_path_factory.mktemp("fix31f")
-    path, lines = _write(where, prefix, key, key_type, calls_)
+    path, lines = _write(where, prefix, key, key_type, calls_, containers)
     errors = {lines[n] for n in _mypy_errors(path) if n in lines}
     spec = importlib.util.spec_from_file_location(prefix, path)
     assert spec is not None and spec.loader is not None
