@@ -67,7 +67,7 @@ def test_include_only_files_are_the_shared_pieces() -> None:
     assert set(files) - runnable_scripts() == {
         "acl_lib", "clock", "consume_lib", "counter_lib", "flat_lib", "ids_lib", "index_acl",
         "index_lib", "guard_head", "memo_head", "memo_tail", "once_head", "once_tail",
-        "parts_lib", "types_lib"}
+        "parts_lib", "shift_lib", "types_lib"}
 
 
 # ---- MONITOR, read raw -------------------------------------------------------------------

@@ -24,9 +24,5 @@ for guard_i = 3, guard_n + 2 do
     end
   end
 end
-local function guard_shift(t, n)
-  local out = {}
-  for i = n + 1, #t do out[#out + 1] = t[i] end
-  return out
-end
-local ARGV = guard_shift(ARGV, guard_n + 2)
+--! include shift_lib
+local ARGV = shift_args(ARGV, guard_n + 2)

@@ -52,9 +52,5 @@ local redis = setmetatable({
   call = function(cmd, ...) memo_note(cmd); return memo_redis.call(cmd, ...) end,
   pcall = function(cmd, ...) memo_note(cmd); return memo_redis.pcall(cmd, ...) end,
 }, {__index = memo_redis})
-local function memo_shift(t)
-  local out = {}
-  for i = 2, #t do out[i - 1] = t[i] end
-  return out
-end
-local KEYS, ARGV = memo_shift(KEYS), memo_shift(ARGV)
+--! include shift_lib
+local KEYS, ARGV = shift_args(KEYS, 1), shift_args(ARGV, 1)

@@ -21,9 +21,5 @@ if not redis.acl_check_cmd('set', once_key) then
     'on the key \'' .. once_key .. '\', which this write needs after its first change: ' ..
     'nothing was written')
 end
-local function once_shift(t)
-  local out = {}
-  for i = 2, #t do out[i - 1] = t[i] end
-  return out
-end
-local KEYS, ARGV = once_shift(KEYS), once_shift(ARGV)
+--! include shift_lib
+local KEYS, ARGV = shift_args(KEYS, 1), shift_args(ARGV, 1)
