@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from typing import Any
 
@@ -23,22 +24,29 @@ def test_f1_bucketed_indexed_model_with_empty_braces_in_prefix_on_a_cluster(
     `{x}`, which work) makes Redis hash each whole key, not the bucket's `{N}`: a plain
     `save` raises CrossSlotError."""
     ns = f"{brace}l{next(_COUNT)}"
+    # decided (the lead, stop 32): such a prefix is refused at declaration, naming it,
+    # rather than accepted and failing at the first save on a cluster
+    with pytest.raises(redmodel.ModelDefinitionError, match="empty"):
 
-    @redmodel.model(prefix=ns, buckets=3)
+        @redmodel.model(prefix=ns, buckets=3)
+        @attrs.define
+        class Thing:
+            id: str = redmodel.key_field(generated=False)
+            n: int = redmodel.field(default=0, index=True)
+
+    @redmodel.model(prefix=ns.replace("{}", ""), buckets=3)
     @attrs.define
-    class Thing:
+    class Fine:
         id: str = redmodel.key_field(generated=False)
         n: int = redmodel.field(default=0, index=True)
 
     store = redmodel.Store(redis_cluster_client)
     try:
         for i in range(4):
-            store.save(Thing(id=f"m{i}", n=i % 2))
-        assert sorted(t.id for t in store.find(Thing, n=1)) == ["m1", "m3"]
-        assert store.verify(Thing) == []
+            store.save(Fine(id=f"m{i}", n=i % 2))
+        assert sorted(t.id for t in store.find(Fine, n=1)) == ["m1", "m3"]
+        assert store.verify(Fine) == []
     finally:
         for i in range(4):
-            try:
-                store.delete(Thing, f"m{i}")
-            except redmodel.RedmodelError:
-                pass
+            with contextlib.suppress(redmodel.RedmodelError):
+                store.delete(Fine, f"m{i}")

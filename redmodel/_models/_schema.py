@@ -294,6 +294,22 @@ def _seconds(ttl: float | dt.timedelta | None, where: str) -> float | None:
     return float(seconds)
 
 
+def _check_tag_prefix(name: str, prefix: str, tag: str) -> None:
+    """Refuse a prefix whose braces would keep the bucket's (or the id's) hash tag after it
+    from being read. Redis Cluster hashes the text between a key's first '{' and the first
+    '}' after it; an empty one there means no tag at all, so each whole key is hashed and
+    an object's keys land in different slots (attack 32L). Other braces are harmless: a
+    non-empty tag in the prefix puts every key in its one slot, an unclosed '{' makes the
+    tag end inside the bucket's, the same for all its keys."""
+    brace = prefix.find("{")
+    if brace >= 0 and prefix[brace + 1:brace + 2] == "}":
+        raise ModelDefinitionError(
+            f"{name}: the prefix {prefix!r} holds an empty '{{}}' before the {tag}'s hash "
+            "tag: Redis Cluster would hash each whole key instead, and an object's keys "
+            "would land in different slots; remove the braces from the prefix"
+        )
+
+
 def _compile(
     cls: type,
     prefix: str | None,
@@ -376,6 +392,8 @@ def _compile(
             f"{name}: an indexed model keeps objects and index entries in one slot per "
             "bucket: declare buckets=N instead of hash_tag"
         )
+    if buckets is not None or hash_tag:
+        _check_tag_prefix(name, prefix, "bucket" if buckets is not None else "id")
     return ModelSpec(
         cls=cls,
         name=name,
