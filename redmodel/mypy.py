@@ -132,6 +132,7 @@ from mypy.types import (
     TypeVarType,
     UninhabitedType,
     UnionType,
+    UnpackType,
     get_proper_type,
 )
 from mypy.typevars import fill_typevars_with_any
@@ -952,6 +953,11 @@ def _refused(ctx: ModelContext, given: Type, declared: Type,
         return not isinstance(wanted, NoneType)
     shown = _display(ctx, expr)
     if isinstance(wanted, TupleType):  # tuple[X, Y]: that many items, each of its type
+        if shown is not None and _variadic(shown) and _item_of(proper, "builtins.tuple"):
+            # ``(*xs, 1, 2, 3)``: too long whatever ``xs`` holds; an item at no position
+            fixed = [one for one in shown if not isinstance(one[0], StarExpr)]
+            return len(fixed) > len(wanted.items) or any(
+                all(_refused(ctx, tp, want, e) for want in wanted.items) for e, tp in shown)
         if isinstance(proper, TupleType):
             items = shown if shown is not None and len(shown) == len(proper.items) else [
                 (None, item) for item in proper.items]
@@ -1096,21 +1102,65 @@ def _display(ctx: ModelContext, expr: Expression | None
              ) -> list[tuple[Expression, Type]] | None:
     """The items of a list, tuple or set display (also given to ``frozenset(...)``,
     ``set(...)``, ``list(...)``, ``tuple(...)``), or a dict display's keys and values in
-    turn, with their types: each is certainly in the value. None for any other expression
-    (or one with ``*items``/``**mapping``: what they give is judged by type only)."""
+    turn, with their types: each is certainly in the value. None for any other expression.
+    A starred part (``*xs``, ``**d``) is spelled out when it is itself a display or a fixed
+    tuple (``*[1, True]``, ``*(1, "a")``: its items); any other stands for what it may give,
+    as one item of its iterable's item type (``**d``: one key and one value of the mapping's
+    types) with the :class:`StarExpr` (``**``: a ``StarExpr`` of the mapping, then a
+    ``TempNode``) as its expression, of type ``Any`` when that cannot be seen."""
     if isinstance(expr, CallExpr) and isinstance(expr.callee, RefExpr) and expr.callee.fullname \
             in CONTAINERS[:4] and len(expr.args) == 1 and expr.arg_kinds == [ARG_POS]:
         expr = expr.args[0]
     if isinstance(expr, (ListExpr, TupleExpr, SetExpr)):
-        if any(isinstance(item, StarExpr) for item in expr.items):
-            return None
-        return [(item, _expression_type(ctx, item)) for item in expr.items]
+        items: list[tuple[Expression, Type]] = []
+        for item in expr.items:
+            if isinstance(item, StarExpr):
+                items.extend(_starred(ctx, item))
+            else:
+                items.append((item, _expression_type(ctx, item)))
+        return items
     if isinstance(expr, DictExpr):
-        if any(key is None for key, _ in expr.items):
-            return None
-        return [(one, _expression_type(ctx, one)) for key, value in expr.items
-                for one in (key, value) if one is not None]
+        pairs: list[tuple[Expression, Type]] = []
+        for key, value in expr.items:
+            if key is not None:
+                pairs += [(key, _expression_type(ctx, key)), (value, _expression_type(ctx, value))]
+                continue
+            inner = _display(ctx, value) if isinstance(value, DictExpr) else None
+            if inner is not None:  # ``**{"a": 1}``: its keys and values
+                pairs += inner
+                continue
+            mapping = get_proper_type(_expression_type(ctx, value))
+            types: list[Type] = [AnyType(TypeOfAny.special_form)] * 2
+            base = next((one for one in mapping.type.mro if one.fullname == "typing.Mapping"),
+                        None) if isinstance(mapping, Instance) else None
+            if isinstance(mapping, Instance) and base is not None:
+                types = list(map_instance_to_supertype(mapping, base).args)
+            pairs += [(StarExpr(value), types[0]), (TempNode(types[1]), types[1])]
+        return pairs
     return None
+
+
+def _starred(ctx: ModelContext, star: StarExpr) -> list[tuple[Expression, Type]]:
+    """What ``*xs`` gives a display (:func:`_display`): a display's or a fixed tuple's items
+    one by one, else one ``(star, item type)`` standing for any number of items."""
+    inner = _display(ctx, star.expr) if isinstance(
+        star.expr, (ListExpr, TupleExpr, SetExpr, CallExpr)) else None
+    if inner is not None:
+        return inner
+    given = get_proper_type(_expression_type(ctx, star.expr))
+    if isinstance(given, TupleType) and not any(
+            isinstance(get_proper_type(item), UnpackType) for item in given.items):
+        return [(TempNode(item), item) for item in given.items]
+    members = given.items if isinstance(given, UnionType) else [given]
+    found = [_item_of(one, "typing.Iterable") for one in map(get_proper_type, members)]
+    item: Type = AnyType(TypeOfAny.special_form) if any(one is None for one in found) or not (
+        found) else make_simplified_union([one for one in found if one is not None])
+    return [(star, item)]
+
+
+def _variadic(shown: list[tuple[Expression, Type]]) -> bool:
+    """Whether a display (:func:`_display`) has a part of unknown length (``*xs``)."""
+    return any(isinstance(expr, StarExpr) for expr, _ in shown)
 
 
 def _expression_type(ctx: ModelContext, expr: Expression) -> Type:
