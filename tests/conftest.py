@@ -180,7 +180,8 @@ def dbsize(client: Any) -> int:
 # `--no-loadscope-reorder` (xdist would otherwise start the files with the most tests first,
 # and these few-test files last, where one of them alone makes the run's tail).
 SLOW_FILES_FIRST = (
-    "test_benchmarks.py", "test_cli.py", "test_cli_docs.py", "test_attack12r.py",
+    "test_fix32f.py", "test_fix32g.py", "test_benchmarks.py", "test_cli.py",
+    "test_cli_docs.py", "test_attack12r.py",
     "test_codecs.py", "test_evolution.py", "test_layouts.py", "test_faults.py",
     "test_testing.py", "test_consume.py", "test_index_state.py", "test_index_state_cluster.py",
     "test_cli_migrate.py",

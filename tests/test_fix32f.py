@@ -326,7 +326,7 @@ def _warnings() -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
-@settings(max_examples=scaled(100, floor=12), **SETTINGS)
+@settings(max_examples=scaled(50, floor=5), **SETTINGS)
 @given(n=st.integers(1, 8), buckets=st.sampled_from([None, 2]),
        damage=st.lists(st.tuples(DAMAGE, st.integers(0, 7)), min_size=1, max_size=4),
        fault=FAULT, data=st.data())

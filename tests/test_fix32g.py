@@ -132,7 +132,7 @@ def _used(store: Any, failed_model: bool, m: type, key: str) -> bool:
     return any(mark[0] == key for mark in reg.containers)
 
 
-@settings(max_examples=scaled(300, floor=30),
+@settings(max_examples=scaled(100, floor=12),
           suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 @given(shape=st.sampled_from(SHAPES), kind=st.sampled_from(SYNC_KINDS),
        at=st.integers(0, 3), overlap=st.booleans())
