@@ -33,7 +33,7 @@ import redmodel
 from redmodel._plan import Batch, PlanResults
 from redmodel.containers import Queue, Set, pop_blocking
 from tests.budget import scaled
-from tests.faults import FAST_RESEND
+from tests.faults import FAST_RESEND, FAULTS, arm_fault
 
 KEY, OTHER, PUSHED = "pk", "q2", "q3"
 BAD, BAD2 = b"bad", b"bad2"
@@ -62,16 +62,8 @@ def _which(command: str) -> Any:
 
 def _arm(proxy: Any, fault: str, command: str) -> None:
     when = _which(command)
-    if fault == "lose":
-        proxy.lose_reply(lambda c: True, when=when)
-    elif fault == "cut":
-        proxy.cut_reply(lambda c: True, when=when)
-    elif fault == "drop":
-        proxy.drop_request(lambda c: True, when=when)
-    elif fault == "drop-always":
-        proxy.drop_request(lambda c: True, when=when, times=60)
-    elif fault == "stall":
-        proxy.stall(lambda c: True, 1.5, when=when)
+    if fault in FAULTS:
+        arm_fault(proxy, fault, when)
     else:  # the server goes away at that command: it is dropped, reconnections refused
         proxy.drop_request(lambda c: True, when=when)
         proxy.refuse_connections(3)
