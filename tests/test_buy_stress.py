@@ -21,8 +21,9 @@ import redis
 import redmodel
 from redmodel import ConditionFailedError, transaction
 from redmodel.transactions import RetryPolicy, Transaction
+from tests.budget import sized
 
-PROCESSES = 6
+PROCESSES = sized(3, 6)  # 60 buyers for 30 hats under make test, 120 under make test-long
 BUYERS = 20  # threads per process
 STOCK = 30
 # Only a purchase writes the hat, so a buyer can conflict at most STOCK times: more

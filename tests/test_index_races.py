@@ -21,9 +21,10 @@ import redis
 
 import redmodel
 from redmodel import UniqueViolationError, between
+from tests.budget import sized
 
 OBJECTS = [f"h{i}" for i in range(8)]
-ROUNDS = 60
+ROUNDS = sized(30, 60)  # make test-long: 60
 COLORS = ["black", "red", "green", "white"]
 STYLES = ["fedora", "cap", "beret"]
 PRICES = [-1.5, 0.0, 2.25, 9.5, 40.0]

@@ -40,6 +40,7 @@ from redmodel.testing import (
     server_supports_tls,
 )
 from redmodel.testing._tls import write_tls_files
+from tests.budget import sized
 
 
 def _no_retry(**kwargs: object) -> dict[str, object]:
@@ -326,14 +327,14 @@ def test_client_certificates_as_with_tls_auth_clients_optional(
 
 
 def test_tls_many_concurrent_connections_and_large_values(tls_server: RedisServer) -> None:
-    clients, rounds = 48, 10
+    clients, rounds = sized(24, 48), 10  # make test-long: 48
     big = os.urandom(2 << 20)  # far more than the relay buffers: exercises flow control
 
     def work(n: int) -> None:
         with tls_server.client() as client:
             for _ in range(rounds):
                 client.incr("counter")
-            if n % 16 == 0:
+            if n % 8 == 0:
                 client.set(f"big:{n}", big)
                 assert client.get(f"big:{n}") == big
 
