@@ -111,9 +111,50 @@ local function read(want, command, key, ...)
   end
   return r
 end
+-- Entry writes held back (index_write_many.lua, hold_entries): per set or zset key, its
+-- writes in order as runs of one command (SADD, SREM, ZADD, ZREM), each run sent by
+-- flush_entries as one command per 1,000 arguments instead of one per object. Writes of
+-- different members of a key commute; a run keeps the order of one member's writes. Only
+-- sets and zsets are held: nothing of a call reads them back after its checks, whose type
+-- checks (check_keys) pass for a key the call's writes gave its type. nil: written at once.
+local HELD, HELD_KEYS
+local function hold_entries() HELD, HELD_KEYS = {}, {} end
+local function hold(k, command, a, b)
+  local runs = HELD[k]
+  if not runs then
+    runs = {}
+    HELD[k] = runs
+    HELD_KEYS[#HELD_KEYS + 1] = k
+  end
+  local run = runs[#runs]
+  if not run or run[1] ~= command then
+    run = {command}
+    runs[#runs + 1] = run
+  end
+  run[#run + 1] = a
+  if b then run[#run + 1] = b end
+end
+-- sends every held write (in runs of at most 1,000 arguments: a ZADD's score and member
+-- pairs stay whole, the runs' arguments starting at 2) and holds the next ones afresh
+local function flush_entries()
+  if not HELD then return end
+  local keys, held = HELD_KEYS, HELD
+  HELD, HELD_KEYS = {}, {}
+  for _, k in ipairs(keys) do
+    for _, run in ipairs(held[k]) do
+      for i = 2, #run, 1000 do
+        redis.call(run[1], k, unpack(run, i, math.min(i + 999, #run)))
+      end
+    end
+  end
+end
 local function apply(root, d, id, line, add)
   local k, tp, value = entry_key(root, d, line)
-  if tp == 'set' then
+  if HELD and tp == 'set' then
+    hold(k, add and 'SADD' or 'SREM', id)
+  elseif HELD and tp == 'zset' then
+    if add then hold(k, 'ZADD', value, id) else hold(k, 'ZREM', id) end
+  elseif tp == 'set' then
     if add then redis.call('SADD', k, id) else redis.call('SREM', k, id) end
   elseif tp == 'zset' then
     if add then redis.call('ZADD', k, value, id) else redis.call('ZREM', k, id) end
@@ -469,6 +510,7 @@ local function write_index(root, d, id, rec, old, new, every, ids, deltas, near,
       if string.sub(line, 1, 1) == 'r' and string.sub(line, -2) == ANY then
         local kind, name, value = split(line)
         if value == '*' then
+          flush_entries()  -- (a held write of this key first: the score read is the index's)
           local score = redis.call('ZSCORE', root .. 'rng' .. d .. name, id)
           line = score and (kind .. SEP .. name .. SEP .. string.format('%.17g', tonumber(score)))
         end

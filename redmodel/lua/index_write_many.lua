@@ -225,6 +225,7 @@ while #items < n do
 end
 if at <= #ARGV then return {'BADARG', 'arguments after the last object'} end
 ITEMS = items
+hold_entries()  -- the call's set and zset entry writes, sent per key and command at the end
 local out = {}
 for i, item in ipairs(items) do
   local o, from, m, h = item[1], item[2], item[3], item[4]
@@ -234,6 +235,8 @@ for i, item in ipairs(items) do
     out[i] = r
   elseif WRITING or not WROTE then
     -- an error in its writes, or before anything of the call was written: the call's error
+    -- (the earlier objects' held entry writes sent first: each of them stays whole)
+    pcall(flush_entries)
     error({err = tostring(r)})
   else
     -- a command of its checks refused (an ACL that refuses a read), after an earlier
@@ -242,5 +245,6 @@ for i, item in ipairs(items) do
   end
   if WRITING then WROTE = true end
 end
+flush_entries()
 ids_flush(deltas)
 return out
