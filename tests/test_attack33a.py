@@ -237,3 +237,43 @@ def test_f5_an_older_string_or_list_decodes_silently_as_a_class_of_defaults(
     with pytest.raises(redmodel.DecodeError):
         got = store.get(M, "old")                           # FAILS: M(c=Inner(number=''))
         print(got)
+
+
+# --- F6: a hash model whose chain encrypts but which has no encoded field is refused ---
+
+@pytest.mark.parametrize("holder", ["model", "queue"])
+def test_f6_a_hash_model_with_an_encrypting_chain_and_no_encoded_field_is_refused(
+        store: redmodel.Store, fresh_keys: None, holder: str) -> None:
+    """docs/codecs.md: "A field is **encrypted** when its codec chain encrypts: its own
+    chain, the model's default chain for encoded fields, ..."; "A class whose model chain
+    encrypts (..., a hash model's default chain for its encoded fields, ...) *keeps such
+    values to itself*: no model or container that holds it stores them in plaintext" and
+    the holding is "accepted only where the chain that encodes it whole there encrypts".
+
+    `Card` is a hash model with codec="json|fernet" and only scalar fields: nothing of it
+    is encrypted (saved on its own `number` is a plain hash field; its repr shows it;
+    `encrypted_fields` is empty), so there are no "such values" to keep. Yet a `Card`
+    given where its plain base is declared is refused ("Card is stored through its
+    model's chain 'json|fernet' ... in plaintext"), and a Queue of Card is refused at its
+    creation: refusals of a holding that hides nothing, with a reason that is not true."""
+    n = next(_N)
+
+    @attrs.define
+    class Base:
+        number: str
+
+    @redmodel.model(prefix=f"atka_c{n}", key="id", codec="json|fernet")
+    @attrs.define
+    class Card(Base):
+        id: str = "c1"
+
+    store.save(Card(number="4111-on-its-own"))
+    assert b"4111-on-its-own" in dump(store.client)          # stored in the open by Card
+    assert "4111" in repr(Card(number="4111"))               # and shown: nothing hidden
+    if holder == "queue":
+        redmodel.containers.Queue(store, f"atka_cq{n}", Card)     # FAILS: refused
+    else:
+        cls = attrs.make_class(f"CH{n}", {"id": attrs.field(type=str),
+                                          "c": attrs.field(type=Base)})
+        h = redmodel.model(prefix=f"atka_ch{n}", key="id")(cls)
+        store.save(h(id="a", c=Card(number="4111")))        # FAILS: ValidationError
