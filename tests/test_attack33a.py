@@ -1,6 +1,7 @@
 """Attack 33A: secrets held by other models after 84687e8 and fix 32E (docs/codecs.md,
 "Encrypted fields: hidden values and blind indexes", "Never skipped")."""
 
+import datetime as dt
 import itertools
 from typing import Optional
 
@@ -277,3 +278,40 @@ def test_f6_a_hash_model_with_an_encrypting_chain_and_no_encoded_field_is_refuse
                                           "c": attrs.field(type=Base)})
         h = redmodel.model(prefix=f"atka_ch{n}", key="id")(cls)
         store.save(h(id="a", c=Card(number="4111")))        # FAILS: ValidationError
+
+
+# --- F7: a validation error quotes the value of an encrypted field --------------------
+
+_BIG = 2**53 + 1
+_ODD_TZ = dt.timezone(dt.timedelta(hours=5, minutes=7, seconds=3, microseconds=17))
+
+
+@pytest.mark.parametrize("holder", ["hash field chain", "blob model chain", "queue codec"])
+@pytest.mark.parametrize("what", ["float", "list of floats", "datetime"])
+def test_f7_a_validation_error_quotes_the_value_of_an_encrypted_field(
+        store: redmodel.Store, fresh_keys: None, holder: str, what: str) -> None:
+    """docs/codecs.md: "Hidden in errors. No redmodel error carries a stored value or a
+    plaintext"; docs/models.md: "Error messages never carry encrypted values either".
+
+    An encrypted float given an int with no exact float (2**53 + 1), or an encrypted
+    datetime whose UTC offset has a fraction of a second: the ValidationError quotes the
+    value ("the int 9007199254740993 has no exact float", "a UTC offset with a fraction
+    of a second (5:07:03.000017)") -- _types._check_float / _check_offset."""
+    n = next(_N)
+    tp, value, secret = {
+        "float": (float, _BIG, str(_BIG)),
+        "list of floats": (list[float], [1.5, _BIG], str(_BIG)),
+        "datetime": (dt.datetime, dt.datetime(2020, 1, 2, tzinfo=_ODD_TZ), "5:07:03.000017"),
+    }[what]
+    with pytest.raises(redmodel.ValidationError) as info:
+        if holder == "queue codec":
+            redmodel.containers.Queue(store, f"atka_eq{n}", tp, codec="json|fernet").push(value)
+        else:
+            blob = holder == "blob model chain"
+            meta = {} if blob else redmodel.field(codec="json|fernet").metadata
+            cls = attrs.make_class(f"E{n}", {"id": attrs.field(type=str),
+                                             "v": attrs.field(type=tp, metadata=meta)})
+            m = redmodel.model(prefix=f"atka_e{n}", key="id", layout="blob" if blob else "hash",
+                               codec="json|fernet" if blob else None)(cls)
+            store.save(m(id="a", v=value))
+    assert secret not in str(info.value)                    # FAILS: quoted
