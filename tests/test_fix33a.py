@@ -239,3 +239,25 @@ def test_every_subclass_of_a_hiding_class_hides(
         if rich is not None:
             shown += repr(list(rich()))
         assert secret not in shown and repr(secret)[1:-1] not in shown, (cls, shown)
+
+
+# ---- survey: a Pending's repr shows only the type of its value ---------------------------
+
+@settings(max_examples=scaled(30))
+@given(secret=_SECRETS)
+def test_the_repr_of_a_pending_pop_of_an_encrypting_queue_shows_no_plaintext(
+        store: redmodel.Store, fresh_keys: None, secret: str) -> None:
+    """A pop of an encrypting Queue in a transaction holds the plaintext in its Pending;
+    its repr (logged with the transaction's results) names only the value's type."""
+    q = redmodel.containers.Queue(store, f"fx33a_p{next(_N)}", str, codec="json|fernet")
+    q.push(secret)
+    got: list[Any] = []
+
+    @redmodel.transaction(store)
+    def pop(tx: redmodel.Transaction) -> Any:
+        p = q.in_tx(tx).pop()
+        got.append(p)
+        return p
+
+    assert pop().value == secret
+    assert secret not in repr(got[0]) and "str" in repr(got[0])
