@@ -261,3 +261,41 @@ def test_the_repr_of_a_pending_pop_of_an_encrypting_queue_shows_no_plaintext(
 
     assert pop().value == secret
     assert secret not in repr(got[0]) and "str" in repr(got[0])
+
+
+# ---- survey: verify/reindex reports never show a blind index's entry text ----------------
+
+@settings(max_examples=scaled(20))
+@given(secret=_SECRETS, unique=st.booleans())
+def test_verify_reports_on_a_blind_index_show_no_token(
+        store: redmodel.Store, fresh_keys: None, secret: str, unique: bool) -> None:
+    """An entry of a blind index is a keyed hash of the encrypted value: a report names it
+    ``<encrypted>``, as UniqueViolationError does, never its text (nor the plaintext)."""
+    n = next(_N)
+    cls = attrs.make_class(f"B{n}", {
+        "id": attrs.field(type=str),
+        "ssn": attrs.field(type=str, metadata=redmodel.field(
+            codec="json|fernet", index="blind", unique=unique).metadata)})
+    m = redmodel.model(prefix=f"fx33a_b{n}", key="id")(cls)
+    store.save(m(id="a", ssn=secret))
+    client = store.client
+    entries = [k for k in client.keys(f"fx33a_b{n}:*") if b"ssn" in k]
+    tokens: list[bytes] = []
+    for k in entries:
+        kind = client.type(k)
+        if kind in (b"set", "set"):  # an equality entry set: its key ends with the text
+            tokens.append(k.rsplit(b":", 1)[-1])
+            client.srem(k, "a")
+            client.sadd(k, "ghost")
+        elif kind in (b"hash", "hash"):  # the unique index: text -> owner
+            for field in client.hkeys(k):
+                tokens.append(field.split(b"\x1e")[0])
+                client.hset(k, field, "ghost")
+    problems = store.verify(m)
+    assert problems, "the damage is reported"
+    text = "\n".join(problems)
+    assert "<encrypted>" in text
+    assert secret not in text
+    for token in tokens:
+        if len(token) >= 8:
+            assert token.decode("utf-8", "replace") not in text, (token, text)
