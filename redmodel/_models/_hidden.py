@@ -3,7 +3,8 @@
 A field is *encrypted* when its codec chain encrypts (``fernet``): its own chain, the
 model's default for encoded fields, or the whole object's chain in the blob layout. Such a
 value shows as ``<encrypted>`` in the repr (and so the str) of a model instance, and in a
-:class:`UniqueViolationError`. The hiding is installed once, at declaration.
+:class:`UniqueViolationError`. The hiding is installed once, at declaration, on the
+class and on every subclass of it, made before or after (hooks on the making of subclasses).
 
 A field's own chain applies only where the field is stored on its own: inside a value
 encoded whole (a list or an optional of a nested class, every field of a blob) it is not
@@ -168,7 +169,8 @@ def hide_encrypted(spec: ModelSpec) -> None:
 
     Only a repr that attrs generated is replaced (or one redmodel installed, recognised by
     a mark): with ``repr=False`` on the class nothing shows values anyway, and a
-    ``__repr__`` written by hand is the author's to keep clean. attrs' ``str=True`` calls
+    ``__repr__`` written by hand is the author's to keep clean. Every subclass of such a
+    class, made before or after, gets it too (:func:`_install`). attrs' ``str=True`` calls
     the repr, so it is covered too. A ``__rich_repr__`` is installed beside it: pretty
     printers that render attrs classes field by field (rich) ask it first."""
     if not encrypted_fields(spec):

@@ -26,6 +26,8 @@ from redmodel._errors import ModelDefinitionError
 Encoder = Callable[[Any], bytes]
 Decoder = Callable[[bytes], Any]
 Checker = Callable[[Any], "str | None"]  # None when valid, else a short reason
+# A reason never quotes the value: one checker serves encrypted and plain positions
+# alike, and its reason reaches ValidationError/DecodeError texts (attack 33A F7).
 
 NoneType = type(None)
 
