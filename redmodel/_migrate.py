@@ -829,16 +829,20 @@ def _writer(spec: ModelSpec, op: Operation, step_id: str = ""
                 try:
                     new = op.fn(obj)
                 except Exception as e:
+                    # its type only: its text may quote the object's (decrypted) values;
+                    # the exception itself is the __cause__
                     raise MigrationStepError(
                         f"step {step_id!r} ({op.describe()}): the function raised "
-                        f"{type(e).__name__}: {e} for {key!r}; nothing of this batch was "
-                        "written", step=step_id, object_key=key) from e
+                        f"{type(e).__name__} for {key!r} (its __cause__); nothing of this "
+                        "batch was written", step=step_id, object_key=key) from e
                 if new is None:
                     continue
                 if type(new) is not spec.cls or spec.key_for(getattr(new, spec.key.name)) != key:
+                    # the id is in the key (never encrypted); anything else only by its
+                    # type: it may be or hold a decrypted value (attack 33A F3)
                     what = (f"a {spec.cls.__name__} with id "
                             f"{getattr(new, spec.key.name)!r}" if type(new) is spec.cls
-                            else f"{new!r:.80} (a {type(new).__name__})")
+                            else f"a {type(new).__qualname__.rsplit('>.', 1)[-1]}")
                     raise MigrationError(
                         f"{op.describe()}: for {key!r} the function returned {what}; it must "
                         f"return the {spec.cls.__name__} it was given (same id), or None",

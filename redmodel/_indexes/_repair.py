@@ -793,8 +793,8 @@ class _Repair:
             if given:
                 freed = True
             else:
-                self.report(f"{key}: {name}={unescape(value)!r} is held by another object "
-                            "too; that object keeps it", name)
+                self.report(f"{key}: {name}={_shown(self.spec, name, value)} is held by "
+                            "another object too; that object keeps it", name)
         return freed
 
     def _after(self, key: str, w: Write, c: Any, gone: list[tuple[str, str]]) -> Plan[None]:
@@ -901,9 +901,9 @@ class _Repair:
             if line == "all?":
                 continue
             kind, name, value = line.split(SEP, 2)
-            shown = unescape(value)
+            shown = _shown(spec, name, value)
             if kind == "e" and not reply:
-                per[i].append(f"{key}: missing from the equality index {name}={shown!r}")
+                per[i].append(f"{key}: missing from the equality index {name}={shown}")
             elif kind == "r" and reply is None:
                 per[i].append(f"{key}: missing from the range index {name} (it should be "
                               f"{value})")
@@ -914,7 +914,7 @@ class _Repair:
                                   else None) != eid:
                 owner = _text(reply).split(SEP)[0] if reply is not None else None
                 held = "nothing" if owner is None else f"id {unescape(owner)!r}"
-                per[i].append(f"{key}: the unique index {name}={shown!r} points at {held}")
+                per[i].append(f"{key}: the unique index {name}={shown} points at {held}")
             else:
                 present[i] += 1
         cls = spec.cls.__name__
@@ -1288,8 +1288,9 @@ class _Repair:
             none = "which does not exist" if kind_now == "none" else \
                 f"which does not exist (its key holds a {kind_now}, not an object)"
             if kind == "eq":
-                why = f"whose {name} is not {unescape(value)!r}" if live else none
-                self.report(f"the equality index {name}={unescape(value)!r} lists {obj}, "
+                why = f"whose {name} is not {_shown(self.spec, name, value)}" if live else none
+                self.report(f"the equality index {name}={_shown(self.spec, name, value)} lists "
+                            f"{obj}, "
                             f"{why}", name)
             elif kind == "rng":
                 why = f"whose {name} is not {_text(extra)}" if live else none
@@ -1297,7 +1298,7 @@ class _Repair:
                             name)
             else:
                 why = "which does not hold that value" if live else none
-                self.report(f"the unique index {name}={unescape(member)!r} points at "
+                self.report(f"the unique index {name}={_shown(self.spec, name, member)} points at "
                             f"{obj}, {why}", name)
 
     def _fix_members(self, root: str, kind: str, name: str, value: str, key: str,
@@ -1453,3 +1454,13 @@ class ProgressLine:
         if self.shown:
             print(file=sys.stderr)
         return self.result
+
+
+def _shown(spec: ModelSpec, name: str, text: str) -> str:
+    """An index entry's value (escaped ``text`` of index or constraint ``name``) for a
+    report: ``<encrypted>`` when a blind field is part of it (its text is a keyed hash of
+    an encrypted value: never shown, as in UniqueViolationError), else its repr."""
+    fields = spec.indexes.fields if spec.indexes is not None else {}
+    if any(getattr(fields.get(n), "blind", None) is not None for n in name.split(",")):
+        return "<encrypted>"
+    return repr(unescape(text))

@@ -3,7 +3,8 @@
 A field is *encrypted* when its codec chain encrypts (``fernet``): its own chain, the
 model's default for encoded fields, or the whole object's chain in the blob layout. Such a
 value shows as ``<encrypted>`` in the repr (and so the str) of a model instance, and in a
-:class:`UniqueViolationError`. The hiding is installed once, at declaration.
+:class:`UniqueViolationError`. The hiding is installed once, at declaration, on the
+class and on every subclass of it, made before or after (hooks on the making of subclasses).
 
 A field's own chain applies only where the field is stored on its own: inside a value
 encoded whole (a list or an optional of a nested class, every field of a blob) it is not
@@ -106,16 +107,30 @@ class _View:
 # encrypts more of a shared nested class widens that class's repr too, whatever the order.
 _VIEWS: weakref.WeakKeyDictionary[type, _View] = weakref.WeakKeyDictionary()
 _MARK: Final = "__redmodel_hides__"  # set on a repr redmodel installed
+_GUARD: Final = "__redmodel_guards__"  # set on a class whose subclasses get that repr too
 
 
 def _hide(value: Any) -> str:
     return "None" if value is None else "<encrypted>"
 
 
+def _view(cls: type) -> _View:
+    """What ``cls``'s repr hides: the views of every class in its MRO merged (a subclass,
+    decorated or not, hides whatever a base of it hides; the nearest class's nesting
+    wins), read when a repr is made, so a view widened later applies at once."""
+    merged = _View()
+    for c in reversed(cls.__mro__):
+        view = _VIEWS.get(c)
+        if view is not None:
+            merged.hide |= view.hide
+            merged.nest.update(view.nest)
+    return merged
+
+
 def _shows(cls: type) -> list[tuple[str, Show]]:
     """(attribute, how to show its value) for each attribute the attrs repr shows, by the
-    class's merged view."""
-    view = _VIEWS.get(cls) or _View()
+    merged view of ``cls`` and its bases."""
+    view = _view(cls)
     out: list[tuple[str, Show]] = []
     for a in attrs.fields(cls):
         if a.repr is False:
@@ -132,7 +147,7 @@ def _shows(cls: type) -> list[tuple[str, Show]]:
 def _nested(cls: type, obj: Any) -> str:
     if not isinstance(obj, cls):  # None, or a value of another type put there by hand
         return repr(obj)
-    return _render(obj, _shows(cls))
+    return _render(obj, _shows(type(obj)))  # a subclass object: its fields, cls's view too
 
 
 def _render(obj: Any, shows: list[tuple[str, Show]]) -> str:
@@ -154,7 +169,8 @@ def hide_encrypted(spec: ModelSpec) -> None:
 
     Only a repr that attrs generated is replaced (or one redmodel installed, recognised by
     a mark): with ``repr=False`` on the class nothing shows values anyway, and a
-    ``__repr__`` written by hand is the author's to keep clean. attrs' ``str=True`` calls
+    ``__repr__`` written by hand is the author's to keep clean. Every subclass of such a
+    class, made before or after, gets it too (:func:`_install`). attrs' ``str=True`` calls
     the repr, so it is covered too. A ``__rich_repr__`` is installed beside it: pretty
     printers that render attrs classes field by field (rich) ask it first."""
     if not encrypted_fields(spec):
@@ -201,18 +217,43 @@ def _hide_whole(tp: Any, seen: set[type]) -> None:
 
 
 def _install(cls: type) -> None:
+    """Install the hiding repr on ``cls`` and on every subclass of it, made before or after
+    (decorated or not, by ``attrs.define``, ``attrs.make_class`` or a plain ``class``):
+    attrs gives each attrs subclass a fresh repr of its own, which would show the values
+    ``cls`` hides (attack 33A F4)."""
+    _guard_subclasses(cls)
+    _replace_repr(cls)
+    stack: list[type] = list(type.__subclasses__(cls))
+    seen: set[type] = set()
+    while stack:
+        sub = stack.pop()
+        if sub not in seen:
+            seen.add(sub)
+            _replace_repr(sub)
+            stack.extend(type.__subclasses__(sub))
+
+
+def _replace_repr(cls: type, *, missing: bool = False) -> None:
+    """Give ``cls`` the hiding repr if its own repr is one attrs generated (or, with
+    ``missing``, if it has none of its own yet and would inherit redmodel's or attrs':
+    a subclass being made, which ``attrs.define`` then leaves as it is). A repr written
+    by hand is the author's to keep clean (a class inheriting it keeps it too); one
+    redmodel installed reads the views when called."""
     current = cls.__dict__.get("__repr__")
     if getattr(current, _MARK, False):
         return  # ours: it reads the (now wider) view when called
-    code = getattr(current, "__code__", None)
-    if code is None or not code.co_filename.startswith("<attrs generated"):
+    if current is None and missing:
+        current = getattr(cls, "__repr__", None)  # inherited: ours or attrs', not by hand
+        if not getattr(current, _MARK, False) and not _generated(current):
+            return
+    elif not _generated(current):
         return
 
     def __repr__(self: Any) -> str:  # noqa: N807 - installed as the class's repr
-        return _render(self, _shows(cls))
+        return _render(self, _shows(type(self)))
 
     def __rich_repr__(self: Any) -> Any:  # noqa: N807 - rich's protocol
-        for attr, show in _shows(cls):
+        for attr, show in _shows(type(self)):
             value = getattr(self, attr)
             yield attr, HIDDEN if show is _hide and value is not None else value
 
@@ -221,6 +262,44 @@ def _install(cls: type) -> None:
     setattr(__repr__, _MARK, True)
     setattr(cls, "__repr__", __repr__)  # noqa: B010 - replacing a method on the class
     setattr(cls, "__rich_repr__", __rich_repr__)  # noqa: B010
+
+
+def _generated(method: Any) -> bool:
+    code = getattr(method, "__code__", None)
+    return code is not None and code.co_filename.startswith("<attrs generated")
+
+
+def _guard_subclasses(cls: type) -> None:
+    """Hook the making of ``cls``'s subclasses: ``__init_subclass__`` (Python calls it as
+    the subclass is made; a slotted attrs class is made again with its generated repr, and
+    ``attrs.define`` keeps a repr the class already has) and ``__attrs_init_subclass__``
+    (attrs 24.1+ calls it once the subclass is built, whatever API built it: the hook that
+    also covers a dict class that attrs gives its generated repr afterwards). A hook the
+    class declared itself is called from ours."""
+    if cls.__dict__.get(_GUARD, False):
+        return
+    own_init = cls.__dict__.get("__init_subclass__")
+    own_attrs = cls.__dict__.get("__attrs_init_subclass__")
+
+    def __init_subclass__(sub: type, /, **kwargs: Any) -> None:  # noqa: N807
+        if own_init is not None:
+            own_init.__get__(None, sub)(**kwargs)
+        else:
+            super(cls, sub).__init_subclass__(**kwargs)  # type: ignore[arg-type]
+        _replace_repr(sub, missing=True)
+
+    def __attrs_init_subclass__(sub: type) -> None:  # noqa: N807
+        if own_attrs is not None:
+            own_attrs.__get__(None, sub)()
+        else:
+            parent = getattr(super(cls, sub), "__attrs_init_subclass__", None)
+            if parent is not None:
+                parent()
+        _replace_repr(sub)
+
+    setattr(cls, "__init_subclass__", classmethod(__init_subclass__))  # noqa: B010
+    setattr(cls, "__attrs_init_subclass__", classmethod(__attrs_init_subclass__))  # noqa: B010
+    setattr(cls, _GUARD, True)
 
 
 def unique_violation(spec: ModelSpec, name: str, text: str, key: str) -> UniqueViolationError:

@@ -187,6 +187,9 @@ class Pending(Generic[T]):
     after EXEC it returns the result (what the same Store method returns), or raises the
     error of that one command (a ``redis.ResponseError``, or e.g. ``NotFoundError`` for
     ``incr`` of a missing object).
+
+    Its repr shows the state and only the type of the value (``value=<str>``), never the
+    value: a pop of an encrypting Queue holds a plaintext.
     """
 
     __slots__ = ("_error", "_state", "_value", "what")
@@ -230,6 +233,8 @@ class Pending(Generic[T]):
             self._state = _DROPPED
 
     def __repr__(self) -> str:
-        state = {_WAITING: "waiting", _DONE: f"value={self._value!r}",
+        # the value's type only: a pop of an encrypting Queue (or a field read) holds a
+        # plaintext, and a Pending gets logged (attack 33A survey)
+        state = {_WAITING: "waiting", _DONE: f"value=<{type(self._value).__name__}>",
                  _FAILED: f"error={self._error!r}", _DROPPED: "dropped"}[self._state]
         return f"<Pending {self.what}: {state}>"
