@@ -143,17 +143,20 @@ def _structure_fn(conv: cattrs.Converter, cls: type) -> Any:
                 f.name].unstruct_hook, struct_hook=upgrading(
                     hook, f.type, upgrade, f"{cls.__name__}.{f.name}", _plain))
     generated: Any = make_dict_structure_fn(cls, conv, **overrides)
-    if not aliases:
-        return generated
+    # Only a dict node: cattrs' function tests `"name" in value` for a field with a
+    # default, which a list node (a list's leaves) answers False, so it would make an
+    # object of defaults (33A F5); a leaf fails in it with a TypeError.
+    not_object = f"not an object ({cls.__name__}: the field's type changed?)"
 
     def structure(value: Any, tp: Any) -> Any:
-        if type(value) is dict:
-            for stored, olds in aliases:
-                if stored not in value:
-                    for old in olds:
-                        if old in value:
-                            value[stored] = value[old]
-                            break
+        if type(value) is not dict:
+            raise BadValueError(not_object)
+        for stored, olds in aliases:
+            if stored not in value:
+                for old in olds:
+                    if old in value:
+                        value[stored] = value[old]
+                        break
         return generated(value, tp)
 
     return structure
