@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import json
 import re
 import types
 import typing
@@ -100,17 +101,9 @@ _KEY_TEXT: dict[Any, Callable[[str], Any]] = {
 
 
 def _float_key_written(text: str, parsed: float) -> bool:
-    # json writes a float key as float.__repr__ (Infinity, -Infinity, NaN for the others);
+    # json writes a float key as it writes a float (repr, or Infinity, -Infinity, NaN);
     # an int's text also reads as a float key (every int is a float value, as for values)
-    return text == _json_float_text(parsed) or text == str(_int_or_none(text))
-
-
-def _json_float_text(f: float) -> str:
-    if f != f:
-        return "NaN"
-    if f in (float("inf"), float("-inf")):
-        return "Infinity" if f > 0 else "-Infinity"
-    return repr(f)
+    return text == json.dumps(parsed) or text == str(_int_or_none(text))
 
 
 def _int_or_none(text: str) -> int | None:
@@ -411,7 +404,7 @@ def configure_strict(conv: cattrs.Converter, *, bytes_as: type, text_keys: bool)
         conv.register_structure_hook(scalar, _scalar(scalar, what, enum_hook))
     conv.register_structure_hook_factory(
         lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_factory)
-    conv.register_structure_hook_factory(_is_literal, lambda t: _literal_factory(t))
+    conv.register_structure_hook_factory(_is_literal, _literal_factory)
     conv.register_structure_hook_factory(_is_native_union, _native_union_factory)
     configure_containers(conv, text_keys=text_keys)
     conv.register_structure_hook_factory(attrs.has, _attrs_factory(conv))
