@@ -1052,13 +1052,14 @@ class HashLayout:
             return None
         data = _as_dict(reply)
         spec = self.spec
-        if self._fast_decode is not None:
+        # a name the model does not store (a removed field, or one whose shape changed:
+        # a value where a nested object is now stored field by field, or the reverse)
+        # goes by the generic decode, which tells the two apart (33A F5)
+        if self._fast_decode is not None and self.known.issuperset(data):
             obj = self._fast_decode(data, id_text)
             if obj is not FALLBACK:
                 if spec.track_changes:
                     self.remember(obj, data, key)
-                if not self.known.issuperset(data):
-                    _note_stale(obj, [f for f in data if f not in self.known], [])
                 return obj
         return self.decode_generic(key, id_text, data)
 
@@ -1121,9 +1122,19 @@ class HashLayout:
         under an old name (None: the model renames nothing)."""
         prefixes = (prefix,) if isinstance(prefix, bytes) else prefix
         kwargs: dict[str, Any] = {}
+        heads: set[bytes] | None = None  # the names under prefixes[0] holding leaves
         for f in fields:
             if f.kind == "struct":
                 assert f.cls is not None
+                if any(p + n.encode() in data for p in prefixes
+                       for n in (f.stored, *f.old_stored)):
+                    # one value where the class is stored field by field: the field's
+                    # type changed (a str, a list, an object stored whole); its leaves
+                    # would all be missing and the object made of defaults (33A F5)
+                    raise DecodeError(
+                        f"stored value is one value, where the nested {f.cls.__name__} "
+                        "is stored field by field (the field's type changed?)",
+                        model=self.spec.name, key=key, field=path + f.name)
                 subs = [p + n.encode() + self.delim for p in prefixes
                         for n in (f.stored, *f.old_stored)]
                 sub = self._decode(f.children, data, subs[0] if len(subs) == 1 else subs,
@@ -1135,6 +1146,15 @@ class HashLayout:
             if raw is None and moved is not None and (f.old_stored or len(prefixes) > 1):
                 raw = self._read_old(f, data, prefixes, moved)
             if raw is None:
+                if heads is None:
+                    heads = self._heads(data, prefixes[0])
+                if f.stored.encode() in heads:
+                    # no value, but leaves under its name: a nested object stored field
+                    # by field before its type changed (to Optional, a list, a scalar)
+                    raise DecodeError(
+                        "stored value is a nested object stored field by field, where "
+                        "one value is declared (the field's type changed?)",
+                        model=self.spec.name, key=key, field=path + f.name)
                 if f.optional:
                     kwargs[f.init_name] = None
                 elif not f.has_default:
@@ -1158,6 +1178,13 @@ class HashLayout:
                                       codec=e.codec) from None
                 kwargs[f.init_name] = self._upgrade(f, raw, key, path)
         return kwargs
+
+    def _heads(self, data: Mapping[bytes, bytes], prefix: bytes) -> set[bytes]:
+        """The first name after ``prefix`` of every stored name below it that holds a
+        leaf of a nested object (``address`` of ``address:street``)."""
+        delim, n = self.delim, len(prefix)
+        return {k[n:].split(delim, 1)[0] for k in data
+                if k.startswith(prefix) and delim in k[n:]}
 
     def _read_old(self, f: FieldSpec, data: Mapping[bytes, bytes], prefixes: Sequence[bytes],
                   moved: list[bytes]) -> bytes | None:

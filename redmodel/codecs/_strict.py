@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import enum
+import json
 import re
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -98,6 +100,25 @@ _KEY_TEXT: dict[Any, Callable[[str], Any]] = {
 }
 
 
+def _float_key_written(text: str, parsed: float) -> bool:
+    # json writes a float key as it writes a float (repr, or Infinity, -Infinity, NaN);
+    # an int's text also reads as a float key (every int is a float value, as for values)
+    return text == json.dumps(parsed) or text == str(_int_or_none(text))
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+_KEY_WRITTEN: dict[Any, Callable[[str, Any], bool]] = {
+    int: lambda text, parsed: text == str(parsed),
+    float: _float_key_written,
+}
+
+
 def _json_key(tp: Any) -> Callable[[Any], Any] | None:
     """JSON object keys are text: the primitive a key of type ``tp`` was written as."""
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
@@ -108,13 +129,19 @@ def _json_key(tp: Any) -> Callable[[Any], Any] | None:
     if parse is None:
         return None
 
+    written = _KEY_WRITTEN.get(tp)
+
     def key(text: Any) -> Any:
         if type(text) is not str:
             raise BadValueError("not a key text")
         try:
-            return parse(text)
+            parsed = parse(text)
         except (KeyError, ValueError):
             raise BadValueError("key does not parse") from None
+        if written is not None and not written(text, parsed):
+            # " 1", "01", "1_0", "1e0": parsed by int()/float(), never written by JSON
+            raise BadValueError("an object key not as JSON writes this dict's keys")
+        return parsed
 
     return key
 
@@ -136,7 +163,13 @@ def _sequence_factory(conv: cattrs.Converter) -> Callable[[Any], Hook]:
             arg = typing.get_args(tp)[0]
 
             def inner(value: Any, _: Any) -> Any:
-                return origin(elem(v, arg) for v in value)
+                members = origin(elem(v, arg) for v in value)
+                if len(members) != len(value):
+                    # a set is written without repeats: a list that repeats a member
+                    # (a list[str] retyped set[str], or 1 and 1.0 for a set[float])
+                    # would lose items, so it is a changed type
+                    raise BadValueError("a list with repeated members, not a set's")
+                return members
 
         def structure(value: Any, t: Any) -> Any:
             if type(value) is not list:
@@ -172,13 +205,83 @@ def _mapping_factory(conv: cattrs.Converter, text_keys: bool) -> Callable[[Any],
         def structure(value: Any, t: Any) -> Any:
             if type(value) is not dict:
                 raise BadValueError("not an object")
+            count = len(value)
             if key is not None:
                 value = {key(k): v for k, v in value.items()}
-            return inner(value, t)
+            mapping = inner(value, t)
+            if len(mapping) != count:
+                # two stored keys read as one (1 and 1.0 for a dict[float, ...]): one
+                # entry would be lost, so it is not what a dict of this type wrote
+                raise BadValueError("an object two of whose keys read as one key")
+            return mapping
 
         return structure
 
     return factory
+
+
+_NATIVE = (str, int, float, bool, type(None))
+
+
+def _is_literal(tp: Any) -> bool:
+    return typing.get_origin(tp) is typing.Literal
+
+
+def _literal_values(tp: Any) -> list[Any]:
+    """A Literal's values, nested Literals flattened (``Literal[Literal[1], 2]``)."""
+    out: list[Any] = []
+    for a in typing.get_args(tp):
+        out.extend(_literal_values(a) if _is_literal(a) else [a])
+    return out
+
+
+def _literal_factory(tp: Any) -> Hook:
+    """A value of the Literal only if it is one of its values *of the same type*: cattrs'
+    own hook tests ``value in args``, which reads True as 1 and 1.0 as 1. An enum member
+    is read from its value, as an enum field is."""
+    by_value: dict[tuple[type, Any], Any] = {}
+    for v in _literal_values(tp):
+        raw = v.value if isinstance(v, enum.Enum) else v
+        by_value.setdefault((type(raw), raw), v)
+
+    def structure(value: Any, _: Any) -> Any:
+        try:
+            return by_value[(type(value), value)]
+        except (KeyError, TypeError):
+            raise BadValueError("not one of the Literal's values") from None
+
+    return structure
+
+
+def _is_native_union(tp: Any) -> bool:
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return False
+    args = typing.get_args(tp)
+    return all(a in _NATIVE or (_is_literal(a) and all(
+        type(v) in _NATIVE for v in _literal_values(a))) for a in args) and not (
+        len(args) == 2 and type(None) in args)  # an Optional: cattrs' hook, strict inside
+
+
+def _native_union_factory(tp: Any) -> Hook:
+    """A union of str, int, float, bool, None (and Literals of them): the value only if
+    its type is exactly one of them (cattrs' passthrough takes a bool for an int), or an
+    int where float is one (read as a float, as for a float field)."""
+    args = typing.get_args(tp)
+    classes = {a for a in args if not _is_literal(a)}
+    literal = {(type(v), v) for a in args if _is_literal(a) for v in _literal_values(a)}
+    as_float = float in classes and int not in classes
+
+    def structure(value: Any, _: Any) -> Any:
+        kind = type(value)
+        if kind in classes:
+            return value
+        if kind is int and as_float:
+            return float(value)
+        if (kind, value) in literal:
+            return value
+        raise BadValueError("not a value of any of the union's types")
+
+    return structure
 
 
 def field_names(f: attrs.Attribute[Any]) -> tuple[str, tuple[str, ...]]:
@@ -240,12 +343,21 @@ def _attrs_factory(conv: cattrs.Converter) -> Callable[[Any], Hook]:
                                                  f"{cls.__name__}.{f.name}")
             overrides[f.name] = override(**hooks)
         generated = make_dict_structure_fn(cls, conv, **overrides)
+        # Only an object: cattrs' function tests `"name" in value` for a field with a
+        # default, which a str or a list answers False, so "x" or ["x"] would make an
+        # object of defaults (33A F5); None or a number fails in it with a TypeError.
+        not_object = f"not an object ({cls.__name__}: the field's type changed?)"
         if not aliases:
-            return generated  # a non-dict fails in it too: o["name"] raises
+            def plain(value: Any, tp: Any) -> Any:
+                if type(value) is not dict:
+                    raise BadValueError(not_object)
+                return generated(value, tp)
+
+            return plain
 
         def structure(value: Any, tp: Any) -> Any:
             if type(value) is not dict:
-                raise BadValueError(f"not an object ({cls.__name__})")
+                raise BadValueError(not_object)
             for stored, olds in aliases:
                 if stored not in value:
                     for old in olds:
@@ -292,6 +404,8 @@ def configure_strict(conv: cattrs.Converter, *, bytes_as: type, text_keys: bool)
         conv.register_structure_hook(scalar, _scalar(scalar, what, enum_hook))
     conv.register_structure_hook_factory(
         lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_factory)
+    conv.register_structure_hook_factory(_is_literal, _literal_factory)
+    conv.register_structure_hook_factory(_is_native_union, _native_union_factory)
     configure_containers(conv, text_keys=text_keys)
     conv.register_structure_hook_factory(attrs.has, _attrs_factory(conv))
     # The factory takes the converter it runs in: a copy (containers' canonical converter)
