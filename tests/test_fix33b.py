@@ -260,3 +260,28 @@ def test_f6_a_hash_model_whose_chain_takes_no_field_is_not_secret_but_its_subcla
     with pytest.raises(redmodel.ModelDefinitionError):
         redmodel.containers.Queue(store, "fix33b_f6q", Optional[HashSub])  # noqa: UP045
     redmodel.containers.Queue(store, "fix33b_f6q", Optional[NothingSub])  # noqa: UP045
+
+
+@pytest.mark.parametrize("holding", ["flattened", "optional", "queue"])
+@pytest.mark.parametrize("fields", ["scalars", "an encoded field"])
+def test_a_class_held_in_the_open_is_declared_a_hash_model_whose_chain_encrypts(
+        store: redmodel.Store, holding: str, fields: str) -> None:
+    """Declared after a holding in the open, a hash model whose chain encrypts is refused
+    iff an encoded field takes that chain (its values would stay in plaintext there); with
+    scalars only its chain encrypts nothing (F6)."""
+    n = next(_N)
+    extra = {"tags": attrs.field(type=list[str], factory=list)} \
+        if fields == "an encoded field" else {}
+    card = attrs.make_class(f"Card{n}", {"number": attrs.field(type=str), **extra})
+    if holding == "queue":
+        redmodel.containers.Queue(store, f"fix33b_lq{n}", card)
+    else:
+        tp = card if holding == "flattened" else Optional[card]  # noqa: UP045
+        redmodel.model(prefix=f"fix33b_l{n}", key="id")(attrs.make_class(
+            f"Holder{n}", {"id": attrs.field(type=str), "card": attrs.field(type=tp)}))
+    declare = redmodel.model(prefix=f"fix33b_card{n}", key="number", codec="json|fernet")
+    if fields == "scalars":
+        declare(card)
+        return
+    with pytest.raises(redmodel.ModelDefinitionError, match="encrypt"):
+        declare(card)
