@@ -18,7 +18,11 @@ class whose own model chain encrypts (or which derives from such a model without
 declaration of its own) is refused wherever it is held, unless the chain that encodes it
 whole there encrypts: ``redmodel.field(codec="json|fernet")`` on the holding field, an
 encrypting model chain of the holder for its encoded fields or blob, or an encrypting
-container codec.
+container codec. A hash model's chain counts only where an encoded field takes it
+(:func:`model_secret`). Where a value is checked, on save and on an ``upgrade=``'s
+result, it is checked where it is stored: a field of a nested class flattened field by
+field by its own spec's checker (its own or the default chain), a value inside what an
+encrypting chain decodes as encrypted whole.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HIDDEN", "adds_secrecy", "check_encryption_applies", "check_members_encrypted",
-    "check_not_held", "declarations", "encrypted_fields", "hide_encrypted", "note_held",
-    "secret_chain", "unique_violation",
+    "check_not_held", "declarations", "encrypted_fields", "hide_encrypted", "model_secret",
+    "note_held", "secret_chain", "unique_violation",
 ]
 
 
