@@ -107,7 +107,10 @@ def test_f2_a_flattened_wrapper_whose_field_encrypts_refuses_a_secret_subclass(
     value = sub(number=SECRET)
     cls = attrs.make_class(f"H{n}", {"id": attrs.field(type=str),
                                      "w": attrs.field(type=Wrap),
-                                     "card": attrs.field(type=tp, default=None,
+                                     # (fix 33B: a list's default is [], not None)
+                                     "card": attrs.field(type=tp, default=None
+                                                         if shape == "optional"
+                                                         else attrs.Factory(list),
                                                          metadata=redmodel.field(**enc).metadata
                                                          if enc else {})})
     h = redmodel.model(prefix=f"atka_h{n}", key="id", layout=layout,

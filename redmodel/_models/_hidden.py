@@ -19,7 +19,11 @@ class whose own model chain encrypts (or which derives from such a model without
 declaration of its own) is refused wherever it is held, unless the chain that encodes it
 whole there encrypts: ``redmodel.field(codec="json|fernet")`` on the holding field, an
 encrypting model chain of the holder for its encoded fields or blob, or an encrypting
-container codec.
+container codec. A hash model's chain counts only where an encoded field takes it
+(:func:`model_secret`). Where a value is checked, on save and on an ``upgrade=``'s
+result, it is checked where it is stored: a field of a nested class flattened field by
+field by its own spec's checker (its own or the default chain), a value inside what an
+encrypting chain decodes as encrypted whole.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HIDDEN", "adds_secrecy", "check_encryption_applies", "check_members_encrypted",
-    "check_not_held", "declarations", "encrypted_fields", "hide_encrypted", "note_held",
-    "secret_chain", "unique_violation",
+    "check_not_held", "declarations", "encrypted_fields", "hide_encrypted", "model_secret",
+    "note_held", "secret_chain", "unique_violation",
 ]
 
 
@@ -325,15 +329,47 @@ def _declared(a: attrs.Attribute[Any]) -> str | None:
     return found.name if found.encrypts else None
 
 
+def model_secret(spec: ModelSpec) -> Any:
+    """The model's own chain if it encrypts some of the model's values: a blob model's
+    chain (it encrypts the whole object), a hash model's default chain when some encoded
+    field (a nested one's too) takes it, not declaring a chain of its own; else None.
+
+    A hash model whose chain encrypts but which has no such field (scalars, nested
+    classes of scalars, fields with chains of their own) stores every value as it would
+    without the chain: nothing of it is secret by that chain (attack 33A F6). A subclass
+    adding such a field is secret once declared a model (its own spec), and a plain
+    subclass is stored as its model, without the field."""
+    chain = getattr(spec, "codec", None)
+    if getattr(chain, "encrypts", False) is not True:
+        return None
+    if spec.layout == "blob":
+        return chain
+    if spec.layout != "hash":
+        return None
+
+    def takes(cls: type, fields: Sequence[FieldSpec]) -> bool:
+        declared = attrs.fields_dict(cls)
+        for f in fields:
+            if f.kind == "struct" and f.cls is not None:
+                if takes(f.cls, f.children):
+                    return True
+            elif f.kind == "encoded" and getattr(
+                    declared[f.name].metadata.get("redmodel"), "codec", None) is None:
+                return True
+        return False
+
+    return chain if takes(spec.cls, spec.fields) else None
+
+
 def secret_chain(cls: type) -> Any:
-    """The encrypting chain ``cls``'s own model declaration puts on its values (a blob
-    model's chain, a hash model's default chain for encoded fields), or that of the model
-    it derives from when it has no declaration of its own; None if there is none."""
+    """The encrypting chain ``cls``'s own model declaration puts on its values
+    (:func:`model_secret`: a blob model's chain, a hash model's default chain where an
+    encoded field takes it), or that of the model it derives from when it has no
+    declaration of its own; None if there is none."""
     for c in cls.__mro__:
         spec = c.__dict__.get("__redmodel__")
         if spec is not None:
-            chain = getattr(spec, "codec", None)
-            return chain if getattr(chain, "encrypts", False) is True else None
+            return model_secret(spec)
     return None
 
 
@@ -444,9 +480,9 @@ def check_not_held(spec: ModelSpec) -> None:
     """Refuse declaring a model whose chain encrypts on a class that a model or container
     declared before already stores in the open: that holding would keep storing its
     values in plaintext (the order of declarations must not decide)."""
-    own = spec.codec
+    own = model_secret(spec)
     where = _HELD.get(spec.cls)
-    if own is None or not own.encrypts or where is None:
+    if own is None or where is None:
         return
     raise ModelDefinitionError(
         f"{spec.name}: its chain {own.name!r} would be ignored where {where}, declared "

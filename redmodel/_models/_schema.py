@@ -30,6 +30,7 @@ from redmodel._models._types import (
     NUMERIC,
     is_model_class,
     make_checker,
+    object_checker,
     optional_inner,
     scalar,
 )
@@ -549,6 +550,9 @@ def _field(
         _no_index_inside(label, inner, attrs.fields(inner))
         children = tuple(_field(f"{label}", x, default_codec, delimiter, sealed)
                          for x in nested)
+        # stored field by field: each field is checked where it is stored, by its own
+        # spec's checker (sealed where its own or the default chain encrypts it whole)
+        common["check"] = object_checker(inner, [(c.name, c.check) for c in children], sealed)
         return FieldSpec(kind="struct", cls=inner, children=children, **common)
     for cls in _classes_in(inner):  # (list[Address], dict[str, Address], a whole value)
         _no_index_inside(label, cls, attrs.fields(cls))

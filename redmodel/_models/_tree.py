@@ -139,9 +139,11 @@ def _structure_fn(conv: cattrs.Converter, cls: type) -> Any:
         upgrade = getattr(f.metadata.get("redmodel"), "upgrade", None)
         if upgrade is not None:
             hook = overrides[f.name].struct_hook or conv.get_structure_hook(f.type)
+            chain = getattr(f.metadata.get("redmodel"), "codec", None)  # the flat layout
             overrides[f.name] = override(rename=stored, unstruct_hook=overrides[
                 f.name].unstruct_hook, struct_hook=upgrading(
-                    hook, f.type, upgrade, f"{cls.__name__}.{f.name}", _plain))
+                    hook, f.type, upgrade, f"{cls.__name__}.{f.name}", _plain,
+                    sealed=chain is not None and resolve(chain).encrypts))
     generated: Any = make_dict_structure_fn(cls, conv, **overrides)
     # Only an object node (str keys): cattrs' function tests `"name" in value` for a
     # field with a default, which a list node or a dict's entries (bytes keys) answer

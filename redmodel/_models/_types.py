@@ -15,7 +15,7 @@ import types
 import typing
 import uuid
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -486,6 +486,17 @@ def _struct_checker(cls: type, where: str, within: tuple[type, ...], sealed: boo
         for f in attrs.fields(cls)
         if f.init
     ]
+    return object_checker(cls, fields, sealed)
+
+
+def object_checker(cls: type, fields: Sequence[tuple[str, Checker]], sealed: bool) -> Checker:
+    """A checker for objects of the attrs class ``cls`` whose attribute ``name`` is checked
+    by ``check``, for each ``(name, check)`` of ``fields``. ``sealed``: the object is
+    encoded whole by a chain that encrypts; else a subclass object that is secret beyond
+    ``cls`` is refused (see :func:`make_checker`). A nested field stored field by field
+    (the hash and flat layouts) passes the checkers of its fields' own specs: each is
+    sealed where that field's own chain (or the model's default chain) encrypts it whole
+    (attack 33A F2)."""
     # _hidden reads declarations through redmodel.codecs, which imports this module
     from redmodel._models._hidden import adds_secrecy, declarations  # noqa: PLC0415
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import cattrs
 
 from redmodel._errors import CodecError, DecodeError, RedmodelError, ValidationError
-from redmodel.codecs._strict import describe
+from redmodel.codecs._strict import describe, structure_sealed
 
 __all__ = ["Codec", "Serializer", "Transform", "register_codec"]
 
@@ -382,9 +382,10 @@ class Codec:
         (never the value)."""
         structure = self._hook("structure", tp)
         name = self.name
+        sealed = self.encrypts
 
         def struct(primitive: Any) -> Any:
-            return _structured(structure, primitive, tp, name)
+            return _structured(structure, primitive, tp, name, sealed)
 
         return struct
 
@@ -402,6 +403,7 @@ class Codec:
         structure = self._hook("structure", tp)
         name = self.name
         what = f"decode as {_type_name(tp)}"
+        sealed = self.encrypts
 
         def decode(data: bytes, value: Any = None) -> Any:
             try:
@@ -429,7 +431,7 @@ class Codec:
                 raise DecodeError(f"stored value does not {what}: {failed}", codec=name)
             if field is not None and type(primitive) is dict:
                 primitive[field] = value
-            return _structured(structure, primitive, tp, name)
+            return _structured(structure, primitive, tp, name, sealed)
 
         return decode
 
@@ -481,11 +483,14 @@ def register_codec(name: str, factory: Callable[[], Serializer | Transform]) -> 
 
 
 def _structured(structure: Callable[[Any, Any], Any], primitive: Any, tp: Any,
-                codec: str) -> Any:
+                codec: str, sealed: bool) -> Any:
     """``structure(primitive, tp)``; a failure becomes a DecodeError naming the codec and
-    the field (never the value); one that already names a codec passes unchanged."""
+    the field (never the value); one that already names a codec passes unchanged.
+    ``sealed``: the chain encrypts (an ``upgrade=`` inside checks its result so)."""
     reason: tuple[str, str | None]
     try:
+        if sealed:
+            return structure_sealed(structure, primitive, tp)
         return structure(primitive, tp)
     except DecodeError as e:
         if e.codec is not None:

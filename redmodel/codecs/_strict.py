@@ -20,6 +20,7 @@ import re
 import types
 import typing
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import attrs
@@ -31,7 +32,7 @@ from redmodel._errors import DecodeError
 from redmodel._models._types import BadValueError, make_checker
 
 __all__ = ["configure_containers", "configure_strict", "describe", "field_names",
-           "upgrading"]
+           "structure_sealed", "upgrading"]
 
 Hook = Callable[[Any, Any], Any]
 
@@ -295,17 +296,38 @@ def field_names(f: attrs.Attribute[Any]) -> tuple[str, tuple[str, ...]]:
     return stored, olds
 
 
+# True while an encrypting chain structures what it decoded: a value read there is
+# encoded whole by a chain that encrypts, wherever it sits inside that value.
+_SEALED: ContextVar[bool] = ContextVar("redmodel_sealed", default=False)
+
+
+def structure_sealed(structure: Hook, primitive: Any, tp: Any) -> Any:
+    """``structure(primitive, tp)`` for a chain that encrypts: an ``upgrade=`` inside
+    checks its result as a value encoded whole and encrypted (see :func:`upgrading`)."""
+    token = _SEALED.set(True)
+    try:
+        return structure(primitive, tp)
+    finally:
+        _SEALED.reset(token)
+
+
 def upgrading(hook: Hook, tp: Any, upgrade: Callable[[Any], Any], where: str,
-              raw: Callable[[Any], Any] = lambda v: v) -> Hook:
+              raw: Callable[[Any], Any] = lambda v: v, *, sealed: bool | None = None) -> Hook:
     """``hook``, falling back to ``upgrade(raw(value))`` for a value it refuses; the
-    result must be a valid value of ``tp`` (DecodeError otherwise, never quoting it)."""
-    check = make_checker(tp, where)
+    result must be a valid value of ``tp`` (DecodeError otherwise, never quoting it).
+
+    The result is checked as a save checks the field: ``sealed`` says the value is
+    encoded whole by a chain that encrypts (an object of a subclass secret beyond the
+    declared class is then valid); None: as the chain being decoded says (its decoder
+    structures under :func:`structure_sealed` when it encrypts). Attack 33A F1."""
+    checks = (make_checker(tp, where), make_checker(tp, where, sealed=True))
 
     def structure(value: Any, t: Any) -> Any:
         try:
             return hook(value, t)
         except Exception:
             pass
+        check = checks[_SEALED.get() if sealed is None else sealed]
         return upgrade_value(upgrade, raw(value), check)
 
     return structure
