@@ -23,6 +23,8 @@ from tests import user_mypy
 _USER_CODE = '''\
 from __future__ import annotations
 
+from typing import Any, Generic, TypeVar
+
 import attrs
 from typing_extensions import Unpack
 
@@ -146,6 +148,23 @@ def b7_ok_get_many_set_display(store: Store) -> None:
 
 def b7_ok_delete_many_set_display(store: Store) -> None:
     store.delete_many(Prof, {7, 0, False})  # F7 ok
+
+T = TypeVar("T", bound=Store)
+
+def b8_bad_bound_type_variable(store: Store) -> Any:
+    def fetch(where: T) -> Any:
+        return where.get(Prof, "1")  # F8 E: [redmodel]
+    return fetch(store)
+
+class Repo(Generic[T]):
+    def __init__(self, where: T) -> None:
+        self.where = where
+
+    def fetch(self) -> Any:
+        return self.where.get(Prof, "1")  # F8 E: [redmodel]
+
+def b8_bad_generic_class(store: Store) -> Any:
+    return Repo(store).fetch()
 '''
 
 
@@ -243,13 +262,11 @@ def test_mypy_f4_incr_fields_judges_an_overridden_key_of_a_dict_display(
 def test_mypy_f5_a_variadic_tuple_type_value_is_refused(
         user: Any, prof: Any, store: redmodel.Store) -> None:
     """docs/models.md "Where the check ends": "the plugin refuses a call only when it is
-    certain the store refuses it"; "Type checking (mypy)": a value's items are judged by
-    "the item type ... each position of a `tuple[X, Y]`". A value typed with a PEP 646
-    unpacked part, ``tuple[int, *tuple[int, ...]]`` (a non-empty tuple of ints), is a
-    ``tuple[int, ...]`` field's value whatever it holds, and may be a ``tuple[int, int]``
+    certain the store refuses it". ``tuple[int, *tuple[int, ...]]`` (PEP 646: a non-empty
+    tuple of ints) is a ``tuple[int, ...]`` field's value, and may be a ``tuple[int, int]``
     one; ``tuple[*tuple[int, ...], str]`` may be a ``tuple[int, str]``: each runs and is
-    stored, yet each is a ``[redmodel]`` error (``_refused`` judges the ``*tuple[int, ...]``
-    item, an ``UnpackType``, as an item of the wrong type, and counts it as one position)."""
+    stored, yet each is a ``[redmodel]`` error (``_refused`` takes the ``UnpackType`` item
+    for one item of a wrong type)."""
     report, _ = user
     _runs(prof, store, "b5")
     got = store.get(prof.Prof, 1)
@@ -276,15 +293,25 @@ def test_mypy_f6_a_starred_part_of_get_many_ids_is_not_judged(
 
 def test_mypy_f7_a_set_display_of_ids_is_judged_item_by_item(
         user: Any, prof: Any, store: redmodel.Store) -> None:
-    """docs/models.md "Where the check ends": "the plugin refuses a call only when it is
-    certain the store refuses it"; "Type checking (mypy)": "in a set display ..., where
-    equal items are one (`{1, True}` is `{1}`), an item is refused only when no earlier
-    item the store takes may equal it". ``store.get_many(Prof, {1, True})`` asks for the
-    one id ``1`` and ``delete_many(Prof, {7, 0, False})`` for ``7`` and ``0``: both run,
-    yet each is a ``[redmodel]`` error ("the id ... is "int", not "bool"": get_many/
-    delete_many judge a set display's items one by one, without the equal-item rule the
-    update values follow)."""
+    """docs/models.md: "in a set display ..., where equal items are one (`{1, True}` is
+    `{1}`), an item is refused only when no earlier item the store takes may equal it".
+    ``store.get_many(Prof, {1, True})`` asks for the one id ``1``, ``delete_many(Prof, {7,
+    0, False})`` for ``7`` and ``0``: both run, yet each is a ``[redmodel]`` error (ids'
+    set displays are judged item by item, without update's equal-item rule)."""
     report, _ = user
     _runs(prof, store, "b7")
     missed = user_mypy.unmet(_USER_CODE, report, "F7")
+    assert not missed, "\n".join(missed)
+
+
+def test_mypy_f8_a_receiver_typed_by_a_type_variable_bound_to_store_is_not_judged(
+        user: Any, prof: Any, store: redmodel.Store) -> None:
+    """docs/models.md: "every method that takes a model, on `Store`, ... is refused ...
+    where the store would refuse it"; "Where the check ends" exempts only a receiver "that
+    may be no store". ``where: T``, ``T = TypeVar("T", bound=Store)`` (also a ``Generic[T]``
+    class's attribute) is certainly a Store: ``where.get(Prof, "1")`` is refused by the
+    store, yet passes mypy (a constrained TypeVar is judged, a bound one is not). Weak."""
+    report, _ = user
+    user_mypy.refused(prof, store, "b8")
+    missed = user_mypy.unmet(_USER_CODE, report, "F8")
     assert not missed, "\n".join(missed)
