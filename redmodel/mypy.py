@@ -34,8 +34,10 @@ What it teaches mypy:
   ClassVar, an unannotated class attribute or an ``init=False`` attribute is none.
   ``tx.incr`` is ``Pending[int]``/``Pending[float]`` and ``tx.get_field`` the field's
   type ``| None``, checked as ``store.incr`` is. A value is judged as the run time's
-  checker judges it (:func:`_refused`: containers item by item). Also through ``super()``
-  and a bound method held in a variable; not on a receiver that may be no store.
+  checker judges it (:func:`_refused`: containers item by item; a display by what it
+  holds, :func:`_display`). Also through ``super()``, a bound method held in a variable
+  and a receiver typed by a type variable bound to a store; not on a receiver that may be
+  no store.
 * A container's members and ``Codec.decode``'s type given as a union ``A | B``: the
   container (the decoded value) is typed by the union, where the declared overload for a
   ``types.UnionType`` says ``Any``.
@@ -1075,8 +1077,10 @@ def _fixed_refused(ctx: ModelContext, shown: list[Entry], positions: list[Type])
     spelled out (no ``*xs``, no set-like part: ``(1, *[2, 3])``, ``tuple([1, 2, 3])``):
     refused when its length is not the field's, or an item is not of its position's type.
     Else (``(*xs, 1, 2, 3)``, ``(*{1, 1}, 2)``): refused when the items certainly there
-    (a set-like part's: :meth:`_Collapsed.certain`) are more than the positions, or one of
-    them, or a ``*xs``'s item type, no position takes."""
+    (a set-like part's: :meth:`_Collapsed.certain`) are more than the positions (or fewer,
+    when they are all it gives: no ``*xs``, each set-like part :meth:`_Collapsed.exact`),
+    or one of them, or a ``*xs``'s item type, no position takes. (A set's order is not its
+    display's: its items are not judged by position.)"""
     if not _variadic(shown):
         return len(shown) != len(positions) or any(
             _refused(ctx, tp, want, e) for (e, tp), want in zip(shown, positions, strict=True))
@@ -1085,7 +1089,8 @@ def _fixed_refused(ctx: ModelContext, shown: list[Entry], positions: list[Type])
         if isinstance(expr, _Collapsed):
             certain += expr.certain()
     stars = [one for one in shown if isinstance(one[0], StarExpr)]
-    return len(certain) > len(positions) or any(
+    exact = not stars and all(expr.exact() for expr, _ in shown if isinstance(expr, _Collapsed))
+    return len(certain) > len(positions) or (exact and len(certain) < len(positions)) or any(
         all(_refused(ctx, tp, want, e) for want in positions) for e, tp in certain + stars)
 
 
@@ -1146,6 +1151,13 @@ def _unequal(one: Entry, other: Entry) -> bool:
         return bool(constants[0] != constants[1])
     families = [_family(tp) for _, tp in (one, other)]
     return None not in families and families[0] != families[1]
+
+
+def _equal(one: Entry, other: Entry) -> bool:
+    """Whether two display items are certainly equal: two literals of equal values."""
+    constants = _constant(one[0]), _constant(other[0])
+    return constants[0] is not _UNKNOWN and constants[1] is not _UNKNOWN and bool(
+        constants[0] == constants[1])
 
 
 _UNKNOWN = object()
@@ -1235,6 +1247,14 @@ class _Collapsed:
         return [one for i, one in enumerate(self.entries)
                 if not isinstance(one[0], (StarExpr, _Collapsed))
                 and all(_unequal(one, other) for other in self.entries[:i])]
+
+    def exact(self) -> bool:
+        """Whether :meth:`certain` is all it gives: every other item is certainly one an
+        earlier item equals (two equal literals: ``{1, True, 1.0}`` gives one item)."""
+        return all(not isinstance(one[0], (StarExpr, _Collapsed)) and (
+            all(_unequal(one, other) for other in self.entries[:i])
+            or any(_equal(one, other) for other in self.entries[:i]))
+            for i, one in enumerate(self.entries))
 
 
 #: A display's item (:func:`_display`): its expression (a ``StarExpr`` for a ``*xs`` of
