@@ -34,8 +34,10 @@ What it teaches mypy:
   ClassVar, an unannotated class attribute or an ``init=False`` attribute is none.
   ``tx.incr`` is ``Pending[int]``/``Pending[float]`` and ``tx.get_field`` the field's
   type ``| None``, checked as ``store.incr`` is. A value is judged as the run time's
-  checker judges it (:func:`_refused`: containers item by item). Also through ``super()``
-  and a bound method held in a variable; not on a receiver that may be no store.
+  checker judges it (:func:`_refused`: containers item by item; a display by what it
+  holds, :func:`_display`). Also through ``super()``, a bound method held in a variable
+  and a receiver typed by a type variable bound to a store; not on a receiver that may be
+  no store.
 * A container's members and ``Codec.decode``'s type given as a union ``A | B``: the
   container (the decoded value) is typed by the union, where the declared overload for a
   ``types.UnionType`` says ``Any``.
@@ -224,6 +226,11 @@ class RedmodelPlugin(Plugin):
         return None if fullname in NOT_MODEL_MAKERS else _other_decorator
 
     def get_method_hook(self, fullname: str) -> Callable[[MethodContext], Type] | None:
+        if " of " in fullname:
+            # a method called on a value typed by a type variable (``where: T``, ``T =
+            # TypeVar("T", bound=Store)``): mypy has no class to name it by and asks for
+            # ``"get of Store"`` (the callee's name); the receiver is judged as its bound
+            return functools.partial(_type_variable_call, fullname.partition(" of ")[0])
         fullname = self._defined_at(fullname)
         if fullname in TRANSACTION_DECORATORS:
             return functools.partial(_check_transaction_function, fullname,
@@ -638,8 +645,7 @@ def _model_call(method: str, ctx: ModelContext) -> Type:
         if "ids" in params and (given := _arg_type(ctx, params["ids"])) is not None \
                 and not any(isinstance(m, Instance) and m.type.fullname in TEXT
                             for m in _members(given)):
-            for _, item in _item_types(ctx, params["ids"], given):
-                _check_value(ctx, info, key, item, "id")
+            _check_ids(ctx, info, key, params["ids"], given)
     if method == "update" and "values" in params:
         _check_update(ctx, info, key, params["values"])
     exact: Type | None = None
@@ -679,6 +685,24 @@ def _bound_model_call(ctx: FunctionContext) -> Type:
             and any(definition.info.has_base(shell) for shell in MODEL_SHELLS)):
         return ctx.default_return_type
     return _model_call(definition.name, ctx)
+
+
+def _type_variable_call(method: str, ctx: MethodContext) -> Type:
+    """``where.get(Hat, "1")`` with ``where: T``, ``T = TypeVar("T", bound=Store)`` (also
+    ``self.where`` of a ``Generic[T]`` class): mypy runs the hook named by the callee
+    (``"get of Store"``), as for any receiver it has no class for; the call is judged when
+    the receiver is a type variable whose bound is a store or transaction with redmodel's
+    ``method`` (its value is then one: attack 33B F8), else left alone."""
+    receiver = get_proper_type(ctx.type)
+    bound = get_proper_type(receiver.upper_bound) if isinstance(receiver, TypeVarType) \
+        else None
+    if not isinstance(bound, Instance):
+        return ctx.default_return_type
+    defined = bound.type.get_containing_type_info(method)
+    if defined is None or not defined.fullname.startswith("redmodel.") or not any(
+            bound.type.has_base(shell) for shell in MODEL_SHELLS):
+        return ctx.default_return_type
+    return _model_call(method, ctx)
 
 
 def _store_receiver(ctx: MethodContext, method: str) -> bool:
@@ -780,6 +804,26 @@ def _check_not_text(ctx: ModelContext, what: str, tp: Type) -> bool:
                  f"(one {one}: its characters are not {one}s); wrap it: [{one}]",
                  ctx.context, code=REDMODEL)
     return True
+
+
+def _check_ids(ctx: ModelContext, info: TypeInfo, key: tuple[str, Type], position: int,
+               tp: Type) -> None:
+    """The ids of ``get_many``/``delete_many`` (the argument at ``position``, of type
+    ``tp``): each of the key field's type. A display's items as :func:`_display` gives them
+    (a starred part by what it gives); a set display's (and a dict display's keys) by the
+    equal-item rule, as a set field's value is judged (``{1, True}`` asks for ``1``)."""
+    expr = ctx.args[position][0]
+    shown = _display(ctx, expr)
+    if shown is None:
+        for _, item in _item_types(ctx, position, tp):
+            _check_value(ctx, info, key, item, "id")
+        return
+    if isinstance(expr, DictExpr):  # iterating a dict gives its keys
+        shown = [_collapse(shown[0::2])]
+    elif _set_like(expr):
+        shown = [_collapse(shown)]
+    for part, part_type in shown:
+        _check_value(ctx, info, key, part_type, "id", part)
 
 
 def _item_types(ctx: ModelContext, position: int, tp: Type
@@ -891,7 +935,7 @@ CONTAINERS = ("builtins.list", "builtins.set", "builtins.frozenset", "builtins.t
 
 def _check_value(ctx: ModelContext, info: TypeInfo,
                  field: tuple[str, Type], given: Type | None, what: str,
-                 expr: Expression | None = None) -> None:
+                 expr: Expression | _Collapsed | None = None) -> None:
     """A value (``expr``, of type ``given``) of ``field``'s declared type: refused only
     when run time's check (:func:`_refused`) certainly refuses it."""
     if given is None or not _refused(ctx, given, field[1], expr):
@@ -903,23 +947,41 @@ def _check_value(ctx: ModelContext, info: TypeInfo,
                  ctx.context, code=REDMODEL)
 
 
-def _as_given(ctx: ModelContext, given: Type, expr: Expression | None) -> Type:
-    """``given`` for a message: a display's type by its items (``frozenset({True})`` given
-    where ``Any`` is expected is a ``frozenset[Any]`` to mypy, a ``frozenset[bool]``
-    here)."""
+def _as_given(ctx: ModelContext, given: Type, expr: Expression | _Collapsed | None) -> Type:
+    """``given`` for a message: a display's type by its items, at every depth, each class
+    named (mypy types ``[1, True]`` and ``[*ints, True]`` a ``list[int]``, and
+    ``frozenset({True})`` given where ``Any`` is expected a ``frozenset[Any]``: here they are
+    ``list[int | bool]`` and ``frozenset[bool]``, so the message names the refused item's
+    class)."""
+    if isinstance(expr, _Collapsed):
+        return _shown_union(ctx, [_as_given(ctx, tp, e) for e, tp in _flat(expr.entries)])
     proper = get_proper_type(given)
     shown = _display(ctx, expr)
-    if not (shown and isinstance(proper, Instance) and proper.args and any(
-            isinstance(get_proper_type(arg), AnyType) for arg in proper.args)):
+    if not (shown and isinstance(proper, Instance) and proper.args):
         return given
-    if len(proper.args) == 2:  # a dict: keys, values in turn
-        return proper.copy_modified(args=[make_simplified_union([t for _, t in shown[0::2]]),
-                                          make_simplified_union([t for _, t in shown[1::2]])])
-    return proper.copy_modified(args=[make_simplified_union([t for _, t in shown])])
+    spelled = not _variadic(shown)
+    types = [_as_given(ctx, tp, e) for e, tp in _flat(shown)]
+    if len(proper.args) == 2 and isinstance(expr, DictExpr):  # a dict: keys, values in turn
+        return proper.copy_modified(args=[_shown_union(ctx, types[0::2]),
+                                          _shown_union(ctx, types[1::2])])
+    if len(proper.args) != 1:
+        return given
+    if proper.type.fullname == "builtins.tuple" and spelled:
+        return TupleType(types, proper)  # ``(1, *[2, 3])``: ``tuple[int, int, int]``
+    return proper.copy_modified(args=[_shown_union(ctx, types)])
+
+
+def _shown_union(ctx: ModelContext, types: list[Type]) -> Type:
+    """The union of ``types`` as written, each named once (``int | bool``: no member taken
+    into another, as a simplified union would take ``bool`` into ``int``)."""
+    named: dict[str, Type] = {}
+    for tp in types:
+        named.setdefault(format_type_bare(tp, ctx.api.options), tp)
+    return UnionType.make_union(list(named.values())) if named else UninhabitedType()
 
 
 def _refused(ctx: ModelContext, given: Type, declared: Type,
-             expr: Expression | None = None) -> bool:
+             expr: Expression | _Collapsed | None = None) -> bool:
     """Whether run time's checker for a field declared ``declared`` (redmodel._models.
     _types ``make_checker``) certainly refuses a value of type ``given`` (the expression
     ``expr``, when it is at hand: a display's items are judged one by one, as mypy joins
@@ -932,14 +994,19 @@ def _refused(ctx: ModelContext, given: Type, declared: Type,
     other: a subclass); an ``int`` for a ``float`` is taken. Not judged (False): ``Any``, a
     type variable, a protocol, a TypedDict, an empty display's ``Never``; a union, unless
     every member is refused; a nested attrs object (built and checked by its own
-    ``__init__``). Anything else is judged by its class, as mypy judges an argument."""
+    ``__init__``); a field declared with a PEP 646 tuple type. Anything else is judged by
+    its class, as mypy judges an argument. A set-like part of a display
+    (:class:`_Collapsed`) is judged as a set is: by the items certainly in it."""
+    if isinstance(expr, _Collapsed):
+        return _set_refused(ctx, expr.entries, declared)
     proper = get_proper_type(given)
     if isinstance(proper, LiteralType):
         proper = proper.fallback
     wanted = get_proper_type(declared)
     if isinstance(wanted, AnyType) or isinstance(
             proper, (AnyType, TypeVarLikeType, UninhabitedType, TypedDictType)) or (
-            isinstance(proper, Instance) and proper.type.is_protocol):
+            isinstance(proper, Instance) and proper.type.is_protocol) or (
+            isinstance(wanted, TupleType) and _unpacked(wanted) is not None):
         return False
     if isinstance(proper, UnionType):  # an ``int | None`` id may be an int (attack 31N F4)
         return all(_refused(ctx, one, wanted) for one in proper.items)
@@ -952,18 +1019,16 @@ def _refused(ctx: ModelContext, given: Type, declared: Type,
     if isinstance(proper, NoneType):
         return not isinstance(wanted, NoneType)
     shown = _display(ctx, expr)
+    unpacked = _unpacked(proper) if isinstance(proper, TupleType) else None
     if isinstance(wanted, TupleType):  # tuple[X, Y]: that many items, each of its type
-        if shown is not None and _variadic(shown) and _item_of(proper, "builtins.tuple"):
-            # ``(*xs, 1, 2, 3)``: too long whatever ``xs`` holds; an item at no position
-            fixed = [one for one in shown if not isinstance(one[0], StarExpr)]
-            return len(fixed) > len(wanted.items) or any(
-                all(_refused(ctx, tp, want, e) for want in wanted.items) for e, tp in shown)
+        if shown is not None and _item_of(proper, "builtins.tuple") is not None:
+            return _fixed_refused(ctx, shown, wanted.items)
+        if unpacked is not None:  # ``tuple[A, *tuple[X, ...], B]``
+            return _unpacked_refused(ctx, unpacked, wanted.items)
         if isinstance(proper, TupleType):
-            items = shown if shown is not None and len(shown) == len(proper.items) else [
-                (None, item) for item in proper.items]
-            return len(items) != len(wanted.items) or any(
-                _refused(ctx, tp, want, e) for (e, tp), want in zip(items, wanted.items,
-                                                                      strict=True))
+            return len(proper.items) != len(wanted.items) or any(
+                _refused(ctx, tp, want) for tp, want in zip(proper.items, wanted.items,
+                                                            strict=True))
         item = _item_of(proper, "builtins.tuple")
         if item is None:
             return isinstance(proper, Instance) or not is_subtype(proper, wanted)
@@ -981,15 +1046,11 @@ def _refused(ctx: ModelContext, given: Type, declared: Type,
             return any(_refused(ctx, tp, want) for tp, want in zip(
                 mapped.args, wanted.args, strict=False))
         if shown is not None:
-            verdicts = [_refused(ctx, tp, wanted.args[0], e) for e, tp in shown]
-            if not _set_like(expr):
-                return any(verdicts)
-            # a set keeps the first of equal items ({1, True} is {1}, {False, 1} two items):
-            # a refused item stays unless an earlier one the store takes may equal it
-            return any(verdicts[i] and all(verdicts[j] or _unequal(shown[i], shown[j])
-                                           for j in range(i)) for i in range(len(shown)))
+            if _set_like(expr):
+                return _set_refused(ctx, shown, wanted.args[0])
+            return any(_refused(ctx, tp, wanted.args[0], e) for e, tp in shown)
         if isinstance(proper, TupleType):
-            return any(_refused(ctx, tp, wanted.args[0]) for tp in proper.items)
+            return any(_refused(ctx, tp, wanted.args[0]) for tp in _tuple_items(proper))
         mapped = map_instance_to_supertype(fallback, wanted.type)
         return bool(mapped.args) and _refused(ctx, mapped.args[0], wanted.args[0])
     if isinstance(proper, Instance):
@@ -1000,13 +1061,65 @@ def _refused(ctx: ModelContext, given: Type, declared: Type,
     return not is_subtype(proper, wanted)
 
 
-def _set_like(expr: Expression | None) -> bool:
+def _set_refused(ctx: ModelContext, shown: list[Entry], item: Type) -> bool:
+    """A set's items (a set display's, a :class:`_Collapsed` part's) for items of type
+    ``item``: a set keeps the first of equal items (``{1, True}`` is ``{1}``, ``{False, 1}``
+    two items), so a refused item counts unless an earlier one the store takes may equal
+    it. (Whichever of equal items is kept is the first of them: when each earlier one
+    that may equal a refused item is refused too, a refused one is kept.)"""
+    verdicts = [_refused(ctx, tp, item, e) for e, tp in shown]
+    return any(verdicts[i] and all(verdicts[j] or _unequal(shown[i], shown[j])
+                                   for j in range(i)) for i in range(len(shown)))
+
+
+def _fixed_refused(ctx: ModelContext, shown: list[Entry], positions: list[Type]) -> bool:
+    """A tuple display (or ``tuple(...)`` of one) for a ``tuple[X, Y]`` field. Every item
+    spelled out (no ``*xs``, no set-like part: ``(1, *[2, 3])``, ``tuple([1, 2, 3])``):
+    refused when its length is not the field's, or an item is not of its position's type.
+    Else (``(*xs, 1, 2, 3)``, ``(*{1, 1}, 2)``): refused when the items certainly there
+    (a set-like part's: :meth:`_Collapsed.certain`) are more than the positions (or fewer,
+    when they are all it gives: no ``*xs``, each set-like part :meth:`_Collapsed.exact`),
+    or one of them, or a ``*xs``'s item type, no position takes. (A set's order is not its
+    display's: its items are not judged by position.)"""
+    if not _variadic(shown):
+        return len(shown) != len(positions) or any(
+            _refused(ctx, tp, want, e) for (e, tp), want in zip(shown, positions, strict=True))
+    certain = [one for one in shown if not isinstance(one[0], (StarExpr, _Collapsed))]
+    for expr, _ in shown:
+        if isinstance(expr, _Collapsed):
+            certain += expr.certain()
+    stars = [one for one in shown if isinstance(one[0], StarExpr)]
+    exact = not stars and all(expr.exact() for expr, _ in shown if isinstance(expr, _Collapsed))
+    return len(certain) > len(positions) or (exact and len(certain) < len(positions)) or any(
+        all(_refused(ctx, tp, want, e) for want in positions) for e, tp in certain + stars)
+
+
+def _unpacked_refused(ctx: ModelContext, unpacked: tuple[list[Type], Type, list[Type]],
+                      positions: list[Type]) -> bool:
+    """A PEP 646 tuple ``tuple[A, *tuple[X, ...], B]`` for a ``tuple[X, Y]`` field: of any
+    length from its fixed items' count up. Refused when those are more than the positions,
+    or one is not of its position's type (counted from the start before the unpacked part,
+    from the end after it: when the lengths differ, the store refuses it anyway), or the
+    unpacked part's item type is not of a position it must fill (when the fixed items do
+    not fill every position)."""
+    before, middle, after = unpacked
+    if len(before) + len(after) > len(positions):
+        return True
+    ends = list(zip(before, positions, strict=False))
+    if after:
+        ends += list(zip(after, positions[-len(after):], strict=True))
+    inner = positions[len(before):len(positions) - len(after)]
+    return any(_refused(ctx, tp, want) for tp, want in ends) or any(
+        _refused(ctx, middle, want) for want in inner)
+
+
+def _set_like(expr: Expression | _Collapsed | None) -> bool:
     """A set display, or a ``set(...)``/``frozenset(...)`` call: equal items are one."""
     return isinstance(expr, SetExpr) or (isinstance(expr, CallExpr) and isinstance(
         expr.callee, RefExpr) and expr.callee.fullname in ("builtins.set", "builtins.frozenset"))
 
 
-def _dict_refused(ctx: ModelContext, shown: list[tuple[Expression, Type]], key: Type,
+def _dict_refused(ctx: ModelContext, shown: list[Entry], key: Type,
                   value: Type) -> bool:
     """A dict display's keys and values (in turn) for a ``dict[key, value]`` field: equal
     keys are one (``{1: 1.0, True: 2.0}`` has the key 1 and the value 2.0), so a refused
@@ -1030,7 +1143,7 @@ FAMILIES = {"builtins.bool": "number", "builtins.int": "number", "builtins.float
             "builtins.frozenset": "frozenset"}
 
 
-def _unequal(one: tuple[Expression, Type], other: tuple[Expression, Type]) -> bool:
+def _unequal(one: Entry, other: Entry) -> bool:
     """Whether two display items certainly differ (``==``): values of two literals that
     differ, or of two classes of different families (:data:`FAMILIES`, ``None``)."""
     constants = _constant(one[0]), _constant(other[0])
@@ -1040,10 +1153,17 @@ def _unequal(one: tuple[Expression, Type], other: tuple[Expression, Type]) -> bo
     return None not in families and families[0] != families[1]
 
 
+def _equal(one: Entry, other: Entry) -> bool:
+    """Whether two display items are certainly equal: two literals of equal values."""
+    constants = _constant(one[0]), _constant(other[0])
+    return constants[0] is not _UNKNOWN and constants[1] is not _UNKNOWN and bool(
+        constants[0] == constants[1])
+
+
 _UNKNOWN = object()
 
 
-def _constant(expr: Expression) -> object:
+def _constant(expr: Expression | _Collapsed) -> object:
     """The value of a literal (a number, text, ``True``/``False``/``None``, a tuple of
     them), else ``_UNKNOWN``."""
     if isinstance(expr, (IntExpr, FloatExpr, StrExpr)):
@@ -1090,7 +1210,8 @@ def _item_of(tp: ProperType, container: str) -> Type | None:
     if not (isinstance(fallback, Instance) and fallback.type.has_base(container)):
         return None
     if isinstance(tp, TupleType):
-        return make_simplified_union(tp.items) if tp.items else UninhabitedType()
+        items = _tuple_items(tp)
+        return make_simplified_union(items) if items else UninhabitedType()
     for base in fallback.type.mro:
         if base.fullname == container:
             mapped = map_instance_to_supertype(fallback, base)
@@ -1098,8 +1219,50 @@ def _item_of(tp: ProperType, container: str) -> Type | None:
     return None
 
 
-def _display(ctx: ModelContext, expr: Expression | None
-             ) -> list[tuple[Expression, Type]] | None:
+def _tuple_items(tp: TupleType) -> list[Type]:
+    """The types of a tuple type's items; a PEP 646 unpacked part (``*tuple[int, ...]``) as
+    its item type (``Any`` for a ``*Ts``)."""
+    unpacked = _unpacked(tp)
+    if unpacked is None:
+        return list(tp.items)
+    before, middle, after = unpacked
+    return [*before, middle, *after]
+
+
+class _Collapsed:
+    """The items of a set-like display (a set display, ``set(...)``/``frozenset(...)`` of a
+    display, a dict display's keys) spread into a list or tuple or given to ``list(...)``/
+    ``tuple(...)`` (``[*{1, True}]``, ``list({"a": 1})``): equal items are one (``{1, True}``
+    is ``{1}``: iterating it gives ``1`` only), and a set's order is not the display's, so
+    which items the list gets, and where, is known only as far as :meth:`certain` says.
+    Judged as a set is (:func:`_set_refused`): an item counts only when no earlier item the
+    store takes may equal it (attack 33B F1/F2/F7)."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.entries = entries
+
+    def certain(self) -> list[Entry]:
+        """The items certainly given: spelled out (no ``*xs``) and certainly unequal to
+        every earlier item."""
+        return [one for i, one in enumerate(self.entries)
+                if not isinstance(one[0], (StarExpr, _Collapsed))
+                and all(_unequal(one, other) for other in self.entries[:i])]
+
+    def exact(self) -> bool:
+        """Whether :meth:`certain` is all it gives: every other item is certainly one an
+        earlier item equals (two equal literals: ``{1, True, 1.0}`` gives one item)."""
+        return all(not isinstance(one[0], (StarExpr, _Collapsed)) and (
+            all(_unequal(one, other) for other in self.entries[:i])
+            or any(_equal(one, other) for other in self.entries[:i]))
+            for i, one in enumerate(self.entries))
+
+
+#: A display's item (:func:`_display`): its expression (a ``StarExpr`` for a ``*xs`` of
+#: unknown length, a :class:`_Collapsed` for a set-like part) and its type.
+Entry = tuple["Expression | _Collapsed", Type]
+
+
+def _display(ctx: ModelContext, expr: Expression | _Collapsed | None) -> list[Entry] | None:
     """The items of a list, tuple or set display (also given to ``frozenset(...)``,
     ``set(...)``, ``list(...)``, ``tuple(...)``), or a dict display's keys and values in
     turn, with their types: each is certainly in the value. None for any other expression.
@@ -1107,20 +1270,31 @@ def _display(ctx: ModelContext, expr: Expression | None
     tuple (``*[1, True]``, ``*(1, "a")``: its items); any other stands for what it may give,
     as one item of its iterable's item type (``**d``: one key and one value of the mapping's
     types) with the :class:`StarExpr` (``**``: a ``StarExpr`` of the mapping, then a
-    ``TempNode``) as its expression, of type ``Any`` when that cannot be seen."""
-    if isinstance(expr, CallExpr) and isinstance(expr.callee, RefExpr) and expr.callee.fullname \
-            in CONTAINERS[:4] and len(expr.args) == 1 and expr.arg_kinds == [ARG_POS]:
-        expr = expr.args[0]
+    ``TempNode``) as its expression, of type ``Any`` when that cannot be seen. What
+    iterating a dict display gives is its keys; a set-like part of a list or tuple (a set
+    display, a dict's keys) is one :class:`_Collapsed` entry (its equal items are one); in
+    a set, its items are the set's own (:func:`_flat`)."""
+    if _container_call(expr):
+        assert isinstance(expr, CallExpr)
+        given = expr.args[0]
+        inner = _display(ctx, given)
+        if inner is None:
+            return None
+        if isinstance(given, DictExpr):
+            inner = inner[0::2]  # iterating a dict gives its keys
+        if _set_like(expr):
+            return _flat(inner)
+        return [_collapse(inner)] if _set_like(given) or isinstance(given, DictExpr) else inner
     if isinstance(expr, (ListExpr, TupleExpr, SetExpr)):
-        items: list[tuple[Expression, Type]] = []
+        items: list[Entry] = []
         for item in expr.items:
             if isinstance(item, StarExpr):
                 items.extend(_starred(ctx, item))
             else:
                 items.append((item, _expression_type(ctx, item)))
-        return items
+        return _flat(items) if isinstance(expr, SetExpr) else items
     if isinstance(expr, DictExpr):
-        pairs: list[tuple[Expression, Type]] = []
+        pairs: list[Entry] = []
         for key, value in expr.items:
             if key is not None:
                 pairs += [(key, _expression_type(ctx, key)), (value, _expression_type(ctx, value))]
@@ -1140,16 +1314,40 @@ def _display(ctx: ModelContext, expr: Expression | None
     return None
 
 
-def _starred(ctx: ModelContext, star: StarExpr) -> list[tuple[Expression, Type]]:
+def _container_call(expr: Expression | _Collapsed | None) -> bool:
+    """``list(x)``, ``set(x)``, ``frozenset(x)``, ``tuple(x)`` of one positional argument."""
+    return isinstance(expr, CallExpr) and isinstance(expr.callee, RefExpr) and \
+        expr.callee.fullname in CONTAINERS[:4] and len(expr.args) == 1 and \
+        expr.arg_kinds == [ARG_POS]
+
+
+def _collapse(entries: list[Entry]) -> Entry:
+    """A set-like display's items as one entry of a list or tuple (:class:`_Collapsed`)."""
+    types = [tp for _, tp in entries]
+    return _Collapsed(entries), make_simplified_union(types) if types else UninhabitedType()
+
+
+def _flat(entries: list[Entry]) -> list[Entry]:
+    """``entries`` with each :class:`_Collapsed` one's items in its place (in a set, a set
+    part's items are the outer set's: equal ones are one there too)."""
+    flat: list[Entry] = []
+    for expr, tp in entries:
+        flat.extend(_flat(expr.entries) if isinstance(expr, _Collapsed) else [(expr, tp)])
+    return flat
+
+
+def _starred(ctx: ModelContext, star: StarExpr) -> list[Entry]:
     """What ``*xs`` gives a display (:func:`_display`): a display's or a fixed tuple's items
-    one by one, else one ``(star, item type)`` standing for any number of items."""
+    one by one (a set display's, a dict display's keys: one :class:`_Collapsed` entry),
+    else one ``(star, item type)`` standing for any number of items."""
     inner = _display(ctx, star.expr) if isinstance(
-        star.expr, (ListExpr, TupleExpr, SetExpr, CallExpr)) else None
+        star.expr, (ListExpr, TupleExpr, SetExpr, CallExpr, DictExpr)) else None
     if inner is not None:
-        return inner
+        if isinstance(star.expr, DictExpr):
+            return [_collapse(inner[0::2])]  # ``*{"a": 1}``: its keys
+        return [_collapse(inner)] if _set_like(star.expr) else inner
     given = get_proper_type(_expression_type(ctx, star.expr))
-    if isinstance(given, TupleType) and not any(
-            isinstance(get_proper_type(item), UnpackType) for item in given.items):
+    if isinstance(given, TupleType) and _unpacked(given) is None:
         return [(TempNode(item), item) for item in given.items]
     members = given.items if isinstance(given, UnionType) else [given]
     found = [_item_of(one, "typing.Iterable") for one in map(get_proper_type, members)]
@@ -1158,9 +1356,24 @@ def _starred(ctx: ModelContext, star: StarExpr) -> list[tuple[Expression, Type]]
     return [(star, item)]
 
 
-def _variadic(shown: list[tuple[Expression, Type]]) -> bool:
-    """Whether a display (:func:`_display`) has a part of unknown length (``*xs``)."""
-    return any(isinstance(expr, StarExpr) for expr, _ in shown)
+def _unpacked(tp: TupleType) -> tuple[list[Type], Type, list[Type]] | None:
+    """A PEP 646 tuple type ``tuple[A, *tuple[X, ...], B]``: the items before the unpacked
+    part, its item type (``Any`` for a ``*Ts``), the items after; None for a fixed tuple."""
+    for i, item in enumerate(tp.items):
+        proper = get_proper_type(item)
+        if isinstance(proper, UnpackType):
+            inner = get_proper_type(proper.type)
+            middle = _item_of(inner, "builtins.tuple") if isinstance(
+                inner, (Instance, TupleType)) else None
+            return (tp.items[:i], AnyType(TypeOfAny.special_form) if middle is None else middle,
+                    tp.items[i + 1:])
+    return None
+
+
+def _variadic(shown: list[Entry]) -> bool:
+    """Whether a display (:func:`_display`) has a part of unknown length or order (``*xs``,
+    a set-like part)."""
+    return any(isinstance(expr, (StarExpr, _Collapsed)) for expr, _ in shown)
 
 
 def _expression_type(ctx: ModelContext, expr: Expression) -> Type:
@@ -1209,24 +1422,30 @@ def _check_update(ctx: ModelContext, info: TypeInfo, key: tuple[str, Type] | Non
 def _incr_fields(ctx: ModelContext, info: TypeInfo, key: tuple[str, Type] | None,
                  params: dict[str, int]) -> None:
     """The literal keys of ``changes``, ``floor`` and ``ceiling`` name numeric fields; an
-    int field's change is no float (a bound may be: it is rounded inwards)."""
+    int field's change is no float (a bound may be: it is rounded inwards), no change or
+    bound a bool. A dict display's later key wins (``{"n": 0.5, **over}``, ``{"n": 1.5,
+    "n": 1}``), so an amount is judged only when no later key (a ``**d`` part's too) may
+    equal its key; a ``**{...}`` display's keys and amounts are judged as the display's
+    own (:func:`_display`). An unknown or non-numeric field is refused whatever follows
+    (a later key cannot take it away)."""
     for what in ("changes", "floor", "ceiling"):
         position = params.get(what)
         if position is None or position >= len(ctx.args) or not ctx.args[position]:
             continue
         given = ctx.args[position][0]
-        if not isinstance(given, DictExpr):
+        shown = _display(ctx, given) if isinstance(given, DictExpr) else None
+        if shown is None:
             continue
-        for name, value in given.items:
+        keys, values = shown[0::2], shown[1::2]
+        for i, ((name, _), (_, amount)) in enumerate(zip(keys, values, strict=True)):
             if not isinstance(name, StrExpr):
                 continue
             numeric = _numeric_field(ctx, info, name.value, key)
-            if numeric is None:
+            if numeric is None or not all(_unequal(keys[i], later) for later in keys[i + 1:]):
                 continue
             if what == "changes":
-                _check_amount(ctx, info, name.value, numeric, ctx.api.get_expression_type(value))
-            elif _is_bool(ctx.api.get_expression_type(value)) and not isinstance(
-                    get_proper_type(ctx.api.get_expression_type(value)), UnionType):
+                _check_amount(ctx, info, name.value, numeric, amount)
+            elif _is_bool(amount) and not isinstance(get_proper_type(amount), UnionType):
                 ctx.api.fail(f'a {what} of "{info.name}.{name.value}" is a number, not '
                              '"bool"', ctx.context, code=REDMODEL)
 

@@ -18,6 +18,17 @@ Fix 32K (attack 32K F2): those displays may hold starred parts (``*[...]``, ``**
 module variable ``*g0`` / ``**wd_str``), judged as the run time judges the value they
 build; a set or dict display with a starred variable is exact one way only (mypy refuses
 => run time refuses), as which of its items are equal is not known.
+
+Fix 33D (attack 33B F1-F7): a display may also hold (or be given to ``list``/``tuple``)
+a set-like part whose equal items are one: ``*{a, b}``, ``*set([a, b])``, ``*{a: 0}`` (a
+dict gives its keys), ``list({a: 0, b: 1})``, ``tuple({a, b})``, with items drawn to
+collide (``1``, ``True``, ``1.0``, ``0``, ``False``); a fixed tuple may be spelled out by
+starred parts (``(*[a], *[b])``, ``tuple([a, b])``); the ids of ``get_many``/
+``delete_many`` are drawn as such displays too; ``incr_fields``' changes (and a floor) as
+dict displays whose key is given again (``{f: a, f: b}``, ``{f: a, **{f: b}}``, ``{f: a,
+**ovi}``, ``{**ovi, f: a}``). Exact agreement everywhere, except a set-like part inside a
+fixed tuple (a set's order is not its display's) and a ``**`` of a variable whose values
+the types do not show (``**ovf``): one way only there.
 """
 
 from __future__ import annotations
@@ -91,7 +102,14 @@ VALUES = ("1", "0.5", '"s"', "True", "None", 'b"x"')
 AMOUNTS = ("1", "0.5", "True")
 KEYS = {"str": ('"k1"', ('1', 'b"k1"', "True")),
         "int": ("1", ('"1"', "True", "1.5", 'b"1"'))}
-ITERABLES = ("[{id}]", "({id},)", "{{{id}}}", "(i for i in [{id}])", '"ab"', 'b"ab"')
+ITERABLES = ("[{id}]", "({id},)", "{{{id}}}", "(i for i in [{id}])", '"ab"', 'b"ab"',
+             # fix 33D: starred parts, set displays (equal ids are one), dict keys
+             "[*[{id}]]", "({id}, *[{two}])", "{{*{{{id}}}}}", "{{{id}, {two}}}",
+             "[*{{{id}, {two}}}]", "list({{{id}: 0, {two}: 1}})", "{{{id}: 0}}",
+             "(*{{{two}: 0, {id}: 1}},)", "[*set([{id}, {two}])]", "frozenset([{id}, {two}])")
+#: fix 33D: incr_fields' changes given as a dict display with the key given again
+CHANGES = ("{{{f!r}: {a}}}", "{{{f!r}: {a}, {f!r}: {b}}}", "{{{f!r}: {a}, **{{{f!r}: {b}}}}}",
+           "{{{f!r}: {a}, **ovi}}", "{{**ovi, {f!r}: {a}}}", "{{{f!r}: {a}, **ovf}}")
 
 
 #: container field types (fix 32B): a tree of ("int",) ... ("list", T), ("tuple", T) (of any
@@ -103,6 +121,29 @@ SCALARS = {"int": ("1", "2"), "float": ("1.5", "2"), "bool": ("True", "False"),
 #: set or as a key)
 WRONG = (*itertools.chain(*SCALARS.values()), "None", "(1, True)")
 WRONG_UNHASHABLE = ("[]", "[True]", "{}")
+#: fix 33D: leaves drawn (one in three) in a set-like part, so that its items collide
+EQUALS = ("1", "True", "1.0", "0", "False", "0.0")
+
+
+def _hashable(tp: tuple[Any, ...]) -> bool:
+    kind, *args = tp
+    return kind in SCALARS or kind == "frozenset" or (
+        kind in ("opt", "fixed") and all(_hashable(a) for a in args))
+
+
+@st.composite
+def _set_part(draw: st.DrawFn, tp: tuple[Any, ...], uncertain: list[str]) -> str:
+    """Fix 33D: a set-like display of items of ``tp`` (or colliding leaves): a set display,
+    ``set([...])``, or a dict display (its keys); as what a starred part or a ``list``/
+    ``tuple`` call is given."""
+    leaves = st.one_of(_value(tp, True, uncertain=uncertain), st.sampled_from(EQUALS))
+    items = draw(st.lists(leaves, min_size=1, max_size=3))
+    shape = draw(st.sampled_from(("set", "set()", "dict")))
+    if shape == "set":
+        return f"{{{', '.join(items)}}}"
+    if shape == "set()":
+        return f"set([{', '.join(items)}])"
+    return "{" + ", ".join(f"{item}: {n}" for n, item in enumerate(items)) + "}"
 
 
 def _types(hashable: bool) -> st.SearchStrategy[tuple[Any, ...]]:
@@ -138,28 +179,55 @@ def _default(tp: tuple[Any, ...]) -> str:
 
 @st.composite
 def _value(draw: st.DrawFn, tp: tuple[Any, ...], hashable: bool = False,
-           top: int | None = None) -> str:
+           top: int | None = None, uncertain: list[str] | None = None,
+           fixed: bool = False) -> str:
     """A display of ``tp``'s shape, or (one draw in six, at any depth) a wrong leaf. A list,
     tuple, set or dict display may hold starred parts (fix 32K): ``*<display>`` /
     ``**<display>`` of the same shape at any depth, and at the top (field ``c<top>``) a
     module variable of the field's item type (``*g<top>``, ``**g<top>``) or of a scalar
-    kind (``*w_int``, ``**wd_str``), see :data:`VARIABLES`."""
+    kind (``*w_int``, ``**wd_str``), see :data:`VARIABLES`. Fix 33D: set-like parts
+    (:func:`_set_part`) spread or given to ``list``/``tuple``, fixed tuples of starred
+    parts; ``uncertain`` gets a note when one lands inside a fixed tuple (``fixed``)."""
+    uncertain = [] if uncertain is None else uncertain
     if draw(st.integers(0, 5)) == 0:
         return draw(st.sampled_from(WRONG if hashable else (*WRONG, *WRONG_UNHASHABLE)))
     kind, *args = tp
     if kind in SCALARS:
         return draw(st.sampled_from(SCALARS[kind]))
     if kind == "opt":
-        return "None" if draw(st.booleans()) else draw(_value(args[0], hashable))
+        return "None" if draw(st.booleans()) else draw(
+            _value(args[0], hashable, uncertain=uncertain, fixed=fixed))
     if kind == "fixed":
-        return f"({draw(_value(args[0], hashable))}, {draw(_value(args[1], hashable))})"
-    items = draw(st.lists(_value(args[-1], kind in ("set", "frozenset")), max_size=3))
+        one, two = (draw(_value(a, hashable, uncertain=uncertain, fixed=True)) for a in args)
+        shape = draw(st.integers(0, 5))
+        if shape == 0 and not hashable:  # fix 33D: spelled-out starred parts
+            return draw(st.sampled_from((f"(*[{one}], *[{two}])", f"tuple([{one}, {two}])",
+                                         f"(*[{one}, {two}],)", f"({one}, *[{two}, {two}])",
+                                         f"(*[{one}],)", f"tuple([{one}])")))
+        if shape == 1 and not hashable and _hashable(args[0]) and _hashable(args[1]):
+            uncertain.append("a set-like part in a fixed tuple")
+            part = draw(st.sampled_from((f"{{{one}, {two}}}", f"{{{one}: 0, {two}: 1}}",
+                                         f"set([{one}, {two}])", f"{{{one}}}")))
+            return draw(st.sampled_from((f"(*{part},)", f"tuple({part})")))
+        return f"({one}, {two})"
+    items = draw(st.lists(_value(args[-1], kind in ("set", "frozenset"), uncertain=uncertain,
+                                 fixed=fixed), max_size=3))
     if kind == "dict":
-        keys = draw(st.lists(_value(args[0], True), min_size=len(items), max_size=len(items)))
+        keys = draw(st.lists(_value(args[0], True, uncertain=uncertain, fixed=fixed),
+                             min_size=len(items), max_size=len(items)))
         items = [f"{k}: {v}" for k, v in zip(keys, items, strict=True)]
     star = "**" if kind == "dict" else "*"
     if draw(st.integers(0, 3)) == 0:  # fix 32K: a starred display, spelled out
-        items.insert(draw(st.integers(0, len(items))), star + draw(_value(tp)))
+        items.insert(draw(st.integers(0, len(items))), star + draw(
+            _value(tp, uncertain=uncertain, fixed=fixed)))
+    if kind != "dict" and _hashable(args[0]) and draw(st.integers(0, 2)) == 0:
+        # fix 33D: a set-like part, spread (a set's or a dict's keys), or the whole value
+        part = draw(_set_part(args[0], uncertain))
+        if fixed:
+            uncertain.append("a set-like part in a fixed tuple")
+        if kind in ("list", "tuple") and draw(st.booleans()):
+            return f"{kind}({part})"
+        items.insert(draw(st.integers(0, len(items))), "*" + part)
     if top is not None and draw(st.integers(0, 2)) == 0:  # a starred variable
         named = draw(st.sampled_from((f"g{top}", *(
             f"wd_{k}" if kind == "dict" else f"w_{k}" for k in (*SCALARS, "none")))))
@@ -178,7 +246,10 @@ def _value(draw: st.DrawFn, tp: tuple[Any, ...], hashable: bool = False,
 VARIABLES = "\n".join(
     f"w_{kind}: list[{_written((kind,))}] = [{SCALARS[kind][0]}]\n"
     f"wd_{kind}: dict[str, {_written((kind,))}] = {{\"w\": {SCALARS[kind][0]}}}"
-    for kind in SCALARS) + '\nw_none: list[None] = [None]\nwd_none: dict[str, None] = {"w": None}\n'
+    for kind in SCALARS) + '\nw_none: list[None] = [None]\n' \
+    'wd_none: dict[str, None] = {"w": None}\n' \
+    '# fix 33D: a "**" part of incr_fields\' changes: an int and a float for "count"\n' \
+    'ovi: dict[str, int] = {"count": 2}\novf: dict[str, float] = {"count": 2.5}\n'
 
 
 def _variable(i: int, tp: tuple[Any, ...]) -> str:
@@ -214,7 +285,13 @@ def calls(draw: st.DrawFn, key: str, key_type: str,
     if kind == "incr":
         call = f"incr({model}, {id_}, {field!r}, {draw(st.sampled_from(AMOUNTS))})"
     elif kind == "incr_fields":
-        call = f"incr_fields({model}, {id_}, {{{field!r}: {draw(st.sampled_from(AMOUNTS))}}})"
+        amounts = [draw(st.sampled_from(AMOUNTS)) for _ in range(4)]
+        changes = draw(st.sampled_from(CHANGES)).format(f=field, a=amounts[0], b=amounts[1])
+        floor = draw(st.sampled_from(("", *CHANGES[:4])))
+        if floor:
+            floor = ", floor=" + floor.format(f=field, a=amounts[2], b=amounts[3])
+        note = UNCERTAIN if "ovf" in changes else ""  # ovf's values are not in its type
+        call = f"incr_fields({model}, {id_}, {changes}{floor}){note}"
     elif kind == "get_field":
         call = f"get_field({model}, {id_}, {field!r})"
     elif kind == "update":
@@ -224,14 +301,16 @@ def calls(draw: st.DrawFn, key: str, key_type: str,
         call = f"update({model}, {id_}{', ' if values else ''}{values})"
     elif kind == "container":  # fix 32B: a drawn display for a field of a drawn type
         at = draw(st.integers(0, len(containers) - 1))
-        value = draw(_value(containers[at], top=at))
-        uncertain = containers[at][0] in ("set", "frozenset", "dict") and bool(
-            STARRED_VARIABLE.search(value))
+        notes: list[str] = []
+        value = draw(_value(containers[at], top=at, uncertain=notes))
+        uncertain = bool(notes) or (containers[at][0] in ("set", "frozenset", "dict") and bool(
+            STARRED_VARIABLE.search(value)))
         call = f"update({model}, {id_}, c{at}={value}){UNCERTAIN if uncertain else ''}"
     elif kind == "one":
         call = f"{draw(st.sampled_from(('get', 'exists', 'delete')))}({model}, {id_})"
     else:
-        ids = draw(st.sampled_from(ITERABLES)).format(id=id_)
+        two = draw(st.sampled_from((good, *bad)))
+        ids = draw(st.sampled_from(ITERABLES)).format(id=id_, two=two)
         call = f"{draw(st.sampled_from(('get_many', 'delete_many')))}({model}, {ids})"
     return f"{shell}.{call}"
 
