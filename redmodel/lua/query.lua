@@ -43,8 +43,9 @@
 --   {'X'}: an expired object's entries are still indexed: sweep the bucket, then ask again.
 --   {'U', key, type}: `all` (the key) exists, a ZSET or a SET: the all-ids index of an
 --     older version, not converted to pages yet (store.reindex converts it); nothing read.
---   {'WRONGTYPE', key, type, expected}: a key the query reads holds another type
---     (overwritten outside redmodel); nothing was read.
+--   {'WRONGTYPE', key, type, expected}: a key this step read holds another type
+--     (overwritten outside redmodel): found where it is read (a term's key is not
+--     type-checked by every step), so the step answers only that; nothing is written.
 
 -- a key that refused a command (`res`, the error pcall answered): WRONGTYPE is the clear
 -- error naming it (rather than a script error); any other error (NOPERM, ...) is answered
