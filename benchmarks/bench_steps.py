@@ -4,6 +4,12 @@ hats and parameters), measured by the server itself: SLOWLOG with
 ``slowlog-log-slower-than 0`` records every command's own time (no network, no client).
 
     python -m benchmarks.bench_steps --n 20000 --budgets 1000,2000,4000 --reps 10
+    python -m benchmarks.bench_steps --budgets 1000 --terms 10,100
+
+``--terms`` adds rows of queries of many index terms (fix 33E): ``quantity=one_of(T
+values)`` (T range terms, ~n/1000 hats each) read with ``ids()``, counted, and
+``~Q(quantity=one_of(...))`` first page of 50 (a walk, each candidate checked against
+every term). Their steps must stay as short as the contest queries' (MAX_TERMS caps T).
 
 Prints, per budget and query, the script calls per query, the median / 90th percentile /
 largest step in µs and the query's wall time. This is what docs/queries.md's promise
@@ -16,13 +22,16 @@ test plugin starts.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
+from collections.abc import Callable
 
 import redis
 
 import redmodel._indexes._query as query_module
 from benchmarks import bench_queries
+from redmodel import Q, one_of
 from redmodel.testing import RedisServer
 
 
@@ -37,12 +46,29 @@ def steps(r: redis.Redis, log: list[dict[str, object]]) -> list[int]:
     return out
 
 
+def queries(impl: bench_queries.Redmodel, terms: str
+            ) -> list[tuple[str, Callable[[], object]]]:
+    """(label, run) of the contest's Q3, Q5, Q6, then the many-terms rows."""
+    out: list[tuple[str, Callable[[], object]]] = []
+    for q in ("q3", "q5", "q6"):
+        out.append((q, functools.partial(getattr(impl, q), *bench_queries.PARAMS[q])))
+    store, hat = impl.store, bench_queries.Hat
+    for t in [int(x) for x in terms.split(",") if x]:
+        f = Q(quantity=one_of(list(range(0, 2 * t, 2))))
+        out.append((f"one_of {t} ids", lambda f=f: store.find(hat, f).ids()))
+        out.append((f"one_of {t} count", lambda f=f: store.find(hat, f).count()))
+        out.append((f"~one_of {t} page 50",
+                    lambda f=f: store.find(hat, ~f).page(50).items))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--budgets", default="1000,2000,4000")
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--url", default=None)
+    ap.add_argument("--terms", default="", help="comma-separated term counts (many-terms rows)")
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     saved = query_module.STEP_BUDGET
@@ -62,15 +88,14 @@ def main() -> None:
         try:
             for budget in budgets:
                 query_module.STEP_BUDGET = budget
-                for q in ("q3", "q5", "q6"):
-                    qargs = bench_queries.PARAMS[q]
-                    got = getattr(impl, q)(*qargs)  # warm: scripts loaded, plan cached
+                for q, run in queries(impl, args.terms):
+                    got = run()  # warm: scripts loaded, plan cached
                     r.config_set("slowlog-max-len", 100_000)
                     r.config_set("slowlog-log-slower-than", 0)
                     r.slowlog_reset()
                     t0 = time.perf_counter()
                     for _ in range(args.reps):
-                        getattr(impl, q)(*qargs)
+                        run()
                     wall = (time.perf_counter() - t0) / args.reps
                     log = r.slowlog_get(100_000)
                     r.config_set("slowlog-log-slower-than", 10_000)

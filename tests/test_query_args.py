@@ -16,6 +16,7 @@ import redis.cluster
 
 import redmodel
 from redmodel import Q, Range, between, ge, gt, le, lt, one_of
+from redmodel._indexes._query import MAX_TERMS
 
 
 @redmodel.model(prefix="arghat")
@@ -104,9 +105,10 @@ def cases(store: redmodel.Store) -> list[tuple[Callable[[], Any], str]]:
         (lambda: find(Hat).after("price|\uff11|h1"), "not a score"),
         (lambda: find(Hat).after("price|1\u0662|h1"), "not a score"),
         (lambda: find(Hat, functools.reduce(operator.or_, [Q(color=f"c{i}")
-                                                            for i in range(1001)])),
-         "at most 1000"),
-        (lambda: find(Hat, color=one_of([f"c{i}" for i in range(1001)])), "at most 1000"),
+                                                            for i in range(MAX_TERMS + 1)])),
+         f"at most {MAX_TERMS}"),
+        (lambda: find(Hat, color=one_of([f"c{i}" for i in range(MAX_TERMS + 1)])),
+         f"at most {MAX_TERMS}"),
         (lambda: find(Hat, functools.reduce(lambda q, i: ~(q & Q(color=f"c{i}")), range(40),
                                             Q(color="a"))), "levels deep"),
     ]
@@ -157,10 +159,11 @@ def test_cross_slot_error_of_an_indexed_model_advises_buckets(
 
 
 def test_chains_of_one_operator_are_flat_and_run(store: redmodel.Store) -> None:
-    """An OR of 1,000 terms built with | is one level (no recursion), within the limits."""
-    store.save(Hat("c999", id="a"))
-    q = functools.reduce(operator.or_, [Q(color=f"c{i}") for i in range(1000)])
-    assert q.op == "OR" and len(q.terms) == 1000
+    """An OR of MAX_TERMS terms built with | is one level (no recursion), within the
+    limits."""
+    store.save(Hat(f"c{MAX_TERMS - 1}", id="a"))
+    q = functools.reduce(operator.or_, [Q(color=f"c{i}") for i in range(MAX_TERMS)])
+    assert q.op == "OR" and len(q.terms) == MAX_TERMS
     assert store.find(Hat, q).ids() == ["a"]
     assert (Q(color="a") & Q(price=lt(1)) & Q(quantity=0)).op == "AND"
 

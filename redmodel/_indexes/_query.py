@@ -86,9 +86,13 @@ of docs/queries.md.)"""
 MAX_EXACT_INT = 2**53
 """Range indexes hold numbers as doubles: ints are exact within +-2**53 only."""
 
-MAX_TERMS = 1000
-"""Index terms one query may name at most (a ``one_of`` names one per value): a step
-looks a candidate up in each, and a step does about :data:`STEP_BUDGET` lookups."""
+MAX_TERMS = 100
+"""Index terms one query may name at most (a ``one_of`` names one per value). Every step
+sends and parses the whole expression, and checking one candidate may take a command per
+term; the step counts both in its :data:`STEP_BUDGET` (a term parsed 2 units, a command 3
+on top of its members), so at 100 terms the fixed part of a step and one candidate's
+check still fit in one budget (at 1,000 terms, as before, they took 2-7 ms of one call
+whatever the budget: docs/queries.md "Cost of each query shape")."""
 
 MAX_DEPTH = 32
 """How deeply ``&``, ``|`` and ``~`` may nest (chains of one operator are flattened, so

@@ -43,8 +43,9 @@
 --   {'X'}: an expired object's entries are still indexed: sweep the bucket, then ask again.
 --   {'U', key, type}: `all` (the key) exists, a ZSET or a SET: the all-ids index of an
 --     older version, not converted to pages yet (store.reindex converts it); nothing read.
---   {'WRONGTYPE', key, type, expected}: a key the query reads holds another type
---     (overwritten outside redmodel); nothing was read.
+--   {'WRONGTYPE', key, type, expected}: a key this step read holds another type
+--     (overwritten outside redmodel): found where it is read (a term's key is not
+--     type-checked by every step), so the step answers only that; nothing is written.
 
 -- a key that refused a command (`res`, the error pcall answered): WRONGTYPE is the clear
 -- error naming it (rather than a script error); any other error (NOPERM, ...) is answered
@@ -172,6 +173,27 @@ if #redis.call('ZRANGEBYSCORE', exp, '-inf', time_ms(), 'LIMIT', 0, 1) > 0 then
   return {'X'}
 end
 
+-- work done by this call, in units (a member read from an index or looked up in one):
+-- no call does much more than `budget` of it. What else grows with the query is counted
+-- too, so that a query of many terms does fewer members per step rather than a longer
+-- step: each term parsed from ARGV (with its share of KEYS and ARGV, which the server
+-- builds for every call) costs PARSE, each command sent to an index key costs CALL on
+-- top of its members (Redis 7.0.15: ~0.3 us a member looked up in a batch, ~1 us a
+-- command from a script, ~0.5 us a term parsed; benchmarks/bench_steps.py)
+local work = 0
+local CALL, PARSE = 3, 2
+-- a command on an index key, counted; a key of the wrong type (overwritten outside
+-- redmodel) ends the step with the refusal naming it (raised to the pcall around the
+-- step below): checked where read, not by a TYPE of every key at every step
+local function rcall(want, cmd, key, ...)
+  work = work + CALL
+  local res = redis.pcall(cmd, key, ...)
+  if type(res) == 'table' and res['err'] then
+    error({refusal = refused(key, want, res)})
+  end
+  return res
+end
+
 -- ---- the expression ------------------------------------------------------------------
 local bypos = {}
 local function bound(text)
@@ -201,18 +223,10 @@ local function parse(i)
   end
   node.pos = i
   bypos[i] = node
+  work = work + PARSE
   return node, j
 end
 local expr = parse(19)
-for _, node in pairs(bypos) do
-  if node.op == 'EQ' then bad = wrong(node.key, 'set')
-  elseif node.op == 'RANGE' then bad = wrong(node.key, 'zset') end
-  if bad then return bad end
-end
-if sortkey then
-  bad = wrong(sortkey, 'zset')
-  if bad then return bad end
-end
 
 local function within(score, l, li, h, hi_in)
   if not score then return false end
@@ -228,8 +242,8 @@ if bad then return bad end
 local function size(node)
   if node.up then return node.up, node.est end
   local op, up, est = node.op, 0, 0
-  if op == 'EQ' then up = redis.call('SCARD', node.key); est = up
-  elseif op == 'RANGE' then up = redis.call('ZCOUNT', node.key, node.lo, node.hi); est = up
+  if op == 'EQ' then up = rcall('set', 'SCARD', node.key); est = up
+  elseif op == 'RANGE' then up = rcall('zset', 'ZCOUNT', node.key, node.lo, node.hi); est = up
   elseif op == 'ALL' then up = N; est = N
   elseif op == 'NOT' then
     local _, e = size(node.kids[1])
@@ -256,16 +270,14 @@ local function size(node)
   return up, est
 end
 
--- work done by this call: members read plus members looked up; no call does much more
--- than `budget` of it
-local work = 0
 -- a command over many members, sent in slices (unpack has a limit)
 local function many(cmd, key, ids)
+  local want = cmd == 'SMISMEMBER' and 'set' or 'zset'
   work = work + #ids
-  if #ids <= 2000 then return redis.call(cmd, key, unpack(ids)) end
+  if #ids <= 2000 then return rcall(want, cmd, key, unpack(ids)) end
   local out = {}
   for i = 1, #ids, 2000 do
-    local part = redis.call(cmd, key, unpack(ids, i, math.min(i + 1999, #ids)))
+    local part = rcall(want, cmd, key, unpack(ids, i, math.min(i + 1999, #ids)))
     for _, v in ipairs(part) do out[#out + 1] = v end
   end
   return out
@@ -276,15 +288,18 @@ local function pick(ids, idx)
   for k = 1, #idx do sub[k] = ids[idx[k]] end
   return sub
 end
-local function by_est(kids, known, rarest_first)
+-- a node's kids by estimate, sorted once per step (keep runs once per chunk)
+local function by_est(node, known, rarest_first)
+  if node.sorted and node.sorted_known == known then return node.sorted end
   local out = {}
-  for _, kid in ipairs(kids) do
+  for _, kid in ipairs(node.kids) do
     if kid ~= known then size(kid); out[#out + 1] = kid end
   end
   table.sort(out, function(a, b)
     if rarest_first then return a.est < b.est end
     return a.est > b.est
   end)
+  node.sorted, node.sorted_known = out, known
   return out
 end
 
@@ -308,7 +323,7 @@ local function keep(node, ids, idx, known)
       end
     end
   elseif op == 'AND' then
-    for _, kid in ipairs(by_est(node.kids, known, true)) do
+    for _, kid in ipairs(by_est(node, known, true)) do
       idx = keep(kid, ids, idx)
       if #idx == 0 then break end
     end
@@ -320,7 +335,7 @@ local function keep(node, ids, idx, known)
   else -- OR: each term sees only the ids no earlier term matched
     for _, kid in ipairs(node.kids) do if kid == known then return idx end end
     local hit, rest = {}, idx
-    for _, kid in ipairs(by_est(node.kids, nil, false)) do
+    for _, kid in ipairs(by_est(node, nil, false)) do
       for _, i in ipairs(keep(kid, ids, rest)) do hit[i] = true end
       local left = {}
       for _, i in ipairs(rest) do if not hit[i] then left[#left + 1] = i end end
@@ -332,15 +347,19 @@ local function keep(node, ids, idx, known)
   return out
 end
 -- lookups a candidate costs at most: one per term
+-- (computed once per node and step: best_scan asks it of the whole query for each term)
 local function lookups(node)
-  if node.op == 'EQ' or node.op == 'RANGE' then return 1 end
+  if node.nl then return node.nl end
   local n = 0
+  if node.op == 'EQ' or node.op == 'RANGE' then n = 1 end
   for _, kid in ipairs(node.kids or {}) do n = n + lookups(kid) end
+  node.nl = n
   return n
 end
 -- candidates to read next: what the budget has left, shared with their `per` lookups
+-- (a command each, and the read's own); at least one, so every step goes on
 local function chunk(per)
-  return math.max(1, math.floor((budget - work) / (1 + per)))
+  return math.max(1, math.floor((budget - work - CALL * (1 + per)) / (1 + per)))
 end
 local function every(ids)
   local idx = {}
@@ -359,11 +378,11 @@ end
 -- ranks [first, stop) of the members within [lo, hi], counted in walking order
 local function span(key, lo, hi, rev)
   if rev then
-    local first = hi == '+inf' and 0 or redis.call('ZCOUNT', key, flip(hi), '+inf')
-    return first, redis.call('ZCOUNT', key, lo, '+inf')
+    local first = hi == '+inf' and 0 or rcall('zset', 'ZCOUNT', key, flip(hi), '+inf')
+    return first, rcall('zset', 'ZCOUNT', key, lo, '+inf')
   end
-  local first = lo == '-inf' and 0 or redis.call('ZCOUNT', key, '-inf', flip(lo))
-  return first, redis.call('ZCOUNT', key, '-inf', hi)
+  local first = lo == '-inf' and 0 or rcall('zset', 'ZCOUNT', key, '-inf', flip(lo))
+  return first, rcall('zset', 'ZCOUNT', key, '-inf', hi)
 end
 -- the rank (in walking order) of the first member after position (s, c), c there or not
 -- (gone, moved): a binary search among the members scored s, O(log n) each step, one step
@@ -372,15 +391,17 @@ end
 local function rank_after(key, s, c, rev)
   local lo, hi
   if rev then
-    lo, hi = redis.call('ZCOUNT', key, '(' .. s, '+inf'), redis.call('ZCOUNT', key, s, '+inf')
+    lo, hi = rcall('zset', 'ZCOUNT', key, '(' .. s, '+inf'),
+      rcall('zset', 'ZCOUNT', key, s, '+inf')
   else
-    lo, hi = redis.call('ZCOUNT', key, '-inf', '(' .. s), redis.call('ZCOUNT', key, '-inf', s)
+    lo, hi = rcall('zset', 'ZCOUNT', key, '-inf', '(' .. s),
+      rcall('zset', 'ZCOUNT', key, '-inf', s)
   end
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
     local m
-    if rev then m = redis.call('ZRANGE', key, mid, mid, 'REV')[1]
-    else m = redis.call('ZRANGE', key, mid, mid)[1] end
+    if rev then m = rcall('zset', 'ZRANGE', key, mid, mid, 'REV')[1]
+    else m = rcall('zset', 'ZRANGE', key, mid, mid)[1] end
     local past
     if rev then past = before(m, c) else past = before(c, m) end
     if past then hi = mid else lo = mid + 1 end
@@ -395,8 +416,8 @@ local function ranked(key, lo, hi, rev, s, c, n)
   n = math.min(n, stop - r)
   if n <= 0 then return {}, {}, true end
   local rows
-  if rev then rows = redis.call('ZRANGE', key, r, r + n - 1, 'REV', 'WITHSCORES')
-  else rows = redis.call('ZRANGE', key, r, r + n - 1, 'WITHSCORES') end
+  if rev then rows = rcall('zset', 'ZRANGE', key, r, r + n - 1, 'REV', 'WITHSCORES')
+  else rows = rcall('zset', 'ZRANGE', key, r, r + n - 1, 'WITHSCORES') end
   local ids, scores = {}, {}
   for j = 1, #rows, 2 do ids[#ids + 1] = rows[j]; scores[#scores + 1] = rows[j + 1] end
   return ids, scores, r + #ids >= stop
@@ -405,13 +426,20 @@ end
 -- ---- walk: candidates in result order; stops after `want` matches ---------------------
 local function walk(filter, emit)
   local s, c, found = from_score, from_id, 0
-  -- candidates per match expected: fetch about what the page still needs
-  local _, est = size(filter)
-  local ratio = N / math.max(est, 1)
+  -- candidates per match expected: fetch about what the page still needs (the estimate,
+  -- a native count of every term, only when it can make the chunk smaller)
+  local ratio
   local per = lookups(filter) + (sortkey and 1 or 0)  -- a score comes with each id
-  while work < budget do
+  local first = true  -- every step examines a candidate at least (parsing may spend it all)
+  while first or work < budget do
+    first = false
     local n = chunk(per)
-    if want < math.huge then
+    if want < math.huge and n > want - found then
+      if not ratio then
+        local _, est = size(filter)
+        ratio = N / math.max(est, 1)
+        n = chunk(per)
+      end
       local guess = math.ceil((want - found) * math.max(ratio, 1) * 1.25)
       if ratio > 1 then guess = guess + 16 end
       n = math.min(n, guess)
@@ -528,20 +556,21 @@ local function scan(node, filter, emit, cap)
   -- the filter skips the scanned term; the sort key costs one each
   local per = math.max(0, lookups(filter) - lookups(node)) + (sortkey and 1 or 0)
   local sent = #srcs > 1 and 1 or 0  -- ids sent that the client may drop as repeats
-  local full = false
-  while i <= #srcs and work < budget and not full and (cap < 0 or found < cap) do
+  local full, first = false, true  -- every step reads a source at least
+  while i <= #srcs and (first or work < budget) and not full and (cap < 0 or found < cap) do
+    first = false
     local src, ids, ended = srcs[i], nil, false
     local n = chunk(per + sent)
     repeats = #srcs > 1
     if src.op == 'EQ' and mode == 'count' and a == '' and b == '' and size(src) <= n then
-      ids, ended = redis.call('SMEMBERS', src.key), true
+      ids, ended = rcall('set', 'SMEMBERS', src.key), true
       work = work + math.max(#ids, 1)
     elseif src.op == 'EQ' then
-      local res = redis.call('SSCAN', src.key, a == '' and '0' or a, 'COUNT', n)
+      local res = rcall('set', 'SSCAN', src.key, a == '' and '0' or a, 'COUNT', n)
       ids = res[2]
       work = work + math.max(#ids, 1)
       repeats = true
-      if #ids > n and #ids >= redis.call('SCARD', src.key) then
+      if #ids > n and #ids >= rcall('set', 'SCARD', src.key) then
         -- the whole set: its members after b, as many as the budget has left (at least
         -- half a budget's worth: a set larger than the budget, once the server is
         -- configured to keep one small, then takes a few steps rather than one per member)
@@ -618,58 +647,65 @@ local function native(node)
   return nil
 end
 
-if mode == 'count' then
-  local found, seen = 0, {}
-  local function tally(id)
-    if repeats then seen[#seen + 1] = id else found = found + 1 end
+-- the step, with the refusal of a wrong-typed key (rcall) as its answer
+local function run()
+  if mode == 'count' then
+    local found, seen = 0, {}
+    local function tally(id)
+      if repeats then seen[#seen + 1] = id else found = found + 1 end
+    end
+    if step == '' then
+      local n = native(expr)
+      if n then return {'N', n} end
+    end
+    local node, cost = nil, math.huge
+    if step == 'S' then node = bypos[scan_node]
+    elseif step == '' then node, cost = best_scan(expr) end
+    if node and (step == 'S' or cost < N * (1 + lookups(expr))) then
+      local done, i, a, b = scan(node, expr, tally, want)
+      return {'C', done and 1 or 0, 'S', node.pos, i, a, b, found, unpack(seen)}
+    end
+    local done, s, c, refusal = walk(expr, tally)
+    if refusal then return refusal end
+    return {'C', done and 1 or 0, 'W', s, c, found}
   end
-  if step == '' then
-    local n = native(expr)
-    if n then return {'N', n} end
-  end
-  local node, cost = nil, math.huge
-  if step == 'S' then node = bypos[scan_node]
-  elseif step == '' then node, cost = best_scan(expr) end
-  if node and (step == 'S' or cost < N * (1 + lookups(expr))) then
-    local done, i, a, b = scan(node, expr, tally, want)
-    return {'C', done and 1 or 0, 'S', node.pos, i, a, b, found, unpack(seen)}
-  end
-  local done, s, c, refusal = walk(expr, tally)
-  if refusal then return refusal end
-  return {'C', done and 1 or 0, 'W', s, c, found}
-end
 
-if step == '' and expr.op ~= 'ALL' then
-  -- a walk examines about want * (its length / matches) candidates per page, so about
-  -- per_pass * (length / matches) for the results one scan pass serves; a scan, every member
-  -- of its term, once per pass, and sends every match of the pass to the client, where
-  -- each costs about three candidates examined here
-  local node, cost = best_scan(expr)
-  local length = N
-  if sortkey then
-    local first, stop = span(sortkey, walk_lo, walk_hi, false)
-    length = stop - first
+  if step == '' and expr.op ~= 'ALL' then
+    -- a walk examines about want * (its length / matches) candidates per page, so about
+    -- per_pass * (length / matches) for the results one scan pass serves; a scan, every member
+    -- of its term, once per pass, and sends every match of the pass to the client, where
+    -- each costs about three candidates examined here
+    local node, cost = best_scan(expr)
+    local length = N
+    if sortkey then
+      local first, stop = span(sortkey, walk_lo, walk_hi, false)
+      length = stop - first
+    end
+    local _, est = size(expr)
+    -- both in units of work: members read, and looked up
+    local walking = math.min(length, per_pass * N / math.max(est, 1)) * (1 + lookups(expr))
+    if node and cost + 3 * est < walking then
+      step, scan_node, scan_src, scan_a, scan_b = 'S', node.pos, 1, '', ''
+    end
   end
-  local _, est = size(expr)
-  -- both in units of work: members read, and looked up
-  local walking = math.min(length, per_pass * N / math.max(est, 1)) * (1 + lookups(expr))
-  if node and cost + 3 * est < walking then
-    step, scan_node, scan_src, scan_a, scan_b = 'S', node.pos, 1, '', ''
+  local out = step == 'S' and {'S', 0, '', '', '', ''} or {'W', 0, '', ''}
+  local nout = #out
+  local function add(id, score)
+    out[nout + 1], out[nout + 2] = id, score
+    nout = nout + 2
   end
-end
-local out = step == 'S' and {'S', 0, '', '', '', ''} or {'W', 0, '', ''}
-local nout = #out
-local function add(id, score)
-  out[nout + 1], out[nout + 2] = id, score
-  nout = nout + 2
-end
-if step == 'S' then
-  local node = bypos[scan_node]
-  local done, i, a, b = scan(node, expr, add, -1)
-  out[2], out[3], out[4], out[5], out[6] = done and 1 or 0, node.pos, i, a, b
+  if step == 'S' then
+    local node = bypos[scan_node]
+    local done, i, a, b = scan(node, expr, add, -1)
+    out[2], out[3], out[4], out[5], out[6] = done and 1 or 0, node.pos, i, a, b
+    return out
+  end
+  local done, s, c, refusal = walk(expr, add)
+  if refusal then return refusal end
+  out[2], out[3], out[4] = done and 1 or 0, s, c
   return out
 end
-local done, s, c, refusal = walk(expr, add)
-if refusal then return refusal end
-out[2], out[3], out[4] = done and 1 or 0, s, c
-return out
+local ok, res = pcall(run)
+if ok then return res end
+if type(res) == 'table' and res.refusal then return res.refusal end
+error(res, 0)
