@@ -49,9 +49,18 @@
 
 -- a key that refused a command (`res`, the error pcall answered): WRONGTYPE is the clear
 -- error naming it (rather than a script error); any other error (NOPERM, ...) is answered
--- as it is
-local function refused(key, want, res)
-  if res and not string.find(res['err'] or '', 'WRONGTYPE', 1, true) then return res end
+-- as it is, naming the command (cmd, when given) where its text does not: Redis 7.0's
+-- ACL refusal inside a script names none, and a pcall's error carries no script line the
+-- client could map back to one (Valkey's names it: 'zrange')
+local function refused(key, want, res, cmd)
+  if res and not string.find(res['err'] or '', 'WRONGTYPE', 1, true) then
+    local name = cmd and ("'" .. string.lower(cmd) .. "'")
+    if name and not string.find(res['err'] or '', name, 1, true) then
+      return {err = (res['err'] or '') .. ' (the refused command is ' .. name ..
+        ' on the key \'' .. key .. '\')'}
+    end
+    return res
+  end
   return {'WRONGTYPE', key, redis.call('TYPE', key)['ok'], want}
 end
 
@@ -117,11 +126,11 @@ if ARGV[4] == 'count1' and ARGV[5] ~= 'ALL' then
   if op == 'EQ' then
     local key = KEYS[tonumber(ARGV[6])]
     n = redis.pcall('SCARD', key)
-    if type(n) ~= 'number' then return refused(key, 'set', n) end
+    if type(n) ~= 'number' then return refused(key, 'set', n, 'SCARD') end
   elseif op == 'RANGE' then
     local key = KEYS[tonumber(ARGV[6])]
     n = redis.pcall('ZCOUNT', key, ARGV[7], ARGV[8])
-    if type(n) ~= 'number' then return refused(key, 'zset', n) end
+    if type(n) ~= 'number' then return refused(key, 'zset', n, 'ZCOUNT') end
   end
   return {'N', n}
 end
@@ -189,7 +198,7 @@ local function rcall(want, cmd, key, ...)
   work = work + CALL
   local res = redis.pcall(cmd, key, ...)
   if type(res) == 'table' and res['err'] then
-    error({refusal = refused(key, want, res)})
+    error({refusal = refused(key, want, res, cmd)})
   end
   return res
 end
