@@ -14,10 +14,11 @@ below hold the code to is that a save that was accepted reads back with every me
 F3: `redmodel import` quotes the keys of an encrypted dict field in its bad-line report.
 """
 
+import itertools
 import json
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import attrs
 import pytest
@@ -35,15 +36,13 @@ LAYOUTS = [
     pytest.param("flat", None, id="flat"),
 ]
 
-_n = 0
+_made = itertools.count()
 
 
-def _model(layout: str, codec: Optional[str], tp: Any) -> type:
-    global _n
-    _n += 1
+def _model(layout: str, codec: str | None, tp: Any) -> type:
     kw = {"codec": codec} if codec else {}
 
-    @redmodel.model(prefix=f"atk33d{_n}", layout=layout, **kw)
+    @redmodel.model(prefix=f"atk33d{next(_made)}", layout=layout, **kw)
     @attrs.define
     class M:
         c: tp  # type: ignore[valid-type]
@@ -65,7 +64,7 @@ def _save_or_refused(store: redmodel.Store, obj: Any) -> bool:
 @pytest.mark.parametrize(("layout", "codec"), LAYOUTS[:3])
 @pytest.mark.parametrize("tp", [set[float], frozenset[float]], ids=["set", "frozenset"])
 def test_f1_a_saved_set_of_two_nans_cannot_be_read(
-        store: redmodel.Store, layout: str, codec: Optional[str], tp: Any) -> None:
+        store: redmodel.Store, layout: str, codec: str | None, tp: Any) -> None:
     """docs/migrations.md "Strict decoding": a set "is read only from a list without
     repeats (... would lose a member)"; docs/codecs.md: these types "come back equal and
     of the same type through every chain" (`nan` "works in json"). `{float("nan"),
@@ -85,7 +84,7 @@ def test_f1_a_saved_set_of_two_nans_cannot_be_read(
 
 @pytest.mark.parametrize(("layout", "codec"), LAYOUTS)
 def test_f2_a_saved_dict_with_two_nan_keys_reads_back_with_one(
-        store: redmodel.Store, layout: str, codec: Optional[str]) -> None:
+        store: redmodel.Store, layout: str, codec: str | None) -> None:
     """docs/migrations.md "Strict decoding": a `dict` is read "only when no two stored keys
     read as one key" (no member lost silently); docs/codecs.md: values "come back equal".
     `{nan: 1, nan: 2}` (two NaN keys) is accepted by the save, stored as a JSON object
