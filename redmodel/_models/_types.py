@@ -379,6 +379,57 @@ def canonical_text(tp: Any) -> Callable[[Any], str]:
     return lambda v: encode(v).decode("utf-8", "surrogateescape")
 
 
+# ---- NaN where equality is the meaning: set members, dict keys ---------------------------
+
+NAN_MEMBER = ("a set member cannot be or hold a NaN: a NaN equals nothing, not even another "
+              "NaN, so the set could not be read back equal (nor keep two NaNs as two "
+              "members); use a list, or leave the NaN out")
+NAN_KEY = ("a dict key cannot be a NaN: a NaN equals nothing, not even another NaN, so the "
+           "dict could not be read back equal (nor keep two NaN keys as two keys)")
+
+
+def may_hold_nan(tp: Any, _within: tuple[type, ...] = ()) -> bool:
+    """Whether a value of the type ``tp`` can be or hold a NaN (a float or a Decimal, at
+    any depth: in an Optional, a tuple, list, set, dict, nested class)."""
+    if tp is float or tp is decimal.Decimal:
+        return True
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return False  # a member is one object, read back as itself
+    if is_model_class(tp):
+        if tp in _within:
+            return False
+        try:
+            attrs.resolve_types(tp)
+        except NameError:
+            return True
+        return any(may_hold_nan(f.type, (*_within, tp)) for f in attrs.fields(tp))
+    return any(may_hold_nan(a, _within) for a in typing.get_args(tp) if is_type_form(a))
+
+
+def holds_nan(value: Any, _depth: int = 0) -> bool:
+    """Whether ``value`` is or holds (in a tuple, list, set, dict key or value, attrs
+    object's field) a float or Decimal NaN: a value that is unequal to itself, so a set
+    or dict holding it cannot be read back equal, nor keep two of them apart (json and
+    yaml give every NaN as one object; a key name or set member in Redis is one text)."""
+    if isinstance(value, enum.Enum) or _depth > 200:
+        return False
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, decimal.Decimal):
+        return value.is_nan()
+    if isinstance(value, (str, bytes, int)):
+        return False
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(holds_nan(v, _depth + 1) for v in value)
+    if isinstance(value, dict):
+        return any(holds_nan(k, _depth + 1) or holds_nan(v, _depth + 1)
+                   for k, v in value.items())
+    if attrs.has(type(value)):
+        return any(holds_nan(getattr(value, a.name, None), _depth + 1)
+                   for a in attrs.fields(type(value)))
+    return False
+
+
 # ---- checkers for any supported type ---------------------------------------------------
 
 _SEQUENCES = (list, tuple, set, frozenset)
@@ -440,6 +491,7 @@ def _sequence_checker(
     if len(args) == 0 or (origin is tuple and len(args) != 2):
         raise ModelDefinitionError(f"{where}: {origin.__name__} needs an element type")
     element = make_checker(args[0], where, within, sealed=sealed)
+    no_nan = origin in (set, frozenset) and may_hold_nan(args[0])
 
     def check(v: Any) -> str | None:
         if not isinstance(v, origin):
@@ -448,6 +500,8 @@ def _sequence_checker(
         for item in items:
             if (err := element(item)) is not None:
                 return err
+        if no_nan and any(holds_nan(item) for item in items):
+            return NAN_MEMBER
         return None
 
     return check
@@ -457,6 +511,7 @@ def _dict_checker(key_tp: Any, value_tp: Any, where: str, within: tuple[type, ..
                   sealed: bool) -> Checker:
     check_key = make_checker(key_tp, where, within, sealed=sealed)
     check_value = make_checker(value_tp, where, within, sealed=sealed)
+    no_nan = may_hold_nan(key_tp)
 
     def check(v: Any) -> str | None:
         if not isinstance(v, dict):
@@ -464,6 +519,8 @@ def _dict_checker(key_tp: Any, value_tp: Any, where: str, within: tuple[type, ..
         for k, item in v.items():
             if (err := check_key(k)) is not None or (err := check_value(item)) is not None:
                 return err
+        if no_nan and any(holds_nan(k) for k in v):
+            return NAN_KEY
         return None
 
     return check

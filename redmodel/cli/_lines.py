@@ -23,11 +23,12 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
 import cattrs
+from cattrs.v import format_exception
 
 from redmodel._args import MAX_TTL_SECONDS, unsendable
 from redmodel._errors import CodecError, DecodeError, RedmodelError, ValidationError, key_text
@@ -35,7 +36,7 @@ from redmodel._indexes._specs import IndexValueError
 from redmodel._layouts._blob import BlobLayout
 from redmodel._layouts._pick import layout_of
 from redmodel._models._specs import FieldSpec, ModelSpec, spec_of
-from redmodel._models._types import BadValueError
+from redmodel._models._types import BadValueError, optional_inner
 from redmodel._plans._objects import check_whole
 from redmodel.cli._common import model_label
 from redmodel.cli._describe import encrypted_paths
@@ -136,20 +137,54 @@ def _first_difference(given: Any, back: Any, path: str) -> str | None:
     return None if type(given) is type(back) and given == back else path
 
 
-def _strict(value: Any, tp: Any, where: str, validate: bool = True) -> Any:
+def _secret(attr: str | None, hidden: Collection[str]) -> bool:
+    """Whether the value at the attribute path ``attr`` ("" for the whole object; None:
+    inside a list or dict, whose own path says) is (part of) an encrypted value: its dict
+    keys, items and their text are then plaintext of a secret, which no report may quote
+    (attack 33D F3).
+    ``hidden``: the model's encrypted paths (``"$"``: a blob's whole value)."""
+    return "$" in hidden or (attr is not None and any(
+        attr == h or attr.startswith(h + ".") for h in hidden))
+
+
+def _differs(given: Any, back: Any, path: str, tp: Any, hidden: Collection[str],
+             attr: str) -> str | None:
+    """:func:`_first_difference`, with a path that goes into an encrypted value only by
+    attribute names (which the class declares): a difference inside a dict or list there
+    is reported at that dict or list, never at one of its keys or positions."""
+    inner, _ = optional_inner(tp)
+    if attrs.has(inner) and isinstance(given, dict) and isinstance(back, dict):
+        types = {f.name: f.type for f in attrs.fields(inner)}
+        for name in given.keys() & back.keys():
+            child = f"{attr}.{name}" if attr else name
+            found = _differs(given[name], back[name], f"{path}.{name}",
+                             types.get(name), hidden, child)
+            if found is not None:
+                return found
+        return None
+    found = _first_difference(given, back, path)
+    if found is None or not _secret(attr, hidden):
+        return found
+    return path
+
+
+def _strict(value: Any, tp: Any, where: str, validate: bool = True,
+            hidden: Collection[str] = ()) -> Any:
     """``value`` (parsed JSON) structured as ``tp``, refused when that would change it;
-    ``validate=False`` only structures (a line checked already)."""
+    ``validate=False`` only structures (a line checked already). ``hidden``: the paths
+    (below ``where``, the whole object's ``$``) of encrypted values, whose dict keys and
+    items no message names (see :func:`_secret`)."""
     try:
         typed = _CONVERTER.structure(value, tp)
     except Exception as e:  # cattrs raises many kinds; the line is bad either way
-        raise BadLineError(_structure_message(e, where)) from None
+        raise BadLineError(_structure_message(e, where, hidden)) from None
     if not validate:
         return typed
     try:
         back = _canon(_CONVERTER.unstructure(typed, tp))
     except (TypeError, ValueError):
         raise BadLineError(f"{where}: does not fit {_type_name(tp)}") from None
-    diff = _first_difference(value, back, where)
+    diff = _differs(value, back, where, tp, hidden, "")
     if diff is not None:
         raise BadLineError(f"{diff}: the value does not fit its declared type (it would be "
                       "converted, not kept)")
@@ -160,11 +195,55 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp)
 
 
-def _structure_message(e: Exception, where: str) -> str:
-    if isinstance(e, (cattrs.ClassValidationError, cattrs.IterableValidationError)):
-        parts = cattrs.transform_error(e, path=where)
-        return "; ".join(parts[:3]) + (f" (and {len(parts) - 3} more)" if len(parts) > 3 else "")
-    return f"{where}: does not fit its declared type ({type(e).__name__})"
+def _structure_message(e: Exception, where: str, hidden: Collection[str] = ()) -> str:
+    parts = list(dict.fromkeys(_error_paths(e, where, "", hidden, False)))
+    return "; ".join(parts[:3]) + (f" (and {len(parts) - 3} more)" if len(parts) > 3 else "")
+
+
+def _error_paths(e: BaseException, path: str, attr: str | None, hidden: Collection[str],
+                 within: bool) -> list[str]:
+    """cattrs' ``transform_error`` of a structuring error, except inside an encrypted
+    value (:func:`_secret`): there a path stops at the dict or list (no key, no position)
+    and the message says only which type was expected, never the error's own text (which
+    may quote the value: ``invalid literal for int(): 'x'``). ``attr``: the attribute
+    path of ``e``'s value (None inside a list or dict); ``within``: a value around it is
+    encrypted."""
+    secret = within or _secret(attr, hidden)
+    out: list[str] = []
+    if isinstance(e, cattrs.IterableValidationError):
+        items, without = e.group_exceptions()
+        for sub, note in items:
+            p = path if secret else f"{path}[{note.index!r}]"
+            out += _error_paths(sub, p, None, hidden, secret) if _nested(sub) else [
+                f"{_described(sub, note.type, secret)} @ {p}"]
+        out += [f"{_described(sub, None, secret)} @ {path}" for sub in without]
+    elif isinstance(e, cattrs.ClassValidationError):
+        attributes, without = e.group_exceptions()
+        for sub, named in attributes:
+            p = f"{path}.{named.name}"
+            child = None if attr is None else f"{attr}.{named.name}" if attr else named.name
+            inside = secret or _secret(child, hidden)
+            out += _error_paths(sub, p, child, hidden, inside) if _nested(sub) else [
+                f"{_described(sub, named.type, inside)} @ {p}"]
+        out += [f"{_described(sub, None, secret)} @ {path}" for sub in without]
+    else:
+        out.append(f"{path}: does not fit its declared type ({type(e).__name__})" if secret
+                   else f"{format_exception(e, None)} @ {path}")
+    return out
+
+
+def _nested(e: BaseException) -> bool:
+    return isinstance(e, (cattrs.ClassValidationError, cattrs.IterableValidationError))
+
+
+def _described(e: BaseException, tp: Any, secret: bool) -> str:
+    if not secret:
+        return format_exception(e, tp)
+    if isinstance(e, KeyError):
+        return "required field missing"
+    if tp is not None:
+        return f"invalid value for type, expected {_type_name(tp)}"
+    return f"invalid value ({type(e).__name__})"
 
 
 def _default(field: attrs.Attribute[Any]) -> Any:
@@ -405,7 +484,7 @@ class ModelLines:
                ) -> TypedItem:
         spec = self.spec
         full = {**data, spec.key.name: _CONVERTER.unstructure(id_value, spec.key.type)}
-        obj = _strict(full, self.cls, "$", validate)
+        obj = _strict(full, self.cls, "$", validate, self.encrypted)
         if validate:  # save_many's own up-front check of one object (one function)
             try:
                 check_whole(obj)

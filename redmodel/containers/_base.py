@@ -43,8 +43,10 @@ from redmodel._errors import (
 from redmodel._models._hidden import check_members_encrypted
 from redmodel._models._keys import escape
 from redmodel._models._types import (
+    NAN_MEMBER,
     BadValueError,
     Checker,
+    holds_nan,
     is_type_form,
     make_checker,
     scalar,
@@ -489,6 +491,8 @@ class Container(Generic[T, S]):
         reason = self.encoding.check(value)
         if reason is None and _holds_snan(value):
             reason = _SNAN
+        if reason is None and self._deterministic_members and holds_nan(value):
+            reason = NAN_MEMBER  # a Redis set holds one text: every NaN would be one member
         if reason is not None:
             raise ValidationError(f"not a {_type_name(self.type)} member: {reason}",
                                   key=self.key)
