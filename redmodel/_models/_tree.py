@@ -22,7 +22,13 @@ from redmodel._errors import DecodeError
 from redmodel._models._types import _SCALARS, BadValueError, optional_inner, scalar
 from redmodel.codecs import codec as resolve
 from redmodel.codecs._chains import stored_primitive
-from redmodel.codecs._strict import configure_containers, describe, field_names, upgrading
+from redmodel.codecs._strict import (
+    configure_containers,
+    describe,
+    field_names,
+    object_structurer,
+    upgrading,
+)
 
 __all__ = ["make_tree_converter", "structure_error"]
 
@@ -145,35 +151,10 @@ def _structure_fn(conv: cattrs.Converter, cls: type) -> Any:
                     hook, f.type, upgrade, f"{cls.__name__}.{f.name}", _plain,
                     sealed=chain is not None and resolve(chain).encrypts))
     generated: Any = make_dict_structure_fn(cls, conv, **overrides)
-    # Only an object node (str keys): cattrs' function tests `"name" in value` for a
-    # field with a default, which a list node or a dict's entries (bytes keys) answer
-    # False, so it would make an object of defaults (33A F5); a leaf fails in it with a
-    # TypeError. (An empty dict's node is an object whose fields all take defaults, as
-    # {} is in a JSON value.)
-    not_object = f"not an object ({cls.__name__}: the field's type changed?)"
-    if not aliases:
-        def plain(value: Any, tp: Any) -> Any:
-            if type(value) is not dict or (value and type(next(iter(value))) is bytes):
-                raise BadValueError(not_object)
-            return generated(value, tp)
-
-        # the flat layout's generated decoder reads the hooks off cattrs' function's
-        # signature (it checks each node is an object itself, in the manifest's skeleton)
-        plain.__wrapped__ = generated  # type: ignore[attr-defined]
-        return plain
-
-    def structure(value: Any, tp: Any) -> Any:
-        if type(value) is not dict or (value and type(next(iter(value))) is bytes):
-            raise BadValueError(not_object)
-        for stored, olds in aliases:
-            if stored not in value:
-                for old in olds:
-                    if old in value:
-                        value[stored] = value[old]
-                        break
-        return generated(value, tp)
-
-    return structure
+    # Only an object node (str keys): a list node or a dict's entries (bytes keys) would
+    # make an object of defaults (33A F5). (An empty dict's node is an object whose fields
+    # all take defaults, as {} is in a JSON value.)
+    return object_structurer(generated, cls, aliases, str_keys=True)
 
 
 def _field_codec_hooks(conv: cattrs.Converter, cls: type) -> dict[str, Any]:

@@ -348,6 +348,36 @@ def upgrade_value(upgrade: Callable[[Any], Any], value: Any,
     return new
 
 
+def object_structurer(generated: Any, cls: type, aliases: list[tuple[str, tuple[str, ...]]],
+                      *, str_keys: bool = False) -> Hook:
+    """cattrs' structure function ``generated`` of attrs class ``cls`` taking only an
+    object: a dict (``str_keys``: whose keys are not bytes, the flat tree's object node: a
+    dict's entries are a node of bytes keys). cattrs' function tests ``"name" in value`` for
+    a field with a default, which a str, a list or a dict's entries answer False, so it
+    would make an object of defaults (33A F5). ``aliases``: (stored name, old names) of the
+    fields with old names, an old name's value moved to the stored name when that holds
+    none. A flat tree's function without aliases has ``generated`` under ``__wrapped__``
+    (the flat layout's generated decoder reads the hooks off its signature, and does the
+    object check itself)."""
+    not_object = f"not an object ({cls.__name__}: the field's type changed?)"
+
+    def structure(value: Any, tp: Any) -> Any:
+        if type(value) is not dict or (str_keys and value
+                                       and type(next(iter(value))) is bytes):
+            raise BadValueError(not_object)
+        for stored, olds in aliases:
+            if stored not in value:
+                for old in olds:
+                    if old in value:
+                        value[stored] = value[old]
+                        break
+        return generated(value, tp)
+
+    if str_keys and not aliases:
+        structure.__wrapped__ = generated  # type: ignore[attr-defined]
+    return structure
+
+
 def _attrs_factory(conv: cattrs.Converter) -> Callable[[Any], Hook]:
     def factory(cls: Any) -> Hook:
         attrs.resolve_types(cls)
@@ -368,27 +398,7 @@ def _attrs_factory(conv: cattrs.Converter) -> Callable[[Any], Hook]:
         # Only an object: cattrs' function tests `"name" in value` for a field with a
         # default, which a str or a list answers False, so "x" or ["x"] would make an
         # object of defaults (33A F5); None or a number fails in it with a TypeError.
-        not_object = f"not an object ({cls.__name__}: the field's type changed?)"
-        if not aliases:
-            def plain(value: Any, tp: Any) -> Any:
-                if type(value) is not dict:
-                    raise BadValueError(not_object)
-                return generated(value, tp)
-
-            return plain
-
-        def structure(value: Any, tp: Any) -> Any:
-            if type(value) is not dict:
-                raise BadValueError(not_object)
-            for stored, olds in aliases:
-                if stored not in value:
-                    for old in olds:
-                        if old in value:
-                            value[stored] = value[old]
-                            break
-            return generated(value, tp)
-
-        return structure
+        return object_structurer(generated, cls, aliases)
 
     return factory
 
