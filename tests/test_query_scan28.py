@@ -121,7 +121,7 @@ def check_scan(redis_client: redis.Redis, redis_url: str, data: st.DataObject,
     numeric = data.draw(st.booleans(), label="numeric ids")
     size = data.draw(st.sampled_from(SIZES), label="matching objects")
     # passes of many steps either way; the tiniest budgets with the smaller sets only
-    budget = data.draw(st.sampled_from([4, 10, 30] if size <= 128 else [30, 100]),
+    budget = data.draw(st.sampled_from([12, 30, 90] if size <= 128 else [90, 300]),
                        label="STEP_BUDGET")
     monkeypatch.setattr(query_module, "STEP_BUDGET", budget)
     filler = data.draw(st.sampled_from([0, 1500]), label="objects matching no term")
