@@ -6,6 +6,7 @@ Everything here is built once per model field at declaration, never per call.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import enum
@@ -406,28 +407,43 @@ def may_hold_nan(tp: Any, _within: tuple[type, ...] = ()) -> bool:
     return any(may_hold_nan(a, _within) for a in typing.get_args(tp) if is_type_form(a))
 
 
-def holds_nan(value: Any, _depth: int = 0) -> bool:
-    """Whether ``value`` is or holds (in a tuple, list, set, dict key or value, attrs
-    object's field) a float or Decimal NaN: a value that is unequal to itself, so a set
-    or dict holding it cannot be read back equal, nor keep two of them apart (json and
-    yaml give every NaN as one object; a key name or set member in Redis is one text)."""
-    if isinstance(value, enum.Enum) or _depth > 200:
+def holds(value: Any, leaf: Callable[[Any], bool | None], _depth: int = 0) -> bool:
+    """Whether ``value`` is or holds (in a tuple, list, set, dict key or value, attrs or
+    dataclass object's field) a value ``leaf`` answers True for; ``leaf`` answers None for
+    a value to look inside (a walk of at most 200 levels)."""
+    found = leaf(value)
+    if found is not None or _depth > 200:
+        return bool(found)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(holds(v, leaf, _depth + 1) for v in value)
+    if isinstance(value, dict):
+        return any(holds(k, leaf, _depth + 1) or holds(v, leaf, _depth + 1)
+                   for k, v in value.items())
+    if attrs.has(type(value)):
+        return any(holds(getattr(value, a.name, None), leaf, _depth + 1)
+                   for a in attrs.fields(type(value)))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(holds(getattr(value, f.name, None), leaf, _depth + 1)
+                   for f in dataclasses.fields(value))
+    return False
+
+
+def _nan(value: Any) -> bool | None:
+    if isinstance(value, enum.Enum):  # (a member is itself, whatever its value)
         return False
     if isinstance(value, float):
         return math.isnan(value)
     if isinstance(value, decimal.Decimal):
         return value.is_nan()
-    if isinstance(value, (str, bytes, int)):
-        return False
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return any(holds_nan(v, _depth + 1) for v in value)
-    if isinstance(value, dict):
-        return any(holds_nan(k, _depth + 1) or holds_nan(v, _depth + 1)
-                   for k, v in value.items())
-    if attrs.has(type(value)):
-        return any(holds_nan(getattr(value, a.name, None), _depth + 1)
-                   for a in attrs.fields(type(value)))
-    return False
+    return False if isinstance(value, (str, bytes, int)) else None
+
+
+def holds_nan(value: Any) -> bool:
+    """Whether ``value`` is or holds (:func:`holds`) a float or Decimal NaN: a value that
+    is unequal to itself, so a set or dict holding it cannot be read back equal, nor keep
+    two of them apart (json and yaml give every NaN as one object; a key name or set
+    member in Redis is one text)."""
+    return holds(value, _nan)
 
 
 # ---- checkers for any supported type ---------------------------------------------------

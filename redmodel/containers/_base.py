@@ -11,7 +11,6 @@ queues writes (returning a :class:`~redmodel.transactions.Pending`).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import decimal
 import enum
@@ -46,6 +45,7 @@ from redmodel._models._types import (
     NAN_MEMBER,
     BadValueError,
     Checker,
+    holds,
     holds_nan,
     is_type_form,
     make_checker,
@@ -350,27 +350,17 @@ _SNAN = ("a signalling NaN Decimal (Decimal('sNaN')) cannot be a member: it cann
 _PLAIN = (str, bytes, int, float, bool, type(None))
 
 
-def _holds_snan(value: Any, depth: int = 0) -> bool:
-    """Whether ``value`` is or holds (in a list, tuple, set, dict key or value, attrs or
-    dataclass field) a signalling NaN ``Decimal``: a value that is stored as the text
-    ``sNaN`` and reads back, but raises on every comparison and hash (``==``, a set, a
-    sentinel), so a container refuses it as a member."""
-    if isinstance(value, _PLAIN) or depth > 200:
-        return False
+def _snan(value: Any) -> bool | None:
     if isinstance(value, decimal.Decimal):
         return value.is_snan()
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_holds_snan(v, depth + 1) for v in value)
-    if isinstance(value, dict):
-        return any(_holds_snan(k, depth + 1) or _holds_snan(v, depth + 1)
-                   for k, v in value.items())
-    if attrs.has(type(value)):
-        return any(_holds_snan(getattr(value, a.name, None), depth + 1)
-                   for a in attrs.fields(type(value)))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return any(_holds_snan(getattr(value, f.name, None), depth + 1)
-                   for f in dataclasses.fields(value))
-    return False
+    return False if isinstance(value, _PLAIN) else None
+
+
+def _holds_snan(value: Any) -> bool:
+    """Whether ``value`` is or holds (:func:`holds`) a signalling NaN ``Decimal``: a value
+    that is stored as the text ``sNaN`` and reads back, but raises on every comparison and
+    hash (``==``, a set, a sentinel), so a container refuses it as a member."""
+    return holds(value, _snan)
 
 
 # a put-back certainly not applied (a plain connection error: never sent, or fenced) is
