@@ -12,12 +12,15 @@ from hypothesis import HealthCheck, given, settings
 
 import redmodel
 from redmodel import Q, one_of
+from tests.budget import scaled
 from tests.keys import use_keys
 from tests.test_fix33h import ITEMS, Item, Patient, Pred, _expr
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=scaled(100),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(drawn=_expr())
 def test_folded_queries_answer_the_same_on_every_terminal(
