@@ -371,9 +371,13 @@ class FaultProxy:
         self._wake()
 
     def _wake(self) -> None:
-        if self._wake_w is not None:
+        # read once: the loop's thread, ending (stop() from another thread), closes the
+        # socket and sets it to None between a check and a second read (seen once in CI:
+        # AttributeError at a fixture's teardown); a closed socket's send is an OSError
+        wake = self._wake_w
+        if wake is not None:
             with contextlib.suppress(OSError):
-                self._wake_w.send(b"x")
+                wake.send(b"x")
 
     def _loop(self) -> None:
         selector = self._selector
