@@ -3,8 +3,6 @@ test per finding, each holding the code to the docs sentence quoted in its docst
 in /work/notes/s33/ATK-F-FINDINGS.md."""
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 import pytest
 
@@ -14,6 +12,7 @@ from redmodel._indexes._query import _Compiler
 from redmodel._models._specs import spec_of
 from tests.keys import use_keys
 from tests.test_fix33e import Thing, rows
+from tests.test_fix33h import nodes as _nodes
 
 
 @redmodel.model(prefix="atk33f")
@@ -49,18 +48,6 @@ def test_f1_nodes_that_name_no_index_term_escape_the_limit(
     # (the lead: the work sent, not the time taken: speed is never asserted in a test) the
     # expression every step is sent and parses is no wider than the terms it names
     assert _nodes(_Compiler(spec_of(Thing)).compile_top(q)) <= 4
-
-
-def _nodes(node: Any) -> int:
-    """How many nodes a compiled expression holds (each sent and parsed at every step)."""
-    n, stack = 0, [node]
-    while stack:
-        top = stack.pop()
-        n += 1
-        stack.extend(getattr(top, "kids", ()))
-        if hasattr(top, "kid"):
-            stack.append(top.kid)
-    return n
 
 
 def test_f2_a_one_of_of_100_blind_values_is_refused_during_a_rotation(

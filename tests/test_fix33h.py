@@ -54,7 +54,8 @@ COLORS = [f"c{i}" for i in range(7)]  # two match nothing
 Pred = Callable[[Item], bool]
 
 
-def _nodes(node: Any) -> int:
+def nodes(node: Any) -> int:
+    """How many nodes a compiled expression holds (each sent and parsed at every step)."""
     n, stack = 0, [node]
     while stack:
         top = stack.pop()
@@ -115,7 +116,7 @@ def test_what_a_query_sends_is_bounded_by_the_values_it_names(
         assert named > MAX_TERMS, e  # refused only beyond the limit
         return
     assert named <= MAX_TERMS
-    assert _nodes(node) <= 4 * named + 1
+    assert nodes(node) <= 4 * named + 1
     assert sorted(store.find(Item, q).ids()) == sorted(o.id for o in ITEMS if matches(o))
 
 
