@@ -13,6 +13,8 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
 import redmodel
 from redmodel.testing import FaultProxy, RedisServer
@@ -25,6 +27,34 @@ from redmodel.testing import FaultProxy, RedisServer
 # 30 s instead of 4 ("everysec" would not do: it may postpone the write(2) by up to 2 s
 # while a background fsync runs, and reply meanwhile).
 DURABLE = ("--appendonly", "yes", "--appendfsync", "no")
+
+#: How often :func:`cluster_client` starts a cluster client before it gives up.
+SETUP_TRIES = 5
+
+
+def cluster_client(options: dict[str, Any], loop: asyncio.AbstractEventLoop | None) -> Any:
+    """A ``RedisCluster`` of ``options`` (an asyncio one when ``loop`` is given), its
+    start-up done: CLUSTER SLOTS and COMMAND, whose reply is large. Set-up is not what the
+    fault tests test: on a busy machine the start-up through a Python proxy can outlast
+    the short socket timeout the faults need (an ERROR in CI once), so it is
+    tried again with a fresh client, up to :data:`SETUP_TRIES` times. Call it before any
+    fault is armed."""
+    for attempt in range(SETUP_TRIES):
+        try:
+            if loop is None:
+                return redis.cluster.RedisCluster(**options)
+            client = redis.asyncio.cluster.RedisCluster(**options)
+            try:
+                loop.run_until_complete(client.initialize())
+            except BaseException:
+                loop.run_until_complete(client.aclose())
+                raise
+            return client
+        except (redis.TimeoutError, redis.ConnectionError):
+            if attempt == SETUP_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
 
 #: Resends quick enough for a test: 5 attempts 10 to 50 ms apart, within 8 s.
 FAST_RESEND = redmodel.ResendPolicy(attempts=5, backoff_base=0.01, backoff_max=0.05,

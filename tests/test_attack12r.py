@@ -55,7 +55,7 @@ from redis.cluster import RedisCluster
 import redmodel
 from redmodel.containers import Queue, Set, SortedSet
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
-from tests.faults import DURABLE, FAST_RESEND, store_through
+from tests.faults import DURABLE, FAST_RESEND, cluster_client, store_through
 
 SOCKET_TIMEOUT = 0.5
 POLICY = FAST_RESEND
@@ -185,9 +185,10 @@ def test_f1_cluster_blocking_pop_with_a_lost_reply_is_not_reported_as_safe_to_re
     proxies = ClusterFaultProxy(redis_cluster.addresses).start()
     try:
         host, port = proxies.startup_nodes[0]
-        store = redmodel.Store(RedisCluster(host=host, port=port,
-                                            address_remap=proxies.address_remap,
-                                            socket_timeout=SOCKET_TIMEOUT), resend=POLICY)
+        store = redmodel.Store(cluster_client(dict(host=host, port=port,
+                                                   address_remap=proxies.address_remap,
+                                                   socket_timeout=SOCKET_TIMEOUT), None),
+                               resend=POLICY)
         redis_cluster_client.rpush("jobs", 1, 2)
         node = redis_cluster_client.get_node_from_key("jobs")
         proxy = proxies.proxy_for((node.host, int(node.port)))

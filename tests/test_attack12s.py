@@ -26,7 +26,7 @@ import redmodel
 from redmodel._transport._wire import EVICTION_RECHECK
 from redmodel.containers import Queue, SortedSet, WindowCounter
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
-from tests.faults import FAST_RESEND, store_through
+from tests.faults import FAST_RESEND, cluster_client, store_through
 
 SOCKET_TIMEOUT = 0.3
 POLICY = FAST_RESEND
@@ -109,9 +109,10 @@ def test_s1_cluster_a_stale_release_copy_does_not_free_a_value_held_again(
     proxies = ClusterFaultProxy(redis_cluster.addresses).start()
     try:
         host, port = proxies.startup_nodes[0]
-        store = redmodel.Store(RedisCluster(host=host, port=port,
-                                            address_remap=proxies.address_remap,
-                                            socket_timeout=SOCKET_TIMEOUT), resend=POLICY)
+        store = redmodel.Store(cluster_client(dict(host=host, port=port,
+                                                   address_remap=proxies.address_remap,
+                                                   socket_timeout=SOCKET_TIMEOUT), None),
+                               resend=POLICY)
         store.save(Sku(1, "X", id="a"))
         claims = [k for k in (f"a12sb:{{{b}}}:%idx:uq:sku" for b in range(4))
                   if redis_cluster_client.hexists(k, "X")]

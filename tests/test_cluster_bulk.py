@@ -31,6 +31,7 @@ import redmodel
 from redmodel._plans._objects import save_key
 from redmodel.testing import ClusterFaultProxy, RedisClusterServer, has
 from tests.budget import scaled
+from tests.faults import cluster_client
 
 PREFIX = "cbulk"
 SOCKET_TIMEOUT = 0.5
@@ -94,8 +95,9 @@ def env(request: pytest.FixtureRequest, redis_cluster: RedisClusterServer,
     options: dict[str, Any] = dict(host=host, port=port, address_remap=proxies.address_remap,
                                    socket_timeout=SOCKET_TIMEOUT)
     loop = asyncio.new_event_loop() if request.param == "async" else None
-    store: Any = (redmodel.AsyncStore(AsyncRedisCluster(**options), resend=POLICY)
-                  if loop else redmodel.Store(RedisCluster(**options), resend=POLICY))
+    client = cluster_client(options, loop)
+    store: Any = (redmodel.AsyncStore(client, resend=POLICY)
+                  if loop else redmodel.Store(client, resend=POLICY))
     try:
         yield Env(store, redis_cluster_client, proxies, loop)
     finally:

@@ -34,7 +34,7 @@ from redmodel._indexes._writes import unique_lines
 from redmodel._models._specs import spec_of
 from redmodel.containers import Queue, Set, SortedSet, WindowCounter
 from redmodel.testing import ClusterFaultProxy, FaultProxy, RedisClusterServer, RedisServer, has
-from tests.faults import FAST_RESEND
+from tests.faults import FAST_RESEND, cluster_client
 
 SOCKET_TIMEOUT = 0.4
 STALL = 0.9
@@ -348,31 +348,6 @@ def _retry(kind: str, asyncio_client: bool) -> dict[str, Any]:
     return {"retry": (AsyncRetry if asyncio_client else Retry)(NoBackoff(), 0)}
 
 
-SETUP_TRIES = 5
-
-
-def _cluster_client(options: dict[str, Any], loop: asyncio.AbstractEventLoop | None) -> Any:
-    """A cluster client through the proxies, its start-up done (CLUSTER SLOTS, and COMMAND,
-    whose reply is large). Set-up is not what this module tests: on a busy machine the
-    start-up through a Python proxy can outlast the short socket timeout the faults need,
-    so it is tried again (a fresh client each time), before any fault is armed."""
-    for attempt in range(SETUP_TRIES):
-        try:
-            if loop is None:
-                return RedisCluster(**options)
-            client = AsyncRedisCluster(**options)
-            try:
-                loop.run_until_complete(client.initialize())
-            except BaseException:
-                loop.run_until_complete(client.aclose())
-                raise
-            return client
-        except (redis.TimeoutError, redis.ConnectionError):
-            if attempt == SETUP_TRIES - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
 @pytest.fixture
 def env(request: pytest.FixtureRequest, shell: str, retry: str, mode: str) -> Iterator[Env]:
     once = mode == "exactly-once"
@@ -395,7 +370,7 @@ def env(request: pytest.FixtureRequest, shell: str, retry: str, mode: str) -> It
         host, port = proxies.startup_nodes[0]
         options.update(host=host, port=port, address_remap=proxies.address_remap,
                        **_retry(retry, loop is not None))
-        client = _cluster_client(options, loop)
+        client = cluster_client(options, loop)
 
         def proxy_for(key: str) -> FaultProxy:
             node = direct_client.get_node_from_key(key)

@@ -32,7 +32,6 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 import redmodel
@@ -40,7 +39,7 @@ from redmodel._plans import _objects as _ops
 from redmodel.containers import Queue, Set
 from redmodel.testing import ClusterFaultProxy, RedisClusterServer
 from tests.budget import scaled
-from tests.faults import FAST_RESEND, arm_fault, marked
+from tests.faults import FAST_RESEND, arm_fault, cluster_client, marked
 
 BAD = b"bad"
 KINDS = ["push", "pop", "pop-bad", "set-pop", "save", "delete", "query"]
@@ -270,8 +269,9 @@ def cluster_env(request: pytest.FixtureRequest, redis_cluster: RedisClusterServe
     options: dict[str, Any] = dict(host=host, port=port, address_remap=proxies.address_remap,
                                    socket_timeout=0.5)
     loop = asyncio.new_event_loop() if request.param == "async" else None
-    store: Any = (redmodel.AsyncStore(AsyncRedisCluster(**options), resend=FAST_RESEND)
-                  if loop else redmodel.Store(RedisCluster(**options), resend=FAST_RESEND))
+    client = cluster_client(options, loop)
+    store: Any = (redmodel.AsyncStore(client, resend=FAST_RESEND)
+                  if loop else redmodel.Store(client, resend=FAST_RESEND))
     try:
         yield store, redis_cluster_client, proxies, loop
     finally:

@@ -35,7 +35,6 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 import redmodel
@@ -49,6 +48,7 @@ from tests.faults import (
     PASSWORD,
     arm_fault,
     client_options,
+    cluster_client,
     user_without_client_kill,
 )
 
@@ -285,8 +285,9 @@ def cluster_env(request: pytest.FixtureRequest, redis_cluster: RedisClusterServe
     options: dict[str, Any] = dict(host=host, port=port, address_remap=proxies.address_remap,
                                    socket_timeout=0.5, username=USER, password=PASSWORD)
     loop = asyncio.new_event_loop() if request.param == "async" else None
-    store: Any = (redmodel.AsyncStore(AsyncRedisCluster(**options), resend=FAST_RESEND)
-                  if loop else redmodel.Store(RedisCluster(**options), resend=FAST_RESEND))
+    client = cluster_client(options, loop)
+    store: Any = (redmodel.AsyncStore(client, resend=FAST_RESEND)
+                  if loop else redmodel.Store(client, resend=FAST_RESEND))
     try:
         yield store, redis_cluster_client, proxies, loop
     finally:
