@@ -144,15 +144,26 @@ def _tag(key: str) -> str:
     return ""
 
 
-def send_write(w: FlatWrite, what: str, fragile: bool = False) -> Plan[Any]:
+_UNSENT: Any = object()  # send_write's ``first``: nothing sent yet
+
+
+def write_batch(w: FlatWrite, fragile: bool) -> Batch:
+    """The batch that sends ``w`` once (:func:`send_write`)."""
+    return Batch([w.command()], write=True, idempotent=True, keys=(w.key,),
+                 fragile=fragile)
+
+
+def send_write(w: FlatWrite, what: str, fragile: bool = False,
+               first: Any = _UNSENT) -> Plan[Any]:
     """One flat write outside a transaction (what ``run_writes`` does for it, without
     its batching): sent, and sent again with the leaves it asks for, at most KEY_ROUNDS
     times more; its reply, or its refusal raised (a ConflictError when it kept asking).
-    ``fragile``: see :attr:`Batch.fragile`."""
+    ``fragile``: see :attr:`Batch.fragile`. ``first``: the reply of its first send
+    (:func:`write_batch`), when the caller sent it (a store's single call,
+    redmodel._plans._single): the plan goes on from that reply."""
     reply: Any = None
-    for _ in range(KEY_ROUNDS + 1):
-        reply = (yield Batch([w.command()], write=True, idempotent=True, keys=(w.key,),
-                             fragile=fragile))[0]
+    for n in range(KEY_ROUNDS + 1):
+        reply = (yield write_batch(w, fragile))[0] if n or first is _UNSENT else first
         need = needed_keys(reply)
         if need is None or not w.declare(need):
             break
@@ -178,12 +189,14 @@ def _with_keys(command: Command, more: list[str]) -> Command:
             *command[3 + n :])
 
 
-def read_batch(batch: Batch) -> Plan[list[Any]]:
+def read_batch(batch: Batch, first: list[Any] | None = None) -> Plan[list[Any]]:
     """Send a batch of reads; a flat read whose manifest names leaves it did not declare
     (it answers ``{'KEYS', missing...}`` and reads nothing) is sent again with them, all
-    such reads in one more round trip. Other commands are sent once, as they are."""
+    such reads in one more round trip. Other commands are sent once, as they are.
+    ``first``: the batch's replies, when the caller sent it (a store's single call,
+    redmodel._plans._single): the plan goes on from them."""
     commands = list(batch.commands)
-    replies = list((yield batch))
+    replies = list((yield batch) if first is None else first)
     todo = list(range(len(commands)))
     for _ in range(KEY_ROUNDS):
         again = []

@@ -129,9 +129,11 @@ class AsyncStore(ShellConfig):
         return await self._link.execute(batch)
 
     async def _one(self, one: _single.Answer) -> Any:
-        """A single call of a plain hash model (redmodel._plans._single): as Store._one."""
+        """A single call of a plain hash model or a flat one (redmodel._plans._single):
+        as Store._one."""
         batch, answer = one
-        return answer((await self._execute(batch))[0])
+        got = answer((await self._execute(batch))[0])
+        return await self.run(got.plan) if got.__class__ is _single.Then else got
 
     async def _counted(self, batch: Batch, answer: Callable[[Any], int | None],
                        plan: Callable[[], Plan[int]]) -> int:

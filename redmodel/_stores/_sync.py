@@ -146,10 +146,12 @@ class Store(ShellConfig):
         return self._link.execute(batch)
 
     def _one(self, one: _single.Answer) -> Any:
-        """A single call of a plain hash model (redmodel._plans._single): its one batch,
-        sent as the plan would send it, and the answer its reply gives."""
+        """A single call of a plain hash model or a flat one (redmodel._plans._single):
+        its one batch, sent as the plan would send it, and the answer its reply gives (or
+        what the rest of the plan it names gives)."""
         batch, answer = one
-        return answer(self._execute(batch)[0])
+        got = answer(self._execute(batch)[0])
+        return self.run(got.plan) if got.__class__ is _single.Then else got
 
     def _counted(self, batch: Batch, answer: Callable[[Any], int | None],
                  plan: Callable[[], Plan[int]]) -> int:
