@@ -39,7 +39,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 # The answer cannot change within a process, so the test process asks once; what redis-py
 # sends (CLIENT SETINFO lib-ver) is the same string. Session 34, tests/ only: redmodel leaves
 # redis-py as it is.
-redis.utils.get_lib_version = functools.cache(redis.utils.get_lib_version)
+if hasattr(redis.utils, "get_lib_version"):  # (redis-py 5.x and later)
+    redis.utils.get_lib_version = functools.cache(redis.utils.get_lib_version)
 
 
 class AsyncFacade:
