@@ -24,6 +24,7 @@ import redis
 import redmodel
 from redmodel._plans import _objects as _ops
 from redmodel.testing import FaultProxy
+from tests.budget import sized
 from tests.faults import FAST_RESEND, store_through
 
 
@@ -134,7 +135,7 @@ def test_f2_redeclared_model_leaks_key_error_from_the_single_call_lookup(
     try:
         for t in threads:
             t.start()
-        end = time.monotonic() + 4
+        end = time.monotonic() + sized(1, 4)
         while time.monotonic() < end and not leaked:
             redmodel.model(prefix="a34r", layout="flat")(Redecl)
     finally:

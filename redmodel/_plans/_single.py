@@ -66,7 +66,7 @@ def _layout(cls: type, checked: Container[type]) -> HashLayout | FlatLayout | No
     if found is False or found is True:
         return None
     if found.spec is not cls.__dict__.get("__redmodel__"):  # declared again: look again
-        del _SINGLE[cls]
+        _SINGLE.pop(cls, None)  # (another thread may have done so: no KeyError)
         return _layout(cls, checked)
     return found
 
