@@ -199,7 +199,10 @@ class CodecError(RedmodelError, ValueError):
 
 
 class ConflictError(RedmodelError):
-    """An optimistic transaction conflicted on every attempt its retry policy allowed."""
+    """An optimistic transaction conflicted on every attempt its retry policy allowed; or,
+    outside a transaction, a call whose keys other writers kept changing for 8 round trips
+    (a flat object's leaves; an indexed object's entries). Nothing was written: calling
+    again is safe. ``attempts``: how many were made; ``keys``: the object keys."""
 
     def __init__(self, message: str, *, attempts: int, keys: tuple[str, ...] = ()) -> None:
         self.attempts = attempts

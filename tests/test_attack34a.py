@@ -8,6 +8,11 @@ between calls, planted wrong-typed and corrupt keys, ids with ``: { } * % \\`` a
 surrogates, hash_tag / buckets models and a cluster, Fernet fields, asyncio cancellation,
 re-declared classes and huge lists: it answered as the plan in every case tried. What
 fails below fails on both paths (F1) or is in the path's model lookup (F2).
+
+F1 was decided by documenting the bound (docs/layouts.md, "That is bounded"; the error
+table of docs/models.md; ConflictError's docstring): a call whose keys other writers keep
+changing gives up after 8 sends with nothing written, and its tests now hold the code to
+that. F2 was fixed (redmodel/_plans/_single.py).
 """
 
 from __future__ import annotations
@@ -69,7 +74,13 @@ def test_f1_get_under_concurrent_saves_raises_conflict_error(
     try:
         store.save(Shape("c", tags=["t"] * 5))
         _another_writer_between_round_trips(proxy, other)
-        got = store.get(Shape, "c") if path == "single" else store.run(_ops.get(Shape, "c"))
+        # (decided, docs/layouts.md "That is bounded": a get gives up after 8 sends with
+        # ConflictError naming the key, and returns nothing; it never returns a mix)
+        with pytest.raises(redmodel.ConflictError, match="a34:c") as raised:
+            store.get(Shape, "c") if path == "single" else store.run(_ops.get(Shape, "c"))
+        assert raised.value.keys == ("a34:c",) and raised.value.attempts == 8
+        proxy.clear()
+        got = store.get(Shape, "c")  # calling again is safe
         assert got is not None and set(got.tags) == {"t"}  # a whole version
     finally:
         proxy.clear()
@@ -91,8 +102,16 @@ def test_f1_save_under_concurrent_saves_raises_conflict_error(
         store.save(Shape("c", tags=["t"] * 5))
         _another_writer_between_round_trips(proxy, other)
         obj = Shape("c", tags=["z"])
-        key = store.save(obj) if path == "single" else store.run(_ops.save(obj))
-        assert key == "a34:c"
+        # (decided, docs/layouts.md "That is bounded": a save gives up after 8 sends with
+        # ConflictError naming the key, having written nothing of this object)
+        with pytest.raises(redmodel.ConflictError, match="a34:c") as raised:
+            store.save(obj) if path == "single" else store.run(_ops.save(obj))
+        assert raised.value.keys == ("a34:c",) and raised.value.attempts == 8
+        proxy.clear()
+        stored = other.get(Shape, "c")
+        assert stored is not None and "z" not in stored.tags  # nothing of it written
+        assert store.save(obj) == "a34:c"  # calling again is safe
+        assert other.get(Shape, "c") == obj
     finally:
         proxy.clear()
         store.close()
