@@ -133,7 +133,7 @@ def get(model: type, id_value: Any, checked: Container[type]) -> Answer | None:
     if layout is None:
         return None
     key, text = layout.spec.key_builder()(id_value)  # _ops.id_str, 2 calls less
-    if layout.__class__ is FlatLayout:
+    if isinstance(layout, FlatLayout):
         flat = layout
         batch = Batch([flat.read(key)], keys=(key,))
 
@@ -155,7 +155,7 @@ def update(model: type, id_value: Any, values: Mapping[str, Any],
            checked: Container[type]) -> Answer | None:
     """(the batch, reply -> bool) of ``_objects.update`` (its checks first)."""
     layout = _layout(model, checked)
-    if layout is None or layout.__class__ is not HashLayout:  # (a flat model: the plan)
+    if not isinstance(layout, HashLayout):  # (none, or a flat model: the plan)
         return None
     spec = layout.spec
     key = spec.key_builder()(id_value)[0]  # spec.key_for without its two calls
@@ -171,7 +171,7 @@ def incr(model: type, id_value: Any, field: str, amount: Any,
     """(the batch, reply -> the new value or None: refused, nothing written, send
     incr_fields) of ``_objects.incr`` for an int field; None for another."""
     layout = _layout(model, checked)
-    if layout is None or layout.__class__ is not HashLayout:  # (a flat model: the plan)
+    if not isinstance(layout, HashLayout):  # (none, or a flat model: the plan)
         return None
     spec = layout.spec
     key = spec.key_builder()(id_value)[0]  # spec.key_for without its two calls
@@ -184,7 +184,7 @@ def incr(model: type, id_value: Any, field: str, amount: Any,
 def delete(model: type, id_value: Any, checked: Container[type]) -> Answer | None:
     """(the batch, reply -> bool) of ``_objects.delete``."""
     layout = _layout(model, checked)
-    if layout is None or layout.__class__ is not HashLayout:  # (a flat model: the plan)
+    if not isinstance(layout, HashLayout):  # (none, or a flat model: the plan)
         return None
     key = layout.spec.key_for(id_value)
     return Batch([("DEL", key)], write=True, keys=(key,)), bool
@@ -193,7 +193,7 @@ def delete(model: type, id_value: Any, checked: Container[type]) -> Answer | Non
 def exists(model: type, id_value: Any, checked: Container[type]) -> Answer | None:
     """(the batch, reply -> bool) of ``_objects.exists``."""
     layout = _layout(model, checked)
-    if layout is None or layout.__class__ is not HashLayout:  # (a flat model: the plan)
+    if not isinstance(layout, HashLayout):  # (none, or a flat model: the plan)
         return None
     key = layout.spec.key_for(id_value)
     return Batch([("EXISTS", key)], keys=(key,)), bool
