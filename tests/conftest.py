@@ -167,6 +167,21 @@ def proxy(redis_server: RedisServer, redis_client: Any) -> Iterator[FaultProxy]:
         yield p
 
 
+@pytest.fixture(autouse=True)
+def _empty_session_cluster(request: pytest.FixtureRequest) -> None:
+    """A test that uses the session's cluster (``redis_cluster``) starts with every primary
+    empty, as ``redis_cluster_client`` gives it: otherwise what another file's tests left
+    there (a model's registry record under the same prefix, say) decides the outcome by
+    which files ran earlier in the same worker. (Autouse: before the test's own fixtures.)"""
+    if "redis_cluster" not in request.fixturenames or (
+            "redis_cluster_client" in request.fixturenames):
+        return
+    cluster = request.getfixturevalue("redis_cluster")
+    for node in cluster.primary_nodes():
+        with node.client() as client:
+            client.flushall()
+
+
 @pytest.fixture
 def fresh_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """One newly generated Fernet key and index key configured for the test, and nothing
