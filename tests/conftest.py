@@ -168,18 +168,20 @@ def proxy(redis_server: RedisServer, redis_client: Any) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture(autouse=True)
-def _empty_session_cluster(request: pytest.FixtureRequest) -> None:
-    """A test that uses the session's cluster (``redis_cluster``) starts with every primary
-    empty, as ``redis_cluster_client`` gives it: otherwise what another file's tests left
-    there (a model's registry record under the same prefix, say) decides the outcome by
-    which files ran earlier in the same worker. (Autouse: before the test's own fixtures.)"""
-    if "redis_cluster" not in request.fixturenames or (
-            "redis_cluster_client" in request.fixturenames):
-        return
-    cluster = request.getfixturevalue("redis_cluster")
-    for node in cluster.primary_nodes():
-        with node.client() as client:
+def _empty_session_servers(request: pytest.FixtureRequest) -> None:
+    """A test that uses the session's server or cluster (``redis_server``,
+    ``redis_cluster``) starts with it empty (every primary), as ``redis_client`` and
+    ``redis_cluster_client`` give it: otherwise what another file's tests left there (a
+    model's registry record under the same prefix, say) decides the outcome by which files
+    ran earlier in the same worker. (Autouse: before the test's own fixtures.)"""
+    names = request.fixturenames
+    if "redis_server" in names and "redis_client" not in names:
+        with request.getfixturevalue("redis_server").client() as client:
             client.flushall()
+    if "redis_cluster" in names and "redis_cluster_client" not in names:
+        for node in request.getfixturevalue("redis_cluster").primary_nodes():
+            with node.client() as client:
+                client.flushall()
 
 
 @pytest.fixture
