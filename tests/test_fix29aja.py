@@ -86,22 +86,38 @@ def _commands(feature: str) -> tuple[str, ...]:
 # ---- the state of every key of the scenario, raw ----------------------------------------
 
 def snapshot(admin: redis.Redis) -> dict[bytes, Any]:
-    out: dict[bytes, Any] = {}
-    for key in admin.scan_iter(b"fx*"):
-        kind = admin.type(key)
+    """Every key's (type, value, whether it expires), read in two pipelined round trips
+    (each key's type; then its value, as its type reads it, and its PTTL). A key gone
+    between the two is left out, as a scan after it went would."""
+    keys = list(admin.scan_iter(b"fx*"))
+    pipe = admin.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+    kinds = pipe.execute()
+    pipe = admin.pipeline(transaction=False)
+    for key, kind in zip(keys, kinds, strict=True):
         if kind == b"hash":
-            value: Any = admin.hgetall(key)
+            pipe.hgetall(key)
         elif kind == b"set":
-            value = sorted(admin.smembers(key))
+            pipe.smembers(key)
         elif kind == b"zset":
-            value = admin.zrange(key, 0, -1, withscores=True)
+            pipe.zrange(key, 0, -1, withscores=True)
         elif kind == b"list":
-            value = admin.lrange(key, 0, -1)
-        elif kind == b"string":
-            value = admin.get(key)
+            pipe.lrange(key, 0, -1)
         else:
+            pipe.get(key) if kind == b"string" else pipe.exists(key)
+        pipe.pttl(key)
+    replies = pipe.execute()
+    out: dict[bytes, Any] = {}
+    for i, (key, kind) in enumerate(zip(keys, kinds, strict=True)):
+        value, pttl = replies[2 * i], replies[2 * i + 1]
+        if pttl == -2:
+            continue
+        if kind == b"set":
+            value = sorted(value)
+        elif kind not in (b"hash", b"zset", b"list", b"string"):
             value = None
-        out[key] = (kind, value, admin.pttl(key) > 0)
+        out[key] = (kind, value, pttl > 0)
     return out
 
 
@@ -109,7 +125,11 @@ def expiring(admin: redis.Redis, within_ms: int = 5000) -> set[bytes]:
     """The keys of :func:`snapshot` that expire within ``within_ms``: a window counter's
     bucket ends at its window's end, and one that ends between two snapshots is the
     server's doing, not the call's."""
-    return {k for k in admin.scan_iter(b"fx*") if 0 < admin.pttl(k) <= within_ms}
+    keys = list(admin.scan_iter(b"fx*"))
+    pipe = admin.pipeline(transaction=False)
+    for key in keys:
+        pipe.pttl(key)
+    return {k for k, ms in zip(keys, pipe.execute(), strict=True) if 0 < ms <= within_ms}
 
 
 def changed_keys(before: dict[bytes, Any], after: dict[bytes, Any],
