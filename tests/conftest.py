@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis._parsers.commands as _commands_parsers
 import redis.utils
 from hypothesis import HealthCheck, settings
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -42,6 +43,49 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 # redis-py as it is.
 if hasattr(redis.utils, "get_lib_version"):  # (redis-py 5.x and later)
     redis.utils.get_lib_version = functools.cache(redis.utils.get_lib_version)
+
+
+# A cluster client (sync: when it is built; asyncio: at its first command) sends COMMAND
+# and parses the reply (~240 commands' key specs) into its CommandsParser: ~9 of the ~15 ms
+# of CPU a RedisCluster() costs, and the suite builds ~800 of them. The table is the
+# server binary's, so each test process parses it once per binary (told apart by COMMAND
+# COUNT, a one-integer reply) and hands each new parser its own copy. What redis-py does
+# with the table, and every other command it sends, is unchanged. Session 35, tests/ only.
+_COMMAND_TABLES: dict[Any, dict[str, Any]] = {}
+
+
+def _cached_initialize(original: Any) -> Any:
+    def initialize(self: Any, r: Any) -> None:
+        count = r.execute_command("COMMAND COUNT")
+        found = _COMMAND_TABLES.get(count)
+        if found is None:
+            original(self, r)
+            _COMMAND_TABLES[count] = dict(self.commands)
+        else:
+            self.commands = dict(found)
+    return initialize
+
+
+def _cached_async_initialize(original: Any) -> Any:
+    async def initialize(self: Any, node: Any = None) -> None:
+        if node:
+            self.node = node
+        count = await self.node.execute_command("COMMAND COUNT")
+        found = _COMMAND_TABLES.get(("async", count))
+        if found is None:
+            await original(self, node)
+            _COMMAND_TABLES[("async", count)] = dict(self.commands)
+        else:
+            self.commands = dict(found)
+    return initialize
+
+
+if hasattr(_commands_parsers, "CommandsParser"):
+    _commands_parsers.CommandsParser.initialize = _cached_initialize(
+        _commands_parsers.CommandsParser.initialize)
+if hasattr(_commands_parsers, "AsyncCommandsParser"):
+    _commands_parsers.AsyncCommandsParser.initialize = _cached_async_initialize(
+        _commands_parsers.AsyncCommandsParser.initialize)
 
 
 class AsyncFacade:
