@@ -14,6 +14,7 @@ new script must be added to the workload.
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import threading
 import time
@@ -25,6 +26,8 @@ from typing import Any
 import attrs
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.cluster import RedisCluster
 
 import redmodel
@@ -76,37 +79,40 @@ _ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("a"): b"\a",
             ord("b"): b"\b", ord("\\"): b"\\", ord('"'): b'"'}
 
 
+_ARG = re.compile(rb'"((?:[^"\\]|\\.)*)"', re.DOTALL)  # one quoted argument
+_ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|.)", re.DOTALL)
+
+
+def _unescaped(m: re.Match[bytes]) -> bytes:
+    e = m.group(1)
+    return bytes([int(e[1:], 16)]) if len(e) == 3 else _ESCAPES[e[0]]
+
+
 def parse_monitor_line(line: bytes) -> tuple[str, list[bytes]]:
     """(client, arguments) of one MONITOR line ``+ts [db client] "arg" "arg" ...``, each
     argument unquoted from sdscatrepr's form (\\n \\r \\t \\a \\b \\\\ \\" \\xHH)."""
     assert line.startswith(b"+"), line
     open_at, close_at = line.index(b"["), line.index(b"]")
     client = line[open_at + 1 : close_at].split(b" ", 1)[1].decode()
-    args: list[bytes] = []
-    i, n = close_at + 1, len(line)
-    while i < n:
-        if line[i] == ord(" "):
-            i += 1
-            continue
-        assert line[i] == ord('"'), (line, i)
-        i += 1
-        out = bytearray()
-        while line[i] != ord('"'):
-            c = line[i]
-            if c == ord("\\"):
-                e = line[i + 1]
-                if e == ord("x"):
-                    out.append(int(line[i + 2 : i + 4], 16))
-                    i += 4
-                    continue
-                out += _ESCAPES[e]
-                i += 2
-                continue
-            out.append(c)
-            i += 1
-        args.append(bytes(out))
-        i += 1
-    return client, args
+    rest = line[close_at + 1 :]
+    quoted = _ARG.findall(rest)
+    # every byte after the client is a quoted argument or a space between two
+    assert len(rest) == sum(len(q) + 3 for q in quoted), (line, quoted)
+    return client, [_ESCAPE.sub(_unescaped, q) if b"\\" in q else q for q in quoted]
+
+
+def _sdscatrepr(arg: bytes) -> bytes:
+    """The server's quoting of one MONITOR argument (sds.c, sdscatrepr)."""
+    named = {ord("\\"): b"\\\\", ord('"'): b'\\"', ord("\n"): b"\\n", ord("\r"): b"\\r",
+             ord("\t"): b"\\t", ord("\a"): b"\\a", ord("\b"): b"\\b"}
+    return b'"' + b"".join(named.get(c) or (bytes([c]) if 0x20 <= c <= 0x7E
+                                            else b"\\x%02x" % c) for c in arg) + b'"'
+
+
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=6))
+def test_monitor_lines_of_any_arguments_parse_back(args: list[bytes]) -> None:
+    line = b"+1796028263.934 [0 127.0.0.1:5] " + b" ".join(_sdscatrepr(a) for a in args)
+    assert parse_monitor_line(line) == ("127.0.0.1:5", args)
 
 
 def test_monitor_lines_are_unquoted_exactly() -> None:
