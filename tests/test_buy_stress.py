@@ -93,7 +93,11 @@ def shop_process(url: str, mode: str, barrier: Any, results: Any) -> None:
 
 
 def run_shop(url: str, mode: str) -> tuple[list[Any], dict[str, int]]:
-    ctx = multiprocessing.get_context("spawn")
+    # racing processes forked from a fork server that imported this module once (a
+    # "spawn" child re-imported redmodel and the module: ~0.5 s of CPU each); each is a
+    # process of its own, with its own connections, as spawn gave
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
     barrier = ctx.Barrier(PROCESSES)
     results = ctx.Queue()
     procs = [ctx.Process(target=shop_process, args=(url, mode, barrier, results))

@@ -137,7 +137,11 @@ def claimer_process(url: str, n: int, barrier: Any, results: Any) -> None:
 def run_processes(target: Callable[..., None], args: list[tuple[Any, ...]]) -> list[Any]:
     """Start one spawned process per args (each gets a barrier and a queue after them) and
     collect what each reports."""
-    ctx = multiprocessing.get_context("spawn")
+    # racing processes forked from a fork server that imported this module once (a
+    # "spawn" child re-imported redmodel and the module: ~0.5 s of CPU each); each is a
+    # process of its own, with its own connections, as spawn gave
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
     barrier = ctx.Barrier(len(args))
     results = ctx.Queue()
     procs = [ctx.Process(target=target, args=(*a, barrier, results)) for a in args]
