@@ -1,5 +1,6 @@
-"""Every ```python block in README.md and docs/*.md runs as written: each page in a fresh
-interpreter (tests/run_doc.py in a subprocess), its blocks in order, nothing predefined.
+"""Every ```python block in README.md and docs/*.md runs as written: each page in a process
+of its own (tests/run_doc.py, forked with redmodel imported and nothing else done:
+tests/forked.py), its blocks in order, nothing predefined.
 A page gets its server as a user's program does, from ``REDIS_URL``: here the session's
 throwaway server, holding another application's keys (and an ACL user named ``shop``).
 
@@ -11,12 +12,12 @@ server (tests/test_attack15.py runs the README twice in a row)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import redis
+
+from tests import forked
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -49,10 +50,8 @@ def test_documentation_examples_run_and_leave_the_server_as_they_found_it(
         before = _state(redis_url)
         env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
         env["REDIS_URL"] = redis_url
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "tests" / "run_doc.py"), str(path)],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
-        )
+        # as `python tests/run_doc.py PAGE` in tmp_path, forked with redmodel imported
+        done = forked.run("doc", str(path), cwd=tmp_path, env=env, timeout=300)
         assert done.returncode == 0, done.stderr[-4000:]
         assert _state(redis_url) == before, f"{path.name} did not leave the server as it was"
         for db, values in FOREIGN.items():

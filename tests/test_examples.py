@@ -12,20 +12,14 @@ import pytest
 import redis
 
 from redmodel.testing import RedisServer, binary_version, find_server_binary
+from tests import forked
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_example(module: str, env: dict[str, str], timeout: float = 120) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", module],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    # as `python -m module` in the checkout, forked with redmodel imported
+    done = forked.run("module", module, cwd=ROOT, env={**os.environ, **env}, timeout=timeout)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
