@@ -6,12 +6,12 @@ the batch with ``_execute``, hand the reply to the answer; an answer that is a
 
 A call of a plain hash model qualifies when the plan it replaces is one batch and nothing
 else: the model uses the hash layout without indexes or ``track_changes`` (no snapshot,
-no partial save, no index write, no claim), the store has already checked the model in the registry (a first
-use registers through the plan), and no transaction is open in this context. Anything
-else answers None and the store runs the plan. What qualifies builds exactly the batch the
-plan would yield (the same validation first, the same command from the same layout, the
-same resend flag), so the link's decisions (:mod:`redmodel._transport._wire`) and the
-errors are those of the plan.
+no partial save, no index write, no claim), the store has already checked the model in
+the registry (a first use registers through the plan), and no transaction is open in
+this context. Anything else answers None and the store runs the plan. What qualifies
+builds exactly the batch the plan would yield (the same validation first, the same
+command from the same layout, the same resend flag), so the link's decisions
+(:mod:`redmodel._transport._wire`) and the errors are those of the plan.
 
 A flat model's save and get qualify too (the flat layout has no index, snapshot or
 claim): the first batch of ``_objects.save`` / ``_objects.get``, built as they build it.
