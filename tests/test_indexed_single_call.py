@@ -16,6 +16,8 @@ the plan it replaces (the store's ``save`` with ``_single.save`` answering None)
   the same keys, values and expiries, and leave every object the same snapshot (tracked
   state, key, client) and the same stale fields; a save whose first reply is 1 runs no
   plan;
+- through every shell (sync, asyncio, a cluster, an asyncio cluster), a bucketed indexed
+  model's whole saves keep its index in step with its objects;
 - a lost reply, a dropped request and a stalled one on the single send, exactly-once on
   and off, sync and asyncio: the save is applied once or not at all, its outcome says
   which, and the plan path's outcome is the same (for a lost reply and a dropped request;
@@ -512,3 +514,40 @@ def test_a_fault_on_the_single_send_is_applied_once_or_not_and_told_as_the_plan(
     finally:
         monkeypatch.undo()
         store.close()
+
+
+# ---- every shell ------------------------------------------------------------------------
+
+
+@redmodel.model(prefix="isf", buckets=3)  # a cluster needs buckets; no unique: no claims
+@attrs.define
+class Cap:
+    color: str = redmodel.field(index=True)
+    price: float = redmodel.field(index="range")
+    note: str | None = None
+    id: str = redmodel.key_field(generated=False)
+
+
+def test_indexed_whole_saves_keep_their_index_on_every_shell(any_store: Any) -> None:
+    """Through every shell (sync, asyncio, a cluster, an asyncio cluster) the whole saves
+    of a bucketed indexed model, after the first that registers it, take the single call:
+    new objects, one refused before sending, one whose indexed values changed (its old
+    entries go: the plan's rest after a STORED answer), a TTL, a forced save of a loaded
+    object; the index agrees with the objects."""
+    store = any_store
+    cap = Cap("red", 1.5, note="é", id="s:{1}*%")
+    assert store.save(cap) == spec_of(Cap).key_for(cap.id)  # registers the model
+    with pytest.raises(redmodel.ValidationError, match="surrogate"):  # before any send
+        store.save(Cap("red", 1.5, note="\ud800", id="v"))
+    key = store.save(Cap("blue", -0.0, id="t"))
+    assert store.save(Cap("green", 1e300, note="", id="t"), ttl=100) == key
+    assert store.find(Cap, color="blue").ids() == []
+    assert store.find(Cap, color="green").ids() == ["t"]
+    assert 0 < store.client.pttl(key) <= 100_000
+    loaded = store.get(Cap, "t")
+    assert loaded == Cap("green", 1e300, note="", id="t")
+    loaded.color = "white"
+    assert store.save(loaded, force=True) == key
+    assert store.find(Cap, color="white").ids() == ["t"]
+    assert store.find(Cap, price=redmodel.between(1.0, 2.0)).ids() == [cap.id]
+    assert store.verify(Cap) == []
