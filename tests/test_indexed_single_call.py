@@ -494,8 +494,10 @@ def test_a_fault_on_the_single_send_is_applied_once_or_not_and_told_as_the_plan(
             if path == "plan":
                 monkeypatch.setattr(_single, "save", _plan_only)
             hat = Hat("red", 1.5, count=2**40, code=f"u{id_}", id=id_)
+            fired = len(proxy.events)
             got = _faulted_save(store, proxy, fault, hat, ttl)
             proxy.clear()
+            assert len(proxy.events) > fired  # the fault hit this save's send
             assert proxy.quiet()  # a stalled copy has landed, or never will
             stored = redis_client.hgetall(f"isc:{id_}")
             if got[0] == "ok":  # applied, and told so

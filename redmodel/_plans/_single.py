@@ -107,7 +107,7 @@ Answer = tuple[Batch, Callable[[Any], Any]]
 
 
 def save(obj: Any, ttl: Any, force: bool, checked: Container[type],
-         client: Any = None) -> Answer | None:
+         client: Any) -> Answer | None:
     """(the batch, reply -> the key) of ``_objects.save`` for a plain hash object, a flat
     one, or a whole save of an indexed one (``client``: the store's, whose snapshot of a
     tracked object it reads and writes, as the plan's run does)."""
