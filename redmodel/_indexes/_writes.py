@@ -862,7 +862,7 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
                hints: TxHints | None, what: str, errors: bool = False,
                batched: bool = False,
                meanwhile: Callable[[], None] | None = None,
-               fragile: bool = False) -> Plan[list[Any]]:
+               fragile: bool = False, first: list[Any] | None = None) -> Plan[list[Any]]:
     """Send the writes (index writes, or any other write command) in one round trip;
     resend the index writes that asked for more keys, with them (again one round trip for
     all). Returns each reply (refusals are left to the caller: see :func:`check`).
@@ -875,12 +875,14 @@ def run_writes(items: Sequence[Write | Command], *, idempotent: bool,
     (save_many, delete_many): whole saves and deletes of the objects of one bucket go
     together in one call of ``index_write_many.lua`` (see :func:`_batchable`).
     ``meanwhile``: the first round's :attr:`Batch.meanwhile`. ``fragile``: see
-    :attr:`Batch.fragile` (saves keeping an expiry, updates, expiries)."""
+    :attr:`Batch.fragile` (saves keeping an expiry, updates, expiries). ``first``: the
+    replies of the first round, which the caller sent itself (one write outside a
+    transaction, not batched: :func:`single_batch`); the plan goes on from them."""
     if batched and hints is None:
         _follow_earlier(items)
     replies = yield from _send_writes(items, idempotent=idempotent, hints=hints, what=what,
                                       errors=errors, batched=batched, meanwhile=meanwhile,
-                                      fragile=fragile)
+                                      fragile=fragile, first=first)
     if hints is not None:
         return replies
     refused = [i for i, (item, reply) in enumerate(zip(items, replies, strict=True))
@@ -1064,8 +1066,9 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                  hints: TxHints | None, what: str, errors: bool = False,
                  batched: bool = False,
                  meanwhile: Callable[[], None] | None = None,
-                 fragile: bool = False) -> Plan[list[Any]]:
+                 fragile: bool = False, first: list[Any] | None = None) -> Plan[list[Any]]:
     writes = [w for w in items if isinstance(w, Write)]
+    assert first is None or (hints is None and not batched and len(items) == 1)
     if hints is not None:
         yield from prefetch(writes, hints)
         batched = False  # a transaction declares every key before MULTI, one write each
@@ -1091,8 +1094,8 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
                   pause=PIN_PAUSES[min(waits, len(PIN_PAUSES) - 1)], meanwhile=meanwhile,
                   fragile=fragile,
                   objects=[[_key(items[i]) for i in m] for m in owners] if fragile else None),
-            _Round(items, replies, todo, held_back, owners, idempotent, what))
-        meanwhile = None
+            _Round(items, replies, todo, held_back, owners, idempotent, what), first)
+        meanwhile = first = None
         again = list(held_back)
         for members, reply in zip(owners, got, strict=True):
             each = (reply if len(members) > 1 and isinstance(reply, list)
@@ -1138,6 +1141,15 @@ def _send_writes(items: Sequence[Write | Command], *, idempotent: bool,
         # when waiting on pins stopped) says nothing was written
         replies[i] = pins.get(i, ["KEYS"])
     return replies
+
+
+def single_batch(w: Write, *, idempotent: bool, fragile: bool) -> Batch:
+    """The batch the first round of ``run_writes([w], hints=None, ...)`` sends, built as
+    :func:`_send_writes` builds it: a caller that sends it itself (redmodel._plans._single)
+    hands its reply to ``run_writes(..., first=[reply])``, which goes on from there."""
+    key = w.key
+    return Batch([w.command()], write=True, idempotent=idempotent, keys=[key],
+                 fragile=fragile, objects=[[key]] if fragile else None)
 
 
 def _this_round(todo: list[int], single: set[int], batched: bool
@@ -1255,14 +1267,18 @@ class _Round:
     what: str
 
 
-def _send_round(batch: Batch, round_: _Round) -> Plan[list[Any]]:
-    """One round of :func:`_send_writes`. When it ends in a connection error (given up,
+def _send_round(batch: Batch, round_: _Round, first: list[Any] | None = None
+                ) -> Plan[list[Any]]:
+    """One round of :func:`_send_writes` (``first``: its replies, the batch having been
+    sent without the plan: :func:`single_batch`). When it ends in a connection error (given up,
     or its outcome unknown: a lost reply), the error says what of the items is known
     (:func:`_given_up`): ``unsent`` holds the positions (in the writes sent) of the
     objects certainly not written (held back by this round: each answered in an earlier
     round without being written, LATER, STORED, and was not sent again; or never run),
     ``wrote`` those written (save_many and delete_many say so: ``.written`` and
     ``.not_written``)."""
+    if first is not None:
+        return first
     try:
         return (yield batch)
     except CONNECTION_ERRORS as e:

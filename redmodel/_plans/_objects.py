@@ -146,13 +146,14 @@ def _values(spec: ModelSpec, obj: Any) -> dict[str, Any]:
 
 
 def _indexed_write(spec: ModelSpec, w: Write, claims: Claims | None, hints: TxHints | None,
-                   what: str, idempotent: bool, fragile: bool = False) -> Plan[Any]:
+                   what: str, idempotent: bool, fragile: bool = False,
+                   first: list[Any] | None = None) -> Plan[Any]:
     """Send one index write and return its reply; raise its refusal, having released the
     claims made for it (also when its transaction is abandoned). ``fragile``: see
-    :attr:`Batch.fragile`."""
+    :attr:`Batch.fragile`; ``first``: see :func:`run_writes`."""
     try:
         replies = yield from run_writes([w], idempotent=idempotent, hints=hints, what=what,
-                                        fragile=fragile)
+                                        fragile=fragile, first=first)
     except Abandoned:
         yield from undo(claims, hints)
         raise
@@ -219,11 +220,33 @@ def save(obj: Any, ttl: Any = DEFAULT, force: bool = False,
             whole = layout.save_changes(key, obj, ms, True)[0]
             yield Batch([whole], write=True, idempotent=True, keys=(key,),  # type: ignore[list-item]
                         fragile=fragile)
-    if not partial:  # a partial save kept the fields its model does not know
-        saved(obj)
-    if spec.track_changes:
+    if partial:  # it kept the fields its model does not know
+        if spec.track_changes:
+            layout.remember(obj, state, key)
+        return key
+    return saved_whole(layout, obj, key, state)
+
+
+def saved_whole(layout: HashLayout, obj: Any, key: str, state: dict[bytes, bytes]) -> str:
+    """What a whole save of a hash object does after its write: the fields it was read
+    with are gone, and a tracked object remembers ``state`` (at ``key``, through the
+    client running it: :func:`redmodel._layouts._hash.remember`). Returns ``key``."""
+    saved(obj)
+    if layout.spec.track_changes:
         layout.remember(obj, state, key)
     return key
+
+
+def indexed_rest(layout: HashLayout, obj: Any, key: str, w: Write, state: dict[bytes, bytes],
+                 fragile: bool, reply: Any) -> Plan[str]:
+    """The rest of :func:`save`'s plan for a whole save of an indexed object without
+    claims, outside a transaction, whose first batch (``single_batch(w, ...)``) was sent
+    without the plan and answered ``reply`` (redmodel._plans._single): the same commands,
+    in the same order, as the plan sends after it."""
+    spec = layout.spec
+    yield from _indexed_write(spec, w, None, None, f"save {spec.name}", True, fragile,
+                              first=[reply])
+    return saved_whole(layout, obj, key, state)
 
 
 def save_stored(model: type, key: str, pairs: Sequence[bytes], values: dict[str, Any],

@@ -172,7 +172,7 @@ class AsyncStore(ShellConfig):
         """See :meth:`Store.save`.
 
         Redis: as Store.save"""
-        one = _single.save(obj, ttl, force, self._registry.checked)
+        one = _single.save(obj, ttl, force, self._registry.checked, self.client)
         if one is not None:
             return await self._one(one)  # type: ignore[no-any-return]
         return await self.run(self._use(type(obj), _ops.save(obj, ttl, force)))

@@ -239,7 +239,7 @@ class Store(ShellConfig):
         bucketed model, EVALSHA claim.lua before it and claim_confirm.lua,
         claim_release.lua or claim_restore.lua after it. Flat layout: EVALSHA
         flat_save.lua. Blob layout: SET (PX or KEEPTTL)."""
-        one = _single.save(obj, ttl, force, self._registry.checked)
+        one = _single.save(obj, ttl, force, self._registry.checked, self.client)
         if one is not None:
             return self._one(one)  # type: ignore[no-any-return]
         return self.run(self._use(type(obj), _ops.save(obj, ttl, force)))
