@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import redmodel
 from redmodel.migrations import Migrations, build_index, rewrite
 from tests.migrate_models import COLORS, PREFIX, ItemV1, ItemV2, v1_objects, writer
@@ -49,6 +51,10 @@ def _latency(values: list[float]) -> dict[str, Any]:
             "mean_ms": round(statistics.fmean(values) * 1000, 3) if values else None}
 
 
+# At full size (make test-long: 100,000 objects, writers every 2 ms) the run took 250 s on
+# session 34's machine and 405 s on session 35's (~40% slower that day; apply 324 s), past
+# the suite's 300 s guard: this test's own guard is 1,200 s (a hang still fails it).
+@pytest.mark.timeout(1200)
 def test_migrate_online_while_four_writer_processes_write(
         redis_url: str, redis_client: Any, tmp_path: Path) -> None:
     seeding = redmodel.Store.from_url(redis_url)
