@@ -26,6 +26,16 @@ from pathlib import Path
 PRELOAD = ["redmodel", "redmodel.testing", "tests.run_doc"]
 
 
+def forkserver(*modules: str) -> multiprocessing.context.ForkServerContext:
+    """multiprocessing's "forkserver" context, its server preloading :data:`PRELOAD` and
+    ``modules``: a child starts with them imported and its own process, connections and
+    all. (The first use in a process starts the server; modules named later are imported
+    by each child that needs them.)"""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([*PRELOAD, *modules])
+    return ctx
+
+
 @dataclass
 class Done:
     """What subprocess.run(..., capture_output=True, text=True) gives back."""
@@ -77,8 +87,7 @@ def run(kind: str, what: str, *, cwd: str | Path, env: dict[str, str],
     """Run a docs page (``kind="doc"``, ``what`` its path) or a module (``kind="module"``,
     ``what`` its dotted name, as ``python -m``) in a forked child; its exit status and
     output. A child still running after ``timeout`` seconds is killed (returncode None)."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
+    ctx = forkserver()
     with tempfile.TemporaryDirectory() as tmp:
         out, err = os.path.join(tmp, "out"), os.path.join(tmp, "err")
         child = ctx.Process(target=_child, args=(kind, str(what), argv or [], str(cwd),

@@ -8,7 +8,6 @@ OutOfStockError.
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
 import threading
 import time
@@ -21,6 +20,7 @@ import redis
 import redmodel
 from redmodel import ConditionFailedError, transaction
 from redmodel.transactions import RetryPolicy, Transaction
+from tests import forked
 from tests.budget import sized
 
 PROCESSES = sized(3, 6)  # 60 buyers for 30 hats under make test, 120 under make test-long
@@ -94,10 +94,8 @@ def shop_process(url: str, mode: str, barrier: Any, results: Any) -> None:
 
 def run_shop(url: str, mode: str) -> tuple[list[Any], dict[str, int]]:
     # racing processes forked from a fork server that imported this module once (a
-    # "spawn" child re-imported redmodel and the module: ~0.5 s of CPU each); each is a
-    # process of its own, with its own connections, as spawn gave
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
+    # "spawn" child re-imported redmodel and the module: ~0.5 s of CPU each)
+    ctx = forked.forkserver(__name__)
     barrier = ctx.Barrier(PROCESSES)
     results = ctx.Queue()
     procs = [ctx.Process(target=shop_process, args=(url, mode, barrier, results))

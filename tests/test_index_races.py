@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
 import random
 import time
@@ -21,6 +20,7 @@ import redis
 
 import redmodel
 from redmodel import UniqueViolationError, between
+from tests import forked
 from tests.budget import sized
 
 OBJECTS = [f"h{i}" for i in range(8)]
@@ -138,10 +138,8 @@ def run_processes(target: Callable[..., None], args: list[tuple[Any, ...]]) -> l
     """Start one spawned process per args (each gets a barrier and a queue after them) and
     collect what each reports."""
     # racing processes forked from a fork server that imported this module once (a
-    # "spawn" child re-imported redmodel and the module: ~0.5 s of CPU each); each is a
-    # process of its own, with its own connections, as spawn gave
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
+    # "spawn" child re-imported redmodel and the module: ~0.5 s of CPU each)
+    ctx = forked.forkserver(__name__)
     barrier = ctx.Barrier(len(args))
     results = ctx.Queue()
     procs = [ctx.Process(target=target, args=(*a, barrier, results)) for a in args]
