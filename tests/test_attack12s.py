@@ -470,8 +470,16 @@ def test_s5_a_store_refused_for_its_eviction_policy_works_once_the_policy_is_fix
 
 # ---- S6: the blocking pops' dedicated clients pile up and outlive the store -----------------
 
-def _connected(client: redis.Redis) -> int:
-    return int(client.info("clients")["connected_clients"])
+def _floor(client: redis.Redis) -> int:
+    """The id of ``client``'s own connection: connections opened later have larger ids
+    (``CLIENT ID`` grows), so a count above it ignores other tests' connections that close
+    while this test runs (counting ``connected_clients`` went to -1 in CI that way)."""
+    return int(client.client_id())
+
+
+def _opened_since(client: redis.Redis, floor: int) -> int:
+    """How many connections opened after ``floor`` are still open (``CLIENT LIST``)."""
+    return sum(1 for info in client.client_list() if int(info["id"]) > floor)
 
 
 @pytest.mark.parametrize("shell", ["sync", "async"])
@@ -481,7 +489,7 @@ def test_s6_closing_the_store_closes_the_blocking_pops_connections(
     "``aclose()`` (or ``async with``) closes it". A store that made one ``pop_blocking``
     leaves its dedicated connection open after the block (sync: until the store object is
     garbage-collected; asyncio: still open after ``aclose()``)."""
-    base = _connected(redis_client)
+    base = _floor(redis_client)
     redis_client.rpush("jobs", 1, 2, 3)
     if shell == "sync":
         with redmodel.Store.from_url(redis_url) as store:
@@ -489,19 +497,22 @@ def test_s6_closing_the_store_closes_the_blocking_pops_connections(
             assert queue.pop_blocking(0.5) == 1
             assert queue.pop_blocking(1.5) == 2
             assert queue.pop_blocking(2.5) == 3
+            during = _opened_since(redis_client, base)
         time.sleep(0.2)
-        left = _connected(redis_client) - base
+        left = _opened_since(redis_client, base)
         del store, queue
     else:
-        async def main() -> int:
+        async def main() -> tuple[int, int]:
             async with redmodel.AsyncStore.from_url(redis_url) as astore:
                 aqueue = Queue(astore, "jobs", int)
                 assert await aqueue.pop_blocking(0.5) == 1
                 assert await aqueue.pop_blocking(1.5) == 2
                 assert await aqueue.pop_blocking(2.5) == 3
+                n = _opened_since(redis_client, base)
             await asyncio.sleep(0.2)
-            return _connected(redis_client) - base
-        left = asyncio.run(main())
+            return n, _opened_since(redis_client, base)
+        during, left = asyncio.run(main())
+    assert during >= 1, "the blocking pops opened no connection: nothing was measured"
     assert left == 0, f"{left} connections of the closed store are still open on the server"
 
 
@@ -514,13 +525,13 @@ def test_s6_blocking_pops_with_varying_timeouts_do_not_open_a_connection_each(
     connection, for every distinct whole second, kept for the store's life: 60 pops with
     timeouts 0.5 .. 59.5 hold 60 connections (the server's ``maxclients`` is the limit)."""
     redis_client.rpush("jobs", *range(60))
-    base = _connected(redis_client)
+    base = _floor(redis_client)
     if shell == "sync":
         store = redmodel.Store(redis.Redis(host=redis_server.host, port=redis_server.port))
         queue = Queue(store, "jobs", int)
         for k in range(60):
             assert queue.pop_blocking(k + 0.5) == k
-        grown = _connected(redis_client) - base
+        grown = _opened_since(redis_client, base)
         store.close()
     else:
         async def main() -> int:
@@ -529,7 +540,7 @@ def test_s6_blocking_pops_with_varying_timeouts_do_not_open_a_connection_each(
             aqueue = Queue(astore, "jobs", int)
             for k in range(60):
                 assert await aqueue.pop_blocking(k + 0.5) == k
-            n = _connected(redis_client) - base
+            n = _opened_since(redis_client, base)
             await astore.aclose()
             return n
         grown = asyncio.run(main())
