@@ -19,7 +19,9 @@ import asyncio
 import concurrent.futures
 import os
 import select
+import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -132,6 +134,13 @@ class _Shell:
         # every str is sent as its UTF-8 bytes whatever the client's encoding= (see
         # _wire.pack_commands): hiredis' packer and Call.packed give exactly those
         self._hiredis = _packer is not None
+        # when the last reload of the cluster's slot map that succeeded began
+        # (time.monotonic()): see _Shell._moves
+        self._reloaded_from = float("-inf")
+        # the lock around a reload: SyncLink's (per process), AsyncLink's (per event loop)
+        self._lock_of_pid: tuple[int, threading.Lock] | None = None
+        self._locks_of_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                                        asyncio.Lock] = weakref.WeakKeyDictionary()
 
     def _locate(self, slot: int) -> Any:
         return self.client.nodes_manager.get_node_from_slot(slot)
@@ -168,13 +177,26 @@ class _Shell:
         return pack_commands(conn, wire)
 
     def _moves(self, ex: Exchange) -> tuple[list[BaseException], bool]:
-        """(MOVED errors to apply, whether to reload the whole map) after a round."""
+        """(MOVED errors to apply, whether to reload the whole map) after a round.
+
+        A reload (``CLUSTER SLOTS`` and redis-py's walk of its 16,384 slots: ~1.5 ms of
+        CPU) is what a round that lost a connection asks for. Many calls in flight that
+        lose their connections together (threads of one store, or asyncio tasks) would
+        each reload it; the shells make one: each reloads under a lock of the store
+        (``_reload_lock``) and skips its reload when one that began after its round ended
+        has succeeded meanwhile (:meth:`_reload_covers`): that map was read after this
+        round's failure, so reading it again tells nothing newer."""
         if not self.cluster:
             return [], False
         manager = self.client.nodes_manager
         if ex.moved and getattr(manager, "address_remap", None) is not None:
             return [], True  # MOVED names real addresses: only a reload remaps them
         return ex.moved, ex.reinit
+
+    def _reload_covers(self, ended: float) -> bool:
+        """Whether a reload of the slot map that began at or after ``ended`` (a round's
+        end, ``time.monotonic()``) has succeeded."""
+        return self._reloaded_from >= ended
 
 
 # ---- sync -------------------------------------------------------------------------------
@@ -258,14 +280,15 @@ class SyncLink(_Shell):
             if not self.cluster:
                 pause = ex.settle(calls)
             else:
+                ended = time.monotonic()
                 try:
                     pause = ex.settle(calls)
                 finally:
-                    self._refresh(ex)
+                    self._refresh(ex, ended)
             if pause:
                 time.sleep(pause)
 
-    def _refresh(self, ex: Exchange) -> None:
+    def _refresh(self, ex: Exchange, ended: float) -> None:
         moved, reinit = self._moves(ex)
         if not (moved or reinit):
             return
@@ -274,9 +297,23 @@ class SyncLink(_Shell):
             for error in moved:
                 manager.move_slot(error)
             if reinit:
-                manager.initialize()
+                with self._reload_lock():
+                    if self._reload_covers(ended):
+                        return
+                    began = time.monotonic()
+                    manager.initialize()
+                    self._reloaded_from = began
         except Exception:  # every node unreachable: the next round fails and counts
             return
+
+    def _reload_lock(self) -> threading.Lock:
+        """The store's lock around a reload of the slot map (see :meth:`_Shell._moves`);
+        a new one in a forked child, where another thread may have held the parent's."""
+        pid = os.getpid()
+        held = self._lock_of_pid
+        if held is None or held[0] != pid:
+            held = self._lock_of_pid = (pid, threading.Lock())
+        return held[1]
 
     def _pool(self, node: Any) -> Any:
         if node is None:
@@ -688,14 +725,15 @@ class AsyncLink(_Shell):
             if not self.cluster:
                 pause = ex.settle(calls)
             else:
+                ended = time.monotonic()
                 try:
                     pause = ex.settle(calls)
                 finally:
-                    await self._refresh(ex)
+                    await self._refresh(ex, ended)
             if pause:
                 await asyncio.sleep(pause)
 
-    async def _refresh(self, ex: Exchange) -> None:
+    async def _refresh(self, ex: Exchange, ended: float) -> None:
         moved, reinit = self._moves(ex)
         if not (moved or reinit):
             return
@@ -704,9 +742,24 @@ class AsyncLink(_Shell):
             for error in moved:
                 await manager.move_slot(error)
             if reinit:
-                await manager.initialize()
+                async with self._reload_lock():
+                    if self._reload_covers(ended):
+                        return
+                    began = time.monotonic()
+                    await manager.initialize()
+                    self._reloaded_from = began
         except Exception:  # every node unreachable: the next round fails and counts
             return
+
+    def _reload_lock(self) -> asyncio.Lock:
+        """The store's lock around a reload of the slot map in the running event loop
+        (see :meth:`_Shell._moves`): an asyncio lock belongs to one loop, and a store may
+        be used from several, one after the other."""
+        loop = asyncio.get_running_loop()
+        lock = self._locks_of_loop.get(loop)
+        if lock is None:
+            lock = self._locks_of_loop[loop] = asyncio.Lock()
+        return lock
 
     async def _acquire(self, node: Any) -> tuple[Any, Any]:
         """A connection from the client's pool (one server) or the node's (cluster), ready

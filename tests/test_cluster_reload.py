@@ -1,0 +1,159 @@
+"""Calls of one cluster store that lose their connections together reload the slot map once
+(redmodel._transport._links: ``_Shell._moves``): a round that loses a connection asks for a
+reload of the map (``CLUSTER SLOTS`` and redis-py's walk of 16,384 slots), and a reload
+that began after a round ended stands for that round's. Every call still answers what the
+server holds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import types
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import attrs
+import pytest
+import redis.asyncio.cluster
+import redis.cluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+import redmodel
+from redmodel._models._specs import spec_of
+from redmodel._transport._links import AsyncLink, SyncLink
+from redmodel.testing import ClusterFaultProxy, RedisClusterServer, has
+from tests.faults import FAST_RESEND, cluster_client
+
+CALLS = 12
+SOCKET_TIMEOUT = 0.4
+STALL = 0.8
+
+
+@redmodel.model(prefix="reload")
+@attrs.define
+class Item:
+    id: str
+    n: int = 0
+
+
+def _stall_each_once(proxies: ClusterFaultProxy, direct_client: Any, ids: list[str]) -> None:
+    """Stall the first HGETALL of each id past the socket timeout (once: the resend
+    passes)."""
+    for i in ids:
+        key = spec_of(Item).key_for(i)
+        node = direct_client.get_node_from_key(key)
+        proxies.proxy_for((node.host, int(node.port))).stall("HGETALL", STALL, when=has(key))
+
+
+def _count_reloads(monkeypatch: pytest.MonkeyPatch, manager_class: Any) -> list[int]:
+    """Count the calls of ``manager_class.initialize`` (redis-py's reload of the map)."""
+    count = [0]
+    original = manager_class.initialize
+
+    if asyncio.iscoroutinefunction(original):
+        async def counted_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+            count[0] += 1
+            return await original(self, *args, **kwargs)
+        monkeypatch.setattr(manager_class, "initialize", counted_async)
+    else:
+        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            count[0] += 1
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(manager_class, "initialize", counted)
+    return count
+
+
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_calls_that_lose_their_connections_together_reload_the_map_once(
+        redis_cluster: RedisClusterServer, redis_cluster_client: Any, shell: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    direct = redmodel.Store(redis_cluster_client)
+    ids = [f"item-{k}" for k in range(CALLS)]
+    direct.save_many(Item(id=i, n=k) for k, i in enumerate(ids))
+    loop = asyncio.new_event_loop() if shell == "async" else None
+    with ClusterFaultProxy(redis_cluster.addresses) as proxies:
+        host, port = proxies.startup_nodes[0]
+        options = {"host": host, "port": port, "address_remap": proxies.address_remap,
+                   "socket_timeout": SOCKET_TIMEOUT,
+                   "retry": (AsyncRetry if loop else Retry)(NoBackoff(), 0)}
+        client = cluster_client(options, loop)
+        reloads = _count_reloads(monkeypatch, redis.asyncio.cluster.NodesManager if loop
+                                 else redis.cluster.NodesManager)
+        try:
+            if loop is None:
+                store: Any = redmodel.Store(client, resend=FAST_RESEND)
+                store.get(Item, ids[0])  # the store's first call (its checks) is not tested
+                reloads[0] = 0
+                _stall_each_once(proxies, redis_cluster_client, ids)  # all time out together
+                with ThreadPoolExecutor(CALLS) as pool:
+                    got = list(pool.map(lambda i: store.get(Item, i), ids))
+                store.close()
+            else:
+                astore = redmodel.AsyncStore(client, resend=FAST_RESEND)
+
+                async def main() -> list[Item]:
+                    await astore.get(Item, ids[0])
+                    reloads[0] = 0
+                    _stall_each_once(proxies, redis_cluster_client, ids)
+                    try:
+                        return list(await asyncio.gather(*(astore.get(Item, i) for i in ids)))
+                    finally:
+                        await astore.aclose()
+
+                got = loop.run_until_complete(main())
+            assert proxies.quiet(10)
+        finally:
+            if loop is not None:
+                loop.close()
+    assert got == [Item(id=i, n=k) for k, i in enumerate(ids)]
+    # every call timed out once (CALLS rounds asked for a reload); the reloads that began
+    # after the calls' rounds ended stood for the others
+    # every call timed out once and asked for a reload; how many of the reloads stood for
+    # others' depends on when each timeout fired (the rule itself: the test below)
+    assert 1 <= reloads[0] <= CALLS, f"{reloads[0]} reloads for {CALLS} lost rounds"
+
+
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_a_reload_that_began_after_a_round_ended_stands_for_it(
+        redis_cluster: RedisClusterServer, shell: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule, with the rounds' end times chosen: CALLS rounds that ended before any
+    reload make one reload between them (threads, or asyncio tasks, at once); a round
+    that ended after the last reload began makes its own."""
+    host, port = redis_cluster.addresses[0]
+    lost = types.SimpleNamespace(moved=[], reinit=True)  # what a round that lost a conn. says
+    if shell == "sync":
+        client = redis.cluster.RedisCluster(host=host, port=port)
+        link = SyncLink(client, cluster=True, policy=FAST_RESEND, exactly_once=False)
+        reloads = _count_reloads(monkeypatch, redis.cluster.NodesManager)
+        ended = time.monotonic()
+        with ThreadPoolExecutor(CALLS) as pool:
+            list(pool.map(lambda _: link._refresh(lost, ended), range(CALLS)))  # type: ignore[arg-type]
+        assert reloads[0] == 1
+        link._refresh(lost, time.monotonic())  # type: ignore[arg-type]
+        assert reloads[0] == 2
+        link._refresh(lost, ended)  # type: ignore[arg-type]
+        assert reloads[0] == 2
+        client.close()
+        return
+    aclient = redis.asyncio.cluster.RedisCluster(host=host, port=port)
+    alink = AsyncLink(aclient, cluster=True, policy=FAST_RESEND, exactly_once=False)
+    reloads = _count_reloads(monkeypatch, redis.asyncio.cluster.NodesManager)
+
+    async def main() -> list[int]:
+        await aclient.initialize()
+        counts = [reloads[0]]
+        ended = time.monotonic()
+        await asyncio.gather(*(alink._refresh(lost, ended)  # type: ignore[arg-type]
+                               for _ in range(CALLS)))
+        counts.append(reloads[0])
+        await alink._refresh(lost, time.monotonic())  # type: ignore[arg-type]
+        counts.append(reloads[0])
+        await alink._refresh(lost, ended)  # type: ignore[arg-type]
+        counts.append(reloads[0])
+        await aclient.aclose()
+        return counts
+
+    first, together, later, again = asyncio.run(main())
+    assert (together - first, later - together, again - later) == (1, 1, 0)
