@@ -157,3 +157,46 @@ def test_a_reload_that_began_after_a_round_ended_stands_for_it(
 
     first, together, later, again = asyncio.run(main())
     assert (together - first, later - together, again - later) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_a_reload_that_failed_stands_for_the_rounds_that_waited_for_it(
+        redis_cluster: RedisClusterServer, shell: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every node stalls CLUSTER SLOTS past the socket timeout: the first reload fails, and
+    the calls that waited for it do not each try again (one timeout after another), their
+    next round would."""
+    loop = asyncio.new_event_loop() if shell == "async" else None
+    lost = types.SimpleNamespace(moved=[], reinit=True)
+    with ClusterFaultProxy(redis_cluster.addresses) as proxies:
+        host, port = proxies.startup_nodes[0]
+        options = {"host": host, "port": port, "address_remap": proxies.address_remap,
+                   "socket_timeout": SOCKET_TIMEOUT,
+                   "retry": (AsyncRetry if loop else Retry)(NoBackoff(), 0)}
+        client = cluster_client(options, loop)
+        try:
+            if loop is None:
+                link: Any = SyncLink(client, cluster=True, policy=FAST_RESEND, exactly_once=False)
+                reloads = _count_reloads(monkeypatch, redis.cluster.NodesManager)
+                proxies.stall("CLUSTER", STALL, times=1_000)
+                ended = time.monotonic()
+                with ThreadPoolExecutor(CALLS) as pool:
+                    list(pool.map(lambda _: link._refresh(lost, ended), range(CALLS)))
+                client.close()
+            else:
+                link = AsyncLink(client, cluster=True, policy=FAST_RESEND, exactly_once=False)
+                reloads = _count_reloads(monkeypatch, redis.asyncio.cluster.NodesManager)
+
+                async def main() -> None:
+                    proxies.stall("CLUSTER", STALL, times=1_000)
+                    ended = time.monotonic()
+                    await asyncio.gather(*(link._refresh(lost, ended) for _ in range(CALLS)))
+                    await client.aclose()
+
+                loop.run_until_complete(main())
+            assert reloads[0] == 1
+            proxies.clear()
+            assert proxies.quiet(10)
+        finally:
+            if loop is not None:
+                loop.close()
+    assert [e for e in proxies.events if e.kind == "stall"], "no reload was stalled"

@@ -134,8 +134,8 @@ class _Shell:
         # every str is sent as its UTF-8 bytes whatever the client's encoding= (see
         # _wire.pack_commands): hiredis' packer and Call.packed give exactly those
         self._hiredis = _packer is not None
-        # when the last reload of the cluster's slot map that succeeded began
-        # (time.monotonic()): see _Shell._moves
+        # when the last reload of the cluster's slot map began (time.monotonic()): see
+        # _Shell._moves
         self._reloaded_from = float("-inf")
         # the lock around a reload: SyncLink's (per process), AsyncLink's (per event loop)
         self._lock_of_pid: tuple[int, threading.Lock] | None = None
@@ -184,8 +184,10 @@ class _Shell:
         lose their connections together (threads of one store, or asyncio tasks) would
         each reload it; the shells make one: each reloads under a lock of the store
         (``_reload_lock``) and skips its reload when one that began after its round ended
-        has succeeded meanwhile (:meth:`_reload_covers`): that map was read after this
-        round's failure, so reading it again tells nothing newer."""
+        was made meanwhile (:meth:`_reload_covers`): that map was read after this round's
+        failure, so reading it again tells nothing newer. A reload that failed (every node
+        unreachable, or one stalled) stands for them too: they do not wait out one
+        timeout after another; the next round of each fails and reloads on its own."""
         if not self.cluster:
             return [], False
         manager = self.client.nodes_manager
@@ -195,7 +197,7 @@ class _Shell:
 
     def _reload_covers(self, ended: float) -> bool:
         """Whether a reload of the slot map that began at or after ``ended`` (a round's
-        end, ``time.monotonic()``) has succeeded."""
+        end, ``time.monotonic()``) was made (succeeded or failed)."""
         return self._reloaded_from >= ended
 
 
@@ -301,8 +303,10 @@ class SyncLink(_Shell):
                     if self._reload_covers(ended):
                         return
                     began = time.monotonic()
-                    manager.initialize()
-                    self._reloaded_from = began
+                    try:
+                        manager.initialize()
+                    finally:  # failed too: the others' next round fails and reloads
+                        self._reloaded_from = began
         except Exception:  # every node unreachable: the next round fails and counts
             return
 
@@ -746,8 +750,10 @@ class AsyncLink(_Shell):
                     if self._reload_covers(ended):
                         return
                     began = time.monotonic()
-                    await manager.initialize()
-                    self._reloaded_from = began
+                    try:
+                        await manager.initialize()
+                    finally:  # as SyncLink._refresh
+                        self._reloaded_from = began
         except Exception:  # every node unreachable: the next round fails and counts
             return
 
