@@ -134,9 +134,9 @@ class _Shell:
         # every str is sent as its UTF-8 bytes whatever the client's encoding= (see
         # _wire.pack_commands): hiredis' packer and Call.packed give exactly those
         self._hiredis = _packer is not None
-        # when the last reload of the cluster's slot map began (time.monotonic()): see
-        # _Shell._moves
-        self._reloaded_from = float("-inf")
+        # when the last reload of the cluster's slot map ended, succeeded or failed
+        # (time.monotonic()): see _Shell._moves
+        self._reload_ended = float("-inf")
         # the lock around a reload: SyncLink's (per process), AsyncLink's (per event loop)
         self._lock_of_pid: tuple[int, threading.Lock] | None = None
         self._locks_of_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
@@ -179,15 +179,21 @@ class _Shell:
     def _moves(self, ex: Exchange) -> tuple[list[BaseException], bool]:
         """(MOVED errors to apply, whether to reload the whole map) after a round.
 
-        A reload (``CLUSTER SLOTS`` and redis-py's walk of its 16,384 slots: ~1.5 ms of
-        CPU) is what a round that lost a connection asks for. Many calls in flight that
-        lose their connections together (threads of one store, or asyncio tasks) would
-        each reload it; the shells make one: each reloads under a lock of the store
-        (``_reload_lock``) and skips its reload when one that began after its round ended
-        was made meanwhile (:meth:`_reload_covers`): that map was read after this round's
-        failure, so reading it again tells nothing newer. A reload that failed (every node
-        unreachable, or one stalled) stands for them too: they do not wait out one
-        timeout after another; the next round of each fails and reloads on its own."""
+        A reload (``CLUSTER SLOTS`` and redis-py's walk of its 16,384 slots) is what a
+        round that lost a connection asks for. Calls in flight that lose their connections
+        together (threads of one store, or asyncio tasks) share one: each reloads under a
+        lock of the store (``_reload_lock``) and skips its reload when one ended after its
+        round ended (:meth:`_reload_covers`): the one it waited for, or one made
+        meanwhile. redis-py's own ``NodesManager.initialize`` shares a reload that
+        succeeded the same way (its lock and epoch); here a reload that *failed* (every
+        node unreachable, or stalled past the socket timeout) stands for the waiting
+        calls too, so they do not each wait out one more timeout after another (twelve
+        threads losing their connections 0.1 s apart behind a ``CLUSTER SLOTS`` stalled
+        past the timeout: the last answered after 13.5 s, past the ResendPolicy's deadline,
+        with 36 reloads sent; now 1.25 s and 3); the next round of each fails and reloads
+        on its own. A reload that stood for a call may have read the map
+        just before its failure: when the map was still stale, the call's next round
+        fails again and reloads (counted by the ResendPolicy), as with redis-py alone."""
         if not self.cluster:
             return [], False
         manager = self.client.nodes_manager
@@ -196,9 +202,9 @@ class _Shell:
         return ex.moved, ex.reinit
 
     def _reload_covers(self, ended: float) -> bool:
-        """Whether a reload of the slot map that began at or after ``ended`` (a round's
-        end, ``time.monotonic()``) was made (succeeded or failed)."""
-        return self._reloaded_from >= ended
+        """Whether a reload of the slot map ended (succeeded or failed) at or after
+        ``ended``, a round's end (``time.monotonic()``)."""
+        return self._reload_ended >= ended
 
 
 # ---- sync -------------------------------------------------------------------------------
@@ -302,17 +308,18 @@ class SyncLink(_Shell):
                 with self._reload_lock():
                     if self._reload_covers(ended):
                         return
-                    began = time.monotonic()
                     try:
                         manager.initialize()
                     finally:  # failed too: the others' next round fails and reloads
-                        self._reloaded_from = began
+                        self._reload_ended = time.monotonic()
         except Exception:  # every node unreachable: the next round fails and counts
             return
 
     def _reload_lock(self) -> threading.Lock:
         """The store's lock around a reload of the slot map (see :meth:`_Shell._moves`);
-        a new one in a forked child, where another thread may have held the parent's."""
+        a new one in a forked child, where another thread may have held the parent's.
+        (redis-py's own lock in ``NodesManager.initialize`` is not made new: a child forked
+        while a thread reloaded waits for it forever; build the child's client anew.)"""
         pid = os.getpid()
         held = self._lock_of_pid
         if held is None or held[0] != pid:
@@ -749,11 +756,10 @@ class AsyncLink(_Shell):
                 async with self._reload_lock():
                     if self._reload_covers(ended):
                         return
-                    began = time.monotonic()
                     try:
                         await manager.initialize()
                     finally:  # as SyncLink._refresh
-                        self._reloaded_from = began
+                        self._reload_ended = time.monotonic()
         except Exception:  # every node unreachable: the next round fails and counts
             return
 
