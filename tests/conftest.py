@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, settings
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 import redmodel
+from redmodel._pytest_plugin import _binary as _plugin_binary
 from redmodel.testing import FaultProxy, RedisClusterServer, RedisServer
 from tests.keys import use_keys
 
@@ -209,6 +210,31 @@ def proxy(redis_server: RedisServer, redis_client: Any) -> Iterator[FaultProxy]:
     fault tests (tests/faults.py has stores through it)."""
     with FaultProxy(redis_server.host, redis_server.port) as p:
         yield p
+
+
+@pytest.fixture(scope="module")
+def own_server(pytestconfig: pytest.Config) -> Iterator[RedisServer]:
+    """A server of this test file's own (the session's binary), for a test that asserts a
+    server-wide count: INFO ``total_commands_processed``, or commandstats of what any
+    connection sends (HELLO, CLIENT SETINFO, AUTH, SELECT). On the session's server
+    (``redis_server``) those counts are shared by every file a worker runs, so any other
+    connection's commands would move them."""
+    with RedisServer(_plugin_binary(pytestconfig)) as server:
+        yield server
+
+
+@pytest.fixture
+def own_client(own_server: RedisServer) -> Iterator[Any]:
+    """A ``redis.Redis`` on :func:`own_server`, emptied with FLUSHALL before the test."""
+    with own_server.client() as client:
+        client.flushall()
+        yield client
+
+
+@pytest.fixture
+def own_store(own_client: Any) -> redmodel.Store:
+    """A :class:`redmodel.Store` on :func:`own_server` (its client is ``own_client``)."""
+    return redmodel.Store(own_client)
 
 
 @pytest.fixture(autouse=True)

@@ -779,10 +779,12 @@ def test_sets_work_for_resp2_clients(redis_server, redis_client):
         client.close()
 
 
-def test_containers_in_one_pipeline(store: redmodel.Store, redis_client: Any) -> None:
-    """Several container operations (and a count) in one round trip per step."""
+def test_containers_in_one_pipeline(own_store: redmodel.Store, own_client: Any) -> None:
+    """Several container operations (and a count) in one round trip per step. (Counted on a
+    server of this file's own: the session's server counts every file's commands.)"""
     from ipaddress import IPv4Address  # noqa: PLC0415
 
+    store, redis_client = own_store, own_client
     ips = redmodel.containers.Queue(store, "pipe:ips", IPv4Address)
     seen = redmodel.containers.Set(store, ("pipe", "seen"), IPv4Address)
     visits = redmodel.containers.WindowCounter(store, "pipe:visits", window=60)
