@@ -121,7 +121,7 @@ def test_model_ttl_and_ttl_per_save(store: redmodel.Store) -> None:
 
 def test_expire_persist_and_actual_expiry(store: redmodel.Store) -> None:
     hat = hats()[0]
-    store.save(hat, ttl=0.2)
+    store.save(hat, ttl=1.0)  # (0.2 s could run out before the persist on a slow machine)
     assert store.persist(Hat, hat.id) is True
     assert store.ttl(Hat, hat.id) is None
     assert store.expire(Hat, hat.id, 0.1) is True
