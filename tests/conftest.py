@@ -239,14 +239,18 @@ def own_store(own_client: Any) -> redmodel.Store:
 
 @pytest.fixture(autouse=True)
 def _empty_session_servers(request: pytest.FixtureRequest) -> None:
-    """A test that uses the session's server or cluster (``redis_server``,
-    ``redis_cluster``) starts with it empty (every primary), as ``redis_client`` and
-    ``redis_cluster_client`` give it: otherwise what another file's tests left there (a
-    model's registry record under the same prefix, say) decides the outcome by which files
-    ran earlier in the same worker. (Autouse: before the test's own fixtures.)"""
+    """A test that uses the session's server, TLS server or cluster (``redis_server``,
+    ``tls_redis_server``, ``redis_cluster``) starts with it empty (every primary), as
+    ``redis_client`` and ``redis_cluster_client`` give it: otherwise what another file's
+    tests left there (a model's registry record under the same prefix, say) decides the
+    outcome by which files ran earlier in the same worker. (Autouse: before the test's own
+    fixtures.)"""
     names = request.fixturenames
     if "redis_server" in names and "redis_client" not in names:
         with request.getfixturevalue("redis_server").client() as client:
+            client.flushall()
+    if "tls_redis_server" in names:  # (no fixture of the plugin empties this one)
+        with request.getfixturevalue("tls_redis_server").client() as client:
             client.flushall()
     if "redis_cluster" in names and "redis_cluster_client" not in names:
         for node in request.getfixturevalue("redis_cluster").primary_nodes():
