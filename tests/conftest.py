@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, settings
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 import redmodel
+from redmodel._pytest_plugin import _binary as _plugin_binary
 from redmodel.testing import FaultProxy, RedisClusterServer, RedisServer
 from tests.keys import use_keys
 
@@ -211,16 +212,45 @@ def proxy(redis_server: RedisServer, redis_client: Any) -> Iterator[FaultProxy]:
         yield p
 
 
+@pytest.fixture(scope="module")
+def own_server(pytestconfig: pytest.Config) -> Iterator[RedisServer]:
+    """A server of this test file's own (the session's binary), for a test that asserts a
+    server-wide count: INFO ``total_commands_processed``, or commandstats of what any
+    connection sends (HELLO, CLIENT SETINFO, AUTH, SELECT). On the session's server
+    (``redis_server``) those counts are shared by every file a worker runs, so any other
+    connection's commands would move them."""
+    with RedisServer(_plugin_binary(pytestconfig)) as server:
+        yield server
+
+
+@pytest.fixture
+def own_client(own_server: RedisServer) -> Iterator[Any]:
+    """A ``redis.Redis`` on :func:`own_server`, emptied with FLUSHALL before the test."""
+    with own_server.client() as client:
+        client.flushall()
+        yield client
+
+
+@pytest.fixture
+def own_store(own_client: Any) -> redmodel.Store:
+    """A :class:`redmodel.Store` on :func:`own_server` (its client is ``own_client``)."""
+    return redmodel.Store(own_client)
+
+
 @pytest.fixture(autouse=True)
 def _empty_session_servers(request: pytest.FixtureRequest) -> None:
-    """A test that uses the session's server or cluster (``redis_server``,
-    ``redis_cluster``) starts with it empty (every primary), as ``redis_client`` and
-    ``redis_cluster_client`` give it: otherwise what another file's tests left there (a
-    model's registry record under the same prefix, say) decides the outcome by which files
-    ran earlier in the same worker. (Autouse: before the test's own fixtures.)"""
+    """A test that uses the session's server, TLS server or cluster (``redis_server``,
+    ``tls_redis_server``, ``redis_cluster``) starts with it empty (every primary), as
+    ``redis_client`` and ``redis_cluster_client`` give it: otherwise what another file's
+    tests left there (a model's registry record under the same prefix, say) decides the
+    outcome by which files ran earlier in the same worker. (Autouse: before the test's own
+    fixtures.)"""
     names = request.fixturenames
     if "redis_server" in names and "redis_client" not in names:
         with request.getfixturevalue("redis_server").client() as client:
+            client.flushall()
+    if "tls_redis_server" in names:  # (no fixture of the plugin empties this one)
+        with request.getfixturevalue("tls_redis_server").client() as client:
             client.flushall()
     if "redis_cluster" in names and "redis_cluster_client" not in names:
         for node in request.getfixturevalue("redis_cluster").primary_nodes():

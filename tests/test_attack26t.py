@@ -366,11 +366,20 @@ def test_lost_exec_replies_and_a_racing_writer_leave_all_or_nothing(
                              if again.get(k) != before.get(k)}
     through = store_through(proxy, socket_timeout=5, exactly_once=once, resend=FAST_RESEND)
     try:
+        raced: list[BaseException] = []
         if fault == "writer before MULTI":
-            proxy.stall("MULTI", 0.15)
-            thread = threading.Thread(target=lambda: (
-                time.sleep(0.05), store.update(Tx, "a", **dict([other]))))
-            thread.start()
+            def write_first(argv: list[bytes]) -> bool:
+                # on the proxy's thread as the MULTI arrives, after the WATCHed reads: the
+                # racing write lands between them and EXEC (a thread that slept 0.05 s
+                # into a 0.15 s stall could land after EXEC on a slow machine, or before
+                # the WATCH)
+                try:
+                    store.update(Tx, "a", **dict([other]))
+                except Exception as e:  # (raised here, it would stop the proxy's thread)
+                    raced.append(e)
+                return True
+
+            proxy.stall("MULTI", 0.15, when=write_first)
         else:
             how, cmd = fault.split()
             {"lose": proxy.lose_reply, "cut": proxy.cut_reply,
@@ -382,10 +391,9 @@ def test_lost_exec_replies_and_a_racing_writer_leave_all_or_nothing(
             outcome = "unknown"
         except (*BEFORE, *EXEC_ERRORS, redmodel.TransactionError):
             outcome = "refused"
+        assert not raced, raced
         if fault == "writer before MULTI" or once:  # exactly-once mode settles it
             assert outcome != "unknown", (fault, once)
-        if fault == "writer before MULTI":
-            thread.join()
         proxy.quiet()
         time.sleep(0.05)  # a forwarded EXEC may still be on its way: dump after it
         got = _dump(store)

@@ -165,10 +165,11 @@ def test_f3_tx_incr_of_an_unlisted_object_with_an_expiry_keeps_its_record(
     count"."""
     new, old = _setup(redis_url, redis_client)
     old.save(_Old(id="u", n=3, e="mine"))
-    old.expire(_Old, "u", 0.3)
+    old.expire(_Old, "u", 1.0)  # (0.3 s: it could expire before the increment, slow machine)
+    expiring = time.monotonic()  # the expiry counts from before this
     new.transaction(lambda tx: tx.incr(_New, "u", "n", 1))()
     assert new.verify(_New) == []
-    time.sleep(0.35)
+    time.sleep(max(0.0, expiring + 1.0 - time.monotonic()) + 0.05)
     new.sweep(_New)
     assert not redis_client.exists("atk26xu:u")
     assert new.find(_New, n=4).count() == 0

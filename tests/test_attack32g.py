@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import attrs
@@ -139,7 +138,7 @@ def test_f2_unregister_returns_true_and_leaves_the_record_when_a_racing_call_sto
     answer: list[object] = []
     worker = threading.Thread(target=lambda: answer.append(a.unregister(Bag)))
     worker.start()
-    time.sleep(0.4)
+    assert proxy.wait_fired(1, timeout=10)  # A's drop is held (a sleep: A may be slower)
     host, port = redis_server.host, redis_server.port  # type: ignore[attr-defined]
     with FaultProxy(host, port) as other:
         other.drop_request(lambda c: True, when=lambda args: b"drop" in args, times=60)

@@ -763,10 +763,12 @@ def test_a_dead_server_ends_the_consumer_with_a_redis_error() -> None:
 # ---- a wait whose slot is migrating follows ASK ----------------------------------------
 
 
-def _blocked_in_blpop(client: Any) -> bool:
-    """Whether a client of this node waits (flag ``b``) in a BLPOP."""
+def _blocked_in_blpop(client: Any, floor: int) -> bool:
+    """Whether a connection of this node opened after ``floor`` (a ``CLIENT ID``: ids grow)
+    waits (flag ``b``) in a BLPOP: this test's pop, not one another test left waiting on
+    the session's cluster."""
     return any(info.get("cmd") == "blpop" and "b" in info.get("flags", "")
-               for info in client.client_list())
+               and int(info["id"]) > floor for info in client.client_list())
 
 
 @pytest.mark.parametrize("move", ["ASK", "MOVED"])
@@ -785,6 +787,7 @@ def test_a_blocking_pop_follows_its_slot_to_another_node(
     slot = redis_cluster_client.keyslot(key)
     clients = {n.port: n.client() for n in redis_cluster.nodes}
     ids = {port: c.execute_command("CLUSTER MYID").decode() for port, c in clients.items()}
+    floors = {port: int(c.client_id()) for port, c in clients.items()}
     source = int(redis_cluster_client.get_node_from_key(key).port)
     target = next(port for port in clients if port != source)
 
@@ -815,10 +818,12 @@ def test_a_blocking_pop_follows_its_slot_to_another_node(
             worker = threading.Thread(target=lambda: got.append(asyncio.run(pop())))
         worker.start()
         waits_on = target if move == "ASK" else source
-        wait_until(lambda: _blocked_in_blpop(clients[waits_on]), what=f"a BLPOP on {waits_on}")
+        wait_until(lambda: _blocked_in_blpop(clients[waits_on], floors[waits_on]),
+                   what=f"a BLPOP on {waits_on}")
         assign(target)
         if move == "MOVED":
-            wait_until(lambda: _blocked_in_blpop(clients[target]), what="the BLPOP moved")
+            wait_until(lambda: _blocked_in_blpop(clients[target], floors[target]),
+                       what="the BLPOP moved")
         with redis_cluster.client() as pusher:
             pusher.rpush(key, 7)
         worker.join(15)

@@ -5,7 +5,6 @@ id")."""
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -66,7 +65,8 @@ class Indexed:
 MODELS = [Plain, Scripted, Blob, Flat, Indexed]
 UPDATABLE = (Plain, Scripted, Indexed)  # the hash layout's (a blob or flat update refuses)
 KINDS = ["save", "save_many", "update", "expire"]
-# what happens between the first copy (run, its reply lost) and its resend (0.12 s later)
+# what happens between the first copy (run, its reply lost) and its resend (held 0.12 s,
+# or until the seeded expiry has run out)
 BETWEEN = ["expired", "deleted", "retyped", "there"]
 
 
@@ -105,23 +105,29 @@ def test_a_resent_write_answers_its_first_copy_or_outcome_unknown(
         kind = "expire"
     key = spec_of(model).key_for("x")
     store = store_through(proxy, exactly_once=once, resend=FAST_RESEND)
-    timer = None
     try:
         redis_client.delete(key)
         proxy.clear()
-        # the object before the call: an expiry of 40 ms when it is to expire before the
-        # resend (an expire call gives it its own)
-        seed_ttl = 0.04 if between == "expired" and kind != "expire" else None
+        # the object before the call: an expiry of 0.2 s when it is to expire before the
+        # resend (an expire call gives it its own, 40 ms); the resend is held as long, so
+        # it runs after that expiry (which started before the call), and the first copy
+        # has 0.2 s to run before it (40 ms was too short on a slow machine)
+        seed_ttl = 0.2 if between == "expired" and kind != "expire" else None
         store.save(model(id="x", n=1, m=1), ttl=seed_ttl)
         fired = len(proxy.events)
         proxy.lose_reply(_writes)
-        proxy.stall(_writes, 0.12)
-        if between == "deleted":
-            timer = threading.Timer(0.04, redis_client.delete, (key,))
-            timer.start()
-        elif between == "retyped":
-            timer = threading.Timer(0.04, _retype, (redis_client, key, model))
-            timer.start()
+
+        def between_copies(argv: list[bytes]) -> bool:
+            # as the resend arrives (the first copy ran): another client deletes the
+            # object or puts its own key there (a timer could fire before the first copy
+            # or after the resend on a slow machine)
+            if between == "deleted":
+                redis_client.delete(key)
+            elif between == "retyped":
+                _retype(redis_client, key, model)
+            return True
+
+        proxy.stall(_writes, seed_ttl or 0.12, when=between_copies)
         new = model(id="x", n=1, m=2)
         try:
             if kind == "save":
@@ -144,8 +150,6 @@ def test_a_resent_write_answers_its_first_copy_or_outcome_unknown(
             assert "nothing was written" in str(e), str(e)
             answer = e
         assert [e.kind for e in proxy.events[fired:]] == ["lose_reply", "stall"]  # fired
-        if timer is not None:
-            timer.join()
         if not isinstance(answer, Exception) and not (
                 model is Indexed and kind in ("update", "expire") and between != "there"
                 and answer is False):
@@ -165,8 +169,6 @@ def test_a_resent_write_answers_its_first_copy_or_outcome_unknown(
         else:
             assert redis_client.pttl(key) == -2, "the object was revived"
     finally:
-        if timer is not None:
-            timer.cancel()
         proxy.clear()
         redis_client.delete(key)
         store.close()

@@ -198,13 +198,15 @@ def test_an_object_that_expires_between_the_read_and_exec_is_not_brought_back(
     """The plain HINCRBY trusts the WATCHed read that the object exists; an expiry after
     the read aborts EXEC (Redis 7.0+, Valkey: an expired watched key counts as changed), so
     the attempt runs again, finds nothing, and no partial hash is created."""
-    store.save(GU(n=1, id="ttl"), ttl=0.1)
+    ttl = 0.5  # the read must come before it ends: a slow machine may take 0.1 s to get there
+    store.save(GU(n=1, id="ttl"), ttl=ttl)
+    saved = time.monotonic()  # the expiry counts from the save: before this
     attempts: list[int] = []
 
     def buy(tx: Any) -> None:
         attempts.append(1)
         tx.get_or_raise(GU, "ttl")
-        time.sleep(0.25)  # it expires here
+        time.sleep(max(0.0, saved + ttl - time.monotonic()) + 0.05)  # it expires here
         tx.incr(GU, "ttl", "n", 1)
 
     with pytest.raises(redmodel.NotFoundError):
