@@ -47,6 +47,16 @@ def _stall_each_once(proxies: ClusterFaultProxy, direct_client: Any, ids: list[s
         proxies.proxy_for((node.host, int(node.port))).stall("HGETALL", STALL, when=has(key))
 
 
+def _through(proxies: ClusterFaultProxy, loop: asyncio.AbstractEventLoop | None) -> Any:
+    """A cluster client (asyncio when ``loop`` is given) that reaches the nodes only through
+    ``proxies``, with the test's short socket timeout and no redis-py retries."""
+    host, port = proxies.startup_nodes[0]
+    options = {"host": host, "port": port, "address_remap": proxies.address_remap,
+               "socket_timeout": SOCKET_TIMEOUT,
+               "retry": (AsyncRetry if loop else Retry)(NoBackoff(), 0)}
+    return cluster_client(options, loop)
+
+
 def _count_reloads(monkeypatch: pytest.MonkeyPatch, manager_class: Any) -> list[int]:
     """Count the calls of ``manager_class.initialize`` (redis-py's reload of the map)."""
     count = [0]
@@ -88,11 +98,7 @@ def test_calls_that_lose_their_connections_together_share_a_failed_reload(
     direct.save_many(Item(id=i, n=k) for k, i in enumerate(ids))
     loop = asyncio.new_event_loop() if shell == "async" else None
     with ClusterFaultProxy(redis_cluster.addresses) as proxies:
-        host, port = proxies.startup_nodes[0]
-        options = {"host": host, "port": port, "address_remap": proxies.address_remap,
-                   "socket_timeout": SOCKET_TIMEOUT,
-                   "retry": (AsyncRetry if loop else Retry)(NoBackoff(), 0)}
-        client = cluster_client(options, loop)
+        client = _through(proxies, loop)
 
         def arm() -> int:
             _stall_each_once(proxies, redis_cluster_client, ids)  # all time out together
@@ -186,11 +192,7 @@ def test_a_reload_that_failed_stands_for_the_rounds_that_waited_for_it(
     loop = asyncio.new_event_loop() if shell == "async" else None
     lost = types.SimpleNamespace(moved=[], reinit=True)
     with ClusterFaultProxy(redis_cluster.addresses) as proxies:
-        host, port = proxies.startup_nodes[0]
-        options = {"host": host, "port": port, "address_remap": proxies.address_remap,
-                   "socket_timeout": SOCKET_TIMEOUT,
-                   "retry": (AsyncRetry if loop else Retry)(NoBackoff(), 0)}
-        client = cluster_client(options, loop)
+        client = _through(proxies, loop)
         try:
             if loop is None:
                 link: Any = SyncLink(client, cluster=True, policy=FAST_RESEND, exactly_once=False)
