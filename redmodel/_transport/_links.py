@@ -191,9 +191,9 @@ class _Shell:
         threads losing their connections 0.1 s apart behind a ``CLUSTER SLOTS`` stalled
         past the timeout: the last answered after 13.5 s, past the ResendPolicy's deadline,
         with 36 reloads sent; now 1.25 s and 3); the next round of each fails and reloads
-        on its own. A reload that stood for a call may have read the map
-        just before its failure: when the map was still stale, the call's next round
-        fails again and reloads (counted by the ResendPolicy), as with redis-py alone."""
+        on its own. A reload that stood for a call may have read the map just before its
+        failure: when the map was still stale, the call's next round fails again and
+        reloads (counted by the ResendPolicy), as with redis-py alone."""
         if not self.cluster:
             return [], False
         manager = self.client.nodes_manager
