@@ -220,3 +220,72 @@ def test_a_reload_that_failed_stands_for_the_rounds_that_waited_for_it(
             if loop is not None:
                 loop.close()
     assert [e for e in proxies.events if e.kind == "stall"], "no reload was stalled"
+
+
+def test_a_cancelled_reload_stands_for_no_one(
+        redis_cluster: RedisClusterServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task whose reload is cancelled (``asyncio.wait_for`` ran out) ended no reload: the
+    task that waited for the lock behind it reloads itself (a cancelled reload counted as
+    ended sent it on with the stale map, one more failed round of its ResendPolicy)."""
+    loop = asyncio.new_event_loop()
+    lost = types.SimpleNamespace(moved=[], reinit=True)
+    with ClusterFaultProxy(redis_cluster.addresses) as proxies:
+        client = _through(proxies, loop)
+        link = AsyncLink(client, cluster=True, policy=FAST_RESEND, exactly_once=False)
+        reloads = _count_reloads(monkeypatch, redis.asyncio.cluster.NodesManager)
+
+        async def main() -> tuple[int, float]:
+            await client.initialize()
+            first = reloads[0]
+            # the first CLUSTER SLOTS answers after 0.3 s (under the socket timeout)
+            proxies.stall("CLUSTER", 0.3, times=1)
+            ended = time.monotonic()
+            hurried = asyncio.ensure_future(
+                asyncio.wait_for(link._refresh(lost, ended), 0.1))  # type: ignore[arg-type]
+            await asyncio.sleep(0.05)  # it holds the lock, in its stalled reload
+            patient = asyncio.ensure_future(link._refresh(lost, ended))  # type: ignore[arg-type]
+            with pytest.raises(asyncio.TimeoutError):
+                await hurried
+            await patient
+            return reloads[0] - first, link._reload_ended
+
+        try:
+            made, reload_ended = loop.run_until_complete(main())
+            loop.run_until_complete(client.aclose())
+        finally:
+            loop.close()
+    assert [e for e in proxies.events if e.kind == "stall"], "the first reload was not stalled"
+    assert made == 2  # the cancelled one, and the waiting task's own
+    assert reload_ended > float("-inf")
+
+
+def test_an_interrupted_reload_stands_for_no_one(
+        redis_cluster: RedisClusterServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread's reload interrupted by a BaseException (``KeyboardInterrupt``) ended no
+    reload: the next call that lost a connection before it reloads itself."""
+    host, port = redis_cluster.addresses[0]
+    lost = types.SimpleNamespace(moved=[], reinit=True)
+    client = redis.cluster.RedisCluster(host=host, port=port)
+    link = SyncLink(client, cluster=True, policy=FAST_RESEND, exactly_once=False)
+    reloads = _count_reloads(monkeypatch, redis.cluster.NodesManager)
+    counted = redis.cluster.NodesManager.initialize
+    interrupt = [True]
+
+    def interrupted_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = counted(self, *args, **kwargs)  # the reload ran and was counted
+        if interrupt[0]:
+            interrupt[0] = False
+            raise KeyboardInterrupt  # as arrives in a thread's reload at ^C
+        return result
+
+    monkeypatch.setattr(redis.cluster.NodesManager, "initialize", interrupted_once)
+    try:
+        ended = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            link._refresh(lost, ended)  # type: ignore[arg-type]
+        assert link._reload_ended == float("-inf")
+        link._refresh(lost, ended)  # type: ignore[arg-type]
+        assert reloads[0] == 2
+        assert link._reload_ended >= ended
+    finally:
+        client.close()

@@ -193,7 +193,9 @@ class _Shell:
         with 36 reloads sent; now 1.25 s and 3); the next round of each fails and reloads
         on its own. A reload that stood for a call may have read the map just before its
         failure: when the map was still stale, the call's next round fails again and
-        reloads (counted by the ResendPolicy), as with redis-py alone."""
+        reloads (counted by the ResendPolicy), as with redis-py alone. A reload that was
+        interrupted (its task cancelled, a ``KeyboardInterrupt``) neither succeeded nor
+        failed and stands for no one: the next waiting call reloads."""
         if not self.cluster:
             return [], False
         manager = self.client.nodes_manager
@@ -202,8 +204,8 @@ class _Shell:
         return ex.moved, ex.reinit
 
     def _reload_covers(self, ended: float) -> bool:
-        """Whether a reload of the slot map ended (succeeded or failed) at or after
-        ``ended``, a round's end (``time.monotonic()``)."""
+        """Whether a reload of the slot map ended (succeeded or failed, not interrupted)
+        at or after ``ended``, a round's end (``time.monotonic()``)."""
         return self._reload_ended >= ended
 
 
@@ -310,8 +312,11 @@ class SyncLink(_Shell):
                         return
                     try:
                         manager.initialize()
-                    finally:  # failed too: the others' next round fails and reloads
+                    except Exception:  # failed: stands too (the others' next round reloads)
                         self._reload_ended = time.monotonic()
+                        raise
+                    # (not on a BaseException: a reload interrupted ended neither way)
+                    self._reload_ended = time.monotonic()
         except Exception:  # every node unreachable: the next round fails and counts
             return
 
@@ -758,8 +763,11 @@ class AsyncLink(_Shell):
                         return
                     try:
                         await manager.initialize()
-                    finally:  # as SyncLink._refresh
+                    except Exception:  # as SyncLink._refresh
                         self._reload_ended = time.monotonic()
+                        raise
+                    # (not when cancelled: CancelledError is a BaseException)
+                    self._reload_ended = time.monotonic()
         except Exception:  # every node unreachable: the next round fails and counts
             return
 
