@@ -363,8 +363,10 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTim
 
 class ServerError(RedmodelError, ResponseError):
     """The server refused a command redmodel sent (WRONGTYPE, OOM, NOPERM, BUSY,
-    READONLY, ...): ``reply`` is the server's error text, ``keys`` the keys involved.
-    A subclass of redis-py's ``ResponseError``."""
+    READONLY, ...): ``reply`` is the server's whole error text, its code word first
+    (``"OOM command not allowed ..."``, ``"MOVED 12582 10.0.0.5:6379"``: redis-py's
+    parser takes the word off), ``keys`` the keys involved. A subclass of redis-py's
+    ``ResponseError``."""
 
     def __init__(self, reply: str, *, keys: tuple[str, ...] = (), command: str = "") -> None:
         self.reply = reply

@@ -594,6 +594,9 @@ def server_error(error: BaseException, command: Command) -> BaseException:
     if isinstance(error, ClusterCrossSlotError):
         return cross_slot_error(keys)
     reply = str(error)
+    code = getattr(error, "status_code", None)  # the word redis-py's parser took off
+    if code and not reply.startswith(code):
+        reply = f"{code} {reply}"  # the server's whole text (MOVED, ASK, OOM, NOPERM, ...)
     cls = _server_error_class(type(error))
     made = cls(reply, keys=keys, command=describe(command))
     made.__cause__ = error
