@@ -1,6 +1,9 @@
 """Fix 33B: a secret class's object is accepted exactly where nothing of it reaches Redis in
 plaintext (docs/codecs.md, "Never skipped"), the same on save, on read through `upgrade=`,
-in a container, and in every layout (attack 33A F1, F2, F6).
+in a container, and in every layout (attack 33A F1, F2, F6). Since session 37 an object of
+any strict subclass is refused where its base is declared (it would be read back as the
+base): the shapes below accept only the declared class itself, and refuse the rest with
+nothing written.
 
 The property draws a holding shape (flattened wrappers 0-2 deep, then 0-2 of Optional /
 list / dict / tuple around the held class, or a Queue of that type), the chains (a
@@ -94,7 +97,10 @@ class Shape:
             and _encrypts(self.field_chain)
 
     def accepted(self) -> bool:
-        return self.cls not in SECRET_CLASSES or self.encrypted_whole()
+        """Only the declared class itself: since session 37 an object of a strict subclass
+        is refused wherever its base is declared, encrypted whole or not (it would be read
+        back as the base: docs/models.md, "A subclass where its base is declared")."""
+        return self.cls is Inner
 
 
 def _type(around: tuple[str, ...]) -> Any:
@@ -228,11 +234,12 @@ def _upgrade_agrees(store: redmodel.Store, shape: Shape, n: int) -> None:
 
 @settings(max_examples=scaled(400))
 @given(shape=shapes())
-def test_a_secret_object_is_accepted_exactly_where_it_is_encrypted_whole(
+def test_an_object_is_accepted_only_as_its_declared_class_refused_writes_nothing(
         store: redmodel.Store, fresh_keys: None, shape: Shape) -> None:
-    """The save (or Queue push) is accepted iff the object is not secret beyond Inner or
-    the chain encoding it whole there encrypts; accepted, no key name or value on the
-    server holds the secret and it reads back; refused, nothing is written."""
+    """The save (or Queue push) is accepted iff the object is an Inner itself (before
+    session 37: also a subclass not secret beyond Inner, or one encoded whole by an
+    encrypting chain there); accepted, no key name or value on the server holds the
+    secret and it reads back; refused, nothing is written."""
     store.client.flushall()
     _save_agrees(store, shape, next(_N))
 
@@ -254,8 +261,12 @@ def test_f6_a_hash_model_whose_chain_takes_no_field_is_not_secret_but_its_subcla
     encrypted anywhere), HashSub, declared a model on it adding a field its chain takes,
     is refused there."""
     m = _model(Shape("hash", 0, (), None, None, Inner), next(_N), Inner, {})
-    store.save(m(id="a", c=NothingSub(number="shown")))
-    with pytest.raises(redmodel.ValidationError, match="HashSub"):
+    # both refused since session 37 (a subclass where its base is declared), NothingSub
+    # for its class alone, HashSub for its secret too
+    with pytest.raises(redmodel.ValidationError, match="NothingSub") as e:
+        store.save(m(id="a", c=NothingSub(number="shown")))
+    assert "plaintext" not in str(e.value)
+    with pytest.raises(redmodel.ValidationError, match=r"HashSub.*plaintext"):
         store.save(m(id="b", c=HashSub(number="x")))
     with pytest.raises(redmodel.ModelDefinitionError):
         redmodel.containers.Queue(store, "fix33b_f6q", Optional[HashSub])  # noqa: UP045

@@ -23,7 +23,7 @@ from redmodel._indexes._writes import Write
 from redmodel._layouts._same import same_value
 from redmodel._models._compiled import FALLBACK, field_encoder, hash_decoder, hash_encoder
 from redmodel._models._specs import FieldSpec, ModelSpec, increment_kind
-from redmodel._models._types import BadValueError, optional_inner
+from redmodel._models._types import BadValueError, located, optional_inner
 from redmodel._plan import Command, origin, script
 from redmodel.codecs._base import Codec
 from redmodel.codecs._chains import stored_primitive
@@ -954,7 +954,8 @@ class HashLayout:
                                           _old_names(f, self.delim))
             check, enc, olds = found
             if (err := check(value)) is not None:
-                raise ValidationError(err, model=spec.name, key=key, field=name)
+                raise ValidationError(located(err, f"{spec.name}.{name}"),
+                                      model=spec.name, key=key, field=name)
             try:
                 enc(value, pairs, nones)
             except RedmodelError as e:  # a codec's refusal: named by key and field

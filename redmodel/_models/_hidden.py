@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HIDDEN", "adds_secrecy", "check_encryption_applies", "check_members_encrypted",
-    "check_not_held", "declarations", "encrypted_fields", "hide_encrypted", "model_secret",
+    "check_not_held", "encrypted_fields", "hide_encrypted", "model_secret",
     "note_held", "secret_chain", "unique_violation",
 ]
 
@@ -447,20 +447,8 @@ def _note_whole(tp: Any, where: str) -> None:
         _note_whole(arg, where)
 
 
-# How many models were declared so far: a cached answer of :func:`adds_secrecy` holds only
-# for the declarations it was computed under (a plain subclass declared a model whose chain
-# encrypts afterwards makes its objects secret from then on: attack 32H).
-_GENERATION = [0]
-
-
-def declarations() -> int:
-    """A number that changes whenever a model is declared (see ``_GENERATION``)."""
-    return _GENERATION[0]
-
-
 def note_held(spec: ModelSpec) -> None:
     """Remember the classes a model just declared stores in the open (see ``_HELD``)."""
-    _GENERATION[0] += 1
     if spec.codec is not None and spec.codec.encrypts and spec.layout == "blob":
         return
 

@@ -18,7 +18,7 @@ from redmodel._errors import ModelDefinitionError, ValidationError
 from redmodel._indexes._specs import IndexSpec, bucket_of
 from redmodel._models._compiled import checker, key_text
 from redmodel._models._keys import escape, snake_case, unescape
-from redmodel._models._types import Checker, Decoder, Encoder
+from redmodel._models._types import Checker, Decoder, Encoder, located
 from redmodel.codecs import Codec
 
 __all__ = ["FieldSpec", "ModelSpec", "base_spec", "model_class", "model_spec", "spec_of"]
@@ -226,7 +226,8 @@ class ModelSpec:
                         key = self.key_for(getattr(obj, self.key.name))
                     except Exception:  # its id is bad too: no key to name
                         key = None
-                raise ValidationError(err, model=self.name, key=key, field=f.name)
+                raise ValidationError(located(err, f"{self.name}.{f.name}"),
+                                      model=self.name, key=key, field=f.name)
 
     def path(self, dotted: str) -> tuple[FieldSpec, ...]:
         """``"address.zip"`` -> the chain of field specs down to that leaf; a name that is

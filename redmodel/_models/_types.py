@@ -15,7 +15,6 @@ import sys
 import types
 import typing
 import uuid
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -460,10 +459,12 @@ def make_checker(tp: Any, where: str, _within: tuple[type, ...] = (), *,
     refused, since every checker, encoder and decoder is built per shape and a recursive
     class has no finite shape.
 
-    ``sealed``: values here are encoded whole by a chain that encrypts. Where they are
-    not, an object of a subclass of a declared class that is secret beyond it (its model's
-    chain or a field's own chain encrypts: docs/codecs.md, "Never skipped") is refused: it
-    would be stored as the declared class, in plaintext.
+    An object of a strict subclass of a declared attrs class is refused wherever it is
+    held (:func:`object_checker`): it would be stored, and read back, as the declared
+    class. ``sealed``: values here are encoded whole by a chain that encrypts; where they
+    are not, that refusal also says when the subclass is secret beyond the declared class
+    (its model's chain or a field's own chain encrypts: docs/codecs.md, "Never skipped"),
+    as it would reach Redis in plaintext.
     """
     inner, optional = optional_inner(tp)
     if optional:
@@ -498,9 +499,9 @@ def _sequence_checker(
         def check_fixed(v: Any) -> str | None:
             if not isinstance(v, tuple) or len(v) != len(items):
                 return f"expected a tuple of {len(items)} items"
-            for item, c in zip(v, items, strict=True):
+            for i, (item, c) in enumerate(zip(v, items, strict=True)):
                 if (err := c(item)) is not None:
-                    return err
+                    return at(f"[{i}]", err)
             return None
 
         return check_fixed
@@ -508,14 +509,15 @@ def _sequence_checker(
         raise ModelDefinitionError(f"{where}: {origin.__name__} needs an element type")
     element = make_checker(args[0], where, within, sealed=sealed)
     no_nan = origin in (set, frozenset) and may_hold_nan(args[0])
+    ordered = origin in (list, tuple)
 
     def check(v: Any) -> str | None:
         if not isinstance(v, origin):
             return f"expected {origin.__name__}, got {type(v).__name__}"
         items: Iterable[Any] = typing.cast("Iterable[Any]", v)
-        for item in items:
+        for i, item in enumerate(items):
             if (err := element(item)) is not None:
-                return err
+                return at(f"[{i}]" if ordered else "[<member>]", err)
         if no_nan and any(holds_nan(item) for item in items):
             return NAN_MEMBER
         return None
@@ -532,9 +534,11 @@ def _dict_checker(key_tp: Any, value_tp: Any, where: str, within: tuple[type, ..
     def check(v: Any) -> str | None:
         if not isinstance(v, dict):
             return f"expected dict, got {type(v).__name__}"
-        for k, item in v.items():
-            if (err := check_key(k)) is not None or (err := check_value(item)) is not None:
+        for i, (k, item) in enumerate(v.items()):
+            if (err := check_key(k)) is not None:  # a scalar: its reason says it all
                 return err
+            if (err := check_value(item)) is not None:
+                return at(f"[<key {i}>]", err)
         if no_nan and any(holds_nan(k) for k in v):
             return NAN_KEY
         return None
@@ -564,38 +568,85 @@ def _struct_checker(cls: type, where: str, within: tuple[type, ...], sealed: boo
 
 def object_checker(cls: type, fields: Sequence[tuple[str, Checker]], sealed: bool) -> Checker:
     """A checker for objects of the attrs class ``cls`` whose attribute ``name`` is checked
-    by ``check``, for each ``(name, check)`` of ``fields``. ``sealed``: the object is
-    encoded whole by a chain that encrypts; else a subclass object that is secret beyond
-    ``cls`` is refused (see :func:`make_checker`). A nested field stored field by field
-    (the hash and flat layouts) passes the checkers of its fields' own specs: each is
-    sealed where that field's own chain (or the model's default chain) encrypts it whole
-    (attack 33A F2)."""
-    # _hidden reads declarations through redmodel.codecs, which imports this module
-    from redmodel._models._hidden import adds_secrecy, declarations  # noqa: PLC0415
+    by ``check``, for each ``(name, check)`` of ``fields``.
 
-    # per subclass met here: what makes its objects secret beyond cls ("" for nothing),
-    # and under which declarations (a model declared since may make it secret: 32H)
-    secret: weakref.WeakKeyDictionary[type, tuple[int, str]] = weakref.WeakKeyDictionary()
+    An object of a strict subclass of ``cls`` is refused wherever it is held: it would be
+    stored as a ``cls`` (only ``cls``'s fields, by ``cls``'s hooks) and read back as one,
+    without the subclass's own fields and unequal to it (attrs' ``==`` compares classes).
+    The reason names both classes and what would be lost (:func:`subclass_reason`).
+    ``sealed``: the object is encoded whole by a chain that encrypts; else the reason also
+    says when the subclass is secret beyond ``cls`` (docs/codecs.md, "Never skipped"). A
+    nested field stored field by field (the hash and flat layouts) passes the checkers of
+    its fields' own specs: each is sealed where that field's own chain (or the model's
+    default chain) encrypts it whole (attack 33A F2)."""
 
     def check(v: Any) -> str | None:
-        if not isinstance(v, cls):
-            return f"expected {cls.__name__}, got {type(v).__name__}"
-        if not sealed and type(v) is not cls:
-            sub = type(v)
-            now = declarations()
-            cached = secret.get(sub)
-            if cached is not None and cached[0] == now:
-                found = cached[1]
-            else:
-                found = adds_secrecy(cls, sub) or ""
-                secret[sub] = (now, found)
-            if found:
-                return (f"{found}, which would be ignored here: a {sub.__name__} held as "
-                        f"a {cls.__name__} is stored as one, in plaintext; give the "
-                        "holding field an encrypting chain (such as 'json|fernet')")
+        if type(v) is not cls:  # (the common case costs this one test)
+            if not isinstance(v, cls):
+                return f"expected {cls.__name__}, got {type(v).__name__}"
+            return subclass_reason(cls, type(v), sealed)
         for name, c in fields:
             if (err := c(getattr(v, name))) is not None:
-                return f"{name}: {err}"
+                return at(f".{name}", err)
         return None
 
     return check
+
+
+def subclass_reason(cls: type, sub: type, sealed: bool) -> Reason:
+    """Why an object of ``sub``, a strict subclass of ``cls``, cannot be held where ``cls``
+    is declared: what it would lose (its own fields, else its class), and, unless
+    ``sealed``, that it would reach Redis in plaintext when ``sub`` is secret beyond
+    ``cls``. Names classes and fields only, never a value."""
+    # _hidden reads declarations through redmodel.codecs, which imports this module
+    from redmodel._models._hidden import adds_secrecy  # noqa: PLC0415
+
+    declared = {a.name for a in attrs.fields(cls)}
+    try:
+        extra = [a.name for a in attrs.fields(sub) if a.name not in declared]
+    except (TypeError, attrs.exceptions.NotAnAttrsClassError):  # a plain subclass
+        extra = []
+    if extra:
+        lost = (f"without its field{'s' if len(extra) > 1 else ''} "
+                f"{', '.join(extra)}, and unequal to what was saved")
+    else:
+        lost = "unequal to what was saved (attrs' == compares classes)"
+    text = (f"a {sub.__name__} where {cls.__name__} is declared would be stored as a "
+            f"{cls.__name__} and read back as one, {lost}; hold a {cls.__name__} there, "
+            f"or declare {sub.__name__} in its place")
+    secret = None if sealed else adds_secrecy(cls, sub)
+    if secret:
+        text = (f"{secret}, which would be ignored here: a {sub.__name__} held as a "
+                f"{cls.__name__} is stored as one, in plaintext. Also, {text}")
+    return at("", text)
+
+
+class Reason(str):
+    """A checker's reason for a value found inside the one checked (a nested object's
+    field, a list item, a dict value), with where it sits: ``path`` (``.name``, ``[0]``,
+    ``[<member>]`` for a set member, ``[<key 0>]`` for the value of a dict's first key:
+    a key is never quoted, it may be secret) and ``text``. As a str it reads ``path:
+    text`` (``name: text`` for a nested field, as it always did); :func:`located` gives
+    the message that names the whole path (``Car.parts[0]: text``)."""
+
+    path: str
+    text: str
+
+
+def at(segment: str, err: str) -> Reason:
+    """The reason ``err``, found at ``segment`` of the value checked, as a :class:`Reason`
+    (``segment`` put before the path ``err`` already has)."""
+    path, text = (segment + err.path, err.text) if isinstance(err, Reason) else (segment, err)
+    shown = path.removeprefix(".")
+    reason = Reason(f"{shown}: {text}" if shown else text)
+    reason.path = path
+    reason.text = text
+    return reason
+
+
+def located(err: str, where: str) -> str:
+    """The message of the reason ``err`` of a value held at ``where`` (``Car.parts``):
+    ``Car.parts[0].name: text`` for a :class:`Reason`, else ``err`` itself."""
+    if isinstance(err, Reason):
+        return f"{where}{err.path}: {err.text}"
+    return err

@@ -317,9 +317,10 @@ def upgrading(hook: Hook, tp: Any, upgrade: Callable[[Any], Any], where: str,
     result must be a valid value of ``tp`` (DecodeError otherwise, never quoting it).
 
     The result is checked as a save checks the field: ``sealed`` says the value is
-    encoded whole by a chain that encrypts (an object of a subclass secret beyond the
-    declared class is then valid); None: as the chain being decoded says (its decoder
-    structures under :func:`structure_sealed` when it encrypts). Attack 33A F1."""
+    encoded whole by a chain that encrypts (which only words the refusal of an object of
+    a subclass secret beyond the declared class: any strict subclass is refused, session
+    37); None: as the chain being decoded says (its decoder structures under
+    :func:`structure_sealed` when it encrypts). Attack 33A F1."""
     checks = (make_checker(tp, where), make_checker(tp, where, sealed=True))
 
     def structure(value: Any, t: Any) -> Any:
