@@ -991,7 +991,9 @@ def _refused(ctx: ModelContext, given: Type, declared: Type,
     tuple), so mypy's invariance of ``list``/``dict``/``set`` is no refusal (a
     ``list[int]`` is a ``list[float]`` field's value); a ``bool`` for an ``int``/``float``
     and a ``datetime`` for a ``date`` are refused at every depth (mypy takes each for the
-    other: a subclass); an ``int`` for a ``float`` is taken. Not judged (False): ``Any``, a
+    other: a subclass), and so is an object of a strict subclass of a declared attrs
+    class (stored as the declared class at run time, so refused there); an ``int`` for a
+    ``float`` is taken. Not judged (False): ``Any``, a
     type variable, a protocol, a TypedDict, an empty display's ``Never``; a union, unless
     every member is refused; a nested attrs object (built and checked by its own
     ``__init__``); a field declared with a PEP 646 tuple type. Anything else is judged by
@@ -1057,7 +1059,9 @@ def _refused(ctx: ModelContext, given: Type, declared: Type,
         return not is_subtype(proper, wanted) or (
             proper.type.fullname == "builtins.bool"
             and wanted.type.fullname in ("builtins.int", "builtins.float")) or (
-            proper.type.has_base("datetime.datetime") and wanted.type.fullname == "datetime.date")
+            proper.type.has_base("datetime.datetime") and wanted.type.fullname == "datetime.date"
+        ) or (proper.type is not wanted.type and "attrs" in wanted.type.metadata
+              and proper.type.has_base(wanted.type.fullname))
     return not is_subtype(proper, wanted)
 
 

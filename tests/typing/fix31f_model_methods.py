@@ -26,6 +26,11 @@ class Address:
 
 
 @attrs.define
+class Address2(Address):
+    floor: int = 0
+
+
+@attrs.define
 class Keyed:
     code: int = redmodel.key_field(generated=False)
 
@@ -92,6 +97,7 @@ def accepted(store: Store, hats: list[Hat], ids: Any, some: object) -> None:
     store.get(SubHat, "x")
     store.update(Hat, "x", tag="a", stock=None, price=2, flag=True)
     store.update(Hat, "x", address=Address(1, "b"))
+    store.update(SubHat, "x", address=Address())
     store.update(Hat, "x", **{"anything": 1})
     reveal_type(store.incr(Hat, "x", "address.zip"))  # N: Revealed type is "int"
     reveal_type(store.incr(SubHat, "x", "extra"))  # N: Revealed type is "int"
@@ -133,6 +139,7 @@ def refused(store: Store) -> None:
     store.update(Hat, "x", quantity="1")  # E: "quantity" of "Hat" is "int", not "str"  [redmodel]
     store.update(Hat, "x", quantity=True)  # E: "quantity" of "Hat" is "int", not "bool"  [redmodel]
     store.update(Hat, "x", price=None)  # E: "price" of "Hat" is "float", not "None"  [redmodel]
+    store.update(Hat, "x", address=Address2())  # E: "address" of "Hat" is "Address", not "Address2"  [redmodel]
     store.update(Hat, "x")  # E: update of "Hat" with nothing to update: pass field=value  [redmodel]
 
 
