@@ -13,6 +13,7 @@ compares classes), one that is no attrs class itself (`Plain`)."""
 
 from __future__ import annotations
 
+import abc
 import itertools
 from typing import Any, Optional
 
@@ -241,3 +242,72 @@ def test_a_subclass_object_where_its_base_is_declared_is_refused_naming_its_path
     lost = "without its field size" if cls is Wheel else "attrs' == compares classes"
     assert lost in message, message
     assert snapshot(store.client) == before  # nothing written, nothing removed
+
+
+class Shape(abc.ABC):  # noqa: B024  (an ABC for its register(), no abstract method)
+    pass
+
+
+@attrs.frozen
+class Disc(Shape):
+    name: str
+
+
+class Registered:  # no attrs class, no subclass of Disc: registered with it (an ABC)
+    name = "r"
+
+
+
+class Impostor:  # an attrs-less object that says it is a Part
+    name = "i"
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return Part
+
+
+@attrs.frozen
+class Axle(Part):  # a subclass whose name takes "an"
+    length: int = 0
+
+
+@redmodel.model(prefix="fx37_imp")
+@attrs.define
+class Holder:
+    id: str
+    part: Part
+    parts: list[Part] = attrs.Factory(list)
+
+
+@redmodel.model(prefix="fx37_reg")
+@attrs.define
+class ShapeHolder:
+    id: str
+    disc: Disc
+    discs: list[Disc] = attrs.Factory(list)
+
+
+def test_an_object_that_only_passes_isinstance_is_refused_as_no_part(redis_client: Any) -> None:
+    """isinstance takes a class registered with an ABC, or an object whose __class__
+    property answers the declared class, for one of it: neither is a subclass of the
+    declared class, and each is refused as what it is (before: attrs'
+    NotAnAttrsClassError, naming no model, key or field, out of every writer)."""
+    Disc.register(Registered)
+    assert isinstance(Impostor(), Part) and isinstance(Registered(), Disc)
+    store = redmodel.Store(redis_client)
+    cases: list[tuple[Any, dict[str, Any], str]] = [
+        (Holder, {"part": Impostor()}, "expected Part, got Impostor"),
+        (Holder, {"part": Part("p"), "parts": [Impostor()]}, "expected Part, got Impostor"),
+        (ShapeHolder, {"disc": Registered()}, "expected Disc, got Registered"),
+        (ShapeHolder, {"disc": Disc("d"), "discs": [Registered()]},
+         "expected Disc, got Registered"),
+    ]
+    for model, fields, said in cases:
+        with pytest.raises(redmodel.ValidationError) as info:
+            store.save(model(id="a", **fields))
+        assert said in str(info.value) and ":a'" in str(info.value)
+    assert redis_client.exists("fx37_imp:a", "fx37_reg:a") == 0
+    with pytest.raises(redmodel.ValidationError, match=r"Holder.part: an Axle where Part is "
+                       r"declared would be stored as a Part .* without its field length"):
+        store.save(Holder(id="a", part=Axle("x", 3)))
+    assert redis_client.exists("fx37_imp:a") == 0

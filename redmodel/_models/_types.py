@@ -582,7 +582,8 @@ def object_checker(cls: type, fields: Sequence[tuple[str, Checker]], sealed: boo
 
     def check(v: Any) -> str | None:
         if type(v) is not cls:  # (the common case costs this one test)
-            if not isinstance(v, cls):
+            if cls not in type(v).__mro__:  # (isinstance would take an ABC's registered
+                # class, or a __class__ property's answer, for a subclass: neither is one)
                 return f"expected {cls.__name__}, got {type(v).__name__}"
             return subclass_reason(cls, type(v), sealed)
         for name, c in fields:
@@ -611,14 +612,20 @@ def subclass_reason(cls: type, sub: type, sealed: bool) -> Reason:
                 f"{', '.join(extra)}, and unequal to what was saved")
     else:
         lost = "unequal to what was saved (attrs' == compares classes)"
-    text = (f"a {sub.__name__} where {cls.__name__} is declared would be stored as a "
-            f"{cls.__name__} and read back as one, {lost}; hold a {cls.__name__} there, "
-            f"or declare {sub.__name__} in its place")
+    base = indefinite(cls.__name__)
+    text = (f"{indefinite(sub.__name__)} where {cls.__name__} is declared would be stored "
+            f"as {base} and read back as one, {lost}; hold {base} there, or declare "
+            f"{sub.__name__} in its place")
     secret = None if sealed else adds_secrecy(cls, sub)
     if secret:
-        text = (f"{secret}, which would be ignored here: a {sub.__name__} held as a "
-                f"{cls.__name__} is stored as one, in plaintext. Also, {text}")
+        text = (f"{secret}, which would be ignored here: {indefinite(sub.__name__)} held as "
+                f"{base} is stored as one, in plaintext. Also, {text}")
     return at("", text)
+
+
+def indefinite(name: str) -> str:
+    """``name`` with its indefinite article (by its first letter: "an Item", "a Part")."""
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 class Reason(str):

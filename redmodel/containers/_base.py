@@ -47,6 +47,7 @@ from redmodel._models._types import (
     Checker,
     holds,
     holds_nan,
+    indefinite,
     is_type_form,
     make_checker,
     scalar,
@@ -484,7 +485,7 @@ class Container(Generic[T, S]):
         if reason is None and self._deterministic_members and holds_nan(value):
             reason = NAN_MEMBER  # a Redis set holds one text: every NaN would be one member
         if reason is not None:
-            raise ValidationError(f"not a {_type_name(self.type)} member: {reason}",
+            raise ValidationError(f"not {indefinite(_type_name(self.type))} member: {reason}",
                                   key=self.key)
         try:
             return self.encoding.encode(value)
