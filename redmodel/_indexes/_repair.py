@@ -89,6 +89,15 @@ STATE_TTL_MS = 7 * 24 * 3600 * 1000
 """A reindex's saved progress is forgotten after a week without a step."""
 
 REREADS = 4
+
+# Pass 3 judges an index key's members by the entries their objects compute to, reading
+# each object per index key that lists it; an object listed by many keys (a list field's
+# contains index with thousands of values) was read, and its entries computed, once per
+# key: quadratic in its entries (attacker, session 37: 8,000 tags, verify 176 s). Such an
+# object's entries of one index (KEEP_AT or more) are kept for the rest of the call, up
+# to KEEP_MAX entries in all; a fix whose object changed since reads it again.
+KEEP_AT = 16
+KEEP_MAX = 1_000_000
 """How often reindex reads an object again whose indexed fields a writer changed between
 its read and its index write, before it leaves that object to its writers."""
 
@@ -482,6 +491,10 @@ class _Repair:
         self.forgotten: set[str] = set()
         self.vanished: list[str] = []
         self.claims_left = 0  # see claims_key's ``only``
+        # (object key, fields) -> what _owners computed from the object, for objects of
+        # many entries (KEEP_AT), KEEP_MAX entries in all; ``kept_size`` counts them
+        self.kept: dict[tuple[str, tuple[str, ...]], tuple[set[str], list[Any] | str]] = {}
+        self.kept_size = 0
 
     def wrong_type(self, key: str, actual: str, want: str) -> None:
         """A key of the wrong type: verify reports it (once) and skips it; reindex stops,
@@ -1193,13 +1206,13 @@ class _Repair:
         else:
             pairs = [(_text(m), v) for m, v in _pairs(items)]
         fixed = 0
-        for _ in range(REREADS + 1):
+        for attempt in range(REREADS + 1):
             if not pairs:
                 return fixed
             owners = [_text(v) if kind == "uq" else m for m, v in pairs]
             fields = next((u.fields for u in self.indexes.uniques if u.name == name), ()) \
                 if kind == "uq" else (name,)
-            own = yield from self._owners(root, owners, fields)
+            own = yield from self._owners(root, owners, fields, fresh=attempt > 0)
             bad: list[tuple[str, Any, str]] = []
             for (member, extra), owner in zip(pairs, owners, strict=True):
                 lines, _ = own[owner]
@@ -1228,23 +1241,33 @@ class _Repair:
                         key, member, REREADS + 1)
         return fixed
 
-    def _owners(self, root: str, ids: Sequence[str], only: Sequence[str]
-                ) -> Plan[dict[str, tuple[set[str] | None, list[Any] | str]]]:
+    def _owners(self, root: str, ids: Sequence[str], only: Sequence[str], *,
+                fresh: bool = False) -> Plan[dict[str, tuple[set[str] | None, list[Any] | str]]]:
         """id -> (the entries of ``only`` its object has, how a fix script judges it): its
         record (``'r'``) where it has one; else the entries its stored fields compute to
         and those fields (:meth:`HashLayout.indexed_state`), or no entries and ``'g'``
         when the object is gone, or None when it cannot be decoded. The records and the
-        objects are read in one round trip. verify's pass 1 found the record of some
-        objects wrong or missing (``truth``): their own entries count."""
+        objects are read in one round trip; an object of many entries whose entries
+        this call computed already (``kept``, see KEEP_AT) is not read again unless
+        ``fresh`` (a fix's object changed since). verify's pass 1 found the record of
+        some objects wrong or missing (``truth``): their own entries count."""
         prefix = root[: -len("%idx" + self.d)]
         unique = list(dict.fromkeys(ids))
         keys = [prefix + i for i in unique]
+        fields = tuple(only)
+        if fresh:
+            for k in keys:
+                if (gone := self.kept.pop((k, fields), None)) is not None:
+                    self.kept_size -= len(gone[0])
+        kept = [self.kept.get((k, fields)) for k in keys]
+        reading = [k for k, known in zip(keys, kept, strict=True) if known is None]
         # (an object key of the wrong type answers an error: that object is left alone)
         replies = yield Batch([("HGET", root + "rec", i) for i in unique] +
-                              [self.layout.read(k) for k in keys], keys=keys, errors=True)
+                              [self.layout.read(k) for k in reading], keys=keys, errors=True)
+        read = iter(replies[len(unique):])
         out: dict[str, tuple[set[str] | None, list[Any] | str]] = {}
-        for i, k, r, raw in zip(unique, keys, replies[: len(unique)], replies[len(unique):],
-                                strict=True):
+        for i, k, r, known in zip(unique, keys, replies[: len(unique)], kept, strict=True):
+            raw = next(read) if known is None else None
             if isinstance(r, Exception):
                 raise r
             if (root, i) in self.truth:
@@ -1252,6 +1275,9 @@ class _Repair:
                 continue
             if r is not None:
                 out[i] = (set(record_lines(r)), "r")
+                continue
+            if known is not None:
+                out[i] = known
                 continue
             if isinstance(raw, Exception):
                 # a key of another type is no object: it produces no entry (30AR F1); any
@@ -1267,8 +1293,12 @@ class _Repair:
                 out[i] = (set(), "g")
                 continue
             values = {n: getattr(obj, n) for n in self.indexes.fields}
-            out[i] = (set(self.indexes.entries(values, only=only, problems=[])),
-                      self.layout.indexed_state(raw))
+            entries = set(self.indexes.entries(values, only=only, problems=[]))
+            state = self.layout.indexed_state(raw)
+            out[i] = (entries, state)
+            if len(entries) >= KEEP_AT and self.kept_size + len(entries) <= KEEP_MAX:
+                self.kept[(k, fields)] = (entries, state)
+                self.kept_size += len(entries)
         return out
 
     def _report_members(self, root: str, kind: str, name: str, value: str,
