@@ -43,8 +43,11 @@ local EXACT_MAX = {9007199, 254740992}  -- 2**53: a range index holds ints exact
 local EXACT_MIN = {-9007199, -254740992}
 local function in_int64(a) return int_cmp(a, INT64_MIN) >= 0 and int_cmp(a, INT64_MAX) <= 0 end
 
--- a stored float as HINCRBYFLOAT would accept it, as a finite double; or nil
+-- a stored float as HINCRBYFLOAT would accept it, as a finite double; or nil. No
+-- leading '+': a text a read refuses (strict decoding: "not a number's decimal text")
+-- is no number to add to either (an upgrade= field would otherwise lose its upgrade)
 local function float_parse(s)
+  if string.byte(s, 1) == 43 then return nil end  -- '+'
   if not string.find(s, '^[-+]?%d*%.?%d*[eE]?[-+]?%d*$') then return nil end
   local v = tonumber(s)
   if v == nil or v ~= v or v == math.huge or v == -math.huge then return nil end
