@@ -172,6 +172,8 @@ def shapes(draw: st.DrawFn) -> Shape:
     around = tuple(draw(st.lists(st.sampled_from(["optional", "list", "dict", "tuple"]),
                                  max_size=2)))
     if layout == "queue":
+        if around[:1] == ("optional",):  # a Queue's members admit no None (session 37)
+            around = ("list", *around[1:])
         chain = draw(st.sampled_from(["json", "json|fernet"]))
         return Shape(layout, 0, around, chain, None, draw(st.sampled_from(CLASSES)))
     model_chain = {"blob": draw(st.sampled_from(["json", "json|fernet"])),
@@ -268,9 +270,9 @@ def test_f6_a_hash_model_whose_chain_takes_no_field_is_not_secret_but_its_subcla
     assert "plaintext" not in str(e.value)
     with pytest.raises(redmodel.ValidationError, match=r"HashSub.*plaintext"):
         store.save(m(id="b", c=HashSub(number="x")))
-    with pytest.raises(redmodel.ModelDefinitionError):
-        redmodel.containers.Queue(store, "fix33b_f6q", Optional[HashSub])  # noqa: UP045
-    redmodel.containers.Queue(store, "fix33b_f6q", Optional[NothingSub])  # noqa: UP045
+    with pytest.raises(redmodel.ModelDefinitionError, match=r"plaintext|encrypt"):
+        redmodel.containers.Queue(store, "fix33b_f6q", list[HashSub])
+    redmodel.containers.Queue(store, "fix33b_f6q", list[NothingSub])
 
 
 @pytest.mark.parametrize("holding", ["flattened", "optional", "queue"])

@@ -50,6 +50,7 @@ from redmodel._models._types import (
     indefinite,
     is_type_form,
     make_checker,
+    optional_inner,
     scalar,
     type_shown,
 )
@@ -436,6 +437,8 @@ class Container(Generic[T, S]):
     _WRITES: ClassVar[frozenset[str]] = frozenset({"clear", "expire"})
     _BLOCKING: ClassVar[frozenset[str]] = frozenset()
     _deterministic_members: ClassVar[bool] = False
+    # its pops answer None for "empty" (Queue, Set): a member type admitting None is refused
+    _none_means_empty: ClassVar[bool] = False
 
     @overload
     def __init__(self, store: S, key: Any, type: type[T], *, codec: str | Codec | None = None
@@ -454,6 +457,12 @@ class Container(Generic[T, S]):
         self.key = container_key(key)
         self.type = type
         self.encoding = members_of(type, codec, f"{self.__class__.__name__} {self.key!r}")
+        if self._none_means_empty and (type is None or optional_inner(type)[1]):
+            raise ModelDefinitionError(
+                f"{self.__class__.__name__} {self.key!r}: a member type that admits None "
+                f"({_type_name(type)}) would make pop()'s None ambiguous (an empty "
+                f"{self.__class__.__name__.lower()}, or a None member taken out of it); hold "
+                "the values in a class of their own (an attrs class with an Optional field)")
         if self._deterministic_members and not self.encoding.deterministic:
             raise ModelDefinitionError(
                 f"{self.__class__.__name__} {self.key!r}: codec {self.encoding.name!r} encrypts "

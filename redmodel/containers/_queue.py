@@ -191,6 +191,7 @@ class Queue(Container[T, S]):
     """
 
     _WRITES = Container._WRITES | {"push", "push_left", "pop", "pop_right", "trim", "recover"}
+    _none_means_empty = True
     _BLOCKING = frozenset({"pop_blocking", "consume"})
 
     @overload

@@ -59,6 +59,7 @@ class Set(Container[T, S]):
     canonically), so ``Set(store, day, IPv4Address)`` counts each address once."""
 
     _WRITES = Container._WRITES | {"add", "remove", "pop"}
+    _none_means_empty = True
     _deterministic_members = True
 
     @overload
