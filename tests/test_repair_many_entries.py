@@ -11,6 +11,7 @@ import contextlib
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,11 +37,18 @@ def _hgetalls(client: Any) -> int:
     return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
 
 
-def test_verify_and_reindex_read_a_many_entry_object_once(own_server: RedisServer,
-                                                          own_client: Any) -> None:
+@pytest.mark.parametrize("room", ["kept", "no room"])
+def test_verify_and_reindex_read_a_many_entry_object_once(
+        own_server: RedisServer, own_client: Any, room: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """One object of 300 tags: verify and reindex each send a handful of HGETALLs, not one
     per tag (the code before: 300 and more each), and still find and mend what is wrong:
-    an entry the object lacks (planted) and an entry of its own removed."""
+    an entry the object lacks (planted) and an entry of its own removed. With no room
+    left under the bound on the kept text (KEEP_MAX_TEXT: an attacker's 3,000 objects of
+    16 tags of 4 KB held 190 MB more than before), the object is read per key, as
+    before, with the same answers."""
+    if room == "no room":
+        monkeypatch.setattr(_repair, "KEEP_MAX_TEXT", 100)
     store = Store(own_client)
     store.save(Tagged([f"t{i}" for i in range(300)], id="a"))
     store.save(Tagged(["t1", "other"], id="b"))
@@ -55,10 +63,11 @@ def test_verify_and_reindex_read_a_many_entry_object_once(own_server: RedisServe
     verify_reads = _hgetalls(own_client) - before
     assert any("zz9" in p for p in problems), problems
     assert any("t7" in p for p in problems), problems
-    assert verify_reads <= 10, verify_reads
+    assert verify_reads <= 10 if room == "kept" else verify_reads >= 300, verify_reads
     before = _hgetalls(own_client)
     store.reindex(Tagged, progress=False)
-    assert _hgetalls(own_client) - before <= 10
+    reindex_reads = _hgetalls(own_client) - before
+    assert reindex_reads <= 10 if room == "kept" else reindex_reads >= 300, reindex_reads
     assert store.verify(Tagged) == []
     assert {o.id for o in store.find(Tagged, tags=contains("t7")).all()} == {"a"}
     assert store.find(Tagged, tags=contains("zz9")).all() == []

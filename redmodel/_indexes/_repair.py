@@ -95,9 +95,11 @@ REREADS = 4
 # contains index with thousands of values) was read, and its entries computed, once per
 # key: quadratic in its entries (attacker, session 37: 8,000 tags, verify 176 s). Such an
 # object's entries of one index (KEEP_AT or more) are kept for the rest of the call, up
-# to KEEP_MAX entries in all; a fix whose object changed since reads it again.
+# to KEEP_MAX entries and KEEP_MAX_TEXT characters (the entries' and the kept fields'
+# text) in all; a fix whose object changed since reads it again.
 KEEP_AT = 16
 KEEP_MAX = 1_000_000
+KEEP_MAX_TEXT = 32 * 2**20
 """How often reindex reads an object again whose indexed fields a writer changed between
 its read and its index write, before it leaves that object to its writers."""
 
@@ -452,6 +454,12 @@ def _drive(steps: Step, on_page: Callable[[list[Any]], Step]) -> Step:
         steps.close()
 
 
+def _text_size(entries: set[str], state: list[Any] | str) -> int:
+    """Characters (bytes) of a kept object's entries and of the field values it keeps."""
+    held = [state] if isinstance(state, str) else state
+    return sum(map(len, entries)) + sum(len(x) for x in held if isinstance(x, (str, bytes)))
+
+
 class _Repair:
     """The three passes, checking (``fix=False``: problems collected in words) or
     fixing (``fix=True``)."""
@@ -492,9 +500,11 @@ class _Repair:
         self.vanished: list[str] = []
         self.claims_left = 0  # see claims_key's ``only``
         # (object key, fields) -> what _owners computed from the object, for objects of
-        # many entries (KEEP_AT), KEEP_MAX entries in all; ``kept_size`` counts them
+        # many entries (KEEP_AT), KEEP_MAX entries and KEEP_MAX_TEXT characters in all;
+        # ``kept_size`` and ``kept_text`` count them
         self.kept: dict[tuple[str, tuple[str, ...]], tuple[set[str], list[Any] | str]] = {}
         self.kept_size = 0
+        self.kept_text = 0
 
     def wrong_type(self, key: str, actual: str, want: str) -> None:
         """A key of the wrong type: verify reports it (once) and skips it; reindex stops,
@@ -1259,6 +1269,7 @@ class _Repair:
             for k in keys:
                 if (gone := self.kept.pop((k, fields), None)) is not None:
                     self.kept_size -= len(gone[0])
+                    self.kept_text -= _text_size(*gone)
         kept = [self.kept.get((k, fields)) for k in keys]
         reading = [k for k, known in zip(keys, kept, strict=True) if known is None]
         # (an object key of the wrong type answers an error: that object is left alone)
@@ -1297,8 +1308,11 @@ class _Repair:
             state = self.layout.indexed_state(raw)
             out[i] = (entries, state)
             if len(entries) >= KEEP_AT and self.kept_size + len(entries) <= KEEP_MAX:
-                self.kept[(k, fields)] = (entries, state)
-                self.kept_size += len(entries)
+                text = _text_size(entries, state)
+                if self.kept_text + text <= KEEP_MAX_TEXT:
+                    self.kept[(k, fields)] = (entries, state)
+                    self.kept_size += len(entries)
+                    self.kept_text += text
         return out
 
     def _report_members(self, root: str, kind: str, name: str, value: str,
