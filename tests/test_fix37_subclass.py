@@ -313,3 +313,19 @@ def test_an_object_that_only_passes_isinstance_is_refused_as_no_part(redis_clien
                        r"declared would be stored as a Part .* without its field length"):
         store.save(Holder(id="a", part=Axle("x", 3)))
     assert redis_client.exists("fx37_imp:a") == 0
+
+
+def test_another_class_of_the_same_name_is_named_with_its_module(redis_client: Any) -> None:
+    """A class declared again under the declared class's name is refused, and the message
+    says which is which (before: "expected Part, got Part")."""
+
+    @attrs.frozen
+    class Part:  # another class than the module's Part, of the same name
+        name: str
+
+    store = redmodel.Store(redis_client)
+    with pytest.raises(redmodel.ValidationError,
+                       match=r"expected tests\.test_fix37_subclass\.Part, got another class "
+                             r"of that name \(tests\.test_fix37_subclass\.test_another"):
+        store.save(Holder(id="a", part=Part("x")))  # type: ignore[arg-type]
+    assert redis_client.exists("fx37_imp:a") == 0

@@ -584,7 +584,7 @@ def object_checker(cls: type, fields: Sequence[tuple[str, Checker]], sealed: boo
         if type(v) is not cls:  # (the common case costs this one test)
             if cls not in type(v).__mro__:  # (isinstance would take an ABC's registered
                 # class, or a __class__ property's answer, for a subclass: neither is one)
-                return f"expected {cls.__name__}, got {type(v).__name__}"
+                return _not_the_class(cls, type(v))
             return subclass_reason(cls, type(v), sealed)
         for name, c in fields:
             if (err := c(getattr(v, name))) is not None:
@@ -621,6 +621,16 @@ def subclass_reason(cls: type, sub: type, sealed: bool) -> Reason:
         text = (f"{secret}, which would be ignored here: {indefinite(sub.__name__)} held as "
                 f"{base} is stored as one, in plaintext. Also, {text}")
     return at("", text)
+
+
+def _not_the_class(cls: type, got: type) -> str:
+    """Why an object of ``got`` is no ``cls``; where the two share a name (a class declared
+    again, another module's ``Part``), each is named with its module."""
+    if got.__name__ != cls.__name__:
+        return f"expected {cls.__name__}, got {got.__name__}"
+    where, want = f"{got.__module__}.{got.__qualname__}", f"{cls.__module__}.{cls.__qualname__}"
+    return (f"expected {want}, got another class of that name "
+            f"({where}{', declared again' if where == want else ''})")
 
 
 def indefinite(name: str) -> str:
