@@ -80,6 +80,8 @@ def test_a_refused_value_at_an_encrypted_position_is_never_quoted(
         store: redmodel.Store, fresh_keys: None, refused: tuple[Any, Any, list[str]],
         shape: str, holder: str) -> None:
     base, value, texts = refused
+    if holder == "queue codec" and shape == "optional":
+        shape = "list"  # a Queue's members admit no None (session 37)
     tp, given_value = _shaped(shape, base, value)
     n = next(_N)
     enc = redmodel.field(codec="json|fernet").metadata
