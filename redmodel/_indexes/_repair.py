@@ -89,6 +89,8 @@ STATE_TTL_MS = 7 * 24 * 3600 * 1000
 """A reindex's saved progress is forgotten after a week without a step."""
 
 REREADS = 4
+"""How often reindex reads an object again whose indexed fields a writer changed between
+its read and its index write, before it leaves that object to its writers."""
 
 # Pass 3 judges an index key's members by the entries their objects compute to, reading
 # each object per index key that lists it; an object listed by many keys (a list field's
@@ -100,8 +102,6 @@ REREADS = 4
 KEEP_AT = 16
 KEEP_MAX = 1_000_000
 KEEP_MAX_TEXT = 32 * 2**20
-"""How often reindex reads an object again whose indexed fields a writer changed between
-its read and its index write, before it leaves that object to its writers."""
 
 PHASES = ("convert", "objects", "records", "entries")
 
