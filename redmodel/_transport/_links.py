@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import select
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -208,6 +209,19 @@ class _Shell:
         at or after ``ended``, a round's end (``time.monotonic()``)."""
         return self._reload_ended >= ended
 
+    @contextlib.contextmanager
+    def _reloading(self) -> Iterator[None]:
+        """Around one reload of the slot map (sync, or around its ``await``): the reload
+        ends when it returns or raises an Exception (a failed one stands for the waiting
+        calls too: their next round reloads); one interrupted by a BaseException (a
+        cancelled task, a ``KeyboardInterrupt``) ended neither way and stands for no one."""
+        try:
+            yield
+        except Exception:
+            self._reload_ended = time.monotonic()
+            raise
+        self._reload_ended = time.monotonic()
+
 
 # ---- sync -------------------------------------------------------------------------------
 
@@ -310,13 +324,8 @@ class SyncLink(_Shell):
                 with self._reload_lock():
                     if self._reload_covers(ended):
                         return
-                    try:
+                    with self._reloading():
                         manager.initialize()
-                    except Exception:  # failed: stands too (the others' next round reloads)
-                        self._reload_ended = time.monotonic()
-                        raise
-                    # (not on a BaseException: a reload interrupted ended neither way)
-                    self._reload_ended = time.monotonic()
         except Exception:  # every node unreachable: the next round fails and counts
             return
 
@@ -761,13 +770,8 @@ class AsyncLink(_Shell):
                 async with self._reload_lock():
                     if self._reload_covers(ended):
                         return
-                    try:
+                    with self._reloading():
                         await manager.initialize()
-                    except Exception:  # as SyncLink._refresh
-                        self._reload_ended = time.monotonic()
-                        raise
-                    # (not when cancelled: CancelledError is a BaseException)
-                    self._reload_ended = time.monotonic()
         except Exception:  # every node unreachable: the next round fails and counts
             return
 
