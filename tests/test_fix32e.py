@@ -207,6 +207,9 @@ def test_a_secret_class_held_anywhere_is_refused_or_stored_encrypted(
         field_codec = None  # a blob ignores field chains; a container has its own
     if holder == "set" and model_codec in ENCRYPTING:
         model_codec = "json"  # a Set refuses fernet on its own (equal members would differ)
+    if holder in ("queue", "set") and shapes[0] == "optional":
+        # a Queue or Set refuses a member type admitting None (pops answer None for empty)
+        shapes = ["tuple", *shapes[1:]]
     below_set = [any(s in ("set", "frozenset", "FrozenSet") for s in shapes[:i + 1])
                  for i in range(len(shapes))]
     if holder == "set":
