@@ -447,7 +447,9 @@ def indexes(store: redmodel.Store, client: Any, model: type) -> None:
     # a new blind-index key: the entries under the old one are rewritten
     redmodel.configure_index_keys(keys=[NEW_INDEX_KEY, INDEX_KEY])
     assert store.rotate_index_key(m, progress=False) >= 1
-    redmodel.configure_index_keys(keys=[INDEX_KEY])
+    # back to the first key, the new one still configured: the entries are under it now
+    # (a process without it is refused: docs/codecs.md, "Which keys the data is under")
+    redmodel.configure_index_keys(keys=[INDEX_KEY, NEW_INDEX_KEY])
 
     @redmodel.transaction(store)
     def move(tx: Any, src: str, dst: str) -> None:

@@ -197,6 +197,15 @@ def current_keyring() -> IndexKeyring:
     return ring
 
 
+def configured_kids() -> tuple[str, ...] | None:
+    """The key ids of the index keys configured now, newest first; None when there are
+    none, or they are malformed (the call that needs them raises that CodecError)."""
+    try:
+        return current_keyring().kids
+    except CodecError:
+        return None
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 

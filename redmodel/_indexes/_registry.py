@@ -18,6 +18,9 @@ patterns an ACL grants the app cover it, and one key is one slot on a cluster):
   versions has none and is compared field by field. The index-state script writes its
   call's token followed by ``.`` and the count it changed, so that its resend answers
   that count again (registry_state.lua);
+- ``indexkeys``: for a model with a blind index, the ids of the index keys its blind
+  equality entries may be under (space-separated; see :meth:`Registry.register`, "Index
+  keys", and registry_keys.lua);
 - ``unregister``: the token of an :meth:`Registry.unregister` call between its two
   script calls: the record is asked to go. Any unregister's ``drop`` deletes a record
   that holds one (its own token or another's), and every write of the record's
@@ -49,10 +52,12 @@ import attrs
 
 from redmodel._args import page_count
 from redmodel._errors import (
+    CodecError,
     IndexNotReadyError,
     SchemaConflictError,
     ValidationError,
 )
+from redmodel._indexes._blind import configured_kids
 from redmodel._models._keys import glob_escape
 from redmodel._models._specs import FieldSpec, ModelSpec, model_class, spec_of
 from redmodel._plan import Batch, Emit, IterPlan, Plan, script
@@ -73,6 +78,9 @@ CONTAINER = "container:"  # a container key under the prefix (redmodel/_containe
 REGISTER = script("registry")
 STATES = script("registry_state")
 UNREGISTER = script("registry_unregister")
+INDEX_KEYS = script("registry_keys")
+#: the record's field of the key ids a model's blind entries may be under
+INDEX_KEYS_FIELD = "indexkeys"
 #: the field of an unregister's mark (registry_unregister.lua); a registration deletes it
 UNREGISTER_FIELD = "unregister"
 DROP_LINES = script("index_droplines")
@@ -192,6 +200,9 @@ class Record:
     # an unregister's mark (the `unregister` field): its drop deletes the record unless a
     # registration (which deletes the field) comes first
     unregistering: bool = False
+    # the key ids of ``indexkeys`` (None: the field is absent, or this store wrote the
+    # record and did not read it)
+    index_keys: tuple[str, ...] | None = None
 
     def pending(self) -> frozenset[str]:
         """The index state fields that are not ready."""
@@ -241,7 +252,9 @@ def parse(key: str, raw: Any) -> Record | None:
     containers = tuple(sorted(k[len(CONTAINER):] for k in items if k.startswith(CONTAINER)))
     return Record(key, owner, items.get("schema", ""), schema, states,
                   moving=items.get("moving", ""), older=older, containers=containers,
-                  version=items.get(VERSION, ""), unregistering=UNREGISTER_FIELD in items)
+                  version=items.get(VERSION, ""), unregistering=UNREGISTER_FIELD in items,
+                  index_keys=(tuple(items[INDEX_KEYS_FIELD].split())
+                              if INDEX_KEYS_FIELD in items else None))
 
 
 def corrupt(key: str, owner: str, problem: str) -> SchemaConflictError:
@@ -629,6 +642,98 @@ def _before_sending(first: Plan[Any], plan: G) -> Generator[Any, Any, Any]:
             return stop.value
 
 
+# ---- index keys ------------------------------------------------------------------------------
+
+#: a blind model registered without checking its keys (rotate_index_key): no key ids equal
+#: it, so the store's next use of the model registers it again and checks them
+_UNCHECKED: tuple[str, ...] = ("",)
+
+
+def has_blind(spec: ModelSpec) -> bool:
+    """Whether the model has a blind index (its entries are made under index keys)."""
+    return spec.indexes is not None and any(
+        f.blind is not None for f in spec.indexes.fields.values())
+
+
+def keys_plan(spec: ModelSpec, record: Record, kids: tuple[str, ...]) -> Plan[None]:
+    """Check the index keys this process is configured with (``kids``, newest first)
+    against the ids the record holds (``indexkeys``): nothing is sent when the record as
+    read holds only configured ids and the newest; else one script call
+    (registry_keys.lua) checks again and adds the newest. Raises :class:`CodecError`
+    when a held id is not configured: this process would miss the entries under it (its
+    blind lookups answer nothing) and could take a unique value they hold again."""
+    held = record.index_keys
+    if held is not None and kids[0] in held and set(held) <= set(kids):
+        return
+    replies = yield Batch([INDEX_KEYS.call([record.key], ["use", *kids])], write=True,
+                          idempotent=True, keys=[record.key])
+    status, text = (_str(r) for r in replies[0])
+    if status == "MISSING":
+        raise keys_error(spec, record.key, tuple(text.split()), kids)
+
+
+def keys_error(spec: ModelSpec, key: str, held: tuple[str, ...], kids: tuple[str, ...]
+               ) -> CodecError:
+    """The refusal of a process whose index keys miss some the data is indexed under
+    (key ids only: an id tells which key made an entry and nothing about the key)."""
+    missing = [k for k in held if k not in kids]
+    return CodecError(
+        f"{spec.name}: its blind index entries are under index key id(s) "
+        f"{', '.join(missing)} (recorded in {key}), which this process is not configured "
+        f"with (its index keys have id(s) {', '.join(kids)}, newest first): its blind "
+        "lookups would miss those entries and a unique value held under them could be "
+        "taken again. Configure the keys the data was indexed under (newest first); if "
+        "those ids are of keys that are lost or were never right, run "
+        f"store.rotate_index_key({spec.name}) in a process configured with the right "
+        "keys: it enters every object under its newest key and records that "
+        "(docs/codecs.md, \"Which keys the data is under\")")
+
+
+def rewrite_begins(spec: ModelSpec) -> Plan[tuple[str, tuple[str, ...]] | None]:
+    """At the start of a run that enters every blind entry of the model under the newest
+    index key (``rotate_index_key``; a ``reindex`` that does not take up a stopped run):
+    the record's ``indexkeys`` as read (one HGET), and the ids of the keys configured now.
+    None (nothing sent) for a model without a blind index, or a process without keys."""
+    kids = configured_kids() if has_blind(spec) else None
+    if kids is None:
+        return None
+    key = registry_key(spec.prefix)
+    replies = yield Batch([("HGET", key, INDEX_KEYS_FIELD)], keys=[key])
+    assert replies is not None
+    return (_str(replies[0]) if replies[0] is not None else "", kids)
+
+
+def rewrite_ends(spec: ModelSpec, begun: tuple[str, tuple[str, ...]] | None) -> Plan[None]:
+    """At the end of that run, whole and under the same keys: the record's ``indexkeys``
+    becomes the newest key's id, and any id another process added meanwhile (one script
+    call, registry_keys.lua 'rewritten'). A run whose keys changed meanwhile records
+    nothing (the entries of its first pages are under the keys of then)."""
+    if begun is None or configured_kids() != begun[1]:
+        return
+    key = registry_key(spec.prefix)
+    yield Batch([INDEX_KEYS.call([key], ["rewritten", begun[1][0], begun[0]])],
+                write=True, idempotent=True, keys=[key])
+
+
+class _Checked(set[type]):
+    """The models a store checked in the registry. A model with a blind index counts as
+    checked only while the process's index keys have the ids it was checked with
+    (``kids``; None: no keys were configured then): once they change (configured again, a
+    key provider or file answering other keys), the next use registers it again, and so
+    checks the new keys (:func:`keys_plan`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kids: dict[type, tuple[str, ...] | None] = {}
+
+    def __contains__(self, cls: object) -> bool:
+        if not set.__contains__(self, cls):
+            return False
+        if not self.kids or cls not in self.kids:
+            return True
+        return self.kids[cls] == configured_kids()
+
+
 class _Everything:
     """The checked set of a store without a registry: every model counts as checked."""
 
@@ -645,7 +750,7 @@ class Registry:
 
     def __init__(self, enabled: bool, targets: Callable[[], Sequence[Any]]) -> None:
         self.enabled = enabled
-        self.checked: set[type] | _Everything = set() if enabled else _Everything()
+        self.checked: _Checked | _Everything = _Checked() if enabled else _Everything()
         self.pending: dict[type, frozenset[str]] = {}
         self.containers: set[Any] = set()  # container keys checked (_container_registry)
         # first uses under way (sent, not finished), each counted per concurrent use: a
@@ -663,9 +768,12 @@ class Registry:
         self._records: dict[type, Record] = {}
         self._checks: dict[tuple[type, frozenset[str]], tuple[str, str, str] | None] = {}
 
-    def _learn(self, cls: type, record: Record | None) -> None:
+    def _learn(self, cls: type, record: Record | None,
+               kids: tuple[str, ...] | None = _UNCHECKED) -> None:
         self.pending[cls] = frozenset() if record is None else record.pending()
         self.checked.add(cls)
+        if isinstance(self.checked, _Checked) and has_blind(spec_of(cls)):
+            self.checked.kids[cls] = kids
         if record is None:
             self._records.pop(cls, None)
         else:
@@ -747,8 +855,9 @@ class Registry:
     def forget(self, cls: type) -> None:
         """Read the record again on the next use of ``cls``."""
         with self._lock:
-            if isinstance(self.checked, set):
+            if isinstance(self.checked, _Checked):
                 self.checked.discard(cls)
+                self.checked.kids.pop(cls, None)
             self.pending.pop(cls, None)
             self._records.pop(cls, None)
             for k in [k for k in self._checks if k[0] is cls]:
@@ -775,8 +884,20 @@ class Registry:
                                                 {}, containers=inside),
                                    owner_of(spec.cls), "this store uses")
 
-    def register(self, spec: ModelSpec, adopt: bool = False) -> Plan[Record]:
-        if not isinstance(self.checked, set):
+    def register(self, spec: ModelSpec, adopt: bool = False, check_keys: bool = True
+                 ) -> Plan[Record]:
+        """Register ``spec``'s model (:func:`register_plan`) and remember it checked.
+
+        **Index keys.** For a model with a blind index, the record holds the ids of the
+        index keys its blind equality entries may be under (``indexkeys``). Unless
+        ``check_keys`` is false (``rotate_index_key``, which is how that is repaired), a
+        process configured with index keys is refused (:class:`CodecError`, nothing
+        written) when an id there is not one of its keys, and adds its newest key's id
+        otherwise (:func:`keys_plan`: nothing sent when the record already has it). A
+        process with no index keys is not checked until it has some (its blind lookups
+        and writes raise that they are missing). The check is made again at the next use
+        after the process's keys change (:class:`_Checked`)."""
+        if not isinstance(self.checked, _Checked):
             record = yield from register_plan(spec, self._targets(), adopt)
             self._learn(spec.cls, record)
             return record
@@ -787,8 +908,13 @@ class Registry:
             self._models_under_way[cls] = self._models_under_way.get(cls, 0) + 1
         try:
             record = yield from register_plan(spec, self._targets(), adopt)
+            kids: tuple[str, ...] | None = _UNCHECKED
+            if check_keys and has_blind(spec):
+                kids = configured_kids()
+                if kids is not None:
+                    yield from keys_plan(spec, record, kids)
             with self._lock:
-                self._learn(cls, record)
+                self._learn(cls, record, kids)
         finally:
             with self._lock:
                 left = self._models_under_way.get(cls, 0) - 1
@@ -798,18 +924,21 @@ class Registry:
                     self._models_under_way.pop(cls, None)
         return record
 
-    def use(self, cls: type, plan: G) -> G:
+    def use(self, cls: type, plan: G, check_keys: bool = True) -> G:
         """``plan`` (a plan or an iteration plan), after registering ``cls`` if this store
-        has not yet. A model argument that is no class raises ModelDefinitionError (before
-        it is hashed); a class that is no model, when the plan starts."""
+        has not yet (``check_keys``: see :meth:`register`). A model argument that is no
+        class raises ModelDefinitionError (before it is hashed); a class that is no model,
+        when the plan starts."""
         if not isinstance(cls, type):
             model_class(cls)
         if cls in self.checked:
             return plan
-        return cast("G", self._first(cls, plan))
+        return cast("G", self._first(cls, plan, check_keys))
 
-    def _first(self, cls: type, plan: G) -> Generator[Any, Any, Any]:
-        return (yield from _before_sending(self.register(spec_of(cls)), plan))
+    def _first(self, cls: type, plan: G, check_keys: bool = True
+               ) -> Generator[Any, Any, Any]:
+        return (yield from _before_sending(
+            self.register(spec_of(cls), check_keys=check_keys), plan))
 
     def ready_for(self, objs: Sequence[Any]) -> Plan[None]:
         """Register every model of ``objs`` this store has not yet: run by a bulk call on

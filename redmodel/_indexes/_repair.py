@@ -41,6 +41,7 @@ import attrs
 
 from redmodel._args import flag, page_count
 from redmodel._errors import DecodeError, QueryError, ServerError, as_text, key_text
+from redmodel._indexes._registry import rewrite_begins, rewrite_ends
 from redmodel._indexes._specs import (
     CLAIM_GRACE_MS,
     SEP,
@@ -357,6 +358,8 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
         replies = yield from _ask(Batch([("GET", key)], keys=(key,)))
         loaded = _State.load(replies[0]) if replies[0] is not None else None
         state = loaded.resumed() if loaded is not None else None
+    # a run that takes up none may record that every blind entry is under the newest key
+    begun = None if state is not None else (yield from rewrite_begins(spec))
     state = state or _State()
     fixer = _Repair(spec, fix=True)
 
@@ -391,9 +394,15 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
         state.phase += 1
         state.cursors = {}
         yield from save_state()
+    yield from rewrite_ends(spec, begun)
     yield Batch([("DEL", key)], write=True, idempotent=True, keys=(key,))
-    # how many objects the index holds now (a resumed run, or objects counted in a page
-    # that was redone, must not count any twice)
+    yield Emit([(yield from _held_count(spec))])
+
+
+def _held_count(spec: ModelSpec) -> Plan[int]:
+    """How many objects the index holds now (read from its counts, not the pages': a
+    resumed run, or objects counted in a page that was redone, must not count any
+    twice)."""
     counts = [spec.index_root(tag) + "idn" for tag in spec.tags()]
     sizes = yield Batch([("GET", k) for k in counts], keys=counts)
     total = 0
@@ -405,7 +414,7 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
                               f"store.reindex({spec.cls.__name__}) again", keys=(k,),
                               command=f"reindex {spec.cls.__name__}")
         total += int(text)
-    yield Emit([total])
+    return total
 
 
 def verify_plan(model: type, count: int, targets: Sequence[Any], *,

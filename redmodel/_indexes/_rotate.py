@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from redmodel._args import flag, page_count
 from redmodel._indexes._blind import IndexKeyring, current_keyring, kid_of
+from redmodel._indexes._registry import rewrite_begins, rewrite_ends
 from redmodel._indexes._repair import REREADS, _Repair, sweep_plan
 from redmodel._indexes._specs import JOIN
 from redmodel._models._specs import ModelSpec, model_class, spec_of
@@ -65,12 +66,16 @@ def _hscan(reply: Any) -> tuple[int, list[tuple[str, str]]]:
 
 
 def rotate_index_key(model: type, count: int) -> IterPlan:
-    """Emits ``(objects looked at, objects rebuilt)`` per page of index records."""
+    """Emits ``(objects looked at, objects rebuilt)`` per page of index records. At the
+    end of a whole run under one key configuration, the registry record's ``indexkeys``
+    (the ids the blind entries may be under: _registry.keys_plan) becomes the newest key's
+    id (_registry.rewrite_ends)."""
     spec = spec_of(model)
     count = page_count(count, model=spec.name)
     blind = _blind(spec)
     if not blind:
         return
+    begun = yield from rewrite_begins(spec)
     yield from sweep_plan(model)  # expired objects' records would never be rebuilt
     for tag in spec.tags():
         rec = spec.index_root(tag) + "rec"
@@ -89,6 +94,7 @@ def rotate_index_key(model: type, count: int) -> IterPlan:
         done = yield from old_claims(spec, blind, count)
         if done:
             yield Emit([(0, done)])
+    yield from rewrite_ends(spec, begun)
 
 
 def old_claims(spec: ModelSpec, blind: set[str], count: int) -> Plan[int]:

@@ -316,7 +316,8 @@ class AsyncStore(ShellConfig):
 
         Redis: as Store.rotate_index_key"""
         shown = Progress(model, progress)
-        async for page in self._iterate(self._use(model, rotate_index_key(model, count))):
+        plan = self._use(model, rotate_index_key(model, count), check_keys=False)
+        async for page in self._iterate(plan):
             shown.step(page)
         return shown.finish()
 
@@ -377,7 +378,8 @@ class AsyncStore(ShellConfig):
         Redis: as Store.reindex"""
         plan = self._use(model, _registry.unmoved(
             model_spec(model), "reindex the model",
-            _repair.reindex_plan(model, count, self._targets(), restart)))
+            _repair.reindex_plan(model, count, self._targets(), restart)),
+            check_keys=False)  # (it enters every blind entry under the newest key)
         line = _repair.ProgressLine(model, progress)
         async for item in self._iterate(plan):
             line.feed(item)

@@ -529,19 +529,25 @@ class Store(ShellConfig):
         each (entries only, the object is not rewritten), written only if the object's
         indexed fields still hold what was read (else read again: as :meth:`reindex`).
         Safe to stop and run again. ``progress`` prints a counter on
-        stderr (default: when stderr is a terminal).
+        stderr (default: when stderr is a terminal). A whole run under one key
+        configuration records in the model's registry record that every entry is under
+        the newest key, so a process without the older keys is no longer refused
+        (docs/codecs.md, "Which keys the data is under"); this is also how a record
+        naming keys that are lost is repaired, so this call is not refused for them.
 
-        Redis: EVALSHA index_sweep.lua per bucket first (as sweep), then HSCAN of the index
+        Redis: HGET of the registry record's ``indexkeys``, then EVALSHA index_sweep.lua
+        per bucket (as sweep), then HSCAN of the index
         records per bucket; for the objects with an entry under another key, one pipelined
         TYPE and HGET of its record, then (hashes) one pipelined HGETALL with the HGET of
         its record and its PTTL, EVALSHA index_write.lua each (again after another
         HGETALL, HGET and PTTL for an object changed meanwhile), and (the others)
         EVALSHA index_write.lua forgetting it. A bucketed model: then HSCAN of each claim
         hash of a blind unique constraint, claim_drop.lua for a gone owner's claims under
-        a key id no longer configured. Nothing for a model without blind indexes."""
+        a key id no longer configured; EVALSHA registry_keys.lua at the end. Nothing for
+        a model without blind indexes."""
         shown = Progress(model, progress)
-        for page in iterate_sync(self._use(model, rotate_index_key(model, count)),
-                                 self._execute, self.client):
+        plan = self._use(model, rotate_index_key(model, count), check_keys=False)
+        for page in iterate_sync(plan, self._execute, self.client):
             shown.step(page)
         return shown.finish()
 
@@ -611,10 +617,16 @@ class Store(ShellConfig):
         SSCAN and ZSCAN pages, HGETALL, HGET, PTTL, EXISTS, ZSCORE, SISMEMBER, GET reads,
         EVALSHA ids_convert.lua, ids_read.lua, index_write.lua, index_fix.lua, index_sweep.lua and
         claim_drop.lua (the repairs under a memo: TYPE, GET and SET of
-        ``<index root>memo:<token>``), and EVALSHA registry_state.lua at the end."""
+        ``<index root>memo:<token>``), and EVALSHA registry_state.lua at the end. A model
+        with a blind index: HGET of the registry record's ``indexkeys`` first and EVALSHA
+        registry_keys.lua at the end, when the run takes up no stopped one (it records
+        that every entry is under the newest index key). Like :meth:`rotate_index_key`,
+        not refused for the index keys the model's record names (docs/codecs.md, "Which
+        keys the data is under")."""
         plan = self._use(model, _registry.unmoved(
             model_spec(model), "reindex the model",
-            _repair.reindex_plan(model, count, self._targets(), restart)))
+            _repair.reindex_plan(model, count, self._targets(), restart)),
+            check_keys=False)  # (it enters every blind entry under the newest key)
         line = _repair.ProgressLine(model, progress)
         for item in iterate_sync(plan, self._execute, self.client):
             line.feed(item)
