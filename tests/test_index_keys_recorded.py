@@ -260,7 +260,8 @@ def test_every_call_is_refused_whole_or_answers_exactly(
         steps: list[tuple[list[int], int, tuple[Any, ...]]]) -> None:
     """Two stores (two processes' views) through drawn key configurations and calls: a
     call is refused with a CodecError and writes nothing, or it answers as a model of
-    the data says (lookups exact, a unique ssn never held twice); a configuration holding
+    the data says (lookups exact, a unique ssn never held twice) and, after it, the same
+    process finds every holder of every value; a configuration holding
     every key that was ever the newest of an accepted call is never refused. At the end,
     under such a configuration, a rotation leaves the index exact (verify)."""
     client = store.client
@@ -282,6 +283,11 @@ def test_every_call_is_refused_whole_or_answers_exactly(
             assert snapshot(client) == before
             continue
         newest.add(config[0])
+        # the accepted process sees all of the data: every holder of every value
+        for ssn in SSNS:
+            _apply(s, Patient, ("find_ssn", ssn), live)
+        for email in EMAILS:
+            _apply(s, Patient, ("find_email", email), live)
     final = sorted(newest) or [0]
     configure(*final)
     stores[0].rotate_index_key(Patient, progress=False)
