@@ -67,9 +67,18 @@ ACTIVE_TRANSACTION: contextvars.ContextVar[Any] = contextvars.ContextVar(
 )
 
 
+def open_transaction() -> Any:
+    """The transaction open in this thread / asyncio task, or None. One that ended (its
+    close began, or it committed or was abandoned) is not open, even if an interrupt
+    landed before it left the context (38K K1: later transactions joined such a one and
+    their writes were lost)."""
+    tx = ACTIVE_TRANSACTION.get()
+    return tx if tx is not None and tx._live() else None
+
+
 def in_transaction() -> bool:
     """Whether a transaction is open in this thread / asyncio task."""
-    return ACTIVE_TRANSACTION.get() is not None
+    return open_transaction() is not None
 
 
 # The redis-py client of the store whose plan runs now in this thread / asyncio task (set by
@@ -84,7 +93,7 @@ def origin() -> Any:
     (unknown: a tracked object then saves whole)."""
     found = ORIGIN.get()
     if found is None:
-        tx = ACTIVE_TRANSACTION.get()
+        tx = open_transaction()
         if tx is not None:
             found = getattr(tx.store, "client", None)
     return found

@@ -44,7 +44,6 @@ from redmodel._indexes._specs import IndexedField, IndexValueError
 from redmodel._layouts._pick import layout_of
 from redmodel._models._keys import unescape
 from redmodel._models._specs import ModelSpec, model_spec
-from redmodel._plan import ACTIVE_TRANSACTION as _ACTIVE
 from redmodel._plan import (
     AsyncRunner,
     Batch,
@@ -57,6 +56,7 @@ from redmodel._plan import (
     in_transaction,
     iterate_async,
     iterate_sync,
+    open_transaction,
     script,
 )
 
@@ -1564,7 +1564,7 @@ class Query(Generic[M, S]):
         reads the registry record first). The batch is exactly the plan's first (the
         same script call, the same registry and expiry checks in it), cached on the
         compiled filter per step check."""
-        if self._after is not None or self._limit == 0 or _ACTIVE.get() is not None:
+        if self._after is not None or self._limit == 0 or open_transaction() is not None:
             return None
         known = self._known
         program = self._count_program

@@ -53,7 +53,7 @@ from redmodel._layouts._flat import FlatLayout, read_batch, send_write, write_ba
 from redmodel._layouts._hash import HashLayout, recall, saved
 from redmodel._layouts._pick import layout_of
 from redmodel._models._specs import ModelSpec, model_class
-from redmodel._plan import ACTIVE_TRANSACTION, ORIGIN, Batch, Plan
+from redmodel._plan import ORIGIN, Batch, Plan, open_transaction
 from redmodel._plans import _objects as _ops
 
 __all__ = ["Then", "delete", "exists", "get", "incr", "save", "update"]
@@ -76,7 +76,7 @@ class Then:
 def _layout(cls: type, checked: Container[type]) -> HashLayout | FlatLayout | None:
     if not isinstance(cls, type):  # a model argument that is no class: before hashing it
         model_class(cls)
-    if cls not in checked or ACTIVE_TRANSACTION.get() is not None:
+    if cls not in checked or open_transaction() is not None:
         return None
     found = _SINGLE.get(cls)
     if found is None:

@@ -37,7 +37,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from redmodel._errors import CONNECTION_ERRORS
+from redmodel._errors import CONNECTION_ERRORS, RedmodelError
 from redmodel._plan import Batch, Command, follow_up_failed
 from redmodel._transport._wire import (
     Call,
@@ -576,14 +576,24 @@ class SyncSession:
         except RestartAttemptError:
             self.broken()
             raise
+        except (RedmodelError, RedisError):
+            raise  # (a round trip that ended: its replies were read, or the link closed it)
+        except BaseException:
+            # interrupted mid round trip (a KeyboardInterrupt, a signal handler's
+            # exception): a reply may be left unread on the connection, which the UNWATCH
+            # of close() would take for its own, handing the pool a connection one reply
+            # behind (38K K1). Closed instead, never used again
+            self.broken()
+            raise
         if batch.atomic:
             self.used = False  # EXEC answered: no WATCH is left on the connection
         return ex
 
     def close(self, unwatch: bool = True) -> None:
         """Give the connection back: UNWATCH first if a WATCH may still hold on it, or
-        close it if it broke."""
-        conn, pool, self.conn, self.pool = self.conn, self.pool, None, None
+        close it if it broke (or the UNWATCH did not end: any exception, an interrupt's
+        too)."""
+        conn, pool = self.conn, self.pool
         if conn is None:
             return
         try:
@@ -594,9 +604,28 @@ class SyncSession:
                 conn.read_response(disconnect_on_error=True)
         except Exception:
             conn.disconnect()
+        except BaseException:
+            conn.disconnect()
+            raise
         finally:
+            # forgotten before it is released: __del__ never touches a connection that
+            # may be another caller's already
+            self.conn = self.pool = None
             pool.release(conn)
             self.used = False
+
+    def __del__(self) -> None:
+        # a session dropped holding its connection: an interrupt (KeyboardInterrupt, a
+        # signal handler's exception) landed as its transaction closed, before close()
+        # (38K K1). The connection's state is unknown (a WATCH, a reply unread): closed,
+        # then given back to the pool
+        conn, pool = getattr(self, "conn", None), getattr(self, "pool", None)
+        if conn is not None and pool is not None:
+            self.conn = self.pool = None
+            with contextlib.suppress(Exception):
+                conn.disconnect()
+            with contextlib.suppress(Exception):
+                pool.release(conn)
 
 
 # ---- asyncio ----------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from redmodel._plan import (
     check_plan,
     close_plan,
     not_a_batch,
+    open_transaction,
 )
 from redmodel._plans import _objects as _ops
 from redmodel._plans._atomic import incr_fields as incr_fields_plan
@@ -117,6 +118,9 @@ _HashRead = tuple[Batch, bool, list[Command], Any, str, str]  # see _TxBase._has
 # ---- the sync shell -----------------------------------------------------------------------
 
 _ACTIVE = ACTIVE_TRANSACTION
+# the closes of asyncio transactions left to a task of their own (AsyncTransaction._close):
+# held here until they end (the event loop keeps only weak references to tasks)
+_ENDING: set[asyncio.Task[None]] = set()
 
 
 def _one(batch: Batch) -> Plan[list[Any]]:
@@ -134,7 +138,7 @@ def _records_a_container(batch: Batch) -> bool:
 
 def current_transaction() -> Transaction | AsyncTransaction | None:
     """The transaction open in this thread / asyncio task, if any."""
-    return _ACTIVE.get()  # type: ignore[no-any-return]
+    return open_transaction()  # type: ignore[no-any-return]
 
 
 def _same_store(a: Any, b: Any) -> bool:
@@ -182,6 +186,14 @@ class _TxBase:
         self._containers: list[Any] = []  # containers used through in_tx, likewise
         self._owner: Any = None  # the thread (sync) or event loop (async) that opened it
         self._ids: dict[tuple[type, type, Any], tuple[str, str]] = {}  # see _id
+        self._committing = False  # in _commit: its EXEC and follow-ups (the core closed)
+
+    def _live(self) -> bool:
+        """Whether this transaction is open (``_plan.open_transaction``): it has its
+        session, and it has not ended (committed, or abandoned: its core closed) unless
+        its commit is under way. One still in the context but ended (an interrupt landed
+        as its close began, before it left: 38K K1) is not."""
+        return self._session is not None and (not self._core.closed or self._committing)
 
     def _id(self, spec: Any, model: type, id: Any) -> tuple[str, str]:
         """(key, id text) of an id (``_ops.id_str``), worked out once per attempt for a
@@ -265,20 +277,34 @@ class _TxBase:
         self._session = self.store._link.session()
         self._token = _ACTIVE.set(self)
 
+    def _leave(self) -> None:
+        """Stop being the active transaction of this context: the first step of a close,
+        before anything that can wait or fail, and safe to repeat. A transaction
+        interrupted while it opened (a KeyboardInterrupt, or a timeout's exception raised
+        by a signal handler, landing between ``_ACTIVE.set`` and the try that closes it) or
+        while it waited to close (a task cancelled behind a gathered round trip) stayed
+        active for good: every later transaction of the thread or task joined the dead one
+        and its writes were never sent (38K K1). What was active before is None (only an
+        outermost transaction activates), so it is set back to None, not reset by the
+        token (two steps fewer for an interrupt to land between)."""
+        if _ACTIVE.get() is self:
+            _ACTIVE.set(None)
+        self._token = None
+
     def _deactivate(self) -> Any:
         """Leave the context and drop what was not committed; returns the session, which the
-        shell closes (UNWATCH if needed, connection back to the pool)."""
-        if self._token is not None:
-            _ACTIVE.reset(self._token)
-            self._token = None
+        shell closes (UNWATCH if needed, connection back to the pool). The session goes
+        first: a transaction without one is never taken as open (``_plan.open_transaction``),
+        should an interrupt land before it leaves the context."""
+        session, self._session = self._session, None
+        self._leave()
         if not self._core.closed:
             self._core.abandon()
-        session, self._session = self._session, None
         return session
 
     def _enter_joined(self) -> Any:
         """If a transaction is active here, join it (a savepoint) and return it."""
-        active = _ACTIVE.get()
+        active = open_transaction()
         if active is None:
             return None
         _check_join(active, self.store, type(self).__name__ + "(store)")
@@ -698,11 +724,21 @@ class Transaction(_TxBase):
         self._activate()
 
     def _close(self) -> None:
-        session = self._deactivate()
-        if session is not None:
-            session.close()  # UNWATCH if needed; the connection goes back to the pool
+        session = self._session
+        try:
+            self._deactivate()
+        finally:  # (an interrupt in _deactivate must not keep the connection)
+            if session is not None:
+                session.close()  # UNWATCH if needed; the connection goes back to the pool
 
     def _commit(self) -> None:
+        self._committing = True
+        try:
+            self._exec()
+        finally:
+            self._committing = False
+
+    def _exec(self) -> None:
         """The queued plans' own reads and early writes, then MULTI, SCRIPT LOAD of each
         script queued (the transport's Exchange._atomic_scripts), the queued commands,
         EXEC, then their follow-ups. Raises _WatchConflictError on a WATCH conflict, the
@@ -757,7 +793,11 @@ class Transaction(_TxBase):
         active = self._enter_joined()
         if active is not None:
             return active  # type: ignore[no-any-return]
-        self._open()
+        try:
+            self._open()
+        except BaseException:  # interrupted while it opened: __exit__ will not run
+            self._close()
+            raise
         return self
 
     def __exit__(
@@ -766,7 +806,8 @@ class Transaction(_TxBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._exit_joined(exc):
+        if self._joined is not None:  # (an attribute, no call: nothing for an interrupt to
+            self._exit_joined(exc)    # land on before the outermost one's try below)
             return
         try:
             if isinstance(exc, RestartAttemptError):
@@ -926,13 +967,33 @@ class AsyncTransaction(_TxBase):
             return await self._session.run(batch)
 
     async def _close(self) -> None:
+        self._leave()  # at once: a cancel while waiting for the lock must not leave it active
+        try:
+            await self._end()
+        except asyncio.CancelledError:
+            # cancelled behind a gathered task's round trip: the connection goes back to
+            # the pool once that ends, in a task of its own
+            if self._session is not None:
+                ending = asyncio.get_running_loop().create_task(self._end())
+                _ENDING.add(ending)
+                ending.add_done_callback(_ENDING.discard)
+            raise
+
+    async def _end(self) -> None:
         async with self._lock:  # a gathered task's round trip ends first
             session = self._deactivate()
             if session is not None:
                 await session.close()
 
     async def _commit(self) -> None:
-        """As :meth:`Transaction._commit`, awaited."""
+        self._committing = True
+        try:
+            await self._exec()
+        finally:
+            self._committing = False
+
+    async def _exec(self) -> None:
+        """As :meth:`Transaction._exec`, awaited."""
         if self._poisoned is not None:
             raise self._poisoned
         core = self._core
@@ -982,7 +1043,11 @@ class AsyncTransaction(_TxBase):
         active = self._enter_joined()
         if active is not None:
             return active  # type: ignore[no-any-return]
-        self._open()
+        try:
+            self._open()
+        except BaseException:  # interrupted while it opened: __aexit__ will not run
+            await self._close()
+            raise
         return self
 
     async def __aexit__(
@@ -991,7 +1056,8 @@ class AsyncTransaction(_TxBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._exit_joined(exc):
+        if self._joined is not None:  # (an attribute, no call: nothing for an interrupt to
+            self._exit_joined(exc)    # land on before the outermost one's try below)
             return
         try:
             if isinstance(exc, RestartAttemptError):

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 
     pass
 
+from redmodel._plan import open_transaction
 from redmodel.transactions._core import _single_attempt_error, _WatchConflictError
 from redmodel.transactions._handles import (
-    _ACTIVE,
     AsyncStore,
     AsyncTransaction,
     Store,
@@ -263,7 +263,7 @@ def run_transaction(
     :class:`TransactionFunction` does once)."""
     kwargs = kwargs or {}
     stats = stats or TxStats()
-    active = _ACTIVE.get()
+    active = open_transaction()
     if active is not None:
         stats.add(joined=1)
         return _join(active, store, fn, args, kwargs)
@@ -275,8 +275,8 @@ def run_transaction(
     while True:
         attempts.begin()
         tx = Transaction(store)
-        tx._open()
         try:
+            tx._open()  # (inside the try: interrupted while it opens, it is closed: 38K K1)
             with attempts:
                 value = fn(tx, *args, **kwargs)
                 _refuse_result(fn, value, False)
@@ -347,7 +347,7 @@ async def run_transaction_async(
     """:func:`run_transaction` for ``async def`` functions on an :class:`AsyncStore`."""
     kwargs = kwargs or {}
     stats = stats or TxStats()
-    active = _ACTIVE.get()
+    active = open_transaction()
     if active is not None:
         stats.add(joined=1)
         return await _join_async(active, store, fn, args, kwargs)
@@ -359,8 +359,8 @@ async def run_transaction_async(
     while True:
         attempts.begin()
         tx = AsyncTransaction(store)
-        tx._open()
         try:
+            tx._open()  # (inside the try: interrupted while it opens, it is closed: 38K K1)
             with attempts:
                 value = await _awaited(fn, fn(tx, *args, **kwargs))
                 await tx._commit()
@@ -441,7 +441,7 @@ class TransactionFunction(Generic[P, R]):
         """Run it and return the value with how many attempts it took.
 
         Redis: as Store.transact"""
-        if not self._checked and self.store is not None and _ACTIVE.get() is None:
+        if not self._checked and self.store is not None and open_transaction() is None:
             check_function(self.fn, self.store)  # what run_transaction would do first
             self._checked = True
         return run_transaction(self.store, self.fn, args, kwargs, policy=self.policy,
@@ -483,7 +483,7 @@ class AsyncTransactionFunction(Generic[P, R]):
         """Run it and return the value with how many attempts it took.
 
         Redis: as Store.transact"""
-        if not self._checked and self.store is not None and _ACTIVE.get() is None:
+        if not self._checked and self.store is not None and open_transaction() is None:
             check_function(self.fn, self.store)
             self._checked = True
         return await run_transaction_async(self.store, self.fn, args, kwargs,
