@@ -890,7 +890,8 @@ class Registry:
 
         **Index keys.** For a model with a blind index, the record holds the ids of the
         index keys its blind equality entries may be under (``indexkeys``). Unless
-        ``check_keys`` is false (``rotate_index_key``, which is how that is repaired), a
+        ``check_keys`` is false (``rotate_index_key`` and ``reindex``, which enter every
+        entry under the newest key and record it: how a record is repaired), a
         process configured with index keys is refused (:class:`CodecError`, nothing
         written) when an id there is not one of its keys, and adds its newest key's id
         otherwise (:func:`keys_plan`: nothing sent when the record already has it). A
