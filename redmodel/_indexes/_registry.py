@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 import threading
 import uuid
@@ -644,6 +645,7 @@ def _before_sending(first: Plan[Any], plan: G) -> Generator[Any, Any, Any]:
 
 # ---- index keys ------------------------------------------------------------------------------
 
+_KID = re.compile(r"[A-Za-z0-9_-]{4}")  # a key id as made (_blind._kid): 3 bytes, base64
 #: a blind model registered without checking its keys (rotate_index_key): no key ids equal
 #: it, so the store's next use of the model registers it again and checks them
 _UNCHECKED: tuple[str, ...] = ("",)
@@ -675,11 +677,19 @@ def keys_plan(spec: ModelSpec, record: Record, kids: tuple[str, ...]) -> Plan[No
 def keys_error(spec: ModelSpec, key: str, held: tuple[str, ...], kids: tuple[str, ...]
                ) -> CodecError:
     """The refusal of a process whose index keys miss some the data is indexed under
-    (key ids only: an id tells which key made an entry and nothing about the key)."""
+    (key ids only: an id tells which key made an entry and nothing about the key). What
+    the record holds that is no key id (written by hand: anything, a key even) is only
+    counted, and at most 8 ids are named (38L F5: the field was repeated whole)."""
     missing = [k for k in held if k not in kids]
+    ids = [k for k in missing if _KID.fullmatch(k)]
+    named = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+    odd = len(missing) - len(ids)
+    if odd:
+        named += (f"{' and ' if ids else ''}{odd} entr{'y' if odd == 1 else 'ies'} that "
+                  "are no key id (written outside redmodel)")
     return CodecError(
         f"{spec.name}: its blind index entries are under index key id(s) "
-        f"{', '.join(missing)} (recorded in {key}), which this process is not configured "
+        f"{named} (recorded in {key}), which this process is not configured "
         f"with (its index keys have id(s) {', '.join(kids)}, newest first): its blind "
         "lookups would miss those entries and a unique value held under them could be "
         "taken again. Configure the keys the data was indexed under (newest first); if "
@@ -692,15 +702,19 @@ def keys_error(spec: ModelSpec, key: str, held: tuple[str, ...], kids: tuple[str
 def rewrite_begins(spec: ModelSpec) -> Plan[tuple[str, tuple[str, ...]] | None]:
     """At the start of a run that enters every blind entry of the model under the newest
     index key (``rotate_index_key``; a ``reindex`` that does not take up a stopped run):
-    the record's ``indexkeys`` as read (one HGET), and the ids of the keys configured now.
-    None (nothing sent) for a model without a blind index, or a process without keys."""
+    the newest key's id is added to the record's ``indexkeys`` first (a run stopped
+    midway leaves entries under it: 38L F1), and what the field held before is returned
+    with the ids of the keys configured now (one script call, registry_keys.lua
+    'begin'). None (nothing sent) for a model without a blind index, or a process
+    without keys."""
     kids = configured_kids() if has_blind(spec) else None
     if kids is None:
         return None
     key = registry_key(spec.prefix)
-    replies = yield Batch([("HGET", key, INDEX_KEYS_FIELD)], keys=[key])
+    replies = yield Batch([INDEX_KEYS.call([key], ["begin", kids[0]])], write=True,
+                          idempotent=True, keys=[key])
     assert replies is not None
-    return (_str(replies[0]) if replies[0] is not None else "", kids)
+    return (_str(replies[0][1]), kids)
 
 
 def rewrite_ends(spec: ModelSpec, begun: tuple[str, tuple[str, ...]] | None) -> Plan[None]:

@@ -394,7 +394,8 @@ def reindex_plan(model: type, count: int, targets: Sequence[Any], restart: bool 
         state.phase += 1
         state.cursors = {}
         yield from save_state()
-    yield from rewrite_ends(spec, begun)
+    # (an object it passed over keeps its entries under the keys of before: 38L F2)
+    yield from rewrite_ends(spec, None if fixer.unindexed or fixer.skipped else begun)
     yield Batch([("DEL", key)], write=True, idempotent=True, keys=(key,))
     yield Emit([(yield from _held_count(spec))])
 
@@ -492,6 +493,7 @@ class _Repair:
         self.gone: set[str] = set()  # keys reported gone already
         self.bad: set[str] = set()  # keys of the wrong type (reported once, then skipped)
         self.skipped = 0  # objects left to their writers (changed on every read)
+        self.unindexed = 0  # objects it could not make entries of (unreadable, a value)
         # (root, id) -> an object's own entries, where its record disagrees (verify pass 3
         # then judges entries by the object, not by the record)
         self.truth: dict[tuple[str, str], set[str]] = {}
@@ -740,6 +742,7 @@ class _Repair:
                         model=self.spec.name, key=key, field=e.field, codec=e.codec,
                     ) from None
                 self.report(f"{key}: cannot be read, so it cannot be indexed ({e})")
+                self.unindexed += 1
                 continue
             if obj is None:
                 self.vanished.append(key)
@@ -749,6 +752,7 @@ class _Repair:
                                            problems=problems)
             for field, why in problems:
                 self.report(f"{key}: {field} cannot be indexed ({why})")
+            self.unindexed += bool(problems)
             unread = heads[i][0][1] in self.bad  # the record hash is of the wrong type
             if not isinstance(record, (bytes, str)):
                 record = None  # (reported: judged without it)

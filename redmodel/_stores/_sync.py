@@ -535,8 +535,8 @@ class Store(ShellConfig):
         (docs/codecs.md, "Which keys the data is under"); this is also how a record
         naming keys that are lost is repaired, so this call is not refused for them.
 
-        Redis: HGET of the registry record's ``indexkeys``, then EVALSHA index_sweep.lua
-        per bucket (as sweep), then HSCAN of the index
+        Redis: EVALSHA registry_keys.lua (the newest key's id recorded first), then
+        EVALSHA index_sweep.lua per bucket (as sweep), then HSCAN of the index
         records per bucket; for the objects with an entry under another key, one pipelined
         TYPE and HGET of its record, then (hashes) one pipelined HGETALL with the HGET of
         its record and its PTTL, EVALSHA index_write.lua each (again after another
@@ -618,9 +618,9 @@ class Store(ShellConfig):
         EVALSHA ids_convert.lua, ids_read.lua, index_write.lua, index_fix.lua, index_sweep.lua and
         claim_drop.lua (the repairs under a memo: TYPE, GET and SET of
         ``<index root>memo:<token>``), and EVALSHA registry_state.lua at the end. A model
-        with a blind index: HGET of the registry record's ``indexkeys`` first and EVALSHA
-        registry_keys.lua at the end, when the run takes up no stopped one (it records
-        that every entry is under the newest index key). Like :meth:`rotate_index_key`,
+        with a blind index: EVALSHA registry_keys.lua first (the newest key's id recorded
+        beside the others) and again at the end, when the run takes up no stopped one and
+        passed over no object (it records that every entry is under the newest key). Like :meth:`rotate_index_key`,
         not refused for the index keys the model's record names (docs/codecs.md, "Which
         keys the data is under")."""
         plan = self._use(model, _registry.unmoved(

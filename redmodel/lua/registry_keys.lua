@@ -8,6 +8,11 @@
 --     {'MISSING', held} (nothing written) when a held id is not among them; else adds the
 --     newest (its writes make entries under it) and answers {'OK', held}. A resend finds
 --     the id added and answers as its first run did.
+--   'begin': a run that enters every blind entry under newest id ARGV[2] starts
+--     (rotate_index_key, reindex): the id is added first, so that while the run moves
+--     entries to it a process without it is refused (38L F1: a run stopped midway left
+--     the record naming only the older key); answers {'OK', held} with the field as it
+--     was before (a resend: with the id, which 'rewritten' keeps anyway).
 --   'rewritten': a whole run that entered every blind entry under newest id ARGV[2]
 --     (rotate_index_key, reindex) ended: every entry is under it now, but for ids added
 --     since the run read the field (ARGV[3], the field as read then: a process configured
@@ -18,6 +23,15 @@
 if redis.call('HEXISTS', KEYS[1], 'schema') == 0 then return {'OK', ''} end
 local held = redis.call('HGET', KEYS[1], 'indexkeys') or ''
 local newest = ARGV[2]
+if ARGV[1] == 'begin' then
+  for kid in string.gmatch(held, '%S+') do
+    if kid == newest then return {'OK', held} end
+  end
+  local added = newest
+  if held ~= '' then added = held .. ' ' .. newest end
+  redis.call('HSET', KEYS[1], 'indexkeys', added)
+  return {'OK', held}
+end
 if ARGV[1] == 'use' then
   local configured = {}
   for i = 2, #ARGV do configured[ARGV[i]] = true end
