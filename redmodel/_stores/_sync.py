@@ -620,9 +620,9 @@ class Store(ShellConfig):
         ``<index root>memo:<token>``), and EVALSHA registry_state.lua at the end. A model
         with a blind index: EVALSHA registry_keys.lua first (the newest key's id recorded
         beside the others) and again at the end, when the run takes up no stopped one and
-        passed over no object (it records that every entry is under the newest key). Like :meth:`rotate_index_key`,
-        not refused for the index keys the model's record names (docs/codecs.md, "Which
-        keys the data is under")."""
+        passed over no object (it records that every entry is under the newest key).
+        Like :meth:`rotate_index_key`, not refused for the index keys the model's record
+        names (docs/codecs.md, "Which keys the data is under")."""
         plan = self._use(model, _registry.unmoved(
             model_spec(model), "reindex the model",
             _repair.reindex_plan(model, count, self._targets(), restart)),
