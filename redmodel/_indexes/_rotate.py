@@ -66,10 +66,10 @@ def _hscan(reply: Any) -> tuple[int, list[tuple[str, str]]]:
 
 
 def rotate_index_key(model: type, count: int) -> IterPlan:
-    """Emits ``(objects looked at, objects rebuilt)`` per page of index records. At the
-    end of a whole run under one key configuration, the registry record's ``indexkeys``
-    (the ids the blind entries may be under: _registry.keys_plan) becomes the newest key's
-    id (_registry.rewrite_ends)."""
+    """Emits ``(objects looked at, objects rebuilt)`` per page of index records. The
+    newest key's id is added to the registry record's ``indexkeys`` (the ids the blind
+    entries may be under: _registry.keys_plan) as it starts, and is all it holds at the
+    end of a whole run under one key configuration (_registry.rewrite_begins/_ends)."""
     spec = spec_of(model)
     count = page_count(count, model=spec.name)
     blind = _blind(spec)

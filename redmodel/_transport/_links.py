@@ -1024,6 +1024,11 @@ class AsyncSession:
         except RestartAttemptError:
             self.broken()
             raise
+        except (RedmodelError, RedisError):
+            raise
+        except BaseException:  # cancelled or interrupted mid round trip: as SyncSession.run
+            self.broken()
+            raise
         if batch.atomic:
             self.used = False  # EXEC answered: no WATCH is left on the connection
         return ex
